@@ -1,0 +1,1 @@
+"""The catalog: discovery of data sources, schemas with semantic types, DataHub metadata."""

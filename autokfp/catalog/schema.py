@@ -1,0 +1,108 @@
+"""Dataset schemas with semantic types: the shared description every later step reads.
+
+A ``DatasetSchema`` is what discovery writes for each table or file and what feature
+engineering, quality checks and governance read. It round-trips through JSON
+(``to_dict``/``from_dict``) so it can travel as a KFP artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SemanticType = Literal[
+    "id",
+    "numeric",
+    "categorical",
+    "boolean",
+    "datetime",
+    "text",
+    "email",
+    "phone",
+    "card_number",
+    "ip_address",
+    "person_name",
+    "constant",
+    "empty",
+]
+
+PII_TYPES: frozenset[str] = frozenset({"email", "phone", "card_number", "ip_address", "person_name"})
+
+
+@dataclass
+class ColumnSchema:
+    """One column: its physical (storage) type, semantic type and profile."""
+
+    name: str
+    physical_type: str
+    semantic_type: SemanticType
+    nullable: bool = True
+    null_count: int = 0
+    distinct_count: int = 0
+    min: float | str | None = None
+    max: float | str | None = None
+    mean: float | None = None
+    top_values: list[tuple[str, int]] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def is_pii(self) -> bool:
+        return self.semantic_type in PII_TYPES or "pii" in self.tags
+
+    @property
+    def is_sensitive(self) -> bool:
+        return "sensitive" in self.tags
+
+
+@dataclass
+class DatasetSchema:
+    """A table or file as catalogued: where it is, its columns, and how it was sampled."""
+
+    dataset_id: str  # "<source name>/<table or relative path>"
+    platform: str  # "file", "gcs", "sqlite", "postgres", ...
+    location: str  # path, gs:// URI or SQLAlchemy URL *without credentials*
+    row_count: int
+    sample_rows: int
+    columns: list[ColumnSchema]
+    format: str | None = None  # "csv", "parquet", "jsonl" for files; None for tables
+
+    def column(self, name: str) -> ColumnSchema:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable hash of column names and physical types: changes iff the schema changes."""
+        payload = json.dumps([(c.name, c.physical_type) for c in self.columns])
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["fingerprint"] = self.fingerprint
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetSchema:
+        data = dict(data)
+        data.pop("fingerprint", None)
+        columns = []
+        for col in data.pop("columns"):
+            col = dict(col)
+            col["top_values"] = [tuple(v) for v in col.get("top_values", [])]
+            columns.append(ColumnSchema(**col))
+        return cls(columns=columns, **data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> DatasetSchema:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,308 @@
+"""The run configuration: one YAML file, validated once, at the edge.
+
+Example (the demo writes one like it)::
+
+    name: churn
+    sources:
+      - {name: files, kind: folder, path: data/files, include: ["*.parquet", "*.csv"]}
+      - {name: warehouse, kind: sql, url: "sqlite:///data/warehouse.db"}
+    training:
+      dataset: warehouse/customers     # <source name>/<table or relative file path>
+      target: churned
+    budget: {max_runtime_secs: 60}
+
+Every setting has a default except ``name``, ``sources`` and ``training``. Unknown keys are
+rejected (a typo must not be silently ignored), and each bad field is reported with its
+dotted path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autokfp.errors import ConfigError
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class FolderSource(_Strict):
+    """A local folder of CSV / Parquet / JSON-lines files (searched recursively)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["folder"]
+    path: str
+    include: list[str] = Field(default_factory=lambda: ["*.csv", "*.parquet", "*.jsonl"])
+    exclude: list[str] = Field(default_factory=list)
+
+
+class GcsSource(_Strict):
+    """Files under a ``gs://bucket/prefix``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["gcs"]
+    uri: str
+    include: list[str] = Field(default_factory=lambda: ["*.csv", "*.parquet", "*.jsonl"])
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("uri")
+    @classmethod
+    def _gs_uri(cls, value: str) -> str:
+        if not value.startswith("gs://") or len(value) <= len("gs://"):
+            raise ValueError("must look like gs://bucket or gs://bucket/prefix")
+        return value.rstrip("/")
+
+
+class SqlSource(_Strict):
+    """A database reached through a SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://...``).
+
+    Put passwords in an environment variable and reference it as ``${VAR}`` in the URL; the
+    expanded value is never written to logs, artifacts or compiled pipelines.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["sql"]
+    url: str
+    tables: list[str] | None = None
+    schema_name: str | None = Field(default=None, alias="schema")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a SQLAlchemy URL such as sqlite:///path/to.db")
+        return value
+
+
+Source = Annotated[FolderSource | GcsSource | SqlSource, Field(discriminator="kind")]
+
+
+class TrainingSpec(_Strict):
+    dataset: str = Field(description="<source name>/<table name or file path relative to the source>")
+    target: str
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    id_column: str | None = None
+    positive_class: str | None = None
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        if "/" not in value:
+            raise ValueError("must be '<source name>/<table or file>', e.g. warehouse/customers")
+        return value
+
+
+class SplitSpec(_Strict):
+    test_fraction: float = Field(default=0.2, gt=0.05, lt=0.5)
+    seed: int = 42
+
+
+class BudgetSpec(_Strict):
+    max_runtime_secs: int = Field(default=120, ge=10, le=86_400)
+    max_models: int = Field(default=20, ge=1, le=500)
+    nfolds: int = Field(default=5, ge=2, le=10)
+    seed: int = 1
+    nthreads: int = Field(default=-1, ge=-1)
+    max_mem_size: str = Field(default="4G", pattern=r"^[0-9]+[mMgG]$")
+    include_algos: list[Literal["GLM", "GBM", "DRF", "XGBoost", "DeepLearning", "StackedEnsemble"]] | None = None
+
+
+class FeatureSpec(_Strict):
+    drop_pii: bool = True
+    drop_columns: list[str] = Field(default_factory=list)
+    leakage_threshold: float = Field(
+        default=0.97, gt=0.5, le=1.0,
+        description="a column whose AUC (or |corr| for regression) alone reaches this is dropped as a leak",
+    )
+    max_text_tokens: int = Field(default=20, ge=0, le=500)
+    datetime_parts: list[Literal["year", "month", "day", "dayofweek", "hour", "age_days"]] = Field(
+        default_factory=lambda: ["year", "month", "dayofweek", "age_days"]
+    )
+
+
+class QualitySpec(_Strict):
+    min_rows: int = Field(default=100, ge=10)
+    max_missing_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    fail_on_missing_fraction: float = Field(default=0.95, ge=0.0, le=1.0)
+    max_target_missing_fraction: float = Field(default=0.0, ge=0.0, le=0.5)
+    min_class_count: int = Field(default=10, ge=1)
+
+
+class SelectionSpec(_Strict):
+    primary_metric: Literal["auto", "auc", "logloss", "accuracy", "f1", "rmse", "mae", "r2"] = "auto"
+    min_improvement: float = Field(default=0.0, ge=0.0)
+    confidence: float = Field(
+        default=0.9, ge=0.5, lt=1.0,
+        description="paired-bootstrap probability that the challenger is better, required to replace a champion",
+    )
+    bootstrap_samples: int = Field(default=500, ge=50, le=10_000)
+
+
+class DeploySpec(_Strict):
+    namespace: str = "kubeflow-user-example-com"
+    service_account: str = "autokfp-serving"
+    canary_traffic_percent: int = Field(default=10, ge=0, le=100)
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=3, ge=1)
+    cpu: str = "1"
+    memory: str = "2Gi"
+
+    @model_validator(mode="after")
+    def _replicas(self) -> DeploySpec:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be >= min_replicas")
+        return self
+
+
+class RunConfig(_Strict):
+    """A complete, validated run configuration."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="model name in the registry (lowercase, digits, '-')")
+    sources: list[Source] = Field(min_length=1)
+    training: TrainingSpec
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    features: FeatureSpec = Field(default_factory=FeatureSpec)
+    quality: QualitySpec = Field(default_factory=QualitySpec)
+    selection: SelectionSpec = Field(default_factory=SelectionSpec)
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
+
+    @model_validator(mode="after")
+    def _dataset_names_a_source(self) -> RunConfig:
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
+        source = self.training.dataset.split("/", 1)[0]
+        if source not in names:
+            raise ValueError(
+                f"training.dataset '{self.training.dataset}' names source '{source}', "
+                f"but the sources are: {', '.join(names)}"
+            )
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.name
+
+    def source(self, name: str) -> FolderSource | GcsSource | SqlSource:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(f"no source named '{name}' in the config (have: {[s.name for s in self.sources]})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (what pipelines receive as their ``config`` parameter)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
+    loc = ".".join(str(p) for p in error["loc"] if not _is_union_tag(p))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(model, error["loc"][:-1])
+        hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
+        return f"{loc}: unknown setting{hint}"
+    if kind == "missing":
+        return f"{loc}: required setting is missing"
+    if kind == "union_tag_invalid":
+        return f"{loc or 'sources[]'}.kind: must be one of 'folder', 'gcs', 'sql'"
+    if kind == "union_tag_not_found":
+        return f"{loc}: every source needs a kind: 'folder', 'gcs' or 'sql'"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return f"{loc or '<top level>'}: {message}"
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and part in {"folder", "gcs", "sql"}
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    kinds = {"folder": FolderSource, "gcs": GcsSource, "sql": SqlSource}
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if part in kinds:
+            current = kinds[part]
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidate = getattr(annotation, "__args__", (annotation,))
+        nested = [c for c in candidate if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return []
+        current = nested[0]
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def parse_config(data: Any, origin: str = "config") -> RunConfig:
+    """Validate a mapping into a RunConfig; raise ConfigError listing every bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e, RunConfig) for e in exc.errors()]
+        listing = "\n  - ".join(lines)
+        raise ConfigError(f"{origin} has {len(lines)} invalid setting(s):\n  - {listing}") from None
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _resolve_relative(config: RunConfig, base: Path) -> RunConfig:
+    for source in config.sources:
+        if isinstance(source, FolderSource) and not Path(source.path).is_absolute():
+            source.path = str((base / source.path).resolve())
+        if isinstance(source, SqlSource) and source.url.startswith("sqlite:///"):
+            db_path = source.url[len("sqlite:///"):]
+            if db_path and not db_path.startswith("/") and db_path != ":memory:":
+                source.url = "sqlite:///" + str((base / db_path).resolve())
+    return config
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Load and validate a YAML run config. Relative paths are relative to the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file '{path}' does not exist; pass the path of a YAML run config")
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ConfigError(f"config file '{path}' is empty; see examples/churn.yaml for a complete one")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+    config = parse_config(data, origin=str(path))
+    return _resolve_relative(config, path.parent.resolve())
+
+
+def expand_env(url: str) -> str:
+    """Expand ``${VAR}`` references (for secrets) at the moment of use, never earlier."""
+
+    def _sub(match: re.Match[str]) -> str:
+        import os
+
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"environment variable {name} (referenced in a source URL) is not set")
+        return os.environ[name]
+
+    return _ENV_REF.sub(_sub, url)

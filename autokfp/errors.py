@@ -1,0 +1,49 @@
+"""One error hierarchy for everything a user can cause.
+
+Every message names what is wrong (file, column, setting) and what to do about it. The CLI
+prints these messages without a traceback and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class AutokfpError(Exception):
+    """Root of every error autokfp raises on purpose."""
+
+    exit_code = 2
+
+
+class ConfigError(AutokfpError):
+    """A run configuration or setting is invalid."""
+
+
+class StorageError(AutokfpError):
+    """An artifact URI cannot be read or written."""
+
+
+class DataError(AutokfpError):
+    """Input data is missing, empty, unreadable or unusable."""
+
+
+class SchemaError(DataError):
+    """Data does not have the columns or types that are required."""
+
+
+class QualityGateError(DataError):
+    """The data quality gate failed; ``failures`` lists every failed check."""
+
+    def __init__(self, message: str, failures: list[str] | None = None):
+        super().__init__(message)
+        self.failures = failures or []
+
+
+class TrainingError(AutokfpError):
+    """Training could not produce a usable model."""
+
+
+class RegistryError(AutokfpError):
+    """The model registry refused an operation or holds unexpected state."""
+
+
+class DeploymentError(AutokfpError):
+    """A model could not be deployed."""
