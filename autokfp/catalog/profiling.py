@@ -1,0 +1,518 @@
+"""Column profiling: physical type, semantic type (incl. PII kinds) and summary statistics.
+
+Semantic types are decided by content; a column's name only breaks ties (``customer_id``
+holding unique integers is an id, ``score`` holding unique integers is numeric). Content
+checks run on a deterministic sample of at most ``_CONTENT_SAMPLE`` non-null values, so
+profiling cost does not grow with the number of rows beyond counting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autokfp.catalog.schema import PII_TYPES, ColumnSchema, DatasetSchema, SemanticType
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ROWS = 100_000
+_CONTENT_SAMPLE = 1_000
+_SEED = 0
+
+# A content rule must hold for this fraction of sampled non-null values.
+_PII_MATCH = 0.9
+_DATETIME_MATCH = 0.95
+
+SENSITIVE_ATTRIBUTES: frozenset[str] = frozenset(
+    {
+        "gender",
+        "sex",
+        "race",
+        "ethnicity",
+        "religion",
+        "age_group",
+        "nationality",
+        "marital_status",
+        "disability",
+    }
+)
+
+_BOOLEAN_TOKENS = [
+    {"true", "false"},
+    {"t", "f"},
+    {"yes", "no"},
+    {"y", "n"},
+    {"0", "1"},
+    {"on", "off"},
+]
+
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+_IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
+_IPV6 = re.compile(r"^(?=.*:.*:)[0-9A-Fa-f:]{2,39}$")
+_CARD = re.compile(r"^\d(?:[ -]?\d){12,18}$")
+_PHONE = re.compile(
+    r"^\+?\(?\d{1,4}\)?(?:[\s.-]?\(?\d{1,5}\)?){1,5}(?:\s*(?:x|ext\.?)\s*\d{1,5})?$"
+)
+_PHONE_SEPARATED = re.compile(r"^\+|[\s().-]")
+_NAME_WORD = r"[A-Z][a-z]+(?:['’-][A-Za-z][a-z]*)?"
+_PERSON_NAME = re.compile(
+    rf"^(?:{_NAME_WORD}\.? )?{_NAME_WORD}(?: [A-Z]\.)?(?: {_NAME_WORD}){{1,2}}$"
+)
+_SINGLE_NAME = re.compile(rf"^{_NAME_WORD}$")
+_DATE_SHAPE = re.compile(
+    r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?)?$"
+    r"|^\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}( \d{1,2}:\d{2}(:\d{2})?\s*([AaPp][Mm])?)?$"
+    r"|^\d{1,2}[ -]?[A-Za-z]{3,9}[ -,]*\d{2,4}"
+    r"|^[A-Za-z]{3,9}\.? \d{1,2},? \d{4}"
+    r"|^\d{4}-\d{2}-\d{2}T"
+)
+# no leading "+": "+15551234567" is a phone number, not a number
+_NUMERIC_TEXT = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+_ID_TOKENS = {"id", "uuid", "guid", "key", "pk", "identifier"}
+_ID_SUFFIX_TOKENS = {"code", "number", "no", "num", "ref"}
+_NAME_TOKENS = {"name", "fullname", "surname", "firstname", "lastname", "givenname", "person"}
+_NOT_PERSON_TOKENS = {
+    "product",
+    "file",
+    "host",
+    "user",
+    "username",
+    "company",
+    "city",
+    "street",
+    "country",
+    "brand",
+    "item",
+    "table",
+    "column",
+    "field",
+    "plan",
+    "store",
+    "category",
+    "model",
+    "app",
+    "team",
+    "org",
+    "organization",
+    "region",
+    "state",
+    "town",
+    "place",
+    "dataset",
+    "event",
+}
+_SINGLE_NAME_COLUMNS = {
+    "first_name",
+    "last_name",
+    "firstname",
+    "lastname",
+    "surname",
+    "given_name",
+    "givenname",
+    "family_name",
+    "middle_name",
+}
+
+
+def name_tokens(name: str) -> list[str]:
+    """Split a column name into lowercase words: ``customerId`` and ``customer_id`` agree."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name))
+    return [t for t in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if t]
+
+
+def _snake(name: str) -> str:
+    return "_".join(name_tokens(name))
+
+
+def _id_like_name(name: str) -> bool:
+    tokens = name_tokens(name)
+    if not tokens:
+        return False
+    return (
+        tokens[-1] in _ID_TOKENS
+        or tokens[0] in _ID_TOKENS
+        or (len(tokens) > 1 and tokens[-1] in _ID_SUFFIX_TOKENS)
+        or _snake(name) in {"unnamed_0", "index"}
+    )
+
+
+def _person_like_name(name: str) -> bool:
+    tokens = set(name_tokens(name))
+    if tokens & _NOT_PERSON_TOKENS:
+        return False
+    return bool(tokens & _NAME_TOKENS) or _snake(name) in _SINGLE_NAME_COLUMNS
+
+
+def _phone_like_name(name: str) -> bool:
+    return bool(set(name_tokens(name)) & {"phone", "mobile", "tel", "telephone", "cell", "fax"})
+
+
+def is_sensitive_name(name: str) -> bool:
+    """True for common protected-attribute names (``gender``, ``customer_race``...)."""
+    snake = _snake(name)
+    return any(re.search(rf"(^|_){attr}($|_)", snake) for attr in SENSITIVE_ATTRIBUTES)
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum that every payment card number satisfies."""
+    if not digits.isdigit():
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _is_card(text: str) -> bool:
+    if not _CARD.match(text):
+        return False
+    digits = re.sub(r"[ -]", "", text)
+    return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_valid(digits)
+
+
+def _is_phone(text: str) -> bool:
+    if not _PHONE.match(text):
+        return False
+    digits = re.sub(r"\D", "", re.split(r"\s*(?:x|ext)", text)[0])
+    return 7 <= len(digits) <= 15
+
+
+def _fraction(values: list[str], predicate: Any) -> float:
+    if not values:
+        return 0.0
+    return sum(1 for v in values if predicate(v)) / len(values)
+
+
+def _hashable(series: pd.Series) -> pd.Series:
+    """Nested JSON values (lists, dicts) become their JSON text so they can be counted."""
+    if series.dtype != object:
+        return series
+    if not series.map(lambda v: isinstance(v, (list, dict, set, np.ndarray))).any():
+        return series
+
+    def _text(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        if isinstance(v, set):
+            v = sorted(v, key=str)
+        if isinstance(v, (list, dict)):
+            return json.dumps(v, sort_keys=True, default=str)
+        return v
+
+    return series.map(_text)
+
+
+def _content_sample(non_null: pd.Series) -> pd.Series:
+    if len(non_null) > _CONTENT_SAMPLE:
+        return non_null.sample(_CONTENT_SAMPLE, random_state=_SEED)
+    return non_null
+
+
+def _to_datetime(values: pd.Series) -> pd.Series:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            iso = pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
+            if iso.notna().sum() == values.notna().sum():
+                return iso
+        except (ValueError, TypeError):
+            pass
+        try:
+            return pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+        except (ValueError, TypeError, OverflowError):
+            return pd.Series(pd.NaT, index=values.index)
+
+
+def looks_like_datetime_text(series: pd.Series) -> bool:
+    """True when ≥95% of sampled non-null values are date/time strings that parse."""
+    if not (series.dtype == object or pd.api.types.is_string_dtype(series)):
+        return False
+    non_null = series.dropna()
+    if non_null.empty:
+        return False
+    sample = _content_sample(non_null)
+    if not sample.map(lambda v: isinstance(v, str)).all():
+        return False
+    text = sample.str.strip()
+    if _fraction(list(text), lambda v: bool(_DATE_SHAPE.match(v))) < _DATETIME_MATCH:
+        return False
+    parsed = _to_datetime(text)
+    return float(parsed.notna().mean()) >= _DATETIME_MATCH
+
+
+def parse_datetime_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Convert text columns that hold dates/times to ``datetime64`` (SQLite stores them as text).
+
+    Timezone-aware strings are converted to UTC and made naive so one column has one dtype.
+    """
+    out = df
+    for name in df.columns:
+        column = df[name]
+        if looks_like_datetime_text(column):
+            parsed = _to_datetime(column.where(column.notna(), None).astype(object))
+            if out is df:
+                out = df.copy()
+            out[name] = parsed.dt.tz_convert(None) if parsed.dt.tz is not None else parsed
+    return out
+
+
+def physical_type(series: pd.Series) -> str:
+    """A normalised storage type: int64, float64, bool, datetime64, string, category..."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int64"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float64"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime64"
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return "timedelta64"
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "category"
+    if pd.api.types.is_complex_dtype(dtype):
+        return "complex128"
+    non_null = series.dropna()
+    if not non_null.empty:
+        sample = _content_sample(non_null)
+        if sample.map(lambda v: isinstance(v, (bool, np.bool_))).all():
+            return "bool"
+        if sample.map(lambda v: isinstance(v, bytes)).all():
+            return "bytes"
+        if sample.map(lambda v: isinstance(v, (list, dict, np.ndarray))).any():
+            return "json"
+    return "string"
+
+
+def _boolean_values(non_null: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(non_null.dtype):
+        return True
+    distinct = non_null.unique()
+    if len(distinct) != 2:
+        return False
+    if all(isinstance(v, (bool, np.bool_)) for v in distinct):
+        return True
+    if pd.api.types.is_numeric_dtype(non_null.dtype):
+        return {float(v) for v in distinct} == {0.0, 1.0}
+    lowered = {str(v).strip().lower() for v in distinct}
+    return any(lowered == tokens for tokens in _BOOLEAN_TOKENS)
+
+
+def _categorical_limit(n: int) -> int:
+    return max(20, int(0.05 * n))
+
+
+def _numeric_type(non_null: pd.Series, name: str, distinct: int) -> SemanticType:
+    n = len(non_null)
+    integral = pd.api.types.is_integer_dtype(non_null.dtype) or bool(
+        np.all(np.mod(non_null.to_numpy(dtype=float), 1) == 0)
+    )
+    if integral:
+        if distinct == n and n > 1 and _id_like_name(name):
+            return "id"
+        sample = _content_sample(non_null)
+        digits = [str(int(v)) for v in sample]
+        if _fraction(digits, _is_card) >= _PII_MATCH:
+            return "card_number"
+        if _phone_like_name(name) and _fraction(digits, lambda d: 7 <= len(d) <= 15) >= _PII_MATCH:
+            return "phone"
+        # Small integer codes (ratings, counts of a few levels) behave as categories.
+        if distinct <= 20 and distinct <= max(2, int(0.05 * n)):
+            return "categorical"
+    return "numeric"
+
+
+def _text_type(non_null: pd.Series, name: str, distinct: int) -> SemanticType:
+    n = len(non_null)
+    sample = _content_sample(non_null)
+    text = [str(v).strip() for v in sample]
+
+    if _fraction(text, lambda v: bool(_EMAIL.match(v))) >= _PII_MATCH:
+        return "email"
+    if _fraction(text, lambda v: bool(_IPV4.match(v) or _IPV6.match(v))) >= _PII_MATCH:
+        return "ip_address"
+    if _fraction(text, _is_card) >= _PII_MATCH:
+        return "card_number"
+    if looks_like_datetime_text(sample.astype(str)):
+        return "datetime"
+    phone_name = _phone_like_name(name)
+    phone_shaped = _fraction(
+        text,
+        lambda v: _is_phone(v) and bool(_PHONE_SEPARATED.search(v)) and not _NUMERIC_TEXT.match(v),
+    )
+    if phone_shaped >= _PII_MATCH or (phone_name and _fraction(text, _is_phone) >= _PII_MATCH):
+        return "phone"
+    if _person_like_name(name):
+        single = _snake(name) in _SINGLE_NAME_COLUMNS
+        pattern = _SINGLE_NAME if single else _PERSON_NAME
+        if _fraction(text, lambda v: bool(pattern.match(v) or _PERSON_NAME.match(v))) >= 0.8:
+            return "person_name"
+    elif (
+        n >= 20
+        and distinct >= 0.5 * n
+        and _fraction(text, lambda v: bool(_PERSON_NAME.match(v))) >= 0.95
+    ):
+        return "person_name"
+
+    if _fraction(text, lambda v: bool(_NUMERIC_TEXT.match(v))) == 1.0:
+        if distinct == n and n > 1 and _id_like_name(name):
+            return "id"
+        numeric = pd.to_numeric(pd.Series(text), errors="coerce")
+        return _numeric_type(numeric.dropna(), name, distinct)
+
+    words = np.mean([len(v.split()) for v in text]) if text else 0.0
+    lengths = np.mean([len(v) for v in text]) if text else 0.0
+    codes = all(v and not any(c.isspace() for c in v) and len(v) <= 64 for v in text)
+    if distinct == n and n > 1 and codes and (_id_like_name(name) or n >= 20):
+        return "id"
+    if distinct <= _categorical_limit(n):
+        return "categorical"
+    if words >= 3 or lengths >= 40:
+        return "text"
+    return "categorical"
+
+
+def infer_semantic_type(series: pd.Series, name: str) -> SemanticType:
+    """Decide what a column means: id, numeric, categorical, boolean, datetime, text, a PII
+    kind (email, phone, card_number, ip_address, person_name), constant or empty.
+
+    Args:
+        series: the column's values (a sample is enough).
+        name: the column name; it only helps where content is ambiguous.
+
+    Returns:
+        One of the ``SemanticType`` literals.
+    """
+    non_null = _hashable(series).dropna()
+    if non_null.empty:
+        return "empty"
+    if isinstance(non_null.dtype, pd.CategoricalDtype):
+        non_null = non_null.astype(object)
+    distinct = int(non_null.nunique())
+    if distinct == 1:
+        return "constant"
+    if _boolean_values(non_null):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(non_null.dtype):
+        return "datetime"
+    if pd.api.types.is_timedelta64_dtype(non_null.dtype):
+        return "numeric"
+    if pd.api.types.is_numeric_dtype(non_null.dtype):
+        return _numeric_type(non_null, name, distinct)
+    if non_null.map(lambda v: hasattr(v, "isoformat")).all():  # datetime.date / time objects
+        return "datetime"
+    return _text_type(non_null, name, distinct)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return str(value)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def profile_column(
+    series: pd.Series, name: str, sensitive_columns: Iterable[str] = ()
+) -> ColumnSchema:
+    """Profile one column (physical and semantic type, counts, range, top values, tags)."""
+    values = _hashable(series)
+    semantic = infer_semantic_type(values, name)
+    non_null = values.dropna()
+    column = ColumnSchema(
+        name=str(name),
+        physical_type=physical_type(series),
+        semantic_type=semantic,
+        null_count=int(len(values) - len(non_null)),
+        distinct_count=int(non_null.nunique()),
+    )
+    column.nullable = column.null_count > 0
+    is_bool = pd.api.types.is_bool_dtype(non_null.dtype)
+    if pd.api.types.is_numeric_dtype(non_null.dtype) and not is_bool and not non_null.empty:
+        numbers = non_null.astype(float)
+        column.min = _number(numbers.min())
+        column.max = _number(numbers.max())
+        column.mean = _number(numbers.mean())
+    elif semantic == "datetime" and not non_null.empty:
+        stamps = non_null
+        if not pd.api.types.is_datetime64_any_dtype(stamps.dtype):
+            stamps = _to_datetime(stamps.astype(str)).dropna()
+        if not stamps.empty:
+            column.min = _iso(stamps.min())
+            column.max = _iso(stamps.max())
+    if semantic in ("categorical", "boolean", "constant") and not non_null.empty:
+        counts = non_null.astype(str).value_counts().head(5)
+        column.top_values = [(str(k), int(v)) for k, v in counts.items()]
+
+    tags: list[str] = []
+    if semantic in PII_TYPES:
+        tags += ["pii", f"pii:{semantic}"]
+    if str(name) in set(sensitive_columns) or is_sensitive_name(str(name)):
+        tags.append("sensitive")
+    column.tags = tags
+    return column
+
+
+def profile_frame(
+    df: pd.DataFrame,
+    dataset_id: str,
+    platform: str,
+    location: str,
+    fmt: str | None = None,
+    row_count: int | None = None,
+    sensitive_columns: Iterable[str] = (),
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> DatasetSchema:
+    """Profile a table into a ``DatasetSchema``.
+
+    Args:
+        df: the data (or a sample of it).
+        dataset_id: ``<source name>/<table or relative path>``.
+        platform: ``file``, ``gcs``, ``sqlite``, ``postgres``...
+        location: where it lives, without credentials.
+        fmt: ``csv``, ``parquet``, ``jsonl`` for files.
+        row_count: the full row count when ``df`` is a sample; defaults to ``len(df)``.
+        sensitive_columns: extra columns to tag ``sensitive`` (protected attributes).
+        max_rows: profile a seeded random sample of at most this many rows.
+
+    Returns:
+        The schema; ``sample_rows`` is the number of rows the statistics describe.
+    """
+    sample = df
+    if len(df) > max_rows:
+        sample = df.sample(max_rows, random_state=_SEED)
+        log.info("profiling %s on a sample of %d of %d rows", dataset_id, max_rows, len(df))
+    sensitive = {str(c) for c in sensitive_columns}
+    columns = [
+        profile_column(sample.iloc[:, i], str(name), sensitive)
+        for i, name in enumerate(sample.columns)
+    ]
+    return DatasetSchema(
+        dataset_id=dataset_id,
+        platform=platform,
+        location=location,
+        row_count=int(row_count if row_count is not None else len(df)),
+        sample_rows=int(len(sample)),
+        columns=columns,
+        format=fmt,
+    )

@@ -1,0 +1,200 @@
+"""Scoring candidates on held-out rows and deciding whether a challenger beats the champion.
+
+Every candidate, the current champion included, is scored on the same test rows. A paired
+bootstrap over those rows estimates how often the challenger is better; a champion is
+replaced only when the challenger is better by at least ``selection.min_improvement`` and
+with probability at least ``selection.confidence``. The evidence is returned as data so it
+can be logged, audited and shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from autokfp.errors import DataError
+from autokfp.tasks import GREATER_IS_BETTER
+
+log = logging.getLogger(__name__)
+
+
+def probability_matrix(predictions: pd.DataFrame, meta: dict[str, Any]) -> np.ndarray:
+    """Class probabilities (n x k) from a prediction frame, in ``meta['class_labels']`` order."""
+    columns = [f"probability_{label}" for label in meta["class_labels"]]
+    missing = [c for c in columns if c not in predictions.columns]
+    if missing:
+        raise DataError(f"prediction frame lacks {missing}; was it made by an autokfp classifier?")
+    return predictions[columns].to_numpy(dtype="float64")
+
+
+def encode_labels(y: pd.Series, meta: dict[str, Any]) -> np.ndarray:
+    """Map target values to class indices in ``meta['class_labels']`` order (-1 = unseen)."""
+    lookup = {label: i for i, label in enumerate(meta["class_labels"])}
+    return np.array([lookup.get(str(v), -1) for v in y], dtype=int)
+
+
+def compute_metrics(y: pd.Series, predictions: pd.DataFrame, meta: dict[str, Any]) -> dict[str, float]:
+    """Every metric of the task, on rows with a known label."""
+    task = meta["task"]
+    if task == "regression":
+        truth = y.astype("float64").to_numpy()
+        pred = predictions["prediction"].to_numpy(dtype="float64")
+        return {
+            "rmse": float(np.sqrt(skm.mean_squared_error(truth, pred))),
+            "mae": float(skm.mean_absolute_error(truth, pred)),
+            "r2": float(skm.r2_score(truth, pred)),
+            "rows": float(len(truth)),
+        }
+    codes = encode_labels(y, meta)
+    known = codes >= 0
+    if not known.all():
+        log.warning("%d test rows have labels the model never saw; they are left out", int((~known).sum()))
+    codes = codes[known]
+    probs = probability_matrix(predictions, meta)[known]
+    probs = np.clip(probs, 1e-15, 1.0)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    predicted = _predicted_codes(probs, meta)
+    k = len(meta["class_labels"])
+    result = {
+        "logloss": float(skm.log_loss(codes, probs, labels=list(range(k)))),
+        "accuracy": float(skm.accuracy_score(codes, predicted)),
+        "rows": float(len(codes)),
+    }
+    if task == "binary":
+        result["auc"] = float(skm.roc_auc_score(codes, probs[:, 1])) if len(set(codes)) == 2 else float("nan")
+        result["f1"] = float(skm.f1_score(codes, predicted, zero_division=0))
+        result["precision"] = float(skm.precision_score(codes, predicted, zero_division=0))
+        result["recall"] = float(skm.recall_score(codes, predicted, zero_division=0))
+    else:
+        result["f1"] = float(skm.f1_score(codes, predicted, average="macro", zero_division=0))
+    return result
+
+
+def _predicted_codes(probs: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    if meta["task"] == "binary":
+        return (probs[:, 1] >= float(meta.get("threshold", 0.5))).astype(int)
+    return probs.argmax(axis=1)
+
+
+def classification_details(y: pd.Series, predictions: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
+    """Confusion matrix and (binary) ROC curve points, sized for the Kubeflow UI."""
+    codes = encode_labels(y, meta)
+    known = codes >= 0
+    probs = probability_matrix(predictions, meta)[known]
+    codes = codes[known]
+    predicted = _predicted_codes(probs, meta)
+    k = len(meta["class_labels"])
+    details: dict[str, Any] = {
+        "labels": list(meta["class_labels"]),
+        "confusion_matrix": skm.confusion_matrix(codes, predicted, labels=list(range(k))).tolist(),
+    }
+    if meta["task"] == "binary" and len(set(codes)) == 2:
+        fpr, tpr, thresholds = skm.roc_curve(codes, probs[:, 1])
+        keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 200)).astype(int))
+        thresholds = np.clip(thresholds[keep], 0.0, 1.0)
+        details["roc"] = {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(), "thresholds": thresholds.tolist()}
+    return details
+
+
+def metric_value(metric: str, y_codes_or_values: np.ndarray, scores: np.ndarray, task: str) -> float:
+    """One metric on arrays (used inside the bootstrap)."""
+    if task == "regression":
+        if metric == "rmse":
+            return float(np.sqrt(np.mean((y_codes_or_values - scores) ** 2)))
+        if metric == "mae":
+            return float(np.mean(np.abs(y_codes_or_values - scores)))
+        return float(skm.r2_score(y_codes_or_values, scores))
+    if metric == "auc":
+        return float(skm.roc_auc_score(y_codes_or_values, scores[:, 1]))
+    if metric == "logloss":
+        return float(skm.log_loss(y_codes_or_values, scores, labels=list(range(scores.shape[1]))))
+    predicted = (scores[:, 1] >= 0.5).astype(int) if task == "binary" else scores.argmax(axis=1)
+    if metric == "accuracy":
+        return float(np.mean(predicted == y_codes_or_values))
+    if metric == "f1":
+        average = "binary" if task == "binary" else "macro"
+        return float(skm.f1_score(y_codes_or_values, predicted, average=average, zero_division=0))
+    raise ValueError(f"unknown metric {metric}")
+
+
+@dataclass
+class Comparison:
+    """Evidence for a champion/challenger decision."""
+
+    metric: str
+    challenger: float
+    champion: float | None
+    improvement: float | None = None
+    probability_better: float | None = None
+    bootstrap_samples: int = 0
+    ci_low: float | None = None
+    ci_high: float | None = None
+    promote: bool = False
+    reason: str = ""
+    champion_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare_to_champion(
+    y: pd.Series,
+    challenger: pd.DataFrame,
+    champion: pd.DataFrame | None,
+    meta: dict[str, Any],
+    metric: str,
+    min_improvement: float,
+    confidence: float,
+    samples: int,
+    seed: int = 0,
+    champion_version: str | None = None,
+) -> Comparison:
+    """Paired bootstrap on the same rows: is the challenger better beyond noise?"""
+    task = meta["task"]
+    if task == "regression":
+        truth = y.astype("float64").to_numpy()
+        a = challenger["prediction"].to_numpy(dtype="float64")
+        b = None if champion is None else champion["prediction"].to_numpy(dtype="float64")
+    else:
+        truth = encode_labels(y, meta)
+        keep = truth >= 0
+        truth = truth[keep]
+        a = probability_matrix(challenger, meta)[keep]
+        b = None if champion is None else probability_matrix(champion, meta)[keep]
+    challenger_score = metric_value(metric, truth, a, task)
+    if b is None:
+        return Comparison(metric=metric, challenger=challenger_score, champion=None, promote=True,
+                          reason="no current champion: the first model becomes champion")
+    champion_score = metric_value(metric, truth, b, task)
+    sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
+    rng = np.random.default_rng(seed)
+    diffs = []
+    n = len(truth)
+    for _ in range(samples):
+        idx = rng.integers(0, n, n)
+        if task != "regression" and len(np.unique(truth[idx])) < 2:
+            continue
+        diffs.append(sign * (metric_value(metric, truth[idx], a[idx], task)
+                             - metric_value(metric, truth[idx], b[idx], task)))
+    diffs_arr = np.asarray(diffs)
+    improvement = sign * (challenger_score - champion_score)
+    p_better = float(np.mean(diffs_arr > 0)) if len(diffs_arr) else 0.0
+    low, high = (np.quantile(diffs_arr, [0.05, 0.95]).tolist() if len(diffs_arr) else (None, None))
+    promote = improvement > min_improvement and p_better >= confidence
+    if promote:
+        reason = (f"challenger {metric} {challenger_score:.4f} beats champion {champion_score:.4f} "
+                  f"(improvement {improvement:+.4f}, P(better) {p_better:.2f} >= {confidence})")
+    else:
+        reason = (f"champion kept: challenger {metric} {challenger_score:.4f} vs champion "
+                  f"{champion_score:.4f} (improvement {improvement:+.4f}, P(better) {p_better:.2f}; "
+                  f"needs > {min_improvement} and >= {confidence})")
+    return Comparison(metric=metric, challenger=challenger_score, champion=champion_score,
+                      improvement=improvement, probability_better=p_better,
+                      bootstrap_samples=len(diffs_arr), ci_low=low, ci_high=high, promote=promote,
+                      reason=reason, champion_version=champion_version)

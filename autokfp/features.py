@@ -1,0 +1,298 @@
+"""Feature engineering driven by the catalog's semantic types.
+
+``plan_features`` learns a ``FeaturePlan`` from the training rows only (levels, vocabularies,
+reference time, which columns leak); ``apply_features`` applies exactly that plan to any
+frame: training, test, or a single request at serving time. The plan is plain JSON and is
+packaged inside the registered model, so training and serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autokfp.catalog.schema import PII_TYPES, DatasetSchema
+from autokfp.config import FeatureSpec
+from autokfp.errors import SchemaError, TrainingError
+
+log = logging.getLogger(__name__)
+
+MAX_CATEGORY_LEVELS = 50
+OTHER_LEVEL = "__other__"
+_TOKEN = re.compile(r"[a-z][a-z']{2,}")
+_STOPWORDS = frozenset(
+    "the and for with was were has have had this that from are but not you your our they them "
+    "about into over after before very just can could would should will been being".split()
+)
+
+
+@dataclass
+class FeaturePlan:
+    """Everything needed to turn raw rows into model features, learnt from training rows."""
+
+    target: str
+    task: str
+    classes: list[Any] | None
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    boolean: list[str] = field(default_factory=list)
+    datetime: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    datetime_parts: list[str] = field(default_factory=list)
+    reference_time: str | None = None
+    categorical_levels: dict[str, list[str]] = field(default_factory=dict)
+    text_vocabulary: dict[str, list[str]] = field(default_factory=dict)
+    missing_indicators: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)
+    leakage_scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Raw columns a request must carry (others are ignored)."""
+        return self.numeric + self.categorical + self.boolean + self.datetime + self.text
+
+    @property
+    def feature_columns(self) -> list[str]:
+        columns: list[str] = []
+        columns += self.numeric
+        columns += [f"{c}__missing" for c in self.missing_indicators]
+        columns += self.categorical
+        columns += self.boolean
+        for col in self.datetime:
+            columns += [f"{col}__{part}" for part in self.datetime_parts]
+        for col in self.text:
+            columns += [f"{col}__chars", f"{col}__words"]
+            columns += [f"{col}__tok_{tok}" for tok in self.text_vocabulary.get(col, [])]
+        return columns
+
+    @property
+    def categorical_features(self) -> list[str]:
+        """Output columns that hold category labels (engines encode these their own way)."""
+        return list(self.categorical)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeaturePlan:
+        return cls(**json.loads(text))
+
+
+def plan_features(
+    train: pd.DataFrame,
+    schema: DatasetSchema,
+    target: str,
+    task: str,
+    spec: FeatureSpec,
+    id_column: str | None = None,
+    classes: list[Any] | None = None,
+) -> FeaturePlan:
+    """Decide, from training rows only, which columns become which features.
+
+    Columns are dropped (and the reason recorded) when they are the id, constant or empty,
+    PII (if ``spec.drop_pii``), listed in ``spec.drop_columns``, or leak the target: a
+    column that on its own predicts the target at ``spec.leakage_threshold`` or better.
+    """
+    if target not in train.columns:
+        raise SchemaError(f"target column '{target}' is not in the data; columns are: {sorted(train.columns)}")
+    plan = FeaturePlan(target=target, task=task, classes=classes, datetime_parts=list(spec.datetime_parts))
+    unknown_drops = sorted(set(spec.drop_columns) - set(train.columns))
+    if unknown_drops:
+        log.warning("features.drop_columns names columns that are not in the data: %s", unknown_drops)
+    y = train[target]
+    for col in schema.columns:
+        name = col.name
+        if name == target or name not in train.columns:
+            continue
+        semantic = col.semantic_type
+        if name in spec.drop_columns:
+            plan.dropped[name] = "listed in features.drop_columns"
+        elif name == id_column or semantic == "id":
+            plan.dropped[name] = "identifier (unique per row, carries no signal)"
+        elif semantic in ("constant", "empty"):
+            plan.dropped[name] = f"{semantic} column"
+        elif spec.drop_pii and (semantic in PII_TYPES or col.is_pii):
+            plan.dropped[name] = f"personal data ({semantic}); set features.drop_pii: false to keep it"
+        elif semantic == "numeric":
+            plan.numeric.append(name)
+        elif semantic == "boolean":
+            plan.boolean.append(name)
+        elif semantic == "datetime":
+            plan.datetime.append(name)
+        elif semantic == "text":
+            if spec.max_text_tokens > 0:
+                plan.text.append(name)
+            else:
+                plan.dropped[name] = "free text and features.max_text_tokens is 0"
+        else:  # categorical and anything unrecognised is treated as categories
+            plan.categorical.append(name)
+
+    for name in plan.categorical:
+        counts = train[name].dropna().astype(str).value_counts()
+        plan.categorical_levels[name] = counts.index[:MAX_CATEGORY_LEVELS].tolist()
+    for name in plan.text:
+        plan.text_vocabulary[name] = _vocabulary(train[name], spec.max_text_tokens)
+    if plan.datetime:
+        latest = max(_to_datetime(train[c]).max() for c in plan.datetime)
+        plan.reference_time = None if pd.isna(latest) else pd.Timestamp(latest).isoformat()
+    plan.missing_indicators = [c for c in plan.numeric if train[c].isna().any()]
+
+    _drop_leaks(plan, train, y, spec.leakage_threshold)
+    if not plan.feature_columns:
+        raise TrainingError(
+            "every column was dropped before training ("
+            + "; ".join(f"{k}: {v}" for k, v in plan.dropped.items())
+            + "); keep some features (features.drop_pii, features.drop_columns) or add data"
+        )
+    for name, reason in plan.dropped.items():
+        log.info("feature dropped: %s (%s)", name, reason)
+    return plan
+
+
+def apply_features(frame: pd.DataFrame, plan: FeaturePlan) -> pd.DataFrame:
+    """Turn raw rows into the model's feature frame, exactly as learnt in ``plan``.
+
+    Unknown extra columns are ignored; missing input columns raise SchemaError naming
+    them; unseen categories become ``__other__``; bad numbers become missing values.
+    """
+    missing = [c for c in plan.input_columns if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"input is missing required column(s) {missing}; the model expects "
+            f"{plan.input_columns}"
+        )
+    out: dict[str, Any] = {}
+    for name in plan.numeric:
+        out[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    for name in plan.missing_indicators:
+        out[f"{name}__missing"] = out[name].isna().astype("float64")
+    for name in plan.categorical:
+        levels = set(plan.categorical_levels.get(name, []))
+        values = frame[name].astype("object")
+        as_text = values.where(values.isna(), values.astype(str))
+        known = as_text.isna() | as_text.isin(levels)
+        out[name] = as_text.where(known, OTHER_LEVEL)
+    for name in plan.boolean:
+        out[name] = _to_bool_float(frame[name])
+    reference = pd.Timestamp(plan.reference_time) if plan.reference_time else None
+    for name in plan.datetime:
+        stamps = _to_datetime(frame[name])
+        for part in plan.datetime_parts:
+            if part == "age_days":
+                if reference is None:
+                    values = pd.Series(np.nan, index=frame.index)
+                else:
+                    values = (reference - stamps).dt.total_seconds() / 86_400.0
+            else:
+                values = getattr(stamps.dt, part)
+            out[f"{name}__{part}"] = values.astype("float64")
+    for name in plan.text:
+        text = frame[name].fillna("").astype(str).str.lower()
+        out[f"{name}__chars"] = text.str.len().astype("float64")
+        out[f"{name}__words"] = text.str.split().str.len().fillna(0).astype("float64")
+        for token in plan.text_vocabulary.get(name, []):
+            out[f"{name}__tok_{token}"] = text.str.contains(rf"\b{re.escape(token)}\b", regex=True).astype(
+                "float64"
+            )
+    features = pd.DataFrame(out, index=frame.index)
+    return features[plan.feature_columns]
+
+
+def _to_datetime(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        stamps = series
+    else:
+        stamps = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    return stamps
+
+
+def _to_bool_float(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        return pd.to_numeric(series, errors="coerce").astype("float64")
+    mapping = {"true": 1.0, "t": 1.0, "yes": 1.0, "y": 1.0, "1": 1.0,
+               "false": 0.0, "f": 0.0, "no": 0.0, "n": 0.0, "0": 0.0}
+    return series.astype(str).str.strip().str.lower().map(mapping).astype("float64")
+
+
+def _vocabulary(series: pd.Series, size: int) -> list[str]:
+    counts: Counter[str] = Counter()
+    for text in series.dropna().astype(str).str.lower():
+        counts.update(set(t for t in _TOKEN.findall(text) if t not in _STOPWORDS))
+    documents = max(int(series.notna().sum()), 1)
+    # tokens in almost every row or in a handful carry little: keep the useful middle
+    useful = [(t, n) for t, n in counts.items() if 5 <= n <= 0.9 * documents]
+    useful.sort(key=lambda item: (-item[1], item[0]))
+    return [t for t, _ in useful[:size]]
+
+
+def _single_column_score(x: pd.Series, y: pd.Series, task: str) -> float:
+    """How well one column alone predicts the target: AUC (classification) or |Spearman|."""
+    from sklearn.metrics import roc_auc_score
+
+    mask = y.notna()
+    x, y = x[mask], y[mask]
+    if x.nunique(dropna=False) <= 1:
+        return 0.0
+    if pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x):
+        encoded = x.astype("float64").fillna(x.min() - 1.0)
+    else:
+        as_text = x.astype(str)
+        if as_text.nunique() > 0.5 * len(as_text):  # near-unique text: not a category
+            return 0.0
+        encoded = None
+    if task == "regression":
+        if encoded is None:
+            encoded = x.astype(str).map(y.groupby(x.astype(str)).mean())
+        corr = pd.Series(encoded.values).corr(pd.Series(y.astype(float).values), method="spearman")
+        return 0.0 if pd.isna(corr) else abs(float(corr))
+    scores = []
+    for cls in y.unique() if task == "multiclass" else [sorted(y.unique(), key=str)[-1]]:
+        target = (y == cls).astype(int)
+        if target.nunique() < 2:
+            continue
+        if encoded is None:
+            keys = x.astype(str)
+            # out-of-fold category means, so a high-cardinality column cannot fake a leak
+            folds = np.arange(len(keys)) % 2
+            score = pd.Series(np.nan, index=keys.index)
+            for fold in (0, 1):
+                means = target[folds != fold].groupby(keys[folds != fold]).mean()
+                score[folds == fold] = keys[folds == fold].map(means).fillna(target.mean())
+            values = score.astype(float)
+        else:
+            values = encoded
+        auc = roc_auc_score(target, values)
+        scores.append(max(auc, 1.0 - auc))
+    return max(scores) if scores else 0.0
+
+
+def _drop_leaks(plan: FeaturePlan, train: pd.DataFrame, y: pd.Series, threshold: float) -> None:
+    for name in list(plan.input_columns):
+        if name in plan.text:
+            continue
+        try:
+            score = _single_column_score(train[name], y, plan.task)
+        except (TypeError, ValueError) as exc:  # a column we cannot score is kept, not guessed
+            log.debug("leakage score of %s failed: %s", name, exc)
+            continue
+        plan.leakage_scores[name] = round(float(score), 4)
+        if score >= threshold:
+            plan.dropped[name] = (
+                f"target leakage: alone it predicts '{plan.target}' with score {score:.3f} "
+                f">= features.leakage_threshold {threshold}"
+            )
+            for group in (plan.numeric, plan.categorical, plan.boolean, plan.datetime):
+                if name in group:
+                    group.remove(name)
+            plan.categorical_levels.pop(name, None)
+            if name in plan.missing_indicators:
+                plan.missing_indicators.remove(name)

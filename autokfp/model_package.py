@@ -1,0 +1,120 @@
+"""The registered model: one MLflow pyfunc that carries its own feature preprocessing.
+
+Whatever engine trained it, a packaged model is a folder with the MLflow pyfunc layout and
+three artifacts: ``plan.json`` (the fitted ``FeaturePlan``), ``meta.json`` (task, classes,
+engine) and ``engine/`` (the engine's own files, e.g. an H2O MOJO). ``predict`` takes raw
+rows (the columns the source data had) and returns a frame with ``prediction`` and, for
+classifiers, ``probability_<class>`` per class. Training, evaluation and serving all use
+this one class, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autokfp.features import FeaturePlan, apply_features
+
+log = logging.getLogger(__name__)
+
+try:  # the pyfunc base class; the engine stays importable without mlflow for plain use
+    from mlflow.pyfunc import PythonModel
+except ImportError:  # pragma: no cover
+    PythonModel = object  # type: ignore[misc,assignment]
+
+
+class AutokfpModel(PythonModel):
+    """MLflow pyfunc: raw rows in, predictions (and class probabilities) out."""
+
+    def load_context(self, context: Any) -> None:
+        self._load(Path(context.artifacts["plan"]), Path(context.artifacts["meta"]),
+                   Path(context.artifacts["engine"]))
+
+    def _load(self, plan_path: Path, meta_path: Path, engine_dir: Path) -> None:
+        from autokfp.training import get_engine
+
+        self.plan = FeaturePlan.from_json(plan_path.read_text())
+        self.meta = json.loads(meta_path.read_text())
+        engine = get_engine(self.meta["engine"])
+        self.scorer = engine.load_scorer(engine_dir, self.meta["task"], self.meta.get("class_labels"))
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        features = apply_features(model_input, self.plan)
+        raw = self.scorer.predict(features)
+        return format_predictions(raw, self.meta, model_input.index)
+
+
+def format_predictions(raw: np.ndarray, meta: dict[str, Any], index: pd.Index) -> pd.DataFrame:
+    """Engine output → the public prediction frame."""
+    if meta["task"] == "regression":
+        return pd.DataFrame({"prediction": raw}, index=index)
+    classes = meta["classes"]
+    labels = meta["class_labels"]
+    out = pd.DataFrame({f"probability_{label}": raw[:, i] for i, label in enumerate(labels)}, index=index)
+    winners = raw.argmax(axis=1)
+    if meta["task"] == "binary":
+        threshold = float(meta.get("threshold", 0.5))
+        winners = (raw[:, 1] >= threshold).astype(int)
+    out.insert(0, "prediction", [classes[i] for i in winners])
+    return out
+
+
+def save_model_package(
+    path: str | Path,
+    plan: FeaturePlan,
+    engine_dir: Path,
+    meta: dict[str, Any],
+    input_example: pd.DataFrame,
+) -> Path:
+    """Write the pyfunc model folder at ``path`` (replacing an empty or partial one)."""
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    from autokfp import __version__
+
+    path = Path(path)
+    staging = path.parent / f".{path.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    scratch = path.parent / f".{path.name}.files"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    (scratch / "plan.json").write_text(plan.to_json())
+    (scratch / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    example = input_example[plan.input_columns].head(5).copy()
+    model = AutokfpModel()
+    model._load(scratch / "plan.json", scratch / "meta.json", engine_dir)
+    output_example = model.predict(None, example)
+    signature = infer_signature(example, output_example)
+    try:
+        mlflow.pyfunc.save_model(
+            path=str(staging),
+            python_model=AutokfpModel(),
+            artifacts={"plan": str(scratch / "plan.json"), "meta": str(scratch / "meta.json"),
+                       "engine": str(engine_dir)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=[f"autokfp=={__version__}"],
+            metadata={"autokfp_version": __version__, "engine": meta["engine"], "task": meta["task"]},
+        )
+        if path.exists():
+            shutil.rmtree(path)
+        staging.replace(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return path
+
+
+def load_model_package(uri: str) -> Any:
+    """Load a packaged model (a folder, ``runs:/`` or ``models:/name@alias``) as a pyfunc."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(uri)

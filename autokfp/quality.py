@@ -1,0 +1,555 @@
+"""The data quality gate: checks that decide whether a dataset is fit to train on.
+
+Every check has a status (``pass``, ``warn`` or ``fail``) and a message that names the
+column or setting involved and what to do. Training stops on any failure; warnings are
+reported and kept in the run's artifacts. ``raise_for_failures`` raises one error listing
+every failed check, so a user fixes them in one pass instead of one per run.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from autokfp.catalog.schema import DatasetSchema
+from autokfp.config import RunConfig
+from autokfp.errors import DataError, QualityGateError
+
+log = logging.getLogger(__name__)
+
+Status = Literal["pass", "warn", "fail"]
+
+DUPLICATE_ROWS_WARN_FRACTION = 0.01
+_MAX_EXAMPLES = 5
+
+
+@dataclass
+class QualityCheck:
+    """One check's outcome."""
+
+    name: str
+    status: Status
+    message: str
+    column: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "message": self.message,
+            "column": self.column,
+            "details": self.details,
+        }
+
+
+@dataclass
+class QualityReport:
+    """All checks run on one dataset."""
+
+    dataset_id: str
+    rows: int
+    columns: int
+    checks: list[QualityCheck]
+    schema: DatasetSchema | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def failures(self) -> list[QualityCheck]:
+        return [c for c in self.checks if c.status == "fail"]
+
+    @property
+    def warnings(self) -> list[QualityCheck]:
+        return [c for c in self.checks if c.status == "warn"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset_id": self.dataset_id,
+            "passed": self.passed,
+            "rows": self.rows,
+            "columns": self.columns,
+            "counts": {
+                status: sum(c.status == status for c in self.checks)
+                for status in ("pass", "warn", "fail")
+            },
+            "fingerprint": self.schema.fingerprint if self.schema else None,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+    def to_html(self) -> str:
+        """A self-contained HTML page: the checks, then the per-column profile."""
+        return _render_html(self)
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f}%"
+
+
+def _examples(values: pd.Series) -> str:
+    shown = [repr(v) for v in values.head(_MAX_EXAMPLES).tolist()]
+    return ", ".join(shown) + (", ..." if len(values) > _MAX_EXAMPLES else "")
+
+
+def _classification_task(target: pd.Series, requested: str) -> str:
+    from autokfp.tasks import infer_task
+
+    return infer_task(target, requested)
+
+
+def _check_rows(df: pd.DataFrame, config: RunConfig) -> QualityCheck:
+    minimum = config.quality.min_rows
+    if len(df) < minimum:
+        return QualityCheck(
+            "min_rows",
+            "fail",
+            f"{config.training.dataset} has {len(df)} rows, fewer than quality.min_rows="
+            f"{minimum}; supply more data or lower quality.min_rows",
+            details={"rows": len(df), "min_rows": minimum},
+        )
+    return QualityCheck(
+        "min_rows",
+        "pass",
+        f"{len(df)} rows (minimum {minimum})",
+        details={"rows": len(df), "min_rows": minimum},
+    )
+
+
+def _check_target(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
+    target = config.training.target
+    if target not in df.columns:
+        available = ", ".join(map(str, df.columns))
+        return [
+            QualityCheck(
+                "target_present",
+                "fail",
+                f"target column '{target}' is not in {config.training.dataset}; the columns "
+                f"are: {available}. Set training.target to one of them",
+                column=target,
+            )
+        ]
+    checks = [
+        QualityCheck("target_present", "pass", f"target column '{target}' present", column=target)
+    ]
+    series = df[target]
+    missing = int(series.isna().sum())
+    fraction = missing / len(series) if len(series) else 1.0
+    allowed = config.quality.max_target_missing_fraction
+    details = {"missing": missing, "fraction": fraction, "allowed": allowed}
+    if fraction > allowed:
+        checks.append(
+            QualityCheck(
+                "target_missing",
+                "fail",
+                f"target '{target}' is missing in {missing} of {len(series)} rows "
+                f"({_percent(fraction)}), above quality.max_target_missing_fraction="
+                f"{allowed}; drop or label those rows, or raise the setting",
+                column=target,
+                details=details,
+            )
+        )
+    else:
+        checks.append(
+            QualityCheck(
+                "target_missing",
+                "pass",
+                f"target '{target}' missing in {missing} rows",
+                column=target,
+                details=details,
+            )
+        )
+
+    values = series.dropna()
+    distinct = int(values.nunique())
+    if distinct < 2:
+        what = "has no values" if distinct == 0 else f"is constant ({values.iloc[0]!r})"
+        checks.append(
+            QualityCheck(
+                "target_not_constant",
+                "fail",
+                f"target '{target}' {what}: there is nothing to learn; check the export or "
+                "pick another training.target",
+                column=target,
+                details={"distinct": distinct},
+            )
+        )
+        return checks
+    checks.append(
+        QualityCheck(
+            "target_not_constant",
+            "pass",
+            f"target '{target}' has {distinct} distinct values",
+            column=target,
+            details={"distinct": distinct},
+        )
+    )
+
+    try:
+        task = _classification_task(values, config.training.task)
+    except DataError as exc:
+        checks.append(QualityCheck("target_task", "fail", str(exc), column=target))
+        return checks
+    if task in ("binary", "multiclass"):
+        counts = values.astype(str).value_counts()
+        minimum = config.quality.min_class_count
+        small = counts[counts < minimum]
+        details = {"task": task, "class_counts": {str(k): int(v) for k, v in counts.items()}}
+        if len(small):
+            listed = ", ".join(f"{k!r}: {v}" for k, v in small.items())
+            checks.append(
+                QualityCheck(
+                    "class_counts",
+                    "fail",
+                    f"target '{target}' ({task}) has classes with fewer than "
+                    f"quality.min_class_count={minimum} rows ({listed}); collect more rows of "
+                    "those classes, merge them, or lower the setting",
+                    column=target,
+                    details=details,
+                )
+            )
+        else:
+            checks.append(
+                QualityCheck(
+                    "class_counts",
+                    "pass",
+                    f"every class of '{target}' has >= {minimum} rows",
+                    column=target,
+                    details=details,
+                )
+            )
+    return checks
+
+
+def _id_columns(schema: DatasetSchema | None, config: RunConfig) -> list[str]:
+    if config.training.id_column:
+        return [config.training.id_column]
+    if schema is None:
+        return []
+    return [
+        c.name
+        for c in schema.columns
+        if c.semantic_type == "id" and c.name != config.training.target
+    ]
+
+
+def _check_missing(
+    df: pd.DataFrame, config: RunConfig, id_columns: list[str]
+) -> list[QualityCheck]:
+    target = config.training.target
+    features = [c for c in df.columns if c != target and c not in id_columns]
+    if not features:
+        return [
+            QualityCheck(
+                "usable_features",
+                "fail",
+                f"{config.training.dataset} has no feature columns besides the target and ids; "
+                "supply a dataset with input columns",
+            )
+        ]
+    fractions = df[features].isna().mean() if len(df) else pd.Series(1.0, index=features)
+    warn_at = config.quality.max_missing_fraction
+    fail_at = config.quality.fail_on_missing_fraction
+    high = fractions[fractions > warn_at].sort_values(ascending=False)
+    details = {
+        "columns": {str(k): float(v) for k, v in high.items()},
+        "max_missing_fraction": warn_at,
+    }
+    checks = []
+    if len(high):
+        listed = ", ".join(f"{k} ({_percent(v)})" for k, v in high.items())
+        checks.append(
+            QualityCheck(
+                "missing_values",
+                "warn",
+                f"{len(high)} column(s) are missing in more than {_percent(warn_at)} of rows "
+                f"(quality.max_missing_fraction): {listed}; they add little and may be dropped",
+                details=details,
+            )
+        )
+    else:
+        checks.append(
+            QualityCheck(
+                "missing_values",
+                "pass",
+                f"no feature column is missing in more than {_percent(warn_at)} of rows",
+                details=details,
+            )
+        )
+    if bool((fractions >= fail_at).all()):
+        checks.append(
+            QualityCheck(
+                "usable_features",
+                "fail",
+                f"every feature column is missing in at least {_percent(fail_at)} of rows "
+                "(quality.fail_on_missing_fraction); check the export that writes "
+                f"{config.training.dataset}",
+            )
+        )
+    else:
+        usable = int((fractions < fail_at).sum())
+        checks.append(
+            QualityCheck(
+                "usable_features", "pass", f"{usable} of {len(features)} feature columns are usable"
+            )
+        )
+    return checks
+
+
+def _check_ids(df: pd.DataFrame, config: RunConfig, id_columns: list[str]) -> list[QualityCheck]:
+    checks = []
+    for column in id_columns:
+        name = f"id_unique:{column}"
+        if column not in df.columns:
+            checks.append(
+                QualityCheck(
+                    name,
+                    "fail",
+                    f"id column '{column}' (training.id_column) is not in "
+                    f"{config.training.dataset}; the columns are: "
+                    f"{', '.join(map(str, df.columns))}. Fix or remove training.id_column",
+                    column=column,
+                )
+            )
+            continue
+        values = df[column].dropna()
+        duplicated = values[values.duplicated(keep=False)]
+        repeated = duplicated.drop_duplicates()
+        nulls = int(df[column].isna().sum())
+        details = {"duplicate_rows": int(len(duplicated)), "null_ids": nulls}
+        if len(repeated):
+            checks.append(
+                QualityCheck(
+                    name,
+                    "fail",
+                    f"id column '{column}' has {len(repeated)} value(s) repeated across "
+                    f"{len(duplicated)} rows (e.g. {_examples(repeated)}); de-duplicate the "
+                    "export or set training.id_column to a unique key",
+                    column=column,
+                    details=details,
+                )
+            )
+        elif nulls:
+            checks.append(
+                QualityCheck(
+                    name,
+                    "warn",
+                    f"id column '{column}' is empty in {nulls} rows",
+                    column=column,
+                    details=details,
+                )
+            )
+        else:
+            checks.append(
+                QualityCheck(
+                    name, "pass", f"id column '{column}' is unique", column=column, details=details
+                )
+            )
+    return checks
+
+
+def _check_duplicate_rows(df: pd.DataFrame) -> QualityCheck:
+    if df.empty:
+        return QualityCheck("duplicate_rows", "pass", "no rows to compare")
+    try:
+        duplicated = int(df.duplicated().sum())
+    except TypeError:  # unhashable cells (lists from JSON): compare their text
+        duplicated = int(df.astype(str).duplicated().sum())
+    fraction = duplicated / len(df)
+    details = {"duplicate_rows": duplicated, "fraction": fraction}
+    if fraction > DUPLICATE_ROWS_WARN_FRACTION:
+        return QualityCheck(
+            "duplicate_rows",
+            "warn",
+            f"{duplicated} rows ({_percent(fraction)}) are exact duplicates of earlier rows; "
+            "they over-weight those examples and leak between train and test splits",
+            details=details,
+        )
+    return QualityCheck(
+        "duplicate_rows",
+        "pass",
+        f"{duplicated} duplicate rows ({_percent(fraction)})",
+        details=details,
+    )
+
+
+def run_quality_gate(
+    df: pd.DataFrame, schema: DatasetSchema | None, config: RunConfig
+) -> QualityReport:
+    """Run every quality check on a dataset.
+
+    Args:
+        df: the full training data.
+        schema: its profile (supplies id columns and the HTML column table); ``None``
+            profiles ``df`` here.
+        config: the run configuration (``training`` and ``quality`` settings).
+
+    Returns:
+        A report with one entry per check; ``report.passed`` is False if any failed.
+
+    Example:
+        >>> report = run_quality_gate(df, schema, config)
+        >>> raise_for_failures(report)
+    """
+    if schema is None:
+        from autokfp.catalog.profiling import profile_frame
+
+        schema = profile_frame(df, config.training.dataset, "unknown", "")
+    id_columns = _id_columns(schema, config)
+    checks = [_check_rows(df, config)]
+    checks += _check_target(df, config)
+    checks += _check_missing(df, config, id_columns)
+    checks += _check_ids(df, config, id_columns)
+    checks.append(_check_duplicate_rows(df))
+    report = QualityReport(
+        dataset_id=schema.dataset_id,
+        rows=len(df),
+        columns=len(df.columns),
+        checks=checks,
+        schema=schema,
+    )
+    for check in report.failures:
+        log.warning("quality gate: %s failed: %s", check.name, check.message)
+    for check in report.warnings:
+        log.info("quality gate: %s warns: %s", check.name, check.message)
+    return report
+
+
+def raise_for_failures(report: QualityReport) -> None:
+    """Raise QualityGateError listing EVERY failed check (no-op when all passed)."""
+    failures = report.failures
+    if not failures:
+        return
+    lines = [f"{c.name}: {c.message}" for c in failures]
+    listing = "\n  - ".join(lines)
+    raise QualityGateError(
+        f"data quality gate failed for {report.dataset_id} ({len(failures)} check(s)):\n"
+        f"  - {listing}",
+        failures=lines,
+    )
+
+
+def evidently_summary_html(
+    df: pd.DataFrame, path: str | Path, schema: DatasetSchema | None = None
+) -> Path:
+    """Save an Evidently ``DataSummaryPreset`` report of ``df`` as HTML.
+
+    With ``schema``, column roles come from its semantic types (ids, numbers, categories,
+    dates, text) instead of Evidently's own guess. Takes a few seconds at 10k rows; the
+    first call in a process also pays Evidently's import (~5 s).
+    """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataSummaryPreset
+
+    data: Any = df
+    if schema is not None:
+        roles: dict[str, list[str]] = {"numeric": [], "categorical": [], "datetime": [], "text": []}
+        id_column = None
+        for column in schema.columns:
+            if column.name not in df.columns:
+                continue
+            kind = column.semantic_type
+            if kind == "id" and id_column is None:
+                id_column = column.name
+            elif kind == "numeric" and pd.api.types.is_numeric_dtype(df[column.name]):
+                roles["numeric"].append(column.name)
+            elif kind in ("categorical", "boolean"):
+                roles["categorical"].append(column.name)
+            elif kind == "datetime" and pd.api.types.is_datetime64_any_dtype(df[column.name]):
+                roles["datetime"].append(column.name)
+            elif kind == "text":
+                roles["text"].append(column.name)
+        definition = DataDefinition(
+            id_column=id_column,
+            numerical_columns=roles["numeric"],
+            categorical_columns=roles["categorical"],
+            datetime_columns=roles["datetime"],
+            text_columns=roles["text"],
+        )
+        data = Dataset.from_pandas(df, data_definition=definition)
+    snapshot = Report([DataSummaryPreset()]).run(current_data=data)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(target))
+    return target
+
+
+# --------------------------------------------------------------------------- HTML
+
+_COLOURS = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e"}
+_BACKGROUNDS = {"pass": "#dafbe1", "warn": "#fff8c5", "fail": "#ffebe9"}
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2328}
+h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{border:1px solid #d0d7de;padding:.35rem .6rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa} .status{font-weight:600;text-transform:uppercase}
+.banner{padding:.75rem 1rem;border-radius:6px;font-weight:600;margin:1rem 0}
+.tag{display:inline-block;background:#ddf4ff;border-radius:10px;padding:0 .5rem;margin:1px}
+.tag.pii{background:#ffebe9} .tag.sensitive{background:#fbefff}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _e(value)
+
+
+def _render_html(report: QualityReport) -> str:
+    verdict = "fail" if not report.passed else ("warn" if report.warnings else "pass")
+    counts = report.to_dict()["counts"]
+    banner = (
+        f"{'FAILED' if verdict == 'fail' else 'PASSED'}: {counts['pass']} passed, "
+        f"{counts['warn']} warning(s), {counts['fail']} failed"
+    )
+    rows = "".join(
+        f"<tr style='background:{_BACKGROUNDS[c.status]}'>"
+        f"<td class='status' style='color:{_COLOURS[c.status]}'>{_e(c.status)}</td>"
+        f"<td>{_e(c.name)}</td><td>{_e(c.message)}</td></tr>"
+        for c in report.checks
+    )
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>Data quality: {_e(report.dataset_id)}</title><style>{_STYLE}</style></head>",
+        f"<body><h1>Data quality: {_e(report.dataset_id)}</h1>",
+        f"<p>{report.rows} rows x {report.columns} columns</p>",
+        f"<div class='banner' style='background:{_BACKGROUNDS[verdict]};"
+        f"color:{_COLOURS[verdict]}'>{_e(banner)}</div>",
+        "<h2>Checks</h2><table><thead><tr><th>Status</th><th>Check</th><th>Message</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table>",
+    ]
+    if report.schema is not None:
+        schema = report.schema
+        column_rows = []
+        for c in schema.columns:
+            tags = "".join(
+                f"<span class='tag {_e(t.split(':')[0])}'>{_e(t)}</span>" for t in c.tags
+            )
+            top = ", ".join(f"{_e(v)} ({n})" for v, n in c.top_values)
+            column_rows.append(
+                f"<tr><td>{_e(c.name)}</td><td>{_e(c.physical_type)}</td>"
+                f"<td>{_e(c.semantic_type)}</td><td>{c.null_count}</td>"
+                f"<td>{c.distinct_count}</td><td>{_number(c.min)}</td><td>{_number(c.max)}</td>"
+                f"<td>{_number(c.mean)}</td><td>{top}</td><td>{tags}</td></tr>"
+            )
+        parts.append(
+            f"<h2>Columns</h2><p>Profiled on {schema.sample_rows} of {schema.row_count} rows "
+            f"({_e(schema.platform)}: {_e(schema.location)}); schema fingerprint "
+            f"<code>{_e(schema.fingerprint)}</code>.</p>"
+            "<table><thead><tr><th>Column</th><th>Physical</th><th>Semantic</th><th>Nulls</th>"
+            "<th>Distinct</th><th>Min</th><th>Max</th><th>Mean</th><th>Top values</th>"
+            f"<th>Tags</th></tr></thead><tbody>{''.join(column_rows)}</tbody></table>"
+        )
+    parts.append("</body></html>")
+    return "".join(parts)

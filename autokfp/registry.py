@@ -1,0 +1,223 @@
+"""The MLflow registry: runs, model versions and the aliases that name the roles.
+
+Aliases (never the deprecated stages): ``champion`` serves production, ``previous`` is the
+champion it replaced (the rollback target), ``challenger`` marks a registered candidate that
+did not win. Registration is idempotent: a model package is identified by the hash of its
+files, and registering the same package twice returns the existing version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autokfp.errors import RegistryError
+from autokfp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
+PACKAGE_HASH_TAG = "autokfp.package_sha256"
+
+
+def configure(settings: Settings | None = None) -> Any:
+    """Point MLflow at the configured tracking/registry store and return a client."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings = settings or Settings.from_env()
+    if settings.tracking_uri.startswith("sqlite:///"):
+        settings.ensure_local_dirs()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def experiment_id(client: Any, model_name: str, settings: Settings | None = None) -> str:
+    settings = settings or Settings.from_env()
+    name = f"autokfp/{model_name}"
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = settings.mlflow_artifact_root.rstrip("/") + f"/{model_name}"
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # noqa: BLE001 - a concurrent run may have created it first
+        existing = client.get_experiment_by_name(name)
+        if existing is None:
+            raise
+        return existing.experiment_id
+
+
+def package_hash(model_dir: str | Path) -> str:
+    """sha256 over every file of a model package (names and bytes)."""
+    digest = hashlib.sha256()
+    root = Path(model_dir)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class RegisteredVersion:
+    name: str
+    version: str
+    run_id: str
+    aliases: list[str]
+    promoted: bool
+    decision: str
+    source: str
+    reused: bool = False
+    replaced_version: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def champion_version(client: Any, name: str) -> Any | None:
+    """The model version holding alias ``champion``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def register_model(
+    model_dir: str | Path,
+    name: str,
+    metrics: dict[str, float],
+    params: dict[str, Any],
+    tags: dict[str, str],
+    promote: bool,
+    decision: str,
+    compared_champion: str | None,
+    artifacts: dict[str, str | Path] | None = None,
+    settings: Settings | None = None,
+) -> RegisteredVersion:
+    """Log a run for the package, register it, and set aliases as decided.
+
+    ``compared_champion`` is the champion version the decision was made against; if the
+    champion changed since (a concurrent run promoted another), this one is not promoted.
+    """
+    import mlflow
+
+    settings = settings or Settings.from_env()
+    client = configure(settings)
+    model_dir = Path(model_dir)
+    if not (model_dir / "MLmodel").exists():
+        raise RegistryError(f"{model_dir} is not an MLflow model folder (no MLmodel file); nothing registered")
+    digest = package_hash(model_dir)
+    existing = _version_with_hash(client, name, digest)
+    if existing is not None:
+        log.info("package already registered as %s v%s: reusing it", name, existing.version)
+        return RegisteredVersion(name=name, version=str(existing.version), run_id=existing.run_id,
+                                 aliases=list(existing.aliases), promoted=CHAMPION in existing.aliases,
+                                 decision="already registered (rerun)", source=existing.source, reused=True)
+
+    current = champion_version(client, name)
+    current_version = None if current is None else str(current.version)
+    if promote and current_version != compared_champion:
+        promote = False
+        decision = (f"not promoted: the champion changed from v{compared_champion} to v{current_version} "
+                    "while this model was evaluated; rerun to compare against the new champion")
+
+    exp = experiment_id(client, name, settings)
+    with mlflow.start_run(experiment_id=exp, run_name=f"{name}-{digest[:8]}") as run:
+        mlflow.log_params({k: _param(v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if _finite(v)})
+        mlflow.set_tags({**tags, PACKAGE_HASH_TAG: digest, "autokfp.decision": decision})
+        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+        for artifact_name, path in (artifacts or {}).items():
+            if Path(path).exists():
+                mlflow.log_artifact(str(path), artifact_path=artifact_name)
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name,
+                                    tags={PACKAGE_HASH_TAG: digest})
+    for key, value in {**{k: str(v) for k, v in tags.items()}, "decision": decision}.items():
+        client.set_model_version_tag(name, version.version, key, value[:5000])
+    for key, value in metrics.items():
+        if _finite(value):
+            client.set_model_version_tag(name, version.version, f"metric.{key}", f"{float(value):.6g}")
+
+    aliases: list[str] = []
+    if promote:
+        if current is not None:
+            client.set_registered_model_alias(name, PREVIOUS, current.version)
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        aliases.append(CHAMPION)
+    else:
+        client.set_registered_model_alias(name, CHALLENGER, version.version)
+        aliases.append(CHALLENGER)
+    log.info("registered %s v%s (%s): %s", name, version.version, ",".join(aliases), decision)
+    return RegisteredVersion(name=name, version=str(version.version), run_id=run.info.run_id,
+                             aliases=aliases, promoted=promote, decision=decision,
+                             source=client.get_model_version_download_uri(name, version.version),
+                             replaced_version=current_version if promote else None,
+                             metrics={k: float(v) for k, v in metrics.items() if _finite(v)})
+
+
+def _version_with_hash(client: Any, name: str, digest: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.search_model_versions(f"name = '{name}' and tags.`{PACKAGE_HASH_TAG}` = '{digest}'")
+    except MlflowException:
+        return None
+    return found[0] if found else None
+
+
+def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Every registered model with its versions, aliases and test metrics."""
+    client = configure(settings)
+    result = []
+    for model in client.search_registered_models():
+        aliases_by_version: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases_by_version.setdefault(str(version), []).append(alias)
+        versions = []
+        for mv in client.search_model_versions(f"name = '{model.name}'"):
+            metrics = {k[len("metric."):]: float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
+            versions.append({
+                "version": str(mv.version),
+                "aliases": sorted(aliases_by_version.get(str(mv.version), [])),
+                "created": mv.creation_timestamp,
+                "run_id": mv.run_id,
+                "source": mv.source,
+                "engine": mv.tags.get("engine"),
+                "dataset": mv.tags.get("dataset"),
+                "decision": mv.tags.get("decision"),
+                "metrics": metrics,
+            })
+        versions.sort(key=lambda v: int(v["version"]), reverse=True)
+        result.append({"name": model.name, "aliases": dict(model.aliases or {}), "versions": versions})
+    result.sort(key=lambda m: m["name"])
+    return result
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and float(value) == float(value) and abs(float(value)) != float("inf")
+    except (TypeError, ValueError):
+        return False
+
+
+def _param(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:6000]
+
+
+def model_uri(name: str, alias: str = CHAMPION) -> str:
+    return f"models:/{name}@{alias}"
+
+
+def tracking_env() -> dict[str, str]:
+    """The MLflow settings a subprocess needs (no secrets beyond what the env already holds)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}

@@ -1,0 +1,1 @@
+"""Serving: the KServe InferenceService for a registered model (and, later, the predictor)."""

@@ -1,0 +1,358 @@
+"""One function per pipeline stage: files in, files out, one call each.
+
+These are what the KFP components call (and what a notebook can call directly): each takes
+the run config as a dict plus artifact paths, does its work through the engine modules,
+writes its outputs, and returns a small JSON-safe summary. Nothing here imports kfp.
+Outputs are written completely or not at all (temp file + rename), so a failed step leaves
+no half-written artifact behind.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autokfp.config import RunConfig, parse_config
+
+log = logging.getLogger(__name__)
+
+
+def _config(config: dict[str, Any] | RunConfig) -> RunConfig:
+    return config if isinstance(config, RunConfig) else parse_config(config, origin="pipeline config")
+
+
+def _write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, encoding="utf-8",
+                                     prefix=f".{path.name}.", suffix=".tmp") as handle:
+        handle.write(text)
+        temp = handle.name
+    os.replace(temp, path)
+
+
+def _write_json(path: str | os.PathLike, data: Any) -> None:
+    _write_text(path, json.dumps(data, indent=2, default=str))
+
+
+def _write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(temp, index=False)
+    os.replace(temp, path)
+
+
+def _read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------- discover
+
+
+def discover_stage(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
+                   catalog_path: str) -> dict[str, Any]:
+    """Crawl every configured source into DataHub metadata, then load the training dataset.
+
+    Writes the training data as Parquet (``dataset_path``), its schema with semantic types
+    as JSON (``schema_path``) and the catalog's metadata-change proposals for every
+    discovered dataset (``catalog_path``, a file ``datahub check metadata-file`` accepts).
+    """
+    from autokfp.catalog.datahub import dataset_urn, metadata_proposals, write_metadata
+    from autokfp.catalog.discovery import discover, load_dataset
+
+    cfg = _config(config)
+    found = discover(cfg.sources)
+    failures = {d.schema.dataset_id: d.error for d in found if d.error}
+    for dataset_id, error in failures.items():
+        log.warning("discovery could not read %s: %s", dataset_id, error)
+    frame, schema = load_dataset(cfg, cfg.training.dataset)
+    proposals = []
+    for item in found:
+        if item.error:
+            continue
+        item_schema = schema if item.schema.dataset_id == schema.dataset_id else item.schema
+        proposals += metadata_proposals(item_schema)
+    write_metadata(catalog_path, proposals)
+    _write_parquet(dataset_path, frame)
+    _write_text(schema_path, schema.to_json())
+    return {
+        "datasets_found": sum(1 for d in found if not d.error),
+        "datasets_failed": len(failures),
+        "training_dataset": schema.dataset_id,
+        "training_urn": dataset_urn(schema),
+        "rows": len(frame),
+        "columns": len(frame.columns),
+        "fingerprint": schema.fingerprint,
+    }
+
+
+# ----------------------------------------------------------------------------- profile
+
+
+def profile_stage(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
+                  report_path: str, summary_path: str | None = None) -> dict[str, Any]:
+    """Run the data-quality gate; write the HTML report, then fail if any check failed."""
+    from autokfp.catalog.schema import DatasetSchema
+    from autokfp.quality import raise_for_failures, run_quality_gate
+
+    cfg = _config(config)
+    frame = pd.read_parquet(dataset_path)
+    schema = DatasetSchema.from_json(Path(schema_path).read_text())
+    report = run_quality_gate(frame, schema, cfg)
+    _write_text(report_path, report.to_html())
+    if summary_path:
+        _write_json(summary_path, report.to_dict())
+    raise_for_failures(report)
+    counts = {"pass": 0, "warn": 0, "fail": 0}
+    for check in report.checks:
+        counts[check.status] = counts.get(check.status, 0) + 1
+    return {"rows": len(frame), "columns": len(frame.columns), "checks_passed": counts["pass"],
+            "checks_warned": counts["warn"], "checks_failed": counts["fail"]}
+
+
+# ---------------------------------------------------------------------------- features
+
+
+def engineer_stage(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
+                   train_path: str, test_path: str, plan_path: str,
+                   report_path: str | None = None) -> dict[str, Any]:
+    """Fix the held-out split, infer the task and learn the feature plan from training rows."""
+    from autokfp.catalog.schema import DatasetSchema
+    from autokfp.errors import DataError, SchemaError
+    from autokfp.features import plan_features
+    from autokfp.partition import split_holdout
+    from autokfp.tasks import infer_task
+
+    cfg = _config(config)
+    frame = pd.read_parquet(dataset_path)
+    schema = DatasetSchema.from_json(Path(schema_path).read_text())
+    target = cfg.training.target
+    if target not in frame.columns:
+        raise SchemaError(
+            f"target column '{target}' is not in dataset '{schema.dataset_id}'; its columns are "
+            f"{sorted(frame.columns)}; set training.target to one of them"
+        )
+    id_column = cfg.training.id_column or next(
+        (c.name for c in schema.columns if c.semantic_type == "id"), None)
+    task = infer_task(frame[target], cfg.training.task)
+    train, test = split_holdout(frame, cfg.split.test_fraction, cfg.split.seed, id_column, target)
+    classes = None
+    if task != "regression":
+        classes = sorted(train[target].dropna().unique().tolist(), key=lambda v: str(v))
+        if cfg.training.positive_class is not None and task == "binary":
+            positive = [c for c in classes if str(c) == cfg.training.positive_class]
+            if not positive:
+                raise DataError(f"training.positive_class '{cfg.training.positive_class}' is not a value "
+                                f"of '{target}' (values: {classes})")
+            classes = [c for c in classes if c is not positive[0]] + positive
+        if len(classes) < 2:
+            raise DataError(f"target '{target}' has a single class {classes} in the training rows; "
+                            "a classifier needs at least two")
+    plan = plan_features(train, schema, target, task, cfg.features, id_column=id_column, classes=classes)
+    _write_parquet(train_path, train)
+    _write_parquet(test_path, test)
+    _write_text(plan_path, plan.to_json())
+    if report_path:
+        _write_text(report_path, _feature_report(plan, schema.dataset_id, len(train), len(test)))
+    return {"task": task, "train_rows": len(train), "test_rows": len(test),
+            "features": len(plan.feature_columns), "dropped": len(plan.dropped),
+            "id_column": id_column or ""}
+
+
+def _feature_report(plan: Any, dataset_id: str, train_rows: int, test_rows: int) -> str:
+    lines = [f"# Features for `{dataset_id}`", "",
+             f"Task **{plan.task}**, target `{plan.target}`; {train_rows} training rows, "
+             f"{test_rows} held-out test rows.", "",
+             "| group | columns |", "| --- | --- |"]
+    for group in ("numeric", "categorical", "boolean", "datetime", "text"):
+        columns = getattr(plan, group)
+        lines.append(f"| {group} | {', '.join(f'`{c}`' for c in columns) or '-'} |")
+    lines += ["", "## Dropped columns", "", "| column | reason |", "| --- | --- |"]
+    lines += [f"| `{c}` | {r} |" for c, r in plan.dropped.items()] or ["| - | - |"]
+    lines += ["", "## Single-column predictive power (leakage screen)", "", "| column | score |",
+              "| --- | --- |"]
+    ranked = sorted(plan.leakage_scores.items(), key=lambda item: -item[1])
+    lines += [f"| `{c}` | {s:.3f} |" for c, s in ranked]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------- train
+
+
+def train_stage(config: dict[str, Any] | RunConfig, train_path: str, plan_path: str, model_path: str,
+                leaderboard_path: str | None = None, engine: str = "h2o") -> dict[str, Any]:
+    """Train with one engine and write the packaged MLflow pyfunc model folder."""
+    from autokfp import __version__
+    from autokfp.features import FeaturePlan, apply_features
+    from autokfp.model_package import save_model_package
+    from autokfp.tasks import primary_metric
+    from autokfp.training import get_engine
+
+    cfg = _config(config)
+    train = pd.read_parquet(train_path)
+    plan = FeaturePlan.from_json(Path(plan_path).read_text())
+    features = apply_features(train, plan)
+    metric = primary_metric(plan.task, cfg.selection.primary_metric)
+    trainer = get_engine(engine)
+    labels = [str(c) for c in plan.classes] if plan.classes else None
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="autokfp-train-") as workdir:
+        result = trainer.train(features, train[plan.target], plan.task, labels, plan.categorical_features,
+                               cfg.budget, metric, Path(workdir) / "engine")
+        meta = {
+            "engine": engine, "task": plan.task, "target": plan.target,
+            "classes": plan.classes, "class_labels": labels,
+            "positive_class": plan.classes[-1] if plan.task == "binary" else None,
+            "threshold": 0.5, "primary_metric": metric, "leader": result.leader,
+            "device": result.device, "autokfp_version": __version__,
+            "trained_rows": len(train), "cv_metrics": result.cv_metrics, "params": result.params,
+        }
+        save_model_package(model_path, plan, result.artifact_dir, meta, train.drop(columns=[plan.target]))
+        if leaderboard_path:
+            _write_text(leaderboard_path, _leaderboard_html(result.leaderboard, engine, result.leader))
+    wall = time.monotonic() - started
+    return {"engine": engine, "leader": result.leader, "device": result.device,
+            "models_trained": int(result.params.get("models_trained", 0)),
+            "train_seconds": round(wall, 1), **{k: round(v, 6) for k, v in result.cv_metrics.items()}}
+
+
+def _leaderboard_html(board: pd.DataFrame, engine: str, leader: str) -> str:
+    table = board.head(50).to_html(index=False, float_format=lambda v: f"{v:.5f}", border=0)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{engine} leaderboard</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}</style></head><body>"
+            f"<h1>{html.escape(engine)} leaderboard</h1><p>Exported leader: <b>{html.escape(leader)}</b> "
+            f"({len(board)} models)</p>{table}</body></html>")
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+
+def evaluate_stage(config: dict[str, Any] | RunConfig, model_path: str, test_path: str,
+                   evaluation_path: str) -> dict[str, Any]:
+    """Score the candidate and the current champion on the same test rows and decide."""
+    from autokfp import registry
+    from autokfp.evaluation import classification_details, compare_to_champion, compute_metrics
+    from autokfp.model_package import load_model_package
+
+    cfg = _config(config)
+    test = pd.read_parquet(test_path)
+    model = load_model_package(model_path)
+    meta = json.loads(Path(model_path, "artifacts", "meta.json").read_text())
+    target = meta["target"]
+    truth = test[target]
+    inputs = test.drop(columns=[target])
+    predictions = model.predict(inputs)
+    metrics = compute_metrics(truth, predictions, meta)
+    details = classification_details(truth, predictions, meta) if meta["task"] != "regression" else {}
+
+    client = registry.configure()
+    current = registry.champion_version(client, cfg.model_name)
+    champion_predictions = None
+    champion_note = None
+    if current is not None:
+        try:
+            champion = load_model_package(registry.model_uri(cfg.model_name))
+            champion_predictions = champion.predict(inputs)
+            champion_meta_ok = all(f"probability_{c}" in champion_predictions.columns
+                                   for c in (meta["class_labels"] or []))
+            if not champion_meta_ok:
+                raise ValueError("the champion predicts other classes")
+        except Exception as exc:  # noqa: BLE001 - an unusable champion must not block a new model
+            champion_note = (f"champion v{current.version} cannot score the current data ({exc}); "
+                             "it is replaced by a model that can")
+            log.warning(champion_note)
+            champion_predictions = None
+    comparison = compare_to_champion(
+        truth, predictions, champion_predictions, meta, meta["primary_metric"],
+        cfg.selection.min_improvement, cfg.selection.confidence, cfg.selection.bootstrap_samples,
+        seed=cfg.split.seed, champion_version=None if current is None else str(current.version),
+    )
+    if champion_note:
+        comparison.reason = champion_note
+    evaluation = {"metrics": metrics, "comparison": comparison.to_dict(), "details": details,
+                  "task": meta["task"], "primary_metric": meta["primary_metric"],
+                  "engine": meta["engine"], "test_rows": len(test)}
+    _write_json(evaluation_path, evaluation)
+    return evaluation
+
+
+# ---------------------------------------------------------------------------- register
+
+
+def register_stage(config: dict[str, Any] | RunConfig, model_path: str, evaluation_path: str,
+                   schema_path: str, registration_path: str,
+                   extra_artifacts: dict[str, str] | None = None) -> dict[str, Any]:
+    """Register the candidate in MLflow; alias ``champion`` only if it won the comparison."""
+    from autokfp import registry
+    from autokfp.catalog.datahub import dataset_urn
+    from autokfp.catalog.schema import DatasetSchema
+
+    cfg = _config(config)
+    evaluation = _read_json(evaluation_path)
+    schema = DatasetSchema.from_json(Path(schema_path).read_text())
+    meta = json.loads(Path(model_path, "artifacts", "meta.json").read_text())
+    comparison = evaluation["comparison"]
+    metrics = {f"test_{k}": v for k, v in evaluation["metrics"].items()}
+    metrics.update({k: v for k, v in meta.get("cv_metrics", {}).items()})
+    if comparison.get("champion") is not None:
+        metrics["champion_test_" + comparison["metric"]] = comparison["champion"]
+    params = {"engine": meta["engine"], "task": meta["task"], "target": meta["target"],
+              "dataset": schema.dataset_id, **{f"budget.{k}": v for k, v in cfg.budget.model_dump().items()},
+              **{f"engine.{k}": v for k, v in meta.get("params", {}).items()}}
+    tags = {"engine": meta["engine"], "task": meta["task"], "dataset": schema.dataset_id,
+            "dataset_urn": dataset_urn(schema), "dataset_fingerprint": schema.fingerprint,
+            "primary_metric": meta["primary_metric"], "leader": meta.get("leader", "")}
+    with tempfile.TemporaryDirectory(prefix="autokfp-register-") as scratch:
+        evidence = Path(scratch, "evaluation.json")
+        shutil.copyfile(evaluation_path, evidence)
+        artifacts = {"evaluation": str(evidence), **(extra_artifacts or {})}
+        registered = registry.register_model(
+            model_path, cfg.model_name, metrics, params, tags, promote=bool(comparison["promote"]),
+            decision=comparison["reason"], compared_champion=comparison.get("champion_version"),
+            artifacts=artifacts,
+        )
+    result = registered.to_dict()
+    _write_json(registration_path, result)
+    return result
+
+
+# ------------------------------------------------------------------------------ deploy
+
+
+def deploy_stage(config: dict[str, Any] | RunConfig, registration_path: str,
+                 manifest_path: str) -> dict[str, Any]:
+    """Write the KServe InferenceService for the champion (a canary when one is replaced)."""
+    import yaml
+
+    from autokfp import registry
+    from autokfp.serving.inference_service import build_inference_service
+
+    cfg = _config(config)
+    registration = _read_json(registration_path)
+    client = registry.configure()
+    champion = registry.champion_version(client, cfg.model_name)
+    if champion is None:
+        raise_deploy = "no champion is registered, so there is nothing to deploy"
+        from autokfp.errors import DeploymentError
+
+        raise DeploymentError(f"{cfg.model_name}: {raise_deploy}; check the register step's decision")
+    version = str(champion.version)
+    storage_uri = client.get_model_version_download_uri(cfg.model_name, version)
+    new_version = registration["promoted"] and not registration.get("reused")
+    canary = bool(new_version and registration.get("replaced_version"))
+    manifest = build_inference_service(cfg.model_name, version, storage_uri, cfg.deploy, canary=canary)
+    _write_text(manifest_path, yaml.safe_dump(manifest, sort_keys=False))
+    action = "canary" if canary else ("initial" if new_version else "unchanged")
+    return {"action": action, "version": version, "storage_uri": storage_uri,
+            "service": manifest["metadata"]["name"], "namespace": cfg.deploy.namespace}

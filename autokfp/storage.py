@@ -1,0 +1,724 @@
+"""The artifact store: read and write files addressed by URI, locally or on GCS.
+
+Supported URIs:
+
+    /abs/path, rel/path, ~/path   a local file or folder
+    file:///abs/path              the same, as a URI
+    gs://bucket/key               an object (or a prefix) in Google Cloud Storage
+
+Local writes are atomic (a temp file in the same folder, fsync, ``os.replace``), so a
+reader never sees half a file; a GCS object is written by one upload, which is atomic too.
+Copying a tree into a local folder goes through a temp sibling folder that is renamed
+into place, so a failed download never leaves half a model directory behind.
+
+The GCS client is created on first use and cached per process. It honours
+``STORAGE_EMULATOR_HOST`` like google-cloud-storage itself does; with the emulator set,
+no credentials are needed (the project comes from ``GOOGLE_CLOUD_PROJECT``, default
+``autokfp``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import mimetypes
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from autokfp.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+Uri = str | os.PathLike
+
+SUPPORTED_SCHEMES = "local paths, file:// and gs://"
+
+# Temp files and folders share this prefix so listings can skip work in progress.
+_TMP_PREFIX = ".autokfp-tmp-"
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_APPEND_ATTEMPTS = 8
+
+_client_lock = threading.Lock()
+_client_key: tuple[Any, ...] | None = None
+_client_obj: Any = None
+
+
+# --------------------------------------------------------------------------- URIs
+
+
+def _scheme(uri: str) -> str:
+    match = _SCHEME_RE.match(uri)
+    if not match:
+        return ""
+    scheme = match.group(1).lower()
+    if scheme not in ("gs", "file"):
+        raise StorageError(
+            f"Unsupported URI scheme '{scheme}://' in '{uri}'. Supported: {SUPPORTED_SCHEMES}; "
+            "copy the data to one of them or point the setting at a supported location."
+        )
+    return scheme
+
+
+def _as_str(uri: Uri) -> str:
+    try:
+        text = os.fspath(uri)
+    except TypeError:
+        raise StorageError(
+            f"Expected a path or URI string, got {type(uri).__name__}: {uri!r}"
+        ) from None
+    if not isinstance(text, str):
+        text = os.fsdecode(text)
+    if not text:
+        raise StorageError("Empty URI: pass a local path, file:// or gs:// URI.")
+    return text
+
+
+def is_remote(uri: Uri) -> bool:
+    """Whether ``uri`` names a remote object store (``gs://``) rather than a local file.
+
+    Raises:
+        StorageError: the URI uses a scheme autokfp does not support (e.g. ``s3://``).
+    """
+    return _scheme(_as_str(uri)) == "gs"
+
+
+def join(base_uri: Uri, *parts: str) -> str:
+    """Join path segments onto a local path or ``gs://`` URI with single slashes.
+
+    Empty segments and stray slashes are dropped, so ``join("gs://b/", "/x//", "y")`` is
+    ``"gs://b/x/y"``. A segment starting with ``/`` does not restart from the root.
+    """
+    base = _as_str(base_uri)
+    _scheme(base)
+    segments = [seg for part in parts for seg in os.fspath(part).split("/") if seg]
+    if not segments:
+        return base
+    if base.endswith("://"):  # "gs://" or "file://": keep the scheme's own slashes
+        return base + "/".join(segments)
+    return base.rstrip("/") + "/" + "/".join(segments)
+
+
+def _split_gs(uri: str) -> tuple[str, str]:
+    rest = uri[len("gs://") :]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise StorageError(f"'{uri}' names no bucket: write gs://<bucket>/<path>.")
+    return bucket, key
+
+
+def _object_key(uri: str) -> tuple[str, str]:
+    """Bucket and key of a gs:// URI that must name one object (not a bucket or folder)."""
+    bucket, key = _split_gs(uri)
+    if not key or key.endswith("/"):
+        raise StorageError(f"'{uri}' names a bucket or folder, not an object: add a file name.")
+    return bucket, key
+
+
+def _local_path(uri: str) -> Path:
+    if _scheme(uri) == "file":
+        parsed = urlparse(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise StorageError(
+                f"'{uri}' names host '{parsed.netloc}'; file:// URIs must be local "
+                "(file:///absolute/path)."
+            )
+        return Path(unquote(parsed.path))
+    return Path(uri).expanduser()
+
+
+def _gs_uri(bucket: str, name: str) -> str:
+    return f"gs://{bucket}/{name}"
+
+
+# --------------------------------------------------------------------------- GCS client
+
+
+def _gcs_client() -> Any:
+    """The process-wide GCS client, rebuilt when the emulator setting or process changes."""
+    global _client_key, _client_obj
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    key = (os.getpid(), emulator, os.environ.get("GOOGLE_CLOUD_PROJECT"))
+    with _client_lock:
+        if _client_obj is None or _client_key != key:
+            from google.cloud import storage as gcs
+
+            with _gcs_errors("gs:// (creating the client)"):
+                if emulator:
+                    _client_obj = gcs.Client(
+                        project=os.environ.get("GOOGLE_CLOUD_PROJECT", "autokfp")
+                    )
+                else:
+                    _client_obj = gcs.Client()
+            _client_key = key
+        return _client_obj
+
+
+def reset_client() -> None:
+    """Forget the cached GCS client (the next call builds a new one from the environment)."""
+    global _client_key, _client_obj
+    with _client_lock:
+        _client_key = None
+        _client_obj = None
+
+
+@contextlib.contextmanager
+def _gcs_errors(uri: str) -> Iterator[None]:
+    """Turn google-cloud-storage and network failures into StorageError naming ``uri``."""
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+    from requests.exceptions import RequestException
+
+    try:
+        yield
+    except StorageError:
+        raise
+    except gexc.NotFound as exc:
+        raise StorageError(
+            f"'{uri}' does not exist: check the bucket and object name (and that "
+            f"AUTOKFP_ARTIFACT_ROOT points where the data was written). ({exc.message})"
+        ) from exc
+    except (gexc.Forbidden, gexc.Unauthorized) as exc:
+        raise StorageError(
+            f"Permission denied for '{uri}': check that the service account "
+            "(GOOGLE_APPLICATION_CREDENTIALS or workload identity) may read/write objects "
+            f"in this bucket. ({exc.message})"
+        ) from exc
+    except auth_exc.DefaultCredentialsError as exc:
+        raise StorageError(
+            f"No Google Cloud credentials for '{uri}': set GOOGLE_APPLICATION_CREDENTIALS, "
+            "run 'gcloud auth application-default login', or set STORAGE_EMULATOR_HOST "
+            "for a local emulator."
+        ) from exc
+    except gexc.GoogleAPICallError as exc:
+        raise StorageError(f"GCS refused an operation on '{uri}': {exc}") from exc
+    except (gexc.GoogleAPIError, auth_exc.GoogleAuthError, RequestException) as exc:
+        raise StorageError(
+            f"Could not reach GCS for '{uri}': {exc}. Check the network, and "
+            "STORAGE_EMULATOR_HOST if you meant to use an emulator."
+        ) from exc
+
+
+@contextlib.contextmanager
+def _local_errors(uri: str) -> Iterator[None]:
+    try:
+        yield
+    except StorageError:
+        raise
+    except FileNotFoundError as exc:
+        raise StorageError(
+            f"'{uri}' does not exist: check the path (relative paths start at "
+            f"{os.getcwd()}) and that an earlier step wrote it."
+        ) from exc
+    except IsADirectoryError as exc:
+        raise StorageError(f"'{uri}' is a folder, not a file: name a file inside it.") from exc
+    except PermissionError as exc:
+        raise StorageError(
+            f"Permission denied for '{uri}': check the owner and mode of the file and its folder."
+        ) from exc
+    except OSError as exc:
+        raise StorageError(f"Could not access '{uri}': {exc}") from exc
+
+
+def _content_type(name: str, default: str = "application/octet-stream") -> str:
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed or default
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_bytes(uri: Uri) -> bytes:
+    """Read a whole file or object.
+
+    Raises:
+        StorageError: the file/object does not exist or cannot be read (message names it).
+    """
+    text = _as_str(uri)
+    if is_remote(text):
+        bucket, key = _object_key(text)
+        with _gcs_errors(text):
+            return _gcs_client().bucket(bucket).blob(key).download_as_bytes()
+    with _local_errors(text):
+        return _local_path(text).read_bytes()
+
+
+def read_text(uri: Uri, encoding: str = "utf-8") -> str:
+    """Read a whole file or object as text.
+
+    Raises:
+        StorageError: missing or unreadable, or not valid text in ``encoding``.
+    """
+    text = _as_str(uri)
+    data = read_bytes(text)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise StorageError(
+            f"'{text}' is not {encoding} text ({exc.reason} at byte {exc.start}); "
+            "read it with read_bytes or pass the right encoding."
+        ) from exc
+
+
+def _atomic_write_local(path: Path, write: Any) -> None:
+    """Write through a temp file in ``path``'s folder, fsync it, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644  # mkstemp makes 0600 files; use the usual mode for a new file
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not every platform lets a folder be opened.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes(uri: Uri, data: bytes) -> None:
+    """Write ``data`` as the whole content of a file or object, replacing any old content.
+
+    Local files are written atomically (parents are created); a failed write leaves the
+    previous content in place. A GCS object is written with one upload.
+
+    Raises:
+        StorageError: the location cannot be written (message names it).
+    """
+    text = _as_str(uri)
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise StorageError(
+            f"write_bytes('{text}') needs bytes, got {type(data).__name__}; "
+            "use write_text for strings."
+        )
+    if is_remote(text):
+        bucket, key = _object_key(text)
+        with _gcs_errors(text):
+            _gcs_client().bucket(bucket).blob(key).upload_from_string(
+                bytes(data), content_type=_content_type(key)
+            )
+        return
+    with _local_errors(text):
+        _atomic_write_local(_local_path(text), lambda handle: handle.write(data))
+
+
+def write_text(uri: Uri, text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` as the whole content of a file or object (see ``write_bytes``)."""
+    if not isinstance(text, str):
+        raise StorageError(
+            f"write_text('{_as_str(uri)}') needs a str, got {type(text).__name__}; "
+            "use write_bytes for binary data."
+        )
+    write_bytes(uri, text.encode(encoding))
+
+
+def exists(uri: Uri) -> bool:
+    """Whether a file/object exists at ``uri``, or a folder/prefix with something in it.
+
+    A bare ``gs://bucket`` exists when the bucket does. Never raises for a missing
+    location; raises StorageError for unsupported schemes or unreachable stores.
+    """
+    text = _as_str(uri)
+    if is_remote(text):
+        bucket_name, key = _split_gs(text)
+        with _gcs_errors(text):
+            bucket = _gcs_client().bucket(bucket_name)
+            if not key:
+                return bool(bucket.exists())
+            if not key.endswith("/") and bucket.blob(key).exists():
+                return True
+            prefix = key.rstrip("/") + "/"
+            return any(True for _ in bucket.list_blobs(prefix=prefix, max_results=1))
+    with _local_errors(text):
+        return _local_path(text).exists()
+
+
+def delete(uri: Uri) -> None:
+    """Delete one file or object (used for tests and cleanup).
+
+    Raises:
+        StorageError: nothing exists at ``uri``, or it cannot be deleted.
+    """
+    text = _as_str(uri)
+    if is_remote(text):
+        bucket, key = _object_key(text)
+        with _gcs_errors(text):
+            _gcs_client().bucket(bucket).blob(key).delete()
+        return
+    with _local_errors(text):
+        _local_path(text).unlink()
+
+
+# --------------------------------------------------------------------------- trees
+
+
+def _local_files(folder: Path, recursive: bool) -> list[str]:
+    """Relative POSIX names of the files under ``folder``, skipping temp files."""
+    if not folder.is_dir():
+        return []
+    names: list[str] = []
+    if recursive:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = [d for d in dirs if not d.startswith(_TMP_PREFIX)]
+            rel_root = Path(root).relative_to(folder)
+            for name in files:
+                if not name.startswith(_TMP_PREFIX):
+                    names.append((rel_root / name).as_posix())
+    else:
+        names = [
+            entry.name
+            for entry in os.scandir(folder)
+            if entry.is_file() and not entry.name.startswith(_TMP_PREFIX)
+        ]
+    return names
+
+
+def _gcs_names(bucket: str, key: str, recursive: bool) -> list[str]:
+    """Object names under the folder-like prefix ``key`` (relative to it)."""
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    blobs = _gcs_client().list_blobs(
+        bucket, prefix=prefix or None, delimiter=None if recursive else "/"
+    )
+    # Zero-byte "folder" placeholders (names ending in "/") are not files.
+    return [blob.name[len(prefix) :] for blob in blobs if not blob.name.endswith("/")]
+
+
+def list_uris(prefix_uri: Uri, recursive: bool = True) -> list[str]:
+    """Sorted URIs of the files (not folders) under a local folder or ``gs://`` prefix.
+
+    The prefix is treated as a folder: ``gs://b/data`` lists ``gs://b/data/...``, not
+    ``gs://b/database.csv``. Results keep the prefix's form (relative, absolute, file://).
+    A missing folder or empty prefix gives an empty list. With ``recursive=False`` only
+    the files directly inside are listed.
+    """
+    text = _as_str(prefix_uri)
+    if is_remote(text):
+        bucket, key = _split_gs(text)
+        with _gcs_errors(text):
+            names = _gcs_names(bucket, key, recursive)
+    else:
+        with _local_errors(text):
+            names = _local_files(_local_path(text), recursive)
+    return sorted(join(text, name) for name in names)
+
+
+def _safe_target(root: Path, relative: str, source: str) -> Path:
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise StorageError(
+            f"'{source}' holds object '{relative}', which would land outside the target "
+            "folder; rename or remove that object."
+        )
+    return target
+
+
+@contextlib.contextmanager
+def _staged_dir(local_dir: Path, overwrite: bool, source: str) -> Iterator[Path]:
+    """Yield a temp sibling of ``local_dir`` to fill; rename it into place on success."""
+    local_dir = Path(os.path.abspath(local_dir))
+    if local_dir.exists() and not local_dir.is_dir():
+        raise StorageError(f"'{local_dir}' is a file; name a folder to copy '{source}' into.")
+    if local_dir.is_dir() and any(local_dir.iterdir()) and not overwrite:
+        raise StorageError(
+            f"'{local_dir}' already exists and is not empty; choose a new folder, delete it, "
+            "or pass overwrite=True to replace it."
+        )
+    local_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=_TMP_PREFIX + local_dir.name + ".", dir=local_dir.parent)
+    )
+    try:
+        yield staging
+        os.chmod(staging, 0o755)  # mkdtemp makes 0700 folders
+        if local_dir.exists():
+            # A folder cannot be renamed over a non-empty one: move the old tree aside first.
+            old = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX + "old.", dir=local_dir.parent))
+            try:
+                os.replace(local_dir, old / "tree")
+                try:
+                    os.replace(staging, local_dir)
+                except BaseException:
+                    os.replace(old / "tree", local_dir)
+                    raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, local_dir)
+        _fsync_dir(local_dir.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _copy_local_tree(src: Path, dest: Path, overwrite: bool, source: str) -> list[str]:
+    """Copy ``src``'s files into ``dest`` through a staged folder; return relative names."""
+    names = sorted(_local_files(src, recursive=True))
+    with _staged_dir(dest, overwrite, source) as staging:
+        for name in names:
+            target = staging / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / name, target)
+    return names
+
+
+def upload_dir(local_dir: Uri, uri: Uri, *, overwrite: bool = False) -> list[str]:
+    """Copy every file under the local folder ``local_dir`` to ``uri`` (a folder or prefix).
+
+    To a local destination the tree is copied into a temp sibling and renamed into place,
+    so it appears whole or not at all. To ``gs://`` each file is one upload; if that fails
+    midway some objects exist, so upload to a fresh prefix and publish its name afterwards.
+
+    The destination must be empty unless ``overwrite=True``, which replaces it: a local
+    folder as a whole, and on GCS objects not in ``local_dir`` are deleted after the upload.
+
+    Returns:
+        The sorted URIs written.
+
+    Raises:
+        StorageError: ``local_dir`` is not a folder, the destination is not empty (and
+        ``overwrite`` is false), or a write fails.
+    """
+    src_text = _as_str(local_dir)
+    if is_remote(src_text):
+        raise StorageError(
+            f"upload_dir copies from a local folder, got '{src_text}'; use download_dir to "
+            "fetch a gs:// prefix."
+        )
+    src = _local_path(src_text)
+    if not src.is_dir():
+        raise StorageError(f"'{src_text}' is not a folder: pass the folder to upload.")
+    dest = _as_str(uri)
+    if not is_remote(dest):
+        with _local_errors(dest):
+            written = _copy_local_tree(src, _local_path(dest), overwrite, src_text)
+        return sorted(join(dest, name) for name in written)
+
+    from google.api_core import exceptions as gexc
+
+    bucket_name, key = _split_gs(dest)
+    with _local_errors(src_text):
+        names = sorted(_local_files(src, recursive=True))
+    with _gcs_errors(dest):
+        existing = set(_gcs_names(bucket_name, key, recursive=True))
+        if existing and not overwrite:
+            raise StorageError(
+                f"'{dest}' already holds {len(existing)} object(s); upload to a new prefix, "
+                "or pass overwrite=True to replace them."
+            )
+        bucket = _gcs_client().bucket(bucket_name)
+        base = key.rstrip("/")
+        for name in names:
+            object_name = f"{base}/{name}" if base else name
+            with _gcs_errors(_gs_uri(bucket_name, object_name)):
+                bucket.blob(object_name).upload_from_filename(
+                    str(src / name), content_type=_content_type(name)
+                )
+        for stale in sorted(existing - set(names)):
+            object_name = f"{base}/{stale}" if base else stale
+            with contextlib.suppress(gexc.NotFound):  # someone else removed it: fine
+                bucket.blob(object_name).delete()
+    return [join(dest, name) for name in names]
+
+
+def download_dir(uri: Uri, local_dir: Uri, *, overwrite: bool = False) -> list[str]:
+    """Copy every file under ``uri`` (a ``gs://`` prefix or local folder) into ``local_dir``.
+
+    Files land in a temp sibling folder that is renamed to ``local_dir`` once all of them
+    arrived, so a failure never leaves a half-written tree. ``local_dir`` must be absent
+    or empty unless ``overwrite=True``, which replaces it as a whole.
+
+    Returns:
+        The sorted local paths of the files written.
+
+    Raises:
+        StorageError: nothing exists under ``uri``, ``local_dir`` is not empty, or a
+        read/write fails (message names the location).
+    """
+    src = _as_str(uri)
+    dest_text = _as_str(local_dir)
+    if is_remote(dest_text):
+        raise StorageError(
+            f"download_dir writes to a local folder, got '{dest_text}'; use upload_dir to "
+            "copy into gs://."
+        )
+    dest = _local_path(dest_text)
+    if not is_remote(src):
+        src_path = _local_path(src)
+        if not src_path.is_dir() or not _local_files(src_path, recursive=True):
+            raise StorageError(
+                f"'{src}' is not a folder with files in it: check the path and that an "
+                "earlier step wrote it."
+            )
+        with _local_errors(dest_text):
+            names = _copy_local_tree(src_path, dest, overwrite, src)
+        return [str(dest / name) for name in names]
+
+    bucket_name, key = _split_gs(src)
+    with _gcs_errors(src):
+        names = sorted(_gcs_names(bucket_name, key, recursive=True))
+    if not names:
+        raise StorageError(
+            f"Nothing found under '{src}': check the bucket and prefix, and that an earlier "
+            "step uploaded it."
+        )
+    bucket = _gcs_client().bucket(bucket_name)
+    base = key.rstrip("/")
+    with _local_errors(dest_text), _staged_dir(dest, overwrite, src) as staging:
+        for name in names:
+            target = _safe_target(staging, name, src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            object_name = f"{base}/{name}" if base else name
+            with _gcs_errors(_gs_uri(bucket_name, object_name)):
+                bucket.blob(object_name).download_to_filename(str(target))
+    return sorted(str(dest / name) for name in names)
+
+
+@contextlib.contextmanager
+def local_copy(uri: Uri) -> Iterator[Path]:
+    """Yield a local path holding the file at ``uri``.
+
+    For a local file this is the file itself (do not delete it). For ``gs://`` the object
+    is downloaded to a temp folder that is removed when the block exits.
+
+    Raises:
+        StorageError: the file/object does not exist or cannot be read.
+    """
+    text = _as_str(uri)
+    if not is_remote(text):
+        path = _local_path(text)
+        if path.is_dir():
+            raise StorageError(f"'{text}' is a folder, not a file: name a file inside it.")
+        if not path.is_file():
+            raise StorageError(
+                f"'{text}' does not exist: check the path and that an earlier step wrote it."
+            )
+        yield path
+        return
+    bucket, key = _object_key(text)
+    name = key.rsplit("/", 1)[-1]
+    with tempfile.TemporaryDirectory(prefix="autokfp-") as tmp:
+        target = Path(tmp) / name
+        with _gcs_errors(text):
+            _gcs_client().bucket(bucket).blob(key).download_to_filename(str(target))
+        yield target
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def _json_line(uri: str, record: dict) -> bytes:
+    if not isinstance(record, dict):
+        raise StorageError(
+            f"append_jsonl('{uri}') needs a dict record, got {type(record).__name__}."
+        )
+    try:
+        line = json.dumps(record, ensure_ascii=False, default=str, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"Record for '{uri}' is not JSON-serialisable: {exc}") from exc
+    return (line + "\n").encode("utf-8")
+
+
+def append_jsonl(uri: Uri, record: dict) -> None:
+    """Append ``record`` as one JSON line to a file or object, creating it if needed.
+
+    Locally the line is written with one ``O_APPEND`` write, then flushed and fsynced, so
+    concurrent writers do not interleave inside a line. On GCS (whose objects cannot be
+    appended to) the object is read, extended and written back only if its generation is
+    unchanged; a concurrent writer makes the write retry, a few times with backoff.
+    Values that JSON cannot hold (dates, paths) are written as strings; NaN is refused.
+
+    Raises:
+        StorageError: the record is not JSON-serialisable, the write fails, or GCS kept
+        refusing the write because others wrote concurrently.
+    """
+    text = _as_str(uri)
+    line = _json_line(text, record)
+    if not is_remote(text):
+        path = _local_path(text)
+        with _local_errors(text):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                written = os.write(fd, line)
+                if written != len(line):
+                    os.write(fd, line[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return
+
+    from google.api_core import exceptions as gexc
+
+    bucket_name, key = _object_key(text)
+    with _gcs_errors(text):
+        bucket = _gcs_client().bucket(bucket_name)
+    for attempt in range(_APPEND_ATTEMPTS):
+        try:
+            with _gcs_errors(text):
+                current = bucket.get_blob(key)
+                if current is None:
+                    content, generation = b"", 0  # 0: only create if still absent
+                else:
+                    generation = current.generation
+                    content = current.download_as_bytes(if_generation_match=generation)
+                    if content and not content.endswith(b"\n"):
+                        content += b"\n"
+                bucket.blob(key).upload_from_string(
+                    content + line,
+                    content_type="application/x-ndjson",
+                    if_generation_match=generation,
+                )
+            return
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, gexc.PreconditionFailed):
+                raise
+            delay = min(2.0, 0.05 * 2**attempt)
+            logger.debug("append to %s raced another writer; retrying in %.2fs", text, delay)
+            time.sleep(delay)
+    raise StorageError(
+        f"Could not append to '{text}': it kept changing under {_APPEND_ATTEMPTS} attempts. "
+        "Too many writers share this log; give each writer its own file."
+    )
+
+
+__all__ = [
+    "SUPPORTED_SCHEMES",
+    "append_jsonl",
+    "delete",
+    "download_dir",
+    "exists",
+    "is_remote",
+    "join",
+    "list_uris",
+    "local_copy",
+    "read_bytes",
+    "read_text",
+    "reset_client",
+    "upload_dir",
+    "write_bytes",
+    "write_text",
+]

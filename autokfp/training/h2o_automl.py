@@ -1,0 +1,210 @@
+"""H2O AutoML as an autokfp engine.
+
+Each training call starts its own H2O cluster (own port and name, so parallel tasks never
+share one), trains within the budget, exports the best model that can be exported as a
+MOJO, and always shuts the cluster down. XGBoost uses a GPU when the node has one
+(H2O's backend "auto"); everything else runs on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autokfp.errors import TrainingError
+from autokfp.training.base import EngineResult
+from autokfp.training.mojo import MojoScorer
+
+log = logging.getLogger(__name__)
+
+SORT_METRICS = {"auc": "AUC", "logloss": "logloss", "accuracy": "logloss", "f1": "AUC",
+                "rmse": "RMSE", "mae": "MAE", "r2": "RMSE"}
+MOJO_FILE = "model.zip"
+
+
+def gpu_available() -> bool:
+    """True when an NVIDIA GPU is visible to this container."""
+    if not shutil.which("nvidia-smi"):
+        return False
+    try:
+        result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0 and "GPU" in result.stdout
+
+
+def _free_port() -> int:
+    """A port p with p+1 also free (H2O listens on both)."""
+    import random
+
+    for _ in range(50):
+        port = random.randrange(20_000, 60_000, 2)
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise TrainingError("no free port pair found for a local H2O cluster")
+
+
+class H2OCluster:
+    """A private, local H2O cluster for the duration of a ``with`` block."""
+
+    def __init__(self, nthreads: int, max_mem_size: str):
+        self.nthreads = nthreads
+        self.max_mem_size = max_mem_size
+
+    def __enter__(self) -> H2OCluster:
+        import h2o
+
+        h2o.no_progress()
+        name = f"autokfp-{uuid.uuid4().hex[:8]}"
+        last_error: Exception | None = None
+        for _ in range(3):  # a port can be taken between probing and binding: retry
+            try:
+                h2o.init(ip="127.0.0.1", port=_free_port(), name=name, nthreads=self.nthreads,
+                         max_mem_size=self.max_mem_size, verbose=False, strict_version_check=False)
+                return self
+            except Exception as exc:  # noqa: BLE001 - h2o raises plain exceptions
+                last_error = exc
+                time.sleep(1)
+        raise TrainingError(f"could not start a local H2O cluster (Java 17 must be installed): {last_error}")
+
+    def __exit__(self, *exc: object) -> None:
+        import h2o
+
+        try:
+            if h2o.connection() is not None:
+                h2o.cluster().shutdown(prompt=False)
+        except Exception as error:  # noqa: BLE001 - shutting down must never mask the real error
+            log.warning("H2O cluster shutdown failed: %s", error)
+
+
+class H2OAutoMLEngine:
+    """H2O AutoML behind the ``Engine`` interface."""
+
+    name = "h2o"
+
+    def train(
+        self,
+        features: pd.DataFrame,
+        target: pd.Series,
+        task: str,
+        classes: list[str] | None,
+        categorical: list[str],
+        budget: Any,
+        sort_metric: str,
+        workdir: Path,
+    ) -> EngineResult:
+        import h2o
+        from h2o.automl import H2OAutoML
+
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        response = "__target__"
+        frame = features.copy()
+        frame[response] = target.astype(str).values if task != "regression" else target.astype(float).values
+        column_types = {c: "enum" for c in categorical}
+        for col in features.columns:
+            column_types.setdefault(col, "real")
+        column_types[response] = "real" if task == "regression" else "enum"
+        device = "gpu" if gpu_available() else "cpu"
+        log.info("H2O AutoML on %d rows x %d features (%s, device %s, budget %ss)", len(frame),
+                 features.shape[1], task, device, budget.max_runtime_secs)
+        with H2OCluster(budget.nthreads, budget.max_mem_size):
+            h2o_frame = h2o.H2OFrame(frame, column_types=column_types)
+            nfolds = min(budget.nfolds, max(2, len(frame) // 10))
+            automl = H2OAutoML(
+                max_runtime_secs=budget.max_runtime_secs,
+                max_models=budget.max_models,
+                seed=budget.seed,
+                nfolds=nfolds,
+                sort_metric=SORT_METRICS.get(sort_metric, "AUTO"),
+                include_algos=budget.include_algos,
+                exclude_algos=None if budget.include_algos else ["DeepLearning"],
+                verbosity=None,
+                project_name=f"autokfp_{uuid.uuid4().hex[:8]}",
+            )
+            started = time.monotonic()
+            automl.train(x=list(features.columns), y=response, training_frame=h2o_frame)
+            elapsed = time.monotonic() - started
+            if automl.leader is None:
+                raise TrainingError(
+                    f"H2O AutoML trained no model within {budget.max_runtime_secs}s; "
+                    "raise budget.max_runtime_secs"
+                )
+            board = h2o.automl.get_leaderboard(automl, extra_columns="ALL").as_data_frame(
+                use_multi_thread=False
+            )
+            leader_id, mojo_path = self._export_first_exportable(board, workdir)
+            leader = h2o.get_model(leader_id)
+            cv = _cv_metrics(leader, task)
+            algo = leader.algo
+        board.to_csv(workdir / "leaderboard.csv", index=False)
+        info = {"engine": self.name, "leader": leader_id, "algo": algo, "device": device,
+                "h2o_version": h2o.__version__, "train_seconds": round(elapsed, 2),
+                "features": list(features.columns), "categorical": categorical, "nfolds": nfolds}
+        (workdir / "engine.json").write_text(json.dumps(info, indent=2))
+        log.info("H2O leader %s (%s) after %.1fs; cv %s", leader_id, algo, elapsed, cv)
+        return EngineResult(
+            engine=self.name, artifact_dir=workdir, leader=leader_id, leaderboard=board,
+            cv_metrics=cv, device=device,
+            params={"max_runtime_secs": budget.max_runtime_secs, "max_models": budget.max_models,
+                    "nfolds": nfolds, "seed": budget.seed, "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
+                    "leader_algo": algo, "models_trained": len(board)},
+        )
+
+    @staticmethod
+    def _export_first_exportable(board: pd.DataFrame, workdir: Path) -> tuple[str, Path]:
+        import h2o
+
+        errors = []
+        for model_id in board["model_id"].tolist():
+            model = h2o.get_model(model_id)
+            try:
+                exported = Path(model.download_mojo(path=str(workdir), get_genmodel_jar=False))
+            except Exception as exc:  # noqa: BLE001 - try the next model on the board
+                errors.append(f"{model_id}: {exc}")
+                continue
+            target = workdir / MOJO_FILE
+            exported.replace(target)
+            if errors:
+                log.warning("leader(s) could not be exported as MOJO, used %s: %s", model_id, errors)
+            return model_id, target
+        raise TrainingError(f"no AutoML model could be exported as a MOJO: {errors}")
+
+    def load_scorer(self, artifact_dir: Path, task: str, classes: list[str] | None) -> MojoScorer:
+        path = Path(artifact_dir) / MOJO_FILE
+        if not path.exists():
+            raise TrainingError(f"H2O model artifact {path} is missing; the model folder is incomplete")
+        return MojoScorer(path, task, classes)
+
+
+def _cv_metrics(model: Any, task: str) -> dict[str, float]:
+    try:
+        perf = model.model_performance(xval=True)
+    except Exception:  # noqa: BLE001 - not every model keeps cross-validation metrics
+        return {}
+    if perf is None:
+        return {}
+    metrics: dict[str, float] = {}
+    names = {"binary": ("auc", "logloss"), "multiclass": ("logloss",), "regression": ("rmse", "mae", "r2")}
+    for name in names[task]:
+        try:
+            value = getattr(perf, name)()
+        except Exception:  # noqa: BLE001
+            continue
+        if value is not None:
+            metrics[f"cv_{name}"] = float(value)
+    return metrics

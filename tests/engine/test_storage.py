@@ -1,0 +1,453 @@
+"""The artifact store behaves the same on a local folder and on GCS (emulated)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from autokfp import storage
+from autokfp.errors import StorageError
+
+BINARY = bytes(range(256)) * 64 + b"\x00\r\n\xff"
+
+
+@pytest.fixture(params=["local", "gcs"])
+def base(request, tmp_path) -> str:
+    """A fresh, empty folder URI: a tmp_path folder or a unique prefix in the emulator."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    emulator = request.getfixturevalue("gcs_emulator")
+    return f"{emulator.base_uri}/{uuid.uuid4().hex}"
+
+
+def _make_tree(root: Path) -> dict[str, bytes]:
+    files = {
+        "MLmodel": b"flavors: {}\n",
+        "model.bin": BINARY,
+        "sub/conda.yaml": b"name: x\n",
+        "sub/deeper/weights.h5": b"\x89HDF" + BINARY[:100],
+    }
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def _leftover_temp(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob("*") if p.name.startswith(".autokfp-tmp-")]
+
+
+# --------------------------------------------------------------------------- URIs
+
+
+@pytest.mark.parametrize(
+    ("uri", "remote"),
+    [
+        ("gs://bucket/key", True),
+        ("GS://bucket", True),
+        ("/abs/path", False),
+        ("rel/path.csv", False),
+        ("file:///abs/path", False),
+        (Path("/x/y"), False),
+    ],
+)
+def test_is_remote(uri, remote):
+    assert storage.is_remote(uri) is remote
+
+
+@pytest.mark.parametrize(
+    ("base_uri", "parts", "expected"),
+    [
+        ("gs://b", ("x", "y.txt"), "gs://b/x/y.txt"),
+        ("gs://b/", ("/x//", "", "y"), "gs://b/x/y"),
+        ("gs://b/pre/", ("a/b",), "gs://b/pre/a/b"),
+        ("/tmp/root/", ("runs", "1"), "/tmp/root/runs/1"),
+        ("/", ("etc",), "/etc"),
+        ("rel", ("a",), "rel/a"),
+        ("file:///data/", ("x.csv",), "file:///data/x.csv"),
+        ("gs://b", (), "gs://b"),
+    ],
+)
+def test_join_uses_single_slashes(base_uri, parts, expected):
+    assert storage.join(base_uri, *parts) == expected
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: storage.read_bytes("s3://bucket/key"),
+        lambda: storage.write_text("s3://bucket/key", "x"),
+        lambda: storage.exists("hdfs://nn/x"),
+        lambda: storage.list_uris("s3://bucket"),
+        lambda: storage.is_remote("azure://c/x"),
+        lambda: storage.append_jsonl("s3://bucket/log.jsonl", {"a": 1}),
+        lambda: storage.download_dir("s3://bucket/model", "/tmp/never"),
+    ],
+)
+def test_unsupported_scheme_lists_supported_ones(call):
+    with pytest.raises(StorageError, match="Unsupported URI scheme") as info:
+        call()
+    assert "gs://" in str(info.value) and "file://" in str(info.value)
+
+
+def test_gs_uri_without_bucket_is_rejected():
+    with pytest.raises(StorageError, match="names no bucket"):
+        storage.read_bytes("gs:///key")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_binary_round_trip_and_overwrite(base):
+    uri = storage.join(base, "nested", "deep", "blob.bin")
+    storage.write_bytes(uri, BINARY)
+    assert storage.read_bytes(uri) == BINARY
+    storage.write_bytes(uri, b"second")
+    assert storage.read_bytes(uri) == b"second"
+
+
+def test_text_round_trip(base):
+    uri = storage.join(base, "card.md")
+    storage.write_text(uri, "# Modèle ✓\nline 2\n")
+    assert storage.read_text(uri) == "# Modèle ✓\nline 2\n"
+    storage.write_text(uri, "latin", encoding="latin-1")
+    assert storage.read_text(uri, encoding="latin-1") == "latin"
+
+
+def test_read_text_of_binary_says_what_to_do(base):
+    uri = storage.join(base, "blob.bin")
+    storage.write_bytes(uri, b"\xff\xfe\xfa")
+    with pytest.raises(StorageError, match="read_bytes"):
+        storage.read_text(uri)
+
+
+def test_missing_object_error_names_the_uri(base):
+    uri = storage.join(base, "no", "such.parquet")
+    with pytest.raises(StorageError) as info:
+        storage.read_bytes(uri)
+    assert uri in str(info.value)
+    assert "does not exist" in str(info.value) and "check" in str(info.value)
+
+
+def test_exists(base):
+    uri = storage.join(base, "folder", "file.txt")
+    assert not storage.exists(uri)
+    assert not storage.exists(storage.join(base, "folder"))
+    storage.write_text(uri, "x")
+    assert storage.exists(uri)
+    assert storage.exists(storage.join(base, "folder"))
+    assert not storage.exists(storage.join(base, "fold"))
+
+
+def test_delete(base):
+    uri = storage.join(base, "gone.txt")
+    storage.write_text(uri, "x")
+    storage.delete(uri)
+    assert not storage.exists(uri)
+    with pytest.raises(StorageError, match="gone.txt"):
+        storage.delete(uri)
+
+
+def test_write_bytes_rejects_str(base):
+    with pytest.raises(StorageError, match="write_text"):
+        storage.write_bytes(storage.join(base, "x"), "not bytes")  # type: ignore[arg-type]
+
+
+def test_local_copy(base):
+    uri = storage.join(base, "data", "table.parquet")
+    storage.write_bytes(uri, BINARY)
+    with storage.local_copy(uri) as path:
+        assert isinstance(path, Path)
+        assert path.read_bytes() == BINARY
+        assert path.name == "table.parquet"
+    if storage.is_remote(uri):
+        assert not path.exists(), "the temp download is removed on exit"
+    else:
+        assert path == Path(uri) and path.exists(), "a local file is used in place"
+
+
+def test_local_copy_missing_names_the_uri(base):
+    uri = storage.join(base, "missing.csv")
+    with pytest.raises(StorageError, match="missing.csv"):
+        with storage.local_copy(uri):
+            pass
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def test_list_uris_nested_and_flat(base):
+    names = ["a.csv", "b/c.csv", "b/d/e.json", "z.txt"]
+    for name in names:
+        storage.write_text(storage.join(base, "data", name), name)
+    storage.write_text(storage.join(base, "database.csv"), "sibling, not inside data/")
+
+    root = storage.join(base, "data")
+    assert storage.list_uris(root) == sorted(storage.join(root, n) for n in names)
+    assert storage.list_uris(root + "/") == storage.list_uris(root)
+    assert storage.list_uris(root, recursive=False) == [
+        storage.join(root, "a.csv"),
+        storage.join(root, "z.txt"),
+    ]
+    assert storage.list_uris(storage.join(base, "nothing-here")) == []
+    for uri in storage.list_uris(root):
+        assert storage.read_text(uri).endswith(uri.rsplit("/", 1)[-1])
+
+
+def test_list_uris_keeps_file_uri_form(tmp_path):
+    storage.write_text(tmp_path / "x" / "a.txt", "a")
+    assert storage.list_uris(f"file://{tmp_path}/x") == [f"file://{tmp_path}/x/a.txt"]
+
+
+# --------------------------------------------------------------------------- trees
+
+
+def test_upload_then_download_tree(base, tmp_path):
+    files = _make_tree(tmp_path / "model")
+    dest = storage.join(base, "models", "run-1")
+
+    written = storage.upload_dir(tmp_path / "model", dest)
+    assert written == sorted(storage.join(dest, n) for n in files)
+    assert storage.list_uris(dest) == written
+
+    local = tmp_path / "downloaded" / "model"
+    got = storage.download_dir(dest, local)
+    assert got == sorted(str(local / n) for n in files)
+    for name, data in files.items():
+        assert (local / name).read_bytes() == data
+    assert _leftover_temp(tmp_path / "downloaded") == []
+
+
+def test_download_into_existing_folder_needs_overwrite(base, tmp_path):
+    _make_tree(tmp_path / "model")
+    dest = storage.join(base, "m")
+    storage.upload_dir(tmp_path / "model", dest)
+
+    target = tmp_path / "out"
+    (target / "old").mkdir(parents=True)
+    (target / "old" / "stale.txt").write_text("old")
+    with pytest.raises(StorageError, match="overwrite=True"):
+        storage.download_dir(dest, target)
+    assert (target / "old" / "stale.txt").read_text() == "old"
+
+    storage.download_dir(dest, target, overwrite=True)
+    assert not (target / "old").exists(), "overwrite replaces the folder as a whole"
+    assert (target / "MLmodel").exists()
+    assert _leftover_temp(tmp_path) == []
+
+
+def test_upload_into_non_empty_destination_needs_overwrite(base, tmp_path):
+    _make_tree(tmp_path / "v1")
+    (tmp_path / "v1" / "only-in-v1.txt").write_text("v1")
+    dest = storage.join(base, "m")
+    storage.upload_dir(tmp_path / "v1", dest)
+
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "MLmodel").write_text("v2")
+    with pytest.raises(StorageError, match="overwrite=True"):
+        storage.upload_dir(tmp_path / "v2", dest)
+
+    assert storage.upload_dir(tmp_path / "v2", dest, overwrite=True) == [
+        storage.join(dest, "MLmodel")
+    ]
+    assert storage.list_uris(dest) == [storage.join(dest, "MLmodel")]
+    assert storage.read_text(storage.join(dest, "MLmodel")) == "v2"
+
+
+def test_failed_download_leaves_no_half_tree(base, tmp_path, monkeypatch):
+    _make_tree(tmp_path / "model")
+    dest = storage.join(base, "m")
+    storage.upload_dir(tmp_path / "model", dest)
+
+    calls = {"n": 0}
+
+    def fail_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk on fire")
+        return original(*args, **kwargs)
+
+    if storage.is_remote(dest):
+        from google.cloud.storage import Blob
+
+        original = Blob.download_to_filename
+        monkeypatch.setattr(Blob, "download_to_filename", fail_on_second)
+    else:
+        original = storage.shutil.copy2
+        monkeypatch.setattr(storage.shutil, "copy2", fail_on_second)
+
+    target = tmp_path / "out" / "model"
+    with pytest.raises((StorageError, OSError)):
+        storage.download_dir(dest, target)
+    assert calls["n"] == 2
+    assert not target.exists()
+    assert _leftover_temp(tmp_path / "out") == []
+
+
+def test_download_of_missing_prefix_names_it(base, tmp_path):
+    src = storage.join(base, "no-model-here")
+    with pytest.raises(StorageError, match="no-model-here"):
+        storage.download_dir(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_upload_of_missing_folder_names_it(base, tmp_path):
+    with pytest.raises(StorageError, match="not a folder"):
+        storage.upload_dir(tmp_path / "nope", storage.join(base, "x"))
+
+
+# --------------------------------------------------------------------------- append
+
+
+def test_append_jsonl_keeps_order(base):
+    uri = storage.join(base, "logs", "predictions.jsonl")
+    records = [{"i": i, "score": i / 10, "label": f"c{i % 3}"} for i in range(15)]
+    for record in records:
+        storage.append_jsonl(uri, record)
+    lines = storage.read_text(uri).splitlines()
+    assert [json.loads(line) for line in lines] == records
+
+
+def test_append_jsonl_rejects_nan_and_non_dict(base):
+    uri = storage.join(base, "log.jsonl")
+    with pytest.raises(StorageError, match="JSON"):
+        storage.append_jsonl(uri, {"x": float("nan")})
+    with pytest.raises(StorageError, match="dict"):
+        storage.append_jsonl(uri, [1, 2])  # type: ignore[arg-type]
+    assert not storage.exists(uri)
+
+
+def test_gcs_append_retries_when_another_writer_wins(gcs_emulator, monkeypatch):
+    from google.api_core.exceptions import PreconditionFailed
+    from google.cloud.storage import Blob
+
+    uri = f"{gcs_emulator.base_uri}/{uuid.uuid4().hex}/log.jsonl"
+    storage.append_jsonl(uri, {"n": 1})
+    original = Blob.upload_from_string
+    seen: list[object] = []
+
+    def lose_first_race(self, data, **kwargs):
+        seen.append(kwargs.get("if_generation_match"))
+        if len(seen) == 1:
+            raise PreconditionFailed("generation changed")
+        return original(self, data, **kwargs)
+
+    monkeypatch.setattr(Blob, "upload_from_string", lose_first_race)
+    storage.append_jsonl(uri, {"n": 2})
+    assert len(seen) == 2 and all(isinstance(g, int) and g > 0 for g in seen)
+    assert [json.loads(x)["n"] for x in storage.read_text(uri).splitlines()] == [1, 2]
+
+
+# --------------------------------------------------------------------------- atomicity
+
+
+def test_failed_local_write_keeps_previous_content(tmp_path, monkeypatch):
+    path = tmp_path / "state" / "champion.json"
+    storage.write_text(path, '{"v": 1}')
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "fsync", broken_fsync)
+    with pytest.raises(StorageError, match="champion.json"):
+        storage.write_text(path, '{"v": 2}')
+    monkeypatch.undo()
+
+    assert path.read_text() == '{"v": 1}'
+    assert os.listdir(path.parent) == ["champion.json"], "the temp file is cleaned up"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores file modes")
+def test_write_into_read_only_folder_fails_cleanly(tmp_path):
+    path = tmp_path / "ro" / "a.txt"
+    storage.write_text(path, "before")
+    path.parent.chmod(0o555)
+    try:
+        with pytest.raises(StorageError, match="Permission denied"):
+            storage.write_text(path, "after")
+    finally:
+        path.parent.chmod(0o755)
+    assert path.read_text() == "before"
+
+
+def test_unwritable_folder_error_says_what_to_check(tmp_path, monkeypatch):
+    path = tmp_path / "a.txt"
+    storage.write_text(path, "before")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(storage.tempfile, "mkstemp", denied)
+    with pytest.raises(StorageError, match="Permission denied.*owner and mode"):
+        storage.write_text(path, "after")
+    monkeypatch.undo()
+    assert path.read_text() == "before"
+
+
+def test_local_paths_in_every_form(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    storage.write_text("rel/a.txt", "relative")
+    assert storage.read_text(f"file://{tmp_path}/rel/a.txt") == "relative"
+    assert storage.read_text(tmp_path / "rel" / "a.txt") == "relative"
+    storage.write_text(f"file://{tmp_path}/rel/b.txt", "uri")
+    assert storage.list_uris("rel") == ["rel/a.txt", "rel/b.txt"]
+
+
+def test_new_local_files_get_normal_permissions(tmp_path):
+    path = tmp_path / "x.txt"
+    storage.write_text(path, "x")
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+# --------------------------------------------------------------------------- GCS specifics
+
+
+def test_gcs_errors_are_wrapped_with_the_uri(gcs_emulator, monkeypatch):
+    from google.api_core.exceptions import Forbidden
+    from google.cloud.storage import Blob
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
+    uri = f"{gcs_emulator.base_uri}/secret/model.bin"
+
+    def forbidden(self, *args, **kwargs):
+        raise Forbidden("caller lacks storage.objects.get")
+
+    monkeypatch.setattr(Blob, "download_as_bytes", forbidden)
+    with pytest.raises(StorageError, match="Permission denied") as info:
+        storage.read_bytes(uri)
+    assert uri in str(info.value)
+
+    def unreachable(self, *args, **kwargs):
+        raise RequestsConnectionError("connection refused")
+
+    monkeypatch.setattr(Blob, "upload_from_string", unreachable)
+    with pytest.raises(StorageError, match="Could not reach GCS") as info:
+        storage.write_bytes(uri, b"x")
+    assert uri in str(info.value)
+
+
+def test_gcs_client_is_cached_and_follows_the_emulator_setting(gcs_emulator, monkeypatch):
+    first = storage._gcs_client()
+    assert storage._gcs_client() is first
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.host + "/")
+    assert storage._gcs_client() is not first
+    monkeypatch.undo()
+    storage.reset_client()
+
+
+def test_gcs_content_type_follows_the_extension(gcs_emulator):
+    uri = f"{gcs_emulator.base_uri}/{uuid.uuid4().hex}/report.html"
+    storage.write_text(uri, "<html></html>")
+    blob = storage._gcs_client().bucket(gcs_emulator.bucket).get_blob(uri.split("/", 3)[3])
+    assert blob.content_type == "text/html"
+
+
+def test_gcs_object_functions_refuse_bucket_uris(gcs_emulator):
+    with pytest.raises(StorageError, match="not an object"):
+        storage.write_text(gcs_emulator.base_uri + "/folder/", "x")
+    assert storage.exists(gcs_emulator.base_uri)
