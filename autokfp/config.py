@@ -203,7 +203,7 @@ class RunConfig(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (what pipelines receive as their ``config`` parameter)."""
-        return self.model_dump(mode="json", by_alias=True)
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:

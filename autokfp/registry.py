@@ -194,6 +194,7 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
                 "engine": mv.tags.get("engine"),
                 "dataset": mv.tags.get("dataset"),
                 "decision": mv.tags.get("decision"),
+                "primary_metric": mv.tags.get("primary_metric"),
                 "metrics": metrics,
             })
         versions.sort(key=lambda v: int(v["version"]), reverse=True)

@@ -105,7 +105,8 @@ build_wheel() {
   mkdir -p dist
   rm -f dist/autokfp-*.whl
   echo ">> building the autokfp ${VERSION} wheel into dist/"
-  if "$PYTHON" -c "import build" 2>/dev/null; then
+  # build.__main__, not build: a leftover ./build folder imports as a namespace package.
+  if "$PYTHON" -c "import build.__main__" 2>/dev/null; then
     "$PYTHON" -m build --wheel --outdir dist .
   else
     "$PYTHON" -m pip wheel --no-deps --wheel-dir dist .
@@ -135,13 +136,13 @@ PY
   echo ">> ${wheels[0]}"
 }
 
-build_wheel
-$wheel_only && exit 0
-
-command -v "$DOCKER" >/dev/null 2>&1 || {
+if ! $wheel_only && ! command -v "$DOCKER" >/dev/null 2>&1; then
   echo "error: '$DOCKER' not found: install Docker (or set DOCKER=podman) to build images" >&2
   exit 1
-}
+fi
+
+build_wheel
+$wheel_only && exit 0
 
 extra_args=()
 if [[ -n "${DOCKER_BUILD_ARGS:-}" ]]; then

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -370,12 +371,39 @@ def _engine(source: SqlSource):  # -> sqlalchemy.Engine
 
 
 def _sql_location(source: SqlSource) -> str:
+    """The source's URL with the password masked (also when an env var is not set)."""
+    for expand in (expand_env, str):
+        try:
+            return masked_url(expand(source.url))
+        except Exception:
+            continue
+    return f"<unparseable URL of source '{source.name}'>"
+
+
+def _sql_platform_of(source: SqlSource) -> str:
     try:
-        return masked_url(expand_env(source.url))
-    except ConfigError:
-        raise
+        return sql_platform(source.url)
     except Exception:
-        return masked_url(source.url)
+        return "sql"
+
+
+def _secrets(source: SqlSource) -> list[str]:
+    """Values that must never appear in a message: the URL's password and ${VAR} values."""
+    values = [os.environ.get(name, "") for name in re.findall(r"\$\{(\w+)\}", source.url)]
+    try:
+        from sqlalchemy.engine import make_url
+
+        values.append(make_url(expand_env(source.url)).password or "")
+    except Exception:
+        pass
+    return sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+
+
+def _sql_error(source: SqlSource, exc: BaseException) -> str:
+    text = _describe(exc)
+    for secret in _secrets(source):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _table_names(source: SqlSource, engine) -> list[str]:
@@ -408,7 +436,7 @@ def _read_table(source: SqlSource, table_name: str) -> pd.DataFrame:
         with engine.connect() as connection:
             df = pd.read_sql(query, connection)
     except Exception as exc:
-        raise DataError(f"cannot read {label}: {_describe(exc)}") from exc
+        raise DataError(f"cannot read {label}: {_sql_error(source, exc)}") from None
     finally:
         engine.dispose()
     if len(df) == 0:
@@ -417,18 +445,18 @@ def _read_table(source: SqlSource, table_name: str) -> pd.DataFrame:
 
 
 def _discover_sql(source: SqlSource, k: int) -> list[DiscoveredDataset]:
+    location = _sql_location(source)
+    platform = _sql_platform_of(source)
     try:
-        location = _sql_location(source)
-        platform = sql_platform(expand_env(source.url))
         engine = _engine(source)
     except Exception as exc:
-        return [_failed(source.name, "sql", masked_url(source.url), _describe(exc))]
+        return [_failed(source.name, platform, location, _sql_error(source, exc))]
     results = []
     try:
         try:
             names = _table_names(source, engine)
         except Exception as exc:
-            return [_failed(source.name, platform, location, _describe(exc))]
+            return [_failed(source.name, platform, location, _sql_error(source, exc))]
         for table_name in names:
             dataset_id = f"{source.name}/{table_name}"
 
@@ -459,7 +487,7 @@ def _discover_sql(source: SqlSource, k: int) -> list[DiscoveredDataset]:
                         dataset_id,
                         platform,
                         location,
-                        f"cannot read table '{table_name}': {_describe(exc)}",
+                        f"cannot read table '{table_name}': {_sql_error(source, exc)}",
                         reader=reader,
                     )
                 )
@@ -526,9 +554,9 @@ def _missing(dataset_id: str, source: Source) -> DataError:
     try:
         existing = list_datasets(source)
     except Exception as exc:  # the source itself is broken: say that instead
+        reason = _sql_error(source, exc) if isinstance(source, SqlSource) else _describe(exc)
         return DataError(
-            f"dataset '{dataset_id}' not found; source '{source.name}' cannot "
-            f"be listed: {_describe(exc)}"
+            f"dataset '{dataset_id}' not found; source '{source.name}' cannot be listed: {reason}"
         )
     return DataError(
         f"dataset '{dataset_id}' does not exist; source '{source.name}' has: "
@@ -560,17 +588,26 @@ def _load_source_dataset(
             return _read_file(path, fmt, uri), "gcs", uri, fmt
     import sqlalchemy as sa
 
-    engine = _engine(source)
     try:
-        present = sa.inspect(engine).has_table(relative, schema=source.schema_name)
-        if not present:
-            present = relative in sa.inspect(engine).get_view_names(schema=source.schema_name)
-    finally:
-        engine.dispose()
+        engine = _engine(source)
+        try:
+            inspector = sa.inspect(engine)
+            present = inspector.has_table(relative, schema=source.schema_name)
+            if not present:
+                present = relative in inspector.get_view_names(schema=source.schema_name)
+        finally:
+            engine.dispose()
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(
+            f"cannot reach source '{source.name}' ({_sql_location(source)}) to load "
+            f"'{dataset_id}': {_sql_error(source, exc)}"
+        ) from None
     if not present:
         raise _missing(dataset_id, source)
     df = _read_table(source, relative)
-    return df, sql_platform(expand_env(source.url)), _sql_location(source), None
+    return df, _sql_platform_of(source), _sql_location(source), None
 
 
 def load_dataset(

@@ -61,7 +61,7 @@ _PHONE = re.compile(
     r"^\+?\(?\d{1,4}\)?(?:[\s.-]?\(?\d{1,5}\)?){1,5}(?:\s*(?:x|ext\.?)\s*\d{1,5})?$"
 )
 _PHONE_SEPARATED = re.compile(r"^\+|[\s().-]")
-_NAME_WORD = r"[A-Z][a-z]+(?:['’-][A-Za-z][a-z]*)?"
+_NAME_WORD = r"(?:[A-Z]['’])?[A-Z][a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?"
 _PERSON_NAME = re.compile(
     rf"^(?:{_NAME_WORD}\.? )?{_NAME_WORD}(?: [A-Z]\.)?(?: {_NAME_WORD}){{1,2}}$"
 )
@@ -196,9 +196,27 @@ def _fraction(values: list[str], predicate: Any) -> float:
     return sum(1 for v in values if predicate(v)) / len(values)
 
 
+_SCALAR_INFERRED = {
+    "string",
+    "empty",
+    "boolean",
+    "integer",
+    "floating",
+    "mixed-integer-float",
+    "decimal",
+    "datetime",
+    "datetime64",
+    "date",
+    "time",
+    "bytes",
+}
+
+
 def _hashable(series: pd.Series) -> pd.Series:
     """Nested JSON values (lists, dicts) become their JSON text so they can be counted."""
     if series.dtype != object:
+        return series
+    if pd.api.types.infer_dtype(series, skipna=True) in _SCALAR_INFERRED:
         return series
     if not series.map(lambda v: isinstance(v, (list, dict, set, np.ndarray))).any():
         return series

@@ -1,0 +1,258 @@
+"""The ``autokfp`` command line.
+
+    autokfp demo                 generate the example data and run the training pipeline locally
+    autokfp run CONFIG.yaml      run the training pipeline locally (kfp.local)
+    autokfp compile --out DIR    write every pipeline as KFP YAML for the Kubeflow UI
+    autokfp models [--json]      registered models, versions, aliases and metrics
+
+Errors a user can cause are printed as one message (no traceback) with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autokfp import __version__
+from autokfp.errors import AutokfpError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="autokfp: autonomous ML on Kubeflow Pipelines (and locally with kfp.local).")
+console = Console()
+err_console = Console(stderr=True)
+
+HomeOption = typer.Option(None, "--home", help="state folder (default: $AUTOKFP_HOME or ./.autokfp)")
+
+
+def _fail(error: AutokfpError) -> None:
+    err_console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code=error.exit_code)
+
+
+def _settings(home: Path | None):
+    from autokfp.settings import Settings
+
+    settings = Settings.from_env(home)
+    settings.ensure_local_dirs()
+    settings.export()
+    return settings
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("DATAHUB_TELEMETRY_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("mlflow", "alembic", "h2o", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@app.callback()
+def _main() -> None:
+    _quiet_libraries()
+
+
+@app.command()
+def version() -> None:
+    """Print the autokfp version."""
+    console.print(__version__)
+
+
+def preflight(config: Any) -> None:
+    """Fail fast, before any step runs, on what would fail later: a missing or empty
+    dataset, or a target column that is absent."""
+    from autokfp.catalog.discovery import load_dataset
+    from autokfp.errors import SchemaError
+
+    frame, schema = load_dataset(config, config.training.dataset)
+    if config.training.target not in frame.columns:
+        raise SchemaError(
+            f"training.target '{config.training.target}' is not a column of dataset "
+            f"'{config.training.dataset}'; its columns are: {', '.join(map(str, frame.columns))}"
+        )
+
+
+STEP_LABELS = {
+    "discover": "discovering and cataloguing data",
+    "profile": "profiling data + quality gate",
+    "engineer-features": "engineering features",
+    "train-h2o-automl": "training with H2O AutoML",
+    "evaluate-model": "evaluating against the champion",
+    "register-model": "registering in MLflow",
+    "deploy-model": "writing the KServe InferenceService",
+}
+
+
+def _run(config: Any, settings: Any, verbose: bool) -> Any:
+    import time
+
+    from autokfp.local import run_training
+
+    with console.status("[bold]checking the data...", spinner="dots"):
+        preflight(config)
+    console.print(f"[bold]Running pipeline[/] autonomous-training for [cyan]{config.name}[/] "
+                  f"(H2O budget {config.budget.max_runtime_secs}s) with kfp.local; "
+                  f"state in {settings.home}")
+    if verbose:
+        return run_training(config, settings)
+    log_path = settings.home / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    started = time.monotonic()
+    with console.status("starting...", spinner="dots") as status:
+        def on_task(name: str) -> None:
+            elapsed = time.monotonic() - started
+            console.print(f"  [dim]{elapsed:5.0f}s[/] {STEP_LABELS.get(name, name)}")
+            status.update(f"[bold]{STEP_LABELS.get(name, name)}...")
+
+        result = run_training(config, settings, log_path=log_path, on_task=on_task)
+    console.print(f"  [dim]Full log: {log_path}[/]")
+    return result
+
+
+@app.command()
+def run(
+    config_path: Path = typer.Argument(..., help="YAML run config", metavar="CONFIG.yaml"),
+    home: Path | None = HomeOption,
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's log"),
+) -> None:
+    """Run the autonomous training pipeline locally (kfp.local) for CONFIG."""
+    from autokfp.config import load_config
+
+    try:
+        config = load_config(config_path)
+        settings = _settings(home)
+        result = _run(config, settings, verbose)
+    except AutokfpError as error:
+        _fail(error)
+    _print_result(result, config, settings, as_json)
+
+
+@app.command()
+def demo(
+    home: Path | None = HomeOption,
+    rows: int = typer.Option(6000, help="rows of example data"),
+    budget: int = typer.Option(120, help="H2O AutoML budget in seconds"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's log"),
+) -> None:
+    """Generate the example churn data and run the training pipeline on it, end to end."""
+    from autokfp.examples.demo import prepare_demo
+
+    try:
+        settings = _settings(home)
+        with console.status("[bold]generating example data...", spinner="dots"):
+            config, data = prepare_demo(settings.home / "example_data", rows=rows, budget=budget)
+        console.print(f"Example data: {data.files_dir} (CSV, Parquet) and {data.warehouse_db} (SQLite)")
+        result = _run(config, settings, verbose)
+    except AutokfpError as error:
+        _fail(error)
+    _print_result(result, config, settings, as_json=False)
+
+
+def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> None:
+    from autokfp import registry
+
+    models = {m["name"]: m for m in registry.list_models(settings)}
+    model = models.get(config.name, {"versions": [], "aliases": {}})
+    champion_version = model["aliases"].get("champion")
+    champion = next((v for v in model["versions"] if v["version"] == str(champion_version)), None)
+    summary = {
+        "pipeline": result.pipeline,
+        "seconds": round(result.seconds, 1),
+        "registered": result.registration,
+        "champion": champion,
+        "state": {
+            "home": str(settings.home),
+            "registry": settings.tracking_uri,
+            "artifacts": settings.artifact_root,
+            "pipeline_run": str(result.run_dir) if result.run_dir else settings.pipeline_root,
+            "catalog": str(settings.catalog_dir),
+        },
+    }
+    if as_json:
+        console.print_json(json.dumps(summary, default=str))
+        return
+    reg = result.registration
+    console.print(f"\n[bold green]Pipeline finished[/] in {result.seconds:.0f}s. Registered "
+                  f"[cyan]{reg['name']}[/] v{reg['version']} ({', '.join(reg['aliases'])}): {reg['decision']}")
+    if champion:
+        table = Table(title=f"champion: {config.name} v{champion['version']}", show_header=True)
+        table.add_column("test metric")
+        table.add_column("value", justify="right")
+        for key, value in sorted(champion["metrics"].items()):
+            if key.startswith("test_") and key != "test_rows":
+                table.add_row(key[len("test_"):], f"{value:.4f}")
+        console.print(table)
+    console.print(f"Registry  : {settings.tracking_uri}  (autokfp models; "
+                  f"mlflow ui --backend-store-uri {settings.tracking_uri})")
+    console.print(f"Artifacts : {summary['state']['pipeline_run']}")
+    console.print(f"Catalog   : DataHub metadata in the discover step's 'catalog' artifact under "
+                  f"{settings.pipeline_root}")
+    console.print(f"Serve it  : mlflow models serve -m 'models:/{config.name}@champion' --env-manager local "
+                  f"-p 5001   (KServe manifest: the deploy step's 'manifest' artifact)")
+
+
+@app.command()
+def models(
+    home: Path | None = HomeOption,
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """List registered models, their versions, aliases and test metrics."""
+    from autokfp import registry
+
+    try:
+        found = registry.list_models(_settings(home))
+    except AutokfpError as error:
+        _fail(error)
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2, default=str) + "\n")
+        return
+    if not found:
+        console.print("No registered models yet. Run [bold]autokfp demo[/] or [bold]autokfp run CONFIG[/].")
+        return
+    for model in found:
+        table = Table(title=model["name"])
+        for column in ("version", "aliases", "engine", "dataset", "primary metric"):
+            table.add_column(column)
+        for version in model["versions"]:
+            metrics = version["metrics"]
+            metric = version.get("primary_metric") or "auc"
+            value = metrics.get(f"test_{metric}")
+            primary = "-" if value is None else f"{metric}={value:.4f}"
+            table.add_row(version["version"], ", ".join(version["aliases"]) or "-",
+                          version["engine"] or "-", version["dataset"] or "-", primary)
+        console.print(table)
+
+
+@app.command()
+def compile(  # noqa: A001 - the command is called compile
+    out: Path = typer.Option(Path("compiled"), "--out", help="folder for the pipeline YAML files"),
+    registry_prefix: str | None = typer.Option(
+        None, "--image-registry", help="container registry for the images (default $AUTOKFP_IMAGE_REGISTRY)"),
+) -> None:
+    """Compile every pipeline to KFP YAML (upload in the Kubeflow UI or submit with kfp.Client)."""
+    from autokfp.compilation import compile_all
+
+    if registry_prefix:
+        os.environ["AUTOKFP_IMAGE_REGISTRY"] = registry_prefix
+    try:
+        written = compile_all(out)
+    except AutokfpError as error:
+        _fail(error)
+    for name, path in written.items():
+        console.print(f"{name}: {path}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,152 @@
+"""Run pipelines on this machine through kfp.local (no cluster).
+
+This module and ``autokfp.cli`` are the only engine modules that touch kfp: they are the
+edge where a pipeline is handed to a runner. Tasks run as subprocesses of this
+interpreter (``SubprocessRunner(use_venv=False)``), so the installed autokfp is what runs;
+resource, GPU and Kubernetes settings of the compiled spec are ignored here and every step
+runs on CPU. State goes under ``AUTOKFP_HOME``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autokfp.config import RunConfig
+from autokfp.errors import AutokfpError
+from autokfp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class PipelineRunError(AutokfpError):
+    """A local pipeline run failed; the message carries the failing step's own error."""
+
+
+@dataclass
+class LocalRun:
+    pipeline: str
+    seconds: float
+    registration: dict[str, Any]
+    run_dir: Path | None
+
+
+def run_training(config: RunConfig, settings: Settings | None = None,
+                 log_path: Path | None = None,
+                 on_task: Callable[[str], None] | None = None) -> LocalRun:
+    """Run ``autonomous-training`` for ``config`` under kfp.local; return the registration.
+
+    With ``log_path``, everything the tasks print goes to that file instead of the
+    terminal, and ``on_task(name)`` is called as each task starts (for progress display).
+    """
+    import json
+
+    from kfp import local
+
+    from pipelines import PIPELINES
+
+    settings = settings or Settings.from_env()
+    settings.ensure_local_dirs()
+    settings.export()  # tasks are subprocesses: they read the same state from the env
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
+               raise_on_error=True)
+    pipeline = PIPELINES["autonomous-training"]()
+    started = time.monotonic()
+    try:
+        if log_path is None:
+            output = pipeline(config=config.to_dict())
+        else:
+            with _captured_output(log_path, on_task):
+                output = pipeline(config=config.to_dict())
+    except RuntimeError as exc:  # kfp.local reports a failed task as RuntimeError
+        raise PipelineRunError(_explain_failure(str(exc), settings, log_path)) from None
+    seconds = time.monotonic() - started
+    registration_path = Path(output.output.path)
+    registration = json.loads(registration_path.read_text())
+    return LocalRun(pipeline="autonomous-training", seconds=seconds, registration=registration,
+                    run_dir=_run_dir(registration_path, settings))
+
+
+def _run_dir(path: Path, settings: Settings) -> Path | None:
+    root = Path(settings.pipeline_root).resolve()
+    for parent in path.resolve().parents:
+        if parent.parent == root:
+            return parent
+    return None
+
+
+_ERROR_LINE = re.compile(r"(autokfp\.[\w.]*(?:Error)|[A-Za-z_.]*(?:Error|Exception)): (.+)$")
+_TASK_START = re.compile(r"Executing task .*?'([\w-]+)'")
+
+
+def _explain_failure(message: str, settings: Settings, log_path: Path | None) -> str:
+    """kfp.local only says which task failed; find the task's own error in its log."""
+    first = message.strip().splitlines()[0] if message.strip() else "a pipeline task failed"
+    if log_path is None or not log_path.exists():
+        return f"{first}\nThe failing step's error is printed above. Pipeline files: {settings.pipeline_root}"
+    cause = None
+    lines = log_path.read_text(errors="replace").splitlines()
+    for index, line in enumerate(lines):
+        match = _ERROR_LINE.search(line.strip())
+        if match and "Traceback" not in line:
+            # an error message may continue on the following indented lines
+            extra = []
+            for follow in lines[index + 1:index + 30]:
+                text = follow.strip()
+                if not text or text.startswith(("[KFP", "Traceback")) or " - INFO - " in follow \
+                        or " - ERROR - " in follow:
+                    break
+                extra.append(text)
+            cause = (match.group(1).rsplit(".", 1)[-1], " ".join([match.group(2).strip(), *extra]))
+    detail = f"{cause[0]}: {cause[1]}" if cause else "see the log"
+    return f"{first}\n{detail}\nFull log: {log_path}"
+
+
+@contextlib.contextmanager
+def _captured_output(log_path: Path, on_task: Callable[[str], None] | None) -> Iterator[None]:
+    """Send this process's (and its children's) stdout/stderr to ``log_path`` for a while."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    handle = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    stop = threading.Event()
+
+    def follow() -> None:
+        seen: set[str] = set()
+        with open(log_path, encoding="utf-8", errors="replace") as reader:
+            while not stop.is_set():
+                line = reader.readline()
+                if not line:
+                    time.sleep(0.2)
+                    continue
+                match = _TASK_START.search(line)
+                if match and on_task and match.group(1) not in seen:
+                    seen.add(match.group(1))
+                    on_task(match.group(1))
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    try:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        watcher.start()
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        stop.set()
+        watcher.join(timeout=2)
+        handle.close()

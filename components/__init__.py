@@ -1,0 +1,21 @@
+"""The KFP faces of autokfp: one thin ``@dsl.component`` per stage.
+
+Each component does argument plumbing and artifact paths, then makes one call into the
+engine (``autokfp.stages``). Components run in the images named by
+``autokfp.settings.image`` (registry from ``AUTOKFP_IMAGE_REGISTRY``, tag = package
+version) and never pip-install anything at run time.
+"""
+
+from components.data.discover.component import discover
+from components.data.profile.component import profile
+from components.evaluation.evaluate_model.component import evaluate_model
+from components.features.engineer_features.component import engineer_features
+from components.registry.register_model.component import register_model
+from components.serving.deploy_model.component import deploy_model
+from components.training.train_h2o_automl.component import train_h2o_automl
+
+ALL_COMPONENTS = (discover, profile, engineer_features, train_h2o_automl, evaluate_model,
+                  register_model, deploy_model)
+
+__all__ = ["ALL_COMPONENTS", "deploy_model", "discover", "engineer_features", "evaluate_model",
+           "profile", "register_model", "train_h2o_automl"]

@@ -1,0 +1,54 @@
+"""KFP component: discover data sources and load the training dataset."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Output
+
+from autokfp.settings import image
+
+
+@dsl.component(base_image=image("runtime"), install_kfp_package=False)
+def discover(
+    config: dict,
+    dataset: Output[Dataset],
+    schema: Output[Artifact],
+    catalog: Output[Artifact],
+) -> str:
+    """Crawl every configured source, catalog it, and load the training dataset.
+
+    Folders, ``gs://`` prefixes and SQL databases named in ``config.sources`` are crawled;
+    every table or file is profiled with semantic types (id, numeric, categorical,
+    datetime, text, PII kinds) and written as DataHub metadata-change proposals.
+
+    Args:
+        config: The run configuration (the YAML run config as a dict).
+        dataset: Output. The training dataset (``config.training.dataset``) as Parquet.
+        schema: Output. Its schema with semantic types and profile, as JSON.
+        catalog: Output. DataHub metadata-change proposals for every dataset found (JSON,
+            accepted by ``datahub check metadata-file``).
+
+    Returns:
+        The training dataset's schema fingerprint (changes iff its columns or types change).
+
+    Raises:
+        DataError: the training dataset is missing, empty or unreadable.
+
+    Example:
+        >>> task = discover(config=run_config)
+    """
+    import logging
+
+    from autokfp.stages import discover_stage
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    summary = discover_stage(config, dataset.path, schema.path, catalog.path)
+    dataset.metadata.update({"rows": summary["rows"], "columns": summary["columns"],
+                             "dataset_id": summary["training_dataset"], "urn": summary["training_urn"]})
+    catalog.metadata.update({"datasets_found": summary["datasets_found"],
+                             "datasets_failed": summary["datasets_failed"]})
+    return summary["fingerprint"]
+
+
+if __name__ == "__main__":
+    from kfp import compiler
+
+    compiler.Compiler().compile(discover, "discover.yaml")

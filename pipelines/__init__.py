@@ -1,0 +1,13 @@
+"""Pipelines built only from ``components/``.
+
+``PIPELINES`` maps each pipeline's name to a factory ``build(options) -> pipeline`` so the
+same graph compiles with cluster settings (GPU node selector, tolerations, config map and
+secret names) and runs locally under kfp.local, where those settings are ignored.
+"""
+
+from pipelines.cluster import ClusterOptions
+from pipelines.training.autonomous_training import build_autonomous_training
+
+PIPELINES = {"autonomous-training": build_autonomous_training}
+
+__all__ = ["PIPELINES", "ClusterOptions", "build_autonomous_training"]

@@ -1,0 +1,90 @@
+"""Cluster-only task settings: GPU requests, scheduling, configuration and secrets.
+
+They compile into the pipeline YAML (the Kubernetes platform spec) and are ignored by
+kfp.local. Secrets are referenced by name only: their values never enter the YAML.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from kfp import kubernetes
+
+# environment variables every task reads from the autokfp-config ConfigMap
+CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",
+               "DATAHUB_GMS_URL")
+# and from the autokfp-credentials Secret (all optional)
+SECRET_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+               "DATAHUB_GMS_TOKEN")
+
+
+@dataclass
+class ClusterOptions:
+    """How compiled tasks are scheduled and configured in the cluster."""
+
+    gpu_resource: str = "nvidia.com/gpu"
+    gpus_per_training_task: int = 1
+    gpu_node_selector: dict[str, str] = field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    gpu_tolerations: list[dict[str, str]] = field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    training_cpu: str = "4"
+    training_memory: str = "16G"
+    task_cpu: str = "1"
+    task_memory: str = "4G"
+    config_map: str = "autokfp-config"
+    secret: str = "autokfp-credentials"
+    gcp_secret: str | None = None  # a Secret holding a service-account key, mounted for gs://
+
+    @classmethod
+    def from_env(cls) -> ClusterOptions:
+        """Defaults, overridden by AUTOKFP_GPU_NODE_SELECTOR ("k=v,k2=v2"), AUTOKFP_GPU_COUNT,
+        AUTOKFP_GPU_TOLERATION ("key:effect", or "none"), AUTOKFP_CONFIG_MAP, AUTOKFP_SECRET."""
+        options = cls()
+        if selector := os.environ.get("AUTOKFP_GPU_NODE_SELECTOR"):
+            options.gpu_node_selector = dict(
+                pair.split("=", 1) for pair in selector.split(",") if "=" in pair)
+        if count := os.environ.get("AUTOKFP_GPU_COUNT"):
+            options.gpus_per_training_task = int(count)
+        if toleration := os.environ.get("AUTOKFP_GPU_TOLERATION"):
+            if toleration == "none":
+                options.gpu_tolerations = []
+            else:
+                key, _, effect = toleration.partition(":")
+                options.gpu_tolerations = [{"key": key, "operator": "Exists",
+                                            "effect": effect or "NoSchedule"}]
+        options.config_map = os.environ.get("AUTOKFP_CONFIG_MAP", options.config_map)
+        options.secret = os.environ.get("AUTOKFP_SECRET", options.secret)
+        return options
+
+
+def configure_task(task, options: ClusterOptions, caching: bool = False):
+    """Resources, configuration and credentials for any task."""
+    task.set_cpu_request(options.task_cpu).set_memory_request(options.task_memory)
+    task.set_caching_options(caching)
+    kubernetes.use_config_map_as_env(
+        task, config_map_name=options.config_map,
+        config_map_key_to_env={key: key for key in CONFIG_KEYS}, optional=True)
+    kubernetes.use_secret_as_env(
+        task, secret_name=options.secret,
+        secret_key_to_env={key: key for key in SECRET_KEYS}, optional=True)
+    if options.gcp_secret:
+        kubernetes.use_secret_as_volume(task, secret_name=options.gcp_secret, mount_path="/var/secrets/gcp")
+        task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", "/var/secrets/gcp/key.json")
+    return task
+
+
+def configure_training_task(task, options: ClusterOptions):
+    """A GPU training task: accelerator request, GPU node selector and tolerations."""
+    configure_task(task, options, caching=True)
+    task.set_cpu_request(options.training_cpu).set_memory_request(options.training_memory)
+    if options.gpus_per_training_task > 0:
+        task.set_accelerator_type(options.gpu_resource).set_accelerator_limit(
+            options.gpus_per_training_task)
+        for key, value in options.gpu_node_selector.items():
+            kubernetes.add_node_selector(task, label_key=key, label_value=value)
+        for toleration in options.gpu_tolerations:
+            kubernetes.add_toleration(task, key=toleration["key"], operator=toleration["operator"],
+                                      effect=toleration.get("effect"))
+    return task

@@ -1,0 +1,320 @@
+"""Discovery of folders, gs:// prefixes and SQL databases, and loading one dataset."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp.catalog.discovery import discover, load_dataset, masked_url
+from autokfp.config import FolderSource, GcsSource, RunConfig, SqlSource, parse_config
+from autokfp.errors import DataError
+
+ROWS = 120
+HOSTILE = 'x"; DROP TABLE customers; --'
+
+
+def _customers(rows: int = ROWS) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(rows),
+            "email": [f"c{i}@example.com" for i in range(rows)],
+            "plan": rng.choice(["basic", "pro"], rows),
+            "spend": rng.normal(50, 10, rows).round(2),
+            "signed_up": pd.date_range("2023-01-01", periods=rows, freq="D"),
+            "churned": rng.integers(0, 2, rows),
+        }
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "files"
+    (root / "nested" / "deeper").mkdir(parents=True)
+    (root / "scratch").mkdir()
+    df = _customers()
+    df.to_csv(root / "customers.csv", index=False)
+    df.to_parquet(root / "nested" / "customers.parquet", index=False)
+    df.to_json(
+        root / "nested" / "deeper" / "events.jsonl", orient="records", lines=True, date_format="iso"
+    )
+    pd.DataFrame({"city": ["Zürich", "Köln", "Málaga"] * 10, "n": range(30)}).to_csv(
+        root / "cities.csv", index=False, encoding="latin-1"
+    )
+    good = (root / "nested" / "customers.parquet").read_bytes()
+    (root / "broken.parquet").write_bytes(good[: len(good) // 2])  # truncated upload
+    (root / "empty.csv").write_text("")
+    df.to_csv(root / "scratch" / "tmp.csv", index=False)  # excluded by folder
+    df.to_csv(root / "customers.backup.csv", index=False)  # excluded by basename
+    (root / "README.md").write_text("not data")  # not included
+    (root / ".hidden.csv").write_text("a\n1\n")  # hidden files are skipped
+    return root
+
+
+def _folder_source(root: Path) -> FolderSource:
+    return FolderSource(
+        name="files",
+        kind="folder",
+        path=str(root),
+        include=["*.csv", "*.parquet", "*.jsonl"],
+        exclude=["scratch/*", "*.backup.csv"],
+    )
+
+
+def test_folder_crawl_reports_bad_files_and_keeps_going(folder: Path) -> None:
+    found = {d.dataset_id: d for d in discover([_folder_source(folder)])}
+    assert sorted(found) == [
+        "files/broken.parquet",
+        "files/cities.csv",
+        "files/customers.csv",
+        "files/empty.csv",
+        "files/nested/customers.parquet",
+        "files/nested/deeper/events.jsonl",
+    ]
+    ok = {k for k, d in found.items() if d.ok}
+    assert ok == {
+        "files/cities.csv",
+        "files/customers.csv",
+        "files/nested/customers.parquet",
+        "files/nested/deeper/events.jsonl",
+    }
+
+    broken = found["files/broken.parquet"]
+    assert "broken.parquet" in broken.error and "parquet" in broken.error.lower()
+    assert broken.schema.columns == []
+    with pytest.raises(DataError, match="broken.parquet"):
+        broken.load()
+    assert "0 rows" in found["files/empty.csv"].error
+    assert "empty.csv" in found["files/empty.csv"].error
+
+    for dataset_id in (
+        "files/customers.csv",
+        "files/nested/customers.parquet",
+        "files/nested/deeper/events.jsonl",
+    ):
+        schema = found[dataset_id].schema
+        assert schema.platform == "file"
+        assert schema.row_count == ROWS
+        assert schema.column_names == list(_customers().columns)
+        assert schema.column("email").is_pii
+        assert schema.column("signed_up").semantic_type == "datetime"
+        assert schema.column("customer_id").semantic_type == "id"
+    assert found["files/customers.csv"].schema.format == "csv"
+    assert found["files/nested/customers.parquet"].schema.format == "parquet"
+    assert found["files/nested/deeper/events.jsonl"].schema.format == "jsonl"
+    assert found["files/nested/customers.parquet"].schema.location == str(
+        folder / "nested" / "customers.parquet"
+    )
+
+    cities = found["files/cities.csv"]
+    assert any("latin-1" in note for note in cities.notes)
+    assert set(cities.load()["city"]) == {"Zürich", "Köln", "Málaga"}
+
+
+def test_discovery_samples_but_load_reads_everything(folder: Path) -> None:
+    (found,) = [
+        d
+        for d in discover([_folder_source(folder)], sample_rows=25)
+        if d.dataset_id == "files/customers.csv"
+    ]
+    assert found.schema.sample_rows == 25
+    assert found.schema.row_count == ROWS
+    full = found.load()
+    pd.testing.assert_frame_equal(full, pd.read_csv(folder / "customers.csv"))
+
+
+def test_missing_folder_is_reported_not_raised(tmp_path: Path, folder: Path) -> None:
+    missing = FolderSource(name="gone", kind="folder", path=str(tmp_path / "nope"))
+    found = discover([missing, _folder_source(folder)])
+    assert found[0].dataset_id == "gone" and "does not exist" in found[0].error
+    assert sum(d.ok for d in found) == 4
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Path:
+    path = tmp_path / "warehouse.db"
+    with sqlite3.connect(path) as connection:
+        df = _customers()
+        df["signed_up"] = df["signed_up"].dt.strftime("%Y-%m-%d %H:%M:%S")  # SQLite: text
+        df.to_sql("customers", connection, index=False)
+        df.head(40).to_sql(HOSTILE, connection, index=False)
+        df.head(30).to_sql("Order Items", connection, index=False)
+        connection.execute("CREATE TABLE empty_table (a INTEGER, b TEXT)")
+    return path
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        return {r[0] for r in rows}
+
+
+def test_sqlite_crawl_quotes_table_names(warehouse: Path) -> None:
+    source = SqlSource(name="wh", kind="sql", url=f"sqlite:///{warehouse}")
+    found = {d.dataset_id: d for d in discover([source])}
+    assert set(found) == {"wh/customers", f"wh/{HOSTILE}", "wh/Order Items", "wh/empty_table"}
+    customers = found["wh/customers"].schema
+    assert customers.platform == "sqlite"
+    assert customers.location == f"sqlite:///{warehouse}"
+    assert customers.row_count == ROWS
+    assert customers.format is None
+    signed = customers.column("signed_up")
+    assert signed.physical_type == "datetime64" and signed.semantic_type == "datetime"
+    assert found[f"wh/{HOSTILE}"].ok and found[f"wh/{HOSTILE}"].schema.row_count == 40
+    assert found["wh/Order Items"].schema.row_count == 30
+    assert "0 rows" in found["wh/empty_table"].error
+    # the hostile name was read as a name, never run as SQL
+    assert _tables(warehouse) == {"customers", HOSTILE, "Order Items", "empty_table"}
+    loaded = found[f"wh/{HOSTILE}"].load()
+    assert len(loaded) == 40
+    assert pd.api.types.is_datetime64_any_dtype(loaded["signed_up"])
+    assert _tables(warehouse) == {"customers", HOSTILE, "Order Items", "empty_table"}
+
+
+def test_configured_tables_that_do_not_exist_are_reported(warehouse: Path) -> None:
+    source = SqlSource(
+        name="wh", kind="sql", url=f"sqlite:///{warehouse}", tables=["customers", "nope"]
+    )
+    found = {d.dataset_id: d for d in discover([source])}
+    assert found["wh/customers"].ok
+    assert "nope" in found["wh/nope"].error
+
+
+def test_missing_sqlite_file_is_reported_and_not_created(tmp_path: Path) -> None:
+    db = tmp_path / "missing.db"
+    (found,) = discover([SqlSource(name="wh", kind="sql", url=f"sqlite:///{db}")])
+    assert "does not exist" in found.error
+    assert not db.exists()
+
+
+def test_password_is_masked_in_location_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s3cr3t-Pa55word"
+    monkeypatch.setenv("AUTOKFP_TEST_DB_PASSWORD", secret)
+    url = "postgresql://bob:${AUTOKFP_TEST_DB_PASSWORD}@127.0.0.1:1/sales"
+    (found,) = discover([SqlSource(name="pg", kind="sql", url=url)])
+    assert found.error  # nothing listens on port 1 (or no driver): reported, not raised
+    assert found.schema.platform == "postgres"
+    assert found.schema.location == "postgresql://bob:***@127.0.0.1:1/sales"
+    assert secret not in found.error and secret not in repr(found)
+    assert masked_url(f"mysql+pymysql://u:{secret}@h/db") == "mysql+pymysql://u:***@h/db"
+
+
+# --------------------------------------------------------------------------- load_dataset
+
+
+def _config(folder: Path, warehouse: Path, dataset: str, target: str = "churned") -> RunConfig:
+    return parse_config(
+        {
+            "name": "churn",
+            "sources": [
+                {
+                    "name": "files",
+                    "kind": "folder",
+                    "path": str(folder),
+                    "exclude": ["scratch/*", "*.backup.csv"],
+                },
+                {"name": "wh", "kind": "sql", "url": f"sqlite:///{warehouse}"},
+            ],
+            "training": {"dataset": dataset, "target": target},
+        }
+    )
+
+
+def test_load_dataset_from_folder_and_sql(folder: Path, warehouse: Path) -> None:
+    df, schema = load_dataset(_config(folder, warehouse, "files/nested/customers.parquet"))
+    assert len(df) == ROWS and schema.row_count == ROWS
+    assert schema.column("churned").tags == ["target"]
+    assert schema.dataset_id == "files/nested/customers.parquet"
+
+    df, schema = load_dataset(_config(folder, warehouse, "wh/customers"))
+    assert len(df) == ROWS
+    assert schema.platform == "sqlite"
+    assert pd.api.types.is_datetime64_any_dtype(df["signed_up"])
+    assert "target" in schema.column("churned").tags
+
+    df, _ = load_dataset(_config(folder, warehouse, f"wh/{HOSTILE}"))
+    assert len(df) == 40
+    assert "customers" in _tables(warehouse)
+
+
+def test_load_dataset_that_does_not_exist_lists_the_others(folder: Path, warehouse: Path) -> None:
+    with pytest.raises(DataError) as info:
+        load_dataset(_config(folder, warehouse, "files/customer.csv"))
+    message = str(info.value)
+    assert "files/customer.csv" in message
+    assert "files/customers.csv" in message and "files/nested/customers.parquet" in message
+    assert "scratch" not in message  # excluded files are not offered
+
+    with pytest.raises(DataError) as info:
+        load_dataset(_config(folder, warehouse, "wh/customer"))
+    assert "wh/customer'" in str(info.value) and "wh/customers" in str(info.value)
+
+    with pytest.raises(DataError, match="training.dataset"):
+        load_dataset(_config(folder, warehouse, "files/../warehouse.db"))
+
+
+def test_load_dataset_empty_and_malformed(folder: Path, warehouse: Path) -> None:
+    with pytest.raises(DataError, match=r"empty\.csv' has 0 rows; check the export"):
+        load_dataset(_config(folder, warehouse, "files/empty.csv"))
+    with pytest.raises(DataError, match=r"empty_table' has 0 rows"):
+        load_dataset(_config(folder, warehouse, "wh/empty_table"))
+    with pytest.raises(DataError) as info:
+        load_dataset(_config(folder, warehouse, "files/broken.parquet"))
+    assert str(folder / "broken.parquet") in str(info.value)
+    assert "Parquet" in str(info.value)  # the parser's own complaint
+    (folder / "bad.jsonl").write_text('{"a": 1}\n{"a": \n')
+    with pytest.raises(DataError, match=r"bad\.jsonl' as jsonl"):
+        load_dataset(_config(folder, warehouse, "files/bad.jsonl"))
+
+
+# --------------------------------------------------------------------------- gs://
+
+
+def test_gcs_crawl_on_the_emulator(gcs_emulator, tmp_path: Path) -> None:
+    from autokfp import storage
+
+    base = storage.join(gcs_emulator.base_uri, f"discovery-{uuid.uuid4().hex[:8]}")
+    df = _customers()
+    local = tmp_path / "c.parquet"
+    df.to_parquet(local, index=False)
+    storage.write_bytes(storage.join(base, "raw", "customers.parquet"), local.read_bytes())
+    storage.write_text(storage.join(base, "raw", "orders.csv"), df.head(50).to_csv(index=False))
+    storage.write_text(storage.join(base, "raw", "notes.txt"), "ignored")
+    storage.write_bytes(storage.join(base, "raw", "bad.parquet"), local.read_bytes()[:100])
+    # a sibling prefix that starts with the same letters must not be crawled
+    storage.write_text(storage.join(base + "-other", "x.csv"), "a\n1\n")
+
+    source = GcsSource(name="lake", kind="gcs", uri=base)
+    found = {d.dataset_id: d for d in discover([source])}
+    assert set(found) == {
+        "lake/raw/customers.parquet",
+        "lake/raw/orders.csv",
+        "lake/raw/bad.parquet",
+    }
+    customers = found["lake/raw/customers.parquet"]
+    assert customers.ok and customers.schema.platform == "gcs"
+    assert customers.schema.location == storage.join(base, "raw", "customers.parquet")
+    assert customers.schema.row_count == ROWS
+    assert found["lake/raw/orders.csv"].schema.row_count == 50
+    assert "bad.parquet" in found["lake/raw/bad.parquet"].error
+    pd.testing.assert_frame_equal(customers.load(), df)
+
+    config = parse_config(
+        {
+            "name": "churn",
+            "sources": [{"name": "lake", "kind": "gcs", "uri": base}],
+            "training": {"dataset": "lake/raw/orders.csv", "target": "churned"},
+        }
+    )
+    loaded, schema = load_dataset(config)
+    assert len(loaded) == 50 and "target" in schema.column("churned").tags
+    with pytest.raises(DataError, match="lake/raw/customers.parquet"):
+        load_dataset(config, "lake/raw/nope.csv")

@@ -1,0 +1,201 @@
+"""Semantic types and column profiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp.catalog.profiling import (
+    infer_semantic_type,
+    luhn_valid,
+    parse_datetime_text,
+    profile_frame,
+)
+from autokfp.catalog.schema import DatasetSchema
+
+N = 200
+RNG = np.random.default_rng(7)
+FIRST = ["Alice", "Bob", "Carol", "David", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy"]
+LAST = ["Smith", "Jones", "Brown", "Taylor", "Wilson", "Davies", "Evans", "O'Brien", "Walker"]
+
+
+def _card(rng: np.random.Generator) -> str:
+    body = [4] + [int(d) for d in rng.integers(0, 10, 14)]
+    total = 0
+    for i, digit in enumerate(reversed(body)):  # check digit goes to the right
+        if i % 2 == 0:
+            digit *= 2
+            digit = digit - 9 if digit > 9 else digit
+        total += digit
+    return "".join(map(str, body)) + str((10 - total % 10) % 10)
+
+
+def _frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    words = ["the", "order", "arrived", "late", "and", "support", "was", "slow", "great"]
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(1000, 1000 + N),
+            "account_code": [f"AC-{i:05d}-{chr(65 + i % 26)}" for i in range(N)],
+            "amount": rng.normal(100, 20, N),
+            "tenure_months": rng.integers(0, 72, N),
+            "plan": rng.choice(["basic", "premium", "gold"], N),
+            "num_products": rng.integers(1, 5, N),
+            "is_active": rng.choice(["yes", "no"], N),
+            "churned": rng.integers(0, 2, N),
+            "flag": rng.choice([True, False], N),
+            "signup": pd.date_range("2021-01-01", periods=N, freq="D"),
+            "last_seen": pd.date_range("2022-03-01", periods=N, freq="7h").strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
+            "us_date": pd.date_range("2020-01-01", periods=N).strftime("%m/%d/%Y"),
+            "review": [" ".join(rng.choice(words, 9)) for _ in range(N)],
+            "contact": [f"user{i}.x@example.org" for i in range(N)],
+            "phone": [
+                f"+1 555-{rng.integers(100, 999)}-{rng.integers(1000, 9999)}" for _ in range(N)
+            ],
+            "alt_number": [
+                f"({rng.integers(200, 999)}) {rng.integers(100, 999)}-{rng.integers(1000, 9999)}"
+                for _ in range(N)
+            ],
+            "cc": [_card(rng) for _ in range(N)],
+            "client_ip": [
+                f"10.{rng.integers(0, 255)}.{rng.integers(0, 255)}.{rng.integers(1, 255)}"
+                for _ in range(N)
+            ],
+            "full_name": [f"{rng.choice(FIRST)} {rng.choice(LAST)}" for _ in range(N)],
+            "city": rng.choice(["New York", "San Francisco", "Los Angeles"], N),
+            "country": ["US"] * N,
+            "notes": [None] * N,
+            "ratio_text": [f"{v:.3f}" for v in rng.normal(size=N)],
+            "gender": rng.choice(["f", "m", "x"], N),
+            "applicant_race": rng.choice(["a", "b", "c", "d"], N),
+            "sussex_score": rng.normal(size=N),
+        }
+    )
+
+
+EXPECTED = {
+    "customer_id": "id",
+    "account_code": "id",
+    "amount": "numeric",
+    "tenure_months": "numeric",
+    "plan": "categorical",
+    "num_products": "categorical",
+    "is_active": "boolean",
+    "churned": "boolean",
+    "flag": "boolean",
+    "signup": "datetime",
+    "last_seen": "datetime",
+    "us_date": "datetime",
+    "review": "text",
+    "contact": "email",
+    "phone": "phone",
+    "alt_number": "phone",
+    "cc": "card_number",
+    "client_ip": "ip_address",
+    "full_name": "person_name",
+    "city": "categorical",
+    "country": "constant",
+    "notes": "empty",
+    "ratio_text": "numeric",
+}
+
+
+@pytest.mark.parametrize("column", sorted(EXPECTED))
+def test_semantic_type_of_each_kind(column: str) -> None:
+    df = _frame()
+    assert infer_semantic_type(df[column], column) == EXPECTED[column]
+
+
+def test_content_decides_over_the_column_name() -> None:
+    # an id-like name on repeating values is not an id; an email-named column of plain
+    # words is not an email; a "name" column of plan labels is not a person's name
+    assert infer_semantic_type(pd.Series(RNG.integers(0, 5, N)), "order_id") == "categorical"
+    assert infer_semantic_type(pd.Series(["a", "b", "c"] * 70), "email") == "categorical"
+    assert infer_semantic_type(pd.Series(["Basic", "Premium"] * 100), "name") != "person_name"
+    # unique integers without an id-like name stay numbers
+    assert infer_semantic_type(pd.Series(RNG.permutation(N) * 3.5), "score") == "numeric"
+    # the same person names are found without a helpful column name
+    names = pd.Series([f"{FIRST[i % 10]} {LAST[i // 10 % 9]}" for i in range(90)])
+    assert infer_semantic_type(names, "col_7") == "person_name"
+
+
+def test_pii_needs_most_values_to_match() -> None:
+    mostly_text = ["hello world"] * 150 + [f"u{i}@example.com" for i in range(50)]
+    assert infer_semantic_type(pd.Series(mostly_text), "x") != "email"
+    # Luhn-invalid 16-digit numbers are not card numbers
+    not_cards = pd.Series([f"4{i:015d}" for i in range(1, 201) if not luhn_valid(f"4{i:015d}")])
+    assert infer_semantic_type(not_cards, "x") != "card_number"
+
+
+def test_luhn() -> None:
+    assert luhn_valid("4111111111111111")
+    assert not luhn_valid("4111111111111112")
+
+
+def test_profile_frame_statistics_and_tags() -> None:
+    df = _frame()
+    df.loc[:9, "amount"] = np.nan
+    schema = profile_frame(
+        df,
+        "files/customers.csv",
+        "file",
+        "/data/customers.csv",
+        fmt="csv",
+        sensitive_columns=["city"],
+    )
+    assert isinstance(schema, DatasetSchema)
+    assert schema.row_count == schema.sample_rows == N
+    amount = schema.column("amount")
+    assert amount.physical_type == "float64"
+    assert amount.null_count == 10 and amount.nullable
+    assert amount.min == pytest.approx(df["amount"].min())
+    assert amount.max == pytest.approx(df["amount"].max())
+    assert amount.mean == pytest.approx(df["amount"].mean())
+    plan = schema.column("plan")
+    assert plan.physical_type == "string" and plan.distinct_count == 3
+    counts = df["plan"].value_counts()
+    assert plan.top_values[0] == (counts.index[0], int(counts.iloc[0]))
+    assert sum(n for _, n in plan.top_values) == N
+    signup = schema.column("signup")
+    assert signup.physical_type == "datetime64"
+    assert signup.min == "2021-01-01T00:00:00" and signup.max.startswith("2021-07-19")
+    assert schema.column("flag").physical_type == "bool"
+    assert schema.column("customer_id").physical_type == "int64"
+
+    assert schema.column("contact").tags == ["pii", "pii:email"]
+    assert "pii:card_number" in schema.column("cc").tags
+    assert "pii:person_name" in schema.column("full_name").tags
+    assert schema.column("gender").is_sensitive
+    assert schema.column("applicant_race").is_sensitive
+    assert schema.column("city").is_sensitive  # named explicitly
+    assert not schema.column("sussex_score").is_sensitive  # "sex" only as a whole word
+    assert not schema.column("plan").is_pii
+    # the schema survives its JSON round trip (it travels as a KFP artifact)
+    assert DatasetSchema.from_json(schema.to_json()).to_dict() == schema.to_dict()
+
+
+def test_large_frames_are_sampled() -> None:
+    df = pd.DataFrame({"x": np.arange(5_000), "y": RNG.normal(size=5_000)})
+    schema = profile_frame(df, "s/t", "sqlite", "sqlite:///t.db", row_count=9_999, max_rows=1_000)
+    assert schema.sample_rows == 1_000
+    assert schema.row_count == 9_999
+    assert schema.column("y").null_count == 0
+    assert schema.column("x").distinct_count == 1_000
+
+
+def test_parse_datetime_text_converts_only_date_columns() -> None:
+    df = pd.DataFrame(
+        {
+            "created_at": ["2024-01-05 10:00:00", "2024-02-06 11:30:00", None, "2024-03-01"],
+            "code": ["2024", "A1", "B2", "C3"],
+            "n": [1, 2, 3, 4],
+        }
+    )
+    out = parse_datetime_text(df)
+    assert pd.api.types.is_datetime64_any_dtype(out["created_at"])
+    assert out["created_at"].iloc[1] == pd.Timestamp("2024-02-06 11:30:00")
+    assert out["code"].dtype == object
+    assert df["created_at"].dtype == object  # the input is left alone
