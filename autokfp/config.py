@@ -244,9 +244,8 @@ def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         annotation = field.annotation
         candidate = getattr(annotation, "__args__", (annotation,))
         nested = [c for c in candidate if isinstance(c, type) and issubclass(c, BaseModel)]
-        if not nested:
-            return []
-        current = nested[0]
+        # list[Source] has no model directly; the union tag that follows picks it
+        current = nested[0] if nested else None
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or n for n, f in current.model_fields.items()]
     return []

@@ -131,6 +131,9 @@ def plan_features(
                 plan.text.append(name)
             else:
                 plan.dropped[name] = "free text and features.max_text_tokens is 0"
+        elif semantic == "categorical" and _is_number_column(train[name]):
+            # small integer counts keep their order: trees split them better as numbers
+            plan.numeric.append(name)
         else:  # categorical and anything unrecognised is treated as categories
             plan.categorical.append(name)
 
@@ -203,6 +206,10 @@ def apply_features(frame: pd.DataFrame, plan: FeaturePlan) -> pd.DataFrame:
             )
     features = pd.DataFrame(out, index=frame.index)
     return features[plan.feature_columns]
+
+
+def _is_number_column(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
 def _to_datetime(series: pd.Series) -> pd.Series:

@@ -90,6 +90,7 @@ _TASK_START = re.compile(r"Executing task .*?'([\w-]+)'")
 
 def _explain_failure(message: str, settings: Settings, log_path: Path | None) -> str:
     """kfp.local only says which task failed; find the task's own error in its log."""
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message)
     first = message.strip().splitlines()[0] if message.strip() else "a pipeline task failed"
     if log_path is None or not log_path.exists():
         return f"{first}\nThe failing step's error is printed above. Pipeline files: {settings.pipeline_root}"
@@ -118,7 +119,7 @@ def _captured_output(log_path: Path, on_task: Callable[[str], None] | None) -> I
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    handle = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    handle = open(log_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed below
     stop = threading.Event()
 
     def follow() -> None:
@@ -139,7 +140,9 @@ def _captured_output(log_path: Path, on_task: Callable[[str], None] | None) -> I
         os.dup2(handle.fileno(), 1)
         os.dup2(handle.fileno(), 2)
         watcher.start()
-        yield
+        # kfp.local prints through sys.stdout, which may not be fd 1 (pytest, notebooks)
+        with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+            yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

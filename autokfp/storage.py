@@ -151,13 +151,11 @@ def _gcs_client() -> Any:
         if _client_obj is None or _client_key != key:
             from google.cloud import storage as gcs
 
-            with _gcs_errors("gs:// (creating the client)"):
-                if emulator:
-                    _client_obj = gcs.Client(
-                        project=os.environ.get("GOOGLE_CLOUD_PROJECT", "autokfp")
-                    )
-                else:
-                    _client_obj = gcs.Client()
+            # Callers run this inside _gcs_errors(uri), so credential errors name their URI.
+            if emulator:
+                _client_obj = gcs.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "autokfp"))
+            else:
+                _client_obj = gcs.Client()
             _client_key = key
         return _client_obj
 
@@ -585,7 +583,8 @@ def download_dir(uri: Uri, local_dir: Uri, *, overwrite: bool = False) -> list[s
             f"Nothing found under '{src}': check the bucket and prefix, and that an earlier "
             "step uploaded it."
         )
-    bucket = _gcs_client().bucket(bucket_name)
+    with _gcs_errors(src):
+        bucket = _gcs_client().bucket(bucket_name)
     base = key.rstrip("/")
     with _local_errors(dest_text), _staged_dir(dest, overwrite, src) as staging:
         for name in names:

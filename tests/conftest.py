@@ -54,3 +54,82 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
                 storage.reset_client()
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- autokfp state
+
+
+@pytest.fixture
+def autokfp_home(tmp_path, monkeypatch):
+    """A fresh AUTOKFP_HOME (MLflow on SQLite, artifact store, pipeline root) for one test."""
+    from autokfp.settings import Settings
+
+    home = tmp_path / "autokfp-home"
+    for name in ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",
+                 "AUTOKFP_PIPELINE_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AUTOKFP_HOME", str(home))
+    monkeypatch.setenv("DATAHUB_TELEMETRY_ENABLED", "false")
+    settings = Settings.from_env()
+    settings.ensure_local_dirs()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def churn_frame():
+    """2,000 rows of the example churn data (seeded)."""
+    from autokfp.examples.churn import generate_churn
+
+    return generate_churn(2000, seed=11)
+
+
+SMALL_BUDGET = {"max_runtime_secs": 15, "max_models": 4, "nfolds": 3, "max_mem_size": "2G",
+                "include_algos": ["GLM", "GBM"]}
+
+
+def small_config(folder, dataset: str = "files/customers.parquet", **overrides):
+    """A run config over ``folder`` with a small, fast training budget."""
+    from autokfp.config import parse_config
+
+    data = {
+        "name": "churn-test",
+        "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
+        "training": {"dataset": dataset, "target": "churned", "id_column": "customer_id"},
+        "budget": dict(SMALL_BUDGET),
+        "quality": {"min_rows": 100},
+    }
+    for key, value in overrides.items():
+        data[key] = value
+    return parse_config(data)
+
+
+@pytest.fixture(scope="session")
+def trained_package(tmp_path_factory, churn_frame):
+    """Engineer features and train one small H2O model once per session.
+
+    Returns a namespace with: config, folder (data), dataset/schema/train/test/plan paths,
+    model (the MLflow pyfunc folder) and the stage summaries.
+    """
+    from types import SimpleNamespace
+
+    from autokfp import stages
+    from autokfp.catalog.profiling import profile_frame
+
+    root = tmp_path_factory.mktemp("trained")
+    folder = root / "data"
+    folder.mkdir()
+    churn_frame.to_parquet(folder / "customers.parquet", index=False)
+    config = small_config(folder)
+    schema = profile_frame(churn_frame, "files/customers.parquet", "file", str(folder))
+    paths = SimpleNamespace(
+        dataset=root / "dataset.parquet", schema=root / "schema.json", train=root / "train.parquet",
+        test=root / "test.parquet", plan=root / "plan.json", model=root / "model",
+        leaderboard=root / "leaderboard.html",
+    )
+    churn_frame.to_parquet(paths.dataset, index=False)
+    paths.schema.write_text(schema.to_json())
+    engineered = stages.engineer_stage(config, paths.dataset, paths.schema, paths.train, paths.test,
+                                       paths.plan)
+    trained = stages.train_stage(config, paths.train, paths.plan, str(paths.model), paths.leaderboard)
+    return SimpleNamespace(config=config, folder=folder, paths=paths, engineered=engineered,
+                           trained=trained)

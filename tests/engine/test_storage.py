@@ -451,3 +451,15 @@ def test_gcs_object_functions_refuse_bucket_uris(gcs_emulator):
     with pytest.raises(StorageError, match="not an object"):
         storage.write_text(gcs_emulator.base_uri + "/folder/", "x")
     assert storage.exists(gcs_emulator.base_uri)
+
+
+def test_missing_gcs_credentials_say_how_to_fix(monkeypatch, tmp_path):
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    storage.reset_client()
+    try:
+        with pytest.raises(StorageError, match="GOOGLE_APPLICATION_CREDENTIALS") as info:
+            storage.read_bytes("gs://some-bucket/model/MLmodel")
+        assert "gs://some-bucket/model/MLmodel" in str(info.value)
+    finally:
+        storage.reset_client()

@@ -1,0 +1,49 @@
+# autokfp developer commands. `make demo` and `make test` install everything they need
+# into .venv first (Python 3.10-3.12 and Java 17 for H2O; Java is installed with apt-get
+# when missing and this runs as root).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.autokfp-installed
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test test-fast lint compile clean distclean
+
+help:
+	@echo "make demo      create .venv, install, run the training pipeline locally on example data"
+	@echo "make test      create .venv, install, run the test suite"
+	@echo "make test-fast the suite without the slow end-to-end runs"
+	@echo "make lint      ruff"
+	@echo "make compile   write every pipeline as KFP YAML into compiled/"
+	@echo "make clean     remove local state (.autokfp) and compiled YAML"
+
+$(STAMP): pyproject.toml
+	@bash scripts/ensure_java.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/autokfp demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check autokfp components pipelines tests scripts
+
+compile: $(STAMP)
+	$(BIN)/autokfp compile --out compiled
+
+clean:
+	rm -rf .autokfp compiled
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,308 @@
+"""The run configuration: validation at the edge, errors that name the field and the fix."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autokfp.config import (
+    FolderSource,
+    RunConfig,
+    SqlSource,
+    expand_env,
+    load_config,
+    parse_config,
+)
+from autokfp.errors import ConfigError
+
+
+def _valid() -> dict[str, Any]:
+    return {
+        "name": "churn",
+        "sources": [
+            {"name": "files", "kind": "folder", "path": "/data/files", "include": ["*.parquet"]},
+            {"name": "warehouse", "kind": "sql", "url": "sqlite:////data/warehouse.db",
+             "schema": "main"},
+            {"name": "lake", "kind": "gcs", "uri": "gs://bucket/prefix/"},
+        ],
+        "training": {"dataset": "warehouse/customers", "target": "churned",
+                     "id_column": "customer_id", "task": "binary", "positive_class": "1"},
+        "split": {"test_fraction": 0.25, "seed": 3},
+        "budget": {"max_runtime_secs": 60, "max_models": 5, "include_algos": ["GBM", "GLM"]},
+        "features": {"drop_pii": False, "drop_columns": ["notes"]},
+        "selection": {"primary_metric": "logloss", "confidence": 0.95},
+        "deploy": {"canary_traffic_percent": 25, "min_replicas": 2, "max_replicas": 4},
+    }
+
+
+def _error(data: Any) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return str(info.value)
+
+
+def _with(path: str, value: Any, delete: bool = False) -> dict[str, Any]:
+    """The valid config with one dotted setting replaced (or deleted)."""
+    data = _valid()
+    *parents, last = path.split(".")
+    node: Any = data
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    if delete:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+# ------------------------------------------------------------------------------ valid
+
+
+def test_valid_config_round_trips_through_to_dict() -> None:
+    config = parse_config(_valid())
+    assert isinstance(config, RunConfig)
+    as_dict = config.to_dict()
+    again = parse_config(copy.deepcopy(as_dict))
+    assert again == config
+    assert again.to_dict() == as_dict
+    # the SQL schema keeps its public (aliased) key, and the gs:// uri is normalised
+    warehouse = next(s for s in as_dict["sources"] if s["name"] == "warehouse")
+    assert warehouse["schema"] == "main"
+    assert config.source("lake").uri == "gs://bucket/prefix"
+    assert config.model_name == "churn"
+    assert as_dict["selection"]["confidence"] == 0.95
+
+
+def test_defaults_fill_everything_but_name_sources_and_training() -> None:
+    config = parse_config({"name": "m", "sources": [{"name": "f", "kind": "folder", "path": "/d"}],
+                           "training": {"dataset": "f/a.csv", "target": "y"}})
+    assert config.training.task == "auto"
+    assert config.split.test_fraction == 0.2
+    assert config.selection.primary_metric == "auto"
+    assert config.features.drop_pii is True
+
+
+def test_source_lookup_names_the_available_sources() -> None:
+    config = parse_config(_valid())
+    with pytest.raises(ConfigError, match="nope.*files.*warehouse.*lake"):
+        config.source("nope")
+
+
+# -------------------------------------------------------------------------------- bad
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "allowed"),
+    [
+        ("budget.max_runtim_secs", 5, "budget.max_runtim_secs", "max_runtime_secs"),
+        ("trainin", {}, "trainin", "training"),
+        ("training.targt", "y", "training.targt", "target"),
+        ("sources.0.pth", "x", "sources.0.pth", "path"),
+        ("sources.1.tabels", ["a"], "sources.1.tabels", "tables"),
+    ],
+)
+def test_unknown_key_names_it_and_lists_the_allowed_keys(path: str, value: Any, field: str,
+                                                       allowed: str) -> None:
+    message = _error(_with(path, value))
+    assert f"{field}: unknown setting" in message
+    assert "allowed here:" in message
+    listed = message.split("allowed here:", 1)[1]
+    assert allowed in listed
+
+
+def test_unknown_top_level_key_lists_every_section() -> None:
+    message = _error(_with("trainin", {}))
+    for section in ("name", "sources", "training", "split", "budget", "features", "quality",
+                    "selection", "deploy"):
+        assert section in message.split("allowed here:", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "allowed"),
+    [
+        ("training.task", "classify", "training.task", "'binary'"),
+        ("selection.primary_metric", "mse", "selection.primary_metric", "'rmse'"),
+        ("budget.include_algos", ["GBM", "SVM"], "budget.include_algos.1", "'XGBoost'"),
+        ("sources.0.kind", "ftp", "sources.0.kind", "'folder', 'gcs', 'sql'"),
+    ],
+)
+def test_bad_enum_names_field_and_choices(path: str, value: Any, field: str, allowed: str) -> None:
+    message = _error(_with(path, value))
+    assert field in message
+    assert allowed in message
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "bound"),
+    [
+        ("split.test_fraction", 0.9, "split.test_fraction", "less than 0.5"),
+        ("budget.max_runtime_secs", 1, "budget.max_runtime_secs", "greater than or equal to 10"),
+        ("selection.confidence", 1.0, "selection.confidence", "less than 1"),
+        ("deploy.canary_traffic_percent", 150, "deploy.canary_traffic_percent", "100"),
+        ("features.leakage_threshold", 0.2, "features.leakage_threshold", "0.5"),
+    ],
+)
+def test_out_of_range_number_names_field_and_bound(path: str, value: Any, field: str,
+                                                   bound: str) -> None:
+    message = _error(_with(path, value))
+    assert field in message
+    assert bound in message
+
+
+@pytest.mark.parametrize("path", ["training.target", "training.dataset", "name", "sources.0.path"])
+def test_missing_required_setting_is_named(path: str) -> None:
+    message = _error(_with(path, None, delete=True))
+    assert f"{path}: required setting is missing" in message
+
+
+def test_dataset_naming_an_unknown_source_lists_the_sources() -> None:
+    message = _error(_with("training.dataset", "ftp/customers"))
+    assert "training.dataset 'ftp/customers'" in message
+    assert "'ftp'" in message
+    assert "files, warehouse, lake" in message
+
+
+def test_dataset_without_a_source_part_shows_the_expected_shape() -> None:
+    message = _error(_with("training.dataset", "customers"))
+    assert "training.dataset" in message
+    assert "<source name>/<table or file>" in message
+
+
+def test_duplicate_source_names_are_rejected() -> None:
+    data = _valid()
+    data["sources"].append({"name": "files", "kind": "folder", "path": "/other"})
+    message = _error(data)
+    assert "unique" in message
+    assert "repeated: files" in message
+
+
+def test_every_bad_field_is_reported_at_once() -> None:
+    data = _with("split.test_fraction", 0.9)
+    data["budget"]["nfolds"] = 50
+    data["name"] = "Bad Name!"
+    message = _error(data)
+    assert "3 invalid setting(s)" in message
+    for field in ("split.test_fraction", "budget.nfolds", "name"):
+        assert field in message
+
+
+def test_replica_bounds_are_checked_together() -> None:
+    message = _error(_with("deploy", {"min_replicas": 3, "max_replicas": 1}))
+    assert "deploy" in message
+    assert "max_replicas must be >= min_replicas" in message
+
+
+def test_non_mapping_is_rejected_with_its_type() -> None:
+    message = _error(["name", "churn"])
+    assert "expected a mapping" in message
+    assert "list" in message
+
+
+# ------------------------------------------------------------------------- load_config
+
+
+def test_load_config_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_config_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("  \n# nothing\n\n")
+    with pytest.raises(ConfigError, match="is empty|expected a mapping") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_config_blank_file(tmp_path: Path) -> None:
+    path = tmp_path / "blank.yaml"
+    path.write_text("   \n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(path)
+
+
+def test_load_config_invalid_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: churn\nsources: [unclosed\n  - x: {\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_config_non_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- name: churn\n- sources: []\n")
+    with pytest.raises(ConfigError, match="expected a mapping") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_config_errors_name_the_file_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("name: churn\nsources: [{name: f, kind: folder, path: d}]\n"
+                    "training: {dataset: f/a.csv, target: y, tsk: binary}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert "training.tsk: unknown setting" in str(info.value)
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path, monkeypatch) -> None:
+    conf_dir = tmp_path / "project" / "conf"
+    conf_dir.mkdir(parents=True)
+    path = conf_dir / "run.yaml"
+    path.write_text(
+        "name: churn\n"
+        "sources:\n"
+        "  - {name: files, kind: folder, path: ../data/files}\n"
+        "  - {name: absolute, kind: folder, path: /srv/data}\n"
+        "  - {name: warehouse, kind: sql, url: 'sqlite:///db/warehouse.db'}\n"
+        "  - {name: fixed, kind: sql, url: 'sqlite:////var/db/w.db'}\n"
+        "  - {name: memory, kind: sql, url: 'sqlite:///:memory:'}\n"
+        "  - {name: pg, kind: sql, url: 'postgresql://u:${PGPASS}@h/db'}\n"
+        "training: {dataset: warehouse/customers, target: churned}\n"
+    )
+    # the working directory must not matter
+    monkeypatch.chdir(tmp_path)
+    config = load_config(path)
+    files = config.source("files")
+    assert isinstance(files, FolderSource)
+    assert Path(files.path) == (tmp_path / "project" / "data" / "files").resolve()
+    assert config.source("absolute").path == "/srv/data"
+    warehouse = config.source("warehouse")
+    assert isinstance(warehouse, SqlSource)
+    assert warehouse.url == "sqlite:///" + str((conf_dir / "db" / "warehouse.db").resolve())
+    assert config.source("fixed").url == "sqlite:////var/db/w.db"
+    assert config.source("memory").url == "sqlite:///:memory:"
+    # secrets stay unexpanded references until the moment of use
+    assert config.source("pg").url == "postgresql://u:${PGPASS}@h/db"
+
+
+def test_example_config_loads() -> None:
+    import autokfp.examples
+
+    example = Path(autokfp.examples.__file__).parent / "churn.yaml"
+    config = load_config(example)
+    assert config.training.target == "churned"
+
+
+# --------------------------------------------------------------------------- expand_env
+
+
+def test_expand_env_with_set_variable(monkeypatch) -> None:
+    monkeypatch.setenv("AUTOKFP_TEST_PASSWORD", "s3cret")
+    monkeypatch.setenv("AUTOKFP_TEST_HOST", "db.internal")
+    url = "postgresql://app:${AUTOKFP_TEST_PASSWORD}@${AUTOKFP_TEST_HOST}/churn"
+    assert expand_env(url) == "postgresql://app:s3cret@db.internal/churn"
+    assert expand_env("sqlite:///plain.db") == "sqlite:///plain.db"
+
+
+def test_expand_env_with_unset_variable_names_it(monkeypatch) -> None:
+    monkeypatch.delenv("AUTOKFP_TEST_UNSET", raising=False)
+    with pytest.raises(ConfigError, match="AUTOKFP_TEST_UNSET.*not set"):
+        expand_env("postgresql://app:${AUTOKFP_TEST_UNSET}@h/db")
