@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from tests.conftest import small_config
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from autokfp.catalog.profiling import profile_frame
@@ -25,6 +24,7 @@ from components import (
     profile,
     register_model,
 )
+from tests.conftest import small_config
 
 
 def _artifact(cls, folder: Path, name: str):
