@@ -250,6 +250,11 @@ def compile(  # noqa: A001 - the command is called compile
         console.print(f"{name}: {path}")
 
 
+from autokfp.serving.commands import register_commands as _register_serving_commands  # noqa: E402
+
+_register_serving_commands(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -138,7 +138,7 @@ def plan_features(
             plan.categorical.append(name)
 
     for name in plan.categorical:
-        counts = train[name].dropna().astype(str).value_counts()
+        counts = train[name].dropna().map(category_text).value_counts()
         plan.categorical_levels[name] = counts.index[:MAX_CATEGORY_LEVELS].tolist()
     for name in plan.text:
         plan.text_vocabulary[name] = _vocabulary(train[name], spec.max_text_tokens)
@@ -179,7 +179,7 @@ def apply_features(frame: pd.DataFrame, plan: FeaturePlan) -> pd.DataFrame:
     for name in plan.categorical:
         levels = set(plan.categorical_levels.get(name, []))
         values = frame[name].astype("object")
-        as_text = values.where(values.isna(), values.astype(str))
+        as_text = values.map(category_text, na_action="ignore")
         known = as_text.isna() | as_text.isin(levels)
         out[name] = as_text.where(known, OTHER_LEVEL)
     for name in plan.boolean:
@@ -206,6 +206,15 @@ def apply_features(frame: pd.DataFrame, plan: FeaturePlan) -> pd.DataFrame:
             )
     features = pd.DataFrame(out, index=frame.index)
     return features[plan.feature_columns]
+
+
+def category_text(value: Any) -> str:
+    """One spelling per category, whatever the transport did to it (2, 2.0 and "2" agree)."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _is_number_column(series: pd.Series) -> bool:

@@ -92,7 +92,7 @@ def save_model_package(
     model = AutokfpModel()
     model._load(scratch / "plan.json", scratch / "meta.json", engine_dir)
     output_example = model.predict(None, example)
-    signature = infer_signature(example, output_example)
+    signature = _numbers_any_type(infer_signature(example, output_example), plan)
     try:
         mlflow.pyfunc.save_model(
             path=str(staging),
@@ -111,6 +111,22 @@ def save_model_package(
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
     return path
+
+
+def _numbers_any_type(signature: Any, plan: FeaturePlan) -> Any:
+    """Declare numeric inputs as Any: apply_features coerces them itself.
+
+    MLflow infers ``long`` for an integer column without gaps and then rejects the float64 a
+    single missing value turns it into (and ``double`` rejects int64), so a champion would
+    fail to score next month's data over a dtype alone.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    numeric = set(plan.numeric)
+    inputs = [ColSpec(AnyType(), c.name, c.required) if c.name in numeric else c
+              for c in signature.inputs.inputs]
+    return ModelSignature(inputs=Schema(inputs), outputs=signature.outputs)
 
 
 def load_model_package(uri: str) -> Any:

@@ -31,7 +31,7 @@ def binary_case():
 
 
 def _compare(y, challenger, champion, meta=BINARY, metric="auc", min_improvement=0.0,
-             confidence=0.9, samples=300):
+             confidence=0.9, samples=100):
     return compare_to_champion(y, challenger, champion, meta, metric, min_improvement, confidence,
                                samples, seed=1, champion_version=None if champion is None else "3")
 
@@ -158,7 +158,7 @@ def test_clearly_better_challenger_is_promoted(binary_case) -> None:
     assert result.improvement > 0.05
     assert result.probability_better >= 0.9
     assert result.ci_low > 0
-    assert result.bootstrap_samples == 300
+    assert result.bootstrap_samples == 100
     assert "beats champion" in result.reason
     # and the other way round the better champion stays
     reverse = _compare(y, _binary_frame(noisy), _binary_frame(signal))

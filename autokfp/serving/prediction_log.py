@@ -1,0 +1,125 @@
+"""Prediction logging: requests and responses appended to the artifact store as Parquet.
+
+Monitoring reads these batches. Logging must never block or fail a prediction: records go
+into a bounded in-memory queue (a full queue drops the record and counts it), and a
+background thread writes a Parquet file per batch to
+
+    <artifact root>/predictions/<model>/v<version>/date=<YYYY-MM-DD>/<time>-<uuid>.parquet
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import random
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from autokfp import storage
+
+log = logging.getLogger(__name__)
+
+
+class PredictionLogger:
+    """Buffers (inputs, outputs) frames and writes them in batches from a background thread."""
+
+    def __init__(self, root_uri: str, model_name: str, model_version: str, sample_rate: float = 1.0,
+                 flush_rows: int = 1000, flush_seconds: float = 10.0, max_queue: int = 10_000):
+        self.base = storage.join(root_uri, "predictions", model_name, f"v{model_version}")
+        self.model_name = model_name
+        self.model_version = str(model_version)
+        self.sample_rate = sample_rate
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.dropped = 0
+        self.written_rows = 0
+        self.failed_batches = 0
+        self._queue: queue.Queue[pd.DataFrame | None] = queue.Queue(maxsize=max_queue)
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._stopped = threading.Event()
+        self._thread.start()
+
+    def log(self, inputs: pd.DataFrame, outputs: pd.DataFrame, request_id: str | None = None) -> None:
+        """Queue one request's rows (never raises, never blocks)."""
+        try:
+            if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
+                return
+            frame = inputs.reset_index(drop=True).copy()
+            for column in outputs.columns:
+                frame[f"output_{column}"] = outputs[column].to_numpy()
+            frame["request_id"] = request_id or uuid.uuid4().hex
+            frame["model_version"] = self.model_version
+            frame["logged_at"] = pd.Timestamp.now(tz="UTC")
+            self._queue.put_nowait(frame)
+        except queue.Full:
+            self.dropped += len(inputs)
+        except Exception as exc:  # noqa: BLE001 - logging must never fail a prediction
+            self.dropped += len(inputs)
+            log.warning("prediction logging skipped a request: %s", exc)
+
+    def _run(self) -> None:
+        pending: list[pd.DataFrame] = []
+        rows = 0
+        last_flush = time.monotonic()
+        while True:
+            timeout = max(0.05, self.flush_seconds - (time.monotonic() - last_flush))
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+                if self._stopped.is_set():
+                    break
+            else:
+                if item is None:  # stop sentinel
+                    self._write(pending)
+                    return
+                pending.append(item)
+                rows += len(item)
+            if pending and (rows >= self.flush_rows or time.monotonic() - last_flush >= self.flush_seconds):
+                self._write(pending)
+                pending, rows, last_flush = [], 0, time.monotonic()
+        self._write(pending)
+
+    def _write(self, frames: list[pd.DataFrame]) -> None:
+        if not frames:
+            return
+        try:
+            batch = pd.concat(frames, ignore_index=True)
+            for column in batch.columns:  # mixed object columns cannot be written as Parquet
+                if batch[column].dtype == object:
+                    batch[column] = batch[column].map(lambda v: None if v is None else str(v))
+            buffer = io.BytesIO()
+            batch.to_parquet(buffer, index=False)
+            now = datetime.now(timezone.utc)
+            name = f"{now:%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
+            storage.write_bytes(storage.join(self.base, f"date={now:%Y-%m-%d}", name), buffer.getvalue())
+            self.written_rows += len(batch)
+        except Exception as exc:  # noqa: BLE001 - never let the writer thread die
+            self.failed_batches += 1
+            log.warning("could not write a prediction log batch to %s: %s", self.base, exc)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is queued and stop the writer."""
+        self._stopped.set()
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout=timeout)
+
+
+def read_prediction_log(root_uri: str, model_name: str) -> pd.DataFrame:
+    """Every logged prediction of ``model_name`` (all versions), oldest first."""
+    base = storage.join(root_uri, "predictions", model_name)
+    frames = []
+    for uri in storage.list_uris(base):
+        if uri.endswith(".parquet"):
+            frames.append(pd.read_parquet(io.BytesIO(storage.read_bytes(uri))))
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True).sort_values("logged_at", kind="stable")

@@ -1,0 +1,298 @@
+"""The KServe predictor for any autokfp model (H2O, or any engine behind the interface).
+
+``AutokfpPredictor`` is a ``kserve.Model`` that loads a packaged model folder (the MLflow
+pyfunc with its feature plan) and answers:
+
+* v1 ``POST /v1/models/<name>:predict`` with ``{"instances": [{column: value, ...}, ...]}``
+  (or ``{"inputs": ...}`` / ``{"dataframe_split": ...}``) → ``{"predictions": [{...}]}``
+* v2 ``POST /v2/models/<name>/infer`` (Open Inference Protocol; one input tensor per column)
+
+Requests are validated against the model's input columns before scoring: a missing column,
+a column the model never saw, or a value of the wrong type is a 400 naming the column,
+never a 500. Prometheus metrics (requests, latency, errors, predicted classes, scores) are
+served on ``/metrics`` next to KServe's own. Each request's rows and predictions go to the
+prediction log (see ``prediction_log``) without ever blocking the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InvalidInput
+from prometheus_client import Counter, Histogram
+
+from autokfp.features import FeaturePlan
+
+log = logging.getLogger(__name__)
+
+MAX_ROWS_PER_REQUEST = 10_000
+
+REQUESTS = Counter("autokfp_requests_total", "Prediction requests", ["model", "version", "protocol"])
+ERRORS = Counter("autokfp_request_errors_total", "Rejected or failed requests", ["model", "version", "kind"])
+ROWS = Counter("autokfp_predicted_rows_total", "Rows scored", ["model", "version"])
+LATENCY = Histogram("autokfp_predict_seconds", "Time to validate and score one request",
+                    ["model", "version"],
+                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+CLASSES = Counter("autokfp_predicted_class_total", "Predicted classes", ["model", "version", "label"])
+SCORES = Histogram("autokfp_prediction_score", "Positive-class probability or regression value",
+                   ["model", "version"],
+                   buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0))
+
+
+class RequestError(InvalidInput):
+    """A request the model cannot score; the message names the problem (HTTP 400)."""
+
+
+def load_package(model_dir: str | Path) -> Any:
+    """Load a packaged model folder and return its ``AutokfpModel`` (no MLflow overhead)."""
+    import mlflow.pyfunc
+
+    pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+    return pyfunc.unwrap_python_model()
+
+
+class InputValidator:
+    """Checks request frames against the columns and kinds the model was trained on."""
+
+    def __init__(self, plan: FeaturePlan):
+        self.plan = plan
+        self.required = list(plan.input_columns)
+        # columns that existed in training data but the model does not use (ids, PII, leaks)
+        self.ignored = set(plan.dropped) | {plan.target}
+        self.numeric = set(plan.numeric)
+        self.datetime = set(plan.datetime)
+        self.boolean = set(plan.boolean)
+
+    def check(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if frame.empty:
+            raise RequestError("the request has no rows; send at least one instance")
+        if len(frame) > MAX_ROWS_PER_REQUEST:
+            raise RequestError(f"the request has {len(frame)} rows; send at most {MAX_ROWS_PER_REQUEST} per request")
+        missing = [c for c in self.required if c not in frame.columns]
+        if missing:
+            raise RequestError(f"missing column(s) {missing}; every instance needs {self.required}")
+        unknown = [c for c in frame.columns if c not in self.required and c not in self.ignored]
+        if unknown:
+            raise RequestError(f"unknown column(s) {unknown}: the model was not trained with them; "
+                               f"send only {self.required} (plus {sorted(self.ignored)} which are ignored)")
+        for column in self.numeric:
+            values = frame[column]
+            if values.dtype == object:
+                converted = pd.to_numeric(values, errors="coerce")
+                bad = values.notna() & converted.isna()
+                if bad.any():
+                    example = values[bad].iloc[0]
+                    raise RequestError(f"column '{column}' must be a number, got {example!r}")
+                frame[column] = converted
+            elif pd.api.types.is_bool_dtype(values):
+                raise RequestError(f"column '{column}' must be a number, got a boolean")
+        for column in self.datetime:
+            values = frame[column]
+            if pd.api.types.is_datetime64_any_dtype(values):
+                continue
+            parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+            bad = values.notna() & parsed.isna()
+            if bad.any():
+                raise RequestError(f"column '{column}' must be a date/time (ISO 8601), got {values[bad].iloc[0]!r}")
+        return frame
+
+
+class AutokfpPredictor(Model):
+    """KServe model serving one packaged autokfp model version."""
+
+    def __init__(self, name: str, model_dir: str | Path, version: str = "1",
+                 prediction_log_uri: str | None = None, log_sample_rate: float = 1.0):
+        super().__init__(name)
+        self.model_dir = Path(model_dir)
+        self.version = str(version)
+        self.prediction_log_uri = prediction_log_uri
+        self.log_sample_rate = log_sample_rate
+        self.model: Any = None
+        self.validator: InputValidator | None = None
+        self.prediction_log = None
+        self.ready = False
+
+    def load(self) -> bool:
+        """Load the package and score its input example once; only then mark ready."""
+        self.model = load_package(self.model_dir)
+        self.validator = InputValidator(self.model.plan)
+        self.meta = self.model.meta
+        example_path = self.model_dir / "input_example.json"
+        if example_path.exists():  # a model that cannot score its own example is not ready
+            example = _example_frame(json.loads(example_path.read_text()))
+            self._score(example)
+        if self.prediction_log_uri:
+            from autokfp.serving.prediction_log import PredictionLogger
+
+            self.prediction_log = PredictionLogger(self.prediction_log_uri, self.name, self.version,
+                                                   sample_rate=self.log_sample_rate)
+        self.ready = True
+        log.info("model %s v%s ready (%s, %s)", self.name, self.version, self.meta["engine"], self.meta["task"])
+        return self.ready
+
+    def stop(self) -> None:
+        if self.prediction_log is not None:
+            self.prediction_log.close()
+        super().stop()
+
+    # -- request decoding ------------------------------------------------------------------
+
+    def _frame_v1(self, payload: dict) -> pd.DataFrame:
+        if not isinstance(payload, dict):
+            raise RequestError("the body must be a JSON object with 'instances'")
+        if "instances" in payload:
+            rows = payload["instances"]
+        elif "inputs" in payload:
+            rows = payload["inputs"]
+        elif "dataframe_split" in payload:
+            split = payload["dataframe_split"]
+            try:
+                return pd.DataFrame(split["data"], columns=split["columns"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise RequestError(f"'dataframe_split' needs 'columns' and 'data' of equal width: {exc}") from None
+        else:
+            raise RequestError("the body needs 'instances': a list of objects mapping column to value")
+        if isinstance(rows, dict):
+            rows = [rows]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise RequestError("'instances' must be a list of objects mapping column name to value")
+        return pd.DataFrame.from_records(rows)
+
+    @staticmethod
+    def _frame_v2(request: InferRequest) -> pd.DataFrame:
+        lengths = {i.name: len(i.data) for i in request.inputs}
+        if len(set(lengths.values())) > 1:
+            raise RequestError(f"every input tensor needs the same length; got {lengths}")
+        try:
+            return request.as_dataframe()
+        except Exception as exc:  # noqa: BLE001 - a malformed tensor is the client's error
+            raise RequestError(f"the inputs cannot be read as columns: {exc}") from None
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        assert self.validator is not None
+        frame = self.validator.check(frame)
+        return self.model.predict(None, frame)
+
+    async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> dict | InferResponse:
+        v2 = isinstance(payload, InferRequest)
+        protocol = "v2" if v2 else "v1"
+        labels = {"model": self.name, "version": self.version}
+        REQUESTS.labels(protocol=protocol, **labels).inc()
+        started = time.perf_counter()
+        try:
+            frame = self._frame_v2(payload) if v2 else self._frame_v1(payload)
+            predictions = self._score(frame)
+        except InvalidInput:
+            ERRORS.labels(kind="invalid_input", **labels).inc()
+            raise
+        except Exception:
+            ERRORS.labels(kind="internal", **labels).inc()
+            raise
+        LATENCY.labels(**labels).observe(time.perf_counter() - started)
+        self._observe(predictions, labels)
+        request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+        if self.prediction_log is not None:
+            self.prediction_log.log(frame, predictions, request_id)
+        if v2:
+            return self._v2_response(payload, predictions)
+        return {"predictions": _records(predictions), "model_version": self.version}
+
+    def _observe(self, predictions: pd.DataFrame, labels: dict[str, str]) -> None:
+        ROWS.labels(**labels).inc(len(predictions))
+        if self.meta["task"] == "regression":
+            for value in predictions["prediction"].to_numpy()[:100]:
+                SCORES.labels(**labels).observe(float(value))
+            return
+        for label, count in predictions["prediction"].astype(str).value_counts().items():
+            CLASSES.labels(label=label, **labels).inc(int(count))
+        if self.meta["task"] == "binary":
+            positive = f"probability_{self.meta['class_labels'][1]}"
+            for value in predictions[positive].to_numpy()[:100]:
+                SCORES.labels(**labels).observe(float(value))
+
+    def _v2_response(self, request: InferRequest, predictions: pd.DataFrame) -> InferResponse:
+        outputs = []
+        for column in predictions.columns:
+            values = predictions[column].to_numpy()
+            if values.dtype.kind in "fc":
+                datatype, data = "FP64", [float(v) for v in values]
+            elif values.dtype.kind in "iu":
+                datatype, data = "INT64", [int(v) for v in values]
+            elif values.dtype.kind == "b":
+                datatype, data = "BOOL", [bool(v) for v in values]
+            else:
+                datatype, data = "BYTES", [str(v) for v in values]
+            outputs.append(InferOutput(name=column, shape=[len(values)], datatype=datatype, data=data))
+        return InferResponse(response_id=request.id or uuid.uuid4().hex, model_name=self.name,
+                             model_version=self.version, infer_outputs=outputs)
+
+
+def _records(predictions: pd.DataFrame) -> list[dict[str, Any]]:
+    records = []
+    for row in predictions.itertuples(index=False):
+        record = {}
+        for key, value in zip(predictions.columns, row):
+            if isinstance(value, np.generic):
+                value = value.item()
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            record[key] = value
+        records.append(record)
+    return records
+
+
+def _example_frame(example: dict) -> pd.DataFrame:
+    if "dataframe_split" in example:
+        example = example["dataframe_split"]
+    if "columns" in example and "data" in example:
+        return pd.DataFrame(example["data"], columns=example["columns"])
+    return pd.DataFrame(example)
+
+
+def _bind_host(host: str) -> None:
+    """KServe's REST server always binds 0.0.0.0; bind ``host`` instead (e.g. 127.0.0.1)."""
+    import uvicorn
+
+    if getattr(uvicorn.Config, "_autokfp_host", None) == host:
+        return
+    base = getattr(uvicorn.Config, "_autokfp_base", uvicorn.Config)
+
+    class HostConfig(base):  # type: ignore[misc, valid-type]
+        _autokfp_host = host
+        _autokfp_base = base
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["host"] = host
+            super().__init__(*args, **kwargs)
+
+    uvicorn.Config = HostConfig  # type: ignore[misc]
+
+
+def serve(model_dir: str | Path, name: str, version: str = "1", port: int = 8080,
+          host: str = "0.0.0.0", prediction_log_uri: str | None = None) -> None:
+    """Load the model and serve it over HTTP until interrupted (blocks).
+
+    A model that fails to load raises here, before the server starts: it is never
+    reported ready.
+    """
+    from kserve import ModelServer
+
+    predictor = AutokfpPredictor(name, model_dir, version, prediction_log_uri=prediction_log_uri)
+    predictor.load()
+    _bind_host(host)
+    try:
+        ModelServer(http_port=port, workers=1, enable_grpc=False).start([predictor])
+    finally:
+        predictor.stop()

@@ -1,0 +1,249 @@
+"""The compiled pipeline YAML: strictly valid, GPU only where it trains, no secret values.
+
+Resource, GPU and Kubernetes settings are ignored by kfp.local, so the compiled spec is
+the only place they can be checked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp import compiler, components
+from kfp.kubernetes import kubernetes_executor_config_pb2
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+import components as autokfp_components
+from autokfp.compilation import compile_all, validate_pipeline_yaml
+from autokfp.settings import image
+from pipelines import ClusterOptions, build_autonomous_training
+from tests.conftest import small_config
+
+AUTOKFP_BIN = Path(sys.executable).with_name("autokfp")
+TRAINING_EXECUTOR = "exec-train-h2o-automl"
+CHAIN = ["discover", "profile", "engineer-features", "train-h2o-automl", "evaluate-model",
+         "register-model", "deploy-model"]
+# AUTOKFP_IMAGE_REGISTRY is left alone: images were fixed when components were imported.
+CLUSTER_ENV = ("AUTOKFP_GPU_NODE_SELECTOR", "AUTOKFP_GPU_COUNT", "AUTOKFP_GPU_TOLERATION",
+               "AUTOKFP_CONFIG_MAP", "AUTOKFP_SECRET")
+
+
+@pytest.fixture(autouse=True)
+def _default_cluster_env(monkeypatch):
+    for name in CLUSTER_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _documents(path: Path) -> list[dict]:
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+def _compile(tmp_path: Path, options: ClusterOptions | None = None, name: str = "p.yaml",
+             **parameters) -> Path:
+    target = tmp_path / name
+    compiler.Compiler().compile(build_autonomous_training(options), str(target),
+                                pipeline_parameters=parameters or None)
+    return target
+
+
+def _containers(doc: dict) -> dict[str, dict]:
+    return {name: executor["container"]
+            for name, executor in doc["deploymentSpec"]["executors"].items()}
+
+
+def _k8s(docs: list[dict]) -> dict[str, dict]:
+    return docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> Path:
+    """``compile_all`` once, with the default cluster settings."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in CLUSTER_ENV:
+            patch.delenv(name, raising=False)
+        written = compile_all(tmp_path_factory.mktemp("compiled"))
+    return written["autonomous-training"]
+
+
+# ---------------------------------------------------------------------------- validity
+
+
+def test_compile_all_writes_a_valid_pipeline(compiled) -> None:
+    assert compiled.name == "autonomous-training.yaml"
+    assert sorted(p.name for p in compiled.parent.iterdir()) == ["autonomous-training.yaml"]
+    spec = validate_pipeline_yaml(compiled)
+    assert spec["pipelineInfo"]["name"] == "autonomous-training"
+
+
+def test_spec_parses_strictly_into_the_kfp_protos(compiled) -> None:
+    docs = _documents(compiled)
+    assert len(docs) == 2
+    spec = pipeline_spec_pb2.PipelineSpec()
+    json_format.ParseDict(docs[0], spec, ignore_unknown_fields=False)
+    assert set(spec.deployment_spec["executors"].keys()) == {f"exec-{t}" for t in CHAIN}
+    executors = _k8s(docs)
+    assert set(executors) == {f"exec-{t}" for t in CHAIN}
+    for executor in executors.values():
+        json_format.ParseDict(executor, kubernetes_executor_config_pb2.KubernetesExecutorConfig(),
+                              ignore_unknown_fields=False)
+    assert components.load_component_from_file(str(compiled)).name == "autonomous-training"
+
+
+def test_validation_rejects_an_unknown_field(compiled, tmp_path) -> None:
+    from autokfp.compilation import CompilationError
+
+    docs = _documents(compiled)
+    docs[0]["root"]["dag"]["tasks"]["discover"]["retryPolicyy"] = {}
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump_all(docs))
+    with pytest.raises(CompilationError, match="broken.yaml"):
+        validate_pipeline_yaml(broken)
+
+
+# -------------------------------------------------------------------- images and GPUs
+
+
+def test_only_training_requests_a_gpu_and_schedules_on_gpu_nodes(compiled) -> None:
+    docs = _documents(compiled)
+    for name, container in _containers(docs[0]).items():
+        accelerator = container.get("resources", {}).get("accelerator")
+        if name == TRAINING_EXECUTOR:
+            assert accelerator["resourceType"] == "nvidia.com/gpu"
+            assert accelerator["resourceCount"] == "1"
+        else:
+            assert accelerator is None, name
+    for name, config in _k8s(docs).items():
+        if name == TRAINING_EXECUTOR:
+            assert config["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+            assert config["tolerations"] == [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        else:
+            assert "nodeSelector" not in config and "tolerations" not in config, name
+
+
+def test_images_are_ours_and_nothing_pip_installs_at_run_time(compiled) -> None:
+    containers = _containers(_documents(compiled)[0])
+    for name, container in containers.items():
+        expected = image("training" if name == TRAINING_EXECUTOR else "runtime")
+        assert container["image"] == expected, name
+        command = " ".join(container["command"])
+        assert "pip install" not in command and "pip3 install" not in command, name
+        assert "kfp.dsl.executor_main" in command
+    assert "pip install" not in compiled.read_text()
+
+
+def test_image_registry_option_retags_every_image(tmp_path) -> None:
+    # Images are fixed when components are imported, so this needs a fresh interpreter.
+    env = {k: v for k, v in os.environ.items()
+           if k not in CLUSTER_ENV and k != "AUTOKFP_IMAGE_REGISTRY"}
+    result = subprocess.run(
+        [str(AUTOKFP_BIN), "compile", "--out", str(tmp_path),
+         "--image-registry", "registry.example.com/ml"],
+        capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    containers = _containers(_documents(tmp_path / "autonomous-training.yaml")[0])
+    for name, container in containers.items():
+        kind = "training" if name == TRAINING_EXECUTOR else "runtime"
+        assert container["image"] == image(kind, registry="registry.example.com/ml"), name
+
+
+def test_cluster_env_options_change_the_compiled_spec(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOKFP_GPU_NODE_SELECTOR", "cloud.google.com/gke-accelerator=nvidia-l4")
+    monkeypatch.setenv("AUTOKFP_GPU_TOLERATION", "none")
+    monkeypatch.setenv("AUTOKFP_GPU_COUNT", "2")
+    docs = _documents(_compile(tmp_path, ClusterOptions.from_env()))
+    accelerator = _containers(docs[0])[TRAINING_EXECUTOR]["resources"]["accelerator"]
+    assert accelerator["resourceCount"] == "2"
+    training = _k8s(docs)[TRAINING_EXECUTOR]
+    assert training["nodeSelector"]["labels"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert "tolerations" not in training
+
+
+def test_custom_toleration_and_names_from_env(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOKFP_GPU_TOLERATION", "gpu-pool:NoExecute")
+    monkeypatch.setenv("AUTOKFP_CONFIG_MAP", "team-config")
+    monkeypatch.setenv("AUTOKFP_SECRET", "team-credentials")
+    executors = _k8s(_documents(_compile(tmp_path, ClusterOptions.from_env())))
+    assert executors[TRAINING_EXECUTOR]["tolerations"] == [
+        {"key": "gpu-pool", "operator": "Exists", "effect": "NoExecute"}]
+    for config in executors.values():
+        assert config["configMapAsEnv"][0]["configMapName"] == "team-config"
+        assert config["secretAsEnv"][0]["secretName"] == "team-credentials"
+
+
+# ----------------------------------------------------------------- config and secrets
+
+
+def test_config_map_and_secret_are_referenced_by_name(compiled) -> None:
+    for name, config in _k8s(_documents(compiled)).items():
+        (config_map,) = config["configMapAsEnv"]
+        assert config_map["configMapName"] == "autokfp-config", name
+        assert config_map["optional"] is True
+        assert {e["envVar"] for e in config_map["keyToEnv"]} >= {"MLFLOW_TRACKING_URI",
+                                                                 "AUTOKFP_ARTIFACT_ROOT"}
+        (secret,) = config["secretAsEnv"]
+        assert secret["secretName"] == "autokfp-credentials", name
+        assert secret["optional"] is True
+        assert {e["secretKey"] for e in secret["keyToEnv"]} >= {"MLFLOW_TRACKING_PASSWORD",
+                                                                "DATAHUB_GMS_TOKEN"}
+
+
+def test_no_secret_value_enters_the_yaml(tmp_path, monkeypatch) -> None:
+    secrets = {"MLFLOW_TRACKING_PASSWORD": "s3cr3t-value-123", "DATAHUB_GMS_TOKEN": "tok-987",
+               "MLFLOW_TRACKING_TOKEN": "mlflow-tok-321", "DB_PASSWORD": "pw-555"}
+    for key, value in secrets.items():
+        monkeypatch.setenv(key, value)
+    config = small_config(tmp_path, sources=[
+        {"name": "files", "kind": "folder", "path": str(tmp_path)},
+        {"name": "warehouse", "kind": "sql", "url": "postgresql://u:${DB_PASSWORD}@h/db"},
+    ]).to_dict()
+    path = _compile(tmp_path, ClusterOptions.from_env(), config=config)
+    validate_pipeline_yaml(path)
+    text = path.read_text()
+    # the config really is the default: its ${VAR} reference is there, its value is not
+    assert "postgresql://u:${DB_PASSWORD}@h/db" in text
+    for value in secrets.values():
+        assert value not in text
+
+
+# --------------------------------------------------------------------------------- DAG
+
+
+def test_tasks_run_in_pipeline_order(compiled) -> None:
+    tasks = _documents(compiled)[0]["root"]["dag"]["tasks"]
+    assert set(tasks) == set(CHAIN)
+    assert "dependentTasks" not in tasks["discover"]
+    for before, after in zip(CHAIN[:-1], CHAIN[1:], strict=True):
+        assert before in tasks[after]["dependentTasks"], f"{after} must wait for {before}"
+
+    def producer(task: str, artifact: str) -> str:
+        return tasks[task]["inputs"]["artifacts"][artifact]["taskOutputArtifact"]["producerTask"]
+
+    assert producer("profile", "dataset") == "discover"
+    assert producer("engineer-features", "dataset") == "discover"
+    assert producer("train-h2o-automl", "train") == "engineer-features"
+    assert producer("evaluate-model", "model") == "train-h2o-automl"
+    assert producer("evaluate-model", "test") == "engineer-features"
+    assert producer("register-model", "evaluation") == "evaluate-model"
+    assert producer("deploy-model", "registration") == "register-model"
+    assert tasks["train-h2o-automl"]["retryPolicy"]["maxRetryCount"] == 1
+
+
+# ------------------------------------------------------------------ every component alone
+
+
+@pytest.mark.parametrize("component", autokfp_components.ALL_COMPONENTS,
+                         ids=lambda c: c.name)
+def test_each_component_compiles_on_its_own(component, tmp_path) -> None:
+    path = tmp_path / f"{component.name}.yaml"
+    compiler.Compiler().compile(component, str(path))
+    validate_pipeline_yaml(path)
+    loaded = components.load_component_from_file(str(path))
+    assert loaded.name == component.name
+    assert loaded.component_spec.inputs.keys() == component.component_spec.inputs.keys()
