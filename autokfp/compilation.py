@@ -36,7 +36,7 @@ def validate_pipeline_yaml(path: str | Path) -> dict:
         json_format.ParseDict(documents[0], spec, ignore_unknown_fields=False)
         if len(documents) > 1:
             executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-            for name, executor in executors.items():
+            for executor in executors.values():
                 config = kubernetes_executor_config_pb2.KubernetesExecutorConfig()
                 json_format.ParseDict(executor, config, ignore_unknown_fields=False)
         components.load_component_from_file(str(path))
