@@ -312,3 +312,105 @@ def _drop_leaks(plan: FeaturePlan, train: pd.DataFrame, y: pd.Series, threshold:
             plan.categorical_levels.pop(name, None)
             if name in plan.missing_indicators:
                 plan.missing_indicators.remove(name)
+
+
+# ------------------------------------------------------------------ row-wise fast path
+# Serving answers mostly one or a few rows per request. Building pandas frames for that
+# costs ~10 ms; the same plan applied to plain dicts costs well under a millisecond. The
+# two paths must agree exactly (tests compare them on many rows and edge cases).
+
+_BOOL_TEXT = {"true": 1.0, "t": 1.0, "yes": 1.0, "y": 1.0, "1": 1.0,
+              "false": 0.0, "f": 0.0, "no": 0.0, "n": 0.0, "0": 0.0}
+_TOKEN_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or value is pd.NaT
+
+
+def _number(value: Any) -> float:
+    if _missing(value):
+        return float("nan")
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _boolean(value: Any) -> float:
+    if _missing(value):
+        return float("nan")
+    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+        return float(value)
+    return _BOOL_TEXT.get(str(value).strip().lower(), float("nan"))
+
+
+def _timestamp(value: Any) -> pd.Timestamp | None:
+    if _missing(value):
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return None
+    if stamp is pd.NaT:
+        return None
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp
+
+
+def _token_pattern(token: str) -> re.Pattern[str]:
+    pattern = _TOKEN_PATTERNS.get(token)
+    if pattern is None:
+        pattern = _TOKEN_PATTERNS[token] = re.compile(rf"\b{re.escape(token)}\b")
+    return pattern
+
+
+def apply_features_records(records: list[dict[str, Any]], plan: FeaturePlan) -> list[dict[str, float | str | None]]:
+    """``apply_features`` for a few rows given as dicts (same result, no pandas)."""
+    missing = [c for c in plan.input_columns if any(c not in r for r in records)]
+    if missing:
+        raise SchemaError(
+            f"input is missing required column(s) {sorted(set(missing))}; the model expects "
+            f"{plan.input_columns}"
+        )
+    reference = pd.Timestamp(plan.reference_time) if plan.reference_time else None
+    levels = {name: set(plan.categorical_levels.get(name, [])) for name in plan.categorical}
+    out = []
+    for record in records:
+        row: dict[str, float | str | None] = {}
+        for name in plan.numeric:
+            row[name] = _number(record[name])
+        for name in plan.missing_indicators:
+            row[f"{name}__missing"] = 1.0 if row[name] != row[name] else 0.0
+        for name in plan.categorical:
+            value = record[name]
+            if _missing(value):
+                row[name] = None
+            else:
+                text = category_text(value)
+                row[name] = text if text in levels[name] else OTHER_LEVEL
+        for name in plan.boolean:
+            row[name] = _boolean(record[name])
+        for name in plan.datetime:
+            stamp = _timestamp(record[name])
+            for part in plan.datetime_parts:
+                if stamp is None:
+                    row[f"{name}__{part}"] = float("nan")
+                elif part == "age_days":
+                    row[f"{name}__{part}"] = (
+                        float("nan") if reference is None
+                        else (reference - stamp).total_seconds() / 86_400.0)
+                else:
+                    row[f"{name}__{part}"] = float(getattr(stamp, part))
+        for name in plan.text:
+            value = record[name]
+            text = "" if _missing(value) else str(value).lower()
+            row[f"{name}__chars"] = float(len(text))
+            row[f"{name}__words"] = float(len(text.split()))
+            for token in plan.text_vocabulary.get(name, []):
+                row[f"{name}__tok_{token}"] = 1.0 if _token_pattern(token).search(text) else 0.0
+        out.append(row)
+    return out

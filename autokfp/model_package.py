@@ -52,6 +52,19 @@ class AutokfpModel(PythonModel):
         return format_predictions(raw, self.meta, model_input.index)
 
 
+    def predict_records(self, records: list[dict[str, Any]]) -> pd.DataFrame:
+        """Score a few raw rows given as dicts: the same answer as ``predict``, much faster."""
+        from autokfp.features import apply_features_records
+
+        rows = apply_features_records(records, self.plan)
+        scorer_rows = getattr(self.scorer, "predict_rows", None)
+        if scorer_rows is None:
+            raw = self.scorer.predict(pd.DataFrame(rows, columns=self.plan.feature_columns))
+        else:
+            raw = scorer_rows(rows)
+        return format_predictions(raw, self.meta, pd.RangeIndex(len(records)))
+
+
 def format_predictions(raw: np.ndarray, meta: dict[str, Any], index: pd.Index) -> pd.DataFrame:
     """Engine output → the public prediction frame."""
     if meta["task"] == "regression":

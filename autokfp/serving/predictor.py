@@ -106,6 +106,55 @@ class InputValidator:
         return frame
 
 
+    def check_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The same checks as ``check``, on plain dicts (the small-request fast path)."""
+        if not records:
+            raise RequestError("the request has no rows; send at least one instance")
+        required = self.required
+        for record in records:
+            missing = [c for c in required if c not in record]
+            if missing:
+                raise RequestError(f"missing column(s) {missing}; every instance needs {required}")
+            unknown = [c for c in record if c not in self._known]
+            if unknown:
+                raise RequestError(f"unknown column(s) {unknown}: the model was not trained with them; "
+                                   f"send only {required} (plus {sorted(self.ignored)} which are ignored)")
+            for column in self.numeric:
+                value = record[column]
+                if value is None or isinstance(value, float):
+                    continue
+                if isinstance(value, bool) or not _is_number(value):
+                    raise RequestError(f"column '{column}' must be a number, got {value!r}")
+            for column in self.datetime:
+                value = record[column]
+                if value is not None and _features_timestamp(value) is None:
+                    raise RequestError(f"column '{column}' must be a date/time (ISO 8601), got {value!r}")
+        return records
+
+    @property
+    def _known(self) -> set[str]:
+        return set(self.required) | self.ignored
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return True
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _features_timestamp(value: Any) -> Any:
+    from autokfp.features import _timestamp
+
+    return _timestamp(value)
+
+
+FAST_PATH_ROWS = 64
+
+
 class AutokfpPredictor(Model):
     """KServe model serving one packaged autokfp model version."""
 
@@ -184,6 +233,18 @@ class AutokfpPredictor(Model):
         frame = self.validator.check(frame)
         return self.model.predict(None, frame)
 
+    def _records_v1(self, payload: Any) -> list[dict[str, Any]] | None:
+        """The instances of a small v1 request as dicts, or None to take the frame path."""
+        if not isinstance(payload, dict):
+            return None
+        rows = payload.get("instances", payload.get("inputs"))
+        if isinstance(rows, dict):
+            rows = [rows]
+        if (isinstance(rows, list) and 0 < len(rows) <= FAST_PATH_ROWS
+                and all(isinstance(r, dict) for r in rows)):
+            return rows
+        return None
+
     async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> dict | InferResponse:
         v2 = isinstance(payload, InferRequest)
@@ -192,8 +253,14 @@ class AutokfpPredictor(Model):
         REQUESTS.labels(protocol=protocol, **labels).inc()
         started = time.perf_counter()
         try:
-            frame = self._frame_v2(payload) if v2 else self._frame_v1(payload)
-            predictions = self._score(frame)
+            records = None if v2 else self._records_v1(payload)
+            if records is not None:
+                assert self.validator is not None
+                predictions = self.model.predict_records(self.validator.check_records(records))
+                frame = None
+            else:
+                frame = self._frame_v2(payload) if v2 else self._frame_v1(payload)
+                predictions = self._score(frame)
         except InvalidInput:
             ERRORS.labels(kind="invalid_input", **labels).inc()
             raise
@@ -204,6 +271,8 @@ class AutokfpPredictor(Model):
         self._observe(predictions, labels)
         request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
         if self.prediction_log is not None:
+            if frame is None:
+                frame = pd.DataFrame.from_records(records)
             self.prediction_log.log(frame, predictions, request_id)
         if v2:
             return self._v2_response(payload, predictions)

@@ -11,6 +11,7 @@ import logging
 import math
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,19 +79,26 @@ class MojoScorer:
         return list(self._columns)
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        from hex.genmodel.easy import RowData  # type: ignore[import-not-found]
-
         columns = [c for c in self._columns if c in features.columns]
         values = [features[c].to_numpy(dtype=object) for c in columns]
-        is_cat = [c in self._categorical for c in columns]
+        rows = ({name: column[i] for name, column in zip(columns, values)} for i in range(len(features)))
+        return self.predict_rows(rows, len(features))
+
+    def predict_rows(self, rows: Any, count: int | None = None) -> np.ndarray:
+        """Score feature rows given as dicts (the serving fast path)."""
+        from hex.genmodel.easy import RowData  # type: ignore[import-not-found]
+
         results = []
-        for i in range(len(features)):
+        categorical = self._categorical
+        for features in rows:
             row = RowData()
-            for name, column, cat in zip(columns, values, is_cat):
-                value = column[i]
+            for name, value in features.items():
                 if value is None or (isinstance(value, float) and math.isnan(value)):
                     continue
-                row.put(name, str(value) if cat else float(value))
+                if name in categorical:
+                    row.put(name, str(value))
+                else:
+                    row.put(name, float(value))
             if self.task == "regression":
                 results.append(float(self._wrapper.predictRegression(row).value))
             elif self.task == "binary":
@@ -99,5 +107,5 @@ class MojoScorer:
                 results.append(list(self._wrapper.predictMultinomial(row).classProbabilities))
         if self.task == "regression":
             return np.asarray(results, dtype="float64")
-        probs = np.asarray(results, dtype="float64").reshape(len(features), -1)
+        probs = np.asarray(results, dtype="float64").reshape(len(results), -1)
         return probs[:, self._order]

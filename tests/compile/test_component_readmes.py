@@ -1,0 +1,60 @@
+"""The generated component READMEs are current, and their pipeline snippets compile."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+import components
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "generate_component_readmes.py"
+
+
+@pytest.fixture(scope="module")
+def generator():
+    spec = importlib.util.spec_from_file_location("generate_component_readmes", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readmes_are_up_to_date(generator, capsys) -> None:
+    assert generator.main(["--check"]) == 0, capsys.readouterr().out
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_check_mode_reports_a_stale_readme(generator, tmp_path, monkeypatch, capsys) -> None:
+    stale = tmp_path / "README.md"
+    stale.write_text("old text\n")
+    monkeypatch.setattr(generator, "render_all", lambda: {stale: "new text\n"})
+    assert generator.main(["--check"]) == 1
+    assert f"out of date: {stale}" in capsys.readouterr().out
+    assert stale.read_text() == "old text\n"  # --check never writes
+
+
+def test_every_component_and_argument_is_documented() -> None:
+    index = (Path(components.__file__).parent / "README.md").read_text()
+    for component in components.ALL_COMPONENTS:
+        function = component.python_func.__name__
+        assert f"[`{function}`]" in index
+        readme = Path(component.python_func.__code__.co_filename).with_name("README.md")
+        text = readme.read_text()
+        for name in component.component_spec.inputs:
+            assert re.search(rf"^\| `{name}` \| `[^`]+` \| \S", text, re.MULTILINE), (readme, name)
+        assert component.component_spec.implementation.container.image.rsplit("/", 1)[1] in text
+
+
+@pytest.mark.parametrize("component", components.ALL_COMPONENTS, ids=lambda c: c.name)
+def test_use_in_a_pipeline_snippet_compiles(component, tmp_path, monkeypatch) -> None:
+    readme = Path(component.python_func.__code__.co_filename).with_name("README.md").read_text()
+    section = readme.split("## Use in a pipeline", 1)[1]
+    snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, f"{component.name}/README.md", "exec"), {})  # noqa: S102
+    (compiled,) = tmp_path.glob("*.yaml")
+    tasks = next(yaml.safe_load_all(compiled.read_text()))["root"]["dag"]["tasks"]
+    assert component.name in tasks
