@@ -190,13 +190,25 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> Non
             if key.startswith("test_") and key != "test_rows":
                 table.add_row(key[len("test_"):], f"{value:.4f}")
         console.print(table)
-    console.print(f"Registry  : {settings.tracking_uri}  (autokfp models; "
-                  f"mlflow ui --backend-store-uri {settings.tracking_uri})")
+    decision = _deploy_decision(result.run_dir)
+    if decision:
+        console.print(f"Deployment: {decision['outcome']} ({decision['target']}): {decision['reason']}")
+    console.print(f"Registry  : {settings.tracking_uri}  (autokfp models)")
     console.print(f"Artifacts : {summary['state']['pipeline_run']}")
-    console.print(f"Catalog   : DataHub metadata in the discover step's 'catalog' artifact under "
-                  f"{settings.pipeline_root}")
-    console.print(f"Serve it  : mlflow models serve -m 'models:/{config.name}@champion' --env-manager local "
-                  f"-p 5001   (KServe manifest: the deploy step's 'manifest' artifact)")
+    console.print("Catalog   : the discover step's 'catalog' artifact (DataHub metadata) in the run above")
+    console.print(f"Serve it  : autokfp serve --model {config.name}@champion --port 8080   "
+                  f"(KServe manifest: the deploy step's 'manifest' artifact)")
+
+
+def _deploy_decision(run_dir: Any) -> dict | None:
+    if run_dir is None:
+        return None
+    for path in Path(run_dir).rglob("decision"):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+    return None
 
 
 @app.command()

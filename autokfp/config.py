@@ -156,6 +156,19 @@ class DeploySpec(_Strict):
     max_replicas: int = Field(default=3, ge=1)
     cpu: str = "1"
     memory: str = "2Gi"
+    target: Literal["auto", "kubernetes", "local", "manifest"] = Field(
+        default="auto",
+        description="kubernetes: apply through the Kubernetes API; local: start the predictor on "
+                    "this machine and verify it; manifest: only write the InferenceService; "
+                    "auto: kubernetes inside a cluster, else local",
+    )
+    verify: bool = True
+    smoke_rows: int = Field(default=50, ge=1, le=10_000)
+    latency_budget_ms: float = Field(default=100.0, gt=0)
+    ready_timeout_secs: int = Field(default=300, ge=10)
+    keep_local_server: bool = Field(
+        default=False, description="leave the verified local predictor running after the deploy step")
+    local_port: int = Field(default=8080, ge=1024, le=65535)
 
     @model_validator(mode="after")
     def _replicas(self) -> DeploySpec:

@@ -119,6 +119,8 @@ def register_model(
     existing = _version_with_hash(client, name, digest)
     if existing is not None:
         log.info("package already registered as %s v%s: reusing it", name, existing.version)
+        # search results carry no aliases; only a direct lookup does
+        existing = client.get_model_version(name, existing.version)
         return RegisteredVersion(name=name, version=str(existing.version), run_id=existing.run_id,
                                  aliases=list(existing.aliases), promoted=CHAMPION in existing.aliases,
                                  decision="already registered (rerun)", source=existing.source, reused=True)

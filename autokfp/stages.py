@@ -330,29 +330,152 @@ def register_stage(config: dict[str, Any] | RunConfig, model_path: str, evaluati
 # ------------------------------------------------------------------------------ deploy
 
 
-def deploy_stage(config: dict[str, Any] | RunConfig, registration_path: str,
-                 manifest_path: str) -> dict[str, Any]:
-    """Write the KServe InferenceService for the champion (a canary when one is replaced)."""
+def deploy_stage(config: dict[str, Any] | RunConfig, registration_path: str, test_path: str,
+                 manifest_path: str, decision_path: str) -> dict[str, Any]:
+    """Deploy the champion, verify it, and promote it or roll back (see serving.deployment).
+
+    Always writes the InferenceService YAML (``manifest_path``) and the decision with every
+    verification check (``decision_path``). A rolled-back canary is a recorded outcome, not
+    a failure: the previous version keeps serving. A first version that fails verification
+    raises DeploymentError (nothing would be serving).
+    """
+    import mlflow.artifacts
     import yaml
 
     from autokfp import registry
-    from autokfp.serving.inference_service import build_inference_service
+    from autokfp.errors import DeploymentError
+    from autokfp.model_package import load_model_package
+    from autokfp.serving import deployment
+    from autokfp.serving.inference_service import build_inference_service, service_name
+    from autokfp.settings import Settings
 
     cfg = _config(config)
+    settings = Settings.from_env()
     registration = _read_json(registration_path)
-    client = registry.configure()
+    client = registry.configure(settings)
     champion = registry.champion_version(client, cfg.model_name)
     if champion is None:
-        raise_deploy = "no champion is registered, so there is nothing to deploy"
-        from autokfp.errors import DeploymentError
-
-        raise DeploymentError(f"{cfg.model_name}: {raise_deploy}; check the register step's decision")
+        raise DeploymentError(f"{cfg.model_name}: no champion is registered, so there is nothing to "
+                              "deploy; check the register step's decision")
     version = str(champion.version)
+    new_version = bool(registration["promoted"]) and not registration.get("reused")
+    previous = registration.get("replaced_version") if new_version else None
     storage_uri = client.get_model_version_download_uri(cfg.model_name, version)
-    new_version = registration["promoted"] and not registration.get("reused")
-    canary = bool(new_version and registration.get("replaced_version"))
+    canary = bool(new_version and previous)
     manifest = build_inference_service(cfg.model_name, version, storage_uri, cfg.deploy, canary=canary)
     _write_text(manifest_path, yaml.safe_dump(manifest, sort_keys=False))
+    service = service_name(cfg.model_name)
+    target = deployment.resolve_target(cfg.deploy.target)
     action = "canary" if canary else ("initial" if new_version else "unchanged")
-    return {"action": action, "version": version, "storage_uri": storage_uri,
-            "service": manifest["metadata"]["name"], "namespace": cfg.deploy.namespace}
+    decision = deployment.DeploymentDecision(target=target, model=cfg.model_name, version=version,
+                                             previous_version=previous, action=action,
+                                             outcome="skipped", verification=[])
+
+    if target == "manifest" or not cfg.deploy.verify:
+        decision.reason = "manifest only: deploy.target is 'manifest' or deploy.verify is false"
+    elif not new_version:
+        decision.reason = f"the champion (v{version}) did not change; nothing to roll out"
+    else:
+        test = pd.read_parquet(test_path)
+        meta_target = registration.get("target")
+        rows = test.drop(columns=[c for c in (meta_target, cfg.training.target) if c and c in test.columns])
+        rows = rows.head(cfg.deploy.smoke_rows).reset_index(drop=True)
+        local_dir = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{cfg.model_name}/{version}")
+        try:
+            expected = load_model_package(local_dir).predict(rows)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot score offline is broken
+            expected = None
+            decision.verification.append({"check": "offline_scoring", "passed": False,
+                                          "detail": f"the model cannot score held-out rows: {exc}"})
+        if target == "local":
+            verification = _deploy_local(cfg, settings, service, version, local_dir, rows, expected)
+            decision.endpoint = verification.pop("endpoint", None)
+        elif target == "kubernetes":
+            verification = _deploy_kubernetes(cfg, manifest, service, canary, rows, expected)
+            decision.endpoint = verification.pop("endpoint", None)
+        else:
+            raise DeploymentError(f"unknown deploy target '{target}'; use kubernetes, local or manifest")
+        decision.verification += verification["checks"]
+        passed = expected is not None and verification["passed"]
+        if passed:
+            decision.outcome = "promoted"
+            decision.reason = f"v{version} passed every check and serves 100% of traffic"
+            client.set_model_version_tag(cfg.model_name, version, "deployment", "serving")
+        else:
+            decision.outcome = "rolled-back"
+            deployment.restore_champion(client, cfg.model_name, version, previous)
+            failed = [c["check"] for c in decision.verification if not c["passed"]]
+            decision.reason = (f"v{version} failed {', '.join(failed)}; "
+                               + (f"rolled back: v{previous} keeps serving and is champion again"
+                                  if previous else "no previous version to fall back to"))
+    _write_json(decision_path, decision.to_dict())
+    log.info("deploy %s v%s: %s (%s)", cfg.model_name, version, decision.outcome, decision.reason)
+    if decision.outcome == "rolled-back" and not previous:
+        raise DeploymentError(f"{cfg.model_name} v{version} failed verification and there is no previous "
+                              f"version to serve: {decision.reason}")
+    return {"action": action, "outcome": decision.outcome, "version": version, "target": target,
+            "storage_uri": storage_uri, "service": manifest["metadata"]["name"],
+            "namespace": cfg.deploy.namespace, "reason": decision.reason}
+
+
+def _deploy_local(cfg: RunConfig, settings: Any, service: str, version: str, model_dir: str,
+                  rows: pd.DataFrame, expected: pd.DataFrame | None) -> dict[str, Any]:
+    from autokfp.serving import deployment
+
+    serving = deployment.LocalServing(settings.home / "serving", settings.artifact_root)
+    old = serving.current(service)
+    port = None
+    if cfg.deploy.keep_local_server and old is None:
+        port = cfg.deploy.local_port if _port_free(cfg.deploy.local_port) else None
+    log_file = settings.home / "logs" / f"serve-{service}-v{version}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    server, process = serving.start(service, version, model_dir, port=port, log_file=log_file)
+    try:
+        if expected is None:
+            result = deployment.Verification(passed=False)
+        else:
+            result = deployment.verify_endpoint(server.url, service, rows, expected,
+                                                cfg.deploy.latency_budget_ms,
+                                                cfg.deploy.ready_timeout_secs, process)
+    except Exception:
+        serving.stop(server)
+        raise
+    if result.passed and cfg.deploy.keep_local_server:
+        if old is not None:
+            serving.stop(old)
+        serving.record(server, service)
+    else:  # a verification-only server, or a failed one: the old server (if any) keeps serving
+        serving.stop(server)
+    return {"passed": result.passed, "checks": result.checks, "endpoint": server.url}
+
+
+def _deploy_kubernetes(cfg: RunConfig, manifest: dict[str, Any], service: str, canary: bool,
+                       rows: pd.DataFrame, expected: pd.DataFrame | None) -> dict[str, Any]:
+    from autokfp.serving import deployment
+
+    cluster = deployment.KubernetesServing(cfg.deploy.namespace)
+    applied = cluster.apply(manifest)
+    result = deployment.Verification(passed=True)
+    result.add("apply", True, f"InferenceService {cfg.deploy.namespace}/{service} {applied}")
+    url = cluster.wait_ready(service, cfg.deploy.ready_timeout_secs)
+    if url is None:
+        result.add("ready", False, f"not Ready within {cfg.deploy.ready_timeout_secs}s")
+    elif expected is not None:
+        checked = deployment.verify_endpoint(url.rstrip("/"), service, rows, expected,
+                                             cfg.deploy.latency_budget_ms, cfg.deploy.ready_timeout_secs)
+        for check in checked.checks:
+            result.add(check["check"], check["passed"], check["detail"])
+    if canary:
+        cluster.set_traffic(service, 100 if (result.passed and expected is not None) else 0)
+    return {"passed": result.passed, "checks": result.checks, "endpoint": url}
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -7,11 +7,17 @@ path or table>``. A dataset (or whole source) that cannot be read is reported wi
 Large inputs are profiled on a uniform random sample of at most ``sample_rows`` rows that
 is drawn while streaming (chunks are read, each row gets a random key and the rows with
 the smallest keys are kept), so memory stays bounded while the row count stays exact.
+
+A re-crawl reuses what is known: with a ``CrawlCache``, a file whose size and modification
+time (an object whose generation and size, a table whose row count and declared columns)
+are unchanged is not read again; its schema (or error) comes from the cache.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import logging
 import os
 import re
@@ -19,7 +25,9 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,11 +59,24 @@ class DiscoveredDataset:
     schema: DatasetSchema
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    # what identifies this version of the input (size + mtime, generation, row count +
+    # columns); None when it could not be told
+    signature: str | None = None
+    reused: bool = False  # the schema came from the crawl cache, the data was not read
     _reader: Callable[[], pd.DataFrame] | None = field(default=None, repr=False, compare=False)
 
     @property
     def dataset_id(self) -> str:
         return self.schema.dataset_id
+
+    @property
+    def source_name(self) -> str:
+        return self.dataset_id.split("/", 1)[0]
+
+    @property
+    def source_failed(self) -> bool:
+        """The whole source failed (it could not be listed or reached)."""
+        return "/" not in self.dataset_id
 
     @property
     def ok(self) -> bool:
@@ -70,6 +91,57 @@ class DiscoveredDataset:
         if self._reader is None:
             raise DataError(f"dataset '{self.dataset_id}' cannot be loaded: {self.error}")
         return self._reader()
+
+
+class CrawlCache:
+    """What earlier crawls learnt: per dataset, the input's signature and its schema or error.
+
+    ``entries`` is plain JSON (``{dataset_id: {"signature", "schema", "error", "notes"}}``)
+    so the catalog can keep it in the artifact store between runs.
+    """
+
+    def __init__(self, entries: dict[str, dict[str, Any]] | None = None):
+        self.entries: dict[str, dict[str, Any]] = dict(entries or {})
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, dataset_id: str, signature: str | None,
+               reader: Callable[[], pd.DataFrame] | None) -> DiscoveredDataset | None:
+        """The cached result for ``dataset_id`` if its input still has ``signature``."""
+        entry = self.entries.get(dataset_id)
+        if not signature or not entry or entry.get("signature") != signature:
+            self.misses += 1
+            return None
+        try:
+            schema = DatasetSchema.from_dict(entry["schema"])
+        except (KeyError, TypeError, ValueError):  # an entry from an older layout: re-read
+            self.misses += 1
+            return None
+        self.hits += 1
+        return DiscoveredDataset(schema=schema, error=entry.get("error"),
+                                 notes=list(entry.get("notes", [])), signature=signature,
+                                 reused=True, _reader=reader)
+
+    def store(self, item: DiscoveredDataset) -> None:
+        if item.signature:
+            self.entries[item.dataset_id] = {
+                "signature": item.signature, "schema": item.schema.to_dict(),
+                "error": item.error, "notes": list(item.notes)}
+
+
+def _signature(*parts: Any) -> str:
+    text = json.dumps(parts, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _iso_utc(stamp: float | datetime | None) -> str | None:
+    if stamp is None:
+        return None
+    if isinstance(stamp, datetime):
+        moment = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    else:
+        moment = datetime.fromtimestamp(stamp, tz=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -247,6 +319,9 @@ def _discover_file(
     source_name: str,
     platform: str,
     k: int,
+    signature: str | None = None,
+    modified_at: str | None = None,
+    cache: CrawlCache | None = None,
 ) -> DiscoveredDataset:
     dataset_id = f"{source_name}/{relative}"
     fmt = file_format(relative)
@@ -263,15 +338,26 @@ def _discover_file(
         with open_local() as path:
             return _read_file(path, fmt, label)
 
+    if cache is not None:
+        known = cache.lookup(dataset_id, signature, reader)
+        if known is not None:
+            return known
     try:
         with open_local() as path:
             sample, total, _ = _sample_file(path, fmt, label, k, notes)
         schema = profile_frame(
             sample, dataset_id, platform, label, fmt=fmt, row_count=total, max_rows=k
         )
+        schema.modified_at = modified_at
+        item = DiscoveredDataset(schema=schema, notes=notes, signature=signature,
+                                 _reader=reader)
     except Exception as exc:
-        return _failed(dataset_id, platform, label, _describe(exc), fmt, reader, notes)
-    return DiscoveredDataset(schema=schema, notes=notes, _reader=reader)
+        item = _failed(dataset_id, platform, label, _describe(exc), fmt, reader, notes)
+        item.schema.modified_at = modified_at
+        item.signature = signature
+    if cache is not None:
+        cache.store(item)
+    return item
 
 
 def _folder_files(source: FolderSource) -> list[str]:
@@ -290,7 +376,8 @@ def _folder_files(source: FolderSource) -> list[str]:
     return sorted(found)
 
 
-def _discover_folder(source: FolderSource, k: int) -> list[DiscoveredDataset]:
+def _discover_folder(source: FolderSource, k: int,
+                     cache: CrawlCache | None = None) -> list[DiscoveredDataset]:
     root = Path(source.path)
     if not root.is_dir():
         return [
@@ -301,12 +388,18 @@ def _discover_folder(source: FolderSource, k: int) -> list[DiscoveredDataset]:
                 f"folder '{root}' of source '{source.name}' does not exist; fix the source's path",
             )
         ]
-    return [
-        _discover_file(
-            lambda p=root / rel: nullcontext(p), str(root / rel), rel, source.name, "file", k
-        )
-        for rel in _folder_files(source)
-    ]
+    found = []
+    for rel in _folder_files(source):
+        path = root / rel
+        try:
+            stat = path.stat()
+            signature = _signature("file", stat.st_size, stat.st_mtime_ns)
+            modified = _iso_utc(stat.st_mtime)
+        except OSError:  # vanished or unreadable: profiling reports it
+            signature, modified = None, None
+        found.append(_discover_file(lambda p=path: nullcontext(p), str(path), rel, source.name,
+                                    "file", k, signature, modified, cache))
+    return found
 
 
 def _gcs_files(source: GcsSource) -> list[tuple[str, str]]:
@@ -323,16 +416,47 @@ def _gcs_files(source: GcsSource) -> list[tuple[str, str]]:
     return out
 
 
-def _discover_gcs(source: GcsSource, k: int) -> list[DiscoveredDataset]:
+def _gcs_objects(source: GcsSource) -> list[tuple[str, str, str, str | None]]:
+    """(uri, relative path, signature, modified) of the selected objects under a source.
+
+    Lists the blobs themselves (not just names) so generation and size, which change with
+    every upload, identify the version of each object without downloading it.
+    """
+    # storage keeps one configured client (emulator, credentials) and turns GCS failures
+    # into StorageError naming the URI; listing with metadata needs the client itself.
+    from autokfp import storage
+
+    prefix_uri = source.uri.rstrip("/")
+    bucket, key = storage._split_gs(prefix_uri)
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    out = []
+    with storage._gcs_errors(prefix_uri):
+        blobs = list(storage._gcs_client().list_blobs(bucket, prefix=prefix or None))
+    for blob in blobs:
+        relative = blob.name[len(prefix):]
+        if not relative or blob.name.endswith("/"):
+            continue
+        hidden = any(part.startswith(".") for part in relative.split("/"))
+        if hidden or not _selected(relative, source.include, source.exclude):
+            continue
+        signature = _signature("gcs", blob.generation, blob.size, blob.md5_hash)
+        out.append((storage.join(prefix_uri, relative), relative, signature,
+                    _iso_utc(blob.updated)))
+    return sorted(out)
+
+
+def _discover_gcs(source: GcsSource, k: int,
+                  cache: CrawlCache | None = None) -> list[DiscoveredDataset]:
     from autokfp import storage
 
     try:
-        files = _gcs_files(source)
+        objects = _gcs_objects(source)
     except Exception as exc:
         return [_failed(source.name, "gcs", source.uri, _describe(exc))]
     return [
-        _discover_file(lambda u=uri: storage.local_copy(u), uri, rel, source.name, "gcs", k)
-        for uri, rel in files
+        _discover_file(lambda u=uri: storage.local_copy(u), uri, rel, source.name, "gcs", k,
+                       signature, modified, cache)
+        for uri, rel, signature, modified in objects
     ]
 
 
@@ -400,6 +524,13 @@ def _secrets(source: SqlSource) -> list[str]:
 
 
 def _sql_error(source: SqlSource, exc: BaseException) -> str:
+    missing = exc if isinstance(exc, ModuleNotFoundError) else None
+    if missing is None and isinstance(exc.__cause__, ModuleNotFoundError):
+        missing = exc.__cause__
+    if missing is not None:
+        return (f"the database driver '{missing.name}' for source '{source.name}' is not "
+                "installed; pip install it (psycopg2-binary or pg8000 for postgresql, pymysql "
+                "for mysql+pymysql) or name an installed driver in the URL")
     text = _describe(exc)
     for secret in _secrets(source):
         text = text.replace(secret, "***")
@@ -444,7 +575,18 @@ def _read_table(source: SqlSource, table_name: str) -> pd.DataFrame:
     return parse_datetime_text(df)
 
 
-def _discover_sql(source: SqlSource, k: int) -> list[DiscoveredDataset]:
+def _declared_columns(inspector, source: SqlSource, table_name: str) -> list[list[str]]:
+    try:
+        columns = inspector.get_columns(table_name, schema=source.schema_name)
+    except Exception:  # a view or an odd backend: the row count alone must do
+        return []
+    return [[str(c["name"]), str(c["type"])] for c in columns]
+
+
+def _discover_sql(source: SqlSource, k: int,
+                  cache: CrawlCache | None = None) -> list[DiscoveredDataset]:
+    import sqlalchemy as sa
+
     location = _sql_location(source)
     platform = _sql_platform_of(source)
     try:
@@ -455,60 +597,72 @@ def _discover_sql(source: SqlSource, k: int) -> list[DiscoveredDataset]:
     try:
         try:
             names = _table_names(source, engine)
+            inspector = sa.inspect(engine)
         except Exception as exc:
             return [_failed(source.name, platform, location, _sql_error(source, exc))]
-        for table_name in names:
-            dataset_id = f"{source.name}/{table_name}"
-
-            def reader(t: str = table_name) -> pd.DataFrame:
-                return _read_table(source, t)
-
-            try:
-                table, query = _select_all(source, table_name)
-                with engine.connect() as connection:
-                    total = _count_rows(connection, table)
-                    if total == 0:
-                        raise _empty_error(dataset_id)
-                    if total <= k:
-                        sample = pd.read_sql(query, connection)
-                    else:
-                        sample, total = _bottom_k(pd.read_sql(query, connection, chunksize=k), k)
-                schema = profile_frame(
-                    parse_datetime_text(sample),
-                    dataset_id,
-                    platform,
-                    location,
-                    row_count=total,
-                    max_rows=k,
-                )
-            except Exception as exc:
-                results.append(
-                    _failed(
-                        dataset_id,
-                        platform,
-                        location,
-                        f"cannot read table '{table_name}': {_sql_error(source, exc)}",
-                        reader=reader,
-                    )
-                )
-                continue
-            results.append(DiscoveredDataset(schema=schema, _reader=reader))
+        with engine.connect() as connection:
+            for table_name in names:
+                results.append(_discover_table(source, table_name, connection, inspector,
+                                               platform, location, k, cache))
+    except Exception as exc:  # the connection itself broke mid-crawl
+        results.append(_failed(source.name, platform, location, _sql_error(source, exc)))
     finally:
         engine.dispose()
     return results
+
+
+def _discover_table(source: SqlSource, table_name: str, connection, inspector, platform: str,
+                    location: str, k: int, cache: CrawlCache | None) -> DiscoveredDataset:
+    dataset_id = f"{source.name}/{table_name}"
+
+    def reader(t: str = table_name) -> pd.DataFrame:
+        return _read_table(source, t)
+
+    signature = None
+    try:
+        table, query = _select_all(source, table_name)
+        total = _count_rows(connection, table)
+        signature = _signature("sql", total, _declared_columns(inspector, source, table_name))
+        if cache is not None:
+            known = cache.lookup(dataset_id, signature, reader)
+            if known is not None:
+                return known
+        if total == 0:
+            raise _empty_error(dataset_id)
+        if total <= k:
+            sample = pd.read_sql(query, connection)
+        else:
+            sample, total = _bottom_k(pd.read_sql(query, connection, chunksize=k), k)
+        schema = profile_frame(
+            parse_datetime_text(sample), dataset_id, platform, location, row_count=total,
+            max_rows=k,
+        )
+        item = DiscoveredDataset(schema=schema, signature=signature, _reader=reader)
+    except Exception as exc:
+        connection.rollback()  # a failed statement must not poison the next table's
+        item = _failed(dataset_id, platform, location,
+                       f"cannot read table '{table_name}': {_sql_error(source, exc)}",
+                       reader=reader)
+        item.signature = signature
+    if cache is not None:
+        cache.store(item)
+    return item
 
 
 # --------------------------------------------------------------------------- public
 
 
 def discover(
-    sources: Iterable[Source], sample_rows: int = DEFAULT_MAX_ROWS
+    sources: Iterable[Source], sample_rows: int = DEFAULT_MAX_ROWS,
+    cache: CrawlCache | None = None,
 ) -> list[DiscoveredDataset]:
     """Crawl every source and profile each file or table found.
 
     Args:
         sources: ``FolderSource``, ``GcsSource`` and ``SqlSource`` models from the run config.
         sample_rows: profile at most this many rows per dataset (row counts stay exact).
+        cache: results of earlier crawls; inputs whose signature is unchanged are not read
+            again (``item.reused``), and the cache is updated with what was read.
 
     Returns:
         One ``DiscoveredDataset`` per file/table, in source order then path order; a
@@ -523,11 +677,11 @@ def discover(
     found: list[DiscoveredDataset] = []
     for source in sources:
         if isinstance(source, FolderSource):
-            found += _discover_folder(source, sample_rows)
+            found += _discover_folder(source, sample_rows, cache)
         elif isinstance(source, GcsSource):
-            found += _discover_gcs(source, sample_rows)
+            found += _discover_gcs(source, sample_rows, cache)
         elif isinstance(source, SqlSource):
-            found += _discover_sql(source, sample_rows)
+            found += _discover_sql(source, sample_rows, cache)
         else:
             raise ConfigError(f"unknown source kind: {type(source).__name__}")
     ok = sum(d.ok for d in found)

@@ -67,6 +67,11 @@ class DatasetSchema:
     sample_rows: int
     columns: list[ColumnSchema]
     format: str | None = None  # "csv", "parquet", "jsonl" for files; None for tables
+    # when the file or object last changed (ISO 8601, UTC); tables do not say
+    modified_at: str | None = None
+    # what the catalog knows about this dataset (schema_version, accepted_version,
+    # previous_row_count, ...), filled in by discovery for the steps that follow
+    catalog: dict[str, Any] = field(default_factory=dict)
 
     def column(self, name: str) -> ColumnSchema:
         for col in self.columns:
@@ -93,10 +98,13 @@ class DatasetSchema:
     def from_dict(cls, data: dict[str, Any]) -> DatasetSchema:
         data = dict(data)
         data.pop("fingerprint", None)
+        known = set(cls.__dataclass_fields__)
+        data = {k: v for k, v in data.items() if k in known}  # newer writers may add keys
         columns = []
         for col in data.pop("columns"):
             col = dict(col)
             col["top_values"] = [tuple(v) for v in col.get("top_values", [])]
+            col = {k: v for k, v in col.items() if k in ColumnSchema.__dataclass_fields__}
             columns.append(ColumnSchema(**col))
         return cls(columns=columns, **data)
 

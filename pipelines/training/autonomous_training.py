@@ -62,7 +62,8 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
                                                    schema=found.outputs["schema"]), options)
         registered.set_display_name("register in MLflow")
         deployed = configure_task(deploy_model(config=config,
-                                               registration=registered.outputs["registration"]), options)
+                                               registration=registered.outputs["registration"],
+                                               test=features.outputs["test"]), options)
         deployed.set_display_name("deploy to KServe")
         return registered.outputs["registration"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,12 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "generate_component_r
 def generator():
     spec = importlib.util.spec_from_file_location("generate_component_readmes", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
 
 
 def test_readmes_are_up_to_date(generator, capsys) -> None:
@@ -54,7 +59,9 @@ def test_use_in_a_pipeline_snippet_compiles(component, tmp_path, monkeypatch) ->
     section = readme.split("## Use in a pipeline", 1)[1]
     snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     monkeypatch.chdir(tmp_path)
-    exec(compile(snippet, f"{component.name}/README.md", "exec"), {})  # noqa: S102
+    # dont_inherit: this file's `from __future__ import annotations` must not leak into the
+    # snippet (kfp reads the pipeline's annotations as real types)
+    exec(compile(snippet, f"{component.name}/README.md", "exec", dont_inherit=True), {})
     (compiled,) = tmp_path.glob("*.yaml")
     tasks = next(yaml.safe_load_all(compiled.read_text()))["root"]["dag"]["tasks"]
     assert component.name in tasks

@@ -1,7 +1,7 @@
 """KFP component: the KServe InferenceService for the champion."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Output
+from kfp.dsl import Artifact, Dataset, Input, Output
 
 from autokfp.settings import image
 
@@ -10,35 +10,47 @@ from autokfp.settings import image
 def deploy_model(
     config: dict,
     registration: Input[Artifact],
+    test: Input[Dataset],
     manifest: Output[Artifact],
+    decision: Output[Artifact],
 ) -> str:
-    """Write the InferenceService that serves the current champion.
+    """Deploy the champion to KServe, verify it, then promote it or roll back on its own.
 
-    A newly promoted model that replaces a serving champion is rolled out as a canary
-    (``deploy.canary_traffic_percent``); the first champion gets all traffic.
+    Writes the InferenceService for the current champion; a newly promoted version that
+    replaces a serving one goes out as a canary (``deploy.canary_traffic_percent``). In a
+    cluster it is applied through the Kubernetes API; locally the predictor is started on
+    127.0.0.1. Verification: readiness, a smoke test on held-out rows whose predictions
+    must equal the offline ones, and single-row latency within ``deploy.latency_budget_ms``.
+    A failure rolls back: traffic and the registry's ``champion`` alias return to the
+    previous version and the failed one is marked ``rejected``.
 
     Args:
-        config: The run configuration (``deploy``: namespace, replicas, resources, canary).
+        config: The run configuration (``deploy``: target, namespace, replicas, resources,
+            canary percent, verification settings).
         registration: The registration JSON from ``register_model``.
-        manifest: Output. The InferenceService YAML (apply with ``kubectl apply -f``).
+        test: Held-out test rows (Parquet) for the smoke test.
+        manifest: Output. The InferenceService YAML.
+        decision: Output. JSON: target, action, outcome (promoted / rolled-back / skipped),
+            every verification check with its detail.
 
     Returns:
-        The action taken: ``initial``, ``canary`` or ``unchanged``.
+        The outcome: ``promoted``, ``rolled-back`` or ``skipped``.
 
     Raises:
-        DeploymentError: no champion exists in the registry.
+        DeploymentError: no champion exists, or a first version failed verification.
 
     Example:
-        >>> deploy_model(config=cfg, registration=r.outputs["registration"])
+        >>> deploy_model(config=cfg, registration=r.outputs["registration"], test=f.outputs["test"])
     """
     import logging
 
     from autokfp.stages import deploy_stage
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = deploy_stage(config, registration.path, manifest.path)
-    manifest.metadata.update(result)
-    return result["action"]
+    result = deploy_stage(config, registration.path, test.path, manifest.path, decision.path)
+    manifest.metadata.update({k: result[k] for k in ("service", "namespace", "version", "storage_uri")})
+    decision.metadata.update({k: result[k] for k in ("action", "outcome", "target", "reason")})
+    return result["outcome"]
 
 
 if __name__ == "__main__":

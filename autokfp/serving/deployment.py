@@ -1,0 +1,346 @@
+"""Deploy a registered version, verify it, then promote it or roll back, on its own.
+
+Targets:
+
+* ``kubernetes``: the InferenceService is created or patched through the Kubernetes API.
+  A version that replaces a serving one gets ``canaryTrafficPercent``; after verification
+  the canary is promoted (100 %) or rolled back (0 %: all traffic stays on the previous
+  revision).
+* ``local``: the predictor (``python -m autokfp.serving``) is started on 127.0.0.1 for the
+  new version and verified there; the previous local server, if any, keeps serving until
+  the new one has passed.
+* ``manifest``: only the InferenceService YAML is written.
+
+Verification = the server becomes ready, a smoke test on held-out rows returns the same
+predictions as the model scored offline, and single-row latency (p95) is within budget.
+A failed verification rolls back: traffic and the registry's ``champion`` alias return to
+the previous version, the failed version gets alias ``rejected``, and the decision with
+every check is returned (and written by the deploy step) for the audit trail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autokfp.errors import DeploymentError
+
+log = logging.getLogger(__name__)
+
+KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+REJECTED = "rejected"
+
+
+# ------------------------------------------------------------------------- verification
+
+
+@dataclass
+class Verification:
+    passed: bool
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, name: str, passed: bool, detail: str) -> None:
+        self.checks.append({"check": name, "passed": passed, "detail": detail})
+        self.passed = self.passed and passed
+
+
+def _http_json(url: str, body: Any | None = None, timeout: float = 10.0) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body, default=str).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+def wait_ready(base_url: str, service: str, timeout: float, process: subprocess.Popen | None = None) -> bool:
+    """Poll the v2 model-ready endpoint until it answers 200 (or the process dies)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            status, _ = _http_json(f"{base_url}/v2/models/{service}/ready", timeout=2)
+            if status == 200:
+                return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-safe dicts (ISO dates, None for missing)."""
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+def verify_endpoint(base_url: str, service: str, rows: pd.DataFrame, expected: pd.DataFrame,
+                    latency_budget_ms: float, ready_timeout: float,
+                    process: subprocess.Popen | None = None) -> Verification:
+    """Readiness, smoke test against offline predictions, and single-row latency."""
+    result = Verification(passed=True)
+    ready = wait_ready(base_url, service, ready_timeout, process)
+    result.add("ready", ready, f"{base_url}/v2/models/{service}/ready "
+               + ("answered 200" if ready else f"not ready within {ready_timeout:.0f}s"))
+    if not ready:
+        return result
+    records = to_records(rows)
+    status, body = _http_json(f"{base_url}/v1/models/{service}:predict", {"instances": records}, timeout=60)
+    if status != 200:
+        result.add("smoke_test", False, f"HTTP {status}: {str(body)[:300]}")
+        return result
+    served = pd.DataFrame(body["predictions"])
+    columns = [c for c in expected.columns if c.startswith("probability_")] or ["prediction"]
+    try:
+        served_values = served[columns].to_numpy(dtype="float64")
+        expected_values = expected[columns].to_numpy(dtype="float64")
+        gap = float(np.nanmax(np.abs(served_values - expected_values))) if len(served) else 0.0
+        same_labels = list(served["prediction"].astype(str)) == list(expected["prediction"].astype(str))
+        ok = len(served) == len(expected) and gap <= 1e-6 and same_labels
+        result.add("smoke_test", ok, f"{len(served)} held-out rows; largest difference from offline "
+                   f"predictions {gap:.2e}; labels {'match' if same_labels else 'differ'}")
+    except (KeyError, ValueError) as exc:
+        result.add("smoke_test", False, f"unexpected response shape: {exc}")
+        return result
+    latencies = []
+    for record in records[: min(len(records), 50)]:
+        started = time.perf_counter()
+        status, _ = _http_json(f"{base_url}/v1/models/{service}:predict", {"instances": [record]})
+        latencies.append((time.perf_counter() - started) * 1000)
+        if status != 200:
+            result.add("latency", False, f"single-row request failed with HTTP {status}")
+            return result
+    p95 = float(np.percentile(latencies, 95))
+    result.add("latency", p95 <= latency_budget_ms,
+               f"single-row p95 {p95:.1f} ms over {len(latencies)} requests (budget {latency_budget_ms:.0f} ms)")
+    return result
+
+
+# ------------------------------------------------------------------------ local target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalServer:
+    """A predictor process on this machine."""
+
+    name: str
+    version: str
+    port: int
+    pid: int
+    model_dir: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class LocalServing:
+    """Starts, tracks and stops local predictor processes (state in AUTOKFP_HOME/serving)."""
+
+    def __init__(self, state_dir: Path, artifact_root: str | None = None):
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.artifact_root = artifact_root
+        self._processes: dict[int, subprocess.Popen] = {}
+
+    def _state_file(self, name: str) -> Path:
+        return self.state_dir / f"{name}.json"
+
+    def current(self, name: str) -> LocalServer | None:
+        path = self._state_file(name)
+        if not path.exists():
+            return None
+        server = LocalServer(**json.loads(path.read_text()))
+        return server if _alive(server.pid) else None
+
+    def record(self, server: LocalServer | None, name: str) -> None:
+        path = self._state_file(name)
+        if server is None:
+            path.unlink(missing_ok=True)
+            return
+        temp = path.with_suffix(".tmp")
+        temp.write_text(json.dumps(asdict(server)))
+        os.replace(temp, path)
+
+    def start(self, name: str, version: str, model_dir: str, port: int | None = None,
+              log_file: Path | None = None) -> tuple[LocalServer, subprocess.Popen]:
+        port = port or free_port()
+        env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_NAME": name, "MODEL_VERSION": str(version),
+               "PORT": str(port), "HOST": "127.0.0.1"}
+        if self.artifact_root:
+            env["AUTOKFP_ARTIFACT_ROOT"] = self.artifact_root
+        else:
+            env["AUTOKFP_PREDICTION_LOG"] = "off"
+        output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+        process = subprocess.Popen([sys.executable, "-m", "autokfp.serving"], env=env, stdout=output,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        self._processes[process.pid] = process
+        return LocalServer(name=name, version=str(version), port=port, pid=process.pid,
+                           model_dir=str(model_dir)), process
+
+    def stop(self, server: LocalServer, timeout: float = 15.0) -> None:
+        process = self._processes.pop(server.pid, None)
+        try:
+            os.kill(server.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                return
+            if process is None and not _alive(server.pid):
+                return
+            time.sleep(0.2)
+        try:
+            os.kill(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if process is not None:
+            process.wait(timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ------------------------------------------------------------------- kubernetes target
+
+
+class KubernetesServing:
+    """InferenceService create / patch / status through the Kubernetes API."""
+
+    def __init__(self, namespace: str, api_client: Any | None = None):
+        from kubernetes import client, config
+
+        if api_client is None:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                try:
+                    config.load_kube_config()
+                except (config.ConfigException, FileNotFoundError, TypeError) as exc:
+                    raise DeploymentError(
+                        f"no Kubernetes cluster is configured ({exc}); set deploy.target: local or "
+                        "manifest, or provide a kubeconfig") from None
+            api_client = client.ApiClient()
+        self.namespace = namespace
+        self.api = client.CustomObjectsApi(api_client)
+
+    def get(self, name: str) -> dict | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.api.get_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, self.namespace,
+                                                         KSERVE_PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise DeploymentError(f"cannot read InferenceService {self.namespace}/{name}: "
+                                  f"HTTP {exc.status} {exc.reason}") from None
+
+    def apply(self, manifest: dict) -> str:
+        from kubernetes.client.exceptions import ApiException
+
+        name = manifest["metadata"]["name"]
+        try:
+            if self.get(name) is None:
+                self.api.create_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, self.namespace,
+                                                         KSERVE_PLURAL, manifest)
+                return "created"
+            self.api.patch_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, self.namespace,
+                                                    KSERVE_PLURAL, name, manifest)
+            return "patched"
+        except ApiException as exc:
+            raise DeploymentError(f"Kubernetes refused InferenceService {self.namespace}/{name}: "
+                                  f"HTTP {exc.status} {exc.reason}: {str(exc.body)[:300]}") from None
+
+    def set_traffic(self, name: str, percent: int) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        patch = {"spec": {"predictor": {"canaryTrafficPercent": percent}}}
+        try:
+            self.api.patch_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, self.namespace,
+                                                    KSERVE_PLURAL, name, patch)
+        except ApiException as exc:
+            raise DeploymentError(f"cannot set traffic of {self.namespace}/{name} to {percent}%: "
+                                  f"HTTP {exc.status} {exc.reason}") from None
+
+    def wait_ready(self, name: str, timeout: float) -> str | None:
+        """The service URL once its Ready condition is True, else None after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            obj = self.get(name) or {}
+            status = obj.get("status") or {}
+            conditions = {c.get("type"): c.get("status") for c in status.get("conditions", [])}
+            if conditions.get("Ready") == "True":
+                address = (status.get("address") or {}).get("url") or status.get("url")
+                return address
+            time.sleep(2)
+        return None
+
+
+# ------------------------------------------------------------------------- decisions
+
+
+@dataclass
+class DeploymentDecision:
+    target: str
+    model: str
+    version: str
+    previous_version: str | None
+    action: str  # initial | canary | unchanged | manifest-only
+    outcome: str  # promoted | rolled-back | skipped
+    verification: list[dict[str, Any]]
+    endpoint: str | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_target(configured: str) -> str:
+    if configured != "auto":
+        return configured
+    if os.environ.get("AUTOKFP_DEPLOY_TARGET"):
+        return os.environ["AUTOKFP_DEPLOY_TARGET"]
+    return "kubernetes" if os.environ.get("KUBERNETES_SERVICE_HOST") else "local"
+
+
+def restore_champion(client: Any, name: str, failed_version: str, previous_version: str | None) -> None:
+    """Registry side of a rollback: champion back to ``previous``, the failed one rejected."""
+    from autokfp import registry
+
+    client.set_registered_model_alias(name, REJECTED, failed_version)
+    client.set_model_version_tag(name, failed_version, "deployment", "rolled-back")
+    if previous_version is not None:
+        client.set_registered_model_alias(name, registry.CHAMPION, previous_version)
+        client.set_model_version_tag(name, previous_version, "deployment", "serving")
+    else:
+        client.delete_registered_model_alias(name, registry.CHAMPION)
