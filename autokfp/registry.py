@@ -200,7 +200,8 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
                 "metrics": metrics,
             })
         versions.sort(key=lambda v: int(v["version"]), reverse=True)
-        result.append({"name": model.name, "aliases": dict(model.aliases or {}), "versions": versions})
+        aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
+        result.append({"name": model.name, "aliases": aliases, "versions": versions})
     result.sort(key=lambda m: m["name"])
     return result
 

@@ -1,30 +1,60 @@
-"""DataHub metadata for discovered datasets: properties, schema, profile, tags, lineage.
+"""DataHub metadata: datasets (properties, schema, profile, tags, lineage, schema versions),
+feature sets, model versions and deployments; and where it goes.
 
 No DataHub server is needed to produce it: ``metadata_proposals`` builds the aspects and
 ``write_metadata`` writes them as a metadata file that ``datahub check metadata-file``
 accepts, that DataHub Lite imports (``datahub lite import --file``) and that a ``file``
 ingestion source sends to a real GMS.
+
+``publish`` sends proposals to all three places the catalog lives: a metadata file in the
+artifact store, the local DataHub Lite (SQLite, under ``AUTOKFP_HOME/catalog``; opened
+through its Python API with an explicit config, so ``~/.datahubenv`` is never read or
+written) and, when ``DATAHUB_GMS_URL`` (and ``DATAHUB_GMS_TOKEN``) are set, a DataHub GMS
+through the REST emitter. Lite and GMS failures are reported, never raised: the artifact
+store holds the truth and the next publish repeats it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from datahub.emitter.mce_builder import make_data_platform_urn, make_dataset_urn, make_tag_urn
+from datahub.emitter.mce_builder import (
+    make_data_flow_urn,
+    make_data_job_urn_with_flow,
+    make_data_platform_urn,
+    make_dataset_urn,
+    make_ml_model_deployment_urn,
+    make_ml_model_group_urn,
+    make_ml_model_urn,
+    make_tag_urn,
+)
 from datahub.emitter.mcp import MetadataChangeProposalWrapper
 from datahub.metadata.schema_classes import (
+    BaseDataClass,
     BooleanTypeClass,
     BytesTypeClass,
+    DataFlowInfoClass,
+    DataJobInfoClass,
+    DataJobInputOutputClass,
     DatasetFieldProfileClass,
     DatasetLineageTypeClass,
     DatasetProfileClass,
     DatasetPropertiesClass,
+    DeploymentStatusClass,
     GlobalTagsClass,
+    MLMetricClass,
+    MLModelDeploymentPropertiesClass,
+    MLModelGroupPropertiesClass,
+    MLModelPropertiesClass,
     NullTypeClass,
     NumberTypeClass,
     OtherSchemaClass,
@@ -34,15 +64,31 @@ from datahub.metadata.schema_classes import (
     SchemaMetadataClass,
     StringTypeClass,
     TagAssociationClass,
+    TimeStampClass,
     TimeTypeClass,
+    TrainingDataClass,
     UpstreamClass,
     UpstreamLineageClass,
     ValueFrequencyClass,
+    VersionTagClass,
 )
 
 from autokfp.catalog.schema import ColumnSchema, DatasetSchema
+from autokfp.errors import AutokfpError
+
+log = logging.getLogger(__name__)
 
 ENV = "PROD"
+FEATURE_PLATFORM = "autokfp"  # engineered feature sets live on autokfp's own platform
+MODEL_PLATFORM = "mlflow"
+SERVING_PLATFORM = "kserve"
+LITE_FILE = "datahub-lite.db"
+BREAKING_TAG = "schema:breaking"
+_MAX_PROPERTY = 2000
+
+
+class CatalogPublishError(AutokfpError):
+    """Metadata could not be sent to a DataHub catalog (Lite or GMS)."""
 
 _FIELD_TYPES = {
     "int64": NumberTypeClass,
@@ -114,6 +160,33 @@ def _field_profile(column: ColumnSchema, sample_rows: int) -> DatasetFieldProfil
     )
 
 
+def _millis(iso: str | None) -> int | None:
+    if not iso:
+        return None
+    try:
+        return int(datetime.fromisoformat(iso).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def _catalog_properties(schema: DatasetSchema) -> dict[str, str]:
+    """Schema-version facts the crawl put in ``schema.catalog``, as custom properties."""
+    facts = schema.catalog or {}
+    out: dict[str, str] = {}
+    if schema.modified_at:
+        out["modified_at"] = schema.modified_at
+    for key, name in (("schema_version", "schema_version"),
+                      ("accepted_version", "accepted_schema_version"),
+                      ("verdict", "schema_verdict")):
+        if facts.get(key) is not None:
+            out[name] = str(facts[key])
+    if facts.get("breaking_columns"):
+        out["breaking_columns"] = ",".join(facts["breaking_columns"])
+    if facts.get("changes"):
+        out["schema_changes"] = "; ".join(facts["changes"])[:_MAX_PROPERTY]
+    return out
+
+
 def metadata_proposals(
     schema: DatasetSchema,
     upstream_urns: Iterable[str] = (),
@@ -122,7 +195,10 @@ def metadata_proposals(
     """DataHub aspects describing one dataset.
 
     Args:
-        schema: the profiled dataset.
+        schema: the profiled dataset. What the catalog knows about it (``schema.catalog``:
+            schema version, accepted version, verdict, changes) becomes custom properties,
+            the SchemaMetadata version, and a ``schema:breaking`` tag while a breaking
+            change is not accepted.
         upstream_urns: datasets this one was derived from (adds UpstreamLineage).
         timestamp_millis: profile time; default now.
 
@@ -133,6 +209,8 @@ def metadata_proposals(
     urn = dataset_urn(schema)
     stamp = int(timestamp_millis if timestamp_millis is not None else time.time() * 1000)
     pii_kinds = sorted({c.semantic_type for c in schema.columns if c.is_pii})
+    facts = schema.catalog or {}
+    modified = _millis(schema.modified_at)
     properties = DatasetPropertiesClass(
         name=schema.dataset_id,
         qualifiedName=schema.dataset_id,
@@ -152,12 +230,14 @@ def metadata_proposals(
             "fingerprint": schema.fingerprint,
             "pii_columns": ",".join(c.name for c in schema.columns if c.is_pii),
             "sensitive_columns": ",".join(c.name for c in schema.columns if c.is_sensitive),
+            **_catalog_properties(schema),
         },
+        lastModified=TimeStampClass(time=modified) if modified else None,
     )
     schema_metadata = SchemaMetadataClass(
         schemaName=schema.dataset_id,
         platform=make_data_platform_urn(schema.platform),
-        version=0,
+        version=int(facts.get("schema_version") or 0),
         hash=schema.fingerprint,
         platformSchema=OtherSchemaClass(
             rawSchema=json.dumps([[c.name, c.physical_type] for c in schema.columns])
@@ -173,6 +253,8 @@ def metadata_proposals(
     dataset_tags = (["pii"] if pii_kinds else []) + [f"pii:{k}" for k in pii_kinds]
     if any(c.is_sensitive for c in schema.columns):
         dataset_tags.append("sensitive")
+    if facts.get("verdict") == "breaking":
+        dataset_tags.append(BREAKING_TAG)
     aspects: list = [properties, schema_metadata, profile, _tags(dataset_tags)]
     upstreams = [
         UpstreamClass(dataset=u, type=DatasetLineageTypeClass.TRANSFORMED)
@@ -211,3 +293,313 @@ def write_metadata(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+# --------------------------------------------------------------------------- ML lineage
+
+
+def feature_set_urn(name: str) -> str:
+    """The dataset URN of an engineered feature set (platform ``autokfp``)."""
+    return make_dataset_urn(FEATURE_PLATFORM, name, env=ENV)
+
+
+def model_version_urn(model_name: str, version: str | int) -> str:
+    """The MLModel URN of one registered version: ``<name>-v<version>`` on ``mlflow``."""
+    return make_ml_model_urn(MODEL_PLATFORM, f"{model_name}-v{version}", ENV)
+
+
+def model_group_urn(model_name: str) -> str:
+    return make_ml_model_group_urn(MODEL_PLATFORM, model_name, ENV)
+
+
+def deployment_urn(namespace: str, service: str) -> str:
+    """The MLModelDeployment URN of a KServe InferenceService."""
+    return make_ml_model_deployment_urn(SERVING_PLATFORM, f"{namespace}.{service}", ENV)
+
+
+def training_job_urn(model_name: str, version: str | int) -> str:
+    flow = make_data_flow_urn("autokfp", model_name, ENV.lower())
+    return make_data_job_urn_with_flow(flow, f"train-v{version}")
+
+
+def _plan_type(group: str) -> Any:
+    return {"numeric": NumberTypeClass, "boolean": BooleanTypeClass,
+            "datetime": TimeTypeClass}.get(group, StringTypeClass)()
+
+
+def feature_set_proposals(urn: str, name: str, source_urns: Iterable[str],
+                          plan: dict[str, Any], properties: dict[str, str] | None = None
+                          ) -> list[MetadataChangeProposalWrapper]:
+    """A feature set: the input columns a feature plan reads, derived from its sources."""
+    fields = []
+    for group in ("numeric", "categorical", "boolean", "datetime", "text"):
+        for column in plan.get(group, []):
+            fields.append(SchemaFieldClass(
+                fieldPath=str(column), type=SchemaFieldDataTypeClass(type=_plan_type(group)),
+                nativeDataType=group, description=f"{group} feature input"))
+    target = plan.get("target")
+    aspects: list[Any] = [
+        DatasetPropertiesClass(
+            name=name, qualifiedName=name,
+            description=f"features engineered by autokfp for target '{target}' "
+                        f"({len(fields)} input columns)",
+            customProperties={k: str(v)[:_MAX_PROPERTY] for k, v in (properties or {}).items()},
+        ),
+        SchemaMetadataClass(
+            schemaName=name, platform=make_data_platform_urn(FEATURE_PLATFORM), version=0,
+            hash="", platformSchema=OtherSchemaClass(rawSchema=json.dumps(
+                {"target": target, "dropped": plan.get("dropped", {})}, default=str)),
+            fields=fields),
+        UpstreamLineageClass(upstreams=[
+            UpstreamClass(dataset=u, type=DatasetLineageTypeClass.TRANSFORMED)
+            for u in dict.fromkeys(source_urns)]),
+    ]
+    return [MetadataChangeProposalWrapper(entityUrn=urn, aspect=a) for a in aspects]
+
+
+def model_proposals(model_name: str, version: str | int, feature_urn: str,
+                    dataset_urns: Iterable[str], metrics: dict[str, float],
+                    properties: dict[str, str], deployment_urns: Iterable[str] = (),
+                    description: str | None = None) -> list[MetadataChangeProposalWrapper]:
+    """A model version (MLModel), its group and its training job, naming the training data.
+
+    The model's ``trainingJobs`` is a dataJob whose input is the feature set, the
+    ``mlModelTrainingData`` aspect lists the feature set and the source datasets, and the
+    custom properties repeat them as text (``training_datasets``, ``feature_set``).
+    """
+    urn = model_version_urn(model_name, version)
+    group = model_group_urn(model_name)
+    job = training_job_urn(model_name, version)
+    flow = make_data_flow_urn("autokfp", model_name, ENV.lower())
+    datasets = list(dict.fromkeys(dataset_urns))
+    custom = {**{k: str(v)[:_MAX_PROPERTY] for k, v in properties.items()},
+              "training_datasets": ",".join(datasets), "feature_set": feature_urn}
+    model = MLModelPropertiesClass(
+        name=f"{model_name}-v{version}",
+        description=description or f"{model_name} version {version}, registered by autokfp",
+        version=VersionTagClass(versionTag=str(version)),
+        customProperties=custom,
+        trainingJobs=[job],
+        trainingMetrics=[MLMetricClass(name=k, value=f"{float(v):.6g}")
+                         for k, v in sorted(metrics.items())],
+        groups=[group],
+        deployments=list(dict.fromkeys(deployment_urns)) or None,
+    )
+    return [
+        MetadataChangeProposalWrapper(entityUrn=group, aspect=MLModelGroupPropertiesClass(
+            name=model_name, description=f"every registered version of {model_name}")),
+        MetadataChangeProposalWrapper(entityUrn=flow, aspect=DataFlowInfoClass(
+            name=f"autokfp training of {model_name}")),
+        MetadataChangeProposalWrapper(entityUrn=job, aspect=DataJobInfoClass(
+            name=f"train {model_name} v{version}", type="COMMAND",
+            customProperties={"model": urn})),
+        MetadataChangeProposalWrapper(entityUrn=job, aspect=DataJobInputOutputClass(
+            inputDatasets=[feature_urn], outputDatasets=[])),
+        MetadataChangeProposalWrapper(entityUrn=urn, aspect=model),
+        MetadataChangeProposalWrapper(entityUrn=urn, aspect=TrainingDataClass(
+            trainingData=[BaseDataClass(dataset=d) for d in [feature_urn, *datasets]])),
+    ]
+
+
+def deployment_proposals(urn: str, model_urn: str, version: str | int, namespace: str,
+                         service: str) -> list[MetadataChangeProposalWrapper]:
+    """A KServe deployment serving one model version."""
+    return [MetadataChangeProposalWrapper(entityUrn=urn, aspect=MLModelDeploymentPropertiesClass(
+        description=f"KServe InferenceService {namespace}/{service}",
+        version=VersionTagClass(versionTag=str(version)),
+        status=DeploymentStatusClass.IN_SERVICE,
+        customProperties={"model": model_urn, "namespace": namespace, "service": service},
+    ))]
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+def lite_path(catalog_dir: str | os.PathLike) -> Path:
+    return Path(catalog_dir) / LITE_FILE
+
+
+def lite_config(catalog_dir: str | os.PathLike, read_only: bool = False) -> dict[str, Any]:
+    """DataHub Lite's config for the local catalog: SQLite under ``catalog_dir``.
+
+    WAL with normal sync commits each write without an fsync per aspect (14x faster
+    here); the busy timeout lets pipeline tasks and the CLI share the file.
+    """
+    options = {"busy_timeout": 30000}
+    if not read_only:
+        options.update({"journal_mode": "WAL", "synchronous": "NORMAL"})
+    return {"type": "sqlite", "config": {"file": str(lite_path(catalog_dir)),
+                                         "read_only": read_only, "options": options}}
+
+
+def lite_home(catalog_dir: str | os.PathLike) -> Path:
+    """A HOME for the ``datahub`` CLI whose ``.datahubenv`` points at the local Lite.
+
+    ``HOME=<this> datahub lite ls /`` browses the catalog without touching the user's own
+    ``~/.datahubenv``.
+    """
+    import yaml
+
+    home = Path(catalog_dir) / "datahub-home"
+    env_file = home / ".datahubenv"
+    content = yaml.safe_dump({"gms": {"server": "http://localhost:8080"},
+                              "lite": lite_config(catalog_dir, read_only=False)})
+    if not env_file.exists() or env_file.read_text() != content:
+        home.mkdir(parents=True, exist_ok=True)
+        from autokfp import storage
+
+        storage.write_text(str(env_file), content)
+    return home
+
+
+def load_into_lite(proposals: Iterable[MetadataChangeProposalWrapper],
+                   catalog_dir: str | os.PathLike) -> int:
+    """Write proposals into the local DataHub Lite; return how many were written.
+
+    Raises:
+        CatalogPublishError: the Lite database cannot be opened or written.
+    """
+    from datahub.lite.lite_util import get_datahub_lite
+
+    Path(catalog_dir).mkdir(parents=True, exist_ok=True)
+    count = 0
+    try:
+        lite = get_datahub_lite(lite_config(catalog_dir))
+        try:
+            for proposal in proposals:
+                lite.write(proposal)
+                count += 1
+        finally:
+            lite.close()
+    except Exception as exc:
+        raise CatalogPublishError(
+            f"DataHub Lite at '{lite_path(catalog_dir)}' refused the metadata after {count} "
+            f"aspect(s): {type(exc).__name__}: {exc}. Delete the file to rebuild it from the "
+            "next crawl"
+        ) from exc
+    lite_home(catalog_dir)
+    return count
+
+
+def read_lite(catalog_dir: str | os.PathLike, urn: str) -> dict[str, Any] | None:
+    """One entity's aspects from the local DataHub Lite (None when it is not there)."""
+    from datahub.lite.lite_util import get_datahub_lite
+
+    if not lite_path(catalog_dir).exists():
+        return None
+    lite = get_datahub_lite(lite_config(catalog_dir, read_only=True), read_only=True)
+    try:
+        return lite.get(urn, None)
+    finally:
+        lite.close()
+
+
+def gms_settings() -> tuple[str, str | None] | None:
+    """(server URL, token) of a DataHub GMS from DATAHUB_GMS_URL / DATAHUB_GMS_TOKEN."""
+    url = os.environ.get("DATAHUB_GMS_URL", "").strip()
+    if not url:
+        return None
+    return url.rstrip("/"), (os.environ.get("DATAHUB_GMS_TOKEN") or None)
+
+
+def _safe_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password or parts.username:
+        host = parts.hostname or ""
+        parts = parts._replace(netloc=f"***@{host}" + (f":{parts.port}" if parts.port else ""))
+    return urlunsplit(parts)
+
+
+def emit_to_gms(proposals: Iterable[MetadataChangeProposalWrapper], url: str,
+                token: str | None = None, timeout_sec: float = 30.0) -> int:
+    """Send proposals to a DataHub GMS with the REST emitter; return how many were sent.
+
+    The emitter first checks ``GET /config`` then posts each proposal to
+    ``/aspects?action=ingestProposal`` with ``Authorization: Bearer <token>``.
+
+    Raises:
+        CatalogPublishError: the server cannot be reached, is not a GMS, or refused a
+            proposal. The message never contains the token.
+    """
+    from datahub.emitter.rest_emitter import DataHubRestEmitter
+
+    sent = 0
+    emitter = None
+    try:
+        emitter = DataHubRestEmitter(gms_server=url, token=token, openapi_ingestion=False,
+                                     retry_max_times=1, timeout_sec=timeout_sec)
+        emitter.test_connection()
+        for proposal in proposals:
+            emitter.emit_mcp(proposal)
+            sent += 1
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        if token:
+            text = text.replace(token, "***")
+        raise CatalogPublishError(
+            f"DataHub GMS at {_safe_url(url)} took {sent} aspect(s), then failed: {text[:800]}. "
+            "Check DATAHUB_GMS_URL (the GMS, usually :8080) and DATAHUB_GMS_TOKEN"
+        ) from None
+    finally:
+        if emitter is not None:
+            emitter.close()
+    log.info("sent %d aspect(s) to DataHub GMS at %s", sent, _safe_url(url))
+    return sent
+
+
+@dataclass
+class PublishResult:
+    """Where a batch of metadata went."""
+
+    proposals: int
+    metadata_uri: str | None = None
+    lite_path: str | None = None
+    lite_written: int = 0
+    lite_error: str | None = None
+    gms_url: str | None = None
+    gms_sent: int = 0
+    gms_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def publish(proposals: list[MetadataChangeProposalWrapper], metadata_uri: str | None,
+            catalog_dir: str | os.PathLike | None) -> PublishResult:
+    """Write proposals to the artifact store, DataHub Lite and (if configured) a GMS.
+
+    Args:
+        proposals: what to publish.
+        metadata_uri: where the metadata file goes (local or ``gs://``); None skips it.
+        catalog_dir: the local catalog folder holding DataHub Lite; None skips Lite.
+
+    Returns:
+        What went where; Lite and GMS errors are in the result (and logged), not raised.
+
+    Raises:
+        StorageError: the metadata file cannot be written to the artifact store.
+    """
+    result = PublishResult(proposals=len(proposals))
+    if not proposals:
+        return result
+    if metadata_uri:
+        result.metadata_uri = write_metadata(metadata_uri, proposals)
+    if catalog_dir is not None:
+        result.lite_path = str(lite_path(catalog_dir))
+        try:
+            result.lite_written = load_into_lite(proposals, catalog_dir)
+        except CatalogPublishError as exc:
+            result.lite_error = str(exc)
+            log.warning("%s", exc)
+    target = gms_settings()
+    if target is not None:
+        url, token = target
+        result.gms_url = _safe_url(url)
+        try:
+            result.gms_sent = emit_to_gms(proposals, url, token)
+        except CatalogPublishError as exc:
+            result.gms_error = str(exc)
+            log.warning("%s", exc)
+    return result

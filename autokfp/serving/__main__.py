@@ -15,12 +15,20 @@ import sys
 from autokfp.errors import AutokfpError
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from autokfp.serving.predictor import serve
 
-    model_dir = os.environ.get("MODEL_DIR", "/mnt/models")
-    name = os.environ.get("MODEL_NAME", "model")
+    # KServe ServingRuntimes pass these as arguments; the environment is the fallback
+    parser = argparse.ArgumentParser(prog="python -m autokfp.serving")
+    parser.add_argument("--model_name", default=os.environ.get("MODEL_NAME", "model"))
+    parser.add_argument("--model_dir", default=os.environ.get("MODEL_DIR", "/mnt/models"))
+    parser.add_argument("--http_port", type=int, default=int(os.environ.get("PORT", "8080")))
+    args, _ = parser.parse_known_args(argv)
+    model_dir, name = args.model_dir, args.model_name
+    os.environ["PORT"] = str(args.http_port)
     version = os.environ.get("MODEL_VERSION", "1")
     log_root = os.environ.get("AUTOKFP_ARTIFACT_ROOT")
     if os.environ.get("AUTOKFP_PREDICTION_LOG", "on").lower() in ("off", "false", "0"):

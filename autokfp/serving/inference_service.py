@@ -1,7 +1,8 @@
 """Build the KServe InferenceService that serves a registered model version.
 
-The predictor runs our serving image (``autokfp-serving:<version>``); KServe's storage
-initializer downloads the model folder from ``STORAGE_URI`` into ``/mnt/models`` before the
+The predictor declares model format ``autokfp``, served by our ServingRuntime (the
+``autokfp-serving:<version>`` image running ``python -m autokfp.serving``); KServe's storage
+initializer downloads the model folder from ``storageUri`` into ``/mnt/models`` before the
 container starts. When a champion is already serving, the new version is rolled out as a
 canary with ``canaryTrafficPercent``; the deploy step promotes or rolls back after
 verification.
@@ -15,6 +16,8 @@ from autokfp.config import DeploySpec
 from autokfp.settings import image
 
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
+MODEL_FORMAT = "autokfp"
+RUNTIME_NAME = "autokfp"
 
 
 def service_name(model_name: str) -> str:
@@ -31,31 +34,38 @@ def build_inference_service(
     canary: bool,
     serving_image: str | None = None,
 ) -> dict[str, Any]:
-    """The InferenceService as a plain dict (camelCase, ready for YAML or the Kubernetes API)."""
+    """The InferenceService as a plain dict (camelCase, ready for YAML or the Kubernetes API).
+
+    The predictor names model format ``autokfp``, served by the ``autokfp`` ServingRuntime
+    (``manifests/serving``); KServe's storage initializer downloads ``storageUri`` into
+    ``/mnt/models``. ``serving_image`` overrides the runtime's image for this service only.
+    """
     from kserve import (
         ApiClient,
         V1beta1InferenceService,
         V1beta1InferenceServiceSpec,
+        V1beta1ModelFormat,
+        V1beta1ModelSpec,
         V1beta1PredictorSpec,
     )
-    from kubernetes.client import V1Container, V1EnvVar, V1ObjectMeta, V1ResourceRequirements
+    from kubernetes.client import V1EnvVar, V1ObjectMeta, V1ResourceRequirements
 
-    container = V1Container(
+    name = service_name(model_name)
+    model = V1beta1ModelSpec(
         name="kserve-container",
-        image=serving_image or image("serving"),
-        env=[
-            V1EnvVar(name="STORAGE_URI", value=storage_uri),
-            V1EnvVar(name="MODEL_DIR", value="/mnt/models"),
-            V1EnvVar(name="MODEL_NAME", value=service_name(model_name)),
-            V1EnvVar(name="MODEL_VERSION", value=str(version)),
-        ],
+        model_format=V1beta1ModelFormat(name=MODEL_FORMAT, version="1"),
+        runtime=RUNTIME_NAME,
+        storage_uri=storage_uri,
+        protocol_version="v2",
+        image=serving_image,
+        env=[V1EnvVar(name="MODEL_VERSION", value=str(version))],
         resources=V1ResourceRequirements(
             requests={"cpu": deploy.cpu, "memory": deploy.memory},
             limits={"cpu": deploy.cpu, "memory": deploy.memory},
         ),
     )
     predictor = V1beta1PredictorSpec(
-        containers=[container],
+        model=model,
         min_replicas=deploy.min_replicas,
         max_replicas=deploy.max_replicas,
         service_account_name=deploy.service_account,
@@ -65,12 +75,133 @@ def build_inference_service(
         api_version=KSERVE_API_VERSION,
         kind="InferenceService",
         metadata=V1ObjectMeta(
-            name=service_name(model_name),
+            name=name,
             namespace=deploy.namespace,
-            labels={"app.kubernetes.io/managed-by": "autokfp", "autokfp/model": service_name(model_name)},
+            labels={"app.kubernetes.io/managed-by": "autokfp", "autokfp/model": name},
             annotations={"autokfp/model-name": model_name, "autokfp/model-version": str(version),
                          "serving.kserve.io/deploymentMode": "Serverless"},
         ),
         spec=V1beta1InferenceServiceSpec(predictor=predictor),
     )
-    return ApiClient().sanitize_for_serialization(isvc)
+    manifest = ApiClient().sanitize_for_serialization(isvc)
+    validate_manifest(manifest)
+    return manifest
+
+
+def build_serving_runtime(serving_image: str | None = None) -> dict[str, Any]:
+    """The ``autokfp`` ServingRuntime: our predictor image for model format ``autokfp``."""
+    manifest = {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": RUNTIME_NAME, "labels": {"app.kubernetes.io/part-of": "autokfp"}},
+        "spec": {
+            "supportedModelFormats": [{"name": MODEL_FORMAT, "version": "1", "autoSelect": True}],
+            "protocolVersions": ["v1", "v2"],
+            "containers": [{
+                "name": "kserve-container",
+                "image": serving_image or image("serving"),
+                "args": ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"],
+                "env": [{"name": "AUTOKFP_ARTIFACT_ROOT",
+                         "valueFrom": {"configMapKeyRef": {"name": "autokfp-config",
+                                                           "key": "AUTOKFP_ARTIFACT_ROOT",
+                                                           "optional": True}}}],
+                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080},
+                                   "periodSeconds": 5},
+                "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": 8080},
+                                  "periodSeconds": 10, "initialDelaySeconds": 30},
+                "resources": {"requests": {"cpu": "1", "memory": "2Gi"},
+                              "limits": {"cpu": "1", "memory": "2Gi"}},
+            }],
+        },
+    }
+    validate_serving_runtime(manifest)
+    return manifest
+
+
+def validate_serving_runtime(manifest: dict[str, Any]) -> None:
+    """Check a ServingRuntime against KServe's own API models (see ``validate_manifest``)."""
+    from kserve import V1alpha1ServingRuntime
+
+    from autokfp.errors import DeploymentError
+
+    problems: list[str] = []
+    _check_model(manifest, V1alpha1ServingRuntime, "", problems)
+    if problems:
+        raise DeploymentError("invalid ServingRuntime: " + "; ".join(problems))
+
+
+def validate_manifest(manifest: dict[str, Any]) -> None:
+    """Check every field of an InferenceService against KServe's own API models.
+
+    The kserve SDK's models are generated from the InferenceService CRD's OpenAPI schema;
+    walking them rejects unknown or misspelt fields (``canaryTrafficPercnt``) and values of
+    the wrong JSON type before anything is sent to a cluster.
+    """
+    from kserve import V1beta1InferenceService
+
+    from autokfp.errors import DeploymentError
+
+    problems: list[str] = []
+    _check_model(manifest, V1beta1InferenceService, "", problems)
+    if manifest.get("apiVersion") != KSERVE_API_VERSION or manifest.get("kind") != "InferenceService":
+        problems.append(f"apiVersion/kind must be {KSERVE_API_VERSION}/InferenceService")
+    if problems:
+        raise DeploymentError("invalid InferenceService: " + "; ".join(problems))
+
+
+_PRIMITIVES = {"str": str, "int": int, "float": (int, float), "bool": bool, "object": object,
+               "datetime": str, "date": str}
+
+
+def _model_class(name: str) -> Any:
+    import kserve.models
+    import kubernetes.client.models
+
+    for module in (kserve.models, kubernetes.client.models):
+        if hasattr(module, name):
+            return getattr(module, name)
+    return None
+
+
+def _check_value(value: Any, type_name: str, path: str, problems: list[str]) -> None:
+    if value is None:
+        return
+    if type_name.startswith("list["):
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list")
+            return
+        for i, item in enumerate(value):
+            _check_value(item, type_name[5:-1], f"{path}[{i}]", problems)
+        return
+    if type_name.startswith("dict("):
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping")
+            return
+        inner = type_name[5:-1].split(",", 1)[1].strip()
+        for key, item in value.items():
+            _check_value(item, inner, f"{path}.{key}", problems)
+        return
+    if type_name in _PRIMITIVES:
+        expected = _PRIMITIVES[type_name]
+        if type_name == "int" and isinstance(value, bool) or not isinstance(value, expected):
+            problems.append(f"{path}: expected {type_name}, got {type(value).__name__}")
+        return
+    cls = _model_class(type_name)
+    if cls is None:  # e.g. IntOrString / Quantity: any scalar is accepted by the API
+        return
+    if not isinstance(value, dict):
+        problems.append(f"{path}: expected an object ({type_name})")
+        return
+    _check_model(value, cls, path, problems)
+
+
+def _check_model(value: dict[str, Any], cls: Any, path: str, problems: list[str]) -> None:
+    by_json_name = {json_name: attr for attr, json_name in cls.attribute_map.items()}
+    for key, item in value.items():
+        attr = by_json_name.get(key)
+        where = f"{path}.{key}" if path else key
+        if attr is None:
+            problems.append(f"{where}: not a field of {cls.__name__} (fields: {sorted(by_json_name)})")
+            continue
+        _check_value(item, cls.openapi_types[attr], where, problems)

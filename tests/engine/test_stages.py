@@ -21,8 +21,10 @@ from tests.conftest import small_config
 
 
 def _config(trained_package):
+    # manifest only: these tests are about the decisions and files, not a running predictor
     return small_config(trained_package.folder,
-                        selection={"bootstrap_samples": 200, "confidence": 0.9})
+                        selection={"bootstrap_samples": 200, "confidence": 0.9},
+                        deploy={"target": "manifest"})
 
 
 def _degraded(model: Path, folder: Path) -> Path:
@@ -46,8 +48,8 @@ def _run_release(config, trained_package, model: Path, out: Path) -> tuple[dict,
                                        str(out / "evaluation.json"))
     registration = stages.register_stage(config, str(model), str(out / "evaluation.json"),
                                          str(paths.schema), str(out / "registration.json"))
-    deployment = stages.deploy_stage(config, str(out / "registration.json"),
-                                     str(out / "isvc.yaml"))
+    deployment = stages.deploy_stage(config, str(out / "registration.json"), str(paths.test),
+                                     str(out / "isvc.yaml"), str(out / "decision.json"))
     return evaluation, registration, deployment
 
 
@@ -82,6 +84,9 @@ def test_first_model_is_evaluated_registered_and_deployed(autokfp_home, trained_
 
     assert deployment["action"] == "initial"
     assert deployment["version"] == "1"
+    decision = json.loads((out / "decision.json").read_text())
+    assert decision["action"] == "initial"
+    assert decision["version"] == "1"
     manifest = yaml.safe_load((out / "isvc.yaml").read_text())
     assert manifest["kind"] == "InferenceService"
     assert manifest["metadata"]["name"] == deployment["service"] == "churn-test"
@@ -148,7 +153,9 @@ def test_deploy_without_a_champion_fails_clearly(autokfp_home, trained_package,
     registration = tmp_path / "registration.json"
     registration.write_text(json.dumps({"promoted": False, "reused": False}))
     with pytest.raises(DeploymentError, match="no champion"):
-        stages.deploy_stage(_config(trained_package), str(registration), str(tmp_path / "i.yaml"))
+        stages.deploy_stage(_config(trained_package), str(registration),
+                            str(trained_package.paths.test), str(tmp_path / "i.yaml"),
+                            str(tmp_path / "decision.json"))
     assert not (tmp_path / "i.yaml").exists()
 
 

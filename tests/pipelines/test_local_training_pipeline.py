@@ -74,7 +74,8 @@ def test_pipeline_trains_registers_and_writes_manifest(tmp_path, autokfp_home):
     assert manifests, "deploy step wrote no manifest"
     isvc = yaml.safe_load(manifests[0].read_text())
     assert isvc["kind"] == "InferenceService"
-    assert isvc["spec"]["predictor"]["containers"][0]["env"][0]["name"] == "STORAGE_URI"
+    assert isvc["spec"]["predictor"]["model"]["storageUri"].endswith("model")
+    assert isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] == "autokfp"
     catalogs = list(run.run_dir.rglob("catalog"))
     assert catalogs and json.loads(catalogs[0].read_text()), "discover step wrote no catalog"
 

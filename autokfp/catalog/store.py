@@ -1,0 +1,187 @@
+"""The catalog's own state in the artifact store: what outlives a run.
+
+Under ``<artifact root>/catalog/`` (a folder locally, ``gs://bucket/prefix/catalog`` in a
+cluster)::
+
+    index.json                       one entry per dataset: latest and accepted schema
+                                     version, verdict, row count, tags, last error
+    datasets/<key>/v<N>.json         schema version N: the schema, its fingerprint and
+                                     what changed against version N-1 (never rewritten)
+    crawl-cache.json                 input signatures and schemas of the last crawl
+    lineage.json                     dataset -> feature set -> model version -> deployment
+    last-crawl.json                  the report of the latest crawl
+    metadata/*.json                  the DataHub metadata files that were published
+
+Every file is written whole (temp file + rename locally, one upload on GCS), so a reader
+never sees half of one. Read-modify-write sections hold ``lock()``: an exclusive file lock
+for a local store. On ``gs://`` there is no lock: two crawls finishing at the same moment
+can lose one's index update (the next crawl redoes it); version files are never
+overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from autokfp import storage
+from autokfp.catalog.schema import DatasetSchema
+from autokfp.errors import DataError, StorageError
+from autokfp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INDEX_LAYOUT = 1
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def dataset_key(dataset_id: str) -> str:
+    """A file-name-safe, collision-free folder name for a dataset id (any characters)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset_id).strip("._")[:60] or "dataset"
+    digest = hashlib.sha256(dataset_id.encode()).hexdigest()[:10]
+    return f"{readable}-{digest}"
+
+
+class CatalogStore:
+    """Read and write the catalog files under ``<artifact root>/catalog``."""
+
+    def __init__(self, settings: Settings | None = None, root: str | None = None):
+        self.settings = settings or Settings.from_env()
+        self.root = root or storage.join(self.settings.artifact_root, "catalog")
+
+    # ------------------------------------------------------------------ paths
+
+    def uri(self, *parts: str) -> str:
+        return storage.join(self.root, *parts)
+
+    def version_uri(self, dataset_id: str, version: int) -> str:
+        return self.uri("datasets", dataset_key(dataset_id), f"v{version}.json")
+
+    # ------------------------------------------------------------------ JSON
+
+    def read_json(self, name: str, default: Any) -> Any:
+        """A catalog file as JSON, or ``default`` when it does not exist yet."""
+        uri = self.uri(name)
+        try:
+            if not storage.exists(uri):
+                return default
+            text = storage.read_text(uri)
+        except StorageError:
+            raise
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"catalog file '{uri}' is not valid JSON ({exc}); restore it from a backup or "
+                "delete it (the next crawl rebuilds the index and cache, lineage is lost)"
+            ) from None
+
+    def write_json(self, name: str, data: Any) -> str:
+        uri = self.uri(name)
+        storage.write_text(uri, json.dumps(data, indent=1, sort_keys=True, default=str,
+                                           allow_nan=False))
+        return uri
+
+    # ------------------------------------------------------------------ lock
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 120.0) -> Iterator[None]:
+        """Serialise read-modify-write of the catalog files between processes (local only)."""
+        if storage.is_remote(self.root):
+            yield
+            return
+        import fcntl
+
+        folder = Path(self.root)
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StorageError(
+                            f"the catalog at '{self.root}' stayed locked for {timeout:.0f}s by "
+                            "another autokfp process; wait for it to finish and retry"
+                        ) from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(handle)  # closing releases the lock
+
+    # ------------------------------------------------------------------ index
+
+    def load_index(self) -> dict[str, dict[str, Any]]:
+        data = self.read_json("index.json", {"layout": INDEX_LAYOUT, "datasets": {}})
+        return dict(data.get("datasets", {}))
+
+    def save_index(self, datasets: dict[str, dict[str, Any]]) -> None:
+        self.write_json("index.json", {"layout": INDEX_LAYOUT, "updated": now_iso(),
+                                       "datasets": datasets})
+
+    def entry(self, dataset_id: str) -> dict[str, Any]:
+        """The index entry of one dataset; DataError lists the known ones when absent."""
+        index = self.load_index()
+        if dataset_id in index:
+            return index[dataset_id]
+        known = sorted(index)
+        shown = ", ".join(known[:20]) + (f", ... and {len(known) - 20} more"
+                                         if len(known) > 20 else "")
+        raise DataError(
+            f"dataset '{dataset_id}' is not in the catalog at '{self.root}'; "
+            + (f"catalogued datasets: {shown}" if known else
+               "nothing is catalogued yet: run 'autokfp discover CONFIG' first")
+        )
+
+    # ------------------------------------------------------------------ versions
+
+    def write_version(self, dataset_id: str, record: dict[str, Any]) -> str:
+        uri = self.version_uri(dataset_id, int(record["version"]))
+        storage.write_text(uri, json.dumps(record, indent=1, default=str, allow_nan=False))
+        return uri
+
+    def read_version(self, dataset_id: str, version: int) -> dict[str, Any]:
+        uri = self.version_uri(dataset_id, version)
+        try:
+            return json.loads(storage.read_text(uri))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"schema version file '{uri}' is not valid JSON ({exc})") from None
+
+    def version_schema(self, dataset_id: str, version: int) -> DatasetSchema:
+        return DatasetSchema.from_dict(self.read_version(dataset_id, version)["schema"])
+
+    def versions(self, dataset_id: str) -> list[dict[str, Any]]:
+        """Every recorded version of a dataset, oldest first."""
+        latest = int(self.entry(dataset_id).get("latest_version", 0))
+        out = []
+        for number in range(1, latest + 1):
+            try:
+                out.append(self.read_version(dataset_id, number))
+            except StorageError:
+                log.warning("schema version v%d of %s is missing from the catalog", number,
+                            dataset_id)
+        return out
+
+    # ------------------------------------------------------------------ cache
+
+    def load_cache(self) -> dict[str, dict[str, Any]]:
+        data = self.read_json("crawl-cache.json", {"entries": {}})
+        return dict(data.get("entries", {}))
+
+    def save_cache(self, entries: dict[str, dict[str, Any]]) -> None:
+        self.write_json("crawl-cache.json", {"updated": now_iso(), "entries": entries})
