@@ -266,6 +266,10 @@ from autokfp.serving.commands import register_commands as _register_serving_comm
 
 _register_serving_commands(app)
 
+from autokfp.catalog.commands import register_commands as _register_catalog_commands  # noqa: E402
+
+_register_catalog_commands(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()

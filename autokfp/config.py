@@ -302,6 +302,8 @@ def load_config(path: str | Path) -> RunConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+    if data is None:  # only comments
+        raise ConfigError(f"config file '{path}' is empty; see examples/churn.yaml for a complete one")
     config = parse_config(data, origin=str(path))
     return _resolve_relative(config, path.parent.resolve())
 

@@ -4,6 +4,12 @@ Every check has a status (``pass``, ``warn`` or ``fail``) and a message that nam
 column or setting involved and what to do. Training stops on any failure; warnings are
 reported and kept in the run's artifacts. ``raise_for_failures`` raises one error listing
 every failed check, so a user fixes them in one pass instead of one per run.
+
+Two checks compare with what the catalog knows (``schema.catalog``, filled in by the
+discover step): freshness (how old the newest data is: the file's modification time, or
+the newest value of a datetime column) and the row count against the last crawl. Their
+thresholds are module constants (``FRESHNESS_WARN_DAYS``, ``ROW_COUNT_WARN_CHANGE``,
+``ROW_COUNT_FAIL_DROP``) until the run config has settings for them.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ log = logging.getLogger(__name__)
 Status = Literal["pass", "warn", "fail"]
 
 DUPLICATE_ROWS_WARN_FRACTION = 0.01
+FRESHNESS_WARN_DAYS = 30.0
+ROW_COUNT_WARN_CHANGE = 0.5  # |rows - previous| / previous at which the gate warns
+ROW_COUNT_FAIL_DROP = 0.9  # losing this share of the rows looks like a truncated export
 _MAX_EXAMPLES = 5
 
 
@@ -379,6 +388,70 @@ def _check_duplicate_rows(df: pd.DataFrame) -> QualityCheck:
     )
 
 
+def _timestamp(value: Any) -> pd.Timestamp | None:
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return None
+    if pd.isna(stamp):
+        return None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _check_freshness(schema: DatasetSchema, now: pd.Timestamp | None = None) -> QualityCheck:
+    """How old the newest data is: the file's modification time, else the newest date."""
+    now = now or pd.Timestamp.now(tz="UTC")
+    newest, origin = _timestamp(schema.modified_at), "the file was last modified"
+    if newest is None:
+        dates = [(stamp, c.name) for c in schema.columns if c.semantic_type == "datetime"
+                 for stamp in [_timestamp(c.max)] if stamp is not None and stamp <= now]
+        if dates:
+            newest, column = max(dates)
+            origin = f"the newest value of datetime column '{column}'"
+    if newest is None:
+        return QualityCheck("freshness", "pass",
+                            "no modification time or datetime column: freshness not measured",
+                            details={"measured": False})
+    age = max(0.0, (now - newest).total_seconds() / 86_400)
+    details = {"newest": newest.isoformat(), "age_days": round(age, 1),
+               "warn_days": FRESHNESS_WARN_DAYS}
+    if age > FRESHNESS_WARN_DAYS:
+        return QualityCheck(
+            "freshness", "warn",
+            f"{origin} is {age:.0f} days old ({newest.date()}), more than "
+            f"{FRESHNESS_WARN_DAYS:.0f} days: check that the export feeding "
+            f"{schema.dataset_id} still runs", details=details)
+    return QualityCheck("freshness", "pass", f"{origin} is {age:.1f} days old",
+                        details=details)
+
+
+def _check_row_count_change(df: pd.DataFrame, schema: DatasetSchema) -> QualityCheck:
+    previous = (schema.catalog or {}).get("previous_row_count")
+    rows = len(df)
+    if not previous:
+        return QualityCheck("row_count_change", "pass",
+                            "no earlier crawl of this dataset to compare the row count with",
+                            details={"rows": rows, "previous": None})
+    change = (rows - previous) / previous
+    details = {"rows": rows, "previous": int(previous), "change": round(change, 4)}
+    if change <= -ROW_COUNT_FAIL_DROP:
+        return QualityCheck(
+            "row_count_change", "fail",
+            f"{schema.dataset_id} has {rows} rows, {_percent(-change)} fewer than the "
+            f"{previous} of the last crawl: this looks like a truncated or partial export. "
+            "Fix the export; if the smaller dataset is intended, run again (the catalog now "
+            f"records {rows} rows)", details=details)
+    if abs(change) >= ROW_COUNT_WARN_CHANGE:
+        direction = "more" if change > 0 else "fewer"
+        return QualityCheck(
+            "row_count_change", "warn",
+            f"{schema.dataset_id} has {rows} rows, {_percent(abs(change))} {direction} than "
+            f"the {previous} of the last crawl", details=details)
+    return QualityCheck("row_count_change", "pass",
+                        f"{rows} rows ({change:+.1%} against the last crawl's {previous})",
+                        details=details)
+
+
 def run_quality_gate(
     df: pd.DataFrame, schema: DatasetSchema | None, config: RunConfig
 ) -> QualityReport:
@@ -407,6 +480,8 @@ def run_quality_gate(
     checks += _check_missing(df, config, id_columns)
     checks += _check_ids(df, config, id_columns)
     checks.append(_check_duplicate_rows(df))
+    checks.append(_check_freshness(schema))
+    checks.append(_check_row_count_change(df, schema))
     report = QualityReport(
         dataset_id=schema.dataset_id,
         rows=len(df),
@@ -478,6 +553,31 @@ def evidently_summary_html(
     target.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(target))
     return target
+
+
+def write_data_summary(dataset_path: str | Path, schema_path: str | Path | None,
+                       html_path: str | Path) -> Path:
+    """The Evidently data summary of a Parquet dataset as HTML, whatever happens.
+
+    If Evidently cannot summarise the data, the page says why instead (a profile report
+    must never be the reason a pipeline step fails; the quality gate decides that).
+    """
+    target = Path(html_path)
+    try:
+        frame = pd.read_parquet(dataset_path)
+        schema = (DatasetSchema.from_json(Path(schema_path).read_text(encoding="utf-8"))
+                  if schema_path else None)
+        return evidently_summary_html(frame, target, schema)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("the Evidently data summary could not be built: %s: %s",
+                    type(exc).__name__, exc)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Data summary</title>"
+            "</head><body><h1>Data summary unavailable</h1><p>Evidently could not summarise "
+            f"this dataset: {_e(type(exc).__name__)}: {_e(exc)}</p></body></html>",
+            encoding="utf-8")
+        return target
 
 
 # --------------------------------------------------------------------------- HTML

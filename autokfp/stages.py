@@ -61,38 +61,46 @@ def _read_json(path: str | os.PathLike) -> Any:
 
 def discover_stage(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
                    catalog_path: str) -> dict[str, Any]:
-    """Crawl every configured source into DataHub metadata, then load the training dataset.
+    """Crawl every configured source into the catalog, then load the training dataset.
+
+    The crawl records schema versions in the catalog (artifact store, DataHub Lite, and a
+    DataHub GMS when ``DATAHUB_GMS_URL`` is set). If the training dataset's schema broke
+    the accepted version, training stops here with a SchemaError naming the columns.
 
     Writes the training data as Parquet (``dataset_path``), its schema with semantic types
-    as JSON (``schema_path``) and the catalog's metadata-change proposals for every
-    discovered dataset (``catalog_path``, a file ``datahub check metadata-file`` accepts).
+    and catalog facts (schema version, previous row count) as JSON (``schema_path``) and
+    the metadata-change proposals for every discovered dataset (``catalog_path``, a file
+    ``datahub check metadata-file`` accepts).
     """
-    from autokfp.catalog.datahub import dataset_urn, metadata_proposals, write_metadata
-    from autokfp.catalog.discovery import discover, load_dataset
+    from autokfp.catalog.crawl import catalog_proposals, check_training_schema, crawl_sources
+    from autokfp.catalog.datahub import dataset_urn, write_metadata
+    from autokfp.catalog.discovery import load_dataset
 
     cfg = _config(config)
-    found = discover(cfg.sources)
-    failures = {d.schema.dataset_id: d.error for d in found if d.error}
+    report = crawl_sources(cfg, training=cfg.training)
+    failures = {d.dataset_id: d.error for d in report.datasets if d.status == "failed"}
+    failures.update(report.source_errors)
     for dataset_id, error in failures.items():
         log.warning("discovery could not read %s: %s", dataset_id, error)
+    check_training_schema(report, cfg.training.dataset)
     frame, schema = load_dataset(cfg, cfg.training.dataset)
-    proposals = []
-    for item in found:
-        if item.error:
-            continue
-        item_schema = schema if item.schema.dataset_id == schema.dataset_id else item.schema
-        proposals += metadata_proposals(item_schema)
-    write_metadata(catalog_path, proposals)
+    crawled = next((d for d in report.found if d.ok and d.dataset_id == schema.dataset_id), None)
+    if crawled is not None:
+        schema.catalog = dict(crawled.schema.catalog)
+        schema.modified_at = crawled.schema.modified_at
+    write_metadata(catalog_path, catalog_proposals(report, replace={schema.dataset_id: schema}))
     _write_parquet(dataset_path, frame)
     _write_text(schema_path, schema.to_json())
     return {
-        "datasets_found": sum(1 for d in found if not d.error),
+        "datasets_found": sum(1 for d in report.found if d.ok),
         "datasets_failed": len(failures),
         "training_dataset": schema.dataset_id,
         "training_urn": dataset_urn(schema),
         "rows": len(frame),
         "columns": len(frame.columns),
         "fingerprint": schema.fingerprint,
+        "schema_version": schema.catalog.get("schema_version"),
+        "accepted_schema_version": schema.catalog.get("accepted_version"),
     }
 
 
@@ -313,6 +321,8 @@ def register_stage(config: dict[str, Any] | RunConfig, model_path: str, evaluati
     tags = {"engine": meta["engine"], "task": meta["task"], "dataset": schema.dataset_id,
             "dataset_urn": dataset_urn(schema), "dataset_fingerprint": schema.fingerprint,
             "primary_metric": meta["primary_metric"], "leader": meta.get("leader", "")}
+    if schema.catalog.get("schema_version"):
+        tags["dataset_schema_version"] = str(schema.catalog["schema_version"])
     with tempfile.TemporaryDirectory(prefix="autokfp-register-") as scratch:
         evidence = Path(scratch, "evaluation.json")
         shutil.copyfile(evaluation_path, evidence)
@@ -324,7 +334,40 @@ def register_stage(config: dict[str, Any] | RunConfig, model_path: str, evaluati
         )
     result = registered.to_dict()
     _write_json(registration_path, result)
+    _record_model_lineage(cfg, registered, schema, model_path, meta, evaluation)
     return result
+
+
+def _record_model_lineage(cfg: RunConfig, registered: Any, schema: Any, model_path: str,
+                          meta: dict[str, Any], evaluation: dict[str, Any]) -> None:
+    """Dataset -> feature set -> model version (-> deployment) in the catalog.
+
+    The model is registered by then: a catalog that cannot be written costs a warning,
+    never the registration.
+    """
+    try:
+        from autokfp.catalog.lineage import record_model_lineage
+        from autokfp.serving.inference_service import service_name
+
+        metrics = {}
+        for key, value in evaluation.get("metrics", {}).items():
+            try:
+                metrics[f"test_{key}"] = float(value)
+            except (TypeError, ValueError):
+                continue
+        deployment = ((cfg.deploy.namespace, service_name(cfg.model_name))
+                      if registered.promoted else None)
+        record_model_lineage(
+            cfg.model_name, registered.version, schema,
+            Path(model_path, "artifacts", "plan.json"), aliases=list(registered.aliases),
+            metrics={k: v for k, v in metrics.items() if v == v},
+            properties={"engine": meta.get("engine", ""), "task": meta.get("task", ""),
+                        "run_id": registered.run_id, "decision": registered.decision,
+                        "storage_uri": registered.source},
+            deployment=deployment, replaced_version=registered.replaced_version)
+    except Exception as exc:  # noqa: BLE001 - lineage must never undo a registration
+        log.warning("registered %s v%s, but its lineage could not be recorded in the catalog: "
+                    "%s: %s", cfg.model_name, registered.version, type(exc).__name__, exc)
 
 
 # ------------------------------------------------------------------------------ deploy

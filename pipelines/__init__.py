@@ -6,8 +6,9 @@ secret names) and runs locally under kfp.local, where those settings are ignored
 """
 
 from pipelines.cluster import ClusterOptions
+from pipelines.discovery.discovery import build_discovery
 from pipelines.training.autonomous_training import build_autonomous_training
 
-PIPELINES = {"autonomous-training": build_autonomous_training}
+PIPELINES = {"autonomous-training": build_autonomous_training, "discovery": build_discovery}
 
-__all__ = ["PIPELINES", "ClusterOptions", "build_autonomous_training"]
+__all__ = ["PIPELINES", "ClusterOptions", "build_autonomous_training", "build_discovery"]

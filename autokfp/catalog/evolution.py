@@ -58,8 +58,9 @@ class TypeChange:
     breaking: bool
 
     def describe(self) -> str:
-        kind = "breaking" if self.breaking else "compatible"
-        return f"'{self.column}' changed type {self.old_type} -> {self.new_type} ({kind})"
+        before, after = type_kind(self.old_type), type_kind(self.new_type)
+        note = f"still {before}" if before == after else f"was {before}, now {after}"
+        return f"'{self.column}' changed type {self.old_type} -> {self.new_type} ({note})"
 
 
 @dataclass
@@ -88,8 +89,8 @@ class SchemaChange:
     def breaking(self) -> bool:
         return self.verdict == "breaking"
 
-    def reasons(self) -> list[str]:
-        """One line per change, breaking ones first."""
+    def reasons(self, mark: bool = True) -> list[str]:
+        """One line per change, breaking ones first (prefixed ``BREAKING:`` with ``mark``)."""
         lines: list[tuple[bool, str]] = []
         broken = set(self.breaking_columns)
         for name in self.removed:
@@ -101,12 +102,12 @@ class SchemaChange:
         for name in self.added:
             lines.append((False, f"'{name}' was added"))
         lines.sort(key=lambda item: not item[0])
-        return [("BREAKING: " if bad else "") + text for bad, text in lines]
+        return [("BREAKING: " if bad and mark else "") + text for bad, text in lines]
 
     def summary(self) -> str:
         if self.verdict == "unchanged":
             return "unchanged"
-        return f"{self.verdict}: " + "; ".join(self.reasons())
+        return f"{self.verdict}: " + "; ".join(self.reasons(mark=False))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

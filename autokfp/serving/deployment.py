@@ -244,7 +244,7 @@ class KubernetesServing:
                 config.load_incluster_config()
             except config.ConfigException:
                 try:
-                    config.load_kube_config()
+                    config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
                 except (config.ConfigException, FileNotFoundError, TypeError) as exc:
                     raise DeploymentError(
                         f"no Kubernetes cluster is configured ({exc}); set deploy.target: local or "

@@ -22,8 +22,11 @@ RUNTIME_NAME = "autokfp"
 
 def service_name(model_name: str) -> str:
     """A DNS-1035 name for the InferenceService (lowercase, '-', at most 45 characters)."""
-    cleaned = "".join(ch if ch.isalnum() else "-" for ch in model_name.lower()).strip("-")
-    return (cleaned or "model")[:45].rstrip("-")
+    cleaned = "".join(ch if ch.isascii() and ch.isalnum() else "-"
+                      for ch in model_name.lower()).strip("-")
+    if not cleaned[:1].isalpha():  # DNS-1035 names start with a letter ("2024-churn" is valid config)
+        cleaned = f"model-{cleaned}" if cleaned else "model"
+    return cleaned[:45].rstrip("-")
 
 
 def build_inference_service(

@@ -40,6 +40,10 @@ def _degraded(model: Path, folder: Path) -> Path:
     return copy
 
 
+def _env(predictor: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in predictor["model"].get("env", [])}
+
+
 def _run_release(config, trained_package, model: Path, out: Path) -> tuple[dict, dict, dict]:
     """evaluate -> register -> deploy for one candidate; returns their three summaries."""
     out.mkdir(parents=True, exist_ok=True)
@@ -92,10 +96,9 @@ def test_first_model_is_evaluated_registered_and_deployed(autokfp_home, trained_
     assert manifest["metadata"]["name"] == deployment["service"] == "churn-test"
     predictor = manifest["spec"]["predictor"]
     assert "canaryTrafficPercent" not in predictor
-    env = {e["name"]: e["value"] for e in predictor["containers"][0]["env"]}
-    assert env["STORAGE_URI"] == deployment["storage_uri"]
-    assert env["MODEL_VERSION"] == "1"
-    assert Path(env["STORAGE_URI"], "MLmodel").is_file()  # the registered copy exists
+    assert predictor["model"]["storageUri"] == deployment["storage_uri"]
+    assert _env(predictor)["MODEL_VERSION"] == "1"
+    assert Path(deployment["storage_uri"], "MLmodel").is_file()  # the registered copy exists
 
     # the same package again: compared with itself it is not better, and it is not re-registered
     again_eval, again_reg, again_deploy = _run_release(config, trained_package, model,
@@ -142,8 +145,8 @@ def test_better_challenger_replaces_champion_as_canary(autokfp_home, trained_pac
     assert deployment["version"] == "2"
     predictor = yaml.safe_load((tmp_path / "run2" / "isvc.yaml").read_text())["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == config.deploy.canary_traffic_percent == 10
-    env = {e["name"]: e["value"] for e in predictor["containers"][0]["env"]}
-    assert env["MODEL_VERSION"] == "2"
+    assert _env(predictor)["MODEL_VERSION"] == "2"
+    assert predictor["model"]["storageUri"] == deployment["storage_uri"]
 
 
 def test_deploy_without_a_champion_fails_clearly(autokfp_home, trained_package,

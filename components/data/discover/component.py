@@ -17,7 +17,10 @@ def discover(
 
     Folders, ``gs://`` prefixes and SQL databases named in ``config.sources`` are crawled;
     every table or file is profiled with semantic types (id, numeric, categorical,
-    datetime, text, PII kinds) and written as DataHub metadata-change proposals.
+    datetime, text, PII kinds) and written as DataHub metadata-change proposals. Each
+    dataset's schema is compared with its last catalogued version and a new schema version
+    is recorded when it changed (artifact store, DataHub Lite, and a DataHub GMS when
+    ``DATAHUB_GMS_URL`` is set). Unchanged inputs are not read again.
 
     Args:
         config: The run configuration (the YAML run config as a dict).
@@ -31,6 +34,9 @@ def discover(
 
     Raises:
         DataError: the training dataset is missing, empty or unreadable.
+        SchemaError: the training dataset's schema broke its accepted version (a used
+            column was removed, renamed or changed type); the message names the columns.
+            Fix the source, or accept the new schema with ``autokfp catalog accept DATASET``.
 
     Example:
         >>> task = discover(config=run_config)
@@ -42,7 +48,8 @@ def discover(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     summary = discover_stage(config, dataset.path, schema.path, catalog.path)
     dataset.metadata.update({"rows": summary["rows"], "columns": summary["columns"],
-                             "dataset_id": summary["training_dataset"], "urn": summary["training_urn"]})
+                             "dataset_id": summary["training_dataset"], "urn": summary["training_urn"],
+                             "schema_version": summary["schema_version"] or 0})
     catalog.metadata.update({"datasets_found": summary["datasets_found"],
                              "datasets_failed": summary["datasets_failed"]})
     return summary["fingerprint"]

@@ -13,11 +13,15 @@ def profile(
     schema: Input[Artifact],
     report: Output[HTML],
     metrics: Output[Metrics],
+    # a default only so callers of python_func written before it existed keep working;
+    # KFP always passes it
+    summary: Output[HTML] = None,
 ):
     """Check data quality against the policy in ``config.quality``; stop on failure.
 
     Checks: row count, target present / not constant / not missing, class counts, per
-    column missing fractions, id uniqueness, duplicate rows. Each is pass, warn or fail.
+    column missing fractions, id uniqueness, duplicate rows, freshness and the row count
+    against the last crawl. Each is pass, warn or fail.
 
     Args:
         config: The run configuration.
@@ -25,6 +29,8 @@ def profile(
         schema: Its schema JSON (from ``discover``).
         report: Output. An HTML quality report shown in the Kubeflow UI.
         metrics: Output. Counts of passed, warned and failed checks.
+        summary: Output. Evidently's DataSummaryPreset report as HTML (written first, so it
+            is there for the UI even when the gate fails).
 
     Raises:
         QualityGateError: one or more checks failed; the message lists every one.
@@ -34,11 +40,14 @@ def profile(
     """
     import logging
 
+    from autokfp.quality import write_data_summary
     from autokfp.stages import profile_stage
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = profile_stage(config, dataset.path, schema.path, report.path)
-    for key, value in summary.items():
+    if summary is not None:
+        write_data_summary(dataset.path, schema.path, summary.path)
+    counts = profile_stage(config, dataset.path, schema.path, report.path)
+    for key, value in counts.items():
         metrics.log_metric(key, value)
 
 

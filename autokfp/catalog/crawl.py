@@ -1,0 +1,531 @@
+"""A crawl: discover every source, compare each dataset with its last catalogued version,
+record new schema versions, and publish the catalog (artifact store, DataHub Lite, GMS).
+
+    report = crawl_sources(config.sources, training=config.training)
+    check_training_schema(report, config.training.dataset)   # SchemaError if breaking
+
+Schema versions: a dataset gets version 1 when first seen, and a new version only when its
+fingerprint (column names and physical types) changes. Each version is compared with the
+*accepted* version (the baseline training runs against): a compatible change is accepted
+automatically, a breaking one is not, and training on the dataset stops until the source
+is fixed or someone runs ``autokfp catalog accept DATASET``.
+
+A re-crawl reuses what is known (see ``CrawlCache``): unchanged inputs are not read, and
+only datasets that were re-profiled or changed status are published again.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from autokfp.catalog.datahub import (
+    PublishResult,
+    column_tags,
+    dataset_urn,
+    metadata_proposals,
+    publish,
+)
+from autokfp.catalog.discovery import CrawlCache, DiscoveredDataset, Source, discover
+from autokfp.catalog.evolution import SchemaChange, compare_schemas
+from autokfp.catalog.lineage import LineageGraph, load_lineage
+from autokfp.catalog.profiling import DEFAULT_MAX_ROWS
+from autokfp.catalog.schema import DatasetSchema
+from autokfp.catalog.store import CatalogStore, now_iso
+from autokfp.config import RunConfig, TrainingSpec
+from autokfp.errors import SchemaError
+from autokfp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DatasetOutcome:
+    """What one crawl learnt about one dataset."""
+
+    dataset_id: str
+    source: str
+    status: str  # new | unchanged | changed | failed | missing
+    urn: str | None = None
+    platform: str | None = None
+    location: str | None = None
+    version: int | None = None  # latest schema version
+    accepted_version: int | None = None
+    verdict: str | None = None  # latest vs accepted: unchanged | compatible | breaking
+    breaking_columns: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    change: dict[str, Any] | None = None  # vs the previous version, when one was recorded now
+    reused: bool = False
+    rows: int | None = None
+    columns: int | None = None
+    sample_rows: int | None = None
+    pii_columns: list[str] = field(default_factory=list)
+    sensitive_columns: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def breaking(self) -> bool:
+        return self.verdict == "breaking"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CrawlReport:
+    """The outcome of one crawl, per dataset and per source."""
+
+    started: str
+    seconds: float
+    datasets: list[DatasetOutcome]
+    source_errors: dict[str, str]
+    cache_hits: int
+    cache_misses: int
+    catalog: str
+    published: dict[str, Any] = field(default_factory=dict)
+    found: list[DiscoveredDataset] = field(default_factory=list, repr=False)
+
+    def outcome(self, dataset_id: str) -> DatasetOutcome | None:
+        return next((d for d in self.datasets if d.dataset_id == dataset_id), None)
+
+    def counts(self) -> dict[str, int]:
+        statuses = ("new", "unchanged", "changed", "failed", "missing")
+        out = {s: sum(d.status == s for d in self.datasets) for s in statuses}
+        out["breaking"] = sum(d.breaking for d in self.datasets)
+        out["reused"] = sum(d.reused for d in self.datasets)
+        out["sources_failed"] = len(self.source_errors)
+        out["catalogued"] = sum(d.status in ("new", "unchanged", "changed")
+                                for d in self.datasets)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"started": self.started, "seconds": round(self.seconds, 3),
+                "counts": self.counts(), "catalog": self.catalog,
+                "cache": {"hits": self.cache_hits, "misses": self.cache_misses},
+                "source_errors": self.source_errors, "published": self.published,
+                "datasets": [d.to_dict() for d in self.datasets]}
+
+
+# --------------------------------------------------------------------------- evolution
+
+
+def _dataset_tags(schema: DatasetSchema, breaking: bool) -> list[str]:
+    tags = sorted({t for c in schema.columns for t in column_tags(c)
+                   if t == "pii" or t.startswith("pii:") or t == "sensitive"})
+    return tags + (["schema:breaking"] if breaking else [])
+
+
+def _version_record(dataset_id: str, version: int, schema: DatasetSchema,
+                    change: SchemaChange | None) -> dict[str, Any]:
+    return {"dataset_id": dataset_id, "version": version, "fingerprint": schema.fingerprint,
+            "recorded_at": now_iso(), "schema": schema.to_dict(),
+            "change": change.to_dict() if change else None,
+            "verdict": change.verdict if change else "new"}
+
+
+def _evolve(store: CatalogStore, entry: dict[str, Any] | None, schema: DatasetSchema,
+            used: set[str] | None) -> tuple[dict[str, Any], str, SchemaChange | None]:
+    """Update one index entry with a freshly crawled schema; write a version if it changed.
+
+    Returns the new entry, the crawl status (new, unchanged, changed) and the change
+    against the previous version (when a version was recorded now).
+    """
+    dataset_id = schema.dataset_id
+    fingerprint = schema.fingerprint
+    stamp = now_iso()
+    entry = dict(entry or {})
+    latest = int(entry.get("latest_version") or 0)
+    change: SchemaChange | None = None
+    if latest == 0:
+        store.write_version(dataset_id, _version_record(dataset_id, 1, schema, None))
+        entry.update(first_seen=entry.get("first_seen") or stamp, latest_version=1,
+                     accepted_version=1, accepted_fingerprint=fingerprint, last_changed=stamp,
+                     verdict="unchanged", breaking_columns=[], changes=[])
+        status = "new"
+    else:
+        status = "unchanged"
+        if fingerprint != entry.get("fingerprint"):
+            previous = store.version_schema(dataset_id, latest)
+            change = compare_schemas(previous, schema, used)
+            latest += 1
+            store.write_version(dataset_id, _version_record(dataset_id, latest, schema, change))
+            entry.update(latest_version=latest, last_changed=stamp)
+            status = "changed"
+            log.info("%s: schema v%d recorded (%s)", dataset_id, latest, change.summary())
+        accepted = int(entry.get("accepted_version") or latest)
+        if fingerprint == entry.get("accepted_fingerprint"):
+            verdict, against = None, None
+        elif change is not None and accepted == latest - 1:
+            verdict, against = change.verdict, change
+        elif accepted != latest or status == "unchanged":
+            against = compare_schemas(store.version_schema(dataset_id, accepted), schema, used)
+            verdict = against.verdict
+        else:
+            verdict, against = None, None
+        if against is None or verdict != "breaking":
+            # unchanged or compatible with what training accepted: this becomes the baseline
+            entry.update(accepted_version=latest, accepted_fingerprint=fingerprint,
+                         verdict="unchanged" if against is None else "compatible",
+                         breaking_columns=[],
+                         changes=[] if against is None else against.reasons())
+        else:
+            entry.update(verdict="breaking", breaking_columns=against.breaking_columns,
+                         changes=against.reasons())
+    entry.update(
+        dataset_id=dataset_id, urn=dataset_urn(schema), source=dataset_id.split("/", 1)[0],
+        platform=schema.platform, location=schema.location, format=schema.format,
+        fingerprint=fingerprint, previous_row_count=entry.get("row_count"),
+        row_count=schema.row_count, sample_rows=schema.sample_rows,
+        columns=len(schema.columns), modified_at=schema.modified_at,
+        pii_columns=[c.name for c in schema.columns if c.is_pii],
+        sensitive_columns=[c.name for c in schema.columns if c.is_sensitive],
+        tags=_dataset_tags(schema, entry.get("verdict") == "breaking"),
+        last_crawled=stamp, last_error=None, status=status, missing_since=None,
+    )
+    return entry, status, change
+
+
+def catalog_facts(entry: dict[str, Any]) -> dict[str, Any]:
+    """What later steps and DataHub learn from an index entry (``DatasetSchema.catalog``)."""
+    return {"schema_version": entry.get("latest_version"),
+            "accepted_version": entry.get("accepted_version"),
+            "verdict": entry.get("verdict"),
+            "breaking_columns": list(entry.get("breaking_columns") or []),
+            "changes": list(entry.get("changes") or []),
+            "previous_row_count": entry.get("previous_row_count"),
+            "last_crawled": entry.get("last_crawled")}
+
+
+def _outcome(item: DiscoveredDataset, entry: dict[str, Any], status: str,
+             change: SchemaChange | None) -> DatasetOutcome:
+    schema = item.schema
+    return DatasetOutcome(
+        dataset_id=item.dataset_id, source=item.source_name, status=status, urn=entry["urn"],
+        platform=schema.platform, location=schema.location,
+        version=entry["latest_version"], accepted_version=entry["accepted_version"],
+        verdict=entry["verdict"], breaking_columns=list(entry["breaking_columns"]),
+        reasons=list(entry["changes"]), change=change.to_dict() if change else None,
+        reused=item.reused, rows=schema.row_count, columns=len(schema.columns),
+        sample_rows=schema.sample_rows, pii_columns=entry["pii_columns"],
+        sensitive_columns=entry["sensitive_columns"], tags=entry["tags"], notes=item.notes)
+
+
+def _tag_target(found: list[DiscoveredDataset], training: TrainingSpec | None) -> None:
+    if training is None:
+        return
+    for item in found:
+        if item.ok and item.dataset_id == training.dataset:
+            if training.target in item.schema.column_names:
+                column = item.schema.column(training.target)
+                if "target" not in column.tags:
+                    column.tags.append("target")
+
+
+# --------------------------------------------------------------------------- crawl
+
+
+def _sources_of(config_or_sources: RunConfig | Iterable[Source]) -> list[Source]:
+    if isinstance(config_or_sources, RunConfig):
+        return list(config_or_sources.sources)
+    return list(config_or_sources)
+
+
+def crawl_sources(
+    sources: RunConfig | Iterable[Source],
+    *,
+    training: TrainingSpec | None = None,
+    settings: Settings | None = None,
+    sample_rows: int = DEFAULT_MAX_ROWS,
+    refresh: bool = False,
+    publish_metadata: bool = True,
+) -> CrawlReport:
+    """Crawl sources into the catalog: schemas, schema versions, DataHub metadata.
+
+    Args:
+        sources: the run config (its sources) or the sources themselves.
+        training: the training spec; its target column is tagged ``target``.
+        settings: state locations (default from the environment).
+        sample_rows: profile at most this many rows per dataset.
+        refresh: ignore the crawl cache and read every input again.
+        publish_metadata: send changed datasets to the metadata file, DataHub Lite and GMS.
+
+    Returns:
+        The report; bad files, tables and sources are in it (``status == "failed"``,
+        ``source_errors``), never raised.
+
+    Raises:
+        StorageError: the artifact store holding the catalog cannot be read or written.
+    """
+    if training is None and isinstance(sources, RunConfig):
+        training = sources.training
+    source_list = _sources_of(sources)
+    settings = settings or Settings.from_env()
+    store = CatalogStore(settings)
+    started_at, started = now_iso(), time.monotonic()
+    cache = CrawlCache({} if refresh else store.load_cache())
+    found = discover(source_list, sample_rows, cache)
+    _tag_target(found, training)
+    graph = load_lineage(store)
+
+    outcomes: list[DatasetOutcome] = []
+    source_errors: dict[str, str] = {}
+    to_publish: list[DatasetSchema] = []
+    with store.lock():
+        index = store.load_index()
+        for item in found:
+            if item.source_failed:
+                source_errors[item.source_name] = item.error or "failed"
+                continue
+            entry = index.get(item.dataset_id)
+            if item.error:
+                index[item.dataset_id] = _failed_entry(entry, item)
+                outcomes.append(DatasetOutcome(
+                    dataset_id=item.dataset_id, source=item.source_name, status="failed",
+                    platform=item.schema.platform, location=item.schema.location,
+                    version=(entry or {}).get("latest_version") or None,
+                    accepted_version=(entry or {}).get("accepted_version") or None,
+                    reused=item.reused, error=item.error, notes=item.notes))
+                continue
+            used = _used_columns(graph, item.schema)
+            previous = dict(entry or {})
+            entry, status, change = _evolve(store, entry, item.schema, used)
+            index[item.dataset_id] = entry
+            item.schema.catalog = catalog_facts(entry)
+            outcomes.append(_outcome(item, entry, status, change))
+            republish = (not item.reused or status != "unchanged"
+                         or previous.get("verdict") != entry["verdict"]
+                         or previous.get("accepted_version") != entry["accepted_version"]
+                         or bool(previous.get("last_error")))
+            if republish:
+                to_publish.append(item.schema)
+        outcomes += _mark_missing(index, found, source_list, source_errors)
+        store.save_index(index)
+        store.save_cache(_pruned_cache(cache, found, source_list, source_errors))
+
+    report = CrawlReport(started=started_at, seconds=0.0, datasets=outcomes,
+                         source_errors=source_errors, cache_hits=cache.hits,
+                         cache_misses=cache.misses, catalog=store.root, found=found)
+    if publish_metadata and to_publish:
+        proposals = [p for schema in to_publish for p in metadata_proposals(schema)]
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        name = f"crawl-{stamp}-{uuid.uuid4().hex[:6]}.json"
+        result: PublishResult = publish(proposals, store.uri("metadata", name),
+                                        settings.catalog_dir)
+        report.published = result.to_dict()
+    report.seconds = time.monotonic() - started
+    store.write_json("last-crawl.json", report.to_dict())
+    for source, error in source_errors.items():
+        log.warning("source '%s' could not be crawled: %s", source, error)
+    counts = report.counts()
+    log.info("crawl: %d catalogued (%d new, %d changed, %d breaking, %d reused), %d failed, "
+             "%d source(s) failed in %.1fs", counts["catalogued"], counts["new"],
+             counts["changed"], counts["breaking"], counts["reused"], counts["failed"],
+             counts["sources_failed"], report.seconds)
+    return report
+
+
+def _used_columns(graph: LineageGraph, schema: DatasetSchema) -> set[str] | None:
+    return graph.columns_used(dataset_urn(schema))
+
+
+def _failed_entry(entry: dict[str, Any] | None, item: DiscoveredDataset) -> dict[str, Any]:
+    """A dataset that could not be read keeps its last good version; the error is noted."""
+    entry = dict(entry or {})
+    entry.setdefault("latest_version", 0)
+    entry.setdefault("accepted_version", 0)
+    entry.setdefault("first_seen", now_iso())
+    entry.update(dataset_id=item.dataset_id, source=item.source_name,
+                 platform=entry.get("platform") or item.schema.platform,
+                 location=item.schema.location, last_error=item.error,
+                 last_crawled=now_iso(), status="failed")
+    return entry
+
+
+def _crawled_sources(sources: list[Source], source_errors: dict[str, str]) -> set[str]:
+    return {s.name for s in sources if s.name not in source_errors}
+
+
+def _mark_missing(index: dict[str, dict[str, Any]], found: list[DiscoveredDataset],
+                  sources: list[Source], source_errors: dict[str, str]) -> list[DatasetOutcome]:
+    """Datasets of a listed source that are gone keep their history, marked missing."""
+    seen = {item.dataset_id for item in found}
+    listed = _crawled_sources(sources, source_errors)
+    outcomes = []
+    for dataset_id, entry in index.items():
+        if entry.get("source") in listed and dataset_id not in seen:
+            if entry.get("status") != "missing":
+                entry.update(status="missing", missing_since=now_iso())
+            outcomes.append(DatasetOutcome(
+                dataset_id=dataset_id, source=entry["source"], status="missing",
+                urn=entry.get("urn"), version=entry.get("latest_version") or None,
+                accepted_version=entry.get("accepted_version") or None,
+                error=f"no longer found in source '{entry['source']}' "
+                      f"(since {entry['missing_since']})"))
+    return outcomes
+
+
+def _pruned_cache(cache: CrawlCache, found: list[DiscoveredDataset], sources: list[Source],
+                  source_errors: dict[str, str]) -> dict[str, dict[str, Any]]:
+    seen = {item.dataset_id for item in found}
+    listed = _crawled_sources(sources, source_errors)
+    return {k: v for k, v in cache.entries.items()
+            if k in seen or k.split("/", 1)[0] not in listed}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def check_training_schema(report: CrawlReport, dataset_id: str) -> None:
+    """Stop training on a dataset whose schema changed in a breaking way.
+
+    Raises:
+        SchemaError: the crawled schema of ``dataset_id`` breaks the accepted version; the
+            message names the columns and the command that accepts the change.
+    """
+    outcome = report.outcome(dataset_id)
+    if outcome is None or not outcome.breaking:
+        return
+    columns = ", ".join(f"'{c}'" for c in outcome.breaking_columns)
+    reasons = "\n  - ".join(outcome.reasons)
+    raise SchemaError(
+        f"the schema of training dataset '{dataset_id}' changed in a breaking way: "
+        f"version v{outcome.version} breaks accepted version v{outcome.accepted_version} "
+        f"in column(s) {columns}:\n  - {reasons}\n"
+        "Training is stopped so no model is built on columns it does not understand. Fix "
+        f"the source, or if the new schema is intended run 'autokfp catalog accept "
+        f"{dataset_id}' and train again."
+    )
+
+
+def accept_schema(dataset_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Accept the latest schema version of a dataset as the baseline training runs against.
+
+    Returns:
+        ``{"dataset_id", "accepted_version", "previous_accepted_version", "changed"}``.
+
+    Raises:
+        DataError: the dataset is not in the catalog (the message lists those that are),
+            or it has no readable version yet.
+    """
+    from autokfp.errors import DataError
+
+    settings = settings or Settings.from_env()
+    store = CatalogStore(settings)
+    with store.lock():
+        index = store.load_index()
+        entry = store.entry(dataset_id) if dataset_id not in index else index[dataset_id]
+        latest = int(entry.get("latest_version") or 0)
+        if latest == 0:
+            raise DataError(f"dataset '{dataset_id}' has never been read successfully "
+                            f"({entry.get('last_error')}); there is no schema to accept")
+        before = int(entry.get("accepted_version") or 0)
+        entry.update(accepted_version=latest, accepted_fingerprint=entry["fingerprint"],
+                     verdict="unchanged", breaking_columns=[], changes=[],
+                     accepted_at=now_iso(), accepted_by="autokfp catalog accept")
+        entry["tags"] = [t for t in entry.get("tags", []) if t != "schema:breaking"]
+        index[dataset_id] = entry
+        store.save_index(index)
+    schema = store.version_schema(dataset_id, latest)
+    schema.catalog = catalog_facts(entry)
+    publish(metadata_proposals(schema),
+            store.uri("metadata", f"accept-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-"
+                                  f"{uuid.uuid4().hex[:6]}.json"),
+            settings.catalog_dir)
+    return {"dataset_id": dataset_id, "accepted_version": latest,
+            "previous_accepted_version": before, "changed": before != latest}
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def catalog_proposals(report: CrawlReport,
+                      replace: dict[str, DatasetSchema] | None = None) -> list[Any]:
+    """DataHub proposals for every dataset the crawl read (``replace`` swaps in schemas)."""
+    replace = replace or {}
+    proposals = []
+    for item in report.found:
+        if item.ok and not item.source_failed:
+            proposals += metadata_proposals(replace.get(item.dataset_id, item.schema))
+    return proposals
+
+
+_STATUS_COLOURS = {"new": "#0969da", "unchanged": "#57606a", "changed": "#9a6700",
+                   "failed": "#cf222e", "missing": "#8250df"}
+
+
+def render_crawl_html(report: CrawlReport) -> str:
+    """The crawl report as one self-contained HTML page (for the Kubeflow UI)."""
+
+    def e(value: Any) -> str:
+        return html.escape("" if value is None else str(value))
+
+    counts = report.counts()
+    rows = []
+    for d in sorted(report.datasets, key=lambda d: (not d.breaking, d.status != "failed",
+                                                    d.dataset_id)):
+        verdict = "BREAKING" if d.breaking else (d.verdict or "")
+        detail = d.error or "; ".join(d.reasons) or "; ".join(d.notes)
+        colour = "#cf222e" if d.breaking else _STATUS_COLOURS.get(d.status, "#1f2328")
+        schema = f"v{d.version}" if d.version else "-"
+        if d.version and d.accepted_version and d.accepted_version != d.version:
+            schema += f" (accepted v{d.accepted_version})"
+        rows.append(
+            f"<tr><td>{e(d.dataset_id)}</td><td style='color:{colour};font-weight:600'>"
+            f"{e(d.status)}</td><td>{e(schema)}</td><td>{e(verdict)}</td>"
+            f"<td>{e(d.rows)}</td><td>{e(d.columns)}</td><td>{e(', '.join(d.tags))}</td>"
+            f"<td>{e(detail)}</td></tr>")
+    errors = "".join(f"<li><b>{e(s)}</b>: {e(m)}</li>" for s, m in report.source_errors.items())
+    summary = (f"{counts['catalogued']} dataset(s) catalogued ({counts['new']} new, "
+               f"{counts['changed']} changed, {counts['breaking']} breaking, {counts['reused']} "
+               f"reused from the last crawl), {counts['failed']} failed, "
+               f"{counts['sources_failed']} source(s) failed, in {report.seconds:.1f}s")
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Data discovery"
+        "</title><style>body{font-family:system-ui,sans-serif;margin:2rem;color:#1f2328}"
+        "table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border:1px solid "
+        "#d0d7de;padding:.35rem .6rem;text-align:left;vertical-align:top}th{background:#f6f8fa}"
+        "</style></head><body><h1>Data discovery</h1>"
+        f"<p>{e(summary)}. Catalog: <code>{e(report.catalog)}</code></p>"
+        + (f"<h2>Sources that failed</h2><ul>{errors}</ul>" if errors else "")
+        + "<h2>Datasets</h2><table><thead><tr><th>Dataset</th><th>Status</th><th>Schema</th>"
+        "<th>Verdict</th><th>Rows</th><th>Columns</th><th>Tags</th><th>Details</th></tr>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table></body></html>"
+    )
+
+
+def catalog_stage(config: dict[str, Any] | RunConfig, report_path: str, catalog_path: str,
+                  summary_path: str | None = None) -> dict[str, Any]:
+    """The discovery pipeline's step: crawl every configured source into the catalog.
+
+    Writes the crawl report as HTML (``report_path``), DataHub proposals for every dataset
+    read (``catalog_path``) and, optionally, the report as JSON. Never fails on bad data:
+    bad files, tables and sources are in the report.
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    from autokfp.catalog.datahub import write_metadata
+    from autokfp.config import parse_config
+
+    cfg = config if isinstance(config, RunConfig) else parse_config(config, "pipeline config")
+    report = crawl_sources(cfg, training=cfg.training)
+    for path, text in ((report_path, render_crawl_html(report)),
+                       (summary_path, json.dumps(report.to_dict(), indent=2, default=str))):
+        if path:
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = target.with_name(f".{target.name}.tmp")
+            temp.write_text(text, encoding="utf-8")
+            os.replace(temp, target)
+    write_metadata(catalog_path, catalog_proposals(report))
+    counts = report.counts()
+    return {k: counts[k] for k in ("catalogued", "new", "changed", "breaking", "reused",
+                                   "failed", "missing", "sources_failed")}

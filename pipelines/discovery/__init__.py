@@ -1,0 +1,1 @@
+"""The ``discovery`` pipeline: crawl every configured source into the catalog."""

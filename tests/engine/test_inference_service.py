@@ -1,0 +1,187 @@
+"""The KServe InferenceService (and ServingRuntime) the deploy step writes."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import kserve
+import kubernetes.client
+import pytest
+import yaml
+
+from autokfp import __version__
+from autokfp.config import DeploySpec
+from autokfp.errors import DeploymentError
+from autokfp.serving.inference_service import (
+    KSERVE_API_VERSION,
+    build_inference_service,
+    build_serving_runtime,
+    service_name,
+    validate_manifest,
+)
+from autokfp.settings import image
+
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+STORAGE = "gs://autokfp-models/mlartifacts/churn/abc123/artifacts/model"
+
+
+def _deploy(**overrides: Any) -> DeploySpec:
+    return DeploySpec(**{"namespace": "team-a", "service_account": "sa-serve", "cpu": "2",
+                         "memory": "3Gi", "min_replicas": 2, "max_replicas": 5,
+                         "canary_traffic_percent": 20, **overrides})
+
+
+def _build(canary: bool = False, name: str = "churn", **kwargs: Any) -> dict[str, Any]:
+    return build_inference_service(name, "7", STORAGE, _deploy(), canary=canary, **kwargs)
+
+
+# A deserialiser over KServe's generated models (attribute_map / openapi_types), falling back
+# to the Kubernetes models for the core types; kserve.ApiClient().deserialize stops at
+# V1ObjectMeta because it only looks in kserve.models.
+def _model_class(name: str) -> Any:
+    for module in (kserve.models, kubernetes.client.models):
+        if hasattr(module, name):
+            return getattr(module, name)
+    return None
+
+
+def _deserialize(value: Any, type_name: str) -> Any:
+    if value is None:
+        return None
+    if type_name.startswith("list["):
+        return [_deserialize(v, type_name[5:-1]) for v in value]
+    if type_name.startswith("dict("):
+        inner = type_name[5:-1].split(",", 1)[1].strip()
+        return {k: _deserialize(v, inner) for k, v in value.items()}
+    cls = _model_class(type_name)
+    if cls is None:
+        return value
+    by_json = {json_name: attr for attr, json_name in cls.attribute_map.items()}
+    unknown = sorted(set(value) - set(by_json))
+    assert not unknown, f"{type_name} has no field(s) {unknown}"
+    kwargs = {by_json[k]: _deserialize(v, cls.openapi_types[by_json[k]]) for k, v in value.items()}
+    return cls(**kwargs)
+
+
+# ------------------------------------------------------------------------------ shape
+
+
+def test_manifest_is_a_kserve_inference_service() -> None:
+    manifest = _build()
+    assert manifest["apiVersion"] == KSERVE_API_VERSION == "serving.kserve.io/v1beta1"
+    assert manifest["kind"] == "InferenceService"
+    assert manifest["metadata"]["name"] == "churn"
+    assert manifest["metadata"]["namespace"] == "team-a"
+    assert manifest["metadata"]["annotations"]["autokfp/model-version"] == "7"
+    assert manifest["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "autokfp"
+
+
+def test_predictor_carries_storage_resources_replicas_and_account() -> None:
+    predictor = _build()["spec"]["predictor"]
+    assert predictor["minReplicas"] == 2
+    assert predictor["maxReplicas"] == 5
+    assert predictor["serviceAccountName"] == "sa-serve"
+    model = predictor["model"]
+    assert model["storageUri"] == STORAGE
+    assert model["modelFormat"]["name"] == "autokfp"
+    assert model["resources"] == {"requests": {"cpu": "2", "memory": "3Gi"},
+                                  "limits": {"cpu": "2", "memory": "3Gi"}}
+    env = {e["name"]: e["value"] for e in model["env"]}
+    assert env["MODEL_VERSION"] == "7"
+
+
+def test_canary_only_when_asked() -> None:
+    assert "canaryTrafficPercent" not in _build(canary=False)["spec"]["predictor"]
+    assert _build(canary=True)["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    zero = build_inference_service("churn", "7", STORAGE, _deploy(canary_traffic_percent=0),
+                                   canary=True)
+    assert zero["spec"]["predictor"]["canaryTrafficPercent"] == 0
+
+
+@pytest.mark.parametrize("name", ["churn", "Churn_Model v2!!", "2024-churn", "---", "ÄÖÜ model",
+                                  "x" * 80, "a." * 40, "model-", "UPPER.case/with:colons"])
+def test_service_name_is_dns_1035(name: str) -> None:
+    built = service_name(name)
+    assert DNS_1035.match(built), built
+    assert len(built) <= 45
+    manifest = build_inference_service(name, "1", STORAGE, _deploy(), canary=False)
+    assert manifest["metadata"]["name"] == built
+    assert manifest["metadata"]["annotations"]["autokfp/model-name"] == name  # original kept
+
+
+def test_service_name_keeps_readable_names() -> None:
+    assert service_name("churn-model") == "churn-model"
+    assert service_name("Churn_Model v2") == "churn-model-v2"
+    assert service_name("x" * 80) == "x" * 45
+
+
+def test_image_tag_follows_the_package_version(monkeypatch) -> None:
+    monkeypatch.delenv("AUTOKFP_IMAGE_REGISTRY", raising=False)
+    expected = image("serving")
+    assert expected.endswith(":" + __version__.replace("+", "-"))
+    assert "/autokfp-serving:" in expected
+    runtime = build_serving_runtime()
+    assert runtime["kind"] == "ServingRuntime"
+    (container,) = runtime["spec"]["containers"]
+    assert container["image"] == expected
+    formats = [f["name"] for f in runtime["spec"]["supportedModelFormats"]]
+    model = _build()["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] in formats
+    assert model["runtime"] == runtime["metadata"]["name"]
+    # without an override the service uses the runtime's (versioned) image
+    assert "image" not in model
+
+
+def test_image_registry_and_override(monkeypatch) -> None:
+    monkeypatch.setenv("AUTOKFP_IMAGE_REGISTRY", "registry.example.com/ml/")
+    assert image("serving") == f"registry.example.com/ml/autokfp-serving:{__version__}"
+    assert build_serving_runtime()["spec"]["containers"][0]["image"] == image("serving")
+    custom = _build(serving_image="registry.example.com/ml/autokfp-serving:dev")
+    assert custom["spec"]["predictor"]["model"]["image"] == (
+        "registry.example.com/ml/autokfp-serving:dev")
+
+
+# ----------------------------------------------------------------- against the KServe API
+
+
+def test_every_predictor_key_is_a_predictor_spec_field() -> None:
+    predictor = _build(canary=True)["spec"]["predictor"]
+    fields = set(kserve.V1beta1PredictorSpec.attribute_map.values())
+    assert set(predictor) <= fields, sorted(set(predictor) - fields)
+    model_fields = set(kserve.V1beta1ModelSpec.attribute_map.values())
+    assert set(predictor["model"]) <= model_fields, sorted(set(predictor["model"]) - model_fields)
+
+
+@pytest.mark.parametrize("canary", [False, True])
+def test_round_trips_through_kserve_models(canary: bool) -> None:
+    manifest = _build(canary=canary)
+    isvc = _deserialize(manifest, "V1beta1InferenceService")
+    assert isinstance(isvc, kserve.V1beta1InferenceService)
+    assert isinstance(isvc.spec.predictor, kserve.V1beta1PredictorSpec)
+    assert isvc.spec.predictor.model.storage_uri == STORAGE
+    assert isvc.spec.predictor.canary_traffic_percent == (20 if canary else None)
+    assert kserve.ApiClient().sanitize_for_serialization(isvc) == manifest
+    # and through YAML, as the deploy step writes it
+    assert yaml.safe_load(yaml.safe_dump(manifest, sort_keys=False)) == manifest
+
+
+def test_validation_rejects_misspelt_and_mistyped_fields() -> None:
+    manifest = _build()
+    validate_manifest(manifest)  # the built one is valid
+
+    misspelt = copy.deepcopy(manifest)
+    misspelt["spec"]["predictor"]["canaryTrafficPercnt"] = 10
+    with pytest.raises(DeploymentError, match="canaryTrafficPercnt"):
+        validate_manifest(misspelt)
+
+    mistyped = copy.deepcopy(manifest)
+    mistyped["spec"]["predictor"]["minReplicas"] = "two"
+    with pytest.raises(DeploymentError, match="minReplicas"):
+        validate_manifest(mistyped)
+
+    wrong_kind = copy.deepcopy(manifest)
+    wrong_kind["kind"] = "Deployment"
+    with pytest.raises(DeploymentError, match="InferenceService"):
+        validate_manifest(wrong_kind)
