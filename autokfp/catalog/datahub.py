@@ -21,6 +21,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -464,13 +465,16 @@ def load_into_lite(proposals: Iterable[MetadataChangeProposalWrapper],
     Path(catalog_dir).mkdir(parents=True, exist_ok=True)
     count = 0
     try:
-        lite = get_datahub_lite(lite_config(catalog_dir))
-        try:
-            for proposal in proposals:
-                lite.write(proposal)
-                count += 1
-        finally:
-            lite.close()
+        # Lite's own code calls deprecated URN helpers on every write; that is not ours to fix
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            lite = get_datahub_lite(lite_config(catalog_dir))
+            try:
+                for proposal in proposals:
+                    lite.write(proposal)
+                    count += 1
+            finally:
+                lite.close()
     except Exception as exc:
         raise CatalogPublishError(
             f"DataHub Lite at '{lite_path(catalog_dir)}' refused the metadata after {count} "
@@ -535,7 +539,7 @@ def emit_to_gms(proposals: Iterable[MetadataChangeProposalWrapper], url: str,
             emitter.emit_mcp(proposal)
             sent += 1
     except Exception as exc:
-        text = f"{type(exc).__name__}: {exc}"
+        text = " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(".")
         if token:
             text = text.replace(token, "***")
         raise CatalogPublishError(

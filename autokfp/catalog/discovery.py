@@ -227,6 +227,27 @@ def _listing(names: list[str]) -> str:
     return shown + (f", ... and {more} more" if more > 0 else "")
 
 
+def mixed_type_notes(frame: pd.DataFrame, label: str) -> list[str]:
+    """Notes on columns whose values mix Python types (a JSON field or SQLite column
+    holding numbers and text); such a column is catalogued as text."""
+    notes = []
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype != object:
+            continue
+        values = column.dropna()
+        if len(values) > 1000:
+            values = values.sample(1000, random_state=_SEED)
+        kinds = {type(v).__name__ for v in values}
+        if {"int", "float"} >= kinds or len(kinds) < 2:
+            continue
+        note = (f"column '{name}' of '{label}' mixes {', '.join(sorted(kinds))} values; "
+                "it is catalogued as text")
+        log.warning(note)
+        notes.append(note)
+    return notes
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -345,6 +366,7 @@ def _discover_file(
     try:
         with open_local() as path:
             sample, total, _ = _sample_file(path, fmt, label, k, notes)
+        notes += mixed_type_notes(sample, label)
         schema = profile_frame(
             sample, dataset_id, platform, label, fmt=fmt, row_count=total, max_rows=k
         )
@@ -633,11 +655,13 @@ def _discover_table(source: SqlSource, table_name: str, connection, inspector, p
             sample = pd.read_sql(query, connection)
         else:
             sample, total = _bottom_k(pd.read_sql(query, connection, chunksize=k), k)
+        notes = mixed_type_notes(sample, dataset_id)
         schema = profile_frame(
             parse_datetime_text(sample), dataset_id, platform, location, row_count=total,
             max_rows=k,
         )
-        item = DiscoveredDataset(schema=schema, signature=signature, _reader=reader)
+        item = DiscoveredDataset(schema=schema, notes=notes, signature=signature,
+                                 _reader=reader)
     except Exception as exc:
         connection.rollback()  # a failed statement must not poison the next table's
         item = _failed(dataset_id, platform, location,

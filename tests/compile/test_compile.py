@@ -75,7 +75,12 @@ def compiled(tmp_path_factory) -> Path:
 
 def test_compile_all_writes_a_valid_pipeline(compiled) -> None:
     assert compiled.name == "autonomous-training.yaml"
-    assert sorted(p.name for p in compiled.parent.iterdir()) == ["autonomous-training.yaml"]
+    from pipelines import PIPELINES
+
+    # one YAML per pipeline, and no temporary file left behind
+    assert sorted(p.name for p in compiled.parent.iterdir()) == sorted(f"{n}.yaml" for n in PIPELINES)
+    for path in compiled.parent.iterdir():
+        validate_pipeline_yaml(path)
     spec = validate_pipeline_yaml(compiled)
     assert spec["pipelineInfo"]["name"] == "autonomous-training"
 

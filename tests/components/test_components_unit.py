@@ -169,18 +169,28 @@ def test_evaluate_register_deploy_the_trained_model(trained_package, autokfp_hom
     assert json.loads(Path(registration.path).read_text())["promoted"] is True
 
     manifest = _artifact(Artifact, tmp_path, "manifest")
-    action = deploy_model.python_func(config=config, registration=registration, manifest=manifest)
-    assert action == "initial"
+    decision = _artifact(Artifact, tmp_path, "decision")
+    manifest_only = {**config, "deploy": {**config["deploy"], "target": "manifest"}}
+    outcome = deploy_model.python_func(config=manifest_only, registration=registration, test=test,
+                                       manifest=manifest, decision=decision)
+    assert outcome == "skipped"  # target manifest: written, not rolled out
+    assert decision.metadata["action"] == "initial"
     service = yaml.safe_load(Path(manifest.path).read_text())
     assert service["kind"] == "InferenceService"
+    assert service["spec"]["predictor"]["model"]["storageUri"]
     assert manifest.metadata["version"] == "1"
+    assert json.loads(Path(decision.path).read_text())["target"] == "manifest"
 
 
 def test_deploy_without_a_champion_says_so(autokfp_home, churn_folder, tmp_path) -> None:
     registration = _artifact(Artifact, tmp_path, "registration")
     Path(registration.path).write_text(json.dumps({"promoted": False}))
     manifest = _artifact(Artifact, tmp_path, "manifest")
+    decision = _artifact(Artifact, tmp_path, "decision")
+    test = _artifact(Dataset, tmp_path, "test")
     with pytest.raises(DeploymentError, match="no champion"):
         deploy_model.python_func(config=small_config(churn_folder).to_dict(),
-                                 registration=registration, manifest=manifest)
+                                 registration=registration, test=test, manifest=manifest,
+                                 decision=decision)
     assert not Path(manifest.path).exists()
+    assert not Path(decision.path).exists()

@@ -1,0 +1,232 @@
+"""Crawls into the catalog: schema versions, the re-crawl cache, breaking changes that stop
+training until accepted, and bad input that is reported without corrupting anything."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autokfp import storage
+from autokfp.catalog.crawl import accept_schema, check_training_schema, crawl_sources
+from autokfp.catalog.store import CatalogStore
+from autokfp.config import parse_config
+from autokfp.errors import DataError, SchemaError, StorageError
+from tests.engine.catalog.conftest import write_table
+
+HOSTILE_TABLE = 'x"; DROP TABLE customers; --'
+HOSTILE_COLUMN = "a'); DELETE FROM customers; --"
+
+
+def _index(settings) -> dict:
+    path = Path(settings.artifact_root) / "catalog" / "index.json"
+    return json.loads(path.read_text())["datasets"]
+
+
+def test_first_crawl_records_version_one_and_a_recrawl_reuses_it(churn_sources,
+                                                                catalog_home) -> None:
+    config, folder, _db, frame = churn_sources
+    first = crawl_sources(config)
+    ids = {d.dataset_id: d for d in first.datasets}
+    assert sorted(ids) == ["files/customers.csv", "files/nested/customers.parquet",
+                           "warehouse/customers"]
+    assert {d.status for d in first.datasets} == {"new"}
+    assert {d.version for d in first.datasets} == {1}
+    assert first.cache_hits == 0 and first.published["proposals"] == 12
+    customers = ids["warehouse/customers"]
+    assert customers.rows == len(frame) and customers.columns == frame.shape[1]
+    assert {"email", "phone"} <= set(customers.pii_columns)
+    assert "gender" in customers.sensitive_columns
+    assert {"pii", "pii:email", "pii:phone", "sensitive"} <= set(customers.tags)
+
+    index = _index(catalog_home)
+    entry = index["warehouse/customers"]
+    assert entry["latest_version"] == entry["accepted_version"] == 1
+    assert entry["urn"] == "urn:li:dataset:(urn:li:dataPlatform:sqlite,warehouse.customers,PROD)"
+    store = CatalogStore(catalog_home)
+    (v1,) = store.versions("warehouse/customers")
+    assert v1["fingerprint"] == entry["fingerprint"] and v1["verdict"] == "new"
+    churned = next(c for c in v1["schema"]["columns"] if c["name"] == "churned")
+    assert "target" in churned["tags"]
+
+    again = crawl_sources(config)
+    assert {d.status for d in again.datasets} == {"unchanged"}
+    assert all(d.reused for d in again.datasets) and again.cache_hits == 3
+    assert again.published == {}  # nothing changed, nothing re-sent to DataHub
+    assert store.versions("warehouse/customers") == [v1]
+    assert _index(catalog_home)["warehouse/customers"]["previous_row_count"] == len(frame)
+
+    # a file that changed is read again: an added column is a compatible new version
+    time.sleep(0.01)
+    frame.assign(segment="retail").to_csv(folder / "customers.csv", index=False)
+    third = crawl_sources(config)
+    csv = third.outcome("files/customers.csv")
+    assert (csv.status, csv.version, csv.verdict, csv.reused) == ("changed", 2, "compatible",
+                                                                   False)
+    assert csv.accepted_version == 2  # compatible changes are accepted without a person
+    assert csv.reasons == ["'segment' was added"]
+    assert third.outcome("warehouse/customers").reused
+
+
+def test_breaking_change_stops_training_until_accepted(churn_sources, catalog_home) -> None:
+    config, _folder, db, frame = churn_sources
+    check_training_schema(crawl_sources(config), "warehouse/customers")  # v1: fine
+
+    changed = frame.assign(signup_date=frame["signup_date"].astype(str),
+                           tenure_months=frame["tenure_months"].astype(str) + " months")
+    write_table(db, "customers", changed)
+    report = crawl_sources(config)
+    outcome = report.outcome("warehouse/customers")
+    assert (outcome.status, outcome.version, outcome.accepted_version) == ("changed", 2, 1)
+    assert outcome.verdict == "breaking" and outcome.breaking_columns == ["tenure_months"]
+    assert "schema:breaking" in outcome.tags
+    with pytest.raises(SchemaError) as raised:
+        check_training_schema(report, "warehouse/customers")
+    message = str(raised.value)
+    assert "'tenure_months'" in message and "int64 -> string" in message
+    assert "autokfp catalog accept warehouse/customers" in message
+
+    # the next crawl finds nothing new, and still refuses
+    report = crawl_sources(config)
+    outcome = report.outcome("warehouse/customers")
+    assert (outcome.status, outcome.verdict, outcome.reused) == ("unchanged", "breaking", True)
+    with pytest.raises(SchemaError, match="tenure_months"):
+        check_training_schema(report, "warehouse/customers")
+    entry = _index(catalog_home)["warehouse/customers"]
+    assert entry["verdict"] == "breaking" and "schema:breaking" in entry["tags"]
+
+    result = accept_schema("warehouse/customers")
+    assert result == {"dataset_id": "warehouse/customers", "accepted_version": 2,
+                      "previous_accepted_version": 1, "changed": True}
+    entry = _index(catalog_home)["warehouse/customers"]
+    assert entry["verdict"] == "unchanged" and "schema:breaking" not in entry["tags"]
+    report = crawl_sources(config)
+    check_training_schema(report, "warehouse/customers")
+    assert report.outcome("warehouse/customers").accepted_version == 2
+    with pytest.raises(DataError, match="not in the catalog.*warehouse/customers"):
+        accept_schema("warehouse/nope")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the block ends: nothing listens
+
+
+def test_bad_input_is_reported_per_source_and_the_crawl_goes_on(tmp_path, churn_frame,
+                                                                catalog_home) -> None:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    good = churn_frame.head(60)
+    good.to_parquet(folder / "good.parquet", index=False)
+    data = (folder / "good.parquet").read_bytes()
+    (folder / "truncated.parquet").write_bytes(data[: len(data) // 2])
+    (folder / "cut.jsonl").write_text('{"a": 1, "b": "x"}\n{"a": 2, "b": "y"}\n{"a": 3, "b"')
+    (folder / "mixed.jsonl").write_text(
+        "".join(json.dumps({"code": v, "n": i}) + "\n"
+                for i, v in enumerate([1, 2, "three", 4, "five"] * 4)))
+    pd.DataFrame({"city": ["Zürich", "Köln", "Málaga"] * 5, "n": range(15)}).to_csv(
+        folder / "cities.csv", index=False, encoding="latin-1")
+    db = tmp_path / "odd.db"
+    with sqlite3.connect(db) as connection:
+        good.head(30).rename(columns={"email": HOSTILE_COLUMN}).to_sql(
+            HOSTILE_TABLE, connection, index=False)
+        connection.execute("CREATE TABLE empty_table (a INTEGER, b TEXT)")
+    config = parse_config({
+        "name": "bad-input",
+        "sources": [
+            {"name": "files", "kind": "folder", "path": str(folder)},
+            {"name": "odd", "kind": "sql", "url": f"sqlite:///{db}"},
+            {"name": "refused", "kind": "sql",
+             "url": f"postgresql+pg8000://app:hunter22@127.0.0.1:{_closed_port()}/crm"},
+            {"name": "nodriver", "kind": "sql", "url": "postgresql://app:pw@127.0.0.1/crm"},
+            {"name": "gone", "kind": "folder", "path": str(tmp_path / "missing")},
+        ],
+        "training": {"dataset": "files/good.parquet", "target": "churned"},
+    })
+    report = crawl_sources(config)
+    by_id = {d.dataset_id: d for d in report.datasets}
+    assert by_id["files/good.parquet"].status == "new"
+    assert by_id["files/cities.csv"].status == "new"
+    assert any("latin-1" in n for n in by_id["files/cities.csv"].notes)
+    mixed = by_id["files/mixed.jsonl"]
+    assert mixed.status == "new" and any("mixes int, str" in n for n in mixed.notes)
+    for name in ("files/truncated.parquet", "files/cut.jsonl"):
+        assert by_id[name].status == "failed" and name.split("/")[1] in by_id[name].error
+    hostile = by_id[f"odd/{HOSTILE_TABLE}"]
+    assert hostile.status == "new" and hostile.rows == 30
+    assert HOSTILE_COLUMN in hostile.pii_columns  # an email column, whatever its name
+    assert "0 rows" in by_id["odd/empty_table"].error
+    assert set(report.source_errors) == {"refused", "nodriver", "gone"}
+    assert "127.0.0.1" in report.source_errors["refused"]
+    assert "hunter22" not in json.dumps(report.to_dict())
+    assert "driver" in report.source_errors["nodriver"]
+    assert "does not exist" in report.source_errors["gone"]
+    with sqlite3.connect(db) as connection:  # the names were data, never SQL
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+    assert tables == {HOSTILE_TABLE, "empty_table"}
+
+    index = _index(catalog_home)
+    assert index["files/truncated.parquet"]["latest_version"] == 0
+    assert index["files/truncated.parquet"]["last_error"]
+    assert index[f"odd/{HOSTILE_TABLE}"]["latest_version"] == 1
+    assert CatalogStore(catalog_home).versions(f"odd/{HOSTILE_TABLE}")[0]["schema"]["row_count"] \
+        == 30
+
+
+def test_a_file_that_breaks_keeps_its_last_good_version(churn_sources, catalog_home) -> None:
+    config, folder, _db, _frame = churn_sources
+    path = folder / "nested" / "customers.parquet"
+    good = path.read_bytes()
+    crawl_sources(config)
+    path.write_bytes(good[: len(good) // 3])
+    report = crawl_sources(config)
+    broken = report.outcome("files/nested/customers.parquet")
+    assert broken.status == "failed" and broken.version == 1 and "parquet" in broken.error
+    entry = _index(catalog_home)["files/nested/customers.parquet"]
+    assert entry["latest_version"] == 1 and entry["last_error"] == broken.error
+    path.write_bytes(good)
+    fixed = crawl_sources(config).outcome("files/nested/customers.parquet")
+    assert (fixed.status, fixed.version, fixed.error) == ("unchanged", 1, None)
+    assert _index(catalog_home)["files/nested/customers.parquet"]["last_error"] is None
+
+
+def test_removed_dataset_is_marked_missing_not_forgotten(churn_sources, catalog_home) -> None:
+    config, folder, _db, _frame = churn_sources
+    crawl_sources(config)
+    (folder / "customers.csv").unlink()
+    report = crawl_sources(config)
+    gone = report.outcome("files/customers.csv")
+    assert gone.status == "missing" and gone.version == 1
+    entry = _index(catalog_home)["files/customers.csv"]
+    assert entry["status"] == "missing" and entry["missing_since"]
+
+
+def test_a_failed_catalog_write_leaves_the_catalog_as_it_was(churn_sources, catalog_home,
+                                                             monkeypatch) -> None:
+    config, _folder, db, frame = churn_sources
+    crawl_sources(config)
+    index_path = Path(catalog_home.artifact_root) / "catalog" / "index.json"
+    before = index_path.read_bytes()
+    write_table(db, "customers", frame.drop(columns=["phone"]))
+    real_write = storage.write_text
+
+    def failing_write(uri, text, encoding="utf-8"):
+        if str(uri).endswith("index.json"):
+            raise StorageError(f"disk full while writing '{uri}'")
+        return real_write(uri, text, encoding)
+
+    monkeypatch.setattr(storage, "write_text", failing_write)
+    with pytest.raises(StorageError, match="disk full"):
+        crawl_sources(config)
+    assert index_path.read_bytes() == before
+    leftovers = [p.name for p in index_path.parent.rglob("*") if ".autokfp-tmp-" in p.name]
+    assert leftovers == []
+    monkeypatch.setattr(storage, "write_text", real_write)
+    report = crawl_sources(config)  # the next crawl records the change
+    assert report.outcome("warehouse/customers").version == 2

@@ -1,0 +1,182 @@
+"""Where the catalog goes: metadata files DataHub accepts, the real DataHub Lite, and a GMS
+(a local HTTP server standing in for it, checking paths, payloads and the bearer token)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from autokfp.catalog.crawl import accept_schema, crawl_sources
+from autokfp.catalog.datahub import emit_to_gms, lite_home, metadata_proposals, read_lite
+from autokfp.catalog.discovery import discover
+from tests.engine.catalog.conftest import check_metadata_file, run_datahub, write_table
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.test-token-value"
+CUSTOMERS_URN = "urn:li:dataset:(urn:li:dataPlatform:sqlite,warehouse.customers,PROD)"
+
+
+class FakeGms:
+    """A GMS stand-in on 127.0.0.1 that records every request and checks the token."""
+
+    def __init__(self, token: str | None):
+        self.requests: list[dict] = []
+        gms = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _record(self, body: bytes | None) -> bool:
+                gms.requests.append({"method": self.command, "path": self.path,
+                                     "authorization": self.headers.get("Authorization"),
+                                     "body": json.loads(body) if body else None})
+                if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
+                    self._reply(401, {"message": "unauthorized"})
+                    return False
+                return True
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self._record(None):
+                    if self.path == "/config":
+                        self._reply(200, {"noCode": "true", "versions": {
+                            "acryldata/datahub": {"version": "v1.1.0"}}})
+                    else:
+                        self._reply(404, {})
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self._record(body):
+                    self._reply(200, {"value": "ok"})
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeGms:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def proposals(self) -> list[dict]:
+        return [r["body"]["proposal"] for r in self.requests
+                if r["method"] == "POST" and r["body"]]
+
+
+def test_crawl_metadata_passes_datahub_check_and_lands_in_lite(churn_sources, catalog_home,
+                                                               tmp_path) -> None:
+    config, _folder, db, frame = churn_sources
+    report = crawl_sources(config)
+    published = report.published
+    assert published["lite_written"] == published["proposals"] == 12
+    assert published["lite_error"] is None and published["gms_url"] is None
+    check_metadata_file(published["metadata_uri"], tmp_path / "home")
+
+    # the real datahub CLI, pointed at the Lite catalog through autokfp's own HOME
+    home = lite_home(catalog_home.catalog_dir)
+    listed = run_datahub(["lite", "list-urns"], home)
+    assert listed.returncode == 0, listed.stderr
+    assert CUSTOMERS_URN in listed.stdout
+    assert "urn:li:dataset:(urn:li:dataPlatform:file,files.customers.csv,PROD)" in listed.stdout
+    got = run_datahub(["lite", "get", "--urn", CUSTOMERS_URN], home)
+    assert got.returncode == 0, got.stderr
+    entity = json.loads(got.stdout)
+    fields = {f["fieldPath"]: f for f in entity["schemaMetadata"]["fields"]}
+    email_tags = {t["tag"] for t in fields["email"]["globalTags"]["tags"]}
+    assert {"urn:li:tag:pii", "urn:li:tag:pii:email"} <= email_tags
+    assert "urn:li:tag:target" in {t["tag"] for t in fields["churned"]["globalTags"]["tags"]}
+    assert entity["datasetProperties"]["customProperties"]["schema_version"] == "1"
+    assert entity["datasetProfile"]["rowCount"] == len(frame)
+    assert not (Path.home() / ".datahubenv").exists() or "autokfp" not in (
+        Path.home() / ".datahubenv").read_text()
+
+    # a breaking change is visible in the catalog, and accepting it clears the mark
+    write_table(db, "customers", frame.drop(columns=["tenure_months"]))
+    report = crawl_sources(config)
+    assert report.published["proposals"] == 4  # only the changed dataset is re-sent
+    check_metadata_file(report.published["metadata_uri"], tmp_path / "home")
+    entity = read_lite(catalog_home.catalog_dir, CUSTOMERS_URN)
+    props = entity["datasetProperties"]["customProperties"]
+    assert props["schema_verdict"] == "breaking" and props["breaking_columns"] == "tenure_months"
+    assert props["schema_version"] == "2" and props["accepted_schema_version"] == "1"
+    assert entity["schemaMetadata"]["version"] == 2
+    assert "urn:li:tag:schema:breaking" in {t["tag"] for t in entity["globalTags"]["tags"]}
+    accept_schema("warehouse/customers")
+    entity = read_lite(catalog_home.catalog_dir, CUSTOMERS_URN)
+    assert "urn:li:tag:schema:breaking" not in {t["tag"] for t in entity["globalTags"]["tags"]}
+    assert entity["datasetProperties"]["customProperties"]["accepted_schema_version"] == "2"
+
+
+def test_crawl_sends_every_aspect_to_a_gms_with_the_bearer_token(churn_sources, catalog_home,
+                                                                 monkeypatch, caplog) -> None:
+    config, _folder, _db, _frame = churn_sources
+    caplog.set_level(logging.DEBUG)
+    with FakeGms(TOKEN) as gms:
+        monkeypatch.setenv("DATAHUB_GMS_URL", gms.url)
+        monkeypatch.setenv("DATAHUB_GMS_TOKEN", TOKEN)
+        report = crawl_sources(config)
+    assert report.published["gms_error"] is None
+    assert report.published["gms_sent"] == 12 and report.published["gms_url"] == gms.url
+    assert gms.requests[0]["method"] == "GET" and gms.requests[0]["path"] == "/config"
+    posts = [r for r in gms.requests if r["method"] == "POST"]
+    assert len(posts) == 12
+    assert {r["path"] for r in posts} == {"/aspects?action=ingestProposal"}
+    assert {r["authorization"] for r in gms.requests} == {f"Bearer {TOKEN}"}
+    proposals = gms.proposals()
+    assert {p["entityType"] for p in proposals} == {"dataset"}
+    assert {p["changeType"] for p in proposals} == {"UPSERT"}
+    customers = {p["aspectName"]: json.loads(p["aspect"]["value"]) for p in proposals
+                 if p["entityUrn"] == CUSTOMERS_URN}
+    assert set(customers) == {"datasetProperties", "schemaMetadata", "datasetProfile",
+                              "globalTags"}
+    assert customers["datasetProperties"]["customProperties"]["schema_version"] == "1"
+    assert "email" in {f["fieldPath"] for f in customers["schemaMetadata"]["fields"]}
+    assert TOKEN not in caplog.text
+
+
+def test_a_refusing_gms_is_reported_never_fatal_and_never_leaks_the_token(
+        churn_sources, catalog_home, monkeypatch, caplog) -> None:
+    config, _folder, _db, _frame = churn_sources
+    with FakeGms("another-token") as gms:
+        monkeypatch.setenv("DATAHUB_GMS_URL", gms.url)
+        monkeypatch.setenv("DATAHUB_GMS_TOKEN", TOKEN)
+        report = crawl_sources(config)
+    error = report.published["gms_error"]
+    assert error and "DATAHUB_GMS_TOKEN" in error and "authentication error" in error
+    assert TOKEN not in error and TOKEN not in caplog.text
+    assert report.published["gms_sent"] == 0
+    assert report.published["lite_written"] == 12  # the local catalog still has it all
+    assert report.counts()["catalogued"] == 3
+
+
+def test_emitter_without_token_sends_no_authorization(churn_sources) -> None:
+    config, *_ = churn_sources
+    proposals = [p for item in discover(config.sources) for p in metadata_proposals(item.schema)]
+    with FakeGms(None) as gms:
+        assert emit_to_gms(proposals[:2], gms.url) == 2
+    assert {r["authorization"] for r in gms.requests} == {None}
+    assert [r["path"] for r in gms.requests] == ["/config"] + [
+        "/aspects?action=ingestProposal"] * 2
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9"])
+def test_unreachable_gms_raises_a_catalog_error(url) -> None:
+    from autokfp.catalog.datahub import CatalogPublishError
+
+    with pytest.raises(CatalogPublishError, match="DATAHUB_GMS_URL"):
+        emit_to_gms([], url, token=TOKEN, timeout_sec=2)
