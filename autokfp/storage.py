@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -641,33 +641,58 @@ def _json_line(uri: str, record: dict) -> bytes:
     return (line + "\n").encode("utf-8")
 
 
-def append_jsonl(uri: Uri, record: dict) -> None:
+def append_jsonl(uri: Uri, record: dict | Callable[[bytes], dict]) -> None:
     """Append ``record`` as one JSON line to a file or object, creating it if needed.
 
-    Locally the line is written with one ``O_APPEND`` write, then flushed and fsynced, so
-    concurrent writers do not interleave inside a line. On GCS (whose objects cannot be
-    appended to) the object is read, extended and written back only if its generation is
-    unchanged; a concurrent writer makes the write retry, a few times with backoff.
-    Values that JSON cannot hold (dates, paths) are written as strings; NaN is refused.
+    ``record`` may be a function of the current content (bytes) returning the record: it
+    is called under the same exclusion that protects the append, so the new line can depend
+    on the last one (the audit trail's hash chain does).
+
+    Locally the line is written with one ``O_APPEND`` write under an exclusive ``flock``,
+    then flushed and fsynced, so concurrent writers do not interleave. On GCS (whose objects
+    cannot be appended to) the object is read, extended and written back only if its
+    generation is unchanged; a concurrent writer makes the write retry, a few times with
+    backoff. Values that JSON cannot hold (dates, paths) are written as strings; NaN is
+    refused.
 
     Raises:
         StorageError: the record is not JSON-serialisable, the write fails, or GCS kept
         refusing the write because others wrote concurrently.
     """
     text = _as_str(uri)
-    line = _json_line(text, record)
+    if not callable(record):
+        checked = _json_line(text, record)  # refuse a bad record before touching the file
+        make = lambda _content: record  # noqa: E731
+    else:
+        checked, make = None, record
     if not is_remote(text):
+        import fcntl
+
         path = _local_path(text)
         with _local_errors(text):
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            existed = path.exists()
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                written = os.write(fd, line)
-                if written != len(line):
-                    os.write(fd, line[written:])
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                content = b""
+                if callable(record):
+                    with open(path, "rb") as existing:
+                        content = existing.read()
+                try:
+                    line = checked or _json_line(text, make(content))
+                except BaseException:
+                    if not existed and path.stat().st_size == 0:
+                        path.unlink(missing_ok=True)
+                    raise
+                prefix = b"\n" if content and not content.endswith(b"\n") else b""
+                payload = prefix + line
+                written = os.write(fd, payload)
+                if written != len(payload):
+                    os.write(fd, payload[written:])
                 os.fsync(fd)
             finally:
-                os.close(fd)
+                os.close(fd)  # closing releases the lock
         return
 
     from google.api_core import exceptions as gexc
@@ -686,6 +711,7 @@ def append_jsonl(uri: Uri, record: dict) -> None:
                     content = current.download_as_bytes(if_generation_match=generation)
                     if content and not content.endswith(b"\n"):
                         content += b"\n"
+                line = _json_line(text, make(content))
                 bucket.blob(key).upload_from_string(
                     content + line,
                     content_type="application/x-ndjson",

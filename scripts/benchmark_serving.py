@@ -61,7 +61,7 @@ def resolve_model_dir(args: argparse.Namespace) -> Path:
     settings = Settings.from_env(args.home)
     settings.export()
     name, version, local = resolve_model(None, settings)
-    print(f"model: {name} v{version} (champion) from {settings.home if hasattr(settings, 'home') else args.home}")
+    print(f"model: {name} v{version} (champion) from {settings.home}")
     return Path(local)
 
 

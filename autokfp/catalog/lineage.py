@@ -88,8 +88,7 @@ class LineageGraph:
         name = name.strip()
         if name in self.nodes:
             return [name]
-        exact = [u for u, n in self.nodes.items()
-                 if name in (n.get("name"), n.get("dataset_id"), n.get("service"))]
+        exact = [u for u, n in self.nodes.items() if name in (n.get("name"), n.get("dataset_id"))]
         if exact:
             return exact
         versions = [u for u, n in self.nodes.items()
@@ -98,10 +97,13 @@ class LineageGraph:
             return sorted(versions, key=lambda u: int(self.nodes[u].get("version", 0)))
         match = _VERSION_NAME.match(name)
         if match:
-            return [u for u, n in self.nodes.items()
-                    if n["kind"] == "model_version" and n.get("model") == match["name"]
-                    and str(n.get("version")) == match["version"]]
-        return []
+            versions = [u for u, n in self.nodes.items()
+                        if n["kind"] == "model_version" and n.get("model") == match["name"]
+                        and str(n.get("version")) == match["version"]]
+            if versions:
+                return versions
+        return [u for u, n in self.nodes.items()
+                if n["kind"] == "deployment" and n.get("service") == name]
 
     def columns_used(self, dataset_urn: str) -> set[str] | None:
         """Columns of a dataset that the models trained on it read (None: no such model)."""
@@ -172,7 +174,15 @@ def impact(dataset: str, settings: Settings | None = None) -> dict[str, Any]:
         key = plural.get(node["kind"])
         if key:
             out[key].append({**node, "depth": depth, "relation": relation})
+    for key in plural.values():
+        out[key].sort(key=_order)
     return out
+
+
+def _order(node: dict[str, Any]) -> tuple[str, int, str]:
+    version = str(node.get("version", ""))
+    return (str(node.get("model", "")), int(version) if version.isdigit() else 0,
+            str(node.get("name", "")))
 
 
 def lineage(name: str, settings: Settings | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,149 @@
+"""A tamper-evident audit trail of every autonomous decision.
+
+Each event is one JSON line in ``<artifact root>/audit/events.jsonl`` carrying the SHA-256
+of the event before it, so editing, reordering or deleting any event breaks the chain at
+that point and ``verify_trail`` names it. Appends are serialised (a file lock locally, a
+generation-checked write on GCS), so concurrent pipeline steps cannot fork the chain.
+Events are also mirrored as tags on the MLflow model version they concern.
+
+Kinds used by the platform: ``schema.change_accepted``, ``feature.dropped``,
+``model.selected``, ``model.registered``, ``bias.mitigated``, ``deploy.promoted``,
+``deploy.rolled_back``, ``retrain.triggered``, ``retrain.skipped``, ``approval.granted``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from autokfp import storage
+from autokfp.errors import AutokfpError
+from autokfp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+
+
+class AuditError(AutokfpError):
+    """The audit trail cannot be read or does not verify."""
+
+
+def trail_uri(settings: Settings | None = None) -> str:
+    settings = settings or Settings.from_env()
+    return storage.join(settings.artifact_root, "audit", "events.jsonl")
+
+
+def _digest(event: dict[str, Any]) -> str:
+    body = {k: v for k, v in event.items() if k != "hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _last_event(content: bytes) -> dict[str, Any] | None:
+    for line in reversed(content.decode("utf-8", errors="replace").splitlines()):
+        if line.strip():
+            try:
+                return json.loads(line)
+            except ValueError:
+                raise AuditError("the last line of the audit trail is not JSON: the trail is damaged; "
+                                 "run 'autokfp audit --verify'") from None
+    return None
+
+
+def record_event(kind: str, details: dict[str, Any] | None = None, model: str | None = None,
+                 version: str | None = None, actor: str | None = None, run_id: str | None = None,
+                 settings: Settings | None = None, mirror_to_mlflow: bool = True) -> dict[str, Any]:
+    """Append one event to the chain and return it (with its ``seq`` and ``hash``)."""
+    uri = trail_uri(settings)
+    created: dict[str, Any] = {}
+
+    def build(content: bytes) -> dict[str, Any]:
+        last = _last_event(content)
+        event = {
+            "seq": 1 if last is None else int(last["seq"]) + 1,
+            "id": uuid.uuid4().hex,
+            "timestamp": datetime.now(timezone.utc).isoformat(),
+            "kind": kind,
+            "actor": actor or os.environ.get("AUTOKFP_ACTOR", "autokfp"),
+            "model": model,
+            "version": None if version is None else str(version),
+            "run_id": run_id or os.environ.get("KFP_RUN_ID"),
+            "details": details or {},
+            "prev_hash": GENESIS if last is None else last["hash"],
+        }
+        event["hash"] = _digest(event)
+        created.clear()
+        created.update(event)
+        return event
+
+    storage.append_jsonl(uri, build)
+    if mirror_to_mlflow and model and version:
+        _mirror(created, settings)
+    log.info("audit #%s %s %s v%s", created["seq"], kind, model or "", version or "")
+    return dict(created)
+
+
+def _mirror(event: dict[str, Any], settings: Settings | None) -> None:
+    try:
+        from autokfp import registry
+
+        client = registry.configure(settings)
+        summary = json.dumps({"kind": event["kind"], "hash": event["hash"][:16], "at": event["timestamp"]})
+        client.set_model_version_tag(event["model"], event["version"], f"audit.{event['seq']:06d}", summary)
+        client.set_model_version_tag(event["model"], event["version"], "audit.last_hash", event["hash"])
+    except Exception as exc:  # noqa: BLE001 - the trail is the record; the mirror is a convenience
+        log.warning("audit event #%s not mirrored to MLflow: %s", event.get("seq"), exc)
+
+
+def read_events(settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Every event, in file order (unparseable lines raise AuditError naming the line)."""
+    uri = trail_uri(settings)
+    if not storage.exists(uri):
+        return []
+    events = []
+    for number, line in enumerate(storage.read_text(uri).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            raise AuditError(f"audit trail line {number} is not valid JSON: it was edited or truncated") from None
+    return events
+
+
+@dataclass
+class Verification:
+    ok: bool
+    events: int
+    problems: list[str] = field(default_factory=list)
+
+
+def verify_trail(settings: Settings | None = None) -> Verification:
+    """Recompute the chain; name the first event that was edited, reordered or deleted."""
+    try:
+        events = read_events(settings)
+    except AuditError as exc:
+        return Verification(ok=False, events=0, problems=[str(exc)])
+    problems = []
+    previous_hash = GENESIS
+    for position, event in enumerate(events, start=1):
+        label = f"event #{event.get('seq', '?')} ({event.get('kind', '?')}, line {position})"
+        if event.get("seq") != position:
+            problems.append(f"{label}: sequence number should be {position}: an event before it was "
+                            "deleted or the events were reordered")
+        if event.get("hash") != _digest(event):
+            problems.append(f"{label}: its content does not match its hash: it was edited")
+        if event.get("prev_hash") != previous_hash:
+            problems.append(f"{label}: it does not follow the event before it (chain broken): an "
+                            "event was deleted, inserted or reordered here")
+        previous_hash = event.get("hash", "")
+        if problems:
+            break  # everything after the first break is unverifiable
+    return Verification(ok=not problems, events=len(events), problems=problems)
