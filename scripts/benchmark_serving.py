@@ -71,7 +71,9 @@ def example_records(model_dir: Path, count: int) -> list[dict[str, Any]]:
     if "dataframe_split" in example:
         example = example["dataframe_split"]
     columns, data = example["columns"], example["data"]
-    rows = [dict(zip(columns, values)) for values in data]
+    # the example may hold NaN, which is not JSON: a missing value is null on the wire
+    rows = [{c: None if isinstance(v, float) and math.isnan(v) else v for c, v in zip(columns, values)}
+            for values in data]
     return [rows[i % len(rows)] for i in range(count)]
 
 

@@ -25,8 +25,11 @@ from rich.tree import Tree
 
 from autokfp.errors import AutokfpError
 
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    # made per call so the terminal width (COLUMNS) is read when a command runs
+    return Console(stderr=stderr)
 
 _HOME_HELP = "state folder (default: $AUTOKFP_HOME or ./.autokfp)"
 _STATUS_STYLE = {"new": "blue", "unchanged": "dim", "changed": "yellow", "failed": "red",
@@ -34,7 +37,7 @@ _STATUS_STYLE = {"new": "blue", "unchanged": "dim", "changed": "yellow", "failed
 
 
 def _fail(error: AutokfpError) -> None:
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True,
+    _console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, markup=True,
                       soft_wrap=True)
     raise typer.Exit(code=error.exit_code)
 
@@ -89,31 +92,31 @@ def _print_crawl(report: Any, settings: Any) -> None:
                       _verdict_cell(d.verdict) if d.status not in ("failed", "missing") else "-",
                       "-" if d.rows is None else str(d.rows),
                       "-" if d.columns is None else str(d.columns), protected or "-")
-    console.print(table)
+    _console().print(table)
     changed = [d for d in report.datasets if d.reasons and d.status != "failed"]
     for d in changed:
         colour = "red" if d.breaking else "yellow"
-        console.print(f"[{colour}]{d.dataset_id}[/] v{d.accepted_version} -> v{d.version}:")
+        _console().print(f"[{colour}]{d.dataset_id}[/] v{d.accepted_version} -> v{d.version}:")
         for reason in d.reasons:
-            console.print(f"   {reason}", highlight=False)
+            _console().print(f"   {reason}", highlight=False)
         if d.breaking:
-            console.print(f"   Training on it is refused until the source is fixed or you run "
+            _console().print(f"   Training on it is refused until the source is fixed or you run "
                           f"[bold]autokfp catalog accept {d.dataset_id}[/]", highlight=False)
     problems = [(d.dataset_id, d.error) for d in report.datasets if d.error]
     problems += [(f"source {name}", error) for name, error in report.source_errors.items()]
     if problems:
-        console.print("[bold red]Could not be catalogued:[/]")
+        _console().print("[bold red]Could not be catalogued:[/]")
         for name, error in problems:
-            console.print(f"  [red]{name}[/]: {error}", highlight=False, soft_wrap=True)
+            _console().print(f"  [red]{name}[/]: {error}", highlight=False, soft_wrap=True)
     published = report.published or {}
-    console.print(f"Catalog   : {report.catalog}", highlight=False)
-    console.print(f"DataHub   : Lite {settings.catalog_dir / 'datahub-lite.db'} (browse: "
+    _console().print(f"Catalog   : {report.catalog}", highlight=False)
+    _console().print(f"DataHub   : Lite {settings.catalog_dir / 'datahub-lite.db'} (browse: "
                   f"HOME={lite_home(settings.catalog_dir)} datahub lite ls /)", highlight=False)
     if published.get("gms_url"):
         outcome = published.get("gms_error") or f"{published['gms_sent']} aspect(s) sent"
-        console.print(f"DataHub GMS: {published['gms_url']}: {outcome}", highlight=False)
+        _console().print(f"DataHub GMS: {published['gms_url']}: {outcome}", highlight=False)
     if published.get("lite_error"):
-        console.print(f"[yellow]warning:[/] {published['lite_error']}", highlight=False)
+        _console().print(f"[yellow]warning:[/] {published['lite_error']}", highlight=False)
 
 
 def discover_command(
@@ -133,7 +136,7 @@ def discover_command(
         if as_json:
             report = crawl_sources(config, settings=settings, refresh=refresh)
         else:
-            with console.status(f"[bold]crawling {len(config.sources)} source(s)...",
+            with _console().status(f"[bold]crawling {len(config.sources)} source(s)...",
                                 spinner="dots"):
                 report = crawl_sources(config, settings=settings, refresh=refresh)
     except AutokfpError as error:
@@ -171,7 +174,7 @@ def catalog_callback(
         _print_json(datasets)
         return
     if not datasets:
-        console.print("The catalog is empty. Run [bold]autokfp discover CONFIG[/] first.")
+        _console().print("The catalog is empty. Run [bold]autokfp discover CONFIG[/] first.")
         return
     table = Table(title=f"Catalog: {len(datasets)} dataset(s)")
     for column in ("dataset", "platform", "schema", "verdict", "rows", "cols", "tags",
@@ -185,15 +188,15 @@ def catalog_callback(
                       _schema_cell(d.get("latest_version"), d.get("accepted_version")), verdict,
                       str(d.get("row_count", "-")), str(d.get("columns", "-")),
                       ", ".join(d.get("tags", [])) or "-", (d.get("last_crawled") or "-")[:19])
-    console.print(table)
+    _console().print(table)
     troubled = [d for d in datasets if d.get("last_error") or d.get("verdict") == "breaking"]
     for d in troubled:
         if d.get("verdict") == "breaking":
-            console.print(f"[red]{d['dataset_id']}[/]: breaking change in "
+            _console().print(f"[red]{d['dataset_id']}[/]: breaking change in "
                           f"{', '.join(d.get('breaking_columns', []))}; accept it with "
                           f"autokfp catalog accept {d['dataset_id']}", highlight=False)
         if d.get("last_error"):
-            console.print(f"[red]{d['dataset_id']}[/]: {d['last_error']}", highlight=False)
+            _console().print(f"[red]{d['dataset_id']}[/]: {d['last_error']}", highlight=False)
 
 
 def show_command(
@@ -213,15 +216,15 @@ def show_command(
     if as_json:
         _print_json({"dataset": entry, "versions": versions})
         return
-    console.print(f"[bold]{dataset}[/] ({entry.get('platform')}: {entry.get('location')})",
+    _console().print(f"[bold]{dataset}[/] ({entry.get('platform')}: {entry.get('location')})",
                   highlight=False)
     for record in versions:
         marker = " (accepted)" if record["version"] == entry.get("accepted_version") else ""
         change = record.get("change") or {}
-        console.print(f"  v{record['version']}{marker} {record['recorded_at'][:19]} "
+        _console().print(f"  v{record['version']}{marker} {record['recorded_at'][:19]} "
                       f"{record['fingerprint']}: {record.get('verdict')}", highlight=False)
         for reason in change.get("reasons", []):
-            console.print(f"      {reason}", highlight=False)
+            _console().print(f"      {reason}", highlight=False)
     if versions:
         table = Table(title=f"columns of v{versions[-1]['version']}")
         for column in ("column", "physical", "semantic", "nulls", "distinct", "tags"):
@@ -230,7 +233,7 @@ def show_command(
             table.add_row(c["name"], c["physical_type"], c["semantic_type"],
                           str(c["null_count"]), str(c["distinct_count"]),
                           ", ".join(c.get("tags", [])) or "-")
-        console.print(table)
+        _console().print(table)
 
 
 def accept_command(
@@ -245,11 +248,11 @@ def accept_command(
     except AutokfpError as error:
         _fail(error)
     if result["changed"]:
-        console.print(f"Accepted {dataset} schema v{result['accepted_version']} (was "
+        _console().print(f"Accepted {dataset} schema v{result['accepted_version']} (was "
                       f"v{result['previous_accepted_version']}); training on it may run again.",
                       highlight=False)
     else:
-        console.print(f"{dataset} schema v{result['accepted_version']} was already accepted.",
+        _console().print(f"{dataset} schema v{result['accepted_version']} was already accepted.",
                       highlight=False)
 
 
@@ -287,7 +290,7 @@ def lineage_command(
         down = tree.add("[dim]downstream[/]")
         for node in item["downstream"] or [{"name": "(nothing depends on it)", "kind": ""}]:
             down.add(("  " * max(0, node.get("depth", 1) - 1)) + _node_label(node))
-        console.print(tree)
+        _console().print(tree)
 
 
 def impact_command(
@@ -308,7 +311,7 @@ def impact_command(
     rows = [(kind, node) for kind in ("datasets", "feature_sets", "model_versions",
                                       "deployments") for node in found[kind]]
     if not rows:
-        console.print(f"Nothing depends on {dataset} yet (no feature set, model or deployment "
+        _console().print(f"Nothing depends on {dataset} yet (no feature set, model or deployment "
                       "was recorded from it).", highlight=False)
         return
     table = Table(title=f"Impact of a change to {dataset}")
@@ -323,7 +326,7 @@ def impact_command(
         if node.get("namespace"):
             details.append(f"serves v{node.get('version')}")
         table.add_row(kind.rstrip("s").replace("_", " "), node["name"], "; ".join(details))
-    console.print(table)
+    _console().print(table)
 
 
 # --------------------------------------------------------------------------- wiring
