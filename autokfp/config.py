@@ -115,6 +115,21 @@ class BudgetSpec(_Strict):
     nthreads: int = Field(default=-1, ge=-1)
     max_mem_size: str = Field(default="4G", pattern=r"^[0-9]+[mMgG]$")
     include_algos: list[Literal["GLM", "GBM", "DRF", "XGBoost", "DeepLearning", "StackedEnsemble"]] | None = None
+    autokeras_max_trials: int = Field(
+        default=10, ge=1, le=500,
+        description="AutoKeras: most architectures tried (the search also stops at max_runtime_secs)")
+    autokeras_epochs: int = Field(
+        default=100, ge=1, le=10_000,
+        description="AutoKeras: most epochs per trial; early stopping usually ends a trial sooner")
+    autokeras_patience: int = Field(
+        default=8, ge=1, le=1_000,
+        description="AutoKeras: epochs without validation-loss improvement before a trial stops")
+    autokeras_validation_fraction: float = Field(
+        default=0.2, ge=0.05, le=0.5,
+        description="AutoKeras: share of training rows that picks the architecture and the epoch")
+    max_features: int | None = Field(
+        default=None, ge=1,
+        description="keep at most this many engineered features, the most important first")
 
 
 class FeatureSpec(_Strict):
@@ -146,6 +161,11 @@ class SelectionSpec(_Strict):
         description="paired-bootstrap probability that the challenger is better, required to replace a champion",
     )
     bootstrap_samples: int = Field(default=500, ge=50, le=10_000)
+    feature_selection: Literal["importance", "off"] = Field(
+        default="importance",
+        description="importance: drop features that a quick model finds useless (permutation "
+                    "importance <= 0 on held-back training rows) and cap at budget.max_features",
+    )
 
 
 class DeploySpec(_Strict):
@@ -177,6 +197,34 @@ class DeploySpec(_Strict):
         return self
 
 
+class GovernanceSpec(_Strict):
+    """Fairness policy, explanations and human oversight (see docs/governance.md)."""
+
+    sensitive_columns: list[str] = Field(
+        default_factory=list,
+        description="protected attributes to check; empty: the columns the catalog tagged 'sensitive'")
+    max_demographic_parity_difference: float = Field(default=0.1, ge=0.0, le=1.0)
+    min_demographic_parity_ratio: float = Field(default=0.8, ge=0.0, le=1.0)
+    max_equalized_odds_difference: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="limit on the larger of the TPR and FPR gaps between groups; unset: reported only")
+    # at 100 rows a selection rate's standard error is about 0.045, half the default parity
+    # limit: smaller groups cannot be told apart from noise, so they are reported, not judged
+    min_group_size: int = Field(
+        default=100, ge=1, description="a group with fewer held-out rows is reported as too small to measure")
+    mitigate: bool = Field(
+        default=True, description="fit per-group decision thresholds when a fairness limit is broken")
+    block_deploy_on_bias: bool = Field(
+        default=True, description="stop the run (nothing registered or deployed) if a limit stays broken")
+    require_approval: bool = Field(
+        default=False, description="a person must run 'autokfp approve MODEL VERSION' before production")
+    explain_rows: int = Field(default=300, ge=20, le=100_000,
+                              description="held-out rows used for permutation importance")
+    shap_rows: int = Field(default=20, ge=0, le=1_000,
+                           description="rows explained with Kernel SHAP (0: skip SHAP)")
+    intended_use: str | None = Field(default=None, description="the model card's intended-use statement")
+
+
 class RunConfig(_Strict):
     """A complete, validated run configuration."""
 
@@ -189,6 +237,12 @@ class RunConfig(_Strict):
     quality: QualitySpec = Field(default_factory=QualitySpec)
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
+    engines: list[Literal["h2o", "autokeras"]] = Field(
+        default_factory=lambda: ["h2o", "autokeras"], min_length=1,
+        description="training engines whose leaders compete; the pipeline runs one task per "
+                    "engine and an engine left out here writes a 'skipped' candidate",
+    )
+    governance: GovernanceSpec = Field(default_factory=GovernanceSpec)
 
     @model_validator(mode="after")
     def _dataset_names_a_source(self) -> RunConfig:
@@ -203,6 +257,13 @@ class RunConfig(_Strict):
                 f"but the sources are: {', '.join(names)}"
             )
         return self
+
+    @field_validator("engines")
+    @classmethod
+    def _unique_engines(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"engines must not repeat an engine: {value}")
+        return value
 
     @property
     def model_name(self) -> str:

@@ -52,6 +52,11 @@ class FeaturePlan:
     missing_indicators: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
     leakage_scores: dict[str, float] = field(default_factory=dict)
+    # feature selection (``select_features``): engineered columns left out although their
+    # raw column stays (e.g. one datetime part), and the evidence for every decision
+    excluded_features: list[str] = field(default_factory=list)
+    feature_importance: dict[str, float] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_columns(self) -> list[str]:
@@ -60,6 +65,27 @@ class FeaturePlan:
 
     @property
     def feature_columns(self) -> list[str]:
+        """The engineered columns the model sees, in order."""
+        if not self.excluded_features:
+            return self._all_feature_columns()
+        excluded = set(self.excluded_features)
+        return [c for c in self._all_feature_columns() if c not in excluded]
+
+    def feature_groups(self) -> dict[str, list[str]]:
+        """Raw input column -> the engineered columns made from it (before exclusions)."""
+        groups: dict[str, list[str]] = {}
+        for name in self.numeric:
+            groups[name] = [name] + ([f"{name}__missing"] if name in self.missing_indicators else [])
+        for name in self.categorical + self.boolean:
+            groups[name] = [name]
+        for name in self.datetime:
+            groups[name] = [f"{name}__{part}" for part in self.datetime_parts]
+        for name in self.text:
+            groups[name] = [f"{name}__chars", f"{name}__words"] + [
+                f"{name}__tok_{tok}" for tok in self.text_vocabulary.get(name, [])]
+        return groups
+
+    def _all_feature_columns(self) -> list[str]:
         columns: list[str] = []
         columns += self.numeric
         columns += [f"{c}__missing" for c in self.missing_indicators]
@@ -75,7 +101,8 @@ class FeaturePlan:
     @property
     def categorical_features(self) -> list[str]:
         """Output columns that hold category labels (engines encode these their own way)."""
-        return list(self.categorical)
+        excluded = set(self.excluded_features)
+        return [c for c in self.categorical if c not in excluded]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -333,6 +360,10 @@ def _number(value: Any) -> float:
         return float("nan")
     if isinstance(value, (bool, np.bool_)):
         return float(value)
+    if isinstance(value, str):
+        # pandas' parser, as in apply_features: float() also reads "1_000" and "٣", and
+        # rounds some long decimals differently
+        return float(pd.to_numeric(value, errors="coerce"))
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -358,7 +389,10 @@ def _timestamp(value: Any) -> pd.Timestamp | None:
         return None
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp
+    try:  # apply_features works in nanoseconds: dates outside 1677-2262 are missing there
+        return stamp.as_unit("ns")
+    except (OverflowError, ValueError):
+        return None
 
 
 def _token_pattern(token: str) -> re.Pattern[str]:
@@ -402,7 +436,8 @@ def apply_features_records(records: list[dict[str, Any]], plan: FeaturePlan) -> 
                 elif part == "age_days":
                     row[f"{name}__{part}"] = (
                         float("nan") if reference is None
-                        else (reference - stamp).total_seconds() / 86_400.0)
+                        # as Series.dt.total_seconds: Timedelta.total_seconds drops nanoseconds
+                        else float((reference - stamp).value) / 1e9 / 86_400.0)
                 else:
                     row[f"{name}__{part}"] = float(getattr(stamp, part))
         for name in plan.text:
@@ -413,4 +448,201 @@ def apply_features_records(records: list[dict[str, Any]], plan: FeaturePlan) -> 
             for token in plan.text_vocabulary.get(name, []):
                 row[f"{name}__tok_{token}"] = 1.0 if _token_pattern(token).search(text) else 0.0
         out.append(row)
+    if plan.excluded_features:
+        keep = plan.feature_columns
+        out = [{name: row[name] for name in keep} for row in out]
     return out
+
+
+# --------------------------------------------------------------- selection by importance
+# A quick gradient-boosting model on the training rows ranks the engineered features by
+# permutation importance on training rows it did not fit. Features whose shuffling does not
+# hurt that model carry no signal it can find; they are left out, and the rest are capped at
+# ``max_features``. The test split is never looked at.
+
+SELECTION_MAX_ROWS = 5_000
+_QUICK_SCORERS = {"binary": "roc_auc", "multiclass": "neg_log_loss",
+                  "regression": "neg_root_mean_squared_error"}
+
+
+def select_features(
+    plan: FeaturePlan,
+    train: pd.DataFrame,
+    max_features: int | None = None,
+    drop_useless: bool = True,
+    seed: int = 0,
+) -> FeaturePlan:
+    """Rank features by permutation importance of a quick model; drop useless ones, cap the rest.
+
+    Changes ``plan`` in place and returns it. A raw column whose engineered features are all
+    left out moves to ``plan.dropped`` with the reason; a partly useful one (e.g. some
+    datetime parts) keeps its raw column and lists the unused parts in
+    ``plan.excluded_features``. At least one feature always stays. When the quick model is
+    no better than chance its importances mean nothing: only the ``max_features`` cap
+    applies then, and the reason is recorded in ``plan.selection``.
+    """
+    import time
+
+    started = time.monotonic()
+    columns = plan.feature_columns
+    record: dict[str, Any] = {"method": "permutation importance of a gradient-boosting quick "
+                                        "model on held-back training rows",
+                              "max_features": max_features, "drop_useless": drop_useless,
+                              "features_before": len(columns)}
+    plan.selection = record
+    if len(columns) <= 1 or (not drop_useless and (max_features is None or len(columns) <= max_features)):
+        record.update(status="skipped", reason="nothing to select", features_after=len(columns))
+        return plan
+    labelled = train[train[plan.target].notna()]
+    if len(labelled) > SELECTION_MAX_ROWS:
+        labelled = labelled.sample(SELECTION_MAX_ROWS, random_state=seed)
+    features = apply_features(labelled, plan)
+    from threadpoolctl import threadpool_limits
+
+    # one OpenMP thread: on a busy node several spinning threads are far slower than one
+    with threadpool_limits(limits=1):
+        importance, quick_score, useful_model = _permutation_importance(
+            features, labelled[plan.target], plan, seed)
+    record.update(rows=len(labelled), quick_model_score=quick_score,
+                  quick_model_metric=_QUICK_SCORERS[plan.task].replace("neg_", ""),
+                  quick_model_useful=useful_model)
+    plan.feature_importance = {name: round(value[0], 6) for name, value in importance.items()}
+    ranked = sorted(columns, key=lambda c: -importance[c][0])
+    keep = list(ranked)
+    reasons: dict[str, str] = {}
+    if drop_useless and useful_model:
+        # Dropping a weak real feature costs more than keeping a useless one, so only clear
+        # cases go: never used by the quick model, or harmful beyond noise (mean + 2 SE < 0).
+        for name in ranked:
+            mean, stderr, never_used = importance[name]
+            if never_used:
+                reasons[name] = "feature selection: the quick model never uses it (importance 0)"
+            elif mean + 2.0 * stderr < 0.0:
+                reasons[name] = (f"feature selection: shuffling it improves the quick model "
+                                 f"(importance {mean:+.5f} ± {stderr:.5f})")
+        keep = [c for c in ranked if c not in reasons]
+        if not keep:  # never leave the model without input: keep the least useless one
+            keep = ranked[:1]
+            reasons.pop(ranked[0], None)
+    elif drop_useless:
+        record["reason"] = ("the quick model is no better than chance on held-back rows, so its "
+                            "importances mean nothing; no feature dropped for importance")
+    if max_features is not None and len(keep) > max_features:
+        for name in keep[max_features:]:
+            reasons[name] = (f"feature selection: rank {ranked.index(name) + 1} by importance, "
+                             f"beyond budget.max_features={max_features}")
+        keep = keep[:max_features]
+    _apply_exclusions(plan, set(columns) - set(keep), reasons)
+    record.update(status="done", features_after=len(plan.feature_columns),
+                  excluded={name: reasons[name] for name in columns if name in reasons},
+                  seconds=round(time.monotonic() - started, 2))
+    log.info("feature selection kept %d of %d features in %.1fs", len(plan.feature_columns),
+             len(columns), record["seconds"])
+    return plan
+
+
+def _quick_matrix(features: pd.DataFrame, plan: FeaturePlan) -> tuple[pd.DataFrame, list[bool]]:
+    """Numbers for the quick model: categories as codes of the plan's levels."""
+    matrix = {}
+    categorical = set(plan.categorical_features)
+    for name in features.columns:
+        if name in categorical:
+            levels = list(plan.categorical_levels.get(name, [])) + [OTHER_LEVEL]
+            codes = pd.Categorical(features[name], categories=levels).codes.astype("float64")
+            codes[codes < 0] = np.nan
+            matrix[name] = codes
+        else:
+            matrix[name] = features[name].to_numpy(dtype="float64")
+    frame = pd.DataFrame(matrix, index=features.index)
+    return frame, [name in categorical for name in features.columns]
+
+
+def _permutation_importance(features: pd.DataFrame, y: pd.Series, plan: FeaturePlan,
+                            seed: int) -> tuple[dict[str, tuple[float, float, bool]], float, bool]:
+    """Per feature (mean importance, its standard error over folds, never used), score, useful.
+
+    Three folds: each fits the quick model on two thirds of the rows and shuffles each
+    feature on the other third (2 repeats). Averaging over folds keeps a weak but real
+    feature from looking useless because of one unlucky split.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.inspection import permutation_importance
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    matrix, categorical = _quick_matrix(features, plan)
+    mask = categorical if any(categorical) else None
+    if plan.task == "regression":
+        target = y.astype("float64").to_numpy()
+        splitter: Any = KFold(3, shuffle=True, random_state=seed)
+    else:
+        target = y.map(category_text).to_numpy()
+        counts = pd.Series(target).value_counts()
+        splitter = (StratifiedKFold(3, shuffle=True, random_state=seed) if counts.min() >= 3
+                    else KFold(3, shuffle=True, random_state=seed))
+    scoring = _QUICK_SCORERS[plan.task]
+    scorer = get_scorer(scoring)
+    per_fold, scores, useful = [], [], []
+    for fit_idx, held_idx in splitter.split(matrix, target):
+        if plan.task == "regression":
+            model: Any = HistGradientBoostingRegressor(max_iter=60, categorical_features=mask,
+                                                       random_state=seed)
+        else:
+            model = HistGradientBoostingClassifier(max_iter=60, categorical_features=mask,
+                                                   random_state=seed)
+        fit_x, held_x = matrix.iloc[fit_idx], matrix.iloc[held_idx]
+        fit_y, held_y = target[fit_idx], target[held_idx]
+        model.fit(fit_x, fit_y)
+        try:
+            score = float(scorer(model, held_x, held_y))
+        except ValueError:  # e.g. a class missing from the held-back rows
+            continue
+        scores.append(score)
+        useful.append(_better_than_chance(score, held_y, fit_y, plan.task))
+        result = permutation_importance(model, held_x, held_y, scoring=scoring, n_repeats=2,
+                                        random_state=seed, n_jobs=1)
+        per_fold.append(result.importances)  # features x repeats
+    if not per_fold:
+        return {c: (0.0, 0.0, False) for c in features.columns}, float("nan"), False
+    stacked = np.stack(per_fold)  # folds x features x repeats
+    fold_means = stacked.mean(axis=2)
+    mean = fold_means.mean(axis=0)
+    stderr = (fold_means.std(axis=0, ddof=1) / np.sqrt(len(per_fold)) if len(per_fold) > 1
+              else np.zeros_like(mean))
+    never_used = np.all(stacked == 0.0, axis=(0, 2))
+    importance = {name: (float(mean[i]), float(stderr[i]), bool(never_used[i]))
+                  for i, name in enumerate(features.columns)}
+    return importance, round(abs(float(np.mean(scores))), 6), bool(np.mean(useful) > 0.5)
+
+
+def _better_than_chance(score: float, held_y: np.ndarray, fit_y: np.ndarray, task: str) -> bool:
+    if task == "binary":
+        return score > 0.55
+    if task == "regression":
+        baseline = float(np.sqrt(np.mean((held_y - np.mean(fit_y)) ** 2)))
+        return -score < 0.98 * baseline
+    priors = pd.Series(fit_y).value_counts(normalize=True)
+    prior_loss = -float(np.mean(np.log(np.clip(pd.Series(held_y).map(priors).fillna(1e-6), 1e-6, 1))))
+    return -score < 0.98 * prior_loss
+
+
+def _apply_exclusions(plan: FeaturePlan, excluded: set[str], reasons: dict[str, str]) -> None:
+    """Drop raw columns whose every feature is excluded; exclude single parts of the others."""
+    partial: list[str] = []
+    for raw, group in plan.feature_groups().items():
+        out = [name for name in group if name in excluded]
+        if not out:
+            continue
+        if len(out) == len(group):
+            first = next((reasons[name] for name in group if name in reasons), "feature selection")
+            plan.dropped[raw] = first
+            for members in (plan.numeric, plan.categorical, plan.boolean, plan.datetime, plan.text):
+                if raw in members:
+                    members.remove(raw)
+            plan.categorical_levels.pop(raw, None)
+            plan.text_vocabulary.pop(raw, None)
+            if raw in plan.missing_indicators:
+                plan.missing_indicators.remove(raw)
+        else:
+            partial += out
+    plan.excluded_features = sorted(set(plan.excluded_features) | set(partial))

@@ -2,7 +2,8 @@
 
 Whatever engine trained it, a packaged model is a folder with the MLflow pyfunc layout and
 three artifacts: ``plan.json`` (the fitted ``FeaturePlan``), ``meta.json`` (task, classes,
-engine) and ``engine/`` (the engine's own files, e.g. an H2O MOJO). ``predict`` takes raw
+engine, decision threshold and, when bias mitigation applied, per-group thresholds) and
+``engine/`` (the engine's own files, e.g. an H2O MOJO). ``predict`` takes raw
 rows (the columns the source data had) and returns a frame with ``prediction`` and, for
 classifiers, ``probability_<class>`` per class. Training, evaluation and serving all use
 this one class, so they cannot drift apart.
@@ -49,7 +50,8 @@ class AutokfpModel(PythonModel):
             model_input = pd.DataFrame(model_input)
         features = apply_features(model_input, self.plan)
         raw = self.scorer.predict(features)
-        return format_predictions(raw, self.meta, model_input.index)
+        return format_predictions(raw, self.meta, model_input.index,
+                                  groups=group_values(self.meta, model_input))
 
 
     def predict_records(self, records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -62,11 +64,18 @@ class AutokfpModel(PythonModel):
             raw = self.scorer.predict(pd.DataFrame(rows, columns=self.plan.feature_columns))
         else:
             raw = scorer_rows(rows)
-        return format_predictions(raw, self.meta, pd.RangeIndex(len(records)))
+        return format_predictions(raw, self.meta, pd.RangeIndex(len(records)),
+                                  groups=group_values(self.meta, records))
 
 
-def format_predictions(raw: np.ndarray, meta: dict[str, Any], index: pd.Index) -> pd.DataFrame:
-    """Engine output → the public prediction frame."""
+def format_predictions(raw: np.ndarray, meta: dict[str, Any], index: pd.Index,
+                       groups: list[str] | None = None) -> pd.DataFrame:
+    """Engine output → the public prediction frame.
+
+    ``groups`` (binary models with ``meta['group_thresholds']`` only) holds each row's value
+    of the sensitive attribute, normalised by ``group_key``; its group's threshold decides
+    the row. Without group thresholds the one ``meta['threshold']`` decides every row.
+    """
     if meta["task"] == "regression":
         return pd.DataFrame({"prediction": raw}, index=index)
     classes = meta["classes"]
@@ -74,10 +83,63 @@ def format_predictions(raw: np.ndarray, meta: dict[str, Any], index: pd.Index) -
     out = pd.DataFrame({f"probability_{label}": raw[:, i] for i, label in enumerate(labels)}, index=index)
     winners = raw.argmax(axis=1)
     if meta["task"] == "binary":
-        threshold = float(meta.get("threshold", 0.5))
+        threshold = decision_thresholds(meta, groups, len(raw))
         winners = (raw[:, 1] >= threshold).astype(int)
     out.insert(0, "prediction", [classes[i] for i in winners])
     return out
+
+
+MISSING_GROUP = "(missing)"
+
+
+def group_key(value: Any) -> str:
+    """The group a sensitive-attribute value belongs to, as text (the same in training,
+    fairness checks and serving): missing values form one group, 2.0 and 2 are "2"."""
+    if value is None:
+        return MISSING_GROUP
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return MISSING_GROUP
+        if float(value).is_integer():
+            return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    try:
+        if pd.isna(value):
+            return MISSING_GROUP
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def group_values(meta: dict[str, Any], rows: pd.DataFrame | list[dict[str, Any]]) -> list[str] | None:
+    """Each row's group for the per-group thresholds in ``meta`` (None when there are none).
+
+    A row that does not carry the sensitive column is decided by the overall threshold.
+    """
+    mitigation = meta.get("group_thresholds")
+    if not mitigation or meta.get("task") != "binary":
+        return None
+    column = mitigation["column"]
+    if isinstance(rows, pd.DataFrame):
+        if column not in rows.columns:
+            log.warning("rows lack sensitive column '%s': the overall threshold decides them", column)
+            return [""] * len(rows)
+        return [group_key(v) for v in rows[column].tolist()]
+    return [group_key(r[column]) if column in r else "" for r in rows]
+
+
+def decision_thresholds(meta: dict[str, Any], groups: list[str] | None, rows: int) -> Any:
+    """The positive-class threshold: one float, or one per row when per-group thresholds
+    (bias mitigation) apply; groups the mitigation did not set keep ``meta['threshold']``."""
+    threshold = float(meta.get("threshold", 0.5))
+    mitigation = meta.get("group_thresholds")
+    if not mitigation or groups is None:
+        return threshold
+    by_group = {str(k): float(v) for k, v in mitigation.get("thresholds", {}).items()}
+    return np.array([by_group.get(g, threshold) for g in groups], dtype="float64")[:rows]
 
 
 def save_model_package(

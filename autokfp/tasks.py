@@ -26,6 +26,12 @@ def infer_task(target: pd.Series, requested: str = "auto") -> Task:
     """Binary for two values, multiclass for few discrete values, else regression."""
     values = target.dropna()
     distinct = values.nunique()
+    if distinct < 2:
+        shown = "no values" if distinct == 0 else f"the single value {values.iloc[0]!r}"
+        raise DataError(
+            f"target '{target.name}' has {shown} (missing values do not count); a model needs "
+            "at least two classes or values: check training.target and the data"
+        )
     if requested != "auto":
         if requested in ("binary", "multiclass") and distinct > MAX_MULTICLASS_LEVELS:
             raise DataError(

@@ -72,8 +72,8 @@ def example_records(model_dir: Path, count: int) -> list[dict[str, Any]]:
         example = example["dataframe_split"]
     columns, data = example["columns"], example["data"]
     # the example may hold NaN, which is not JSON: a missing value is null on the wire
-    rows = [{c: None if isinstance(v, float) and math.isnan(v) else v for c, v in zip(columns, values)}
-            for values in data]
+    rows = [{c: None if isinstance(v, float) and math.isnan(v) else v
+             for c, v in zip(columns, values)} for values in data]
     return [rows[i % len(rows)] for i in range(count)]
 
 
@@ -118,7 +118,8 @@ class Server:
                 pass
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"{self.label} server not ready after {READY_TIMEOUT:.0f}s; see {self.log_path}")
+        raise RuntimeError(f"{self.label} server not ready after {READY_TIMEOUT:.0f}s; "
+                           f"see {self.log_path}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -143,7 +144,8 @@ def ours_server(model_dir: Path, workdir: Path) -> Server:
     env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_NAME": SERVICE, "MODEL_VERSION": "1",
            "PORT": str(port), "HOST": "127.0.0.1",
            "AUTOKFP_ARTIFACT_ROOT": str(workdir / "artifacts")}  # prediction log on, as deployed
-    return Server("ours", [sys.executable, "-m", "autokfp.serving"], env, port, workdir / "ours.log")
+    command = [sys.executable, "-m", "autokfp.serving"]
+    return Server("ours", command, env, port, workdir / "ours.log")
 
 
 def bare_server(model_dir: Path, workdir: Path) -> Server:
@@ -210,7 +212,8 @@ class Result:
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
 
-async def _closed_loop(url: str, body: bytes, concurrency: int, seconds: float, case: str) -> Result:
+async def _closed_loop(url: str, body: bytes, concurrency: int, seconds: float,
+                       case: str) -> Result:
     import aiohttp
 
     result = Result(case)
@@ -219,7 +222,8 @@ async def _closed_loop(url: str, body: bytes, concurrency: int, seconds: float, 
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         async def worker(deadline: float, record: bool) -> None:
-            while time.perf_counter() < deadline and result.ok + result.errors < MAX_REQUESTS_PER_CASE:
+            while (time.perf_counter() < deadline
+                   and result.ok + result.errors < MAX_REQUESTS_PER_CASE):
                 started = time.perf_counter()
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
@@ -260,7 +264,8 @@ def measure_server(server: Server, records: dict[int, list[dict]], seconds: floa
     return results
 
 
-def measure_in_process(model_dir: Path, records: dict[int, list[dict]], seconds: float) -> list[Result]:
+def measure_in_process(model_dir: Path, records: dict[int, list[dict]],
+                       seconds: float) -> list[Result]:
     import pandas as pd
 
     from autokfp.serving.predictor import load_package
@@ -314,6 +319,9 @@ async def _fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> Res
     total = min(int(rate * seconds), MAX_REQUESTS_PER_CASE)
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for _ in range(100):  # warm-up (first-request and JIT costs), not measured
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
         tasks = []
         start = time.perf_counter()
         for i in range(total):
@@ -335,7 +343,8 @@ async def _fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> Res
 def print_table(results: list[Result]) -> None:
     print(f"\n{'case':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for r in results:
-        print(f"{r.case:<34} {r.rate:9.1f} {r.percentile(50):8.2f} {r.percentile(99):8.2f} {r.errors:7d}")
+        print(f"{r.case:<34} {r.rate:9.1f} {r.percentile(50):8.2f} {r.percentile(99):8.2f} "
+              f"{r.errors:7d}")
 
 
 def print_targets(ours: list[Result], bare: list[Result]) -> None:
@@ -343,7 +352,8 @@ def print_targets(ours: list[Result], bare: list[Result]) -> None:
     single = next(r for r in ours if r.case.startswith("ours   1 row  c=1 "))
     p99 = single.percentile(99)
     verdict = "PASS" if p99 <= SINGLE_ROW_P99_MS and single.errors == 0 else "FAIL"
-    print(f"  {verdict}  single-row p99 at concurrency 1: {p99:.2f} ms (target <= {SINGLE_ROW_P99_MS:g} ms)")
+    print(f"  {verdict}  single-row p99 at concurrency 1: {p99:.2f} ms "
+          f"(target <= {SINGLE_ROW_P99_MS:g} ms)")
     for mine, base in zip(ours, bare):
         ratio = mine.rate / base.rate if base.rate else math.inf
         verdict = "PASS" if ratio >= THROUGHPUT_RATIO and mine.errors == 0 else "FAIL"
@@ -360,10 +370,12 @@ def print_targets(ours: list[Result], bare: list[Result]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", help="a packaged model folder (default: the champion under --home)")
+    parser.add_argument("--model-dir",
+                        help="a packaged model folder (default: the champion under --home)")
     parser.add_argument("--home", help="AUTOKFP_HOME whose only registered model's champion to use")
     parser.add_argument("--seconds", type=float, default=30.0, help="measuring time per case")
-    parser.add_argument("--fixed-rate", type=float, help="send this many single-row requests/s to ours")
+    parser.add_argument("--fixed-rate", type=float,
+                        help="send this many single-row requests/s to ours")
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -415,7 +427,8 @@ def run_fixed_rate(model_dir: Path, workdir: Path, records: dict[int, list[dict]
     print_table([result])
     print(f"\nsent {sent} in {result.elapsed:.1f}s ({sent / result.elapsed:.1f} req/s offered)")
     verdict = "PASS" if result.errors == 0 else "FAIL"
-    print(f"  {verdict}  errors at {rate:g} req/s: {result.errors} (target 0) {result.error_kinds or ''}")
+    print(f"  {verdict}  errors at {rate:g} req/s: {result.errors} (target 0) "
+          f"{result.error_kinds or ''}")
     return 0
 
 

@@ -26,7 +26,6 @@ from rich.tree import Tree
 from autokfp.errors import AutokfpError
 
 
-
 def _console(stderr: bool = False) -> Console:
     # made per call so the terminal width (COLUMNS) is read when a command runs
     return Console(stderr=stderr)

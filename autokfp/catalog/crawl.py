@@ -269,7 +269,8 @@ def crawl_sources(
     settings = settings or Settings.from_env()
     store = CatalogStore(settings)
     started_at, started = now_iso(), time.monotonic()
-    cache = CrawlCache({} if refresh else store.load_cache())
+    cached = {} if refresh else store.load_cache()
+    cache = CrawlCache(cached)
     found = discover(source_list, sample_rows, cache)
     _tag_target(found, training)
     graph = load_lineage(store)
@@ -307,7 +308,9 @@ def crawl_sources(
                 to_publish.append(item.schema)
         outcomes += _mark_missing(index, found, source_list, source_errors)
         store.save_index(index)
-        store.save_cache(_pruned_cache(cache, found, source_list, source_errors))
+        pruned = _pruned_cache(cache, found, source_list, source_errors)
+        if cache.misses or pruned.keys() != cached.keys():  # a re-crawl that read nothing
+            store.save_cache(pruned)                          # has nothing new to remember
 
     report = CrawlReport(started=started_at, seconds=0.0, datasets=outcomes,
                          source_errors=source_errors, cache_hits=cache.hits,

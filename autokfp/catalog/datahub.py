@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable
@@ -266,6 +265,16 @@ def metadata_proposals(
     return [MetadataChangeProposalWrapper(entityUrn=urn, aspect=a) for a in aspects]
 
 
+def metadata_file_text(proposals: Iterable[MetadataChangeProposalWrapper]) -> str:
+    """The proposals as the JSON array DataHub's file sink writes (same layout).
+
+    Built with one join: the sink's own ``write_metadata_file`` grows one string record by
+    record, which took 14 s for 8,000 aspects here.
+    """
+    records = [p.to_obj(simplified_structure=True) for p in proposals]
+    return "[\n" + ",\n".join(json.dumps(r, indent=4) for r in records) + "\n]"
+
+
 def write_metadata(
     path: str | os.PathLike, proposals: Iterable[MetadataChangeProposalWrapper]
 ) -> str:
@@ -273,26 +282,10 @@ def write_metadata(
 
     ``path`` may be local or ``gs://``. Returns the path written.
     """
-    from datahub.ingestion.sink.file import write_metadata_file
+    from autokfp import storage
 
     target = os.fspath(path)
-    remote = target.startswith("gs://")
-    folder = Path(tempfile.gettempdir()) if remote else Path(target).resolve().parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".autokfp-tmp-metadata.", suffix=".json", dir=folder)
-    os.close(fd)
-    try:
-        write_metadata_file(Path(tmp), list(proposals))
-        if remote:
-            from autokfp import storage
-
-            storage.write_bytes(target, Path(tmp).read_bytes())
-        else:
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    storage.write_text(target, metadata_file_text(proposals))
     return target
 
 
@@ -469,12 +462,14 @@ def load_into_lite(proposals: Iterable[MetadataChangeProposalWrapper],
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             lite = get_datahub_lite(lite_config(catalog_dir))
+            written: dict[str, None] = {}
             try:
                 for proposal in proposals:
                     lite.write(proposal)
+                    written[str(proposal.entityUrn)] = None
                     count += 1
             finally:
-                lite.close()
+                _close_lite(lite, list(written))
     except Exception as exc:
         raise CatalogPublishError(
             f"DataHub Lite at '{lite_path(catalog_dir)}' refused the metadata after {count} "
@@ -483,6 +478,27 @@ def load_into_lite(proposals: Iterable[MetadataChangeProposalWrapper],
         ) from exc
     lite_home(catalog_dir)
     return count
+
+
+def _close_lite(lite: Any, urns: list[str]) -> None:
+    """Close Lite after indexing only the entities just written.
+
+    Lite's ``close()`` rebuilds the browse index of the whole catalog (all entities, every
+    time: seconds per thousand datasets). Running its per-entity hook for what was written
+    builds the same edges for those; if this Lite has no such hook, fall back to close().
+    """
+    hook = getattr(lite, "global_post_update_hook", None)
+    close_connection = getattr(lite, "_close_connection", None)
+    if hook is None or close_connection is None:
+        lite.close()
+        return
+    try:
+        for urn in urns:
+            aspects = lite.get(urn, None, typed=True) or {}
+            aspects.pop("urn", None)
+            hook(urn, aspects)
+    finally:
+        close_connection()
 
 
 def read_lite(catalog_dir: str | os.PathLike, urn: str) -> dict[str, Any] | None:

@@ -1,2 +1,18 @@
-"""Governance: the audit trail (and, as they land, fairness, explanations, model cards,
-compliance reports)."""
+"""Governance: the audit trail, fairness checks and mitigation, explanations, model cards,
+compliance reports and human approval.
+
+Modules: ``audit`` (hash-chained event trail), ``fairness`` (per-group metrics, policy
+checks, per-group decision thresholds), ``explain`` (permutation importance, Kernel SHAP,
+plots), ``model_card``, ``compliance``, ``approval``, ``stages`` (what the KFP components
+call) and ``commands`` (``autokfp audit`` / ``autokfp approve``).
+"""
+
+from autokfp.errors import AutokfpError
+
+
+class PolicyError(AutokfpError):
+    """A governance policy forbids the next step (a fairness limit stays broken, or a person's
+    approval is required and missing). The message names the policy setting and what to do."""
+
+
+__all__ = ["PolicyError"]

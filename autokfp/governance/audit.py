@@ -147,3 +147,18 @@ def verify_trail(settings: Settings | None = None) -> Verification:
         if problems:
             break  # everything after the first break is unverifiable
     return Verification(ok=not problems, events=len(events), problems=problems)
+
+
+def events_for(model: str | None = None, version: str | int | None = None,
+               kind: str | None = None, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The events about ``model`` (and ``version``), optionally of one ``kind`` prefix."""
+    found = []
+    for event in read_events(settings):
+        if model is not None and event.get("model") != model:
+            continue
+        if version is not None and event.get("version") != str(version):
+            continue
+        if kind is not None and not str(event.get("kind", "")).startswith(kind):
+            continue
+        found.append(event)
+    return found

@@ -57,9 +57,9 @@ class PredictionLogger:
             frame["logged_at"] = pd.Timestamp.now(tz="UTC")
             self._queue.put_nowait(frame)
         except queue.Full:
-            self.dropped += len(inputs)
+            self.dropped += _row_count(inputs)
         except Exception as exc:  # noqa: BLE001 - logging must never fail a prediction
-            self.dropped += len(inputs)
+            self.dropped += _row_count(inputs)
             log.warning("prediction logging skipped a request: %s", exc)
 
     def _run(self) -> None:
@@ -111,6 +111,14 @@ class PredictionLogger:
         except queue.Full:
             pass
         self._thread.join(timeout=timeout)
+
+
+def _row_count(inputs: object) -> int:
+    """Rows in whatever ``log`` was given (1 when it is not even a sized object)."""
+    try:
+        return len(inputs)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001
+        return 1
 
 
 def read_prediction_log(root_uri: str, model_name: str) -> pd.DataFrame:

@@ -6,6 +6,10 @@ pyfunc with its feature plan) and answers:
 * v1 ``POST /v1/models/<name>:predict`` with ``{"instances": [{column: value, ...}, ...]}``
   (or ``{"inputs": ...}`` / ``{"dataframe_split": ...}``) → ``{"predictions": [{...}]}``
 * v2 ``POST /v2/models/<name>/infer`` (Open Inference Protocol; one input tensor per column)
+* v1 ``POST /v1/models/<name>:explain`` with the same body (at most ``MAX_EXPLAIN_ROWS``
+  instances) → ``{"explanations": [{"value", "base_value", "contributions": {column:
+  float}, ...}]}``: Kernel SHAP contributions of each input column (see
+  ``autokfp.governance.explain``) that add up, with the base value, to the explained output
 
 Requests are validated against the model's input columns before scoring: a missing column,
 a column the model never saw, or a value of the wrong type is a 400 naming the column,
@@ -35,6 +39,8 @@ from autokfp.features import FeaturePlan
 log = logging.getLogger(__name__)
 
 MAX_ROWS_PER_REQUEST = 10_000
+MAX_EXPLAIN_ROWS = 20
+EXPLAIN_NSAMPLES = 256  # Kernel SHAP coalitions per instance (a request may ask for up to 2048)
 
 REQUESTS = Counter("autokfp_requests_total", "Prediction requests", ["model", "version", "protocol"])
 ERRORS = Counter("autokfp_request_errors_total", "Rejected or failed requests", ["model", "version", "kind"])
@@ -88,7 +94,9 @@ class InputValidator:
             values = frame[column]
             if values.dtype == object:
                 converted = pd.to_numeric(values, errors="coerce")
-                bad = values.notna() & converted.isna()
+                # pandas reads True as 1 in a mixed column; the fast path rejects it too
+                flags = values.map(lambda v: isinstance(v, (bool, np.bool_)))
+                bad = values.notna() & (converted.isna() | flags.astype(bool))
                 if bad.any():
                     example = values[bad].iloc[0]
                     raise RequestError(f"column '{column}' must be a number, got {example!r}")
@@ -123,7 +131,7 @@ class InputValidator:
                 value = record[column]
                 if value is None or isinstance(value, float):
                     continue
-                if isinstance(value, bool) or not _is_number(value):
+                if isinstance(value, (bool, np.bool_)) or not _is_number(value):
                     raise RequestError(f"column '{column}' must be a number, got {value!r}")
             for column in self.datetime:
                 value = record[column]
@@ -139,11 +147,10 @@ class InputValidator:
 def _is_number(value: Any) -> bool:
     if isinstance(value, (int, float, np.integer, np.floating)):
         return True
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+    from autokfp.features import _number
+
+    # the frame path's rule (pandas' parser): "nan", "1_000" or "1e400" are not numbers there
+    return not math.isnan(_number(value))
 
 
 def _features_timestamp(value: Any) -> Any:
@@ -214,7 +221,20 @@ class AutokfpPredictor(Model):
             rows = [rows]
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise RequestError("'instances' must be a list of objects mapping column name to value")
+        self._check_every_row_has_the_columns(rows)
         return pd.DataFrame.from_records(rows)
+
+    def _check_every_row_has_the_columns(self, rows: list[dict]) -> None:
+        """A column absent from some instances only: pandas would fill it with NaN, while the
+        fast path (and the user's intent) says the column is missing."""
+        assert self.validator is not None
+        required = set(self.validator.required)
+        for shape in {frozenset(row) for row in rows}:
+            if required - shape:
+                index = next(i for i, row in enumerate(rows) if frozenset(row) == shape)
+                raise RequestError(f"instance {index} is missing column(s) "
+                                   f"{sorted(required - shape)}; every instance needs "
+                                   f"{self.validator.required}")
 
     @staticmethod
     def _frame_v2(request: InferRequest) -> pd.DataFrame:
@@ -277,6 +297,57 @@ class AutokfpPredictor(Model):
         if v2:
             return self._v2_response(payload, predictions)
         return {"predictions": _records(predictions), "model_version": self.version}
+
+    async def explain(self, payload: dict, headers: dict[str, str] | None = None) -> dict:
+        """v1 ``:explain``: per-column Kernel SHAP contributions for each instance.
+
+        The background is the sample of training rows the package carries
+        (``meta['explain_background']``, written by the governance step), else the package's
+        input example. ``{"parameters": {"nsamples": N}}`` trades time for precision.
+        """
+        from autokfp.governance.explain import kernel_shap, local_explanations
+
+        labels = {"model": self.name, "version": self.version}
+        REQUESTS.labels(protocol="v1-explain", **labels).inc()
+        try:
+            frame = self._frame_v1(payload)
+            if len(frame) > MAX_EXPLAIN_ROWS:
+                raise RequestError(f"the request has {len(frame)} rows; explain at most "
+                                   f"{MAX_EXPLAIN_ROWS} per request")
+            assert self.validator is not None
+            frame = self.validator.check(frame)
+            parameters = payload.get("parameters") or {}
+            nsamples = parameters.get("nsamples", EXPLAIN_NSAMPLES)
+            if not isinstance(nsamples, int) or isinstance(nsamples, bool) or not 16 <= nsamples <= 2048:
+                raise RequestError(f"parameters.nsamples must be a whole number from 16 to 2048, got {nsamples!r}")
+            result = kernel_shap(self.model, self.model.plan, self.meta, self._explain_background(),
+                                 frame, nsamples=nsamples)
+            if result["status"] != "run":
+                raise RequestError(f"this model cannot be explained per column: {result['reason']}")
+            predictions = self.model.predict(None, frame)
+        except InvalidInput:
+            ERRORS.labels(kind="invalid_input", **labels).inc()
+            raise
+        except Exception:
+            ERRORS.labels(kind="internal", **labels).inc()
+            raise
+        explanations = local_explanations(result, frame, predictions)
+        return {"explanations": explanations, "method": "kernel-shap", "output": result["output"],
+                "background_rows": result["background_rows"], "nsamples": result["nsamples"],
+                "model_version": self.version}
+
+    def _explain_background(self) -> pd.DataFrame:
+        records = self.meta.get("explain_background")
+        if records:
+            background = pd.DataFrame.from_records(records)
+        else:
+            example_path = self.model_dir / "input_example.json"
+            if not example_path.exists():
+                raise RequestError("the package carries no background rows to explain against; "
+                                   "re-run the governance step (bias_check) on it")
+            background = _example_frame(json.loads(example_path.read_text()))
+        assert self.validator is not None
+        return self.validator.check(background[self.validator.required].copy())
 
     def _observe(self, predictions: pd.DataFrame, labels: dict[str, str]) -> None:
         ROWS.labels(**labels).inc(len(predictions))

@@ -85,7 +85,7 @@ def test_discover_prints_the_crawl_and_schema_changes(config_file, churn_sources
     (["catalog", "accept", "warehouse/nope"], ["'warehouse/nope' is not in the catalog"]),
     (["catalog", "show", "nope"], ["'nope' is not in the catalog"]),
     (["impact", "nope/table"], ["'nope/table' is not in the catalog"]),
-    (["lineage", "no-such-model"], ["'no-such-model' names no dataset", "autokfp discover"]),
+    (["lineage", "no-such-model"], ["'no-such-model' names no dataset", "(none registered yet)"]),
 ])
 def test_unknown_names_are_one_message_and_exit_2(args, fragments, catalog_home) -> None:
     result = runner.invoke(app, args)

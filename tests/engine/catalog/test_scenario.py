@@ -25,8 +25,8 @@ from autokfp.catalog.store import CatalogStore
 from autokfp.cli import app
 from autokfp.config import parse_config
 from autokfp.errors import SchemaError
-from autokfp.stages import discover_stage, register_stage
 from autokfp.settings import Settings
+from autokfp.stages import discover_stage, register_stage
 from tests.engine.catalog.conftest import check_metadata_file
 
 runner = CliRunner()

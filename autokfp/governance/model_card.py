@@ -1,0 +1,203 @@
+"""The model card of one registered model version (Markdown).
+
+Written after registration, so it names the version, its MLflow run and the catalog links
+the registry recorded (dataset URN, schema fingerprint and version). Sections: intended
+use, data (catalog links, lineage, features used and dropped), metrics overall and per
+group, fairness (before and after mitigation), explanations, limitations, training
+configuration, package versions. The card is also logged to the model's MLflow run.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from typing import Any
+
+PACKAGES = ("autokfp", "h2o", "mlflow", "kfp", "kserve", "scikit-learn", "pandas", "numpy",
+            "fairlearn", "shap", "acryl-datahub")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that trained, checked and serve the model."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.{digits}f}"
+    return str(value)
+
+
+def default_intended_use(meta: dict[str, Any], dataset: str) -> str:
+    return (f"Predicts `{meta['target']}` ({meta['task']}) for rows shaped like the catalogued "
+            f"dataset `{dataset}`, as decision support. It was trained and selected "
+            "autonomously by autokfp; it has not been validated for other populations, time "
+            "periods or purposes. State the business purpose in `governance.intended_use`.")
+
+
+def limitations(meta: dict[str, Any], plan: Any, fairness: dict[str, Any],
+                explanation: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
+    """Known limits, derived from what the checks found (never a fixed boilerplate list)."""
+    items = [f"Measured on {evaluation.get('test_rows', 'the')} held-out rows of one fixed split; "
+             "figures move with the sample (about ±0.01 AUC at 1,000 rows)."]
+    for note in fairness.get("notes", []):
+        items.append(f"Fairness: {note}")
+    for column, data in (fairness.get("data") or {}).items():
+        for check in data.get("checks", []):
+            if check["status"] == "warn":
+                items.append(f"Training data, `{column}`: {check['detail']}.")
+    mitigation = fairness.get("mitigation") or {}
+    if mitigation.get("applied"):
+        column = mitigation["column"]
+        items.append(f"Decisions use per-group thresholds on `{column}`: requests must carry "
+                     f"`{column}` (rows without it get the overall threshold), and treating groups "
+                     "differently may itself need a legal review where you operate.")
+    sensitive_inputs = [c for c in fairness.get("sensitive_columns", []) if c in plan.input_columns]
+    if sensitive_inputs:
+        items.append(f"Sensitive attribute(s) {', '.join(f'`{c}`' for c in sensitive_inputs)} are "
+                     "model inputs; drop them with `features.drop_columns` if your policy forbids it "
+                     "(the parity checks still run on them).")
+    shap_result = explanation.get("shap") or {}
+    if shap_result.get("status") != "run":
+        items.append(f"Local explanations: {shap_result.get('reason', 'not run')}.")
+    else:
+        items.append("Kernel SHAP values are estimates from a small background sample "
+                     f"({shap_result.get('background_rows')} rows); use them to read single "
+                     "predictions, not as exact attributions.")
+    if meta.get("task") == "binary":
+        items.append("Probabilities are the engine's; they were not recalibrated.")
+    return items
+
+
+def build_model_card(*, name: str, version: str, registration: dict[str, Any],
+                     tags: dict[str, str], meta: dict[str, Any], plan: Any, schema: Any,
+                     evaluation: dict[str, Any], fairness: dict[str, Any],
+                     explanation: dict[str, Any], config: Any,
+                     lineage: list[dict[str, Any]] | None, evidence: dict[str, str],
+                     compliance: dict[str, Any] | None = None,
+                     versions: dict[str, str] | None = None) -> str:
+    """The Markdown model card of ``name`` ``version``."""
+    dataset = tags.get("dataset") or schema.dataset_id
+    intended = config.governance.intended_use or default_intended_use(meta, dataset)
+    lines = [f"# Model card: {name} v{version}", "",
+             f"Aliases: {', '.join(registration.get('aliases', [])) or '-'}; "
+             f"decision: {registration.get('decision', '-')}", "",
+             f"MLflow run `{registration.get('run_id', '')}` "
+             f"(`models:/{name}/{version}`); engine {meta['engine']}, leader "
+             f"`{meta.get('leader', '')}`; task {meta['task']}, target `{meta['target']}`.", "",
+             "## Intended use", "", intended, ""]
+
+    lines += ["## Data", "",
+              "| what | value |", "| --- | --- |",
+              f"| dataset | `{dataset}` ({schema.platform}, {schema.row_count} rows) |",
+              f"| catalog URN | `{tags.get('dataset_urn', '-')}` |",
+              f"| schema fingerprint | `{tags.get('dataset_fingerprint', schema.fingerprint)}` |",
+              f"| schema version | {tags.get('dataset_schema_version', schema.catalog.get('schema_version', '-'))} |",
+              f"| training rows | {meta.get('trained_rows', '-')} |",
+              f"| held-out rows | {evaluation.get('test_rows', '-')} |", ""]
+    if lineage:
+        lines += ["Lineage (from the catalog):", ""]
+        for entry in lineage:
+            for node in entry.get("upstream", []):
+                lines.append(f"- upstream {node.get('kind')}: `{node.get('name')}` (`{node.get('urn')}`)")
+            for node in entry.get("downstream", []):
+                lines.append(f"- downstream {node.get('kind')}: `{node.get('name')}` (`{node.get('urn')}`)")
+        lines.append("")
+    else:
+        lines += ["Lineage: not recorded in the catalog for this version.", ""]
+    lines += [f"Features used ({len(plan.input_columns)} input columns): "
+              + ", ".join(f"`{c}`" for c in plan.input_columns), "",
+              "| dropped column | why |", "| --- | --- |"]
+    lines += [f"| `{c}` | {r} |" for c, r in plan.dropped.items()] or ["| - | - |"]
+    lines.append("")
+
+    lines += ["## Metrics (held-out rows)", "", "| metric | value |", "| --- | --- |"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in evaluation.get("metrics", {}).items()]
+    comparison = evaluation.get("comparison") or {}
+    lines += ["", f"Champion comparison: {comparison.get('reason', 'n/a')}", ""]
+    if fairness.get("overall_after"):
+        after = fairness["overall_after"]
+        lines += [f"With the per-group thresholds the deployed decisions have accuracy "
+                  f"{after['accuracy']:.4f} and F1 {after['f1']:.4f} (before: "
+                  f"{fairness['overall_before']['accuracy']:.4f} / "
+                  f"{fairness['overall_before']['f1']:.4f}); the table above is the model "
+                  "before mitigation.", ""]
+    for stage, title in (("before", "Per group, as trained"), ("after", "Per group, as deployed")):
+        for column, data in (fairness.get(stage) or {}).items():
+            lines += [f"{title} (`{column}`):", "",
+                      "| group | rows | selection rate | TPR | FPR | error rate | AUC |",
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
+            for group, s in data["groups"].items():
+                small = " (too small to judge)" if group in data.get("too_small", {}) else ""
+                lines.append(f"| {group}{small} | {s['rows']} | {_fmt(s['selection_rate'], 3)} | "
+                             f"{_fmt(s['tpr'], 3)} | {_fmt(s['fpr'], 3)} | {_fmt(s['error_rate'], 3)} "
+                             f"| {_fmt(s['auc'], 3)} |")
+            lines.append("")
+
+    lines += ["## Fairness", "", f"**{fairness.get('verdict', 'not_run')}**: "
+              f"{fairness.get('verdict_reason', '')}", ""]
+    mitigation = fairness.get("mitigation") or {}
+    if mitigation.get("summary"):
+        lines += [mitigation["summary"], ""]
+    if mitigation.get("applied"):
+        lines += [f"Thresholds on `{mitigation['column']}`: "
+                  + ", ".join(f"{g} {t:.4f}" for g, t in mitigation["thresholds"].items())
+                  + f"; every other group {mitigation['default_threshold']:.4f}. Accuracy cost "
+                  f"{fairness.get('accuracy_cost', 0.0):+.4f}.", ""]
+    latest = fairness.get("after") or fairness.get("before") or {}
+    checks = [c for data in latest.values() for c in data["checks"]] + fairness.get("checks", [])
+    if checks:
+        lines += ["| check | column | status | detail |", "| --- | --- | --- | --- |"]
+        lines += [f"| {c['name']} | {c['column'] or '-'} | {c['status']} | {c['detail']} |"
+                  for c in checks]
+        lines.append("")
+
+    lines += ["## Explanations", ""]
+    importance = explanation.get("permutation_importance")
+    if importance:
+        top = importance["columns"][:8]
+        lines += [f"Permutation importance (drop in held-out {importance['metric']}, "
+                  f"{importance['rows']} rows): "
+                  + ", ".join(f"`{i['column']}` {i['importance']:.4f}" for i in top), ""]
+    shap_result = explanation.get("shap") or {}
+    if shap_result.get("status") == "run":
+        top = list(shap_result.get("mean_abs", {}).items())[:8]
+        lines += [f"Kernel SHAP (mean |contribution| to {shap_result['output']}, "
+                  f"{shap_result.get('rows')} rows): " + ", ".join(f"`{c}` {v:.4f}" for c, v in top), ""]
+    else:
+        lines += [f"Kernel SHAP: {shap_result.get('reason', 'not run')}", ""]
+    lines += [f"H2O contributions: {explanation.get('h2o_contributions', 'not run')}", "",
+              "The served model answers `POST /v1/models/<name>:explain` with per-column "
+              "contributions for the instances sent.", ""]
+
+    lines += ["## Limitations", ""]
+    lines += [f"- {item}" for item in limitations(meta, plan, fairness, explanation, evaluation)]
+    lines.append("")
+
+    if compliance:
+        lines += ["## Compliance", "", f"**{compliance['verdict']}**: {compliance['summary']} "
+                  "(see the compliance report).", ""]
+
+    training = config.to_dict()
+    lines += ["## Training configuration", "", "| setting | value |", "| --- | --- |"]
+    for section in ("training", "split", "budget", "features", "selection", "governance"):
+        for key, value in (training.get(section) or {}).items():
+            lines.append(f"| {section}.{key} | `{value}` |")
+    lines += [f"| decision threshold | {meta.get('threshold', 0.5)} |", ""]
+
+    lines += ["## Package versions", "", "| package | version |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in (versions or package_versions()).items()]
+    lines.append("")
+    if evidence:
+        lines += ["## Evidence", "", "| artifact | where |", "| --- | --- |"]
+        lines += [f"| {k} | `{v}` |" for k, v in evidence.items()]
+        lines.append("")
+    return "\n".join(lines)

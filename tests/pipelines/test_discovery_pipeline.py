@@ -1,0 +1,85 @@
+"""The ``discovery`` pipeline: valid compiled YAML for the cluster, and a real kfp.local run
+that crawls a folder and a SQLite database into the catalog."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import yaml
+from kfp import compiler
+
+from autokfp.compilation import compile_all, validate_pipeline_yaml
+from pipelines import PIPELINES, ClusterOptions
+from pipelines.discovery.discovery import build_discovery
+
+
+def _config(tmp_path: Path, churn_frame) -> dict:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    churn_frame.head(200).to_parquet(folder / "customers.parquet", index=False)
+    (folder / "broken.csv").write_bytes(b"")
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as connection:
+        churn_frame.head(300).assign(signup_date=churn_frame["signup_date"].head(300).astype(
+            str)).to_sql("customers", connection, index=False)
+    return {"name": "churn-disc",
+            "sources": [{"name": "files", "kind": "folder", "path": str(folder)},
+                        {"name": "warehouse", "kind": "sql", "url": f"sqlite:///{db}"}],
+            "training": {"dataset": "warehouse/customers", "target": "churned"}}
+
+
+def test_discovery_compiles_into_a_valid_schedulable_pipeline(tmp_path, monkeypatch) -> None:
+    for name in ("AUTOKFP_GPU_NODE_SELECTOR", "AUTOKFP_GPU_COUNT", "AUTOKFP_CONFIG_MAP",
+                 "AUTOKFP_SECRET", "AUTOKFP_GPU_TOLERATION"):
+        monkeypatch.delenv(name, raising=False)
+    assert PIPELINES["discovery"] is build_discovery
+    written = compile_all(tmp_path / "compiled")
+    assert set(written) >= {"autonomous-training", "discovery"}
+    spec = validate_pipeline_yaml(written["discovery"])
+    assert spec["pipelineInfo"]["name"] == "discovery"
+    assert list(spec["root"]["dag"]["tasks"]) == ["catalog-sources"]
+    assert spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]["sources"]
+
+    docs = list(yaml.safe_load_all(written["discovery"].read_text()))
+    executor = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
+        "exec-catalog-sources"]
+    env_from_config = {e["envVar"] for e in executor["configMapAsEnv"][0]["keyToEnv"]}
+    assert {"AUTOKFP_ARTIFACT_ROOT", "DATAHUB_GMS_URL"} <= env_from_config
+    secret_env = {e["envVar"] for e in executor["secretAsEnv"][0]["keyToEnv"]}
+    assert "DATAHUB_GMS_TOKEN" in secret_env  # by name only: no value is compiled in
+    container = docs[0]["deploymentSpec"]["executors"]["exec-catalog-sources"]["container"]
+    assert "autokfp-runtime" in container["image"]
+    assert "resources" in container and "accelerator" not in json.dumps(container)
+
+    options = ClusterOptions(config_map="team-config", secret="team-secrets")
+    target = tmp_path / "custom.yaml"
+    compiler.Compiler().compile(build_discovery(options), str(target))
+    text = target.read_text()
+    assert "team-config" in text and "team-secrets" in text
+
+
+def test_discovery_runs_locally_and_fills_the_catalog(tmp_path, autokfp_home, churn_frame,
+                                                      monkeypatch) -> None:
+    from kfp import local
+
+    monkeypatch.delenv("DATAHUB_GMS_URL", raising=False)
+    autokfp_home.export()
+    local.init(runner=local.SubprocessRunner(use_venv=False),
+               pipeline_root=autokfp_home.pipeline_root, raise_on_error=True)
+    config = _config(tmp_path, churn_frame)
+    run = build_discovery()(config=config)
+    assert run.output == 0  # no breaking change on a first crawl
+
+    index = json.loads((Path(autokfp_home.artifact_root) / "catalog" / "index.json").read_text())
+    datasets = index["datasets"]
+    assert sorted(datasets) == ["files/broken.csv", "files/customers.parquet",
+                                "warehouse/customers"]
+    assert datasets["warehouse/customers"]["latest_version"] == 1
+    assert "0 rows" in datasets["files/broken.csv"]["last_error"]
+    reports = list(Path(autokfp_home.pipeline_root).rglob("report"))
+    assert reports and "warehouse/customers" in reports[0].read_text()
+    catalogs = list(Path(autokfp_home.pipeline_root).rglob("catalog"))
+    assert len(json.loads(catalogs[0].read_text())) == 8  # 2 datasets x 4 aspects
+    assert (autokfp_home.catalog_dir / "datahub-lite.db").exists()
