@@ -271,6 +271,11 @@ from autokfp.catalog.commands import register_commands as _register_catalog_comm
 _register_catalog_commands(app)
 
 
+from autokfp.governance.commands import register_commands as _register_governance_commands  # noqa: E402
+
+_register_governance_commands(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -212,8 +212,11 @@ class GovernanceSpec(_Strict):
     # limit: smaller groups cannot be told apart from noise, so they are reported, not judged
     min_group_size: int = Field(
         default=100, ge=1, description="a group with fewer held-out rows is reported as too small to measure")
+    score_parity: bool = Field(
+        default=True, description="hold the groups' mean scores (probabilities) to the parity limits "
+                                  "too, not only the decisions at the threshold")
     mitigate: bool = Field(
-        default=True, description="fit per-group decision thresholds when a fairness limit is broken")
+        default=True, description="repair scores / fit per-group thresholds when a limit is broken")
     block_deploy_on_bias: bool = Field(
         default=True, description="stop the run (nothing registered or deployed) if a limit stays broken")
     require_approval: bool = Field(
@@ -223,6 +226,61 @@ class GovernanceSpec(_Strict):
     shap_rows: int = Field(default=20, ge=0, le=1_000,
                            description="rows explained with Kernel SHAP (0: skip SHAP)")
     intended_use: str | None = Field(default=None, description="the model card's intended-use statement")
+
+
+CRON_PATTERN = r"^\S+( \S+){5}$"
+
+
+class LabelSpec(_Strict):
+    """Where the ground truth of served predictions arrives (joined to them by id)."""
+
+    path: str | None = Field(
+        default=None, description="a CSV/Parquet file or a folder of them (local or gs://); "
+                                  "relative to the config file")
+    id_column: str | None = Field(default=None, description="default: training.id_column")
+    target: str | None = Field(default=None, description="default: training.target")
+
+
+class MonitoringSpec(_Strict):
+    """The drift-monitoring pipeline: what it reads, and when it retrains."""
+
+    window_days: float = Field(default=7.0, gt=0, le=366,
+                               description="compare the predictions logged in the last N days")
+    min_window_rows: int = Field(default=200, ge=1,
+                                 description="fewer rows in the window: no drift verdict, no retraining")
+    reference: Literal["auto", "stored", "training-data"] = Field(
+        default="auto",
+        description="stored: the sample kept for the champion; training-data: the champion's training "
+                    "dataset (registry tag), only while unchanged since registration; auto: stored, "
+                    "else training-data (and keep it as the stored sample)")
+    reference_rows: int = Field(default=50_000, ge=100, le=5_000_000)
+    drift_share: float = Field(default=0.3, gt=0, le=1,
+                               description="retrain when at least this share of features drifted")
+    prediction_drift_triggers: bool = Field(
+        default=False, description="also retrain when only the prediction distribution drifted")
+    performance_drop: float = Field(
+        default=0.05, gt=0, le=1,
+        description="retrain when the live primary metric is worse than the champion's test metric by "
+                    "this fraction of it")
+    min_labelled_rows: int = Field(default=100, ge=10,
+                                   description="fewer labelled rows: no performance verdict")
+    min_new_rows: int | None = Field(
+        default=50_000, ge=1,
+        description="retrain when this many labelled rows arrived for the champion (null: never)")
+    retrain_every_days: float | None = Field(
+        default=None, gt=0, description="retrain when the champion is older than this (null: never)")
+    max_bad_input_fraction: float = Field(
+        default=0.2, ge=0, le=1,
+        description="live inputs with more rows failing checks than this are not used to retrain")
+    schedule: str = Field(default="0 0 */6 * * *", pattern=CRON_PATTERN,
+                          description="recurring-run cron, 6 fields with seconds first")
+    labels: LabelSpec = Field(default_factory=LabelSpec)
+    metrics_url: str | None = Field(
+        default=None, description="Prometheus text endpoint (or file) of the predictor: latency and "
+                                  "error-rate histories")
+    season: Literal["none", "daily", "weekly"] = Field(
+        default="daily", description="seasonality the anomaly detector expects in the histories")
+    anomaly_threshold: float = Field(default=4.0, gt=0, description="robust z-score of an anomaly")
 
 
 class RunConfig(_Strict):
@@ -243,6 +301,7 @@ class RunConfig(_Strict):
                     "engine and an engine left out here writes a 'skipped' candidate",
     )
     governance: GovernanceSpec = Field(default_factory=GovernanceSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
 
     @model_validator(mode="after")
     def _dataset_names_a_source(self) -> RunConfig:
@@ -348,6 +407,9 @@ def _resolve_relative(config: RunConfig, base: Path) -> RunConfig:
             db_path = source.url[len("sqlite:///"):]
             if db_path and not db_path.startswith("/") and db_path != ":memory:":
                 source.url = "sqlite:///" + str((base / db_path).resolve())
+    labels = config.monitoring.labels
+    if labels.path and "://" not in labels.path and not Path(labels.path).is_absolute():
+        labels.path = str((base / labels.path).resolve())
     return config
 
 

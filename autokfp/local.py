@@ -76,6 +76,65 @@ def run_training(config: RunConfig, settings: Settings | None = None,
                     run_dir=_run_dir(registration_path, settings))
 
 
+@dataclass
+class MonitoringRun:
+    """One local run of ``drift-monitoring``: its decision (and what the retraining did)."""
+
+    seconds: float
+    decision: dict[str, Any]
+    retraining: dict[str, Any] | None
+    run_dir: Path | None
+
+
+def run_monitoring(config: RunConfig, settings: Settings | None = None, window_end: str = "",
+                   log_path: Path | None = None,
+                   on_task: Callable[[str], None] | None = None) -> MonitoringRun:
+    """Run ``drift-monitoring`` for ``config`` under kfp.local; return its decision.
+
+    The same pipeline a Kubeflow recurring run executes: when a trigger fires, the nested
+    training graph registers, deploys, verifies and promotes or rolls back a new model in
+    this run. ``window_end`` (ISO 8601) pins the end of the window (default: now).
+    """
+    import json
+
+    from kfp import local
+
+    from pipelines import PIPELINES
+
+    settings = settings or Settings.from_env()
+    settings.ensure_local_dirs()
+    settings.export()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
+               raise_on_error=True)
+    pipeline = PIPELINES["drift-monitoring"]()
+    root = Path(settings.pipeline_root)
+    before = {p.name for p in root.glob("drift-monitoring-*")}
+    started = time.monotonic()
+    try:
+        if log_path is None:
+            pipeline(config=config.to_dict(), window_end=window_end)
+        else:
+            with _captured_output(log_path, on_task):
+                pipeline(config=config.to_dict(), window_end=window_end)
+    except RuntimeError as exc:  # kfp.local reports a failed task as RuntimeError
+        raise PipelineRunError(_explain_failure(str(exc), settings, log_path)) from None
+    seconds = time.monotonic() - started
+    # no pipeline output can leave an ExitHandler: read the decision from this run's folder
+    runs = sorted((p for p in root.glob("drift-monitoring-*") if p.name not in before),
+                  key=lambda p: p.stat().st_mtime)
+    run_dir = runs[-1] if runs else None
+    decision: dict[str, Any] = {}
+    retraining = None
+    if run_dir is not None:
+        found = sorted(run_dir.rglob("decide-retraining/decision"))
+        if found:
+            decision = json.loads(found[0].read_text())
+        outcome = sorted(run_dir.rglob("record-retraining/outcome"))
+        if outcome:
+            retraining = json.loads(outcome[0].read_text())
+    return MonitoringRun(seconds=seconds, decision=decision, retraining=retraining, run_dir=run_dir)
+
+
 def _run_dir(path: Path, settings: Settings) -> Path | None:
     root = Path(settings.pipeline_root).resolve()
     for parent in path.resolve().parents:

@@ -2,7 +2,8 @@
 
 Whatever engine trained it, a packaged model is a folder with the MLflow pyfunc layout and
 three artifacts: ``plan.json`` (the fitted ``FeaturePlan``), ``meta.json`` (task, classes,
-engine, decision threshold and, when bias mitigation applied, per-group thresholds) and
+engine, decision threshold and, when bias mitigation applied, its per-group score
+repair and thresholds) and
 ``engine/`` (the engine's own files, e.g. an H2O MOJO). ``predict`` takes raw
 rows (the columns the source data had) and returns a frame with ``prediction`` and, for
 classifiers, ``probability_<class>`` per class. Training, evaluation and serving all use
@@ -72,14 +73,17 @@ def format_predictions(raw: np.ndarray, meta: dict[str, Any], index: pd.Index,
                        groups: list[str] | None = None) -> pd.DataFrame:
     """Engine output → the public prediction frame.
 
-    ``groups`` (binary models with ``meta['group_thresholds']`` only) holds each row's value
-    of the sensitive attribute, normalised by ``group_key``; its group's threshold decides
-    the row. Without group thresholds the one ``meta['threshold']`` decides every row.
+    ``groups`` (binary models carrying ``meta['fairness_mitigation']`` only) holds each
+    row's value of the sensitive attribute, normalised by ``group_key``: its group's score
+    repair and threshold apply to the row. Without a mitigation the one
+    ``meta['threshold']`` decides every row, exactly as before.
     """
     if meta["task"] == "regression":
         return pd.DataFrame({"prediction": raw}, index=index)
     classes = meta["classes"]
     labels = meta["class_labels"]
+    if meta["task"] == "binary":
+        raw = adjust_scores(raw, meta, groups)
     out = pd.DataFrame({f"probability_{label}": raw[:, i] for i, label in enumerate(labels)}, index=index)
     winners = raw.argmax(axis=1)
     if meta["task"] == "binary":
@@ -97,13 +101,13 @@ def group_key(value: Any) -> str:
     fairness checks and serving): missing values form one group, 2.0 and 2 are "2"."""
     if value is None:
         return MISSING_GROUP
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
     if isinstance(value, (float, np.floating)):
         if np.isnan(value):
             return MISSING_GROUP
         if float(value).is_integer():
             return str(int(value))
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     try:
@@ -115,32 +119,58 @@ def group_key(value: Any) -> str:
 
 
 def group_values(meta: dict[str, Any], rows: pd.DataFrame | list[dict[str, Any]]) -> list[str] | None:
-    """Each row's group for the per-group thresholds in ``meta`` (None when there are none).
+    """Each row's group for the bias mitigation in ``meta`` (None when there is none).
 
-    A row that does not carry the sensitive column is decided by the overall threshold.
+    A row that does not carry the sensitive column is treated as no group: no repair, the
+    overall threshold.
     """
-    mitigation = meta.get("group_thresholds")
+    mitigation = meta.get("fairness_mitigation")
     if not mitigation or meta.get("task") != "binary":
         return None
     column = mitigation["column"]
     if isinstance(rows, pd.DataFrame):
         if column not in rows.columns:
-            log.warning("rows lack sensitive column '%s': the overall threshold decides them", column)
+            log.warning("rows lack sensitive column '%s': no per-group mitigation applies to them", column)
             return [""] * len(rows)
         return [group_key(v) for v in rows[column].tolist()]
     return [group_key(r[column]) if column in r else "" for r in rows]
+
+
+def adjust_scores(raw: np.ndarray, meta: dict[str, Any], groups: list[str] | None) -> np.ndarray:
+    """Binary probabilities after the per-group score repair in ``meta`` (if any).
+
+    The repair moves each group's positive-class score part of the way (``strength``)
+    towards the score at the same rank of the pooled distribution: s + λ·(F⁻¹(F_g(s)) − s).
+    Order within a group is kept; groups the repair does not name are left as they are.
+    """
+    repair = (meta.get("fairness_mitigation") or {}).get("score_repair")
+    if not repair or groups is None:
+        return raw
+    levels = np.linspace(0.0, 1.0, len(repair["reference"]))
+    reference = np.asarray(repair["reference"], dtype="float64")
+    strength = float(repair["strength"])
+    positive = raw[:, 1].astype("float64").copy()
+    keys = np.asarray(groups, dtype=object)
+    for group, quantiles in repair["groups"].items():
+        rows = keys == group
+        if not rows.any():
+            continue
+        rank = np.interp(positive[rows], np.asarray(quantiles, dtype="float64"), levels)
+        target = np.interp(rank, levels, reference)
+        positive[rows] = positive[rows] + strength * (target - positive[rows])
+    positive = np.clip(positive, 0.0, 1.0)
+    return np.column_stack([1.0 - positive, positive])
 
 
 def decision_thresholds(meta: dict[str, Any], groups: list[str] | None, rows: int) -> Any:
     """The positive-class threshold: one float, or one per row when per-group thresholds
     (bias mitigation) apply; groups the mitigation did not set keep ``meta['threshold']``."""
     threshold = float(meta.get("threshold", 0.5))
-    mitigation = meta.get("group_thresholds")
-    if not mitigation or groups is None:
+    thresholds = (meta.get("fairness_mitigation") or {}).get("thresholds")
+    if not thresholds or groups is None:
         return threshold
-    by_group = {str(k): float(v) for k, v in mitigation.get("thresholds", {}).items()}
+    by_group = {str(k): float(v) for k, v in thresholds.items()}
     return np.array([by_group.get(g, threshold) for g in groups], dtype="float64")[:rows]
-
 
 def save_model_package(
     path: str | Path,

@@ -7,8 +7,11 @@ secret names) and runs locally under kfp.local, where those settings are ignored
 
 from pipelines.cluster import ClusterOptions
 from pipelines.discovery.discovery import build_discovery
+from pipelines.monitoring.drift_monitoring import build_drift_monitoring
 from pipelines.training.autonomous_training import build_autonomous_training
 
-PIPELINES = {"autonomous-training": build_autonomous_training, "discovery": build_discovery}
+PIPELINES = {"autonomous-training": build_autonomous_training, "discovery": build_discovery,
+             "drift-monitoring": build_drift_monitoring}
 
-__all__ = ["PIPELINES", "ClusterOptions", "build_autonomous_training", "build_discovery"]
+__all__ = ["PIPELINES", "ClusterOptions", "build_autonomous_training", "build_discovery",
+           "build_drift_monitoring"]

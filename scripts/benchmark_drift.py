@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     total = large["columns"] + small["columns"]
     agree = large["agree"] + small["agree"]
     print(f"\nagreement of per-column verdicts: {agree}/{total} ({agree / max(total, 1):.1%})")
-    for label, result, rows in (("large", large, args.evidently_rows), ("small", small, args.small_rows)):
+    for result, rows in ((large, args.evidently_rows), (small, args.small_rows)):
         methods = ", ".join(f"{m} {a}/{n}" for m, (a, n) in sorted(result["per_method"].items()))
         print(f"  {rows:>9,} rows/side: {result['agree']}/{result['columns']}  ({methods})")
         if result["disagreements"]:

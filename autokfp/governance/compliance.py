@@ -33,12 +33,17 @@ def _better_than_chance(evaluation: dict[str, Any]) -> tuple[bool, str]:
     task = evaluation.get("task")
     if task == "binary":
         auc = metrics.get("auc")
-        return (auc is not None and auc == auc and auc > 0.5), f"held-out AUC {auc}"
+        return (auc is not None and auc == auc and auc > 0.5), f"held-out AUC {_num(auc)}"
     if task == "regression":
         r2 = metrics.get("r2")
-        return (r2 is not None and r2 == r2 and r2 > 0.0), f"held-out R² {r2}"
+        return (r2 is not None and r2 == r2 and r2 > 0.0), f"held-out R² {_num(r2)}"
     accuracy = metrics.get("accuracy")
-    return (accuracy is not None and accuracy == accuracy and accuracy > 0.0), f"held-out accuracy {accuracy}"
+    return (accuracy is not None and accuracy == accuracy and accuracy > 0.0), \
+        f"held-out accuracy {_num(accuracy)}"
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def build_checklist(*, name: str, version: str, plan: Any, schema: Any, tags: dict[str, str],

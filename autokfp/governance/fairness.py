@@ -3,17 +3,27 @@
 Sensitive attributes come from ``governance.sensitive_columns`` or, when that is empty,
 from the columns the catalog tagged ``sensitive``. Before training, ``check_training_data``
 looks at group representation and the label rate of each group. After training,
-``assess_predictions`` computes, per group, the selection rate, TPR, FPR, error rate and
-AUC (with fairlearn's ``MetricFrame``), then demographic-parity difference and ratio and
-the equalized-odds difference over the groups large enough to measure, and checks them
-against the policy.
+``assess_fairness`` computes, per group, the selection rate, mean score, TPR, FPR, error
+rate and AUC (with fairlearn's ``MetricFrame``), then over the groups large enough to
+measure: demographic-parity difference and ratio of the decisions, the same parity of the
+mean scores (``governance.score_parity``: a churn score is mostly used to rank, and a
+model can reproduce a biased label in its probabilities while its decisions at one
+threshold look fair), and the equalized-odds difference; each is checked against the policy.
 
-When a limit is broken, ``fit_group_thresholds`` picks one decision threshold per group
-(post-processing in the spirit of fairlearn's ``ThresholdOptimizer``, but deterministic so
-a request always gets the same answer): among all thresholds whose per-group rates satisfy
-the policy with a safety margin, the ones with the best accuracy on the fitting rows. They
-travel inside the registered pyfunc (``meta['group_thresholds']``), so serving applies
-them. Nothing is ever silently passed: a check that cannot run says ``not_run`` and why.
+When a limit is broken, the mitigation is post-processing fitted on the training rows and
+re-checked on the held-out rows, deterministic so a request always gets the same answer:
+
+1. if the mean scores break parity, a per-group **score repair** moves each group's scores
+   part of the way towards the pooled distribution at the same rank (order within a group
+   is kept); the smallest strength that meets the policy wins;
+2. if decisions still break parity (or equalized odds), ``fit_group_thresholds`` picks
+   one decision threshold per group (in the spirit of fairlearn's ``ThresholdOptimizer``):
+   among thresholds whose per-group rates satisfy the policy with a safety margin, the
+   most accurate.
+
+Both travel inside the registered pyfunc (``meta['fairness_mitigation']``), so serving
+applies them. Nothing is ever silently passed: a check that cannot run says ``not_run``
+and why.
 """
 
 from __future__ import annotations
@@ -126,6 +136,10 @@ def _count(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(len(y_true))
 
 
+def _mean(y_true: np.ndarray, scores: np.ndarray) -> float:
+    return float(np.mean(scores)) if len(scores) else float("nan")
+
+
 def _auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     if len(np.unique(y_true)) < 2:
         return float("nan")  # one class in the group: AUC is undefined
@@ -133,7 +147,8 @@ def _auc(y_true: np.ndarray, scores: np.ndarray) -> float:
 
 
 def group_metrics(y_true: Any, y_pred: Any, scores: Any, groups: Any) -> dict[str, dict[str, Any]]:
-    """Per group: rows, positives (label), selection rate, TPR, FPR, error rate, accuracy, AUC.
+    """Per group: rows, positives (label), selection rate, mean score, TPR, FPR, error rate,
+    accuracy, AUC.
 
     ``y_true`` and ``y_pred`` are 0/1, ``scores`` the positive-class probability, ``groups``
     the group of each row. Undefined values (TPR without positives, AUC with one class)
@@ -149,20 +164,23 @@ def group_metrics(y_true: Any, y_pred: Any, scores: Any, groups: Any) -> dict[st
         metrics={"rows": _count, "positives": _positives, "selection_rate": _selection_rate,
                  "tpr": _tpr, "fpr": _fpr, "error_rate": _error_rate},
         y_true=y_true, y_pred=y_pred, sensitive_features=groups)
-    auc = MetricFrame(metrics=_auc, y_true=y_true, y_pred=scores, sensitive_features=groups)
+    by_score = MetricFrame(metrics={"auc": _auc, "mean_score": _mean}, y_true=y_true, y_pred=scores,
+                           sensitive_features=groups)
     result: dict[str, dict[str, Any]] = {}
     for group, row in frame.by_group.iterrows():
         stats = {k: _float(v) for k, v in row.items()}
         stats["rows"] = int(stats["rows"] or 0)
         stats["positives"] = int(stats["positives"] or 0)
         stats["accuracy"] = None if stats["error_rate"] is None else 1.0 - stats["error_rate"]
-        stats["auc"] = _float(auc.by_group[group])
+        stats["mean_score"] = _float(by_score.by_group.loc[group, "mean_score"])
+        stats["auc"] = _float(by_score.by_group.loc[group, "auc"])
         result[str(group)] = stats
     return dict(sorted(result.items()))
 
 
 def disparities(stats: dict[str, dict[str, Any]], measured: list[str]) -> dict[str, float | None]:
-    """Demographic-parity difference and ratio, equalized-odds difference over ``measured``.
+    """Demographic-parity difference and ratio (of decisions, and of mean scores) and the
+    equalized-odds difference over ``measured``.
 
     Difference = largest minus smallest group rate; ratio = smallest / largest; equalized
     odds = the larger of the TPR and FPR differences (fairlearn's definitions).
@@ -175,11 +193,13 @@ def disparities(stats: dict[str, dict[str, Any]], measured: list[str]) -> dict[s
         return high - low, (low / high if high > 0 else (1.0 if low == high else 0.0))
 
     dp_difference, dp_ratio = spread("selection_rate")
+    score_difference, score_ratio = spread("mean_score")
     tpr_difference, _ = spread("tpr")
     fpr_difference, _ = spread("fpr")
     eo = None if tpr_difference is None or fpr_difference is None else max(tpr_difference,
                                                                            fpr_difference)
     return {"demographic_parity_difference": dp_difference, "demographic_parity_ratio": dp_ratio,
+            "score_parity_difference": score_difference, "score_parity_ratio": score_ratio,
             "tpr_difference": tpr_difference, "fpr_difference": fpr_difference,
             "equalized_odds_difference": eo}
 
@@ -232,8 +252,11 @@ def assess_column(column: str, y_true: Any, y_pred: Any, scores: Any, groups: An
         sizes = ", ".join(f"{g}={s['rows']}" for g, s in stats.items())
         reason = (f"fewer than two groups of '{column}' have at least {spec.min_group_size} "
                   f"held-out rows (groups: {sizes})")
-        for name in ("demographic_parity_difference", "demographic_parity_ratio",
-                     "equalized_odds_difference"):
+        names = ["demographic_parity_difference", "demographic_parity_ratio",
+                 "equalized_odds_difference"]
+        if spec.score_parity:
+            names[2:2] = ["score_parity_difference", "score_parity_ratio"]
+        for name in names:
             checks.append(Check(name, column, NOT_RUN, f"not run: {reason}"))
         return ColumnAssessment(column, stats, measured, too_small, gaps, checks)
 
@@ -251,6 +274,21 @@ def assess_column(column: str, y_true: Any, y_pred: Any, scores: Any, groups: An
     checks.append(Check("demographic_parity_ratio", column, PASS if value >= limit else FAIL,
                         f"{rates}: ratio {value:.3f}, policy at least {limit}",
                         value=value, limit=limit))
+    if spec.score_parity:
+        low = min(measured, key=lambda g: stats[g]["mean_score"])
+        high = max(measured, key=lambda g: stats[g]["mean_score"])
+        means = (f"mean score {stats[high]['mean_score']:.3f} ({high}) vs "
+                 f"{stats[low]['mean_score']:.3f} ({low})")
+        value = gaps["score_parity_difference"]
+        limit = spec.max_demographic_parity_difference
+        checks.append(Check("score_parity_difference", column, PASS if value <= limit else FAIL,
+                            f"{means}: difference {value:.3f}, policy at most {limit}",
+                            value=value, limit=limit))
+        value = gaps["score_parity_ratio"]
+        limit = spec.min_demographic_parity_ratio
+        checks.append(Check("score_parity_ratio", column, PASS if value >= limit else FAIL,
+                            f"{means}: ratio {value:.3f}, policy at least {limit}",
+                            value=value, limit=limit))
     eo = gaps["equalized_odds_difference"]
     limit = spec.max_equalized_odds_difference
     if eo is None:
@@ -427,24 +465,128 @@ def fit_group_thresholds(scores: Any, y_true: Any, groups: Any, measured: list[s
     return None if best is None else best[1]
 
 
-def decide(scores: np.ndarray, groups: list[str], thresholds: dict[str, float] | None,
-           default_threshold: float) -> np.ndarray:
-    """0/1 decisions with per-group thresholds (the same rule the pyfunc applies)."""
-    from autokfp.model_package import decision_thresholds
+def _targets(spec: GovernanceSpec, margin: float) -> tuple[float, float, float | None]:
+    """The policy tightened by ``margin``: (max difference, min ratio, max equalized odds)."""
+    difference = spec.max_demographic_parity_difference * (1 - margin)
+    ratio = 1 - (1 - spec.min_demographic_parity_ratio) * (1 - margin)
+    odds = (None if spec.max_equalized_odds_difference is None
+            else spec.max_equalized_odds_difference * (1 - margin))
+    return difference, ratio, odds
 
+
+def _parity_ok(values: list[float], difference: float, ratio: float) -> bool:
+    high, low = max(values), min(values)
+    return high - low <= difference + 1e-12 and (low / high if high > 0 else 1.0) >= ratio - 1e-12
+
+
+def _decisions_ok(scores: np.ndarray, y: np.ndarray, keys: np.ndarray, measured: list[str],
+                  threshold: float, spec: GovernanceSpec, margin: float) -> bool:
+    difference, ratio, odds = _targets(spec, margin)
+    chosen = scores >= threshold
+    if not _parity_ok([float(chosen[keys == g].mean()) for g in measured], difference, ratio):
+        return False
+    if odds is None:
+        return True
+    tpr = [_tpr(y[keys == g], chosen[keys == g]) for g in measured]
+    fpr = [_fpr(y[keys == g], chosen[keys == g]) for g in measured]
+    if any(v != v for v in tpr + fpr):
+        return False
+    return max(tpr) - min(tpr) <= odds and max(fpr) - min(fpr) <= odds
+
+
+def _quantiles(values: np.ndarray, levels: int) -> list[float]:
+    # strictly increasing, so interpolation is well defined where scores tie
+    q = np.quantile(values, np.linspace(0.0, 1.0, levels))
+    return (q + np.arange(levels) * 1e-12).tolist()
+
+
+def fit_score_repair(scores: Any, groups: Any, measured: list[str], spec: GovernanceSpec,
+                     margin: float, levels: int = 101) -> dict[str, Any] | None:
+    """The weakest per-group score repair whose group mean scores meet the parity targets.
+
+    Each measured group's scores move ``strength`` of the way towards the pooled score at
+    the same within-group rank; strengths 0.1, 0.2, ... 1.0 are tried in turn.
+    """
+    from autokfp.model_package import adjust_scores
+
+    scores = np.asarray(scores, dtype="float64")
+    keys = np.array([group_key(g) for g in groups], dtype=object)
+    difference, ratio, _ = _targets(spec, margin)
+    pooled = scores[np.isin(keys, measured)]
+    repair: dict[str, Any] = {"reference": _quantiles(pooled, levels),
+                              "groups": {g: _quantiles(scores[keys == g], levels) for g in measured}}
+    raw = np.column_stack([1 - scores, scores])
+    for strength in np.round(np.arange(0.1, 1.0001, 0.1), 2):
+        repair["strength"] = float(strength)
+        meta = {"fairness_mitigation": {"score_repair": repair}}
+        repaired = adjust_scores(raw, meta, list(keys))[:, 1]
+        if _parity_ok([float(repaired[keys == g].mean()) for g in measured], difference, ratio):
+            return repair
+    return None
+
+
+def fit_mitigation(scores: Any, y_true: Any, groups: Any, measured: list[str], column: str,
+                   spec: GovernanceSpec, margin: float,
+                   default_threshold: float = 0.5) -> dict[str, Any] | None:
+    """Score repair (when mean scores break parity), then per-group thresholds (when
+    decisions still do), fitted on these rows with ``margin``. None: nothing meets it."""
+    from autokfp.model_package import adjust_scores
+
+    scores = np.asarray(scores, dtype="float64")
+    y_true = np.asarray(y_true, dtype=int)
+    keys = np.array([group_key(g) for g in groups], dtype=object)
+    difference, ratio, _ = _targets(spec, margin)
+    mitigation: dict[str, Any] = {"column": column, "default_threshold": default_threshold}
+    working = scores
+    if spec.score_parity and not _parity_ok([float(scores[keys == g].mean()) for g in measured],
+                                            difference, ratio):
+        repair = fit_score_repair(scores, keys, measured, spec, margin)
+        if repair is None:
+            return None
+        mitigation["score_repair"] = repair
+        working = adjust_scores(np.column_stack([1 - scores, scores]),
+                                {"fairness_mitigation": mitigation}, list(keys))[:, 1]
+    if not _decisions_ok(working, y_true, keys, measured, default_threshold, spec, margin):
+        thresholds = fit_group_thresholds(working, y_true, keys, measured, spec, margin,
+                                          default_threshold)
+        if thresholds is None:
+            return None
+        mitigation["thresholds"] = thresholds
+    return mitigation
+
+
+def apply_mitigation(scores: Any, groups: Any, mitigation: dict[str, Any] | None,
+                     default_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, 0/1 decisions) after ``mitigation``: the very functions the pyfunc uses."""
+    from autokfp.model_package import adjust_scores, decision_thresholds
+
+    scores = np.asarray(scores, dtype="float64")
+    keys = [group_key(g) for g in groups]
     meta: dict[str, Any] = {"task": "binary", "threshold": default_threshold}
-    if thresholds:
-        meta["group_thresholds"] = {"column": "", "thresholds": thresholds}
-    cut = decision_thresholds(meta, [group_key(g) for g in groups], len(scores))
-    return (np.asarray(scores) >= cut).astype(int)
+    if mitigation:
+        meta["fairness_mitigation"] = mitigation
+    adjusted = adjust_scores(np.column_stack([1 - scores, scores]), meta, keys)[:, 1]
+    return adjusted, (adjusted >= decision_thresholds(meta, keys, len(adjusted))).astype(int)
+
+
+def describe_mitigation(mitigation: dict[str, Any]) -> str:
+    parts = []
+    if mitigation.get("score_repair"):
+        parts.append(f"score repair on `{mitigation['column']}` at strength "
+                     f"{mitigation['score_repair']['strength']:.1f}")
+    if mitigation.get("thresholds"):
+        parts.append(f"per-group thresholds on `{mitigation['column']}` ("
+                     + ", ".join(f"{g} {t:.3f}" for g, t in mitigation["thresholds"].items()) + ")")
+    return " + ".join(parts) or "no change needed on the fitting rows"
 
 
 # ----------------------------------------------------------------------------- report
 
 
-def summary_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Accuracy, F1, precision, recall and selection rate of 0/1 decisions."""
-    return {"accuracy": float(skm.accuracy_score(y_true, y_pred)),
+def summary_metrics(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """AUC of the scores; accuracy, F1, precision, recall and selection rate of the decisions."""
+    auc = _auc(np.asarray(y_true), np.asarray(scores))
+    return {"auc": auc, "accuracy": float(skm.accuracy_score(y_true, y_pred)),
             "f1": float(skm.f1_score(y_true, y_pred, zero_division=0)),
             "precision": float(skm.precision_score(y_true, y_pred, zero_division=0)),
             "recall": float(skm.recall_score(y_true, y_pred, zero_division=0)),
@@ -542,18 +684,18 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
                     problems: list[Check] | None = None) -> tuple[dict[str, Any], dict | None]:
     """Check the model's held-out decisions against the policy; mitigate if it is broken.
 
-    ``fit`` / ``fit_predictions`` are the rows per-group thresholds are fitted on (the
-    training rows); the re-check always uses the held-out ``test`` rows. Returns the report
-    and the ``meta['group_thresholds']`` to package (None when nothing was mitigated).
+    ``fit`` / ``fit_predictions`` are the rows the mitigation is fitted on (the training
+    rows); the re-check always uses the held-out ``test`` rows. Returns the report and the
+    ``meta['fairness_mitigation']`` to package (None when nothing was mitigated).
 
-    Verdicts: ``pass`` (every limit met), ``mitigated`` (broken, then met with per-group
-    thresholds), ``fail`` (broken and still broken, or mitigation off), ``not_run`` (no
-    sensitive attribute, no measurable groups, or not a binary classifier).
+    Verdicts: ``pass`` (every limit met), ``mitigated`` (broken, then met after score repair
+    and/or per-group thresholds), ``fail`` (broken and still broken, or mitigation off),
+    ``not_run`` (no sensitive attribute, no measurable groups, or not a binary classifier).
     """
     policy = spec.model_dump(include={"max_demographic_parity_difference",
                                       "min_demographic_parity_ratio",
                                       "max_equalized_odds_difference", "min_group_size",
-                                      "mitigate", "block_deploy_on_bias"})
+                                      "score_parity", "mitigate", "block_deploy_on_bias"})
     report: dict[str, Any] = {"policy": policy, "sensitive_columns": list(columns),
                               "sensitive_source": source, "task": meta["task"],
                               "test_rows": len(test), "notes": [], "checks": [],
@@ -562,10 +704,12 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
     report["notes"] += [c.detail for c in problems or []]
 
     def finish(verdict: str, reason: str) -> tuple[dict[str, Any], dict | None]:
-        report["verdict"], report["verdict_reason"] = verdict, reason
-        return report, thresholds_meta
+        return finish_with(verdict, reason, None)
 
-    thresholds_meta: dict | None = None
+    def finish_with(verdict: str, reason: str,
+                    mitigation: dict | None) -> tuple[dict[str, Any], dict | None]:
+        report["verdict"], report["verdict_reason"] = verdict, reason
+        return report, mitigation
     if meta["task"] != "binary":
         note = (f"not run: the parity checks (selection rate, TPR, FPR) are defined for binary "
                 f"classifiers and this model's task is {meta['task']}")
@@ -581,7 +725,7 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
     default_threshold = float(meta.get("threshold", 0.5))
     before = {c: assess_column(c, y_true, y_pred, scores, test[c].tolist(), spec) for c in columns}
     report["before"] = {c: a.to_dict() for c, a in before.items()}
-    report["overall_before"] = summary_metrics(y_true, y_pred)
+    report["overall_before"] = summary_metrics(y_true, y_pred, scores)
     for assessment in before.values():
         report["notes"] += [c.detail for c in assessment.checks if c.status == NOT_RUN]
     if all(not a.measured or len(a.measured) < 2 for a in before.values()):
@@ -606,48 +750,52 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
     fitted_on = "training rows" if fit is not None else "held-out rows (no training rows given)"
     fit_y, _, fit_scores = _binary_arrays(fit_frame, fit_pred, meta)
     fit_groups = fit_frame[target.column].tolist()
+    test_groups = test[target.column].tolist()
     attempts = []
     accepted = None
     for margin in MARGINS:
-        thresholds = fit_group_thresholds(fit_scores, fit_y, fit_groups, target.measured, spec,
-                                          margin, default_threshold)
-        if thresholds is None:
-            attempts.append({"margin": margin, "result": "no thresholds meet the targets"})
+        mitigation = fit_mitigation(fit_scores, fit_y, fit_groups, target.measured, target.column,
+                                    spec, margin, default_threshold)
+        if mitigation is None:
+            attempts.append({"margin": margin, "result": "nothing meets the tightened policy on "
+                                                         "the fitting rows"})
             continue
-        decided = decide(scores, test[target.column].tolist(), thresholds, default_threshold)
-        after = {c: assess_column(c, y_true, decided, scores, test[c].tolist(), spec)
+        adjusted, decided = apply_mitigation(scores, test_groups, mitigation, default_threshold)
+        after = {c: assess_column(c, y_true, decided, adjusted, test[c].tolist(), spec)
                  for c in columns}
         still = [f"{c.column}: {c.name} {c.value:.3f}" for a in after.values() for c in a.checks
                  if c.status == FAIL]
-        attempts.append({"margin": margin, "thresholds": thresholds,
+        attempts.append({"margin": margin, "method": describe_mitigation(mitigation),
                          "result": "within policy" if not still else "still broken: " + "; ".join(still)})
-        accepted = (thresholds, decided, after)
+        accepted = (mitigation, adjusted, decided, after)
         if not still:
             break
     report["mitigation"] = {"applied": False, "column": target.column, "fitted_on": fitted_on,
-                            "method": "per-group decision thresholds (deterministic post-processing)",
                             "default_threshold": default_threshold, "attempts": attempts}
     if accepted is None:
-        report["mitigation"]["summary"] = (f"no per-group thresholds on '{target.column}' meet the "
-                                           "policy on the fitting rows")
-        return finish(FAIL, f"limits broken ({broken}) and mitigation found no thresholds")
-    thresholds, decided, after = accepted
+        report["mitigation"]["summary"] = (f"no score repair or per-group thresholds on "
+                                           f"'{target.column}' meet the policy on the fitting rows")
+        return finish(FAIL, f"limits broken ({broken}) and mitigation found nothing that meets them")
+    mitigation, adjusted, decided, after = accepted
     report["after"] = {c: a.to_dict() for c, a in after.items()}
-    report["overall_after"] = summary_metrics(y_true, decided)
-    cost = report["overall_before"]["accuracy"] - report["overall_after"]["accuracy"]
+    report["overall_after"] = summary_metrics(y_true, decided, adjusted)
+    before_metrics, after_metrics = report["overall_before"], report["overall_after"]
+    cost = before_metrics["accuracy"] - after_metrics["accuracy"]
     report["accuracy_cost"] = cost
+    report["auc_cost"] = before_metrics["auc"] - after_metrics["auc"]
     ok = not any(a.failed for a in after.values())
-    summary = (f"Per-group decision thresholds on `{target.column}` fitted on the {fitted_on} "
-               f"({len(fit_frame)}), re-checked on the {len(test)} held-out rows: "
+    method = describe_mitigation(mitigation)
+    summary = (f"{method[0].upper()}{method[1:]}, fitted on the {fitted_on} ({len(fit_frame)}), "
+               f"re-checked on the {len(test)} held-out rows: "
                f"{'within policy' if ok else 'still outside the policy'}. Accuracy "
-               f"{report['overall_before']['accuracy']:.4f} → {report['overall_after']['accuracy']:.4f} "
-               f"(cost {cost:+.4f}).")
-    report["mitigation"].update({"applied": ok, "thresholds": thresholds, "summary": summary})
+               f"{before_metrics['accuracy']:.4f} → {after_metrics['accuracy']:.4f} "
+               f"(cost {cost:+.4f}), AUC {before_metrics['auc']:.4f} → {after_metrics['auc']:.4f}.")
+    report["mitigation"].update({"applied": ok, "method": method, "summary": summary,
+                                 "thresholds": mitigation.get("thresholds") or {},
+                                 "score_repair_strength": (mitigation.get("score_repair") or {}).get("strength")})
     if ok:
-        thresholds_meta = {"column": target.column, "thresholds": thresholds,
-                           "default_threshold": default_threshold,
-                           "method": "per-group thresholds (autokfp.governance.fairness)"}
-        return finish("mitigated", f"limits broken before ({broken}); per-group thresholds on "
-                                   f"'{target.column}' bring every limit within policy at an "
-                                   f"accuracy cost of {cost:+.4f}")
-    return finish(FAIL, f"limits broken ({broken}) and still broken after mitigation")
+        packaged = {**mitigation, "method": method}
+        return finish_with("mitigated", f"limits broken before ({broken}); {method} brings every "
+                                        f"limit within policy at an accuracy cost of {cost:+.4f} "
+                                        f"(AUC {report['auc_cost']:+.4f})", packaged)
+    return finish(FAIL, f"limits broken ({broken}) and still broken after mitigation ({method})")

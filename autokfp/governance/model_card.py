@@ -120,7 +120,8 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
     lines.append("")
 
     lines += ["## Metrics (held-out rows)", "", "| metric | value |", "| --- | --- |"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in evaluation.get("metrics", {}).items()]
+    lines += [f"| {k} | {int(v) if k == 'rows' else _fmt(v)} |"
+              for k, v in evaluation.get("metrics", {}).items()]
     comparison = evaluation.get("comparison") or {}
     lines += ["", f"Champion comparison: {comparison.get('reason', 'n/a')}", ""]
     if fairness.get("overall_after"):

@@ -233,6 +233,11 @@ def document_stage(config: dict[str, Any] | RunConfig, model_path: str, registra
     tags = dict(client.get_model_version(name, version).tags or {})
     lineage = _lineage(name, version, settings)
     evidence = dict(evidence or {})
+    for key, path in (("schema", schema_path), ("plan", str(Path(model_path, "artifacts", "plan.json"))),
+                      ("evaluation", evaluation_path), ("fairness_report", fairness_path),
+                      ("explanation", explanation_path), ("model_card", card_path),
+                      ("compliance_report", compliance_path)):
+        evidence.setdefault(key, str(path))
     evidence.setdefault("registration", f"models:/{name}/{version}")
     evidence["audit_trail"] = audit.trail_uri(settings)
     evidence["model_card_mlflow"] = f"runs:/{run_id}/governance/model_card.md"

@@ -49,6 +49,7 @@ KINDS = (NUMERICAL, CATEGORICAL)
 SMALL_REFERENCE_ROWS = 1000  # Evidently: reference_data.shape[0] <= 1000 -> the small-sample tests
 FEW_VALUES = 5  # a numerical column with at most this many distinct values is tested like a category
 INTEGER_CARDINALITY_LIMIT = 10  # Evidently: int columns with <= 10 distinct values are categorical
+PARALLEL_MIN_ROWS = 200_000
 MIN_NORM = 0.001  # Evidently's floor on std(reference) when norming the Wasserstein distance
 
 
@@ -372,7 +373,8 @@ def detect_drift(reference: pd.DataFrame, current: pd.DataFrame,
         name, kind = job
         return column_drift(reference[name], current[name], kind, name=name, thresholds=thresholds)
 
-    if workers > 1 and len(jobs) > 1:
+    # threads pay off once sorting dominates (numpy releases the GIL there), not on small samples
+    if workers > 1 and len(jobs) > 1 and len(reference) + len(current) >= PARALLEL_MIN_ROWS:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift") as pool:
             outcomes = list(pool.map(run, jobs))
     else:

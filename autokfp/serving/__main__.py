@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     except AutokfpError as error:
         logging.getLogger("autokfp.serving").error("%s", error)
         return 2
+    except Exception as error:  # noqa: BLE001 - a model that cannot load must say why, briefly
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        logging.getLogger("autokfp.serving").error(
+            "model in %s could not be loaded and will not be served (%s: %s); check that the "
+            "folder is a complete autokfp model package", model_dir, type(error).__name__, first_line[:500])
+        return 3
     return 0
 
 

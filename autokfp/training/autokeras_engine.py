@@ -33,6 +33,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,10 @@ ENCODING_FILE = "encoding.json"
 CLIP = 10.0
 MIN_ROWS = 20
 SCORE_BATCH = 8192
-# seconds kept back from the budget for exporting the model and scoring the validation rows
-EXPORT_RESERVE_SECS = 3.0
+# seconds kept back from the budget for what follows the search (reloading the best trial,
+# saving it, scoring the validation rows): a fixed part plus a share of the budget
+EXPORT_RESERVE_SECS = 4.0
+EXPORT_RESERVE_SHARE = 0.04
 
 
 # ------------------------------------------------------------------------------ encoding
@@ -196,14 +199,28 @@ class _SearchClock:
     def __init__(self, deadline: float):
         self.deadline = deadline
         self.expired = False
+        self.expired_at: float | None = None
         self.oracle: Any = None
+        self.trial_started: float | None = None
+
+    def stop_search(self) -> None:
+        if self.oracle is not None:  # the tuner asks the oracle before each trial
+            self.oracle.max_trials = max(1, len(self.oracle.trials))
 
     def check(self) -> bool:
         if not self.expired and time.monotonic() >= self.deadline:
             self.expired = True
-            if self.oracle is not None:  # no new trial after this one
-                self.oracle.max_trials = max(1, len(self.oracle.trials))
+            self.expired_at = time.monotonic()
+            self.stop_search()
         return self.expired
+
+    def trial_ended(self) -> None:
+        """Start no further trial when less than half a trial's time is left."""
+        if self.trial_started is None:
+            return
+        took = time.monotonic() - self.trial_started
+        if self.deadline - time.monotonic() < 0.5 * took:
+            self.stop_search()
 
     def __deepcopy__(self, memo: dict) -> _SearchClock:
         return self
@@ -222,6 +239,12 @@ def _deadline_callback(clock: _SearchClock) -> Any:
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             if clock.check():
                 self.model.stop_training = True
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            clock.trial_started = time.monotonic()
+
+        def on_train_end(self, logs: Any = None) -> None:
+            clock.trial_ended()
 
         def __deepcopy__(self, memo: dict) -> Any:
             return self
@@ -258,6 +281,7 @@ class AutoKerasEngine:
         import autokeras as ak
         import keras
 
+        timings = {"import": round(time.monotonic() - started, 2)}
         device = tensorflow_device()
         if getattr(budget, "nthreads", -1) and budget.nthreads > 0:
             import tensorflow as tf
@@ -274,7 +298,8 @@ class AutoKerasEngine:
         y, codes = self._encode_target(target, task, classes, encoding)
         fit_idx, val_idx = _validation_split(codes, budget.autokeras_validation_fraction,
                                              int(budget.seed))
-        deadline = started + max(5.0, 0.97 * budget.max_runtime_secs - EXPORT_RESERVE_SECS)
+        reserve = EXPORT_RESERVE_SECS + EXPORT_RESERVE_SHARE * budget.max_runtime_secs
+        deadline = started + max(5.0, budget.max_runtime_secs - reserve)
         clock = _SearchClock(deadline)
         search_dir = workdir / "search"
         common = dict(max_trials=budget.autokeras_max_trials, directory=str(search_dir),
@@ -294,33 +319,48 @@ class AutoKerasEngine:
                  budget.autokeras_max_trials, budget.autokeras_epochs)
         search_started = time.monotonic()
         try:
-            searcher.fit(x[fit_idx], y[fit_idx], validation_data=(x[val_idx], y[val_idx]),
-                         epochs=budget.autokeras_epochs, batch_size=batch_size,
-                         callbacks=callbacks, verbose=0)
-            model = searcher.export_model()
+            with warnings.catch_warnings():
+                # Keras notes AutoKeras' list-wrapped inputs and skipped optimizer state on
+                # every trial; neither matters for a model that is only scored afterwards
+                warnings.simplefilter("ignore", UserWarning)
+                searcher.fit(x[fit_idx], y[fit_idx], validation_data=(x[val_idx], y[val_idx]),
+                             epochs=budget.autokeras_epochs, batch_size=batch_size,
+                             callbacks=callbacks, verbose=0)
         except (RuntimeError, ValueError) as exc:
             raise TrainingError(f"AutoKeras found no usable model: {exc}") from exc
         search_seconds = time.monotonic() - search_started
-        model.save(workdir / MODEL_FILE)
+        timings["search"] = round(search_seconds, 2)
+        if clock.expired_at is not None:
+            timings["after_deadline"] = round(time.monotonic() - clock.expired_at, 2)
+        mark = time.monotonic()
+        best = Path(searcher.tuner.best_model_path)
+        if not best.exists():  # the tuner saves its best model there at the end of a search
+            raise TrainingError(f"AutoKeras finished without saving a best model ({best})")
+        shutil.copyfile(best, workdir / MODEL_FILE)
         (workdir / ENCODING_FILE).write_text(encoding.to_json())
         board = _trial_board(searcher.tuner.oracle)
         shutil.rmtree(search_dir, ignore_errors=True)
         board.to_csv(workdir / "leaderboard.csv", index=False)
-
+        timings["export"] = round(time.monotonic() - mark, 2)
+        mark = time.monotonic()
         scorer = KerasScorer(workdir, task, classes)
         validation = scorer.score_matrix(x[val_idx])
         cv = _validation_metrics(codes[val_idx] if task != "regression" else
                                  target.to_numpy(dtype="float64")[val_idx],
                                  validation, task, sort_metric, int(budget.seed))
+        timings["validate"] = round(time.monotonic() - mark, 2)
+        timings["total"] = round(time.monotonic() - started, 2)
         leader = str(board.iloc[0]["model_id"]) if len(board) else "trial_0"
         info = {"engine": self.name, "leader": leader, "device": device,
                 "autokeras_version": ak.__version__, "keras_version": keras.__version__,
                 "search_seconds": round(search_seconds, 2), "deadline_reached": clock.expired,
                 "trials": len(board), "inputs": encoding.width, "features": list(features.columns),
-                "categorical": categorical, "validation_rows": int(len(val_idx))}
+                "categorical": categorical, "validation_rows": int(len(val_idx)),
+                "seconds": timings}
         (workdir / "engine.json").write_text(json.dumps(info, indent=2))
-        log.info("AutoKeras leader %s after %.1fs (%d trials%s); validation %s", leader,
-                 search_seconds, len(board), ", deadline reached" if clock.expired else "", cv)
+        log.info("AutoKeras leader %s after %.1fs (%d trials%s); validation %s; seconds %s", leader,
+                 search_seconds, len(board), ", deadline reached" if clock.expired else "", cv,
+                 timings)
         return EngineResult(
             engine=self.name, artifact_dir=workdir, leader=leader, leaderboard=board,
             cv_metrics=cv, device=device,
@@ -398,7 +438,8 @@ def _validation_metrics(truth: np.ndarray, scores: np.ndarray, task: str, metric
     metrics: dict[str, float] = {}
     for name in dict.fromkeys((*names, metric)):
         try:
-            value, spread = metric_spread(name, truth, scores, task, samples=200, seed=seed)
+            value, spread = metric_spread(name, truth, scores, task,
+                                          samples=100 if name == metric else 0, seed=seed)
         except ValueError:
             continue
         metrics[f"cv_{name}"] = value

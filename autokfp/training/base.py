@@ -2,7 +2,7 @@
 
 An engine trains on a feature frame and writes its own artifacts into a folder; it can
 later load a ``Scorer`` from that folder that maps a feature frame to predictions. The
-model package (``autokfp.packaging``) wraps any engine's folder plus the feature plan into
+model package (``autokfp.model_package``) wraps any engine's folder plus the feature plan into
 one MLflow pyfunc. Adding an engine means implementing ``Engine`` and registering it in
 ``ENGINES``; selection, registry and serving need no change.
 """
@@ -71,4 +71,10 @@ def _h2o() -> Engine:
     return H2OAutoMLEngine()
 
 
-ENGINES: dict[str, Any] = {"h2o": _h2o}
+def _autokeras() -> Engine:
+    from autokfp.training.autokeras_engine import AutoKerasEngine
+
+    return AutoKerasEngine()
+
+
+ENGINES: dict[str, Any] = {"h2o": _h2o, "autokeras": _autokeras}

@@ -26,6 +26,12 @@ from autokfp.training.mojo import MojoScorer
 
 log = logging.getLogger(__name__)
 
+# seconds kept back from the budget for what follows AutoML (leaderboard, MOJO export,
+# cluster shutdown): a fixed part plus a share of the budget. AutoML never gets less than
+# MIN_AUTOML_SECS, so very small budgets are overrun by the cluster's start-up time.
+EXPORT_RESERVE_SECS = 3.0
+EXPORT_RESERVE_SHARE = 0.04
+MIN_AUTOML_SECS = 10
 SORT_METRICS = {"auc": "AUC", "logloss": "logloss", "accuracy": "logloss", "f1": "AUC",
                 "rmse": "RMSE", "mae": "MAE", "r2": "RMSE"}
 MOJO_FILE = "model.zip"
@@ -110,6 +116,12 @@ class H2OAutoMLEngine:
         import h2o
         from h2o.automl import H2OAutoML
 
+        if target.isna().any():
+            raise TrainingError(f"the target has {int(target.isna().sum())} missing values; rows "
+                                "without a label must be dropped before training")
+        if len(features) < 10:
+            raise TrainingError(f"H2O AutoML needs at least 10 training rows, got {len(features)}")
+        begun = time.monotonic()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         response = "__target__"
@@ -125,8 +137,14 @@ class H2OAutoMLEngine:
         with H2OCluster(budget.nthreads, budget.max_mem_size):
             h2o_frame = h2o.H2OFrame(frame, column_types=column_types)
             nfolds = min(budget.nfolds, max(2, len(frame) // 10))
+            if nfolds < budget.nfolds:
+                log.warning("only %d training rows: H2O uses %d folds instead of budget.nfolds=%d",
+                            len(frame), nfolds, budget.nfolds)
+            reserve = EXPORT_RESERVE_SECS + EXPORT_RESERVE_SHARE * budget.max_runtime_secs
+            automl_secs = max(MIN_AUTOML_SECS,
+                              int(budget.max_runtime_secs - (time.monotonic() - begun) - reserve))
             automl = H2OAutoML(
-                max_runtime_secs=budget.max_runtime_secs,
+                max_runtime_secs=automl_secs,
                 max_models=budget.max_models,
                 seed=budget.seed,
                 nfolds=nfolds,
@@ -138,6 +156,16 @@ class H2OAutoMLEngine:
             )
             started = time.monotonic()
             automl.train(x=list(features.columns), y=response, training_frame=h2o_frame)
+            if automl.leader is None:
+                # A budget too small for this machine (or a busy node) ends AutoML before its
+                # first model. Fall back to one quick GLM without a time limit rather than
+                # return nothing; the leaderboard and the log say so.
+                log.warning("H2O AutoML trained no model in %ss; training one GLM without a time "
+                            "limit instead (raise budget.max_runtime_secs)", automl_secs)
+                automl = H2OAutoML(max_models=1, include_algos=["GLM"], seed=budget.seed,
+                                   nfolds=nfolds, sort_metric=SORT_METRICS.get(sort_metric, "AUTO"),
+                                   verbosity=None, project_name=f"autokfp_{uuid.uuid4().hex[:8]}")
+                automl.train(x=list(features.columns), y=response, training_frame=h2o_frame)
             elapsed = time.monotonic() - started
             if automl.leader is None:
                 raise TrainingError(
@@ -150,17 +178,21 @@ class H2OAutoMLEngine:
             leader_id, mojo_path = self._export_first_exportable(board, workdir)
             leader = h2o.get_model(leader_id)
             cv = _cv_metrics(leader, task)
+            cv.update(_cv_spread(leader, sort_metric, task, target, classes, budget.seed))
             algo = leader.algo
         board.to_csv(workdir / "leaderboard.csv", index=False)
         info = {"engine": self.name, "leader": leader_id, "algo": algo, "device": device,
                 "h2o_version": h2o.__version__, "train_seconds": round(elapsed, 2),
-                "features": list(features.columns), "categorical": categorical, "nfolds": nfolds}
+                "features": list(features.columns), "categorical": categorical, "nfolds": nfolds,
+                "automl_secs": automl_secs, "total_seconds": round(time.monotonic() - begun, 2)}
         (workdir / "engine.json").write_text(json.dumps(info, indent=2))
         log.info("H2O leader %s (%s) after %.1fs; cv %s", leader_id, algo, elapsed, cv)
         return EngineResult(
             engine=self.name, artifact_dir=workdir, leader=leader_id, leaderboard=board,
             cv_metrics=cv, device=device,
-            params={"max_runtime_secs": budget.max_runtime_secs, "max_models": budget.max_models,
+            params={"max_runtime_secs": budget.max_runtime_secs, "automl_secs": automl_secs,
+                    "cv_method": f"{nfolds}-fold cross-validation of the leader",
+                    "max_models": budget.max_models,
                     "nfolds": nfolds, "seed": budget.seed, "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
                     "leader_algo": algo, "models_trained": len(board)},
         )
@@ -208,3 +240,45 @@ def _cv_metrics(model: Any, task: str) -> dict[str, float]:
         if value is not None:
             metrics[f"cv_{name}"] = float(value)
     return metrics
+
+
+def _cv_spread(model: Any, metric: str, task: str, target: pd.Series, classes: list[str] | None,
+               seed: int) -> dict[str, float]:
+    """The primary metric's spread over folds (``cv_<metric>_sd``), where H2O can tell.
+
+    Models with fold models report a per-fold summary (mean, sd). A stacked ensemble has
+    none; its out-of-fold predictions give a bootstrap spread instead.
+    """
+    names = {"auc": "auc", "logloss": "logloss", "rmse": "rmse", "mae": "mae", "r2": "r2",
+             "accuracy": "accuracy", "f1": "f1"}
+    try:
+        summary = model.cross_validation_metrics_summary()
+        if summary is not None:
+            table = summary.as_data_frame()
+            table = table.set_index(table.columns[0])
+            row = names.get(metric)
+            if row in table.index and "sd" in table.columns:
+                return {f"cv_{metric}_sd": float(table.loc[row, "sd"])}
+    except Exception as exc:  # noqa: BLE001 - not every model keeps per-fold metrics
+        log.debug("no per-fold metrics for %s: %s", getattr(model, "model_id", model), exc)
+    try:
+        import numpy as np
+
+        from autokfp.validation import metric_spread
+
+        holdout = model.cross_validation_holdout_predictions()
+        if holdout is None:
+            return {}
+        predicted = holdout.as_data_frame(use_multi_thread=False)
+        if task == "regression":
+            truth = target.to_numpy(dtype="float64")
+            scores = predicted["predict"].to_numpy(dtype="float64")
+        else:
+            labels = list(classes or [])
+            truth = np.array([labels.index(str(v)) for v in target])
+            scores = predicted[[c for c in labels]].to_numpy(dtype="float64")
+        _value, spread = metric_spread(metric, truth, scores, task, samples=100, seed=seed)
+        return {f"cv_{metric}_sd": spread} if spread == spread else {}
+    except Exception as exc:  # noqa: BLE001 - a missing spread must not cost the model
+        log.debug("no out-of-fold predictions for %s: %s", getattr(model, "model_id", model), exc)
+        return {}

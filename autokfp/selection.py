@@ -1,0 +1,400 @@
+"""Choosing the model to register: every candidate and the champion on the same test rows.
+
+Each engine's training task hands over a model folder, or a ``candidate.json`` marker when
+the engine failed or was not enabled. Selection loads every usable candidate through the
+same pyfunc that will serve it and scores it on the fixed held-out rows; runs the
+validation checks (calibration, robustness, CV spread) on each; disqualifies a candidate
+that cannot score rows with unseen categories or missing values; and ranks the rest by the
+primary metric. The best candidate is then compared with the current champion by the
+paired bootstrap of ``evaluation.compare_to_champion``. Candidates that did not win are
+recorded (metrics, reasons, pairwise bootstrap against the winner) and their model folders
+are logged in the evaluation's MLflow run; only the winner is registered.
+
+If every candidate failed there is nothing to register: selection raises TrainingError
+naming each engine's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autokfp.errors import TrainingError
+from autokfp.evaluation import (
+    classification_details,
+    compare_to_champion,
+    compute_metrics,
+    rank_key,
+)
+from autokfp.training.isolation import read_candidate_marker
+
+log = logging.getLogger(__name__)
+
+TRAINED, FAILED, SKIPPED, MISSING, DISQUALIFIED = (
+    "trained", "failed", "skipped", "missing", "disqualified")
+
+
+@dataclass
+class Candidate:
+    """One engine's leader (or why there is none)."""
+
+    engine: str
+    path: str
+    status: str = TRAINED
+    reason: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    model: Any = None
+    predictions: pd.DataFrame | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    robustness: dict[str, Any] = field(default_factory=dict)
+    cv: dict[str, Any] = field(default_factory=dict)
+    versus_selected: dict[str, Any] | None = None
+    score_seconds: float = 0.0
+
+    @property
+    def usable(self) -> bool:
+        return self.status == TRAINED
+
+    def row(self, metric: str) -> dict[str, Any]:
+        """The leaderboard row (JSON-safe)."""
+        params = self.meta.get("params") or {}
+        row: dict[str, Any] = {
+            "engine": self.engine, "status": self.status, "reason": self.reason,
+            "leader": self.meta.get("leader"), "device": self.meta.get("device"),
+            f"test_{metric}": self.metrics.get(metric),
+            "cv_mean": self.cv.get("mean"), "cv_sd": self.cv.get("sd"),
+            "cv_method": self.cv.get("method"),
+            "models_trained": params.get("models_trained"),
+            "train_seconds": self.meta.get("train_seconds"),
+        }
+        for name, value in self.metrics.items():
+            row.setdefault(f"test_{name}", value)
+        if self.calibration:
+            row["brier"] = self.calibration["brier"]
+            row["ece"] = self.calibration["ece"]
+        if self.robustness:
+            row["robustness_passed"] = self.robustness.get("passed")
+        if self.versus_selected:
+            row["p_better_than_selected"] = self.versus_selected.get("probability_better")
+        return row
+
+
+@dataclass
+class Selection:
+    """The outcome: who won, against what, and the evidence."""
+
+    metric: str
+    candidates: list[Candidate]
+    selected: Candidate
+    comparison: dict[str, Any]
+    champion: dict[str, Any] | None
+    reason: str
+    champion_predictions: pd.DataFrame | None = None
+
+    def leaderboard(self) -> pd.DataFrame:
+        rows = [c.row(self.metric) for c in self.candidates]
+        board = pd.DataFrame(rows)
+        board["selected"] = board["engine"] == self.selected.engine
+        return board
+
+
+def load_candidates(paths: dict[str, str]) -> list[Candidate]:
+    """Read each engine's output folder: a model package, a marker, or nothing at all."""
+    candidates = []
+    for engine, path in paths.items():
+        folder = Path(path) if path else None
+        if folder is None or not folder.exists():
+            candidates.append(Candidate(engine, str(path), MISSING,
+                                        "the training task produced no output"))
+            continue
+        marker = read_candidate_marker(folder)
+        if marker is not None:
+            candidates.append(Candidate(engine, str(folder), marker.get("status", FAILED),
+                                        marker.get("reason", "no reason recorded")))
+            continue
+        meta_path = folder / "artifacts" / "meta.json"
+        if not (folder / "MLmodel").is_file() or not meta_path.is_file():
+            candidates.append(Candidate(engine, str(folder), FAILED,
+                                        f"{folder} is not a complete model package"))
+            continue
+        candidates.append(Candidate(engine, str(folder), meta=json.loads(meta_path.read_text())))
+    return candidates
+
+
+def select_model(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any,
+                 seed: int, champion: Any = None, champion_version: str | None = None,
+                 robustness_rows: int = 200) -> Selection:
+    """Score, validate and rank the candidates; compare the best with ``champion`` (a pyfunc)."""
+    from autokfp.features import FeaturePlan
+    from autokfp.model_package import load_model_package
+    from autokfp.validation import calibration_report, cv_summary, robustness_report
+
+    usable = [c for c in candidates if c.usable]
+    if not usable:
+        reasons = "; ".join(f"{c.engine}: {c.status} ({c.reason})" for c in candidates)
+        raise TrainingError(f"no candidate model to evaluate: {reasons or 'no engine ran'}; "
+                            "see each training step's log")
+    reference = usable[0].meta
+    target = reference["target"]
+    if target not in test.columns:
+        raise TrainingError(f"the test rows lack the target column '{target}'")
+    truth = test[target]
+    inputs = test.drop(columns=[target])
+    metric = reference["primary_metric"]
+    for candidate in usable:
+        same = (candidate.meta.get("task"), candidate.meta.get("class_labels"),
+                candidate.meta.get("primary_metric"))
+        if same != (reference.get("task"), reference.get("class_labels"), metric):
+            candidate.status, candidate.reason = DISQUALIFIED, (
+                f"trained for another task or classes {same} than {usable[0].engine}")
+            continue
+        started = time.monotonic()
+        try:
+            candidate.model = load_model_package(candidate.path)
+            candidate.predictions = candidate.model.predict(inputs)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot score is out, not fatal
+            candidate.status = DISQUALIFIED
+            candidate.reason = f"cannot score the test rows: {type(exc).__name__}: {exc}"[:800]
+            log.warning("%s: %s", candidate.engine, candidate.reason)
+            continue
+        candidate.metrics = compute_metrics(truth, candidate.predictions, candidate.meta)
+        if candidate.meta["task"] != "regression":
+            candidate.details = classification_details(truth, candidate.predictions, candidate.meta)
+            candidate.calibration = calibration_report(truth, candidate.predictions, candidate.meta)
+        candidate.cv = cv_summary(candidate.meta, candidate.metrics.get(metric))
+        plan = FeaturePlan.from_json(Path(candidate.path, "artifacts", "plan.json").read_text())
+        report = robustness_report(candidate.model, inputs, plan, candidate.meta, seed=seed,
+                                   rows=robustness_rows)
+        candidate.robustness = report.to_dict()
+        candidate.score_seconds = round(time.monotonic() - started, 2)
+        if report.disqualified:
+            candidate.status = DISQUALIFIED
+            candidate.reason = "fails robustness: " + "; ".join(report.disqualified)
+            log.warning("%s disqualified: %s", candidate.engine, candidate.reason)
+    ranked = sorted((c for c in candidates if c.usable),
+                    key=lambda c: rank_key(metric, c.metrics.get(metric)))
+    if not ranked:
+        reasons = "; ".join(f"{c.engine}: {c.status} ({c.reason})" for c in candidates)
+        raise TrainingError(f"every candidate model was ruled out: {reasons}")
+    best = ranked[0]
+    for other in ranked[1:]:
+        versus = compare_to_champion(truth, other.predictions, best.predictions, best.meta, metric,
+                                     0.0, selection_spec.confidence,
+                                     min(200, selection_spec.bootstrap_samples), seed=seed)
+        other.versus_selected = {"probability_better": versus.probability_better,
+                                 "improvement": versus.improvement,
+                                 "ci_low": versus.ci_low, "ci_high": versus.ci_high}
+    others = [c for c in candidates if c is not best]
+    reason = _selection_reason(best, others, metric)
+
+    champion_predictions = None
+    champion_info = None
+    note = None
+    if champion is not None:
+        try:
+            champion_predictions = champion.predict(inputs)
+            missing = [f"probability_{c}" for c in (best.meta.get("class_labels") or [])
+                       if f"probability_{c}" not in champion_predictions.columns]
+            if missing:
+                raise ValueError(f"the champion predicts other classes (lacks {missing})")
+            champion_info = {"version": champion_version,
+                             "metrics": compute_metrics(truth, champion_predictions, best.meta)}
+        except Exception as exc:  # noqa: BLE001 - an unusable champion must not block a new model
+            note = (f"champion v{champion_version} cannot score the current data ({exc}); "
+                    "it is replaced by a model that can")
+            log.warning(note)
+            champion_predictions = None
+    comparison = compare_to_champion(
+        truth, best.predictions, champion_predictions, best.meta, metric,
+        selection_spec.min_improvement, selection_spec.confidence,
+        selection_spec.bootstrap_samples, seed=seed,
+        champion_version=champion_version)
+    if note:
+        comparison.reason = note
+    comparison.extra["selected_engine"] = best.engine
+    return Selection(metric=metric, candidates=candidates, selected=best,
+                     comparison=comparison.to_dict(), champion=champion_info, reason=reason,
+                     champion_predictions=champion_predictions)
+
+
+def _selection_reason(best: Candidate, others: list[Candidate], metric: str) -> str:
+    value = best.metrics.get(metric)
+    parts = [f"{best.engine} has the best test {metric} ({value:.4f})"]
+    for other in others:
+        if other.usable:
+            versus = other.versus_selected or {}
+            p = versus.get("probability_better")
+            parts.append(f"{other.engine} {other.metrics.get(metric, float('nan')):.4f}"
+                         + (f" (P(better than {best.engine}) {p:.2f})" if p is not None else ""))
+        else:
+            parts.append(f"{other.engine} {other.status}: {other.reason}")
+    text = "; ".join(parts)
+    if any(not o.usable for o in others):
+        text += " (fallback: the remaining engine's leader competes alone)"
+    return text
+
+
+def evaluation_document(selection: Selection, test_rows: int) -> dict[str, Any]:
+    """The evaluation JSON: the winner's figures where a single-model evaluation had them,
+    plus every candidate, the champion and the validation reports."""
+    best = selection.selected
+    metrics = dict(best.metrics)
+    if best.calibration:
+        metrics["brier"] = best.calibration["brier"]
+        metrics["ece"] = best.calibration["ece"]
+    return {
+        "metrics": metrics,
+        "comparison": selection.comparison,
+        "details": best.details,
+        "task": best.meta["task"],
+        "primary_metric": selection.metric,
+        "engine": best.engine,
+        "test_rows": test_rows,
+        "selected": {"engine": best.engine, "path": best.path, "reason": selection.reason},
+        "candidates": [_json_safe(c.row(selection.metric)) for c in selection.candidates],
+        "validation": {
+            c.engine: {"cv": c.cv, "calibration": c.calibration, "robustness": c.robustness}
+            for c in selection.candidates if c.metrics
+        },
+        "champion": selection.champion,
+    }
+
+
+def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
+    safe = {}
+    for key, value in row.items():
+        if isinstance(value, (np.floating, float)):
+            value = None if value != value else float(value)
+        elif isinstance(value, np.integer):
+            value = int(value)
+        safe[key] = value
+    return safe
+
+
+def copy_selected(selection: Selection, model_path: str) -> None:
+    """Put the winner's model folder at ``model_path`` (what the register step reads)."""
+    target = Path(model_path)
+    if target.exists():
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    shutil.copytree(selection.selected.path, target)
+
+
+# ------------------------------------------------------------------------------- MLflow
+
+
+def log_evaluation_run(model_name: str, selection: Selection, document: dict[str, Any],
+                       plots: dict[str, Any], report_html: str | None = None) -> str | None:
+    """One MLflow run per evaluation: leaderboard, plots, validation reports, losing models.
+
+    Returns the run id, or None when MLflow could not be written (a warning, never a failed
+    evaluation: the registered run still carries the evaluation JSON).
+    """
+    import tempfile
+
+    import mlflow
+
+    from autokfp import registry
+
+    try:
+        client = registry.configure()
+        experiment = registry.experiment_id(client, model_name)
+        with mlflow.start_run(experiment_id=experiment,
+                              run_name=f"{model_name}-evaluation") as run:
+            mlflow.set_tags({"autokfp.run_kind": "evaluation",
+                             "autokfp.selected_engine": selection.selected.engine,
+                             "autokfp.decision": str(document["comparison"].get("reason", ""))[:5000],
+                             "autokfp.selection": selection.reason[:5000]})
+            mlflow.log_params({"primary_metric": selection.metric,
+                               "candidates": ",".join(c.engine for c in selection.candidates),
+                               "selected_engine": selection.selected.engine,
+                               "test_rows": document["test_rows"]})
+            values: dict[str, float] = {}
+            for candidate in selection.candidates:
+                for name, value in candidate.metrics.items():
+                    values[f"{candidate.engine}.test_{name}"] = value
+                if candidate.calibration:
+                    values[f"{candidate.engine}.brier"] = candidate.calibration["brier"]
+                    values[f"{candidate.engine}.ece"] = candidate.calibration["ece"]
+                if candidate.cv.get("sd") is not None:
+                    values[f"{candidate.engine}.cv_{selection.metric}_sd"] = candidate.cv["sd"]
+            for name, value in (document.get("champion") or {}).get("metrics", {}).items():
+                values[f"champion.test_{name}"] = value
+            mlflow.log_metrics({k: float(v) for k, v in values.items()
+                                if v is not None and v == v and abs(float(v)) != float("inf")})
+            board = selection.leaderboard()
+            mlflow.log_table(board.astype(object).where(board.notna(), None),
+                             artifact_file="leaderboard.json")
+            with tempfile.TemporaryDirectory(prefix="autokfp-eval-") as scratch:
+                csv = Path(scratch, "leaderboard.csv")
+                board.to_csv(csv, index=False)
+                mlflow.log_artifact(str(csv))
+                evidence = Path(scratch, "evaluation.json")
+                evidence.write_text(json.dumps(document, indent=2, default=str))
+                mlflow.log_artifact(str(evidence))
+                if report_html:
+                    page = Path(scratch, "evaluation_report.html")
+                    page.write_text(report_html)
+                    mlflow.log_artifact(str(page))
+            for path in plots.values():
+                mlflow.log_artifact(str(path), artifact_path="plots")
+            for candidate in selection.candidates:
+                if candidate is not selection.selected and candidate.usable:
+                    mlflow.log_artifacts(candidate.path, artifact_path=f"candidates/{candidate.engine}")
+        return run.info.run_id
+    except Exception as exc:  # noqa: BLE001 - tracking must not undo an evaluation
+        log.warning("the evaluation could not be logged to MLflow: %s: %s", type(exc).__name__, exc)
+        return None
+
+
+# ---------------------------------------------------------------------------- HTML report
+
+
+def report_html(document: dict[str, Any], plots: dict[str, Any]) -> str:
+    """A self-contained page (plots inlined) for the Kubeflow UI."""
+    import base64
+    import html
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return html.escape("" if value is None else str(value))
+
+    rows = document["candidates"]
+    columns = ["engine", "status", f"test_{document['primary_metric']}", "cv_mean", "cv_sd",
+               "brier", "ece", "robustness_passed", "p_better_than_selected", "train_seconds",
+               "reason"]
+    table = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"
+    for row in rows:
+        table += "<tr>" + "".join(f"<td>{cell(row.get(c))}</td>" for c in columns) + "</tr>"
+    checks = ""
+    for engine, report in document.get("validation", {}).items():
+        for check in (report.get("robustness") or {}).get("checks", []):
+            mark = "pass" if check["passed"] else "FAIL"
+            checks += (f"<tr><td>{html.escape(engine)}</td><td>{html.escape(check['check'])}</td>"
+                       f"<td>{mark}</td><td>{html.escape(check['detail'])}</td></tr>")
+    images = ""
+    for name, path in plots.items():
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        images += f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'></figure>"
+    comparison = document["comparison"]
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>evaluation</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}"
+        "figure{display:inline-block;margin:0 1em 1em 0}</style></head><body>"
+        f"<h1>Candidates on {document['test_rows']} test rows</h1>"
+        f"<p><b>Selected:</b> {html.escape(document['selected']['reason'])}</p>"
+        f"<p><b>Against the champion:</b> {html.escape(str(comparison.get('reason', '')))}</p>"
+        f"<table>{table}</table><h2>Robustness</h2><table><tr><th>engine</th><th>check</th>"
+        f"<th>result</th><th>detail</th></tr>{checks}</table><h2>Plots</h2>{images}"
+        "</body></html>")

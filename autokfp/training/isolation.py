@@ -1,0 +1,157 @@
+"""Run one engine in a child process, and mark a candidate that could not be trained.
+
+An engine that crashes, runs out of memory or overruns its time must not take the run
+down: the other engine's leader can still win. So a training component runs its engine in
+a child Python process. An exception there, a kill by the out-of-memory killer (the
+child, holding the engine's memory, is what the kernel picks) or a hard timeout all end
+the same way: the component writes ``candidate.json`` with ``status: failed`` and the
+reason into its model output, and selection records the reason and ranks the others.
+
+``python -m autokfp.training.isolation REQUEST.json`` is the child's entry point: it runs
+the function named in the request and writes the outcome next to it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from autokfp.errors import AutokfpError
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_FILE = "candidate.json"
+FAILED, SKIPPED = "failed", "skipped"
+
+
+class EngineFailure(AutokfpError):
+    """An engine's child process raised, was killed or overran its time."""
+
+    def __init__(self, message: str, kind: str, error_type: str | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.error_type = error_type
+
+
+# ------------------------------------------------------------------------------ markers
+
+
+def write_candidate_marker(model_path: str | os.PathLike, engine: str, status: str, reason: str,
+                           **extra: Any) -> dict[str, Any]:
+    """Leave ``candidate.json`` (and nothing else) in an engine's model output folder."""
+    folder = Path(model_path)
+    if folder.exists() and not folder.is_dir():
+        folder.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.iterdir():  # a half-written model must not look usable
+        if leftover.is_dir():
+            import shutil
+
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink()
+    marker = {"engine": engine, "status": status, "reason": reason, **extra}
+    (folder / CANDIDATE_FILE).write_text(json.dumps(marker, indent=2, default=str))
+    return marker
+
+
+def read_candidate_marker(model_path: str | os.PathLike) -> dict[str, Any] | None:
+    """The marker of a candidate that was not trained, or None for a model folder."""
+    path = Path(model_path) / CANDIDATE_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------------------- isolation
+
+
+def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = None) -> Any:
+    """Call ``module:function(**kwargs)`` in a child process and return its JSON result.
+
+    Raises EngineFailure with ``kind`` ``error`` (it raised; the message is its own),
+    ``killed`` (a signal, most often the out-of-memory killer) or ``timeout``.
+    """
+    with tempfile.TemporaryDirectory(prefix="autokfp-isolated-") as scratch:
+        request = Path(scratch) / "request.json"
+        outcome = Path(scratch) / "outcome.json"
+        request.write_text(json.dumps({"function": function, "kwargs": kwargs,
+                                       "outcome": str(outcome)}, default=str))
+        started = time.monotonic()
+        process = subprocess.Popen([sys.executable, "-m", "autokfp.training.isolation",
+                                    str(request)], start_new_session=True)
+        try:
+            code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            raise EngineFailure(f"{function} ran for more than {timeout:.0f}s and was stopped",
+                                "timeout") from None
+        except BaseException:
+            _kill_group(process)
+            raise
+        finally:
+            _kill_group(process, only_children=True)
+        seconds = time.monotonic() - started
+        if outcome.exists():
+            result = json.loads(outcome.read_text())
+            if result.get("ok"):
+                return result["result"]
+            raise EngineFailure(f"{result['error_type']}: {result['message']}", "error",
+                                result["error_type"])
+        if code < 0 or code == 137:
+            number = -code if code < 0 else 9
+            name = signal.Signals(number).name if number in signal.Signals._value2member_map_ \
+                else str(number)
+            hint = (" (SIGKILL: most often the out-of-memory killer; give the training task "
+                    "more memory or lower the budget)") if number == signal.SIGKILL else ""
+            raise EngineFailure(f"the engine process was killed by {name} after {seconds:.0f}s"
+                                f"{hint}", "killed")
+        raise EngineFailure(f"the engine process exited with code {code} after {seconds:.0f}s "
+                            "without a result (a crash in native code?)", "killed")
+
+
+def _kill_group(process: subprocess.Popen, only_children: bool = False) -> None:
+    """Stop the child and anything left in its process group (an H2O JVM, for instance)."""
+    if only_children and process.poll() is None:
+        return
+    try:  # the child leads its own session, so its pid is the group id
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if process.poll() is None:
+        process.wait(timeout=10)
+
+
+def _main(request_path: str) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    request = json.loads(Path(request_path).read_text())
+    outcome = Path(request["outcome"])
+    module_name, _, name = request["function"].partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), name)
+        result = function(**request["kwargs"])
+        payload = {"ok": True, "result": result}
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+        traceback.print_exc()
+        payload = {"ok": False, "error_type": type(exc).__name__, "message": str(exc),
+                   "traceback": traceback.format_exc()[-4000:]}
+        code = 1
+    temp = outcome.with_suffix(".tmp")
+    temp.write_text(json.dumps(payload, default=str))
+    os.replace(temp, outcome)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))

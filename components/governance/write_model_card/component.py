@@ -1,0 +1,72 @@
+"""KFP component: the model card and compliance report of the registered version."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Markdown, Model, Output
+
+from autokfp.settings import image
+
+
+@dsl.component(base_image=image("runtime"), install_kfp_package=False)
+def write_model_card(
+    config: dict,
+    model: Input[Model],
+    registration: Input[Artifact],
+    evaluation: Input[Artifact],
+    schema: Input[Artifact],
+    fairness: Input[Artifact],
+    explanation: Input[Artifact],
+    card: Output[Markdown],
+    compliance: Output[Markdown],
+    compliance_summary: Output[Artifact],
+) -> NamedTuple("Outputs", [("compliance_verdict", str), ("deployable", bool)]):
+    """Write the version's model card and compliance report; log both to its MLflow run.
+
+    The card: intended use, data with catalog links (URN, fingerprint) and lineage, metrics
+    overall and per group, fairness before and after mitigation, explanations, limitations,
+    training configuration, package versions. The compliance report maps checks to EU AI
+    Act articles 10-15 and GDPR articles 5(1)(c)/25 with pass/fail and evidence links. The
+    version is tagged ``governance.fairness`` / ``governance.compliance`` and the step is
+    an audit event.
+
+    Args:
+        config: The run configuration.
+        model: The registered MLflow pyfunc model folder (bias_check's ``checked_model``).
+        registration: register_model's registration JSON (name, version, run).
+        evaluation: evaluate_model's evaluation JSON.
+        schema: The dataset's schema JSON.
+        fairness: bias_check's ``summary`` (the fairness report JSON).
+        explanation: explain_model's explanation JSON.
+        card: Output. The model card (Markdown).
+        compliance: Output. The compliance checklist (Markdown).
+        compliance_summary: Output. The checklist as JSON.
+
+    Returns:
+        compliance_verdict: pass, incomplete or fail. deployable: false only while the
+        policy requires a person's approval that has not been given.
+
+    Example:
+        >>> w = write_model_card(config=cfg, model=b.outputs["checked_model"], registration=r.outputs["registration"], evaluation=e.outputs["evaluation"], schema=d.outputs["schema"], fairness=b.outputs["summary"], explanation=x.outputs["explanation"])
+    """
+    import logging
+    from collections import namedtuple
+
+    from autokfp.governance.stages import document_stage
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    evidence = {"schema": schema.uri, "evaluation": evaluation.uri, "fairness_report": fairness.uri,
+                "explanation": explanation.uri, "model_card": card.uri,
+                "compliance_report": compliance.uri, "model": model.uri}
+    result = document_stage(config, model.path, registration.path, evaluation.path, schema.path,
+                            fairness.path, explanation.path, card.path, compliance.path,
+                            compliance_summary.path, evidence=evidence)
+    compliance_summary.metadata.update({"verdict": result["compliance"], "summary": result["summary"]})
+    outputs = namedtuple("Outputs", ["compliance_verdict", "deployable"])
+    return outputs(result["compliance"], bool(result["deployable"]))
+
+
+if __name__ == "__main__":
+    from kfp import compiler
+
+    compiler.Compiler().compile(write_model_card, "write_model_card.yaml")

@@ -1,0 +1,41 @@
+"""KFP component: the monitoring pipeline's exit handler."""
+
+from kfp import dsl
+
+from autokfp.settings import image
+
+
+@dsl.component(base_image=image("runtime"), install_kfp_package=False)
+def finalize_monitoring(config: dict, run_id: str, status: dsl.PipelineTaskFinalStatus) -> str:
+    """Record a failed monitoring run and restore the last good champion if a deploy broke.
+
+    Runs whatever happened inside the pipeline (``dsl.ExitHandler``). On failure it writes
+    ``monitoring.run_failed`` to the audit trail; if a model became champion during the run
+    and its deploy was not verified, the champion the run started with is restored (the
+    failed version gets alias ``rejected``; in a cluster the canary gets 0% of traffic).
+
+    Args:
+        config: The run configuration.
+        run_id: The pipeline run id.
+        status: The final status of the pipeline's tasks (set by KFP).
+
+    Returns:
+        The restored champion version, or an empty string.
+
+    Example:
+        >>> exit_task = finalize_monitoring(config=cfg, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+    """
+    import logging
+
+    from autokfp.monitoring.stages import finalize_stage
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = finalize_stage(config, status.state, run_id=run_id, error=status.error_message or "",
+                            task=status.pipeline_task_name or "")
+    return result.get("restored") or ""
+
+
+if __name__ == "__main__":
+    from kfp import compiler
+
+    compiler.Compiler().compile(finalize_monitoring, "finalize_monitoring.yaml")

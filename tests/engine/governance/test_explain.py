@@ -1,0 +1,108 @@
+"""Explanations against models whose true explanation is known (no H2O needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp.features import FeaturePlan
+from autokfp.governance import explain
+
+META = {"task": "binary", "classes": [0, 1], "class_labels": ["0", "1"], "target": "y",
+        "threshold": 0.5}
+WEIGHTS = {"x1": 0.5, "x2": -0.2}
+COLOUR = {"red": 0.1, "blue": -0.05, "green": 0.0}
+
+
+class LinearModel:
+    """probability = 0.4 + 0.5·x1 − 0.2·x2 + colour effect; ``noise`` is ignored."""
+
+    plan = FeaturePlan(target="y", task="binary", classes=[0, 1], numeric=["x1", "x2", "noise"],
+                       categorical=["colour"])
+
+    def predict(self, context, frame: pd.DataFrame) -> pd.DataFrame:
+        p = (0.4 + sum(w * pd.to_numeric(frame[c]) for c, w in WEIGHTS.items())
+             + frame["colour"].map(COLOUR).astype(float))
+        p = p.to_numpy(dtype="float64")
+        return pd.DataFrame({"prediction": (p >= 0.5).astype(int), "probability_0": 1 - p,
+                             "probability_1": p}, index=frame.index)
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"x1": rng.uniform(0, 1, n), "x2": rng.uniform(0, 1, n),
+                          "noise": rng.normal(size=n),
+                          "colour": rng.choice(list(COLOUR), size=n)})
+    model = LinearModel()
+    p = model.predict(None, frame)["probability_1"]
+    frame["y"] = (rng.random(n) < p).astype(int)
+    return frame
+
+
+def test_permutation_importance_ranks_what_the_model_uses() -> None:
+    frame = _frame(600, 0)
+    result = explain.permutation_importance(LinearModel(), frame, META,
+                                            ["x1", "x2", "noise", "colour"], repeats=3)
+    ranked = {i["column"]: i for i in result["columns"]}
+    assert result["metric"] == "auc" and result["rows"] == 600
+    assert ranked["noise"]["importance"] == 0.0 and ranked["noise"]["std"] == 0.0
+    assert result["columns"][0]["column"] == "x1"
+    assert ranked["x2"]["importance"] > 0.0 and ranked["colour"]["importance"] > 0.0
+
+
+def test_kernel_shap_recovers_a_linear_model_exactly() -> None:
+    background = _frame(15, 1)
+    rows = _frame(4, 2)
+    result = explain.kernel_shap(LinearModel(), LinearModel.plan, META, background, rows,
+                                 nsamples=200)
+    assert result["status"] == "run" and result["output"] == "probability_1"
+    values = np.asarray(result["values"])
+    columns = result["columns"]
+    # the exact SHAP value of an additive model: w·(x − mean over the background)
+    for name, weight in WEIGHTS.items():
+        expected = weight * (rows[name] - background[name].mean())
+        assert values[:, columns.index(name)] == pytest.approx(expected.to_numpy(), abs=1e-6)
+    colour = rows["colour"].map(COLOUR) - background["colour"].map(COLOUR).mean()
+    assert values[:, columns.index("colour")] == pytest.approx(colour.to_numpy(), abs=1e-6)
+    assert values[:, columns.index("noise")] == pytest.approx(0.0, abs=1e-9)
+    # contributions and base value add up to the output
+    totals = values.sum(axis=1) + result["base_value"]
+    assert totals == pytest.approx(result["outputs"], abs=1e-9)
+
+    local = explain.local_explanations(result, rows)
+    assert list(local[0]["contributions"])[-1] == "noise"  # sorted by size
+    assert local[0]["inputs"]["colour"] == rows["colour"].iloc[0]
+
+
+def test_multiclass_shap_is_not_run_and_says_why() -> None:
+    meta = {"task": "multiclass", "classes": ["a", "b", "c"], "class_labels": ["a", "b", "c"],
+            "target": "y"}
+    result = explain.kernel_shap(LinearModel(), LinearModel.plan, meta, _frame(5, 0), _frame(2, 1))
+    assert result["status"] == "not_run" and "multiclass" in result["reason"]
+
+
+def test_explain_model_writes_plots_and_a_report(tmp_path) -> None:
+    frame = _frame(300, 3)
+    result = explain.explain_model(LinearModel(), LinearModel.plan, META, frame, frame,
+                                   tmp_path, rows=200, shap_rows=3, background_rows=10,
+                                   nsamples=100)
+    assert result["plots"] == ["permutation_importance.png", "shap_summary.png", "local_row_0.png"]
+    for name in result["plots"]:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(result["local"]) == 3 and result["shap"]["mean_abs"]
+    assert "not run" in result["h2o_contributions"]
+    page = explain.html_report(result, [tmp_path / p for p in result["plots"]])
+    assert page.count("data:image/png;base64,") == 3
+
+    skipped = explain.explain_model(LinearModel(), LinearModel.plan, META, frame, frame,
+                                    Path(tmp_path, "none"), rows=50, shap_rows=0)
+    assert skipped["shap"]["status"] == "not_run" and "shap_rows is 0" in skipped["shap"]["reason"]
+
+
+def test_background_records_hold_model_inputs_only() -> None:
+    frame = _frame(50, 4).assign(email="a@example.com")
+    records = explain.background_records(frame, ["x1", "colour"], rows=5)
+    assert len(records) == 5 and set(records[0]) == {"x1", "colour"}

@@ -1,0 +1,223 @@
+"""Fairness: per-group figures against an independent computation, policy checks, mitigation.
+
+The independent data set is scikit-learn's bundled diabetes table, whose ``sex`` column is
+a real sensitive attribute (two groups); the label is "disease progression above the
+median" and the model a logistic regression on the other columns. Nothing here needs H2O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from autokfp.catalog.schema import ColumnSchema, DatasetSchema
+from autokfp.config import GovernanceSpec
+from autokfp.governance import fairness
+from autokfp.model_package import format_predictions, group_values
+
+META = {"task": "binary", "classes": [0, 1], "class_labels": ["0", "1"], "target": "y",
+        "threshold": 0.5}
+
+
+@pytest.fixture(scope="module")
+def diabetes():
+    """Held-out decisions of a logistic regression on the diabetes data, with ``sex``."""
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    frame["y"] = (frame["target"] > frame["target"].median()).astype(int)
+    features = [c for c in frame.columns if c not in ("target", "y", "sex")]
+    rng = np.random.default_rng(3)
+    test_mask = rng.random(len(frame)) < 0.5
+    model = LogisticRegression(max_iter=5000).fit(frame.loc[~test_mask, features],
+                                                  frame.loc[~test_mask, "y"])
+    test = frame[test_mask].reset_index(drop=True)
+    scores = model.predict_proba(test[features])[:, 1]
+    return test, scores, (scores >= 0.5).astype(int)
+
+
+def _by_hand(y: np.ndarray, pred: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> dict:
+    yt, yp, s = y[mask], pred[mask], scores[mask]
+    tp = int(np.sum((yt == 1) & (yp == 1)))
+    fp = int(np.sum((yt == 0) & (yp == 1)))
+    return {"rows": int(mask.sum()), "positives": int(np.sum(yt == 1)),
+            "selection_rate": yp.mean(), "tpr": tp / np.sum(yt == 1), "fpr": fp / np.sum(yt == 0),
+            "error_rate": np.mean(yt != yp), "auc": roc_auc_score(yt, s)}
+
+
+def test_per_group_figures_match_an_independent_computation(diabetes) -> None:
+    test, scores, pred = diabetes
+    y = test["y"].to_numpy()
+    stats = fairness.group_metrics(y, pred, scores, test["sex"])
+    assert set(stats) == {"1", "2"}  # 1.0 / 2.0 are one group each, named without ".0"
+    for group, value in (("1", 1.0), ("2", 2.0)):
+        expected = _by_hand(y, pred, scores, test["sex"].to_numpy() == value)
+        for key, number in expected.items():
+            assert stats[group][key] == pytest.approx(number, abs=1e-12), (group, key)
+        assert stats[group]["accuracy"] == pytest.approx(1 - expected["error_rate"], abs=1e-12)
+
+    rates = [stats[g]["selection_rate"] for g in ("1", "2")]
+    gaps = fairness.disparities(stats, ["1", "2"])
+    assert gaps["demographic_parity_difference"] == pytest.approx(max(rates) - min(rates), abs=1e-12)
+    assert gaps["demographic_parity_ratio"] == pytest.approx(min(rates) / max(rates), abs=1e-12)
+    tpr_gap = abs(stats["1"]["tpr"] - stats["2"]["tpr"])
+    fpr_gap = abs(stats["1"]["fpr"] - stats["2"]["fpr"])
+    assert gaps["equalized_odds_difference"] == pytest.approx(max(tpr_gap, fpr_gap), abs=1e-12)
+
+    # and the same as fairlearn's own functions
+    from fairlearn.metrics import (
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        equalized_odds_difference,
+    )
+
+    sex = test["sex"]
+    assert gaps["demographic_parity_difference"] == pytest.approx(
+        demographic_parity_difference(y, pred, sensitive_features=sex), abs=1e-12)
+    assert gaps["demographic_parity_ratio"] == pytest.approx(
+        demographic_parity_ratio(y, pred, sensitive_features=sex), abs=1e-12)
+    assert gaps["equalized_odds_difference"] == pytest.approx(
+        equalized_odds_difference(y, pred, sensitive_features=sex), abs=1e-12)
+
+
+def test_assessment_on_real_data_reports_every_check(diabetes) -> None:
+    test, scores, pred = diabetes
+    spec = GovernanceSpec(min_group_size=50, max_equalized_odds_difference=0.3)
+    assessment = fairness.assess_column("sex", test["y"], pred, scores, test["sex"].tolist(), spec)
+    names = {c.name: c for c in assessment.checks}
+    assert set(names) == {"demographic_parity_difference", "demographic_parity_ratio",
+                          "equalized_odds_difference"}
+    dp = names["demographic_parity_difference"]
+    assert dp.value == pytest.approx(assessment.disparities["demographic_parity_difference"])
+    assert dp.status == ("pass" if dp.value <= 0.1 else "fail")
+    assert names["equalized_odds_difference"].limit == 0.3
+
+
+def test_small_groups_are_stated_and_left_out_never_passed() -> None:
+    y = np.array([0, 1] * 60 + [1, 0, 1])
+    pred = np.array([0, 1] * 60 + [1, 1, 1])
+    groups = ["a"] * 60 + ["b"] * 60 + ["c"] * 3
+    spec = GovernanceSpec(min_group_size=30)
+    assessment = fairness.assess_column("g", y, pred, pred.astype(float), groups, spec)
+    small = [c for c in assessment.checks if c.name == "group_size"]
+    assert len(small) == 1 and small[0].status == "not_run"
+    assert "'c' has 3 held-out rows" in small[0].detail
+    assert assessment.measured == ["a", "b"] and assessment.too_small == {"c": 3}
+
+    only_one = fairness.assess_column("g", y[:63], pred[:63], pred[:63].astype(float),
+                                      ["a"] * 60 + ["c"] * 3, spec)
+    statuses = {c.name: c.status for c in only_one.checks}
+    assert statuses["demographic_parity_difference"] == "not_run"
+    assert statuses["demographic_parity_ratio"] == "not_run"
+    assert not only_one.failed
+
+
+def test_no_sensitive_attribute_is_not_run_with_the_reason() -> None:
+    test = pd.DataFrame({"y": [0, 1, 0, 1], "x": [1, 2, 3, 4]})
+    predictions = format_predictions(np.array([[0.6, 0.4], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]]),
+                                     META, test.index)
+    report, thresholds = fairness.assess_fairness(test, predictions, META, [], "catalog tag",
+                                                  GovernanceSpec())
+    assert report["verdict"] == "not_run" and thresholds is None
+    assert "no sensitive attribute known" in report["verdict_reason"]
+    assert "governance.sensitive_columns" in report["verdict_reason"]
+    assert "not_run" in fairness.render_markdown(report)
+
+
+def test_sensitive_columns_come_from_tags_or_config() -> None:
+    schema = DatasetSchema("s/t", "file", "/x", 10, 10, [
+        ColumnSchema("gender", "string", "categorical", tags=["sensitive"]),
+        ColumnSchema("age", "int64", "numeric")])
+    found, source, problems = fairness.resolve_sensitive_columns(schema, GovernanceSpec(),
+                                                                 ["gender", "age"])
+    assert found == ["gender"] and "tag" in source and not problems
+    found, source, problems = fairness.resolve_sensitive_columns(
+        schema, GovernanceSpec(sensitive_columns=["age", "race"]), ["gender", "age"])
+    assert found == ["age"] and "config" in source
+    assert problems[0].status == "not_run" and "'race'" in problems[0].detail
+
+
+def test_training_data_check_warns_on_label_gaps_and_small_groups() -> None:
+    frame = pd.DataFrame({"g": ["a"] * 200 + ["b"] * 200 + ["c"] * 10,
+                          "y": [1] * 80 + [0] * 120 + [1] * 40 + [0] * 160 + [1] * 5 + [0] * 5})
+    result = fairness.check_training_data(frame, "y", 1, ["g"], GovernanceSpec(min_group_size=30))
+    groups = result["g"]["groups"]
+    assert groups["a"]["positive_rate"] == pytest.approx(0.4)
+    assert groups["b"]["positive_rate"] == pytest.approx(0.2)
+    assert groups["c"]["rows"] == 10 and groups["a"]["share"] == pytest.approx(200 / 410)
+    checks = {c["name"]: c for c in result["g"]["checks"]}
+    assert checks["group_representation"]["status"] == "warn"
+    assert checks["label_balance"]["status"] == "warn"
+    assert checks["label_balance"]["value"] == pytest.approx(0.2)
+
+
+def _biased(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores that favour group 'a' by +0.15, like the example data's documented bias."""
+    rng = np.random.default_rng(seed)
+    g = rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.46, 0.04])
+    p = np.clip(rng.beta(2, 5, size=n) + np.where(g == "a", 0.15, 0.0), 0, 1)
+    y = (rng.random(n) < p).astype(int)
+    score = np.clip(p + rng.normal(0, 0.1, n), 0, 1)
+    frame = pd.DataFrame({"g": g, "y": y})
+    raw = np.column_stack([1 - score, score])
+    return frame, format_predictions(raw, META, frame.index)
+
+
+def test_broken_parity_is_mitigated_within_policy_with_the_accuracy_cost() -> None:
+    train, train_pred = _biased(6000, 1)
+    test, test_pred = _biased(2000, 2)
+    spec = GovernanceSpec()
+    report, thresholds = fairness.assess_fairness(test, test_pred, META, ["g"], "config", spec,
+                                                  fit=train, fit_predictions=train_pred)
+    assert report["verdict"] == "mitigated", report["verdict_reason"]
+    assert any(c["status"] == "fail" for c in report["before"]["g"]["checks"])
+    assert not any(c["status"] == "fail" for c in report["after"]["g"]["checks"])
+    after = report["after"]["g"]["disparities"]
+    assert after["demographic_parity_difference"] <= spec.max_demographic_parity_difference
+    assert after["demographic_parity_ratio"] >= spec.min_demographic_parity_ratio
+    assert set(thresholds["thresholds"]) == {"a", "b"}  # 'c' is too small: not mitigated
+    assert thresholds["thresholds"]["a"] > thresholds["thresholds"]["b"]
+    cost = report["overall_before"]["accuracy"] - report["overall_after"]["accuracy"]
+    assert report["accuracy_cost"] == pytest.approx(cost)
+    assert "accuracy" in report["mitigation"]["summary"].lower()
+
+    # the pyfunc's decision rule gives exactly the decisions the re-check measured
+    meta = {**META, "group_thresholds": thresholds}
+    raw = test_pred[["probability_0", "probability_1"]].to_numpy()
+    packaged = format_predictions(raw, meta, test.index, groups=group_values(meta, test))
+    decided = fairness.decide(raw[:, 1], test["g"].tolist(), thresholds["thresholds"], 0.5)
+    assert (packaged["prediction"].to_numpy() == decided).all()
+    y = test["y"].to_numpy()
+    hand = fairness.group_metrics(y, decided, raw[:, 1], test["g"])
+    assert hand == report["after"]["g"]["groups"]
+
+
+def test_equalized_odds_limit_is_also_mitigated() -> None:
+    train, train_pred = _biased(6000, 3)
+    test, test_pred = _biased(2000, 4)
+    spec = GovernanceSpec(max_equalized_odds_difference=0.15)
+    report, thresholds = fairness.assess_fairness(test, test_pred, META, ["g"], "config", spec,
+                                                  fit=train, fit_predictions=train_pred)
+    assert report["verdict"] == "mitigated", report["verdict_reason"]
+    assert report["after"]["g"]["disparities"]["equalized_odds_difference"] <= 0.15
+
+
+def test_mitigation_off_or_impossible_fails() -> None:
+    train, train_pred = _biased(3000, 5)
+    test, test_pred = _biased(1000, 6)
+    report, thresholds = fairness.assess_fairness(test, test_pred, META, ["g"], "config",
+                                                  GovernanceSpec(mitigate=False),
+                                                  fit=train, fit_predictions=train_pred)
+    assert report["verdict"] == "fail" and thresholds is None
+    assert "mitigation is off" in report["verdict_reason"]
+
+
+def test_multiclass_models_are_not_run_and_say_why() -> None:
+    meta = {"task": "multiclass", "classes": ["a", "b", "c"], "class_labels": ["a", "b", "c"],
+            "target": "y"}
+    test = pd.DataFrame({"y": ["a", "b"], "g": ["x", "y"]})
+    predictions = format_predictions(np.array([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1]]), meta, test.index)
+    report, _ = fairness.assess_fairness(test, predictions, meta, ["g"], "config", GovernanceSpec())
+    assert report["verdict"] == "not_run" and "multiclass" in report["verdict_reason"]
