@@ -275,6 +275,10 @@ from autokfp.governance.commands import register_commands as _register_governanc
 
 _register_governance_commands(app)
 
+from autokfp.monitoring.commands import register_commands as _register_monitoring_commands  # noqa: E402
+
+_register_monitoring_commands(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -212,9 +212,10 @@ class GovernanceSpec(_Strict):
     # limit: smaller groups cannot be told apart from noise, so they are reported, not judged
     min_group_size: int = Field(
         default=100, ge=1, description="a group with fewer held-out rows is reported as too small to measure")
-    score_parity: bool = Field(
-        default=True, description="hold the groups' mean scores (probabilities) to the parity limits "
-                                  "too, not only the decisions at the threshold")
+    ranking_parity: bool = Field(
+        default=True, description="also hold the ranking to the parity limits: the groups' rates "
+                                  "when the top-scored share equal to the training positive rate "
+                                  "is flagged, not only the decisions at the threshold")
     mitigate: bool = Field(
         default=True, description="repair scores / fit per-group thresholds when a limit is broken")
     block_deploy_on_bias: bool = Field(

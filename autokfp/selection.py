@@ -135,6 +135,19 @@ def select_model(candidates: list[Candidate], test: pd.DataFrame, selection_spec
                  seed: int, champion: Any = None, champion_version: str | None = None,
                  robustness_rows: int = 200) -> Selection:
     """Score, validate and rank the candidates; compare the best with ``champion`` (a pyfunc)."""
+    # every scoring call would warn that the test rows carry columns the model ignores
+    quiet = logging.getLogger("mlflow.models.utils")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return _select(candidates, test, selection_spec, seed, champion, champion_version,
+                       robustness_rows)
+    finally:
+        quiet.setLevel(level)
+
+
+def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any, seed: int,
+            champion: Any, champion_version: str | None, robustness_rows: int) -> Selection:
     from autokfp.features import FeaturePlan
     from autokfp.model_package import load_model_package
     from autokfp.validation import calibration_report, cv_summary, robustness_report

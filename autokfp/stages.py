@@ -166,7 +166,17 @@ def engineer_stage(config: dict[str, Any] | RunConfig, dataset_path: str, schema
         if len(classes) < 2:
             raise DataError(f"target '{target}' has a single class {classes} in the training rows; "
                             "a classifier needs at least two")
+    if len(train) < 2 * cfg.budget.nfolds:
+        raise DataError(
+            f"only {len(train)} labelled training rows for budget.nfolds={cfg.budget.nfolds} "
+            "cross-validation folds; add rows or lower budget.nfolds (at least 2 rows per fold)")
     plan = plan_features(train, schema, target, task, cfg.features, id_column=id_column, classes=classes)
+    if cfg.selection.feature_selection != "off" or cfg.budget.max_features:
+        from autokfp.features import select_features
+
+        select_features(plan, train, max_features=cfg.budget.max_features,
+                        drop_useless=cfg.selection.feature_selection == "importance",
+                        seed=cfg.split.seed)
     _write_parquet(train_path, train)
     _write_parquet(test_path, test)
     _write_text(plan_path, plan.to_json())
@@ -191,6 +201,26 @@ def _feature_report(plan: Any, dataset_id: str, train_rows: int, test_rows: int)
               "| --- | --- |"]
     ranked = sorted(plan.leakage_scores.items(), key=lambda item: -item[1])
     lines += [f"| `{c}` | {s:.3f} |" for c, s in ranked]
+    selection = getattr(plan, "selection", None) or {}
+    if selection:
+        lines += ["", "## Feature selection by importance", ""]
+        if selection.get("status") == "done":
+            lines.append(
+                f"{selection['method']}: {selection.get('rows')} rows, quick model "
+                f"{selection.get('quick_model_metric')} {selection.get('quick_model_score')}; "
+                f"{selection.get('features_before')} features before, "
+                f"{selection.get('features_after')} kept"
+                + (f" (budget.max_features {selection['max_features']})"
+                   if selection.get("max_features") else "") + ".")
+            if selection.get("reason"):
+                lines += ["", selection["reason"]]
+            excluded = selection.get("excluded") or {}
+            lines += ["", "| feature | importance | kept |", "| --- | --- | --- |"]
+            for name, value in sorted(plan.feature_importance.items(), key=lambda kv: -kv[1]):
+                kept = "no: " + excluded[name] if name in excluded else "yes"
+                lines.append(f"| `{name}` | {value:+.5f} | {kept} |")
+        else:
+            lines.append(f"Skipped: {selection.get('reason', 'not needed')}.")
     return "\n".join(lines) + "\n"
 
 
@@ -198,15 +228,74 @@ def _feature_report(plan: Any, dataset_id: str, train_rows: int, test_rows: int)
 
 
 def train_stage(config: dict[str, Any] | RunConfig, train_path: str, plan_path: str, model_path: str,
-                leaderboard_path: str | None = None, engine: str = "h2o") -> dict[str, Any]:
-    """Train with one engine and write the packaged MLflow pyfunc model folder."""
+                leaderboard_path: str | None = None, engine: str = "h2o", isolate: bool = False,
+                tolerate_failure: bool = False) -> dict[str, Any]:
+    """Train with one engine and write the packaged MLflow pyfunc model folder.
+
+    An engine that is not in ``config.engines`` writes a ``skipped`` candidate marker
+    instead. With ``isolate`` the engine runs in a child process (a crash or an
+    out-of-memory kill cannot take this process down); with ``tolerate_failure`` a failed
+    engine writes a ``failed`` candidate marker with the reason and returns its status,
+    so selection can fall back to the other engines' leaders. Pipelines use both.
+    """
+    from autokfp.training.isolation import (
+        FAILED,
+        SKIPPED,
+        EngineFailure,
+        run_isolated,
+        write_candidate_marker,
+    )
+
+    cfg = _config(config)
+    if engine not in cfg.engines:
+        reason = f"'{engine}' is not in the config's engines {cfg.engines}"
+        log.info("%s skipped: %s", engine, reason)
+        write_candidate_marker(model_path, engine, SKIPPED, reason)
+        if leaderboard_path:
+            _write_text(leaderboard_path, _status_html(engine, SKIPPED, reason))
+        return {"engine": engine, "status": SKIPPED, "reason": reason, "leader": "", "device": ""}
+    if not (isolate or tolerate_failure):
+        return _train(cfg, train_path, plan_path, model_path, leaderboard_path, engine)
+    started = time.monotonic()
+    try:
+        if isolate:
+            summary = run_isolated(
+                "autokfp.stages:train_stage",
+                {"config": cfg.to_dict(), "train_path": str(train_path), "plan_path": str(plan_path),
+                 "model_path": str(model_path),
+                 "leaderboard_path": str(leaderboard_path) if leaderboard_path else None,
+                 "engine": engine},
+                timeout=3 * cfg.budget.max_runtime_secs + 600)
+        else:
+            summary = _train(cfg, train_path, plan_path, model_path, leaderboard_path, engine)
+        return {**summary, "status": "trained"}
+    except Exception as exc:  # noqa: BLE001 - one engine's failure must not end the run
+        if not tolerate_failure:
+            if isinstance(exc, EngineFailure):
+                from autokfp.errors import TrainingError
+
+                raise TrainingError(f"{engine} training failed: {exc}") from None
+            raise
+        reason = f"{exc}" if isinstance(exc, EngineFailure) else f"{type(exc).__name__}: {exc}"
+        reason = reason[:2000]
+        log.error("%s training failed; the other engines' leaders compete without it: %s",
+                  engine, reason)
+        seconds = round(time.monotonic() - started, 1)
+        write_candidate_marker(model_path, engine, FAILED, reason, seconds=seconds)
+        if leaderboard_path:
+            _write_text(leaderboard_path, _status_html(engine, FAILED, reason))
+        return {"engine": engine, "status": FAILED, "reason": reason, "leader": "", "device": "",
+                "train_seconds": seconds}
+
+
+def _train(cfg: RunConfig, train_path: str, plan_path: str, model_path: str,
+           leaderboard_path: str | None, engine: str) -> dict[str, Any]:
     from autokfp import __version__
     from autokfp.features import FeaturePlan, apply_features
     from autokfp.model_package import save_model_package
     from autokfp.tasks import primary_metric
     from autokfp.training import get_engine
 
-    cfg = _config(config)
     train = pd.read_parquet(train_path)
     plan = FeaturePlan.from_json(Path(plan_path).read_text())
     features = apply_features(train, plan)
@@ -217,6 +306,7 @@ def train_stage(config: dict[str, Any] | RunConfig, train_path: str, plan_path: 
     with tempfile.TemporaryDirectory(prefix="autokfp-train-") as workdir:
         result = trainer.train(features, train[plan.target], plan.task, labels, plan.categorical_features,
                                cfg.budget, metric, Path(workdir) / "engine")
+        engine_seconds = time.monotonic() - started
         meta = {
             "engine": engine, "task": plan.task, "target": plan.target,
             "classes": plan.classes, "class_labels": labels,
@@ -224,6 +314,7 @@ def train_stage(config: dict[str, Any] | RunConfig, train_path: str, plan_path: 
             "threshold": 0.5, "primary_metric": metric, "leader": result.leader,
             "device": result.device, "autokfp_version": __version__,
             "trained_rows": len(train), "cv_metrics": result.cv_metrics, "params": result.params,
+            "train_seconds": round(engine_seconds, 2),
         }
         save_model_package(model_path, plan, result.artifact_dir, meta, train.drop(columns=[plan.target]))
         if leaderboard_path:
@@ -231,7 +322,15 @@ def train_stage(config: dict[str, Any] | RunConfig, train_path: str, plan_path: 
     wall = time.monotonic() - started
     return {"engine": engine, "leader": result.leader, "device": result.device,
             "models_trained": int(result.params.get("models_trained", 0)),
-            "train_seconds": round(wall, 1), **{k: round(v, 6) for k, v in result.cv_metrics.items()}}
+            "train_seconds": round(wall, 1), "engine_seconds": round(engine_seconds, 1),
+            **{k: round(v, 6) for k, v in result.cv_metrics.items() if v == v}}
+
+
+def _status_html(engine: str, status: str, reason: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{engine} {status}</title>"
+            "</head><body style='font-family:sans-serif;margin:2em'>"
+            f"<h1>{html.escape(engine)}: {html.escape(status)}</h1><p>{html.escape(reason)}</p>"
+            "<p>Selection ranks the other engines' leaders without this one.</p></body></html>")
 
 
 def _leaderboard_html(board: pd.DataFrame, engine: str, leader: str) -> str:
@@ -248,51 +347,87 @@ def _leaderboard_html(board: pd.DataFrame, engine: str, leader: str) -> str:
 
 def evaluate_stage(config: dict[str, Any] | RunConfig, model_path: str, test_path: str,
                    evaluation_path: str) -> dict[str, Any]:
-    """Score the candidate and the current champion on the same test rows and decide."""
+    """Score the candidate and the current champion on the same test rows and decide.
+
+    The single-candidate case of ``select_stage``: the same metrics, validation reports
+    (calibration, robustness, CV spread), MLflow evaluation run and champion comparison.
+    """
+    meta = json.loads(Path(model_path, "artifacts", "meta.json").read_text())
+    return _evaluate(config, {meta["engine"]: model_path}, test_path, evaluation_path)
+
+
+def select_stage(config: dict[str, Any] | RunConfig, candidate_paths: dict[str, str],
+                 test_path: str, evaluation_path: str, model_path: str,
+                 report_path: str | None = None) -> dict[str, Any]:
+    """Score every engine's leader and the champion on the same test rows; keep the best.
+
+    ``candidate_paths`` maps each engine to its training output: a model folder, or a
+    ``candidate.json`` marker of an engine that failed or was skipped (the fallback: the
+    remaining leaders compete without it). The best candidate by the primary metric is
+    copied to ``model_path``; the paired bootstrap against the champion decides whether
+    it is promoted. Writes the evaluation JSON and, with ``report_path``, an HTML report
+    with the leaderboard, robustness checks and plots. Raises TrainingError when no
+    candidate is usable.
+    """
+    return _evaluate(config, candidate_paths, test_path, evaluation_path, model_path, report_path)
+
+
+def _evaluate(config: dict[str, Any] | RunConfig, candidate_paths: dict[str, str], test_path: str,
+              evaluation_path: str, model_path: str | None = None,
+              report_path: str | None = None) -> dict[str, Any]:
     from autokfp import registry
-    from autokfp.evaluation import classification_details, compare_to_champion, compute_metrics
+    from autokfp.evaluation import write_plots
     from autokfp.model_package import load_model_package
+    from autokfp.selection import (
+        copy_selected,
+        evaluation_document,
+        load_candidates,
+        log_evaluation_run,
+        report_html,
+        select_model,
+    )
 
     cfg = _config(config)
     test = pd.read_parquet(test_path)
-    model = load_model_package(model_path)
-    meta = json.loads(Path(model_path, "artifacts", "meta.json").read_text())
-    target = meta["target"]
-    truth = test[target]
-    inputs = test.drop(columns=[target])
-    predictions = model.predict(inputs)
-    metrics = compute_metrics(truth, predictions, meta)
-    details = classification_details(truth, predictions, meta) if meta["task"] != "regression" else {}
-
+    candidates = load_candidates(candidate_paths)
     client = registry.configure()
     current = registry.champion_version(client, cfg.model_name)
-    champion_predictions = None
-    champion_note = None
+    champion = None
+    champion_error = None
     if current is not None:
         try:
             champion = load_model_package(registry.model_uri(cfg.model_name))
-            champion_predictions = champion.predict(inputs)
-            champion_meta_ok = all(f"probability_{c}" in champion_predictions.columns
-                                   for c in (meta["class_labels"] or []))
-            if not champion_meta_ok:
-                raise ValueError("the champion predicts other classes")
         except Exception as exc:  # noqa: BLE001 - an unusable champion must not block a new model
-            champion_note = (f"champion v{current.version} cannot score the current data ({exc}); "
-                             "it is replaced by a model that can")
-            log.warning(champion_note)
-            champion_predictions = None
-    comparison = compare_to_champion(
-        truth, predictions, champion_predictions, meta, meta["primary_metric"],
-        cfg.selection.min_improvement, cfg.selection.confidence, cfg.selection.bootstrap_samples,
-        seed=cfg.split.seed, champion_version=None if current is None else str(current.version),
-    )
-    if champion_note:
-        comparison.reason = champion_note
-    evaluation = {"metrics": metrics, "comparison": comparison.to_dict(), "details": details,
-                  "task": meta["task"], "primary_metric": meta["primary_metric"],
-                  "engine": meta["engine"], "test_rows": len(test)}
-    _write_json(evaluation_path, evaluation)
-    return evaluation
+            champion_error = (f"champion v{current.version} cannot be loaded ({exc}); it is "
+                              "replaced by a model that can")
+            log.warning(champion_error)
+    selection = select_model(candidates, test, cfg.selection, cfg.split.seed, champion=champion,
+                             champion_version=None if current is None else str(current.version))
+    if champion_error:
+        selection.comparison["reason"] = champion_error
+    document = evaluation_document(selection, len(test))
+    target = selection.selected.meta["target"]
+    with tempfile.TemporaryDirectory(prefix="autokfp-plots-") as scratch:
+        curves = {c.engine: c.predictions for c in selection.candidates if c.predictions is not None}
+        if selection.champion_predictions is not None:
+            curves[f"champion v{current.version}"] = selection.champion_predictions
+        try:
+            plots = write_plots(test[target], curves, selection.selected.meta, scratch,
+                                selected=selection.selected.engine)
+        except Exception as exc:  # noqa: BLE001 - a plot must never cost the evaluation
+            log.warning("evaluation plots failed: %s: %s", type(exc).__name__, exc)
+            plots = {}
+        page = report_html(document, plots)
+        document["mlflow_run_id"] = log_evaluation_run(cfg.model_name, selection, document, plots,
+                                                       page)
+        if report_path:
+            _write_text(report_path, page)
+    if model_path:
+        copy_selected(selection, model_path)
+    _write_json(evaluation_path, document)
+    log.info("selected %s: %s; %s", selection.selected.engine, selection.reason,
+             selection.comparison.get("reason"))
+    return document
 
 
 # ---------------------------------------------------------------------------- register

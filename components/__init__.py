@@ -9,13 +9,15 @@ version) and never pip-install anything at run time.
 from components.data.discover.component import discover
 from components.data.profile.component import profile
 from components.evaluation.evaluate_model.component import evaluate_model
+from components.evaluation.select_model.component import select_model
 from components.features.engineer_features.component import engineer_features
 from components.registry.register_model.component import register_model
 from components.serving.deploy_model.component import deploy_model
+from components.training.train_autokeras.component import train_autokeras
 from components.training.train_h2o_automl.component import train_h2o_automl
 
-ALL_COMPONENTS = (discover, profile, engineer_features, train_h2o_automl, evaluate_model,
-                  register_model, deploy_model)
+ALL_COMPONENTS = (discover, profile, engineer_features, train_h2o_automl, train_autokeras,
+                  select_model, evaluate_model, register_model, deploy_model)
 
 __all__ = ["ALL_COMPONENTS", "deploy_model", "discover", "engineer_features", "evaluate_model",
-           "profile", "register_model", "train_h2o_automl"]
+           "profile", "register_model", "select_model", "train_autokeras", "train_h2o_automl"]

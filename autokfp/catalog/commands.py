@@ -259,8 +259,8 @@ def accept_command(
 
 
 def _node_label(node: dict[str, Any]) -> str:
-    kind = node.get("kind", "?").replace("_", " ")
-    label = f"[bold]{node.get('name')}[/] [dim]({kind})[/]"
+    kind = node.get("kind", "").replace("_", " ")
+    label = f"[bold]{node.get('name')}[/]" + (f" [dim]({kind})[/]" if kind else "")
     if node.get("aliases"):
         label += f" [cyan]{', '.join(node['aliases'])}[/]"
     return label

@@ -6,7 +6,8 @@ cluster)::
     index.json                       one entry per dataset: latest and accepted schema
                                      version, verdict, row count, tags, last error
     datasets/<key>/v<N>.json         schema version N: the schema, its fingerprint and
-                                     what changed against version N-1 (never rewritten)
+                                     what changed against version N-1 (immutable once the
+                                     index names it)
     crawl-cache.json                 input signatures and schemas of the last crawl
     lineage.json                     dataset -> feature set -> model version -> deployment
     last-crawl.json                  the report of the latest crawl
@@ -15,8 +16,7 @@ cluster)::
 Every file is written whole (temp file + rename locally, one upload on GCS), so a reader
 never sees half of one. Read-modify-write sections hold ``lock()``: an exclusive file lock
 for a local store. On ``gs://`` there is no lock: two crawls finishing at the same moment
-can lose one's index update (the next crawl redoes it); version files are never
-overwritten.
+can lose one's index update (the next crawl redoes it).
 """
 
 from __future__ import annotations
@@ -74,12 +74,9 @@ class CatalogStore:
     def read_json(self, name: str, default: Any) -> Any:
         """A catalog file as JSON, or ``default`` when it does not exist yet."""
         uri = self.uri(name)
-        try:
-            if not storage.exists(uri):
-                return default
-            text = storage.read_text(uri)
-        except StorageError:
-            raise
+        if not storage.exists(uri):
+            return default
+        text = storage.read_text(uri)
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:

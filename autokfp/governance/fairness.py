@@ -5,15 +5,16 @@ from the columns the catalog tagged ``sensitive``. Before training, ``check_trai
 looks at group representation and the label rate of each group. After training,
 ``assess_fairness`` computes, per group, the selection rate, mean score, TPR, FPR, error
 rate and AUC (with fairlearn's ``MetricFrame``), then over the groups large enough to
-measure: demographic-parity difference and ratio of the decisions, the same parity of the
-mean scores (``governance.score_parity``: a churn score is mostly used to rank, and a
-model can reproduce a biased label in its probabilities while its decisions at one
-threshold look fair), and the equalized-odds difference; each is checked against the policy.
+measure: demographic-parity difference and ratio of the decisions at the model's threshold,
+the same parity when the top-scored share equal to the training positive rate is flagged
+(``governance.ranking_parity``: a churn score is mostly used to rank, and a model can
+reproduce a biased label in its scores while its decisions at one threshold look fair),
+and the equalized-odds difference; each is checked against the policy.
 
 When a limit is broken, the mitigation is post-processing fitted on the training rows and
 re-checked on the held-out rows, deterministic so a request always gets the same answer:
 
-1. if the mean scores break parity, a per-group **score repair** moves each group's scores
+1. if the ranking breaks parity, a per-group **score repair** moves each group's scores
    part of the way towards the pooled distribution at the same rank (order within a group
    is kept); the smallest strength that meets the policy wins;
 2. if decisions still break parity (or equalized odds), ``fit_group_thresholds`` picks
@@ -146,9 +147,16 @@ def _auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(skm.roc_auc_score(y_true, scores))
 
 
-def group_metrics(y_true: Any, y_pred: Any, scores: Any, groups: Any) -> dict[str, dict[str, Any]]:
+def top_share_cut(scores: Any, share: float) -> float:
+    """The score above which the top ``share`` of rows lie (flagging as many as are positive)."""
+    return float(np.quantile(np.asarray(scores, dtype="float64"), 1.0 - share))
+
+
+def group_metrics(y_true: Any, y_pred: Any, scores: Any, groups: Any,
+                  top_share: float | None = None) -> dict[str, dict[str, Any]]:
     """Per group: rows, positives (label), selection rate, mean score, TPR, FPR, error rate,
-    accuracy, AUC.
+    accuracy, AUC, and (with ``top_share``) the ranking rate: the share of the group among
+    the top-``top_share`` scores of all rows.
 
     ``y_true`` and ``y_pred`` are 0/1, ``scores`` the positive-class probability, ``groups``
     the group of each row. Undefined values (TPR without positives, AUC with one class)
@@ -160,6 +168,7 @@ def group_metrics(y_true: Any, y_pred: Any, scores: Any, groups: Any) -> dict[st
     y_pred = np.asarray(y_pred, dtype=int)
     scores = np.asarray(scores, dtype="float64")
     groups = pd.Series([group_key(g) for g in groups], name="group")
+    cut = top_share_cut(scores, top_share) if top_share is not None and len(scores) else None
     frame = MetricFrame(
         metrics={"rows": _count, "positives": _positives, "selection_rate": _selection_rate,
                  "tpr": _tpr, "fpr": _fpr, "error_rate": _error_rate},
@@ -174,12 +183,15 @@ def group_metrics(y_true: Any, y_pred: Any, scores: Any, groups: Any) -> dict[st
         stats["accuracy"] = None if stats["error_rate"] is None else 1.0 - stats["error_rate"]
         stats["mean_score"] = _float(by_score.by_group.loc[group, "mean_score"])
         stats["auc"] = _float(by_score.by_group.loc[group, "auc"])
+        if top_share is not None:
+            in_group = groups.to_numpy() == group
+            stats["ranking_rate"] = float(np.mean(scores[in_group] >= cut)) if in_group.any() else None
         result[str(group)] = stats
     return dict(sorted(result.items()))
 
 
 def disparities(stats: dict[str, dict[str, Any]], measured: list[str]) -> dict[str, float | None]:
-    """Demographic-parity difference and ratio (of decisions, and of mean scores) and the
+    """Demographic-parity difference and ratio (of decisions, and of the ranking) and the
     equalized-odds difference over ``measured``.
 
     Difference = largest minus smallest group rate; ratio = smallest / largest; equalized
@@ -193,13 +205,15 @@ def disparities(stats: dict[str, dict[str, Any]], measured: list[str]) -> dict[s
         return high - low, (low / high if high > 0 else (1.0 if low == high else 0.0))
 
     dp_difference, dp_ratio = spread("selection_rate")
-    score_difference, score_ratio = spread("mean_score")
+    ranking_difference, ranking_ratio = (spread("ranking_rate")
+                                         if all("ranking_rate" in stats[g] for g in measured)
+                                         else (None, None))
     tpr_difference, _ = spread("tpr")
     fpr_difference, _ = spread("fpr")
     eo = None if tpr_difference is None or fpr_difference is None else max(tpr_difference,
                                                                            fpr_difference)
     return {"demographic_parity_difference": dp_difference, "demographic_parity_ratio": dp_ratio,
-            "score_parity_difference": score_difference, "score_parity_ratio": score_ratio,
+            "ranking_parity_difference": ranking_difference, "ranking_parity_ratio": ranking_ratio,
             "tpr_difference": tpr_difference, "fpr_difference": fpr_difference,
             "equalized_odds_difference": eo}
 
@@ -235,9 +249,13 @@ class ColumnAssessment:
 
 
 def assess_column(column: str, y_true: Any, y_pred: Any, scores: Any, groups: Any,
-                  spec: GovernanceSpec) -> ColumnAssessment:
-    """Per-group metrics and the policy checks for one sensitive column."""
-    stats = group_metrics(y_true, y_pred, scores, groups)
+                  spec: GovernanceSpec, top_share: float | None = None) -> ColumnAssessment:
+    """Per-group metrics and the policy checks for one sensitive column.
+
+    ``top_share`` (the training positive rate) enables the ranking-parity checks.
+    """
+    ranking = spec.ranking_parity and top_share is not None
+    stats = group_metrics(y_true, y_pred, scores, groups, top_share if ranking else None)
     measured = [g for g, s in stats.items() if s["rows"] >= spec.min_group_size]
     too_small = {g: s["rows"] for g, s in stats.items() if s["rows"] < spec.min_group_size}
     gaps = disparities(stats, measured)
@@ -254,8 +272,8 @@ def assess_column(column: str, y_true: Any, y_pred: Any, scores: Any, groups: An
                   f"held-out rows (groups: {sizes})")
         names = ["demographic_parity_difference", "demographic_parity_ratio",
                  "equalized_odds_difference"]
-        if spec.score_parity:
-            names[2:2] = ["score_parity_difference", "score_parity_ratio"]
+        if ranking:
+            names[2:2] = ["ranking_parity_difference", "ranking_parity_ratio"]
         for name in names:
             checks.append(Check(name, column, NOT_RUN, f"not run: {reason}"))
         return ColumnAssessment(column, stats, measured, too_small, gaps, checks)
@@ -274,20 +292,20 @@ def assess_column(column: str, y_true: Any, y_pred: Any, scores: Any, groups: An
     checks.append(Check("demographic_parity_ratio", column, PASS if value >= limit else FAIL,
                         f"{rates}: ratio {value:.3f}, policy at least {limit}",
                         value=value, limit=limit))
-    if spec.score_parity:
-        low = min(measured, key=lambda g: stats[g]["mean_score"])
-        high = max(measured, key=lambda g: stats[g]["mean_score"])
-        means = (f"mean score {stats[high]['mean_score']:.3f} ({high}) vs "
-                 f"{stats[low]['mean_score']:.3f} ({low})")
-        value = gaps["score_parity_difference"]
+    if ranking:
+        low = min(measured, key=lambda g: stats[g]["ranking_rate"])
+        high = max(measured, key=lambda g: stats[g]["ranking_rate"])
+        rates = (f"flagging the top {top_share:.1%} of scores: {stats[high]['ranking_rate']:.3f} "
+                 f"({high}) vs {stats[low]['ranking_rate']:.3f} ({low})")
+        value = gaps["ranking_parity_difference"]
         limit = spec.max_demographic_parity_difference
-        checks.append(Check("score_parity_difference", column, PASS if value <= limit else FAIL,
-                            f"{means}: difference {value:.3f}, policy at most {limit}",
+        checks.append(Check("ranking_parity_difference", column, PASS if value <= limit else FAIL,
+                            f"{rates}: difference {value:.3f}, policy at most {limit}",
                             value=value, limit=limit))
-        value = gaps["score_parity_ratio"]
+        value = gaps["ranking_parity_ratio"]
         limit = spec.min_demographic_parity_ratio
-        checks.append(Check("score_parity_ratio", column, PASS if value >= limit else FAIL,
-                            f"{means}: ratio {value:.3f}, policy at least {limit}",
+        checks.append(Check("ranking_parity_ratio", column, PASS if value >= limit else FAIL,
+                            f"{rates}: ratio {value:.3f}, policy at least {limit}",
                             value=value, limit=limit))
     eo = gaps["equalized_odds_difference"]
     limit = spec.max_equalized_odds_difference
@@ -500,9 +518,16 @@ def _quantiles(values: np.ndarray, levels: int) -> list[float]:
     return (q + np.arange(levels) * 1e-12).tolist()
 
 
+def _ranking_rates(scores: np.ndarray, keys: np.ndarray, measured: list[str],
+                   share: float) -> list[float]:
+    chosen = scores >= top_share_cut(scores, share)
+    return [float(chosen[keys == g].mean()) for g in measured]
+
+
 def fit_score_repair(scores: Any, groups: Any, measured: list[str], spec: GovernanceSpec,
-                     margin: float, levels: int = 101) -> dict[str, Any] | None:
-    """The weakest per-group score repair whose group mean scores meet the parity targets.
+                     margin: float, top_share: float, levels: int = 101) -> dict[str, Any] | None:
+    """The weakest per-group score repair whose ranking (the top ``top_share`` flagged) meets
+    the parity targets.
 
     Each measured group's scores move ``strength`` of the way towards the pooled score at
     the same within-group rank; strengths 0.1, 0.2, ... 1.0 are tried in turn.
@@ -520,15 +545,15 @@ def fit_score_repair(scores: Any, groups: Any, measured: list[str], spec: Govern
         repair["strength"] = float(strength)
         meta = {"fairness_mitigation": {"score_repair": repair}}
         repaired = adjust_scores(raw, meta, list(keys))[:, 1]
-        if _parity_ok([float(repaired[keys == g].mean()) for g in measured], difference, ratio):
+        if _parity_ok(_ranking_rates(repaired, keys, measured, top_share), difference, ratio):
             return repair
     return None
 
 
 def fit_mitigation(scores: Any, y_true: Any, groups: Any, measured: list[str], column: str,
-                   spec: GovernanceSpec, margin: float,
-                   default_threshold: float = 0.5) -> dict[str, Any] | None:
-    """Score repair (when mean scores break parity), then per-group thresholds (when
+                   spec: GovernanceSpec, margin: float, default_threshold: float = 0.5,
+                   top_share: float | None = None) -> dict[str, Any] | None:
+    """Score repair (when the ranking breaks parity), then per-group thresholds (when
     decisions still do), fitted on these rows with ``margin``. None: nothing meets it."""
     from autokfp.model_package import adjust_scores
 
@@ -538,9 +563,9 @@ def fit_mitigation(scores: Any, y_true: Any, groups: Any, measured: list[str], c
     difference, ratio, _ = _targets(spec, margin)
     mitigation: dict[str, Any] = {"column": column, "default_threshold": default_threshold}
     working = scores
-    if spec.score_parity and not _parity_ok([float(scores[keys == g].mean()) for g in measured],
-                                            difference, ratio):
-        repair = fit_score_repair(scores, keys, measured, spec, margin)
+    if (spec.ranking_parity and top_share is not None
+            and not _parity_ok(_ranking_rates(scores, keys, measured, top_share), difference, ratio)):
+        repair = fit_score_repair(scores, keys, measured, spec, margin, top_share)
         if repair is None:
             return None
         mitigation["score_repair"] = repair
@@ -610,12 +635,12 @@ def _checks_table(checks: list[dict[str, Any]]) -> list[str]:
 
 
 def _groups_table(groups: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| group | rows | positives | selection rate | TPR | FPR | error rate | AUC |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| group | rows | positives | selection rate | mean score | TPR | FPR | error rate | AUC |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for g, s in groups.items():
         lines.append(f"| {g} | {s['rows']} | {s['positives']} | {_fmt(s['selection_rate'])} | "
-                     f"{_fmt(s['tpr'])} | {_fmt(s['fpr'])} | {_fmt(s['error_rate'])} | "
-                     f"{_fmt(s['auc'])} |")
+                     f"{_fmt(s['mean_score'])} | {_fmt(s['tpr'])} | {_fmt(s['fpr'])} | "
+                     f"{_fmt(s['error_rate'])} | {_fmt(s['auc'])} |")
     return lines
 
 
@@ -628,7 +653,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     eo_text = "reported only" if eo_limit is None else f"at most {eo_limit}"
     lines += ["Policy: demographic-parity difference at most "
               f"{policy['max_demographic_parity_difference']}, ratio at least "
-              f"{policy['min_demographic_parity_ratio']}, equalized-odds difference {eo_text}"
+              f"{policy['min_demographic_parity_ratio']} (for the decisions"
+              + (", and for the ranking: the top-scored share equal to the training positive "
+                 f"rate ({report['top_share']:.1%}) flagged" if policy.get("ranking_parity")
+                 and report.get("top_share") is not None else "")
+              + f"), equalized-odds difference {eo_text}"
               f"; groups need {policy['min_group_size']} held-out rows to be measured; "
               f"mitigate: {policy['mitigate']}; block deployment on bias: "
               f"{policy['block_deploy_on_bias']}.", "",
@@ -650,17 +679,23 @@ def render_markdown(report: dict[str, Any]) -> str:
     mitigation = report.get("mitigation") or {}
     if mitigation:
         lines += ["## Mitigation", "", mitigation.get("summary", ""), ""]
-        if mitigation.get("applied"):
+        if mitigation.get("attempts"):
+            lines += ["| safety margin | mitigation | held-out re-check |", "| --- | --- | --- |"]
+            lines += [f"| {a['margin']} | {a.get('method', '-')} | {a['result']} |"
+                      for a in mitigation["attempts"]]
+            lines.append("")
+        if mitigation.get("thresholds"):
             lines += ["| group | threshold |", "| --- | --- |"]
             lines += [f"| {g} | {t:.4f} |" for g, t in mitigation["thresholds"].items()]
             lines += [f"| every other group | {mitigation['default_threshold']:.4f} |", ""]
         before, after = report.get("overall_before"), report.get("overall_after")
         if before and after:
             lines += ["| metric (held-out rows) | before | after | change |", "| --- | --- | --- | --- |"]
-            for key in ("accuracy", "f1", "precision", "recall", "selection_rate"):
+            for key in ("auc", "accuracy", "f1", "precision", "recall", "selection_rate"):
                 lines.append(f"| {key} | {before[key]:.4f} | {after[key]:.4f} | "
                              f"{after[key] - before[key]:+.4f} |")
-            lines += ["", "AUC does not change: thresholds move decisions, not scores.", ""]
+            lines += ["", "A score repair moves probabilities (within each group their order is "
+                          "kept); thresholds move decisions only.", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -695,7 +730,7 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
     policy = spec.model_dump(include={"max_demographic_parity_difference",
                                       "min_demographic_parity_ratio",
                                       "max_equalized_odds_difference", "min_group_size",
-                                      "score_parity", "mitigate", "block_deploy_on_bias"})
+                                      "ranking_parity", "mitigate", "block_deploy_on_bias"})
     report: dict[str, Any] = {"policy": policy, "sensitive_columns": list(columns),
                               "sensitive_source": source, "task": meta["task"],
                               "test_rows": len(test), "notes": [], "checks": [],
@@ -723,7 +758,13 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
 
     y_true, y_pred, scores = _binary_arrays(test, test_predictions, meta)
     default_threshold = float(meta.get("threshold", 0.5))
-    before = {c: assess_column(c, y_true, y_pred, scores, test[c].tolist(), spec) for c in columns}
+    fit_frame, fit_pred = (fit, fit_predictions) if fit is not None else (test, test_predictions)
+    fit_y, _, fit_scores = _binary_arrays(fit_frame, fit_pred, meta)
+    # the ranking checks flag as many rows as the training labels say are positive
+    top_share = float(np.mean(fit_y)) if len(fit_y) else None
+    report["top_share"] = top_share
+    before = {c: assess_column(c, y_true, y_pred, scores, test[c].tolist(), spec, top_share)
+              for c in columns}
     report["before"] = {c: a.to_dict() for c, a in before.items()}
     report["overall_before"] = summary_metrics(y_true, y_pred, scores)
     for assessment in before.values():
@@ -746,22 +787,20 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
         return finish(FAIL, f"limits broken ({broken}) and mitigation is off")
 
     target = failing[0]
-    fit_frame, fit_pred = (fit, fit_predictions) if fit is not None else (test, test_predictions)
     fitted_on = "training rows" if fit is not None else "held-out rows (no training rows given)"
-    fit_y, _, fit_scores = _binary_arrays(fit_frame, fit_pred, meta)
     fit_groups = fit_frame[target.column].tolist()
     test_groups = test[target.column].tolist()
     attempts = []
     accepted = None
     for margin in MARGINS:
         mitigation = fit_mitigation(fit_scores, fit_y, fit_groups, target.measured, target.column,
-                                    spec, margin, default_threshold)
+                                    spec, margin, default_threshold, top_share)
         if mitigation is None:
             attempts.append({"margin": margin, "result": "nothing meets the tightened policy on "
                                                          "the fitting rows"})
             continue
         adjusted, decided = apply_mitigation(scores, test_groups, mitigation, default_threshold)
-        after = {c: assess_column(c, y_true, decided, adjusted, test[c].tolist(), spec)
+        after = {c: assess_column(c, y_true, decided, adjusted, test[c].tolist(), spec, top_share)
                  for c in columns}
         still = [f"{c.column}: {c.name} {c.value:.3f}" for a in after.values() for c in a.checks
                  if c.status == FAIL]
@@ -797,5 +836,5 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
         packaged = {**mitigation, "method": method}
         return finish_with("mitigated", f"limits broken before ({broken}); {method} brings every "
                                         f"limit within policy at an accuracy cost of {cost:+.4f} "
-                                        f"(AUC {report['auc_cost']:+.4f})", packaged)
+                                        f"(AUC cost {report['auc_cost']:+.4f})", packaged)
     return finish(FAIL, f"limits broken ({broken}) and still broken after mitigation ({method})")

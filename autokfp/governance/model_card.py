@@ -57,9 +57,11 @@ def limitations(meta: dict[str, Any], plan: Any, fairness: dict[str, Any],
     mitigation = fairness.get("mitigation") or {}
     if mitigation.get("applied"):
         column = mitigation["column"]
-        items.append(f"Decisions use per-group thresholds on `{column}`: requests must carry "
-                     f"`{column}` (rows without it get the overall threshold), and treating groups "
-                     "differently may itself need a legal review where you operate.")
+        items.append(f"Scores and decisions are adjusted per group of `{column}` "
+                     f"({mitigation['method']}): requests must carry `{column}` (rows without it "
+                     "are not adjusted), served probabilities of adjusted groups are no longer "
+                     "calibrated, and treating groups differently may itself need a legal review "
+                     "where you operate.")
     sensitive_inputs = [c for c in fairness.get("sensitive_columns", []) if c in plan.input_columns]
     if sensitive_inputs:
         items.append(f"Sensitive attribute(s) {', '.join(f'`{c}`' for c in sensitive_inputs)} are "
@@ -125,22 +127,21 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
     comparison = evaluation.get("comparison") or {}
     lines += ["", f"Champion comparison: {comparison.get('reason', 'n/a')}", ""]
     if fairness.get("overall_after"):
-        after = fairness["overall_after"]
-        lines += [f"With the per-group thresholds the deployed decisions have accuracy "
-                  f"{after['accuracy']:.4f} and F1 {after['f1']:.4f} (before: "
-                  f"{fairness['overall_before']['accuracy']:.4f} / "
-                  f"{fairness['overall_before']['f1']:.4f}); the table above is the model "
-                  "before mitigation.", ""]
+        after, before = fairness["overall_after"], fairness["overall_before"]
+        lines += [f"With the bias mitigation the deployed model has AUC {after['auc']:.4f}, "
+                  f"accuracy {after['accuracy']:.4f} and F1 {after['f1']:.4f} (before: "
+                  f"{before['auc']:.4f} / {before['accuracy']:.4f} / {before['f1']:.4f}); the "
+                  "table above is the model before mitigation.", ""]
     for stage, title in (("before", "Per group, as trained"), ("after", "Per group, as deployed")):
         for column, data in (fairness.get(stage) or {}).items():
             lines += [f"{title} (`{column}`):", "",
-                      "| group | rows | selection rate | TPR | FPR | error rate | AUC |",
-                      "| --- | --- | --- | --- | --- | --- | --- |"]
+                      "| group | rows | selection rate | mean score | TPR | FPR | error rate | AUC |",
+                      "| --- | --- | --- | --- | --- | --- | --- | --- |"]
             for group, s in data["groups"].items():
                 small = " (too small to judge)" if group in data.get("too_small", {}) else ""
                 lines.append(f"| {group}{small} | {s['rows']} | {_fmt(s['selection_rate'], 3)} | "
-                             f"{_fmt(s['tpr'], 3)} | {_fmt(s['fpr'], 3)} | {_fmt(s['error_rate'], 3)} "
-                             f"| {_fmt(s['auc'], 3)} |")
+                             f"{_fmt(s['mean_score'], 3)} | {_fmt(s['tpr'], 3)} | {_fmt(s['fpr'], 3)} "
+                             f"| {_fmt(s['error_rate'], 3)} | {_fmt(s['auc'], 3)} |")
             lines.append("")
 
     lines += ["## Fairness", "", f"**{fairness.get('verdict', 'not_run')}**: "
@@ -149,10 +150,9 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
     if mitigation.get("summary"):
         lines += [mitigation["summary"], ""]
     if mitigation.get("applied"):
-        lines += [f"Thresholds on `{mitigation['column']}`: "
-                  + ", ".join(f"{g} {t:.4f}" for g, t in mitigation["thresholds"].items())
-                  + f"; every other group {mitigation['default_threshold']:.4f}. Accuracy cost "
-                  f"{fairness.get('accuracy_cost', 0.0):+.4f}.", ""]
+        lines += [f"Mitigation carried in the model: {mitigation['method']}. Accuracy cost "
+                  f"{fairness.get('accuracy_cost', 0.0):+.4f}, AUC cost "
+                  f"{fairness.get('auc_cost', 0.0):+.4f} (held-out rows).", ""]
     latest = fairness.get("after") or fairness.get("before") or {}
     checks = [c for data in latest.values() for c in data["checks"]] + fairness.get("checks", [])
     if checks:

@@ -3,7 +3,7 @@
 * ``data_bias_stage``: before training, group representation and label balance per
   sensitive attribute (warns, never blocks).
 * ``bias_check_stage``: after evaluation, per-group metrics and the policy; mitigation by
-  per-group thresholds; writes the model package to register (mitigation and an
+  per-group score repair and/or thresholds; writes the model package to register (mitigation and an
   explanation background inside). **Gate**: when a limit stays broken and
   ``governance.block_deploy_on_bias`` is true it raises ``PolicyError`` after writing its
   reports, so nothing is registered or deployed; it never returns a verdict to branch on.
@@ -129,7 +129,7 @@ def bias_check_stage(config: dict[str, Any] | RunConfig, model_path: str, train_
                                                                    list(test.columns))
     test_predictions = model.predict(None, test.drop(columns=[target]))
     train_predictions = model.predict(None, train.drop(columns=[target]))
-    report, thresholds = fairness.assess_fairness(test, test_predictions, meta, columns, source, policy,
+    report, mitigation = fairness.assess_fairness(test, test_predictions, meta, columns, source, policy,
                                                   fit=train, fit_predictions=train_predictions,
                                                   problems=problems)
     report["model"] = cfg.model_name
@@ -138,9 +138,9 @@ def bias_check_stage(config: dict[str, Any] | RunConfig, model_path: str, train_
         report["data"] = fairness.check_training_data(train, target, positive, columns, policy)
 
     new_meta = dict(meta)
-    new_meta.pop("group_thresholds", None)
-    if thresholds:
-        new_meta["group_thresholds"] = thresholds
+    new_meta.pop("fairness_mitigation", None)
+    if mitigation:
+        new_meta["fairness_mitigation"] = mitigation
     new_meta["fairness"] = {"verdict": report["verdict"], "sensitive_columns": columns}
     new_meta["explain_background"] = background_records(train, list(plan.input_columns),
                                                         seed=cfg.split.seed)
@@ -155,10 +155,13 @@ def bias_check_stage(config: dict[str, Any] | RunConfig, model_path: str, train_
                "sensitive_columns": columns, "blocked": blocked}
     if verdict == "mitigated":
         mitigation = report["mitigation"]
-        details.update({"column": mitigation["column"], "thresholds": mitigation["thresholds"],
+        applied = report["mitigation"]
+        details.update({"column": applied["column"], "method": applied["method"],
+                        "thresholds": applied["thresholds"],
+                        "score_repair_strength": applied["score_repair_strength"],
                         "accuracy_before": report["overall_before"]["accuracy"],
                         "accuracy_after": report["overall_after"]["accuracy"],
-                        "accuracy_cost": report["accuracy_cost"]})
+                        "accuracy_cost": report["accuracy_cost"], "auc_cost": report["auc_cost"]})
     kind = {"mitigated": "bias.mitigated", "pass": "bias.passed", "not_run": "bias.not_run"}.get(
         verdict, "bias.blocked" if blocked else "bias.accepted_despite_failure")
     _record(kind, details, cfg.model_name)
@@ -169,10 +172,12 @@ def bias_check_stage(config: dict[str, Any] | RunConfig, model_path: str, train_
             "fix the data, or set governance.block_deploy_on_bias: false to deploy anyway")
     summary: dict[str, Any] = {"verdict": verdict, "reason": report["verdict_reason"],
                                "mitigated": verdict == "mitigated",
-                               "accuracy_cost": float(report.get("accuracy_cost", 0.0))}
+                               "accuracy_cost": float(report.get("accuracy_cost", 0.0)),
+                               "auc_cost": float(report.get("auc_cost", 0.0))}
     for stage in ("before", "after"):
         for column, data in (report.get(stage) or {}).items():
             for key in ("demographic_parity_difference", "demographic_parity_ratio",
+                        "ranking_parity_difference", "ranking_parity_ratio",
                         "equalized_odds_difference"):
                 value = data["disparities"].get(key)
                 if value is not None:
@@ -275,7 +280,7 @@ def document_stage(config: dict[str, Any] | RunConfig, model_path: str, registra
     _record("model.documented",
             {"compliance": result, "summary": summary,
              "fairness": fairness_report.get("verdict"),
-             "group_thresholds": (fairness_report.get("mitigation") or {}).get("thresholds"),
+             "mitigation": (fairness_report.get("mitigation") or {}).get("method"),
              "require_approval": cfg.governance.require_approval, "approved": approved,
              "card_sha256": _sha256(card)}, name, version)
     deployable = not cfg.governance.require_approval or approved

@@ -317,9 +317,7 @@ def drift_stage(config: dict[str, Any] | RunConfig, current_path: str, reference
 def performance_stage(config: dict[str, Any] | RunConfig, current_path: str, collection_path: str,
                       performance_path: str) -> dict[str, Any]:
     """The champion's primary metric on the labelled live rows, against its test value."""
-    from autokfp.evaluation import compute_metrics
     from autokfp.monitoring.window import LABEL_COLUMN, OUTPUT_PREFIX
-    from autokfp.tasks import GREATER_IS_BETTER
 
     cfg = _config(config)
     collection = _read_json(collection_path)
@@ -335,6 +333,9 @@ def performance_stage(config: dict[str, Any] | RunConfig, current_path: str, col
                              f"{collection.get('labels', '')}")
         _write_json(performance_path, summary)
         return summary
+    from autokfp.evaluation import compute_metrics
+    from autokfp.tasks import GREATER_IS_BETTER
+
     frame = pd.read_parquet(current_path)
     frame = frame[frame[LABEL_COLUMN].notna()]
     outputs = [c for c in frame.columns if c.startswith(OUTPUT_PREFIX)]

@@ -1,7 +1,8 @@
 """The ``autonomous-training`` pipeline.
 
-discover → profile (quality gate) → engineer features → train (H2O AutoML, GPU) →
-evaluate (vs. the champion, same test rows) → register (MLflow alias) → deploy (KServe).
+discover → profile (quality gate) → engineer features → train H2O AutoML ∥ train AutoKeras
+(each on a GPU node, no dependency between them) → select (every candidate and the champion
+on the same test rows) → register the winner (MLflow alias) → deploy (KServe).
 """
 
 
@@ -11,9 +12,10 @@ from components import (
     deploy_model,
     discover,
     engineer_features,
-    evaluate_model,
+    select_model,
     profile,
     register_model,
+    train_autokeras,
     train_h2o_automl,
 )
 from pipelines.cluster import ClusterOptions, configure_task, configure_training_task
@@ -35,8 +37,9 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Autonomous training: discover, validate, engineer features, train with H2O "
-                    "AutoML on a GPU node, evaluate against the champion, register in MLflow, "
+        description="Autonomous training: discover, validate, engineer features, train H2O "
+                    "AutoML and AutoKeras in parallel on GPU nodes, select the best candidate "
+                    "against the champion on the same test rows, register it in MLflow, "
                     "deploy to KServe.",
     )
     def autonomous_training(config: dict = EXAMPLE_CONFIG) -> dsl.Artifact:
@@ -49,16 +52,26 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
                                                     schema=found.outputs["schema"]), options, caching=True)
         features.after(checked)
         features.set_display_name("engineer features")
-        trained = configure_training_task(
+        # One task per engine, both from the same features and with no dependency between
+        # them: in the cluster they run at the same time, each on its own GPU node; kfp.local
+        # runs them one after the other. An engine that fails still completes its task with a
+        # "failed candidate" marker, so selection falls back to the other engine's leader.
+        h2o = configure_training_task(
             train_h2o_automl(config=config, train=features.outputs["train"],
                              plan=features.outputs["plan"]), options)
-        trained.set_display_name("train H2O AutoML (GPU)")
-        trained.set_retry(num_retries=1, backoff_duration="60s")
-        evaluated = configure_task(evaluate_model(config=config, model=trained.outputs["model"],
-                                                  test=features.outputs["test"]), options)
-        evaluated.set_display_name("evaluate vs champion")
-        registered = configure_task(register_model(config=config, model=trained.outputs["model"],
-                                                   evaluation=evaluated.outputs["evaluation"],
+        h2o.set_display_name("train H2O AutoML (GPU)")
+        h2o.set_retry(num_retries=1, backoff_duration="60s")
+        keras = configure_training_task(
+            train_autokeras(config=config, train=features.outputs["train"],
+                            plan=features.outputs["plan"]), options)
+        keras.set_display_name("train AutoKeras (GPU)")
+        keras.set_retry(num_retries=1, backoff_duration="60s")
+        selected = configure_task(select_model(config=config, h2o_model=h2o.outputs["model"],
+                                               autokeras_model=keras.outputs["model"],
+                                               test=features.outputs["test"]), options)
+        selected.set_display_name("select vs champion")
+        registered = configure_task(register_model(config=config, model=selected.outputs["model"],
+                                                   evaluation=selected.outputs["evaluation"],
                                                    schema=found.outputs["schema"]), options)
         registered.set_display_name("register in MLflow")
         deployed = configure_task(deploy_model(config=config,

@@ -25,9 +25,11 @@ from pipelines import ClusterOptions, build_autonomous_training
 from tests.conftest import small_config
 
 AUTOKFP_BIN = Path(sys.executable).with_name("autokfp")
-TRAINING_EXECUTOR = "exec-train-h2o-automl"
-CHAIN = ["discover", "profile", "engineer-features", "train-h2o-automl", "evaluate-model",
+TRAINING_EXECUTORS = ("exec-train-h2o-automl", "exec-train-autokeras")
+# the two training tasks sit side by side between engineer-features and select-model
+CHAIN = ["discover", "profile", "engineer-features", "train-h2o-automl", "select-model",
          "register-model", "deploy-model"]
+TASKS = [*CHAIN, "train-autokeras"]
 # AUTOKFP_IMAGE_REGISTRY is left alone: images were fixed when components were imported.
 CLUSTER_ENV = ("AUTOKFP_GPU_NODE_SELECTOR", "AUTOKFP_GPU_COUNT", "AUTOKFP_GPU_TOLERATION",
                "AUTOKFP_CONFIG_MAP", "AUTOKFP_SECRET")
@@ -90,9 +92,9 @@ def test_spec_parses_strictly_into_the_kfp_protos(compiled) -> None:
     assert len(docs) == 2
     spec = pipeline_spec_pb2.PipelineSpec()
     json_format.ParseDict(docs[0], spec, ignore_unknown_fields=False)
-    assert set(spec.deployment_spec["executors"].keys()) == {f"exec-{t}" for t in CHAIN}
+    assert set(spec.deployment_spec["executors"].keys()) == {f"exec-{t}" for t in TASKS}
     executors = _k8s(docs)
-    assert set(executors) == {f"exec-{t}" for t in CHAIN}
+    assert set(executors) == {f"exec-{t}" for t in TASKS}
     for executor in executors.values():
         json_format.ParseDict(executor, kubernetes_executor_config_pb2.KubernetesExecutorConfig(),
                               ignore_unknown_fields=False)
@@ -117,13 +119,13 @@ def test_only_training_requests_a_gpu_and_schedules_on_gpu_nodes(compiled) -> No
     docs = _documents(compiled)
     for name, container in _containers(docs[0]).items():
         accelerator = container.get("resources", {}).get("accelerator")
-        if name == TRAINING_EXECUTOR:
+        if name in TRAINING_EXECUTORS:
             assert accelerator["resourceType"] == "nvidia.com/gpu"
             assert accelerator["resourceCount"] == "1"
         else:
             assert accelerator is None, name
     for name, config in _k8s(docs).items():
-        if name == TRAINING_EXECUTOR:
+        if name in TRAINING_EXECUTORS:
             assert config["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
             assert config["tolerations"] == [
                 {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -134,7 +136,7 @@ def test_only_training_requests_a_gpu_and_schedules_on_gpu_nodes(compiled) -> No
 def test_images_are_ours_and_nothing_pip_installs_at_run_time(compiled) -> None:
     containers = _containers(_documents(compiled)[0])
     for name, container in containers.items():
-        expected = image("training" if name == TRAINING_EXECUTOR else "runtime")
+        expected = image("training" if name in TRAINING_EXECUTORS else "runtime")
         assert container["image"] == expected, name
         command = " ".join(container["command"])
         assert "pip install" not in command and "pip3 install" not in command, name
@@ -153,7 +155,7 @@ def test_image_registry_option_retags_every_image(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     containers = _containers(_documents(tmp_path / "autonomous-training.yaml")[0])
     for name, container in containers.items():
-        kind = "training" if name == TRAINING_EXECUTOR else "runtime"
+        kind = "training" if name in TRAINING_EXECUTORS else "runtime"
         assert container["image"] == image(kind, registry="registry.example.com/ml"), name
 
 
@@ -162,12 +164,13 @@ def test_cluster_env_options_change_the_compiled_spec(tmp_path, monkeypatch) -> 
     monkeypatch.setenv("AUTOKFP_GPU_TOLERATION", "none")
     monkeypatch.setenv("AUTOKFP_GPU_COUNT", "2")
     docs = _documents(_compile(tmp_path, ClusterOptions.from_env()))
-    accelerator = _containers(docs[0])[TRAINING_EXECUTOR]["resources"]["accelerator"]
-    assert accelerator["resourceCount"] == "2"
-    training = _k8s(docs)[TRAINING_EXECUTOR]
-    assert training["nodeSelector"]["labels"] == {
-        "cloud.google.com/gke-accelerator": "nvidia-l4"}
-    assert "tolerations" not in training
+    for executor in TRAINING_EXECUTORS:
+        accelerator = _containers(docs[0])[executor]["resources"]["accelerator"]
+        assert accelerator["resourceCount"] == "2"
+        training = _k8s(docs)[executor]
+        assert training["nodeSelector"]["labels"] == {
+            "cloud.google.com/gke-accelerator": "nvidia-l4"}
+        assert "tolerations" not in training
 
 
 def test_custom_toleration_and_names_from_env(tmp_path, monkeypatch) -> None:
@@ -175,8 +178,9 @@ def test_custom_toleration_and_names_from_env(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("AUTOKFP_CONFIG_MAP", "team-config")
     monkeypatch.setenv("AUTOKFP_SECRET", "team-credentials")
     executors = _k8s(_documents(_compile(tmp_path, ClusterOptions.from_env())))
-    assert executors[TRAINING_EXECUTOR]["tolerations"] == [
-        {"key": "gpu-pool", "operator": "Exists", "effect": "NoExecute"}]
+    for executor in TRAINING_EXECUTORS:
+        assert executors[executor]["tolerations"] == [
+            {"key": "gpu-pool", "operator": "Exists", "effect": "NoExecute"}]
     for config in executors.values():
         assert config["configMapAsEnv"][0]["configMapName"] == "team-config"
         assert config["secretAsEnv"][0]["secretName"] == "team-credentials"
@@ -222,7 +226,7 @@ def test_no_secret_value_enters_the_yaml(tmp_path, monkeypatch) -> None:
 
 def test_tasks_run_in_pipeline_order(compiled) -> None:
     tasks = _documents(compiled)[0]["root"]["dag"]["tasks"]
-    assert set(tasks) == set(CHAIN)
+    assert set(tasks) == set(TASKS)
     assert "dependentTasks" not in tasks["discover"]
     for before, after in zip(CHAIN[:-1], CHAIN[1:], strict=True):
         assert before in tasks[after]["dependentTasks"], f"{after} must wait for {before}"
@@ -233,11 +237,32 @@ def test_tasks_run_in_pipeline_order(compiled) -> None:
     assert producer("profile", "dataset") == "discover"
     assert producer("engineer-features", "dataset") == "discover"
     assert producer("train-h2o-automl", "train") == "engineer-features"
-    assert producer("evaluate-model", "model") == "train-h2o-automl"
-    assert producer("evaluate-model", "test") == "engineer-features"
-    assert producer("register-model", "evaluation") == "evaluate-model"
+    assert producer("train-autokeras", "train") == "engineer-features"
+    assert producer("select-model", "h2o_model") == "train-h2o-automl"
+    assert producer("select-model", "autokeras_model") == "train-autokeras"
+    assert producer("select-model", "test") == "engineer-features"
+    assert producer("register-model", "model") == "select-model"
+    assert producer("register-model", "evaluation") == "select-model"
     assert producer("deploy-model", "registration") == "register-model"
-    assert tasks["train-h2o-automl"]["retryPolicy"]["maxRetryCount"] == 1
+    for training in ("train-h2o-automl", "train-autokeras"):
+        assert tasks[training]["retryPolicy"]["maxRetryCount"] == 1
+
+
+def test_both_engines_train_in_parallel_each_on_a_gpu(compiled) -> None:
+    docs = _documents(compiled)
+    tasks = docs[0]["root"]["dag"]["tasks"]
+    h2o, keras = tasks["train-h2o-automl"], tasks["train-autokeras"]
+    # neither waits for the other: in the cluster both run at once
+    assert "train-autokeras" not in h2o["dependentTasks"]
+    assert "train-h2o-automl" not in keras["dependentTasks"]
+    assert h2o["dependentTasks"] == keras["dependentTasks"] == ["engineer-features"]
+    assert set(tasks["select-model"]["dependentTasks"]) >= {"train-h2o-automl", "train-autokeras"}
+    containers, k8s = _containers(docs[0]), _k8s(docs)
+    for executor in TRAINING_EXECUTORS:
+        accelerator = containers[executor]["resources"]["accelerator"]
+        assert accelerator["resourceType"] == "nvidia.com/gpu"
+        assert accelerator["resourceCount"] == "1"
+        assert k8s[executor]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
 
 
 # ------------------------------------------------------------------ every component alone

@@ -14,23 +14,27 @@ def train_h2o_automl(
     model: Output[Model],
     leaderboard: Output[HTML],
     metrics: Output[Metrics],
-):
+) -> str:
     """Train H2O AutoML within ``config.budget`` and package the leader as an MLflow pyfunc.
 
     The leader is exported as a MOJO and wrapped, with the feature plan, in one MLflow
     pyfunc model folder that scores raw rows in-process (no H2O cluster needed to serve).
-    XGBoost uses the node's GPU when one is present.
+    XGBoost uses the node's GPU when one is present. H2O runs in a child process: if it
+    raises, is killed (out of memory) or overruns its time, the task still succeeds and
+    ``model`` holds a ``candidate.json`` marker with ``status: failed`` and the reason, so
+    selection falls back to the other engines' leaders. With ``h2o`` left out of
+    ``config.engines`` the marker says ``skipped``.
 
     Args:
         config: The run configuration (``budget``: max_runtime_secs, max_models, nfolds...).
         train: Training rows (Parquet).
         plan: The feature plan (JSON).
-        model: Output. The MLflow pyfunc model folder.
+        model: Output. The MLflow pyfunc model folder (or a failed/skipped candidate marker).
         leaderboard: Output. The AutoML leaderboard as HTML.
         metrics: Output. Cross-validation metrics of the leader and training figures.
 
-    Raises:
-        TrainingError: no model could be trained or exported within the budget.
+    Returns:
+        The candidate's status: ``trained``, ``failed`` or ``skipped``.
 
     Example:
         >>> t = train_h2o_automl(config=cfg, train=f.outputs["train"], plan=f.outputs["plan"])
@@ -40,12 +44,17 @@ def train_h2o_automl(
     from autokfp.stages import train_stage
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = train_stage(config, train.path, plan.path, model.path, leaderboard.path, engine="h2o")
-    model.metadata.update({"engine": "h2o", "leader": summary["leader"], "device": summary["device"],
+    summary = train_stage(config, train.path, plan.path, model.path, leaderboard.path,
+                          engine="h2o", isolate=True, tolerate_failure=True)
+    model.metadata.update({"engine": "h2o", "status": summary["status"],
+                           "leader": summary["leader"], "device": summary["device"],
                            "framework": "mlflow-pyfunc"})
+    if summary.get("reason"):
+        model.metadata["reason"] = summary["reason"][:1000]
     for key, value in summary.items():
-        if isinstance(value, (int, float)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics.log_metric(key, value)
+    return summary["status"]
 
 
 if __name__ == "__main__":

@@ -38,22 +38,26 @@ def diabetes():
     return test, scores, (scores >= 0.5).astype(int)
 
 
-def _by_hand(y: np.ndarray, pred: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> dict:
+def _by_hand(y: np.ndarray, pred: np.ndarray, scores: np.ndarray, mask: np.ndarray,
+             share: float) -> dict:
     yt, yp, s = y[mask], pred[mask], scores[mask]
     tp = int(np.sum((yt == 1) & (yp == 1)))
     fp = int(np.sum((yt == 0) & (yp == 1)))
+    top = np.sort(scores)[::-1][:int(round(share * len(scores)))]
     return {"rows": int(mask.sum()), "positives": int(np.sum(yt == 1)),
-            "selection_rate": yp.mean(), "tpr": tp / np.sum(yt == 1), "fpr": fp / np.sum(yt == 0),
-            "error_rate": np.mean(yt != yp), "auc": roc_auc_score(yt, s)}
+            "selection_rate": yp.mean(), "mean_score": s.mean(), "tpr": tp / np.sum(yt == 1),
+            "fpr": fp / np.sum(yt == 0), "error_rate": np.mean(yt != yp),
+            "auc": roc_auc_score(yt, s), "ranking_rate": np.mean(s >= top.min())}
 
 
 def test_per_group_figures_match_an_independent_computation(diabetes) -> None:
     test, scores, pred = diabetes
     y = test["y"].to_numpy()
-    stats = fairness.group_metrics(y, pred, scores, test["sex"])
+    share = 0.25
+    stats = fairness.group_metrics(y, pred, scores, test["sex"], top_share=share)
     assert set(stats) == {"1", "2"}  # 1.0 / 2.0 are one group each, named without ".0"
     for group, value in (("1", 1.0), ("2", 2.0)):
-        expected = _by_hand(y, pred, scores, test["sex"].to_numpy() == value)
+        expected = _by_hand(y, pred, scores, test["sex"].to_numpy() == value, share)
         for key, number in expected.items():
             assert stats[group][key] == pytest.approx(number, abs=1e-12), (group, key)
         assert stats[group]["accuracy"] == pytest.approx(1 - expected["error_rate"], abs=1e-12)
@@ -85,10 +89,14 @@ def test_per_group_figures_match_an_independent_computation(diabetes) -> None:
 def test_assessment_on_real_data_reports_every_check(diabetes) -> None:
     test, scores, pred = diabetes
     spec = GovernanceSpec(min_group_size=50, max_equalized_odds_difference=0.3)
-    assessment = fairness.assess_column("sex", test["y"], pred, scores, test["sex"].tolist(), spec)
+    assessment = fairness.assess_column("sex", test["y"], pred, scores, test["sex"].tolist(), spec,
+                                        top_share=float(test["y"].mean()))
     names = {c.name: c for c in assessment.checks}
     assert set(names) == {"demographic_parity_difference", "demographic_parity_ratio",
+                          "ranking_parity_difference", "ranking_parity_ratio",
                           "equalized_odds_difference"}
+    ranking = names["ranking_parity_ratio"]
+    assert ranking.value == pytest.approx(assessment.disparities["ranking_parity_ratio"])
     dp = names["demographic_parity_difference"]
     assert dp.value == pytest.approx(assessment.disparities["demographic_parity_difference"])
     assert dp.status == ("pass" if dp.value <= 0.1 else "fail")
@@ -165,43 +173,66 @@ def _biased(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame, format_predictions(raw, META, frame.index)
 
 
-def test_broken_parity_is_mitigated_within_policy_with_the_accuracy_cost() -> None:
+def test_biased_ranking_is_repaired_within_policy_with_the_accuracy_cost() -> None:
     train, train_pred = _biased(6000, 1)
     test, test_pred = _biased(2000, 2)
     spec = GovernanceSpec()
-    report, thresholds = fairness.assess_fairness(test, test_pred, META, ["g"], "config", spec,
+    report, mitigation = fairness.assess_fairness(test, test_pred, META, ["g"], "config", spec,
                                                   fit=train, fit_predictions=train_pred)
     assert report["verdict"] == "mitigated", report["verdict_reason"]
-    assert any(c["status"] == "fail" for c in report["before"]["g"]["checks"])
+    failed = {c["name"] for c in report["before"]["g"]["checks"] if c["status"] == "fail"}
+    assert "ranking_parity_ratio" in failed
     assert not any(c["status"] == "fail" for c in report["after"]["g"]["checks"])
     after = report["after"]["g"]["disparities"]
-    assert after["demographic_parity_difference"] <= spec.max_demographic_parity_difference
-    assert after["demographic_parity_ratio"] >= spec.min_demographic_parity_ratio
-    assert set(thresholds["thresholds"]) == {"a", "b"}  # 'c' is too small: not mitigated
-    assert thresholds["thresholds"]["a"] > thresholds["thresholds"]["b"]
+    for key in ("demographic_parity", "ranking_parity"):
+        assert after[f"{key}_difference"] <= spec.max_demographic_parity_difference
+        assert after[f"{key}_ratio"] >= spec.min_demographic_parity_ratio
+    assert mitigation["column"] == "g" and set(mitigation["score_repair"]["groups"]) == {"a", "b"}
     cost = report["overall_before"]["accuracy"] - report["overall_after"]["accuracy"]
     assert report["accuracy_cost"] == pytest.approx(cost)
+    assert report["auc_cost"] == pytest.approx(report["overall_before"]["auc"]
+                                               - report["overall_after"]["auc"])
     assert "accuracy" in report["mitigation"]["summary"].lower()
+    _packaged_decisions_match_the_recheck(test, test_pred, mitigation, report, report["top_share"])
 
-    # the pyfunc's decision rule gives exactly the decisions the re-check measured
-    meta = {**META, "group_thresholds": thresholds}
+
+def _packaged_decisions_match_the_recheck(test, test_pred, mitigation, report, share) -> None:
+    """The pyfunc's rule gives exactly the scores and decisions the re-check measured."""
+    meta = {**META, "fairness_mitigation": mitigation}
     raw = test_pred[["probability_0", "probability_1"]].to_numpy()
     packaged = format_predictions(raw, meta, test.index, groups=group_values(meta, test))
-    decided = fairness.decide(raw[:, 1], test["g"].tolist(), thresholds["thresholds"], 0.5)
+    adjusted, decided = fairness.apply_mitigation(raw[:, 1], test["g"].tolist(), mitigation, 0.5)
     assert (packaged["prediction"].to_numpy() == decided).all()
-    y = test["y"].to_numpy()
-    hand = fairness.group_metrics(y, decided, raw[:, 1], test["g"])
+    assert packaged["probability_1"].to_numpy() == pytest.approx(adjusted)
+    hand = fairness.group_metrics(test["y"].to_numpy(), decided, adjusted, test["g"], share)
     assert hand == report["after"]["g"]["groups"]
+
+
+def test_unfair_decisions_get_per_group_thresholds() -> None:
+    train, train_pred = _biased(6000, 1)
+    test, test_pred = _biased(2000, 2)
+    spec = GovernanceSpec(ranking_parity=False)  # judge the decisions at the threshold only
+    report, mitigation = fairness.assess_fairness(test, test_pred, META, ["g"], "config", spec,
+                                                  fit=train, fit_predictions=train_pred)
+    assert report["verdict"] == "mitigated", report["verdict_reason"]
+    assert "ranking_parity_ratio" not in {c["name"] for c in report["before"]["g"]["checks"]}
+    assert "score_repair" not in mitigation
+    assert set(mitigation["thresholds"]) == {"a", "b"}  # 'c' is too small: not mitigated
+    assert mitigation["thresholds"]["a"] > mitigation["thresholds"]["b"]
+    after = report["after"]["g"]["disparities"]
+    assert after["demographic_parity_ratio"] >= spec.min_demographic_parity_ratio
+    _packaged_decisions_match_the_recheck(test, test_pred, mitigation, report, None)
 
 
 def test_equalized_odds_limit_is_also_mitigated() -> None:
     train, train_pred = _biased(6000, 3)
     test, test_pred = _biased(2000, 4)
     spec = GovernanceSpec(max_equalized_odds_difference=0.15)
-    report, thresholds = fairness.assess_fairness(test, test_pred, META, ["g"], "config", spec,
+    report, mitigation = fairness.assess_fairness(test, test_pred, META, ["g"], "config", spec,
                                                   fit=train, fit_predictions=train_pred)
     assert report["verdict"] == "mitigated", report["verdict_reason"]
     assert report["after"]["g"]["disparities"]["equalized_odds_difference"] <= 0.15
+    assert mitigation["thresholds"]
 
 
 def test_mitigation_off_or_impossible_fails() -> None:

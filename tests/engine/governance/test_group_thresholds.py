@@ -1,5 +1,5 @@
-"""Per-group thresholds inside the pyfunc: predict and predict_records agree, and a package
-without them behaves exactly as before."""
+"""Bias mitigation inside the pyfunc (per-group thresholds, score repair): predict and
+predict_records agree, and a package without it behaves exactly as before."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from autokfp.features import FeaturePlan
 from autokfp.model_package import (
     AutokfpModel,
+    adjust_scores,
     decision_thresholds,
     format_predictions,
     group_key,
@@ -51,8 +52,8 @@ def test_without_group_thresholds_nothing_changes() -> None:
 
 
 def test_group_thresholds_decide_each_row_in_predict_and_predict_records() -> None:
-    meta = {**META, "group_thresholds": {"column": "gender",
-                                         "thresholds": {"female": 0.65, "male": 0.4}}}
+    meta = {**META, "fairness_mitigation": {"column": "gender",
+                                            "thresholds": {"female": 0.65, "male": 0.4}}}
     model = _model(meta)
     out = model.predict(None, ROWS)
     # male 0.45 >= 0.4; female 0.62 < 0.65; missing and nonbinary keep 0.5
@@ -65,7 +66,7 @@ def test_group_thresholds_decide_each_row_in_predict_and_predict_records() -> No
 
 
 def test_rows_without_the_sensitive_column_get_the_overall_threshold() -> None:
-    meta = {**META, "group_thresholds": {"column": "gender", "thresholds": {"male": 0.4}}}
+    meta = {**META, "fairness_mitigation": {"column": "gender", "thresholds": {"male": 0.4}}}
     raw = np.array([[0.55, 0.45]])
     frame = pd.DataFrame({"score": [0.45]})
     assert format_predictions(raw, meta, frame.index,
@@ -77,3 +78,34 @@ def test_rows_without_the_sensitive_column_get_the_overall_threshold() -> None:
                                             ("female", "female"), (1.5, "1.5")])
 def test_group_keys_are_the_same_whatever_the_dtype(value, key) -> None:
     assert group_key(value) == key
+
+
+def _repair(strength: float) -> dict:
+    levels = np.linspace(0, 1, 11)
+    return {"column": "gender", "score_repair": {
+        "strength": strength, "reference": (0.2 + 0.6 * levels).tolist(),
+        "groups": {"female": (0.4 + 0.6 * levels).tolist(), "male": (0.0 + 0.6 * levels).tolist()}}}
+
+
+def test_score_repair_moves_each_group_towards_the_pooled_ranking() -> None:
+    raw = np.array([[0.3, 0.7], [0.1, 0.9], [0.7, 0.3], [0.5, 0.5]])
+    groups = ["female", "female", "male", "nonbinary"]
+    full = adjust_scores(raw, {**META, "fairness_mitigation": _repair(1.0)}, groups)
+    # female 0.7 is the 50th percentile of [0.4, 1.0] → reference 0.5, 0.9 the 83rd → 0.7
+    assert full[:, 1] == pytest.approx([0.5, 0.7, 0.5, 0.5])
+    half = adjust_scores(raw, {**META, "fairness_mitigation": _repair(0.5)}, groups)
+    assert half[:, 1] == pytest.approx([0.6, 0.8, 0.4, 0.5])
+    assert half.sum(axis=1) == pytest.approx(1.0)
+    none = adjust_scores(raw, {**META, "fairness_mitigation": _repair(0.0)}, groups)
+    assert none == pytest.approx(raw)
+
+
+def test_score_repair_is_the_same_in_predict_and_predict_records() -> None:
+    model = _model({**META, "fairness_mitigation": _repair(0.7)})
+    out = model.predict(None, ROWS)
+    records = ROWS.astype(object).where(ROWS.notna(), None).to_dict("records")
+    pd.testing.assert_frame_equal(model.predict_records(records).reset_index(drop=True),
+                                  out.reset_index(drop=True))
+    plain = _model(dict(META)).predict(None, ROWS)
+    changed = out["probability_1"] != plain["probability_1"]
+    assert changed.tolist() == [True, True, True, True, False, False]  # missing, nonbinary kept

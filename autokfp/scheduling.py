@@ -1,0 +1,163 @@
+"""Kubeflow recurring runs of the drift-monitoring pipeline, through ``kfp.Client``.
+
+Like ``autokfp.local`` this is an edge module that imports kfp. ``schedule_monitoring``:
+
+1. compiles ``drift-monitoring`` with the cluster settings (``ClusterOptions.from_env``) and
+   validates the YAML strictly;
+2. uploads it as pipeline ``drift-monitoring`` (once) and as a pipeline version named after
+   the autokfp version and the spec's hash (once per distinct spec);
+3. finds or creates the experiment;
+4. creates the recurring run (cron with 6 fields, seconds first; ``max_concurrency=1``,
+   ``no_catchup=True``) with the run config as the ``config`` parameter and
+   ``window_end=[[ScheduledTime]]``, so a rerun of a scheduled run judges the same window.
+
+It is idempotent: scheduling the same config, cron and spec again finds the existing
+recurring run and returns it; a changed cron or spec replaces it (same name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from autokfp.config import RunConfig
+from autokfp.errors import AutokfpError, ConfigError
+
+log = logging.getLogger(__name__)
+
+PIPELINE_NAME = "drift-monitoring"
+SCHEDULED_TIME = "[[ScheduledTime]]"  # KFP substitutes each run's scheduled time
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*?/,#LW-]+$")
+
+
+class SchedulingError(AutokfpError):
+    """The Kubeflow Pipelines API refused or could not be reached."""
+
+
+@dataclass
+class ScheduledRun:
+    recurring_run_id: str
+    name: str
+    cron: str
+    experiment_id: str
+    pipeline_id: str
+    pipeline_version_id: str
+    created: bool  # False: an identical recurring run already existed
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate_cron(cron: str) -> str:
+    """A KFP cron expression: 6 space-separated fields, seconds first (robfig/cron)."""
+    fields = cron.split()
+    if len(fields) != 6 or not all(_CRON_FIELD.match(f) for f in fields):
+        hint = f" (did you mean '0 {cron}'?)" if len(fields) == 5 else ""
+        raise ConfigError(f"cron '{cron}' must have 6 fields, seconds first, e.g. '0 0 */6 * * *' for "
+                          f"every 6 hours{hint}")
+    return " ".join(fields)
+
+
+def compile_monitoring(path: str | Path) -> str:
+    """Compile and validate ``drift-monitoring`` into ``path``; return the spec's sha256."""
+    from kfp import compiler
+
+    from autokfp.compilation import validate_pipeline_yaml
+    from pipelines import PIPELINES, ClusterOptions
+
+    compiler.Compiler().compile(PIPELINES[PIPELINE_NAME](ClusterOptions.from_env()), str(path))
+    validate_pipeline_yaml(path)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _filter(name: str) -> str:
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+
+
+def _api_call(what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - ApiException, connection errors: one message
+        status = getattr(exc, "status", None)
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        body = str(getattr(exc, "body", "") or exc)[:300]
+        raise SchedulingError(f"Kubeflow Pipelines refused to {what}: "
+                              f"{'HTTP ' + str(status) + ' ' if status else ''}{reason}: {body}") from None
+
+
+def make_client(host: str | None, namespace: str | None = None, token: str | None = None) -> Any:
+    import kfp
+
+    kwargs: dict[str, Any] = {"host": host}
+    if namespace:
+        kwargs["namespace"] = namespace
+    if token:
+        kwargs["existing_token"] = token
+    return _api_call(f"connect to {host or 'the in-cluster endpoint'}", kfp.Client, **kwargs)
+
+
+def schedule_monitoring(config: RunConfig, host: str | None = None, cron: str | None = None,
+                        experiment: str = "autokfp", name: str | None = None,
+                        namespace: str | None = None, token: str | None = None,
+                        client: Any = None) -> ScheduledRun:
+    """Create (or find) the recurring run of ``drift-monitoring`` for ``config``."""
+    from autokfp import __version__
+
+    cron = validate_cron(cron or config.monitoring.schedule)
+    name = name or f"{config.name}-drift-monitoring"
+    client = client or make_client(host, namespace, token)
+    with tempfile.TemporaryDirectory(prefix="autokfp-schedule-") as scratch:
+        package = Path(scratch) / f"{PIPELINE_NAME}.yaml"
+        digest = compile_monitoring(package)
+        version_name = f"{PIPELINE_NAME}-{__version__}-{digest[:12]}"
+
+        pipeline_id = _api_call("look up the pipeline", client.get_pipeline_id, PIPELINE_NAME)
+        if pipeline_id is None:
+            uploaded = _api_call("upload the pipeline", client.upload_pipeline, str(package),
+                                 pipeline_name=PIPELINE_NAME,
+                                 description="autokfp drift monitoring (re-enters autonomous-training)")
+            pipeline_id = uploaded.pipeline_id
+        versions = _api_call("list pipeline versions", client.list_pipeline_versions, pipeline_id,
+                             page_size=100, filter=_filter(version_name))
+        existing_version = next((v for v in (versions.pipeline_versions or [])
+                                 if v.display_name == version_name), None)
+        if existing_version is None:
+            existing_version = _api_call("upload the pipeline version", client.upload_pipeline_version,
+                                         str(package), version_name, pipeline_id=pipeline_id,
+                                         description=f"autokfp {__version__}, spec sha256 {digest}")
+        version_id = existing_version.pipeline_version_id
+
+    found = _api_call("create the experiment", client.create_experiment, experiment, namespace=namespace)
+    experiment_id = found.experiment_id
+    listed = _api_call("list recurring runs", client.list_recurring_runs, experiment_id=experiment_id,
+                       page_size=100, filter=_filter(name))
+    params = {"config": config.to_dict(), "window_end": SCHEDULED_TIME}
+    for run in listed.recurring_runs or []:
+        if run.display_name != name:
+            continue
+        reference = run.pipeline_version_reference
+        same_spec = reference is not None and reference.pipeline_version_id == version_id
+        same_cron = run.trigger is not None and run.trigger.cron_schedule is not None \
+            and run.trigger.cron_schedule.cron == cron
+        same_params = (run.runtime_config is not None
+                       and (run.runtime_config.parameters or {}).get("config") == params["config"])
+        if same_spec and same_cron and same_params:
+            log.info("recurring run %s already exists (%s)", name, run.recurring_run_id)
+            return ScheduledRun(run.recurring_run_id, name, cron, experiment_id, pipeline_id, version_id,
+                                created=False)
+        log.info("replacing recurring run %s (%s): the cron, spec or config changed", name,
+                 run.recurring_run_id)
+        _api_call("delete the outdated recurring run", client.delete_recurring_run, run.recurring_run_id)
+    created = _api_call(
+        "create the recurring run", client.create_recurring_run, experiment_id=experiment_id,
+        job_name=name, description=f"drift monitoring of {config.name} (autokfp {__version__})",
+        cron_expression=cron, pipeline_id=pipeline_id, version_id=version_id, params=params,
+        max_concurrency=1, no_catchup=True, enabled=True)
+    return ScheduledRun(created.recurring_run_id, name, cron, experiment_id, pipeline_id, version_id,
+                        created=True)

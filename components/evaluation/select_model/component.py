@@ -1,0 +1,87 @@
+"""KFP component: every candidate and the champion on the same test rows; keep the best."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from autokfp.settings import image
+
+
+@dsl.component(base_image=image("runtime"), install_kfp_package=False)
+def select_model(
+    config: dict,
+    h2o_model: Input[Model],
+    autokeras_model: Input[Model],
+    test: Input[Dataset],
+    model: Output[Model],
+    evaluation: Output[Artifact],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+) -> NamedTuple("Outputs", [("engine", str), ("promote", bool), ("primary_metric", float)]):
+    """Score each engine's leader and the champion on the held-out rows; pass on the best.
+
+    Every candidate is scored through the pyfunc that would serve it, checked for
+    calibration and robustness (column order, numeric noise, unseen categories, missing
+    values; a candidate that cannot score such rows is disqualified) and ranked by the
+    primary metric. A candidate whose training failed or was skipped is recorded with its
+    reason and the others compete without it; if none is usable the step fails naming each
+    engine's reason. The best candidate is compared with the current ``champion`` by a
+    paired bootstrap on the same rows. The leaderboard, ROC/PR/calibration/confusion plots
+    and the losing candidates' model folders are logged in an MLflow evaluation run.
+
+    Args:
+        config: The run configuration (``selection``: primary_metric, confidence, ...).
+        h2o_model: The H2O AutoML candidate (model folder or candidate marker).
+        autokeras_model: The AutoKeras candidate (model folder or candidate marker).
+        test: Held-out test rows (Parquet).
+        model: Output. The selected MLflow pyfunc model folder.
+        evaluation: Output. JSON: the selected model's metrics, the champion comparison,
+            every candidate's metrics and validation reports.
+        report: Output. HTML leaderboard, robustness checks and plots.
+        metrics: Output. Test metrics of the selected model (and Brier score, ECE).
+        classification: Output. ROC curve and confusion matrix for the Kubeflow UI.
+
+    Returns:
+        engine: the selected engine. promote: whether it should become champion.
+        primary_metric: its test value.
+
+    Raises:
+        TrainingError: no candidate could be trained or scored.
+
+    Example:
+        >>> s = select_model(config=cfg, h2o_model=h.outputs["model"],
+        ...                  autokeras_model=k.outputs["model"], test=f.outputs["test"])
+    """
+    import logging
+    from collections import namedtuple
+
+    from autokfp.stages import select_stage
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = select_stage(config, {"h2o": h2o_model.path, "autokeras": autokeras_model.path},
+                          test.path, evaluation.path, model.path, report.path)
+    for key, value in result["metrics"].items():
+        if value == value:  # NaN cannot be shown
+            metrics.log_metric(f"test_{key}", value)
+    details = result["details"]
+    if details.get("roc"):
+        roc = details["roc"]
+        classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    if details.get("confusion_matrix"):
+        classification.log_confusion_matrix(details["labels"], details["confusion_matrix"])
+    comparison = result["comparison"]
+    engine = result["selected"]["engine"]
+    model.metadata.update({"engine": engine, "framework": "mlflow-pyfunc"})
+    evaluation.metadata.update({"decision": comparison["reason"], "promote": comparison["promote"],
+                                "selected_engine": engine,
+                                "selection": result["selected"]["reason"][:1000]})
+    outputs = namedtuple("Outputs", ["engine", "promote", "primary_metric"])
+    return outputs(engine, bool(comparison["promote"]), float(comparison["challenger"]))
+
+
+if __name__ == "__main__":
+    from kfp import compiler
+
+    compiler.Compiler().compile(select_model, "select_model.yaml")

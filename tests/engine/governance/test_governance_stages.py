@@ -1,0 +1,230 @@
+"""The governance stages on the session's trained H2O model (example churn data, gender bias).
+
+One module-scoped run goes through every stage as the pipeline would: data check → bias
+check (+ mitigation) → explain → evaluate → register → model card + compliance report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp import registry, stages
+from autokfp.catalog.schema import DatasetSchema
+from autokfp.governance import PolicyError, approval, audit
+from autokfp.governance import stages as governance
+from autokfp.settings import Settings
+from tests.conftest import small_config
+
+GOVERNANCE = {"shap_rows": 3, "explain_rows": 150}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        root = tmp_path_factory.mktemp("governance-home")
+        for name in ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",
+                     "AUTOKFP_PIPELINE_ROOT"):
+            patch.delenv(name, raising=False)
+        patch.setenv("AUTOKFP_HOME", str(root))
+        patch.setenv("DATAHUB_TELEMETRY_ENABLED", "false")
+        settings = Settings.from_env()
+        settings.ensure_local_dirs()
+        yield settings
+
+
+@pytest.fixture(scope="module")
+def governed(home, trained_package, tmp_path_factory):
+    """Every governance stage run once, in pipeline order."""
+    out = tmp_path_factory.mktemp("governed")
+    paths = trained_package.paths
+    config = small_config(trained_package.folder, governance=GOVERNANCE)
+    p = SimpleNamespace(**{name: str(out / name) for name in (
+        "data_report.md", "data.json", "model", "fairness.md", "fairness.json", "explanation.json",
+        "explanation.html", "plots", "evaluation.json", "registration.json", "card.md",
+        "compliance.md", "compliance.json")})
+    data = governance.data_bias_stage(config, str(paths.train), str(paths.plan), str(paths.schema),
+                                      p.__dict__["data_report.md"], p.__dict__["data.json"])
+    bias = governance.bias_check_stage(config, str(paths.model), str(paths.train), str(paths.test),
+                                       str(paths.schema), p.model, p.__dict__["fairness.md"],
+                                       p.__dict__["fairness.json"])
+    explained = governance.explain_stage(config, p.model, str(paths.train), str(paths.test),
+                                         p.__dict__["explanation.json"],
+                                         p.__dict__["explanation.html"], p.plots)
+    stages.evaluate_stage(config, p.model, str(paths.test), p.__dict__["evaluation.json"])
+    stages.register_stage(config, p.model, p.__dict__["evaluation.json"], str(paths.schema),
+                          p.__dict__["registration.json"])
+    documented = governance.document_stage(
+        config, p.model, p.__dict__["registration.json"], p.__dict__["evaluation.json"],
+        str(paths.schema), p.__dict__["fairness.json"], p.__dict__["explanation.json"],
+        p.__dict__["card.md"], p.__dict__["compliance.md"], p.__dict__["compliance.json"])
+    return SimpleNamespace(config=config, out=out, data=data, bias=bias, explained=explained,
+                           documented=documented, trained=trained_package,
+                           read=lambda name: (out / name).read_text())
+
+
+def test_training_data_check_finds_the_label_gap(governed) -> None:
+    report = json.loads(governed.read("data.json"))
+    assert report["sensitive_columns"] == ["gender"]  # from the catalog's 'sensitive' tag
+    groups = report["data"]["gender"]["groups"]
+    train = pd.read_parquet(governed.trained.paths.train)
+    female = train[train["gender"] == "female"]["churned"].mean()
+    assert groups["female"]["positive_rate"] == pytest.approx(female)
+    assert groups["female"]["positive_rate"] > groups["male"]["positive_rate"]
+    assert "Training data fairness check" in governed.read("data_report.md")
+
+
+def test_bias_is_found_and_mitigated_within_policy(governed) -> None:
+    report = json.loads(governed.read("fairness.json"))
+    assert governed.bias["verdict"] == report["verdict"] == "mitigated", report["verdict_reason"]
+    assert any(c["status"] == "fail" for c in report["before"]["gender"]["checks"])
+    assert not any(c["status"] == "fail" for c in report["after"]["gender"]["checks"])
+    assert governed.bias["accuracy_cost"] == pytest.approx(report["accuracy_cost"])
+    text = governed.read("fairness.md")
+    assert "## Mitigation" in text and "cost" in text
+    # a group too small to measure is said so, not passed
+    if "nonbinary" in report["before"]["gender"]["too_small"]:
+        assert "'nonbinary'" in text and "too small to measure" in text
+
+
+def test_the_registered_package_serves_the_mitigated_decisions(governed) -> None:
+    """Per-group figures recomputed by hand from the package's own predictions."""
+    report = json.loads(governed.read("fairness.json"))
+    test = pd.read_parquet(governed.trained.paths.test)
+    model = mlflow.pyfunc.load_model(str(governed.out / "model"))
+    meta = model.unwrap_python_model().meta
+    assert meta["fairness_mitigation"]["column"] == "gender"
+    assert len(meta["explain_background"]) == 25
+    predictions = model.predict(test.drop(columns=["churned"]))
+    y = test["churned"].to_numpy()
+    decided = predictions["prediction"].to_numpy()
+    for group, expected in report["after"]["gender"]["groups"].items():
+        mask = (test["gender"] == group).to_numpy()
+        assert expected["rows"] == mask.sum()
+        assert expected["selection_rate"] == pytest.approx(decided[mask].mean(), abs=1e-12)
+        positives = y[mask] == 1
+        assert expected["tpr"] == pytest.approx(decided[mask][positives].mean(), abs=1e-12)
+        assert expected["mean_score"] == pytest.approx(
+            predictions["probability_1"].to_numpy()[mask].mean(), abs=1e-12)
+
+
+def test_explanations_and_plots(governed) -> None:
+    result = json.loads(governed.read("explanation.json"))
+    assert result["permutation_importance"]["metric"] == "auc"
+    assert len(result["local"]) == 3 and result["shap"]["status"] == "run"
+    for local in result["local"]:
+        total = local["base_value"] + sum(local["contributions"].values())
+        assert total == pytest.approx(local["value"], abs=1e-6)
+    for name in result["plots"]:
+        assert (governed.out / "plots" / name).stat().st_size > 1000
+    assert governed.read("explanation.html").count("data:image/png;base64,") == len(result["plots"])
+
+
+def test_model_card_and_compliance_report_say_what_was_found(governed) -> None:
+    registration = json.loads(governed.read("registration.json"))
+    card = governed.read("card.md")
+    fairness = json.loads(governed.read("fairness.json"))
+    schema = DatasetSchema.from_json(Path(governed.trained.paths.schema).read_text())
+    for section in ("## Intended use", "## Data", "## Metrics", "## Fairness", "## Explanations",
+                    "## Limitations", "## Training configuration", "## Package versions"):
+        assert section in card
+    assert f"v{registration['version']}" in card and schema.fingerprint in card
+    assert "urn:li:dataset:" in card and "**mitigated**" in card
+    assert f"{fairness['accuracy_cost']:+.4f}" in card
+    assert "| fairlearn |" in card and "| h2o | 3.46.0.11 |" in card
+
+    report = json.loads(governed.read("compliance.json"))
+    assert report["verdict"] == governed.documented["compliance"] == "pass", report["summary"]
+    items = {i["requirement"]: i for i in report["items"]}
+    assert {"EU AI Act Art. 10(2)", "EU AI Act Art. 10(2)(f)-(g)", "EU AI Act Art. 11",
+            "EU AI Act Art. 12", "EU AI Act Art. 13", "EU AI Act Art. 14", "EU AI Act Art. 15",
+            "GDPR Art. 5(1)(c), 25"} == set(items)
+    assert "mitigated" in items["EU AI Act Art. 10(2)(f)-(g)"]["detail"]
+    assert "email" in items["GDPR Art. 5(1)(c), 25"]["detail"]
+    assert items["EU AI Act Art. 14"]["status"] == "not_required"
+    assert any("runs:/" in e for e in items["EU AI Act Art. 11"]["evidence"])
+    assert "mitigated" in governed.read("compliance.md")
+
+
+def test_governance_is_logged_to_mlflow_and_audited(governed, home) -> None:
+    registration = json.loads(governed.read("registration.json"))
+    client = registry.configure(home)
+    files = {f.path for f in client.list_artifacts(registration["run_id"], "governance")}
+    assert {"governance/model_card.md", "governance/compliance.md",
+            "governance/fairness.json"} <= files
+    tags = client.get_model_version(registration["name"], registration["version"]).tags
+    assert tags["governance.fairness"] == "mitigated" and tags["governance.compliance"] == "pass"
+    kinds = [e["kind"] for e in audit.read_events(home)]
+    assert "bias.mitigated" in kinds and "model.documented" in kinds
+    (documented,) = audit.events_for(registration["name"], registration["version"],
+                                     kind="model.documented", settings=home)
+    assert tags["audit.last_hash"] == documented["hash"]
+    assert audit.verify_trail(home).ok
+
+
+def test_required_approval_keeps_the_version_out_of_production_until_given(governed, home) -> None:
+    config = small_config(governed.trained.folder,
+                          governance={**GOVERNANCE, "require_approval": True})
+    out = governed.out
+    result = governance.document_stage(
+        config, str(out / "model"), str(out / "registration.json"), str(out / "evaluation.json"),
+        str(governed.trained.paths.schema), str(out / "fairness.json"),
+        str(out / "explanation.json"), str(out / "card2.md"), str(out / "compliance2.md"),
+        str(out / "compliance2.json"))
+    assert result["compliance"] == "incomplete" and result["deployable"] is False
+    assert "autokfp approve churn-test" in (out / "compliance2.md").read_text()
+    version = result["version"]
+    with pytest.raises(PolicyError):
+        approval.ensure_approved(config.governance, "churn-test", version)
+    approval.approve("churn-test", version, actor="reviewer")
+    approval.ensure_approved(config.governance, "churn-test", version)
+
+
+def _schema_without_tags(trained, tmp_path) -> str:
+    data = json.loads(Path(trained.paths.schema).read_text())
+    for column in data["columns"]:
+        column["tags"] = [t for t in column.get("tags", []) if t != "sensitive"]
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_no_sensitive_attribute_is_stated_not_passed(governed, home, tmp_path) -> None:
+    paths = governed.trained.paths
+    result = governance.bias_check_stage(
+        governed.config, str(paths.model), str(paths.train), str(paths.test),
+        _schema_without_tags(governed.trained, tmp_path), str(tmp_path / "model"),
+        str(tmp_path / "f.md"), str(tmp_path / "f.json"))
+    assert result["verdict"] == "not_run"
+    assert "no sensitive attribute known" in (tmp_path / "f.md").read_text()
+    assert audit.read_events(home)[-1]["kind"] == "bias.not_run"
+
+
+def test_a_policy_that_stays_broken_blocks_with_a_report(governed, home, tmp_path) -> None:
+    paths = governed.trained.paths
+    strict = {**GOVERNANCE, "max_demographic_parity_difference": 0.0,
+              "min_demographic_parity_ratio": 1.0, "mitigate": False}
+    config = small_config(governed.trained.folder, governance=strict)
+    with pytest.raises(PolicyError, match="block_deploy_on_bias"):
+        governance.bias_check_stage(config, str(paths.model), str(paths.train), str(paths.test),
+                                    str(paths.schema), str(tmp_path / "model"),
+                                    str(tmp_path / "f.md"), str(tmp_path / "f.json"))
+    assert json.loads((tmp_path / "f.json").read_text())["verdict"] == "fail"
+    event = audit.read_events(home)[-1]
+    assert event["kind"] == "bias.blocked" and event["details"]["blocked"] is True
+
+    allowed = small_config(governed.trained.folder,
+                           governance={**strict, "block_deploy_on_bias": False})
+    result = governance.bias_check_stage(allowed, str(paths.model), str(paths.train),
+                                         str(paths.test), str(paths.schema),
+                                         str(tmp_path / "model2"), str(tmp_path / "g.md"),
+                                         str(tmp_path / "g.json"))
+    assert result["verdict"] == "fail"
+    assert audit.read_events(home)[-1]["kind"] == "bias.accepted_despite_failure"
+    assert np.isfinite(result["before_gender_demographic_parity_difference"])

@@ -1,0 +1,41 @@
+"""Fixtures of the training tests: one small, real AutoKeras model per session."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+# A tiny search: 2 trials of a few epochs on ~480 rows, cut by the 15 s deadline if slower.
+KERAS_BUDGET = {"max_runtime_secs": 15, "max_models": 2, "nfolds": 3, "max_mem_size": "2G",
+                "include_algos": ["GLM"], "autokeras_max_trials": 2, "autokeras_epochs": 6,
+                "autokeras_patience": 3}
+
+
+@pytest.fixture(scope="session")
+def keras_package(tmp_path_factory, churn_frame):
+    """Engineer features on 600 churn rows and train one AutoKeras model, once per session.
+
+    Returns a namespace with config, paths (train/test/plan/model) and the train summary.
+    """
+    from autokfp import stages
+    from autokfp.catalog.profiling import profile_frame
+    from tests.conftest import small_config
+
+    root = tmp_path_factory.mktemp("keras")
+    folder = root / "data"
+    folder.mkdir()
+    frame = churn_frame.head(600)
+    frame.to_parquet(folder / "customers.parquet", index=False)
+    config = small_config(folder, budget=dict(KERAS_BUDGET))
+    schema = profile_frame(frame, "files/customers.parquet", "file", str(folder))
+    paths = SimpleNamespace(dataset=root / "dataset.parquet", schema=root / "schema.json",
+                            train=root / "train.parquet", test=root / "test.parquet",
+                            plan=root / "plan.json", model=root / "model",
+                            leaderboard=root / "leaderboard.html")
+    frame.to_parquet(paths.dataset, index=False)
+    paths.schema.write_text(schema.to_json())
+    stages.engineer_stage(config, paths.dataset, paths.schema, paths.train, paths.test, paths.plan)
+    trained = stages.train_stage(config, str(paths.train), str(paths.plan), str(paths.model),
+                                 str(paths.leaderboard), engine="autokeras")
+    return SimpleNamespace(config=config, paths=paths, trained=trained, folder=folder)

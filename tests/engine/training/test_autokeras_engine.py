@@ -1,0 +1,178 @@
+"""The AutoKeras engine: its input encoding, a real (tiny) search, and the packaged pyfunc."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from autokfp.config import BudgetSpec
+from autokfp.features import OTHER_LEVEL
+from autokfp.model_package import load_model_package
+from autokfp.training.autokeras_engine import AutoKerasEngine, KerasEncoding
+
+FRESH_PROCESS = """
+import sys
+import mlflow.pyfunc
+import pandas as pd
+
+model = mlflow.pyfunc.load_model(sys.argv[1])
+rows = pd.read_parquet(sys.argv[2])
+model.predict(rows.drop(columns=["churned"])).to_parquet(sys.argv[3])
+"""
+
+
+# ------------------------------------------------------------------------------ encoding
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "tenure": [1.0, 5.0, np.nan, 20.0, 3.0],
+        "tenure__missing": [0.0, 0.0, 1.0, 0.0, 0.0],
+        "plan": ["basic", "pro", None, "basic", OTHER_LEVEL],
+    })
+
+
+def test_encoding_standardises_numbers_and_one_hots_categories(frame) -> None:
+    encoding = KerasEncoding.fit(frame, ["plan"])
+    matrix = encoding.transform(frame)
+    assert matrix.dtype == np.float32
+    assert matrix.shape == (5, 2 + 3)  # tenure, tenure__missing, basic/pro/__other__
+    assert encoding.categorical["plan"] == ["basic", "pro", OTHER_LEVEL]
+    assert matrix[2, 0] == 0.0  # a missing number becomes the (standardised) mean
+    assert matrix[2, 1] > 0  # ...and its indicator says so
+    np.testing.assert_array_equal(matrix[2, 2:], [0, 0, 0])  # a missing category: all zeros
+    np.testing.assert_array_equal(matrix[1, 2:], [0, 1, 0])
+    observed = matrix[[0, 1, 3, 4], 0]
+    assert abs(float(observed.mean())) < 0.3
+
+
+def test_encoding_of_rows_matches_the_frame_and_handles_the_unknown(frame) -> None:
+    encoding = KerasEncoding.fit(frame, ["plan"])
+    new = frame.assign(plan=["gold", "pro", None, "basic", "basic"],
+                       tenure=[1e9, -1e9, np.nan, 2.0, 4.0])
+    rows = new.astype(object).where(new.notna(), None).to_dict("records")
+    np.testing.assert_array_equal(encoding.transform_rows(rows), encoding.transform(new))
+    matrix = encoding.transform(new)
+    np.testing.assert_array_equal(matrix[0, 2:], [0, 0, 1])  # unseen level -> __other__
+    assert matrix[0, 0] == encoding.clip and matrix[1, 0] == -encoding.clip
+    again = KerasEncoding.from_json(encoding.to_json())
+    np.testing.assert_array_equal(again.transform(new), matrix)
+
+
+def test_encoding_names_missing_feature_columns(frame) -> None:
+    from autokfp.errors import DataError
+
+    encoding = KerasEncoding.fit(frame, ["plan"])
+    with pytest.raises(DataError, match="tenure__missing"):
+        encoding.transform(frame.drop(columns=["tenure__missing"]))
+
+
+# ----------------------------------------------------------------------- a real search
+
+
+def test_trains_within_its_budget_and_reports_validation_figures(keras_package) -> None:
+    trained = keras_package.trained
+    assert trained["engine"] == "autokeras"
+    assert trained["device"] == "cpu"
+    assert trained["models_trained"] >= 1
+    assert "cv_auc" in trained and "cv_auc_sd" in trained
+    budget = keras_package.config.budget.max_runtime_secs
+    assert trained["engine_seconds"] <= budget * 1.5 + 10  # import + a busy machine
+    meta = json.loads((keras_package.paths.model / "artifacts" / "meta.json").read_text())
+    assert meta["engine"] == "autokeras"
+    assert meta["params"]["cv_method"].startswith("holdout")
+    engine_dir = keras_package.paths.model / "artifacts" / "engine"
+    assert (engine_dir / "model.keras").is_file()
+    assert (engine_dir / "encoding.json").is_file()
+    assert not (engine_dir / "search").exists()  # the trial checkpoints are not shipped
+    assert "trial_" in keras_package.paths.leaderboard.read_text()
+
+
+def test_packaged_model_ranks_held_out_rows(keras_package) -> None:
+    model = load_model_package(str(keras_package.paths.model))
+    test = pd.read_parquet(keras_package.paths.test)
+    scored = model.predict(test.drop(columns=["churned"]))
+    assert list(scored.columns) == ["prediction", "probability_0", "probability_1"]
+    np.testing.assert_allclose(scored[["probability_0", "probability_1"]].sum(axis=1), 1.0,
+                               atol=1e-6)
+    assert roc_auc_score(test["churned"], scored["probability_1"]) > 0.6
+
+
+def test_fresh_process_loads_and_reproduces_predictions(keras_package, tmp_path) -> None:
+    model = load_model_package(str(keras_package.paths.model))
+    test = pd.read_parquet(keras_package.paths.test)
+    expected = model.predict(test.drop(columns=["churned"]))
+    out = tmp_path / "fresh.parquet"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(keras_package.paths.model),
+                             str(keras_package.paths.test), str(out)],
+                            capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fresh = pd.read_parquet(out)
+    assert (fresh["prediction"].to_numpy() == expected["prediction"].to_numpy()).all()
+    np.testing.assert_allclose(fresh["probability_1"], expected["probability_1"], atol=1e-6)
+
+
+def test_row_wise_fast_path_matches_the_batch(keras_package) -> None:
+    model = load_model_package(str(keras_package.paths.model)).unwrap_python_model()
+    test = pd.read_parquet(keras_package.paths.test).drop(columns=["churned"]).head(25)
+    batch = model.predict(None, test)
+    records = test.astype(object).where(test.notna(), None).to_dict("records")
+    rows = model.predict_records(records)
+    np.testing.assert_allclose(rows["probability_1"].to_numpy(),
+                               batch["probability_1"].to_numpy(), atol=1e-6)
+    started = time.perf_counter()
+    for record in records[:10]:
+        model.predict_records([record])
+    assert (time.perf_counter() - started) / 10 < 0.5  # a few ms; generous for a busy node
+
+
+def test_importing_autokfp_does_not_import_tensorflow() -> None:
+    code = ("import sys, autokfp, autokfp.stages, autokfp.training, autokfp.model_package, "
+            "autokfp.selection, autokfp.validation, autokfp.training.autokeras_engine; "
+            "print(any(m in sys.modules for m in ('tensorflow', 'keras', 'autokeras')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_multiclass_and_regression_heads(task, tmp_path) -> None:
+    from sklearn.datasets import load_diabetes, load_iris
+
+    if task == "multiclass":
+        data = load_iris(as_frame=True)
+        classes = ["0", "1", "2"]
+        metric = "logloss"
+    else:
+        data = load_diabetes(as_frame=True)
+        classes = None
+        metric = "rmse"
+    features, target = data.data.head(150), data.target.head(150)
+    budget = BudgetSpec(max_runtime_secs=10, autokeras_max_trials=1, autokeras_epochs=3,
+                        autokeras_patience=2)
+    engine = AutoKerasEngine()
+    result = engine.train(features, target, task, classes, [], budget, metric, tmp_path / "engine")
+    scores = engine.load_scorer(result.artifact_dir, task, classes).predict(features)
+    if task == "multiclass":
+        assert scores.shape == (150, 3)
+        np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+        assert f"cv_{metric}" in result.cv_metrics
+    else:
+        assert scores.shape == (150,)
+        # decoded back to the target's scale (the network learns a standardised target)
+        assert abs(float(np.mean(scores)) - float(target.mean())) < 3 * float(target.std())
+        assert f"cv_{metric}_sd" in result.cv_metrics
+    board = pd.read_csv(Path(result.artifact_dir) / "leaderboard.csv")
+    assert len(board) == 1 and board.loc[0, "model_id"] == "trial_0"
