@@ -588,12 +588,36 @@ def deploy_stage(config: dict[str, Any] | RunConfig, registration_path: str, tes
                                   if previous else "no previous version to fall back to"))
     _write_json(decision_path, decision.to_dict())
     log.info("deploy %s v%s: %s (%s)", cfg.model_name, version, decision.outcome, decision.reason)
+    _record_deployment(cfg, settings, decision, service)
     if decision.outcome == "rolled-back" and not previous:
         raise DeploymentError(f"{cfg.model_name} v{version} failed verification and there is no previous "
                               f"version to serve: {decision.reason}")
     return {"action": action, "outcome": decision.outcome, "version": version, "target": target,
             "storage_uri": storage_uri, "service": manifest["metadata"]["name"],
             "namespace": cfg.deploy.namespace, "reason": decision.reason}
+
+
+def _record_deployment(cfg: RunConfig, settings: Any, decision: Any, service: str) -> None:
+    """Audit trail and lineage for a rollout; neither may fail the deploy step."""
+    if decision.outcome not in ("promoted", "rolled-back"):
+        return
+    kind = "deploy.promoted" if decision.outcome == "promoted" else "deploy.rolled_back"
+    try:
+        from autokfp.governance.audit import record_event
+
+        record_event(kind, {"target": decision.target, "action": decision.action,
+                            "previous_version": decision.previous_version, "reason": decision.reason,
+                            "checks": decision.verification},
+                     model=cfg.model_name, version=decision.version, settings=settings)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("deployment not recorded in the audit trail: %s", exc)
+    if decision.outcome == "promoted":
+        try:
+            from autokfp.catalog.lineage import record_deployment
+
+            record_deployment(cfg.model_name, decision.version, cfg.deploy.namespace, service, settings)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("deployment lineage not recorded: %s", exc)
 
 
 def _deploy_local(cfg: RunConfig, settings: Any, service: str, version: str, model_dir: str,

@@ -6,6 +6,7 @@ engine (``autokfp.stages``). Components run in the images named by
 version) and never pip-install anything at run time.
 """
 
+from components.data.catalog_sources.component import catalog_sources
 from components.data.discover.component import discover
 from components.data.profile.component import profile
 from components.evaluation.evaluate_model.component import evaluate_model
@@ -16,8 +17,8 @@ from components.serving.deploy_model.component import deploy_model
 from components.training.train_autokeras.component import train_autokeras
 from components.training.train_h2o_automl.component import train_h2o_automl
 
-ALL_COMPONENTS = (discover, profile, engineer_features, train_h2o_automl, train_autokeras,
+ALL_COMPONENTS = (catalog_sources, discover, profile, engineer_features, train_h2o_automl, train_autokeras,
                   select_model, evaluate_model, register_model, deploy_model)
 
-__all__ = ["ALL_COMPONENTS", "deploy_model", "discover", "engineer_features", "evaluate_model",
+__all__ = ["ALL_COMPONENTS", "catalog_sources", "deploy_model", "discover", "engineer_features", "evaluate_model",
            "profile", "register_model", "select_model", "train_autokeras", "train_h2o_automl"]

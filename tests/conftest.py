@@ -58,6 +58,24 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
 
 # --------------------------------------------------------------------------- autokfp state
 
+STATE_ENV = ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",
+             "AUTOKFP_PIPELINE_ROOT", "DATAHUB_GMS_URL", "DATAHUB_GMS_TOKEN", "KUBECONFIG",
+             "AUTOKFP_DEPLOY_TARGET")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_state(tmp_path_factory):
+    """No test touches ./.autokfp, a real MLflow server, a GMS or a cluster: by default every
+    test shares one throw-away AUTOKFP_HOME (tests that need a fresh one use autokfp_home)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in STATE_ENV:
+            patch.delenv(name, raising=False)
+        patch.setenv("AUTOKFP_HOME", str(tmp_path_factory.mktemp("session-home")))
+        patch.setenv("DATAHUB_TELEMETRY_ENABLED", "false")
+        patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        yield
+
+
 
 @pytest.fixture
 def autokfp_home(tmp_path, monkeypatch):

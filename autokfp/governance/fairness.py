@@ -335,7 +335,8 @@ def check_training_data(frame: pd.DataFrame, target: str, positive: Any, columns
     """Group representation and label balance per sensitive column, before training.
 
     These warn (never block): a label rate that differs by group is what a model learns
-    and reproduces, which the post-training check then measures.
+    and reproduces, which the post-training check then measures. ``positive`` None (not a
+    binary target): representation only.
     """
     positive_mask = frame[target].astype(str) == str(positive)
     result: dict[str, Any] = {}
@@ -344,7 +345,8 @@ def check_training_data(frame: pd.DataFrame, target: str, positive: Any, columns
         counts = keys.value_counts()
         rates = positive_mask.groupby(keys).mean()
         groups = {str(g): {"rows": int(counts[g]), "share": float(counts[g] / len(frame)),
-                           "positive_rate": float(rates[g])} for g in sorted(counts.index)}
+                           "positive_rate": None if positive is None else float(rates[g])}
+                  for g in sorted(counts.index)}
         checks: list[Check] = []
         small = {g: s["rows"] for g, s in groups.items() if s["rows"] < spec.min_group_size}
         if small:
@@ -360,7 +362,10 @@ def check_training_data(frame: pd.DataFrame, target: str, positive: Any, columns
                                 f"({shares})", value=float(min(counts)),
                                 limit=float(spec.min_group_size)))
         measured = [g for g, s in groups.items() if s["rows"] >= spec.min_group_size]
-        if len(measured) < 2:
+        if positive is None:
+            checks.append(Check("label_balance", column, NOT_RUN,
+                                "not run: label rates by group are checked for binary targets"))
+        elif len(measured) < 2:
             checks.append(Check("label_balance", column, NOT_RUN,
                                 f"fewer than two groups with {spec.min_group_size}+ rows"))
         else:
@@ -668,7 +673,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for column, data in (report.get("data") or {}).items():
         lines += [f"## Before training: `{column}` in the training rows", "",
                   "| group | rows | share | label rate |", "| --- | --- | --- | --- |"]
-        lines += [f"| {g} | {s['rows']} | {s['share']:.1%} | {s['positive_rate']:.3f} |"
+        lines += [f"| {g} | {s['rows']} | {s['share']:.1%} | {_fmt(s['positive_rate'])} |"
                   for g, s in data["groups"].items()]
         lines += [""] + _checks_table(data["checks"]) + [""]
     for stage, title in (("before", "The trained model"), ("after", "After mitigation")):

@@ -128,10 +128,10 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
     lines += ["", f"Champion comparison: {comparison.get('reason', 'n/a')}", ""]
     if fairness.get("overall_after"):
         after, before = fairness["overall_after"], fairness["overall_before"]
-        lines += [f"With the bias mitigation the deployed model has AUC {after['auc']:.4f}, "
-                  f"accuracy {after['accuracy']:.4f} and F1 {after['f1']:.4f} (before: "
-                  f"{before['auc']:.4f} / {before['accuracy']:.4f} / {before['f1']:.4f}); the "
-                  "table above is the model before mitigation.", ""]
+        lines += [f"Bias mitigation, same held-out rows: as trained AUC {before['auc']:.4f}, "
+                  f"accuracy {before['accuracy']:.4f}, F1 {before['f1']:.4f}; as registered and "
+                  f"served (mitigated) AUC {after['auc']:.4f}, accuracy {after['accuracy']:.4f}, "
+                  f"F1 {after['f1']:.4f}.", ""]
     for stage, title in (("before", "Per group, as trained"), ("after", "Per group, as deployed")):
         for column, data in (fairness.get(stage) or {}).items():
             lines += [f"{title} (`{column}`):", "",

@@ -75,16 +75,10 @@ def data_bias_stage(config: dict[str, Any] | RunConfig, train_path: str, plan_pa
         check = fairness.no_sensitive_attribute(source)
         report["checks"].append(check.to_dict())
         report["notes"].append(check.detail)
-    elif plan.task != "binary":
-        report["notes"].append(f"label balance by group not run: task is {plan.task} (binary only); "
-                               "group representation below")
     if columns:
         positive = plan.classes[-1] if plan.task == "binary" else None
-        data = fairness.check_training_data(train, plan.target, positive, columns, cfg.governance)
-        if plan.task != "binary":
-            for entry in data.values():
-                entry["checks"] = [c for c in entry["checks"] if c["name"] != "label_balance"]
-        report["data"] = data
+        report["data"] = fairness.check_training_data(train, plan.target, positive, columns,
+                                                      cfg.governance)
     statuses = [c["status"] for d in report["data"].values() for c in d["checks"]]
     report["verdict"] = ("not_run" if not columns else "warn" if "warn" in statuses else "pass")
     report["verdict_reason"] = ("; ".join(report["notes"]) if not columns else

@@ -196,11 +196,12 @@ def tensorflow_device() -> str:
 class _SearchClock:
     """Shared by the search callback and the engine (the tuner deep-copies callbacks)."""
 
-    def __init__(self, deadline: float, best_path: Path):
+    def __init__(self, deadline: float):
         self.deadline = deadline
-        self.best_path = best_path
         self.best_loss = float("inf")
         self.best_trial = -1
+        self.best_model: Any = None
+        self.best_weights: list[np.ndarray] | None = None
         self.trials_started = 0
         self.expired = False
         self.expired_at: float | None = None
@@ -236,10 +237,9 @@ def _search_callback(clock: _SearchClock) -> Any:
     class SearchWatch(keras.callbacks.Callback):
         """Keeps the best network of the whole search; stops it at the budget's deadline.
 
-        The best epoch of any trial (lowest validation loss) is saved as it happens: the
-        tuner's own reload of its best checkpoint rebuilt the network with other
-        normalisation statistics here (validation log loss 0.70 instead of the 0.54 it
-        trained to), so the model that produced the score is the one kept.
+        The weights of the best epoch of any trial (lowest validation loss) are kept as it
+        happens and that very network is exported, instead of rebuilding it from the
+        tuner's checkpoint: the model scored on the validation rows is the one shipped.
         """
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
@@ -247,7 +247,8 @@ def _search_callback(clock: _SearchClock) -> Any:
             if loss is not None and math.isfinite(float(loss)) and float(loss) < clock.best_loss:
                 clock.best_loss = float(loss)
                 clock.best_trial = clock.trials_started - 1
-                self.model.save(clock.best_path)
+                clock.best_model = self.model  # small networks: keep it, save once at the end
+                clock.best_weights = [w.copy() for w in self.model.get_weights()]
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             if clock.check():
@@ -318,7 +319,7 @@ class AutoKerasEngine:
                                              int(budget.seed))
         reserve = EXPORT_RESERVE_SECS + EXPORT_RESERVE_SHARE * budget.max_runtime_secs
         deadline = started + max(5.0, budget.max_runtime_secs - reserve)
-        clock = _SearchClock(deadline, workdir / MODEL_FILE)
+        clock = _SearchClock(deadline)
         search_dir = workdir / "search"
         # Every input is numeric already. Named as such, AutoKeras' own input pipeline (which
         # runs outside the exported Keras model) leaves the matrix alone; left to infer,
@@ -357,9 +358,11 @@ class AutoKerasEngine:
         if clock.expired_at is not None:
             timings["after_deadline"] = round(time.monotonic() - clock.expired_at, 2)
         mark = time.monotonic()
-        if not (workdir / MODEL_FILE).exists():
+        if clock.best_model is None:
             raise TrainingError("AutoKeras finished no epoch with a finite validation loss; "
                                 "raise budget.max_runtime_secs or check the data")
+        clock.best_model.set_weights(clock.best_weights)
+        clock.best_model.save(workdir / MODEL_FILE)
         (workdir / ENCODING_FILE).write_text(encoding.to_json())
         board = _trial_board(searcher.tuner.oracle)
         shutil.rmtree(search_dir, ignore_errors=True)

@@ -155,13 +155,12 @@ def build_governed_training(options: ClusterOptions | None = None):
         data_bias.set_display_name("fairness of the training data")
         trained = configure_training_task(train_h2o_automl(
             config=config, train=features.outputs["train"], plan=features.outputs["plan"]), options)
-        evaluated = configure_task(evaluate_model(config=config, model=trained.outputs["model"],
-                                                  test=features.outputs["test"]), options)
         bias = configure_task(bias_check(
             config=config, model=trained.outputs["model"], train=features.outputs["train"],
             test=features.outputs["test"], schema=found.outputs["schema"]), options)
         bias.set_display_name("bias check + mitigation")
-        bias.after(evaluated)
+        evaluated = configure_task(evaluate_model(config=config, model=bias.outputs["checked_model"],
+                                                  test=features.outputs["test"]), options)
         explained = configure_task(explain_model(
             config=config, model=bias.outputs["checked_model"], train=features.outputs["train"],
             test=features.outputs["test"]), options)
@@ -192,6 +191,9 @@ def test_the_governed_training_graph_compiles_strictly(tmp_path) -> None:
     tasks = spec["root"]["dag"]["tasks"]
     for component in GOVERNANCE_COMPONENTS:
         assert component.name in tasks
+    evaluate = tasks["evaluate-model"]
+    assert (evaluate["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
+            == {"producerTask": "bias-check", "outputArtifactKey": "checked_model"})
     register = tasks["register-model"]
     assert (register["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
             == {"producerTask": "bias-check", "outputArtifactKey": "checked_model"})

@@ -57,13 +57,13 @@ def log_traffic(settings, version: str, rows: pd.DataFrame) -> None:
     from autokfp.serving.inference_service import service_name
     from autokfp.serving.prediction_log import PredictionLogger
 
-    model = load_model_package(f"models:/{MODEL}/{version}")
+    model = load_model_package(f"models:/{MODEL}/{version}").unwrap_python_model()
     requests = rows.drop(columns=["churned"]).reset_index(drop=True)
     logger = PredictionLogger(settings.artifact_root, service_name(MODEL), version, flush_rows=500,
                               flush_seconds=0.2)
     for start in range(0, len(requests), 100):
         chunk = requests.iloc[start:start + 100].reset_index(drop=True)
-        logger.log(chunk, model.predict(chunk), request_id=f"req-{version}-{start}")
+        logger.log(chunk, model.predict(None, chunk), request_id=f"req-{version}-{start}")
     logger.close()
     assert logger.written_rows == len(requests) and logger.dropped == 0
 
@@ -73,7 +73,7 @@ def make_config(folder: Path, labels: Path, deploy_target: str = "local") -> Run
         "name": MODEL,
         "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
         "training": {"dataset": "files/customers.parquet", "target": "churned", "id_column": "customer_id"},
-        "budget": {**SMALL_BUDGET, "max_runtime_secs": 12, "nfolds": 2},
+        "budget": {**SMALL_BUDGET, "max_runtime_secs": 10, "max_models": 2, "nfolds": 2},
         "quality": {"min_rows": 100},
         "deploy": {"target": deploy_target, "smoke_rows": 20, "latency_budget_ms": 500},
         "monitoring": {"window_days": 1, "min_window_rows": 300, "drift_share": 0.25,
@@ -94,7 +94,7 @@ def test_drift_retrains_a_new_champion_and_stable_traffic_does_not(tmp_path, aut
     folder, labels = tmp_path / "data", tmp_path / "labels"
     folder.mkdir()
     labels.mkdir()
-    generate_churn(2000, seed=3).to_parquet(folder / "customers.parquet", index=False)
+    generate_churn(1500, seed=3).to_parquet(folder / "customers.parquet", index=False)
     config = make_config(folder, labels)
 
     # the first model only writes its manifest (saves a predictor start); retrained ones are
@@ -112,7 +112,7 @@ def test_drift_retrains_a_new_champion_and_stable_traffic_does_not(tmp_path, aut
     assert storage.exists(reference_uri(settings.artifact_root, MODEL, "1"))
 
     # period B: shifted traffic served by v1, its labels arrive, the training table is refreshed
-    period_b = shift_period(generate_churn(2000, seed=4), seed=5, id_prefix="B")
+    period_b = shift_period(generate_churn(1500, seed=4), seed=5, id_prefix="B")
     log_traffic(settings, "1", period_b)
     period_b[["customer_id", "churned"]].to_parquet(labels / "period-b.parquet", index=False)
     period_b.to_parquet(folder / "customers.parquet", index=False)
@@ -132,11 +132,11 @@ def test_drift_retrains_a_new_champion_and_stable_traffic_does_not(tmp_path, aut
     client = registry.configure(settings)
     assert str(registry.champion_version(client, MODEL).version) == "2"
     assert str(client.get_model_version_by_alias(MODEL, registry.PREVIOUS).version) == "1"
-    reports = list(second.run_dir.rglob("detect-drift/report"))
-    assert reports and "evidently" in reports[0].read_text().lower()
+    reports = list(second.run_dir.rglob("detect-drift/report"))  # Evidently's HTML
+    assert reports and "monthly_charges" in reports[0].read_text()
 
     # period C: like B, served by v2, no labels yet: no drift against v2's reference, no retraining
-    period_c = shift_period(generate_churn(1500, seed=6), seed=7, id_prefix="C")
+    period_c = shift_period(generate_churn(1000, seed=6), seed=7, id_prefix="C")
     log_traffic(settings, "2", period_c)
     third = run_monitoring(config, settings, log_path=logs / "monitor-3.log")
     decision = third.decision

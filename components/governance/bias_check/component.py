@@ -22,11 +22,13 @@ def bias_check(
 ) -> NamedTuple("Outputs", [("verdict", str), ("mitigated", bool)]):
     """Check the model's decisions per group against the policy; mitigate; gate deployment.
 
-    Per group of each sensitive attribute (held-out rows): selection rate, TPR, FPR, error
-    rate, AUC; then demographic-parity difference and ratio and equalized-odds difference
-    against ``governance``. A broken limit is mitigated with per-group decision thresholds
-    fitted on the training rows and re-checked on the held-out rows; they travel inside
-    ``checked_model`` (register this one). If a limit stays broken and
+    Per group of each sensitive attribute (held-out rows): selection rate, mean score, TPR,
+    FPR, error rate, AUC; then demographic-parity difference and ratio (of the decisions,
+    and of the ranking: the top-scored share equal to the training positive rate flagged)
+    and equalized-odds difference against ``governance``. A broken limit is mitigated by a
+    per-group score repair and/or per-group decision thresholds fitted on the training rows
+    and re-checked on the held-out rows; they travel inside ``checked_model`` (register
+    this one). If a limit stays broken and
     ``governance.block_deploy_on_bias`` is true, the step fails with PolicyError after
     writing its report, so nothing is registered or deployed. Every verdict is an audit
     event.
@@ -37,15 +39,15 @@ def bias_check(
         train: Training rows (Parquet): where mitigation thresholds are fitted.
         test: Held-out rows (Parquet): where every check is measured.
         schema: The dataset's schema JSON (``sensitive`` column tags).
-        checked_model: Output. The package to register: the same model plus any per-group
-            thresholds and a background sample for served explanations.
+        checked_model: Output. The package to register: the same model plus any bias
+            mitigation and a background sample for served explanations.
         report: Output. Markdown: per-group tables before and after, checks, accuracy cost.
         summary: Output. The full fairness report as JSON.
         metrics: Output. Parity figures before and after, and the accuracy cost.
 
     Returns:
         verdict: pass, mitigated, fail (only when not blocking) or not_run. mitigated:
-        whether per-group thresholds were applied.
+        whether a mitigation was applied.
 
     Raises:
         PolicyError: a fairness limit stays broken and the policy blocks deployment.

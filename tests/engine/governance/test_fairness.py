@@ -252,3 +252,11 @@ def test_multiclass_models_are_not_run_and_say_why() -> None:
     predictions = format_predictions(np.array([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1]]), meta, test.index)
     report, _ = fairness.assess_fairness(test, predictions, meta, ["g"], "config", GovernanceSpec())
     assert report["verdict"] == "not_run" and "multiclass" in report["verdict_reason"]
+
+
+def test_training_data_check_of_a_multiclass_target_is_representation_only() -> None:
+    frame = pd.DataFrame({"g": ["a"] * 150 + ["b"] * 150, "y": ["x", "y", "z"] * 100})
+    result = fairness.check_training_data(frame, "y", None, ["g"], GovernanceSpec())
+    checks = {c["name"]: c["status"] for c in result["g"]["checks"]}
+    assert checks == {"group_representation": "pass", "label_balance": "not_run"}
+    assert result["g"]["groups"]["a"]["positive_rate"] is None

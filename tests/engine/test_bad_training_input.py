@@ -1,0 +1,56 @@
+"""Bad training input ends in a clear error or a documented fallback, never a useless model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp import stages
+from autokfp.catalog.profiling import profile_frame
+from autokfp.errors import DataError, TrainingError
+from autokfp.tasks import infer_task
+from tests.conftest import small_config
+
+
+@pytest.mark.parametrize("values", [[1, 1, 1, None], ["yes", "yes"], [2.5, 2.5, 2.5]])
+def test_a_target_with_one_value_is_refused(values) -> None:
+    with pytest.raises(DataError, match="'churned' has the single value") as info:
+        infer_task(pd.Series(values, name="churned"))
+    assert "at least two" in str(info.value)
+
+
+def test_an_empty_target_is_refused() -> None:
+    with pytest.raises(DataError, match="no values"):
+        infer_task(pd.Series([None, None], name="churned", dtype=object))
+
+
+def _engineer(tmp_path, frame: pd.DataFrame, **overrides):
+    frame.to_parquet(tmp_path / "customers.parquet", index=False)
+    config = small_config(tmp_path, **overrides)
+    schema = profile_frame(frame, "files/customers.parquet", "file", str(tmp_path))
+    (tmp_path / "schema.json").write_text(schema.to_json())
+    return stages.engineer_stage(config, tmp_path / "customers.parquet", tmp_path / "schema.json",
+                                 tmp_path / "train.parquet", tmp_path / "test.parquet",
+                                 tmp_path / "plan.json")
+
+
+def test_fewer_rows_than_folds_names_the_setting(tmp_path, churn_frame) -> None:
+    with pytest.raises(DataError, match="budget.nfolds=10") as info:
+        _engineer(tmp_path, churn_frame.head(20),
+                  budget={"nfolds": 10, "max_runtime_secs": 10}, selection={"feature_selection": "off"})
+    assert "lower budget.nfolds" in str(info.value)
+
+
+def test_rows_without_a_label_are_left_out_not_guessed(tmp_path, churn_frame) -> None:
+    frame = churn_frame.head(500).copy()
+    frame.loc[frame.index[:50], "churned"] = np.nan
+    summary = _engineer(tmp_path, frame)
+    assert summary["train_rows"] + summary["test_rows"] == 450
+    assert pd.read_parquet(tmp_path / "train.parquet")["churned"].notna().all()
+
+
+def test_every_feature_dropped_is_a_training_error(tmp_path, churn_frame) -> None:
+    frame = churn_frame.head(300)[["customer_id", "email", "churned"]]
+    with pytest.raises(TrainingError, match="every column was dropped"):
+        _engineer(tmp_path, frame)

@@ -1,0 +1,137 @@
+"""Feature selection by importance within a budget, recorded in the plan and the report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp.catalog.profiling import profile_frame
+from autokfp.config import FeatureSpec
+from autokfp.features import (
+    FeaturePlan,
+    apply_features,
+    apply_features_records,
+    plan_features,
+    select_features,
+)
+
+
+def _synthetic(n: int = 1500, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "signal": rng.normal(size=n),
+        "weak": rng.normal(size=n),
+        "noise": rng.normal(size=n),
+        "segment": rng.choice(["a", "b", "c"], n),
+        "joined": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 700, n), "D"),
+    })
+    logit = 2.0 * frame["signal"] + 0.6 * frame["weak"] + (frame["segment"] == "a") * 1.0
+    frame["y"] = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype(int)
+    # an indicator that is never missing carries nothing: give 'noise' gaps at random
+    frame.loc[rng.uniform(size=n) < 0.05, "noise"] = np.nan
+    return frame
+
+
+def _plan(frame: pd.DataFrame) -> FeaturePlan:
+    schema = profile_frame(frame, "files/x.parquet", "file", "/data")
+    return plan_features(frame, schema, "y", "binary", FeatureSpec(), classes=[0, 1])
+
+
+def test_importance_is_recorded_and_the_signal_is_kept() -> None:
+    frame = _synthetic()
+    plan = select_features(_plan(frame), frame, seed=1)
+    assert plan.selection["status"] == "done"
+    assert plan.selection["quick_model_useful"] is True
+    importance = plan.feature_importance
+    assert importance["signal"] > importance["weak"] > 0
+    assert "signal" in plan.feature_columns and "weak" in plan.feature_columns
+    assert max(importance, key=importance.get) == "signal"
+
+
+def test_cap_keeps_the_most_important_and_records_why() -> None:
+    frame = _synthetic()
+    plan = select_features(_plan(frame), frame, max_features=2, seed=1)
+    assert len(plan.feature_columns) == 2
+    assert "signal" in plan.feature_columns
+    reasons = plan.selection["excluded"]
+    assert any("budget.max_features=2" in reason for reason in reasons.values())
+    # a raw column whose every feature went is dropped with the reason; a partly kept one
+    # (the datetime) keeps its raw column and lists the unused parts
+    assert "noise" in plan.dropped and "feature selection" in plan.dropped["noise"]
+    assert "noise" not in plan.input_columns
+    assert set(plan.excluded_features) <= set(plan._all_feature_columns())
+
+
+def test_both_apply_paths_agree_after_selection() -> None:
+    frame = _synthetic()
+    plan = select_features(_plan(frame), frame, max_features=4, seed=1)
+    plan.excluded_features = sorted(set(plan.excluded_features) | {"joined__month"})
+    again = FeaturePlan.from_json(plan.to_json())
+    assert again.excluded_features == plan.excluded_features
+    assert again.feature_columns == plan.feature_columns
+    rows = frame.drop(columns=["y"]).head(40)
+    batch = apply_features(rows, again)
+    records = apply_features_records(rows.astype(object).where(rows.notna(), None)
+                                     .to_dict("records"), again)
+    assert list(batch.columns) == again.feature_columns
+    assert [list(r) for r in records] == [again.feature_columns] * len(records)
+    row_frame = pd.DataFrame(records, columns=again.feature_columns)
+    for column in again.feature_columns:
+        left, right = batch[column].reset_index(drop=True), row_frame[column]
+        if again.categorical and column in again.categorical:
+            assert left.fillna("<na>").tolist() == right.fillna("<na>").tolist()
+        else:
+            np.testing.assert_allclose(left.astype(float), right.astype(float), equal_nan=True)
+
+
+def test_a_quick_model_no_better_than_chance_drops_nothing() -> None:
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"a": rng.normal(size=600), "b": rng.normal(size=600),
+                          "y": rng.integers(0, 2, 600)})
+    plan = select_features(_plan(frame), frame, seed=2)
+    assert plan.feature_columns == ["a", "b"]
+    assert "no better than chance" in plan.selection["reason"]
+
+
+def test_selection_never_leaves_the_model_without_input() -> None:
+    frame = _synthetic()
+    plan = select_features(_plan(frame), frame, max_features=1, seed=1)
+    assert plan.feature_columns == ["signal"]
+
+
+def test_engineer_stage_selects_and_reports(tmp_path, churn_frame) -> None:
+    from autokfp import stages
+    from tests.conftest import small_config
+
+    frame = churn_frame.head(800)
+    frame.to_parquet(tmp_path / "customers.parquet", index=False)
+    config = small_config(tmp_path, budget={"max_runtime_secs": 10, "max_features": 8})
+    schema = profile_frame(frame, "files/customers.parquet", "file", str(tmp_path))
+    (tmp_path / "schema.json").write_text(schema.to_json())
+    summary = stages.engineer_stage(config, tmp_path / "customers.parquet", tmp_path / "schema.json",
+                                    tmp_path / "train.parquet", tmp_path / "test.parquet",
+                                    tmp_path / "plan.json", tmp_path / "features.md")
+    assert summary["features"] <= 8
+    report = (tmp_path / "features.md").read_text()
+    assert "## Feature selection by importance" in report
+    assert "budget.max_features 8" in report
+    plan = FeaturePlan.from_json((tmp_path / "plan.json").read_text())
+    assert plan.feature_importance and len(plan.feature_columns) == summary["features"]
+
+
+@pytest.mark.parametrize("setting", ["off"])
+def test_selection_can_be_switched_off(tmp_path, churn_frame, setting) -> None:
+    from autokfp import stages
+    from tests.conftest import small_config
+
+    frame = churn_frame.head(400)
+    frame.to_parquet(tmp_path / "customers.parquet", index=False)
+    config = small_config(tmp_path, selection={"feature_selection": setting})
+    schema = profile_frame(frame, "files/customers.parquet", "file", str(tmp_path))
+    (tmp_path / "schema.json").write_text(schema.to_json())
+    stages.engineer_stage(config, tmp_path / "customers.parquet", tmp_path / "schema.json",
+                          tmp_path / "train.parquet", tmp_path / "test.parquet",
+                          tmp_path / "plan.json")
+    plan = FeaturePlan.from_json((tmp_path / "plan.json").read_text())
+    assert plan.selection == {} and plan.excluded_features == []

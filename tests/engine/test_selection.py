@@ -1,0 +1,159 @@
+"""Selection: every candidate and the champion on the same test rows; the best goes on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from autokfp import registry, stages
+from autokfp.errors import TrainingError
+from autokfp.training.isolation import write_candidate_marker
+from tests.conftest import small_config
+
+
+def _config(trained_package):
+    return small_config(trained_package.folder,
+                        selection={"bootstrap_samples": 200, "confidence": 0.9},
+                        deploy={"target": "manifest"})
+
+
+def _degraded(model: Path, folder: Path) -> Path:
+    """A clearly worse copy of the model: its plan hides the strongest inputs from the MOJO."""
+    copy = folder / "degraded-model"
+    shutil.copytree(model, copy)
+    plan_path = copy / "artifacts" / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan["categorical_levels"] = {name: [] for name in plan["categorical_levels"]}
+    plan["numeric"] = [c for c in plan["numeric"] if c not in ("tenure_months", "monthly_charges")]
+    plan["missing_indicators"] = [c for c in plan["missing_indicators"] if c in plan["numeric"]]
+    plan_path.write_text(json.dumps(plan))
+    return copy
+
+
+def _select(config, candidates: dict, trained_package, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    return stages.select_stage(config, {k: str(v) for k, v in candidates.items()},
+                               str(trained_package.paths.test), str(out / "evaluation.json"),
+                               str(out / "model"), str(out / "report.html"))
+
+
+def test_the_better_candidate_is_selected_and_logged(autokfp_home, trained_package,
+                                                     tmp_path) -> None:
+    config = _config(trained_package)
+    good = Path(trained_package.paths.model)
+    worse = _degraded(good, tmp_path)
+    out = tmp_path / "run"
+    # the worse one first: the order of the engines must not decide
+    document = _select(config, {"worse": worse, "good": good}, trained_package, out)
+
+    assert document["selected"]["engine"] == "good"
+    assert document["engine"] == "good"
+    assert "good has the best test auc" in document["selected"]["reason"]
+    rows = {row["engine"]: row for row in document["candidates"]}
+    assert rows["good"]["test_auc"] > rows["worse"]["test_auc"] + 0.03
+    assert rows["worse"]["p_better_than_selected"] < 0.1
+    assert rows["good"]["robustness_passed"] is True
+    assert registry.package_hash(out / "model") == registry.package_hash(good)
+    assert document["comparison"]["promote"] is True  # no champion yet
+    assert {"brier", "ece", "auc"} <= set(document["metrics"])
+    assert document["validation"]["good"]["cv"]["sd"] is not None
+    assert json.loads((out / "evaluation.json").read_text())["selected"]["engine"] == "good"
+    page = (out / "report.html").read_text()
+    assert page.count("<img") >= 4 and "worse" in page
+
+    run = mlflow.get_run(document["mlflow_run_id"])
+    assert run.data.tags["autokfp.selected_engine"] == "good"
+    assert run.data.metrics["good.test_auc"] == pytest.approx(rows["good"]["test_auc"])
+    client = registry.configure()
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"leaderboard.json", "leaderboard.csv", "evaluation.json", "plots",
+            "candidates"} <= artifacts
+    plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"roc.png", "precision_recall.png", "calibration.png",
+            "confusion_matrix.png"} <= plots
+    losers = {a.path for a in client.list_artifacts(run.info.run_id, "candidates")}
+    assert losers == {"candidates/worse"}
+
+
+def test_a_failed_engine_falls_back_to_the_other_leader(autokfp_home, trained_package,
+                                                        tmp_path) -> None:
+    config = _config(trained_package)
+    failed = tmp_path / "autokeras-model"
+    write_candidate_marker(failed, "autokeras", "failed",
+                           "the engine process was killed by SIGKILL (out of memory)")
+    out = tmp_path / "run"
+    document = _select(config, {"h2o": trained_package.paths.model, "autokeras": failed},
+                       trained_package, out)
+    assert document["selected"]["engine"] == "h2o"
+    assert "fallback" in document["selected"]["reason"]
+    assert "SIGKILL" in document["selected"]["reason"]
+    rows = {row["engine"]: row for row in document["candidates"]}
+    assert rows["autokeras"]["status"] == "failed"
+    assert "out of memory" in rows["autokeras"]["reason"]
+    registration = stages.register_stage(config, str(out / "model"), str(out / "evaluation.json"),
+                                         str(trained_package.paths.schema),
+                                         str(out / "registration.json"))
+    assert registration["aliases"] == ["champion"]
+
+
+def test_no_usable_candidate_is_a_clear_error(autokfp_home, trained_package, tmp_path) -> None:
+    config = _config(trained_package)
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_candidate_marker(first, "h2o", "failed", "H2O cluster did not start")
+    write_candidate_marker(second, "autokeras", "skipped", "'autokeras' is not in engines")
+    with pytest.raises(TrainingError, match="H2O cluster did not start") as info:
+        _select(config, {"h2o": first, "autokeras": second}, trained_package, tmp_path / "run")
+    assert "autokeras: skipped" in str(info.value)
+    assert not (tmp_path / "run" / "evaluation.json").exists()
+
+
+def test_winner_replaces_the_champion_only_when_better(autokfp_home, trained_package,
+                                                       tmp_path) -> None:
+    config = _config(trained_package)
+    good = Path(trained_package.paths.model)
+    worse = _degraded(good, tmp_path)
+    first = _select(config, {"worse": worse}, trained_package, tmp_path / "run1")
+    stages.register_stage(config, str(tmp_path / "run1" / "model"),
+                          str(tmp_path / "run1" / "evaluation.json"),
+                          str(trained_package.paths.schema), str(tmp_path / "reg1.json"))
+    assert first["comparison"]["promote"] is True
+
+    second = _select(config, {"worse": worse, "good": good}, trained_package, tmp_path / "run2")
+    assert second["selected"]["engine"] == "good"
+    assert second["champion"]["version"] == "1"
+    assert second["champion"]["metrics"]["auc"] == pytest.approx(first["metrics"]["auc"])
+    assert second["comparison"]["promote"] is True
+    registered = stages.register_stage(config, str(tmp_path / "run2" / "model"),
+                                       str(tmp_path / "run2" / "evaluation.json"),
+                                       str(trained_package.paths.schema),
+                                       str(tmp_path / "reg2.json"))
+    assert registered["aliases"] == ["champion"] and registered["replaced_version"] == "1"
+    client = registry.configure()
+    assert str(client.get_model_version_by_alias("churn-test", "previous").version) == "1"
+
+    # a third run whose best candidate is the degraded one is kept as challenger
+    third = _select(config, {"worse": _degraded(good, tmp_path / "again")}, trained_package,
+                    tmp_path / "run3")
+    assert third["comparison"]["promote"] is False
+
+
+def test_leaders_of_both_engines_compete_on_the_same_rows(autokfp_home, trained_package,
+                                                          keras_package, tmp_path) -> None:
+    config = _config(trained_package)
+    document = _select(config, {"h2o": trained_package.paths.model,
+                                "autokeras": keras_package.paths.model},
+                       trained_package, tmp_path / "run")
+    rows = {row["engine"]: row for row in document["candidates"]}
+    assert rows["h2o"]["test_rows"] == rows["autokeras"]["test_rows"] == document["test_rows"]
+    assert {rows["h2o"]["status"], rows["autokeras"]["status"]} == {"trained"}
+    best = max(rows.values(), key=lambda row: row["test_auc"])
+    assert document["selected"]["engine"] == best["engine"]
+    for engine in ("h2o", "autokeras"):
+        report = document["validation"][engine]
+        assert report["robustness"]["passed"], report["robustness"]
+        assert 0.0 <= report["calibration"]["brier"] <= 1.0
+        assert report["cv"]["method"]
