@@ -47,3 +47,8 @@ class RegistryError(AutokfpError):
 
 class DeploymentError(AutokfpError):
     """A model could not be deployed."""
+
+
+class PolicyError(AutokfpError):
+    """A governance policy forbids the next step (a fairness limit stays broken, or a person's
+    approval is required and missing). The message names the policy setting and what to do."""

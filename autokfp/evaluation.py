@@ -288,7 +288,8 @@ def write_plots(y: pd.Series, predictions: dict[str, pd.DataFrame], meta: dict[s
     for label, frame in predictions.items():
         report = calibration_report(y, frame, meta)
         if report:
-            ax.plot([b["predicted"] for b in report["bins"]], [b["observed"] for b in report["bins"]],
+            ax.plot([b["predicted"] for b in report["bins"]],
+                    [b["observed"] for b in report["bins"]],
                     marker="o", label=f"{label} (Brier {report['brier']:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--")
     ax.set(xlabel="mean predicted probability", ylabel="observed frequency",
@@ -299,7 +300,8 @@ def write_plots(y: pd.Series, predictions: dict[str, pd.DataFrame], meta: dict[s
     name = selected if selected in predictions else next(iter(predictions))
     frame = predictions[name]
     probs = probability_matrix(frame, meta)[known]
-    matrix = skm.confusion_matrix(codes, _predicted_codes(probs, meta), labels=list(range(len(labels))))
+    matrix = skm.confusion_matrix(codes, _predicted_codes(probs, meta),
+                                  labels=list(range(len(labels))))
     size = min(9.0, 3.0 + 0.5 * len(labels))
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     ax.imshow(matrix, cmap="Blues")

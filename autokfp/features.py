@@ -490,7 +490,8 @@ def select_features(
                               "max_features": max_features, "drop_useless": drop_useless,
                               "features_before": len(columns)}
     plan.selection = record
-    if len(columns) <= 1 or (not drop_useless and (max_features is None or len(columns) <= max_features)):
+    within_cap = max_features is None or len(columns) <= max_features
+    if len(columns) <= 1 or (not drop_useless and within_cap):
         record.update(status="skipped", reason="nothing to select", features_after=len(columns))
         return plan
     labelled = train[train[plan.target].notna()]
@@ -622,7 +623,8 @@ def _better_than_chance(score: float, held_y: np.ndarray, fit_y: np.ndarray, tas
         baseline = float(np.sqrt(np.mean((held_y - np.mean(fit_y)) ** 2)))
         return -score < 0.98 * baseline
     priors = pd.Series(fit_y).value_counts(normalize=True)
-    prior_loss = -float(np.mean(np.log(np.clip(pd.Series(held_y).map(priors).fillna(1e-6), 1e-6, 1))))
+    prior = pd.Series(held_y).map(priors).fillna(1e-6)
+    prior_loss = -float(np.mean(np.log(np.clip(prior, 1e-6, 1))))
     return -score < 0.98 * prior_loss
 
 

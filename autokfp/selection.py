@@ -325,7 +325,8 @@ def log_evaluation_run(model_name: str, selection: Selection, document: dict[str
                               run_name=f"{model_name}-evaluation") as run:
             mlflow.set_tags({"autokfp.run_kind": "evaluation",
                              "autokfp.selected_engine": selection.selected.engine,
-                             "autokfp.decision": str(document["comparison"].get("reason", ""))[:5000],
+                             "autokfp.decision":
+                                 str(document["comparison"].get("reason", ""))[:5000],
                              "autokfp.selection": selection.reason[:5000]})
             mlflow.log_params({"primary_metric": selection.metric,
                                "candidates": ",".join(c.engine for c in selection.candidates),
@@ -362,7 +363,8 @@ def log_evaluation_run(model_name: str, selection: Selection, document: dict[str
                 mlflow.log_artifact(str(path), artifact_path="plots")
             for candidate in selection.candidates:
                 if candidate is not selection.selected and candidate.usable:
-                    mlflow.log_artifacts(candidate.path, artifact_path=f"candidates/{candidate.engine}")
+                    mlflow.log_artifacts(candidate.path,
+                                         artifact_path=f"candidates/{candidate.engine}")
         return run.info.run_id
     except Exception as exc:  # noqa: BLE001 - tracking must not undo an evaluation
         log.warning("the evaluation could not be logged to MLflow: %s: %s", type(exc).__name__, exc)
@@ -398,7 +400,8 @@ def report_html(document: dict[str, Any], plots: dict[str, Any]) -> str:
     images = ""
     for name, path in plots.items():
         data = base64.b64encode(Path(path).read_bytes()).decode()
-        images += f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'></figure>"
+        images += (f"<figure><img alt='{html.escape(name)}' "
+                   f"src='data:image/png;base64,{data}'></figure>")
     comparison = document["comparison"]
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>evaluation</title><style>"

@@ -536,6 +536,9 @@ def deploy_stage(config: dict[str, Any] | RunConfig, registration_path: str, tes
         raise DeploymentError(f"{cfg.model_name}: no champion is registered, so there is nothing to "
                               "deploy; check the register step's decision")
     version = str(champion.version)
+    from autokfp.governance.approval import ensure_approved
+
+    ensure_approved(cfg.governance, cfg.model_name, version)  # a policy may require a person
     new_version = bool(registration["promoted"]) and not registration.get("reused")
     previous = registration.get("replaced_version") if new_version else None
     storage_uri = client.get_model_version_download_uri(cfg.model_name, version)

@@ -125,7 +125,8 @@ def _reliability_curve(confidence: np.ndarray, outcome: np.ndarray, bins: int) -
             continue
         curve.append({"predicted": float(confidence[chunk].mean()),
                       "observed": float(outcome[chunk].mean()), "count": int(len(chunk)),
-                      "low": float(confidence[chunk].min()), "high": float(confidence[chunk].max())})
+                      "low": float(confidence[chunk].min()),
+                      "high": float(confidence[chunk].max())})
     return curve
 
 

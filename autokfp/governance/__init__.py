@@ -7,12 +7,6 @@ plots), ``model_card``, ``compliance``, ``approval``, ``stages`` (what the KFP c
 call) and ``commands`` (``autokfp audit`` / ``autokfp approve``).
 """
 
-from autokfp.errors import AutokfpError
-
-
-class PolicyError(AutokfpError):
-    """A governance policy forbids the next step (a fairness limit stays broken, or a person's
-    approval is required and missing). The message names the policy setting and what to do."""
-
+from autokfp.errors import PolicyError
 
 __all__ = ["PolicyError"]

@@ -23,11 +23,13 @@ import pandas as pd
 
 MAD_TO_SIGMA = 1.4826
 MIN_SEASONAL_PEERS = 3  # earlier points at the same phase needed for a seasonal baseline
-RECENT_POINTS = 8  # points in the non-seasonal (recent median) baseline
+RECENT_POINTS = 8
+MIN_RESIDUALS = 5  # earlier points with a baseline needed to estimate the spread  # points in the non-seasonal (recent median) baseline
 MAX_HISTORY = 1000  # points considered per metric
 MIN_SCALE = {"error_rate": 0.01, "latency_mean_ms": 1.0, "drift_share": 0.05,
              "prediction_mean": 0.01, "rows": 1.0}
 DEFAULT_MIN_SCALE = 1e-9
+SEASON_DAYS = {"daily": 1, "weekly": 7}
 MONITORED = ("latency_mean_ms", "error_rate", "prediction_mean", "drift_share")
 
 
@@ -58,12 +60,20 @@ def _phases(times: pd.Series, season: str) -> np.ndarray | None:
     return None
 
 
-def _baseline(values: np.ndarray, phases: np.ndarray | None, index: int) -> tuple[float, str] | None:
-    """Median of earlier points at the same phase, else of the most recent earlier points."""
+def _baseline(values: np.ndarray, phases: np.ndarray | None, index: int,
+              warm_up: np.ndarray) -> tuple[float, str] | None:
+    """Median of earlier points at the same phase, else of the most recent earlier points.
+
+    While a seasonal history is still warming up (shorter than MIN_SEASONAL_PEERS seasons) a point with
+    too few same-phase peers is not judged: a recent median would call every daily peak an
+    anomaly. Later, missing peers mean an irregular schedule, and the recent median is used.
+    """
     if phases is not None:
         peers = values[:index][phases[:index] == phases[index]]
         if len(peers) >= MIN_SEASONAL_PEERS:
             return float(np.median(peers[-RECENT_POINTS:])), "seasonal"
+        if warm_up[index]:
+            return None
     if index >= RECENT_POINTS // 2:
         return float(np.median(values[max(0, index - RECENT_POINTS):index])), "recent"
     return None
@@ -79,7 +89,10 @@ def score_series(times: pd.Series, values: pd.Series, metric: str, season: str =
         return []
     series = frame["v"].to_numpy(dtype="float64")
     phases = _phases(frame["t"], season)
-    baselines: list[tuple[float, str] | None] = [_baseline(series, phases, i) for i in range(len(series))]
+    span = (frame["t"] - frame["t"].iloc[0]).to_numpy()
+    warm_up = span < np.timedelta64(MIN_SEASONAL_PEERS * SEASON_DAYS.get(season, 0), "D")
+    baselines: list[tuple[float, str] | None] = [_baseline(series, phases, i, warm_up)
+                                                 for i in range(len(series))]
     floor = MIN_SCALE.get(metric, DEFAULT_MIN_SCALE)
     found = []
     targets = [len(series) - 1] if only_last else range(len(series))
@@ -88,10 +101,9 @@ def score_series(times: pd.Series, values: pd.Series, metric: str, season: str =
         if base is None:
             continue
         residuals = np.array([series[j] - b[0] for j, b in enumerate(baselines[:i]) if b is not None])
-        if len(residuals) >= 2:
-            scale = MAD_TO_SIGMA * float(np.median(np.abs(residuals - np.median(residuals))))
-        else:
-            scale = 0.0
+        if len(residuals) < MIN_RESIDUALS:  # no reliable spread yet: no verdict
+            continue
+        scale = MAD_TO_SIGMA * float(np.median(np.abs(residuals - np.median(residuals))))
         scale = max(scale, floor)
         score = (series[i] - base[0]) / scale
         if abs(score) >= threshold:

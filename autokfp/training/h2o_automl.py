@@ -134,8 +134,11 @@ class H2OAutoMLEngine:
         device = "gpu" if gpu_available() else "cpu"
         log.info("H2O AutoML on %d rows x %d features (%s, device %s, budget %ss)", len(frame),
                  features.shape[1], task, device, budget.max_runtime_secs)
+        timings: dict[str, float] = {}
         with H2OCluster(budget.nthreads, budget.max_mem_size):
+            timings["cluster_start"] = round(time.monotonic() - begun, 2)
             h2o_frame = h2o.H2OFrame(frame, column_types=column_types)
+            timings["upload"] = round(time.monotonic() - begun - timings["cluster_start"], 2)
             nfolds = min(budget.nfolds, max(2, len(frame) // 10))
             if nfolds < budget.nfolds:
                 log.warning("only %d training rows: H2O uses %d folds instead of budget.nfolds=%d",
@@ -167,6 +170,7 @@ class H2OAutoMLEngine:
                                    verbosity=None, project_name=f"autokfp_{uuid.uuid4().hex[:8]}")
                 automl.train(x=list(features.columns), y=response, training_frame=h2o_frame)
             elapsed = time.monotonic() - started
+            timings["automl"] = round(elapsed, 2)
             if automl.leader is None:
                 raise TrainingError(
                     f"H2O AutoML trained no model within {budget.max_runtime_secs}s; "
@@ -180,13 +184,18 @@ class H2OAutoMLEngine:
             cv = _cv_metrics(leader, task)
             cv.update(_cv_spread(leader, sort_metric, task, target, classes, budget.seed))
             algo = leader.algo
+            timings["export"] = round(time.monotonic() - started - elapsed, 2)
+            closing = time.monotonic()
+        timings["shutdown"] = round(time.monotonic() - closing, 2)
+        timings["total"] = round(time.monotonic() - begun, 2)
         board.to_csv(workdir / "leaderboard.csv", index=False)
         info = {"engine": self.name, "leader": leader_id, "algo": algo, "device": device,
                 "h2o_version": h2o.__version__, "train_seconds": round(elapsed, 2),
                 "features": list(features.columns), "categorical": categorical, "nfolds": nfolds,
-                "automl_secs": automl_secs, "total_seconds": round(time.monotonic() - begun, 2)}
+                "automl_secs": automl_secs, "seconds": timings}
         (workdir / "engine.json").write_text(json.dumps(info, indent=2))
-        log.info("H2O leader %s (%s) after %.1fs; cv %s", leader_id, algo, elapsed, cv)
+        log.info("H2O leader %s (%s) after %.1fs; cv %s; seconds %s", leader_id, algo, elapsed, cv,
+                 timings)
         return EngineResult(
             engine=self.name, artifact_dir=workdir, leader=leader_id, leaderboard=board,
             cv_metrics=cv, device=device,

@@ -12,9 +12,9 @@ from components import (
     deploy_model,
     discover,
     engineer_features,
-    select_model,
     profile,
     register_model,
+    select_model,
     train_autokeras,
     train_h2o_automl,
 )

@@ -38,7 +38,8 @@ def _engineer(tmp_path, frame: pd.DataFrame, **overrides):
 def test_fewer_rows_than_folds_names_the_setting(tmp_path, churn_frame) -> None:
     with pytest.raises(DataError, match="budget.nfolds=10") as info:
         _engineer(tmp_path, churn_frame.head(20),
-                  budget={"nfolds": 10, "max_runtime_secs": 10}, selection={"feature_selection": "off"})
+                  budget={"nfolds": 10, "max_runtime_secs": 10},
+                  selection={"feature_selection": "off"})
     assert "lower budget.nfolds" in str(info.value)
 
 

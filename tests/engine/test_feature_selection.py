@@ -109,9 +109,10 @@ def test_engineer_stage_selects_and_reports(tmp_path, churn_frame) -> None:
     config = small_config(tmp_path, budget={"max_runtime_secs": 10, "max_features": 8})
     schema = profile_frame(frame, "files/customers.parquet", "file", str(tmp_path))
     (tmp_path / "schema.json").write_text(schema.to_json())
-    summary = stages.engineer_stage(config, tmp_path / "customers.parquet", tmp_path / "schema.json",
-                                    tmp_path / "train.parquet", tmp_path / "test.parquet",
-                                    tmp_path / "plan.json", tmp_path / "features.md")
+    summary = stages.engineer_stage(config, tmp_path / "customers.parquet",
+                                    tmp_path / "schema.json", tmp_path / "train.parquet",
+                                    tmp_path / "test.parquet", tmp_path / "plan.json",
+                                    tmp_path / "features.md")
     assert summary["features"] <= 8
     report = (tmp_path / "features.md").read_text()
     assert "## Feature selection by importance" in report

@@ -1,0 +1,187 @@
+"""Benchmark the training path: the selected champion against each engine alone, same rows.
+
+For each dataset (sklearn's bundled breast_cancer, wine and diabetes, and the example churn
+data) this runs what the ``autonomous-training`` pipeline runs, through the same stage
+functions: the fixed held-out split and feature plan (``engineer_stage``), H2O AutoML and
+AutoKeras at the same ``--budget`` seconds each (``train_stage``), and selection
+(``select_stage``: every candidate on the same test rows, paired bootstrap, validation
+reports). It prints per dataset the primary metric on the test rows of (a) the selected
+champion, (b) H2O AutoML alone, (c) AutoKeras alone, then the wall times: each engine's
+against its budget, and the time spent outside the engines (features, packaging,
+selection) as a share of the whole. Everything runs in a throw-away AUTOKFP_HOME, so there
+is no earlier champion.
+
+Targets (from the issue): the champion is never worse than the best single engine beyond
+noise; time outside the engines is under 10% of the wall time; every engine keeps its
+budget within 10%. The engines run one after the other here (in a cluster they run in
+parallel, each on its own node), so the pipeline's wall time is about one budget less.
+
+    python scripts/benchmark_automl.py --budget 60
+    python scripts/benchmark_automl.py --budget 30 --datasets breast_cancer churn --json out.json
+
+With ``--isolate`` each engine runs in a child process as the training components do
+(adds a Python start-up per engine to the time outside the engines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+DATASETS = ("breast_cancer", "wine", "diabetes", "churn")
+ENGINES = ("h2o", "autokeras")
+
+
+def load_frame(name: str) -> tuple[pd.DataFrame, str, str | None]:
+    """(frame, target column, id column) of a bundled dataset."""
+    if name == "churn":
+        from autokfp.examples.churn import generate_churn
+
+        return generate_churn(6000, seed=7), "churned", "customer_id"
+    from sklearn import datasets
+
+    loader = {"breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine,
+              "diabetes": datasets.load_diabetes}[name]
+    bunch = loader(as_frame=True)
+    frame = bunch.frame.copy()
+    frame.columns = [str(c).replace(" ", "_") for c in frame.columns]
+    frame.insert(0, "row_id", range(len(frame)))
+    return frame, "target", "row_id"
+
+
+def run_dataset(name: str, budget: int, root: Path, isolate: bool) -> dict[str, Any]:
+    from autokfp import stages
+    from autokfp.catalog.profiling import profile_frame
+    from autokfp.config import parse_config
+
+    frame, target, id_column = load_frame(name)
+    folder = root / name / "data"
+    folder.mkdir(parents=True)
+    frame.to_parquet(folder / f"{name}.parquet", index=False)
+    config = parse_config({
+        "name": f"bench-{name.replace('_', '-')}",
+        "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
+        "training": {"dataset": f"files/{name}.parquet", "target": target,
+                     "id_column": id_column},
+        "budget": {"max_runtime_secs": budget, "max_mem_size": "3G"},
+        "quality": {"min_rows": 100},
+    })
+    work = root / name
+    schema = profile_frame(frame, f"files/{name}.parquet", "file", str(folder))
+    (work / "schema.json").write_text(schema.to_json())
+    frame.to_parquet(work / "dataset.parquet", index=False)
+
+    started = time.monotonic()
+    engineered = stages.engineer_stage(config, work / "dataset.parquet", work / "schema.json",
+                                       work / "train.parquet", work / "test.parquet",
+                                       work / "plan.json")
+    feature_seconds = time.monotonic() - started
+    candidates, walls, inside = {}, {}, {}
+    for engine in ENGINES:
+        mark = time.monotonic()
+        summary = stages.train_stage(config, str(work / "train.parquet"), str(work / "plan.json"),
+                                     str(work / f"model-{engine}"), engine=engine,
+                                     isolate=isolate, tolerate_failure=True)
+        walls[engine] = time.monotonic() - mark
+        inside[engine] = float(summary.get("engine_seconds") or walls[engine])
+        candidates[engine] = str(work / f"model-{engine}")
+    mark = time.monotonic()
+    document = stages.select_stage(config, candidates, str(work / "test.parquet"),
+                                   str(work / "evaluation.json"), str(work / "selected"))
+    select_seconds = time.monotonic() - mark
+    total = time.monotonic() - started
+
+    metric = document["primary_metric"]
+    rows = {row["engine"]: row for row in document["candidates"]}
+    comparison = {}
+    best_single = document["selected"]["engine"]
+    for engine in ENGINES:
+        row = rows.get(engine, {})
+        comparison[engine] = {"status": row.get("status"), "metric": row.get(f"test_{metric}"),
+                              "p_better_than_selected": row.get("p_better_than_selected"),
+                              "wall_seconds": round(walls[engine], 1),
+                              "engine_seconds": round(inside[engine], 1),
+                              "budget_ratio": round(walls[engine] / budget, 3),
+                              "reason": row.get("reason") or ""}
+    outside = total - sum(inside.values())
+    return {
+        "dataset": name, "task": engineered["task"], "metric": metric,
+        "train_rows": engineered["train_rows"], "test_rows": engineered["test_rows"],
+        "features": engineered["features"], "budget_secs": budget,
+        "champion": {"engine": best_single, "metric": document["metrics"].get(metric)},
+        "engines": comparison,
+        "seconds": {"total": round(total, 1), "features": round(feature_seconds, 1),
+                    "select": round(select_seconds, 1), "outside_engines": round(outside, 1),
+                    "outside_share": round(outside / total, 3)},
+    }
+
+
+def print_report(results: list[dict[str, Any]]) -> None:
+    header = (f"{'dataset':14} {'task':10} {'metric':7} {'champion':>16} {'H2O alone':>10} "
+              f"{'AutoKeras':>10} {'H2O s':>7} {'AK s':>7} {'budget':>6} {'total s':>8} "
+              f"{'outside':>8}")
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        h2o, keras = result["engines"]["h2o"], result["engines"]["autokeras"]
+
+        def value(entry: dict[str, Any]) -> str:
+            return f"{entry['metric']:.4f}" if entry["metric"] is not None else entry["status"]
+
+        champion = f"{result['champion']['metric']:.4f} ({result['champion']['engine']})"
+        seconds = result["seconds"]
+        print(f"{result['dataset']:14} {result['task']:10} {result['metric']:7} {champion:>16} "
+              f"{value(h2o):>10} {value(keras):>10} {h2o['wall_seconds']:7.1f} "
+              f"{keras['wall_seconds']:7.1f} {result['budget_secs']:6d} {seconds['total']:8.1f} "
+              f"{seconds['outside_share']:8.1%}")
+    print()
+    for result in results:
+        for engine, entry in result["engines"].items():
+            if entry["budget_ratio"] > 1.1:
+                print(f"over budget: {result['dataset']} {engine} took {entry['wall_seconds']}s "
+                      f"for a {result['budget_secs']}s budget ({entry['budget_ratio']:.0%})")
+            if entry["reason"]:
+                print(f"{result['dataset']} {engine}: {entry['reason']}")
+        if result["seconds"]["outside_share"] > 0.10:
+            print(f"outside the engines: {result['dataset']} spent "
+                  f"{result['seconds']['outside_engines']}s ({result['seconds']['outside_share']:.0%})"
+                  " in features, packaging and selection")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", type=int, default=60, help="seconds per engine (default 60)")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--isolate", action="store_true",
+                        help="run each engine in a child process, as the components do")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the engines' logs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="autokfp-bench-") as scratch:
+        root = Path(scratch)
+        os.environ["AUTOKFP_HOME"] = str(root / "home")
+        for name in ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT"):
+            os.environ.pop(name, None)
+        results = []
+        for name in args.datasets:
+            print(f"... {name} ({args.budget}s per engine)", file=sys.stderr, flush=True)
+            results.append(run_dataset(name, args.budget, root, args.isolate))
+    print_report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

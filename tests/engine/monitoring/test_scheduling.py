@@ -1,0 +1,243 @@
+"""``autokfp schedule`` against a local KFP API server that checks every call.
+
+The server (127.0.0.1) implements the v2beta1 endpoints kfp.Client uses to upload a
+pipeline and a version, create an experiment and create a recurring run. Each JSON body is
+checked field by field against the kfp_server_api model (no unknown field) and
+deserialised into it; each uploaded file must be a valid pipeline spec.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import json
+import tempfile
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import kfp_server_api
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from autokfp.compilation import validate_pipeline_yaml
+from autokfp.errors import ConfigError
+from autokfp.scheduling import SchedulingError, schedule_monitoring, validate_cron
+from tests.conftest import small_config
+
+API = "/apis/v2beta1"
+
+
+def check_model(body: dict, model: str) -> object:
+    """Every key is a field of ``model`` (recursively); return the deserialised object."""
+    cls = getattr(kfp_server_api, model)
+    fields = {json_name: python_name for python_name, json_name in cls.attribute_map.items()}
+    unknown = set(body) - set(fields)
+    assert not unknown, f"{model} has no field(s) {unknown}"
+    for key, value in body.items():
+        kind = cls.openapi_types[fields[key]]
+        if isinstance(value, dict) and hasattr(kfp_server_api, kind):
+            check_model(value, kind)
+
+    class Response:
+        data = json.dumps(body)
+
+    return kfp_server_api.ApiClient().deserialize(Response(), model)
+
+
+class FakeKfp:
+    """The API state and every call received."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.pipelines: dict[str, dict] = {}
+        self.versions: dict[str, dict] = {}
+        self.experiments: dict[str, dict] = {}
+        self.recurring: dict[str, dict] = {}
+        self.uploads: list[dict] = []
+        self.fail_create = False
+
+
+def _matches(items, query) -> list[dict]:
+    text = query.get("filter", [""])[0]
+    if not text:
+        return list(items)
+    wanted = json.loads(text)["predicates"][0]["stringValue"]  # EQUALS display_name
+    return [i for i in items if i["display_name"] == wanted]
+
+
+def make_handler(state: FakeKfp):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def _send(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+        def _upload(self) -> dict:
+            raw = b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + self._body()
+            message = email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
+            (part,) = [p for p in message.iter_parts() if p.get_param("name", header="content-disposition")
+                       == "uploadfile"]
+            with tempfile.NamedTemporaryFile(suffix=".yaml") as handle:
+                handle.write(part.get_payload(decode=True))
+                handle.flush()
+                spec = validate_pipeline_yaml(handle.name)  # a real, valid pipeline
+            state.uploads.append(spec)
+            return spec
+
+        def do_GET(self) -> None:  # noqa: N802
+            url = urlparse(self.path)
+            query = parse_qs(url.query)
+            state.calls.append(("GET", url.path))
+            if url.path == f"{API}/healthz":
+                return self._send(200, {"multi_user": False})
+            if url.path == f"{API}/pipelines":
+                found = _matches(state.pipelines.values(), query)
+                return self._send(200, {"pipelines": found, "total_size": len(found)})
+            if url.path.startswith(f"{API}/pipelines/") and url.path.endswith("/versions"):
+                pipeline_id = url.path.split("/")[-2]
+                own = [v for v in state.versions.values() if v["pipeline_id"] == pipeline_id]
+                found = _matches(own, query)
+                return self._send(200, {"pipeline_versions": found, "total_size": len(found)})
+            if url.path == f"{API}/experiments":
+                found = _matches(state.experiments.values(), query)
+                return self._send(200, {"experiments": found, "total_size": len(found)})
+            if url.path == f"{API}/recurringruns":
+                experiment = query.get("experiment_id", [None])[0]
+                own = [r for r in state.recurring.values() if r["experiment_id"] == experiment]
+                found = _matches(own, query)
+                return self._send(200, {"recurringRuns": found, "total_size": len(found)})
+            return self._send(404, {"error": f"no route {url.path}"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            url = urlparse(self.path)
+            query = parse_qs(url.query)
+            state.calls.append(("POST", url.path))
+            if url.path == f"{API}/pipelines/upload":
+                self._upload()
+                pipeline = {"pipeline_id": uuid.uuid4().hex, "display_name": query["name"][0],
+                            "description": query.get("description", [""])[0]}
+                state.pipelines[pipeline["pipeline_id"]] = pipeline
+                version = {"pipeline_id": pipeline["pipeline_id"], "pipeline_version_id": uuid.uuid4().hex,
+                           "display_name": query["name"][0]}  # KFP's default first version
+                state.versions[version["pipeline_version_id"]] = version
+                return self._send(200, pipeline)
+            if url.path == f"{API}/pipelines/upload_version":
+                self._upload()
+                pipeline_id = query["pipelineid"][0]
+                assert pipeline_id in state.pipelines
+                version = {"pipeline_id": pipeline_id, "pipeline_version_id": uuid.uuid4().hex,
+                           "display_name": query["name"][0], "description": query.get("description", [""])[0]}
+                state.versions[version["pipeline_version_id"]] = version
+                return self._send(200, version)
+            body = json.loads(self._body() or b"{}")
+            if url.path == f"{API}/experiments":
+                check_model(body, "V2beta1Experiment")
+                experiment = {**body, "experiment_id": uuid.uuid4().hex}
+                state.experiments[experiment["experiment_id"]] = experiment
+                return self._send(200, experiment)
+            if url.path == f"{API}/recurringruns":
+                if state.fail_create:
+                    return self._send(500, {"error": "scheduler unavailable", "code": 13})
+                run = check_model(body, "V2beta1RecurringRun")
+                assert run.pipeline_version_reference.pipeline_version_id in state.versions
+                assert run.experiment_id in state.experiments
+                created = {**body, "recurring_run_id": uuid.uuid4().hex, "status": "ENABLED"}
+                state.recurring[created["recurring_run_id"]] = created
+                return self._send(200, created)
+            return self._send(404, {"error": f"no route {url.path}"})
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            url = urlparse(self.path)
+            state.calls.append(("DELETE", url.path))
+            run_id = url.path.rsplit("/", 1)[-1]
+            state.recurring.pop(run_id)
+            return self._send(200, {})
+
+    return Handler
+
+
+@pytest.fixture
+def kfp_api(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.config/kfp/context.json of the user
+    for name in ("KF_PIPELINES_ENDPOINT", "AUTOKFP_GPU_COUNT", "AUTOKFP_GPU_NODE_SELECTOR"):
+        monkeypatch.delenv(name, raising=False)
+    state = FakeKfp()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _config(tmp_path):
+    return small_config(tmp_path, monitoring={"schedule": "0 30 */6 * * *"})
+
+
+def test_schedule_uploads_creates_the_experiment_and_the_recurring_run(kfp_api, tmp_path):
+    config = _config(tmp_path)
+    result = schedule_monitoring(config, host=kfp_api.url)
+    assert result.created and result.cron == "0 30 */6 * * *" and result.name == "churn-test-drift-monitoring"
+    posts = [path for method, path in kfp_api.calls if method == "POST"]
+    assert posts == [f"{API}/pipelines/upload", f"{API}/pipelines/upload_version", f"{API}/experiments",
+                     f"{API}/recurringruns"]
+    (run,) = kfp_api.recurring.values()
+    assert run["trigger"]["cron_schedule"]["cron"] == "0 30 */6 * * *"
+    assert int(run["max_concurrency"]) == 1 and run["no_catchup"] is True and run["mode"] == "ENABLE"
+    assert run["runtime_config"]["parameters"] == {"config": config.to_dict(), "window_end": "[[ScheduledTime]]"}
+    assert run["pipeline_version_reference"]["pipeline_version_id"] == result.pipeline_version_id
+    # what was uploaded is the monitoring pipeline with the training graph nested in it
+    spec = kfp_api.uploads[-1]
+    assert spec["pipelineInfo"]["name"] == "drift-monitoring"
+    assert "comp-autonomous-training" in spec["components"]
+
+
+def test_scheduling_again_is_idempotent_and_a_new_cron_replaces_the_run(kfp_api, tmp_path):
+    config = _config(tmp_path)
+    first = schedule_monitoring(config, host=kfp_api.url)
+    calls = len(kfp_api.calls)
+    again = schedule_monitoring(config, host=kfp_api.url)
+    assert not again.created and again.recurring_run_id == first.recurring_run_id
+    assert all(method == "GET" for method, _ in kfp_api.calls[calls:])  # nothing uploaded or created
+    changed = schedule_monitoring(config, host=kfp_api.url, cron="0 0 3 * * 1")
+    assert changed.created and list(kfp_api.recurring) == [changed.recurring_run_id]
+    assert ("DELETE", f"{API}/recurringruns/{first.recurring_run_id}") in kfp_api.calls
+    assert len(kfp_api.versions) == 2  # KFP's first version + ours; no re-upload
+
+
+def test_bad_cron_and_api_errors_are_plain_messages(kfp_api, tmp_path):
+    assert validate_cron("0  0 */6 * * *") == "0 0 */6 * * *"
+    with pytest.raises(ConfigError, match=r"6 fields, seconds first.*did you mean '0 0 \*/6 \* \* \*'"):
+        validate_cron("0 */6 * * *")
+    kfp_api.fail_create = True
+    with pytest.raises(SchedulingError, match="refused to create the recurring run: HTTP 500"):
+        schedule_monitoring(_config(tmp_path), host=kfp_api.url)
+
+
+def test_the_schedule_command(kfp_api, tmp_path):
+    from autokfp.cli import app
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(_config(tmp_path).to_dict()))
+    result = CliRunner().invoke(app, ["schedule", str(path), "--host", kfp_api.url, "--cron", "0 0 * * * *"])
+    assert result.exit_code == 0, result.output
+    assert "Created recurring run churn-test-drift-monitoring" in " ".join(result.output.split())
+    bad = CliRunner().invoke(app, ["schedule", str(path), "--host", kfp_api.url, "--cron", "* * * *"])
+    assert bad.exit_code == 2 and "6 fields" in bad.output
+    assert Path(path).exists()
