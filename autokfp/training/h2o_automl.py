@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -64,6 +65,22 @@ def _free_port() -> int:
     raise TrainingError("no free port pair found for a local H2O cluster")
 
 
+def _record_jvm(h2o: Any) -> None:
+    """Tell a supervising process which JVM this cluster runs in (see training.isolation).
+
+    H2O starts its JVM in a session of its own, so killing this process (out of memory, a
+    timeout) would leave the JVM running; the supervisor kills the pids listed here.
+    """
+    from autokfp.training.isolation import CHILD_PIDS_ENV
+
+    pid_file = os.environ.get(CHILD_PIDS_ENV)
+    server = getattr(h2o.connection(), "local_server", None)
+    process = getattr(server, "_process", None)
+    if pid_file and process is not None:
+        with open(pid_file, "a", encoding="utf-8") as handle:
+            handle.write(f"{process.pid}\n")
+
+
 class H2OCluster:
     """A private, local H2O cluster for the duration of a ``with`` block."""
 
@@ -81,6 +98,7 @@ class H2OCluster:
             try:
                 h2o.init(ip="127.0.0.1", port=_free_port(), name=name, nthreads=self.nthreads,
                          max_mem_size=self.max_mem_size, verbose=False, strict_version_check=False)
+                _record_jvm(h2o)
                 return self
             except Exception as exc:  # noqa: BLE001 - h2o raises plain exceptions
                 last_error = exc

@@ -31,6 +31,9 @@ from autokfp.errors import AutokfpError
 log = logging.getLogger(__name__)
 
 CANDIDATE_FILE = "candidate.json"
+# a file where the child lists processes it started outside its own process group (H2O's
+# JVM runs in a session of its own); the parent kills whatever is left of them
+CHILD_PIDS_ENV = "AUTOKFP_CHILD_PIDS"
 FAILED, SKIPPED = "failed", "skipped"
 
 
@@ -88,8 +91,10 @@ def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = 
         request.write_text(json.dumps({"function": function, "kwargs": kwargs,
                                        "outcome": str(outcome)}, default=str))
         started = time.monotonic()
+        pids = Path(scratch) / "pids"
         process = subprocess.Popen([sys.executable, "-m", "autokfp.training.isolation",
-                                    str(request)], start_new_session=True)
+                                    str(request)], start_new_session=True,
+                                   env={**os.environ, CHILD_PIDS_ENV: str(pids)})
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -101,6 +106,7 @@ def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = 
             raise
         finally:
             _kill_group(process, only_children=True)
+            _kill_listed(pids)
         seconds = time.monotonic() - started
         if outcome.exists():
             result = json.loads(outcome.read_text())
@@ -130,6 +136,22 @@ def _kill_group(process: subprocess.Popen, only_children: bool = False) -> None:
         pass
     if process.poll() is None:
         process.wait(timeout=10)
+
+
+def _kill_listed(pids: Path) -> None:
+    """Kill the processes the child listed (normally already gone after a clean exit)."""
+    if not pids.exists():
+        return
+    for line in pids.read_text().split():
+        try:
+            # a pid can be reused once its process is gone: kill only what is still H2O's
+            command = Path(f"/proc/{int(line)}/cmdline").read_bytes()
+            if b"h2o" not in command:
+                continue
+            os.kill(int(line), signal.SIGKILL)
+            log.info("stopped process %s that the engine left behind", line)
+        except (ValueError, OSError):
+            continue
 
 
 def _main(request_path: str) -> int:

@@ -43,6 +43,21 @@ def answer(value: int) -> dict:
     return {"value": value * 2}
 
 
+def leave_a_jvm_behind(marker: str) -> None:
+    """Start a stand-in for H2O's JVM in a session of its own, note its pid, then die."""
+    import subprocess
+
+    from autokfp.training.isolation import CHILD_PIDS_ENV
+
+    jvm = subprocess.Popen(["bash", "-c", "exec -a h2o-stand-in sleep 120"],
+                           start_new_session=True)
+    with open(os.environ[CHILD_PIDS_ENV], "a") as handle:
+        handle.write(f"{jvm.pid}\n")
+    Path(marker).write_text(str(jvm.pid))
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def test_isolated_call_returns_the_result() -> None:
     assert run_isolated(f"{HERE}:answer", {"value": 21}) == {"value": 42}
 
@@ -57,6 +72,21 @@ def test_a_killed_child_is_reported_as_probably_out_of_memory() -> None:
     with pytest.raises(EngineFailure, match="SIGKILL.*out-of-memory") as info:
         run_isolated(f"{HERE}:kill_myself", {})
     assert info.value.kind == "killed"
+
+
+def test_processes_the_child_started_elsewhere_are_stopped_too(tmp_path) -> None:
+    marker = tmp_path / "pid"
+    with pytest.raises(EngineFailure, match="SIGKILL"):
+        run_isolated(f"{HERE}:leave_a_jvm_behind", {"marker": str(marker)})
+    pid = int(marker.read_text())
+    for _ in range(50):  # reparented to init, which reaps it once killed
+        if not Path(f"/proc/{pid}").exists() or b"h2o-stand-in" not in Path(
+                f"/proc/{pid}/cmdline").read_bytes():
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the stand-in JVM was left running")
 
 
 def test_a_child_that_overruns_is_stopped() -> None:
