@@ -59,8 +59,10 @@ def validate_cron(cron: str) -> str:
     fields = cron.split()
     if len(fields) != 6 or not all(_CRON_FIELD.match(f) for f in fields):
         hint = f" (did you mean '0 {cron}'?)" if len(fields) == 5 else ""
-        raise ConfigError(f"cron '{cron}' must have 6 fields, seconds first, e.g. '0 0 */6 * * *' for "
-                          f"every 6 hours{hint}")
+        raise ConfigError(
+            f"cron '{cron}' must have 6 fields, seconds first, e.g. '0 0 */6 * * *' for "
+            f"every 6 hours{hint}"
+        )
     return " ".join(fields)
 
 
@@ -77,7 +79,9 @@ def compile_monitoring(path: str | Path) -> str:
 
 
 def _filter(name: str) -> str:
-    return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+    return json.dumps(
+        {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]}
+    )
 
 
 def _api_call(what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
@@ -87,8 +91,10 @@ def _api_call(what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         status = getattr(exc, "status", None)
         reason = getattr(exc, "reason", None) or type(exc).__name__
         body = str(getattr(exc, "body", "") or exc)[:300]
-        raise SchedulingError(f"Kubeflow Pipelines refused to {what}: "
-                              f"{'HTTP ' + str(status) + ' ' if status else ''}{reason}: {body}") from None
+        raise SchedulingError(
+            f"Kubeflow Pipelines refused to {what}: "
+            f"{'HTTP ' + str(status) + ' ' if status else ''}{reason}: {body}"
+        ) from None
 
 
 def make_client(host: str | None, namespace: str | None = None, token: str | None = None) -> Any:
@@ -102,10 +108,16 @@ def make_client(host: str | None, namespace: str | None = None, token: str | Non
     return _api_call(f"connect to {host or 'the in-cluster endpoint'}", kfp.Client, **kwargs)
 
 
-def schedule_monitoring(config: RunConfig, host: str | None = None, cron: str | None = None,
-                        experiment: str = "autokfp", name: str | None = None,
-                        namespace: str | None = None, token: str | None = None,
-                        client: Any = None) -> ScheduledRun:
+def schedule_monitoring(
+    config: RunConfig,
+    host: str | None = None,
+    cron: str | None = None,
+    experiment: str = "autokfp",
+    name: str | None = None,
+    namespace: str | None = None,
+    token: str | None = None,
+    client: Any = None,
+) -> ScheduledRun:
     """Create (or find) the recurring run of ``drift-monitoring`` for ``config``."""
     from autokfp import __version__
 
@@ -119,45 +131,94 @@ def schedule_monitoring(config: RunConfig, host: str | None = None, cron: str | 
 
         pipeline_id = _api_call("look up the pipeline", client.get_pipeline_id, PIPELINE_NAME)
         if pipeline_id is None:
-            uploaded = _api_call("upload the pipeline", client.upload_pipeline, str(package),
-                                 pipeline_name=PIPELINE_NAME,
-                                 description="autokfp drift monitoring (re-enters autonomous-training)")
+            uploaded = _api_call(
+                "upload the pipeline",
+                client.upload_pipeline,
+                str(package),
+                pipeline_name=PIPELINE_NAME,
+                description="autokfp drift monitoring (re-enters autonomous-training)",
+            )
             pipeline_id = uploaded.pipeline_id
-        versions = _api_call("list pipeline versions", client.list_pipeline_versions, pipeline_id,
-                             page_size=100, filter=_filter(version_name))
-        existing_version = next((v for v in (versions.pipeline_versions or [])
-                                 if v.display_name == version_name), None)
+        versions = _api_call(
+            "list pipeline versions",
+            client.list_pipeline_versions,
+            pipeline_id,
+            page_size=100,
+            filter=_filter(version_name),
+        )
+        existing_version = next(
+            (v for v in (versions.pipeline_versions or []) if v.display_name == version_name), None
+        )
         if existing_version is None:
-            existing_version = _api_call("upload the pipeline version", client.upload_pipeline_version,
-                                         str(package), version_name, pipeline_id=pipeline_id,
-                                         description=f"autokfp {__version__}, spec sha256 {digest}")
+            existing_version = _api_call(
+                "upload the pipeline version",
+                client.upload_pipeline_version,
+                str(package),
+                version_name,
+                pipeline_id=pipeline_id,
+                description=f"autokfp {__version__}, spec sha256 {digest}",
+            )
         version_id = existing_version.pipeline_version_id
 
-    found = _api_call("create the experiment", client.create_experiment, experiment, namespace=namespace)
+    found = _api_call(
+        "create the experiment", client.create_experiment, experiment, namespace=namespace
+    )
     experiment_id = found.experiment_id
-    listed = _api_call("list recurring runs", client.list_recurring_runs, experiment_id=experiment_id,
-                       page_size=100, filter=_filter(name))
+    listed = _api_call(
+        "list recurring runs",
+        client.list_recurring_runs,
+        experiment_id=experiment_id,
+        page_size=100,
+        filter=_filter(name),
+    )
     params = {"config": config.to_dict(), "window_end": SCHEDULED_TIME}
     for run in listed.recurring_runs or []:
         if run.display_name != name:
             continue
         reference = run.pipeline_version_reference
         same_spec = reference is not None and reference.pipeline_version_id == version_id
-        same_cron = run.trigger is not None and run.trigger.cron_schedule is not None \
+        same_cron = (
+            run.trigger is not None
+            and run.trigger.cron_schedule is not None
             and run.trigger.cron_schedule.cron == cron
-        same_params = (run.runtime_config is not None
-                       and (run.runtime_config.parameters or {}).get("config") == params["config"])
+        )
+        same_params = (
+            run.runtime_config is not None
+            and (run.runtime_config.parameters or {}).get("config") == params["config"]
+        )
         if same_spec and same_cron and same_params:
             log.info("recurring run %s already exists (%s)", name, run.recurring_run_id)
-            return ScheduledRun(run.recurring_run_id, name, cron, experiment_id, pipeline_id, version_id,
-                                created=False)
-        log.info("replacing recurring run %s (%s): the cron, spec or config changed", name,
-                 run.recurring_run_id)
-        _api_call("delete the outdated recurring run", client.delete_recurring_run, run.recurring_run_id)
+            return ScheduledRun(
+                run.recurring_run_id,
+                name,
+                cron,
+                experiment_id,
+                pipeline_id,
+                version_id,
+                created=False,
+            )
+        log.info(
+            "replacing recurring run %s (%s): the cron, spec or config changed",
+            name,
+            run.recurring_run_id,
+        )
+        _api_call(
+            "delete the outdated recurring run", client.delete_recurring_run, run.recurring_run_id
+        )
     created = _api_call(
-        "create the recurring run", client.create_recurring_run, experiment_id=experiment_id,
-        job_name=name, description=f"drift monitoring of {config.name} (autokfp {__version__})",
-        cron_expression=cron, pipeline_id=pipeline_id, version_id=version_id, params=params,
-        max_concurrency=1, no_catchup=True, enabled=True)
-    return ScheduledRun(created.recurring_run_id, name, cron, experiment_id, pipeline_id, version_id,
-                        created=True)
+        "create the recurring run",
+        client.create_recurring_run,
+        experiment_id=experiment_id,
+        job_name=name,
+        description=f"drift monitoring of {config.name} (autokfp {__version__})",
+        cron_expression=cron,
+        pipeline_id=pipeline_id,
+        version_id=version_id,
+        params=params,
+        max_concurrency=1,
+        no_catchup=True,
+        enabled=True,
+    )
+    return ScheduledRun(
+        created.recurring_run_id, name, cron, experiment_id, pipeline_id, version_id, created=True
+    )

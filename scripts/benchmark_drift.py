@@ -64,7 +64,9 @@ def make_frames(rows: int, columns: int, seed: int = 0) -> tuple[Any, Any]:
             name = f"num_{i:02d}"
             if style == 4:  # two values -> z-test when small, Jensen-Shannon when large
                 reference[name] = (ref_rng.random(rows) < 0.3).astype("float64")
-                current[name] = (cur_rng.random(rows) < (0.36 if shifted else 0.3)).astype("float64")
+                current[name] = (cur_rng.random(rows) < (0.36 if shifted else 0.3)).astype(
+                    "float64"
+                )
             elif style == 5:  # few distinct values -> Jensen-Shannon (or chi-square / z when small)
                 reference[name] = ref_rng.integers(0, 4, rows).astype("float64")
                 current[name] = cur_rng.integers(0, 4, rows).astype("float64")
@@ -134,7 +136,8 @@ def evidently_verdicts(reference: Any, current: Any) -> dict[str, bool]:
     from evidently.presets import DataDriftPreset
 
     snapshot = Report([DataDriftPreset()], include_tests=True).run(
-        current_data=current, reference_data=reference)
+        current_data=current, reference_data=reference
+    )
     verdicts = {}
     for test in snapshot.dict()["tests"]:
         if test["id"] == "drift":
@@ -146,7 +149,10 @@ def ours_verdicts(reference: Any, current: Any) -> tuple[dict[str, bool], dict[s
     from autokfp.monitoring.drift import detect_drift
 
     report = detect_drift(reference, current)
-    return ({c.column: c.drifted for c in report.columns}, {c.column: c.method for c in report.columns})
+    return (
+        {c.column: c.drifted for c in report.columns},
+        {c.column: c.method for c in report.columns},
+    )
 
 
 def worker(engine: str, rows: int, columns: int, small_rows: int) -> dict[str, Any]:
@@ -167,9 +173,17 @@ def worker(engine: str, rows: int, columns: int, small_rows: int) -> dict[str, A
     else:
         verdicts, methods = ours_verdicts(reference, current)
     seconds = time.perf_counter() - started
-    result = {"engine": engine, "rows": rows, "columns": columns, "seconds": seconds,
-              "peak_gb": _peak_kb() / 1024**2, "data_gb": data_kb / 1024**2,
-              "peak_is_exact": exact_peak, "verdicts": verdicts, "methods": methods}
+    result = {
+        "engine": engine,
+        "rows": rows,
+        "columns": columns,
+        "seconds": seconds,
+        "peak_gb": _peak_kb() / 1024**2,
+        "data_gb": data_kb / 1024**2,
+        "peak_is_exact": exact_peak,
+        "verdicts": verdicts,
+        "methods": methods,
+    }
     if engine == "evidently":
         # agreement, on the same frames: ours here too, plus a small sample (small-sample tests)
         result["ours_verdicts"], result["methods"] = ours_verdicts(reference, current)
@@ -181,8 +195,18 @@ def worker(engine: str, rows: int, columns: int, small_rows: int) -> dict[str, A
 
 
 def run_worker(engine: str, rows: int, columns: int, small_rows: int) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--worker", engine, "--rows", str(rows),
-               "--columns", str(columns), "--small-rows", str(small_rows)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        engine,
+        "--rows",
+        str(rows),
+        "--columns",
+        str(columns),
+        "--small-rows",
+        str(small_rows),
+    ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
@@ -193,7 +217,9 @@ def run_worker(engine: str, rows: int, columns: int, small_rows: int) -> dict[st
 # ----------------------------------------------------------------------------- report
 
 
-def _agreement(ours: dict[str, bool], theirs: dict[str, bool], methods: dict[str, str]) -> dict[str, Any]:
+def _agreement(
+    ours: dict[str, bool], theirs: dict[str, bool], methods: dict[str, str]
+) -> dict[str, Any]:
     both = sorted(set(ours) & set(theirs))
     per_method: dict[str, list[int]] = {}
     disagreements = []
@@ -204,19 +230,32 @@ def _agreement(ours: dict[str, bool], theirs: dict[str, bool], methods: dict[str
         counts[1] += 1
         if not same:
             disagreements.append(column)
-    return {"columns": len(both), "agree": sum(c[0] for c in per_method.values()),
-            "per_method": per_method, "disagreements": disagreements,
-            "only_ours": sorted(set(ours) - set(theirs)), "only_evidently": sorted(set(theirs) - set(ours))}
+    return {
+        "columns": len(both),
+        "agree": sum(c[0] for c in per_method.values()),
+        "per_method": per_method,
+        "disagreements": disagreements,
+        "only_ours": sorted(set(ours) - set(theirs)),
+        "only_evidently": sorted(set(theirs) - set(ours)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per side")
     parser.add_argument("--columns", type=int, default=50)
-    parser.add_argument("--evidently-rows", type=int, default=100_000,
-                        help="rows per side for Evidently (its rows/s is measured there)")
-    parser.add_argument("--small-rows", type=int, default=800,
-                        help="rows per side of the small-sample agreement check (<= 1000)")
+    parser.add_argument(
+        "--evidently-rows",
+        type=int,
+        default=100_000,
+        help="rows per side for Evidently (its rows/s is measured there)",
+    )
+    parser.add_argument(
+        "--small-rows",
+        type=int,
+        default=800,
+        help="rows per side of the small-sample agreement check (<= 1000)",
+    )
     parser.add_argument("--json", action="store_true", help="also print the raw results as JSON")
     parser.add_argument("--worker", choices=["ours", "evidently"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -224,11 +263,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, args.rows, args.columns, args.small_rows)))
         return 0
 
-    print(f"Drift benchmark: {args.rows:,} rows x {args.columns} columns per side "
-          f"({os.cpu_count()} cores); Evidently on {args.evidently_rows:,} rows per side")
+    print(
+        f"Drift benchmark: {args.rows:,} rows x {args.columns} columns per side "
+        f"({os.cpu_count()} cores); Evidently on {args.evidently_rows:,} rows per side"
+    )
     ours_full = run_worker("ours", args.rows, args.columns, args.small_rows)
-    ours_same = (ours_full if args.evidently_rows == args.rows
-                 else run_worker("ours", args.evidently_rows, args.columns, args.small_rows))
+    ours_same = (
+        ours_full
+        if args.evidently_rows == args.rows
+        else run_worker("ours", args.evidently_rows, args.columns, args.small_rows)
+    )
     theirs = run_worker("evidently", args.evidently_rows, args.columns, args.small_rows)
 
     extrapolated = args.evidently_rows != args.rows
@@ -238,20 +282,52 @@ def main(argv: list[str] | None = None) -> int:
 
     evidently_full_s = args.rows / rate(theirs)
     rows_fmt = f"{args.rows:,}"
-    lines = [("ours", rows_fmt, ours_full["seconds"], rate(ours_full), ours_full["peak_gb"],
-              ours_full["data_gb"])]
+    lines = [
+        (
+            "ours",
+            rows_fmt,
+            ours_full["seconds"],
+            rate(ours_full),
+            ours_full["peak_gb"],
+            ours_full["data_gb"],
+        )
+    ]
     if extrapolated:
-        lines.append(("ours", f"{args.evidently_rows:,}", ours_same["seconds"], rate(ours_same),
-                      ours_same["peak_gb"], ours_same["data_gb"]))
-    lines.append(("evidently", f"{args.evidently_rows:,}", theirs["seconds"], rate(theirs),
-                  theirs["peak_gb"], theirs["data_gb"]))
-    print(f"\n{'engine':<10} {'rows/side':>11} {'seconds':>9} {'rows/s':>12} {'peak GB':>8} {'data GB':>8}")
+        lines.append(
+            (
+                "ours",
+                f"{args.evidently_rows:,}",
+                ours_same["seconds"],
+                rate(ours_same),
+                ours_same["peak_gb"],
+                ours_same["data_gb"],
+            )
+        )
+    lines.append(
+        (
+            "evidently",
+            f"{args.evidently_rows:,}",
+            theirs["seconds"],
+            rate(theirs),
+            theirs["peak_gb"],
+            theirs["data_gb"],
+        )
+    )
+    print(
+        f"\n{'engine':<10} {'rows/side':>11} {'seconds':>9} {'rows/s':>12} "
+        f"{'peak GB':>8} {'data GB':>8}"
+    )
     for engine, rows, seconds, per_second, peak, data in lines:
-        print(f"{engine:<10} {rows:>11} {seconds:>9.2f} {per_second:>12,.0f} {peak:>8.2f} {data:>8.2f}")
+        print(
+            f"{engine:<10} {rows:>11} {seconds:>9.2f} {per_second:>12,.0f} "
+            f"{peak:>8.2f} {data:>8.2f}"
+        )
     if extrapolated:
-        print(f"{'evidently':<10} {rows_fmt:>11} {evidently_full_s:>9.1f} {rate(theirs):>12,.0f}"
-              f" {'-':>8} {'-':>8}   <- EXTRAPOLATED linearly from its rate at "
-              f"{args.evidently_rows:,} rows, not measured")
+        print(
+            f"{'evidently':<10} {rows_fmt:>11} {evidently_full_s:>9.1f} {rate(theirs):>12,.0f}"
+            f" {'-':>8} {'-':>8}   <- EXTRAPOLATED linearly from its rate at "
+            f"{args.evidently_rows:,} rows, not measured"
+        )
     if not ours_full["peak_is_exact"]:
         print("(peak memory is the process lifetime peak: /proc/self/clear_refs was not writable)")
 
@@ -259,7 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     speedup_full = rate(ours_full) / rate(theirs)
     print(f"\nspeed-up at {args.evidently_rows:,} rows (both measured): {speedup_same:.1f}x")
     if extrapolated:
-        print(f"speed-up at {rows_fmt} rows (ours measured, Evidently EXTRAPOLATED): {speedup_full:.1f}x")
+        print(
+            f"speed-up at {rows_fmt} rows (ours measured, Evidently EXTRAPOLATED): "
+            f"{speedup_full:.1f}x"
+        )
 
     large = _agreement(theirs["ours_verdicts"], theirs["verdicts"], theirs["methods"])
     small = _agreement(theirs["small_ours"], theirs["small_evidently"], theirs["small_methods"])
@@ -272,23 +351,40 @@ def main(argv: list[str] | None = None) -> int:
         if result["disagreements"]:
             print(f"    disagree on: {', '.join(result['disagreements'])}")
         if result["only_ours"] or result["only_evidently"]:
-            print(f"    tested by one side only: ours {result['only_ours']}, "
-                  f"Evidently {result['only_evidently']}")
+            print(
+                f"    tested by one side only: ours {result['only_ours']}, "
+                f"Evidently {result['only_evidently']}"
+            )
     drifted = sum(theirs["verdicts"].values())
-    print(f"  (Evidently found drift in {drifted} of {len(theirs['verdicts'])} columns "
-          f"at {args.evidently_rows:,} rows)")
+    print(
+        f"  (Evidently found drift in {drifted} of {len(theirs['verdicts'])} columns "
+        f"at {args.evidently_rows:,} rows)"
+    )
 
     checks = [
-        (f"ours at {rows_fmt} rows under {TIME_TARGET_S:.0f} s", ours_full["seconds"] < TIME_TARGET_S),
-        (f"ours peak memory under {MEMORY_TARGET_GB:.0f} GB", ours_full["peak_gb"] < MEMORY_TARGET_GB),
-        (f"at least {SPEEDUP_TARGET:.0f}x Evidently's rows/s (at equal size)", speedup_same >= SPEEDUP_TARGET),
+        (
+            f"ours at {rows_fmt} rows under {TIME_TARGET_S:.0f} s",
+            ours_full["seconds"] < TIME_TARGET_S,
+        ),
+        (
+            f"ours peak memory under {MEMORY_TARGET_GB:.0f} GB",
+            ours_full["peak_gb"] < MEMORY_TARGET_GB,
+        ),
+        (
+            f"at least {SPEEDUP_TARGET:.0f}x Evidently's rows/s (at equal size)",
+            speedup_same >= SPEEDUP_TARGET,
+        ),
         ("every verdict agrees with Evidently's", agree == total and total > 0),
     ]
     print()
     for label, passed in checks:
         print(f"{'PASS' if passed else 'FAIL'}  {label}")
     if args.json:
-        print(json.dumps({"ours": ours_full, "ours_same_size": ours_same, "evidently": theirs}, default=str))
+        print(
+            json.dumps(
+                {"ours": ours_full, "ours_same_size": ours_same, "evidently": theirs}, default=str
+            )
+        )
     return 0
 
 

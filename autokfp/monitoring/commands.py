@@ -27,15 +27,21 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def run_on_timer(run_once: Callable[[int], Any], every: float | None, max_runs: int | None,
-                 on_error: Callable[[int, AutokfpError], None],
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> tuple[int, int]:
+def run_on_timer(
+    run_once: Callable[[int], Any],
+    every: float | None,
+    max_runs: int | None,
+    on_error: Callable[[int, AutokfpError], None],
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> tuple[int, int]:
     """Call ``run_once(n)`` now and then every ``every`` seconds (start to start).
 
     A failed run (an AutokfpError) is reported through ``on_error`` and the timer goes on:
     the next run may well succeed. Without ``every`` it runs once. Returns (runs, failures).
     """
+    sleep = sleep or time.sleep
+    clock = clock or time.monotonic
     runs = failures = 0
     while True:
         started = clock()
@@ -60,7 +66,11 @@ def _print_decision(console: Any, run: Any, number: int) -> None:
     table.add_row("champion", f"v{decision.get('champion')}" if decision.get("champion") else "-")
     table.add_row("window", f"{decision.get('rows', 0)} rows ({decision.get('status')})")
     for check in decision.get("checks", []):
-        mark = "[red]fired[/]" if check["fired"] else ("ok" if check["evaluated"] else "[dim]not judged[/]")
+        mark = (
+            "[red]fired[/]"
+            if check["fired"]
+            else ("ok" if check["evaluated"] else "[dim]not judged[/]")
+        )
         table.add_row(check["trigger"], f"{mark}: {check['detail']}")
     for blocker in decision.get("blockers", []):
         table.add_row("blocked", blocker)
@@ -73,9 +83,11 @@ def _print_decision(console: Any, run: Any, number: int) -> None:
     console.print(f"[bold {colour}]{decision.get('summary', 'no decision recorded')}[/]")
     if run.retraining:
         outcome = run.retraining
-        console.print(f"Retrained: v{outcome['registered_version']} "
-                      f"({'promoted' if outcome.get('promoted') else 'not promoted'}); champion now "
-                      f"v{outcome.get('champion')}, deployment: {outcome.get('deployment') or '-'}")
+        console.print(
+            f"Retrained: v{outcome['registered_version']} "
+            f"({'promoted' if outcome.get('promoted') else 'not promoted'}); champion now "
+            f"v{outcome.get('champion')}, deployment: {outcome.get('deployment') or '-'}"
+        )
     if run.run_dir:
         console.print(f"[dim]Artifacts: {run.run_dir}[/]")
 
@@ -84,9 +96,13 @@ def register_commands(app: typer.Typer) -> None:
     @app.command()
     def monitor(
         config_path: Path = typer.Argument(..., help="YAML run config", metavar="CONFIG.yaml"),
-        every: str | None = typer.Option(None, "--every", help="run on a timer, e.g. 10m, 6h (default: once)"),
+        every: str | None = typer.Option(
+            None, "--every", help="run on a timer, e.g. 10m, 6h (default: once)"
+        ),
         max_runs: int | None = typer.Option(None, "--max-runs", min=1, help="stop after N runs"),
-        window_end: str = typer.Option("", "--window-end", help="end of the window, ISO 8601 (default: now)"),
+        window_end: str = typer.Option(
+            "", "--window-end", help="end of the window, ISO 8601 (default: now)"
+        ),
         home: Path | None = typer.Option(None, "--home", help="state folder"),
         as_json: bool = typer.Option(False, "--json", help="print each decision as JSON"),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's log"),
@@ -107,28 +123,49 @@ def register_commands(app: typer.Typer) -> None:
             settings.ensure_local_dirs()
             settings.export()
         except AutokfpError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False)
+            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=error.exit_code) from None
 
         def once(number: int) -> None:
-            log_path = None if verbose else settings.home / "logs" / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}.log"
+            log_path = (
+                None
+                if verbose
+                else settings.home / "logs" / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}.log"
+            )
             if not as_json:
-                console.print(f"[bold]Monitoring[/] {config.name} (run {number}"
-                              + (f", every {every}" if every else "") + ")")
+                console.print(
+                    f"[bold]Monitoring[/] {config.name} (run {number}"
+                    + (f", every {every}" if every else "")
+                    + ")"
+                )
             quiet = verbose or as_json
-            with contextlib.nullcontext() if quiet else console.status("running drift-monitoring..."):
+            with (
+                contextlib.nullcontext() if quiet else console.status("running drift-monitoring...")
+            ):
                 result = run_monitoring(config, settings, window_end=window_end, log_path=log_path)
             if as_json:
-                console.print_json(json.dumps({"decision": result.decision, "retraining": result.retraining,
-                                               "seconds": round(result.seconds, 1),
-                                               "run_dir": str(result.run_dir)}, default=str))
+                console.print_json(
+                    json.dumps(
+                        {
+                            "decision": result.decision,
+                            "retraining": result.retraining,
+                            "seconds": round(result.seconds, 1),
+                            "run_dir": str(result.run_dir),
+                        },
+                        default=str,
+                    )
+                )
             else:
                 _print_decision(console, result, number)
                 if log_path:
                     console.print(f"[dim]Full log: {log_path}[/]")
 
         def failed(number: int, error: AutokfpError) -> None:
-            errors.print(f"[bold red]monitoring run {number} failed:[/] {error}", highlight=False)
+            errors.print(
+                f"[bold red]monitoring run {number} failed:[/] {error}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
         try:
             _runs, failures = run_on_timer(once, interval, max_runs, failed)
@@ -141,15 +178,25 @@ def register_commands(app: typer.Typer) -> None:
     @app.command()
     def schedule(
         config_path: Path = typer.Argument(..., help="YAML run config", metavar="CONFIG.yaml"),
-        host: str | None = typer.Option(None, "--host", envvar="KF_PIPELINES_ENDPOINT",
-                                        help="Kubeflow Pipelines API, e.g. https://kubeflow.example.com/pipeline"),
-        cron: str | None = typer.Option(None, "--cron",
-                                        help="6 fields, seconds first (default: monitoring.schedule)"),
+        host: str | None = typer.Option(
+            None,
+            "--host",
+            envvar="KF_PIPELINES_ENDPOINT",
+            help="Kubeflow Pipelines API, e.g. https://kubeflow.example.com/pipeline",
+        ),
+        cron: str | None = typer.Option(
+            None, "--cron", help="6 fields, seconds first (default: monitoring.schedule)"
+        ),
         experiment: str = typer.Option("autokfp", "--experiment", help="experiment name"),
-        name: str | None = typer.Option(None, "--name", help="recurring run name (default: <model>-drift-monitoring)"),
-        namespace: str | None = typer.Option(None, "--namespace", help="user namespace (multi-user Kubeflow)"),
-        token_env: str | None = typer.Option(None, "--token-env",
-                                             help="environment variable holding a bearer token"),
+        name: str | None = typer.Option(
+            None, "--name", help="recurring run name (default: <model>-drift-monitoring)"
+        ),
+        namespace: str | None = typer.Option(
+            None, "--namespace", help="user namespace (multi-user Kubeflow)"
+        ),
+        token_env: str | None = typer.Option(
+            None, "--token-env", help="environment variable holding a bearer token"
+        ),
         as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
     ) -> None:
         """Create a Kubeflow recurring run of drift-monitoring (re-enters training on drift)."""
@@ -167,16 +214,29 @@ def register_commands(app: typer.Typer) -> None:
             if token_env:
                 token = os.environ.get(token_env)
                 if not token:
-                    raise ConfigError(f"--token-env {token_env}: that environment variable is not set")
-            result = schedule_monitoring(config, host=host, cron=cron, experiment=experiment, name=name,
-                                         namespace=namespace, token=token)
+                    raise ConfigError(
+                        f"--token-env {token_env}: that environment variable is not set"
+                    )
+            result = schedule_monitoring(
+                config,
+                host=host,
+                cron=cron,
+                experiment=experiment,
+                name=name,
+                namespace=namespace,
+                token=token,
+            )
         except AutokfpError as error:
-            Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+            Console(stderr=True).print(
+                f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(code=error.exit_code) from None
         if as_json:
             console.print_json(json.dumps(result.to_dict()))
             return
         verb = "Created" if result.created else "Already scheduled:"
-        console.print(f"{verb} recurring run [cyan]{result.name}[/] ({result.recurring_run_id}), cron "
-                      f"'{result.cron}', experiment {result.experiment_id}, pipeline version "
-                      f"{result.pipeline_version_id}")
+        console.print(
+            f"{verb} recurring run [cyan]{result.name}[/] ({result.recurring_run_id}), cron "
+            f"'{result.cron}', experiment {result.experiment_id}, pipeline version "
+            f"{result.pipeline_version_id}"
+        )

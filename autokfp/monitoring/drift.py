@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 NUMERICAL, CATEGORICAL = "numerical", "categorical"
 KINDS = (NUMERICAL, CATEGORICAL)
 SMALL_REFERENCE_ROWS = 1000  # Evidently: reference_data.shape[0] <= 1000 -> the small-sample tests
-FEW_VALUES = 5  # a numerical column with at most this many distinct values is tested like a category
+FEW_VALUES = (
+    5  # a numerical column with at most this many distinct values is tested like a category
+)
 INTEGER_CARDINALITY_LIMIT = 10  # Evidently: int columns with <= 10 distinct values are categorical
 PARALLEL_MIN_ROWS = 200_000
 MIN_NORM = 0.001  # Evidently's floor on std(reference) when norming the Wasserstein distance
@@ -162,7 +164,9 @@ def infer_kind(series: pd.Series) -> str | None:
         present = series.dropna()
         if present.empty:
             return None
-        if name == "object" and not (isinstance(present.iloc[0], str) and isinstance(present.iloc[-1], str)):
+        if name == "object" and not (
+            isinstance(present.iloc[0], str) and isinstance(present.iloc[-1], str)
+        ):
             return None
         return None if series.nunique() > series.count() * 0.5 else CATEGORICAL
     return None
@@ -225,7 +229,9 @@ def jensen_shannon_distance(reference_counts: np.ndarray, current_counts: np.nda
     p = reference_counts / reference_counts.sum()
     q = current_counts / current_counts.sum()
     m = (p + q) / 2.0
-    divergence = (float(np.sum(special.rel_entr(p, m))) + float(np.sum(special.rel_entr(q, m)))) / 2.0
+    divergence = (
+        float(np.sum(special.rel_entr(p, m))) + float(np.sum(special.rel_entr(q, m)))
+    ) / 2.0
     return math.sqrt(max(divergence, 0.0))
 
 
@@ -259,8 +265,9 @@ def _distinct_sorted(values_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return values_sorted[starts], counts
 
 
-def _count_vectors(ref_values: np.ndarray, ref_counts: np.ndarray, cur_values: np.ndarray,
-                   cur_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _count_vectors(
+    ref_values: np.ndarray, ref_counts: np.ndarray, cur_values: np.ndarray, cur_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     keys = np.union1d(ref_values, cur_values)
     reference = np.zeros(len(keys))
     current = np.zeros(len(keys))
@@ -304,13 +311,23 @@ def _categorical(reference: pd.Series, current: pd.Series) -> tuple[str, float, 
     return "jensenshannon", jensen_shannon_distance(r, c), n_ref, n_cur
 
 
-def column_drift(reference: pd.Series, current: pd.Series, kind: str, name: str | None = None,
-                 thresholds: dict[str, float] | None = None) -> ColumnDrift | str:
+def column_drift(
+    reference: pd.Series,
+    current: pd.Series,
+    kind: str,
+    name: str | None = None,
+    thresholds: dict[str, float] | None = None,
+) -> ColumnDrift | str:
     """The drift verdict for one column, or a string saying why it cannot be tested."""
     name = name if name is not None else str(reference.name)
     if kind == NUMERICAL:
-        if not (pd.api.types.is_numeric_dtype(reference) and pd.api.types.is_numeric_dtype(current)) \
-                or pd.api.types.is_bool_dtype(reference) or pd.api.types.is_bool_dtype(current):
+        if (
+            not (
+                pd.api.types.is_numeric_dtype(reference) and pd.api.types.is_numeric_dtype(current)
+            )
+            or pd.api.types.is_bool_dtype(reference)
+            or pd.api.types.is_bool_dtype(current)
+        ):
             return "numerical column holds values that are not numbers on one side"
         ref, cur = _finite(reference), _finite(current)
         if len(ref) == 0 or len(cur) == 0:
@@ -327,15 +344,27 @@ def column_drift(reference: pd.Series, current: pd.Series, kind: str, name: str 
         return f"kind '{kind}' is not tested (only {', '.join(KINDS)})"
     spec = METHODS[method]
     threshold = (thresholds or {}).get(method, spec.threshold)
-    return ColumnDrift(column=name, kind=kind, method=method,
-                       score=None if score != score else float(score), threshold=threshold,
-                       drifted=spec.drifted(score, threshold), reference_rows=n_ref, current_rows=n_cur)
+    return ColumnDrift(
+        column=name,
+        kind=kind,
+        method=method,
+        score=None if score != score else float(score),
+        threshold=threshold,
+        drifted=spec.drifted(score, threshold),
+        reference_rows=n_ref,
+        current_rows=n_cur,
+    )
 
 
-def detect_drift(reference: pd.DataFrame, current: pd.DataFrame,
-                 columns: Iterable[str] | None = None, kinds: dict[str, str] | None = None,
-                 drift_share: float = 0.5, thresholds: dict[str, float] | None = None,
-                 workers: int = 2) -> DriftReport:
+def detect_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Iterable[str] | None = None,
+    kinds: dict[str, str] | None = None,
+    drift_share: float = 0.5,
+    thresholds: dict[str, float] | None = None,
+    workers: int = 2,
+) -> DriftReport:
     """Compare ``current`` with ``reference`` column by column.
 
     Args:

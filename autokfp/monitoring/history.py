@@ -47,7 +47,9 @@ def read_history(model_name: str, settings: Settings | None = None) -> pd.DataFr
     return pd.DataFrame.from_records(records)
 
 
-def append_history(model_name: str, record: dict[str, Any], settings: Settings | None = None) -> bool:
+def append_history(
+    model_name: str, record: dict[str, Any], settings: Settings | None = None
+) -> bool:
     """Append ``record`` unless a record with the same ``run_id`` exists; True if appended."""
     settings = settings or Settings.from_env()
     uri = history_uri(settings.artifact_root, model_name)
@@ -88,7 +90,9 @@ def scrape_counters(url: str, service: str, timeout: float = 5.0) -> dict[str, f
     return totals
 
 
-def rates_since(previous: dict[str, Any] | None, counters: dict[str, float]) -> dict[str, float | None]:
+def rates_since(
+    previous: dict[str, Any] | None, counters: dict[str, float]
+) -> dict[str, float | None]:
     """Error rate and mean latency between two scrapes (a counter reset starts from zero)."""
     before = {k: float((previous or {}).get(f"counter_{k}") or 0.0) for k in counters}
     if any(counters[k] < before[k] for k in counters):  # the predictor restarted
@@ -97,6 +101,8 @@ def rates_since(previous: dict[str, Any] | None, counters: dict[str, float]) -> 
     errors = counters["errors"] - before["errors"]
     count = counters["latency_count"] - before["latency_count"]
     latency = counters["latency_sum"] - before["latency_sum"]
-    return {"requests": requests,
-            "error_rate": errors / requests if requests > 0 else None,
-            "latency_mean_ms": 1000.0 * latency / count if count > 0 else None}
+    return {
+        "requests": requests,
+        "error_rate": errors / requests if requests > 0 else None,
+        "latency_mean_ms": 1000.0 * latency / count if count > 0 else None,
+    }

@@ -44,13 +44,23 @@ class InputQuality:
         return self.rows > 0 and self.bad_fraction <= self.max_bad_fraction
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "bad_rows": self.bad_rows, "bad_fraction": self.bad_fraction,
-                "max_bad_fraction": self.max_bad_fraction, "usable": self.usable,
-                "checks": [asdict(c) for c in self.checks]}
+        return {
+            "rows": self.rows,
+            "bad_rows": self.bad_rows,
+            "bad_fraction": self.bad_fraction,
+            "max_bad_fraction": self.max_bad_fraction,
+            "usable": self.usable,
+            "checks": [asdict(c) for c in self.checks],
+        }
 
 
-def check_inputs(window: pd.DataFrame, required: list[str], kinds: dict[str, str],
-                 reference: pd.DataFrame | None, max_bad_fraction: float = 0.2) -> InputQuality:
+def check_inputs(
+    window: pd.DataFrame,
+    required: list[str],
+    kinds: dict[str, str],
+    reference: pd.DataFrame | None,
+    max_bad_fraction: float = 0.2,
+) -> InputQuality:
     """Check the window's inputs against the model's required columns and the reference."""
     from autokfp.monitoring.drift import CATEGORICAL, NUMERICAL
 
@@ -62,23 +72,37 @@ def check_inputs(window: pd.DataFrame, required: list[str], kinds: dict[str, str
     absent = [c for c in required if c not in window.columns]
     present = [c for c in required if c in window.columns]
     if absent:
-        result.checks.append(Check("required_columns", "fail",
-                                   f"column(s) {absent} the model needs are absent from every logged row"))
+        result.checks.append(
+            Check(
+                "required_columns",
+                "fail",
+                f"column(s) {absent} the model needs are absent from every logged row",
+            )
+        )
         result.bad_rows = rows
     else:
-        result.checks.append(Check("required_columns", "pass", f"all {len(required)} input columns present"))
+        result.checks.append(
+            Check("required_columns", "pass", f"all {len(required)} input columns present")
+        )
     if present:
         all_missing = window[present].isna().all(axis=1)
         count = int(all_missing.sum())
         if not absent:
             result.bad_rows = count
         status = "fail" if count / rows > max_bad_fraction else ("warn" if count else "pass")
-        result.checks.append(Check("empty_rows", status, f"{count} of {rows} rows have every input missing"))
+        result.checks.append(
+            Check("empty_rows", status, f"{count} of {rows} rows have every input missing")
+        )
     if "request_id" in window.columns:
         # the same request logged twice (a batch written again) repeats id, inputs and time
         twice = int(window.duplicated().sum())
-        result.checks.append(Check("duplicates", "warn" if twice else "pass",
-                                   f"{twice} rows were logged twice" if twice else "no row logged twice"))
+        result.checks.append(
+            Check(
+                "duplicates",
+                "warn" if twice else "pass",
+                f"{twice} rows were logged twice" if twice else "no row logged twice",
+            )
+        )
     if reference is None or reference.empty:
         return result
     missing_warnings, range_warnings, unseen_warnings = [], [], []
@@ -97,7 +121,9 @@ def check_inputs(window: pd.DataFrame, required: list[str], kinds: dict[str, str
             if len(live) and len(ref):
                 outside = float(np.mean((live < ref.min()) | (live > ref.max())))
                 if outside >= OUT_OF_RANGE:
-                    range_warnings.append(f"{column} {outside:.0%} outside [{ref.min():.4g}, {ref.max():.4g}]")
+                    range_warnings.append(
+                        f"{column} {outside:.0%} outside [{ref.min():.4g}, {ref.max():.4g}]"
+                    )
         elif kind == CATEGORICAL:
             known = set(reference[column].dropna().astype(str).unique())
             live_values = window[column].dropna().astype(str)
@@ -106,9 +132,16 @@ def check_inputs(window: pd.DataFrame, required: list[str], kinds: dict[str, str
                 if unseen >= UNSEEN:
                     new = sorted(set(live_values.unique()) - known)[:5]
                     unseen_warnings.append(f"{column} {unseen:.0%} unseen (e.g. {new})")
-    for name, found, what in (("missing_values", missing_warnings, "more missing values than the reference"),
-                              ("out_of_range", range_warnings, "numbers outside the reference range"),
-                              ("unseen_categories", unseen_warnings, "categories the reference never had")):
-        result.checks.append(Check(name, "warn" if found else "pass",
-                                   f"{what}: {'; '.join(found)}" if found else f"no {what}"))
+    for name, found, what in (
+        ("missing_values", missing_warnings, "more missing values than the reference"),
+        ("out_of_range", range_warnings, "numbers outside the reference range"),
+        ("unseen_categories", unseen_warnings, "categories the reference never had"),
+    ):
+        result.checks.append(
+            Check(
+                name,
+                "warn" if found else "pass",
+                f"{what}: {'; '.join(found)}" if found else f"no {what}",
+            )
+        )
     return result

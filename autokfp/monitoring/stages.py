@@ -35,7 +35,9 @@ OK, EMPTY, TOO_FEW, NO_CHAMPION = "ok", "empty", "too-few-rows", "no-champion"
 
 
 def _config(config: dict[str, Any] | RunConfig) -> RunConfig:
-    return config if isinstance(config, RunConfig) else parse_config(config, origin="pipeline config")
+    return (
+        config if isinstance(config, RunConfig) else parse_config(config, origin="pipeline config")
+    )
 
 
 def json_safe(value: Any) -> Any:
@@ -103,18 +105,34 @@ def _normalise(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
 # ------------------------------------------------------------------------- audit + state
 
 
-def _record_once(kind: str, details: dict[str, Any], model: str, version: str | None, run_id: str,
-                 key: str, settings: Settings | None = None) -> dict[str, Any] | None:
+def _record_once(
+    kind: str,
+    details: dict[str, Any],
+    model: str,
+    version: str | None,
+    run_id: str,
+    key: str,
+    settings: Settings | None = None,
+) -> dict[str, Any] | None:
     """Record an audit event unless this run already recorded it (same kind and key)."""
     from autokfp.governance.audit import read_events, record_event
 
     if run_id:
         for event in read_events(settings):
-            if (event.get("run_id") == run_id and event.get("kind") == kind
-                    and (event.get("details") or {}).get("key") == key):
+            if (
+                event.get("run_id") == run_id
+                and event.get("kind") == kind
+                and (event.get("details") or {}).get("key") == key
+            ):
                 return None
-    return record_event(kind, json_safe({**details, "key": key}), model=model, version=version,
-                        run_id=run_id or None, settings=settings)
+    return record_event(
+        kind,
+        json_safe({**details, "key": key}),
+        model=model,
+        version=version,
+        run_id=run_id or None,
+        settings=settings,
+    )
 
 
 def _run_state_uri(settings: Settings, model: str, run_id: str) -> str:
@@ -127,15 +145,29 @@ def _remember_run_start(settings: Settings, model: str, run_id: str, champion_ve
         return
     uri = _run_state_uri(settings, model, run_id)
     if not storage.exists(uri):  # a retried task keeps the first answer
-        storage.write_text(uri, json.dumps({"run_id": run_id, "champion_at_start": champion_version,
-                                            "started": datetime.now(timezone.utc).isoformat()}))
+        storage.write_text(
+            uri,
+            json.dumps(
+                {
+                    "run_id": run_id,
+                    "champion_at_start": champion_version,
+                    "started": datetime.now(timezone.utc).isoformat(),
+                }
+            ),
+        )
 
 
 # ----------------------------------------------------------------------------- collect
 
 
-def collect_stage(config: dict[str, Any] | RunConfig, current_path: str, reference_path: str,
-                  collection_path: str, run_id: str = "", window_end: str = "") -> dict[str, Any]:
+def collect_stage(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    reference_path: str,
+    collection_path: str,
+    run_id: str = "",
+    window_end: str = "",
+) -> dict[str, Any]:
     """The champion's logged predictions for the window (with labels), its reference and
     the quality of the live inputs."""
     from autokfp.monitoring.quality import check_inputs
@@ -156,14 +188,20 @@ def collect_stage(config: dict[str, Any] | RunConfig, current_path: str, referen
     end = parse_time(window_end)
     start = end - timedelta(days=spec.window_days)
     collection: dict[str, Any] = {
-        "model": cfg.model_name, "run_id": run_id, "notes": [],
+        "model": cfg.model_name,
+        "run_id": run_id,
+        "notes": [],
         "window": {"start": start.isoformat(), "end": end.isoformat(), "days": spec.window_days},
     }
     champion = load_champion(cfg.model_name, settings)
     if champion is None:
-        collection.update(status=NO_CHAMPION, rows=0, labelled_rows=0,
-                          reason=f"no version of '{cfg.model_name}' holds alias 'champion': there is "
-                                 "nothing to monitor; train one first (autokfp run CONFIG)")
+        collection.update(
+            status=NO_CHAMPION,
+            rows=0,
+            labelled_rows=0,
+            reason=f"no version of '{cfg.model_name}' holds alias 'champion': there is "
+            "nothing to monitor; train one first (autokfp run CONFIG)",
+        )
         _write_parquet(current_path, pd.DataFrame())
         _write_parquet(reference_path, pd.DataFrame())
         _write_json(collection_path, collection)
@@ -173,48 +211,90 @@ def collect_stage(config: dict[str, Any] | RunConfig, current_path: str, referen
     collection["notes"] += window.notes
     required = list(champion.plan.input_columns)
     for version, seen in window.other_versions.items():
-        columns = [c for c in seen["columns"] if not c.startswith(OUTPUT_PREFIX)
-                   and c not in ("request_id", "model_version", "logged_at")]
+        columns = [
+            c
+            for c in seen["columns"]
+            if not c.startswith(OUTPUT_PREFIX)
+            and c not in ("request_id", "model_version", "logged_at")
+        ]
         extra = sorted(set(columns) - set(required) - set(champion.plan.dropped))
         lacking = sorted(set(required) - set(columns))
-        differs = (f" and other columns (extra {extra}, lacking {lacking})" if extra or lacking else "")
+        differs = (
+            f" and other columns (extra {extra}, lacking {lacking})" if extra or lacking else ""
+        )
         collection["notes"].append(
             f"{seen['rows']} rows in the window were logged by v{version}{differs}; they are not "
-            f"compared: only the champion v{champion.version}'s own predictions are")
+            f"compared: only the champion v{champion.version}'s own predictions are"
+        )
     id_column = spec.labels.id_column or cfg.training.id_column
     target = spec.labels.target or cfg.training.target
     labels = read_labels(spec.labels.path, id_column, target)
     current, label_note = join_labels(window.frame, labels, id_column, target)
     reference = resolve_reference(cfg, champion, settings)
-    quality = check_inputs(current, required, champion.kinds, reference.frame, spec.max_bad_input_fraction)
+    quality = check_inputs(
+        current, required, champion.kinds, reference.frame, spec.max_bad_input_fraction
+    )
     rows = len(current)
     if rows == 0:
-        status, reason = EMPTY, (f"no predictions of {cfg.model_name} v{champion.version} were logged "
-                                 f"between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC: "
-                                 "there is nothing to compare")
+        status, reason = (
+            EMPTY,
+            (
+                f"no predictions of {cfg.model_name} v{champion.version} were logged "
+                f"between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC: "
+                "there is nothing to compare"
+            ),
+        )
     elif rows < spec.min_window_rows:
-        status, reason = TOO_FEW, (f"only {rows} predictions were logged in the window, fewer than "
-                                   f"monitoring.min_window_rows ({spec.min_window_rows}): too few to judge")
+        status, reason = (
+            TOO_FEW,
+            (
+                f"only {rows} predictions were logged in the window, fewer than "
+                f"monitoring.min_window_rows ({spec.min_window_rows}): too few to judge"
+            ),
+        )
     else:
         status, reason = OK, f"{rows} predictions of v{champion.version} in the window"
     labelled = int(current[LABEL_COLUMN].notna().sum()) if rows else 0
     collection.update(
-        status=status, reason=reason, rows=rows, files=window.files, labelled_rows=labelled,
-        labels=label_note, other_versions=window.other_versions,
-        champion={"version": champion.version, "service": champion.service,
-                  "registered_at": champion.registered_at.isoformat(), "test_metric": champion.test_metric,
-                  "deployment": champion.tags.get("deployment")},
-        task=champion.meta["task"], primary_metric=champion.meta["primary_metric"],
-        class_labels=champion.meta.get("class_labels"), kinds=champion.kinds,
+        status=status,
+        reason=reason,
+        rows=rows,
+        files=window.files,
+        labelled_rows=labelled,
+        labels=label_note,
+        other_versions=window.other_versions,
+        champion={
+            "version": champion.version,
+            "service": champion.service,
+            "registered_at": champion.registered_at.isoformat(),
+            "test_metric": champion.test_metric,
+            "deployment": champion.tags.get("deployment"),
+        },
+        task=champion.meta["task"],
+        primary_metric=champion.meta["primary_metric"],
+        class_labels=champion.meta.get("class_labels"),
+        kinds=champion.kinds,
         prediction_kinds=champion.prediction_kinds,
-        reference={"source": reference.source, "note": reference.note,
-                   "rows": 0 if reference.frame is None else len(reference.frame)},
-        quality=quality.to_dict())
+        reference={
+            "source": reference.source,
+            "note": reference.note,
+            "rows": 0 if reference.frame is None else len(reference.frame),
+        },
+        quality=quality.to_dict(),
+    )
     _write_parquet(current_path, current)
-    _write_parquet(reference_path, reference.frame if reference.frame is not None else pd.DataFrame())
+    _write_parquet(
+        reference_path, reference.frame if reference.frame is not None else pd.DataFrame()
+    )
     _write_json(collection_path, collection)
-    log.info("monitoring %s v%s: %s; labels: %s; reference: %s", cfg.model_name, champion.version,
-             reason, label_note, reference.note)
+    log.info(
+        "monitoring %s v%s: %s; labels: %s; reference: %s",
+        cfg.model_name,
+        champion.version,
+        reason,
+        label_note,
+        reference.note,
+    )
     return collection
 
 
@@ -222,10 +302,12 @@ def collect_stage(config: dict[str, Any] | RunConfig, current_path: str, referen
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px "
-            "solid #ddd;text-align:left}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1>{body}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px "
+        "solid #ddd;text-align:left}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
 
 
 def _score_text(score: float | None) -> str:
@@ -236,13 +318,18 @@ def _drift_table(report: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(c['column'])}</td><td>{c['kind']}</td><td>{c['method_name']}</td>"
         f"<td>{_score_text(c['score'])}</td><td>{c['threshold']:g}</td>"
-        f"<td>{'<b>drift</b>' if c['drifted'] else 'stable'}</td></tr>" for c in report["columns"])
-    return ("<table><tr><th>column</th><th>kind</th><th>test</th><th>score</th><th>threshold</th>"
-            f"<th>verdict</th></tr>{rows}</table>")
+        f"<td>{'<b>drift</b>' if c['drifted'] else 'stable'}</td></tr>"
+        for c in report["columns"]
+    )
+    return (
+        "<table><tr><th>column</th><th>kind</th><th>test</th><th>score</th><th>threshold</th>"
+        f"<th>verdict</th></tr>{rows}</table>"
+    )
 
 
-def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str],
-                     report_path: str) -> str | None:
+def evidently_report(
+    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], report_path: str
+) -> str | None:
     """Evidently's DataDriftPreset as HTML (a sample of at most REPORT_ROWS rows per side).
 
     Returns None, or the reason the report could not be drawn.
@@ -256,12 +343,18 @@ def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict
         columns = [c for c in kinds if c in reference.columns and c in current.columns]
         definition = DataDefinition(
             numerical_columns=[c for c in columns if kinds[c] == NUMERICAL],
-            categorical_columns=[c for c in columns if kinds[c] == CATEGORICAL])
+            categorical_columns=[c for c in columns if kinds[c] == CATEGORICAL],
+        )
         sample_ref = reference[columns].sample(n=min(len(reference), REPORT_ROWS), random_state=0)
         sample_cur = current[columns].sample(n=min(len(current), REPORT_ROWS), random_state=0)
         snapshot = Report([DataDriftPreset(columns=columns)], include_tests=True).run(
-            current_data=Dataset.from_pandas(sample_cur.reset_index(drop=True), data_definition=definition),
-            reference_data=Dataset.from_pandas(sample_ref.reset_index(drop=True), data_definition=definition))
+            current_data=Dataset.from_pandas(
+                sample_cur.reset_index(drop=True), data_definition=definition
+            ),
+            reference_data=Dataset.from_pandas(
+                sample_ref.reset_index(drop=True), data_definition=definition
+            ),
+        )
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         snapshot.save_html(report_path)
         return None
@@ -270,8 +363,14 @@ def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict
         return f"{type(exc).__name__}: {exc}"
 
 
-def drift_stage(config: dict[str, Any] | RunConfig, current_path: str, reference_path: str,
-                collection_path: str, drift_path: str, report_path: str) -> dict[str, Any]:
+def drift_stage(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    reference_path: str,
+    collection_path: str,
+    drift_path: str,
+    report_path: str,
+) -> dict[str, Any]:
     """Per-feature and prediction drift of the window against the reference."""
     from autokfp.monitoring.drift import detect_drift
 
@@ -281,32 +380,52 @@ def drift_stage(config: dict[str, Any] | RunConfig, current_path: str, reference
     if collection["status"] != OK:
         summary["reason"] = f"drift not measured: {collection['reason']}"
     elif collection["reference"]["source"] == "missing":
-        summary["reason"] = f"drift not measured: the reference is missing ({collection['reference']['note']})"
+        summary["reason"] = (
+            f"drift not measured: the reference is missing ({collection['reference']['note']})"
+        )
     if not summary.get("reason"):
         kinds = collection["kinds"]
         prediction_kinds = collection["prediction_kinds"]
         both = {**kinds, **prediction_kinds}
         current = _normalise(pd.read_parquet(current_path), both)
         reference = _normalise(pd.read_parquet(reference_path), both)
-        features = detect_drift(reference, current, columns=list(kinds), kinds=kinds,
-                                drift_share=cfg.monitoring.drift_share)
+        features = detect_drift(
+            reference,
+            current,
+            columns=list(kinds),
+            kinds=kinds,
+            drift_share=cfg.monitoring.drift_share,
+        )
         present = [c for c in prediction_kinds if c in reference.columns and c in current.columns]
-        predictions = (detect_drift(reference, current, columns=present, kinds=prediction_kinds)
-                       if present else None)
-        summary = {"available": True, "features": features.to_dict(),
-                   "predictions": predictions.to_dict() if predictions else {},
-                   "prediction_note": "" if present else "the reference holds no predictions: "
-                                                          "prediction drift not measured",
-                   "rows": {"current": len(current), "reference": len(reference)}}
-        problem = evidently_report(reference, current, {c: both[c] for c in list(kinds) + present}, report_path)
+        predictions = (
+            detect_drift(reference, current, columns=present, kinds=prediction_kinds)
+            if present
+            else None
+        )
+        summary = {
+            "available": True,
+            "features": features.to_dict(),
+            "predictions": predictions.to_dict() if predictions else {},
+            "prediction_note": ""
+            if present
+            else "the reference holds no predictions: prediction drift not measured",
+            "rows": {"current": len(current), "reference": len(reference)},
+        }
+        problem = evidently_report(
+            reference, current, {c: both[c] for c in list(kinds) + present}, report_path
+        )
         if problem:
-            body = (f"<p>Evidently could not draw its report ({html.escape(problem)}); our verdicts:</p>"
-                    + _drift_table(summary["features"]))
+            body = (
+                f"<p>Evidently could not draw its report ({html.escape(problem)}); "
+                "our verdicts:</p>" + _drift_table(summary["features"])
+            )
             storage.write_text(report_path, _page("Data drift", body))
         summary["report"] = "evidently" if problem is None else "verdicts only"
     else:
-        storage.write_text(report_path, _page("Data drift: not measured",
-                                              f"<p>{html.escape(summary['reason'])}</p>"))
+        storage.write_text(
+            report_path,
+            _page("Data drift: not measured", f"<p>{html.escape(summary['reason'])}</p>"),
+        )
     _write_json(drift_path, summary)
     return summary
 
@@ -314,23 +433,32 @@ def drift_stage(config: dict[str, Any] | RunConfig, current_path: str, reference
 # ------------------------------------------------------------------------- performance
 
 
-def performance_stage(config: dict[str, Any] | RunConfig, current_path: str, collection_path: str,
-                      performance_path: str) -> dict[str, Any]:
+def performance_stage(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    collection_path: str,
+    performance_path: str,
+) -> dict[str, Any]:
     """The champion's primary metric on the labelled live rows, against its test value."""
     from autokfp.monitoring.window import LABEL_COLUMN, OUTPUT_PREFIX
 
     cfg = _config(config)
     collection = _read_json(collection_path)
-    summary: dict[str, Any] = {"available": False, "labelled_rows": int(collection.get("labelled_rows", 0))}
+    summary: dict[str, Any] = {
+        "available": False,
+        "labelled_rows": int(collection.get("labelled_rows", 0)),
+    }
     if collection["status"] in (NO_CHAMPION, EMPTY):
         summary["reason"] = f"performance not measured: {collection['reason']}"
         _write_json(performance_path, summary)
         return summary
     labelled_rows = summary["labelled_rows"]
     if labelled_rows < cfg.monitoring.min_labelled_rows:
-        summary["reason"] = (f"performance not measured: {labelled_rows} labelled rows, fewer than "
-                             f"monitoring.min_labelled_rows ({cfg.monitoring.min_labelled_rows}); "
-                             f"{collection.get('labels', '')}")
+        summary["reason"] = (
+            f"performance not measured: {labelled_rows} labelled rows, fewer than "
+            f"monitoring.min_labelled_rows ({cfg.monitoring.min_labelled_rows}); "
+            f"{collection.get('labels', '')}"
+        )
         _write_json(performance_path, summary)
         return summary
     from autokfp.evaluation import compute_metrics
@@ -339,7 +467,9 @@ def performance_stage(config: dict[str, Any] | RunConfig, current_path: str, col
     frame = pd.read_parquet(current_path)
     frame = frame[frame[LABEL_COLUMN].notna()]
     outputs = [c for c in frame.columns if c.startswith(OUTPUT_PREFIX)]
-    predictions = frame[outputs].rename(columns=lambda c: c[len(OUTPUT_PREFIX):]).reset_index(drop=True)
+    predictions = (
+        frame[outputs].rename(columns=lambda c: c[len(OUTPUT_PREFIX) :]).reset_index(drop=True)
+    )
     meta = {"task": collection["task"], "class_labels": collection.get("class_labels")}
     if meta["task"] == "regression":
         truth = pd.to_numeric(frame[LABEL_COLUMN], errors="coerce").reset_index(drop=True)
@@ -355,14 +485,25 @@ def performance_stage(config: dict[str, Any] | RunConfig, current_path: str, col
     live = metrics.get(metric)
     test = collection["champion"]["test_metric"]
     if live is None or live != live or test is None:
-        summary.update(metrics=metrics, reason=(
-            f"performance not compared: live {metric} is {live} and the champion's test {metric} is "
-            f"{test} (a single class among the labels, or no test metric in the registry)"))
+        summary.update(
+            metrics=metrics,
+            reason=(
+                f"performance not compared: live {metric} is {live} and the champion's "
+                f"test {metric} is "
+                f"{test} (a single class among the labels, or no test metric in the registry)"
+            ),
+        )
         _write_json(performance_path, summary)
         return summary
     worse = (test - live) if GREATER_IS_BETTER.get(metric, True) else (live - test)
-    summary.update(available=True, metric=metric, live=live, champion_test=test,
-                   drop=worse / abs(test) if test else 0.0, metrics=metrics)
+    summary.update(
+        available=True,
+        metric=metric,
+        live=live,
+        champion_test=test,
+        drop=worse / abs(test) if test else 0.0,
+        metrics=metrics,
+    )
     _write_json(performance_path, summary)
     return summary
 
@@ -388,9 +529,15 @@ def _prediction_mean(current_path: str, collection: dict[str, Any]) -> float | N
     return None if value != value else float(value)
 
 
-def anomaly_stage(config: dict[str, Any] | RunConfig, current_path: str, collection_path: str,
-                  drift_path: str, performance_path: str, anomalies_path: str,
-                  run_id: str = "") -> dict[str, Any]:
+def anomaly_stage(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    collection_path: str,
+    drift_path: str,
+    performance_path: str,
+    anomalies_path: str,
+    run_id: str = "",
+) -> dict[str, Any]:
     """Add this run to the monitoring history and flag its anomalies (audit events)."""
     from autokfp.monitoring.anomaly import detect_anomalies
     from autokfp.monitoring.history import (
@@ -412,10 +559,14 @@ def anomaly_stage(config: dict[str, Any] | RunConfig, current_path: str, collect
         return summary
     history = read_history(cfg.model_name, settings)
     record: dict[str, Any] = {
-        "timestamp": collection["window"]["end"], "run_id": run_id or None,
-        "version": collection["champion"]["version"], "rows": collection["rows"],
+        "timestamp": collection["window"]["end"],
+        "run_id": run_id or None,
+        "version": collection["champion"]["version"],
+        "rows": collection["rows"],
         "labelled_rows": collection["labelled_rows"],
-        "drift_share": (drift.get("features") or {}).get("share_of_drifted_columns") if drift["available"] else None,
+        "drift_share": (drift.get("features") or {}).get("share_of_drifted_columns")
+        if drift["available"]
+        else None,
         "prediction_mean": _prediction_mean(current_path, collection),
         "live_metric": performance.get("live"),
     }
@@ -433,12 +584,20 @@ def anomaly_stage(config: dict[str, Any] | RunConfig, current_path: str, collect
     history = read_history(cfg.model_name, settings)
     summary["history_points"] = len(history)
     if not appended:
-        summary["notes"].append("this run is already in the history (a retried task): not added twice")
+        summary["notes"].append(
+            "this run is already in the history (a retried task): not added twice"
+        )
     anomalies = detect_anomalies(history, season=spec.season, threshold=spec.anomaly_threshold)
     for anomaly in anomalies:
-        _record_once("monitoring.anomaly", {**anomaly.to_dict(), "summary": anomaly.describe()},
-                     cfg.model_name, collection["champion"]["version"], run_id,
-                     key=f"anomaly:{anomaly.metric}", settings=settings)
+        _record_once(
+            "monitoring.anomaly",
+            {**anomaly.to_dict(), "summary": anomaly.describe()},
+            cfg.model_name,
+            collection["champion"]["version"],
+            run_id,
+            key=f"anomaly:{anomaly.metric}",
+            settings=settings,
+        )
     summary["anomalies"] = [{**a.to_dict(), "summary": a.describe()} for a in anomalies]
     summary["record"] = record
     _write_json(anomalies_path, summary)
@@ -448,9 +607,15 @@ def anomaly_stage(config: dict[str, Any] | RunConfig, current_path: str, collect
 # ------------------------------------------------------------------------------ decide
 
 
-def decide_stage(config: dict[str, Any] | RunConfig, collection_path: str, drift_path: str,
-                 performance_path: str, anomalies_path: str, decision_path: str,
-                 run_id: str = "") -> dict[str, Any]:
+def decide_stage(
+    config: dict[str, Any] | RunConfig,
+    collection_path: str,
+    drift_path: str,
+    performance_path: str,
+    anomalies_path: str,
+    decision_path: str,
+    run_id: str = "",
+) -> dict[str, Any]:
     """Apply the retraining triggers; record the decision and its reasons in the audit trail."""
     from autokfp.monitoring.triggers import decide
 
@@ -466,21 +631,55 @@ def decide_stage(config: dict[str, Any] | RunConfig, collection_path: str, drift
     age = None
     if has_champion:
         registered = datetime.fromisoformat(collection["champion"]["registered_at"])
-        age = (datetime.fromisoformat(collection["window"]["end"]) - registered).total_seconds() / 86400
-    decision = decide(cfg.monitoring, has_champion=has_champion, window_rows=int(collection.get("rows", 0)),
-                      quality_usable=bool(quality.get("usable", False)), quality_detail="; ".join(failed),
-                      drift=drift, performance=performance,
-                      new_labelled_rows=int(collection.get("labelled_rows", 0)), champion_age_days=age)
+        age = (
+            datetime.fromisoformat(collection["window"]["end"]) - registered
+        ).total_seconds() / 86400
+    decision = decide(
+        cfg.monitoring,
+        has_champion=has_champion,
+        window_rows=int(collection.get("rows", 0)),
+        quality_usable=bool(quality.get("usable", False)),
+        quality_detail="; ".join(failed),
+        drift=drift,
+        performance=performance,
+        new_labelled_rows=int(collection.get("labelled_rows", 0)),
+        champion_age_days=age,
+    )
     result = decision.to_dict()
-    result.update(model=cfg.model_name, champion=(collection.get("champion") or {}).get("version"),
-                  window=collection["window"], rows=collection.get("rows", 0),
-                  status=collection["status"], notes=collection.get("notes", []),
-                  reference=(collection.get("reference") or {}).get("source"),
-                  anomalies=[a["summary"] for a in anomalies.get("anomalies", [])])
+    result.update(
+        model=cfg.model_name,
+        champion=(collection.get("champion") or {}).get("version"),
+        window=collection["window"],
+        rows=collection.get("rows", 0),
+        status=collection["status"],
+        notes=collection.get("notes", []),
+        reference=(collection.get("reference") or {}).get("source"),
+        anomalies=[a["summary"] for a in anomalies.get("anomalies", [])],
+    )
     kind = "retrain.triggered" if decision.retrain else "retrain.skipped"
-    _record_once(kind, {k: result[k] for k in ("summary", "reasons", "blockers", "checks", "window", "rows",
-                                               "status", "reference", "notes", "anomalies")},
-                 cfg.model_name, result["champion"], run_id, key="decision", settings=settings)
+    _record_once(
+        kind,
+        {
+            k: result[k]
+            for k in (
+                "summary",
+                "reasons",
+                "blockers",
+                "checks",
+                "window",
+                "rows",
+                "status",
+                "reference",
+                "notes",
+                "anomalies",
+            )
+        },
+        cfg.model_name,
+        result["champion"],
+        run_id,
+        key="decision",
+        settings=settings,
+    )
     _write_json(decision_path, result)
     log.info("%s: %s", cfg.model_name, decision.summary)
     return result
@@ -489,8 +688,9 @@ def decide_stage(config: dict[str, Any] | RunConfig, collection_path: str, drift
 # ------------------------------------------------------------------- after retraining
 
 
-def record_retraining_stage(config: dict[str, Any] | RunConfig, registration_path: str, outcome_path: str,
-                            run_id: str = "") -> dict[str, Any]:
+def record_retraining_stage(
+    config: dict[str, Any] | RunConfig, registration_path: str, outcome_path: str, run_id: str = ""
+) -> dict[str, Any]:
     """After the nested training graph: what was registered and what serves now (audit event),
     and the new champion's monitoring reference while its training data is unchanged."""
     from autokfp import registry
@@ -501,10 +701,14 @@ def record_retraining_stage(config: dict[str, Any] | RunConfig, registration_pat
     registration = _read_json(registration_path)
     client = registry.configure(settings)
     champion = registry.champion_version(client, cfg.model_name)
-    outcome = {"registered_version": registration.get("version"), "promoted": registration.get("promoted"),
-               "aliases": registration.get("aliases"), "decision": registration.get("decision"),
-               "champion": None if champion is None else str(champion.version),
-               "deployment": None if champion is None else champion.tags.get("deployment")}
+    outcome = {
+        "registered_version": registration.get("version"),
+        "promoted": registration.get("promoted"),
+        "aliases": registration.get("aliases"),
+        "decision": registration.get("decision"),
+        "champion": None if champion is None else str(champion.version),
+        "deployment": None if champion is None else champion.tags.get("deployment"),
+    }
     if champion is not None and str(champion.version) == str(registration.get("version")):
         try:
             loaded = load_champion(cfg.model_name, settings)
@@ -512,8 +716,15 @@ def record_retraining_stage(config: dict[str, Any] | RunConfig, registration_pat
                 outcome["reference"] = resolve_reference(cfg, loaded, settings).note
         except Exception as exc:  # noqa: BLE001 - the next monitoring run tries again
             outcome["reference"] = f"not stored yet: {exc}"
-    _record_once("retrain.completed", outcome, cfg.model_name, outcome["champion"], run_id,
-                 key="retrain", settings=settings)
+    _record_once(
+        "retrain.completed",
+        outcome,
+        cfg.model_name,
+        outcome["champion"],
+        run_id,
+        key="retrain",
+        settings=settings,
+    )
     _write_json(outcome_path, outcome)
     return outcome
 
@@ -521,8 +732,13 @@ def record_retraining_stage(config: dict[str, Any] | RunConfig, registration_pat
 # ------------------------------------------------------------------------ exit handler
 
 
-def finalize_stage(config: dict[str, Any] | RunConfig, state: str, run_id: str = "",
-                   error: str = "", task: str = "") -> dict[str, Any]:
+def finalize_stage(
+    config: dict[str, Any] | RunConfig,
+    state: str,
+    run_id: str = "",
+    error: str = "",
+    task: str = "",
+) -> dict[str, Any]:
     """The exit handler: a failed run is recorded, and a champion promoted during the run
     whose deploy did not finish is replaced by the champion the run started with."""
     from autokfp import registry
@@ -533,8 +749,15 @@ def finalize_stage(config: dict[str, Any] | RunConfig, state: str, run_id: str =
     result: dict[str, Any] = {"state": state, "restored": None}
     if state == "SUCCEEDED":
         return result
-    _record_once("monitoring.run_failed", {"state": state, "error": error[:2000], "task": task},
-                 cfg.model_name, None, run_id, key="run", settings=settings)
+    _record_once(
+        "monitoring.run_failed",
+        {"state": state, "error": error[:2000], "task": task},
+        cfg.model_name,
+        None,
+        run_id,
+        key="run",
+        settings=settings,
+    )
     uri = _run_state_uri(settings, cfg.model_name, run_id) if run_id else None
     if not uri or not storage.exists(uri):
         result["note"] = "the run failed before it read the champion: nothing to restore"
@@ -555,16 +778,26 @@ def finalize_stage(config: dict[str, Any] | RunConfig, state: str, run_id: str =
         from autokfp.serving.inference_service import service_name
 
         try:  # canary 0%: every request goes back to the previous revision
-            deployment.KubernetesServing(cfg.deploy.namespace).set_traffic(service_name(cfg.model_name), 0)
+            deployment.KubernetesServing(cfg.deploy.namespace).set_traffic(
+                service_name(cfg.model_name), 0
+            )
             traffic = "; canary traffic set to 0%"
         except Exception as exc:  # noqa: BLE001 - the registry is restored either way
             traffic = f"; canary traffic could not be reset: {exc}"
-    reason = (f"the monitoring run failed ({state} in {task or 'a task'}: {error[:300]}) after v{failed} "
-              f"became champion and before its deploy was verified: v{start} is champion again, "
-              f"v{failed} is marked rejected{traffic}")
-    _record_once("deploy.rolled_back", {"failed_version": failed, "restored_version": str(start),
-                                        "reason": reason}, cfg.model_name, str(start), run_id,
-                 key="restore", settings=settings)
+    reason = (
+        f"the monitoring run failed ({state} in {task or 'a task'}: {error[:300]}) after v{failed} "
+        f"became champion and before its deploy was verified: v{start} is champion again, "
+        f"v{failed} is marked rejected{traffic}"
+    )
+    _record_once(
+        "deploy.rolled_back",
+        {"failed_version": failed, "restored_version": str(start), "reason": reason},
+        cfg.model_name,
+        str(start),
+        run_id,
+        key="restore",
+        settings=settings,
+    )
     result.update(restored=str(start), failed_version=failed, note=reason)
     log.warning(reason)
     return result

@@ -42,18 +42,35 @@ class RetrainDecision:
     def summary(self) -> str:
         if self.retrain:
             return "retrain: " + "; ".join(self.reasons)
-        why = self.blockers or [c.detail for c in self.checks if c.evaluated] or ["no trigger is enabled"]
+        why = (
+            self.blockers
+            or [c.detail for c in self.checks if c.evaluated]
+            or ["no trigger is enabled"]
+        )
         return "no retraining: " + "; ".join(why)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"retrain": self.retrain, "summary": self.summary, "reasons": list(self.reasons),
-                "blockers": list(self.blockers), "checks": [asdict(c) for c in self.checks]}
+        return {
+            "retrain": self.retrain,
+            "summary": self.summary,
+            "reasons": list(self.reasons),
+            "blockers": list(self.blockers),
+            "checks": [asdict(c) for c in self.checks],
+        }
 
 
-def decide(spec: Any, *, has_champion: bool, window_rows: int, quality_usable: bool,
-           quality_detail: str = "", drift: dict[str, Any] | None = None,
-           performance: dict[str, Any] | None = None, new_labelled_rows: int = 0,
-           champion_age_days: float | None = None) -> RetrainDecision:
+def decide(
+    spec: Any,
+    *,
+    has_champion: bool,
+    window_rows: int,
+    quality_usable: bool,
+    quality_detail: str = "",
+    drift: dict[str, Any] | None = None,
+    performance: dict[str, Any] | None = None,
+    new_labelled_rows: int = 0,
+    champion_age_days: float | None = None,
+) -> RetrainDecision:
     """Decide whether to retrain.
 
     Args:
@@ -76,64 +93,121 @@ def decide(spec: Any, *, has_champion: bool, window_rows: int, quality_usable: b
         decision.blockers.append("the window is empty: the champion logged no predictions in it")
         data_ok = False
     elif window_rows < spec.min_window_rows:
-        decision.blockers.append(f"the window holds {window_rows} rows, fewer than "
-                                 f"monitoring.min_window_rows ({spec.min_window_rows})")
+        decision.blockers.append(
+            f"the window holds {window_rows} rows, fewer than "
+            f"monitoring.min_window_rows ({spec.min_window_rows})"
+        )
         data_ok = False
     if window_rows and not quality_usable:
-        decision.blockers.append(f"the live inputs fail the quality checks ({quality_detail}); "
-                                 "their drift and labels are not a reason to retrain")
+        decision.blockers.append(
+            f"the live inputs fail the quality checks ({quality_detail}); "
+            "their drift and labels are not a reason to retrain"
+        )
         data_ok = False
 
     drift = drift or {}
     features = drift.get("features") or {}
     if not drift.get("available"):
-        decision.checks.append(TriggerCheck("drift", False, False, None, spec.drift_share,
-                                            drift.get("reason") or "drift was not measured"))
+        decision.checks.append(
+            TriggerCheck(
+                "drift",
+                False,
+                False,
+                None,
+                spec.drift_share,
+                drift.get("reason") or "drift was not measured",
+            )
+        )
     else:
         share = float(features.get("share_of_drifted_columns", 0.0))
         drifted = features.get("drifted_columns", [])
         fired = data_ok and share >= spec.drift_share
-        detail = (f"{len(drifted)} of {features.get('number_of_columns', 0)} features drifted "
-                  f"(share {share:.2f}, threshold {spec.drift_share:.2f})"
-                  + (f": {', '.join(drifted)}" if drifted else ""))
-        decision.checks.append(TriggerCheck("drift", data_ok, fired, share, spec.drift_share, detail))
+        detail = (
+            f"{len(drifted)} of {features.get('number_of_columns', 0)} features drifted "
+            f"(share {share:.2f}, threshold {spec.drift_share:.2f})"
+            + (f": {', '.join(drifted)}" if drifted else "")
+        )
+        decision.checks.append(
+            TriggerCheck("drift", data_ok, fired, share, spec.drift_share, detail)
+        )
         predictions = drift.get("predictions") or {}
         moved = predictions.get("drifted_columns", [])
         if predictions:
             fired = data_ok and spec.prediction_drift_triggers and bool(moved)
-            decision.checks.append(TriggerCheck(
-                "prediction_drift", data_ok and spec.prediction_drift_triggers, fired,
-                float(bool(moved)), None,
-                (f"the prediction distribution drifted ({', '.join(moved)})" if moved
-                 else "the prediction distribution is stable")
-                + ("" if spec.prediction_drift_triggers else " (not a trigger: "
-                   "monitoring.prediction_drift_triggers is false)")))
+            decision.checks.append(
+                TriggerCheck(
+                    "prediction_drift",
+                    data_ok and spec.prediction_drift_triggers,
+                    fired,
+                    float(bool(moved)),
+                    None,
+                    (
+                        f"the prediction distribution drifted ({', '.join(moved)})"
+                        if moved
+                        else "the prediction distribution is stable"
+                    )
+                    + (
+                        ""
+                        if spec.prediction_drift_triggers
+                        else " (not a trigger: monitoring.prediction_drift_triggers is false)"
+                    ),
+                )
+            )
 
     performance = performance or {}
     if not performance.get("available"):
-        decision.checks.append(TriggerCheck("performance", False, False, None, spec.performance_drop,
-                                            performance.get("reason") or "performance was not measured"))
+        decision.checks.append(
+            TriggerCheck(
+                "performance",
+                False,
+                False,
+                None,
+                spec.performance_drop,
+                performance.get("reason") or "performance was not measured",
+            )
+        )
     else:
         drop = float(performance["drop"])
         metric = performance["metric"]
         fired = data_ok and drop >= spec.performance_drop
-        detail = (f"live {metric} {performance['live']:.4f} on {performance['labelled_rows']} labelled rows "
-                  f"vs {performance['champion_test']:.4f} at test time: "
-                  f"{'worse' if drop > 0 else 'not worse'} by {abs(drop):.1%} "
-                  f"(threshold {spec.performance_drop:.1%})")
-        decision.checks.append(TriggerCheck("performance", data_ok, fired, drop, spec.performance_drop, detail))
+        detail = (
+            f"live {metric} {performance['live']:.4f} on {performance['labelled_rows']} "
+            "labelled rows "
+            f"vs {performance['champion_test']:.4f} at test time: "
+            f"{'worse' if drop > 0 else 'not worse'} by {abs(drop):.1%} "
+            f"(threshold {spec.performance_drop:.1%})"
+        )
+        decision.checks.append(
+            TriggerCheck("performance", data_ok, fired, drop, spec.performance_drop, detail)
+        )
 
     if spec.min_new_rows is not None:
         fired = data_ok and new_labelled_rows >= spec.min_new_rows
-        decision.checks.append(TriggerCheck(
-            "new_data", data_ok, fired, float(new_labelled_rows), float(spec.min_new_rows),
-            f"{new_labelled_rows} labelled rows arrived for the champion (threshold {spec.min_new_rows})"))
+        decision.checks.append(
+            TriggerCheck(
+                "new_data",
+                data_ok,
+                fired,
+                float(new_labelled_rows),
+                float(spec.min_new_rows),
+                f"{new_labelled_rows} labelled rows arrived for the champion "
+                f"(threshold {spec.min_new_rows})",
+            )
+        )
 
     if spec.retrain_every_days is not None and champion_age_days is not None:
         fired = champion_age_days >= spec.retrain_every_days
-        decision.checks.append(TriggerCheck(
-            "schedule", True, fired, champion_age_days, spec.retrain_every_days,
-            f"the champion is {champion_age_days:.1f} days old (retrain every {spec.retrain_every_days:g})"))
+        decision.checks.append(
+            TriggerCheck(
+                "schedule",
+                True,
+                fired,
+                champion_age_days,
+                spec.retrain_every_days,
+                f"the champion is {champion_age_days:.1f} days old "
+                f"(retrain every {spec.retrain_every_days:g})",
+            )
+        )
 
     decision.reasons = [c.detail for c in decision.checks if c.fired]
     decision.retrain = bool(decision.reasons)

@@ -101,12 +101,21 @@ def load_champion(model_name: str, settings: Settings | None = None) -> Champion
     version = registry.champion_version(client, model_name)
     if version is None:
         return None
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version.version}"))
+    local = Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version.version}")
+    )
     plan = FeaturePlan.from_json((local / "artifacts" / "plan.json").read_text())
     meta = json.loads((local / "artifacts" / "meta.json").read_text())
     created = datetime.fromtimestamp(version.creation_timestamp / 1000, tz=timezone.utc)
-    return Champion(name=model_name, version=str(version.version), model_dir=local, plan=plan,
-                    meta=meta, tags=dict(version.tags), registered_at=created)
+    return Champion(
+        name=model_name,
+        version=str(version.version),
+        model_dir=local,
+        plan=plan,
+        meta=meta,
+        tags=dict(version.tags),
+        registered_at=created,
+    )
 
 
 # ------------------------------------------------------------------------------- window
@@ -122,7 +131,9 @@ def parse_time(text: str | None, default: datetime | None = None) -> datetime:
     try:
         stamp = pd.Timestamp(text)
     except ValueError:
-        raise ValueError(f"'{text}' is not a time; use ISO 8601 such as 2025-06-30T12:00:00Z") from None
+        raise ValueError(
+            f"'{text}' is not a time; use ISO 8601 such as 2025-06-30T12:00:00Z"
+        ) from None
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.to_pydatetime()
 
@@ -155,7 +166,9 @@ def _read_parquet(uri: str, columns: list[str] | None = None) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(storage.read_bytes(uri)), columns=columns)
 
 
-def read_window(root_uri: str, service: str, version: str, start: datetime, end: datetime) -> Window:
+def read_window(
+    root_uri: str, service: str, version: str, start: datetime, end: datetime
+) -> Window:
     """The rows version ``version`` of ``service`` logged in [start, end), oldest first."""
     base = prediction_log_base(root_uri, service)
     window = Window(start=start, end=end, frame=pd.DataFrame())
@@ -164,12 +177,14 @@ def read_window(root_uri: str, service: str, version: str, start: datetime, end:
     for uri in storage.list_uris(base):
         if not uri.endswith(".parquet") or not _in_dates(uri, start, end):
             continue
-        relative = uri[len(base):].lstrip("/")
+        relative = uri[len(base) :].lstrip("/")
         folder = relative.split("/", 1)[0]
         try:
             batch = _read_parquet(uri)
         except Exception as exc:  # noqa: BLE001 - one unreadable batch must not hide the rest
-            window.notes.append(f"skipped unreadable prediction batch {uri}: {type(exc).__name__}: {exc}")
+            window.notes.append(
+                f"skipped unreadable prediction batch {uri}: {type(exc).__name__}: {exc}"
+            )
             continue
         if "logged_at" in batch.columns:
             logged = pd.to_datetime(batch["logged_at"], utc=True)
@@ -188,8 +203,9 @@ def read_window(root_uri: str, service: str, version: str, start: datetime, end:
         if "logged_at" in frame.columns:
             frame = frame.sort_values("logged_at", kind="stable").reset_index(drop=True)
         window.frame = frame
-    window.other_versions = {v: {"rows": d["rows"], "columns": sorted(d["columns"])}
-                             for v, d in sorted(other.items())}
+    window.other_versions = {
+        v: {"rows": d["rows"], "columns": sorted(d["columns"])} for v, d in sorted(other.items())
+    }
     return window
 
 
@@ -211,8 +227,9 @@ def read_labels(path: str | None, id_column: str | None, target: str) -> Labels:
     if not path:
         return Labels(None, "no label source is configured (monitoring.labels.path)")
     if not id_column:
-        return Labels(None, "labels cannot be joined: set monitoring.labels.id_column or "
-                            "training.id_column")
+        return Labels(
+            None, "labels cannot be joined: set monitoring.labels.id_column or training.id_column"
+        )
     try:
         if storage.exists(path) and path.lower().endswith(LABEL_FORMATS):
             uris = [path]
@@ -236,8 +253,11 @@ def read_labels(path: str | None, id_column: str | None, target: str) -> Labels:
             return Labels(None, f"label file {uri} cannot be read: {type(exc).__name__}: {exc}")
         missing = [c for c in (id_column, target) if c not in frame.columns]
         if missing:
-            return Labels(None, f"label file {uri} lacks column(s) {missing} (has {list(frame.columns)}); "
-                                "set monitoring.labels.id_column / target")
+            return Labels(
+                None,
+                f"label file {uri} lacks column(s) {missing} (has {list(frame.columns)}); "
+                "set monitoring.labels.id_column / target",
+            )
         frames.append(frame[[id_column, target]])
     labels = pd.concat(frames, ignore_index=True).dropna(subset=[target])
     labels[id_column] = labels[id_column].astype(str)
@@ -245,16 +265,19 @@ def read_labels(path: str | None, id_column: str | None, target: str) -> Labels:
     return Labels(labels, f"{len(labels)} labelled ids in {len(uris)} file(s) at {path}")
 
 
-def join_labels(frame: pd.DataFrame, labels: Labels, id_column: str | None,
-                target: str) -> tuple[pd.DataFrame, str]:
+def join_labels(
+    frame: pd.DataFrame, labels: Labels, id_column: str | None, target: str
+) -> tuple[pd.DataFrame, str]:
     """The window with ``LABEL_COLUMN`` added (missing where no label arrived)."""
     frame = frame.copy()
     frame[LABEL_COLUMN] = pd.Series(pd.NA, index=frame.index, dtype="object")
     if labels.frame is None or frame.empty:
         return frame, labels.note
     if id_column not in frame.columns:
-        return frame, (f"labels cannot be joined: the logged requests carry no '{id_column}' column; "
-                       "send the id with each request (it is ignored by the model)")
+        return frame, (
+            f"labels cannot be joined: the logged requests carry no '{id_column}' column; "
+            "send the id with each request (it is ignored by the model)"
+        )
     lookup = labels.frame.set_index(id_column)[target]
     frame[LABEL_COLUMN] = frame[id_column].astype(str).map(lookup).astype("object")
     matched = int(frame[LABEL_COLUMN].notna().sum())
@@ -276,9 +299,15 @@ def score_reference(rows: pd.DataFrame, model_dir: str | Path) -> pd.DataFrame:
     return predictions.add_prefix(OUTPUT_PREFIX).reset_index(drop=True)
 
 
-def store_reference(model_name: str, version: str | int, rows: pd.DataFrame,
-                    model_dir: str | Path | None = None, settings: Settings | None = None,
-                    max_rows: int = 50_000, source: str = "training rows") -> str:
+def store_reference(
+    model_name: str,
+    version: str | int,
+    rows: pd.DataFrame,
+    model_dir: str | Path | None = None,
+    settings: Settings | None = None,
+    max_rows: int = 50_000,
+    source: str = "training rows",
+) -> str:
     """Keep a sample of the rows a model version was trained on as its monitoring reference.
 
     Call it once a version is registered (the training or held-out rows, with the target
@@ -297,16 +326,29 @@ def store_reference(model_name: str, version: str | int, rows: pd.DataFrame,
         try:
             sample = pd.concat([sample, score_reference(sample, model_dir)], axis=1)
         except Exception as exc:  # noqa: BLE001 - inputs alone are still a reference
-            log.warning("reference of %s v%s kept without predictions: %s", model_name, version, exc)
+            log.warning(
+                "reference of %s v%s kept without predictions: %s", model_name, version, exc
+            )
     buffer = io.BytesIO()
     _parquet_safe(sample).to_parquet(buffer, index=False)
     storage.write_bytes(uri, buffer.getvalue())
-    meta = {"model": model_name, "version": str(version), "rows": len(sample), "source": source,
-            "source_rows": len(rows), "created": datetime.now(timezone.utc).isoformat(),
-            "columns": list(sample.columns)}
+    meta = {
+        "model": model_name,
+        "version": str(version),
+        "rows": len(sample),
+        "source": source,
+        "source_rows": len(rows),
+        "created": datetime.now(timezone.utc).isoformat(),
+        "columns": list(sample.columns),
+    }
     storage.write_text(uri.removesuffix(".parquet") + ".json", json.dumps(meta, indent=2))
-    log.info("stored the monitoring reference of %s v%s (%d rows from %s)", model_name, version,
-             len(sample), source)
+    log.info(
+        "stored the monitoring reference of %s v%s (%d rows from %s)",
+        model_name,
+        version,
+        len(sample),
+        source,
+    )
     return uri
 
 
@@ -348,7 +390,9 @@ def _dataset_modified_at(config: Any, dataset_id: str) -> datetime | None:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
 
 
-def resolve_reference(config: Any, champion: Champion, settings: Settings | None = None) -> Reference:
+def resolve_reference(
+    config: Any, champion: Champion, settings: Settings | None = None
+) -> Reference:
     """The champion's reference: the stored sample, else (``auto``/``training-data``) its
     training dataset if it is provably unchanged since the champion was registered."""
     settings = settings or Settings.from_env()
@@ -357,40 +401,74 @@ def resolve_reference(config: Any, champion: Champion, settings: Settings | None
     if spec.reference in ("auto", "stored") and storage.exists(uri):
         return Reference(_read_parquet(uri), "stored", f"stored reference {uri}")
     if spec.reference == "stored":
-        return Reference(None, "missing", f"no stored reference for {champion.name} v{champion.version} "
-                                          f"at {uri}; store one with autokfp.monitoring.window."
-                                          "store_reference, or set monitoring.reference: auto")
+        return Reference(
+            None,
+            "missing",
+            f"no stored reference for {champion.name} v{champion.version} "
+            f"at {uri}; store one with autokfp.monitoring.window."
+            "store_reference, or set monitoring.reference: auto",
+        )
     dataset_id = champion.tags.get("dataset")
     if not dataset_id:
-        return Reference(None, "missing", f"{champion.name} v{champion.version} has no 'dataset' tag: "
-                                          "its training data is unknown")
+        return Reference(
+            None,
+            "missing",
+            f"{champion.name} v{champion.version} has no 'dataset' tag: "
+            "its training data is unknown",
+        )
     modified = _dataset_modified_at(config, dataset_id)
     if modified is not None and modified > champion.registered_at:
-        return Reference(None, "missing", (
-            f"no stored reference for v{champion.version}, and its training dataset '{dataset_id}' "
-            f"changed at {modified:%Y-%m-%d %H:%M:%S} UTC, after v{champion.version} was registered "
-            f"({champion.registered_at:%Y-%m-%d %H:%M:%S} UTC): it no longer shows what the model "
-            "learnt from. Store references at registration (store_reference)"))
+        return Reference(
+            None,
+            "missing",
+            (
+                f"no stored reference for v{champion.version}, and its training dataset "
+                f"'{dataset_id}' changed at {modified:%Y-%m-%d %H:%M:%S} UTC, after "
+                f"v{champion.version} was registered ({champion.registered_at:%Y-%m-%d %H:%M:%S} "
+                "UTC): it no longer shows what the model learnt from. Store references at "
+                "registration (store_reference)"
+            ),
+        )
     from autokfp.catalog.discovery import load_dataset
 
     try:
         frame, schema = load_dataset(config, dataset_id)
     except Exception as exc:  # noqa: BLE001 - reported, not raised: drift is then unavailable
-        return Reference(None, "missing", f"the champion's training dataset '{dataset_id}' cannot be "
-                                          f"loaded: {exc}")
+        return Reference(
+            None,
+            "missing",
+            f"the champion's training dataset '{dataset_id}' cannot be loaded: {exc}",
+        )
     expected = champion.tags.get("dataset_fingerprint")
     if expected and schema.fingerprint != expected:
-        return Reference(None, "missing", (
-            f"the champion's training dataset '{dataset_id}' has another schema now "
-            f"(fingerprint {schema.fingerprint}, trained on {expected}); it is not a valid reference"))
+        return Reference(
+            None,
+            "missing",
+            (
+                f"the champion's training dataset '{dataset_id}' has another schema now "
+                f"(fingerprint {schema.fingerprint}, trained on {expected}); "
+                "it is not a valid reference"
+            ),
+        )
     note = f"training dataset '{dataset_id}' ({len(frame)} rows)"
     if modified is None:
         note += "; its change time is unknown, taken as unchanged since registration"
     if spec.reference == "auto":  # keep it: later runs compare with the same rows
-        store_reference(champion.name, champion.version, frame, champion.model_dir, settings,
-                        max_rows=spec.reference_rows, source=f"training dataset '{dataset_id}'")
+        store_reference(
+            champion.name,
+            champion.version,
+            frame,
+            champion.model_dir,
+            settings,
+            max_rows=spec.reference_rows,
+            source=f"training dataset '{dataset_id}'",
+        )
         return Reference(_read_parquet(uri), "training-data", note + f"; stored as {uri}")
-    sample = frame.sample(n=spec.reference_rows, random_state=0) if len(frame) > spec.reference_rows else frame
+    sample = (
+        frame.sample(n=spec.reference_rows, random_state=0)
+        if len(frame) > spec.reference_rows
+        else frame
+    )
     sample = sample.reset_index(drop=True)
     try:
         sample = pd.concat([sample, score_reference(sample, champion.model_dir)], axis=1)

@@ -65,6 +65,21 @@ def _free_port() -> int:
     raise TrainingError("no free port pair found for a local H2O cluster")
 
 
+def _kill_cloud(name: str) -> None:
+    """Kill the JVM(s) of a cloud whose start failed (H2O leaves them running)."""
+    import signal
+
+    wanted = f"-name\0{name}\0".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            continue
+
+
 def _record_jvm(h2o: Any) -> None:
     """Tell a supervising process which JVM this cluster runs in (see training.isolation).
 
@@ -92,9 +107,11 @@ class H2OCluster:
         import h2o
 
         h2o.no_progress()
-        name = f"autokfp-{uuid.uuid4().hex[:8]}"
         last_error: Exception | None = None
         for _ in range(3):  # a port can be taken between probing and binding: retry
+            # A fresh cloud name per attempt: a JVM of a failed attempt that is still starting
+            # would otherwise be joined by the next one, and both would exit.
+            name = f"autokfp-{uuid.uuid4().hex[:8]}"
             try:
                 h2o.init(ip="127.0.0.1", port=_free_port(), name=name, nthreads=self.nthreads,
                          max_mem_size=self.max_mem_size, verbose=False, strict_version_check=False)
@@ -102,6 +119,7 @@ class H2OCluster:
                 return self
             except Exception as exc:  # noqa: BLE001 - h2o raises plain exceptions
                 last_error = exc
+                _kill_cloud(name)
                 time.sleep(1)
         raise TrainingError(f"could not start a local H2O cluster (Java 17 must be installed): {last_error}")
 

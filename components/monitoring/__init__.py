@@ -8,8 +8,23 @@ from components.monitoring.finalize_monitoring.component import finalize_monitor
 from components.monitoring.measure_performance.component import measure_performance
 from components.monitoring.record_retraining.component import record_retraining
 
-MONITORING_COMPONENTS = (collect_predictions, detect_drift, measure_performance, detect_anomalies,
-                         decide_retraining, record_retraining, finalize_monitoring)
+MONITORING_COMPONENTS = (
+    collect_predictions,
+    detect_drift,
+    measure_performance,
+    detect_anomalies,
+    decide_retraining,
+    record_retraining,
+    finalize_monitoring,
+)
 
-__all__ = ["MONITORING_COMPONENTS", "collect_predictions", "decide_retraining", "detect_anomalies",
-           "detect_drift", "finalize_monitoring", "measure_performance", "record_retraining"]
+__all__ = [
+    "MONITORING_COMPONENTS",
+    "collect_predictions",
+    "decide_retraining",
+    "detect_anomalies",
+    "detect_drift",
+    "finalize_monitoring",
+    "measure_performance",
+    "record_retraining",
+]

@@ -33,8 +33,9 @@ def _resilient(task, options: ClusterOptions, retries: int = 2):
     """Cluster settings plus retries with exponential backoff for transient failures
     (an object store or registry that blinks); the stages are idempotent, so a retry is safe."""
     configure_task(task, options)
-    task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0,
-                   backoff_max_duration="600s")
+    task.set_retry(
+        num_retries=retries, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s"
+    )
     return task
 
 
@@ -46,46 +47,70 @@ def build_drift_monitoring(options: "ClusterOptions | None" = None):
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description="Drift monitoring: compare the champion's logged predictions with its training "
-                    "reference (per-feature and prediction drift, Evidently report), measure live "
-                    "performance on arriving labels, flag anomalies, and re-enter the training "
-                    "graph when a trigger fires.",
+        "reference (per-feature and prediction drift, Evidently report), measure live "
+        "performance on arriving labels, flag anomalies, and re-enter the training "
+        "graph when a trigger fires.",
     )
     def drift_monitoring(config: dict = EXAMPLE_CONFIG, window_end: str = ""):
         exit_task = finalize_monitoring(config=config, run_id=RUN_ID)
         configure_task(exit_task, options)
         exit_task.set_display_name("record outcome + restore champion on failure")
         with dsl.ExitHandler(exit_task, name="monitor"):
-            collected = _resilient(collect_predictions(config=config, run_id=RUN_ID,
-                                                       window_end=window_end), options)
+            collected = _resilient(
+                collect_predictions(config=config, run_id=RUN_ID, window_end=window_end), options
+            )
             collected.set_display_name("collect predictions + labels + reference")
-            drift = _resilient(detect_drift(config=config, current=collected.outputs["current"],
-                                            reference=collected.outputs["reference"],
-                                            collection=collected.outputs["collection"]), options)
+            drift = _resilient(
+                detect_drift(
+                    config=config,
+                    current=collected.outputs["current"],
+                    reference=collected.outputs["reference"],
+                    collection=collected.outputs["collection"],
+                ),
+                options,
+            )
             drift.set_display_name("detect drift (features + predictions)")
-            performance = _resilient(measure_performance(config=config,
-                                                         current=collected.outputs["current"],
-                                                         collection=collected.outputs["collection"]),
-                                     options)
+            performance = _resilient(
+                measure_performance(
+                    config=config,
+                    current=collected.outputs["current"],
+                    collection=collected.outputs["collection"],
+                ),
+                options,
+            )
             performance.set_display_name("measure live performance")
-            anomalies = _resilient(detect_anomalies(config=config, run_id=RUN_ID,
-                                                    current=collected.outputs["current"],
-                                                    collection=collected.outputs["collection"],
-                                                    drift=drift.outputs["drift"],
-                                                    performance=performance.outputs["performance"]),
-                                   options)
+            anomalies = _resilient(
+                detect_anomalies(
+                    config=config,
+                    run_id=RUN_ID,
+                    current=collected.outputs["current"],
+                    collection=collected.outputs["collection"],
+                    drift=drift.outputs["drift"],
+                    performance=performance.outputs["performance"],
+                ),
+                options,
+            )
             anomalies.set_display_name("detect anomalies in the history")
-            decided = _resilient(decide_retraining(config=config, run_id=RUN_ID,
-                                                   collection=collected.outputs["collection"],
-                                                   drift=drift.outputs["drift"],
-                                                   performance=performance.outputs["performance"],
-                                                   anomalies=anomalies.outputs["anomalies"]), options)
+            decided = _resilient(
+                decide_retraining(
+                    config=config,
+                    run_id=RUN_ID,
+                    collection=collected.outputs["collection"],
+                    drift=drift.outputs["drift"],
+                    performance=performance.outputs["performance"],
+                    anomalies=anomalies.outputs["anomalies"],
+                ),
+                options,
+            )
             decided.set_display_name("decide retraining")
             with dsl.If(decided.outputs["Output"] == True, name="retrain"):  # noqa: E712 - a KFP condition
                 training = training_pipeline(config=config)
                 training.set_display_name("autonomous training (nested)")
                 training.set_caching_options(False)  # a second trigger must really retrain
-                recorded = _resilient(record_retraining(config=config, run_id=RUN_ID,
-                                                        registration=training.output), options)
+                recorded = _resilient(
+                    record_retraining(config=config, run_id=RUN_ID, registration=training.output),
+                    options,
+                )
                 recorded.set_display_name("record retraining outcome")
         # no pipeline output: KFP allows none from inside an ExitHandler; the decision is the
         # decide-retraining task's "decision" artifact (and an audit event)

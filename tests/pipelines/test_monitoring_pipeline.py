@@ -1,20 +1,22 @@
-"""The drift-monitoring loop end to end under kfp.local, on the example churn data.
+"""The drift-monitoring pipeline: its compiled graph, its exit handler, and the loop end to end.
 
-Train on period A → a monitoring run on an empty window (no retraining; the champion's
-reference is kept) → period-B traffic whose distribution and churn behaviour shifted,
+The slow test runs the loop under kfp.local on the example churn data. Train on period A →
+a monitoring run on an empty window (no retraining; the champion's reference is kept) →
+period-B traffic whose distribution and churn behaviour shifted,
 labels arriving, the training table refreshed → monitoring finds drift and a performance
 drop, re-enters the training graph, the retrained model becomes champion and its canary
 deploy is verified and promoted → period-C traffic like B, no labels → no retraining.
 Every decision is in the audit trail, and the trail verifies.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: kfp reads the test component's annotations as types
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from kfp import compiler, dsl
 
 from autokfp import registry, storage
 from autokfp.config import RunConfig, parse_config
@@ -22,11 +24,206 @@ from autokfp.examples.churn import generate_churn
 from autokfp.governance.audit import read_events, verify_trail
 from autokfp.local import run_monitoring, run_training
 from autokfp.monitoring.window import reference_uri
-from tests.conftest import SMALL_BUDGET
-
-pytestmark = pytest.mark.slow
+from autokfp.settings import image
+from components.monitoring import MONITORING_COMPONENTS
+from tests.conftest import SMALL_BUDGET, small_config
 
 MODEL = "churn-mon"
+MONITORING_TASKS = [
+    "collect-predictions",
+    "detect-drift",
+    "measure-performance",
+    "detect-anomalies",
+    "decide-retraining",
+]
+TRAINING_TASKS = {
+    "discover",
+    "profile",
+    "engineer-features",
+    "train-h2o-automl",
+    "register-model",
+    "deploy-model",
+}
+
+
+# ------------------------------------------------------------------------- compiled graph
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> dict:
+    from autokfp.compilation import validate_pipeline_yaml
+    from pipelines import PIPELINES, ClusterOptions
+
+    path = tmp_path_factory.mktemp("compiled") / "drift-monitoring.yaml"
+    compiler.Compiler().compile(PIPELINES["drift-monitoring"](ClusterOptions()), str(path))
+    validate_pipeline_yaml(path)  # strict PipelineSpec + Kubernetes platform spec
+    documents = list(yaml.safe_load_all(path.read_text()))
+    return {"spec": documents[0], "platform": documents[1]}
+
+
+def test_the_nested_training_graph_runs_under_the_retrain_condition(compiled):
+    spec = compiled["spec"]
+    components = spec["components"]
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"exit-handler-1", "finalize-monitoring"}
+    body = components[root["exit-handler-1"]["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(MONITORING_TASKS) <= set(body)
+    (condition,) = [t for t in body.values() if "condition" in t.get("triggerPolicy", {})]
+    assert condition["taskInfo"]["name"] == "retrain"
+    assert condition["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--decide-retraining-Output'] == true"
+    )
+    assert condition["dependentTasks"] == ["decide-retraining"]
+    branch = components[condition["componentRef"]["name"]]["dag"]["tasks"]
+    nested = branch["autonomous-training"]
+    assert nested["inputs"]["parameters"]["config"] == {
+        "componentInputParameter": "pipelinechannel--config"
+    }
+    assert nested["cachingOptions"].get("enableCache", False) is False
+    training = components[nested["componentRef"]["name"]]["dag"]["tasks"]
+    assert TRAINING_TASKS <= set(training)  # the same training components, nested
+    assert branch["record-retraining"]["dependentTasks"] == ["autonomous-training"]
+    producer = branch["record-retraining"]["inputs"]["artifacts"]["registration"][
+        "taskOutputArtifact"
+    ]
+    assert producer["producerTask"] == "autonomous-training"
+
+
+def test_monitoring_tasks_retry_with_backoff_and_the_exit_task_always_runs(compiled):
+    spec = compiled["spec"]
+    body = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    for name in MONITORING_TASKS:
+        policy = body[name]["retryPolicy"]
+        assert policy["maxRetryCount"] == 2 and policy["backoffDuration"] == "30s"
+        assert policy["backoffFactor"] == 2.0 and policy["backoffMaxDuration"] == "600s"
+    exit_task = spec["root"]["dag"]["tasks"]["finalize-monitoring"]
+    assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert exit_task["dependentTasks"] == ["exit-handler-1"]
+    assert exit_task["inputs"]["parameters"]["status"] == {
+        "taskFinalStatus": {"producerTask": "exit-handler-1"}
+    }
+    assert (
+        exit_task["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"]
+        == "{{$.pipeline_job_uuid}}"
+    )
+
+
+def test_only_the_nested_training_tasks_ask_for_a_gpu(compiled):
+    executors = compiled["spec"]["deploymentSpec"]["executors"]
+    for name, executor in executors.items():
+        container = executor["container"]
+        gpu = container.get("resources", {}).get("accelerator")
+        assert (gpu is not None) == name.startswith("exec-train-"), name
+        if name.startswith(
+            (
+                "exec-collect",
+                "exec-detect",
+                "exec-measure",
+                "exec-decide",
+                "exec-record",
+                "exec-finalize",
+            )
+        ):
+            assert container["image"] == image("runtime")
+            assert "pip install" not in " ".join(container["command"])
+    k8s = compiled["platform"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert k8s["exec-collect-predictions"]["configMapAsEnv"][0]["configMapName"] == "autokfp-config"
+
+
+@pytest.mark.parametrize("component", MONITORING_COMPONENTS, ids=lambda c: c.name)
+def test_each_component_compiles_alone_and_its_readme_snippet_compiles(
+    component, tmp_path, monkeypatch
+):
+    import re
+
+    from kfp import components as kfp_components
+
+    from autokfp.compilation import validate_pipeline_yaml
+
+    alone = tmp_path / f"{component.name}.yaml"
+    compiler.Compiler().compile(component, str(alone))
+    validate_pipeline_yaml(alone)
+    assert kfp_components.load_component_from_file(str(alone)).name == component.name
+    readme = Path(component.python_func.__code__.co_filename).with_name("README.md").read_text()
+    for name in component.component_spec.inputs or {}:
+        assert re.search(rf"^\| `{name}` \| `[^`]+` \| \S", readme, re.MULTILINE), name
+    snippet = re.search(
+        r"```python\n(.*?)```", readme.split("## Use in a pipeline", 1)[1], re.DOTALL
+    ).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, f"{component.name}/README.md", "exec", dont_inherit=True), {})
+    example = tmp_path / f"{component.name}-example.yaml"
+    tasks = next(yaml.safe_load_all(example.read_text()))["root"]["dag"]["tasks"]
+    assert component.name in tasks or any(
+        component.name in t.get("componentRef", {}).get("name", "") for t in tasks.values()
+    )
+
+
+# ----------------------------------------------------------------------------- exit handler
+
+
+@dsl.component(base_image=image("runtime"), install_kfp_package=False)
+def crash_during_deploy(config: dict, run_id: str):
+    """Stand-in for a run that promoted v2 in the registry and then crashed in its deploy."""
+    from autokfp import registry
+    from autokfp.monitoring.stages import _remember_run_start
+    from autokfp.settings import Settings
+
+    settings = Settings.from_env()
+    _remember_run_start(settings, config["name"], run_id, "1")
+    client = registry.configure(settings)
+    client.set_registered_model_alias(config["name"], "previous", "1")
+    client.set_registered_model_alias(config["name"], "champion", "2")
+    raise RuntimeError("deploy-model: the Kubernetes API is unreachable")
+
+
+def test_a_run_that_breaks_mid_deploy_restores_the_last_good_champion(tmp_path, autokfp_home):
+    from kfp import local
+
+    from autokfp import registry
+    from components.monitoring import finalize_monitoring
+
+    for version, promote in (("1", True), ("2", False)):
+        package = tmp_path / f"package-{version}"
+        package.mkdir()
+        (package / "MLmodel").write_text(f"flavors: {{}}\nversion: {version}\n")
+        registry.register_model(
+            package,
+            "churn-test",
+            {},
+            {},
+            {},
+            promote=promote,
+            decision="test",
+            compared_champion=None,
+            settings=autokfp_home,
+        )
+
+    @dsl.pipeline(name="exit-handler-check")
+    def broken(config: dict):
+        exit_task = finalize_monitoring(config=config, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        with dsl.ExitHandler(exit_task):
+            crash_during_deploy(config=config, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+
+    autokfp_home.export()
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=autokfp_home.pipeline_root,
+        raise_on_error=False,
+    )
+    broken(config=small_config(tmp_path).to_dict())
+
+    client = registry.configure(autokfp_home)
+    assert str(registry.champion_version(client, "churn-test").version) == "1"
+    assert str(client.get_model_version_by_alias("churn-test", "rejected").version) == "2"
+    events = {e["kind"]: e for e in read_events(autokfp_home)}
+    failed = events["monitoring.run_failed"]["details"]
+    assert failed["state"] == "FAILED" and "failed" in failed["error"]  # what KFP reports
+    assert events["deploy.rolled_back"]["details"]["restored_version"] == "1"
+    assert verify_trail(autokfp_home).ok
+
+
+# ------------------------------------------------------------------------------ end to end
 
 
 def shift_period(frame: pd.DataFrame, seed: int, id_prefix: str) -> pd.DataFrame:
@@ -36,17 +233,29 @@ def shift_period(frame: pd.DataFrame, seed: int, id_prefix: str) -> pd.DataFrame
     shifted = frame.copy()
     shifted["customer_id"] = id_prefix + shifted["customer_id"].str[1:]
     shifted["monthly_charges"] = (shifted["monthly_charges"] + 25.0).round(2)
-    shifted["total_charges"] = (shifted["monthly_charges"].fillna(60.0) * shifted["tenure_months"]).round(2)
+    shifted["total_charges"] = (
+        shifted["monthly_charges"].fillna(60.0) * shifted["tenure_months"]
+    ).round(2)
     long_contract = shifted["contract_type"] != "month-to-month"
-    shifted.loc[long_contract & (rng.random(len(shifted)) < 0.6), "contract_type"] = "month-to-month"
+    shifted.loc[long_contract & (rng.random(len(shifted)) < 0.6), "contract_type"] = (
+        "month-to-month"
+    )
     slow = shifted["internet_service"] != "fiber"
     shifted.loc[slow & (rng.random(len(shifted)) < 0.5), "internet_service"] = "fiber"
-    logit = (-1.6 + 2.2 * (shifted["payment_method"] == "mailed-check") + 1.8 * (shifted["region"] == "north")
-             - 1.4 * (shifted["internet_service"] == "fiber") + 0.03 * (shifted["age"].fillna(44) - 44))
+    logit = (
+        -1.6
+        + 2.2 * (shifted["payment_method"] == "mailed-check")
+        + 1.8 * (shifted["region"] == "north")
+        - 1.4 * (shifted["internet_service"] == "fiber")
+        + 0.03 * (shifted["age"].fillna(44) - 44)
+    )
     churned = (rng.random(len(shifted)) < 1 / (1 + np.exp(-logit.to_numpy()))).astype(np.int64)
     shifted["churned"] = churned
-    outcome = np.where(churned == 1, np.where(rng.random(len(shifted)) < 0.35, "accepted-then-left", "declined"),
-                       np.where(rng.random(len(shifted)) < 0.12, "accepted-stayed", "not-offered"))
+    outcome = np.where(
+        churned == 1,
+        np.where(rng.random(len(shifted)) < 0.35, "accepted-then-left", "declined"),
+        np.where(rng.random(len(shifted)) < 0.12, "accepted-stayed", "not-offered"),
+    )
     shifted["retention_offer_outcome"] = outcome.astype(object)
     return shifted
 
@@ -59,10 +268,11 @@ def log_traffic(settings, version: str, rows: pd.DataFrame) -> None:
 
     model = load_model_package(f"models:/{MODEL}/{version}").unwrap_python_model()
     requests = rows.drop(columns=["churned"]).reset_index(drop=True)
-    logger = PredictionLogger(settings.artifact_root, service_name(MODEL), version, flush_rows=500,
-                              flush_seconds=0.2)
+    logger = PredictionLogger(
+        settings.artifact_root, service_name(MODEL), version, flush_rows=500, flush_seconds=0.2
+    )
     for start in range(0, len(requests), 100):
-        chunk = requests.iloc[start:start + 100].reset_index(drop=True)
+        chunk = requests.iloc[start : start + 100].reset_index(drop=True)
         logger.log(chunk, model.predict(None, chunk), request_id=f"req-{version}-{start}")
     logger.close()
     assert logger.written_rows == len(requests) and logger.dropped == 0
@@ -72,12 +282,21 @@ def make_config(folder: Path, labels: Path, deploy_target: str = "local") -> Run
     data = {
         "name": MODEL,
         "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
-        "training": {"dataset": "files/customers.parquet", "target": "churned", "id_column": "customer_id"},
+        "training": {
+            "dataset": "files/customers.parquet",
+            "target": "churned",
+            "id_column": "customer_id",
+        },
         "budget": {**SMALL_BUDGET, "max_runtime_secs": 10, "max_models": 2, "nfolds": 2},
         "quality": {"min_rows": 100},
         "deploy": {"target": deploy_target, "smoke_rows": 20, "latency_budget_ms": 500},
-        "monitoring": {"window_days": 1, "min_window_rows": 300, "drift_share": 0.25,
-                       "min_labelled_rows": 200, "labels": {"path": str(labels)}},
+        "monitoring": {
+            "window_days": 1,
+            "min_window_rows": 300,
+            "drift_share": 0.25,
+            "min_labelled_rows": 200,
+            "labels": {"path": str(labels)},
+        },
     }
     if "engines" in RunConfig.model_fields:  # H2O only: the small budget is for one engine
         data["engines"] = ["h2o"]
@@ -88,6 +307,7 @@ def check(decision: dict, trigger: str) -> dict:
     return next(c for c in decision["checks"] if c["trigger"] == trigger)
 
 
+@pytest.mark.slow
 def test_drift_retrains_a_new_champion_and_stable_traffic_does_not(tmp_path, autokfp_home):
     settings = autokfp_home
     logs = settings.home / "logs"
@@ -99,9 +319,14 @@ def test_drift_retrains_a_new_champion_and_stable_traffic_does_not(tmp_path, aut
 
     # the first model only writes its manifest (saves a predictor start); retrained ones are
     # deployed locally as a canary, verified and promoted
-    trained = run_training(make_config(folder, labels, deploy_target="manifest"), settings,
-                           log_path=logs / "train-a.log")
-    assert trained.registration["version"] == "1" and trained.registration["aliases"] == ["champion"]
+    trained = run_training(
+        make_config(folder, labels, deploy_target="manifest"),
+        settings,
+        log_path=logs / "train-a.log",
+    )
+    assert trained.registration["version"] == "1" and trained.registration["aliases"] == [
+        "champion"
+    ]
 
     # no traffic yet: nothing to judge, no retraining; the champion's reference is kept
     first = run_monitoring(config, settings, log_path=logs / "monitor-1.log")
@@ -152,6 +377,10 @@ def test_drift_retrains_a_new_champion_and_stable_traffic_does_not(tmp_path, aut
 
     kinds = [e["kind"] for e in read_events(settings) if e["model"] == MODEL]
     assert [k for k in kinds if k.startswith("retrain.")] == [
-        "retrain.skipped", "retrain.triggered", "retrain.completed", "retrain.skipped"]
+        "retrain.skipped",
+        "retrain.triggered",
+        "retrain.completed",
+        "retrain.skipped",
+    ]
     trail = verify_trail(settings)
     assert trail.ok, trail.problems

@@ -36,17 +36,24 @@ def collect_predictions(
         The status: ``ok``, ``empty``, ``too-few-rows`` or ``no-champion``.
 
     Example:
-        >>> c = collect_predictions(config=cfg, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, window_end="")
+        >>> c = collect_predictions(config=cfg, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        ...                         window_end="")
     """
     import logging
 
     from autokfp.monitoring.stages import collect_stage
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = collect_stage(config, current.path, reference.path, collection.path, run_id=run_id,
-                           window_end=window_end)
-    collection.metadata.update({"status": result["status"], "rows": result.get("rows", 0),
-                                "labelled_rows": result.get("labelled_rows", 0)})
+    result = collect_stage(
+        config, current.path, reference.path, collection.path, run_id=run_id, window_end=window_end
+    )
+    collection.metadata.update(
+        {
+            "status": result["status"],
+            "rows": result.get("rows", 0),
+            "labelled_rows": result.get("labelled_rows", 0),
+        }
+    )
     return result["status"]
 
 

@@ -35,18 +35,25 @@ def decide_retraining(
         Whether to retrain (the pipeline's ``dsl.If`` condition).
 
     Example:
-        >>> decided = decide_retraining(config=cfg, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-        ...                             collection=c.outputs["collection"], drift=d.outputs["drift"],
-        ...                             performance=p.outputs["performance"],
-        ...                             anomalies=a.outputs["anomalies"])
+        >>> decided = decide_retraining(
+        ...     config=cfg, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        ...     collection=c.outputs["collection"], drift=d.outputs["drift"],
+        ...     performance=p.outputs["performance"], anomalies=a.outputs["anomalies"])
     """
     import logging
 
     from autokfp.monitoring.stages import decide_stage
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = decide_stage(config, collection.path, drift.path, performance.path, anomalies.path,
-                          decision.path, run_id=run_id)
+    result = decide_stage(
+        config,
+        collection.path,
+        drift.path,
+        performance.path,
+        anomalies.path,
+        decision.path,
+        run_id=run_id,
+    )
     decision.metadata.update({"retrain": result["retrain"], "summary": result["summary"]})
     return bool(result["retrain"])
 

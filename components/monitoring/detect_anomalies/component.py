@@ -45,8 +45,15 @@ def detect_anomalies(
     from autokfp.monitoring.stages import anomaly_stage
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = anomaly_stage(config, current.path, collection.path, drift.path, performance.path,
-                           anomalies.path, run_id=run_id)
+    result = anomaly_stage(
+        config,
+        current.path,
+        collection.path,
+        drift.path,
+        performance.path,
+        anomalies.path,
+        run_id=run_id,
+    )
     anomalies.metadata["anomalies"] = len(result["anomalies"])
     return len(result["anomalies"])
 

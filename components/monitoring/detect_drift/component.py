@@ -45,7 +45,9 @@ def detect_drift(
     from autokfp.monitoring.stages import drift_stage
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = drift_stage(config, current.path, reference.path, collection.path, drift.path, report.path)
+    result = drift_stage(
+        config, current.path, reference.path, collection.path, drift.path, report.path
+    )
     if not result["available"]:
         drift.metadata["reason"] = result["reason"]
         return 0.0
@@ -54,7 +56,9 @@ def detect_drift(
     metrics.log_metric("drifted_features", features["number_of_drifted_columns"])
     metrics.log_metric("features_tested", features["number_of_columns"])
     if result["predictions"]:
-        metrics.log_metric("prediction_drift", float(result["predictions"]["number_of_drifted_columns"] > 0))
+        metrics.log_metric(
+            "prediction_drift", float(result["predictions"]["number_of_drifted_columns"] > 0)
+        )
     drift.metadata["drifted"] = ",".join(features["drifted_columns"])
     return float(features["share_of_drifted_columns"])
 

@@ -30,8 +30,13 @@ def finalize_monitoring(config: dict, run_id: str, status: dsl.PipelineTaskFinal
     from autokfp.monitoring.stages import finalize_stage
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = finalize_stage(config, status.state, run_id=run_id, error=status.error_message or "",
-                            task=status.pipeline_task_name or "")
+    result = finalize_stage(
+        config,
+        status.state,
+        run_id=run_id,
+        error=status.error_message or "",
+        task=status.pipeline_task_name or "",
+    )
     return result.get("restored") or ""
 
 

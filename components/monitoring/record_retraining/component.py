@@ -39,7 +39,9 @@ def record_retraining(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = record_retraining_stage(config, registration.path, outcome.path, run_id=run_id)
-    outcome.metadata.update({k: str(v) for k, v in result.items() if k in ("champion", "deployment")})
+    outcome.metadata.update(
+        {k: str(v) for k, v in result.items() if k in ("champion", "deployment")}
+    )
     return str(result["champion"])
 
 

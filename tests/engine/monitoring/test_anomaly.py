@@ -19,8 +19,16 @@ def _daily_latency(days: int = 14, per_day: int = 6, seed: int = 0) -> pd.DataFr
 
 def test_the_daily_peak_is_not_an_anomaly_but_a_spike_is():
     history = _daily_latency()
-    assert score_series(history["timestamp"], history["latency_mean_ms"], "latency_mean_ms",
-                        season="daily", only_last=False) == []
+    assert (
+        score_series(
+            history["timestamp"],
+            history["latency_mean_ms"],
+            "latency_mean_ms",
+            season="daily",
+            only_last=False,
+        )
+        == []
+    )
     spiked = history.copy()
     spiked.loc[spiked.index[-1], "latency_mean_ms"] += 30.0  # at a quiet hour
     found = detect_anomalies(spiked, season="daily")
@@ -31,8 +39,13 @@ def test_the_daily_peak_is_not_an_anomaly_but_a_spike_is():
 
 def test_without_seasonality_the_peaks_themselves_look_anomalous():
     history = _daily_latency()
-    flagged = score_series(history["timestamp"], history["latency_mean_ms"], "latency_mean_ms",
-                           season="none", only_last=False)
+    flagged = score_series(
+        history["timestamp"],
+        history["latency_mean_ms"],
+        "latency_mean_ms",
+        season="none",
+        only_last=False,
+    )
     assert flagged  # which is why the seasonal baseline is the default
 
 
@@ -56,9 +69,14 @@ def test_a_flat_error_rate_needs_a_real_change_to_alarm():
 
 def test_short_or_missing_histories_give_no_verdict():
     assert detect_anomalies(pd.DataFrame()) == []
-    two = pd.DataFrame({"timestamp": pd.date_range("2025-01-01", periods=2, tz="UTC"),
-                        "drift_share": [0.0, 0.9]})
+    two = pd.DataFrame(
+        {"timestamp": pd.date_range("2025-01-01", periods=2, tz="UTC"), "drift_share": [0.0, 0.9]}
+    )
     assert detect_anomalies(two) == []
-    gaps = pd.DataFrame({"timestamp": pd.date_range("2025-01-01", periods=12, freq="h", tz="UTC"),
-                         "drift_share": [0.1, None] * 6})
+    gaps = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2025-01-01", periods=12, freq="h", tz="UTC"),
+            "drift_share": [0.1, None] * 6,
+        }
+    )
     assert detect_anomalies(gaps) == []

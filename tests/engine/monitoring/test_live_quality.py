@@ -12,8 +12,9 @@ KINDS = {"age": "numerical", "plan": "categorical"}
 
 def _reference() -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({"age": rng.integers(18, 80, 500).astype(float),
-                         "plan": rng.choice(["basic", "pro"], 500)})
+    return pd.DataFrame(
+        {"age": rng.integers(18, 80, 500).astype(float), "plan": rng.choice(["basic", "pro"], 500)}
+    )
 
 
 def _statuses(result) -> dict[str, str]:

@@ -21,12 +21,15 @@ autokfp_predict_seconds_sum{model="churn",version="2"} 4.9
 
 
 def test_a_rerun_of_the_same_run_adds_no_second_line(autokfp_home):
-    assert append_history("churn", {"run_id": "r1", "timestamp": "2025-06-01T00:00:00Z", "rows": 10},
-                          autokfp_home)
-    assert not append_history("churn", {"run_id": "r1", "timestamp": "2025-06-01T00:00:00Z", "rows": 11},
-                              autokfp_home)
-    assert append_history("churn", {"run_id": "r2", "timestamp": "2025-06-01T06:00:00Z", "rows": 12},
-                          autokfp_home)
+    assert append_history(
+        "churn", {"run_id": "r1", "timestamp": "2025-06-01T00:00:00Z", "rows": 10}, autokfp_home
+    )
+    assert not append_history(
+        "churn", {"run_id": "r1", "timestamp": "2025-06-01T00:00:00Z", "rows": 11}, autokfp_home
+    )
+    assert append_history(
+        "churn", {"run_id": "r2", "timestamp": "2025-06-01T06:00:00Z", "rows": 12}, autokfp_home
+    )
     history = read_history("churn", autokfp_home)
     assert history["rows"].tolist() == [10, 12]
 
@@ -35,9 +38,18 @@ def test_counters_are_read_for_the_service_and_become_rates(tmp_path):
     page = tmp_path / "metrics.txt"
     page.write_text(METRICS)
     counters = scrape_counters(str(page), "churn")
-    assert counters == {"requests": 1000.0, "errors": 20.0, "latency_sum": 4.9, "latency_count": 980.0}
-    previous = {"counter_requests": 500.0, "counter_errors": 10.0, "counter_latency_sum": 2.9,
-                "counter_latency_count": 480.0}
+    assert counters == {
+        "requests": 1000.0,
+        "errors": 20.0,
+        "latency_sum": 4.9,
+        "latency_count": 980.0,
+    }
+    previous = {
+        "counter_requests": 500.0,
+        "counter_errors": 10.0,
+        "counter_latency_sum": 2.9,
+        "counter_latency_count": 480.0,
+    }
     rates = rates_since(previous, counters)
     assert rates["requests"] == 500.0 and rates["error_rate"] == 10 / 500
     assert round(rates["latency_mean_ms"], 6) == 4.0

@@ -26,9 +26,17 @@ SERVICE = "churn-test"
 @pytest.fixture
 def champion(trained_package, autokfp_home):
     """The session's trained package registered as churn-test v1 (champion)."""
-    registered = registry.register_model(trained_package.paths.model, "churn-test", {"test_auc": 0.8},
-                                         {}, {"dataset": "files/customers.parquet"}, promote=True,
-                                         decision="first", compared_champion=None, settings=autokfp_home)
+    registered = registry.register_model(
+        trained_package.paths.model,
+        "churn-test",
+        {"test_auc": 0.8},
+        {},
+        {"dataset": "files/customers.parquet"},
+        promote=True,
+        decision="first",
+        compared_champion=None,
+        settings=autokfp_home,
+    )
     assert registered.version == "1"
     return trained_package
 
@@ -46,22 +54,57 @@ def _log(settings, version: str, rows: pd.DataFrame, model_dir: Path | None) -> 
     else:
         outputs = pd.DataFrame({"prediction": [0] * len(rows), "probability_1": [0.1] * len(rows)})
     logger = PredictionLogger(settings.artifact_root, SERVICE, version, flush_seconds=0.1)
-    logger.log(rows.reset_index(drop=True), outputs.reset_index(drop=True), request_id=f"req-{version}")
+    logger.log(
+        rows.reset_index(drop=True), outputs.reset_index(drop=True), request_id=f"req-{version}"
+    )
     logger.close()
 
 
 def _run(config, tmp_path: Path, run_id: str = "run-1") -> dict:
     """collect → drift → performance → anomalies → decide, as the pipeline chains them."""
-    paths = {name: str(tmp_path / run_id / name) for name in
-             ("current", "reference", "collection", "drift", "report", "performance", "anomalies", "decision")}
-    stages.collect_stage(config, paths["current"], paths["reference"], paths["collection"], run_id=run_id)
-    stages.drift_stage(config, paths["current"], paths["reference"], paths["collection"], paths["drift"],
-                       paths["report"])
+    paths = {
+        name: str(tmp_path / run_id / name)
+        for name in (
+            "current",
+            "reference",
+            "collection",
+            "drift",
+            "report",
+            "performance",
+            "anomalies",
+            "decision",
+        )
+    }
+    stages.collect_stage(
+        config, paths["current"], paths["reference"], paths["collection"], run_id=run_id
+    )
+    stages.drift_stage(
+        config,
+        paths["current"],
+        paths["reference"],
+        paths["collection"],
+        paths["drift"],
+        paths["report"],
+    )
     stages.performance_stage(config, paths["current"], paths["collection"], paths["performance"])
-    stages.anomaly_stage(config, paths["current"], paths["collection"], paths["drift"], paths["performance"],
-                         paths["anomalies"], run_id=run_id)
-    decision = stages.decide_stage(config, paths["collection"], paths["drift"], paths["performance"],
-                                   paths["anomalies"], paths["decision"], run_id=run_id)
+    stages.anomaly_stage(
+        config,
+        paths["current"],
+        paths["collection"],
+        paths["drift"],
+        paths["performance"],
+        paths["anomalies"],
+        run_id=run_id,
+    )
+    decision = stages.decide_stage(
+        config,
+        paths["collection"],
+        paths["drift"],
+        paths["performance"],
+        paths["anomalies"],
+        paths["decision"],
+        run_id=run_id,
+    )
     return {**{k: Path(v) for k, v in paths.items()}, "decision": decision}
 
 
@@ -75,7 +118,10 @@ def test_an_empty_window_is_reported_and_recorded_once(champion, autokfp_home, t
     decision = result["decision"]
     assert decision["retrain"] is False and decision["status"] == "empty"
     assert "window is empty" in decision["summary"]
-    assert "no predictions of churn-test v1 were logged" in json.loads(result["collection"].read_text())["reason"]
+    assert (
+        "no predictions of churn-test v1 were logged"
+        in json.loads(result["collection"].read_text())["reason"]
+    )
     assert "drift not measured" in result["report"].read_text()
     _run(config, tmp_path)  # the same run again (a retried task): no second decision event
     skipped = [e for e in read_events(autokfp_home) if e["kind"] == "retrain.skipped"]
@@ -137,7 +183,10 @@ def test_garbage_inputs_are_not_a_reason_to_retrain(champion, autokfp_home, tmp_
     _log(autokfp_home, "1", rows, None)
     decision = _run(config, tmp_path)["decision"]
     assert decision["retrain"] is False
-    assert "fail the quality checks" in decision["summary"] and "monthly_charges" in decision["summary"]
+    assert (
+        "fail the quality checks" in decision["summary"]
+        and "monthly_charges" in decision["summary"]
+    )
 
 
 def test_no_champion_is_reported_plainly(trained_package, autokfp_home, tmp_path):
@@ -146,19 +195,31 @@ def test_no_champion_is_reported_plainly(trained_package, autokfp_home, tmp_path
     assert "train one first" in decision["summary"]
 
 
-def test_the_exit_handler_restores_the_champion_when_a_deploy_broke(champion, autokfp_home, tmp_path):
+def test_the_exit_handler_restores_the_champion_when_a_deploy_broke(
+    champion, autokfp_home, tmp_path
+):
     config = _config(champion)
     _run(config, tmp_path, run_id="run-9")  # remembers v1 as the champion at the start
     broken = tmp_path / "broken-model"
     shutil.copytree(champion.paths.model, broken)
     (broken / "artifacts" / "extra.txt").write_text("a different package")
-    registered = registry.register_model(broken, "churn-test", {"test_auc": 0.9}, {}, {}, promote=True,
-                                         decision="better", compared_champion="1", settings=autokfp_home)
+    registered = registry.register_model(
+        broken,
+        "churn-test",
+        {"test_auc": 0.9},
+        {},
+        {},
+        promote=True,
+        decision="better",
+        compared_champion="1",
+        settings=autokfp_home,
+    )
     assert registered.version == "2"  # champion now, but its deploy never finished
 
     assert stages.finalize_stage(config, "SUCCEEDED", run_id="run-9")["restored"] is None
-    result = stages.finalize_stage(config, "FAILED", run_id="run-9", error="deploy-model crashed",
-                                   task="deploy-model")
+    result = stages.finalize_stage(
+        config, "FAILED", run_id="run-9", error="deploy-model crashed", task="deploy-model"
+    )
     assert result["restored"] == "1" and result["failed_version"] == "2"
     client = registry.configure(autokfp_home)
     assert str(registry.champion_version(client, "churn-test").version) == "1"

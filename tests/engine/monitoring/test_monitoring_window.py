@@ -40,8 +40,13 @@ def test_the_window_holds_only_the_champions_rows_and_names_the_others(autokfp_h
     now = datetime.now(timezone.utc)
     window = read_window(root, "churn", "2", now - timedelta(days=1), now + timedelta(minutes=1))
     assert list(window.frame["customer_id"]) == ["a", "b"]
-    assert set(window.frame.columns) >= {"output_prediction", "output_probability_1", "request_id",
-                                         "model_version", "logged_at"}
+    assert set(window.frame.columns) >= {
+        "output_prediction",
+        "output_probability_1",
+        "request_id",
+        "model_version",
+        "logged_at",
+    }
     assert window.other_versions["1"]["rows"] == 1
     assert "old_column" in window.other_versions["1"]["columns"]
     earlier = read_window(root, "churn", "2", now - timedelta(days=3), now - timedelta(days=2))
@@ -61,10 +66,15 @@ def test_times_parse_from_iso_and_scheduled_time():
 def test_labels_are_read_from_a_folder_and_joined_by_id(tmp_path):
     folder = tmp_path / "labels"
     folder.mkdir()
-    pd.DataFrame({"customer_id": ["a", "b"], "churned": [1, 0]}).to_csv(folder / "day1.csv", index=False)
+    pd.DataFrame({"customer_id": ["a", "b"], "churned": [1, 0]}).to_csv(
+        folder / "day1.csv", index=False
+    )
     pd.DataFrame({"customer_id": ["b"], "churned": [1]}).to_parquet(folder / "day2.parquet")
     labels = read_labels(str(folder), "customer_id", "churned")
-    assert labels.frame.set_index("customer_id")["churned"].to_dict() == {"a": 1, "b": 1}  # latest wins
+    assert labels.frame.set_index("customer_id")["churned"].to_dict() == {
+        "a": 1,
+        "b": 1,
+    }  # latest wins
     window = pd.DataFrame({"customer_id": ["a", "b", "z"], "age": [1, 2, 3]})
     joined, note = join_labels(window, labels, "customer_id", "churned")
     assert joined[LABEL_COLUMN].tolist()[:2] == [1, 1] and pd.isna(joined[LABEL_COLUMN].iloc[2])
@@ -85,24 +95,37 @@ def test_labels_that_never_arrived_or_cannot_be_joined_are_explained(tmp_path):
 
 
 def _champion(tmp_path, registered_at: datetime, tags: dict | None = None) -> Champion:
-    plan = FeaturePlan(target="churned", task="binary", classes=[0, 1], numeric=["age"],
-                       categorical=["plan"])
+    plan = FeaturePlan(
+        target="churned", task="binary", classes=[0, 1], numeric=["age"], categorical=["plan"]
+    )
     meta = {"task": "binary", "class_labels": ["0", "1"], "primary_metric": "auc"}
-    return Champion(name="churn", version="3", model_dir=tmp_path / "no-model", plan=plan, meta=meta,
-                    tags=tags if tags is not None else {"dataset": "files/customers.csv"},
-                    registered_at=registered_at)
+    return Champion(
+        name="churn",
+        version="3",
+        model_dir=tmp_path / "no-model",
+        plan=plan,
+        meta=meta,
+        tags=tags if tags is not None else {"dataset": "files/customers.csv"},
+        registered_at=registered_at,
+    )
 
 
 def _config(folder, **monitoring):
-    return parse_config({"name": "churn", "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
-                         "training": {"dataset": "files/customers.csv", "target": "churned"},
-                         "monitoring": monitoring})
+    return parse_config(
+        {
+            "name": "churn",
+            "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
+            "training": {"dataset": "files/customers.csv", "target": "churned"},
+            "monitoring": monitoring,
+        }
+    )
 
 
 def _write_dataset(folder) -> None:
     folder.mkdir(exist_ok=True)
-    pd.DataFrame({"age": [30.0, 40.0, 50.0] * 20, "plan": ["a", "b", "a"] * 20,
-                  "churned": [0, 1, 0] * 20}).to_csv(folder / "customers.csv", index=False)
+    pd.DataFrame(
+        {"age": [30.0, 40.0, 50.0] * 20, "plan": ["a", "b", "a"] * 20, "churned": [0, 1, 0] * 20}
+    ).to_csv(folder / "customers.csv", index=False)
 
 
 def test_an_unchanged_training_dataset_becomes_the_stored_reference(tmp_path, autokfp_home):
@@ -132,12 +155,15 @@ def test_other_missing_references_are_explained(tmp_path, autokfp_home):
     folder = tmp_path / "data"
     _write_dataset(folder)
     later = datetime.now(timezone.utc) + timedelta(seconds=5)
-    stored_only = resolve_reference(_config(folder, reference="stored"), _champion(tmp_path, later), autokfp_home)
+    stored_only = resolve_reference(
+        _config(folder, reference="stored"), _champion(tmp_path, later), autokfp_home
+    )
     assert stored_only.source == "missing" and "no stored reference" in stored_only.note
     untagged = resolve_reference(_config(folder), _champion(tmp_path, later, tags={}), autokfp_home)
     assert "has no 'dataset' tag" in untagged.note
-    other_schema = _champion(tmp_path, later, tags={"dataset": "files/customers.csv",
-                                                    "dataset_fingerprint": "0000"})
+    other_schema = _champion(
+        tmp_path, later, tags={"dataset": "files/customers.csv", "dataset_fingerprint": "0000"}
+    )
     assert "another schema" in resolve_reference(_config(folder), other_schema, autokfp_home).note
 
 

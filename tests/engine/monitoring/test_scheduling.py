@@ -86,10 +86,18 @@ def make_handler(state: FakeKfp):
             return self.rfile.read(int(self.headers.get("Content-Length", 0)))
 
         def _upload(self) -> dict:
-            raw = b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + self._body()
+            raw = (
+                b"Content-Type: "
+                + self.headers["Content-Type"].encode()
+                + b"\r\n\r\n"
+                + self._body()
+            )
             message = email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
-            (part,) = [p for p in message.iter_parts() if p.get_param("name", header="content-disposition")
-                       == "uploadfile"]
+            (part,) = [
+                p
+                for p in message.iter_parts()
+                if p.get_param("name", header="content-disposition") == "uploadfile"
+            ]
             with tempfile.NamedTemporaryFile(suffix=".yaml") as handle:
                 handle.write(part.get_payload(decode=True))
                 handle.flush()
@@ -127,19 +135,29 @@ def make_handler(state: FakeKfp):
             state.calls.append(("POST", url.path))
             if url.path == f"{API}/pipelines/upload":
                 self._upload()
-                pipeline = {"pipeline_id": uuid.uuid4().hex, "display_name": query["name"][0],
-                            "description": query.get("description", [""])[0]}
+                pipeline = {
+                    "pipeline_id": uuid.uuid4().hex,
+                    "display_name": query["name"][0],
+                    "description": query.get("description", [""])[0],
+                }
                 state.pipelines[pipeline["pipeline_id"]] = pipeline
-                version = {"pipeline_id": pipeline["pipeline_id"], "pipeline_version_id": uuid.uuid4().hex,
-                           "display_name": query["name"][0]}  # KFP's default first version
+                version = {
+                    "pipeline_id": pipeline["pipeline_id"],
+                    "pipeline_version_id": uuid.uuid4().hex,
+                    "display_name": query["name"][0],
+                }  # KFP's default first version
                 state.versions[version["pipeline_version_id"]] = version
                 return self._send(200, pipeline)
             if url.path == f"{API}/pipelines/upload_version":
                 self._upload()
                 pipeline_id = query["pipelineid"][0]
                 assert pipeline_id in state.pipelines
-                version = {"pipeline_id": pipeline_id, "pipeline_version_id": uuid.uuid4().hex,
-                           "display_name": query["name"][0], "description": query.get("description", [""])[0]}
+                version = {
+                    "pipeline_id": pipeline_id,
+                    "pipeline_version_id": uuid.uuid4().hex,
+                    "display_name": query["name"][0],
+                    "description": query.get("description", [""])[0],
+                }
                 state.versions[version["pipeline_version_id"]] = version
                 return self._send(200, version)
             body = json.loads(self._body() or b"{}")
@@ -193,14 +211,27 @@ def _config(tmp_path):
 def test_schedule_uploads_creates_the_experiment_and_the_recurring_run(kfp_api, tmp_path):
     config = _config(tmp_path)
     result = schedule_monitoring(config, host=kfp_api.url)
-    assert result.created and result.cron == "0 30 */6 * * *" and result.name == "churn-test-drift-monitoring"
+    assert (
+        result.created
+        and result.cron == "0 30 */6 * * *"
+        and result.name == "churn-test-drift-monitoring"
+    )
     posts = [path for method, path in kfp_api.calls if method == "POST"]
-    assert posts == [f"{API}/pipelines/upload", f"{API}/pipelines/upload_version", f"{API}/experiments",
-                     f"{API}/recurringruns"]
+    assert posts == [
+        f"{API}/pipelines/upload",
+        f"{API}/pipelines/upload_version",
+        f"{API}/experiments",
+        f"{API}/recurringruns",
+    ]
     (run,) = kfp_api.recurring.values()
     assert run["trigger"]["cron_schedule"]["cron"] == "0 30 */6 * * *"
-    assert int(run["max_concurrency"]) == 1 and run["no_catchup"] is True and run["mode"] == "ENABLE"
-    assert run["runtime_config"]["parameters"] == {"config": config.to_dict(), "window_end": "[[ScheduledTime]]"}
+    assert (
+        int(run["max_concurrency"]) == 1 and run["no_catchup"] is True and run["mode"] == "ENABLE"
+    )
+    assert run["runtime_config"]["parameters"] == {
+        "config": config.to_dict(),
+        "window_end": "[[ScheduledTime]]",
+    }
     assert run["pipeline_version_reference"]["pipeline_version_id"] == result.pipeline_version_id
     # what was uploaded is the monitoring pipeline with the training graph nested in it
     spec = kfp_api.uploads[-1]
@@ -214,7 +245,9 @@ def test_scheduling_again_is_idempotent_and_a_new_cron_replaces_the_run(kfp_api,
     calls = len(kfp_api.calls)
     again = schedule_monitoring(config, host=kfp_api.url)
     assert not again.created and again.recurring_run_id == first.recurring_run_id
-    assert all(method == "GET" for method, _ in kfp_api.calls[calls:])  # nothing uploaded or created
+    assert all(
+        method == "GET" for method, _ in kfp_api.calls[calls:]
+    )  # nothing uploaded or created
     changed = schedule_monitoring(config, host=kfp_api.url, cron="0 0 3 * * 1")
     assert changed.created and list(kfp_api.recurring) == [changed.recurring_run_id]
     assert ("DELETE", f"{API}/recurringruns/{first.recurring_run_id}") in kfp_api.calls
@@ -223,7 +256,9 @@ def test_scheduling_again_is_idempotent_and_a_new_cron_replaces_the_run(kfp_api,
 
 def test_bad_cron_and_api_errors_are_plain_messages(kfp_api, tmp_path):
     assert validate_cron("0  0 */6 * * *") == "0 0 */6 * * *"
-    with pytest.raises(ConfigError, match=r"6 fields, seconds first.*did you mean '0 0 \*/6 \* \* \*'"):
+    with pytest.raises(
+        ConfigError, match=r"6 fields, seconds first.*did you mean '0 0 \*/6 \* \* \*'"
+    ):
         validate_cron("0 */6 * * *")
     kfp_api.fail_create = True
     with pytest.raises(SchedulingError, match="refused to create the recurring run: HTTP 500"):
@@ -235,9 +270,13 @@ def test_the_schedule_command(kfp_api, tmp_path):
 
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(_config(tmp_path).to_dict()))
-    result = CliRunner().invoke(app, ["schedule", str(path), "--host", kfp_api.url, "--cron", "0 0 * * * *"])
+    result = CliRunner().invoke(
+        app, ["schedule", str(path), "--host", kfp_api.url, "--cron", "0 0 * * * *"]
+    )
     assert result.exit_code == 0, result.output
     assert "Created recurring run churn-test-drift-monitoring" in " ".join(result.output.split())
-    bad = CliRunner().invoke(app, ["schedule", str(path), "--host", kfp_api.url, "--cron", "* * * *"])
+    bad = CliRunner().invoke(
+        app, ["schedule", str(path), "--host", kfp_api.url, "--cron", "* * * *"]
+    )
     assert bad.exit_code == 2 and "6 fields" in bad.output
     assert Path(path).exists()

@@ -5,15 +5,28 @@ from __future__ import annotations
 from autokfp.config import MonitoringSpec
 from autokfp.monitoring.triggers import decide
 
-DRIFTED = {"available": True,
-           "features": {"share_of_drifted_columns": 0.5, "number_of_columns": 4,
-                        "drifted_columns": ["monthly_charges", "contract_type"]},
-           "predictions": {"drifted_columns": ["output_probability_1"]}}
-STABLE = {"available": True,
-          "features": {"share_of_drifted_columns": 0.0, "number_of_columns": 4, "drifted_columns": []},
-          "predictions": {"drifted_columns": []}}
-WORSE = {"available": True, "metric": "auc", "live": 0.70, "champion_test": 0.84, "drop": (0.84 - 0.70) / 0.84,
-         "labelled_rows": 900}
+DRIFTED = {
+    "available": True,
+    "features": {
+        "share_of_drifted_columns": 0.5,
+        "number_of_columns": 4,
+        "drifted_columns": ["monthly_charges", "contract_type"],
+    },
+    "predictions": {"drifted_columns": ["output_probability_1"]},
+}
+STABLE = {
+    "available": True,
+    "features": {"share_of_drifted_columns": 0.0, "number_of_columns": 4, "drifted_columns": []},
+    "predictions": {"drifted_columns": []},
+}
+WORSE = {
+    "available": True,
+    "metric": "auc",
+    "live": 0.70,
+    "champion_test": 0.84,
+    "drop": (0.84 - 0.70) / 0.84,
+    "labelled_rows": 900,
+}
 
 
 def _decide(spec=None, **kwargs):
@@ -51,7 +64,9 @@ def test_enough_new_labelled_rows_trigger():
     spec = MonitoringSpec(min_new_rows=1000)
     assert _decide(spec, drift=STABLE, new_labelled_rows=1200).retrain
     assert not _decide(spec, drift=STABLE, new_labelled_rows=999).retrain
-    assert not _decide(MonitoringSpec(min_new_rows=None), drift=STABLE, new_labelled_rows=10**6).retrain
+    assert not _decide(
+        MonitoringSpec(min_new_rows=None), drift=STABLE, new_labelled_rows=10**6
+    ).retrain
 
 
 def test_the_schedule_triggers_whatever_the_traffic():
@@ -70,18 +85,26 @@ def test_prediction_drift_alone_is_reported_and_triggers_only_when_asked():
 
 
 def test_garbage_never_retrains():
-    empty = _decide(window_rows=0, quality_usable=False, drift={"available": False, "reason": "empty"})
+    empty = _decide(
+        window_rows=0, quality_usable=False, drift={"available": False, "reason": "empty"}
+    )
     assert not empty.retrain and "window is empty" in empty.summary
     few = _decide(window_rows=20, drift=DRIFTED, performance=WORSE)
     assert not few.retrain and "fewer than monitoring.min_window_rows" in few.summary
     assert not _check(few, "drift").evaluated
-    bad = _decide(quality_usable=False, quality_detail="column(s) ['age'] absent", drift=DRIFTED,
-                  performance=WORSE, new_labelled_rows=10**6)
+    bad = _decide(
+        quality_usable=False,
+        quality_detail="column(s) ['age'] absent",
+        drift=DRIFTED,
+        performance=WORSE,
+        new_labelled_rows=10**6,
+    )
     assert not bad.retrain and "fail the quality checks (column(s) ['age'] absent)" in bad.summary
 
 
 def test_no_champion_no_decision():
     decision = _decide(has_champion=False)
     assert not decision.retrain and decision.blockers == [
-        "no champion is registered: train one first (autokfp run CONFIG)"]
+        "no champion is registered: train one first (autokfp run CONFIG)"
+    ]
     assert decision.to_dict()["retrain"] is False
