@@ -84,10 +84,16 @@ STEP_LABELS = {
     "discover": "discovering and cataloguing data",
     "profile": "profiling data + quality gate",
     "engineer-features": "engineering features",
+    "check-data-bias": "checking the data for bias",
     "train-h2o-automl": "training with H2O AutoML",
+    "train-autokeras": "training with AutoKeras",
+    "select-model": "selecting the best candidate",
+    "bias-check": "checking (and mitigating) model bias",
     "evaluate-model": "evaluating against the champion",
+    "explain-model": "explaining the model",
+    "write-model-card": "writing the model card and compliance report",
     "register-model": "registering in MLflow",
-    "deploy-model": "writing the KServe InferenceService",
+    "deploy-model": "deploying: canary, verify, promote or roll back",
 }
 
 

@@ -536,9 +536,10 @@ def deploy_stage(config: dict[str, Any] | RunConfig, registration_path: str, tes
         raise DeploymentError(f"{cfg.model_name}: no champion is registered, so there is nothing to "
                               "deploy; check the register step's decision")
     version = str(champion.version)
-    from autokfp.governance.approval import ensure_approved
+    from autokfp.governance.approval import is_approved
 
-    ensure_approved(cfg.governance, cfg.model_name, version)  # a policy may require a person
+    awaiting_approval = cfg.governance.require_approval and not is_approved(cfg.model_name, version,
+                                                                             settings)
     new_version = bool(registration["promoted"]) and not registration.get("reused")
     previous = registration.get("replaced_version") if new_version else None
     storage_uri = client.get_model_version_download_uri(cfg.model_name, version)
@@ -552,7 +553,12 @@ def deploy_stage(config: dict[str, Any] | RunConfig, registration_path: str, tes
                                              previous_version=previous, action=action,
                                              outcome="skipped", verification=[])
 
-    if target == "manifest" or not cfg.deploy.verify:
+    if awaiting_approval:
+        decision.outcome = "awaiting-approval"
+        decision.reason = (f"governance.require_approval is true and v{version} has no approval yet: "
+                           f"review its model card, then run 'autokfp approve {cfg.model_name} "
+                           f"{version}' and rerun the pipeline")
+    elif target == "manifest" or not cfg.deploy.verify:
         decision.reason = "manifest only: deploy.target is 'manifest' or deploy.verify is false"
     elif not new_version:
         decision.reason = f"the champion (v{version}) did not change; nothing to roll out"

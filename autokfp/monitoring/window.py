@@ -20,7 +20,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 LABEL_COLUMN = "_autokfp_label"
 OUTPUT_PREFIX = "output_"
 LOG_COLUMNS = ("request_id", "model_version", "logged_at")
+# requests whose id starts with this are a deploy's own checks (smoke test, latency), not traffic
+VERIFICATION_PREFIX = "autokfp-verify"
 LABEL_FORMATS = (".parquet", ".csv", ".jsonl", ".json")
 _DATE_PART = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 
@@ -202,15 +204,17 @@ def read_window(
         frame = pd.concat(frames, ignore_index=True)
         if "logged_at" in frame.columns:
             frame = frame.sort_values("logged_at", kind="stable").reset_index(drop=True)
+        if "request_id" in frame.columns:
+            checks = frame["request_id"].astype(str).str.startswith(VERIFICATION_PREFIX)
+            if checks.any():
+                window.notes.append(f"{int(checks.sum())} rows of deploy verification requests "
+                                    "(smoke and latency checks) are not traffic: left out")
+                frame = frame[~checks].reset_index(drop=True)
         window.frame = frame
     window.other_versions = {
         v: {"rows": d["rows"], "columns": sorted(d["columns"])} for v, d in sorted(other.items())
     }
     return window
-
-
-def window_bounds(end: datetime, days: float) -> tuple[datetime, datetime]:
-    return end - timedelta(days=days), end
 
 
 # ------------------------------------------------------------------------------- labels

@@ -1,8 +1,11 @@
 """The ``autonomous-training`` pipeline.
 
-discover → profile (quality gate) → engineer features → train H2O AutoML ∥ train AutoKeras
-(each on a GPU node, no dependency between them) → select (every candidate and the champion
-on the same test rows) → register the winner (MLflow alias) → deploy (KServe).
+discover → profile (quality gate) → engineer features → data bias check →
+train H2O AutoML ∥ train AutoKeras (each on a GPU node, no dependency between them) →
+select (every candidate and the champion on the same test rows) → bias check (+ mitigation
+carried in the model) → evaluate the checked model vs the champion → explain → register
+(MLflow alias) → model card + compliance report → deploy (KServe canary, verify, promote or
+roll back; held back while a required approval is missing).
 """
 
 
@@ -12,12 +15,14 @@ from components import (
     deploy_model,
     discover,
     engineer_features,
+    evaluate_model,
     profile,
     register_model,
     select_model,
     train_autokeras,
     train_h2o_automl,
 )
+from components.governance import bias_check, check_data_bias, explain_model, write_model_card
 from pipelines.cluster import ClusterOptions, configure_task, configure_training_task
 
 PIPELINE_NAME = "autonomous-training"
@@ -56,28 +61,58 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
         # them: in the cluster they run at the same time, each on its own GPU node; kfp.local
         # runs them one after the other. An engine that fails still completes its task with a
         # "failed candidate" marker, so selection falls back to the other engine's leader.
+        data_bias = configure_task(check_data_bias(config=config, train=features.outputs["train"],
+                                                   plan=features.outputs["plan"],
+                                                   schema=found.outputs["schema"]), options)
+        data_bias.set_display_name("data bias check")
         h2o = configure_training_task(
             train_h2o_automl(config=config, train=features.outputs["train"],
                              plan=features.outputs["plan"]), options)
         h2o.set_display_name("train H2O AutoML (GPU)")
         h2o.set_retry(num_retries=1, backoff_duration="60s")
+        h2o.after(data_bias)
         keras = configure_training_task(
             train_autokeras(config=config, train=features.outputs["train"],
                             plan=features.outputs["plan"]), options)
         keras.set_display_name("train AutoKeras (GPU)")
         keras.set_retry(num_retries=1, backoff_duration="60s")
+        keras.after(data_bias)
         selected = configure_task(select_model(config=config, h2o_model=h2o.outputs["model"],
                                                autokeras_model=keras.outputs["model"],
                                                test=features.outputs["test"]), options)
-        selected.set_display_name("select vs champion")
-        registered = configure_task(register_model(config=config, model=selected.outputs["model"],
-                                                   evaluation=selected.outputs["evaluation"],
+        selected.set_display_name("select best candidate")
+        # fairness is checked (and mitigated) on the selected model; everything after it,
+        # evaluation included, sees the package that will be served
+        bias = configure_task(bias_check(config=config, model=selected.outputs["model"],
+                                         train=features.outputs["train"],
+                                         test=features.outputs["test"],
+                                         schema=found.outputs["schema"]), options)
+        bias.set_display_name("bias check + mitigation")
+        evaluated = configure_task(evaluate_model(config=config, model=bias.outputs["checked_model"],
+                                                  test=features.outputs["test"]), options)
+        evaluated.set_display_name("evaluate vs champion")
+        explained = configure_task(explain_model(config=config, model=bias.outputs["checked_model"],
+                                                 train=features.outputs["train"],
+                                                 test=features.outputs["test"]), options)
+        explained.set_display_name("explain")
+        registered = configure_task(register_model(config=config, model=bias.outputs["checked_model"],
+                                                   evaluation=evaluated.outputs["evaluation"],
                                                    schema=found.outputs["schema"]), options)
         registered.set_display_name("register in MLflow")
+        registered.after(explained)
+        card = configure_task(write_model_card(config=config, model=bias.outputs["checked_model"],
+                                               registration=registered.outputs["registration"],
+                                               evaluation=evaluated.outputs["evaluation"],
+                                               schema=found.outputs["schema"],
+                                               fairness=bias.outputs["summary"],
+                                               explanation=explained.outputs["explanation"]), options)
+        card.set_display_name("model card + compliance")
+        # the deploy step itself holds a version back while a required approval is missing
         deployed = configure_task(deploy_model(config=config,
                                                registration=registered.outputs["registration"],
                                                test=features.outputs["test"]), options)
-        deployed.set_display_name("deploy to KServe")
+        deployed.set_display_name("deploy to KServe (canary, verify, promote/rollback)")
+        deployed.after(card)
         return registered.outputs["registration"]
 
     return autonomous_training

@@ -30,11 +30,13 @@ def deploy_model(
         registration: The registration JSON from ``register_model``.
         test: Held-out test rows (Parquet) for the smoke test.
         manifest: Output. The InferenceService YAML.
-        decision: Output. JSON: target, action, outcome (promoted / rolled-back / skipped),
+        decision: Output. JSON: target, action, outcome (promoted / rolled-back / skipped /
+            awaiting-approval),
             every verification check with its detail.
 
     Returns:
-        The outcome: ``promoted``, ``rolled-back`` or ``skipped``.
+        The outcome: ``promoted``, ``rolled-back``, ``skipped`` or ``awaiting-approval`` (a
+        policy requires a person's approval: ``autokfp approve MODEL VERSION``).
 
     Raises:
         DeploymentError: no champion exists, or a first version failed verification.

@@ -49,6 +49,13 @@ def test_the_window_holds_only_the_champions_rows_and_names_the_others(autokfp_h
     }
     assert window.other_versions["1"]["rows"] == 1
     assert "old_column" in window.other_versions["1"]["columns"]
+    verify = PredictionLogger(root, "churn", "2", flush_seconds=0.1)  # a deploy's smoke test
+    verify.log(pd.DataFrame({"customer_id": ["s"], "age": [1.0]}), pd.DataFrame({"prediction": [0]}),
+               request_id="autokfp-verify-123")
+    verify.close()
+    window = read_window(root, "churn", "2", now - timedelta(days=1), now + timedelta(minutes=1))
+    assert list(window.frame["customer_id"]) == ["a", "b"]
+    assert "1 rows of deploy verification requests" in window.notes[0]
     earlier = read_window(root, "churn", "2", now - timedelta(days=3), now - timedelta(days=2))
     assert earlier.frame.empty and earlier.files == 0
 
