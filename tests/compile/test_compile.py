@@ -27,9 +27,10 @@ from tests.conftest import small_config
 AUTOKFP_BIN = Path(sys.executable).with_name("autokfp")
 TRAINING_EXECUTORS = ("exec-train-h2o-automl", "exec-train-autokeras")
 # the two training tasks sit side by side between engineer-features and select-model
-CHAIN = ["discover", "profile", "engineer-features", "train-h2o-automl", "select-model",
-         "register-model", "deploy-model"]
-TASKS = [*CHAIN, "train-autokeras"]
+CHAIN = ["discover", "profile", "engineer-features", "check-data-bias", "train-h2o-automl",
+         "select-model", "bias-check", "evaluate-model", "register-model", "write-model-card",
+         "deploy-model"]
+TASKS = [*CHAIN, "train-autokeras", "explain-model"]
 # AUTOKFP_IMAGE_REGISTRY is left alone: images were fixed when components were imported.
 CLUSTER_ENV = ("AUTOKFP_GPU_NODE_SELECTOR", "AUTOKFP_GPU_COUNT", "AUTOKFP_GPU_TOLERATION",
                "AUTOKFP_CONFIG_MAP", "AUTOKFP_SECRET")
@@ -241,8 +242,14 @@ def test_tasks_run_in_pipeline_order(compiled) -> None:
     assert producer("select-model", "h2o_model") == "train-h2o-automl"
     assert producer("select-model", "autokeras_model") == "train-autokeras"
     assert producer("select-model", "test") == "engineer-features"
-    assert producer("register-model", "model") == "select-model"
-    assert producer("register-model", "evaluation") == "select-model"
+    # fairness is checked on the selected model; everything after sees the checked package
+    assert producer("bias-check", "model") == "select-model"
+    assert producer("evaluate-model", "model") == "bias-check"
+    assert producer("explain-model", "model") == "bias-check"
+    assert producer("register-model", "model") == "bias-check"
+    assert producer("register-model", "evaluation") == "evaluate-model"
+    assert "explain-model" in tasks["register-model"]["dependentTasks"]
+    assert producer("write-model-card", "fairness") == "bias-check"
     assert producer("deploy-model", "registration") == "register-model"
     for training in ("train-h2o-automl", "train-autokeras"):
         assert tasks[training]["retryPolicy"]["maxRetryCount"] == 1
@@ -255,7 +262,8 @@ def test_both_engines_train_in_parallel_each_on_a_gpu(compiled) -> None:
     # neither waits for the other: in the cluster both run at once
     assert "train-autokeras" not in h2o["dependentTasks"]
     assert "train-h2o-automl" not in keras["dependentTasks"]
-    assert h2o["dependentTasks"] == keras["dependentTasks"] == ["engineer-features"]
+    assert sorted(h2o["dependentTasks"]) == sorted(keras["dependentTasks"]) == [
+        "check-data-bias", "engineer-features"]
     assert set(tasks["select-model"]["dependentTasks"]) >= {"train-h2o-automl", "train-autokeras"}
     containers, k8s = _containers(docs[0]), _k8s(docs)
     for executor in TRAINING_EXECUTORS:
