@@ -70,7 +70,8 @@ def scrape_counters(url: str, service: str, timeout: float = 5.0) -> dict[str, f
     from prometheus_client.parser import text_string_to_metric_families
 
     if url.startswith(("http://", "https://")):
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - configured URL
+        # the URL comes from the validated run config (monitoring.metrics_url)
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
             text = response.read().decode("utf-8", errors="replace")
     else:
         text = storage.read_text(url)

@@ -207,8 +207,10 @@ def read_window(
         if "request_id" in frame.columns:
             checks = frame["request_id"].astype(str).str.startswith(VERIFICATION_PREFIX)
             if checks.any():
-                window.notes.append(f"{int(checks.sum())} rows of deploy verification requests "
-                                    "(smoke and latency checks) are not traffic: left out")
+                window.notes.append(
+                    f"{int(checks.sum())} rows of deploy verification requests "
+                    "(smoke and latency checks) are not traffic: left out"
+                )
                 frame = frame[~checks].reset_index(drop=True)
         window.frame = frame
     window.other_versions = {

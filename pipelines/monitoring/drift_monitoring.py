@@ -46,10 +46,12 @@ def build_drift_monitoring(options: "ClusterOptions | None" = None):
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Drift monitoring: compare the champion's logged predictions with its training "
-        "reference (per-feature and prediction drift, Evidently report), measure live "
-        "performance on arriving labels, flag anomalies, and re-enter the training "
-        "graph when a trigger fires.",
+        description=(
+            "Drift monitoring: compare the champion's logged predictions with its training "
+            "reference (per-feature and prediction drift, Evidently report), measure live "
+            "performance on arriving labels, flag anomalies, and re-enter the training "
+            "graph when a trigger fires."
+        ),
     )
     def drift_monitoring(config: dict = EXAMPLE_CONFIG, window_end: str = ""):
         exit_task = finalize_monitoring(config=config, run_id=RUN_ID)
@@ -103,7 +105,8 @@ def build_drift_monitoring(options: "ClusterOptions | None" = None):
                 options,
             )
             decided.set_display_name("decide retraining")
-            with dsl.If(decided.outputs["Output"] == True, name="retrain"):  # noqa: E712 - a KFP condition
+            retrain = decided.outputs["Output"] == True  # noqa: E712 - a KFP condition, not Python
+            with dsl.If(retrain, name="retrain"):
                 training = training_pipeline(config=config)
                 training.set_display_name("autonomous training (nested)")
                 training.set_caching_options(False)  # a second trigger must really retrain

@@ -312,8 +312,12 @@ def make_config(folder: Path, labels: Path, deploy_target: str = "local") -> Run
     if "engines" in RunConfig.model_fields:  # H2O only: the small budget is for one engine
         data["engines"] = ["h2o"]
     if "governance" in RunConfig.model_fields:  # fairness is reported, not the subject here
-        data["governance"] = {"block_deploy_on_bias": False, "mitigate": False, "shap_rows": 0,
-                              "explain_rows": 50}
+        data["governance"] = {
+            "block_deploy_on_bias": False,
+            "mitigate": False,
+            "shap_rows": 0,
+            "explain_rows": 50,
+        }
     return parse_config(data)
 
 

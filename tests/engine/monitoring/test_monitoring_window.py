@@ -50,8 +50,11 @@ def test_the_window_holds_only_the_champions_rows_and_names_the_others(autokfp_h
     assert window.other_versions["1"]["rows"] == 1
     assert "old_column" in window.other_versions["1"]["columns"]
     verify = PredictionLogger(root, "churn", "2", flush_seconds=0.1)  # a deploy's smoke test
-    verify.log(pd.DataFrame({"customer_id": ["s"], "age": [1.0]}), pd.DataFrame({"prediction": [0]}),
-               request_id="autokfp-verify-123")
+    verify.log(
+        pd.DataFrame({"customer_id": ["s"], "age": [1.0]}),
+        pd.DataFrame({"prediction": [0]}),
+        request_id="autokfp-verify-123",
+    )
     verify.close()
     window = read_window(root, "churn", "2", now - timedelta(days=1), now + timedelta(minutes=1))
     assert list(window.frame["customer_id"]) == ["a", "b"]
