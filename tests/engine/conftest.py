@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 # A tiny search: 2 trials of a few epochs on ~480 rows, cut by the 25 s deadline if slower.
-KERAS_BUDGET = {"max_runtime_secs": 25, "max_models": 2, "nfolds": 3, "max_mem_size": "2G",
+KERAS_BUDGET = {"max_runtime_secs": 120, "max_models": 2, "nfolds": 3, "max_mem_size": "2G",
                 "include_algos": ["GLM"], "autokeras_max_trials": 2, "autokeras_epochs": 6,
                 "autokeras_patience": 3}
 

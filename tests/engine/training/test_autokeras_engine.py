@@ -86,8 +86,10 @@ def test_trains_within_its_budget_and_reports_validation_figures(keras_package) 
     assert trained["device"] == "cpu"
     assert trained["models_trained"] >= 1
     assert "cv_auc" in trained and "cv_auc_sd" in trained
+    # the search ends by its trial/epoch counts long before this generous deadline, so the
+    # model's quality does not depend on how busy the machine is; the deadline still holds
     budget = keras_package.config.budget.max_runtime_secs
-    assert trained["engine_seconds"] <= budget * 1.5 + 10  # import + a busy machine
+    assert trained["engine_seconds"] <= budget + 30
     meta = json.loads((keras_package.paths.model / "artifacts" / "meta.json").read_text())
     assert meta["engine"] == "autokeras"
     assert meta["params"]["cv_method"].startswith("holdout")
