@@ -151,6 +151,19 @@ class QualitySpec(_Strict):
     fail_on_missing_fraction: float = Field(default=0.95, ge=0.0, le=1.0)
     max_target_missing_fraction: float = Field(default=0.0, ge=0.0, le=0.5)
     min_class_count: int = Field(default=10, ge=1)
+    ranges: dict[str, tuple[float | None, float | None]] = Field(
+        default_factory=dict,
+        description="column -> [min, max] (either may be null); values outside fail the gate",
+    )
+    allowed_categories: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="column -> the values it may hold; any other value fails the gate",
+    )
+    max_out_of_policy_fraction: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="share of rows allowed outside ranges / allowed_categories before failing "
+                    "(below it the check warns)",
+    )
 
 
 class SelectionSpec(_Strict):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from autokfp.catalog.schema import DatasetSchema
@@ -452,6 +453,68 @@ def _check_row_count_change(df: pd.DataFrame, schema: DatasetSchema) -> QualityC
                         details=details)
 
 
+def _policy_status(bad: int, rows: int, config: RunConfig) -> Status:
+    if bad == 0:
+        return "pass"
+    return "warn" if bad / max(rows, 1) <= config.quality.max_out_of_policy_fraction else "fail"
+
+
+def _check_ranges(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
+    """Every value of a column named in ``quality.ranges`` lies within [min, max]."""
+    checks = []
+    for column, (low, high) in config.quality.ranges.items():
+        name = "range"
+        if column not in df.columns:
+            checks.append(QualityCheck(name, "fail", f"quality.ranges names column '{column}', which "
+                                       f"is not in the data; fix the setting", column=column))
+            continue
+        values = pd.to_numeric(df[column], errors="coerce")
+        not_numeric = int((df[column].notna() & values.isna()).sum())
+        below = int((values < low).sum()) if low is not None else 0
+        above = int((values > high).sum()) if high is not None else 0
+        bad = below + above + not_numeric
+        status = _policy_status(bad, len(df), config)
+        bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        if bad == 0:
+            message = f"'{column}' lies within {bounds}"
+        else:
+            examples = _examples(df[column][(values < (low if low is not None else -np.inf))
+                                            | (values > (high if high is not None else np.inf))
+                                            | (df[column].notna() & values.isna())])
+            message = (f"'{column}' has {bad} value(s) outside {bounds} ({below} below, {above} above, "
+                       f"{not_numeric} not numeric), e.g. {examples}; fix the source or widen "
+                       "quality.ranges")
+        checks.append(QualityCheck(name, status, message, column=column,
+                                   details={"below": below, "above": above, "not_numeric": not_numeric}))
+    return checks
+
+
+def _check_allowed_categories(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
+    """Every value of a column named in ``quality.allowed_categories`` is one of its values."""
+    checks = []
+    for column, allowed in config.quality.allowed_categories.items():
+        name = "allowed_categories"
+        if column not in df.columns:
+            checks.append(QualityCheck(name, "fail", f"quality.allowed_categories names column "
+                                       f"'{column}', which is not in the data; fix the setting",
+                                       column=column))
+            continue
+        values = df[column].dropna().astype(str)
+        unexpected = values[~values.isin(set(map(str, allowed)))]
+        bad = len(unexpected)
+        status = _policy_status(bad, len(df), config)
+        if bad == 0:
+            message = f"'{column}' holds only allowed values"
+        else:
+            counts = unexpected.value_counts().head(5)
+            listed = ", ".join(f"{v!r} x{n}" for v, n in counts.items())
+            message = (f"'{column}' has {bad} value(s) not in {sorted(map(str, allowed))}: {listed}; "
+                       "fix the source or extend quality.allowed_categories")
+        checks.append(QualityCheck(name, status, message, column=column,
+                                   details={"unexpected": int(bad)}))
+    return checks
+
+
 def run_quality_gate(
     df: pd.DataFrame, schema: DatasetSchema | None, config: RunConfig
 ) -> QualityReport:
@@ -482,6 +545,8 @@ def run_quality_gate(
     checks.append(_check_duplicate_rows(df))
     checks.append(_check_freshness(schema))
     checks.append(_check_row_count_change(df, schema))
+    checks += _check_ranges(df, config)
+    checks += _check_allowed_categories(df, config)
     report = QualityReport(
         dataset_id=schema.dataset_id,
         rows=len(df),
