@@ -111,13 +111,23 @@ def _run(config: Any, settings: Any, verbose: bool) -> Any:
         return run_training(config, settings)
     log_path = settings.home / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     started = time.monotonic()
-    with console.status("starting...", spinner="dots") as status:
-        def on_task(name: str) -> None:
-            elapsed = time.monotonic() - started
-            console.print(f"  [dim]{elapsed:5.0f}s[/] {STEP_LABELS.get(name, name)}")
-            status.update(f"[bold]{STEP_LABELS.get(name, name)}...")
+    # the tasks' output goes to the log file while the run lasts (stdout is redirected), so
+    # progress is written to a duplicate of the terminal taken before the redirection
+    sys.stdout.flush()
+    terminal = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    progress = Console(file=terminal, force_terminal=console.is_terminal,
+                       force_interactive=console.is_interactive)
+    try:
+        with progress.status("starting...", spinner="dots") as status:
+            def on_task(name: str) -> None:
+                elapsed = time.monotonic() - started
+                progress.print(f"  [dim]{elapsed:5.0f}s[/] {STEP_LABELS.get(name, name)}")
+                status.update(f"[bold]{STEP_LABELS.get(name, name)}...")
 
-        result = run_training(config, settings, log_path=log_path, on_task=on_task)
+            result = run_training(config, settings, log_path=log_path, on_task=on_task)
+    finally:
+        terminal.flush()
+        terminal.close()
     console.print(f"  [dim]Full log: {log_path}[/]")
     return result
 
