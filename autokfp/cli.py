@@ -10,6 +10,7 @@ Errors a user can cause are printed as one message (no traceback) with exit code
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -114,7 +115,10 @@ def _run(config: Any, settings: Any, verbose: bool) -> Any:
     # the tasks' output goes to the log file while the run lasts (stdout is redirected), so
     # progress is written to a duplicate of the terminal taken before the redirection
     sys.stdout.flush()
-    terminal = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    try:
+        terminal = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    except (OSError, ValueError, AttributeError):  # no real stdout (an embedding app, a test)
+        terminal = io.StringIO()
     progress = Console(file=terminal, force_terminal=console.is_terminal,
                        force_interactive=console.is_interactive)
     try:
