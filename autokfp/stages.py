@@ -599,27 +599,12 @@ def deploy_stage(config: dict[str, Any] | RunConfig, registration_path: str, tes
     _write_json(decision_path, decision.to_dict())
     log.info("deploy %s v%s: %s (%s)", cfg.model_name, version, decision.outcome, decision.reason)
     _record_deployment(cfg, settings, decision, service)
-    if new_version and decision.outcome != "rolled-back":
-        _store_monitoring_reference(cfg, version, test_path, local_dir=local_dir)
     if decision.outcome == "rolled-back" and not previous:
         raise DeploymentError(f"{cfg.model_name} v{version} failed verification and there is no previous "
                               f"version to serve: {decision.reason}")
     return {"action": action, "outcome": decision.outcome, "version": version, "target": target,
             "storage_uri": storage_uri, "service": manifest["metadata"]["name"],
             "namespace": cfg.deploy.namespace, "reason": decision.reason}
-
-
-def _store_monitoring_reference(cfg: RunConfig, version: str, rows_path: str,
-                                local_dir: str | None) -> None:
-    """The rows drift monitoring compares live traffic with (held-out rows of the training
-    data, which follow its distribution); never fails the deploy step."""
-    try:
-        from autokfp.monitoring.window import store_reference
-
-        store_reference(cfg.model_name, version, pd.read_parquet(rows_path), model_dir=local_dir,
-                        max_rows=cfg.monitoring.reference_rows, source="held-out split")
-    except Exception as exc:  # noqa: BLE001
-        log.warning("monitoring reference not stored for v%s: %s", version, exc)
 
 
 def _record_deployment(cfg: RunConfig, settings: Any, decision: Any, service: str) -> None:
