@@ -21,6 +21,13 @@ parallel, each on its own node), so the pipeline's wall time is about one budget
 
 With ``--isolate`` each engine runs in a child process as the training components do
 (adds a Python start-up per engine to the time outside the engines).
+
+Other AutoML systems, for comparison: ``--baselines flaml`` also runs FLAML (LightGBM,
+random forest, extra trees and, for classifiers, L1 logistic regression) for the same
+budget on the same training rows and the same engineered features, scored on the same
+test rows (``pip install -e '.[bench]'`` installs it); ``--baselines gbm`` fits one
+scikit-learn HistGradientBoosting model with default settings (no search), a floor any
+AutoML system should beat.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ import pandas as pd
 
 DATASETS = ("breast_cancer", "wine", "diabetes", "churn")
 ENGINES = ("h2o", "autokeras")
+BASELINES = ("flaml", "gbm")
+FLAML_METRICS = {"auc": "roc_auc", "logloss": "log_loss", "accuracy": "accuracy", "f1": "f1",
+                 "rmse": "rmse", "mae": "mae", "r2": "r2"}
 
 
 def load_frame(name: str) -> tuple[pd.DataFrame, str, str | None]:
@@ -58,7 +68,56 @@ def load_frame(name: str) -> tuple[pd.DataFrame, str, str | None]:
     return frame, "target", "row_id"
 
 
-def run_dataset(name: str, budget: int, root: Path, isolate: bool) -> dict[str, Any]:
+def run_baseline(kind: str, work: Path, budget: int, metric: str, seed: int = 1) -> dict[str, Any]:
+    """Another system on the pipeline's own split and engineered features: test metric, seconds."""
+    import numpy as np
+
+    from autokfp.evaluation import metric_value
+    from autokfp.features import FeaturePlan, apply_features
+
+    plan = FeaturePlan.from_json((work / "plan.json").read_text())
+    train, test = pd.read_parquet(work / "train.parquet"), pd.read_parquet(work / "test.parquet")
+    x_train, x_test = apply_features(train, plan), apply_features(test, plan)
+    for column in plan.categorical_features:  # both systems take pandas categoricals
+        categories = pd.Index(x_train[column].dropna().astype(str).unique())
+        x_train[column] = pd.Categorical(x_train[column].astype("string"), categories=categories)
+        x_test[column] = pd.Categorical(x_test[column].astype("string"), categories=categories)
+    task = plan.task
+    if task == "regression":
+        y_train = train[plan.target].astype("float64").to_numpy()
+        truth = test[plan.target].astype("float64").to_numpy()
+    else:
+        labels = [str(c) for c in plan.classes]
+        y_train = np.array([labels.index(str(v)) for v in train[plan.target]])
+        truth = np.array([labels.index(str(v)) for v in test[plan.target]])
+    started = time.monotonic()
+    if kind == "flaml":
+        try:
+            from flaml import AutoML
+        except ImportError:
+            return {"status": "not installed: pip install -e '.[bench]'", "metric": None,
+                    "wall_seconds": 0.0}
+        model: Any = AutoML()
+        flaml_metric = FLAML_METRICS[metric]
+        if metric == "auc" and task == "multiclass":
+            flaml_metric = "roc_auc_ovr"
+        estimators = ["lgbm", "rf", "extra_tree"] + (["lrl1"] if task != "regression" else [])
+        model.fit(x_train, y_train, task="regression" if task == "regression" else "classification",
+                  metric=flaml_metric, time_budget=budget, estimator_list=estimators, seed=seed,
+                  verbose=0, n_jobs=-1)
+    else:
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        estimator = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+        model = estimator(categorical_features="from_dtype", random_state=seed).fit(x_train, y_train)
+    wall = time.monotonic() - started
+    scores = model.predict(x_test) if task == "regression" else model.predict_proba(x_test)
+    return {"status": "trained", "metric": metric_value(metric, truth, np.asarray(scores), task),
+            "wall_seconds": round(wall, 1)}
+
+
+def run_dataset(name: str, budget: int, root: Path, isolate: bool,
+                baselines: tuple[str, ...] = ()) -> dict[str, Any]:
     from autokfp import stages
     from autokfp.catalog.profiling import profile_frame
     from autokfp.config import parse_config
@@ -113,12 +172,13 @@ def run_dataset(name: str, budget: int, root: Path, isolate: bool) -> dict[str, 
                               "budget_ratio": round(walls[engine] / budget, 3),
                               "reason": row.get("reason") or ""}
     outside = total - sum(inside.values())
+    others = {kind: run_baseline(kind, work, budget, metric) for kind in baselines}
     return {
         "dataset": name, "task": engineered["task"], "metric": metric,
         "train_rows": engineered["train_rows"], "test_rows": engineered["test_rows"],
         "features": engineered["features"], "budget_secs": budget,
         "champion": {"engine": best_single, "metric": document["metrics"].get(metric)},
-        "engines": comparison,
+        "engines": comparison, "baselines": others,
         "seconds": {"total": round(total, 1), "features": round(feature_seconds, 1),
                     "select": round(select_seconds, 1), "outside_engines": round(outside, 1),
                     "outside_share": round(outside / total, 3)},
@@ -144,6 +204,15 @@ def print_report(results: list[dict[str, Any]]) -> None:
               f"{keras['wall_seconds']:7.1f} {result['budget_secs']:6d} {seconds['total']:8.1f} "
               f"{seconds['outside_share']:8.1%}")
     print()
+    if any(result.get("baselines") for result in results):
+        print("other systems, same budget, training rows, features and test rows:")
+        for result in results:
+            for kind, entry in result.get("baselines", {}).items():
+                figure = f"{entry['metric']:.4f}" if entry["metric"] is not None else entry["status"]
+                champion = result["champion"]["metric"]
+                print(f"  {result['dataset']:14} {kind:6} {result['metric']:7} {figure:>10} "
+                      f"(champion {champion:.4f})  {entry['wall_seconds']:.1f}s")
+        print()
     for result in results:
         for engine, entry in result["engines"].items():
             if entry["budget_ratio"] > 1.1:
@@ -163,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--isolate", action="store_true",
                         help="run each engine in a child process, as the components do")
+    parser.add_argument("--baselines", nargs="*", default=[], choices=BASELINES,
+                        help="also run other systems on the same rows (flaml needs '.[bench]')")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the engines' logs")
     args = parser.parse_args(argv)
@@ -176,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for name in args.datasets:
             print(f"... {name} ({args.budget}s per engine)", file=sys.stderr, flush=True)
-            results.append(run_dataset(name, args.budget, root, args.isolate))
+            results.append(run_dataset(name, args.budget, root, args.isolate,
+                                       tuple(args.baselines)))
     print_report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

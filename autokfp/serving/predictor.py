@@ -35,6 +35,8 @@ from kserve.errors import InvalidInput
 from prometheus_client import Counter, Histogram
 
 from autokfp.features import FeaturePlan
+from autokfp.serving.guard import install as install_guard
+from autokfp.serving.guard import mark_counted, max_request_bytes
 
 log = logging.getLogger(__name__)
 
@@ -283,9 +285,11 @@ class AutokfpPredictor(Model):
                 predictions = self._score(frame)
         except InvalidInput:
             ERRORS.labels(kind="invalid_input", **labels).inc()
+            mark_counted()
             raise
         except Exception:
             ERRORS.labels(kind="internal", **labels).inc()
+            mark_counted()
             raise
         LATENCY.labels(**labels).observe(time.perf_counter() - started)
         self._observe(predictions, labels)
@@ -327,9 +331,11 @@ class AutokfpPredictor(Model):
             predictions = self.model.predict(None, frame)
         except InvalidInput:
             ERRORS.labels(kind="invalid_input", **labels).inc()
+            mark_counted()
             raise
         except Exception:
             ERRORS.labels(kind="internal", **labels).inc()
+            mark_counted()
             raise
         explanations = local_explanations(result, frame, predictions)
         return {"explanations": explanations, "method": "kernel-shap", "output": result["output"],
@@ -421,17 +427,22 @@ def _bind_host(host: str) -> None:
 
 
 def serve(model_dir: str | Path, name: str, version: str = "1", port: int = 8080,
-          host: str = "0.0.0.0", prediction_log_uri: str | None = None) -> None:
+          host: str = "0.0.0.0", prediction_log_uri: str | None = None,
+          max_bytes: int | None = None) -> None:
     """Load the model and serve it over HTTP until interrupted (blocks).
 
     A model that fails to load raises here, before the server starts: it is never
-    reported ready.
+    reported ready. Request bodies above ``max_bytes`` (default ``$AUTOKFP_MAX_REQUEST_BYTES``
+    or 16 MiB) get 413.
     """
-    from kserve import ModelServer
+    from kserve import ModelServer, model_server
 
+    limit = max_request_bytes(max_bytes)
     predictor = AutokfpPredictor(name, model_dir, version, prediction_log_uri=prediction_log_uri)
     predictor.load()
     _bind_host(host)
+    install_guard(model_server.app, limit, lambda kind: ERRORS.labels(
+        model=name, version=str(version), kind=kind).inc())
     try:
         ModelServer(http_port=port, workers=1, enable_grpc=False).start([predictor])
     finally:

@@ -31,6 +31,7 @@ from tests.conftest import _free_port
 
 MODEL = "churn"
 READY_TIMEOUT = 90.0
+MAX_BYTES = 256 * 1024  # the module's server runs with this body limit
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Server:
 def _start(model_dir: Path, workdir: Path) -> Server:
     port = _free_port()
     env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_NAME": MODEL, "MODEL_VERSION": "1",
-           "PORT": str(port), "HOST": "127.0.0.1",
+           "PORT": str(port), "HOST": "127.0.0.1", "AUTOKFP_MAX_REQUEST_BYTES": str(MAX_BYTES),
            "AUTOKFP_ARTIFACT_ROOT": str(workdir / "artifacts"), "PYTHONWARNINGS": "ignore"}
     env.pop("AUTOKFP_PREDICTION_LOG", None)
     output = workdir / "server.log"
@@ -306,6 +307,71 @@ def test_metrics_count_requests_latency_classes_and_rejections(client, held_out,
     assert after["scored"] - before["scored"] == 1  # only scored requests are timed
     assert after["classes"] - before["classes"] == 7  # one predicted class per row
     assert after["errors"] - before["errors"] == rejected
+
+
+def _errors(client: httpx.Client, kind: str) -> float:
+    return _metric(client, "autokfp_request_errors", "autokfp_request_errors_total",
+                   kind=kind, model=MODEL, version="1")
+
+
+def _oversized_body(held_out: pd.DataFrame) -> bytes:
+    """A well-formed v1 body just over the server's byte limit (but far under its row cap)."""
+    rows = _records(held_out)
+    body = json.dumps({"instances": rows}).encode()
+    body = json.dumps({"instances": rows * (MAX_BYTES // len(body) + 1)}).encode()
+    assert MAX_BYTES < len(body) < 2 * MAX_BYTES
+    return body
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_an_oversized_body_gets_413_and_the_server_keeps_answering(
+        client, server, held_out, framing) -> None:
+    body = _oversized_body(held_out)
+    before = _errors(client, "http_413")
+    if framing == "chunked":  # no Content-Length: the limit is enforced while reading
+        def chunks():
+            for start in range(0, len(body), 8192):
+                yield body[start:start + 8192]
+        content: Any = chunks()
+    else:
+        content = body
+    with httpx.Client(base_url=server.url, timeout=30) as fresh:  # 413 closes the connection
+        response = fresh.post(f"/v1/models/{MODEL}:predict", content=content,
+                              headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert str(MAX_BYTES) in response.json()["error"]
+    assert "AUTOKFP_MAX_REQUEST_BYTES" in response.json()["error"]
+    assert _errors(client, "http_413") - before == 1
+    good = _predict(client, {"instances": _records(held_out.head(2))})
+    assert good.status_code == 200 and len(good.json()["predictions"]) == 2
+
+
+def test_a_body_under_the_limit_is_scored_whole(client, held_out, offline) -> None:
+    rows = _records(held_out)
+    body = json.dumps({"instances": rows}).encode()
+    assert len(body) < MAX_BYTES
+    response = _predict(client, None, raw=body)
+    assert response.status_code == 200
+    _assert_matches_offline(response.json()["predictions"], offline)
+
+
+def test_rejections_before_the_model_are_counted_once(client, held_out, plan) -> None:
+    """Malformed JSON never reaches the predictor: the guard counts it; a rejection the
+    predictor counted (a missing column) is not counted again by the guard."""
+    before = {kind: _errors(client, kind) for kind in ("http_400", "invalid_input")}
+    path, body, _ = _bad_request("malformed JSON", 1, held_out, plan)
+    assert client.post(path, content=body,
+                       headers={"Content-Type": "application/json"}).status_code == 400
+    path, body, _ = _bad_request("missing column", 1, held_out, plan)
+    assert client.post(path, content=body,
+                       headers={"Content-Type": "application/json"}).status_code == 400
+    after = {kind: _errors(client, kind) for kind in ("http_400", "invalid_input")}
+    assert after["http_400"] - before["http_400"] == 1
+    assert after["invalid_input"] - before["invalid_input"] == 1
+    unknown = client.post("/v1/models/no-such-model:predict", content=b'{"instances": []}',
+                          headers={"Content-Type": "application/json"})
+    assert unknown.status_code == 404
+    assert _errors(client, "http_404") >= 1
 
 
 # ------------------------------------------------------------------------------ prediction log
