@@ -136,3 +136,39 @@ def test_selection_can_be_switched_off(tmp_path, churn_frame, setting) -> None:
                           tmp_path / "plan.json")
     plan = FeaturePlan.from_json((tmp_path / "plan.json").read_text())
     assert plan.selection == {} and plan.excluded_features == []
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_batched_permutation_scores_agree_with_scikit_learn(task) -> None:
+    """The batched shuffle scoring gives scikit-learn's baseline score exactly and the same
+    importances up to shuffle noise; a feature the model never uses scores exactly 0."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.inspection import permutation_importance
+    from sklearn.metrics import get_scorer
+
+    from autokfp.features import _QUICK_SCORERS, _shuffled_scores
+
+    rng = np.random.default_rng(3)
+    n = 1200
+    x = rng.normal(size=(n, 4))
+    signal = 2.0 * x[:, 0] + 0.7 * x[:, 1]
+    if task == "regression":
+        y = signal + rng.normal(scale=0.3, size=n)
+        model = HistGradientBoostingRegressor(max_iter=40, random_state=0)
+    else:
+        edges = [0.0] if task == "binary" else [-1.0, 1.0]
+        y = np.digitize(signal + rng.normal(scale=0.5, size=n), edges).astype(str)
+        model = HistGradientBoostingClassifier(max_iter=40, random_state=0)
+    x[:, 3] = 0.0  # constant: the model can never split on it
+    model.fit(x[:800], y[:800])
+    held, held_y = x[800:], y[800:]
+    score, permuted = _shuffled_scores(model, held, held_y, task, repeats=10, seed=0)
+    scoring = _QUICK_SCORERS[task]
+    assert score == pytest.approx(get_scorer(scoring)(model, held, held_y), abs=1e-9)
+    ours = (score - permuted).mean(axis=1)
+    theirs = permutation_importance(model, held, held_y, scoring=scoring, n_repeats=10,
+                                    random_state=0).importances_mean
+    assert ours[0] > ours[1] > max(abs(ours[2]), 0.0) and theirs[0] > theirs[1]
+    np.testing.assert_allclose(ours[:2], theirs[:2], rtol=0.25)
+    assert np.all(permuted[3] == score)  # never used → exactly zero importance
+    assert abs(ours[2]) < 0.1 * ours[1]
