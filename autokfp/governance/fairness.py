@@ -278,35 +278,12 @@ def assess_column(column: str, y_true: Any, y_pred: Any, scores: Any, groups: An
             checks.append(Check(name, column, NOT_RUN, f"not run: {reason}"))
         return ColumnAssessment(column, stats, measured, too_small, gaps, checks)
 
-    low = min(measured, key=lambda g: stats[g]["selection_rate"])
-    high = max(measured, key=lambda g: stats[g]["selection_rate"])
-    rates = (f"selection rate {stats[high]['selection_rate']:.3f} ({high}) vs "
-             f"{stats[low]['selection_rate']:.3f} ({low})")
-    value = gaps["demographic_parity_difference"]
-    limit = spec.max_demographic_parity_difference
-    checks.append(Check("demographic_parity_difference", column, PASS if value <= limit else FAIL,
-                        f"{rates}: difference {value:.3f}, policy at most {limit}",
-                        value=value, limit=limit))
-    value = gaps["demographic_parity_ratio"]
-    limit = spec.min_demographic_parity_ratio
-    checks.append(Check("demographic_parity_ratio", column, PASS if value >= limit else FAIL,
-                        f"{rates}: ratio {value:.3f}, policy at least {limit}",
-                        value=value, limit=limit))
+    checks += _parity_checks("demographic_parity", "selection_rate", "selection rate",
+                             column, measured, stats, gaps, spec)
     if ranking:
-        low = min(measured, key=lambda g: stats[g]["ranking_rate"])
-        high = max(measured, key=lambda g: stats[g]["ranking_rate"])
-        rates = (f"flagging the top {top_share:.1%} of scores: {stats[high]['ranking_rate']:.3f} "
-                 f"({high}) vs {stats[low]['ranking_rate']:.3f} ({low})")
-        value = gaps["ranking_parity_difference"]
-        limit = spec.max_demographic_parity_difference
-        checks.append(Check("ranking_parity_difference", column, PASS if value <= limit else FAIL,
-                            f"{rates}: difference {value:.3f}, policy at most {limit}",
-                            value=value, limit=limit))
-        value = gaps["ranking_parity_ratio"]
-        limit = spec.min_demographic_parity_ratio
-        checks.append(Check("ranking_parity_ratio", column, PASS if value >= limit else FAIL,
-                            f"{rates}: ratio {value:.3f}, policy at least {limit}",
-                            value=value, limit=limit))
+        checks += _parity_checks("ranking_parity", "ranking_rate",
+                                 f"flagging the top {top_share:.1%} of scores:",
+                                 column, measured, stats, gaps, spec)
     eo = gaps["equalized_odds_difference"]
     limit = spec.max_equalized_odds_difference
     if eo is None:
@@ -329,6 +306,24 @@ def assess_column(column: str, y_true: Any, y_pred: Any, scores: Any, groups: An
 
 # ------------------------------------------------------------------------- pre-training
 
+
+
+def _parity_checks(name: str, rate: str, label: str, column: str, measured: list[str],
+                   stats: dict[str, dict[str, Any]], gaps: dict[str, Any], spec: Any) -> list[Check]:
+    """The ``<name>_difference`` and ``<name>_ratio`` checks of one rate across groups,
+    against the demographic-parity limits of the policy."""
+    low = min(measured, key=lambda g: stats[g][rate])
+    high = max(measured, key=lambda g: stats[g][rate])
+    rates = f"{label} {stats[high][rate]:.3f} ({high}) vs {stats[low][rate]:.3f} ({low})"
+    difference, ratio = gaps[f"{name}_difference"], gaps[f"{name}_ratio"]
+    most, least = spec.max_demographic_parity_difference, spec.min_demographic_parity_ratio
+    return [
+        Check(f"{name}_difference", column, PASS if difference <= most else FAIL,
+              f"{rates}: difference {difference:.3f}, policy at most {most}",
+              value=difference, limit=most),
+        Check(f"{name}_ratio", column, PASS if ratio >= least else FAIL,
+              f"{rates}: ratio {ratio:.3f}, policy at least {least}", value=ratio, limit=least),
+    ]
 
 def check_training_data(frame: pd.DataFrame, target: str, positive: Any, columns: list[str],
                         spec: GovernanceSpec) -> dict[str, Any]:
