@@ -93,6 +93,12 @@ class TrainingSpec(_Strict):
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
     id_column: str | None = None
     positive_class: str | None = None
+    calibration: Literal["auto", "none"] = Field(
+        default="auto",
+        description="classifiers: auto fits Platt (binary) or temperature (multiclass) scaling "
+                    "on the engine's out-of-sample training predictions and keeps it in the "
+                    "model when it lowers the cross-fitted log loss; none: the engine's "
+                    "probabilities as they are")
 
     @field_validator("dataset")
     @classmethod
@@ -114,6 +120,10 @@ class BudgetSpec(_Strict):
     seed: int = 1
     nthreads: int = Field(default=-1, ge=-1)
     max_mem_size: str = Field(default="4G", pattern=r"^[0-9]+[mMgG]$")
+    h2o_max_restarts: int = Field(
+        default=1, ge=0, le=5,
+        description="H2O: how often a cluster whose JVM dies during training (killed for memory, "
+                    "crashed) is restarted to train again within the remaining budget")
     include_algos: list[Literal["GLM", "GBM", "DRF", "XGBoost", "DeepLearning", "StackedEnsemble"]] | None = None
     autokeras_max_trials: int = Field(
         default=10, ge=1, le=500,

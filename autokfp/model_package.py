@@ -2,8 +2,8 @@
 
 Whatever engine trained it, a packaged model is a folder with the MLflow pyfunc layout and
 three artifacts: ``plan.json`` (the fitted ``FeaturePlan``), ``meta.json`` (task, classes,
-engine, decision threshold and, when bias mitigation applied, its per-group score
-repair and thresholds) and
+engine, decision threshold, the probability calibration (``autokfp.calibration``) and, when
+bias mitigation applied, its per-group score repair and thresholds) and
 ``engine/`` (the engine's own files, e.g. an H2O MOJO). ``predict`` takes raw
 rows (the columns the source data had) and returns a frame with ``prediction`` and, for
 classifiers, ``probability_<class>`` per class. Training, evaluation and serving all use
@@ -73,6 +73,8 @@ def format_predictions(raw: np.ndarray, meta: dict[str, Any], index: pd.Index,
                        groups: list[str] | None = None) -> pd.DataFrame:
     """Engine output → the public prediction frame.
 
+    Classifiers: the probability calibration fitted at training (``meta['calibration']``,
+    when applied) comes first, then the per-group score repair, then the threshold.
     ``groups`` (binary models carrying ``meta['fairness_mitigation']`` only) holds each
     row's value of the sensitive attribute, normalised by ``group_key``: its group's score
     repair and threshold apply to the row. Without a mitigation the one
@@ -82,6 +84,10 @@ def format_predictions(raw: np.ndarray, meta: dict[str, Any], index: pd.Index,
         return pd.DataFrame({"prediction": raw}, index=index)
     classes = meta["classes"]
     labels = meta["class_labels"]
+    if (meta.get("calibration") or {}).get("applied"):
+        from autokfp.calibration import apply_calibration
+
+        raw = apply_calibration(raw, meta["calibration"])
     if meta["task"] == "binary":
         raw = adjust_scores(raw, meta, groups)
     out = pd.DataFrame({f"probability_{label}": raw[:, i] for i, label in enumerate(labels)}, index=index)

@@ -316,6 +316,8 @@ def _train(cfg: RunConfig, train_path: str, plan_path: str, model_path: str,
             "trained_rows": len(train), "cv_metrics": result.cv_metrics, "params": result.params,
             "train_seconds": round(engine_seconds, 2),
         }
+        if plan.task != "regression":
+            meta["calibration"] = _calibration(cfg, result, train[plan.target], meta)
         save_model_package(model_path, plan, result.artifact_dir, meta, train.drop(columns=[plan.target]))
         if leaderboard_path:
             _write_text(leaderboard_path, _leaderboard_html(result.leaderboard, engine, result.leader))
@@ -324,6 +326,40 @@ def _train(cfg: RunConfig, train_path: str, plan_path: str, model_path: str,
             "models_trained": int(result.params.get("models_trained", 0)),
             "train_seconds": round(wall, 1), "engine_seconds": round(engine_seconds, 1),
             **{k: round(v, 6) for k, v in result.cv_metrics.items() if v == v}}
+
+
+def _calibration(cfg: RunConfig, result: Any, target: pd.Series,
+                 meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta['calibration']`` of a classifier: fitted on the engine's out-of-sample rows."""
+    import numpy as np
+
+    from autokfp.calibration import fit_calibration
+    from autokfp.evaluation import encode_labels
+
+    if cfg.training.calibration == "none":
+        return {"method": None, "applied": False, "reason": "turned off (training.calibration: none)"}
+    if result.holdout is None:
+        return {"method": None, "applied": False,
+                "reason": f"the {result.engine} engine returned no out-of-sample predictions"}
+    try:
+        positions, scores = result.holdout
+        codes = encode_labels(target.iloc[np.asarray(positions, dtype=int)], meta)
+        known = codes >= 0
+        calibration = fit_calibration(codes[known], np.asarray(scores)[known], meta["task"],
+                                      seed=cfg.budget.seed)
+    except Exception as exc:  # noqa: BLE001 - calibration must never cost the model
+        log.warning("probability calibration failed; the engine's probabilities are kept: %s: %s",
+                    type(exc).__name__, exc)
+        return {"method": None, "applied": False,
+                "reason": f"fitting failed ({type(exc).__name__}: {exc})"[:500]}
+    params = result.params
+    calibration["source"] = (
+        f"out-of-fold predictions of {params['nfolds']}-fold cross-validation" if "nfolds" in params
+        else f"the {params['validation_fraction']:.0%} validation rows"
+        if "validation_fraction" in params else "out-of-sample training rows")
+    log.info("probability calibration (%s) %s: %s", calibration["method"],
+             "applied" if calibration["applied"] else "not applied", calibration["reason"])
+    return calibration
 
 
 def _status_html(engine: str, status: str, reason: str) -> str:

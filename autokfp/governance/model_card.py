@@ -74,8 +74,10 @@ def limitations(meta: dict[str, Any], plan: Any, fairness: dict[str, Any],
         items.append("Kernel SHAP values are estimates from a small background sample "
                      f"({shap_result.get('background_rows')} rows); use them to read single "
                      "predictions, not as exact attributions.")
-    if meta.get("task") == "binary":
-        items.append("Probabilities are the engine's; they were not recalibrated.")
+    if meta.get("task") == "binary" or meta.get("calibration"):
+        from autokfp.calibration import describe_calibration
+
+        items.append(describe_calibration(meta.get("calibration")))
     return items
 
 

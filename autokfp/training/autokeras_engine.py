@@ -391,6 +391,7 @@ class AutoKerasEngine:
         return EngineResult(
             engine=self.name, artifact_dir=workdir, leader=leader, leaderboard=board,
             cv_metrics=cv, device=device,
+            holdout=(val_idx, validation) if task != "regression" else None,
             params={"max_runtime_secs": budget.max_runtime_secs,
                     "max_trials": budget.autokeras_max_trials,
                     "max_epochs": budget.autokeras_epochs, "patience": budget.autokeras_patience,

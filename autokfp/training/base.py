@@ -34,6 +34,9 @@ class EngineResult:
     cv_metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    # out-of-sample scores of training rows: (row positions into the training frame, scores
+    # n x k in ``classes`` order for classifiers); what the probability calibration is fitted on
+    holdout: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class Engine(Protocol):

@@ -2,20 +2,26 @@
 
 Each training call starts its own H2O cluster (own port and name, so parallel tasks never
 share one), trains within the budget, exports the best model that can be exported as a
-MOJO, and always shuts the cluster down. XGBoost uses a GPU when the node has one
+MOJO, and always shuts the cluster down. A cluster whose JVM dies during training (killed
+for memory, crashed) is replaced by a fresh one that trains again within the remaining
+budget, ``budget.h2o_max_restarts`` times at most. XGBoost uses a GPU when the node has one
 (H2O's backend "auto"); everything else runs on CPU.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,9 @@ log = logging.getLogger(__name__)
 EXPORT_RESERVE_SECS = 3.0
 EXPORT_RESERVE_SHARE = 0.04
 MIN_AUTOML_SECS = 10
+# a cluster whose JVM dies during training (killed for memory, crashed) is restarted this
+# often by default (budget.h2o_max_restarts) to train again within the remaining budget
+MAX_CLUSTER_RESTARTS = 1
 SORT_METRICS = {"auc": "AUC", "logloss": "logloss", "accuracy": "logloss", "f1": "AUC",
                 "rmse": "RMSE", "mae": "MAE", "r2": "RMSE"}
 MOJO_FILE = "model.zip"
@@ -65,19 +74,58 @@ def _free_port() -> int:
     raise TrainingError("no free port pair found for a local H2O cluster")
 
 
-def _kill_cloud(name: str) -> None:
-    """Kill the JVM(s) of a cloud whose start failed (H2O leaves them running)."""
-    import signal
-
+def _cloud_pids(name: str) -> list[int]:
+    """The running JVM(s) of cloud ``name`` (their command line holds ``-name <name>``)."""
     wanted = f"-name\0{name}\0".encode()
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             if wanted in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
+                pids.append(int(entry.name))
         except OSError:
             continue
+    return pids
+
+
+def _kill_cloud(name: str, grace_secs: float = 0.0) -> None:
+    """Kill the JVM(s) of a cloud, after ``grace_secs`` to exit on their own; return once gone.
+
+    H2O leaves the JVM of a failed start running, and one asked to shut down takes a moment.
+    """
+    import signal
+
+    deadline = time.monotonic() + grace_secs
+    while _cloud_pids(name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in _cloud_pids(name):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+    deadline = time.monotonic() + 10
+    while _cloud_pids(name) and time.monotonic() < deadline:  # a killed process has no cmdline
+        time.sleep(0.05)
+
+
+_REAPERS: list[threading.Thread] = []
+
+
+def _reap_in_background(name: str) -> None:
+    """``_kill_cloud(name, grace_secs=5)`` on a thread; ``wait_for_shutdowns`` joins it."""
+    reaper = threading.Thread(target=_kill_cloud, args=(name, 5.0), name=f"reap-{name}",
+                              daemon=True)
+    reaper.start()
+    _REAPERS.append(reaper)
+
+
+@atexit.register
+def wait_for_shutdowns(timeout: float = 20.0) -> None:
+    """Return once every cluster shut down by this process is gone (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while _REAPERS:
+        _REAPERS.pop().join(max(0.0, deadline - time.monotonic()))
 
 
 def _record_jvm(h2o: Any) -> None:
@@ -96,12 +144,64 @@ def _record_jvm(h2o: Any) -> None:
             handle.write(f"{process.pid}\n")
 
 
+def _cluster_died(exc: BaseException, jvm_gone: bool = False) -> bool:
+    """True when ``exc`` means the H2O cluster was lost, not that the data or settings are bad.
+
+    h2o raises H2OConnectionError once its server stops answering ("Local server has died
+    unexpectedly", connection refused or reset, a timeout), and a response cut short comes
+    as a ``requests`` error. With the JVM gone, h2o's other errors (H2OServerError, ...) are
+    the death too. A TrainingError (ours: no model, nothing exportable) never is.
+    """
+    import requests
+    from h2o.exceptions import H2OConnectionError, H2OError
+
+    if isinstance(exc, TrainingError):
+        return False
+    if isinstance(exc, (H2OConnectionError, requests.RequestException, ConnectionError)):
+        return True
+    return jvm_gone and isinstance(exc, (H2OError, OSError))
+
+
+@contextmanager
+def _fail_fast_on_death(cloud: str, automl: Any) -> Iterator[None]:
+    """While AutoML runs, make h2o give up on a dead cluster at once.
+
+    Once a poll of a job has succeeded, h2o retries a failed one 30 times, 3 s apart
+    (``H2OJob._query_job_status_safe``): a dead JVM would cost 90 s of the budget. A thread
+    watches the JVM; once it is gone, clearing the job's ``job_poll_success`` makes the next
+    failed poll raise H2OConnectionError.
+    """
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            job = getattr(automl, "_job", None)
+            if job is not None and not _cloud_pids(cloud):
+                job.job_poll_success = False
+                return
+
+    watcher = threading.Thread(target=watch, name=f"{cloud}-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
 class H2OCluster:
-    """A private, local H2O cluster for the duration of a ``with`` block."""
+    """A private, local H2O cluster for the duration of a ``with`` block.
+
+    ``name`` is its cloud name once started. When the block is left no JVM of the cloud runs
+    any more (shut down, or killed), and ``died`` says whether the JVM was already gone when
+    the block ended with an error (killed for memory, crashed).
+    """
 
     def __init__(self, nthreads: int, max_mem_size: str):
         self.nthreads = nthreads
         self.max_mem_size = max_mem_size
+        self.name = ""
+        self.died = False
 
     def __enter__(self) -> H2OCluster:
         import h2o
@@ -116,6 +216,7 @@ class H2OCluster:
                 h2o.init(ip="127.0.0.1", port=_free_port(), name=name, nthreads=self.nthreads,
                          max_mem_size=self.max_mem_size, verbose=False, strict_version_check=False)
                 _record_jvm(h2o)
+                self.name = name
                 return self
             except Exception as exc:  # noqa: BLE001 - h2o raises plain exceptions
                 last_error = exc
@@ -123,14 +224,21 @@ class H2OCluster:
                 time.sleep(1)
         raise TrainingError(f"could not start a local H2O cluster (Java 17 must be installed): {last_error}")
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         import h2o
 
+        self.died = exc is not None and not _cloud_pids(self.name)
         try:
-            if h2o.connection() is not None:
+            if not self.died and h2o.connection() is not None:
                 h2o.cluster().shutdown(prompt=False)
         except Exception as error:  # noqa: BLE001 - shutting down must never mask the real error
             log.warning("H2O cluster shutdown failed: %s", error)
+        if exc is None:
+            # a clean exit: the JVM winds down while the model is packaged; it is reaped (and
+            # killed if it lingers) in the background, and at the latest when Python exits
+            _reap_in_background(self.name)
+        else:  # a failure or a restart: nothing of this cloud may outlive this point
+            _kill_cloud(self.name, grace_secs=5)
 
 
 class H2OAutoMLEngine:
@@ -171,76 +279,115 @@ class H2OAutoMLEngine:
         log.info("H2O AutoML on %d rows x %d features (%s, device %s, budget %ss)", len(frame),
                  features.shape[1], task, device, budget.max_runtime_secs)
         timings: dict[str, float] = {}
-        with H2OCluster(budget.nthreads, budget.max_mem_size):
-            timings["cluster_start"] = round(time.monotonic() - begun, 2)
-            h2o_frame = h2o.H2OFrame(frame, column_types=column_types)
-            timings["upload"] = round(time.monotonic() - begun - timings["cluster_start"], 2)
-            nfolds = min(budget.nfolds, max(2, len(frame) // 10))
-            if nfolds < budget.nfolds:
-                log.warning("only %d training rows: H2O uses %d folds instead of budget.nfolds=%d",
-                            len(frame), nfolds, budget.nfolds)
-            reserve = EXPORT_RESERVE_SECS + EXPORT_RESERVE_SHARE * budget.max_runtime_secs
-            automl_secs = max(MIN_AUTOML_SECS,
-                              int(budget.max_runtime_secs - (time.monotonic() - begun) - reserve))
-            automl = H2OAutoML(
-                max_runtime_secs=automl_secs,
-                max_models=budget.max_models,
-                seed=budget.seed,
-                nfolds=nfolds,
-                sort_metric=SORT_METRICS.get(sort_metric, "AUTO"),
-                include_algos=budget.include_algos,
-                exclude_algos=None if budget.include_algos else ["DeepLearning"],
-                verbosity=None,
-                project_name=f"autokfp_{uuid.uuid4().hex[:8]}",
-            )
-            started = time.monotonic()
-            automl.train(x=list(features.columns), y=response, training_frame=h2o_frame)
-            if automl.leader is None:
-                # A budget too small for this machine (or a busy node) ends AutoML before its
-                # first model. Fall back to one quick GLM without a time limit rather than
-                # return nothing; the leaderboard and the log say so.
-                log.warning("H2O AutoML trained no model in %ss; training one GLM without a time "
-                            "limit instead (raise budget.max_runtime_secs)", automl_secs)
-                automl = H2OAutoML(max_models=1, include_algos=["GLM"], seed=budget.seed,
-                                   nfolds=nfolds, sort_metric=SORT_METRICS.get(sort_metric, "AUTO"),
-                                   verbosity=None, project_name=f"autokfp_{uuid.uuid4().hex[:8]}")
-                automl.train(x=list(features.columns), y=response, training_frame=h2o_frame)
-            elapsed = time.monotonic() - started
-            timings["automl"] = round(elapsed, 2)
-            if automl.leader is None:
-                raise TrainingError(
-                    f"H2O AutoML trained no model within {budget.max_runtime_secs}s; "
-                    "raise budget.max_runtime_secs"
-                )
-            board = h2o.automl.get_leaderboard(automl, extra_columns="ALL").as_data_frame(
-                use_multi_thread=False
-            )
-            leader_id, mojo_path = self._export_first_exportable(board, workdir)
-            leader = h2o.get_model(leader_id)
-            cv = _cv_metrics(leader, task)
-            cv.update(_cv_spread(leader, sort_metric, task, target, classes, budget.seed))
-            algo = leader.algo
-            timings["export"] = round(time.monotonic() - started - elapsed, 2)
-            closing = time.monotonic()
+        max_restarts = getattr(budget, "h2o_max_restarts", MAX_CLUSTER_RESTARTS)
+        deaths: list[str] = []  # how each cluster that died during training ended
+        while True:  # start a cluster -> train -> export; once more on a fresh one if it died
+            cluster = H2OCluster(budget.nthreads, budget.max_mem_size)
+            attempt = time.monotonic()
+            try:
+                with cluster:
+                    timings["cluster_start"] = round(time.monotonic() - attempt, 2)
+                    h2o_frame = h2o.H2OFrame(frame, column_types=column_types)
+                    timings["upload"] = round(time.monotonic() - attempt - timings["cluster_start"], 2)
+                    nfolds = min(budget.nfolds, max(2, len(frame) // 10))
+                    if nfolds < budget.nfolds:
+                        log.warning("only %d training rows: H2O uses %d folds instead of budget.nfolds=%d",
+                                    len(frame), nfolds, budget.nfolds)
+                    reserve = EXPORT_RESERVE_SECS + EXPORT_RESERVE_SHARE * budget.max_runtime_secs
+                    automl_secs = max(MIN_AUTOML_SECS,
+                                      int(budget.max_runtime_secs - (time.monotonic() - begun) - reserve))
+                    automl = H2OAutoML(
+                        max_runtime_secs=automl_secs,
+                        max_models=budget.max_models,
+                        seed=budget.seed,
+                        nfolds=nfolds,
+                        sort_metric=SORT_METRICS.get(sort_metric, "AUTO"),
+                        include_algos=budget.include_algos,
+                        exclude_algos=None if budget.include_algos else ["DeepLearning"],
+                        # the leader's out-of-fold scores: CV spread and calibration
+                        keep_cross_validation_predictions=True,
+                        verbosity=None,
+                        project_name=f"autokfp_{uuid.uuid4().hex[:8]}",
+                    )
+                    started = time.monotonic()
+                    with _fail_fast_on_death(cluster.name, automl):
+                        automl.train(x=list(features.columns), y=response, training_frame=h2o_frame)
+                    if automl.leader is None:
+                        # A budget too small for this machine (or a busy node) ends AutoML before its
+                        # first model. Fall back to one quick GLM without a time limit rather than
+                        # return nothing; the leaderboard and the log say so.
+                        log.warning("H2O AutoML trained no model in %ss; training one GLM without a time "
+                                    "limit instead (raise budget.max_runtime_secs)", automl_secs)
+                        automl = H2OAutoML(max_models=1, include_algos=["GLM"], seed=budget.seed,
+                                           nfolds=nfolds, sort_metric=SORT_METRICS.get(sort_metric, "AUTO"),
+                                           keep_cross_validation_predictions=True,
+                                           verbosity=None, project_name=f"autokfp_{uuid.uuid4().hex[:8]}")
+                        with _fail_fast_on_death(cluster.name, automl):
+                            automl.train(x=list(features.columns), y=response,
+                                         training_frame=h2o_frame)
+                    elapsed = time.monotonic() - started
+                    timings["automl"] = round(elapsed, 2)
+                    if automl.leader is None:
+                        raise TrainingError(
+                            f"H2O AutoML trained no model within {budget.max_runtime_secs}s; "
+                            "raise budget.max_runtime_secs"
+                        )
+                    board = h2o.automl.get_leaderboard(automl, extra_columns="ALL").as_data_frame(
+                        use_multi_thread=False
+                    )
+                    leader_id, mojo_path = self._export_first_exportable(board, workdir)
+                    leader = h2o.get_model(leader_id)
+                    cv = _cv_metrics(leader, task)
+                    # out-of-fold scores, fetched once: the CV spread and the calibration use them
+                    oof = _holdout_predictions(leader) if task != "regression" else None
+                    cv.update(_cv_spread(leader, sort_metric, task, target, classes, budget.seed, oof))
+                    algo = leader.algo
+                    timings["export"] = round(time.monotonic() - started - elapsed, 2)
+                    closing = time.monotonic()
+                break
+            except Exception as exc:
+                if not _cluster_died(exc, cluster.died):
+                    raise
+                deaths.append(f"{cluster.name}: {type(exc).__name__}: {exc}")
+                if len(deaths) > max_restarts:
+                    times = "once (" if len(deaths) == 1 else f"{len(deaths)} times (the last: "
+                    raise TrainingError(
+                        f"the H2O cluster died {times}{type(exc).__name__}: {exc}) during "
+                        "training; its JVM is most often killed for using more memory than the node "
+                        f"gives it: raise budget.max_mem_size (now {budget.max_mem_size}) and the "
+                        "training task's memory limit above it, or train on fewer rows or features"
+                        + ("" if max_restarts else " (budget.h2o_max_restarts is 0: no restart)")
+                    ) from exc
+                log.warning("the H2O cluster %s died during training (%s: %s); training again on "
+                            "a fresh cluster within the remaining %.0fs of the budget (AutoML gets "
+                            "at least %ds; restart %d of at most %d)", cluster.name,
+                            type(exc).__name__, exc,
+                            max(0.0, budget.max_runtime_secs - (time.monotonic() - begun)),
+                            MIN_AUTOML_SECS, len(deaths), max_restarts)
         timings["shutdown"] = round(time.monotonic() - closing, 2)
+        if deaths:
+            timings["lost_to_restarts"] = round(attempt - begun, 2)
         timings["total"] = round(time.monotonic() - begun, 2)
         board.to_csv(workdir / "leaderboard.csv", index=False)
         info = {"engine": self.name, "leader": leader_id, "algo": algo, "device": device,
                 "h2o_version": h2o.__version__, "train_seconds": round(elapsed, 2),
                 "features": list(features.columns), "categorical": categorical, "nfolds": nfolds,
-                "automl_secs": automl_secs, "seconds": timings}
+                "automl_secs": automl_secs, "seconds": timings,
+                "cluster_restarts": len(deaths), "cluster_deaths": deaths}
         (workdir / "engine.json").write_text(json.dumps(info, indent=2))
         log.info("H2O leader %s (%s) after %.1fs; cv %s; seconds %s", leader_id, algo, elapsed, cv,
                  timings)
-        return EngineResult(
+        result = EngineResult(
             engine=self.name, artifact_dir=workdir, leader=leader_id, leaderboard=board,
-            cv_metrics=cv, device=device,
+            cv_metrics=cv, device=device, holdout=_holdout_scores(oof, task, classes, len(target)),
             params={"max_runtime_secs": budget.max_runtime_secs, "automl_secs": automl_secs,
                     "cv_method": f"{nfolds}-fold cross-validation of the leader",
                     "max_models": budget.max_models,
                     "nfolds": nfolds, "seed": budget.seed, "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
                     "leader_algo": algo, "models_trained": len(board)},
         )
+        result.params["cluster_restarts"] = len(deaths)
+        return result
 
     @staticmethod
     def _export_first_exportable(board: pd.DataFrame, workdir: Path) -> tuple[str, Path]:
@@ -287,12 +434,48 @@ def _cv_metrics(model: Any, task: str) -> dict[str, float]:
     return metrics
 
 
+def _holdout_predictions(model: Any) -> pd.DataFrame | None:
+    """The model's out-of-fold predictions of the training rows, in their order (None when
+    it kept none): ``predict`` and, for classifiers, one column per class label."""
+    try:
+        holdout = model.cross_validation_holdout_predictions()
+        return None if holdout is None else holdout.as_data_frame(use_multi_thread=False)
+    except Exception as exc:  # noqa: BLE001 - a model without them must not cost the run
+        log.debug("no out-of-fold predictions for %s: %s", getattr(model, "model_id", model), exc)
+        return None
+
+
+def _holdout_scores(predicted: pd.DataFrame | None, task: str, classes: list[str] | None,
+                    rows: int) -> tuple[Any, Any] | None:
+    """``EngineResult.holdout`` from the out-of-fold predictions: (row positions, n x k
+    class scores in ``classes`` order); None for regression or when they do not fit."""
+    import numpy as np
+
+    columns = _class_columns(predicted, classes) if predicted is not None else None
+    if columns is None or task == "regression" or len(predicted) != rows:
+        return None
+    return np.arange(rows), predicted[columns].to_numpy(dtype="float64")
+
+
+def _class_columns(predicted: pd.DataFrame, classes: list[str] | None) -> list[str] | None:
+    """The prediction frame's probability column of each class, in ``classes`` order: H2O
+    names them by the label, or ``p<label>`` when the label is a number ("p0", "p1")."""
+    columns = []
+    for label in classes or []:
+        name = next((c for c in (label, f"p{label}") if c in predicted.columns), None)
+        if name is None:
+            return None
+        columns.append(name)
+    return columns or None
+
+
 def _cv_spread(model: Any, metric: str, task: str, target: pd.Series, classes: list[str] | None,
-               seed: int) -> dict[str, float]:
+               seed: int, predicted: pd.DataFrame | None = None) -> dict[str, float]:
     """The primary metric's spread over folds (``cv_<metric>_sd``), where H2O can tell.
 
     Models with fold models report a per-fold summary (mean, sd). A stacked ensemble has
-    none; its out-of-fold predictions give a bootstrap spread instead.
+    none; its out-of-fold predictions (``predicted``, fetched here when not given) give a
+    bootstrap spread instead.
     """
     names = {"auc": "auc", "logloss": "logloss", "rmse": "rmse", "mae": "mae", "r2": "r2",
              "accuracy": "accuracy", "f1": "f1"}
@@ -311,17 +494,17 @@ def _cv_spread(model: Any, metric: str, task: str, target: pd.Series, classes: l
 
         from autokfp.validation import metric_spread
 
-        holdout = model.cross_validation_holdout_predictions()
-        if holdout is None:
+        if predicted is None:
+            predicted = _holdout_predictions(model)
+        if predicted is None:
             return {}
-        predicted = holdout.as_data_frame(use_multi_thread=False)
         if task == "regression":
             truth = target.to_numpy(dtype="float64")
             scores = predicted["predict"].to_numpy(dtype="float64")
         else:
             labels = list(classes or [])
             truth = np.array([labels.index(str(v)) for v in target])
-            scores = predicted[[c for c in labels]].to_numpy(dtype="float64")
+            scores = predicted[_class_columns(predicted, labels)].to_numpy(dtype="float64")
         _value, spread = metric_spread(metric, truth, scores, task, samples=100, seed=seed)
         return {f"cv_{metric}_sd": spread} if spread == spread else {}
     except Exception as exc:  # noqa: BLE001 - a missing spread must not cost the model
