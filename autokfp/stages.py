@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -303,6 +304,10 @@ def _train(cfg: RunConfig, train_path: str, plan_path: str, model_path: str,
     trainer = get_engine(engine)
     labels = [str(c) for c in plan.classes] if plan.classes else None
     started = time.monotonic()
+    # packaging needs mlflow (seconds to import in a fresh task process): import it while
+    # the engine trains, so the wait after training is only the packaging itself
+    warm = threading.Thread(target=_import_packaging, name="import-mlflow", daemon=True)
+    warm.start()
     with tempfile.TemporaryDirectory(prefix="autokfp-train-") as workdir:
         result = trainer.train(features, train[plan.target], plan.task, labels, plan.categorical_features,
                                cfg.budget, metric, Path(workdir) / "engine")
@@ -326,6 +331,14 @@ def _train(cfg: RunConfig, train_path: str, plan_path: str, model_path: str,
             "models_trained": int(result.params.get("models_trained", 0)),
             "train_seconds": round(wall, 1), "engine_seconds": round(engine_seconds, 1),
             **{k: round(v, 6) for k, v in result.cv_metrics.items() if v == v}}
+
+
+def _import_packaging() -> None:
+    try:
+        import mlflow.models  # noqa: F401
+        import mlflow.pyfunc  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - the real import after training reports it
+        log.debug("early mlflow import failed: %s", exc)
 
 
 def _calibration(cfg: RunConfig, result: Any, target: pd.Series,
