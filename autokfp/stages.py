@@ -333,6 +333,28 @@ def _train(cfg: RunConfig, train_path: str, plan_path: str, model_path: str,
             **{k: round(v, 6) for k, v in result.cv_metrics.items() if v == v}}
 
 
+def train_component(config: dict[str, Any], train: Any, plan: Any, model: Any, leaderboard: Any,
+                    metrics: Any, engine: str) -> str:
+    """The body of every training component (``train_h2o_automl``, ``train_autokeras``, …).
+
+    Trains ``engine`` in a child process with failures tolerated (``train_stage``), then fills
+    the KFP outputs: ``model.metadata`` (engine, status, leader, device, reason) and every
+    numeric figure of the summary as a metric. Returns the candidate's status.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    summary = train_stage(config, train.path, plan.path, model.path, leaderboard.path,
+                          engine=engine, isolate=True, tolerate_failure=True)
+    model.metadata.update({"engine": engine, "status": summary["status"],
+                           "leader": summary["leader"], "device": summary["device"],
+                           "framework": "mlflow-pyfunc"})
+    if summary.get("reason"):
+        model.metadata["reason"] = summary["reason"][:1000]
+    for key, value in summary.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(key, value)
+    return summary["status"]
+
+
 def _import_packaging() -> None:
     try:
         import mlflow.models  # noqa: F401

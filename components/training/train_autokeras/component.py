@@ -43,22 +43,9 @@ def train_autokeras(
     Example:
         >>> k = train_autokeras(config=cfg, train=f.outputs["train"], plan=f.outputs["plan"])
     """
-    import logging
+    from autokfp.stages import train_component
 
-    from autokfp.stages import train_stage
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = train_stage(config, train.path, plan.path, model.path, leaderboard.path,
-                          engine="autokeras", isolate=True, tolerate_failure=True)
-    model.metadata.update({"engine": "autokeras", "status": summary["status"],
-                           "leader": summary["leader"], "device": summary["device"],
-                           "framework": "mlflow-pyfunc"})
-    if summary.get("reason"):
-        model.metadata["reason"] = summary["reason"][:1000]
-    for key, value in summary.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics.log_metric(key, value)
-    return summary["status"]
+    return train_component(config, train, plan, model, leaderboard, metrics, engine="autokeras")
 
 
 if __name__ == "__main__":
