@@ -294,13 +294,17 @@ class AutokfpPredictor(Model):
         LATENCY.labels(**labels).observe(time.perf_counter() - started)
         self._observe(predictions, labels)
         request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+        if v2:
+            if self.prediction_log is not None:
+                self.prediction_log.log(frame, predictions, request_id)
+            return self._v2_response(payload, predictions)
+        answer = _records(predictions)
         if self.prediction_log is not None:
             if frame is None:
-                frame = pd.DataFrame.from_records(records)
-            self.prediction_log.log(frame, predictions, request_id)
-        if v2:
-            return self._v2_response(payload, predictions)
-        return {"predictions": _records(predictions), "model_version": self.version}
+                self.prediction_log.log_records(records, answer, request_id)
+            else:
+                self.prediction_log.log(frame, predictions, request_id)
+        return {"predictions": answer, "model_version": self.version}
 
     async def explain(self, payload: dict, headers: dict[str, str] | None = None) -> dict:
         """v1 ``:explain``: per-column Kernel SHAP contributions for each instance.

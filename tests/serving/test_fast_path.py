@@ -285,6 +285,28 @@ def test_prediction_logger_never_raises_and_still_logs_good_requests(tmp_path) -
     assert logger.dropped >= 4  # the requests that could not even be read are counted
 
 
+def test_row_dicts_and_frames_are_logged_alike_in_one_batch(tmp_path) -> None:
+    """The fast path logs row dicts; the frame path logs frames; one batch holds both and
+    reads back with the same columns and values. Garbage given as dicts never raises."""
+    logger = PredictionLogger(str(tmp_path), "churn", "3", flush_seconds=60)
+    inputs, outputs = _request(3)
+    logger.log(inputs, outputs, "as-frame")
+    logger.log_records(inputs.to_dict("records"), outputs.to_dict("records"), "as-dicts")
+    for bad_inputs, bad_outputs in [(None, None), ([{"amount": 1.0}], []), ([1, 2], [3, 4]),
+                                    ([{"amount": {"nested": [1]}, "plan": b"\xff"}],
+                                     [{"prediction": object()}])]:
+        logger.log_records(bad_inputs, bad_outputs, "garbage")  # must not raise
+    logger.close()
+    logged = read_prediction_log(str(tmp_path), "churn")
+    frame = logged[logged["request_id"] == "as-frame"].reset_index(drop=True)
+    dicts = logged[logged["request_id"] == "as-dicts"].reset_index(drop=True)
+    assert len(frame) == len(dicts) == 3
+    columns = ["amount", "plan", "output_prediction", "output_probability_1", "model_version"]
+    pd.testing.assert_frame_equal(frame[columns], dicts[columns], check_dtype=False)
+    assert str(logged["logged_at"].dtype).startswith("datetime64") and logged["logged_at"].notna().all()
+    assert logger.dropped >= 3  # the unreadable requests are counted, not written
+
+
 def test_prediction_logger_drops_rows_when_the_queue_is_full_without_blocking(
         tmp_path, monkeypatch) -> None:
     writing, release = threading.Event(), threading.Event()
