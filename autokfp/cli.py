@@ -3,6 +3,7 @@
     autokfp demo                 generate the example data and run the training pipeline locally
     autokfp run CONFIG.yaml      run the training pipeline locally (kfp.local)
     autokfp compile --out DIR    write every pipeline as KFP YAML for the Kubeflow UI
+    autokfp submit CONFIG.yaml   start one run on Kubeflow through kfp.Client
     autokfp models [--json]      registered models, versions, aliases and metrics
 
 Errors a user can cause are printed as one message (no traceback) with exit code 2.
@@ -280,6 +281,43 @@ def compile(  # noqa: A001 - the command is called compile
         _fail(error)
     for name, path in written.items():
         console.print(f"{name}: {path}")
+
+
+@app.command()
+def submit(
+    config_path: Path = typer.Argument(..., help="YAML run config", metavar="CONFIG.yaml"),
+    pipeline: str = typer.Option("autonomous-training", "--pipeline",
+                                 help="autonomous-training, discovery or drift-monitoring"),
+    host: str | None = typer.Option(None, "--host", envvar="KF_PIPELINES_ENDPOINT",
+                                    help="Kubeflow Pipelines API, e.g. https://kubeflow.example.com/pipeline"),
+    experiment: str = typer.Option("autokfp", "--experiment", help="experiment name"),
+    run_name: str | None = typer.Option(None, "--run-name", help="default: <model>-<pipeline>-<time>"),
+    namespace: str | None = typer.Option(None, "--namespace", help="user namespace (multi-user Kubeflow)"),
+    token_env: str | None = typer.Option(None, "--token-env",
+                                         help="environment variable holding a bearer token"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Start one run of a pipeline on Kubeflow with CONFIG (compiled here, sent with the run)."""
+    from autokfp.config import load_config
+    from autokfp.errors import ConfigError
+    from autokfp.scheduling import submit_run
+
+    try:
+        config = load_config(config_path)
+        token = None
+        if token_env:
+            token = os.environ.get(token_env)
+            if not token:
+                raise ConfigError(f"--token-env {token_env}: that environment variable is not set")
+        result = submit_run(config, pipeline=pipeline, host=host, experiment=experiment,
+                            run_name=run_name, namespace=namespace, token=token)
+    except AutokfpError as error:
+        _fail(error)
+    if as_json:
+        console.print_json(json.dumps(result.to_dict()))
+        return
+    console.print(f"Started run [cyan]{result.run_name}[/] ({result.run_id}) of {result.pipeline} "
+                  f"in experiment {result.experiment}" + (f": {result.url}" if result.url else ""))
 
 
 from autokfp.serving.commands import register_commands as _register_serving_commands  # noqa: E402

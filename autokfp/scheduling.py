@@ -17,7 +17,9 @@ recurring run and returns it; a changed cron or spec replaces it (same name).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import re
@@ -68,14 +70,72 @@ def validate_cron(cron: str) -> str:
 
 def compile_monitoring(path: str | Path) -> str:
     """Compile and validate ``drift-monitoring`` into ``path``; return the spec's sha256."""
+    return compile_pipeline(PIPELINE_NAME, path)
+
+
+def compile_pipeline(name: str, path: str | Path) -> str:
+    """Compile and validate pipeline ``name`` (cluster settings from the environment) into
+    ``path``; return the spec's sha256."""
     from kfp import compiler
 
     from autokfp.compilation import validate_pipeline_yaml
     from pipelines import PIPELINES, ClusterOptions
 
-    compiler.Compiler().compile(PIPELINES[PIPELINE_NAME](ClusterOptions.from_env()), str(path))
+    if name not in PIPELINES:
+        raise ConfigError(f"unknown pipeline '{name}'; choose one of {sorted(PIPELINES)}")
+    compiler.Compiler().compile(PIPELINES[name](ClusterOptions.from_env()), str(path))
     validate_pipeline_yaml(path)
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass
+class SubmittedRun:
+    run_id: str
+    pipeline: str
+    run_name: str
+    experiment: str
+    url: str = ""  # the run's page in the Kubeflow UI
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def submit_run(
+    config: RunConfig,
+    pipeline: str = "autonomous-training",
+    host: str | None = None,
+    experiment: str = "autokfp",
+    run_name: str | None = None,
+    namespace: str | None = None,
+    token: str | None = None,
+    client: Any = None,
+) -> SubmittedRun:
+    """Start one run of ``pipeline`` on Kubeflow with ``config`` as its ``config`` parameter.
+
+    The pipeline is compiled here with the cluster settings of the environment (the same
+    YAML ``autokfp compile`` writes), validated, and sent inline with the run; the
+    experiment is created when it does not exist.
+    """
+    from datetime import datetime, timezone
+
+    run_name = run_name or f"{config.name}-{pipeline}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    client = client or make_client(host, namespace, token)
+    with tempfile.TemporaryDirectory(prefix="autokfp-submit-") as scratch:
+        package = Path(scratch) / f"{pipeline}.yaml"
+        compile_pipeline(pipeline, package)
+        printed = io.StringIO()  # kfp prints the UI links; keep our stdout clean (--json)
+        with contextlib.redirect_stdout(printed):
+            result = _api_call(
+                "create the run",
+                client.create_run_from_pipeline_package,
+                str(package),
+                arguments={"config": config.to_dict()},
+                run_name=run_name,
+                experiment_name=experiment,
+                namespace=namespace,
+            )
+    links = re.findall(r"^Run details: (\S+)$", printed.getvalue(), flags=re.MULTILINE)
+    return SubmittedRun(result.run_id, pipeline, run_name, experiment, links[0] if links else "")
 
 
 def _filter(name: str) -> str:

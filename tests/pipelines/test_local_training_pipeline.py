@@ -7,6 +7,9 @@ budget), evaluates, registers in MLflow and writes the KServe manifest.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,22 @@ from autokfp.examples.churn import write_example_data
 from autokfp.local import PipelineRunError, run_training
 
 pytestmark = pytest.mark.slow
+
+FRESH_REGISTRY_SCORE = """
+import sys
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from autokfp import registry
+from autokfp.model_package import load_model_package
+from autokfp.settings import Settings
+
+home, name, test_path, target = sys.argv[1:5]
+registry.configure(Settings.from_env(home))
+model = load_model_package(f"models:/{name}@champion")
+rows = pd.read_parquet(test_path)
+predictions = model.predict(rows.drop(columns=[target]))
+print(roc_auc_score(rows[target].astype(str) == "1", predictions["probability_1"]))
+"""
 
 # A broken model scores ~0.5; the example data's oracle on this split is ~0.856 and a
 # 120 s budget reaches ~0.84. With a 30 s budget and 4,000 rows 0.80 is a safe floor.
@@ -67,6 +86,18 @@ def test_pipeline_trains_registers_and_writes_manifest(tmp_path, autokfp_home):
     predictions = model.predict(rows.drop(columns=["churned"]))
     assert list(predictions.columns[:1]) == ["prediction"]
     assert predictions["probability_1"].between(0, 1).all()
+
+    # a fresh process loads the registered champion and reproduces the logged test AUC on
+    # the pipeline's own held-out rows
+    held_out = [p for p in run.run_dir.rglob("test") if p.is_file()]
+    assert held_out, "engineer step wrote no test split"
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_REGISTRY_SCORE, str(autokfp_home.home), "churn-e2e",
+         str(held_out[0]), "churned"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(auc, abs=1e-6)
 
     # every step left its artifact in the run folder; the manifest is a KServe object
     assert run.run_dir is not None and run.run_dir.exists()

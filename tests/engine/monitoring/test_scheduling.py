@@ -57,6 +57,7 @@ class FakeKfp:
         self.versions: dict[str, dict] = {}
         self.experiments: dict[str, dict] = {}
         self.recurring: dict[str, dict] = {}
+        self.runs: dict[str, dict] = {}
         self.uploads: list[dict] = []
         self.fail_create = False
 
@@ -166,6 +167,19 @@ def make_handler(state: FakeKfp):
                 experiment = {**body, "experiment_id": uuid.uuid4().hex}
                 state.experiments[experiment["experiment_id"]] = experiment
                 return self._send(200, experiment)
+            if url.path == f"{API}/runs":
+                run = check_model(body, "V2beta1Run")
+                assert run.experiment_id in state.experiments
+                sent = body["pipeline_spec"]  # with a platform spec: both, under two keys
+                documents = ([sent["pipeline_spec"], sent["platform_spec"]]
+                             if "platform_spec" in sent else [sent])
+                with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
+                    yaml.safe_dump_all(documents, handle)
+                    handle.flush()
+                    state.uploads.append(validate_pipeline_yaml(handle.name))
+                created = {**body, "run_id": uuid.uuid4().hex, "state": "PENDING"}
+                state.runs[created["run_id"]] = created
+                return self._send(200, created)
             if url.path == f"{API}/recurringruns":
                 if state.fail_create:
                     return self._send(500, {"error": "scheduler unavailable", "code": 13})
@@ -280,3 +294,36 @@ def test_the_schedule_command(kfp_api, tmp_path):
     )
     assert bad.exit_code == 2 and "6 fields" in bad.output
     assert Path(path).exists()
+
+
+def test_submit_starts_one_run_with_the_config_and_the_compiled_spec(kfp_api, tmp_path):
+    from autokfp.scheduling import submit_run
+
+    config = _config(tmp_path)
+    result = submit_run(config, host=kfp_api.url, experiment="team-a", run_name="first")
+    (run,) = kfp_api.runs.values()
+    assert result.run_id == run["run_id"] and result.run_name == run["display_name"] == "first"
+    assert run["runtime_config"]["parameters"] == {"config": config.to_dict()}
+    (experiment,) = kfp_api.experiments.values()
+    assert experiment["display_name"] == "team-a" and run["experiment_id"] == experiment["experiment_id"]
+    spec = kfp_api.uploads[-1]
+    assert spec["pipelineInfo"]["name"] == "autonomous-training"
+    # a second submit reuses the experiment and starts a second run
+    submit_run(config, pipeline="discovery", host=kfp_api.url, experiment="team-a")
+    assert len(kfp_api.experiments) == 1 and len(kfp_api.runs) == 2
+    assert kfp_api.uploads[-1]["pipelineInfo"]["name"] == "discovery"
+
+
+def test_submit_cli_names_an_unknown_pipeline_and_prints_the_run(kfp_api, tmp_path):
+    from autokfp.cli import app
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(_config(tmp_path).to_dict()))
+    bad = CliRunner().invoke(app, ["submit", str(path), "--pipeline", "nope", "--host", kfp_api.url])
+    assert bad.exit_code == 2 and "unknown pipeline 'nope'" in bad.output
+    assert "autonomous-training" in bad.output and not kfp_api.runs
+    good = CliRunner().invoke(app, ["submit", str(path), "--host", kfp_api.url, "--json"])
+    assert good.exit_code == 0, good.output
+    printed = json.loads(good.output)  # nothing but the JSON on stdout
+    assert printed["run_id"] in kfp_api.runs
+    assert printed["url"] == f"{kfp_api.url}/#/runs/details/{printed['run_id']}"
