@@ -299,16 +299,11 @@ def submit(
 ) -> None:
     """Start one run of a pipeline on Kubeflow with CONFIG (compiled here, sent with the run)."""
     from autokfp.config import load_config
-    from autokfp.errors import ConfigError
-    from autokfp.scheduling import submit_run
+    from autokfp.scheduling import submit_run, token_from_env
 
     try:
         config = load_config(config_path)
-        token = None
-        if token_env:
-            token = os.environ.get(token_env)
-            if not token:
-                raise ConfigError(f"--token-env {token_env}: that environment variable is not set")
+        token = token_from_env(token_env)
         result = submit_run(config, pipeline=pipeline, host=host, experiment=experiment,
                             run_name=run_name, namespace=namespace, token=token)
     except AutokfpError as error:

@@ -157,6 +157,18 @@ def _api_call(what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         ) from None
 
 
+def token_from_env(variable: str | None) -> str | None:
+    """The bearer token in environment variable ``variable`` (``--token-env``), if one is named."""
+    import os
+
+    if not variable:
+        return None
+    token = os.environ.get(variable)
+    if not token:
+        raise ConfigError(f"--token-env {variable}: that environment variable is not set")
+    return token
+
+
 def make_client(host: str | None, namespace: str | None = None, token: str | None = None) -> Any:
     import kfp
 

@@ -200,23 +200,16 @@ def register_commands(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
     ) -> None:
         """Create a Kubeflow recurring run of drift-monitoring (re-enters training on drift)."""
-        import os
 
         from rich.console import Console
 
         from autokfp.config import load_config
-        from autokfp.scheduling import schedule_monitoring
+        from autokfp.scheduling import schedule_monitoring, token_from_env
 
         console = Console()
         try:
             config = load_config(config_path)
-            token = None
-            if token_env:
-                token = os.environ.get(token_env)
-                if not token:
-                    raise ConfigError(
-                        f"--token-env {token_env}: that environment variable is not set"
-                    )
+            token = token_from_env(token_env)
             result = schedule_monitoring(
                 config,
                 host=host,
