@@ -113,10 +113,17 @@ class SplitSpec(_Strict):
     seed: int = 42
 
 
+SMALL_BUDGET_FOLDS = 3
+FOLDS_BUDGET_SECS = 300
+
+
 class BudgetSpec(_Strict):
     max_runtime_secs: int = Field(default=120, ge=10, le=86_400)
     max_models: int = Field(default=20, ge=1, le=500)
-    nfolds: int = Field(default=5, ge=2, le=10)
+    nfolds: int | None = Field(
+        default=None, ge=2, le=10,
+        description="H2O cross-validation folds; unset: 3 for budgets under 300 s (time for "
+                    "more models and the stacked ensembles), else 5")
     seed: int = 1
     nthreads: int = Field(default=-1, ge=-1)
     max_mem_size: str = Field(default="4G", pattern=r"^[0-9]+[mMgG]$")
@@ -140,6 +147,12 @@ class BudgetSpec(_Strict):
     max_features: int | None = Field(
         default=None, ge=1,
         description="keep at most this many engineered features, the most important first")
+
+    @model_validator(mode="after")
+    def _default_folds(self) -> BudgetSpec:
+        if self.nfolds is None:
+            self.nfolds = SMALL_BUDGET_FOLDS if self.max_runtime_secs < FOLDS_BUDGET_SECS else 5
+        return self
 
 
 class FeatureSpec(_Strict):
