@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from autokfp.errors import ConfigError
 
@@ -176,7 +184,8 @@ class QualitySpec(_Strict):
     min_class_count: int = Field(default=10, ge=1)
     ranges: dict[str, tuple[float | None, float | None]] = Field(
         default_factory=dict,
-        description="column -> [min, max] (either may be null); values outside fail the gate",
+        description="column -> [min, max] (either may be null) or {min: .., max: ..} (either "
+                    "may be left out); values outside fail the gate",
     )
     allowed_categories: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -188,6 +197,30 @@ class QualitySpec(_Strict):
                     "(below it the check warns)",
     )
 
+
+    @field_validator("ranges", mode="before")
+    @classmethod
+    def _ranges_from_mappings(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        bounds = {}
+        for column, bound in value.items():
+            if isinstance(bound, dict):
+                unknown = sorted(set(bound) - {"min", "max"})
+                if unknown:
+                    raise ValueError(f"the range of '{column}' has unknown key(s) {unknown}; "
+                                     "give min and/or max")
+                bound = (bound.get("min"), bound.get("max"))
+            bounds[column] = bound
+        return bounds
+
+    @field_serializer("ranges")
+    def _ranges_as_mappings(self, ranges: dict[str, tuple[float | None, float | None]]
+                            ) -> dict[str, dict[str, float]]:
+        # {min, max} without the open side: KFP pipeline parameters cannot hold a null
+        return {column: {key: bound for key, bound in (("min", low), ("max", high))
+                         if bound is not None}
+                for column, (low, high) in ranges.items()}
 
 class SelectionSpec(_Strict):
     primary_metric: Literal["auto", "auc", "logloss", "accuracy", "f1", "rmse", "mae", "r2"] = "auto"

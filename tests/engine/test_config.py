@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -306,3 +307,28 @@ def test_expand_env_with_unset_variable_names_it(monkeypatch) -> None:
     monkeypatch.delenv("AUTOKFP_TEST_UNSET", raising=False)
     with pytest.raises(ConfigError, match="AUTOKFP_TEST_UNSET.*not set"):
         expand_env("postgresql://app:${AUTOKFP_TEST_UNSET}@h/db")
+
+
+def test_the_demo_config_survives_kfp_parameter_conversion_and_round_trips() -> None:
+    """Pipelines receive ``to_dict()`` as a KFP parameter, which cannot hold a null: an open
+    range bound is written as a {min, max} mapping without the open side."""
+    import yaml
+    from kfp.compiler.pipeline_spec_builder import to_protobuf_value
+
+    from autokfp.examples.demo import example_config_text
+
+    config = parse_config(yaml.safe_load(example_config_text()))
+    assert (0.0, None) in config.quality.ranges.values()  # the demo has an open-ended range
+    data = config.to_dict()
+    to_protobuf_value(data)  # raises on None anywhere
+    assert data["quality"]["ranges"]["monthly_charges"] == {"min": 0.0}
+    assert parse_config(data) == config
+    assert parse_config(json.loads(json.dumps(data))) == config
+
+
+def test_a_range_mapping_with_an_unknown_key_is_named() -> None:
+    data = {**_valid(), "quality": {"ranges": {"age": {"min": 18, "maximum": 110}}}}
+    with pytest.raises(ConfigError, match=r"quality.ranges.*age.*maximum.*min and/or max"):
+        parse_config(data)
+    assert parse_config({**_valid(), "quality": {"ranges": {"age": {"max": 110}}}}
+                        ).quality.ranges == {"age": (None, 110.0)}
