@@ -16,6 +16,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -39,28 +40,24 @@ class PredictionLogger:
         self.dropped = 0
         self.written_rows = 0
         self.failed_batches = 0
-        self._queue: queue.Queue[pd.DataFrame | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[pd.DataFrame | list[dict] | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._stopped = threading.Event()
         self._thread.start()
 
     def log(self, inputs: pd.DataFrame, outputs: pd.DataFrame, request_id: str | None = None) -> None:
         """Queue one request's rows (never raises, never blocks)."""
-        try:
-            if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
-                return
-            frame = inputs.reset_index(drop=True).copy()
+
+        def frame() -> pd.DataFrame:
+            rows = inputs.reset_index(drop=True).copy()
             for column in outputs.columns:
-                frame[f"output_{column}"] = outputs[column].to_numpy()
-            frame["request_id"] = request_id or uuid.uuid4().hex
-            frame["model_version"] = self.model_version
-            frame["logged_at"] = pd.Timestamp.now(tz="UTC")
-            self._queue.put_nowait(frame)
-        except queue.Full:
-            self.dropped += _row_count(inputs)
-        except Exception as exc:  # noqa: BLE001 - logging must never fail a prediction
-            self.dropped += _row_count(inputs)
-            log.warning("prediction logging skipped a request: %s", exc)
+                rows[f"output_{column}"] = outputs[column].to_numpy()
+            rows["request_id"] = request_id or uuid.uuid4().hex
+            rows["model_version"] = self.model_version
+            rows["logged_at"] = pd.Timestamp.now(tz="UTC")
+            return rows
+
+        self._enqueue(frame, inputs)
 
     def log_records(self, inputs: list[dict], outputs: list[dict], request_id: str | None = None) -> None:
         """Queue one request given as row dicts (never raises, never blocks).
@@ -70,17 +67,25 @@ class PredictionLogger:
         millisecond, and concatenating a thousand of them stalls the server for a tenth of a
         second).
         """
-        try:
-            if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
-                return
+
+        def rows() -> list[dict]:
             if len(inputs) != len(outputs):
                 raise ValueError(f"{len(inputs)} input rows but {len(outputs)} outputs")
             stamp = {"request_id": request_id or uuid.uuid4().hex,
                      "model_version": self.model_version,
                      "logged_at": datetime.now(timezone.utc)}
-            rows = [{**row, **{f"output_{k}": v for k, v in out.items()}, **stamp}
+            return [{**row, **{f"output_{k}": v for k, v in out.items()}, **stamp}
                     for row, out in zip(inputs, outputs)]
-            self._queue.put_nowait(rows)
+
+        self._enqueue(rows, inputs)
+
+    def _enqueue(self, build: Callable[[], pd.DataFrame | list[dict]], inputs: object) -> None:
+        """Sample, build and queue one request's item; a failure or a full queue drops its rows
+        (counted in ``dropped``) and never reaches the caller."""
+        try:
+            if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
+                return
+            self._queue.put_nowait(build())
         except queue.Full:
             self.dropped += _row_count(inputs)
         except Exception as exc:  # noqa: BLE001 - logging must never fail a prediction
