@@ -258,7 +258,6 @@ class H2OAutoMLEngine:
         workdir: Path,
     ) -> EngineResult:
         import h2o
-        from h2o.automl import H2OAutoML
 
         if target.isna().any():
             raise TrainingError(f"the target has {int(target.isna().sum())} missing values; rows "
@@ -287,62 +286,9 @@ class H2OAutoMLEngine:
             try:
                 with cluster:
                     timings["cluster_start"] = round(time.monotonic() - attempt, 2)
-                    h2o_frame = h2o.H2OFrame(frame, column_types=column_types)
-                    timings["upload"] = round(time.monotonic() - attempt - timings["cluster_start"], 2)
-                    nfolds = min(budget.nfolds, max(2, len(frame) // 10))
-                    if nfolds < budget.nfolds:
-                        log.warning("only %d training rows: H2O uses %d folds instead of budget.nfolds=%d",
-                                    len(frame), nfolds, budget.nfolds)
-                    reserve = EXPORT_RESERVE_SECS + EXPORT_RESERVE_SHARE * budget.max_runtime_secs
-                    automl_secs = max(MIN_AUTOML_SECS,
-                                      int(budget.max_runtime_secs - (time.monotonic() - begun) - reserve))
-                    automl = H2OAutoML(
-                        max_runtime_secs=automl_secs,
-                        max_models=budget.max_models,
-                        seed=budget.seed,
-                        nfolds=nfolds,
-                        sort_metric=SORT_METRICS.get(sort_metric, "AUTO"),
-                        include_algos=budget.include_algos,
-                        exclude_algos=None if budget.include_algos else ["DeepLearning"],
-                        # the leader's out-of-fold scores: CV spread and calibration
-                        keep_cross_validation_predictions=True,
-                        verbosity=None,
-                        project_name=f"autokfp_{uuid.uuid4().hex[:8]}",
-                    )
-                    started = time.monotonic()
-                    with _fail_fast_on_death(cluster.name, automl):
-                        automl.train(x=list(features.columns), y=response, training_frame=h2o_frame)
-                    if automl.leader is None:
-                        # A budget too small for this machine (or a busy node) ends AutoML before its
-                        # first model. Fall back to one quick GLM without a time limit rather than
-                        # return nothing; the leaderboard and the log say so.
-                        log.warning("H2O AutoML trained no model in %ss; training one GLM without a time "
-                                    "limit instead (raise budget.max_runtime_secs)", automl_secs)
-                        automl = H2OAutoML(max_models=1, include_algos=["GLM"], seed=budget.seed,
-                                           nfolds=nfolds, sort_metric=SORT_METRICS.get(sort_metric, "AUTO"),
-                                           keep_cross_validation_predictions=True,
-                                           verbosity=None, project_name=f"autokfp_{uuid.uuid4().hex[:8]}")
-                        with _fail_fast_on_death(cluster.name, automl):
-                            automl.train(x=list(features.columns), y=response,
-                                         training_frame=h2o_frame)
-                    elapsed = time.monotonic() - started
-                    timings["automl"] = round(elapsed, 2)
-                    if automl.leader is None:
-                        raise TrainingError(
-                            f"H2O AutoML trained no model within {budget.max_runtime_secs}s; "
-                            "raise budget.max_runtime_secs"
-                        )
-                    board = h2o.automl.get_leaderboard(automl, extra_columns="ALL").as_data_frame(
-                        use_multi_thread=False
-                    )
-                    leader_id, mojo_path = self._export_first_exportable(board, workdir)
-                    leader = h2o.get_model(leader_id)
-                    cv = _cv_metrics(leader, task)
-                    # out-of-fold scores, fetched once: the CV spread and the calibration use them
-                    oof = _holdout_predictions(leader) if task != "regression" else None
-                    cv.update(_cv_spread(leader, sort_metric, task, target, classes, budget.seed, oof))
-                    algo = leader.algo
-                    timings["export"] = round(time.monotonic() - started - elapsed, 2)
+                    run = self._automl_on(cluster, frame, column_types, response, features, target,
+                                          task, classes, budget, sort_metric, workdir, begun)
+                    timings.update(run.pop("timings"))
                     closing = time.monotonic()
                 break
             except Exception as exc:
@@ -368,6 +314,8 @@ class H2OAutoMLEngine:
         if deaths:
             timings["lost_to_restarts"] = round(attempt - begun, 2)
         timings["total"] = round(time.monotonic() - begun, 2)
+        board, leader_id, algo, cv, oof = run["board"], run["leader"], run["algo"], run["cv"], run["oof"]
+        nfolds, automl_secs, elapsed = run["nfolds"], run["automl_secs"], run["elapsed"]
         board.to_csv(workdir / "leaderboard.csv", index=False)
         info = {"engine": self.name, "leader": leader_id, "algo": algo, "device": device,
                 "h2o_version": h2o.__version__, "train_seconds": round(elapsed, 2),
@@ -377,17 +325,78 @@ class H2OAutoMLEngine:
         (workdir / "engine.json").write_text(json.dumps(info, indent=2))
         log.info("H2O leader %s (%s) after %.1fs; cv %s; seconds %s", leader_id, algo, elapsed, cv,
                  timings)
-        result = EngineResult(
+        return EngineResult(
             engine=self.name, artifact_dir=workdir, leader=leader_id, leaderboard=board,
             cv_metrics=cv, device=device, holdout=_holdout_scores(oof, task, classes, len(target)),
             params={"max_runtime_secs": budget.max_runtime_secs, "automl_secs": automl_secs,
                     "cv_method": f"{nfolds}-fold cross-validation of the leader",
                     "max_models": budget.max_models,
                     "nfolds": nfolds, "seed": budget.seed, "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
-                    "leader_algo": algo, "models_trained": len(board)},
+                    "leader_algo": algo, "models_trained": len(board),
+                    "cluster_restarts": len(deaths)},
         )
-        result.params["cluster_restarts"] = len(deaths)
-        return result
+
+    def _automl_on(self, cluster: H2OCluster, frame: pd.DataFrame, column_types: dict[str, str],
+                   response: str, features: pd.DataFrame, target: pd.Series, task: str,
+                   classes: list[str] | None, budget: Any, sort_metric: str, workdir: Path,
+                   begun: float) -> dict[str, Any]:
+        """Upload, run AutoML within what is left of the budget, export the leader's MOJO and
+        read its cross-validation figures, all on the running ``cluster``."""
+        import h2o
+        from h2o.automl import H2OAutoML
+
+        timings: dict[str, float] = {}
+        mark = time.monotonic()
+        h2o_frame = h2o.H2OFrame(frame, column_types=column_types)
+        timings["upload"] = round(time.monotonic() - mark, 2)
+        nfolds = min(budget.nfolds, max(2, len(frame) // 10))
+        if nfolds < budget.nfolds:
+            log.warning("only %d training rows: H2O uses %d folds instead of budget.nfolds=%d",
+                        len(frame), nfolds, budget.nfolds)
+        reserve = EXPORT_RESERVE_SECS + EXPORT_RESERVE_SHARE * budget.max_runtime_secs
+        automl_secs = max(MIN_AUTOML_SECS,
+                          int(budget.max_runtime_secs - (time.monotonic() - begun) - reserve))
+        common = {"seed": budget.seed, "nfolds": nfolds,
+                  "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
+                  # the leader's out-of-fold scores: CV spread and calibration
+                  "keep_cross_validation_predictions": True, "verbosity": None}
+
+        def run(automl: Any) -> Any:
+            with _fail_fast_on_death(cluster.name, automl):
+                automl.train(x=list(features.columns), y=response, training_frame=h2o_frame)
+            return automl
+
+        started = time.monotonic()
+        automl = run(H2OAutoML(
+            max_runtime_secs=automl_secs, max_models=budget.max_models,
+            include_algos=budget.include_algos,
+            exclude_algos=None if budget.include_algos else ["DeepLearning"],
+            project_name=f"autokfp_{uuid.uuid4().hex[:8]}", **common))
+        if automl.leader is None:
+            # A budget too small for this machine (or a busy node) ends AutoML before its
+            # first model. Fall back to one quick GLM without a time limit rather than
+            # return nothing; the leaderboard and the log say so.
+            log.warning("H2O AutoML trained no model in %ss; training one GLM without a time "
+                        "limit instead (raise budget.max_runtime_secs)", automl_secs)
+            automl = run(H2OAutoML(max_models=1, include_algos=["GLM"],
+                                   project_name=f"autokfp_{uuid.uuid4().hex[:8]}", **common))
+        elapsed = time.monotonic() - started
+        timings["automl"] = round(elapsed, 2)
+        if automl.leader is None:
+            raise TrainingError(f"H2O AutoML trained no model within {budget.max_runtime_secs}s; "
+                                "raise budget.max_runtime_secs")
+        board = h2o.automl.get_leaderboard(automl, extra_columns="ALL").as_data_frame(
+            use_multi_thread=False)
+        leader_id, _mojo = self._export_first_exportable(board, workdir)
+        leader = h2o.get_model(leader_id)
+        cv = _cv_metrics(leader, task)
+        # out-of-fold scores, fetched once: the CV spread and the calibration use them
+        oof = _holdout_predictions(leader) if task != "regression" else None
+        cv.update(_cv_spread(leader, sort_metric, task, target, classes, budget.seed, oof))
+        timings["export"] = round(time.monotonic() - started - elapsed, 2)
+        return {"board": board, "leader": leader_id, "algo": leader.algo, "cv": cv, "oof": oof,
+                "nfolds": nfolds, "automl_secs": automl_secs, "elapsed": elapsed,
+                "timings": timings}
 
     @staticmethod
     def _export_first_exportable(board: pd.DataFrame, workdir: Path) -> tuple[str, Path]:
