@@ -59,8 +59,10 @@ class ClusterOptions:
         return options
 
 
-def configure_task(task, options: ClusterOptions, caching: bool = False):
-    """Resources, configuration and credentials for any task."""
+def configure_task(task, options: ClusterOptions, caching: bool = False, name: str | None = None):
+    """Resources, configuration and credentials for any task (and its display name)."""
+    if name:
+        task.set_display_name(name)
     task.set_cpu_request(options.task_cpu).set_memory_request(options.task_memory)
     task.set_caching_options(caching)
     kubernetes.use_config_map_as_env(
@@ -75,9 +77,9 @@ def configure_task(task, options: ClusterOptions, caching: bool = False):
     return task
 
 
-def configure_training_task(task, options: ClusterOptions):
+def configure_training_task(task, options: ClusterOptions, name: str | None = None):
     """A GPU training task: accelerator request, GPU node selector and tolerations."""
-    configure_task(task, options, caching=True)
+    configure_task(task, options, caching=True, name=name)
     task.set_cpu_request(options.training_cpu).set_memory_request(options.training_memory)
     if options.gpus_per_training_task > 0:
         task.set_accelerator_type(options.gpu_resource).set_accelerator_limit(

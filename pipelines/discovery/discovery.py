@@ -30,8 +30,7 @@ def build_discovery(options: "ClusterOptions | None" = None):
                     "catalog to DataHub.",
     )
     def discovery(config: dict = EXAMPLE_CONFIG) -> int:
-        crawled = configure_task(catalog_sources(config=config), options)
-        crawled.set_display_name("crawl + catalog all sources")
+        crawled = configure_task(catalog_sources(config=config), options, name="crawl + catalog all sources")
         return crawled.outputs["Output"]
 
     return discovery

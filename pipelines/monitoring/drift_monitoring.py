@@ -29,10 +29,10 @@ PIPELINE_NAME = "drift-monitoring"
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
 
-def _resilient(task, options: ClusterOptions, retries: int = 2):
+def _resilient(task, options: ClusterOptions, retries: int = 2, name: str | None = None):
     """Cluster settings plus retries with exponential backoff for transient failures
     (an object store or registry that blinks); the stages are idempotent, so a retry is safe."""
-    configure_task(task, options)
+    configure_task(task, options, name=name)
     task.set_retry(
         num_retries=retries, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s"
     )
@@ -55,13 +55,12 @@ def build_drift_monitoring(options: "ClusterOptions | None" = None):
     )
     def drift_monitoring(config: dict = EXAMPLE_CONFIG, window_end: str = ""):
         exit_task = finalize_monitoring(config=config, run_id=RUN_ID)
-        configure_task(exit_task, options)
-        exit_task.set_display_name("record outcome + restore champion on failure")
+        configure_task(exit_task, options, name="record outcome + restore champion on failure")
         with dsl.ExitHandler(exit_task, name="monitor"):
             collected = _resilient(
-                collect_predictions(config=config, run_id=RUN_ID, window_end=window_end), options
+                collect_predictions(config=config, run_id=RUN_ID, window_end=window_end), options,
+                name="collect predictions + labels + reference",
             )
-            collected.set_display_name("collect predictions + labels + reference")
             drift = _resilient(
                 detect_drift(
                     config=config,
@@ -69,18 +68,14 @@ def build_drift_monitoring(options: "ClusterOptions | None" = None):
                     reference=collected.outputs["reference"],
                     collection=collected.outputs["collection"],
                 ),
-                options,
-            )
-            drift.set_display_name("detect drift (features + predictions)")
+                options, name="detect drift (features + predictions)")
             performance = _resilient(
                 measure_performance(
                     config=config,
                     current=collected.outputs["current"],
                     collection=collected.outputs["collection"],
                 ),
-                options,
-            )
-            performance.set_display_name("measure live performance")
+                options, name="measure live performance")
             anomalies = _resilient(
                 detect_anomalies(
                     config=config,
@@ -90,9 +85,7 @@ def build_drift_monitoring(options: "ClusterOptions | None" = None):
                     drift=drift.outputs["drift"],
                     performance=performance.outputs["performance"],
                 ),
-                options,
-            )
-            anomalies.set_display_name("detect anomalies in the history")
+                options, name="detect anomalies in the history")
             decided = _resilient(
                 decide_retraining(
                     config=config,
@@ -102,19 +95,15 @@ def build_drift_monitoring(options: "ClusterOptions | None" = None):
                     performance=performance.outputs["performance"],
                     anomalies=anomalies.outputs["anomalies"],
                 ),
-                options,
-            )
-            decided.set_display_name("decide retraining")
+                options, name="decide retraining")
             retrain = decided.outputs["Output"] == True  # noqa: E712 - a KFP condition, not Python
             with dsl.If(retrain, name="retrain"):
                 training = training_pipeline(config=config)
                 training.set_display_name("autonomous training (nested)")
                 training.set_caching_options(False)  # a second trigger must really retrain
-                recorded = _resilient(
+                _resilient(
                     record_retraining(config=config, run_id=RUN_ID, registration=training.output),
-                    options,
-                )
-                recorded.set_display_name("record retraining outcome")
+                    options, name="record retraining outcome")
         # no pipeline output: KFP allows none from inside an ExitHandler; the decision is the
         # decide-retraining task's "decision" artifact (and an audit event)
 

@@ -48,70 +48,58 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
                     "deploy to KServe.",
     )
     def autonomous_training(config: dict = EXAMPLE_CONFIG) -> dsl.Artifact:
-        found = configure_task(discover(config=config), options)
-        found.set_display_name("discover data")
+        found = configure_task(discover(config=config), options, name="discover data")
         checked = configure_task(profile(config=config, dataset=found.outputs["dataset"],
-                                         schema=found.outputs["schema"]), options)
-        checked.set_display_name("profile + quality gate")
+                                         schema=found.outputs["schema"]), options, name="profile + quality gate")
         features = configure_task(engineer_features(config=config, dataset=found.outputs["dataset"],
-                                                    schema=found.outputs["schema"]), options, caching=True)
+                                                    schema=found.outputs["schema"]), options, caching=True,
+                                  name="engineer features")
         features.after(checked)
-        features.set_display_name("engineer features")
         # One task per engine, both from the same features and with no dependency between
         # them: in the cluster they run at the same time, each on its own GPU node; kfp.local
         # runs them one after the other. An engine that fails still completes its task with a
         # "failed candidate" marker, so selection falls back to the other engine's leader.
         data_bias = configure_task(check_data_bias(config=config, train=features.outputs["train"],
                                                    plan=features.outputs["plan"],
-                                                   schema=found.outputs["schema"]), options)
-        data_bias.set_display_name("data bias check")
+                                                   schema=found.outputs["schema"]), options, name="data bias check")
         h2o = configure_training_task(
             train_h2o_automl(config=config, train=features.outputs["train"],
-                             plan=features.outputs["plan"]), options)
-        h2o.set_display_name("train H2O AutoML (GPU)")
+                             plan=features.outputs["plan"]), options, name="train H2O AutoML (GPU)")
         h2o.set_retry(num_retries=1, backoff_duration="60s")
         h2o.after(data_bias)
         keras = configure_training_task(
             train_autokeras(config=config, train=features.outputs["train"],
-                            plan=features.outputs["plan"]), options)
-        keras.set_display_name("train AutoKeras (GPU)")
+                            plan=features.outputs["plan"]), options, name="train AutoKeras (GPU)")
         keras.set_retry(num_retries=1, backoff_duration="60s")
         keras.after(data_bias)
         selected = configure_task(select_model(config=config, h2o_model=h2o.outputs["model"],
                                                autokeras_model=keras.outputs["model"],
-                                               test=features.outputs["test"]), options)
-        selected.set_display_name("select best candidate")
+                                               test=features.outputs["test"]), options, name="select best candidate")
         # fairness is checked (and mitigated) on the selected model; everything after it,
         # evaluation included, sees the package that will be served
         bias = configure_task(bias_check(config=config, model=selected.outputs["model"],
                                          train=features.outputs["train"],
                                          test=features.outputs["test"],
-                                         schema=found.outputs["schema"]), options)
-        bias.set_display_name("bias check + mitigation")
+                                         schema=found.outputs["schema"]), options, name="bias check + mitigation")
         evaluated = configure_task(evaluate_model(config=config, model=bias.outputs["checked_model"],
-                                                  test=features.outputs["test"]), options)
-        evaluated.set_display_name("evaluate vs champion")
+                                                  test=features.outputs["test"]), options, name="evaluate vs champion")
         explained = configure_task(explain_model(config=config, model=bias.outputs["checked_model"],
                                                  train=features.outputs["train"],
-                                                 test=features.outputs["test"]), options)
-        explained.set_display_name("explain")
+                                                 test=features.outputs["test"]), options, name="explain")
         registered = configure_task(register_model(config=config, model=bias.outputs["checked_model"],
                                                    evaluation=evaluated.outputs["evaluation"],
-                                                   schema=found.outputs["schema"]), options)
-        registered.set_display_name("register in MLflow")
+                                                   schema=found.outputs["schema"]), options, name="register in MLflow")
         registered.after(explained)
         card = configure_task(write_model_card(config=config, model=bias.outputs["checked_model"],
                                                registration=registered.outputs["registration"],
                                                evaluation=evaluated.outputs["evaluation"],
                                                schema=found.outputs["schema"],
                                                fairness=bias.outputs["summary"],
-                                               explanation=explained.outputs["explanation"]), options)
-        card.set_display_name("model card + compliance")
+                                               explanation=explained.outputs["explanation"]), options, name="model card + compliance")
         # the deploy step itself holds a version back while a required approval is missing
         deployed = configure_task(deploy_model(config=config,
                                                registration=registered.outputs["registration"],
-                                               test=features.outputs["test"]), options)
-        deployed.set_display_name("deploy to KServe (canary, verify, promote/rollback)")
+                                               test=features.outputs["test"]), options, name="deploy to KServe (canary, verify, promote/rollback)")
         deployed.after(card)
         return registered.outputs["registration"]
 
