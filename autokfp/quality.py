@@ -109,7 +109,7 @@ def _examples(values: pd.Series) -> str:
 
 
 def _classification_task(target: pd.Series, requested: str) -> str:
-    from autokfp.tasks import infer_task
+    from autokfp.modeling.tasks import infer_task
 
     return infer_task(target, requested)
 

@@ -1,7 +1,7 @@
 """The KFP faces of autokfp: one thin ``@dsl.component`` per stage.
 
 Each component does argument plumbing and artifact paths, then makes one call into the
-engine (``autokfp.stages``). Components run in the images named by
+engine (``autokfp.steps.<name>``). Components run in the images named by
 ``autokfp.settings.image`` (registry from ``AUTOKFP_IMAGE_REGISTRY``, tag = package
 version) and never pip-install anything at run time.
 """

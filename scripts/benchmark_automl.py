@@ -2,9 +2,9 @@
 
 For each dataset (sklearn's bundled breast_cancer, wine and diabetes, and the example churn
 data) this runs what the ``autonomous-training`` pipeline runs, through the same stage
-functions: the fixed held-out split and feature plan (``engineer_stage``), H2O AutoML and
-AutoKeras at the same ``--budget`` seconds each (``train_stage``), and selection
-(``select_stage``: every candidate on the same test rows, paired bootstrap, validation
+functions: the fixed held-out split and feature plan (``engineer_features``), H2O AutoML and
+AutoKeras at the same ``--budget`` seconds each (``train``), and selection
+(``select_model``: every candidate on the same test rows, paired bootstrap, validation
 reports). It prints per dataset the primary metric on the test rows of (a) the selected
 champion, (b) H2O AutoML alone, (c) AutoKeras alone, then the wall times: each engine's
 against its budget, and the time spent outside the engines (features, packaging,
@@ -72,8 +72,8 @@ def run_baseline(kind: str, work: Path, budget: int, metric: str, seed: int = 1)
     """Another system on the pipeline's own split and engineered features: test metric, seconds."""
     import numpy as np
 
-    from autokfp.evaluation import metric_value
-    from autokfp.features import FeaturePlan, apply_features
+    from autokfp.modeling.evaluation import metric_value
+    from autokfp.modeling.features import FeaturePlan, apply_features
 
     plan = FeaturePlan.from_json((work / "plan.json").read_text())
     train, test = pd.read_parquet(work / "train.parquet"), pd.read_parquet(work / "test.parquet")
@@ -116,9 +116,11 @@ def run_baseline(kind: str, work: Path, budget: int, metric: str, seed: int = 1)
 
 def run_dataset(name: str, budget: int, root: Path, isolate: bool,
                 baselines: tuple[str, ...] = ()) -> dict[str, Any]:
-    from autokfp import stages
     from autokfp.catalog.profiling import profile_frame
     from autokfp.config import parse_config
+    from autokfp.steps import engineer_features as engineer_features_step
+    from autokfp.steps import select_model as select_model_step
+    from autokfp.steps import train_model as train_step
 
     frame, target, id_column = load_frame(name)
     folder = root / name / "data"
@@ -138,21 +140,21 @@ def run_dataset(name: str, budget: int, root: Path, isolate: bool,
     frame.to_parquet(work / "dataset.parquet", index=False)
 
     started = time.monotonic()
-    engineered = stages.engineer_stage(config, work / "dataset.parquet", work / "schema.json",
+    engineered = engineer_features_step.engineer_features(config, work / "dataset.parquet", work / "schema.json",
                                        work / "train.parquet", work / "test.parquet",
                                        work / "plan.json")
     feature_seconds = time.monotonic() - started
     candidates, walls, inside = {}, {}, {}
     for engine in ENGINES:
         mark = time.monotonic()
-        summary = stages.train_stage(config, str(work / "train.parquet"), str(work / "plan.json"),
+        summary = train_step.train_model(config, str(work / "train.parquet"), str(work / "plan.json"),
                                      str(work / f"model-{engine}"), engine=engine,
                                      isolate=isolate, tolerate_failure=True)
         walls[engine] = time.monotonic() - mark
         inside[engine] = float(summary.get("engine_seconds") or walls[engine])
         candidates[engine] = str(work / f"model-{engine}")
     mark = time.monotonic()
-    document = stages.select_stage(config, candidates, str(work / "test.parquet"),
+    document = select_model_step.select_model(config, candidates, str(work / "test.parquet"),
                                    str(work / "evaluation.json"), str(work / "selected"))
     select_seconds = time.monotonic() - mark
     total = time.monotonic() - started

@@ -55,7 +55,7 @@ def resolve_model_dir(args: argparse.Namespace) -> Path:
     """The model folder: ``--model-dir``, or the champion downloaded from ``--home``'s registry."""
     if args.model_dir:
         return Path(args.model_dir)
-    from autokfp.serving.commands import resolve_model
+    from autokfp.edge.serving_commands import resolve_model
     from autokfp.settings import Settings
 
     settings = Settings.from_env(args.home)

@@ -300,7 +300,7 @@ def render_index(components: tuple) -> str:
     lines = [
         GENERATED_NOTE, "", "# Components", "",
         "The KFP faces of autokfp: one thin `@dsl.component` per pipeline stage. Each passes "
-        "artifact paths to one engine call (`autokfp.stages`) and runs in an autokfp image, "
+        "artifact paths to one engine call (`autokfp.steps.<name>`) and runs in an autokfp image, "
         "so nothing is installed at run time. `pipelines/` assembles them.", "",
         "| component | stage | what it does | image |", "| --- | --- | --- | --- |",
     ]

@@ -130,8 +130,9 @@ def trained_package(tmp_path_factory, churn_frame):
     """
     from types import SimpleNamespace
 
-    from autokfp import stages
     from autokfp.catalog.profiling import profile_frame
+    from autokfp.steps import engineer_features as engineer_features_step
+    from autokfp.steps import train_model as train_step
 
     root = tmp_path_factory.mktemp("trained")
     folder = root / "data"
@@ -146,8 +147,8 @@ def trained_package(tmp_path_factory, churn_frame):
     )
     churn_frame.to_parquet(paths.dataset, index=False)
     paths.schema.write_text(schema.to_json())
-    engineered = stages.engineer_stage(config, paths.dataset, paths.schema, paths.train, paths.test,
+    engineered = engineer_features_step.engineer_features(config, paths.dataset, paths.schema, paths.train, paths.test,
                                        paths.plan)
-    trained = stages.train_stage(config, paths.train, paths.plan, str(paths.model), paths.leaderboard)
+    trained = train_step.train_model(config, paths.train, paths.plan, str(paths.model), paths.leaderboard)
     return SimpleNamespace(config=config, folder=folder, paths=paths, engineered=engineered,
                            trained=trained)

@@ -501,34 +501,3 @@ def render_crawl_html(report: CrawlReport) -> str:
         "<th>Verdict</th><th>Rows</th><th>Columns</th><th>Tags</th><th>Details</th></tr>"
         f"</thead><tbody>{''.join(rows)}</tbody></table></body></html>"
     )
-
-
-def catalog_stage(config: dict[str, Any] | RunConfig, report_path: str, catalog_path: str,
-                  summary_path: str | None = None) -> dict[str, Any]:
-    """The discovery pipeline's step: crawl every configured source into the catalog.
-
-    Writes the crawl report as HTML (``report_path``), DataHub proposals for every dataset
-    read (``catalog_path``) and, optionally, the report as JSON. Never fails on bad data:
-    bad files, tables and sources are in the report.
-    """
-    import json
-    import os
-    from pathlib import Path
-
-    from autokfp.catalog.datahub import write_metadata
-    from autokfp.config import parse_config
-
-    cfg = config if isinstance(config, RunConfig) else parse_config(config, "pipeline config")
-    report = crawl_sources(cfg, training=cfg.training)
-    for path, text in ((report_path, render_crawl_html(report)),
-                       (summary_path, json.dumps(report.to_dict(), indent=2, default=str))):
-        if path:
-            target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.tmp")
-            temp.write_text(text, encoding="utf-8")
-            os.replace(temp, target)
-    write_metadata(catalog_path, catalog_proposals(report))
-    counts = report.counts()
-    return {k: counts[k] for k in ("catalogued", "new", "changed", "breaking", "reused",
-                                   "failed", "missing", "sources_failed")}

@@ -12,7 +12,7 @@ drawn from a known model, so how well a model *can* do is known too:
   the id or the PII columns (rounded to 2 decimals; ``REFERENCE_GBM_AUC`` keeps 4), all
   measured (not guessed) by ``measure_reference_scores`` on the default table (6,000 rows,
   seed 7) and the pipeline's own fixed holdout (``split_example``:
-  ``autokfp.partition.holdout_mask`` with the demo config's test_fraction 0.2, seed 42 and
+  ``autokfp.modeling.partition.holdout_mask`` with the demo config's test_fraction 0.2, seed 42 and
   id column customer_id; 4,816 training and 1,184 test rows), so they are comparable with
   the test AUC the registry records for the demo's champion:
 
@@ -547,7 +547,7 @@ def split_example(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The fixed train/test split the documented AUCs are measured on: the pipeline's own.
 
-    It is ``autokfp.partition.holdout_mask`` with the demo config's settings
+    It is ``autokfp.modeling.partition.holdout_mask`` with the demo config's settings
     (``split.test_fraction`` 0.2, ``split.seed`` 42, ``training.id_column`` customer_id in
     ``autokfp/examples/churn.yaml``), so the test rows are exactly the rows the pipeline
     holds out and the registry's test AUC is comparable with ``ORACLE_AUC`` and
@@ -557,7 +557,7 @@ def split_example(
     Returns:
         ``(train_positions, test_positions)``: sorted integer positions into ``df``.
     """
-    from autokfp.partition import holdout_mask
+    from autokfp.modeling.partition import holdout_mask
 
     test_mask = holdout_mask(df, test_fraction=test_fraction, seed=seed, id_column=id_column)
     return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)

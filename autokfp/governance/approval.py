@@ -41,7 +41,7 @@ def approve(model: str, version: str | int, actor: str | None = None, note: str 
     Raises:
         RegistryError: the version is not registered.
     """
-    from autokfp import registry
+    from autokfp.modeling import registry
 
     settings = settings or Settings.from_env()
     client = registry.configure(settings)

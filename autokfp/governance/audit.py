@@ -92,7 +92,7 @@ def record_event(kind: str, details: dict[str, Any] | None = None, model: str | 
 
 def _mirror(event: dict[str, Any], settings: Settings | None) -> None:
     try:
-        from autokfp import registry
+        from autokfp.modeling import registry
 
         client = registry.configure(settings)
         summary = json.dumps({"kind": event["kind"], "hash": event["hash"][:16], "at": event["timestamp"]})

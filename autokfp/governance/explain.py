@@ -64,7 +64,7 @@ def permutation_importance(model: Any, frame: pd.DataFrame, meta: dict[str, Any]
     ``frame`` holds raw input columns and the target. One ``predict`` call scores the
     original rows and every permutation together.
     """
-    from autokfp.evaluation import compute_metrics
+    from autokfp.modeling.evaluation import compute_metrics
 
     rng = np.random.default_rng(seed)
     target = meta["target"]

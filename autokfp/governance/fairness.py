@@ -38,7 +38,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from autokfp.config import GovernanceSpec
-from autokfp.model_package import group_key
+from autokfp.modeling.model_package import group_key
 
 log = logging.getLogger(__name__)
 
@@ -532,7 +532,7 @@ def fit_score_repair(scores: Any, groups: Any, measured: list[str], spec: Govern
     Each measured group's scores move ``strength`` of the way towards the pooled score at
     the same within-group rank; strengths 0.1, 0.2, ... 1.0 are tried in turn.
     """
-    from autokfp.model_package import adjust_scores
+    from autokfp.modeling.model_package import adjust_scores
 
     scores = np.asarray(scores, dtype="float64")
     keys = np.array([group_key(g) for g in groups], dtype=object)
@@ -555,7 +555,7 @@ def fit_mitigation(scores: Any, y_true: Any, groups: Any, measured: list[str], c
                    top_share: float | None = None) -> dict[str, Any] | None:
     """Score repair (when the ranking breaks parity), then per-group thresholds (when
     decisions still do), fitted on these rows with ``margin``. None: nothing meets it."""
-    from autokfp.model_package import adjust_scores
+    from autokfp.modeling.model_package import adjust_scores
 
     scores = np.asarray(scores, dtype="float64")
     y_true = np.asarray(y_true, dtype=int)
@@ -583,7 +583,7 @@ def fit_mitigation(scores: Any, y_true: Any, groups: Any, measured: list[str], c
 def apply_mitigation(scores: Any, groups: Any, mitigation: dict[str, Any] | None,
                      default_threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(scores, 0/1 decisions) after ``mitigation``: the very functions the pyfunc uses."""
-    from autokfp.model_package import adjust_scores, decision_thresholds
+    from autokfp.modeling.model_package import adjust_scores, decision_thresholds
 
     scores = np.asarray(scores, dtype="float64")
     keys = [group_key(g) for g in groups]

@@ -75,7 +75,7 @@ def limitations(meta: dict[str, Any], plan: Any, fairness: dict[str, Any],
                      f"({shap_result.get('background_rows')} rows); use them to read single "
                      "predictions, not as exact attributions.")
     if meta.get("task") == "binary" or meta.get("calibration"):
-        from autokfp.calibration import describe_calibration
+        from autokfp.modeling.calibration import describe_calibration
 
         items.append(describe_calibration(meta.get("calibration")))
     return items

@@ -96,8 +96,8 @@ def load_champion(model_name: str, settings: Settings | None = None) -> Champion
     """The current champion of ``model_name`` (downloaded from the registry), or None."""
     import mlflow.artifacts
 
-    from autokfp import registry
-    from autokfp.features import FeaturePlan
+    from autokfp.modeling import registry
+    from autokfp.modeling.features import FeaturePlan
 
     client = registry.configure(settings)
     version = registry.champion_version(client, model_name)
@@ -299,7 +299,7 @@ def reference_uri(root_uri: str, model_name: str, version: str) -> str:
 
 def score_reference(rows: pd.DataFrame, model_dir: str | Path) -> pd.DataFrame:
     """The model's predictions on ``rows``, named like the prediction log (``output_*``)."""
-    from autokfp.model_package import load_model_package
+    from autokfp.modeling.model_package import load_model_package
 
     predictions = load_model_package(str(model_dir)).predict(rows)
     return predictions.add_prefix(OUTPUT_PREFIX).reset_index(drop=True)

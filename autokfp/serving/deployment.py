@@ -342,7 +342,7 @@ def resolve_target(configured: str) -> str:
 
 def restore_champion(client: Any, name: str, failed_version: str, previous_version: str | None) -> None:
     """Registry side of a rollback: champion back to ``previous``, the failed one rejected."""
-    from autokfp import registry
+    from autokfp.modeling import registry
 
     client.set_registered_model_alias(name, REJECTED, failed_version)
     client.set_model_version_tag(name, failed_version, "deployment", "rolled-back")

@@ -34,7 +34,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 from prometheus_client import Counter, Histogram
 
-from autokfp.features import FeaturePlan
+from autokfp.modeling.features import FeaturePlan
 from autokfp.serving.guard import install as install_guard
 from autokfp.serving.guard import mark_counted, max_request_bytes
 
@@ -149,14 +149,14 @@ class InputValidator:
 def _is_number(value: Any) -> bool:
     if isinstance(value, (int, float, np.integer, np.floating)):
         return True
-    from autokfp.features import _number
+    from autokfp.modeling.features import _number
 
     # the frame path's rule (pandas' parser): "nan", "1_000" or "1e400" are not numbers there
     return not math.isnan(_number(value))
 
 
 def _features_timestamp(value: Any) -> Any:
-    from autokfp.features import _timestamp
+    from autokfp.modeling.features import _timestamp
 
     return _timestamp(value)
 

@@ -82,7 +82,7 @@ class KerasEncoding:
     def fit(cls, features: pd.DataFrame, categorical: list[str],
             target: pd.Series | None = None) -> KerasEncoding:
         """Learn means, deviations and levels from training features (and a regression target)."""
-        from autokfp.features import OTHER_LEVEL
+        from autokfp.modeling.features import OTHER_LEVEL
 
         numeric = [c for c in features.columns if c not in set(categorical)]
         means, scales = [], []
@@ -107,7 +107,7 @@ class KerasEncoding:
 
     def transform(self, features: pd.DataFrame) -> np.ndarray:
         """Feature frame (columns in any order) -> float32 matrix."""
-        from autokfp.features import OTHER_LEVEL
+        from autokfp.modeling.features import OTHER_LEVEL
 
         missing = [c for c in self.columns if c not in features.columns]
         if missing:
@@ -133,7 +133,7 @@ class KerasEncoding:
 
     def transform_rows(self, rows: list[dict[str, Any]]) -> np.ndarray:
         """The same matrix from feature rows given as dicts (the serving fast path)."""
-        from autokfp.features import OTHER_LEVEL
+        from autokfp.modeling.features import OTHER_LEVEL
 
         out = np.zeros((len(rows), self.width), dtype="float32")
         numeric = np.full((len(rows), len(self.numeric)), np.nan)
@@ -460,7 +460,7 @@ def _trial_board(oracle: Any) -> pd.DataFrame:
 def _validation_metrics(truth: np.ndarray, scores: np.ndarray, task: str, metric: str,
                         seed: int) -> dict[str, float]:
     """Validation-row estimates named like H2O's cross-validation metrics, with a spread."""
-    from autokfp.validation import metric_spread
+    from autokfp.modeling.validation import metric_spread
 
     names = {"binary": ("auc", "logloss"), "multiclass": ("logloss", "accuracy"),
              "regression": ("rmse", "mae", "r2")}[task]

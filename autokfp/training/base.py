@@ -2,7 +2,7 @@
 
 An engine trains on a feature frame and writes its own artifacts into a folder; it can
 later load a ``Scorer`` from that folder that maps a feature frame to predictions. The
-model package (``autokfp.model_package``) wraps any engine's folder plus the feature plan into
+model package (``autokfp.modeling.model_package``) wraps any engine's folder plus the feature plan into
 one MLflow pyfunc. Adding an engine means implementing ``Engine`` and registering it in
 ``ENGINES``; selection, registry and serving need no change.
 """

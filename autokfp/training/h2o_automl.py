@@ -501,7 +501,7 @@ def _cv_spread(model: Any, metric: str, task: str, target: pd.Series, classes: l
     try:
         import numpy as np
 
-        from autokfp.validation import metric_spread
+        from autokfp.modeling.validation import metric_spread
 
         if predicted is None:
             predicted = _holdout_predictions(model)

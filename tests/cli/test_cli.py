@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autokfp import __version__
-from autokfp.cli import app
+from autokfp.edge.cli import app
 
 AUTOKFP_BIN = Path(sys.executable).with_name("autokfp")
 runner = CliRunner()
@@ -135,7 +135,7 @@ def test_models_on_an_empty_home_says_there_are_none(autokfp_home) -> None:
 
 
 def test_models_lists_a_registered_champion(autokfp_home, trained_package) -> None:
-    from autokfp import registry
+    from autokfp.modeling import registry
 
     registered = registry.register_model(
         trained_package.paths.model, "churn-cli", metrics={"test_auc": 0.83},

@@ -19,7 +19,7 @@ from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import components as autokfp_components
-from autokfp.compilation import compile_all, validate_pipeline_yaml
+from autokfp.edge.compilation import compile_all, validate_pipeline_yaml
 from autokfp.settings import image
 from pipelines import ClusterOptions, build_autonomous_training
 from tests.conftest import small_config
@@ -103,7 +103,7 @@ def test_spec_parses_strictly_into_the_kfp_protos(compiled) -> None:
 
 
 def test_validation_rejects_an_unknown_field(compiled, tmp_path) -> None:
-    from autokfp.compilation import CompilationError
+    from autokfp.edge.compilation import CompilationError
 
     docs = _documents(compiled)
     docs[0]["root"]["dag"]["tasks"]["discover"]["retryPolicyy"] = {}

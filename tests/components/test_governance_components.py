@@ -13,9 +13,10 @@ import yaml
 from kfp import compiler, dsl
 from kfp.dsl import HTML, Artifact, Dataset, Markdown, Metrics, Model
 
-from autokfp import stages
-from autokfp.compilation import validate_pipeline_yaml
+from autokfp.edge.compilation import validate_pipeline_yaml
 from autokfp.settings import Settings
+from autokfp.steps import evaluate_model as evaluate_model_step
+from autokfp.steps import register_model as register_model_step
 from components import (
     deploy_model,
     discover,
@@ -118,8 +119,8 @@ def test_explain_model_and_write_model_card(home, inputs, checked, tmp_path) -> 
 
     evaluation = tmp_path / "evaluation.json"
     registration = tmp_path / "registration.json"
-    stages.evaluate_stage(inputs["config"], model.path, inputs["test"].path, str(evaluation))
-    stages.register_stage(inputs["config"], model.path, str(evaluation), inputs["schema"].path,
+    evaluate_model_step.evaluate_model(inputs["config"], model.path, inputs["test"].path, str(evaluation))
+    register_model_step.register_model(inputs["config"], model.path, str(evaluation), inputs["schema"].path,
                           str(registration))
     card = _artifact(Markdown, tmp_path, "card")
     compliance = _artifact(Markdown, tmp_path, "compliance")

@@ -18,8 +18,9 @@ def keras_package(tmp_path_factory, churn_frame):
 
     Returns a namespace with config, paths (train/test/plan/model) and the train summary.
     """
-    from autokfp import stages
     from autokfp.catalog.profiling import profile_frame
+    from autokfp.steps import engineer_features as engineer_features_step
+    from autokfp.steps import train_model as train_step
     from tests.conftest import small_config
 
     root = tmp_path_factory.mktemp("keras")
@@ -35,7 +36,7 @@ def keras_package(tmp_path_factory, churn_frame):
                             leaderboard=root / "leaderboard.html")
     frame.to_parquet(paths.dataset, index=False)
     paths.schema.write_text(schema.to_json())
-    stages.engineer_stage(config, paths.dataset, paths.schema, paths.train, paths.test, paths.plan)
-    trained = stages.train_stage(config, str(paths.train), str(paths.plan), str(paths.model),
+    engineer_features_step.engineer_features(config, paths.dataset, paths.schema, paths.train, paths.test, paths.plan)
+    trained = train_step.train_model(config, str(paths.train), str(paths.plan), str(paths.model),
                                  str(paths.leaderboard), engine="autokeras")
     return SimpleNamespace(config=config, paths=paths, trained=trained, folder=folder)

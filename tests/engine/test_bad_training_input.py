@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autokfp import stages
 from autokfp.catalog.profiling import profile_frame
 from autokfp.errors import DataError, TrainingError
-from autokfp.tasks import infer_task
+from autokfp.modeling.tasks import infer_task
+from autokfp.steps import engineer_features as engineer_features_step
 from tests.conftest import small_config
 
 
@@ -30,7 +30,7 @@ def _engineer(tmp_path, frame: pd.DataFrame, **overrides):
     config = small_config(tmp_path, **overrides)
     schema = profile_frame(frame, "files/customers.parquet", "file", str(tmp_path))
     (tmp_path / "schema.json").write_text(schema.to_json())
-    return stages.engineer_stage(config, tmp_path / "customers.parquet", tmp_path / "schema.json",
+    return engineer_features_step.engineer_features(config, tmp_path / "customers.parquet", tmp_path / "schema.json",
                                  tmp_path / "train.parquet", tmp_path / "test.parquet",
                                  tmp_path / "plan.json")
 

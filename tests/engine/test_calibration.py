@@ -12,9 +12,9 @@ import pytest
 from scipy.special import expit, softmax
 from sklearn.metrics import roc_auc_score
 
-from autokfp.calibration import apply_calibration, fit_calibration, log_loss
 from autokfp.errors import ConfigError
-from autokfp.model_package import adjust_scores, format_predictions
+from autokfp.modeling.calibration import apply_calibration, fit_calibration, log_loss
+from autokfp.modeling.model_package import adjust_scores, format_predictions
 from tests.conftest import small_config
 
 
@@ -254,7 +254,7 @@ def test_calibration_setting_defaults_to_auto_and_rejects_other_values(tmp_path)
 
 
 def _raw_engine_scores(model_dir: Path, meta: dict, rows: pd.DataFrame) -> np.ndarray:
-    from autokfp.features import FeaturePlan, apply_features
+    from autokfp.modeling.features import FeaturePlan, apply_features
     from autokfp.training import get_engine
 
     artifacts = model_dir / "artifacts"
@@ -267,7 +267,7 @@ def _raw_engine_scores(model_dir: Path, meta: dict, rows: pd.DataFrame) -> np.nd
 def _package_probabilities(model_dir: Path, meta: dict, rows: pd.DataFrame,
                            scratch: Path) -> np.ndarray:
     """The package's pyfunc class loaded with its own plan and engine but ``meta``."""
-    from autokfp.model_package import AutokfpModel
+    from autokfp.modeling.model_package import AutokfpModel
 
     artifacts = model_dir / "artifacts"
     meta_path = scratch / "meta.json"
@@ -280,7 +280,7 @@ def _package_probabilities(model_dir: Path, meta: dict, rows: pd.DataFrame,
 
 def test_trained_h2o_package_carries_and_applies_its_calibration(trained_package,
                                                                  tmp_path) -> None:
-    from autokfp.model_package import load_model_package
+    from autokfp.modeling.model_package import load_model_package
 
     model_dir = Path(trained_package.paths.model)
     meta = json.loads((model_dir / "artifacts" / "meta.json").read_text())
@@ -314,7 +314,7 @@ def test_trained_h2o_package_carries_and_applies_its_calibration(trained_package
 
 
 def test_trained_autokeras_package_calibrates_on_its_validation_rows(keras_package) -> None:
-    from autokfp.model_package import load_model_package
+    from autokfp.modeling.model_package import load_model_package
 
     model_dir = Path(keras_package.paths.model)
     meta = json.loads((model_dir / "artifacts" / "meta.json").read_text())

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from autokfp.evaluation import classification_details, compare_to_champion, compute_metrics
+from autokfp.modeling.evaluation import classification_details, compare_to_champion, compute_metrics
 
 N = 2000
 BINARY = {"task": "binary", "classes": [0, 1], "class_labels": ["0", "1"], "threshold": 0.5}

@@ -34,7 +34,7 @@ from autokfp.examples.churn import (
     split_example,
     write_example_data,
 )
-from autokfp.partition import holdout_mask, split_holdout
+from autokfp.modeling.partition import holdout_mask, split_holdout
 
 NUMERIC = (
     "age", "tenure_months", "monthly_charges", "total_charges", "num_support_tickets",

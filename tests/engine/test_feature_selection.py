@@ -8,7 +8,7 @@ import pytest
 
 from autokfp.catalog.profiling import profile_frame
 from autokfp.config import FeatureSpec
-from autokfp.features import (
+from autokfp.modeling.features import (
     FeaturePlan,
     apply_features,
     apply_features_records,
@@ -101,7 +101,7 @@ def test_selection_never_leaves_the_model_without_input() -> None:
 
 
 def test_engineer_stage_selects_and_reports(tmp_path, churn_frame) -> None:
-    from autokfp import stages
+    from autokfp.steps import engineer_features as engineer_features_step
     from tests.conftest import small_config
 
     frame = churn_frame.head(800)
@@ -109,7 +109,7 @@ def test_engineer_stage_selects_and_reports(tmp_path, churn_frame) -> None:
     config = small_config(tmp_path, budget={"max_runtime_secs": 10, "max_features": 8})
     schema = profile_frame(frame, "files/customers.parquet", "file", str(tmp_path))
     (tmp_path / "schema.json").write_text(schema.to_json())
-    summary = stages.engineer_stage(config, tmp_path / "customers.parquet",
+    summary = engineer_features_step.engineer_features(config, tmp_path / "customers.parquet",
                                     tmp_path / "schema.json", tmp_path / "train.parquet",
                                     tmp_path / "test.parquet", tmp_path / "plan.json",
                                     tmp_path / "features.md")
@@ -123,7 +123,7 @@ def test_engineer_stage_selects_and_reports(tmp_path, churn_frame) -> None:
 
 @pytest.mark.parametrize("setting", ["off"])
 def test_selection_can_be_switched_off(tmp_path, churn_frame, setting) -> None:
-    from autokfp import stages
+    from autokfp.steps import engineer_features as engineer_features_step
     from tests.conftest import small_config
 
     frame = churn_frame.head(400)
@@ -131,7 +131,7 @@ def test_selection_can_be_switched_off(tmp_path, churn_frame, setting) -> None:
     config = small_config(tmp_path, selection={"feature_selection": setting})
     schema = profile_frame(frame, "files/customers.parquet", "file", str(tmp_path))
     (tmp_path / "schema.json").write_text(schema.to_json())
-    stages.engineer_stage(config, tmp_path / "customers.parquet", tmp_path / "schema.json",
+    engineer_features_step.engineer_features(config, tmp_path / "customers.parquet", tmp_path / "schema.json",
                           tmp_path / "train.parquet", tmp_path / "test.parquet",
                           tmp_path / "plan.json")
     plan = FeaturePlan.from_json((tmp_path / "plan.json").read_text())
@@ -146,7 +146,7 @@ def test_batched_permutation_scores_agree_with_scikit_learn(task) -> None:
     from sklearn.inspection import permutation_importance
     from sklearn.metrics import get_scorer
 
-    from autokfp.features import _QUICK_SCORERS, _shuffled_scores
+    from autokfp.modeling.features import _QUICK_SCORERS, _shuffled_scores
 
     rng = np.random.default_rng(3)
     n = 1200

@@ -9,8 +9,8 @@ import pytest
 from autokfp.catalog.profiling import profile_frame
 from autokfp.config import FeatureSpec
 from autokfp.errors import SchemaError, TrainingError
-from autokfp.features import OTHER_LEVEL, FeaturePlan, apply_features, plan_features
-from autokfp.partition import split_holdout
+from autokfp.modeling.features import OTHER_LEVEL, FeaturePlan, apply_features, plan_features
+from autokfp.modeling.partition import split_holdout
 
 
 @pytest.fixture(scope="module")

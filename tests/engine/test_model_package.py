@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from autokfp.model_package import load_model_package
+from autokfp.modeling.model_package import load_model_package
 
 FRESH_PROCESS = """
 import sys

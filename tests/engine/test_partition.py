@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from autokfp.errors import DataError
-from autokfp.partition import holdout_mask, split_holdout
+from autokfp.modeling.partition import holdout_mask, split_holdout
 
 
 def _frame(n: int, start: int = 0, seed: int = 0) -> pd.DataFrame:

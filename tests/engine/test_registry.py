@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autokfp import registry
 from autokfp.errors import RegistryError
-from autokfp.model_package import load_model_package
+from autokfp.modeling import registry
+from autokfp.modeling.model_package import load_model_package
 
 NAME = "churn-test"
 METRICS = {"test_auc": 0.81, "test_logloss": 0.45, "cv_auc": float("nan")}

@@ -9,8 +9,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from autokfp import registry, stages
 from autokfp.errors import TrainingError
+from autokfp.modeling import registry
+from autokfp.steps import register_model as register_model_step
+from autokfp.steps import select_model as select_model_step
 from autokfp.training.isolation import write_candidate_marker
 from tests.conftest import small_config
 
@@ -36,7 +38,7 @@ def _degraded(model: Path, folder: Path) -> Path:
 
 def _select(config, candidates: dict, trained_package, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    return stages.select_stage(config, {k: str(v) for k, v in candidates.items()},
+    return select_model_step.select_model(config, {k: str(v) for k, v in candidates.items()},
                                str(trained_package.paths.test), str(out / "evaluation.json"),
                                str(out / "model"), str(out / "report.html"))
 
@@ -94,7 +96,7 @@ def test_a_failed_engine_falls_back_to_the_other_leader(autokfp_home, trained_pa
     rows = {row["engine"]: row for row in document["candidates"]}
     assert rows["autokeras"]["status"] == "failed"
     assert "out of memory" in rows["autokeras"]["reason"]
-    registration = stages.register_stage(config, str(out / "model"), str(out / "evaluation.json"),
+    registration = register_model_step.register_model(config, str(out / "model"), str(out / "evaluation.json"),
                                          str(trained_package.paths.schema),
                                          str(out / "registration.json"))
     assert registration["aliases"] == ["champion"]
@@ -117,7 +119,7 @@ def test_winner_replaces_the_champion_only_when_better(autokfp_home, trained_pac
     good = Path(trained_package.paths.model)
     worse = _degraded(good, tmp_path)
     first = _select(config, {"worse": worse}, trained_package, tmp_path / "run1")
-    stages.register_stage(config, str(tmp_path / "run1" / "model"),
+    register_model_step.register_model(config, str(tmp_path / "run1" / "model"),
                           str(tmp_path / "run1" / "evaluation.json"),
                           str(trained_package.paths.schema), str(tmp_path / "reg1.json"))
     assert first["comparison"]["promote"] is True
@@ -127,7 +129,7 @@ def test_winner_replaces_the_champion_only_when_better(autokfp_home, trained_pac
     assert second["champion"]["version"] == "1"
     assert second["champion"]["metrics"]["auc"] == pytest.approx(first["metrics"]["auc"])
     assert second["comparison"]["promote"] is True
-    registered = stages.register_stage(config, str(tmp_path / "run2" / "model"),
+    registered = register_model_step.register_model(config, str(tmp_path / "run2" / "model"),
                                        str(tmp_path / "run2" / "evaluation.json"),
                                        str(trained_package.paths.schema),
                                        str(tmp_path / "reg2.json"))

@@ -14,9 +14,14 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from autokfp import registry, stages
 from autokfp.catalog.profiling import profile_frame
 from autokfp.errors import QualityGateError
+from autokfp.modeling import registry
+from autokfp.steps import deploy_model as deploy_model_step
+from autokfp.steps import discover as discover_step
+from autokfp.steps import evaluate_model as evaluate_model_step
+from autokfp.steps import profile as profile_step
+from autokfp.steps import register_model as register_model_step
 from tests.conftest import small_config
 
 
@@ -48,11 +53,11 @@ def _run_release(config, trained_package, model: Path, out: Path) -> tuple[dict,
     """evaluate -> register -> deploy for one candidate; returns their three summaries."""
     out.mkdir(parents=True, exist_ok=True)
     paths = trained_package.paths
-    evaluation = stages.evaluate_stage(config, str(model), str(paths.test),
+    evaluation = evaluate_model_step.evaluate_model(config, str(model), str(paths.test),
                                        str(out / "evaluation.json"))
-    registration = stages.register_stage(config, str(model), str(out / "evaluation.json"),
+    registration = register_model_step.register_model(config, str(model), str(out / "evaluation.json"),
                                          str(paths.schema), str(out / "registration.json"))
-    deployment = stages.deploy_stage(config, str(out / "registration.json"), str(paths.test),
+    deployment = deploy_model_step.deploy_model(config, str(out / "registration.json"), str(paths.test),
                                      str(out / "isvc.yaml"), str(out / "decision.json"))
     return evaluation, registration, deployment
 
@@ -156,7 +161,7 @@ def test_deploy_without_a_champion_fails_clearly(autokfp_home, trained_package,
     registration = tmp_path / "registration.json"
     registration.write_text(json.dumps({"promoted": False, "reused": False}))
     with pytest.raises(DeploymentError, match="no champion"):
-        stages.deploy_stage(_config(trained_package), str(registration),
+        deploy_model_step.deploy_model(_config(trained_package), str(registration),
                             str(trained_package.paths.test), str(tmp_path / "i.yaml"),
                             str(tmp_path / "decision.json"))
     assert not (tmp_path / "i.yaml").exists()
@@ -173,7 +178,7 @@ def test_profile_stage_fails_on_constant_target_but_writes_the_report(tmp_path,
     report = tmp_path / "reports" / "quality.html"
     summary = tmp_path / "reports" / "quality.json"
     with pytest.raises(QualityGateError) as info:
-        stages.profile_stage(config, str(dataset), str(schema), str(report), str(summary))
+        profile_step.profile(config, str(dataset), str(schema), str(report), str(summary))
     assert "churned" in str(info.value)
     assert info.value.failures
     html = report.read_text()
@@ -190,7 +195,7 @@ def test_profile_stage_passes_good_data(tmp_path, churn_frame) -> None:
     schema = tmp_path / "schema.json"
     schema.write_text(profile_frame(churn_frame, "files/customers.parquet", "file",
                                     "/d").to_json())
-    result = stages.profile_stage(small_config(tmp_path), str(dataset), str(schema),
+    result = profile_step.profile(small_config(tmp_path), str(dataset), str(schema),
                                   str(tmp_path / "q.html"))
     assert result["rows"] == len(churn_frame)
     assert result["checks_failed"] == 0
@@ -207,7 +212,7 @@ def test_discover_stage_writes_dataset_schema_and_valid_catalog(tmp_path, churn_
     (folder / "broken.parquet").write_bytes(good[: len(good) // 3])  # a truncated upload
     config = small_config(folder)
     out = tmp_path / "out"
-    result = stages.discover_stage(config, str(out / "dataset.parquet"), str(out / "schema.json"),
+    result = discover_step.discover(config, str(out / "dataset.parquet"), str(out / "schema.json"),
                                    str(out / "catalog.json"))
 
     assert result["datasets_found"] == 2

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from autokfp.errors import ConfigError, DataError
-from autokfp.tasks import TASK_METRICS, infer_task, primary_metric
+from autokfp.modeling.tasks import TASK_METRICS, infer_task, primary_metric
 
 rng = np.random.default_rng(0)
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss
 
-from autokfp.features import FeaturePlan
-from autokfp.validation import (
+from autokfp.modeling.features import FeaturePlan
+from autokfp.modeling.validation import (
     calibration_report,
     cv_summary,
     metric_spread,
@@ -84,7 +84,7 @@ def test_cv_summary_puts_the_estimate_next_to_the_test_score() -> None:
 
 
 def test_the_trained_package_passes_every_robustness_check(trained_package) -> None:
-    from autokfp.model_package import load_model_package
+    from autokfp.modeling.model_package import load_model_package
 
     model = load_model_package(str(trained_package.paths.model))
     plan = FeaturePlan.from_json((trained_package.paths.model / "artifacts" / "plan.json")

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from kfp import compiler
 
-from autokfp.compilation import compile_all, validate_pipeline_yaml
+from autokfp.edge.compilation import compile_all, validate_pipeline_yaml
 from pipelines import PIPELINES, ClusterOptions
 from pipelines.discovery.discovery import build_discovery
 

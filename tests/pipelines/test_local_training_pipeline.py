@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autokfp import registry
 from autokfp.catalog.discovery import load_dataset  # noqa: F401 - import check of the engine
 from autokfp.config import load_config
+from autokfp.edge.local import PipelineRunError, run_training
 from autokfp.examples.churn import write_example_data
-from autokfp.local import PipelineRunError, run_training
+from autokfp.modeling import registry
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +27,8 @@ FRESH_REGISTRY_SCORE = """
 import sys
 import pandas as pd
 from sklearn.metrics import roc_auc_score
-from autokfp import registry
-from autokfp.model_package import load_model_package
+from autokfp.modeling import registry
+from autokfp.modeling.model_package import load_model_package
 from autokfp.settings import Settings
 
 home, name, test_path, target = sys.argv[1:5]

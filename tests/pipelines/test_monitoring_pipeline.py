@@ -18,11 +18,12 @@ import pytest
 import yaml
 from kfp import compiler, dsl
 
-from autokfp import registry, storage
+from autokfp import storage
 from autokfp.config import RunConfig, parse_config
+from autokfp.edge.local import run_monitoring, run_training
 from autokfp.examples.churn import generate_churn
 from autokfp.governance.audit import read_events, verify_trail
-from autokfp.local import run_monitoring, run_training
+from autokfp.modeling import registry
 from autokfp.monitoring.window import reference_uri
 from autokfp.settings import image
 from components.monitoring import MONITORING_COMPONENTS
@@ -51,7 +52,7 @@ TRAINING_TASKS = {
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> dict:
-    from autokfp.compilation import validate_pipeline_yaml
+    from autokfp.edge.compilation import validate_pipeline_yaml
     from pipelines import PIPELINES, ClusterOptions
 
     path = tmp_path_factory.mktemp("compiled") / "drift-monitoring.yaml"
@@ -148,7 +149,7 @@ def test_each_component_compiles_alone_and_its_readme_snippet_compiles(
 
     from kfp import components as kfp_components
 
-    from autokfp.compilation import validate_pipeline_yaml
+    from autokfp.edge.compilation import validate_pipeline_yaml
 
     alone = tmp_path / f"{component.name}.yaml"
     compiler.Compiler().compile(component, str(alone))
@@ -175,9 +176,9 @@ def test_each_component_compiles_alone_and_its_readme_snippet_compiles(
 @dsl.component(base_image=image("runtime"), install_kfp_package=False)
 def crash_during_deploy(config: dict, run_id: str):
     """Stand-in for a run that promoted v2 in the registry and then crashed in its deploy."""
-    from autokfp import registry
-    from autokfp.monitoring.stages import _remember_run_start
+    from autokfp.modeling import registry
     from autokfp.settings import Settings
+    from autokfp.steps.collect_predictions import _remember_run_start
 
     settings = Settings.from_env()
     _remember_run_start(settings, config["name"], run_id, "1")
@@ -190,7 +191,7 @@ def crash_during_deploy(config: dict, run_id: str):
 def test_a_run_that_breaks_mid_deploy_restores_the_last_good_champion(tmp_path, autokfp_home):
     from kfp import local
 
-    from autokfp import registry
+    from autokfp.modeling import registry
     from components.monitoring import finalize_monitoring
 
     for version, promote in (("1", True), ("2", False)):
@@ -272,7 +273,7 @@ def shift_period(frame: pd.DataFrame, seed: int, id_prefix: str) -> pd.DataFrame
 
 def log_traffic(settings, version: str, rows: pd.DataFrame) -> None:
     """What the predictor logs: the requests and the champion's predictions, in batches."""
-    from autokfp.model_package import load_model_package
+    from autokfp.modeling.model_package import load_model_package
     from autokfp.serving.inference_service import service_name
     from autokfp.serving.prediction_log import PredictionLogger
 

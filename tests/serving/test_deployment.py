@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from autokfp import registry, stages
+from autokfp.modeling import registry
 from autokfp.serving import deployment
 from autokfp.serving.inference_service import validate_manifest
+from autokfp.steps import deploy_model as deploy_model_step
 from tests.conftest import small_config
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,7 @@ def test_local_deploy_promotes_then_broken_version_rolls_back(tmp_path, autokfp_
     serving = deployment.LocalServing(autokfp_home.home / "serving")
     try:
         first = _register(trained_package.paths.model, config, True, None, tmp_path)
-        result = stages.deploy_stage(config, first, test_path, tmp_path / "m1.yaml", tmp_path / "d1.json")
+        result = deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml", tmp_path / "d1.json")
         assert result["outcome"] == "promoted", result
         decision = json.loads((tmp_path / "d1.json").read_text())
         assert [c["check"] for c in decision["verification"]] == ["ready", "smoke_test", "latency"]
@@ -67,7 +68,7 @@ def test_local_deploy_promotes_then_broken_version_rolls_back(tmp_path, autokfp_
         broken = _broken_copy(trained_package.paths.model, tmp_path / "broken-model")
         second = _register(broken, config, True, "1", tmp_path)
         assert str(registry.champion_version(registry.configure(), "churn-test").version) == "2"
-        result = stages.deploy_stage(config, second, test_path, tmp_path / "m2.yaml", tmp_path / "d2.json")
+        result = deploy_model_step.deploy_model(config, second, test_path, tmp_path / "m2.yaml", tmp_path / "d2.json")
 
         assert result["outcome"] == "rolled-back"
         decision = json.loads((tmp_path / "d2.json").read_text())
@@ -98,7 +99,7 @@ def test_first_version_failing_verification_raises_and_leaves_no_champion(tmp_pa
     from autokfp.errors import DeploymentError
 
     with pytest.raises(DeploymentError, match="no previous version"):
-        stages.deploy_stage(config, registration, trained_package.paths.test, tmp_path / "m.yaml",
+        deploy_model_step.deploy_model(config, registration, trained_package.paths.test, tmp_path / "m.yaml",
                             tmp_path / "d.json")
     assert registry.champion_version(registry.configure(), "churn-test") is None
     assert json.loads((tmp_path / "d.json").read_text())["outcome"] == "rolled-back"
@@ -199,7 +200,7 @@ def test_kubernetes_deploy_creates_then_canaries_and_promotes(tmp_path, autokfp_
                 "ready_timeout_secs": 90, "smoke_rows": 10})
 
             first = _register(trained_package.paths.model, config, True, None, tmp_path)
-            result = stages.deploy_stage(config, first, trained_package.paths.test,
+            result = deploy_model_step.deploy_model(config, first, trained_package.paths.test,
                                          tmp_path / "m1.yaml", tmp_path / "d1.json")
             assert result["outcome"] == "promoted", json.loads((tmp_path / "d1.json").read_text())
             posts = [c for c in kube.calls if c[0] == "POST"]
@@ -215,7 +216,7 @@ def test_kubernetes_deploy_creates_then_canaries_and_promotes(tmp_path, autokfp_
             (copy / "extra.txt").write_text("a different package")
             second = _register(copy, config, True, "1", tmp_path)
             kube.calls.clear()
-            result = stages.deploy_stage(config, second, trained_package.paths.test,
+            result = deploy_model_step.deploy_model(config, second, trained_package.paths.test,
                                          tmp_path / "m2.yaml", tmp_path / "d2.json")
             assert result["action"] == "canary" and result["outcome"] == "promoted"
             patches = [c[2] for c in kube.calls if c[0] == "PATCH"]

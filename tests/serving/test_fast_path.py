@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from autokfp import storage
-from autokfp.features import FeaturePlan, apply_features, apply_features_records
+from autokfp.modeling.features import FeaturePlan, apply_features, apply_features_records
 from autokfp.serving.prediction_log import PredictionLogger, read_prediction_log
 from autokfp.serving.predictor import InputValidator, RequestError, load_package
 

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autokfp.features import FeaturePlan
+from autokfp.modeling.features import FeaturePlan
 from autokfp.serving.prediction_log import read_prediction_log
 from tests.conftest import _free_port
 

@@ -40,10 +40,10 @@ def catalog_sources(
     """
     import logging
 
-    from autokfp.catalog.crawl import catalog_stage
+    from autokfp.steps.catalog_sources import catalog_sources as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    counts = catalog_stage(config, report.path, catalog.path)
+    counts = step(config, report.path, catalog.path)
     for key, value in counts.items():
         metrics.log_metric(key, value)
     catalog.metadata.update(counts)

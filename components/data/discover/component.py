@@ -43,10 +43,10 @@ def discover(
     """
     import logging
 
-    from autokfp.stages import discover_stage
+    from autokfp.steps.discover import discover as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = discover_stage(config, dataset.path, schema.path, catalog.path)
+    summary = step(config, dataset.path, schema.path, catalog.path)
     dataset.metadata.update({"rows": summary["rows"], "columns": summary["columns"],
                              "dataset_id": summary["training_dataset"], "urn": summary["training_urn"],
                              "schema_version": summary["schema_version"] or 0})

@@ -40,10 +40,10 @@ def evaluate_model(
     import logging
     from collections import namedtuple
 
-    from autokfp.stages import evaluate_stage
+    from autokfp.steps.evaluate_model import evaluate_model as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = evaluate_stage(config, model.path, test.path, evaluation.path)
+    result = step(config, model.path, test.path, evaluation.path)
     for key, value in result["metrics"].items():
         if value == value:  # NaN cannot be shown
             metrics.log_metric(f"test_{key}", value)

@@ -57,10 +57,10 @@ def select_model(
     import logging
     from collections import namedtuple
 
-    from autokfp.stages import select_stage
+    from autokfp.steps.select_model import select_model as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = select_stage(config, {"h2o": h2o_model.path, "autokeras": autokeras_model.path},
+    result = step(config, {"h2o": h2o_model.path, "autokeras": autokeras_model.path},
                           test.path, evaluation.path, model.path, report.path)
     for key, value in result["metrics"].items():
         if value == value:  # NaN cannot be shown

@@ -42,10 +42,10 @@ def engineer_features(
     import logging
     from collections import namedtuple
 
-    from autokfp.stages import engineer_stage
+    from autokfp.steps.engineer_features import engineer_features as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = engineer_stage(config, dataset.path, schema.path, train.path, test.path, plan.path,
+    summary = step(config, dataset.path, schema.path, train.path, test.path, plan.path,
                              report.path)
     train.metadata["rows"] = summary["train_rows"]
     test.metadata["rows"] = summary["test_rows"]

@@ -58,10 +58,10 @@ def bias_check(
     import logging
     from collections import namedtuple
 
-    from autokfp.governance.stages import bias_check_stage
+    from autokfp.steps.bias_check import bias_check as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = bias_check_stage(config, model.path, train.path, test.path, schema.path,
+    result = step(config, model.path, train.path, test.path, schema.path,
                               checked_model.path, report.path, summary.path)
     for key, value in result.items():
         if isinstance(value, float) and value == value:

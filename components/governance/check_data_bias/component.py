@@ -39,10 +39,10 @@ def check_data_bias(
     """
     import logging
 
-    from autokfp.governance.stages import data_bias_stage
+    from autokfp.steps.check_data_bias import check_data_bias as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = data_bias_stage(config, train.path, plan.path, schema.path, report.path, summary.path)
+    result = step(config, train.path, plan.path, schema.path, report.path, summary.path)
     summary.metadata.update(result)
     return result["verdict"]
 

@@ -40,10 +40,10 @@ def explain_model(
     """
     import logging
 
-    from autokfp.governance.stages import explain_stage
+    from autokfp.steps.explain_model import explain_model as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = explain_stage(config, model.path, train.path, test.path, explanation.path,
+    result = step(config, model.path, train.path, test.path, explanation.path,
                            report.path, plots.path)
     explanation.metadata.update({"shap": result["shap"], "metric": result["metric"]})
     return ",".join(result["top_features"])

@@ -52,13 +52,13 @@ def write_model_card(
     import logging
     from collections import namedtuple
 
-    from autokfp.governance.stages import document_stage
+    from autokfp.steps.write_model_card import write_model_card as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     evidence = {"schema": schema.uri, "evaluation": evaluation.uri, "fairness_report": fairness.uri,
                 "explanation": explanation.uri, "model_card": card.uri,
                 "compliance_report": compliance.uri, "model": model.uri}
-    result = document_stage(config, model.path, registration.path, evaluation.path, schema.path,
+    result = step(config, model.path, registration.path, evaluation.path, schema.path,
                             fairness.path, explanation.path, card.path, compliance.path,
                             compliance_summary.path, evidence=evidence)
     compliance_summary.metadata.update({"verdict": result["compliance"], "summary": result["summary"]})

@@ -41,10 +41,10 @@ def collect_predictions(
     """
     import logging
 
-    from autokfp.monitoring.stages import collect_stage
+    from autokfp.steps.collect_predictions import collect_predictions as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = collect_stage(
+    result = step(
         config, current.path, reference.path, collection.path, run_id=run_id, window_end=window_end
     )
     collection.metadata.update(

@@ -42,10 +42,10 @@ def decide_retraining(
     """
     import logging
 
-    from autokfp.monitoring.stages import decide_stage
+    from autokfp.steps.decide_retraining import decide_retraining as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = decide_stage(
+    result = step(
         config,
         collection.path,
         drift.path,

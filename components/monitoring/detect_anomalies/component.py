@@ -42,10 +42,10 @@ def detect_anomalies(
     """
     import logging
 
-    from autokfp.monitoring.stages import anomaly_stage
+    from autokfp.steps.detect_anomalies import detect_anomalies as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = anomaly_stage(
+    result = step(
         config,
         current.path,
         collection.path,

@@ -42,10 +42,10 @@ def detect_drift(
     """
     import logging
 
-    from autokfp.monitoring.stages import drift_stage
+    from autokfp.steps.detect_drift import detect_drift as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = drift_stage(
+    result = step(
         config, current.path, reference.path, collection.path, drift.path, report.path
     )
     if not result["available"]:

@@ -27,10 +27,10 @@ def finalize_monitoring(config: dict, run_id: str, status: dsl.PipelineTaskFinal
     """
     import logging
 
-    from autokfp.monitoring.stages import finalize_stage
+    from autokfp.steps.finalize_monitoring import finalize_monitoring as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = finalize_stage(
+    result = step(
         config,
         status.state,
         run_id=run_id,

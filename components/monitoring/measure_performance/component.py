@@ -35,10 +35,10 @@ def measure_performance(
     """
     import logging
 
-    from autokfp.monitoring.stages import performance_stage
+    from autokfp.steps.measure_performance import measure_performance as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = performance_stage(config, current.path, collection.path, performance.path)
+    result = step(config, current.path, collection.path, performance.path)
     for key, value in (result.get("metrics") or {}).items():
         if value == value:
             metrics.log_metric(f"live_{key}", value)

@@ -35,10 +35,10 @@ def record_retraining(
     """
     import logging
 
-    from autokfp.monitoring.stages import record_retraining_stage
+    from autokfp.steps.record_retraining import record_retraining as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = record_retraining_stage(config, registration.path, outcome.path, run_id=run_id)
+    result = step(config, registration.path, outcome.path, run_id=run_id)
     outcome.metadata.update(
         {k: str(v) for k, v in result.items() if k in ("champion", "deployment")}
     )

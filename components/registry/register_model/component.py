@@ -36,10 +36,10 @@ def register_model(
     """
     import logging
 
-    from autokfp.stages import register_stage
+    from autokfp.steps.register_model import register_model as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = register_stage(config, model.path, evaluation.path, schema.path, registration.path)
+    result = step(config, model.path, evaluation.path, schema.path, registration.path)
     registration.metadata.update({"model": result["name"], "version": result["version"],
                                   "aliases": ",".join(result["aliases"]), "decision": result["decision"]})
     return result["version"]

@@ -46,10 +46,10 @@ def deploy_model(
     """
     import logging
 
-    from autokfp.stages import deploy_stage
+    from autokfp.steps.deploy_model import deploy_model as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = deploy_stage(config, registration.path, test.path, manifest.path, decision.path)
+    result = step(config, registration.path, test.path, manifest.path, decision.path)
     manifest.metadata.update({k: result[k] for k in ("service", "namespace", "version", "storage_uri")})
     decision.metadata.update({k: result[k] for k in ("action", "outcome", "target", "reason")})
     return result["outcome"]

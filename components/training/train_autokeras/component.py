@@ -43,7 +43,7 @@ def train_autokeras(
     Example:
         >>> k = train_autokeras(config=cfg, train=f.outputs["train"], plan=f.outputs["plan"])
     """
-    from autokfp.stages import train_component
+    from autokfp.steps.train_model import train_component
 
     return train_component(config, train, plan, model, leaderboard, metrics, engine="autokeras")
 

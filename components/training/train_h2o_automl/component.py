@@ -39,7 +39,7 @@ def train_h2o_automl(
     Example:
         >>> t = train_h2o_automl(config=cfg, train=f.outputs["train"], plan=f.outputs["plan"])
     """
-    from autokfp.stages import train_component
+    from autokfp.steps.train_model import train_component
 
     return train_component(config, train, plan, model, leaderboard, metrics, engine="h2o")
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from autokfp.cli import app
+from autokfp.edge.cli import app
 from tests.engine.catalog.conftest import write_table
 
 AUTOKFP_BIN = Path(sys.executable).with_name("autokfp")

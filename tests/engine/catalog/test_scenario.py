@@ -18,15 +18,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autokfp import registry, storage
+from autokfp import storage
 from autokfp.catalog.datahub import model_version_urn, read_lite
 from autokfp.catalog.schema import DatasetSchema
 from autokfp.catalog.store import CatalogStore
-from autokfp.cli import app
 from autokfp.config import parse_config
+from autokfp.edge.cli import app
 from autokfp.errors import SchemaError
+from autokfp.modeling import registry
 from autokfp.settings import Settings
-from autokfp.stages import discover_stage, register_stage
+from autokfp.steps.discover import discover
+from autokfp.steps.register_model import register_model
 from tests.engine.catalog.conftest import check_metadata_file
 
 runner = CliRunner()
@@ -86,7 +88,7 @@ def test_three_sources_breaking_change_refuses_training_and_impact_lists_the_mod
         scenario, trained_package, tmp_path) -> None:
     config, settings, db, frame = scenario
     out = tmp_path / "run1"
-    summary = discover_stage(config, str(out / "dataset.parquet"), str(out / "schema.json"),
+    summary = discover(config, str(out / "dataset.parquet"), str(out / "schema.json"),
                              str(out / "catalog.json"))
     assert summary["training_dataset"] == "warehouse/customers"
     assert summary["schema_version"] == 1 and summary["datasets_failed"] == 1
@@ -125,7 +127,7 @@ def test_three_sources_breaking_change_refuses_training_and_impact_lists_the_mod
     assert "target" in schema.column("churned").tags
 
     # a model registered from the table records its lineage
-    registration = register_stage(config, str(trained_package.paths.model),
+    registration = register_model(config, str(trained_package.paths.model),
                                   str(_evaluation(tmp_path / "evaluation.json")),
                                   str(out / "schema.json"), str(tmp_path / "registration.json"))
     assert (registration["version"], registration["aliases"]) == ("1", ["champion"])
@@ -143,7 +145,7 @@ def test_three_sources_breaking_change_refuses_training_and_impact_lists_the_mod
         changed.to_sql("customers", connection, index=False, if_exists="replace")
     out2 = tmp_path / "run2"
     with pytest.raises(SchemaError) as refused:
-        discover_stage(config, str(out2 / "dataset.parquet"), str(out2 / "schema.json"),
+        discover(config, str(out2 / "dataset.parquet"), str(out2 / "schema.json"),
                        str(out2 / "catalog.json"))
     assert "'tenure_months'" in str(refused.value)
     assert "autokfp catalog accept warehouse/customers" in str(refused.value)
@@ -172,6 +174,6 @@ def test_three_sources_breaking_change_refuses_training_and_impact_lists_the_mod
     # accepting the new schema lets training go on
     accepted = runner.invoke(app, ["catalog", "accept", "warehouse/customers"])
     assert accepted.exit_code == 0 and "v2" in accepted.output
-    summary = discover_stage(config, str(out2 / "dataset.parquet"), str(out2 / "schema.json"),
+    summary = discover(config, str(out2 / "dataset.parquet"), str(out2 / "schema.json"),
                              str(out2 / "catalog.json"))
     assert summary["schema_version"] == summary["accepted_schema_version"] == 2

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from autokfp import registry
-from autokfp.cli import app
 from autokfp.config import GovernanceSpec
+from autokfp.edge.cli import app
 from autokfp.errors import RegistryError
 from autokfp.governance import PolicyError, approval, audit
+from autokfp.modeling import registry
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autokfp.cli import app
+from autokfp.edge.cli import app
 from autokfp.governance import audit
 
 runner = CliRunner()

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autokfp.features import FeaturePlan
 from autokfp.governance import explain
+from autokfp.modeling.features import FeaturePlan
 
 META = {"task": "binary", "classes": [0, 1], "class_labels": ["0", "1"], "target": "y",
         "threshold": 0.5}

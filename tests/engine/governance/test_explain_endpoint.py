@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autokfp.governance import stages as governance
+from autokfp.steps import bias_check as bias_check_step
 from tests.conftest import _free_port, small_config
 
 READY_TIMEOUT = 90.0
@@ -33,7 +33,7 @@ def checked_model(trained_package, tmp_path_factory) -> Path:
         patch.setenv("AUTOKFP_HOME", str(out / "home"))
         for name in ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT"):
             patch.delenv(name, raising=False)
-        governance.bias_check_stage(small_config(trained_package.folder), str(paths.model),
+        bias_check_step.bias_check(small_config(trained_package.folder), str(paths.model),
                                     str(paths.train), str(paths.test), str(paths.schema),
                                     str(out / "model"), str(out / "f.md"), str(out / "f.json"))
     return out / "model"

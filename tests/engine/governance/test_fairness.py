@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 from autokfp.catalog.schema import ColumnSchema, DatasetSchema
 from autokfp.config import GovernanceSpec
 from autokfp.governance import fairness
-from autokfp.model_package import format_predictions, group_values
+from autokfp.modeling.model_package import format_predictions, group_values
 
 META = {"task": "binary", "classes": [0, 1], "class_labels": ["0", "1"], "target": "y",
         "threshold": 0.5}

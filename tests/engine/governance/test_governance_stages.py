@@ -15,11 +15,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autokfp import registry, stages
 from autokfp.catalog.schema import DatasetSchema
 from autokfp.governance import PolicyError, approval, audit
-from autokfp.governance import stages as governance
+from autokfp.modeling import registry
 from autokfp.settings import Settings
+from autokfp.steps import bias_check as bias_check_step
+from autokfp.steps import check_data_bias as check_data_bias_step
+from autokfp.steps import evaluate_model as evaluate_model_step
+from autokfp.steps import explain_model as explain_model_step
+from autokfp.steps import register_model as register_model_step
+from autokfp.steps import write_model_card as write_model_card_step
 from tests.conftest import small_config
 
 GOVERNANCE = {"shap_rows": 3, "explain_rows": 150}
@@ -49,18 +54,18 @@ def governed(home, trained_package, tmp_path_factory):
         "data_report.md", "data.json", "model", "fairness.md", "fairness.json", "explanation.json",
         "explanation.html", "plots", "evaluation.json", "registration.json", "card.md",
         "compliance.md", "compliance.json")})
-    data = governance.data_bias_stage(config, str(paths.train), str(paths.plan), str(paths.schema),
+    data = check_data_bias_step.check_data_bias(config, str(paths.train), str(paths.plan), str(paths.schema),
                                       p.__dict__["data_report.md"], p.__dict__["data.json"])
-    bias = governance.bias_check_stage(config, str(paths.model), str(paths.train), str(paths.test),
+    bias = bias_check_step.bias_check(config, str(paths.model), str(paths.train), str(paths.test),
                                        str(paths.schema), p.model, p.__dict__["fairness.md"],
                                        p.__dict__["fairness.json"])
-    explained = governance.explain_stage(config, p.model, str(paths.train), str(paths.test),
+    explained = explain_model_step.explain_model(config, p.model, str(paths.train), str(paths.test),
                                          p.__dict__["explanation.json"],
                                          p.__dict__["explanation.html"], p.plots)
-    stages.evaluate_stage(config, p.model, str(paths.test), p.__dict__["evaluation.json"])
-    stages.register_stage(config, p.model, p.__dict__["evaluation.json"], str(paths.schema),
+    evaluate_model_step.evaluate_model(config, p.model, str(paths.test), p.__dict__["evaluation.json"])
+    register_model_step.register_model(config, p.model, p.__dict__["evaluation.json"], str(paths.schema),
                           p.__dict__["registration.json"])
-    documented = governance.document_stage(
+    documented = write_model_card_step.write_model_card(
         config, p.model, p.__dict__["registration.json"], p.__dict__["evaluation.json"],
         str(paths.schema), p.__dict__["fairness.json"], p.__dict__["explanation.json"],
         p.__dict__["card.md"], p.__dict__["compliance.md"], p.__dict__["compliance.json"])
@@ -172,7 +177,7 @@ def test_required_approval_keeps_the_version_out_of_production_until_given(gover
     config = small_config(governed.trained.folder,
                           governance={**GOVERNANCE, "require_approval": True})
     out = governed.out
-    result = governance.document_stage(
+    result = write_model_card_step.write_model_card(
         config, str(out / "model"), str(out / "registration.json"), str(out / "evaluation.json"),
         str(governed.trained.paths.schema), str(out / "fairness.json"),
         str(out / "explanation.json"), str(out / "card2.md"), str(out / "compliance2.md"),
@@ -197,7 +202,7 @@ def _schema_without_tags(trained, tmp_path) -> str:
 
 def test_no_sensitive_attribute_is_stated_not_passed(governed, home, tmp_path) -> None:
     paths = governed.trained.paths
-    result = governance.bias_check_stage(
+    result = bias_check_step.bias_check(
         governed.config, str(paths.model), str(paths.train), str(paths.test),
         _schema_without_tags(governed.trained, tmp_path), str(tmp_path / "model"),
         str(tmp_path / "f.md"), str(tmp_path / "f.json"))
@@ -212,7 +217,7 @@ def test_a_policy_that_stays_broken_blocks_with_a_report(governed, home, tmp_pat
               "min_demographic_parity_ratio": 1.0, "mitigate": False}
     config = small_config(governed.trained.folder, governance=strict)
     with pytest.raises(PolicyError, match="block_deploy_on_bias"):
-        governance.bias_check_stage(config, str(paths.model), str(paths.train), str(paths.test),
+        bias_check_step.bias_check(config, str(paths.model), str(paths.train), str(paths.test),
                                     str(paths.schema), str(tmp_path / "model"),
                                     str(tmp_path / "f.md"), str(tmp_path / "f.json"))
     assert json.loads((tmp_path / "f.json").read_text())["verdict"] == "fail"
@@ -221,7 +226,7 @@ def test_a_policy_that_stays_broken_blocks_with_a_report(governed, home, tmp_pat
 
     allowed = small_config(governed.trained.folder,
                            governance={**strict, "block_deploy_on_bias": False})
-    result = governance.bias_check_stage(allowed, str(paths.model), str(paths.train),
+    result = bias_check_step.bias_check(allowed, str(paths.model), str(paths.train),
                                          str(paths.test), str(paths.schema),
                                          str(tmp_path / "model2"), str(tmp_path / "g.md"),
                                          str(tmp_path / "g.json"))

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autokfp.features import FeaturePlan
-from autokfp.model_package import (
+from autokfp.modeling.features import FeaturePlan
+from autokfp.modeling.model_package import (
     AutokfpModel,
     adjust_scores,
     decision_thresholds,

@@ -6,10 +6,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from autokfp.cli import app
+from autokfp.edge.cli import app
+from autokfp.edge.local import MonitoringRun
+from autokfp.edge.monitoring_commands import parse_duration, run_on_timer
 from autokfp.errors import ConfigError, DataError
-from autokfp.local import MonitoringRun
-from autokfp.monitoring.commands import parse_duration, run_on_timer
 from tests.conftest import small_config
 
 
@@ -73,8 +73,8 @@ def test_monitor_every_with_max_runs(tmp_path, monkeypatch, autokfp_home):
         }
         return MonitoringRun(seconds=0.1, decision=decision, retraining=None, run_dir=None)
 
-    monkeypatch.setattr("autokfp.local.run_monitoring", fake)
-    monkeypatch.setattr("autokfp.monitoring.commands.time.sleep", lambda s: None)
+    monkeypatch.setattr("autokfp.edge.local.run_monitoring", fake)
+    monkeypatch.setattr("autokfp.edge.monitoring_commands.time.sleep", lambda s: None)
     result = CliRunner().invoke(
         app,
         [

@@ -14,10 +14,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autokfp import registry, storage
+from autokfp import storage
 from autokfp.governance.audit import read_events, verify_trail
-from autokfp.monitoring import stages
+from autokfp.modeling import registry
 from autokfp.serving.prediction_log import PredictionLogger
+from autokfp.steps import collect_predictions as collect_predictions_step
+from autokfp.steps import decide_retraining as decide_retraining_step
+from autokfp.steps import detect_anomalies as detect_anomalies_step
+from autokfp.steps import detect_drift as detect_drift_step
+from autokfp.steps import finalize_monitoring as finalize_monitoring_step
+from autokfp.steps import measure_performance as measure_performance_step
 from tests.conftest import small_config
 
 SERVICE = "churn-test"
@@ -47,7 +53,7 @@ def _config(trained, **monitoring):
 
 
 def _log(settings, version: str, rows: pd.DataFrame, model_dir: Path | None) -> None:
-    from autokfp.model_package import load_model_package
+    from autokfp.modeling.model_package import load_model_package
 
     if model_dir is not None:
         outputs = load_model_package(str(model_dir)).predict(rows)
@@ -75,10 +81,10 @@ def _run(config, tmp_path: Path, run_id: str = "run-1") -> dict:
             "decision",
         )
     }
-    stages.collect_stage(
+    collect_predictions_step.collect_predictions(
         config, paths["current"], paths["reference"], paths["collection"], run_id=run_id
     )
-    stages.drift_stage(
+    detect_drift_step.detect_drift(
         config,
         paths["current"],
         paths["reference"],
@@ -86,8 +92,8 @@ def _run(config, tmp_path: Path, run_id: str = "run-1") -> dict:
         paths["drift"],
         paths["report"],
     )
-    stages.performance_stage(config, paths["current"], paths["collection"], paths["performance"])
-    stages.anomaly_stage(
+    measure_performance_step.measure_performance(config, paths["current"], paths["collection"], paths["performance"])
+    detect_anomalies_step.detect_anomalies(
         config,
         paths["current"],
         paths["collection"],
@@ -96,7 +102,7 @@ def _run(config, tmp_path: Path, run_id: str = "run-1") -> dict:
         paths["anomalies"],
         run_id=run_id,
     )
-    decision = stages.decide_stage(
+    decision = decide_retraining_step.decide_retraining(
         config,
         paths["collection"],
         paths["drift"],
@@ -216,8 +222,8 @@ def test_the_exit_handler_restores_the_champion_when_a_deploy_broke(
     )
     assert registered.version == "2"  # champion now, but its deploy never finished
 
-    assert stages.finalize_stage(config, "SUCCEEDED", run_id="run-9")["restored"] is None
-    result = stages.finalize_stage(
+    assert finalize_monitoring_step.finalize_monitoring(config, "SUCCEEDED", run_id="run-9")["restored"] is None
+    result = finalize_monitoring_step.finalize_monitoring(
         config, "FAILED", run_id="run-9", error="deploy-model crashed", task="deploy-model"
     )
     assert result["restored"] == "1" and result["failed_version"] == "2"
@@ -227,6 +233,6 @@ def test_the_exit_handler_restores_the_champion_when_a_deploy_broke(
     kinds = [e["kind"] for e in read_events(autokfp_home)]
     assert kinds[-2:] == ["monitoring.run_failed", "deploy.rolled_back"]
     # a second call (the exit task retried) changes nothing and records nothing twice
-    assert stages.finalize_stage(config, "FAILED", run_id="run-9")["restored"] is None
+    assert finalize_monitoring_step.finalize_monitoring(config, "FAILED", run_id="run-9")["restored"] is None
     assert [e["kind"] for e in read_events(autokfp_home)] == kinds
     assert verify_trail(autokfp_home).ok

@@ -11,7 +11,7 @@ import pytest
 
 from autokfp import storage
 from autokfp.config import parse_config
-from autokfp.features import FeaturePlan
+from autokfp.modeling.features import FeaturePlan
 from autokfp.monitoring.window import (
     LABEL_COLUMN,
     Champion,

@@ -23,9 +23,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from autokfp.compilation import validate_pipeline_yaml
+from autokfp.edge.compilation import validate_pipeline_yaml
+from autokfp.edge.scheduling import SchedulingError, schedule_monitoring, validate_cron
 from autokfp.errors import ConfigError
-from autokfp.scheduling import SchedulingError, schedule_monitoring, validate_cron
 from tests.conftest import small_config
 
 API = "/apis/v2beta1"
@@ -280,7 +280,7 @@ def test_bad_cron_and_api_errors_are_plain_messages(kfp_api, tmp_path):
 
 
 def test_the_schedule_command(kfp_api, tmp_path):
-    from autokfp.cli import app
+    from autokfp.edge.cli import app
 
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(_config(tmp_path).to_dict()))
@@ -297,7 +297,7 @@ def test_the_schedule_command(kfp_api, tmp_path):
 
 
 def test_submit_starts_one_run_with_the_config_and_the_compiled_spec(kfp_api, tmp_path):
-    from autokfp.scheduling import submit_run
+    from autokfp.edge.scheduling import submit_run
 
     config = _config(tmp_path)
     result = submit_run(config, host=kfp_api.url, experiment="team-a", run_name="first")
@@ -315,7 +315,7 @@ def test_submit_starts_one_run_with_the_config_and_the_compiled_spec(kfp_api, tm
 
 
 def test_submit_cli_names_an_unknown_pipeline_and_prints_the_run(kfp_api, tmp_path):
-    from autokfp.cli import app
+    from autokfp.edge.cli import app
 
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(_config(tmp_path).to_dict()))

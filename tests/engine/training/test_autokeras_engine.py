@@ -15,8 +15,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from autokfp.config import BudgetSpec
-from autokfp.features import OTHER_LEVEL
-from autokfp.model_package import load_model_package
+from autokfp.modeling.features import OTHER_LEVEL
+from autokfp.modeling.model_package import load_model_package
 from autokfp.training.autokeras_engine import AutoKerasEngine, KerasEncoding
 
 FRESH_PROCESS = """
@@ -140,8 +140,8 @@ def test_row_wise_fast_path_matches_the_batch(keras_package) -> None:
 
 
 def test_importing_autokfp_does_not_import_tensorflow() -> None:
-    code = ("import sys, autokfp, autokfp.stages, autokfp.training, autokfp.model_package, "
-            "autokfp.selection, autokfp.validation, autokfp.training.autokeras_engine; "
+    code = ("import sys, autokfp, autokfp.steps.train_model, autokfp.training, autokfp.modeling.model_package, "
+            "autokfp.modeling.selection, autokfp.modeling.validation, autokfp.training.autokeras_engine; "
             "print(any(m in sys.modules for m in ('tensorflow', 'keras', 'autokeras')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)

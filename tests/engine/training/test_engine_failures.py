@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from autokfp import stages
 from autokfp.errors import TrainingError
+from autokfp.steps import train_model as train_step
 from autokfp.training.isolation import (
     CANDIDATE_FILE,
     EngineFailure,
@@ -130,7 +130,7 @@ def test_failing_engine_writes_a_failed_candidate_when_tolerated(config, tmp_pat
     plan = tmp_path / "plan.json"
     _tiny_inputs(train, plan)
     model, board = tmp_path / "model", tmp_path / "board.html"
-    summary = stages.train_stage(config, str(train), str(plan), str(model), str(board),
+    summary = train_step.train_model(config, str(train), str(plan), str(model), str(board),
                                  engine="h2o", tolerate_failure=True)
     assert summary["status"] == "failed"
     assert "MemoryError: Java heap space" in summary["reason"]
@@ -139,26 +139,26 @@ def test_failing_engine_writes_a_failed_candidate_when_tolerated(config, tmp_pat
     assert "Java heap space" in board.read_text()
     # without tolerance the error is the caller's
     with pytest.raises(MemoryError):
-        stages.train_stage(config, str(train), str(plan), str(tmp_path / "m2"), engine="h2o")
+        train_step.train_model(config, str(train), str(plan), str(tmp_path / "m2"), engine="h2o")
 
 
 def test_isolated_engine_failure_is_a_failed_candidate(config, tmp_path) -> None:
     missing = tmp_path / "no-such-train.parquet"
     model = tmp_path / "model"
-    summary = stages.train_stage(config, str(missing), str(tmp_path / "plan.json"), str(model),
+    summary = train_step.train_model(config, str(missing), str(tmp_path / "plan.json"), str(model),
                                  engine="autokeras", isolate=True, tolerate_failure=True)
     assert summary["status"] == "failed"
     assert "no-such-train.parquet" in summary["reason"]
     assert read_candidate_marker(model)["status"] == "failed"
     with pytest.raises(TrainingError, match="autokeras training failed"):
-        stages.train_stage(config, str(missing), str(tmp_path / "plan.json"),
+        train_step.train_model(config, str(missing), str(tmp_path / "plan.json"),
                            str(tmp_path / "m2"), engine="autokeras", isolate=True)
 
 
 def test_engine_left_out_of_the_config_is_skipped(tmp_path) -> None:
     config = small_config(tmp_path, engines=["h2o"])
     model = tmp_path / "model"
-    summary = stages.train_stage(config, "unused", "unused", str(model), engine="autokeras",
+    summary = train_step.train_model(config, "unused", "unused", str(model), engine="autokeras",
                                  isolate=True, tolerate_failure=True)
     assert summary["status"] == "skipped"
     assert read_candidate_marker(model)["reason"].startswith("'autokeras' is not in")
@@ -167,7 +167,7 @@ def test_engine_left_out_of_the_config_is_skipped(tmp_path) -> None:
 def _tiny_inputs(train: Path, plan: Path) -> None:
     import pandas as pd
 
-    from autokfp.features import FeaturePlan
+    from autokfp.modeling.features import FeaturePlan
 
     pd.DataFrame({"x": range(40), "y": [0, 1] * 20}).to_parquet(train)
     plan.write_text(FeaturePlan(target="y", task="binary", classes=[0, 1], numeric=["x"]).to_json())

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from autokfp.errors import ConfigError, TrainingError
-from autokfp.features import FeaturePlan, apply_features
+from autokfp.modeling.features import FeaturePlan, apply_features
 from autokfp.training import ENGINES, Engine, get_engine
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from autokfp.errors import TrainingError
-from autokfp.evaluation import (
+from autokfp.modeling.evaluation import (
     classification_details,
     compare_to_champion,
     compute_metrics,
@@ -148,9 +148,9 @@ def select_model(candidates: list[Candidate], test: pd.DataFrame, selection_spec
 
 def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any, seed: int,
             champion: Any, champion_version: str | None, robustness_rows: int) -> Selection:
-    from autokfp.features import FeaturePlan
-    from autokfp.model_package import load_model_package
-    from autokfp.validation import calibration_report, cv_summary, robustness_report
+    from autokfp.modeling.features import FeaturePlan
+    from autokfp.modeling.model_package import load_model_package
+    from autokfp.modeling.validation import calibration_report, cv_summary, robustness_report
 
     usable = [c for c in candidates if c.usable]
     if not usable:
@@ -316,7 +316,7 @@ def log_evaluation_run(model_name: str, selection: Selection, document: dict[str
 
     import mlflow
 
-    from autokfp import registry
+    from autokfp.modeling import registry
 
     try:
         client = registry.configure()
@@ -327,7 +327,7 @@ def log_evaluation_run(model_name: str, selection: Selection, document: dict[str
                              "autokfp.selected_engine": selection.selected.engine,
                              "autokfp.decision":
                                  str(document["comparison"].get("reason", ""))[:5000],
-                             "autokfp.selection": selection.reason[:5000]})
+                             "autokfp.modeling.selection": selection.reason[:5000]})
             mlflow.log_params({"primary_metric": selection.metric,
                                "candidates": ",".join(c.engine for c in selection.candidates),
                                "selected_engine": selection.selected.engine,

@@ -126,7 +126,7 @@ def expected_calibration_error(truth: np.ndarray, probs: np.ndarray, task: str,
                                bins: int = ECE_BINS) -> float:
     """ECE as ``validation.calibration_report`` measures it (equal-count bins; binary:
     P(positive) vs the observed rate, multiclass: top-class probability vs accuracy)."""
-    from autokfp.validation import _reliability_curve
+    from autokfp.modeling.validation import _reliability_curve
 
     if task == "binary":
         confidence, outcome = probs[:, 1], (truth == 1).astype(float)

@@ -1,6 +1,6 @@
 """Compile every pipeline to KFP YAML and validate it strictly before anyone uploads it.
 
-Like ``autokfp.local`` this is an edge module that imports kfp. Validation: document 0
+Like ``autokfp.edge.local`` this is an edge module that imports kfp. Validation: document 0
 parses into ``PipelineSpec`` with unknown fields rejected, each executor of the Kubernetes
 platform spec parses into ``KubernetesExecutorConfig``, and kfp can load the file back as a
 component.

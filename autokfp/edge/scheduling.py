@@ -1,6 +1,6 @@
 """Kubeflow recurring runs of the drift-monitoring pipeline, through ``kfp.Client``.
 
-Like ``autokfp.local`` this is an edge module that imports kfp. ``schedule_monitoring``:
+Like ``autokfp.edge.local`` this is an edge module that imports kfp. ``schedule_monitoring``:
 
 1. compiles ``drift-monitoring`` with the cluster settings (``ClusterOptions.from_env``) and
    validates the YAML strictly;
@@ -78,7 +78,7 @@ def compile_pipeline(name: str, path: str | Path) -> str:
     ``path``; return the spec's sha256."""
     from kfp import compiler
 
-    from autokfp.compilation import validate_pipeline_yaml
+    from autokfp.edge.compilation import validate_pipeline_yaml
     from pipelines import PIPELINES, ClusterOptions
 
     if name not in PIPELINES:

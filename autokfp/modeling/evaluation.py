@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from autokfp.errors import DataError
-from autokfp.tasks import GREATER_IS_BETTER
+from autokfp.modeling.tasks import GREATER_IS_BETTER
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def write_plots(y: pd.Series, predictions: dict[str, pd.DataFrame], meta: dict[s
         save(fig_roc, "roc")
         save(fig_pr, "precision_recall")
 
-    from autokfp.validation import calibration_report
+    from autokfp.modeling.validation import calibration_report
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for label, frame in predictions.items():

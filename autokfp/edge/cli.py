@@ -102,7 +102,7 @@ STEP_LABELS = {
 def _run(config: Any, settings: Any, verbose: bool) -> Any:
     import time
 
-    from autokfp.local import run_training
+    from autokfp.edge.local import run_training
 
     with console.status("[bold]checking the data...", spinner="dots"):
         preflight(config)
@@ -178,7 +178,7 @@ def demo(
 
 
 def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> None:
-    from autokfp import registry
+    from autokfp.modeling import registry
 
     models = {m["name"]: m for m in registry.list_models(settings)}
     model = models.get(config.name, {"versions": [], "aliases": {}})
@@ -238,7 +238,7 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """List registered models, their versions, aliases and test metrics."""
-    from autokfp import registry
+    from autokfp.modeling import registry
 
     try:
         found = registry.list_models(_settings(home))
@@ -271,7 +271,7 @@ def compile(  # noqa: A001 - the command is called compile
         None, "--image-registry", help="container registry for the images (default $AUTOKFP_IMAGE_REGISTRY)"),
 ) -> None:
     """Compile every pipeline to KFP YAML (upload in the Kubeflow UI or submit with kfp.Client)."""
-    from autokfp.compilation import compile_all
+    from autokfp.edge.compilation import compile_all
 
     if registry_prefix:
         os.environ["AUTOKFP_IMAGE_REGISTRY"] = registry_prefix
@@ -299,7 +299,7 @@ def submit(
 ) -> None:
     """Start one run of a pipeline on Kubeflow with CONFIG (compiled here, sent with the run)."""
     from autokfp.config import load_config
-    from autokfp.scheduling import submit_run, token_from_env
+    from autokfp.edge.scheduling import submit_run, token_from_env
 
     try:
         config = load_config(config_path)
@@ -315,20 +315,20 @@ def submit(
                   f"in experiment {result.experiment}" + (f": {result.url}" if result.url else ""))
 
 
-from autokfp.serving.commands import register_commands as _register_serving_commands  # noqa: E402
+from autokfp.edge.serving_commands import register_commands as _register_serving_commands  # noqa: E402
 
 _register_serving_commands(app)
 
-from autokfp.catalog.commands import register_commands as _register_catalog_commands  # noqa: E402
+from autokfp.edge.catalog_commands import register_commands as _register_catalog_commands  # noqa: E402
 
 _register_catalog_commands(app)
 
 
-from autokfp.governance.commands import register_commands as _register_governance_commands  # noqa: E402
+from autokfp.edge.governance_commands import register_commands as _register_governance_commands  # noqa: E402
 
 _register_governance_commands(app)
 
-from autokfp.monitoring.commands import register_commands as _register_monitoring_commands  # noqa: E402
+from autokfp.edge.monitoring_commands import register_commands as _register_monitoring_commands  # noqa: E402
 
 _register_monitoring_commands(app)
 

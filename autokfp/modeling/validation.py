@@ -43,7 +43,7 @@ def metric_spread(metric: str, truth: np.ndarray, scores: np.ndarray, task: str,
     ``truth`` holds class codes (classification) or values; ``scores`` probabilities (n x k)
     or values. Raises ValueError when the metric is undefined on these rows.
     """
-    from autokfp.evaluation import metric_value
+    from autokfp.modeling.evaluation import metric_value
 
     value = metric_value(metric, truth, scores, task)
     rng = np.random.default_rng(seed)
@@ -90,7 +90,7 @@ def calibration_report(y: pd.Series, predictions: pd.DataFrame, meta: dict[str, 
     the top class's probability (confidence) against accuracy, and the multiclass Brier score
     (sum over classes, averaged over rows).
     """
-    from autokfp.evaluation import encode_labels, probability_matrix
+    from autokfp.modeling.evaluation import encode_labels, probability_matrix
 
     if meta["task"] == "regression":
         return None

@@ -111,7 +111,7 @@ def register_commands(app: typer.Typer) -> None:
         from rich.console import Console
 
         from autokfp.config import load_config
-        from autokfp.local import run_monitoring
+        from autokfp.edge.local import run_monitoring
         from autokfp.settings import Settings
 
         console = Console()
@@ -204,7 +204,7 @@ def register_commands(app: typer.Typer) -> None:
         from rich.console import Console
 
         from autokfp.config import load_config
-        from autokfp.scheduling import schedule_monitoring, token_from_env
+        from autokfp.edge.scheduling import schedule_monitoring, token_from_env
 
         console = Console()
         try:

@@ -2,7 +2,7 @@
 
 Whatever engine trained it, a packaged model is a folder with the MLflow pyfunc layout and
 three artifacts: ``plan.json`` (the fitted ``FeaturePlan``), ``meta.json`` (task, classes,
-engine, decision threshold, the probability calibration (``autokfp.calibration``) and, when
+engine, decision threshold, the probability calibration (``autokfp.modeling.calibration``) and, when
 bias mitigation applied, its per-group score repair and thresholds) and
 ``engine/`` (the engine's own files, e.g. an H2O MOJO). ``predict`` takes raw
 rows (the columns the source data had) and returns a frame with ``prediction`` and, for
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autokfp.features import FeaturePlan, apply_features
+from autokfp.modeling.features import FeaturePlan, apply_features
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class AutokfpModel(PythonModel):
 
     def predict_records(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         """Score a few raw rows given as dicts: the same answer as ``predict``, much faster."""
-        from autokfp.features import apply_features_records
+        from autokfp.modeling.features import apply_features_records
 
         rows = apply_features_records(records, self.plan)
         scorer_rows = getattr(self.scorer, "predict_rows", None)
@@ -85,7 +85,7 @@ def format_predictions(raw: np.ndarray, meta: dict[str, Any], index: pd.Index,
     classes = meta["classes"]
     labels = meta["class_labels"]
     if (meta.get("calibration") or {}).get("applied"):
-        from autokfp.calibration import apply_calibration
+        from autokfp.modeling.calibration import apply_calibration
 
         raw = apply_calibration(raw, meta["calibration"])
     if meta["task"] == "binary":

@@ -13,7 +13,7 @@ def resolve_model(spec: str | None, settings) -> tuple[str, str, str]:
     """``NAME@ALIAS`` / ``NAME/VERSION`` / None (the only model's champion) → (name, version, local dir)."""
     import mlflow.artifacts
 
-    from autokfp import registry
+    from autokfp.modeling import registry
 
     client = registry.configure(settings)
     if spec is None:

@@ -1,6 +1,6 @@
 """Run pipelines on this machine through kfp.local (no cluster).
 
-This module and ``autokfp.cli`` are the only engine modules that touch kfp: they are the
+This module and ``autokfp.edge.cli`` are the only engine modules that touch kfp: they are the
 edge where a pipeline is handed to a runner. Tasks run as subprocesses of this
 interpreter (``SubprocessRunner(use_venv=False)``), so the installed autokfp is what runs;
 resource, GPU and Kubernetes settings of the compiled spec are ignored here and every step

@@ -1,0 +1,102 @@
+"""The `bias_check` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autokfp.config import RunConfig
+from autokfp.governance import PolicyError
+from autokfp.steps.io import (
+    read_config,
+    read_package,
+    read_schema,
+    record_event,
+    write_json,
+    write_text,
+)
+
+log = logging.getLogger(__name__)
+
+
+def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: str,
+                     test_path: str, schema_path: str, out_model_path: str, report_path: str,
+                     summary_path: str) -> dict[str, Any]:
+    """Check the model's decisions per group; mitigate; write the package to register.
+
+    Raises:
+        PolicyError: a fairness limit is broken after mitigation (or mitigation is off) and
+            ``governance.block_deploy_on_bias`` is true. The reports and the audit event
+            are written first.
+    """
+    from autokfp.governance import fairness
+    from autokfp.governance.explain import background_records
+    from autokfp.modeling.model_package import save_model_package
+
+    cfg = read_config(config)
+    policy = cfg.governance
+    model, plan, meta = read_package(model_path)
+    train = pd.read_parquet(train_path)
+    test = pd.read_parquet(test_path)
+    target = meta["target"]
+    columns, source, problems = fairness.resolve_sensitive_columns(read_schema(schema_path), policy,
+                                                                   list(test.columns))
+    test_predictions = model.predict(None, test.drop(columns=[target]))
+    train_predictions = model.predict(None, train.drop(columns=[target]))
+    report, mitigation = fairness.assess_fairness(test, test_predictions, meta, columns, source, policy,
+                                                  fit=train, fit_predictions=train_predictions,
+                                                  problems=problems)
+    report["model"] = cfg.model_name
+    if columns:
+        positive = meta["classes"][-1] if meta["task"] == "binary" else None
+        report["data"] = fairness.check_training_data(train, target, positive, columns, policy)
+
+    new_meta = dict(meta)
+    new_meta.pop("fairness_mitigation", None)
+    if mitigation:
+        new_meta["fairness_mitigation"] = mitigation
+    new_meta["fairness"] = {"verdict": report["verdict"], "sensitive_columns": columns}
+    new_meta["explain_background"] = background_records(train, list(plan.input_columns),
+                                                        seed=cfg.split.seed)
+    save_model_package(out_model_path, plan, Path(model_path, "artifacts", "engine"), new_meta,
+                       train.drop(columns=[target]))
+    write_json(summary_path, report)
+    write_text(report_path, fairness.render_markdown(report))
+
+    verdict = report["verdict"]
+    blocked = verdict == "fail" and policy.block_deploy_on_bias
+    details = {"verdict": verdict, "reason": report["verdict_reason"],
+               "sensitive_columns": columns, "blocked": blocked}
+    if verdict == "mitigated":
+        mitigation = report["mitigation"]
+        applied = report["mitigation"]
+        details.update({"column": applied["column"], "method": applied["method"],
+                        "thresholds": applied["thresholds"],
+                        "score_repair_strength": applied["score_repair_strength"],
+                        "accuracy_before": report["overall_before"]["accuracy"],
+                        "accuracy_after": report["overall_after"]["accuracy"],
+                        "accuracy_cost": report["accuracy_cost"], "auc_cost": report["auc_cost"]})
+    kind = {"mitigated": "bias.mitigated", "pass": "bias.passed", "not_run": "bias.not_run"}.get(
+        verdict, "bias.blocked" if blocked else "bias.accepted_despite_failure")
+    record_event(kind, details, cfg.model_name)
+    if blocked:
+        raise PolicyError(
+            f"{cfg.model_name}: fairness policy not met, nothing registered or deployed: "
+            f"{report['verdict_reason']}. See the fairness report; relax governance limits, "
+            "fix the data, or set governance.block_deploy_on_bias: false to deploy anyway")
+    summary: dict[str, Any] = {"verdict": verdict, "reason": report["verdict_reason"],
+                               "mitigated": verdict == "mitigated",
+                               "accuracy_cost": float(report.get("accuracy_cost", 0.0)),
+                               "auc_cost": float(report.get("auc_cost", 0.0))}
+    for stage in ("before", "after"):
+        for column, data in (report.get(stage) or {}).items():
+            for key in ("demographic_parity_difference", "demographic_parity_ratio",
+                        "ranking_parity_difference", "ranking_parity_ratio",
+                        "equalized_odds_difference"):
+                value = data["disparities"].get(key)
+                if value is not None:
+                    summary[f"{stage}_{column}_{key}"] = float(value)
+    return summary

@@ -1,0 +1,29 @@
+"""The `catalog_sources` step: crawl every configured source into the catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autokfp.catalog.crawl import catalog_proposals, crawl_sources, render_crawl_html
+from autokfp.catalog.datahub import write_metadata
+from autokfp.config import RunConfig
+from autokfp.steps.io import read_config, write_json, write_text
+
+
+def catalog_sources(config: dict[str, Any] | RunConfig, report_path: str, catalog_path: str,
+                  summary_path: str | None = None) -> dict[str, Any]:
+    """The discovery pipeline's step: crawl every configured source into the catalog.
+
+    Writes the crawl report as HTML (``report_path``), DataHub proposals for every dataset
+    read (``catalog_path``) and, optionally, the report as JSON. Never fails on bad data:
+    bad files, tables and sources are in the report.
+    """
+    cfg = read_config(config)
+    report = crawl_sources(cfg, training=cfg.training)
+    write_text(report_path, render_crawl_html(report))
+    if summary_path:
+        write_json(summary_path, report.to_dict())
+    write_metadata(catalog_path, catalog_proposals(report))
+    counts = report.counts()
+    return {k: counts[k] for k in ("catalogued", "new", "changed", "breaking", "reused",
+                                   "failed", "missing", "sources_failed")}

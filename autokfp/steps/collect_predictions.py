@@ -1,0 +1,216 @@
+"""The `collect_predictions` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pandas as pd
+
+from autokfp import storage
+from autokfp.config import RunConfig
+from autokfp.settings import Settings
+from autokfp.steps.io import (
+    EMPTY,
+    NO_CHAMPION,
+    OK,
+    TOO_FEW,
+    json_safe,
+    read_config,
+    write_stored_json,
+    write_stored_parquet,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _record_once(
+    kind: str,
+    details: dict[str, Any],
+    model: str,
+    version: str | None,
+    run_id: str,
+    key: str,
+    settings: Settings | None = None,
+) -> dict[str, Any] | None:
+    """Record an audit event unless this run already recorded it (same kind and key)."""
+    from autokfp.governance.audit import read_events, record_event
+
+    if run_id:
+        for event in read_events(settings):
+            if (
+                event.get("run_id") == run_id
+                and event.get("kind") == kind
+                and (event.get("details") or {}).get("key") == key
+            ):
+                return None
+    return record_event(
+        kind,
+        json_safe({**details, "key": key}),
+        model=model,
+        version=version,
+        run_id=run_id or None,
+        settings=settings,
+    )
+
+
+def _run_state_uri(settings: Settings, model: str, run_id: str) -> str:
+    return storage.join(settings.artifact_root, "monitoring", model, "runs", f"{run_id}.json")
+
+
+def _remember_run_start(settings: Settings, model: str, run_id: str, champion_version: str) -> None:
+    """The champion when the run started: the exit handler restores it if a deploy breaks."""
+    if not run_id:
+        return
+    uri = _run_state_uri(settings, model, run_id)
+    if not storage.exists(uri):  # a retried task keeps the first answer
+        storage.write_text(
+            uri,
+            json.dumps(
+                {
+                    "run_id": run_id,
+                    "champion_at_start": champion_version,
+                    "started": datetime.now(timezone.utc).isoformat(),
+                }
+            ),
+        )
+
+
+def collect_predictions(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    reference_path: str,
+    collection_path: str,
+    run_id: str = "",
+    window_end: str = "",
+) -> dict[str, Any]:
+    """The champion's logged predictions for the window (with labels), its reference and
+    the quality of the live inputs."""
+    from autokfp.monitoring.quality import check_inputs
+    from autokfp.monitoring.window import (
+        LABEL_COLUMN,
+        OUTPUT_PREFIX,
+        join_labels,
+        load_champion,
+        parse_time,
+        read_labels,
+        read_window,
+        resolve_reference,
+    )
+
+    cfg = read_config(config)
+    spec = cfg.monitoring
+    settings = Settings.from_env()
+    end = parse_time(window_end)
+    start = end - timedelta(days=spec.window_days)
+    collection: dict[str, Any] = {
+        "model": cfg.model_name,
+        "run_id": run_id,
+        "notes": [],
+        "window": {"start": start.isoformat(), "end": end.isoformat(), "days": spec.window_days},
+    }
+    champion = load_champion(cfg.model_name, settings)
+    if champion is None:
+        collection.update(
+            status=NO_CHAMPION,
+            rows=0,
+            labelled_rows=0,
+            reason=f"no version of '{cfg.model_name}' holds alias 'champion': there is "
+            "nothing to monitor; train one first (autokfp run CONFIG)",
+        )
+        write_stored_parquet(current_path, pd.DataFrame())
+        write_stored_parquet(reference_path, pd.DataFrame())
+        write_stored_json(collection_path, collection)
+        return collection
+    _remember_run_start(settings, cfg.model_name, run_id, champion.version)
+    window = read_window(settings.artifact_root, champion.service, champion.version, start, end)
+    collection["notes"] += window.notes
+    required = list(champion.plan.input_columns)
+    for version, seen in window.other_versions.items():
+        columns = [
+            c
+            for c in seen["columns"]
+            if not c.startswith(OUTPUT_PREFIX)
+            and c not in ("request_id", "model_version", "logged_at")
+        ]
+        extra = sorted(set(columns) - set(required) - set(champion.plan.dropped))
+        lacking = sorted(set(required) - set(columns))
+        differs = (
+            f" and other columns (extra {extra}, lacking {lacking})" if extra or lacking else ""
+        )
+        collection["notes"].append(
+            f"{seen['rows']} rows in the window were logged by v{version}{differs}; they are not "
+            f"compared: only the champion v{champion.version}'s own predictions are"
+        )
+    id_column = spec.labels.id_column or cfg.training.id_column
+    target = spec.labels.target or cfg.training.target
+    labels = read_labels(spec.labels.path, id_column, target)
+    current, label_note = join_labels(window.frame, labels, id_column, target)
+    reference = resolve_reference(cfg, champion, settings)
+    quality = check_inputs(
+        current, required, champion.kinds, reference.frame, spec.max_bad_input_fraction
+    )
+    rows = len(current)
+    if rows == 0:
+        status, reason = (
+            EMPTY,
+            (
+                f"no predictions of {cfg.model_name} v{champion.version} were logged "
+                f"between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC: "
+                "there is nothing to compare"
+            ),
+        )
+    elif rows < spec.min_window_rows:
+        status, reason = (
+            TOO_FEW,
+            (
+                f"only {rows} predictions were logged in the window, fewer than "
+                f"monitoring.min_window_rows ({spec.min_window_rows}): too few to judge"
+            ),
+        )
+    else:
+        status, reason = OK, f"{rows} predictions of v{champion.version} in the window"
+    labelled = int(current[LABEL_COLUMN].notna().sum()) if rows else 0
+    collection.update(
+        status=status,
+        reason=reason,
+        rows=rows,
+        files=window.files,
+        labelled_rows=labelled,
+        labels=label_note,
+        other_versions=window.other_versions,
+        champion={
+            "version": champion.version,
+            "service": champion.service,
+            "registered_at": champion.registered_at.isoformat(),
+            "test_metric": champion.test_metric,
+            "deployment": champion.tags.get("deployment"),
+        },
+        task=champion.meta["task"],
+        primary_metric=champion.meta["primary_metric"],
+        class_labels=champion.meta.get("class_labels"),
+        kinds=champion.kinds,
+        prediction_kinds=champion.prediction_kinds,
+        reference={
+            "source": reference.source,
+            "note": reference.note,
+            "rows": 0 if reference.frame is None else len(reference.frame),
+        },
+        quality=quality.to_dict(),
+    )
+    write_stored_parquet(current_path, current)
+    write_stored_parquet(
+        reference_path, reference.frame if reference.frame is not None else pd.DataFrame()
+    )
+    write_stored_json(collection_path, collection)
+    log.info(
+        "monitoring %s v%s: %s; labels: %s; reference: %s",
+        cfg.model_name,
+        champion.version,
+        reason,
+        label_note,
+        reference.note,
+    )
+    return collection

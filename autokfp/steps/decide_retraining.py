@@ -1,0 +1,92 @@
+"""The `decide_retraining` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from autokfp.config import RunConfig
+from autokfp.settings import Settings
+from autokfp.steps.collect_predictions import _record_once
+from autokfp.steps.io import NO_CHAMPION, read_config, read_json, write_stored_json
+
+log = logging.getLogger(__name__)
+
+
+def decide_retraining(
+    config: dict[str, Any] | RunConfig,
+    collection_path: str,
+    drift_path: str,
+    performance_path: str,
+    anomalies_path: str,
+    decision_path: str,
+    run_id: str = "",
+) -> dict[str, Any]:
+    """Apply the retraining triggers; record the decision and its reasons in the audit trail."""
+    from autokfp.monitoring.triggers import decide
+
+    cfg = read_config(config)
+    settings = Settings.from_env()
+    collection = read_json(collection_path)
+    drift = read_json(drift_path)
+    performance = read_json(performance_path)
+    anomalies = read_json(anomalies_path)
+    has_champion = collection["status"] != NO_CHAMPION
+    quality = collection.get("quality") or {}
+    failed = [c["detail"] for c in quality.get("checks", []) if c["status"] == "fail"]
+    age = None
+    if has_champion:
+        registered = datetime.fromisoformat(collection["champion"]["registered_at"])
+        age = (
+            datetime.fromisoformat(collection["window"]["end"]) - registered
+        ).total_seconds() / 86400
+    decision = decide(
+        cfg.monitoring,
+        has_champion=has_champion,
+        window_rows=int(collection.get("rows", 0)),
+        quality_usable=bool(quality.get("usable", False)),
+        quality_detail="; ".join(failed),
+        drift=drift,
+        performance=performance,
+        new_labelled_rows=int(collection.get("labelled_rows", 0)),
+        champion_age_days=age,
+    )
+    result = decision.to_dict()
+    result.update(
+        model=cfg.model_name,
+        champion=(collection.get("champion") or {}).get("version"),
+        window=collection["window"],
+        rows=collection.get("rows", 0),
+        status=collection["status"],
+        notes=collection.get("notes", []),
+        reference=(collection.get("reference") or {}).get("source"),
+        anomalies=[a["summary"] for a in anomalies.get("anomalies", [])],
+    )
+    kind = "retrain.triggered" if decision.retrain else "retrain.skipped"
+    _record_once(
+        kind,
+        {
+            k: result[k]
+            for k in (
+                "summary",
+                "reasons",
+                "blockers",
+                "checks",
+                "window",
+                "rows",
+                "status",
+                "reference",
+                "notes",
+                "anomalies",
+            )
+        },
+        cfg.model_name,
+        result["champion"],
+        run_id,
+        key="decision",
+        settings=settings,
+    )
+    write_stored_json(decision_path, result)
+    log.info("%s: %s", cfg.model_name, decision.summary)
+    return result

@@ -1,0 +1,89 @@
+"""The `detect_anomalies` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from autokfp.config import RunConfig
+from autokfp.settings import Settings
+from autokfp.steps.collect_predictions import _record_once
+from autokfp.steps.io import NO_CHAMPION, json_safe, read_config, read_json, write_stored_json
+from autokfp.steps.measure_performance import _prediction_mean
+
+log = logging.getLogger(__name__)
+
+
+def detect_anomalies(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    collection_path: str,
+    drift_path: str,
+    performance_path: str,
+    anomalies_path: str,
+    run_id: str = "",
+) -> dict[str, Any]:
+    """Add this run to the monitoring history and flag its anomalies (audit events)."""
+    from autokfp.monitoring.anomaly import detect_anomalies
+    from autokfp.monitoring.history import (
+        append_history,
+        rates_since,
+        read_history,
+        scrape_counters,
+    )
+
+    cfg = read_config(config)
+    settings = Settings.from_env()
+    collection = read_json(collection_path)
+    drift = read_json(drift_path)
+    performance = read_json(performance_path)
+    summary: dict[str, Any] = {"anomalies": [], "notes": []}
+    if collection["status"] == NO_CHAMPION:
+        summary["notes"].append("no champion: nothing recorded")
+        write_stored_json(anomalies_path, summary)
+        return summary
+    history = read_history(cfg.model_name, settings)
+    record: dict[str, Any] = {
+        "timestamp": collection["window"]["end"],
+        "run_id": run_id or None,
+        "version": collection["champion"]["version"],
+        "rows": collection["rows"],
+        "labelled_rows": collection["labelled_rows"],
+        "drift_share": (drift.get("features") or {}).get("share_of_drifted_columns")
+        if drift["available"]
+        else None,
+        "prediction_mean": _prediction_mean(current_path, collection),
+        "live_metric": performance.get("live"),
+    }
+    spec = cfg.monitoring
+    if spec.metrics_url:
+        try:
+            counters = scrape_counters(spec.metrics_url, collection["champion"]["service"])
+            previous = history.iloc[-1].to_dict() if not history.empty else None
+            record.update({f"counter_{k}": v for k, v in counters.items()})
+            record.update(rates_since(previous, counters))
+        except Exception as exc:  # noqa: BLE001 - a missing metrics page costs two histories only
+            summary["notes"].append(f"predictor metrics not read from {spec.metrics_url}: {exc}")
+    record = json_safe(record)
+    appended = append_history(cfg.model_name, record, settings)
+    history = read_history(cfg.model_name, settings)
+    summary["history_points"] = len(history)
+    if not appended:
+        summary["notes"].append(
+            "this run is already in the history (a retried task): not added twice"
+        )
+    anomalies = detect_anomalies(history, season=spec.season, threshold=spec.anomaly_threshold)
+    for anomaly in anomalies:
+        _record_once(
+            "monitoring.anomaly",
+            {**anomaly.to_dict(), "summary": anomaly.describe()},
+            cfg.model_name,
+            collection["champion"]["version"],
+            run_id,
+            key=f"anomaly:{anomaly.metric}",
+            settings=settings,
+        )
+    summary["anomalies"] = [{**a.to_dict(), "summary": a.describe()} for a in anomalies]
+    summary["record"] = record
+    write_stored_json(anomalies_path, summary)
+    return summary

@@ -1,0 +1,152 @@
+"""The `detect_drift` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autokfp import storage
+from autokfp.config import RunConfig
+from autokfp.steps.io import (
+    OK,
+    REPORT_ROWS,
+    normalise_kinds,
+    read_config,
+    read_json,
+    write_stored_json,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px "
+        "solid #ddd;text-align:left}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def _score_text(score: float | None) -> str:
+    return "-" if score is None else f"{score:.4g}"
+
+
+def _drift_table(report: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(c['column'])}</td><td>{c['kind']}</td><td>{c['method_name']}</td>"
+        f"<td>{_score_text(c['score'])}</td><td>{c['threshold']:g}</td>"
+        f"<td>{'<b>drift</b>' if c['drifted'] else 'stable'}</td></tr>"
+        for c in report["columns"]
+    )
+    return (
+        "<table><tr><th>column</th><th>kind</th><th>test</th><th>score</th><th>threshold</th>"
+        f"<th>verdict</th></tr>{rows}</table>"
+    )
+
+
+def evidently_report(
+    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], report_path: str
+) -> str | None:
+    """Evidently's DataDriftPreset as HTML (a sample of at most REPORT_ROWS rows per side).
+
+    Returns None, or the reason the report could not be drawn.
+    """
+    from autokfp.monitoring.drift import CATEGORICAL, NUMERICAL
+
+    try:
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.presets import DataDriftPreset
+
+        columns = [c for c in kinds if c in reference.columns and c in current.columns]
+        definition = DataDefinition(
+            numerical_columns=[c for c in columns if kinds[c] == NUMERICAL],
+            categorical_columns=[c for c in columns if kinds[c] == CATEGORICAL],
+        )
+        sample_ref = reference[columns].sample(n=min(len(reference), REPORT_ROWS), random_state=0)
+        sample_cur = current[columns].sample(n=min(len(current), REPORT_ROWS), random_state=0)
+        snapshot = Report([DataDriftPreset(columns=columns)], include_tests=True).run(
+            current_data=Dataset.from_pandas(
+                sample_cur.reset_index(drop=True), data_definition=definition
+            ),
+            reference_data=Dataset.from_pandas(
+                sample_ref.reset_index(drop=True), data_definition=definition
+            ),
+        )
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        snapshot.save_html(report_path)
+        return None
+    except Exception as exc:  # noqa: BLE001 - the verdicts stand without the picture
+        log.warning("Evidently's drift report could not be drawn: %s: %s", type(exc).__name__, exc)
+        return f"{type(exc).__name__}: {exc}"
+
+
+def detect_drift(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    reference_path: str,
+    collection_path: str,
+    drift_path: str,
+    report_path: str,
+) -> dict[str, Any]:
+    """Per-feature and prediction drift of the window against the reference."""
+    from autokfp.monitoring.drift import detect_drift
+
+    cfg = read_config(config)
+    collection = read_json(collection_path)
+    summary: dict[str, Any] = {"available": False}
+    if collection["status"] != OK:
+        summary["reason"] = f"drift not measured: {collection['reason']}"
+    elif collection["reference"]["source"] == "missing":
+        summary["reason"] = (
+            f"drift not measured: the reference is missing ({collection['reference']['note']})"
+        )
+    if not summary.get("reason"):
+        kinds = collection["kinds"]
+        prediction_kinds = collection["prediction_kinds"]
+        both = {**kinds, **prediction_kinds}
+        current = normalise_kinds(pd.read_parquet(current_path), both)
+        reference = normalise_kinds(pd.read_parquet(reference_path), both)
+        features = detect_drift(
+            reference,
+            current,
+            columns=list(kinds),
+            kinds=kinds,
+            drift_share=cfg.monitoring.drift_share,
+        )
+        present = [c for c in prediction_kinds if c in reference.columns and c in current.columns]
+        predictions = (
+            detect_drift(reference, current, columns=present, kinds=prediction_kinds)
+            if present
+            else None
+        )
+        summary = {
+            "available": True,
+            "features": features.to_dict(),
+            "predictions": predictions.to_dict() if predictions else {},
+            "prediction_note": ""
+            if present
+            else "the reference holds no predictions: prediction drift not measured",
+            "rows": {"current": len(current), "reference": len(reference)},
+        }
+        problem = evidently_report(
+            reference, current, {c: both[c] for c in list(kinds) + present}, report_path
+        )
+        if problem:
+            body = (
+                f"<p>Evidently could not draw its report ({html.escape(problem)}); "
+                "our verdicts:</p>" + _drift_table(summary["features"])
+            )
+            storage.write_text(report_path, _page("Data drift", body))
+        summary["report"] = "evidently" if problem is None else "verdicts only"
+    else:
+        storage.write_text(
+            report_path,
+            _page("Data drift: not measured", f"<p>{html.escape(summary['reason'])}</p>"),
+        )
+    write_stored_json(drift_path, summary)
+    return summary

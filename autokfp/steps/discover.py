@@ -1,0 +1,56 @@
+"""The `discover` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from autokfp.config import RunConfig
+from autokfp.steps.io import read_config, write_parquet, write_text
+
+log = logging.getLogger(__name__)
+
+
+def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
+                   catalog_path: str) -> dict[str, Any]:
+    """Crawl every configured source into the catalog, then load the training dataset.
+
+    The crawl records schema versions in the catalog (artifact store, DataHub Lite, and a
+    DataHub GMS when ``DATAHUB_GMS_URL`` is set). If the training dataset's schema broke
+    the accepted version, training stops here with a SchemaError naming the columns.
+
+    Writes the training data as Parquet (``dataset_path``), its schema with semantic types
+    and catalog facts (schema version, previous row count) as JSON (``schema_path``) and
+    the metadata-change proposals for every discovered dataset (``catalog_path``, a file
+    ``datahub check metadata-file`` accepts).
+    """
+    from autokfp.catalog.crawl import catalog_proposals, check_training_schema, crawl_sources
+    from autokfp.catalog.datahub import dataset_urn, write_metadata
+    from autokfp.catalog.discovery import load_dataset
+
+    cfg = read_config(config)
+    report = crawl_sources(cfg, training=cfg.training)
+    failures = {d.dataset_id: d.error for d in report.datasets if d.status == "failed"}
+    failures.update(report.source_errors)
+    for dataset_id, error in failures.items():
+        log.warning("discovery could not read %s: %s", dataset_id, error)
+    check_training_schema(report, cfg.training.dataset)
+    frame, schema = load_dataset(cfg, cfg.training.dataset)
+    crawled = next((d for d in report.found if d.ok and d.dataset_id == schema.dataset_id), None)
+    if crawled is not None:
+        schema.catalog = dict(crawled.schema.catalog)
+        schema.modified_at = crawled.schema.modified_at
+    write_metadata(catalog_path, catalog_proposals(report, replace={schema.dataset_id: schema}))
+    write_parquet(dataset_path, frame)
+    write_text(schema_path, schema.to_json())
+    return {
+        "datasets_found": sum(1 for d in report.found if d.ok),
+        "datasets_failed": len(failures),
+        "training_dataset": schema.dataset_id,
+        "training_urn": dataset_urn(schema),
+        "rows": len(frame),
+        "columns": len(frame.columns),
+        "fingerprint": schema.fingerprint,
+        "schema_version": schema.catalog.get("schema_version"),
+        "accepted_schema_version": schema.catalog.get("accepted_version"),
+    }

@@ -1,0 +1,86 @@
+"""The `finalize_monitoring` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from autokfp import storage
+from autokfp.config import RunConfig
+from autokfp.settings import Settings
+from autokfp.steps.collect_predictions import _record_once, _run_state_uri
+from autokfp.steps.io import read_config
+
+log = logging.getLogger(__name__)
+
+
+def finalize_monitoring(
+    config: dict[str, Any] | RunConfig,
+    state: str,
+    run_id: str = "",
+    error: str = "",
+    task: str = "",
+) -> dict[str, Any]:
+    """The exit handler: a failed run is recorded, and a champion promoted during the run
+    whose deploy did not finish is replaced by the champion the run started with."""
+    from autokfp.modeling import registry
+    from autokfp.serving import deployment
+
+    cfg = read_config(config)
+    settings = Settings.from_env()
+    result: dict[str, Any] = {"state": state, "restored": None}
+    if state == "SUCCEEDED":
+        return result
+    _record_once(
+        "monitoring.run_failed",
+        {"state": state, "error": error[:2000], "task": task},
+        cfg.model_name,
+        None,
+        run_id,
+        key="run",
+        settings=settings,
+    )
+    uri = _run_state_uri(settings, cfg.model_name, run_id) if run_id else None
+    if not uri or not storage.exists(uri):
+        result["note"] = "the run failed before it read the champion: nothing to restore"
+        return result
+    start = json.loads(storage.read_text(uri)).get("champion_at_start")
+    client = registry.configure(settings)
+    current = registry.champion_version(client, cfg.model_name)
+    if current is None or start is None or str(current.version) == str(start):
+        result["note"] = f"the champion is still v{start}: nothing to restore"
+        return result
+    if current.tags.get("deployment") == "serving":
+        result["note"] = f"v{current.version} was deployed and verified before the failure: kept"
+        return result
+    failed = str(current.version)
+    deployment.restore_champion(client, cfg.model_name, failed, str(start))
+    traffic = ""
+    if deployment.resolve_target(cfg.deploy.target) == "kubernetes":
+        from autokfp.serving.inference_service import service_name
+
+        try:  # canary 0%: every request goes back to the previous revision
+            deployment.KubernetesServing(cfg.deploy.namespace).set_traffic(
+                service_name(cfg.model_name), 0
+            )
+            traffic = "; canary traffic set to 0%"
+        except Exception as exc:  # noqa: BLE001 - the registry is restored either way
+            traffic = f"; canary traffic could not be reset: {exc}"
+    reason = (
+        f"the monitoring run failed ({state} in {task or 'a task'}: {error[:300]}) after v{failed} "
+        f"became champion and before its deploy was verified: v{start} is champion again, "
+        f"v{failed} is marked rejected{traffic}"
+    )
+    _record_once(
+        "deploy.rolled_back",
+        {"failed_version": failed, "restored_version": str(start), "reason": reason},
+        cfg.model_name,
+        str(start),
+        run_id,
+        key="restore",
+        settings=settings,
+    )
+    result.update(restored=str(start), failed_version=failed, note=reason)
+    log.warning(reason)
+    return result

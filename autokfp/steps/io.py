@@ -1,0 +1,137 @@
+"""The `io` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autokfp import storage
+from autokfp.config import RunConfig, parse_config
+
+log = logging.getLogger(__name__)
+
+
+def read_config(config: dict[str, Any] | RunConfig) -> RunConfig:
+    return config if isinstance(config, RunConfig) else parse_config(config, origin="pipeline config")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, encoding="utf-8",
+                                     prefix=f".{path.name}.", suffix=".tmp") as handle:
+        handle.write(text)
+        temp = handle.name
+    os.replace(temp, path)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str))
+
+
+def write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(temp, index=False)
+    os.replace(temp, path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+REPORT_ROWS = 50_000  # rows per side drawn for Evidently's HTML report (verdicts use every row)
+
+
+OK, EMPTY, TOO_FEW, NO_CHAMPION = "ok", "empty", "too-few-rows", "no-champion"
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf → None, numpy scalars → Python (the audit trail refuses NaN)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (datetime, pd.Timestamp)):
+        return value.isoformat()
+    return value
+
+
+def write_stored_json(path: str | Path, data: Any) -> None:
+    storage.write_text(str(path), json.dumps(json_safe(data), indent=2, default=str))
+
+
+def write_stored_parquet(path: str | Path, frame: pd.DataFrame) -> None:
+    from autokfp.monitoring.window import _parquet_safe
+
+    buffer = io.BytesIO()
+    _parquet_safe(frame).to_parquet(buffer, index=False)
+    storage.write_bytes(str(path), buffer.getvalue())
+
+
+def category_text(value: Any) -> str | None:
+    """One text form per category value: 2.0 and 2 are "2", True is "True", missing is None."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, (float, np.floating)):
+        if value != value:
+            return None
+        if float(value).is_integer():
+            return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return str(value)
+
+
+def normalise_kinds(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """Numbers as float64 and categories as text on both sides, whatever the log stored."""
+    from autokfp.monitoring.drift import NUMERICAL
+
+    frame = frame.copy()
+    for column, kind in kinds.items():
+        if column not in frame.columns:
+            continue
+        if kind == NUMERICAL:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        else:
+            frame[column] = frame[column].map(category_text).astype("object")
+    return frame
+
+
+def read_schema(schema_path: str | None) -> Any:
+    from autokfp.catalog.schema import DatasetSchema
+
+    if not schema_path or not Path(schema_path).exists():
+        return None
+    return DatasetSchema.from_json(Path(schema_path).read_text())
+
+
+def read_package(model_path: str) -> tuple[Any, Any, dict[str, Any]]:
+    """(AutokfpModel, plan, meta) of a packaged model folder."""
+    from autokfp.serving.predictor import load_package
+
+    model = load_package(model_path)
+    return model, model.plan, dict(model.meta)
+
+
+def record_event(kind: str, details: dict[str, Any], model: str, version: str | None = None) -> None:
+    from autokfp.governance import audit
+
+    audit.record_event(kind, details, model=model, version=version)

@@ -1,0 +1,113 @@
+"""The `measure_performance` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from autokfp.config import RunConfig
+from autokfp.steps.io import (
+    EMPTY,
+    NO_CHAMPION,
+    category_text,
+    read_config,
+    read_json,
+    write_stored_json,
+)
+
+log = logging.getLogger(__name__)
+
+
+def measure_performance(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    collection_path: str,
+    performance_path: str,
+) -> dict[str, Any]:
+    """The champion's primary metric on the labelled live rows, against its test value."""
+    from autokfp.monitoring.window import LABEL_COLUMN, OUTPUT_PREFIX
+
+    cfg = read_config(config)
+    collection = read_json(collection_path)
+    summary: dict[str, Any] = {
+        "available": False,
+        "labelled_rows": int(collection.get("labelled_rows", 0)),
+    }
+    if collection["status"] in (NO_CHAMPION, EMPTY):
+        summary["reason"] = f"performance not measured: {collection['reason']}"
+        write_stored_json(performance_path, summary)
+        return summary
+    labelled_rows = summary["labelled_rows"]
+    if labelled_rows < cfg.monitoring.min_labelled_rows:
+        summary["reason"] = (
+            f"performance not measured: {labelled_rows} labelled rows, fewer than "
+            f"monitoring.min_labelled_rows ({cfg.monitoring.min_labelled_rows}); "
+            f"{collection.get('labels', '')}"
+        )
+        write_stored_json(performance_path, summary)
+        return summary
+    from autokfp.modeling.evaluation import compute_metrics
+    from autokfp.modeling.tasks import GREATER_IS_BETTER
+
+    frame = pd.read_parquet(current_path)
+    frame = frame[frame[LABEL_COLUMN].notna()]
+    outputs = [c for c in frame.columns if c.startswith(OUTPUT_PREFIX)]
+    predictions = (
+        frame[outputs].rename(columns=lambda c: c[len(OUTPUT_PREFIX) :]).reset_index(drop=True)
+    )
+    meta = {"task": collection["task"], "class_labels": collection.get("class_labels")}
+    if meta["task"] == "regression":
+        truth = pd.to_numeric(frame[LABEL_COLUMN], errors="coerce").reset_index(drop=True)
+    else:
+        truth = frame[LABEL_COLUMN].map(category_text).reset_index(drop=True)
+    metric = collection["primary_metric"]
+    try:
+        metrics = compute_metrics(truth, predictions, meta)
+    except Exception as exc:  # noqa: BLE001 - labels the model never saw, a missing column...
+        summary["reason"] = f"performance not measured: {type(exc).__name__}: {exc}"
+        write_stored_json(performance_path, summary)
+        return summary
+    live = metrics.get(metric)
+    test = collection["champion"]["test_metric"]
+    if live is None or live != live or test is None:
+        summary.update(
+            metrics=metrics,
+            reason=(
+                f"performance not compared: live {metric} is {live} and the champion's "
+                f"test {metric} is "
+                f"{test} (a single class among the labels, or no test metric in the registry)"
+            ),
+        )
+        write_stored_json(performance_path, summary)
+        return summary
+    worse = (test - live) if GREATER_IS_BETTER.get(metric, True) else (live - test)
+    summary.update(
+        available=True,
+        metric=metric,
+        live=live,
+        champion_test=test,
+        drop=worse / abs(test) if test else 0.0,
+        metrics=metrics,
+    )
+    write_stored_json(performance_path, summary)
+    return summary
+
+
+def _prediction_mean(current_path: str, collection: dict[str, Any]) -> float | None:
+    from autokfp.monitoring.window import OUTPUT_PREFIX
+
+    if collection["status"] in (NO_CHAMPION, EMPTY):
+        return None
+    frame = pd.read_parquet(current_path)
+    if collection["task"] == "binary":
+        column = f"{OUTPUT_PREFIX}probability_{collection['class_labels'][1]}"
+    elif collection["task"] == "regression":
+        column = f"{OUTPUT_PREFIX}prediction"
+    else:
+        return None
+    if column not in frame.columns:
+        return None
+    value = pd.to_numeric(frame[column], errors="coerce").mean()
+    return None if value != value else float(value)

@@ -1,0 +1,35 @@
+"""The `profile` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autokfp.config import RunConfig
+from autokfp.steps.io import read_config, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+
+def profile(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
+                  report_path: str, summary_path: str | None = None) -> dict[str, Any]:
+    """Run the data-quality gate; write the HTML report, then fail if any check failed."""
+    from autokfp.catalog.schema import DatasetSchema
+    from autokfp.quality import raise_for_failures, run_quality_gate
+
+    cfg = read_config(config)
+    frame = pd.read_parquet(dataset_path)
+    schema = DatasetSchema.from_json(Path(schema_path).read_text())
+    report = run_quality_gate(frame, schema, cfg)
+    write_text(report_path, report.to_html())
+    if summary_path:
+        write_json(summary_path, report.to_dict())
+    raise_for_failures(report)
+    counts = {"pass": 0, "warn": 0, "fail": 0}
+    for check in report.checks:
+        counts[check.status] = counts.get(check.status, 0) + 1
+    return {"rows": len(frame), "columns": len(frame.columns), "checks_passed": counts["pass"],
+            "checks_warned": counts["warn"], "checks_failed": counts["fail"]}

@@ -1,0 +1,54 @@
+"""The `record_retraining` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from autokfp.config import RunConfig
+from autokfp.settings import Settings
+from autokfp.steps.collect_predictions import _record_once
+from autokfp.steps.io import read_config, read_json, write_stored_json
+
+log = logging.getLogger(__name__)
+
+
+def record_retraining(
+    config: dict[str, Any] | RunConfig, registration_path: str, outcome_path: str, run_id: str = ""
+) -> dict[str, Any]:
+    """After the nested training graph: what was registered and what serves now (audit event),
+    and the new champion's monitoring reference while its training data is unchanged."""
+    from autokfp.modeling import registry
+    from autokfp.monitoring.window import load_champion, resolve_reference
+
+    cfg = read_config(config)
+    settings = Settings.from_env()
+    registration = read_json(registration_path)
+    client = registry.configure(settings)
+    champion = registry.champion_version(client, cfg.model_name)
+    outcome = {
+        "registered_version": registration.get("version"),
+        "promoted": registration.get("promoted"),
+        "aliases": registration.get("aliases"),
+        "decision": registration.get("decision"),
+        "champion": None if champion is None else str(champion.version),
+        "deployment": None if champion is None else champion.tags.get("deployment"),
+    }
+    if champion is not None and str(champion.version) == str(registration.get("version")):
+        try:
+            loaded = load_champion(cfg.model_name, settings)
+            if loaded is not None:
+                outcome["reference"] = resolve_reference(cfg, loaded, settings).note
+        except Exception as exc:  # noqa: BLE001 - the next monitoring run tries again
+            outcome["reference"] = f"not stored yet: {exc}"
+    _record_once(
+        "retrain.completed",
+        outcome,
+        cfg.model_name,
+        outcome["champion"],
+        run_id,
+        key="retrain",
+        settings=settings,
+    )
+    write_stored_json(outcome_path, outcome)
+    return outcome

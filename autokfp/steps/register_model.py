@@ -1,0 +1,87 @@
+"""The `register_model` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from autokfp.config import RunConfig
+from autokfp.steps.io import read_config, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluation_path: str,
+                   schema_path: str, registration_path: str,
+                   extra_artifacts: dict[str, str] | None = None) -> dict[str, Any]:
+    """Register the candidate in MLflow; alias ``champion`` only if it won the comparison."""
+    from autokfp.catalog.datahub import dataset_urn
+    from autokfp.catalog.schema import DatasetSchema
+    from autokfp.modeling import registry
+
+    cfg = read_config(config)
+    evaluation = read_json(evaluation_path)
+    schema = DatasetSchema.from_json(Path(schema_path).read_text())
+    meta = json.loads(Path(model_path, "artifacts", "meta.json").read_text())
+    comparison = evaluation["comparison"]
+    metrics = {f"test_{k}": v for k, v in evaluation["metrics"].items()}
+    metrics.update({k: v for k, v in meta.get("cv_metrics", {}).items()})
+    if comparison.get("champion") is not None:
+        metrics["champion_test_" + comparison["metric"]] = comparison["champion"]
+    params = {"engine": meta["engine"], "task": meta["task"], "target": meta["target"],
+              "dataset": schema.dataset_id, **{f"budget.{k}": v for k, v in cfg.budget.model_dump().items()},
+              **{f"engine.{k}": v for k, v in meta.get("params", {}).items()}}
+    tags = {"engine": meta["engine"], "task": meta["task"], "dataset": schema.dataset_id,
+            "dataset_urn": dataset_urn(schema), "dataset_fingerprint": schema.fingerprint,
+            "primary_metric": meta["primary_metric"], "leader": meta.get("leader", "")}
+    if schema.catalog.get("schema_version"):
+        tags["dataset_schema_version"] = str(schema.catalog["schema_version"])
+    with tempfile.TemporaryDirectory(prefix="autokfp-register-") as scratch:
+        evidence = Path(scratch, "evaluation.json")
+        shutil.copyfile(evaluation_path, evidence)
+        artifacts = {"evaluation": str(evidence), **(extra_artifacts or {})}
+        registered = registry.register_model(
+            model_path, cfg.model_name, metrics, params, tags, promote=bool(comparison["promote"]),
+            decision=comparison["reason"], compared_champion=comparison.get("champion_version"),
+            artifacts=artifacts,
+        )
+    result = registered.to_dict()
+    write_json(registration_path, result)
+    _record_model_lineage(cfg, registered, schema, model_path, meta, evaluation)
+    return result
+
+
+def _record_model_lineage(cfg: RunConfig, registered: Any, schema: Any, model_path: str,
+                          meta: dict[str, Any], evaluation: dict[str, Any]) -> None:
+    """Dataset -> feature set -> model version (-> deployment) in the catalog.
+
+    The model is registered by then: a catalog that cannot be written costs a warning,
+    never the registration.
+    """
+    try:
+        from autokfp.catalog.lineage import record_model_lineage
+        from autokfp.serving.inference_service import service_name
+
+        metrics = {}
+        for key, value in evaluation.get("metrics", {}).items():
+            try:
+                metrics[f"test_{key}"] = float(value)
+            except (TypeError, ValueError):
+                continue
+        deployment = ((cfg.deploy.namespace, service_name(cfg.model_name))
+                      if registered.promoted else None)
+        record_model_lineage(
+            cfg.model_name, registered.version, schema,
+            Path(model_path, "artifacts", "plan.json"), aliases=list(registered.aliases),
+            metrics={k: v for k, v in metrics.items() if v == v},
+            properties={"engine": meta.get("engine", ""), "task": meta.get("task", ""),
+                        "run_id": registered.run_id, "decision": registered.decision,
+                        "storage_uri": registered.source},
+            deployment=deployment, replaced_version=registered.replaced_version)
+    except Exception as exc:  # noqa: BLE001 - lineage must never undo a registration
+        log.warning("registered %s v%s, but its lineage could not be recorded in the catalog: "
+                    "%s: %s", cfg.model_name, registered.version, type(exc).__name__, exc)

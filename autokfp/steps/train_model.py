@@ -1,0 +1,203 @@
+"""The `train` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import html
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autokfp.config import RunConfig
+from autokfp.steps.io import read_config, write_text
+
+log = logging.getLogger(__name__)
+
+
+def train_model(config: dict[str, Any] | RunConfig, train_path: str, plan_path: str, model_path: str,
+                leaderboard_path: str | None = None, engine: str = "h2o", isolate: bool = False,
+                tolerate_failure: bool = False) -> dict[str, Any]:
+    """Train with one engine and write the packaged MLflow pyfunc model folder.
+
+    An engine that is not in ``config.engines`` writes a ``skipped`` candidate marker
+    instead. With ``isolate`` the engine runs in a child process (a crash or an
+    out-of-memory kill cannot take this process down); with ``tolerate_failure`` a failed
+    engine writes a ``failed`` candidate marker with the reason and returns its status,
+    so selection can fall back to the other engines' leaders. Pipelines use both.
+    """
+    from autokfp.training.isolation import (
+        FAILED,
+        SKIPPED,
+        EngineFailure,
+        run_isolated,
+        write_candidate_marker,
+    )
+
+    cfg = read_config(config)
+    if engine not in cfg.engines:
+        reason = f"'{engine}' is not in the config's engines {cfg.engines}"
+        log.info("%s skipped: %s", engine, reason)
+        write_candidate_marker(model_path, engine, SKIPPED, reason)
+        if leaderboard_path:
+            write_text(leaderboard_path, _status_html(engine, SKIPPED, reason))
+        return {"engine": engine, "status": SKIPPED, "reason": reason, "leader": "", "device": ""}
+    if not (isolate or tolerate_failure):
+        return _train_model(cfg, train_path, plan_path, model_path, leaderboard_path, engine)
+    started = time.monotonic()
+    try:
+        if isolate:
+            summary = run_isolated(
+                "autokfp.steps.train_model:train_model",
+                {"config": cfg.to_dict(), "train_path": str(train_path), "plan_path": str(plan_path),
+                 "model_path": str(model_path),
+                 "leaderboard_path": str(leaderboard_path) if leaderboard_path else None,
+                 "engine": engine},
+                timeout=3 * cfg.budget.max_runtime_secs + 600)
+        else:
+            summary = _train_model(cfg, train_path, plan_path, model_path, leaderboard_path, engine)
+        return {**summary, "status": "trained"}
+    except Exception as exc:  # noqa: BLE001 - one engine's failure must not end the run
+        if not tolerate_failure:
+            if isinstance(exc, EngineFailure):
+                from autokfp.errors import TrainingError
+
+                raise TrainingError(f"{engine} training failed: {exc}") from None
+            raise
+        reason = f"{exc}" if isinstance(exc, EngineFailure) else f"{type(exc).__name__}: {exc}"
+        reason = reason[:2000]
+        log.error("%s training failed; the other engines' leaders compete without it: %s",
+                  engine, reason)
+        seconds = round(time.monotonic() - started, 1)
+        write_candidate_marker(model_path, engine, FAILED, reason, seconds=seconds)
+        if leaderboard_path:
+            write_text(leaderboard_path, _status_html(engine, FAILED, reason))
+        return {"engine": engine, "status": FAILED, "reason": reason, "leader": "", "device": "",
+                "train_seconds": seconds}
+
+
+def _train_model(cfg: RunConfig, train_path: str, plan_path: str, model_path: str,
+           leaderboard_path: str | None, engine: str) -> dict[str, Any]:
+    from autokfp import __version__
+    from autokfp.modeling.features import FeaturePlan, apply_features
+    from autokfp.modeling.model_package import save_model_package
+    from autokfp.modeling.tasks import primary_metric
+    from autokfp.training import get_engine
+
+    train = pd.read_parquet(train_path)
+    plan = FeaturePlan.from_json(Path(plan_path).read_text())
+    features = apply_features(train, plan)
+    metric = primary_metric(plan.task, cfg.selection.primary_metric)
+    trainer = get_engine(engine)
+    labels = [str(c) for c in plan.classes] if plan.classes else None
+    started = time.monotonic()
+    # packaging needs mlflow (seconds to import in a fresh task process): import it while
+    # the engine trains, so the wait after training is only the packaging itself
+    warm = threading.Thread(target=_import_packaging, name="import-mlflow", daemon=True)
+    warm.start()
+    with tempfile.TemporaryDirectory(prefix="autokfp-train-") as workdir:
+        result = trainer.train(features, train[plan.target], plan.task, labels, plan.categorical_features,
+                               cfg.budget, metric, Path(workdir) / "engine")
+        engine_seconds = time.monotonic() - started
+        meta = {
+            "engine": engine, "task": plan.task, "target": plan.target,
+            "classes": plan.classes, "class_labels": labels,
+            "positive_class": plan.classes[-1] if plan.task == "binary" else None,
+            "threshold": 0.5, "primary_metric": metric, "leader": result.leader,
+            "device": result.device, "autokfp_version": __version__,
+            "trained_rows": len(train), "cv_metrics": result.cv_metrics, "params": result.params,
+            "train_seconds": round(engine_seconds, 2),
+        }
+        if plan.task != "regression":
+            meta["calibration"] = _calibration(cfg, result, train[plan.target], meta)
+        save_model_package(model_path, plan, result.artifact_dir, meta, train.drop(columns=[plan.target]))
+        if leaderboard_path:
+            write_text(leaderboard_path, _leaderboard_html(result.leaderboard, engine, result.leader))
+    wall = time.monotonic() - started
+    return {"engine": engine, "leader": result.leader, "device": result.device,
+            "models_trained": int(result.params.get("models_trained", 0)),
+            "train_seconds": round(wall, 1), "engine_seconds": round(engine_seconds, 1),
+            **{k: round(v, 6) for k, v in result.cv_metrics.items() if v == v}}
+
+
+def train_component(config: dict[str, Any], train: Any, plan: Any, model: Any, leaderboard: Any,
+                    metrics: Any, engine: str) -> str:
+    """The body of every training component (``train_h2o_automl``, ``train_autokeras``, …).
+
+    Trains ``engine`` in a child process with failures tolerated (``train``), then fills
+    the KFP outputs: ``model.metadata`` (engine, status, leader, device, reason) and every
+    numeric figure of the summary as a metric. Returns the candidate's status.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    summary = train_model(config, train.path, plan.path, model.path, leaderboard.path,
+                          engine=engine, isolate=True, tolerate_failure=True)
+    model.metadata.update({"engine": engine, "status": summary["status"],
+                           "leader": summary["leader"], "device": summary["device"],
+                           "framework": "mlflow-pyfunc"})
+    if summary.get("reason"):
+        model.metadata["reason"] = summary["reason"][:1000]
+    for key, value in summary.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(key, value)
+    return summary["status"]
+
+
+def _import_packaging() -> None:
+    try:
+        import mlflow.models  # noqa: F401
+        import mlflow.pyfunc  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - the real import after training reports it
+        log.debug("early mlflow import failed: %s", exc)
+
+
+def _calibration(cfg: RunConfig, result: Any, target: pd.Series,
+                 meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta['calibration']`` of a classifier: fitted on the engine's out-of-sample rows."""
+    import numpy as np
+
+    from autokfp.modeling.calibration import fit_calibration
+    from autokfp.modeling.evaluation import encode_labels
+
+    if cfg.training.calibration == "none":
+        return {"method": None, "applied": False, "reason": "turned off (training.calibration: none)"}
+    if result.holdout is None:
+        return {"method": None, "applied": False,
+                "reason": f"the {result.engine} engine returned no out-of-sample predictions"}
+    try:
+        positions, scores = result.holdout
+        codes = encode_labels(target.iloc[np.asarray(positions, dtype=int)], meta)
+        known = codes >= 0
+        calibration = fit_calibration(codes[known], np.asarray(scores)[known], meta["task"],
+                                      seed=cfg.budget.seed)
+    except Exception as exc:  # noqa: BLE001 - calibration must never cost the model
+        log.warning("probability calibration failed; the engine's probabilities are kept: %s: %s",
+                    type(exc).__name__, exc)
+        return {"method": None, "applied": False,
+                "reason": f"fitting failed ({type(exc).__name__}: {exc})"[:500]}
+    params = result.params
+    calibration["source"] = (
+        f"out-of-fold predictions of {params['nfolds']}-fold cross-validation" if "nfolds" in params
+        else f"the {params['validation_fraction']:.0%} validation rows"
+        if "validation_fraction" in params else "out-of-sample training rows")
+    log.info("probability calibration (%s) %s: %s", calibration["method"],
+             "applied" if calibration["applied"] else "not applied", calibration["reason"])
+    return calibration
+
+
+def _status_html(engine: str, status: str, reason: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{engine} {status}</title>"
+            "</head><body style='font-family:sans-serif;margin:2em'>"
+            f"<h1>{html.escape(engine)}: {html.escape(status)}</h1><p>{html.escape(reason)}</p>"
+            "<p>Selection ranks the other engines' leaders without this one.</p></body></html>")
+
+
+def _leaderboard_html(board: pd.DataFrame, engine: str, leader: str) -> str:
+    table = board.head(50).to_html(index=False, float_format=lambda v: f"{v:.5f}", border=0)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{engine} leaderboard</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}</style></head><body>"
+            f"<h1>{html.escape(engine)} leaderboard</h1><p>Exported leader: <b>{html.escape(leader)}</b> "
+            f"({len(board)} models)</p>{table}</body></html>")

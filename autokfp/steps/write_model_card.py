@@ -1,0 +1,117 @@
+"""The `write_model_card` step: files in, files out, one call into the engine."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from autokfp.config import RunConfig
+from autokfp.steps.io import (
+    read_config,
+    read_json,
+    read_package,
+    read_schema,
+    record_event,
+    write_text,
+)
+
+log = logging.getLogger(__name__)
+
+
+def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, registration_path: str,
+                   evaluation_path: str, schema_path: str, fairness_path: str,
+                   explanation_path: str, card_path: str, compliance_path: str,
+                   compliance_summary_path: str,
+                   evidence: dict[str, str] | None = None) -> dict[str, Any]:
+    """The model card and compliance report of the registered version.
+
+    Both are logged to the version's MLflow run (``governance/``) and the version is tagged
+    ``governance.fairness`` and ``governance.compliance``. ``evidence`` maps names
+    (schema, plan, evaluation, fairness_report, explanation, ...) to artifact URIs.
+    """
+    from autokfp.governance import approval, audit, compliance
+    from autokfp.governance.model_card import build_model_card
+    from autokfp.modeling import registry
+    from autokfp.settings import Settings
+
+    cfg = read_config(config)
+    settings = Settings.from_env()
+    registration = read_json(registration_path)
+    evaluation = read_json(evaluation_path)
+    fairness_report = read_json(fairness_path)
+    explanation = read_json(explanation_path)
+    schema = read_schema(schema_path)
+    _, plan, meta = read_package(model_path)
+    name, version, run_id = registration["name"], str(registration["version"]), registration["run_id"]
+    client = registry.configure(settings)
+    tags = dict(client.get_model_version(name, version).tags or {})
+    lineage = _lineage(name, version, settings)
+    evidence = dict(evidence or {})
+    for key, path in (("schema", schema_path), ("plan", str(Path(model_path, "artifacts", "plan.json"))),
+                      ("evaluation", evaluation_path), ("fairness_report", fairness_path),
+                      ("explanation", explanation_path), ("model_card", card_path),
+                      ("compliance_report", compliance_path)):
+        evidence.setdefault(key, str(path))
+    evidence.setdefault("registration", f"models:/{name}/{version}")
+    evidence["audit_trail"] = audit.trail_uri(settings)
+    evidence["model_card_mlflow"] = f"runs:/{run_id}/governance/model_card.md"
+    evidence["compliance_mlflow"] = f"runs:/{run_id}/governance/compliance.md"
+
+    verification = audit.verify_trail(settings)
+    items = compliance.build_checklist(
+        name=name, version=version, plan=plan, schema=schema, tags=tags, evaluation=evaluation,
+        fairness=fairness_report, explanation=explanation, audit_ok=verification.ok,
+        audit_problems=verification.problems, audit_events=verification.events,
+        approved=approval.is_approved(name, version, settings),
+        require_approval=cfg.governance.require_approval, drop_pii=cfg.features.drop_pii,
+        evidence=evidence)
+    result, summary = compliance.verdict(items)
+    card = build_model_card(name=name, version=version, registration=registration, tags=tags,
+                            meta=meta, plan=plan, schema=schema, evaluation=evaluation,
+                            fairness=fairness_report, explanation=explanation, config=cfg,
+                            lineage=lineage, evidence=evidence,
+                            compliance={"verdict": result, "summary": summary})
+    write_text(card_path, card)
+    write_text(compliance_path, compliance.render_markdown(name, version, items))
+    write_text(compliance_summary_path, compliance.to_json(name, version, items))
+    with tempfile.TemporaryDirectory(prefix="autokfp-governance-") as scratch:
+        for source, target in ((card_path, "model_card.md"), (compliance_path, "compliance.md"),
+                               (compliance_summary_path, "compliance.json"),
+                               (fairness_path, "fairness.json"), (explanation_path, "explanation.json")):
+            copy = Path(scratch, target)
+            shutil.copyfile(source, copy)
+            client.log_artifact(run_id, str(copy), artifact_path="governance")
+    for key, value in {"governance.fairness": fairness_report.get("verdict", "not_run"),
+                       "governance.compliance": result,
+                       "governance.model_card": evidence["model_card_mlflow"]}.items():
+        client.set_model_version_tag(name, version, key, value)
+    approved = approval.is_approved(name, version, settings)
+    record_event("model.documented",
+            {"compliance": result, "summary": summary,
+             "fairness": fairness_report.get("verdict"),
+             "mitigation": (fairness_report.get("mitigation") or {}).get("method"),
+             "require_approval": cfg.governance.require_approval, "approved": approved,
+             "card_sha256": _sha256(card)}, name, version)
+    deployable = not cfg.governance.require_approval or approved
+    return {"compliance": result, "summary": summary, "fairness": fairness_report.get("verdict"),
+            "approval_required": cfg.governance.require_approval, "approved": approved,
+            "deployable": deployable, "version": version}
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _lineage(name: str, version: str, settings: Any) -> list[dict[str, Any]] | None:
+    try:
+        from autokfp.catalog.lineage import lineage
+
+        return lineage(f"{name} v{version}", settings)
+    except Exception as exc:  # noqa: BLE001 - a card without lineage says so; it is still a card
+        log.info("no catalog lineage for %s v%s: %s", name, version, exc)
+        return None
