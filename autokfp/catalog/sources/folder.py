@@ -1,0 +1,87 @@
+"""Folder sources: the CSV, Parquet and JSON-lines files under a local folder."""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from pathlib import Path
+
+from autokfp.catalog.sources.base import (
+    FORMATS,
+    CrawlCache,
+    DiscoveredDataset,
+    LoadedData,
+    describe,
+    failed,
+    file_format,
+    iso_utc,
+    missing_error,
+    register_source,
+    selected,
+    signature_of,
+)
+from autokfp.catalog.sources.files import discover_file, read_file
+from autokfp.config import FolderSource
+from autokfp.errors import DataError
+
+
+@register_source("folder")
+class Folder:
+    """A local folder, searched recursively (hidden files and folders skipped)."""
+
+    def __init__(self, config: FolderSource):
+        self.config = config
+        self.name = config.name
+
+    def list_datasets(self) -> list[str]:
+        if not Path(self.config.path).is_dir():
+            return []
+        return self._files()
+
+    def _files(self) -> list[str]:
+        """Relative POSIX paths of the selected files (hidden ones skipped)."""
+        root = Path(self.config.path)
+        found: list[str] = []
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            rel_folder = Path(folder).relative_to(root)
+            for name in files:
+                if name.startswith("."):
+                    continue
+                relative = (rel_folder / name).as_posix()
+                if selected(relative, self.config.include, self.config.exclude):
+                    found.append(relative)
+        return sorted(found)
+
+    def discover(self, sample_rows: int, cache: CrawlCache | None) -> list[DiscoveredDataset]:
+        root = Path(self.config.path)
+        if not root.is_dir():
+            return [failed(
+                self.name, "file", str(root),
+                f"folder '{root}' of source '{self.name}' does not exist; fix the source's path",
+            )]
+        found = []
+        for rel in self._files():
+            path = root / rel
+            try:
+                stat = path.stat()
+                signature = signature_of("file", stat.st_size, stat.st_mtime_ns)
+                modified = iso_utc(stat.st_mtime)
+            except OSError:  # vanished or unreadable: profiling reports it
+                signature, modified = None, None
+            found.append(discover_file(lambda p=path: nullcontext(p), str(path), rel, self.name,
+                                       "file", sample_rows, signature, modified, cache))
+        return found
+
+    def load(self, dataset_id: str, relative: str) -> LoadedData:
+        root = Path(self.config.path).resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise missing_error(dataset_id, self)
+        fmt = file_format(relative)
+        if fmt is None:
+            raise DataError(f"'{path}' has an unsupported format; use {', '.join(sorted(FORMATS))}")
+        return LoadedData(read_file(path, fmt, str(path)), "file", str(path), fmt)
+
+    def describe_error(self, exc: BaseException) -> str:
+        return describe(exc)

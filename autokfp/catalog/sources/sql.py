@@ -1,0 +1,260 @@
+"""SQL sources: the tables of a database reached through a SQLAlchemy URL.
+
+Passwords (in the URL or in ``${VAR}`` values) never reach a message, log or catalog.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from autokfp.catalog.profiling import parse_datetime_text, profile_frame
+from autokfp.catalog.sources.base import (
+    CrawlCache,
+    DiscoveredDataset,
+    LoadedData,
+    bottom_k,
+    describe,
+    empty_error,
+    failed,
+    missing_error,
+    mixed_type_notes,
+    register_source,
+    signature_of,
+)
+from autokfp.config import SqlSource, expand_env
+from autokfp.errors import DataError
+
+
+def sql_platform(url: str) -> str:
+    """The DataHub platform of a SQLAlchemy URL: sqlite, postgres, mysql, mssql..."""
+    from sqlalchemy.engine import make_url
+
+    backend = make_url(url).get_backend_name()
+    return {"postgresql": "postgres", "mariadb": "mysql"}.get(backend, backend)
+
+
+def masked_url(url: str) -> str:
+    """A SQLAlchemy URL with its password replaced by ``***`` (safe for logs and catalogs)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _engine(source: SqlSource):  # -> sqlalchemy.Engine
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    url = make_url(expand_env(source.url))
+    database = url.database
+    # SQLite would silently create a missing database file and report no tables.
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        if not database.startswith("file:") and not Path(database).is_file():
+            raise DataError(
+                f"SQLite database '{database}' of source '{source.name}' does not exist; "
+                "fix the source's url"
+            )
+    return sa.create_engine(url)
+
+
+def _sql_location(source: SqlSource) -> str:
+    """The source's URL with the password masked (also when an env var is not set)."""
+    for expand in (expand_env, str):
+        try:
+            return masked_url(expand(source.url))
+        except Exception:
+            continue
+    return f"<unparseable URL of source '{source.name}'>"
+
+
+def _sql_platform_of(source: SqlSource) -> str:
+    try:
+        return sql_platform(source.url)
+    except Exception:
+        return "sql"
+
+
+def _secrets(source: SqlSource) -> list[str]:
+    """Values that must never appear in a message: the URL's password and ${VAR} values."""
+    values = [os.environ.get(name, "") for name in re.findall(r"\$\{(\w+)\}", source.url)]
+    try:
+        from sqlalchemy.engine import make_url
+
+        values.append(make_url(expand_env(source.url)).password or "")
+    except Exception:
+        pass
+    return sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+
+
+def _sql_error(source: SqlSource, exc: BaseException) -> str:
+    missing = exc if isinstance(exc, ModuleNotFoundError) else None
+    if missing is None and isinstance(exc.__cause__, ModuleNotFoundError):
+        missing = exc.__cause__
+    if missing is not None:
+        return (f"the database driver '{missing.name}' for source '{source.name}' is not "
+                "installed; pip install it (psycopg2-binary or pg8000 for postgresql, pymysql "
+                "for mysql+pymysql) or name an installed driver in the URL")
+    text = describe(exc)
+    for secret in _secrets(source):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _table_names(source: SqlSource, engine) -> list[str]:
+    import sqlalchemy as sa
+
+    if source.tables:
+        return list(source.tables)
+    return sorted(sa.inspect(engine).get_table_names(schema=source.schema_name))
+
+
+def _select_all(source: SqlSource, table_name: str):
+    import sqlalchemy as sa
+
+    # table() quotes the identifier, so odd (or hostile) names are data, never SQL.
+    table = sa.table(table_name, schema=source.schema_name)
+    return table, sa.select(sa.literal_column("*")).select_from(table)
+
+
+def _count_rows(connection, table) -> int:
+    import sqlalchemy as sa
+
+    return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def _read_table(source: SqlSource, table_name: str) -> pd.DataFrame:
+    label = f"table '{table_name}' of source '{source.name}'"
+    engine = _engine(source)
+    try:
+        _, query = _select_all(source, table_name)
+        with engine.connect() as connection:
+            df = pd.read_sql(query, connection)
+    except Exception as exc:
+        raise DataError(f"cannot read {label}: {_sql_error(source, exc)}") from None
+    finally:
+        engine.dispose()
+    if len(df) == 0:
+        raise empty_error(f"{source.name}/{table_name}")
+    return parse_datetime_text(df)
+
+
+def _declared_columns(inspector, source: SqlSource, table_name: str) -> list[list[str]]:
+    try:
+        columns = inspector.get_columns(table_name, schema=source.schema_name)
+    except Exception:  # a view or an odd backend: the row count alone must do
+        return []
+    return [[str(c["name"]), str(c["type"])] for c in columns]
+def _discover_table(source: SqlSource, table_name: str, connection, inspector, platform: str,
+                    location: str, k: int, cache: CrawlCache | None) -> DiscoveredDataset:
+    dataset_id = f"{source.name}/{table_name}"
+
+    def reader(t: str = table_name) -> pd.DataFrame:
+        return _read_table(source, t)
+
+    signature = None
+    try:
+        table, query = _select_all(source, table_name)
+        total = _count_rows(connection, table)
+        signature = signature_of("sql", total, _declared_columns(inspector, source, table_name))
+        if cache is not None:
+            known = cache.lookup(dataset_id, signature, reader)
+            if known is not None:
+                return known
+        if total == 0:
+            raise empty_error(dataset_id)
+        if total <= k:
+            sample = pd.read_sql(query, connection)
+        else:
+            sample, total = bottom_k(pd.read_sql(query, connection, chunksize=k), k)
+        notes = mixed_type_notes(sample, dataset_id)
+        schema = profile_frame(
+            parse_datetime_text(sample), dataset_id, platform, location, row_count=total,
+            max_rows=k,
+        )
+        item = DiscoveredDataset(schema=schema, notes=notes, signature=signature,
+                                 _reader=reader)
+    except Exception as exc:
+        connection.rollback()  # a failed statement must not poison the next table's
+        item = failed(dataset_id, platform, location,
+                       f"cannot read table '{table_name}': {_sql_error(source, exc)}",
+                       reader=reader)
+        item.signature = signature
+    if cache is not None:
+        cache.store(item)
+    return item
+
+
+
+
+@register_source("sql")
+class SqlDatabase:
+    """The tables of one database (all of them, or the configured ``tables``)."""
+
+    def __init__(self, config: SqlSource):
+        self.config = config
+        self.name = config.name
+
+    def list_datasets(self) -> list[str]:
+        engine = _engine(self.config)
+        try:
+            return _table_names(self.config, engine)
+        finally:
+            engine.dispose()
+
+    def discover(self, sample_rows: int, cache: CrawlCache | None) -> list[DiscoveredDataset]:
+        import sqlalchemy as sa
+
+        source = self.config
+        location = _sql_location(source)
+        platform = _sql_platform_of(source)
+        try:
+            engine = _engine(source)
+        except Exception as exc:
+            return [failed(source.name, platform, location, _sql_error(source, exc))]
+        results = []
+        try:
+            try:
+                names = _table_names(source, engine)
+                inspector = sa.inspect(engine)
+            except Exception as exc:
+                return [failed(source.name, platform, location, _sql_error(source, exc))]
+            with engine.connect() as connection:
+                for table_name in names:
+                    results.append(_discover_table(source, table_name, connection, inspector,
+                                                   platform, location, sample_rows, cache))
+        except Exception as exc:  # the connection itself broke mid-crawl
+            results.append(failed(source.name, platform, location, _sql_error(source, exc)))
+        finally:
+            engine.dispose()
+        return results
+
+    def load(self, dataset_id: str, relative: str) -> LoadedData:
+        import sqlalchemy as sa
+
+        source = self.config
+        try:
+            engine = _engine(source)
+            try:
+                inspector = sa.inspect(engine)
+                present = inspector.has_table(relative, schema=source.schema_name)
+                if not present:
+                    present = relative in inspector.get_view_names(schema=source.schema_name)
+            finally:
+                engine.dispose()
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(
+                f"cannot reach source '{source.name}' ({_sql_location(source)}) to load "
+                f"'{dataset_id}': {_sql_error(source, exc)}"
+            ) from None
+        if not present:
+            raise missing_error(dataset_id, self)
+        df = _read_table(source, relative)
+        return LoadedData(df, _sql_platform_of(source), _sql_location(source), None)
+
+    def describe_error(self, exc: BaseException) -> str:
+        return _sql_error(self.config, exc)
