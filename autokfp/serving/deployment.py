@@ -52,6 +52,7 @@ REJECTED = "rejected"
 class Verification:
     passed: bool
     checks: list[dict[str, Any]] = field(default_factory=list)
+    endpoint: str | None = None  # where the verified version answered, if it was served
 
     def add(self, name: str, passed: bool, detail: str) -> None:
         self.checks.append({"check": name, "passed": passed, "detail": detail})

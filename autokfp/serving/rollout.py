@@ -1,75 +1,143 @@
-"""Where a deployment goes: the local predictor process or a Kubernetes InferenceService."""
+"""The rollout decision: serve the registry's champion on a target, verify it, then promote
+it or roll back (see ``serving.deployment`` for the checks, ``serving.targets`` for where).
+
+``plan_rollout`` settles what would be deployed (the champion, canary or not, the
+InferenceService); ``carry_out`` decides whether to roll it out and does: a version awaiting
+approval, a manifest-only target, ``deploy.verify: false`` or an unchanged champion is
+recorded as skipped; otherwise the version is scored offline on held-out rows, served on
+its target and verified, and the registry follows the outcome.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from autokfp.config import RunConfig
+from autokfp.errors import DeploymentError
+from autokfp.serving import deployment
+from autokfp.serving.deployment import DeploymentDecision
+from autokfp.serving.targets import Release, open_target, rolls_out
 
 log = logging.getLogger(__name__)
 
 
-def _deploy_local(cfg: RunConfig, settings: Any, service: str, version: str, model_dir: str,
-                  rows: pd.DataFrame, expected: pd.DataFrame | None) -> dict[str, Any]:
-    from autokfp.serving import deployment
+@dataclass
+class Rollout:
+    """One deployment of the champion: what is released, and the decision taken so far."""
 
-    serving = deployment.LocalServing(settings.home / "serving", settings.artifact_root)
-    old = serving.current(service)
-    port = None
-    if cfg.deploy.keep_local_server and old is None:
-        port = cfg.deploy.local_port if _port_free(cfg.deploy.local_port) else None
-    log_file = settings.home / "logs" / f"serve-{service}-v{version}.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    server, process = serving.start(service, version, model_dir, port=port, log_file=log_file)
+    decision: DeploymentDecision
+    manifest: dict[str, Any]
+    service: str
+    storage_uri: str
+    client: Any  # the MLflow client of the registry
+
+    @property
+    def canary(self) -> bool:
+        return self.decision.action == "canary"
+
+
+def plan_rollout(cfg: RunConfig, settings: Any, registration: dict[str, Any]) -> Rollout:
+    """The champion to deploy and its InferenceService; the decision starts as ``skipped``.
+
+    Raises:
+        DeploymentError: no champion is registered.
+    """
+    from autokfp.modeling import registry
+    from autokfp.serving.inference_service import build_inference_service, service_name
+
+    client = registry.configure(settings)
+    champion = registry.champion_version(client, cfg.model_name)
+    if champion is None:
+        raise DeploymentError(f"{cfg.model_name}: no champion is registered, so there is nothing "
+                              "to deploy; check the register step's decision")
+    version = str(champion.version)
+    new_version = bool(registration["promoted"]) and not registration.get("reused")
+    previous = registration.get("replaced_version") if new_version else None
+    storage_uri = client.get_model_version_download_uri(cfg.model_name, version)
+    canary = bool(new_version and previous)
+    manifest = build_inference_service(cfg.model_name, version, storage_uri, cfg.deploy,
+                                       canary=canary)
+    action = "canary" if canary else ("initial" if new_version else "unchanged")
+    decision = DeploymentDecision(target=deployment.resolve_target(cfg.deploy.target),
+                                  model=cfg.model_name, version=version,
+                                  previous_version=previous, action=action, outcome="skipped",
+                                  verification=[])
+    return Rollout(decision, manifest, service_name(cfg.model_name), storage_uri, client)
+
+
+def carry_out(rollout: Rollout, cfg: RunConfig, settings: Any, registration: dict[str, Any],
+              test_path: str) -> DeploymentDecision:
+    """Roll the planned version out, or record why not (see the module docstring)."""
+    decision = rollout.decision
+    held = _hold_reason(cfg, settings, decision)
+    if held is not None:
+        decision.outcome, decision.reason = held
+        return decision
+    import mlflow.artifacts
+
+    from autokfp.modeling.model_package import load_model_package
+
+    rows = _smoke_rows(cfg, registration, test_path)
+    model_dir = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{cfg.model_name}/{decision.version}")
     try:
-        if expected is None:
-            result = deployment.Verification(passed=False)
-        else:
-            result = deployment.verify_endpoint(server.url, service, rows, expected,
-                                                cfg.deploy.latency_budget_ms,
-                                                cfg.deploy.ready_timeout_secs, process)
-    except Exception:
-        serving.stop(server)
-        raise
-    if result.passed and cfg.deploy.keep_local_server:
-        if old is not None:
-            serving.stop(old)
-        serving.record(server, service)
-    else:  # a verification-only server, or a failed one: the old server (if any) keeps serving
-        serving.stop(server)
-    return {"passed": result.passed, "checks": result.checks, "endpoint": server.url}
+        expected = load_model_package(model_dir).predict(rows)
+    except Exception as exc:  # noqa: BLE001 - a model that cannot score offline is broken
+        expected = None
+        decision.verification.append({"check": "offline_scoring", "passed": False,
+                                      "detail": f"the model cannot score held-out rows: {exc}"})
+    target = open_target(decision.target, cfg, settings)
+    release = Release(service=rollout.service, version=decision.version, model_dir=model_dir,
+                      manifest=rollout.manifest, canary=rollout.canary)
+    verification = target.roll_out(release, rows, expected)
+    decision.endpoint = verification.endpoint
+    decision.verification += verification.checks
+    _conclude(rollout, passed=expected is not None and verification.passed)
+    return decision
 
 
-def _deploy_kubernetes(cfg: RunConfig, manifest: dict[str, Any], service: str, canary: bool,
-                       rows: pd.DataFrame, expected: pd.DataFrame | None) -> dict[str, Any]:
-    from autokfp.serving import deployment
+def _hold_reason(cfg: RunConfig, settings: Any,
+                 decision: DeploymentDecision) -> tuple[str, str] | None:
+    """(outcome, reason) when the version is not rolled out, else None."""
+    from autokfp.governance.approval import is_approved
 
-    cluster = deployment.KubernetesServing(cfg.deploy.namespace)
-    applied = cluster.apply(manifest)
-    result = deployment.Verification(passed=True)
-    result.add("apply", True, f"InferenceService {cfg.deploy.namespace}/{service} {applied}")
-    url = cluster.wait_ready(service, cfg.deploy.ready_timeout_secs)
-    if url is None:
-        result.add("ready", False, f"not Ready within {cfg.deploy.ready_timeout_secs}s")
-    elif expected is not None:
-        checked = deployment.verify_endpoint(url.rstrip("/"), service, rows, expected,
-                                             cfg.deploy.latency_budget_ms, cfg.deploy.ready_timeout_secs)
-        for check in checked.checks:
-            result.add(check["check"], check["passed"], check["detail"])
-    if canary:
-        cluster.set_traffic(service, 100 if (result.passed and expected is not None) else 0)
-    return {"passed": result.passed, "checks": result.checks, "endpoint": url}
+    version = decision.version
+    if cfg.governance.require_approval and not is_approved(cfg.model_name, version, settings):
+        return "awaiting-approval", (
+            f"governance.require_approval is true and v{version} has no approval yet: review "
+            f"its model card, then run 'autokfp approve {cfg.model_name} {version}' and rerun "
+            "the pipeline")
+    if not rolls_out(decision.target) or not cfg.deploy.verify:
+        return "skipped", "manifest only: deploy.target is 'manifest' or deploy.verify is false"
+    if decision.action == "unchanged":
+        return "skipped", f"the champion (v{version}) did not change; nothing to roll out"
+    return None
 
 
-def _port_free(port: int) -> bool:
-    import socket
+def _smoke_rows(cfg: RunConfig, registration: dict[str, Any], test_path: str) -> pd.DataFrame:
+    """The first ``deploy.smoke_rows`` held-out rows, without the target column."""
+    test = pd.read_parquet(test_path)
+    targets = (registration.get("target"), cfg.training.target)
+    rows = test.drop(columns=[c for c in targets if c and c in test.columns])
+    return rows.head(cfg.deploy.smoke_rows).reset_index(drop=True)
 
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+
+def _conclude(rollout: Rollout, passed: bool) -> None:
+    """Promote a passed version in the registry, or roll the registry back."""
+    decision, client = rollout.decision, rollout.client
+    version, previous = decision.version, decision.previous_version
+    if passed:
+        decision.outcome = "promoted"
+        decision.reason = f"v{version} passed every check and serves 100% of traffic"
+        client.set_model_version_tag(decision.model, version, "deployment", "serving")
+        return
+    decision.outcome = "rolled-back"
+    deployment.restore_champion(client, decision.model, version, previous)
+    failed = [c["check"] for c in decision.verification if not c["passed"]]
+    decision.reason = (f"v{version} failed {', '.join(failed)}; "
+                       + (f"rolled back: v{previous} keeps serving and is champion again"
+                          if previous else "no previous version to fall back to"))

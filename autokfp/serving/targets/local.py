@@ -1,0 +1,67 @@
+"""The ``local`` target: the predictor process on 127.0.0.1 (state in AUTOKFP_HOME/serving).
+
+The new version's server is verified while the previous one (if any) keeps serving; only a
+passed version with ``deploy.keep_local_server`` replaces it.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pandas as pd
+
+from autokfp.config import RunConfig
+from autokfp.serving import deployment
+from autokfp.serving.deployment import Verification
+from autokfp.serving.targets.base import Release, register_target
+
+
+@register_target("local")
+class LocalTarget:
+    rolls_out = True
+
+    def __init__(self, cfg: RunConfig, settings: Any):
+        self.cfg = cfg
+        self.settings = settings
+
+    def roll_out(self, release: Release, rows: pd.DataFrame,
+                 expected: pd.DataFrame | None) -> Verification:
+        deploy, service = self.cfg.deploy, release.service
+        serving = deployment.LocalServing(self.settings.home / "serving",
+                                          self.settings.artifact_root)
+        old = serving.current(service)
+        port = None
+        if deploy.keep_local_server and old is None:
+            port = deploy.local_port if _port_free(deploy.local_port) else None
+        log_file = self.settings.home / "logs" / f"serve-{service}-v{release.version}.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        server, process = serving.start(service, release.version, release.model_dir, port=port,
+                                        log_file=log_file)
+        try:
+            if expected is None:
+                result = Verification(passed=False)
+            else:
+                result = deployment.verify_endpoint(server.url, service, rows, expected,
+                                                    deploy.latency_budget_ms,
+                                                    deploy.ready_timeout_secs, process)
+        except Exception:
+            serving.stop(server)
+            raise
+        if result.passed and deploy.keep_local_server:
+            if old is not None:
+                serving.stop(old)
+            serving.record(server, service)
+        else:  # a verification-only server, or a failed one: the old server (if any) keeps serving
+            serving.stop(server)
+        result.endpoint = server.url
+        return result
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
