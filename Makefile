@@ -8,13 +8,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.autokfp-installed
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-fast lint compile clean distclean
+.PHONY: help install demo test test-fast lint layers compile clean distclean
 
 help:
 	@echo "make demo      create .venv, install, run the training pipeline locally on example data"
 	@echo "make test      create .venv, install, run the test suite"
 	@echo "make test-fast the suite without the slow end-to-end runs"
-	@echo "make lint      ruff"
+	@echo "make lint      ruff, the layer contracts (lint-imports) and mypy on autokfp/"
 	@echo "make compile   write every pipeline as KFP YAML into compiled/"
 	@echo "make clean     remove local state (.autokfp) and compiled YAML"
 
@@ -30,14 +30,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/autokfp demo
 
-test: $(STAMP)
+# the layer contracts (pyproject.toml [tool.importlinter]) take a second: every test run
+# checks them, so CI does too
+layers: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
+test: layers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: layers
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: layers
 	$(BIN)/ruff check autokfp components pipelines tests scripts
+	$(BIN)/mypy
 
 compile: $(STAMP)
 	$(BIN)/autokfp compile --out compiled

@@ -15,12 +15,19 @@ log = logging.getLogger(__name__)
 
 
 def profile(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
-                  report_path: str, summary_path: str | None = None) -> dict[str, Any]:
-    """Run the data-quality gate; write the HTML report, then fail if any check failed."""
+            report_path: str, summary_path: str | None = None,
+            data_summary_path: str | None = None) -> dict[str, Any]:
+    """Run the data-quality gate; write the HTML report, then fail if any check failed.
+
+    ``summary_path`` receives the gate's report as JSON; ``data_summary_path`` Evidently's
+    data summary as HTML, written first so it is there even when the gate fails.
+    """
     from autokfp.catalog.schema import DatasetSchema
-    from autokfp.quality import raise_for_failures, run_quality_gate
+    from autokfp.quality import raise_for_failures, run_quality_gate, write_data_summary
 
     cfg = read_config(config)
+    if data_summary_path:
+        write_data_summary(dataset_path, schema_path, data_summary_path)
     frame = pd.read_parquet(dataset_path)
     schema = DatasetSchema.from_json(Path(schema_path).read_text())
     report = run_quality_gate(frame, schema, cfg)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import numpy as np
@@ -66,12 +65,6 @@ def test_default_table_is_large_enough_and_has_exactly_the_documented_columns(de
     assert tuple(default_frame.columns) == COLUMNS
     assert EXAMPLE_TARGET in COLUMNS and EXAMPLE_LEAK in COLUMNS
     assert EXAMPLE_SENSITIVE == "gender" and set(EXAMPLE_PII) == {"email", "phone"}
-
-
-def test_generation_is_fast():
-    start = time.perf_counter()
-    generate_churn(6000, seed=11)
-    assert time.perf_counter() - start < 2.0
 
 
 def test_invalid_row_count_is_refused_with_a_config_error():

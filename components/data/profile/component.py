@@ -40,13 +40,11 @@ def profile(
     """
     import logging
 
-    from autokfp.quality import write_data_summary
     from autokfp.steps.profile import profile as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if summary is not None:
-        write_data_summary(dataset.path, schema.path, summary.path)
-    counts = step(config, dataset.path, schema.path, report.path)
+    counts = step(config, dataset.path, schema.path, report.path,
+                  data_summary_path=summary.path if summary is not None else None)
     for key, value in counts.items():
         metrics.log_metric(key, value)
 
