@@ -52,6 +52,7 @@ FEW_VALUES = (
 )
 INTEGER_CARDINALITY_LIMIT = 10  # Evidently: int columns with <= 10 distinct values are categorical
 PARALLEL_MIN_ROWS = 200_000
+REPORT_ROWS = 50_000  # rows per side drawn for Evidently's HTML report (verdicts use every row)
 MIN_NORM = 0.001  # Evidently's floor on std(reference) when norming the Wasserstein distance
 
 

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from autokfp import storage
@@ -37,6 +38,8 @@ LOG_COLUMNS = ("request_id", "model_version", "logged_at")
 # requests whose id starts with this are a deploy's own checks (smoke test, latency), not traffic
 VERIFICATION_PREFIX = "autokfp-verify"
 LABEL_FORMATS = (".parquet", ".csv", ".jsonl", ".json")
+# the status of a collected window (collect_predictions writes it, the later steps read it)
+OK, EMPTY, TOO_FEW, NO_CHAMPION = "ok", "empty", "too-few-rows", "no-champion"
 _DATE_PART = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 
 
@@ -336,7 +339,7 @@ def store_reference(
                 "reference of %s v%s kept without predictions: %s", model_name, version, exc
             )
     buffer = io.BytesIO()
-    _parquet_safe(sample).to_parquet(buffer, index=False)
+    parquet_safe(sample).to_parquet(buffer, index=False)
     storage.write_bytes(uri, buffer.getvalue())
     meta = {
         "model": model_name,
@@ -364,7 +367,38 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+def category_text(value: Any) -> str | None:
+    """One text form per category value: 2.0 and 2 are "2", True is "True", missing is None."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, (float, np.floating)):
+        if value != value:
+            return None
+        if float(value).is_integer():
+            return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return str(value)
+
+
+def normalise_kinds(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """Numbers as float64 and categories as text on both sides, whatever the log stored."""
+    from autokfp.monitoring.drift import NUMERICAL
+
+    frame = frame.copy()
+    for column, kind in kinds.items():
+        if column not in frame.columns:
+            continue
+        if kind == NUMERICAL:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        else:
+            frame[column] = frame[column].map(category_text).astype("object")
+    return frame
+
+
+def parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for column in frame.columns:  # mixed object columns cannot be written as Parquet
         if frame[column].dtype == object:

@@ -11,17 +11,9 @@ import pandas as pd
 
 from autokfp import storage
 from autokfp.config import RunConfig
+from autokfp.monitoring.window import EMPTY, NO_CHAMPION, OK, TOO_FEW
 from autokfp.settings import Settings
-from autokfp.steps.io import (
-    EMPTY,
-    NO_CHAMPION,
-    OK,
-    TOO_FEW,
-    json_safe,
-    read_config,
-    write_stored_json,
-    write_stored_parquet,
-)
+from autokfp.steps.io import json_safe, read_config, write_stored_json, write_stored_parquet
 
 log = logging.getLogger(__name__)
 

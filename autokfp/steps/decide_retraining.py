@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from autokfp.config import RunConfig
+from autokfp.monitoring.window import NO_CHAMPION
 from autokfp.settings import Settings
 from autokfp.steps.collect_predictions import _record_once
-from autokfp.steps.io import NO_CHAMPION, read_config, read_json, write_stored_json
+from autokfp.steps.io import read_config, read_json, write_stored_json
 
 log = logging.getLogger(__name__)
 

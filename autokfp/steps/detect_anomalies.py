@@ -6,9 +6,10 @@ import logging
 from typing import Any
 
 from autokfp.config import RunConfig
+from autokfp.monitoring.window import NO_CHAMPION
 from autokfp.settings import Settings
 from autokfp.steps.collect_predictions import _record_once
-from autokfp.steps.io import NO_CHAMPION, json_safe, read_config, read_json, write_stored_json
+from autokfp.steps.io import json_safe, read_config, read_json, write_stored_json
 from autokfp.steps.measure_performance import _prediction_mean
 
 log = logging.getLogger(__name__)

@@ -11,14 +11,9 @@ import pandas as pd
 
 from autokfp import storage
 from autokfp.config import RunConfig
-from autokfp.steps.io import (
-    OK,
-    REPORT_ROWS,
-    normalise_kinds,
-    read_config,
-    read_json,
-    write_stored_json,
-)
+from autokfp.monitoring.drift import REPORT_ROWS
+from autokfp.monitoring.window import OK, normalise_kinds
+from autokfp.steps.io import read_config, read_json, write_stored_json
 
 log = logging.getLogger(__name__)
 

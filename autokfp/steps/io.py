@@ -51,12 +51,6 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-REPORT_ROWS = 50_000  # rows per side drawn for Evidently's HTML report (verdicts use every row)
-
-
-OK, EMPTY, TOO_FEW, NO_CHAMPION = "ok", "empty", "too-few-rows", "no-champion"
-
-
 def json_safe(value: Any) -> Any:
     """NaN/inf → None, numpy scalars → Python (the audit trail refuses NaN)."""
     if isinstance(value, dict):
@@ -77,42 +71,11 @@ def write_stored_json(path: str | Path, data: Any) -> None:
 
 
 def write_stored_parquet(path: str | Path, frame: pd.DataFrame) -> None:
-    from autokfp.monitoring.window import _parquet_safe
+    from autokfp.monitoring.window import parquet_safe
 
     buffer = io.BytesIO()
-    _parquet_safe(frame).to_parquet(buffer, index=False)
+    parquet_safe(frame).to_parquet(buffer, index=False)
     storage.write_bytes(str(path), buffer.getvalue())
-
-
-def category_text(value: Any) -> str | None:
-    """One text form per category value: 2.0 and 2 are "2", True is "True", missing is None."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, (float, np.floating)):
-        if value != value:
-            return None
-        if float(value).is_integer():
-            return str(int(value))
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return str(value)
-
-
-def normalise_kinds(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
-    """Numbers as float64 and categories as text on both sides, whatever the log stored."""
-    from autokfp.monitoring.drift import NUMERICAL
-
-    frame = frame.copy()
-    for column, kind in kinds.items():
-        if column not in frame.columns:
-            continue
-        if kind == NUMERICAL:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-        else:
-            frame[column] = frame[column].map(category_text).astype("object")
-    return frame
 
 
 def read_schema(schema_path: str | None) -> Any:

@@ -8,14 +8,8 @@ from typing import Any
 import pandas as pd
 
 from autokfp.config import RunConfig
-from autokfp.steps.io import (
-    EMPTY,
-    NO_CHAMPION,
-    category_text,
-    read_config,
-    read_json,
-    write_stored_json,
-)
+from autokfp.monitoring.window import EMPTY, NO_CHAMPION, category_text
+from autokfp.steps.io import read_config, read_json, write_stored_json
 
 log = logging.getLogger(__name__)
 
