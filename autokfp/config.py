@@ -10,6 +10,9 @@ Example (the demo writes one like it)::
       dataset: warehouse/customers     # <source name>/<table or relative file path>
       target: churned
     budget: {max_runtime_secs: 60}
+    engines:                           # each engine's own settings (all optional)
+      h2o: {nfolds: 5}
+      autokeras: {max_trials: 5}
 
 Every setting has a default except ``name``, ``sources`` and ``training``. Unknown keys are
 rejected (a typo must not be silently ignored), and each bad field is reported with its
@@ -18,6 +21,7 @@ dotted path and what is allowed.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,6 +38,8 @@ from pydantic import (
 )
 
 from autokfp.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$"
 
@@ -121,46 +127,17 @@ class SplitSpec(_Strict):
     seed: int = 42
 
 
-SMALL_BUDGET_FOLDS = 3
-FOLDS_BUDGET_SECS = 300
-
-
 class BudgetSpec(_Strict):
-    max_runtime_secs: int = Field(default=120, ge=10, le=86_400)
-    max_models: int = Field(default=20, ge=1, le=500)
-    nfolds: int | None = Field(
-        default=None, ge=2, le=10,
-        description="H2O cross-validation folds; unset: 3 for budgets under 300 s (time for "
-                    "more models and the stacked ensembles), else 5")
+    """What every engine gets: time, seed and threads (engine knobs live under ``engines``)."""
+
+    max_runtime_secs: int = Field(
+        default=120, ge=10, le=86_400,
+        description="each engine's training time (engines run side by side in the cluster)")
     seed: int = 1
-    nthreads: int = Field(default=-1, ge=-1)
-    max_mem_size: str = Field(default="4G", pattern=r"^[0-9]+[mMgG]$")
-    h2o_max_restarts: int = Field(
-        default=1, ge=0, le=5,
-        description="H2O: how often a cluster whose JVM dies during training (killed for memory, "
-                    "crashed) is restarted to train again within the remaining budget")
-    include_algos: list[Literal["GLM", "GBM", "DRF", "XGBoost", "DeepLearning", "StackedEnsemble"]] | None = None
-    autokeras_max_trials: int = Field(
-        default=10, ge=1, le=500,
-        description="AutoKeras: most architectures tried (the search also stops at max_runtime_secs)")
-    autokeras_epochs: int = Field(
-        default=100, ge=1, le=10_000,
-        description="AutoKeras: most epochs per trial; early stopping usually ends a trial sooner")
-    autokeras_patience: int = Field(
-        default=8, ge=1, le=1_000,
-        description="AutoKeras: epochs without validation-loss improvement before a trial stops")
-    autokeras_validation_fraction: float = Field(
-        default=0.2, ge=0.05, le=0.5,
-        description="AutoKeras: share of training rows that picks the architecture and the epoch")
+    nthreads: int = Field(default=-1, ge=-1, description="CPU threads per engine (-1: all)")
     max_features: int | None = Field(
         default=None, ge=1,
         description="keep at most this many engineered features, the most important first")
-
-    @model_validator(mode="after")
-    def _default_folds(self) -> BudgetSpec:
-        if self.nfolds is None:
-            self.nfolds = SMALL_BUDGET_FOLDS if self.max_runtime_secs < FOLDS_BUDGET_SECS else 5
-        return self
 
 
 class FeatureSpec(_Strict):
@@ -356,6 +333,88 @@ class MonitoringSpec(_Strict):
     anomaly_threshold: float = Field(default=4.0, gt=0, description="robust z-score of an anomaly")
 
 
+def _default_engines() -> dict[str, Any]:
+    from autokfp.training.registry import default_engines
+
+    return {name: {} for name in default_engines()}
+
+
+def _validate_engine_settings(name: str, settings: Any) -> Any:
+    """``engines.<name>`` -> that engine's own settings model (the engine module owns it)."""
+    # The one place the config reaches into the training capability: engines are plug-ins
+    # and bring their settings models with them.
+    from autokfp.training.registry import engine_spec
+
+    try:
+        spec = engine_spec(name)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    if isinstance(settings, spec.settings):
+        return settings
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise ValueError(f"engines.{name} must be a mapping of {spec.title} settings, got "
+                         f"{type(settings).__name__}")
+    try:
+        return spec.settings.model_validate(settings)
+    except ValidationError as exc:
+        allowed = ", ".join(spec.settings.model_fields)
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in (name, *error["loc"]))
+            if error["type"] == "extra_forbidden":
+                problems.append(f"{where}: unknown setting (allowed here: {allowed})")
+            else:
+                problems.append(f"{where}: {error['msg']}")
+        raise ValueError("; ".join(problems)) from None
+
+
+def _move_legacy_engine_settings(data: Any) -> Any:
+    """Accept the old layout: engine knobs in ``budget`` (``budget.nfolds``,
+    ``budget.autokeras_epochs``, ...). Each moves to ``engines.<engine>.<setting>`` (each
+    engine declares its old names), with a warning naming the new place; one set in both
+    places is an error, and one of an engine that is not configured is dropped."""
+    if not isinstance(data, dict) or not isinstance(data.get("budget"), dict):
+        return data
+    from autokfp.training.registry import engine_specs
+
+    legacy = {old: (spec.name, new) for spec in engine_specs().values()
+              for old, new in spec.legacy_budget_keys.items()}
+    found = [key for key in data["budget"] if key in legacy]
+    if not found:
+        return data
+    data = dict(data)
+    budget = dict(data["budget"])
+    engines = data.get("engines")
+    if engines is None:
+        engines = _default_engines()
+    if isinstance(engines, (list, tuple)):
+        engines = {name: {} for name in engines}
+    if not isinstance(engines, dict):
+        return data  # the engines validator reports the bad value
+    engines = {name: dict(settings) if isinstance(settings, dict) else settings
+               for name, settings in engines.items()}
+    for key in found:
+        engine, setting = legacy[key]
+        value = budget.pop(key)
+        if engine not in engines:
+            log.warning("budget.%s is ignored: it is a setting of the %s engine, which is not "
+                        "among the configured engines %s", key, engine, list(engines))
+            continue
+        target = engines[engine]
+        if not isinstance(target, dict):
+            continue  # the engines validator reports the bad value
+        if setting in target:
+            raise ValueError(f"budget.{key} and engines.{engine}.{setting} are the same setting; "
+                             f"keep only engines.{engine}.{setting}")
+        target[setting] = value
+        log.warning("budget.%s is deprecated: write it as engines.%s.%s", key, engine, setting)
+    data["budget"] = budget
+    data["engines"] = engines
+    return data
+
+
 class RunConfig(_Strict):
     """A complete, validated run configuration."""
 
@@ -368,11 +427,11 @@ class RunConfig(_Strict):
     quality: QualitySpec = Field(default_factory=QualitySpec)
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
-    engines: list[Literal["h2o", "autokeras"]] = Field(
-        default_factory=lambda: ["h2o", "autokeras"], min_length=1,
-        description="training engines whose leaders compete; the pipeline runs one task per "
-                    "engine and an engine left out here writes a 'skipped' candidate",
-    )
+    engines: dict[str, Any] = Field(
+        default_factory=_default_engines, min_length=1,
+        description="the training engines whose leaders compete, each with its own settings "
+                    "(engines.<name>: {...}; a list of names takes the defaults); the "
+                    "pipeline trains one candidate per engine")
     governance: GovernanceSpec = Field(default_factory=GovernanceSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
 
@@ -390,12 +449,34 @@ class RunConfig(_Strict):
             )
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_layout(cls, data: Any) -> Any:
+        return _move_legacy_engine_settings(data)
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _engine_list(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            repeated = sorted({str(v) for v in value if list(value).count(v) > 1})
+            if repeated:
+                raise ValueError(f"engines must not repeat an engine: {repeated}")
+            return {name: {} for name in value}
+        return value
+
     @field_validator("engines")
     @classmethod
-    def _unique_engines(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"engines must not repeat an engine: {value}")
-        return value
+    def _engine_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return {name: _validate_engine_settings(name, settings) for name, settings in value.items()}
+
+    @field_serializer("engines")
+    def _engines_as_mappings(self, engines: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {name: settings.model_dump(mode="json", exclude_none=True)
+                for name, settings in engines.items()}
+
+    def engine_names(self) -> list[str]:
+        """The configured engines, in the config's order."""
+        return list(self.engines)
 
     @property
     def model_name(self) -> str:

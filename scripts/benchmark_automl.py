@@ -2,11 +2,12 @@
 
 For each dataset (sklearn's bundled breast_cancer, wine and diabetes, and the example churn
 data) this runs what the ``autonomous-training`` pipeline runs, through the same stage
-functions: the fixed held-out split and feature plan (``engineer_features``), H2O AutoML and
-AutoKeras at the same ``--budget`` seconds each (``train``), and selection
-(``select_model``: every candidate on the same test rows, paired bootstrap, validation
-reports). It prints per dataset the primary metric on the test rows of (a) the selected
-champion, (b) H2O AutoML alone, (c) AutoKeras alone, then the wall times: each engine's
+functions: the fixed held-out split and feature plan (``engineer_features``), every engine
+of ``--engines`` (default: the registry's default engines, H2O AutoML and AutoKeras) at the
+same ``--budget`` seconds each (``train``), and selection (``select_model``: every candidate
+on the same test rows, paired bootstrap, validation reports). It prints per dataset the
+primary metric on the test rows of (a) the selected champion, (b) each engine alone, then
+the wall times: each engine's
 against its budget, and the time spent outside the engines (features, packaging,
 selection) as a share of the whole. Everything runs in a throw-away AUTOKFP_HOME, so there
 is no earlier champion.
@@ -18,6 +19,7 @@ parallel, each on its own node), so the pipeline's wall time is about one budget
 
     python scripts/benchmark_automl.py --budget 60
     python scripts/benchmark_automl.py --budget 30 --datasets breast_cancer churn --json out.json
+    python scripts/benchmark_automl.py --engines h2o --engine-setting h2o.max_mem_size=3G
 
 With ``--isolate`` each engine runs in a child process as the training components do
 (adds a Python start-up per engine to the time outside the engines).
@@ -45,7 +47,6 @@ from typing import Any
 import pandas as pd
 
 DATASETS = ("breast_cancer", "wine", "diabetes", "churn")
-ENGINES = ("h2o", "autokeras")
 BASELINES = ("flaml", "gbm")
 FLAML_METRICS = {"auc": "roc_auc", "logloss": "log_loss", "accuracy": "accuracy", "f1": "f1",
                  "rmse": "rmse", "mae": "mae", "r2": "r2"}
@@ -115,7 +116,8 @@ def run_baseline(kind: str, work: Path, budget: int, metric: str, seed: int = 1)
 
 
 def run_dataset(name: str, budget: int, root: Path, isolate: bool,
-                baselines: tuple[str, ...] = ()) -> dict[str, Any]:
+                baselines: tuple[str, ...] = (),
+                engines: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     from autokfp.catalog.profiling import profile_frame
     from autokfp.config import parse_config
     from autokfp.steps import engineer_features as engineer_features_step
@@ -131,9 +133,11 @@ def run_dataset(name: str, budget: int, root: Path, isolate: bool,
         "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
         "training": {"dataset": f"files/{name}.parquet", "target": target,
                      "id_column": id_column},
-        "budget": {"max_runtime_secs": budget, "max_mem_size": "3G"},
+        "budget": {"max_runtime_secs": budget},
+        **({"engines": engines} if engines else {}),
         "quality": {"min_rows": 100},
     })
+    names = config.engine_names()
     work = root / name
     schema = profile_frame(frame, f"files/{name}.parquet", "file", str(folder))
     (work / "schema.json").write_text(schema.to_json())
@@ -145,7 +149,7 @@ def run_dataset(name: str, budget: int, root: Path, isolate: bool,
                                        work / "plan.json")
     feature_seconds = time.monotonic() - started
     candidates, walls, inside = {}, {}, {}
-    for engine in ENGINES:
+    for engine in names:
         mark = time.monotonic()
         summary = train_step.train_model(config, str(work / "train.parquet"), str(work / "plan.json"),
                                      str(work / f"model-{engine}"), engine=engine,
@@ -163,7 +167,7 @@ def run_dataset(name: str, budget: int, root: Path, isolate: bool,
     rows = {row["engine"]: row for row in document["candidates"]}
     comparison = {}
     best_single = document["selected"]["engine"]
-    for engine in ENGINES:
+    for engine in names:
         row = rows.get(engine, {})
         comparison[engine] = {"status": row.get("status"), "metric": row.get(f"test_{metric}"),
                               "p_better_than_selected": row.get("p_better_than_selected"),
@@ -186,22 +190,29 @@ def run_dataset(name: str, budget: int, root: Path, isolate: bool,
 
 
 def print_report(results: list[dict[str, Any]]) -> None:
-    header = (f"{'dataset':14} {'task':10} {'metric':7} {'champion':>16} {'H2O alone':>10} "
-              f"{'AutoKeras':>10} {'H2O s':>7} {'AK s':>7} {'budget':>6} {'total s':>8} "
-              f"{'outside':>8}")
+    engines = list(dict.fromkeys(e for result in results for e in result["engines"]))
+    header = (f"{'dataset':14} {'task':10} {'metric':7} {'champion':>16} "
+              + "".join(f"{e[:10]:>11}" for e in engines)
+              + "".join(f"{(e[:7] + ' s'):>10}" for e in engines)
+              + f" {'budget':>6} {'total s':>8} {'outside':>8}")
     print(header)
     print("-" * len(header))
     for result in results:
-        h2o, keras = result["engines"]["h2o"], result["engines"]["autokeras"]
-
-        def value(entry: dict[str, Any]) -> str:
+        def value(entry: dict[str, Any] | None) -> str:
+            if entry is None:
+                return "-"
             return f"{entry['metric']:.4f}" if entry["metric"] is not None else entry["status"]
 
+        def wall(entry: dict[str, Any] | None) -> str:
+            return "-" if entry is None else f"{entry['wall_seconds']:.1f}"
+
+        rows = [result["engines"].get(e) for e in engines]
         champion = f"{result['champion']['metric']:.4f} ({result['champion']['engine']})"
         seconds = result["seconds"]
         print(f"{result['dataset']:14} {result['task']:10} {result['metric']:7} {champion:>16} "
-              f"{value(h2o):>10} {value(keras):>10} {h2o['wall_seconds']:7.1f} "
-              f"{keras['wall_seconds']:7.1f} {result['budget_secs']:6d} {seconds['total']:8.1f} "
+              + "".join(f"{value(row):>11}" for row in rows)
+              + "".join(f"{wall(row):>10}" for row in rows)
+              + f" {result['budget_secs']:6d} {seconds['total']:8.1f} "
               f"{seconds['outside_share']:8.1%}")
     print()
     if any(result.get("baselines") for result in results):
@@ -226,6 +237,24 @@ def print_report(results: list[dict[str, Any]]) -> None:
                   " in features, packaging and selection")
 
 
+def engine_settings(names: list[str] | None, settings: list[str]) -> dict[str, dict[str, Any]]:
+    """``engines`` of the run config from --engines and --engine-setting ENGINE.KEY=VALUE."""
+    import yaml
+
+    from autokfp.training.registry import default_engines
+
+    engines: dict[str, dict[str, Any]] = {name: {} for name in (names or default_engines())}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        engine, dot, setting = key.partition(".")
+        if not (sep and dot and setting):
+            raise SystemExit(f"--engine-setting {item!r}: write ENGINE.KEY=VALUE, e.g. "
+                             "h2o.max_mem_size=3G")
+        if engine in engines:  # a setting of an engine that is not trained is ignored
+            engines[engine][setting] = yaml.safe_load(value)
+    return engines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=60, help="seconds per engine (default 60)")
@@ -234,9 +263,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="run each engine in a child process, as the components do")
     parser.add_argument("--baselines", nargs="*", default=[], choices=BASELINES,
                         help="also run other systems on the same rows (flaml needs '.[bench]')")
+    parser.add_argument("--engines", nargs="+", default=None,
+                        help="engines to train (default: the registry's default engines)")
+    parser.add_argument("--engine-setting", action="append", default=[], metavar="ENGINE.KEY=VALUE",
+                        help="an engine setting (YAML value), e.g. h2o.max_mem_size=3G; repeatable")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the engines' logs")
     args = parser.parse_args(argv)
+    engines = engine_settings(args.engines, args.engine_setting)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="autokfp-bench-") as scratch:
@@ -248,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.datasets:
             print(f"... {name} ({args.budget}s per engine)", file=sys.stderr, flush=True)
             results.append(run_dataset(name, args.budget, root, args.isolate,
-                                       tuple(args.baselines)))
+                                       tuple(args.baselines), engines))
     print_report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

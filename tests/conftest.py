@@ -101,12 +101,19 @@ def churn_frame():
     return generate_churn(2000, seed=11)
 
 
-SMALL_BUDGET = {"max_runtime_secs": 15, "max_models": 4, "nfolds": 3, "max_mem_size": "2G",
-                "include_algos": ["GLM", "GBM"]}
+SMALL_BUDGET = {"max_runtime_secs": 15}
+# small, fast settings of the shipped engines (small_config's default engines)
+SMALL_ENGINES = {
+    "h2o": {"max_models": 4, "nfolds": 3, "max_mem_size": "2G", "include_algos": ["GLM", "GBM"]},
+    "autokeras": {},
+}
 
 
 def small_config(folder, dataset: str = "files/customers.parquet", **overrides):
-    """A run config over ``folder`` with a small, fast training budget."""
+    """A run config over ``folder`` with a small, fast training budget.
+
+    ``engines=[names]`` keeps the small settings of each named engine.
+    """
     from autokfp.config import parse_config
 
     data = {
@@ -114,9 +121,12 @@ def small_config(folder, dataset: str = "files/customers.parquet", **overrides):
         "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
         "training": {"dataset": dataset, "target": "churned", "id_column": "customer_id"},
         "budget": dict(SMALL_BUDGET),
+        "engines": {name: dict(settings) for name, settings in SMALL_ENGINES.items()},
         "quality": {"min_rows": 100},
     }
     for key, value in overrides.items():
+        if key == "engines" and isinstance(value, (list, tuple)):
+            value = {name: dict(SMALL_ENGINES.get(name, {})) for name in value}
         data[key] = value
     return parse_config(data)
 

@@ -107,7 +107,8 @@ def _run(config: Any, settings: Any, verbose: bool) -> Any:
     with console.status("[bold]checking the data...", spinner="dots"):
         preflight(config)
     console.print(f"[bold]Running pipeline[/] autonomous-training for [cyan]{config.name}[/] "
-                  f"(H2O budget {config.budget.max_runtime_secs}s) with kfp.local; "
+                  f"(engines {', '.join(config.engine_names())}, "
+                  f"{config.budget.max_runtime_secs}s each) with kfp.local; "
                   f"state in {settings.home}")
     if verbose:
         return run_training(config, settings)
@@ -160,7 +161,7 @@ def run(
 def demo(
     home: Path | None = HomeOption,
     rows: int = typer.Option(6000, help="rows of example data"),
-    budget: int = typer.Option(120, help="H2O AutoML budget in seconds"),
+    budget: int = typer.Option(120, help="each engine's training budget in seconds"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's log"),
 ) -> None:
     """Generate the example churn data and run the training pipeline on it, end to end."""

@@ -194,6 +194,9 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
     for section in ("training", "split", "budget", "features", "selection", "governance"):
         for key, value in (training.get(section) or {}).items():
             lines.append(f"| {section}.{key} | `{value}` |")
+    for engine, settings in (training.get("engines") or {}).items():
+        for key, value in settings.items():
+            lines.append(f"| engines.{engine}.{key} | `{value}` |")
     lines += [f"| decision threshold | {meta.get('threshold', 0.5)} |", ""]
 
     lines += ["## Package versions", "", "| package | version |", "| --- | --- |"]

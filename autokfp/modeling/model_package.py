@@ -60,11 +60,7 @@ class AutokfpModel(PythonModel):
         from autokfp.modeling.features import apply_features_records
 
         rows = apply_features_records(records, self.plan)
-        scorer_rows = getattr(self.scorer, "predict_rows", None)
-        if scorer_rows is None:
-            raw = self.scorer.predict(pd.DataFrame(rows, columns=self.plan.feature_columns))
-        else:
-            raw = scorer_rows(rows)
+        raw = self.scorer.predict_rows(rows)
         return format_predictions(raw, self.meta, pd.RangeIndex(len(records)),
                                   groups=group_values(self.meta, records))
 

@@ -49,10 +49,6 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
         if len(classes) < 2:
             raise DataError(f"target '{target}' has a single class {classes} in the training rows; "
                             "a classifier needs at least two")
-    if len(train) < 2 * cfg.budget.nfolds:
-        raise DataError(
-            f"only {len(train)} labelled training rows for budget.nfolds={cfg.budget.nfolds} "
-            "cross-validation folds; add rows or lower budget.nfolds (at least 2 rows per fold)")
     plan = plan_features(train, schema, target, task, cfg.features, id_column=id_column, classes=classes)
     if cfg.selection.feature_selection != "off" or cfg.budget.max_features:
         from autokfp.modeling.features import select_features

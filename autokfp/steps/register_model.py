@@ -34,6 +34,8 @@ def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluati
         metrics["champion_test_" + comparison["metric"]] = comparison["champion"]
     params = {"engine": meta["engine"], "task": meta["task"], "target": meta["target"],
               "dataset": schema.dataset_id, **{f"budget.{k}": v for k, v in cfg.budget.model_dump().items()},
+              **{f"engines.{meta['engine']}.{k}": v
+                 for k, v in cfg.to_dict()["engines"].get(meta["engine"], {}).items()},
               **{f"engine.{k}": v for k, v in meta.get("params", {}).items()}}
     tags = {"engine": meta["engine"], "task": meta["task"], "dataset": schema.dataset_id,
             "dataset_urn": dataset_urn(schema), "dataset_fingerprint": schema.fingerprint,

@@ -39,7 +39,7 @@ def train_model(config: dict[str, Any] | RunConfig, train_path: str, plan_path: 
 
     cfg = read_config(config)
     if engine not in cfg.engines:
-        reason = f"'{engine}' is not in the config's engines {cfg.engines}"
+        reason = f"'{engine}' is not in the config's engines {cfg.engine_names()}"
         log.info("%s skipped: %s", engine, reason)
         write_candidate_marker(model_path, engine, SKIPPED, reason)
         if leaderboard_path:
@@ -91,7 +91,7 @@ def _train_model(cfg: RunConfig, train_path: str, plan_path: str, model_path: st
     plan = FeaturePlan.from_json(Path(plan_path).read_text())
     features = apply_features(train, plan)
     metric = primary_metric(plan.task, cfg.selection.primary_metric)
-    trainer = get_engine(engine)
+    trainer = get_engine(engine, cfg.engines[engine])
     labels = [str(c) for c in plan.classes] if plan.classes else None
     started = time.monotonic()
     # packaging needs mlflow (seconds to import in a fresh task process): import it while

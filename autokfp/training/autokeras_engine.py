@@ -9,11 +9,12 @@ numeric features standardised with the training mean and deviation, missing valu
 ``__other__`` (a missing category is all zeros). AutoKeras then searches the network
 (depth, width, dropout, normalisation, learning rate) on that matrix.
 
-The budget maps as follows: ``autokeras_max_trials`` architectures at most,
-``autokeras_epochs`` epochs per trial at most, early stopping on the validation loss
-after ``autokeras_patience`` epochs without improvement, and ``max_runtime_secs`` as a
-wall-clock deadline: when it passes, the running trial stops after its current batch and no
-new trial starts. ``autokeras_validation_fraction`` of the training rows (stratified) pick
+Its settings (``AutoKerasSettings``, ``engines.autokeras`` in the run config) map as
+follows: ``max_trials`` architectures at most, ``epochs`` epochs per trial at most, early
+stopping on the validation loss after ``patience`` epochs without improvement; the
+engine-neutral ``budget.max_runtime_secs`` is a wall-clock deadline: when it passes, the
+running trial stops after its current batch and no new trial starts.
+``validation_fraction`` of the training rows (stratified) pick
 the architecture and the epoch and give the engine's validation estimate; the exported model
 is the best trial's best epoch (no refit on all rows, which would cost a second training
 inside the same budget).
@@ -41,9 +42,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from autokfp.errors import DataError, TrainingError
-from autokfp.training.base import EngineResult
+from autokfp.training.base import EngineResult, EngineSettings, FrameScorer
+from autokfp.training.registry import EngineSpec, register_engine
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,23 @@ SCORE_BATCH = 8192
 # saving it, scoring the validation rows): a fixed part plus a share of the budget
 EXPORT_RESERVE_SECS = 4.0
 EXPORT_RESERVE_SHARE = 0.04
+
+
+class AutoKerasSettings(EngineSettings):
+    """``engines.autokeras``: the architecture search (the deadline is ``budget.max_runtime_secs``)."""
+
+    max_trials: int = Field(
+        default=10, ge=1, le=500,
+        description="most architectures tried (the search also stops at budget.max_runtime_secs)")
+    epochs: int = Field(
+        default=100, ge=1, le=10_000,
+        description="most epochs per trial; early stopping usually ends a trial sooner")
+    patience: int = Field(
+        default=8, ge=1, le=1_000,
+        description="epochs without validation-loss improvement before a trial stops")
+    validation_fraction: float = Field(
+        default=0.2, ge=0.05, le=0.5,
+        description="share of training rows that picks the architecture and the epoch")
 
 
 # ------------------------------------------------------------------------------ encoding
@@ -277,6 +297,9 @@ class AutoKerasEngine:
 
     name = "autokeras"
 
+    def __init__(self, settings: AutoKerasSettings | None = None):
+        self.settings = settings or AutoKerasSettings()
+
     def train(
         self,
         features: pd.DataFrame,
@@ -289,6 +312,7 @@ class AutoKerasEngine:
         workdir: Path,
     ) -> EngineResult:
         started = time.monotonic()
+        settings = self.settings
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         if target.isna().any():
@@ -316,7 +340,7 @@ class AutoKerasEngine:
                                      target if task == "regression" else None)
         x = encoding.transform(features)
         y, codes = self._encode_target(target, task, classes, encoding)
-        fit_idx, val_idx = _validation_split(codes, budget.autokeras_validation_fraction,
+        fit_idx, val_idx = _validation_split(codes, settings.validation_fraction,
                                              int(budget.seed))
         reserve = EXPORT_RESERVE_SECS + EXPORT_RESERVE_SHARE * budget.max_runtime_secs
         deadline = started + max(5.0, budget.max_runtime_secs - reserve)
@@ -328,7 +352,7 @@ class AutoKerasEngine:
         # then expect codes that scoring never produces.
         names = [f"x{i}" for i in range(x.shape[1])]
         common = dict(column_names=names, column_types={n: "numerical" for n in names},
-                      max_trials=budget.autokeras_max_trials, directory=str(search_dir),
+                      max_trials=settings.max_trials, directory=str(search_dir),
                       project_name=f"autokfp_{uuid.uuid4().hex[:8]}", overwrite=True,
                       seed=int(budget.seed), objective="val_loss")
         if task == "regression":
@@ -338,11 +362,11 @@ class AutoKerasEngine:
         clock.oracle = searcher.tuner.oracle
         batch_size = 32 if len(fit_idx) < 2000 else (64 if len(fit_idx) < 20_000 else 256)
         callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=1e-4,
-                                                   patience=budget.autokeras_patience),
+                                                   patience=settings.patience),
                      _search_callback(clock)]
         log.info("AutoKeras on %d rows x %d inputs (%s, device %s, budget %ss, %d trials x %d "
                  "epochs)", len(fit_idx), encoding.width, task, device, budget.max_runtime_secs,
-                 budget.autokeras_max_trials, budget.autokeras_epochs)
+                 settings.max_trials, settings.epochs)
         search_started = time.monotonic()
         try:
             with warnings.catch_warnings():
@@ -350,7 +374,7 @@ class AutoKerasEngine:
                 # every trial; neither matters for a model that is only scored afterwards
                 warnings.simplefilter("ignore", UserWarning)
                 searcher.fit(x[fit_idx], y[fit_idx], validation_data=(x[val_idx], y[val_idx]),
-                             epochs=budget.autokeras_epochs, batch_size=batch_size,
+                             epochs=settings.epochs, batch_size=batch_size,
                              callbacks=callbacks, verbose=0)
         except (RuntimeError, ValueError) as exc:
             raise TrainingError(f"AutoKeras found no usable model: {exc}") from exc
@@ -377,7 +401,7 @@ class AutoKerasEngine:
                                  validation, task, sort_metric, int(budget.seed))
         timings["validate"] = round(time.monotonic() - mark, 2)
         timings["total"] = round(time.monotonic() - started, 2)
-        leader = f"trial_{clock.best_trial:0{len(str(budget.autokeras_max_trials))}d}"
+        leader = f"trial_{clock.best_trial:0{len(str(settings.max_trials))}d}"
         info = {"engine": self.name, "leader": leader, "device": device,
                 "autokeras_version": ak.__version__, "keras_version": keras.__version__,
                 "search_seconds": round(search_seconds, 2), "deadline_reached": clock.expired,
@@ -393,12 +417,12 @@ class AutoKerasEngine:
             cv_metrics=cv, device=device,
             holdout=(val_idx, validation) if task != "regression" else None,
             params={"max_runtime_secs": budget.max_runtime_secs,
-                    "max_trials": budget.autokeras_max_trials,
-                    "max_epochs": budget.autokeras_epochs, "patience": budget.autokeras_patience,
-                    "validation_fraction": budget.autokeras_validation_fraction,
+                    "max_trials": settings.max_trials,
+                    "max_epochs": settings.epochs, "patience": settings.patience,
+                    "validation_fraction": settings.validation_fraction,
                     "batch_size": batch_size, "seed": budget.seed, "objective": "val_loss",
                     "models_trained": len(board), "deadline_reached": clock.expired,
-                    "cv_method": f"holdout {budget.autokeras_validation_fraction:.0%} of "
+                    "cv_method": f"holdout {settings.validation_fraction:.0%} of "
                                  "training rows (bootstrap spread)"},
         )
 
@@ -492,7 +516,7 @@ def _load_keras_model(path: Path) -> Any:
         return keras.saving.load_model(path, compile=False)
 
 
-class KerasScorer:
+class KerasScorer(FrameScorer):
     """Scores feature frames with the exported Keras model: probabilities or values."""
 
     def __init__(self, artifact_dir: Path, task: str, classes: list[str] | None):
@@ -522,7 +546,7 @@ class KerasScorer:
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         return self.score_matrix(self.encoding.transform(features))
 
-    def predict_rows(self, rows: Any, count: int | None = None) -> np.ndarray:
+    def predict_rows(self, rows: Any) -> np.ndarray:
         """Score feature rows given as dicts (the serving fast path)."""
         return self.score_matrix(self.encoding.transform_rows(list(rows)))
 
@@ -541,3 +565,11 @@ class KerasScorer:
             return np.column_stack([1.0 - positive, positive])
         raw = np.clip(raw, 0.0, None)
         return raw / np.clip(raw.sum(axis=1, keepdims=True), 1e-12, None)
+
+
+register_engine(EngineSpec(
+    name="autokeras", engine=AutoKerasEngine, settings=AutoKerasSettings, title="AutoKeras",
+    default=True,
+    legacy_budget_keys={"autokeras_max_trials": "max_trials", "autokeras_epochs": "epochs",
+                        "autokeras_patience": "patience",
+                        "autokeras_validation_fraction": "validation_fraction"}))

@@ -2,25 +2,69 @@
 
 An engine trains on a feature frame and writes its own artifacts into a folder; it can
 later load a ``Scorer`` from that folder that maps a feature frame to predictions. The
-model package (``autokfp.modeling.model_package``) wraps any engine's folder plus the feature plan into
-one MLflow pyfunc. Adding an engine means implementing ``Engine`` and registering it in
-``ENGINES``; selection, registry and serving need no change.
+model package (``autokfp.modeling.model_package``) wraps any engine's folder plus the
+feature plan into one MLflow pyfunc. An engine is configured by its own settings model
+(an ``EngineSettings``, under ``engines.<name>`` in the run config) and the engine-neutral
+``budget``. Engines register themselves in ``autokfp.training.registry``; selection,
+registry and serving need no change for a new one (see docs/training.md, "Adding an engine").
+
+This module only declares the interface: it imports no engine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from autokfp.config import BudgetSpec
+
+
+class EngineSettings(BaseModel):
+    """Base of every engine's own settings (``engines.<name>`` in the run config).
+
+    Unknown keys are rejected, like everywhere in the config; every field needs a default,
+    so ``engines: {<name>: {}}`` (or the name in a list) runs the engine as shipped.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class Scorer(Protocol):
     """Scores feature frames: class probabilities (n x k, in ``classes`` order) or values (n)."""
 
+    @property
+    def feature_names(self) -> list[str]: ...
+
     def predict(self, features: pd.DataFrame) -> np.ndarray: ...
+
+    def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The same scores for feature rows given as dicts (the serving fast path)."""
+        ...
+
+
+class FrameScorer:
+    """A ``Scorer`` base whose row path goes through ``predict`` on a DataFrame.
+
+    An engine whose library has no faster way to score a handful of rows subclasses this
+    and implements ``predict`` and ``feature_names`` only.
+    """
+
+    @property
+    def feature_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return self.predict(pd.DataFrame(list(rows), columns=self.feature_names))
 
 
 @dataclass
@@ -40,7 +84,10 @@ class EngineResult:
 
 
 class Engine(Protocol):
+    """A training engine, constructed with its validated settings: ``Engine(settings)``."""
+
     name: str
+    settings: EngineSettings
 
     def train(
         self,
@@ -49,35 +96,9 @@ class Engine(Protocol):
         task: str,
         classes: list[str] | None,
         categorical: list[str],
-        budget: Any,
+        budget: BudgetSpec,
         sort_metric: str,
         workdir: Path,
     ) -> EngineResult: ...
 
     def load_scorer(self, artifact_dir: Path, task: str, classes: list[str] | None) -> Scorer: ...
-
-
-def get_engine(name: str) -> Engine:
-    """The engine registered under ``name``."""
-    try:
-        factory = ENGINES[name]
-    except KeyError:
-        from autokfp.errors import ConfigError
-
-        raise ConfigError(f"unknown training engine '{name}'; available: {sorted(ENGINES)}") from None
-    return factory()
-
-
-def _h2o() -> Engine:
-    from autokfp.training.h2o_automl import H2OAutoMLEngine
-
-    return H2OAutoMLEngine()
-
-
-def _autokeras() -> Engine:
-    from autokfp.training.autokeras_engine import AutoKerasEngine
-
-    return AutoKerasEngine()
-
-
-ENGINES: dict[str, Any] = {"h2o": _h2o, "autokeras": _autokeras}

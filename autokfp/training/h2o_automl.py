@@ -4,8 +4,11 @@ Each training call starts its own H2O cluster (own port and name, so parallel ta
 share one), trains within the budget, exports the best model that can be exported as a
 MOJO, and always shuts the cluster down. A cluster whose JVM dies during training (killed
 for memory, crashed) is replaced by a fresh one that trains again within the remaining
-budget, ``budget.h2o_max_restarts`` times at most. XGBoost uses a GPU when the node has one
+budget, ``engines.h2o.max_restarts`` times at most. XGBoost uses a GPU when the node has one
 (H2O's backend "auto"); everything else runs on CPU.
+
+Its settings (``H2OSettings``) sit under ``engines.h2o`` in the run config; the time limit,
+seed and threads come from the engine-neutral ``budget``.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
+from pydantic import Field
 
-from autokfp.errors import TrainingError
-from autokfp.training.base import EngineResult
+from autokfp.errors import DataError, TrainingError
+from autokfp.training.base import EngineResult, EngineSettings
 from autokfp.training.mojo import MojoScorer
+from autokfp.training.registry import EngineSpec, register_engine
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +45,40 @@ EXPORT_RESERVE_SECS = 3.0
 EXPORT_RESERVE_SHARE = 0.04
 MIN_AUTOML_SECS = 10
 # a cluster whose JVM dies during training (killed for memory, crashed) is restarted this
-# often by default (budget.h2o_max_restarts) to train again within the remaining budget
+# often by default (engines.h2o.max_restarts) to train again within the remaining budget
 MAX_CLUSTER_RESTARTS = 1
+# cross-validation folds when engines.h2o.nfolds is unset: fewer under a small budget
+SMALL_BUDGET_FOLDS = 3
+FOLDS_BUDGET_SECS = 300
 SORT_METRICS = {"auc": "AUC", "logloss": "logloss", "accuracy": "logloss", "f1": "AUC",
                 "rmse": "RMSE", "mae": "MAE", "r2": "RMSE"}
 MOJO_FILE = "model.zip"
+
+
+class H2OSettings(EngineSettings):
+    """``engines.h2o``: how H2O AutoML searches (the time limit is ``budget.max_runtime_secs``)."""
+
+    max_models: int = Field(default=20, ge=1, le=500,
+                            description="most models AutoML trains (stacked ensembles excluded)")
+    nfolds: int | None = Field(
+        default=None, ge=2, le=10,
+        description="cross-validation folds; unset: 3 for budgets under 300 s (time for more "
+                    "models and the stacked ensembles), else 5")
+    max_mem_size: str = Field(default="4G", pattern=r"^[0-9]+[mMgG]$",
+                              description="the H2O JVM's heap (keep it under the task's memory)")
+    max_restarts: int = Field(
+        default=MAX_CLUSTER_RESTARTS, ge=0, le=5,
+        description="how often a cluster whose JVM dies during training (killed for memory, "
+                    "crashed) is restarted to train again within the remaining budget")
+    include_algos: list[Literal["GLM", "GBM", "DRF", "XGBoost", "DeepLearning",
+                                "StackedEnsemble"]] | None = Field(
+        default=None, description="only these algorithms (default: all but DeepLearning)")
+
+    def folds(self, max_runtime_secs: float) -> int:
+        """``nfolds``, or its default for this budget."""
+        if self.nfolds is not None:
+            return self.nfolds
+        return SMALL_BUDGET_FOLDS if max_runtime_secs < FOLDS_BUDGET_SECS else 5
 
 
 def gpu_available() -> bool:
@@ -246,6 +280,9 @@ class H2OAutoMLEngine:
 
     name = "h2o"
 
+    def __init__(self, settings: H2OSettings | None = None):
+        self.settings = settings or H2OSettings()
+
     def train(
         self,
         features: pd.DataFrame,
@@ -264,6 +301,13 @@ class H2OAutoMLEngine:
                                 "without a label must be dropped before training")
         if len(features) < 10:
             raise TrainingError(f"H2O AutoML needs at least 10 training rows, got {len(features)}")
+        settings = self.settings
+        nfolds = settings.folds(budget.max_runtime_secs)
+        if len(features) < 2 * nfolds:
+            raise DataError(
+                f"only {len(features)} labelled training rows for engines.h2o.nfolds={nfolds} "
+                "cross-validation folds; add rows or lower engines.h2o.nfolds (at least 2 rows "
+                "per fold)")
         begun = time.monotonic()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -278,16 +322,17 @@ class H2OAutoMLEngine:
         log.info("H2O AutoML on %d rows x %d features (%s, device %s, budget %ss)", len(frame),
                  features.shape[1], task, device, budget.max_runtime_secs)
         timings: dict[str, float] = {}
-        max_restarts = getattr(budget, "h2o_max_restarts", MAX_CLUSTER_RESTARTS)
+        max_restarts = settings.max_restarts
         deaths: list[str] = []  # how each cluster that died during training ended
         while True:  # start a cluster -> train -> export; once more on a fresh one if it died
-            cluster = H2OCluster(budget.nthreads, budget.max_mem_size)
+            cluster = H2OCluster(budget.nthreads, settings.max_mem_size)
             attempt = time.monotonic()
             try:
                 with cluster:
                     timings["cluster_start"] = round(time.monotonic() - attempt, 2)
                     run = self._automl_on(cluster, frame, column_types, response, features, target,
-                                          task, classes, budget, sort_metric, workdir, begun)
+                                          task, classes, budget, nfolds, sort_metric, workdir,
+                                          begun)
                     timings.update(run.pop("timings"))
                     closing = time.monotonic()
                 break
@@ -300,9 +345,10 @@ class H2OAutoMLEngine:
                     raise TrainingError(
                         f"the H2O cluster died {times}{type(exc).__name__}: {exc}) during "
                         "training; its JVM is most often killed for using more memory than the node "
-                        f"gives it: raise budget.max_mem_size (now {budget.max_mem_size}) and the "
-                        "training task's memory limit above it, or train on fewer rows or features"
-                        + ("" if max_restarts else " (budget.h2o_max_restarts is 0: no restart)")
+                        f"gives it: raise engines.h2o.max_mem_size (now {settings.max_mem_size}) "
+                        "and the training task's memory limit above it, or train on fewer rows or "
+                        "features"
+                        + ("" if max_restarts else " (engines.h2o.max_restarts is 0: no restart)")
                     ) from exc
                 log.warning("the H2O cluster %s died during training (%s: %s); training again on "
                             "a fresh cluster within the remaining %.0fs of the budget (AutoML gets "
@@ -330,7 +376,7 @@ class H2OAutoMLEngine:
             cv_metrics=cv, device=device, holdout=_holdout_scores(oof, task, classes, len(target)),
             params={"max_runtime_secs": budget.max_runtime_secs, "automl_secs": automl_secs,
                     "cv_method": f"{nfolds}-fold cross-validation of the leader",
-                    "max_models": budget.max_models,
+                    "max_models": settings.max_models,
                     "nfolds": nfolds, "seed": budget.seed, "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
                     "leader_algo": algo, "models_trained": len(board),
                     "cluster_restarts": len(deaths)},
@@ -338,8 +384,8 @@ class H2OAutoMLEngine:
 
     def _automl_on(self, cluster: H2OCluster, frame: pd.DataFrame, column_types: dict[str, str],
                    response: str, features: pd.DataFrame, target: pd.Series, task: str,
-                   classes: list[str] | None, budget: Any, sort_metric: str, workdir: Path,
-                   begun: float) -> dict[str, Any]:
+                   classes: list[str] | None, budget: Any, folds: int, sort_metric: str,
+                   workdir: Path, begun: float) -> dict[str, Any]:
         """Upload, run AutoML within what is left of the budget, export the leader's MOJO and
         read its cross-validation figures, all on the running ``cluster``."""
         import h2o
@@ -349,10 +395,11 @@ class H2OAutoMLEngine:
         mark = time.monotonic()
         h2o_frame = h2o.H2OFrame(frame, column_types=column_types)
         timings["upload"] = round(time.monotonic() - mark, 2)
-        nfolds = min(budget.nfolds, max(2, len(frame) // 10))
-        if nfolds < budget.nfolds:
-            log.warning("only %d training rows: H2O uses %d folds instead of budget.nfolds=%d",
-                        len(frame), nfolds, budget.nfolds)
+        settings = self.settings
+        nfolds = min(folds, max(2, len(frame) // 10))
+        if nfolds < folds:
+            log.warning("only %d training rows: H2O uses %d folds instead of engines.h2o.nfolds=%d",
+                        len(frame), nfolds, folds)
         reserve = EXPORT_RESERVE_SECS + EXPORT_RESERVE_SHARE * budget.max_runtime_secs
         automl_secs = max(MIN_AUTOML_SECS,
                           int(budget.max_runtime_secs - (time.monotonic() - begun) - reserve))
@@ -368,9 +415,9 @@ class H2OAutoMLEngine:
 
         started = time.monotonic()
         automl = run(H2OAutoML(
-            max_runtime_secs=automl_secs, max_models=budget.max_models,
-            include_algos=budget.include_algos,
-            exclude_algos=None if budget.include_algos else ["DeepLearning"],
+            max_runtime_secs=automl_secs, max_models=settings.max_models,
+            include_algos=settings.include_algos,
+            exclude_algos=None if settings.include_algos else ["DeepLearning"],
             project_name=f"autokfp_{uuid.uuid4().hex[:8]}", **common))
         if automl.leader is None:
             # A budget too small for this machine (or a busy node) ends AutoML before its
@@ -519,3 +566,10 @@ def _cv_spread(model: Any, metric: str, task: str, target: pd.Series, classes: l
     except Exception as exc:  # noqa: BLE001 - a missing spread must not cost the model
         log.debug("no out-of-fold predictions for %s: %s", getattr(model, "model_id", model), exc)
         return {}
+
+
+register_engine(EngineSpec(
+    name="h2o", engine=H2OAutoMLEngine, settings=H2OSettings, title="H2O AutoML", default=True,
+    legacy_budget_keys={"max_models": "max_models", "nfolds": "nfolds",
+                        "max_mem_size": "max_mem_size", "h2o_max_restarts": "max_restarts",
+                        "include_algos": "include_algos"}))

@@ -32,7 +32,8 @@ EXAMPLE_CONFIG = {
     "name": "churn",
     "sources": [{"name": "lake", "kind": "gcs", "uri": "gs://REPLACE-WITH-YOUR-BUCKET/churn"}],
     "training": {"dataset": "lake/customers.parquet", "target": "churned"},
-    "budget": {"max_runtime_secs": 600, "max_models": 30},
+    "budget": {"max_runtime_secs": 600},
+    "engines": {"h2o": {"max_models": 30}, "autokeras": {}},
 }
 
 

@@ -42,7 +42,8 @@ def _write_config(folder: Path, path: Path, **overrides) -> Path:
         "name": "churn-cli",
         "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
         "training": {"dataset": "files/customers.parquet", "target": "churned"},
-        "budget": {"max_runtime_secs": 10, "max_models": 1},
+        "budget": {"max_runtime_secs": 10},
+        "engines": {"h2o": {"max_models": 1}},
     }
     config.update(overrides)
     path.write_text(yaml.safe_dump(config))

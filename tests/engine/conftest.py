@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 # A tiny search: 2 trials of a few epochs on ~480 rows, cut by the 25 s deadline if slower.
-KERAS_BUDGET = {"max_runtime_secs": 120, "max_models": 2, "nfolds": 3, "max_mem_size": "2G",
-                "include_algos": ["GLM"], "autokeras_max_trials": 2, "autokeras_epochs": 6,
-                "autokeras_patience": 3}
+KERAS_BUDGET = {"max_runtime_secs": 120}
+KERAS_ENGINES = {"h2o": {"max_models": 2, "nfolds": 3, "max_mem_size": "2G", "include_algos": ["GLM"]},
+                 "autokeras": {"max_trials": 2, "epochs": 6, "patience": 3}}
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,7 @@ def keras_package(tmp_path_factory, churn_frame):
     folder.mkdir()
     frame = churn_frame.head(600)
     frame.to_parquet(folder / "customers.parquet", index=False)
-    config = small_config(folder, budget=dict(KERAS_BUDGET))
+    config = small_config(folder, budget=dict(KERAS_BUDGET), engines=KERAS_ENGINES)
     schema = profile_frame(frame, "files/customers.parquet", "file", str(folder))
     paths = SimpleNamespace(dataset=root / "dataset.parquet", schema=root / "schema.json",
                             train=root / "train.parquet", test=root / "test.parquet",

@@ -36,11 +36,20 @@ def _engineer(tmp_path, frame: pd.DataFrame, **overrides):
 
 
 def test_fewer_rows_than_folds_names_the_setting(tmp_path, churn_frame) -> None:
-    with pytest.raises(DataError, match="budget.nfolds=10") as info:
-        _engineer(tmp_path, churn_frame.head(20),
-                  budget={"nfolds": 10, "max_runtime_secs": 10},
-                  selection={"feature_selection": "off"})
-    assert "lower budget.nfolds" in str(info.value)
+    # the H2O engine checks its own folds (feature engineering knows no engine's settings)
+    from autokfp.config import BudgetSpec
+    from autokfp.training.h2o_automl import H2OAutoMLEngine, H2OSettings
+
+    frame = churn_frame.head(15)
+    engine = H2OAutoMLEngine(H2OSettings(nfolds=10))
+    with pytest.raises(DataError, match="engines.h2o.nfolds=10") as info:
+        engine.train(frame[["age", "tenure_months"]], frame["churned"].astype(str), "binary",
+                     ["0", "1"], [], BudgetSpec(max_runtime_secs=10), "auc", tmp_path / "engine")
+    assert "lower engines.h2o.nfolds" in str(info.value)
+    # and engineering the same rows no longer fails on an engine's setting
+    summary = _engineer(tmp_path, churn_frame.head(40), selection={"feature_selection": "off"},
+                        quality={"min_rows": 10}, engines={"h2o": {"nfolds": 10}})
+    assert summary["train_rows"] + summary["test_rows"] == 40
 
 
 def test_rows_without_a_label_are_left_out_not_guessed(tmp_path, churn_frame) -> None:

@@ -32,7 +32,9 @@ def _valid() -> dict[str, Any]:
         "training": {"dataset": "warehouse/customers", "target": "churned",
                      "id_column": "customer_id", "task": "binary", "positive_class": "1"},
         "split": {"test_fraction": 0.25, "seed": 3},
-        "budget": {"max_runtime_secs": 60, "max_models": 5, "include_algos": ["GBM", "GLM"]},
+        "budget": {"max_runtime_secs": 60},
+        "engines": {"h2o": {"max_models": 5, "include_algos": ["GBM", "GLM"]},
+                    "autokeras": {"max_trials": 3}},
         "features": {"drop_pii": False, "drop_columns": ["notes"]},
         "selection": {"primary_metric": "logloss", "confidence": 0.95},
         "deploy": {"canary_traffic_percent": 25, "min_replicas": 2, "max_replicas": 4},
@@ -126,7 +128,7 @@ def test_unknown_top_level_key_lists_every_section() -> None:
     [
         ("training.task", "classify", "training.task", "'binary'"),
         ("selection.primary_metric", "mse", "selection.primary_metric", "'rmse'"),
-        ("budget.include_algos", ["GBM", "SVM"], "budget.include_algos.1", "'XGBoost'"),
+        ("engines.h2o.include_algos", ["GBM", "SVM"], "h2o.include_algos.1", "'XGBoost'"),
         ("sources.0.kind", "ftp", "sources.0.kind", "'folder', 'gcs', 'sql'"),
     ],
 )
@@ -182,11 +184,11 @@ def test_duplicate_source_names_are_rejected() -> None:
 
 def test_every_bad_field_is_reported_at_once() -> None:
     data = _with("split.test_fraction", 0.9)
-    data["budget"]["nfolds"] = 50
+    data["engines"]["h2o"]["nfolds"] = 50
     data["name"] = "Bad Name!"
     message = _error(data)
     assert "3 invalid setting(s)" in message
-    for field in ("split.test_fraction", "budget.nfolds", "name"):
+    for field in ("split.test_fraction", "h2o.nfolds", "name"):
         assert field in message
 
 
@@ -332,3 +334,81 @@ def test_a_range_mapping_with_an_unknown_key_is_named() -> None:
         parse_config(data)
     assert parse_config({**_valid(), "quality": {"ranges": {"age": {"max": 110}}}}
                         ).quality.ranges == {"age": (None, 110.0)}
+
+
+# ----------------------------------------------------------------------------- engines
+
+
+def test_each_engine_validates_its_own_settings() -> None:
+    config = parse_config(_valid())
+    assert config.engine_names() == ["h2o", "autokeras"]
+    assert config.engines["h2o"].max_models == 5
+    assert config.engines["autokeras"].max_trials == 3
+    assert config.engines["autokeras"].epochs == 100  # the engine's own default
+    message = _error(_with("engines.h2o.nfols", 3))
+    assert "h2o.nfols: unknown setting" in message and "nfolds" in message.split("allowed here:")[1]
+    message = _error(_with("engines.autokeras.epochs", 0))
+    assert "autokeras.epochs" in message and "greater than or equal to 1" in message
+
+
+def test_an_unknown_engine_names_the_registered_ones() -> None:
+    message = _error(_with("engines", {"sagemaker": {}}))
+    assert "unknown training engine 'sagemaker'" in message
+    assert "h2o" in message and "autokeras" in message
+
+
+def test_a_list_of_engine_names_takes_each_engines_defaults() -> None:
+    config = parse_config(_with("engines", ["autokeras"]))
+    assert config.engine_names() == ["autokeras"]
+    assert config.engines["autokeras"].max_trials == 10
+    assert "repeat" in _error(_with("engines", ["h2o", "h2o"]))
+    # no engines named: the shipped defaults
+    data = _valid()
+    del data["engines"]
+    assert parse_config(data).engine_names() == ["h2o", "autokeras"]
+
+
+def test_the_old_layout_with_engine_knobs_in_budget_still_runs(caplog) -> None:
+    data = _valid()
+    del data["engines"]
+    data["engines"] = ["h2o", "autokeras"]
+    data["budget"] = {"max_runtime_secs": 60, "max_models": 5, "nfolds": 4,
+                      "max_mem_size": "2G", "h2o_max_restarts": 0, "include_algos": ["GBM"],
+                      "autokeras_max_trials": 3, "autokeras_epochs": 7, "autokeras_patience": 2,
+                      "autokeras_validation_fraction": 0.3}
+    with caplog.at_level("WARNING", logger="autokfp.config"):
+        config = parse_config(copy.deepcopy(data))
+    h2o, keras = config.engines["h2o"], config.engines["autokeras"]
+    assert (h2o.max_models, h2o.nfolds, h2o.max_mem_size, h2o.max_restarts,
+            h2o.include_algos) == (5, 4, "2G", 0, ["GBM"])
+    assert (keras.max_trials, keras.epochs, keras.patience,
+            keras.validation_fraction) == (3, 7, 2, 0.3)
+    assert config.budget.max_runtime_secs == 60
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "budget.h2o_max_restarts is deprecated: write it as engines.h2o.max_restarts" in warned
+    assert "budget.autokeras_epochs is deprecated: write it as engines.autokeras.epochs" in warned
+    # the new layout it maps to parses to the same config, without warnings
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="autokfp.config"):
+        assert parse_config(config.to_dict()) == config
+    assert not caplog.records
+    # a knob of an engine that is not configured is dropped (with a warning), not an error
+    data["engines"] = ["autokeras"]
+    assert parse_config(copy.deepcopy(data)).engine_names() == ["autokeras"]
+
+
+def test_an_old_and_a_new_name_of_one_setting_is_refused() -> None:
+    data = _valid()
+    data["budget"]["nfolds"] = 4
+    data["engines"]["h2o"]["nfolds"] = 5
+    message = _error(data)
+    assert "budget.nfolds and engines.h2o.nfolds are the same setting" in message
+
+
+def test_the_demo_config_parses_without_deprecations(caplog) -> None:
+    from autokfp.config import load_config
+
+    with caplog.at_level("WARNING", logger="autokfp.config"):
+        config = load_config(Path(__file__).parents[2] / "autokfp" / "examples" / "churn.yaml")
+    assert not caplog.records
+    assert config.engine_names() == ["h2o", "autokeras"]

@@ -15,7 +15,7 @@ from autokfp.modeling.model_package import load_model_package
 
 NAME = "churn-test"
 METRICS = {"test_auc": 0.81, "test_logloss": 0.45, "cv_auc": float("nan")}
-PARAMS = {"engine": "h2o", "budget.include_algos": ["GLM", "GBM"]}
+PARAMS = {"engine": "h2o", "engines.h2o.include_algos": ["GLM", "GBM"]}
 TAGS = {"engine": "h2o", "task": "binary", "dataset": "files/customers.parquet",
         "primary_metric": "auc"}
 

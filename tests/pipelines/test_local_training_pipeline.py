@@ -53,7 +53,8 @@ def _config(tmp_path: Path, rows: int, budget: int, target: str = "churned") -> 
             {"name": "warehouse", "kind": "sql", "url": f"sqlite:///{data.warehouse_db}"},
         ],
         "training": {"dataset": "warehouse/customers", "target": target, "id_column": "customer_id"},
-        "budget": {"max_runtime_secs": budget, "max_models": 8, "nfolds": 3, "max_mem_size": "3G"},
+        "budget": {"max_runtime_secs": budget},
+        "engines": {"h2o": {"max_models": 8, "nfolds": 3, "max_mem_size": "3G"}, "autokeras": {}},
         "quality": {"min_rows": 500},
     }
     path = tmp_path / "run.yaml"

@@ -27,7 +27,7 @@ from autokfp.modeling import registry
 from autokfp.monitoring.window import reference_uri
 from autokfp.settings import image
 from components.monitoring import MONITORING_COMPONENTS
-from tests.conftest import SMALL_BUDGET, small_config
+from tests.conftest import SMALL_BUDGET, SMALL_ENGINES, small_config
 
 MODEL = "churn-mon"
 MONITORING_TASKS = [
@@ -299,7 +299,7 @@ def make_config(folder: Path, labels: Path, deploy_target: str = "local") -> Run
             "target": "churned",
             "id_column": "customer_id",
         },
-        "budget": {**SMALL_BUDGET, "max_runtime_secs": 10, "max_models": 2, "nfolds": 2},
+        "budget": {**SMALL_BUDGET, "max_runtime_secs": 10},
         "quality": {"min_rows": 100},
         "deploy": {"target": deploy_target, "smoke_rows": 20, "latency_budget_ms": 500},
         "monitoring": {
@@ -311,7 +311,7 @@ def make_config(folder: Path, labels: Path, deploy_target: str = "local") -> Run
         },
     }
     if "engines" in RunConfig.model_fields:  # H2O only: the small budget is for one engine
-        data["engines"] = ["h2o"]
+        data["engines"] = {"h2o": {**SMALL_ENGINES["h2o"], "max_models": 2, "nfolds": 2}}
     if "governance" in RunConfig.model_fields:  # fairness is reported, not the subject here
         data["governance"] = {
             "block_deploy_on_bias": False,

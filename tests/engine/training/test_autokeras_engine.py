@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 from autokfp.config import BudgetSpec
 from autokfp.modeling.features import OTHER_LEVEL
 from autokfp.modeling.model_package import load_model_package
-from autokfp.training.autokeras_engine import AutoKerasEngine, KerasEncoding
+from autokfp.training.autokeras_engine import AutoKerasEngine, AutoKerasSettings, KerasEncoding
 
 FRESH_PROCESS = """
 import sys
@@ -161,9 +161,8 @@ def test_multiclass_and_regression_heads(task, tmp_path) -> None:
         classes = None
         metric = "rmse"
     features, target = data.data.head(150), data.target.head(150)
-    budget = BudgetSpec(max_runtime_secs=10, autokeras_max_trials=1, autokeras_epochs=3,
-                        autokeras_patience=2)
-    engine = AutoKerasEngine()
+    budget = BudgetSpec(max_runtime_secs=10)
+    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=3, patience=2))
     result = engine.train(features, target, task, classes, [], budget, metric, tmp_path / "engine")
     scores = engine.load_scorer(result.artifact_dir, task, classes).predict(features)
     if task == "multiclass":

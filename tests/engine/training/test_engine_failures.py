@@ -117,15 +117,21 @@ def config(tmp_path):
 
 def test_failing_engine_writes_a_failed_candidate_when_tolerated(config, tmp_path,
                                                                   monkeypatch) -> None:
-    from autokfp.training import base
+    import dataclasses
+
+    from autokfp.training import registry
 
     class Exploding:
         name = "h2o"
 
+        def __init__(self, settings):
+            self.settings = settings
+
         def train(self, *args, **kwargs):
             raise MemoryError("Java heap space")
 
-    monkeypatch.setitem(base.ENGINES, "h2o", Exploding)
+    spec = registry.engine_spec("h2o")
+    monkeypatch.setitem(registry._ENGINES, "h2o", dataclasses.replace(spec, engine=Exploding))
     train = tmp_path / "train.parquet"
     plan = tmp_path / "plan.json"
     _tiny_inputs(train, plan)

@@ -12,19 +12,37 @@ import pytest
 
 from autokfp.errors import ConfigError, TrainingError
 from autokfp.modeling.features import FeaturePlan, apply_features
-from autokfp.training import ENGINES, Engine, get_engine
+from autokfp.training import Engine, EngineSettings, engine_names, engine_spec, get_engine
+from autokfp.training.registry import BUILTIN_ENGINES
+
+ENGINES = engine_names()
 
 
-def test_both_engines_are_registered_and_unknown_names_are_refused() -> None:
-    assert {"h2o", "autokeras"} <= set(ENGINES)
+def test_the_shipped_engines_register_themselves_and_unknown_names_are_refused() -> None:
+    assert len(ENGINES) >= len(BUILTIN_ENGINES)
+    for name in ENGINES:
+        spec = engine_spec(name)
+        assert spec.name == name and issubclass(spec.settings, EngineSettings)
+        assert spec.engine.__module__ in BUILTIN_ENGINES or spec.default is False
     with pytest.raises(ConfigError, match="available"):
         get_engine("sagemaker")
 
 
-@pytest.mark.parametrize("name", ["h2o", "autokeras"])
+def test_the_interface_module_imports_no_engine() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, autokfp.training.base; "
+            f"print(sorted(m for m in {list(BUILTIN_ENGINES)!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ENGINES)
 def test_engine_signatures_match_the_protocol(name: str) -> None:
     engine = get_engine(name)
     assert engine.name == name
+    assert isinstance(engine.settings, engine_spec(name).settings)
     for method in ("train", "load_scorer"):
         wanted = list(inspect.signature(getattr(Engine, method)).parameters)
         got = list(inspect.signature(getattr(type(engine), method)).parameters)
@@ -68,7 +86,7 @@ def test_meta_carries_cv_estimate_and_spread(fixture_name, request) -> None:
     assert meta["train_seconds"] > 0
 
 
-@pytest.mark.parametrize("name", ["h2o", "autokeras"])
+@pytest.mark.parametrize("name", ENGINES)
 def test_a_folder_without_the_engine_files_is_refused(name: str, tmp_path) -> None:
     with pytest.raises(TrainingError, match="missing"):
         get_engine(name).load_scorer(tmp_path, "binary", ["0", "1"])

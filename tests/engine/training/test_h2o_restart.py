@@ -20,10 +20,14 @@ import pytest
 
 from autokfp.config import BudgetSpec
 from autokfp.errors import TrainingError
-from autokfp.training.h2o_automl import H2OAutoMLEngine, _cluster_died, wait_for_shutdowns
+from autokfp.training.h2o_automl import (
+    H2OAutoMLEngine,
+    H2OSettings,
+    _cluster_died,
+    wait_for_shutdowns,
+)
 
-BUDGET = {"max_runtime_secs": 20, "max_models": 3, "nfolds": 3, "max_mem_size": "1G",
-          "nthreads": 2, "include_algos": ["GLM", "GBM"]}
+BUDGET = {"max_models": 3, "nfolds": 3, "max_mem_size": "1G", "include_algos": ["GLM", "GBM"]}
 
 
 def _easy_data(rows: int = 400, seed: int = 3) -> tuple[pd.DataFrame, pd.Series]:
@@ -111,9 +115,10 @@ class JvmKiller(threading.Thread):
         self.join(timeout=10)
 
 
-def _train(tmp_path: Path, budget: BudgetSpec, features, target):
-    return H2OAutoMLEngine().train(features, target.astype(str), "binary", ["0", "1"], [],
-                                   budget, "auc", tmp_path / "engine")
+def _train(tmp_path: Path, settings: H2OSettings, features, target):
+    return H2OAutoMLEngine(settings).train(features, target.astype(str), "binary", ["0", "1"],
+                                           [], BudgetSpec(max_runtime_secs=20, nthreads=2), "auc",
+                                           tmp_path / "engine")
 
 
 def test_a_jvm_killed_during_automl_is_restarted_once_and_training_still_succeeds(
@@ -121,7 +126,7 @@ def test_a_jvm_killed_during_automl_is_restarted_once_and_training_still_succeed
     from sklearn.metrics import roc_auc_score
 
     features, target = _easy_data()
-    budget = BudgetSpec(**BUDGET)
+    budget = H2OSettings(**BUDGET)
     with caplog.at_level("WARNING", logger="autokfp.training.h2o_automl"), JvmKiller(1) as killer:
         result = _train(tmp_path, budget, features, target)
     assert len(killer.killed) == 1, "the test never caught AutoML running"
@@ -146,12 +151,12 @@ def test_a_jvm_killed_during_automl_is_restarted_once_and_training_still_succeed
 
 def test_a_cluster_that_dies_on_every_attempt_ends_in_a_clear_training_error(tmp_path) -> None:
     features, target = _easy_data()
-    budget = BudgetSpec(**BUDGET)
+    budget = H2OSettings(**BUDGET)
     started = time.monotonic()
     with JvmKiller(times=10, after_secs=0.5) as killer, pytest.raises(TrainingError) as info:
         _train(tmp_path, budget, features, target)
     message = str(info.value)
-    assert "died 2 times" in message and "budget.max_mem_size" in message, message
+    assert "died 2 times" in message and "engines.h2o.max_mem_size" in message, message
     assert len(killer.killed) == 2 and killer.clouds == set(killer.killed)
     assert not [name for name in killer.clouds if _cloud_running(name)]
     assert time.monotonic() - started < 90
@@ -159,7 +164,7 @@ def test_a_cluster_that_dies_on_every_attempt_ends_in_a_clear_training_error(tmp
 
 def test_no_restart_when_restarts_are_switched_off(tmp_path) -> None:
     features, target = _easy_data()
-    budget = BudgetSpec(**BUDGET, h2o_max_restarts=0)
+    budget = H2OSettings(**BUDGET, max_restarts=0)
     with JvmKiller(times=10, after_secs=0.5) as killer, \
             pytest.raises(TrainingError, match="died once"):
         _train(tmp_path, budget, features, target)
