@@ -7,10 +7,14 @@ that they cover everything: a room missing from a contract is checked by nothing
 from __future__ import annotations
 
 import pkgutil
-import tomllib
 from pathlib import Path
 
 import autokfp
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: import-linter depends on tomli there
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

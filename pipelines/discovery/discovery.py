@@ -12,7 +12,7 @@ One task rather than one per source on purpose: the catalog index is one file, a
 
 from kfp import dsl
 
-from components.data.catalog_sources.component import catalog_sources
+from components import catalog_sources
 from pipelines.cluster import ClusterOptions, configure_task
 from pipelines.training.autonomous_training import EXAMPLE_CONFIG
 

@@ -13,7 +13,7 @@ timer with ``autokfp monitor CONFIG --every 10m``.
 
 from kfp import dsl
 
-from components.monitoring import (
+from components import (
     collect_predictions,
     decide_retraining,
     detect_anomalies,

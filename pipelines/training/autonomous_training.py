@@ -12,17 +12,20 @@ roll back; held back while a required approval is missing).
 from kfp import dsl
 
 from components import (
+    bias_check,
+    check_data_bias,
     deploy_model,
     discover,
     engineer_features,
     evaluate_model,
+    explain_model,
     profile,
     register_model,
     select_model,
     train_autokeras,
     train_h2o_automl,
+    write_model_card,
 )
-from components.governance import bias_check, check_data_bias, explain_model, write_model_card
 from pipelines.cluster import ClusterOptions, configure_task, configure_training_task
 
 PIPELINE_NAME = "autonomous-training"

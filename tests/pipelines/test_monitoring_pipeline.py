@@ -26,7 +26,6 @@ from autokfp.governance.audit import read_events, verify_trail
 from autokfp.modeling import registry
 from autokfp.monitoring.window import reference_uri
 from autokfp.settings import image
-from components.monitoring import MONITORING_COMPONENTS
 from tests.conftest import SMALL_BUDGET, SMALL_ENGINES, small_config
 
 MODEL = "churn-mon"
@@ -141,35 +140,6 @@ def test_only_the_nested_training_tasks_ask_for_a_gpu(compiled):
     assert k8s["exec-collect-predictions"]["configMapAsEnv"][0]["configMapName"] == "autokfp-config"
 
 
-@pytest.mark.parametrize("component", MONITORING_COMPONENTS, ids=lambda c: c.name)
-def test_each_component_compiles_alone_and_its_readme_snippet_compiles(
-    component, tmp_path, monkeypatch
-):
-    import re
-
-    from kfp import components as kfp_components
-
-    from autokfp.edge.compilation import validate_pipeline_yaml
-
-    alone = tmp_path / f"{component.name}.yaml"
-    compiler.Compiler().compile(component, str(alone))
-    validate_pipeline_yaml(alone)
-    assert kfp_components.load_component_from_file(str(alone)).name == component.name
-    readme = Path(component.python_func.__code__.co_filename).with_name("README.md").read_text()
-    for name in component.component_spec.inputs or {}:
-        assert re.search(rf"^\| `{name}` \| `[^`]+` \| \S", readme, re.MULTILINE), name
-    snippet = re.search(
-        r"```python\n(.*?)```", readme.split("## Use in a pipeline", 1)[1], re.DOTALL
-    ).group(1)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(snippet, f"{component.name}/README.md", "exec", dont_inherit=True), {})
-    example = tmp_path / f"{component.name}-example.yaml"
-    tasks = next(yaml.safe_load_all(example.read_text()))["root"]["dag"]["tasks"]
-    assert component.name in tasks or any(
-        component.name in t.get("componentRef", {}).get("name", "") for t in tasks.values()
-    )
-
-
 # ----------------------------------------------------------------------------- exit handler
 
 
@@ -192,7 +162,7 @@ def test_a_run_that_breaks_mid_deploy_restores_the_last_good_champion(tmp_path, 
     from kfp import local
 
     from autokfp.modeling import registry
-    from components.monitoring import finalize_monitoring
+    from components import finalize_monitoring
 
     for version, promote in (("1", True), ("2", False)):
         package = tmp_path / f"package-{version}"

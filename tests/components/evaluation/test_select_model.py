@@ -1,0 +1,41 @@
+"""The ``select_model`` component: a failed candidate is reported, the usable one passed on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Metrics, Model
+
+from autokfp.training.isolation import write_candidate_marker
+from components import select_model
+from tests.components import artifact
+
+
+def test_select_model_passes_on_the_usable_candidate(trained_package, autokfp_home,
+                                                     tmp_path) -> None:
+    config = trained_package.config.to_dict()
+    failed = tmp_path / "keras-out"
+    write_candidate_marker(failed, "autokeras", "failed", "ResourceExhaustedError: OOM")
+    h2o_model = artifact(Model, tmp_path, "h2o", trained_package.paths.model)
+    keras_model = artifact(Model, tmp_path, "keras", failed)
+    test = artifact(Dataset, tmp_path, "test", trained_package.paths.test)
+    model = artifact(Model, tmp_path, "selected")
+    evaluation = artifact(Artifact, tmp_path, "evaluation")
+    report = artifact(HTML, tmp_path, "report")
+    metrics = artifact(Metrics, tmp_path, "metrics")
+    classification = artifact(ClassificationMetrics, tmp_path, "classification")
+    engine, promote, primary = select_model.python_func(
+        config=config, h2o_model=h2o_model, autokeras_model=keras_model, test=test, model=model,
+        evaluation=evaluation, report=report, metrics=metrics, classification=classification)
+    assert engine == "h2o" and promote is True
+    assert primary == metrics.metadata["test_auc"]
+    assert {"test_brier", "test_ece"} <= set(metrics.metadata)
+    assert (Path(model.path) / "MLmodel").is_file()
+    assert model.metadata["engine"] == "h2o"
+    assert evaluation.metadata["selected_engine"] == "h2o"
+    assert "OOM" in evaluation.metadata["selection"]
+    written = json.loads(Path(evaluation.path).read_text())
+    assert [c["status"] for c in written["candidates"]] == ["trained", "failed"]
+    assert "<img" in Path(report.path).read_text()
+    assert classification.metadata["confidenceMetrics"]

@@ -1,0 +1,39 @@
+"""The ``finalize_monitoring`` exit component: success changes nothing; a failed run after a
+broken deploy restores the champion the run started with."""
+
+from __future__ import annotations
+
+import shutil
+from types import SimpleNamespace
+
+from autokfp.governance.audit import read_events
+from autokfp.modeling import registry
+from components import finalize_monitoring
+
+
+def _status(state: str, error: str = "", task: str = "") -> SimpleNamespace:
+    """What KFP hands the exit task (dsl.PipelineTaskFinalStatus's fields it reads)."""
+    return SimpleNamespace(state=state, error_message=error, pipeline_task_name=task)
+
+
+def test_finalize_monitoring_restores_the_champion_after_a_broken_deploy(monitored,
+                                                                         tmp_path) -> None:
+    settings = monitored.settings
+    broken = tmp_path / "broken-model"
+    shutil.copytree(monitored.champion.paths.model, broken)
+    (broken / "artifacts" / "extra.txt").write_text("a different package")
+    registered = registry.register_model(broken, "churn-test", {"test_auc": 0.9}, {}, {},
+                                         promote=True, decision="better", compared_champion="1",
+                                         settings=settings)
+    assert registered.version == "2"  # champion now, but its deploy never finished
+
+    assert finalize_monitoring.python_func(config=monitored.config, run_id="run-1",
+                                           status=_status("SUCCEEDED")) == ""
+    restored = finalize_monitoring.python_func(
+        config=monitored.config, run_id="run-1",
+        status=_status("FAILED", "deploy-model crashed", "deploy-model"))
+    assert restored == "1"
+    client = registry.configure(settings)
+    assert str(registry.champion_version(client, "churn-test").version) == "1"
+    assert [e["kind"] for e in read_events(settings)][-2:] == ["monitoring.run_failed",
+                                                               "deploy.rolled_back"]

@@ -1,0 +1,14 @@
+"""The ``register_model`` component: the version it returns and the registration artifact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def test_register_model_registers_the_first_version_as_champion(registered) -> None:
+    registration = registered["registration"]
+    assert registered["version"] == "1"
+    assert registration.metadata["model"] == "churn-test"
+    assert registration.metadata["aliases"] == "champion"
+    assert json.loads(Path(registration.path).read_text())["promoted"] is True

@@ -1,0 +1,1 @@
+"""Unit tests of the components of one stage, one file per component."""

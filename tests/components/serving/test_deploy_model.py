@@ -1,0 +1,47 @@
+"""The ``deploy_model`` component: a manifest-only deploy, and no champion to deploy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp.dsl import Artifact, Dataset
+
+from autokfp.errors import DeploymentError
+from components import deploy_model
+from tests.components import artifact
+from tests.conftest import small_config
+
+
+def test_deploy_model_writes_the_manifest_of_the_champion(registered, tmp_path) -> None:
+    config = registered["config"]
+    manifest = artifact(Artifact, tmp_path, "manifest")
+    decision = artifact(Artifact, tmp_path, "decision")
+    manifest_only = {**config, "deploy": {**config["deploy"], "target": "manifest"}}
+    outcome = deploy_model.python_func(config=manifest_only,
+                                       registration=registered["registration"],
+                                       test=registered["test"], manifest=manifest,
+                                       decision=decision)
+    assert outcome == "skipped"  # target manifest: written, not rolled out
+    assert decision.metadata["action"] == "initial"
+    service = yaml.safe_load(Path(manifest.path).read_text())
+    assert service["kind"] == "InferenceService"
+    assert service["spec"]["predictor"]["model"]["storageUri"]
+    assert manifest.metadata["version"] == "1"
+    assert json.loads(Path(decision.path).read_text())["target"] == "manifest"
+
+
+def test_deploy_without_a_champion_says_so(autokfp_home, churn_folder, tmp_path) -> None:
+    registration = artifact(Artifact, tmp_path, "registration")
+    Path(registration.path).write_text(json.dumps({"promoted": False}))
+    manifest = artifact(Artifact, tmp_path, "manifest")
+    decision = artifact(Artifact, tmp_path, "decision")
+    test = artifact(Dataset, tmp_path, "test")
+    with pytest.raises(DeploymentError, match="no champion"):
+        deploy_model.python_func(config=small_config(churn_folder).to_dict(),
+                                 registration=registration, test=test, manifest=manifest,
+                                 decision=decision)
+    assert not Path(manifest.path).exists()
+    assert not Path(decision.path).exists()
