@@ -237,7 +237,11 @@ def _numbers_any_type(signature: Any, plan: FeaturePlan) -> Any:
 
 
 def load_model_package(uri: str) -> Any:
-    """Load a packaged model (a folder, ``runs:/`` or ``models:/name@alias``) as a pyfunc."""
+    """Load a packaged model (a folder, ``runs:/`` or ``models:/name@alias``) as a pyfunc.
+
+    The one loader of packaged models: training, selection, deployment, monitoring and the
+    predictor (``serving.predictor.load_package`` unwraps its ``AutokfpModel``) all use it.
+    """
     import mlflow.pyfunc
 
     return mlflow.pyfunc.load_model(uri)

@@ -62,9 +62,9 @@ class RequestError(InvalidInput):
 
 def load_package(model_dir: str | Path) -> Any:
     """Load a packaged model folder and return its ``AutokfpModel`` (no MLflow overhead)."""
-    import mlflow.pyfunc
+    from autokfp.modeling.model_package import load_model_package  # the one loader
 
-    pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+    pyfunc = load_model_package(str(model_dir))
     return pyfunc.unwrap_python_model()
 
 

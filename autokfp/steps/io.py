@@ -88,9 +88,9 @@ def read_schema(schema_path: str | None) -> Any:
 
 def read_package(model_path: str) -> tuple[Any, Any, dict[str, Any]]:
     """(AutokfpModel, plan, meta) of a packaged model folder."""
-    from autokfp.serving.predictor import load_package
+    from autokfp.modeling.model_package import load_model_package
 
-    model = load_package(model_path)
+    model = load_model_package(model_path).unwrap_python_model()
     return model, model.plan, dict(model.meta)
 
 
