@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autokfp.modeling.evaluation import encode_labels, metric_value, probability_matrix
+
 log = logging.getLogger(__name__)
 
 # robustness thresholds (documented in docs/training.md)
@@ -43,8 +45,6 @@ def metric_spread(metric: str, truth: np.ndarray, scores: np.ndarray, task: str,
     ``truth`` holds class codes (classification) or values; ``scores`` probabilities (n x k)
     or values. Raises ValueError when the metric is undefined on these rows.
     """
-    from autokfp.modeling.evaluation import metric_value
-
     value = metric_value(metric, truth, scores, task)
     rng = np.random.default_rng(seed)
     values = []
@@ -90,8 +90,6 @@ def calibration_report(y: pd.Series, predictions: pd.DataFrame, meta: dict[str, 
     the top class's probability (confidence) against accuracy, and the multiclass Brier score
     (sum over classes, averaged over rows).
     """
-    from autokfp.modeling.evaluation import encode_labels, probability_matrix
-
     if meta["task"] == "regression":
         return None
     codes = encode_labels(y, meta)

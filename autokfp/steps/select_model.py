@@ -34,8 +34,8 @@ def _evaluate(config: dict[str, Any] | RunConfig, candidate_paths: dict[str, str
               evaluation_path: str, model_path: str | None = None,
               report_path: str | None = None) -> dict[str, Any]:
     from autokfp.modeling import registry
-    from autokfp.modeling.evaluation import write_plots
     from autokfp.modeling.model_package import load_model_package
+    from autokfp.modeling.plots import write_plots
     from autokfp.modeling.selection import (
         copy_selected,
         evaluation_document,
