@@ -104,7 +104,10 @@ def _run(config: Any, settings: Any, verbose: bool) -> Any:
 
     from autokfp.edge.local import run_training
 
+    from autokfp.modeling.registry_store import open_store
+
     with console.status("[bold]checking the data...", spinner="dots"):
+        open_store(settings)  # a damaged registry stops the run before any step
         preflight(config)
     console.print(f"[bold]Running pipeline[/] autonomous-training for [cyan]{config.name}[/] "
                   f"(engines {', '.join(config.engine_names())}, "

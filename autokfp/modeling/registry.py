@@ -30,9 +30,12 @@ def configure(settings: Settings | None = None) -> Any:
     import mlflow
     from mlflow import MlflowClient
 
+    from autokfp.modeling.registry_store import open_store
+
     settings = settings or Settings.from_env()
     if settings.tracking_uri.startswith("sqlite:///"):
         settings.ensure_local_dirs()
+        open_store(settings)  # never let MLflow write a new schema over a damaged file
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)

@@ -1,0 +1,187 @@
+"""The local registry file (``<home>/mlflow.db``): detect damage, and follow a moved home.
+
+MLflow on SQLite treats an empty or missing file as a new registry and writes a fresh schema
+over it, so a truncated ``mlflow.db`` would silently lose every registered model and the
+next run would crown a new "first" champion. Before MLflow opens the file, ``check_store``
+refuses an empty, non-SQLite, damaged or foreign file, and a missing one when the home
+holds artifacts of earlier runs, with a message that says what to do.
+
+MLflow stores absolute artifact paths (experiments, runs, model versions). A home that was
+moved or copied would read from, and write into, the original. ``relocate_store`` rewrites
+those paths when the home is opened at a new place; the home's own path is remembered in
+``<home>/.home-path``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from autokfp.errors import RegistryError
+from autokfp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+HOME_MARKER = ".home-path"
+# (table, column) pairs where MLflow keeps artifact locations
+PATH_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+    ("logged_models", "artifact_location"),
+)
+_checked: dict[str, tuple[int, int]] = {}
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The file behind a ``sqlite:///`` URI, or None for any other store."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(tracking_uri[len("sqlite:///"):].split("?", 1)[0])
+
+
+def _what_to_do(path: Path) -> str:
+    return (f"autokfp will not start a new registry over it (that would lose every registered "
+            f"model and the champion). Restore {path.name} from a backup, or move it aside "
+            f"(mv '{path}' '{path}.damaged') to start an empty registry on purpose.")
+
+
+def check_store(settings: Settings) -> None:
+    """Raise RegistryError when the local registry file is empty, damaged or missing.
+
+    A missing file is fine for a new home; it is an error when the home's MLflow artifact
+    folder already holds runs (the registry that listed them was deleted).
+    """
+    path = sqlite_path(settings.tracking_uri)
+    if path is None:
+        return
+    if not path.exists():
+        artifacts = Path(settings.mlflow_artifact_root)
+        if "://" not in settings.mlflow_artifact_root and artifacts.is_dir() and any(
+                p.is_dir() for p in artifacts.iterdir()):
+            raise RegistryError(
+                f"the MLflow registry {path} is missing, but {artifacts} holds the artifacts of "
+                f"earlier runs: the registry was deleted or moved. Restore {path.name} from a "
+                f"backup (or point MLFLOW_TRACKING_URI at it); to start an empty registry on "
+                f"purpose, move {artifacts} aside first.")
+        return
+    stat = path.stat()
+    key = str(path.resolve())
+    if _checked.get(key) == (stat.st_size, stat.st_mtime_ns):
+        return
+    if stat.st_size == 0:
+        raise RegistryError(f"the MLflow registry {path} is empty (0 bytes): it was truncated or "
+                            f"overwritten. {_what_to_do(path)}")
+    with open(path, "rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise RegistryError(f"the MLflow registry {path} is not an SQLite database (its first "
+                            f"bytes are {header[:16]!r}): it was overwritten or is another kind "
+                            f"of file. {_what_to_do(path)}")
+    problem = _sqlite_problem(path)
+    if problem:
+        raise RegistryError(f"the MLflow registry {path} is damaged ({problem}): it was "
+                            f"truncated or partly overwritten. {_what_to_do(path)}")
+    _checked[key] = (stat.st_size, stat.st_mtime_ns)
+
+
+def _sqlite_problem(path: Path) -> str | None:
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        verdict = connection.execute("PRAGMA quick_check").fetchall()
+        if [tuple(row) for row in verdict] != [("ok",)]:
+            return "integrity check: " + "; ".join(str(row[0]) for row in verdict[:3])
+        tables = {row[0] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        if "alembic_version" not in tables or "model_versions" not in tables:
+            return "it holds no MLflow schema" if not tables else \
+                "it is an SQLite file without MLflow's tables"
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        connection.close()
+    return None
+
+
+def relocate_store(settings: Settings) -> int:
+    """Rewrite artifact paths stored under the home's former place; return rows changed.
+
+    Only for a registry that lives in the home with its artifacts (the local default).
+    """
+    path = sqlite_path(settings.tracking_uri)
+    home = settings.home.resolve()
+    if path is None or not path.exists() or path.resolve().parent != home:
+        return 0
+    artifacts = Path(settings.mlflow_artifact_root)
+    if "://" in settings.mlflow_artifact_root or artifacts.resolve().parent != home:
+        return 0
+    marker = home / HOME_MARKER
+    former = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+    connection = sqlite3.connect(str(path), timeout=60)
+    changed = 0
+    try:
+        if former is None:
+            former = _former_home(connection, artifacts.name)
+        if former and Path(former) != home:
+            changed = _rewrite(connection, former.rstrip("/"), str(home))
+            log.warning("the home moved from %s to %s: %d stored artifact paths now point into "
+                        "the new place", former, home, changed)
+    finally:
+        connection.close()
+    if former is None or Path(former) != home:
+        _write_marker(marker, str(home))
+    return changed
+
+
+def _former_home(connection: sqlite3.Connection, artifacts_name: str) -> str | None:
+    """A home without a marker: read the former place off the experiments' locations."""
+    try:
+        rows = connection.execute("SELECT artifact_location FROM experiments").fetchall()
+    except sqlite3.Error:
+        return None
+    needle = f"/{artifacts_name}/"
+    for (location,) in rows:
+        text = str(location or "").removeprefix("file://")
+        if needle in text:
+            return text.split(needle, 1)[0]
+    return None
+
+
+def _rewrite(connection: sqlite3.Connection, old: str, new: str) -> int:
+    changed = 0
+    with connection:
+        tables = {row[0] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        for table, column in PATH_COLUMNS:
+            if table not in tables:
+                continue
+            for prefix in ("", "file://"):
+                before, after = prefix + old + "/", prefix + new + "/"
+                cursor = connection.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "  # noqa: S608
+                    f"WHERE substr({column}, 1, ?) = ?",
+                    (after, len(before) + 1, len(before), before))
+                changed += cursor.rowcount
+    return changed
+
+
+def _write_marker(marker: Path, home: str) -> None:
+    try:
+        temp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+        temp.write_text(home + "\n", encoding="utf-8")
+        os.replace(temp, marker)
+    except OSError as exc:  # a read-only home still works; it just cannot be followed
+        log.warning("could not record the home's place in %s: %s", marker, exc)
+
+
+def open_store(settings: Settings) -> None:
+    """Check the local registry and follow a moved home; called before MLflow opens it."""
+    check_store(settings)
+    relocate_store(settings)

@@ -1,0 +1,178 @@
+"""The local registry file: damage is named and never written over; a home can move."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autokfp.edge.cli import app
+from autokfp.errors import RegistryError
+from autokfp.modeling import registry
+from autokfp.modeling.registry_store import check_store
+from autokfp.settings import Settings
+
+AUTOKFP_BIN = Path(sys.executable).with_name("autokfp")
+runner = CliRunner()
+NAME = "store-test"
+
+
+def _package(folder: Path, label: str) -> Path:
+    """A minimal MLflow model folder (registration only needs the files, not a loadable model)."""
+    folder.mkdir(parents=True)
+    (folder / "MLmodel").write_text(f"flavors: {{}}\nlabel: {label}\n")
+    (folder / "weights.txt").write_text(f"weights of {label}\n")
+    return folder
+
+
+def _register(settings: Settings, folder: Path, label: str) -> registry.RegisteredVersion:
+    return registry.register_model(_package(folder / label, label), NAME, {"test_auc": 0.8},
+                                   {"engine": "test"}, {"engine": "test"}, promote=True,
+                                   decision="first model", compared_champion=None,
+                                   settings=settings)
+
+
+@pytest.fixture
+def restore_environ():
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _fresh_settings(home: Path) -> Settings:
+    """Settings of ``home`` alone (MLflow exports its tracking URI into os.environ)."""
+    for name in [k for k in os.environ if k.startswith(("MLFLOW_", "AUTOKFP_"))]:
+        del os.environ[name]
+    return Settings.from_env(home)
+
+
+@pytest.fixture(scope="module")
+def template_home(tmp_path_factory) -> Path:
+    """One home with one registered version (a new MLflow schema takes ~15 s here)."""
+    saved = dict(os.environ)
+    try:
+        root = tmp_path_factory.mktemp("registry-store")
+        settings = _fresh_settings(root / "home")
+        _register(settings, root / "packages", "one")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return settings.home
+
+
+@pytest.fixture
+def registered_home(template_home, tmp_path, restore_environ) -> Settings:
+    """A copy of the template home (opened at its new place, so it is relocated first)."""
+    home = tmp_path / "autokfp-home"
+    shutil.copytree(template_home, home)
+    return _fresh_settings(home)
+
+
+def _damage(db: Path, how: str) -> None:
+    if how == "empty":
+        db.write_bytes(b"")
+    elif how == "half":
+        size = db.stat().st_size
+        with open(db, "r+b") as handle:
+            handle.truncate(size // 2)
+    elif how == "garbage":
+        db.write_bytes(os.urandom(50_000))
+    elif how == "foreign":
+        db.unlink()
+        with sqlite3.connect(db) as connection:
+            connection.execute("CREATE TABLE notes (text)")
+    else:
+        raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["empty", "half", "garbage", "foreign"])
+def test_damaged_registry_is_named_and_left_untouched(registered_home, how):
+    db = registered_home.home / "mlflow.db"
+    _damage(db, how)
+    before = db.read_bytes()
+
+    listed = runner.invoke(app, ["models", "--home", str(registered_home.home)])
+
+    assert listed.exit_code == 2, listed.output
+    assert not isinstance(listed.exception, Exception) or isinstance(listed.exception, SystemExit)
+    assert "Traceback" not in listed.output
+    assert str(db) in listed.output.replace("\n", "")
+    assert "Restore mlflow.db from a backup" in listed.output.replace("\n", " ")
+    assert "No registered models" not in listed.output
+    assert db.read_bytes() == before  # no fresh schema written over it
+    # the engine refuses too (a run's steps go through registry.configure)
+    with pytest.raises(RegistryError, match="mlflow.db"):
+        registry.configure(registered_home)
+    assert db.read_bytes() == before
+
+
+def test_truncated_registry_through_the_installed_command(registered_home):
+    db = registered_home.home / "mlflow.db"
+    _damage(db, "empty")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AUTOKFP_"))}
+    done = subprocess.run([str(AUTOKFP_BIN), "models", "--home", str(registered_home.home)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is empty (0 bytes)" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert db.stat().st_size == 0
+
+
+def test_deleted_registry_with_earlier_artifacts_is_refused(registered_home):
+    (registered_home.home / "mlflow.db").unlink()
+    with pytest.raises(RegistryError, match="is missing, but .* holds the artifacts"):
+        check_store(registered_home)
+    assert not (registered_home.home / "mlflow.db").exists()
+
+
+def test_a_new_home_is_not_refused(tmp_path, restore_environ):
+    settings = _fresh_settings(tmp_path / "new-home")
+    settings.ensure_local_dirs()  # empty folders, no mlflow.db yet
+    check_store(settings)
+
+
+def _versions(home: Path) -> list[dict]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AUTOKFP_"))}
+    done = subprocess.run([str(AUTOKFP_BIN), "models", "--json", "--home", str(home)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)[0]["versions"]
+
+
+def test_a_moved_home_reads_its_own_artifacts(registered_home, tmp_path):
+    moved = tmp_path / "elsewhere" / "home"
+    moved.parent.mkdir()
+    shutil.move(str(registered_home.home), moved)
+
+    (version,) = _versions(moved)
+
+    assert version["source"].startswith(str(moved) + "/"), version["source"]
+    assert (Path(version["source"]) / "weights.txt").read_text() == "weights of one\n"
+
+
+def test_a_copied_home_writes_into_the_copy_only(registered_home, tmp_path):
+    original = registered_home.home
+    copy = tmp_path / "copy-of-home"
+    shutil.copytree(original, copy)
+    files_before = sorted(str(p.relative_to(original)) for p in original.rglob("*"))
+
+    settings = _fresh_settings(copy)
+    _register(settings, tmp_path / "packages", "two")
+    versions = _versions(copy)
+
+    assert [v["version"] for v in versions] == ["2", "1"]
+    for version in versions:
+        assert version["source"].startswith(str(copy) + "/"), version["source"]
+        assert Path(version["source"]).is_dir()
+    # the original home did not gain a run, an artifact or a version
+    assert sorted(str(p.relative_to(original)) for p in original.rglob("*")) == files_before
+    with sqlite3.connect(original / "mlflow.db") as connection:
+        assert connection.execute("SELECT version FROM model_versions").fetchall() == [(1,)]
