@@ -103,7 +103,6 @@ def _run(config: Any, settings: Any, verbose: bool) -> Any:
     import time
 
     from autokfp.edge.local import run_training
-
     from autokfp.modeling.registry_store import open_store
 
     with console.status("[bold]checking the data...", spinner="dots"):
