@@ -207,6 +207,13 @@ class SelectionSpec(_Strict):
         description="paired-bootstrap probability that the challenger is better, required to replace a champion",
     )
     bootstrap_samples: int = Field(default=500, ge=50, le=10_000)
+    baseline_margin: float = Field(
+        default=0.02, ge=0.0, le=0.5,
+        description="a first model (no champion yet) must beat the trivial baseline (the class "
+                    "prior, or the mean) on the held-out rows by this much in the primary "
+                    "metric (points of auc/accuracy/f1/r2; a fraction of the baseline's "
+                    "logloss/rmse/mae), with `confidence`, or it is not made champion",
+    )
     feature_selection: Literal["importance", "off"] = Field(
         default="importance",
         description="importance: drop features that a quick model finds useless (permutation "

@@ -154,8 +154,15 @@ def compare_to_champion(
     samples: int,
     seed: int = 0,
     champion_version: str | None = None,
+    baseline_margin: float = 0.02,
 ) -> Comparison:
-    """Paired bootstrap on the same rows: is the challenger better beyond noise?"""
+    """Paired bootstrap on the same rows: is the challenger better beyond noise?
+
+    Without a champion, the challenger is compared with the trivial baseline instead (the
+    class prior, or the mean for regression): a first model must beat it by more than
+    ``baseline_margin`` (see ``required_margin``) in at least ``confidence`` of the bootstrap
+    samples, or it is not made champion.
+    """
     task = meta["task"]
     if task == "regression":
         truth = y.astype("float64").to_numpy()
@@ -169,9 +176,78 @@ def compare_to_champion(
         b = None if champion is None else probability_matrix(champion, meta)[keep]
     challenger_score = metric_value(metric, truth, a, task)
     if b is None:
-        return Comparison(metric=metric, challenger=challenger_score, champion=None, promote=True,
-                          reason="no current champion: the first model becomes champion")
+        return _compare_to_baseline(truth, a, challenger_score, task, metric, baseline_margin,
+                                    confidence, samples, seed)
     champion_score = metric_value(metric, truth, b, task)
+    improvement, p_better, low, high, count = _paired_bootstrap(truth, a, b, task, metric,
+                                                                samples, seed)
+    promote = improvement > min_improvement and p_better >= confidence
+    if promote:
+        reason = (f"challenger {metric} {challenger_score:.4f} beats champion {champion_score:.4f} "
+                  f"(improvement {improvement:+.4f}, P(better) {p_better:.2f} >= {confidence})")
+    else:
+        reason = (f"champion kept: challenger {metric} {challenger_score:.4f} vs champion "
+                  f"{champion_score:.4f} (improvement {improvement:+.4f}, P(better) {p_better:.2f}; "
+                  f"needs > {min_improvement} and >= {confidence})")
+    return Comparison(metric=metric, challenger=challenger_score, champion=champion_score,
+                      improvement=improvement, probability_better=p_better,
+                      bootstrap_samples=count, ci_low=low, ci_high=high, promote=promote,
+                      reason=reason, champion_version=champion_version)
+
+
+def baseline_scores(truth: np.ndarray, task: str, classes: int) -> np.ndarray:
+    """The trivial model's predictions on ``truth``'s rows: the class prior, or the mean."""
+    if task == "regression":
+        return np.full(len(truth), float(np.mean(truth)) if len(truth) else 0.0)
+    counts = np.bincount(truth, minlength=classes).astype("float64") + 0.5  # no zero probability
+    return np.tile(counts / counts.sum(), (len(truth), 1))
+
+
+def required_margin(metric: str, baseline: float, margin: float) -> float:
+    """How much better than the baseline a first model must be, in the metric's own units.
+
+    Bounded scores (auc, accuracy, f1, r2) need ``margin`` points more; error metrics (logloss,
+    rmse, mae) need ``margin`` of the baseline's error less.
+    """
+    if metric in ("logloss", "rmse", "mae"):
+        return margin * abs(baseline)
+    return margin
+
+
+def _compare_to_baseline(truth: np.ndarray, a: np.ndarray, challenger_score: float, task: str,
+                         metric: str, margin: float, confidence: float, samples: int,
+                         seed: int) -> Comparison:
+    classes = 1 if task == "regression" else a.shape[1]
+    baseline = baseline_scores(truth, task, classes)
+    baseline_score = metric_value(metric, truth, baseline, task)
+    needed = required_margin(metric, baseline_score, margin)
+    improvement, p_better, low, high, count = _paired_bootstrap(truth, a, baseline, task, metric,
+                                                                samples, seed, by=needed)
+    name = "the mean" if task == "regression" else "the class prior"
+    figures = (f"{metric} {challenger_score:.4f} vs {baseline_score:.4f} for {name} on the same "
+               f"{len(truth)} held-out rows (improvement {improvement:+.4f}, needs > {needed:.4f} "
+               f"with P {p_better:.2f}, needs >= {confidence})")
+    promote = improvement > needed and p_better >= confidence
+    if promote:
+        reason = f"no current champion: the first model becomes champion; it beats {name}: {figures}"
+    else:
+        reason = (f"not made champion: the first model does not beat the trivial baseline: "
+                  f"{figures}. The features may carry no signal for the target, or the data is "
+                  f"mislabelled or too small; check them (or lower "
+                  f"selection.baseline_margin, now {margin})")
+    return Comparison(metric=metric, challenger=challenger_score, champion=None,
+                      improvement=improvement, probability_better=p_better,
+                      bootstrap_samples=count, ci_low=low, ci_high=high, promote=promote,
+                      reason=reason, extra={"baseline": {"name": name, metric: baseline_score,
+                                                         "required_improvement": needed,
+                                                         "passed": promote}})
+
+
+def _paired_bootstrap(truth: np.ndarray, a: np.ndarray, b: np.ndarray, task: str, metric: str,
+                      samples: int, seed: int, by: float = 0.0
+                      ) -> tuple[float, float, float | None, float | None, int]:
+    """Improvement of ``a`` over ``b``, P(a better by more than ``by``), its 90% interval and
+    the sample count."""
     sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
     rng = np.random.default_rng(seed)
     diffs = []
@@ -183,21 +259,10 @@ def compare_to_champion(
         diffs.append(sign * (metric_value(metric, truth[idx], a[idx], task)
                              - metric_value(metric, truth[idx], b[idx], task)))
     diffs_arr = np.asarray(diffs)
-    improvement = sign * (challenger_score - champion_score)
-    p_better = float(np.mean(diffs_arr > 0)) if len(diffs_arr) else 0.0
+    improvement = sign * (metric_value(metric, truth, a, task) - metric_value(metric, truth, b, task))
+    p_better = float(np.mean(diffs_arr > by)) if len(diffs_arr) else 0.0
     low, high = (np.quantile(diffs_arr, [0.05, 0.95]).tolist() if len(diffs_arr) else (None, None))
-    promote = improvement > min_improvement and p_better >= confidence
-    if promote:
-        reason = (f"challenger {metric} {challenger_score:.4f} beats champion {champion_score:.4f} "
-                  f"(improvement {improvement:+.4f}, P(better) {p_better:.2f} >= {confidence})")
-    else:
-        reason = (f"champion kept: challenger {metric} {challenger_score:.4f} vs champion "
-                  f"{champion_score:.4f} (improvement {improvement:+.4f}, P(better) {p_better:.2f}; "
-                  f"needs > {min_improvement} and >= {confidence})")
-    return Comparison(metric=metric, challenger=challenger_score, champion=champion_score,
-                      improvement=improvement, probability_better=p_better,
-                      bootstrap_samples=len(diffs_arr), ci_low=low, ci_high=high, promote=promote,
-                      reason=reason, champion_version=champion_version)
+    return float(improvement), p_better, low, high, len(diffs_arr)
 
 
 def rank_key(metric: str, value: float) -> float:

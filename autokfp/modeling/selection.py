@@ -231,9 +231,9 @@ def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any
         truth, best.predictions, champion_predictions, best.meta, metric,
         selection_spec.min_improvement, selection_spec.confidence,
         selection_spec.bootstrap_samples, seed=seed,
-        champion_version=champion_version)
+        champion_version=champion_version, baseline_margin=selection_spec.baseline_margin)
     if note:
-        comparison.reason = note
+        comparison.reason = f"{note}; {comparison.reason}"
     comparison.extra["selected_engine"] = best.engine
     return Selection(metric=metric, candidates=candidates, selected=best,
                      comparison=comparison.to_dict(), champion=champion_info, reason=reason,

@@ -52,8 +52,11 @@ def plan_rollout(cfg: RunConfig, settings: Any, registration: dict[str, Any]) ->
     client = registry.configure(settings)
     champion = registry.champion_version(client, cfg.model_name)
     if champion is None:
-        raise DeploymentError(f"{cfg.model_name}: no champion is registered, so there is nothing "
-                              "to deploy; check the register step's decision")
+        raise DeploymentError(
+            f"{cfg.model_name}: no champion is registered, so there is nothing to deploy. "
+            f"v{registration.get('version')} was registered as "
+            f"{', '.join(registration.get('aliases') or []) or 'a plain version'}: "
+            f"{registration.get('decision') or 'see the register step'}")
     version = str(champion.version)
     new_version = bool(registration["promoted"]) and not registration.get("reused")
     previous = registration.get("replaced_version") if new_version else None
