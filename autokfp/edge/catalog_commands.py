@@ -20,6 +20,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -36,7 +37,7 @@ _STATUS_STYLE = {"new": "blue", "unchanged": "dim", "changed": "yellow", "failed
 
 
 def _fail(error: AutokfpError) -> None:
-    _console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, markup=True,
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True,
                       soft_wrap=True)
     raise typer.Exit(code=error.exit_code)
 
@@ -106,7 +107,7 @@ def _print_crawl(report: Any, settings: Any) -> None:
     if problems:
         _console().print("[bold red]Could not be catalogued:[/]")
         for name, error in problems:
-            _console().print(f"  [red]{name}[/]: {error}", highlight=False, soft_wrap=True)
+            _console().print(f"  [red]{escape(str(name))}[/]: {escape(str(error))}", highlight=False, soft_wrap=True)
     published = report.published or {}
     _console().print(f"Catalog   : {report.catalog}", highlight=False)
     _console().print(f"DataHub   : Lite {settings.catalog_dir / 'datahub-lite.db'} (browse: "

@@ -21,6 +21,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autokfp import __version__
@@ -35,7 +36,7 @@ HomeOption = typer.Option(None, "--home", help="state folder (default: $AUTOKFP_
 
 
 def _fail(error: AutokfpError) -> None:
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code=error.exit_code)
 
 
@@ -180,6 +181,27 @@ def demo(
     _print_result(result, config, settings, as_json=False)
 
 
+def data_changes(result: Any, config: Any, settings: Any) -> list[str]:
+    """What the run did to the data, from its own audit events (oldest first)."""
+    from autokfp.governance.audit import read_events
+
+    try:
+        events = read_events(settings)[getattr(result, "audit_from", 0):]
+    except AutokfpError:
+        return []
+    lines = []
+    for event in events:
+        if event.get("model") != config.name:
+            continue
+        details = event.get("details") or {}
+        if event.get("kind") == "data.changed":
+            lines += [f"{details.get('step', '?')}: {change}" for change in details.get("changes", [])]
+        elif event.get("kind") == "feature.dropped":
+            lines += [f"engineer-features: dropped column '{column}': {reason}"
+                      for column, reason in (details.get("columns") or {}).items()]
+    return lines
+
+
 def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> None:
     from autokfp.modeling import registry
 
@@ -192,6 +214,7 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> Non
         "seconds": round(result.seconds, 1),
         "registered": result.registration,
         "champion": champion,
+        "data_changes": data_changes(result, config, settings),
         "state": {
             "home": str(settings.home),
             "registry": settings.tracking_uri,
@@ -205,7 +228,8 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> Non
         return
     reg = result.registration
     console.print(f"\n[bold green]Pipeline finished[/] in {result.seconds:.0f}s. Registered "
-                  f"[cyan]{reg['name']}[/] v{reg['version']} ({', '.join(reg['aliases'])}): {reg['decision']}")
+                  f"[cyan]{reg['name']}[/] v{reg['version']} ({', '.join(reg['aliases'])}): "
+                  f"{escape(str(reg['decision']))}")
     if champion:
         table = Table(title=f"champion: {config.name} v{champion['version']}", show_header=True)
         table.add_column("test metric")
@@ -214,6 +238,13 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> Non
             if key.startswith("test_") and key != "test_rows":
                 table.add_row(key[len("test_"):], f"{value:.4f}")
         console.print(table)
+    changes = summary["data_changes"]
+    if changes:
+        console.print(f"What the run did to the data ({len(changes)}; also in 'autokfp audit'):")
+        for line in changes[:30]:
+            console.print(f"  - {escape(line)}", highlight=False)
+        if len(changes) > 30:
+            console.print(f"  ... and {len(changes) - 30} more (autokfp audit --model {config.name})")
     decision = _deploy_decision(result.run_dir)
     if decision:
         console.print(f"Deployment: {decision['outcome']} ({decision['target']}): {decision['reason']}")

@@ -18,6 +18,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autokfp.errors import AutokfpError
@@ -30,7 +31,7 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _fail(error: AutokfpError) -> None:
-    _console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, markup=True,
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True,
                                 soft_wrap=True)
     raise typer.Exit(code=error.exit_code)
 

@@ -38,6 +38,16 @@ class LocalRun:
     seconds: float
     registration: dict[str, Any]
     run_dir: Path | None
+    audit_from: int = 0  # events in the trail before the run (the run's own come after)
+
+
+def _trail_length(settings: Settings) -> int:
+    from autokfp.governance.audit import read_events
+
+    try:
+        return len(read_events(settings))
+    except AutokfpError:
+        return 0
 
 
 def run_training(config: RunConfig, settings: Settings | None = None,
@@ -60,6 +70,7 @@ def run_training(config: RunConfig, settings: Settings | None = None,
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
                raise_on_error=True)
     pipeline = PIPELINES["autonomous-training"]()
+    audit_from = _trail_length(settings)
     started = time.monotonic()
     try:
         if log_path is None:
@@ -73,7 +84,7 @@ def run_training(config: RunConfig, settings: Settings | None = None,
     registration_path = Path(output.output.path)
     registration = json.loads(registration_path.read_text())
     return LocalRun(pipeline="autonomous-training", seconds=seconds, registration=registration,
-                    run_dir=_run_dir(registration_path, settings))
+                    run_dir=_run_dir(registration_path, settings), audit_from=audit_from)
 
 
 @dataclass

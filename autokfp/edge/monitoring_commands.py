@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from autokfp.errors import AutokfpError, ConfigError
 
@@ -123,7 +124,7 @@ def register_commands(app: typer.Typer) -> None:
             settings.ensure_local_dirs()
             settings.export()
         except AutokfpError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=error.exit_code) from None
 
         def once(number: int) -> None:
@@ -162,7 +163,7 @@ def register_commands(app: typer.Typer) -> None:
 
         def failed(number: int, error: AutokfpError) -> None:
             errors.print(
-                f"[bold red]monitoring run {number} failed:[/] {error}",
+                f"[bold red]monitoring run {number} failed:[/] {escape(str(error))}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -221,7 +222,7 @@ def register_commands(app: typer.Typer) -> None:
             )
         except AutokfpError as error:
             Console(stderr=True).print(
-                f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True
+                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
             )
             raise typer.Exit(code=error.exit_code) from None
         if as_json:

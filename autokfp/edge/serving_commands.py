@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from autokfp.errors import AutokfpError, DeploymentError
 
@@ -71,5 +72,5 @@ def register_commands(app: typer.Typer) -> None:
             run_server(local, service, version, port=port, host=host,
                        prediction_log_uri=settings.artifact_root if log_predictions else None)
         except AutokfpError as error:
-            console.print(f"[bold red]error:[/] {error}")
+            console.print(f"[bold red]error:[/] {escape(str(error))}")
             raise typer.Exit(code=2) from None

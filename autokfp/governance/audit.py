@@ -6,9 +6,18 @@ that point and ``verify_trail`` names it. Appends are serialised (a file lock lo
 generation-checked write on GCS), so concurrent pipeline steps cannot fork the chain.
 Events are also mirrored as tags on the MLflow model version they concern.
 
-Kinds used by the platform: ``schema.change_accepted``, ``feature.dropped``,
-``model.selected``, ``model.registered``, ``bias.mitigated``, ``deploy.promoted``,
-``deploy.rolled_back``, ``retrain.triggered``, ``retrain.skipped``, ``approval.granted``.
+A hash chain alone cannot show that its end was cut off, that the file was deleted, or
+that it was rewritten with every hash recomputed. So the head of the chain (its last
+``seq`` and ``hash``) is anchored outside the trail, in the registry: a tag ``audit.head``
+on the MLflow experiment ``autokfp-audit``, plus ``audit.last_hash`` on each model version
+an event concerns. ``verify_trail`` checks the chain against both anchors.
+
+Kinds used by the platform: ``data.changed`` (every automatic change to the data: a
+detected delimiter or encoding, a renamed duplicate header, dropped rows),
+``schema.change_accepted``, ``feature.dropped`` (with the reason: an id, a leak, a
+constant...), ``model.selected``, ``model.registered``, ``model.challenger_kept``,
+``bias.mitigated``, ``deploy.promoted``, ``deploy.rolled_back``, ``retrain.triggered``,
+``retrain.skipped``, ``approval.granted``.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from autokfp.settings import Settings
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
+ANCHOR_EXPERIMENT = "autokfp-audit"
+ANCHOR_TAG = "audit.head"
 
 
 class AuditError(AutokfpError):
@@ -84,6 +95,8 @@ def record_event(kind: str, details: dict[str, Any] | None = None, model: str | 
         return event
 
     storage.append_jsonl(uri, build)
+    if mirror_to_mlflow:
+        _anchor(created, settings)
     if mirror_to_mlflow and model and version:
         _mirror(created, settings)
     log.info("audit #%s %s %s v%s", created["seq"], kind, model or "", version or "")
@@ -100,6 +113,71 @@ def _mirror(event: dict[str, Any], settings: Settings | None) -> None:
         client.set_model_version_tag(event["model"], event["version"], "audit.last_hash", event["hash"])
     except Exception as exc:  # noqa: BLE001 - the trail is the record; the mirror is a convenience
         log.warning("audit event #%s not mirrored to MLflow: %s", event.get("seq"), exc)
+
+
+def _anchor_experiment(client: Any, create: bool) -> Any | None:
+    experiment = client.get_experiment_by_name(ANCHOR_EXPERIMENT)
+    if experiment is None and create:
+        try:
+            client.create_experiment(ANCHOR_EXPERIMENT)
+        except Exception:  # noqa: BLE001 - a concurrent step may have created it first
+            pass
+        experiment = client.get_experiment_by_name(ANCHOR_EXPERIMENT)
+    return experiment
+
+
+def _anchor(event: dict[str, Any], settings: Settings | None) -> None:
+    """Record the chain's new head in the registry (only ever forward: a step that appended
+    earlier but anchors later must not move the anchor back)."""
+    try:
+        from autokfp.modeling import registry
+
+        client = registry.configure(settings)
+        experiment = _anchor_experiment(client, create=True)
+        current = read_anchor(settings, client=client, experiment=experiment)
+        if current is not None and int(current["seq"]) >= int(event["seq"]):
+            return
+        head = json.dumps({"seq": event["seq"], "hash": event["hash"], "trail": trail_uri(settings),
+                           "at": event["timestamp"]})
+        client.set_experiment_tag(experiment.experiment_id, ANCHOR_TAG, head)
+    except Exception as exc:  # noqa: BLE001 - the event is written; say the anchor lags
+        log.warning("audit event #%s not anchored in the registry (verification will only cover "
+                    "the chain up to the last anchored event): %s", event.get("seq"), exc)
+
+
+def read_anchor(settings: Settings | None = None, client: Any = None,
+                experiment: Any = None) -> dict[str, Any] | None:
+    """The head of the chain as last anchored in the registry, or None (never anchored)."""
+    if client is None:
+        from autokfp.modeling import registry
+        from autokfp.modeling.registry_store import sqlite_path
+
+        settings = settings or Settings.from_env()
+        path = sqlite_path(settings.tracking_uri)
+        if path is not None and not path.exists():
+            return None  # no registry, so nothing was ever anchored
+        client = registry.configure(settings)
+    if experiment is None:
+        experiment = _anchor_experiment(client, create=False)
+    if experiment is None:
+        return None
+    experiment = client.get_experiment(experiment.experiment_id)  # fresh tags
+    raw = (experiment.tags or {}).get(ANCHOR_TAG)
+    return json.loads(raw) if raw else None
+
+
+def _version_anchors(settings: Settings | None) -> list[tuple[str, str, str]]:
+    """(model, version, hash) of every model version's ``audit.last_hash`` tag."""
+    from autokfp.modeling import registry
+
+    client = registry.configure(settings)
+    found = []
+    for model in client.search_registered_models():
+        for version in client.search_model_versions(f"name = '{model.name}'"):
+            digest = version.tags.get("audit.last_hash")
+            if digest:
+                found.append((model.name, str(version.version), digest))
+    return found
 
 
 def read_events(settings: Settings | None = None) -> list[dict[str, Any]]:
@@ -126,12 +204,52 @@ class Verification:
 
 
 def verify_trail(settings: Settings | None = None) -> Verification:
-    """Recompute the chain; name the first event that was edited, reordered or deleted."""
+    """Recompute the chain; name the first event that was edited, reordered or deleted; then
+    check the chain against the head anchored in the registry (a truncated, emptied,
+    deleted or wholly rewritten trail)."""
     try:
         events = read_events(settings)
     except AuditError as exc:
         return Verification(ok=False, events=0, problems=[str(exc)])
-    problems = []
+    problems = _chain_problems(events)
+    if not problems:
+        problems = _anchor_problems(events, settings)
+    return Verification(ok=not problems, events=len(events), problems=problems)
+
+
+def _anchor_problems(events: list[dict[str, Any]], settings: Settings | None) -> list[str]:
+    try:
+        anchor = read_anchor(settings)
+        versions = [] if anchor is None else _version_anchors(settings)
+    except Exception as exc:  # noqa: BLE001 - an unreadable registry is a finding, not a crash
+        return [f"the registry holding the trail's anchor cannot be read ({exc}); the trail "
+                "cannot be checked for truncation or a rewrite"]
+    if anchor is None:
+        return []
+    seq, digest = int(anchor["seq"]), str(anchor["hash"])
+    if len(events) < seq:
+        missing = seq - len(events)
+        what = ("the trail is empty or was deleted" if not events else
+                f"the last {missing} event(s) were deleted or the file was truncated")
+        return [f"the registry's anchor records {seq} events (head {digest[:16]}...) but the "
+                f"trail {trail_uri(settings)} holds {len(events)}: {what}. Restore the trail "
+                "from a backup; the registry's audit.* tags on model versions list what "
+                "happened"]
+    if events[seq - 1].get("hash") != digest:
+        return [f"event #{seq} ({events[seq - 1].get('kind', '?')}) does not match the head "
+                f"anchored in the registry ({digest[:16]}...): the trail was rewritten (its "
+                "hashes recomputed) or replaced. Restore it from a backup"]
+    known = {e.get("hash") for e in events}
+    for model, version, version_hash in versions:
+        if version_hash not in known:
+            return [f"{model} v{version}'s audit.last_hash ({version_hash[:16]}...) is not in the "
+                    "trail: events about it were removed or rewritten. Restore the trail from a "
+                    "backup"]
+    return []
+
+
+def _chain_problems(events: list[dict[str, Any]]) -> list[str]:
+    problems: list[str] = []
     previous_hash = GENESIS
     for position, event in enumerate(events, start=1):
         label = f"event #{event.get('seq', '?')} ({event.get('kind', '?')}, line {position})"
@@ -146,7 +264,7 @@ def verify_trail(settings: Settings | None = None) -> Verification:
         previous_hash = event.get("hash", "")
         if problems:
             break  # everything after the first break is unverifiable
-    return Verification(ok=not problems, events=len(events), problems=problems)
+    return problems
 
 
 def events_for(model: str | None = None, version: str | int | None = None,

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from autokfp.config import RunConfig
-from autokfp.steps.io import read_config, write_parquet, write_text
+from autokfp.steps.io import read_config, record_data_changes, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
     from autokfp.catalog.crawl import catalog_proposals, check_training_schema, crawl_sources
     from autokfp.catalog.datahub import dataset_urn, write_metadata
     from autokfp.catalog.discovery import load_dataset
+    from autokfp.catalog.sources.files import DATA_CHANGES
 
     cfg = read_config(config)
     report = crawl_sources(cfg, training=cfg.training)
@@ -36,6 +37,8 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
         log.warning("discovery could not read %s: %s", dataset_id, error)
     check_training_schema(report, cfg.training.dataset)
     frame, schema = load_dataset(cfg, cfg.training.dataset)
+    changes = list(frame.attrs.pop(DATA_CHANGES, []))
+    record_data_changes(cfg.model_name, "discover", changes, dataset=schema.dataset_id)
     crawled = next((d for d in report.found if d.ok and d.dataset_id == schema.dataset_id), None)
     if crawled is not None:
         schema.catalog = dict(crawled.schema.catalog)
@@ -53,4 +56,5 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
         "fingerprint": schema.fingerprint,
         "schema_version": schema.catalog.get("schema_version"),
         "accepted_schema_version": schema.catalog.get("accepted_version"),
+        "data_changes": changes,
     }

@@ -9,7 +9,13 @@ from typing import Any
 import pandas as pd
 
 from autokfp.config import RunConfig
-from autokfp.steps.io import read_config, write_parquet, write_text
+from autokfp.steps.io import (
+    read_config,
+    record_data_changes,
+    record_event,
+    write_parquet,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,12 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
     id_column = cfg.training.id_column or next(
         (c.name for c in schema.columns if c.semantic_type == "id"), None)
     task = infer_task(frame[target], cfg.training.task)
+    unlabelled = int(frame[target].isna().sum())
+    if unlabelled:
+        record_data_changes(cfg.model_name, "engineer-features", [
+            f"{unlabelled} of {len(frame)} rows have no value in target '{target}' and were "
+            "left out of training and testing"], dataset=schema.dataset_id,
+            rows_dropped=unlabelled)
     train, test = split_holdout(frame, cfg.split.test_fraction, cfg.split.seed, id_column, target)
     classes = None
     if task != "regression":
@@ -56,6 +68,11 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
         select_features(plan, train, max_features=cfg.budget.max_features,
                         drop_useless=cfg.selection.feature_selection == "importance",
                         seed=cfg.split.seed)
+    if plan.dropped:
+        # one event for the step (a wide table can drop thousands of columns)
+        record_event("feature.dropped", {"dataset": schema.dataset_id,
+                                         "columns": {str(c): str(r) for c, r in plan.dropped.items()}},
+                     cfg.model_name)
     write_parquet(train_path, train)
     write_parquet(test_path, test)
     write_text(plan_path, plan.to_json())
@@ -63,7 +80,7 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
         write_text(report_path, _feature_report(plan, schema.dataset_id, len(train), len(test)))
     return {"task": task, "train_rows": len(train), "test_rows": len(test),
             "features": len(plan.feature_columns), "dropped": len(plan.dropped),
-            "id_column": id_column or ""}
+            "id_column": id_column or "", "unlabelled_rows": unlabelled}
 
 
 def _feature_report(plan: Any, dataset_id: str, train_rows: int, test_rows: int) -> str:

@@ -98,3 +98,13 @@ def record_event(kind: str, details: dict[str, Any], model: str, version: str | 
     from autokfp.governance import audit
 
     audit.record_event(kind, details, model=model, version=version)
+
+
+def record_data_changes(model: str, step: str, changes: list[str], **details: Any) -> None:
+    """Every automatic change a step made to the data: a warning in the log and one audit
+    event (``data.changed``), which the run summary lists."""
+    if not changes:
+        return
+    for change in changes:
+        log.warning("%s: %s", step, change)
+    record_event("data.changed", {"step": step, "changes": list(changes), **details}, model)

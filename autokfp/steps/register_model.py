@@ -52,6 +52,18 @@ def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluati
             artifacts=artifacts,
         )
     result = registered.to_dict()
+    if not registered.reused:
+        from autokfp.steps.io import record_event
+
+        details = {"decision": registered.decision, "aliases": registered.aliases,
+                   "promoted": registered.promoted, "run_id": registered.run_id,
+                   "engine": meta["engine"], "metrics": registered.metrics}
+        record_event("model.registered", details, cfg.model_name, registered.version)
+        if not registered.promoted:
+            record_event("model.challenger_kept", {
+                "reason": registered.decision,
+                "champion": comparison.get("champion_version")}, cfg.model_name,
+                registered.version)
     write_json(registration_path, result)
     _record_model_lineage(cfg, registered, schema, model_path, meta, evaluation)
     return result

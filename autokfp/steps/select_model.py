@@ -62,7 +62,7 @@ def _evaluate(config: dict[str, Any] | RunConfig, candidate_paths: dict[str, str
     selection = select_model(candidates, test, cfg.selection, cfg.split.seed, champion=champion,
                              champion_version=None if current is None else str(current.version))
     if champion_error:
-        selection.comparison["reason"] = champion_error
+        selection.comparison["reason"] = f"{champion_error}; {selection.comparison['reason']}"
     document = evaluation_document(selection, len(test))
     target = selection.selected.meta["target"]
     with tempfile.TemporaryDirectory(prefix="autokfp-plots-") as scratch:
@@ -83,6 +83,15 @@ def _evaluate(config: dict[str, Any] | RunConfig, candidate_paths: dict[str, str
     if model_path:
         copy_selected(selection, model_path)
     write_json(evaluation_path, document)
+    from autokfp.steps.io import record_event
+
+    record_event("model.selected", {
+        "engine": selection.selected.engine, "reason": selection.reason,
+        "metric": selection.metric,
+        "value": document["metrics"].get(selection.metric),
+        "promote": bool(selection.comparison.get("promote")),
+        "decision": selection.comparison.get("reason"),
+        "candidates": {c.engine: c.status for c in selection.candidates}}, cfg.model_name)
     log.info("selected %s: %s; %s", selection.selected.engine, selection.reason,
              selection.comparison.get("reason"))
     return document

@@ -33,9 +33,60 @@ def _restore_index(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+# a frame's attrs key: what reading it changed (the discover step reports and audits it)
+DATA_CHANGES = "autokfp.data_changes"
+CSV_DELIMITERS = (",", ";", "\t", "|")
+
+
+def csv_layout(path: Path, encoding: str, label: str) -> tuple[str, list[str]]:
+    """The delimiter of a CSV file and notes on what reading it will change.
+
+    A header without commas but with a delimiter that every sampled line repeats as often
+    (``;`` from a spreadsheet set to a European locale, tabs, pipes) is read with that
+    delimiter. Column names the header repeats are kept as pandas renames them
+    (``x1``, ``x1.1``), and each rename is noted: both columns stay, under told names.
+    """
+    import csv
+
+    with open(path, encoding=encoding, newline="") as handle:
+        head = handle.read(256 * 1024)
+    lines = [line for line in head.splitlines()[:21] if line.strip()]
+    if len(head) == 256 * 1024 and len(lines) > 1:
+        lines = lines[:-1]  # the last line of the sample may be cut
+    notes: list[str] = []
+    if not lines:
+        return ",", notes
+    sep = ","
+    counts = {d: lines[0].count(d) for d in CSV_DELIMITERS}
+    if counts[","] == 0:
+        steady = [d for d in CSV_DELIMITERS[1:] if counts[d] > 0 and all(
+            line.count(d) == counts[d] for line in lines[1:])]
+        if steady:
+            sep = max(steady, key=lambda d: counts[d])
+            shown = "tab" if sep == "\t" else f"'{sep}'"
+            notes.append(f"'{label}' is delimited by {shown}, not commas (detected from its "
+                         f"header and first {len(lines)} lines); read it so")
+    header = next(csv.reader([lines[0]], delimiter=sep), [])
+    seen: dict[str, int] = {}
+    renamed = []
+    for name in header:
+        if name in seen:
+            seen[name] += 1
+            renamed.append(f"'{name}' -> '{name}.{seen[name]}'")
+        else:
+            seen[name] = 0
+    if renamed:
+        notes.append(f"the header of '{label}' repeats column names; the repeats were renamed "
+                     f"({', '.join(renamed[:20])}{' ...' if len(renamed) > 20 else ''}) so no "
+                     "column is lost; rename them in the file if they mean different things, or "
+                     "drop one")
+    return sep, notes
+
+
 def _read_chunks(path: Path, fmt: str, encoding: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     if fmt == "csv":
-        with pd.read_csv(path, encoding=encoding, chunksize=chunk_rows) as reader:
+        sep, _ = csv_layout(path, encoding, str(path))
+        with pd.read_csv(path, encoding=encoding, chunksize=chunk_rows, sep=sep) as reader:
             yield from reader
     elif fmt == "jsonl":
         with pd.read_json(path, lines=True, encoding=encoding, chunksize=chunk_rows) as reader:
@@ -88,23 +139,31 @@ def _sample_file(
     sample, total = result  # type: ignore[misc]
     if total == 0:
         raise empty_error(label)
+    if fmt == "csv":
+        notes += csv_layout(path, encoding, label)[1]
     return sample, total, encoding
 
 
 def read_file(path: Path, fmt: str, label: str) -> pd.DataFrame:
     """Read a whole local file; DataError names the file and the parser's complaint."""
 
+    layout: list[str] = []
+
     def work(encoding: str) -> pd.DataFrame:
         if fmt == "csv":
-            return pd.read_csv(path, encoding=encoding, low_memory=False)
+            sep, found = csv_layout(path, encoding, label)
+            layout[:] = found
+            return pd.read_csv(path, encoding=encoding, low_memory=False, sep=sep)
         if fmt == "jsonl":
             return pd.read_json(path, lines=True, encoding=encoding)
         return _restore_index(pd.read_parquet(path))
 
-    _, df = _with_encoding(label, fmt, work, [])
+    notes: list[str] = []
+    _, df = _with_encoding(label, fmt, work, notes)
     assert isinstance(df, pd.DataFrame)
     if len(df) == 0:
         raise empty_error(label)
+    df.attrs[DATA_CHANGES] = notes + layout
     return df
 
 
