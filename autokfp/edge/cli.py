@@ -293,7 +293,10 @@ def models(
             metric = version.get("primary_metric") or "auc"
             value = metrics.get(f"test_{metric}")
             primary = "-" if value is None else f"{metric}={value:.4f}"
-            table.add_row(version["version"], ", ".join(version["aliases"]) or "-",
+            label = version["version"]
+            if version.get("state") == "incomplete":
+                label += " (incomplete: registration interrupted or running; not usable)"
+            table.add_row(label, ", ".join(version["aliases"]) or "-",
                           version["engine"] or "-", version["dataset"] or "-", primary)
         console.print(table)
 

@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 PACKAGE_HASH_TAG = "autokfp.package_sha256"
+# a version is created with state "registering" and marked "complete" only after its tags,
+# metrics and aliases are set: a crash in between leaves a version that lists as incomplete
+# and that the next registration of the same package removes and redoes
+STATE_TAG, REGISTERING, COMPLETE = "autokfp.state", "registering", "complete"
 
 
 def configure(settings: Settings | None = None) -> Any:
@@ -120,6 +124,11 @@ def register_model(
         raise RegistryError(f"{model_dir} is not an MLflow model folder (no MLmodel file); nothing registered")
     digest = package_hash(model_dir)
     existing = _version_with_hash(client, name, digest)
+    if existing is not None and existing.tags.get(STATE_TAG) == REGISTERING:
+        log.warning("%s v%s was left half-registered by an interrupted run: removing it and "
+                    "registering the package again", name, existing.version)
+        client.delete_model_version(name, existing.version)
+        existing = None
     if existing is not None:
         log.info("package already registered as %s v%s: reusing it", name, existing.version)
         # search results carry no aliases; only a direct lookup does
@@ -145,7 +154,7 @@ def register_model(
             if Path(path).exists():
                 mlflow.log_artifact(str(path), artifact_path=artifact_name)
     version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name,
-                                    tags={PACKAGE_HASH_TAG: digest})
+                                    tags={PACKAGE_HASH_TAG: digest, STATE_TAG: REGISTERING})
     for key, value in {**{k: str(v) for k, v in tags.items()}, "decision": decision}.items():
         client.set_model_version_tag(name, version.version, key, value[:5000])
     for key, value in metrics.items():
@@ -161,6 +170,7 @@ def register_model(
     else:
         client.set_registered_model_alias(name, CHALLENGER, version.version)
         aliases.append(CHALLENGER)
+    client.set_model_version_tag(name, version.version, STATE_TAG, COMPLETE)
     log.info("registered %s v%s (%s): %s", name, version.version, ",".join(aliases), decision)
     return RegisteredVersion(name=name, version=str(version.version), run_id=run.info.run_id,
                              aliases=aliases, promoted=promote, decision=decision,
@@ -201,6 +211,8 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
                 "decision": mv.tags.get("decision"),
                 "primary_metric": mv.tags.get("primary_metric"),
                 "metrics": metrics,
+                # versions from before the state tag are complete
+                "state": "incomplete" if mv.tags.get(STATE_TAG) == REGISTERING else COMPLETE,
             })
         versions.sort(key=lambda v: int(v["version"]), reverse=True)
         aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
