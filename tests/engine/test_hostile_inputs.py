@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from autokfp.catalog.discovery import DATA_CHANGES, load_dataset
+from autokfp.catalog.discovery import load_dataset
+from autokfp.catalog.sources.files import DATA_CHANGES
 from autokfp.config import parse_config
 from autokfp.edge.cli import app, data_changes
 from autokfp.governance import audit
