@@ -549,12 +549,44 @@ def parse_config(data: Any, origin: str = "config") -> RunConfig:
     """Validate a mapping into a RunConfig; raise ConfigError listing every bad field."""
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    if len(data) > MAX_TOP_LEVEL_KEYS:
+        raise ConfigError(f"{origin} has {len(data)} top-level settings; a run config has at most "
+                          f"{MAX_TOP_LEVEL_KEYS} (name, sources, training, budget...): it is not a "
+                          "run config, or was generated wrongly")
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(e, RunConfig) for e in exc.errors()]
-        listing = "\n  - ".join(lines)
-        raise ConfigError(f"{origin} has {len(lines)} invalid setting(s):\n  - {listing}") from None
+        count = exc.error_count()
+        lines = [_describe(e, RunConfig) for e in exc.errors()[:MAX_LISTED_ERRORS]]
+        if count > len(lines):
+            lines.append(f"... and {count - len(lines)} more")
+        listing = "\n  - ".join(line[:500] for line in lines)
+        raise ConfigError(f"{origin} has {count} invalid setting(s):\n  - {listing}") from None
+
+
+# Each pipeline task receives the whole config on its command line, and Linux caps one
+# argument at 128 KiB (MAX_ARG_STRLEN); larger configs are refused here, before any step.
+MAX_CONFIG_JSON_BYTES = 96 * 1024
+MAX_CONFIG_FILE_BYTES = 1024 * 1024
+MAX_TOP_LEVEL_KEYS = 100
+MAX_LISTED_ERRORS = 20
+
+
+def check_config_size(config: RunConfig, origin: str) -> None:
+    """Refuse a config too large to travel to the pipeline's tasks, naming the largest parts."""
+    import json
+
+    data = config.to_dict()
+    size = len(json.dumps(data, default=str).encode("utf-8"))
+    if size <= MAX_CONFIG_JSON_BYTES:
+        return
+    parts = sorted(((len(json.dumps(v, default=str)), k) for k, v in data.items()), reverse=True)
+    largest = ", ".join(f"{k} ({n // 1024} KiB)" for n, k in parts[:3])
+    raise ConfigError(f"{origin} is {size // 1024} KiB as JSON; a run config can be at most "
+                      f"{MAX_CONFIG_JSON_BYTES // 1024} KiB because every pipeline task receives "
+                      f"it on its command line. The largest parts: {largest}. Shorten long texts "
+                      "(e.g. governance intended use) or long lists (categories, ranges), or "
+                      "keep them in a file the config points to")
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -566,7 +598,8 @@ def _resolve_relative(config: RunConfig, base: Path) -> RunConfig:
             source.path = str((base / source.path).resolve())
         if isinstance(source, SqlSource) and source.url.startswith("sqlite:///"):
             db_path = source.url[len("sqlite:///"):]
-            if db_path and not db_path.startswith("/") and db_path != ":memory:":
+            # a path that starts with ${VAR} is the variable's business (expanded at use)
+            if db_path and not db_path.startswith(("/", "${")) and db_path != ":memory:":
                 source.url = "sqlite:///" + str((base / db_path).resolve())
     labels = config.monitoring.labels
     if labels.path and "://" not in labels.path and not Path(labels.path).is_absolute():
@@ -579,7 +612,19 @@ def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file '{path}' does not exist; pass the path of a YAML run config")
-    text = path.read_text(encoding="utf-8")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_FILE_BYTES:
+        raise ConfigError(f"config file '{path}' is {size // 1024} KiB; a run config is at most "
+                          f"{MAX_CONFIG_FILE_BYTES // 1024} KiB (its JSON form at most "
+                          f"{MAX_CONFIG_JSON_BYTES // 1024} KiB): is it the right file?")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte 0x{raw[exc.start]:02x} "
+                          f"on line {line}); save it as UTF-8 (most editors: 'Save with "
+                          "encoding')") from None
     if not text.strip():
         raise ConfigError(f"config file '{path}' is empty; see examples/churn.yaml for a complete one")
     try:
@@ -589,6 +634,7 @@ def load_config(path: str | Path) -> RunConfig:
     if data is None:  # only comments
         raise ConfigError(f"config file '{path}' is empty; see examples/churn.yaml for a complete one")
     config = parse_config(data, origin=str(path))
+    check_config_size(config, f"config file '{path}'")
     return _resolve_relative(config, path.parent.resolve())
 
 
