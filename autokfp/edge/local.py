@@ -23,6 +23,7 @@ from typing import Any
 
 from autokfp.config import RunConfig
 from autokfp.errors import AutokfpError
+from autokfp.lifeline import RUNNER_ENV
 from autokfp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def run_training(config: RunConfig, settings: Settings | None = None,
     settings = settings or Settings.from_env()
     settings.ensure_local_dirs()
     settings.export()  # tasks are subprocesses: they read the same state from the env
+    os.environ[RUNNER_ENV] = str(os.getpid())  # tasks stop when this process is gone
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
                raise_on_error=True)
     pipeline = PIPELINES["autonomous-training"]()
@@ -115,6 +117,7 @@ def run_monitoring(config: RunConfig, settings: Settings | None = None, window_e
     settings = settings or Settings.from_env()
     settings.ensure_local_dirs()
     settings.export()
+    os.environ[RUNNER_ENV] = str(os.getpid())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
                raise_on_error=True)
     pipeline = PIPELINES["drift-monitoring"]()

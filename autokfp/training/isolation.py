@@ -154,8 +154,22 @@ def _kill_listed(pids: Path) -> None:
             continue
 
 
+def _orphaned() -> None:
+    """The task that started this engine is gone: stop the JVM and this session."""
+    pids = os.environ.get(CHILD_PIDS_ENV)
+    if pids:
+        _kill_listed(Path(pids))
+    try:
+        os.killpg(os.getpgid(0), signal.SIGKILL)  # this child leads its own session
+    except OSError:
+        pass
+
+
 def _main(request_path: str) -> int:
+    from autokfp.lifeline import watch_parent
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    watch_parent(on_orphaned=_orphaned)
     request = json.loads(Path(request_path).read_text())
     outcome = Path(request["outcome"])
     module_name, _, name = request["function"].partition(":")

@@ -1,0 +1,91 @@
+"""Fault injection: interrupting a run (SIGINT, SIGTERM, kill -9 of the runner) leaves no
+process behind within 10 s.
+
+The process tree is the one ``autokfp run`` builds: the runner starts a task subprocess
+(which imports ``autokfp.steps``, as every component does), the task runs its engine
+through ``run_isolated`` in a child of its own session, and the engine starts a long-lived
+process in yet another session whose command line names h2o, as H2O's JVM does. Every
+process carries a tag in its environment, so leftovers are found wherever they are.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TAG = "AUTOKFP_FAULT_TAG"
+
+RUNNER = """
+import os, subprocess, sys
+os.environ["AUTOKFP_RUNNER_PID"] = str(os.getpid())
+task = subprocess.Popen([sys.executable, "-c", sys.argv[1]])
+task.wait()
+"""
+
+TASK = """
+import autokfp.steps  # what a component imports first
+from autokfp.training.isolation import run_isolated
+run_isolated("tests.faults.test_interrupts:fake_engine", {})
+"""
+
+
+def fake_engine() -> None:
+    """The engine: start a JVM stand-in in its own session, list its pid, then work."""
+    jvm = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "h2o.jar"],
+                           start_new_session=True)
+    with open(os.environ["AUTOKFP_CHILD_PIDS"], "a", encoding="utf-8") as handle:
+        handle.write(f"{jvm.pid}\n")
+    time.sleep(600)
+
+
+def _tagged(tag: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"{TAG}={tag}".encode() in (entry / "environ").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_interrupting_the_runner_leaves_no_process(sig):
+    tag = uuid.uuid4().hex
+    env = {**os.environ, TAG: tag, "PYTHONPATH": str(ROOT)}
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, TASK], cwd=ROOT, env=env,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_tagged(tag)) < 4 and time.monotonic() < deadline:  # runner, task, engine, jvm
+            time.sleep(0.2)
+        assert len(_tagged(tag)) == 4, "the process tree did not come up"
+        time.sleep(1)
+
+        os.kill(runner.pid, sig)
+        runner.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _tagged(tag) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = _tagged(tag)
+        commands = [Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
+                    for p in left if Path(f"/proc/{p}").exists()]
+        assert left == [], f"left behind after {sig.name}: {commands}"
+    finally:
+        for pid in _tagged(tag):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
