@@ -341,7 +341,7 @@ class MonitoringSpec(_Strict):
 
 
 def _default_engines() -> dict[str, Any]:
-    from autokfp.training.registry import default_engines
+    from autokfp.engine_registry import default_engines
 
     return {name: {} for name in default_engines()}
 
@@ -350,7 +350,7 @@ def _validate_engine_settings(name: str, settings: Any) -> Any:
     """``engines.<name>`` -> that engine's own settings model (the engine module owns it)."""
     # The one place the config reaches into the training capability: engines are plug-ins
     # and bring their settings models with them.
-    from autokfp.training.registry import engine_spec
+    from autokfp.engine_registry import engine_spec
 
     try:
         spec = engine_spec(name)
@@ -384,7 +384,7 @@ def _move_legacy_engine_settings(data: Any) -> Any:
     places is an error, and one of an engine that is not configured is dropped."""
     if not isinstance(data, dict) or not isinstance(data.get("budget"), dict):
         return data
-    from autokfp.training.registry import engine_specs
+    from autokfp.engine_registry import engine_specs
 
     legacy = {old: (spec.name, new) for spec in engine_specs().values()
               for old, new in spec.legacy_budget_keys.items()}

@@ -241,7 +241,7 @@ def engine_settings(names: list[str] | None, settings: list[str]) -> dict[str, d
     """``engines`` of the run config from --engines and --engine-setting ENGINE.KEY=VALUE."""
     import yaml
 
-    from autokfp.training.registry import default_engines
+    from autokfp.engine_registry import default_engines
 
     engines: dict[str, dict[str, Any]] = {name: {} for name in (names or default_engines())}
     for item in settings:

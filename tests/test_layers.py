@@ -9,6 +9,8 @@ from __future__ import annotations
 import pkgutil
 from pathlib import Path
 
+import tomllib
+
 import autokfp
 
 try:

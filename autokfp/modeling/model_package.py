@@ -39,7 +39,7 @@ class AutokfpModel(PythonModel):
                    Path(context.artifacts["engine"]))
 
     def _load(self, plan_path: Path, meta_path: Path, engine_dir: Path) -> None:
-        from autokfp.training import get_engine
+        from autokfp.engine_registry import get_engine
 
         self.plan = FeaturePlan.from_json(plan_path.read_text())
         self.meta = json.loads(meta_path.read_text())

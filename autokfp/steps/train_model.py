@@ -82,10 +82,10 @@ def train_model(config: dict[str, Any] | RunConfig, train_path: str, plan_path: 
 def _train_model(cfg: RunConfig, train_path: str, plan_path: str, model_path: str,
            leaderboard_path: str | None, engine: str) -> dict[str, Any]:
     from autokfp import __version__
+    from autokfp.engine_registry import get_engine
     from autokfp.modeling.features import FeaturePlan, apply_features
     from autokfp.modeling.model_package import save_model_package
     from autokfp.modeling.tasks import primary_metric
-    from autokfp.training import get_engine
 
     train = pd.read_parquet(train_path)
     plan = FeaturePlan.from_json(Path(plan_path).read_text())

@@ -44,9 +44,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from autokfp.engine_registry import EngineSpec, register_engine
 from autokfp.errors import DataError, TrainingError
 from autokfp.training.base import EngineResult, EngineSettings, FrameScorer
-from autokfp.training.registry import EngineSpec, register_engine
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ later load a ``Scorer`` from that folder that maps a feature frame to prediction
 model package (``autokfp.modeling.model_package``) wraps any engine's folder plus the
 feature plan into one MLflow pyfunc. An engine is configured by its own settings model
 (an ``EngineSettings``, under ``engines.<name>`` in the run config) and the engine-neutral
-``budget``. Engines register themselves in ``autokfp.training.registry``; selection,
+``budget``. Engines register themselves in ``autokfp.engine_registry``; selection,
 registry and serving need no change for a new one (see docs/training.md, "Adding an engine").
 
 This module only declares the interface: it imports no engine.
@@ -20,20 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+
+from autokfp.engine_registry import EngineSettings
 
 if TYPE_CHECKING:
     from autokfp.config import BudgetSpec
 
-
-class EngineSettings(BaseModel):
-    """Base of every engine's own settings (``engines.<name>`` in the run config).
-
-    Unknown keys are rejected, like everywhere in the config; every field needs a default,
-    so ``engines: {<name>: {}}`` (or the name in a list) runs the engine as shipped.
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+__all__ = ["Engine", "EngineResult", "EngineSettings", "FrameScorer", "Scorer"]
 
 
 class Scorer(Protocol):

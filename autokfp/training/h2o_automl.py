@@ -31,10 +31,10 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import Field
 
+from autokfp.engine_registry import EngineSpec, register_engine
 from autokfp.errors import DataError, TrainingError
 from autokfp.training.base import EngineResult, EngineSettings
 from autokfp.training.mojo import MojoScorer
-from autokfp.training.registry import EngineSpec, register_engine
 
 log = logging.getLogger(__name__)
 

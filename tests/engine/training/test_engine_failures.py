@@ -119,7 +119,7 @@ def test_failing_engine_writes_a_failed_candidate_when_tolerated(config, tmp_pat
                                                                   monkeypatch) -> None:
     import dataclasses
 
-    from autokfp.training import registry
+    from autokfp import engine_registry as registry
 
     class Exploding:
         name = "h2o"

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from autokfp.engine_registry import BUILTIN_ENGINES
 from autokfp.errors import ConfigError, TrainingError
 from autokfp.modeling.features import FeaturePlan, apply_features
 from autokfp.training import Engine, EngineSettings, engine_names, engine_spec, get_engine
-from autokfp.training.registry import BUILTIN_ENGINES
 
 ENGINES = engine_names()
 

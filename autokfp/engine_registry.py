@@ -1,5 +1,10 @@
 """Which training engines exist: each engine module registers itself here.
 
+This sits at the foundation (next to the config, which validates ``engines.<name>`` against
+each engine's settings model) and imports no engine and no capability: built-in engines
+are imported by module name, plugins through their entry points, the first time anyone
+asks for an engine.
+
 An engine is one module that defines its ``Engine`` class and its ``EngineSettings`` model
 and ends with ``register_engine(EngineSpec(...))``. The registry finds engines in two
 places, the first time anyone asks for one:
@@ -13,8 +18,8 @@ places, the first time anyone asks for one:
 
   Loading the entry point imports the module, which registers the engine.
 
-Nothing here imports an engine statically: the interface (``training.base``) and the
-engines depend on this module, never the other way round.
+Nothing here imports an engine statically: the interface (``autokfp.training.base``) and
+the engines depend on this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from autokfp.errors import ConfigError
-from autokfp.training.base import Engine, EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +42,24 @@ ENTRY_POINT_GROUP = "autokfp.engines"
 BUILTIN_ENGINES = ("autokfp.training.h2o_automl", "autokfp.training.autokeras_engine")
 
 
+class EngineSettings(BaseModel):
+    """Base of every engine's own settings (``engines.<name>`` in the run config).
+
+    Unknown keys are rejected, like everywhere in the config; every field needs a default,
+    so ``engines: {<name>: {}}`` (or the name in a list) runs the engine as shipped.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
 @dataclass(frozen=True)
 class EngineSpec:
     """Everything the rest of autokfp needs to know about one engine."""
 
     name: str
-    engine: Callable[[Any], Engine]
-    """The engine class (or factory), called with a validated ``settings`` instance."""
+    engine: Callable[[Any], Any]
+    """The engine class (or factory), called with a validated ``settings`` instance; it
+    implements ``autokfp.training.base.Engine``."""
     settings: type[EngineSettings]
     title: str
     """Human name, e.g. "H2O AutoML" (progress lines, reports)."""
@@ -85,14 +102,25 @@ def _load() -> None:
         _LOADED = True  # set first: an engine module that asks the registry must not recurse
         for module in BUILTIN_ENGINES:
             importlib.import_module(module)
-        from importlib.metadata import entry_points
+        _load_plugins()
 
-        for point in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                point.load()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
-                log.warning("training engine plugin '%s' (%s) could not be loaded: %s: %s",
-                            point.name, point.value, type(exc).__name__, exc)
+
+def refresh_plugins() -> None:
+    """Look for plugin engines again (after installing one into a running process)."""
+    _load()
+    with _LOCK:
+        _load_plugins()
+
+
+def _load_plugins() -> None:
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            point.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
+            log.warning("training engine plugin '%s' (%s) could not be loaded: %s: %s",
+                        point.name, point.value, type(exc).__name__, exc)
 
 
 def engine_specs() -> dict[str, EngineSpec]:
@@ -120,7 +148,7 @@ def engine_spec(name: str) -> EngineSpec:
     return specs[name]
 
 
-def get_engine(name: str, settings: EngineSettings | Mapping[str, Any] | None = None) -> Engine:
+def get_engine(name: str, settings: EngineSettings | Mapping[str, Any] | None = None) -> Any:
     """An instance of engine ``name`` with ``settings`` (its settings model, a mapping, or
     None for the defaults). Scoring needs no settings: ``get_engine(name).load_scorer(...)``."""
     spec = engine_spec(name)
