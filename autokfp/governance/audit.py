@@ -25,11 +25,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from autokfp import storage
 from autokfp.errors import AutokfpError
@@ -44,6 +48,21 @@ ANCHOR_TAG = "audit.head"
 
 class AuditError(AutokfpError):
     """The audit trail cannot be read or does not verify."""
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf → None, numpy scalars → Python (the audit trail refuses NaN)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (datetime, pd.Timestamp)):
+        return value.isoformat()
+    return value
 
 
 def trail_uri(settings: Settings | None = None) -> str:

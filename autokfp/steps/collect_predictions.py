@@ -2,72 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
 
-from autokfp import storage
 from autokfp.config import RunConfig
+from autokfp.monitoring.runs import remember_run_start
 from autokfp.monitoring.window import EMPTY, NO_CHAMPION, OK, TOO_FEW
 from autokfp.settings import Settings
-from autokfp.steps.io import json_safe, read_config, write_stored_json, write_stored_parquet
+from autokfp.steps.io import read_config, write_stored_json, write_stored_parquet
 
 log = logging.getLogger(__name__)
-
-
-def _record_once(
-    kind: str,
-    details: dict[str, Any],
-    model: str,
-    version: str | None,
-    run_id: str,
-    key: str,
-    settings: Settings | None = None,
-) -> dict[str, Any] | None:
-    """Record an audit event unless this run already recorded it (same kind and key)."""
-    from autokfp.governance.audit import read_events, record_event
-
-    if run_id:
-        for event in read_events(settings):
-            if (
-                event.get("run_id") == run_id
-                and event.get("kind") == kind
-                and (event.get("details") or {}).get("key") == key
-            ):
-                return None
-    return record_event(
-        kind,
-        json_safe({**details, "key": key}),
-        model=model,
-        version=version,
-        run_id=run_id or None,
-        settings=settings,
-    )
-
-
-def _run_state_uri(settings: Settings, model: str, run_id: str) -> str:
-    return storage.join(settings.artifact_root, "monitoring", model, "runs", f"{run_id}.json")
-
-
-def _remember_run_start(settings: Settings, model: str, run_id: str, champion_version: str) -> None:
-    """The champion when the run started: the exit handler restores it if a deploy breaks."""
-    if not run_id:
-        return
-    uri = _run_state_uri(settings, model, run_id)
-    if not storage.exists(uri):  # a retried task keeps the first answer
-        storage.write_text(
-            uri,
-            json.dumps(
-                {
-                    "run_id": run_id,
-                    "champion_at_start": champion_version,
-                    "started": datetime.now(timezone.utc).isoformat(),
-                }
-            ),
-        )
 
 
 def collect_predictions(
@@ -116,7 +63,7 @@ def collect_predictions(
         write_stored_parquet(reference_path, pd.DataFrame())
         write_stored_json(collection_path, collection)
         return collection
-    _remember_run_start(settings, cfg.model_name, run_id, champion.version)
+    remember_run_start(settings, cfg.model_name, run_id, champion.version)
     window = read_window(settings.artifact_root, champion.service, champion.version, start, end)
     collection["notes"] += window.notes
     required = list(champion.plan.input_columns)

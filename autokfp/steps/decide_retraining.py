@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from autokfp.config import RunConfig
+from autokfp.monitoring.runs import record_once
 from autokfp.monitoring.window import NO_CHAMPION
 from autokfp.settings import Settings
-from autokfp.steps.collect_predictions import _record_once
 from autokfp.steps.io import read_config, read_json, write_stored_json
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def decide_retraining(
         anomalies=[a["summary"] for a in anomalies.get("anomalies", [])],
     )
     kind = "retrain.triggered" if decision.retrain else "retrain.skipped"
-    _record_once(
+    record_once(
         kind,
         {
             k: result[k]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pandas as pd
+
 from autokfp.config import RunConfig
-from autokfp.monitoring.window import NO_CHAMPION
+from autokfp.monitoring.runs import record_once
+from autokfp.monitoring.window import EMPTY, NO_CHAMPION
 from autokfp.settings import Settings
-from autokfp.steps.collect_predictions import _record_once
 from autokfp.steps.io import json_safe, read_config, read_json, write_stored_json
-from autokfp.steps.measure_performance import _prediction_mean
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def detect_anomalies(
         )
     anomalies = detect_anomalies(history, season=spec.season, threshold=spec.anomaly_threshold)
     for anomaly in anomalies:
-        _record_once(
+        record_once(
             "monitoring.anomaly",
             {**anomaly.to_dict(), "summary": anomaly.describe()},
             cfg.model_name,
@@ -88,3 +89,21 @@ def detect_anomalies(
     summary["record"] = record
     write_stored_json(anomalies_path, summary)
     return summary
+
+
+def _prediction_mean(current_path: str, collection: dict[str, Any]) -> float | None:
+    from autokfp.monitoring.window import OUTPUT_PREFIX
+
+    if collection["status"] in (NO_CHAMPION, EMPTY):
+        return None
+    frame = pd.read_parquet(current_path)
+    if collection["task"] == "binary":
+        column = f"{OUTPUT_PREFIX}probability_{collection['class_labels'][1]}"
+    elif collection["task"] == "regression":
+        column = f"{OUTPUT_PREFIX}prediction"
+    else:
+        return None
+    if column not in frame.columns:
+        return None
+    value = pd.to_numeric(frame[column], errors="coerce").mean()
+    return None if value != value else float(value)

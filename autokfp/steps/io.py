@@ -5,18 +5,16 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import os
 import tempfile
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from autokfp import storage
 from autokfp.config import RunConfig, parse_config
+from autokfp.governance.audit import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +47,6 @@ def write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def json_safe(value: Any) -> Any:
-    """NaN/inf → None, numpy scalars → Python (the audit trail refuses NaN)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (datetime, pd.Timestamp)):
-        return value.isoformat()
-    return value
 
 
 def write_stored_json(path: str | Path, data: Any) -> None:

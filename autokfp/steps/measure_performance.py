@@ -87,21 +87,3 @@ def measure_performance(
     )
     write_stored_json(performance_path, summary)
     return summary
-
-
-def _prediction_mean(current_path: str, collection: dict[str, Any]) -> float | None:
-    from autokfp.monitoring.window import OUTPUT_PREFIX
-
-    if collection["status"] in (NO_CHAMPION, EMPTY):
-        return None
-    frame = pd.read_parquet(current_path)
-    if collection["task"] == "binary":
-        column = f"{OUTPUT_PREFIX}probability_{collection['class_labels'][1]}"
-    elif collection["task"] == "regression":
-        column = f"{OUTPUT_PREFIX}prediction"
-    else:
-        return None
-    if column not in frame.columns:
-        return None
-    value = pd.to_numeric(frame[column], errors="coerce").mean()
-    return None if value != value else float(value)

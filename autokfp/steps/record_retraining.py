@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 from autokfp.config import RunConfig
+from autokfp.monitoring.runs import record_once
 from autokfp.settings import Settings
-from autokfp.steps.collect_predictions import _record_once
 from autokfp.steps.io import read_config, read_json, write_stored_json
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def record_retraining(
                 outcome["reference"] = resolve_reference(cfg, loaded, settings).note
         except Exception as exc:  # noqa: BLE001 - the next monitoring run tries again
             outcome["reference"] = f"not stored yet: {exc}"
-    _record_once(
+    record_once(
         "retrain.completed",
         outcome,
         cfg.model_name,

@@ -147,11 +147,11 @@ def test_only_the_nested_training_tasks_ask_for_a_gpu(compiled):
 def crash_during_deploy(config: dict, run_id: str):
     """Stand-in for a run that promoted v2 in the registry and then crashed in its deploy."""
     from autokfp.modeling import registry
+    from autokfp.monitoring.runs import remember_run_start
     from autokfp.settings import Settings
-    from autokfp.steps.collect_predictions import _remember_run_start
 
     settings = Settings.from_env()
-    _remember_run_start(settings, config["name"], run_id, "1")
+    remember_run_start(settings, config["name"], run_id, "1")
     client = registry.configure(settings)
     client.set_registered_model_alias(config["name"], "previous", "1")
     client.set_registered_model_alias(config["name"], "champion", "2")
