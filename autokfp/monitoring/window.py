@@ -94,6 +94,12 @@ class Champion:
         except ValueError:
             return None
 
+    def summary(self) -> dict[str, Any]:
+        """What a monitoring report says about the champion."""
+        return {"version": self.version, "service": self.service,
+                "registered_at": self.registered_at.isoformat(),
+                "test_metric": self.test_metric, "deployment": self.tags.get("deployment")}
+
 
 def load_champion(model_name: str, settings: Settings | None = None) -> Champion | None:
     """The current champion of ``model_name`` (downloaded from the registry), or None."""
@@ -169,6 +175,39 @@ def _in_dates(uri: str, start: datetime, end: datetime) -> bool:
 
 def _read_parquet(uri: str, columns: list[str] | None = None) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(storage.read_bytes(uri)), columns=columns)
+
+
+def other_version_notes(other_versions: dict[str, dict[str, Any]],
+                        champion: Champion) -> list[str]:
+    """A note per other version that logged rows in the window (they are never compared)."""
+    required = list(champion.plan.input_columns)
+    notes = []
+    for version, seen in other_versions.items():
+        columns = [c for c in seen["columns"]
+                   if not c.startswith(OUTPUT_PREFIX) and c not in LOG_COLUMNS]
+        extra = sorted(set(columns) - set(required) - set(champion.plan.dropped))
+        lacking = sorted(set(required) - set(columns))
+        differs = (
+            f" and other columns (extra {extra}, lacking {lacking})" if extra or lacking else ""
+        )
+        notes.append(
+            f"{seen['rows']} rows in the window were logged by v{version}{differs}; they are not "
+            f"compared: only the champion v{champion.version}'s own predictions are"
+        )
+    return notes
+
+
+def window_status(rows: int, min_rows: int, model: str, version: str, start: datetime,
+                  end: datetime) -> tuple[str, str]:
+    """(status, reason) of a window of ``rows`` predictions: OK, EMPTY or TOO_FEW."""
+    if rows == 0:
+        return EMPTY, (f"no predictions of {model} v{version} were logged "
+                       f"between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC: "
+                       "there is nothing to compare")
+    if rows < min_rows:
+        return TOO_FEW, (f"only {rows} predictions were logged in the window, fewer than "
+                         f"monitoring.min_window_rows ({min_rows}): too few to judge")
+    return OK, f"{rows} predictions of v{version} in the window"
 
 
 def read_window(
@@ -469,6 +508,14 @@ def resolve_reference(
                 "registration (store_reference)"
             ),
         )
+    return _training_reference(config, champion, settings, dataset_id, modified is None)
+
+
+def _training_reference(config: Any, champion: Champion, settings: Settings, dataset_id: str,
+                        change_time_unknown: bool) -> Reference:
+    """The champion's training dataset as its reference (stored when ``reference: auto``)."""
+    spec = config.monitoring
+    uri = reference_uri(settings.artifact_root, champion.name, champion.version)
     from autokfp.catalog.discovery import load_dataset
 
     try:
@@ -491,7 +538,7 @@ def resolve_reference(
             ),
         )
     note = f"training dataset '{dataset_id}' ({len(frame)} rows)"
-    if modified is None:
+    if change_time_unknown:
         note += "; its change time is unknown, taken as unchanged since registration"
     if spec.reference == "auto":  # keep it: later runs compare with the same rows
         store_reference(

@@ -10,7 +10,7 @@ import pandas as pd
 
 from autokfp.config import RunConfig
 from autokfp.monitoring.runs import remember_run_start
-from autokfp.monitoring.window import EMPTY, NO_CHAMPION, OK, TOO_FEW
+from autokfp.monitoring.window import NO_CHAMPION
 from autokfp.settings import Settings
 from autokfp.steps.io import read_config, write_stored_json, write_stored_parquet
 
@@ -30,13 +30,14 @@ def collect_predictions(
     from autokfp.monitoring.quality import check_inputs
     from autokfp.monitoring.window import (
         LABEL_COLUMN,
-        OUTPUT_PREFIX,
         join_labels,
         load_champion,
+        other_version_notes,
         parse_time,
         read_labels,
         read_window,
         resolve_reference,
+        window_status,
     )
 
     cfg = read_config(config)
@@ -52,37 +53,13 @@ def collect_predictions(
     }
     champion = load_champion(cfg.model_name, settings)
     if champion is None:
-        collection.update(
-            status=NO_CHAMPION,
-            rows=0,
-            labelled_rows=0,
-            reason=f"no version of '{cfg.model_name}' holds alias 'champion': there is "
-            "nothing to monitor; train one first (autokfp run CONFIG)",
-        )
-        write_stored_parquet(current_path, pd.DataFrame())
-        write_stored_parquet(reference_path, pd.DataFrame())
-        write_stored_json(collection_path, collection)
-        return collection
+        return _no_champion(cfg.model_name, collection, current_path, reference_path,
+                            collection_path)
     remember_run_start(settings, cfg.model_name, run_id, champion.version)
     window = read_window(settings.artifact_root, champion.service, champion.version, start, end)
     collection["notes"] += window.notes
+    collection["notes"] += other_version_notes(window.other_versions, champion)
     required = list(champion.plan.input_columns)
-    for version, seen in window.other_versions.items():
-        columns = [
-            c
-            for c in seen["columns"]
-            if not c.startswith(OUTPUT_PREFIX)
-            and c not in ("request_id", "model_version", "logged_at")
-        ]
-        extra = sorted(set(columns) - set(required) - set(champion.plan.dropped))
-        lacking = sorted(set(required) - set(columns))
-        differs = (
-            f" and other columns (extra {extra}, lacking {lacking})" if extra or lacking else ""
-        )
-        collection["notes"].append(
-            f"{seen['rows']} rows in the window were logged by v{version}{differs}; they are not "
-            f"compared: only the champion v{champion.version}'s own predictions are"
-        )
     id_column = spec.labels.id_column or cfg.training.id_column
     target = spec.labels.target or cfg.training.target
     labels = read_labels(spec.labels.path, id_column, target)
@@ -92,25 +69,8 @@ def collect_predictions(
         current, required, champion.kinds, reference.frame, spec.max_bad_input_fraction
     )
     rows = len(current)
-    if rows == 0:
-        status, reason = (
-            EMPTY,
-            (
-                f"no predictions of {cfg.model_name} v{champion.version} were logged "
-                f"between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC: "
-                "there is nothing to compare"
-            ),
-        )
-    elif rows < spec.min_window_rows:
-        status, reason = (
-            TOO_FEW,
-            (
-                f"only {rows} predictions were logged in the window, fewer than "
-                f"monitoring.min_window_rows ({spec.min_window_rows}): too few to judge"
-            ),
-        )
-    else:
-        status, reason = OK, f"{rows} predictions of v{champion.version} in the window"
+    status, reason = window_status(rows, spec.min_window_rows, cfg.model_name, champion.version,
+                                   start, end)
     labelled = int(current[LABEL_COLUMN].notna().sum()) if rows else 0
     collection.update(
         status=status,
@@ -120,23 +80,14 @@ def collect_predictions(
         labelled_rows=labelled,
         labels=label_note,
         other_versions=window.other_versions,
-        champion={
-            "version": champion.version,
-            "service": champion.service,
-            "registered_at": champion.registered_at.isoformat(),
-            "test_metric": champion.test_metric,
-            "deployment": champion.tags.get("deployment"),
-        },
+        champion=champion.summary(),
         task=champion.meta["task"],
         primary_metric=champion.meta["primary_metric"],
         class_labels=champion.meta.get("class_labels"),
         kinds=champion.kinds,
         prediction_kinds=champion.prediction_kinds,
-        reference={
-            "source": reference.source,
-            "note": reference.note,
-            "rows": 0 if reference.frame is None else len(reference.frame),
-        },
+        reference={"source": reference.source, "note": reference.note,
+                   "rows": 0 if reference.frame is None else len(reference.frame)},
         quality=quality.to_dict(),
     )
     write_stored_parquet(current_path, current)
@@ -144,12 +95,21 @@ def collect_predictions(
         reference_path, reference.frame if reference.frame is not None else pd.DataFrame()
     )
     write_stored_json(collection_path, collection)
-    log.info(
-        "monitoring %s v%s: %s; labels: %s; reference: %s",
-        cfg.model_name,
-        champion.version,
-        reason,
-        label_note,
-        reference.note,
+    log.info("monitoring %s v%s: %s; labels: %s; reference: %s", cfg.model_name,
+             champion.version, reason, label_note, reference.note)
+    return collection
+
+
+def _no_champion(model: str, collection: dict[str, Any], current_path: str,
+                 reference_path: str, collection_path: str) -> dict[str, Any]:
+    collection.update(
+        status=NO_CHAMPION,
+        rows=0,
+        labelled_rows=0,
+        reason=f"no version of '{model}' holds alias 'champion': there is "
+        "nothing to monitor; train one first (autokfp run CONFIG)",
     )
+    write_stored_parquet(current_path, pd.DataFrame())
+    write_stored_parquet(reference_path, pd.DataFrame())
+    write_stored_json(collection_path, collection)
     return collection
