@@ -153,6 +153,8 @@ def _anchor(event: dict[str, Any], settings: Settings | None) -> None:
 
         client = registry.configure(settings)
         experiment = _anchor_experiment(client, create=True)
+        if experiment is None:
+            raise AuditError(f"experiment '{ANCHOR_EXPERIMENT}' could not be created")
         current = read_anchor(settings, client=client, experiment=experiment)
         if current is not None and int(current["seq"]) >= int(event["seq"]):
             return
