@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.autokfp-installed
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-fast lint layers compile clean distclean
+.PHONY: help install demo test test-fast lint layers lock images compile clean distclean
 
 help:
 	@echo "make demo      create .venv, install, run the training pipeline locally on example data"
@@ -16,13 +16,17 @@ help:
 	@echo "make test-fast the suite without the slow end-to-end runs"
 	@echo "make lint      ruff, the layer contracts (lint-imports) and mypy on autokfp/"
 	@echo "make compile   write every pipeline as KFP YAML into compiled/"
+	@echo "make images    build the runtime, training (GPU) and serving images (Docker)"
+	@echo "make lock      re-resolve constraints.txt after a dependency change"
 	@echo "make clean     remove local state (.autokfp) and compiled YAML"
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every version (the images install with the same file); `make lock`
+# re-resolves it after a change to pyproject.toml's dependencies.
+$(STAMP): pyproject.toml constraints.txt
 	@bash scripts/ensure_java.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade -c constraints.txt pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -44,6 +48,14 @@ test-fast: layers
 lint: layers
 	$(BIN)/ruff check autokfp components pipelines tests scripts
 	$(BIN)/mypy
+
+lock: $(STAMP)
+	$(BIN)/python -m pip install --dry-run --ignore-installed --quiet --report .lock-report.json '.[dev,gpu]'
+	$(BIN)/python scripts/lock_constraints.py .lock-report.json > constraints.txt
+	rm -f .lock-report.json
+
+images: $(STAMP)
+	PYTHON=$(BIN)/python scripts/build_images.sh
 
 compile: $(STAMP)
 	$(BIN)/autokfp compile --out compiled
