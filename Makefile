@@ -8,12 +8,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.autokfp-installed
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-fast lint layers lock images compile clean distclean
+.PHONY: help install demo test test-fast lint layers lock images test-cluster compile clean distclean
 
 help:
 	@echo "make demo      create .venv, install, run the training pipeline locally on example data"
 	@echo "make test      create .venv, install, run the test suite"
 	@echo "make test-fast the suite without the slow end-to-end runs"
+	@echo "make test-cluster  build the images, run the pipelines task by task in them (Docker)"
 	@echo "make lint      ruff, the layer contracts (lint-imports) and mypy on autokfp/"
 	@echo "make compile   write every pipeline as KFP YAML into compiled/"
 	@echo "make images    build the runtime, training (GPU) and serving images (Docker)"
@@ -41,6 +42,10 @@ layers: $(STAMP)
 
 test: layers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the whole loop in containers against real services (needs Docker; see scripts/test_cluster.sh)
+test-cluster: $(STAMP)
+	PYTHON=$(BIN)/python PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/test_cluster.sh
 
 test-fast: layers
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -202,40 +202,7 @@ def test_gpu_check_uses_the_documented_node_settings():
 # --------------------------------------------------------------------------- images
 
 
-def _dockerfile(name: str) -> str:
-    return (ROOT / "images" / name / "Dockerfile").read_text(encoding="utf-8")
-
-
-@pytest.mark.parametrize("name", IMAGES)
-def test_dockerfile_follows_the_house_rules(name):
-    text = _dockerfile(name)
-    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
-    assert users and users[-1].split(":")[0] not in ("root", "0"), "must run as non-root"
-    assert "PYTHONDONTWRITEBYTECODE=1" in text
-    assert "PIP_NO_CACHE_DIR=1" in text
-    assert re.search(r"^ARG VERSION\b", text, re.MULTILINE)
-    assert 'org.opencontainers.image.version="${VERSION}"' in text
-    assert f'org.opencontainers.image.title="autokfp-{name}"' in text
-    assert "COPY dist/autokfp-*.whl" in text and "pip install /tmp/dist/autokfp-*.whl" in text
-    assert "openjdk-17-jre-headless" in text
-    for line in re.findall(r"^(?:ENV|ARG)\s.*$", text, re.MULTILINE):
-        assert not re.search(r"(TOKEN|PASSWORD|SECRET|CREDENTIALS)\w*=", line), line
-
-
-def test_image_specifics():
-    assert re.search(r"^FROM \$\{CUDA_IMAGE\}", _dockerfile("training"), re.MULTILINE)
-    assert "nvidia/cuda:12" in _dockerfile("training")
-    assert "tensorflow[and-cuda]==2.21" in _dockerfile("training")
-    assert 'ENTRYPOINT ["python", "-m", "autokfp.serving"]' in _dockerfile("serving")
-    for name in ("runtime", "serving"):
-        assert "python:3.11-slim" in _dockerfile(name)
-
-
-def test_dockerignore_keeps_local_state_out_but_the_wheel_in():
-    text = (ROOT / ".dockerignore").read_text(encoding="utf-8")
-    lines = [line.strip() for line in text.splitlines() if line.strip()[:1] not in ("", "#")]
-    assert {".venv", ".autokfp", ".git", ".pytest_cache"} <= set(lines)
-    assert not any(line.strip("/") in ("dist", "images") for line in lines)
+# Dockerfile rules: tests/engine/test_images.py
 
 
 def _print_tags(registry: str | None) -> dict[str, str]:

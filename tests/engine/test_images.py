@@ -1,0 +1,175 @@
+"""The Dockerfiles, the build inputs and the lock, checked by construction.
+
+`make test-cluster` builds and runs the runtime, serving and CPU training images; the GPU
+training image (several GB of CUDA wheels) is not built there, so what makes it right is
+checked here: one CUDA stack from tensorflow[and-cuda], the same base and steps as the
+others, pinned by the same constraints file.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = ("runtime", "training", "serving")
+sys.path.insert(0, str(ROOT / "images"))
+from requirements import requirements  # noqa: E402  (images/requirements.py)
+
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
+def _dockerfile(name: str) -> str:
+    return (ROOT / "images" / name / "Dockerfile").read_text(encoding="utf-8")
+
+
+def _instructions(text: str) -> list[str]:
+    """Dockerfile instructions with continuation lines joined, comments dropped."""
+    joined, current = [], ""
+    for line in text.splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        current += line.rstrip("\\").rstrip() + " " if line.rstrip().endswith("\\") else line
+        if not line.rstrip().endswith("\\"):
+            joined.append(current.strip())
+            current = ""
+    return joined
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version.strip()
+    return pins
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_dockerfile_follows_the_house_rules(name):
+    text = _dockerfile(name)
+    steps = _instructions(text)
+    # one stage, on the Python base the build script chooses (the usual one or Debian's)
+    froms = [s for s in steps if s.startswith("FROM ")]
+    assert froms == ["FROM ${PYTHON_IMAGE}"], froms
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in steps
+    # a syntax directive makes BuildKit pull a frontend image from Docker Hub
+    assert not re.search(r"^#\s*syntax=", text, re.MULTILINE)
+    # nothing fetched from outside Debian's mirror and the Python index
+    for step in steps:
+        assert not re.search(r"\b(curl|wget|uv|astral)\b", step), step
+    # non-root, numeric, group 0, group-writable home: works under a random UID in group 0
+    users = [s.split()[1] for s in steps if s.startswith("USER ")]
+    assert users == ["1000:0"], users
+    assert "--gid 0" in text and re.search(r"chmod 2775 [^;]*/home/autokfp", text)
+    assert any(s.startswith("ENV HOME=/home/autokfp ") for s in steps)
+    if name != "serving":  # the KFP v2 launcher writes input artifacts here
+        assert re.search(r"chown 1000:0 /home/autokfp /gcs /minio /s3", text)
+    assert "PYTHONDONTWRITEBYTECODE=1" in text and "PIP_NO_CACHE_DIR=1" in text
+    assert "ARG VERSION=0.0.0" in steps
+    assert 'org.opencontainers.image.version="${VERSION}"' in text
+    assert f'org.opencontainers.image.title="autokfp-{name}"' in text
+    assert "openjdk-17-jre-headless" in text
+    # pinned: every dependency through constraints.txt, then the wheel alone, then pip check
+    install = next(s for s in steps if "-r /tmp/build/requirements.txt" in s)
+    assert "pip install -c /tmp/build/constraints.txt -r /tmp/build/requirements.txt" in install
+    wheel = next(s for s in steps if "/tmp/dist/autokfp-*.whl;" in s)
+    assert "pip install --no-deps /tmp/dist/autokfp-*.whl; pip check;" in re.sub(r"\s+", " ", wheel)
+    assert "|| true" not in text and "pip check ||" not in text
+    # the index's CA bundle and pip.conf come as BuildKit secrets, never as files in a layer
+    assert "--mount=type=secret,id=pip_cert" in install
+    assert not re.search(r"^(COPY|ADD)\s.*(\.crt|\.pem|pip\.conf)", text, re.MULTILINE)
+    for line in re.findall(r"^(?:ENV|ARG)\s.*$", text, re.MULTILINE):
+        assert not re.search(r"(TOKEN|PASSWORD|SECRET|CREDENTIALS|PIP_CERT)\w*=", line), line
+
+
+def test_runtime_and_cpu_training_share_their_layers():
+    """Same text down to the wheel: the CPU training variant reuses the runtime's layers."""
+    def shared(name: str) -> list[str]:
+        steps = _instructions(_dockerfile(name))
+        end = next(i for i, s in enumerate(steps) if "pip check" in s)
+        return [s for s in steps[: end + 1] if not s.startswith("ARG ACCELERATOR=")]
+
+    assert shared("runtime") == shared("training")
+    assert "ARG ACCELERATOR=cpu" in _dockerfile("runtime")
+    assert "ARG ACCELERATOR=gpu" in _dockerfile("training")  # the release image is the GPU one
+
+
+def test_the_gpu_training_image_has_one_cuda_stack_from_tensorflow_wheels():
+    training = _dockerfile("training")
+    assert "gpu) extras=pipelines,gpu" in training and "cpu) extras=pipelines,keras" in training
+    assert "nvidia/cuda" not in training and "CUDA_IMAGE" not in training
+    # the build fails unless the installed TensorFlow is the CUDA build (and, for cpu, is not)
+    assert "tf.test.is_built_with_cuda()" in training
+    gpu = [Requirement(r) for r in requirements(PROJECT, ["pipelines", "gpu"])]
+    tensorflow = [r for r in gpu if canonicalize_name(r.name).startswith("tensorflow")]
+    assert [(r.name, sorted(r.extras)) for r in tensorflow] == [("tensorflow", ["and-cuda"])]
+    assert not any(canonicalize_name(r.name).startswith("nvidia-") for r in gpu), \
+        "CUDA comes only through tensorflow[and-cuda]"
+    cpu = [Requirement(r) for r in requirements(PROJECT, ["pipelines", "keras"])]
+    assert [r.name for r in cpu if r.name.startswith("tensorflow")] == ["tensorflow-cpu"]
+    # both variants get the same Keras stack
+    keras = {r.name: str(r.specifier) for r in gpu if r.name in ("keras", "autokeras")}
+    assert keras == {r.name: str(r.specifier) for r in cpu if r.name in ("keras", "autokeras")}
+
+
+def test_the_serving_image_stays_lean():
+    serving = _dockerfile("serving")
+    assert 'ARG AUTOKFP_EXTRAS=""' in serving
+    assert 'ENTRYPOINT ["python", "-m", "autokfp.serving"]' in serving
+    core = {canonicalize_name(Requirement(r).name) for r in requirements(PROJECT, [])}
+    heavy = {"kfp", "kfp-kubernetes", "acryl-datahub", "evidently", "tensorflow",
+             "tensorflow-cpu", "autokeras", "keras", "mlflow", "shap", "fairlearn"}
+    assert not core & heavy, core & heavy
+    assert {"kserve", "mlflow-skinny", "h2o", "jpype1"} <= core
+
+
+def test_every_requirement_is_pinned_by_a_version_it_allows():
+    """constraints.txt is current: re-run `make lock` after changing the dependencies."""
+    pins = _pins()
+    extras = [e for e in PROJECT["optional-dependencies"] if e not in ("bench",)]
+    for text in requirements(PROJECT, extras):
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in constraints.txt: run `make lock`"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"constraints.txt pins {name}=={pins[name]}, outside {requirement}: run `make lock`")
+    assert "autokfp" not in pins
+
+
+def test_requirements_expand_extras_made_of_extras():
+    found = requirements(PROJECT, ["all"])
+    names = {canonicalize_name(Requirement(r).name) for r in found}
+    assert {"kfp", "tensorflow-cpu", "kserve"} <= names
+    assert "tensorflow" not in names
+    with pytest.raises(SystemExit, match="no extra 'cuda'"):
+        requirements(PROJECT, ["cuda"])
+
+
+def test_the_make_install_and_the_images_use_the_same_constraints():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "-c constraints.txt -e '.[dev]'" in makefile
+    for name in IMAGES:
+        assert "COPY pyproject.toml constraints.txt images/requirements.py /tmp/build/" in \
+            _dockerfile(name)
+
+
+def test_dockerignore_lets_in_only_what_the_images_copy():
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines[0] == "*"
+    assert set(lines[1:]) == {"!dist/autokfp-*.whl", "!pyproject.toml", "!constraints.txt",
+                              "!images/requirements.py"}
+
+
+def test_no_doc_promises_a_model_uri_variable():
+    """The predictor reads --model_dir (KServe's storage initializer fills /mnt/models)."""
+    for path in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "images").rglob("*")]:
+        if path.is_file():
+            assert "MODEL_URI" not in path.read_text(encoding="utf-8", errors="replace"), path
