@@ -277,6 +277,18 @@ def _check_served_champion(predictor: KServePredictor, rows: pd.DataFrame) -> No
 # --------------------------------------------------------------------------------- the loop
 
 
+def _monitor(pipeline_root: Path, config: dict) -> dict:
+    from pipelines import PIPELINES
+
+    before = {p.name for p in pipeline_root.glob("drift-monitoring-*")}
+    started = time.monotonic()
+    PIPELINES["drift-monitoring"]()(config=config, window_end="")
+    print(f"drift-monitoring in containers: {time.monotonic() - started:.0f} s")
+    run_dir = _newest_run(pipeline_root, "drift-monitoring", before)
+    return {"run_dir": run_dir,
+            "decision": json.loads(_one(run_dir, "decide-retraining/decision").read_text())}
+
+
 def test_train_serve_drift_retrain_and_serve_again_in_containers(box, images, host_env,
                                                                  tmp_path) -> None:
     from mlflow import MlflowClient
@@ -309,6 +321,11 @@ def test_train_serve_drift_retrain_and_serve_again_in_containers(box, images, ho
     client = MlflowClient(box.mlflow_uri)
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
 
+    # the recurring run before any traffic: nothing to judge; it stores v1's reference rows
+    # (its training data) in the object store for the next runs
+    first = _monitor(pipeline_root, config)
+    assert first["decision"]["retrain"] is False and first["decision"]["status"] == "empty", first
+
     # 2. v1 served as KServe serves it; shifted traffic goes through it and is logged
     period_b = _shift_period(generate_churn(1500, seed=4), seed=5, id_prefix="B")
     requests = period_b.drop(columns=["churned"]).reset_index(drop=True)
@@ -324,6 +341,11 @@ def test_train_serve_drift_retrain_and_serve_again_in_containers(box, images, ho
     logged = [u for u in storage.list_uris(f"{box.config_env['AUTOKFP_ARTIFACT_ROOT']}/predictions",
                                            recursive=True) if u.endswith(".parquet")]
     assert logged, f"the predictor logged no predictions to the object store:\n{served_log[-3000:]}"
+    keep = os.environ.get("AUTOKFP_BOX_KEEP_LOG")
+    if keep:  # the served prediction log, for a look at what the predictor wrote
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for number, uri in enumerate(logged):
+            Path(keep, f"{number}.parquet").write_bytes(storage.read_bytes(uri))
 
     # the labels of period B arrive and the training table is refreshed
     storage.write_bytes(f"{labels_uri}/period-b.parquet",
@@ -331,13 +353,10 @@ def test_train_serve_drift_retrain_and_serve_again_in_containers(box, images, ho
     storage.write_bytes(f"{data_uri}/customers.parquet", period_b.to_parquet(index=False))
 
     # 3. drift-monitoring finds drift and retrains, in containers
-    before = {p.name for p in pipeline_root.glob("drift-monitoring-*")}
-    started = time.monotonic()
-    PIPELINES["drift-monitoring"]()(config=config, window_end="")
-    print(f"drift-monitoring in containers: {time.monotonic() - started:.0f} s")
-    run_dir = _newest_run(pipeline_root, "drift-monitoring", before)
-    decision = json.loads(_one(run_dir, "decide-retraining/decision").read_text())
+    second = _monitor(pipeline_root, config)
+    decision, run_dir = second["decision"], second["run_dir"]
     assert decision["retrain"] is True, decision["summary"]
+    assert decision["reference"] == "stored", decision
     assert decision["rows"] >= len(requests), decision
     drift = next(c for c in decision["checks"] if c["trigger"] == "drift")
     assert drift["fired"], drift
