@@ -326,7 +326,9 @@ def join_labels(
             f"labels cannot be joined: the logged requests carry no '{id_column}' column; "
             "send the id with each request (it is ignored by the model)"
         )
-    lookup = labels.frame.set_index(id_column)[target]
+    # object dtype: a window row without a label must not turn integer labels into floats
+    # (1 -> 1.0 -> "1.0", which matches no class label and silently skips performance)
+    lookup = labels.frame.set_index(id_column)[target].astype(object)
     frame[LABEL_COLUMN] = frame[id_column].astype(str).map(lookup).astype("object")
     matched = int(frame[LABEL_COLUMN].notna().sum())
     return frame, f"{matched} of {len(frame)} window rows have a label ({labels.note})"

@@ -107,7 +107,8 @@ def _config(data_uri: str, labels_uri: str) -> dict:
         "quality": {"min_rows": 100},
         # deploy runs inside the deploy task's container (no Kubernetes API here): it starts
         # the predictor there, verifies it against the offline predictions, then stops it
-        "deploy": {"target": "local", "smoke_rows": 20, "latency_budget_ms": 2000},
+        # (latency is measured by scripts/benchmark_container_serving.py, not judged here)
+        "deploy": {"target": "local", "smoke_rows": 20, "latency_budget_ms": 10000},
         "governance": {"block_deploy_on_bias": False, "mitigate": False, "shap_rows": 0,
                        "explain_rows": 50},
         "monitoring": {"window_days": 1, "min_window_rows": 300, "drift_share": 0.25,
@@ -360,6 +361,9 @@ def test_train_serve_drift_retrain_and_serve_again_in_containers(box, images, ho
     assert decision["rows"] >= len(requests), decision
     drift = next(c for c in decision["checks"] if c["trigger"] == "drift")
     assert drift["fired"], drift
+    # the labels join the served log (v2 requests carry no id; they stay unlabelled)
+    performance = next(c for c in decision["checks"] if c["trigger"] == "performance")
+    assert performance["evaluated"], performance
     outcome = json.loads(_one(run_dir, "record-retraining/outcome").read_text())
     assert outcome["registered_version"] == "2" and outcome["champion"] == "2", outcome
     assert outcome["deployment"] == "serving", outcome

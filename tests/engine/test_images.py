@@ -173,3 +173,20 @@ def test_no_doc_promises_a_model_uri_variable():
     for path in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "images").rglob("*")]:
         if path.is_file():
             assert "MODEL_URI" not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+@pytest.mark.parametrize(("args", "word"), [(["--accelerator", "tpu"], "gpu or cpu"),
+                                            (["--base", "alpine"], "auto, pull or debian")])
+def test_build_script_rejects_unknown_choices(args, word):
+    import subprocess
+
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "build_images.sh"), *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and word in result.stderr, result.stderr
+
+
+def test_ci_runs_the_cluster_in_a_box_when_docker_starts_and_says_so_when_not():
+    text = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert text.index("make test PYTEST_ARGS") < text.index("make test-cluster PYTEST_ARGS")
+    assert "apt-get install -y -qq docker.io debootstrap" in text
+    assert "make test-cluster SKIPPED" in text  # loud, not silent

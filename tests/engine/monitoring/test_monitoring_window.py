@@ -89,6 +89,10 @@ def test_labels_are_read_from_a_folder_and_joined_by_id(tmp_path):
     joined, note = join_labels(window, labels, "customer_id", "churned")
     assert joined[LABEL_COLUMN].tolist()[:2] == [1, 1] and pd.isna(joined[LABEL_COLUMN].iloc[2])
     assert note.startswith("2 of 3 window rows have a label")
+    # integer labels stay integers next to rows without one (as text they must match the
+    # class labels "0"/"1", not "1.0"); found by make test-cluster, where v2 requests
+    # carried no id
+    assert [str(v) for v in joined[LABEL_COLUMN].dropna()] == ["1", "1"]
 
 
 def test_labels_that_never_arrived_or_cannot_be_joined_are_explained(tmp_path):
