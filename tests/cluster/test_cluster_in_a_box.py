@@ -263,7 +263,7 @@ def _assert_same(served: list[dict], expected: pd.DataFrame, what: str) -> None:
 
 
 def _check_served_champion(predictor: KServePredictor, rows: pd.DataFrame) -> None:
-    from autokfp.model_package import load_model_package
+    from autokfp.modeling.model_package import load_model_package
 
     package = load_model_package(str(predictor.models_dir))
     offline = package.predict(rows).reset_index(drop=True)
