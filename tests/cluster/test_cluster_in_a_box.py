@@ -101,9 +101,9 @@ def _config(data_uri: str, labels_uri: str) -> dict:
         "sources": [{"name": "lake", "kind": "gcs", "uri": data_uri}],
         "training": {"dataset": "lake/customers.parquet", "target": "churned",
                      "id_column": "customer_id"},
-        "engines": ["h2o"],
-        "budget": {"max_runtime_secs": 10, "max_models": 2, "nfolds": 2, "max_mem_size": "1G",
-                   "include_algos": ["GLM", "GBM"]},
+        "budget": {"max_runtime_secs": 10},
+        "engines": {"h2o": {"max_models": 2, "nfolds": 2, "max_mem_size": "1G",
+                            "include_algos": ["GLM", "GBM"]}},
         "quality": {"min_rows": 100},
         # deploy runs inside the deploy task's container (no Kubernetes API here): it starts
         # the predictor there, verifies it against the offline predictions, then stops it
