@@ -1,10 +1,12 @@
-"""The artifact store: read and write files addressed by URI, locally or on GCS.
+"""The artifact store: read and write files addressed by URI, locally, on GCS or on S3/MinIO.
 
 Supported URIs:
 
     /abs/path, rel/path, ~/path   a local file or folder
     file:///abs/path              the same, as a URI
     gs://bucket/key               an object (or a prefix) in Google Cloud Storage
+    s3://bucket/key               an object in S3 or an S3-compatible store (MinIO, Ceph)
+    minio://bucket/key            the same as s3://, for a store that needs an endpoint
 
 Local writes are atomic (a temp file in the same folder, fsync, ``os.replace``), so a
 reader never sees half a file; a GCS object is written by one upload, which is atomic too.
@@ -15,6 +17,12 @@ The GCS client is created on first use and cached per process. It honours
 ``STORAGE_EMULATOR_HOST`` like google-cloud-storage itself does; with the emulator set,
 no credentials are needed (the project comes from ``GOOGLE_CLOUD_PROJECT``, default
 ``autokfp``).
+
+S3 goes through fsspec's ``s3fs`` (botocore underneath), with the usual AWS settings:
+``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (or an IAM role) and, for MinIO or any
+other S3-compatible store, ``AWS_ENDPOINT_URL`` (``AWS_ENDPOINT_URL_S3`` and MLflow's
+``MLFLOW_S3_ENDPOINT_URL`` are honoured too). The same variables serve MLflow's S3 artifact
+repository and KServe's storage initializer, so one setting reaches all three.
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ logger = logging.getLogger(__name__)
 
 Uri = str | os.PathLike
 
-SUPPORTED_SCHEMES = "local paths, file:// and gs://"
+SUPPORTED_SCHEMES = "local paths, file://, gs://, s3:// and minio://"
+S3_SCHEMES = ("s3", "minio")
 
 # Temp files and folders share this prefix so listings can skip work in progress.
 _TMP_PREFIX = ".autokfp-tmp-"
@@ -60,7 +69,7 @@ def _scheme(uri: str) -> str:
     if not match:
         return ""
     scheme = match.group(1).lower()
-    if scheme not in ("gs", "file"):
+    if scheme not in ("gs", "file", *S3_SCHEMES):
         raise StorageError(
             f"Unsupported URI scheme '{scheme}://' in '{uri}'. Supported: {SUPPORTED_SCHEMES}; "
             "copy the data to one of them or point the setting at a supported location."
@@ -83,12 +92,32 @@ def _as_str(uri: Uri) -> str:
 
 
 def is_remote(uri: Uri) -> bool:
-    """Whether ``uri`` names a remote object store (``gs://``) rather than a local file.
+    """Whether ``uri`` names a remote object store (``gs://``, ``s3://``, ``minio://``).
 
     Raises:
-        StorageError: the URI uses a scheme autokfp does not support (e.g. ``s3://``).
+        StorageError: the URI uses a scheme autokfp does not support (e.g. ``hdfs://``).
     """
-    return _scheme(_as_str(uri)) == "gs"
+    return _scheme(_as_str(uri)) in ("gs", *S3_SCHEMES)
+
+
+def _is_gcs(uri: str) -> bool:
+    return _scheme(uri) == "gs"
+
+
+def _is_s3(uri: str) -> bool:
+    return _scheme(uri) in S3_SCHEMES
+
+
+def fetchable_uri(uri: Uri) -> str:
+    """``uri`` as the tools outside autokfp name it: ``minio://`` becomes ``s3://``.
+
+    KServe's storage initializer and MLflow know ``s3://`` (with ``AWS_ENDPOINT_URL`` for
+    MinIO) but not ``minio://``.
+    """
+    text = _as_str(uri)
+    if _scheme(text) == "minio":
+        return "s3://" + text.split("://", 1)[1]
+    return text
 
 
 def join(base_uri: Uri, *parts: str) -> str:
@@ -161,11 +190,122 @@ def _gcs_client() -> Any:
 
 
 def reset_client() -> None:
-    """Forget the cached GCS client (the next call builds a new one from the environment)."""
-    global _client_key, _client_obj
+    """Forget the cached GCS and S3 clients (the next call builds new ones from the environment)."""
+    global _client_key, _client_obj, _s3_key, _s3_obj
     with _client_lock:
         _client_key = None
         _client_obj = None
+    with _s3_lock:
+        _s3_key = None
+        _s3_obj = None
+
+
+# --------------------------------------------------------------------------- S3 (fsspec)
+
+_s3_lock = threading.Lock()
+_s3_key: tuple[Any, ...] | None = None
+_s3_obj: Any = None
+
+
+def s3_endpoint() -> str | None:
+    """The S3 endpoint for MinIO and other S3-compatible stores, or None for AWS itself."""
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"):
+        if value := os.environ.get(name):
+            return value
+    return None
+
+
+def _s3_fs(uri: str) -> Any:
+    """The process-wide s3fs filesystem, rebuilt when the endpoint or process changes."""
+    global _s3_key, _s3_obj
+    endpoint = s3_endpoint()
+    if endpoint is None and _scheme(uri) == "minio":
+        raise StorageError(
+            f"'{uri}' is a minio:// URI but no endpoint is set: set AWS_ENDPOINT_URL to the "
+            "MinIO address (e.g. http://minio-service.kubeflow:9000)."
+        )
+    key = (os.getpid(), endpoint, os.environ.get("AWS_ACCESS_KEY_ID"))
+    with _s3_lock:
+        if _s3_obj is None or _s3_key != key:
+            import s3fs
+
+            # No listing cache and no fsspec instance cache: other processes write the same
+            # prefixes, and a cached listing would hide their objects.
+            _s3_obj = s3fs.S3FileSystem(
+                endpoint_url=endpoint, use_listings_cache=False, skip_instance_cache=True
+            )
+            _s3_key = key
+        return _s3_obj
+
+
+def _s3_path(uri: str) -> str:
+    """``bucket/key`` for s3fs, from an s3:// or minio:// URI."""
+    rest = uri.split("://", 1)[1]
+    if not rest.split("/", 1)[0]:
+        raise StorageError(f"'{uri}' names no bucket: write s3://<bucket>/<path>.")
+    return rest
+
+
+def _s3_object(uri: str) -> str:
+    path = _s3_path(uri)
+    if "/" not in path.rstrip("/") or path.endswith("/"):
+        raise StorageError(f"'{uri}' names a bucket or folder, not an object: add a file name.")
+    return path
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    text = f"{exc!r} {exc.__cause__!r}"
+    return "PreconditionFailed" in text or "412" in text or "ConditionalRequestConflict" in text
+
+
+@contextlib.contextmanager
+def _s3_errors(uri: str) -> Iterator[None]:
+    """Turn s3fs/botocore failures into StorageError naming ``uri`` and what to check."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except FileNotFoundError as exc:
+        raise StorageError(
+            f"'{uri}' does not exist: check the bucket and object name (and that "
+            "AUTOKFP_ARTIFACT_ROOT points where the data was written)."
+        ) from exc
+    except PermissionError as exc:
+        raise StorageError(
+            f"Permission denied for '{uri}': check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+            f"(or the pod's IAM role) and the bucket policy. ({exc})"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - botocore, aiohttp and OSError variants
+        name = type(exc).__name__
+        if "Credentials" in name:
+            raise StorageError(
+                f"No S3 credentials for '{uri}': set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (the autokfp-credentials Secret) or give the pod an "
+                "IAM role."
+            ) from exc
+        if "Endpoint" in name or "Connect" in name or "Connection" in name:
+            raise StorageError(
+                f"Could not reach S3 for '{uri}' at {s3_endpoint() or 'AWS'}: {exc}. Check "
+                "the network and AWS_ENDPOINT_URL (MinIO's address)."
+            ) from exc
+        raise StorageError(f"S3 refused an operation on '{uri}': {exc}") from exc
+
+
+def _s3_names(uri: str, recursive: bool) -> list[str]:
+    """Object names under the folder-like prefix of ``uri`` (relative to it)."""
+    fs = _s3_fs(uri)
+    prefix = _s3_path(uri).rstrip("/")
+    try:
+        if recursive:
+            found = fs.find(prefix, detail=True)
+            paths = [p for p, info in found.items() if info.get("type") == "file"]
+        else:
+            paths = [e["name"] for e in fs.ls(prefix, detail=True) if e.get("type") == "file"]
+    except FileNotFoundError:
+        return []
+    start = len(prefix) + 1
+    # find() on an object's own name returns the object: it is not under the prefix.
+    return [p[start:] for p in paths if p.startswith(prefix + "/") and not p.endswith("/")]
 
 
 @contextlib.contextmanager
@@ -241,6 +381,9 @@ def read_bytes(uri: Uri) -> bytes:
         StorageError: the file/object does not exist or cannot be read (message names it).
     """
     text = _as_str(uri)
+    if _is_s3(text):
+        with _s3_errors(text):
+            return bytes(_s3_fs(text).cat_file(_s3_object(text)))
     if is_remote(text):
         bucket, key = _object_key(text)
         with _gcs_errors(text):
@@ -313,6 +456,11 @@ def write_bytes(uri: Uri, data: bytes) -> None:
             f"write_bytes('{text}') needs bytes, got {type(data).__name__}; "
             "use write_text for strings."
         )
+    if _is_s3(text):
+        with _s3_errors(text):
+            _s3_fs(text).pipe_file(_s3_object(text), bytes(data),
+                                   ContentType=_content_type(text))
+        return
     if is_remote(text):
         bucket, key = _object_key(text)
         with _gcs_errors(text):
@@ -341,6 +489,15 @@ def exists(uri: Uri) -> bool:
     location; raises StorageError for unsupported schemes or unreachable stores.
     """
     text = _as_str(uri)
+    if _is_s3(text):
+        path = _s3_path(text)
+        with _s3_errors(text):
+            fs = _s3_fs(text)
+            if "/" not in path.rstrip("/"):
+                return bool(fs.exists(path.rstrip("/")))
+            if not path.endswith("/") and fs.isfile(path):
+                return True
+            return bool(_s3_names(text, recursive=True))
     if is_remote(text):
         bucket_name, key = _split_gs(text)
         with _gcs_errors(text):
@@ -362,6 +519,14 @@ def delete(uri: Uri) -> None:
         StorageError: nothing exists at ``uri``, or it cannot be deleted.
     """
     text = _as_str(uri)
+    if _is_s3(text):
+        with _s3_errors(text):
+            fs = _s3_fs(text)
+            path = _s3_object(text)
+            if not fs.isfile(path):  # S3 deletes of missing keys succeed silently
+                raise FileNotFoundError(path)
+            fs.rm_file(path)
+        return
     if is_remote(text):
         bucket, key = _object_key(text)
         with _gcs_errors(text):
@@ -414,7 +579,10 @@ def list_uris(prefix_uri: Uri, recursive: bool = True) -> list[str]:
     the files directly inside are listed.
     """
     text = _as_str(prefix_uri)
-    if is_remote(text):
+    if _is_s3(text):
+        with _s3_errors(text):
+            names = _s3_names(text, recursive)
+    elif is_remote(text):
         bucket, key = _split_gs(text)
         with _gcs_errors(text):
             names = _gcs_names(bucket, key, recursive)
@@ -515,11 +683,14 @@ def upload_dir(local_dir: Uri, uri: Uri, *, overwrite: bool = False) -> list[str
             written = _copy_local_tree(src, _local_path(dest), overwrite, src_text)
         return sorted(join(dest, name) for name in written)
 
+    with _local_errors(src_text):
+        names = sorted(_local_files(src, recursive=True))
+    if _is_s3(dest):
+        return _upload_dir_s3(src, names, dest, overwrite)
+
     from google.api_core import exceptions as gexc
 
     bucket_name, key = _split_gs(dest)
-    with _local_errors(src_text):
-        names = sorted(_local_files(src, recursive=True))
     with _gcs_errors(dest):
         existing = set(_gcs_names(bucket_name, key, recursive=True))
         if existing and not overwrite:
@@ -575,14 +746,28 @@ def download_dir(uri: Uri, local_dir: Uri, *, overwrite: bool = False) -> list[s
             names = _copy_local_tree(src_path, dest, overwrite, src)
         return [str(dest / name) for name in names]
 
-    bucket_name, key = _split_gs(src)
-    with _gcs_errors(src):
-        names = sorted(_gcs_names(bucket_name, key, recursive=True))
+    if _is_s3(src):
+        with _s3_errors(src):
+            names = sorted(_s3_names(src, recursive=True))
+    else:
+        bucket_name, key = _split_gs(src)
+        with _gcs_errors(src):
+            names = sorted(_gcs_names(bucket_name, key, recursive=True))
     if not names:
         raise StorageError(
             f"Nothing found under '{src}': check the bucket and prefix, and that an earlier "
             "step uploaded it."
         )
+    if _is_s3(src):
+        prefix = _s3_path(src).rstrip("/")
+        with _local_errors(dest_text), _staged_dir(dest, overwrite, src) as staging:
+            fs = _s3_fs(src)
+            for name in names:
+                target = _safe_target(staging, name, src)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with _s3_errors(join(src, name)):
+                    fs.get_file(f"{prefix}/{name}", str(target))
+        return sorted(str(dest / name) for name in names)
     with _gcs_errors(src):
         bucket = _gcs_client().bucket(bucket_name)
     base = key.rstrip("/")
@@ -616,6 +801,14 @@ def local_copy(uri: Uri) -> Iterator[Path]:
                 f"'{text}' does not exist: check the path and that an earlier step wrote it."
             )
         yield path
+        return
+    if _is_s3(text):
+        path = _s3_object(text)
+        with tempfile.TemporaryDirectory(prefix="autokfp-") as tmp:
+            target = Path(tmp) / path.rsplit("/", 1)[-1]
+            with _s3_errors(text):
+                _s3_fs(text).get_file(path, str(target))
+            yield target
         return
     bucket, key = _object_key(text)
     name = key.rsplit("/", 1)[-1]
@@ -694,6 +887,9 @@ def append_jsonl(uri: Uri, record: dict | Callable[[bytes], dict]) -> None:
             finally:
                 os.close(fd)  # closing releases the lock
         return
+    if _is_s3(text):
+        _append_s3(text, make)
+        return
 
     from google.api_core import exceptions as gexc
 
@@ -730,12 +926,68 @@ def append_jsonl(uri: Uri, record: dict | Callable[[bytes], dict]) -> None:
     )
 
 
+def _upload_dir_s3(src: Path, names: list[str], dest: str, overwrite: bool) -> list[str]:
+    """upload_dir to s3:// (see upload_dir): one PUT per file, then stale objects removed."""
+    prefix = _s3_path(dest).rstrip("/")
+    with _s3_errors(dest):
+        fs = _s3_fs(dest)
+        existing = set(_s3_names(dest, recursive=True))
+        if existing and not overwrite:
+            raise StorageError(
+                f"'{dest}' already holds {len(existing)} object(s); upload to a new prefix, "
+                "or pass overwrite=True to replace them."
+            )
+    for name in names:
+        with _s3_errors(join(dest, name)):
+            fs.put_file(str(src / name), f"{prefix}/{name}", ContentType=_content_type(name))
+    for stale in sorted(existing - set(names)):
+        with contextlib.suppress(FileNotFoundError), _s3_errors(join(dest, stale)):
+            fs.rm_file(f"{prefix}/{stale}")
+    return [join(dest, name) for name in names]
+
+
+def _append_s3(uri: str, make: Callable[[bytes], dict]) -> None:
+    """append_jsonl on S3: read, extend and write back only if the ETag is unchanged.
+
+    The ETag is read before the content, so a writer that lands in between changes the
+    ETag and makes our conditional PUT fail (and retry) instead of losing its line.
+    """
+    path = _s3_object(uri)
+    for attempt in range(_APPEND_ATTEMPTS):
+        with _s3_errors(uri):
+            fs = _s3_fs(uri)
+            try:
+                etag = fs.info(path)["ETag"]
+                content = bytes(fs.cat_file(path))
+            except FileNotFoundError:
+                etag, content = None, b""
+            if content and not content.endswith(b"\n"):
+                content += b"\n"
+            line = _json_line(uri, make(content))
+            condition = {"IfMatch": etag} if etag else {"mode": "create"}
+            try:
+                fs.pipe_file(path, content + line, ContentType="application/x-ndjson",
+                             **condition)
+                return
+            except Exception as exc:  # noqa: BLE001 - botocore wraps 412 in several types
+                if not _precondition_failed(exc):
+                    raise
+        delay = min(2.0, 0.05 * 2**attempt)
+        logger.debug("append to %s raced another writer; retrying in %.2fs", uri, delay)
+        time.sleep(delay)
+    raise StorageError(
+        f"Could not append to '{uri}': it kept changing under {_APPEND_ATTEMPTS} attempts. "
+        "Too many writers share this log; give each writer its own file."
+    )
+
+
 __all__ = [
     "SUPPORTED_SCHEMES",
     "append_jsonl",
     "delete",
     "download_dir",
     "exists",
+    "fetchable_uri",
     "is_remote",
     "join",
     "list_uris",

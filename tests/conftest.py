@@ -56,6 +56,86 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
         server.stop()
 
 
+@dataclass(frozen=True)
+class S3Server:
+    """A running moto_server (the S3 API, as MinIO speaks it) and its bucket."""
+
+    endpoint: str
+    bucket: str
+
+    @property
+    def base_uri(self) -> str:
+        return f"s3://{self.bucket}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a pod gets from the ConfigMap and Secret to reach this store."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _wait_for_http(url: str, process, seconds: float = 30.0) -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server for {url} exited with code {process.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server for {url} did not answer within {seconds:.0f}s")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[S3Server]:
+    """moto_server on 127.0.0.1 with one bucket; AWS_* variables point at it for the session.
+
+    autokfp.storage's cached S3 filesystem is dropped before and after.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("moto", reason="moto[server] is in the dev extra")
+    from autokfp import storage
+
+    port = _free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    server = S3Server(endpoint=endpoint, bucket="autokfp-s3-test")
+    try:
+        _wait_for_http(endpoint, process)
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in server.env.items():
+                patch.setenv(name, value)
+            import boto3
+
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=server.bucket)
+            storage.reset_client()
+            try:
+                yield server
+            finally:
+                storage.reset_client()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 # --------------------------------------------------------------------------- autokfp state
 
 STATE_ENV = ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",

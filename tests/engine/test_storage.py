@@ -1,4 +1,4 @@
-"""The artifact store behaves the same on a local folder and on GCS (emulated)."""
+"""The artifact store behaves the same on a local folder, on GCS (emulated) and on S3 (moto)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from autokfp.errors import StorageError
 BINARY = bytes(range(256)) * 64 + b"\x00\r\n\xff"
 
 
-@pytest.fixture(params=["local", "gcs"])
+@pytest.fixture(params=["local", "gcs", "s3"])
 def base(request, tmp_path) -> str:
-    """A fresh, empty folder URI: a tmp_path folder or a unique prefix in the emulator."""
+    """A fresh, empty folder URI: a tmp_path folder or a unique prefix in an emulator."""
     if request.param == "local":
         return str(tmp_path / "store")
+    if request.param == "s3":
+        return f"{request.getfixturevalue('s3_server').base_uri}/{uuid.uuid4().hex}"
     emulator = request.getfixturevalue("gcs_emulator")
     return f"{emulator.base_uri}/{uuid.uuid4().hex}"
 
@@ -50,6 +52,8 @@ def _leftover_temp(folder: Path) -> list[str]:
     [
         ("gs://bucket/key", True),
         ("GS://bucket", True),
+        ("s3://bucket/key", True),
+        ("minio://bucket/key", True),
         ("/abs/path", False),
         ("rel/path.csv", False),
         ("file:///abs/path", False),
@@ -80,19 +84,19 @@ def test_join_uses_single_slashes(base_uri, parts, expected):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: storage.read_bytes("s3://bucket/key"),
-        lambda: storage.write_text("s3://bucket/key", "x"),
+        lambda: storage.read_bytes("hdfs://nn/key"),
+        lambda: storage.write_text("azure://c/key", "x"),
         lambda: storage.exists("hdfs://nn/x"),
-        lambda: storage.list_uris("s3://bucket"),
+        lambda: storage.list_uris("abfs://c"),
         lambda: storage.is_remote("azure://c/x"),
-        lambda: storage.append_jsonl("s3://bucket/log.jsonl", {"a": 1}),
-        lambda: storage.download_dir("s3://bucket/model", "/tmp/never"),
+        lambda: storage.append_jsonl("hdfs://nn/log.jsonl", {"a": 1}),
+        lambda: storage.download_dir("azure://c/model", "/tmp/never"),
     ],
 )
 def test_unsupported_scheme_lists_supported_ones(call):
     with pytest.raises(StorageError, match="Unsupported URI scheme") as info:
         call()
-    assert "gs://" in str(info.value) and "file://" in str(info.value)
+    assert all(scheme in str(info.value) for scheme in ("gs://", "s3://", "minio://", "file://"))
 
 
 def test_gs_uri_without_bucket_is_rejected():
@@ -272,7 +276,20 @@ def test_failed_download_leaves_no_half_tree(base, tmp_path, monkeypatch):
             raise OSError("disk on fire")
         return original(*args, **kwargs)
 
-    if storage.is_remote(dest):
+    if dest.startswith("s3://"):
+        from s3fs import S3FileSystem
+
+        original_async = S3FileSystem._get_file
+
+        async def fail_on_second_async(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError("disk on fire")
+            return await original_async(*args, **kwargs)
+
+        monkeypatch.setattr(S3FileSystem, "_get_file", fail_on_second_async)
+        storage.reset_client()  # the sync wrappers are bound when the filesystem is built
+    elif storage.is_remote(dest):
         from google.cloud.storage import Blob
 
         original = Blob.download_to_filename
@@ -341,6 +358,65 @@ def test_gcs_append_retries_when_another_writer_wins(gcs_emulator, monkeypatch):
     storage.append_jsonl(uri, {"n": 2})
     assert len(seen) == 2 and all(isinstance(g, int) and g > 0 for g in seen)
     assert [json.loads(x)["n"] for x in storage.read_text(uri).splitlines()] == [1, 2]
+
+
+def test_s3_append_retries_when_another_writer_wins(s3_server):
+    """A writer landing between our read and our write makes our conditional PUT fail on the
+    server (moto checks If-Match); the retry keeps both lines."""
+    uri = f"{s3_server.base_uri}/{uuid.uuid4().hex}/log.jsonl"
+    storage.append_jsonl(uri, {"n": 1})
+    raced: list[bytes] = []
+
+    def record(content: bytes) -> dict:
+        if not raced:  # another writer appends right after we read the log
+            raced.append(content)
+            storage.write_bytes(uri, content + b'{"n": "other"}\n')
+        return {"n": 2}
+
+    storage.append_jsonl(uri, record)
+    assert [json.loads(x)["n"] for x in storage.read_text(uri).splitlines()] == [1, "other", 2]
+
+
+def test_s3_create_does_not_overwrite_a_log_created_concurrently(s3_server):
+    uri = f"{s3_server.base_uri}/{uuid.uuid4().hex}/log.jsonl"
+    calls: list[bytes] = []
+
+    def record(content: bytes) -> dict:
+        calls.append(content)
+        if len(calls) == 1:  # someone creates the log while we prepare the first line
+            storage.write_bytes(uri, b'{"n": "first"}\n')
+        return {"n": "mine"}
+
+    storage.append_jsonl(uri, record)
+    assert [json.loads(x)["n"] for x in storage.read_text(uri).splitlines()] == ["first", "mine"]
+
+
+def test_minio_uri_needs_an_endpoint(monkeypatch):
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    storage.reset_client()
+    with pytest.raises(StorageError, match="AWS_ENDPOINT_URL"):
+        storage.read_bytes("minio://bucket/key.csv")
+
+
+def test_minio_uri_is_the_s3_store_behind_the_endpoint(s3_server):
+    key = f"{uuid.uuid4().hex}/x.txt"
+    storage.write_text(f"minio://{s3_server.bucket}/{key}", "hello")
+    assert storage.read_text(f"s3://{s3_server.bucket}/{key}") == "hello"
+    assert storage.fetchable_uri(f"minio://{s3_server.bucket}/{key}") == f"s3://{s3_server.bucket}/{key}"
+
+
+def test_s3_errors_name_the_uri_and_the_fix(s3_server, monkeypatch):
+    with pytest.raises(StorageError, match="does not exist"):
+        storage.read_bytes(f"{s3_server.base_uri}/missing/object.bin")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    storage.reset_client()
+    try:
+        with pytest.raises(StorageError, match="AWS_ENDPOINT_URL"):
+            storage.read_bytes(f"{s3_server.base_uri}/x/object.bin")
+    finally:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+        storage.reset_client()
 
 
 # --------------------------------------------------------------------------- atomicity
