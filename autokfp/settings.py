@@ -10,8 +10,20 @@ Locally everything lives under ``AUTOKFP_HOME`` (default ``./.autokfp``):
 
 In a cluster the same names come from environment variables (set from the
 ``autokfp-config`` ConfigMap and Kubernetes secrets by the compiled pipeline):
-``MLFLOW_TRACKING_URI``, ``AUTOKFP_ARTIFACT_ROOT`` (a path or ``gs://bucket/prefix``),
-``AUTOKFP_IMAGE_REGISTRY``.
+``MLFLOW_TRACKING_URI``, ``AUTOKFP_ARTIFACT_ROOT`` (a path, ``gs://``, ``s3://`` or
+``minio://bucket/prefix``), ``AUTOKFP_MLFLOW_ARTIFACT_ROOT``, ``AUTOKFP_IMAGE_REGISTRY``.
+
+Where MLflow keeps a run's artifacts (the model files) decides whether anyone else can
+read them, so it is resolved in this order:
+
+1. ``AUTOKFP_MLFLOW_ARTIFACT_ROOT`` when set (``gs://``, ``s3://``, or the server's proxy
+   ``mlflow-artifacts:/prefix``);
+2. with a tracking *server* and a remote artifact store: ``<AUTOKFP_ARTIFACT_ROOT>/mlflow``;
+3. with a tracking server and no remote store: the server's own default (None here);
+4. with the local SQLite registry: ``$AUTOKFP_HOME/mlartifacts``.
+
+A task never writes a model to its own disk when a registry server is configured: the
+next task, the next run and KServe would find an empty folder there.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ class Settings:
     home: Path
     tracking_uri: str
     artifact_root: str
-    mlflow_artifact_root: str
+    mlflow_artifact_root: str | None
     pipeline_root: str
     catalog_dir: Path
     image_registry: str
@@ -42,8 +54,8 @@ class Settings:
         home_path = home_path.resolve()
         tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home_path / 'mlflow.db'}"
         artifact_root = os.environ.get("AUTOKFP_ARTIFACT_ROOT") or str(home_path / "artifacts")
-        mlflow_artifacts = os.environ.get("AUTOKFP_MLFLOW_ARTIFACT_ROOT") or str(
-            home_path / "mlartifacts"
+        mlflow_artifacts = _mlflow_artifact_root(
+            os.environ.get("AUTOKFP_MLFLOW_ARTIFACT_ROOT"), tracking_uri, artifact_root, home_path
         )
         pipeline_root = os.environ.get("AUTOKFP_PIPELINE_ROOT") or str(home_path / "pipeline_root")
         return cls(
@@ -63,7 +75,7 @@ class Settings:
         self.home.mkdir(parents=True, exist_ok=True)
         self.catalog_dir.mkdir(parents=True, exist_ok=True)
         for uri in (self.artifact_root, self.mlflow_artifact_root, self.pipeline_root):
-            if "://" not in uri:
+            if uri and ":" not in uri.split("/", 1)[0]:
                 Path(uri).mkdir(parents=True, exist_ok=True)
 
     def export(self) -> None:
@@ -71,8 +83,86 @@ class Settings:
         os.environ["AUTOKFP_HOME"] = str(self.home)
         os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
         os.environ["AUTOKFP_ARTIFACT_ROOT"] = self.artifact_root
-        os.environ["AUTOKFP_MLFLOW_ARTIFACT_ROOT"] = self.mlflow_artifact_root
+        if self.mlflow_artifact_root:
+            os.environ["AUTOKFP_MLFLOW_ARTIFACT_ROOT"] = self.mlflow_artifact_root
+        else:
+            os.environ.pop("AUTOKFP_MLFLOW_ARTIFACT_ROOT", None)
         os.environ["AUTOKFP_PIPELINE_ROOT"] = self.pipeline_root
+
+    @property
+    def shared_registry(self) -> bool:
+        """Whether the registry is a server that other processes and pods reach."""
+        return is_server_uri(self.tracking_uri)
+
+
+def in_cluster() -> bool:
+    """Whether this process runs in a Kubernetes pod (the kubelet sets this variable)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def require_shared_state(settings: Settings | None = None) -> None:
+    """In a pod, refuse to start without a shared registry and artifact store.
+
+    A pod's own disk is gone when it ends: a registry or store there silently throws away
+    every model and report, and the run would only fail at deploy with "no champion is
+    registered". So the first step stops at once instead, naming the ConfigMap key to set.
+    Outside Kubernetes this does nothing (local runs keep everything under AUTOKFP_HOME).
+
+    Raises:
+        ConfigError: a setting is missing or names this pod's disk.
+    """
+    from autokfp.errors import ConfigError
+
+    if not in_cluster():
+        return
+    settings = settings or Settings.from_env()
+    problems = []
+    tracking = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if not tracking:
+        problems.append("MLFLOW_TRACKING_URI is not set: set it to the MLflow server's URL, "
+                        "e.g. http://mlflow.mlflow.svc.cluster.local:5000")
+    elif not settings.shared_registry:
+        problems.append(f"MLFLOW_TRACKING_URI is '{tracking}', a store on this pod's disk: "
+                        "set it to the MLflow server's URL (http://...)")
+    if not os.environ.get("AUTOKFP_ARTIFACT_ROOT", "").strip():
+        problems.append("AUTOKFP_ARTIFACT_ROOT is not set: set it to a gs://, s3:// or "
+                        "minio:// prefix, e.g. gs://my-bucket/autokfp")
+    elif settings.mlflow_artifact_root and is_local_location(settings.mlflow_artifact_root):
+        problems.append(f"AUTOKFP_MLFLOW_ARTIFACT_ROOT is '{settings.mlflow_artifact_root}', "
+                        "a folder on this pod's disk: set it to a gs:// or s3:// prefix, or "
+                        "leave it empty to use <AUTOKFP_ARTIFACT_ROOT>/mlflow")
+    if problems:
+        raise ConfigError(
+            "This task runs in Kubernetes but has no shared state, so nothing it registers or "
+            "writes would outlive the pod. Set in ConfigMap autokfp-config (kubectl edit "
+            "configmap autokfp-config -n <namespace>; see manifests/base/namespace-config.yaml): "
+            + "; ".join(problems) + ".")
+
+
+def is_server_uri(tracking_uri: str) -> bool:
+    """A tracking URI that names a server (http, https, databricks), not a file or database
+    on this machine's disk."""
+    scheme = tracking_uri.split("://", 1)[0].lower() if "://" in tracking_uri else ""
+    return scheme in ("http", "https") or tracking_uri.startswith("databricks")
+
+
+def is_local_location(uri: str | None) -> bool:
+    """A path or file:// URI: a folder only this machine (pod) can see."""
+    if not uri:
+        return False
+    head = uri.split("/", 1)[0]
+    return ":" not in head or uri.lower().startswith("file:")
+
+
+def _mlflow_artifact_root(explicit: str | None, tracking_uri: str, artifact_root: str,
+                          home: Path) -> str | None:
+    if explicit:
+        return explicit.rstrip("/")
+    if not is_server_uri(tracking_uri):
+        return str(home / "mlartifacts")
+    if not is_local_location(artifact_root):
+        return artifact_root.rstrip("/") + "/mlflow"
+    return None  # the server's own artifact store (its --artifacts-destination)
 
 
 def image(name: str, registry: str | None = None, version: str | None = None) -> str:

@@ -13,10 +13,13 @@ from kfp import kubernetes
 
 # environment variables every task reads from the autokfp-config ConfigMap
 CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",
-               "DATAHUB_GMS_URL")
-# and from the autokfp-credentials Secret (all optional)
+               "DATAHUB_GMS_URL", "AWS_ENDPOINT_URL")
+# and from the autokfp-credentials Secret
 SECRET_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-               "DATAHUB_GMS_TOKEN")
+               "DATAHUB_GMS_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# where a GCP service-account key Secret is mounted (its key ``key.json``)
+GCP_KEY_DIR = "/var/secrets/gcp"
+GCP_KEY_FILE = "key.json"
 
 
 @dataclass
@@ -35,12 +38,20 @@ class ClusterOptions:
     task_memory: str = "4G"
     config_map: str = "autokfp-config"
     secret: str = "autokfp-credentials"
-    gcp_secret: str | None = None  # a Secret holding a service-account key, mounted for gs://
+    # A Secret whose key ``key.json`` is a GCP service-account key, mounted as a file for
+    # gs:// (GOOGLE_APPLICATION_CREDENTIALS points at it). None: Workload Identity.
+    gcp_secret: str | None = None
+    # Mark the ConfigMap/Secret references ``optional``. KFP backends before 2.5 (Kubeflow
+    # 1.9) reject that field ("unknown field optional"), so it is off: the ConfigMap and the
+    # Secret must then exist and hold every key (an empty value is fine).
+    optional_env: bool = False
 
     @classmethod
     def from_env(cls) -> ClusterOptions:
         """Defaults, overridden by AUTOKFP_GPU_NODE_SELECTOR ("k=v,k2=v2"), AUTOKFP_GPU_COUNT,
-        AUTOKFP_GPU_TOLERATION ("key:effect", or "none"), AUTOKFP_CONFIG_MAP, AUTOKFP_SECRET."""
+        AUTOKFP_GPU_TOLERATION ("key:effect", or "none"), AUTOKFP_CONFIG_MAP, AUTOKFP_SECRET,
+        AUTOKFP_GCP_SECRET (mount a service-account key) and AUTOKFP_OPTIONAL_ENV=true (KFP
+        backend 2.5 or later only)."""
         options = cls()
         if selector := os.environ.get("AUTOKFP_GPU_NODE_SELECTOR"):
             options.gpu_node_selector = dict(
@@ -56,6 +67,10 @@ class ClusterOptions:
                                             "effect": effect or "NoSchedule"}]
         options.config_map = os.environ.get("AUTOKFP_CONFIG_MAP", options.config_map)
         options.secret = os.environ.get("AUTOKFP_SECRET", options.secret)
+        options.gcp_secret = os.environ.get("AUTOKFP_GCP_SECRET") or options.gcp_secret
+        flag = os.environ.get("AUTOKFP_OPTIONAL_ENV", "").strip().lower()
+        if flag:
+            options.optional_env = flag in ("1", "true", "yes")
         return options
 
 
@@ -65,15 +80,17 @@ def configure_task(task, options: ClusterOptions, caching: bool = False, name: s
         task.set_display_name(name)
     task.set_cpu_request(options.task_cpu).set_memory_request(options.task_memory)
     task.set_caching_options(caching)
+    # Without ``optional`` kfp-kubernetes leaves the field out of the spec entirely.
+    optional = {"optional": True} if options.optional_env else {}
     kubernetes.use_config_map_as_env(
         task, config_map_name=options.config_map,
-        config_map_key_to_env={key: key for key in CONFIG_KEYS}, optional=True)
+        config_map_key_to_env={key: key for key in CONFIG_KEYS}, **optional)
     kubernetes.use_secret_as_env(
         task, secret_name=options.secret,
-        secret_key_to_env={key: key for key in SECRET_KEYS}, optional=True)
+        secret_key_to_env={key: key for key in SECRET_KEYS}, **optional)
     if options.gcp_secret:
-        kubernetes.use_secret_as_volume(task, secret_name=options.gcp_secret, mount_path="/var/secrets/gcp")
-        task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", "/var/secrets/gcp/key.json")
+        kubernetes.use_secret_as_volume(task, secret_name=options.gcp_secret, mount_path=GCP_KEY_DIR)
+        task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", f"{GCP_KEY_DIR}/{GCP_KEY_FILE}")
     return task
 
 

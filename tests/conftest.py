@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -133,6 +134,47 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def mlflow_server(folder, artifacts_destination: str, env: dict[str, str]) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite backend, artifacts proxied to
+    ``artifacts_destination``); yields its URL and stops it afterwards.
+
+    Its background job runner (about ten huey consumer processes) is switched off: nothing
+    here uses it, and it would take the machine's two cores while the server starts.
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    port = _free_port()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [str(Path(sys.executable).with_name("mlflow")), "server",
+               "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+               "--artifacts-destination", artifacts_destination,
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with open(folder / "server.log", "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
+                                   env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                                        **env},
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_http(f"{url}/health", process, seconds=90)
+        yield url
+    finally:
+        # the server forks workers: stop its whole session, which only it started
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 9)
             process.wait()
 
 

@@ -4,6 +4,14 @@ Like ``autokfp.edge.local`` this is an edge module that imports kfp. Validation:
 parses into ``PipelineSpec`` with unknown fields rejected, each executor of the Kubernetes
 platform spec parses into ``KubernetesExecutorConfig``, and kfp can load the file back as a
 component.
+
+The oldest backend supported is KFP 2.2.0 (Kubeflow 1.9), whose driver rejects fields its
+platform spec does not know. kfp-kubernetes 2.x writes a Secret or ConfigMap name twice, as
+``secretName`` and as the newer ``secretNameParameter``; when the name is a literal the newer
+copy is dropped (newer backends read ``secretName`` too), and so is ``optional: false``,
+so the YAML parses on both. ``optional: true`` is only written when asked for
+(``ClusterOptions.optional_env``, KFP 2.5 or later).
+``tests/compile/test_backend_compat.py`` checks that against kfp-kubernetes 1.2.0's protos.
 """
 
 from __future__ import annotations
@@ -45,10 +53,54 @@ def validate_pipeline_yaml(path: str | Path) -> dict:
     return documents[0]
 
 
-def compile_all(out_dir: str | Path) -> dict[str, Path]:
-    """Compile each pipeline in ``pipelines.PIPELINES`` into ``out_dir/<name>.yaml``."""
+MINIMUM_KFP_BACKEND = "2.2.0"  # Kubeflow 1.9
+# (message field holding the literal name, newer field holding the same name as a parameter)
+_NAME_PAIRS = (("secretName", "secretNameParameter"), ("configMapName", "configMapNameParameter"),
+               ("pvcName", "pvcNameParameter"))
+
+
+def _drop_fields_old_backends_reject(node: object) -> None:
+    """Remove what KFP 2.2's platform spec does not know but that means nothing here: a
+    ``*NameParameter`` repeating a literal name, and ``optional: false`` (the default)."""
+    if isinstance(node, dict):
+        for literal, parameter in _NAME_PAIRS:
+            if node.get(literal) and parameter in node:
+                del node[parameter]
+        if node.get("optional") is False and ("secretName" in node or "configMapName" in node):
+            del node["optional"]
+        for value in node.values():
+            _drop_fields_old_backends_reject(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_fields_old_backends_reject(value)
+
+
+def compile_pipeline_file(build: object, path: str | Path) -> None:
+    """Compile pipeline function ``build`` into ``path`` (mode 0644), for every supported
+    backend, and validate it; a failed compile leaves no file behind."""
     from kfp import compiler
 
+    target = Path(path)
+    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".yaml")
+    os.close(handle)
+    try:
+        compiler.Compiler().compile(build, temp)
+        documents = list(yaml.safe_load_all(Path(temp).read_text()))
+        if len(documents) > 1:
+            _drop_fields_old_backends_reject(documents[1])
+            header = "".join(line for line in Path(temp).read_text().splitlines(keepends=True)
+                             if line.startswith("#"))
+            Path(temp).write_text(header + yaml.safe_dump_all(documents, sort_keys=False))
+        validate_pipeline_yaml(temp)
+        os.chmod(temp, 0o644)  # mkstemp makes 0600; the file is read by other tools and users
+        os.replace(temp, target)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def compile_all(out_dir: str | Path) -> dict[str, Path]:
+    """Compile each pipeline in ``pipelines.PIPELINES`` into ``out_dir/<name>.yaml``."""
     from pipelines import PIPELINES, ClusterOptions
 
     out = Path(out_dir)
@@ -57,14 +109,6 @@ def compile_all(out_dir: str | Path) -> dict[str, Path]:
     written = {}
     for name, build in PIPELINES.items():
         target = out / f"{name}.yaml"
-        handle, temp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".yaml")
-        os.close(handle)
-        try:
-            compiler.Compiler().compile(build(options), temp)
-            validate_pipeline_yaml(temp)
-            os.replace(temp, target)
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
+        compile_pipeline_file(build(options), target)
         written[name] = target
     return written

@@ -76,15 +76,12 @@ def compile_monitoring(path: str | Path) -> str:
 def compile_pipeline(name: str, path: str | Path) -> str:
     """Compile and validate pipeline ``name`` (cluster settings from the environment) into
     ``path``; return the spec's sha256."""
-    from kfp import compiler
-
-    from autokfp.edge.compilation import validate_pipeline_yaml
+    from autokfp.edge.compilation import compile_pipeline_file
     from pipelines import PIPELINES, ClusterOptions
 
     if name not in PIPELINES:
         raise ConfigError(f"unknown pipeline '{name}'; choose one of {sorted(PIPELINES)}")
-    compiler.Compiler().compile(PIPELINES[name](ClusterOptions.from_env()), str(path))
-    validate_pipeline_yaml(path)
+    compile_pipeline_file(PIPELINES[name](ClusterOptions.from_env()), path)
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 

@@ -46,19 +46,78 @@ def configure(settings: Settings | None = None) -> Any:
 
 
 def experiment_id(client: Any, model_name: str, settings: Settings | None = None) -> str:
+    """The experiment ``autokfp/<model_name>``, created with the shared artifact location.
+
+    Raises:
+        RegistryError: the registry is a server but the experiment keeps its artifacts in a
+            folder of one machine (an older run wrote it), so no other pod could read them.
+    """
+    from autokfp.settings import is_local_location
+
     settings = settings or Settings.from_env()
     name = f"autokfp/{model_name}"
     existing = client.get_experiment_by_name(name)
-    if existing is not None:
-        return existing.experiment_id
-    location = settings.mlflow_artifact_root.rstrip("/") + f"/{model_name}"
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:  # noqa: BLE001 - a concurrent run may have created it first
-        existing = client.get_experiment_by_name(name)
-        if existing is None:
-            raise
-        return existing.experiment_id
+    if existing is None:
+        root = settings.mlflow_artifact_root
+        location = None if root is None else root.rstrip("/") + f"/{model_name}"
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except Exception:  # noqa: BLE001 - a concurrent run may have created it first
+            existing = client.get_experiment_by_name(name)
+            if existing is None:
+                raise
+    if settings.shared_registry and is_local_location(existing.artifact_location):
+        raise RegistryError(
+            f"MLflow experiment '{name}' on {settings.tracking_uri} keeps its artifacts in "
+            f"'{existing.artifact_location}', a folder on one machine: other pods and KServe "
+            "would find no model there. Set AUTOKFP_MLFLOW_ARTIFACT_ROOT (ConfigMap "
+            "autokfp-config) to a gs:// or s3:// prefix, then rename or delete that "
+            "experiment (mlflow experiments rename/delete) so it is created again there."
+        )
+    return existing.experiment_id
+
+
+def serving_uri(client: Any, name: str, version: str, settings: Settings | None = None) -> str:
+    """A ``gs://`` or ``s3://`` URI holding the model files of ``name`` v``version`` that
+    KServe's storage initializer can fetch.
+
+    A version whose artifacts already sit in an object store is served from there. One
+    stored behind the MLflow server's proxy (``mlflow-artifacts:/``, which no storage
+    initializer reads) is copied once to ``<AUTOKFP_ARTIFACT_ROOT>/models/<name>/<version>``;
+    ``MLmodel`` is written last, so a copy cut short is redone rather than served. Without
+    a remote artifact store (local runs) the registry's own location is returned.
+    """
+    import tempfile
+
+    import mlflow.artifacts
+
+    from autokfp import storage
+    from autokfp.settings import is_local_location
+
+    settings = settings or Settings.from_env()
+    source = client.get_model_version_download_uri(name, version)
+    scheme = source.split("://", 1)[0].lower() if "://" in source else ""
+    if scheme in ("gs", "s3", "minio"):
+        return storage.fetchable_uri(source)
+    if is_local_location(settings.artifact_root):
+        return source
+    target = storage.join(settings.artifact_root, "models", name, str(version))
+    if storage.exists(storage.join(target, "MLmodel")):
+        return storage.fetchable_uri(target)
+    with tempfile.TemporaryDirectory(prefix="autokfp-serving-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
+                                                         dst_path=tmp))
+        if not (local / "MLmodel").is_file():
+            raise RegistryError(
+                f"{name} v{version}: the registry returned no model files from '{source}'; "
+                "check that the MLflow server serves artifacts (--serve-artifacts) and that "
+                "its --artifacts-destination is reachable")
+        marker = (local / "MLmodel").read_bytes()
+        (local / "MLmodel").unlink()
+        storage.upload_dir(local, target, overwrite=True)
+        storage.write_bytes(storage.join(target, "MLmodel"), marker)
+    log.info("%s v%s copied from %s to %s for serving", name, version, source, target)
+    return storage.fetchable_uri(target)
 
 
 def package_hash(model_dir: str | Path) -> str:

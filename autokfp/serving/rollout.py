@@ -60,7 +60,7 @@ def plan_rollout(cfg: RunConfig, settings: Any, registration: dict[str, Any]) ->
     version = str(champion.version)
     new_version = bool(registration["promoted"]) and not registration.get("reused")
     previous = registration.get("replaced_version") if new_version else None
-    storage_uri = client.get_model_version_download_uri(cfg.model_name, version)
+    storage_uri = registry.serving_uri(client, cfg.model_name, version, settings)
     canary = bool(new_version and previous)
     manifest = build_inference_service(cfg.model_name, version, storage_uri, cfg.deploy,
                                        canary=canary)

@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def read_config(config: dict[str, Any] | RunConfig) -> RunConfig:
+    """The run config of a step; in a Kubernetes pod, first check that the registry and the
+    artifact store are shared ones (every step reads its config first, so the first step of
+    a misconfigured namespace stops before any work)."""
+    from autokfp.settings import require_shared_state
+
+    require_shared_state()
     return config if isinstance(config, RunConfig) else parse_config(config, origin="pipeline config")
 
 

@@ -33,7 +33,7 @@ CHAIN = ["discover", "profile", "engineer-features", "check-data-bias", "train-h
 TASKS = [*CHAIN, "train-autokeras", "explain-model"]
 # AUTOKFP_IMAGE_REGISTRY is left alone: images were fixed when components were imported.
 CLUSTER_ENV = ("AUTOKFP_GPU_NODE_SELECTOR", "AUTOKFP_GPU_COUNT", "AUTOKFP_GPU_TOLERATION",
-               "AUTOKFP_CONFIG_MAP", "AUTOKFP_SECRET")
+               "AUTOKFP_CONFIG_MAP", "AUTOKFP_SECRET", "AUTOKFP_GCP_SECRET", "AUTOKFP_OPTIONAL_ENV")
 
 
 @pytest.fixture(autouse=True)
@@ -194,14 +194,42 @@ def test_config_map_and_secret_are_referenced_by_name(compiled) -> None:
     for name, config in _k8s(_documents(compiled)).items():
         (config_map,) = config["configMapAsEnv"]
         assert config_map["configMapName"] == "autokfp-config", name
-        assert config_map["optional"] is True
-        assert {e["envVar"] for e in config_map["keyToEnv"]} >= {"MLFLOW_TRACKING_URI",
-                                                                 "AUTOKFP_ARTIFACT_ROOT"}
+        # KFP 2.2 (Kubeflow 1.9) rejects these fields: not written by default
+        assert "optional" not in config_map and "configMapNameParameter" not in config_map
+        assert {e["envVar"] for e in config_map["keyToEnv"]} >= {
+            "MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AWS_ENDPOINT_URL"}
         (secret,) = config["secretAsEnv"]
         assert secret["secretName"] == "autokfp-credentials", name
-        assert secret["optional"] is True
-        assert {e["secretKey"] for e in secret["keyToEnv"]} >= {"MLFLOW_TRACKING_PASSWORD",
-                                                                "DATAHUB_GMS_TOKEN"}
+        assert "optional" not in secret and "secretNameParameter" not in secret
+        assert {e["secretKey"] for e in secret["keyToEnv"]} >= {
+            "MLFLOW_TRACKING_PASSWORD", "DATAHUB_GMS_TOKEN", "AWS_SECRET_ACCESS_KEY"}
+
+
+def test_optional_env_is_a_compile_switch(tmp_path, monkeypatch) -> None:
+    from autokfp.edge.compilation import compile_pipeline_file
+
+    monkeypatch.setenv("AUTOKFP_OPTIONAL_ENV", "true")
+    target = tmp_path / "p.yaml"
+    compile_pipeline_file(build_autonomous_training(ClusterOptions.from_env()), target)
+    for config in _k8s(_documents(target)).values():
+        assert config["configMapAsEnv"][0]["optional"] is True
+        assert config["secretAsEnv"][0]["optional"] is True
+
+
+def test_gcp_key_secret_is_mounted_as_a_file(tmp_path, monkeypatch) -> None:
+    """GCS credentials reach a task only as a mounted key file (or Workload Identity)."""
+    monkeypatch.setenv("AUTOKFP_GCP_SECRET", "autokfp-gcp-key")
+    docs = _documents(_compile(tmp_path, ClusterOptions.from_env()))
+    for name, config in _k8s(docs).items():
+        (volume,) = config["secretAsVolume"]
+        assert volume["secretName"] == "autokfp-gcp-key" and volume["mountPath"] == "/var/secrets/gcp"
+        env = {e["name"]: e["value"] for e in _containers(docs[0])[name].get("env", [])}
+        assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/secrets/gcp/key.json", name
+
+
+def test_compiled_files_are_readable_by_everyone(compiled) -> None:
+    for path in compiled.parent.glob("*.yaml"):
+        assert path.stat().st_mode & 0o777 == 0o644, path
 
 
 def test_no_secret_value_enters_the_yaml(tmp_path, monkeypatch) -> None:

@@ -1,0 +1,81 @@
+"""Inside a pod, a step without a shared registry or artifact store stops at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from autokfp.errors import ConfigError
+from autokfp.settings import Settings, require_shared_state
+from tests.conftest import small_config
+
+POD = {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+
+
+@pytest.fixture
+def pod(monkeypatch, tmp_path):
+    for name in ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AUTOKFP_HOME", str(tmp_path / "pod-home"))
+    for name, value in POD.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_the_first_step_stops_without_the_configmap(pod, tmp_path, churn_frame):
+    from autokfp.steps.discover import discover
+
+    data = tmp_path / "data"
+    data.mkdir()
+    churn_frame.head(200).to_parquet(data / "customers.parquet")
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError) as info:
+        discover(small_config(data).to_dict(), str(out / "d.parquet"), str(out / "s.json"),
+                 str(out / "c.json"))
+    message = str(info.value)
+    assert "autokfp-config" in message
+    assert "MLFLOW_TRACKING_URI is not set" in message
+    assert "AUTOKFP_ARTIFACT_ROOT is not set" in message
+    assert not out.exists()  # nothing was written
+    assert not (tmp_path / "pod-home" / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"MLFLOW_TRACKING_URI": "sqlite:////tmp/x.db", "AUTOKFP_ARTIFACT_ROOT": "gs://b/a"},
+     "MLFLOW_TRACKING_URI is 'sqlite:////tmp/x.db'"),
+    ({"MLFLOW_TRACKING_URI": "http://mlflow:5000"}, "AUTOKFP_ARTIFACT_ROOT is not set"),
+    ({"MLFLOW_TRACKING_URI": "http://mlflow:5000", "AUTOKFP_ARTIFACT_ROOT": "s3://b/a",
+      "AUTOKFP_MLFLOW_ARTIFACT_ROOT": "/home/pod/mlartifacts"}, "AUTOKFP_MLFLOW_ARTIFACT_ROOT"),
+])
+def test_each_missing_or_pod_local_key_is_named(pod, env, named):
+    for name, value in env.items():
+        pod.setenv(name, value)
+    with pytest.raises(ConfigError, match="autokfp-config") as info:
+        require_shared_state()
+    assert named in str(info.value)
+
+
+def test_shared_settings_pass_and_models_go_to_the_store(pod):
+    pod.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    pod.setenv("AUTOKFP_ARTIFACT_ROOT", "s3://bucket/autokfp/")
+    require_shared_state()
+    assert Settings.from_env().mlflow_artifact_root == "s3://bucket/autokfp/mlflow"
+
+
+def test_outside_a_pod_local_defaults_still_work(monkeypatch, tmp_path):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("AUTOKFP_HOME", str(tmp_path))
+    require_shared_state()
+    settings = Settings.from_env()
+    assert settings.mlflow_artifact_root == str(tmp_path.resolve() / "mlartifacts")
+
+
+def test_a_server_registry_never_uses_the_pod_disk_for_artifacts(monkeypatch, tmp_path):
+    """With a registry server and no object store (a laptop against a team server), MLflow's
+    own artifact store is used, not $AUTOKFP_HOME/mlartifacts."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("AUTOKFP_ARTIFACT_ROOT", raising=False)
+    monkeypatch.delenv("AUTOKFP_MLFLOW_ARTIFACT_ROOT", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.com")
+    monkeypatch.setenv("AUTOKFP_HOME", str(tmp_path))
+    assert Settings.from_env().mlflow_artifact_root is None
