@@ -108,10 +108,10 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     from autokfp import storage
 
     port = _free_port()
-    moto = Path(sys.executable).with_name("moto_server")
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                    "-p", str(port)],
                                    stdout=out, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{port}"
     server = S3Server(endpoint=endpoint, bucket="autokfp-s3-test")
@@ -153,7 +153,8 @@ def mlflow_server(folder, artifacts_destination: str, env: dict[str, str]) -> It
     port = _free_port()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    command = [str(Path(sys.executable).with_name("mlflow")), "server",
+    # the interpreter's own module, not a console script whose shebang may name another venv
+    command = [sys.executable, "-m", "mlflow", "server",
                "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
                "--artifacts-destination", artifacts_destination,
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
