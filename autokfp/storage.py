@@ -803,11 +803,11 @@ def local_copy(uri: Uri) -> Iterator[Path]:
         yield path
         return
     if _is_s3(text):
-        path = _s3_object(text)
+        key = _s3_object(text)
         with tempfile.TemporaryDirectory(prefix="autokfp-") as tmp:
-            target = Path(tmp) / path.rsplit("/", 1)[-1]
+            target = Path(tmp) / key.rsplit("/", 1)[-1]
             with _s3_errors(text):
-                _s3_fs(text).get_file(path, str(target))
+                _s3_fs(text).get_file(key, str(target))
             yield target
         return
     bucket, key = _object_key(text)

@@ -102,7 +102,6 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     """
     import subprocess
     import sys
-    from pathlib import Path
 
     pytest.importorskip("moto", reason="moto[server] is in the dev extra")
     from autokfp import storage

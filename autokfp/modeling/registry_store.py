@@ -59,9 +59,10 @@ def check_store(settings: Settings) -> None:
     path = sqlite_path(settings.tracking_uri)
     if path is None:
         return
-    if not path.exists():
-        artifacts = Path(settings.mlflow_artifact_root)
-        if "://" not in settings.mlflow_artifact_root and artifacts.is_dir() and any(
+    root = settings.mlflow_artifact_root
+    if not path.exists() and root is not None:
+        artifacts = Path(root)
+        if "://" not in root and artifacts.is_dir() and any(
                 p.is_dir() for p in artifacts.iterdir()):
             raise RegistryError(
                 f"the MLflow registry {path} is missing, but {artifacts} holds the artifacts of "
@@ -119,9 +120,10 @@ def relocate_store(settings: Settings) -> int:
     home = settings.home.resolve()
     if path is None or not path.exists() or path.resolve().parent != home:
         return 0
-    artifacts = Path(settings.mlflow_artifact_root)
-    if "://" in settings.mlflow_artifact_root or artifacts.resolve().parent != home:
+    root = settings.mlflow_artifact_root
+    if root is None or "://" in root or Path(root).resolve().parent != home:
         return 0
+    artifacts = Path(root)
     marker = home / HOME_MARKER
     former = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
     connection = sqlite3.connect(str(path), timeout=60)
