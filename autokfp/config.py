@@ -75,6 +75,25 @@ class GcsSource(_Strict):
         return value.rstrip("/")
 
 
+class S3Source(_Strict):
+    """Files under an ``s3://bucket/prefix`` (AWS S3), or ``minio://bucket/prefix`` for MinIO
+    and other S3-compatible stores at ``AWS_ENDPOINT_URL``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["s3"]
+    uri: str
+    include: list[str] = Field(default_factory=lambda: ["*.csv", "*.parquet", "*.jsonl"])
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("uri")
+    @classmethod
+    def _s3_uri(cls, value: str) -> str:
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("s3", "minio") or not rest.strip("/"):
+            raise ValueError("must look like s3://bucket/prefix (or minio://bucket/prefix)")
+        return value.rstrip("/")
+
+
 class SqlSource(_Strict):
     """A database reached through a SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://...``).
 
@@ -98,7 +117,7 @@ class SqlSource(_Strict):
         return value
 
 
-Source = Annotated[FolderSource | GcsSource | SqlSource, Field(discriminator="kind")]
+Source = Annotated[FolderSource | GcsSource | S3Source | SqlSource, Field(discriminator="kind")]
 
 
 class TrainingSpec(_Strict):
@@ -222,7 +241,10 @@ class SelectionSpec(_Strict):
 
 
 class DeploySpec(_Strict):
-    namespace: str = "kubeflow-user-example-com"
+    namespace: str | None = Field(
+        default=None,
+        description="where the InferenceService goes; default: the run's own namespace (the "
+                    "pod's, or the kubeconfig context's outside a cluster)")
     service_account: str = "autokfp-serving"
     canary_traffic_percent: int = Field(default=10, ge=0, le=100)
     min_replicas: int = Field(default=1, ge=0)
@@ -242,6 +264,12 @@ class DeploySpec(_Strict):
     keep_local_server: bool = Field(
         default=False, description="leave the verified local predictor running after the deploy step")
     local_port: int = Field(default=8080, ge=1024, le=65535)
+
+    def target_namespace(self) -> str:
+        """``namespace`` when set, else the namespace this run executes in."""
+        from autokfp.settings import run_namespace
+
+        return self.namespace or run_namespace()
 
     @model_validator(mode="after")
     def _replicas(self) -> DeploySpec:
@@ -489,7 +517,7 @@ class RunConfig(_Strict):
     def model_name(self) -> str:
         return self.name
 
-    def source(self, name: str) -> FolderSource | GcsSource | SqlSource:
+    def source(self, name: str) -> FolderSource | GcsSource | S3Source | SqlSource:
         for source in self.sources:
             if source.name == name:
                 return source
@@ -510,9 +538,9 @@ def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
     if kind == "missing":
         return f"{loc}: required setting is missing"
     if kind == "union_tag_invalid":
-        return f"{loc or 'sources[]'}.kind: must be one of 'folder', 'gcs', 'sql'"
+        return f"{loc or 'sources[]'}.kind: must be one of 'folder', 'gcs', 's3', 'sql'"
     if kind == "union_tag_not_found":
-        return f"{loc}: every source needs a kind: 'folder', 'gcs' or 'sql'"
+        return f"{loc}: every source needs a kind: 'folder', 'gcs', 's3' or 'sql'"
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -520,12 +548,12 @@ def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in {"folder", "gcs", "sql"}
+    return isinstance(part, str) and part in {"folder", "gcs", "s3", "sql"}
 
 
 def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     current: Any = model
-    kinds = {"folder": FolderSource, "gcs": GcsSource, "sql": SqlSource}
+    kinds = {"folder": FolderSource, "gcs": GcsSource, "s3": S3Source, "sql": SqlSource}
     for part in loc:
         if isinstance(part, int):
             continue

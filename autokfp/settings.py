@@ -95,6 +95,36 @@ class Settings:
         return is_server_uri(self.tracking_uri)
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def run_namespace() -> str:
+    """The Kubernetes namespace this run executes in.
+
+    In a pod: the namespace of its service account (a KFP run's pods live in the run's
+    namespace, the profile namespace in multi-user Kubeflow). Outside a cluster: the current
+    kubeconfig context's namespace. Else ``default``.
+    """
+    if in_cluster():
+        try:
+            found = SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip()
+        except OSError:
+            found = ""
+        if found:
+            return found
+    try:
+        from kubernetes import config as kube_config
+
+        # the kubernetes package reads KUBECONFIG once, at import: pass it on each call
+        kubeconfig = os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
+        _, active = kube_config.list_kube_config_contexts(
+            config_file=os.path.expanduser(kubeconfig))
+        found = (active or {}).get("context", {}).get("namespace") or ""
+    except Exception:  # noqa: BLE001 - no kubeconfig, or an unreadable one: not an error here
+        found = ""
+    return found or "default"
+
+
 def in_cluster() -> bool:
     """Whether this process runs in a Kubernetes pod (the kubelet sets this variable)."""
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))

@@ -570,6 +570,33 @@ def _gcs_names(bucket: str, key: str, recursive: bool) -> list[str]:
     return [blob.name[len(prefix) :] for blob in blobs if not blob.name.endswith("/")]
 
 
+def s3_objects(prefix_uri: Uri) -> list[dict[str, Any]]:
+    """Every object under an ``s3://`` / ``minio://`` prefix with what identifies its version:
+    ``{"uri", "relative", "etag", "size", "modified"}`` (modified: a datetime or None).
+
+    Raises:
+        StorageError: the URI is not an S3 URI, or the store cannot be listed.
+    """
+    text = _as_str(prefix_uri)
+    if not _is_s3(text):
+        raise StorageError(f"s3_objects lists s3:// or minio:// prefixes, got '{text}'.")
+    prefix = _s3_path(text).rstrip("/")
+    with _s3_errors(text):
+        try:
+            found = _s3_fs(text).find(prefix, detail=True)
+        except FileNotFoundError:
+            found = {}
+    out = []
+    for path, info in sorted(found.items()):
+        if info.get("type") != "file" or not path.startswith(prefix + "/"):
+            continue
+        relative = path[len(prefix) + 1 :]
+        out.append({"uri": join(text, relative), "relative": relative,
+                    "etag": str(info.get("ETag", "")).strip('"'), "size": info.get("size"),
+                    "modified": info.get("LastModified")})
+    return out
+
+
 def list_uris(prefix_uri: Uri, recursive: bool = True) -> list[str]:
     """Sorted URIs of the files (not folders) under a local folder or ``gs://`` prefix.
 
@@ -995,6 +1022,7 @@ __all__ = [
     "read_bytes",
     "read_text",
     "reset_client",
+    "s3_objects",
     "upload_dir",
     "write_bytes",
     "write_text",

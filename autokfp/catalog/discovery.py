@@ -25,13 +25,13 @@ from autokfp.catalog.schema import DatasetSchema
 from autokfp.catalog.sources import CrawlCache, DiscoveredDataset, open_source
 from autokfp.catalog.sources.base import file_format, mixed_type_notes
 from autokfp.catalog.sources.sql import masked_url, sql_platform
-from autokfp.config import FolderSource, GcsSource, RunConfig, SqlSource
+from autokfp.config import FolderSource, GcsSource, RunConfig, S3Source, SqlSource
 from autokfp.errors import DataError
 
 log = logging.getLogger(__name__)
 
 # A source's config model (the readers live in autokfp.catalog.sources).
-Source = FolderSource | GcsSource | SqlSource
+Source = FolderSource | GcsSource | S3Source | SqlSource
 
 __all__ = ["CrawlCache", "DiscoveredDataset", "Source", "discover", "file_format",
            "list_datasets", "load_dataset", "masked_url", "mixed_type_notes", "sql_platform"]

@@ -79,7 +79,7 @@ def build_inference_service(
         kind="InferenceService",
         metadata=V1ObjectMeta(
             name=name,
-            namespace=deploy.namespace,
+            namespace=deploy.target_namespace(),
             labels={"app.kubernetes.io/managed-by": "autokfp", "autokfp/model": name},
             annotations={"autokfp/model-name": model_name, "autokfp/model-version": str(version),
                          "serving.kserve.io/deploymentMode": "Serverless"},

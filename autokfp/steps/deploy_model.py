@@ -41,7 +41,7 @@ def deploy_model(config: dict[str, Any] | RunConfig, registration_path: str, tes
                               f"previous version to serve: {decision.reason}")
     return {"action": decision.action, "outcome": decision.outcome, "version": version,
             "target": decision.target, "storage_uri": rollout.storage_uri,
-            "service": rollout.manifest["metadata"]["name"], "namespace": cfg.deploy.namespace,
+            "service": rollout.manifest["metadata"]["name"], "namespace": cfg.deploy.target_namespace(),
             "reason": decision.reason}
 
 
@@ -63,6 +63,6 @@ def _record_deployment(cfg: RunConfig, settings: Any, decision: Any, service: st
         try:
             from autokfp.catalog.lineage import record_deployment
 
-            record_deployment(cfg.model_name, decision.version, cfg.deploy.namespace, service, settings)
+            record_deployment(cfg.model_name, decision.version, cfg.deploy.target_namespace(), service, settings)
         except Exception as exc:  # noqa: BLE001
             log.warning("deployment lineage not recorded: %s", exc)

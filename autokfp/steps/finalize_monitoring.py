@@ -61,7 +61,7 @@ def finalize_monitoring(
         from autokfp.serving.inference_service import service_name
 
         try:  # canary 0%: every request goes back to the previous revision
-            deployment.KubernetesServing(cfg.deploy.namespace).set_traffic(
+            deployment.KubernetesServing(cfg.deploy.target_namespace()).set_traffic(
                 service_name(cfg.model_name), 0
             )
             traffic = "; canary traffic set to 0%"

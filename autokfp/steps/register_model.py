@@ -86,7 +86,7 @@ def _record_model_lineage(cfg: RunConfig, registered: Any, schema: Any, model_pa
                 metrics[f"test_{key}"] = float(value)
             except (TypeError, ValueError):
                 continue
-        deployment = ((cfg.deploy.namespace, service_name(cfg.model_name))
+        deployment = ((cfg.deploy.target_namespace(), service_name(cfg.model_name))
                       if registered.promoted else None)
         record_model_lineage(
             cfg.model_name, registered.version, schema,

@@ -79,3 +79,36 @@ def test_a_server_registry_never_uses_the_pod_disk_for_artifacts(monkeypatch, tm
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.com")
     monkeypatch.setenv("AUTOKFP_HOME", str(tmp_path))
     assert Settings.from_env().mlflow_artifact_root is None
+
+
+def test_deploy_defaults_to_the_runs_own_namespace(pod, tmp_path):
+    """In a pod the InferenceService goes to the pod's namespace (the KFP run's), not to a
+    namespace named in the code."""
+    from autokfp import settings
+    from autokfp.config import DeploySpec
+    from autokfp.serving.inference_service import build_inference_service
+
+    account = tmp_path / "namespace"
+    account.write_text("team-ml\n")
+    pod.setattr(settings, "SERVICE_ACCOUNT_NAMESPACE", account)
+    manifest = build_inference_service("churn", "3", "s3://b/m", DeploySpec(), canary=False)
+    assert manifest["metadata"]["namespace"] == "team-ml"
+    explicit = build_inference_service("churn", "3", "s3://b/m", DeploySpec(namespace="prod"),
+                                       canary=False)
+    assert explicit["metadata"]["namespace"] == "prod"
+
+
+def test_outside_a_pod_the_kubeconfig_context_names_the_namespace(monkeypatch, tmp_path):
+    from autokfp.config import DeploySpec
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: dev\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: dev, context: {cluster: c, user: u, namespace: team-dev}}]\n")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert DeploySpec().target_namespace() == "team-dev"
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    assert DeploySpec().target_namespace() == "default"

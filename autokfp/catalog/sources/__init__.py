@@ -1,13 +1,13 @@
 """Data sources: one ``Source`` interface (``base.py``) and one module per kind.
 
 Each kind module registers its class for the ``kind`` of its config model:
-``folder.py`` (a local folder), ``gcs.py`` (a gs:// prefix), ``sql.py`` (a SQLAlchemy
-database). A new kind (e.g. ``s3.py`` for an s3:// prefix) is one module here that reads
-its config model and decorates its class with ``@register_source("s3")``, plus an import
-below; file-based kinds reuse ``files.py`` for reading and profiling.
+``folder.py`` (a local folder), ``gcs.py`` (a gs:// prefix), ``s3.py`` (an s3:// or
+minio:// prefix), ``sql.py`` (a SQLAlchemy database). A new kind is one module here that
+reads its config model and decorates its class with ``@register_source("<kind>")``, plus an
+import below; file-based kinds reuse ``files.py`` for reading and profiling.
 """
 
-from autokfp.catalog.sources import folder, gcs, sql  # noqa: F401 - each registers its kind
+from autokfp.catalog.sources import folder, gcs, s3, sql  # noqa: F401 - each registers its kind
 from autokfp.catalog.sources.base import (
     SOURCE_KINDS,
     CrawlCache,

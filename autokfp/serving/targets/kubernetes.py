@@ -26,10 +26,10 @@ class KubernetesTarget:
     def roll_out(self, release: Release, rows: pd.DataFrame,
                  expected: pd.DataFrame | None) -> Verification:
         deploy, service = self.cfg.deploy, release.service
-        cluster = deployment.KubernetesServing(deploy.namespace)
+        cluster = deployment.KubernetesServing(deploy.target_namespace())
         applied = cluster.apply(release.manifest)
         result = Verification(passed=True)
-        result.add("apply", True, f"InferenceService {deploy.namespace}/{service} {applied}")
+        result.add("apply", True, f"InferenceService {deploy.target_namespace()}/{service} {applied}")
         url = cluster.wait_ready(service, deploy.ready_timeout_secs)
         if url is None:
             result.add("ready", False, f"not Ready within {deploy.ready_timeout_secs}s")

@@ -165,8 +165,9 @@ def test_three_sources_breaking_change_refuses_training_and_impact_lists_the_mod
     found = json.loads(result.stdout)
     assert [m["name"] for m in found["model_versions"]] == ["churn-scn v1"]
     assert found["model_versions"][0]["aliases"] == ["champion"]
-    assert [d["name"] for d in found["deployments"]] == [
-        "kserve:kubeflow-user-example-com/churn-scn"]
+    from autokfp.settings import run_namespace  # deploy.namespace unset: the run's own
+
+    assert [d["name"] for d in found["deployments"]] == [f"kserve:{run_namespace()}/churn-scn"]
     assert len(found["feature_sets"]) == 1
     table = runner.invoke(app, ["impact", "warehouse/customers"])
     assert table.exit_code == 0 and "churn-scn v1" in table.output
