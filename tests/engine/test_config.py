@@ -129,7 +129,7 @@ def test_unknown_top_level_key_lists_every_section() -> None:
         ("training.task", "classify", "training.task", "'binary'"),
         ("selection.primary_metric", "mse", "selection.primary_metric", "'rmse'"),
         ("engines.h2o.include_algos", ["GBM", "SVM"], "h2o.include_algos.1", "'XGBoost'"),
-        ("sources.0.kind", "ftp", "sources.0.kind", "'folder', 'gcs', 'sql'"),
+        ("sources.0.kind", "ftp", "sources.0.kind", "'folder', 'gcs', 's3', 'sql'"),
     ],
 )
 def test_bad_enum_names_field_and_choices(path: str, value: Any, field: str, allowed: str) -> None:
