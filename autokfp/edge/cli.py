@@ -332,6 +332,12 @@ def submit(
     namespace: str | None = typer.Option(None, "--namespace", help="user namespace (multi-user Kubeflow)"),
     token_env: str | None = typer.Option(None, "--token-env",
                                          help="environment variable holding a bearer token"),
+    service_account: str | None = typer.Option(
+        None, "--service-account",
+        help="Kubernetes service account of the run's pods, e.g. autokfp-pipeline-runner"),
+    allow_local_paths: bool = typer.Option(
+        False, "--allow-local-paths",
+        help="send folder/SQLite paths anyway (only if they exist inside the pods)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Start one run of a pipeline on Kubeflow with CONFIG (compiled here, sent with the run)."""
@@ -342,9 +348,14 @@ def submit(
         config = load_config(config_path)
         token = token_from_env(token_env)
         result = submit_run(config, pipeline=pipeline, host=host, experiment=experiment,
-                            run_name=run_name, namespace=namespace, token=token)
+                            run_name=run_name, namespace=namespace, token=token,
+                            service_account=service_account,
+                            allow_local_paths=allow_local_paths)
     except AutokfpError as error:
         _fail(error)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False,
+                          soft_wrap=True)
     if as_json:
         console.print_json(json.dumps(result.to_dict()))
         return

@@ -198,6 +198,14 @@ def register_commands(app: typer.Typer) -> None:
         token_env: str | None = typer.Option(
             None, "--token-env", help="environment variable holding a bearer token"
         ),
+        service_account: str | None = typer.Option(
+            None, "--service-account",
+            help="Kubernetes service account of the runs' pods, e.g. autokfp-pipeline-runner",
+        ),
+        allow_local_paths: bool = typer.Option(
+            False, "--allow-local-paths",
+            help="send folder/SQLite paths anyway (only if they exist inside the pods)",
+        ),
         as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
     ) -> None:
         """Create a Kubeflow recurring run of drift-monitoring (re-enters training on drift)."""
@@ -219,12 +227,17 @@ def register_commands(app: typer.Typer) -> None:
                 name=name,
                 namespace=namespace,
                 token=token,
+                service_account=service_account,
+                allow_local_paths=allow_local_paths,
             )
         except AutokfpError as error:
             Console(stderr=True).print(
                 f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
             )
             raise typer.Exit(code=error.exit_code) from None
+        for warning in result.warnings:
+            Console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}", highlight=False,
+                                       soft_wrap=True)
         if as_json:
             console.print_json(json.dumps(result.to_dict()))
             return

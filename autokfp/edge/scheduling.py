@@ -24,7 +24,7 @@ import json
 import logging
 import re
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,47 @@ class ScheduledRun:
     pipeline_id: str
     pipeline_version_id: str
     created: bool  # False: an identical recurring run already existed
+    warnings: list[str] = field(default_factory=list)  # local paths let through on request
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def local_state_in(config: RunConfig) -> list[str]:
+    """What in ``config`` names this machine's disk, which pipeline pods cannot see: folder
+    sources, SQLite databases and local label files."""
+    found = []
+    for source in config.sources:
+        if source.kind == "folder":
+            found.append(f"sources '{source.name}': folder '{source.path}' is on this machine "
+                         "(put the files under gs:// or s3:// and use kind gcs or s3)")
+        elif source.kind == "sql" and source.url.lower().startswith("sqlite"):
+            found.append(f"sources '{source.name}': '{source.url.split('?')[0]}' is a SQLite "
+                         "file on this machine (use a database server the cluster reaches)")
+    labels = config.monitoring.labels.path
+    if labels and "://" not in labels:
+        found.append(f"monitoring.labels.path '{labels}' is on this machine (use gs:// or s3://)")
+    return found
+
+
+def check_cluster_config(config: RunConfig, allow_local_paths: bool = False) -> list[str]:
+    """Refuse a config whose data lives on this machine before sending it to a cluster.
+
+    Returns the problems let through when ``allow_local_paths`` (the paths exist inside the
+    pods, e.g. on a mounted volume); they are logged as warnings.
+
+    Raises:
+        ConfigError: something names a local path and ``allow_local_paths`` is false.
+    """
+    found = local_state_in(config)
+    if found and not allow_local_paths:
+        raise ConfigError(
+            "the config names paths on this machine, which the pipeline's pods cannot read: "
+            + "; ".join(found) + ". Pass --allow-local-paths only if the same paths exist "
+            "inside the pods (a mounted volume).")
+    for problem in found:
+        log.warning("sent to the cluster as is: %s", problem)
+    return found
 
 
 def validate_cron(cron: str) -> str:
@@ -92,6 +130,8 @@ class SubmittedRun:
     run_name: str
     experiment: str
     url: str = ""  # the run's page in the Kubeflow UI
+    service_account: str | None = None
+    warnings: list[str] = field(default_factory=list)  # local paths let through on request
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,15 +146,22 @@ def submit_run(
     namespace: str | None = None,
     token: str | None = None,
     client: Any = None,
+    service_account: str | None = None,
+    allow_local_paths: bool = False,
 ) -> SubmittedRun:
     """Start one run of ``pipeline`` on Kubeflow with ``config`` as its ``config`` parameter.
 
     The pipeline is compiled here with the cluster settings of the environment (the same
     YAML ``autokfp compile`` writes), validated, and sent inline with the run; the
-    experiment is created when it does not exist.
+    experiment is created when it does not exist. The run's pods use ``service_account``
+    (e.g. ``autokfp-pipeline-runner``, manifests/base/rbac.yaml); None leaves it to KFP.
+
+    Raises:
+        ConfigError: the config names local paths (see ``check_cluster_config``).
     """
     from datetime import datetime, timezone
 
+    warnings = check_cluster_config(config, allow_local_paths)
     run_name = run_name or f"{config.name}-{pipeline}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     client = client or make_client(host, namespace, token)
     with tempfile.TemporaryDirectory(prefix="autokfp-submit-") as scratch:
@@ -130,9 +177,11 @@ def submit_run(
                 run_name=run_name,
                 experiment_name=experiment,
                 namespace=namespace,
+                service_account=service_account,
             )
     links = re.findall(r"^Run details: (\S+)$", printed.getvalue(), flags=re.MULTILINE)
-    return SubmittedRun(result.run_id, pipeline, run_name, experiment, links[0] if links else "")
+    return SubmittedRun(result.run_id, pipeline, run_name, experiment, links[0] if links else "",
+                        service_account, warnings)
 
 
 def _filter(name: str) -> str:
@@ -186,10 +235,18 @@ def schedule_monitoring(
     namespace: str | None = None,
     token: str | None = None,
     client: Any = None,
+    service_account: str | None = None,
+    allow_local_paths: bool = False,
 ) -> ScheduledRun:
-    """Create (or find) the recurring run of ``drift-monitoring`` for ``config``."""
+    """Create (or find) the recurring run of ``drift-monitoring`` for ``config``; its runs'
+    pods use ``service_account`` (None: KFP's default).
+
+    Raises:
+        ConfigError: the config names local paths (see ``check_cluster_config``).
+    """
     from autokfp import __version__
 
+    warnings = check_cluster_config(config, allow_local_paths)
     cron = validate_cron(cron or config.monitoring.schedule)
     name = name or f"{config.name}-drift-monitoring"
     client = client or make_client(host, namespace, token)
@@ -255,7 +312,8 @@ def schedule_monitoring(
             run.runtime_config is not None
             and (run.runtime_config.parameters or {}).get("config") == params["config"]
         )
-        if same_spec and same_cron and same_params:
+        same_account = (getattr(run, "service_account", None) or None) == service_account
+        if same_spec and same_cron and same_params and same_account:
             log.info("recurring run %s already exists (%s)", name, run.recurring_run_id)
             return ScheduledRun(
                 run.recurring_run_id,
@@ -265,9 +323,10 @@ def schedule_monitoring(
                 pipeline_id,
                 version_id,
                 created=False,
+                warnings=warnings,
             )
         log.info(
-            "replacing recurring run %s (%s): the cron, spec or config changed",
+            "replacing recurring run %s (%s): the cron, spec, config or account changed",
             name,
             run.recurring_run_id,
         )
@@ -287,7 +346,9 @@ def schedule_monitoring(
         max_concurrency=1,
         no_catchup=True,
         enabled=True,
+        service_account=service_account,
     )
     return ScheduledRun(
-        created.recurring_run_id, name, cron, experiment_id, pipeline_id, version_id, created=True
+        created.recurring_run_id, name, cron, experiment_id, pipeline_id, version_id, created=True,
+        warnings=warnings,
     )

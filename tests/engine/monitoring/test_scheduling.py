@@ -219,7 +219,9 @@ def kfp_api(monkeypatch, tmp_path):
 
 
 def _config(tmp_path):
-    return small_config(tmp_path, monitoring={"schedule": "0 30 */6 * * *"})
+    """A config a cluster can use: its data in an object store, not on this machine."""
+    return small_config(tmp_path, monitoring={"schedule": "0 30 */6 * * *"},
+                        sources=[{"name": "files", "kind": "s3", "uri": "s3://lake/churn"}])
 
 
 def test_schedule_uploads_creates_the_experiment_and_the_recurring_run(kfp_api, tmp_path):
@@ -327,3 +329,52 @@ def test_submit_cli_names_an_unknown_pipeline_and_prints_the_run(kfp_api, tmp_pa
     printed = json.loads(good.output)  # nothing but the JSON on stdout
     assert printed["run_id"] in kfp_api.runs
     assert printed["url"] == f"{kfp_api.url}/#/runs/details/{printed['run_id']}"
+
+
+def test_submit_and_schedule_refuse_local_paths_by_default(kfp_api, tmp_path):
+    from autokfp.edge.cli import app
+    from autokfp.edge.scheduling import submit_run
+
+    local = small_config(tmp_path, monitoring={"schedule": "0 30 */6 * * *"}, sources=[
+        {"name": "files", "kind": "folder", "path": str(tmp_path)},
+        {"name": "wh", "kind": "sql", "url": f"sqlite:///{tmp_path}/wh.db"}])
+    with pytest.raises(ConfigError) as refused:
+        submit_run(local, host=kfp_api.url)
+    message = str(refused.value)
+    assert f"folder '{tmp_path}'" in message and "SQLite" in message
+    assert "--allow-local-paths" in message
+    with pytest.raises(ConfigError, match="--allow-local-paths"):
+        schedule_monitoring(local, host=kfp_api.url)
+    assert not kfp_api.runs and not kfp_api.recurring and not kfp_api.calls
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(local.to_dict()))
+    bad = CliRunner().invoke(app, ["submit", str(path), "--host", kfp_api.url])
+    assert bad.exit_code == 2 and "pods cannot read" in " ".join(bad.output.split())
+    # on request they go through, each one warned about
+    allowed = CliRunner().invoke(app, ["submit", str(path), "--host", kfp_api.url,
+                                       "--allow-local-paths", "--json"])
+    assert allowed.exit_code == 0, allowed.output
+    assert len(kfp_api.runs) == 1
+    result = submit_run(local, host=kfp_api.url, allow_local_paths=True)
+    assert len(result.warnings) == 2
+
+
+def test_service_account_reaches_the_run_and_the_recurring_run(kfp_api, tmp_path):
+    from autokfp.edge.cli import app
+    from autokfp.edge.scheduling import submit_run
+
+    config = _config(tmp_path)
+    result = submit_run(config, host=kfp_api.url, service_account="autokfp-pipeline-runner")
+    assert kfp_api.runs[result.run_id]["service_account"] == "autokfp-pipeline-runner"
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    done = CliRunner().invoke(app, ["schedule", str(path), "--host", kfp_api.url,
+                                    "--service-account", "autokfp-pipeline-runner"])
+    assert done.exit_code == 0, done.output
+    (recurring,) = kfp_api.recurring.values()
+    assert recurring["service_account"] == "autokfp-pipeline-runner"
+    # another account replaces the recurring run (its pods would run as someone else)
+    changed = schedule_monitoring(config, host=kfp_api.url, service_account="other-runner")
+    assert changed.created
+    assert [r["service_account"] for r in kfp_api.recurring.values()] == ["other-runner"]
