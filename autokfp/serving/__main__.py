@@ -1,7 +1,10 @@
 """Entry point of the serving image: ``python -m autokfp.serving``.
 
 Reads the model folder from ``MODEL_DIR`` (KServe's storage initializer downloads
-``STORAGE_URI`` to ``/mnt/models``), the name from ``MODEL_NAME``, the version from
+``STORAGE_URI`` to ``/mnt/models``), or fetches it first from ``MODEL_URI`` / ``--model_uri``
+when set (``models:/churn@champion`` through ``MLFLOW_TRACKING_URI``, a ``gs://``,
+``s3://`` or ``minio://`` prefix; see ``autokfp.serving.fetch``), the name from
+``MODEL_NAME``, the version from
 ``MODEL_VERSION``, the port from ``PORT`` (8080) and logs predictions under
 ``AUTOKFP_ARTIFACT_ROOT`` when it is set (``AUTOKFP_PREDICTION_LOG=off`` disables it).
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from autokfp.errors import AutokfpError
 
@@ -26,8 +30,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model_name", default=os.environ.get("MODEL_NAME", "model"))
     parser.add_argument("--model_dir", default=os.environ.get("MODEL_DIR", "/mnt/models"))
     parser.add_argument("--http_port", type=int, default=int(os.environ.get("PORT", "8080")))
+    parser.add_argument("--model_uri", default=os.environ.get("MODEL_URI") or None)
     args, _ = parser.parse_known_args(argv)
     model_dir, name = args.model_dir, args.model_name
+    if args.model_uri:
+        import tempfile
+
+        from autokfp.serving.fetch import fetch_model
+
+        try:
+            model_dir = str(fetch_model(args.model_uri,
+                                        Path(tempfile.mkdtemp(prefix="autokfp-model-")) / "model"))
+        except AutokfpError as error:
+            logging.getLogger("autokfp.serving").error("%s", error)
+            return 2
     os.environ["PORT"] = str(args.http_port)
     version = os.environ.get("MODEL_VERSION", "1")
     log_root = os.environ.get("AUTOKFP_ARTIFACT_ROOT")

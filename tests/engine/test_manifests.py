@@ -129,7 +129,9 @@ def test_secret_template_says_to_use_kubectl():
     text = (MANIFESTS / "base" / "secrets-template.yaml").read_text(encoding="utf-8")
     assert "kubectl create secret generic autokfp-credentials" in text
     keys = set(_find("Secret", "autokfp-credentials")["stringData"])
-    assert {"MLFLOW_TRACKING_TOKEN", "DATAHUB_GMS_TOKEN", "gcp-service-account.json"} <= keys
+    assert {"MLFLOW_TRACKING_TOKEN", "DATAHUB_GMS_TOKEN", "AWS_SECRET_ACCESS_KEY"} <= keys
+    # a GCP key is a file in a Secret of its own, mounted by the compiled pipeline
+    assert "kubectl create secret generic autokfp-gcp-key" in text and "key.json" in text
 
 
 def test_config_map_holds_the_settings_autokfp_reads():
@@ -167,7 +169,7 @@ def test_pipeline_runner_may_manage_inference_services():
     }
     assert verbs("", "pods") >= {"get", "list"}
     assert verbs("", "events") >= {"get", "list"}
-    assert not any("*" in rule["verbs"] or "secrets" in rule["resources"] for rule in rules)
+    assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in rules)
 
     binding = _find("RoleBinding", "autokfp-pipeline-runner")
     assert binding["roleRef"] == {
@@ -179,6 +181,46 @@ def test_pipeline_runner_may_manage_inference_services():
         assert subject["kind"] == "ServiceAccount"
         _find("ServiceAccount", subject["name"])
     assert _find("ServiceAccount", "autokfp-serving")["automountServiceAccountToken"] is False
+
+
+# What a step's pod does with the API when it runs as this account: the KFP v2 driver and
+# launcher read the kfp-launcher ConfigMap and the object store Secret it names; Argo's
+# executor watches and annotates its pod, reads its log and reports task results.
+LAUNCHER_NEEDS = [
+    ("", "configmaps", "get"), ("", "configmaps", "list"), ("", "configmaps", "watch"),
+    ("", "secrets", "get"),
+    ("", "pods", "get"), ("", "pods", "watch"), ("", "pods", "patch"), ("", "pods/log", "get"),
+    ("argoproj.io", "workflowtaskresults", "create"),
+    ("argoproj.io", "workflowtaskresults", "patch"),
+]
+
+
+@pytest.mark.parametrize(("group", "resource", "verb"), LAUNCHER_NEEDS)
+def test_pipeline_runner_may_do_what_the_kfp_launcher_does(group, resource, verb):
+    rules = _find("Role", "autokfp-pipeline-runner")["rules"]
+    assert any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
+               for r in rules), f"the launcher cannot {verb} {resource}"
+
+
+def test_pipeline_runner_reads_only_the_named_object_store_secret():
+    rules = _find("Role", "autokfp-pipeline-runner")["rules"]
+    secret_rules = [r for r in rules if "secrets" in r["resources"]]
+    assert secret_rules and all(r["verbs"] == ["get"] and r.get("resourceNames")
+                                for r in secret_rules)
+    assert "mlpipeline-minio-artifact" in secret_rules[0]["resourceNames"]
+
+
+def test_every_key_the_tasks_read_is_in_the_config_map_and_the_secret_template():
+    """Without ``optional`` env (KFP 2.2), a key missing from either stops every pod."""
+    from pipelines.cluster import CONFIG_KEYS, SECRET_KEYS
+
+    assert set(CONFIG_KEYS) <= set(_find("ConfigMap", "autokfp-config")["data"])
+    assert set(SECRET_KEYS) <= set(_find("Secret", "autokfp-credentials")["stringData"])
+    text = (MANIFESTS / "base" / "secrets-template.yaml").read_text(encoding="utf-8")
+    command = text[text.index("kubectl create secret generic autokfp-credentials"):]
+    command = command[:command.index("\n#\n")]
+    for key in SECRET_KEYS:
+        assert f"--from-literal={key}=" in command, key
 
 
 def test_gpu_check_uses_the_documented_node_settings():
