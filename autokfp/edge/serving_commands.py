@@ -48,7 +48,9 @@ def register_commands(app: typer.Typer) -> None:
         model: str | None = typer.Option(None, "--model", "-m",
                                          help="NAME@ALIAS or NAME/VERSION (default: the champion)"),
         port: int = typer.Option(8080, help="HTTP port"),
-        host: str = typer.Option("127.0.0.1", help="address to bind"),
+        host: str = typer.Option("127.0.0.1", help=(
+            "address to bind: 127.0.0.1 is this machine only; 0.0.0.0 exposes the server, "
+            "which has no authentication, to the network")),
         home: Path | None = typer.Option(None, "--home", help="state folder"),
         log_predictions: bool = typer.Option(True, "--log-predictions/--no-log-predictions",
                                              help="append requests and predictions to the artifact store"),

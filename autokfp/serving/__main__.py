@@ -7,6 +7,12 @@ when set (``models:/churn@champion`` through ``MLFLOW_TRACKING_URI``, a ``gs://`
 ``MODEL_NAME``, the version from
 ``MODEL_VERSION``, the port from ``PORT`` (8080) and logs predictions under
 ``AUTOKFP_ARTIFACT_ROOT`` when it is set (``AUTOKFP_PREDICTION_LOG=off`` disables it).
+
+It binds ``HOST``, by default 0.0.0.0 on purpose: in a pod the kubelet's probes, the
+Service and Knative's queue-proxy reach the container on the pod's address, and the
+network policy or mesh in front of the pod decides who may call it. The server has no
+authentication of its own and no state-changing route (see ``guard``); outside a pod,
+``autokfp serve`` binds 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import sys
 from pathlib import Path
 
 from autokfp.errors import AutokfpError
+
+DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - in a pod; see the module docstring
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         log_root = None
     try:
         serve(model_dir, name, version, port=int(os.environ.get("PORT", "8080")),
-              host=os.environ.get("HOST", "0.0.0.0"), prediction_log_uri=log_root)
+              host=os.environ.get("HOST", DEFAULT_HOST), prediction_log_uri=log_root)
     except AutokfpError as error:
         logging.getLogger("autokfp.serving").error("%s", error)
         return 2

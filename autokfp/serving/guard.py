@@ -11,6 +11,8 @@ one model version, loaded at start, to clients it does not authenticate. So the 
 * **maps versioned routes** (``/v2/models/<name>/versions/<v>/...``): the served version is
   the unversioned route; any other version is a 404 naming the one served (KServe answers
   501 to every versioned call).
+* **sheds big requests while busy**: a body over ``BIG_BODY`` on a model route while the
+  worker for big requests has no room (``is_busy``) gets 429 before it is read.
 * **caps request bodies on every route**: a body over ``max_bytes`` gets 413 naming the
   limit, whether the client sent ``Content-Length`` or streamed it in chunks; it is never
   buffered beyond the limit nor handed to the app.
@@ -41,6 +43,7 @@ MODEL_ROUTES = ("/v1/models/", "/v2/models/")
 REPOSITORY_ROUTES = ("/v2/repository", "/v1/repository")
 READY_ROUTE = "/v2/health/ready"
 MAX_ERROR_BODY = 2048  # bytes of an error answer; longer ones are cut (they echo input)
+BIG_BODY = 256 * 1024  # bytes: a body this large is a big request (refused while busy)
 LOGGED_CHARS = 300  # characters of a path or an error message in the one log line
 _VERSIONED = re.compile(r"^/v2/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)(?P<rest>/.*)?$")
 
@@ -95,6 +98,9 @@ class Served:
     version: str
     is_ready: Callable[[], bool]
     count_error: Callable[[str], None]
+    # True while the worker for big requests has no room: a big body is then refused (429)
+    # before it is read or parsed, so a flood of them costs the event loop almost nothing
+    is_busy: Callable[[], bool] = lambda: False
 
 
 class RequestGuard:
@@ -148,6 +154,11 @@ class RequestGuard:
                 scope = await self._unversioned(scope, versioned, watch)
                 if scope is None:
                     return
+            if self._big(scope) and path.startswith(MODEL_ROUTES) and self.served.is_busy():
+                await _json(watch, 429, {"error": (
+                    "the server is busy with large requests; retry shortly, or send smaller "
+                    "requests (they are answered at once)")}, close=True, retry=True)
+                return
             body = await self._read_body(scope, receive)
             if body is None:
                 await self._too_large(watch)
@@ -186,6 +197,13 @@ class RequestGuard:
             error = f"model {shorten(name, 80)} is not served here; this server serves {self.served.name}"
         await _json(send, 404, {"error": error})
         return None
+
+    @staticmethod
+    def _big(scope: Scope) -> bool:
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                return value.isdigit() and int(value) > BIG_BODY
+        return scope.get("method") == "POST"  # chunked: the size is unknown, assume big
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body, or None once it is known to exceed the limit."""
@@ -250,12 +268,15 @@ def _error_text(body: bytes) -> str:
     return json.dumps(decoded)[: 4 * LOGGED_CHARS]
 
 
-async def _json(send: Send, status: int, content: dict[str, Any], close: bool = False) -> None:
+async def _json(send: Send, status: int, content: dict[str, Any], close: bool = False,
+                retry: bool = False) -> None:
     body = json.dumps(content).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))
+    if retry:
+        headers.append((b"retry-after", b"1"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

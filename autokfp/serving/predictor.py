@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import uuid
@@ -65,11 +66,13 @@ MAX_TEXT_CHARS = 10_000
 MAX_EXPLAIN_ROWS = 20
 EXPLAIN_NSAMPLES = 256  # Kernel SHAP coalitions per instance by default
 MAX_EXPLAIN_NSAMPLES = 1024
-MAX_EXPLAIN_WORK = MAX_EXPLAIN_ROWS * EXPLAIN_NSAMPLES  # rows × nsamples in one request
+# rows × nsamples in one request: about 1 s per row at 256 samples here (25 background rows)
+MAX_EXPLAIN_WORK = 5 * EXPLAIN_NSAMPLES
 DEFAULT_TIMEOUT_SECONDS = 10.0
 TIMEOUT_ENV = "AUTOKFP_REQUEST_TIMEOUT"
 MAX_WAITING = 4  # big requests queued for the worker thread; more get 429
-SELF_CHECK_SECONDS = 5.0  # how often readiness re-scores the package's own example
+SELF_CHECK_SECONDS = 5.0
+SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005  # how often readiness re-scores the package's own example
 
 V2_DATATYPES = {"BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
                 "UINT64", "FP16", "FP32", "FP64", "BYTES"}
@@ -423,6 +426,9 @@ class Workload:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autokfp-work")
         self._local = threading.local()
 
+    def busy(self) -> bool:
+        return self.waiting >= self.max_waiting
+
     def check_deadline(self) -> None:
         deadline = getattr(self._local, "deadline", None)
         if deadline is not None and time.monotonic() > deadline:
@@ -433,7 +439,7 @@ class Workload:
                 f"({TIMEOUT_ENV}); send fewer rows, or fewer explain samples")
 
     async def run(self, work: Callable[[], T]) -> T:
-        if self.waiting >= self.max_waiting:
+        if self.busy():
             raise Busy(f"the server is busy with {self.waiting} large requests; retry shortly, "
                        f"or send at most {FAST_PATH_ROWS} rows per request")
         self.waiting += 1
@@ -508,6 +514,12 @@ class AutokfpPredictor(Model):
             self._score(example.copy())
             self._example = [{c: _plain(v) for c, v in row.items()}
                              for row in example[self.validator.required].head(1).to_dict("records")]
+        # the explainer's imports (shap, scipy, sklearn) take seconds: pay them before ready,
+        # not inside the first :explain request's time limit
+        import shap  # noqa: F401
+
+        import autokfp.governance.explain  # noqa: F401
+
         if self.prediction_log_uri:
             from autokfp.serving.prediction_log import PredictionLogger
 
@@ -554,15 +566,18 @@ class AutokfpPredictor(Model):
         frame = self.validator.check(frame)
         return self.model.predict(None, frame)
 
-    def _score_records(self, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The frame path (run in the worker thread): checks, then pandas and the engine."""
+    def _score_records(self, records: list[dict[str, Any]], answer: bool
+                       ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]] | None]:
+        """The frame path (run in the worker thread): checks, then pandas and the engine,
+        and the v1 answer's rows when ``answer``."""
         assert self.validator is not None
         self.validator.check_values(records)
         self._check_every_row_has_the_columns(records)
         self.workload.check_deadline()
         frame = self.validator.check(pd.DataFrame.from_records(records))
         self.workload.check_deadline()
-        return frame, self.model.predict(None, frame)
+        predictions = self.model.predict(None, frame)
+        return frame, predictions, _records(predictions) if answer else None
 
     def _check_every_row_has_the_columns(self, rows: list[dict]) -> None:
         """A column absent from some instances only: pandas would fill it with NaN, while the
@@ -587,11 +602,13 @@ class AutokfpPredictor(Model):
             records = records_v2(payload) if v2 else records_v1(payload)
             if not records:
                 raise RequestError("the request has no rows; send at least one instance")
+            answer = None
             if len(records) <= FAST_PATH_ROWS:
                 assert self.validator is not None
                 predictions = self.model.predict_records(self.validator.check_records(records))
-            else:
-                frame, predictions = await self.workload.run(lambda: self._score_records(records))
+            else:  # big: in the worker thread, answer included (the event loop stays free)
+                frame, predictions, answer = await self.workload.run(
+                    lambda: self._score_records(records, answer=not v2))
         except InvalidInput:
             ERRORS.labels(kind="invalid_input", **labels).inc()
             mark_counted()
@@ -603,7 +620,8 @@ class AutokfpPredictor(Model):
         LATENCY.labels(**labels).observe(time.perf_counter() - started)
         self._observe(predictions, labels)
         request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
-        answer = None if v2 else _records(predictions)
+        if answer is None and not v2:
+            answer = _records(predictions)
         if self.prediction_log is not None:
             if frame is None:
                 self.prediction_log.log_records(records, answer or _records(predictions), request_id)
@@ -798,13 +816,18 @@ def serve(model_dir: str | Path, name: str, version: str = "1", port: int = 8080
     from kserve import ModelServer, model_server
 
     limit = max_request_bytes(max_bytes)
+    # the worker thread scores big requests while the event loop answers the rest: a short
+    # GIL switch interval keeps the loop (and the health probes) from waiting 5 ms for the
+    # GIL after every socket call (the convoy effect)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     predictor = AutokfpPredictor(name, model_dir, version, prediction_log_uri=prediction_log_uri,
                                  timeout=timeout)
     predictor.load()
     _bind_host(host)
     served = Served(name=name, version=str(version), is_ready=predictor.is_ready,
                     count_error=lambda kind: ERRORS.labels(model=name, version=str(version),
-                                                           kind=kind).inc())
+                                                           kind=kind).inc(),
+                    is_busy=predictor.workload.busy)
     install_guard(model_server.app, limit, served)
     model_server.app.add_exception_handler(RequestError, _rejected)
     try:

@@ -176,6 +176,8 @@ def cases(model: str, version: str, good: dict[str, Any], columns: dict[str, str
         Case("explain 20 rows × 1024 samples", "POST", explain,
              body({"instances": [good] * 20, "parameters": {"nsamples": 1024}}), (400,),
              ("budget",)),
+        Case("explain 20 rows at the default samples", "POST", explain,
+             body({"instances": [good] * 20}), (400,), ("budget",)),
         Case("explain 21 rows", "POST", explain, body({"instances": [good] * 21}), (400,),
              ("at most",)),
         Case("explain unknown parameter", "POST", explain,

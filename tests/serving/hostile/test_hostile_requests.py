@@ -1,0 +1,226 @@
+"""Hostile requests against the real predictor (``python -m autokfp.serving`` in a subprocess).
+
+Every request of the corpus (``corpus.py``) gets a 4xx naming the problem, never a 5xx;
+each rejection is one short log line without a traceback; the state-changing repository
+routes are refused; the readiness probe answers within a second while hostile requests
+run concurrently, and says not-ready as soon as the model cannot score.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp.features import FeaturePlan
+from tests.serving import servers
+from tests.serving.hostile.corpus import Case, cases
+
+MODEL = "churn"
+MAX_BYTES = 16 * 1024 * 1024  # the server's default body limit
+_REJECTED_SENT: list[str] = []  # rejections this module sent, to compare with the log
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+@pytest.fixture(scope="module")
+def plan(trained_package) -> FeaturePlan:
+    return FeaturePlan.from_json(
+        (Path(trained_package.paths.model) / "artifacts" / "plan.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def good_rows(trained_package, plan) -> list[dict[str, Any]]:
+    frame = pd.read_parquet(trained_package.paths.test).head(50)
+    return [{c: _plain(row[c]) for c in plan.input_columns} for _, row in frame.iterrows()]
+
+
+def _columns(plan: FeaturePlan) -> dict[str, str]:
+    columns = {"number": plan.numeric[0], "category": plan.categorical[0],
+               "date": plan.datetime[0]}
+    if plan.text:
+        columns["text"] = plan.text[0]
+    return columns
+
+
+@pytest.fixture(scope="module")
+def corpus(plan, good_rows) -> dict[str, Case]:
+    return {c.name: c for c in cases(MODEL, "1", good_rows[0], _columns(plan), MAX_BYTES)}
+
+
+@pytest.fixture(scope="module")
+def server(trained_package, tmp_path_factory):
+    server = servers.start(Path(trained_package.paths.model), tmp_path_factory.mktemp("hostile"),
+                           env={"AUTOKFP_PREDICTION_LOG": "off"})
+    try:
+        servers.wait_ready(server)
+        yield server
+    finally:
+        servers.stop(server)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
+
+
+CASE_NAMES = [c.name for c in cases(MODEL, "1", {"n": 1.0, "c": "a", "d": "2020-01-01"},
+                                    {"number": "n", "category": "c", "date": "d"}, 2048)]
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_a_hostile_request_gets_a_4xx_naming_the_problem(client, corpus, name) -> None:
+    case = corpus[name]
+    started = time.perf_counter()
+    response = client.request(case.method, case.path, content=case.body, headers=case.headers)
+    elapsed = time.perf_counter() - started
+    _REJECTED_SENT.append(name)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:500])
+    assert response.status_code in case.statuses, (response.status_code, response.text[:500])
+    for word in case.words:
+        assert word in response.text, response.text[:500]
+    assert len(response.content) <= 4096, "an error answer must not echo the request"
+    assert elapsed < 5.0, f"a rejection took {elapsed:.1f}s"
+
+
+def test_every_rejection_is_one_short_log_line_without_traceback(server, client) -> None:
+    assert _REJECTED_SENT, "run with the corpus test"
+    time.sleep(0.5)  # the log is written by the server process
+    text = server.output.read_text(errors="replace")
+    lines = text.splitlines()
+    rejected = [line for line in lines if "autokfp.serving.requests: rejected" in line]
+    assert len(rejected) == len(_REJECTED_SENT)
+    assert "Traceback" not in text
+    assert max(len(line) for line in lines) < 1000, "a log line echoes a huge value"
+    assert "9" * 1000 not in text and "c" * 1000 not in text
+
+
+def test_repository_routes_are_refused_and_the_model_keeps_serving(client, good_rows) -> None:
+    for action in ("unload", "load"):
+        response = client.post(f"/v2/repository/models/{MODEL}/{action}")
+        assert response.status_code == 404 and "disabled" in response.json()["error"]
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get(f"/v2/models/{MODEL}/ready").status_code == 200
+    answer = client.post(f"/v1/models/{MODEL}:predict", json={"instances": good_rows[:2]})
+    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
+
+
+def test_the_served_version_answers_on_its_versioned_route(client, good_rows, plan) -> None:
+    inputs = []
+    for column in plan.input_columns:
+        values = [row[column] for row in good_rows[:3]]
+        numeric = column in plan.numeric
+        inputs.append({"name": column, "datatype": "FP64" if numeric else "BYTES",
+                       "shape": [3], "data": values})
+    plain = client.post(f"/v2/models/{MODEL}/infer", json={"inputs": inputs})
+    versioned = client.post(f"/v2/models/{MODEL}/versions/1/infer", json={"inputs": inputs})
+    assert plain.status_code == versioned.status_code == 200, versioned.text
+    assert plain.json()["outputs"] == versioned.json()["outputs"]
+    assert client.get(f"/v2/models/{MODEL}/versions/1/ready").status_code == 200
+
+
+def test_the_readiness_probe_answers_within_a_second_under_hostile_load(
+        server, client, good_rows, plan, tmp_path) -> None:
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps([{**r, "__date_column__": plan.datetime[0]} for r in good_rows]))
+    load = subprocess.Popen([sys.executable, "-m", "tests.serving.hostile.load", server.url,
+                             str(rows), "16"], stdout=subprocess.PIPE, text=True)
+    probes: list[float] = []
+    try:
+        time.sleep(2.0)  # the senders start and fill the server's queue
+        deadline = time.monotonic() + 12.0
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            response = httpx.get(f"{server.url}/v2/health/ready", timeout=5)
+            probes.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.text
+            time.sleep(0.1)
+        output, _ = load.communicate(timeout=120)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+    statuses = {int(k) if k.isdigit() else k: v for k, v in json.loads(output).items()}
+    assert len(probes) >= 40
+    assert max(probes) < 1.0, f"slowest probe {max(probes):.2f}s"
+    assert statuses and not [s for s in statuses if not isinstance(s, int) or s >= 500], statuses
+    assert set(statuses) <= {200, 400, 422, 429}, statuses
+    assert statuses.get(200, 0) > 10 and sum(v for s, v in statuses.items() if s >= 400) > 10, statuses
+    answer = client.post(f"/v1/models/{MODEL}:predict", json={"instances": good_rows[:1]})
+    assert answer.status_code == 200
+
+
+_FAULTY = """
+import os, sys
+from pathlib import Path
+from autokfp.serving import predictor
+
+flag = Path(os.environ["FAULT_FLAG"])
+load = predictor.AutokfpPredictor.load
+
+def faulty_load(self):
+    done = load(self)
+    scoring = self.model.predict_records
+    def predict_records(records):
+        if flag.exists():
+            raise RuntimeError("injected fault: the scorer is gone")
+        return scoring(records)
+    self.model.predict_records = predict_records
+    return done
+
+predictor.AutokfpPredictor.load = faulty_load
+from autokfp.serving.__main__ import main
+sys.exit(main())
+"""
+
+
+def _wait_for(check, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def test_readiness_turns_503_while_the_model_cannot_score(trained_package, tmp_path,
+                                                          good_rows) -> None:
+    """A fault injected into the scorer of a real server (the test's own wrapper)."""
+    flag = tmp_path / "fault"
+    server = servers.start(Path(trained_package.paths.model), tmp_path,
+                           env={"FAULT_FLAG": str(flag), "AUTOKFP_PREDICTION_LOG": "off"},
+                           command=[sys.executable, "-c", _FAULTY])
+    try:
+        servers.wait_ready(server)
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            flag.touch()
+            assert _wait_for(lambda: client.get("/v2/health/ready").status_code == 503)
+            body = client.get("/v2/health/ready").json()
+            assert body["ready"] is False and "not ready" in body["error"]
+            assert client.get(f"/v2/models/{MODEL}/ready").status_code == 503
+            flag.unlink()
+            assert _wait_for(lambda: client.get("/v2/health/ready").status_code == 200)
+            answer = client.post(f"/v1/models/{MODEL}:predict",
+                                 json={"instances": good_rows[:1]})
+            assert answer.status_code == 200
+    finally:
+        servers.stop(server)
+    assert "cannot score its own example" in server.output.read_text()
