@@ -64,6 +64,51 @@ class AutokfpModel(PythonModel):
         return format_predictions(raw, self.meta, pd.RangeIndex(len(records)),
                                   groups=group_values(self.meta, records))
 
+    def predict_answers(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``predict_records`` as the JSON answer rows a server sends (no pandas at all):
+        ``prediction`` and ``probability_<class>`` as plain Python values, missing as None.
+        The same numbers as ``predict``: both go through ``decide``."""
+        from autokfp.modeling.features import apply_features_records
+
+        rows = apply_features_records(records, self.plan)
+        scorer_rows = getattr(self.scorer, "predict_rows", None)
+        if scorer_rows is None:
+            raw = self.scorer.predict(pd.DataFrame(rows, columns=self.plan.feature_columns))
+        else:
+            raw = scorer_rows(rows)
+        meta = self.meta
+        if meta["task"] == "regression":
+            return [{"prediction": _plain(v)} for v in np.asarray(raw).tolist()]
+        probabilities, winners = decide(raw, meta, group_values(meta, records))
+        classes = meta["classes"]
+        keys = [f"probability_{label}" for label in meta["class_labels"]]
+        answers = []
+        for row, winner in zip(probabilities.tolist(), winners.tolist()):
+            answer = {"prediction": classes[winner]}
+            for key, value in zip(keys, row):
+                answer[key] = None if value != value else value
+            answers.append(answer)
+        return answers
+
+
+def _plain(value: Any) -> Any:
+    return None if isinstance(value, float) and value != value else value
+
+
+def decide(raw: np.ndarray, meta: dict[str, Any], groups: list[str] | None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """A classifier's engine output → (final class probabilities, index of the decided class
+    per row): calibration, then the per-group score repair, then the threshold."""
+    if (meta.get("calibration") or {}).get("applied"):
+        from autokfp.modeling.calibration import apply_calibration
+
+        raw = apply_calibration(raw, meta["calibration"])
+    if meta["task"] == "binary":
+        raw = adjust_scores(raw, meta, groups)
+        threshold = decision_thresholds(meta, groups, len(raw))
+        return raw, (raw[:, 1] >= threshold).astype(int)
+    return raw, raw.argmax(axis=1)
+
 
 def format_predictions(raw: np.ndarray, meta: dict[str, Any], index: pd.Index,
                        groups: list[str] | None = None) -> pd.DataFrame:
@@ -80,17 +125,8 @@ def format_predictions(raw: np.ndarray, meta: dict[str, Any], index: pd.Index,
         return pd.DataFrame({"prediction": raw}, index=index)
     classes = meta["classes"]
     labels = meta["class_labels"]
-    if (meta.get("calibration") or {}).get("applied"):
-        from autokfp.modeling.calibration import apply_calibration
-
-        raw = apply_calibration(raw, meta["calibration"])
-    if meta["task"] == "binary":
-        raw = adjust_scores(raw, meta, groups)
+    raw, winners = decide(raw, meta, groups)
     out = pd.DataFrame({f"probability_{label}": raw[:, i] for i, label in enumerate(labels)}, index=index)
-    winners = raw.argmax(axis=1)
-    if meta["task"] == "binary":
-        threshold = decision_thresholds(meta, groups, len(raw))
-        winners = (raw[:, 1] >= threshold).astype(int)
     out.insert(0, "prediction", [classes[i] for i in winners])
     return out
 
@@ -148,20 +184,35 @@ def adjust_scores(raw: np.ndarray, meta: dict[str, Any], groups: list[str] | Non
     repair = (meta.get("fairness_mitigation") or {}).get("score_repair")
     if not repair or groups is None:
         return raw
-    levels = np.linspace(0.0, 1.0, len(repair["reference"]))
-    reference = np.asarray(repair["reference"], dtype="float64")
-    strength = float(repair["strength"])
+    levels, reference, strength, quantiles_by_group = _repair_arrays(repair)
     positive = raw[:, 1].astype("float64").copy()
-    keys = np.asarray(groups, dtype=object)
-    for group, quantiles in repair["groups"].items():
-        rows = keys == group
-        if not rows.any():
+    present = set(groups)
+    for group, quantiles in quantiles_by_group.items():
+        if group not in present:
             continue
-        rank = np.interp(positive[rows], np.asarray(quantiles, dtype="float64"), levels)
+        rows = np.fromiter((g == group for g in groups), dtype=bool, count=len(groups))
+        rank = np.interp(positive[rows], quantiles, levels)
         target = np.interp(rank, levels, reference)
         positive[rows] = positive[rows] + strength * (target - positive[rows])
     positive = np.clip(positive, 0.0, 1.0)
     return np.column_stack([1.0 - positive, positive])
+
+
+_REPAIR_ARRAYS: dict[int, tuple[dict[str, Any], tuple]] = {}
+_THRESHOLDS: dict[int, tuple[dict[str, Any], dict[str, float]]] = {}
+
+
+def _repair_arrays(repair: dict[str, Any]) -> tuple:
+    """The repair's arrays, built once per repair dict (a served model scores it per request)."""
+    cached = _REPAIR_ARRAYS.get(id(repair))
+    if cached is not None and cached[0] is repair:
+        return cached[1]
+    arrays = (np.linspace(0.0, 1.0, len(repair["reference"])),
+              np.asarray(repair["reference"], dtype="float64"), float(repair["strength"]),
+              {group: np.asarray(quantiles, dtype="float64")
+               for group, quantiles in repair["groups"].items()})
+    _REPAIR_ARRAYS[id(repair)] = (repair, arrays)
+    return arrays
 
 
 def decision_thresholds(meta: dict[str, Any], groups: list[str] | None, rows: int) -> Any:
@@ -171,7 +222,11 @@ def decision_thresholds(meta: dict[str, Any], groups: list[str] | None, rows: in
     thresholds = (meta.get("fairness_mitigation") or {}).get("thresholds")
     if not thresholds or groups is None:
         return threshold
-    by_group = {str(k): float(v) for k, v in thresholds.items()}
+    cached = _THRESHOLDS.get(id(thresholds))
+    if cached is None or cached[0] is not thresholds:
+        cached = _THRESHOLDS[id(thresholds)] = (
+            thresholds, {str(k): float(v) for k, v in thresholds.items()})
+    by_group = cached[1]
     return np.array([by_group.get(g, threshold) for g in groups], dtype="float64")[:rows]
 
 def save_model_package(

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import io
 import logging
-import queue
 import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -24,6 +24,7 @@ import pandas as pd
 from autokfp import storage
 
 log = logging.getLogger(__name__)
+POLL_SECONDS = 0.25  # how often the writer thread collects queued requests
 
 
 class PredictionLogger:
@@ -40,7 +41,10 @@ class PredictionLogger:
         self.dropped = 0
         self.written_rows = 0
         self.failed_batches = 0
-        self._queue: queue.Queue[pd.DataFrame | list[dict] | None] = queue.Queue(maxsize=max_queue)
+        self.max_queue = max_queue
+        # a deque the writer polls, not a Queue: Queue.put wakes the writer thread on every
+        # request, and handing it the GIL costs the request more than scoring it
+        self._items: deque[pd.DataFrame | list[dict]] = deque()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._stopped = threading.Event()
         self._thread.start()
@@ -85,9 +89,10 @@ class PredictionLogger:
         try:
             if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
                 return
-            self._queue.put_nowait(build())
-        except queue.Full:
-            self.dropped += _row_count(inputs)
+            if len(self._items) >= self.max_queue or self._stopped.is_set():
+                self.dropped += _row_count(inputs)
+                return
+            self._items.append(build())
         except Exception as exc:  # noqa: BLE001 - logging must never fail a prediction
             self.dropped += _row_count(inputs)
             log.warning("prediction logging skipped a request: %s", exc)
@@ -96,24 +101,19 @@ class PredictionLogger:
         pending: list[pd.DataFrame | list[dict]] = []
         rows = 0
         last_flush = time.monotonic()
+        poll = min(POLL_SECONDS, self.flush_seconds)
         while True:
-            timeout = max(0.05, self.flush_seconds - (time.monotonic() - last_flush))
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-                if self._stopped.is_set():
-                    break
-            else:
-                if item is None:  # stop sentinel
-                    self._write(pending)
-                    return
+            stopping = self._stopped.wait(poll)
+            while self._items:
+                item = self._items.popleft()
                 pending.append(item)
                 rows += len(item)
+            if stopping:
+                self._write(pending)
+                return
             if pending and (rows >= self.flush_rows or time.monotonic() - last_flush >= self.flush_seconds):
                 self._write(pending)
                 pending, rows, last_flush = [], 0, time.monotonic()
-        self._write(pending)
 
     def _write(self, items: list[pd.DataFrame | list[dict]]) -> None:
         if not items:
@@ -142,10 +142,6 @@ class PredictionLogger:
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is queued and stop the writer."""
         self._stopped.set()
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
         self._thread.join(timeout=timeout)
 
 

@@ -70,6 +70,7 @@ MAX_EXPLAIN_NSAMPLES = 1024
 MAX_EXPLAIN_WORK = 5 * EXPLAIN_NSAMPLES
 DEFAULT_TIMEOUT_SECONDS = 10.0
 TIMEOUT_ENV = "AUTOKFP_REQUEST_TIMEOUT"
+ACCESS_LOG_ENV = "AUTOKFP_ACCESS_LOG"  # "on": KServe's per-request access and timing lines
 MAX_WAITING = 4  # big requests queued for the worker thread; more get 429
 SELF_CHECK_SECONDS = 5.0
 SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005  # how often readiness re-scores the package's own example
@@ -467,6 +468,48 @@ class Workload:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+class _Metrics:
+    """The predictor's Prometheus series for one model version, looked up once (a label
+    lookup costs microseconds, and a fast request does only a few things)."""
+
+    def __init__(self, name: str, version: str, meta: dict[str, Any] | None):
+        labels = {"model": name, "version": version}
+        self.labels = labels
+        self.requests_v1 = REQUESTS.labels(protocol="v1", **labels)
+        self.requests_v2 = REQUESTS.labels(protocol="v2", **labels)
+        self.invalid = ERRORS.labels(kind="invalid_input", **labels)
+        self.internal = ERRORS.labels(kind="internal", **labels)
+        self.latency = LATENCY.labels(**labels)
+        self.rows = ROWS.labels(**labels)
+        self.scores = SCORES.labels(**labels)
+        self._classes: dict[str, Any] = {}
+        meta = meta or {}
+        self.task = meta.get("task")
+        self.score_key = "prediction"
+        if self.task == "binary":
+            self.score_key = f"probability_{meta['class_labels'][1]}"
+
+    def observe(self, answers: list[dict[str, Any]]) -> None:
+        """Rows, predicted classes and (first 100 rows') scores of one answered request."""
+        self.rows.inc(len(answers))
+        if self.task != "regression":
+            counts: dict[str, int] = {}
+            for answer in answers:
+                label = str(answer["prediction"])
+                counts[label] = counts.get(label, 0) + 1
+            for label, count in counts.items():
+                child = self._classes.get(label)
+                if child is None:
+                    child = self._classes[label] = CLASSES.labels(label=label, **self.labels)
+                child.inc(count)
+        if self.task in ("binary", "regression"):
+            key = self.score_key
+            for answer in answers[:100]:
+                value = answer[key]
+                if value is not None:
+                    self.scores.observe(value)
+
+
 class _DeadlineModel:
     """The model as Kernel SHAP sees it, stopping once the request's time is up."""
 
@@ -501,6 +544,7 @@ class AutokfpPredictor(Model):
         self._checked_at = -math.inf
         self._healthy = False
         self._stopping = False
+        self._metrics = _Metrics(self.name, self.version, None)
         self.ready = False
 
     def load(self) -> bool:
@@ -525,6 +569,7 @@ class AutokfpPredictor(Model):
 
             self.prediction_log = PredictionLogger(self.prediction_log_uri, self.name, self.version,
                                                    sample_rate=self.log_sample_rate)
+        self._metrics = _Metrics(self.name, self.version, self.meta)
         self.ready = True
         self._healthy, self._checked_at = True, time.monotonic()
         log.info("model %s v%s ready (%s, %s)", self.name, self.version, self.meta["engine"], self.meta["task"])
@@ -539,7 +584,7 @@ class AutokfpPredictor(Model):
             self._checked_at = now
             try:
                 if self._example is not None:
-                    self.model.predict_records([dict(r) for r in self._example])
+                    self.model.predict_answers([dict(r) for r in self._example])
                 self._healthy = True
             except Exception as error:  # noqa: BLE001 - any failure means not ready
                 if self._healthy:
@@ -594,41 +639,40 @@ class AutokfpPredictor(Model):
     async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> dict | InferResponse:
         v2 = isinstance(payload, InferRequest)
-        labels = {"model": self.name, "version": self.version}
-        REQUESTS.labels(protocol="v2" if v2 else "v1", **labels).inc()
+        metrics = self._metrics
+        (metrics.requests_v2 if v2 else metrics.requests_v1).inc()
         started = time.perf_counter()
         frame = None
         try:
             records = records_v2(payload) if v2 else records_v1(payload)
             if not records:
                 raise RequestError("the request has no rows; send at least one instance")
-            answer = None
-            if len(records) <= FAST_PATH_ROWS:
+            if len(records) <= FAST_PATH_ROWS:  # answered at once, without pandas
                 assert self.validator is not None
-                predictions = self.model.predict_records(self.validator.check_records(records))
+                answer = self.model.predict_answers(self.validator.check_records(records))
+                predictions = None
             else:  # big: in the worker thread, answer included (the event loop stays free)
                 frame, predictions, answer = await self.workload.run(
-                    lambda: self._score_records(records, answer=not v2))
+                    lambda: self._score_records(records, answer=True))
         except InvalidInput:
-            ERRORS.labels(kind="invalid_input", **labels).inc()
+            metrics.invalid.inc()
             mark_counted()
             raise
         except Exception:
-            ERRORS.labels(kind="internal", **labels).inc()
+            metrics.internal.inc()
             mark_counted()
             raise
-        LATENCY.labels(**labels).observe(time.perf_counter() - started)
-        self._observe(predictions, labels)
-        request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
-        if answer is None and not v2:
-            answer = _records(predictions)
+        metrics.latency.observe(time.perf_counter() - started)
+        metrics.observe(answer)
         if self.prediction_log is not None:
+            request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
             if frame is None:
-                self.prediction_log.log_records(records, answer or _records(predictions), request_id)
+                self.prediction_log.log_records(records, answer, request_id)
             else:
                 self.prediction_log.log(frame, predictions, request_id)
         if v2:
-            return self._v2_response(payload, predictions)
+            return self._v2_response(payload, pd.DataFrame(answer) if predictions is None
+                                     else predictions)
         return {"predictions": answer, "model_version": self.version}
 
     async def explain(self, payload: dict, headers: dict[str, str] | None = None) -> dict:
@@ -714,19 +758,6 @@ class AutokfpPredictor(Model):
         assert self.validator is not None
         return self.validator.check(background[self.validator.required].copy())
 
-    def _observe(self, predictions: pd.DataFrame, labels: dict[str, str]) -> None:
-        ROWS.labels(**labels).inc(len(predictions))
-        if self.meta["task"] == "regression":
-            for value in predictions["prediction"].to_numpy()[:100]:
-                SCORES.labels(**labels).observe(float(value))
-            return
-        for label, count in predictions["prediction"].astype(str).value_counts().items():
-            CLASSES.labels(label=label, **labels).inc(int(count))
-        if self.meta["task"] == "binary":
-            positive = f"probability_{self.meta['class_labels'][1]}"
-            for value in predictions[positive].to_numpy()[:100]:
-                SCORES.labels(**labels).observe(float(value))
-
     def _v2_response(self, request: InferRequest, predictions: pd.DataFrame) -> InferResponse:
         outputs = []
         for column in predictions.columns:
@@ -793,6 +824,22 @@ def _bind_host(host: str) -> None:
     uvicorn.Config = HostConfig  # type: ignore[misc]
 
 
+def _quiet_per_request_logging(app: Any) -> None:
+    """Turn off KServe's per-request log lines: uvicorn's access line, and the timing lines
+    of KServe's ``TimingMiddleware``, which also calls ``getrusage`` twice per request (a
+    cost that grows with the JVM's threads). The Prometheus metrics count and time every
+    request, and the guard logs each rejection; ``AUTOKFP_ACCESS_LOG=on`` restores them."""
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    build = app.build_middleware_stack
+
+    def without_timing() -> Any:  # KServe adds its middleware when the server starts
+        app.user_middleware = [m for m in app.user_middleware
+                               if getattr(m.cls, "__name__", "") != "TimingMiddleware"]
+        return build()
+
+    app.build_middleware_stack = without_timing
+
+
 async def _rejected(_: Any, error: RequestError) -> Any:
     """Our own rejections: their status and message, no traceback (the guard logs a line)."""
     from fastapi.responses import JSONResponse
@@ -830,7 +877,11 @@ def serve(model_dir: str | Path, name: str, version: str = "1", port: int = 8080
                     is_busy=predictor.workload.busy)
     install_guard(model_server.app, limit, served)
     model_server.app.add_exception_handler(RequestError, _rejected)
+    access_log = os.environ.get(ACCESS_LOG_ENV, "off").lower() in ("on", "true", "1")
+    if not access_log:
+        _quiet_per_request_logging(model_server.app)
     try:
-        ModelServer(http_port=port, workers=1, enable_grpc=False).start([predictor])
+        ModelServer(http_port=port, workers=1, enable_grpc=False,
+                    enable_latency_logging=access_log).start([predictor])
     finally:
         predictor.stop()

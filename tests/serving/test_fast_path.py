@@ -156,6 +156,48 @@ def test_predict_records_equals_predict_exactly(model, rows, plan) -> None:
         pd.testing.assert_frame_equal(fast, full, check_exact=True)
 
 
+def _meta_variants(model, plan) -> dict[str, dict[str, Any]]:
+    """The package's own meta, and the same with each post-processing step the answer path
+    must reproduce: a Platt calibration, a per-group score repair and per-group thresholds."""
+    category = plan.categorical[0]
+    levels = plan.categorical_levels[category][:2]
+    quantiles = list(np.linspace(0.0, 1.0, 11) ** 1.5)
+    mitigation = {"column": category,
+                  "score_repair": {"reference": list(np.linspace(0.0, 1.0, 11)), "strength": 0.6,
+                                   "groups": {levels[0]: quantiles}},
+                  "thresholds": {levels[1]: 0.35}}
+    calibration = {"applied": True, "method": "platt", "parameters": {"a": 1.3, "b": -0.2}}
+    return {"as packaged": model.meta,
+            "calibrated": {**model.meta, "calibration": calibration},
+            "mitigated": {**model.meta, "fairness_mitigation": mitigation},
+            "both": {**model.meta, "calibration": calibration, "fairness_mitigation": mitigation}}
+
+
+@pytest.mark.parametrize("variant", ["as packaged", "calibrated", "mitigated", "both"])
+def test_the_answers_of_the_fast_path_equal_the_offline_frame_exactly(model, rows, plan,
+                                                                      variant) -> None:
+    """What the server sends for a small request (``predict_answers``: no pandas) is the
+    offline prediction frame, value for value, as JSON would carry it."""
+    import copy
+
+    scored = copy.copy(model)
+    scored.meta = _meta_variants(model, plan)[variant]
+    awkward = [r for r in _edge_rows(plan, rows[0])]
+    moved = False
+    for records in (rows[:1], rows[:64], awkward):
+        answers = scored.predict_answers(records)
+        offline = scored.predict(None, pd.DataFrame.from_records(records))
+        expected = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                     for k, v in ((k, v.item() if isinstance(v, np.generic) else v)
+                                  for k, v in row.items())}
+                    for row in offline.to_dict(orient="records")]
+        assert answers == expected
+        assert all(type(a["prediction"]) is type(e["prediction"]) for a, e in zip(answers, expected))
+        plain = model.predict(None, pd.DataFrame.from_records(records))
+        moved |= not np.allclose(offline.iloc[:, 1:].to_numpy(float), plain.iloc[:, 1:].to_numpy(float))
+    assert moved == (variant != "as packaged"), "the variant must change some probabilities"
+
+
 # ------------------------------------------------------------------------------ validation
 
 

@@ -1,7 +1,7 @@
 """Hostile load for the readiness test, from its own process (so the probe measures the
 server, not this client's GIL): ``python -m tests.serving.hostile.load URL ROWS.json SECONDS``.
 
-Ten senders loop over: a Kernel SHAP explanation at the server's budget, a 10,000-row
+Five senders loop over: a Kernel SHAP explanation at the server's budget, a 10,000-row
 request, a 4 MB date value, an 80-row request and a single row. Prints the status counts
 as JSON when done.
 """
@@ -45,7 +45,7 @@ def main(url: str, rows_path: str, seconds: float) -> dict[int | str, int]:
                 with lock:
                     counts[status] += 1
 
-    threads = [threading.Thread(target=fire, args=pair) for pair in bodies * 2]
+    threads = [threading.Thread(target=fire, args=pair) for pair in bodies]
     for thread in threads:
         thread.start()
     for thread in threads:
