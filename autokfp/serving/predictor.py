@@ -22,7 +22,8 @@ The work one request can do is bounded, so no request mix can starve the others 
 health probes: small requests (up to ``FAST_PATH_ROWS`` rows) are scored inline on a
 row-wise path; bigger ones and explanations run one at a time in a worker thread, under a
 time limit (``AUTOKFP_REQUEST_TIMEOUT``, 10 s; a request over it is a 422), with at most
-``MAX_WAITING`` waiting (more is a 429). Kernel SHAP work is capped (rows × samples).
+``MAX_WAITING`` waiting (more is a 429; a body over 256 KiB already when
+``MAX_WAITING_BIG_BODIES`` wait, before it is read). Kernel SHAP work is capped (rows × samples).
 
 Prometheus metrics (requests, latency, errors, predicted classes, scores) are served on
 ``/metrics`` next to KServe's own. Each request's rows and predictions go to the prediction
@@ -71,7 +72,8 @@ MAX_EXPLAIN_WORK = 5 * EXPLAIN_NSAMPLES
 DEFAULT_TIMEOUT_SECONDS = 10.0
 TIMEOUT_ENV = "AUTOKFP_REQUEST_TIMEOUT"
 ACCESS_LOG_ENV = "AUTOKFP_ACCESS_LOG"  # "on": KServe's per-request access and timing lines
-MAX_WAITING = 4  # big requests queued for the worker thread; more get 429
+MAX_WAITING = 32  # requests queued for the worker thread; more get 429
+MAX_WAITING_BIG_BODIES = 4  # with this many queued, a body over guard.BIG_BODY gets 429 unread
 SELF_CHECK_SECONDS = 5.0
 SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005  # how often readiness re-scores the package's own example
 
@@ -429,6 +431,9 @@ class Workload:
 
     def busy(self) -> bool:
         return self.waiting >= self.max_waiting
+
+    def busy_for_big_bodies(self) -> bool:
+        return self.waiting >= min(MAX_WAITING_BIG_BODIES, self.max_waiting)
 
     def check_deadline(self) -> None:
         deadline = getattr(self._local, "deadline", None)
@@ -874,7 +879,7 @@ def serve(model_dir: str | Path, name: str, version: str = "1", port: int = 8080
     served = Served(name=name, version=str(version), is_ready=predictor.is_ready,
                     count_error=lambda kind: ERRORS.labels(model=name, version=str(version),
                                                            kind=kind).inc(),
-                    is_busy=predictor.workload.busy)
+                    is_busy=predictor.workload.busy_for_big_bodies)
     install_guard(model_server.app, limit, served)
     model_server.app.add_exception_handler(RequestError, _rejected)
     access_log = os.environ.get(ACCESS_LOG_ENV, "off").lower() in ("on", "true", "1")

@@ -1,7 +1,7 @@
 """Hostile load for the readiness test, from its own process (so the probe measures the
 server, not this client's GIL): ``python -m tests.serving.hostile.load URL ROWS.json SECONDS``.
 
-Five senders loop over: a Kernel SHAP explanation at the server's budget, a 10,000-row
+Five senders (a pause of PAUSE between requests) loop over: a Kernel SHAP explanation at the server's budget, a 10,000-row
 request, a 4 MB date value, an 80-row request and a single row. Prints the status counts
 as JSON when done.
 """
@@ -15,6 +15,8 @@ import time
 from collections import Counter
 
 import httpx
+
+PAUSE = 0.05  # seconds between one sender's requests
 
 
 def main(url: str, rows_path: str, seconds: float) -> dict[int | str, int]:
@@ -44,6 +46,9 @@ def main(url: str, rows_path: str, seconds: float) -> dict[int | str, int]:
                     status = type(error).__name__
                 with lock:
                     counts[status] += 1
+                # the attacker's CPU is elsewhere: on this machine's 2 cores a sender must
+                # not starve the server it attacks (that would test the scheduler)
+                time.sleep(PAUSE)
 
     threads = [threading.Thread(target=fire, args=pair) for pair in bodies]
     for thread in threads:

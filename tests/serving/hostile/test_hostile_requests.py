@@ -137,8 +137,24 @@ def test_the_served_version_answers_on_its_versioned_route(client, good_rows, pl
     assert client.get(f"/v2/models/{MODEL}/versions/1/ready").status_code == 200
 
 
+IDLE_PROBE_LIMIT = 0.05  # seconds: an idle probe slower than this means a starved machine
+
+
+def _probe_seconds(url: str) -> float:
+    """One readiness probe as the kubelet sends it (a new connection), timed; it must be 200."""
+    started = time.perf_counter()
+    response = httpx.get(f"{url}/v2/health/ready", timeout=5)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    return elapsed
+
+
 def test_the_readiness_probe_answers_within_a_second_under_hostile_load(
         server, client, good_rows, plan, tmp_path) -> None:
+    idle = sorted(_probe_seconds(server.url) for _ in range(20))
+    if idle[10] > IDLE_PROBE_LIMIT:  # the machine, not the server, would decide the result
+        pytest.skip(f"this machine is too loaded to time probes: an idle probe takes "
+                    f"{idle[10] * 1000:.0f} ms (median), over {IDLE_PROBE_LIMIT * 1000:.0f} ms")
     rows = tmp_path / "rows.json"
     rows.write_text(json.dumps([{**r, "__date_column__": plan.datetime[0]} for r in good_rows]))
     load = subprocess.Popen([sys.executable, "-m", "tests.serving.hostile.load", server.url,
@@ -148,10 +164,7 @@ def test_the_readiness_probe_answers_within_a_second_under_hostile_load(
         time.sleep(2.0)  # the senders start and fill the server's queue
         deadline = time.monotonic() + 12.0
         while time.monotonic() < deadline:
-            started = time.perf_counter()
-            response = httpx.get(f"{server.url}/v2/health/ready", timeout=5)
-            probes.append(time.perf_counter() - started)
-            assert response.status_code == 200, response.text
+            probes.append(_probe_seconds(server.url))
             time.sleep(0.1)
         output, _ = load.communicate(timeout=120)
     finally:
