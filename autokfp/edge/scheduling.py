@@ -9,7 +9,9 @@ Like ``autokfp.edge.local`` this is an edge module that imports kfp. ``schedule_
 3. finds or creates the experiment;
 4. creates the recurring run (cron with 6 fields, seconds first; ``max_concurrency=1``,
    ``no_catchup=True``) with the run config as the ``config`` parameter and
-   ``window_end=[[ScheduledTime]]``, so a rerun of a scheduled run judges the same window.
+   ``window_end=scheduled``: the window ends at the run's scheduled time, which the pipeline
+   reads from ``dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER`` (v2 does not expand the v1
+   ``[[ScheduledTime]]`` macro, kubeflow/pipelines#12494), so a rerun judges the same window.
 
 It is idempotent: scheduling the same config, cron and spec again finds the existing
 recurring run and returns it; a changed cron or spec replaces it (same name).
@@ -34,7 +36,7 @@ from autokfp.errors import AutokfpError, ConfigError
 log = logging.getLogger(__name__)
 
 PIPELINE_NAME = "drift-monitoring"
-SCHEDULED_TIME = "[[ScheduledTime]]"  # KFP substitutes each run's scheduled time
+SCHEDULED_WINDOW_END = "scheduled"  # the pipeline ends the window at the run's scheduled time
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*?/,#LW-]+$")
 
 
@@ -297,7 +299,7 @@ def schedule_monitoring(
         page_size=100,
         filter=_filter(name),
     )
-    params = {"config": config.to_dict(), "window_end": SCHEDULED_TIME}
+    params = {"config": config.to_dict(), "window_end": SCHEDULED_WINDOW_END}
     for run in listed.recurring_runs or []:
         if run.display_name != name:
             continue

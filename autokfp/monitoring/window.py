@@ -132,21 +132,58 @@ def load_champion(model_name: str, settings: Settings | None = None) -> Champion
 # ------------------------------------------------------------------------------- window
 
 
+SCHEDULED = "scheduled"
+"""``window_end`` value meaning: end the window at the run's scheduled time."""
+
+
+def _unsubstituted(text: str) -> bool:
+    # a KFP placeholder that no backend filled in: ``{{$.pipeline_job_schedule_time_utc}}``
+    # under kfp.local 2.17, or the v1 macro ``[[ScheduledTime]]`` that v2 leaves as is
+    # (kubeflow/pipelines#12494)
+    return text.startswith("{{") or text.startswith("[[")
+
+
 def parse_time(text: str | None, default: datetime | None = None) -> datetime:
-    """ISO 8601, or KFP's ``[[ScheduledTime]]`` (YYYYMMDDhhmmss); empty → ``default``/now, UTC."""
+    """A point in time, in UTC.
+
+    Accepts ISO 8601/RFC 3339 (``2026-01-09T13:00:00Z``, with fractions of a second or an
+    offset: what the KFP v2 backend and newer kfp.local substitute for
+    ``dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER``), and ``YYYYMMDDhhmmss`` (the v1
+    ``[[ScheduledTime]]`` form). Empty, ``now`` or a placeholder left unsubstituted gives
+    ``default`` (else now); naive times are taken as UTC.
+    """
     text = (text or "").strip()
-    if not text or text.startswith("[["):  # an unsubstituted recurring-run macro
+    if not text or text.lower() == "now" or _unsubstituted(text):
         return default or datetime.now(timezone.utc)
     if re.fullmatch(r"\d{14}", text):
         return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
     try:
         stamp = pd.Timestamp(text)
     except ValueError:
+        stamp = None
+    if stamp is None or pd.isna(stamp):
         raise ValueError(
-            f"'{text}' is not a time; use ISO 8601 such as 2025-06-30T12:00:00Z"
-        ) from None
+            f"'{text}' is not a time; use ISO 8601 such as 2025-06-30T12:00:00Z, "
+            f"'now', or '{SCHEDULED}' (the run's scheduled time)"
+        )
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.to_pydatetime()
+
+
+def window_end_time(
+    window_end: str | None, scheduled_time: str | None = None, default: datetime | None = None
+) -> datetime:
+    """The end of the monitoring window.
+
+    ``window_end`` is a time (pins the window), ``now``/empty, or ``scheduled``: the run's
+    scheduled time as KFP substituted it into ``scheduled_time`` (a recurring run's tick, so
+    a rerun judges the same window; a one-off run's creation time). When ``scheduled_time``
+    was not substituted (kfp.local) the window ends now.
+    """
+    text = (window_end or "").strip()
+    if text.lower() == SCHEDULED:
+        return parse_time(scheduled_time, default)
+    return parse_time(text, default)
 
 
 @dataclass

@@ -24,6 +24,7 @@ def collect_predictions(
     collection_path: str,
     run_id: str = "",
     window_end: str = "",
+    scheduled_time: str = "",
 ) -> dict[str, Any]:
     """The champion's logged predictions for the window (with labels), its reference and
     the quality of the live inputs."""
@@ -33,17 +34,17 @@ def collect_predictions(
         join_labels,
         load_champion,
         other_version_notes,
-        parse_time,
         read_labels,
         read_window,
         resolve_reference,
+        window_end_time,
         window_status,
     )
 
     cfg = read_config(config)
     spec = cfg.monitoring
     settings = Settings.from_env()
-    end = parse_time(window_end)
+    end = window_end_time(window_end, scheduled_time)
     start = end - timedelta(days=spec.window_days)
     collection: dict[str, Any] = {
         "model": cfg.model_name,

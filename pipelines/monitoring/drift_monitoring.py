@@ -27,6 +27,11 @@ from pipelines.training.autonomous_training import EXAMPLE_CONFIG, build_autonom
 
 PIPELINE_NAME = "drift-monitoring"
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+# v2's placeholder, substituted per run (a recurring run's tick); the v1 macro
+# ``[[ScheduledTime]]`` is not expanded by v2 (kubeflow/pipelines#12494)
+SCHEDULED_TIME = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
+WINDOW_END_DEFAULT = "scheduled"
+# not "": the KFP UI reports a falsy default as "Missing parameter" (kubeflow/pipelines#11515)
 
 
 def _resilient(task, options: ClusterOptions, retries: int = 2, name: str | None = None):
@@ -53,12 +58,24 @@ def build_drift_monitoring(options: "ClusterOptions | None" = None):
             "graph when a trigger fires."
         ),
     )
-    def drift_monitoring(config: dict = EXAMPLE_CONFIG, window_end: str = ""):
+    def drift_monitoring(config: dict = EXAMPLE_CONFIG, window_end: str = WINDOW_END_DEFAULT):
+        """Watch the champion and retrain it when the world moved.
+
+        Args:
+            config: The run configuration (JSON): name, training, monitoring settings.
+            window_end: End of the monitoring window: "scheduled" (the run's scheduled time;
+                a recurring run's tick), "now", or an ISO 8601 time such as
+                2026-06-30T12:00:00Z.
+        """
         exit_task = finalize_monitoring(config=config, run_id=RUN_ID)
         configure_task(exit_task, options, name="record outcome + restore champion on failure")
         with dsl.ExitHandler(exit_task, name="monitor"):
             collected = _resilient(
-                collect_predictions(config=config, run_id=RUN_ID, window_end=window_end), options,
+                collect_predictions(
+                    config=config, run_id=RUN_ID, window_end=window_end,
+                    scheduled_time=SCHEDULED_TIME,
+                ),
+                options,
                 name="collect predictions + labels + reference",
             )
             drift = _resilient(

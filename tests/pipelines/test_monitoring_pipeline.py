@@ -118,6 +118,21 @@ def test_monitoring_tasks_retry_with_backoff_and_the_exit_task_always_runs(compi
     )
 
 
+def test_the_window_ends_at_the_v2_scheduled_time_placeholder(compiled):
+    spec = compiled["spec"]
+    collect = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]["collect-predictions"]
+    parameters = collect["inputs"]["parameters"]
+    assert parameters["scheduled_time"]["runtimeValue"]["constant"] == (
+        "{{$.pipeline_job_schedule_time_utc}}"
+    )
+    assert parameters["window_end"] == {"componentInputParameter": "pipelinechannel--window_end"}
+    assert "[[ScheduledTime]]" not in yaml.safe_dump(spec)  # the v1 macro v2 never expands
+    window_end = spec["root"]["inputDefinitions"]["parameters"]["window_end"]
+    # a non-empty default: the KFP UI reports "" as a missing parameter (kfp#11515)
+    assert window_end["defaultValue"] == "scheduled" and window_end["parameterType"] == "STRING"
+    assert "scheduled time" in window_end["description"]
+
+
 def test_only_the_nested_training_tasks_ask_for_a_gpu(compiled):
     executors = compiled["spec"]["deploymentSpec"]["executors"]
     for name, executor in executors.items():

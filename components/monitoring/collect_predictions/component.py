@@ -14,6 +14,7 @@ def collect_predictions(
     current: Output[Dataset],
     reference: Output[Dataset],
     collection: Output[Artifact],
+    scheduled_time: str = "",
 ) -> str:
     """Read the champion's logged predictions for the window, join labels, find the reference.
 
@@ -27,17 +28,21 @@ def collect_predictions(
     Args:
         config: The run configuration (``name``, ``training``, ``monitoring``).
         run_id: The pipeline run id (the exit handler restores the champion of this run).
-        window_end: End of the window (ISO 8601 or ``[[ScheduledTime]]``); empty means now.
+        window_end: End of the window: an ISO 8601 time, ``now``, or ``scheduled`` (the
+            run's scheduled time, from ``scheduled_time``).
         current: Output. The window's rows (Parquet): inputs, ``output_*`` predictions, label.
         reference: Output. The reference rows (Parquet; empty when missing).
         collection: Output. JSON: status, rows, labels, reference, input quality, notes.
+        scheduled_time: ``dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER`` (RFC 3339, UTC);
+            left unsubstituted (kfp.local) the window ends now.
 
     Returns:
         The status: ``ok``, ``empty``, ``too-few-rows`` or ``no-champion``.
 
     Example:
         >>> c = collect_predictions(config=cfg, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-        ...                         window_end="")
+        ...                         window_end="scheduled",
+        ...                         scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER)
     """
     import logging
 
@@ -45,7 +50,8 @@ def collect_predictions(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = step(
-        config, current.path, reference.path, collection.path, run_id=run_id, window_end=window_end
+        config, current.path, reference.path, collection.path, run_id=run_id, window_end=window_end,
+        scheduled_time=scheduled_time,
     )
     collection.metadata.update(
         {

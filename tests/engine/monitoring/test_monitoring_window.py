@@ -22,6 +22,7 @@ from autokfp.monitoring.window import (
     reference_uri,
     resolve_reference,
     store_reference,
+    window_end_time,
 )
 from autokfp.serving.prediction_log import PredictionLogger
 
@@ -69,6 +70,28 @@ def test_times_parse_from_iso_and_scheduled_time():
     default = datetime(2025, 1, 1, tzinfo=timezone.utc)
     assert parse_time("[[ScheduledTime]]", default) == default  # not substituted: now / default
     assert parse_time("", default) == default
+    assert parse_time("now", default) == default
+
+
+def test_the_window_ends_at_the_scheduled_time_in_its_formats():
+    default = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    tick = datetime(2026, 1, 9, 13, tzinfo=timezone.utc)
+    # what the v2 backend substitutes (RFC 3339, Z), newer kfp.local (fractions), an offset
+    assert window_end_time("scheduled", "2026-01-09T13:00:00Z", default) == tick
+    assert window_end_time("scheduled", "2026-01-09T13:00:00.000000Z", default) == tick
+    assert window_end_time("scheduled", "2026-01-09T14:00:00+01:00", default) == tick
+    assert window_end_time("scheduled", "20260109130000", default) == tick
+    # not substituted (kfp.local 2.17) or absent: now / default
+    placeholder = "{{$.pipeline_job_schedule_time_utc}}"
+    assert window_end_time("scheduled", placeholder, default) == default
+    assert window_end_time("scheduled", "", default) == default
+    # an explicit end wins over the scheduled time
+    assert window_end_time("2025-06-30T12:00:00Z", "2026-01-09T13:00:00Z") == datetime(
+        2025, 6, 30, 12, tzinfo=timezone.utc
+    )
+    assert window_end_time("now", "2026-01-09T13:00:00Z", default) == default
+    with pytest.raises(ValueError, match="scheduled"):
+        window_end_time("scheduled", "yesterday-ish")
     with pytest.raises(ValueError, match="ISO 8601"):
         parse_time("next tuesday")
 

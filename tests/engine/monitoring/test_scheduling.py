@@ -246,7 +246,7 @@ def test_schedule_uploads_creates_the_experiment_and_the_recurring_run(kfp_api, 
     )
     assert run["runtime_config"]["parameters"] == {
         "config": config.to_dict(),
-        "window_end": "[[ScheduledTime]]",
+        "window_end": "scheduled",
     }
     assert run["pipeline_version_reference"]["pipeline_version_id"] == result.pipeline_version_id
     # what was uploaded is the monitoring pipeline with the training graph nested in it
