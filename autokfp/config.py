@@ -257,6 +257,18 @@ class DeploySpec(_Strict):
                     "this machine and verify it; manifest: only write the InferenceService; "
                     "auto: kubernetes inside a cluster, else local",
     )
+    mode: Literal["auto", "serverless", "standard"] = Field(
+        default="auto",
+        description="KServe deployment mode (target kubernetes). serverless: Knative revisions, "
+                    "a canary verified on its own tagged route then promoted; standard: "
+                    "RawDeployment, a blue-green switch (a candidate InferenceService verified "
+                    "before the serving one is switched); auto: serverless when the cluster "
+                    "serves Knative, else standard")
+    token_env: str | None = Field(
+        default=None,
+        description="environment variable holding a bearer token sent with smoke-test requests "
+                    "(Istio/Kubeflow profile namespaces answer 403 without one; see "
+                    "manifests/serving/authorization-policy.yaml)")
     verify: bool = True
     smoke_rows: int = Field(default=50, ge=1, le=10_000)
     latency_budget_ms: float = Field(default=100.0, gt=0)

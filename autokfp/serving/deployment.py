@@ -41,7 +41,6 @@ from autokfp.errors import DeploymentError
 
 log = logging.getLogger(__name__)
 
-KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 REJECTED = "rejected"
 
 
@@ -62,12 +61,15 @@ class Verification:
 VERIFY_REQUEST_PREFIX = "autokfp-verify-"  # monitoring leaves these requests out of live traffic
 
 
-def _http_json(url: str, body: Any | None = None, timeout: float = 10.0) -> tuple[int, Any]:
+def _http_json(url: str, body: Any | None = None, timeout: float = 10.0,
+               token: str | None = None) -> tuple[int, Any]:
     import uuid
 
     data = None if body is None else json.dumps(body, default=str).encode()
     headers = {"Content-Type": "application/json",
                "x-request-id": f"{VERIFY_REQUEST_PREFIX}{uuid.uuid4().hex}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -76,16 +78,38 @@ def _http_json(url: str, body: Any | None = None, timeout: float = 10.0) -> tupl
         return error.code, error.read().decode(errors="replace")
 
 
-def wait_ready(base_url: str, service: str, timeout: float, process: subprocess.Popen | None = None) -> bool:
+FORBIDDEN_HINT = (
+    "the mesh refused the smoke test (HTTP {status}): in an Istio-secured (Kubeflow profile) "
+    "namespace apply manifests/serving/authorization-policy.yaml so the pipeline's service "
+    "account may call the predictor, or set deploy.token_env to the name of an environment "
+    "variable that holds a bearer token the namespace accepts")
+
+
+def smoke_token(token_env: str | None) -> str | None:
+    """The bearer token named by ``deploy.token_env`` (never logged or written anywhere)."""
+    if not token_env:
+        return None
+    token = os.environ.get(token_env)
+    if not token:
+        raise DeploymentError(f"deploy.token_env names {token_env}, but that environment "
+                              "variable is empty or unset; set it (e.g. from a Secret with "
+                              "kubernetes.use_secret_as_env) or remove deploy.token_env")
+    return token
+
+
+def wait_ready(base_url: str, service: str, timeout: float, process: subprocess.Popen | None = None,
+               token: str | None = None) -> bool:
     """Poll the v2 model-ready endpoint until it answers 200 (or the process dies)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             return False
         try:
-            status, _ = _http_json(f"{base_url}/v2/models/{service}/ready", timeout=2)
+            status, _ = _http_json(f"{base_url}/v2/models/{service}/ready", timeout=2, token=token)
             if status == 200:
                 return True
+            if status in (401, 403):
+                raise DeploymentError(FORBIDDEN_HINT.format(status=status))
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             pass
         time.sleep(0.5)
@@ -99,19 +123,33 @@ def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def verify_endpoint(base_url: str, service: str, rows: pd.DataFrame, expected: pd.DataFrame,
                     latency_budget_ms: float, ready_timeout: float,
-                    process: subprocess.Popen | None = None) -> Verification:
-    """Readiness, smoke test against offline predictions, and single-row latency."""
+                    process: subprocess.Popen | None = None, version: str | None = None,
+                    token: str | None = None) -> Verification:
+    """Readiness, smoke test against offline predictions, and single-row latency.
+
+    With ``version``, every answer must carry that ``model_version``: an answer from any
+    other version (a previous revision behind a traffic split, a stale pod) fails the
+    ``model_version`` check, whatever its predictions.
+    """
     result = Verification(passed=True)
-    ready = wait_ready(base_url, service, ready_timeout, process)
+    try:
+        ready = wait_ready(base_url, service, ready_timeout, process, token=token)
+    except DeploymentError as exc:
+        result.add("ready", False, str(exc))
+        return result
     result.add("ready", ready, f"{base_url}/v2/models/{service}/ready "
                + ("answered 200" if ready else f"not ready within {ready_timeout:.0f}s"))
     if not ready:
         return result
     records = to_records(rows)
-    status, body = _http_json(f"{base_url}/v1/models/{service}:predict", {"instances": records}, timeout=60)
+    predict_url = f"{base_url}/v1/models/{service}:predict"
+    versions: list[str] = []
+    status, body = _http_json(predict_url, {"instances": records}, timeout=60, token=token)
     if status != 200:
-        result.add("smoke_test", False, f"HTTP {status}: {str(body)[:300]}")
+        hint = FORBIDDEN_HINT.format(status=status) + ": " if status in (401, 403) else ""
+        result.add("smoke_test", False, f"{hint}HTTP {status}: {str(body)[:300]}")
         return result
+    versions.append(str(body.get("model_version")) if isinstance(body, dict) else "?")
     served = pd.DataFrame(body["predictions"])
     columns = [c for c in expected.columns if c.startswith("probability_")] or ["prediction"]
     try:
@@ -128,14 +166,22 @@ def verify_endpoint(base_url: str, service: str, rows: pd.DataFrame, expected: p
     latencies = []
     for record in records[: min(len(records), 50)]:
         started = time.perf_counter()
-        status, _ = _http_json(f"{base_url}/v1/models/{service}:predict", {"instances": [record]})
+        status, body = _http_json(predict_url, {"instances": [record]}, token=token)
         latencies.append((time.perf_counter() - started) * 1000)
         if status != 200:
             result.add("latency", False, f"single-row request failed with HTTP {status}")
             return result
+        versions.append(str(body.get("model_version")) if isinstance(body, dict) else "?")
     p95 = float(np.percentile(latencies, 95))
     result.add("latency", p95 <= latency_budget_ms,
                f"single-row p95 {p95:.1f} ms over {len(latencies)} requests (budget {latency_budget_ms:.0f} ms)")
+    if version is not None:
+        others = sorted({v for v in versions if v != str(version)})
+        result.add("model_version", not others,
+                   f"all {len(versions)} answers came from v{version}" if not others else
+                   f"{sum(v != str(version) for v in versions)} of {len(versions)} answers came "
+                   f"from {', '.join('v' + v for v in others)}, not v{version}: the smoke test "
+                   "did not reach the new version alone")
     return result
 
 
@@ -236,82 +282,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-# ------------------------------------------------------------------- kubernetes target
-
-
-class KubernetesServing:
-    """InferenceService create / patch / status through the Kubernetes API."""
-
-    def __init__(self, namespace: str, api_client: Any | None = None):
-        from kubernetes import client, config
-
-        if api_client is None:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                try:
-                    config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-                except (config.ConfigException, FileNotFoundError, TypeError) as exc:
-                    raise DeploymentError(
-                        f"no Kubernetes cluster is configured ({exc}); set deploy.target: local or "
-                        "manifest, or provide a kubeconfig") from None
-            api_client = client.ApiClient()
-        self.namespace = namespace
-        self.api = client.CustomObjectsApi(api_client)
-
-    def get(self, name: str) -> dict | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return self.api.get_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, self.namespace,
-                                                         KSERVE_PLURAL, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise DeploymentError(f"cannot read InferenceService {self.namespace}/{name}: "
-                                  f"HTTP {exc.status} {exc.reason}") from None
-
-    def apply(self, manifest: dict) -> str:
-        from kubernetes.client.exceptions import ApiException
-
-        name = manifest["metadata"]["name"]
-        try:
-            if self.get(name) is None:
-                self.api.create_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, self.namespace,
-                                                         KSERVE_PLURAL, manifest)
-                return "created"
-            self.api.patch_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, self.namespace,
-                                                    KSERVE_PLURAL, name, manifest)
-            return "patched"
-        except ApiException as exc:
-            raise DeploymentError(f"Kubernetes refused InferenceService {self.namespace}/{name}: "
-                                  f"HTTP {exc.status} {exc.reason}: {str(exc.body)[:300]}") from None
-
-    def set_traffic(self, name: str, percent: int) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        patch = {"spec": {"predictor": {"canaryTrafficPercent": percent}}}
-        try:
-            self.api.patch_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, self.namespace,
-                                                    KSERVE_PLURAL, name, patch)
-        except ApiException as exc:
-            raise DeploymentError(f"cannot set traffic of {self.namespace}/{name} to {percent}%: "
-                                  f"HTTP {exc.status} {exc.reason}") from None
-
-    def wait_ready(self, name: str, timeout: float) -> str | None:
-        """The service URL once its Ready condition is True, else None after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            obj = self.get(name) or {}
-            status = obj.get("status") or {}
-            conditions = {c.get("type"): c.get("status") for c in status.get("conditions", [])}
-            if conditions.get("Ready") == "True":
-                address = (status.get("address") or {}).get("url") or status.get("url")
-                return address
-            time.sleep(2)
-        return None
 
 
 # ------------------------------------------------------------------------- decisions

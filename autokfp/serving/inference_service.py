@@ -18,6 +18,10 @@ from autokfp.settings import image
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
 MODEL_FORMAT = "autokfp"
 RUNTIME_NAME = "autokfp"
+TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
+# deploy.mode -> KServe's deploymentMode annotation (Standard is called RawDeployment up to
+# KServe 0.14 and still accepted under that name by newer controllers)
+DEPLOYMENT_MODES = {"serverless": "Serverless", "standard": "RawDeployment"}
 
 
 def service_name(model_name: str) -> str:
@@ -36,12 +40,18 @@ def build_inference_service(
     deploy: DeploySpec,
     canary: bool,
     serving_image: str | None = None,
+    mode: str = "serverless",
+    name: str | None = None,
 ) -> dict[str, Any]:
     """The InferenceService as a plain dict (camelCase, ready for YAML or the Kubernetes API).
 
     The predictor names model format ``autokfp``, served by the ``autokfp`` ServingRuntime
     (``manifests/serving``); KServe's storage initializer downloads ``storageUri`` into
     ``/mnt/models``. ``serving_image`` overrides the runtime's image for this service only.
+    ``mode`` is the resolved ``deploy.mode`` (``serverless``: Knative revisions, a canary
+    share and tagged routes, so the ``latest`` revision can be smoke-tested alone;
+    ``standard``: KServe's RawDeployment, no traffic split). ``name`` overrides the service
+    name (the blue-green candidate).
     """
     from kserve import (
         ApiClient,
@@ -53,7 +63,8 @@ def build_inference_service(
     )
     from kubernetes.client import V1EnvVar, V1ObjectMeta, V1ResourceRequirements
 
-    name = service_name(model_name)
+    name = name or service_name(model_name)
+    serverless = mode == "serverless"
     model = V1beta1ModelSpec(
         name="kserve-container",
         model_format=V1beta1ModelFormat(name=MODEL_FORMAT, version="1"),
@@ -72,8 +83,12 @@ def build_inference_service(
         min_replicas=deploy.min_replicas,
         max_replicas=deploy.max_replicas,
         service_account_name=deploy.service_account,
-        canary_traffic_percent=deploy.canary_traffic_percent if canary else None,
+        canary_traffic_percent=deploy.canary_traffic_percent if canary and serverless else None,
     )
+    annotations = {"autokfp/model-name": model_name, "autokfp/model-version": str(version),
+                   "serving.kserve.io/deploymentMode": DEPLOYMENT_MODES[mode]}
+    if serverless:  # latest-/prev- routes: each revision reachable alone (see serving.cluster)
+        annotations[TAG_ROUTING] = "true"
     isvc = V1beta1InferenceService(
         api_version=KSERVE_API_VERSION,
         kind="InferenceService",
@@ -81,8 +96,7 @@ def build_inference_service(
             name=name,
             namespace=deploy.target_namespace(),
             labels={"app.kubernetes.io/managed-by": "autokfp", "autokfp/model": name},
-            annotations={"autokfp/model-name": model_name, "autokfp/model-version": str(version),
-                         "serving.kserve.io/deploymentMode": "Serverless"},
+            annotations=annotations,
         ),
         spec=V1beta1InferenceServiceSpec(predictor=predictor),
     )
@@ -151,6 +165,35 @@ def validate_manifest(manifest: dict[str, Any]) -> None:
         problems.append(f"apiVersion/kind must be {KSERVE_API_VERSION}/InferenceService")
     if problems:
         raise DeploymentError("invalid InferenceService: " + "; ".join(problems))
+
+
+def to_model(manifest: dict[str, Any]) -> Any:
+    """The InferenceService dict as KServe's ``V1beta1InferenceService`` (what
+    ``KServeClient`` sends); unknown fields raise, as in ``validate_manifest``."""
+    from kserve import V1beta1InferenceService
+
+    return _deserialize(manifest, V1beta1InferenceService.__name__)
+
+
+def _deserialize(value: Any, type_name: str) -> Any:
+    if value is None:
+        return None
+    if type_name.startswith("list["):
+        return [_deserialize(v, type_name[5:-1]) for v in value]
+    if type_name.startswith("dict("):
+        inner = type_name[5:-1].split(",", 1)[1].strip()
+        return {k: _deserialize(v, inner) for k, v in value.items()}
+    cls = _model_class(type_name)
+    if cls is None or not isinstance(value, dict):
+        return value
+    by_json = {json_name: attr for attr, json_name in cls.attribute_map.items()}
+    unknown = sorted(set(value) - set(by_json))
+    if unknown:
+        from autokfp.errors import DeploymentError
+
+        raise DeploymentError(f"invalid InferenceService: {type_name} has no field(s) {unknown}")
+    return cls(**{by_json[k]: _deserialize(v, cls.openapi_types[by_json[k]])
+                  for k, v in value.items()})
 
 
 _PRIMITIVES = {"str": str, "int": int, "float": (int, float), "bool": bool, "object": object,

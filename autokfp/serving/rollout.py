@@ -10,6 +10,7 @@ its target and verified, and the registry follows the outcome.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ class Rollout:
     service: str
     storage_uri: str
     client: Any  # the MLflow client of the registry
+    builder: Any = None  # the InferenceService for another mode/name (Release.rebuild)
 
     @property
     def canary(self) -> bool:
@@ -62,14 +64,17 @@ def plan_rollout(cfg: RunConfig, settings: Any, registration: dict[str, Any]) ->
     previous = registration.get("replaced_version") if new_version else None
     storage_uri = registry.serving_uri(client, cfg.model_name, version, settings)
     canary = bool(new_version and previous)
-    manifest = build_inference_service(cfg.model_name, version, storage_uri, cfg.deploy,
-                                       canary=canary)
+    builder = functools.partial(build_inference_service, cfg.model_name, version, storage_uri,
+                                cfg.deploy)
+    # the written manifest: deploy.mode, or Serverless (KServe's default) until a cluster says
+    mode = cfg.deploy.mode if cfg.deploy.mode != "auto" else "serverless"
+    manifest = builder(canary=canary, mode=mode)
     action = "canary" if canary else ("initial" if new_version else "unchanged")
     decision = DeploymentDecision(target=deployment.resolve_target(cfg.deploy.target),
                                   model=cfg.model_name, version=version,
                                   previous_version=previous, action=action, outcome="skipped",
                                   verification=[])
-    return Rollout(decision, manifest, service_name(cfg.model_name), storage_uri, client)
+    return Rollout(decision, manifest, service_name(cfg.model_name), storage_uri, client, builder)
 
 
 def carry_out(rollout: Rollout, cfg: RunConfig, settings: Any, registration: dict[str, Any],
@@ -95,8 +100,9 @@ def carry_out(rollout: Rollout, cfg: RunConfig, settings: Any, registration: dic
                                       "detail": f"the model cannot score held-out rows: {exc}"})
     target = open_target(decision.target, cfg, settings)
     release = Release(service=rollout.service, version=decision.version, model_dir=model_dir,
-                      manifest=rollout.manifest, canary=rollout.canary)
+                      manifest=rollout.manifest, canary=rollout.canary, builder=rollout.builder)
     verification = target.roll_out(release, rows, expected)
+    rollout.manifest = release.manifest  # what the target applied (mode resolved)
     decision.endpoint = verification.endpoint
     decision.verification += verification.checks
     _conclude(rollout, passed=expected is not None and verification.passed)

@@ -32,6 +32,7 @@ def deploy_model(config: dict[str, Any] | RunConfig, registration_path: str, tes
     rollout = plan_rollout(cfg, settings, registration)
     write_text(manifest_path, yaml.safe_dump(rollout.manifest, sort_keys=False))
     decision = carry_out(rollout, cfg, settings, registration, test_path)
+    write_text(manifest_path, yaml.safe_dump(rollout.manifest, sort_keys=False))  # as applied
     version, previous = decision.version, decision.previous_version
     write_json(decision_path, decision.to_dict())
     log.info("deploy %s v%s: %s (%s)", cfg.model_name, version, decision.outcome, decision.reason)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
+import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,7 @@ from autokfp.serving import deployment
 from autokfp.serving.inference_service import validate_manifest
 from autokfp.steps import deploy_model as deploy_model_step
 from tests.conftest import small_config
+from tests.serving.fake_kserve import FakeKServe
 
 pytestmark = pytest.mark.slow
 
@@ -106,125 +108,214 @@ def test_first_version_failing_verification_raises_and_leaves_no_champion(tmp_pa
     assert not deployment.LocalServing(autokfp_home.home / "serving").current("churn-test")
 
 
-# ------------------------------------------------------------------ a fake Kubernetes API
+# ------------------------------------------------- a fake Kubernetes API with a KServe controller
 
 
-class FakeKubernetes:
-    """Plays the Kubernetes API for InferenceServices and records every call."""
+class LiveTraffic:
+    """A user calling the service URL all through a rollout: what answered, and any error."""
 
-    def __init__(self, predictor_url: str):
-        self.objects: dict[str, dict] = {}
-        self.calls: list[tuple[str, str, dict | None]] = []
-        self.predictor_url = predictor_url
-        fake = self
+    def __init__(self, url_of, service: str, row: dict):
+        self.url_of, self.service, self.row = url_of, service, row
+        self.answers: list[tuple[int, str | None]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def _body(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                return json.loads(self.rfile.read(length)) if length else None
-
-            def _send(self, status: int, body: dict):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):  # noqa: N802
-                fake.calls.append(("GET", self.path, None))
-                name = self.path.rstrip("/").rsplit("/", 1)[-1]
-                if name in fake.objects:
-                    return self._send(200, fake.objects[name])
-                return self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
-
-            def do_POST(self):  # noqa: N802
-                body = self._body()
-                fake.calls.append(("POST", self.path, body))
-                body["status"] = {"conditions": [{"type": "Ready", "status": "True"}],
-                                  "url": fake.predictor_url}
-                fake.objects[body["metadata"]["name"]] = body
-                return self._send(201, body)
-
-            def do_PATCH(self):  # noqa: N802
-                body = self._body()
-                fake.calls.append(("PATCH", self.path, body))
-                name = self.path.rstrip("/").rsplit("/", 1)[-1]
-                current = fake.objects[name]
-                _merge(current, body)
-                return self._send(200, current)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+    def _run(self):
+        while not self.stop.is_set():
+            url = self.url_of()
+            if url is None:
+                time.sleep(0.05)
+                continue
+            try:
+                answer = _predict(url, self.service, [self.row])
+                self.answers.append((200, str(answer["model_version"])))
+            except urllib.error.HTTPError as error:
+                self.answers.append((error.code, None))
+            except OSError:
+                self.answers.append((0, None))
+            time.sleep(0.02)
 
     def __enter__(self):
         self.thread.start()
         return self
 
     def __exit__(self, *exc):
-        self.server.shutdown()
+        self.stop.set()
+        self.thread.join(timeout=10)
 
 
-def _merge(target: dict, patch: dict) -> None:
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
+def _service_url(kube: FakeKServe, name: str):
+    def url():
+        service = kube.services.get(name)
+        return None if service is None else kube._route_url(service, "service")
+    return url
 
 
-def test_kubernetes_deploy_creates_then_canaries_and_promotes(tmp_path, autokfp_home, trained_package,
-                                                              monkeypatch):
+def _verify_requests(kube: FakeKServe, since: int) -> list[dict]:
+    return [r for r in kube.served[since:]
+            if (r["request_id"] or "").startswith(deployment.VERIFY_REQUEST_PREFIX)]
+
+
+def _sent(kube: FakeKServe, verb: str) -> list[tuple[str, dict]]:
+    return [(c[1], c[2]) for c in kube.calls if c[0] == verb]
+
+
+@pytest.fixture
+def predictors(tmp_path, trained_package):
+    """Real predictor processes, one per model version (what each revision would run)."""
     serving = deployment.LocalServing(tmp_path / "serving")
-    server, process = serving.start("churn-test", "1", str(trained_package.paths.model))
-    try:
-        with FakeKubernetes(server.url) as kube:
-            kubeconfig = {
-                "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-                "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
-                "users": [{"name": "fake", "user": {"token": "fake-token"}}],
-            }
-            path = tmp_path / "kubeconfig"
-            path.write_text(yaml.safe_dump(kubeconfig))
-            monkeypatch.setenv("KUBECONFIG", str(path))
-            config = small_config(trained_package.folder, deploy={
-                "target": "kubernetes", "namespace": "ml", "latency_budget_ms": 1000,
-                "ready_timeout_secs": 90, "smoke_rows": 10})
-
-            first = _register(trained_package.paths.model, config, True, None, tmp_path)
-            result = deploy_model_step.deploy_model(config, first, trained_package.paths.test,
-                                         tmp_path / "m1.yaml", tmp_path / "d1.json")
-            assert result["outcome"] == "promoted", json.loads((tmp_path / "d1.json").read_text())
-            posts = [c for c in kube.calls if c[0] == "POST"]
-            assert len(posts) == 1
-            assert posts[0][1] == "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices"
-            created = dict(posts[0][2])
-            created.pop("status", None)
-            validate_manifest(created)  # what was sent is a valid InferenceService
-            assert "canaryTrafficPercent" not in created["spec"]["predictor"]
-
-            copy = tmp_path / "model-v2"
-            shutil.copytree(trained_package.paths.model, copy)
-            (copy / "extra.txt").write_text("a different package")
-            second = _register(copy, config, True, "1", tmp_path)
-            kube.calls.clear()
-            result = deploy_model_step.deploy_model(config, second, trained_package.paths.test,
-                                         tmp_path / "m2.yaml", tmp_path / "d2.json")
-            assert result["action"] == "canary" and result["outcome"] == "promoted"
-            patches = [c[2] for c in kube.calls if c[0] == "PATCH"]
-            assert patches[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
-            assert patches[0]["metadata"]["annotations"]["autokfp/model-version"] == "2"
-            assert patches[-1] == {"spec": {"predictor": {"canaryTrafficPercent": 100}}}
-            # the token from the kubeconfig was sent, and no secret appears in the manifest
-            assert "fake-token" not in (tmp_path / "m2.yaml").read_text()
-    finally:
+    started = {}
+    for version in ("1", "2"):
+        server, _ = serving.start("churn-test", version, str(trained_package.paths.model))
+        started[version] = server
+    for server in started.values():
+        assert deployment.wait_ready(server.url, "churn-test", 90), "predictor did not start"
+    yield {version: server.url for version, server in started.items()}
+    for server in started.values():
         serving.stop(server)
-        assert process.poll() is not None
+
+
+def _kube_config(tmp_path, kube: FakeKServe, monkeypatch, trained_package, **deploy):
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kube.kubeconfig()))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    return small_config(trained_package.folder, deploy={
+        "target": "kubernetes", "namespace": "ml", "latency_budget_ms": 1000,
+        "ready_timeout_secs": 30, "smoke_rows": 10, **deploy})
+
+
+def _new_version(trained_package, config, tmp_path, label: str, broken: bool = False) -> Path:
+    source = trained_package.paths.model
+    copy = tmp_path / f"model-{label}"
+    if broken:
+        _broken_copy(source, copy)
+    else:
+        shutil.copytree(source, copy)
+        (copy / "extra.txt").write_text(f"package {label}")
+    return copy
+
+
+def test_serverless_canary_is_verified_on_the_new_revision_alone(
+        tmp_path, autokfp_home, trained_package, predictors, monkeypatch):
+    """The bug of issue 13: Ready is still True on the old status right after the patch, and
+    the service URL splits traffic 90/10, so a smoke test on the service URL checks the old
+    revision. The canary must wait for its own revision and call it alone."""
+    with FakeKServe(predictors, knative=True, observe_delay=1.0, ready_delay=1.5) as kube:
+        config = _kube_config(tmp_path, kube, monkeypatch, trained_package)
+        test_path = trained_package.paths.test
+        first = _register(trained_package.paths.model, config, True, None, tmp_path)
+        result = deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
+                                                tmp_path / "d1.json")
+        assert result["outcome"] == "promoted", json.loads((tmp_path / "d1.json").read_text())
+        (path, created), = _sent(kube, "POST")
+        assert path == "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices"
+        validate_manifest(created)  # what was sent is a valid InferenceService
+        assert created["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
+        assert "canaryTrafficPercent" not in created["spec"]["predictor"]
+
+        second = _register(_new_version(trained_package, config, tmp_path, "v2"), config, True,
+                           "1", tmp_path)
+        kube.calls.clear()
+        since = len(kube.served)
+        row = deployment.to_records(pd.read_parquet(test_path).drop(columns=["churned"]).head(1))[0]
+        with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+            result = deploy_model_step.deploy_model(config, second, test_path, tmp_path / "m2.yaml",
+                                                    tmp_path / "d2.json")
+        decision = json.loads((tmp_path / "d2.json").read_text())
+        assert result["action"] == "canary" and result["outcome"] == "promoted", decision
+        checks = {c["check"]: c for c in decision["verification"]}
+        assert checks["model_version"]["passed"] and checks["rollout"]["passed"]
+        # every verification request reached revision 2 alone, through its tagged route
+        verify = _verify_requests(kube, since)
+        assert len(verify) >= 10
+        assert {r["version"] for r in verify} == {"2"}, {r["version"] for r in verify}
+        assert {r["route"] for r in verify} == {"latest"}
+        patches = [body for _, body in _sent(kube, "PATCH")]
+        validate_manifest(patches[0])
+        assert patches[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
+        assert patches[0]["metadata"]["annotations"]["autokfp/model-version"] == "2"
+        assert patches[-1]["spec"]["predictor"] == {"canaryTrafficPercent": 100}
+        # users were answered all along: by v1 while v2 was a canary, by v2 once promoted
+        assert users.answers and all(status == 200 for status, _ in users.answers), users.answers
+        assert {v for _, v in users.answers} <= {"1", "2"}
+        assert users.answers[0][1] == "1"
+        final = kube.reconcile("churn-test")["status"]["components"]["predictor"]
+        assert final["latestRolledoutRevision"] == final["latestReadyRevision"]
+        assert {t["revisionName"]: t["percent"] for t in final["traffic"]} == {
+            final["latestReadyRevision"]: 100}
+        assert "fake-token" not in (tmp_path / "m2.yaml").read_text()
+
+        # a canary whose revision answers for another version fails the model_version check
+        # and rolls back; a canary that never becomes ready rolls back; v2 serves throughout
+        kube.backends["3"] = predictors["1"]  # v3's pods serve the old package by mistake
+        third = _register(_new_version(trained_package, config, tmp_path, "v3"), config, True,
+                          "2", tmp_path)
+        with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+            result = deploy_model_step.deploy_model(config, third, test_path, tmp_path / "m3.yaml",
+                                                    tmp_path / "d3.json")
+        decision = json.loads((tmp_path / "d3.json").read_text())
+        assert result["outcome"] == "rolled-back", decision
+        failed = {c["check"] for c in decision["verification"] if not c["passed"]}
+        assert failed == {"model_version"}, decision["verification"]
+        assert "v2 keeps serving" in decision["reason"]
+        assert _sent(kube, "PATCH")[-1][1]["spec"]["predictor"] == {"canaryTrafficPercent": 0}
+        client = registry.configure()
+        assert str(registry.champion_version(client, "churn-test").version) == "2"
+        assert str(client.get_model_version_by_alias("churn-test", "rejected").version) == "3"
+        assert users.answers and all(s == 200 for s, _ in users.answers)
+        # v2 (rolled out) answered, v3 only as a 10% canary; after the rollback only v2
+        shares = kube.reconcile("churn-test")["status"]["components"]["predictor"]["traffic"]
+        assert [t["percent"] for t in shares if t["percent"]] == [100]
+        assert _predict(kube._route_url(kube.services["churn-test"], "service"), "churn-test",
+                        [row])["model_version"] == "2"
+
+        fourth = _register(_new_version(trained_package, config, tmp_path, "v4", broken=True),
+                           config, True, "2", tmp_path)
+        config.deploy.ready_timeout_secs = 10
+        with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+            result = deploy_model_step.deploy_model(config, fourth, test_path,
+                                                    tmp_path / "m4.yaml", tmp_path / "d4.json")
+        decision = json.loads((tmp_path / "d4.json").read_text())
+        assert result["outcome"] == "rolled-back", decision
+        rollout = next(c for c in decision["verification"] if c["check"] == "rollout")
+        assert not rollout["passed"] and "is not ready" in rollout["detail"], rollout
+        assert not any(c["check"] == "smoke_test" for c in decision["verification"])
+        assert users.answers and {a for a in users.answers} == {(200, "2")}
+
+
+def test_a_smoke_test_refused_by_the_mesh_says_what_to_do(monkeypatch):
+    """Istio answers 403 without an AuthorizationPolicy or token: the check names both fixes."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Forbidden(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(403)
+            self.send_header("Content-Length", "19")
+            self.end_headers()
+            self.wfile.write(b"RBAC: access denied")
+
+    seen: list = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forbidden)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("SMOKE_TOKEN", "s3cret")
+        token = deployment.smoke_token("SMOKE_TOKEN")
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        rows = pd.DataFrame({"a": [1]})
+        checked = deployment.verify_endpoint(url, "m", rows, rows, 100, 10, token=token)
+    finally:
+        server.shutdown()
+    assert not checked.passed
+    detail = checked.checks[0]["detail"]
+    assert "HTTP 403" in detail and "authorization-policy.yaml" in detail and "token_env" in detail
+    assert seen == ["Bearer s3cret"]
+    assert "s3cret" not in json.dumps(checked.checks)
+    monkeypatch.delenv("SMOKE_TOKEN")
+    from autokfp.errors import DeploymentError
+
+    with pytest.raises(DeploymentError, match="SMOKE_TOKEN"):
+        deployment.smoke_token("SMOKE_TOKEN")

@@ -28,6 +28,15 @@ class Release:
     model_dir: str  # the version's model, downloaded
     manifest: dict[str, Any]  # the InferenceService (always built, always written)
     canary: bool  # the version replaces a serving one: split traffic while verifying
+    # builds this version's InferenceService again for another mode or name:
+    # builder(canary=..., mode=..., name=...) -> manifest (see inference_service)
+    builder: Callable[..., dict[str, Any]] | None = None
+
+    def rebuild(self, mode: str, canary: bool, name: str | None = None) -> dict[str, Any]:
+        """This version's InferenceService in ``mode`` (``name``: another service name)."""
+        if self.builder is None:
+            raise DeploymentError("this release cannot be rebuilt: it has no builder")
+        return self.builder(canary=canary, mode=mode, name=name)
 
 
 class ServingTarget(Protocol):
