@@ -21,6 +21,9 @@ RUNTIME_NAME = "autokfp"
 TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
 # deploy.mode -> KServe's deploymentMode annotation (Standard is called RawDeployment up to
 # KServe 0.14 and still accepted under that name by newer controllers)
+# the predictor's /metrics (autokfp_* and KServe's own), on the container port
+SCRAPE_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
+                      "prometheus.io/path": "/metrics"}
 DEPLOYMENT_MODES = {"serverless": "Serverless", "standard": "RawDeployment"}
 
 
@@ -84,9 +87,12 @@ def build_inference_service(
         max_replicas=deploy.max_replicas,
         service_account_name=deploy.service_account,
         canary_traffic_percent=deploy.canary_traffic_percent if canary and serverless else None,
+        annotations=dict(SCRAPE_ANNOTATIONS),
+        labels={"app.kubernetes.io/managed-by": "autokfp"},  # pods (AuthorizationPolicy selector)
     )
     annotations = {"autokfp/model-name": model_name, "autokfp/model-version": str(version),
-                   "serving.kserve.io/deploymentMode": DEPLOYMENT_MODES[mode]}
+                   "serving.kserve.io/deploymentMode": DEPLOYMENT_MODES[mode],
+                   "serving.kserve.io/enable-prometheus-scraping": "true"}
     if serverless:  # latest-/prev- routes: each revision reachable alone (see serving.cluster)
         annotations[TAG_ROUTING] = "true"
     isvc = V1beta1InferenceService(
@@ -112,6 +118,7 @@ def build_serving_runtime(serving_image: str | None = None) -> dict[str, Any]:
         "kind": "ServingRuntime",
         "metadata": {"name": RUNTIME_NAME, "labels": {"app.kubernetes.io/part-of": "autokfp"}},
         "spec": {
+            "annotations": dict(SCRAPE_ANNOTATIONS),
             "supportedModelFormats": [{"name": MODEL_FORMAT, "version": "1", "autoSelect": True}],
             "protocolVersions": ["v1", "v2"],
             "containers": [{

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 from typing import Any
 
 import kserve
@@ -19,6 +20,7 @@ from autokfp.serving.inference_service import (
     build_inference_service,
     build_serving_runtime,
     service_name,
+    to_model,
     validate_manifest,
 )
 from autokfp.settings import image
@@ -185,3 +187,38 @@ def test_validation_rejects_misspelt_and_mistyped_fields() -> None:
     wrong_kind["kind"] = "Deployment"
     with pytest.raises(DeploymentError, match="InferenceService"):
         validate_manifest(wrong_kind)
+
+
+def test_the_checked_in_serving_runtime_is_the_built_one() -> None:
+    checked_in = yaml.safe_load((Path(__file__).resolve().parents[2] / "manifests" / "serving"
+                                 / "servingruntime.yaml").read_text())
+    built = build_serving_runtime()
+    for runtime in (checked_in, built):  # the tag follows the version; kustomize may pin it
+        runtime["spec"]["containers"][0].pop("image")
+    assert checked_in == built
+
+
+def test_serverless_has_tagged_routes_and_a_canary_standard_has_neither() -> None:
+    serverless = build_inference_service("churn", "7", STORAGE, _deploy(), canary=True,
+                                         mode="serverless")
+    annotations = serverless["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert annotations["serving.kserve.io/enable-tag-routing"] == "true"
+    assert serverless["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    standard = build_inference_service("churn", "7", STORAGE, _deploy(), canary=True,
+                                       mode="standard", name="churn-candidate")
+    annotations = standard["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert "serving.kserve.io/enable-tag-routing" not in annotations
+    assert "canaryTrafficPercent" not in standard["spec"]["predictor"]  # no split without Knative
+    assert standard["metadata"]["name"] == "churn-candidate"
+    for manifest in (serverless, standard):
+        validate_manifest(manifest)
+        assert kserve.ApiClient().sanitize_for_serialization(to_model(manifest)) == manifest
+
+
+def test_to_model_refuses_unknown_fields() -> None:
+    manifest = _build()
+    manifest["spec"]["predictor"]["canaryTrafficPercnt"] = 1
+    with pytest.raises(DeploymentError, match="canaryTrafficPercnt"):
+        to_model(manifest)

@@ -67,6 +67,8 @@ def test_manifests_exist():
     } <= names
     assert (MANIFESTS / "README.md").is_file()
     assert (MANIFESTS / "gpu" / "README.md").is_file()
+    assert {"monitoring/prometheus-rule.yaml", "serving/authorization-policy.yaml"} <= names
+    assert (MANIFESTS / "monitoring" / "grafana-dashboard.json").is_file()
 
 
 @pytest.mark.parametrize("path", _yaml_files(), ids=lambda p: p.relative_to(MANIFESTS).as_posix())
@@ -166,6 +168,7 @@ def test_pipeline_runner_may_manage_inference_services():
         "create",
         "patch",
         "update",
+        "delete",  # the Standard-mode blue-green candidate
     }
     assert verbs("", "pods") >= {"get", "list"}
     assert verbs("", "events") >= {"get", "list"}

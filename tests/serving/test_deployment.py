@@ -319,3 +319,84 @@ def test_a_smoke_test_refused_by_the_mesh_says_what_to_do(monkeypatch):
 
     with pytest.raises(DeploymentError, match="SMOKE_TOKEN"):
         deployment.smoke_token("SMOKE_TOKEN")
+
+
+def test_standard_mode_switches_blue_green_and_leaves_the_service_alone_on_failure(
+        tmp_path, autokfp_home, trained_package, predictors, monkeypatch):
+    """No Knative on the cluster: deploy.mode auto picks Standard (RawDeployment), where a new
+    version is verified as a second InferenceService before the serving one switches."""
+    with FakeKServe(predictors, knative=False, observe_delay=0.5, ready_delay=0.5) as kube:
+        config = _kube_config(tmp_path, kube, monkeypatch, trained_package)
+        test_path = trained_package.paths.test
+        first = _register(trained_package.paths.model, config, True, None, tmp_path)
+        result = deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
+                                                tmp_path / "d1.json")
+        assert result["outcome"] == "promoted", json.loads((tmp_path / "d1.json").read_text())
+        (_, created), = _sent(kube, "POST")
+        validate_manifest(created)
+        assert created["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+        assert "serving.kserve.io/enable-tag-routing" not in created["metadata"]["annotations"]
+        assert "RawDeployment" in (tmp_path / "m1.yaml").read_text()  # the YAML is what was sent
+
+        row = deployment.to_records(pd.read_parquet(test_path).drop(columns=["churned"]).head(1))[0]
+        second = _register(_new_version(trained_package, config, tmp_path, "v2"), config, True,
+                           "1", tmp_path)
+        kube.calls.clear()
+        since = len(kube.served)
+        with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+            result = deploy_model_step.deploy_model(config, second, test_path, tmp_path / "m2.yaml",
+                                                    tmp_path / "d2.json")
+        decision = json.loads((tmp_path / "d2.json").read_text())
+        assert result["outcome"] == "promoted", decision
+        assert [c["check"] for c in decision["verification"]] == [
+            "apply", "rollout", "ready", "smoke_test", "latency", "model_version", "switch"]
+        posted = [body["metadata"]["name"] for _, body in _sent(kube, "POST")]
+        assert posted == ["churn-test-candidate"]
+        verify = [r for r in _verify_requests(kube, since) if r["path"].endswith(":predict")]
+        smoke = [r for r in verify if r["service"] == "churn-test-candidate"]
+        assert len(smoke) >= 10 and {r["version"] for r in smoke} == {"2"}
+        assert [path for path, _ in _sent(kube, "DELETE")] == [
+            "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/churn-test-candidate"]
+        assert set(kube.services) == {"churn-test"}
+        assert all(status == 200 for status, _ in users.answers) and users.answers
+        assert users.answers[0][1] == "1" and users.answers[-1][1] == "2"
+
+        broken = _register(_new_version(trained_package, config, tmp_path, "v3", broken=True),
+                           config, True, "2", tmp_path)
+        config.deploy.ready_timeout_secs = 10
+        kube.calls.clear()
+        with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+            result = deploy_model_step.deploy_model(config, broken, test_path, tmp_path / "m3.yaml",
+                                                    tmp_path / "d3.json")
+        decision = json.loads((tmp_path / "d3.json").read_text())
+        assert result["outcome"] == "rolled-back", decision
+        assert "v2 keeps serving" in decision["reason"]
+        # the serving InferenceService was never written to; the candidate is gone
+        assert not [c for c in kube.calls if c[0] in ("PATCH", "POST", "DELETE")
+                    and "churn-test-candidate" not in c[1] and c[0] != "POST"]
+        assert [body["metadata"]["name"] for _, body in _sent(kube, "POST")] == ["churn-test-candidate"]
+        assert set(kube.services) == {"churn-test"}
+        assert users.answers and {a for a in users.answers} == {(200, "2")}
+        assert str(registry.champion_version(registry.configure(), "churn-test").version) == "2"
+
+
+def test_a_status_that_has_not_observed_the_patch_is_not_settled():
+    """Unit check of the wait: Ready=True on an old generation, or on the old revision, is
+    not the rollout the step wrote."""
+    from autokfp.serving.cluster import read_settled
+
+    old = {"status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}],
+                      "components": {"predictor": {"latestCreatedRevision": "m-00001",
+                                                   "latestReadyRevision": "m-00001"}}}}
+    assert not read_settled(old, 2, "m-00001", serverless=True).ready
+    seen = json.loads(json.dumps(old))
+    seen["status"]["observedGeneration"] = 2
+    assert "no new revision" in read_settled(seen, 2, "m-00001", serverless=True).detail
+    seen["status"]["components"]["predictor"]["latestCreatedRevision"] = "m-00002"
+    assert "not ready" in read_settled(seen, 2, "m-00001", serverless=True).detail
+    seen["status"]["components"]["predictor"].update(
+        latestReadyRevision="m-00002",
+        traffic=[{"revisionName": "m-00002", "tag": "latest", "percent": 10, "url": "http://l"},
+                 {"revisionName": "m-00001", "tag": "prev", "percent": 90, "url": "http://p"}])
+    settled = read_settled(seen, 2, "m-00001", serverless=True)
+    assert settled.ready and settled.latest_url == "http://l" and settled.revision == "m-00002"
