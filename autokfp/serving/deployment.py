@@ -2,10 +2,10 @@
 
 Targets:
 
-* ``kubernetes``: the InferenceService is created or patched through the Kubernetes API.
-  A version that replaces a serving one gets ``canaryTrafficPercent``; after verification
-  the canary is promoted (100 %) or rolled back (0 %: all traffic stays on the previous
-  revision).
+* ``kubernetes``: the InferenceService is applied with ``kserve.KServeClient``
+  (``serving.cluster``); Serverless: a canary verified on its own revision, then promoted
+  (100 %) or rolled back (0 %); Standard: a verified blue-green candidate (see
+  ``serving.targets.kubernetes`` and docs/serving.md).
 * ``local``: the predictor (``python -m autokfp.serving``) is started on 127.0.0.1 for the
   new version and verified there; the previous local server, if any, keeps serving until
   the new one has passed.

@@ -22,9 +22,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from autokfp.config import DeploySpec
 from autokfp.serving.deployment import to_records
 from autokfp.serving.inference_service import build_inference_service, build_serving_runtime
-from autokfp.config import DeploySpec
 from tests.conftest import _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
