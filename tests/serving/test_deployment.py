@@ -232,8 +232,10 @@ def test_serverless_canary_is_verified_on_the_new_revision_alone(
         assert {r["route"] for r in verify} == {"latest"}
         patches = [body for _, body in _sent(kube, "PATCH")]
         validate_manifest(patches[0])
-        assert patches[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
+        # the new revision gets no traffic until it is ready, then the canary share
+        assert patches[0]["spec"]["predictor"]["canaryTrafficPercent"] == 0
         assert patches[0]["metadata"]["annotations"]["autokfp/model-version"] == "2"
+        assert patches[1]["spec"]["predictor"] == {"canaryTrafficPercent": 10}
         assert patches[-1]["spec"]["predictor"] == {"canaryTrafficPercent": 100}
         # users were answered all along: by v1 while v2 was a canary, by v2 once promoted
         assert users.answers and all(status == 200 for status, _ in users.answers), users.answers
@@ -263,7 +265,8 @@ def test_serverless_canary_is_verified_on_the_new_revision_alone(
         assert str(registry.champion_version(client, "churn-test").version) == "2"
         assert str(client.get_model_version_by_alias("churn-test", "rejected").version) == "3"
         assert users.answers and all(s == 200 for s, _ in users.answers)
-        # v2 (rolled out) answered, v3 only as a 10% canary; after the rollback only v2
+        # after the rollback only v2 answers; and v3 (rejected, still the latest ready
+        # revision) gets no share of the next canary while that one starts (below)
         shares = kube.reconcile("churn-test")["status"]["components"]["predictor"]["traffic"]
         assert [t["percent"] for t in shares if t["percent"]] == [100]
         assert _predict(kube._route_url(kube.services["churn-test"], "service"), "churn-test",

@@ -4,9 +4,9 @@
 InferenceService already uses, else Serverless when the cluster serves Knative's API,
 else Standard):
 
-* **serverless** (Knative): a version that replaces a serving one is a canary
-  (``canaryTrafficPercent``). The step waits for the generation it wrote (the new revision
-  created and ready), smoke-tests the new revision alone through its ``latest`` tagged
+* **serverless** (Knative): a version that replaces a serving one is a canary. It is
+  applied with ``canaryTrafficPercent: 0``; the step waits for the generation it wrote (the
+  new revision created and ready), gives it ``deploy.canary_traffic_percent``, smoke-tests the new revision alone through its ``latest`` tagged
   route, checks every answer carries the new ``model_version``, and only then promotes it
   to 100 %; otherwise the canary share goes to 0 % and the previous revision, which served
   throughout, keeps all traffic.
@@ -67,6 +67,10 @@ class KubernetesTarget:
         manifest = release.rebuild(mode="serverless", canary=canary)
         if serving is not None and not canary:  # a merge patch keeps an old share: reset it
             manifest["spec"]["predictor"]["canaryTrafficPercent"] = 100
+        if canary:
+            # 0 % until the new revision is ready: Knative gives the canary share to the latest
+            # *ready* revision, which until then may be a previously rejected one
+            manifest["spec"]["predictor"]["canaryTrafficPercent"] = 0
         release.manifest = manifest
         previous_revision = current_revision(serving)
         applied, obj = cluster.apply(manifest)
@@ -79,6 +83,8 @@ class KubernetesTarget:
                                        deploy.ready_timeout_secs, serverless=True)
         result.add("rollout", settled.ready, settled.detail)
         result.endpoint = settled.service_url
+        if canary and settled.ready:
+            cluster.set_traffic(service, deploy.canary_traffic_percent)
         if settled.ready and expected is not None:
             if settled.latest_url is None:
                 result.add("revision_route", False, (
