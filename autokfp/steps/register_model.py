@@ -17,8 +17,14 @@ log = logging.getLogger(__name__)
 
 def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluation_path: str,
                    schema_path: str, registration_path: str,
-                   extra_artifacts: dict[str, str] | None = None) -> dict[str, Any]:
-    """Register the candidate in MLflow; alias ``champion`` only if it won the comparison."""
+                   extra_artifacts: dict[str, str] | None = None, kfp_run_id: str = "",
+                   pipeline_name: str = "") -> dict[str, Any]:
+    """Register the candidate in MLflow; alias ``champion`` only if it won the comparison.
+
+    ``kfp_run_id`` and ``pipeline_name`` (what KFP substituted for the run; an unsubstituted
+    placeholder is dropped) become the version's ``kfp.run_id``/``kfp.pipeline_name`` tags,
+    so a version leads back to the run that made it.
+    """
     from autokfp.catalog.datahub import dataset_urn
     from autokfp.catalog.schema import DatasetSchema
     from autokfp.modeling import registry
@@ -40,6 +46,9 @@ def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluati
     tags = {"engine": meta["engine"], "task": meta["task"], "dataset": schema.dataset_id,
             "dataset_urn": dataset_urn(schema), "dataset_fingerprint": schema.fingerprint,
             "primary_metric": meta["primary_metric"], "leader": meta.get("leader", "")}
+    for key, value in (("kfp.run_id", kfp_run_id), ("kfp.pipeline_name", pipeline_name)):
+        if value and not value.startswith("{{"):
+            tags[key] = value
     if schema.catalog.get("schema_version"):
         tags["dataset_schema_version"] = str(schema.catalog["schema_version"])
     with tempfile.TemporaryDirectory(prefix="autokfp-register-") as scratch:

@@ -92,7 +92,10 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
                                                  test=features.outputs["test"]), options, name="explain")
         registered = configure_task(register_model(config=config, model=bias.outputs["checked_model"],
                                                    evaluation=evaluated.outputs["evaluation"],
-                                                   schema=found.outputs["schema"]), options, name="register in MLflow")
+                                                   schema=found.outputs["schema"],
+                                                   kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                                   pipeline_name=PIPELINE_NAME),
+                                    options, name="register in MLflow")
         registered.after(explained)
         card = configure_task(write_model_card(config=config, model=bias.outputs["checked_model"],
                                                registration=registered.outputs["registration"],

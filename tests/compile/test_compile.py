@@ -313,3 +313,10 @@ def test_each_component_compiles_on_its_own(component, tmp_path) -> None:
     loaded = components.load_component_from_file(str(path))
     assert loaded.name == component.name
     assert loaded.component_spec.inputs.keys() == component.component_spec.inputs.keys()
+
+
+def test_registration_is_tagged_with_the_kfp_run_and_pipeline(compiled) -> None:
+    spec = _documents(compiled)[0]
+    parameters = spec["root"]["dag"]["tasks"]["register-model"]["inputs"]["parameters"]
+    assert parameters["kfp_run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert parameters["pipeline_name"]["runtimeValue"]["constant"] == "autonomous-training"

@@ -57,5 +57,6 @@ def registered(evaluated, trained_package, tmp_path):
     registration = artifact(Artifact, tmp_path, "registration")
     version = register_model.python_func(config=evaluated["config"], model=evaluated["model"],
                                          evaluation=evaluated["evaluation"], schema=schema,
-                                         registration=registration)
+                                         registration=registration, kfp_run_id="run-abc",
+                                         pipeline_name="autonomous-training")
     return {**evaluated, "schema": schema, "registration": registration, "version": version}

@@ -13,6 +13,8 @@ def register_model(
     evaluation: Input[Artifact],
     schema: Input[Artifact],
     registration: Output[Artifact],
+    kfp_run_id: str = "",
+    pipeline_name: str = "",
 ) -> str:
     """Log a run and register the model version; alias ``champion`` only if it won.
 
@@ -26,20 +28,26 @@ def register_model(
         evaluation: The evaluation JSON (metrics and the champion comparison).
         schema: The training dataset's schema JSON (lineage tags: dataset, URN, fingerprint).
         registration: Output. JSON: name, version, aliases, decision, storage URI.
+        kfp_run_id: The KFP run id (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``); tagged
+            ``kfp.run_id`` on the model version.
+        pipeline_name: The pipeline that registers; tagged ``kfp.pipeline_name``.
 
     Returns:
         The registered model version.
 
     Example:
         >>> r = register_model(config=cfg, model=t.outputs["model"], evaluation=e.outputs["evaluation"],
-        ...                    schema=d.outputs["schema"])
+        ...                    schema=d.outputs["schema"],
+        ...                    kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        ...                    pipeline_name="my-pipeline")
     """
     import logging
 
     from autokfp.steps.register_model import register_model as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(config, model.path, evaluation.path, schema.path, registration.path)
+    result = step(config, model.path, evaluation.path, schema.path, registration.path,
+                  kfp_run_id=kfp_run_id, pipeline_name=pipeline_name)
     registration.metadata.update({"model": result["name"], "version": result["version"],
                                   "aliases": ",".join(result["aliases"]), "decision": result["decision"]})
     return result["version"]
