@@ -207,3 +207,49 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
         lines += [f"| {k} | `{v}` |" for k, v in evidence.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def card_metadata(*, name: str, version: str, tags: dict[str, str], meta: dict[str, Any],
+                  schema: Any, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The card's machine-readable form: Hugging Face model-card metadata.
+
+    The keys of the YAML front matter of a Hugging Face model card (``tags``,
+    ``pipeline_tag``, ``datasets``, ``metrics``, ``model-index`` with one result of the
+    held-out test metrics), plus an ``autokfp`` block with the registry coordinates.
+    """
+    task = meta["task"]
+    pipeline_tag = "tabular-regression" if task == "regression" else "tabular-classification"
+    dataset = tags.get("dataset") or schema.dataset_id
+    metrics = {k: float(v) for k, v in evaluation.get("metrics", {}).items()
+               if isinstance(v, (int, float)) and v == v}
+    return {
+        "model_name": f"{name} v{version}",
+        "library_name": "mlflow",
+        "pipeline_tag": pipeline_tag,
+        "tags": ["autokfp", "tabular", task, str(meta["engine"])],
+        "datasets": [dataset],
+        "metrics": sorted(metrics),
+        "model-index": [{
+            "name": f"{name} v{version}",
+            "results": [{
+                "task": {"type": pipeline_tag, "name": task},
+                "dataset": {"name": dataset, "type": tags.get("dataset_urn") or dataset,
+                            "split": "test"},
+                "metrics": [{"type": key, "value": value, "name": f"test {key}"}
+                            for key, value in sorted(metrics.items())],
+            }],
+        }],
+        "autokfp": {"model": name, "version": str(version),
+                    "registry_uri": f"models:/{name}/{version}", "target": meta["target"],
+                    "primary_metric": meta.get("primary_metric"),
+                    "dataset_fingerprint": tags.get("dataset_fingerprint", schema.fingerprint),
+                    "kfp_run_id": tags.get("kfp.run_id"),
+                    "kfp_pipeline_name": tags.get("kfp.pipeline_name")},
+    }
+
+
+def card_with_metadata(card: str, metadata: dict[str, Any]) -> str:
+    """A Hugging Face model card: the metadata as YAML front matter, then the Markdown card."""
+    import yaml
+
+    return f"---\n{yaml.safe_dump(metadata, sort_keys=False)}---\n\n{card}"

@@ -25,15 +25,18 @@ def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, regist
                    evaluation_path: str, schema_path: str, fairness_path: str,
                    explanation_path: str, card_path: str, compliance_path: str,
                    compliance_summary_path: str,
-                   evidence: dict[str, str] | None = None) -> dict[str, Any]:
+                   evidence: dict[str, str] | None = None,
+                   card_metadata_path: str | None = None) -> dict[str, Any]:
     """The model card and compliance report of the registered version.
 
     Both are logged to the version's MLflow run (``governance/``) and the version is tagged
-    ``governance.fairness`` and ``governance.compliance``. ``evidence`` maps names
+    ``governance.fairness`` and ``governance.compliance``. ``card_metadata_path`` gets the
+    card in Hugging Face form (metadata as YAML front matter, then the Markdown), logged as
+    ``governance/README.md``. ``evidence`` maps names
     (schema, plan, evaluation, fairness_report, explanation, ...) to artifact URIs.
     """
     from autokfp.governance import approval, audit, compliance
-    from autokfp.governance.model_card import build_model_card
+    from autokfp.governance.model_card import build_model_card, card_metadata, card_with_metadata
     from autokfp.modeling import registry
     from autokfp.settings import Settings
 
@@ -75,10 +78,16 @@ def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, regist
                             lineage=lineage, evidence=evidence,
                             compliance={"verdict": result, "summary": summary})
     write_text(card_path, card)
+    governance_files = [(card_path, "model_card.md")]
+    if card_metadata_path:
+        metadata = card_metadata(name=name, version=version, tags=tags, meta=meta, schema=schema,
+                                 evaluation=evaluation)
+        write_text(card_metadata_path, card_with_metadata(card, metadata))
+        governance_files.append((card_metadata_path, "README.md"))
     write_text(compliance_path, compliance.render_markdown(name, version, items))
     write_text(compliance_summary_path, compliance.to_json(name, version, items))
     with tempfile.TemporaryDirectory(prefix="autokfp-governance-") as scratch:
-        for source, target in ((card_path, "model_card.md"), (compliance_path, "compliance.md"),
+        for source, target in (*governance_files, (compliance_path, "compliance.md"),
                                (compliance_summary_path, "compliance.json"),
                                (fairness_path, "fairness.json"), (explanation_path, "explanation.json")):
             copy = Path(scratch, target)

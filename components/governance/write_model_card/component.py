@@ -20,6 +20,7 @@ def write_model_card(
     card: Output[Markdown],
     compliance: Output[Markdown],
     compliance_summary: Output[Artifact],
+    card_metadata: Output[Markdown],
 ) -> NamedTuple("Outputs", [("compliance_verdict", str), ("deployable", bool)]):
     """Write the version's model card and compliance report; log both to its MLflow run.
 
@@ -41,6 +42,9 @@ def write_model_card(
         card: Output. The model card (Markdown).
         compliance: Output. The compliance checklist (Markdown).
         compliance_summary: Output. The checklist as JSON.
+        card_metadata: Output. The card in Hugging Face form: model-card metadata (tags,
+            datasets, metrics, ``model-index`` with the test results) as YAML front matter,
+            then the Markdown card.
 
     Returns:
         compliance_verdict: pass, incomplete or fail. deployable: false only while the
@@ -60,7 +64,8 @@ def write_model_card(
                 "compliance_report": compliance.uri, "model": model.uri}
     result = step(config, model.path, registration.path, evaluation.path, schema.path,
                             fairness.path, explanation.path, card.path, compliance.path,
-                            compliance_summary.path, evidence=evidence)
+                            compliance_summary.path, evidence=evidence,
+                            card_metadata_path=card_metadata.path)
     compliance_summary.metadata.update({"verdict": result["compliance"], "summary": result["summary"]})
     outputs = namedtuple("Outputs", ["compliance_verdict", "deployable"])
     return outputs(result["compliance"], bool(result["deployable"]))
