@@ -32,6 +32,9 @@ class ClusterOptions:
         default_factory=lambda: {"nvidia.com/gpu.present": "true"})
     gpu_tolerations: list[dict[str, str]] = field(
         default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    # engines trained at once (dsl.ParallelFor parallelism); 0: all of them. kfp.local is
+    # given 1: on one machine the engines would only take CPU and memory from each other
+    training_parallelism: int = 0
     training_cpu: str = "4"
     training_memory: str = "16G"
     task_cpu: str = "1"

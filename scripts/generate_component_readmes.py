@@ -235,6 +235,13 @@ def _pipeline_calls(target: Any, components: tuple) -> tuple[list[Any], list[str
                 if not spec.optional:  # else its default
                     arguments.append(f"{name}={_parameter_value(name, spec)}")
                 continue
+            if getattr(spec, "is_artifact_list", False):  # Input[List[...]]: a fan-in
+                calls.append(f'    with dsl.ParallelFor(["gs://YOUR-BUCKET/{name}/1", '
+                             f'"gs://YOUR-BUCKET/{name}/2"]) as uri:')
+                calls.append(f"        {name} = dsl.importer(artifact_uri=uri, "
+                             f"artifact_class=dsl.{_artifact_class(spec.type)})")
+                arguments.append(f"{name}=dsl.Collected({name}.output)")
+                continue
             producer = _producer(name, spec.type, component, components)
             if producer is None:
                 calls.append(f'    {name} = dsl.importer(artifact_uri="gs://YOUR-BUCKET/{name}", '

@@ -284,3 +284,43 @@ def trained_package(tmp_path_factory, churn_frame):
     trained = train_step.train_model(config, paths.train, paths.plan, str(paths.model), paths.leaderboard)
     return SimpleNamespace(config=config, folder=folder, paths=paths, engineered=engineered,
                            trained=trained)
+
+
+# ------------------------------------------------------------------------- engine plugin
+
+PLUGIN_MODULE = "tests.engine.training.hist_gradient_boosting_engine"
+
+
+@pytest.fixture
+def engine_plugin(tmp_path_factory, monkeypatch):
+    """The test engine ``hgb`` installed the way pip installs a plugin package.
+
+    A distribution (dist-info with an ``autokfp.engines`` entry point naming
+    ``tests/engine/training/hist_gradient_boosting_engine.py``) on this process's path and
+    on PYTHONPATH, so every task process (kfp.local, the isolated trainer, the predictor)
+    finds the engine the same way. Uninstalled afterwards.
+    """
+    import os
+    from pathlib import Path
+
+    from autokfp import engine_registry as registry
+
+    site = tmp_path_factory.mktemp("plugin-site")
+    info = site / "autokfp_hgb_engine-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: autokfp-hgb-engine\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[autokfp.engines]\nhgb = {PLUGIN_MODULE}\n")
+    root = str(Path(__file__).resolve().parents[1])
+    monkeypatch.syspath_prepend(str(site))
+    paths = [str(site), root, *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    registry.refresh_plugins()
+    try:
+        yield registry.engine_spec("hgb")
+    finally:
+        import sys
+
+        with registry._LOCK:
+            registry._ENGINES.pop("hgb", None)
+        sys.modules.pop(PLUGIN_MODULE, None)  # the next install imports (registers) it again

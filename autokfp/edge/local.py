@@ -71,7 +71,7 @@ def run_training(config: RunConfig, settings: Settings | None = None,
     os.environ[RUNNER_ENV] = str(os.getpid())  # tasks stop when this process is gone
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
                raise_on_error=True)
-    pipeline = PIPELINES["autonomous-training"]()
+    pipeline = PIPELINES["autonomous-training"](_local_options())
     audit_from = _trail_length(settings)
     started = time.monotonic()
     try:
@@ -120,7 +120,7 @@ def run_monitoring(config: RunConfig, settings: Settings | None = None, window_e
     os.environ[RUNNER_ENV] = str(os.getpid())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
                raise_on_error=True)
-    pipeline = PIPELINES["drift-monitoring"]()
+    pipeline = PIPELINES["drift-monitoring"](_local_options())
     root = Path(settings.pipeline_root)
     before = {p.name for p in root.glob("drift-monitoring-*")}
     started = time.monotonic()
@@ -147,6 +147,14 @@ def run_monitoring(config: RunConfig, settings: Settings | None = None, window_e
         if outcome:
             retraining = json.loads(outcome[0].read_text())
     return MonitoringRun(seconds=seconds, decision=decision, retraining=retraining, run_dir=run_dir)
+
+
+def _local_options() -> Any:
+    """Cluster options for a run on this machine: the engines train one after the other
+    (side by side they would only take CPU and memory from each other)."""
+    from pipelines import ClusterOptions
+
+    return ClusterOptions(training_parallelism=1)
 
 
 def _run_dir(path: Path, settings: Settings) -> Path | None:

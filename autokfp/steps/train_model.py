@@ -125,7 +125,7 @@ def _train_model(cfg: RunConfig, train_path: str, plan_path: str, model_path: st
 
 def train_component(config: dict[str, Any], train: Any, plan: Any, model: Any, leaderboard: Any,
                     metrics: Any, engine: str) -> str:
-    """The body of every training component (``train_h2o_automl``, ``train_autokeras``, …).
+    """The body of the ``train_model`` component (one task per configured engine).
 
     Trains ``engine`` in a child process with failures tolerated (``train``), then fills
     the KFP outputs: ``model.metadata`` (engine, status, leader, device, reason) and every

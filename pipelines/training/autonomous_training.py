@@ -1,8 +1,9 @@
 """The ``autonomous-training`` pipeline.
 
-discover → profile (quality gate) → engineer features → data bias check →
-train H2O AutoML ∥ train AutoKeras (each on a GPU node, no dependency between them) →
-select (every candidate and the champion on the same test rows) → bias check (+ mitigation
+discover → profile (quality gate) → engineer features → data bias check → list engines →
+train one candidate per configured engine (``dsl.ParallelFor``: H2O AutoML ∥ AutoKeras ∥ any
+plugin engine, each on a GPU node) → select (``dsl.Collected`` candidates and the champion
+on the same test rows) → bias check (+ mitigation
 carried in the model) → evaluate the checked model vs the champion → explain → register
 (MLflow alias) → model card + compliance report → deploy (KServe canary, verify, promote or
 roll back; held back while a required approval is missing).
@@ -19,11 +20,11 @@ from components import (
     engineer_features,
     evaluate_model,
     explain_model,
+    list_engines,
     profile,
     register_model,
     select_model,
-    train_autokeras,
-    train_h2o_automl,
+    train_model,
     write_model_card,
 )
 from pipelines.cluster import ClusterOptions, configure_task, configure_training_task
@@ -46,8 +47,9 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Autonomous training: discover, validate, engineer features, train H2O "
-                    "AutoML and AutoKeras in parallel on GPU nodes, select the best candidate "
+        description="Autonomous training: discover, validate, engineer features, train every "
+                    "configured engine (H2O AutoML, AutoKeras, plugins) in parallel on GPU "
+                    "nodes, select the best candidate "
                     "against the champion on the same test rows, register it in MLflow, "
                     "deploy to KServe.",
     )
@@ -59,25 +61,23 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
                                                     schema=found.outputs["schema"]), options, caching=True,
                                   name="engineer features")
         features.after(checked)
-        # One task per engine, both from the same features and with no dependency between
-        # them: in the cluster they run at the same time, each on its own GPU node; kfp.local
-        # runs them one after the other. An engine that fails still completes its task with a
-        # "failed candidate" marker, so selection falls back to the other engine's leader.
         data_bias = configure_task(check_data_bias(config=config, train=features.outputs["train"],
                                                    plan=features.outputs["plan"],
                                                    schema=found.outputs["schema"]), options, name="data bias check")
-        h2o = configure_training_task(
-            train_h2o_automl(config=config, train=features.outputs["train"],
-                             plan=features.outputs["plan"]), options, name="train H2O AutoML (GPU)")
-        h2o.set_retry(num_retries=1, backoff_duration="60s")
-        h2o.after(data_bias)
-        keras = configure_training_task(
-            train_autokeras(config=config, train=features.outputs["train"],
-                            plan=features.outputs["plan"]), options, name="train AutoKeras (GPU)")
-        keras.set_retry(num_retries=1, backoff_duration="60s")
-        keras.after(data_bias)
-        selected = configure_task(select_model(config=config, h2o_model=h2o.outputs["model"],
-                                               autokeras_model=keras.outputs["model"],
+        # One training task per configured engine, all from the same features and with no
+        # dependency between them: in the cluster they run at the same time, each on its own
+        # GPU node (kfp.local runs them one after the other: options.training_parallelism).
+        # An engine that fails still completes its task with a "failed candidate" marker, so
+        # selection falls back to the other engines' leaders.
+        engines = configure_task(list_engines(config=config), options, name="list engines")
+        with dsl.ParallelFor(engines.output, parallelism=options.training_parallelism) as engine:
+            trained = configure_training_task(
+                train_model(config=config, engine=engine, train=features.outputs["train"],
+                            plan=features.outputs["plan"]), options, name="train candidate (GPU)")
+            trained.set_retry(num_retries=1, backoff_duration="60s")
+            trained.after(data_bias)
+        selected = configure_task(select_model(config=config,
+                                               candidates=dsl.Collected(trained.outputs["model"]),
                                                test=features.outputs["test"]), options, name="select best candidate")
         # fairness is checked (and mitigated) on the selected model; everything after it,
         # evaluation included, sees the package that will be served

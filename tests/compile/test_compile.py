@@ -25,12 +25,15 @@ from pipelines import ClusterOptions, build_autonomous_training
 from tests.conftest import small_config
 
 AUTOKFP_BIN = Path(sys.executable).with_name("autokfp")
-TRAINING_EXECUTORS = ("exec-train-h2o-automl", "exec-train-autokeras")
-# the two training tasks sit side by side between engineer-features and select-model
-CHAIN = ["discover", "profile", "engineer-features", "check-data-bias", "train-h2o-automl",
+TRAINING_EXECUTORS = ("exec-train-model",)
+# the training fan-out (a dsl.ParallelFor over the configured engines, named by kfp) sits
+# between engineer-features and select-model
+LOOP = "for-loop-1"
+CHAIN = ["discover", "profile", "engineer-features", "check-data-bias", LOOP,
          "select-model", "bias-check", "evaluate-model", "register-model", "write-model-card",
          "deploy-model"]
-TASKS = [*CHAIN, "train-autokeras", "explain-model"]
+TASKS = [*CHAIN, "list-engines", "explain-model"]
+EXECUTORS = [t for t in TASKS if t != LOOP] + ["train-model"]
 # AUTOKFP_IMAGE_REGISTRY is left alone: images were fixed when components were imported.
 CLUSTER_ENV = ("AUTOKFP_GPU_NODE_SELECTOR", "AUTOKFP_GPU_COUNT", "AUTOKFP_GPU_TOLERATION",
                "AUTOKFP_CONFIG_MAP", "AUTOKFP_SECRET", "AUTOKFP_GCP_SECRET", "AUTOKFP_OPTIONAL_ENV")
@@ -93,9 +96,9 @@ def test_spec_parses_strictly_into_the_kfp_protos(compiled) -> None:
     assert len(docs) == 2
     spec = pipeline_spec_pb2.PipelineSpec()
     json_format.ParseDict(docs[0], spec, ignore_unknown_fields=False)
-    assert set(spec.deployment_spec["executors"].keys()) == {f"exec-{t}" for t in TASKS}
+    assert set(spec.deployment_spec["executors"].keys()) == {f"exec-{t}" for t in EXECUTORS}
     executors = _k8s(docs)
-    assert set(executors) == {f"exec-{t}" for t in TASKS}
+    assert set(executors) == {f"exec-{t}" for t in EXECUTORS}
     for executor in executors.values():
         json_format.ParseDict(executor, kubernetes_executor_config_pb2.KubernetesExecutorConfig(),
                               ignore_unknown_fields=False)
@@ -265,10 +268,8 @@ def test_tasks_run_in_pipeline_order(compiled) -> None:
 
     assert producer("profile", "dataset") == "discover"
     assert producer("engineer-features", "dataset") == "discover"
-    assert producer("train-h2o-automl", "train") == "engineer-features"
-    assert producer("train-autokeras", "train") == "engineer-features"
-    assert producer("select-model", "h2o_model") == "train-h2o-automl"
-    assert producer("select-model", "autokeras_model") == "train-autokeras"
+    assert producer(LOOP, "pipelinechannel--engineer-features-train") == "engineer-features"
+    assert producer("select-model", "candidates") == LOOP
     assert producer("select-model", "test") == "engineer-features"
     # fairness is checked on the selected model; everything after sees the checked package
     assert producer("bias-check", "model") == "select-model"
@@ -279,26 +280,46 @@ def test_tasks_run_in_pipeline_order(compiled) -> None:
     assert "explain-model" in tasks["register-model"]["dependentTasks"]
     assert producer("write-model-card", "fairness") == "bias-check"
     assert producer("deploy-model", "registration") == "register-model"
-    for training in ("train-h2o-automl", "train-autokeras"):
-        assert tasks[training]["retryPolicy"]["maxRetryCount"] == 1
+    training = _loop(_documents(compiled)[0])["dag"]["tasks"]["train-model"]
+    assert training["retryPolicy"]["maxRetryCount"] == 1
 
 
-def test_both_engines_train_in_parallel_each_on_a_gpu(compiled) -> None:
+def _loop(doc: dict) -> dict:
+    return doc["components"][doc["root"]["dag"]["tasks"][LOOP]["componentRef"]["name"]]
+
+
+def test_one_training_task_fans_out_over_the_configured_engines_each_on_a_gpu(compiled) -> None:
     docs = _documents(compiled)
     tasks = docs[0]["root"]["dag"]["tasks"]
-    h2o, keras = tasks["train-h2o-automl"], tasks["train-autokeras"]
-    # neither waits for the other: in the cluster both run at once
-    assert "train-autokeras" not in h2o["dependentTasks"]
-    assert "train-h2o-automl" not in keras["dependentTasks"]
-    assert sorted(h2o["dependentTasks"]) == sorted(keras["dependentTasks"]) == [
-        "check-data-bias", "engineer-features"]
-    assert set(tasks["select-model"]["dependentTasks"]) >= {"train-h2o-automl", "train-autokeras"}
+    loop = tasks[LOOP]
+    # one iteration per engine that list-engines reads from the config; no parallelism
+    # limit: in the cluster every engine trains at once, each on its own GPU node
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--list-engines-Output"
+    assert "iteratorPolicy" not in loop
+    assert sorted(loop["dependentTasks"]) == ["check-data-bias", "engineer-features", "list-engines"]
+    train = _loop(docs[0])["dag"]["tasks"]["train-model"]
+    assert train["inputs"]["parameters"]["engine"]["componentInputParameter"] == \
+        loop["parameterIterator"]["itemInput"]
+    # selection takes the whole list of candidates
+    candidates = docs[0]["components"]["comp-select-model"]["inputDefinitions"]["artifacts"]["candidates"]
+    assert candidates["isArtifactList"] is True
+    assert _loop(docs[0])["outputDefinitions"]["artifacts"]["pipelinechannel--train-model-model"][
+        "isArtifactList"] is True
     containers, k8s = _containers(docs[0]), _k8s(docs)
     for executor in TRAINING_EXECUTORS:
         accelerator = containers[executor]["resources"]["accelerator"]
         assert accelerator["resourceType"] == "nvidia.com/gpu"
         assert accelerator["resourceCount"] == "1"
+        assert containers[executor]["resources"]["resourceCpuRequest"] == "4"
+        assert containers[executor]["resources"]["resourceMemoryRequest"] == "16G"
         assert k8s[executor]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        assert k8s[executor]["tolerations"] == [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_a_local_build_trains_the_engines_one_after_the_other(tmp_path) -> None:
+    docs = _documents(_compile(tmp_path, ClusterOptions(training_parallelism=1)))
+    assert docs[0]["root"]["dag"]["tasks"][LOOP]["iteratorPolicy"] == {"parallelismLimit": 1}
 
 
 # ------------------------------------------------------------------ every component alone

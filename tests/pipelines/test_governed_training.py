@@ -20,7 +20,7 @@ from components import (
     explain_model,
     profile,
     register_model,
-    train_h2o_automl,
+    train_model,
     write_model_card,
 )
 from pipelines.cluster import ClusterOptions, configure_task, configure_training_task
@@ -42,8 +42,9 @@ def build_governed_training(options: ClusterOptions | None = None):
             config=config, train=features.outputs["train"], plan=features.outputs["plan"],
             schema=found.outputs["schema"]), options)
         data_bias.set_display_name("fairness of the training data")
-        trained = configure_training_task(train_h2o_automl(
-            config=config, train=features.outputs["train"], plan=features.outputs["plan"]), options)
+        trained = configure_training_task(train_model(
+            config=config, engine="h2o", train=features.outputs["train"],
+            plan=features.outputs["plan"]), options)
         bias = configure_task(bias_check(
             config=config, model=trained.outputs["model"], train=features.outputs["train"],
             test=features.outputs["test"], schema=found.outputs["schema"]), options)

@@ -1,6 +1,6 @@
 """KFP component: every candidate and the champion on the same test rows; keep the best."""
 
-from typing import NamedTuple
+from typing import List, NamedTuple  # noqa: UP035 - KFP reads Input[List[Model]], not list[...]
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
@@ -11,8 +11,7 @@ from autokfp.settings import image
 @dsl.component(base_image=image("runtime"), install_kfp_package=False)
 def select_model(
     config: dict,
-    h2o_model: Input[Model],
-    autokeras_model: Input[Model],
+    candidates: Input[List[Model]],  # noqa: UP006 - see the import
     test: Input[Dataset],
     model: Output[Model],
     evaluation: Output[Artifact],
@@ -33,8 +32,9 @@ def select_model(
 
     Args:
         config: The run configuration (``selection``: primary_metric, confidence, ...).
-        h2o_model: The H2O AutoML candidate (model folder or candidate marker).
-        autokeras_model: The AutoKeras candidate (model folder or candidate marker).
+        candidates: Every engine's candidate (model folder or candidate marker), e.g.
+            ``dsl.Collected`` of ``train_model``'s ``model`` fanned out over the engines;
+            each names its engine in its metadata.
         test: Held-out test rows (Parquet).
         model: Output. The selected MLflow pyfunc model folder.
         evaluation: Output. JSON: the selected model's metrics, the champion comparison,
@@ -51,8 +51,8 @@ def select_model(
         TrainingError: no candidate could be trained or scored.
 
     Example:
-        >>> s = select_model(config=cfg, h2o_model=h.outputs["model"],
-        ...                  autokeras_model=k.outputs["model"], test=f.outputs["test"])
+        >>> s = select_model(config=cfg, candidates=dsl.Collected(t.outputs["model"]),
+        ...                  test=f.outputs["test"])
     """
     import logging
     from collections import namedtuple
@@ -60,8 +60,11 @@ def select_model(
     from autokfp.steps.select_model import select_model as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(config, {"h2o": h2o_model.path, "autokeras": autokeras_model.path},
-                          test.path, evaluation.path, model.path, report.path)
+    paths = {}
+    for number, candidate in enumerate(candidates):
+        name = candidate.metadata.get("engine") or f"candidate-{number + 1}"
+        paths[name] = candidate.path
+    result = step(config, paths, test.path, evaluation.path, model.path, report.path)
     for key, value in result["metrics"].items():
         if value == value:  # NaN cannot be shown
             metrics.log_metric(f"test_{key}", value)

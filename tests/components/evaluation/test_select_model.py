@@ -19,6 +19,9 @@ def test_select_model_passes_on_the_usable_candidate(trained_package, autokfp_ho
     write_candidate_marker(failed, "autokeras", "failed", "ResourceExhaustedError: OOM")
     h2o_model = artifact(Model, tmp_path, "h2o", trained_package.paths.model)
     keras_model = artifact(Model, tmp_path, "keras", failed)
+    # what train_model leaves in each candidate's metadata
+    h2o_model.metadata["engine"] = "h2o"
+    keras_model.metadata["engine"] = "autokeras"
     test = artifact(Dataset, tmp_path, "test", trained_package.paths.test)
     model = artifact(Model, tmp_path, "selected")
     evaluation = artifact(Artifact, tmp_path, "evaluation")
@@ -26,7 +29,7 @@ def test_select_model_passes_on_the_usable_candidate(trained_package, autokfp_ho
     metrics = artifact(Metrics, tmp_path, "metrics")
     classification = artifact(ClassificationMetrics, tmp_path, "classification")
     engine, promote, primary = select_model.python_func(
-        config=config, h2o_model=h2o_model, autokeras_model=keras_model, test=test, model=model,
+        config=config, candidates=[h2o_model, keras_model], test=test, model=model,
         evaluation=evaluation, report=report, metrics=metrics, classification=classification)
     assert engine == "h2o" and promote is True
     assert primary == metrics.metadata["test_auc"]

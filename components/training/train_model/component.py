@@ -1,0 +1,58 @@
+"""KFP component: train one engine's candidate (GPU in the cluster, CPU locally)."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+
+from autokfp.settings import image
+
+
+@dsl.component(base_image=image("training"), install_kfp_package=False)
+def train_model(
+    config: dict,
+    engine: str,
+    train: Input[Dataset],
+    plan: Input[Artifact],
+    model: Output[Model],
+    leaderboard: Output[HTML],
+    metrics: Output[Metrics],
+) -> str:
+    """Train ``engine`` within ``config.budget`` and package its leader as an MLflow pyfunc.
+
+    One component for every engine: the pipeline fans it out over the configured engines
+    (``list_engines``), and each engine reads its own settings from
+    ``config.engines.<engine>`` (H2O AutoML: max_models, nfolds, max_mem_size, ...;
+    AutoKeras: max_trials, epochs, patience, ...). The leader's artifacts and the feature
+    plan become one MLflow pyfunc model folder that scores raw rows in-process. The engine
+    uses the node's GPU when it can. It runs in a child process: if it raises, is killed
+    (out of memory) or overruns its time, the task still succeeds and ``model`` holds a
+    ``candidate.json`` marker with ``status: failed`` and the reason, so selection falls
+    back to the other engines' leaders. An engine left out of ``config.engines`` writes a
+    ``skipped`` marker.
+
+    Args:
+        config: The run configuration (``budget`` and ``engines.<engine>``).
+        engine: The engine's registered name (e.g. ``h2o``, ``autokeras``).
+        train: Training rows (Parquet).
+        plan: The feature plan (JSON).
+        model: Output. The MLflow pyfunc model folder (or a failed/skipped candidate marker);
+            its metadata names the engine, status, leader and device.
+        leaderboard: Output. The engine's leaderboard (models or trials) as HTML.
+        metrics: Output. Cross-validation (or validation) metrics of the leader and
+            training figures.
+
+    Returns:
+        The candidate's status: ``trained``, ``failed`` or ``skipped``.
+
+    Example:
+        >>> t = train_model(config=cfg, engine="h2o", train=f.outputs["train"],
+        ...                 plan=f.outputs["plan"])
+    """
+    from autokfp.steps.train_model import train_component
+
+    return train_component(config, train, plan, model, leaderboard, metrics, engine=engine)
+
+
+if __name__ == "__main__":
+    from kfp import compiler
+
+    compiler.Compiler().compile(train_model, "train_model.yaml")
