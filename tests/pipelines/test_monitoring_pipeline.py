@@ -40,7 +40,8 @@ TRAINING_TASKS = {
     "discover",
     "profile",
     "engineer-features",
-    "train-h2o-automl",
+    "list-engines",
+    "train-model",
     "register-model",
     "deploy-model",
 }
