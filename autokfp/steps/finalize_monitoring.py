@@ -8,8 +8,8 @@ from typing import Any
 
 from autokfp import storage
 from autokfp.config import RunConfig
+from autokfp.monitoring.runs import record_once, run_state_uri
 from autokfp.settings import Settings
-from autokfp.steps.collect_predictions import _record_once, _run_state_uri
 from autokfp.steps.io import read_config
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def finalize_monitoring(
     result: dict[str, Any] = {"state": state, "restored": None}
     if state == "SUCCEEDED":
         return result
-    _record_once(
+    record_once(
         "monitoring.run_failed",
         {"state": state, "error": error[:2000], "task": task},
         cfg.model_name,
@@ -41,7 +41,7 @@ def finalize_monitoring(
         key="run",
         settings=settings,
     )
-    uri = _run_state_uri(settings, cfg.model_name, run_id) if run_id else None
+    uri = run_state_uri(settings, cfg.model_name, run_id) if run_id else None
     if not uri or not storage.exists(uri):
         result["note"] = "the run failed before it read the champion: nothing to restore"
         return result
@@ -74,7 +74,7 @@ def finalize_monitoring(
         f"became champion and before its deploy was verified: v{start} is champion again, "
         f"v{failed} is marked rejected{traffic}"
     )
-    _record_once(
+    record_once(
         "deploy.rolled_back",
         {"failed_version": failed, "restored_version": str(start), "reason": reason},
         cfg.model_name,
