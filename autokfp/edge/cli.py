@@ -306,14 +306,18 @@ def compile(  # noqa: A001 - the command is called compile
     out: Path = typer.Option(Path("compiled"), "--out", help="folder for the pipeline YAML files"),
     registry_prefix: str | None = typer.Option(
         None, "--image-registry", help="container registry for the images (default $AUTOKFP_IMAGE_REGISTRY)"),
+    components_dir: Path | None = typer.Option(
+        None, "--components", help="also write one component YAML per component into this folder"),
 ) -> None:
     """Compile every pipeline to KFP YAML (upload in the Kubeflow UI or submit with kfp.Client)."""
-    from autokfp.edge.compilation import compile_all
+    from autokfp.edge.compilation import compile_all, compile_components
 
     if registry_prefix:
         os.environ["AUTOKFP_IMAGE_REGISTRY"] = registry_prefix
     try:
         written = compile_all(out)
+        if components_dir is not None:
+            written.update(compile_components(components_dir))
     except AutokfpError as error:
         _fail(error)
     for name, path in written.items():

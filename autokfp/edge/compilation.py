@@ -112,3 +112,24 @@ def compile_all(out_dir: str | Path) -> dict[str, Path]:
         compile_pipeline_file(build(options), target)
         written[name] = target
     return written
+
+
+def compile_components(out_dir: str | Path) -> dict[str, Path]:
+    """Compile each component into ``out_dir/<stage>/<name>.yaml`` for reuse in other pipelines.
+
+    Each YAML loads with ``kfp.components.load_component_from_file`` and carries its image.
+    GPU requests are task settings in KFP, not part of a component YAML: give a reused
+    training task its GPU with ``pipelines.cluster.configure_training_task(task, options)``.
+    """
+    from kfp import compiler
+
+    from components import ALL_COMPONENTS, component_folders
+
+    out = Path(out_dir)
+    written = {}
+    for folder, component in zip(component_folders(), ALL_COMPONENTS, strict=True):
+        target = out / folder.parent.name / f"{folder.name}.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        compiler.Compiler().compile(component, str(target))
+        written[folder.name] = target
+    return written
