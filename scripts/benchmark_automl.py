@@ -178,9 +178,9 @@ def run_dataset(name: str, budget: int, root: Path, isolate: bool,
     outside = total - sum(inside.values())
     others = {kind: run_baseline(kind, work, budget, metric) for kind in baselines}
     return {
-        "dataset": name, "task": engineered["task"], "metric": metric,
-        "train_rows": engineered["train_rows"], "test_rows": engineered["test_rows"],
-        "features": engineered["features"], "budget_secs": budget,
+        "dataset": name, "task": engineered.task, "metric": metric,
+        "train_rows": engineered.train_rows, "test_rows": engineered.test_rows,
+        "features": engineered.features, "budget_secs": budget,
         "champion": {"engine": best_single, "metric": document["metrics"].get(metric)},
         "engines": comparison, "baselines": others,
         "seconds": {"total": round(total, 1), "features": round(feature_seconds, 1),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,35 @@ from autokfp.steps.io import (
     write_json,
     write_text,
 )
+from autokfp.steps.results import Publication, StepResult, finite_metrics
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class BiasChecked(StepResult):
+    """The model's fairness verdict, whether it was mitigated, and the figures behind it."""
+
+    verdict: str
+    reason: str
+    mitigated: bool
+    accuracy_cost: float
+    auc_cost: float
+    disparities: dict[str, float]
+    """``<before|after>_<column>_<disparity>`` -> value."""
+
+    def publication(self) -> Publication:
+        figures = {"accuracy_cost": self.accuracy_cost, "auc_cost": self.auc_cost,
+                   **self.disparities}
+        return Publication(metrics={k: float(v) for k, v in finite_metrics(figures).items()},
+                           metadata={"summary": {"verdict": self.verdict, "reason": self.reason},
+                                     "checked_model": {"fairness": self.verdict}},
+                           returns=(self.verdict, self.mitigated))
+
+
 def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: str,
                      test_path: str, schema_path: str, out_model_path: str, report_path: str,
-                     summary_path: str) -> dict[str, Any]:
+                     summary_path: str) -> BiasChecked:
     """Check the model's decisions per group; mitigate; write the package to register.
 
     Raises:
@@ -99,4 +122,7 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
                 value = data["disparities"].get(key)
                 if value is not None:
                     summary[f"{stage}_{column}_{key}"] = float(value)
-    return summary
+    headline = ("verdict", "reason", "mitigated", "accuracy_cost", "auc_cost")
+    return BiasChecked(verdict=verdict, reason=summary["reason"], mitigated=summary["mitigated"],
+                       accuracy_cost=summary["accuracy_cost"], auc_cost=summary["auc_cost"],
+                       disparities={k: v for k, v in summary.items() if k not in headline})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,28 @@ import pandas as pd
 
 from autokfp.config import RunConfig
 from autokfp.steps.io import read_config, read_schema, write_json, write_text
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class DataBiasChecked(StepResult):
+    """The training data's fairness verdict (pass, warn or not_run)."""
+
+    verdict: str
+    sensitive_columns: str
+    warnings: int
+
+    def publication(self) -> Publication:
+        return Publication(metadata={"summary": {"verdict": self.verdict,
+                                                 "sensitive_columns": self.sensitive_columns,
+                                                 "warnings": self.warnings}},
+                           returns=(self.verdict,))
+
+
 def check_data_bias(config: dict[str, Any] | RunConfig, train_path: str, plan_path: str,
-                    schema_path: str, report_path: str, summary_path: str) -> dict[str, Any]:
+                    schema_path: str, report_path: str, summary_path: str) -> DataBiasChecked:
     """Group representation and label balance of each sensitive attribute in the training rows."""
     from autokfp.governance import fairness
     from autokfp.modeling.features import FeaturePlan
@@ -43,8 +60,8 @@ def check_data_bias(config: dict[str, Any] | RunConfig, train_path: str, plan_pa
                                 f"{statuses.count('warn')} warning(s), {statuses.count('pass')} passed")
     write_json(summary_path, report)
     write_text(report_path, _data_markdown(report))
-    return {"verdict": report["verdict"], "sensitive_columns": ",".join(columns),
-            "warnings": statuses.count("warn")}
+    return DataBiasChecked(verdict=report["verdict"], sensitive_columns=",".join(columns),
+                           warnings=statuses.count("warn"))
 
 
 def _data_markdown(report: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -13,11 +14,53 @@ from autokfp.monitoring.runs import remember_run_start
 from autokfp.monitoring.window import NO_CHAMPION
 from autokfp.settings import Settings
 from autokfp.steps.io import read_config, write_stored_json, write_stored_parquet
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Collected(StepResult):
+    """The window's status (ok, empty, too-few-rows, no-champion) and its row counts."""
+
+    status: str
+    rows: int
+    labelled_rows: int
+    record: dict[str, Any]
+    """Everything the step wrote to ``collection_path``."""
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Collected:
+        return cls(status=record["status"], rows=int(record.get("rows", 0)),
+                   labelled_rows=int(record.get("labelled_rows", 0)), record=record)
+
+    def publication(self) -> Publication:
+        return Publication(metadata={"collection": {"status": self.status, "rows": self.rows,
+                                                    "labelled_rows": self.labelled_rows}},
+                           returns=(self.status,))
+
+
+
 def collect_predictions(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    reference_path: str,
+    collection_path: str,
+    run_id: str = "",
+    window_end: str = "",
+    scheduled_time: str = "",
+) -> Collected:
+    """The champion's logged predictions for the window (with labels), its reference and
+    the quality of the live inputs."""
+    record = _collect_predictions(
+        config=config, current_path=current_path, reference_path=reference_path,
+        collection_path=collection_path, run_id=run_id, window_end=window_end,
+        scheduled_time=scheduled_time
+    )
+    return Collected.from_record(record)
+
+
+def _collect_predictions(
     config: dict[str, Any] | RunConfig,
     current_path: str,
     reference_path: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,11 +12,52 @@ from autokfp.monitoring.runs import record_once
 from autokfp.monitoring.window import NO_CHAMPION
 from autokfp.settings import Settings
 from autokfp.steps.io import read_config, read_json, write_stored_json
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RetrainingDecided(StepResult):
+    """Whether to retrain, and the summary of why."""
+
+    retrain: bool
+    summary: str
+    status: str
+    record: dict[str, Any]
+    """Everything the step wrote to ``decision_path``."""
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RetrainingDecided:
+        return cls(retrain=bool(record["retrain"]), summary=record["summary"],
+                   status=record.get("status", ""), record=record)
+
+    def publication(self) -> Publication:
+        return Publication(metadata={"decision": {"retrain": self.retrain,
+                                                  "summary": self.summary}},
+                           returns=(self.retrain,))
+
+
+
 def decide_retraining(
+    config: dict[str, Any] | RunConfig,
+    collection_path: str,
+    drift_path: str,
+    performance_path: str,
+    anomalies_path: str,
+    decision_path: str,
+    run_id: str = "",
+) -> RetrainingDecided:
+    """Apply the retraining triggers; record the decision and its reasons in the audit trail."""
+    record = _decide_retraining(
+        config=config, collection_path=collection_path, drift_path=drift_path,
+        performance_path=performance_path, anomalies_path=anomalies_path,
+        decision_path=decision_path, run_id=run_id
+    )
+    return RetrainingDecided.from_record(record)
+
+
+def _decide_retraining(
     config: dict[str, Any] | RunConfig,
     collection_path: str,
     drift_path: str,

@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from autokfp.config import RunConfig
 from autokfp.steps.io import read_config, read_json, write_json, write_text
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Deployed(StepResult):
+    """What the rollout did and what serves now."""
+
+    action: str
+    outcome: str
+    version: str
+    target: str
+    storage_uri: str
+    service: str
+    namespace: str
+    reason: str
+
+    def publication(self) -> Publication:
+        return Publication(
+            metadata={"manifest": {"service": self.service, "namespace": self.namespace,
+                                   "version": self.version, "storage_uri": self.storage_uri},
+                      "decision": {"action": self.action, "outcome": self.outcome,
+                                   "target": self.target, "reason": self.reason}},
+            returns=(self.outcome,))
+
+
 def deploy_model(config: dict[str, Any] | RunConfig, registration_path: str, test_path: str,
-                 manifest_path: str, decision_path: str) -> dict[str, Any]:
+                 manifest_path: str, decision_path: str) -> Deployed:
     """Deploy the champion, verify it, and promote it or roll back (see serving.rollout).
 
     Always writes the InferenceService YAML (``manifest_path``) and the decision with every
@@ -40,10 +64,10 @@ def deploy_model(config: dict[str, Any] | RunConfig, registration_path: str, tes
     if decision.outcome == "rolled-back" and not previous:
         raise DeploymentError(f"{cfg.model_name} v{version} failed verification and there is no "
                               f"previous version to serve: {decision.reason}")
-    return {"action": decision.action, "outcome": decision.outcome, "version": version,
-            "target": decision.target, "storage_uri": rollout.storage_uri,
-            "service": rollout.manifest["metadata"]["name"], "namespace": cfg.deploy.target_namespace(),
-            "reason": decision.reason}
+    return Deployed(action=decision.action, outcome=decision.outcome, version=version,
+                    target=decision.target, storage_uri=rollout.storage_uri,
+                    service=rollout.manifest["metadata"]["name"],
+                    namespace=cfg.deploy.target_namespace(), reason=decision.reason)
 
 
 def _record_deployment(cfg: RunConfig, settings: Any, decision: Any, service: str) -> None:

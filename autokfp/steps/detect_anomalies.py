@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -12,11 +13,48 @@ from autokfp.monitoring.runs import record_once
 from autokfp.monitoring.window import EMPTY, NO_CHAMPION
 from autokfp.settings import Settings
 from autokfp.steps.io import json_safe, read_config, read_json, write_stored_json
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class AnomaliesDetected(StepResult):
+    """The anomalies of this run against the monitoring history."""
+
+    anomalies: list[dict[str, Any]]
+    record: dict[str, Any]
+    """Everything the step wrote to ``anomalies_path``."""
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> AnomaliesDetected:
+        return cls(anomalies=list(record.get("anomalies") or []), record=record)
+
+    def publication(self) -> Publication:
+        count = len(self.anomalies)
+        return Publication(metadata={"anomalies": {"anomalies": count}}, returns=(count,))
+
+
+
 def detect_anomalies(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    collection_path: str,
+    drift_path: str,
+    performance_path: str,
+    anomalies_path: str,
+    run_id: str = "",
+) -> AnomaliesDetected:
+    """Add this run to the monitoring history and flag its anomalies (audit events)."""
+    record = _detect_anomalies(
+        config=config, current_path=current_path, collection_path=collection_path,
+        drift_path=drift_path, performance_path=performance_path, anomalies_path=anomalies_path,
+        run_id=run_id
+    )
+    return AnomaliesDetected.from_record(record)
+
+
+def _detect_anomalies(
     config: dict[str, Any] | RunConfig,
     current_path: str,
     collection_path: str,

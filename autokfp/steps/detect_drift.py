@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,43 @@ from autokfp.config import RunConfig
 from autokfp.monitoring.drift import REPORT_ROWS
 from autokfp.monitoring.window import OK, normalise_kinds
 from autokfp.steps.io import read_config, read_json, write_stored_json
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DriftDetected(StepResult):
+    """Per-feature and prediction drift, or why it could not be measured."""
+
+    available: bool
+    reason: str
+    features: dict[str, Any]
+    predictions: dict[str, Any] | None
+    record: dict[str, Any]
+    """Everything the step wrote to ``drift_path``."""
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> DriftDetected:
+        return cls(available=bool(record.get("available")), reason=record.get("reason") or "",
+                   features=record.get("features") or {}, predictions=record.get("predictions"),
+                   record=record)
+
+    @property
+    def drifted_share(self) -> float:
+        return float(self.features["share_of_drifted_columns"]) if self.available else 0.0
+
+    def publication(self) -> Publication:
+        if not self.available:
+            return Publication(metadata={"drift": {"reason": self.reason}}, returns=(0.0,))
+        metrics = {"drifted_feature_share": self.drifted_share,
+                   "drifted_features": self.features["number_of_drifted_columns"],
+                   "features_tested": self.features["number_of_columns"]}
+        if self.predictions:
+            metrics["prediction_drift"] = float(self.predictions["number_of_drifted_columns"] > 0)
+        return Publication(metrics=metrics,
+                           metadata={"drift": {"drifted": ",".join(self.features["drifted_columns"])}},
+                           returns=(self.drifted_share,))
 
 
 def _page(title: str, body: str) -> str:
@@ -80,7 +116,24 @@ def evidently_report(
         return f"{type(exc).__name__}: {exc}"
 
 
+
 def detect_drift(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    reference_path: str,
+    collection_path: str,
+    drift_path: str,
+    report_path: str,
+) -> DriftDetected:
+    """Per-feature and prediction drift of the window against the reference."""
+    record = _detect_drift(
+        config=config, current_path=current_path, reference_path=reference_path,
+        collection_path=collection_path, drift_path=drift_path, report_path=report_path
+    )
+    return DriftDetected.from_record(record)
+
+
+def _detect_drift(
     config: dict[str, Any] | RunConfig,
     current_path: str,
     reference_path: str,

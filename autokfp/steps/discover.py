@@ -3,16 +3,44 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from autokfp.config import RunConfig
 from autokfp.steps.io import read_config, record_data_changes, write_parquet, write_text
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Discovered(StepResult):
+    """What ``discover`` found: the crawl's counts and the training dataset's facts."""
+
+    datasets_found: int
+    datasets_failed: int
+    training_dataset: str
+    training_urn: str
+    rows: int
+    columns: int
+    fingerprint: str
+    schema_version: int | None
+    accepted_schema_version: int | None
+    data_changes: list[dict[str, Any]]
+    """Every automatic change made to the data while reading it (audited)."""
+
+    def publication(self) -> Publication:
+        return Publication(
+            metadata={"dataset": {"rows": self.rows, "columns": self.columns,
+                                  "dataset_id": self.training_dataset, "urn": self.training_urn,
+                                  "schema_version": self.schema_version or 0},
+                      "catalog": {"datasets_found": self.datasets_found,
+                                  "datasets_failed": self.datasets_failed}},
+            returns=(self.fingerprint,))
+
+
 def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
-                   catalog_path: str) -> dict[str, Any]:
+             catalog_path: str) -> Discovered:
     """Crawl every configured source into the catalog, then load the training dataset.
 
     The crawl records schema versions in the catalog (artifact store, DataHub Lite, and a
@@ -46,15 +74,15 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
     write_metadata(catalog_path, catalog_proposals(report, replace={schema.dataset_id: schema}))
     write_parquet(dataset_path, frame)
     write_text(schema_path, schema.to_json())
-    return {
-        "datasets_found": sum(1 for d in report.found if d.ok),
-        "datasets_failed": len(failures),
-        "training_dataset": schema.dataset_id,
-        "training_urn": dataset_urn(schema),
-        "rows": len(frame),
-        "columns": len(frame.columns),
-        "fingerprint": schema.fingerprint,
-        "schema_version": schema.catalog.get("schema_version"),
-        "accepted_schema_version": schema.catalog.get("accepted_version"),
-        "data_changes": changes,
-    }
+    return Discovered(
+        datasets_found=sum(1 for d in report.found if d.ok),
+        datasets_failed=len(failures),
+        training_dataset=schema.dataset_id,
+        training_urn=dataset_urn(schema),
+        rows=len(frame),
+        columns=len(frame.columns),
+        fingerprint=schema.fingerprint,
+        schema_version=schema.catalog.get("schema_version"),
+        accepted_schema_version=schema.catalog.get("accepted_version"),
+        data_changes=changes,
+    )

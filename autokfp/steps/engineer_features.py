@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,33 @@ from autokfp.steps.io import (
     write_parquet,
     write_text,
 )
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Engineered(StepResult):
+    """The split and the feature plan, in numbers."""
+
+    task: str
+    train_rows: int
+    test_rows: int
+    features: int
+    dropped: int
+    id_column: str
+    unlabelled_rows: int
+    """Training rows without a label, left out."""
+
+    def publication(self) -> Publication:
+        return Publication(metadata={"train": {"rows": self.train_rows},
+                                     "test": {"rows": self.test_rows}},
+                           returns=(self.task, self.features))
+
+
 def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
                    train_path: str, test_path: str, plan_path: str,
-                   report_path: str | None = None) -> dict[str, Any]:
+                   report_path: str | None = None) -> Engineered:
     """Fix the held-out split, infer the task and learn the feature plan from training rows."""
     from autokfp.catalog.schema import DatasetSchema
     from autokfp.errors import DataError, SchemaError
@@ -78,9 +99,9 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
     write_text(plan_path, plan.to_json())
     if report_path:
         write_text(report_path, _feature_report(plan, schema.dataset_id, len(train), len(test)))
-    return {"task": task, "train_rows": len(train), "test_rows": len(test),
-            "features": len(plan.feature_columns), "dropped": len(plan.dropped),
-            "id_column": id_column or "", "unlabelled_rows": unlabelled}
+    return Engineered(task=task, train_rows=len(train), test_rows=len(test),
+                      features=len(plan.feature_columns), dropped=len(plan.dropped),
+                      id_column=id_column or "", unlabelled_rows=unlabelled)
 
 
 def _feature_report(plan: Any, dataset_id: str, train_rows: int, test_rows: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +11,28 @@ import pandas as pd
 
 from autokfp.config import RunConfig
 from autokfp.steps.io import read_config, read_package, write_json, write_text
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Explained(StepResult):
+    """The five most important features, and how the explanation was made."""
+
+    top_features: list[str]
+    shap: str
+    """run, skipped or failed."""
+    metric: str
+
+    def publication(self) -> Publication:
+        return Publication(metadata={"explanation": {"shap": self.shap, "metric": self.metric}},
+                           returns=(",".join(self.top_features),))
+
+
 def explain_model(config: dict[str, Any] | RunConfig, model_path: str, train_path: str,
                   test_path: str, explanation_path: str, report_path: str,
-                  plots_dir: str) -> dict[str, Any]:
+                  plots_dir: str) -> Explained:
     """Permutation importance and Kernel SHAP for the package; JSON, HTML and PNG plots."""
     from autokfp.governance import explain
 
@@ -31,5 +47,5 @@ def explain_model(config: dict[str, Any] | RunConfig, model_path: str, train_pat
     write_json(explanation_path, result)
     write_text(report_path, explain.html_report(result, [Path(plots_dir, p) for p in result["plots"]]))
     top = result["permutation_importance"]["columns"][:5]
-    return {"top_features": [i["column"] for i in top], "shap": result["shap"]["status"],
-            "metric": result["permutation_importance"]["metric"]}
+    return Explained(top_features=[i["column"] for i in top], shap=result["shap"]["status"],
+                     metric=result["permutation_importance"]["metric"])

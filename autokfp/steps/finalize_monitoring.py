@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from autokfp import storage
@@ -11,11 +12,44 @@ from autokfp.config import RunConfig
 from autokfp.monitoring.runs import record_once, run_state_uri
 from autokfp.settings import Settings
 from autokfp.steps.io import read_config
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class MonitoringFinalized(StepResult):
+    """The run's final state and the champion restored after a broken deploy, if any."""
+
+    state: str
+    restored: str | None
+    record: dict[str, Any]
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> MonitoringFinalized:
+        return cls(state=record["state"], restored=record.get("restored"), record=record)
+
+    def publication(self) -> Publication:
+        return Publication(returns=(self.restored or "",))
+
+
+
 def finalize_monitoring(
+    config: dict[str, Any] | RunConfig,
+    state: str,
+    run_id: str = "",
+    error: str = "",
+    task: str = "",
+) -> MonitoringFinalized:
+    """The exit handler: a failed run is recorded, and a champion promoted during the run
+    whose deploy did not finish is replaced by the champion the run started with."""
+    record = _finalize_monitoring(
+        config=config, state=state, run_id=run_id, error=error, task=task
+    )
+    return MonitoringFinalized.from_record(record)
+
+
+def _finalize_monitoring(
     config: dict[str, Any] | RunConfig,
     state: str,
     run_id: str = "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -10,11 +11,53 @@ import pandas as pd
 from autokfp.config import RunConfig
 from autokfp.monitoring.window import EMPTY, NO_CHAMPION, category_text
 from autokfp.steps.io import read_config, read_json, write_stored_json
+from autokfp.steps.results import Publication, StepResult, finite_metrics
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class PerformanceMeasured(StepResult):
+    """The live metrics on labelled rows and the primary metric's drop, or why not."""
+
+    available: bool
+    reason: str
+    metrics: dict[str, float]
+    drop: float
+    record: dict[str, Any]
+    """Everything the step wrote to ``performance_path``."""
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> PerformanceMeasured:
+        return cls(available=bool(record.get("available")), reason=record.get("reason") or "",
+                   metrics=dict(record.get("metrics") or {}),
+                   drop=float(record.get("drop") or 0.0), record=record)
+
+    def publication(self) -> Publication:
+        metrics = finite_metrics(self.metrics, prefix="live_")
+        if not self.available:
+            return Publication(metrics=metrics,
+                               metadata={"performance": {"reason": self.reason}}, returns=(0.0,))
+        return Publication(metrics={**metrics, "primary_metric_drop": self.drop},
+                           returns=(self.drop,))
+
+
+
 def measure_performance(
+    config: dict[str, Any] | RunConfig,
+    current_path: str,
+    collection_path: str,
+    performance_path: str,
+) -> PerformanceMeasured:
+    """The champion's primary metric on the labelled live rows, against its test value."""
+    record = _measure_performance(
+        config=config, current_path=current_path, collection_path=collection_path,
+        performance_path=performance_path
+    )
+    return PerformanceMeasured.from_record(record)
+
+
+def _measure_performance(
     config: dict[str, Any] | RunConfig,
     current_path: str,
     collection_path: str,

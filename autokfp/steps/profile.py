@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +11,28 @@ import pandas as pd
 
 from autokfp.config import RunConfig
 from autokfp.steps.io import read_config, write_json, write_text
+from autokfp.steps.results import Publication, StepResult, finite_metrics
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Profiled(StepResult):
+    """The quality gate's counts (a failed gate raises instead)."""
+
+    rows: int
+    columns: int
+    checks_passed: int
+    checks_warned: int
+    checks_failed: int
+
+    def publication(self) -> Publication:
+        return Publication(metrics=finite_metrics(vars(self)))
+
+
 def profile(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
             report_path: str, summary_path: str | None = None,
-            data_summary_path: str | None = None) -> dict[str, Any]:
+            data_summary_path: str | None = None) -> Profiled:
     """Run the data-quality gate; write the HTML report, then fail if any check failed.
 
     ``summary_path`` receives the gate's report as JSON; ``data_summary_path`` Evidently's
@@ -38,5 +54,5 @@ def profile(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: 
     counts = {"pass": 0, "warn": 0, "fail": 0}
     for check in report.checks:
         counts[check.status] = counts.get(check.status, 0) + 1
-    return {"rows": len(frame), "columns": len(frame.columns), "checks_passed": counts["pass"],
-            "checks_warned": counts["warn"], "checks_failed": counts["fail"]}
+    return Profiled(rows=len(frame), columns=len(frame.columns), checks_passed=counts["pass"],
+                    checks_warned=counts["warn"], checks_failed=counts["fail"])

@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from autokfp.config import RunConfig
 from autokfp.monitoring.runs import record_once
 from autokfp.settings import Settings
 from autokfp.steps.io import read_config, read_json, write_stored_json
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RetrainingRecorded(StepResult):
+    """What serves after the nested training graph."""
+
+    champion: str | None
+    deployment: str | None
+    record: dict[str, Any]
+    """Everything the step wrote to ``outcome_path``."""
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RetrainingRecorded:
+        return cls(champion=record.get("champion"), deployment=record.get("deployment"),
+                   record=record)
+
+    def publication(self) -> Publication:
+        return Publication(metadata={"outcome": {"champion": str(self.champion),
+                                                 "deployment": str(self.deployment)}},
+                           returns=(str(self.champion),))
+
+
+
 def record_retraining(
+    config: dict[str, Any] | RunConfig, registration_path: str, outcome_path: str, run_id: str = ""
+) -> RetrainingRecorded:
+    """After the nested training graph: what was registered and what serves now (audit event),
+    and the new champion's monitoring reference while its training data is unchanged."""
+    record = _record_retraining(
+        config=config, registration_path=registration_path, outcome_path=outcome_path,
+        run_id=run_id
+    )
+    return RetrainingRecorded.from_record(record)
+
+
+def _record_retraining(
     config: dict[str, Any] | RunConfig, registration_path: str, outcome_path: str, run_id: str = ""
 ) -> dict[str, Any]:
     """After the nested training graph: what was registered and what serves now (audit event),

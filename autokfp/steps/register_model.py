@@ -6,19 +6,42 @@ import json
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autokfp.config import RunConfig
 from autokfp.steps.io import read_config, read_json, write_json
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Registered(StepResult):
+    """The registered version, its aliases and why."""
+
+    name: str
+    version: str
+    run_id: str
+    aliases: list[str]
+    promoted: bool
+    decision: str
+    source: str
+    reused: bool = False
+    replaced_version: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def publication(self) -> Publication:
+        return Publication(metadata={"registration": {
+            "model": self.name, "version": self.version, "aliases": ",".join(self.aliases),
+            "decision": self.decision}}, returns=(self.version,))
 
 
 def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluation_path: str,
                    schema_path: str, registration_path: str,
                    extra_artifacts: dict[str, str] | None = None, kfp_run_id: str = "",
-                   pipeline_name: str = "") -> dict[str, Any]:
+                   pipeline_name: str = "") -> Registered:
     """Register the candidate in MLflow; alias ``champion`` only if it won the comparison.
 
     ``kfp_run_id`` and ``pipeline_name`` (what KFP substituted for the run; an unsubstituted
@@ -75,7 +98,7 @@ def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluati
                 registered.version)
     write_json(registration_path, result)
     _record_model_lineage(cfg, registered, schema, model_path, meta, evaluation)
-    return result
+    return Registered(**result)
 
 
 def _record_model_lineage(cfg: RunConfig, registered: Any, schema: Any, model_path: str,

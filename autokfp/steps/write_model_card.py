@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,27 @@ from autokfp.steps.io import (
     record_event,
     write_text,
 )
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Documented(StepResult):
+    """The compliance verdict of the version and whether it may be deployed."""
+
+    compliance: str
+    summary: str
+    fairness: str | None
+    approval_required: bool
+    approved: bool
+    deployable: bool
+    version: str
+
+    def publication(self) -> Publication:
+        return Publication(metadata={"compliance_summary": {"verdict": self.compliance,
+                                                            "summary": self.summary}},
+                           returns=(self.compliance, self.deployable))
 
 
 def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, registration_path: str,
@@ -26,7 +46,7 @@ def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, regist
                    explanation_path: str, card_path: str, compliance_path: str,
                    compliance_summary_path: str,
                    evidence: dict[str, str] | None = None,
-                   card_metadata_path: str | None = None) -> dict[str, Any]:
+                   card_metadata_path: str | None = None) -> Documented:
     """The model card and compliance report of the registered version.
 
     Both are logged to the version's MLflow run (``governance/``) and the version is tagged
@@ -105,9 +125,9 @@ def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, regist
              "require_approval": cfg.governance.require_approval, "approved": approved,
              "card_sha256": _sha256(card)}, name, version)
     deployable = not cfg.governance.require_approval or approved
-    return {"compliance": result, "summary": summary, "fairness": fairness_report.get("verdict"),
-            "approval_required": cfg.governance.require_approval, "approved": approved,
-            "deployable": deployable, "version": version}
+    return Documented(compliance=result, summary=summary, fairness=fairness_report.get("verdict"),
+                      approval_required=cfg.governance.require_approval, approved=approved,
+                      deployable=bool(deployable), version=str(version))
 
 
 def _sha256(text: str) -> str:

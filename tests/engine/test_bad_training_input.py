@@ -49,14 +49,14 @@ def test_fewer_rows_than_folds_names_the_setting(tmp_path, churn_frame) -> None:
     # and engineering the same rows no longer fails on an engine's setting
     summary = _engineer(tmp_path, churn_frame.head(40), selection={"feature_selection": "off"},
                         quality={"min_rows": 10}, engines={"h2o": {"nfolds": 10}})
-    assert summary["train_rows"] + summary["test_rows"] == 40
+    assert summary.train_rows + summary.test_rows == 40
 
 
 def test_rows_without_a_label_are_left_out_not_guessed(tmp_path, churn_frame) -> None:
     frame = churn_frame.head(500).copy()
     frame.loc[frame.index[:50], "churned"] = np.nan
     summary = _engineer(tmp_path, frame)
-    assert summary["train_rows"] + summary["test_rows"] == 450
+    assert summary.train_rows + summary.test_rows == 450
     assert pd.read_parquet(tmp_path / "train.parquet")["churned"].notna().all()
 
 

@@ -113,12 +113,12 @@ def test_engineer_stage_selects_and_reports(tmp_path, churn_frame) -> None:
                                     tmp_path / "schema.json", tmp_path / "train.parquet",
                                     tmp_path / "test.parquet", tmp_path / "plan.json",
                                     tmp_path / "features.md")
-    assert summary["features"] <= 8
+    assert summary.features <= 8
     report = (tmp_path / "features.md").read_text()
     assert "## Feature selection by importance" in report
     assert "budget.max_features 8" in report
     plan = FeaturePlan.from_json((tmp_path / "plan.json").read_text())
-    assert plan.feature_importance and len(plan.feature_columns) == summary["features"]
+    assert plan.feature_importance and len(plan.feature_columns) == summary.features
 
 
 @pytest.mark.parametrize("setting", ["off"])

@@ -99,7 +99,7 @@ def test_a_failed_engine_falls_back_to_the_other_leader(autokfp_home, trained_pa
     registration = register_model_step.register_model(config, str(out / "model"), str(out / "evaluation.json"),
                                          str(trained_package.paths.schema),
                                          str(out / "registration.json"))
-    assert registration["aliases"] == ["champion"]
+    assert registration.aliases == ["champion"]
 
 
 def test_no_usable_candidate_is_a_clear_error(autokfp_home, trained_package, tmp_path) -> None:
@@ -133,7 +133,7 @@ def test_winner_replaces_the_champion_only_when_better(autokfp_home, trained_pac
                                        str(tmp_path / "run2" / "evaluation.json"),
                                        str(trained_package.paths.schema),
                                        str(tmp_path / "reg2.json"))
-    assert registered["aliases"] == ["champion"] and registered["replaced_version"] == "1"
+    assert registered.aliases == ["champion"] and registered.replaced_version == "1"
     client = registry.configure()
     assert str(client.get_model_version_by_alias("churn-test", "previous").version) == "1"
 

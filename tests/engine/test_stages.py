@@ -73,7 +73,7 @@ def test_first_model_is_evaluated_registered_and_deployed(autokfp_home, trained_
     assert written == json.loads(json.dumps(evaluation, default=str))
     assert written["task"] == "binary"
     assert written["primary_metric"] == "auc"
-    assert written["test_rows"] == trained_package.engineered["test_rows"]
+    assert written["test_rows"] == trained_package.engineered.test_rows
     metrics = written["metrics"]
     assert {"auc", "logloss", "accuracy", "f1", "precision", "recall"} <= set(metrics)
     assert metrics["auc"] >= 0.78
@@ -86,24 +86,24 @@ def test_first_model_is_evaluated_registered_and_deployed(autokfp_home, trained_
 
     reg_file = json.loads((out / "registration.json").read_text())
     assert reg_file == registration
-    assert registration["version"] == "1"
-    assert registration["aliases"] == ["champion"]
-    assert registration["promoted"] is True
-    assert registration["metrics"]["test_auc"] == pytest.approx(metrics["auc"])
+    assert registration.version == "1"
+    assert registration.aliases == ["champion"]
+    assert registration.promoted is True
+    assert registration.metrics["test_auc"] == pytest.approx(metrics["auc"])
 
-    assert deployment["action"] == "initial"
-    assert deployment["version"] == "1"
+    assert deployment.action == "initial"
+    assert deployment.version == "1"
     decision = json.loads((out / "decision.json").read_text())
     assert decision["action"] == "initial"
     assert decision["version"] == "1"
     manifest = yaml.safe_load((out / "isvc.yaml").read_text())
     assert manifest["kind"] == "InferenceService"
-    assert manifest["metadata"]["name"] == deployment["service"] == "churn-test"
+    assert manifest["metadata"]["name"] == deployment.service == "churn-test"
     predictor = manifest["spec"]["predictor"]
     assert "canaryTrafficPercent" not in predictor
-    assert predictor["model"]["storageUri"] == deployment["storage_uri"]
+    assert predictor["model"]["storageUri"] == deployment.storage_uri
     assert _env(predictor)["MODEL_VERSION"] == "1"
-    assert Path(deployment["storage_uri"], "MLmodel").is_file()  # the registered copy exists
+    assert Path(deployment.storage_uri, "MLmodel").is_file()  # the registered copy exists
 
     # the same package again: compared with itself it is not better, and it is not re-registered
     again_eval, again_reg, again_deploy = _run_release(config, trained_package, model,
@@ -124,34 +124,34 @@ def test_better_challenger_replaces_champion_as_canary(autokfp_home, trained_pac
     worse = _degraded(Path(trained_package.paths.model), tmp_path)
     first_eval, first_reg, first_deploy = _run_release(config, trained_package, worse,
                                                        tmp_path / "run1")
-    assert first_reg["aliases"] == ["champion"]
-    assert first_deploy["action"] == "initial"
+    assert first_reg.aliases == ["champion"]
+    assert first_deploy.action == "initial"
 
     evaluation, registration, deployment = _run_release(
         config, trained_package, Path(trained_package.paths.model), tmp_path / "run2")
-    comparison = evaluation["comparison"]
+    comparison = evaluation.comparison
     assert comparison["champion_version"] == "1"
-    assert comparison["champion"] == pytest.approx(first_eval["metrics"]["auc"])
+    assert comparison["champion"] == pytest.approx(first_eval.metrics["auc"])
     assert comparison["improvement"] > 0.03
     assert comparison["probability_better"] >= config.selection.confidence
     assert comparison["promote"] is True
     test = pd.read_parquet(trained_package.paths.test)
     assert comparison["challenger"] > roc_auc_score(test["churned"], [0.5] * len(test))
 
-    assert registration["version"] == "2"
-    assert registration["promoted"] is True
-    assert registration["replaced_version"] == "1"
-    assert registration["metrics"]["champion_test_auc"] == pytest.approx(comparison["champion"])
+    assert registration.version == "2"
+    assert registration.promoted is True
+    assert registration.replaced_version == "1"
+    assert registration.metrics["champion_test_auc"] == pytest.approx(comparison["champion"])
     client = registry.configure()
     assert str(client.get_model_version_by_alias("churn-test", "champion").version) == "2"
     assert str(client.get_model_version_by_alias("churn-test", "previous").version) == "1"
 
-    assert deployment["action"] == "canary"
-    assert deployment["version"] == "2"
+    assert deployment.action == "canary"
+    assert deployment.version == "2"
     predictor = yaml.safe_load((tmp_path / "run2" / "isvc.yaml").read_text())["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == config.deploy.canary_traffic_percent == 10
     assert _env(predictor)["MODEL_VERSION"] == "2"
-    assert predictor["model"]["storageUri"] == deployment["storage_uri"]
+    assert predictor["model"]["storageUri"] == deployment.storage_uri
 
 
 def test_deploy_without_a_champion_fails_clearly(autokfp_home, trained_package,
@@ -197,9 +197,9 @@ def test_profile_stage_passes_good_data(tmp_path, churn_frame) -> None:
                                     "/d").to_json())
     result = profile_step.profile(small_config(tmp_path), str(dataset), str(schema),
                                   str(tmp_path / "q.html"))
-    assert result["rows"] == len(churn_frame)
-    assert result["checks_failed"] == 0
-    assert result["checks_passed"] > 0
+    assert result.rows == len(churn_frame)
+    assert result.checks_failed == 0
+    assert result.checks_passed > 0
     assert (tmp_path / "q.html").is_file()
 
 
@@ -215,11 +215,11 @@ def test_discover_stage_writes_dataset_schema_and_valid_catalog(tmp_path, churn_
     result = discover_step.discover(config, str(out / "dataset.parquet"), str(out / "schema.json"),
                                    str(out / "catalog.json"))
 
-    assert result["datasets_found"] == 2
-    assert result["datasets_failed"] == 1
-    assert result["training_dataset"] == "files/customers.parquet"
-    assert result["rows"] == len(churn_frame)
-    assert result["training_urn"].startswith("urn:li:dataset:")
+    assert result.datasets_found == 2
+    assert result.datasets_failed == 1
+    assert result.training_dataset == "files/customers.parquet"
+    assert result.rows == len(churn_frame)
+    assert result.training_urn.startswith("urn:li:dataset:")
 
     dataset = pd.read_parquet(out / "dataset.parquet")
     assert len(dataset) == len(churn_frame)

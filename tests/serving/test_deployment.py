@@ -61,7 +61,7 @@ def test_local_deploy_promotes_then_broken_version_rolls_back(tmp_path, autokfp_
     try:
         first = _register(trained_package.paths.model, config, True, None, tmp_path)
         result = deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml", tmp_path / "d1.json")
-        assert result["outcome"] == "promoted", result
+        assert result.outcome == "promoted", result
         decision = json.loads((tmp_path / "d1.json").read_text())
         assert [c["check"] for c in decision["verification"]] == ["ready", "smoke_test", "latency"]
         server = serving.current("churn-test")
@@ -72,7 +72,7 @@ def test_local_deploy_promotes_then_broken_version_rolls_back(tmp_path, autokfp_
         assert str(registry.champion_version(registry.configure(), "churn-test").version) == "2"
         result = deploy_model_step.deploy_model(config, second, test_path, tmp_path / "m2.yaml", tmp_path / "d2.json")
 
-        assert result["outcome"] == "rolled-back"
+        assert result.outcome == "rolled-back"
         decision = json.loads((tmp_path / "d2.json").read_text())
         failed = [c for c in decision["verification"] if not c["passed"]]
         assert failed, decision
@@ -206,7 +206,7 @@ def test_serverless_canary_is_verified_on_the_new_revision_alone(
         first = _register(trained_package.paths.model, config, True, None, tmp_path)
         result = deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
                                                 tmp_path / "d1.json")
-        assert result["outcome"] == "promoted", json.loads((tmp_path / "d1.json").read_text())
+        assert result.outcome == "promoted", json.loads((tmp_path / "d1.json").read_text())
         (path, created), = _sent(kube, "POST")
         assert path == "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices"
         validate_manifest(created)  # what was sent is a valid InferenceService
@@ -222,7 +222,7 @@ def test_serverless_canary_is_verified_on_the_new_revision_alone(
             result = deploy_model_step.deploy_model(config, second, test_path, tmp_path / "m2.yaml",
                                                     tmp_path / "d2.json")
         decision = json.loads((tmp_path / "d2.json").read_text())
-        assert result["action"] == "canary" and result["outcome"] == "promoted", decision
+        assert result.action == "canary" and result.outcome == "promoted", decision
         checks = {c["check"]: c for c in decision["verification"]}
         assert checks["model_version"]["passed"] and checks["rollout"]["passed"]
         # every verification request reached revision 2 alone, through its tagged route
@@ -256,7 +256,7 @@ def test_serverless_canary_is_verified_on_the_new_revision_alone(
             result = deploy_model_step.deploy_model(config, third, test_path, tmp_path / "m3.yaml",
                                                     tmp_path / "d3.json")
         decision = json.loads((tmp_path / "d3.json").read_text())
-        assert result["outcome"] == "rolled-back", decision
+        assert result.outcome == "rolled-back", decision
         failed = {c["check"] for c in decision["verification"] if not c["passed"]}
         assert failed == {"model_version"}, decision["verification"]
         assert "v2 keeps serving" in decision["reason"]
@@ -279,7 +279,7 @@ def test_serverless_canary_is_verified_on_the_new_revision_alone(
             result = deploy_model_step.deploy_model(config, fourth, test_path,
                                                     tmp_path / "m4.yaml", tmp_path / "d4.json")
         decision = json.loads((tmp_path / "d4.json").read_text())
-        assert result["outcome"] == "rolled-back", decision
+        assert result.outcome == "rolled-back", decision
         rollout = next(c for c in decision["verification"] if c["check"] == "rollout")
         assert not rollout["passed"] and "is not ready" in rollout["detail"], rollout
         assert not any(c["check"] == "smoke_test" for c in decision["verification"])
@@ -334,7 +334,7 @@ def test_standard_mode_switches_blue_green_and_leaves_the_service_alone_on_failu
         first = _register(trained_package.paths.model, config, True, None, tmp_path)
         result = deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
                                                 tmp_path / "d1.json")
-        assert result["outcome"] == "promoted", json.loads((tmp_path / "d1.json").read_text())
+        assert result.outcome == "promoted", json.loads((tmp_path / "d1.json").read_text())
         (_, created), = _sent(kube, "POST")
         validate_manifest(created)
         assert created["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
@@ -350,7 +350,7 @@ def test_standard_mode_switches_blue_green_and_leaves_the_service_alone_on_failu
             result = deploy_model_step.deploy_model(config, second, test_path, tmp_path / "m2.yaml",
                                                     tmp_path / "d2.json")
         decision = json.loads((tmp_path / "d2.json").read_text())
-        assert result["outcome"] == "promoted", decision
+        assert result.outcome == "promoted", decision
         assert [c["check"] for c in decision["verification"]] == [
             "apply", "rollout", "ready", "smoke_test", "latency", "model_version", "switch"]
         posted = [body["metadata"]["name"] for _, body in _sent(kube, "POST")]
@@ -372,7 +372,7 @@ def test_standard_mode_switches_blue_green_and_leaves_the_service_alone_on_failu
             result = deploy_model_step.deploy_model(config, broken, test_path, tmp_path / "m3.yaml",
                                                     tmp_path / "d3.json")
         decision = json.loads((tmp_path / "d3.json").read_text())
-        assert result["outcome"] == "rolled-back", decision
+        assert result.outcome == "rolled-back", decision
         assert "v2 keeps serving" in decision["reason"]
         # the serving InferenceService was never written to; the candidate is gone
         assert not [c for c in kube.calls if c[0] in ("PATCH", "POST", "DELETE")

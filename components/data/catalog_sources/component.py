@@ -41,13 +41,10 @@ def catalog_sources(
     import logging
 
     from autokfp.steps.catalog_sources import catalog_sources as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    counts = step(config, report.path, catalog.path)
-    for key, value in counts.items():
-        metrics.log_metric(key, value)
-    catalog.metadata.update(counts)
-    return counts["breaking"]
+    return publish(step(config, report.path, catalog.path), metrics=metrics, catalog=catalog)
 
 
 if __name__ == "__main__":

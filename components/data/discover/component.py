@@ -44,15 +44,11 @@ def discover(
     import logging
 
     from autokfp.steps.discover import discover as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = step(config, dataset.path, schema.path, catalog.path)
-    dataset.metadata.update({"rows": summary["rows"], "columns": summary["columns"],
-                             "dataset_id": summary["training_dataset"], "urn": summary["training_urn"],
-                             "schema_version": summary["schema_version"] or 0})
-    catalog.metadata.update({"datasets_found": summary["datasets_found"],
-                             "datasets_failed": summary["datasets_failed"]})
-    return summary["fingerprint"]
+    return publish(step(config, dataset.path, schema.path, catalog.path),
+                   dataset=dataset, catalog=catalog)
 
 
 if __name__ == "__main__":

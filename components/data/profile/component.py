@@ -41,12 +41,12 @@ def profile(
     import logging
 
     from autokfp.steps.profile import profile as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    counts = step(config, dataset.path, schema.path, report.path,
-                  data_summary_path=summary.path if summary is not None else None)
-    for key, value in counts.items():
-        metrics.log_metric(key, value)
+    publish(step(config, dataset.path, schema.path, report.path,
+                 data_summary_path=summary.path if summary is not None else None),
+            metrics=metrics)
 
 
 if __name__ == "__main__":

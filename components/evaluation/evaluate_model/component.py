@@ -41,22 +41,13 @@ def evaluate_model(
     from collections import namedtuple
 
     from autokfp.steps.evaluate_model import evaluate_model as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(config, model.path, test.path, evaluation.path)
-    for key, value in result["metrics"].items():
-        if value == value:  # NaN cannot be shown
-            metrics.log_metric(f"test_{key}", value)
-    details = result["details"]
-    if details.get("roc"):
-        roc = details["roc"]
-        classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
-    if details.get("confusion_matrix"):
-        classification.log_confusion_matrix(details["labels"], details["confusion_matrix"])
-    comparison = result["comparison"]
-    evaluation.metadata.update({"decision": comparison["reason"], "promote": comparison["promote"]})
     outputs = namedtuple("Outputs", ["promote", "primary_metric"])
-    return outputs(bool(comparison["promote"]), float(comparison["challenger"]))
+    return outputs(*publish(step(config, model.path, test.path, evaluation.path),
+                            metrics=metrics, classification=classification,
+                            evaluation=evaluation))
 
 
 if __name__ == "__main__":

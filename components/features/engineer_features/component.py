@@ -43,14 +43,12 @@ def engineer_features(
     from collections import namedtuple
 
     from autokfp.steps.engineer_features import engineer_features as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = step(config, dataset.path, schema.path, train.path, test.path, plan.path,
-                             report.path)
-    train.metadata["rows"] = summary["train_rows"]
-    test.metadata["rows"] = summary["test_rows"]
     outputs = namedtuple("Outputs", ["task", "features"])
-    return outputs(summary["task"], summary["features"])
+    return outputs(*publish(step(config, dataset.path, schema.path, train.path, test.path,
+                                 plan.path, report.path), train=train, test=test))
 
 
 if __name__ == "__main__":

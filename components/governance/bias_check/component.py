@@ -59,17 +59,13 @@ def bias_check(
     from collections import namedtuple
 
     from autokfp.steps.bias_check import bias_check as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(config, model.path, train.path, test.path, schema.path,
-                              checked_model.path, report.path, summary.path)
-    for key, value in result.items():
-        if isinstance(value, float) and value == value:
-            metrics.log_metric(key, value)
-    summary.metadata.update({"verdict": result["verdict"], "reason": result["reason"]})
-    checked_model.metadata.update({"fairness": result["verdict"]})
     outputs = namedtuple("Outputs", ["verdict", "mitigated"])
-    return outputs(result["verdict"], bool(result["mitigated"]))
+    return outputs(*publish(step(config, model.path, train.path, test.path, schema.path,
+                                 checked_model.path, report.path, summary.path),
+                            metrics=metrics, summary=summary, checked_model=checked_model))
 
 
 if __name__ == "__main__":

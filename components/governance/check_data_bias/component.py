@@ -40,11 +40,11 @@ def check_data_bias(
     import logging
 
     from autokfp.steps.check_data_bias import check_data_bias as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(config, train.path, plan.path, schema.path, report.path, summary.path)
-    summary.metadata.update(result)
-    return result["verdict"]
+    return publish(step(config, train.path, plan.path, schema.path, report.path, summary.path),
+                   summary=summary)
 
 
 if __name__ == "__main__":

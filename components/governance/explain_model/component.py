@@ -41,12 +41,11 @@ def explain_model(
     import logging
 
     from autokfp.steps.explain_model import explain_model as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(config, model.path, train.path, test.path, explanation.path,
-                           report.path, plots.path)
-    explanation.metadata.update({"shap": result["shap"], "metric": result["metric"]})
-    return ",".join(result["top_features"])
+    return publish(step(config, model.path, train.path, test.path, explanation.path,
+                        report.path, plots.path), explanation=explanation)
 
 
 if __name__ == "__main__":

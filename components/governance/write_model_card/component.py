@@ -57,18 +57,18 @@ def write_model_card(
     from collections import namedtuple
 
     from autokfp.steps.write_model_card import write_model_card as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     evidence = {"schema": schema.uri, "evaluation": evaluation.uri, "fairness_report": fairness.uri,
                 "explanation": explanation.uri, "model_card": card.uri,
                 "compliance_report": compliance.uri, "model": model.uri}
-    result = step(config, model.path, registration.path, evaluation.path, schema.path,
-                            fairness.path, explanation.path, card.path, compliance.path,
-                            compliance_summary.path, evidence=evidence,
-                            card_metadata_path=card_metadata.path)
-    compliance_summary.metadata.update({"verdict": result["compliance"], "summary": result["summary"]})
     outputs = namedtuple("Outputs", ["compliance_verdict", "deployable"])
-    return outputs(result["compliance"], bool(result["deployable"]))
+    return outputs(*publish(step(config, model.path, registration.path, evaluation.path,
+                                 schema.path, fairness.path, explanation.path, card.path,
+                                 compliance.path, compliance_summary.path, evidence=evidence,
+                                 card_metadata_path=card_metadata.path),
+                            compliance_summary=compliance_summary))
 
 
 if __name__ == "__main__":

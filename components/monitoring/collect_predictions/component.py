@@ -47,20 +47,14 @@ def collect_predictions(
     import logging
 
     from autokfp.steps.collect_predictions import collect_predictions as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(
-        config, current.path, reference.path, collection.path, run_id=run_id, window_end=window_end,
-        scheduled_time=scheduled_time,
+    return publish(
+        step(config, current.path, reference.path, collection.path, run_id=run_id,
+             window_end=window_end, scheduled_time=scheduled_time),
+        collection=collection,
     )
-    collection.metadata.update(
-        {
-            "status": result["status"],
-            "rows": result.get("rows", 0),
-            "labelled_rows": result.get("labelled_rows", 0),
-        }
-    )
-    return result["status"]
 
 
 if __name__ == "__main__":

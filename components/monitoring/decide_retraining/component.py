@@ -43,19 +43,14 @@ def decide_retraining(
     import logging
 
     from autokfp.steps.decide_retraining import decide_retraining as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(
-        config,
-        collection.path,
-        drift.path,
-        performance.path,
-        anomalies.path,
-        decision.path,
-        run_id=run_id,
+    return publish(
+        step(config, collection.path, drift.path, performance.path, anomalies.path,
+             decision.path, run_id=run_id),
+        decision=decision,
     )
-    decision.metadata.update({"retrain": result["retrain"], "summary": result["summary"]})
-    return bool(result["retrain"])
 
 
 if __name__ == "__main__":

@@ -43,19 +43,14 @@ def detect_anomalies(
     import logging
 
     from autokfp.steps.detect_anomalies import detect_anomalies as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(
-        config,
-        current.path,
-        collection.path,
-        drift.path,
-        performance.path,
-        anomalies.path,
-        run_id=run_id,
+    return publish(
+        step(config, current.path, collection.path, drift.path, performance.path,
+             anomalies.path, run_id=run_id),
+        anomalies=anomalies,
     )
-    anomalies.metadata["anomalies"] = len(result["anomalies"])
-    return len(result["anomalies"])
 
 
 if __name__ == "__main__":

@@ -43,24 +43,14 @@ def detect_drift(
     import logging
 
     from autokfp.steps.detect_drift import detect_drift as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(
-        config, current.path, reference.path, collection.path, drift.path, report.path
+    return publish(
+        step(config, current.path, reference.path, collection.path, drift.path, report.path),
+        metrics=metrics,
+        drift=drift,
     )
-    if not result["available"]:
-        drift.metadata["reason"] = result["reason"]
-        return 0.0
-    features = result["features"]
-    metrics.log_metric("drifted_feature_share", features["share_of_drifted_columns"])
-    metrics.log_metric("drifted_features", features["number_of_drifted_columns"])
-    metrics.log_metric("features_tested", features["number_of_columns"])
-    if result["predictions"]:
-        metrics.log_metric(
-            "prediction_drift", float(result["predictions"]["number_of_drifted_columns"] > 0)
-        )
-    drift.metadata["drifted"] = ",".join(features["drifted_columns"])
-    return float(features["share_of_drifted_columns"])
 
 
 if __name__ == "__main__":

@@ -28,16 +28,11 @@ def finalize_monitoring(config: dict, run_id: str, status: dsl.PipelineTaskFinal
     import logging
 
     from autokfp.steps.finalize_monitoring import finalize_monitoring as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(
-        config,
-        status.state,
-        run_id=run_id,
-        error=status.error_message or "",
-        task=status.pipeline_task_name or "",
-    )
-    return result.get("restored") or ""
+    return publish(step(config, status.state, run_id=run_id, error=status.error_message or "",
+                        task=status.pipeline_task_name or ""))
 
 
 if __name__ == "__main__":

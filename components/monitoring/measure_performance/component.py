@@ -36,17 +36,11 @@ def measure_performance(
     import logging
 
     from autokfp.steps.measure_performance import measure_performance as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(config, current.path, collection.path, performance.path)
-    for key, value in (result.get("metrics") or {}).items():
-        if value == value:
-            metrics.log_metric(f"live_{key}", value)
-    if not result["available"]:
-        performance.metadata["reason"] = result["reason"]
-        return 0.0
-    metrics.log_metric("primary_metric_drop", result["drop"])
-    return float(result["drop"])
+    return publish(step(config, current.path, collection.path, performance.path),
+                   metrics=metrics, performance=performance)
 
 
 if __name__ == "__main__":

@@ -36,13 +36,11 @@ def record_retraining(
     import logging
 
     from autokfp.steps.record_retraining import record_retraining as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(config, registration.path, outcome.path, run_id=run_id)
-    outcome.metadata.update(
-        {k: str(v) for k, v in result.items() if k in ("champion", "deployment")}
-    )
-    return str(result["champion"])
+    return publish(step(config, registration.path, outcome.path, run_id=run_id),
+                   outcome=outcome)
 
 
 if __name__ == "__main__":

@@ -44,13 +44,12 @@ def register_model(
     import logging
 
     from autokfp.steps.register_model import register_model as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(config, model.path, evaluation.path, schema.path, registration.path,
-                  kfp_run_id=kfp_run_id, pipeline_name=pipeline_name)
-    registration.metadata.update({"model": result["name"], "version": result["version"],
-                                  "aliases": ",".join(result["aliases"]), "decision": result["decision"]})
-    return result["version"]
+    return publish(step(config, model.path, evaluation.path, schema.path, registration.path,
+                        kfp_run_id=kfp_run_id, pipeline_name=pipeline_name),
+                   registration=registration)
 
 
 if __name__ == "__main__":

@@ -47,12 +47,11 @@ def deploy_model(
     import logging
 
     from autokfp.steps.deploy_model import deploy_model as step
+    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = step(config, registration.path, test.path, manifest.path, decision.path)
-    manifest.metadata.update({k: result[k] for k in ("service", "namespace", "version", "storage_uri")})
-    decision.metadata.update({k: result[k] for k in ("action", "outcome", "target", "reason")})
-    return result["outcome"]
+    return publish(step(config, registration.path, test.path, manifest.path, decision.path),
+                   manifest=manifest, decision=decision)
 
 
 if __name__ == "__main__":

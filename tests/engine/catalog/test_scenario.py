@@ -90,8 +90,8 @@ def test_three_sources_breaking_change_refuses_training_and_impact_lists_the_mod
     out = tmp_path / "run1"
     summary = discover(config, str(out / "dataset.parquet"), str(out / "schema.json"),
                              str(out / "catalog.json"))
-    assert summary["training_dataset"] == "warehouse/customers"
-    assert summary["schema_version"] == 1 and summary["datasets_failed"] == 1
+    assert summary.training_dataset == "warehouse/customers"
+    assert summary.schema_version == 1 and summary.datasets_failed == 1
 
     # every dataset catalogued, with semantic types and PII tags, in the gs:// catalog
     store = CatalogStore(settings)
@@ -136,7 +136,7 @@ def test_three_sources_breaking_change_refuses_training_and_impact_lists_the_mod
     assert version.tags["dataset_schema_version"] == "1"
     model = read_lite(settings.catalog_dir, model_version_urn("churn-scn", 1))
     assert model["mlModelProperties"]["customProperties"]["training_datasets"] == \
-        summary["training_urn"]
+        summary.training_urn
 
     # the database changes a column's type: the next crawl records a breaking version
     with sqlite3.connect(db) as connection:
@@ -177,4 +177,4 @@ def test_three_sources_breaking_change_refuses_training_and_impact_lists_the_mod
     assert accepted.exit_code == 0 and "v2" in accepted.output
     summary = discover(config, str(out2 / "dataset.parquet"), str(out2 / "schema.json"),
                              str(out2 / "catalog.json"))
-    assert summary["schema_version"] == summary["accepted_schema_version"] == 2
+    assert summary.schema_version == summary.accepted_schema_version == 2

@@ -87,10 +87,10 @@ def test_training_data_check_finds_the_label_gap(governed) -> None:
 
 def test_bias_is_found_and_mitigated_within_policy(governed) -> None:
     report = json.loads(governed.read("fairness.json"))
-    assert governed.bias["verdict"] == report["verdict"] == "mitigated", report["verdict_reason"]
+    assert governed.bias.verdict == report["verdict"] == "mitigated", report["verdict_reason"]
     assert any(c["status"] == "fail" for c in report["before"]["gender"]["checks"])
     assert not any(c["status"] == "fail" for c in report["after"]["gender"]["checks"])
-    assert governed.bias["accuracy_cost"] == pytest.approx(report["accuracy_cost"])
+    assert governed.bias.accuracy_cost == pytest.approx(report["accuracy_cost"])
     text = governed.read("fairness.md")
     assert "## Mitigation" in text and "cost" in text
     # a group too small to measure is said so, not passed
@@ -145,7 +145,7 @@ def test_model_card_and_compliance_report_say_what_was_found(governed) -> None:
     assert "| fairlearn |" in card and "| h2o | 3.46.0.11 |" in card
 
     report = json.loads(governed.read("compliance.json"))
-    assert report["verdict"] == governed.documented["compliance"] == "pass", report["summary"]
+    assert report["verdict"] == governed.documented.compliance == "pass", report["summary"]
     items = {i["requirement"]: i for i in report["items"]}
     assert {"EU AI Act Art. 10(2)", "EU AI Act Art. 10(2)(f)-(g)", "EU AI Act Art. 11",
             "EU AI Act Art. 12", "EU AI Act Art. 13", "EU AI Act Art. 14", "EU AI Act Art. 15",
@@ -182,9 +182,9 @@ def test_required_approval_keeps_the_version_out_of_production_until_given(gover
         str(governed.trained.paths.schema), str(out / "fairness.json"),
         str(out / "explanation.json"), str(out / "card2.md"), str(out / "compliance2.md"),
         str(out / "compliance2.json"))
-    assert result["compliance"] == "incomplete" and result["deployable"] is False
+    assert result.compliance == "incomplete" and result.deployable is False
     assert "autokfp approve churn-test" in (out / "compliance2.md").read_text()
-    version = result["version"]
+    version = result.version
     with pytest.raises(PolicyError):
         approval.ensure_approved(config.governance, "churn-test", version)
     approval.approve("churn-test", version, actor="reviewer")
@@ -206,7 +206,7 @@ def test_no_sensitive_attribute_is_stated_not_passed(governed, home, tmp_path) -
         governed.config, str(paths.model), str(paths.train), str(paths.test),
         _schema_without_tags(governed.trained, tmp_path), str(tmp_path / "model"),
         str(tmp_path / "f.md"), str(tmp_path / "f.json"))
-    assert result["verdict"] == "not_run"
+    assert result.verdict == "not_run"
     assert "no sensitive attribute known" in (tmp_path / "f.md").read_text()
     assert audit.read_events(home)[-1]["kind"] == "bias.not_run"
 
@@ -230,6 +230,6 @@ def test_a_policy_that_stays_broken_blocks_with_a_report(governed, home, tmp_pat
                                          str(paths.test), str(paths.schema),
                                          str(tmp_path / "model2"), str(tmp_path / "g.md"),
                                          str(tmp_path / "g.json"))
-    assert result["verdict"] == "fail"
+    assert result.verdict == "fail"
     assert audit.read_events(home)[-1]["kind"] == "bias.accepted_despite_failure"
-    assert np.isfinite(result["before_gender_demographic_parity_difference"])
+    assert np.isfinite(result.disparities["before_gender_demographic_parity_difference"])

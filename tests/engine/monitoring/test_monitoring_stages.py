@@ -111,7 +111,7 @@ def _run(config, tmp_path: Path, run_id: str = "run-1") -> dict:
         paths["decision"],
         run_id=run_id,
     )
-    return {**{k: Path(v) for k, v in paths.items()}, "decision": decision}
+    return {**{k: Path(v) for k, v in paths.items()}, "decision": decision.record}
 
 
 def _inputs(trained, rows: int = 300) -> pd.DataFrame:
@@ -222,17 +222,17 @@ def test_the_exit_handler_restores_the_champion_when_a_deploy_broke(
     )
     assert registered.version == "2"  # champion now, but its deploy never finished
 
-    assert finalize_monitoring_step.finalize_monitoring(config, "SUCCEEDED", run_id="run-9")["restored"] is None
+    assert finalize_monitoring_step.finalize_monitoring(config, "SUCCEEDED", run_id="run-9").restored is None
     result = finalize_monitoring_step.finalize_monitoring(
         config, "FAILED", run_id="run-9", error="deploy-model crashed", task="deploy-model"
     )
-    assert result["restored"] == "1" and result["failed_version"] == "2"
+    assert result.restored == "1" and result.record["failed_version"] == "2"
     client = registry.configure(autokfp_home)
     assert str(registry.champion_version(client, "churn-test").version) == "1"
     assert str(client.get_model_version_by_alias("churn-test", "rejected").version) == "2"
     kinds = [e["kind"] for e in read_events(autokfp_home)]
     assert kinds[-2:] == ["monitoring.run_failed", "deploy.rolled_back"]
     # a second call (the exit task retried) changes nothing and records nothing twice
-    assert finalize_monitoring_step.finalize_monitoring(config, "FAILED", run_id="run-9")["restored"] is None
+    assert finalize_monitoring_step.finalize_monitoring(config, "FAILED", run_id="run-9").restored is None
     assert [e["kind"] for e in read_events(autokfp_home)] == kinds
     assert verify_trail(autokfp_home).ok
