@@ -44,12 +44,31 @@ def _load(folder: Path) -> Any:
     return component
 
 
-ALL_COMPONENTS: tuple[Any, ...] = tuple(_load(folder) for folder in component_folders())
-BY_STAGE: dict[str, tuple[Any, ...]] = {}
-for _folder, _component in zip(component_folders(), ALL_COMPONENTS, strict=True):
-    BY_STAGE[_folder.parent.name] = (*BY_STAGE.get(_folder.parent.name, ()), _component)
-    globals()[_component.python_func.__name__] = _component
-del _folder, _component
+# Found on first use, not on import: a component body imports ``components.publish`` at run
+# time, where kfp's runtime-only ``kfp.dsl`` cannot build components.
+_found: tuple[tuple[Any, ...], dict[str, tuple[Any, ...]], dict[str, Any]] | None = None
 
-__all__ = ["ALL_COMPONENTS", "BY_STAGE", "component_folders",
-           *(c.python_func.__name__ for c in ALL_COMPONENTS)]
+
+def _discover() -> tuple[tuple[Any, ...], dict[str, tuple[Any, ...]], dict[str, Any]]:
+    global _found
+    if _found is None:
+        folders = component_folders()
+        found = tuple(_load(folder) for folder in folders)
+        by_stage: dict[str, tuple[Any, ...]] = {}
+        for folder, component in zip(folders, found, strict=True):
+            by_stage[folder.parent.name] = (*by_stage.get(folder.parent.name, ()), component)
+        _found = (found, by_stage, {c.python_func.__name__: c for c in found})
+    return _found
+
+
+def __getattr__(name: str) -> Any:
+    """``ALL_COMPONENTS``, ``BY_STAGE`` and each component by its name (PEP 562)."""
+    if name == "ALL_COMPONENTS":
+        return _discover()[0]
+    if name == "BY_STAGE":
+        return _discover()[1]
+    if name == "__all__":
+        return ["ALL_COMPONENTS", "BY_STAGE", "component_folders", *_discover()[2]]
+    if not name.startswith("_") and name in _discover()[2]:
+        return _discover()[2][name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

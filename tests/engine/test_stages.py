@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -70,7 +71,9 @@ def test_first_model_is_evaluated_registered_and_deployed(autokfp_home, trained_
     evaluation, registration, deployment = _run_release(config, trained_package, model, out)
 
     written = json.loads((out / "evaluation.json").read_text())
-    assert written == json.loads(json.dumps(evaluation, default=str))
+    # what the step returns is what it wrote
+    assert written["comparison"] == json.loads(json.dumps(evaluation.comparison, default=str))
+    assert evaluation.promote is True and evaluation.metrics["auc"] == written["metrics"]["auc"]
     assert written["task"] == "binary"
     assert written["primary_metric"] == "auc"
     assert written["test_rows"] == trained_package.engineered.test_rows
@@ -85,7 +88,7 @@ def test_first_model_is_evaluated_registered_and_deployed(autokfp_home, trained_
     assert len(written["details"]["confusion_matrix"]) == 2
 
     reg_file = json.loads((out / "registration.json").read_text())
-    assert reg_file == registration
+    assert reg_file == dataclasses.asdict(registration)
     assert registration.version == "1"
     assert registration.aliases == ["champion"]
     assert registration.promoted is True
@@ -108,12 +111,12 @@ def test_first_model_is_evaluated_registered_and_deployed(autokfp_home, trained_
     # the same package again: compared with itself it is not better, and it is not re-registered
     again_eval, again_reg, again_deploy = _run_release(config, trained_package, model,
                                                        tmp_path / "run2")
-    assert again_eval["comparison"]["promote"] is False
-    assert again_eval["comparison"]["champion_version"] == "1"
-    assert again_eval["comparison"]["improvement"] == pytest.approx(0.0)
-    assert again_reg["reused"] is True
-    assert again_reg["version"] == "1"
-    assert again_deploy["action"] == "unchanged"
+    assert again_eval.comparison["promote"] is False
+    assert again_eval.comparison["champion_version"] == "1"
+    assert again_eval.comparison["improvement"] == pytest.approx(0.0)
+    assert again_reg.reused is True
+    assert again_reg.version == "1"
+    assert again_deploy.action == "unchanged"
     assert "canaryTrafficPercent" not in yaml.safe_load(
         (tmp_path / "run2" / "isvc.yaml").read_text())["spec"]["predictor"]
 

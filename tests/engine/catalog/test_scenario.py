@@ -130,7 +130,7 @@ def test_three_sources_breaking_change_refuses_training_and_impact_lists_the_mod
     registration = register_model(config, str(trained_package.paths.model),
                                   str(_evaluation(tmp_path / "evaluation.json")),
                                   str(out / "schema.json"), str(tmp_path / "registration.json"))
-    assert (registration["version"], registration["aliases"]) == ("1", ["champion"])
+    assert (registration.version, registration.aliases) == ("1", ["champion"])
     client = registry.configure(settings)
     version = client.get_model_version("churn-scn", "1")
     assert version.tags["dataset_schema_version"] == "1"
