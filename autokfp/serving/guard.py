@@ -151,9 +151,10 @@ class RequestGuard:
                 return
             versioned = _VERSIONED.match(path)
             if versioned:
-                scope = await self._unversioned(scope, versioned, watch)
-                if scope is None:
+                rewritten = await self._unversioned(scope, versioned, watch)
+                if rewritten is None:
                     return
+                scope = rewritten
             if self._big(scope) and path.startswith(MODEL_ROUTES) and self.served.is_busy():
                 await _json(watch, 429, {"error": (
                     "the server is busy with large requests; retry shortly, or send smaller "
