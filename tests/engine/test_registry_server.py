@@ -149,3 +149,43 @@ def test_models_registered_in_one_process_are_fetched_whole_by_another(tmp_path,
         assert result["served_pred"] is not None, f"{name}: KServe would find no model"
         assert result["served_pred"] == result["registry_pred"]
         assert len(result["registry_pred"]) == 5
+
+
+def test_a_copy_for_serving_cut_short_is_never_served_and_is_redone(autokfp_home, s3_server,
+                                                                     tmp_path, monkeypatch):
+    """A model outside the object store is copied for KServe with MLmodel written last: a
+    copy killed part-way names no storageUri, and the next deploy completes it."""
+    import mlflow.sklearn
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from autokfp import storage
+    from autokfp.errors import StorageError
+    from autokfp.modeling import registry
+    from autokfp.settings import Settings
+
+    monkeypatch.setenv("AUTOKFP_ARTIFACT_ROOT", f"{s3_server.base_uri}/{uuid.uuid4().hex}")
+    x = pd.DataFrame(np.random.default_rng(1).normal(size=(30, 2)), columns=["a", "b"])
+    mlflow.sklearn.save_model(LogisticRegression().fit(x, (x["a"] > 0).astype(int)),
+                              str(tmp_path / "model"))
+    registry.register_model(tmp_path / "model", "cut", {"test_auc": 0.7}, {}, {}, promote=True,
+                            decision="first", compared_champion=None)
+    settings = Settings.from_env()
+    client = registry.configure(settings)
+    target = storage.join(settings.artifact_root, "models", "cut", "1")
+
+    def killed(uri, data):
+        raise StorageError("the pod was killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(storage, "write_bytes", killed)
+        with pytest.raises(StorageError):
+            registry.serving_uri(client, "cut", "1", settings)
+    assert storage.list_uris(target) and not storage.exists(storage.join(target, "MLmodel"))
+
+    uri = registry.serving_uri(client, "cut", "1", settings)
+    assert uri == target.replace("minio://", "s3://")
+    names = {u.rsplit("/", 1)[-1] for u in storage.list_uris(target)}
+    assert names >= {p.name for p in (tmp_path / "model").iterdir()}  # + MLflow's own meta file
+    assert registry.serving_uri(client, "cut", "1", settings) == uri  # copied once
