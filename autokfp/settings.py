@@ -136,14 +136,17 @@ def require_shared_state(settings: Settings | None = None) -> None:
     A pod's own disk is gone when it ends: a registry or store there silently throws away
     every model and report, and the run would only fail at deploy with "no champion is
     registered". So the first step stops at once instead, naming the ConfigMap key to set.
-    Outside Kubernetes this does nothing (local runs keep everything under AUTOKFP_HOME).
+    Outside Kubernetes, and for local runs in a pod (a notebook), this does nothing: local
+    runs keep everything under AUTOKFP_HOME.
 
     Raises:
         ConfigError: a setting is missing or names this pod's disk.
     """
     from autokfp.errors import ConfigError
 
-    if not in_cluster():
+    # A local run (kfp.local, which sets AUTOKFP_RUNNER_PID) in a pod, e.g. from a Kubeflow
+    # notebook, keeps its state under AUTOKFP_HOME on purpose.
+    if not in_cluster() or os.environ.get("AUTOKFP_RUNNER_PID"):
         return
     settings = settings or Settings.from_env()
     problems = []

@@ -13,7 +13,8 @@ POD = {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
 
 @pytest.fixture
 def pod(monkeypatch, tmp_path):
-    for name in ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT"):
+    for name in ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",
+                 "AUTOKFP_RUNNER_PID"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AUTOKFP_HOME", str(tmp_path / "pod-home"))
     for name, value in POD.items():
@@ -59,6 +60,12 @@ def test_shared_settings_pass_and_models_go_to_the_store(pod):
     pod.setenv("AUTOKFP_ARTIFACT_ROOT", "s3://bucket/autokfp/")
     require_shared_state()
     assert Settings.from_env().mlflow_artifact_root == "s3://bucket/autokfp/mlflow"
+
+
+def test_a_local_run_in_a_pod_keeps_its_local_state(pod):
+    """kfp.local in a Kubeflow notebook pod: the runner marks its tasks, nothing is refused."""
+    pod.setenv("AUTOKFP_RUNNER_PID", "4242")
+    require_shared_state()
 
 
 def test_outside_a_pod_local_defaults_still_work(monkeypatch, tmp_path):
