@@ -19,6 +19,11 @@ from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
 
+# Evidently inlines its JavaScript and every plot's data: past this the Kubeflow UI's HTML
+# viewer gets slow or gives up, so the artifact becomes a light page that links the full
+# report, kept in the artifact store
+REPORT_MAX_BYTES = 8 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class DriftDetected(StepResult):
@@ -81,10 +86,13 @@ def _drift_table(report: dict[str, Any]) -> str:
 
 
 def evidently_report(
-    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], report_path: str
+    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], report_path: str,
+    full_report_uri: str | None = None, max_bytes: int | None = None,
 ) -> str | None:
     """Evidently's DataDriftPreset as HTML (a sample of at most REPORT_ROWS rows per side).
 
+    A report larger than ``max_bytes`` (default ``REPORT_MAX_BYTES``) is stored at
+    ``full_report_uri`` and ``report_path`` gets a light page linking it.
     Returns None, or the reason the report could not be drawn.
     """
     from autokfp.monitoring.drift import CATEGORICAL, NUMERICAL
@@ -110,11 +118,29 @@ def evidently_report(
         )
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         snapshot.save_html(report_path)
+        _keep_under_limit(report_path, full_report_uri, max_bytes or REPORT_MAX_BYTES)
         return None
     except Exception as exc:  # noqa: BLE001 - the verdicts stand without the picture
         log.warning("Evidently's drift report could not be drawn: %s: %s", type(exc).__name__, exc)
         return f"{type(exc).__name__}: {exc}"
 
+
+
+def _keep_under_limit(report_path: str, full_report_uri: str | None, max_bytes: int) -> None:
+    size = Path(report_path).stat().st_size
+    if size <= max_bytes:
+        return
+    mb = size / 1e6
+    if full_report_uri:
+        storage.write_bytes(full_report_uri, Path(report_path).read_bytes())
+        where = (f"The full report is kept at <a href='{html.escape(full_report_uri)}'>"
+                 f"{html.escape(full_report_uri)}</a>.")
+    else:
+        where = "No artifact store was given to keep it."
+    log.info("Evidently report is %.1f MB (limit %.1f MB): linked, not inlined", mb, max_bytes / 1e6)
+    Path(report_path).write_text(_page(
+        "Data drift", f"<p>Evidently's report is {mb:.1f} MB, too large for the Kubeflow UI "
+        f"(limit {max_bytes / 1e6:.1f} MB). {where}</p>"), encoding="utf-8")
 
 
 def detect_drift(
@@ -181,8 +207,15 @@ def _detect_drift(
             else "the reference holds no predictions: prediction drift not measured",
             "rows": {"current": len(current), "reference": len(reference)},
         }
+        from autokfp.settings import Settings
+
+        full_uri = storage.join(
+            Settings.from_env().artifact_root, "reports", "drift", cfg.model_name,
+            f"{collection.get('run_id') or 'latest'}.html",
+        )
         problem = evidently_report(
-            reference, current, {c: both[c] for c in list(kinds) + present}, report_path
+            reference, current, {c: both[c] for c in list(kinds) + present}, report_path,
+            full_report_uri=full_uri,
         )
         if problem:
             body = (
