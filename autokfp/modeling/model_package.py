@@ -198,21 +198,13 @@ def adjust_scores(raw: np.ndarray, meta: dict[str, Any], groups: list[str] | Non
     return np.column_stack([1.0 - positive, positive])
 
 
-_REPAIR_ARRAYS: dict[int, tuple[dict[str, Any], tuple]] = {}
-_THRESHOLDS: dict[int, tuple[dict[str, Any], dict[str, float]]] = {}
-
-
 def _repair_arrays(repair: dict[str, Any]) -> tuple:
-    """The repair's arrays, built once per repair dict (a served model scores it per request)."""
-    cached = _REPAIR_ARRAYS.get(id(repair))
-    if cached is not None and cached[0] is repair:
-        return cached[1]
-    arrays = (np.linspace(0.0, 1.0, len(repair["reference"])),
-              np.asarray(repair["reference"], dtype="float64"), float(repair["strength"]),
-              {group: np.asarray(quantiles, dtype="float64")
-               for group, quantiles in repair["groups"].items()})
-    _REPAIR_ARRAYS[id(repair)] = (repair, arrays)
-    return arrays
+    """The repair's arrays. Built per call on purpose: the mitigation search changes a
+    repair in place while it tries strengths, so nothing may be cached by identity."""
+    return (np.linspace(0.0, 1.0, len(repair["reference"])),
+            np.asarray(repair["reference"], dtype="float64"), float(repair["strength"]),
+            {group: np.asarray(quantiles, dtype="float64")
+             for group, quantiles in repair["groups"].items()})
 
 
 def decision_thresholds(meta: dict[str, Any], groups: list[str] | None, rows: int) -> Any:
@@ -222,11 +214,7 @@ def decision_thresholds(meta: dict[str, Any], groups: list[str] | None, rows: in
     thresholds = (meta.get("fairness_mitigation") or {}).get("thresholds")
     if not thresholds or groups is None:
         return threshold
-    cached = _THRESHOLDS.get(id(thresholds))
-    if cached is None or cached[0] is not thresholds:
-        cached = _THRESHOLDS[id(thresholds)] = (
-            thresholds, {str(k): float(v) for k, v in thresholds.items()})
-    by_group = cached[1]
+    by_group = {str(k): float(v) for k, v in thresholds.items()}
     return np.array([by_group.get(g, threshold) for g in groups], dtype="float64")[:rows]
 
 def save_model_package(
