@@ -12,3 +12,38 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = ["__version__"]
+
+
+def _install_moved_module_aliases() -> None:
+    """Old module paths keep importing: registered models pickle ``AutokfpModel`` by its
+    module path, and models registered before the engine moved into ``autokfp.modeling``
+    name ``autokfp.model_package``. Resolved on import only (no static import upwards)."""
+    import importlib
+    import importlib.abc
+    import importlib.util
+    import sys
+
+    moved = {f"autokfp.{name}": f"autokfp.modeling.{name}" for name in (
+        "model_package", "features", "calibration", "evaluation", "validation", "selection",
+        "registry", "partition", "tasks")}
+
+    class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, fullname, path=None, target=None):  # type: ignore[no-untyped-def]
+            if fullname in moved:
+                return importlib.util.spec_from_loader(fullname, self)
+            return None
+
+        def create_module(self, spec):  # type: ignore[no-untyped-def]
+            module = importlib.import_module(moved[spec.name])
+            self._real_spec = module.__spec__
+            return module
+
+        def exec_module(self, module):  # type: ignore[no-untyped-def]
+            # the import system stamped the alias's spec on the real module: put its own back
+            module.__spec__ = self._real_spec
+
+    if not any(isinstance(f, _MovedModuleFinder) for f in sys.meta_path):
+        sys.meta_path.append(_MovedModuleFinder())
+
+
+_install_moved_module_aliases()

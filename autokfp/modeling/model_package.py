@@ -60,9 +60,16 @@ class AutokfpModel(PythonModel):
         from autokfp.modeling.features import apply_features_records
 
         rows = apply_features_records(records, self.plan)
-        raw = self.scorer.predict_rows(rows)
+        raw = self._score_rows(rows)
         return format_predictions(raw, self.meta, pd.RangeIndex(len(records)),
                                   groups=group_values(self.meta, records))
+
+    def _score_rows(self, rows: list[Any]) -> Any:
+        # a scorer written before Scorer.predict_rows existed scores through a frame
+        scorer_rows = getattr(self.scorer, "predict_rows", None)
+        if scorer_rows is None:
+            return self.scorer.predict(pd.DataFrame(rows, columns=self.plan.feature_columns))
+        return scorer_rows(rows)
 
     def predict_answers(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``predict_records`` as the JSON answer rows a server sends (no pandas at all):
@@ -71,11 +78,7 @@ class AutokfpModel(PythonModel):
         from autokfp.modeling.features import apply_features_records
 
         rows = apply_features_records(records, self.plan)
-        scorer_rows = getattr(self.scorer, "predict_rows", None)
-        if scorer_rows is None:
-            raw = self.scorer.predict(pd.DataFrame(rows, columns=self.plan.feature_columns))
-        else:
-            raw = scorer_rows(rows)
+        raw = self._score_rows(rows)
         meta = self.meta
         if meta["task"] == "regression":
             return [{"prediction": _plain(v)} for v in np.asarray(raw).tolist()]
