@@ -35,6 +35,10 @@ class ClusterOptions:
     # engines trained at once (dsl.ParallelFor parallelism); 0: all of them. kfp.local is
     # given 1: on one machine the engines would only take CPU and memory from each other
     training_parallelism: int = 0
+    # drift-monitoring passes the run's scheduled time (dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_
+    # PLACEHOLDER) to its window; kfp.local 2.17 cannot resolve that placeholder (IndexError
+    # in placeholder_utils), so local runs leave it out and the window ends now
+    schedule_time: bool = True
     training_cpu: str = "4"
     training_memory: str = "16G"
     task_cpu: str = "1"

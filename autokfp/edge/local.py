@@ -154,7 +154,7 @@ def _local_options() -> Any:
     (side by side they would only take CPU and memory from each other)."""
     from pipelines import ClusterOptions
 
-    return ClusterOptions(training_parallelism=1)
+    return ClusterOptions(training_parallelism=1, schedule_time=False)
 
 
 def _run_dir(path: Path, settings: Settings) -> Path | None:

@@ -73,7 +73,7 @@ def build_drift_monitoring(options: "ClusterOptions | None" = None):
             collected = _resilient(
                 collect_predictions(
                     config=config, run_id=RUN_ID, window_end=window_end,
-                    scheduled_time=SCHEDULED_TIME,
+                    scheduled_time=SCHEDULED_TIME if options.schedule_time else "",
                 ),
                 options,
                 name="collect predictions + labels + reference",

@@ -279,11 +279,11 @@ def _check_served_champion(predictor: KServePredictor, rows: pd.DataFrame) -> No
 
 
 def _monitor(pipeline_root: Path, config: dict) -> dict:
-    from pipelines import PIPELINES
+    from pipelines import PIPELINES, ClusterOptions
 
     before = {p.name for p in pipeline_root.glob("drift-monitoring-*")}
     started = time.monotonic()
-    PIPELINES["drift-monitoring"]()(config=config, window_end="")
+    PIPELINES["drift-monitoring"](ClusterOptions(schedule_time=False))(config=config, window_end="")
     print(f"drift-monitoring in containers: {time.monotonic() - started:.0f} s")
     run_dir = _newest_run(pipeline_root, "drift-monitoring", before)
     return {"run_dir": run_dir,

@@ -69,8 +69,10 @@ def test_a_local_run_in_a_pod_keeps_its_local_state(pod):
 
 
 def test_outside_a_pod_local_defaults_still_work(monkeypatch, tmp_path):
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # a local run earlier in the session exports its home's settings to its tasks
+    for name in ("KUBERNETES_SERVICE_HOST", "MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT",
+                 "AUTOKFP_MLFLOW_ARTIFACT_ROOT"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AUTOKFP_HOME", str(tmp_path))
     require_shared_state()
     settings = Settings.from_env()

@@ -65,17 +65,17 @@ def test_the_discover_step_audits_what_reading_changed(folder, autokfp_home, tmp
     before = len(audit.read_events(autokfp_home))
     summary = discover(config, str(tmp_path / "d.parquet"), str(tmp_path / "s.json"),
                        str(tmp_path / "c.json"))
-    assert any("repeats column names" in c for c in summary["data_changes"])
+    assert any("repeats column names" in c for c in summary.data_changes)
     events = [e for e in audit.read_events(autokfp_home)[before:] if e["kind"] == "data.changed"]
     assert len(events) == 1
     assert events[0]["model"] == "dupes" and events[0]["details"]["step"] == "discover"
-    assert events[0]["details"]["changes"] == summary["data_changes"]
+    assert events[0]["details"]["changes"] == summary.data_changes
     assert audit.verify_trail(autokfp_home).ok
 
     # the terminal summary of a run lists the run's own changes, from the trail
     run = SimpleNamespace(audit_from=before)
     lines = data_changes(run, SimpleNamespace(name="dupes"), autokfp_home)
-    assert lines == [f"discover: {c}" for c in summary["data_changes"]]
+    assert lines == [f"discover: {c}" for c in summary.data_changes]
 
 
 def test_the_engineer_step_audits_unlabelled_rows_and_dropped_columns(autokfp_home, tmp_path):
@@ -105,7 +105,7 @@ def test_the_engineer_step_audits_unlabelled_rows_and_dropped_columns(autokfp_ho
     summary = engineer_features(config, str(dataset), str(tmp_path / "s.json"),
                                 str(tmp_path / "tr.parquet"), str(tmp_path / "te.parquet"),
                                 str(tmp_path / "p.json"))
-    assert summary["unlabelled_rows"] == 25
+    assert summary.unlabelled_rows == 25
     events = audit.read_events(autokfp_home)[before:]
     changed = [e for e in events if e["kind"] == "data.changed"]
     assert "25 of 300 rows have no value in target 'label'" in changed[0]["details"]["changes"][0]
