@@ -124,9 +124,17 @@ def _load_plugins() -> None:
 
 
 def engine_specs() -> dict[str, EngineSpec]:
-    """Every registered engine by name: built-ins first, then plugins in load order."""
+    """Every registered engine by name: built-ins first (in BUILTIN_ENGINES order, whichever
+    module was imported first), then plugins in load order."""
     _load()
-    return dict(_ENGINES)
+    with _LOCK:
+        specs = list(_ENGINES.values())
+
+    def rank(spec: EngineSpec) -> int:
+        module = getattr(spec.engine, "__module__", "")
+        return BUILTIN_ENGINES.index(module) if module in BUILTIN_ENGINES else len(BUILTIN_ENGINES)
+
+    return {spec.name: spec for spec in sorted(specs, key=rank)}
 
 
 def engine_names() -> list[str]:

@@ -564,10 +564,18 @@ class AutokfpPredictor(Model):
             self._example = [{c: _plain(v) for c, v in row.items()}
                              for row in example[self.validator.required].head(1).to_dict("records")]
         # the explainer's imports (shap, scipy, sklearn) take seconds: pay them before ready,
-        # not inside the first :explain request's time limit
-        import shap  # noqa: F401
+        # not inside the first :explain request's time limit. The lean serving image has no
+        # shap: it serves predictions and answers :explain with a message saying so.
+        try:
+            import shap  # noqa: F401
 
-        import autokfp.governance.explain  # noqa: F401
+            import autokfp.governance.explain  # noqa: F401
+            self._explain_unavailable = ""
+        except ImportError as exc:
+            self._explain_unavailable = (
+                f"explanations are not available in this server ({exc}); serve the model with "
+                "the runtime image, or install shap next to autokfp")
+            log.warning("%s", self._explain_unavailable)
 
         if self.prediction_log_uri:
             from autokfp.serving.prediction_log import PredictionLogger
@@ -690,6 +698,8 @@ class AutokfpPredictor(Model):
         labels = {"model": self.name, "version": self.version}
         REQUESTS.labels(protocol="v1-explain", **labels).inc()
         try:
+            if getattr(self, "_explain_unavailable", ""):
+                raise RequestError(self._explain_unavailable)
             records = records_v1(payload)
             if not records:
                 raise RequestError("the request has no rows; send at least one instance")
