@@ -192,6 +192,20 @@ class QualitySpec(_Strict):
         description="share of rows allowed outside ranges / allowed_categories before failing "
                     "(below it the check warns)",
     )
+    summary_max_columns: int = Field(
+        default=50, ge=1, le=2000,
+        description="columns in Evidently's data summary (the target first, then file order); "
+                    "the page names the ones left out. Evidently costs ~0.2 s per column here",
+    )
+    summary_max_rows: int = Field(
+        default=50_000, ge=100,
+        description="rows in Evidently's data summary (a fixed-seed uniform sample above it)",
+    )
+    summary_time_limit_secs: float = Field(
+        default=120.0, gt=0, le=3600,
+        description="Evidently's data summary is stopped after this long and the page says so "
+                    "(it never holds up the quality gate)",
+    )
 
 
     @field_validator("ranges", mode="before")

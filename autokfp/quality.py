@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from autokfp.catalog.schema import DatasetSchema
-from autokfp.config import RunConfig
+from autokfp.config import QualitySpec, RunConfig
 from autokfp.errors import DataError, QualityGateError
 
 log = logging.getLogger(__name__)
@@ -620,29 +620,169 @@ def evidently_summary_html(
     return target
 
 
+SUMMARY_NAMED_LEFT_OUT = 30  # columns named on the page; the rest are counted
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What Evidently's data summary covered, and what it left out (and why)."""
+
+    path: Path
+    columns: int  # in the dataset
+    rows: int
+    columns_summarised: int = 0
+    rows_summarised: int = 0
+    columns_left_out: tuple[str, ...] = ()
+    seconds: float = 0.0
+    problem: str = ""  # why there is no summary (then the page says it)
+
+    @property
+    def complete(self) -> bool:
+        return not self.problem and not self.columns_left_out and self.rows_summarised == self.rows
+
+
+def _summary_columns(names: list[str], keep_first: list[str], limit: int) -> list[str]:
+    first = [n for n in keep_first if n in names]
+    rest = [n for n in names if n not in first]
+    return (first + rest)[:limit]
+
+
+def _bounds_notice(outcome: DataSummary, limits: QualitySpec) -> str:
+    parts = []
+    if outcome.rows_summarised < outcome.rows:
+        parts.append(f"a uniform sample of {outcome.rows_summarised:,} of {outcome.rows:,} rows "
+                     f"(quality.summary_max_rows)")
+    if outcome.columns_left_out:
+        named = ", ".join(outcome.columns_left_out[:SUMMARY_NAMED_LEFT_OUT])
+        more = len(outcome.columns_left_out) - SUMMARY_NAMED_LEFT_OUT
+        parts.append(f"{outcome.columns_summarised} of {outcome.columns} columns "
+                     f"(quality.summary_max_columns = {limits.summary_max_columns}); left out: "
+                     f"{named}" + (f" and {more} more" if more > 0 else ""))
+    return "This summary covers " + "; ".join(parts) + "." if parts else ""
+
+
+def _summary_page(title: str, text: str) -> str:
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Data summary</title>"
+            f"</head><body><h1>{_e(title)}</h1><p>{_e(text)}</p></body></html>")
+
+
+def _run_summary_child(data: Path, schema_path: str | Path | None, html_out: Path,
+                       limit_secs: float) -> str:
+    """Evidently in a child process that is killed after ``limit_secs``: a thread cannot
+    be stopped, and a wide table can keep Evidently busy for many minutes. Returns ''
+    when the page was written, else why not."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import sys; from autokfp.quality import _summary_child_main; "
+            "_summary_child_main(sys.argv[1:])")
+    args = [sys.executable, "-c", code, str(data), str(schema_path or ""), str(html_out),
+            str(os.getpid())]
+    child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, err = child.communicate(timeout=limit_secs)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.communicate()
+        return (f"Evidently did not finish within {limit_secs:g} s "
+                "(quality.summary_time_limit_secs) and was stopped")
+    except BaseException:  # interrupted: the child must not run on
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        raise
+    if child.returncode != 0 or not html_out.exists():
+        lines = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
+        return "Evidently could not summarise this dataset: " + (
+            lines[-1] if lines else f"exit status {child.returncode}")
+    return ""
+
+
+def _summary_child_main(argv: list[str]) -> None:
+    """The child of ``_run_summary_child``: stops when the step that started it is gone."""
+    from autokfp.lifeline import watch_parent
+
+    data, schema_path, html_out, parent = argv
+    watch_parent(int(parent))
+    frame = pd.read_parquet(data)
+    schema = (DatasetSchema.from_json(Path(schema_path).read_text(encoding="utf-8"))
+              if schema_path else None)
+    evidently_summary_html(frame, html_out, schema)
+
+
 def write_data_summary(dataset_path: str | Path, schema_path: str | Path | None,
-                       html_path: str | Path) -> Path:
+                       html_path: str | Path, limits: QualitySpec | None = None,
+                       keep_first: list[str] | None = None) -> DataSummary:
     """The Evidently data summary of a Parquet dataset as HTML, whatever happens.
 
-    If Evidently cannot summarise the data, the page says why instead (a profile report
-    must never be the reason a pipeline step fails; the quality gate decides that).
+    Bounded by ``limits`` (``quality.summary_max_columns``, ``summary_max_rows``,
+    ``summary_time_limit_secs``): columns ``keep_first`` (the target) then file order, a
+    fixed-seed row sample, and Evidently stopped when it overruns. The page (and the
+    returned ``DataSummary``) says what was left out. If Evidently cannot summarise the
+    data, the page says why instead (a profile report must never be the reason a pipeline
+    step fails, nor hold it up; the quality gate decides that).
     """
+    import tempfile
+    import time
+
+    import pyarrow.parquet as pq
+
+    limits = limits or QualitySpec()
     target = Path(html_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    outcome = DataSummary(path=target, columns=0, rows=0)
     try:
-        frame = pd.read_parquet(dataset_path)
-        schema = (DatasetSchema.from_json(Path(schema_path).read_text(encoding="utf-8"))
-                  if schema_path else None)
-        return evidently_summary_html(frame, target, schema)
+        meta = pq.read_metadata(dataset_path)
+        names = [str(n) for n in meta.schema.to_arrow_schema().names]
+        outcome = DataSummary(path=target, columns=len(names), rows=meta.num_rows)
+        chosen = _summary_columns(names, keep_first or [], limits.summary_max_columns)
+        frame = pd.read_parquet(dataset_path, columns=chosen)
+        if len(frame) > limits.summary_max_rows:
+            frame = frame.sample(n=limits.summary_max_rows, random_state=0).sort_index()
+        outcome = DataSummary(
+            path=target, columns=len(names), rows=meta.num_rows,
+            columns_summarised=len(chosen), rows_summarised=len(frame),
+            columns_left_out=tuple(n for n in names if n not in set(chosen)))
+        with tempfile.TemporaryDirectory(prefix="autokfp-summary-") as tmp:
+            data = Path(tmp) / "data.parquet"
+            frame.to_parquet(data, index=False)
+            del frame
+            page = Path(tmp) / "summary.html"
+            problem = _run_summary_child(data, schema_path, page,
+                                         limits.summary_time_limit_secs)
+            if not problem:
+                notice = _bounds_notice(outcome, limits)
+                text = page.read_text(encoding="utf-8")
+                if notice:
+                    banner = ("<div style='padding:.75rem 1rem;margin:.5rem;background:#fff8c5;"
+                              "font-family:system-ui,sans-serif;border-radius:6px'>"
+                              f"{_e(notice)}</div>")
+                    text = text.replace("<body>", "<body>" + banner, 1)
+                target.write_text(text, encoding="utf-8")
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        log.warning("the Evidently data summary could not be built: %s: %s",
-                    type(exc).__name__, exc)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Data summary</title>"
-            "</head><body><h1>Data summary unavailable</h1><p>Evidently could not summarise "
-            f"this dataset: {_e(type(exc).__name__)}: {_e(exc)}</p></body></html>",
-            encoding="utf-8")
-        return target
+        problem = f"Evidently could not summarise this dataset: {type(exc).__name__}: {exc}"
+    seconds = round(time.monotonic() - started, 2)
+    if problem:
+        notice = _bounds_notice(outcome, limits)
+        log.warning("the Evidently data summary was not built: %s", problem)
+        target.write_text(_summary_page("Data summary unavailable",
+                                        problem + (". " + notice if notice else "")),
+                          encoding="utf-8")
+    elif not outcome.complete:
+        log.warning("the Evidently data summary is partial: %s", _bounds_notice(outcome, limits))
+    return DataSummary(path=target, columns=outcome.columns, rows=outcome.rows,
+                       columns_summarised=0 if problem else outcome.columns_summarised,
+                       rows_summarised=0 if problem else outcome.rows_summarised,
+                       columns_left_out=outcome.columns_left_out, seconds=seconds,
+                       problem=problem)
 
 
 # --------------------------------------------------------------------------- HTML

@@ -25,6 +25,9 @@ class Profiled(StepResult):
     checks_passed: int
     checks_warned: int
     checks_failed: int
+    # what Evidently's data summary left out (its bounds are quality.summary_*)
+    summary_columns_left_out: int = 0
+    summary_rows_left_out: int = 0
 
     def publication(self) -> Publication:
         return Publication(metrics=finite_metrics(vars(self)))
@@ -36,14 +39,20 @@ def profile(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: 
     """Run the data-quality gate; write the HTML report, then fail if any check failed.
 
     ``summary_path`` receives the gate's report as JSON; ``data_summary_path`` Evidently's
-    data summary as HTML, written first so it is there even when the gate fails.
+    data summary as HTML, written first so it is there even when the gate fails, bounded
+    in columns, rows and time by ``quality.summary_*`` (the page and the result say what it
+    left out).
     """
     from autokfp.catalog.schema import DatasetSchema
     from autokfp.quality import raise_for_failures, run_quality_gate, write_data_summary
 
     cfg = read_config(config)
+    left_out = {"summary_columns_left_out": 0, "summary_rows_left_out": 0}
     if data_summary_path:
-        write_data_summary(dataset_path, schema_path, data_summary_path)
+        summary = write_data_summary(dataset_path, schema_path, data_summary_path,
+                                     limits=cfg.quality, keep_first=[cfg.training.target])
+        left_out = {"summary_columns_left_out": len(summary.columns_left_out),
+                    "summary_rows_left_out": summary.rows - summary.rows_summarised}
     frame = pd.read_parquet(dataset_path)
     schema = DatasetSchema.from_json(Path(schema_path).read_text())
     report = run_quality_gate(frame, schema, cfg)
@@ -55,4 +64,4 @@ def profile(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: 
     for check in report.checks:
         counts[check.status] = counts.get(check.status, 0) + 1
     return Profiled(rows=len(frame), columns=len(frame.columns), checks_passed=counts["pass"],
-                    checks_warned=counts["warn"], checks_failed=counts["fail"])
+                    checks_warned=counts["warn"], checks_failed=counts["fail"], **left_out)

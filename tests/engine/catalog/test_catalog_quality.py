@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 from kfp.dsl import HTML, Artifact, Dataset, Metrics
 
 from autokfp.catalog.profiling import profile_frame
+from autokfp.config import QualitySpec
+from autokfp.errors import QualityGateError
 from autokfp.quality import run_quality_gate, write_data_summary
+from autokfp.steps.profile import profile as profile_step
 from components import profile
 from tests.conftest import small_config
 
@@ -77,5 +82,60 @@ def test_profile_component_writes_the_evidently_summary(churn_frame, tmp_path) -
 
     # a dataset Evidently cannot read still gets a page that says why
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
-    target = write_data_summary(tmp_path / "bad.parquet", None, tmp_path / "bad.html")
-    assert "Data summary unavailable" in target.read_text()
+    outcome = write_data_summary(tmp_path / "bad.parquet", None, tmp_path / "bad.html")
+    assert "Data summary unavailable" in outcome.path.read_text()
+    assert outcome.problem
+
+
+def _wide(rows: int, columns: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(rows, columns)),
+                         columns=[f"x{i}" for i in range(columns)])
+    frame["churned"] = rng.integers(0, 2, size=rows)  # the target comes last in the file
+    return frame
+
+
+def test_a_wide_table_gets_a_bounded_summary_and_the_gate_still_decides(tmp_path) -> None:
+    # issue 14 item 5: 60 rows x 2,001 columns kept Evidently busy for over 590 s
+    frame = _wide(60, 2000)
+    dataset = tmp_path / "wide.parquet"
+    frame.to_parquet(dataset, index=False)
+    schema = tmp_path / "schema.json"
+    schema.write_text(profile_frame(frame, "files/wide.parquet", "file", str(tmp_path)).to_json())
+    config = small_config(tmp_path, dataset="files/wide.parquet",
+                          training={"dataset": "files/wide.parquet", "target": "churned"},
+                          quality={"min_rows": 100, "summary_max_columns": 4,
+                                   "summary_max_rows": 100})
+    page = tmp_path / "summary.html"
+    with pytest.raises(QualityGateError, match="min_rows|rows"):
+        profile_step(config, str(dataset), str(schema), str(tmp_path / "report.html"),
+                     data_summary_path=str(page))
+    text = page.read_text()
+    # Evidently ran on the target and the first three columns, and the page says what it left out
+    assert "Data summary unavailable" not in text
+    assert "4 of 2001 columns" in text and "quality.summary_max_columns" in text
+    assert "left out: x3, x4, x5" in text and "and 1967 more" in text
+    assert "churned" in text and "x2" in text
+
+
+
+def test_the_summary_samples_rows_and_stops_at_its_time_limit(tmp_path) -> None:
+    import time
+
+    frame = _wide(500, 3)
+    dataset = tmp_path / "rows.parquet"
+    frame.to_parquet(dataset, index=False)
+    outcome = write_data_summary(dataset, None, tmp_path / "rows.html", limits=QualitySpec(
+        summary_max_rows=100), keep_first=["churned"])
+    assert not outcome.problem and outcome.rows_summarised == 100 and outcome.rows == 500
+    assert not outcome.complete
+    assert "a uniform sample of 100 of 500 rows" in outcome.path.read_text()
+
+    started = time.monotonic()
+    outcome = write_data_summary(dataset, None, tmp_path / "slow.html", limits=QualitySpec(
+        summary_time_limit_secs=0.5))
+    took = time.monotonic() - started
+    assert "did not finish within 0.5 s" in outcome.problem
+    text = outcome.path.read_text()
+    assert "Data summary unavailable" in text and "summary_time_limit_secs" in text
+    assert took < 15, took  # stopped, not waited for
