@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -295,8 +297,8 @@ def test_failed_download_leaves_no_half_tree(base, tmp_path, monkeypatch):
         original = Blob.download_to_filename
         monkeypatch.setattr(Blob, "download_to_filename", fail_on_second)
     else:
-        original = storage.shutil.copy2
-        monkeypatch.setattr(storage.shutil, "copy2", fail_on_second)
+        original = shutil.copy2
+        monkeypatch.setattr(shutil, "copy2", fail_on_second)
 
     target = tmp_path / "out" / "model"
     with pytest.raises((StorageError, OSError)):
@@ -429,7 +431,7 @@ def test_failed_local_write_keeps_previous_content(tmp_path, monkeypatch):
     def broken_fsync(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(storage.os, "fsync", broken_fsync)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(StorageError, match="champion.json"):
         storage.write_text(path, '{"v": 2}')
     monkeypatch.undo()
@@ -458,7 +460,7 @@ def test_unwritable_folder_error_says_what_to_check(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(storage.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
     with pytest.raises(StorageError, match="Permission denied.*owner and mode"):
         storage.write_text(path, "after")
     monkeypatch.undo()
@@ -508,10 +510,10 @@ def test_gcs_errors_are_wrapped_with_the_uri(gcs_emulator, monkeypatch):
 
 
 def test_gcs_client_is_cached_and_follows_the_emulator_setting(gcs_emulator, monkeypatch):
-    first = storage._gcs_client()
-    assert storage._gcs_client() is first
+    first = storage.gcs.client()
+    assert storage.gcs.client() is first
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.host + "/")
-    assert storage._gcs_client() is not first
+    assert storage.gcs.client() is not first
     monkeypatch.undo()
     storage.reset_client()
 
@@ -519,7 +521,7 @@ def test_gcs_client_is_cached_and_follows_the_emulator_setting(gcs_emulator, mon
 def test_gcs_content_type_follows_the_extension(gcs_emulator):
     uri = f"{gcs_emulator.base_uri}/{uuid.uuid4().hex}/report.html"
     storage.write_text(uri, "<html></html>")
-    blob = storage._gcs_client().bucket(gcs_emulator.bucket).get_blob(uri.split("/", 3)[3])
+    blob = storage.gcs.client().bucket(gcs_emulator.bucket).get_blob(uri.split("/", 3)[3])
     assert blob.content_type == "text/html"
 
 

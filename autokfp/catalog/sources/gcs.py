@@ -51,11 +51,11 @@ class GcsPrefix:
         # storage keeps one configured client (emulator, credentials) and turns GCS failures
         # into StorageError naming the URI; listing with metadata needs the client itself.
         prefix_uri = self.config.uri.rstrip("/")
-        bucket, key = storage._split_gs(prefix_uri)
+        bucket, key = storage.gcs.split_uri(prefix_uri)
         prefix = key.rstrip("/") + "/" if key.strip("/") else ""
         out = []
-        with storage._gcs_errors(prefix_uri):
-            blobs = list(storage._gcs_client().list_blobs(bucket, prefix=prefix or None))
+        with storage.gcs.errors(prefix_uri):
+            blobs = list(storage.gcs.client().list_blobs(bucket, prefix=prefix or None))
         for blob in blobs:
             relative = blob.name[len(prefix):]
             if not relative or blob.name.endswith("/") or not self._wanted(relative):
