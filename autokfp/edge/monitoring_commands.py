@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -93,157 +93,168 @@ def _print_decision(console: Any, run: Any, number: int) -> None:
         console.print(f"[dim]Artifacts: {run.run_dir}[/]")
 
 
-def register_commands(app: typer.Typer) -> None:
-    @app.command()
-    def monitor(
-        config_path: Path = typer.Argument(..., help="YAML run config", metavar="CONFIG.yaml"),
-        every: str | None = typer.Option(
-            None, "--every", help="run on a timer, e.g. 10m, 6h (default: once)"
-        ),
-        max_runs: int | None = typer.Option(None, "--max-runs", min=1, help="stop after N runs"),
-        window_end: str = typer.Option(
-            "", "--window-end", help="end of the window, ISO 8601 (default: now)"
-        ),
-        home: Path | None = typer.Option(None, "--home", help="state folder"),
-        as_json: bool = typer.Option(False, "--json", help="print each decision as JSON"),
-        verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's log"),
-    ) -> None:
-        """Run the drift-monitoring pipeline locally (kfp.local), once or every --every."""
-        from rich.console import Console
+def _exit_with(errors: Any, error: AutokfpError) -> NoReturn:
+    errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=error.exit_code) from None
 
-        from autokfp.config import load_config
-        from autokfp.edge.local import run_monitoring
-        from autokfp.settings import Settings
 
-        console = Console()
-        errors = Console(stderr=True)
-        try:
-            config = load_config(config_path)
-            interval = parse_duration(every) if every else None
-            settings = Settings.from_env(home)
-            settings.ensure_local_dirs()
-            settings.export()
-        except AutokfpError as error:
-            errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=error.exit_code) from None
+def _monitor_once(console: Any, config: Any, settings: Any, number: int, *, every: str | None,
+                  window_end: str, verbose: bool, as_json: bool) -> None:
+    """One run of drift-monitoring, then its decision (a table, or JSON with --json)."""
+    from autokfp.edge.local import run_monitoring
 
-        def once(number: int) -> None:
-            log_path = (
-                None
-                if verbose
-                else settings.home / "logs" / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}.log"
-            )
-            if not as_json:
-                console.print(
-                    f"[bold]Monitoring[/] {config.name} (run {number}"
-                    + (f", every {every}" if every else "")
-                    + ")"
-                )
-            quiet = verbose or as_json
-            with (
-                contextlib.nullcontext() if quiet else console.status("running drift-monitoring...")
-            ):
-                result = run_monitoring(config, settings, window_end=window_end, log_path=log_path)
-            if as_json:
-                console.print_json(
-                    json.dumps(
-                        {
-                            "decision": result.decision,
-                            "retraining": result.retraining,
-                            "seconds": round(result.seconds, 1),
-                            "run_dir": str(result.run_dir),
-                        },
-                        default=str,
-                    )
-                )
-            else:
-                _print_decision(console, result, number)
-                if log_path:
-                    console.print(f"[dim]Full log: {log_path}[/]")
-
-        def failed(number: int, error: AutokfpError) -> None:
-            errors.print(
-                f"[bold red]monitoring run {number} failed:[/] {escape(str(error))}",
-                highlight=False,
-                soft_wrap=True,
-            )
-
-        try:
-            _runs, failures = run_on_timer(once, interval, max_runs, failed)
-        except KeyboardInterrupt:
-            errors.print("stopped")
-            raise typer.Exit(code=130) from None
-        if failures:
-            raise typer.Exit(code=2)
-
-    @app.command()
-    def schedule(
-        config_path: Path = typer.Argument(..., help="YAML run config", metavar="CONFIG.yaml"),
-        host: str | None = typer.Option(
-            None,
-            "--host",
-            envvar="KF_PIPELINES_ENDPOINT",
-            help="Kubeflow Pipelines API, e.g. https://kubeflow.example.com/pipeline",
-        ),
-        cron: str | None = typer.Option(
-            None, "--cron", help="6 fields, seconds first (default: monitoring.schedule)"
-        ),
-        experiment: str = typer.Option("autokfp", "--experiment", help="experiment name"),
-        name: str | None = typer.Option(
-            None, "--name", help="recurring run name (default: <model>-drift-monitoring)"
-        ),
-        namespace: str | None = typer.Option(
-            None, "--namespace", help="user namespace (multi-user Kubeflow)"
-        ),
-        token_env: str | None = typer.Option(
-            None, "--token-env", help="environment variable holding a bearer token"
-        ),
-        service_account: str | None = typer.Option(
-            None, "--service-account",
-            help="Kubernetes service account of the runs' pods, e.g. autokfp-pipeline-runner",
-        ),
-        allow_local_paths: bool = typer.Option(
-            False, "--allow-local-paths",
-            help="send folder/SQLite paths anyway (only if they exist inside the pods)",
-        ),
-        as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
-    ) -> None:
-        """Create a Kubeflow recurring run of drift-monitoring (re-enters training on drift)."""
-
-        from rich.console import Console
-
-        from autokfp.config import load_config
-        from autokfp.edge.scheduling import schedule_monitoring, token_from_env
-
-        console = Console()
-        try:
-            config = load_config(config_path)
-            token = token_from_env(token_env)
-            result = schedule_monitoring(
-                config,
-                host=host,
-                cron=cron,
-                experiment=experiment,
-                name=name,
-                namespace=namespace,
-                token=token,
-                service_account=service_account,
-                allow_local_paths=allow_local_paths,
-            )
-        except AutokfpError as error:
-            Console(stderr=True).print(
-                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-            )
-            raise typer.Exit(code=error.exit_code) from None
-        for warning in result.warnings:
-            Console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}", highlight=False,
-                                       soft_wrap=True)
-        if as_json:
-            console.print_json(json.dumps(result.to_dict()))
-            return
-        verb = "Created" if result.created else "Already scheduled:"
+    log_path = (
+        None
+        if verbose
+        else settings.home / "logs" / f"monitor-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    )
+    if not as_json:
         console.print(
-            f"{verb} recurring run [cyan]{result.name}[/] ({result.recurring_run_id}), cron "
-            f"'{result.cron}', experiment {result.experiment_id}, pipeline version "
-            f"{result.pipeline_version_id}"
+            f"[bold]Monitoring[/] {config.name} (run {number}"
+            + (f", every {every}" if every else "")
+            + ")"
         )
+    quiet = verbose or as_json
+    with contextlib.nullcontext() if quiet else console.status("running drift-monitoring..."):
+        result = run_monitoring(config, settings, window_end=window_end, log_path=log_path)
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "decision": result.decision,
+                    "retraining": result.retraining,
+                    "seconds": round(result.seconds, 1),
+                    "run_dir": str(result.run_dir),
+                },
+                default=str,
+            )
+        )
+    else:
+        _print_decision(console, result, number)
+        if log_path:
+            console.print(f"[dim]Full log: {log_path}[/]")
+
+
+def monitor_command(
+    config_path: Path = typer.Argument(..., help="YAML run config", metavar="CONFIG.yaml"),
+    every: str | None = typer.Option(
+        None, "--every", help="run on a timer, e.g. 10m, 6h (default: once)"
+    ),
+    max_runs: int | None = typer.Option(None, "--max-runs", min=1, help="stop after N runs"),
+    window_end: str = typer.Option(
+        "", "--window-end", help="end of the window, ISO 8601 (default: now)"
+    ),
+    home: Path | None = typer.Option(None, "--home", help="state folder"),
+    as_json: bool = typer.Option(False, "--json", help="print each decision as JSON"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's log"),
+) -> None:
+    """Run the drift-monitoring pipeline locally (kfp.local), once or every --every."""
+    from rich.console import Console
+
+    from autokfp.config import load_config
+    from autokfp.settings import Settings
+
+    console = Console()
+    errors = Console(stderr=True)
+    try:
+        config = load_config(config_path)
+        interval = parse_duration(every) if every else None
+        settings = Settings.from_env(home)
+        settings.ensure_local_dirs()
+        settings.export()
+    except AutokfpError as error:
+        _exit_with(errors, error)
+
+    def once(number: int) -> None:
+        _monitor_once(console, config, settings, number, every=every, window_end=window_end,
+                      verbose=verbose, as_json=as_json)
+
+    def failed(number: int, error: AutokfpError) -> None:
+        errors.print(
+            f"[bold red]monitoring run {number} failed:[/] {escape(str(error))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    try:
+        _runs, failures = run_on_timer(once, interval, max_runs, failed)
+    except KeyboardInterrupt:
+        errors.print("stopped")
+        raise typer.Exit(code=130) from None
+    if failures:
+        raise typer.Exit(code=2)
+
+
+def schedule_command(
+    config_path: Path = typer.Argument(..., help="YAML run config", metavar="CONFIG.yaml"),
+    host: str | None = typer.Option(
+        None,
+        "--host",
+        envvar="KF_PIPELINES_ENDPOINT",
+        help="Kubeflow Pipelines API, e.g. https://kubeflow.example.com/pipeline",
+    ),
+    cron: str | None = typer.Option(
+        None, "--cron", help="6 fields, seconds first (default: monitoring.schedule)"
+    ),
+    experiment: str = typer.Option("autokfp", "--experiment", help="experiment name"),
+    name: str | None = typer.Option(
+        None, "--name", help="recurring run name (default: <model>-drift-monitoring)"
+    ),
+    namespace: str | None = typer.Option(
+        None, "--namespace", help="user namespace (multi-user Kubeflow)"
+    ),
+    token_env: str | None = typer.Option(
+        None, "--token-env", help="environment variable holding a bearer token"
+    ),
+    service_account: str | None = typer.Option(
+        None, "--service-account",
+        help="Kubernetes service account of the runs' pods, e.g. autokfp-pipeline-runner",
+    ),
+    allow_local_paths: bool = typer.Option(
+        False, "--allow-local-paths",
+        help="send folder/SQLite paths anyway (only if they exist inside the pods)",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Create a Kubeflow recurring run of drift-monitoring (re-enters training on drift)."""
+
+    from rich.console import Console
+
+    from autokfp.config import load_config
+    from autokfp.edge.scheduling import schedule_monitoring, token_from_env
+
+    console = Console()
+    try:
+        config = load_config(config_path)
+        token = token_from_env(token_env)
+        result = schedule_monitoring(
+            config,
+            host=host,
+            cron=cron,
+            experiment=experiment,
+            name=name,
+            namespace=namespace,
+            token=token,
+            service_account=service_account,
+            allow_local_paths=allow_local_paths,
+        )
+    except AutokfpError as error:
+        _exit_with(Console(stderr=True), error)
+    for warning in result.warnings:
+        Console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}", highlight=False,
+                                   soft_wrap=True)
+    if as_json:
+        console.print_json(json.dumps(result.to_dict()))
+        return
+    verb = "Created" if result.created else "Already scheduled:"
+    console.print(
+        f"{verb} recurring run [cyan]{result.name}[/] ({result.recurring_run_id}), cron "
+        f"'{result.cron}', experiment {result.experiment_id}, pipeline version "
+        f"{result.pipeline_version_id}"
+    )
+
+
+def register_commands(app: typer.Typer) -> None:
+    """Add ``monitor`` and ``schedule``."""
+    app.command("monitor")(monitor_command)
+    app.command("schedule")(schedule_command)

@@ -252,6 +252,47 @@ def schedule_monitoring(
     cron = validate_cron(cron or config.monitoring.schedule)
     name = name or f"{config.name}-drift-monitoring"
     client = client or make_client(host, namespace, token)
+    pipeline_id, version_id = _upload_monitoring_version(client)
+    found = _api_call(
+        "create the experiment", client.create_experiment, experiment, namespace=namespace
+    )
+    experiment_id = found.experiment_id
+    params = {"config": config.to_dict(), "window_end": SCHEDULED_WINDOW_END}
+    existing = _keep_or_remove_recurring_runs(client, experiment_id, name, version_id, cron,
+                                              params, service_account)
+    if existing is not None:
+        return ScheduledRun(existing, name, cron, experiment_id, pipeline_id, version_id,
+                            created=False, warnings=warnings)
+    created = _api_call(
+        "create the recurring run",
+        client.create_recurring_run,
+        experiment_id=experiment_id,
+        job_name=name,
+        description=f"drift monitoring of {config.name} (autokfp {__version__})",
+        cron_expression=cron,
+        pipeline_id=pipeline_id,
+        version_id=version_id,
+        params=params,
+        max_concurrency=1,
+        no_catchup=True,
+        enabled=True,
+        service_account=service_account,
+    )
+    return ScheduledRun(
+        created.recurring_run_id, name, cron, experiment_id, pipeline_id, version_id, created=True,
+        warnings=warnings,
+    )
+
+
+def _upload_monitoring_version(client: Any) -> tuple[str, str]:
+    """Compile ``drift-monitoring``, upload it as the pipeline (once) and as a version named
+    after the autokfp version and the spec's hash (once per distinct spec).
+
+    Returns:
+        The pipeline's id and the version's id.
+    """
+    from autokfp import __version__
+
     with tempfile.TemporaryDirectory(prefix="autokfp-schedule-") as scratch:
         package = Path(scratch) / f"{PIPELINE_NAME}.yaml"
         digest = compile_monitoring(package)
@@ -286,12 +327,32 @@ def schedule_monitoring(
                 pipeline_id=pipeline_id,
                 description=f"autokfp {__version__}, spec sha256 {digest}",
             )
-        version_id = existing_version.pipeline_version_id
+        return pipeline_id, existing_version.pipeline_version_id
 
-    found = _api_call(
-        "create the experiment", client.create_experiment, experiment, namespace=namespace
+
+def _same_recurring_run(run: Any, version_id: str, cron: str, params: dict[str, Any],
+                        service_account: str | None) -> bool:
+    """Whether the recurring run ``run`` already runs this spec, cron, config and account."""
+    reference = run.pipeline_version_reference
+    same_spec = reference is not None and reference.pipeline_version_id == version_id
+    same_cron = (
+        run.trigger is not None
+        and run.trigger.cron_schedule is not None
+        and run.trigger.cron_schedule.cron == cron
     )
-    experiment_id = found.experiment_id
+    same_params = (
+        run.runtime_config is not None
+        and (run.runtime_config.parameters or {}).get("config") == params["config"]
+    )
+    same_account = (getattr(run, "service_account", None) or None) == service_account
+    return same_spec and same_cron and same_params and same_account
+
+
+def _keep_or_remove_recurring_runs(client: Any, experiment_id: str, name: str, version_id: str,
+                                   cron: str, params: dict[str, Any],
+                                   service_account: str | None) -> str | None:
+    """The id of the recurring run ``name`` when it is already what was asked for; an
+    outdated one (another cron, spec, config or account) is deleted and None returned."""
     listed = _api_call(
         "list recurring runs",
         client.list_recurring_runs,
@@ -299,34 +360,12 @@ def schedule_monitoring(
         page_size=100,
         filter=_filter(name),
     )
-    params = {"config": config.to_dict(), "window_end": SCHEDULED_WINDOW_END}
     for run in listed.recurring_runs or []:
         if run.display_name != name:
             continue
-        reference = run.pipeline_version_reference
-        same_spec = reference is not None and reference.pipeline_version_id == version_id
-        same_cron = (
-            run.trigger is not None
-            and run.trigger.cron_schedule is not None
-            and run.trigger.cron_schedule.cron == cron
-        )
-        same_params = (
-            run.runtime_config is not None
-            and (run.runtime_config.parameters or {}).get("config") == params["config"]
-        )
-        same_account = (getattr(run, "service_account", None) or None) == service_account
-        if same_spec and same_cron and same_params and same_account:
+        if _same_recurring_run(run, version_id, cron, params, service_account):
             log.info("recurring run %s already exists (%s)", name, run.recurring_run_id)
-            return ScheduledRun(
-                run.recurring_run_id,
-                name,
-                cron,
-                experiment_id,
-                pipeline_id,
-                version_id,
-                created=False,
-                warnings=warnings,
-            )
+            return run.recurring_run_id
         log.info(
             "replacing recurring run %s (%s): the cron, spec, config or account changed",
             name,
@@ -335,22 +374,4 @@ def schedule_monitoring(
         _api_call(
             "delete the outdated recurring run", client.delete_recurring_run, run.recurring_run_id
         )
-    created = _api_call(
-        "create the recurring run",
-        client.create_recurring_run,
-        experiment_id=experiment_id,
-        job_name=name,
-        description=f"drift monitoring of {config.name} (autokfp {__version__})",
-        cron_expression=cron,
-        pipeline_id=pipeline_id,
-        version_id=version_id,
-        params=params,
-        max_concurrency=1,
-        no_catchup=True,
-        enabled=True,
-        service_account=service_account,
-    )
-    return ScheduledRun(
-        created.recurring_run_id, name, cron, experiment_id, pipeline_id, version_id, created=True,
-        warnings=warnings,
-    )
+    return None

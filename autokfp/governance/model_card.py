@@ -90,23 +90,53 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
                      versions: dict[str, str] | None = None) -> str:
     """The Markdown model card of ``name`` ``version``."""
     dataset = tags.get("dataset") or schema.dataset_id
-    intended = config.governance.intended_use or default_intended_use(meta, dataset)
-    lines = [f"# Model card: {name} v{version}", "",
-             f"Aliases: {', '.join(registration.get('aliases', [])) or '-'}; "
-             f"decision: {registration.get('decision', '-')}", "",
-             f"MLflow run `{registration.get('run_id', '')}` "
-             f"(`models:/{name}/{version}`); engine {meta['engine']}, leader "
-             f"`{meta.get('leader', '')}`; task {meta['task']}, target `{meta['target']}`.", "",
-             "## Intended use", "", intended, ""]
+    lines = _header(name, version, registration, meta, config, dataset)
+    lines += _data_section(tags, meta, plan, schema, evaluation, lineage, dataset)
+    lines += _metrics_section(evaluation, fairness)
+    lines += _fairness_section(fairness)
+    lines += _explanations_section(explanation)
+    lines += ["## Limitations", ""]
+    lines += [f"- {item}" for item in limitations(meta, plan, fairness, explanation, evaluation)]
+    lines.append("")
+    if compliance:
+        lines += ["## Compliance", "", f"**{compliance['verdict']}**: {compliance['summary']} "
+                  "(see the compliance report).", ""]
+    lines += _training_section(config, meta)
+    lines += ["## Package versions", "", "| package | version |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in (versions or package_versions()).items()]
+    lines.append("")
+    if evidence:
+        lines += ["## Evidence", "", "| artifact | where |", "| --- | --- |"]
+        lines += [f"| {k} | `{v}` |" for k, v in evidence.items()]
+        lines.append("")
+    return "\n".join(lines)
 
-    lines += ["## Data", "",
-              "| what | value |", "| --- | --- |",
-              f"| dataset | `{dataset}` ({schema.platform}, {schema.row_count} rows) |",
-              f"| catalog URN | `{tags.get('dataset_urn', '-')}` |",
-              f"| schema fingerprint | `{tags.get('dataset_fingerprint', schema.fingerprint)}` |",
-              f"| schema version | {tags.get('dataset_schema_version', schema.catalog.get('schema_version', '-'))} |",
-              f"| training rows | {meta.get('trained_rows', '-')} |",
-              f"| held-out rows | {evaluation.get('test_rows', '-')} |", ""]
+
+def _header(name: str, version: str, registration: dict[str, Any], meta: dict[str, Any],
+            config: Any, dataset: str) -> list[str]:
+    """Title, registry coordinates and the intended use."""
+    intended = config.governance.intended_use or default_intended_use(meta, dataset)
+    return [f"# Model card: {name} v{version}", "",
+            f"Aliases: {', '.join(registration.get('aliases', [])) or '-'}; "
+            f"decision: {registration.get('decision', '-')}", "",
+            f"MLflow run `{registration.get('run_id', '')}` "
+            f"(`models:/{name}/{version}`); engine {meta['engine']}, leader "
+            f"`{meta.get('leader', '')}`; task {meta['task']}, target `{meta['target']}`.", "",
+            "## Intended use", "", intended, ""]
+
+
+def _data_section(tags: dict[str, str], meta: dict[str, Any], plan: Any, schema: Any,
+                  evaluation: dict[str, Any], lineage: list[dict[str, Any]] | None,
+                  dataset: str) -> list[str]:
+    """The dataset and its catalog links, lineage, and the features used and dropped."""
+    lines = ["## Data", "",
+             "| what | value |", "| --- | --- |",
+             f"| dataset | `{dataset}` ({schema.platform}, {schema.row_count} rows) |",
+             f"| catalog URN | `{tags.get('dataset_urn', '-')}` |",
+             f"| schema fingerprint | `{tags.get('dataset_fingerprint', schema.fingerprint)}` |",
+             f"| schema version | {tags.get('dataset_schema_version', schema.catalog.get('schema_version', '-'))} |",
+             f"| training rows | {meta.get('trained_rows', '-')} |",
+             f"| held-out rows | {evaluation.get('test_rows', '-')} |", ""]
     if lineage:
         lines += ["Lineage (from the catalog):", ""]
         for entry in lineage:
@@ -122,8 +152,12 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
               "| dropped column | why |", "| --- | --- |"]
     lines += [f"| `{c}` | {r} |" for c, r in plan.dropped.items()] or ["| - | - |"]
     lines.append("")
+    return lines
 
-    lines += ["## Metrics (held-out rows)", "", "| metric | value |", "| --- | --- |"]
+
+def _metrics_section(evaluation: dict[str, Any], fairness: dict[str, Any]) -> list[str]:
+    """Held-out metrics, the champion comparison, and the per-group tables."""
+    lines = ["## Metrics (held-out rows)", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {int(v) if k == 'rows' else _fmt(v)} |"
               for k, v in evaluation.get("metrics", {}).items()]
     comparison = evaluation.get("comparison") or {}
@@ -145,9 +179,13 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
                              f"{_fmt(s['mean_score'], 3)} | {_fmt(s['tpr'], 3)} | {_fmt(s['fpr'], 3)} "
                              f"| {_fmt(s['error_rate'], 3)} | {_fmt(s['auc'], 3)} |")
             lines.append("")
+    return lines
 
-    lines += ["## Fairness", "", f"**{fairness.get('verdict', 'not_run')}**: "
-              f"{fairness.get('verdict_reason', '')}", ""]
+
+def _fairness_section(fairness: dict[str, Any]) -> list[str]:
+    """The fairness verdict, the mitigation carried in the model, and the checks."""
+    lines = ["## Fairness", "", f"**{fairness.get('verdict', 'not_run')}**: "
+             f"{fairness.get('verdict_reason', '')}", ""]
     mitigation = fairness.get("mitigation") or {}
     if mitigation.get("summary"):
         lines += [mitigation["summary"], ""]
@@ -162,8 +200,12 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
         lines += [f"| {c['name']} | {c['column'] or '-'} | {c['status']} | {c['detail']} |"
                   for c in checks]
         lines.append("")
+    return lines
 
-    lines += ["## Explanations", ""]
+
+def _explanations_section(explanation: dict[str, Any]) -> list[str]:
+    """Permutation importance, Kernel SHAP and H2O contributions, and the :explain route."""
+    lines = ["## Explanations", ""]
     importance = explanation.get("permutation_importance")
     if importance:
         top = importance["columns"][:8]
@@ -172,25 +214,22 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
                   + ", ".join(f"`{i['column']}` {i['importance']:.4f}" for i in top), ""]
     shap_result = explanation.get("shap") or {}
     if shap_result.get("status") == "run":
-        top = list(shap_result.get("mean_abs", {}).items())[:8]
+        shap_top = list(shap_result.get("mean_abs", {}).items())[:8]
         lines += [f"Kernel SHAP (mean |contribution| to {shap_result['output']}, "
-                  f"{shap_result.get('rows')} rows): " + ", ".join(f"`{c}` {v:.4f}" for c, v in top), ""]
+                  f"{shap_result.get('rows')} rows): "
+                  + ", ".join(f"`{c}` {v:.4f}" for c, v in shap_top), ""]
     else:
         lines += [f"Kernel SHAP: {shap_result.get('reason', 'not run')}", ""]
     lines += [f"H2O contributions: {explanation.get('h2o_contributions', 'not run')}", "",
               "The served model answers `POST /v1/models/<name>:explain` with per-column "
               "contributions for the instances sent.", ""]
+    return lines
 
-    lines += ["## Limitations", ""]
-    lines += [f"- {item}" for item in limitations(meta, plan, fairness, explanation, evaluation)]
-    lines.append("")
 
-    if compliance:
-        lines += ["## Compliance", "", f"**{compliance['verdict']}**: {compliance['summary']} "
-                  "(see the compliance report).", ""]
-
+def _training_section(config: Any, meta: dict[str, Any]) -> list[str]:
+    """Every training setting of the run config, per engine too, and the threshold."""
     training = config.to_dict()
-    lines += ["## Training configuration", "", "| setting | value |", "| --- | --- |"]
+    lines = ["## Training configuration", "", "| setting | value |", "| --- | --- |"]
     for section in ("training", "split", "budget", "features", "selection", "governance"):
         for key, value in (training.get(section) or {}).items():
             lines.append(f"| {section}.{key} | `{value}` |")
@@ -198,15 +237,7 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
         for key, value in settings.items():
             lines.append(f"| engines.{engine}.{key} | `{value}` |")
     lines += [f"| decision threshold | {meta.get('threshold', 0.5)} |", ""]
-
-    lines += ["## Package versions", "", "| package | version |", "| --- | --- |"]
-    lines += [f"| {k} | {v} |" for k, v in (versions or package_versions()).items()]
-    lines.append("")
-    if evidence:
-        lines += ["## Evidence", "", "| artifact | where |", "| --- | --- |"]
-        lines += [f"| {k} | `{v}` |" for k, v in evidence.items()]
-        lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def card_metadata(*, name: str, version: str, tags: dict[str, str], meta: dict[str, Any],
