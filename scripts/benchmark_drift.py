@@ -25,6 +25,15 @@ every column both tested is compared.
 
 It prints PASS/FAIL for the targets (our time at --rows under 60 s and peak under 4 GB,
 at least 5x Evidently's rows/s, every verdict agreeing) and always exits 0.
+
+``--parquet`` measures the streaming path instead (``detect_drift_parquet``: windows larger
+than memory): both sides are written as Parquet in 1M-row pieces (never whole in memory),
+the verdicts are streamed from the files in a fresh process (time and peak memory, data
+not loaded beforehand), and on ``--compare-rows`` rows (default 1M) the streamed verdicts
+are compared with ``detect_drift`` on the whole frames. Targets: 10M x 50 per side in at
+most 30 s, peak under 2 GB, every verdict the same.
+
+    python scripts/benchmark_drift.py --parquet --rows 10000000 --data-dir /tmp/drift10m
 """
 
 from __future__ import annotations
@@ -43,6 +52,9 @@ from typing import Any
 TIME_TARGET_S = 60.0
 MEMORY_TARGET_GB = 4.0
 SPEEDUP_TARGET = 5.0
+STREAM_TIME_TARGET_S = 30.0
+STREAM_MEMORY_TARGET_GB = 2.0
+PIECE_ROWS = 1_000_000
 
 
 # ----------------------------------------------------------------------------- the data
@@ -194,6 +206,121 @@ def worker(engine: str, rows: int, columns: int, small_rows: int) -> dict[str, A
     return result
 
 
+def write_parquet(directory: Path, rows: int, columns: int) -> tuple[Path, Path]:
+    """Both sides as Parquet, written in PIECE_ROWS pieces (each piece its own seeds)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ref_path, cur_path = directory / f"reference_{rows}x{columns}.parquet", directory / (
+        f"current_{rows}x{columns}.parquet")
+    if ref_path.exists() and cur_path.exists():
+        return ref_path, cur_path
+    writers: dict[str, Any] = {}
+    try:
+        for piece, start in enumerate(range(0, rows, PIECE_ROWS)):
+            reference, current = make_frames(min(PIECE_ROWS, rows - start), columns,
+                                              seed=10 * piece)
+            for side, frame in (("ref", reference), ("cur", current)):
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if side not in writers:
+                    path = ref_path if side == "ref" else cur_path
+                    writers[side] = pq.ParquetWriter(str(path) + ".part", table.schema)
+                writers[side].write_table(table, row_group_size=PIECE_ROWS // 4)
+            del reference, current
+    finally:
+        for writer in writers.values():
+            writer.close()
+    for path in (ref_path, cur_path):
+        Path(str(path) + ".part").rename(path)
+    return ref_path, cur_path
+
+
+def stream_worker(ref_path: str, cur_path: str, compare: bool) -> dict[str, Any]:
+    """Inside a fresh interpreter: stream the verdicts (and compare with frames if asked)."""
+    warnings.filterwarnings("ignore")
+    from autokfp.monitoring.drift_stream import detect_drift_parquet
+
+    gc.collect()
+    exact_peak = _reset_peak()
+    cpu_before = time.process_time()
+    started = time.perf_counter()
+    report = detect_drift_parquet(ref_path, cur_path)
+    seconds = time.perf_counter() - started
+    result: dict[str, Any] = {
+        "seconds": seconds, "cpu_seconds": time.process_time() - cpu_before, "peak_gb": _peak_kb() / 1024**2, "peak_is_exact": exact_peak,
+        "verdicts": {c.column: c.drifted for c in report.columns},
+        "methods": {c.column: c.method for c in report.columns},
+        "scores": {c.column: c.score for c in report.columns},
+    }
+    if compare:
+        import pandas as pd
+
+        from autokfp.monitoring.drift import detect_drift
+
+        frames = detect_drift(pd.read_parquet(ref_path), pd.read_parquet(cur_path))
+        result["frame_verdicts"] = {c.column: c.drifted for c in frames.columns}
+        result["frame_scores"] = {c.column: c.score for c in frames.columns}
+    return result
+
+
+def run_stream(ref_path: Path, cur_path: Path, compare: bool) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--stream-worker", str(ref_path), str(cur_path)]
+    if compare:
+        command.append("--compare")
+    done = subprocess.run(command, capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if done.returncode != 0:
+        raise RuntimeError(f"stream worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main_parquet(args: argparse.Namespace) -> int:
+    import tempfile
+
+    directory = Path(args.data_dir or tempfile.mkdtemp(prefix="drift-parquet-"))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"Streaming drift benchmark: {args.rows:,} rows x {args.columns} columns per side "
+          f"({os.cpu_count()} cores, load average {load:.1f}); files in {directory}")
+    started = time.perf_counter()
+    ref_path, cur_path = write_parquet(directory, args.rows, args.columns)
+    size_gb = (ref_path.stat().st_size + cur_path.stat().st_size) / 1024**3
+    print(f"data: {size_gb:.2f} GB of Parquet for both sides "
+          f"({time.perf_counter() - started:.0f} s to write or find)")
+    full = run_stream(ref_path, cur_path, compare=args.rows <= args.compare_rows)
+    print(f"\nstreamed {args.rows:,} rows/side: {full['seconds']:.1f} s wall, "
+          f"{full['cpu_seconds']:.1f} s CPU (both cores together), peak {full['peak_gb']:.2f} GB "
+          f"(load average now {os.getloadavg()[0]:.1f})")
+    if args.rows <= args.compare_rows:
+        compared, rows = full, args.rows
+    else:
+        small_ref, small_cur = write_parquet(directory, args.compare_rows, args.columns)
+        compared, rows = run_stream(small_ref, small_cur, compare=True), args.compare_rows
+        print(f"streamed {rows:,} rows/side: {compared['seconds']:.1f} s, "
+              f"peak {compared['peak_gb']:.2f} GB (frames compared in the same process)")
+    same = sum(compared["verdicts"][c] == compared["frame_verdicts"].get(c)
+               for c in compared["verdicts"])
+    same_columns = set(compared["verdicts"]) == set(compared["frame_verdicts"])
+    worst = max((abs(compared["scores"][c] - compared["frame_scores"][c])
+                 / max(abs(compared["frame_scores"][c]), 1e-12)
+                 for c in compared["verdicts"] if compared["scores"][c] is not None), default=0.0)
+    print(f"verdicts equal to whole-frame detect_drift at {rows:,} rows: "
+          f"{same}/{len(compared['frame_verdicts'])} (largest relative score gap {worst:.1e})")
+    print(f"drifted columns: {sum(full['verdicts'].values())} of {len(full['verdicts'])}")
+    checks = [
+        (f"{args.rows:,} rows streamed in at most {STREAM_TIME_TARGET_S:.0f} s",
+         full["seconds"] <= STREAM_TIME_TARGET_S),
+        (f"peak memory under {STREAM_MEMORY_TARGET_GB:.0f} GB",
+         full["peak_gb"] < STREAM_MEMORY_TARGET_GB),
+        ("every streamed verdict equals the whole-frame one",
+         same_columns and same == len(compared["frame_verdicts"])),
+    ]
+    print()
+    for label, passed in checks:
+        print(f"{'PASS' if passed else 'FAIL'}  {label}")
+    return 0
+
+
 def run_worker(engine: str, rows: int, columns: int, small_rows: int) -> dict[str, Any]:
     command = [
         sys.executable,
@@ -257,8 +384,20 @@ def main(argv: list[str] | None = None) -> int:
         help="rows per side of the small-sample agreement check (<= 1000)",
     )
     parser.add_argument("--json", action="store_true", help="also print the raw results as JSON")
+    parser.add_argument("--parquet", action="store_true",
+                        help="measure streaming from Parquet (detect_drift_parquet)")
+    parser.add_argument("--data-dir", help="where --parquet writes (and reuses) its files")
+    parser.add_argument("--compare-rows", type=int, default=1_000_000,
+                        help="--parquet: rows per side where frames are compared too")
     parser.add_argument("--worker", choices=["ours", "evidently"], help=argparse.SUPPRESS)
+    parser.add_argument("--stream-worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--compare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.stream_worker:
+        print(json.dumps(stream_worker(*args.stream_worker, args.compare)))
+        return 0
+    if args.parquet:
+        return main_parquet(args)
     if args.worker:
         print(json.dumps(worker(args.worker, args.rows, args.columns, args.small_rows)))
         return 0

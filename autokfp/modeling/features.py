@@ -50,6 +50,10 @@ class FeaturePlan:
     categorical_levels: dict[str, list[str]] = field(default_factory=dict)
     text_vocabulary: dict[str, list[str]] = field(default_factory=dict)
     missing_indicators: list[str] = field(default_factory=list)
+    # numeric features whose stored values Evidently reads as categories (codes stored as
+    # text or category dtype, integers with at most 10 distinct values): drift tests them
+    # as categories, as Evidently would, while the model keeps reading them as numbers
+    category_coded: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
     leakage_scores: dict[str, float] = field(default_factory=dict)
     # feature selection (``select_features``): engineered columns left out although their
@@ -173,6 +177,7 @@ def plan_features(
         latest = max(_to_datetime(train[c]).max() for c in plan.datetime)
         plan.reference_time = None if pd.isna(latest) else pd.Timestamp(latest).isoformat()
     plan.missing_indicators = [c for c in plan.numeric if train[c].isna().any()]
+    plan.category_coded = [c for c in plan.numeric if _stored_as_categories(train[c])]
 
     _drop_leaks(plan, train, y, spec.leakage_threshold)
     if not plan.feature_columns:
@@ -242,6 +247,21 @@ def category_text(value: Any) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     return str(value)
+
+
+def _stored_as_categories(series: pd.Series) -> bool:
+    """Evidently's column-type rule (``infer_column_type``) says categorical: a category
+    dtype, text with at most half its values distinct, or integers with <= 10 distinct."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return True
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return series.nunique() <= 10
+    if pd.api.types.is_string_dtype(series.dtype) or series.dtype == object:
+        present = series.dropna()
+        if present.empty or not all(isinstance(v, str) for v in present.iloc[[0, -1]]):
+            return False
+        return present.nunique() <= len(present) * 0.5
+    return False
 
 
 def _is_number_column(series: pd.Series) -> bool:

@@ -277,7 +277,8 @@ def _count_vectors(
     return reference, current
 
 
-def _numerical(reference: np.ndarray, current: np.ndarray) -> tuple[str, float]:
+def numerical_method(reference: np.ndarray, current: np.ndarray) -> tuple[str, float]:
+    """(method, score) for two samples of finite numbers, by Evidently's rules."""
     if len(reference) <= SMALL_REFERENCE_ROWS:
         ref_values, ref_counts = np.unique(reference, return_counts=True)
         cur_values, cur_counts = np.unique(current, return_counts=True)
@@ -300,7 +301,13 @@ def _numerical(reference: np.ndarray, current: np.ndarray) -> tuple[str, float]:
 
 
 def _categorical(reference: pd.Series, current: pd.Series) -> tuple[str, float, int, int]:
-    ref_counts, cur_counts = _counts(reference), _counts(current)
+    return categorical_method(_counts(reference), _counts(current))
+
+
+def categorical_method(
+    ref_counts: pd.Series, cur_counts: pd.Series
+) -> tuple[str, float, int, int]:
+    """(method, score, reference values, current values) from each side's value counts."""
     n_ref, n_cur = int(ref_counts.sum()), int(cur_counts.sum())
     if n_ref == 0 or n_cur == 0:
         return "", float("nan"), n_ref, n_cur
@@ -334,7 +341,7 @@ def column_drift(
         if len(ref) == 0 or len(cur) == 0:
             side = "reference" if len(ref) == 0 else "current window"
             return f"no non-missing values in the {side}"
-        method, score = _numerical(ref, cur)
+        method, score = numerical_method(ref, cur)
         n_ref, n_cur = len(ref), len(cur)
     elif kind == CATEGORICAL:
         method, score, n_ref, n_cur = _categorical(reference, current)

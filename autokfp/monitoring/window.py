@@ -66,10 +66,15 @@ class Champion:
 
     @property
     def kinds(self) -> dict[str, str]:
-        """Input columns the drift test compares, by kind (dates and free text are not)."""
+        """Input columns the drift test compares, by kind (dates and free text are not).
+
+        Numeric features stored as category codes (text or category dtype, few integers)
+        are compared as categories: Evidently's choice for such columns.
+        """
         from autokfp.monitoring.drift import CATEGORICAL, NUMERICAL
 
-        kinds = {c: NUMERICAL for c in self.plan.numeric}
+        coded = set(getattr(self.plan, "category_coded", None) or [])
+        kinds = {c: CATEGORICAL if c in coded else NUMERICAL for c in self.plan.numeric}
         kinds.update({c: CATEGORICAL for c in self.plan.categorical + self.plan.boolean})
         return kinds
 
@@ -472,7 +477,8 @@ def normalise_kinds(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
         if kind == NUMERICAL:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
         else:
-            frame[column] = frame[column].map(category_text).astype("object")
+            # missing stays missing (not the category "nan"): drift leaves it out
+            frame[column] = frame[column].map(category_text, na_action="ignore").astype("object")
     return frame
 
 

@@ -168,7 +168,13 @@ def _detect_drift(
     report_path: str,
 ) -> dict[str, Any]:
     """Per-feature and prediction drift of the window against the reference."""
-    from autokfp.monitoring.drift import detect_drift
+    from autokfp.modeling.features import category_text
+    from autokfp.monitoring.drift_stream import (
+        detect_drift_parquet,
+        parquet_columns,
+        parquet_rows,
+        sample_rows,
+    )
 
     cfg = read_config(config)
     collection = read_json(collection_path)
@@ -183,18 +189,19 @@ def _detect_drift(
         kinds = collection["kinds"]
         prediction_kinds = collection["prediction_kinds"]
         both = {**kinds, **prediction_kinds}
-        current = normalise_kinds(pd.read_parquet(current_path), both)
-        reference = normalise_kinds(pd.read_parquet(reference_path), both)
-        features = detect_drift(
-            reference,
-            current,
-            columns=list(kinds),
-            kinds=kinds,
-            drift_share=cfg.monitoring.drift_share,
+        # streamed column by column from the Parquet files: the window may exceed memory
+        stream = {"category_key": category_text, "coerce_numbers": True}
+        features = detect_drift_parquet(
+            reference_path, current_path, columns=list(kinds), kinds=kinds,
+            drift_share=cfg.monitoring.drift_share, **stream,
         )
-        present = [c for c in prediction_kinds if c in reference.columns and c in current.columns]
+        reference_columns = set(parquet_columns(reference_path))
+        current_columns = set(parquet_columns(current_path))
+        present = [c for c in prediction_kinds
+                   if c in reference_columns and c in current_columns]
         predictions = (
-            detect_drift(reference, current, columns=present, kinds=prediction_kinds)
+            detect_drift_parquet(reference_path, current_path, columns=present,
+                                 kinds=prediction_kinds, **stream)
             if present
             else None
         )
@@ -205,7 +212,8 @@ def _detect_drift(
             "prediction_note": ""
             if present
             else "the reference holds no predictions: prediction drift not measured",
-            "rows": {"current": len(current), "reference": len(reference)},
+            "rows": {"current": parquet_rows(current_path),
+                     "reference": parquet_rows(reference_path)},
         }
         from autokfp.settings import Settings
 
@@ -213,8 +221,13 @@ def _detect_drift(
             Settings.from_env().artifact_root, "reports", "drift", cfg.model_name,
             f"{collection.get('run_id') or 'latest'}.html",
         )
+        report_kinds = {c: both[c] for c in list(kinds) + present}
+        reference, current = (
+            normalise_kinds(sample_rows(path, list(report_kinds), REPORT_ROWS), both)
+            for path in (reference_path, current_path)
+        )
         problem = evidently_report(
-            reference, current, {c: both[c] for c in list(kinds) + present}, report_path,
+            reference, current, report_kinds, report_path,
             full_report_uri=full_uri,
         )
         if problem:
