@@ -149,33 +149,7 @@ def _check_target(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
         QualityCheck("target_present", "pass", f"target column '{target}' present", column=target)
     ]
     series = df[target]
-    missing = int(series.isna().sum())
-    fraction = missing / len(series) if len(series) else 1.0
-    allowed = config.quality.max_target_missing_fraction
-    details = {"missing": missing, "fraction": fraction, "allowed": allowed}
-    if fraction > allowed:
-        checks.append(
-            QualityCheck(
-                "target_missing",
-                "fail",
-                f"target '{target}' is missing in {missing} of {len(series)} rows "
-                f"({_percent(fraction)}), above quality.max_target_missing_fraction="
-                f"{allowed}; drop or label those rows, or raise the setting",
-                column=target,
-                details=details,
-            )
-        )
-    else:
-        checks.append(
-            QualityCheck(
-                "target_missing",
-                "pass",
-                f"target '{target}' missing in {missing} rows",
-                column=target,
-                details=details,
-            )
-        )
-
+    checks.append(_check_target_missing(series, target, config))
     values = series.dropna()
     distinct = int(values.nunique())
     if distinct < 2:
@@ -207,34 +181,58 @@ def _check_target(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
         checks.append(QualityCheck("target_task", "fail", str(exc), column=target))
         return checks
     if task in ("binary", "multiclass"):
-        counts = values.astype(str).value_counts()
-        minimum = config.quality.min_class_count
-        small = counts[counts < minimum]
-        details = {"task": task, "class_counts": {str(k): int(v) for k, v in counts.items()}}
-        if len(small):
-            listed = ", ".join(f"{k!r}: {v}" for k, v in small.items())
-            checks.append(
-                QualityCheck(
-                    "class_counts",
-                    "fail",
-                    f"target '{target}' ({task}) has classes with fewer than "
-                    f"quality.min_class_count={minimum} rows ({listed}); collect more rows of "
-                    "those classes, merge them, or lower the setting",
-                    column=target,
-                    details=details,
-                )
-            )
-        else:
-            checks.append(
-                QualityCheck(
-                    "class_counts",
-                    "pass",
-                    f"every class of '{target}' has >= {minimum} rows",
-                    column=target,
-                    details=details,
-                )
-            )
+        checks.append(_check_class_counts(values, target, task, config))
     return checks
+
+
+def _check_target_missing(series: pd.Series, target: str, config: RunConfig) -> QualityCheck:
+    missing = int(series.isna().sum())
+    fraction = missing / len(series) if len(series) else 1.0
+    allowed = config.quality.max_target_missing_fraction
+    details = {"missing": missing, "fraction": fraction, "allowed": allowed}
+    if fraction > allowed:
+        return QualityCheck(
+            "target_missing",
+            "fail",
+            f"target '{target}' is missing in {missing} of {len(series)} rows "
+            f"({_percent(fraction)}), above quality.max_target_missing_fraction="
+            f"{allowed}; drop or label those rows, or raise the setting",
+            column=target,
+            details=details,
+        )
+    return QualityCheck(
+        "target_missing",
+        "pass",
+        f"target '{target}' missing in {missing} rows",
+        column=target,
+        details=details,
+    )
+
+
+def _check_class_counts(values: pd.Series, target: str, task: str,
+                        config: RunConfig) -> QualityCheck:
+    counts = values.astype(str).value_counts()
+    minimum = config.quality.min_class_count
+    small = counts[counts < minimum]
+    details = {"task": task, "class_counts": {str(k): int(v) for k, v in counts.items()}}
+    if len(small):
+        listed = ", ".join(f"{k!r}: {v}" for k, v in small.items())
+        return QualityCheck(
+            "class_counts",
+            "fail",
+            f"target '{target}' ({task}) has classes with fewer than "
+            f"quality.min_class_count={minimum} rows ({listed}); collect more rows of "
+            "those classes, merge them, or lower the setting",
+            column=target,
+            details=details,
+        )
+    return QualityCheck(
+        "class_counts",
+        "pass",
+        f"every class of '{target}' has >= {minimum} rows",
+        column=target,
+        details=details,
+    )
 
 
 def _id_columns(schema: DatasetSchema | None, config: RunConfig) -> list[str]:

@@ -275,37 +275,10 @@ def crawl_sources(
     _tag_target(found, training)
     graph = load_lineage(store)
 
-    outcomes: list[DatasetOutcome] = []
     source_errors: dict[str, str] = {}
-    to_publish: list[DatasetSchema] = []
     with store.lock():
         index = store.load_index()
-        for item in found:
-            if item.source_failed:
-                source_errors[item.source_name] = item.error or "failed"
-                continue
-            entry = index.get(item.dataset_id)
-            if item.error:
-                index[item.dataset_id] = _failed_entry(entry, item)
-                outcomes.append(DatasetOutcome(
-                    dataset_id=item.dataset_id, source=item.source_name, status="failed",
-                    platform=item.schema.platform, location=item.schema.location,
-                    version=(entry or {}).get("latest_version") or None,
-                    accepted_version=(entry or {}).get("accepted_version") or None,
-                    reused=item.reused, error=item.error, notes=item.notes))
-                continue
-            used = _used_columns(graph, item.schema)
-            previous = dict(entry or {})
-            entry, status, change = _evolve(store, entry, item.schema, used)
-            index[item.dataset_id] = entry
-            item.schema.catalog = catalog_facts(entry)
-            outcomes.append(_outcome(item, entry, status, change))
-            republish = (not item.reused or status != "unchanged"
-                         or previous.get("verdict") != entry["verdict"]
-                         or previous.get("accepted_version") != entry["accepted_version"]
-                         or bool(previous.get("last_error")))
-            if republish:
-                to_publish.append(item.schema)
+        outcomes, to_publish = _catalogue(store, index, found, graph, source_errors)
         outcomes += _mark_missing(index, found, source_list, source_errors)
         store.save_index(index)
         pruned = _pruned_cache(cache, found, source_list, source_errors)
@@ -316,22 +289,69 @@ def crawl_sources(
                          source_errors=source_errors, cache_hits=cache.hits,
                          cache_misses=cache.misses, catalog=store.root, found=found)
     if publish_metadata and to_publish:
-        proposals = [p for schema in to_publish for p in metadata_proposals(schema)]
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        name = f"crawl-{stamp}-{uuid.uuid4().hex[:6]}.json"
-        result: PublishResult = publish(proposals, store.uri("metadata", name),
-                                        settings.catalog_dir)
-        report.published = result.to_dict()
+        report.published = _publish_schemas(to_publish, store, settings).to_dict()
     report.seconds = time.monotonic() - started
     store.write_json("last-crawl.json", report.to_dict())
-    for source, error in source_errors.items():
+    _log_report(report)
+    return report
+
+
+def _catalogue(store: CatalogStore, index: dict[str, Any], found: list[DiscoveredDataset],
+               graph: LineageGraph, source_errors: dict[str, str],
+               ) -> tuple[list[DatasetOutcome], list[DatasetSchema]]:
+    """Enter what was found into ``index`` (new schema versions, verdicts, failures).
+
+    Failed sources go into ``source_errors``. Returns the outcome per dataset and the schemas
+    to publish: new, changed, or whose verdict, accepted version or error changed.
+    """
+    outcomes: list[DatasetOutcome] = []
+    to_publish: list[DatasetSchema] = []
+    for item in found:
+        if item.source_failed:
+            source_errors[item.source_name] = item.error or "failed"
+            continue
+        entry = index.get(item.dataset_id)
+        if item.error:
+            index[item.dataset_id] = _failed_entry(entry, item)
+            outcomes.append(DatasetOutcome(
+                dataset_id=item.dataset_id, source=item.source_name, status="failed",
+                platform=item.schema.platform, location=item.schema.location,
+                version=(entry or {}).get("latest_version") or None,
+                accepted_version=(entry or {}).get("accepted_version") or None,
+                reused=item.reused, error=item.error, notes=item.notes))
+            continue
+        used = _used_columns(graph, item.schema)
+        previous = dict(entry or {})
+        entry, status, change = _evolve(store, entry, item.schema, used)
+        index[item.dataset_id] = entry
+        item.schema.catalog = catalog_facts(entry)
+        outcomes.append(_outcome(item, entry, status, change))
+        republish = (not item.reused or status != "unchanged"
+                     or previous.get("verdict") != entry["verdict"]
+                     or previous.get("accepted_version") != entry["accepted_version"]
+                     or bool(previous.get("last_error")))
+        if republish:
+            to_publish.append(item.schema)
+    return outcomes, to_publish
+
+
+def _publish_schemas(schemas: list[DatasetSchema], store: CatalogStore,
+                     settings: Settings) -> PublishResult:
+    """One metadata file of the schemas' proposals, sent on to DataHub Lite and GMS."""
+    proposals = [p for schema in schemas for p in metadata_proposals(schema)]
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    name = f"crawl-{stamp}-{uuid.uuid4().hex[:6]}.json"
+    return publish(proposals, store.uri("metadata", name), settings.catalog_dir)
+
+
+def _log_report(report: CrawlReport) -> None:
+    for source, error in report.source_errors.items():
         log.warning("source '%s' could not be crawled: %s", source, error)
     counts = report.counts()
     log.info("crawl: %d catalogued (%d new, %d changed, %d breaking, %d reused), %d failed, "
              "%d source(s) failed in %.1fs", counts["catalogued"], counts["new"],
              counts["changed"], counts["breaking"], counts["reused"], counts["failed"],
              counts["sources_failed"], report.seconds)
-    return report
 
 
 def _used_columns(graph: LineageGraph, schema: DatasetSchema) -> set[str] | None:

@@ -62,13 +62,23 @@ def check_inputs(
     max_bad_fraction: float = 0.2,
 ) -> InputQuality:
     """Check the window's inputs against the model's required columns and the reference."""
-    from autokfp.monitoring.drift import CATEGORICAL, NUMERICAL
-
     rows = len(window)
     result = InputQuality(rows=rows, bad_rows=0, max_bad_fraction=max_bad_fraction)
     if rows == 0:
         result.checks.append(Check("rows", "fail", "the window holds no rows"))
         return result
+    present = _check_rows(window, required, result)
+    if reference is None or reference.empty:
+        return result
+    result.checks += _compare_with_reference(window, reference, present, kinds)
+    return result
+
+
+def _check_rows(window: pd.DataFrame, required: list[str], result: InputQuality) -> list[str]:
+    """The required columns, rows with every input missing, and rows logged twice (checks
+    and bad rows into ``result``). Returns the required columns present."""
+    rows = len(window)
+    max_bad_fraction = result.max_bad_fraction
     absent = [c for c in required if c not in window.columns]
     present = [c for c in required if c in window.columns]
     if absent:
@@ -103,8 +113,14 @@ def check_inputs(
                 f"{twice} rows were logged twice" if twice else "no row logged twice",
             )
         )
-    if reference is None or reference.empty:
-        return result
+    return present
+
+
+def _compare_with_reference(window: pd.DataFrame, reference: pd.DataFrame, present: list[str],
+                            kinds: dict[str, str]) -> list[Check]:
+    """Missing values, numbers out of range and unseen categories, against the reference."""
+    from autokfp.monitoring.drift import CATEGORICAL, NUMERICAL
+
     missing_warnings, range_warnings, unseen_warnings = [], [], []
     for column in present:
         if column not in reference.columns:
@@ -115,33 +131,44 @@ def check_inputs(
             missing_warnings.append(f"{column} {live_missing:.0%} (reference {ref_missing:.0%})")
         kind = kinds.get(column)
         if kind == NUMERICAL:
-            live = pd.to_numeric(window[column], errors="coerce").to_numpy(dtype="float64")
-            ref = pd.to_numeric(reference[column], errors="coerce").to_numpy(dtype="float64")
-            live, ref = live[np.isfinite(live)], ref[np.isfinite(ref)]
-            if len(live) and len(ref):
-                outside = float(np.mean((live < ref.min()) | (live > ref.max())))
-                if outside >= OUT_OF_RANGE:
-                    range_warnings.append(
-                        f"{column} {outside:.0%} outside [{ref.min():.4g}, {ref.max():.4g}]"
-                    )
+            warning = _out_of_range(column, window[column], reference[column])
+            if warning:
+                range_warnings.append(warning)
         elif kind == CATEGORICAL:
-            known = set(reference[column].dropna().astype(str).unique())
-            live_values = window[column].dropna().astype(str)
-            if len(live_values):
-                unseen = float((~live_values.isin(known)).mean())
-                if unseen >= UNSEEN:
-                    new = sorted(set(live_values.unique()) - known)[:5]
-                    unseen_warnings.append(f"{column} {unseen:.0%} unseen (e.g. {new})")
-    for name, found, what in (
-        ("missing_values", missing_warnings, "more missing values than the reference"),
-        ("out_of_range", range_warnings, "numbers outside the reference range"),
-        ("unseen_categories", unseen_warnings, "categories the reference never had"),
-    ):
-        result.checks.append(
-            Check(
-                name,
-                "warn" if found else "pass",
-                f"{what}: {'; '.join(found)}" if found else f"no {what}",
-            )
+            warning = _unseen_categories(column, window[column], reference[column])
+            if warning:
+                unseen_warnings.append(warning)
+    return [
+        Check(
+            name,
+            "warn" if found else "pass",
+            f"{what}: {'; '.join(found)}" if found else f"no {what}",
         )
-    return result
+        for name, found, what in (
+            ("missing_values", missing_warnings, "more missing values than the reference"),
+            ("out_of_range", range_warnings, "numbers outside the reference range"),
+            ("unseen_categories", unseen_warnings, "categories the reference never had"),
+        )
+    ]
+
+
+def _out_of_range(column: str, window: pd.Series, reference: pd.Series) -> str | None:
+    live = pd.to_numeric(window, errors="coerce").to_numpy(dtype="float64")
+    ref = pd.to_numeric(reference, errors="coerce").to_numpy(dtype="float64")
+    live, ref = live[np.isfinite(live)], ref[np.isfinite(ref)]
+    if len(live) and len(ref):
+        outside = float(np.mean((live < ref.min()) | (live > ref.max())))
+        if outside >= OUT_OF_RANGE:
+            return f"{column} {outside:.0%} outside [{ref.min():.4g}, {ref.max():.4g}]"
+    return None
+
+
+def _unseen_categories(column: str, window: pd.Series, reference: pd.Series) -> str | None:
+    known = set(reference.dropna().astype(str).unique())
+    live_values = window.dropna().astype(str)
+    if len(live_values):
+        unseen = float((~live_values.isin(known)).mean())
+        if unseen >= UNSEEN:
+            new = sorted(set(live_values.unique()) - known)[:5]
+            return f"{column} {unseen:.0%} unseen (e.g. {new})"
+    return None
