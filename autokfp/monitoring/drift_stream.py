@@ -112,7 +112,7 @@ def read_numbers(dataset: Any, column: str, batch_rows: int = BATCH_ROWS) -> np.
             values[filled:filled + len(chunk)] = chunk
             filled += len(chunk)
         else:
-            kept = np.count_nonzero(finite)
+            kept = int(np.count_nonzero(finite))
             np.compress(finite, chunk, out=values[filled:filled + kept])
             filled += kept
     return values[:filled]

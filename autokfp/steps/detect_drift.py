@@ -190,7 +190,7 @@ def _detect_drift(
         prediction_kinds = collection["prediction_kinds"]
         both = {**kinds, **prediction_kinds}
         # streamed column by column from the Parquet files: the window may exceed memory
-        stream = {"category_key": category_text, "coerce_numbers": True}
+        stream: dict[str, Any] = {"category_key": category_text, "coerce_numbers": True}
         features = detect_drift_parquet(
             reference_path, current_path, columns=list(kinds), kinds=kinds,
             drift_share=cfg.monitoring.drift_share, **stream,
