@@ -116,6 +116,23 @@ class SqlSource(_Strict):
             raise ValueError("must be a SQLAlchemy URL such as sqlite:///path/to.db")
         return value
 
+    @model_validator(mode="after")
+    def _no_literal_password(self) -> SqlSource:
+        """A literal password never stays in the config, which travels everywhere (every
+        task's command line and log, compiled run parameters, the model card, MLflow): it
+        moves to an environment variable of this process (local tasks inherit it) and the
+        url references that variable instead."""
+        url, moved = move_literal_passwords(self.url, password_env_name(self.name))
+        if moved:
+            self.url = url
+            log.warning(
+                "source '%s': its url holds a literal password; it was moved to the "
+                "environment variable %s of this process (local tasks inherit it) and the url "
+                "now reads %s. Never write a password in a config: set an environment variable "
+                "(in a cluster, from a Kubernetes Secret) and write ${VAR} in the url.",
+                self.name, " and ".join(moved), url)
+        return self
+
 
 Source = Annotated[FolderSource | GcsSource | S3Source | SqlSource, Field(discriminator="kind")]
 
@@ -690,6 +707,66 @@ def load_config(path: str | Path) -> RunConfig:
     config = parse_config(data, origin=str(path))
     check_config_size(config, f"config file '{path}'")
     return _resolve_relative(config, path.parent.resolve())
+
+
+SQL_PASSWORD_ENV_PREFIX = "AUTOKFP_SQL_PASSWORD_"
+# user:password@ as SQLAlchemy parses it (a username has no ':' or '/', a password no '@')
+_URL_PASSWORD = re.compile(r"^(?P<head>[\w+.-]+://[^:/@]*:)(?P<password>[^@]*)(?P<tail>@.*)$",
+                           re.S)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|pwd)=)(?P<password>[^&]*)", re.I)
+
+
+def password_env_name(source_name: str) -> str:
+    """The environment variable a SQL source's literal password is moved to."""
+    return SQL_PASSWORD_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", source_name).upper()
+
+
+def _literal(password: str) -> bool:
+    # a password written as (or with) ${VAR} already comes from the environment
+    return bool(password) and not _ENV_REF.search(password)
+
+
+def move_literal_passwords(url: str, env_name: str) -> tuple[str, list[str]]:
+    """``url`` with each literal password (``user:PASSWORD@`` or ``?password=``) replaced by
+    a ``${VAR}`` reference, its value put into ``os.environ``; returns the variables set.
+
+    The value is kept as written (still URL-encoded), which is what ``expand_env`` puts back.
+    """
+    import os
+
+    moved: list[str] = []
+    match = _URL_PASSWORD.match(url)
+    if match and _literal(match["password"]):
+        os.environ[env_name] = match["password"]
+        url = f"{match['head']}${{{env_name}}}{match['tail']}"
+        moved.append(env_name)
+    query_env = env_name + "_QUERY"
+
+    def _query(found: re.Match[str]) -> str:
+        if not _literal(found["password"]):
+            return found[0]
+        os.environ[query_env] = found["password"]
+        moved.append(query_env)
+        return f"{found['head']}${{{query_env}}}"
+
+    if "?" in url:
+        base, _, query = url.partition("?")
+        url = base + _QUERY_PASSWORD.sub(_query, "?" + query)
+    return url, moved
+
+
+def mask_url_password(url: str) -> str:
+    """``url`` safe to print: a literal password (``user:PASSWORD@``, ``?password=``) shows as
+    ``***``; ``${VAR}`` references are kept (they name, not hold, the secret)."""
+    match = _URL_PASSWORD.match(url)
+    if match and _literal(match["password"]):
+        url = f"{match['head']}***{match['tail']}"
+    if "?" in url:
+        base, _, query = url.partition("?")
+        url = base + _QUERY_PASSWORD.sub(
+            lambda m: m["head"] + ("***" if _literal(m["password"]) else m["password"]),
+            "?" + query)
+    return url
 
 
 def expand_env(url: str) -> str:

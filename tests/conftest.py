@@ -324,3 +324,70 @@ def engine_plugin(tmp_path_factory, monkeypatch):
         with registry._LOCK:
             registry._ENGINES.pop("hgb", None)
         sys.modules.pop(PLUGIN_MODULE, None)  # the next install imports (registers) it again
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """A running PostgreSQL server on 127.0.0.1 with password authentication."""
+
+    port: int
+    user: str
+    password: str
+
+    def url(self, database: str, password: str | None = None) -> str:
+        return (f"postgresql+pg8000://{self.user}:{password or self.password}"
+                f"@127.0.0.1:{self.port}/{database}")
+
+    def run(self, database: str, *statements: str) -> None:
+        import pg8000.native
+
+        connection = pg8000.native.Connection(self.user, password=self.password,
+                                              host="127.0.0.1", port=self.port,
+                                              database=database)
+        try:
+            for statement in statements:
+                connection.run(statement)
+        finally:
+            connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """Debian's PostgreSQL (STACK.md), started in a temporary folder; scram-sha-256
+    passwords, so a wrong or missing password is refused as in production."""
+    import glob
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    import uuid
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    bin_dir = os.path.dirname(found[-1])
+    # the server refuses to run as root: run it as the postgres account then
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = tempfile.mkdtemp(prefix="autokfp-pg-")
+    os.chmod(folder, 0o777)
+    password = "pg-" + uuid.uuid4().hex[:12]
+    pwfile = os.path.join(folder, "pw")
+    with open(pwfile, "w", encoding="utf-8") as handle:
+        handle.write(password + "\n")
+    os.chmod(pwfile, 0o644)
+    data = os.path.join(folder, "data")
+    port = _free_port()
+    subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", data, "-U", "app",
+                    "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8"],
+                   check=True, capture_output=True, timeout=120)
+    os.remove(pwfile)
+    subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", data, "-w", "-t", "60", "-l",
+                    os.path.join(folder, "server.log"), "-o",
+                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True, timeout=90)
+    try:
+        yield Postgres(port=port, user="app", password=password)
+    finally:
+        subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -203,6 +203,7 @@ def data_changes(result: Any, config: Any, settings: Any) -> list[str]:
 
 
 def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> None:
+    from autokfp.config import mask_url_password
     from autokfp.modeling import registry
 
     models = {m["name"]: m for m in registry.list_models(settings)}
@@ -217,7 +218,7 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> Non
         "data_changes": data_changes(result, config, settings),
         "state": {
             "home": str(settings.home),
-            "registry": settings.tracking_uri,
+            "registry": mask_url_password(settings.tracking_uri),
             "artifacts": settings.artifact_root,
             "pipeline_run": str(result.run_dir) if result.run_dir else settings.pipeline_root,
             "catalog": str(settings.catalog_dir),
@@ -248,7 +249,7 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> Non
     decision = _deploy_decision(result.run_dir)
     if decision:
         console.print(f"Deployment: {decision['outcome']} ({decision['target']}): {decision['reason']}")
-    console.print(f"Registry  : {settings.tracking_uri}  (autokfp models)")
+    console.print(f"Registry  : {summary['state']['registry']}  (autokfp models)")
     console.print(f"Artifacts : {summary['state']['pipeline_run']}")
     console.print("Catalog   : the discover step's 'catalog' artifact (DataHub metadata) in the run above")
     console.print(f"Serve it  : autokfp serve --model {config.name}@champion --port 8080   "

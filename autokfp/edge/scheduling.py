@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autokfp.config import RunConfig
+from autokfp.config import SQL_PASSWORD_ENV_PREFIX, RunConfig
 from autokfp.errors import AutokfpError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,14 @@ def check_cluster_config(config: RunConfig, allow_local_paths: bool = False) -> 
     Raises:
         ConfigError: something names a local path and ``allow_local_paths`` is false.
     """
+    moved = [f"sources '{source.name}'" for source in config.sources
+             if source.kind == "sql" and "${" + SQL_PASSWORD_ENV_PREFIX in source.url]
+    if moved:
+        raise ConfigError(
+            f"{', '.join(moved)}: the url held a literal password, which stays on this machine "
+            "(it never travels in a run's parameters). Put the password in a Kubernetes Secret "
+            "the pipeline's pods receive as an environment variable, write ${VAR} in the url, "
+            "and submit again.")
     found = local_state_in(config)
     if found and not allow_local_paths:
         raise ConfigError(

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autokfp.config import mask_url_password
 from autokfp.errors import RegistryError
 from autokfp.settings import Settings
 
@@ -68,7 +69,8 @@ def experiment_id(client: Any, model_name: str, settings: Settings | None = None
                 raise
     if settings.shared_registry and is_local_location(existing.artifact_location):
         raise RegistryError(
-            f"MLflow experiment '{name}' on {settings.tracking_uri} keeps its artifacts in "
+            f"MLflow experiment '{name}' on {mask_url_password(settings.tracking_uri)} keeps "
+            "its artifacts in "
             f"'{existing.artifact_location}', a folder on one machine: other pods and KServe "
             "would find no model there. Set AUTOKFP_MLFLOW_ARTIFACT_ROOT (ConfigMap "
             "autokfp-config) to a gs:// or s3:// prefix, then rename or delete that "

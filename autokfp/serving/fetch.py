@@ -31,6 +31,7 @@ def fetch_model(uri: str, dest: str | Path) -> Path:
     if uri.startswith(_REGISTRY_SCHEMES):
         import mlflow.artifacts
 
+        from autokfp.config import mask_url_password
         from autokfp.modeling import registry
 
         registry.configure()
@@ -38,7 +39,8 @@ def fetch_model(uri: str, dest: str | Path) -> Path:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
         except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for a bad URI
             raise DeploymentError(f"MODEL_URI '{uri}' could not be fetched from the registry at "
-                                  f"{registry.Settings.from_env().tracking_uri}: {exc}") from exc
+                                  f"{mask_url_password(registry.Settings.from_env().tracking_uri)}: "
+                                  f"{exc}") from exc
     elif storage.is_remote(uri):
         storage.download_dir(uri, dest, overwrite=True)
         local = dest

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import uuid
 
 import pytest
 import yaml
 
-from autokfp.config import load_config
+from autokfp.config import load_config, password_env_name
 from autokfp.edge.local import run_training
 from autokfp.examples.churn import write_example_data
 from autokfp.modeling import registry
@@ -42,13 +44,25 @@ print(roc_auc_score(rows["churned"].astype(str) == "1", predictions["probability
 """
 
 
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the block ends: nothing listens
+
+
 def test_a_plugin_engine_is_trained_selected_and_registered(engine_plugin, tmp_path,
-                                                            autokfp_home) -> None:
+                                                            autokfp_home, monkeypatch) -> None:
     data = write_example_data(tmp_path / "data", n_rows=3000, seed=7)
     path = tmp_path / "run.yaml"
+    # a second source whose URL holds a literal password (issue 14 item 11): it is moved
+    # out of the config when read, so no task's command line, log or artifact holds it
+    secret = "lit-" + uuid.uuid4().hex
+    monkeypatch.setenv(password_env_name("crm"), "placeholder")  # unset again afterwards
     path.write_text(yaml.safe_dump({
         "name": "churn-plugin",
-        "sources": [{"name": "warehouse", "kind": "sql", "url": f"sqlite:///{data.warehouse_db}"}],
+        "sources": [{"name": "warehouse", "kind": "sql", "url": f"sqlite:///{data.warehouse_db}"},
+                    {"name": "crm", "kind": "sql",
+                     "url": f"postgresql+pg8000://app:{secret}@127.0.0.1:{_closed_port()}/crm"}],
         "training": {"dataset": "warehouse/customers", "target": "churned",
                      "id_column": "customer_id"},
         "budget": {"max_runtime_secs": 10},
@@ -89,3 +103,15 @@ def test_a_plugin_engine_is_trained_selected_and_registered(engine_plugin, tmp_p
         env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(auc, abs=1e-6)
+
+    # the literal password is nowhere: run log, pipeline root, artifacts, registry, MLflow
+    # params and tags (the crawl of the unreachable crm source failed and said so, masked)
+    log_text = (autokfp_home.home / "logs" / "run.log").read_text()
+    # the config is in the log (each task's input), with the reference instead of the value
+    assert "${" + password_env_name("crm") + "}" in log_text and secret not in log_text
+    needle = secret.encode()
+    holding = [str(p) for p in autokfp_home.home.rglob("*")
+               if p.is_file() and needle in p.read_bytes()]
+    assert holding == []
+    mlflow_run = client.get_run(champion.run_id).data
+    assert secret not in json.dumps({**mlflow_run.params, **mlflow_run.tags})
