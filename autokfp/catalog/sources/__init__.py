@@ -4,7 +4,8 @@ Each kind module registers its class for the ``kind`` of its config model:
 ``folder.py`` (a local folder), ``gcs.py`` (a gs:// prefix), ``s3.py`` (an s3:// or
 minio:// prefix), ``sql.py`` (a SQLAlchemy database). A new kind is one module here that
 reads its config model and decorates its class with ``@register_source("<kind>")``, plus an
-import below; file-based kinds reuse ``files.py`` for reading and profiling.
+import below; file-based kinds reuse ``files.py`` for reading and profiling, and its
+``FileSource`` / ``ObjectPrefix`` classes (an object-store kind only lists its objects).
 """
 
 from autokfp.catalog.sources import folder, gcs, s3, sql  # noqa: F401 - each registers its kind

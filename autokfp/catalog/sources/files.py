@@ -7,21 +7,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from autokfp import storage
 from autokfp.catalog.profiling import profile_frame
 from autokfp.catalog.sources.base import (
     FORMATS,
     CrawlCache,
     DiscoveredDataset,
+    LoadedData,
     bottom_k,
     describe,
     empty_error,
     failed,
     file_format,
     log,
+    missing_error,
     mixed_type_notes,
+    selected,
 )
 from autokfp.errors import DataError
 
@@ -215,3 +220,57 @@ def discover_file(
         cache.store(item)
     return item
 
+
+
+# --------------------------------------------------------------------------- file sources
+
+
+class FileSource:
+    """What the folder, gcs and s3 sources share: a config with a name and include/exclude
+    patterns, hidden path parts skipped, errors described without secrets."""
+
+    platform: str
+
+    def __init__(self, config: Any):
+        self.config = config
+        self.name = config.name
+
+    def _wanted(self, relative: str) -> bool:
+        hidden = any(part.startswith(".") for part in relative.split("/"))
+        return bool(relative) and not hidden and selected(
+            relative, self.config.include, self.config.exclude)
+
+    def describe_error(self, exc: BaseException) -> str:
+        return describe(exc)
+
+
+class ObjectPrefix(FileSource):
+    """The objects under an object-store prefix (``config.uri``): listed with what identifies
+    their version, so an unchanged object is never downloaded again; read through a local
+    copy. A kind says only how to list its objects (``_objects``)."""
+
+    def _objects(self) -> list[tuple[str, str, str, str | None]]:
+        """(uri, relative path, signature, modified) of the selected objects, sorted."""
+        raise NotImplementedError
+
+    def list_datasets(self) -> list[str]:
+        return [relative for _, relative, _, _ in self._objects()]
+
+    def discover(self, sample_rows: int, cache: CrawlCache | None) -> list[DiscoveredDataset]:
+        try:
+            objects = self._objects()
+        except Exception as exc:
+            return [failed(self.name, self.platform, self.config.uri, describe(exc))]
+        return [
+            discover_file(lambda u=uri: storage.local_copy(u), uri, rel, self.name,
+                          self.platform, sample_rows, signature, modified, cache)
+            for uri, rel, signature, modified in objects
+        ]
+
+    def load(self, dataset_id: str, relative: str) -> LoadedData:
+        uri = storage.join(self.config.uri, relative)
+        fmt = file_format(relative)
+        if not storage.exists(uri) or fmt is None:
+            raise missing_error(dataset_id, self)
+        with storage.local_copy(uri) as path:
+            return LoadedData(read_file(path, fmt, uri), self.platform, uri, fmt)

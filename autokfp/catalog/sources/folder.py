@@ -11,7 +11,6 @@ from autokfp.catalog.sources.base import (
     CrawlCache,
     DiscoveredDataset,
     LoadedData,
-    describe,
     failed,
     file_format,
     iso_utc,
@@ -20,18 +19,17 @@ from autokfp.catalog.sources.base import (
     selected,
     signature_of,
 )
-from autokfp.catalog.sources.files import discover_file, read_file
+from autokfp.catalog.sources.files import FileSource, discover_file, read_file
 from autokfp.config import FolderSource
 from autokfp.errors import DataError
 
 
 @register_source("folder")
-class Folder:
+class Folder(FileSource):
     """A local folder, searched recursively (hidden files and folders skipped)."""
 
-    def __init__(self, config: FolderSource):
-        self.config = config
-        self.name = config.name
+    platform = "file"
+    config: FolderSource
 
     def list_datasets(self) -> list[str]:
         if not Path(self.config.path).is_dir():
@@ -82,6 +80,3 @@ class Folder:
         if fmt is None:
             raise DataError(f"'{path}' has an unsupported format; use {', '.join(sorted(FORMATS))}")
         return LoadedData(read_file(path, fmt, str(path)), "file", str(path), fmt)
-
-    def describe_error(self, exc: BaseException) -> str:
-        return describe(exc)

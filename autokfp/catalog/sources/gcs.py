@@ -3,44 +3,17 @@
 from __future__ import annotations
 
 from autokfp import storage
-from autokfp.catalog.sources.base import (
-    CrawlCache,
-    DiscoveredDataset,
-    LoadedData,
-    describe,
-    failed,
-    file_format,
-    iso_utc,
-    missing_error,
-    register_source,
-    selected,
-    signature_of,
-)
-from autokfp.catalog.sources.files import discover_file, read_file
+from autokfp.catalog.sources.base import iso_utc, register_source, signature_of
+from autokfp.catalog.sources.files import ObjectPrefix
 from autokfp.config import GcsSource
 
 
 @register_source("gcs")
-class GcsPrefix:
+class GcsPrefix(ObjectPrefix):
     """The objects under a gs:// prefix (hidden path parts skipped)."""
 
-    def __init__(self, config: GcsSource):
-        self.config = config
-        self.name = config.name
-
-    def list_datasets(self) -> list[str]:
-        prefix = self.config.uri.rstrip("/")
-        out = []
-        for uri in storage.list_uris(prefix, recursive=True):
-            relative = uri[len(prefix) :].lstrip("/")
-            if self._wanted(relative):
-                out.append(relative)
-        return out
-
-    def _wanted(self, relative: str) -> bool:
-        hidden = any(part.startswith(".") for part in relative.split("/"))
-        return bool(relative) and not hidden and selected(
-            relative, self.config.include, self.config.exclude)
+    platform = "gcs"
+    config: GcsSource
 
     def _objects(self) -> list[tuple[str, str, str, str | None]]:
         """(uri, relative path, signature, modified) of the selected objects.
@@ -64,25 +37,3 @@ class GcsPrefix:
             out.append((storage.join(prefix_uri, relative), relative, signature,
                         iso_utc(blob.updated)))
         return sorted(out)
-
-    def discover(self, sample_rows: int, cache: CrawlCache | None) -> list[DiscoveredDataset]:
-        try:
-            objects = self._objects()
-        except Exception as exc:
-            return [failed(self.name, "gcs", self.config.uri, describe(exc))]
-        return [
-            discover_file(lambda u=uri: storage.local_copy(u), uri, rel, self.name, "gcs",
-                          sample_rows, signature, modified, cache)
-            for uri, rel, signature, modified in objects
-        ]
-
-    def load(self, dataset_id: str, relative: str) -> LoadedData:
-        uri = storage.join(self.config.uri, relative)
-        fmt = file_format(relative)
-        if not storage.exists(uri) or fmt is None:
-            raise missing_error(dataset_id, self)
-        with storage.local_copy(uri) as path:
-            return LoadedData(read_file(path, fmt, uri), "gcs", uri, fmt)
-
-    def describe_error(self, exc: BaseException) -> str:
-        return describe(exc)
