@@ -9,8 +9,8 @@ Usage: scripts/build_images.sh [--push] [--image NAME]... [--accelerator gpu|cpu
 
 Builds the autokfp wheel into dist/, then the container images from the repository root:
 
-  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-runtime:<version>   (images/runtime)
-  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-training:<version>  (images/training)
+  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-runtime:<version>   (images/engine, target runtime)
+  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-training:<version>  (images/engine, target training)
   ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-serving:<version>   (images/serving)
 
 <version> is the project version from pyproject.toml with '+' replaced by '-', the same tag
@@ -280,12 +280,19 @@ echo ">> Python base image: $PYTHON_BASE"
 summary=()
 for name in "${selected[@]}"; do
   ref="$(image_ref "$name")"
-  args=(--file "images/$name/Dockerfile" --build-arg "VERSION=$VERSION"
-        --build-arg "PYTHON_IMAGE=$PYTHON_BASE" --tag "$ref")
+  args=(--build-arg "VERSION=$VERSION" --build-arg "PYTHON_IMAGE=$PYTHON_BASE" --tag "$ref")
   note=""
-  if [[ "$name" == training ]]; then
-    args+=(--build-arg "ACCELERATOR=$accelerator"); note=" (accelerator: $accelerator)"
-  fi
+  case "$name" in
+    # runtime and training are two targets of one Dockerfile: with the same accelerator
+    # (cpu) they are the same layers
+    runtime) args+=(--file images/engine/Dockerfile --target runtime --build-arg ACCELERATOR=cpu) ;;
+    training)
+      args+=(--file images/engine/Dockerfile --target training
+             --build-arg "ACCELERATOR=$accelerator")
+      note=" (accelerator: $accelerator)"
+      ;;
+    *) args+=(--file "images/$name/Dockerfile") ;;
+  esac
   echo ">> building $ref$note"
   started=$SECONDS
   "${BUILD[@]}" "${common_args[@]}" "${args[@]}" ${extra_args[@]+"${extra_args[@]}"} .

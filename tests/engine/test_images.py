@@ -19,6 +19,8 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ("runtime", "training", "serving")
+# runtime and training are two targets of images/engine/Dockerfile
+DOCKERFILES = {"runtime": "engine", "training": "engine", "serving": "serving"}
 sys.path.insert(0, str(ROOT / "images"))
 from requirements import requirements  # noqa: E402  (images/requirements.py)
 
@@ -26,7 +28,27 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["
 
 
 def _dockerfile(name: str) -> str:
-    return (ROOT / "images" / name / "Dockerfile").read_text(encoding="utf-8")
+    return (ROOT / "images" / DOCKERFILES[name] / "Dockerfile").read_text(encoding="utf-8")
+
+
+def _stages(text: str) -> dict[str, list[str]]:
+    """The instructions of each stage of a Dockerfile, by stage name ("" for unnamed)."""
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    for step in _instructions(text):
+        if step.startswith("FROM "):
+            words = step.split()
+            current = stages.setdefault(words[3] if len(words) > 3 else "", [])
+        current.append(step)
+    return stages
+
+
+def _image_steps(name: str) -> list[str]:
+    """What the image ``name`` is built from: its target stage with the stages it stands on."""
+    stages = _stages(_dockerfile(name))
+    if DOCKERFILES[name] != "engine":
+        return stages[""]
+    return stages["base"] + stages[name]
 
 
 def _instructions(text: str) -> list[str]:
@@ -54,11 +76,15 @@ def _pins() -> dict[str, str]:
 @pytest.mark.parametrize("name", IMAGES)
 def test_dockerfile_follows_the_house_rules(name):
     text = _dockerfile(name)
-    steps = _instructions(text)
-    # one stage, on the Python base the build script chooses (the usual one or Debian's)
+    steps = _image_steps(name)
+    # on the Python base the build script chooses (the usual one or Debian's); the engine's
+    # two images are targets on one shared stage
     froms = [s for s in steps if s.startswith("FROM ")]
-    assert froms == ["FROM ${PYTHON_IMAGE}"], froms
-    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in steps
+    if DOCKERFILES[name] == "engine":
+        assert froms == ["FROM ${PYTHON_IMAGE} AS base", f"FROM base AS {name}"], froms
+    else:
+        assert froms == ["FROM ${PYTHON_IMAGE}"], froms
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in _instructions(text)
     # a syntax directive makes BuildKit pull a frontend image from Docker Hub
     assert not re.search(r"^#\s*syntax=", text, re.MULTILINE)
     # nothing fetched from outside Debian's mirror and the Python index
@@ -74,7 +100,7 @@ def test_dockerfile_follows_the_house_rules(name):
     assert "PYTHONDONTWRITEBYTECODE=1" in text and "PIP_NO_CACHE_DIR=1" in text
     assert "ARG VERSION=0.0.0" in steps
     assert 'org.opencontainers.image.version="${VERSION}"' in text
-    assert f'org.opencontainers.image.title="autokfp-{name}"' in text
+    assert any(f'org.opencontainers.image.title="autokfp-{name}"' in s for s in steps)
     assert "openjdk-17-jre-headless" in text
     # pinned: every dependency through constraints.txt, then the wheel alone, then pip check
     install = next(s for s in steps if "-r /tmp/build/requirements.txt" in s)
@@ -90,15 +116,18 @@ def test_dockerfile_follows_the_house_rules(name):
 
 
 def test_runtime_and_cpu_training_share_their_layers():
-    """Same text down to the wheel: the CPU training variant reuses the runtime's layers."""
-    def shared(name: str) -> list[str]:
-        steps = _instructions(_dockerfile(name))
-        end = next(i for i, s in enumerate(steps) if "pip check" in s)
-        return [s for s in steps[: end + 1] if not s.startswith("ARG ACCELERATOR=")]
-
-    assert shared("runtime") == shared("training")
-    assert "ARG ACCELERATOR=cpu" in _dockerfile("runtime")
-    assert "ARG ACCELERATOR=gpu" in _dockerfile("training")  # the release image is the GPU one
+    """One shared stage: the CPU training variant is the runtime's layers plus labels."""
+    stages = _stages(_dockerfile("runtime"))
+    assert list(stages) == ["base", "training", "runtime"]  # runtime last: the default target
+    for name in ("runtime", "training"):
+        assert all(s.startswith(("FROM base", "LABEL ", "ENV ")) for s in stages[name]), name
+    assert any("pip check" in s for s in stages["base"])
+    assert "ARG ACCELERATOR=cpu" in stages["base"]
+    # the release training image is the GPU one: the build script's default for it
+    script = (ROOT / "scripts" / "build_images.sh").read_text(encoding="utf-8")
+    assert "accelerator=gpu" in script
+    assert "--target runtime --build-arg ACCELERATOR=cpu" in script
+    assert '--target training\n             --build-arg "ACCELERATOR=$accelerator"' in script
 
 
 def test_the_gpu_training_image_has_one_cuda_stack_from_tensorflow_wheels():
