@@ -448,6 +448,16 @@ def _validate_engine_settings(name: str, settings: Any) -> Any:
         raise ValueError("; ".join(problems)) from None
 
 
+def _engines_from_list(value: Any) -> Any:
+    """``engines: [h2o, autokeras]`` -> each engine with its default settings."""
+    if isinstance(value, (list, tuple)):
+        repeated = sorted({str(v) for v in value if list(value).count(v) > 1})
+        if repeated:
+            raise ValueError(f"engines must not repeat an engine: {repeated}")
+        return {name: {} for name in value}
+    return value
+
+
 def _move_legacy_engine_settings(data: Any) -> Any:
     """Accept the old layout: engine knobs in ``budget`` (``budget.nfolds``,
     ``budget.autokeras_epochs``, ...). Each moves to ``engines.<engine>.<setting>`` (each
@@ -535,12 +545,7 @@ class RunConfig(_Strict):
     @field_validator("engines", mode="before")
     @classmethod
     def _engine_list(cls, value: Any) -> Any:
-        if isinstance(value, (list, tuple)):
-            repeated = sorted({str(v) for v in value if list(value).count(v) > 1})
-            if repeated:
-                raise ValueError(f"engines must not repeat an engine: {repeated}")
-            return {name: {} for name in value}
-        return value
+        return _engines_from_list(value)
 
     @field_validator("engines")
     @classmethod
@@ -569,6 +574,75 @@ class RunConfig(_Strict):
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (what pipelines receive as their ``config`` parameter)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def training_settings(self) -> TrainingSettings:
+        """The part of the config a training task reads (its cache key, and nothing else)."""
+        return TrainingSettings(budget=self.budget, engines=self.engines,
+                                primary_metric=self.selection.primary_metric,
+                                calibration=self.training.calibration)
+
+
+class TrainingSettings(_Strict):
+    """What a training task reads, and nothing else.
+
+    Pipelines pass this to the GPU training tasks instead of the whole run config, so their
+    cache key in the cluster changes only when something training reads changes (not, say,
+    the deploy settings or ``require_approval``).
+    """
+
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    engines: dict[str, Any] = Field(default_factory=_default_engines, min_length=1)
+    primary_metric: Literal["auto", "auc", "logloss", "accuracy", "f1", "rmse", "mae", "r2"] = "auto"
+    calibration: Literal["auto", "none"] = "auto"
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _engine_list(cls, value: Any) -> Any:
+        return _engines_from_list(value)
+
+    @field_validator("engines")
+    @classmethod
+    def _engine_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return {name: _validate_engine_settings(name, settings) for name, settings in value.items()}
+
+    @field_serializer("engines")
+    def _engines_as_mappings(self, engines: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {name: settings.model_dump(mode="json", exclude_none=True)
+                for name, settings in engines.items()}
+
+    def engine_names(self) -> list[str]:
+        return list(self.engines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def parse_training_settings(data: Any, origin: str = "training settings") -> TrainingSettings:
+    """A training task's settings from a whole run config (dict or RunConfig) or from
+    ``RunConfig.training_settings().to_dict()``; raise ConfigError listing every bad field."""
+    if isinstance(data, TrainingSettings):
+        return data
+    if isinstance(data, str):
+        # kfp.local 2.17 hands a task's dict output to a task inside a ParallelFor as its
+        # JSON text (the cluster passes the STRUCT the spec declares)
+        import json
+
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise ConfigError(f"{origin}: expected a mapping, got text that is not JSON") from None
+    if isinstance(data, RunConfig):
+        return data.training_settings()
+    if isinstance(data, dict) and "sources" in data:
+        return parse_config(data, origin=origin).training_settings()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping, got {type(data).__name__}")
+    try:
+        return TrainingSettings.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e, TrainingSettings) for e in exc.errors()[:MAX_LISTED_ERRORS]]
+        listing = "\n  - ".join(line[:500] for line in lines)
+        raise ConfigError(f"{origin} has {exc.error_count()} invalid setting(s):\n  - {listing}") from None
 
 
 def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
@@ -781,3 +855,112 @@ def expand_env(url: str) -> str:
         return os.environ[name]
 
     return _ENV_REF.sub(_sub, url)
+
+
+# The run form: the typed parameters a pipeline shows in the Kubeflow UI next to ``config``.
+# A parameter left at FROM_CONFIG keeps the config's value (or its default). Not "": KFP's UI
+# reports a falsy default as "Missing parameter" (kubeflow/pipelines#11515).
+FROM_CONFIG = "from config"
+RUN_FORM_SOURCE = "run-form"
+_URI_SOURCE_KINDS = {"gs": "gcs", "s3": "s3", "minio": "s3"}
+
+
+def _unset(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() in ("", FROM_CONFIG))
+
+
+def _name_from(path: str) -> str:
+    stem = path.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0].lower()
+    name = re.sub(r"[^a-z0-9]+", "-", stem).strip("-")[:50].strip("-")
+    return name or "model"
+
+
+def _dataset_source(dataset: str, taken: set[str]) -> tuple[dict[str, Any], str]:
+    """A ``gs://``/``s3://``/``minio://`` object or a local file -> (a source that holds just
+    that file, its ``<source>/<file>`` name)."""
+    name = RUN_FORM_SOURCE
+    while name in taken:
+        name += "-1"
+    scheme, _, rest = dataset.partition("://")
+    if scheme in _URI_SOURCE_KINDS:
+        bucket_path = rest.strip("/")
+        parent, _, file = bucket_path.rpartition("/")
+        if not parent or not file:
+            raise ConfigError(f"dataset '{dataset}': give the file, e.g. "
+                              f"{scheme}://bucket/churn/customers.parquet")
+        source = {"name": name, "kind": _URI_SOURCE_KINDS[scheme], "uri": f"{scheme}://{parent}",
+                  "include": [file]}
+        return source, f"{name}/{file}"
+    if scheme == "file":
+        dataset = rest
+    path = Path(dataset)
+    if not path.is_absolute():
+        raise ConfigError(f"dataset '{dataset}' is neither <source>/<table or file> of the "
+                          "config's sources, an absolute file path, a gs:// or s3:// URI, nor a "
+                          "DataHub dataset URN (urn:li:dataset:...)")
+    source = {"name": name, "kind": "folder", "path": str(path.parent), "include": [path.name]}
+    return source, f"{name}/{path.name}"
+
+
+def apply_run_form(config: dict[str, Any] | None, *, dataset: str = FROM_CONFIG,
+                   target: str = FROM_CONFIG, task: str = FROM_CONFIG,
+                   model_name: str = FROM_CONFIG, budget_seconds: int = -1,
+                   engines: str = FROM_CONFIG, require_approval: bool = False,
+                   origin: str = "run config") -> RunConfig:
+    """The run config a pipeline run uses: ``config`` (the optional full override) with the
+    run form's typed parameters on top, validated like a config file.
+
+    ``dataset`` is ``<source>/<table or file>`` of the config's sources, an absolute path or a
+    ``gs://``/``s3://``/``minio://`` URI of one file (a source holding only that file is
+    added); a DataHub URN must be resolved through the catalog before (the step does).
+    ``engines`` is a comma-separated list of engine names. ``require_approval`` can only add
+    the requirement: a config that requires approval keeps requiring it. ``model_name``
+    defaults to the dataset's file or table name when neither sets it. Raises ConfigError
+    naming every bad field, like ``autokfp run`` does for a config file.
+    """
+    data: dict[str, Any] = {key: value for key, value in (config or {}).items()}
+    training = dict(data.get("training") or {}) if isinstance(data.get("training"), dict) \
+        else data.get("training")
+    if not _unset(dataset):
+        dataset = dataset.strip()
+        sources = list(data.get("sources") or [])
+        names = {s.get("name") for s in sources if isinstance(s, dict)}
+        if dataset.split("/", 1)[0] in names and "://" not in dataset:
+            chosen = dataset
+        else:
+            source, chosen = _dataset_source(dataset, names)
+            sources.append(source)
+            data["sources"] = sources
+        training = training if isinstance(training, dict) else {}
+        training["dataset"] = chosen
+    for key, value in (("target", target), ("task", task)):
+        if not _unset(value):
+            training = training if isinstance(training, dict) else {}
+            training[key] = value.strip()
+    if training is not None:
+        data["training"] = training
+    if not _unset(model_name):
+        data["name"] = model_name.strip()
+    elif "name" not in data and isinstance(training, dict) and training.get("dataset"):
+        data["name"] = _name_from(str(training["dataset"]).split("/", 1)[-1])
+    if budget_seconds is not None and int(budget_seconds) != -1:
+        budget = data.get("budget")
+        data["budget"] = {**(budget if isinstance(budget, dict) else {}),
+                          "max_runtime_secs": budget_seconds}
+    if not _unset(engines):
+        names = [name.strip() for name in engines.split(",") if name.strip()]
+        current = data.get("engines")
+        current = current if isinstance(current, dict) else {}
+        # an engine named in the form keeps its settings from the config
+        data["engines"] = {name: current.get(name) or {} for name in names}
+    if require_approval:
+        governance = data.get("governance")
+        data["governance"] = {**(governance if isinstance(governance, dict) else {}),
+                              "require_approval": True}
+    if not data.get("sources") and not (isinstance(training, dict) and training.get("dataset")):
+        raise ConfigError(f"{origin}: no dataset: give the run's dataset (a gs:// or s3:// URI, "
+                          "<source>/<table> of the config's sources, or a DataHub URN) and its "
+                          "target column, or a full config")
+    parsed = parse_config(data, origin=origin)
+    check_config_size(parsed, origin)
+    return parsed

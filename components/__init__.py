@@ -19,7 +19,7 @@ from typing import Any
 
 FOLDER = Path(__file__).resolve().parent
 # the order stages run in, for listings; a stage not named here comes after them
-STAGE_ORDER = ("data", "features", "training", "evaluation", "governance", "registry", "serving",
+STAGE_ORDER = ("config", "data", "features", "training", "evaluation", "governance", "registry", "serving",
                "monitoring")
 
 

@@ -71,19 +71,15 @@ def version() -> None:
 
 def preflight(config: Any) -> None:
     """Fail fast, before any step runs, on what would fail later: a missing or empty
-    dataset, or a target column that is absent."""
-    from autokfp.catalog.discovery import load_dataset
-    from autokfp.errors import SchemaError
+    dataset, or a target column that is absent (the pipeline's first task checks the same,
+    with the same message)."""
+    from autokfp.steps.resolve_config import check_training_data
 
-    frame, schema = load_dataset(config, config.training.dataset)
-    if config.training.target not in frame.columns:
-        raise SchemaError(
-            f"training.target '{config.training.target}' is not a column of dataset "
-            f"'{config.training.dataset}'; its columns are: {', '.join(map(str, frame.columns))}"
-        )
+    check_training_data(config)
 
 
 STEP_LABELS = {
+    "resolve-config": "checking the run config and the data",
     "discover": "discovering and cataloguing data",
     "profile": "profiling data + quality gate",
     "engineer-features": "engineering features",

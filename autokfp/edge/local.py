@@ -51,11 +51,15 @@ def _trail_length(settings: Settings) -> int:
         return 0
 
 
-def run_training(config: RunConfig, settings: Settings | None = None,
+def run_training(config: RunConfig | None, settings: Settings | None = None,
                  log_path: Path | None = None,
-                 on_task: Callable[[str], None] | None = None) -> LocalRun:
+                 on_task: Callable[[str], None] | None = None,
+                 form: dict[str, Any] | None = None) -> LocalRun:
     """Run ``autonomous-training`` for ``config`` under kfp.local; return the registration.
 
+    ``form`` holds run-form parameters (``dataset``, ``target``, ``task``, ``model_name``,
+    ``budget_seconds``, ``engines``, ``require_approval``), applied over ``config`` (which
+    may then be None) by the pipeline's first task, as in the Kubeflow UI.
     With ``log_path``, everything the tasks print goes to that file instead of the
     terminal, and ``on_task(name)`` is called as each task starts (for progress display).
     """
@@ -74,12 +78,13 @@ def run_training(config: RunConfig, settings: Settings | None = None,
     pipeline = PIPELINES["autonomous-training"](_local_options())
     audit_from = _trail_length(settings)
     started = time.monotonic()
+    arguments = {**(form or {}), "config": config.to_dict() if config is not None else {}}
     try:
         if log_path is None:
-            output = pipeline(config=config.to_dict())
+            output = pipeline(**arguments)
         else:
             with _captured_output(log_path, on_task):
-                output = pipeline(config=config.to_dict())
+                output = pipeline(**arguments)
     except RuntimeError as exc:  # kfp.local reports a failed task as RuntimeError
         raise PipelineRunError(_explain_failure(str(exc), settings, log_path)) from None
     seconds = time.monotonic() - started

@@ -12,13 +12,14 @@ from typing import Any
 
 import pandas as pd
 
-from autokfp.config import RunConfig
-from autokfp.steps.io import read_config, write_text
+from autokfp.config import RunConfig, TrainingSettings, parse_training_settings
+from autokfp.steps.io import write_text
 
 log = logging.getLogger(__name__)
 
 
-def train_model(config: dict[str, Any] | RunConfig, train_path: str, plan_path: str, model_path: str,
+def train_model(config: dict[str, Any] | RunConfig | TrainingSettings, train_path: str,
+                plan_path: str, model_path: str,
                 leaderboard_path: str | None = None, engine: str = "h2o", isolate: bool = False,
                 tolerate_failure: bool = False) -> dict[str, Any]:
     """Train with one engine and write the packaged MLflow pyfunc model folder.
@@ -28,6 +29,9 @@ def train_model(config: dict[str, Any] | RunConfig, train_path: str, plan_path: 
     out-of-memory kill cannot take this process down); with ``tolerate_failure`` a failed
     engine writes a ``failed`` candidate marker with the reason and returns its status,
     so selection can fall back to the other engines' leaders. Pipelines use both.
+    ``config`` is a run config or only the part of it training reads
+    (``RunConfig.training_settings()``, what pipelines pass, so the cache key of the GPU
+    task depends on nothing else).
     """
     from autokfp.training.isolation import (
         FAILED,
@@ -37,7 +41,7 @@ def train_model(config: dict[str, Any] | RunConfig, train_path: str, plan_path: 
         write_candidate_marker,
     )
 
-    cfg = read_config(config)
+    cfg = _read_settings(config)
     if engine not in cfg.engines:
         reason = f"'{engine}' is not in the config's engines {cfg.engine_names()}"
         log.info("%s skipped: %s", engine, reason)
@@ -79,7 +83,14 @@ def train_model(config: dict[str, Any] | RunConfig, train_path: str, plan_path: 
                 "train_seconds": seconds}
 
 
-def _train_model(cfg: RunConfig, train_path: str, plan_path: str, model_path: str,
+def _read_settings(config: Any) -> TrainingSettings:
+    from autokfp.settings import require_shared_state
+
+    require_shared_state()
+    return parse_training_settings(config, origin="training settings")
+
+
+def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_path: str,
            leaderboard_path: str | None, engine: str) -> dict[str, Any]:
     from autokfp import __version__
     from autokfp.engine_registry import get_engine
@@ -90,7 +101,7 @@ def _train_model(cfg: RunConfig, train_path: str, plan_path: str, model_path: st
     train = pd.read_parquet(train_path)
     plan = FeaturePlan.from_json(Path(plan_path).read_text())
     features = apply_features(train, plan)
-    metric = primary_metric(plan.task, cfg.selection.primary_metric)
+    metric = primary_metric(plan.task, cfg.primary_metric)
     trainer = get_engine(engine, cfg.engines[engine])
     labels = [str(c) for c in plan.classes] if plan.classes else None
     started = time.monotonic()
@@ -153,7 +164,7 @@ def _import_packaging() -> None:
         log.debug("early mlflow import failed: %s", exc)
 
 
-def _calibration(cfg: RunConfig, result: Any, target: pd.Series,
+def _calibration(cfg: TrainingSettings, result: Any, target: pd.Series,
                  meta: dict[str, Any]) -> dict[str, Any]:
     """``meta['calibration']`` of a classifier: fitted on the engine's out-of-sample rows."""
     import numpy as np
@@ -161,7 +172,7 @@ def _calibration(cfg: RunConfig, result: Any, target: pd.Series,
     from autokfp.modeling.calibration import fit_calibration
     from autokfp.modeling.evaluation import encode_labels
 
-    if cfg.training.calibration == "none":
+    if cfg.calibration == "none":
         return {"method": None, "applied": False, "reason": "turned off (training.calibration: none)"}
     if result.holdout is None:
         return {"method": None, "applied": False,

@@ -23,15 +23,21 @@ from components import (
     list_engines,
     profile,
     register_model,
+    resolve_config,
     select_model,
     train_model,
     write_model_card,
 )
 from pipelines.cluster import ClusterOptions, configure_task, configure_training_task
 
+# a run-form parameter left at this keeps the config's value; not "" (the KFP UI reports a
+# falsy default as "Missing parameter", kubeflow/pipelines#11515)
+FROM_CONFIG = "from config"
+
 PIPELINE_NAME = "autonomous-training"
 
-# Shown in the Kubeflow UI as the default run parameter: replace the bucket and dataset.
+# The default config of the discovery and drift-monitoring pipelines in the Kubeflow UI:
+# replace the bucket and dataset.
 EXAMPLE_CONFIG = {
     "name": "churn",
     "sources": [{"name": "lake", "kind": "gcs", "uri": "gs://REPLACE-WITH-YOUR-BUCKET/churn"}],
@@ -53,7 +59,45 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
                     "against the champion on the same test rows, register it in MLflow, "
                     "deploy to KServe.",
     )
-    def autonomous_training(config: dict = EXAMPLE_CONFIG) -> dsl.Artifact:
+    def autonomous_training(
+        dataset: str = FROM_CONFIG,
+        target: str = FROM_CONFIG,
+        task: str = FROM_CONFIG,
+        model_name: str = FROM_CONFIG,
+        budget_seconds: int = -1,
+        engines: str = FROM_CONFIG,
+        require_approval: bool = False,
+        config: dict = {},  # noqa: B006 - a KFP default, never mutated
+    ) -> dsl.Artifact:
+        """Train, select, check, register and deploy a model for one dataset.
+
+        Args:
+            dataset: The data to learn from: a gs:// or s3:// URI of a Parquet/CSV file
+                (e.g. gs://my-bucket/churn/customers.parquet), <source>/<table or file> of
+                the sources in config, or a DataHub dataset URN (urn:li:dataset:...) that
+                discovery catalogued. "from config": config's training.dataset.
+            target: The column to predict. "from config": config's training.target.
+            task: auto (inferred from the target), binary, multiclass or regression.
+                "from config": config's training.task (default auto).
+            model_name: Name of the registered model (lowercase letters, digits, '-').
+                "from config": config's name, else the dataset's name.
+            budget_seconds: Training time of each engine in seconds (engines train side by
+                side on GPU nodes), e.g. 600; -1: config's budget.max_runtime_secs (default 120).
+            engines: Comma-separated engines that compete, e.g. "h2o,autokeras" (GPU use is
+                a compile-time setting: AUTOKFP_GPU_COUNT). "from config": config's engines
+                (default: every installed engine).
+            require_approval: Hold the model back from production until a person runs
+                'autokfp approve MODEL VERSION' (a config that requires approval always does).
+            config: Optional: a full run configuration as JSON (sources, quality, features,
+                selection, deploy, governance, monitoring...); the fields above override it.
+                See the project's README, "The run config".
+        """
+        resolved = configure_task(
+            resolve_config(config=config, dataset=dataset, target=target, task=task,
+                           model_name=model_name, budget_seconds=budget_seconds,
+                           engines=engines, require_approval=require_approval),
+            options, name="check the run form + data")
+        config = resolved.outputs["config"]
         found = configure_task(discover(config=config), options, name="discover data")
         checked = configure_task(profile(config=config, dataset=found.outputs["dataset"],
                                          schema=found.outputs["schema"]), options, name="profile + quality gate")
@@ -72,7 +116,7 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
         engines = configure_task(list_engines(config=config), options, name="list engines")
         with dsl.ParallelFor(engines.output, parallelism=options.training_parallelism) as engine:
             trained = configure_training_task(
-                train_model(config=config, engine=engine, train=features.outputs["train"],
+                train_model(config=resolved.outputs["training"], engine=engine, train=features.outputs["train"],
                             plan=features.outputs["plan"]), options, name="train candidate (GPU)")
             trained.set_retry(num_retries=1, backoff_duration="60s")
             trained.after(data_bias)

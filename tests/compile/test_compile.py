@@ -29,7 +29,7 @@ TRAINING_EXECUTORS = ("exec-train-model",)
 # the training fan-out (a dsl.ParallelFor over the configured engines, named by kfp) sits
 # between engineer-features and select-model
 LOOP = "for-loop-1"
-CHAIN = ["discover", "profile", "engineer-features", "check-data-bias", LOOP,
+CHAIN = ["resolve-config", "discover", "profile", "engineer-features", "check-data-bias", LOOP,
          "select-model", "bias-check", "evaluate-model", "register-model", "write-model-card",
          "deploy-model"]
 TASKS = [*CHAIN, "list-engines", "explain-model"]
@@ -259,7 +259,7 @@ def test_no_secret_value_enters_the_yaml(tmp_path, monkeypatch) -> None:
 def test_tasks_run_in_pipeline_order(compiled) -> None:
     tasks = _documents(compiled)[0]["root"]["dag"]["tasks"]
     assert set(tasks) == set(TASKS)
-    assert "dependentTasks" not in tasks["discover"]
+    assert "dependentTasks" not in tasks["resolve-config"]
     for before, after in zip(CHAIN[:-1], CHAIN[1:], strict=True):
         assert before in tasks[after]["dependentTasks"], f"{after} must wait for {before}"
 
@@ -296,7 +296,8 @@ def test_one_training_task_fans_out_over_the_configured_engines_each_on_a_gpu(co
     # limit: in the cluster every engine trains at once, each on its own GPU node
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--list-engines-Output"
     assert "iteratorPolicy" not in loop
-    assert sorted(loop["dependentTasks"]) == ["check-data-bias", "engineer-features", "list-engines"]
+    assert sorted(loop["dependentTasks"]) == ["check-data-bias", "engineer-features", "list-engines",
+                                              "resolve-config"]
     train = _loop(docs[0])["dag"]["tasks"]["train-model"]
     assert train["inputs"]["parameters"]["engine"]["componentInputParameter"] == \
         loop["parameterIterator"]["itemInput"]
@@ -341,3 +342,57 @@ def test_registration_is_tagged_with_the_kfp_run_and_pipeline(compiled) -> None:
     parameters = spec["root"]["dag"]["tasks"]["register-model"]["inputs"]["parameters"]
     assert parameters["kfp_run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
     assert parameters["pipeline_name"]["runtimeValue"]["constant"] == "autonomous-training"
+
+
+# ------------------------------------------------------------------------- the run form
+
+RUN_FORM = {  # parameter -> (IR type, default, words its description must hold)
+    "dataset": ("STRING", "from config", ["gs://", "<source>/<table", "urn:li:dataset"]),
+    "target": ("STRING", "from config", ["column to predict"]),
+    "task": ("STRING", "from config", ["binary", "multiclass", "regression"]),
+    "model_name": ("STRING", "from config", ["registered model"]),
+    "budget_seconds": ("NUMBER_INTEGER", -1, ["seconds", "-1"]),
+    "engines": ("STRING", "from config", ["h2o,autokeras"]),
+    "require_approval": ("BOOLEAN", False, ["autokfp approve"]),
+    "config": ("STRUCT", {}, ["full run configuration", "override"]),
+}
+
+
+def test_the_run_form_has_typed_described_parameters(compiled) -> None:
+    parameters = _documents(compiled)[0]["root"]["inputDefinitions"]["parameters"]
+    assert set(parameters) == set(RUN_FORM)
+    for name, (kind, default, words) in RUN_FORM.items():
+        parameter = parameters[name]
+        assert parameter["parameterType"] == kind, name
+        assert parameter["defaultValue"] == default, name
+        assert parameter["isOptional"] is True, name
+        for word in words:
+            assert word in parameter["description"], (name, word)
+    # no empty-string default: the KFP UI calls it "Missing parameter" (kubeflow/pipelines#11515)
+    assert all(p["defaultValue"] != "" for p in parameters.values())
+
+
+def test_the_run_form_is_checked_first_and_training_reads_only_its_settings(compiled) -> None:
+    doc = _documents(compiled)[0]
+    tasks = doc["root"]["dag"]["tasks"]
+    resolve = tasks["resolve-config"]["inputs"]["parameters"]
+    assert {name: value["componentInputParameter"] for name, value in resolve.items()} == {
+        name: name for name in RUN_FORM}
+    # every other task reads the resolved config, never the raw form
+    for name, task in tasks.items():
+        if name == "resolve-config":
+            continue
+        for value in task.get("inputs", {}).get("parameters", {}).values():
+            assert "componentInputParameter" not in value, name
+        if name != LOOP:
+            config = task["inputs"]["parameters"]["config"]["taskOutputParameter"]
+            assert config == {"outputParameterKey": "config", "producerTask": "resolve-config"}
+    # the GPU task's config is the training settings alone, so a change to anything else
+    # (deploy, governance, quality...) leaves its cache key as it was
+    loop = tasks[LOOP]["inputs"]["parameters"]["pipelinechannel--resolve-config-training"]
+    assert loop["taskOutputParameter"] == {"outputParameterKey": "training",
+                                           "producerTask": "resolve-config"}
+    train = _loop(doc)["dag"]["tasks"]["train-model"]
+    assert train["inputs"]["parameters"]["config"]["componentInputParameter"] == \
+        "pipelinechannel--resolve-config-training"
+    assert train["cachingOptions"]["enableCache"] is True

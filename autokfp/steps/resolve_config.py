@@ -1,0 +1,59 @@
+"""The `resolve_config` step: the run form's typed parameters + the optional config override
+-> the run config every later task reads, checked before any work starts.
+
+The first task of the training pipeline. A bad value (a typo in a setting, an engine that is
+not installed, a dataset that does not exist, a target that is not one of its columns) stops
+the run here, within seconds, with the message ``autokfp run`` prints for the same config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from autokfp.config import FROM_CONFIG, RunConfig, apply_run_form
+from autokfp.errors import SchemaError
+from autokfp.steps.results import Publication, StepResult
+
+
+@dataclass(frozen=True)
+class ResolvedConfig(StepResult):
+    """The run config (for every task) and the part of it training reads (for the GPU tasks,
+    so their cache key depends on nothing else)."""
+
+    config: dict[str, Any]
+    training: dict[str, Any]
+
+    def publication(self) -> Publication:
+        return Publication(returns=(self.config, self.training))
+
+
+def check_training_data(config: RunConfig) -> None:
+    """Fail fast, before any step runs, on what would fail later: a missing or empty
+    dataset, or a target column that is absent (``autokfp run`` checks the same)."""
+    from autokfp.catalog.discovery import load_dataset
+
+    frame, _ = load_dataset(config, config.training.dataset)
+    if config.training.target not in frame.columns:
+        raise SchemaError(
+            f"training.target '{config.training.target}' is not a column of dataset "
+            f"'{config.training.dataset}'; its columns are: {', '.join(map(str, frame.columns))}"
+        )
+
+
+def resolve_config(config: dict[str, Any] | None = None, dataset: str = FROM_CONFIG,
+                   target: str = FROM_CONFIG, task: str = FROM_CONFIG,
+                   model_name: str = FROM_CONFIG, budget_seconds: int = -1,
+                   engines: str = FROM_CONFIG, require_approval: bool = False,
+                   check_data: bool = True) -> ResolvedConfig:
+    """The run's config from the run form (see ``autokfp.config.apply_run_form``), validated;
+    with ``check_data`` the dataset is read and its target column checked."""
+    from autokfp.steps.io import read_config
+
+    resolved = apply_run_form(config, dataset=dataset, target=target, task=task,
+                              model_name=model_name, budget_seconds=budget_seconds,
+                              engines=engines, require_approval=require_approval)
+    read_config(resolved)  # in a pod: the registry and the artifact store must be shared ones
+    if check_data:
+        check_training_data(resolved)
+    return ResolvedConfig(config=resolved.to_dict(), training=resolved.training_settings().to_dict())
