@@ -575,9 +575,11 @@ class RunConfig(_Strict):
         """A JSON-safe dict (what pipelines receive as their ``config`` parameter)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
-    def training_settings(self) -> TrainingSettings:
-        """The part of the config a training task reads (its cache key, and nothing else)."""
-        return TrainingSettings(budget=self.budget, engines=self.engines,
+    def training_settings(self, engine: str | None = None) -> TrainingSettings:
+        """The part of the config a training task reads (its cache key, and nothing else);
+        with ``engine``, that engine's settings only."""
+        engines = self.engines if engine is None else {engine: self.engines[engine]}
+        return TrainingSettings(budget=self.budget, engines=engines,
                                 primary_metric=self.selection.primary_metric,
                                 calibration=self.training.calibration)
 

@@ -8,10 +8,15 @@ from autokfp.config import RunConfig
 from autokfp.steps.io import read_config
 
 
-def list_engines(config: dict[str, Any] | RunConfig) -> list[str]:
-    """The configured engines (``config.engines``), in the config's order.
+def list_engines(config: dict[str, Any] | RunConfig) -> list[dict[str, Any]]:
+    """One item per configured engine (``config.engines``), in the config's order:
+    ``{"engine": name, "settings": what that engine's training task reads}``.
 
-    Validating the config here also checks, before any training starts, that every named
-    engine is installed in this image and its settings are valid.
+    The settings (budget, that engine's own settings, primary metric, calibration) are all a
+    training task receives, so its cache key in the cluster changes only when one of them
+    does. Validating the config here also checks, before any training starts, that every
+    named engine is installed in this image and its settings are valid.
     """
-    return read_config(config).engine_names()
+    cfg = read_config(config)
+    return [{"engine": name, "settings": cfg.training_settings(name).to_dict()}
+            for name in cfg.engine_names()]

@@ -18,14 +18,12 @@ from autokfp.steps.results import Publication, StepResult
 
 @dataclass(frozen=True)
 class ResolvedConfig(StepResult):
-    """The run config (for every task) and the part of it training reads (for the GPU tasks,
-    so their cache key depends on nothing else)."""
+    """The run config every later task reads."""
 
     config: dict[str, Any]
-    training: dict[str, Any]
 
     def publication(self) -> Publication:
-        return Publication(returns=(self.config, self.training))
+        return Publication(returns=(self.config,))
 
 
 def check_training_data(config: RunConfig) -> None:
@@ -56,4 +54,4 @@ def resolve_config(config: dict[str, Any] | None = None, dataset: str = FROM_CON
     read_config(resolved)  # in a pod: the registry and the artifact store must be shared ones
     if check_data:
         check_training_data(resolved)
-    return ResolvedConfig(config=resolved.to_dict(), training=resolved.training_settings().to_dict())
+    return ResolvedConfig(config=resolved.to_dict())

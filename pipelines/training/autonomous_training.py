@@ -97,7 +97,7 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
                            model_name=model_name, budget_seconds=budget_seconds,
                            engines=engines, require_approval=require_approval),
             options, name="check the run form + data")
-        config = resolved.outputs["config"]
+        config = resolved.output
         found = configure_task(discover(config=config), options, name="discover data")
         checked = configure_task(profile(config=config, dataset=found.outputs["dataset"],
                                          schema=found.outputs["schema"]), options, name="profile + quality gate")
@@ -114,9 +114,12 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
         # An engine that fails still completes its task with a "failed candidate" marker, so
         # selection falls back to the other engines' leaders.
         engines = configure_task(list_engines(config=config), options, name="list engines")
-        with dsl.ParallelFor(engines.output, parallelism=options.training_parallelism) as engine:
+        # Each item holds an engine's name and the settings its training task reads, nothing
+        # else: the GPU task's cache key changes only when they do (not with the deploy or
+        # governance settings, nor with another engine's).
+        with dsl.ParallelFor(engines.output, parallelism=options.training_parallelism) as item:
             trained = configure_training_task(
-                train_model(config=resolved.outputs["training"], engine=engine, train=features.outputs["train"],
+                train_model(config=item.settings, engine=item.engine, train=features.outputs["train"],
                             plan=features.outputs["plan"]), options, name="train candidate (GPU)")
             trained.set_retry(num_retries=1, backoff_duration="60s")
             trained.after(data_bias)

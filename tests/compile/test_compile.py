@@ -296,8 +296,7 @@ def test_one_training_task_fans_out_over_the_configured_engines_each_on_a_gpu(co
     # limit: in the cluster every engine trains at once, each on its own GPU node
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--list-engines-Output"
     assert "iteratorPolicy" not in loop
-    assert sorted(loop["dependentTasks"]) == ["check-data-bias", "engineer-features", "list-engines",
-                                              "resolve-config"]
+    assert sorted(loop["dependentTasks"]) == ["check-data-bias", "engineer-features", "list-engines"]
     train = _loop(docs[0])["dag"]["tasks"]["train-model"]
     assert train["inputs"]["parameters"]["engine"]["componentInputParameter"] == \
         loop["parameterIterator"]["itemInput"]
@@ -386,13 +385,17 @@ def test_the_run_form_is_checked_first_and_training_reads_only_its_settings(comp
             assert "componentInputParameter" not in value, name
         if name != LOOP:
             config = task["inputs"]["parameters"]["config"]["taskOutputParameter"]
-            assert config == {"outputParameterKey": "config", "producerTask": "resolve-config"}
-    # the GPU task's config is the training settings alone, so a change to anything else
-    # (deploy, governance, quality...) leaves its cache key as it was
-    loop = tasks[LOOP]["inputs"]["parameters"]["pipelinechannel--resolve-config-training"]
-    assert loop["taskOutputParameter"] == {"outputParameterKey": "training",
-                                           "producerTask": "resolve-config"}
+            assert config == {"outputParameterKey": "Output", "producerTask": "resolve-config"}
+    # the GPU task's config is its list-engines item's settings alone (budget, that engine's
+    # settings, primary metric, calibration: tests/components/training/test_list_engines.py),
+    # so a change to anything else leaves its cache key as it was
+    assert set(tasks[LOOP]["inputs"]["parameters"]) == {"pipelinechannel--list-engines-Output"}
     train = _loop(doc)["dag"]["tasks"]["train-model"]
-    assert train["inputs"]["parameters"]["config"]["componentInputParameter"] == \
-        "pipelinechannel--resolve-config-training"
+    item = tasks[LOOP]["parameterIterator"]["itemInput"]
+    assert train["inputs"]["parameters"]["config"] == {
+        "componentInputParameter": item,
+        "parameterExpressionSelector": 'parseJson(string_value)["settings"]'}
+    assert train["inputs"]["parameters"]["engine"] == {
+        "componentInputParameter": item,
+        "parameterExpressionSelector": 'parseJson(string_value)["engine"]'}
     assert train["cachingOptions"]["enableCache"] is True

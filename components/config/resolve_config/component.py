@@ -1,7 +1,5 @@
 """KFP component: the run form's typed parameters -> the run config, checked first."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 
 from autokfp.settings import image
@@ -17,7 +15,7 @@ def resolve_config(
     budget_seconds: int = -1,
     engines: str = "from config",
     require_approval: bool = False,
-) -> NamedTuple("Outputs", config=dict, training=dict):
+) -> dict:
     """Merge the run form's parameters into the config, validate it, and check the data.
 
     The first task of a training run: a bad value (an unknown setting, a task that does not
@@ -40,9 +38,7 @@ def resolve_config(
         require_approval: Hold the model back from production until a person approves it.
 
     Returns:
-        config: The validated run configuration every later task reads.
-        training: The part of it a training task reads (``budget``, ``engines``, primary
-            metric, calibration), so the GPU tasks' cache key depends on nothing else.
+        The validated run configuration every later task reads.
 
     Raises:
         ConfigError: a bad setting or parameter; the message names each one.
@@ -52,19 +48,17 @@ def resolve_config(
     Example:
         >>> resolved = resolve_config(dataset="gs://bucket/churn/customers.parquet",
         ...                           target="churned", budget_seconds=600)
-        >>> found = discover(config=resolved.outputs["config"])
+        >>> found = discover(config=resolved.output)
     """
     import logging
-    from collections import namedtuple
 
     from autokfp.steps.resolve_config import resolve_config as step
     from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    resolved, training = publish(step(config, dataset=dataset, target=target, task=task,
-                                      model_name=model_name, budget_seconds=budget_seconds,
-                                      engines=engines, require_approval=require_approval))
-    return namedtuple("Outputs", "config training")(resolved, training)
+    return publish(step(config, dataset=dataset, target=target, task=task, model_name=model_name,
+                        budget_seconds=budget_seconds, engines=engines,
+                        require_approval=require_approval))
 
 
 if __name__ == "__main__":

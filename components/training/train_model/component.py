@@ -30,7 +30,8 @@ def train_model(
     ``skipped`` marker.
 
     Args:
-        config: The run configuration (``budget`` and ``engines.<engine>``).
+        config: What training reads: an item's ``settings`` from ``list_engines`` (budget,
+            ``engines.<engine>``, primary metric, calibration), or a whole run config.
         engine: The engine's registered name (e.g. ``h2o``, ``autokeras``).
         train: Training rows (Parquet).
         plan: The feature plan (JSON).
@@ -44,8 +45,8 @@ def train_model(
         The candidate's status: ``trained``, ``failed`` or ``skipped``.
 
     Example:
-        >>> t = train_model(config=cfg, engine="h2o", train=f.outputs["train"],
-        ...                 plan=f.outputs["plan"])
+        >>> t = train_model(config=item.settings, engine=item.engine,
+        ...                 train=f.outputs["train"], plan=f.outputs["plan"])
     """
     from autokfp.steps.train_model import train_component
 

@@ -11,7 +11,7 @@ from tests.conftest import small_config
 
 def test_the_form_alone_makes_a_run_config(churn_folder) -> None:
     dataset = str(churn_folder / "customers.parquet")
-    config, training = resolve_config.python_func(
+    config = resolve_config.python_func(
         dataset=dataset, target="churned", task="binary", budget_seconds=30, engines="h2o",
         require_approval=True)
     assert config["name"] == "customers"  # from the dataset, when nothing names the model
@@ -23,15 +23,11 @@ def test_the_form_alone_makes_a_run_config(churn_folder) -> None:
     assert config["budget"]["max_runtime_secs"] == 30
     assert list(config["engines"]) == ["h2o"]
     assert config["governance"]["require_approval"] is True
-    # what training reads, and nothing else: not the data, the deploy or governance settings
-    assert set(training) == {"budget", "engines", "primary_metric", "calibration"}
-    assert training["budget"]["max_runtime_secs"] == 30 and list(training["engines"]) == ["h2o"]
 
 
 def test_the_form_overrides_the_config_and_keeps_the_rest(churn_folder) -> None:
     base = small_config(churn_folder, governance={"require_approval": True}).to_dict()
-    config, training = resolve_config.python_func(config=base, model_name="churn-ui",
-                                                  engines="h2o")
+    config = resolve_config.python_func(config=base, model_name="churn-ui", engines="h2o")
     assert config["name"] == "churn-ui"
     assert config["training"] == base["training"] and config["sources"] == base["sources"]
     # the engine named in the form keeps its settings from the config
@@ -39,9 +35,6 @@ def test_the_form_overrides_the_config_and_keeps_the_rest(churn_folder) -> None:
     assert config["budget"] == base["budget"]
     # the form can add the approval requirement, never remove it
     assert config["governance"]["require_approval"] is True
-    # a deploy change does not reach training's settings (its cache key)
-    changed = {**base, "deploy": {"canary_traffic_percent": 50}}
-    assert resolve_config.python_func(config=changed, engines="h2o").training == training
 
 
 @pytest.mark.parametrize(("form", "error", "words"), [

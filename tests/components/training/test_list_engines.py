@@ -9,11 +9,36 @@ from components import list_engines
 from tests.conftest import small_config
 
 
+def _names(items: list[dict]) -> list[str]:
+    return [item["engine"] for item in items]
+
+
 def test_list_engines_reads_the_configured_engines_in_order(tmp_path) -> None:
     config = small_config(tmp_path, engines=["autokeras", "h2o"]).to_dict()
-    assert list_engines.python_func(config=config) == ["autokeras", "h2o"]
-    assert list_engines.python_func(config=small_config(tmp_path).to_dict()) == ["h2o",
-                                                                                 "autokeras"]
+    assert _names(list_engines.python_func(config=config)) == ["autokeras", "h2o"]
+    assert _names(list_engines.python_func(config=small_config(tmp_path).to_dict())) == [
+        "h2o", "autokeras"]
+
+
+def test_each_engine_gets_only_what_its_training_reads(tmp_path) -> None:
+    config = small_config(tmp_path).to_dict()
+    h2o, autokeras = list_engines.python_func(config=config)
+    assert set(h2o["settings"]) == {"budget", "engines", "primary_metric", "calibration"}
+    assert h2o["settings"]["engines"] == {"h2o": config["engines"]["h2o"]}
+    assert list(autokeras["settings"]["engines"]) == ["autokeras"]
+    assert h2o["settings"]["budget"] == config["budget"]
+    # the train step reads these settings as they are
+    from autokfp.config import parse_training_settings
+
+    assert parse_training_settings(h2o["settings"]).engine_names() == ["h2o"]
+    # a change to what training does not read (deploy, governance, another engine's
+    # settings) leaves an engine's settings, the GPU task's cache key, as they were
+    changed = {**config, "deploy": {"canary_traffic_percent": 50},
+               "governance": {"require_approval": True},
+               "engines": {**config["engines"], "autokeras": {"max_trials": 2}}}
+    assert list_engines.python_func(config=changed)[0] == h2o
+    slower = {**config, "budget": {**config["budget"], "max_runtime_secs": 99}}
+    assert list_engines.python_func(config=slower)[0] != h2o
 
 
 def test_an_engine_that_is_not_installed_fails_before_any_training(tmp_path) -> None:
