@@ -48,7 +48,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-class FolderSource(_Strict):
+class _CatalogNaming(_Strict):
+    """How DataHub names a source's datasets: ``platform_instance`` and ``env`` go into every
+    dataset URN exactly as DataHub's own source for the platform puts them, so autokfp's
+    datasets join a catalog that DataHub's ingestion already filled."""
+
+    platform_instance: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    env: str = Field(default="PROD", pattern=r"^[A-Z0-9_]+$")
+
+
+class FolderSource(_CatalogNaming):
     """A local folder of CSV / Parquet / JSON-lines files (searched recursively)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -58,7 +67,7 @@ class FolderSource(_Strict):
     exclude: list[str] = Field(default_factory=list)
 
 
-class GcsSource(_Strict):
+class GcsSource(_CatalogNaming):
     """Files under a ``gs://bucket/prefix``."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -75,7 +84,7 @@ class GcsSource(_Strict):
         return value.rstrip("/")
 
 
-class S3Source(_Strict):
+class S3Source(_CatalogNaming):
     """Files under an ``s3://bucket/prefix`` (AWS S3), or ``minio://bucket/prefix`` for MinIO
     and other S3-compatible stores at ``AWS_ENDPOINT_URL``."""
 
@@ -94,7 +103,7 @@ class S3Source(_Strict):
         return value.rstrip("/")
 
 
-class SqlSource(_Strict):
+class SqlSource(_CatalogNaming):
     """A database reached through a SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://...``).
 
     Put passwords in an environment variable and reference it as ``${VAR}`` in the URL; the

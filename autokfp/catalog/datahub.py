@@ -105,7 +105,16 @@ _FIELD_TYPES = {
 
 
 def dataset_urn(schema: DatasetSchema) -> str:
-    """The DataHub URN of a dataset: platform from the schema, name = id with '/' → '.'."""
+    """The DataHub URN of a dataset.
+
+    The source that read it names it as DataHub's own source for the platform does
+    (``schema.urn``: ``postgres,<database>.<schema>.<table>``, ``sqlite,main.<table>``,
+    ``file,<absolute path without the leading />``, ``s3,<bucket>/<key>``,
+    ``gcs,<bucket>/<key>``), so lineage joins the graph DataHub's ingestion built. A schema
+    stored before sources named datasets falls back to the id with '/' -> '.'.
+    """
+    if schema.urn:
+        return schema.urn
     return make_dataset_urn(schema.platform, schema.dataset_id.replace("/", "."), env=ENV)
 
 

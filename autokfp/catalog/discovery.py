@@ -23,6 +23,7 @@ import pandas as pd
 from autokfp.catalog.profiling import DEFAULT_MAX_ROWS, profile_frame
 from autokfp.catalog.schema import DatasetSchema
 from autokfp.catalog.sources import CrawlCache, DiscoveredDataset, open_source
+from autokfp.catalog.sources import Source as SourceReader
 from autokfp.catalog.sources.base import file_format, mixed_type_notes
 from autokfp.catalog.sources.sql import masked_url, sql_platform
 from autokfp.config import FolderSource, GcsSource, RunConfig, S3Source, SqlSource
@@ -61,10 +62,23 @@ def discover(
     """
     found: list[DiscoveredDataset] = []
     for source in sources:
-        found += open_source(source).discover(sample_rows, cache)
+        reader = open_source(source)
+        items = reader.discover(sample_rows, cache)
+        for item in items:
+            if not item.source_failed:
+                _name(reader, item.schema)
+        found += items
     ok = sum(d.ok for d in found)
     log.info("discovery found %d dataset(s), %d failed", ok, len(found) - ok)
     return found
+
+
+def _name(reader: SourceReader, schema: DatasetSchema) -> None:
+    """Give a schema its DataHub URN; a source that cannot name it leaves the old form."""
+    try:
+        schema.urn = reader.urn(schema.dataset_id.split("/", 1)[1])
+    except Exception as exc:  # naming must never fail a crawl that read the data
+        log.warning("cannot name %s as DataHub does: %s", schema.dataset_id, exc)
 
 
 def list_datasets(source: Source) -> list[str]:
@@ -100,10 +114,12 @@ def load_dataset(
             f"from the config ({', '.join(names)})"
         )
     source = config.source(source_name)
-    df, platform, location, fmt = open_source(source).load(dataset_id, relative)
+    reader = open_source(source)
+    df, platform, location, fmt = reader.load(dataset_id, relative)
     schema = profile_frame(
         df, dataset_id, platform, location, fmt=fmt, row_count=len(df), max_rows=sample_rows
     )
+    _name(reader, schema)
     if dataset_id == config.training.dataset and config.training.target in schema.column_names:
         target = schema.column(config.training.target)
         if "target" not in target.tags:

@@ -72,6 +72,9 @@ class DatasetSchema:
     # what the catalog knows about this dataset (schema_version, accepted_version,
     # previous_row_count, ...), filled in by discovery for the steps that follow
     catalog: dict[str, Any] = field(default_factory=dict)
+    # the DataHub URN, named as DataHub's own source for the platform names it (set by the
+    # source that read the dataset; None in schemas written before sources named them)
+    urn: str | None = None
 
     def column(self, name: str) -> ColumnSchema:
         for col in self.columns:

@@ -166,6 +166,10 @@ class Source(Protocol):
         """A message for a failure of this source, with no secret in it."""
         ...
 
+    def urn(self, relative: str) -> str:
+        """The DataHub URN of one dataset, as DataHub's own source for the platform names it."""
+        ...
+
 
 SOURCE_KINDS: dict[str, Callable[[Any], Source]] = {}
 
@@ -206,6 +210,24 @@ def missing_error(dataset_id: str, source: Source) -> DataError:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def datahub_urn(platform: str, name: str, config: Any) -> str:
+    """A dataset URN as DataHub's sources make it: platform, the source's
+    ``platform_instance`` (if any), ``name`` and the source's ``env``."""
+    from datahub.emitter.mce_builder import make_dataset_urn_with_platform_instance
+
+    return make_dataset_urn_with_platform_instance(
+        platform, name, getattr(config, "platform_instance", None),
+        getattr(config, "env", None) or "PROD")
+
+
+def object_name(uri: str) -> str:
+    """DataHub's dataset name of a file or object: the path without its scheme and without
+    leading or trailing slashes (``s3://b/k.csv`` -> ``b/k.csv``, ``/data/x.csv`` ->
+    ``data/x.csv``), as its s3/gcs/file source strips it."""
+    _, sep, rest = uri.partition("://")
+    return (rest if sep else uri).strip("/")
 
 
 def file_format(path: str) -> str | None:

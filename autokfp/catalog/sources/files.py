@@ -19,6 +19,7 @@ from autokfp.catalog.sources.base import (
     DiscoveredDataset,
     LoadedData,
     bottom_k,
+    datahub_urn,
     describe,
     empty_error,
     failed,
@@ -26,6 +27,7 @@ from autokfp.catalog.sources.base import (
     log,
     missing_error,
     mixed_type_notes,
+    object_name,
     selected,
 )
 from autokfp.errors import DataError
@@ -243,6 +245,13 @@ class FileSource:
     def describe_error(self, exc: BaseException) -> str:
         return describe(exc)
 
+    def _location(self, relative: str) -> str:
+        """The file's path or URI (what DataHub's file/s3/gcs source names it by)."""
+        raise NotImplementedError
+
+    def urn(self, relative: str) -> str:
+        return datahub_urn(self.platform, object_name(self._location(relative)), self.config)
+
 
 class ObjectPrefix(FileSource):
     """The objects under an object-store prefix (``config.uri``): listed with what identifies
@@ -255,6 +264,9 @@ class ObjectPrefix(FileSource):
 
     def list_datasets(self) -> list[str]:
         return [relative for _, relative, _, _ in self._objects()]
+
+    def _location(self, relative: str) -> str:
+        return storage.join(self.config.uri, relative)
 
     def discover(self, sample_rows: int, cache: CrawlCache | None) -> list[DiscoveredDataset]:
         try:

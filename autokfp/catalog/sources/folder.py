@@ -31,6 +31,9 @@ class Folder(FileSource):
     platform = "file"
     config: FolderSource
 
+    def _location(self, relative: str) -> str:
+        return os.path.join(os.path.abspath(self.config.path), relative)
+
     def list_datasets(self) -> list[str]:
         if not Path(self.config.path).is_dir():
             return []

@@ -23,6 +23,7 @@ from autokfp.catalog.sources.base import (
     missing_error,
     mixed_type_notes,
     register_source,
+    datahub_urn,
     signature_of,
 )
 from autokfp.config import SqlSource, expand_env
@@ -34,7 +35,23 @@ def sql_platform(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     backend = make_url(url).get_backend_name()
-    return {"postgresql": "postgres", "mariadb": "mysql"}.get(backend, backend)
+    return {"postgresql": "postgres"}.get(backend, backend)
+
+
+# Platforms whose DataHub source names a table <database>.<schema>.<table> (its postgres and
+# mssql sources); the others (its generic sqlalchemy source, sqlite, mysql, mariadb, ...) name
+# it <schema>.<table>, where a MySQL schema is the database.
+_THREE_TIER = frozenset({"postgres", "mssql", "redshift"})
+
+
+def datahub_table_name(platform: str, database: str | None, schema: str | None,
+                       table: str) -> str:
+    """A table's dataset name as DataHub's own source for ``platform`` builds it
+    (``get_identifier`` of its SQL sources)."""
+    regular = f"{schema}.{table}" if schema else table
+    if platform in _THREE_TIER and database:
+        return f"{database}.{regular}"
+    return regular
 
 
 def masked_url(url: str) -> str:
@@ -196,6 +213,34 @@ class SqlDatabase:
     def __init__(self, config: SqlSource):
         self.config = config
         self.name = config.name
+        self._naming: tuple[str | None, str | None] | None = None  # (database, schema)
+
+    def _learn_naming(self, engine, inspector=None) -> None:
+        """The database and schema DataHub's source puts in a table's name: the URL's
+        database (as its postgres source takes it) and the configured schema, else the
+        connection's default schema (``public``, ``main`` for SQLite, the database for
+        MySQL)."""
+        import sqlalchemy as sa
+
+        if self._naming is not None:
+            return
+        schema = self.config.schema_name
+        if schema is None:
+            schema = (inspector or sa.inspect(engine)).default_schema_name
+        database = engine.url.database
+        self._naming = (str(database).strip('"') if database else None, schema)
+
+    def urn(self, relative: str) -> str:
+        if self._naming is None:
+            engine = _engine(self.config)
+            try:
+                self._learn_naming(engine)
+            finally:
+                engine.dispose()
+        database, schema = self._naming or (None, None)
+        platform = _sql_platform_of(self.config)
+        return datahub_urn(platform, datahub_table_name(platform, database, schema, relative),
+                           self.config)
 
     def list_datasets(self) -> list[str]:
         engine = _engine(self.config)
@@ -219,6 +264,7 @@ class SqlDatabase:
             try:
                 names = _table_names(source, engine)
                 inspector = sa.inspect(engine)
+                self._learn_naming(engine, inspector)
             except Exception as exc:
                 return [failed(source.name, platform, location, _sql_error(source, exc))]
             with engine.connect() as connection:
@@ -239,6 +285,7 @@ class SqlDatabase:
             engine = _engine(source)
             try:
                 inspector = sa.inspect(engine)
+                self._learn_naming(engine, inspector)
                 present = inspector.has_table(relative, schema=source.schema_name)
                 if not present:
                     present = relative in inspector.get_view_names(schema=source.schema_name)

@@ -47,7 +47,7 @@ def test_first_crawl_records_version_one_and_a_recrawl_reuses_it(churn_sources,
     index = _index(catalog_home)
     entry = index["warehouse/customers"]
     assert entry["latest_version"] == entry["accepted_version"] == 1
-    assert entry["urn"] == "urn:li:dataset:(urn:li:dataPlatform:sqlite,warehouse.customers,PROD)"
+    assert entry["urn"] == "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.customers,PROD)"
     store = CatalogStore(catalog_home)
     (v1,) = store.versions("warehouse/customers")
     assert v1["fingerprint"] == entry["fingerprint"] and v1["verdict"] == "new"
@@ -144,7 +144,7 @@ def test_bad_input_is_reported_per_source_and_the_crawl_goes_on(tmp_path, churn_
             {"name": "odd", "kind": "sql", "url": f"sqlite:///{db}"},
             {"name": "refused", "kind": "sql",
              "url": f"postgresql+pg8000://app:hunter22@127.0.0.1:{_closed_port()}/crm"},
-            {"name": "nodriver", "kind": "sql", "url": "postgresql://app:pw@127.0.0.1/crm"},
+            {"name": "nodriver", "kind": "sql", "url": "mysql+mysqldb://app:pw@127.0.0.1/crm"},
             {"name": "gone", "kind": "folder", "path": str(tmp_path / "missing")},
         ],
         "training": {"dataset": "files/good.parquet", "target": "churned"},

@@ -44,7 +44,11 @@ def _aspects(proposals) -> dict[str, object]:
     return {type(p.aspect).__name__: p.aspect for p in proposals}
 
 
-def test_dataset_urn_uses_platform_and_dotted_id() -> None:
+def test_dataset_urn_is_the_sources_name_else_the_dotted_id() -> None:
+    named = _schema()
+    named.urn = "urn:li:dataset:(urn:li:dataPlatform:file,data/raw/customers.parquet,PROD)"
+    assert dataset_urn(named) == named.urn
+    # a schema stored before sources named datasets keeps the old form
     assert dataset_urn(_schema()) == (
         "urn:li:dataset:(urn:li:dataPlatform:file,files.raw.customers.parquet,PROD)"
     )

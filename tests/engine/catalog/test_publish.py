@@ -17,7 +17,7 @@ from autokfp.catalog.discovery import discover
 from tests.engine.catalog.conftest import check_metadata_file, run_datahub, write_table
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.test-token-value"
-CUSTOMERS_URN = "urn:li:dataset:(urn:li:dataPlatform:sqlite,warehouse.customers,PROD)"
+CUSTOMERS_URN = "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.customers,PROD)"
 
 
 class FakeGms:
@@ -92,7 +92,8 @@ def test_crawl_metadata_passes_datahub_check_and_lands_in_lite(churn_sources, ca
     listed = run_datahub(["lite", "list-urns"], home)
     assert listed.returncode == 0, listed.stderr
     assert CUSTOMERS_URN in listed.stdout
-    assert "urn:li:dataset:(urn:li:dataPlatform:file,files.customers.csv,PROD)" in listed.stdout
+    csv_name = str(_folder / "customers.csv").lstrip("/")  # DataHub names a file by its path
+    assert f"urn:li:dataset:(urn:li:dataPlatform:file,{csv_name},PROD)" in listed.stdout
     got = run_datahub(["lite", "get", "--urn", CUSTOMERS_URN], home)
     assert got.returncode == 0, got.stderr
     entity = json.loads(got.stdout)

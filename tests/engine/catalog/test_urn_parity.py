@@ -1,0 +1,166 @@
+"""URN parity: the datasets autokfp catalogs get the URNs and schema field paths that
+DataHub's own sources give the same data, so autokfp's lineage joins an existing catalog.
+
+Each test runs DataHub's stock recipe for the platform (``Pipeline.create`` with the
+``sqlalchemy``, ``postgres`` or ``s3`` source into a file sink) and an autokfp crawl of the
+same data, and compares every dataset URN and field path.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autokfp.catalog.crawl import crawl_sources
+from autokfp.config import parse_config
+
+
+def _frame(n: int = 6) -> pd.DataFrame:
+    return pd.DataFrame({
+        "id": range(n),
+        "email": [f"user{i}@example.com" for i in range(n)],
+        "amount": [1.5 * i for i in range(n)],
+        "segment": ["a", "b"] * (n // 2),
+    })
+
+
+def _datasets(records: list[dict]) -> dict[str, list[str]]:
+    """{dataset URN: sorted field paths} from a metadata file's records (MCPs and MCEs)."""
+    out: dict[str, list[str]] = {}
+    for record in records:
+        snapshot = (record.get("proposedSnapshot") or {})
+        for kind, body in snapshot.items():
+            if kind.endswith("DatasetSnapshot"):
+                out.setdefault(body["urn"], [])
+                for aspect in body.get("aspects", []):
+                    for name, value in aspect.items():
+                        if name.endswith("SchemaMetadata"):
+                            out[body["urn"]] = sorted(f["fieldPath"] for f in value["fields"])
+        if record.get("entityType") == "dataset":
+            urn = record["entityUrn"]
+            out.setdefault(urn, [])
+            if record.get("aspectName") == "schemaMetadata":
+                fields = record["aspect"]["json"]["fields"]
+                out[urn] = sorted(f["fieldPath"] for f in fields)
+    return out
+
+
+def _datahub_run(source: dict, tmp_path: Path, monkeypatch) -> dict[str, list[str]]:
+    """Run DataHub's own source with its stock recipe into a file sink."""
+    from datahub.ingestion.run.pipeline import Pipeline
+
+    monkeypatch.setenv("HOME", str(tmp_path / "datahub-home"))
+    out = tmp_path / f"datahub-{source['type']}.json"
+    pipeline = Pipeline.create({"source": source,
+                                "sink": {"type": "file", "config": {"filename": str(out)}}})
+    pipeline.run()
+    pipeline.raise_from_status()
+    return _datasets(json.loads(out.read_text()))
+
+
+def _autokfp_run(sources: list[dict], training: str) -> dict[str, list[str]]:
+    config = parse_config({"name": "parity", "sources": sources,
+                           "training": {"dataset": training, "target": "segment"}})
+    report = crawl_sources(config)
+    failed = {d.dataset_id: d.error for d in report.datasets if d.status == "failed"}
+    assert not failed and not report.source_errors, (failed, report.source_errors)
+    records = json.loads(Path(report.published["metadata_uri"]).read_text())
+    return _datasets(records)
+
+
+def test_sqlite_tables_are_named_as_datahubs_sqlalchemy_source(tmp_path, catalog_home,
+                                                               monkeypatch) -> None:
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as connection:
+        _frame().to_sql("customers", connection, index=False)
+        _frame().rename(columns={"amount": "total"}).to_sql("orders", connection, index=False)
+    theirs = _datahub_run({"type": "sqlalchemy", "config": {
+        "platform": "sqlite", "connect_uri": f"sqlite:///{db}", "env": "DEV",
+        "platform_instance": "edge"}}, tmp_path, monkeypatch)
+    ours = _autokfp_run([{"name": "warehouse", "kind": "sql", "url": f"sqlite:///{db}",
+                          "env": "DEV", "platform_instance": "edge"}], "warehouse/customers")
+    assert ours == theirs
+    assert "urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.customers,DEV)" in ours
+    assert ours["urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.orders,DEV)"] == [
+        "email", "id", "segment", "total"]
+
+
+def test_postgres_tables_are_named_as_datahubs_postgres_source(postgres_server, tmp_path,
+                                                                catalog_home, monkeypatch) -> None:
+    server = postgres_server
+    server.run("postgres", "DROP DATABASE IF EXISTS crm", "CREATE DATABASE crm")
+    server.run("crm", "CREATE SCHEMA sales",
+                   "CREATE TABLE public.customers (id integer, email text, amount double "
+                   "precision, segment text)",
+                   "CREATE TABLE sales.orders (order_id bigint, customer_id integer, placed "
+                   "timestamp, total numeric(10, 2))",
+                   "INSERT INTO public.customers VALUES (1, 'a@example.com', 1.5, 'a'), "
+                   "(2, 'b@example.com', 2.5, 'b')",
+                   "INSERT INTO sales.orders VALUES (10, 1, '2024-01-01', 9.99), "
+                   "(11, 2, '2024-01-02', 19.99)")
+    theirs = _datahub_run({"type": "postgres", "config": {
+        "host_port": f"127.0.0.1:{server.port}", "database": "crm", "username": server.user,
+        "password": server.password}}, tmp_path, monkeypatch)
+    ours = _autokfp_run([
+        {"name": "crm", "kind": "sql", "url": server.url("crm")},
+        {"name": "sales", "kind": "sql", "url": server.url("crm"), "schema": "sales"},
+    ], "crm/customers")
+    assert ours == theirs
+    assert ours["urn:li:dataset:(urn:li:dataPlatform:postgres,crm.sales.orders,PROD)"] == [
+        "customer_id", "order_id", "placed", "total"]
+    assert "urn:li:dataset:(urn:li:dataPlatform:postgres,crm.public.customers,PROD)" in ours
+
+
+def _write_files(write) -> None:
+    frame = _frame()
+    write("customers.csv", frame.to_csv(index=False).encode())
+    write("nested/orders.parquet", frame.rename(columns={"amount": "total"}).to_parquet(
+        index=False))
+    write("nested/events.jsonl", frame.to_json(orient="records", lines=True).encode())
+
+
+def test_folder_files_are_named_as_datahubs_file_source(tmp_path, catalog_home,
+                                                         monkeypatch) -> None:
+    folder = tmp_path / "lake"
+
+    def write(relative: str, data: bytes) -> None:
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
+
+    _write_files(write)
+    theirs = _datahub_run({"type": "s3", "config": {"path_specs": [
+        {"include": f"{folder}/*.*"}, {"include": f"{folder}/*/*.*"}]}}, tmp_path, monkeypatch)
+    ours = _autokfp_run([{"name": "files", "kind": "folder", "path": str(folder)}],
+                        "files/customers.csv")
+    assert ours == theirs
+    name = str(folder / "nested" / "orders.parquet").lstrip("/")
+    assert ours[f"urn:li:dataset:(urn:li:dataPlatform:file,{name},PROD)"] == [
+        "email", "id", "segment", "total"]
+
+
+def test_s3_objects_are_named_as_datahubs_s3_source(s3_server, tmp_path, catalog_home,
+                                                    monkeypatch) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint)
+    prefix = "parity/raw"
+
+    def write(relative: str, data: bytes) -> None:
+        client.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/{relative}", Body=data)
+
+    _write_files(write)
+    base = f"s3://{s3_server.bucket}/{prefix}"
+    theirs = _datahub_run({"type": "s3", "config": {
+        "path_specs": [{"include": f"{base}/*.*"}, {"include": f"{base}/*/*.*"}],
+        "aws_config": {"aws_endpoint_url": s3_server.endpoint, "aws_region": "us-east-1",
+                       "aws_access_key_id": "testing", "aws_secret_access_key": "testing"},
+        "platform_instance": "lake"}}, tmp_path, monkeypatch)
+    ours = _autokfp_run([{"name": "lake", "kind": "s3", "uri": base, "platform_instance": "lake"}],
+                        "lake/customers.csv")
+    assert ours == theirs
+    assert (f"urn:li:dataset:(urn:li:dataPlatform:s3,lake.{s3_server.bucket}/{prefix}/"
+            "customers.csv,PROD)") in ours
