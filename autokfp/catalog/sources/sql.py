@@ -17,13 +17,13 @@ from autokfp.catalog.sources.base import (
     DiscoveredDataset,
     LoadedData,
     bottom_k,
+    datahub_urn,
     describe,
     empty_error,
     failed,
     missing_error,
     mixed_type_notes,
     register_source,
-    datahub_urn,
     signature_of,
 )
 from autokfp.config import SqlSource, expand_env

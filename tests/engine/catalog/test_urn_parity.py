@@ -13,7 +13,6 @@ import sqlite3
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from autokfp.catalog.crawl import crawl_sources
 from autokfp.config import parse_config
