@@ -278,7 +278,8 @@ def crawl_sources(
     source_errors: dict[str, str] = {}
     with store.lock():
         index = store.load_index()
-        outcomes, to_publish = _catalogue(store, index, found, graph, source_errors)
+        with store.synced_together():  # the versions are durable before the index names them
+            outcomes, to_publish = _catalogue(store, index, found, graph, source_errors)
         outcomes += _mark_missing(index, found, source_list, source_errors)
         store.save_index(index)
         pruned = _pruned_cache(cache, found, source_list, source_errors)
