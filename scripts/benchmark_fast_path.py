@@ -14,39 +14,19 @@ per row). It always exits 0. HTTP is measured by scripts/benchmark_serving.py.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the sibling script's model resolution (the registry's champion through
+# autokfp.edge.serving_commands.resolve_model) and request rows
+from benchmark_serving import example_records, resolve_model_dir  # noqa: E402
 
 SINGLE_ROW_P99_MS = 20.0
 OLD_TEST_MEAN_MS = 500.0
-
-
-def resolve_model_dir(args: argparse.Namespace) -> Path:
-    if args.model_dir:
-        return Path(args.model_dir)
-    from autokfp.edge.serving_commands import resolve_model
-    from autokfp.settings import Settings
-
-    settings = Settings.from_env(args.home)
-    settings.export()
-    name, version, local = resolve_model(None, settings)
-    print(f"model: {name} v{version} (champion) from {settings.home}")
-    return Path(local)
-
-
-def example_records(model_dir: Path, count: int) -> list[dict[str, Any]]:
-    example = json.loads((model_dir / "input_example.json").read_text())
-    if "dataframe_split" in example:
-        example = example["dataframe_split"]
-    rows = [{c: None if isinstance(v, float) and math.isnan(v) else v
-             for c, v in zip(example["columns"], values, strict=True)}
-            for values in example["data"]]
-    return [rows[i % len(rows)] for i in range(count)]
 
 
 def main(argv: list[str] | None = None) -> int:

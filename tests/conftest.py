@@ -6,6 +6,7 @@ import contextlib
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -199,20 +200,25 @@ def _isolated_state(tmp_path_factory):
 
 
 
-@pytest.fixture
-def autokfp_home(tmp_path, monkeypatch):
-    """A fresh AUTOKFP_HOME (MLflow on SQLite, artifact store, pipeline root) for one test."""
+def use_home(patch: pytest.MonkeyPatch, home: Path):
+    """Point autokfp at the fresh AUTOKFP_HOME ``home`` (MLflow on SQLite, artifact store,
+    pipeline root) through ``patch``; returns its Settings, folders made."""
     from autokfp.settings import Settings
 
-    home = tmp_path / "autokfp-home"
     for name in ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",
                  "AUTOKFP_PIPELINE_ROOT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AUTOKFP_HOME", str(home))
-    monkeypatch.setenv("DATAHUB_TELEMETRY_ENABLED", "false")
+        patch.delenv(name, raising=False)
+    patch.setenv("AUTOKFP_HOME", str(home))
+    patch.setenv("DATAHUB_TELEMETRY_ENABLED", "false")
     settings = Settings.from_env()
     settings.ensure_local_dirs()
     return settings
+
+
+@pytest.fixture
+def autokfp_home(tmp_path, monkeypatch):
+    """A fresh AUTOKFP_HOME (MLflow on SQLite, artifact store, pipeline root) for one test."""
+    return use_home(monkeypatch, tmp_path / "autokfp-home")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
-"""Start and stop the real predictor (``python -m autokfp.serving``) in a subprocess."""
+"""Start and stop the real predictor (``python -m autokfp.serving``) in a subprocess, and
+what its tests share: the model's feature plan, rows as plain JSON values."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -9,10 +11,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 
+from autokfp.modeling.features import FeaturePlan
 from tests.conftest import _free_port
 
 READY_TIMEOUT = 120.0
@@ -78,3 +84,19 @@ def stop(server: Server) -> int:
     with pytest.raises(ProcessLookupError):  # no process of the server's group survives it
         os.killpg(server.process.pid, 0)
     return server.process.returncode
+
+
+def feature_plan(model_dir: Path) -> FeaturePlan:
+    """The feature plan a packaged model carries."""
+    return FeaturePlan.from_json((model_dir / "artifacts" / "plan.json").read_text())
+
+
+def json_value(value: Any) -> Any:
+    """A frame's cell as a request carries it: plain Python, missing as None, times as ISO."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value

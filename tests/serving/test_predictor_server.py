@@ -7,15 +7,9 @@ test stops it with SIGTERM, as Kubernetes does, and reads the prediction log it 
 from __future__ import annotations
 
 import json
-import math
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,74 +21,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from autokfp.modeling.features import FeaturePlan
 from autokfp.serving.prediction_log import read_prediction_log
-from tests.conftest import _free_port
+from tests.serving import servers
 
 MODEL = "churn"
-READY_TIMEOUT = 90.0
 MAX_BYTES = 256 * 1024  # the module's server runs with this body limit
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    url: str
-    log_root: Path
-    output: Path
-
-    def output_tail(self) -> str:
-        return "\n".join(self.output.read_text(errors="replace").splitlines()[-30:])
-
-
-def _start(model_dir: Path, workdir: Path) -> Server:
-    port = _free_port()
-    env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_NAME": MODEL, "MODEL_VERSION": "1",
-           "PORT": str(port), "HOST": "127.0.0.1", "AUTOKFP_MAX_REQUEST_BYTES": str(MAX_BYTES),
-           "AUTOKFP_ARTIFACT_ROOT": str(workdir / "artifacts"), "PYTHONWARNINGS": "ignore"}
-    env.pop("AUTOKFP_PREDICTION_LOG", None)
-    output = workdir / "server.log"
-    with open(output, "wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "autokfp.serving"], env=env,
-                                   stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    return Server(process, f"http://127.0.0.1:{port}", workdir / "artifacts", output)
-
-
-def _ready(server: Server) -> bool:
-    try:
-        return httpx.get(f"{server.url}/v2/health/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _stop(server: Server) -> int:
-    """SIGTERM, then SIGKILL after 30 s; returns the exit code and checks nothing is left."""
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(timeout=10)
-    with pytest.raises(ProcessLookupError):  # no process of the server's group survives it
-        os.killpg(server.process.pid, 0)
-    return server.process.returncode
 
 
 @pytest.fixture(scope="module")
 def server(trained_package, tmp_path_factory):
-    server = _start(Path(trained_package.paths.model), tmp_path_factory.mktemp("server"))
+    server = servers.start(Path(trained_package.paths.model), tmp_path_factory.mktemp("server"),
+                           env={"AUTOKFP_MAX_REQUEST_BYTES": str(MAX_BYTES)})
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not _ready(server):
-            if server.process.poll() is not None:
-                pytest.fail(f"the server exited with {server.process.returncode}:\n"
-                            f"{server.output_tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server was not ready after {READY_TIMEOUT:.0f}s:\n"
-                            f"{server.output_tail()}")
-            time.sleep(0.3)
+        servers.wait_ready(server)
         yield server
     finally:
-        _stop(server)
+        servers.stop(server)
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +46,7 @@ def client(server):
 
 @pytest.fixture(scope="module")
 def plan(trained_package) -> FeaturePlan:
-    return FeaturePlan.from_json(
-        (Path(trained_package.paths.model) / "artifacts" / "plan.json").read_text())
+    return servers.feature_plan(Path(trained_package.paths.model))
 
 
 @pytest.fixture(scope="module")
@@ -122,18 +62,8 @@ def offline(trained_package, held_out) -> pd.DataFrame:
     return mlflow.pyfunc.load_model(str(trained_package.paths.model)).predict(held_out)
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return value
-
-
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _json_value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    return [{k: servers.json_value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
 def _predict(client: httpx.Client, body: Any, raw: bytes | None = None,
@@ -184,7 +114,7 @@ def test_a_100_row_request_equals_the_offline_model(client, held_out, offline) -
 def _v2_inputs(frame: pd.DataFrame, plan: FeaturePlan) -> list[dict[str, Any]]:
     inputs = []
     for column in plan.input_columns:
-        values = [_json_value(v) for v in frame[column]]
+        values = [servers.json_value(v) for v in frame[column]]
         if column in plan.numeric:
             datatype = "FP64"
             values = [None if v is None else float(v) for v in values]
@@ -385,7 +315,7 @@ def test_sigterm_flushes_the_prediction_log(server, client, held_out, plan) -> N
     assert response.status_code == 200
     expected = response.json()["predictions"]
 
-    assert _stop(server) == 0, server.output_tail()
+    assert servers.stop(server) == 0, server.output_tail()
 
     folder = server.log_root / "predictions" / MODEL / "v1"
     batches = sorted(folder.glob("date=*/*.parquet"))
@@ -421,13 +351,13 @@ def test_a_broken_model_folder_never_becomes_ready_and_exits_non_zero(
         engine = model_dir / "artifacts" / "engine"
         shutil.rmtree(engine)
         engine.mkdir()
-    broken = _start(model_dir, tmp_path)
+    broken = servers.start(model_dir, tmp_path)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + servers.READY_TIMEOUT
         while broken.process.poll() is None and time.monotonic() < deadline:
-            assert not _ready(broken), "a server with a broken model reported ready"
+            assert not servers.ready(broken), "a server with a broken model reported ready"
             time.sleep(0.3)
         assert broken.process.poll() is not None, "the server neither became ready nor exited"
         assert broken.process.returncode != 0
     finally:
-        _stop(broken)
+        servers.stop(broken)

@@ -5,24 +5,15 @@ from __future__ import annotations
 import pytest
 from kfp.dsl import Artifact, Dataset, Markdown, Metrics, Model
 
-from autokfp.settings import Settings
 from components import bias_check
 from tests.components import artifact
-from tests.conftest import small_config
+from tests.conftest import small_config, use_home
 
 
 @pytest.fixture(scope="package")
 def home(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
-        root = tmp_path_factory.mktemp("governance-components-home")
-        for name in ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",
-                     "AUTOKFP_PIPELINE_ROOT"):
-            patch.delenv(name, raising=False)
-        patch.setenv("AUTOKFP_HOME", str(root))
-        patch.setenv("DATAHUB_TELEMETRY_ENABLED", "false")
-        settings = Settings.from_env()
-        settings.ensure_local_dirs()
-        yield settings
+        yield use_home(patch, tmp_path_factory.mktemp("governance-components-home"))
 
 
 @pytest.fixture(scope="package")

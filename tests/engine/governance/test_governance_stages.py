@@ -18,14 +18,13 @@ import pytest
 from autokfp.catalog.schema import DatasetSchema
 from autokfp.governance import PolicyError, approval, audit
 from autokfp.modeling import registry
-from autokfp.settings import Settings
 from autokfp.steps import bias_check as bias_check_step
 from autokfp.steps import check_data_bias as check_data_bias_step
 from autokfp.steps import evaluate_model as evaluate_model_step
 from autokfp.steps import explain_model as explain_model_step
 from autokfp.steps import register_model as register_model_step
 from autokfp.steps import write_model_card as write_model_card_step
-from tests.conftest import small_config
+from tests.conftest import small_config, use_home
 
 GOVERNANCE = {"shap_rows": 3, "explain_rows": 150}
 
@@ -33,15 +32,7 @@ GOVERNANCE = {"shap_rows": 3, "explain_rows": 150}
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
-        root = tmp_path_factory.mktemp("governance-home")
-        for name in ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",
-                     "AUTOKFP_PIPELINE_ROOT"):
-            patch.delenv(name, raising=False)
-        patch.setenv("AUTOKFP_HOME", str(root))
-        patch.setenv("DATAHUB_TELEMETRY_ENABLED", "false")
-        settings = Settings.from_env()
-        settings.ensure_local_dirs()
-        yield settings
+        yield use_home(patch, tmp_path_factory.mktemp("governance-home"))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ run concurrently, and says not-ready as soon as the model cannot score.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,26 +28,15 @@ MAX_BYTES = 16 * 1024 * 1024  # the server's default body limit
 _REJECTED_SENT: list[str] = []  # rejections this module sent, to compare with the log
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return value
-
-
 @pytest.fixture(scope="module")
 def plan(trained_package) -> FeaturePlan:
-    return FeaturePlan.from_json(
-        (Path(trained_package.paths.model) / "artifacts" / "plan.json").read_text())
+    return servers.feature_plan(Path(trained_package.paths.model))
 
 
 @pytest.fixture(scope="module")
 def good_rows(trained_package, plan) -> list[dict[str, Any]]:
     frame = pd.read_parquet(trained_package.paths.test).head(50)
-    return [{c: _plain(row[c]) for c in plan.input_columns} for _, row in frame.iterrows()]
+    return [{c: servers.json_value(row[c]) for c in plan.input_columns} for _, row in frame.iterrows()]
 
 
 def _columns(plan: FeaturePlan) -> dict[str, str]:
