@@ -30,6 +30,7 @@ from autokfp.catalog.datahub import (
     dataset_urn,
     metadata_proposals,
     publish,
+    removal_proposals,
 )
 from autokfp.catalog.discovery import CrawlCache, DiscoveredDataset, Source, discover
 from autokfp.catalog.evolution import SchemaChange, compare_schemas
@@ -280,7 +281,8 @@ def crawl_sources(
         index = store.load_index()
         with store.synced_together():  # the versions are durable before the index names them
             outcomes, to_publish = _catalogue(store, index, found, graph, source_errors)
-        outcomes += _mark_missing(index, found, source_list, source_errors)
+        removed: list[str] = []
+        outcomes += _mark_missing(index, found, source_list, source_errors, removed)
         store.save_index(index)
         pruned = _pruned_cache(cache, found, source_list, source_errors)
         if cache.misses or pruned.keys() != cached.keys():  # a re-crawl that read nothing
@@ -289,8 +291,8 @@ def crawl_sources(
     report = CrawlReport(started=started_at, seconds=0.0, datasets=outcomes,
                          source_errors=source_errors, cache_hits=cache.hits,
                          cache_misses=cache.misses, catalog=store.root, found=found)
-    if publish_metadata and to_publish:
-        report.published = _publish_schemas(to_publish, store, settings).to_dict()
+    if publish_metadata and (to_publish or removed):
+        report.published = _publish_schemas(to_publish, store, settings, removed).to_dict()
     report.seconds = time.monotonic() - started
     store.write_json("last-crawl.json", report.to_dict())
     _log_report(report)
@@ -337,9 +339,11 @@ def _catalogue(store: CatalogStore, index: dict[str, Any], found: list[Discovere
 
 
 def _publish_schemas(schemas: list[DatasetSchema], store: CatalogStore,
-                     settings: Settings) -> PublishResult:
-    """One metadata file of the schemas' proposals, sent on to DataHub Lite and GMS."""
+                     settings: Settings, removed: Iterable[str] = ()) -> PublishResult:
+    """One metadata file of the schemas' proposals and the soft deletes of datasets that
+    went missing, sent on to DataHub Lite and GMS."""
     proposals = [p for schema in schemas for p in metadata_proposals(schema)]
+    proposals += removal_proposals(removed)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     name = f"crawl-{stamp}-{uuid.uuid4().hex[:6]}.json"
     return publish(proposals, store.uri("metadata", name), settings.catalog_dir)
@@ -377,8 +381,13 @@ def _crawled_sources(sources: list[Source], source_errors: dict[str, str]) -> se
 
 
 def _mark_missing(index: dict[str, dict[str, Any]], found: list[DiscoveredDataset],
-                  sources: list[Source], source_errors: dict[str, str]) -> list[DatasetOutcome]:
-    """Datasets of a listed source that are gone keep their history, marked missing."""
+                  sources: list[Source], source_errors: dict[str, str],
+                  removed: list[str] | None = None) -> list[DatasetOutcome]:
+    """Datasets of a listed source that are gone keep their history, marked missing.
+
+    The URN of each one that went missing in this crawl is added to ``removed`` (to be
+    soft-deleted in DataHub once; a later crawl that still misses it sends nothing).
+    """
     seen = {item.dataset_id for item in found}
     listed = _crawled_sources(sources, source_errors)
     outcomes = []
@@ -386,6 +395,8 @@ def _mark_missing(index: dict[str, dict[str, Any]], found: list[DiscoveredDatase
         if entry.get("source") in listed and dataset_id not in seen:
             if entry.get("status") != "missing":
                 entry.update(status="missing", missing_since=now_iso())
+                if removed is not None and entry.get("urn"):
+                    removed.append(entry["urn"])
             outcomes.append(DatasetOutcome(
                 dataset_id=dataset_id, source=entry["source"], status="missing",
                 urn=entry.get("urn"), version=entry.get("latest_version") or None,

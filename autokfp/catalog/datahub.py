@@ -62,6 +62,7 @@ from datahub.metadata.schema_classes import (
     SchemaFieldClass,
     SchemaFieldDataTypeClass,
     SchemaMetadataClass,
+    StatusClass,
     StringTypeClass,
     TagAssociationClass,
     TimeStampClass,
@@ -234,8 +235,8 @@ def metadata_proposals(
         timestamp_millis: profile time; default now.
 
     Returns:
-        Proposals for DatasetProperties, SchemaMetadata, DatasetProfile, GlobalTags and,
-        with upstreams, UpstreamLineage.
+        Proposals for Status (not removed), DatasetProperties, SchemaMetadata,
+        DatasetProfile, GlobalTags and, with upstreams, UpstreamLineage.
     """
     urn = dataset_urn(schema)
     stamp = int(timestamp_millis if timestamp_millis is not None else time.time() * 1000)
@@ -286,7 +287,10 @@ def metadata_proposals(
         dataset_tags.append("sensitive")
     if facts.get("verdict") == "breaking":
         dataset_tags.append(BREAKING_TAG)
-    aspects: list = [properties, schema_metadata, profile, _tags(dataset_tags)]
+    # Status(removed=False) as DataHub's sources send it: a dataset that comes back after it
+    # was soft-deleted (``removal_proposals``) is live again
+    aspects: list = [StatusClass(removed=False), properties, schema_metadata, profile,
+                     _tags(dataset_tags)]
     upstreams = [
         UpstreamClass(dataset=u, type=DatasetLineageTypeClass.TRANSFORMED)
         for u in dict.fromkeys(upstream_urns)
@@ -294,6 +298,14 @@ def metadata_proposals(
     if upstreams:
         aspects.append(UpstreamLineageClass(upstreams=upstreams))
     return [Proposal(entityUrn=urn, aspect=a) for a in aspects]
+
+
+def removal_proposals(urns: Iterable[str]) -> list[MetadataChangeProposalWrapper]:
+    """Soft deletes: ``Status(removed=True)`` for datasets that are gone from their source,
+    as DataHub's stateful ingestion marks the entities a run no longer saw. Their history
+    stays; the next proposals for the dataset (it came back) carry ``removed=False``."""
+    return [Proposal(entityUrn=urn, aspect=StatusClass(removed=True))
+            for urn in dict.fromkeys(urns)]
 
 
 def metadata_file_text(proposals: Iterable[MetadataChangeProposalWrapper]) -> str:

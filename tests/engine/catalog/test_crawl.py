@@ -37,7 +37,7 @@ def test_first_crawl_records_version_one_and_a_recrawl_reuses_it(churn_sources,
                            "warehouse/customers"]
     assert {d.status for d in first.datasets} == {"new"}
     assert {d.version for d in first.datasets} == {1}
-    assert first.cache_hits == 0 and first.published["proposals"] == 12
+    assert first.cache_hits == 0 and first.published["proposals"] == 15
     customers = ids["warehouse/customers"]
     assert customers.rows == len(frame) and customers.columns == frame.shape[1]
     assert {"email", "phone"} <= set(customers.pii_columns)

@@ -64,6 +64,7 @@ def test_aspects_carry_schema_profile_tags_and_lineage() -> None:
     assert {p.entityUrn for p in proposals} == {dataset_urn(schema)}
     aspects = _aspects(proposals)
     assert set(aspects) == {
+        "StatusClass",
         "DatasetPropertiesClass",
         "SchemaMetadataClass",
         "DatasetProfileClass",
@@ -132,16 +133,17 @@ def test_written_file_passes_datahub_check(tmp_path: Path) -> None:
     assert write_metadata(path, proposals) == str(path)
     assert [p.name for p in path.parent.iterdir()] == ["metadata.json"]  # no temp left over
     records = json.loads(path.read_text())
-    assert len(records) == len(proposals) == 9
+    assert len(records) == len(proposals) == 11
 
     home = tmp_path / "home"
     home.mkdir()
     result = _datahub_check(path, home)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 MCEs found - all valid" in result.stdout + result.stderr
+    assert "11 MCEs found - all valid" in result.stdout + result.stderr
 
     # the check is not a rubber stamp: a schema without its required hash is refused
-    records[1]["aspect"]["json"].pop("hash")
+    schema_record = next(r for r in records if r["aspectName"] == "schemaMetadata")
+    schema_record["aspect"]["json"].pop("hash")
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps(records))
     assert _datahub_check(broken, home).returncode != 0

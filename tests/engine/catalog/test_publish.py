@@ -83,7 +83,7 @@ def test_crawl_metadata_passes_datahub_check_and_lands_in_lite(churn_sources, ca
     config, _folder, db, frame = churn_sources
     report = crawl_sources(config)
     published = report.published
-    assert published["lite_written"] == published["proposals"] == 12
+    assert published["lite_written"] == published["proposals"] == 15
     assert published["lite_error"] is None and published["gms_url"] is None
     check_metadata_file(published["metadata_uri"], tmp_path / "home")
 
@@ -109,7 +109,7 @@ def test_crawl_metadata_passes_datahub_check_and_lands_in_lite(churn_sources, ca
     # a breaking change is visible in the catalog, and accepting it clears the mark
     write_table(db, "customers", frame.drop(columns=["tenure_months"]))
     report = crawl_sources(config)
-    assert report.published["proposals"] == 4  # only the changed dataset is re-sent
+    assert report.published["proposals"] == 5  # only the changed dataset is re-sent
     check_metadata_file(report.published["metadata_uri"], tmp_path / "home")
     entity = read_lite(catalog_home.catalog_dir, CUSTOMERS_URN)
     props = entity["datasetProperties"]["customProperties"]
@@ -132,10 +132,10 @@ def test_crawl_sends_every_aspect_to_a_gms_with_the_bearer_token(churn_sources, 
         monkeypatch.setenv("DATAHUB_GMS_TOKEN", TOKEN)
         report = crawl_sources(config)
     assert report.published["gms_error"] is None
-    assert report.published["gms_sent"] == 12 and report.published["gms_url"] == gms.url
+    assert report.published["gms_sent"] == 15 and report.published["gms_url"] == gms.url
     assert gms.requests[0]["method"] == "GET" and gms.requests[0]["path"] == "/config"
     posts = [r for r in gms.requests if r["method"] == "POST"]
-    assert len(posts) == 12
+    assert len(posts) == 15
     assert {r["path"] for r in posts} == {"/aspects?action=ingestProposal"}
     assert {r["authorization"] for r in gms.requests} == {f"Bearer {TOKEN}"}
     proposals = gms.proposals()
@@ -143,8 +143,9 @@ def test_crawl_sends_every_aspect_to_a_gms_with_the_bearer_token(churn_sources, 
     assert {p["changeType"] for p in proposals} == {"UPSERT"}
     customers = {p["aspectName"]: json.loads(p["aspect"]["value"]) for p in proposals
                  if p["entityUrn"] == CUSTOMERS_URN}
-    assert set(customers) == {"datasetProperties", "schemaMetadata", "datasetProfile",
-                              "globalTags"}
+    assert set(customers) == {"status", "datasetProperties", "schemaMetadata",
+                              "datasetProfile", "globalTags"}
+    assert customers["status"] == {"removed": False}
     assert customers["datasetProperties"]["customProperties"]["schema_version"] == "1"
     assert "email" in {f["fieldPath"] for f in customers["schemaMetadata"]["fields"]}
     assert TOKEN not in caplog.text
@@ -161,7 +162,7 @@ def test_a_refusing_gms_is_reported_never_fatal_and_never_leaks_the_token(
     assert error and "DATAHUB_GMS_TOKEN" in error and "authentication error" in error
     assert TOKEN not in error and TOKEN not in caplog.text
     assert report.published["gms_sent"] == 0
-    assert report.published["lite_written"] == 12  # the local catalog still has it all
+    assert report.published["lite_written"] == 15  # the local catalog still has it all
     assert report.counts()["catalogued"] == 3
 
 
@@ -181,3 +182,40 @@ def test_unreachable_gms_raises_a_catalog_error(url) -> None:
 
     with pytest.raises(CatalogPublishError, match="DATAHUB_GMS_URL"):
         emit_to_gms([], url, token=TOKEN, timeout_sec=2)
+
+
+def _published_aspects(report) -> list[tuple[str, str, dict]]:
+    records = json.loads(Path(report.published["metadata_uri"]).read_text())
+    return [(r["entityUrn"], r["aspectName"], r["aspect"]["json"]) for r in records]
+
+
+def test_stateful_recrawl_sends_nothing_new_and_soft_deletes_a_dropped_table(
+        churn_sources, catalog_home, tmp_path) -> None:
+    """As DataHub's stateful ingestion: an unchanged re-crawl emits nothing, a dropped table
+    is soft-deleted once (Status removed=true, its history kept), and it is live again
+    when it comes back."""
+    import sqlite3
+
+    config, _folder, db, frame = churn_sources
+    first = crawl_sources(config)
+    assert first.published["lite_error"] is None
+    assert read_lite(catalog_home.catalog_dir, CUSTOMERS_URN)["status"] == {"removed": False}
+
+    unchanged = crawl_sources(config)
+    assert unchanged.published == {} and unchanged.counts()["unchanged"] == 3
+
+    with sqlite3.connect(db) as connection:
+        connection.execute("DROP TABLE customers")
+    dropped = crawl_sources(config)
+    assert dropped.outcome("warehouse/customers").status == "missing"
+    assert _published_aspects(dropped) == [(CUSTOMERS_URN, "status", {"removed": True})]
+    check_metadata_file(dropped.published["metadata_uri"], tmp_path / "home")
+    entity = read_lite(catalog_home.catalog_dir, CUSTOMERS_URN)
+    assert entity["status"] == {"removed": True}
+    assert entity["schemaMetadata"]["fields"]  # soft: what was known stays
+    assert crawl_sources(config).published == {}  # still gone: nothing is sent again
+
+    write_table(db, "customers", frame)
+    back = crawl_sources(config)
+    assert (CUSTOMERS_URN, "status", {"removed": False}) in _published_aspects(back)
+    assert read_lite(catalog_home.catalog_dir, CUSTOMERS_URN)["status"] == {"removed": False}
