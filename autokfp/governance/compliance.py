@@ -55,9 +55,28 @@ def build_checklist(*, name: str, version: str, plan: Any, schema: Any, tags: di
     def ev(*keys: str) -> list[str]:
         return [f"{k}: {evidence[k]}" for k in keys if evidence.get(k)]
 
-    items: list[Item] = []
+    verdict = fairness.get("verdict", NOT_RUN)
+    return [
+        _data_item(plan, schema, tags, ev("schema", "plan", "registration")),
+        Item("EU AI Act Art. 10(2)(f)-(g)",
+             "Examined for possible biases; bias detected and mitigated",
+             {"pass": PASS, "mitigated": PASS, "fail": FAIL}.get(verdict, NOT_RUN),
+             f"fairness verdict {verdict}: {fairness.get('verdict_reason', '')}",
+             ev("data_bias_report", "fairness_report")),
+        Item("EU AI Act Art. 11", "Technical documentation (model card)", PASS,
+             "model card written for this version and logged to its MLflow run",
+             ev("model_card", "model_card_mlflow")),
+        _audit_item(audit_ok, audit_problems, audit_events, ev("audit_trail")),
+        _transparency_item(explanation, ev("model_card", "explanation")),
+        _oversight_item(name, version, approved, require_approval, ev("audit_trail")),
+        _accuracy_item(evaluation, ev("evaluation")),
+        _minimisation_item(plan, schema, drop_pii, ev("plan", "schema")),
+    ]
+
+
+def _data_item(plan: Any, schema: Any, tags: dict[str, str], evidence: list[str]) -> Item:
     catalogued = bool(tags.get("dataset_urn")) and bool(tags.get("dataset_fingerprint"))
-    items.append(Item(
+    return Item(
         "EU AI Act Art. 10(2)", "Training data documented: origin, schema, preparation",
         PASS if catalogued else FAIL,
         (f"dataset `{tags.get('dataset')}` catalogued as `{tags.get('dataset_urn')}`, schema "
@@ -66,62 +85,68 @@ def build_checklist(*, name: str, version: str, plan: Any, schema: Any, tags: di
          "columns dropped with reasons)") if catalogued else
         "the registered version carries no dataset URN or fingerprint tag: its training data "
         "cannot be traced; register it through the pipeline's register step",
-        ev("schema", "plan", "registration")))
-    verdict = fairness.get("verdict", NOT_RUN)
-    fairness_status = {"pass": PASS, "mitigated": PASS, "fail": FAIL}.get(verdict, NOT_RUN)
-    items.append(Item(
-        "EU AI Act Art. 10(2)(f)-(g)", "Examined for possible biases; bias detected and mitigated",
-        fairness_status, f"fairness verdict {verdict}: {fairness.get('verdict_reason', '')}",
-        ev("data_bias_report", "fairness_report")))
-    items.append(Item(
-        "EU AI Act Art. 11", "Technical documentation (model card)", PASS,
-        "model card written for this version and logged to its MLflow run",
-        ev("model_card", "model_card_mlflow")))
+        evidence)
+
+
+def _audit_item(audit_ok: bool, audit_problems: list[str], audit_events: int,
+                evidence: list[str]) -> Item:
     if audit_ok:
         detail = (f"the audit trail verifies ({audit_events} events, hash-chained); decisions about "
                   "this model are recorded and mirrored to MLflow tags")
     else:
         detail = "the audit trail does NOT verify: " + "; ".join(audit_problems)
-    items.append(Item("EU AI Act Art. 12", "Record-keeping: automatic, tamper-evident event log",
-                      PASS if audit_ok else FAIL, detail, ev("audit_trail")))
+    return Item("EU AI Act Art. 12", "Record-keeping: automatic, tamper-evident event log",
+                PASS if audit_ok else FAIL, detail, evidence)
+
+
+def _transparency_item(explanation: dict[str, Any], evidence: list[str]) -> Item:
     importance_ran = bool(explanation.get("permutation_importance"))
     shap_result = explanation.get("shap") or {}
     shap_note = ("per-prediction Kernel SHAP explanations (also served at :explain)"
                  if shap_result.get("status") == "run"
                  else f"local explanations {shap_result.get('reason', 'not run')}")
-    items.append(Item(
+    return Item(
         "EU AI Act Art. 13", "Transparency: intended use, limitations, how outputs come about",
         PASS if importance_ran else NOT_RUN,
         (f"model card states intended use and limitations; global permutation importance; "
          f"{shap_note}") if importance_ran else "no explanation was produced for this version",
-        ev("model_card", "explanation")))
+        evidence)
+
+
+def _oversight_item(name: str, version: str, approved: bool, require_approval: bool,
+                    evidence: list[str]) -> Item:
     if require_approval:
-        items.append(Item(
+        return Item(
             "EU AI Act Art. 14", "Human oversight: a person approves before production",
             PASS if approved else PENDING,
             "approved (audit event approval.granted)" if approved else
             f"governance.require_approval is true and nobody has approved yet: run "
             f"'autokfp approve {name} {version}' after review",
-            ev("audit_trail")))
-    else:
-        items.append(Item(
-            "EU AI Act Art. 14", "Human oversight: a person approves before production",
-            NOT_REQUIRED,
-            "governance.require_approval is false: the platform deploys autonomously; every "
-            "decision is in the audit trail and a person can require approval by setting it",
-            ev("audit_trail")))
+            evidence)
+    return Item(
+        "EU AI Act Art. 14", "Human oversight: a person approves before production",
+        NOT_REQUIRED,
+        "governance.require_approval is false: the platform deploys autonomously; every "
+        "decision is in the audit trail and a person can require approval by setting it",
+        evidence)
+
+
+def _accuracy_item(evaluation: dict[str, Any], evidence: list[str]) -> Item:
     ok, measured = _better_than_chance(evaluation)
     comparison = (evaluation.get("comparison") or {}).get("reason", "")
-    items.append(Item(
+    return Item(
         "EU AI Act Art. 15", "Accuracy and robustness declared and measured",
         PASS if ok else FAIL,
         f"{measured} on {evaluation.get('test_rows')} held-out rows; {comparison}; serving "
         "validates every request against the training schema (400 naming the column)"
         if ok else f"{measured}: no better than chance on held-out rows",
-        ev("evaluation")))
+        evidence)
+
+
+def _minimisation_item(plan: Any, schema: Any, drop_pii: bool, evidence: list[str]) -> Item:
     pii_inputs = [c.name for c in schema.columns if c.is_pii and c.name in plan.input_columns]
     pii_dropped = [c for c, reason in plan.dropped.items() if "personal data" in reason]
-    items.append(Item(
+    return Item(
         "GDPR Art. 5(1)(c), 25", "Data minimisation: no personal data in the features",
         FAIL if pii_inputs else PASS,
         (f"personal data used as model inputs: {pii_inputs}; set features.drop_pii: true "
@@ -129,8 +154,7 @@ def build_checklist(*, name: str, version: str, plan: Any, schema: Any, tags: di
         (f"no column the catalog tagged as personal data is a model input; dropped: "
          f"{', '.join(pii_dropped) or 'none present'}; the package's explanation background "
          "holds model inputs only"),
-        ev("plan", "schema")))
-    return items
+        evidence)
 
 
 def verdict(items: list[Item]) -> tuple[str, str]:

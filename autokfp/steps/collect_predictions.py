@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -52,37 +52,7 @@ def collect_predictions(
 ) -> Collected:
     """The champion's logged predictions for the window (with labels), its reference and
     the quality of the live inputs."""
-    record = _collect_predictions(
-        config=config, current_path=current_path, reference_path=reference_path,
-        collection_path=collection_path, run_id=run_id, window_end=window_end,
-        scheduled_time=scheduled_time
-    )
-    return Collected.from_record(record)
-
-
-def _collect_predictions(
-    config: dict[str, Any] | RunConfig,
-    current_path: str,
-    reference_path: str,
-    collection_path: str,
-    run_id: str = "",
-    window_end: str = "",
-    scheduled_time: str = "",
-) -> dict[str, Any]:
-    """The champion's logged predictions for the window (with labels), its reference and
-    the quality of the live inputs."""
-    from autokfp.monitoring.quality import check_inputs
-    from autokfp.monitoring.window import (
-        LABEL_COLUMN,
-        join_labels,
-        load_champion,
-        other_version_notes,
-        read_labels,
-        read_window,
-        resolve_reference,
-        window_end_time,
-        window_status,
-    )
+    from autokfp.monitoring.window import load_champion, window_end_time
 
     cfg = read_config(config)
     spec = cfg.monitoring
@@ -97,9 +67,36 @@ def _collect_predictions(
     }
     champion = load_champion(cfg.model_name, settings)
     if champion is None:
-        return _no_champion(cfg.model_name, collection, current_path, reference_path,
-                            collection_path)
+        return Collected.from_record(_no_champion(cfg.model_name, collection, current_path,
+                                                  reference_path, collection_path))
     remember_run_start(settings, cfg.model_name, run_id, champion.version)
+    current, reference = _gather(cfg, settings, champion, start, end, collection)
+    write_stored_parquet(current_path, current)
+    write_stored_parquet(
+        reference_path, reference.frame if reference.frame is not None else pd.DataFrame()
+    )
+    write_stored_json(collection_path, collection)
+    log.info("monitoring %s v%s: %s; labels: %s; reference: %s", cfg.model_name,
+             champion.version, collection["reason"], collection["labels"], reference.note)
+    return Collected.from_record(collection)
+
+
+def _gather(cfg: RunConfig, settings: Settings, champion: Any, start: datetime, end: datetime,
+            collection: dict[str, Any]) -> tuple[pd.DataFrame, Any]:
+    """Read the champion's window, join the labels, resolve the reference and check the live
+    inputs; what was found goes into ``collection``. Returns the window and the reference."""
+    from autokfp.monitoring.quality import check_inputs
+    from autokfp.monitoring.window import (
+        LABEL_COLUMN,
+        join_labels,
+        other_version_notes,
+        read_labels,
+        read_window,
+        resolve_reference,
+        window_status,
+    )
+
+    spec = cfg.monitoring
     window = read_window(settings.artifact_root, champion.service, champion.version, start, end)
     collection["notes"] += window.notes
     collection["notes"] += other_version_notes(window.other_versions, champion)
@@ -134,14 +131,7 @@ def _collect_predictions(
                    "rows": 0 if reference.frame is None else len(reference.frame)},
         quality=quality.to_dict(),
     )
-    write_stored_parquet(current_path, current)
-    write_stored_parquet(
-        reference_path, reference.frame if reference.frame is not None else pd.DataFrame()
-    )
-    write_stored_json(collection_path, collection)
-    log.info("monitoring %s v%s: %s; labels: %s; reference: %s", cfg.model_name,
-             champion.version, reason, label_note, reference.note)
-    return collection
+    return current, reference
 
 
 def _no_champion(model: str, collection: dict[str, Any], current_path: str,

@@ -56,7 +56,7 @@ def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, regist
     (schema, plan, evaluation, fairness_report, explanation, ...) to artifact URIs.
     """
     from autokfp.governance import approval, audit, compliance
-    from autokfp.governance.model_card import build_model_card, card_metadata, card_with_metadata
+    from autokfp.governance.model_card import build_model_card
     from autokfp.modeling import registry
     from autokfp.settings import Settings
 
@@ -72,16 +72,15 @@ def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, regist
     client = registry.configure(settings)
     tags = dict(client.get_model_version(name, version).tags or {})
     lineage = _lineage(name, version, settings)
-    evidence = dict(evidence or {})
-    for key, path in (("schema", schema_path), ("plan", str(Path(model_path, "artifacts", "plan.json"))),
-                      ("evaluation", evaluation_path), ("fairness_report", fairness_path),
-                      ("explanation", explanation_path), ("model_card", card_path),
-                      ("compliance_report", compliance_path)):
-        evidence.setdefault(key, str(path))
-    evidence.setdefault("registration", f"models:/{name}/{version}")
-    evidence["audit_trail"] = audit.trail_uri(settings)
-    evidence["model_card_mlflow"] = f"runs:/{run_id}/governance/model_card.md"
-    evidence["compliance_mlflow"] = f"runs:/{run_id}/governance/compliance.md"
+    evidence = _evidence(evidence, schema=schema_path,
+                         plan=str(Path(model_path, "artifacts", "plan.json")),
+                         evaluation=evaluation_path, fairness_report=fairness_path,
+                         explanation=explanation_path, model_card=card_path,
+                         compliance_report=compliance_path,
+                         registration=f"models:/{name}/{version}")
+    evidence.update(audit_trail=audit.trail_uri(settings),
+                    model_card_mlflow=f"runs:/{run_id}/governance/model_card.md",
+                    compliance_mlflow=f"runs:/{run_id}/governance/compliance.md")
 
     verification = audit.verify_trail(settings)
     items = compliance.build_checklist(
@@ -100,23 +99,27 @@ def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, regist
     write_text(card_path, card)
     governance_files = [(card_path, "model_card.md")]
     if card_metadata_path:
-        metadata = card_metadata(name=name, version=version, tags=tags, meta=meta, schema=schema,
-                                 evaluation=evaluation)
-        write_text(card_metadata_path, card_with_metadata(card, metadata))
+        _write_card_metadata(card_metadata_path, card, name=name, version=version, tags=tags,
+                             meta=meta, schema=schema, evaluation=evaluation)
         governance_files.append((card_metadata_path, "README.md"))
     write_text(compliance_path, compliance.render_markdown(name, version, items))
     write_text(compliance_summary_path, compliance.to_json(name, version, items))
-    with tempfile.TemporaryDirectory(prefix="autokfp-governance-") as scratch:
-        for source, target in (*governance_files, (compliance_path, "compliance.md"),
-                               (compliance_summary_path, "compliance.json"),
-                               (fairness_path, "fairness.json"), (explanation_path, "explanation.json")):
-            copy = Path(scratch, target)
-            shutil.copyfile(source, copy)
-            client.log_artifact(run_id, str(copy), artifact_path="governance")
+    _log_to_run(client, run_id, [*governance_files, (compliance_path, "compliance.md"),
+                                 (compliance_summary_path, "compliance.json"),
+                                 (fairness_path, "fairness.json"),
+                                 (explanation_path, "explanation.json")])
     for key, value in {"governance.fairness": fairness_report.get("verdict", "not_run"),
                        "governance.compliance": result,
                        "governance.model_card": evidence["model_card_mlflow"]}.items():
         client.set_model_version_tag(name, version, key, value)
+    return _documented(cfg, name, str(version), result, summary, fairness_report, card, settings)
+
+
+def _documented(cfg: RunConfig, name: str, version: str, result: str, summary: str,
+                fairness_report: dict[str, Any], card: str, settings: Any) -> Documented:
+    """Audit the documentation (with the card's hash) and say whether it may be deployed."""
+    from autokfp.governance import approval
+
     approved = approval.is_approved(name, version, settings)
     record_event("model.documented",
             {"compliance": result, "summary": summary,
@@ -128,6 +131,30 @@ def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, regist
     return Documented(compliance=result, summary=summary, fairness=fairness_report.get("verdict"),
                       approval_required=cfg.governance.require_approval, approved=approved,
                       deployable=bool(deployable), version=str(version))
+
+
+def _write_card_metadata(path: str, card: str, **facts: Any) -> None:
+    """The card in Hugging Face form: its metadata as YAML front matter, then the Markdown."""
+    from autokfp.governance.model_card import card_metadata, card_with_metadata
+
+    write_text(path, card_with_metadata(card, card_metadata(**facts)))
+
+
+def _evidence(given: dict[str, str] | None, **defaults: str) -> dict[str, str]:
+    """The evidence the caller named, and where it did not, the step's own files."""
+    evidence = dict(given or {})
+    for key, path in defaults.items():
+        evidence.setdefault(key, str(path))
+    return evidence
+
+
+def _log_to_run(client: Any, run_id: str, files: list[tuple[str, str]]) -> None:
+    """Log each (path, name) to the MLflow run under ``governance/``, under that name."""
+    with tempfile.TemporaryDirectory(prefix="autokfp-governance-") as scratch:
+        for source, target in files:
+            copy = Path(scratch, target)
+            shutil.copyfile(source, copy)
+            client.log_artifact(run_id, str(copy), artifact_path="governance")
 
 
 def _sha256(text: str) -> str:
