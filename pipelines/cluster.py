@@ -16,7 +16,8 @@ CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_A
                "DATAHUB_GMS_URL", "AWS_ENDPOINT_URL")
 # and from the autokfp-credentials Secret
 SECRET_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-               "DATAHUB_GMS_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+               "DATAHUB_GMS_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+               "AUTOKFP_AUDIT_KEY")  # signs the audit trail's anchor (governance/audit.py)
 # where a GCP service-account key Secret is mounted (its key ``key.json``)
 GCP_KEY_DIR = "/var/secrets/gcp"
 GCP_KEY_FILE = "key.json"

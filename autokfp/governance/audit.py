@@ -12,6 +12,15 @@ that it was rewritten with every hash recomputed. So the head of the chain (its 
 on the MLflow experiment ``autokfp-audit``, plus ``audit.last_hash`` on each model version
 an event concerns. ``verify_trail`` checks the chain against both anchors.
 
+Someone who can write both the trail and the registry could still rewrite the chain and
+then the anchor. With ``AUTOKFP_AUDIT_KEY`` set (from the ``autokfp-credentials`` Secret in
+a cluster) the anchor carries an HMAC-SHA256 of its head under that key, so a new head
+written without the key fails verification, as does a missing or unsigned anchor.
+
+Anchoring costs registry calls, so a step records its events in a batch (``batched``):
+the trail gets each event at once, the registry the step's last head and version tags once,
+when the step ends (also when it fails). Outside a batch each event is anchored at once.
+
 Kinds used by the platform: ``data.changed`` (every automatic change to the data: a
 detected delimiter or encoding, a renamed duplicate header, dropped rows),
 ``schema.change_accepted``, ``feature.dropped`` (with the reason: an id, a leak, a
@@ -22,12 +31,17 @@ constant...), ``model.selected``, ``model.registered``, ``model.challenger_kept`
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import json
 import logging
 import math
 import os
+import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -44,6 +58,8 @@ log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 ANCHOR_EXPERIMENT = "autokfp-audit"
 ANCHOR_TAG = "audit.head"
+KEY_ENV = "AUTOKFP_AUDIT_KEY"
+_MAC_DOMAIN = "autokfp-audit-anchor/v1"
 
 
 class AuditError(AutokfpError):
@@ -115,23 +131,103 @@ def record_event(kind: str, details: dict[str, Any] | None = None, model: str | 
 
     storage.append_jsonl(uri, build)
     if mirror_to_mlflow:
-        _anchor(created, settings)
-    if mirror_to_mlflow and model and version:
-        _mirror(created, settings)
+        _queue(dict(created), settings, uri)
+        if not _state.depth:
+            flush()
     log.info("audit #%s %s %s v%s", created["seq"], kind, model or "", version or "")
     return dict(created)
 
 
-def _mirror(event: dict[str, Any], settings: Settings | None) -> None:
+# ------------------------------------------------------------------ batching the anchor
+
+@dataclass
+class _Pending:
+    settings: Settings | None
+    head: dict[str, Any]
+    versions: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+
+class _BatchState(threading.local):
+    depth = 0
+
+    def __init__(self) -> None:
+        self.pending: dict[str, _Pending] = {}  # trail uri -> what to anchor there
+
+
+_state = _BatchState()
+
+
+def _queue(event: dict[str, Any], settings: Settings | None, uri: str) -> None:
+    pending = _state.pending.get(uri)
+    if pending is None or int(event["seq"]) > int(pending.head["seq"]):
+        versions = pending.versions if pending else {}
+        pending = _state.pending[uri] = _Pending(settings, event, versions)
+    if event.get("model") and event.get("version"):
+        pending.versions.setdefault((event["model"], event["version"]), []).append(event)
+
+
+def flush() -> None:
+    """Anchor what this thread recorded and has not anchored yet: the newest head per trail
+    (signed when ``AUTOKFP_AUDIT_KEY`` is set) and the model versions' audit tags."""
+    pending, _state.pending = _state.pending, {}
+    for item in pending.values():
+        _anchor(item.head, item.settings)
+        for events in item.versions.values():
+            _mirror(sorted(events, key=lambda e: int(e["seq"])), item.settings)
+
+
+@contextmanager
+def batch() -> Iterator[None]:
+    """Events recorded inside are anchored once, when the outermost batch ends (also on an
+    error: what was recorded stays anchored)."""
+    _state.depth += 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+        if not _state.depth:
+            flush()
+
+
+def batched(step: Callable[..., Any]) -> Callable[..., Any]:
+    """A step whose audit events are anchored once, at its end (see ``batch``)."""
+
+    @functools.wraps(step)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with batch():
+            return step(*args, **kwargs)
+
+    return run
+
+
+def _mirror(events: list[dict[str, Any]], settings: Settings | None) -> None:
+    """One model version's events as tags: a summary per event, and its newest hash."""
+    last = events[-1]
     try:
         from autokfp.modeling import registry
 
         client = registry.configure(settings)
-        summary = json.dumps({"kind": event["kind"], "hash": event["hash"][:16], "at": event["timestamp"]})
-        client.set_model_version_tag(event["model"], event["version"], f"audit.{event['seq']:06d}", summary)
-        client.set_model_version_tag(event["model"], event["version"], "audit.last_hash", event["hash"])
+        for event in events:
+            summary = json.dumps({"kind": event["kind"], "hash": event["hash"][:16],
+                                  "at": event["timestamp"]})
+            client.set_model_version_tag(event["model"], event["version"],
+                                         f"audit.{event['seq']:06d}", summary)
+        client.set_model_version_tag(last["model"], last["version"], "audit.last_hash",
+                                     last["hash"])
     except Exception as exc:  # noqa: BLE001 - the trail is the record; the mirror is a convenience
-        log.warning("audit event #%s not mirrored to MLflow: %s", event.get("seq"), exc)
+        log.warning("audit event(s) up to #%s not mirrored to MLflow: %s", last.get("seq"), exc)
+
+
+def _signing_key() -> bytes | None:
+    value = os.environ.get(KEY_ENV, "")
+    return value.encode("utf-8") if value else None
+
+
+def anchor_mac(key: bytes, seq: int, digest: str) -> str:
+    """The HMAC-SHA256 of an anchored head (not of the trail's location: a home may move)."""
+    message = json.dumps({"domain": _MAC_DOMAIN, "seq": int(seq), "hash": digest},
+                         sort_keys=True, separators=(",", ":"))
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _anchor_experiment(client: Any, create: bool) -> Any | None:
@@ -158,9 +254,12 @@ def _anchor(event: dict[str, Any], settings: Settings | None) -> None:
         current = read_anchor(settings, client=client, experiment=experiment)
         if current is not None and int(current["seq"]) >= int(event["seq"]):
             return
-        head = json.dumps({"seq": event["seq"], "hash": event["hash"], "trail": trail_uri(settings),
-                           "at": event["timestamp"]})
-        client.set_experiment_tag(experiment.experiment_id, ANCHOR_TAG, head)
+        head: dict[str, Any] = {"seq": event["seq"], "hash": event["hash"],
+                                "trail": trail_uri(settings), "at": event["timestamp"]}
+        key = _signing_key()
+        if key is not None:
+            head["mac"] = anchor_mac(key, event["seq"], event["hash"])
+        client.set_experiment_tag(experiment.experiment_id, ANCHOR_TAG, json.dumps(head))
     except Exception as exc:  # noqa: BLE001 - the event is written; say the anchor lags
         log.warning("audit event #%s not anchored in the registry (verification will only cover "
                     "the chain up to the last anchored event): %s", event.get("seq"), exc)
@@ -245,9 +344,29 @@ def _anchor_problems(events: list[dict[str, Any]], settings: Settings | None) ->
     except Exception as exc:  # noqa: BLE001 - an unreadable registry is a finding, not a crash
         return [f"the registry holding the trail's anchor cannot be read ({exc}); the trail "
                 "cannot be checked for truncation or a rewrite"]
+    key = _signing_key()
     if anchor is None:
+        if key is not None and events:
+            return [f"the trail holds {len(events)} events but the registry holds no anchor of "
+                    f"it (experiment '{ANCHOR_EXPERIMENT}', tag {ANCHOR_TAG}): the anchor was "
+                    "removed, or the registry replaced. Restore them from a backup"]
         return []
     seq, digest = int(anchor["seq"]), str(anchor["hash"])
+    mac = anchor.get("mac")
+    if key is None and mac:
+        return [f"the registry's anchor is signed, but {KEY_ENV} is not set here, so the "
+                "signature cannot be checked: set it to the key the pipeline's steps use (the "
+                "autokfp-credentials Secret) and verify again"]
+    if key is not None and not mac:
+        return [f"the registry's anchor (head #{seq}) is not signed although {KEY_ENV} is "
+                "set: it was written without the key, so the trail and its anchor may both "
+                "have been replaced. If the key was only just set, the next recorded event "
+                "signs the anchor"]
+    if key is not None and not hmac.compare_digest(str(mac), anchor_mac(key, seq, digest)):
+        return [f"the registry's anchor (head #{seq}, {digest[:16]}...) does not carry a valid "
+                f"signature under {KEY_ENV}: it was rewritten by someone without the key (or "
+                "the key differs from the one the steps used). Restore the trail and the "
+                "registry from a backup"]
     if len(events) < seq:
         missing = seq - len(events)
         what = ("the trail is empty or was deleted" if not events else

@@ -11,6 +11,7 @@ import pandas as pd
 
 from autokfp.config import RunConfig
 from autokfp.governance import PolicyError
+from autokfp.governance.audit import batched
 from autokfp.steps.io import (
     read_config,
     read_package,
@@ -45,6 +46,7 @@ class BiasChecked(StepResult):
                            returns=(self.verdict, self.mitigated))
 
 
+@batched
 def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: str,
                      test_path: str, schema_path: str, out_model_path: str, report_path: str,
                      summary_path: str) -> BiasChecked:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from autokfp.config import RunConfig
+from autokfp.governance.audit import batched
 from autokfp.monitoring.runs import record_once
 from autokfp.monitoring.window import NO_CHAMPION
 from autokfp.settings import Settings
@@ -39,6 +40,7 @@ class RetrainingDecided(StepResult):
 
 
 
+@batched
 def decide_retraining(
     config: dict[str, Any] | RunConfig,
     collection_path: str,

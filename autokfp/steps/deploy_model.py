@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autokfp.config import RunConfig
+from autokfp.governance.audit import batched
 from autokfp.steps.io import read_config, read_json, write_json, write_text
 from autokfp.steps.results import Publication, StepResult
 
@@ -35,6 +36,7 @@ class Deployed(StepResult):
             returns=(self.outcome,))
 
 
+@batched
 def deploy_model(config: dict[str, Any] | RunConfig, registration_path: str, test_path: str,
                  manifest_path: str, decision_path: str) -> Deployed:
     """Deploy the champion, verify it, and promote it or roll back (see serving.rollout).

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from autokfp.config import RunConfig
+from autokfp.governance.audit import batched
 from autokfp.monitoring.runs import record_once
 from autokfp.monitoring.window import EMPTY, NO_CHAMPION
 from autokfp.settings import Settings
@@ -36,6 +37,7 @@ class AnomaliesDetected(StepResult):
 
 
 
+@batched
 def detect_anomalies(
     config: dict[str, Any] | RunConfig,
     current_path: str,

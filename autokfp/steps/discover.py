@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autokfp.config import RunConfig
+from autokfp.governance.audit import batched
 from autokfp.steps.io import read_config, record_data_changes, write_parquet, write_text
 from autokfp.steps.results import Publication, StepResult
 
@@ -39,6 +40,7 @@ class Discovered(StepResult):
             returns=(self.fingerprint,))
 
 
+@batched
 def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
              catalog_path: str) -> Discovered:
     """Crawl every configured source into the catalog, then load the training dataset.

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from autokfp.config import RunConfig
+from autokfp.governance.audit import batched
 from autokfp.steps.io import (
     read_config,
     record_data_changes,
@@ -41,6 +42,7 @@ class Engineered(StepResult):
                            returns=(self.task, self.features))
 
 
+@batched
 def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
                    train_path: str, test_path: str, plan_path: str,
                    report_path: str | None = None) -> Engineered:

@@ -9,6 +9,7 @@ from typing import Any
 
 from autokfp import storage
 from autokfp.config import RunConfig
+from autokfp.governance.audit import batched
 from autokfp.monitoring.runs import record_once, run_state_uri
 from autokfp.settings import Settings
 from autokfp.steps.io import read_config
@@ -34,6 +35,7 @@ class MonitoringFinalized(StepResult):
 
 
 
+@batched
 def finalize_monitoring(
     config: dict[str, Any] | RunConfig,
     state: str,

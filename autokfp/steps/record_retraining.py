@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autokfp.config import RunConfig
+from autokfp.governance.audit import batched
 from autokfp.monitoring.runs import record_once
 from autokfp.settings import Settings
 from autokfp.steps.io import read_config, read_json, write_stored_json
@@ -36,6 +37,7 @@ class RetrainingRecorded(StepResult):
 
 
 
+@batched
 def record_retraining(
     config: dict[str, Any] | RunConfig, registration_path: str, outcome_path: str, run_id: str = ""
 ) -> RetrainingRecorded:

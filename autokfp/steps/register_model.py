@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from autokfp.config import RunConfig
+from autokfp.governance.audit import batched
 from autokfp.steps.io import read_config, read_json, write_json
 from autokfp.steps.results import Publication, StepResult
 
@@ -38,6 +39,7 @@ class Registered(StepResult):
             "decision": self.decision}}, returns=(self.version,))
 
 
+@batched
 def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluation_path: str,
                    schema_path: str, registration_path: str,
                    extra_artifacts: dict[str, str] | None = None, kfp_run_id: str = "",

@@ -9,11 +9,13 @@ from typing import Any
 import pandas as pd
 
 from autokfp.config import RunConfig
+from autokfp.governance.audit import batched
 from autokfp.steps.io import read_config, write_json, write_text
 
 log = logging.getLogger(__name__)
 
 
+@batched
 def select_model(config: dict[str, Any] | RunConfig, candidate_paths: dict[str, str],
                  test_path: str, evaluation_path: str, model_path: str,
                  report_path: str | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from autokfp.config import RunConfig
+from autokfp.governance.audit import batched
 from autokfp.steps.io import (
     read_config,
     read_json,
@@ -41,6 +42,7 @@ class Documented(StepResult):
                            returns=(self.compliance, self.deployable))
 
 
+@batched
 def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, registration_path: str,
                    evaluation_path: str, schema_path: str, fairness_path: str,
                    explanation_path: str, card_path: str, compliance_path: str,
