@@ -512,6 +512,26 @@ def _move_legacy_engine_settings(data: Any) -> Any:
     return data
 
 
+class CatalogSpec(_Strict):
+    """How discovery catalogs the sources.
+
+    ``crawl`` (default): autokfp's own crawl, which names datasets as DataHub's sources do.
+    ``datahub``: DataHub's own source plugins run recipes generated from ``sources`` (or the
+    user's ``recipe``, a YAML file or URI with ``${VAR}`` secrets from the environment), and
+    autokfp's aspects are added on top by its transformer (``autokfp.catalog.ingest``).
+    """
+
+    ingestion: Literal["crawl", "datahub"] = "crawl"
+    recipe: str | None = None
+
+    @model_validator(mode="after")
+    def _recipe_needs_datahub(self) -> CatalogSpec:
+        if self.recipe and self.ingestion != "datahub":
+            raise ValueError("catalog.recipe is run by DataHub's ingestion: set "
+                             "catalog.ingestion: datahub (or drop the recipe)")
+        return self
+
+
 class RunConfig(_Strict):
     """A complete, validated run configuration."""
 
@@ -531,6 +551,7 @@ class RunConfig(_Strict):
                     "pipeline trains one candidate per engine")
     governance: GovernanceSpec = Field(default_factory=GovernanceSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    catalog: CatalogSpec = Field(default_factory=CatalogSpec)
 
     @model_validator(mode="after")
     def _dataset_names_a_source(self) -> RunConfig:

@@ -60,7 +60,12 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
     from autokfp.catalog.sources.files import DATA_CHANGES
 
     cfg = read_config(config)
-    report = crawl_sources(cfg, training=cfg.training)
+    if cfg.catalog.ingestion == "datahub":  # DataHub's own sources, autokfp's aspects on top
+        from autokfp.catalog.ingest import ingest
+
+        report = ingest(cfg, recipe=cfg.catalog.recipe).report
+    else:
+        report = crawl_sources(cfg, training=cfg.training)
     failures = {d.dataset_id: d.error for d in report.datasets if d.status == "failed"}
     failures.update(report.source_errors)
     for dataset_id, error in failures.items():

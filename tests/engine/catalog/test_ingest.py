@@ -1,0 +1,96 @@
+"""DataHub ingestion through DataHub's own sources (recipes), with autokfp's aspects added by
+its transformer; output to the file sink and DataHub Lite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from autokfp.catalog.datahub import read_lite
+from autokfp.catalog.ingest import ingest, recipe_source
+from autokfp.config import parse_config
+from tests.engine.catalog.conftest import check_metadata_file
+
+
+def _tags(field: dict) -> set[str]:
+    return {t["tag"] for t in (field.get("globalTags") or {}).get("tags", [])}
+
+
+def test_generated_recipes_run_datahubs_sources_and_autokfp_adds_its_aspects(
+        churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config, folder, _db, frame = churn_sources
+    result = ingest(config)
+    csv_urn = f"urn:li:dataset:(urn:li:dataPlatform:file,{str(folder).lstrip('/')}/customers.csv,PROD)"
+    table_urn = "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.customers,PROD)"
+    assert {r["source"]["type"] for r in result.recipes} == {"s3", "sqlalchemy"}
+    assert {csv_urn, table_urn} <= set(result.datasets)
+    assert set(result.extended) == set(result.datasets)  # autokfp named every one the same
+    for path in result.metadata_files:
+        check_metadata_file(path, tmp_path / "home")
+
+    entity = read_lite(catalog_home.catalog_dir, table_urn)
+    fields = {f["fieldPath"]: f for f in entity["schemaMetadata"]["fields"]}
+    assert fields["email"]["nativeDataType"] == "TEXT"  # DataHub's sqlalchemy source (ours: string)
+    assert {"urn:li:tag:pii", "urn:li:tag:pii:email"} <= _tags(fields["email"])  # autokfp's
+    assert "urn:li:tag:target" in _tags(fields["churned"])
+    assert entity["datasetProperties"]["customProperties"]["schema_version"] == "1"
+    assert entity["datasetProfile"]["rowCount"] == len(frame)
+    assert "urn:li:tag:pii" in {t["tag"] for t in entity["globalTags"]["tags"]}
+    csv = read_lite(catalog_home.catalog_dir, csv_urn)
+    assert csv["datasetProperties"]["customProperties"]["number_of_files"] == "1"  # DataHub's
+    assert "urn:li:tag:semantic:email" in _tags(
+        next(f for f in csv["schemaMetadata"]["fields"] if f["fieldPath"] == "email"))
+
+
+def test_a_users_recipe_keeps_secrets_as_references(postgres_server, churn_sources,
+                                                   catalog_home, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    server = postgres_server
+    server.run("postgres", "DROP DATABASE IF EXISTS shop", "CREATE DATABASE shop")
+    server.run("shop", "CREATE TABLE customers (id integer, email text, segment text)",
+               "INSERT INTO customers VALUES (1, 'a@example.com', 'x'), (2, 'b@example.com', "
+               "'y'), (3, 'c@example.com', 'x')")
+    monkeypatch.setenv("AUTOKFP_TEST_PG_PASSWORD", server.password)
+    url = server.url("shop").replace(server.password, "${AUTOKFP_TEST_PG_PASSWORD}")
+    config = parse_config({"name": "shop", "sources": [{"name": "shop", "kind": "sql",
+                                                         "url": url}],
+                           "training": {"dataset": "shop/customers", "target": "segment"}})
+    generated = recipe_source(config.sources[0])
+    assert generated["type"] == "postgres"
+    assert generated["config"]["password"] == "${AUTOKFP_TEST_PG_PASSWORD}"
+    recipe = tmp_path / "recipe.yml"
+    recipe.write_text(yaml.safe_dump({"source": generated}))
+
+    result = ingest(config, recipe=recipe)
+    urn = "urn:li:dataset:(urn:li:dataPlatform:postgres,shop.public.customers,PROD)"
+    assert result.datasets == [urn] and result.extended == [urn]
+    fields = {f["fieldPath"]: f for f in
+              read_lite(catalog_home.catalog_dir, urn)["schemaMetadata"]["fields"]}
+    assert "urn:li:tag:pii:email" in _tags(fields["email"])
+    stored = Path(catalog_home.artifact_root, "catalog", "last-ingest.json").read_text()
+    assert server.password not in stored and "${AUTOKFP_TEST_PG_PASSWORD}" in stored
+    assert json.loads(stored)["recipes"][0]["source"]["type"] == "postgres"
+
+
+def test_the_discover_step_runs_datahubs_ingestion_when_the_config_says_so(
+        churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
+    import pytest
+
+    from autokfp.errors import ConfigError
+    from autokfp.steps.discover import discover
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config, _folder, _db, frame = churn_sources
+    data = config.model_dump(mode="json", by_alias=True)
+    data["catalog"] = {"ingestion": "datahub"}
+    out = discover(data, str(tmp_path / "d.parquet"), str(tmp_path / "s.json"),
+                   str(tmp_path / "c.json"))
+    assert out.training_urn == "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.customers,PROD)"
+    assert out.rows == len(frame)
+    last = json.loads(Path(catalog_home.artifact_root, "catalog", "last-ingest.json").read_text())
+    assert out.training_urn in last["extended"]
+    with pytest.raises(ConfigError, match="catalog.ingestion: datahub"):
+        parse_config({**data, "catalog": {"recipe": "x.yml"}})
