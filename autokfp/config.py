@@ -146,6 +146,62 @@ class SqlSource(_CatalogNaming):
 Source = Annotated[FolderSource | GcsSource | S3Source | SqlSource, Field(discriminator="kind")]
 
 
+H2O_CLUSTER_URL_ENV = "AUTOKFP_H2O_CLUSTER_URL"
+H2O_IMPORT_ROOT_ENV = "AUTOKFP_H2O_IMPORT_ROOT"
+
+
+class H2OClusterSpec(_Strict):
+    """``training.h2o_cluster``: train on a running (multi-node) H2O cluster.
+
+    The H2O engine then connects with ``h2o.connect`` instead of starting a JVM in its pod,
+    writes the training frame as Parquet under ``import_root`` and has the cluster import it
+    from there (every node reads its share), so the frame never travels through the client.
+    In a cluster the ConfigMap keys ``AUTOKFP_H2O_CLUSTER_URL`` and
+    ``AUTOKFP_H2O_IMPORT_ROOT`` give the same settings (``resolved_h2o_cluster``).
+    """
+
+    url: str = Field(description="the cluster's REST address, e.g. "
+                                 "http://h2o.autokfp.svc.cluster.local:54321")
+    import_root: str | None = Field(
+        default=None,
+        description="where the training frame is written for the cluster to import: a folder "
+                    "every H2O node sees, gs:// or s3:// (the nodes need read access); "
+                    "default: <AUTOKFP_ARTIFACT_ROOT>/h2o-import")
+    connect_timeout_secs: float = Field(default=30.0, gt=0, le=600)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError("must be the cluster's http(s):// REST address with its port, e.g. "
+                             "http://h2o.autokfp.svc.cluster.local:54321")
+        try:
+            parsed.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"has a bad port: {exc}") from None
+        return value.rstrip("/")
+
+
+def resolved_h2o_cluster(spec: H2OClusterSpec | None) -> H2OClusterSpec | None:
+    """``training.h2o_cluster``, or the ConfigMap's ``AUTOKFP_H2O_CLUSTER_URL`` when unset."""
+    import os
+
+    if spec is not None:
+        return spec
+    url = os.environ.get(H2O_CLUSTER_URL_ENV, "").strip()
+    if not url:
+        return None
+    try:
+        return H2OClusterSpec(url=url,
+                              import_root=os.environ.get(H2O_IMPORT_ROOT_ENV, "").strip() or None)
+    except ValueError as exc:
+        raise ConfigError(f"{H2O_CLUSTER_URL_ENV}={url!r} (ConfigMap autokfp-config): {exc}") \
+            from None
+
+
 class TrainingSpec(_Strict):
     dataset: str = Field(description="<source name>/<table name or file path relative to the source>")
     target: str
@@ -158,6 +214,11 @@ class TrainingSpec(_Strict):
                     "on the engine's out-of-sample training predictions and keeps it in the "
                     "model when it lowers the cross-fitted log loss; none: the engine's "
                     "probabilities as they are")
+    h2o_cluster: H2OClusterSpec | None = Field(
+        default=None,
+        description="train H2O on this running cluster ({url: http://host:54321}) instead of "
+                    "a JVM in the training pod; the ConfigMap key AUTOKFP_H2O_CLUSTER_URL "
+                    "does the same")
 
     @field_validator("dataset")
     @classmethod

@@ -13,7 +13,8 @@ from kfp import kubernetes
 
 # environment variables every task reads from the autokfp-config ConfigMap
 CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",
-               "DATAHUB_GMS_URL", "AWS_ENDPOINT_URL")
+               "DATAHUB_GMS_URL", "AWS_ENDPOINT_URL", "AUTOKFP_H2O_CLUSTER_URL",
+               "AUTOKFP_H2O_IMPORT_ROOT")
 # and from the autokfp-credentials Secret
 SECRET_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
                "DATAHUB_GMS_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",

@@ -103,6 +103,8 @@ def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_p
     features = apply_features(train, plan)
     metric = primary_metric(plan.task, cfg.primary_metric)
     trainer = get_engine(engine, cfg.engines[engine])
+    if hasattr(trainer, "configure_run"):  # run-level settings an engine needs (a shared cluster)
+        trainer.configure_run(cfg)
     labels = [str(c) for c in plan.classes] if plan.classes else None
     started = time.monotonic()
     # packaging needs mlflow (seconds to import in a fresh task process): import it while

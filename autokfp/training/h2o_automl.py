@@ -53,6 +53,8 @@ FOLDS_BUDGET_SECS = 300
 SORT_METRICS = {"auc": "AUC", "logloss": "logloss", "accuracy": "logloss", "f1": "AUC",
                 "rmse": "RMSE", "mae": "MAE", "r2": "RMSE"}
 MOJO_FILE = "model.zip"
+# a node of a remote cluster not heard from for this long counts as lost
+HEARTBEAT_SECS = 10
 
 
 class H2OSettings(EngineSettings):
@@ -258,6 +260,17 @@ class H2OCluster:
                 time.sleep(1)
         raise TrainingError(f"could not start a local H2O cluster (Java 17 must be installed): {last_error}")
 
+    def load(self, frame: pd.DataFrame, column_types: dict[str, str]) -> Any:
+        """The training frame on the cluster (uploaded from this process: the JVM is local)."""
+        import h2o
+
+        return h2o.H2OFrame(frame, column_types=column_types)
+
+    def run_job(self, automl: Any, job: Any) -> None:
+        """Run ``job()`` (AutoML's training), giving up at once if the JVM dies."""
+        with _fail_fast_on_death(self.name, automl):
+            job()
+
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         import h2o
 
@@ -275,6 +288,199 @@ class H2OCluster:
             _kill_cloud(self.name, grace_secs=5)
 
 
+class RemoteH2OCluster:
+    """An existing (multi-node) H2O cluster, joined with ``h2o.connect`` for a ``with`` block.
+
+    The training frame is written as Parquet under the spec's ``import_root`` and imported
+    by the cluster itself (``h2o.import_file``: each node parses its share), never uploaded
+    through this process. While AutoML runs a thread watches the cluster's health over REST;
+    a node lost (H2O cannot continue on part of a cluster) cancels the job, and the training
+    fails with ``failure()``'s message. Leaving the block removes what this run put on the
+    cluster (frame, models) and the Parquet file, and leaves the cluster running: it is not
+    ours to shut down.
+    """
+
+    def __init__(self, spec: Any, artifact_root: str | None = None):
+        self.spec = spec
+        self.url = spec.url
+        self.name = ""
+        self.died = False
+        self.lost = ""  # why the watcher gave up on the cluster
+        self.size = 0
+        self._frame: Any = None
+        self._automl: Any = None
+        self._uri = ""
+        self._artifact_root = artifact_root
+
+    def __enter__(self) -> RemoteH2OCluster:
+        import h2o
+
+        h2o.no_progress()
+        try:
+            h2o.connect(url=self.url, verbose=False, strict_version_check=False)
+            cloud = h2o.cluster()
+            healthy, self.size, self.name = cloud.cloud_healthy, cloud.cloud_size, cloud.cloud_name
+        except Exception as exc:  # noqa: BLE001 - h2o raises plain exceptions
+            raise TrainingError(
+                f"could not connect to the H2O cluster at {self.url} (training.h2o_cluster.url "
+                f"or ConfigMap key AUTOKFP_H2O_CLUSTER_URL): {type(exc).__name__}: {exc}; check "
+                "that the cluster is running and reachable from the training pod") from None
+        if not healthy:
+            raise TrainingError(f"the H2O cluster at {self.url} reports unhealthy nodes; restart "
+                                "it (all its pods) before training on it")
+        log.info("training on the H2O cluster %s at %s (%d nodes)", self.name, self.url, self.size)
+        return self
+
+    def load(self, frame: pd.DataFrame, column_types: dict[str, str]) -> Any:
+        """Write the frame as Parquet where the cluster reads, and let the cluster import it."""
+        import io
+
+        import h2o
+
+        from autokfp import storage
+        from autokfp.settings import Settings
+
+        root = self.spec.import_root or storage.join(
+            self._artifact_root or Settings.from_env().artifact_root, "h2o-import")
+        self._uri = storage.join(root, f"{uuid.uuid4().hex}.parquet")
+        if "://" not in self._uri:
+            self._uri = str(Path(self._uri).resolve())
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        storage.write_bytes(self._uri, buffer.getvalue())
+        try:
+            imported = h2o.import_file(self._uri, destination_frame=f"autokfp_{uuid.uuid4().hex[:8]}")
+        except Exception as exc:  # noqa: BLE001
+            raise TrainingError(
+                f"the H2O cluster at {self.url} could not import {self._uri}: {exc}; every H2O "
+                "node must be able to read training.h2o_cluster.import_root (a shared folder, "
+                "or gs:// / s3:// with the nodes' credentials)") from None
+        for column, kind in column_types.items():
+            if kind == "enum" and not imported[column].isfactor()[0]:
+                imported[column] = imported[column].asfactor()
+        self._frame = imported
+        return imported
+
+    def run_job(self, automl: Any, job: Any) -> None:
+        """Run ``job()`` (AutoML's training) while a thread watches the cluster's health.
+
+        H2O cannot finish a job once a node is gone, and its client would keep polling the
+        surviving node until the budget ends: a lost node cancels the job and ends the wait
+        at once (the polling thread is left to fail on its own).
+        """
+        import requests
+
+        self._automl = automl
+        stop, finished = threading.Event(), threading.Event()
+        outcome: list[BaseException] = []
+
+        def lost(reason: str) -> None:
+            self.lost = reason
+            running = getattr(automl, "_job", None)
+            if running is not None:
+                running.job_poll_success = False  # a failed poll now raises, no retries
+                try:
+                    requests.post(f"{self.url}/3/Jobs/{running.job_key}/cancel", timeout=5)
+                except requests.RequestException:
+                    pass
+
+        def check() -> str:
+            """Why the cluster is broken, or '' (nodes unheard of for HEARTBEAT_SECS, unhealthy,
+            or fewer than at the start). Heartbeats are compared with the freshest one, all
+            as recorded by the answering node, so no clocks are compared across machines."""
+            cloud = requests.get(f"{self.url}/3/Cloud", timeout=5).json()
+            nodes = cloud.get("nodes", [])
+            pings = [int(n.get("last_ping") or 0) for n in nodes]
+            freshest = max(pings, default=0)
+            silent = [n.get("h2o", "?") for n, ping in zip(nodes, pings)
+                      if freshest - ping > HEARTBEAT_SECS * 1000]
+            unhealthy = [n.get("h2o", "?") for n in nodes if not n.get("healthy", True)]
+            if silent or unhealthy:
+                return f"node(s) {', '.join(silent or unhealthy)} stopped answering"
+            if not cloud.get("cloud_healthy", True):
+                return "it reports itself unhealthy"
+            if int(cloud.get("cloud_size", self.size)) < self.size:
+                return f"it shrank from {self.size} to {cloud.get('cloud_size')} nodes"
+            return ""
+
+        def watch() -> None:
+            silent_since: float | None = None
+            while not stop.wait(1.0):
+                try:
+                    reason = check()
+                    silent_since = None
+                except (requests.RequestException, ValueError) as exc:
+                    silent_since = silent_since or time.monotonic()
+                    reason = ""
+                    if time.monotonic() - silent_since > HEARTBEAT_SECS:
+                        reason = f"its REST address stopped answering ({exc})"
+                if reason:
+                    lost(reason)
+                    return
+
+        def train() -> None:
+            try:
+                job()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome.append(exc)
+            finally:
+                finished.set()
+
+        watcher = threading.Thread(target=watch, name=f"{self.name}-watch", daemon=True)
+        worker = threading.Thread(target=train, name=f"{self.name}-automl", daemon=True)
+        watcher.start()
+        worker.start()
+        try:
+            while not finished.wait(0.5):
+                if self.lost:
+                    raise self.failure(RuntimeError(self.lost))
+        finally:
+            stop.set()
+            watcher.join()
+        if self.lost:
+            raise self.failure(outcome[0] if outcome else RuntimeError(self.lost))
+        if outcome:
+            raise outcome[0]
+
+    def failure(self, exc: BaseException) -> TrainingError:
+        """The error that ends a training whose cluster broke (no restart: not ours)."""
+        why = self.lost or f"{type(exc).__name__}: {exc}"
+        return TrainingError(
+            f"the H2O cluster {self.name} at {self.url} failed during training: {why}. H2O "
+            "cannot go on with part of a cluster: restart the whole cluster (all its pods) and "
+            "run the training again. Nothing was trained to completion or registered; the "
+            "champion is unchanged")
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        import h2o
+
+        from autokfp import storage
+
+        if not self.lost:
+            try:  # this run's keys only: the cluster and other runs' work stay
+                project = getattr(self._automl, "project_name", None)
+                if self._automl is not None:
+                    h2o.remove(self._automl, cascade=True)
+                if self._frame is not None:
+                    h2o.remove(self._frame)
+                if project:  # what AutoML made next to its models (e.g. the leaderboard frame)
+                    for key in h2o.ls()["key"].tolist():
+                        if str(key).startswith(project):
+                            h2o.remove(str(key))
+            except Exception as error:  # noqa: BLE001 - cleaning up must never mask the result
+                log.warning("could not remove this run's frames and models from the H2O "
+                            "cluster %s: %s", self.url, error)
+        if self._uri:
+            try:
+                storage.delete(self._uri)
+            except Exception as error:  # noqa: BLE001
+                log.warning("could not delete the imported training file %s: %s", self._uri, error)
+        try:
+            h2o.connection().close()
+        except Exception:  # noqa: BLE001, S110 - already closed or never opened
+            pass
+
+
 class H2OAutoMLEngine:
     """H2O AutoML behind the ``Engine`` interface."""
 
@@ -282,6 +488,19 @@ class H2OAutoMLEngine:
 
     def __init__(self, settings: H2OSettings | None = None):
         self.settings = settings or H2OSettings()
+        self.cluster: Any = None  # a config.H2OClusterSpec: train on that cluster
+
+    def configure_run(self, config: Any) -> None:
+        """Take the run-level settings this engine needs: ``training.h2o_cluster`` (or the
+        ConfigMap's ``AUTOKFP_H2O_CLUSTER_URL``)."""
+        from autokfp.config import resolved_h2o_cluster
+
+        self.cluster = resolved_h2o_cluster(config.training.h2o_cluster)
+
+    def _new_cluster(self, budget: Any) -> H2OCluster | RemoteH2OCluster:
+        if self.cluster is not None:
+            return RemoteH2OCluster(self.cluster)
+        return H2OCluster(budget.nthreads, self.settings.max_mem_size)
 
     def train(
         self,
@@ -325,7 +544,7 @@ class H2OAutoMLEngine:
         max_restarts = settings.max_restarts
         deaths: list[str] = []  # how each cluster that died during training ended
         while True:  # start a cluster -> train -> export; once more on a fresh one if it died
-            cluster = H2OCluster(budget.nthreads, settings.max_mem_size)
+            cluster = self._new_cluster(budget)
             attempt = time.monotonic()
             try:
                 with cluster:
@@ -337,6 +556,10 @@ class H2OAutoMLEngine:
                     closing = time.monotonic()
                 break
             except Exception as exc:
+                if isinstance(cluster, RemoteH2OCluster):
+                    if cluster.lost or _cluster_died(exc):
+                        raise cluster.failure(exc) from exc
+                    raise
                 if not _cluster_died(exc, cluster.died):
                     raise
                 deaths.append(f"{cluster.name}: {type(exc).__name__}: {exc}")
@@ -382,7 +605,7 @@ class H2OAutoMLEngine:
                     "cluster_restarts": len(deaths)},
         )
 
-    def _automl_on(self, cluster: H2OCluster, frame: pd.DataFrame, column_types: dict[str, str],
+    def _automl_on(self, cluster: H2OCluster | RemoteH2OCluster, frame: pd.DataFrame, column_types: dict[str, str],
                    response: str, features: pd.DataFrame, target: pd.Series, task: str,
                    classes: list[str] | None, budget: Any, folds: int, sort_metric: str,
                    workdir: Path, begun: float) -> dict[str, Any]:
@@ -393,7 +616,7 @@ class H2OAutoMLEngine:
 
         timings: dict[str, float] = {}
         mark = time.monotonic()
-        h2o_frame = h2o.H2OFrame(frame, column_types=column_types)
+        h2o_frame = cluster.load(frame, column_types)
         timings["upload"] = round(time.monotonic() - mark, 2)
         settings = self.settings
         nfolds = min(folds, max(2, len(frame) // 10))
@@ -409,8 +632,8 @@ class H2OAutoMLEngine:
                   "keep_cross_validation_predictions": True, "verbosity": None}
 
         def run(automl: Any) -> Any:
-            with _fail_fast_on_death(cluster.name, automl):
-                automl.train(x=list(features.columns), y=response, training_frame=h2o_frame)
+            cluster.run_job(automl, lambda: automl.train(
+                x=list(features.columns), y=response, training_frame=h2o_frame))
             return automl
 
         started = time.monotonic()

@@ -1,0 +1,237 @@
+"""Training on an existing multi-node H2O cluster (training.h2o_cluster).
+
+A real two-node H2O cluster: two JVMs on 127.0.0.1 with their own ports, joined through a
+flatfile (1 GB heap each), started once for this module and always killed at the end. The
+engine connects to it with ``h2o.connect``, has the cluster import the training frame from
+Parquet, trains AutoML and exports the leader's MOJO through it; then one node is killed
+while AutoML runs, which must end the training with a clear error and leave the registry's
+champion as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp.config import BudgetSpec, H2OClusterSpec, parse_config, resolved_h2o_cluster
+from autokfp.errors import ConfigError, TrainingError
+from autokfp.training.h2o_automl import H2OAutoMLEngine, H2OSettings, _free_port
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = {"max_models": 2, "nfolds": 2, "include_algos": ["GLM", "GBM"]}
+FORM_TIMEOUT = 120
+
+
+def _data(rows: int = 600, seed: int = 4) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    features = pd.DataFrame(rng.normal(size=(rows, 4)), columns=["a", "b", "c", "d"])
+    features["colour"] = rng.choice(["red", "green", "blue"], rows)
+    logit = 2.5 * features["a"] - 1.5 * features["b"] + (features["colour"] == "red") * 1.0
+    target = pd.Series((logit + rng.logistic(size=rows) > 0).astype(int), name="y")
+    return features, target
+
+
+def _cloud(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/3/Cloud", timeout=3) as response:
+        return json.load(response)
+
+
+class TwoNodeCluster:
+    """Two H2O JVMs on 127.0.0.1 joined by a flatfile."""
+
+    def __init__(self, workdir: Path):
+        import h2o
+
+        self.jar = Path(h2o.__file__).parent / "backend" / "bin" / "h2o.jar"
+        self.ports = [_free_port(), _free_port()]
+        while self.ports[1] in (self.ports[0], self.ports[0] + 1):
+            self.ports[1] = _free_port()
+        self.name = f"autokfp-multinode-{os.getpid()}"
+        self.workdir = workdir
+        self.nodes: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports[0]}"
+
+    def start(self) -> None:
+        flatfile = self.workdir / "flatfile.txt"
+        flatfile.write_text("".join(f"127.0.0.1:{p}\n" for p in self.ports))
+        for port in self.ports:
+            log = open(self.workdir / f"node-{port}.log", "wb")  # noqa: SIM115 - closed with the JVM
+            self.nodes.append(subprocess.Popen(
+                ["java", "-Xmx1g", "-jar", str(self.jar), "-name", self.name, "-flatfile",
+                 str(flatfile), "-ip", "127.0.0.1", "-port", str(port), "-nthreads", "1",
+                 "-ice_root", str(self.workdir / f"ice-{port}")],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + FORM_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if all(_cloud(p).get("cloud_size") == 2 and _cloud(p).get("cloud_healthy")
+                       for p in self.ports):
+                    return
+            except OSError:
+                pass
+            if any(node.poll() is not None for node in self.nodes):
+                break
+            time.sleep(1)
+        raise RuntimeError(f"the two H2O nodes did not form one cloud in {FORM_TIMEOUT}s; "
+                           f"logs in {self.workdir}")
+
+    def kill_node(self, index: int) -> None:
+        node = self.nodes[index]
+        if node.poll() is None:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait(timeout=30)
+
+    def stop(self) -> None:
+        for index in range(len(self.nodes)):
+            try:
+                self.kill_node(index)
+            except (OSError, subprocess.SubprocessError):
+                pass
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    nodes = TwoNodeCluster(tmp_path_factory.mktemp("h2o-multinode"))
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        nodes.stop()
+        assert all(node.poll() is not None for node in nodes.nodes)  # no JVM left behind
+
+
+def _engine(url: str, import_root: Path) -> H2OAutoMLEngine:
+    engine = H2OAutoMLEngine(H2OSettings(**SETTINGS))
+    engine.cluster = H2OClusterSpec(url=url, import_root=str(import_root))
+    return engine
+
+
+def test_training_and_the_mojo_export_go_through_the_two_node_cluster(cluster, tmp_path):
+    import h2o
+
+    from autokfp.training.mojo import MojoScorer  # noqa: F401 - the scorer the package uses
+
+    features, target = _data()
+    train, test = slice(0, 450), slice(450, None)
+    imports = tmp_path / "imports"
+    engine = _engine(cluster.url, imports)
+    result = engine.train(features[train], target[train], "binary", ["0", "1"], ["colour"],
+                          BudgetSpec(max_runtime_secs=20, seed=1, nthreads=1), "auc",
+                          tmp_path / "engine")
+    info = json.loads((tmp_path / "engine" / "engine.json").read_text())
+    assert info["cluster_restarts"] == 0 and "upload" in info["seconds"]
+    assert result.leader and (tmp_path / "engine" / "model.zip").stat().st_size > 0
+    # the cluster still runs with both nodes (not ours to shut down), and this run's frame,
+    # models and import file are gone from it
+    assert all(_cloud(p)["cloud_size"] == 2 for p in cluster.ports)
+    assert list(imports.glob("*.parquet")) == []
+    h2o.connect(url=cluster.url, verbose=False)
+    try:
+        assert h2o.ls()["key"].tolist() == []  # a fresh cluster: what is left is ours
+    finally:
+        h2o.connection().close()
+    # the exported MOJO scores in-process, with no cluster, and has learnt the signal
+    scorer = engine.load_scorer(tmp_path / "engine", "binary", ["0", "1"])
+    scores = scorer.predict(features[test])[:, 1]
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(target[test], scores) > 0.8
+
+
+def test_the_cluster_comes_from_the_config_or_the_configmap_key(monkeypatch):
+    base = {"name": "m", "sources": [{"name": "s", "kind": "folder", "path": "."}],
+            "training": {"dataset": "s/t.csv", "target": "y"}}
+    config = parse_config({**base, "training": {**base["training"],
+                                                    "h2o_cluster": {"url": "http://h2o:54321/"}}})
+    assert config.training.h2o_cluster.url == "http://h2o:54321"
+    with pytest.raises(ConfigError, match="h2o_cluster.url"):
+        parse_config({**base, "training": {**base["training"],
+                                               "h2o_cluster": {"url": "h2o:54321"}}})
+    monkeypatch.setenv("AUTOKFP_H2O_CLUSTER_URL", "http://h2o.ns.svc:54321")
+    monkeypatch.setenv("AUTOKFP_H2O_IMPORT_ROOT", "gs://bucket/h2o")
+    from_env = resolved_h2o_cluster(parse_config(base).training.h2o_cluster)
+    assert (from_env.url, from_env.import_root) == ("http://h2o.ns.svc:54321", "gs://bucket/h2o")
+    engine = H2OAutoMLEngine()
+    engine.configure_run(config)  # the config wins over the ConfigMap
+    assert engine.cluster.url == "http://h2o:54321"
+    monkeypatch.setenv("AUTOKFP_H2O_CLUSTER_URL", "not a url")
+    with pytest.raises(ConfigError, match="AUTOKFP_H2O_CLUSTER_URL"):
+        resolved_h2o_cluster(None)
+
+
+def test_an_unreachable_cluster_is_a_clear_error(tmp_path):
+    engine = _engine(f"http://127.0.0.1:{_free_port()}", tmp_path)
+    features, target = _data(100)
+    with pytest.raises(TrainingError, match="could not connect to the H2O cluster at"):
+        engine.train(features, target, "binary", ["0", "1"], ["colour"],
+                     BudgetSpec(max_runtime_secs=10), "auc", tmp_path / "engine")
+
+
+def test_a_node_killed_mid_train_fails_clearly_and_leaves_the_champion(cluster, tmp_path,
+                                                                        monkeypatch):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    # a champion in a real (SQLite) registry before the training
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("h2o-multinode")
+
+    class Constant(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return np.zeros(len(model_input))
+
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=Constant(),
+                                       registered_model_name="churn")
+    client = MlflowClient()
+    client.set_registered_model_alias("churn", "champion", info.registered_model_version)
+    before = client.get_model_version_by_alias("churn", "champion").version
+
+    features, target = _data(3000, seed=9)
+    engine = _engine(cluster.url, tmp_path / "imports")
+
+    def kill_second_node_once_automl_runs() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{cluster.url}/3/Jobs", timeout=2) as response:
+                    jobs = json.load(response)["jobs"]
+                if any(j["dest"]["type"] == "Key<AutoML>" and j["status"] == "RUNNING"
+                       for j in jobs):
+                    time.sleep(2)
+                    cluster.kill_node(1)
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.5)
+
+    killer = threading.Thread(target=kill_second_node_once_automl_runs, daemon=True)
+    killer.start()
+    started = time.monotonic()
+    with pytest.raises(TrainingError) as failure:
+        engine.train(features, target, "binary", ["0", "1"], ["colour"],
+                     BudgetSpec(max_runtime_secs=120, seed=1, nthreads=1), "auc",
+                     tmp_path / "engine")
+    killer.join()
+    message = str(failure.value)
+    assert cluster.url in message and "restart the whole cluster" in message
+    assert "champion is unchanged" in message
+    assert time.monotonic() - started < 100  # not the whole budget waiting on a broken cluster
+    assert not (tmp_path / "engine" / "model.zip").exists()
+    assert client.get_model_version_by_alias("churn", "champion").version == before
+    assert len(client.search_model_versions("name='churn'")) == 1
