@@ -314,22 +314,9 @@ def generate_churn(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> pd.D
     n = int(n_rows)
     rng = np.random.default_rng(seed)
 
-    # Identity and demographics.
-    width = max(6, len(str(n)))
-    ids = rng.choice(10**width - 1, size=n, replace=False) + 1
-    customer_id = np.char.add("C", np.char.zfill(ids.astype(str), width)).astype(object)
-    gender = _pick(rng, GENDERS, GENDER_SHARES, n)
-    region = _pick(rng, REGIONS, REGION_SHARES, n)
-    age = np.clip(np.round(rng.normal(44, 14, n)), 18, 85)
+    customer_id, gender, region, age = _identity(rng, n)
 
-    # Tenure: a wave of recent signups on top of a long-standing base.
-    recent = rng.random(n) < 0.35
-    tenure = np.where(recent, rng.exponential(8.0, n) + 1, rng.uniform(1, 73, n))
-    tenure = np.clip(np.floor(tenure), 1, 72).astype(np.int64)
-    signup_days = np.round(tenure * 30.44 + rng.uniform(0, 30, n)).astype("timedelta64[D]")
-    signup_date = (SNAPSHOT_DATE.to_datetime64().astype("datetime64[D]") - signup_days).astype(
-        "datetime64[ns]"
-    )
+    tenure, signup_date = _tenure(rng, n)
 
     # Long-standing customers are more often on long contracts.
     t = tenure / 72.0
@@ -338,11 +325,7 @@ def generate_churn(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> pd.D
     internet = _pick(rng, INTERNET_SERVICES, INTERNET_SHARES, n)
     payment = _pick(rng, PAYMENT_METHODS, PAYMENT_SHARES, n)
 
-    # Billing: plan base + internet add-on + extras (streaming, lines); total = monthly x tenure.
-    extras = rng.gamma(2.0, 7.0, n)
-    charges = _map(contract, PLAN_BASE_PRICE) + _map(internet, INTERNET_ADDON_PRICE) + extras
-    charges = np.round(charges + rng.normal(0, 3.0, n), 2).clip(min=18.0)
-    total = np.round(charges * tenure, 2)
+    charges, total = _billing(rng, contract, internet, tenure)
 
     # Engagement: fiber customers see more outages, hence more tickets.
     ticket_rate = 0.8 + 0.7 * (internet == "fiber") + 0.4 * (contract == "month-to-month")
@@ -354,33 +337,13 @@ def generate_churn(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> pd.D
     probability = _true_probability(logit, gender)
     churned = (rng.random(n) < probability).astype(np.int64)
 
-    # The leak: recorded after the decision, so it (almost) spells out the label.
-    leak_index = np.where(
-        churned == 1,
-        (rng.random(n) < 0.35).astype(int),  # 0 declined, 1 accepted-then-left
-        2 + (rng.random(n) < 0.12).astype(int),  # 2 not-offered, 3 accepted-stayed
-    )
-    noisy = _mask(rng, n, LEAK_NOISE)
-    leak_index = np.where(noisy, rng.integers(0, len(RETENTION_OUTCOMES), n), leak_index)
-    retention = np.asarray(RETENTION_OUTCOMES, dtype=object)[leak_index]
-
-    # PII-looking contact details (reserved example domains and 555 numbers: not real).
-    first = _pick(rng, FIRST_NAMES, None, n)
-    last = _pick(rng, LAST_NAMES, None, n)
-    number = rng.integers(1, 100, n).astype(str)
-    domain = _pick(rng, EMAIL_DOMAINS, None, n)
-    email = first + "." + last + number.astype(object) + "@" + domain
-    phone_mid = np.char.zfill(rng.integers(0, 1000, n).astype(str), 3).astype(object)
-    phone_end = np.char.zfill(rng.integers(0, 10000, n).astype(str), 4).astype(object)
-    phone = "+1-555-" + phone_mid + "-" + phone_end
+    retention = _retention_outcome(rng, churned)
+    email, phone = _contact_details(rng, n)
 
     notes = _support_notes(rng, charges, tickets, internet)
 
     # Missingness, completely at random; drawn last so it never changes the values above.
-    age = np.where(_mask(rng, n, MISSING_AGE), np.nan, age)
-    payment = np.where(_mask(rng, n, MISSING_PAYMENT), None, payment)
-    observed_charges = np.where(_mask(rng, n, MISSING_CHARGES), np.nan, charges)
-    notes = np.where(_mask(rng, n, MISSING_NOTES), None, notes)
+    age, payment, observed_charges, notes = _with_missing(rng, age, payment, charges, notes)
 
     return pd.DataFrame(
         {
@@ -405,6 +368,78 @@ def generate_churn(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> pd.D
         },
         columns=list(COLUMNS),
     )
+
+
+# Each helper below draws from ``rng`` in a fixed order, and generate_churn calls them in a
+# fixed order: the same seed keeps giving the same frame.
+
+
+def _identity(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
+    """Unique customer ids, gender, region and age."""
+    width = max(6, len(str(n)))
+    ids = rng.choice(10**width - 1, size=n, replace=False) + 1
+    customer_id = np.char.add("C", np.char.zfill(ids.astype(str), width)).astype(object)
+    gender = _pick(rng, GENDERS, GENDER_SHARES, n)
+    region = _pick(rng, REGIONS, REGION_SHARES, n)
+    return customer_id, gender, region, np.clip(np.round(rng.normal(44, 14, n)), 18, 85)
+
+
+def _tenure(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tenure in months and signup dates: a wave of recent signups on a long-standing base."""
+    recent = rng.random(n) < 0.35
+    tenure = np.where(recent, rng.exponential(8.0, n) + 1, rng.uniform(1, 73, n))
+    tenure = np.clip(np.floor(tenure), 1, 72).astype(np.int64)
+    signup_days = np.round(tenure * 30.44 + rng.uniform(0, 30, n)).astype("timedelta64[D]")
+    signup_date = (SNAPSHOT_DATE.to_datetime64().astype("datetime64[D]") - signup_days).astype(
+        "datetime64[ns]"
+    )
+    return tenure, signup_date
+
+
+def _billing(rng: np.random.Generator, contract: np.ndarray, internet: np.ndarray,
+             tenure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Monthly charges (plan base + internet add-on + extras: streaming, lines) and the total
+    (monthly x tenure)."""
+    n = len(contract)
+    extras = rng.gamma(2.0, 7.0, n)
+    charges = _map(contract, PLAN_BASE_PRICE) + _map(internet, INTERNET_ADDON_PRICE) + extras
+    charges = np.round(charges + rng.normal(0, 3.0, n), 2).clip(min=18.0)
+    return charges, np.round(charges * tenure, 2)
+
+
+def _with_missing(rng: np.random.Generator, age: np.ndarray, payment: np.ndarray,
+                  charges: np.ndarray, notes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Age, payment method, charges and notes with values missing completely at random."""
+    n = len(age)
+    return (np.where(_mask(rng, n, MISSING_AGE), np.nan, age),
+            np.where(_mask(rng, n, MISSING_PAYMENT), None, payment),
+            np.where(_mask(rng, n, MISSING_CHARGES), np.nan, charges),
+            np.where(_mask(rng, n, MISSING_NOTES), None, notes))
+
+
+def _retention_outcome(rng: np.random.Generator, churned: np.ndarray) -> np.ndarray:
+    """The leak: recorded after the decision, so it (almost) spells out the label."""
+    n = len(churned)
+    leak_index = np.where(
+        churned == 1,
+        (rng.random(n) < 0.35).astype(int),  # 0 declined, 1 accepted-then-left
+        2 + (rng.random(n) < 0.12).astype(int),  # 2 not-offered, 3 accepted-stayed
+    )
+    noisy = _mask(rng, n, LEAK_NOISE)
+    leak_index = np.where(noisy, rng.integers(0, len(RETENTION_OUTCOMES), n), leak_index)
+    return np.asarray(RETENTION_OUTCOMES, dtype=object)[leak_index]
+
+
+def _contact_details(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """PII-looking e-mail and phone (reserved example domains and 555 numbers: not real)."""
+    first = _pick(rng, FIRST_NAMES, None, n)
+    last = _pick(rng, LAST_NAMES, None, n)
+    number = rng.integers(1, 100, n).astype(str)
+    domain = _pick(rng, EMAIL_DOMAINS, None, n)
+    email = first + "." + last + number.astype(object) + "@" + domain
+    phone_mid = np.char.zfill(rng.integers(0, 1000, n).astype(str), 3).astype(object)
+    phone_end = np.char.zfill(rng.integers(0, 10000, n).astype(str), 4).astype(object)
+    return email, "+1-555-" + phone_mid + "-" + phone_end
 
 
 def _support_notes(
