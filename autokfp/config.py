@@ -956,6 +956,7 @@ def expand_env(url: str) -> str:
 FROM_CONFIG = "from config"
 RUN_FORM_SOURCE = "run-form"
 _URI_SOURCE_KINDS = {"gs": "gcs", "s3": "s3", "minio": "s3"}
+_SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
 
 
 def _unset(value: Any) -> bool:
@@ -975,6 +976,12 @@ def _dataset_source(dataset: str, taken: set[str]) -> tuple[dict[str, Any], str]
     while name in taken:
         name += "-1"
     scheme, _, rest = dataset.partition("://")
+    if scheme.split("+", 1)[0].lower() in _SQL_SCHEMES:
+        url, _, table = dataset.partition("#")
+        if not table or "/" in table:
+            raise ConfigError("a database dataset names its table after '#', e.g. "
+                              "postgresql://user:${PG_PASSWORD}@db/crm#customers")
+        return {"name": name, "kind": "sql", "url": url, "tables": [table]}, f"{name}/{table}"
     if scheme in _URI_SOURCE_KINDS:
         bucket_path = rest.strip("/")
         parent, _, file = bucket_path.rpartition("/")
@@ -989,10 +996,23 @@ def _dataset_source(dataset: str, taken: set[str]) -> tuple[dict[str, Any], str]
     path = Path(dataset)
     if not path.is_absolute():
         raise ConfigError(f"dataset '{dataset}' is neither <source>/<table or file> of the "
-                          "config's sources, an absolute file path, a gs:// or s3:// URI, nor a "
-                          "DataHub dataset URN (urn:li:dataset:...)")
+                          "config's sources, an absolute file path, a gs:// or s3:// URI, "
+                          "<database URL>#<table>, nor a DataHub dataset URN (urn:li:dataset:...)")
     source = {"name": name, "kind": "folder", "path": str(path.parent), "include": [path.name]}
     return source, f"{name}/{path.name}"
+
+
+def resolve_dataset(dataset: str, sources: Any) -> tuple[list[Any], str]:
+    """``dataset`` as ``(sources, <source>/<table or file>)``: a dataset of one of ``sources``
+    as it is, else a source holding just that file or table is added (see
+    ``apply_run_form``)."""
+    dataset = dataset.strip()
+    listed = list(sources) if isinstance(sources, (list, tuple)) else []
+    names = {s.get("name") if isinstance(s, dict) else getattr(s, "name", None) for s in listed}
+    if dataset.split("/", 1)[0] in names and "://" not in dataset:
+        return listed, dataset
+    source, chosen = _dataset_source(dataset, names)
+    return [*listed, source], chosen
 
 
 def apply_run_form(config: dict[str, Any] | None, *, dataset: str = FROM_CONFIG,
@@ -1004,8 +1024,8 @@ def apply_run_form(config: dict[str, Any] | None, *, dataset: str = FROM_CONFIG,
     run form's typed parameters on top, validated like a config file.
 
     ``dataset`` is ``<source>/<table or file>`` of the config's sources, an absolute path or a
-    ``gs://``/``s3://``/``minio://`` URI of one file (a source holding only that file is
-    added); a DataHub URN must be resolved through the catalog before (the step does).
+    ``gs://``/``s3://``/``minio://`` URI of one file, or ``<database URL>#<table>`` (a source
+    holding only that file or table is added); a DataHub URN must be resolved through the catalog before (the step does).
     ``engines`` is a comma-separated list of engine names. ``require_approval`` can only add
     the requirement: a config that requires approval keeps requiring it. ``model_name``
     defaults to the dataset's file or table name when neither sets it. Raises ConfigError
@@ -1015,15 +1035,7 @@ def apply_run_form(config: dict[str, Any] | None, *, dataset: str = FROM_CONFIG,
     training = dict(data.get("training") or {}) if isinstance(data.get("training"), dict) \
         else data.get("training")
     if not _unset(dataset):
-        dataset = dataset.strip()
-        sources = list(data.get("sources") or [])
-        names = {s.get("name") for s in sources if isinstance(s, dict)}
-        if dataset.split("/", 1)[0] in names and "://" not in dataset:
-            chosen = dataset
-        else:
-            source, chosen = _dataset_source(dataset, names)
-            sources.append(source)
-            data["sources"] = sources
+        data["sources"], chosen = resolve_dataset(dataset, data.get("sources"))
         training = training if isinstance(training, dict) else {}
         training["dataset"] = chosen
     for key, value in (("target", target), ("task", task)):

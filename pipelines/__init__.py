@@ -8,10 +8,11 @@ secret names) and runs locally under kfp.local, where those settings are ignored
 from pipelines.cluster import ClusterOptions
 from pipelines.discovery.discovery import build_discovery
 from pipelines.monitoring.drift_monitoring import build_drift_monitoring
+from pipelines.scoring.batch_scoring import build_batch_scoring
 from pipelines.training.autonomous_training import build_autonomous_training
 
 PIPELINES = {"autonomous-training": build_autonomous_training, "discovery": build_discovery,
-             "drift-monitoring": build_drift_monitoring}
+             "drift-monitoring": build_drift_monitoring, "batch-scoring": build_batch_scoring}
 
-__all__ = ["PIPELINES", "ClusterOptions", "build_autonomous_training", "build_discovery",
-           "build_drift_monitoring"]
+__all__ = ["PIPELINES", "ClusterOptions", "build_autonomous_training", "build_batch_scoring",
+           "build_discovery", "build_drift_monitoring"]

@@ -397,3 +397,13 @@ def postgres_server() -> Iterator[Postgres]:
         subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
                        capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def kfp_api(monkeypatch, tmp_path):
+    """A local stand-in for the Kubeflow Pipelines API that checks every call
+    (tests/kfp_api_fake.py); ``kfp_api.url`` is its host."""
+    from tests.kfp_api_fake import running_kfp_api
+
+    with running_kfp_api(monkeypatch, tmp_path) as state:
+        yield state

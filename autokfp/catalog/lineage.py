@@ -373,3 +373,68 @@ def record_deployment(model_name: str, version: str | int, namespace: str, servi
                store.uri("metadata", f"deployment-{namespace}-{service}-v{version}.json"),
                settings.catalog_dir)
     return deploy_urn
+
+
+def record_scoring_lineage(dataset_id: str, platform: str, model_name: str, version: str | int,
+                           output: str, output_platform: str, *,
+                           properties: dict[str, str] | None = None,
+                           settings: Settings | None = None) -> dict[str, Any]:
+    """Record a batch-scoring run: dataset -> model version -> predictions.
+
+    The input dataset keeps its catalogued URN when discovery recorded it (else one is made
+    from its platform and id); the predictions become a dataset of their own whose DataHub
+    upstream lineage names the input, with the model version in its properties.
+    ``output`` must hold no secret (``ScoringTarget.describe()``).
+
+    Returns:
+        The URNs recorded and where the metadata was published.
+    """
+    from datahub.emitter.mce_builder import make_dataset_urn
+    from datahub.emitter.mcp import MetadataChangeProposalWrapper
+    from datahub.metadata.schema_classes import (
+        DatasetLineageTypeClass,
+        DatasetPropertiesClass,
+        UpstreamClass,
+        UpstreamLineageClass,
+    )
+
+    from autokfp.catalog import datahub as dh
+
+    settings = settings or Settings.from_env()
+    store = CatalogStore(settings)
+    version = str(version)
+    try:
+        input_urn = store.entry(dataset_id)["urn"]
+    except DataError:
+        input_urn = make_dataset_urn(platform, dataset_id.replace("/", "."), env=dh.ENV)
+    output_name = re.sub(r"^[a-z0-9+]+://", "", output).replace("/", ".").strip(".")
+    output_urn = make_dataset_urn(output_platform, output_name, env=dh.ENV)
+    model_urn = dh.model_version_urn(model_name, version)
+    details = {k: str(v) for k, v in (properties or {}).items()}
+    with store.lock():
+        graph = load_lineage(store)
+        graph.add_node(input_urn, "dataset", dataset_id, dataset_id=dataset_id, platform=platform)
+        if model_urn not in graph.nodes:
+            graph.add_node(model_urn, "model_version", f"{model_name} v{version}",
+                           model=model_name, version=version)
+        graph.add_node(output_urn, "dataset", output, dataset_id=output, platform=output_platform,
+                       model=model_name, version=version, properties=details)
+        graph.add_edge(input_urn, model_urn, "scored_by")
+        graph.add_edge(model_urn, output_urn, "predicted")
+        save_lineage(graph, store)
+    proposals = [
+        MetadataChangeProposalWrapper(entityUrn=output_urn, aspect=DatasetPropertiesClass(
+            name=output_name, description=f"Predictions of {model_name} v{version} for "
+                                          f"{dataset_id}",
+            customProperties={"model": model_name, "model_version": version,
+                              "model_urn": model_urn, "input": input_urn, **details})),
+        MetadataChangeProposalWrapper(entityUrn=output_urn, aspect=UpstreamLineageClass(
+            upstreams=[UpstreamClass(dataset=input_urn,
+                                     type=DatasetLineageTypeClass.TRANSFORMED)])),
+    ]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{model_name}-v{version}-{details.get('batch_id', '')}")
+    published = dh.publish(proposals, store.uri("metadata", f"scores-{safe}.json"),
+                           settings.catalog_dir)
+    log.info("recorded lineage %s -> %s -> %s", dataset_id, model_urn, output_urn)
+    return {"dataset_urn": input_urn, "model_urn": model_urn, "output_urn": output_urn,
+            "published": published.to_dict()}

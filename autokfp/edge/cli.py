@@ -381,6 +381,10 @@ from autokfp.edge.monitoring_commands import register_commands as _register_moni
 
 _register_monitoring_commands(app)
 
+from autokfp.edge.scoring_commands import register_commands as _register_scoring_commands  # noqa: E402
+
+_register_scoring_commands(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -154,6 +154,39 @@ def run_monitoring(config: RunConfig, settings: Settings | None = None, window_e
     return MonitoringRun(seconds=seconds, decision=decision, retraining=retraining, run_dir=run_dir)
 
 
+def run_scoring(form: dict[str, Any], config: RunConfig | None = None,
+                settings: Settings | None = None, log_path: Path | None = None,
+                on_task: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run ``batch-scoring`` under kfp.local with ``form`` (``dataset``, ``model``, ``output``,
+    ``keys``, ``chunk_rows``) and ``config``; return its summary (where the predictions
+    went, chunks scored and skipped, lineage URNs)."""
+    import json
+
+    from kfp import local
+
+    from pipelines import PIPELINES
+
+    settings = settings or Settings.from_env()
+    settings.ensure_local_dirs()
+    settings.export()
+    os.environ[RUNNER_ENV] = str(os.getpid())
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
+               raise_on_error=True)
+    pipeline = PIPELINES["batch-scoring"](_local_options())
+    arguments = {**form, "config": config.to_dict() if config is not None else {}}
+    started = time.monotonic()
+    try:
+        if log_path is None:
+            output = pipeline(**arguments)
+        else:
+            with _captured_output(log_path, on_task):
+                output = pipeline(**arguments)
+    except RuntimeError as exc:  # kfp.local reports a failed task as RuntimeError
+        raise PipelineRunError(_explain_failure(str(exc), settings, log_path)) from None
+    summary = json.loads(Path(output.output.path).read_text())
+    return {**summary, "pipeline_seconds": round(time.monotonic() - started, 1)}
+
+
 def _local_options() -> Any:
     """Cluster options for a run on this machine: the engines train one after the other
     (side by side they would only take CPU and memory from each other)."""

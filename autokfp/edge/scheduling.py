@@ -1,4 +1,4 @@
-"""Kubeflow recurring runs of the drift-monitoring pipeline, through ``kfp.Client``.
+"""Kubeflow recurring runs (drift-monitoring, batch-scoring) through ``kfp.Client``.
 
 Like ``autokfp.edge.local`` this is an edge module that imports kfp. ``schedule_monitoring``:
 
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 PIPELINE_NAME = "drift-monitoring"
 SCHEDULED_WINDOW_END = "scheduled"  # the pipeline ends the window at the run's scheduled time
+_DESCRIPTIONS = {PIPELINE_NAME: "autokfp drift monitoring (re-enters autonomous-training)",
+                 "batch-scoring": "autokfp batch scoring (chunked, resumable)"}
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*?/,#LW-]+$")
 
 
@@ -258,25 +260,78 @@ def schedule_monitoring(
 
     warnings = check_cluster_config(config, allow_local_paths)
     cron = validate_cron(cron or config.monitoring.schedule)
-    name = name or f"{config.name}-drift-monitoring"
+    return schedule_pipeline(
+        PIPELINE_NAME, {"config": config.to_dict(), "window_end": SCHEDULED_WINDOW_END},
+        name=name or f"{config.name}-drift-monitoring", cron=cron,
+        description=f"drift monitoring of {config.name} (autokfp {__version__})",
+        host=host, experiment=experiment, namespace=namespace, token=token, client=client,
+        service_account=service_account, warnings=warnings)
+
+
+def schedule_batch_scoring(
+    form: dict[str, Any],
+    cron: str,
+    config: RunConfig | None = None,
+    host: str | None = None,
+    experiment: str = "autokfp",
+    name: str | None = None,
+    namespace: str | None = None,
+    token: str | None = None,
+    client: Any = None,
+    service_account: str | None = None,
+    allow_local_paths: bool = False,
+) -> ScheduledRun:
+    """Create (or find) a recurring run of ``batch-scoring`` with ``form`` (``dataset``,
+    ``model``, ``output``, ``keys``, ``chunk_rows``) and the optional ``config``. Each tick
+    scores the dataset as it is then; a tick over unchanged data and model finds every chunk
+    written and skips them.
+
+    Raises:
+        ConfigError: the config names local paths (see ``check_cluster_config``), or the
+            dataset or output is a path on this machine.
+    """
+    from autokfp import __version__
+
+    warnings = check_cluster_config(config, allow_local_paths) if config is not None else []
+    for key in ("dataset", "output"):
+        value = str(form.get(key) or "")
+        if value.startswith("/") and not allow_local_paths:
+            raise ConfigError(f"{key} '{value}' is a path on this machine, which the pipeline's "
+                              "pods cannot read; use gs://, s3:// or a database URL, or pass "
+                              "--allow-local-paths when the same path exists in the pods")
+    model = str(form.get("model") or (config.name if config is not None else "model"))
+    params = {**form, "config": config.to_dict() if config is not None else {}}
+    slug = re.sub(r"[^a-z0-9-]+", "-", model.lower()).strip("-")
+    return schedule_pipeline(
+        "batch-scoring", params, name=name or f"{slug}-batch-scoring", cron=validate_cron(cron),
+        description=f"batch scoring with {model} (autokfp {__version__})", host=host,
+        experiment=experiment, namespace=namespace, token=token, client=client,
+        service_account=service_account, warnings=warnings)
+
+
+def schedule_pipeline(pipeline: str, params: dict[str, Any], *, name: str, cron: str,
+                      description: str, host: str | None = None, experiment: str = "autokfp",
+                      namespace: str | None = None, token: str | None = None, client: Any = None,
+                      service_account: str | None = None,
+                      warnings: list[str] | None = None) -> ScheduledRun:
+    """Create (or find) the recurring run ``name`` of ``pipeline`` with ``params``."""
     client = client or make_client(host, namespace, token)
-    pipeline_id, version_id = _upload_monitoring_version(client)
+    pipeline_id, version_id = _upload_version(client, pipeline)
     found = _api_call(
         "create the experiment", client.create_experiment, experiment, namespace=namespace
     )
     experiment_id = found.experiment_id
-    params = {"config": config.to_dict(), "window_end": SCHEDULED_WINDOW_END}
     existing = _keep_or_remove_recurring_runs(client, experiment_id, name, version_id, cron,
                                               params, service_account)
     if existing is not None:
         return ScheduledRun(existing, name, cron, experiment_id, pipeline_id, version_id,
-                            created=False, warnings=warnings)
+                            created=False, warnings=list(warnings or []))
     created = _api_call(
         "create the recurring run",
         client.create_recurring_run,
         experiment_id=experiment_id,
         job_name=name,
-        description=f"drift monitoring of {config.name} (autokfp {__version__})",
+        description=description,
         cron_expression=cron,
         pipeline_id=pipeline_id,
         version_id=version_id,
@@ -288,13 +343,13 @@ def schedule_monitoring(
     )
     return ScheduledRun(
         created.recurring_run_id, name, cron, experiment_id, pipeline_id, version_id, created=True,
-        warnings=warnings,
+        warnings=list(warnings or []),
     )
 
 
-def _upload_monitoring_version(client: Any) -> tuple[str, str]:
-    """Compile ``drift-monitoring``, upload it as the pipeline (once) and as a version named
-    after the autokfp version and the spec's hash (once per distinct spec).
+def _upload_version(client: Any, pipeline: str = PIPELINE_NAME) -> tuple[str, str]:
+    """Compile ``pipeline``, upload it as the pipeline (once) and as a version named after
+    the autokfp version and the spec's hash (once per distinct spec).
 
     Returns:
         The pipeline's id and the version's id.
@@ -302,18 +357,18 @@ def _upload_monitoring_version(client: Any) -> tuple[str, str]:
     from autokfp import __version__
 
     with tempfile.TemporaryDirectory(prefix="autokfp-schedule-") as scratch:
-        package = Path(scratch) / f"{PIPELINE_NAME}.yaml"
-        digest = compile_monitoring(package)
-        version_name = f"{PIPELINE_NAME}-{__version__}-{digest[:12]}"
+        package = Path(scratch) / f"{pipeline}.yaml"
+        digest = compile_pipeline(pipeline, package)
+        version_name = f"{pipeline}-{__version__}-{digest[:12]}"
 
-        pipeline_id = _api_call("look up the pipeline", client.get_pipeline_id, PIPELINE_NAME)
+        pipeline_id = _api_call("look up the pipeline", client.get_pipeline_id, pipeline)
         if pipeline_id is None:
             uploaded = _api_call(
                 "upload the pipeline",
                 client.upload_pipeline,
                 str(package),
-                pipeline_name=PIPELINE_NAME,
-                description="autokfp drift monitoring (re-enters autonomous-training)",
+                pipeline_name=pipeline,
+                description=_DESCRIPTIONS.get(pipeline, f"autokfp {pipeline}"),
             )
             pipeline_id = uploaded.pipeline_id
         versions = _api_call(
@@ -348,10 +403,9 @@ def _same_recurring_run(run: Any, version_id: str, cron: str, params: dict[str, 
         and run.trigger.cron_schedule is not None
         and run.trigger.cron_schedule.cron == cron
     )
-    same_params = (
-        run.runtime_config is not None
-        and (run.runtime_config.parameters or {}).get("config") == params["config"]
-    )
+    given = (run.runtime_config.parameters or {}) if run.runtime_config is not None else {}
+    same_params = run.runtime_config is not None and all(
+        given.get(key) == value for key, value in params.items())
     same_account = (getattr(run, "service_account", None) or None) == service_account
     return same_spec and same_cron and same_params and same_account
 

@@ -1,0 +1,244 @@
+"""Batch scoring: a dataset scored by a registered model, in chunks, resumably.
+
+The predictions are written next to the input's key columns, one chunk at a time:
+
+- to an object store or folder (a local path, ``gs://``, ``s3://``, ``minio://``) as Parquet
+  parts under ``<output>/<model>/v<version>/<batch id>/part-<chunk>.parquet`` with a
+  ``_manifest.json`` once every chunk is there;
+- or to a SQL table (``<SQLAlchemy URL>#<table>``), each chunk in its own transaction, with
+  ``batch_id`` and ``chunk`` columns.
+
+The batch id is a hash of the model version, the input's content, the keys and the chunk
+size. A rerun of the same batch (after a crash, a preempted pod, a retried task) finds the
+chunks already written and scores only the others; a changed input or model is a new batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from autokfp import storage
+from autokfp.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_ROWS = 50_000
+ROW_KEY = "row_number"  # the key written when the input has no key columns
+_SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+@dataclass(frozen=True)
+class ScoringTarget:
+    """Where predictions go: a folder or object-store prefix, or a SQL table."""
+
+    kind: str  # "store" or "sql"
+    location: str  # the prefix, or the SQLAlchemy URL (may hold ${VAR} references)
+    table: str | None = None
+
+    def describe(self) -> str:
+        """The target without secrets (``${VAR}`` references are never expanded here)."""
+        if self.kind == "sql":
+            return f"{_without_password(self.location)}#{self.table}"
+        return self.location
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def parse_target(output: str) -> ScoringTarget:
+    """``<SQLAlchemy URL>#<table>`` is a SQL table; anything else a folder or object-store
+    prefix (a local path, ``gs://``, ``s3://``, ``minio://``)."""
+    output = output.strip()
+    if not output:
+        raise ConfigError("output is empty: give a folder, a gs:// or s3:// prefix, or "
+                          "<SQLAlchemy URL>#<table>")
+    scheme = output.split("://", 1)[0].split("+", 1)[0].lower() if "://" in output else ""
+    if scheme in _SQL_SCHEMES:
+        url, _, table = output.partition("#")
+        if not _TABLE.match(table):
+            raise ConfigError(f"output '{_without_password(url)}' is a database: name the table "
+                              "after '#', e.g. sqlite:///scores.db#churn_scores (letters, digits, "
+                              "'_', optionally schema.table)")
+        return ScoringTarget("sql", url, table)
+    if "://" in output and scheme not in ("gs", "s3", "minio", "file"):
+        raise ConfigError(f"output '{output}': use a folder, gs://, s3://, minio://, or a "
+                          f"database URL ({', '.join(_SQL_SCHEMES)}) with #<table>")
+    return ScoringTarget("store", output.removeprefix("file://").rstrip("/"))
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    """A hash of the frame's columns and content (row order included)."""
+    digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def batch_id(model: str, version: str, fingerprint: str, keys: list[str], chunk_rows: int) -> str:
+    text = json.dumps([model, str(version), fingerprint, keys, int(chunk_rows)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def default_keys(frame: pd.DataFrame, dropped: dict[str, str]) -> list[str]:
+    """The columns the model's feature plan dropped as identifiers, when the input has them."""
+    return [c for c, why in dropped.items() if why.startswith("identifier") and c in frame.columns]
+
+
+@dataclass
+class BatchResult:
+    """What one batch-scoring run did."""
+
+    model: str
+    version: str
+    dataset: str
+    output: str
+    batch_id: str
+    keys: list[str]
+    rows: int
+    chunks: int
+    scored_chunks: int
+    skipped_chunks: int
+    seconds: float
+    prediction_columns: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _StoreWriter:
+    def __init__(self, target: ScoringTarget, model: str, version: str, batch: str):
+        self.prefix = storage.join(target.location, model, f"v{version}", batch)
+
+    def part(self, chunk: int) -> str:
+        return storage.join(self.prefix, f"part-{chunk:05d}.parquet")
+
+    def done(self, chunks: int) -> set[int]:
+        return {c for c in range(chunks) if storage.exists(self.part(c))}
+
+    def write(self, chunk: int, frame: pd.DataFrame) -> None:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        storage.write_bytes(self.part(chunk), buffer.getvalue())  # one object, all or nothing
+
+    def finish(self, manifest: dict[str, Any]) -> None:
+        storage.write_text(storage.join(self.prefix, "_manifest.json"),
+                           json.dumps(manifest, indent=2, default=str))
+
+    @property
+    def location(self) -> str:
+        return self.prefix
+
+
+class _SqlWriter:
+    def __init__(self, target: ScoringTarget, batch: str):
+        import sqlalchemy
+
+        from autokfp.config import expand_env
+
+        self.table = target.table or ""
+        self.schema, _, self.name = self.table.rpartition(".")
+        self.batch = batch
+        self.shown = target.describe()
+        try:
+            self.engine = sqlalchemy.create_engine(expand_env(target.location))
+        except Exception as exc:  # noqa: BLE001 - drivers raise their own types
+            raise ConfigError(f"output {self.shown}: cannot open the database: "
+                              f"{type(exc).__name__}") from None
+
+    def done(self, chunks: int) -> set[int]:
+        import sqlalchemy
+
+        if not sqlalchemy.inspect(self.engine).has_table(self.name, schema=self.schema or None):
+            return set()
+        quoted = self.engine.dialect.identifier_preparer.format_table(
+            sqlalchemy.Table(self.name, sqlalchemy.MetaData(), schema=self.schema or None))
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sqlalchemy.text(f"SELECT DISTINCT chunk FROM {quoted} WHERE batch_id = :b"),
+                {"b": self.batch})
+            return {int(r[0]) for r in rows}
+
+    def write(self, chunk: int, frame: pd.DataFrame) -> None:
+        frame = frame.assign(batch_id=self.batch, chunk=chunk)
+        try:
+            with self.engine.begin() as connection:  # one transaction: a chunk is all or nothing
+                frame.to_sql(self.name, connection, schema=self.schema or None,
+                             if_exists="append", index=False)
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"output {self.shown}: writing chunk {chunk} failed "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); an "
+                            "existing table must have the key, prediction, model_version, "
+                            "batch_id and chunk columns") from None
+
+    def finish(self, manifest: dict[str, Any]) -> None:
+        self.engine.dispose()
+
+    @property
+    def location(self) -> str:
+        return self.shown
+
+
+def score_frame(frame: pd.DataFrame, predict: Callable[[pd.DataFrame], pd.DataFrame], *,
+                model: str, version: str, dataset: str, target: ScoringTarget,
+                keys: list[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> BatchResult:
+    """Score ``frame`` chunk by chunk with ``predict`` and write each chunk's predictions
+    with the ``keys`` columns; chunks of the same batch already written are skipped."""
+    if chunk_rows < 1:
+        raise ConfigError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    if frame.empty:
+        raise DataError(f"dataset '{dataset}' has no rows to score")
+    missing = [k for k in keys if k not in frame.columns]
+    if missing:
+        raise DataError(f"key column(s) {missing} are not in dataset '{dataset}'; its columns "
+                        f"are: {', '.join(map(str, frame.columns))}")
+    started = time.monotonic()
+    batch = batch_id(model, version, frame_fingerprint(frame), keys, chunk_rows)
+    writer: _StoreWriter | _SqlWriter = (
+        _SqlWriter(target, batch) if target.kind == "sql"
+        else _StoreWriter(target, model, version, batch))
+    chunks = (len(frame) + chunk_rows - 1) // chunk_rows
+    done = writer.done(chunks)
+    if done:
+        log.info("batch %s: %d of %d chunks already written; scoring the rest", batch,
+                 len(done), chunks)
+    columns: list[str] = []
+    for chunk in range(chunks):
+        if chunk in done:
+            continue
+        rows = frame.iloc[chunk * chunk_rows:(chunk + 1) * chunk_rows]
+        predictions = predict(rows).reset_index(drop=True)
+        columns = [str(c) for c in predictions.columns]
+        key_frame = (rows[keys].reset_index(drop=True) if keys
+                     else pd.DataFrame({ROW_KEY: range(chunk * chunk_rows,
+                                                       chunk * chunk_rows + len(rows))}))
+        clash = set(key_frame.columns) & set(predictions.columns)
+        out = pd.concat([key_frame, predictions.drop(columns=list(clash))], axis=1)
+        writer.write(chunk, out.assign(model_version=str(version)))
+        log.info("batch %s: chunk %d/%d scored (%d rows)", batch, chunk + 1, chunks, len(rows))
+    result = BatchResult(model=model, version=str(version), dataset=dataset,
+                         output=writer.location, batch_id=batch, keys=keys or [ROW_KEY],
+                         rows=len(frame), chunks=chunks, scored_chunks=chunks - len(done),
+                         skipped_chunks=len(done), seconds=round(time.monotonic() - started, 2),
+                         prediction_columns=columns)
+    writer.finish(result.to_dict())
+    return result
+
+
+def read_store_predictions(location: str) -> pd.DataFrame:
+    """Every part of a batch written to a folder or object store, in chunk order."""
+    parts = sorted(u for u in storage.list_uris(location) if u.endswith(".parquet"))
+    if not parts:
+        raise DataError(f"no predictions under {location}")
+    return pd.concat([pd.read_parquet(io.BytesIO(storage.read_bytes(u))) for u in parts],
+                     ignore_index=True)

@@ -1,0 +1,154 @@
+"""The `score_batch` step: score a dataset with a registered model, chunk by chunk, resumably,
+and record dataset -> model version -> predictions in the catalog."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from autokfp.config import FROM_CONFIG
+from autokfp.errors import ConfigError, DataError
+from autokfp.steps.io import write_json
+from autokfp.steps.results import Publication, StepResult, finite_metrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT = "artifact store"  # <AUTOKFP_ARTIFACT_ROOT>/scores
+FROM_MODEL = "from model"  # keys: the columns the model's feature plan dropped as identifiers
+
+
+@dataclass(frozen=True)
+class BatchScored(StepResult):
+    """One batch-scoring run: where the predictions went and what was (re)scored."""
+
+    model: str
+    version: str
+    dataset: str
+    output: str
+    batch_id: str
+    rows: int
+    chunks: int
+    scored_chunks: int
+    skipped_chunks: int
+    seconds: float
+    keys: tuple[str, ...]
+
+    def publication(self) -> Publication:
+        counts = finite_metrics({"rows": self.rows, "chunks": self.chunks,
+                                 "scored_chunks": self.scored_chunks,
+                                 "skipped_chunks": self.skipped_chunks, "seconds": self.seconds})
+        return Publication(metrics=counts, metadata={"summary": {
+            "model": self.model, "model_version": self.version, "dataset": self.dataset,
+            "output": self.output, "batch_id": self.batch_id, "keys": list(self.keys)}},
+            returns=(self.output,))
+
+
+def parse_model(spec: str, config: dict[str, Any] | None) -> tuple[str, str]:
+    """``NAME``, ``NAME@ALIAS`` or ``NAME/VERSION`` (``from config``: the config's name) ->
+    (name, alias or ``/version``); the champion by default."""
+    spec = (spec or "").strip()
+    if spec in ("", FROM_CONFIG):
+        name = (config or {}).get("name")
+        if not name:
+            raise ConfigError("model: give the registered model as NAME@ALIAS (e.g. "
+                              "churn@champion), NAME (its champion) or NAME/VERSION")
+        return str(name), "champion"
+    if "@" in spec:
+        name, alias = spec.split("@", 1)
+        return name, alias
+    if "/" in spec:
+        name, version = spec.split("/", 1)
+        return name, f"/{version}"
+    return spec, "champion"
+
+
+def _load_model(name: str, alias: str) -> tuple[str, Any]:
+    """(version, pyfunc) of ``name@alias`` (or ``name/version``) from the registry."""
+    from autokfp.modeling import registry
+    from autokfp.modeling.model_package import load_model_package
+
+    client = registry.configure()
+    try:
+        version = (alias[1:] if alias.startswith("/")
+                   else str(client.get_model_version_by_alias(name, alias).version))
+        client.get_model_version(name, version)
+    except Exception:  # noqa: BLE001 - MLflow raises its own exception types
+        shown = f"{name}/{alias[1:]}" if alias.startswith("/") else f"{name}@{alias}"
+        raise ConfigError(f"model '{shown}' is not in the registry (MLFLOW_TRACKING_URI); "
+                          "see autokfp models for the registered names, versions and aliases"
+                          ) from None
+    return version, load_model_package(f"models:/{name}/{version}")
+
+
+def _output_platform(target: Any) -> str:
+    if target.kind == "sql":
+        dialect = target.location.split("://", 1)[0].split("+", 1)[0]
+        return "postgres" if dialect == "postgresql" else dialect
+    scheme = target.location.split("://", 1)[0] if "://" in target.location else "file"
+    return {"gs": "gcs", "minio": "s3"}.get(scheme, scheme)
+
+
+def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OUTPUT,
+                keys: str = FROM_MODEL, chunk_rows: int = 50_000,
+                config: dict[str, Any] | None = None,
+                summary_path: str | None = None) -> BatchScored:
+    """Score ``dataset`` with the registered ``model`` and write the predictions, next to the
+    input's key columns, to ``output`` (see ``autokfp.serving.batch``).
+
+    ``dataset`` is ``<source>/<table or file>`` of ``config``'s sources, a ``gs://``/
+    ``s3://`` URI or absolute path of one file, or ``<database URL>#<table>``. ``keys`` is
+    a comma-separated list of columns (default: the model's identifier columns, else the
+    row number). A rerun of the same batch skips the chunks already written.
+    """
+    from pydantic import TypeAdapter, ValidationError
+
+    from autokfp.catalog.lineage import record_scoring_lineage
+    from autokfp.catalog.sources.base import open_source
+    from autokfp.config import Source, resolve_dataset
+    from autokfp.serving.batch import default_keys, parse_target, score_frame
+    from autokfp.settings import Settings, require_shared_state
+    from autokfp.storage import join
+
+    require_shared_state()
+    settings = Settings.from_env()
+    config = config or {}
+    if not dataset or dataset.strip() == FROM_CONFIG:
+        dataset = str((config.get("training") or {}).get("dataset") or "")
+        if not dataset:
+            raise ConfigError("dataset: give the data to score (a gs:// or s3:// URI, "
+                              "<source>/<table> of the config's sources, or <database URL>#<table>)")
+    sources, dataset_id = resolve_dataset(dataset, config.get("sources"))
+    source_name, _, relative = dataset_id.partition("/")
+    try:
+        source = TypeAdapter(Source).validate_python(
+            next(s for s in sources if (s.get("name") if isinstance(s, dict) else s.name) == source_name))
+    except ValidationError as exc:
+        raise ConfigError(f"dataset '{dataset}': {exc.errors()[0]['msg']}") from None
+    name, alias = parse_model(model, config)
+    target = parse_target(join(settings.artifact_root, "scores")
+                          if output.strip() in ("", DEFAULT_OUTPUT) else output)
+    version, package = _load_model(name, alias)
+    loaded = open_source(source).load(dataset_id, relative)
+    frame = loaded.frame
+    if keys.strip() in ("", FROM_MODEL):
+        plan = getattr(package.unwrap_python_model(), "plan", None)
+        key_columns = default_keys(frame, dict(getattr(plan, "dropped", {}) or {}))
+    else:
+        key_columns = [k.strip() for k in keys.split(",") if k.strip()]
+    if not len(frame):
+        raise DataError(f"dataset '{dataset_id}' has no rows to score")
+    result = score_frame(frame, package.predict, model=name, version=version, dataset=dataset_id,
+                         target=target, keys=key_columns, chunk_rows=int(chunk_rows))
+    lineage = record_scoring_lineage(
+        dataset_id, loaded.platform, name, version, target.describe(), _output_platform(target),
+        properties={"batch_id": result.batch_id, "rows": str(result.rows)}, settings=settings)
+    if summary_path:
+        write_json(summary_path, {**result.to_dict(), "lineage": {
+            k: v for k, v in lineage.items() if k != "published"}})
+    log.info("scored %d rows of %s with %s v%s into %s (%d chunks, %d skipped)", result.rows,
+             dataset_id, name, version, result.output, result.chunks, result.skipped_chunks)
+    return BatchScored(model=name, version=version, dataset=dataset_id, output=result.output,
+                       batch_id=result.batch_id, rows=result.rows, chunks=result.chunks,
+                       scored_chunks=result.scored_chunks, skipped_chunks=result.skipped_chunks,
+                       seconds=result.seconds, keys=tuple(result.keys))

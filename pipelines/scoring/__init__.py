@@ -1,0 +1,1 @@
+"""The ``batch-scoring`` pipeline: score a dataset with a registered model."""
