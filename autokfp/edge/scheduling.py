@@ -299,6 +299,11 @@ def schedule_batch_scoring(
             raise ConfigError(f"{key} '{value}' is a path on this machine, which the pipeline's "
                               "pods cannot read; use gs://, s3:// or a database URL, or pass "
                               "--allow-local-paths when the same path exists in the pods")
+        if "://" in value and _literal_password(value):
+            raise ConfigError(f"{key} holds a password; write it as ${{VAR}} (e.g. "
+                              "postgresql://scorer:${PG_PASSWORD}@db/crm#scores) and give the "
+                              "pods that variable: a recurring run's parameters are stored by "
+                              "Kubeflow and shown in its UI")
     model = str(form.get("model") or (config.name if config is not None else "model"))
     params = {**form, "config": config.to_dict() if config is not None else {}}
     slug = re.sub(r"[^a-z0-9-]+", "-", model.lower()).strip("-")
@@ -307,6 +312,12 @@ def schedule_batch_scoring(
         description=f"batch scoring with {model} (autokfp {__version__})", host=host,
         experiment=experiment, namespace=namespace, token=token, client=client,
         service_account=service_account, warnings=warnings)
+
+
+def _literal_password(url: str) -> bool:
+    match = re.match(r"^[\w+.-]+://[^:/@]*:(?P<password>[^@]*)@", url)
+    return bool(match and match.group("password")
+                and not re.search(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", match.group("password")))
 
 
 def schedule_pipeline(pipeline: str, params: dict[str, Any], *, name: str, cron: str,

@@ -141,7 +141,7 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
     result = score_frame(frame, package.predict, model=name, version=version, dataset=dataset_id,
                          target=target, keys=key_columns, chunk_rows=int(chunk_rows))
     lineage = record_scoring_lineage(
-        dataset_id, loaded.platform, name, version, target.describe(), _output_platform(target),
+        dataset_id, loaded.platform, name, version, result.output, _output_platform(target),
         properties={"batch_id": result.batch_id, "rows": str(result.rows)}, settings=settings)
     if summary_path:
         write_json(summary_path, {**result.to_dict(), "lineage": {

@@ -399,3 +399,20 @@ def test_the_run_form_is_checked_first_and_training_reads_only_its_settings(comp
         "componentInputParameter": item,
         "parameterExpressionSelector": 'parseJson(string_value)["engine"]'}
     assert train["cachingOptions"]["enableCache"] is True
+
+
+def test_batch_scoring_compiles_with_a_described_form_and_retries(compiled) -> None:
+    path = compiled.parent / "batch-scoring.yaml"
+    spec = validate_pipeline_yaml(path)
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    expected = {"dataset": ("STRING", "from config"), "model": ("STRING", "from config"),
+                "output": ("STRING", "artifact store"), "keys": ("STRING", "from model"),
+                "chunk_rows": ("NUMBER_INTEGER", 50000), "config": ("STRUCT", {})}
+    assert {k: (v["parameterType"], v["defaultValue"]) for k, v in parameters.items()} == expected
+    assert "NAME@ALIAS" in parameters["model"]["description"]
+    assert "#<table>" in parameters["output"]["description"]
+    assert "skips finished chunks" in parameters["chunk_rows"]["description"]
+    (task,) = spec["root"]["dag"]["tasks"].values()
+    assert task["retryPolicy"]["maxRetryCount"] == 2  # a retry resumes where it stopped
+    assert "autokfp-runtime" in spec["deploymentSpec"]["executors"]["exec-score-batch"][
+        "container"]["image"]

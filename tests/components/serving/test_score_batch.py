@@ -1,0 +1,128 @@
+"""Batch scoring against the real things: a model registered in an ``mlflow server`` over
+HTTP whose artifacts live in S3 (moto), input Parquet in S3, predictions to S3 and to a SQL
+table; the component, the compiled pipeline under kfp.local, ``autokfp score`` and a
+recurring run; lineage dataset -> model -> predictions in the catalog."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import uuid
+
+import boto3
+import pandas as pd
+import pytest
+from kfp.dsl import Artifact, Metrics
+from typer.testing import CliRunner
+
+from autokfp.catalog.lineage import lineage
+from autokfp.edge.local import run_scoring
+from autokfp.errors import ConfigError
+from autokfp.serving.batch import read_store_predictions
+from components import score_batch
+from tests.components import artifact
+from tests.conftest import mlflow_server
+
+MODEL = "churn-batch"
+
+
+@pytest.fixture
+def registered_on_s3(s3_server, trained_package, churn_frame, autokfp_home, tmp_path,
+                     monkeypatch):
+    """The session's trained package registered as churn-batch v1 (champion) in an MLflow
+    server whose artifacts go to S3; the artifact store in S3 too; 900 rows to score there."""
+    from autokfp.modeling import registry
+
+    prefix = f"s3://{s3_server.bucket}/batch-{uuid.uuid4().hex[:8]}"
+    with mlflow_server(tmp_path / "mlflow", f"{prefix}/mlflow", s3_server.env) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        monkeypatch.setenv("AUTOKFP_ARTIFACT_ROOT", f"{prefix}/store")
+        registered = registry.register_model(
+            trained_package.paths.model, MODEL, {"test_auc": 0.8}, {}, {}, promote=True,
+            decision="first", compared_champion=None)
+        assert registered.version == "1"
+        rows = churn_frame.drop(columns=["churned"]).tail(900).reset_index(drop=True)
+        buffer = io.BytesIO()
+        rows.to_parquet(buffer, index=False)
+        key = f"{prefix.split('/', 3)[3]}/input/new_customers.parquet"
+        boto3.client("s3", endpoint_url=s3_server.endpoint).put_object(
+            Bucket=s3_server.bucket, Key=key, Body=buffer.getvalue())
+        yield {"prefix": prefix, "rows": rows, "dataset": f"{prefix}/input/new_customers.parquet"}
+
+
+def _offline(trained_package, rows: pd.DataFrame) -> pd.DataFrame:
+    from autokfp.modeling.model_package import load_model_package
+
+    return load_model_package(str(trained_package.paths.model)).predict(rows)
+
+
+def test_the_component_scores_s3_parquet_into_s3_and_resumes(registered_on_s3, trained_package,
+                                                             tmp_path) -> None:
+    data = registered_on_s3
+    summary, metrics = artifact(Artifact, tmp_path, "summary"), artifact(Metrics, tmp_path, "m")
+    where = score_batch.python_func(dataset=data["dataset"], summary=summary, metrics=metrics,
+                                    model=f"{MODEL}@champion", output=f"{data['prefix']}/scores",
+                                    chunk_rows=400)
+    assert where.startswith(f"{data['prefix']}/scores/{MODEL}/v1/")
+    written = read_store_predictions(where)
+    # the keys (the id column the model dropped) next to the same predictions as offline
+    assert list(written.columns[:2]) == ["customer_id", "prediction"]
+    assert written["customer_id"].tolist() == data["rows"]["customer_id"].tolist()
+    offline = _offline(trained_package, data["rows"])
+    pd.testing.assert_series_equal(written["probability_1"], offline["probability_1"],
+                                   check_names=False)
+    report = json.loads(open(summary.path).read())
+    assert (report["chunks"], report["scored_chunks"], report["skipped_chunks"]) == (3, 3, 0)
+    assert summary.metadata["model_version"] == "1" and summary.metadata["output"] == where
+    # lineage: the input dataset -> churn-batch v1 -> the predictions
+    (node,) = lineage(f"{MODEL} v1")
+    downstream = {d["name"]: d["relation"] for d in node["downstream"]}
+    upstream = {d["name"]: d["relation"] for d in node["upstream"]}
+    assert downstream.get(where) == "predicted"
+    assert any(r == "scored_by" and "new_customers.parquet" in n for n, r in upstream.items())
+    # a rerun of the same batch (a retried task) writes nothing again
+    again = score_batch.python_func(dataset=data["dataset"], summary=summary, metrics=metrics,
+                                    model=MODEL, output=f"{data['prefix']}/scores", chunk_rows=400)
+    assert again == where and json.loads(open(summary.path).read())["skipped_chunks"] == 3
+
+
+def test_the_pipeline_writes_a_sql_table_and_the_cli_and_a_schedule_reach_it(
+        registered_on_s3, trained_package, tmp_path, kfp_api) -> None:
+    data = registered_on_s3
+    db = tmp_path / "scores.db"
+    form = {"dataset": data["dataset"], "model": f"{MODEL}@champion",
+            "output": f"sqlite:///{db}#churn_scores", "keys": "customer_id", "chunk_rows": 500}
+    summary = run_scoring(form, log_path=tmp_path / "score.log")
+    assert (summary["rows"], summary["chunks"], summary["skipped_chunks"]) == (900, 2, 0)
+    with sqlite3.connect(db) as connection:
+        table = pd.read_sql("SELECT * FROM churn_scores ORDER BY chunk", connection)
+    assert table["customer_id"].tolist() == data["rows"]["customer_id"].tolist()
+    assert set(table["model_version"]) == {"1"}
+    # `autokfp score` runs the same pipeline: the batch is there, every chunk is skipped
+    from autokfp.edge.cli import app
+
+    result = CliRunner().invoke(app, ["score", "--dataset", data["dataset"], "--model", MODEL,
+                                      "--output", form["output"], "--keys", "customer_id",
+                                      "--chunk-rows", "500", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["skipped_chunks"] == 2
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM churn_scores").fetchone()[0] == 900
+    # a recurring run of the compiled pipeline, through the KFP API
+    scheduled = CliRunner().invoke(app, [
+        "score", "--dataset", data["dataset"], "--model", MODEL, "--output",
+        f"{data['prefix']}/scores", "--cron", "0 0 2 * * *", "--host", kfp_api.url])
+    assert scheduled.exit_code == 0, scheduled.output
+    (run,) = kfp_api.recurring.values()
+    assert run["display_name"] == f"{MODEL}-batch-scoring"
+    assert run["trigger"]["cron_schedule"]["cron"] == "0 0 2 * * *"
+    assert run["runtime_config"]["parameters"]["dataset"] == data["dataset"]
+    assert kfp_api.uploads[-1]["pipelineInfo"]["name"] == "batch-scoring"
+
+
+def test_an_unknown_model_is_named(registered_on_s3, tmp_path) -> None:
+    summary, metrics = artifact(Artifact, tmp_path, "summary"), artifact(Metrics, tmp_path, "m")
+    with pytest.raises(ConfigError, match=f"model '{MODEL}@nope' is not in the registry"):
+        score_batch.python_func(dataset=registered_on_s3["dataset"], summary=summary,
+                                metrics=metrics, model=f"{MODEL}@nope")
