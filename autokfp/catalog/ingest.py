@@ -64,7 +64,8 @@ def _sql_recipe(source: SqlSource) -> dict[str, Any]:
 
     url = make_url(source.url)  # unexpanded: ${VAR} stays a reference
     platform = sql_platform(source.url)
-    common: dict[str, Any] = {"env": source.env, "include_views": False}
+    common: dict[str, Any] = {"env": source.env, "include_views": False,
+                              "classification": _CLASSIFICATION}
     if source.platform_instance:
         common["platform_instance"] = source.platform_instance
     if platform in ("postgres", "mysql", "mariadb", "mssql"):
@@ -85,6 +86,11 @@ def _sql_recipe(source: SqlSource) -> dict[str, Any]:
         config["table_pattern"] = {"allow": [f"(^|\\.){_escape(t)}$" for t in source.tables]}
     return {"type": kind, "config": config}
 
+
+# DataHub's classification framework with autokfp's classifier (see catalog/classify.py for
+# why not datahub-classify); one worker: DataHub would spawn a process pool per table
+_CLASSIFICATION = {"enabled": True, "max_workers": 1, "classifiers": [
+    {"type": "autokfp.catalog.classify.AutokfpClassifier", "config": {}}]}
 
 _PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
 

@@ -53,7 +53,8 @@ _BOOLEAN_TOKENS = [
     {"on", "off"},
 ]
 
-_EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+# \w: internationalised addresses (RFC 6531: "chloé.1@exämple.com") are addresses too
+_EMAIL = re.compile(r"^[\w.%+'-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}$")
 _IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
 _IPV6 = re.compile(r"^(?=.*:.*:)[0-9A-Fa-f:]{2,39}$")
 _CARD = re.compile(r"^\d(?:[ -]?\d){12,18}$")
@@ -61,9 +62,15 @@ _PHONE = re.compile(
     r"^\+?\(?\d{1,4}\)?(?:[\s.-]?\(?\d{1,5}\)?){1,5}(?:\s*(?:x|ext\.?)\s*\d{1,5})?$"
 )
 _PHONE_SEPARATED = re.compile(r"^\+|[\s().-]")
-_NAME_WORD = r"(?:[A-Z]['’])?[A-Z][a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?"
+# Latin letters with their accents (Müller, García, Chloé, Łukasz): upper and lower case
+_UP = "A-ZÀ-ÖØ-Þ\u0100-\u017f"
+_LO = "a-zß-öø-ÿ\u0100-\u017f"
+_NAME_WORD = rf"(?:[{_UP}]['’])?[{_UP}][{_LO}]+(?:[{_UP}][{_LO}]+)?(?:-[{_UP}][{_LO}]+)?"
+# lower-case particles of family names: Van der Berg, da Silva, de la Cruz, von Trapp
+_PARTICLES = r"(?:(?:van|von|der|den|de|da|das|dos|del|della|di|du|la|le|bin|al) ){0,2}"
 _PERSON_NAME = re.compile(
-    rf"^(?:{_NAME_WORD}\.? )?{_NAME_WORD}(?: [A-Z]\.)?(?: {_NAME_WORD}){{1,2}}$"
+    rf"^(?:{_NAME_WORD}\.? )?{_NAME_WORD}(?: [{_UP}]\.)?(?: {_PARTICLES}{_NAME_WORD}){{1,2}}$"
+    rf"|^{_PARTICLES}{_NAME_WORD}(?: {_PARTICLES}{_NAME_WORD})?, {_NAME_WORD}(?: [{_UP}]\.)?$"
 )
 _SINGLE_NAME = re.compile(rf"^{_NAME_WORD}$")
 _DATE_SHAPE = re.compile(

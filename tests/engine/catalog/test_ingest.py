@@ -94,3 +94,34 @@ def test_the_discover_step_runs_datahubs_ingestion_when_the_config_says_so(
     assert out.training_urn in last["extended"]
     with pytest.raises(ConfigError, match="catalog.ingestion: datahub"):
         parse_config({**data, "catalog": {"recipe": "x.yml"}})
+
+
+def test_datahubs_classification_runs_autokfps_classifier(tmp_path, catalog_home,
+                                                          monkeypatch) -> None:
+    """DataHub's SQL source samples the columns and calls autokfp's classifier; the PII
+    columns get DataHub's info-type glossary terms, the others none."""
+    import sqlite3
+
+    import pandas as pd
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    db = tmp_path / "crm.db"
+    n = 60
+    with sqlite3.connect(db) as connection:
+        pd.DataFrame({
+            "id": range(n),
+            "contact": [f"person{i}@mail.example.org" for i in range(n)],
+            "ip": [f"10.0.{i % 250}.{(i * 7) % 250}" for i in range(n)],
+            "plan": ["basic", "pro", "team"] * (n // 3),
+        }).to_sql("accounts", connection, index=False)
+    config = parse_config({"name": "crm", "sources": [{"name": "crm", "kind": "sql",
+                                                       "url": f"sqlite:///{db}"}],
+                           "training": {"dataset": "crm/accounts", "target": "plan"}})
+    ingest(config)
+    urn = "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.accounts,PROD)"
+    fields = {f["fieldPath"]: f for f in
+              read_lite(catalog_home.catalog_dir, urn)["schemaMetadata"]["fields"]}
+    terms = {name: {t["urn"] for t in (f.get("glossaryTerms") or {}).get("terms", [])}
+             for name, f in fields.items()}
+    assert terms == {"id": set(), "contact": {"urn:li:glossaryTerm:Email_Address"},
+                     "ip": {"urn:li:glossaryTerm:IP_Address"}, "plan": set()}

@@ -1,0 +1,63 @@
+"""PII classification as a DataHub classifier: autokfp's rules inside DataHub's own
+classification framework.
+
+DataHub's SQL sources classify columns when a recipe says ``classification: {enabled: true,
+classifiers: [{type: autokfp.catalog.classify.AutokfpClassifier}]}``: they sample values,
+call the classifier, and attach a glossary term per info type to each field
+(``urn:li:glossaryTerm:Email_Address``...). The generated recipes of ``catalog.ingestion:
+datahub`` do that for SQL sources.
+
+Why not ``datahub-classify``: acryl-datahub 1.7 removed its built-in ``datahub`` classifier
+because the ``acryl-datahub-classify`` package is unmaintained (its last release, 0.0.12,
+is marked deprecated), pins ``numpy<2`` and spaCy 3.7, and so cannot be installed next to
+this stack (numpy 2, pandas 2.3). DataHub kept the ``Classifier`` interface and registry
+for classifiers like this one. ``scripts/pii_precision_recall.py`` measures autokfp's rules
+on a labelled sample of columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datahub.ingestion.glossary.classification_types import (
+    ColumnInfo,
+    DebugInfo,
+    InfotypeProposal,
+)
+from datahub.ingestion.glossary.classifier import Classifier
+
+# autokfp's PII semantic types -> the info type names DataHub's classifier used
+INFOTYPES = {
+    "email": "Email_Address",
+    "phone": "Phone_Number",
+    "card_number": "Credit_Debit_Card_Number",
+    "ip_address": "IP_Address",
+    "person_name": "Full_Name",
+}
+
+
+class AutokfpClassifier(Classifier):
+    """Proposes one info type per column whose values (and name) autokfp's profiler types as
+    PII: email, phone, card number, IP address, person name."""
+
+    def __init__(self, confidence: float = 0.9):
+        self.confidence = confidence
+
+    @classmethod
+    def create(cls, config_dict: dict[str, Any] | None) -> AutokfpClassifier:
+        return cls(**(config_dict or {}))
+
+    def classify(self, columns: list[ColumnInfo]) -> list[ColumnInfo]:
+        import pandas as pd
+
+        from autokfp.catalog.profiling import infer_semantic_type
+
+        for column in columns:
+            name = column.metadata.name or ""
+            values = pd.Series(list(column.values), dtype=object)
+            semantic = infer_semantic_type(values, name.rsplit(".", 1)[-1])
+            infotype = INFOTYPES.get(semantic)
+            column.infotype_proposals = [] if infotype is None else [InfotypeProposal(
+                infotype=infotype, confidence_level=self.confidence,
+                debug_info=DebugInfo(values=self.confidence))]
+        return columns
