@@ -6,6 +6,8 @@ prints these messages without a traceback and exits non-zero.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AutokfpError(Exception):
     """Root of every error autokfp raises on purpose."""
@@ -52,3 +54,15 @@ class DeploymentError(AutokfpError):
 class PolicyError(AutokfpError):
     """A governance policy forbids the next step (a fairness limit stays broken, or a person's
     approval is required and missing). The message names the policy setting and what to do."""
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars, also inside lists, tuples, sets and dicts, turned into
+    Python ones, so a message shows ``0.3`` and ``[1, 2]``, never ``np.float64(0.3)``."""
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return type(value)(plain(v) for v in value)
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        return value.item()  # a numpy scalar (or 0-d array); numpy is not imported here
+    return value

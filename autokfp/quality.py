@@ -25,7 +25,7 @@ import pandas as pd
 
 from autokfp.catalog.schema import DatasetSchema
 from autokfp.config import QualitySpec, RunConfig
-from autokfp.errors import DataError, QualityGateError
+from autokfp.errors import DataError, QualityGateError, plain
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _check_target(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
     values = series.dropna()
     distinct = int(values.nunique())
     if distinct < 2:
-        what = "has no values" if distinct == 0 else f"is constant ({values.iloc[0]!r})"
+        what = "has no values" if distinct == 0 else f"is constant ({plain(values.iloc[0])!r})"
         checks.append(
             QualityCheck(
                 "target_not_constant",

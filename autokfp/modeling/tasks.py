@@ -6,7 +6,7 @@ from typing import Literal
 
 import pandas as pd
 
-from autokfp.errors import DataError
+from autokfp.errors import DataError, plain
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -27,7 +27,7 @@ def infer_task(target: pd.Series, requested: str = "auto") -> Task:
     values = target.dropna()
     distinct = values.nunique()
     if distinct < 2:
-        shown = "no values" if distinct == 0 else f"the single value {values.iloc[0]!r}"
+        shown = "no values" if distinct == 0 else f"the single value {plain(values.iloc[0])!r}"
         raise DataError(
             f"target '{target.name}' has {shown} (missing values do not count); a model needs "
             "at least two classes or values: check training.target and the data"

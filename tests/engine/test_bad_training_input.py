@@ -13,11 +13,24 @@ from autokfp.steps import engineer_features as engineer_features_step
 from tests.conftest import small_config
 
 
-@pytest.mark.parametrize("values", [[1, 1, 1, None], ["yes", "yes"], [2.5, 2.5, 2.5]])
-def test_a_target_with_one_value_is_refused(values) -> None:
+@pytest.mark.parametrize(("values", "shown"), [([1, 1, 1, None], "1.0"), (["yes", "yes"], "'yes'"),
+                                             ([2.5, 2.5, 2.5], "2.5"), ([7, 7], "7"),
+                                             ([True, True], "True")])
+def test_a_target_with_one_value_is_refused(values, shown) -> None:
     with pytest.raises(DataError, match="'churned' has the single value") as info:
         infer_task(pd.Series(values, name="churned"))
-    assert "at least two" in str(info.value)
+    # the value as the user wrote it, not numpy's repr (np.float64(1.0), np.int64(7))
+    assert f"the single value {shown} (" in str(info.value)
+    assert "np." not in str(info.value) and "at least two" in str(info.value)
+
+
+def test_messages_show_plain_values() -> None:
+    from autokfp.errors import plain
+
+    assert repr(plain(np.float64(0.3))) == "0.3"
+    assert repr(plain({"auc": np.float32(0.5), "n": [np.int64(1), (np.bool_(True),)]})) == (
+        "{'auc': 0.5, 'n': [1, (True,)]}")
+    assert plain("text") == "text" and plain(None) is None
 
 
 def test_an_empty_target_is_refused() -> None:

@@ -106,6 +106,10 @@ def test_constant_and_missing_target() -> None:
     assert "missing in 10 of 300 rows" in str(info.value)
     assert "is constant ('no')" in str(info.value)
 
+    df["churned"] = 1  # a numeric constant reads as the user wrote it, not np.int64(1)
+    constant = {c.name: c for c in _gate(df, _config()).failures}["target_not_constant"]
+    assert "is constant (1)" in constant.message and "np." not in constant.message
+
     df["churned"] = None
     report = _gate(df, _config())
     assert "has no values" in " ".join(c.message for c in report.failures)
