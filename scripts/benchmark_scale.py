@@ -1,0 +1,250 @@
+"""How the training pipeline's steps scale with rows: time and peak memory per step.
+
+For each ``--rows`` size a table of 30 columns (18 numbers, 7 categories as text, 2
+booleans, a sensitive ``gender``, an id, a binary target) is written as Parquet in 1M-row
+pieces (never whole in memory). Then the pipeline's steps run on it in order, each through
+its real step function (``autokfp.steps``) in a fresh Python process, and the script prints
+each step's wall time and peak resident memory (VmHWM of that process: the data it reads
+included):
+
+    schema            profile_frame on the table (what discover hands on; capped rows)
+    profile           the quality gate (+ Evidently's bounded data summary)
+    engineer          split, task, feature plan (engineer_features)
+    data bias         group representation of the training rows (check_data_bias)
+    train             H2O AutoML, --budget seconds, max_mem_size --h2o-mem
+    evaluate          the model on the test rows only (evaluate_model)
+    bias              fairness on the test rows, mitigation fitted on a bounded sample of
+                      training rows (bias_check)
+    drift             training rows against test rows, streamed from Parquet
+
+    python scripts/benchmark_scale.py                      # 100k and 1M rows
+    python scripts/benchmark_scale.py --rows 10000000 --skip train
+
+The machine's load average is printed with every step: on a shared machine the times are
+upper bounds. Discovery (the crawl) is measured by scripts/benchmark_discovery.py instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PIECE_ROWS = 1_000_000
+STEPS = ("schema", "profile", "engineer", "data_bias", "train", "evaluate", "bias", "drift")
+MEMORY_TARGET_GB = 12.0
+
+
+# ----------------------------------------------------------------------------- the data
+
+
+def make_piece(rows: int, seed: int, start_id: int) -> Any:
+    """One piece of the table: 30 columns, a learnable binary target."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    data: dict[str, Any] = {"customer_id": np.arange(start_id, start_id + rows)}
+    logit = np.zeros(rows)
+    for i in range(18):
+        values = rng.normal(0.0, 1.0, rows) if i % 3 else rng.lognormal(2.0, 0.6, rows)
+        if i % 5 == 2:
+            values[rng.random(rows) < 0.03] = np.nan
+        data[f"num_{i:02d}"] = values
+        if i < 6:
+            logit += (0.6 - 0.1 * i) * np.nan_to_num((values - values.mean()) / values.std())
+    for i in range(7):
+        levels = np.array([f"c{i}_{k}" for k in range(3 + 2 * i)], dtype=object)
+        codes = rng.integers(0, len(levels), rows)
+        data[f"cat_{i}"] = levels[codes]
+        if i < 3:
+            logit += 0.3 * (codes == 0)
+    for i in range(2):
+        data[f"flag_{i}"] = rng.random(rows) < 0.3 + 0.2 * i
+    data["gender"] = np.where(rng.random(rows) < 0.5, "female", "male").astype(object)
+    data["churned"] = (logit + rng.logistic(size=rows) > 0.8).astype(int)
+    return pd.DataFrame(data)
+
+
+def write_table(path: Path, rows: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.exists():
+        return
+    writer = None
+    try:
+        for piece, start in enumerate(range(0, rows, PIECE_ROWS)):
+            frame = make_piece(min(PIECE_ROWS, rows - start), seed=piece, start_id=start)
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            writer = writer or pq.ParquetWriter(str(path) + ".part", table.schema)
+            writer.write_table(table, row_group_size=256_000)
+    finally:
+        if writer is not None:
+            writer.close()
+    Path(str(path) + ".part").rename(path)
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+def _config(folder: Path, budget: int, h2o_mem: str) -> dict[str, Any]:
+    return {
+        "name": "scale-bench",
+        "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
+        "training": {"dataset": "files/table.parquet", "target": "churned",
+                     "id_column": "customer_id"},
+        "budget": {"max_runtime_secs": budget, "nthreads": 2},
+        "engines": {"h2o": {"max_models": 2, "nfolds": 2, "max_mem_size": h2o_mem,
+                            "include_algos": ["GLM", "GBM"]}},
+        "governance": {"sensitive_columns": ["gender"]},
+        "selection": {"bootstrap_samples": 100},
+    }
+
+
+def run_step(step: str, work: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Inside a fresh process: one step on the files of ``work``."""
+    import pandas as pd
+
+    table = work / "data" / "table.parquet"
+    paths = {name: str(work / name) for name in (
+        "schema.json", "train.parquet", "test.parquet", "plan.json", "model", "evaluation.json")}
+    if step == "schema":
+        from autokfp.catalog.profiling import profile_frame
+
+        schema = profile_frame(pd.read_parquet(table), "files/table.parquet", "file",
+                               str(table.parent))
+        Path(paths["schema.json"]).write_text(schema.to_json())
+    elif step == "profile":
+        from autokfp.steps.profile import profile
+
+        profile(config, str(table), paths["schema.json"], str(work / "quality.html"),
+                str(work / "quality.json"), str(work / "summary.html"))
+    elif step == "engineer":
+        from autokfp.steps.engineer_features import engineer_features
+
+        engineer_features(config, str(table), paths["schema.json"], paths["train.parquet"],
+                          paths["test.parquet"], paths["plan.json"])
+    elif step == "data_bias":
+        from autokfp.steps.check_data_bias import check_data_bias
+
+        check_data_bias(config, paths["train.parquet"], paths["plan.json"], paths["schema.json"],
+                        str(work / "data_bias.md"), str(work / "data_bias.json"))
+    elif step == "train":
+        from autokfp.steps.train_model import train_model
+
+        train_model(config, paths["train.parquet"], paths["plan.json"], paths["model"])
+    elif step == "evaluate":
+        from autokfp.steps.evaluate_model import evaluate_model
+
+        evaluate_model(config, paths["model"], paths["test.parquet"], paths["evaluation.json"])
+    elif step == "bias":
+        from autokfp.steps.bias_check import bias_check
+
+        bias_check(config, paths["model"], paths["train.parquet"], paths["test.parquet"],
+                   paths["schema.json"], str(work / "model-fair"), str(work / "bias.md"),
+                   str(work / "bias.json"))
+    elif step == "drift":
+        from autokfp.monitoring.drift_stream import detect_drift_parquet
+
+        plan = json.loads(Path(paths["plan.json"]).read_text())
+        kinds = {c: "numerical" for c in plan["numeric"]}
+        kinds.update({c: "categorical" for c in plan["categorical"] + plan["boolean"]})
+        detect_drift_parquet(paths["train.parquet"], paths["test.parquet"], columns=list(kinds),
+                             kinds=kinds)
+    return {"peak_gb": _peak_kb() / 1024**2}
+
+
+def _peak_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def measure(step: str, work: Path, config: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "AUTOKFP_HOME": str(work / "home"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'home' / 'mlflow.db'}"}
+    (work / "home").mkdir(exist_ok=True)
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--step", step, "--work", str(work),
+         "--config", json.dumps(config)],
+        capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        return {"step": step, "seconds": seconds, "error": done.stderr.strip().splitlines()[-1:],
+                "load": load}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"step": step, "seconds": seconds, "load": load, **result}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--skip", nargs="*", default=[], choices=STEPS)
+    parser.add_argument("--budget", type=int, default=30, help="H2O training seconds")
+    parser.add_argument("--h2o-mem", default="3G", help="H2O JVM heap (engines.h2o.max_mem_size)")
+    parser.add_argument("--work-dir", help="where the tables and step outputs go (kept)")
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.step:
+        print(json.dumps(run_step(args.step, Path(args.work), json.loads(args.config))))
+        return 0
+
+    base = Path(args.work_dir or tempfile.mkdtemp(prefix="autokfp-scale-"))
+    print(f"Scale benchmark: {', '.join(f'{r:,}' for r in args.rows)} rows x 30 columns; "
+          f"{os.cpu_count()} cores; work in {base}")
+    results: dict[int, list[dict[str, Any]]] = {}
+    for rows in args.rows:
+        work = base / f"rows-{rows}"
+        (work / "data").mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        write_table(work / "data" / "table.parquet", rows)
+        size_mb = (work / "data" / "table.parquet").stat().st_size / 1e6
+        print(f"\n{rows:,} rows: table {size_mb:,.0f} MB of Parquet "
+              f"({time.perf_counter() - started:.0f} s to write or find)")
+        print(f"  {'step':<10} {'seconds':>8} {'peak GB':>8} {'load':>5}")
+        config = _config(work / "data", args.budget, args.h2o_mem)
+        results[rows] = []
+        for step in STEPS:
+            if step in args.skip:
+                continue
+            result = measure(step, work, config)
+            results[rows].append(result)
+            if "error" in result:
+                print(f"  {step:<10} {result['seconds']:>8.1f} {'FAILED':>8} "
+                      f"{result['load']:>5.1f}  {' '.join(result['error'])[:150]}")
+            else:
+                print(f"  {step:<10} {result['seconds']:>8.1f} {result['peak_gb']:>8.2f} "
+                      f"{result['load']:>5.1f}")
+    if len(results) > 1:
+        sizes = sorted(results)
+        low, high = sizes[0], sizes[-1]
+        print(f"\ngrowth from {low:,} to {high:,} rows ({high / low:.0f}x rows):")
+        for first, last in zip(results[low], results[high]):
+            if "error" in first or "error" in last:
+                continue
+            print(f"  {first['step']:<10} time x{last['seconds'] / first['seconds']:.1f}, "
+                  f"peak x{last['peak_gb'] / first['peak_gb']:.1f}")
+    peaks = [r["peak_gb"] for rs in results.values() for r in rs if "peak_gb" in r]
+    if peaks:
+        print(f"\n{'PASS' if max(peaks) < MEMORY_TARGET_GB else 'FAIL'}  every step's peak under "
+              f"{MEMORY_TARGET_GB:.0f} GB (largest {max(peaks):.2f} GB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
