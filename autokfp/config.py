@@ -672,7 +672,8 @@ class RunConfig(_Strict):
         engines = self.engines if engine is None else {engine: self.engines[engine]}
         return TrainingSettings(budget=self.budget, engines=engines,
                                 primary_metric=self.selection.primary_metric,
-                                calibration=self.training.calibration)
+                                calibration=self.training.calibration,
+                                h2o_cluster=self.training.h2o_cluster)
 
 
 class TrainingSettings(_Strict):
@@ -687,6 +688,7 @@ class TrainingSettings(_Strict):
     engines: dict[str, Any] = Field(default_factory=_default_engines, min_length=1)
     primary_metric: Literal["auto", "auc", "logloss", "accuracy", "f1", "rmse", "mae", "r2"] = "auto"
     calibration: Literal["auto", "none"] = "auto"
+    h2o_cluster: H2OClusterSpec | None = None  # training.h2o_cluster
 
     @field_validator("engines", mode="before")
     @classmethod

@@ -495,7 +495,12 @@ class H2OAutoMLEngine:
         ConfigMap's ``AUTOKFP_H2O_CLUSTER_URL``)."""
         from autokfp.config import resolved_h2o_cluster
 
-        self.cluster = resolved_h2o_cluster(config.training.h2o_cluster)
+        # a training task reads TrainingSettings (h2o_cluster at the top), a whole RunConfig
+        # has it under training
+        spec = getattr(config, "h2o_cluster", None)
+        if spec is None and hasattr(config, "training"):
+            spec = config.training.h2o_cluster
+        self.cluster = resolved_h2o_cluster(spec)
 
     def _new_cluster(self, budget: Any) -> H2OCluster | RemoteH2OCluster:
         if self.cluster is not None:

@@ -168,6 +168,10 @@ def test_the_cluster_comes_from_the_config_or_the_configmap_key(monkeypatch):
     engine = H2OAutoMLEngine()
     engine.configure_run(config)  # the config wins over the ConfigMap
     assert engine.cluster.url == "http://h2o:54321"
+    # a training task gets the training settings only: the cluster travels with them
+    engine = H2OAutoMLEngine()
+    engine.configure_run(config.training_settings("h2o"))
+    assert engine.cluster.url == "http://h2o:54321"
     monkeypatch.setenv("AUTOKFP_H2O_CLUSTER_URL", "not a url")
     with pytest.raises(ConfigError, match="AUTOKFP_H2O_CLUSTER_URL"):
         resolved_h2o_cluster(None)
