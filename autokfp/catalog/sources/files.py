@@ -14,6 +14,7 @@ import pandas as pd
 from autokfp import storage
 from autokfp.catalog.profiling import profile_frame
 from autokfp.catalog.sources.base import (
+    _SEED,
     FORMATS,
     CrawlCache,
     DiscoveredDataset,
@@ -137,12 +138,46 @@ def _with_encoding(
     raise AssertionError("unreachable")
 
 
+def parquet_sample(path: Path, k: int, max_groups: int = 8) -> tuple[pd.DataFrame, int]:
+    """A bounded sample of a Parquet file and its exact row count, from its footer.
+
+    The row count comes from the footer (no data is read for it). A file of at most ``k``
+    rows is read whole. A larger one is sampled from at most ``max_groups`` row groups
+    picked at random (seeded) across the file, each read on its own and sampled uniformly
+    in proportion to its size, so memory stays bounded by one row group plus ``k`` rows and
+    a file of many row groups is not read whole (a file of one row group is).
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    handle = pq.ParquetFile(path)
+    meta = handle.metadata
+    total = int(meta.num_rows)
+    if total <= k:
+        return _restore_index(handle.read().to_pandas()), total
+    rng = np.random.default_rng(_SEED)
+    groups = sorted(int(g) for g in rng.permutation(handle.num_row_groups)[:max_groups])
+    sizes = [meta.row_group(g).num_rows for g in groups]
+    parts = []
+    for group, size in zip(groups, sizes):
+        quota = min(size, int(np.ceil(k * size / max(sum(sizes), 1))))
+        frame = _restore_index(handle.read_row_group(group).to_pandas())
+        parts.append(frame.iloc[np.sort(rng.choice(len(frame), quota, replace=False))])
+    sample = pd.concat(parts, ignore_index=True)
+    if len(sample) > k:
+        sample = sample.iloc[np.sort(rng.choice(len(sample), k, replace=False))]
+    return sample.reset_index(drop=True), total
+
+
 def _sample_file(
     path: Path, fmt: str, label: str, k: int, notes: list[str]
 ) -> tuple[pd.DataFrame, int, str]:
-    encoding, result = _with_encoding(
-        label, fmt, lambda enc: bottom_k(_read_chunks(path, fmt, enc, k), k), notes
-    )
+    if fmt == "parquet":
+        encoding, result = _with_encoding(label, fmt, lambda _: parquet_sample(path, k), notes)
+    else:
+        encoding, result = _with_encoding(
+            label, fmt, lambda enc: bottom_k(_read_chunks(path, fmt, enc, k), k), notes
+        )
     sample, total = result  # type: ignore[misc]
     if total == 0:
         raise empty_error(label)

@@ -25,3 +25,26 @@ def test_an_unknown_kind_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="unknown source kind: Elsewhere"):
         open_source(Elsewhere())
+
+
+def test_a_large_parquet_file_is_counted_from_its_footer_and_sampled_across_row_groups(
+        tmp_path) -> None:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from autokfp.catalog.sources.files import parquet_sample
+
+    path = tmp_path / "big.parquet"
+    frame = pd.DataFrame({"row": np.arange(50_000), "x": np.linspace(0, 1, 50_000)})
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path,
+                   row_group_size=2_000)  # 25 row groups
+    sample, total = parquet_sample(path, 1_000)
+    assert total == 50_000 and len(sample) == 1_000
+    assert sample["row"].is_unique and list(sample.columns) == ["row", "x"]
+    groups = set(sample["row"] // 2_000)
+    assert 2 <= len(groups) <= 8  # spread over the file, never more groups than allowed
+    assert sample["row"].max() - sample["row"].min() > 10_000
+    small, count = parquet_sample(path, 60_000)  # no larger than the sample: read whole
+    assert count == 50_000 and small["row"].tolist() == list(range(50_000))
