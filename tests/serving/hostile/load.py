@@ -1,5 +1,6 @@
 """Hostile load for the readiness test, from its own process (so the probe measures the
-server, not this client's GIL): ``python -m tests.serving.hostile.load URL ROWS.json SECONDS``.
+server, not this client's GIL):
+``python -m tests.serving.hostile.load URL ROWS.json SECONDS [MODEL]`` (MODEL: churn).
 
 Five senders (a pause of PAUSE between requests) loop over: a Kernel SHAP explanation at the server's budget, a 10,000-row
 request, a 4 MB date value, an 80-row request and a single row. Prints the status counts
@@ -19,17 +20,17 @@ import httpx
 PAUSE = 0.05  # seconds between one sender's requests
 
 
-def main(url: str, rows_path: str, seconds: float) -> dict[int | str, int]:
+def main(url: str, rows_path: str, seconds: float, model: str = "churn") -> dict[int | str, int]:
     rows = json.loads(open(rows_path).read())
     date = rows[0]["__date_column__"]
     rows = [{k: v for k, v in row.items() if k != "__date_column__"} for row in rows]
     bodies = [
-        ("/v1/models/churn:explain", json.dumps({"instances": rows[:5]}).encode()),
-        ("/v1/models/churn:predict", json.dumps({"instances": (rows * 200)[:10_000]}).encode()),
-        ("/v1/models/churn:predict", json.dumps(
+        (f"/v1/models/{model}:explain", json.dumps({"instances": rows[:5]}).encode()),
+        (f"/v1/models/{model}:predict", json.dumps({"instances": (rows * 200)[:10_000]}).encode()),
+        (f"/v1/models/{model}:predict", json.dumps(
             {"instances": [{**rows[0], date: "2020-01-01" + " " * 4_000_000}]}).encode()),
-        ("/v1/models/churn:predict", json.dumps({"instances": rows[:40] * 2}).encode()),
-        ("/v1/models/churn:predict", json.dumps({"instances": rows[:1]}).encode()),
+        (f"/v1/models/{model}:predict", json.dumps({"instances": rows[:40] * 2}).encode()),
+        (f"/v1/models/{model}:predict", json.dumps({"instances": rows[:1]}).encode()),
     ]
     counts: Counter[int | str] = Counter()
     lock = threading.Lock()
@@ -59,4 +60,4 @@ def main(url: str, rows_path: str, seconds: float) -> dict[int | str, int]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2], float(sys.argv[3]))))
+    print(json.dumps(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), *sys.argv[4:5])))

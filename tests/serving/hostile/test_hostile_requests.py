@@ -2,8 +2,10 @@
 
 Every request of the corpus (``corpus.py``) gets a 4xx naming the problem, never a 5xx;
 each rejection is one short log line without a traceback; the state-changing repository
-routes are refused; the readiness probe answers within a second while hostile requests
-run concurrently, and says not-ready as soon as the model cannot score.
+routes are refused; the readiness probe never waits for the work of hostile requests (it is
+answered while the one worker thread is held), and says not-ready as soon as the model cannot
+score. How fast probes answer under hostile load is a figure, printed by
+``scripts/benchmark_probes.py``, not a test.
 """
 
 from __future__ import annotations
@@ -124,48 +126,90 @@ def test_the_served_version_answers_on_its_versioned_route(client, good_rows, pl
     assert client.get(f"/v2/models/{MODEL}/versions/1/ready").status_code == 200
 
 
-IDLE_PROBE_LIMIT = 0.05  # seconds: an idle probe slower than this means a starved machine
+# A probe must never wait for the work of other requests. The test holds the server's one
+# worker thread for its whole length, so a probe that waited for it would never be answered:
+# answered within PROBE_BOUND is then a bound that only a starved machine (10 s for a reply
+# of a few bytes) could miss. How fast probes are under load (the 1 s target) is a figure
+# of this machine: scripts/benchmark_probes.py prints it.
+PROBE_BOUND = 10.0
+
+_HELD = """
+import os, sys, threading, time
+from pathlib import Path
+from autokfp.serving import predictor
+
+flag = Path(os.environ["HOLD_FLAG"])
+init = predictor.Workload.__init__
+
+def hold():
+    while flag.exists():
+        time.sleep(0.05)
+
+def held_init(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    def arm():
+        while not flag.exists():
+            time.sleep(0.05)
+        self._executor.submit(hold)  # the one worker thread is busy until the flag goes
+    threading.Thread(target=arm, daemon=True).start()
+
+predictor.Workload.__init__ = held_init
+from autokfp.serving.__main__ import main
+sys.exit(main())
+"""
 
 
-def _probe_seconds(url: str) -> float:
-    """One readiness probe as the kubelet sends it (a new connection), timed; it must be 200."""
-    started = time.perf_counter()
-    response = httpx.get(f"{url}/v2/health/ready", timeout=5)
-    elapsed = time.perf_counter() - started
-    assert response.status_code == 200, response.text
-    return elapsed
+def _probe(url: str) -> int:
+    """One readiness probe as the kubelet sends it (a new connection)."""
+    return httpx.get(f"{url}/v2/health/ready", timeout=PROBE_BOUND).status_code
 
 
-def test_the_readiness_probe_answers_within_a_second_under_hostile_load(
-        server, client, good_rows, plan, tmp_path) -> None:
-    idle = sorted(_probe_seconds(server.url) for _ in range(20))
-    if idle[10] > IDLE_PROBE_LIMIT:  # the machine, not the server, would decide the result
-        pytest.skip(f"this machine is too loaded to time probes: an idle probe takes "
-                    f"{idle[10] * 1000:.0f} ms (median), over {IDLE_PROBE_LIMIT * 1000:.0f} ms")
-    rows = tmp_path / "rows.json"
-    rows.write_text(json.dumps([{**r, "__date_column__": plan.datetime[0]} for r in good_rows]))
-    load = subprocess.Popen([sys.executable, "-m", "tests.serving.hostile.load", server.url,
-                             str(rows), "16"], stdout=subprocess.PIPE, text=True)
-    probes: list[float] = []
+def test_the_readiness_probe_never_waits_for_the_work_of_hostile_requests(
+        trained_package, good_rows, plan, tmp_path) -> None:
+    flag = tmp_path / "hold"
+    server = servers.start(Path(trained_package.paths.model), tmp_path,
+                           env={"HOLD_FLAG": str(flag), "AUTOKFP_PREDICTION_LOG": "off",
+                                "AUTOKFP_REQUEST_TIMEOUT": "2"},
+                           command=[sys.executable, "-c", _HELD])
+    load = None
     try:
-        time.sleep(2.0)  # the senders start and fill the server's queue
-        deadline = time.monotonic() + 12.0
-        while time.monotonic() < deadline:
-            probes.append(_probe_seconds(server.url))
-            time.sleep(0.1)
-        output, _ = load.communicate(timeout=120)
+        servers.wait_ready(server)
+        flag.touch()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            # the worker is held: a request that needs it is answered at its time limit
+            big = client.post(f"/v1/models/{MODEL}:predict",
+                              json={"instances": (good_rows * 2)[:80]})
+            assert big.status_code == 422 and "longer than the server's limit" in big.text
+            rows = tmp_path / "rows.json"
+            rows.write_text(json.dumps([{**r, "__date_column__": plan.datetime[0]}
+                                        for r in good_rows]))
+            load = subprocess.Popen([sys.executable, "-m", "tests.serving.hostile.load",
+                                     server.url, str(rows), "12"], stdout=subprocess.PIPE,
+                                    text=True)
+            time.sleep(2.0)  # the senders start and fill the worker's queue
+            probes = []
+            deadline = time.monotonic() + 8.0
+            while time.monotonic() < deadline:
+                probes.append(_probe(server.url))  # raises after PROBE_BOUND without an answer
+                time.sleep(0.1)
+            output, _ = load.communicate(timeout=120)
+            assert flag.exists()  # the worker was held for every probe
+            statuses = {int(k) if k.isdigit() else k: v for k, v in json.loads(output).items()}
+            assert len(probes) >= 10 and set(probes) == {200}, probes
+            # every hostile request got a 4xx (too slow, busy, refused), never a 5xx
+            assert set(statuses) <= {200, 400, 422, 429}, statuses
+            assert statuses.get(422, 0) + statuses.get(429, 0) > 0, statuses
+            assert statuses.get(200, 0) > 10, statuses  # small requests bypass the worker
+            flag.unlink()
+            answer = client.post(f"/v1/models/{MODEL}:predict",
+                                 json={"instances": (good_rows * 2)[:80]})
+            assert answer.status_code == 200, answer.text
     finally:
-        if load.poll() is None:
+        if load is not None and load.poll() is None:
             load.kill()
             load.wait()
-    statuses = {int(k) if k.isdigit() else k: v for k, v in json.loads(output).items()}
-    assert len(probes) >= 10
-    assert max(probes) < 1.0, f"slowest probe {max(probes):.2f}s"
-    assert statuses and not [s for s in statuses if not isinstance(s, int) or s >= 500], statuses
-    assert set(statuses) <= {200, 400, 422, 429}, statuses
-    assert statuses.get(200, 0) > 10 and sum(v for s, v in statuses.items() if s >= 400) > 10, statuses
-    answer = client.post(f"/v1/models/{MODEL}:predict", json={"instances": good_rows[:1]})
-    assert answer.status_code == 200
+        flag.unlink(missing_ok=True)
+        servers.stop(server)
 
 
 _FAULTY = """
