@@ -39,6 +39,7 @@ from datahub.emitter.mce_builder import (
 )
 from datahub.emitter.mcp import MetadataChangeProposalWrapper
 from datahub.metadata.schema_classes import (
+    ArrayTypeClass,
     BaseDataClass,
     BooleanTypeClass,
     BytesTypeClass,
@@ -68,6 +69,7 @@ from datahub.metadata.schema_classes import (
     TimeStampClass,
     TimeTypeClass,
     TrainingDataClass,
+    UnionTypeClass,
     UpstreamClass,
     UpstreamLineageClass,
     ValueFrequencyClass,
@@ -168,6 +170,29 @@ def _field(column: ColumnSchema) -> SchemaFieldClass:
         description=description,
         globalTags=_tags(column_tags(column)),
     )
+
+
+# DataHub's JSON schema inference types (datahub.ingestion.source.schema_inference.json)
+_JSON_TYPES = {"list": ArrayTypeClass, "bool": BooleanTypeClass, "NoneType": NullTypeClass,
+               "int": NumberTypeClass, "float": NumberTypeClass, "str": StringTypeClass,
+               "dict": RecordTypeClass, "mixed": UnionTypeClass}
+
+
+def _fields(schema: DatasetSchema) -> list[SchemaFieldClass]:
+    """The schema's fields: each column, followed by the paths inside it when it holds
+    nested JSON objects (parents before children, as DataHub lists them)."""
+    children: dict[str, list[list[Any]]] = {}
+    for nested in schema.nested_fields:
+        children.setdefault(str(nested[0]).split(".", 1)[0], []).append(nested)
+    out = []
+    for column in schema.columns:
+        out.append(_field(column))
+        for path, kind, nullable in children.get(column.name, []):
+            type_class = _JSON_TYPES.get(kind, NullTypeClass)
+            out.append(SchemaFieldClass(
+                fieldPath=path, type=SchemaFieldDataTypeClass(type=type_class()),
+                nativeDataType=kind, nullable=bool(nullable), recursive=False))
+    return out
 
 
 def _text(value: object) -> str | None:
@@ -274,7 +299,7 @@ def metadata_proposals(
         platformSchema=OtherSchemaClass(
             rawSchema=json.dumps([[c.name, c.physical_type] for c in schema.columns])
         ),
-        fields=[_field(c) for c in schema.columns],
+        fields=_fields(schema),
     )
     profile = DatasetProfileClass(
         timestampMillis=stamp,

@@ -75,6 +75,10 @@ class DatasetSchema:
     # the DataHub URN, named as DataHub's own source for the platform names it (set by the
     # source that read the dataset; None in schemas written before sources named them)
     urn: str | None = None
+    # the paths inside nested JSON objects ([path, JSON type, nullable], e.g. ["address.city",
+    # "str", false]), named as DataHub's JSON schema inference names them; the columns
+    # themselves stay top level
+    nested_fields: list[list[Any]] = field(default_factory=list)
 
     def column(self, name: str) -> ColumnSchema:
         for col in self.columns:

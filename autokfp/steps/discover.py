@@ -78,6 +78,7 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
     if crawled is not None:
         schema.catalog = dict(crawled.schema.catalog)
         schema.modified_at = crawled.schema.modified_at
+        schema.nested_fields = list(crawled.schema.nested_fields)
     write_metadata(catalog_path, catalog_proposals(report, replace={schema.dataset_id: schema}))
     write_parquet(dataset_path, frame)
     write_text(schema_path, schema.to_json())

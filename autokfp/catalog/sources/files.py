@@ -209,6 +209,33 @@ def read_file(path: Path, fmt: str, label: str) -> pd.DataFrame:
     return df
 
 
+def nested_json_fields(sample: pd.DataFrame) -> list[list[Any]]:
+    """The paths inside the nested objects of a JSON-lines sample (``address.city``,
+    ``items.sku`` for a list of objects), found by DataHub's own JSON schema inference
+    (``construct_schema`` with '.'), so the schema's field paths are the ones DataHub's
+    s3/gcs/file source gives the file. Top-level paths are left out: they are the columns.
+
+    DataHub infers from the first 100 records; autokfp from its random sample (the same
+    records for a file of at most ``sample_rows`` rows).
+    """
+    from datahub.ingestion.source.schema_inference.object import construct_schema
+
+    nested = [c for c in sample.columns if sample[c].dtype == object
+              and sample[c].map(lambda v: isinstance(v, (dict, list))).any()]
+    if not nested:
+        return []
+    records = [{str(c): v for c, v in zip(nested, row) if isinstance(v, (dict, list))}
+               for row in sample[nested].itertuples(index=False, name=None)]
+    out = []
+    for path, found in construct_schema(records, delimiter=".").items():
+        if len(path) > 1:
+            kind = found["type"]
+            out.append([found["delimited_name"],
+                        kind.__name__ if isinstance(kind, type) else str(kind),
+                        bool(found["nullable"])])
+    return out
+
+
 def discover_file(
     open_local: Callable[[], AbstractContextManager[Path]],
     label: str,
@@ -247,6 +274,8 @@ def discover_file(
             sample, dataset_id, platform, label, fmt=fmt, row_count=total, max_rows=k
         )
         schema.modified_at = modified_at
+        if fmt == "jsonl":
+            schema.nested_fields = nested_json_fields(sample)
         item = DiscoveredDataset(schema=schema, notes=notes, signature=signature,
                                  _reader=reader)
     except Exception as exc:
