@@ -61,13 +61,15 @@ BATCH_ROWS = 1 << 18
 _SLACK = 1e-9
 
 
-def _dataset(path: str | Path) -> Any:
+def _dataset(path: str | Path, text_as_dictionary: bool = True) -> Any:
     """The Parquet file (or folder), text columns read as dictionaries: counting categories
     then bincounts the codes of each batch instead of hashing every string."""
     import pyarrow as pa
     import pyarrow.dataset as ds
 
     plain = ds.dataset(str(path), format="parquet")
+    if not text_as_dictionary:
+        return plain
     text = [f.name for f in plain.schema if pa.types.is_string(f.type)
             or pa.types.is_large_string(f.type)]
     if not text:
@@ -430,21 +432,27 @@ def sample_rows(
     path: str | Path, columns: list[str], rows: int, seed: int = 0,
     batch_rows: int = BATCH_ROWS,
 ) -> pd.DataFrame:
-    """At most ``rows`` rows drawn uniformly without replacement, read batch by batch."""
-    dataset = _dataset(path)
+    """At most ``rows`` rows drawn uniformly without replacement, read batch by batch (with
+    the dtypes ``pd.read_parquet`` gives)."""
+    dataset = _dataset(path, text_as_dictionary=False)
     total = dataset.count_rows()
     present = [c for c in columns if c in dataset.schema.names]
     if total <= rows:
         return dataset.to_table(columns=present).to_pandas()
+    import pyarrow as pa
+
     chosen = np.sort(np.random.default_rng(seed).choice(total, size=rows, replace=False))
     parts, start = [], 0
     for batch in dataset.to_batches(columns=present, batch_size=batch_rows, use_threads=False):
         stop = start + batch.num_rows
         lo, hi = np.searchsorted(chosen, [start, stop])
         if hi > lo:
-            parts.append(batch.take(chosen[lo:hi] - start).to_pandas())
+            parts.append(batch.take(chosen[lo:hi] - start))
         start = stop
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=present)
+    # joined as Arrow and converted once, with the file's pandas metadata (dtypes, categories)
+    schema = pa.schema([dataset.schema.field(c) for c in present],
+                       metadata=dataset.schema.metadata)
+    return pa.Table.from_batches(parts, schema=schema).to_pandas()
 
 
 def parquet_columns(path: str | Path) -> list[str]:

@@ -15,6 +15,7 @@ from autokfp.governance.audit import batched
 from autokfp.steps.io import (
     read_config,
     read_package,
+    read_parquet_sample,
     read_schema,
     record_event,
     write_json,
@@ -23,6 +24,10 @@ from autokfp.steps.io import (
 from autokfp.steps.results import Publication, StepResult, finite_metrics
 
 log = logging.getLogger(__name__)
+
+# training rows the bias mitigation (group thresholds, score repair) is fitted on: a uniform
+# sample above this, so the step's memory does not grow with the training table
+MITIGATION_FIT_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -64,11 +69,16 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
     cfg = read_config(config)
     policy = cfg.governance
     model, plan, meta = read_package(model_path)
-    train = pd.read_parquet(train_path)
+    # the test rows whole; of the training rows a bounded sample for fitting the mitigation
+    # (and the package's examples), and only the sensitive and target columns of all of them
+    train, train_rows = read_parquet_sample(train_path, MITIGATION_FIT_ROWS, seed=cfg.split.seed)
     test = pd.read_parquet(test_path)
     target = meta["target"]
     columns, source, problems = fairness.resolve_sensitive_columns(read_schema(schema_path), policy,
                                                                    list(test.columns))
+    if len(train) < train_rows:
+        log.info("bias mitigation fitted on %d of %d training rows (a uniform sample)",
+                 len(train), train_rows)
     test_predictions = model.predict(None, test.drop(columns=[target]))
     train_predictions = model.predict(None, train.drop(columns=[target]))
     report, mitigation = fairness.assess_fairness(test, test_predictions, meta, columns, source, policy,
@@ -77,7 +87,11 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
     report["model"] = cfg.model_name
     if columns:
         positive = meta["classes"][-1] if meta["task"] == "binary" else None
-        report["data"] = fairness.check_training_data(train, target, positive, columns, policy)
+        every_train_row = (train if len(train) == train_rows else
+                           pd.read_parquet(train_path, columns=list(dict.fromkeys([target, *columns]))))
+        report["data"] = fairness.check_training_data(every_train_row, target, positive, columns,
+                                                      policy)
+    report["mitigation_fit_rows"] = {"used": len(train), "training_rows": train_rows}
 
     new_meta = dict(meta)
     new_meta.pop("fairness_mitigation", None)

@@ -10,7 +10,13 @@ from typing import Any
 import pandas as pd
 
 from autokfp.config import RunConfig
-from autokfp.steps.io import read_config, read_schema, write_json, write_text
+from autokfp.steps.io import (
+    parquet_column_names,
+    read_config,
+    read_schema,
+    write_json,
+    write_text,
+)
 from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
@@ -38,10 +44,11 @@ def check_data_bias(config: dict[str, Any] | RunConfig, train_path: str, plan_pa
     from autokfp.modeling.features import FeaturePlan
 
     cfg = read_config(config)
-    train = pd.read_parquet(train_path)
     plan = FeaturePlan.from_json(Path(plan_path).read_text())
-    columns, source, problems = fairness.resolve_sensitive_columns(read_schema(schema_path),
-                                                                   cfg.governance, list(train.columns))
+    columns, source, problems = fairness.resolve_sensitive_columns(
+        read_schema(schema_path), cfg.governance, parquet_column_names(train_path))
+    # every training row, but only the columns the checks read
+    train = pd.read_parquet(train_path, columns=list(dict.fromkeys([plan.target, *columns])))
     report: dict[str, Any] = {"model": cfg.model_name, "sensitive_columns": columns,
                               "sensitive_source": source, "policy": cfg.governance.model_dump(),
                               "checks": [p.to_dict() for p in problems],

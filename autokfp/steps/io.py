@@ -97,3 +97,20 @@ def record_data_changes(model: str, step: str, changes: list[str], **details: An
     for change in changes:
         log.warning("%s: %s", step, change)
     record_event("data.changed", {"step": step, "changes": list(changes), **details}, model)
+
+
+def parquet_column_names(path: str) -> list[str]:
+    """The columns of a Parquet file, from its footer (no rows read)."""
+    from autokfp.monitoring.drift_stream import parquet_columns
+
+    return parquet_columns(path)
+
+
+def read_parquet_sample(path: str, rows: int, seed: int = 0) -> tuple[pd.DataFrame, int]:
+    """(at most ``rows`` rows drawn uniformly, read batch by batch; the file's row count).
+
+    A file with at most ``rows`` rows comes back whole, in its order.
+    """
+    from autokfp.monitoring.drift_stream import parquet_columns, parquet_rows, sample_rows
+
+    return sample_rows(path, parquet_columns(path), rows, seed=seed), parquet_rows(path)

@@ -224,3 +224,33 @@ def test_a_policy_that_stays_broken_blocks_with_a_report(governed, home, tmp_pat
     assert result.verdict == "fail"
     assert audit.read_events(home)[-1]["kind"] == "bias.accepted_despite_failure"
     assert np.isfinite(result.disparities["before_gender_demographic_parity_difference"])
+
+
+
+def test_mitigation_is_fitted_on_a_bounded_sample_of_a_large_training_table(
+        governed, home, tmp_path, monkeypatch) -> None:
+    """Above MITIGATION_FIT_ROWS training rows the mitigation is fitted on a uniform sample
+    (memory bounded), while the training-data check still counts every row.
+
+    The large table is the session's training rows four times over, so a sample of a quarter
+    of it has their distribution and must reach the same verdict."""
+    paths = governed.trained.paths
+    train = pd.read_parquet(paths.train)
+    large = pd.concat([train] * 4, ignore_index=True)
+    large_path = tmp_path / "train.parquet"
+    large.to_parquet(large_path, index=False, row_group_size=1000)
+    monkeypatch.setattr(bias_check_step, "MITIGATION_FIT_ROWS", len(train))
+    result = bias_check_step.bias_check(governed.config, str(paths.model), str(large_path),
+                                        str(paths.test), str(paths.schema), str(tmp_path / "model"),
+                                        str(tmp_path / "f.md"), str(tmp_path / "f.json"))
+    report = json.loads((tmp_path / "f.json").read_text())
+    assert report["mitigation_fit_rows"] == {"used": len(train), "training_rows": len(large)}
+    whole = json.loads(governed.read("fairness.json"))
+    assert whole["mitigation_fit_rows"] == {"used": len(train), "training_rows": len(train)}
+    for group, counted in report["data"]["gender"]["groups"].items():  # every row counted
+        assert counted["rows"] == 4 * whole["data"]["gender"]["groups"][group]["rows"]
+        assert counted["positive_rate"] == pytest.approx(
+            whole["data"]["gender"]["groups"][group]["positive_rate"])
+    assert result.verdict == "mitigated", report["verdict_reason"]
+    assert not any(c["status"] == "fail" for c in report["after"]["gender"]["checks"])
+    assert report["accuracy_cost"] == pytest.approx(whole["accuracy_cost"], abs=0.03)

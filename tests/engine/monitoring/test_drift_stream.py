@@ -125,6 +125,30 @@ def test_sample_rows_reads_a_uniform_sample_in_batches(tmp_path):
     assert 4000 < sample["i"].mean() < 6000  # drawn from the whole file, not its head
 
 
+@pytest.mark.parametrize("rows", [2000, 20_000], ids=["sampled", "whole"])
+def test_sample_rows_gives_the_dtypes_read_parquet_gives(tmp_path, rows):
+    """A step that swaps pd.read_parquet for a sample sees the same frame kinds: text as
+    object (not the dictionary the drift counts read), categories, nullable ints, bools."""
+    rng = np.random.default_rng(3)
+    n = 10_000
+    frame = pd.DataFrame({
+        "i": np.arange(n),
+        "text": rng.choice(["female", "male", "nonbinary"], n),
+        "grade": pd.Categorical(np.sort(rng.choice(["a", "b", "c"], n))),  # row groups differ
+        "flag": rng.random(n) < 0.5,
+        "count": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 5, n)),
+                          dtype="Int64"),
+    })
+    path = _write(frame, tmp_path / "d.parquet")
+    sample = sample_rows(path, list(frame.columns), rows, batch_rows=900)
+    whole = pd.read_parquet(path)
+    assert sample.dtypes.to_dict() == whole.dtypes.to_dict()
+    assert list(sample["grade"].cat.categories) == ["a", "b", "c"]
+    assert len(sample) == min(rows, n)
+    picked = whole.set_index("i").loc[sample["i"]].reset_index()
+    pd.testing.assert_frame_equal(sample, picked[list(sample.columns)])
+
+
 def _survey(rows: int, seed: int, shift: float) -> pd.DataFrame:
     """A survey-like table: education as 25 numeric-looking codes stored as strings."""
     rng = np.random.default_rng(seed)
