@@ -44,8 +44,9 @@ def _load(folder: Path) -> Any:
     return component
 
 
-# Found on first use, not on import: a component body imports ``components.publish`` at run
-# time, where kfp's runtime-only ``kfp.dsl`` cannot build components.
+# Found on first use, not on import: a component body compiled before publish moved into
+# autokfp.steps.results imports ``components.publish`` at run time, where kfp's runtime-only
+# ``kfp.dsl`` cannot build components.
 _found: tuple[tuple[Any, ...], dict[str, tuple[Any, ...]], dict[str, Any]] | None = None
 
 

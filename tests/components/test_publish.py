@@ -9,7 +9,7 @@ from kfp.dsl import Artifact, ClassificationMetrics, Metrics
 
 from autokfp.steps.catalog_sources import Catalogued
 from autokfp.steps.evaluate_model import Evaluated
-from components.publish import publish
+from autokfp.steps.results import publish
 from tests.components import artifact
 
 RECORD = {

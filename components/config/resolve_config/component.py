@@ -53,7 +53,7 @@ def resolve_config(
     import logging
 
     from autokfp.steps.resolve_config import resolve_config as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(step(config, dataset=dataset, target=target, task=task, model_name=model_name,

@@ -41,7 +41,7 @@ def catalog_sources(
     import logging
 
     from autokfp.steps.catalog_sources import catalog_sources as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(step(config, report.path, catalog.path), metrics=metrics, catalog=catalog)

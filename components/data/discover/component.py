@@ -44,7 +44,7 @@ def discover(
     import logging
 
     from autokfp.steps.discover import discover as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(step(config, dataset.path, schema.path, catalog.path),

@@ -41,7 +41,7 @@ def profile(
     import logging
 
     from autokfp.steps.profile import profile as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     publish(step(config, dataset.path, schema.path, report.path,

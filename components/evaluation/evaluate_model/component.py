@@ -41,7 +41,7 @@ def evaluate_model(
     from collections import namedtuple
 
     from autokfp.steps.evaluate_model import evaluate_model as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     outputs = namedtuple("Outputs", ["promote", "primary_metric"])

@@ -43,7 +43,7 @@ def engineer_features(
     from collections import namedtuple
 
     from autokfp.steps.engineer_features import engineer_features as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     outputs = namedtuple("Outputs", ["task", "features"])

@@ -59,7 +59,7 @@ def bias_check(
     from collections import namedtuple
 
     from autokfp.steps.bias_check import bias_check as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     outputs = namedtuple("Outputs", ["verdict", "mitigated"])

@@ -40,7 +40,7 @@ def check_data_bias(
     import logging
 
     from autokfp.steps.check_data_bias import check_data_bias as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(step(config, train.path, plan.path, schema.path, report.path, summary.path),

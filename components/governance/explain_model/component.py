@@ -41,7 +41,7 @@ def explain_model(
     import logging
 
     from autokfp.steps.explain_model import explain_model as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(step(config, model.path, train.path, test.path, explanation.path,

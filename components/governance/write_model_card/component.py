@@ -56,8 +56,8 @@ def write_model_card(
     import logging
     from collections import namedtuple
 
+    from autokfp.steps.results import publish
     from autokfp.steps.write_model_card import write_model_card as step
-    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     evidence = {"schema": schema.uri, "evaluation": evaluation.uri, "fairness_report": fairness.uri,

@@ -47,7 +47,7 @@ def collect_predictions(
     import logging
 
     from autokfp.steps.collect_predictions import collect_predictions as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(

@@ -43,7 +43,7 @@ def decide_retraining(
     import logging
 
     from autokfp.steps.decide_retraining import decide_retraining as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(

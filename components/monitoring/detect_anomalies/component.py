@@ -43,7 +43,7 @@ def detect_anomalies(
     import logging
 
     from autokfp.steps.detect_anomalies import detect_anomalies as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(

@@ -28,7 +28,7 @@ def finalize_monitoring(config: dict, run_id: str, status: dsl.PipelineTaskFinal
     import logging
 
     from autokfp.steps.finalize_monitoring import finalize_monitoring as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(step(config, status.state, run_id=run_id, error=status.error_message or "",

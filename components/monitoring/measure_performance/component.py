@@ -36,7 +36,7 @@ def measure_performance(
     import logging
 
     from autokfp.steps.measure_performance import measure_performance as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(step(config, current.path, collection.path, performance.path),

@@ -36,7 +36,7 @@ def record_retraining(
     import logging
 
     from autokfp.steps.record_retraining import record_retraining as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(step(config, registration.path, outcome.path, run_id=run_id),

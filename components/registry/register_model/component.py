@@ -44,7 +44,7 @@ def register_model(
     import logging
 
     from autokfp.steps.register_model import register_model as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(step(config, model.path, evaluation.path, schema.path, registration.path,

@@ -47,7 +47,7 @@ def deploy_model(
     import logging
 
     from autokfp.steps.deploy_model import deploy_model as step
-    from components.publish import publish
+    from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(step(config, registration.path, test.path, manifest.path, decision.path),
