@@ -11,8 +11,12 @@ folder is checked here, compiled alone in test_compile.py and documented by the 
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 import re
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -55,3 +59,18 @@ def test_each_folder_keeps_the_convention(folder: Path) -> None:
     sources = [test, test.with_name("conftest.py"), test.parent.parent / "conftest.py"]
     assert any(re.search(called, p.read_text()) for p in sources if p.is_file()), (
         f"{test.relative_to(ROOT)} must call {name}.python_func(...)")
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_each_body_imports_only_autokfp_and_the_standard_library(folder: Path) -> None:
+    # the body is what KFP copies into the YAML and runs in the image: a user's own top-level
+    # ``components`` or ``pipelines`` package must not be able to shadow what it imports
+    component = getattr(components, folder.name)
+    body = ast.parse(textwrap.dedent(inspect.getsource(component.python_func)))
+    imported = {alias.name for node in ast.walk(body) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module for node in ast.walk(body)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    roots = {name.split(".")[0] for name in imported}
+    assert roots - {"autokfp"} - set(sys.stdlib_module_names) == set(), (
+        f"{folder.name}'s body imports {sorted(imported)}")

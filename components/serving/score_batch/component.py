@@ -57,8 +57,8 @@ def score_batch(
     """
     import logging
 
+    from autokfp.steps.results import publish
     from autokfp.steps.score_batch import score_batch as step
-    from components.publish import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return publish(step(dataset, model=model, output=output, keys=keys, chunk_rows=chunk_rows,
