@@ -238,7 +238,8 @@ class BudgetSpec(_Strict):
 
     max_runtime_secs: int = Field(
         default=120, ge=10, le=86_400,
-        description="each engine's training time (engines run side by side in the cluster)")
+        description="each engine's search time (engines run side by side in the cluster); "
+                    "H2O's JVM start and model export come on top")
     seed: int = 1
     nthreads: int = Field(default=-1, ge=-1, description="CPU threads per engine (-1: all)")
     max_features: int | None = Field(

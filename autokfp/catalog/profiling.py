@@ -30,17 +30,18 @@ _SEED = 0
 _PII_MATCH = 0.9
 _DATETIME_MATCH = 0.95
 
+# protected attributes by name (a whole name or one ``_``-separated part of it), including
+# the usual spellings and codes: a ``black``/``white`` indicator is a race code
 SENSITIVE_ATTRIBUTES: frozenset[str] = frozenset(
     {
-        "gender",
-        "sex",
-        "race",
-        "ethnicity",
-        "religion",
-        "age_group",
-        "nationality",
-        "marital_status",
-        "disability",
+        "gender", "sex",
+        "race", "racial", "ethnicity", "ethnic", "ethnic_group", "black", "white", "hispanic",
+        "asian", "colour", "color", "skin_colour", "skin_color",
+        "age", "age_group", "age_band",
+        "religion", "religious", "faith",
+        "nationality", "national_origin", "citizenship", "country_of_birth",
+        "marital_status", "marital", "married",
+        "disability", "disabled", "handicap",
     }
 )
 

@@ -206,12 +206,14 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> Non
     model = models.get(config.name, {"versions": [], "aliases": {}})
     champion_version = model["aliases"].get("champion")
     champion = next((v for v in model["versions"] if v["version"] == str(champion_version)), None)
+    warnings = _run_warnings(result, config, settings)
     summary = {
         "pipeline": result.pipeline,
         "seconds": round(result.seconds, 1),
         "registered": result.registration,
         "champion": champion,
         "data_changes": data_changes(result, config, settings),
+        "warnings": [w["details"]["warning"] for w in warnings],
         "state": {
             "home": str(settings.home),
             "registry": mask_url_password(settings.tracking_uri),
@@ -242,6 +244,10 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> Non
             console.print(f"  - {escape(line)}", highlight=False)
         if len(changes) > 30:
             console.print(f"  ... and {len(changes) - 30} more (autokfp audit --model {config.name})")
+    if warnings:
+        console.print(f"[bold yellow]Warnings[/] ({len(warnings)}, also in the audit trail):")
+        for event in warnings:
+            console.print(f"  [yellow]![/] {event['details']['warning']}", highlight=False)
     decision = _deploy_decision(result.run_dir)
     if decision:
         console.print(f"Deployment: {decision['outcome']} ({decision['target']}): {decision['reason']}")
@@ -250,6 +256,15 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> Non
     console.print("Catalog   : the discover step's 'catalog' artifact (DataHub metadata) in the run above")
     console.print(f"Serve it  : autokfp serve --model {config.name}@champion --port 8080   "
                   f"(KServe manifest: the deploy step's 'manifest' artifact)")
+
+
+def _run_warnings(result: Any, config: Any, settings: Any) -> list[dict]:
+    """The warnings the run's steps recorded in the audit trail (strong predictors kept,
+    fairness not run, ...)."""
+    from autokfp.governance.audit import warnings_since
+
+    started = getattr(result, "started_at", "")
+    return warnings_since(started, model=config.name, settings=settings) if started else []
 
 
 def _deploy_decision(run_dir: Any) -> dict | None:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ class LocalRun:
     registration: dict[str, Any]
     run_dir: Path | None
     audit_from: int = 0  # events in the trail before the run (the run's own come after)
+    started_at: str = ""  # ISO time (UTC) the run started: its warnings are the ones after it
 
 
 def _trail_length(settings: Settings) -> int:
@@ -77,6 +79,7 @@ def run_training(config: RunConfig | None, settings: Settings | None = None,
                raise_on_error=True)
     pipeline = PIPELINES["autonomous-training"](_local_options())
     audit_from = _trail_length(settings)
+    started_at = datetime.now(timezone.utc).isoformat()
     started = time.monotonic()
     arguments = {**(form or {}), "config": config.to_dict() if config is not None else {}}
     try:
@@ -91,7 +94,8 @@ def run_training(config: RunConfig | None, settings: Settings | None = None,
     registration_path = Path(output.output.path)
     registration = json.loads(registration_path.read_text())
     return LocalRun(pipeline="autonomous-training", seconds=seconds, registration=registration,
-                    run_dir=_run_dir(registration_path, settings), audit_from=audit_from)
+                    run_dir=_run_dir(registration_path, settings), audit_from=audit_from,
+                    started_at=started_at)
 
 
 @dataclass

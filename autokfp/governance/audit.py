@@ -27,6 +27,9 @@ detected delimiter or encoding, a renamed duplicate header, dropped rows),
 constant...), ``model.selected``, ``model.registered``, ``model.challenger_kept``,
 ``bias.mitigated``, ``deploy.promoted``, ``deploy.rolled_back``, ``retrain.triggered``,
 ``retrain.skipped``, ``approval.granted``.
+Warnings a person should read (a strong predictor kept, a fairness check that could not run)
+are events whose details carry a ``warning`` message (``record_warning``); ``autokfp run``
+prints the ones of its run in the summary (``warnings_since``).
 """
 
 from __future__ import annotations
@@ -136,6 +139,35 @@ def record_event(kind: str, details: dict[str, Any] | None = None, model: str | 
             flush()
     log.info("audit #%s %s %s v%s", created["seq"], kind, model or "", version or "")
     return dict(created)
+
+
+def record_warning(kind: str, message: str, details: dict[str, Any] | None = None,
+                   model: str | None = None, version: str | None = None,
+                   settings: Settings | None = None) -> dict[str, Any] | None:
+    """Log ``message`` as a warning and append it to the trail (``details.warning``).
+
+    A trail that cannot be written costs a logged error, never the step that warns.
+    """
+    log.warning("%s", message)
+    try:
+        return record_event(kind, {"warning": message, **(details or {})}, model=model,
+                            version=version, settings=settings)
+    except Exception as exc:  # noqa: BLE001 - the warning is logged either way
+        log.error("warning not recorded in the audit trail (%s): %s", kind, exc)
+        return None
+
+
+def warnings_since(started: str, model: str | None = None,
+                   settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Warning events recorded at or after ISO time ``started`` (for ``model``, if given)."""
+    try:
+        events = read_events(settings)
+    except AuditError as exc:
+        log.warning("audit trail unreadable, run warnings not shown: %s", exc)
+        return []
+    return [event for event in events
+            if event.get("timestamp", "") >= started and (event.get("details") or {}).get("warning")
+            and (model is None or event.get("model") in (model, None))]
 
 
 # ------------------------------------------------------------------ batching the anchor

@@ -160,6 +160,20 @@ def _metrics_section(evaluation: dict[str, Any], fairness: dict[str, Any]) -> li
     lines = ["## Metrics (held-out rows)", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {int(v) if k == 'rows' else _fmt(v)} |"
               for k, v in evaluation.get("metrics", {}).items()]
+    estimate = evaluation.get("estimate") or {}
+    if estimate.get("value") is not None:
+        interval = (f", 90% interval {_fmt(estimate['ci_low'])}–{_fmt(estimate['ci_high'])}"
+                    if estimate.get("ci_low") is not None else "")
+        lines += ["", f"Estimate used to choose the model: {estimate['metric']} "
+                      f"{_fmt(estimate['value'])}{interval} on {estimate['rows']} rows "
+                      f"({estimate['source']}: {estimate.get('holdout_rows', 0)} training rows "
+                      f"scored out of sample + {estimate.get('test_rows', 0)} held-out rows). "
+                      "The held-out figures above are noisier on a small table."]
+    rows = meta.get("trained_rows")
+    if rows:
+        lines += ["", f"The model was fitted on {rows} training rows; the "
+                      f"{evaluation.get('test_rows', 'held-out')} held-out rows were kept out "
+                      "of training to compare candidates and the champion (no refit on them)."]
     comparison = evaluation.get("comparison") or {}
     lines += ["", f"Champion comparison: {comparison.get('reason', 'n/a')}", ""]
     if fairness.get("overall_after"):

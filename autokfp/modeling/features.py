@@ -56,6 +56,9 @@ class FeaturePlan:
     category_coded: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
     leakage_scores: dict[str, float] = field(default_factory=dict)
+    # columns that predict the target at the leakage threshold or better on their own but
+    # show no other sign of a leak: kept, with a warning (name -> why it was kept)
+    strong_predictors: dict[str, str] = field(default_factory=dict)
     # feature selection (``select_features``): engineered columns left out although their
     # raw column stays (e.g. one datetime part), and the evidence for every decision
     excluded_features: list[str] = field(default_factory=list)
@@ -128,8 +131,9 @@ def plan_features(
     """Decide, from training rows only, which columns become which features.
 
     Columns are dropped (and the reason recorded) when they are the id, constant or empty,
-    PII (if ``spec.drop_pii``), listed in ``spec.drop_columns``, or leak the target: a
-    column that on its own predicts the target at ``spec.leakage_threshold`` or better.
+    PII (if ``spec.drop_pii``), listed in ``spec.drop_columns``, or leak the target (see
+    ``_screen_leaks``: predicting it alone at ``spec.leakage_threshold`` or better is not
+    enough; the column must also stand far above every other column, or look like an id).
     """
     if target not in train.columns:
         raise SchemaError(f"target column '{target}' is not in the data; columns are: {sorted(train.columns)}")
@@ -179,7 +183,7 @@ def plan_features(
     plan.missing_indicators = [c for c in plan.numeric if train[c].isna().any()]
     plan.category_coded = [c for c in plan.numeric if _stored_as_categories(train[c])]
 
-    _drop_leaks(plan, train, y, spec.leakage_threshold)
+    _screen_leaks(plan, train, y, spec.leakage_threshold)
     if not plan.feature_columns:
         raise TrainingError(
             "every column was dropped before training ("
@@ -338,27 +342,88 @@ def _single_column_score(x: pd.Series, y: pd.Series, task: str) -> float:
     return max(scores) if scores else 0.0
 
 
-def _drop_leaks(plan: FeaturePlan, train: pd.DataFrame, y: pd.Series, threshold: float) -> None:
+# A column is a leak only on specific evidence. On real data a strong predictor is usually a
+# good feature, and several columns that each predict the target well are a sign of an easy
+# problem (breast_cancer's cell measurements, wine's chemistry, penguins' body sizes), not of
+# a leak. A leak stands out: its error (1 - score, on a 0..1 scale) is at most 1/STANDOUT of
+# the best other column's, or it is id-like (distinct integers in (almost) every row: the
+# rows were sorted or numbered by outcome).
+LEAK_STANDOUT = 4.0
+ID_LIKE_DISTINCT_SHARE = 0.95
+EXACT_SCORE = 0.999  # one column alone determines the target: recorded with or after it
+
+
+def _leak_error(score: float, task: str) -> float:
+    """How far from a perfect predictor a column is, 0 (perfect) .. 1 (useless)."""
+    if task == "regression":  # |Spearman|
+        return max(0.0, 1.0 - score)
+    return max(0.0, 2.0 * (1.0 - score))  # AUC: 0.5 -> 1, 1.0 -> 0
+
+
+def _id_like(series: pd.Series) -> bool:
+    values = series.dropna()
+    if len(values) < 20 or not _is_number_column(values):
+        return False
+    numbers = values.astype("float64")
+    return bool((numbers == numbers.round()).all()
+                and numbers.nunique() >= ID_LIKE_DISTINCT_SHARE * len(series))
+
+
+def _screen_leaks(plan: FeaturePlan, train: pd.DataFrame, y: pd.Series, threshold: float) -> None:
+    """Drop the columns that leak the target; keep strong but plausible predictors, noted.
+
+    Every column's single-column score goes to ``plan.leakage_scores``. A column at
+    ``threshold`` or better is dropped when it is id-like or stands far above every other
+    column (``LEAK_STANDOUT``); otherwise it is kept and listed in ``plan.strong_predictors``
+    with the evidence, so the run summary and the audit trail can say so.
+    """
+    scores: dict[str, float] = {}
     for name in list(plan.input_columns):
         if name in plan.text:
             continue
         try:
-            score = _single_column_score(train[name], y, plan.task)
+            scores[name] = float(_single_column_score(train[name], y, plan.task))
         except (TypeError, ValueError) as exc:  # a column we cannot score is kept, not guessed
             log.debug("leakage score of %s failed: %s", name, exc)
             continue
-        plan.leakage_scores[name] = round(float(score), 4)
-        if score >= threshold:
-            plan.dropped[name] = (
-                f"target leakage: alone it predicts '{plan.target}' with score {score:.3f} "
-                f">= features.leakage_threshold {threshold}"
-            )
-            for group in (plan.numeric, plan.categorical, plan.boolean, plan.datetime):
-                if name in group:
-                    group.remove(name)
-            plan.categorical_levels.pop(name, None)
-            if name in plan.missing_indicators:
-                plan.missing_indicators.remove(name)
+        plan.leakage_scores[name] = round(scores[name], 4)
+    errors = {name: _leak_error(score, plan.task) for name, score in scores.items()}
+    for name, score in scores.items():
+        if score < threshold:
+            continue
+        others = {other: error for other, error in errors.items() if other != name}
+        runner_up = min(others, key=others.__getitem__) if others else None
+        reference = others[runner_up] if runner_up else 1.0
+        described = (f"alone it predicts '{plan.target}' with score {score:.3f} "
+                     f"(features.leakage_threshold {threshold})")
+        if score >= EXACT_SCORE:
+            reason = (f"target leakage: alone it determines '{plan.target}' (score {score:.3f}); "
+                      "a column that spells out the outcome is recorded with or after it")
+        elif _id_like(train[name]):
+            reason = f"target leakage: an id-like column (a distinct integer in every row) and {described}"
+        elif errors[name] * LEAK_STANDOUT <= reference:
+            next_best = (f"the next best column, '{runner_up}', scores {scores[runner_up]:.3f}"
+                         if runner_up else "no other column predicts it")
+            reason = f"target leakage: {described}, far above every other column ({next_best})"
+        else:
+            strong = sorted(other for other, value in scores.items()
+                            if other != name and value >= threshold)
+            plan.strong_predictors[name] = (
+                f"{described}, but it does not stand out"
+                + (f" (so do {strong})" if strong else
+                   f" (the next best column, '{runner_up}', scores {scores[runner_up]:.3f})")
+                + ": kept as a strong predictor; list it in features.drop_columns if it is "
+                  "only known after the outcome")
+            continue
+        plan.dropped[name] = reason
+        for group in (plan.numeric, plan.categorical, plan.boolean, plan.datetime):
+            if name in group:
+                group.remove(name)
+        plan.categorical_levels.pop(name, None)
+        if name in plan.missing_indicators:
+            plan.missing_indicators.remove(name)
+    for name, why in plan.strong_predictors.items():
+        log.warning("strong predictor kept: %s: %s", name, why)
 
 
 # ------------------------------------------------------------------ row-wise fast path

@@ -159,6 +159,48 @@ def group_key(value: Any) -> str:
     return str(value)
 
 
+BAND_DISTINCT_VALUES = 10  # a numeric sensitive attribute with more values is checked in bands
+
+
+def numeric_bands(values: Any) -> list[float] | None:
+    """Band edges (training quartiles) for a numeric sensitive attribute such as age; None
+    for a category, a code (few distinct values) or a column that is not numeric."""
+    series = pd.Series(values)
+    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        series = pd.to_numeric(series, errors="coerce")
+        if series.notna().sum() < 0.9 * max(1, pd.Series(values).notna().sum()):
+            return None
+    numbers = series.dropna().astype("float64")
+    if numbers.nunique() <= BAND_DISTINCT_VALUES:
+        return None
+    edges = np.unique(np.round(np.quantile(numbers, [0.25, 0.5, 0.75]), 6))
+    return [float(e) for e in edges]
+
+
+def band_label(value: Any, edges: list[float]) -> str:
+    """The band of ``value`` among ``edges``: "<32", "32-45", ..., "58+" (missing: its group)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return MISSING_GROUP
+    if number != number:
+        return MISSING_GROUP
+    text = [f"{e:g}" for e in edges]
+    position = int(np.searchsorted(np.asarray(edges), number, side="right"))
+    if position == 0:
+        return f"<{text[0]}"
+    if position == len(edges):
+        return f"{text[-1]}+"
+    return f"{text[position - 1]}-{text[position]}"
+
+
+def group_labels(values: Any, edges: list[float] | None) -> list[str]:
+    """Each value's group: its band when ``edges`` are given, else ``group_key``."""
+    if edges:
+        return [band_label(v, edges) for v in values]
+    return [group_key(v) for v in values]
+
+
 def group_values(meta: dict[str, Any], rows: pd.DataFrame | list[dict[str, Any]]) -> list[str] | None:
     """Each row's group for the bias mitigation in ``meta`` (None when there is none).
 
@@ -169,12 +211,13 @@ def group_values(meta: dict[str, Any], rows: pd.DataFrame | list[dict[str, Any]]
     if not mitigation or meta.get("task") != "binary":
         return None
     column = mitigation["column"]
+    edges = mitigation.get("bands")
     if isinstance(rows, pd.DataFrame):
         if column not in rows.columns:
             log.warning("rows lack sensitive column '%s': no per-group mitigation applies to them", column)
             return [""] * len(rows)
-        return [group_key(v) for v in rows[column].tolist()]
-    return [group_key(r[column]) if column in r else "" for r in rows]
+        return group_labels(rows[column].tolist(), edges)
+    return [group_labels([r[column]], edges)[0] if column in r else "" for r in rows]
 
 
 def adjust_scores(raw: np.ndarray, meta: dict[str, Any], groups: list[str] | None) -> np.ndarray:
@@ -241,11 +284,11 @@ def save_model_package(
     scratch.mkdir(parents=True)
     (scratch / "plan.json").write_text(plan.to_json())
     (scratch / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-    example = input_example[plan.input_columns].head(5).copy()
+    example = plain_frame(input_example[plan.input_columns].head(5))
     model = AutokfpModel()
     model._load(scratch / "plan.json", scratch / "meta.json", engine_dir)
     output_example = model.predict(None, example)
-    signature = _numbers_any_type(infer_signature(example, output_example), plan)
+    signature = _inputs_any_type(infer_signature(example, output_example))
     try:
         mlflow.pyfunc.save_model(
             path=str(staging),
@@ -266,19 +309,37 @@ def save_model_package(
     return path
 
 
-def _numbers_any_type(signature: Any, plan: FeaturePlan) -> Any:
-    """Declare numeric inputs as Any: apply_features coerces them itself.
+def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same rows with numpy dtypes only: categories and pandas' nullable/string types as
+    objects (missing as None), time-zone-aware datetimes as naive UTC. MLflow stores and
+    checks an input example in those terms."""
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
+            out[name] = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif isinstance(column.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(column):
+            out[name] = column.astype(object).where(column.notna(), None)
+        elif isinstance(column.dtype, pd.api.extensions.ExtensionDtype) and \
+                pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            out[name] = column.astype("float64")
+        elif isinstance(column.dtype, pd.api.extensions.ExtensionDtype):  # nullable boolean, ...
+            out[name] = column.astype(object).where(column.notna(), None)
+    return out
 
-    MLflow infers ``long`` for an integer column without gaps and then rejects the float64 a
-    single missing value turns it into (and ``double`` rejects int64), so a champion would
-    fail to score next month's data over a dtype alone.
+
+def _inputs_any_type(signature: Any) -> Any:
+    """Declare every input column as Any: ``apply_features`` coerces each column itself.
+
+    MLflow's schema enforcement otherwise rejects what a user's frame routinely holds: an
+    integer column with one missing value (float64), a pandas ``category`` or ``string``
+    column, nullable ``Int64``/``boolean``, a time-zone-aware datetime, so a champion would
+    fail to score next month's data over a dtype alone. Column names stay required.
     """
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    numeric = set(plan.numeric)
-    inputs = [ColSpec(AnyType(), c.name, c.required) if c.name in numeric else c
-              for c in signature.inputs.inputs]
+    inputs = [ColSpec(AnyType(), c.name, c.required) for c in signature.inputs.inputs]
     return ModelSignature(inputs=Schema(inputs), outputs=signature.outputs)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from autokfp.errors import TrainingError
+from autokfp.modeling.estimate import metric_with_interval, pool_rows
 from autokfp.modeling.evaluation import (
     classification_details,
     compare_to_champion,
@@ -60,6 +61,9 @@ class Candidate:
     cv: dict[str, Any] = field(default_factory=dict)
     versus_selected: dict[str, Any] | None = None
     score_seconds: float = 0.0
+    # the selection estimate: the metric on the pooled out-of-sample + test rows, with its
+    # 90% interval (``estimate.metric_with_interval``) and where the rows came from
+    estimate: dict[str, Any] = field(default_factory=dict)
 
     @property
     def usable(self) -> bool:
@@ -72,6 +76,10 @@ class Candidate:
             "engine": self.engine, "status": self.status, "reason": self.reason,
             "leader": self.meta.get("leader"), "device": self.meta.get("device"),
             f"test_{metric}": self.metrics.get(metric),
+            f"estimate_{metric}": self.estimate.get("value"),
+            "estimate_ci_low": self.estimate.get("ci_low"),
+            "estimate_ci_high": self.estimate.get("ci_high"),
+            "estimate_rows": self.estimate.get("rows"),
             "cv_mean": self.cv.get("mean"), "cv_sd": self.cv.get("sd"),
             "cv_method": self.cv.get("method"),
             "models_trained": params.get("models_trained"),
@@ -194,21 +202,66 @@ def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any
             candidate.status = DISQUALIFIED
             candidate.reason = "fails robustness: " + "; ".join(report.disqualified)
             log.warning("%s disqualified: %s", candidate.engine, candidate.reason)
-    ranked = sorted((c for c in candidates if c.usable),
-                    key=lambda c: rank_key(metric, c.metrics.get(metric)))
-    if not ranked:
+    contenders = [c for c in candidates if c.usable]
+    if not contenders:
         reasons = "; ".join(f"{c.engine}: {c.status} ({c.reason})" for c in candidates)
         raise TrainingError(f"every candidate model was ruled out: {reasons}")
+    # the most reliable estimate: every row each candidate scored out of sample (their
+    # common out-of-fold / validation rows) plus the test rows; the test rows alone when a
+    # candidate kept none
+    pooled = pool_rows(contenders, truth, reference)
+    rows_truth = pooled.truth if pooled else truth
+    for candidate in contenders:
+        frame = pooled.predictions[candidate.engine] if pooled else candidate.predictions
+        candidate.estimate = metric_with_interval(rows_truth, frame, candidate.meta, metric,
+                                                  seed=seed)
+        candidate.estimate.update({
+            "holdout_rows": pooled.holdout_rows if pooled else 0, "test_rows": len(truth),
+            "source": ("out-of-sample training rows common to every candidate + test rows"
+                       if pooled else "test rows")})
+    ranked = sorted(contenders, key=lambda c: rank_key(metric, c.estimate["value"]))
     best = ranked[0]
     for other in ranked[1:]:
-        versus = compare_to_champion(truth, other.predictions, best.predictions, best.meta, metric,
-                                     0.0, selection_spec.confidence,
-                                     min(200, selection_spec.bootstrap_samples), seed=seed)
+        versus = compare_to_champion(
+            rows_truth, pooled.predictions[other.engine] if pooled else other.predictions,
+            pooled.predictions[best.engine] if pooled else best.predictions, best.meta, metric,
+            0.0, selection_spec.confidence, min(200, selection_spec.bootstrap_samples), seed=seed)
         other.versus_selected = {"probability_better": versus.probability_better,
                                  "improvement": versus.improvement,
                                  "ci_low": versus.ci_low, "ci_high": versus.ci_high}
+    tie_note = ""
+    if len(ranked) > 1 and best.meta["task"] != "regression" and metric != "logloss":
+        # a tie (the runner-up is not worse beyond noise) goes to the better-calibrated model
+        tied = [c for c in ranked[1:] if (c.versus_selected or {}).get("probability_better", 0.0)
+                >= 1.0 - selection_spec.confidence]
+        losses = {c.engine: metric_with_interval(
+            rows_truth, pooled.predictions[c.engine] if pooled else c.predictions, c.meta,
+            "logloss", samples=0)["value"] for c in [best, *tied]}
+        calibrated = min([best, *tied], key=lambda c: losses[c.engine])
+        if calibrated is not best:
+            tie_note = (f"; {calibrated.engine} and {best.engine} tie on {metric} "
+                        f"(P({calibrated.engine} better) "
+                        f"{calibrated.versus_selected['probability_better']:.2f}), and "
+                        f"{calibrated.engine} is better calibrated (log loss "
+                        f"{losses[calibrated.engine]:.4f} vs {losses[best.engine]:.4f})")
+            previous = best
+            best = calibrated
+            for other in ranked:
+                if other is best:
+                    continue
+                versus = compare_to_champion(
+                    rows_truth, pooled.predictions[other.engine] if pooled else other.predictions,
+                    pooled.predictions[best.engine] if pooled else best.predictions, best.meta,
+                    metric, 0.0, selection_spec.confidence,
+                    min(200, selection_spec.bootstrap_samples), seed=seed)
+                other.versus_selected = {"probability_better": versus.probability_better,
+                                         "improvement": versus.improvement,
+                                         "ci_low": versus.ci_low, "ci_high": versus.ci_high}
+            best.versus_selected = None
+            log.info("tie on %s between %s and %s: the better-calibrated %s is selected", metric,
+                     previous.engine, best.engine, best.engine)
     others = [c for c in candidates if c is not best]
-    reason = _selection_reason(best, others, metric)
+    reason = _selection_reason(best, others, metric) + tie_note
 
     champion_predictions = None
     champion_info = None
@@ -241,13 +294,15 @@ def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any
 
 
 def _selection_reason(best: Candidate, others: list[Candidate], metric: str) -> str:
-    value = best.metrics.get(metric)
-    parts = [f"{best.engine} has the best test {metric} ({value:.4f})"]
+    estimate = best.estimate
+    parts = [f"{best.engine} has the best {metric} ({estimate['value']:.4f}) on "
+             f"{estimate['rows']} rows ({estimate['source']}; test rows alone "
+             f"{best.metrics.get(metric, float('nan')):.4f})"]
     for other in others:
         if other.usable:
             versus = other.versus_selected or {}
             p = versus.get("probability_better")
-            parts.append(f"{other.engine} {other.metrics.get(metric, float('nan')):.4f}"
+            parts.append(f"{other.engine} {other.estimate.get('value', float('nan')):.4f}"
                          + (f" (P(better than {best.engine}) {p:.2f})" if p is not None else ""))
         else:
             parts.append(f"{other.engine} {other.status}: {other.reason}")
@@ -274,6 +329,9 @@ def evaluation_document(selection: Selection, test_rows: int) -> dict[str, Any]:
         "engine": best.engine,
         "test_rows": test_rows,
         "selected": {"engine": best.engine, "path": best.path, "reason": selection.reason},
+        # the honest estimate: out-of-sample training rows + test rows, with its interval,
+        # next to the test-rows-only figures in "metrics"
+        "estimate": {"metric": selection.metric, **best.estimate},
         "candidates": [_json_safe(c.row(selection.metric)) for c in selection.candidates],
         "validation": {
             c.engine: {"cv": c.cv, "calibration": c.calibration, "robustness": c.robustness}

@@ -120,7 +120,13 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
                         "accuracy_cost": report["accuracy_cost"], "auc_cost": report["auc_cost"]})
     kind = {"mitigated": "bias.mitigated", "pass": "bias.passed", "not_run": "bias.not_run"}.get(
         verdict, "bias.blocked" if blocked else "bias.accepted_despite_failure")
-    record_event(kind, details, cfg.model_name)
+    if verdict == "not_run":  # never silent: a warning in the run summary and the trail
+        from autokfp.governance.audit import record_warning
+
+        record_warning(kind, f"fairness not checked: {report['verdict_reason']}", details,
+                       model=cfg.model_name)
+    else:
+        record_event(kind, details, cfg.model_name)
     if blocked:
         raise PolicyError(
             f"{cfg.model_name}: fairness policy not met, nothing registered or deployed: "

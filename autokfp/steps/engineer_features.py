@@ -96,6 +96,7 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
         record_event("feature.dropped", {"dataset": schema.dataset_id,
                                          "columns": {str(c): str(r) for c, r in plan.dropped.items()}},
                      cfg.model_name)
+    _audit_plan(cfg.model_name, plan)
     write_parquet(train_path, train)
     write_parquet(test_path, test)
     write_text(plan_path, plan.to_json())
@@ -104,6 +105,17 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
     return Engineered(task=task, train_rows=len(train), test_rows=len(test),
                       features=len(plan.feature_columns), dropped=len(plan.dropped),
                       id_column=id_column or "", unlabelled_rows=unlabelled)
+
+
+def _audit_plan(model: str, plan: Any) -> None:
+    """Every strong predictor kept by the leakage screen: a warning in the run summary and an
+    audit event (the columns dropped, leaks included, are the step's feature.dropped event)."""
+    from autokfp.governance.audit import record_warning
+
+    for name, reason in plan.strong_predictors.items():
+        record_warning("feature.strong_predictor_kept", f"column '{name}' kept: {reason}",
+                       {"column": name, "reason": reason,
+                        "score": plan.leakage_scores.get(name)}, model=model)
 
 
 def _feature_report(plan: Any, dataset_id: str, train_rows: int, test_rows: int) -> str:

@@ -61,6 +61,11 @@ def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluati
     comparison = evaluation["comparison"]
     metrics = {f"test_{k}": v for k, v in evaluation["metrics"].items()}
     metrics.update({k: v for k, v in meta.get("cv_metrics", {}).items()})
+    estimate = evaluation.get("estimate") or {}
+    for key in ("value", "ci_low", "ci_high", "rows"):  # the honest estimate, next to test_*
+        if estimate.get(key) is not None:
+            suffix = "" if key == "value" else f"_{key}"
+            metrics[f"estimate_{estimate['metric']}{suffix}"] = float(estimate[key])
     if comparison.get("champion") is not None:
         metrics["champion_test_" + comparison["metric"]] = comparison["champion"]
     params = {"engine": meta["engine"], "task": meta["task"], "target": meta["target"],

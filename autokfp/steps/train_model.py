@@ -126,6 +126,7 @@ def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_p
         }
         if plan.task != "regression":
             meta["calibration"] = _calibration(cfg, result, train[plan.target], meta)
+        _keep_holdout(result, train[plan.target], meta)
         save_model_package(model_path, plan, result.artifact_dir, meta, train.drop(columns=[plan.target]))
         if leaderboard_path:
             write_text(leaderboard_path, _leaderboard_html(result.leaderboard, engine, result.leader))
@@ -164,6 +165,27 @@ def _import_packaging() -> None:
         import mlflow.pyfunc  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - the real import after training reports it
         log.debug("early mlflow import failed: %s", exc)
+
+
+def _keep_holdout(result: Any, target: pd.Series, meta: dict[str, Any]) -> None:
+    """Store the engine's out-of-sample predictions in its folder (``estimate.HOLDOUT_FILE``):
+    selection compares candidates on them, with the test rows."""
+    import numpy as np
+
+    from autokfp.modeling.estimate import save_holdout
+    from autokfp.modeling.evaluation import encode_labels
+
+    if result.holdout is None:
+        return
+    try:
+        positions, scores = result.holdout
+        rows = target.iloc[np.asarray(positions, dtype=int)]
+        truth = (rows.astype("float64").to_numpy() if meta["task"] == "regression"
+                 else encode_labels(rows, meta))
+        save_holdout(result.artifact_dir, positions, scores, truth)
+        meta["holdout_rows"] = int(len(positions))
+    except Exception as exc:  # noqa: BLE001 - the estimate must never cost the model
+        log.warning("out-of-sample predictions not kept: %s: %s", type(exc).__name__, exc)
 
 
 def _calibration(cfg: TrainingSettings, result: Any, target: pd.Series,

@@ -415,7 +415,7 @@ class AutoKerasEngine:
         return EngineResult(
             engine=self.name, artifact_dir=workdir, leader=leader, leaderboard=board,
             cv_metrics=cv, device=device,
-            holdout=(val_idx, validation) if task != "regression" else None,
+            holdout=(val_idx, validation),
             params={"max_runtime_secs": budget.max_runtime_secs,
                     "max_trials": settings.max_trials,
                     "max_epochs": settings.epochs, "patience": settings.patience,

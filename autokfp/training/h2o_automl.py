@@ -38,11 +38,10 @@ from autokfp.training.mojo import MojoScorer
 
 log = logging.getLogger(__name__)
 
-# seconds kept back from the budget for what follows AutoML (leaderboard, MOJO export,
-# cluster shutdown): a fixed part plus a share of the budget. AutoML never gets less than
-# MIN_AUTOML_SECS, so very small budgets are overrun by the cluster's start-up time.
-EXPORT_RESERVE_SECS = 3.0
-EXPORT_RESERVE_SHARE = 0.04
+# The budget is search time: AutoML gets all of ``budget.max_runtime_secs`` (less what a
+# cluster that died already searched), and the JVM's start-up, the upload and the MOJO export
+# come on top, as they do for H2O run alone. A restarted search never gets less than
+# MIN_AUTOML_SECS.
 MIN_AUTOML_SECS = 10
 # a cluster whose JVM dies during training (killed for memory, crashed) is restarted this
 # often by default (engines.h2o.max_restarts) to train again within the remaining budget
@@ -60,8 +59,10 @@ HEARTBEAT_SECS = 10
 class H2OSettings(EngineSettings):
     """``engines.h2o``: how H2O AutoML searches (the time limit is ``budget.max_runtime_secs``)."""
 
-    max_models: int = Field(default=20, ge=1, le=500,
-                            description="most models AutoML trains (stacked ensembles excluded)")
+    max_models: int | None = Field(
+        default=None, ge=1, le=500,
+        description="an optional cap on the models AutoML trains (stacked ensembles excluded); "
+                    "unset, the time budget alone ends the search")
     nfolds: int | None = Field(
         default=None, ge=2, le=10,
         description="cross-validation folds; unset: 3 for budgets under 300 s (time for more "
@@ -548,15 +549,18 @@ class H2OAutoMLEngine:
         timings: dict[str, float] = {}
         max_restarts = settings.max_restarts
         deaths: list[str] = []  # how each cluster that died during training ended
+        searched = 0.0  # search seconds already spent by clusters that died
         while True:  # start a cluster -> train -> export; once more on a fresh one if it died
             cluster = self._new_cluster(budget)
             attempt = time.monotonic()
+            search_started: float | None = None
             try:
                 with cluster:
                     timings["cluster_start"] = round(time.monotonic() - attempt, 2)
+                    search_started = time.monotonic()
                     run = self._automl_on(cluster, frame, column_types, response, features, target,
                                           task, classes, budget, nfolds, sort_metric, workdir,
-                                          begun)
+                                          searched)
                     timings.update(run.pop("timings"))
                     closing = time.monotonic()
                 break
@@ -568,6 +572,8 @@ class H2OAutoMLEngine:
                 if not _cluster_died(exc, cluster.died):
                     raise
                 deaths.append(f"{cluster.name}: {type(exc).__name__}: {exc}")
+                if search_started is not None:
+                    searched += time.monotonic() - search_started
                 if len(deaths) > max_restarts:
                     times = "once (" if len(deaths) == 1 else f"{len(deaths)} times (the last: "
                     raise TrainingError(
@@ -582,7 +588,7 @@ class H2OAutoMLEngine:
                             "a fresh cluster within the remaining %.0fs of the budget (AutoML gets "
                             "at least %ds; restart %d of at most %d)", cluster.name,
                             type(exc).__name__, exc,
-                            max(0.0, budget.max_runtime_secs - (time.monotonic() - begun)),
+                            max(0.0, budget.max_runtime_secs - searched),
                             MIN_AUTOML_SECS, len(deaths), max_restarts)
         timings["shutdown"] = round(time.monotonic() - closing, 2)
         if deaths:
@@ -613,9 +619,10 @@ class H2OAutoMLEngine:
     def _automl_on(self, cluster: H2OCluster | RemoteH2OCluster, frame: pd.DataFrame, column_types: dict[str, str],
                    response: str, features: pd.DataFrame, target: pd.Series, task: str,
                    classes: list[str] | None, budget: Any, folds: int, sort_metric: str,
-                   workdir: Path, begun: float) -> dict[str, Any]:
-        """Upload, run AutoML within what is left of the budget, export the leader's MOJO and
-        read its cross-validation figures, all on the running ``cluster``."""
+                   workdir: Path, searched: float = 0.0) -> dict[str, Any]:
+        """Upload, run AutoML for what is left of the budget's search time (``searched``
+        seconds were spent by clusters that died), export the leader's MOJO and read its
+        cross-validation figures, all on the running ``cluster``."""
         import h2o
         from h2o.automl import H2OAutoML
 
@@ -628,9 +635,8 @@ class H2OAutoMLEngine:
         if nfolds < folds:
             log.warning("only %d training rows: H2O uses %d folds instead of engines.h2o.nfolds=%d",
                         len(frame), nfolds, folds)
-        reserve = EXPORT_RESERVE_SECS + EXPORT_RESERVE_SHARE * budget.max_runtime_secs
-        automl_secs = max(MIN_AUTOML_SECS,
-                          int(budget.max_runtime_secs - (time.monotonic() - begun) - reserve))
+        # the budget, not a model count, ends the search (max_models is an optional cap)
+        automl_secs = max(MIN_AUTOML_SECS, int(round(budget.max_runtime_secs - searched)))
         common = {"seed": budget.seed, "nfolds": nfolds,
                   "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
                   # the leader's out-of-fold scores: CV spread and calibration
@@ -666,7 +672,7 @@ class H2OAutoMLEngine:
         leader = h2o.get_model(leader_id)
         cv = _cv_metrics(leader, task)
         # out-of-fold scores, fetched once: the CV spread and the calibration use them
-        oof = _holdout_predictions(leader) if task != "regression" else None
+        oof = _holdout_predictions(leader)
         cv.update(_cv_spread(leader, sort_metric, task, target, classes, budget.seed, oof))
         timings["export"] = round(time.monotonic() - started - elapsed, 2)
         return {"board": board, "leader": leader_id, "algo": leader.algo, "cv": cv, "oof": oof,
@@ -732,11 +738,15 @@ def _holdout_predictions(model: Any) -> pd.DataFrame | None:
 def _holdout_scores(predicted: pd.DataFrame | None, task: str, classes: list[str] | None,
                     rows: int) -> tuple[Any, Any] | None:
     """``EngineResult.holdout`` from the out-of-fold predictions: (row positions, n x k
-    class scores in ``classes`` order); None for regression or when they do not fit."""
+    class scores in ``classes`` order, or n values); None when they do not fit."""
     import numpy as np
 
-    columns = _class_columns(predicted, classes) if predicted is not None else None
-    if columns is None or task == "regression" or len(predicted) != rows:
+    if predicted is None or len(predicted) != rows:
+        return None
+    if task == "regression":
+        return np.arange(rows), predicted["predict"].to_numpy(dtype="float64")
+    columns = _class_columns(predicted, classes)
+    if columns is None:
         return None
     return np.arange(rows), predicted[columns].to_numpy(dtype="float64")
 

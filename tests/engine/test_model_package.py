@@ -139,3 +139,67 @@ def test_unwrapped_model_raises_schema_error_naming_the_column(model, test_rows)
     rows = test_rows.drop(columns=["churned", "contract_type"]).head(3)
     with pytest.raises(SchemaError, match="contract_type"):
         python_model.predict(None, rows)
+
+
+def _typed(frame: pd.DataFrame, plan) -> pd.DataFrame:
+    """The same rows as a user's frame often holds them: categories, pandas strings, nullable
+    integers, time-zone-aware datetimes and plain objects side by side."""
+    out = frame.copy()
+    for i, column in enumerate(plan.categorical):
+        out[column] = out[column].astype("category" if i % 2 == 0 else "string")
+    for column in plan.numeric:
+        if pd.api.types.is_integer_dtype(out[column]):
+            out[column] = out[column].astype("Int64")
+    for column in plan.datetime:
+        out[column] = pd.to_datetime(out[column], utc=True).dt.tz_convert("Europe/Paris")
+    return out
+
+
+def _probabilities(frame: pd.DataFrame) -> np.ndarray:
+    return frame.filter(like="probability_").to_numpy(dtype="float64")
+
+
+def test_any_pandas_dtype_scores_like_plain_columns(model, test_rows, predictions) -> None:
+    """Through MLflow's schema enforcement (the loaded pyfunc), as a notebook user calls it."""
+    plan = model.unwrap_python_model().plan
+    rows = test_rows.drop(columns=["churned"])
+    typed = _typed(rows, plan)
+    assert any(isinstance(typed[c].dtype, pd.CategoricalDtype) for c in plan.categorical)
+    np.testing.assert_allclose(_probabilities(model.predict(typed)), _probabilities(predictions),
+                               atol=1e-9)
+    as_objects = rows.astype(object)
+    np.testing.assert_allclose(_probabilities(model.predict(as_objects)),
+                               _probabilities(predictions), atol=1e-9)
+
+
+def test_an_integer_column_arriving_with_missing_values_as_floats_scores(
+        model, test_rows, predictions) -> None:
+    plan = model.unwrap_python_model().plan
+    integers = [c for c in plan.numeric if pd.api.types.is_integer_dtype(test_rows[c])]
+    assert integers, "the example data has integer inputs"
+    rows = test_rows.drop(columns=["churned"]).copy()
+    gaps = rows.index % 5 == 0
+    for column in integers:
+        rows[column] = rows[column].astype("float64").where(~gaps)
+    scored = model.predict(rows)
+    probabilities = _probabilities(scored)
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities[~gaps], _probabilities(predictions)[~gaps], atol=1e-9)
+
+
+def test_a_model_trained_on_typed_columns_is_saved_and_scores_them(trained_package, model,
+                                                                    test_rows, predictions,
+                                                                    tmp_path) -> None:
+    """The package's input example and signature come from the training frame's own dtypes
+    (a Parquet file with category columns, say): saving and scoring must accept them."""
+    from autokfp.modeling.model_package import save_model_package
+
+    inner = model.unwrap_python_model()
+    artifacts = Path(trained_package.paths.model) / "artifacts"
+    train = pd.read_parquet(trained_package.paths.train).drop(columns=["churned"])
+    saved = save_model_package(tmp_path / "typed-model", inner.plan, artifacts / "engine",
+                               dict(inner.meta), _typed(train, inner.plan))
+    again = load_model_package(str(saved))
+    typed = _typed(test_rows.drop(columns=["churned"]), inner.plan)
+    np.testing.assert_allclose(_probabilities(again.predict(typed)), _probabilities(predictions),
+                               atol=1e-9)

@@ -7,10 +7,12 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 
 from autokfp.errors import TrainingError
 from autokfp.modeling import registry
+from autokfp.modeling.estimate import HOLDOUT_FILE
 from autokfp.steps import register_model as register_model_step
 from autokfp.steps import select_model as select_model_step
 from autokfp.training.isolation import write_candidate_marker
@@ -33,6 +35,8 @@ def _degraded(model: Path, folder: Path) -> Path:
     plan["numeric"] = [c for c in plan["numeric"] if c not in ("tenure_months", "monthly_charges")]
     plan["missing_indicators"] = [c for c in plan["missing_indicators"] if c in plan["numeric"]]
     plan_path.write_text(json.dumps(plan))
+    # its out-of-fold predictions were the good model's: a degraded copy has none
+    (copy / "artifacts" / "engine" / HOLDOUT_FILE).unlink()
     return copy
 
 
@@ -54,7 +58,8 @@ def test_the_better_candidate_is_selected_and_logged(autokfp_home, trained_packa
 
     assert document["selected"]["engine"] == "good"
     assert document["engine"] == "good"
-    assert "good has the best test auc" in document["selected"]["reason"]
+    assert "good has the best auc" in document["selected"]["reason"]
+    assert "(test rows;" in document["selected"]["reason"]  # no pooled rows with the copy
     rows = {row["engine"]: row for row in document["candidates"]}
     assert rows["good"]["test_auc"] > rows["worse"]["test_auc"] + 0.03
     assert rows["worse"]["p_better_than_selected"] < 0.1
@@ -159,3 +164,40 @@ def test_leaders_of_both_engines_compete_on_the_same_rows(autokfp_home, trained_
         assert report["robustness"]["passed"], report["robustness"]
         assert 0.0 <= report["calibration"]["brier"] <= 1.0
         assert report["cv"]["method"]
+
+
+def test_candidates_are_ranked_on_out_of_sample_training_rows_plus_test_rows(
+        autokfp_home, trained_package, tmp_path) -> None:
+    """The test split alone is noisy on small tables; the engines' out-of-fold predictions
+    over the training rows are not. A candidate that looks better on the test rows but is
+    far worse out of sample on the training rows loses."""
+    import numpy as np
+
+    config = _config(trained_package)
+    good = Path(trained_package.paths.model)
+    stored = np.load(good / "artifacts" / "engine" / HOLDOUT_FILE)
+    assert len(stored["positions"]) == len(pd.read_parquet(trained_package.paths.train))
+    # "overfit": the same model on the test rows, but out of sample on the training rows
+    # its scores are mostly noise (what a model that memorised its training rows shows)
+    overfit = tmp_path / "overfit"
+    shutil.copytree(good, overfit)
+    rng = np.random.default_rng(0)
+    noisy = stored["scores"].copy()
+    noisy[:, 1] = np.clip(0.5 * noisy[:, 1] + 0.5 * rng.random(len(noisy)), 0, 1)
+    noisy[:, 0] = 1 - noisy[:, 1]
+    np.savez_compressed(overfit / "artifacts" / "engine" / HOLDOUT_FILE,
+                        positions=stored["positions"], scores=noisy, truth=stored["truth"])
+    document = _select(config, {"overfit": overfit, "good": good}, trained_package,
+                       tmp_path / "run")
+    rows = {row["engine"]: row for row in document["candidates"]}
+    assert rows["overfit"]["test_auc"] == pytest.approx(rows["good"]["test_auc"])
+    assert document["selected"]["engine"] == "good"
+    estimate = document["estimate"]
+    train_rows = len(stored["positions"])
+    assert estimate["holdout_rows"] == train_rows
+    assert estimate["rows"] == train_rows + document["test_rows"]
+    assert estimate["ci_low"] < estimate["value"] < estimate["ci_high"]
+    assert estimate["ci_high"] - estimate["ci_low"] < 0.1
+    assert rows["good"]["estimate_auc"] > rows["overfit"]["estimate_auc"] + 0.05
+    assert rows["overfit"]["p_better_than_selected"] < 0.05
+    assert "out-of-sample training rows" in document["selected"]["reason"]

@@ -244,3 +244,41 @@ def test_discover_stage_writes_dataset_schema_and_valid_catalog(tmp_path, churn_
                              env=env, capture_output=True, text=True, timeout=180)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "all valid" in checked.stdout + checked.stderr
+
+
+def test_strong_predictors_kept_and_leaks_dropped_are_warnings_in_the_audit_trail(
+        autokfp_home, tmp_path) -> None:
+    """Both are automatic decisions about the data: each is audited with a warning that
+    `autokfp run` prints in its summary."""
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    from autokfp.governance.audit import read_events, warnings_since
+    from autokfp.steps.engineer_features import engineer_features
+
+    rng = np.random.default_rng(4)
+    n = 500
+    label = rng.integers(0, 2, n)
+    frame = pd.DataFrame({
+        "row": np.arange(n),
+        "size_a": label * 3.3 + rng.normal(size=n), "size_b": label * 3.3 + rng.normal(size=n),
+        "noise": rng.normal(size=n),
+        "churned": np.where(label == 1, "yes", "no")})
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame.to_parquet(folder / "customers.parquet", index=False)
+    config = small_config(folder, training={"dataset": "files/customers.parquet",
+                                            "target": "churned", "id_column": "row"})
+    schema = profile_frame(frame, "files/customers.parquet", "file", str(folder))
+    (tmp_path / "schema.json").write_text(schema.to_json())
+    frame.to_parquet(tmp_path / "dataset.parquet", index=False)
+    started = datetime.now(timezone.utc).isoformat()
+    engineer_features(config, tmp_path / "dataset.parquet", tmp_path / "schema.json",
+                      tmp_path / "train.parquet", tmp_path / "test.parquet", tmp_path / "plan.json")
+    kept = [e for e in read_events() if e["kind"] == "feature.strong_predictor_kept"]
+    assert sorted(e["details"]["column"] for e in kept) == ["size_a", "size_b"]
+    assert all(e["model"] == config.name and e["details"]["score"] >= 0.97 for e in kept)
+    shown = warnings_since(started, model=config.name)
+    assert len(shown) == 2 and all("kept" in w["details"]["warning"] for w in shown)
+    assert warnings_since("9999", model=config.name) == []  # only the run's own

@@ -70,5 +70,6 @@ from autokfp.governance.fairness.sensitive import (
     no_sensitive_attribute,
     resolve_sensitive_columns,
 )
+from autokfp.modeling.model_package import group_labels, numeric_bands  # noqa: E402
 
-__all__ = ["Check", "ColumnAssessment", "FAIL", "GroupRates", "INFO", "MARGINS", "NOT_RUN", "PASS", "WARN", "apply_mitigation", "assess_column", "assess_fairness", "check_training_data", "describe_mitigation", "disparities", "fit_group_thresholds", "fit_mitigation", "fit_score_repair", "group_metrics", "no_sensitive_attribute", "render_markdown", "resolve_sensitive_columns", "summary_metrics", "top_share_cut"]
+__all__ = ["group_labels", "numeric_bands", "Check", "ColumnAssessment", "FAIL", "GroupRates", "INFO", "MARGINS", "NOT_RUN", "PASS", "WARN", "apply_mitigation", "assess_column", "assess_fairness", "check_training_data", "describe_mitigation", "disparities", "fit_group_thresholds", "fit_mitigation", "fit_score_repair", "group_metrics", "no_sensitive_attribute", "render_markdown", "resolve_sensitive_columns", "summary_metrics", "top_share_cut"]

@@ -20,6 +20,7 @@ from autokfp.governance.fairness.mitigation import (
 )
 from autokfp.governance.fairness.report import summary_metrics
 from autokfp.governance.fairness.sensitive import no_sensitive_attribute
+from autokfp.modeling.model_package import group_labels, numeric_bands
 
 log = logging.getLogger("autokfp.governance.fairness")
 
@@ -63,6 +64,14 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
 
     y_true, y_pred, scores = _binary_arrays(test, test_predictions, meta)
     fit_frame, fit_pred = (fit, fit_predictions) if fit is not None else (test, test_predictions)
+    # a numeric attribute such as age is judged in bands (training quartiles), not per value
+    bands = {c: numeric_bands(fit_frame[c]) for c in columns}
+    bands = {c: edges for c, edges in bands.items() if edges}
+    if bands:
+        report["bands"] = bands
+        test = test.assign(**{c: group_labels(test[c].tolist(), e) for c, e in bands.items()})
+        fit_frame = fit_frame.assign(**{c: group_labels(fit_frame[c].tolist(), e)
+                                        for c, e in bands.items()})
     fit_y, _, fit_scores = _binary_arrays(fit_frame, fit_pred, meta)
     # the ranking checks flag as many rows as the training labels say are positive
     top_share = float(np.mean(fit_y)) if len(fit_y) else None
@@ -196,6 +205,8 @@ def _mitigate(report: dict[str, Any], test: pd.DataFrame, meta: dict[str, Any],
                                      (mitigation.get("score_repair") or {}).get("strength")})
     if ok:
         packaged = {**mitigation, "method": method}
+        if target.column in report.get("bands", {}):  # serving bands each row the same way
+            packaged["bands"] = report["bands"][target.column]
         return _finish(report, "mitigated", f"limits broken before ({broken}); {method} brings "
                                             f"every limit within policy at an accuracy cost of "
                                             f"{cost:+.4f} (AUC cost {report['auc_cost']:+.4f})",

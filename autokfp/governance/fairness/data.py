@@ -9,7 +9,7 @@ import pandas as pd
 
 from autokfp.config import GovernanceSpec
 from autokfp.governance.fairness.base import NOT_RUN, PASS, WARN, Check
-from autokfp.modeling.model_package import group_key
+from autokfp.modeling.model_package import group_labels, numeric_bands
 
 log = logging.getLogger("autokfp.governance.fairness")
 
@@ -25,7 +25,8 @@ def check_training_data(frame: pd.DataFrame, target: str, positive: Any, columns
     positive_mask = frame[target].astype(str) == str(positive)
     result: dict[str, Any] = {}
     for column in columns:
-        keys = frame[column].map(group_key)
+        keys = pd.Series(group_labels(frame[column].tolist(), numeric_bands(frame[column])),
+                         index=frame.index)
         counts = keys.value_counts()
         rates = positive_mask.groupby(keys).mean()
         groups = {str(g): {"rows": int(counts[g]), "share": float(counts[g] / len(frame)),

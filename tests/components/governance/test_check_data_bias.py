@@ -17,6 +17,6 @@ def test_check_data_bias_writes_its_report(home, inputs, tmp_path) -> None:
                                           plan=inputs["plan"], schema=inputs["schema"],
                                           report=report, summary=summary)
     assert verdict in ("pass", "warn")
-    assert summary.metadata["sensitive_columns"] == "gender"
+    assert summary.metadata["sensitive_columns"] == "age,gender"  # both recognised by name
     assert json.loads(Path(summary.path).read_text())["data"]["gender"]["groups"]
     assert Path(report.path).read_text().strip()

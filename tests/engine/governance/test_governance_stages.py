@@ -67,7 +67,7 @@ def governed(home, trained_package, tmp_path_factory):
 
 def test_training_data_check_finds_the_label_gap(governed) -> None:
     report = json.loads(governed.read("data.json"))
-    assert report["sensitive_columns"] == ["gender"]  # from the catalog's 'sensitive' tag
+    assert report["sensitive_columns"] == ["age", "gender"]  # from the catalog's "sensitive" tag
     groups = report["data"]["gender"]["groups"]
     train = pd.read_parquet(governed.trained.paths.train)
     female = train[train["gender"] == "female"]["churned"].mean()
@@ -134,6 +134,8 @@ def test_model_card_and_compliance_report_say_what_was_found(governed) -> None:
     assert "urn:li:dataset:" in card and "**mitigated**" in card
     assert f"{fairness['accuracy_cost']:+.4f}" in card
     assert "| fairlearn |" in card and "| h2o | 3.46.0.11 |" in card
+    train_rows = len(pd.read_parquet(governed.trained.paths.train))
+    assert f"fitted on {train_rows} training rows" in card  # the rows the model used, stated
 
     report = json.loads(governed.read("compliance.json"))
     assert report["verdict"] == governed.documented.compliance == "pass", report["summary"]
@@ -199,7 +201,11 @@ def test_no_sensitive_attribute_is_stated_not_passed(governed, home, tmp_path) -
         str(tmp_path / "f.md"), str(tmp_path / "f.json"))
     assert result.verdict == "not_run"
     assert "no sensitive attribute known" in (tmp_path / "f.md").read_text()
-    assert audit.read_events(home)[-1]["kind"] == "bias.not_run"
+    event = audit.read_events(home)[-1]
+    assert event["kind"] == "bias.not_run"
+    # never silent: a warning `autokfp run` prints in its summary
+    assert event["details"]["warning"].startswith("fairness not checked: no sensitive attribute")
+    assert audit.warnings_since(event["timestamp"], model=event["model"], settings=home) == [event]
 
 
 def test_a_policy_that_stays_broken_blocks_with_a_report(governed, home, tmp_path) -> None:

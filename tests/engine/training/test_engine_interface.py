@@ -90,3 +90,16 @@ def test_meta_carries_cv_estimate_and_spread(fixture_name, request) -> None:
 def test_a_folder_without_the_engine_files_is_refused(name: str, tmp_path) -> None:
     with pytest.raises(TrainingError, match="missing"):
         get_engine(name).load_scorer(tmp_path, "binary", ["0", "1"])
+
+
+def test_h2o_search_gets_the_whole_budget(trained_package) -> None:
+    """The budget is search time: the JVM start, upload and export come on top of it."""
+    meta = _package(trained_package)[1]
+    budget = trained_package.config.budget
+    assert meta["params"]["automl_secs"] == budget.max_runtime_secs
+
+
+def test_the_time_budget_not_a_model_cap_ends_the_h2o_search_by_default() -> None:
+    from autokfp.training.h2o_automl import H2OSettings
+
+    assert H2OSettings().max_models is None
