@@ -303,10 +303,6 @@ def test_a_numeric_attribute_such_as_age_is_judged_in_bands() -> None:
     assert "demographic_parity_ratio" in failed  # the +0.2 for over-50s is found
 
 
-@pytest.mark.xfail(reason="mitigation finds nothing since the fairness package split on main "
-                          "(test_biased_ranking_is_repaired... and "
-                          "test_equalized_odds_limit_is_also_mitigated fail there too)",
-                   strict=False)
 def test_a_mitigation_on_age_bands_is_served_in_the_same_bands() -> None:
     train, train_pred = _age_biased(6000, 1)
     test, test_pred = _age_biased(2000, 2)
