@@ -92,7 +92,7 @@ def build_model_card(*, name: str, version: str, registration: dict[str, Any],
     dataset = tags.get("dataset") or schema.dataset_id
     lines = _header(name, version, registration, meta, config, dataset)
     lines += _data_section(tags, meta, plan, schema, evaluation, lineage, dataset)
-    lines += _metrics_section(evaluation, fairness)
+    lines += _metrics_section(evaluation, fairness, meta)
     lines += _fairness_section(fairness)
     lines += _explanations_section(explanation)
     lines += ["## Limitations", ""]
@@ -155,7 +155,8 @@ def _data_section(tags: dict[str, str], meta: dict[str, Any], plan: Any, schema:
     return lines
 
 
-def _metrics_section(evaluation: dict[str, Any], fairness: dict[str, Any]) -> list[str]:
+def _metrics_section(evaluation: dict[str, Any], fairness: dict[str, Any],
+                     meta: dict[str, Any]) -> list[str]:
     """Held-out metrics, the champion comparison, and the per-group tables."""
     lines = ["## Metrics (held-out rows)", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {int(v) if k == 'rows' else _fmt(v)} |"

@@ -68,7 +68,7 @@ def test_a_plugin_engine_is_trained_selected_and_registered(engine_plugin, tmp_p
         "budget": {"max_runtime_secs": 10},
         "engines": {"hgb": {"max_iter": 200}},
         "quality": {"min_rows": 500},
-        "governance": {"shap_rows": 0, "explain_rows": 50},
+        "governance": {"shap_rows": 0, "explain_rows": 50, "sensitive_columns": ["gender"]},
         # the local predictor serves it too; latency is the fast path's subject, not this
         # test's (the shared 2-core test machine is busy)
         "deploy": {"latency_budget_ms": 1000},

@@ -56,6 +56,7 @@ def _config(tmp_path: Path, rows: int, budget: int, target: str = "churned") -> 
         "budget": {"max_runtime_secs": budget},
         "engines": {"h2o": {"max_models": 8, "nfolds": 3, "max_mem_size": "3G"}, "autokeras": {}},
         "quality": {"min_rows": 500},
+        "governance": {"sensitive_columns": ["gender"]},  # as the demo's config names it
     }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
