@@ -118,7 +118,7 @@ def pool_rows(candidates: list[Any], truth: pd.Series, meta: dict[str, Any]) -> 
 
 
 def metric_with_interval(truth: pd.Series, predictions: pd.DataFrame, meta: dict[str, Any],
-                         metric: str, samples: int = 200, seed: int = 0) -> dict[str, float]:
+                         metric: str, samples: int = 200, seed: int = 0) -> dict[str, Any]:
     """The metric on the rows, with a 90% bootstrap interval."""
     from autokfp.modeling.evaluation import encode_labels, metric_value, probability_matrix
 

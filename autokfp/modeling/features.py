@@ -411,7 +411,8 @@ def _screen_leaks(plan: FeaturePlan, train: pd.DataFrame, y: pd.Series, threshol
             plan.strong_predictors[name] = (
                 f"{described}, but it does not stand out"
                 + (f" (so do {strong})" if strong else
-                   f" (the next best column, '{runner_up}', scores {scores[runner_up]:.3f})")
+                   f" (the next best column, '{runner_up}', scores {scores[runner_up]:.3f})"
+                   if runner_up else "")
                 + ": kept as a strong predictor; list it in features.drop_columns if it is "
                   "only known after the outcome")
             continue

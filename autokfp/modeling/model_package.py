@@ -337,9 +337,10 @@ def _inputs_any_type(signature: Any) -> Any:
     fail to score next month's data over a dtype alone. Column names stay required.
     """
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 
-    inputs = [ColSpec(AnyType(), c.name, c.required) for c in signature.inputs.inputs]
+    inputs: list[ColSpec | TensorSpec] = [ColSpec(AnyType(), c.name, c.required)
+                                          for c in signature.inputs.inputs]
     return ModelSignature(inputs=Schema(inputs), outputs=signature.outputs)
 
 
