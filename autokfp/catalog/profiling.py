@@ -270,12 +270,13 @@ def looks_like_datetime_text(series: pd.Series) -> bool:
     if non_null.empty:
         return False
     sample = _content_sample(non_null)
-    if not sample.map(lambda v: isinstance(v, str)).all():
+    values = sample.tolist()  # plain Python first: most text columns fail the shape test
+    if not all(isinstance(v, str) for v in values):
         return False
-    text = sample.str.strip()
-    if _fraction(list(text), lambda v: bool(_DATE_SHAPE.match(v))) < _DATETIME_MATCH:
+    stripped = [v.strip() for v in values]
+    if _fraction(stripped, lambda v: bool(_DATE_SHAPE.match(v))) < _DATETIME_MATCH:
         return False
-    parsed = _to_datetime(text)
+    parsed = _to_datetime(pd.Series(stripped, index=sample.index, dtype=object))
     return float(parsed.notna().mean()) >= _DATETIME_MATCH
 
 
@@ -424,11 +425,15 @@ def infer_semantic_type(series: pd.Series, name: str) -> SemanticType:
         One of the ``SemanticType`` literals.
     """
     non_null = _hashable(series).dropna()
+    return _semantic_type(non_null, name, int(non_null.nunique()))
+
+
+def _semantic_type(non_null: pd.Series, name: str, distinct: int) -> SemanticType:
+    """``infer_semantic_type`` of the hashable non-null values with ``distinct`` of them."""
     if non_null.empty:
         return "empty"
     if isinstance(non_null.dtype, pd.CategoricalDtype):
         non_null = non_null.astype(object)
-    distinct = int(non_null.nunique())
     if distinct == 1:
         return "constant"
     if _boolean_values(non_null):
@@ -463,14 +468,15 @@ def profile_column(
 ) -> ColumnSchema:
     """Profile one column (physical and semantic type, counts, range, top values, tags)."""
     values = _hashable(series)
-    semantic = infer_semantic_type(values, name)
     non_null = values.dropna()
+    distinct = int(non_null.nunique())
+    semantic = _semantic_type(non_null, name, distinct)
     column = ColumnSchema(
         name=str(name),
         physical_type=physical_type(series),
         semantic_type=semantic,
         null_count=int(len(values) - len(non_null)),
-        distinct_count=int(non_null.nunique()),
+        distinct_count=distinct,
     )
     column.nullable = column.null_count > 0
     is_bool = pd.api.types.is_bool_dtype(non_null.dtype)

@@ -219,3 +219,49 @@ def test_stateful_recrawl_sends_nothing_new_and_soft_deletes_a_dropped_table(
     back = crawl_sources(config)
     assert (CUSTOMERS_URN, "status", {"removed": False}) in _published_aspects(back)
     assert read_lite(catalog_home.catalog_dir, CUSTOMERS_URN)["status"] == {"removed": False}
+
+
+def test_fast_serialisation_equals_datahubs_for_every_kind_of_aspect(churn_frame) -> None:
+    """The metadata file and Lite use autokfp's converter (no validation pass); every kind
+    of proposal autokfp writes serialises exactly as DataHub's own ``to_obj`` does, key
+    order included (it skips DataHub's validation pass: typed aspect classes build them)."""
+    import math
+
+    from datahub.emitter.mcp import MetadataChangeProposalWrapper
+    from datahub.metadata.schema_classes import SystemMetadataClass
+
+    from autokfp.catalog import datahub
+    from autokfp.catalog.profiling import profile_frame
+
+    frame = churn_frame.head(300).copy()
+    frame["address"] = [{"city": "Lyon", "geo": {"lat": 1.5}}] * len(frame)
+    frame.loc[frame.index[:5], "email"] = None
+    schema = profile_frame(frame, "files/churn.jsonl", "file", "/data/churn.jsonl", fmt="jsonl",
+                           row_count=10_000, sensitive_columns=["gender"])
+    schema.urn = "urn:li:dataset:(urn:li:dataPlatform:file,data/churn.jsonl,PROD)"
+    schema.nested_fields = [["address.city", "str", False], ["address.geo", "dict", False],
+                            ["address.geo.lat", "float", True]]
+    schema.modified_at = "2024-03-01T10:00:00+00:00"
+    schema.catalog = {"schema_version": 3, "accepted_version": 2, "verdict": "breaking"}
+    feature = datahub.feature_set_urn("churn")
+    model = datahub.model_version_urn("churn", 4)
+    proposals = [
+        *datahub.metadata_proposals(schema),
+        *datahub.removal_proposals([schema.urn]),
+        *datahub.feature_set_proposals(feature, "churn", [schema.urn], {
+            "numeric": ["tenure"], "categorical": ["plan"], "boolean": ["b"],
+            "datetime": ["d"], "text": ["t"], "target": "churned", "dropped": {"id": "id"}}),
+        *datahub.model_proposals("churn", 4, feature, [schema.urn], {"auc": 0.91, "f1": math.pi},
+                                 {"engine": "h2o"}, ["urn:li:mlModelDeployment:(x)"]),
+        *datahub.deployment_proposals(datahub.deployment_urn("ns", "churn"), model, 4, "ns",
+                                      "churn"),
+    ]
+    proposals[0].systemMetadata = SystemMetadataClass(lastObserved=1, runId="r",
+                                                      properties={"a": "b"})
+    kinds = {type(p.aspect).__name__ for p in proposals}
+    assert {"SchemaMetadataClass", "DatasetProfileClass", "StatusClass", "TrainingDataClass",
+            "MLModelPropertiesClass", "UpstreamLineageClass"} <= kinds
+    for proposal in proposals:
+        theirs = MetadataChangeProposalWrapper.to_obj(proposal, simplified_structure=True)
+        assert json.dumps(datahub.simplified_obj(proposal)) == json.dumps(theirs), (
+            proposal.aspectName)
