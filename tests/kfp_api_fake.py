@@ -14,6 +14,7 @@ import contextlib
 import email.parser
 import email.policy
 import json
+import re
 import tempfile
 import threading
 import uuid
@@ -58,7 +59,99 @@ class FakeKfp:
         self.runs: dict[str, dict] = {}
         self.uploads: list[dict] = []
         self.fail_create = False
+        # with execute_runs, a created run really runs: its pipeline spec under kfp.local
+        # (SubprocessRunner, pipeline_root below), PENDING -> RUNNING -> SUCCEEDED or FAILED
+        self.execute_runs = False
+        self.pipeline_root = ""
+        self.lock = threading.Lock()  # guards the runs' states (the HTTP threads read them)
+        # kfp.local's settings are process-wide: submitted runs execute one after the other
+        self.executing = threading.Lock()
         self.url = ""
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+# what the API server accepts for a root parameter of each type (a JSON value's kind, as
+# structpb sees it: a bool is not a number)
+_PARAMETER_KINDS = {
+    "NUMBER_INTEGER": (int, float), "NUMBER_DOUBLE": (int, float), "STRING": (str,),
+    "BOOLEAN": (bool,), "LIST": (list,), "STRUCT": (dict,),
+}
+
+
+def invalid_parameters(spec: dict, parameters: dict) -> str | None:
+    """Why the API server refuses a run's parameters, or None.
+
+    The checks of the backend's ``validatePipelineJobInputs`` (apiserver/template/v2_template.go):
+    every root parameter without a default or ``isOptional`` is given, each given value has
+    its declared type, and no parameter the pipeline does not declare is given.
+    """
+    declared = ((spec.get("root") or {}).get("inputDefinitions") or {}).get("parameters") or {}
+    for name, definition in declared.items():
+        if name not in parameters:
+            if not definition.get("isOptional") and "defaultValue" not in definition:
+                return (f"parameter {name} is not optional, yet has neither default value nor "
+                        "user provided value")
+            continue
+        kind = definition.get("parameterType")
+        value = parameters[name]
+        allowed = _PARAMETER_KINDS.get(kind)
+        if allowed is None:
+            return f"input parameter {name} requires type unknown"
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            return (f"input parameter {name} requires type {kind.split('_')[-1].lower()}, but "
+                    "the parameter value is not of that value type")
+    extra = sorted(set(parameters) - set(declared))
+    if extra:
+        return f"parameter(s) provided are not required by pipeline: {', '.join(extra)}"
+    return None
+
+
+def _set_state(state: FakeKfp, run: dict, value: str, **fields) -> None:
+    with state.lock:
+        run.update({"state": value, **fields})
+        run["state_history"] = [*run.get("state_history", []),
+                                {"update_time": _now(), "state": value}]
+
+
+def _execute(state: FakeKfp, run_id: str, documents: list[dict]) -> None:
+    """Run a submitted pipeline as the backend would: the job's placeholders are resolved
+    (its run id is the API's run id), then every task runs under kfp.local."""
+    from kfp import components, local
+
+    run = state.runs[run_id]
+    text = yaml.safe_dump_all(documents)
+    # the placeholders the backend resolves for a run (kfp.local would use its own run id,
+    # and cannot resolve the schedule time: kfp 2.17 raises IndexError); a one-off run's
+    # scheduled time is its creation time, as the API reports it in scheduled_at
+    for placeholder, value in (("{{$.pipeline_job_uuid}}", run_id),
+                               ("{{$.pipeline_job_create_time_utc}}", run["created_at"]),
+                               ("{{$.pipeline_job_schedule_time_utc}}", run["scheduled_at"])):
+        text = text.replace(placeholder, value)
+    with state.executing:
+        _set_state(state, run, "RUNNING")
+        try:
+            with tempfile.TemporaryDirectory(prefix="kfp-api-run-") as scratch:
+                path = f"{scratch}/pipeline.yaml"
+                with open(path, "w") as handle:
+                    handle.write(text)
+                pipeline = components.load_component_from_file(path)
+                local.init(runner=local.SubprocessRunner(use_venv=False),
+                           pipeline_root=state.pipeline_root, raise_on_error=True)
+                pipeline(**(run.get("runtime_config") or {}).get("parameters", {}))
+        except Exception as exc:  # noqa: BLE001 - the run failed, as a backend reports it
+            # a google.rpc.Status, as the API server fills a failed run's error (2: UNKNOWN)
+            message = _ANSI.sub("", str(exc))[:2000]
+            _set_state(state, run, "FAILED", finished_at=_now(),
+                       error={"code": 2, "message": message})
+        else:
+            _set_state(state, run, "SUCCEEDED", finished_at=_now())
 
 
 def _matches(items, query) -> list[dict]:
@@ -81,6 +174,11 @@ def make_handler(state: FakeKfp):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _error(self, status: int, code: int, message: str) -> None:
+            """A failed call as the API server's gateway answers it (a google.rpc.Status)."""
+            return self._send(status, {"error": message, "code": code, "message": message,
+                                       "details": []})
 
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -122,6 +220,15 @@ def make_handler(state: FakeKfp):
             if url.path == f"{API}/experiments":
                 found = _matches(state.experiments.values(), query)
                 return self._send(200, {"experiments": found, "total_size": len(found)})
+            if url.path.startswith(f"{API}/runs/"):
+                run_id = url.path.rsplit("/", 1)[-1]
+                if run_id not in state.runs:
+                    return self._error(404, 5, f"Failed to get run {run_id}: ResourceNotFoundError: "
+                                               f"Run {run_id} not found")
+                with state.lock:
+                    found = json.loads(json.dumps(state.runs[run_id]))
+                check_model(found, "V2beta1Run")  # what it answers is a valid run too
+                return self._send(200, found)
             if url.path == f"{API}/recurringruns":
                 experiment = query.get("experiment_id", [None])[0]
                 own = [r for r in state.recurring.values() if r["experiment_id"] == experiment]
@@ -176,9 +283,21 @@ def make_handler(state: FakeKfp):
                     yaml.safe_dump_all(documents, handle)
                     handle.flush()
                     state.uploads.append(validate_pipeline_yaml(handle.name))
-                created = {**body, "run_id": uuid.uuid4().hex, "state": "PENDING"}
-                state.runs[created["run_id"]] = created
-                return self._send(200, created)
+                refused = invalid_parameters(documents[0],
+                                             (body.get("runtime_config") or {}).get("parameters") or {})
+                if refused:
+                    return self._error(400, 3, f"Failed to create a run: Invalid input error: {refused}")
+                now = _now()
+                created = {**body, "run_id": uuid.uuid4().hex, "state": "PENDING",
+                           "storage_state": "AVAILABLE", "created_at": now, "scheduled_at": now,
+                           "state_history": [{"update_time": now, "state": "PENDING"}]}
+                with state.lock:
+                    state.runs[created["run_id"]] = created
+                    answer = json.loads(json.dumps(created))
+                if state.execute_runs:
+                    threading.Thread(target=_execute, args=(state, created["run_id"], documents),
+                                     name=f"run-{created['run_id']}", daemon=True).start()
+                return self._send(200, answer)
             if url.path == f"{API}/recurringruns":
                 if state.fail_create:
                     return self._send(500, {"error": "scheduler unavailable", "code": 13})
