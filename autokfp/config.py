@@ -1028,7 +1028,8 @@ def apply_run_form(config: dict[str, Any] | None, *, dataset: str = FROM_CONFIG,
 
     ``dataset`` is ``<source>/<table or file>`` of the config's sources, an absolute path or a
     ``gs://``/``s3://``/``minio://`` URI of one file, or ``<database URL>#<table>`` (a source
-    holding only that file or table is added); a DataHub URN must be resolved through the catalog before (the step does).
+    holding only that file or table is added). A DataHub dataset URN is looked up in the
+    catalog before this is called (``autokfp.catalog.locations``, in the resolve_config step).
     ``engines`` is a comma-separated list of engine names. ``require_approval`` can only add
     the requirement: a config that requires approval keeps requiring it. ``model_name``
     defaults to the dataset's file or table name when neither sets it. Raises ConfigError

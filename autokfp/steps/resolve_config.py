@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from autokfp.catalog.locations import is_dataset_urn, locate_dataset
 from autokfp.config import FROM_CONFIG, RunConfig, apply_run_form
-from autokfp.errors import SchemaError
+from autokfp.errors import ConfigError, SchemaError
 from autokfp.steps.results import Publication, StepResult
 
 
@@ -39,18 +40,45 @@ def check_training_data(config: RunConfig) -> None:
         )
 
 
+def _source_names(config: dict[str, Any] | None) -> set[str]:
+    sources = (config or {}).get("sources")
+    return {s["name"] for s in sources if isinstance(s, dict) and isinstance(s.get("name"), str)} \
+        if isinstance(sources, list) else set()
+
+
+def check_same_dataset(config: RunConfig, urn: str) -> None:
+    """The dataset a URN was resolved to is the one DataHub names by it: a config source of
+    the same name elsewhere (another bucket, another database) must not stand in for it."""
+    from autokfp.catalog.sources import open_source
+
+    source_name, _, relative = config.training.dataset.partition("/")
+    source = next(s for s in config.sources if s.name == source_name)
+    named = open_source(source).urn(relative)
+    if named != urn:
+        raise ConfigError(
+            f"dataset {urn}: config's source '{source_name}' holds a different dataset under "
+            f"'{relative}' ({named}); rename that source in config, or give the dataset as a "
+            "URI")
+
+
 def resolve_config(config: dict[str, Any] | None = None, dataset: str = FROM_CONFIG,
                    target: str = FROM_CONFIG, task: str = FROM_CONFIG,
                    model_name: str = FROM_CONFIG, budget_seconds: int = -1,
                    engines: str = FROM_CONFIG, require_approval: bool = False,
                    check_data: bool = True) -> ResolvedConfig:
     """The run's config from the run form (see ``autokfp.config.apply_run_form``), validated;
-    with ``check_data`` the dataset is read and its target column checked."""
+    with ``check_data`` the dataset is read and its target column checked. A DataHub dataset
+    URN is looked up in the catalog first (``autokfp.catalog.locations``)."""
     from autokfp.steps.io import read_config
 
+    urn = dataset.strip() if isinstance(dataset, str) and is_dataset_urn(dataset) else None
+    if urn:
+        dataset = locate_dataset(urn).run_dataset(_source_names(config))
     resolved = apply_run_form(config, dataset=dataset, target=target, task=task,
                               model_name=model_name, budget_seconds=budget_seconds,
                               engines=engines, require_approval=require_approval)
+    if urn:
+        check_same_dataset(resolved, urn)
     read_config(resolved)  # in a pod: the registry and the artifact store must be shared ones
     if check_data:
         check_training_data(resolved)

@@ -1,12 +1,11 @@
 """Where the catalog goes: metadata files DataHub accepts, the real DataHub Lite, and a GMS
-(a local HTTP server standing in for it, checking paths, payloads and the bearer token)."""
+(a local HTTP server standing in for it, checking paths, payloads and the bearer token:
+tests/engine/catalog/gms_fake.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,67 +14,10 @@ from autokfp.catalog.crawl import accept_schema, crawl_sources
 from autokfp.catalog.datahub import emit_to_gms, lite_home, metadata_proposals, read_lite
 from autokfp.catalog.discovery import discover
 from tests.engine.catalog.conftest import check_metadata_file, run_datahub, write_table
+from tests.engine.catalog.gms_fake import FakeGms
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.test-token-value"
 CUSTOMERS_URN = "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.customers,PROD)"
-
-
-class FakeGms:
-    """A GMS stand-in on 127.0.0.1 that records every request and checks the token."""
-
-    def __init__(self, token: str | None):
-        self.requests: list[dict] = []
-        gms = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _reply(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _record(self, body: bytes | None) -> bool:
-                gms.requests.append({"method": self.command, "path": self.path,
-                                     "authorization": self.headers.get("Authorization"),
-                                     "body": json.loads(body) if body else None})
-                if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
-                    self._reply(401, {"message": "unauthorized"})
-                    return False
-                return True
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if self._record(None):
-                    if self.path == "/config":
-                        self._reply(200, {"noCode": "true", "versions": {
-                            "acryldata/datahub": {"version": "v1.1.0"}}})
-                    else:
-                        self._reply(404, {})
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self._record(body):
-                    self._reply(200, {"value": "ok"})
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeGms:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def proposals(self) -> list[dict]:
-        return [r["body"]["proposal"] for r in self.requests
-                if r["method"] == "POST" and r["body"]]
 
 
 def test_crawl_metadata_passes_datahub_check_and_lands_in_lite(churn_sources, catalog_home,
