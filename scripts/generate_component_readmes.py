@@ -6,8 +6,10 @@ Example). This script writes, next to it:
 
 * ``metadata.yaml``: name, stage, summary, the step it calls, image, GPU or not, and its
   inputs and outputs with their types (from the component's own specs);
-* ``README.md``: the summary and description, an Args table, the returned values, the errors,
-  the example, the base image and a "Use in a pipeline" snippet that compiles as it stands.
+* ``README.md``: the summary and description, its inputs (with where autokfp's own pipelines
+  take each from, read from their compiled IR) and outputs, the returned values, the errors,
+  the example, the base image, a "Use in a pipeline" snippet that compiles as it stands, and
+  the same pipeline built from the compiled component YAMLs with the kfp SDK alone.
 
 The index ``components/README.md`` is built from the metadata files.
 
@@ -177,6 +179,91 @@ def image_of(component: Any) -> tuple[str, str | None]:
     return image(match.group("kind"), registry=DEFAULT_IMAGE_REGISTRY), match.group("kind")
 
 
+# ------------------------------------------------------------------------------ wiring
+
+PLACEHOLDER_NAMES = {"{{$.pipeline_job_uuid}}": "dsl.PIPELINE_JOB_ID_PLACEHOLDER",
+                     "{{$.pipeline_job_schedule_time_utc}}":
+                         "dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER"}
+
+
+def _source_text(source: tuple, functions: set[str]) -> str:
+    """One place an input comes from in autokfp's pipelines, as the README says it."""
+    kind, producer, key = source
+    if kind == "output" and producer not in functions:
+        return f"the nested `{producer}` pipeline's output"
+    if kind == "output":
+        function = producer
+        if key == "Output":
+            return f"`{function}.output`"
+        if key == "Output-loop-item":
+            return f"`{function}.output`, one item per engine (`dsl.ParallelFor`)"
+        return f'`{function}.outputs["{key}"]`'
+    if kind == "collected":
+        return f'`dsl.Collected({producer}.outputs["{key}"])`'
+    if kind == "parameter":
+        return f"the `{producer}` pipeline's `{key}` parameter"
+    if kind == "status":
+        return "KFP: the final status of the tasks in its `dsl.ExitHandler`"
+    return f"`{PLACEHOLDER_NAMES.get(key, repr(key))}`"
+
+
+def wiring(components: tuple) -> dict[str, dict[str, list[str]]]:
+    """Where each component's inputs come from in autokfp's own pipelines (read from their
+    compiled IR): component function -> input -> sources."""
+    from google.protobuf import json_format
+
+    from pipelines import PIPELINES
+
+    by_kfp_name = {c.name: c.python_func.__name__ for c in components}
+    wired: dict[str, dict[str, set]] = {}
+    found: dict[str, dict[str, set]] = {}
+    for pipeline_name, build in PIPELINES.items():
+        spec = json_format.MessageToDict(build().pipeline_spec)
+        dags = [spec["root"], *(c for c in spec["components"].values() if "dag" in c)]
+        refs = {task_name: task["componentRef"]["name"].removeprefix("comp-")
+                for dag in dags for task_name, task in dag["dag"]["tasks"].items()}
+
+        def owner(task_name: str, refs=refs) -> str:
+            ref = refs[task_name]
+            return by_kfp_name.get(ref) or by_kfp_name.get(re.sub(r"-\d+$", "", ref)) or ref
+
+        def channel(value: str, refs=refs, owner=owner, pipeline_name=pipeline_name) -> tuple:
+            rest = value.removeprefix("pipelinechannel--")
+            for task_name in sorted(refs, key=len, reverse=True):
+                if rest.startswith(task_name + "-"):
+                    return "output", owner(task_name), rest[len(task_name) + 1:]
+            return "parameter", pipeline_name, rest
+
+        for dag in dags:
+            for task_name, task in dag["dag"]["tasks"].items():
+                for kind in ("artifacts", "parameters"):
+                    for name, value in task.get("inputs", {}).get(kind, {}).items():
+                        if "taskOutputArtifact" in value or "taskOutputParameter" in value:
+                            ref = value.get("taskOutputArtifact") or value["taskOutputParameter"]
+                            key = ref.get("outputArtifactKey") or ref.get("outputParameterKey")
+                            source = ("output", owner(ref["producerTask"]), key)
+                            if key.startswith("pipelinechannel--"):  # out of a loop: collected
+                                source = ("collected", *channel(key)[1:])
+                        elif "componentInputArtifact" in value:
+                            source = channel(value["componentInputArtifact"])
+                        elif "componentInputParameter" in value:
+                            source = channel(value["componentInputParameter"])
+                        elif "taskFinalStatus" in value:
+                            source = ("status", "", "")
+                        else:
+                            source = ("constant", "", str(value["runtimeValue"]["constant"]))
+                        found.setdefault(owner(task_name), {}).setdefault(name, set()).add(source)
+        # a component is described by the first pipeline that uses it (drift-monitoring
+        # nests the whole training graph: its tasks read the nested graph's parameters)
+        for component, inputs in found.items():
+            wired.setdefault(component, inputs)
+        found = {}
+    functions = {c.python_func.__name__ for c in components}
+    return {component: {name: sorted({_source_text(s, functions) for s in sources})
+                        for name, sources in inputs.items()}
+            for component, inputs in wired.items() if component in functions}
+
+
 # ---------------------------------------------------------------------------- rendering
 
 
@@ -219,7 +306,7 @@ def _exit_handler(component: Any, components: tuple, calls: list[str]) -> Any | 
                           if not spec.optional)
     calls[-1] += f"  # {final[0]}: filled in by KFP with the final status of the tasks below"
     calls += [f"    with dsl.ExitHandler({_variable(component)}):",
-              f"        {guarded.python_func.__name__}({arguments})"]
+              f"        {_variable(guarded)} = {guarded.python_func.__name__}({arguments})"]
     return guarded
 
 
@@ -299,7 +386,77 @@ def usage_snippet(component: Any, components: tuple) -> str:
     return "\n".join(lines)
 
 
-def render_readme(component: Any, components: tuple) -> str:
+YAML_DIR = "autokfp-components"  # where the README's example writes the component YAMLs
+
+
+def _tuple(name: str, values: tuple) -> list[str]:
+    """``NAME = ("a", "b", ...)`` wrapped at 100 characters."""
+    import textwrap
+
+    items = ", ".join(f'"{v}"' for v in values) + ","
+    return [f"{name} = (", *textwrap.wrap(items, 96, initial_indent="    ",
+                                           subsequent_indent="    ", break_on_hyphens=False), ")"]
+
+
+def yaml_snippet(component: Any, components: tuple) -> str:
+    """The "Use in a pipeline" pipeline, built from the compiled component YAMLs: no import
+    of autokfp, and every task configured as autokfp's pipelines configure it."""
+    from pipelines.cluster import CONFIG_KEYS, SECRET_KEYS, ClusterOptions
+
+    ordered, calls = _pipeline_calls(component, components)
+    options = ClusterOptions()
+    loads = [f'{c.python_func.__name__} = components.load_component_from_file(\n'
+             f'    "{YAML_DIR}/{stage_of(c)}/{component_dir(c).name}.yaml")' for c in ordered]
+    assigned = [m.group(1) for line in calls if (m := re.match(r" +(\w+_task) = ", line))]
+    configure = [f"    for task in ({', '.join(assigned)}{',' if len(assigned) == 1 else ''}):",
+                 "        configure(task)"]
+    _, kind = image_of(component)
+    if kind == "training":
+        variable = _variable(component)
+        configure += [
+            "    # a GPU node for training, as pipelines/cluster.py's configure_training_task",
+            f'    {variable}.set_accelerator_type("{options.gpu_resource}").set_accelerator_limit('
+            f"{options.gpus_per_training_task})"]
+        pad = " " * len("    kubernetes.add_node_selector(")
+        configure += [f'    kubernetes.add_node_selector({variable}, label_key="{key}",\n'
+                      f'{pad}label_value="{value}")'
+                      for key, value in options.gpu_node_selector.items()]
+        pad = " " * len("    kubernetes.add_toleration(")
+        configure += [f'    kubernetes.add_toleration({variable}, key="{t["key"]}",\n'
+                      f'{pad}operator="{t["operator"]}", effect="{t["effect"]}")'
+                      for t in options.gpu_tolerations]
+    lines = [
+        "from kfp import compiler, components, dsl, kubernetes",
+        "",
+        *loads,
+        "",
+        "# every task reads where MLflow, the artifact store and DataHub are from the",
+        f'# "{options.config_map}" ConfigMap, and their credentials from the "{options.secret}" Secret',
+        *_tuple("CONFIG_KEYS", CONFIG_KEYS),
+        *_tuple("SECRET_KEYS", SECRET_KEYS),
+        "",
+        "",
+        "def configure(task):",
+        f'    kubernetes.use_config_map_as_env(task, config_map_name="{options.config_map}",',
+        "                                     config_map_key_to_env={k: k for k in CONFIG_KEYS})",
+        f'    kubernetes.use_secret_as_env(task, secret_name="{options.secret}",',
+        "                                 secret_key_to_env={k: k for k in SECRET_KEYS})",
+        "",
+        "",
+        f'@dsl.pipeline(name="{component.name}-from-yaml")',
+        "def example(config: dict):",
+        *calls,
+        *configure,
+        "",
+        "",
+        f'compiler.Compiler().compile(example, "{component.name}-from-yaml.yaml")',
+    ]
+    return "\n".join(lines)
+
+
+def render_readme(component: Any, components: tuple,
+                  wired: dict[str, dict[str, list[str]]] | None = None) -> str:
+    wired = wired if wired is not None else wiring(components)
     doc = parse_docstring(component.python_func.__doc__)
     function = component.python_func.__name__
     parameters = list(inspect.signature(component.python_func).parameters)
@@ -311,14 +468,25 @@ def render_readme(component: Any, components: tuple) -> str:
     lines = [GENERATED_NOTE, "", f"# `{function}` ({stage_of(component)})", "", doc.summary, ""]
     if doc.description:
         lines += [doc.description, ""]
-    lines += ["## Args", "", "| name | type | description |", "| --- | --- | --- |"]
-    for name in parameters:
-        text = re.sub(r"^Output\.\s*", "", doc.args[name])
-        spec = (component.component_spec.inputs or {}).get(name)
-        if spec is not None and spec.optional and spec.default is not None:
+    inputs = component.component_spec.inputs or {}
+    sources = wired.get(function, {})
+    lines += ["## Inputs", "", "| name | type | in autokfp's pipelines from | description |",
+              "| --- | --- | --- | --- |"]
+    for name in (n for n in parameters if n in inputs):
+        text = doc.args[name]
+        spec = inputs[name]
+        if spec.optional and spec.default is not None:
             text += f" (default `{spec.default!r}`)"
-        lines.append(f"| `{name}` | `{type_of(component, name)}` | {_cell(text)} |")
+        origin = "; ".join(sources.get(name, [])) or "-"
+        lines.append(f"| `{name}` | `{type_of(component, name)}` | {_cell(origin)} | {_cell(text)} |")
     lines.append("")
+    written = [n for n in parameters if n not in inputs]
+    if written:
+        lines += ["## Outputs", "", "| name | type | description |", "| --- | --- | --- |"]
+        for name in written:
+            text = re.sub(r"^Output\.\s*", "", doc.args[name])
+            lines.append(f"| `{name}` | `{type_of(component, name)}` | {_cell(text)} |")
+        lines += ["", 'Read them downstream as `task.outputs["<name>"]`.', ""]
     returned = returned_values(component)
     if returned or doc.returns:
         lines += ["## Returns", ""]
@@ -352,6 +520,12 @@ def render_readme(component: Any, components: tuple) -> str:
     lines += ["## Use in a pipeline", "", "```python", usage_snippet(component, components), "```",
               "", f"Compile this component alone: `python -m {component.python_func.__module__}`.",
               ""]
+    lines += ["## Use the compiled YAML", "",
+              f"`autokfp compile --components {YAML_DIR}` writes every component as "
+              f"`{YAML_DIR}/<stage>/<name>.yaml`, its image baked in. A pipeline of your own "
+              "loads them with the kfp SDK alone (and kfp-kubernetes for the cluster settings), "
+              "without importing autokfp:", "",
+              "```python", yaml_snippet(component, components), "```", ""]
     return "\n".join(lines)
 
 
@@ -406,7 +580,8 @@ def render_all() -> dict[Path, str]:
     import components
 
     found = tuple(components.ALL_COMPONENTS)
-    files = {component_dir(c) / "README.md": render_readme(c, found) for c in found}
+    wired = wiring(found)
+    files = {component_dir(c) / "README.md": render_readme(c, found, wired) for c in found}
     files.update({component_dir(c) / "metadata.yaml": render_metadata(c) for c in found})
     files[Path(components.__file__).parent / "README.md"] = render_index(found)
     return files

@@ -65,3 +65,40 @@ def test_use_in_a_pipeline_snippet_compiles(component, tmp_path, monkeypatch) ->
     (compiled,) = tmp_path.glob("*.yaml")
     tasks = next(yaml.safe_load_all(compiled.read_text()))["root"]["dag"]["tasks"]
     assert component.name in tasks
+
+
+@pytest.fixture(scope="module")
+def component_yamls(tmp_path_factory) -> Path:
+    """``autokfp compile --components autokfp-components`` in a folder of its own."""
+    from autokfp.edge.compilation import compile_components
+
+    root = tmp_path_factory.mktemp("yamls")
+    compile_components(root / "autokfp-components")
+    return root
+
+
+@pytest.mark.parametrize("component", components.ALL_COMPONENTS, ids=lambda c: c.name)
+def test_the_compiled_yaml_snippet_builds_a_configured_pipeline(component, component_yamls,
+                                                                monkeypatch) -> None:
+    from pipelines.cluster import CONFIG_KEYS
+
+    readme = Path(component.python_func.__code__.co_filename).with_name("README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", readme.split("## Use the compiled YAML", 1)[1],
+                        re.DOTALL).group(1)
+    assert "import autokfp" not in snippet and "from components" not in snippet
+    monkeypatch.chdir(component_yamls)
+    exec(compile(snippet, f"{component.name}/README.md", "exec", dont_inherit=True), {})
+    spec, platform = yaml.safe_load_all((component_yamls / f"{component.name}-from-yaml.yaml")
+                                        .read_text())
+    assert component.name in spec["root"]["dag"]["tasks"]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    ours = executors[f"exec-{component.name}"]
+    assert {e["configMapKey"] for e in ours["configMapAsEnv"][0]["keyToEnv"]} == set(CONFIG_KEYS)
+    assert ours["secretAsEnv"][0]["secretName"] == "autokfp-credentials"
+    containers = {n for n, e in spec["deploymentSpec"]["executors"].items() if "container" in e}
+    assert set(executors) == containers  # every task that runs a container is configured
+    container = spec["deploymentSpec"]["executors"][f"exec-{component.name}"]["container"]
+    assert container["image"] == component.component_spec.implementation.container.image
+    if "autokfp-training" in container["image"]:
+        assert container["resources"]["accelerator"]["resourceCount"] == "1"
+        assert ours["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
