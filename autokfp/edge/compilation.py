@@ -119,7 +119,10 @@ def compile_components(out_dir: str | Path) -> dict[str, Path]:
 
     Each YAML loads with ``kfp.components.load_component_from_file`` and carries its image.
     GPU requests are task settings in KFP, not part of a component YAML: give a reused
-    training task its GPU with ``pipelines.cluster.configure_training_task(task, options)``.
+    training task its GPU with ``pipelines.cluster.configure_training_task(task, options)``
+    (or as each component README's "Use the compiled YAML" shows). A YAML compiled from a
+    one-task pipeline with them set does hold them, but kfp 2.17 drops the accelerator and the
+    Kubernetes settings when such a YAML is loaded into another pipeline.
     """
     from kfp import compiler
 
