@@ -30,6 +30,14 @@ def build_discovery(options: "ClusterOptions | None" = None):
                     "catalog to DataHub.",
     )
     def discovery(config: dict = EXAMPLE_CONFIG) -> int:
+        """Crawl every source of ``config`` into the catalog and count the changed datasets.
+
+        Args:
+            config: The run configuration as JSON; discovery reads its sources (folders,
+                gs:// or s3:// prefixes, SQL databases with passwords as ${VAR}) and
+                training.target (tagged in the catalog). The default is an example:
+                replace its bucket. See the project's README, "The run config".
+        """
         crawled = configure_task(catalog_sources(config=config), options, name="crawl + catalog all sources")
         return crawled.outputs["Output"]
 

@@ -401,6 +401,17 @@ def test_the_run_form_is_checked_first_and_training_reads_only_its_settings(comp
     assert train["cachingOptions"]["enableCache"] is True
 
 
+def test_every_pipelines_form_is_typed_and_described(compiled) -> None:
+    """What the KFP UI's run form shows for each compiled pipeline: a type, a description and
+    a default that is not "" (kubeflow/pipelines#11515) for every parameter."""
+    for path in sorted(compiled.parent.glob("*.yaml")):
+        parameters = _documents(path)[0]["root"]["inputDefinitions"]["parameters"]
+        for name, parameter in parameters.items():
+            assert parameter["parameterType"] != "PARAMETER_TYPE_ENUM_UNSPECIFIED", (path, name)
+            assert len(parameter.get("description", "")) > 20, (path.name, name)
+            assert parameter.get("defaultValue", "-") != "", (path.name, name)
+
+
 def test_batch_scoring_compiles_with_a_described_form_and_retries(compiled) -> None:
     path = compiled.parent / "batch-scoring.yaml"
     spec = validate_pipeline_yaml(path)
