@@ -57,3 +57,18 @@ def test_a_bad_value_is_named(churn_folder, form, error, words) -> None:
 def test_without_a_dataset_it_says_what_to_give() -> None:
     with pytest.raises(ConfigError, match="no dataset: give the run's dataset"):
         resolve_config.python_func(target="churned")
+
+
+def test_a_datahub_urn_from_the_run_form_is_read_where_the_catalog_found_it(
+        churn_folder, autokfp_home, monkeypatch) -> None:
+    from autokfp.catalog.crawl import crawl_sources
+
+    monkeypatch.delenv("DATAHUB_GMS_URL", raising=False)
+    crawl_sources(small_config(churn_folder))
+    path = churn_folder / "customers.parquet"
+    urn = f"urn:li:dataset:(urn:li:dataPlatform:file,{str(path).lstrip('/')},PROD)"
+    config = resolve_config.python_func(dataset=urn, target="churned", engines="h2o")
+    assert config["training"]["dataset"] == "run-form/customers.parquet"
+    assert config["sources"][0]["path"] == str(churn_folder)
+    with pytest.raises(ConfigError, match="is not in the catalog"):
+        resolve_config.python_func(dataset=urn.replace("customers", "nobody"), target="churned")
