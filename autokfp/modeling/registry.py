@@ -188,7 +188,7 @@ def register_model(
     if existing is not None and existing.tags.get(STATE_TAG) == REGISTERING:
         log.warning("%s v%s was left half-registered by an interrupted run: removing it and "
                     "registering the package again", name, existing.version)
-        client.delete_model_version(name, existing.version)
+        _remove_half_registered(client, name, str(existing.version))
         existing = None
     if existing is not None:
         log.info("package already registered as %s v%s: reusing it", name, existing.version)
@@ -238,6 +238,30 @@ def register_model(
                              source=client.get_model_version_download_uri(name, version.version),
                              replaced_version=current_version if promote else None,
                              metrics={k: float(v) for k, v in metrics.items() if _finite(v)})
+
+
+def _remove_half_registered(client: Any, name: str, version: str) -> None:
+    """Delete a version an interrupted registration left, and undo its champion move.
+
+    A registration moves ``previous`` to the old champion, then ``champion`` to the new
+    version, then marks the version complete. Killed in between, the half-registered
+    version holds ``champion``; deleting it would leave no champion, and the rerun's
+    decision (made against the old champion) would then no longer apply. So ``champion``
+    goes back to ``previous`` first, as before the interrupted run.
+    """
+    from mlflow.exceptions import MlflowException
+
+    aliases = client.get_model_version(name, version).aliases or []
+    if CHAMPION in aliases:
+        try:
+            before = client.get_model_version_by_alias(name, PREVIOUS)
+        except MlflowException:
+            before = None
+        if before is not None and str(before.version) != version:
+            client.set_registered_model_alias(name, CHAMPION, before.version)
+            log.warning("%s: champion moved back to v%s, which it was before the interrupted "
+                        "registration of v%s", name, before.version, version)
+    client.delete_model_version(name, version)
 
 
 def _version_with_hash(client: Any, name: str, digest: str) -> Any | None:

@@ -91,12 +91,14 @@ def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluati
             artifacts=artifacts,
         )
     result = registered.to_dict()
-    if not registered.reused:
+    if not registered.reused or _unrecorded(cfg.model_name, registered.version):
         from autokfp.steps.io import record_event
 
         details = {"decision": registered.decision, "aliases": registered.aliases,
                    "promoted": registered.promoted, "run_id": registered.run_id,
                    "engine": meta["engine"], "metrics": registered.metrics}
+        if registered.reused:  # the run that registered it was killed before this event
+            details["recorded_by_rerun"] = True
         record_event("model.registered", details, cfg.model_name, registered.version)
         if not registered.promoted:
             record_event("model.challenger_kept", {
@@ -106,6 +108,14 @@ def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluati
     write_json(registration_path, result)
     _record_model_lineage(cfg, registered, schema, model_path, meta, evaluation)
     return Registered(**result)
+
+
+def _unrecorded(model: str, version: str) -> bool:
+    """A reused version whose registration was never recorded in the audit trail: the run
+    that registered it was killed before its event (the rerun records it)."""
+    from autokfp.governance import audit
+
+    return not audit.events_for(model, version, kind="model.registered")
 
 
 def _record_model_lineage(cfg: RunConfig, registered: Any, schema: Any, model_path: str,
