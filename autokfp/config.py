@@ -371,6 +371,18 @@ class DeploySpec(_Strict):
         description="environment variable holding a bearer token sent with smoke-test requests "
                     "(Istio/Kubeflow profile namespaces answer 403 without one; see "
                     "manifests/serving/authorization-policy.yaml)")
+    payload_log: Literal["kserve", "predictor", "off"] = Field(
+        default="kserve",
+        description="how requests are captured for monitoring (target kubernetes). kserve: "
+                    "KServe's payload logger (spec.predictor.logger, mode all) posts each request "
+                    "and response as CloudEvents to the receiver (manifests/serving/"
+                    "payload-log.yaml), which writes the prediction log, so serving pods need no "
+                    "write access to the store; predictor: the predictor writes it itself; off: "
+                    "nothing is captured. A local predictor always logs itself")
+    payload_log_url: str | None = Field(
+        default=None,
+        description="the payload-log receiver's URL; default http://autokfp-payload-log."
+                    "<namespace>.svc.cluster.local/v1/models/payload-log:predict")
     verify: bool = True
     smoke_rows: int = Field(default=50, ge=1, le=10_000)
     latency_budget_ms: float = Field(default=100.0, gt=0)

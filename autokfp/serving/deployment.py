@@ -28,16 +28,19 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 
 from autokfp.errors import DeploymentError
+from autokfp.serving.predictor_client import (  # monitoring leaves verify requests out
+    VERIFY_REQUEST_PREFIX,  # noqa: F401 - re-exported: tests and callers name it here
+    PredictorClient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,26 +59,6 @@ class Verification:
     def add(self, name: str, passed: bool, detail: str) -> None:
         self.checks.append({"check": name, "passed": passed, "detail": detail})
         self.passed = self.passed and passed
-
-
-VERIFY_REQUEST_PREFIX = "autokfp-verify-"  # monitoring leaves these requests out of live traffic
-
-
-def _http_json(url: str, body: Any | None = None, timeout: float = 10.0,
-               token: str | None = None) -> tuple[int, Any]:
-    import uuid
-
-    data = None if body is None else json.dumps(body, default=str).encode()
-    headers = {"Content-Type": "application/json",
-               "x-request-id": f"{VERIFY_REQUEST_PREFIX}{uuid.uuid4().hex}"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
 
 
 FORBIDDEN_HINT = (
@@ -98,20 +81,20 @@ def smoke_token(token_env: str | None) -> str | None:
 
 
 def wait_ready(base_url: str, service: str, timeout: float, process: subprocess.Popen | None = None,
-               token: str | None = None) -> bool:
-    """Poll the v2 model-ready endpoint until it answers 200 (or the process dies)."""
+               token: str | None = None, client: PredictorClient | None = None) -> bool:
+    """Poll the v2 model-ready endpoint until it answers 200 (or the process dies); a 401/403
+    from the mesh raises at once, naming the fix."""
+    if client is None:
+        with PredictorClient(base_url, token=token) as own:
+            return wait_ready(base_url, service, timeout, process, client=own)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             return False
-        try:
-            status, _ = _http_json(f"{base_url}/v2/models/{service}/ready", timeout=2, token=token)
-            if status == 200:
-                return True
-            if status in (401, 403):
-                raise DeploymentError(FORBIDDEN_HINT.format(status=status))
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            pass
+        if client.model_ready(service, timeout=2):
+            return True
+        if client.refused:
+            raise DeploymentError(FORBIDDEN_HINT.format(status=client.refused))
         time.sleep(0.5)
     return False
 
@@ -131,9 +114,17 @@ def verify_endpoint(base_url: str, service: str, rows: pd.DataFrame, expected: p
     other version (a previous revision behind a traffic split, a stale pod) fails the
     ``model_version`` check, whatever its predictions.
     """
+    with PredictorClient(base_url, token=token) as client:
+        return _verify(client, base_url, service, rows, expected, latency_budget_ms,
+                       ready_timeout, process, version)
+
+
+def _verify(client: PredictorClient, base_url: str, service: str, rows: pd.DataFrame,
+            expected: pd.DataFrame, latency_budget_ms: float, ready_timeout: float,
+            process: subprocess.Popen | None, version: str | None) -> Verification:
     result = Verification(passed=True)
     try:
-        ready = wait_ready(base_url, service, ready_timeout, process, token=token)
+        ready = wait_ready(base_url, service, ready_timeout, process, client=client)
     except DeploymentError as exc:
         result.add("ready", False, str(exc))
         return result
@@ -142,9 +133,13 @@ def verify_endpoint(base_url: str, service: str, rows: pd.DataFrame, expected: p
     if not ready:
         return result
     records = to_records(rows)
-    predict_url = f"{base_url}/v1/models/{service}:predict"
     versions: list[str] = []
-    status, body = _http_json(predict_url, {"instances": records}, timeout=60, token=token)
+    try:
+        status, body = client.predict(service, records, timeout=60)
+    except httpx.TransportError as exc:
+        result.add("smoke_test", False, f"{base_url} did not answer the smoke test: "
+                   f"{type(exc).__name__}: {exc}")
+        return result
     if status != 200:
         hint = FORBIDDEN_HINT.format(status=status) + ": " if status in (401, 403) else ""
         result.add("smoke_test", False, f"{hint}HTTP {status}: {str(body)[:300]}")
@@ -166,7 +161,10 @@ def verify_endpoint(base_url: str, service: str, rows: pd.DataFrame, expected: p
     latencies = []
     for record in records[: min(len(records), 50)]:
         started = time.perf_counter()
-        status, body = _http_json(predict_url, {"instances": [record]}, token=token)
+        try:
+            status, body = client.predict(service, [record], timeout=10)
+        except httpx.TransportError as exc:
+            status, body = 0, f"{type(exc).__name__}: {exc}"
         latencies.append((time.perf_counter() - started) * 1000)
         if status != 200:
             result.add("latency", False, f"single-row request failed with HTTP {status}")

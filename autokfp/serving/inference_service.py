@@ -22,6 +22,7 @@ TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
 # deploy.mode -> KServe's deploymentMode annotation (Standard is called RawDeployment up to
 # KServe 0.14 and still accepted under that name by newer controllers)
 # the predictor's /metrics (autokfp_* and KServe's own), on the container port
+PAYLOAD_LOG_SERVICE = "autokfp-payload-log"  # manifests/serving/payload-log.yaml
 SCRAPE_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
                       "prometheus.io/path": "/metrics"}
 DEPLOYMENT_MODES = {"serverless": "Serverless", "standard": "RawDeployment"}
@@ -34,6 +35,15 @@ def service_name(model_name: str) -> str:
     if not cleaned[:1].isalpha():  # DNS-1035 names start with a letter ("2024-churn" is valid config)
         cleaned = f"model-{cleaned}" if cleaned else "model"
     return cleaned[:45].rstrip("-")
+
+
+def payload_log_url(deploy: DeploySpec) -> str:
+    """Where KServe's payload logger sends its CloudEvents: ``deploy.payload_log_url``, else
+    the receiver of ``manifests/serving/payload-log.yaml`` in the service's namespace."""
+    if deploy.payload_log_url:
+        return deploy.payload_log_url
+    return (f"http://{PAYLOAD_LOG_SERVICE}.{deploy.target_namespace()}.svc.cluster.local"
+            "/v1/models/payload-log:predict")
 
 
 def build_inference_service(
@@ -60,6 +70,7 @@ def build_inference_service(
         ApiClient,
         V1beta1InferenceService,
         V1beta1InferenceServiceSpec,
+        V1beta1LoggerSpec,
         V1beta1ModelFormat,
         V1beta1ModelSpec,
         V1beta1PredictorSpec,
@@ -68,6 +79,12 @@ def build_inference_service(
 
     name = name or service_name(model_name)
     serverless = mode == "serverless"
+    env = [V1EnvVar(name="MODEL_VERSION", value=str(version))]
+    logger = None
+    if deploy.payload_log == "kserve":  # KServe's agent captures requests (payload_log.py)
+        logger = V1beta1LoggerSpec(mode="all", url=payload_log_url(deploy))
+    if deploy.payload_log != "predictor":  # then the pods need no write access to the store
+        env.append(V1EnvVar(name="AUTOKFP_PREDICTION_LOG", value="off"))
     model = V1beta1ModelSpec(
         name="kserve-container",
         model_format=V1beta1ModelFormat(name=MODEL_FORMAT, version="1"),
@@ -75,7 +92,7 @@ def build_inference_service(
         storage_uri=storage_uri,
         protocol_version="v2",
         image=serving_image,
-        env=[V1EnvVar(name="MODEL_VERSION", value=str(version))],
+        env=env,
         resources=V1ResourceRequirements(
             requests={"cpu": deploy.cpu, "memory": deploy.memory},
             limits={"cpu": deploy.cpu, "memory": deploy.memory},
@@ -89,6 +106,7 @@ def build_inference_service(
         canary_traffic_percent=deploy.canary_traffic_percent if canary and serverless else None,
         annotations=dict(SCRAPE_ANNOTATIONS),
         labels={"app.kubernetes.io/managed-by": "autokfp"},  # pods (AuthorizationPolicy selector)
+        logger=logger,
     )
     annotations = {"autokfp/model-name": model_name, "autokfp/model-version": str(version),
                    "serving.kserve.io/deploymentMode": DEPLOYMENT_MODES[mode],

@@ -222,3 +222,41 @@ def test_to_model_refuses_unknown_fields() -> None:
     manifest["spec"]["predictor"]["canaryTrafficPercnt"] = 1
     with pytest.raises(DeploymentError, match="canaryTrafficPercnt"):
         to_model(manifest)
+
+
+def test_kserve_payload_logger_captures_requests_by_default() -> None:
+    """deploy.payload_log kserve (default): KServe's agent posts requests and responses to the
+    receiver of manifests/serving/payload-log.yaml, and the predictor writes no log (its pods
+    need no write access to the store)."""
+    spec = _build()["spec"]["predictor"]
+    assert spec["logger"] == {
+        "mode": "all",
+        "url": "http://autokfp-payload-log.team-a.svc.cluster.local/v1/models/payload-log:predict"}
+    assert {"name": "AUTOKFP_PREDICTION_LOG", "value": "off"} in spec["model"]["env"]
+    to_model(build_inference_service("churn", "7", STORAGE, _deploy(), canary=False))
+
+    own = build_inference_service("churn", "7", STORAGE, _deploy(payload_log_url="http://sink/x"),
+                                  canary=False)["spec"]["predictor"]
+    assert own["logger"]["url"] == "http://sink/x"
+    predictor = build_inference_service("churn", "7", STORAGE, _deploy(payload_log="predictor"),
+                                        canary=False)["spec"]["predictor"]
+    assert "logger" not in predictor
+    assert all(e["name"] != "AUTOKFP_PREDICTION_LOG" for e in predictor["model"]["env"])
+    off = build_inference_service("churn", "7", STORAGE, _deploy(payload_log="off"),
+                                  canary=False)["spec"]["predictor"]
+    assert "logger" not in off
+    assert {"name": "AUTOKFP_PREDICTION_LOG", "value": "off"} in off["model"]["env"]
+
+
+def test_the_payload_log_receiver_manifest_serves_the_default_url() -> None:
+    """The receiver's Service is the host of the default logger URL, on port 80 → 8080."""
+    root = Path(__file__).resolve().parents[2] / "manifests" / "serving"
+    docs = list(yaml.safe_load_all((root / "payload-log.yaml").read_text()))
+    service = next(d for d in docs if d["kind"] == "Service")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert service["metadata"]["name"] == "autokfp-payload-log"
+    assert service["spec"]["ports"][0] == {"name": "http", "port": 80, "targetPort": 8080}
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "autokfp.serving.payload_log"]
+    assert container["image"] == image("serving")
+    assert "payload-log.yaml" in (root / "kustomization.yaml").read_text()

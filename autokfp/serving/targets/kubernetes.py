@@ -23,6 +23,7 @@ import logging
 import time
 from typing import Any
 
+import httpx
 import pandas as pd
 
 from autokfp.config import RunConfig
@@ -213,15 +214,21 @@ def _restorable(obj: dict) -> dict:
 def _answers_only(url: str, service: str, rows: pd.DataFrame, version: str,
                   token: str | None) -> bool:
     """Whether the service answers with ``version`` only (old pods drain during a switch)."""
+    from autokfp.serving.predictor_client import PredictorClient
+
     records = deployment.to_records(rows.head(1))
     deadline = time.monotonic() + SWITCH_SECONDS
     streak = 0
-    while time.monotonic() < deadline:
-        status, body = deployment._http_json(f"{url.rstrip('/')}/v1/models/{service}:predict",
-                                             {"instances": records}, token=token)
-        fresh = status == 200 and isinstance(body, dict) and str(body.get("model_version")) == str(version)
-        streak = streak + 1 if fresh else 0
-        if streak >= 10:
-            return True
-        time.sleep(0.05 if fresh else 0.5)
+    with PredictorClient(url, token=token, timeout=10) as client:
+        while time.monotonic() < deadline:
+            try:
+                status, body = client.predict(service, records, timeout=10)
+            except httpx.TransportError:  # a pod going away mid-switch
+                status, body = 0, None
+            fresh = (status == 200 and isinstance(body, dict)
+                     and str(body.get("model_version")) == str(version))
+            streak = streak + 1 if fresh else 0
+            if streak >= 10:
+                return True
+            time.sleep(0.05 if fresh else 0.5)
     return False
