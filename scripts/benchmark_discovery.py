@@ -26,6 +26,8 @@ measures the neighbours too (the load average is printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -141,10 +143,11 @@ def datahub_crawl(source: dict[str, Any], sink: Path) -> Timing:
     from datahub.ingestion.run.pipeline import Pipeline
 
     started, cpu = time.monotonic(), _cpu()
-    pipeline = Pipeline.create({"source": source,
-                                "sink": {"type": "file", "config": {"filename": str(sink)}}})
-    pipeline.run()
-    pipeline.raise_from_status()
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress reports
+        pipeline = Pipeline.create({"source": source, "sink": {
+            "type": "file", "config": {"filename": str(sink)}}}, no_progress=True)
+        pipeline.run()
+        pipeline.raise_from_status()
     seconds, cpu = time.monotonic() - started, _cpu() - cpu
     records = json.loads(sink.read_text())
     urns = {r.get("entityUrn") or next(iter(r["proposedSnapshot"].values()))["urn"]
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"made {args.tables} tables, {args.files} files ({args.rows} rows, 5 columns) "
               f"and {args.wide} tables of {args.wide_columns} columns in "
               f"{time.monotonic() - started:.1f}s under {root}; load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
         files_source = {"name": "files", "kind": "folder", "path": str(folder),
                         "include": ["*.csv"]}
         shapes = [
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 anchor = datahub_crawl(recipe, root / f"datahub-{index}.json")
                 timings.append(anchor)
             for timing in timings:
-                print(timing.line())
+                print(timing.line(), flush=True)
             if not args.no_anchor:
                 ratio = anchor.seconds / timings[0].seconds
                 print(f"  autokfp's first crawl takes {1 / ratio:.2f}x DataHub's time "

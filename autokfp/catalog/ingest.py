@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -169,12 +170,42 @@ def recipe_sink(metadata_path: str) -> dict[str, Any]:
     return {"type": "file", "config": {"filename": metadata_path}}
 
 
+def stateful_ingestion(state_file: str | None) -> dict[str, Any]:
+    """DataHub's stateful ingestion for a generated recipe: entities a run no longer sees
+    are soft-deleted (``Status(removed=True)``) by DataHub's own stale-metadata removal.
+
+    With a GMS, DataHub keeps the checkpoint there (its ``datahub`` state provider); without
+    one, in ``state_file`` (its ``file`` state provider), which ``ingest`` keeps in the
+    catalog next to the metadata files.
+    """
+    config: dict[str, Any] = {"enabled": True, "remove_stale_metadata": True}
+    if state_file is not None:
+        config["state_provider"] = {"type": "file", "config": {"filename": state_file}}
+    return config
+
+
 def recipes_for(config: RunConfig, metadata_dir: str) -> list[dict[str, Any]]:
-    """One recipe per source of ``config`` (sink and autokfp's transformer included)."""
-    return [{"pipeline_name": f"autokfp-{config.name}-{source.name}",
-             "source": recipe_source(source),
-             "sink": recipe_sink(os.path.join(metadata_dir, f"{source.name}.json"))}
-            for source in config.sources]
+    """One recipe per source of ``config`` (sink, stateful ingestion and, when run by
+    ``ingest``, autokfp's transformer included)."""
+    recipes = []
+    local_state = gms_settings() is None
+    for source in config.sources:
+        recipe = {"pipeline_name": f"autokfp-{config.name}-{source.name}",
+                  "source": recipe_source(source),
+                  "sink": recipe_sink(os.path.join(metadata_dir, f"{source.name}.json"))}
+        state = os.path.join(metadata_dir, f"{source.name}.state.json") if local_state else None
+        recipe["source"]["config"]["stateful_ingestion"] = stateful_ingestion(state)
+        recipes.append(recipe)
+    return recipes
+
+
+def _state_file(recipe: dict[str, Any]) -> str | None:
+    """The local checkpoint file of a recipe's ``file`` state provider, if it has one."""
+    state = recipe.get("source", {}).get("config", {}).get("stateful_ingestion") or {}
+    provider = state.get("state_provider") or {}
+    if not state.get("enabled") or provider.get("type") != "file":
+        return None
+    return (provider.get("config") or {}).get("filename")
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
@@ -201,8 +232,13 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------- transformer
 
 
-def extras_for(schemas: Iterable[Any]) -> dict[str, dict[str, Any]]:
-    """What autokfp adds per dataset URN: field tags, dataset tags, properties, profile."""
+def extras_for(schemas: Iterable[Any], reused: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """What autokfp adds per dataset URN: field tags, dataset tags, properties, profile.
+
+    Datasets in ``reused`` (dataset ids the crawl did not read again: unchanged) get no new
+    profile, so an unchanged re-run adds no profile to the catalog.
+    """
+    unchanged = set(reused)
     out: dict[str, dict[str, Any]] = {}
     for schema in schemas:
         proposals = {p.aspectName: p.aspect for p in metadata_proposals(schema)}
@@ -212,7 +248,8 @@ def extras_for(schemas: Iterable[Any]) -> dict[str, dict[str, Any]]:
             "descriptions": {c.name: f"{c.semantic_type} column" for c in schema.columns},
             "tags": [t.tag for t in proposals["globalTags"].tags],
             "properties": dict(properties.customProperties),
-            "profile": proposals["datasetProfile"].to_obj(),
+            "profile": (None if schema.dataset_id in unchanged
+                        else proposals["datasetProfile"].to_obj()),
         }
     return out
 
@@ -226,18 +263,41 @@ class AutokfpAspects(Transformer):
     properties (schema version, verdict, fingerprint, ...) into DatasetProperties, and at the
     end of the stream adds GlobalTags and autokfp's DatasetProfile for every dataset it has
     extras for. Datasets without extras pass through untouched.
+
+    With ``config.terms`` (a JSON file kept between runs), a field's glossary terms that
+    are the same as in the last run keep that run's audit time: DataHub's classification
+    stamps them with the time of each run, which made every unchanged re-run a new
+    SchemaMetadata version.
     """
 
-    def __init__(self, extras: dict[str, dict[str, Any]]):
+    def __init__(self, extras: dict[str, dict[str, Any]], terms_path: str | None = None):
         self.extras = extras
         self.seen: set[str] = set()
+        self.terms_path = terms_path
+        self.terms: dict[str, dict[str, list[Any]]] = {}
+        if terms_path and Path(terms_path).exists():
+            self.terms = json.loads(Path(terms_path).read_text())
 
     @classmethod
     def create(cls, config_dict: dict, ctx: Any) -> AutokfpAspects:
         path = config_dict.get("extras")
         if not path:
             raise ConfigError("the autokfp transformer needs config.extras (a JSON file)")
-        return cls(json.loads(Path(path).read_text()))
+        return cls(json.loads(Path(path).read_text()), config_dict.get("terms"))
+
+    def _steady_terms(self, urn: str, aspect: Any) -> None:
+        """Keep the last run's audit time on glossary terms that did not change."""
+        known = self.terms.setdefault(urn, {})
+        for schema_field in aspect.fields:
+            terms = schema_field.glossaryTerms
+            if terms is None or terms.auditStamp is None:
+                known.pop(schema_field.fieldPath, None)
+                continue
+            names = sorted(t.urn for t in terms.terms)
+            before = known.get(schema_field.fieldPath)
+            if before is not None and before[0] == names:
+                terms.auditStamp.time = int(before[1])
+            known[schema_field.fieldPath] = [names, terms.auditStamp.time]
 
     def _aspect(self, urn: str, aspect: Any) -> None:
         from datahub.metadata.schema_classes import (
@@ -247,6 +307,8 @@ class AutokfpAspects(Transformer):
             TagAssociationClass,
         )
 
+        if isinstance(aspect, SchemaMetadataClass):
+            self._steady_terms(urn, aspect)
         extra = self.extras.get(urn)
         if extra is None:
             return
@@ -293,9 +355,13 @@ class AutokfpAspects(Transformer):
                                            self.extras[record.entityUrn]["tags"] if t not in have]
                     tagged.add(record.entityUrn)
             if isinstance(record, EndOfStream):
+                if self.terms_path:
+                    Path(self.terms_path).write_text(json.dumps(self.terms))
                 for urn in sorted(self.seen):
                     extra = self.extras[urn]
-                    extra_aspects: list[Any] = [DatasetProfileClass.from_obj(extra["profile"])]
+                    extra_aspects: list[Any] = []
+                    if extra.get("profile") is not None:
+                        extra_aspects.append(DatasetProfileClass.from_obj(extra["profile"]))
                     if urn not in tagged and extra["tags"]:
                         extra_aspects.append(GlobalTagsClass(
                             tags=[TagAssociationClass(tag=t) for t in extra["tags"]]))
@@ -318,6 +384,8 @@ class IngestResult:
 
     recipes: list[dict[str, Any]] = field(default_factory=list)  # as run, ${VAR}s unresolved
     datasets: list[str] = field(default_factory=list)  # dataset URNs DataHub's sources emitted
+    # dataset URNs DataHub's stateful ingestion soft-deleted (no longer seen in the source)
+    removed: list[str] = field(default_factory=list)
     extended: list[str] = field(default_factory=list)  # of those, the ones autokfp added to
     metadata_files: list[str] = field(default_factory=list)
     lite_written: int = 0
@@ -330,7 +398,8 @@ class IngestResult:
         return out
 
 
-def run_recipe(recipe: dict[str, Any], extras_path: str | None = None) -> dict[str, Any]:
+def run_recipe(recipe: dict[str, Any], extras_path: str | None = None,
+               terms_path: str | None = None) -> dict[str, Any]:
     """Run one recipe through DataHub's pipeline (``Pipeline.create``), autokfp's transformer
     added when ``extras_path`` is given; ``${VAR}`` references are resolved from the
     environment here and nowhere else.
@@ -344,7 +413,10 @@ def run_recipe(recipe: dict[str, Any], extras_path: str | None = None) -> dict[s
     recipe = json.loads(json.dumps(recipe))
     if extras_path:
         recipe.setdefault("transformers", [])
-        recipe["transformers"].append({"type": TRANSFORMER, "config": {"extras": extras_path}})
+        transformer: dict[str, Any] = {"extras": extras_path}
+        if terms_path:
+            transformer["terms"] = terms_path
+        recipe["transformers"].append({"type": TRANSFORMER, "config": transformer})
     secrets = [v for v in os.environ.values() if len(v) >= 6 and _referenced(recipe, v)]
     resolved = EnvResolver(environ=os.environ).resolve(recipe)
     try:
@@ -409,18 +481,23 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
     import time
     import uuid
 
+    from datahub.metadata.schema_classes import StatusClass
+
+    from autokfp import storage
     from autokfp.catalog.crawl import crawl_sources
     from autokfp.catalog.store import CatalogStore
 
     settings = settings or Settings.from_env()
     store = CatalogStore(settings)
     report = crawl_sources(config, settings=settings, publish_metadata=False)
-    schemas = [d.schema for d in report.found if d.ok and not d.source_failed]
+    found = [d for d in report.found if d.ok and not d.source_failed]
+    schemas = [d.schema for d in found]
     stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     result = IngestResult(report=report)
     with tempfile.TemporaryDirectory(prefix="autokfp-ingest-") as work:
         extras_path = os.path.join(work, "extras.json")
-        Path(extras_path).write_text(json.dumps(extras_for(schemas), default=str))
+        reused = [d.dataset_id for d in found if d.reused]
+        Path(extras_path).write_text(json.dumps(extras_for(schemas, reused), default=str))
         if recipe is not None:
             recipes = [load_recipe(recipe)]
             recipes[0].setdefault("sink", recipe_sink(os.path.join(work, "recipe.json")))
@@ -428,20 +505,36 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             recipes = recipes_for(config, work)
         extras = json.loads(Path(extras_path).read_text())
         for item in recipes:
-            result.recipes.append(run_recipe(item, extras_path))
+            # the checkpoint of the last run lives in the catalog (local or gs://); the
+            # recipe's file state provider reads and writes a local copy
+            pipeline = re.sub(r"[^A-Za-z0-9_.-]", "_", str(item.get("pipeline_name") or "recipe"))
+            terms = os.path.join(work, f"{pipeline}.terms.json")
+            kept = {terms: store.uri("ingestion-state", f"{pipeline}.terms.json")}
+            state = _state_file(item) if recipe is None else None
+            if state is not None:
+                kept[state] = store.uri("ingestion-state", f"{pipeline}.json")
+            for local, remote in kept.items():
+                if storage.exists(remote):
+                    Path(local).write_text(storage.read_text(remote))
+            result.recipes.append(run_recipe(item, extras_path, terms))
+            for local, remote in kept.items():
+                if Path(local).exists():
+                    storage.write_text(remote, Path(local).read_text())
             sink = item["sink"]
             if sink.get("type") != "file":
                 result.gms_url = str(sink.get("config", {}).get("server"))
                 continue
             local = sink["config"]["filename"]
             records = _records(local)
+            gone = {str(r.entityUrn) for r in records if r.entityType == "dataset"
+                    and isinstance(r.aspect, StatusClass) and r.aspect.removed}
             urns = list(dict.fromkeys(str(r.entityUrn) for r in records
-                                      if r.entityType == "dataset"))
+                                      if r.entityType == "dataset"
+                                      and str(r.entityUrn) not in gone))
             result.datasets += urns
+            result.removed += sorted(gone)
             result.extended += [u for u in urns if u in extras]
             target = store.uri("metadata", f"ingest-{stamp}-{Path(local).stem}.json")
-            from autokfp import storage
-
             storage.write_text(target, Path(local).read_text())
             result.metadata_files.append(target)
             result.lite_written += load_into_lite(records, settings.catalog_dir)

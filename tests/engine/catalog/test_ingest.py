@@ -125,3 +125,58 @@ def test_datahubs_classification_runs_autokfps_classifier(tmp_path, catalog_home
              for name, f in fields.items()}
     assert terms == {"id": set(), "contact": {"urn:li:glossaryTerm:Email_Address"},
                      "ip": {"urn:li:glossaryTerm:IP_Address"}, "plan": set()}
+
+
+def _versions(catalog_dir, urn: str) -> dict[str, int]:
+    """{aspect: latest version} of one entity in DataHub Lite's SQLite file."""
+    import sqlite3
+
+    from autokfp.catalog.datahub import lite_path
+
+    with sqlite3.connect(lite_path(catalog_dir)) as connection:
+        rows = connection.execute("SELECT aspect_name, max(version) FROM metadata_aspect_v2 "
+                                  "WHERE urn = ? GROUP BY aspect_name", [urn]).fetchall()
+    return dict(rows)
+
+
+def test_stateful_ingestion_adds_nothing_on_an_unchanged_rerun_and_soft_deletes_a_dropped_table(
+        tmp_path, catalog_home, monkeypatch) -> None:
+    """DataHub's own stateful ingestion (its file state provider, the checkpoint kept in the
+    catalog): a re-run over unchanged data writes no new aspect version into DataHub Lite,
+    and a table dropped from the database is soft-deleted (Status removed) there."""
+    import sqlite3
+
+    import pandas as pd
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    db = tmp_path / "shop.db"
+    frame = pd.DataFrame({"id": range(30), "email": [f"u{i}@example.com" for i in range(30)],
+                          "plan": ["a", "b", "c"] * 10})
+    with sqlite3.connect(db) as connection:
+        for name in ("customers", "orders", "visits"):
+            frame.to_sql(name, connection, index=False)
+    config = parse_config({"name": "shop", "sources": [{"name": "shop", "kind": "sql",
+                                                         "url": f"sqlite:///{db}"}],
+                           "training": {"dataset": "shop/customers", "target": "plan"}})
+    urn = "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.{},PROD)".format
+    first = ingest(config)
+    assert first.removed == []
+    assert first.recipes[0]["source"]["config"]["stateful_ingestion"]["enabled"] is True
+    state = Path(catalog_home.artifact_root, "catalog", "ingestion-state",
+                 "autokfp-shop-shop.json")
+    assert state.exists()
+    before = _versions(catalog_home.catalog_dir, urn("customers"))
+    assert before["schemaMetadata"] == 1 and before["datasetProfile"] == 1
+
+    again = ingest(config)
+    assert again.removed == [] and set(again.datasets) == set(first.datasets)
+    assert _versions(catalog_home.catalog_dir, urn("customers")) == before
+
+    with sqlite3.connect(db) as connection:
+        connection.execute("DROP TABLE orders")
+    dropped = ingest(config)
+    assert dropped.removed == [urn("orders")]
+    assert urn("orders") not in dropped.datasets
+    assert read_lite(catalog_home.catalog_dir, urn("orders"))["status"]["removed"] is True
+    assert read_lite(catalog_home.catalog_dir, urn("visits"))["status"]["removed"] is False
+    assert _versions(catalog_home.catalog_dir, urn("customers")) == before
