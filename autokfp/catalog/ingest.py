@@ -190,9 +190,10 @@ def recipes_for(config: RunConfig, metadata_dir: str) -> list[dict[str, Any]]:
     recipes = []
     local_state = gms_settings() is None
     for source in config.sources:
-        recipe = {"pipeline_name": f"autokfp-{config.name}-{source.name}",
-                  "source": recipe_source(source),
-                  "sink": recipe_sink(os.path.join(metadata_dir, f"{source.name}.json"))}
+        recipe: dict[str, Any] = {
+            "pipeline_name": f"autokfp-{config.name}-{source.name}",
+            "source": recipe_source(source),
+            "sink": recipe_sink(os.path.join(metadata_dir, f"{source.name}.json"))}
         state = os.path.join(metadata_dir, f"{source.name}.state.json") if local_state else None
         recipe["source"]["config"]["stateful_ingestion"] = stateful_ingestion(state)
         recipes.append(recipe)
@@ -241,7 +242,7 @@ def extras_for(schemas: Iterable[Any], reused: Iterable[str] = ()) -> dict[str, 
     unchanged = set(reused)
     out: dict[str, dict[str, Any]] = {}
     for schema in schemas:
-        proposals = {p.aspectName: p.aspect for p in metadata_proposals(schema)}
+        proposals: dict[str | None, Any] = {p.aspectName: p.aspect for p in metadata_proposals(schema)}
         properties = proposals["datasetProperties"]
         out[dataset_urn(schema)] = {
             "fields": {c.name: column_tags(c) for c in schema.columns},
