@@ -1,5 +1,9 @@
 """The KFP faces of autokfp: one thin ``@dsl.component`` per step, found by convention.
 
+Imported as ``autokfp.components`` (``from autokfp.components import train_model``): the
+repository keeps this folder at its top level, ``autokfp/components`` links to it, and the
+wheel ships it under that name only.
+
 Every ``<stage>/<name>/component.py`` under this folder defines one component, the function
 ``<name>``, which does argument plumbing and artifact paths and then makes one call into the
 engine (``autokfp.steps.<name>``). Next to it sit ``metadata.yaml`` and ``README.md``, both
@@ -44,9 +48,8 @@ def _load(folder: Path) -> Any:
     return component
 
 
-# Found on first use, not on import: a component body compiled before publish moved into
-# autokfp.steps.results imports ``components.publish`` at run time, where kfp's runtime-only
-# ``kfp.dsl`` cannot build components.
+# Found on first use, not on import: importing the package (for ``component_folders``, say)
+# builds no component.
 _found: tuple[tuple[Any, ...], dict[str, tuple[Any, ...]], dict[str, Any]] | None = None
 
 

@@ -1,7 +1,7 @@
 """Write each component's metadata.yaml and README.md, and the index components/README.md.
 
 Every component found by convention (``components/<stage>/<name>/component.py``, see
-``components.ALL_COMPONENTS``) has a Google-style docstring (summary, Args, Returns, Raises,
+``autokfp.components.ALL_COMPONENTS``) has a Google-style docstring (summary, Args, Returns, Raises,
 Example). This script writes, next to it:
 
 * ``metadata.yaml``: name, stage, summary, the step it calls, image, GPU or not, and its
@@ -212,7 +212,7 @@ def wiring(components: tuple) -> dict[str, dict[str, list[str]]]:
     compiled IR): component function -> input -> sources."""
     from google.protobuf import json_format
 
-    from pipelines import PIPELINES
+    from autokfp.pipelines import PIPELINES
 
     by_kfp_name = {c.name: c.python_func.__name__ for c in components}
     wired: dict[str, dict[str, set]] = {}
@@ -361,15 +361,15 @@ def usage_snippet(component: Any, components: tuple) -> str:
     _, kind = image_of(component)
     configure = "configure_training_task" if kind == "training" else "configure_task"
     names = sorted(c.python_func.__name__ for c in ordered)
-    imports = f"from components import {', '.join(names)}"
+    imports = f"from autokfp.components import {', '.join(names)}"
     if len(imports) > 100:
-        imports = "\n".join(["from components import (", *(f"    {n}," for n in names), ")"])
+        imports = "\n".join(["from autokfp.components import (", *(f"    {n}," for n in names), ")"])
     pipeline_name = f"{component.name}-example"
     lines = [
         "from kfp import compiler, dsl",
         "",
         imports,
-        f"from pipelines.cluster import ClusterOptions, {configure}",
+        f"from autokfp.pipelines.cluster import ClusterOptions, {configure}",
         "",
         "",
         f'@dsl.pipeline(name="{pipeline_name}")',
@@ -401,7 +401,7 @@ def _tuple(name: str, values: tuple) -> list[str]:
 def yaml_snippet(component: Any, components: tuple) -> str:
     """The "Use in a pipeline" pipeline, built from the compiled component YAMLs: no import
     of autokfp, and every task configured as autokfp's pipelines configure it."""
-    from pipelines.cluster import CONFIG_KEYS, SECRET_KEYS, ClusterOptions
+    from autokfp.pipelines.cluster import CONFIG_KEYS, SECRET_KEYS, ClusterOptions
 
     ordered, calls = _pipeline_calls(component, components)
     options = ClusterOptions()
@@ -554,7 +554,7 @@ def render_metadata(component: Any) -> str:
 
 
 def render_index(components: tuple) -> str:
-    root = Path(sys.modules["components"].__file__).parent
+    root = Path(sys.modules["autokfp.components"].__file__).parent
     lines = [
         GENERATED_NOTE, "", "# Components", "",
         "The KFP faces of autokfp: one thin `@dsl.component` per pipeline stage. Each passes "
@@ -577,7 +577,7 @@ def render_index(components: tuple) -> str:
 
 def render_all() -> dict[Path, str]:
     """Every README this script owns, path -> content."""
-    import components
+    from autokfp import components
 
     found = tuple(components.ALL_COMPONENTS)
     wired = wiring(found)

@@ -38,20 +38,21 @@ def _named(layers: list[str]) -> set[str]:
 def test_every_room_sits_on_a_layer_of_the_house() -> None:
     layers = _named(_contracts()["house"]["layers"])
     assert _rooms() - layers == set()
-    assert {"components", "pipelines"} <= layers
+    assert {"autokfp.components", "autokfp.pipelines"} <= layers
 
 
 def test_every_room_but_the_edge_is_kept_free_of_kfp() -> None:
     sources = set(_contracts()["engine-without-kfp"]["source_modules"])
-    assert _rooms() - sources == {"autokfp.edge"}
+    assert _rooms() - sources == {"autokfp.edge", "autokfp.components", "autokfp.pipelines"}
 
 
 def test_components_and_pipelines_may_not_reach_past_the_steps() -> None:
     contracts = _contracts()
-    below_steps = _rooms() - {"autokfp.edge", "autokfp.steps", "autokfp.settings",
-                              "autokfp.errors"}
+    faces = {"autokfp.components", "autokfp.pipelines"}
+    below_steps = _rooms() - faces - {"autokfp.edge", "autokfp.steps", "autokfp.settings",
+                                      "autokfp.errors"}
     assert below_steps <= set(contracts["components-call-steps"]["forbidden_modules"])
     assert below_steps <= set(contracts["pipelines-assemble-components"]["forbidden_modules"])
     # the capability order covers every capability and the foundation
-    assert _rooms() - {"autokfp.edge", "autokfp.steps"} <= _named(
+    assert _rooms() - faces - {"autokfp.edge", "autokfp.steps"} <= _named(
         contracts["capabilities"]["layers"])

@@ -100,8 +100,8 @@ def compile_pipeline_file(build: object, path: str | Path) -> None:
 
 
 def compile_all(out_dir: str | Path) -> dict[str, Path]:
-    """Compile each pipeline in ``pipelines.PIPELINES`` into ``out_dir/<name>.yaml``."""
-    from pipelines import PIPELINES, ClusterOptions
+    """Compile each pipeline in ``autokfp.pipelines.PIPELINES`` into ``out_dir/<name>.yaml``."""
+    from autokfp.pipelines import PIPELINES, ClusterOptions
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -119,14 +119,14 @@ def compile_components(out_dir: str | Path) -> dict[str, Path]:
 
     Each YAML loads with ``kfp.components.load_component_from_file`` and carries its image.
     GPU requests are task settings in KFP, not part of a component YAML: give a reused
-    training task its GPU with ``pipelines.cluster.configure_training_task(task, options)``
+    training task its GPU with ``autokfp.pipelines.cluster.configure_training_task(task, options)``
     (or as each component README's "Use the compiled YAML" shows). A YAML compiled from a
     one-task pipeline with them set does hold them, but kfp 2.17 drops the accelerator and the
     Kubernetes settings when such a YAML is loaded into another pipeline.
     """
     from kfp import compiler
 
-    from components import ALL_COMPONENTS, component_folders
+    from autokfp.components import ALL_COMPONENTS, component_folders
 
     out = Path(out_dir)
     written = {}

@@ -69,7 +69,7 @@ def run_training(config: RunConfig | None, settings: Settings | None = None,
 
     from kfp import local
 
-    from pipelines import PIPELINES
+    from autokfp.pipelines import PIPELINES
 
     settings = settings or Settings.from_env()
     settings.ensure_local_dirs()
@@ -121,7 +121,7 @@ def run_monitoring(config: RunConfig, settings: Settings | None = None, window_e
 
     from kfp import local
 
-    from pipelines import PIPELINES
+    from autokfp.pipelines import PIPELINES
 
     settings = settings or Settings.from_env()
     settings.ensure_local_dirs()
@@ -168,7 +168,7 @@ def run_scoring(form: dict[str, Any], config: RunConfig | None = None,
 
     from kfp import local
 
-    from pipelines import PIPELINES
+    from autokfp.pipelines import PIPELINES
 
     settings = settings or Settings.from_env()
     settings.ensure_local_dirs()
@@ -194,7 +194,7 @@ def run_scoring(form: dict[str, Any], config: RunConfig | None = None,
 def _local_options() -> Any:
     """Cluster options for a run on this machine: the engines train one after the other
     (side by side they would only take CPU and memory from each other)."""
-    from pipelines import ClusterOptions
+    from autokfp.pipelines import ClusterOptions
 
     return ClusterOptions(training_parallelism=1, schedule_time=False)
 

@@ -127,7 +127,7 @@ def compile_pipeline(name: str, path: str | Path) -> str:
     """Compile and validate pipeline ``name`` (cluster settings from the environment) into
     ``path``; return the spec's sha256."""
     from autokfp.edge.compilation import compile_pipeline_file
-    from pipelines import PIPELINES, ClusterOptions
+    from autokfp.pipelines import PIPELINES, ClusterOptions
 
     if name not in PIPELINES:
         raise ConfigError(f"unknown pipeline '{name}'; choose one of {sorted(PIPELINES)}")

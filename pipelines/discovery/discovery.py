@@ -12,9 +12,9 @@ One task rather than one per source on purpose: the catalog index is one file, a
 
 from kfp import dsl
 
-from components import catalog_sources
-from pipelines.cluster import ClusterOptions, configure_task
-from pipelines.training.autonomous_training import EXAMPLE_CONFIG
+from autokfp.components import catalog_sources
+from autokfp.pipelines.cluster import ClusterOptions, configure_task
+from autokfp.pipelines.training.autonomous_training import EXAMPLE_CONFIG
 
 PIPELINE_NAME = "discovery"
 

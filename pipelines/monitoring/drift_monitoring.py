@@ -13,7 +13,7 @@ timer with ``autokfp monitor CONFIG --every 10m``.
 
 from kfp import dsl
 
-from components import (
+from autokfp.components import (
     collect_predictions,
     decide_retraining,
     detect_anomalies,
@@ -22,8 +22,8 @@ from components import (
     measure_performance,
     record_retraining,
 )
-from pipelines.cluster import ClusterOptions, configure_task
-from pipelines.training.autonomous_training import EXAMPLE_CONFIG, build_autonomous_training
+from autokfp.pipelines.cluster import ClusterOptions, configure_task
+from autokfp.pipelines.training.autonomous_training import EXAMPLE_CONFIG, build_autonomous_training
 
 PIPELINE_NAME = "drift-monitoring"
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER

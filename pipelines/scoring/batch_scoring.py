@@ -10,8 +10,8 @@ the catalog. Run it from the Kubeflow UI, with ``autokfp score``, or as a recurr
 
 from kfp import dsl
 
-from components import score_batch
-from pipelines.cluster import ClusterOptions, configure_task
+from autokfp.components import score_batch
+from autokfp.pipelines.cluster import ClusterOptions, configure_task
 
 PIPELINE_NAME = "batch-scoring"
 # not "": the KFP UI reports a falsy default as "Missing parameter" (kubeflow/pipelines#11515)

@@ -12,7 +12,7 @@ roll back; held back while a required approval is missing).
 
 from kfp import dsl
 
-from components import (
+from autokfp.components import (
     bias_check,
     check_data_bias,
     deploy_model,
@@ -28,7 +28,7 @@ from components import (
     train_model,
     write_model_card,
 )
-from pipelines.cluster import ClusterOptions, configure_task, configure_training_task
+from autokfp.pipelines.cluster import ClusterOptions, configure_task, configure_training_task
 
 # a run-form parameter left at this keeps the config's value; not "" (the KFP UI reports a
 # falsy default as "Missing parameter", kubeflow/pipelines#11515)

@@ -279,7 +279,7 @@ def _check_served_champion(predictor: KServePredictor, rows: pd.DataFrame) -> No
 
 
 def _monitor(pipeline_root: Path, config: dict) -> dict:
-    from pipelines import PIPELINES, ClusterOptions
+    from autokfp.pipelines import PIPELINES, ClusterOptions
 
     before = {p.name for p in pipeline_root.glob("drift-monitoring-*")}
     started = time.monotonic()
@@ -296,7 +296,7 @@ def test_train_serve_drift_retrain_and_serve_again_in_containers(box, images, ho
 
     from autokfp import storage
     from autokfp.examples.churn import generate_churn
-    from pipelines import PIPELINES
+    from autokfp.pipelines import PIPELINES
 
     data_uri, labels_uri = f"gs://{BUCKET}/lake", f"gs://{BUCKET}/labels"
     period_a = generate_churn(1500, seed=3)

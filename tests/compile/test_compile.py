@@ -18,10 +18,10 @@ from kfp import compiler, components
 from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-import components as autokfp_components
+from autokfp import components as autokfp_components
 from autokfp.edge.compilation import compile_all, validate_pipeline_yaml
+from autokfp.pipelines import ClusterOptions, build_autonomous_training
 from autokfp.settings import image
-from pipelines import ClusterOptions, build_autonomous_training
 from tests.conftest import small_config
 
 AUTOKFP_BIN = Path(sys.executable).with_name("autokfp")
@@ -81,7 +81,7 @@ def compiled(tmp_path_factory) -> Path:
 
 def test_compile_all_writes_a_valid_pipeline(compiled) -> None:
     assert compiled.name == "autonomous-training.yaml"
-    from pipelines import PIPELINES
+    from autokfp.pipelines import PIPELINES
 
     # one YAML per pipeline, and no temporary file left behind
     assert sorted(p.name for p in compiled.parent.iterdir()) == sorted(f"{n}.yaml" for n in PIPELINES)

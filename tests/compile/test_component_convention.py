@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import components
+from autokfp import components
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = sorted(path for path in (ROOT / "components").glob("*/*")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import components
+from autokfp import components
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "generate_component_readmes.py"
 
@@ -80,7 +80,7 @@ def component_yamls(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("component", components.ALL_COMPONENTS, ids=lambda c: c.name)
 def test_the_compiled_yaml_snippet_builds_a_configured_pipeline(component, component_yamls,
                                                                 monkeypatch) -> None:
-    from pipelines.cluster import CONFIG_KEYS
+    from autokfp.pipelines.cluster import CONFIG_KEYS
 
     readme = Path(component.python_func.__code__.co_filename).with_name("README.md").read_text()
     snippet = re.search(r"```python\n(.*?)```", readme.split("## Use the compiled YAML", 1)[1],

@@ -10,7 +10,7 @@ from autokfp.settings import image
 
 def test_component_yamls_load_and_build_a_user_pipeline(tmp_path) -> None:
     written = compile_components(tmp_path / "components")
-    from components import ALL_COMPONENTS
+    from autokfp.components import ALL_COMPONENTS
 
     assert len(written) == len(ALL_COMPONENTS)
     discover = components.load_component_from_file(str(written["discover"]))

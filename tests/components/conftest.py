@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Metrics, Model
 
-from components import discover, evaluate_model, register_model
+from autokfp.components import discover, evaluate_model, register_model
 from tests.components import artifact
 from tests.conftest import small_config
 

@@ -28,7 +28,7 @@ from autokfp.config import (
 )
 from autokfp.edge.scheduling import check_cluster_config
 from autokfp.errors import ConfigError
-from pipelines import ClusterOptions, build_autonomous_training
+from autokfp.pipelines import ClusterOptions, build_autonomous_training
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "from autokfp.edge.cli import app; app()"

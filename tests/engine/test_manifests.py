@@ -215,7 +215,7 @@ def test_pipeline_runner_reads_only_the_named_object_store_secret():
 
 def test_every_key_the_tasks_read_is_in_the_config_map_and_the_secret_template():
     """Without ``optional`` env (KFP 2.2), a key missing from either stops every pod."""
-    from pipelines.cluster import CONFIG_KEYS, SECRET_KEYS
+    from autokfp.pipelines.cluster import CONFIG_KEYS, SECRET_KEYS
 
     assert set(CONFIG_KEYS) <= set(_find("ConfigMap", "autokfp-config")["data"])
     assert set(SECRET_KEYS) <= set(_find("Secret", "autokfp-credentials")["stringData"])

@@ -11,8 +11,8 @@ import yaml
 from kfp import compiler
 
 from autokfp.edge.compilation import compile_all, validate_pipeline_yaml
-from pipelines import PIPELINES, ClusterOptions
-from pipelines.discovery.discovery import build_discovery
+from autokfp.pipelines import PIPELINES, ClusterOptions
+from autokfp.pipelines.discovery.discovery import build_discovery
 
 
 def _config(tmp_path: Path, churn_frame) -> dict:

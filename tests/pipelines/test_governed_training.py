@@ -8,8 +8,7 @@ real types.
 import yaml
 from kfp import compiler, dsl
 
-from autokfp.edge.compilation import validate_pipeline_yaml
-from components import (
+from autokfp.components import (
     BY_STAGE,
     bias_check,
     check_data_bias,
@@ -23,7 +22,8 @@ from components import (
     train_model,
     write_model_card,
 )
-from pipelines.cluster import ClusterOptions, configure_task, configure_training_task
+from autokfp.edge.compilation import validate_pipeline_yaml
+from autokfp.pipelines.cluster import ClusterOptions, configure_task, configure_training_task
 
 
 def build_governed_training(options: ClusterOptions | None = None):

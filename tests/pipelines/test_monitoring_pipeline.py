@@ -53,7 +53,7 @@ TRAINING_TASKS = {
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> dict:
     from autokfp.edge.compilation import validate_pipeline_yaml
-    from pipelines import PIPELINES, ClusterOptions
+    from autokfp.pipelines import PIPELINES, ClusterOptions
 
     path = tmp_path_factory.mktemp("compiled") / "drift-monitoring.yaml"
     compiler.Compiler().compile(PIPELINES["drift-monitoring"](ClusterOptions()), str(path))
@@ -177,8 +177,8 @@ def crash_during_deploy(config: dict, run_id: str):
 def test_a_run_that_breaks_mid_deploy_restores_the_last_good_champion(tmp_path, autokfp_home):
     from kfp import local
 
+    from autokfp.components import finalize_monitoring
     from autokfp.modeling import registry
-    from components import finalize_monitoring
 
     for version, promote in (("1", True), ("2", False)):
         package = tmp_path / f"package-{version}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from autokfp.components import resolve_config
 from autokfp.errors import ConfigError, DataError, SchemaError
-from components import resolve_config
 from tests.conftest import small_config
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kfp.dsl import HTML, Artifact, Metrics
 
-from components import catalog_sources
+from autokfp.components import catalog_sources
 from tests.components import artifact
 from tests.conftest import small_config
 

@@ -8,8 +8,8 @@ import pytest
 from kfp.dsl import HTML, Artifact, Dataset, Metrics
 
 from autokfp.catalog.profiling import profile_frame
+from autokfp.components import profile
 from autokfp.errors import QualityGateError
-from components import profile
 from tests.components import artifact
 from tests.conftest import small_config
 

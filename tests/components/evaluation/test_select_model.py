@@ -7,8 +7,8 @@ from pathlib import Path
 
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Metrics, Model
 
+from autokfp.components import select_model
 from autokfp.training.isolation import write_candidate_marker
-from components import select_model
 from tests.components import artifact
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from kfp.dsl import Artifact, Dataset, Markdown
 
-from components import engineer_features
+from autokfp.components import engineer_features
 from tests.components import artifact
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kfp.dsl import Artifact, Dataset, Markdown, Metrics, Model
 
-from components import bias_check
+from autokfp.components import bias_check
 from tests.components import artifact
 from tests.conftest import small_config, use_home
 
@@ -48,7 +48,7 @@ def checked(home, inputs, tmp_path_factory):
 def explained(home, inputs, checked, tmp_path_factory):
     from kfp.dsl import HTML
 
-    from components import explain_model
+    from autokfp.components import explain_model
 
     out = tmp_path_factory.mktemp("explain")
     outputs = {"explanation": artifact(Artifact, out, "explanation"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kfp.dsl import Artifact, Markdown
 
-from components import check_data_bias
+from autokfp.components import check_data_bias
 from tests.components import artifact
 
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from kfp.dsl import Artifact, Markdown
 
+from autokfp.components import write_model_card
 from autokfp.steps import evaluate_model as evaluate_model_step
 from autokfp.steps import register_model as register_model_step
-from components import write_model_card
 from tests.components import artifact
 
 

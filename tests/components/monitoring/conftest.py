@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 from kfp.dsl import HTML, Artifact, Dataset, Metrics
 
-from autokfp.modeling import registry
-from autokfp.modeling.model_package import load_model_package
-from autokfp.serving.prediction_log import PredictionLogger
-from components import (
+from autokfp.components import (
     collect_predictions,
     decide_retraining,
     detect_anomalies,
     detect_drift,
     measure_performance,
 )
+from autokfp.modeling import registry
+from autokfp.modeling.model_package import load_model_package
+from autokfp.serving.prediction_log import PredictionLogger
 from tests.components import artifact
 from tests.conftest import small_config
 

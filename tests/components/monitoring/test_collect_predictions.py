@@ -23,7 +23,7 @@ def test_collect_predictions_without_a_champion_says_so(trained_package, autokfp
                                                         tmp_path) -> None:
     from kfp.dsl import Artifact, Dataset
 
-    from components import collect_predictions
+    from autokfp.components import collect_predictions
     from tests.components import artifact
     from tests.conftest import small_config
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 from types import SimpleNamespace
 
+from autokfp.components import finalize_monitoring
 from autokfp.governance.audit import read_events
 from autokfp.modeling import registry
-from components import finalize_monitoring
 
 
 def _status(state: str, error: str = "", task: str = "") -> SimpleNamespace:

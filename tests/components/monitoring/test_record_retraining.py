@@ -6,8 +6,8 @@ import json
 
 from kfp.dsl import Artifact
 
+from autokfp.components import record_retraining
 from autokfp.governance.audit import read_events
-from components import record_retraining
 from tests.components import artifact
 from tests.components.monitoring.conftest import read
 

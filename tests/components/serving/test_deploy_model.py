@@ -9,8 +9,8 @@ import pytest
 import yaml
 from kfp.dsl import Artifact, Dataset
 
+from autokfp.components import deploy_model
 from autokfp.errors import DeploymentError
-from components import deploy_model
 from tests.components import artifact
 from tests.conftest import small_config
 

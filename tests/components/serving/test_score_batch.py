@@ -17,10 +17,10 @@ from kfp.dsl import Artifact, Metrics
 from typer.testing import CliRunner
 
 from autokfp.catalog.lineage import lineage
+from autokfp.components import score_batch
 from autokfp.edge.local import run_scoring
 from autokfp.errors import ConfigError
 from autokfp.serving.batch import read_store_predictions
-from components import score_batch
 from tests.components import artifact
 from tests.conftest import mlflow_server
 

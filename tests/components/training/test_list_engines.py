@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from autokfp.components import list_engines
 from autokfp.errors import ConfigError
-from components import list_engines
 from tests.conftest import small_config
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 
+from autokfp.components import train_model
 from autokfp.training.isolation import read_candidate_marker
-from components import train_model
 from tests.components import artifact
 from tests.conftest import small_config
 

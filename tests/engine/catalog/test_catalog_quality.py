@@ -11,11 +11,11 @@ import pytest
 from kfp.dsl import HTML, Artifact, Dataset, Metrics
 
 from autokfp.catalog.profiling import profile_frame
+from autokfp.components import profile
 from autokfp.config import QualitySpec
 from autokfp.errors import QualityGateError
 from autokfp.quality import run_quality_gate, write_data_summary
 from autokfp.steps.profile import profile as profile_step
-from components import profile
 from tests.conftest import small_config
 
 
