@@ -69,6 +69,27 @@ class CatalogedDataset:
             + (f"'{source}/{table}'" if source and table else "<source>/<table>"))
 
 
+def source_names(config: dict[str, Any] | None) -> set[str]:
+    """The names of the sources of a run config given as a dict (before it is validated)."""
+    sources = (config or {}).get("sources")
+    if not isinstance(sources, list):
+        return set()
+    return {s["name"] for s in sources if isinstance(s, dict) and isinstance(s.get("name"), str)}
+
+
+def check_same_dataset(source: Any, relative: str, urn: str) -> None:
+    """The dataset a URN was resolved to is the one DataHub names by it: a config source of
+    the same name elsewhere (another bucket, another database) must not stand in for it."""
+    from autokfp.catalog.sources import open_source
+
+    named = open_source(source).urn(relative)
+    if named != urn:
+        raise ConfigError(
+            f"dataset {urn}: config's source '{source.name}' holds a different dataset under "
+            f"'{relative}' ({named}); rename that source in config, or give the dataset as a "
+            "URI")
+
+
 def is_dataset_urn(text: str) -> bool:
     return text.strip().startswith(DATASET_URN_PREFIX)
 

@@ -11,9 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from autokfp.catalog.locations import is_dataset_urn, locate_dataset
+from autokfp.catalog.locations import (
+    check_same_dataset,
+    is_dataset_urn,
+    locate_dataset,
+    source_names,
+)
 from autokfp.config import FROM_CONFIG, RunConfig, apply_run_form
-from autokfp.errors import ConfigError, SchemaError
+from autokfp.errors import SchemaError
 from autokfp.steps.results import Publication, StepResult
 
 
@@ -40,25 +45,9 @@ def check_training_data(config: RunConfig) -> None:
         )
 
 
-def _source_names(config: dict[str, Any] | None) -> set[str]:
-    sources = (config or {}).get("sources")
-    return {s["name"] for s in sources if isinstance(s, dict) and isinstance(s.get("name"), str)} \
-        if isinstance(sources, list) else set()
-
-
-def check_same_dataset(config: RunConfig, urn: str) -> None:
-    """The dataset a URN was resolved to is the one DataHub names by it: a config source of
-    the same name elsewhere (another bucket, another database) must not stand in for it."""
-    from autokfp.catalog.sources import open_source
-
+def _check_same_dataset(config: RunConfig, urn: str) -> None:
     source_name, _, relative = config.training.dataset.partition("/")
-    source = next(s for s in config.sources if s.name == source_name)
-    named = open_source(source).urn(relative)
-    if named != urn:
-        raise ConfigError(
-            f"dataset {urn}: config's source '{source_name}' holds a different dataset under "
-            f"'{relative}' ({named}); rename that source in config, or give the dataset as a "
-            "URI")
+    check_same_dataset(next(s for s in config.sources if s.name == source_name), relative, urn)
 
 
 def resolve_config(config: dict[str, Any] | None = None, dataset: str = FROM_CONFIG,
@@ -73,12 +62,12 @@ def resolve_config(config: dict[str, Any] | None = None, dataset: str = FROM_CON
 
     urn = dataset.strip() if isinstance(dataset, str) and is_dataset_urn(dataset) else None
     if urn:
-        dataset = locate_dataset(urn).run_dataset(_source_names(config))
+        dataset = locate_dataset(urn).run_dataset(source_names(config))
     resolved = apply_run_form(config, dataset=dataset, target=target, task=task,
                               model_name=model_name, budget_seconds=budget_seconds,
                               engines=engines, require_approval=require_approval)
     if urn:
-        check_same_dataset(resolved, urn)
+        _check_same_dataset(resolved, urn)
     read_config(resolved)  # in a pod: the registry and the artifact store must be shared ones
     if check_data:
         check_training_data(resolved)

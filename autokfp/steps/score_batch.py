@@ -97,13 +97,20 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
     input's key columns, to ``output`` (see ``autokfp.serving.batch``).
 
     ``dataset`` is ``<source>/<table or file>`` of ``config``'s sources, a ``gs://``/
-    ``s3://`` URI or absolute path of one file, or ``<database URL>#<table>``. ``keys`` is
+    ``s3://`` URI or absolute path of one file, ``<database URL>#<table>``, or a DataHub
+    dataset URN (looked up in the catalog, ``autokfp.catalog.locations``). ``keys`` is
     a comma-separated list of columns (default: the model's identifier columns, else the
     row number). A rerun of the same batch skips the chunks already written.
     """
     from pydantic import TypeAdapter, ValidationError
 
     from autokfp.catalog.lineage import record_scoring_lineage
+    from autokfp.catalog.locations import (
+        check_same_dataset,
+        is_dataset_urn,
+        locate_dataset,
+        source_names,
+    )
     from autokfp.catalog.sources.base import open_source
     from autokfp.config import Source, resolve_dataset
     from autokfp.serving.batch import default_keys, parse_target, score_frame
@@ -118,6 +125,9 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
         if not dataset:
             raise ConfigError("dataset: give the data to score (a gs:// or s3:// URI, "
                               "<source>/<table> of the config's sources, or <database URL>#<table>)")
+    urn = dataset.strip() if is_dataset_urn(dataset) else None
+    if urn:
+        dataset = locate_dataset(urn, settings).run_dataset(source_names(config))
     sources, dataset_id = resolve_dataset(dataset, config.get("sources"))
     source_name, _, relative = dataset_id.partition("/")
     try:
@@ -125,6 +135,8 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
             next(s for s in sources if (s.get("name") if isinstance(s, dict) else s.name) == source_name))
     except ValidationError as exc:
         raise ConfigError(f"dataset '{dataset}': {exc.errors()[0]['msg']}") from None
+    if urn:
+        check_same_dataset(source, relative, urn)
     name, alias = parse_model(model, config)
     target = parse_target(join(settings.artifact_root, "scores")
                           if output.strip() in ("", DEFAULT_OUTPUT) else output)

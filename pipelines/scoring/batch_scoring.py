@@ -40,8 +40,9 @@ def build_batch_scoring(options: "ClusterOptions | None" = None):
 
         Args:
             dataset: The data to score: a gs:// or s3:// URI of a Parquet/CSV file (e.g.
-                gs://my-bucket/churn/new_customers.parquet), <database URL>#<table>, or
-                <source>/<table or file> of the sources in config. "from config": config's
+                gs://my-bucket/churn/new_customers.parquet), <database URL>#<table>,
+                <source>/<table or file> of the sources in config, or a DataHub dataset URN
+                (urn:li:dataset:...) that the catalog knows. "from config": config's
                 training.dataset.
             model: The registered model: NAME@ALIAS (e.g. churn@champion), NAME (its
                 champion) or NAME/VERSION. "from config": the champion of config's name.

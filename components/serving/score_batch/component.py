@@ -29,8 +29,8 @@ def score_batch(
 
     Args:
         dataset: The data to score: a ``gs://`` or ``s3://`` URI or an absolute path of one
-            Parquet/CSV file, ``<source>/<table or file>`` of ``config``'s sources, or
-            ``<database URL>#<table>``.
+            Parquet/CSV file, ``<source>/<table or file>`` of ``config``'s sources,
+            ``<database URL>#<table>``, or a DataHub dataset URN the catalog knows.
         summary: Output. What was scored and where (JSON: model, version, output, batch id,
             chunks scored and skipped, lineage URNs).
         metrics: Output. Rows, chunks, chunks scored and skipped, seconds.

@@ -126,3 +126,34 @@ def test_an_unknown_model_is_named(registered_on_s3, tmp_path) -> None:
     with pytest.raises(ConfigError, match=f"model '{MODEL}@nope' is not in the registry"):
         score_batch.python_func(dataset=registered_on_s3["dataset"], summary=summary,
                                 metrics=metrics, model=f"{MODEL}@nope")
+
+
+def test_a_catalogued_dataset_is_scored_by_its_datahub_urn(trained_package, churn_frame,
+                                                           autokfp_home, tmp_path,
+                                                           monkeypatch) -> None:
+    from pydantic import TypeAdapter
+
+    from autokfp.catalog.crawl import crawl_sources
+    from autokfp.config import Source
+    from autokfp.modeling import registry
+
+    monkeypatch.delenv("DATAHUB_GMS_URL", raising=False)
+    registry.register_model(trained_package.paths.model, MODEL, {"test_auc": 0.8}, {}, {},
+                            promote=True, decision="first", compared_champion=None)
+    folder = tmp_path / "lake"
+    folder.mkdir()
+    rows = churn_frame.drop(columns=["churned"]).tail(300).reset_index(drop=True)
+    rows.to_parquet(folder / "new_customers.parquet", index=False)
+    crawl_sources(TypeAdapter(list[Source]).validate_python(
+        [{"name": "lake", "kind": "folder", "path": str(folder)}]))
+    urn = ("urn:li:dataset:(urn:li:dataPlatform:file,"
+           f"{str(folder / 'new_customers.parquet').lstrip('/')},PROD)")
+    summary, metrics = artifact(Artifact, tmp_path, "summary"), artifact(Metrics, tmp_path, "m")
+    where = score_batch.python_func(dataset=urn, summary=summary, metrics=metrics,
+                                    model=MODEL, output=str(tmp_path / "scores"))
+    written = read_store_predictions(where)
+    assert written["customer_id"].tolist() == rows["customer_id"].tolist()
+    assert json.loads(open(summary.path).read())["dataset"] == "run-form/new_customers.parquet"
+    with pytest.raises(ConfigError, match="is not in the catalog"):
+        score_batch.python_func(dataset=urn.replace("new_customers", "old"), summary=summary,
+                                metrics=metrics, model=MODEL, output=str(tmp_path / "scores"))
