@@ -160,3 +160,21 @@ def test_an_unreachable_gms_is_named_without_the_token(catalog_home, monkeypatch
         locate_dataset(SQLITE_URN)
     assert "DataHub GMS at http://127.0.0.1:9 is not reachable" in str(refused.value)
     assert TOKEN not in str(refused.value)
+
+
+def test_a_password_protected_table_needs_its_source_in_the_config() -> None:
+    from autokfp.catalog.locations import CatalogedDataset
+
+    urn = "urn:li:dataset:(urn:li:dataPlatform:postgres,crm.public.customers,PROD)"
+    found = CatalogedDataset(urn, "postgres", "autokfp's catalog index at gs://b/catalog",
+                             dataset_id="crm/customers",
+                             database="postgresql://ml:***@db.internal:5432/crm")
+    assert found.run_dataset({"crm"}) == "crm/customers"  # the config's source has the secret
+    with pytest.raises(ConfigError) as refused:
+        found.run_dataset(set())
+    message = str(refused.value)
+    assert "table 'customers' of a database (postgresql://ml:***@db.internal:5432/crm)" in message
+    assert "as 'crm' with its password as ${VAR}" in message and "'crm/customers'" in message
+    open_db = CatalogedDataset(urn, "sqlite", "x", dataset_id="wh/customers",
+                               database="sqlite:////data/wh.db")
+    assert open_db.run_dataset(set()) == "sqlite:////data/wh.db#customers"
