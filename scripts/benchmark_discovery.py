@@ -13,7 +13,8 @@ Then the issue-16 workload, many files and many tables crawled together by one a
 crawl, against its targets (first crawl >= 100 datasets/s, unchanged re-crawl >= 2,000).
 
     .venv/bin/python scripts/benchmark_discovery.py [--tables 1000] [--files 1000]
-        [--wide 20] [--wide-columns 1000] [--rows 20] [--no-anchor] [--keep]
+        [--wide 20] [--wide-columns 1000] [--rows 20] [--no-anchor] [--ingest]
+        [--only-issue] [--keep]
 
 What each side does is not the same work, and the table says so: autokfp profiles a sample
 of every column (semantic types, PII, statistics), versions each schema, and publishes to a
@@ -138,6 +139,30 @@ def autokfp_crawls(name: str, sources: list[dict[str, Any]], home: Path) -> list
     return out
 
 
+def ingest_runs(name: str, sources: list[dict[str, Any]], home: Path) -> list[Timing]:
+    """``catalog.ingestion: datahub``: DataHub's sources run the generated recipes, autokfp's
+    crawl adds its aspects, file sink and DataHub Lite; a first run and an unchanged re-run."""
+    from autokfp.catalog.ingest import ingest
+    from autokfp.config import parse_config
+    from autokfp.settings import Settings
+
+    os.environ["AUTOKFP_HOME"] = str(home)
+    config = parse_config({"name": name, "sources": sources,
+                           "training": {"dataset": f"{sources[0]['name']}/x", "target": "y"}})
+    settings = Settings.from_env()
+    settings.ensure_local_dirs()
+    out = []
+    for label in ("DataHub-ingestion path, first run", "DataHub-ingestion path, re-run"):
+        started, cpu = time.monotonic(), _cpu()
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = ingest(config, settings=settings)
+        seconds, cpu = time.monotonic() - started, _cpu() - cpu
+        out.append(Timing(label, len(result.datasets), seconds, cpu,
+                          f"({len(result.extended)} extended, {result.lite_written} aspects "
+                          "into Lite)"))
+    return out
+
+
 def datahub_crawl(source: dict[str, Any], sink: Path) -> Timing:
     """DataHub's own source with its stock recipe into its file sink."""
     from datahub.ingestion.run.pipeline import Pipeline
@@ -169,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wide-columns", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=20, help="rows per table and file")
     parser.add_argument("--no-anchor", action="store_true", help="skip DataHub's sources")
+    parser.add_argument("--ingest", action="store_true",
+                        help="also time catalog.ingestion: datahub on the issue workload")
+    parser.add_argument("--only-issue", action="store_true", help="skip the three shapes")
     parser.add_argument("--keep", action="store_true", help="keep the data and catalogs")
     args = parser.parse_args(argv)
 
@@ -183,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         db, folder, wide_db = root / "warehouse.db", root / "files", root / "wide.db"
         make_tables(db, args.tables, args.rows)
         make_files(folder, args.files, args.rows, offset=args.tables)
-        make_wide(wide_db, args.wide, args.wide_columns, args.rows)
+        if not args.only_issue:
+            make_wide(wide_db, args.wide, args.wide_columns, args.rows)
         print(f"made {args.tables} tables, {args.files} files ({args.rows} rows, 5 columns) "
               f"and {args.wide} tables of {args.wide_columns} columns in "
               f"{time.monotonic() - started:.1f}s under {root}; load average "
@@ -201,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
              {"type": "sqlalchemy", "config": {"platform": "sqlite",
                                               "connect_uri": f"sqlite:///{wide_db}"}}),
         ]
-        for index, (shape, sources, recipe) in enumerate(shapes):
+        for index, (shape, sources, recipe) in enumerate([] if args.only_issue else shapes):
             print(f"\n{shape}:")
             timings = autokfp_crawls(f"bench{index}", sources, root / f"home-{index}")
             if not args.no_anchor:
@@ -225,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             print(timing.line())
             print(f"    target {target:,.0f}/s: {verdict}")
         print(f"  re-crawl cost: {100 * again.seconds / first.seconds:.1f}% of the first crawl")
+        if args.ingest:
+            for timing in ingest_runs("bench-ingest", both, root / "home-ingest"):
+                print(timing.line(), flush=True)
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         if args.keep:

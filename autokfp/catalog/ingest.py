@@ -439,6 +439,19 @@ def _referenced(recipe: dict[str, Any], value: str) -> bool:
     return any("${" + n + "}" in text or "$" + n in text for n in names)
 
 
+def _cached(record: Any) -> Any:
+    """The proposal as autokfp's ``Proposal`` (serialised once, without the validation
+    pass), which Lite's ``write`` serialises again otherwise."""
+    from autokfp.catalog.datahub import Proposal
+
+    if record.aspect is None or record.entityKeyAspect is not None:
+        return record
+    return Proposal(entityType=record.entityType, entityUrn=record.entityUrn,
+                    changeType=record.changeType, aspectName=record.aspectName,
+                    aspect=record.aspect, systemMetadata=record.systemMetadata,
+                    auditHeader=record.auditHeader, headers=record.headers)
+
+
 def _records(path: str) -> list[Any]:
     from datahub.emitter.mcp import MetadataChangeProposalWrapper
     from datahub.emitter.mcp_builder import mcps_from_mce
@@ -448,11 +461,11 @@ def _records(path: str) -> list[Any]:
     patches = 0
     for obj in json.loads(Path(path).read_text()):
         if "proposedSnapshot" in obj:
-            out += list(mcps_from_mce(MetadataChangeEventClass.from_obj(obj)))
+            out += [_cached(r) for r in mcps_from_mce(MetadataChangeEventClass.from_obj(obj))]
             continue
         record = MetadataChangeProposalWrapper.from_obj(obj)
         if isinstance(record, MetadataChangeProposalWrapper):
-            out.append(record)
+            out.append(_cached(record))
         else:  # a PATCH (the s3 source's lastModified): Lite takes only whole aspects
             patches += 1
     if patches:
