@@ -81,6 +81,7 @@ def _record_deployment(cfg: RunConfig, settings: Any, decision: Any, service: st
         from autokfp.governance.audit import record_event
 
         record_event(kind, {"target": decision.target, "action": decision.action,
+                            "strategy": cfg.deploy.strategy,
                             "previous_version": decision.previous_version, "reason": decision.reason,
                             "checks": decision.verification},
                      model=cfg.model_name, version=decision.version, settings=settings)

@@ -383,6 +383,97 @@ def test_standard_mode_switches_blue_green_and_leaves_the_service_alone_on_failu
         assert str(registry.champion_version(registry.configure(), "churn-test").version) == "2"
 
 
+def test_an_ab_split_serves_both_versions_for_its_time_then_decides(
+        tmp_path, autokfp_home, trained_package, predictors, monkeypatch):
+    """deploy.strategy ab: after the canary's own verification the split is kept at
+    ab_percent for ab_minutes (the fake routes each user request by the status's shares,
+    as Knative does), then the new revision is verified alone again and promoted. A
+    revision that stops answering during the split is rolled back at once; the audit trail
+    records the strategy and the split. Standard mode has no split: refused, named."""
+    from autokfp.errors import DeploymentError
+    from autokfp.governance import audit
+
+    with FakeKServe(predictors, knative=True, observe_delay=0.5, ready_delay=0.5) as kube:
+        config = _kube_config(tmp_path, kube, monkeypatch, trained_package, strategy="ab",
+                              ab_percent=50, ab_minutes=0.1)
+        test_path = trained_package.paths.test
+        first = _register(trained_package.paths.model, config, True, None, tmp_path)
+        result = deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
+                                                tmp_path / "d1.json")
+        assert result.outcome == "promoted"  # a first version has nothing to split with
+        row = deployment.to_records(pd.read_parquet(test_path).drop(columns=["churned"]).head(1))[0]
+
+        second = _register(_new_version(trained_package, config, tmp_path, "v2"), config, True,
+                           "1", tmp_path)
+        kube.calls.clear()
+        with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+            result = deploy_model_step.deploy_model(config, second, test_path, tmp_path / "m2.yaml",
+                                                    tmp_path / "d2.json")
+        decision = json.loads((tmp_path / "d2.json").read_text())
+        assert result.outcome == "promoted", decision
+        checks = {c["check"]: c for c in decision["verification"]}
+        assert checks["ab_split"]["passed"], checks["ab_split"]
+        assert "50% of traffic to v2 for 0.1 min" in checks["ab_split"]["detail"]
+        assert "v1 " in checks["ab_split"]["detail"] and "v2 " in checks["ab_split"]["detail"]
+        assert checks["after_ab_model_version"]["passed"] and checks["after_ab_smoke_test"]["passed"]
+        shares = [body["spec"]["predictor"]["canaryTrafficPercent"] for _, body in _sent(kube, "PATCH")
+                  if set(body["spec"]["predictor"]) == {"canaryTrafficPercent"}]
+        assert shares == [10, 50, 100], shares
+        # users were answered by both versions, interleaved (a split, not a switch), no errors
+        versions = [v for status, v in users.answers]
+        assert users.answers and all(status == 200 for status, _ in users.answers)
+        first_v2 = versions.index("2")
+        assert versions[first_v2:].count("1") >= 5, versions
+        event = audit.events_for("churn-test", "2", kind="deploy.promoted")[-1]
+        assert event["details"]["strategy"] == "ab"
+        assert any(c["check"] == "ab_split" for c in event["details"]["checks"])
+
+        # v3's pods die during its split: rolled back at once, v2 keeps serving
+        serving = deployment.LocalServing(tmp_path / "serving-v3")
+        dying, _ = serving.start("churn-test", "3", str(trained_package.paths.model))
+        assert deployment.wait_ready(dying.url, "churn-test", 90)
+        kube.backends["3"] = dying.url
+        third = _register(_new_version(trained_package, config, tmp_path, "v3"), config, True,
+                          "2", tmp_path)
+        config.deploy.ab_minutes = 0.5
+        kube.calls.clear()
+
+        def kill_when_split() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if any(c[0] == "PATCH" and (c[2].get("spec") or {}).get("predictor") ==
+                       {"canaryTrafficPercent": 50} for c in list(kube.calls)):
+                    time.sleep(2)
+                    serving.stop(dying)
+                    return
+                time.sleep(0.1)
+
+        killer = threading.Thread(target=kill_when_split, daemon=True)
+        killer.start()
+        started = time.monotonic()
+        result = deploy_model_step.deploy_model(config, third, test_path, tmp_path / "m3.yaml",
+                                                tmp_path / "d3.json")
+        killer.join(timeout=10)
+        decision = json.loads((tmp_path / "d3.json").read_text())
+        assert result.outcome == "rolled-back", decision
+        split = next(c for c in decision["verification"] if c["check"] == "ab_split")
+        assert not split["passed"] and "stopped answering" in split["detail"], split
+        assert time.monotonic() - started < 30, "the split must end when the revision dies"
+        assert _sent(kube, "PATCH")[-1][1]["spec"]["predictor"] == {"canaryTrafficPercent": 0}
+        assert str(registry.champion_version(registry.configure(), "churn-test").version) == "2"
+        assert _predict(kube._route_url(kube.services["churn-test"], "service"), "churn-test",
+                        [row])["model_version"] == "2"
+        event = audit.events_for("churn-test", "3", kind="deploy.rolled_back")[-1]
+        assert event["details"]["strategy"] == "ab"
+
+        config.deploy.mode = "standard"
+        fourth = _register(_new_version(trained_package, config, tmp_path, "v4"), config, True,
+                           "2", tmp_path)
+        with pytest.raises(DeploymentError, match="serverless"):
+            deploy_model_step.deploy_model(config, fourth, test_path, tmp_path / "m4.yaml",
+                                           tmp_path / "d4.json")
+
+
 def test_a_status_that_has_not_observed_the_patch_is_not_settled():
     """Unit check of the wait: Ready=True on an old generation, or on the old revision, is
     not the rollout the step wrote."""

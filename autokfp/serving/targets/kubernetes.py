@@ -9,7 +9,10 @@ else Standard):
   new revision created and ready), gives it ``deploy.canary_traffic_percent``, smoke-tests the new revision alone through its ``latest`` tagged
   route, checks every answer carries the new ``model_version``, and only then promotes it
   to 100 %; otherwise the canary share goes to 0 % and the previous revision, which served
-  throughout, keeps all traffic.
+  throughout, keeps all traffic. With ``deploy.strategy: ab`` the verified revision then
+  keeps ``deploy.ab_percent`` of live traffic for ``deploy.ab_minutes`` (the step samples
+  which version answers users, and that the new revision still answers as itself), is
+  verified alone again, and only then gets 100 % (else 0 %).
 * **standard** (RawDeployment, no traffic split): blue-green. The new version first runs as
   a second InferenceService ``<name>-candidate`` that no user calls; once verified, the
   serving InferenceService is switched to it (and checked to answer with the new version)
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 KNATIVE_GROUP = "serving.knative.dev"
 CANDIDATE_SUFFIX = "-candidate"
 SWITCH_SECONDS = 120  # after a Standard switch, how long old pods may still answer
+AB_SAMPLE = 10  # requests to the service URL per check of an A/B split
 
 
 @register_target("kubernetes")
@@ -53,6 +57,13 @@ class KubernetesTarget:
         serving = cluster.get(release.service)
         mode = resolve_mode(deploy.mode, cluster, serving)
         token = deployment.smoke_token(deploy.token_env)
+        if deploy.strategy == "ab" and mode != "serverless":
+            from autokfp.errors import DeploymentError
+
+            raise DeploymentError(
+                f"deploy.strategy ab needs a traffic split, which KServe offers only in "
+                f"serverless mode (Knative); {release.service} is deployed in {mode} mode. Use "
+                "deploy.strategy canary (a verified blue-green switch), or deploy.mode serverless")
         log.info("deploying %s v%s in %s mode", release.service, release.version, mode)
         if mode == "serverless":
             return self._canary(cluster, release, serving, rows, expected, token)
@@ -100,6 +111,10 @@ class KubernetesTarget:
                     version=release.version, token=token)
                 _merge(result, checked)
         passed = result.passed and expected is not None
+        if passed and canary and deploy.strategy == "ab":
+            assert settled.latest_url is not None and settled.service_url is not None
+            passed = self._ab_split(cluster, release, settled.revision, settled.service_url,
+                                    settled.latest_url, rows, expected, token, result)
         if serving is not None:
             percent = 100 if passed else 0
             cluster.set_traffic(service, percent)
@@ -112,6 +127,65 @@ class KubernetesTarget:
                 log.warning("canary of %s v%s set to 0%%: revision %s keeps all traffic",
                             service, release.version, previous_revision)
         return result
+
+    def _ab_split(self, cluster: KServeCluster, release: Release, revision: str | None,
+                  service_url: str, latest_url: str, rows: pd.DataFrame,
+                  expected: pd.DataFrame | None, token: str | None,
+                  result: Verification) -> bool:
+        """Keep ``deploy.ab_percent`` of live traffic on the verified new revision for
+        ``deploy.ab_minutes``: sample which version answers users (the split must be real and
+        error-free), stop at once if the new revision stops being ready, then verify it
+        alone again. Whether it passed; every finding is a check (and so in the audit trail)."""
+        from collections import Counter
+
+        from autokfp.serving.predictor_client import PredictorClient
+
+        deploy, service = self.cfg.deploy, release.service
+        cluster.set_traffic(service, deploy.ab_percent)
+        if not cluster.wait_traffic(service, revision, deploy.ab_percent, deploy.ready_timeout_secs):
+            result.add("ab_split", False, f"revision {revision} was set to {deploy.ab_percent}% "
+                                          "but the status does not show it")
+            return False
+        seconds = deploy.ab_minutes * 60
+        poll = max(1.0, min(30.0, seconds / 10))
+        records = deployment.to_records(rows.head(1))
+        answered: Counter[str] = Counter()
+        started = time.monotonic()
+        log.info("A/B split of %s: %d%% to v%s for %g min", service, deploy.ab_percent,
+                 release.version, deploy.ab_minutes)
+        with PredictorClient(service_url, token=token, timeout=10) as users, \
+                PredictorClient(latest_url, token=token, timeout=10) as new:
+            while True:
+                for _ in range(AB_SAMPLE):
+                    try:
+                        status, body = users.predict(service, records, timeout=10)
+                    except httpx.TransportError as exc:
+                        status, body = 0, str(exc)
+                    answered[f"v{body.get('model_version')}" if status == 200
+                             and isinstance(body, dict) else f"HTTP {status}"] += 1
+                elapsed = time.monotonic() - started
+                alive = _answers_as(new, service, records, release.version)
+                if alive is not True:
+                    result.add("ab_split", False, f"revision {revision} (v{release.version}) stopped "
+                               f"answering {elapsed:.0f} s into the A/B split ({alive}); users' "
+                               "sampled answers: " + _shares(answered))
+                    return False
+                if elapsed >= seconds:
+                    break
+                time.sleep(min(poll, seconds - elapsed))
+        errors = sum(n for key, n in answered.items() if not key.startswith("v"))
+        split = answered[f"v{release.version}"] > 0 and errors == 0
+        result.add("ab_split", split, f"{deploy.ab_percent}% of traffic to v{release.version} for "
+                                      f"{deploy.ab_minutes:g} min; sampled answers: " + _shares(answered))
+        if not split:
+            return False
+        if expected is not None:
+            checked = deployment.verify_endpoint(latest_url.rstrip("/"), service, rows, expected,
+                                                 deploy.latency_budget_ms, deploy.ready_timeout_secs,
+                                                 version=release.version, token=token)
+            for check in checked.checks:
+                result.add(f"after_ab_{check['check']}", check["passed"], check["detail"])
+        return result.passed
 
     # -------------------------------------------------------------------------- standard
 
@@ -189,6 +263,23 @@ def resolve_mode(configured: str, cluster: KServeCluster, serving: dict | None) 
         if found:
             return "serverless" if found.lower() == "serverless" else "standard"
     return "serverless" if cluster.has_api_group(KNATIVE_GROUP) else "standard"
+
+
+def _answers_as(client: Any, service: str, records: list[dict], version: str) -> bool | str:
+    """True if the route answers with ``version``, else what it did instead."""
+    try:
+        status, body = client.predict(service, records, timeout=10)
+    except httpx.TransportError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if status != 200:
+        return f"HTTP {status}"
+    served = str(body.get("model_version")) if isinstance(body, dict) else "?"
+    return True if served == str(version) else f"its route answered as v{served}"
+
+
+def _shares(answered: dict[str, int]) -> str:
+    total = sum(answered.values()) or 1
+    return ", ".join(f"{key} {n} ({100 * n / total:.0f}%)" for key, n in sorted(answered.items()))
 
 
 def _merge(result: Verification, checked: Verification) -> None:
