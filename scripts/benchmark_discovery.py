@@ -213,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         make_files(folder, args.files, args.rows, offset=args.tables)
         if not args.only_issue:
             make_wide(wide_db, args.wide, args.wide_columns, args.rows)
-        print(f"made {args.tables} tables, {args.files} files ({args.rows} rows, 5 columns) "
-              f"and {args.wide} tables of {args.wide_columns} columns in "
+        wide = "" if args.only_issue else f" and {args.wide} tables of {args.wide_columns} columns"
+        print(f"made {args.tables} tables, {args.files} files ({args.rows} rows, 5 columns)"
+              f"{wide} in "
               f"{time.monotonic() - started:.1f}s under {root}; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
         files_source = {"name": "files", "kind": "folder", "path": str(folder),
