@@ -611,6 +611,18 @@ def select_features(
         if not keep:  # never leave the model without input: keep the least useless one
             keep = ranked[:1]
             reasons.pop(ranked[0], None)
+        if reasons:
+            with threadpool_limits(limits=1):
+                check = _cross_validate_drop(features, labelled[plan.target], plan, keep,
+                                             seed + 1)
+            record["cv_check"] = check
+            if not check["accepted"]:
+                keep, reasons = list(ranked), {}
+                record["reason"] = (
+                    f"the features left after dropping for importance do worse under "
+                    f"{check['folds']}-fold cross-validation ({check['metric']} "
+                    f"{check['kept']:.5f} vs {check['all']:.5f} with every feature): "
+                    "none dropped for importance")
     elif drop_useless:
         record["reason"] = ("the quick model is no better than chance on held-back rows, so its "
                             "importances mean nothing; no feature dropped for importance")
@@ -626,6 +638,54 @@ def select_features(
     log.info("feature selection kept %d of %d features in %.1fs", len(plan.feature_columns),
              len(columns), record["seconds"])
     return plan
+
+
+def _cross_validate_drop(features: pd.DataFrame, y: pd.Series, plan: FeaturePlan,
+                         keep: list[str], seed: int, folds: int = 3) -> dict[str, Any]:
+    """The quick model's out-of-fold score with every feature and with ``keep`` only, on the
+    same folds (drawn apart from the importance folds that chose the drops). The drop is
+    accepted only when the kept features score at least as well on average."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    matrix, categorical = _quick_matrix(features, plan)
+    if plan.task == "regression":
+        target = y.astype("float64").to_numpy()
+        splitter: Any = KFold(folds, shuffle=True, random_state=seed)
+    else:
+        target = y.map(category_text).to_numpy()
+        counts = pd.Series(target).value_counts()
+        splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed)
+                    if counts.min() >= folds else KFold(folds, shuffle=True, random_state=seed))
+    kept_columns = [list(matrix.columns).index(name) for name in keep]
+    scores: dict[str, list[float]] = {"all": [], "kept": []}
+    values = matrix.to_numpy(dtype="float64")
+    for fit_idx, held_idx in splitter.split(values, target):
+        fold_scores = {}
+        for name, columns in (("all", list(range(values.shape[1]))), ("kept", kept_columns)):
+            mask = [categorical[i] for i in columns]
+            model_type: Any = (HistGradientBoostingRegressor if plan.task == "regression"
+                               else HistGradientBoostingClassifier)
+            model = model_type(max_iter=60, categorical_features=mask if any(mask) else None,
+                               random_state=seed)
+            model.fit(values[fit_idx][:, columns], target[fit_idx])
+            # no shuffled copies (repeats=0): only the held-back rows' own score
+            scored = _shuffled_scores(model, values[held_idx][:, columns], target[held_idx],
+                                      plan.task, repeats=0, seed=seed)
+            if scored is None:
+                break
+            fold_scores[name] = scored[0]
+        if len(fold_scores) == 2:
+            for name, value in fold_scores.items():
+                scores[name].append(value)
+    metric = _QUICK_SCORERS[plan.task].replace("neg_", "")
+    if not scores["all"]:
+        return {"folds": folds, "metric": metric, "all": float("nan"), "kept": float("nan"),
+                "accepted": False}
+    every, kept = float(np.mean(scores["all"])), float(np.mean(scores["kept"]))
+    # greater is better for every quick score (negated losses); a tie is not a loss
+    return {"folds": len(scores["all"]), "metric": metric, "all": round(abs(every), 6),
+            "kept": round(abs(kept), 6), "accepted": bool(kept >= every - 1e-9)}
 
 
 def _quick_matrix(features: pd.DataFrame, plan: FeaturePlan) -> tuple[pd.DataFrame, list[bool]]:

@@ -85,6 +85,44 @@ def test_both_apply_paths_agree_after_selection() -> None:
             np.testing.assert_allclose(left.astype(float), right.astype(float), equal_nan=True)
 
 
+def test_a_drop_is_kept_only_when_cross_validation_agrees() -> None:
+    """Pure-noise columns are dropped and the check by cross-validation (folds apart from the
+    importance folds) confirms the smaller set does no worse; an importance ranking that
+    wrongly calls the strongest feature useless is caught there and nothing is dropped."""
+    from autokfp.modeling import features as features_module
+
+    rng = np.random.default_rng(3)
+    n = 1200
+    frame = pd.DataFrame({"signal": rng.normal(size=n), "weak": rng.normal(size=n)})
+    for i in range(4):
+        frame[f"junk{i}"] = rng.integers(0, 2, n).astype(float) * 0.0  # constant: never used
+    logit = 2.5 * frame["signal"] + 0.8 * frame["weak"]
+    frame["y"] = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype(int)
+    plan = select_features(_plan(frame), frame, seed=1)
+    check = plan.selection.get("cv_check")
+    if plan.selection["excluded"]:
+        assert check is not None and check["accepted"] is True
+        assert check["kept"] >= check["all"] - 1e-9  # AUC: the smaller set does no worse
+    assert {"signal", "weak"} <= set(plan.feature_columns)
+
+    real = features_module._permutation_importance
+
+    def broken(features, y, plan, seed):  # an importance that calls 'signal' unused
+        importance, score, useful = real(features, y, plan, seed)
+        return {**importance, "signal": (0.0, 0.0, True)}, score, useful
+
+    patched = pytest.MonkeyPatch()
+    patched.setattr(features_module, "_permutation_importance", broken)
+    try:
+        plan = select_features(_plan(frame), frame, seed=1)
+    finally:
+        patched.undo()
+    check = plan.selection["cv_check"]
+    assert check["accepted"] is False and check["all"] > check["kept"] + 0.1, check
+    assert "signal" in plan.feature_columns and not plan.selection["excluded"]
+    assert "do worse under 3-fold cross-validation" in plan.selection["reason"]
+
+
 def test_a_quick_model_no_better_than_chance_drops_nothing() -> None:
     rng = np.random.default_rng(5)
     frame = pd.DataFrame({"a": rng.normal(size=600), "b": rng.normal(size=600),
