@@ -136,6 +136,7 @@ def _data_section(tags: dict[str, str], meta: dict[str, Any], plan: Any, schema:
              f"| schema fingerprint | `{tags.get('dataset_fingerprint', schema.fingerprint)}` |",
              f"| schema version | {tags.get('dataset_schema_version', schema.catalog.get('schema_version', '-'))} |",
              f"| training rows | {meta.get('trained_rows', '-')} |",
+             f"| rows the model was fitted on | {meta.get('fitted_rows', meta.get('trained_rows', '-'))} |",
              f"| held-out rows | {evaluation.get('test_rows', '-')} |", ""]
     if lineage:
         lines += ["Lineage (from the catalog):", ""]
@@ -172,7 +173,11 @@ def _metrics_section(evaluation: dict[str, Any], fairness: dict[str, Any],
                       "The held-out figures above are noisier on a small table."]
     rows = meta.get("trained_rows")
     if rows:
-        lines += ["", f"The model was fitted on {rows} training rows; the "
+        fitted = meta.get("fitted_rows", rows)
+        fitted_on = (f"all {rows} training rows" if fitted == rows else
+                     f"{fitted} of the {rows} training rows (the rest were the engine's "
+                     "validation rows)")
+        lines += ["", f"The model was fitted on {fitted_on}; the "
                       f"{evaluation.get('test_rows', 'held-out')} held-out rows were kept out "
                       "of training to compare candidates and the champion (no refit on them)."]
     comparison = evaluation.get("comparison") or {}

@@ -121,7 +121,9 @@ def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_p
             "positive_class": plan.classes[-1] if plan.task == "binary" else None,
             "threshold": 0.5, "primary_metric": metric, "leader": result.leader,
             "device": result.device, "autokfp_version": __version__,
-            "trained_rows": len(train), "cv_metrics": result.cv_metrics, "params": result.params,
+            "trained_rows": len(train),
+            "fitted_rows": len(train) if result.fitted_rows is None else int(result.fitted_rows),
+            "cv_metrics": result.cv_metrics, "params": result.params,
             "train_seconds": round(engine_seconds, 2),
         }
         if plan.task != "regression":

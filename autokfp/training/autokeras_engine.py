@@ -15,9 +15,15 @@ stopping on the validation loss after ``patience`` epochs without improvement; t
 engine-neutral ``budget.max_runtime_secs`` is a wall-clock deadline: when it passes, the
 running trial stops after its current batch and no new trial starts.
 ``validation_fraction`` of the training rows (stratified) pick
-the architecture and the epoch and give the engine's validation estimate; the exported model
-is the best trial's best epoch (no refit on all rows, which would cost a second training
-inside the same budget).
+the architecture and the epoch and give the engine's validation estimate (its out-of-sample
+predictions, scored by the search's model, are what calibration and selection read). With
+``refit`` (the default) the chosen architecture is then trained again from fresh weights on
+all training rows, fit and validation rows together, for the best trial's best epoch count:
+the exported model has seen every training row, as H2O's does (its final models train on all
+rows, the folds only estimate). The refit comes after the search's deadline, like H2O's MOJO
+export, and is skipped (logged, the search's model exported) when it would take longer than
+``refit_max_share`` of the budget by the best trial's own epoch times, or does not end with a
+finite loss.
 
 TensorFlow is imported only when this engine trains or scores, so importing autokfp never
 pulls it in. It uses a GPU when TensorFlow sees one, the CPU otherwise. Scoring calls the
@@ -59,6 +65,9 @@ SCORE_BATCH = 8192
 # saving it, scoring the validation rows): a fixed part plus a share of the budget
 EXPORT_RESERVE_SECS = 4.0
 EXPORT_RESERVE_SHARE = 0.04
+# a refitted network whose loss on its rows exceeds the search's network's on its own by more
+# than this share is not exported (see _refit_all_rows)
+REFIT_LOSS_TOLERANCE = 0.10
 
 
 class AutoKerasSettings(EngineSettings):
@@ -76,6 +85,14 @@ class AutoKerasSettings(EngineSettings):
     validation_fraction: float = Field(
         default=0.2, ge=0.05, le=0.5,
         description="share of training rows that picks the architecture and the epoch")
+    refit: bool = Field(
+        default=True,
+        description="train the chosen architecture again on all training rows (fit + "
+                    "validation) for the best epoch count; the search's model otherwise")
+    refit_max_share: float = Field(
+        default=0.5, gt=0.0, le=2.0,
+        description="skip the refit when it would take longer than this share of "
+                    "budget.max_runtime_secs (estimated from the best trial's epoch times)")
 
 
 # ------------------------------------------------------------------------------ encoding
@@ -228,6 +245,8 @@ class _SearchClock:
         self.expired_at: float | None = None
         self.oracle: Any = None
         self.trial_started: float | None = None
+        self.best_epochs = 0  # epochs the best network had trained (its trial's best epoch + 1)
+        self.best_epoch_seconds = 0.0  # its trial's seconds per epoch
 
     def stop_search(self) -> None:
         if self.oracle is not None:  # the tuner asks the oracle before each trial
@@ -270,6 +289,9 @@ def _search_callback(clock: _SearchClock) -> Any:
                 clock.best_trial = clock.trials_started - 1
                 clock.best_model = self.model  # small networks: keep it, save once at the end
                 clock.best_weights = [w.copy() for w in self.model.get_weights()]
+                clock.best_epochs = epoch + 1
+                if clock.trial_started is not None:
+                    clock.best_epoch_seconds = (time.monotonic() - clock.trial_started) / (epoch + 1)
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             if clock.check():
@@ -400,6 +422,17 @@ class AutoKerasEngine:
                                  target.to_numpy(dtype="float64")[val_idx],
                                  validation, task, sort_metric, int(budget.seed))
         timings["validate"] = round(time.monotonic() - mark, 2)
+        fitted_rows, refit_note = len(fit_idx), "off (engines.autokeras.refit: false)"
+        if settings.refit:
+            mark = time.monotonic()
+            refitted, refit_note = _refit_all_rows(
+                clock, x, y, batch_size, int(budget.seed), fit_idx,
+                settings.refit_max_share * budget.max_runtime_secs)
+            if refitted is not None:
+                refitted.save(workdir / MODEL_FILE)
+                fitted_rows = len(x)
+            timings["refit"] = round(time.monotonic() - mark, 2)
+        log.info("AutoKeras refit: %s", refit_note)
         timings["total"] = round(time.monotonic() - started, 2)
         leader = f"trial_{clock.best_trial:0{len(str(settings.max_trials))}d}"
         info = {"engine": self.name, "leader": leader, "device": device,
@@ -407,7 +440,7 @@ class AutoKerasEngine:
                 "search_seconds": round(search_seconds, 2), "deadline_reached": clock.expired,
                 "trials": len(board), "inputs": encoding.width, "features": list(features.columns),
                 "categorical": categorical, "validation_rows": int(len(val_idx)),
-                "seconds": timings}
+                "fitted_rows": int(fitted_rows), "refit": refit_note, "seconds": timings}
         (workdir / "engine.json").write_text(json.dumps(info, indent=2))
         log.info("AutoKeras leader %s after %.1fs (%d trials%s); validation %s; seconds %s", leader,
                  search_seconds, len(board), ", deadline reached" if clock.expired else "", cv,
@@ -415,13 +448,14 @@ class AutoKerasEngine:
         return EngineResult(
             engine=self.name, artifact_dir=workdir, leader=leader, leaderboard=board,
             cv_metrics=cv, device=device,
-            holdout=(val_idx, validation),
+            holdout=(val_idx, validation), fitted_rows=int(fitted_rows),
             params={"max_runtime_secs": budget.max_runtime_secs,
                     "max_trials": settings.max_trials,
                     "max_epochs": settings.epochs, "patience": settings.patience,
                     "validation_fraction": settings.validation_fraction,
                     "batch_size": batch_size, "seed": budget.seed, "objective": "val_loss",
                     "models_trained": len(board), "deadline_reached": clock.expired,
+                    "refit": refit_note, "fitted_rows": int(fitted_rows),
                     "cv_method": f"holdout {settings.validation_fraction:.0%} of "
                                  "training rows (bootstrap spread)"},
         )
@@ -444,6 +478,75 @@ class AutoKerasEngine:
 
     def load_scorer(self, artifact_dir: Path, task: str, classes: list[str] | None) -> KerasScorer:
         return KerasScorer(Path(artifact_dir), task, classes)
+
+
+def _refit_all_rows(clock: _SearchClock, x: np.ndarray, y: np.ndarray, batch_size: int,
+                    seed: int, fit_idx: np.ndarray, limit_seconds: float) -> tuple[Any, str]:
+    """The best architecture trained again, from fresh weights, on all rows ``x`` for the
+    best network's epoch count: (model, what was done), or (None, why not).
+
+    No row is left to judge the refitted network out of sample, so it is checked where it
+    can be: its loss on the rows it fitted must not exceed the search's network's loss on
+    the rows that one fitted by more than ``REFIT_LOSS_TOLERANCE`` (a refit that did not
+    converge in the same epoch count, seen here with a few epochs from an unlucky start,
+    is rejected and the search's network exported)."""
+    import keras
+
+    searched_rows = len(fit_idx)
+    best = clock.best_model
+    epochs = clock.best_epochs
+    if best is None or epochs < 1:
+        return None, "skipped: the search recorded no best epoch"
+    estimate = clock.best_epoch_seconds * epochs * len(x) / max(searched_rows, 1)
+    if estimate > limit_seconds:
+        return None, (f"skipped: about {estimate:.0f}s by the best trial's epochs, over "
+                      f"refit_max_share of the budget ({limit_seconds:.0f}s); the search's "
+                      f"model (fitted on {searched_rows} rows) is exported")
+    keras.utils.set_random_seed(seed)
+    try:
+        model = keras.models.clone_model(best)
+        # statistics adapted to the data (normalisation layers) are not learned by fit: the
+        # clone keeps the search's; every trainable weight starts afresh
+        for source, target in zip(best.weights, model.weights):
+            if not source.trainable:
+                target.assign(source.numpy())
+        model.compile(optimizer=keras.optimizers.deserialize(
+            keras.optimizers.serialize(best.optimizer)), loss=best.loss)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True,
+                                verbose=0)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        return None, f"failed ({type(exc).__name__}: {exc}); the search's model is exported"
+    losses = history.history.get("loss") or [float("nan")]
+    if not math.isfinite(float(losses[-1])):
+        return None, "ended with a non-finite loss; the search's model is exported"
+    try:
+        refit_loss = _mean_loss(model, best.loss, x, y)
+        search_loss = _mean_loss(best, best.loss, x[fit_idx], y[fit_idx])
+    except (RuntimeError, ValueError, TypeError) as exc:
+        return None, (f"rejected: its loss could not be checked ({type(exc).__name__}: {exc}); "
+                      "the search's model is exported")
+    if not refit_loss <= search_loss * (1 + REFIT_LOSS_TOLERANCE) + 1e-6:
+        return None, (f"rejected: loss {refit_loss:.4f} on its {len(x)} rows against the "
+                      f"search's {search_loss:.4f} on its {searched_rows}; the search's model "
+                      "is exported")
+    return model, (f"on all {len(x)} training rows for {epochs} epochs (the search's model "
+                   f"was fitted on {searched_rows}; loss {refit_loss:.4f} vs {search_loss:.4f})")
+
+
+def _mean_loss(model: Any, loss: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """``model``'s mean training loss on rows ``x`` with labels ``y``."""
+    import keras
+
+    if isinstance(loss, dict):  # AutoKeras compiles {head name: loss}; one head here
+        if len(loss) != 1:
+            raise ValueError(f"{len(loss)} output losses, one expected")
+        loss = next(iter(loss.values()))
+    function = keras.losses.get(loss) if isinstance(loss, str) else loss
+    predicted = np.asarray(model.predict(x, batch_size=SCORE_BATCH, verbose=0))
+    truth = y.reshape(predicted.shape) if y.size == predicted.size else y
+    return float(np.mean(keras.ops.convert_to_numpy(function(truth, predicted))))
 
 
 def _validation_split(codes: np.ndarray, fraction: float,

@@ -74,6 +74,9 @@ class EngineResult:
     # out-of-sample scores of training rows: (row positions into the training frame, scores
     # n x k in ``classes`` order for classifiers); what the probability calibration is fitted on
     holdout: tuple[np.ndarray, np.ndarray] | None = None
+    # training rows the exported model was fitted on; None: all of them (an engine that
+    # keeps some back for its own validation, and does not refit, says how many it used)
+    fitted_rows: int | None = None
 
 
 class Engine(Protocol):

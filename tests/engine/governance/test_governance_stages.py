@@ -135,7 +135,7 @@ def test_model_card_and_compliance_report_say_what_was_found(governed) -> None:
     assert f"{fairness['accuracy_cost']:+.4f}" in card
     assert "| fairlearn |" in card and "| h2o | 3.46.0.11 |" in card
     train_rows = len(pd.read_parquet(governed.trained.paths.train))
-    assert f"fitted on {train_rows} training rows" in card  # the rows the model used, stated
+    assert f"fitted on all {train_rows} training rows" in card  # the rows the model used, stated
 
     report = json.loads(governed.read("compliance.json"))
     assert report["verdict"] == governed.documented.compliance == "pass", report["summary"]

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -88,11 +89,16 @@ def test_trains_within_its_budget_and_reports_validation_figures(keras_package) 
     # the search ends by its trial/epoch counts long before this generous deadline, so the
     # model's quality does not depend on how busy the machine is; the deadline still holds
     budget = keras_package.config.budget.max_runtime_secs
-    assert trained["engine_seconds"] <= budget + 30
+    engine_dir = keras_package.paths.model / "artifacts" / "engine"
+    # the refit on all rows comes on top (like H2O's export), bounded by refit_max_share
+    refit = json.loads((engine_dir / "engine.json").read_text())["seconds"].get("refit", 0.0)
+    assert trained["engine_seconds"] - refit <= budget + 30
+    assert refit <= 0.5 * budget + 30
     meta = json.loads((keras_package.paths.model / "artifacts" / "meta.json").read_text())
     assert meta["engine"] == "autokeras"
     assert meta["params"]["cv_method"].startswith("holdout")
-    engine_dir = keras_package.paths.model / "artifacts" / "engine"
+    # refitted on every training row after the search (the model card states the count)
+    assert meta["fitted_rows"] == meta["trained_rows"] == len(pd.read_parquet(keras_package.paths.train))
     assert (engine_dir / "model.keras").is_file()
     assert (engine_dir / "encoding.json").is_file()
     assert not (engine_dir / "search").exists()  # the trial checkpoints are not shipped
@@ -176,3 +182,86 @@ def test_multiclass_and_regression_heads(task, tmp_path) -> None:
         assert f"cv_{metric}_sd" in result.cv_metrics
     board = pd.read_csv(Path(result.artifact_dir) / "leaderboard.csv")
     assert len(board) == 1 and board.loc[0, "model_id"] == "trial_0"
+
+
+def test_the_exported_network_is_refitted_on_every_training_row(tmp_path) -> None:
+    """The search picks the architecture and epoch count on its validation rows; the exported
+    network is then trained again on all training rows (fit + validation), and kept only
+    when its loss on them is no worse than the search's network's on its own rows. What is
+    exported must rank the untouched test rows as well as the search's network (a refit
+    from untrained weights, or on the wrong labels, would not), and the out-of-sample
+    predictions calibration and selection read stay the search's."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer(as_frame=True)
+    features, target = data.data, data.target.astype(str)
+    x_train, x_test, y_train, y_test = train_test_split(features, target, test_size=0.3,
+                                                        random_state=0, stratify=target)
+    x_train, y_train = x_train.reset_index(drop=True), y_train.reset_index(drop=True)
+    budget = BudgetSpec(max_runtime_secs=120)
+    results, aucs = {}, {}
+    for refit in (True, False):
+        engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=40, patience=5,
+                                                   refit=refit, refit_max_share=1.0))
+        result = engine.train(x_train, y_train, "binary", ["0", "1"], [], budget, "auc",
+                              tmp_path / f"refit-{refit}")
+        scorer = engine.load_scorer(result.artifact_dir, "binary", ["0", "1"])
+        aucs[refit] = roc_auc_score(y_test.astype(int), scorer.predict(x_test)[:, 1])
+        results[refit] = (result, scorer)
+    refitted, scorer = results[True]
+    searched = results[False][0]
+    validation_rows = len(refitted.holdout[0])
+    assert searched.fitted_rows == len(x_train) - validation_rows
+    note = refitted.params["refit"]
+    assert note == json.loads((Path(refitted.artifact_dir) / "engine.json").read_text())["refit"]
+    if refitted.fitted_rows == len(x_train):
+        assert note.startswith(f"on all {len(x_train)} training rows"), note
+    else:  # the loss check turned the refit down: the search's network went out
+        assert note.startswith("rejected: loss"), note
+        assert refitted.fitted_rows == searched.fitted_rows
+    assert aucs[True] > 0.9 and aucs[True] >= aucs[False] - 0.03, (aucs, note)
+    # the holdout scores are out of sample: a network refitted on those very rows scores
+    # them differently
+    positions, holdout_scores = refitted.holdout
+    if refitted.fitted_rows == len(x_train):
+        again = scorer.predict(x_train.iloc[positions])
+        assert not np.allclose(again, holdout_scores, atol=1e-4)
+
+
+def test_a_refit_over_its_share_of_the_budget_is_skipped(tmp_path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=5, patience=2,
+                                               refit_max_share=1e-6))
+    result = engine.train(data.data, data.target.astype(str), "binary", ["0", "1"], [],
+                          BudgetSpec(max_runtime_secs=10), "auc", tmp_path / "engine")
+    assert result.fitted_rows == len(data.data) - len(result.holdout[0])
+    assert result.params["refit"].startswith("skipped: about")
+
+
+def test_a_refit_that_did_not_learn_is_rejected(tmp_path, monkeypatch) -> None:
+    """A refitted network that never trained (its fit a no-op: random weights) has a far
+    higher loss than the search's network: it is not exported."""
+    import keras
+    from sklearn.datasets import load_breast_cancer
+
+    real_clone = keras.models.clone_model
+
+    def untrained_clone(*args, **kwargs):
+        clone = real_clone(*args, **kwargs)
+        clone.fit = lambda *a, **k: SimpleNamespace(history={"loss": [0.5]})
+        return clone
+
+    monkeypatch.setattr(keras.models, "clone_model", untrained_clone)
+    data = load_breast_cancer(as_frame=True)
+    # refit_max_share: a busy machine's slow epochs must not skip the refit under test
+    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=15, patience=3,
+                                               refit_max_share=2.0))
+    result = engine.train(data.data, data.target.astype(str), "binary", ["0", "1"], [],
+                          BudgetSpec(max_runtime_secs=60), "auc", tmp_path / "engine")
+    assert result.params["refit"].startswith("rejected: loss"), result.params["refit"]
+    assert result.fitted_rows == len(data.data) - len(result.holdout[0])
+    scores = engine.load_scorer(result.artifact_dir, "binary", ["0", "1"]).predict(data.data)
+    assert roc_auc_score(data.target, scores[:, 1]) > 0.9  # the search's network went out
