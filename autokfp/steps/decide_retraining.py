@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autokfp.config import RunConfig
 from autokfp.governance.audit import batched
@@ -14,6 +14,9 @@ from autokfp.monitoring.window import NO_CHAMPION
 from autokfp.settings import Settings
 from autokfp.steps.io import read_config, read_json, write_stored_json
 from autokfp.steps.results import Publication, StepResult
+
+if TYPE_CHECKING:
+    from autokfp.monitoring.triggers import RetrainDecision
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,11 @@ def decide_retraining(
     return RetrainingDecided.from_record(record)
 
 
+# what the audit event of the decision carries
+AUDITED = ("summary", "reasons", "blockers", "checks", "window", "rows", "status", "reference",
+           "notes", "anomalies")
+
+
 def _decide_retraining(
     config: dict[str, Any] | RunConfig,
     collection_path: str,
@@ -69,34 +77,13 @@ def _decide_retraining(
     run_id: str = "",
 ) -> dict[str, Any]:
     """Apply the retraining triggers; record the decision and its reasons in the audit trail."""
-    from autokfp.monitoring.triggers import decide
-
     cfg = read_config(config)
     settings = Settings.from_env()
     collection = read_json(collection_path)
     drift = read_json(drift_path)
     performance = read_json(performance_path)
     anomalies = read_json(anomalies_path)
-    has_champion = collection["status"] != NO_CHAMPION
-    quality = collection.get("quality") or {}
-    failed = [c["detail"] for c in quality.get("checks", []) if c["status"] == "fail"]
-    age = None
-    if has_champion:
-        registered = datetime.fromisoformat(collection["champion"]["registered_at"])
-        age = (
-            datetime.fromisoformat(collection["window"]["end"]) - registered
-        ).total_seconds() / 86400
-    decision = decide(
-        cfg.monitoring,
-        has_champion=has_champion,
-        window_rows=int(collection.get("rows", 0)),
-        quality_usable=bool(quality.get("usable", False)),
-        quality_detail="; ".join(failed),
-        drift=drift,
-        performance=performance,
-        new_labelled_rows=int(collection.get("labelled_rows", 0)),
-        champion_age_days=age,
-    )
+    decision = _decide(cfg, collection, drift, performance)
     result = decision.to_dict()
     result.update(
         model=cfg.model_name,
@@ -109,29 +96,36 @@ def _decide_retraining(
         anomalies=[a["summary"] for a in anomalies.get("anomalies", [])],
     )
     kind = "retrain.triggered" if decision.retrain else "retrain.skipped"
-    record_once(
-        kind,
-        {
-            k: result[k]
-            for k in (
-                "summary",
-                "reasons",
-                "blockers",
-                "checks",
-                "window",
-                "rows",
-                "status",
-                "reference",
-                "notes",
-                "anomalies",
-            )
-        },
-        cfg.model_name,
-        result["champion"],
-        run_id,
-        key="decision",
-        settings=settings,
-    )
+    record_once(kind, {k: result[k] for k in AUDITED}, cfg.model_name, result["champion"],
+                run_id, key="decision", settings=settings)
     write_stored_json(decision_path, result)
     log.info("%s: %s", cfg.model_name, decision.summary)
     return result
+
+
+def _decide(cfg: RunConfig, collection: dict[str, Any], drift: dict[str, Any],
+            performance: dict[str, Any]) -> RetrainDecision:
+    """The triggers applied to this window's collection, drift and performance."""
+    from autokfp.monitoring.triggers import decide
+
+    has_champion = collection["status"] != NO_CHAMPION
+    quality = collection.get("quality") or {}
+    failed = [c["detail"] for c in quality.get("checks", []) if c["status"] == "fail"]
+    return decide(
+        cfg.monitoring,
+        has_champion=has_champion,
+        window_rows=int(collection.get("rows", 0)),
+        quality_usable=bool(quality.get("usable", False)),
+        quality_detail="; ".join(failed),
+        drift=drift,
+        performance=performance,
+        new_labelled_rows=int(collection.get("labelled_rows", 0)),
+        champion_age_days=_champion_age_days(collection) if has_champion else None,
+    )
+
+
+def _champion_age_days(collection: dict[str, Any]) -> float:
+    """Days from the champion's registration to the end of the window."""
+    registered = datetime.fromisoformat(collection["champion"]["registered_at"])
+    end = datetime.fromisoformat(collection["window"]["end"])
+    return (end - registered).total_seconds() / 86400

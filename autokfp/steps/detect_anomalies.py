@@ -67,12 +67,7 @@ def _detect_anomalies(
 ) -> dict[str, Any]:
     """Add this run to the monitoring history and flag its anomalies (audit events)."""
     from autokfp.monitoring.anomaly import detect_anomalies
-    from autokfp.monitoring.history import (
-        append_history,
-        rates_since,
-        read_history,
-        scrape_counters,
-    )
+    from autokfp.monitoring.history import append_history, read_history
 
     cfg = read_config(config)
     settings = Settings.from_env()
@@ -85,27 +80,8 @@ def _detect_anomalies(
         write_stored_json(anomalies_path, summary)
         return summary
     history = read_history(cfg.model_name, settings)
-    record: dict[str, Any] = {
-        "timestamp": collection["window"]["end"],
-        "run_id": run_id or None,
-        "version": collection["champion"]["version"],
-        "rows": collection["rows"],
-        "labelled_rows": collection["labelled_rows"],
-        "drift_share": (drift.get("features") or {}).get("share_of_drifted_columns")
-        if drift["available"]
-        else None,
-        "prediction_mean": _prediction_mean(current_path, collection),
-        "live_metric": performance.get("live"),
-    }
-    spec = cfg.monitoring
-    if spec.metrics_url:
-        try:
-            counters = scrape_counters(spec.metrics_url, collection["champion"]["service"])
-            previous = history.iloc[-1].to_dict() if not history.empty else None
-            record.update({f"counter_{k}": v for k, v in counters.items()})
-            record.update(rates_since(previous, counters))
-        except Exception as exc:  # noqa: BLE001 - a missing metrics page costs two histories only
-            summary["notes"].append(f"predictor metrics not read from {spec.metrics_url}: {exc}")
+    record = _history_record(cfg, current_path, collection, drift, performance, run_id)
+    _add_predictor_counters(record, cfg.monitoring.metrics_url, collection, history, summary)
     record = json_safe(record)
     appended = append_history(cfg.model_name, record, settings)
     history = read_history(cfg.model_name, settings)
@@ -114,6 +90,7 @@ def _detect_anomalies(
         summary["notes"].append(
             "this run is already in the history (a retried task): not added twice"
         )
+    spec = cfg.monitoring
     anomalies = detect_anomalies(history, season=spec.season, threshold=spec.anomaly_threshold)
     for anomaly in anomalies:
         record_once(
@@ -129,6 +106,42 @@ def _detect_anomalies(
     summary["record"] = record
     write_stored_json(anomalies_path, summary)
     return summary
+
+
+def _history_record(cfg: RunConfig, current_path: str, collection: dict[str, Any],
+                    drift: dict[str, Any], performance: dict[str, Any],
+                    run_id: str) -> dict[str, Any]:
+    """This run's point of the monitoring history."""
+    return {
+        "timestamp": collection["window"]["end"],
+        "run_id": run_id or None,
+        "version": collection["champion"]["version"],
+        "rows": collection["rows"],
+        "labelled_rows": collection["labelled_rows"],
+        "drift_share": (drift.get("features") or {}).get("share_of_drifted_columns")
+        if drift["available"]
+        else None,
+        "prediction_mean": _prediction_mean(current_path, collection),
+        "live_metric": performance.get("live"),
+    }
+
+
+def _add_predictor_counters(record: dict[str, Any], metrics_url: str | None,
+                            collection: dict[str, Any], history: pd.DataFrame,
+                            summary: dict[str, Any]) -> None:
+    """The predictor's request counters and their rates since the last point, when its
+    metrics page is configured and answers (else a note: two histories go without)."""
+    from autokfp.monitoring.history import rates_since, scrape_counters
+
+    if not metrics_url:
+        return
+    try:
+        counters = scrape_counters(metrics_url, collection["champion"]["service"])
+        previous = history.iloc[-1].to_dict() if not history.empty else None
+        record.update({f"counter_{k}": v for k, v in counters.items()})
+        record.update(rates_since(previous, counters))
+    except Exception as exc:  # noqa: BLE001 - a missing metrics page costs two histories only
+        summary["notes"].append(f"predictor metrics not read from {metrics_url}: {exc}")
 
 
 def _prediction_mean(current_path: str, collection: dict[str, Any]) -> float | None:

@@ -92,19 +92,7 @@ def _finalize_monitoring(
         return result
     failed = str(current.version)
     deployment.restore_champion(client, cfg.model_name, failed, str(start))
-    traffic = ""
-    if deployment.resolve_target(cfg.deploy.target) == "kubernetes":
-        from autokfp.serving.inference_service import service_name
-
-        try:  # canary 0%: every request goes back to the previous revision
-            from autokfp.serving.cluster import KServeCluster
-
-            KServeCluster(cfg.deploy.target_namespace()).set_traffic(
-                service_name(cfg.model_name), 0
-            )
-            traffic = "; canary traffic set to 0%"
-        except Exception as exc:  # noqa: BLE001 - the registry is restored either way
-            traffic = f"; canary traffic could not be reset: {exc}"
+    traffic = _reset_canary_traffic(cfg)
     reason = (
         f"the monitoring run failed ({state} in {task or 'a task'}: {error[:300]}) after v{failed} "
         f"became champion and before its deploy was verified: v{start} is champion again, "
@@ -122,3 +110,21 @@ def _finalize_monitoring(
     result.update(restored=str(start), failed_version=failed, note=reason)
     log.warning(reason)
     return result
+
+
+def _reset_canary_traffic(cfg: RunConfig) -> str:
+    """On Kubernetes, send every request back to the previous revision (canary 0%); say how
+    it went, as the tail of the rollback's reason ("" elsewhere)."""
+    from autokfp.serving import deployment
+
+    if deployment.resolve_target(cfg.deploy.target) != "kubernetes":
+        return ""
+    from autokfp.serving.inference_service import service_name
+
+    try:  # canary 0%: every request goes back to the previous revision
+        from autokfp.serving.cluster import KServeCluster
+
+        KServeCluster(cfg.deploy.target_namespace()).set_traffic(service_name(cfg.model_name), 0)
+        return "; canary traffic set to 0%"
+    except Exception as exc:  # noqa: BLE001 - the registry is restored either way
+        return f"; canary traffic could not be reset: {exc}"

@@ -64,29 +64,47 @@ def _measure_performance(
     performance_path: str,
 ) -> dict[str, Any]:
     """The champion's primary metric on the labelled live rows, against its test value."""
-    from autokfp.monitoring.window import LABEL_COLUMN, OUTPUT_PREFIX
-
     cfg = read_config(config)
     collection = read_json(collection_path)
     summary: dict[str, Any] = {
         "available": False,
         "labelled_rows": int(collection.get("labelled_rows", 0)),
     }
+    reason = _unmeasurable(cfg, collection, summary["labelled_rows"])
+    if reason is None:
+        from autokfp.modeling.evaluation import compute_metrics
+
+        truth, predictions, meta = _labelled_rows(current_path, collection)
+        metric = collection["primary_metric"]
+        try:
+            metrics = compute_metrics(truth, predictions, meta)
+        except Exception as exc:  # noqa: BLE001 - labels the model never saw, a missing column...
+            reason = f"performance not measured: {type(exc).__name__}: {exc}"
+        else:
+            _compare(summary, metrics, metric, collection["champion"]["test_metric"])
+    if reason is not None:
+        summary["reason"] = reason
+    write_stored_json(performance_path, summary)
+    return summary
+
+
+def _unmeasurable(cfg: RunConfig, collection: dict[str, Any], labelled_rows: int) -> str | None:
+    """Why the window cannot be measured (no champion, no rows, too few labels), or None."""
     if collection["status"] in (NO_CHAMPION, EMPTY):
-        summary["reason"] = f"performance not measured: {collection['reason']}"
-        write_stored_json(performance_path, summary)
-        return summary
-    labelled_rows = summary["labelled_rows"]
+        return f"performance not measured: {collection['reason']}"
     if labelled_rows < cfg.monitoring.min_labelled_rows:
-        summary["reason"] = (
+        return (
             f"performance not measured: {labelled_rows} labelled rows, fewer than "
             f"monitoring.min_labelled_rows ({cfg.monitoring.min_labelled_rows}); "
             f"{collection.get('labels', '')}"
         )
-        write_stored_json(performance_path, summary)
-        return summary
-    from autokfp.modeling.evaluation import compute_metrics
-    from autokfp.modeling.tasks import GREATER_IS_BETTER
+    return None
+
+
+def _labelled_rows(current_path: str,
+                   collection: dict[str, Any]) -> tuple[pd.Series, pd.DataFrame, dict[str, Any]]:
+    """The window's labelled rows: their labels, the model's outputs and the task."""
+    from autokfp.monitoring.window import LABEL_COLUMN, OUTPUT_PREFIX
 
     frame = pd.read_parquet(current_path)
     frame = frame[frame[LABEL_COLUMN].notna()]
@@ -99,15 +117,15 @@ def _measure_performance(
         truth = pd.to_numeric(frame[LABEL_COLUMN], errors="coerce").reset_index(drop=True)
     else:
         truth = frame[LABEL_COLUMN].map(category_text).reset_index(drop=True)
-    metric = collection["primary_metric"]
-    try:
-        metrics = compute_metrics(truth, predictions, meta)
-    except Exception as exc:  # noqa: BLE001 - labels the model never saw, a missing column...
-        summary["reason"] = f"performance not measured: {type(exc).__name__}: {exc}"
-        write_stored_json(performance_path, summary)
-        return summary
+    return truth, predictions, meta
+
+
+def _compare(summary: dict[str, Any], metrics: dict[str, Any], metric: str,
+             test: float | None) -> None:
+    """The live metric against the champion's test value, into ``summary``."""
+    from autokfp.modeling.tasks import GREATER_IS_BETTER
+
     live = metrics.get(metric)
-    test = collection["champion"]["test_metric"]
     if live is None or live != live or test is None:
         summary.update(
             metrics=metrics,
@@ -117,8 +135,7 @@ def _measure_performance(
                 f"{test} (a single class among the labels, or no test metric in the registry)"
             ),
         )
-        write_stored_json(performance_path, summary)
-        return summary
+        return
     worse = (test - live) if GREATER_IS_BETTER.get(metric, True) else (live - test)
     summary.update(
         available=True,
@@ -128,5 +145,3 @@ def _measure_performance(
         drop=worse / abs(test) if test else 0.0,
         metrics=metrics,
     )
-    write_stored_json(performance_path, summary)
-    return summary

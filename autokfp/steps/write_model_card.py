@@ -42,6 +42,31 @@ class Documented(StepResult):
                            returns=(self.compliance, self.deployable))
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What the card is written from: the upstream tasks' files, read once."""
+
+    registration: dict[str, Any]
+    evaluation: dict[str, Any]
+    fairness: dict[str, Any]
+    explanation: dict[str, Any]
+    schema: Any
+    plan: Any
+    meta: Any
+
+    @property
+    def name(self) -> str:
+        return self.registration["name"]
+
+    @property
+    def version(self) -> str:
+        return str(self.registration["version"])
+
+    @property
+    def run_id(self) -> str:
+        return self.registration["run_id"]
+
+
 @batched
 def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, registration_path: str,
                    evaluation_path: str, schema_path: str, fairness_path: str,
@@ -57,20 +82,16 @@ def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, regist
     ``governance/README.md``. ``evidence`` maps names
     (schema, plan, evaluation, fairness_report, explanation, ...) to artifact URIs.
     """
-    from autokfp.governance import approval, audit, compliance
+    from autokfp.governance import compliance
     from autokfp.governance.model_card import build_model_card
     from autokfp.modeling import registry
     from autokfp.settings import Settings
 
     cfg = read_config(config)
     settings = Settings.from_env()
-    registration = read_json(registration_path)
-    evaluation = read_json(evaluation_path)
-    fairness_report = read_json(fairness_path)
-    explanation = read_json(explanation_path)
-    schema = read_schema(schema_path)
-    _, plan, meta = read_package(model_path)
-    name, version, run_id = registration["name"], str(registration["version"]), registration["run_id"]
+    inputs = _read_inputs(model_path, registration_path, evaluation_path, fairness_path,
+                          explanation_path, schema_path)
+    name, version = inputs.name, inputs.version
     client = registry.configure(settings)
     tags = dict(client.get_model_version(name, version).tags or {})
     lineage = _lineage(name, version, settings)
@@ -80,41 +101,87 @@ def write_model_card(config: dict[str, Any] | RunConfig, model_path: str, regist
                          explanation=explanation_path, model_card=card_path,
                          compliance_report=compliance_path,
                          registration=f"models:/{name}/{version}")
-    evidence.update(audit_trail=audit.trail_uri(settings),
-                    model_card_mlflow=f"runs:/{run_id}/governance/model_card.md",
-                    compliance_mlflow=f"runs:/{run_id}/governance/compliance.md")
+    evidence.update(_run_evidence(inputs.run_id, settings))
+    items = _checklist(cfg, inputs, tags, evidence, settings)
+    result, summary = compliance.verdict(items)
+    card = build_model_card(name=name, version=version, registration=inputs.registration,
+                            tags=tags, meta=inputs.meta, plan=inputs.plan, schema=inputs.schema,
+                            evaluation=inputs.evaluation, fairness=inputs.fairness,
+                            explanation=inputs.explanation, config=cfg, lineage=lineage,
+                            evidence=evidence, compliance={"verdict": result, "summary": summary})
+    _write_and_log(client, inputs, tags, card, items, card_path=card_path,
+                   card_metadata_path=card_metadata_path, compliance_path=compliance_path,
+                   compliance_summary_path=compliance_summary_path,
+                   fairness_path=fairness_path, explanation_path=explanation_path)
+    _tag_version(client, name, version, fairness=inputs.fairness.get("verdict", "not_run"),
+                 compliance=result, model_card=evidence["model_card_mlflow"])
+    return _documented(cfg, name, version, result, summary, inputs.fairness, card, settings)
+
+
+def _read_inputs(model_path: str, registration_path: str, evaluation_path: str,
+                 fairness_path: str, explanation_path: str, schema_path: str) -> _Inputs:
+    registration = read_json(registration_path)
+    evaluation = read_json(evaluation_path)
+    fairness = read_json(fairness_path)
+    explanation = read_json(explanation_path)
+    schema = read_schema(schema_path)
+    _, plan, meta = read_package(model_path)
+    return _Inputs(registration=registration, evaluation=evaluation, fairness=fairness,
+                   explanation=explanation, schema=schema, plan=plan, meta=meta)
+
+
+def _run_evidence(run_id: str, settings: Any) -> dict[str, str]:
+    """Where the audit trail and the copies logged to the version's MLflow run live."""
+    from autokfp.governance import audit
+
+    return {"audit_trail": audit.trail_uri(settings),
+            "model_card_mlflow": f"runs:/{run_id}/governance/model_card.md",
+            "compliance_mlflow": f"runs:/{run_id}/governance/compliance.md"}
+
+
+def _checklist(cfg: RunConfig, inputs: _Inputs, tags: dict[str, str],
+               evidence: dict[str, str], settings: Any) -> list[Any]:
+    """The compliance checklist of the version, the audit trail verified first."""
+    from autokfp.governance import approval, audit, compliance
 
     verification = audit.verify_trail(settings)
-    items = compliance.build_checklist(
-        name=name, version=version, plan=plan, schema=schema, tags=tags, evaluation=evaluation,
-        fairness=fairness_report, explanation=explanation, audit_ok=verification.ok,
+    return compliance.build_checklist(
+        name=inputs.name, version=inputs.version, plan=inputs.plan, schema=inputs.schema,
+        tags=tags, evaluation=inputs.evaluation, fairness=inputs.fairness,
+        explanation=inputs.explanation, audit_ok=verification.ok,
         audit_problems=verification.problems, audit_events=verification.events,
-        approved=approval.is_approved(name, version, settings),
+        approved=approval.is_approved(inputs.name, inputs.version, settings),
         require_approval=cfg.governance.require_approval, drop_pii=cfg.features.drop_pii,
         evidence=evidence)
-    result, summary = compliance.verdict(items)
-    card = build_model_card(name=name, version=version, registration=registration, tags=tags,
-                            meta=meta, plan=plan, schema=schema, evaluation=evaluation,
-                            fairness=fairness_report, explanation=explanation, config=cfg,
-                            lineage=lineage, evidence=evidence,
-                            compliance={"verdict": result, "summary": summary})
+
+
+def _write_and_log(client: Any, inputs: _Inputs, tags: dict[str, str], card: str,
+                   items: list[Any], *, card_path: str, card_metadata_path: str | None,
+                   compliance_path: str, compliance_summary_path: str, fairness_path: str,
+                   explanation_path: str) -> None:
+    """Write the card (and its Hugging Face form), the compliance report and summary, and log
+    them with the fairness report and the explanation to the version's run."""
+    from autokfp.governance import compliance
+
+    name, version = inputs.name, inputs.version
     write_text(card_path, card)
     governance_files = [(card_path, "model_card.md")]
     if card_metadata_path:
         _write_card_metadata(card_metadata_path, card, name=name, version=version, tags=tags,
-                             meta=meta, schema=schema, evaluation=evaluation)
+                             meta=inputs.meta, schema=inputs.schema, evaluation=inputs.evaluation)
         governance_files.append((card_metadata_path, "README.md"))
     write_text(compliance_path, compliance.render_markdown(name, version, items))
     write_text(compliance_summary_path, compliance.to_json(name, version, items))
-    _log_to_run(client, run_id, [*governance_files, (compliance_path, "compliance.md"),
-                                 (compliance_summary_path, "compliance.json"),
-                                 (fairness_path, "fairness.json"),
-                                 (explanation_path, "explanation.json")])
-    for key, value in {"governance.fairness": fairness_report.get("verdict", "not_run"),
-                       "governance.compliance": result,
-                       "governance.model_card": evidence["model_card_mlflow"]}.items():
-        client.set_model_version_tag(name, version, key, value)
-    return _documented(cfg, name, str(version), result, summary, fairness_report, card, settings)
+    _log_to_run(client, inputs.run_id, [*governance_files, (compliance_path, "compliance.md"),
+                                        (compliance_summary_path, "compliance.json"),
+                                        (fairness_path, "fairness.json"),
+                                        (explanation_path, "explanation.json")])
+
+
+def _tag_version(client: Any, name: str, version: str, **values: str) -> None:
+    """Tag the version ``governance.<key>`` for each value, in the order given."""
+    for key, value in values.items():
+        client.set_model_version_tag(name, version, f"governance.{key}", value)
 
 
 def _documented(cfg: RunConfig, name: str, version: str, result: str, summary: str,
