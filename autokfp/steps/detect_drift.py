@@ -168,14 +168,6 @@ def _detect_drift(
     report_path: str,
 ) -> dict[str, Any]:
     """Per-feature and prediction drift of the window against the reference."""
-    from autokfp.modeling.features import category_text
-    from autokfp.monitoring.drift_stream import (
-        detect_drift_parquet,
-        parquet_columns,
-        parquet_rows,
-        sample_rows,
-    )
-
     cfg = read_config(config)
     collection = read_json(collection_path)
     summary: dict[str, Any] = {"available": False}
@@ -186,50 +178,9 @@ def _detect_drift(
             f"drift not measured: the reference is missing ({collection['reference']['note']})"
         )
     if not summary.get("reason"):
-        kinds = collection["kinds"]
-        prediction_kinds = collection["prediction_kinds"]
-        both = {**kinds, **prediction_kinds}
-        # streamed column by column from the Parquet files: the window may exceed memory
-        stream: dict[str, Any] = {"category_key": category_text, "coerce_numbers": True}
-        features = detect_drift_parquet(
-            reference_path, current_path, columns=list(kinds), kinds=kinds,
-            drift_share=cfg.monitoring.drift_share, **stream,
-        )
-        reference_columns = set(parquet_columns(reference_path))
-        current_columns = set(parquet_columns(current_path))
-        present = [c for c in prediction_kinds
-                   if c in reference_columns and c in current_columns]
-        predictions = (
-            detect_drift_parquet(reference_path, current_path, columns=present,
-                                 kinds=prediction_kinds, **stream)
-            if present
-            else None
-        )
-        summary = {
-            "available": True,
-            "features": features.to_dict(),
-            "predictions": predictions.to_dict() if predictions else {},
-            "prediction_note": ""
-            if present
-            else "the reference holds no predictions: prediction drift not measured",
-            "rows": {"current": parquet_rows(current_path),
-                     "reference": parquet_rows(reference_path)},
-        }
-        from autokfp.settings import Settings
-
-        full_uri = storage.join(
-            Settings.from_env().artifact_root, "reports", "drift", cfg.model_name,
-            f"{collection.get('run_id') or 'latest'}.html",
-        )
-        report_kinds = {c: both[c] for c in list(kinds) + present}
-        reference, current = (
-            normalise_kinds(sample_rows(path, list(report_kinds), REPORT_ROWS), both)
-            for path in (reference_path, current_path)
-        )
-        problem = evidently_report(
-            reference, current, report_kinds, report_path,
-            full_report_uri=full_uri,
-        )
+        summary, present = _measure_drift(cfg, collection, current_path, reference_path)
+        problem = _report_on_samples(cfg, collection, present, current_path, reference_path,
+                                     report_path)
         if problem:
             body = (
                 f"<p>Evidently could not draw its report ({html.escape(problem)}); "
@@ -244,3 +195,68 @@ def _detect_drift(
         )
     write_stored_json(drift_path, summary)
     return summary
+
+
+def _measure_drift(cfg: RunConfig, collection: dict[str, Any], current_path: str,
+                   reference_path: str) -> tuple[dict[str, Any], list[str]]:
+    """Feature and prediction drift, streamed column by column from the Parquet files (the
+    window may exceed memory); also the prediction columns both files hold."""
+    from autokfp.modeling.features import category_text
+    from autokfp.monitoring.drift_stream import (
+        detect_drift_parquet,
+        parquet_columns,
+        parquet_rows,
+    )
+
+    kinds = collection["kinds"]
+    prediction_kinds = collection["prediction_kinds"]
+    stream: dict[str, Any] = {"category_key": category_text, "coerce_numbers": True}
+    features = detect_drift_parquet(
+        reference_path, current_path, columns=list(kinds), kinds=kinds,
+        drift_share=cfg.monitoring.drift_share, **stream,
+    )
+    reference_columns = set(parquet_columns(reference_path))
+    current_columns = set(parquet_columns(current_path))
+    present = [c for c in prediction_kinds
+               if c in reference_columns and c in current_columns]
+    predictions = (
+        detect_drift_parquet(reference_path, current_path, columns=present,
+                             kinds=prediction_kinds, **stream)
+        if present
+        else None
+    )
+    summary = {
+        "available": True,
+        "features": features.to_dict(),
+        "predictions": predictions.to_dict() if predictions else {},
+        "prediction_note": ""
+        if present
+        else "the reference holds no predictions: prediction drift not measured",
+        "rows": {"current": parquet_rows(current_path),
+                 "reference": parquet_rows(reference_path)},
+    }
+    return summary, present
+
+
+def _report_on_samples(cfg: RunConfig, collection: dict[str, Any], present: list[str],
+                       current_path: str, reference_path: str, report_path: str) -> str | None:
+    """Evidently's report on a sample of both sides (the whole report kept in the artifact
+    store); what kept Evidently from drawing it, or None."""
+    from autokfp.monitoring.drift_stream import sample_rows
+    from autokfp.settings import Settings
+
+    kinds = collection["kinds"]
+    both = {**kinds, **collection["prediction_kinds"]}
+    full_uri = storage.join(
+        Settings.from_env().artifact_root, "reports", "drift", cfg.model_name,
+        f"{collection.get('run_id') or 'latest'}.html",
+    )
+    report_kinds = {c: both[c] for c in list(kinds) + present}
+    reference, current = (
+        normalise_kinds(sample_rows(path, list(report_kinds), REPORT_ROWS), both)
+        for path in (reference_path, current_path)
+    )
+    return evidently_report(
+        reference, current, report_kinds, report_path,
+        full_report_uri=full_uri,
+    )
