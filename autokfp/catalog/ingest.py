@@ -387,6 +387,8 @@ class IngestResult:
     datasets: list[str] = field(default_factory=list)  # dataset URNs DataHub's sources emitted
     # dataset URNs DataHub's stateful ingestion soft-deleted (no longer seen in the source)
     removed: list[str] = field(default_factory=list)
+    # pipelines not run again: nothing in their source changed since their last good run
+    skipped: list[str] = field(default_factory=list)
     extended: list[str] = field(default_factory=list)  # of those, the ones autokfp added to
     metadata_files: list[str] = field(default_factory=list)
     lite_written: int = 0
@@ -437,6 +439,27 @@ def _referenced(recipe: dict[str, Any], value: str) -> bool:
     names = [k for k, v in os.environ.items() if v == value]
     text = json.dumps(recipe)
     return any("${" + n + "}" in text or "$" + n in text for n in names)
+
+
+def _unchanged_fingerprint(recipe: dict[str, Any], items: list[Any],
+                           extras: dict[str, dict[str, Any]]) -> str | None:
+    """What a generated recipe's run depends on: the recipe's source (state paths aside),
+    the version of every input in the source (autokfp's crawl signatures) and autokfp's
+    aspects for them (profiles aside). None when a version is unknown (never skipped)."""
+    import hashlib
+
+    if not items or any(d.signature is None or d.source_failed for d in items):
+        return None
+    source = json.loads(json.dumps(recipe.get("source", {})))
+    source.get("config", {}).pop("stateful_ingestion", None)
+    added = {}
+    for d in items:
+        extra = dict(extras.get(dataset_urn(d.schema)) or {})
+        extra.pop("profile", None)
+        added[d.dataset_id] = extra
+    payload = json.dumps([source, sorted((d.dataset_id, d.signature, d.error) for d in items),
+                          added], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _cached(record: Any) -> Any:
@@ -518,7 +541,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         else:
             recipes = recipes_for(config, work)
         extras = json.loads(Path(extras_path).read_text())
-        for item in recipes:
+        sources = list(config.sources) if recipe is None else [None]
+        for item, source in zip(recipes, sources):
             # the checkpoint of the last run lives in the catalog (local or gs://); the
             # recipe's file state provider reads and writes a local copy
             pipeline = re.sub(r"[^A-Za-z0-9_.-]", "_", str(item.get("pipeline_name") or "recipe"))
@@ -527,6 +551,22 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             state = _state_file(item) if recipe is None else None
             if state is not None:
                 kept[state] = store.uri("ingestion-state", f"{pipeline}.json")
+            # an unchanged source is not read again: DataHub's sources re-read every input on
+            # every run (their stateful ingestion only removes stale entities), so a recipe
+            # whose inputs, settings and autokfp aspects are those of its last good run is
+            # skipped; that run's checkpoint stays, and the catalog already holds its output
+            done_uri = store.uri("ingestion-state", f"{pipeline}.done.json")
+            fingerprint = None
+            if source is not None and item["sink"].get("type") == "file":
+                fingerprint = _unchanged_fingerprint(
+                    item, [d for d in report.found if d.source_name == source.name], extras)
+            last = (store.read_json(f"ingestion-state/{pipeline}.done.json", None)
+                    if fingerprint else None)
+            if last and last.get("fingerprint") == fingerprint:
+                result.skipped.append(pipeline)
+                result.datasets += last["datasets"]
+                result.extended += [u for u in last["datasets"] if u in extras]
+                continue
             for local, remote in kept.items():
                 if storage.exists(remote):
                     Path(local).write_text(storage.read_text(remote))
@@ -552,7 +592,11 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             storage.write_text(target, Path(local).read_text())
             result.metadata_files.append(target)
             result.lite_written += load_into_lite(records, settings.catalog_dir)
+            if fingerprint:
+                storage.write_text(done_uri, json.dumps({"fingerprint": fingerprint,
+                                                         "datasets": urns}))
     store.write_json("last-ingest.json", result.to_dict())
-    log.info("DataHub ingestion: %d dataset(s) from %d recipe(s), %d extended by autokfp",
-             len(result.datasets), len(result.recipes), len(result.extended))
+    log.info("DataHub ingestion: %d dataset(s) from %d recipe(s) (%d skipped: unchanged), "
+             "%d extended by autokfp, %d removed", len(result.datasets), len(result.recipes),
+             len(result.skipped), len(result.extended), len(result.removed))
     return result

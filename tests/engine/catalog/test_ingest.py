@@ -142,8 +142,9 @@ def _versions(catalog_dir, urn: str) -> dict[str, int]:
 def test_stateful_ingestion_adds_nothing_on_an_unchanged_rerun_and_soft_deletes_a_dropped_table(
         tmp_path, catalog_home, monkeypatch) -> None:
     """DataHub's own stateful ingestion (its file state provider, the checkpoint kept in the
-    catalog): a re-run over unchanged data writes no new aspect version into DataHub Lite,
-    and a table dropped from the database is soft-deleted (Status removed) there."""
+    catalog): a re-run over unchanged data is skipped, a re-run after another table changed
+    writes no new aspect version of the unchanged one into DataHub Lite, and a table dropped
+    from the database is soft-deleted (Status removed) there."""
     import sqlite3
 
     import pandas as pd
@@ -168,9 +169,17 @@ def test_stateful_ingestion_adds_nothing_on_an_unchanged_rerun_and_soft_deletes_
     before = _versions(catalog_home.catalog_dir, urn("customers"))
     assert before["schemaMetadata"] == 1 and before["datasetProfile"] == 1
 
-    again = ingest(config)
+    again = ingest(config)  # nothing changed: DataHub's source is not run again
+    assert again.skipped == ["autokfp-shop-shop"] and again.metadata_files == []
     assert again.removed == [] and set(again.datasets) == set(first.datasets)
     assert _versions(catalog_home.catalog_dir, urn("customers")) == before
+
+    with sqlite3.connect(db) as connection:  # another table changes: the source runs again
+        connection.execute("INSERT INTO visits VALUES (30, 'u30@example.com', 'a')")
+    changed = ingest(config)
+    assert changed.skipped == [] and len(changed.metadata_files) == 1
+    assert _versions(catalog_home.catalog_dir, urn("customers")) == before  # still nothing new
+    assert _versions(catalog_home.catalog_dir, urn("visits"))["datasetProfile"] == 2
 
     with sqlite3.connect(db) as connection:
         connection.execute("DROP TABLE orders")
