@@ -1,4 +1,4 @@
-"""Run the real ``register_model`` step in this process and ``kill -9`` it at its N-th write
+"""Run a real step (``register_model`` by default) in this process and ``kill -9`` it at its N-th write
 of stored state: ``python -m tests.faults.killed_step SPEC.json``.
 
 A write is anything that changes what outlives a run, under the folders ``roots`` names
@@ -11,7 +11,9 @@ when the kubelet or the OOM killer ends a pod. Every write point is listed in th
 ``events`` (one line each: number, kind, target), so a run with ``kill_at`` 0 counts them.
 
 SPEC.json: kill_at, roots, events, and the step's arguments (config, model_path,
-evaluation_path, schema_path, registration_path).
+evaluation_path, schema_path, registration_path); or ``call`` ("module:function") and
+``kwargs`` for another step. Inserts of pandas' ``to_sql`` are write points too, before
+and after the rows go in (inside the transaction).
 """
 
 from __future__ import annotations
@@ -89,15 +91,38 @@ class WritePoints:
         return counted
 
 
+    def wrap_sql_inserts(self) -> None:
+        """Inside a SQL transaction: before pandas inserts a frame's rows, and after (rows
+        inserted, not yet committed)."""
+        from pandas.io.sql import SQLTable
+
+        insert = SQLTable.insert
+
+        def counted(table: Any, *args: Any, **kwargs: Any) -> Any:
+            self.point("sql.insert", str(table.name))
+            done = insert(table, *args, **kwargs)
+            self.point("sql.inserted-uncommitted", str(table.name))
+            return done
+
+        SQLTable.insert = counted  # type: ignore[method-assign]
+
+
 def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     points = WritePoints(spec)
     points.wrap_stores()
+    points.wrap_sql_inserts()
     sys.addaudithook(points.audit)
-    from autokfp.steps.register_model import register_model
+    if "call" in spec:  # another step: "module:function" called with "kwargs"
+        import importlib
 
-    register_model(spec["config"], spec["model_path"], spec["evaluation_path"],
-                   spec["schema_path"], spec["registration_path"])
+        module, function = spec["call"].split(":")
+        getattr(importlib.import_module(module), function)(**spec["kwargs"])
+    else:
+        from autokfp.steps.register_model import register_model
+
+        register_model(spec["config"], spec["model_path"], spec["evaluation_path"],
+                       spec["schema_path"], spec["registration_path"])
     os.write(points.log, b"done\n")
     return 0
 
