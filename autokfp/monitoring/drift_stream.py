@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -355,51 +356,11 @@ def detect_drift_parquet(
     if unknown:
         raise ValueError(f"unknown drift method(s) {unknown}; use {sorted(METHODS)}")
     reference, current = _dataset(reference_path), _dataset(current_path)
-    ref_names, cur_names = set(reference.schema.names), set(current.schema.names)
     names = list(reference.schema.names if columns is None else columns)
-    kinds = dict(kinds or {})
-    skipped: dict[str, str] = {}
-    jobs: list[tuple[str, str]] = []
-    for name in names:
-        if name not in ref_names or name not in cur_names:
-            where = "reference" if name not in ref_names else "current window"
-            skipped[name] = f"missing from the {where}"
-            continue
-        kind = kinds.get(name) or _kind_of(current, name)
-        if kind not in KINDS:
-            skipped[name] = "not a numerical or categorical column (text, datetime or unknown)"
-            continue
-        jobs.append((name, kind))
-
-    def run(job: tuple[str, str]) -> ColumnDrift | str:
-        name, kind = job
-        if kind == NUMERICAL:
-            if not coerce_numbers and not all(_holds_numbers(d, name) for d in (reference, current)):
-                return "numerical column holds values that are not numbers on one side"
-            ref = read_numbers(reference, name, batch_rows)
-            cur = read_numbers(current, name, batch_rows)
-            if len(ref) == 0 or len(cur) == 0:
-                side = "reference" if len(ref) == 0 else "current window"
-                return f"no non-missing values in the {side}"
-            threshold = (thresholds or {}).get("wasserstein")
-            method, score = numerical_verdict(ref, cur, threshold)
-            n_ref, n_cur = len(ref), len(cur)
-            del ref, cur
-        else:
-            ref_counts = count_values(reference, name, category_key, batch_rows)
-            cur_counts = count_values(current, name, category_key, batch_rows)
-            method, score, n_ref, n_cur = categorical_method(ref_counts, cur_counts)
-            if not method:
-                side = "reference" if n_ref == 0 else "current window"
-                return f"no non-missing values in the {side}"
-        spec = METHODS[method]
-        threshold = (thresholds or {}).get(method, spec.threshold)
-        return ColumnDrift(
-            column=name, kind=kind, method=method,
-            score=None if score != score else float(score), threshold=threshold,
-            drifted=spec.drifted(score, threshold), reference_rows=n_ref, current_rows=n_cur,
-        )
-
+    jobs, skipped = _plan_columns(reference, current, names, dict(kinds or {}))
+    run = partial(_column_drift, reference, current, thresholds=thresholds or {},
+                  category_key=category_key, coerce_numbers=coerce_numbers,
+                  batch_rows=batch_rows)
     if workers > 1 and len(jobs) > 1:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift") as pool:
             outcomes = list(pool.map(run, jobs))
@@ -412,6 +373,57 @@ def detect_drift_parquet(
         else:
             results.append(outcome)
     return DriftReport(columns=results, skipped=skipped, drift_share_threshold=drift_share)
+
+
+def _plan_columns(reference: Any, current: Any, names: list[str],
+                  kinds: dict[str, str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The (column, kind) pairs to test, and why each other column is skipped."""
+    ref_names, cur_names = set(reference.schema.names), set(current.schema.names)
+    skipped: dict[str, str] = {}
+    jobs: list[tuple[str, str]] = []
+    for name in names:
+        if name not in ref_names or name not in cur_names:
+            where = "reference" if name not in ref_names else "current window"
+            skipped[name] = f"missing from the {where}"
+            continue
+        kind = kinds.get(name) or _kind_of(current, name)
+        if kind not in KINDS:
+            skipped[name] = "not a numerical or categorical column (text, datetime or unknown)"
+            continue
+        jobs.append((name, kind))
+    return jobs, skipped
+
+
+def _column_drift(reference: Any, current: Any, job: tuple[str, str], *,
+                  thresholds: dict[str, float], category_key: Callable[[Any], Any] | None,
+                  coerce_numbers: bool, batch_rows: int) -> ColumnDrift | str:
+    """One column's verdict, holding only that column of both sides; or why it is skipped."""
+    name, kind = job
+    if kind == NUMERICAL:
+        if not coerce_numbers and not all(_holds_numbers(d, name) for d in (reference, current)):
+            return "numerical column holds values that are not numbers on one side"
+        ref = read_numbers(reference, name, batch_rows)
+        cur = read_numbers(current, name, batch_rows)
+        if len(ref) == 0 or len(cur) == 0:
+            side = "reference" if len(ref) == 0 else "current window"
+            return f"no non-missing values in the {side}"
+        method, score = numerical_verdict(ref, cur, thresholds.get("wasserstein"))
+        n_ref, n_cur = len(ref), len(cur)
+        del ref, cur
+    else:
+        ref_counts = count_values(reference, name, category_key, batch_rows)
+        cur_counts = count_values(current, name, category_key, batch_rows)
+        method, score, n_ref, n_cur = categorical_method(ref_counts, cur_counts)
+        if not method:
+            side = "reference" if n_ref == 0 else "current window"
+            return f"no non-missing values in the {side}"
+    spec = METHODS[method]
+    threshold = thresholds.get(method, spec.threshold)
+    return ColumnDrift(
+        column=name, kind=kind, method=method,
+        score=None if score != score else float(score), threshold=threshold,
+        drifted=spec.drifted(score, threshold), reference_rows=n_ref, current_rows=n_cur,
+    )
 
 
 def _holds_numbers(dataset: Any, column: str) -> bool:
