@@ -102,24 +102,55 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
     a comma-separated list of columns (default: the model's identifier columns, else the
     row number). A rerun of the same batch skips the chunks already written.
     """
-    from pydantic import TypeAdapter, ValidationError
-
     from autokfp.catalog.lineage import record_scoring_lineage
-    from autokfp.catalog.locations import (
-        check_same_dataset,
-        is_dataset_urn,
-        locate_dataset,
-        source_names,
-    )
     from autokfp.catalog.sources.base import open_source
-    from autokfp.config import Source, resolve_dataset
-    from autokfp.serving.batch import default_keys, parse_target, score_frame
+    from autokfp.serving.batch import parse_target, score_frame
     from autokfp.settings import Settings, require_shared_state
     from autokfp.storage import join
 
     require_shared_state()
     settings = Settings.from_env()
     config = config or {}
+    source, dataset_id, relative = _source_of(dataset, config, settings)
+    name, alias = parse_model(model, config)
+    target = parse_target(join(settings.artifact_root, "scores")
+                          if output.strip() in ("", DEFAULT_OUTPUT) else output)
+    version, package = _load_model(name, alias)
+    loaded = open_source(source).load(dataset_id, relative)
+    frame = loaded.frame
+    key_columns = _key_columns(keys, frame, package)
+    if not len(frame):
+        raise DataError(f"dataset '{dataset_id}' has no rows to score")
+    result = score_frame(frame, package.predict, model=name, version=version, dataset=dataset_id,
+                         target=target, keys=key_columns, chunk_rows=int(chunk_rows))
+    lineage = record_scoring_lineage(
+        dataset_id, loaded.platform, name, version, result.output, _output_platform(target),
+        properties={"batch_id": result.batch_id, "rows": str(result.rows)}, settings=settings)
+    if summary_path:
+        write_json(summary_path, {**result.to_dict(), "lineage": {
+            k: v for k, v in lineage.items() if k != "published"}})
+    log.info("scored %d rows of %s with %s v%s into %s (%d chunks, %d skipped)", result.rows,
+             dataset_id, name, version, result.output, result.chunks, result.skipped_chunks)
+    return BatchScored(model=name, version=version, dataset=dataset_id, output=result.output,
+                       batch_id=result.batch_id, rows=result.rows, chunks=result.chunks,
+                       scored_chunks=result.scored_chunks, skipped_chunks=result.skipped_chunks,
+                       seconds=result.seconds, keys=tuple(result.keys))
+
+
+def _source_of(dataset: str, config: dict[str, Any], settings: Any) -> tuple[Any, str, str]:
+    """The validated source that holds ``dataset`` (the config's training dataset when it is
+    not given; a DataHub URN looked up in the catalog), the dataset's id and its path inside
+    the source."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from autokfp.catalog.locations import (
+        check_same_dataset,
+        is_dataset_urn,
+        locate_dataset,
+        source_names,
+    )
+    from autokfp.config import Source, resolve_dataset
+
     if not dataset or dataset.strip() == FROM_CONFIG:
         dataset = str((config.get("training") or {}).get("dataset") or "")
         if not dataset:
@@ -137,30 +168,15 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
         raise ConfigError(f"dataset '{dataset}': {exc.errors()[0]['msg']}") from None
     if urn:
         check_same_dataset(source, relative, urn)
-    name, alias = parse_model(model, config)
-    target = parse_target(join(settings.artifact_root, "scores")
-                          if output.strip() in ("", DEFAULT_OUTPUT) else output)
-    version, package = _load_model(name, alias)
-    loaded = open_source(source).load(dataset_id, relative)
-    frame = loaded.frame
+    return source, dataset_id, relative
+
+
+def _key_columns(keys: str, frame: Any, package: Any) -> list[str]:
+    """The columns written next to each prediction: the given ones, else the model's
+    identifier columns (else the row number)."""
+    from autokfp.serving.batch import default_keys
+
     if keys.strip() in ("", FROM_MODEL):
         plan = getattr(package.unwrap_python_model(), "plan", None)
-        key_columns = default_keys(frame, dict(getattr(plan, "dropped", {}) or {}))
-    else:
-        key_columns = [k.strip() for k in keys.split(",") if k.strip()]
-    if not len(frame):
-        raise DataError(f"dataset '{dataset_id}' has no rows to score")
-    result = score_frame(frame, package.predict, model=name, version=version, dataset=dataset_id,
-                         target=target, keys=key_columns, chunk_rows=int(chunk_rows))
-    lineage = record_scoring_lineage(
-        dataset_id, loaded.platform, name, version, result.output, _output_platform(target),
-        properties={"batch_id": result.batch_id, "rows": str(result.rows)}, settings=settings)
-    if summary_path:
-        write_json(summary_path, {**result.to_dict(), "lineage": {
-            k: v for k, v in lineage.items() if k != "published"}})
-    log.info("scored %d rows of %s with %s v%s into %s (%d chunks, %d skipped)", result.rows,
-             dataset_id, name, version, result.output, result.chunks, result.skipped_chunks)
-    return BatchScored(model=name, version=version, dataset=dataset_id, output=result.output,
-                       batch_id=result.batch_id, rows=result.rows, chunks=result.chunks,
-                       scored_chunks=result.scored_chunks, skipped_chunks=result.skipped_chunks,
-                       seconds=result.seconds, keys=tuple(result.keys))
+        return default_keys(frame, dict(getattr(plan, "dropped", {}) or {}))
+    return [k.strip() for k in keys.split(",") if k.strip()]
