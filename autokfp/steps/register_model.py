@@ -50,7 +50,6 @@ def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluati
     placeholder is dropped) become the version's ``kfp.run_id``/``kfp.pipeline_name`` tags,
     so a version leads back to the run that made it.
     """
-    from autokfp.catalog.datahub import dataset_urn
     from autokfp.catalog.schema import DatasetSchema
     from autokfp.modeling import registry
 
@@ -59,28 +58,9 @@ def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluati
     schema = DatasetSchema.from_json(Path(schema_path).read_text())
     meta = json.loads(Path(model_path, "artifacts", "meta.json").read_text())
     comparison = evaluation["comparison"]
-    metrics = {f"test_{k}": v for k, v in evaluation["metrics"].items()}
-    metrics.update({k: v for k, v in meta.get("cv_metrics", {}).items()})
-    estimate = evaluation.get("estimate") or {}
-    for key in ("value", "ci_low", "ci_high", "rows"):  # the honest estimate, next to test_*
-        if estimate.get(key) is not None:
-            suffix = "" if key == "value" else f"_{key}"
-            metrics[f"estimate_{estimate['metric']}{suffix}"] = float(estimate[key])
-    if comparison.get("champion") is not None:
-        metrics["champion_test_" + comparison["metric"]] = comparison["champion"]
-    params = {"engine": meta["engine"], "task": meta["task"], "target": meta["target"],
-              "dataset": schema.dataset_id, **{f"budget.{k}": v for k, v in cfg.budget.model_dump().items()},
-              **{f"engines.{meta['engine']}.{k}": v
-                 for k, v in cfg.to_dict()["engines"].get(meta["engine"], {}).items()},
-              **{f"engine.{k}": v for k, v in meta.get("params", {}).items()}}
-    tags = {"engine": meta["engine"], "task": meta["task"], "dataset": schema.dataset_id,
-            "dataset_urn": dataset_urn(schema), "dataset_fingerprint": schema.fingerprint,
-            "primary_metric": meta["primary_metric"], "leader": meta.get("leader", "")}
-    for key, value in (("kfp.run_id", kfp_run_id), ("kfp.pipeline_name", pipeline_name)):
-        if value and not value.startswith("{{"):
-            tags[key] = value
-    if schema.catalog.get("schema_version"):
-        tags["dataset_schema_version"] = str(schema.catalog["schema_version"])
+    metrics = _run_metrics(evaluation, meta)
+    params = _run_params(cfg, meta, schema)
+    tags = _version_tags(meta, schema, kfp_run_id=kfp_run_id, pipeline_name=pipeline_name)
     with tempfile.TemporaryDirectory(prefix="autokfp-register-") as scratch:
         evidence = Path(scratch, "evaluation.json")
         shutil.copyfile(evaluation_path, evidence)
@@ -92,22 +72,72 @@ def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluati
         )
     result = registered.to_dict()
     if not registered.reused or _unrecorded(cfg.model_name, registered.version):
-        from autokfp.steps.io import record_event
-
-        details = {"decision": registered.decision, "aliases": registered.aliases,
-                   "promoted": registered.promoted, "run_id": registered.run_id,
-                   "engine": meta["engine"], "metrics": registered.metrics}
-        if registered.reused:  # the run that registered it was killed before this event
-            details["recorded_by_rerun"] = True
-        record_event("model.registered", details, cfg.model_name, registered.version)
-        if not registered.promoted:
-            record_event("model.challenger_kept", {
-                "reason": registered.decision,
-                "champion": comparison.get("champion_version")}, cfg.model_name,
-                registered.version)
+        _record_registration(cfg.model_name, registered, meta["engine"],
+                             comparison.get("champion_version"))
     write_json(registration_path, result)
     _record_model_lineage(cfg, registered, schema, model_path, meta, evaluation)
     return Registered(**result)
+
+
+def _run_metrics(evaluation: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """The run's metrics: test_*, the CV metrics, the honest estimate with its interval, and
+    the champion's test value it was compared with."""
+    comparison = evaluation["comparison"]
+    metrics = {f"test_{k}": v for k, v in evaluation["metrics"].items()}
+    metrics.update({k: v for k, v in meta.get("cv_metrics", {}).items()})
+    estimate = evaluation.get("estimate") or {}
+    for key in ("value", "ci_low", "ci_high", "rows"):  # the honest estimate, next to test_*
+        if estimate.get(key) is not None:
+            suffix = "" if key == "value" else f"_{key}"
+            metrics[f"estimate_{estimate['metric']}{suffix}"] = float(estimate[key])
+    if comparison.get("champion") is not None:
+        metrics["champion_test_" + comparison["metric"]] = comparison["champion"]
+    return metrics
+
+
+def _run_params(cfg: RunConfig, meta: dict[str, Any], schema: Any) -> dict[str, Any]:
+    """The run's parameters: engine, task, target, dataset, the budget, the engine's
+    settings and the parameters of the model it chose."""
+    return {"engine": meta["engine"], "task": meta["task"], "target": meta["target"],
+            "dataset": schema.dataset_id, **{f"budget.{k}": v for k, v in cfg.budget.model_dump().items()},
+            **{f"engines.{meta['engine']}.{k}": v
+               for k, v in cfg.to_dict()["engines"].get(meta["engine"], {}).items()},
+            **{f"engine.{k}": v for k, v in meta.get("params", {}).items()}}
+
+
+def _version_tags(meta: dict[str, Any], schema: Any, *, kfp_run_id: str,
+                  pipeline_name: str) -> dict[str, str]:
+    """The version's tags: what made it, from which dataset, and the KFP run (an
+    unsubstituted ``{{...}}`` placeholder is dropped)."""
+    from autokfp.catalog.datahub import dataset_urn
+
+    tags = {"engine": meta["engine"], "task": meta["task"], "dataset": schema.dataset_id,
+            "dataset_urn": dataset_urn(schema), "dataset_fingerprint": schema.fingerprint,
+            "primary_metric": meta["primary_metric"], "leader": meta.get("leader", "")}
+    for key, value in (("kfp.run_id", kfp_run_id), ("kfp.pipeline_name", pipeline_name)):
+        if value and not value.startswith("{{"):
+            tags[key] = value
+    if schema.catalog.get("schema_version"):
+        tags["dataset_schema_version"] = str(schema.catalog["schema_version"])
+    return tags
+
+
+def _record_registration(model: str, registered: Any, engine: str,
+                         champion_version: Any) -> None:
+    """The audit events of the registration (and of a challenger kept as such)."""
+    from autokfp.steps.io import record_event
+
+    details = {"decision": registered.decision, "aliases": registered.aliases,
+               "promoted": registered.promoted, "run_id": registered.run_id,
+               "engine": engine, "metrics": registered.metrics}
+    if registered.reused:  # the run that registered it was killed before this event
+        details["recorded_by_rerun"] = True
+    record_event("model.registered", details, model, registered.version)
+    if not registered.promoted:
+        record_event("model.challenger_kept", {
+            "reason": registered.decision,
+            "champion": champion_version}, model,
+            registered.version)
 
 
 def _unrecorded(model: str, version: str) -> bool:
