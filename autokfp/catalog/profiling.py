@@ -262,22 +262,30 @@ def _to_datetime(values: pd.Series) -> pd.Series:
             return pd.Series(pd.NaT, index=values.index)
 
 
-def looks_like_datetime_text(series: pd.Series) -> bool:
-    """True when ≥95% of sampled non-null values are date/time strings that parse."""
+def _datetime_sample(series: pd.Series) -> tuple[pd.Series | None, bool]:
+    """(the parsed content sample, whether it is every non-null value as written) when
+    ≥95% of the sampled non-null values are date/time strings that parse; else (None, False)."""
     if not (series.dtype == object or pd.api.types.is_string_dtype(series)):
-        return False
+        return None, False
     non_null = series.dropna()
     if non_null.empty:
-        return False
+        return None, False
     sample = _content_sample(non_null)
     values = sample.tolist()  # plain Python first: most text columns fail the shape test
     if not all(isinstance(v, str) for v in values):
-        return False
+        return None, False
     stripped = [v.strip() for v in values]
     if _fraction(stripped, lambda v: bool(_DATE_SHAPE.match(v))) < _DATETIME_MATCH:
-        return False
+        return None, False
     parsed = _to_datetime(pd.Series(stripped, index=sample.index, dtype=object))
-    return float(parsed.notna().mean()) >= _DATETIME_MATCH
+    if float(parsed.notna().mean()) < _DATETIME_MATCH:
+        return None, False
+    return parsed, len(sample) == len(non_null) and stripped == values
+
+
+def looks_like_datetime_text(series: pd.Series) -> bool:
+    """True when ≥95% of sampled non-null values are date/time strings that parse."""
+    return _datetime_sample(series)[0] is not None
 
 
 def parse_datetime_text(df: pd.DataFrame) -> pd.DataFrame:
@@ -288,11 +296,16 @@ def parse_datetime_text(df: pd.DataFrame) -> pd.DataFrame:
     out = df
     for name in df.columns:
         column = df[name]
-        if looks_like_datetime_text(column):
+        sample, whole = _datetime_sample(column)
+        if sample is None:
+            continue
+        if whole:  # the check parsed every value already (missing ones stay NaT)
+            parsed = sample.reindex(column.index)
+        else:
             parsed = _to_datetime(column.where(column.notna(), None).astype(object))
-            if out is df:
-                out = df.copy()
-            out[name] = parsed.dt.tz_convert(None) if parsed.dt.tz is not None else parsed
+        if out is df:
+            out = df.copy()
+        out[name] = parsed.dt.tz_convert(None) if parsed.dt.tz is not None else parsed
     return out
 
 
