@@ -42,6 +42,7 @@ from autokfp.catalog.datahub import (
     column_tags,
     dataset_urn,
     gms_settings,
+    lite_path,
     load_into_lite,
     metadata_proposals,
 )
@@ -560,8 +561,9 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             if source is not None and item["sink"].get("type") == "file":
                 fingerprint = _unchanged_fingerprint(
                     item, [d for d in report.found if d.source_name == source.name], extras)
-            last = (store.read_json(f"ingestion-state/{pipeline}.done.json", None)
-                    if fingerprint else None)
+            last = None
+            if fingerprint and lite_path(settings.catalog_dir).exists():  # else refill Lite
+                last = store.read_json(f"ingestion-state/{pipeline}.done.json", None)
             if last and last.get("fingerprint") == fingerprint:
                 result.skipped.append(pipeline)
                 result.datasets += last["datasets"]

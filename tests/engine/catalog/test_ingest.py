@@ -189,3 +189,11 @@ def test_stateful_ingestion_adds_nothing_on_an_unchanged_rerun_and_soft_deletes_
     assert read_lite(catalog_home.catalog_dir, urn("orders"))["status"]["removed"] is True
     assert read_lite(catalog_home.catalog_dir, urn("visits"))["status"]["removed"] is False
     assert _versions(catalog_home.catalog_dir, urn("customers")) == before
+
+    from autokfp.catalog.datahub import lite_path
+
+    for leftover in lite_path(catalog_home.catalog_dir).parent.glob("datahub-lite.db*"):
+        leftover.unlink()  # a deleted DataHub Lite is refilled, not skipped
+    refilled = ingest(config)
+    assert refilled.skipped == []
+    assert read_lite(catalog_home.catalog_dir, urn("customers"))["schemaMetadata"]["fields"]
