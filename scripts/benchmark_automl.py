@@ -159,7 +159,7 @@ def run_dataset(name: str, budget: int, root: Path, isolate: bool,
         candidates[engine] = str(work / f"model-{engine}")
     mark = time.monotonic()
     document = select_model_step.select_model(config, candidates, str(work / "test.parquet"),
-                                   str(work / "evaluation.json"), str(work / "selected"))
+                                   str(work / "evaluation.json"), str(work / "selected")).record
     select_seconds = time.monotonic() - mark
     total = time.monotonic() - started
 

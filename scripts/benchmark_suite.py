@@ -270,7 +270,7 @@ def steps_run(name: str, work: Path, budget: int) -> None:
             seconds[engine] = float(summary["engine_seconds"])
         candidates[engine] = str(work / f"model-{engine}")
     document = select_model(config, candidates, str(work / "holdout.parquet"),
-                            str(work / "evaluation.json"), str(work / "selected"))
+                            str(work / "evaluation.json"), str(work / "selected")).record
     model = load_model_package(str(work / "selected"))
     test = pd.read_parquet(work.parent / "test.parquet")
     out = model.predict(test.drop(columns=[info["target"]]))

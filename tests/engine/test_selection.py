@@ -44,7 +44,7 @@ def _select(config, candidates: dict, trained_package, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     return select_model_step.select_model(config, {k: str(v) for k, v in candidates.items()},
                                str(trained_package.paths.test), str(out / "evaluation.json"),
-                               str(out / "model"), str(out / "report.html"))
+                               str(out / "model"), str(out / "report.html")).record
 
 
 def test_the_better_candidate_is_selected_and_logged(autokfp_home, trained_package,

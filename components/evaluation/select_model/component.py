@@ -57,6 +57,7 @@ def select_model(
     import logging
     from collections import namedtuple
 
+    from autokfp.steps.results import publish
     from autokfp.steps.select_model import select_model as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -64,25 +65,10 @@ def select_model(
     for number, candidate in enumerate(candidates):
         name = candidate.metadata.get("engine") or f"candidate-{number + 1}"
         paths[name] = candidate.path
-    result = step(config, paths, test.path, evaluation.path, model.path, report.path)
-    for key, value in result["metrics"].items():
-        if value == value:  # NaN cannot be shown
-            metrics.log_metric(f"test_{key}", value)
-    details = result["details"]
-    if details.get("roc"):
-        roc = details["roc"]
-        classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
-    if details.get("confusion_matrix"):
-        classification.log_confusion_matrix(details["labels"], details["confusion_matrix"])
-    comparison = result["comparison"]
-    engine = result["selected"]["engine"]
-    model.metadata.update({"engine": engine, "framework": "mlflow-pyfunc"})
-    evaluation.metadata.update({"decision": comparison["reason"], "promote": comparison["promote"],
-                                "selected_engine": engine,
-                                "selection": result["selected"]["reason"][:1000]})
     outputs = namedtuple("Outputs", ["engine", "promote", "primary_metric"])
-    return outputs(engine, bool(comparison["promote"]), float(comparison["challenger"]))
-
+    return outputs(*publish(step(config, paths, test.path, evaluation.path, model.path, report.path),
+                            metrics=metrics, classification=classification, model=model,
+                            evaluation=evaluation))
 
 if __name__ == "__main__":
     from kfp import compiler
