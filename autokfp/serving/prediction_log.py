@@ -163,3 +163,32 @@ def read_prediction_log(root_uri: str, model_name: str) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True).sort_values("logged_at", kind="stable")
+
+
+def read_new_batches(root_uri: str, service: str, version: str, since: datetime,
+                     read: set[str]) -> pd.DataFrame:
+    """Rows that ``service`` v``version`` logged at or after ``since``, from batch files not
+    in ``read`` (which is updated), without a deploy's own verification requests (ids
+    starting ``autokfp-verify-``): live traffic as it arrives, for a shadow to mirror."""
+    from autokfp.serving.predictor_client import VERIFY_REQUEST_PREFIX
+
+    base = storage.join(root_uri, "predictions", service, f"v{version}")
+    first_day = f"date={since:%Y-%m-%d}"
+    frames = []
+    for uri in storage.list_uris(base):
+        day = next((part for part in uri.split("/") if part.startswith("date=")), "")
+        if not uri.endswith(".parquet") or uri in read or day < first_day:
+            continue
+        read.add(uri)
+        try:
+            frames.append(pd.read_parquet(io.BytesIO(storage.read_bytes(uri))))
+        except Exception as exc:  # noqa: BLE001 - one unreadable batch must not stop the rest
+            log.warning("skipped unreadable prediction batch %s: %s", uri, exc)
+    if not frames:
+        return pd.DataFrame()
+    rows = pd.concat(frames, ignore_index=True)
+    if "logged_at" in rows.columns:
+        rows = rows[pd.to_datetime(rows["logged_at"], utc=True) >= pd.Timestamp(since)]
+    if "request_id" in rows.columns:
+        rows = rows[~rows["request_id"].astype(str).str.startswith(VERIFY_REQUEST_PREFIX)]
+    return rows.reset_index(drop=True)

@@ -71,6 +71,7 @@ MAX_EXPLAIN_NSAMPLES = 1024
 MAX_EXPLAIN_WORK = 5 * EXPLAIN_NSAMPLES
 DEFAULT_TIMEOUT_SECONDS = 10.0
 TIMEOUT_ENV = "AUTOKFP_REQUEST_TIMEOUT"
+LOG_FLUSH_ENV = "AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS"  # how often logged rows are written
 ACCESS_LOG_ENV = "AUTOKFP_ACCESS_LOG"  # "on": KServe's per-request access and timing lines
 MAX_WAITING = 32  # requests queued for the worker thread; more get 429
 MAX_WAITING_BIG_BODIES = 4  # with this many queued, a body over guard.BIG_BODY gets 429 unread
@@ -580,8 +581,10 @@ class AutokfpPredictor(Model):
         if self.prediction_log_uri:
             from autokfp.serving.prediction_log import PredictionLogger
 
+            flush = float(os.environ.get(LOG_FLUSH_ENV) or 10.0)
             self.prediction_log = PredictionLogger(self.prediction_log_uri, self.name, self.version,
-                                                   sample_rate=self.log_sample_rate)
+                                                   sample_rate=self.log_sample_rate,
+                                                   flush_seconds=max(0.2, flush))
         self._metrics = _Metrics(self.name, self.version, self.meta)
         self.ready = True
         self._healthy, self._checked_at = True, time.monotonic()

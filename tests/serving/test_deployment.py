@@ -474,6 +474,56 @@ def test_an_ab_split_serves_both_versions_for_its_time_then_decides(
                                            tmp_path / "d4.json")
 
 
+def test_a_shadow_gets_live_traffic_mirrored_before_any_user_sees_it(
+        tmp_path, autokfp_home, trained_package, monkeypatch):
+    """deploy.strategy shadow: while the new revision has 0 % of traffic, the requests users
+    send (captured by the serving predictor's prediction log) are replayed to its own route
+    and its answers compared with what users got; then the canary goes on as usual."""
+    from autokfp.governance import audit
+
+    monkeypatch.setenv("AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS", "0.5")
+    serving = deployment.LocalServing(tmp_path / "serving", artifact_root=autokfp_home.artifact_root)
+    started = {v: serving.start("churn-test", v, str(trained_package.paths.model))[0]
+               for v in ("1", "2")}
+    try:
+        for server in started.values():
+            assert deployment.wait_ready(server.url, "churn-test", 90)
+        backends = {v: server.url for v, server in started.items()}
+        with FakeKServe(backends, knative=True, observe_delay=0.5, ready_delay=0.5) as kube:
+            config = _kube_config(tmp_path, kube, monkeypatch, trained_package,
+                                  strategy="shadow", shadow_minutes=0.25)
+            test_path = trained_package.paths.test
+            first = _register(trained_package.paths.model, config, True, None, tmp_path)
+            assert deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
+                                                  tmp_path / "d1.json").outcome == "promoted"
+            row = deployment.to_records(
+                pd.read_parquet(test_path).drop(columns=["churned"]).head(1))[0]
+            second = _register(_new_version(trained_package, config, tmp_path, "v2"), config,
+                               True, "1", tmp_path)
+            kube.calls.clear()
+            with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+                result = deploy_model_step.deploy_model(config, second, test_path,
+                                                        tmp_path / "m2.yaml", tmp_path / "d2.json")
+            decision = json.loads((tmp_path / "d2.json").read_text())
+            assert result.outcome == "promoted", decision
+            shadow = next(c for c in decision["verification"] if c["check"] == "shadow")
+            assert shadow["passed"], shadow
+            mirrored = int(shadow["detail"].split()[0])
+            assert mirrored >= 20, shadow  # users' requests of the 15 s window
+            # v1 and v2 carry the same package: the shadow answered exactly as users were
+            assert "0 failed" in shadow["detail"] and "for 100.0%" in shadow["detail"], shadow
+            shares = [body["spec"]["predictor"]["canaryTrafficPercent"]
+                      for _, body in _sent(kube, "PATCH")
+                      if set(body["spec"]["predictor"]) == {"canaryTrafficPercent"}]
+            assert shares == [10, 100], shares  # no user traffic before the shadow ended
+            assert users.answers and all(status == 200 for status, _ in users.answers)
+            event = audit.events_for("churn-test", "2", kind="deploy.promoted")[-1]
+            assert event["details"]["strategy"] == "shadow"
+    finally:
+        for server in started.values():
+            serving.stop(server)
+
+
 def test_a_status_that_has_not_observed_the_patch_is_not_settled():
     """Unit check of the wait: Ready=True on an old generation, or on the old revision, is
     not the rollout the step wrote."""

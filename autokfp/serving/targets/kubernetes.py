@@ -12,7 +12,10 @@ else Standard):
   throughout, keeps all traffic. With ``deploy.strategy: ab`` the verified revision then
   keeps ``deploy.ab_percent`` of live traffic for ``deploy.ab_minutes`` (the step samples
   which version answers users, and that the new revision still answers as itself), is
-  verified alone again, and only then gets 100 % (else 0 %).
+  verified alone again, and only then gets 100 % (else 0 %). With ``deploy.strategy:
+  shadow``, before the canary share, live traffic is mirrored to the new revision for
+  ``deploy.shadow_minutes``: the serving version's requests, as the prediction log captures
+  them, are replayed to its own route and its answers compared with what users got.
 * **standard** (RawDeployment, no traffic split): blue-green. The new version first runs as
   a second InferenceService ``<name>-candidate`` that no user calls; once verified, the
   serving InferenceService is switched to it (and checked to answer with the new version)
@@ -57,12 +60,13 @@ class KubernetesTarget:
         serving = cluster.get(release.service)
         mode = resolve_mode(deploy.mode, cluster, serving)
         token = deployment.smoke_token(deploy.token_env)
-        if deploy.strategy == "ab" and mode != "serverless":
+        if deploy.strategy in ("ab", "shadow") and mode != "serverless":
             from autokfp.errors import DeploymentError
 
             raise DeploymentError(
-                f"deploy.strategy ab needs a traffic split, which KServe offers only in "
-                f"serverless mode (Knative); {release.service} is deployed in {mode} mode. Use "
+                f"deploy.strategy {deploy.strategy} needs a revision of its own next to the "
+                f"serving one, which KServe offers only in serverless mode (Knative); "
+                f"{release.service} is deployed in {mode} mode. Use "
                 "deploy.strategy canary (a verified blue-green switch), or deploy.mode serverless")
         log.info("deploying %s v%s in %s mode", release.service, release.version, mode)
         if mode == "serverless":
@@ -95,7 +99,13 @@ class KubernetesTarget:
                                        deploy.ready_timeout_secs, serverless=True)
         result.add("rollout", settled.ready, settled.detail)
         result.endpoint = settled.service_url
-        if canary and settled.ready:
+        if canary and settled.ready and deploy.strategy == "shadow" \
+                and settled.latest_url is not None:
+            serving_version = str(((serving or {}).get("metadata") or {}).get(
+                "annotations", {}).get("autokfp/model-version", ""))
+            self._shadow(release, serving_version, settled.revision, settled.latest_url, rows,
+                         token, result)
+        if canary and settled.ready and result.passed:
             cluster.set_traffic(service, deploy.canary_traffic_percent)
         if settled.ready and expected is not None:
             if settled.latest_url is None:
@@ -127,6 +137,68 @@ class KubernetesTarget:
                 log.warning("canary of %s v%s set to 0%%: revision %s keeps all traffic",
                             service, release.version, previous_revision)
         return result
+
+    def _shadow(self, release: Release, serving_version: str, revision: str | None,
+                latest_url: str, rows: pd.DataFrame, token: str | None,
+                result: Verification) -> None:
+        """Mirror live traffic to the new revision while it has 0 % of it: for
+        ``deploy.shadow_minutes``, the requests users send (as the prediction log captures
+        them: the predictor's own log, or KServe's payload logger through its receiver) are
+        replayed to the new revision's own route, and its answers compared with the answers
+        users got. No user ever sees the shadow's answers. A shadow that fails or errors on
+        live requests fails the ``shadow`` check (the rollout stops: 0 %)."""
+        from datetime import datetime, timedelta, timezone
+
+        from autokfp.serving.prediction_log import read_new_batches
+        from autokfp.serving.predictor_client import PredictorClient
+        from autokfp.settings import Settings
+
+        deploy, service = self.cfg.deploy, release.service
+        root = Settings.from_env().artifact_root
+        columns = list(rows.columns)
+        started = datetime.now(timezone.utc) - timedelta(seconds=5)
+        deadline = time.monotonic() + deploy.shadow_minutes * 60
+        poll = max(1.0, min(30.0, deploy.shadow_minutes * 6))
+        read: set[str] = set()
+        mirrored = agreed = failed = 0
+        gaps: list[float] = []
+        log.info("shadow of %s v%s: mirroring live traffic for %g min", service,
+                 release.version, deploy.shadow_minutes)
+        with PredictorClient(latest_url, token=token, timeout=30) as shadow:
+            while True:
+                last = time.monotonic() >= deadline
+                # the serving version's logged requests (verification requests left out)
+                live = read_new_batches(root, service, serving_version, started, read)
+                if not live.empty and "output_prediction" not in live.columns:
+                    live = live.iloc[0:0]
+                for column in columns:
+                    if column not in live.columns:
+                        live[column] = None
+                for start in range(0, len(live), 50):
+                    batch = live.iloc[start:start + 50]
+                    status, body = shadow.predict(service, deployment.to_records(batch[columns]),
+                                                  timeout=30)
+                    mirrored += len(batch)
+                    if status != 200 or not isinstance(body, dict):
+                        failed += len(batch)
+                        continue
+                    for answer, (_, logged) in zip(body["predictions"], batch.iterrows()):
+                        agreed += str(answer.get("prediction")) == str(logged["output_prediction"])
+                        keys = [k for k in answer if k.startswith("probability_")]
+                        if keys and f"output_{keys[-1]}" in logged:
+                            gaps.append(abs(float(answer[keys[-1]])
+                                            - float(logged[f"output_{keys[-1]}"])))
+                if last:
+                    break
+                time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        share = f"{100 * agreed / mirrored:.1f}%" if mirrored else "n/a"
+        gap = f"{sum(gaps) / len(gaps):.4f}" if gaps else "n/a"
+        detail = (f"{mirrored} live requests' rows mirrored to revision {revision} "
+                  f"(v{release.version}) over {deploy.shadow_minutes:g} min: {failed} failed, "
+                  f"same prediction as users got for {share}, mean probability gap {gap}")
+        if not mirrored:
+            detail += "; no live traffic was captured (is the prediction log on?)"
+        result.add("shadow", failed == 0, detail)
 
     def _ab_split(self, cluster: KServeCluster, release: Release, revision: str | None,
                   service_url: str, latest_url: str, rows: pd.DataFrame,
