@@ -275,8 +275,13 @@ def test_build_script_tags_match_settings_image(registry, monkeypatch):
     script = (ROOT / "scripts" / "build_images.sh").read_text(encoding="utf-8")
     assert "set -euo pipefail" in script
     assert '"${VERSION//+/-}"' in script, "'+' in a version becomes '-' as in settings.image"
+    # runtime and training are two targets of one Dockerfile (images/engine); serving has its own
+    dockerfiles = {"runtime": "engine", "training": "engine", "serving": "serving"}
     for name in IMAGES:
-        assert (ROOT / "images" / name / "Dockerfile").is_file()
+        dockerfile = ROOT / "images" / dockerfiles[name] / "Dockerfile"
+        assert dockerfile.is_file()
+        if dockerfiles[name] == "engine":
+            assert f"AS {name}" in dockerfile.read_text(encoding="utf-8"), name
         assert f"autokfp-{name}" in tags[name]
 
 
