@@ -7,6 +7,7 @@ import logging
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,42 @@ import pandas as pd
 
 from autokfp.config import RunConfig, TrainingSettings, parse_training_settings
 from autokfp.steps.io import write_text
+from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Trained(StepResult):
+    """One engine's candidate: its status, leader and device, and the figures of its training."""
+
+    engine: str
+    status: str
+    """``trained``, ``failed`` or ``skipped``."""
+    leader: str
+    device: str
+    reason: str
+    """Why the engine failed or was skipped ("" when it trained)."""
+    figures: dict[str, float]
+    """Every numeric figure of the summary (seconds, models trained, CV metrics)."""
+    record: dict[str, Any]
+    """The summary ``train_model`` returned."""
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], engine: str) -> Trained:
+        return cls(engine=engine, status=record["status"], leader=record["leader"],
+                   device=record["device"], reason=record.get("reason") or "",
+                   figures={k: v for k, v in record.items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                   record=record)
+
+    def publication(self) -> Publication:
+        model = {"engine": self.engine, "status": self.status, "leader": self.leader,
+                 "device": self.device, "framework": "mlflow-pyfunc"}
+        if self.reason:
+            model["reason"] = self.reason[:1000]
+        return Publication(metrics=dict(self.figures), metadata={"model": model},
+                           returns=(self.status,))
 
 
 def train_model(config: dict[str, Any] | RunConfig | TrainingSettings, train_path: str,
@@ -139,26 +174,27 @@ def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_p
             **{k: round(v, 6) for k, v in result.cv_metrics.items() if v == v}}
 
 
+def train_candidate(config: dict[str, Any] | RunConfig | TrainingSettings, train_path: str,
+                    plan_path: str, model_path: str, leaderboard_path: str,
+                    engine: str) -> Trained:
+    """The ``train_model`` component's step (one task per configured engine): ``engine``
+    trained in a child process with failures tolerated (``train_model``), as a typed result
+    whose publication is the model's metadata (engine, status, leader, device, reason) and
+    every numeric figure of the summary as a metric; the component returns the status."""
+    summary = train_model(config, train_path, plan_path, model_path, leaderboard_path,
+                          engine=engine, isolate=True, tolerate_failure=True)
+    return Trained.from_record(summary, engine)
+
+
 def train_component(config: dict[str, Any], train: Any, plan: Any, model: Any, leaderboard: Any,
                     metrics: Any, engine: str) -> str:
-    """The body of the ``train_model`` component (one task per configured engine).
+    """The body of ``train_model`` components compiled before ``train_candidate``: the same
+    step, published onto the task's outputs."""
+    from autokfp.steps.results import publish
 
-    Trains ``engine`` in a child process with failures tolerated (``train``), then fills
-    the KFP outputs: ``model.metadata`` (engine, status, leader, device, reason) and every
-    numeric figure of the summary as a metric. Returns the candidate's status.
-    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = train_model(config, train.path, plan.path, model.path, leaderboard.path,
-                          engine=engine, isolate=True, tolerate_failure=True)
-    model.metadata.update({"engine": engine, "status": summary["status"],
-                           "leader": summary["leader"], "device": summary["device"],
-                           "framework": "mlflow-pyfunc"})
-    if summary.get("reason"):
-        model.metadata["reason"] = summary["reason"][:1000]
-    for key, value in summary.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics.log_metric(key, value)
-    return summary["status"]
+    return publish(train_candidate(config, train.path, plan.path, model.path, leaderboard.path,
+                                   engine=engine), metrics=metrics, model=model)
 
 
 def _import_packaging() -> None:

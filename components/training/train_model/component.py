@@ -48,9 +48,14 @@ def train_model(
         >>> t = train_model(config=item.settings, engine=item.engine,
         ...                 train=f.outputs["train"], plan=f.outputs["plan"])
     """
-    from autokfp.steps.train_model import train_component
+    import logging
 
-    return train_component(config, train, plan, model, leaderboard, metrics, engine=engine)
+    from autokfp.steps.results import publish
+    from autokfp.steps.train_model import train_candidate as step
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return publish(step(config, train.path, plan.path, model.path, leaderboard.path,
+                        engine=engine), metrics=metrics, model=model)
 
 
 if __name__ == "__main__":
