@@ -452,25 +452,39 @@ class RemoteH2OCluster:
             "run the training again. Nothing was trained to completion or registered; the "
             "champion is unchanged")
 
+    def _remove_own_keys(self, attempts: int = 3) -> None:
+        """Remove this run's keys only (the cluster and other runs' work stay). A busy cluster
+        can time a removal out: what is left is looked up and removed again, twice at most."""
+        import h2o
+
+        project = getattr(self._automl, "project_name", None)
+        for attempt in range(1, attempts + 1):
+            try:
+                if self._automl is not None:
+                    h2o.remove(self._automl, cascade=True)
+                    self._automl = None
+                if self._frame is not None:
+                    h2o.remove(self._frame)
+                    self._frame = None
+                if project:  # what AutoML made next to its models (leaderboard, session keys)
+                    for key in h2o.ls()["key"].tolist():
+                        if project in str(key):
+                            h2o.remove(str(key))
+                return
+            except Exception as error:  # noqa: BLE001 - cleaning up must never mask the result
+                if attempt == attempts:
+                    log.warning("could not remove this run's frames and models from the H2O "
+                                "cluster %s: %s", self.url, error)
+                else:
+                    time.sleep(2.0 * attempt)
+
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         import h2o
 
         from autokfp import storage
 
         if not self.lost:
-            try:  # this run's keys only: the cluster and other runs' work stay
-                project = getattr(self._automl, "project_name", None)
-                if self._automl is not None:
-                    h2o.remove(self._automl, cascade=True)
-                if self._frame is not None:
-                    h2o.remove(self._frame)
-                if project:  # what AutoML made next to its models (e.g. the leaderboard frame)
-                    for key in h2o.ls()["key"].tolist():
-                        if str(key).startswith(project):
-                            h2o.remove(str(key))
-            except Exception as error:  # noqa: BLE001 - cleaning up must never mask the result
-                log.warning("could not remove this run's frames and models from the H2O "
-                            "cluster %s: %s", self.url, error)
+            self._remove_own_keys()
         if self._uri:
             try:
                 storage.delete(self._uri)

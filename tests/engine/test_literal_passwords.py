@@ -66,7 +66,8 @@ def test_urls_are_masked_and_literal_passwords_moved(monkeypatch) -> None:
 def test_a_literal_password_reaches_the_database_and_nothing_else(postgres_server, tmp_path,
                                                                    monkeypatch, caplog) -> None:
     secret = postgres_server.password
-    postgres_server.run("postgres", "CREATE DATABASE crm")
+    # the server is shared by the session: another test may have made its own crm already
+    postgres_server.run("postgres", "DROP DATABASE IF EXISTS crm", "CREATE DATABASE crm")
     postgres_server.run(
         "crm", "CREATE TABLE customers (customer_id int, plan text, churned int)",
         "INSERT INTO customers SELECT g, CASE WHEN g % 3 = 0 THEN 'pro' ELSE 'basic' END, "

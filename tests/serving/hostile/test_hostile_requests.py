@@ -87,7 +87,9 @@ def test_a_hostile_request_gets_a_4xx_naming_the_problem(client, corpus, name) -
     for word in case.words:
         assert word in response.text, response.text[:500]
     assert len(response.content) <= 4096, "an error answer must not echo the request"
-    assert elapsed < 5.0, f"a rejection took {elapsed:.1f}s"
+    # a bound a hang fails, not a timing (scripts/benchmark_probes.py measures): CI machines
+    # with two cores under load took 5.8 s once
+    assert elapsed < 30.0, f"a rejection took {elapsed:.1f}s"
 
 
 def test_every_rejection_is_one_short_log_line_without_traceback(server, client) -> None:
