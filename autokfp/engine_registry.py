@@ -67,6 +67,10 @@ class EngineSpec:
     """Trained when the config names no engines."""
     extra: str | None = None
     """The pip extra that installs the engine's dependencies (``autokfp[<extra>]``), if any."""
+    serving_extra: str | None = None
+    """The pip extra the predictor needs to score this engine's models; its InferenceService
+    then names the ``autokfp-serving-<extra>`` image (built with that extra). None: the lean
+    serving image scores them."""
     legacy_budget_keys: Mapping[str, str] = field(default_factory=dict)
     """Old ``budget.<key>`` names of this engine's settings (deprecated config layout)."""
 

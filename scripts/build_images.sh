@@ -12,6 +12,9 @@ Builds the autokfp wheel into dist/, then the container images from the reposito
   ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-runtime:<version>   (images/engine, target runtime)
   ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-training:<version>  (images/engine, target training)
   ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-serving:<version>   (images/serving)
+  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-serving-keras:<version>
+      (images/serving with the keras extra: TensorFlow CPU, for AutoKeras champions; the
+      deploy step names it on their InferenceService)
 
 <version> is the project version from pyproject.toml with '+' replaced by '-', the same tag
 autokfp.settings.image(name) puts into compiled pipelines. What goes in is pinned by
@@ -19,7 +22,8 @@ constraints.txt (the same file `make install` uses).
 
 Options:
   --push               docker push each image after building it
-  --image NAME         build only NAME (runtime, training or serving); repeatable
+  --image NAME         build only NAME (runtime, training, serving or serving-keras);
+                       repeatable
   --accelerator A      the training image's TensorFlow: gpu (tensorflow[and-cuda], the
                        default and the release image) or cpu (a small variant for tests)
   --base MODE          where the Python base image comes from:
@@ -50,7 +54,7 @@ Environment:
 USAGE
 }
 
-ALL_IMAGES=(runtime training serving)
+ALL_IMAGES=(runtime training serving serving-keras)
 push=false
 print_tags=false
 wheel_only=false
@@ -64,10 +68,10 @@ while [[ $# -gt 0 ]]; do
     --print-tags) print_tags=true ;;
     --wheel-only) wheel_only=true ;;
     --image)
-      [[ $# -ge 2 ]] || { echo "error: --image needs a name (runtime, training, serving)" >&2; exit 2; }
+      [[ $# -ge 2 ]] || { echo "error: --image needs a name (runtime, training, serving, serving-keras)" >&2; exit 2; }
       case "$2" in
-        runtime | training | serving) selected+=("$2") ;;
-        *) echo "error: unknown image '$2': choose runtime, training or serving" >&2; exit 2 ;;
+        runtime | training | serving | serving-keras) selected+=("$2") ;;
+        *) echo "error: unknown image '$2': choose runtime, training, serving or serving-keras" >&2; exit 2 ;;
       esac
       shift
       ;;
@@ -291,6 +295,8 @@ for name in "${selected[@]}"; do
              --build-arg "ACCELERATOR=$accelerator")
       note=" (accelerator: $accelerator)"
       ;;
+    # the serving image with TensorFlow, for the engines that need it to score (AutoKeras)
+    serving-keras) args+=(--file images/serving/Dockerfile --build-arg AUTOKFP_EXTRAS=keras) ;;
     *) args+=(--file "images/$name/Dockerfile") ;;
   esac
   echo ">> building $ref$note"

@@ -75,7 +75,13 @@ def build_inference_service(
         V1beta1ModelSpec,
         V1beta1PredictorSpec,
     )
-    from kubernetes.client import V1EnvVar, V1ObjectMeta, V1ResourceRequirements
+    from kubernetes.client import (
+        V1EnvVar,
+        V1EnvVarSource,
+        V1ObjectMeta,
+        V1ResourceRequirements,
+        V1SecretKeySelector,
+    )
 
     name = name or service_name(model_name)
     serverless = mode == "serverless"
@@ -85,6 +91,10 @@ def build_inference_service(
         logger = V1beta1LoggerSpec(mode="all", url=payload_log_url(deploy))
     if deploy.payload_log != "predictor":  # then the pods need no write access to the store
         env.append(V1EnvVar(name="AUTOKFP_PREDICTION_LOG", value="off"))
+    else:  # the predictor writes the log itself: S3/MinIO keys (optional: gs:// needs none)
+        env += [V1EnvVar(name=key, value_from=V1EnvVarSource(secret_key_ref=V1SecretKeySelector(
+                    name="autokfp-credentials", key=key, optional=True)))
+                for key in PREDICTOR_SECRET_KEYS]
     model = V1beta1ModelSpec(
         name="kserve-container",
         model_format=V1beta1ModelFormat(name=MODEL_FORMAT, version="1"),
@@ -129,6 +139,21 @@ def build_inference_service(
     return manifest
 
 
+# What every predictor reads from the namespace's ConfigMap: the artifact store and, for
+# S3/MinIO, its endpoint (optional: a gs:// namespace has none).
+PREDICTOR_CONFIG_KEYS = ("AUTOKFP_ARTIFACT_ROOT", "AWS_ENDPOINT_URL")
+# The S3 keys from the Secret, given only to a predictor that writes its own prediction log
+# (deploy.payload_log: predictor): KServe hands its S3 credentials to the storage initializer
+# alone, and with the payload logger (the default) only the receiver writes to the store.
+PREDICTOR_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def _predictor_env() -> list[dict[str, Any]]:
+    return [{"name": key, "valueFrom": {"configMapKeyRef": {"name": "autokfp-config", "key": key,
+                                                            "optional": True}}}
+            for key in PREDICTOR_CONFIG_KEYS]
+
+
 def build_serving_runtime(serving_image: str | None = None) -> dict[str, Any]:
     """The ``autokfp`` ServingRuntime: our predictor image for model format ``autokfp``."""
     manifest = {
@@ -143,10 +168,7 @@ def build_serving_runtime(serving_image: str | None = None) -> dict[str, Any]:
                 "name": "kserve-container",
                 "image": serving_image or image("serving"),
                 "args": ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"],
-                "env": [{"name": "AUTOKFP_ARTIFACT_ROOT",
-                         "valueFrom": {"configMapKeyRef": {"name": "autokfp-config",
-                                                           "key": "AUTOKFP_ARTIFACT_ROOT",
-                                                           "optional": True}}}],
+                "env": _predictor_env(),
                 "ports": [{"containerPort": 8080, "protocol": "TCP"}],
                 "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080},
                                    "periodSeconds": 5},

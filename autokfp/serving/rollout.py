@@ -42,6 +42,18 @@ class Rollout:
         return self.decision.action == "canary"
 
 
+def serving_image_for(tags: dict[str, str] | None) -> str | None:
+    """The predictor image a model version needs, from its ``engine`` tag: None (the
+    runtime's lean image) unless the engine names a serving extra (AutoKeras: TensorFlow)."""
+    from autokfp.engine_registry import engine_specs
+    from autokfp.settings import image
+
+    spec = engine_specs().get((tags or {}).get("engine", ""))
+    if spec is None or not spec.serving_extra:
+        return None
+    return image(f"serving-{spec.serving_extra}")
+
+
 def plan_rollout(cfg: RunConfig, settings: Any, registration: dict[str, Any]) -> Rollout:
     """The champion to deploy and its InferenceService; the decision starts as ``skipped``.
 
@@ -65,7 +77,7 @@ def plan_rollout(cfg: RunConfig, settings: Any, registration: dict[str, Any]) ->
     storage_uri = registry.serving_uri(client, cfg.model_name, version, settings)
     canary = bool(new_version and previous)
     builder = functools.partial(build_inference_service, cfg.model_name, version, storage_uri,
-                                cfg.deploy)
+                                cfg.deploy, serving_image=serving_image_for(champion.tags))
     # the written manifest: deploy.mode, or Serverless (KServe's default) until a cluster says
     mode = cfg.deploy.mode if cfg.deploy.mode != "auto" else "serverless"
     manifest = builder(canary=canary, mode=mode)

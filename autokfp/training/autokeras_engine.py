@@ -672,7 +672,7 @@ class KerasScorer(FrameScorer):
 
 register_engine(EngineSpec(
     name="autokeras", engine=AutoKerasEngine, settings=AutoKerasSettings, title="AutoKeras",
-    default=True,
+    default=True, serving_extra="keras",  # a Keras model needs TensorFlow to score
     legacy_budget_keys={"autokeras_max_trials": "max_trials", "autokeras_epochs": "epochs",
                         "autokeras_patience": "patience",
                         "autokeras_validation_fraction": "validation_fraction"}))

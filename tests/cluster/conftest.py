@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -57,15 +58,23 @@ class Box:
     """The running services and the environment every task gets."""
 
     root: Path
-    gcs_host: str
+    store: str  # "gcs" or "s3"
     mlflow_uri: str
     config_env: dict[str, str]  # what the autokfp-config ConfigMap gives each task
+    secret_env: dict[str, str]  # what the autokfp-credentials Secret gives each task
     platform_env: dict[str, str]  # what the pod gets from the platform (Workload Identity...)
+    # what KServe's credential builder gives the storage initializer (from the serving
+    # account's Secret and its serving.kserve.io/s3-* annotations)
+    storage_init_env: dict[str, str]
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
+    def bucket_uri(self) -> str:
+        return f"{'gs' if self.store == 'gcs' else 's3'}://{BUCKET}"
+
+    @property
     def task_env(self) -> dict[str, str]:
-        return {**self.config_env, **self.platform_env}
+        return {**self.config_env, **self.secret_env, **self.platform_env}
 
 
 _EMULATOR = """
@@ -112,14 +121,81 @@ def box(tmp_path_factory) -> Iterator[Box]:
             "AUTOKFP_ARTIFACT_ROOT": f"gs://{BUCKET}/autokfp",
             "AUTOKFP_MLFLOW_ARTIFACT_ROOT": f"gs://{BUCKET}/mlflow",
         }
-        yield Box(root=root, gcs_host=gcs_host, mlflow_uri=mlflow_uri, config_env=config_env,
-                  platform_env=platform_env, processes=processes)
+        yield Box(root=root, store="gcs", mlflow_uri=mlflow_uri, config_env=config_env,
+                  secret_env={}, platform_env=platform_env, storage_init_env=platform_env,
+                  processes=processes)
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
+        _stop(processes)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in reversed(processes):
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def s3_box(tmp_path_factory) -> Iterator[Box]:
+    """moto_server (the S3 API, as MinIO speaks it) and an `mlflow server` over HTTP whose
+    artifacts go to s3://, configured the way a MinIO-backed Kubeflow namespace is."""
+    import boto3
+
+    root = tmp_path_factory.mktemp("s3box")
+    logs = root / "logs"
+    logs.mkdir()
+    s3_port, mlflow_port = free_port(), free_port()
+    endpoint = f"http://127.0.0.1:{s3_port}"
+    config_env = {"AWS_ENDPOINT_URL": endpoint}  # the ConfigMap names MinIO's address
+    secret_env = {"AWS_ACCESS_KEY_ID": "box-key", "AWS_SECRET_ACCESS_KEY": "box-secret"}
+    platform_env = {"AWS_DEFAULT_REGION": "us-east-1", "DATAHUB_TELEMETRY_ENABLED": "false"}
+    env = {**os.environ, **config_env, **secret_env, **platform_env}
+    processes: list[subprocess.Popen] = []
+    try:
+        moto = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+            stdout=open(logs / "moto.log", "w"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
+        processes.append(moto)
+        deadline = time.monotonic() + 60
+        while True:
             try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                urllib.request.urlopen(endpoint, timeout=2).close()
+                break
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                if moto.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server on {endpoint} did not start") from None
+                time.sleep(0.3)
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                     aws_access_key_id=secret_env["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key=secret_env["AWS_SECRET_ACCESS_KEY"],
+                     ).create_bucket(Bucket=BUCKET)
+        mlflow = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server",
+             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+             "--default-artifact-root", f"s3://{BUCKET}/mlflow", "--no-serve-artifacts",
+             "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
+            stdout=open(logs / "mlflow.log", "w"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
+        processes.append(mlflow)
+        mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
+        wait_http(f"{mlflow_uri}/health", 120, mlflow)
+        config_env.update({
+            "MLFLOW_TRACKING_URI": mlflow_uri,
+            "AUTOKFP_ARTIFACT_ROOT": f"s3://{BUCKET}/autokfp",
+            "AUTOKFP_MLFLOW_ARTIFACT_ROOT": f"s3://{BUCKET}/mlflow",
+        })
+        # KServe's S3 credential builder: the Secret's keys, and from its annotations
+        # (serving.kserve.io/s3-endpoint: 127.0.0.1:<port>, s3-usehttps: "0", s3-region)
+        storage_init_env = {**secret_env, "S3_ENDPOINT": f"127.0.0.1:{s3_port}",
+                            "AWS_ENDPOINT_URL": endpoint, "S3_USE_HTTPS": "0",
+                            "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+        yield Box(root=root, store="s3", mlflow_uri=mlflow_uri, config_env=config_env,
+                  secret_env=secret_env, platform_env=platform_env,
+                  storage_init_env=storage_init_env, processes=processes)
+    finally:
+        _stop(processes)

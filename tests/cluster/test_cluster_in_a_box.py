@@ -34,7 +34,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.cluster.conftest import BUCKET, Box, free_port, wait_http
+from tests.cluster.conftest import Box, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "churn-box"
@@ -67,24 +67,30 @@ def images() -> dict[str, str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def host_env(box: Box):
-    """This process reaches the same services (to seed data, read the registry, compare)."""
+def _reach(box: Box):
+    """This process reaches the box's services (to seed data, read the registry, compare)."""
     from autokfp import storage
 
     saved = {key: os.environ.get(key) for key in box.task_env}
     os.environ.update(box.task_env)
-    reset = getattr(storage, "reset_client", None)
-    if reset:
-        reset()
+    storage.reset_client()
     yield box.task_env
-    if reset:
-        reset()
+    storage.reset_client()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def host_env(box: Box):
+    yield from _reach(box)
+
+
+@pytest.fixture
+def s3_host_env(s3_box: Box):
+    yield from _reach(s3_box)
 
 
 def _shift_period(frame: pd.DataFrame, seed: int, id_prefix: str) -> pd.DataFrame:
@@ -98,7 +104,8 @@ def _config(data_uri: str, labels_uri: str) -> dict:
 
     return parse_config({
         "name": MODEL,
-        "sources": [{"name": "lake", "kind": "gcs", "uri": data_uri}],
+        "sources": [{"name": "lake", "kind": "gcs" if data_uri.startswith("gs://") else "s3",
+                     "uri": data_uri}],
         "training": {"dataset": "lake/customers.parquet", "target": "churned",
                      "id_column": "customer_id"},
         "budget": {"max_runtime_secs": 10},
@@ -108,7 +115,10 @@ def _config(data_uri: str, labels_uri: str) -> dict:
         # deploy runs inside the deploy task's container (no Kubernetes API here): it starts
         # the predictor there, verifies it against the offline predictions, then stops it
         # (latency is measured by scripts/benchmark_container_serving.py, not judged here)
-        "deploy": {"target": "local", "smoke_rows": 20, "latency_budget_ms": 10000},
+        "deploy": {"target": "local", "smoke_rows": 20, "latency_budget_ms": 10000,
+                   # no KServe agent runs here to capture payloads for the receiver: the
+                   # predictor writes its own prediction log (the InferenceService says so)
+                   "payload_log": "predictor"},
         "governance": {"block_deploy_on_bias": False, "mitigate": False, "shap_rows": 0,
                        "explain_rows": 50},
         "monitoring": {"window_days": 1, "min_window_rows": 300, "drift_share": 0.25,
@@ -161,7 +171,7 @@ class KServePredictor:
         subprocess.run(
             [python, "-c", "import sys; from kserve_storage import Storage; "
              "Storage.download(sys.argv[1], sys.argv[2])", self.storage_uri, str(self.models_dir)],
-            env={**os.environ, **self.box.platform_env}, check=True, timeout=300)
+            env={**os.environ, **self.box.storage_init_env}, check=True, timeout=300)
         assert (self.models_dir / "MLmodel").exists(), sorted(os.listdir(self.models_dir))
         os.chmod(self.models_dir, 0o755)
 
@@ -176,9 +186,17 @@ class KServePredictor:
         self.port = wanted if _port_free(wanted) else free_port()
         args = [f"--http_port={self.port}" if a == port_arg else a for a in args]
         env = []
-        for item in container.get("env", []):
-            ref = item.get("valueFrom", {}).get("configMapKeyRef")
-            value = self.box.config_env.get(ref["key"]) if ref else item.get("value")
+        # as KServe builds the pod: the runtime's env, then the InferenceService's model env
+        # over it; each resolved as the kubelet does (ConfigMap and Secret keys)
+        model_env = self.manifest["spec"]["predictor"]["model"].get("env", [])
+        for item in [*container.get("env", []), *model_env]:
+            source = item.get("valueFrom", {})
+            if "configMapKeyRef" in source:
+                value = self.box.config_env.get(source["configMapKeyRef"]["key"])
+            elif "secretKeyRef" in source:
+                value = self.box.secret_env.get(source["secretKeyRef"]["key"])
+            else:
+                value = item.get("value")
             if value is not None:
                 env += ["-e", f"{item['name']}={value}"]
         for key, value in self.box.platform_env.items():
@@ -290,25 +308,15 @@ def _monitor(pipeline_root: Path, config: dict) -> dict:
             "decision": json.loads(_one(run_dir, "decide-retraining/decision").read_text())}
 
 
-def test_train_serve_drift_retrain_and_serve_again_in_containers(box, images, host_env,
-                                                                 tmp_path) -> None:
+def _train_first_champion(box: Box, config: dict, pipeline_root: Path) -> dict:
+    """autonomous-training in containers: v1 trained, registered, deployed; its manifest."""
     from mlflow import MlflowClient
 
-    from autokfp import storage
-    from autokfp.examples.churn import generate_churn
     from autokfp.pipelines import PIPELINES
 
-    data_uri, labels_uri = f"gs://{BUCKET}/lake", f"gs://{BUCKET}/labels"
-    period_a = generate_churn(1500, seed=3)
-    storage.write_bytes(f"{data_uri}/customers.parquet", period_a.to_parquet(index=False))
-    config = _config(data_uri, labels_uri)
-    pipeline_root = tmp_path / "pipeline_root"
-    _init_docker_runner(box, pipeline_root)
-
-    # 1. train, register and deploy v1, every task in its image
     started = time.monotonic()
     output = PIPELINES["autonomous-training"]()(config=config)
-    print(f"autonomous-training in containers: {time.monotonic() - started:.0f} s")
+    print(f"autonomous-training in containers ({box.store}): {time.monotonic() - started:.0f} s")
     registration = json.loads(Path(output.output.path).read_text())
     assert registration["version"] == "1" and registration["aliases"] == ["champion"]
     training_run = _newest_run(pipeline_root, "autonomous-training", set())
@@ -317,10 +325,29 @@ def test_train_serve_drift_retrain_and_serve_again_in_containers(box, images, ho
     manifest = yaml.safe_load(_one(training_run, "deploy-model/manifest").read_text())
     storage_uri = manifest["spec"]["predictor"]["model"]["storageUri"]
     # the model lives in the shared store, where KServe's storage initializer can reach it
-    assert storage_uri.startswith(f"gs://{BUCKET}/mlflow/"), storage_uri
-
+    assert storage_uri.startswith(f"{box.bucket_uri}/mlflow/"), storage_uri
     client = MlflowClient(box.mlflow_uri)
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    return manifest
+
+
+def test_train_serve_drift_retrain_and_serve_again_on_gcs_in_containers(
+        box, images, host_env, tmp_path) -> None:
+    from mlflow import MlflowClient
+
+    from autokfp import storage
+    from autokfp.examples.churn import generate_churn
+
+    data_uri, labels_uri = f"{box.bucket_uri}/lake", f"{box.bucket_uri}/labels"
+    period_a = generate_churn(1500, seed=3)
+    storage.write_bytes(f"{data_uri}/customers.parquet", period_a.to_parquet(index=False))
+    config = _config(data_uri, labels_uri)
+    pipeline_root = tmp_path / "pipeline_root"
+    _init_docker_runner(box, pipeline_root)
+
+    # 1. train, register and deploy v1, every task in its image
+    manifest = _train_first_champion(box, config, pipeline_root)
+    client = MlflowClient(box.mlflow_uri)
 
     # the recurring run before any traffic: nothing to judge; it stores v1's reference rows
     # (its training data) in the object store for the next runs
@@ -369,7 +396,8 @@ def test_train_serve_drift_retrain_and_serve_again_in_containers(box, images, ho
     assert outcome["deployment"] == "serving", outcome
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
     manifest = yaml.safe_load(_one(run_dir, "deploy-model/manifest").read_text())
-    assert manifest["spec"]["predictor"]["model"]["storageUri"].startswith(f"gs://{BUCKET}/mlflow/")
+    assert manifest["spec"]["predictor"]["model"]["storageUri"].startswith(
+        f"{box.bucket_uri}/mlflow/")
 
     # 4. the new champion, served as KServe would, answers as the model does offline
     v2 = KServePredictor(box, images["serving"], manifest, tmp_path / "models-v2")
@@ -386,3 +414,54 @@ def test_train_serve_drift_retrain_and_serve_again_in_containers(box, images, ho
         shutil.rmtree(champion_dir, ignore_errors=True)
         shutil.copytree(v2.models_dir, champion_dir)
         Path(champion_dir, "box.json").write_text(json.dumps({"service": v2.service}))
+
+
+def test_train_serve_and_monitor_against_s3_in_containers(s3_box, images, s3_host_env,
+                                                          tmp_path) -> None:
+    """The same services on S3 as MinIO speaks it (moto_server): the data source, the
+    artifact store, MLflow's artifact root, KServe's storageUri and the prediction log are
+    all s3://, reached at the ConfigMap's AWS_ENDPOINT_URL with the Secret's keys.
+
+    Shorter than the gs:// loop (whose retraining branch is store-independent): training,
+    serving as KServe does, and a monitoring run that reads the served log and the labels
+    back from S3 and, on traffic like the training data, keeps the champion."""
+    from autokfp import storage
+    from autokfp.examples.churn import generate_churn
+
+    box = s3_box
+    data_uri, labels_uri = f"{box.bucket_uri}/lake", f"{box.bucket_uri}/labels"
+    storage.write_bytes(f"{data_uri}/customers.parquet",
+                        generate_churn(1500, seed=3).to_parquet(index=False))
+    config = _config(data_uri, labels_uri)
+    pipeline_root = tmp_path / "pipeline_root"
+    _init_docker_runner(box, pipeline_root)
+
+    manifest = _train_first_champion(box, config, pipeline_root)
+
+    # served as KServe serves it, the model fetched from s3:// with KServe's own code
+    period = generate_churn(1500, seed=4)
+    period["customer_id"] = "S" + period["customer_id"].astype(str)
+    requests = period.drop(columns=["churned"]).reset_index(drop=True)
+    predictor = KServePredictor(box, images["serving"], manifest, tmp_path / "models")
+    predictor.fetch_model()
+    predictor.start()
+    try:
+        _check_served_champion(predictor, requests.head(25))
+        for begin in range(0, len(requests), 100):
+            predictor.v1(_records(requests.iloc[begin:begin + 100]))
+    finally:
+        served_log = predictor.stop()
+    logged = [u for u in storage.list_uris(f"{box.config_env['AUTOKFP_ARTIFACT_ROOT']}/predictions",
+                                           recursive=True) if u.endswith(".parquet")]
+    assert logged and all(u.startswith(f"{box.bucket_uri}/") for u in logged), (
+        f"the predictor logged no predictions to S3:\n{served_log[-3000:]}")
+
+    storage.write_bytes(f"{labels_uri}/period.parquet",
+                        period[["customer_id", "churned"]].to_parquet(index=False))
+    monitored = _monitor(pipeline_root, config)
+    decision = monitored["decision"]
+    assert decision["rows"] >= len(requests), decision
+    assert decision["reference"] in ("stored", "training-data"), decision
+    performance = next(c for c in decision["checks"] if c["trigger"] == "performance")
+    assert performance["evaluated"], performance
+    assert decision["retrain"] is False, decision["summary"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,60 @@ def test_the_payload_log_receiver_manifest_serves_the_default_url() -> None:
     assert container["command"] == ["python", "-m", "autokfp.serving.payload_log"]
     assert container["image"] == image("serving")
     assert "payload-log.yaml" in (root / "kustomization.yaml").read_text()
+
+
+def test_the_predictor_gets_what_it_needs_to_log_to_minio() -> None:
+    """KServe gives S3 credentials to the storage initializer only. Every predictor gets the
+    ConfigMap's store and endpoint; only one that writes its own prediction log
+    (payload_log: predictor) gets the Secret's keys, and the payload-log receiver, which
+    writes for all the others, gets the endpoint and keys too (all optional: gs:// has none)."""
+    (container,) = build_serving_runtime()["spec"]["containers"]
+    refs = {item["name"]: item["valueFrom"] for item in container["env"]}
+    assert set(refs) == {"AUTOKFP_ARTIFACT_ROOT", "AWS_ENDPOINT_URL"}  # no keys by default
+    for key in refs:
+        assert refs[key]["configMapKeyRef"] == {"name": "autokfp-config", "key": key,
+                                                "optional": True}
+
+    def secrets(payload_log: str) -> dict[str, Any]:
+        env = _build_with(payload_log)["spec"]["predictor"]["model"]["env"]
+        return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env
+                if "secretKeyRef" in e.get("valueFrom", {})}
+
+    for key, ref in secrets("predictor").items():
+        assert ref == {"name": "autokfp-credentials", "key": key, "optional": True}
+    assert set(secrets("predictor")) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert secrets("kserve") == {} and secrets("off") == {}
+    validate_manifest(_build_with("predictor"))
+
+    root = Path(__file__).resolve().parents[2] / "manifests" / "serving"
+    docs = list(yaml.safe_load_all((root / "payload-log.yaml").read_text()))
+    receiver = next(d for d in docs if d["kind"] == "Deployment")
+    env = receiver["spec"]["template"]["spec"]["containers"][0]["env"]
+    names = {e["name"]: e.get("valueFrom", {}) for e in env}
+    assert names["AWS_ENDPOINT_URL"]["configMapKeyRef"]["key"] == "AWS_ENDPOINT_URL"
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(names)
+
+
+def _build_with(payload_log: str) -> dict[str, Any]:
+    return build_inference_service("churn", "7", STORAGE, _deploy(payload_log=payload_log),
+                                   canary=False)
+
+
+def test_an_autokeras_champion_is_served_by_the_image_with_tensorflow(monkeypatch) -> None:
+    """The lean serving image has no TensorFlow: the InferenceService of a model version
+    whose engine needs it names serving-keras (built by scripts/build_images.sh)."""
+    import subprocess
+
+    from autokfp.serving.rollout import serving_image_for
+
+    monkeypatch.setenv("AUTOKFP_IMAGE_REGISTRY", "registry.example.com/ml")
+    keras_image = f"registry.example.com/ml/autokfp-serving-keras:{__version__}"
+    assert serving_image_for({"engine": "autokeras", "task": "binary"}) == keras_image
+    assert serving_image_for({"engine": "h2o"}) is None  # the runtime's lean image
+    assert serving_image_for({}) is None and serving_image_for(None) is None
+    service = _build(serving_image=serving_image_for({"engine": "autokeras"}))
+    assert service["spec"]["predictor"]["model"]["image"] == keras_image
+    tags = subprocess.run(["bash", "scripts/build_images.sh", "--print-tags"], check=True,
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
+                          env={**os.environ}).stdout.split("\n")
+    assert f"serving-keras {keras_image}" in tags
