@@ -271,7 +271,9 @@ def test_build_script_tags_match_settings_image(registry, monkeypatch):
     monkeypatch.delenv("AUTOKFP_IMAGE_REGISTRY", raising=False)
     tags = _print_tags(registry)
     version = _project_version()
-    assert tags == {name: image(name, registry=registry, version=version) for name in IMAGES}
+    # and serving-keras: images/serving with TensorFlow, for AutoKeras champions
+    assert tags == {name: image(name, registry=registry, version=version)
+                    for name in (*IMAGES, "serving-keras")}
     script = (ROOT / "scripts" / "build_images.sh").read_text(encoding="utf-8")
     assert "set -euo pipefail" in script
     assert '"${VERSION//+/-}"' in script, "'+' in a version becomes '-' as in settings.image"
@@ -293,4 +295,4 @@ def test_build_script_rejects_unknown_options():
         timeout=60,
     )
     assert result.returncode == 2
-    assert "runtime, training or serving" in result.stderr
+    assert "runtime, training, serving or serving-keras" in result.stderr
