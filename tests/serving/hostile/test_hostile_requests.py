@@ -153,6 +153,7 @@ def held_init(self, *args, **kwargs):
         while not flag.exists():
             time.sleep(0.05)
         self._executor.submit(hold)  # the one worker thread is busy until the flag goes
+        Path(str(flag) + ".armed").touch()  # the test sends nothing before this
     threading.Thread(target=arm, daemon=True).start()
 
 predictor.Workload.__init__ = held_init
@@ -177,6 +178,10 @@ def test_the_readiness_probe_never_waits_for_the_work_of_hostile_requests(
     try:
         servers.wait_ready(server)
         flag.touch()
+        armed, deadline = Path(str(flag) + ".armed"), time.monotonic() + 30
+        while not armed.exists() and time.monotonic() < deadline:  # no race with the hold
+            time.sleep(0.05)
+        assert armed.exists(), "the held server never took its worker"
         with httpx.Client(base_url=server.url, timeout=30) as client:
             # the worker is held: a request that needs it is answered at its time limit
             big = client.post(f"/v1/models/{MODEL}:predict",
