@@ -48,7 +48,6 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
                    report_path: str | None = None) -> Engineered:
     """Fix the held-out split, infer the task and learn the feature plan from training rows."""
     from autokfp.catalog.schema import DatasetSchema
-    from autokfp.errors import DataError, SchemaError
     from autokfp.modeling.features import plan_features
     from autokfp.modeling.partition import split_holdout
     from autokfp.modeling.tasks import infer_task
@@ -57,33 +56,14 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
     frame = pd.read_parquet(dataset_path)
     schema = DatasetSchema.from_json(Path(schema_path).read_text())
     target = cfg.training.target
-    if target not in frame.columns:
-        raise SchemaError(
-            f"target column '{target}' is not in dataset '{schema.dataset_id}'; its columns are "
-            f"{sorted(frame.columns)}; set training.target to one of them"
-        )
+    _require_target(frame, target, schema.dataset_id)
     id_column = cfg.training.id_column or next(
         (c.name for c in schema.columns if c.semantic_type == "id"), None)
     task = infer_task(frame[target], cfg.training.task)
-    unlabelled = int(frame[target].isna().sum())
-    if unlabelled:
-        record_data_changes(cfg.model_name, "engineer-features", [
-            f"{unlabelled} of {len(frame)} rows have no value in target '{target}' and were "
-            "left out of training and testing"], dataset=schema.dataset_id,
-            rows_dropped=unlabelled)
+    unlabelled = _record_unlabelled(cfg, frame, target, schema.dataset_id)
     train, test = split_holdout(frame, cfg.split.test_fraction, cfg.split.seed, id_column, target)
-    classes = None
-    if task != "regression":
-        classes = sorted(train[target].dropna().unique().tolist(), key=lambda v: str(v))
-        if cfg.training.positive_class is not None and task == "binary":
-            positive = [c for c in classes if str(c) == cfg.training.positive_class]
-            if not positive:
-                raise DataError(f"training.positive_class '{cfg.training.positive_class}' is not a value "
-                                f"of '{target}' (values: {classes})")
-            classes = [c for c in classes if c is not positive[0]] + positive
-        if len(classes) < 2:
-            raise DataError(f"target '{target}' has a single class {classes} in the training rows; "
-                            "a classifier needs at least two")
+    classes = (None if task == "regression"
+               else _class_order(train[target], target, task, cfg.training.positive_class))
     plan = plan_features(train, schema, target, task, cfg.features, id_column=id_column, classes=classes)
     if cfg.selection.feature_selection != "off" or cfg.budget.max_features:
         from autokfp.modeling.features import select_features
@@ -105,6 +85,46 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
     return Engineered(task=task, train_rows=len(train), test_rows=len(test),
                       features=len(plan.feature_columns), dropped=len(plan.dropped),
                       id_column=id_column or "", unlabelled_rows=unlabelled)
+
+
+def _require_target(frame: pd.DataFrame, target: str, dataset_id: str) -> None:
+    from autokfp.errors import SchemaError
+
+    if target not in frame.columns:
+        raise SchemaError(
+            f"target column '{target}' is not in dataset '{dataset_id}'; its columns are "
+            f"{sorted(frame.columns)}; set training.target to one of them"
+        )
+
+
+def _record_unlabelled(cfg: RunConfig, frame: pd.DataFrame, target: str, dataset_id: str) -> int:
+    """The rows without a label (left out by the split): counted and recorded as a data change."""
+    unlabelled = int(frame[target].isna().sum())
+    if unlabelled:
+        record_data_changes(cfg.model_name, "engineer-features", [
+            f"{unlabelled} of {len(frame)} rows have no value in target '{target}' and were "
+            "left out of training and testing"], dataset=dataset_id,
+            rows_dropped=unlabelled)
+    return unlabelled
+
+
+def _class_order(labels: pd.Series, target: str, task: str,
+                 positive_class: str | None) -> list[Any]:
+    """A classifier's classes in the plan's order: sorted as text, a binary task's configured
+    positive class last."""
+    from autokfp.errors import DataError
+
+    classes = sorted(labels.dropna().unique().tolist(), key=lambda v: str(v))
+    if positive_class is not None and task == "binary":
+        positive = [c for c in classes if str(c) == positive_class]
+        if not positive:
+            raise DataError(f"training.positive_class '{positive_class}' is not a value "
+                            f"of '{target}' (values: {classes})")
+        classes = [c for c in classes if c is not positive[0]] + positive
+    if len(classes) < 2:
+        raise DataError(f"target '{target}' has a single class {classes} in the training rows; "
+                        "a classifier needs at least two")
+    return classes
 
 
 def _audit_plan(model: str, plan: Any) -> None:

@@ -68,54 +68,78 @@ def train_model(config: dict[str, Any] | RunConfig | TrainingSettings, train_pat
     (``RunConfig.training_settings()``, what pipelines pass, so the cache key of the GPU
     task depends on nothing else).
     """
-    from autokfp.training.isolation import (
-        FAILED,
-        SKIPPED,
-        EngineFailure,
-        run_isolated,
-        write_candidate_marker,
-    )
-
     cfg = _read_settings(config)
     if engine not in cfg.engines:
-        reason = f"'{engine}' is not in the config's engines {cfg.engine_names()}"
-        log.info("%s skipped: %s", engine, reason)
-        write_candidate_marker(model_path, engine, SKIPPED, reason)
-        if leaderboard_path:
-            write_text(leaderboard_path, _status_html(engine, SKIPPED, reason))
-        return {"engine": engine, "status": SKIPPED, "reason": reason, "leader": "", "device": ""}
+        return _skip(engine, f"'{engine}' is not in the config's engines {cfg.engine_names()}",
+                     model_path, leaderboard_path)
     if not (isolate or tolerate_failure):
         return _train_model(cfg, train_path, plan_path, model_path, leaderboard_path, engine)
     started = time.monotonic()
     try:
         if isolate:
-            summary = run_isolated(
-                "autokfp.steps.train_model:train_model",
-                {"config": cfg.to_dict(), "train_path": str(train_path), "plan_path": str(plan_path),
-                 "model_path": str(model_path),
-                 "leaderboard_path": str(leaderboard_path) if leaderboard_path else None,
-                 "engine": engine},
-                timeout=3 * cfg.budget.max_runtime_secs + 600)
+            summary = _train_isolated(cfg, train_path, plan_path, model_path, leaderboard_path,
+                                      engine)
         else:
             summary = _train_model(cfg, train_path, plan_path, model_path, leaderboard_path, engine)
         return {**summary, "status": "trained"}
     except Exception as exc:  # noqa: BLE001 - one engine's failure must not end the run
         if not tolerate_failure:
-            if isinstance(exc, EngineFailure):
-                from autokfp.errors import TrainingError
-
-                raise TrainingError(f"{engine} training failed: {exc}") from None
+            _raise_engine_failure(exc, engine)
             raise
-        reason = f"{exc}" if isinstance(exc, EngineFailure) else f"{type(exc).__name__}: {exc}"
-        reason = reason[:2000]
-        log.error("%s training failed; the other engines' leaders compete without it: %s",
-                  engine, reason)
-        seconds = round(time.monotonic() - started, 1)
-        write_candidate_marker(model_path, engine, FAILED, reason, seconds=seconds)
-        if leaderboard_path:
-            write_text(leaderboard_path, _status_html(engine, FAILED, reason))
-        return {"engine": engine, "status": FAILED, "reason": reason, "leader": "", "device": "",
-                "train_seconds": seconds}
+        return _fail(engine, exc, round(time.monotonic() - started, 1), model_path,
+                     leaderboard_path)
+
+
+def _skip(engine: str, reason: str, model_path: str,
+          leaderboard_path: str | None) -> dict[str, Any]:
+    """An engine left out of the config: a ``skipped`` candidate marker and its summary."""
+    from autokfp.training.isolation import SKIPPED, write_candidate_marker
+
+    log.info("%s skipped: %s", engine, reason)
+    write_candidate_marker(model_path, engine, SKIPPED, reason)
+    if leaderboard_path:
+        write_text(leaderboard_path, _status_html(engine, SKIPPED, reason))
+    return {"engine": engine, "status": SKIPPED, "reason": reason, "leader": "", "device": ""}
+
+
+def _train_isolated(cfg: TrainingSettings, train_path: str, plan_path: str, model_path: str,
+                    leaderboard_path: str | None, engine: str) -> dict[str, Any]:
+    """``_train_model`` in a child process (a crash or an out-of-memory kill stays there)."""
+    from autokfp.training.isolation import run_isolated
+
+    return run_isolated(
+        "autokfp.steps.train_model:train_model",
+        {"config": cfg.to_dict(), "train_path": str(train_path), "plan_path": str(plan_path),
+         "model_path": str(model_path),
+         "leaderboard_path": str(leaderboard_path) if leaderboard_path else None,
+         "engine": engine},
+        timeout=3 * cfg.budget.max_runtime_secs + 600)
+
+
+def _raise_engine_failure(exc: Exception, engine: str) -> None:
+    """A failure not tolerated that is the engine's own: raised as a ``TrainingError``."""
+    from autokfp.training.isolation import EngineFailure
+
+    if isinstance(exc, EngineFailure):
+        from autokfp.errors import TrainingError
+
+        raise TrainingError(f"{engine} training failed: {exc}") from None
+
+
+def _fail(engine: str, exc: Exception, seconds: float, model_path: str,
+          leaderboard_path: str | None) -> dict[str, Any]:
+    """A tolerated failure: a ``failed`` candidate marker with the reason, and its summary."""
+    from autokfp.training.isolation import FAILED, EngineFailure, write_candidate_marker
+
+    reason = f"{exc}" if isinstance(exc, EngineFailure) else f"{type(exc).__name__}: {exc}"
+    reason = reason[:2000]
+    log.error("%s training failed; the other engines' leaders compete without it: %s",
+              engine, reason)
+    write_candidate_marker(model_path, engine, FAILED, reason, seconds=seconds)
+    if leaderboard_path:
+        write_text(leaderboard_path, _status_html(engine, FAILED, reason))
+    return {"engine": engine, "status": FAILED, "reason": reason, "leader": "", "device": "",
+            "train_seconds": seconds}
 
 
 def _read_settings(config: Any) -> TrainingSettings:
