@@ -282,6 +282,11 @@ def _to_datetime(series: pd.Series) -> pd.Series:
     return stamps
 
 
+def latest_time(series: pd.Series) -> Any:
+    """The newest time in a column, as the plan's ``reference_time`` reads it (NaT if none)."""
+    return _to_datetime(series).max()
+
+
 def _to_bool_float(series: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         return pd.to_numeric(series, errors="coerce").astype("float64")

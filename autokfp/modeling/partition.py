@@ -8,26 +8,47 @@ the same test rows" a fair comparison.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from autokfp.errors import DataError
 
+BATCH_ROWS = 1 << 18  # rows per Arrow batch of the streamed split
+
+
+def _duplicate_ids_error(id_column: str) -> DataError:
+    return DataError(
+        f"id column '{id_column}' has duplicate values; the fixed test split needs unique "
+        "ids (deduplicate the data or set training.id_column to a unique column)"
+    )
+
+
+def _row_hashes(frame: pd.DataFrame, seed: int, id_column: str | None) -> np.ndarray:
+    """The keyed hash that places each row: of its id when there is one, else of its content."""
+    if id_column and id_column in frame.columns:
+        hashed = pd.util.hash_pandas_object(frame[id_column].astype(str), index=False,
+                                            hash_key=_hash_key(seed))
+    else:
+        hashed = pd.util.hash_pandas_object(frame, index=False, hash_key=_hash_key(seed))
+    return hashed.to_numpy(dtype=np.uint64)
+
+
+def _in_test(hashed: np.ndarray, test_fraction: float) -> np.ndarray:
+    bucket = (hashed % np.uint64(10_000)).astype(np.int64)
+    return bucket < int(round(test_fraction * 10_000))
+
 
 def holdout_mask(frame: pd.DataFrame, test_fraction: float, seed: int, id_column: str | None) -> np.ndarray:
     """Boolean mask: True for rows in the test split."""
-    if id_column and id_column in frame.columns:
-        keys = frame[id_column].astype(str)
-        if keys.duplicated().any():
-            raise DataError(
-                f"id column '{id_column}' has duplicate values; the fixed test split needs unique "
-                "ids (deduplicate the data or set training.id_column to a unique column)"
-            )
-        hashed = pd.util.hash_pandas_object(keys, index=False, hash_key=_hash_key(seed))
-    else:
-        hashed = pd.util.hash_pandas_object(frame, index=False, hash_key=_hash_key(seed))
-    bucket = (hashed.to_numpy(dtype=np.uint64) % np.uint64(10_000)).astype(np.int64)
-    return bucket < int(round(test_fraction * 10_000))
+    if id_column and id_column in frame.columns and frame[id_column].astype(str).duplicated().any():
+        raise _duplicate_ids_error(id_column)
+    return _in_test(_row_hashes(frame, seed, id_column), test_fraction)
 
 
 def split_holdout(
@@ -48,3 +69,140 @@ def split_holdout(
 def _hash_key(seed: int) -> str:
     # pandas needs exactly 16 characters; keep the seed's last 14 digits
     return f"ak{abs(seed) % 10**14:014d}"
+
+
+@dataclass
+class StreamedSplit:
+    """What ``split_holdout_parquet`` wrote, and the facts learnt on the way."""
+
+    train_rows: int = 0
+    test_rows: int = 0
+    unlabelled_rows: int = 0
+    train_target_values: list[Any] = field(default_factory=list)
+    """The distinct target values of the training rows (as ``pd.read_parquet`` types them)."""
+    train_missing: dict[str, bool] = field(default_factory=dict)
+    """Column -> whether any training row lacks a value (``isna``)."""
+
+
+def file_dtypes(path: str | Path) -> dict[str, Any]:
+    """The pandas dtype ``pd.read_parquet`` gives each integer or boolean column of the whole
+    file, where a single batch can differ: without pandas' own dtype in the file's metadata,
+    a column with a missing value anywhere is float64 (integers) or object (booleans), also
+    in the batches without one. Read from the footer's null counts (a column without them
+    is counted)."""
+    import pyarrow.parquet as pq
+
+    handle = pq.ParquetFile(str(path))
+    schema = handle.schema_arrow
+    plain = schema.empty_table().to_pandas().dtypes  # what a batch without a missing value gets
+    wanted = {str(name): ("float64" if dtype.kind in "iu" else object)
+              for name, dtype in plain.items()
+              if isinstance(dtype, np.dtype) and dtype.kind in "iub"}
+    meta = handle.metadata
+    columns = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    dtypes: dict[str, Any] = {}
+    for name, widened in wanted.items():
+        index = columns.get(name)
+        nulls = 0
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(index).statistics if index is not None else None
+            if stats is None or not stats.has_null_count:
+                nulls = handle.read(columns=[name]).column(0).null_count
+                break
+            nulls += stats.null_count
+        if nulls:
+            dtypes[name] = widened
+    return dtypes
+
+
+def batch_frame(batch: Any, schema: Any, dtypes: dict[str, Any]) -> pd.DataFrame:
+    """One Arrow batch as pandas, typed as the whole file would be (``file_dtypes``)."""
+    import pyarrow as pa
+
+    frame = pa.Table.from_batches([batch], schema=schema).to_pandas()
+    for name, dtype in dtypes.items():
+        if name in frame.columns and frame[name].dtype != dtype:
+            frame[name] = frame[name].astype(dtype)
+    return frame
+
+
+def split_holdout_parquet(
+    path: str | Path, train_path: str | Path, test_path: str | Path, test_fraction: float,
+    seed: int, id_column: str | None, target: str, batch_rows: int = BATCH_ROWS,
+    on_batch: Callable[[pd.DataFrame], None] | None = None,
+) -> StreamedSplit:
+    """``split_holdout`` from a Parquet file to two Parquet files, in Arrow batches.
+
+    The same rows land in the same split as ``split_holdout`` on the whole frame (each row's
+    hash depends on its own values only, and every batch is typed as the whole file). Memory
+    is bounded by a batch plus 8 bytes per row for the id check. The files keep the input's
+    Arrow schema; both appear only when the split succeeded. ``on_batch`` sees the labelled
+    training rows of each batch.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    handle = pq.ParquetFile(str(path))
+    schema = handle.schema_arrow
+    dtypes = file_dtypes(path)
+    by_id = bool(id_column and id_column in schema.names)
+    outcome = StreamedSplit()
+    targets: list[Any] = []
+    hashes: list[np.ndarray] = []
+    temps = [Path(p).with_name(f".{Path(p).name}.tmp") for p in (train_path, test_path)]
+    for temp in temps:
+        temp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with pq.ParquetWriter(str(temps[0]), schema) as train_out, \
+                pq.ParquetWriter(str(temps[1]), schema) as test_out:
+            for batch in handle.iter_batches(batch_size=batch_rows, use_threads=False):
+                frame = batch_frame(batch, schema, dtypes)
+                labelled = frame[target].notna().to_numpy()
+                outcome.unlabelled_rows += int((~labelled).sum())
+                frame = frame[labelled]
+                hashed = _row_hashes(frame, seed, id_column)
+                if by_id:
+                    hashes.append(hashed)
+                test = _in_test(hashed, test_fraction)
+                rows = np.flatnonzero(labelled)
+                train_out.write_batch(batch.take(pa.array(rows[~test])))
+                test_out.write_batch(batch.take(pa.array(rows[test])))
+                train = frame[~test]
+                outcome.train_rows += len(train)
+                outcome.test_rows += int(test.sum())
+                targets.append(train[target].drop_duplicates())
+                for name, missing in train.isna().any().items():
+                    outcome.train_missing[str(name)] = outcome.train_missing.get(str(name), False) or bool(missing)
+                if on_batch is not None and len(train):
+                    on_batch(train)
+        if by_id and hashes:
+            _check_unique_ids(path, id_column or "", target, np.concatenate(hashes), dtypes)
+        if outcome.test_rows == 0 or outcome.train_rows == 0:
+            raise DataError(
+                f"the {outcome.train_rows + outcome.test_rows} labelled rows are too few to hold "
+                f"out a test split of {test_fraction:.0%}; add rows or change split.test_fraction"
+            )
+        if targets:
+            outcome.train_target_values = pd.concat(targets).drop_duplicates().tolist()
+        for temp, final in zip(temps, (train_path, test_path)):
+            os.replace(temp, final)
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+    return outcome
+
+
+def _check_unique_ids(path: str | Path, id_column: str, target: str, hashes: np.ndarray,
+                      dtypes: dict[str, Any]) -> None:
+    """Unique ids among the labelled rows: equal hashes are confirmed on the ids' text (a
+    64-bit collision of two different ids is possible, only rarer than one in 10**6 at 10M
+    rows), so the verdict is exact."""
+    ordered = np.sort(hashes)
+    if not (ordered[1:] == ordered[:-1]).any():
+        return
+    columns = pd.read_parquet(str(path), columns=[id_column, target])
+    if id_column in dtypes:
+        columns[id_column] = columns[id_column].astype(dtypes[id_column])
+    keys = columns.loc[columns[target].notna(), id_column].astype(str)
+    if keys.duplicated().any():
+        raise _duplicate_ids_error(id_column)

@@ -12,15 +12,20 @@ import pandas as pd
 from autokfp.config import RunConfig
 from autokfp.governance.audit import batched
 from autokfp.steps.io import (
+    parquet_column_names,
+    parquet_rows,
     read_config,
+    read_parquet_sample,
     record_data_changes,
     record_event,
-    write_parquet,
     write_text,
 )
 from autokfp.steps.results import Publication, StepResult
 
 log = logging.getLogger(__name__)
+
+PLAN_MAX_ROWS = 1_000_000
+"""Training rows the feature plan is learnt on (a fixed-seed uniform sample above it)."""
 
 
 @dataclass(frozen=True)
@@ -46,25 +51,69 @@ class Engineered(StepResult):
 def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
                    train_path: str, test_path: str, plan_path: str,
                    report_path: str | None = None) -> Engineered:
-    """Fix the held-out split, infer the task and learn the feature plan from training rows."""
+    """Fix the held-out split, infer the task and learn the feature plan from training rows.
+
+    The table is never read whole: the split streams it in Arrow batches into the train and
+    test files (``split_holdout_parquet``), the task comes from the target column, and the
+    feature plan (and feature selection) is learnt on a uniform sample of at most
+    ``PLAN_MAX_ROWS`` training rows; below that, on every training row.
+    """
     from autokfp.catalog.schema import DatasetSchema
-    from autokfp.modeling.features import plan_features
-    from autokfp.modeling.partition import split_holdout
     from autokfp.modeling.tasks import infer_task
 
     cfg = read_config(config)
-    frame = pd.read_parquet(dataset_path)
     schema = DatasetSchema.from_json(Path(schema_path).read_text())
     target = cfg.training.target
-    _require_target(frame, target, schema.dataset_id)
+    _require_target(parquet_column_names(dataset_path), target, schema.dataset_id)
     id_column = cfg.training.id_column or next(
         (c.name for c in schema.columns if c.semantic_type == "id"), None)
-    task = infer_task(frame[target], cfg.training.task)
-    unlabelled = _record_unlabelled(cfg, frame, target, schema.dataset_id)
-    train, test = split_holdout(frame, cfg.split.test_fraction, cfg.split.seed, id_column, target)
+    # the task from the target column alone, before any row is split
+    task = infer_task(pd.read_parquet(dataset_path, columns=[target])[target], cfg.training.task)
+    try:  # a failed step leaves no train or test file behind
+        split, plan, planned_rows = _split_and_plan(cfg, schema, dataset_path, train_path,
+                                                    test_path, task, id_column)
+    except BaseException:
+        for written in (train_path, test_path):
+            Path(written).unlink(missing_ok=True)
+        raise
+    write_text(plan_path, plan.to_json())
+    if report_path:
+        write_text(report_path, _feature_report(plan, schema.dataset_id, split.train_rows,
+                                                split.test_rows, planned_rows))
+    return Engineered(task=task, train_rows=split.train_rows, test_rows=split.test_rows,
+                      features=len(plan.feature_columns), dropped=len(plan.dropped),
+                      id_column=id_column or "", unlabelled_rows=split.unlabelled_rows)
+
+
+def _split_and_plan(cfg: RunConfig, schema: Any, dataset_path: str, train_path: str,
+                    test_path: str, task: str, id_column: str | None) -> tuple[Any, Any, int]:
+    """(the streamed split, the feature plan, the training rows it was learnt on)."""
+    from autokfp.modeling.features import latest_time, plan_features
+    from autokfp.modeling.partition import split_holdout_parquet
+
+    target = cfg.training.target
+    sampled = parquet_rows(dataset_path) > PLAN_MAX_ROWS
+    times = [c.name for c in schema.columns if c.semantic_type == "datetime"] if sampled else []
+    newest: dict[str, list[Any]] = {name: [] for name in times}
+
+    def note_times(rows: pd.DataFrame) -> None:  # the plan's reference time, from every row
+        for name in times:
+            newest[name].append(latest_time(rows[name]))
+
+    split = split_holdout_parquet(dataset_path, train_path, test_path, cfg.split.test_fraction,
+                                  cfg.split.seed, id_column, target, on_batch=note_times)
+    _record_unlabelled(cfg, split, target, schema.dataset_id)
     classes = (None if task == "regression"
-               else _class_order(train[target], target, task, cfg.training.positive_class))
+               else _class_order(pd.Series(split.train_target_values), target, task,
+                                 cfg.training.positive_class))
+    # the plan is learnt on a uniform sample of the training rows (all of them up to
+    # PLAN_MAX_ROWS); which numeric columns have a missing value is known for every row
+    train, _ = read_parquet_sample(train_path, PLAN_MAX_ROWS, seed=cfg.split.seed)
     plan = plan_features(train, schema, target, task, cfg.features, id_column=id_column, classes=classes)
+    plan.missing_indicators = [c for c in plan.numeric if split.train_missing.get(c)]
+    if sampled and plan.datetime:
+        latest = pd.Series([t for c in plan.datetime for t in newest[c]], dtype="datetime64[ns]").max()
+        plan.reference_time = None if pd.isna(latest) else pd.Timestamp(latest).isoformat()
     if cfg.selection.feature_selection != "off" or cfg.budget.max_features:
         from autokfp.modeling.features import select_features
 
@@ -77,35 +126,27 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
                                          "columns": {str(c): str(r) for c, r in plan.dropped.items()}},
                      cfg.model_name)
     _audit_plan(cfg.model_name, plan)
-    write_parquet(train_path, train)
-    write_parquet(test_path, test)
-    write_text(plan_path, plan.to_json())
-    if report_path:
-        write_text(report_path, _feature_report(plan, schema.dataset_id, len(train), len(test)))
-    return Engineered(task=task, train_rows=len(train), test_rows=len(test),
-                      features=len(plan.feature_columns), dropped=len(plan.dropped),
-                      id_column=id_column or "", unlabelled_rows=unlabelled)
+    return split, plan, len(train)
 
 
-def _require_target(frame: pd.DataFrame, target: str, dataset_id: str) -> None:
+def _require_target(columns: list[str], target: str, dataset_id: str) -> None:
     from autokfp.errors import SchemaError
 
-    if target not in frame.columns:
+    if target not in columns:
         raise SchemaError(
             f"target column '{target}' is not in dataset '{dataset_id}'; its columns are "
-            f"{sorted(frame.columns)}; set training.target to one of them"
+            f"{sorted(columns)}; set training.target to one of them"
         )
 
 
-def _record_unlabelled(cfg: RunConfig, frame: pd.DataFrame, target: str, dataset_id: str) -> int:
-    """The rows without a label (left out by the split): counted and recorded as a data change."""
-    unlabelled = int(frame[target].isna().sum())
+def _record_unlabelled(cfg: RunConfig, split: Any, target: str, dataset_id: str) -> None:
+    """The rows without a label (left out by the split): recorded as a data change."""
+    unlabelled = split.unlabelled_rows
     if unlabelled:
         record_data_changes(cfg.model_name, "engineer-features", [
-            f"{unlabelled} of {len(frame)} rows have no value in target '{target}' and were "
-            "left out of training and testing"], dataset=dataset_id,
-            rows_dropped=unlabelled)
-    return unlabelled
+            f"{unlabelled} of {unlabelled + split.train_rows + split.test_rows} rows have no "
+            f"value in target '{target}' and were left out of training and testing"],
+            dataset=dataset_id, rows_dropped=unlabelled)
 
 
 def _class_order(labels: pd.Series, target: str, task: str,
@@ -138,10 +179,13 @@ def _audit_plan(model: str, plan: Any) -> None:
                         "score": plan.leakage_scores.get(name)}, model=model)
 
 
-def _feature_report(plan: Any, dataset_id: str, train_rows: int, test_rows: int) -> str:
+def _feature_report(plan: Any, dataset_id: str, train_rows: int, test_rows: int,
+                    planned_rows: int) -> str:
+    sampled = (f" The plan was learnt on a uniform sample of {planned_rows} training rows."
+               if planned_rows < train_rows else "")
     lines = [f"# Features for `{dataset_id}`", "",
              f"Task **{plan.task}**, target `{plan.target}`; {train_rows} training rows, "
-             f"{test_rows} held-out test rows.", "",
+             f"{test_rows} held-out test rows.{sampled}", "",
              "| group | columns |", "| --- | --- |"]
     for group in ("numeric", "categorical", "boolean", "datetime", "text"):
         columns = getattr(plan, group)

@@ -106,6 +106,13 @@ def parquet_column_names(path: str) -> list[str]:
     return parquet_columns(path)
 
 
+def parquet_rows(path: str) -> int:
+    """The row count of a Parquet file, from its footer."""
+    from autokfp.monitoring.drift_stream import parquet_rows as rows
+
+    return rows(path)
+
+
 def read_parquet_sample(path: str, rows: int, seed: int = 0) -> tuple[pd.DataFrame, int]:
     """(at most ``rows`` rows drawn uniformly, read batch by batch; the file's row count).
 

@@ -107,3 +107,67 @@ def test_too_few_rows_for_a_split_says_so() -> None:
     frame = _frame(2)
     with pytest.raises(DataError, match="split.test_fraction"):
         split_holdout(frame, 0.06, 42, "customer_id", "churned")
+
+
+# ------------------------------------------------------------------ streamed from Parquet
+
+def _awkward(n: int) -> pd.DataFrame:
+    """Columns whose pandas dtype a single batch gets wrong: an integer and a boolean with a
+    missing value in one place only, categories, text, and unlabelled rows."""
+    rng = np.random.default_rng(5)
+    frame = _frame(n)
+    frame["visits"] = pd.array(rng.integers(0, 50, n), dtype="float64")
+    frame.loc[n - 3, "visits"] = np.nan  # only the last batch has it: an int column elsewhere
+    frame["visits"] = frame["visits"].astype("Int64")
+    frame["active"] = pd.array(rng.integers(0, 2, n).astype(bool), dtype="boolean")
+    frame.loc[7, "active"] = pd.NA
+    frame["tier"] = pd.Categorical(rng.choice(["a", "b", "c"], n))
+    frame["churned"] = frame["churned"].astype("float64")
+    frame.loc[frame.index % 17 == 0, "churned"] = np.nan
+    return frame
+
+
+@pytest.mark.parametrize("pandas_metadata", [True, False])
+@pytest.mark.parametrize("id_column", ["customer_id", None])
+def test_streamed_split_puts_every_row_where_the_whole_frame_split_does(
+        tmp_path, id_column, pandas_metadata) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from autokfp.modeling.partition import split_holdout_parquet
+
+    source = tmp_path / "data.parquet"
+    table = pa.Table.from_pandas(_awkward(3000), preserve_index=False)
+    if not pandas_metadata:  # as Spark or DuckDB write it
+        table = table.replace_schema_metadata(None)
+    pq.write_table(table, source)
+    whole = pd.read_parquet(source)  # as the step read it before
+    if pandas_metadata:
+        assert str(whole["visits"].dtype) == "Int64" and whole["tier"].dtype == "category"
+    else:  # int + a missing value -> float, bool + a missing value -> object
+        assert whole["visits"].dtype == "float64" and whole["active"].dtype == object
+    train, test = split_holdout(whole, 0.2, 42, id_column, "churned")
+    split = split_holdout_parquet(source, tmp_path / "train.parquet", tmp_path / "test.parquet",
+                                  0.2, 42, id_column, "churned", batch_rows=256)
+    streamed_train = pd.read_parquet(tmp_path / "train.parquet")
+    streamed_test = pd.read_parquet(tmp_path / "test.parquet")
+    assert streamed_train["customer_id"].tolist() == train["customer_id"].tolist()
+    assert streamed_test["customer_id"].tolist() == test["customer_id"].tolist()
+    pd.testing.assert_frame_equal(streamed_train.astype(str), train.astype(str))
+    assert (split.train_rows, split.test_rows, split.unlabelled_rows) == (
+        len(train), len(test), int(whole["churned"].isna().sum()))
+    assert sorted(split.train_target_values) == sorted(train["churned"].unique().tolist())
+    assert split.train_missing == {str(k): bool(v) for k, v in train.isna().any().items()}
+
+
+def test_streamed_split_refuses_duplicate_ids_and_writes_nothing(tmp_path) -> None:
+    from autokfp.modeling.partition import split_holdout_parquet
+
+    frame = _frame(1000)
+    frame.loc[900, "customer_id"] = frame.loc[3, "customer_id"]  # in different batches
+    frame.to_parquet(tmp_path / "data.parquet", index=False)
+    with pytest.raises(DataError, match="'customer_id' has duplicate values"):
+        split_holdout_parquet(tmp_path / "data.parquet", tmp_path / "train.parquet",
+                              tmp_path / "test.parquet", 0.2, 42, "customer_id", "churned",
+                              batch_rows=100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.parquet"]

@@ -28,3 +28,30 @@ def test_engineer_features_splits_and_plans(discovered, tmp_path) -> None:
     assert train.metadata["rows"] == train_rows and test.metadata["rows"] == test_rows
     assert json.loads(Path(plan.path).read_text())["target"] == "churned"
     assert Path(report.path).read_text().startswith("# Features for `files/customers.parquet`")
+
+
+def test_a_table_above_the_plan_sample_is_split_whole_and_planned_on_a_sample(
+        discovered, tmp_path, monkeypatch) -> None:
+    """Above PLAN_MAX_ROWS the plan is learnt on a sample, but every row is split and the
+    facts that a sample could miss (a numeric column's rare missing value) come from all."""
+    from autokfp.modeling.features import FeaturePlan
+    from autokfp.steps import engineer_features as step
+
+    config, dataset, schema, _catalog, _fp = discovered
+    frame = pd.read_parquet(dataset.path)
+    numeric = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])
+               and c != "churned" and frame[c].notna().all()][0]
+    frame.loc[frame.index[-3:], numeric] = None  # missing in the last three rows only
+    data = tmp_path / "data.parquet"
+    frame.to_parquet(data, index=False)
+    monkeypatch.setattr(step, "PLAN_MAX_ROWS", 300)
+    paths = {name: str(tmp_path / name) for name in ("train", "test", "plan", "report")}
+    result = step.engineer_features(config, str(data), schema.path, paths["train"],
+                                    paths["test"], paths["plan"], paths["report"])
+    train, test = pd.read_parquet(paths["train"]), pd.read_parquet(paths["test"])
+    assert len(train) + len(test) == len(frame) == 2000
+    assert (result.train_rows, result.test_rows) == (len(train), len(test))
+    plan = FeaturePlan.from_json(Path(paths["plan"]).read_text())
+    assert train[numeric].isna().any()  # (the split is fixed: at least one is a train row)
+    assert numeric in plan.missing_indicators
+    assert "uniform sample of 300 training rows" in Path(paths["report"]).read_text()
