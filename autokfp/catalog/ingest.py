@@ -498,6 +498,80 @@ def _records(path: str) -> list[Any]:
     return out
 
 
+def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str,
+                extras_path: str, extras: dict[str, Any], report: Any, store: Any,
+                settings: Settings, stamp: str, result: IngestResult) -> None:
+    """Run one recipe (skipped when its source is unchanged since its last good run) and add
+    what it emitted to ``result``."""
+    from autokfp import storage
+
+    # the checkpoint of the last run lives in the catalog (local or gs://); the
+    # recipe's file state provider reads and writes a local copy
+    pipeline = re.sub(r"[^A-Za-z0-9_.-]", "_", str(item.get("pipeline_name") or "recipe"))
+    terms = os.path.join(work, f"{pipeline}.terms.json")
+    kept = {terms: store.uri("ingestion-state", f"{pipeline}.terms.json")}
+    state = _state_file(item) if generated else None
+    if state is not None:
+        kept[state] = store.uri("ingestion-state", f"{pipeline}.json")
+    # an unchanged source is not read again: DataHub's sources re-read every input on
+    # every run (their stateful ingestion only removes stale entities), so a recipe
+    # whose inputs, settings and autokfp aspects are those of its last good run is
+    # skipped; that run's checkpoint stays, and the catalog already holds its output
+    done_uri = store.uri("ingestion-state", f"{pipeline}.done.json")
+    fingerprint = None
+    if source is not None and item["sink"].get("type") == "file":
+        fingerprint = _unchanged_fingerprint(
+            item, [d for d in report.found if d.source_name == source.name], extras)
+    last = None
+    if fingerprint and lite_path(settings.catalog_dir).exists():  # else refill Lite
+        last = store.read_json(f"ingestion-state/{pipeline}.done.json", None)
+    if last and last.get("fingerprint") == fingerprint:
+        result.skipped.append(pipeline)
+        result.datasets += last["datasets"]
+        result.extended += [u for u in last["datasets"] if u in extras]
+        return
+    for local, remote in kept.items():
+        if storage.exists(remote):
+            Path(local).write_text(storage.read_text(remote))
+    result.recipes.append(run_recipe(item, extras_path, terms))
+    for local, remote in kept.items():
+        if Path(local).exists():
+            storage.write_text(remote, Path(local).read_text())
+    sink = item["sink"]
+    if sink.get("type") != "file":
+        result.gms_url = str(sink.get("config", {}).get("server"))
+        return
+    urns = _collect_file_sink(sink["config"]["filename"], extras, store, settings, stamp, result)
+    if fingerprint:
+        storage.write_text(done_uri, json.dumps({"fingerprint": fingerprint,
+                                                 "datasets": urns}))
+
+
+def _collect_file_sink(local: str, extras: dict[str, Any], store: Any, settings: Settings,
+                       stamp: str, result: IngestResult) -> list[str]:
+    """A file sink's records: its datasets (and removed ones) added to ``result``, the file
+    kept in the catalog's metadata folder, the records loaded into DataHub Lite. Returns the
+    datasets' URNs."""
+    from datahub.metadata.schema_classes import StatusClass
+
+    from autokfp import storage
+
+    records = _records(local)
+    gone = {str(r.entityUrn) for r in records if r.entityType == "dataset"
+            and isinstance(r.aspect, StatusClass) and r.aspect.removed}
+    urns = list(dict.fromkeys(str(r.entityUrn) for r in records
+                              if r.entityType == "dataset"
+                              and str(r.entityUrn) not in gone))
+    result.datasets += urns
+    result.removed += sorted(gone)
+    result.extended += [u for u in urns if u in extras]
+    target = store.uri("metadata", f"ingest-{stamp}-{Path(local).stem}.json")
+    storage.write_text(target, Path(local).read_text())
+    result.metadata_files.append(target)
+    result.lite_written += load_into_lite(records, settings.catalog_dir)
+    return urns
+
+
 def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
            settings: Settings | None = None) -> IngestResult:
     """Catalog the sources through DataHub's own source plugins, with autokfp's aspects.
@@ -519,9 +593,6 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
     import time
     import uuid
 
-    from datahub.metadata.schema_classes import StatusClass
-
-    from autokfp import storage
     from autokfp.catalog.crawl import crawl_sources
     from autokfp.catalog.store import CatalogStore
 
@@ -544,59 +615,9 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         extras = json.loads(Path(extras_path).read_text())
         sources = list(config.sources) if recipe is None else [None]
         for item, source in zip(recipes, sources):
-            # the checkpoint of the last run lives in the catalog (local or gs://); the
-            # recipe's file state provider reads and writes a local copy
-            pipeline = re.sub(r"[^A-Za-z0-9_.-]", "_", str(item.get("pipeline_name") or "recipe"))
-            terms = os.path.join(work, f"{pipeline}.terms.json")
-            kept = {terms: store.uri("ingestion-state", f"{pipeline}.terms.json")}
-            state = _state_file(item) if recipe is None else None
-            if state is not None:
-                kept[state] = store.uri("ingestion-state", f"{pipeline}.json")
-            # an unchanged source is not read again: DataHub's sources re-read every input on
-            # every run (their stateful ingestion only removes stale entities), so a recipe
-            # whose inputs, settings and autokfp aspects are those of its last good run is
-            # skipped; that run's checkpoint stays, and the catalog already holds its output
-            done_uri = store.uri("ingestion-state", f"{pipeline}.done.json")
-            fingerprint = None
-            if source is not None and item["sink"].get("type") == "file":
-                fingerprint = _unchanged_fingerprint(
-                    item, [d for d in report.found if d.source_name == source.name], extras)
-            last = None
-            if fingerprint and lite_path(settings.catalog_dir).exists():  # else refill Lite
-                last = store.read_json(f"ingestion-state/{pipeline}.done.json", None)
-            if last and last.get("fingerprint") == fingerprint:
-                result.skipped.append(pipeline)
-                result.datasets += last["datasets"]
-                result.extended += [u for u in last["datasets"] if u in extras]
-                continue
-            for local, remote in kept.items():
-                if storage.exists(remote):
-                    Path(local).write_text(storage.read_text(remote))
-            result.recipes.append(run_recipe(item, extras_path, terms))
-            for local, remote in kept.items():
-                if Path(local).exists():
-                    storage.write_text(remote, Path(local).read_text())
-            sink = item["sink"]
-            if sink.get("type") != "file":
-                result.gms_url = str(sink.get("config", {}).get("server"))
-                continue
-            local = sink["config"]["filename"]
-            records = _records(local)
-            gone = {str(r.entityUrn) for r in records if r.entityType == "dataset"
-                    and isinstance(r.aspect, StatusClass) and r.aspect.removed}
-            urns = list(dict.fromkeys(str(r.entityUrn) for r in records
-                                      if r.entityType == "dataset"
-                                      and str(r.entityUrn) not in gone))
-            result.datasets += urns
-            result.removed += sorted(gone)
-            result.extended += [u for u in urns if u in extras]
-            target = store.uri("metadata", f"ingest-{stamp}-{Path(local).stem}.json")
-            storage.write_text(target, Path(local).read_text())
-            result.metadata_files.append(target)
-            result.lite_written += load_into_lite(records, settings.catalog_dir)
-            if fingerprint:
-                storage.write_text(done_uri, json.dumps({"fingerprint": fingerprint,
-                                                         "datasets": urns}))
+            _ingest_one(item, source, generated=recipe is None, work=work,
+                        extras_path=extras_path, extras=extras, report=report, store=store,
+                        settings=settings, stamp=stamp, result=result)
     store.write_json("last-ingest.json", result.to_dict())
     log.info("DataHub ingestion: %d dataset(s) from %d recipe(s) (%d skipped: unchanged), "
              "%d extended by autokfp, %d removed", len(result.datasets), len(result.recipes),

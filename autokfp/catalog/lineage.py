@@ -244,6 +244,48 @@ def _model_proposals(graph: LineageGraph, model_urn: str) -> list[Any]:
                               node.get("metrics", {}), properties, deployments)
 
 
+def _add_model_version(graph: LineageGraph, model_urn: str, model_name: str, version: str,
+                       schema: Any, aliases: list[str] | None, metrics: dict[str, float] | None,
+                       properties: dict[str, str] | None) -> None:
+    """The model version's node: its aliases, training dataset, test metrics and properties."""
+    facts = getattr(schema, "catalog", {}) or {}
+    graph.add_node(model_urn, "model_version", f"{model_name} v{version}", model=model_name,
+                   version=version, aliases=list(aliases or []),
+                   dataset=schema.dataset_id, dataset_fingerprint=schema.fingerprint,
+                   schema_version=facts.get("schema_version"),
+                   metrics={k: round(float(v), 6) for k, v in (metrics or {}).items()},
+                   properties={k: str(v) for k, v in (properties or {}).items()})
+
+
+def _move_deployment(graph: LineageGraph, deploy_urn: str, deployment: tuple[str, str],
+                     model_urn: str, model_name: str, version: str) -> list[str]:
+    """The deployment now serves ``model_urn`` alone: the model versions it served before
+    (their aspects change too)."""
+    namespace, service = deployment
+    graph.add_node(deploy_urn, "deployment", f"kserve:{namespace}/{service}",
+                   namespace=namespace, service=service, model=model_name,
+                   version=version)
+    before = [e["from"] for e in graph.edges
+              if e["to"] == deploy_urn and e["from"] != model_urn]
+    graph.remove_edges_to(deploy_urn, keep_from=model_urn)  # it serves one version
+    graph.add_edge(model_urn, deploy_urn, "deployed_as")
+    return [u for u in before if u in graph.nodes]
+
+
+def _changed_proposals(graph: LineageGraph, changed: list[str], feature_urn: str,
+                       feature_name: str, source_urn: str, plan_data: dict[str, Any],
+                       model_name: str, input_columns: list[str]) -> list[Any]:
+    """The DataHub aspects of the feature set and of every model version that changed."""
+    from autokfp.catalog import datahub as dh
+
+    proposals = dh.feature_set_proposals(
+        feature_urn, feature_name, [source_urn], plan_data,
+        {"model": model_name, "input_columns": ",".join(input_columns)})
+    for urn in dict.fromkeys(changed):
+        proposals += _model_proposals(graph, urn)
+    return proposals
+
+
 def record_model_lineage(
     model_name: str,
     version: str | int,
@@ -287,7 +329,6 @@ def record_model_lineage(
     feature_name = f"{model_name}.features.{plan_hash}"
     feature_urn = dh.feature_set_urn(feature_name)
     model_urn = dh.model_version_urn(model_name, version)
-    facts = getattr(schema, "catalog", {}) or {}
     deploy_urn = dh.deployment_urn(*deployment) if deployment else None
 
     with store.lock():
@@ -297,25 +338,14 @@ def record_model_lineage(
         graph.add_node(feature_urn, "feature_set", feature_name, model=model_name,
                        sources=[source_urn], input_columns=input_columns,
                        target=plan_data.get("target"), task=plan_data.get("task"))
-        graph.add_node(model_urn, "model_version", f"{model_name} v{version}", model=model_name,
-                       version=version, aliases=list(aliases or []),
-                       dataset=schema.dataset_id, dataset_fingerprint=schema.fingerprint,
-                       schema_version=facts.get("schema_version"),
-                       metrics={k: round(float(v), 6) for k, v in (metrics or {}).items()},
-                       properties={k: str(v) for k, v in (properties or {}).items()})
+        _add_model_version(graph, model_urn, model_name, version, schema, aliases, metrics,
+                           properties)
         graph.add_edge(source_urn, feature_urn, "features_from")
         graph.add_edge(feature_urn, model_urn, "trained_on")
         changed = [model_urn]
         if deploy_urn and deployment:
-            namespace, service = deployment
-            graph.add_node(deploy_urn, "deployment", f"kserve:{namespace}/{service}",
-                           namespace=namespace, service=service, model=model_name,
-                           version=version)
-            before = [e["from"] for e in graph.edges
-                      if e["to"] == deploy_urn and e["from"] != model_urn]
-            graph.remove_edges_to(deploy_urn, keep_from=model_urn)  # it serves one version
-            graph.add_edge(model_urn, deploy_urn, "deployed_as")
-            changed += [u for u in before if u in graph.nodes]
+            changed += _move_deployment(graph, deploy_urn, deployment, model_urn, model_name,
+                                        version)
         if replaced_version is not None:
             old_urn = dh.model_version_urn(model_name, replaced_version)
             if old_urn in graph.nodes:
@@ -323,11 +353,8 @@ def record_model_lineage(
                 changed.append(old_urn)
         save_lineage(graph, store)
 
-    proposals = dh.feature_set_proposals(
-        feature_urn, feature_name, [source_urn], plan_data,
-        {"model": model_name, "input_columns": ",".join(input_columns)})
-    for urn in dict.fromkeys(changed):
-        proposals += _model_proposals(graph, urn)
+    proposals = _changed_proposals(graph, changed, feature_urn, feature_name, source_urn,
+                                   plan_data, model_name, input_columns)
     if deploy_urn and deployment:
         proposals += dh.deployment_proposals(deploy_urn, model_urn, version, *deployment)
     published = dh.publish(

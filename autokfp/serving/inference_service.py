@@ -46,6 +46,25 @@ def payload_log_url(deploy: DeploySpec) -> str:
             "/v1/models/payload-log:predict")
 
 
+def _predictor_env_and_logger(deploy: DeploySpec, version: str) -> tuple[list[Any], Any]:
+    """The predictor's environment and KServe's payload logger (``None`` unless
+    ``deploy.payload_log`` is ``kserve``)."""
+    from kserve import V1beta1LoggerSpec
+    from kubernetes.client import V1EnvVar, V1EnvVarSource, V1SecretKeySelector
+
+    env = [V1EnvVar(name="MODEL_VERSION", value=str(version))]
+    logger = None
+    if deploy.payload_log == "kserve":  # KServe's agent captures requests (payload_log.py)
+        logger = V1beta1LoggerSpec(mode="all", url=payload_log_url(deploy))
+    if deploy.payload_log != "predictor":  # then the pods need no write access to the store
+        env.append(V1EnvVar(name="AUTOKFP_PREDICTION_LOG", value="off"))
+    else:  # the predictor writes the log itself: S3/MinIO keys (optional: gs:// needs none)
+        env += [V1EnvVar(name=key, value_from=V1EnvVarSource(secret_key_ref=V1SecretKeySelector(
+                    name="autokfp-credentials", key=key, optional=True)))
+                for key in PREDICTOR_SECRET_KEYS]
+    return env, logger
+
+
 def build_inference_service(
     model_name: str,
     version: str,
@@ -70,31 +89,15 @@ def build_inference_service(
         ApiClient,
         V1beta1InferenceService,
         V1beta1InferenceServiceSpec,
-        V1beta1LoggerSpec,
         V1beta1ModelFormat,
         V1beta1ModelSpec,
         V1beta1PredictorSpec,
     )
-    from kubernetes.client import (
-        V1EnvVar,
-        V1EnvVarSource,
-        V1ObjectMeta,
-        V1ResourceRequirements,
-        V1SecretKeySelector,
-    )
+    from kubernetes.client import V1ObjectMeta, V1ResourceRequirements
 
     name = name or service_name(model_name)
     serverless = mode == "serverless"
-    env = [V1EnvVar(name="MODEL_VERSION", value=str(version))]
-    logger = None
-    if deploy.payload_log == "kserve":  # KServe's agent captures requests (payload_log.py)
-        logger = V1beta1LoggerSpec(mode="all", url=payload_log_url(deploy))
-    if deploy.payload_log != "predictor":  # then the pods need no write access to the store
-        env.append(V1EnvVar(name="AUTOKFP_PREDICTION_LOG", value="off"))
-    else:  # the predictor writes the log itself: S3/MinIO keys (optional: gs:// needs none)
-        env += [V1EnvVar(name=key, value_from=V1EnvVarSource(secret_key_ref=V1SecretKeySelector(
-                    name="autokfp-credentials", key=key, optional=True)))
-                for key in PREDICTOR_SECRET_KEYS]
+    env, logger = _predictor_env_and_logger(deploy, version)
     model = V1beta1ModelSpec(
         name="kserve-container",
         model_format=V1beta1ModelFormat(name=MODEL_FORMAT, version="1"),

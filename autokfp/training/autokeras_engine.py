@@ -314,6 +314,86 @@ def _search_callback(clock: _SearchClock) -> Any:
     return SearchWatch()
 
 
+def _check_inputs(features: pd.DataFrame, target: pd.Series) -> None:
+    if target.isna().any():
+        raise DataError(f"the target has {int(target.isna().sum())} missing values; rows "
+                        "without a label must be dropped before training")
+    if len(features) < MIN_ROWS:
+        raise DataError(f"AutoKeras needs at least {MIN_ROWS} training rows, got "
+                        f"{len(features)}; add rows or leave 'autokeras' out of engines")
+
+
+def _configure_tensorflow(budget: Any) -> str:
+    """Cap TensorFlow's threads and seed it: the device training runs on."""
+    import keras
+
+    device = tensorflow_device()
+    if getattr(budget, "nthreads", -1) and budget.nthreads > 0:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(budget.nthreads)
+        except RuntimeError:  # already initialised in this process
+            pass
+    keras.utils.set_random_seed(int(budget.seed))
+    return device
+
+
+def _searcher(settings: AutoKerasSettings, task: str, classes: list[str] | None, width: int,
+              search_dir: Path, seed: int) -> Any:
+    """AutoKeras' structured-data classifier or regressor over ``width`` numeric inputs."""
+    import autokeras as ak
+
+    # Every input is numeric already. Named as such, AutoKeras' own input pipeline (which
+    # runs outside the exported Keras model) leaves the matrix alone; left to infer,
+    # it label-encodes columns with few distinct values, and the exported model would
+    # then expect codes that scoring never produces.
+    names = [f"x{i}" for i in range(width)]
+    common = dict(column_names=names, column_types={n: "numerical" for n in names},
+                  max_trials=settings.max_trials, directory=str(search_dir),
+                  project_name=f"autokfp_{uuid.uuid4().hex[:8]}", overwrite=True,
+                  seed=seed, objective="val_loss")
+    if task == "regression":
+        return ak.StructuredDataRegressor(**common)
+    return ak.StructuredDataClassifier(num_classes=len(classes or []), **common)
+
+
+def _search(searcher: Any, clock: _SearchClock, settings: AutoKerasSettings, x: np.ndarray,
+            y: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray, batch_size: int) -> None:
+    """The architecture search on the fit rows, validated on the others, under ``clock``."""
+    import keras
+
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=1e-4,
+                                               patience=settings.patience),
+                 _search_callback(clock)]
+    try:
+        with warnings.catch_warnings():
+            # Keras notes AutoKeras' list-wrapped inputs and skipped optimizer state on
+            # every trial; neither matters for a model that is only scored afterwards
+            warnings.simplefilter("ignore", UserWarning)
+            searcher.fit(x[fit_idx], y[fit_idx], validation_data=(x[val_idx], y[val_idx]),
+                         epochs=settings.epochs, batch_size=batch_size,
+                         callbacks=callbacks, verbose=0)
+    except (RuntimeError, ValueError) as exc:
+        raise TrainingError(f"AutoKeras found no usable model: {exc}") from exc
+
+
+def _export_best(clock: _SearchClock, searcher: Any, encoding: KerasEncoding, workdir: Path,
+                 search_dir: Path) -> pd.DataFrame:
+    """The best epoch's model and the encoding saved into ``workdir``, the search folder
+    removed: the trials' leaderboard (also saved)."""
+    if clock.best_model is None:
+        raise TrainingError("AutoKeras finished no epoch with a finite validation loss; "
+                            "raise budget.max_runtime_secs or check the data")
+    clock.best_model.set_weights(clock.best_weights)
+    clock.best_model.save(workdir / MODEL_FILE)
+    (workdir / ENCODING_FILE).write_text(encoding.to_json())
+    board = _trial_board(searcher.tuner.oracle)
+    shutil.rmtree(search_dir, ignore_errors=True)
+    board.to_csv(workdir / "leaderboard.csv", index=False)
+    return board
+
+
 class AutoKerasEngine:
     """AutoKeras structured-data classifier/regressor behind the ``Engine`` interface."""
 
@@ -337,26 +417,13 @@ class AutoKerasEngine:
         settings = self.settings
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        if target.isna().any():
-            raise DataError(f"the target has {int(target.isna().sum())} missing values; rows "
-                            "without a label must be dropped before training")
-        if len(features) < MIN_ROWS:
-            raise DataError(f"AutoKeras needs at least {MIN_ROWS} training rows, got "
-                            f"{len(features)}; add rows or leave 'autokeras' out of engines")
+        _check_inputs(features, target)
         _quiet_tensorflow()
         import autokeras as ak
         import keras
 
         timings = {"import": round(time.monotonic() - started, 2)}
-        device = tensorflow_device()
-        if getattr(budget, "nthreads", -1) and budget.nthreads > 0:
-            import tensorflow as tf
-
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(budget.nthreads)
-            except RuntimeError:  # already initialised in this process
-                pass
-        keras.utils.set_random_seed(int(budget.seed))
+        device = _configure_tensorflow(budget)
 
         encoding = KerasEncoding.fit(features, categorical,
                                      target if task == "regression" else None)
@@ -368,52 +435,20 @@ class AutoKerasEngine:
         deadline = started + max(5.0, budget.max_runtime_secs - reserve)
         clock = _SearchClock(deadline)
         search_dir = workdir / "search"
-        # Every input is numeric already. Named as such, AutoKeras' own input pipeline (which
-        # runs outside the exported Keras model) leaves the matrix alone; left to infer,
-        # it label-encodes columns with few distinct values, and the exported model would
-        # then expect codes that scoring never produces.
-        names = [f"x{i}" for i in range(x.shape[1])]
-        common = dict(column_names=names, column_types={n: "numerical" for n in names},
-                      max_trials=settings.max_trials, directory=str(search_dir),
-                      project_name=f"autokfp_{uuid.uuid4().hex[:8]}", overwrite=True,
-                      seed=int(budget.seed), objective="val_loss")
-        if task == "regression":
-            searcher = ak.StructuredDataRegressor(**common)
-        else:
-            searcher = ak.StructuredDataClassifier(num_classes=len(classes or []), **common)
+        searcher = _searcher(settings, task, classes, x.shape[1], search_dir, int(budget.seed))
         clock.oracle = searcher.tuner.oracle
         batch_size = 32 if len(fit_idx) < 2000 else (64 if len(fit_idx) < 20_000 else 256)
-        callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=1e-4,
-                                                   patience=settings.patience),
-                     _search_callback(clock)]
         log.info("AutoKeras on %d rows x %d inputs (%s, device %s, budget %ss, %d trials x %d "
                  "epochs)", len(fit_idx), encoding.width, task, device, budget.max_runtime_secs,
                  settings.max_trials, settings.epochs)
         search_started = time.monotonic()
-        try:
-            with warnings.catch_warnings():
-                # Keras notes AutoKeras' list-wrapped inputs and skipped optimizer state on
-                # every trial; neither matters for a model that is only scored afterwards
-                warnings.simplefilter("ignore", UserWarning)
-                searcher.fit(x[fit_idx], y[fit_idx], validation_data=(x[val_idx], y[val_idx]),
-                             epochs=settings.epochs, batch_size=batch_size,
-                             callbacks=callbacks, verbose=0)
-        except (RuntimeError, ValueError) as exc:
-            raise TrainingError(f"AutoKeras found no usable model: {exc}") from exc
+        _search(searcher, clock, settings, x, y, fit_idx, val_idx, batch_size)
         search_seconds = time.monotonic() - search_started
         timings["search"] = round(search_seconds, 2)
         if clock.expired_at is not None:
             timings["after_deadline"] = round(time.monotonic() - clock.expired_at, 2)
         mark = time.monotonic()
-        if clock.best_model is None:
-            raise TrainingError("AutoKeras finished no epoch with a finite validation loss; "
-                                "raise budget.max_runtime_secs or check the data")
-        clock.best_model.set_weights(clock.best_weights)
-        clock.best_model.save(workdir / MODEL_FILE)
-        (workdir / ENCODING_FILE).write_text(encoding.to_json())
-        board = _trial_board(searcher.tuner.oracle)
-        shutil.rmtree(search_dir, ignore_errors=True)
-        board.to_csv(workdir / "leaderboard.csv", index=False)
+        board = _export_best(clock, searcher, encoding, workdir, search_dir)
         timings["export"] = round(time.monotonic() - mark, 2)
         mark = time.monotonic()
         scorer = KerasScorer(workdir, task, classes)
@@ -422,17 +457,8 @@ class AutoKerasEngine:
                                  target.to_numpy(dtype="float64")[val_idx],
                                  validation, task, sort_metric, int(budget.seed))
         timings["validate"] = round(time.monotonic() - mark, 2)
-        fitted_rows, refit_note = len(fit_idx), "off (engines.autokeras.refit: false)"
-        if settings.refit:
-            mark = time.monotonic()
-            refitted, refit_note = _refit_all_rows(
-                clock, x, y, batch_size, int(budget.seed), fit_idx,
-                settings.refit_max_share * budget.max_runtime_secs)
-            if refitted is not None:
-                refitted.save(workdir / MODEL_FILE)
-                fitted_rows = len(x)
-            timings["refit"] = round(time.monotonic() - mark, 2)
-        log.info("AutoKeras refit: %s", refit_note)
+        fitted_rows, refit_note = self._refit(clock, x, y, batch_size, budget, fit_idx, workdir,
+                                              timings)
         timings["total"] = round(time.monotonic() - started, 2)
         leader = f"trial_{clock.best_trial:0{len(str(settings.max_trials))}d}"
         info = {"engine": self.name, "leader": leader, "device": device,
@@ -449,16 +475,41 @@ class AutoKerasEngine:
             engine=self.name, artifact_dir=workdir, leader=leader, leaderboard=board,
             cv_metrics=cv, device=device,
             holdout=(val_idx, validation), fitted_rows=int(fitted_rows),
-            params={"max_runtime_secs": budget.max_runtime_secs,
-                    "max_trials": settings.max_trials,
-                    "max_epochs": settings.epochs, "patience": settings.patience,
-                    "validation_fraction": settings.validation_fraction,
-                    "batch_size": batch_size, "seed": budget.seed, "objective": "val_loss",
-                    "models_trained": len(board), "deadline_reached": clock.expired,
-                    "refit": refit_note, "fitted_rows": int(fitted_rows),
-                    "cv_method": f"holdout {settings.validation_fraction:.0%} of "
-                                 "training rows (bootstrap spread)"},
+            params=self._params(budget, batch_size, len(board), clock.expired, refit_note,
+                                int(fitted_rows)),
         )
+
+    def _refit(self, clock: _SearchClock, x: np.ndarray, y: np.ndarray, batch_size: int,
+               budget: Any, fit_idx: np.ndarray, workdir: Path,
+               timings: dict[str, float]) -> tuple[int, str]:
+        """The best architecture refitted on every training row when ``refit`` is on (within
+        its share of the budget): the rows the saved model was fitted on, and what happened."""
+        settings = self.settings
+        fitted_rows, refit_note = len(fit_idx), "off (engines.autokeras.refit: false)"
+        if settings.refit:
+            mark = time.monotonic()
+            refitted, refit_note = _refit_all_rows(
+                clock, x, y, batch_size, int(budget.seed), fit_idx,
+                settings.refit_max_share * budget.max_runtime_secs)
+            if refitted is not None:
+                refitted.save(workdir / MODEL_FILE)
+                fitted_rows = len(x)
+            timings["refit"] = round(time.monotonic() - mark, 2)
+        log.info("AutoKeras refit: %s", refit_note)
+        return fitted_rows, refit_note
+
+    def _params(self, budget: Any, batch_size: int, trials: int, deadline_reached: bool,
+                refit_note: str, fitted_rows: int) -> dict[str, Any]:
+        settings = self.settings
+        return {"max_runtime_secs": budget.max_runtime_secs,
+                "max_trials": settings.max_trials,
+                "max_epochs": settings.epochs, "patience": settings.patience,
+                "validation_fraction": settings.validation_fraction,
+                "batch_size": batch_size, "seed": budget.seed, "objective": "val_loss",
+                "models_trained": trials, "deadline_reached": deadline_reached,
+                "refit": refit_note, "fitted_rows": fitted_rows,
+                "cv_method": f"holdout {settings.validation_fraction:.0%} of "
+                             "training rows (bootstrap spread)"}
 
     @staticmethod
     def _encode_target(target: pd.Series, task: str, classes: list[str] | None,

@@ -496,6 +496,33 @@ class RemoteH2OCluster:
             pass
 
 
+def _check_inputs(features: pd.DataFrame, target: pd.Series, nfolds: int) -> None:
+    if target.isna().any():
+        raise TrainingError(f"the target has {int(target.isna().sum())} missing values; rows "
+                            "without a label must be dropped before training")
+    if len(features) < 10:
+        raise TrainingError(f"H2O AutoML needs at least 10 training rows, got {len(features)}")
+    if len(features) < 2 * nfolds:
+        raise DataError(
+            f"only {len(features)} labelled training rows for engines.h2o.nfolds={nfolds} "
+            "cross-validation folds; add rows or lower engines.h2o.nfolds (at least 2 rows "
+            "per fold)")
+
+
+def _training_frame(features: pd.DataFrame, target: pd.Series, task: str,
+                    categorical: list[str]) -> tuple[pd.DataFrame, dict[str, str], str]:
+    """The frame H2O trains on (the features and the target as ``__target__``), its column
+    types and the response column's name."""
+    response = "__target__"
+    frame = features.copy()
+    frame[response] = target.astype(str).values if task != "regression" else target.astype(float).values
+    column_types = {c: "enum" for c in categorical}
+    for col in features.columns:
+        column_types.setdefault(col, "real")
+    column_types[response] = "real" if task == "regression" else "enum"
+    return frame, column_types, response
+
+
 class H2OAutoMLEngine:
     """H2O AutoML behind the ``Engine`` interface."""
 
@@ -535,33 +562,52 @@ class H2OAutoMLEngine:
     ) -> EngineResult:
         import h2o
 
-        if target.isna().any():
-            raise TrainingError(f"the target has {int(target.isna().sum())} missing values; rows "
-                                "without a label must be dropped before training")
-        if len(features) < 10:
-            raise TrainingError(f"H2O AutoML needs at least 10 training rows, got {len(features)}")
         settings = self.settings
         nfolds = settings.folds(budget.max_runtime_secs)
-        if len(features) < 2 * nfolds:
-            raise DataError(
-                f"only {len(features)} labelled training rows for engines.h2o.nfolds={nfolds} "
-                "cross-validation folds; add rows or lower engines.h2o.nfolds (at least 2 rows "
-                "per fold)")
+        _check_inputs(features, target, nfolds)
         begun = time.monotonic()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        response = "__target__"
-        frame = features.copy()
-        frame[response] = target.astype(str).values if task != "regression" else target.astype(float).values
-        column_types = {c: "enum" for c in categorical}
-        for col in features.columns:
-            column_types.setdefault(col, "real")
-        column_types[response] = "real" if task == "regression" else "enum"
+        frame, column_types, response = _training_frame(features, target, task, categorical)
         device = "gpu" if gpu_available() else "cpu"
         log.info("H2O AutoML on %d rows x %d features (%s, device %s, budget %ss)", len(frame),
                  features.shape[1], task, device, budget.max_runtime_secs)
         timings: dict[str, float] = {}
-        max_restarts = settings.max_restarts
+        run, deaths = self._train_with_restarts(
+            begun, timings, frame, column_types, response, features, target, task, classes,
+            budget, nfolds, sort_metric, workdir)
+        timings["total"] = round(time.monotonic() - begun, 2)
+        board, leader_id, algo, cv, oof = run["board"], run["leader"], run["algo"], run["cv"], run["oof"]
+        nfolds, automl_secs, elapsed = run["nfolds"], run["automl_secs"], run["elapsed"]
+        board.to_csv(workdir / "leaderboard.csv", index=False)
+        info = {"engine": self.name, "leader": leader_id, "algo": algo, "device": device,
+                "h2o_version": h2o.__version__, "train_seconds": round(elapsed, 2),
+                "features": list(features.columns), "categorical": categorical, "nfolds": nfolds,
+                "automl_secs": automl_secs, "seconds": timings,
+                "cluster_restarts": len(deaths), "cluster_deaths": deaths}
+        (workdir / "engine.json").write_text(json.dumps(info, indent=2))
+        log.info("H2O leader %s (%s) after %.1fs; cv %s; seconds %s", leader_id, algo, elapsed, cv,
+                 timings)
+        return EngineResult(
+            engine=self.name, artifact_dir=workdir, leader=leader_id, leaderboard=board,
+            cv_metrics=cv, device=device, holdout=_holdout_scores(oof, task, classes, len(target)),
+            params={"max_runtime_secs": budget.max_runtime_secs, "automl_secs": automl_secs,
+                    "cv_method": f"{nfolds}-fold cross-validation of the leader",
+                    "max_models": settings.max_models,
+                    "nfolds": nfolds, "seed": budget.seed, "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
+                    "leader_algo": algo, "models_trained": len(board),
+                    "cluster_restarts": len(deaths)},
+        )
+
+    def _train_with_restarts(self, begun: float, timings: dict[str, float], frame: pd.DataFrame,
+                             column_types: dict[str, str], response: str,
+                             features: pd.DataFrame, target: pd.Series, task: str,
+                             classes: list[str] | None, budget: Any, nfolds: int,
+                             sort_metric: str, workdir: Path) -> tuple[dict[str, Any], list[str]]:
+        """Start a cluster, train and export on it; once more on a fresh one if it died (at
+        most ``max_restarts`` times, within what is left of the budget). Returns the run
+        (``_automl_on``) and how each cluster that died ended; fills ``timings``."""
+        max_restarts = self.settings.max_restarts
         deaths: list[str] = []  # how each cluster that died during training ended
         searched = 0.0  # search seconds already spent by clusters that died
         while True:  # start a cluster -> train -> export; once more on a fresh one if it died
@@ -589,15 +635,7 @@ class H2OAutoMLEngine:
                 if search_started is not None:
                     searched += time.monotonic() - search_started
                 if len(deaths) > max_restarts:
-                    times = "once (" if len(deaths) == 1 else f"{len(deaths)} times (the last: "
-                    raise TrainingError(
-                        f"the H2O cluster died {times}{type(exc).__name__}: {exc}) during "
-                        "training; its JVM is most often killed for using more memory than the node "
-                        f"gives it: raise engines.h2o.max_mem_size (now {settings.max_mem_size}) "
-                        "and the training task's memory limit above it, or train on fewer rows or "
-                        "features"
-                        + ("" if max_restarts else " (engines.h2o.max_restarts is 0: no restart)")
-                    ) from exc
+                    raise self._died_too_often(exc, deaths) from exc
                 log.warning("the H2O cluster %s died during training (%s: %s); training again on "
                             "a fresh cluster within the remaining %.0fs of the budget (AutoML gets "
                             "at least %ds; restart %d of at most %d)", cluster.name,
@@ -607,27 +645,20 @@ class H2OAutoMLEngine:
         timings["shutdown"] = round(time.monotonic() - closing, 2)
         if deaths:
             timings["lost_to_restarts"] = round(attempt - begun, 2)
-        timings["total"] = round(time.monotonic() - begun, 2)
-        board, leader_id, algo, cv, oof = run["board"], run["leader"], run["algo"], run["cv"], run["oof"]
-        nfolds, automl_secs, elapsed = run["nfolds"], run["automl_secs"], run["elapsed"]
-        board.to_csv(workdir / "leaderboard.csv", index=False)
-        info = {"engine": self.name, "leader": leader_id, "algo": algo, "device": device,
-                "h2o_version": h2o.__version__, "train_seconds": round(elapsed, 2),
-                "features": list(features.columns), "categorical": categorical, "nfolds": nfolds,
-                "automl_secs": automl_secs, "seconds": timings,
-                "cluster_restarts": len(deaths), "cluster_deaths": deaths}
-        (workdir / "engine.json").write_text(json.dumps(info, indent=2))
-        log.info("H2O leader %s (%s) after %.1fs; cv %s; seconds %s", leader_id, algo, elapsed, cv,
-                 timings)
-        return EngineResult(
-            engine=self.name, artifact_dir=workdir, leader=leader_id, leaderboard=board,
-            cv_metrics=cv, device=device, holdout=_holdout_scores(oof, task, classes, len(target)),
-            params={"max_runtime_secs": budget.max_runtime_secs, "automl_secs": automl_secs,
-                    "cv_method": f"{nfolds}-fold cross-validation of the leader",
-                    "max_models": settings.max_models,
-                    "nfolds": nfolds, "seed": budget.seed, "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
-                    "leader_algo": algo, "models_trained": len(board),
-                    "cluster_restarts": len(deaths)},
+        return run, deaths
+
+    def _died_too_often(self, exc: Exception, deaths: list[str]) -> TrainingError:
+        """The error when the cluster died more often than ``max_restarts`` allows."""
+        settings = self.settings
+        max_restarts = settings.max_restarts
+        times = "once (" if len(deaths) == 1 else f"{len(deaths)} times (the last: "
+        return TrainingError(
+            f"the H2O cluster died {times}{type(exc).__name__}: {exc}) during "
+            "training; its JVM is most often killed for using more memory than the node "
+            f"gives it: raise engines.h2o.max_mem_size (now {settings.max_mem_size}) "
+            "and the training task's memory limit above it, or train on fewer rows or "
+            "features"
+            + ("" if max_restarts else " (engines.h2o.max_restarts is 0: no restart)")
         )
 
     def _automl_on(self, cluster: H2OCluster | RemoteH2OCluster, frame: pd.DataFrame, column_types: dict[str, str],
