@@ -99,6 +99,99 @@ class QualityReport:
         return _render_html(self)
 
 
+
+class _Table:
+    """What the checks read of a dataset: its size, its columns one at a time, the share
+    of missing values per column and the count of duplicate rows."""
+
+    rows: int
+    columns: list[str]
+
+    def column(self, name: str) -> pd.Series:
+        raise NotImplementedError
+
+    def missing_fractions(self, names: list[str]) -> pd.Series:
+        raise NotImplementedError
+
+    def duplicate_rows(self) -> int:
+        raise NotImplementedError
+
+
+class _FrameTable(_Table):
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.rows = len(frame)
+        self.columns = list(frame.columns)
+
+    def column(self, name: str) -> pd.Series:
+        return self.frame[name]
+
+    def missing_fractions(self, names: list[str]) -> pd.Series:
+        return self.frame[names].isna().mean()
+
+    def duplicate_rows(self) -> int:
+        try:
+            return int(self.frame.duplicated().sum())
+        except TypeError:  # unhashable cells (lists from JSON): compare their text
+            return int(self.frame.astype(str).duplicated().sum())
+
+
+class _ParquetTable(_Table):
+    """A Parquet file read in Arrow batches, never whole: one pass counts the missing values
+    and hashes every row (8 bytes a row); a check that needs a column reads that column
+    alone, typed as ``pd.read_parquet`` types it in the whole file."""
+
+    def __init__(self, path: str | Path) -> None:
+        import pyarrow.parquet as pq
+
+        from autokfp.modeling.batches import file_dtypes
+
+        self.path = str(path)
+        handle = pq.ParquetFile(self.path)
+        self.rows = handle.metadata.num_rows
+        self.columns = [str(c) for c in handle.schema_arrow.empty_table().to_pandas().columns]
+        self.dtypes = file_dtypes(self.path)
+        self._missing: pd.Series | None = None
+        self._duplicates: int | None = None
+
+    def column(self, name: str) -> pd.Series:
+        series = pd.read_parquet(self.path, columns=[name])[name]
+        return series.astype(self.dtypes[name]) if name in self.dtypes else series
+
+    def _scan(self) -> None:
+        import pyarrow.parquet as pq
+
+        from autokfp.modeling.batches import BATCH_ROWS, batch_frame
+
+        handle = pq.ParquetFile(self.path)
+        missing = pd.Series(0, index=self.columns, dtype="int64")
+        hashes = []
+        for batch in handle.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
+            frame = batch_frame(batch, handle.schema_arrow, self.dtypes)
+            missing = missing.add(frame.isna().sum(), fill_value=0)
+            try:
+                hashed = pd.util.hash_pandas_object(frame, index=False)
+            except TypeError:  # unhashable cells (lists from JSON): hash their text
+                hashed = pd.util.hash_pandas_object(frame.astype(str), index=False)
+            hashes.append(hashed.to_numpy(dtype=np.uint64))
+        self._missing = missing / max(self.rows, 1)
+        every = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+        # two different rows with one 64-bit hash: rarer than one in 10**6 at 10M rows
+        self._duplicates = int(len(every) - len(np.unique(every)))
+
+    def missing_fractions(self, names: list[str]) -> pd.Series:
+        if self._missing is None:
+            self._scan()
+        assert self._missing is not None
+        return self._missing[names].astype("float64")
+
+    def duplicate_rows(self) -> int:
+        if self._duplicates is None:
+            self._scan()
+        assert self._duplicates is not None
+        return self._duplicates
+
+
 def _percent(fraction: float) -> str:
     return f"{100 * fraction:.1f}%"
 
@@ -114,25 +207,25 @@ def _classification_task(target: pd.Series, requested: str) -> str:
     return infer_task(target, requested)
 
 
-def _check_rows(df: pd.DataFrame, config: RunConfig) -> QualityCheck:
+def _check_rows(df: _Table, config: RunConfig) -> QualityCheck:
     minimum = config.quality.min_rows
-    if len(df) < minimum:
+    if df.rows < minimum:
         return QualityCheck(
             "min_rows",
             "fail",
-            f"{config.training.dataset} has {len(df)} rows, fewer than quality.min_rows="
+            f"{config.training.dataset} has {df.rows} rows, fewer than quality.min_rows="
             f"{minimum}; supply more data or lower quality.min_rows",
-            details={"rows": len(df), "min_rows": minimum},
+            details={"rows": df.rows, "min_rows": minimum},
         )
     return QualityCheck(
         "min_rows",
         "pass",
-        f"{len(df)} rows (minimum {minimum})",
-        details={"rows": len(df), "min_rows": minimum},
+        f"{df.rows} rows (minimum {minimum})",
+        details={"rows": df.rows, "min_rows": minimum},
     )
 
 
-def _check_target(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
+def _check_target(df: _Table, config: RunConfig) -> list[QualityCheck]:
     target = config.training.target
     if target not in df.columns:
         available = ", ".join(map(str, df.columns))
@@ -148,7 +241,7 @@ def _check_target(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
     checks = [
         QualityCheck("target_present", "pass", f"target column '{target}' present", column=target)
     ]
-    series = df[target]
+    series = df.column(target)
     checks.append(_check_target_missing(series, target, config))
     values = series.dropna()
     distinct = int(values.nunique())
@@ -248,7 +341,7 @@ def _id_columns(schema: DatasetSchema | None, config: RunConfig) -> list[str]:
 
 
 def _check_missing(
-    df: pd.DataFrame, config: RunConfig, id_columns: list[str]
+    df: _Table, config: RunConfig, id_columns: list[str]
 ) -> list[QualityCheck]:
     target = config.training.target
     features = [c for c in df.columns if c != target and c not in id_columns]
@@ -261,7 +354,7 @@ def _check_missing(
                 "supply a dataset with input columns",
             )
         ]
-    fractions = df[features].isna().mean() if len(df) else pd.Series(1.0, index=features)
+    fractions = df.missing_fractions(features) if df.rows else pd.Series(1.0, index=features)
     warn_at = config.quality.max_missing_fraction
     fail_at = config.quality.fail_on_missing_fraction
     high = fractions[fractions > warn_at].sort_values(ascending=False)
@@ -310,7 +403,7 @@ def _check_missing(
     return checks
 
 
-def _check_ids(df: pd.DataFrame, config: RunConfig, id_columns: list[str]) -> list[QualityCheck]:
+def _check_ids(df: _Table, config: RunConfig, id_columns: list[str]) -> list[QualityCheck]:
     checks = []
     for column in id_columns:
         name = f"id_unique:{column}"
@@ -326,10 +419,12 @@ def _check_ids(df: pd.DataFrame, config: RunConfig, id_columns: list[str]) -> li
                 )
             )
             continue
-        values = df[column].dropna()
+        every = df.column(column)
+        values = every.dropna()
         duplicated = values[values.duplicated(keep=False)]
         repeated = duplicated.drop_duplicates()
-        nulls = int(df[column].isna().sum())
+        nulls = int(every.isna().sum())
+        del every, values
         details = {"duplicate_rows": int(len(duplicated)), "null_ids": nulls}
         if len(repeated):
             checks.append(
@@ -362,14 +457,11 @@ def _check_ids(df: pd.DataFrame, config: RunConfig, id_columns: list[str]) -> li
     return checks
 
 
-def _check_duplicate_rows(df: pd.DataFrame) -> QualityCheck:
-    if df.empty:
+def _check_duplicate_rows(df: _Table) -> QualityCheck:
+    if df.rows == 0 or not df.columns:
         return QualityCheck("duplicate_rows", "pass", "no rows to compare")
-    try:
-        duplicated = int(df.duplicated().sum())
-    except TypeError:  # unhashable cells (lists from JSON): compare their text
-        duplicated = int(df.astype(str).duplicated().sum())
-    fraction = duplicated / len(df)
+    duplicated = df.duplicate_rows()
+    fraction = duplicated / df.rows
     details = {"duplicate_rows": duplicated, "fraction": fraction}
     if fraction > DUPLICATE_ROWS_WARN_FRACTION:
         return QualityCheck(
@@ -424,9 +516,9 @@ def _check_freshness(schema: DatasetSchema, now: pd.Timestamp | None = None) -> 
                         details=details)
 
 
-def _check_row_count_change(df: pd.DataFrame, schema: DatasetSchema) -> QualityCheck:
+def _check_row_count_change(df: _Table, schema: DatasetSchema) -> QualityCheck:
     previous = (schema.catalog or {}).get("previous_row_count")
-    rows = len(df)
+    rows = df.rows
     if not previous:
         return QualityCheck("row_count_change", "pass",
                             "no earlier crawl of this dataset to compare the row count with",
@@ -457,7 +549,7 @@ def _policy_status(bad: int, rows: int, config: RunConfig) -> Status:
     return "warn" if bad / max(rows, 1) <= config.quality.max_out_of_policy_fraction else "fail"
 
 
-def _check_ranges(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
+def _check_ranges(df: _Table, config: RunConfig) -> list[QualityCheck]:
     """Every value of a column named in ``quality.ranges`` lies within [min, max]."""
     checks = []
     for column, (low, high) in config.quality.ranges.items():
@@ -466,19 +558,20 @@ def _check_ranges(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
             checks.append(QualityCheck(name, "fail", f"quality.ranges names column '{column}', which "
                                        f"is not in the data; fix the setting", column=column))
             continue
-        values = pd.to_numeric(df[column], errors="coerce")
-        not_numeric = int((df[column].notna() & values.isna()).sum())
+        series = df.column(column)
+        values = pd.to_numeric(series, errors="coerce")
+        not_numeric = int((series.notna() & values.isna()).sum())
         below = int((values < low).sum()) if low is not None else 0
         above = int((values > high).sum()) if high is not None else 0
         bad = below + above + not_numeric
-        status = _policy_status(bad, len(df), config)
+        status = _policy_status(bad, df.rows, config)
         bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
         if bad == 0:
             message = f"'{column}' lies within {bounds}"
         else:
-            examples = _examples(df[column][(values < (low if low is not None else -np.inf))
-                                            | (values > (high if high is not None else np.inf))
-                                            | (df[column].notna() & values.isna())])
+            examples = _examples(series[(values < (low if low is not None else -np.inf))
+                                        | (values > (high if high is not None else np.inf))
+                                        | (series.notna() & values.isna())])
             message = (f"'{column}' has {bad} value(s) outside {bounds} ({below} below, {above} above, "
                        f"{not_numeric} not numeric), e.g. {examples}; fix the source or widen "
                        "quality.ranges")
@@ -487,7 +580,7 @@ def _check_ranges(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
     return checks
 
 
-def _check_allowed_categories(df: pd.DataFrame, config: RunConfig) -> list[QualityCheck]:
+def _check_allowed_categories(df: _Table, config: RunConfig) -> list[QualityCheck]:
     """Every value of a column named in ``quality.allowed_categories`` is one of its values."""
     checks = []
     for column, allowed in config.quality.allowed_categories.items():
@@ -497,10 +590,10 @@ def _check_allowed_categories(df: pd.DataFrame, config: RunConfig) -> list[Quali
                                        f"'{column}', which is not in the data; fix the setting",
                                        column=column))
             continue
-        values = df[column].dropna().astype(str)
+        values = df.column(column).dropna().astype(str)
         unexpected = values[~values.isin(set(map(str, allowed)))]
         bad = len(unexpected)
-        status = _policy_status(bad, len(df), config)
+        status = _policy_status(bad, df.rows, config)
         if bad == 0:
             message = f"'{column}' holds only allowed values"
         else:
@@ -514,12 +607,14 @@ def _check_allowed_categories(df: pd.DataFrame, config: RunConfig) -> list[Quali
 
 
 def run_quality_gate(
-    df: pd.DataFrame, schema: DatasetSchema | None, config: RunConfig
+    data: pd.DataFrame | str | Path, schema: DatasetSchema | None, config: RunConfig
 ) -> QualityReport:
     """Run every quality check on a dataset.
 
     Args:
-        df: the full training data.
+        data: the full training data: a frame, or the path of a Parquet file, which is
+            read in Arrow batches and one column at a time, never whole (the verdicts are
+            the frame's; duplicate rows are counted by a 64-bit hash of each row).
         schema: its profile (supplies id columns and the HTML column table); ``None``
             profiles ``df`` here.
         config: the run configuration (``training`` and ``quality`` settings).
@@ -534,7 +629,10 @@ def run_quality_gate(
     if schema is None:
         from autokfp.catalog.profiling import profile_frame
 
-        schema = profile_frame(df, config.training.dataset, "unknown", "")
+        if not isinstance(data, pd.DataFrame):
+            raise DataError("run_quality_gate needs the dataset's schema to check a Parquet file")
+        schema = profile_frame(data, config.training.dataset, "unknown", "")
+    df = _FrameTable(data) if isinstance(data, pd.DataFrame) else _ParquetTable(data)
     id_columns = _id_columns(schema, config)
     checks = [_check_rows(df, config)]
     checks += _check_target(df, config)
@@ -547,7 +645,7 @@ def run_quality_gate(
     checks += _check_allowed_categories(df, config)
     report = QualityReport(
         dataset_id=schema.dataset_id,
-        rows=len(df),
+        rows=df.rows,
         columns=len(df.columns),
         checks=checks,
         schema=schema,
@@ -732,6 +830,8 @@ def write_data_summary(dataset_path: str | Path, schema_path: str | Path | None,
 
     import pyarrow.parquet as pq
 
+    from autokfp.modeling.batches import sample_rows
+
     limits = limits or QualitySpec()
     target = Path(html_path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -742,9 +842,8 @@ def write_data_summary(dataset_path: str | Path, schema_path: str | Path | None,
         names = [str(n) for n in meta.schema.to_arrow_schema().names]
         outcome = DataSummary(path=target, columns=len(names), rows=meta.num_rows)
         chosen = _summary_columns(names, keep_first or [], limits.summary_max_columns)
-        frame = pd.read_parquet(dataset_path, columns=chosen)
-        if len(frame) > limits.summary_max_rows:
-            frame = frame.sample(n=limits.summary_max_rows, random_state=0).sort_index()
+        # read in Arrow batches: only the sample is ever in memory
+        frame = sample_rows(dataset_path, chosen, limits.summary_max_rows, seed=0)
         outcome = DataSummary(
             path=target, columns=len(names), rows=meta.num_rows,
             columns_summarised=len(chosen), rows_summarised=len(frame),

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from autokfp.errors import DataError
+from autokfp.modeling.batches import batch_frame, file_dtypes
 
 BATCH_ROWS = 1 << 18  # rows per Arrow batch of the streamed split
 
@@ -82,48 +83,6 @@ class StreamedSplit:
     """The distinct target values of the training rows (as ``pd.read_parquet`` types them)."""
     train_missing: dict[str, bool] = field(default_factory=dict)
     """Column -> whether any training row lacks a value (``isna``)."""
-
-
-def file_dtypes(path: str | Path) -> dict[str, Any]:
-    """The pandas dtype ``pd.read_parquet`` gives each integer or boolean column of the whole
-    file, where a single batch can differ: without pandas' own dtype in the file's metadata,
-    a column with a missing value anywhere is float64 (integers) or object (booleans), also
-    in the batches without one. Read from the footer's null counts (a column without them
-    is counted)."""
-    import pyarrow.parquet as pq
-
-    handle = pq.ParquetFile(str(path))
-    schema = handle.schema_arrow
-    plain = schema.empty_table().to_pandas().dtypes  # what a batch without a missing value gets
-    wanted = {str(name): ("float64" if dtype.kind in "iu" else object)
-              for name, dtype in plain.items()
-              if isinstance(dtype, np.dtype) and dtype.kind in "iub"}
-    meta = handle.metadata
-    columns = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
-    dtypes: dict[str, Any] = {}
-    for name, widened in wanted.items():
-        index = columns.get(name)
-        nulls = 0
-        for group in range(meta.num_row_groups):
-            stats = meta.row_group(group).column(index).statistics if index is not None else None
-            if stats is None or not stats.has_null_count:
-                nulls = handle.read(columns=[name]).column(0).null_count
-                break
-            nulls += stats.null_count
-        if nulls:
-            dtypes[name] = widened
-    return dtypes
-
-
-def batch_frame(batch: Any, schema: Any, dtypes: dict[str, Any]) -> pd.DataFrame:
-    """One Arrow batch as pandas, typed as the whole file would be (``file_dtypes``)."""
-    import pyarrow as pa
-
-    frame = pa.Table.from_batches([batch], schema=schema).to_pandas()
-    for name, dtype in dtypes.items():
-        if name in frame.columns and frame[name].dtype != dtype:
-            frame[name] = frame[name].astype(dtype)
-    return frame
 
 
 def split_holdout_parquet(

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autokfp.modeling.batches import sample_rows as sample_rows  # re-exported
 from autokfp.monitoring.drift import (
     CATEGORICAL,
     FEW_VALUES,
@@ -438,33 +439,6 @@ def _holds_numbers(dataset: Any, column: str) -> bool:
         pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
         or pa.types.is_decimal(arrow_type) or pa.types.is_null(arrow_type)
     )
-
-
-def sample_rows(
-    path: str | Path, columns: list[str], rows: int, seed: int = 0,
-    batch_rows: int = BATCH_ROWS,
-) -> pd.DataFrame:
-    """At most ``rows`` rows drawn uniformly without replacement, read batch by batch (with
-    the dtypes ``pd.read_parquet`` gives)."""
-    dataset = _dataset(path, text_as_dictionary=False)
-    total = dataset.count_rows()
-    present = [c for c in columns if c in dataset.schema.names]
-    if total <= rows:
-        return dataset.to_table(columns=present).to_pandas()
-    import pyarrow as pa
-
-    chosen = np.sort(np.random.default_rng(seed).choice(total, size=rows, replace=False))
-    parts, start = [], 0
-    for batch in dataset.to_batches(columns=present, batch_size=batch_rows, use_threads=False):
-        stop = start + batch.num_rows
-        lo, hi = np.searchsorted(chosen, [start, stop])
-        if hi > lo:
-            parts.append(batch.take(chosen[lo:hi] - start))
-        start = stop
-    # joined as Arrow and converted once, with the file's pandas metadata (dtypes, categories)
-    schema = pa.schema([dataset.schema.field(c) for c in present],
-                       metadata=dataset.schema.metadata)
-    return pa.Table.from_batches(parts, schema=schema).to_pandas()
 
 
 def parquet_columns(path: str | Path) -> list[str]:

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from autokfp.config import RunConfig
 from autokfp.steps.io import read_config, write_json, write_text
 from autokfp.steps.results import Publication, StepResult, finite_metrics
@@ -53,9 +51,9 @@ def profile(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: 
                                      limits=cfg.quality, keep_first=[cfg.training.target])
         left_out = {"summary_columns_left_out": len(summary.columns_left_out),
                     "summary_rows_left_out": summary.rows - summary.rows_summarised}
-    frame = pd.read_parquet(dataset_path)
     schema = DatasetSchema.from_json(Path(schema_path).read_text())
-    report = run_quality_gate(frame, schema, cfg)
+    # the gate reads the Parquet file in Arrow batches and one column at a time, never whole
+    report = run_quality_gate(dataset_path, schema, cfg)
     write_text(report_path, report.to_html())
     if summary_path:
         write_json(summary_path, report.to_dict())
@@ -63,5 +61,5 @@ def profile(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: 
     counts = {"pass": 0, "warn": 0, "fail": 0}
     for check in report.checks:
         counts[check.status] = counts.get(check.status, 0) + 1
-    return Profiled(rows=len(frame), columns=len(frame.columns), checks_passed=counts["pass"],
+    return Profiled(rows=report.rows, columns=report.columns, checks_passed=counts["pass"],
                     checks_warned=counts["warn"], checks_failed=counts["fail"], **left_out)

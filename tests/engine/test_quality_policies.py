@@ -73,3 +73,59 @@ def test_ranges_must_be_pairs() -> None:
 
     with pytest.raises(ConfigError, match="quality.ranges"):
         _config(ranges={"age": [1, 2, 3]})
+
+
+# ------------------------------------------------------------------ from Parquet, in batches
+
+def _awkward_frame() -> pd.DataFrame:
+    """Every check with something to find, in values that cross batch boundaries."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    n = 1000
+    frame = pd.DataFrame({
+        "id": np.arange(n), "age": rng.integers(15, 130, n).astype(float),
+        "plan": rng.choice(["basic", "pro", "gold"], n), "visits": rng.integers(0, 9, n),
+        "sparse": np.where(rng.random(n) < 0.7, np.nan, 1.0), "y": rng.integers(0, 2, n)})
+    frame.loc[990, "id"] = 5  # a repeated id, far from its twin
+    frame.loc[[10, 600], "id"] = np.nan
+    frame.loc[700:720] = frame.loc[100:120].to_numpy()  # duplicate rows in another batch
+    frame.loc[999, "visits"] = np.nan  # an int column with one missing value, last batch only
+    frame.loc[998] = frame.loc[30].to_numpy()  # a duplicate in that batch: int there, float here
+    frame.loc[[3, 800], "y"] = np.nan
+    return frame.astype({"id": "Int64", "visits": "Int64"})  # Arrow int64 with nulls
+
+
+def test_the_gate_on_a_parquet_file_gives_the_verdicts_it_gives_on_the_frame(
+        tmp_path, monkeypatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from autokfp.catalog.profiling import profile_frame
+    from autokfp.modeling import batches
+
+    monkeypatch.setattr(batches, "BATCH_ROWS", 64)  # many batches
+    frame = _awkward_frame()
+    path = tmp_path / "t.parquet"
+    # no pandas metadata (as Spark writes it): the int column with a missing value is float
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None),
+                   path)
+    whole = pd.read_parquet(path)
+    assert whole["visits"].dtype == "float64"
+    config = _config(ranges={"age": [18, 99]}, allowed_categories={"plan": ["basic", "pro"]},
+                     max_target_missing_fraction=0.01, max_out_of_policy_fraction=0.5)
+    config.training.id_column = "id"
+    schema = profile_frame(whole, "files/t.parquet", "file", "")
+    on_frame = run_quality_gate(whole, schema, config)
+    on_file = run_quality_gate(str(path), schema, config)
+
+    def verdicts(report):
+        return [(c.name, c.status, c.message, c.details) for c in report.checks]
+
+    assert verdicts(on_file) == verdicts(on_frame)
+    assert (on_file.rows, on_file.columns) == (1000, 6)
+    found = {c.name: c for c in on_file.checks}
+    assert found["duplicate_rows"].details["duplicate_rows"] == 22
+    assert found["id_unique:id"].status == "fail"
+    assert {found["range"].status, found["allowed_categories"].status} == {"warn"}
+    assert "sparse" in found["missing_values"].details["columns"]
