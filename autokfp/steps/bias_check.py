@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # training rows the bias mitigation (group thresholds, score repair) is fitted on: a uniform
 # sample above this, so the step's memory does not grow with the training table
 MITIGATION_FIT_ROWS = 200_000
+# folds of the mitigation's cross-fitting when fairness is measured on out-of-fold rows
+CROSS_FIT_FOLDS = 5
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,42 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
         log.info("bias mitigation fitted on %d of %d training rows (a uniform sample)",
                  len(train), train_rows)
     test_predictions = model.predict(None, test.drop(columns=[target]))
-    train_predictions = model.predict(None, train.drop(columns=[target]))
-    report, mitigation = fairness.assess_fairness(test, test_predictions, meta, columns, source, policy,
-                                                  fit=train, fit_predictions=train_predictions,
-                                                  problems=problems)
+    # held-out groups too small to measure a column (fewer than two of min_group_size rows)
+    # that the engine's out-of-fold predictions of the training rows can measure: the whole
+    # check runs on those instead (never pooled with the final model's test scores)
+    oof = (_out_of_fold(model_path, meta, train_path, [target, *columns], cfg.split.seed)
+           if columns else None)
+    on_test = fairness.measurable_groups(test, columns, policy, train)
+    on_oof = (fairness.measurable_groups(oof[0], columns, policy, train) if oof is not None
+              else None)
+    unmeasured = [c for c in columns if on_test[c] < 2 and on_oof is not None and on_oof[c] >= 2]
+    if unmeasured and oof is not None:
+        rows, predictions = oof
+        report, mitigation = fairness.assess_fairness(rows, predictions, meta, columns, source,
+                                                      policy, problems=problems,
+                                                      cross_fit=CROSS_FIT_FOLDS,
+                                                      seed=cfg.split.seed)
+        report["measured_on"] = "out-of-fold"
+        report["notes"].append(
+            f"Measured on {len(rows)} training rows scored out of fold by the engine "
+            f"({meta.get('engine', 'engine')}: cross-validation models or validation rows, not "
+            f"the final model), because the {len(test)} held-out test rows cannot measure "
+            f"{', '.join(unmeasured)} (fewer than two groups of governance.min_group_size = "
+            f"{policy.min_group_size} rows; groups measurable on the test rows: {on_test}, out "
+            f"of fold: {on_oof}). The final model is fitted on "
+            "every training row, so its own scores of them would flatter it; any mitigation "
+            f"is cross-fitted on these rows ({CROSS_FIT_FOLDS} folds) and its transfer to the "
+            "final model's scores is assumed, not measured.")
+        fit_rows = len(rows)
+    else:
+        train_predictions = model.predict(None, train.drop(columns=[target]))
+        report, mitigation = fairness.assess_fairness(test, test_predictions, meta, columns,
+                                                      source, policy, fit=train,
+                                                      fit_predictions=train_predictions,
+                                                      problems=problems)
+        report["measured_on"] = "test"
+        fit_rows = len(train)
+    report["measured_groups"] = {"test": on_test, "out_of_fold": on_oof}
     report["model"] = cfg.model_name
     if columns:
         positive = meta["classes"][-1] if meta["task"] == "binary" else None
@@ -91,7 +125,7 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
                            pd.read_parquet(train_path, columns=list(dict.fromkeys([target, *columns]))))
         report["data"] = fairness.check_training_data(every_train_row, target, positive, columns,
                                                       policy)
-    report["mitigation_fit_rows"] = {"used": len(train), "training_rows": train_rows}
+    report["mitigation_fit_rows"] = {"used": fit_rows, "training_rows": train_rows}
 
     new_meta = dict(meta)
     new_meta.pop("fairness_mitigation", None)
@@ -148,3 +182,44 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
     return BiasChecked(verdict=verdict, reason=summary["reason"], mitigated=summary["mitigated"],
                        accuracy_cost=summary["accuracy_cost"], auc_cost=summary["auc_cost"],
                        disparities={k: v for k, v in summary.items() if k not in headline})
+
+
+def _out_of_fold(model_path: str, meta: dict[str, Any], train_path: str, columns: list[str],
+                 seed: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(training rows, their predictions) from the package's out-of-fold predictions
+    (``estimate.HOLDOUT_FILE``, the served calibration applied, decided at the model's
+    threshold), at most ``MITIGATION_FIT_ROWS`` of them (a seeded uniform sample); None for
+    a package without them or a model that is not a binary classifier."""
+    import numpy as np
+
+    from autokfp.modeling.estimate import load_holdout
+
+    labels = meta.get("class_labels")
+    if meta.get("task") != "binary" or not labels:
+        return None
+    try:
+        found = load_holdout(model_path, meta)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("out-of-fold predictions unreadable, fairness is measured on the test "
+                    "rows: %s", exc)
+        return None
+    if found is None or len(found[0]) == 0:
+        return None
+    positions, scores, _ = found
+    rows = pd.read_parquet(train_path, columns=list(dict.fromkeys(columns)))
+    if int(positions.max()) >= len(rows):
+        log.warning("out-of-fold predictions do not match the training rows (%d rows, position "
+                    "%d): fairness is measured on the test rows", len(rows), int(positions.max()))
+        return None
+    if len(positions) > MITIGATION_FIT_ROWS:
+        keep = np.sort(np.random.default_rng(seed).choice(len(positions), MITIGATION_FIT_ROWS,
+                                                          replace=False))
+        positions, scores = positions[keep], scores[keep]
+    rows = rows.iloc[positions].reset_index(drop=True)
+    predicted = pd.DataFrame(np.asarray(scores, dtype="float64"),
+                             columns=[f"probability_{label}" for label in labels])
+    negative, positive = meta["classes"][0], meta["classes"][1]
+    predicted.insert(0, "prediction", np.where(
+        predicted[f"probability_{labels[1]}"].to_numpy() >= float(meta.get("threshold", 0.5)),
+        positive, negative))
+    return rows, predicted

@@ -34,6 +34,7 @@ holds the statuses and the ``Check`` record.
 
 from autokfp.governance.fairness.assess import (
     assess_fairness,
+    measurable_groups,
 )
 from autokfp.governance.fairness.base import (
     FAIL,
@@ -51,6 +52,7 @@ from autokfp.governance.fairness.groups import (
     ColumnAssessment,
     assess_column,
     disparities,
+    disparity_intervals,
     group_metrics,
     top_share_cut,
 )
@@ -72,4 +74,4 @@ from autokfp.governance.fairness.sensitive import (
 )
 from autokfp.modeling.model_package import group_labels, numeric_bands  # noqa: E402
 
-__all__ = ["group_labels", "numeric_bands", "Check", "ColumnAssessment", "FAIL", "GroupRates", "INFO", "MARGINS", "NOT_RUN", "PASS", "WARN", "apply_mitigation", "assess_column", "assess_fairness", "check_training_data", "describe_mitigation", "disparities", "fit_group_thresholds", "fit_mitigation", "fit_score_repair", "group_metrics", "no_sensitive_attribute", "render_markdown", "resolve_sensitive_columns", "summary_metrics", "top_share_cut"]
+__all__ = ["group_labels", "numeric_bands", "Check", "ColumnAssessment", "FAIL", "GroupRates", "INFO", "MARGINS", "NOT_RUN", "PASS", "WARN", "apply_mitigation", "assess_column", "assess_fairness", "check_training_data", "describe_mitigation", "disparities", "disparity_intervals", "measurable_groups", "fit_group_thresholds", "fit_mitigation", "fit_score_repair", "group_metrics", "no_sensitive_attribute", "render_markdown", "resolve_sensitive_columns", "summary_metrics", "top_share_cut"]

@@ -39,11 +39,16 @@ def _binary_arrays(frame: pd.DataFrame, predictions: pd.DataFrame,
 def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: dict[str, Any],
                     columns: list[str], source: str, spec: GovernanceSpec,
                     fit: pd.DataFrame | None = None, fit_predictions: pd.DataFrame | None = None,
-                    problems: list[Check] | None = None) -> tuple[dict[str, Any], dict | None]:
+                    problems: list[Check] | None = None, cross_fit: int = 0,
+                    seed: int = 0) -> tuple[dict[str, Any], dict | None]:
     """Check the model's held-out decisions against the policy; mitigate if it is broken.
 
     ``fit`` / ``fit_predictions`` are the rows the mitigation is fitted on (the training
-    rows); the re-check always uses the held-out ``test`` rows. Returns the report and the
+    rows); the re-check always uses the held-out ``test`` rows. With ``cross_fit`` = k ≥ 2
+    (and no ``fit``) the mitigation is **cross-fitted** on the measured rows themselves: they
+    are dealt into k seeded folds, each fold is re-checked with the mitigation fitted on the
+    other k − 1, and the mitigation packaged is the one fitted on every row (so no row is
+    judged by a mitigation fitted on it). Returns the report and the
     ``meta['fairness_mitigation']`` to package (None when nothing was mitigated).
 
     Verdicts: ``pass`` (every limit met), ``mitigated`` (broken, then met after score repair
@@ -99,9 +104,16 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
                                                             "mitigation attempted"}
         return _finish(report, FAIL, f"limits broken ({broken}) and mitigation is off")
     target = failing[0]
+    folds = None
+    if cross_fit >= 2 and fit is None:
+        folds = np.random.default_rng(seed).permutation(len(test)) % cross_fit
+        described = f"measured rows, cross-fitted in {cross_fit} folds"
+    elif fit is not None:
+        described = "training rows"
+    else:
+        described = "held-out rows (no training rows given)"
     fitting = _Fitting(fit_scores, fit_y, fit_frame[target.column].tolist(), len(fit_frame),
-                       "training rows" if fit is not None
-                       else "held-out rows (no training rows given)")
+                       described, folds)
     return _mitigate(report, test, meta, columns, spec, target, fitting, broken,
                      (y_true, scores))
 
@@ -115,6 +127,8 @@ class _Fitting:
     groups: list[Any]
     rows: int
     described: str
+    folds: np.ndarray | None = None
+    """Cross-fitting: the fold of each row (the fitting rows are the measured rows)."""
 
 
 def _new_report(test: pd.DataFrame, meta: dict[str, Any], columns: list[str], source: str,
@@ -152,11 +166,18 @@ def _search(test: pd.DataFrame, columns: list[str], spec: GovernanceSpec, target
     for margin in MARGINS:
         mitigation = fit_mitigation(fitting.scores, fitting.y, fitting.groups, target.measured,
                                     target.column, spec, margin, default_threshold, top_share)
-        if mitigation is None:
+        crossed = (None if mitigation is None or fitting.folds is None else
+                   _cross_fitted(fitting, scores, test_groups, target, spec, margin,
+                                 default_threshold, top_share))
+        if mitigation is None or (fitting.folds is not None and crossed is None):
             attempts.append({"margin": margin, "result": "nothing meets the tightened policy on "
                                                          "the fitting rows"})
             continue
-        adjusted, decided = apply_mitigation(scores, test_groups, mitigation, default_threshold)
+        if crossed is not None:
+            adjusted, decided = crossed
+        else:
+            adjusted, decided = apply_mitigation(scores, test_groups, mitigation,
+                                                 default_threshold)
         after = {c: assess_column(c, y_true, decided, adjusted, test[c].tolist(), spec, top_share)
                  for c in columns}
         still = [f"{c.column}: {c.name} {c.value:.3f}" for a in after.values() for c in a.checks
@@ -168,6 +189,28 @@ def _search(test: pd.DataFrame, columns: list[str], spec: GovernanceSpec, target
         if not still:
             break
     return attempts, accepted
+
+
+def _cross_fitted(fitting: _Fitting, scores: np.ndarray, groups: list[Any], target: Any,
+                  spec: GovernanceSpec, margin: float, default_threshold: float,
+                  top_share: float | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(scores, decisions) of every row after the mitigation fitted on the other folds;
+    None when some fold's fit finds nothing."""
+    assert fitting.folds is not None
+    adjusted = np.empty(len(scores), dtype="float64")
+    decided = np.empty(len(scores), dtype=int)
+    fitting_groups = np.asarray(fitting.groups, dtype=object)
+    measured_groups = np.asarray(groups, dtype=object)
+    for fold in np.unique(fitting.folds):
+        inside = fitting.folds == fold
+        fitted = fit_mitigation(fitting.scores[~inside], fitting.y[~inside],
+                                fitting_groups[~inside].tolist(), target.measured,
+                                target.column, spec, margin, default_threshold, top_share)
+        if fitted is None:
+            return None
+        adjusted[inside], decided[inside] = apply_mitigation(
+            scores[inside], measured_groups[inside].tolist(), fitted, default_threshold)
+    return adjusted, decided
 
 
 def _mitigate(report: dict[str, Any], test: pd.DataFrame, meta: dict[str, Any],
@@ -195,8 +238,10 @@ def _mitigate(report: dict[str, Any], test: pd.DataFrame, meta: dict[str, Any],
     ok = not any(a.failed for a in after.values())
     method = describe_mitigation(mitigation)
     summary = (f"{method[0].upper()}{method[1:]}, fitted on the {fitting.described} "
-               f"({fitting.rows}), re-checked on the {len(test)} held-out rows: "
-               f"{'within policy' if ok else 'still outside the policy'}. Accuracy "
+               f"({fitting.rows}), re-checked on the {len(test)} "
+               + ("held-out rows: " if fitting.folds is None else
+                  "measured rows, each by the mitigation fitted on the other folds: ")
+               + f"{'within policy' if ok else 'still outside the policy'}. Accuracy "
                f"{before_metrics['accuracy']:.4f} → {after_metrics['accuracy']:.4f} "
                f"(cost {cost:+.4f}), AUC {before_metrics['auc']:.4f} → {after_metrics['auc']:.4f}.")
     report["mitigation"].update({"applied": ok, "method": method, "summary": summary,
@@ -213,3 +258,15 @@ def _mitigate(report: dict[str, Any], test: pd.DataFrame, meta: dict[str, Any],
                        packaged)
     return _finish(report, FAIL, f"limits broken ({broken}) and still broken after mitigation "
                                  f"({method})")
+
+
+def measurable_groups(frame: pd.DataFrame, columns: list[str], spec: GovernanceSpec,
+                      band_source: pd.DataFrame) -> dict[str, int]:
+    """Per sensitive column, how many of its groups have ``min_group_size`` rows in
+    ``frame`` (a numeric attribute in the bands of ``band_source``'s quartiles)."""
+    counts = {}
+    for column in columns:
+        labels = group_labels(frame[column].tolist(), numeric_bands(band_source[column]))
+        sizes = pd.Series(labels, dtype=object).value_counts()
+        counts[column] = int((sizes >= spec.min_group_size).sum())
+    return counts

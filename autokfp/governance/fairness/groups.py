@@ -137,6 +137,8 @@ class ColumnAssessment:
     too_small: dict[str, int]
     disparities: dict[str, float | None]
     checks: list[Check] = field(default_factory=list)
+    intervals: dict[str, list[float] | None] = field(default_factory=dict)
+    """90% bootstrap interval of each disparity (``disparity_intervals``)."""
 
     @property
     def failed(self) -> bool:
@@ -187,12 +189,14 @@ def assess_column(column: str, y_true: Any, y_pred: Any, scores: Any, groups: An
             checks.append(Check(name, column, NOT_RUN, f"not run: {reason}"))
         return ColumnAssessment(column, stats, measured, too_small, gaps, checks)
 
+    intervals = disparity_intervals(y_true, y_pred, scores, groups, measured,
+                                    top_share if ranking else None)
     checks += _parity_checks("demographic_parity", "selection_rate", "selection rate",
-                             column, measured, stats, gaps, spec)
+                             column, measured, stats, gaps, spec, intervals)
     if ranking:
         checks += _parity_checks("ranking_parity", "ranking_rate",
                                  f"flagging the top {top_share:.1%} of scores:",
-                                 column, measured, stats, gaps, spec)
+                                 column, measured, stats, gaps, spec, intervals)
     eo = gaps["equalized_odds_difference"]
     limit = spec.max_equalized_odds_difference
     if eo is None:
@@ -207,14 +211,21 @@ def assess_column(column: str, y_true: Any, y_pred: Any, scores: Any, groups: An
                             "governance.max_equalized_odds_difference", value=eo))
     else:
         checks.append(Check("equalized_odds_difference", column, PASS if eo <= limit else FAIL,
-                            f"{eo:.3f} (TPR gap {gaps['tpr_difference']:.3f}, FPR gap "
+                            f"{eo:.3f}{_interval(intervals, 'equalized_odds_difference')} "
+                            f"(TPR gap {gaps['tpr_difference']:.3f}, FPR gap "
                             f"{gaps['fpr_difference']:.3f}), policy at most {limit}",
                             value=eo, limit=limit))
-    return ColumnAssessment(column, stats, measured, too_small, gaps, checks)
+    return ColumnAssessment(column, stats, measured, too_small, gaps, checks, intervals)
+
+
+def _interval(intervals: dict[str, list[float] | None], name: str) -> str:
+    bounds = intervals.get(name)
+    return "" if not bounds else f" (90% interval {bounds[0]:.3f}–{bounds[1]:.3f})"
 
 
 def _parity_checks(name: str, rate: str, label: str, column: str, measured: list[str],
-                   stats: dict[str, dict[str, Any]], gaps: dict[str, Any], spec: Any) -> list[Check]:
+                   stats: dict[str, dict[str, Any]], gaps: dict[str, Any], spec: Any,
+                   intervals: dict[str, list[float] | None]) -> list[Check]:
     """The ``<name>_difference`` and ``<name>_ratio`` checks of one rate across groups,
     against the demographic-parity limits of the policy."""
     low = min(measured, key=lambda g: stats[g][rate])
@@ -224,8 +235,59 @@ def _parity_checks(name: str, rate: str, label: str, column: str, measured: list
     most, least = spec.max_demographic_parity_difference, spec.min_demographic_parity_ratio
     return [
         Check(f"{name}_difference", column, PASS if difference <= most else FAIL,
-              f"{rates}: difference {difference:.3f}, policy at most {most}",
+              f"{rates}: difference {difference:.3f}"
+              f"{_interval(intervals, name + '_difference')}, policy at most {most}",
               value=difference, limit=most),
         Check(f"{name}_ratio", column, PASS if ratio >= least else FAIL,
-              f"{rates}: ratio {ratio:.3f}, policy at least {least}", value=ratio, limit=least),
+              f"{rates}: ratio {ratio:.3f}{_interval(intervals, name + '_ratio')}, policy at "
+              f"least {least}", value=ratio, limit=least),
     ]
+
+
+INTERVAL_SAMPLES = 300
+INTERVAL_LEVEL = 0.90
+
+
+def disparity_intervals(y_true: Any, y_pred: Any, scores: Any, groups: Any, measured: list[str],
+                        top_share: float | None = None, samples: int = INTERVAL_SAMPLES,
+                        seed: int = 0) -> dict[str, list[float] | None]:
+    """90% bootstrap intervals of the disparities over ``measured`` groups.
+
+    The rows are resampled within each group (each group keeps its size, as a stratified
+    sample would), and the ranking cut is the one of the measured rows (fixed). Returns
+    ``{name: [low, high]}`` for every disparity ``disparities`` gives, None where a
+    resample leaves it undefined.
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    y_pred = np.asarray(y_pred, dtype=int)
+    scores = np.asarray(scores, dtype="float64")
+    keys = np.array([group_key(g) for g in groups], dtype=object)
+    cut = top_share_cut(scores, top_share) if top_share is not None and len(scores) else None
+    rng = np.random.default_rng(seed)
+    names = ("demographic_parity_difference", "demographic_parity_ratio",
+             "ranking_parity_difference", "ranking_parity_ratio", "tpr_difference",
+             "fpr_difference", "equalized_odds_difference")
+    drawn: dict[str, list[float]] = {name: [] for name in names}
+    undefined: set[str] = set()
+    members = {g: np.flatnonzero(keys == g) for g in measured}
+    for _ in range(samples):
+        stats: dict[str, dict[str, Any]] = {}
+        for group, rows in members.items():
+            pick = rows[rng.integers(0, len(rows), len(rows))]
+            y, decided = y_true[pick], y_pred[pick]
+            positives, negatives = y == 1, y == 0
+            stats[group] = {
+                "selection_rate": float(decided.mean()),
+                "tpr": float(decided[positives].mean()) if positives.any() else None,
+                "fpr": float(decided[negatives].mean()) if negatives.any() else None}
+            if cut is not None:
+                stats[group]["ranking_rate"] = float(np.mean(scores[pick] >= cut))
+        for name, value in disparities(stats, measured).items():
+            if value is None:
+                undefined.add(name)
+            else:
+                drawn[name].append(value)
+    tail = (1.0 - INTERVAL_LEVEL) / 2
+    return {name: (None if name in undefined or not values else
+                   [float(np.quantile(values, tail)), float(np.quantile(values, 1.0 - tail))])
+            for name, values in drawn.items()}

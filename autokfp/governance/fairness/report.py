@@ -76,9 +76,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"| {g} | {s['rows']} | {s['share']:.1%} | {_fmt(s['positive_rate'])} |"
                   for g, s in data["groups"].items()]
         lines += [""] + _checks_table(data["checks"]) + [""]
+    rows = ("held-out rows" if report.get("measured_on", "test") == "test"
+            else "training rows scored out of fold")
     for stage, title in (("before", "The trained model"), ("after", "After mitigation")):
         for column, data in (report.get(stage) or {}).items():
-            lines += [f"## {title}: `{column}` on the held-out rows", ""]
+            lines += [f"## {title}: `{column}` on the {rows}", ""]
             lines += _groups_table(data["groups"]) + [""]
             lines += _checks_table(data["checks"]) + [""]
     mitigation = report.get("mitigation") or {}

@@ -27,6 +27,13 @@ from autokfp.steps import write_model_card as write_model_card_step
 from tests.conftest import small_config, use_home
 
 GOVERNANCE = {"shap_rows": 3, "explain_rows": 150}
+# The pipeline-order fixture is about the example data's documented gender bias and its
+# mitigation, so it checks gender alone. The catalog also tags `age`: its quartile bands have
+# fewer than governance.min_group_size (100) of the 400 test rows, so it is measured on the
+# engine's out-of-fold rows, where this model breaks the age demographic-parity ratio (about
+# 0.78 < 0.8) and a gender mitigation cannot fix it: a 'fail', tested on its own below
+# (test_groups_the_test_rows_cannot_measure_are_measured_out_of_fold).
+GENDER_ONLY = {**GOVERNANCE, "sensitive_columns": ["gender"]}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +47,7 @@ def governed(home, trained_package, tmp_path_factory):
     """Every governance stage run once, in pipeline order."""
     out = tmp_path_factory.mktemp("governed")
     paths = trained_package.paths
-    config = small_config(trained_package.folder, governance=GOVERNANCE)
+    config = small_config(trained_package.folder, governance=GENDER_ONLY)
     p = SimpleNamespace(**{name: str(out / name) for name in (
         "data_report.md", "data.json", "model", "fairness.md", "fairness.json", "explanation.json",
         "explanation.html", "plots", "evaluation.json", "registration.json", "card.md",
@@ -67,7 +74,7 @@ def governed(home, trained_package, tmp_path_factory):
 
 def test_training_data_check_finds_the_label_gap(governed) -> None:
     report = json.loads(governed.read("data.json"))
-    assert report["sensitive_columns"] == ["age", "gender"]  # from the catalog's "sensitive" tag
+    assert report["sensitive_columns"] == ["gender"]  # from the config (the catalog: below)
     groups = report["data"]["gender"]["groups"]
     train = pd.read_parquet(governed.trained.paths.train)
     female = train[train["gender"] == "female"]["churned"].mean()
@@ -195,8 +202,9 @@ def _schema_without_tags(trained, tmp_path) -> str:
 
 def test_no_sensitive_attribute_is_stated_not_passed(governed, home, tmp_path) -> None:
     paths = governed.trained.paths
+    tagged_only = small_config(governed.trained.folder, governance=GOVERNANCE)
     result = bias_check_step.bias_check(
-        governed.config, str(paths.model), str(paths.train), str(paths.test),
+        tagged_only, str(paths.model), str(paths.train), str(paths.test),
         _schema_without_tags(governed.trained, tmp_path), str(tmp_path / "model"),
         str(tmp_path / "f.md"), str(tmp_path / "f.json"))
     assert result.verdict == "not_run"
@@ -210,7 +218,7 @@ def test_no_sensitive_attribute_is_stated_not_passed(governed, home, tmp_path) -
 
 def test_a_policy_that_stays_broken_blocks_with_a_report(governed, home, tmp_path) -> None:
     paths = governed.trained.paths
-    strict = {**GOVERNANCE, "max_demographic_parity_difference": 0.0,
+    strict = {**GENDER_ONLY, "max_demographic_parity_difference": 0.0,
               "min_demographic_parity_ratio": 1.0, "mitigate": False}
     config = small_config(governed.trained.folder, governance=strict)
     with pytest.raises(PolicyError, match="block_deploy_on_bias"):
@@ -260,3 +268,50 @@ def test_mitigation_is_fitted_on_a_bounded_sample_of_a_large_training_table(
     assert result.verdict == "mitigated", report["verdict_reason"]
     assert not any(c["status"] == "fail" for c in report["after"]["gender"]["checks"])
     assert report["accuracy_cost"] == pytest.approx(whole["accuracy_cost"], abs=0.03)
+
+
+def test_groups_the_test_rows_cannot_measure_are_measured_out_of_fold(
+        governed, home, tmp_path) -> None:
+    """With the catalog's tags (age and gender), age's quartile bands have fewer than 100 of
+    the 400 test rows each: instead of leaving age unmeasured, the check runs on the engine's
+    out-of-fold predictions of the 1,600 training rows (never pooled with the final model's
+    test scores), with 90% intervals, and the gender mitigation is cross-fitted on them."""
+    from autokfp.modeling.estimate import load_holdout
+
+    paths = governed.trained.paths
+    config = small_config(governed.trained.folder,
+                          governance={**GOVERNANCE, "block_deploy_on_bias": False})
+    result = bias_check_step.bias_check(config, str(paths.model), str(paths.train),
+                                        str(paths.test), str(paths.schema), str(tmp_path / "model"),
+                                        str(tmp_path / "f.md"), str(tmp_path / "f.json"))
+    report = json.loads((tmp_path / "f.json").read_text())
+    assert report["sensitive_columns"] == ["age", "gender"]  # from the catalog's tags
+    assert report["measured_on"] == "out-of-fold"
+    assert report["measured_groups"]["test"]["age"] < 2
+    assert report["measured_groups"]["out_of_fold"]["age"] >= 2
+    meta = json.loads((Path(paths.model) / "artifacts" / "meta.json").read_text())
+    positions, scores, _ = load_holdout(paths.model, meta)
+    train = pd.read_parquet(paths.train)
+    assert report["test_rows"] == len(positions) == len(train)  # H2O: every training row
+    # per-group figures are the out-of-fold scores' own, recomputed by hand
+    genders = train["gender"].to_numpy()[positions]
+    for group in report["before"]["gender"]["measured"]:
+        mask = genders == group
+        stats = report["before"]["gender"]["groups"][group]
+        assert stats["rows"] == mask.sum()
+        assert stats["mean_score"] == pytest.approx(scores[mask, 1].mean(), abs=1e-9)
+    for column in ("age", "gender"):
+        assert len(report["before"][column]["measured"]) >= 2
+        for name, bounds in report["before"][column]["intervals"].items():
+            value = report["before"][column]["disparities"][name]
+            if bounds is not None and value is not None:
+                assert bounds[0] - 1e-9 <= value <= bounds[1] + 1e-9, (column, name)
+    assert "90% interval" in (tmp_path / "f.md").read_text()
+    assert result.verdict != "not_run", report["verdict_reason"]
+    assert any("scored out of fold" in note for note in report["notes"])
+    if report["mitigation"].get("fitted_on"):
+        assert "cross-fitted in 5 folds" in report["mitigation"]["fitted_on"]
+        assert not any(c["status"] == "fail" for c in report["after"]["gender"]["checks"])
+    kinds = {"pass": "bias.passed", "mitigated": "bias.mitigated",
+             "fail": "bias.accepted_despite_failure"}
+    assert audit.read_events(home)[-1]["kind"] == kinds[result.verdict]
