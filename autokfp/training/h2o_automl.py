@@ -771,9 +771,15 @@ def _cv_metrics(model: Any, task: str) -> dict[str, float]:
 
 def _holdout_predictions(model: Any) -> pd.DataFrame | None:
     """The model's out-of-fold predictions of the training rows, in their order (None when
-    it kept none): ``predict`` and, for classifiers, one column per class label."""
+    it kept none): ``predict`` and, for classifiers, one column per class label.
+
+    A stacked ensemble keeps none of its own; AutoML cross-validates its metalearner on the
+    base models' out-of-fold predictions (the level-one frame, one row per training row), so
+    the metalearner's out-of-fold predictions are the ensemble's."""
     try:
         holdout = model.cross_validation_holdout_predictions()
+        if holdout is None and getattr(model, "algo", "") == "stackedensemble":
+            holdout = model.metalearner().cross_validation_holdout_predictions()
         return None if holdout is None else holdout.as_data_frame(use_multi_thread=False)
     except Exception as exc:  # noqa: BLE001 - a model without them must not cost the run
         log.debug("no out-of-fold predictions for %s: %s", getattr(model, "model_id", model), exc)

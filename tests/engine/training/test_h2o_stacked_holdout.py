@@ -1,0 +1,65 @@
+"""A stacked ensemble leader keeps out-of-fold predictions too (selection and calibration
+read them): H2O keeps none for the ensemble itself, so they come from its cross-validated
+metalearner. Real H2O (one small JVM, about 30 s)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp.training.h2o_automl import _holdout_predictions, _holdout_scores
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def h2o_cluster():
+    import h2o
+
+    h2o.init(ip="127.0.0.1", port=_free_port(), name=f"stacked-{uuid.uuid4().hex[:6]}",
+             nthreads=1, max_mem_size="1G", verbose=False)
+    h2o.no_progress()
+    yield h2o
+    h2o.cluster().shutdown()
+
+
+def test_a_stacked_ensemble_gives_its_metalearners_out_of_fold_predictions(h2o_cluster) -> None:
+    from h2o.estimators import (
+        H2OGeneralizedLinearEstimator,
+        H2OGradientBoostingEstimator,
+        H2OStackedEnsembleEstimator,
+    )
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+    frame["y"] = 3 * frame["a"] + np.sin(2 * frame["b"]) * 2 + rng.normal(0, 0.5, len(frame))
+    data = h2o_cluster.H2OFrame(frame)
+    common = {"nfolds": 3, "fold_assignment": "Modulo", "keep_cross_validation_predictions": True,
+              "seed": 1}
+    gbm = H2OGradientBoostingEstimator(ntrees=30, max_depth=3, **common)
+    glm = H2OGeneralizedLinearEstimator(**common)
+    for model in (gbm, glm):
+        model.train(x=["a", "b", "c"], y="y", training_frame=data)
+    # as AutoML builds its ensembles (keep_cross_validation_predictions reaches the metalearner)
+    ensemble = H2OStackedEnsembleEstimator(
+        base_models=[gbm, glm], metalearner_nfolds=3, seed=1,
+        metalearner_params={"keep_cross_validation_predictions": True})
+    ensemble.train(x=["a", "b", "c"], y="y", training_frame=data)
+    assert ensemble.cross_validation_holdout_predictions() is None  # why the fallback exists
+
+    predicted = _holdout_predictions(ensemble)
+    assert predicted is not None and len(predicted) == len(frame)
+    positions, values = _holdout_scores(predicted, "regression", None, len(frame))
+    assert (positions == np.arange(len(frame))).all()
+    rmse = float(np.sqrt(np.mean((values - frame["y"].to_numpy()) ** 2)))
+    # the ensemble's own cross-validation figure, and out of sample (worse than its fit)
+    assert rmse == pytest.approx(ensemble.model_performance(xval=True).rmse(), rel=1e-6)
+    assert rmse > 1.05 * ensemble.model_performance(train=True).rmse()
