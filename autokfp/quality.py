@@ -144,7 +144,7 @@ class _ParquetTable(_Table):
     def __init__(self, path: str | Path) -> None:
         import pyarrow.parquet as pq
 
-        from autokfp.modeling.batches import file_dtypes
+        from autokfp.catalog.batches import file_dtypes
 
         self.path = str(path)
         handle = pq.ParquetFile(self.path)
@@ -161,7 +161,7 @@ class _ParquetTable(_Table):
     def _scan(self) -> None:
         import pyarrow.parquet as pq
 
-        from autokfp.modeling.batches import BATCH_ROWS, batch_frame
+        from autokfp.catalog.batches import BATCH_ROWS, batch_frame
 
         handle = pq.ParquetFile(self.path)
         missing = pd.Series(0, index=self.columns, dtype="int64")
@@ -830,7 +830,7 @@ def write_data_summary(dataset_path: str | Path, schema_path: str | Path | None,
 
     import pyarrow.parquet as pq
 
-    from autokfp.modeling.batches import sample_rows
+    from autokfp.catalog.batches import sample_rows
 
     limits = limits or QualitySpec()
     target = Path(html_path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 
@@ -126,3 +127,62 @@ def load_dataset(
             target.tags.append("target")
     log.info("loaded %s: %d rows x %d columns", dataset_id, len(df), len(df.columns))
     return df, schema
+
+
+def copy_parquet_dataset(config: RunConfig, dataset_id: str, out_path: str,
+                         sample_rows: int = DEFAULT_MAX_ROWS) -> DatasetSchema | None:
+    """``load_dataset`` for a Parquet file of a folder source, without reading it whole.
+
+    The file is copied to ``out_path`` in Arrow batches (its columns and Arrow types kept,
+    so ``pd.read_parquet`` reads the copy as it reads the original) and profiled on a
+    uniform sample of at most ``sample_rows`` rows drawn batch by batch (a smaller file is
+    profiled whole, exactly as ``load_dataset`` does). Returns None, writing nothing, for
+    any other dataset, and for a file that keeps a pandas index or cannot be read: the
+    caller loads those with ``load_dataset``, whose errors name the problem.
+    """
+    import os
+
+    import pyarrow.parquet as pq
+
+    from autokfp.catalog.batches import BATCH_ROWS
+    from autokfp.catalog.batches import sample_rows as draw
+
+    source_name, _, relative = dataset_id.partition("/")
+    source = next((s for s in config.sources if s.name == source_name), None)
+    if not isinstance(source, FolderSource) or file_format(relative) != "parquet":
+        return None
+    root = Path(source.path).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    try:
+        handle = pq.ParquetFile(path)
+        pandas_meta = handle.schema_arrow.pandas_metadata or {}
+    except Exception as exc:  # noqa: BLE001 - load_dataset reports it
+        log.debug("streamed copy of %s not possible: %s", dataset_id, exc)
+        return None
+    if handle.metadata.num_rows == 0 or any(
+            isinstance(c, str) for c in pandas_meta.get("index_columns", [])):
+        return None  # empty (load_dataset says so) or an index load_dataset restores
+    sample = draw(path, list(handle.schema_arrow.names), sample_rows)
+    schema = profile_frame(sample, dataset_id, "file", str(path), fmt="parquet",
+                           row_count=handle.metadata.num_rows, max_rows=sample_rows)
+    del sample
+    _name(open_source(source), schema)
+    if dataset_id == config.training.dataset and config.training.target in schema.column_names:
+        target = schema.column(config.training.target)
+        if "target" not in target.tags:
+            target.tags.append("target")
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = out.with_name(f".{out.name}.tmp")
+    try:
+        with pq.ParquetWriter(str(temp), handle.schema_arrow) as writer:
+            for batch in handle.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
+                writer.write_batch(batch)
+        os.replace(temp, out)
+    finally:
+        temp.unlink(missing_ok=True)
+    log.info("copied %s in batches: %d rows x %d columns", dataset_id, schema.row_count,
+             len(schema.columns))
+    return schema

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autokfp.catalog.batches import batch_frame, file_dtypes
 from autokfp.errors import DataError
-from autokfp.modeling.batches import batch_frame, file_dtypes
 
 BATCH_ROWS = 1 << 18  # rows per Arrow batch of the streamed split
 

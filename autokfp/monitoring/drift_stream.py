@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autokfp.modeling.batches import sample_rows as sample_rows  # re-exported
+from autokfp.catalog.batches import sample_rows as sample_rows  # re-exported
 from autokfp.monitoring.drift import (
     CATEGORICAL,
     FEW_VALUES,

@@ -56,9 +56,6 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
     """
     from autokfp.catalog.crawl import catalog_proposals, check_training_schema, crawl_sources
     from autokfp.catalog.datahub import dataset_urn, write_metadata
-    from autokfp.catalog.discovery import load_dataset
-    from autokfp.catalog.sources.files import DATA_CHANGES
-
     cfg = read_config(config)
     if cfg.catalog.ingestion == "datahub":  # DataHub's own sources, autokfp's aspects on top
         from autokfp.catalog.ingest import ingest
@@ -71,8 +68,7 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
     for dataset_id, error in failures.items():
         log.warning("discovery could not read %s: %s", dataset_id, error)
     check_training_schema(report, cfg.training.dataset)
-    frame, schema = load_dataset(cfg, cfg.training.dataset)
-    changes = list(frame.attrs.pop(DATA_CHANGES, []))
+    schema, rows, columns, changes = _write_training_data(cfg, dataset_path)
     record_data_changes(cfg.model_name, "discover", changes, dataset=schema.dataset_id)
     crawled = next((d for d in report.found if d.ok and d.dataset_id == schema.dataset_id), None)
     if crawled is not None:
@@ -80,17 +76,32 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
         schema.modified_at = crawled.schema.modified_at
         schema.nested_fields = list(crawled.schema.nested_fields)
     write_metadata(catalog_path, catalog_proposals(report, replace={schema.dataset_id: schema}))
-    write_parquet(dataset_path, frame)
     write_text(schema_path, schema.to_json())
     return Discovered(
         datasets_found=sum(1 for d in report.found if d.ok),
         datasets_failed=len(failures),
         training_dataset=schema.dataset_id,
         training_urn=dataset_urn(schema),
-        rows=len(frame),
-        columns=len(frame.columns),
+        rows=rows,
+        columns=columns,
         fingerprint=schema.fingerprint,
         schema_version=schema.catalog.get("schema_version"),
         accepted_schema_version=schema.catalog.get("accepted_version"),
         data_changes=changes,
     )
+
+
+def _write_training_data(cfg: RunConfig, dataset_path: str) -> tuple[Any, int, int, list[Any]]:
+    """Write the training dataset as Parquet: (its schema, rows, columns, what reading it
+    changed). A Parquet file of a folder is copied in Arrow batches, never whole in memory;
+    any other dataset (CSV, JSON lines, a SQL table, an object) is loaded whole."""
+    from autokfp.catalog.discovery import copy_parquet_dataset, load_dataset
+    from autokfp.catalog.sources.files import DATA_CHANGES
+
+    schema = copy_parquet_dataset(cfg, cfg.training.dataset, dataset_path)
+    if schema is not None:
+        return schema, schema.row_count, len(schema.columns), []
+    frame, schema = load_dataset(cfg, cfg.training.dataset)
+    changes = list(frame.attrs.pop(DATA_CHANGES, []))
+    write_parquet(dataset_path, frame)
+    return schema, len(frame), len(frame.columns), changes

@@ -101,8 +101,8 @@ def test_the_gate_on_a_parquet_file_gives_the_verdicts_it_gives_on_the_frame(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from autokfp.catalog import batches
     from autokfp.catalog.profiling import profile_frame
-    from autokfp.modeling import batches
 
     monkeypatch.setattr(batches, "BATCH_ROWS", 64)  # many batches
     frame = _awkward_frame()

@@ -367,3 +367,29 @@ def test_s3_source_uri_is_checked() -> None:
     with pytest.raises(ConfigError, match="s3://bucket/prefix"):
         parse_config({"name": "churn", "sources": [{"name": "lake", "kind": "s3", "uri": "gs://x"}],
                       "training": {"dataset": "lake/a.csv", "target": "y"}})
+
+
+def test_a_parquet_training_file_is_copied_in_batches_as_load_dataset_reads_it(
+        folder: Path, warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autokfp.catalog import batches
+    from autokfp.catalog.discovery import copy_parquet_dataset
+
+    monkeypatch.setattr(batches, "BATCH_ROWS", 16)  # many batches
+    config = _config(folder, warehouse, "files/nested/customers.parquet")
+    frame, loaded = load_dataset(config)
+    out = tmp_path / "out" / "dataset.parquet"
+    schema = copy_parquet_dataset(config, config.training.dataset, str(out))
+    assert schema is not None
+    pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+    assert schema.to_dict() == loaded.to_dict()  # a file within the sample: profiled whole
+    assert schema.column("churned").tags == ["target"] and schema.urn == loaded.urn
+    # above the sample: every row copied, the profile on a sample, the row count exact
+    small = copy_parquet_dataset(config, config.training.dataset, str(out), sample_rows=50)
+    assert small is not None and (small.row_count, small.sample_rows) == (ROWS, 50)
+    assert len(pd.read_parquet(out)) == ROWS
+    # anything else is left to load_dataset, and nothing is written
+    _customers().set_index("customer_id").to_parquet(folder / "indexed.parquet")
+    for other in ("files/customers.csv", "wh/customers", "files/broken.parquet",
+                  "files/nested/missing.parquet", "files/indexed.parquet"):
+        assert copy_parquet_dataset(config, other, str(tmp_path / "no.parquet")) is None
+    assert not (tmp_path / "no.parquet").exists()
