@@ -42,13 +42,39 @@ def finalize_monitoring(
     run_id: str = "",
     error: str = "",
     task: str = "",
+    form: dict[str, Any] | None = None,
 ) -> MonitoringFinalized:
     """The exit handler: a failed run is recorded, and a champion promoted during the run
-    whose deploy did not finish is replaced by the champion the run started with."""
+    whose deploy did not finish is replaced by the champion the run started with.
+
+    ``form`` holds the run form's ``model_name``, ``dataset`` and ``target`` (applied over
+    ``config`` as the run's first task did). A form that does not resolve failed that first
+    task already: nothing started, so nothing is recorded or restored."""
+    from autokfp.errors import AutokfpError
+
+    try:
+        run_config = _run_config(config, form)
+    except AutokfpError as exc:
+        if state == "SUCCEEDED":
+            raise
+        log.warning("monitoring run %s: its run form does not resolve (%s): nothing ran, "
+                    "nothing to record or restore", run_id or "-", exc)
+        return MonitoringFinalized(state=state, restored=None, record={
+            "state": state, "restored": None, "note": f"invalid run form: {exc}"[:1000]})
     record = _finalize_monitoring(
-        config=config, state=state, run_id=run_id, error=error, task=task
+        config=run_config, state=state, run_id=run_id, error=error, task=task
     )
     return MonitoringFinalized.from_record(record)
+
+
+def _run_config(config: dict[str, Any] | RunConfig,
+                form: dict[str, Any] | None) -> RunConfig:
+    """The config the run's tasks read: ``form`` over ``config`` (data not read)."""
+    from autokfp.steps.resolve_config import resolve_config
+
+    if isinstance(config, RunConfig):
+        return config
+    return read_config(resolve_config(config, check_data=False, **(form or {})).config)
 
 
 def _finalize_monitoring(

@@ -50,16 +50,40 @@ def _check_same_dataset(config: RunConfig, urn: str) -> None:
     check_same_dataset(next(s for s in config.sources if s.name == source_name), relative, urn)
 
 
+def with_monitoring_form(config: dict[str, Any] | None, *, window_days: float = -1,
+                         drift_share: float = -1, performance_drop: float = -1,
+                         labels: str = FROM_CONFIG) -> dict[str, Any]:
+    """``config`` with the drift-monitoring run form's settings on top: each one left at -1
+    (or ``from config``) keeps the config's ``monitoring`` value; the values are validated
+    with the rest of the config."""
+    data = dict(config or {})
+    monitoring = data.get("monitoring")
+    given = (("window_days", window_days), ("drift_share", drift_share),
+             ("performance_drop", performance_drop))
+    form: dict[str, Any] = {key: value for key, value in given
+                            if value is not None and float(value) != -1}
+    if isinstance(labels, str) and labels.strip() not in ("", FROM_CONFIG):
+        current = monitoring.get("labels") if isinstance(monitoring, dict) else None
+        form["labels"] = {**(current if isinstance(current, dict) else {}), "path": labels.strip()}
+    if form:
+        data["monitoring"] = {**(monitoring if isinstance(monitoring, dict) else {}), **form}
+    return data
+
+
 def resolve_config(config: dict[str, Any] | None = None, dataset: str = FROM_CONFIG,
                    target: str = FROM_CONFIG, task: str = FROM_CONFIG,
                    model_name: str = FROM_CONFIG, budget_seconds: int = -1,
                    engines: str = FROM_CONFIG, require_approval: bool = False,
-                   check_data: bool = True) -> ResolvedConfig:
-    """The run's config from the run form (see ``autokfp.config.apply_run_form``), validated;
-    with ``check_data`` the dataset is read and its target column checked. A DataHub dataset
-    URN is looked up in the catalog first (``autokfp.catalog.locations``)."""
+                   check_data: bool = True, window_days: float = -1, drift_share: float = -1,
+                   performance_drop: float = -1, labels: str = FROM_CONFIG) -> ResolvedConfig:
+    """The run's config from the run form (see ``autokfp.config.apply_run_form``, and
+    ``with_monitoring_form`` for the monitoring settings), validated; with ``check_data`` the
+    dataset is read and its target column checked. A DataHub dataset URN is looked up in the
+    catalog first (``autokfp.catalog.locations``)."""
     from autokfp.steps.io import read_config
 
+    config = with_monitoring_form(config, window_days=window_days, drift_share=drift_share,
+                                  performance_drop=performance_drop, labels=labels)
     urn = dataset.strip() if isinstance(dataset, str) and is_dataset_urn(dataset) else None
     if urn:
         dataset = locate_dataset(urn).run_dataset(source_names(config))

@@ -14,7 +14,7 @@ from kfp import dsl
 
 from autokfp.components import catalog_sources
 from autokfp.pipelines.cluster import ClusterOptions, configure_task
-from autokfp.pipelines.training.autonomous_training import EXAMPLE_CONFIG
+from autokfp.pipelines.training.autonomous_training import FROM_CONFIG
 
 PIPELINE_NAME = "discovery"
 
@@ -29,16 +29,28 @@ def build_discovery(options: "ClusterOptions | None" = None):
                     "record schema versions and breaking changes, tag PII, and publish the "
                     "catalog to DataHub.",
     )
-    def discovery(config: dict = EXAMPLE_CONFIG) -> int:
-        """Crawl every source of ``config`` into the catalog and count the changed datasets.
+    def discovery(
+        sources: str = FROM_CONFIG,
+        include: str = FROM_CONFIG,
+        config: dict = {},  # noqa: B006 - a KFP default, never mutated
+    ) -> int:
+        """Crawl every source into the catalog and count the datasets whose schema broke.
 
         Args:
-            config: The run configuration as JSON; discovery reads its sources (folders,
-                gs:// or s3:// prefixes, SQL databases with passwords as ${VAR}) and
-                training.target (tagged in the catalog). The default is an example:
-                replace its bucket. See the project's README, "The run config".
+            sources: Comma-separated locations to crawl, e.g.
+                gs://my-bucket/churn,postgresql://reader:${PG_PASSWORD}@db/crm: gs:// or
+                s3:// prefixes, absolute folder paths, database URLs (a password only as
+                ${VAR}, from the pods' Secret; #<table> for one table). Each is a source
+                named after its last path part. "from config": config's sources.
+            include: Comma-separated file patterns read in the folders and buckets, e.g.
+                *.parquet,*.csv. "from config": the sources' own (default
+                *.csv,*.parquet,*.jsonl).
+            config: Optional: a full run configuration as JSON (sources with their own
+                names and settings; training.target is tagged in the catalog); the fields
+                above override it. See the project's README, "The run config".
         """
-        crawled = configure_task(catalog_sources(config=config), options, name="crawl + catalog all sources")
+        crawled = configure_task(catalog_sources(sources=sources, include=include, config=config),
+                                 options, name="crawl + catalog all sources")
         return crawled.outputs["Output"]
 
     return discovery

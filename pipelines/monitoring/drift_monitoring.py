@@ -21,9 +21,10 @@ from autokfp.components import (
     finalize_monitoring,
     measure_performance,
     record_retraining,
+    resolve_config,
 )
 from autokfp.pipelines.cluster import ClusterOptions, configure_task
-from autokfp.pipelines.training.autonomous_training import EXAMPLE_CONFIG, build_autonomous_training
+from autokfp.pipelines.training.autonomous_training import FROM_CONFIG, build_autonomous_training
 
 PIPELINE_NAME = "drift-monitoring"
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
@@ -58,18 +59,65 @@ def build_drift_monitoring(options: "ClusterOptions | None" = None):
             "graph when a trigger fires."
         ),
     )
-    def drift_monitoring(config: dict = EXAMPLE_CONFIG, window_end: str = WINDOW_END_DEFAULT):
+    def drift_monitoring(
+        model_name: str = FROM_CONFIG,
+        dataset: str = FROM_CONFIG,
+        target: str = FROM_CONFIG,
+        labels: str = FROM_CONFIG,
+        window_days: float = -1,
+        drift_share: float = -1,
+        performance_drop: float = -1,
+        budget_seconds: int = -1,
+        engines: str = FROM_CONFIG,
+        window_end: str = WINDOW_END_DEFAULT,
+        config: dict = {},  # noqa: B006 - a KFP default, never mutated
+    ):
         """Watch the champion and retrain it when the world moved.
 
         Args:
-            config: The run configuration (JSON): name, training, monitoring settings.
+            model_name: The registered model whose champion is watched (its logged
+                predictions are read). "from config": config's name, else the dataset's name.
+            dataset: The training data a retraining reads (and the drift reference when none
+                is stored): a gs:// or s3:// URI of a Parquet/CSV file, <source>/<table or
+                file> of the sources in config, or a DataHub dataset URN (urn:li:dataset:...).
+                "from config": config's training.dataset.
+            target: The column the model predicts. "from config": config's training.target.
+            labels: Where the ground truth of served predictions arrives, joined to them by
+                id: a CSV/Parquet file or folder (gs://, s3://). "from config": config's
+                monitoring.labels.path (default: none, no performance verdict).
+            window_days: Compare the predictions logged in the last N days, e.g. 7; -1:
+                config's monitoring.window_days (default 7).
+            drift_share: Retrain when at least this share of the features drifted, e.g. 0.3;
+                -1: config's monitoring.drift_share (default 0.3).
+            performance_drop: Retrain when the live primary metric is worse than the test
+                metric by this fraction of it, e.g. 0.05; -1: config's (default 0.05).
+            budget_seconds: Training time of each engine when it retrains, e.g. 600; -1:
+                config's budget.max_runtime_secs (default 120).
+            engines: Comma-separated engines that compete when it retrains, e.g.
+                "h2o,autokeras". "from config": config's engines.
             window_end: End of the monitoring window: "scheduled" (the run's scheduled time;
                 a recurring run's tick), "now", or an ISO 8601 time such as
                 2026-06-30T12:00:00Z.
+            config: Optional: a full run configuration as JSON (sources, monitoring,
+                training...); the fields above override it. See the project's README, "The
+                run config".
         """
-        exit_task = finalize_monitoring(config=config, run_id=RUN_ID)
+        # the exit task cannot read a task's output: it applies the same form to the raw
+        # config (and does nothing when the form does not resolve: nothing ran)
+        exit_task = finalize_monitoring(config=config, run_id=RUN_ID, model_name=model_name,
+                                        dataset=dataset, target=target)
         configure_task(exit_task, options, name="record outcome + restore champion on failure")
         with dsl.ExitHandler(exit_task, name="monitor"):
+            # the form is checked first: a bad value fails this task within seconds, with
+            # the message `autokfp monitor` prints, and nothing else starts
+            resolved = configure_task(
+                resolve_config(config=config, dataset=dataset, target=target,
+                               model_name=model_name, budget_seconds=budget_seconds,
+                               engines=engines, labels=labels, window_days=window_days,
+                               drift_share=drift_share, performance_drop=performance_drop,
+                               check_data=False),
+                options, name="check the run form")
+            config = resolved.output
             collected = _resilient(
                 collect_predictions(
                     config=config, run_id=RUN_ID, window_end=window_end,

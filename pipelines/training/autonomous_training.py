@@ -36,17 +36,6 @@ FROM_CONFIG = "from config"
 
 PIPELINE_NAME = "autonomous-training"
 
-# The default config of the discovery and drift-monitoring pipelines in the Kubeflow UI:
-# replace the bucket and dataset.
-EXAMPLE_CONFIG = {
-    "name": "churn",
-    "sources": [{"name": "lake", "kind": "gcs", "uri": "gs://REPLACE-WITH-YOUR-BUCKET/churn"}],
-    "training": {"dataset": "lake/customers.parquet", "target": "churned"},
-    "budget": {"max_runtime_secs": 600},
-    "engines": {"h2o": {"max_models": 30}, "autokeras": {}},
-}
-
-
 def build_autonomous_training(options: "ClusterOptions | None" = None):
     """Build the pipeline with ``options`` (cluster settings; ignored by kfp.local)."""
     options = options or ClusterOptions()

@@ -15,6 +15,13 @@ from autokfp.pipelines import PIPELINES, ClusterOptions
 from autokfp.pipelines.discovery.discovery import build_discovery
 
 
+def _locations(tmp_path: Path, churn_frame) -> str:
+    """A folder (a Parquet file and an empty CSV) and a SQLite database, as the discovery
+    form's comma-separated sources."""
+    config = _config(tmp_path, churn_frame)
+    return ",".join(s.get("path") or s["url"] for s in config["sources"])
+
+
 def _config(tmp_path: Path, churn_frame) -> dict:
     folder = tmp_path / "files"
     folder.mkdir()
@@ -40,7 +47,16 @@ def test_discovery_compiles_into_a_valid_schedulable_pipeline(tmp_path, monkeypa
     spec = validate_pipeline_yaml(written["discovery"])
     assert spec["pipelineInfo"]["name"] == "discovery"
     assert list(spec["root"]["dag"]["tasks"]) == ["catalog-sources"]
-    assert spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]["sources"]
+    # the run form: typed, described, the config an optional override (no example bucket)
+    form = spec["root"]["inputDefinitions"]["parameters"]
+    assert {k: (v["parameterType"], v["defaultValue"]) for k, v in form.items()} == {
+        "sources": ("STRING", "from config"), "include": ("STRING", "from config"),
+        "config": ("STRUCT", {})}
+    assert "gs://" in form["sources"]["description"] and "${PG_PASSWORD}" in form["sources"]["description"]
+    assert "*.parquet" in form["include"]["description"]
+    assert "override" in form["config"]["description"]
+    assert {k: v["componentInputParameter"] for k, v in spec["root"]["dag"]["tasks"][
+        "catalog-sources"]["inputs"]["parameters"].items()} == {k: k for k in form}
 
     docs = list(yaml.safe_load_all(written["discovery"].read_text()))
     executor = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
@@ -68,8 +84,8 @@ def test_discovery_runs_locally_and_fills_the_catalog(tmp_path, autokfp_home, ch
     autokfp_home.export()
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=autokfp_home.pipeline_root, raise_on_error=True)
-    config = _config(tmp_path, churn_frame)
-    run = build_discovery()(config=config)
+    # the run form alone: no run config; each source is named after its last path part
+    run = build_discovery()(sources=_locations(tmp_path, churn_frame))
     assert run.output == 0  # no breaking change on a first crawl
 
     index = json.loads((Path(autokfp_home.artifact_root) / "catalog" / "index.json").read_text())

@@ -85,11 +85,12 @@ def test_the_nested_training_graph_runs_under_the_retrain_condition(compiled):
     assert condition["triggerPolicy"]["condition"] == (
         "inputs.parameter_values['pipelinechannel--decide-retraining-Output'] == true"
     )
-    assert condition["dependentTasks"] == ["decide-retraining"]
+    assert condition["dependentTasks"] == ["decide-retraining", "resolve-config"]
     branch = components[condition["componentRef"]["name"]]["dag"]["tasks"]
     nested = branch["autonomous-training"]
+    # the nested graph trains on the config the form resolved to
     assert nested["inputs"]["parameters"]["config"] == {
-        "componentInputParameter": "pipelinechannel--config"
+        "componentInputParameter": "pipelinechannel--resolve-config-Output"
     }
     assert nested["cachingOptions"].get("enableCache", False) is False
     assert TRAINING_TASKS <= _all_tasks(components, nested["componentRef"]["name"])  # nested
@@ -98,6 +99,48 @@ def test_the_nested_training_graph_runs_under_the_retrain_condition(compiled):
         "taskOutputArtifact"
     ]
     assert producer["producerTask"] == "autonomous-training"
+
+
+MONITORING_FORM = {  # parameter -> (IR type, default, words its description must hold)
+    "model_name": ("STRING", "from config", ["registered model", "champion"]),
+    "dataset": ("STRING", "from config", ["retraining", "gs://", "urn:li:dataset"]),
+    "target": ("STRING", "from config", ["column"]),
+    "labels": ("STRING", "from config", ["ground truth", "gs://"]),
+    "window_days": ("NUMBER_DOUBLE", -1.0, ["days", "-1"]),
+    "drift_share": ("NUMBER_DOUBLE", -1.0, ["share of the features", "-1"]),
+    "performance_drop": ("NUMBER_DOUBLE", -1.0, ["primary metric", "-1"]),
+    "budget_seconds": ("NUMBER_INTEGER", -1, ["retrains", "-1"]),
+    "engines": ("STRING", "from config", ["h2o,autokeras"]),
+    "window_end": ("STRING", "scheduled", ["scheduled time"]),
+    "config": ("STRUCT", {}, ["full run configuration", "override"]),
+}
+
+
+def test_the_run_form_is_typed_and_checked_first(compiled):
+    spec = compiled["spec"]
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(parameters) == set(MONITORING_FORM)
+    for name, (kind, default, words) in MONITORING_FORM.items():
+        assert parameters[name]["parameterType"] == kind, name
+        assert parameters[name]["defaultValue"] == default, name
+        for word in words:
+            assert word in parameters[name]["description"], (name, word)
+    body = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    resolve = body["resolve-config"]
+    assert "dependentTasks" not in resolve  # the first task inside the exit handler
+    inputs = resolve["inputs"]["parameters"]
+    assert inputs["check_data"]["runtimeValue"]["constant"] is False  # no table read per tick
+    assert {k: v["componentInputParameter"] for k, v in inputs.items() if k != "check_data"} == {
+        k: f"pipelinechannel--{k}" for k in MONITORING_FORM if k != "window_end"}
+    for name in MONITORING_TASKS:  # every monitoring task reads the resolved config
+        assert body[name]["inputs"]["parameters"]["config"] == {
+            "taskOutputParameter": {"outputParameterKey": "Output",
+                                    "producerTask": "resolve-config"}}
+    # the exit task applies the same identity fields to the raw config
+    exit_inputs = spec["root"]["dag"]["tasks"]["finalize-monitoring"]["inputs"]["parameters"]
+    assert {k: exit_inputs[k]["componentInputParameter"]
+            for k in ("config", "model_name", "dataset", "target")} == {
+        k: k for k in ("config", "model_name", "dataset", "target")}
 
 
 def test_monitoring_tasks_retry_with_backoff_and_the_exit_task_always_runs(compiled):

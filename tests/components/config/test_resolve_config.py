@@ -72,3 +72,35 @@ def test_a_datahub_urn_from_the_run_form_is_read_where_the_catalog_found_it(
     assert config["sources"][0]["path"] == str(churn_folder)
     with pytest.raises(ConfigError, match="is not in the catalog"):
         resolve_config.python_func(dataset=urn.replace("customers", "nobody"), target="churned")
+
+
+def test_the_monitoring_form_sets_the_monitoring_settings_without_reading_data(
+        churn_folder, tmp_path) -> None:
+    base = small_config(churn_folder, monitoring={"window_days": 3, "drift_share": 0.5,
+                                                  "labels": {"id_column": "customer_id"}})
+    config = resolve_config.python_func(
+        config=base.to_dict(), window_days=14.0, performance_drop=0.1,
+        labels="gs://bucket/labels/", check_data=False)
+    monitoring = config["monitoring"]
+    assert monitoring["window_days"] == 14.0 and monitoring["performance_drop"] == 0.1
+    assert monitoring["drift_share"] == 0.5  # -1 keeps the config's
+    assert monitoring["labels"] == {**base.to_dict()["monitoring"]["labels"],
+                                    "path": "gs://bucket/labels/", "id_column": "customer_id"}
+    # without check_data a dataset that is not there yet is not read (monitoring reads it
+    # only when it retrains)
+    missing = resolve_config.python_func(dataset=str(tmp_path / "later.parquet"),
+                                         target="churned", check_data=False)
+    assert missing["training"]["dataset"] == "run-form/later.parquet"
+
+
+@pytest.mark.parametrize(("form", "words"), [
+    ({"drift_share": 1.5}, ["monitoring.drift_share", "1"]),
+    ({"window_days": 0.0}, ["monitoring.window_days", "greater than 0"]),
+    ({"performance_drop": 2.0}, ["monitoring.performance_drop"]),
+])
+def test_a_bad_monitoring_value_is_named(churn_folder, form, words) -> None:
+    with pytest.raises(ConfigError) as raised:
+        resolve_config.python_func(config=small_config(churn_folder).to_dict(),
+                                   check_data=False, **form)
+    for word in words:
+        assert word in str(raised.value)

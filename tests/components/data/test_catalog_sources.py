@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from kfp.dsl import HTML, Artifact, Metrics
 
 from autokfp.components import catalog_sources
@@ -44,3 +45,63 @@ def test_catalog_sources_counts_what_it_found_and_what_broke(autokfp_home, churn
     assert breaking == 1
     assert second["metrics"].metadata["breaking"] == 1
     assert second["metrics"].metadata["changed"] == 1
+
+
+def test_typed_sources_need_no_config_and_keep_stable_names(autokfp_home, churn_frame,
+                                                            tmp_path, monkeypatch) -> None:
+    import sqlite3
+
+    monkeypatch.delenv("DATAHUB_GMS_URL", raising=False)
+    files = tmp_path / "files"
+    files.mkdir()
+    churn_frame.head(150).to_parquet(files / "customers.parquet", index=False)
+    churn_frame.head(150).to_csv(files / "customers.csv", index=False)
+    with sqlite3.connect(tmp_path / "warehouse.db") as connection:
+        churn_frame.head(120)[["customer_id", "age", "churned"]].to_sql("scores", connection,
+                                                                         index=False)
+    outputs = {"report": artifact(HTML, tmp_path / "out", "report"),
+               "catalog": artifact(Artifact, tmp_path / "out", "catalog"),
+               "metrics": artifact(Metrics, tmp_path / "out", "metrics")}
+    breaking = catalog_sources.python_func(
+        sources=f"{files}, sqlite:///{tmp_path / 'warehouse.db'}", include="*.parquet", **outputs)
+    assert breaking == 0
+    index = json.loads((Path(autokfp_home.artifact_root) / "catalog" / "index.json").read_text())
+    # the CSV is not included; the database file is named without its extension
+    assert sorted(index["datasets"]) == ["files/customers.parquet", "warehouse/scores"]
+    assert outputs["metrics"].metadata["new"] == 2
+
+
+@pytest.mark.parametrize(("form", "words"), [
+    ({"sources": "data/files"}, ["'data/files'", "absolute folder path", "gs://"]),
+    ({"sources": "ftp://host/x"}, ["'ftp://host/x'", "database URL"]),
+    ({"sources": " , "}, ["names no location"]),
+    ({}, ["no sources: give the locations to crawl"]),
+    ({"config": {"name": "x"}}, ["invalid setting", "sources"]),
+])
+def test_a_bad_discovery_form_is_named(tmp_path, form, words) -> None:
+    from autokfp.errors import ConfigError
+
+    outputs = {"report": artifact(HTML, tmp_path, "report"),
+               "catalog": artifact(Artifact, tmp_path, "catalog"),
+               "metrics": artifact(Metrics, tmp_path, "metrics")}
+    with pytest.raises(ConfigError) as raised:
+        catalog_sources.python_func(**form, **outputs)
+    for word in words:
+        assert word in str(raised.value)
+    assert not Path(outputs["report"].path).exists()  # nothing written
+
+
+def test_include_narrows_the_configs_own_sources_without_renaming_them(tmp_path) -> None:
+    from autokfp.steps.catalog_sources import crawl_targets
+
+    data = tmp_path / "data"
+    data.mkdir()
+    config = small_config(data).to_dict()
+    (source,), training = crawl_targets(config, include="*.parquet")
+    assert source.name == config["sources"][0]["name"] and source.include == ["*.parquet"]
+    assert training.target == config["training"]["target"]
+    # typed sources replace the config's; its training spec still tags the target
+    sources, training = crawl_targets(config, sources="gs://bucket/churn,s3://lake/churn/")
+    assert [(s.name, s.kind, s.uri) for s in sources] == [
+        ("churn", "gcs", "gs://bucket/churn"), ("churn-2", "s3", "s3://lake/churn")]
+    assert training is not None

@@ -37,3 +37,21 @@ def test_finalize_monitoring_restores_the_champion_after_a_broken_deploy(monitor
     assert str(registry.champion_version(client, "churn-test").version) == "1"
     assert [e["kind"] for e in read_events(settings)][-2:] == ["monitoring.run_failed",
                                                                "deploy.rolled_back"]
+
+
+def test_the_exit_task_applies_the_run_form_and_skips_a_form_that_does_not_resolve(
+        monitored) -> None:
+    settings = monitored.settings
+    before = len(read_events(settings))
+    # the form names the watched model over the raw config, as the first task does
+    form_config = {k: v for k, v in monitored.config.items() if k != "name"}
+    assert finalize_monitoring.python_func(
+        config=form_config, run_id="run-form", model_name="churn-test",
+        status=_status("FAILED", "collect-predictions crashed", "collect-predictions")) == ""
+    events = read_events(settings)[before:]
+    assert [(e["kind"], e["model"]) for e in events] == [("monitoring.run_failed", "churn-test")]
+    # a form the first task refused: nothing ran, nothing recorded, the exit task succeeds
+    assert finalize_monitoring.python_func(
+        config={}, run_id="run-bad", model_name="Bad Name",
+        status=_status("FAILED", "resolve-config failed", "resolve-config")) == ""
+    assert len(read_events(settings)) == before + 1
