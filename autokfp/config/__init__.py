@@ -32,6 +32,7 @@ from autokfp.config.monitoring import CRON_PATTERN, LabelSpec, MonitoringSpec
 from autokfp.config.passwords import (
     SQL_PASSWORD_ENV_PREFIX,
     expand_env,
+    has_literal_password,
     mask_url_password,
     move_literal_passwords,
     password_env_name,
@@ -72,7 +73,7 @@ __all__ = [
     "GovernanceSpec", "H2OClusterSpec", "LabelSpec", "MonitoringSpec", "QualitySpec",
     "RunConfig", "S3Source", "SelectionSpec", "Source", "SplitSpec", "SqlSource",
     "TrainingSettings", "TrainingSpec",
-    "apply_run_form", "check_config_size", "expand_env", "load_config", "mask_url_password",
+    "apply_run_form", "check_config_size", "expand_env", "has_literal_password", "load_config", "mask_url_password",
     "move_literal_passwords", "parse_config", "parse_training_settings", "password_env_name",
     "resolve_dataset", "resolved_h2o_cluster",
 ]

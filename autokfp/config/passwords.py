@@ -32,6 +32,12 @@ def _literal(password: str) -> bool:
     return bool(password) and not _ENV_REF.search(password)
 
 
+def has_literal_password(url: str) -> bool:
+    """Whether ``url`` holds a literal ``user:PASSWORD@`` (one written as ``${VAR}`` is not)."""
+    match = _URL_PASSWORD.match(url)
+    return bool(match and _literal(match["password"]))
+
+
 def move_literal_passwords(url: str, env_name: str) -> tuple[str, list[str]]:
     """``url`` with each literal password (``user:PASSWORD@`` or ``?password=``) replaced by
     a ``${VAR}`` reference, its value put into ``os.environ``; returns the variables set.

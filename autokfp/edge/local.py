@@ -67,29 +67,12 @@ def run_training(config: RunConfig | None, settings: Settings | None = None,
     """
     import json
 
-    from kfp import local
-
-    from autokfp.pipelines import PIPELINES
-
-    settings = settings or Settings.from_env()
-    settings.ensure_local_dirs()
-    settings.export()  # tasks are subprocesses: they read the same state from the env
-    os.environ[RUNNER_ENV] = str(os.getpid())  # tasks stop when this process is gone
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
-               raise_on_error=True)
-    pipeline = PIPELINES["autonomous-training"](_local_options())
+    settings, pipeline = _local_pipeline("autonomous-training", settings)
     audit_from = _trail_length(settings)
     started_at = datetime.now(timezone.utc).isoformat()
     started = time.monotonic()
     arguments = {**(form or {}), "config": config.to_dict() if config is not None else {}}
-    try:
-        if log_path is None:
-            output = pipeline(**arguments)
-        else:
-            with _captured_output(log_path, on_task):
-                output = pipeline(**arguments)
-    except RuntimeError as exc:  # kfp.local reports a failed task as RuntimeError
-        raise PipelineRunError(_explain_failure(str(exc), settings, log_path)) from None
+    output = _run_pipeline(pipeline, arguments, settings, log_path, on_task)
     seconds = time.monotonic() - started
     registration_path = Path(output.output.path)
     registration = json.loads(registration_path.read_text())
@@ -119,28 +102,12 @@ def run_monitoring(config: RunConfig, settings: Settings | None = None, window_e
     """
     import json
 
-    from kfp import local
-
-    from autokfp.pipelines import PIPELINES
-
-    settings = settings or Settings.from_env()
-    settings.ensure_local_dirs()
-    settings.export()
-    os.environ[RUNNER_ENV] = str(os.getpid())
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
-               raise_on_error=True)
-    pipeline = PIPELINES["drift-monitoring"](_local_options())
+    settings, pipeline = _local_pipeline("drift-monitoring", settings)
     root = Path(settings.pipeline_root)
     before = {p.name for p in root.glob("drift-monitoring-*")}
     started = time.monotonic()
-    try:
-        if log_path is None:
-            pipeline(config=config.to_dict(), window_end=window_end)
-        else:
-            with _captured_output(log_path, on_task):
-                pipeline(config=config.to_dict(), window_end=window_end)
-    except RuntimeError as exc:  # kfp.local reports a failed task as RuntimeError
-        raise PipelineRunError(_explain_failure(str(exc), settings, log_path)) from None
+    _run_pipeline(pipeline, {"config": config.to_dict(), "window_end": window_end}, settings,
+                  log_path, on_task)
     seconds = time.monotonic() - started
     # no pipeline output can leave an ExitHandler: read the decision from this run's folder
     runs = sorted((p for p in root.glob("drift-monitoring-*") if p.name not in before),
@@ -166,29 +133,41 @@ def run_scoring(form: dict[str, Any], config: RunConfig | None = None,
     went, chunks scored and skipped, lineage URNs)."""
     import json
 
+    settings, pipeline = _local_pipeline("batch-scoring", settings)
+    arguments = {**form, "config": config.to_dict() if config is not None else {}}
+    started = time.monotonic()
+    output = _run_pipeline(pipeline, arguments, settings, log_path, on_task)
+    summary = json.loads(Path(output.output.path).read_text())
+    return {**summary, "pipeline_seconds": round(time.monotonic() - started, 1)}
+
+
+def _local_pipeline(name: str, settings: Settings | None) -> tuple[Settings, Any]:
+    """This machine's state made ready (folders, the environment tasks read), kfp.local's
+    runner set up, and the pipeline ``name`` built with the local options."""
     from kfp import local
 
     from autokfp.pipelines import PIPELINES
 
     settings = settings or Settings.from_env()
     settings.ensure_local_dirs()
-    settings.export()
-    os.environ[RUNNER_ENV] = str(os.getpid())
+    settings.export()  # tasks are subprocesses: they read the same state from the env
+    os.environ[RUNNER_ENV] = str(os.getpid())  # tasks stop when this process is gone
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
                raise_on_error=True)
-    pipeline = PIPELINES["batch-scoring"](_local_options())
-    arguments = {**form, "config": config.to_dict() if config is not None else {}}
-    started = time.monotonic()
+    return settings, PIPELINES[name](_local_options())
+
+
+def _run_pipeline(pipeline: Any, arguments: dict[str, Any], settings: Settings,
+                  log_path: Path | None, on_task: Callable[[str], None] | None) -> Any:
+    """Run ``pipeline`` (its output to ``log_path`` when given); a failed task raises
+    ``PipelineRunError`` carrying the failing step's own error."""
     try:
         if log_path is None:
-            output = pipeline(**arguments)
-        else:
-            with _captured_output(log_path, on_task):
-                output = pipeline(**arguments)
+            return pipeline(**arguments)
+        with _captured_output(log_path, on_task):
+            return pipeline(**arguments)
     except RuntimeError as exc:  # kfp.local reports a failed task as RuntimeError
         raise PipelineRunError(_explain_failure(str(exc), settings, log_path)) from None
-    summary = json.loads(Path(output.output.path).read_text())
-    return {**summary, "pipeline_seconds": round(time.monotonic() - started, 1)}
 
 
 def _local_options() -> Any:

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autokfp.config import SQL_PASSWORD_ENV_PREFIX, RunConfig
+from autokfp.config import SQL_PASSWORD_ENV_PREFIX, RunConfig, has_literal_password
 from autokfp.errors import AutokfpError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ def schedule_batch_scoring(
             raise ConfigError(f"{key} '{value}' is a path on this machine, which the pipeline's "
                               "pods cannot read; use gs://, s3:// or a database URL, or pass "
                               "--allow-local-paths when the same path exists in the pods")
-        if "://" in value and _literal_password(value):
+        if "://" in value and has_literal_password(value):
             raise ConfigError(f"{key} holds a password; write it as ${{VAR}} (e.g. "
                               "postgresql://scorer:${PG_PASSWORD}@db/crm#scores) and give the "
                               "pods that variable: a recurring run's parameters are stored by "
@@ -312,12 +312,6 @@ def schedule_batch_scoring(
         description=f"batch scoring with {model} (autokfp {__version__})", host=host,
         experiment=experiment, namespace=namespace, token=token, client=client,
         service_account=service_account, warnings=warnings)
-
-
-def _literal_password(url: str) -> bool:
-    match = re.match(r"^[\w+.-]+://[^:/@]*:(?P<password>[^@]*)@", url)
-    return bool(match and match.group("password")
-                and not re.search(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", match.group("password")))
 
 
 def schedule_pipeline(pipeline: str, params: dict[str, Any], *, name: str, cron: str,

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Container, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -388,30 +388,53 @@ def detect_drift(
     Returns:
         The DriftReport; columns that cannot be tested are in ``skipped`` with the reason.
     """
-    unknown = sorted(set(thresholds or {}) - set(METHODS))
-    if unknown:
-        raise ValueError(f"unknown drift method(s) {unknown}; use {sorted(METHODS)}")
+    check_methods(thresholds)
     names = list(reference.columns if columns is None else columns)
-    kinds = dict(kinds or {})
-    skipped: dict[str, str] = {}
-    jobs: list[tuple[str, str]] = []
-    for name in names:
-        if name not in reference.columns or name not in current.columns:
-            where = "reference" if name not in reference.columns else "current window"
-            skipped[name] = f"missing from the {where}"
-            continue
-        kind = kinds.get(name) or infer_kind(current[name])
-        if kind not in KINDS:
-            skipped[name] = "not a numerical or categorical column (text, datetime or unknown)"
-            continue
-        jobs.append((name, kind))
+    jobs, skipped = plan_columns(names, reference.columns, current.columns, dict(kinds or {}),
+                                 lambda name: infer_kind(current[name]))
 
     def run(job: tuple[str, str]) -> ColumnDrift | str:
         name, kind = job
         return column_drift(reference[name], current[name], kind, name=name, thresholds=thresholds)
 
     # threads pay off once sorting dominates (numpy releases the GIL there), not on small samples
-    if workers > 1 and len(jobs) > 1 and len(reference) + len(current) >= PARALLEL_MIN_ROWS:
+    parallel = len(reference) + len(current) >= PARALLEL_MIN_ROWS
+    return report_from_jobs(jobs, run, skipped, drift_share, workers if parallel else 1)
+
+
+def check_methods(thresholds: dict[str, float] | None) -> None:
+    """Refuse threshold overrides of methods that do not exist."""
+    unknown = sorted(set(thresholds or {}) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown drift method(s) {unknown}; use {sorted(METHODS)}")
+
+
+def plan_columns(names: Iterable[str], reference_columns: Container[str],
+                 current_columns: Container[str], kinds: dict[str, str],
+                 kind_of: Callable[[str], str | None]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The (column, kind) pairs to test, and why each other column is skipped; a column's
+    kind is ``kinds``' or else ``kind_of(column)`` (inferred from the current window)."""
+    skipped: dict[str, str] = {}
+    jobs: list[tuple[str, str]] = []
+    for name in names:
+        if name not in reference_columns or name not in current_columns:
+            where = "reference" if name not in reference_columns else "current window"
+            skipped[name] = f"missing from the {where}"
+            continue
+        kind = kinds.get(name) or kind_of(name)
+        if kind not in KINDS:
+            skipped[name] = "not a numerical or categorical column (text, datetime or unknown)"
+            continue
+        jobs.append((name, kind))
+    return jobs, skipped
+
+
+def report_from_jobs(jobs: list[tuple[str, str]],
+                     run: Callable[[tuple[str, str]], ColumnDrift | str],
+                     skipped: dict[str, str], drift_share: float, workers: int) -> DriftReport:
+    """Each planned column's verdict (``run``: a ColumnDrift, or why it is skipped), in
+    ``workers`` threads when there are several, as one DriftReport."""
+    if workers > 1 and len(jobs) > 1:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift") as pool:
             outcomes = list(pool.map(run, jobs))
     else:

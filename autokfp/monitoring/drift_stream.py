@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,6 @@ from autokfp.catalog.batches import sample_rows as sample_rows  # re-exported
 from autokfp.monitoring.drift import (
     CATEGORICAL,
     FEW_VALUES,
-    KINDS,
     METHODS,
     MIN_NORM,
     NUMERICAL,
@@ -48,9 +46,12 @@ from autokfp.monitoring.drift import (
     DriftReport,
     _aligned,
     categorical_method,
+    check_methods,
     infer_kind,
     jensen_shannon_distance,
     numerical_method,
+    plan_columns,
+    report_from_jobs,
     wasserstein_distance_sorted,
 )
 
@@ -353,46 +354,15 @@ def detect_drift_parquet(
     Returns:
         The DriftReport, column for column the verdicts ``detect_drift`` gives on the frames.
     """
-    unknown = sorted(set(thresholds or {}) - set(METHODS))
-    if unknown:
-        raise ValueError(f"unknown drift method(s) {unknown}; use {sorted(METHODS)}")
+    check_methods(thresholds)
     reference, current = _dataset(reference_path), _dataset(current_path)
     names = list(reference.schema.names if columns is None else columns)
-    jobs, skipped = _plan_columns(reference, current, names, dict(kinds or {}))
+    jobs, skipped = plan_columns(names, set(reference.schema.names), set(current.schema.names),
+                                 dict(kinds or {}), partial(_kind_of, current))
     run = partial(_column_drift, reference, current, thresholds=thresholds or {},
                   category_key=category_key, coerce_numbers=coerce_numbers,
                   batch_rows=batch_rows)
-    if workers > 1 and len(jobs) > 1:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift") as pool:
-            outcomes = list(pool.map(run, jobs))
-    else:
-        outcomes = [run(job) for job in jobs]
-    results = []
-    for (name, _kind), outcome in zip(jobs, outcomes):
-        if isinstance(outcome, str):
-            skipped[name] = outcome
-        else:
-            results.append(outcome)
-    return DriftReport(columns=results, skipped=skipped, drift_share_threshold=drift_share)
-
-
-def _plan_columns(reference: Any, current: Any, names: list[str],
-                  kinds: dict[str, str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """The (column, kind) pairs to test, and why each other column is skipped."""
-    ref_names, cur_names = set(reference.schema.names), set(current.schema.names)
-    skipped: dict[str, str] = {}
-    jobs: list[tuple[str, str]] = []
-    for name in names:
-        if name not in ref_names or name not in cur_names:
-            where = "reference" if name not in ref_names else "current window"
-            skipped[name] = f"missing from the {where}"
-            continue
-        kind = kinds.get(name) or _kind_of(current, name)
-        if kind not in KINDS:
-            skipped[name] = "not a numerical or categorical column (text, datetime or unknown)"
-            continue
-        jobs.append((name, kind))
-    return jobs, skipped
+    return report_from_jobs(jobs, run, skipped, drift_share, workers)
 
 
 def _column_drift(reference: Any, current: Any, job: tuple[str, str], *,

@@ -107,15 +107,7 @@ def box(tmp_path_factory) -> Iterator[Box]:
             stdout=open(logs / "gcs.log", "w"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
         processes.append(emulator)
         wait_http(f"{gcs_host}/storage/v1/b", 60, emulator)
-        mlflow = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server",
-             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-             "--default-artifact-root", f"gs://{BUCKET}/mlflow", "--no-serve-artifacts",
-             "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
-            stdout=open(logs / "mlflow.log", "w"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
-        processes.append(mlflow)
-        mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
-        wait_http(f"{mlflow_uri}/health", 120, mlflow)
+        mlflow_uri = _start_mlflow(processes, root, mlflow_port, f"gs://{BUCKET}/mlflow", env)
         config_env = {
             "MLFLOW_TRACKING_URI": mlflow_uri,
             "AUTOKFP_ARTIFACT_ROOT": f"gs://{BUCKET}/autokfp",
@@ -126,6 +118,24 @@ def box(tmp_path_factory) -> Iterator[Box]:
                   processes=processes)
     finally:
         _stop(processes)
+
+
+def _start_mlflow(processes: list[subprocess.Popen], root: Path, port: int, artifact_root: str,
+                  env: dict[str, str]) -> str:
+    """An `mlflow server` over HTTP on ``port``, its runs in SQLite under ``root`` and its
+    artifacts at ``artifact_root`` (not served through it), added to ``processes`` once it
+    answers; its log is ``root/logs/mlflow.log``. Returns its address."""
+    mlflow = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server",
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--default-artifact-root", artifact_root, "--no-serve-artifacts",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=open(root / "logs" / "mlflow.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        env=env)
+    processes.append(mlflow)
+    mlflow_uri = f"http://127.0.0.1:{port}"
+    wait_http(f"{mlflow_uri}/health", 120, mlflow)
+    return mlflow_uri
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
@@ -175,15 +185,7 @@ def s3_box(tmp_path_factory) -> Iterator[Box]:
                      aws_access_key_id=secret_env["AWS_ACCESS_KEY_ID"],
                      aws_secret_access_key=secret_env["AWS_SECRET_ACCESS_KEY"],
                      ).create_bucket(Bucket=BUCKET)
-        mlflow = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server",
-             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-             "--default-artifact-root", f"s3://{BUCKET}/mlflow", "--no-serve-artifacts",
-             "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
-            stdout=open(logs / "mlflow.log", "w"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
-        processes.append(mlflow)
-        mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
-        wait_http(f"{mlflow_uri}/health", 120, mlflow)
+        mlflow_uri = _start_mlflow(processes, root, mlflow_port, f"s3://{BUCKET}/mlflow", env)
         config_env.update({
             "MLFLOW_TRACKING_URI": mlflow_uri,
             "AUTOKFP_ARTIFACT_ROOT": f"s3://{BUCKET}/autokfp",
