@@ -227,14 +227,26 @@ def run_autokfp_steps(work: Path, name: str, budget: int) -> dict[str, Any]:
     found = json.loads((work / "champion.json").read_text())
     inside = sum(found["engine_seconds"].values())
     return {"status": "trained", "wall_seconds": round(wall, 1),
-            "engine_seconds": found["engine_seconds"],
+            "engine_seconds": found["engine_seconds"], "phases": found.get("phases", {}),
             "outside_share": round(1 - inside / wall, 3) if wall else None,
             "champion_engine": found["engine"], "reported": found["metrics"],
             "predictions": "autokfp.npy"}
 
 
 def steps_run(name: str, work: Path, budget: int) -> None:
-    """(in the autokfp environment, a fresh AUTOKFP_HOME) engineer -> train -> select."""
+    """(in the autokfp environment, a fresh AUTOKFP_HOME) engineer -> train -> select.
+
+    ``champion.json`` gets each phase's wall seconds (``phases``): the imports, profiling
+    and feature engineering, each engine's whole isolated process, selection, scoring."""
+    mark = time.monotonic()
+    phases: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        phases[name] = round(now - mark, 2)
+        mark = now
+
     from autokfp.catalog.profiling import profile_frame
     from autokfp.config import parse_config
     from autokfp.modeling.model_package import load_model_package
@@ -242,6 +254,7 @@ def steps_run(name: str, work: Path, budget: int) -> None:
     from autokfp.steps.select_model import select_model
     from autokfp.steps.train_model import train_model
 
+    lap("imports")
     info = json.loads((work.parent / "task.json").read_text())
     train = pd.read_parquet(work.parent / "train.parquet")
     data_dir = work / "data"
@@ -261,6 +274,7 @@ def steps_run(name: str, work: Path, budget: int) -> None:
     engineer_features(config, str(data_dir / f"{name}.parquet"), str(work / "schema.json"),
                       str(work / "train.parquet"), str(work / "holdout.parquet"),
                       str(work / "plan.json"))
+    lap("profile_and_features")
     candidates, seconds = {}, {}
     for engine in config.engine_names():
         summary = train_model(config, str(work / "train.parquet"), str(work / "plan.json"),
@@ -269,8 +283,10 @@ def steps_run(name: str, work: Path, budget: int) -> None:
         if summary.get("engine_seconds"):
             seconds[engine] = float(summary["engine_seconds"])
         candidates[engine] = str(work / f"model-{engine}")
+        lap(f"train_{engine}")
     document = select_model(config, candidates, str(work / "holdout.parquet"),
                             str(work / "evaluation.json"), str(work / "selected")).record
+    lap("select")
     model = load_model_package(str(work / "selected"))
     test = pd.read_parquet(work.parent / "test.parquet")
     out = model.predict(test.drop(columns=[info["target"]]))
@@ -279,9 +295,10 @@ def steps_run(name: str, work: Path, budget: int) -> None:
     else:
         values = out[[f"probability_{label}" for label in info["labels"]]].to_numpy(dtype="float64")
     np.save(work.parent / "autokfp.npy", values)
+    lap("score_test_rows")
     metric = document["primary_metric"]
     (work / "champion.json").write_text(json.dumps(
-        {"engine": document["selected"]["engine"], "engine_seconds": seconds,
+        {"engine": document["selected"]["engine"], "engine_seconds": seconds, "phases": phases,
          "metrics": {f"holdout_{metric}": document["metrics"].get(metric)}}))
 
 

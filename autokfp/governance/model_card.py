@@ -184,7 +184,7 @@ def _metrics_section(evaluation: dict[str, Any], fairness: dict[str, Any],
     lines += ["", f"Champion comparison: {comparison.get('reason', 'n/a')}", ""]
     if fairness.get("overall_after"):
         after, before = fairness["overall_after"], fairness["overall_before"]
-        lines += [f"Bias mitigation, same held-out rows: as trained AUC {before['auc']:.4f}, "
+        lines += [f"Bias mitigation, on the same {_fairness_rows(fairness)}: as trained AUC {before['auc']:.4f}, "
                   f"accuracy {before['accuracy']:.4f}, F1 {before['f1']:.4f}; as registered and "
                   f"served (mitigated) AUC {after['auc']:.4f}, accuracy {after['accuracy']:.4f}, "
                   f"F1 {after['f1']:.4f}.", ""]
@@ -202,6 +202,14 @@ def _metrics_section(evaluation: dict[str, Any], fairness: dict[str, Any],
     return lines
 
 
+def _fairness_rows(fairness: dict[str, Any]) -> str:
+    """Which rows the fairness figures were measured on."""
+    if fairness.get("measured_on", "test") == "test":
+        return "held-out rows"
+    return (f"{fairness.get('test_rows', 'the')} training rows scored out of fold by the "
+            "engine's cross-validation models, as the test rows could not measure every group")
+
+
 def _fairness_section(fairness: dict[str, Any]) -> list[str]:
     """The fairness verdict, the mitigation carried in the model, and the checks."""
     lines = ["## Fairness", "", f"**{fairness.get('verdict', 'not_run')}**: "
@@ -212,7 +220,7 @@ def _fairness_section(fairness: dict[str, Any]) -> list[str]:
     if mitigation.get("applied"):
         lines += [f"Mitigation carried in the model: {mitigation['method']}. Accuracy cost "
                   f"{fairness.get('accuracy_cost', 0.0):+.4f}, AUC cost "
-                  f"{fairness.get('auc_cost', 0.0):+.4f} (held-out rows).", ""]
+                  f"{fairness.get('auc_cost', 0.0):+.4f} ({_fairness_rows(fairness)}).", ""]
     latest = fairness.get("after") or fairness.get("before") or {}
     checks = [c for data in latest.values() for c in data["checks"]] + fairness.get("checks", [])
     if checks:

@@ -12,8 +12,10 @@ numeric features standardised with the training mean and deviation, missing valu
 Its settings (``AutoKerasSettings``, ``engines.autokeras`` in the run config) map as
 follows: ``max_trials`` architectures at most, ``epochs`` epochs per trial at most, early
 stopping on the validation loss after ``patience`` epochs without improvement; the
-engine-neutral ``budget.max_runtime_secs`` is a wall-clock deadline: when it passes, the
-running trial stops after its current batch and no new trial starts.
+engine-neutral ``budget.max_runtime_secs`` is a wall-clock deadline, counted from after
+TensorFlow's import and device set-up (search time, as H2O's JVM start is outside its
+budget): when it passes, the running trial stops after its current batch and no new trial
+starts.
 ``validation_fraction`` of the training rows (stratified) pick
 the architecture and the epoch and give the engine's validation estimate (its out-of-sample
 predictions, scored by the search's model, are what calibration and selection read). With
@@ -424,6 +426,9 @@ class AutoKerasEngine:
 
         timings = {"import": round(time.monotonic() - started, 2)}
         device = _configure_tensorflow(budget)
+        # the budget is search time: TensorFlow's import (5-18 s on 2 busy cores) and device
+        # set-up come on top, as H2O's JVM start does
+        clock_start = time.monotonic()
 
         encoding = KerasEncoding.fit(features, categorical,
                                      target if task == "regression" else None)
@@ -432,7 +437,7 @@ class AutoKerasEngine:
         fit_idx, val_idx = _validation_split(codes, settings.validation_fraction,
                                              int(budget.seed))
         reserve = EXPORT_RESERVE_SECS + EXPORT_RESERVE_SHARE * budget.max_runtime_secs
-        deadline = started + max(5.0, budget.max_runtime_secs - reserve)
+        deadline = clock_start + max(5.0, budget.max_runtime_secs - reserve)
         clock = _SearchClock(deadline)
         search_dir = workdir / "search"
         searcher = _searcher(settings, task, classes, x.shape[1], search_dir, int(budget.seed))

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -265,3 +266,40 @@ def test_a_refit_that_did_not_learn_is_rejected(tmp_path, monkeypatch) -> None:
     assert result.fitted_rows == len(data.data) - len(result.holdout[0])
     scores = engine.load_scorer(result.artifact_dir, "binary", ["0", "1"]).predict(data.data)
     assert roc_auc_score(data.target, scores[:, 1]) > 0.9  # the search's network went out
+
+
+def test_the_budget_is_search_time_counted_after_tensorflow_is_ready(tmp_path,
+                                                                    monkeypatch) -> None:
+    """TensorFlow's import and set-up take 5-18 s on a busy machine; the search's deadline
+    is counted from when they are done (a slow set-up, here 3 s, must not shorten it)."""
+    from sklearn.datasets import load_diabetes
+
+    from autokfp.training import autokeras_engine
+
+    ready: dict[str, float] = {}
+    configure = autokeras_engine._configure_tensorflow
+
+    def slow_configure(budget):
+        time.sleep(3.0)
+        device = configure(budget)
+        ready["at"] = time.monotonic()
+        return device
+
+    class Stop(Exception):
+        pass
+
+    def capture(searcher, clock, *args, **kwargs):
+        ready["deadline"] = clock.deadline
+        raise Stop
+
+    monkeypatch.setattr(autokeras_engine, "_configure_tensorflow", slow_configure)
+    monkeypatch.setattr(autokeras_engine, "_search", capture)
+    data = load_diabetes(as_frame=True)
+    budget = BudgetSpec(max_runtime_secs=60)
+    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=2))
+    with pytest.raises(Stop):
+        engine.train(data.data.head(100), data.target.head(100), "regression", None, [], budget,
+                     "rmse", tmp_path / "engine")
+    reserve = autokeras_engine.EXPORT_RESERVE_SECS + autokeras_engine.EXPORT_RESERVE_SHARE * 60
+    # the whole budget (less the export reserve) lies ahead once TensorFlow is ready
+    assert ready["deadline"] >= ready["at"] + 60 - reserve - 0.01
