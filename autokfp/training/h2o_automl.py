@@ -262,10 +262,16 @@ class H2OCluster:
         raise TrainingError(f"could not start a local H2O cluster (Java 17 must be installed): {last_error}")
 
     def load(self, frame: pd.DataFrame, column_types: dict[str, str]) -> Any:
-        """The training frame on the cluster (uploaded from this process: the JVM is local)."""
-        import h2o
+        """The training frame on the cluster: written as Parquet to a local file that the JVM
+        (on this machine) imports itself (``h2o.import_file``), instead of an upload of the
+        frame as CSV text through this process and the JVM's heap; the file is removed once
+        H2O has parsed it."""
+        import tempfile
 
-        return h2o.H2OFrame(frame, column_types=column_types)
+        with tempfile.TemporaryDirectory(prefix="autokfp-h2o-") as folder:
+            path = str(Path(folder) / "train.parquet")
+            frame.to_parquet(path, index=False)
+            return import_parquet(path, column_types)
 
     def run_job(self, automl: Any, job: Any) -> None:
         """Run ``job()`` (AutoML's training), giving up at once if the JVM dies."""
@@ -287,6 +293,18 @@ class H2OCluster:
             _reap_in_background(self.name)
         else:  # a failure or a restart: nothing of this cloud may outlive this point
             _kill_cloud(self.name, grace_secs=5)
+
+
+def import_parquet(uri: str, column_types: dict[str, str]) -> Any:
+    """A Parquet file imported by the H2O cluster itself, with the frame's column types:
+    text and enum columns as categories (``enum``), the rest as numbers."""
+    import h2o
+
+    imported = h2o.import_file(uri, destination_frame=f"autokfp_{uuid.uuid4().hex[:8]}")
+    for column, kind in column_types.items():
+        if kind == "enum" and not imported[column].isfactor()[0]:
+            imported[column] = imported[column].asfactor()
+    return imported
 
 
 class RemoteH2OCluster:
@@ -336,8 +354,6 @@ class RemoteH2OCluster:
         """Write the frame as Parquet where the cluster reads, and let the cluster import it."""
         import io
 
-        import h2o
-
         from autokfp import storage
         from autokfp.settings import Settings
 
@@ -350,15 +366,12 @@ class RemoteH2OCluster:
         frame.to_parquet(buffer, index=False)
         storage.write_bytes(self._uri, buffer.getvalue())
         try:
-            imported = h2o.import_file(self._uri, destination_frame=f"autokfp_{uuid.uuid4().hex[:8]}")
+            imported = import_parquet(self._uri, column_types)
         except Exception as exc:  # noqa: BLE001
             raise TrainingError(
                 f"the H2O cluster at {self.url} could not import {self._uri}: {exc}; every H2O "
                 "node must be able to read training.h2o_cluster.import_root (a shared folder, "
                 "or gs:// / s3:// with the nodes' credentials)") from None
-        for column, kind in column_types.items():
-            if kind == "enum" and not imported[column].isfactor()[0]:
-                imported[column] = imported[column].asfactor()
         self._frame = imported
         return imported
 
