@@ -65,6 +65,7 @@ from datahub.metadata.schema_classes import (
     SchemaMetadataClass,
     StatusClass,
     StringTypeClass,
+    SubTypesClass,
     TagAssociationClass,
     TimeStampClass,
     TimeTypeClass,
@@ -74,6 +75,7 @@ from datahub.metadata.schema_classes import (
     UpstreamLineageClass,
     ValueFrequencyClass,
     VersionTagClass,
+    ViewPropertiesClass,
 )
 
 from autokfp.catalog.schema import ColumnSchema, DatasetSchema
@@ -383,6 +385,12 @@ def metadata_proposals(
         UpstreamClass(dataset=u, type=DatasetLineageTypeClass.TRANSFORMED)
         for u in dict.fromkeys(upstream_urns)
     ]
+    if schema.view:  # as DataHub's SQL sources describe a view, with its lineage
+        aspects += [SubTypesClass(typeNames=["View"]),
+                    ViewPropertiesClass(materialized=False, viewLanguage="SQL",
+                                        viewLogic=schema.view.get("definition") or "")]
+        upstreams += [UpstreamClass(dataset=u, type=DatasetLineageTypeClass.VIEW)
+                      for u in schema.view.get("upstreams", []) if u not in upstream_urns]
     if upstreams:
         aspects.append(UpstreamLineageClass(upstreams=upstreams))
     return [Proposal(entityUrn=urn, aspect=a) for a in aspects]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -121,11 +123,75 @@ def _sql_error(source: SqlSource, exc: BaseException) -> str:
 
 
 def _table_names(source: SqlSource, engine) -> list[str]:
+    """The configured tables, else every table and then every view of the schema (DataHub's
+    SQL sources ingest views too: ``include_views`` is on by default)."""
     import sqlalchemy as sa
 
     if source.tables:
         return list(source.tables)
-    return sorted(sa.inspect(engine).get_table_names(schema=source.schema_name))
+    inspector = sa.inspect(engine)
+    return (sorted(inspector.get_table_names(schema=source.schema_name))
+            + sorted(_view_names(inspector, source)))
+
+
+def _view_names(inspector, source: SqlSource) -> list[str]:
+    try:
+        return list(inspector.get_view_names(schema=source.schema_name))
+    except NotImplementedError:  # a dialect without views
+        return []
+
+
+# A PostgreSQL view's direct dependencies from the system catalog (pg_depend), the query
+# DataHub's postgres source falls back on (VIEW_LINEAGE_QUERY) when it cannot parse a view:
+# exact, where parsing the definition cannot tell which schema of the search path an
+# unqualified name is in
+_PG_VIEW_UPSTREAMS = """
+SELECT DISTINCT source_ns.nspname AS source_schema, source_table.relname AS source_table
+FROM pg_depend
+JOIN pg_rewrite ON pg_depend.objid = pg_rewrite.oid
+JOIN pg_class AS dependent_view ON pg_rewrite.ev_class = dependent_view.oid
+JOIN pg_class AS source_table ON pg_depend.refobjid = source_table.oid
+JOIN pg_namespace AS dependent_ns ON dependent_ns.oid = dependent_view.relnamespace
+JOIN pg_namespace AS source_ns ON source_ns.oid = source_table.relnamespace
+WHERE dependent_ns.nspname = :schema AND dependent_view.relname = :view
+  AND NOT (source_ns.nspname = dependent_ns.nspname AND source_table.relname = dependent_view.relname)
+  AND source_ns.nspname NOT IN ('information_schema', 'pg_catalog')
+"""
+
+
+def view_facts(inspector, connection, source: SqlSource, view: str, platform: str,
+               database: str | None, schema: str | None) -> dict:
+    """A view's definition and the datasets it reads, as DataHub's SQL sources record them
+    (``include_views``, ``include_view_lineage``): PostgreSQL's from its system catalog,
+    other databases' by DataHub's own SQL parser with the view's database and schema as
+    defaults for unqualified names."""
+    import sqlalchemy as sa
+
+    try:
+        definition = inspector.get_view_definition(view, schema=source.schema_name)
+    except Exception:  # no text for it (DataHub emits the view without one too)
+        definition = None
+    definition = str(definition) if definition else ""
+    if platform == "postgres":
+        rows = connection.execute(sa.text(_PG_VIEW_UPSTREAMS),
+                                  {"schema": schema, "view": view}).all()
+        names = [datahub_table_name(platform, database, str(s), str(t)) for s, t in rows]
+        upstreams = [datahub_urn(platform, name, source) for name in names]
+    elif definition:
+        from datahub.sql_parsing.sqlglot_lineage import create_lineage_sql_parsed_result
+
+        # unqualified names default to the view's own schema (and database, where DataHub
+        # names tables <database>.<schema>.<table>), so they name the datasets this crawl
+        # names
+        parsed = create_lineage_sql_parsed_result(
+            query=definition, default_db=database if platform in _THREE_TIER else None,
+            default_schema=schema, platform=platform,
+            platform_instance=source.platform_instance, env=source.env,
+            generate_column_lineage=False)
+        upstreams = list(parsed.in_tables)
+    else:
+        upstreams = []
+    return {"definition": definition, "upstreams": sorted(set(upstreams))}
 
 
 def _select_all(source: SqlSource, table_name: str):
@@ -191,7 +257,8 @@ def _all_declared_columns(inspector, source: SqlSource) -> dict[str, list[list[s
             for key, columns in multi.items()}
 def _discover_table(source: SqlSource, table_name: str, connection, inspector, platform: str,
                     location: str, k: int, cache: CrawlCache | None,
-                    declared: dict[str, list[list[str]]] | None = None) -> DiscoveredDataset:
+                    declared: dict[str, list[list[str]]] | None = None,
+                    view: Callable[[], dict] | None = None) -> DiscoveredDataset:
     dataset_id = f"{source.name}/{table_name}"
 
     def reader(t: str = table_name) -> pd.DataFrame:
@@ -218,6 +285,8 @@ def _discover_table(source: SqlSource, table_name: str, connection, inspector, p
             parse_datetime_text(sample), dataset_id, platform, location, row_count=total,
             max_rows=k,
         )
+        if view is not None:
+            schema.view = view()
         item = DiscoveredDataset(schema=schema, notes=notes, signature=signature,
                                  _reader=reader)
     except Exception as exc:
@@ -295,11 +364,15 @@ class SqlDatabase:
             except Exception as exc:
                 return [failed(source.name, platform, location, _sql_error(source, exc))]
             declared = _all_declared_columns(inspector, source)
+            views = set(_view_names(inspector, source))
+            database, schema = self._naming or (None, None)
             with engine.connect() as connection:
                 for table_name in names:
+                    view = (partial(view_facts, inspector, connection, source, table_name,
+                                    platform, database, schema) if table_name in views else None)
                     results.append(_discover_table(source, table_name, connection, inspector,
                                                    platform, location, sample_rows, cache,
-                                                   declared))
+                                                   declared, view))
         except Exception as exc:  # the connection itself broke mid-crawl
             results.append(failed(source.name, platform, location, _sql_error(source, exc)))
         finally:

@@ -48,7 +48,18 @@ def _datasets(records: list[dict]) -> dict[str, list[str]]:
     return out
 
 
-def _datahub_run(source: dict, tmp_path: Path, monkeypatch) -> dict[str, list[str]]:
+def _lineage(records: list[dict]) -> dict[str, list[str]]:
+    """{dataset URN: sorted upstream URNs} from the metadata file's UpstreamLineage aspects."""
+    out: dict[str, list[str]] = {}
+    for record in records:
+        if record.get("aspectName") == "upstreamLineage":
+            upstreams = record["aspect"]["json"]["upstreams"]
+            out[record["entityUrn"]] = sorted(u["dataset"] for u in upstreams)
+    return out
+
+
+def _datahub_run(source: dict, tmp_path: Path, monkeypatch,
+                 lineage: dict | None = None) -> dict[str, list[str]]:
     """Run DataHub's own source with its stock recipe into a file sink."""
     from datahub.ingestion.run.pipeline import Pipeline
 
@@ -58,16 +69,22 @@ def _datahub_run(source: dict, tmp_path: Path, monkeypatch) -> dict[str, list[st
                                 "sink": {"type": "file", "config": {"filename": str(out)}}})
     pipeline.run()
     pipeline.raise_from_status()
-    return _datasets(json.loads(out.read_text()))
+    records = json.loads(out.read_text())
+    if lineage is not None:
+        lineage.update(_lineage(records))
+    return _datasets(records)
 
 
-def _autokfp_run(sources: list[dict], training: str) -> dict[str, list[str]]:
+def _autokfp_run(sources: list[dict], training: str,
+                 lineage: dict | None = None) -> dict[str, list[str]]:
     config = parse_config({"name": "parity", "sources": sources,
                            "training": {"dataset": training, "target": "segment"}})
     report = crawl_sources(config)
     failed = {d.dataset_id: d.error for d in report.datasets if d.status == "failed"}
     assert not failed and not report.source_errors, (failed, report.source_errors)
     records = json.loads(Path(report.published["metadata_uri"]).read_text())
+    if lineage is not None:
+        lineage.update(_lineage(records))
     return _datasets(records)
 
 
@@ -77,12 +94,26 @@ def test_sqlite_tables_are_named_as_datahubs_sqlalchemy_source(tmp_path, catalog
     with sqlite3.connect(db) as connection:
         _frame().to_sql("customers", connection, index=False)
         _frame().rename(columns={"amount": "total"}).to_sql("orders", connection, index=False)
+        connection.execute("CREATE VIEW big_orders AS SELECT o.id, o.total, c.email FROM "
+                           "orders o JOIN customers c ON c.id = o.id WHERE o.total > 2")
+    their_lineage: dict = {}
+    our_lineage: dict = {}
     theirs = _datahub_run({"type": "sqlalchemy", "config": {
         "platform": "sqlite", "connect_uri": f"sqlite:///{db}", "env": "DEV",
-        "platform_instance": "edge"}}, tmp_path, monkeypatch)
+        "platform_instance": "edge"}}, tmp_path, monkeypatch, their_lineage)
     ours = _autokfp_run([{"name": "warehouse", "kind": "sql", "url": f"sqlite:///{db}",
-                          "env": "DEV", "platform_instance": "edge"}], "warehouse/customers")
+                          "env": "DEV", "platform_instance": "edge"}], "warehouse/customers",
+                        our_lineage)
     assert ours == theirs
+    view = "urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.big_orders,DEV)"
+    assert ours[view] == ["email", "id", "total"]
+    assert our_lineage == {view: [
+        "urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.customers,DEV)",
+        "urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.orders,DEV)"]}
+    # DataHub's sqlalchemy source cannot split "main.big_orders" into database, schema and
+    # view, so it parses without defaults and names edge.customers and edge.orders, datasets
+    # that do not exist; autokfp names the tables it (and DataHub) catalogued
+    assert their_lineage[view] and not set(their_lineage[view]) & set(theirs)
     assert "urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.customers,DEV)" in ours
     assert ours["urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.orders,DEV)"] == [
         "email", "id", "segment", "total"]
@@ -104,15 +135,35 @@ def test_postgres_tables_are_named_as_datahubs_postgres_source(postgres_server, 
                    # quoted names keep their case and spaces in DataHub's URNs and paths
                    'CREATE TABLE sales."Returns" ("Order ID" bigint, reason text, tags text[], '
                    "doc jsonb)",
-                   """INSERT INTO sales."Returns" VALUES (10, 'late', '{a,b}', '{"k": 1}')""")
+                   """INSERT INTO sales."Returns" VALUES (10, 'late', '{a,b}', '{"k": 1}')""",
+                   # views are datasets to DataHub's source too, with their lineage
+                   "CREATE VIEW sales.order_totals AS SELECT c.segment, sum(o.total) AS total "
+                   "FROM sales.orders o JOIN public.customers c ON c.id = o.customer_id "
+                   "GROUP BY c.segment",
+                   "CREATE VIEW public.big_customers AS SELECT id, email FROM customers "
+                   "WHERE amount > 2")
+    their_lineage: dict = {}
+    our_lineage: dict = {}
     theirs = _datahub_run({"type": "postgres", "config": {
         "host_port": f"127.0.0.1:{server.port}", "database": "crm", "username": server.user,
-        "password": server.password}}, tmp_path, monkeypatch)
+        "password": server.password}}, tmp_path, monkeypatch, their_lineage)
     ours = _autokfp_run([
         {"name": "crm", "kind": "sql", "url": server.url("crm")},
         {"name": "sales", "kind": "sql", "url": server.url("crm"), "schema": "sales"},
-    ], "crm/customers")
+    ], "crm/customers", our_lineage)
     assert ours == theirs
+    urn = "urn:li:dataset:(urn:li:dataPlatform:postgres,crm.{},PROD)".format
+    assert ours[urn("sales.order_totals")] == ["segment", "total"]
+    assert ours[urn("public.big_customers")] == ["email", "id"]
+    assert our_lineage == {  # PostgreSQL's own record of what each view reads (pg_depend)
+        urn("sales.order_totals"): [urn("public.customers"), urn("sales.orders")],
+        urn("public.big_customers"): [urn("public.customers")]}
+    assert their_lineage[urn("public.big_customers")] == our_lineage[urn("public.big_customers")]
+    # DataHub parses the definition, where PostgreSQL prints "customers" unqualified (public
+    # is on the search path), and names it in the view's schema: crm.sales.customers, a
+    # dataset that does not exist. Every upstream it names that exists, autokfp names too.
+    real = [u for u in their_lineage[urn("sales.order_totals")] if u in theirs]
+    assert set(real) <= set(our_lineage[urn("sales.order_totals")]) and real
     assert ours["urn:li:dataset:(urn:li:dataPlatform:postgres,crm.sales.orders,PROD)"] == [
         "customer_id", "order_id", "placed", "total"]
     assert "urn:li:dataset:(urn:li:dataPlatform:postgres,crm.public.customers,PROD)" in ours
