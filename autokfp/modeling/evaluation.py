@@ -101,6 +101,23 @@ def classification_details(y: pd.Series, predictions: pd.DataFrame, meta: dict[s
     return details
 
 
+def binary_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC of 0/1 labels, as scikit-learn's ``roc_auc_score`` (ties count a half), by
+    the rank sum (Mann-Whitney): a fraction of a millisecond where scikit-learn's input
+    checks take several, and the bootstraps call it hundreds of times."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y)
+    positives = int(np.sum(y == 1))
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
+        raise ValueError("Only one class present in y_true. ROC AUC score is not defined in "
+                         "that case.")
+    ranks = rankdata(np.asarray(score, dtype="float64"))
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2.0)
+                 / (positives * negatives))
+
+
 def metric_value(metric: str, y_codes_or_values: np.ndarray, scores: np.ndarray, task: str) -> float:
     """One metric on arrays (used inside the bootstrap)."""
     if task == "regression":
@@ -110,7 +127,7 @@ def metric_value(metric: str, y_codes_or_values: np.ndarray, scores: np.ndarray,
             return float(np.mean(np.abs(y_codes_or_values - scores)))
         return float(skm.r2_score(y_codes_or_values, scores))
     if metric == "auc":
-        return float(skm.roc_auc_score(y_codes_or_values, scores[:, 1]))
+        return binary_auc(y_codes_or_values, scores[:, 1])
     if metric == "logloss":
         return float(skm.log_loss(y_codes_or_values, scores, labels=list(range(scores.shape[1]))))
     predicted = (scores[:, 1] >= 0.5).astype(int) if task == "binary" else scores.argmax(axis=1)

@@ -244,3 +244,22 @@ def test_comparison_is_reproducible_and_serialisable(binary_case) -> None:
     assert first == second
     assert set(first) >= {"metric", "challenger", "champion", "improvement", "probability_better",
                           "promote", "reason", "champion_version"}
+
+
+def test_the_bootstraps_auc_is_scikit_learns() -> None:
+    """``binary_auc`` (a rank sum, used hundreds of times per bootstrap) equals scikit-learn's
+    ``roc_auc_score`` to 1e-12, with and without tied scores, and refuses one class alone."""
+    from sklearn.metrics import roc_auc_score
+
+    from autokfp.modeling.evaluation import binary_auc
+
+    rng = np.random.default_rng(0)
+    for rows in (5, 60, 900):
+        for decimals in (1, 2, 8):  # 1 decimal: many ties
+            y = rng.integers(0, 2, rows)
+            y[:2] = [0, 1]
+            scores = np.round(rng.random(rows) * 0.5 + 0.3 * y, decimals)
+            assert binary_auc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert binary_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    with pytest.raises(ValueError, match="one class"):
+        binary_auc(np.ones(4, dtype=int), np.arange(4.0))
