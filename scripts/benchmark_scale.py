@@ -8,12 +8,14 @@ each step's wall time and peak resident memory (the step's process and its child
 the H2O JVM the train step starts counts: the larger of the process's VmHWM and the
 process tree's resident memory sampled every 0.2 s):
 
-    discover          the crawl of the folder, then the training table loaded and written
-                      as the pipeline's dataset (the discover step)
-    profile           the quality gate (+ Evidently's bounded data summary)
-    engineer          split, task, feature plan (engineer_features)
+    discover          the crawl of the folder, then the training table copied in Arrow
+                      batches as the pipeline's dataset (the discover step)
+    profile           the quality gate in Arrow batches (+ Evidently's bounded data summary)
+    engineer          split streamed in batches, task, feature plan on a sample
+                      (engineer_features)
     data bias         group representation of the training rows (check_data_bias)
-    train             H2O AutoML, --budget seconds, max_mem_size --h2o-mem
+    train             H2O AutoML, --budget seconds, max_mem_size --h2o-mem (the JVM
+                      imports the features from a Parquet file)
     evaluate          the model on the test rows only (evaluate_model)
     bias              fairness on the test rows, mitigation fitted on a bounded sample of
                       training rows (bias_check)
@@ -23,7 +25,8 @@ process tree's resident memory sampled every 0.2 s):
     python scripts/benchmark_scale.py --rows 10000000 --skip train
 
 The machine's load average is printed with every step: on a shared machine the times are
-upper bounds. Discovery (the crawl) is measured by scripts/benchmark_discovery.py instead.
+upper bounds. Each step's figures are printed beside the anchor, the same step measured
+before discover, profile and engineer streamed the table (``BEFORE``). Discovery (the crawl) is measured by scripts/benchmark_discovery.py instead.
 """
 
 from __future__ import annotations
@@ -42,6 +45,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PIECE_ROWS = 1_000_000
 STEPS = ("discover", "profile", "engineer", "data_bias", "train", "evaluate", "bias", "drift")
 MEMORY_TARGET_GB = 12.0
+# The anchor: (seconds, peak GB) per step measured on 2026-12-05 (docs/scale.md), before
+# discover, profile and engineer streamed the table and before the local H2O imported
+# Parquet (load average 12-20 on 2 cores: times are upper bounds)
+BEFORE: dict[int, dict[str, tuple[float, float]]] = {
+    100_000: {"discover": (10.5, 0.24), "profile": (45.1, 0.57), "engineer": (52.3, 0.39),
+              "data_bias": (12.7, 0.26), "train": (171.4, 1.04), "evaluate": (68.9, 0.54),
+              "bias": (73.5, 0.63), "drift": (14.8, 0.22)},
+    1_000_000: {"discover": (34.0, 0.70), "profile": (59.0, 1.02), "engineer": (138.9, 1.22),
+                "data_bias": (21.0, 0.34), "train": (637.8, 2.47), "evaluate": (159.9, 0.91),
+                "bias": (142.6, 0.91), "drift": (15.7, 0.41)},
+    10_000_000: {"discover": (121.8, 5.16), "profile": (478.1, 7.93),
+                 "engineer": (1420.9, 10.80), "data_bias": (38.5, 1.12), "drift": (20.2, 0.79)},
+}
 
 
 # ----------------------------------------------------------------------------- the data
@@ -244,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         size_mb = (work / "data" / "table.parquet").stat().st_size / 1e6
         print(f"\n{rows:,} rows: table {size_mb:,.0f} MB of Parquet "
               f"({time.perf_counter() - started:.0f} s to write or find)")
-        print(f"  {'step':<10} {'seconds':>8} {'peak GB':>8} {'load':>5}")
+        print(f"  {'step':<10} {'seconds':>8} {'peak GB':>8} {'load':>5}   before: seconds, peak GB")
         config = _config(work / "data", args.budget, args.h2o_mem)
         results[rows] = []
         for step in STEPS:
@@ -256,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {step:<10} {result['seconds']:>8.1f} {'FAILED':>8} "
                       f"{result['load']:>5.1f}  {' '.join(result['error'])[:150]}")
             else:
+                before = BEFORE.get(rows, {}).get(step)
+                anchor = f"   {before[0]:8.1f} {before[1]:6.2f}" if before else ""
                 print(f"  {step:<10} {result['seconds']:>8.1f} {result['peak_gb']:>8.2f} "
-                      f"{result['load']:>5.1f}")
+                      f"{result['load']:>5.1f}{anchor}")
     if len(results) > 1:
         sizes = sorted(results)
         low, high = sizes[0], sizes[-1]

@@ -54,6 +54,40 @@ def batch_frame(batch: Any, schema: Any, dtypes: dict[str, Any]) -> pd.DataFrame
     return frame
 
 
+class RowSampler:
+    """At most ``rows`` of a file's ``total`` rows, drawn uniformly without replacement while
+    its batches stream past (``add`` each batch in file order), so a pass that reads the
+    file anyway (a copy) also draws the sample."""
+
+    def __init__(self, total: int, rows: int, seed: int = 0) -> None:
+        self.chosen = (None if total <= rows else
+                       np.sort(np.random.default_rng(seed).choice(total, size=rows, replace=False)))
+        self.parts: list[Any] = []
+        self.start = 0
+
+    def add(self, batch: Any) -> None:
+        stop = self.start + batch.num_rows
+        if self.chosen is None:
+            self.parts.append(batch)
+        else:
+            lo, hi = np.searchsorted(self.chosen, [self.start, stop])
+            if hi > lo:
+                self.parts.append(batch.take(self.chosen[lo:hi] - self.start))
+        self.start = stop
+
+    def frame(self, schema: Any, path: str | Path | None = None) -> pd.DataFrame:
+        """The sample as pandas: joined as Arrow and converted once, with the file's pandas
+        metadata (``schema``'s), and the dtypes ``pd.read_parquet`` gives the whole file."""
+        import pyarrow as pa
+
+        sample = pa.Table.from_batches(self.parts, schema=schema).to_pandas()
+        if self.chosen is not None and path is not None and Path(path).is_file():
+            for name, dtype in file_dtypes(path).items():
+                if name in sample.columns and sample[name].dtype != dtype:
+                    sample[name] = sample[name].astype(dtype)
+        return sample
+
+
 def sample_rows(
     path: str | Path, columns: list[str], rows: int, seed: int = 0,
     batch_rows: int = BATCH_ROWS,
@@ -68,23 +102,9 @@ def sample_rows(
     present = [c for c in columns if c in dataset.schema.names]
     if total <= rows:
         return dataset.to_table(columns=present).to_pandas()
-
-    chosen = np.sort(np.random.default_rng(seed).choice(total, size=rows, replace=False))
-    parts, start = [], 0
+    sampler = RowSampler(total, rows, seed)
     for batch in dataset.to_batches(columns=present, batch_size=batch_rows, use_threads=False):
-        stop = start + batch.num_rows
-        lo, hi = np.searchsorted(chosen, [start, stop])
-        if hi > lo:
-            parts.append(batch.take(chosen[lo:hi] - start))
-        start = stop
-    # joined as Arrow and converted once, with the file's pandas metadata (dtypes, categories)
+        sampler.add(batch)
     schema = pa.schema([dataset.schema.field(c) for c in present],
                        metadata=dataset.schema.metadata)
-    sample = pa.Table.from_batches(parts, schema=schema).to_pandas()
-    if Path(path).is_file():
-        for name, dtype in file_dtypes(path).items():
-            if name in sample.columns and sample[name].dtype != dtype:
-                sample[name] = sample[name].astype(dtype)
-    return sample
-
-
+    return sampler.frame(schema, path)

@@ -135,17 +135,17 @@ def copy_parquet_dataset(config: RunConfig, dataset_id: str, out_path: str,
 
     The file is copied to ``out_path`` in Arrow batches (its columns and Arrow types kept,
     so ``pd.read_parquet`` reads the copy as it reads the original) and profiled on a
-    uniform sample of at most ``sample_rows`` rows drawn batch by batch (a smaller file is
-    profiled whole, exactly as ``load_dataset`` does). Returns None, writing nothing, for
-    any other dataset, and for a file that keeps a pandas index or cannot be read: the
-    caller loads those with ``load_dataset``, whose errors name the problem.
+    uniform sample of at most ``sample_rows`` rows drawn during the copy (a smaller file is
+    profiled whole, exactly as ``load_dataset`` does): one pass over the file. Returns
+    None, writing nothing, for any other dataset, and for a file that keeps a pandas index
+    or cannot be read: the caller loads those with ``load_dataset``, whose errors name the
+    problem.
     """
     import os
 
     import pyarrow.parquet as pq
 
-    from autokfp.catalog.batches import BATCH_ROWS
-    from autokfp.catalog.batches import sample_rows as draw
+    from autokfp.catalog.batches import BATCH_ROWS, RowSampler
 
     source_name, _, relative = dataset_id.partition("/")
     source = next((s for s in config.sources if s.name == source_name), None)
@@ -164,22 +164,24 @@ def copy_parquet_dataset(config: RunConfig, dataset_id: str, out_path: str,
     if handle.metadata.num_rows == 0 or any(
             isinstance(c, str) for c in pandas_meta.get("index_columns", [])):
         return None  # empty (load_dataset says so) or an index load_dataset restores
-    sample = draw(path, list(handle.schema_arrow.names), sample_rows)
-    schema = profile_frame(sample, dataset_id, "file", str(path), fmt="parquet",
-                           row_count=handle.metadata.num_rows, max_rows=sample_rows)
-    del sample
-    _name(open_source(source), schema)
-    if dataset_id == config.training.dataset and config.training.target in schema.column_names:
-        target = schema.column(config.training.target)
-        if "target" not in target.tags:
-            target.tags.append("target")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(f".{out.name}.tmp")
+    sampler = RowSampler(handle.metadata.num_rows, sample_rows)  # drawn during the copy
     try:
         with pq.ParquetWriter(str(temp), handle.schema_arrow) as writer:
-            for batch in handle.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
+            for batch in handle.iter_batches(batch_size=BATCH_ROWS):
                 writer.write_batch(batch)
+                sampler.add(batch)
+        schema = profile_frame(sampler.frame(handle.schema_arrow, path), dataset_id, "file",
+                               str(path), fmt="parquet", row_count=handle.metadata.num_rows,
+                               max_rows=sample_rows)
+        del sampler
+        _name(open_source(source), schema)
+        if dataset_id == config.training.dataset and config.training.target in schema.column_names:
+            target = schema.column(config.training.target)
+            if "target" not in target.tags:
+                target.tags.append("target")
         os.replace(temp, out)
     finally:
         temp.unlink(missing_ok=True)
