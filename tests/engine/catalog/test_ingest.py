@@ -30,6 +30,16 @@ def test_generated_recipes_run_datahubs_sources_and_autokfp_adds_its_aspects(
     assert set(result.extended) == set(result.datasets)  # autokfp named every one the same
     for path in result.metadata_files:
         check_metadata_file(path, tmp_path / "home")
+        # the sink wrote autokfp's serialisation of DataHub's records (no validation pass):
+        # exactly what DataHub's own to_obj makes of them
+        from datahub.emitter.mcp import MetadataChangeProposalWrapper
+
+        records = [r for r in json.loads(Path(path).read_text()) if "proposedSnapshot" not in r]
+        assert len(records) > 10
+        for record in records:
+            parsed = MetadataChangeProposalWrapper.from_obj(json.loads(json.dumps(record)))
+            if isinstance(parsed, MetadataChangeProposalWrapper):  # not a PATCH
+                assert parsed.to_obj(simplified_structure=True) == record
 
     entity = read_lite(catalog_home.catalog_dir, table_urn)
     fields = {f["fieldPath"]: f for f in entity["schemaMetadata"]["fields"]}
