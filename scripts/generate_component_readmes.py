@@ -158,9 +158,10 @@ def stage_of(component: Any) -> str:
 def step_of(component: Any) -> str:
     """The ``autokfp.steps`` module the component's body calls."""
     source = inspect.getsource(component.python_func)
-    # autokfp.steps.results gives every body its publish(); it is no step
+    # autokfp.steps.results gives every body its publish() and autokfp.steps.form the typed
+    # inputs of a component used alone; neither is a step
     steps = sorted(set(re.findall(r"from (autokfp\.steps\.\w+) import", source))
-                   - {"autokfp.steps.results"})
+                   - {"autokfp.steps.results", "autokfp.steps.form"})
     if len(steps) != 1:
         raise ValueError(f"{component.python_func.__name__}: a component calls exactly one step "
                          f"(autokfp.steps.<name>); its body imports {steps or 'none'}")
@@ -303,7 +304,7 @@ def _exit_handler(component: Any, components: tuple, calls: list[str]) -> Any | 
                    and not any(_is_artifact(s.type) for s in (c.component_spec.inputs or {}).values()))
     arguments = ", ".join(f"{name}={_parameter_value(name, spec)}"
                           for name, spec in (guarded.component_spec.inputs or {}).items()
-                          if not spec.optional)
+                          if not spec.optional or name == "config")
     calls[-1] += f"  # {final[0]}: filled in by KFP with the final status of the tasks below"
     calls += [f"    with dsl.ExitHandler({_variable(component)}):",
               f"        {_variable(guarded)} = {guarded.python_func.__name__}({arguments})"]
@@ -321,7 +322,9 @@ def _pipeline_calls(target: Any, components: tuple) -> tuple[list[Any], list[str
         arguments = []
         for name, spec in (component.component_spec.inputs or {}).items():
             if not _is_artifact(spec.type):
-                if not spec.optional:  # else its default
+                # else its default; the example pipeline's config is passed on even where
+                # it is optional (a component used alone takes typed inputs instead)
+                if not spec.optional or name == "config":
                     arguments.append(f"{name}={_parameter_value(name, spec)}")
                 continue
             if getattr(spec, "is_artifact_list", False):  # Input[List[...]]: a fan-in

@@ -8,13 +8,14 @@ from autokfp.settings import image
 
 @dsl.component(base_image=image("training"), install_kfp_package=False)
 def train_model(
-    config: dict,
-    engine: str,
     train: Input[Dataset],
     plan: Input[Artifact],
     model: Output[Model],
     leaderboard: Output[HTML],
     metrics: Output[Metrics],
+    engine: str = "h2o",
+    budget_seconds: int = -1,
+    config: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
 ) -> str:
     """Train ``engine`` within ``config.budget`` and package its leader as an MLflow pyfunc.
 
@@ -29,17 +30,25 @@ def train_model(
     back to the other engines' leaders. An engine left out of ``config.engines`` writes a
     ``skipped`` marker.
 
+    Usable alone: ``train_model(train=f.outputs["train"], plan=f.outputs["plan"],
+    engine="h2o", budget_seconds=300)`` after ``engineer_features`` (no config: every
+    setting's default). In a cluster the GPU request is a task setting:
+    ``autokfp.pipelines.cluster.configure_training_task(task, ClusterOptions.from_env())``.
+
     Args:
-        config: What training reads: an item's ``settings`` from ``list_engines`` (budget,
-            ``engines.<engine>``, primary metric, calibration), or a whole run config.
-        engine: The engine's registered name (e.g. ``h2o``, ``autokeras``).
-        train: Training rows (Parquet).
-        plan: The feature plan (JSON).
+        train: Training rows (Parquet), from ``engineer_features``.
+        plan: The feature plan (JSON), from ``engineer_features``.
         model: Output. The MLflow pyfunc model folder (or a failed/skipped candidate marker);
             its metadata names the engine, status, leader and device.
         leaderboard: Output. The engine's leaderboard (models or trials) as HTML.
         metrics: Output. Cross-validation (or validation) metrics of the leader and
             training figures.
+        engine: The engine's registered name (e.g. ``h2o``, ``autokeras``).
+        budget_seconds: The engine's search time in seconds (-1: the config's
+            ``budget.max_runtime_secs``, default 120).
+        config: Optional: what training reads: an item's ``settings`` from
+            ``list_engines`` (budget, ``engines.<engine>``, primary metric, calibration), or
+            a whole run config; ``budget_seconds`` overrides its budget.
 
     Returns:
         The candidate's status: ``trained``, ``failed`` or ``skipped``.
@@ -47,14 +56,17 @@ def train_model(
     Example:
         >>> t = train_model(config=item.settings, engine=item.engine,
         ...                 train=f.outputs["train"], plan=f.outputs["plan"])
+        >>> t = train_model(train=f.outputs["train"], plan=f.outputs["plan"],
+        ...                 engine="h2o", budget_seconds=300)              # used alone
     """
     import logging
 
+    from autokfp.steps.form import training_form
     from autokfp.steps.results import publish
     from autokfp.steps.train_model import train_candidate as step
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return publish(step(config, train.path, plan.path, model.path, leaderboard.path,
+    return publish(step(training_form(config, budget_seconds), train.path, plan.path, model.path, leaderboard.path,
                         engine=engine), metrics=metrics, model=model)
 
 

@@ -42,3 +42,21 @@ def test_profile_stops_on_a_constant_target(churn_frame, churn_folder, tmp_path)
                             schema=schema, report=report, metrics=metrics)
     # the report explaining the failure is still written for the UI
     assert Path(report.path).exists()
+
+
+def test_used_alone_it_needs_a_target_and_nothing_else(churn_frame, tmp_path) -> None:
+    """A CSV dataset, no schema, no run config: the default quality policy on the target."""
+    dataset = artifact(Dataset, tmp_path, "dataset")
+    churn_frame.head(400).to_csv(dataset.path, index=False)
+    report = artifact(HTML, tmp_path, "report")
+    metrics = artifact(Metrics, tmp_path, "metrics")
+    profile.python_func(dataset=dataset, target="churned", report=report, metrics=metrics)
+    assert metrics.metadata["rows"] == 400 and metrics.metadata["checks_failed"] == 0
+    # the constant target fails the gate the same way as in autokfp's pipeline
+    churn_frame.head(400).assign(churned=0).to_csv(dataset.path, index=False)
+    with pytest.raises(QualityGateError, match="churned"):
+        profile.python_func(dataset=dataset, target="churned", report=report, metrics=metrics)
+    from autokfp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="training.target"):  # no target at all
+        profile.python_func(dataset=dataset, report=report, metrics=metrics)

@@ -55,3 +55,34 @@ def test_a_table_above_the_plan_sample_is_split_whole_and_planned_on_a_sample(
     assert train[numeric].isna().any()  # (the split is fixed: at least one is a train row)
     assert numeric in plan.missing_indicators
     assert "uniform sample of 300 training rows" in Path(paths["report"]).read_text()
+
+
+def test_used_alone_a_csv_dataset_and_a_target_are_enough(churn_frame, autokfp_home,
+                                                          tmp_path) -> None:
+    """No run config, no schema: the CSV is converted, profiled (the id column is found by
+    its semantic type, as discovery would) and split; the same rows as with a schema."""
+    data = tmp_path / "data"
+    churn_frame.head(600).to_csv(data, index=False)  # an artifact path: no file suffix
+    outputs = {name: artifact(kind, tmp_path / "alone", name) for name, kind in (
+        ("train", Dataset), ("test", Dataset), ("plan", Artifact), ("report", Markdown))}
+    task, features = engineer_features.python_func(
+        dataset=artifact(Dataset, tmp_path, "data"), target="churned", task="binary", **outputs)
+    assert task == "binary" and features > 0
+    plan = json.loads(Path(outputs["plan"].path).read_text())
+    assert plan["target"] == "churned"
+    assert "customer_id" in plan["dropped"]  # the id, found by profiling, is no feature
+    train = pd.read_parquet(outputs["train"].path)
+    test = pd.read_parquet(outputs["test"].path)
+    assert len(train) + len(test) == 600 and set(train["customer_id"]).isdisjoint(test["customer_id"])
+    # a bad value is named, as `autokfp run` names it
+    import pytest
+
+    from autokfp.errors import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match="training.task"):
+        engineer_features.python_func(dataset=artifact(Dataset, tmp_path, "data"),
+                                      target="churned", task="binar", **outputs)
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(DataError, match="neither Parquet nor CSV"):
+        engineer_features.python_func(dataset=artifact(Dataset, tmp_path, "empty"),
+                                      target="churned", **outputs)

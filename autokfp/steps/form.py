@@ -1,0 +1,156 @@
+"""Typed inputs of a component used alone, in someone else's pipeline.
+
+autokfp's own pipelines hand every component the resolved run config (``resolve_config``)
+and the artifacts of the components before it. A component used alone gets what a user's
+pipeline has instead: a Parquet or CSV ``Dataset`` of its own, a target column, a budget,
+and no run config. These helpers turn those typed inputs into what the steps read, so the
+steps stay the same for both uses:
+
+* ``form_config``: the run config from the optional ``config`` with the typed inputs on top
+  (``autokfp.config.apply_run_form``: the same validation and messages as ``autokfp run``);
+  without a config, the input dataset itself is the run's dataset.
+* ``standalone``: the above, plus the dataset as Parquet (a CSV dataset is converted) and,
+  without a ``schema`` artifact from ``discover``, the dataset profiled (semantic types,
+  PII tags) as discovery would.
+* ``training_form``: the training settings a ``train_model`` task reads, with the typed
+  budget on top.
+
+Like ``autokfp.steps.results``, this module is no step of its own: a component body may
+import it next to the one step it calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autokfp.config import FROM_CONFIG, apply_run_form
+from autokfp.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def _set(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip() not in ("", FROM_CONFIG)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value != -1
+    return bool(value)
+
+
+def form_config(config: dict[str, Any] | None, *, dataset_path: str | None = None,
+                **form: Any) -> dict[str, Any]:
+    """The run config a component reads: ``config`` as it is when no typed input is set
+    (autokfp's own pipelines: the resolved config, and an unchanged cache key), else
+    ``config`` with the typed inputs (``target``, ``task``, ``model_name``,
+    ``budget_seconds``...) on top, validated. Without a config dataset, ``dataset_path`` (the
+    component's input artifact) is the run's dataset, so a user's pipeline needs no config.
+    Raises ConfigError naming every bad setting, as ``autokfp run`` does."""
+    if config and not any(_set(value) for value in form.values()):
+        return config
+    training = (config or {}).get("training")
+    has_dataset = isinstance(training, dict) and bool(training.get("dataset"))
+    dataset = dataset_path if dataset_path and not has_dataset else FROM_CONFIG
+    given = {key: value for key, value in form.items() if _set(value)}
+    return apply_run_form(config or None, dataset=dataset, origin="component inputs",
+                          **given).to_dict()
+
+
+def model_form_config(config: dict[str, Any] | None, model_path: str, dataset_path: str,
+                      **form: Any) -> dict[str, Any]:
+    """``form_config`` for a component that reads a packaged model: without a target (neither
+    typed nor in ``config``), the model's own (its ``meta.json``)."""
+    import json
+
+    training = (config or {}).get("training")
+    if not _set(form.get("target")) and not (isinstance(training, dict) and training.get("target")):
+        meta = Path(model_path, "artifacts", "meta.json")
+        if meta.is_file():
+            form["target"] = json.loads(meta.read_text())["target"]
+    return form_config(config, dataset_path=dataset_path, **form)
+
+
+@dataclass(frozen=True)
+class Standalone:
+    """What a step reads: the run config, the dataset as Parquet and its schema JSON."""
+
+    config: dict[str, Any]
+    dataset_path: str
+    schema_path: str
+
+
+def _parquet(path: Path) -> bool:
+    if path.is_dir():  # a folder of Parquet parts (pandas reads it as one table)
+        return True
+    with path.open("rb") as handle:
+        return handle.read(4) == b"PAR1"
+
+
+def standalone(config: dict[str, Any] | None, dataset_path: str, schema_path: str | None,
+               **form: Any) -> Standalone:
+    """The inputs of a component that reads a dataset and its schema, used alone or in
+    autokfp's pipelines: the run config (``form_config``; ``dataset_path`` is the run's
+    dataset when no config names one), the dataset as Parquet (a CSV input is converted into
+    a temporary folder), and its schema (``schema_path`` when ``discover`` wrote one, else
+    the dataset profiled here as discovery would: semantic types, PII tags). In autokfp's
+    pipelines (a config, a Parquet dataset and a schema) everything passes through as it is.
+    Raises ConfigError for a bad setting, DataError for a dataset that is missing, empty, or
+    neither Parquet nor CSV."""
+    import pandas as pd
+
+    path = Path(dataset_path)
+    if not path.exists():
+        raise DataError(f"input dataset {dataset_path} does not exist: pass a Dataset artifact "
+                        "holding one Parquet or CSV file")
+    resolved = form_config(config, dataset_path=dataset_path, **form)
+    frame = None
+    if not _parquet(path):
+        try:
+            frame = pd.read_csv(path)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataError(f"input dataset {dataset_path} is neither Parquet nor CSV: "
+                            f"{exc}") from None
+        if frame.empty:
+            raise DataError(f"input dataset {dataset_path} has no rows")
+        path = Path(tempfile.mkdtemp(prefix="autokfp-standalone-")) / "dataset.parquet"
+        frame.to_parquet(path, index=False)
+        log.info("input dataset %s read as CSV (%d rows) and converted to Parquet",
+                 dataset_path, len(frame))
+    if schema_path and Path(schema_path).is_file():
+        return Standalone(resolved, str(path), schema_path)
+    from autokfp.catalog.profiling import profile_frame
+
+    frame = frame if frame is not None else pd.read_parquet(path)
+    if frame.empty:
+        raise DataError(f"input dataset {dataset_path} has no rows")
+    governance = resolved.get("governance") or {}
+    schema = profile_frame(frame, dataset_id=resolved["training"]["dataset"], platform="file",
+                           location=str(dataset_path), fmt="parquet",
+                           sensitive_columns=governance.get("sensitive_columns") or ())
+    written = Path(tempfile.mkdtemp(prefix="autokfp-standalone-")) / "schema.json"
+    written.write_text(schema.to_json(), encoding="utf-8")
+    log.info("no schema input: profiled %s (%d columns)", dataset_path, len(schema.columns))
+    return Standalone(resolved, str(path), str(written))
+
+
+def training_form(settings: dict[str, Any] | str | None,
+                  budget_seconds: int = -1) -> dict[str, Any] | str:
+    """The training settings a ``train_model`` task reads (``TrainingSettings``: every field
+    has a default, so ``{}`` is valid; or a whole run config), with ``budget_seconds`` on top
+    when it is not -1. The step validates them (a bad value is a ConfigError naming it).
+    Without a budget they pass through as they came (kfp.local hands a ParallelFor item's
+    settings over as JSON text, which the step reads)."""
+    if not _set(budget_seconds):
+        return settings or {}
+    if isinstance(settings, str):
+        import json
+
+        settings = json.loads(settings)
+    data: dict[str, Any] = dict(settings) if isinstance(settings, dict) else {}
+    budget = data.get("budget")
+    data["budget"] = {**(budget if isinstance(budget, dict) else {}),
+                      "max_runtime_secs": int(budget_seconds)}
+    return data
