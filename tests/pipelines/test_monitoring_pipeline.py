@@ -10,6 +10,7 @@ Every decision is in the audit trail, and the trail verifies.
 """
 
 # no `from __future__ import annotations`: kfp reads the test component's annotations as types
+import re
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,42 @@ def test_a_run_that_breaks_mid_deploy_restores_the_last_good_champion(tmp_path, 
     assert failed["state"] == "FAILED" and "failed" in failed["error"]  # what KFP reports
     assert events["deploy.rolled_back"]["details"]["restored_version"] == "1"
     assert verify_trail(autokfp_home).ok
+
+
+def test_the_typed_form_runs_and_a_bad_value_stops_the_first_task(tmp_path, autokfp_home,
+                                                                  capfd):
+    """kfp.local: the form's model name reaches every task over a config that names none;
+    drift_share=1.5 fails resolve-config, naming the setting, nothing else starts, and the
+    exit task records the failed run for the model the form names (nothing to restore)."""
+    import json
+
+    from kfp import local
+
+    from autokfp.pipelines import PIPELINES, ClusterOptions
+
+    autokfp_home.export()
+    local.init(runner=local.SubprocessRunner(use_venv=False),
+               pipeline_root=autokfp_home.pipeline_root, raise_on_error=False)
+    # kfp.local cannot substitute the schedule-time placeholder (autokfp monitor leaves it out)
+    monitoring = PIPELINES["drift-monitoring"](ClusterOptions(schedule_time=False))
+    config = {k: v for k, v in small_config(tmp_path).to_dict().items() if k != "name"}
+    monitoring(config=config, model_name="churn-form", window_days=3.0)
+    (collection,) = [p for p in Path(autokfp_home.pipeline_root).rglob("collection")
+                     if p.is_file()]
+    record = json.loads(collection.read_text())
+    assert record["model"] == "churn-form" and record["window"]["days"] == 3.0
+    assert record["status"] == "no-champion"  # nothing registered under that name
+    events = read_events(autokfp_home)
+    capfd.readouterr()
+
+    monitoring(config=config, model_name="churn-form", drift_share=1.5)
+    output = capfd.readouterr()
+    text = output.out + output.err
+    assert "monitoring.drift_share" in text and "less than or equal to 1" in text
+    started = set(re.findall(r"Executing task .?'([\w-]+)", re.sub(r"\x1b\[[0-9;]*m", "", text)))
+    assert started == {"resolve-config", "finalize-monitoring"}, started
+    (failed,) = read_events(autokfp_home)[len(events):]
+    assert failed["kind"] == "monitoring.run_failed" and failed["model"] == "churn-form"
 
 
 # ------------------------------------------------------------------------------ end to end
