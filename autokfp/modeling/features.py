@@ -603,31 +603,8 @@ def select_features(
     keep = list(ranked)
     reasons: dict[str, str] = {}
     if drop_useless and useful_model:
-        # Dropping a weak real feature costs more than keeping a useless one, so only clear
-        # cases go: never used by the quick model, or harmful beyond noise (mean + 2 SE < 0).
-        for name in ranked:
-            mean, stderr, never_used = importance[name]
-            if never_used:
-                reasons[name] = "feature selection: the quick model never uses it (importance 0)"
-            elif mean + 2.0 * stderr < 0.0:
-                reasons[name] = (f"feature selection: shuffling it improves the quick model "
-                                 f"(importance {mean:+.5f} ± {stderr:.5f})")
-        keep = [c for c in ranked if c not in reasons]
-        if not keep:  # never leave the model without input: keep the least useless one
-            keep = ranked[:1]
-            reasons.pop(ranked[0], None)
-        if reasons:
-            with threadpool_limits(limits=1):
-                check = _cross_validate_drop(features, labelled[plan.target], plan, keep,
-                                             seed + 1)
-            record["cv_check"] = check
-            if not check["accepted"]:
-                keep, reasons = list(ranked), {}
-                record["reason"] = (
-                    f"the features left after dropping for importance do worse under "
-                    f"{check['folds']}-fold cross-validation ({check['metric']} "
-                    f"{check['kept']:.5f} vs {check['all']:.5f} with every feature): "
-                    "none dropped for importance")
+        keep, reasons = _drop_by_importance(features, labelled[plan.target], plan, ranked,
+                                            importance, record, seed)
     elif drop_useless:
         record["reason"] = ("the quick model is no better than chance on held-back rows, so its "
                             "importances mean nothing; no feature dropped for importance")
@@ -643,6 +620,42 @@ def select_features(
     log.info("feature selection kept %d of %d features in %.1fs", len(plan.feature_columns),
              len(columns), record["seconds"])
     return plan
+
+
+def _drop_by_importance(features: pd.DataFrame, y: pd.Series, plan: FeaturePlan,
+                        ranked: list[str], importance: dict[str, Any], record: dict[str, Any],
+                        seed: int) -> tuple[list[str], dict[str, str]]:
+    """The features kept (in ``ranked`` order) and why each other one is dropped, by its
+    permutation importance; the drop stands only when cross-validation confirms it
+    (``record['cv_check']``, and ``record['reason']`` when it does not)."""
+    from threadpoolctl import threadpool_limits
+
+    # Dropping a weak real feature costs more than keeping a useless one, so only clear
+    # cases go: never used by the quick model, or harmful beyond noise (mean + 2 SE < 0).
+    reasons: dict[str, str] = {}
+    for name in ranked:
+        mean, stderr, never_used = importance[name]
+        if never_used:
+            reasons[name] = "feature selection: the quick model never uses it (importance 0)"
+        elif mean + 2.0 * stderr < 0.0:
+            reasons[name] = (f"feature selection: shuffling it improves the quick model "
+                             f"(importance {mean:+.5f} ± {stderr:.5f})")
+    keep = [c for c in ranked if c not in reasons]
+    if not keep:  # never leave the model without input: keep the least useless one
+        keep = ranked[:1]
+        reasons.pop(ranked[0], None)
+    if reasons:
+        with threadpool_limits(limits=1):
+            check = _cross_validate_drop(features, y, plan, keep, seed + 1)
+        record["cv_check"] = check
+        if not check["accepted"]:
+            keep, reasons = list(ranked), {}
+            record["reason"] = (
+                f"the features left after dropping for importance do worse under "
+                f"{check['folds']}-fold cross-validation ({check['metric']} "
+                f"{check['kept']:.5f} vs {check['all']:.5f} with every feature): "
+                "none dropped for importance")
+    return keep, reasons
 
 
 def _cross_validate_drop(features: pd.DataFrame, y: pd.Series, plan: FeaturePlan,

@@ -65,8 +65,6 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
             are written first.
     """
     from autokfp.governance import fairness
-    from autokfp.governance.explain import background_records
-    from autokfp.modeling.model_package import save_model_package
 
     cfg = read_config(config)
     policy = cfg.governance
@@ -81,6 +79,35 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
     if len(train) < train_rows:
         log.info("bias mitigation fitted on %d of %d training rows (a uniform sample)",
                  len(train), train_rows)
+    report, mitigation, fit_rows = _assess(cfg, model, meta, model_path, train, train_path, test,
+                                           columns, source, problems)
+    report["model"] = cfg.model_name
+    if columns:
+        positive = meta["classes"][-1] if meta["task"] == "binary" else None
+        every_train_row = (train if len(train) == train_rows else
+                           pd.read_parquet(train_path, columns=list(dict.fromkeys([target, *columns]))))
+        report["data"] = fairness.check_training_data(every_train_row, target, positive, columns,
+                                                      policy)
+    report["mitigation_fit_rows"] = {"used": fit_rows, "training_rows": train_rows}
+
+    _save_checked_package(out_model_path, model_path, plan, meta, mitigation, report, columns,
+                          train, cfg.split.seed)
+    write_json(summary_path, report)
+    write_text(report_path, fairness.render_markdown(report))
+    _record_verdict(cfg, report, columns)
+    return _result(report)
+
+
+def _assess(cfg: RunConfig, model: Any, meta: dict[str, Any], model_path: str,
+            train: pd.DataFrame, train_path: str, test: pd.DataFrame, columns: list[str],
+            source: Any, problems: Any) -> tuple[dict[str, Any], Any, int]:
+    """The fairness report and the mitigation, on the test rows, or on the engine's
+    out-of-fold predictions of the training rows when only those can measure a sensitive
+    column; and how many rows the mitigation was fitted on."""
+    from autokfp.governance import fairness
+
+    policy = cfg.governance
+    target = meta["target"]
     test_predictions = model.predict(None, test.drop(columns=[target]))
     # held-out groups too small to measure a column (fewer than two of min_group_size rows)
     # that the engine's out-of-fold predictions of the training rows can measure: the whole
@@ -118,14 +145,16 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
         report["measured_on"] = "test"
         fit_rows = len(train)
     report["measured_groups"] = {"test": on_test, "out_of_fold": on_oof}
-    report["model"] = cfg.model_name
-    if columns:
-        positive = meta["classes"][-1] if meta["task"] == "binary" else None
-        every_train_row = (train if len(train) == train_rows else
-                           pd.read_parquet(train_path, columns=list(dict.fromkeys([target, *columns]))))
-        report["data"] = fairness.check_training_data(every_train_row, target, positive, columns,
-                                                      policy)
-    report["mitigation_fit_rows"] = {"used": fit_rows, "training_rows": train_rows}
+    return report, mitigation, fit_rows
+
+
+def _save_checked_package(out_model_path: str, model_path: str, plan: Any, meta: dict[str, Any],
+                          mitigation: Any, report: dict[str, Any], columns: list[str],
+                          train: pd.DataFrame, seed: int) -> None:
+    """The package to register: the model with its mitigation (if any), the fairness verdict
+    and the explainer's background rows in its meta."""
+    from autokfp.governance.explain import background_records
+    from autokfp.modeling.model_package import save_model_package
 
     new_meta = dict(meta)
     new_meta.pop("fairness_mitigation", None)
@@ -133,18 +162,22 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
         new_meta["fairness_mitigation"] = mitigation
     new_meta["fairness"] = {"verdict": report["verdict"], "sensitive_columns": columns}
     new_meta["explain_background"] = background_records(train, list(plan.input_columns),
-                                                        seed=cfg.split.seed)
+                                                        seed=seed)
     save_model_package(out_model_path, plan, Path(model_path, "artifacts", "engine"), new_meta,
-                       train.drop(columns=[target]))
-    write_json(summary_path, report)
-    write_text(report_path, fairness.render_markdown(report))
+                       train.drop(columns=[meta["target"]]))
 
+
+def _record_verdict(cfg: RunConfig, report: dict[str, Any], columns: list[str]) -> None:
+    """The verdict in the audit trail (a warning when fairness was not checked).
+
+    Raises:
+        PolicyError: the verdict is ``fail`` and ``governance.block_deploy_on_bias`` is true.
+    """
     verdict = report["verdict"]
-    blocked = verdict == "fail" and policy.block_deploy_on_bias
+    blocked = verdict == "fail" and cfg.governance.block_deploy_on_bias
     details = {"verdict": verdict, "reason": report["verdict_reason"],
                "sensitive_columns": columns, "blocked": blocked}
     if verdict == "mitigated":
-        mitigation = report["mitigation"]
         applied = report["mitigation"]
         details.update({"column": applied["column"], "method": applied["method"],
                         "thresholds": applied["thresholds"],
@@ -166,6 +199,11 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
             f"{cfg.model_name}: fairness policy not met, nothing registered or deployed: "
             f"{report['verdict_reason']}. See the fairness report; relax governance limits, "
             "fix the data, or set governance.block_deploy_on_bias: false to deploy anyway")
+
+
+def _result(report: dict[str, Any]) -> BiasChecked:
+    """The step's typed result: the verdict, the costs and every disparity before and after."""
+    verdict = report["verdict"]
     summary: dict[str, Any] = {"verdict": verdict, "reason": report["verdict_reason"],
                                "mitigated": verdict == "mitigated",
                                "accuracy_cost": float(report.get("accuracy_cost", 0.0)),

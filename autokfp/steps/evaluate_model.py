@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from autokfp.config import RunConfig
+from autokfp.steps.evaluation import evaluate_candidates
 from autokfp.steps.results import Curves, Publication, StepResult, finite_metrics
-from autokfp.steps.select_model import _evaluate
 
 log = logging.getLogger(__name__)
 
@@ -50,4 +50,4 @@ def evaluate_model(config: dict[str, Any] | RunConfig, model_path: str, test_pat
     """
     meta = json.loads(Path(model_path, "artifacts", "meta.json").read_text())
     return Evaluated.from_record(
-        _evaluate(config, {meta["engine"]: model_path}, test_path, evaluation_path))
+        evaluate_candidates(config, {meta["engine"]: model_path}, test_path, evaluation_path))

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from autokfp.config import RunConfig
 from autokfp.governance.audit import batched
-from autokfp.steps.io import read_config, write_json, write_text
+from autokfp.steps.evaluation import evaluate_candidates
 from autokfp.steps.results import Curves, Publication, StepResult
 
 log = logging.getLogger(__name__)
@@ -68,72 +65,5 @@ def select_model(config: dict[str, Any] | RunConfig, candidate_paths: dict[str, 
     with the leaderboard, robustness checks and plots. Raises TrainingError when no
     candidate is usable.
     """
-    return Selected.from_record(
-        _evaluate(config, candidate_paths, test_path, evaluation_path, model_path, report_path))
-
-
-def _evaluate(config: dict[str, Any] | RunConfig, candidate_paths: dict[str, str], test_path: str,
-              evaluation_path: str, model_path: str | None = None,
-              report_path: str | None = None) -> dict[str, Any]:
-    from autokfp.modeling import registry
-    from autokfp.modeling.model_package import load_model_package
-    from autokfp.modeling.plots import write_plots
-    from autokfp.modeling.selection import (
-        copy_selected,
-        evaluation_document,
-        load_candidates,
-        log_evaluation_run,
-        report_html,
-        select_model,
-    )
-
-    cfg = read_config(config)
-    test = pd.read_parquet(test_path)
-    candidates = load_candidates(candidate_paths)
-    client = registry.configure()
-    current = registry.champion_version(client, cfg.model_name)
-    champion = None
-    champion_error = None
-    if current is not None:
-        try:
-            champion = load_model_package(registry.model_uri(cfg.model_name))
-        except Exception as exc:  # noqa: BLE001 - an unusable champion must not block a new model
-            champion_error = (f"champion v{current.version} cannot be loaded ({exc}); it is "
-                              "replaced by a model that can")
-            log.warning(champion_error)
-    selection = select_model(candidates, test, cfg.selection, cfg.split.seed, champion=champion,
-                             champion_version=None if current is None else str(current.version))
-    if champion_error:
-        selection.comparison["reason"] = f"{champion_error}; {selection.comparison['reason']}"
-    document = evaluation_document(selection, len(test))
-    target = selection.selected.meta["target"]
-    with tempfile.TemporaryDirectory(prefix="autokfp-plots-") as scratch:
-        curves = {c.engine: c.predictions for c in selection.candidates if c.predictions is not None}
-        if selection.champion_predictions is not None:
-            curves[f"champion v{current.version}"] = selection.champion_predictions
-        try:
-            plots = write_plots(test[target], curves, selection.selected.meta, scratch,
-                                selected=selection.selected.engine)
-        except Exception as exc:  # noqa: BLE001 - a plot must never cost the evaluation
-            log.warning("evaluation plots failed: %s: %s", type(exc).__name__, exc)
-            plots = {}
-        page = report_html(document, plots)
-        document["mlflow_run_id"] = log_evaluation_run(cfg.model_name, selection, document, plots,
-                                                       page)
-        if report_path:
-            write_text(report_path, page)
-    if model_path:
-        copy_selected(selection, model_path)
-    write_json(evaluation_path, document)
-    from autokfp.steps.io import record_event
-
-    record_event("model.selected", {
-        "engine": selection.selected.engine, "reason": selection.reason,
-        "metric": selection.metric,
-        "value": document["metrics"].get(selection.metric),
-        "promote": bool(selection.comparison.get("promote")),
-        "decision": selection.comparison.get("reason"),
-        "candidates": {c.engine: c.status for c in selection.candidates}}, cfg.model_name)
-    log.info("selected %s: %s; %s", selection.selected.engine, selection.reason,
-             selection.comparison.get("reason"))
-    return document
+    return Selected.from_record(evaluate_candidates(config, candidate_paths, test_path,
+                                                    evaluation_path, model_path, report_path))
