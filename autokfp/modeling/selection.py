@@ -156,10 +156,6 @@ def select_model(candidates: list[Candidate], test: pd.DataFrame, selection_spec
 
 def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any, seed: int,
             champion: Any, champion_version: str | None, robustness_rows: int) -> Selection:
-    from autokfp.modeling.features import FeaturePlan
-    from autokfp.modeling.model_package import load_model_package
-    from autokfp.modeling.validation import calibration_report, cv_summary, robustness_report
-
     usable = [c for c in candidates if c.usable]
     if not usable:
         reasons = "; ".join(f"{c.engine}: {c.status} ({c.reason})" for c in candidates)
@@ -179,29 +175,7 @@ def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any
             candidate.status, candidate.reason = DISQUALIFIED, (
                 f"trained for another task or classes {same} than {usable[0].engine}")
             continue
-        started = time.monotonic()
-        try:
-            candidate.model = load_model_package(candidate.path)
-            candidate.predictions = candidate.model.predict(inputs)
-        except Exception as exc:  # noqa: BLE001 - a model that cannot score is out, not fatal
-            candidate.status = DISQUALIFIED
-            candidate.reason = f"cannot score the test rows: {type(exc).__name__}: {exc}"[:800]
-            log.warning("%s: %s", candidate.engine, candidate.reason)
-            continue
-        candidate.metrics = compute_metrics(truth, candidate.predictions, candidate.meta)
-        if candidate.meta["task"] != "regression":
-            candidate.details = classification_details(truth, candidate.predictions, candidate.meta)
-            candidate.calibration = calibration_report(truth, candidate.predictions, candidate.meta)
-        candidate.cv = cv_summary(candidate.meta, candidate.metrics.get(metric))
-        plan = FeaturePlan.from_json(Path(candidate.path, "artifacts", "plan.json").read_text())
-        report = robustness_report(candidate.model, inputs, plan, candidate.meta, seed=seed,
-                                   rows=robustness_rows)
-        candidate.robustness = report.to_dict()
-        candidate.score_seconds = round(time.monotonic() - started, 2)
-        if report.disqualified:
-            candidate.status = DISQUALIFIED
-            candidate.reason = "fails robustness: " + "; ".join(report.disqualified)
-            log.warning("%s disqualified: %s", candidate.engine, candidate.reason)
+        _score_candidate(candidate, truth, inputs, metric, seed, robustness_rows)
     contenders = [c for c in candidates if c.usable]
     if not contenders:
         reasons = "; ".join(f"{c.engine}: {c.status} ({c.reason})" for c in candidates)
@@ -212,74 +186,24 @@ def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any
     pooled = pool_rows(contenders, truth, reference)
     rows_truth = pooled.truth if pooled else truth
     for candidate in contenders:
-        frame = pooled.predictions[candidate.engine] if pooled else candidate.predictions
-        candidate.estimate = metric_with_interval(rows_truth, frame, candidate.meta, metric,
-                                                  seed=seed)
+        candidate.estimate = metric_with_interval(rows_truth, _pooled(candidate, pooled),
+                                                  candidate.meta, metric, seed=seed)
         candidate.estimate.update({
             "holdout_rows": pooled.holdout_rows if pooled else 0, "test_rows": len(truth),
             "source": ("out-of-sample training rows common to every candidate + test rows"
                        if pooled else "test rows")})
     ranked = sorted(contenders, key=lambda c: rank_key(metric, c.estimate["value"]))
     best = ranked[0]
-    for other in ranked[1:]:
-        versus = compare_to_champion(
-            rows_truth, pooled.predictions[other.engine] if pooled else other.predictions,
-            pooled.predictions[best.engine] if pooled else best.predictions, best.meta, metric,
-            0.0, selection_spec.confidence, min(200, selection_spec.bootstrap_samples), seed=seed)
-        other.versus_selected = {"probability_better": versus.probability_better,
-                                 "improvement": versus.improvement,
-                                 "ci_low": versus.ci_low, "ci_high": versus.ci_high}
+    _compare_with_selected(ranked, best, rows_truth, pooled, metric, selection_spec, seed)
     tie_note = ""
     if len(ranked) > 1 and best.meta["task"] != "regression" and metric != "logloss":
-        # a tie (the runner-up is not worse beyond noise) goes to the better-calibrated model
-        tied = [c for c in ranked[1:] if (c.versus_selected or {}).get("probability_better", 0.0)
-                >= 1.0 - selection_spec.confidence]
-        losses = {c.engine: metric_with_interval(
-            rows_truth, pooled.predictions[c.engine] if pooled else c.predictions, c.meta,
-            "logloss", samples=0)["value"] for c in [best, *tied]}
-        calibrated = min([best, *tied], key=lambda c: losses[c.engine])
-        if calibrated is not best:
-            tie_note = (f"; {calibrated.engine} and {best.engine} tie on {metric} "
-                        f"(P({calibrated.engine} better) "
-                        f"{calibrated.versus_selected['probability_better']:.2f}), and "
-                        f"{calibrated.engine} is better calibrated (log loss "
-                        f"{losses[calibrated.engine]:.4f} vs {losses[best.engine]:.4f})")
-            previous = best
-            best = calibrated
-            for other in ranked:
-                if other is best:
-                    continue
-                versus = compare_to_champion(
-                    rows_truth, pooled.predictions[other.engine] if pooled else other.predictions,
-                    pooled.predictions[best.engine] if pooled else best.predictions, best.meta,
-                    metric, 0.0, selection_spec.confidence,
-                    min(200, selection_spec.bootstrap_samples), seed=seed)
-                other.versus_selected = {"probability_better": versus.probability_better,
-                                         "improvement": versus.improvement,
-                                         "ci_low": versus.ci_low, "ci_high": versus.ci_high}
-            best.versus_selected = None
-            log.info("tie on %s between %s and %s: the better-calibrated %s is selected", metric,
-                     previous.engine, best.engine, best.engine)
+        best, tie_note = _break_tie(ranked, best, rows_truth, pooled, metric, selection_spec,
+                                    seed)
     others = [c for c in candidates if c is not best]
     reason = _selection_reason(best, others, metric) + tie_note
 
-    champion_predictions = None
-    champion_info = None
-    note = None
-    if champion is not None:
-        try:
-            champion_predictions = champion.predict(inputs)
-            missing = [f"probability_{c}" for c in (best.meta.get("class_labels") or [])
-                       if f"probability_{c}" not in champion_predictions.columns]
-            if missing:
-                raise ValueError(f"the champion predicts other classes (lacks {missing})")
-            champion_info = {"version": champion_version,
-                             "metrics": compute_metrics(truth, champion_predictions, best.meta)}
-        except Exception as exc:  # noqa: BLE001 - an unusable champion must not block a new model
-            note = (f"champion v{champion_version} cannot score the current data ({exc}); "
-                    "it is replaced by a model that can")
-            log.warning(note)
-            champion_predictions = None
+    champion_predictions, champion_info, note = _score_champion(champion, champion_version,
+                                                                best, truth, inputs)
     comparison = compare_to_champion(
         truth, best.predictions, champion_predictions, best.meta, metric,
         selection_spec.min_improvement, selection_spec.confidence,
@@ -291,6 +215,107 @@ def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any
     return Selection(metric=metric, candidates=candidates, selected=best,
                      comparison=comparison.to_dict(), champion=champion_info, reason=reason,
                      champion_predictions=champion_predictions)
+
+
+def _score_candidate(candidate: Candidate, truth: pd.Series, inputs: pd.DataFrame, metric: str,
+                     seed: int, robustness_rows: int) -> None:
+    """Load and score ``candidate`` on the test rows: its metrics, calibration, CV spread and
+    robustness; a model that cannot score or fails robustness is disqualified."""
+    from autokfp.modeling.features import FeaturePlan
+    from autokfp.modeling.model_package import load_model_package
+    from autokfp.modeling.validation import calibration_report, cv_summary, robustness_report
+
+    started = time.monotonic()
+    try:
+        candidate.model = load_model_package(candidate.path)
+        candidate.predictions = candidate.model.predict(inputs)
+    except Exception as exc:  # noqa: BLE001 - a model that cannot score is out, not fatal
+        candidate.status = DISQUALIFIED
+        candidate.reason = f"cannot score the test rows: {type(exc).__name__}: {exc}"[:800]
+        log.warning("%s: %s", candidate.engine, candidate.reason)
+        return
+    candidate.metrics = compute_metrics(truth, candidate.predictions, candidate.meta)
+    if candidate.meta["task"] != "regression":
+        candidate.details = classification_details(truth, candidate.predictions, candidate.meta)
+        candidate.calibration = calibration_report(truth, candidate.predictions, candidate.meta)
+    candidate.cv = cv_summary(candidate.meta, candidate.metrics.get(metric))
+    plan = FeaturePlan.from_json(Path(candidate.path, "artifacts", "plan.json").read_text())
+    report = robustness_report(candidate.model, inputs, plan, candidate.meta, seed=seed,
+                               rows=robustness_rows)
+    candidate.robustness = report.to_dict()
+    candidate.score_seconds = round(time.monotonic() - started, 2)
+    if report.disqualified:
+        candidate.status = DISQUALIFIED
+        candidate.reason = "fails robustness: " + "; ".join(report.disqualified)
+        log.warning("%s disqualified: %s", candidate.engine, candidate.reason)
+
+
+def _pooled(candidate: Candidate, pooled: Any) -> pd.DataFrame:
+    """The candidate's predictions of the rows selection compares on (pooled or test rows)."""
+    return pooled.predictions[candidate.engine] if pooled else candidate.predictions
+
+
+def _compare_with_selected(ranked: list[Candidate], best: Candidate, rows_truth: pd.Series,
+                           pooled: Any, metric: str, selection_spec: Any, seed: int) -> None:
+    """Each other ranked candidate's paired bootstrap against ``best`` (``versus_selected``)."""
+    for other in ranked:
+        if other is best:
+            continue
+        versus = compare_to_champion(
+            rows_truth, _pooled(other, pooled), _pooled(best, pooled), best.meta, metric,
+            0.0, selection_spec.confidence, min(200, selection_spec.bootstrap_samples), seed=seed)
+        other.versus_selected = {"probability_better": versus.probability_better,
+                                 "improvement": versus.improvement,
+                                 "ci_low": versus.ci_low, "ci_high": versus.ci_high}
+
+
+def _break_tie(ranked: list[Candidate], best: Candidate, rows_truth: pd.Series, pooled: Any,
+               metric: str, selection_spec: Any, seed: int) -> tuple[Candidate, str]:
+    """A tie (the runner-up is not worse beyond noise) goes to the better-calibrated model:
+    the selected candidate, and a note when the tie changed it."""
+    tied = [c for c in ranked[1:] if (c.versus_selected or {}).get("probability_better", 0.0)
+            >= 1.0 - selection_spec.confidence]
+    losses = {c.engine: metric_with_interval(
+        rows_truth, _pooled(c, pooled), c.meta, "logloss", samples=0)["value"]
+        for c in [best, *tied]}
+    calibrated = min([best, *tied], key=lambda c: losses[c.engine])
+    if calibrated is best:
+        return best, ""
+    tie_note = (f"; {calibrated.engine} and {best.engine} tie on {metric} "
+                f"(P({calibrated.engine} better) "
+                f"{calibrated.versus_selected['probability_better']:.2f}), and "
+                f"{calibrated.engine} is better calibrated (log loss "
+                f"{losses[calibrated.engine]:.4f} vs {losses[best.engine]:.4f})")
+    previous = best
+    best = calibrated
+    _compare_with_selected(ranked, best, rows_truth, pooled, metric, selection_spec, seed)
+    best.versus_selected = None
+    log.info("tie on %s between %s and %s: the better-calibrated %s is selected", metric,
+             previous.engine, best.engine, best.engine)
+    return best, tie_note
+
+
+def _score_champion(champion: Any, champion_version: str | None, best: Candidate,
+                    truth: pd.Series, inputs: pd.DataFrame
+                    ) -> tuple[pd.DataFrame | None, dict[str, Any] | None, str | None]:
+    """The champion's predictions of the test rows and its metrics; or, when it cannot score
+    them (or predicts other classes), None and why (it is then replaced)."""
+    if champion is None:
+        return None, None, None
+    try:
+        champion_predictions = champion.predict(inputs)
+        missing = [f"probability_{c}" for c in (best.meta.get("class_labels") or [])
+                   if f"probability_{c}" not in champion_predictions.columns]
+        if missing:
+            raise ValueError(f"the champion predicts other classes (lacks {missing})")
+        return champion_predictions, {"version": champion_version,
+                                      "metrics": compute_metrics(truth, champion_predictions,
+                                                                 best.meta)}, None
+    except Exception as exc:  # noqa: BLE001 - an unusable champion must not block a new model
+        note = (f"champion v{champion_version} cannot score the current data ({exc}); "
+                "it is replaced by a model that can")
+        log.warning(note)
+        return None, None, note
 
 
 def _selection_reason(best: Candidate, others: list[Candidate], metric: str) -> str:
