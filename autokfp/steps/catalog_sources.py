@@ -121,7 +121,10 @@ def catalog_sources(config: dict[str, Any] | RunConfig | None, report_path: str,
     read (``catalog_path``) and, optionally, the report as JSON. Never fails on bad data:
     bad files, tables and sources are in the report.
     """
+    from autokfp.steps.form import refuse_passwords_in_pod
+
     crawled, training = crawl_targets(config, sources, include)
+    refuse_passwords_in_pod(crawled, "discovery")
     report = crawl_sources(crawled, training=training)
     write_text(report_path, render_crawl_html(report))
     if summary_path:

@@ -22,15 +22,38 @@ import it next to the one step it calls.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autokfp.config import FROM_CONFIG, apply_run_form
-from autokfp.errors import DataError
+from autokfp.config import FROM_CONFIG, SQL_PASSWORD_ENV_PREFIX, apply_run_form
+from autokfp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+
+def refuse_passwords_in_pod(sources: Iterable[Any], origin: str) -> None:
+    """In a pipeline's pod, refuse a source whose url held a literal password (the config
+    moved it into an environment variable of this process only): a run's parameters are
+    stored by Kubeflow, shown in its UI and handed to every task's pod, and the other pods
+    would not have the variable. Outside Kubernetes, and under kfp.local (whose tasks inherit
+    this process's environment), this does nothing. Raises ConfigError naming the sources."""
+    from autokfp.settings import in_cluster
+
+    if not in_cluster() or os.environ.get("AUTOKFP_RUNNER_PID"):
+        return
+    moved = [source.name for source in sources if getattr(source, "kind", None) == "sql"
+             and "${" + SQL_PASSWORD_ENV_PREFIX in source.url]
+    if moved:
+        raise ConfigError(
+            f"{origin}: source(s) {', '.join(moved)} hold a literal password in the url; a "
+            "run's parameters are stored by Kubeflow, shown in its UI and passed to every "
+            "task. Put the password in the Secret the pods receive as environment variables "
+            "(autokfp-credentials), write ${VAR} in the url (e.g. "
+            "postgresql://reader:${PG_PASSWORD}@db/crm#customers) and start the run again.")
 
 
 def _set(value: Any) -> bool:

@@ -80,6 +80,7 @@ def resolve_config(config: dict[str, Any] | None = None, dataset: str = FROM_CON
     ``with_monitoring_form`` for the monitoring settings), validated; with ``check_data`` the
     dataset is read and its target column checked. A DataHub dataset URN is looked up in the
     catalog first (``autokfp.catalog.locations``)."""
+    from autokfp.steps.form import refuse_passwords_in_pod
     from autokfp.steps.io import read_config
 
     config = with_monitoring_form(config, window_days=window_days, drift_share=drift_share,
@@ -92,6 +93,7 @@ def resolve_config(config: dict[str, Any] | None = None, dataset: str = FROM_CON
                               engines=engines, require_approval=require_approval)
     if urn:
         _check_same_dataset(resolved, urn)
+    refuse_passwords_in_pod(resolved.sources, "the run form")
     read_config(resolved)  # in a pod: the registry and the artifact store must be shared ones
     if check_data:
         check_training_data(resolved)

@@ -104,3 +104,21 @@ def test_a_bad_monitoring_value_is_named(churn_folder, form, words) -> None:
                                    check_data=False, **form)
     for word in words:
         assert word in str(raised.value)
+
+
+def test_a_literal_password_in_the_form_is_refused_in_a_pod(monkeypatch) -> None:
+    """A run's parameters are stored and shown by Kubeflow and passed to every task; the
+    moved password would exist in the first task's pod only."""
+    form = {"dataset": "postgresql://reader:s3cret-pw@db.example/crm#customers",
+            "target": "churned", "check_data": False}
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    # on a machine (or under kfp.local) the password moves to this process's environment
+    config = resolve_config.python_func(**form)
+    assert "s3cret-pw" not in str(config) and "${AUTOKFP_SQL_PASSWORD_" in str(config)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.delenv("AUTOKFP_RUNNER_PID", raising=False)
+    with pytest.raises(ConfigError) as raised:
+        resolve_config.python_func(**form)
+    message = str(raised.value)
+    assert "literal password" in message and "${VAR}" in message and "run-form" in message
+    assert "s3cret-pw" not in message

@@ -105,3 +105,18 @@ def test_include_narrows_the_configs_own_sources_without_renaming_them(tmp_path)
     assert [(s.name, s.kind, s.uri) for s in sources] == [
         ("churn", "gcs", "gs://bucket/churn"), ("churn-2", "s3", "s3://lake/churn")]
     assert training is not None
+
+
+def test_a_literal_password_in_typed_sources_is_refused_in_a_pod(tmp_path, monkeypatch) -> None:
+    from autokfp.errors import ConfigError
+
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.delenv("AUTOKFP_RUNNER_PID", raising=False)
+    outputs = {"report": artifact(HTML, tmp_path, "report"),
+               "catalog": artifact(Artifact, tmp_path, "catalog"),
+               "metrics": artifact(Metrics, tmp_path, "metrics")}
+    with pytest.raises(ConfigError) as raised:
+        catalog_sources.python_func(sources="postgresql://reader:s3cret-pw@db.example/crm",
+                                    **outputs)
+    assert "literal password" in str(raised.value) and "s3cret-pw" not in str(raised.value)
+    assert "crm" in str(raised.value)  # the source, by name
