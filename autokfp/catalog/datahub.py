@@ -309,29 +309,8 @@ def _catalog_properties(schema: DatasetSchema) -> dict[str, str]:
     return out
 
 
-def metadata_proposals(
-    schema: DatasetSchema,
-    upstream_urns: Iterable[str] = (),
-    timestamp_millis: int | None = None,
-) -> list[MetadataChangeProposalWrapper]:
-    """DataHub aspects describing one dataset.
-
-    Args:
-        schema: the profiled dataset. What the catalog knows about it (``schema.catalog``:
-            schema version, accepted version, verdict, changes) becomes custom properties,
-            the SchemaMetadata version, and a ``schema:breaking`` tag while a breaking
-            change is not accepted.
-        upstream_urns: datasets this one was derived from (adds UpstreamLineage).
-        timestamp_millis: profile time; default now.
-
-    Returns:
-        Proposals for Status (not removed), DatasetProperties, SchemaMetadata,
-        DatasetProfile, GlobalTags and, with upstreams, UpstreamLineage.
-    """
-    urn = dataset_urn(schema)
-    stamp = int(timestamp_millis if timestamp_millis is not None else time.time() * 1000)
-    pii_kinds = sorted({c.semantic_type for c in schema.columns if c.is_pii})
-    facts = schema.catalog or {}
+def _dataset_properties(schema: DatasetSchema) -> DatasetPropertiesClass:
+    """DatasetProperties: the description and the custom properties autokfp adds."""
     modified = _millis(schema.modified_at)
     properties = DatasetPropertiesClass(
         name=schema.dataset_id,
@@ -356,6 +335,44 @@ def metadata_proposals(
         },
         lastModified=TimeStampClass(time=modified) if modified else None,
     )
+    return properties
+
+
+def _dataset_tags(schema: DatasetSchema) -> list[str]:
+    """The dataset's tags: pii (and each PII kind), sensitive, and breaking while a breaking
+    schema change is not accepted."""
+    pii_kinds = sorted({c.semantic_type for c in schema.columns if c.is_pii})
+    dataset_tags = (["pii"] if pii_kinds else []) + [f"pii:{k}" for k in pii_kinds]
+    if any(c.is_sensitive for c in schema.columns):
+        dataset_tags.append("sensitive")
+    if (schema.catalog or {}).get("verdict") == "breaking":
+        dataset_tags.append(BREAKING_TAG)
+    return dataset_tags
+
+
+def metadata_proposals(
+    schema: DatasetSchema,
+    upstream_urns: Iterable[str] = (),
+    timestamp_millis: int | None = None,
+) -> list[MetadataChangeProposalWrapper]:
+    """DataHub aspects describing one dataset.
+
+    Args:
+        schema: the profiled dataset. What the catalog knows about it (``schema.catalog``:
+            schema version, accepted version, verdict, changes) becomes custom properties,
+            the SchemaMetadata version, and a ``schema:breaking`` tag while a breaking
+            change is not accepted.
+        upstream_urns: datasets this one was derived from (adds UpstreamLineage).
+        timestamp_millis: profile time; default now.
+
+    Returns:
+        Proposals for Status (not removed), DatasetProperties, SchemaMetadata,
+        DatasetProfile, GlobalTags and, with upstreams, UpstreamLineage.
+    """
+    urn = dataset_urn(schema)
+    stamp = int(timestamp_millis if timestamp_millis is not None else time.time() * 1000)
+    facts = schema.catalog or {}
+    properties = _dataset_properties(schema)
     schema_metadata = SchemaMetadataClass(
         schemaName=schema.dataset_id,
         platform=make_data_platform_urn(schema.platform),
@@ -372,11 +389,7 @@ def metadata_proposals(
         columnCount=len(schema.columns),
         fieldProfiles=[_field_profile(c, schema.sample_rows) for c in schema.columns],
     )
-    dataset_tags = (["pii"] if pii_kinds else []) + [f"pii:{k}" for k in pii_kinds]
-    if any(c.is_sensitive for c in schema.columns):
-        dataset_tags.append("sensitive")
-    if facts.get("verdict") == "breaking":
-        dataset_tags.append(BREAKING_TAG)
+    dataset_tags = _dataset_tags(schema)
     # Status(removed=False) as DataHub's sources send it: a dataset that comes back after it
     # was soft-deleted (``removal_proposals``) is live again
     aspects: list = [StatusClass(removed=False), properties, schema_metadata, profile,
