@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 from kfp import kubernetes
 
-# environment variables every task reads from the autokfp-config ConfigMap
+# environment variables every task reads from the autokfp-config ConfigMap (all its keys;
+# AUTOKFP_IMAGE_REGISTRY names the image an AutoKeras champion's InferenceService gets)
 CONFIG_KEYS = ("MLFLOW_TRACKING_URI", "AUTOKFP_ARTIFACT_ROOT", "AUTOKFP_MLFLOW_ARTIFACT_ROOT",
                "DATAHUB_GMS_URL", "AWS_ENDPOINT_URL", "AUTOKFP_H2O_CLUSTER_URL",
-               "AUTOKFP_H2O_IMPORT_ROOT")
+               "AUTOKFP_H2O_IMPORT_ROOT", "AUTOKFP_IMAGE_REGISTRY")
 # and from the autokfp-credentials Secret
 SECRET_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
                "DATAHUB_GMS_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",

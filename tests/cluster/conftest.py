@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 BUCKET = "autokfp-box"
+# the registry the test images are tagged with (scripts/test_cluster.sh sets it)
+IMAGE_REGISTRY = os.environ.get("AUTOKFP_IMAGE_REGISTRY", "autokfp.test")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -112,6 +114,7 @@ def box(tmp_path_factory) -> Iterator[Box]:
             "MLFLOW_TRACKING_URI": mlflow_uri,
             "AUTOKFP_ARTIFACT_ROOT": f"gs://{BUCKET}/autokfp",
             "AUTOKFP_MLFLOW_ARTIFACT_ROOT": f"gs://{BUCKET}/mlflow",
+            "AUTOKFP_IMAGE_REGISTRY": IMAGE_REGISTRY,
         }
         yield Box(root=root, store="gcs", mlflow_uri=mlflow_uri, config_env=config_env,
                   secret_env={}, platform_env=platform_env, storage_init_env=platform_env,
@@ -160,7 +163,8 @@ def s3_box(tmp_path_factory) -> Iterator[Box]:
     logs.mkdir()
     s3_port, mlflow_port = free_port(), free_port()
     endpoint = f"http://127.0.0.1:{s3_port}"
-    config_env = {"AWS_ENDPOINT_URL": endpoint}  # the ConfigMap names MinIO's address
+    # the ConfigMap names MinIO's address and the registry the images were pushed to
+    config_env = {"AWS_ENDPOINT_URL": endpoint, "AUTOKFP_IMAGE_REGISTRY": IMAGE_REGISTRY}
     secret_env = {"AWS_ACCESS_KEY_ID": "box-key", "AWS_SECRET_ACCESS_KEY": "box-secret"}
     platform_env = {"AWS_DEFAULT_REGION": "us-east-1", "DATAHUB_TELEMETRY_ENABLED": "false"}
     env = {**os.environ, **config_env, **secret_env, **platform_env}
