@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# make test-cluster: build the images (CPU training variant), then run tests/cluster, where
-# every pipeline task runs in its image through kfp.local.DockerRunner against real services:
-# once on gcp-storage-emulator (gs://, the whole loop) and once on moto_server (s3://).
-# (The loop trains H2O only: serving-keras, the serving image with TensorFlow, is not built.)
+# make test-cluster: build the images (CPU training variant, and serving-keras), then run
+# tests/cluster, where every pipeline task runs in its image through kfp.local.DockerRunner
+# against real services: once on gcp-storage-emulator (gs://, the whole loop with H2O, its
+# traffic captured by KServe's payload logger) and once on moto_server (s3://, an AutoKeras
+# champion served by serving-keras).
 #
 # Environment:
 #   PYTHON                   the project's venv Python (default .venv/bin/python)
@@ -35,7 +36,8 @@ fi
 started=$SECONDS
 echo ">> images (registry $REGISTRY, CPU training variant)"
 AUTOKFP_IMAGE_REGISTRY="$REGISTRY" PYTHON="$PYTHON" \
-  scripts/build_images.sh --accelerator cpu --image runtime --image training --image serving
+  scripts/build_images.sh --accelerator cpu --image runtime --image training --image serving \
+  --image serving-keras
 echo ">> images built in $((SECONDS - started)) s"
 
 # KServe's storage initializer code (kserve-storage) pins google-cloud-storage<3, which

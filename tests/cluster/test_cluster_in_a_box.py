@@ -11,12 +11,17 @@ HTTP.
 2. v1 is served by the serving image exactly as KServe would: the InferenceService's
    ``storageUri`` is fetched with KServe's own storage code (``kserve_storage.Storage``, the
    storage initializer's) into a folder mounted at ``/mnt/models``, and the container starts
-   with the ServingRuntime's args. Shifted traffic goes through it; its prediction log lands
-   in the object store.
+   with the ServingRuntime's args. Shifted traffic goes through KServe's agent in front of
+   it, whose payload logger posts each request and response as CloudEvents to the
+   payload-log receiver (its own container, as ``manifests/serving/payload-log.yaml``
+   deploys it); the receiver writes the prediction log to the object store.
 3. ``drift-monitoring`` reads that log, finds drift and a performance drop, and takes its
    retraining branch: v2 is trained, registered, deployed as a canary and promoted.
 4. The new champion is served the same way; v1 and v2 protocol answers equal the offline
    predictions of the model package.
+
+The same services on S3 (moto_server) run a shorter loop with an AutoKeras champion,
+served by the serving-keras image.
 """
 
 # no `from __future__ import annotations`: kfp reads pipeline annotations as types
@@ -25,8 +30,10 @@ import os
 import random
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +46,8 @@ from tests.cluster.conftest import Box, free_port, wait_http
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "churn-box"
 SERVING_RUNTIME = ROOT / "manifests" / "serving" / "servingruntime.yaml"
+PAYLOAD_LOG = ROOT / "manifests" / "serving" / "payload-log.yaml"
+AGENT = Path(__file__).resolve().parent / "kserve_agent.py"
 # a random UID in group 0, the way OpenShift's restricted SCC runs every container
 RUN_AS = f"{random.randint(1_000_100_000, 1_000_900_000)}:0"
 
@@ -54,7 +63,7 @@ def images() -> dict[str, str]:
 
     registry = os.environ.get("AUTOKFP_IMAGE_REGISTRY", "")
     found = {}
-    for name in ("runtime", "training", "serving"):
+    for name in ("runtime", "training", "serving", "serving-keras"):
         ref = image(name)
         assert registry and ref.startswith(registry + "/"), (
             f"set AUTOKFP_IMAGE_REGISTRY to the test images' registry before importing autokfp "
@@ -99,7 +108,15 @@ def _shift_period(frame: pd.DataFrame, seed: int, id_prefix: str) -> pd.DataFram
     return shift_period(frame, seed=seed, id_prefix=id_prefix)
 
 
-def _config(data_uri: str, labels_uri: str) -> dict:
+H2O = {"h2o": {"max_models": 2, "nfolds": 2, "max_mem_size": "1G",
+               "include_algos": ["GLM", "GBM"]}}
+# one small network, a few epochs: what matters here is where it is trained, registered and
+# served, not how good it is
+AUTOKERAS = {"autokeras": {"max_trials": 1, "epochs": 8, "patience": 3}}
+
+
+def _config(data_uri: str, labels_uri: str, payload_log: str, engines: dict = H2O,
+            max_runtime_secs: int = 10) -> dict:
     from autokfp.config import parse_config
 
     return parse_config({
@@ -108,17 +125,16 @@ def _config(data_uri: str, labels_uri: str) -> dict:
                      "uri": data_uri}],
         "training": {"dataset": "lake/customers.parquet", "target": "churned",
                      "id_column": "customer_id"},
-        "budget": {"max_runtime_secs": 10},
-        "engines": {"h2o": {"max_models": 2, "nfolds": 2, "max_mem_size": "1G",
-                            "include_algos": ["GLM", "GBM"]}},
+        "budget": {"max_runtime_secs": max_runtime_secs},
+        "engines": engines,
         "quality": {"min_rows": 100},
         # deploy runs inside the deploy task's container (no Kubernetes API here): it starts
         # the predictor there, verifies it against the offline predictions, then stops it
         # (latency is measured by scripts/benchmark_container_serving.py, not judged here)
         "deploy": {"target": "local", "smoke_rows": 20, "latency_budget_ms": 10000,
-                   # no KServe agent runs here to capture payloads for the receiver: the
-                   # predictor writes its own prediction log (the InferenceService says so)
-                   "payload_log": "predictor"},
+                   # kserve: KServe's agent posts the traffic to the payload-log receiver,
+                   # which writes the prediction log; predictor: the predictor writes it
+                   "payload_log": payload_log},
         "governance": {"block_deploy_on_bias": False, "mitigate": False, "shap_rows": 0,
                        "explain_rows": 50},
         "monitoring": {"window_days": 1, "min_window_rows": 300, "drift_share": 0.25,
@@ -153,15 +169,56 @@ def _one(run_dir: Path, pattern: str) -> Path:
 # ---------------------------------------------------------------- serving as KServe does
 
 
-class KServePredictor:
+def _resolve_env(box: Box, items: list[dict]) -> list[str]:
+    """``docker run -e`` arguments for a container's env list, each value resolved as the
+    kubelet does (literal values, ConfigMap and Secret keys; a missing optional key is
+    left out), then what the platform gives every pod."""
+    env = []
+    for item in items:
+        source = item.get("valueFrom", {})
+        if "configMapKeyRef" in source:
+            value = box.config_env.get(source["configMapKeyRef"]["key"])
+        elif "secretKeyRef" in source:
+            value = box.secret_env.get(source["secretKeyRef"]["key"])
+        else:
+            value = item.get("value")
+        if value is not None:
+            env += ["-e", f"{item['name']}={value}"]
+    for key, value in box.platform_env.items():
+        env += ["-e", f"{key}={value}"]
+    return env
+
+
+class Container:
+    """A detached container of the box, on the host's network, as a random UID in group 0."""
+
+    name: str
+
+    def logs(self) -> str:
+        result = _docker("logs", self.name, check=False)
+        return result.stdout + result.stderr
+
+    def stop(self) -> str:
+        """docker stop (SIGTERM, as the kubelet does); returns the container's log."""
+        _docker("stop", "--time", "30", self.name, check=False, timeout=60)
+        logs = self.logs()
+        _docker("rm", "-f", self.name, check=False)
+        return logs
+
+
+class KServePredictor(Container):
     """The serving image started as KServe starts it for an InferenceService."""
 
     def __init__(self, box: Box, image: str, manifest: dict, models_dir: Path):
-        self.box, self.image, self.manifest, self.models_dir = box, image, manifest, models_dir
+        self.box, self.manifest, self.models_dir = box, manifest, models_dir
+        model = manifest["spec"]["predictor"]["model"]
+        # the InferenceService's own image (an AutoKeras champion's) over the runtime's
+        self.image = model.get("image") or image
         self.service = manifest["metadata"]["name"]
-        self.storage_uri = manifest["spec"]["predictor"]["model"]["storageUri"]
+        self.storage_uri = model["storageUri"]
         self.name = f"autokfp-box-{self.service}-{uuid.uuid4().hex[:6]}"
         self.port = 8080
+        self.front: str | None = None  # KServe's agent in front of it, when it runs
 
     def fetch_model(self) -> None:
         """What KServe's storage initializer does: Storage.download(storageUri, /mnt/models)."""
@@ -185,22 +242,10 @@ class KServePredictor:
         wanted = int(port_arg.split("=", 1)[1])
         self.port = wanted if _port_free(wanted) else free_port()
         args = [f"--http_port={self.port}" if a == port_arg else a for a in args]
-        env = []
         # as KServe builds the pod: the runtime's env, then the InferenceService's model env
         # over it; each resolved as the kubelet does (ConfigMap and Secret keys)
         model_env = self.manifest["spec"]["predictor"]["model"].get("env", [])
-        for item in [*container.get("env", []), *model_env]:
-            source = item.get("valueFrom", {})
-            if "configMapKeyRef" in source:
-                value = self.box.config_env.get(source["configMapKeyRef"]["key"])
-            elif "secretKeyRef" in source:
-                value = self.box.secret_env.get(source["secretKeyRef"]["key"])
-            else:
-                value = item.get("value")
-            if value is not None:
-                env += ["-e", f"{item['name']}={value}"]
-        for key, value in self.box.platform_env.items():
-            env += ["-e", f"{key}={value}"]
+        env = _resolve_env(self.box, [*container.get("env", []), *model_env])
         _docker("run", "-d", "--name", self.name, "--network", "host", "--user", RUN_AS,
                 "-v", f"{self.models_dir}:/mnt/models:ro", *env, self.image, *args)
         probe = container["readinessProbe"]["httpGet"]["path"]
@@ -215,24 +260,90 @@ class KServePredictor:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def logs(self) -> str:
-        result = _docker("logs", self.name, check=False)
-        return result.stdout + result.stderr
-
-    def stop(self) -> str:
-        """docker stop (SIGTERM, as the kubelet does); returns the container's log."""
-        _docker("stop", "--time", "30", self.name, check=False, timeout=60)
-        logs = self.logs()
-        _docker("rm", "-f", self.name, check=False)
-        return logs
-
     def v1(self, records: list[dict]) -> list[dict]:
-        return _post(f"{self.url}/v1/models/{self.service}:predict",
+        return _post(f"{self.front or self.url}/v1/models/{self.service}:predict",
                      {"instances": records})["predictions"]
 
     def v2(self, inputs: list[dict]) -> dict:
-        return _post(f"{self.url}/v2/models/{self.service}/infer",
+        return _post(f"{self.front or self.url}/v2/models/{self.service}/infer",
                      {"id": "box", "inputs": inputs})
+
+
+class PayloadLogReceiver(Container):
+    """The receiver of KServe's payload logger, started as manifests/serving/payload-log.yaml
+    deploys it (its command and env, resolved from the ConfigMap and Secret), in the
+    serving image."""
+
+    def __init__(self, box: Box, image: str):
+        self.box, self.image = box, image
+        deployment = next(d for d in yaml.safe_load_all(PAYLOAD_LOG.read_text())
+                          if d["kind"] == "Deployment")
+        self.container = deployment["spec"]["template"]["spec"]["containers"][0]
+        self.name = f"autokfp-box-payload-log-{uuid.uuid4().hex[:6]}"
+        self.port = free_port()  # its Service maps port 80 to it; 8080 may be the predictor's
+
+    def start(self) -> None:
+        env = _resolve_env(self.box, [item for item in self.container["env"]
+                                      if item["name"] != "PORT"])
+        command = self.container["command"]  # a pod's command replaces the image's entrypoint
+        _docker("run", "-d", "--name", self.name, "--network", "host", "--user", RUN_AS,
+                *env, "-e", f"PORT={self.port}", "--entrypoint", command[0], self.image,
+                *command[1:], *self.container.get("args", []))
+        probe = self.container["readinessProbe"]["httpGet"]["path"]
+        try:
+            wait_http(f"http://127.0.0.1:{self.port}{probe}", 180)
+        except Exception:
+            print(self.logs())
+            raise
+
+    def url_for(self, logger_url: str) -> str:
+        """The InferenceService's logger URL as cluster DNS would resolve it: the
+        receiver's Service, here this container's port."""
+        parts = urllib.parse.urlsplit(logger_url)
+        assert parts.hostname == f"autokfp-payload-log.{parts.hostname.split('.')[1]}.svc.cluster.local", (
+            logger_url)
+        return urllib.parse.urlunsplit(
+            (parts.scheme, f"127.0.0.1:{self.port}", parts.path, parts.query, ""))
+
+
+class KServeAgent(Container):
+    """KServe's agent in front of a predictor, with the args KServe's webhook gives it for
+    the InferenceService's ``spec.predictor.logger`` (tests/cluster/kserve_agent.py: the
+    agent's image cannot be pulled here), in a container of its own on the pod's network."""
+
+    def __init__(self, predictor: KServePredictor, image: str, log_url: str):
+        self.predictor, self.image = predictor, image
+        manifest = predictor.manifest
+        self.logger = manifest["spec"]["predictor"]["logger"]
+        self.name = f"autokfp-box-agent-{uuid.uuid4().hex[:6]}"
+        self.port = free_port()
+        self.args = ["--port", str(self.port), "--component-port", str(predictor.port),
+                     "--log-url", log_url, "--source-uri", f"{predictor.service}-predictor-0",
+                     "--log-mode", self.logger["mode"],
+                     "--inference-service", manifest["metadata"]["name"],
+                     "--namespace", manifest["metadata"]["namespace"],
+                     "--endpoint", "default", "--component", "predictor"]
+
+    def start(self) -> None:
+        _docker("run", "-d", "--name", self.name, "--network", "host", "--user", RUN_AS,
+                "-v", f"{AGENT}:/agent/kserve_agent.py:ro", "--entrypoint", "python",
+                self.image, "/agent/kserve_agent.py", *self.args)
+        # the kubelet's probe (User-Agent kube-probe/...), which the agent proxies unlogged
+        deadline = time.monotonic() + 60
+        while True:
+            probe = urllib.request.Request(f"http://127.0.0.1:{self.port}/v2/health/ready",
+                                           headers={"User-Agent": "kube-probe/1.30"})
+            try:
+                with urllib.request.urlopen(probe, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                print(self.logs())
+                raise TimeoutError(f"KServe's agent on {self.port} did not become ready")
+            time.sleep(0.3)
+        self.predictor.front = f"http://127.0.0.1:{self.port}"
 
 
 def _port_free(port: int) -> bool:
@@ -270,27 +381,32 @@ def _v2_inputs(frame: pd.DataFrame, plan) -> list[dict]:
     return inputs
 
 
-def _assert_same(served: list[dict], expected: pd.DataFrame, what: str) -> None:
+def _assert_same(served: list[dict], expected: pd.DataFrame, what: str,
+                 atol: float = 1e-9) -> None:
     frame = pd.DataFrame(served)
     assert frame["prediction"].astype(str).tolist() == expected["prediction"].astype(str).tolist(), what
     probabilities = [c for c in expected.columns if c.startswith("probability_")]
     assert probabilities and set(probabilities) <= set(frame.columns), (what, list(frame.columns))
     np.testing.assert_allclose(frame[probabilities].to_numpy(dtype=float),
-                               expected[probabilities].to_numpy(dtype=float), rtol=0, atol=1e-9,
+                               expected[probabilities].to_numpy(dtype=float), rtol=0, atol=atol,
                                err_msg=what)
 
 
-def _check_served_champion(predictor: KServePredictor, rows: pd.DataFrame) -> None:
+def _check_served_champion(predictor: KServePredictor, rows: pd.DataFrame,
+                           atol: float = 1e-9) -> None:
+    """v1 and v2 answers equal the offline predictions of the fetched model package (H2O's
+    MOJO scores in float64: 1e-9; a Keras network in float32, the same TensorFlow build in
+    the image as here: ``atol`` 1e-6, where a different model is off by 1e-2 and more)."""
     from autokfp.modeling.model_package import load_model_package
 
     package = load_model_package(str(predictor.models_dir))
     offline = package.predict(rows).reset_index(drop=True)
-    _assert_same(predictor.v1(_records(rows)), offline, "v1 :predict")
+    _assert_same(predictor.v1(_records(rows)), offline, "v1 :predict", atol)
     plan = package.unwrap_python_model().plan
     body = predictor.v2(_v2_inputs(rows, plan))
     outputs = {o["name"]: o["data"] for o in body["outputs"]}
     _assert_same([dict(zip(outputs, values)) for values in zip(*outputs.values())], offline,
-                 "v2 /infer")
+                 "v2 /infer", atol)
 
 
 # --------------------------------------------------------------------------------- the loop
@@ -337,11 +453,12 @@ def test_train_serve_drift_retrain_and_serve_again_on_gcs_in_containers(
 
     from autokfp import storage
     from autokfp.examples.churn import generate_churn
+    from autokfp.monitoring.window import read_window
 
     data_uri, labels_uri = f"{box.bucket_uri}/lake", f"{box.bucket_uri}/labels"
     period_a = generate_churn(1500, seed=3)
     storage.write_bytes(f"{data_uri}/customers.parquet", period_a.to_parquet(index=False))
-    config = _config(data_uri, labels_uri)
+    config = _config(data_uri, labels_uri, payload_log="kserve")
     pipeline_root = tmp_path / "pipeline_root"
     _init_docker_runner(box, pipeline_root)
 
@@ -354,26 +471,54 @@ def test_train_serve_drift_retrain_and_serve_again_on_gcs_in_containers(
     first = _monitor(pipeline_root, config)
     assert first["decision"]["retrain"] is False and first["decision"]["status"] == "empty", first
 
-    # 2. v1 served as KServe serves it; shifted traffic goes through it and is logged
+    # 2. v1 served as KServe serves it, behind KServe's agent, whose payload logger posts
+    # every request and response as CloudEvents to the payload-log receiver (its own
+    # container, deployed as manifests/serving/payload-log.yaml); the receiver, not the
+    # predictor, writes the prediction log. Shifted traffic goes through it.
+    logger = manifest["spec"]["predictor"]["logger"]
+    assert logger["mode"] == "all", logger
+    model_env = {e["name"]: e.get("value") for e in manifest["spec"]["predictor"]["model"]["env"]}
+    assert model_env.get("AUTOKFP_PREDICTION_LOG") == "off", model_env  # the predictor logs nothing
     period_b = _shift_period(generate_churn(1500, seed=4), seed=5, id_prefix="B")
     requests = period_b.drop(columns=["churned"]).reset_index(drop=True)
+    traffic_started = datetime.now(timezone.utc) - timedelta(minutes=1)
+    receiver = PayloadLogReceiver(box, images["serving"])
     v1 = KServePredictor(box, images["serving"], manifest, tmp_path / "models-v1")
-    v1.fetch_model()
-    v1.start()
+    agent = KServeAgent(v1, images["serving"], receiver.url_for(logger["url"]))
+    answered: dict[str, str] = {}
     try:
+        receiver.start()
+        v1.fetch_model()
+        v1.start()
+        agent.start()
         _check_served_champion(v1, requests.head(25))
         for begin in range(0, len(requests), 100):
-            v1.v1(_records(requests.iloc[begin:begin + 100]))
+            batch = requests.iloc[begin:begin + 100]
+            answers = v1.v1(_records(batch))
+            answered.update(zip(batch["customer_id"], (str(a["prediction"]) for a in answers)))
     finally:
+        agent_log = agent.stop()  # SIGTERM: it sends what is queued, then exits
         served_log = v1.stop()
-    logged = [u for u in storage.list_uris(f"{box.config_env['AUTOKFP_ARTIFACT_ROOT']}/predictions",
-                                           recursive=True) if u.endswith(".parquet")]
-    assert logged, f"the predictor logged no predictions to the object store:\n{served_log[-3000:]}"
+        receiver_log = receiver.stop()  # SIGTERM: the receiver writes what it holds
+    logs = (f"agent:\n{agent_log[-2000:]}\npredictor:\n{served_log[-2000:]}\n"
+            f"receiver:\n{receiver_log[-3000:]}")
+    assert "0 failed" in agent_log, logs
+    # what the receiver wrote is what monitoring reads: every request of the traffic, each
+    # with the answer its caller got (the receiver paired request and response by Ce-Id)
+    window = read_window(box.config_env["AUTOKFP_ARTIFACT_ROOT"], v1.service, "1",
+                         traffic_started, datetime.now(timezone.utc) + timedelta(minutes=1))
+    frame = window.frame
+    assert not frame.empty, logs
+    traffic = frame[frame["customer_id"].astype(str).str.startswith("B")]
+    assert set(traffic["customer_id"]) == set(requests["customer_id"]), logs
+    assert len(traffic) >= len(requests), (len(traffic), logs)
+    assert (traffic["customer_id"].map(answered) == traffic["output_prediction"].astype(str)).all()
+    # one id per request (the agent's, shared by its request and response events)
+    assert traffic.groupby("request_id").size().min() >= 25, logs
     keep = os.environ.get("AUTOKFP_BOX_KEEP_LOG")
-    if keep:  # the served prediction log, for a look at what the predictor wrote
+    if keep:  # the served prediction log, for a look at what the receiver wrote
         Path(keep).mkdir(parents=True, exist_ok=True)
-        for number, uri in enumerate(logged):
-            Path(keep, f"{number}.parquet").write_bytes(storage.read_bytes(uri))
+        frame.to_parquet(Path(keep, "window.parquet"), index=False)
 
     # the labels of period B arrive and the training table is refreshed
     storage.write_bytes(f"{labels_uri}/period-b.parquet",
@@ -422,9 +567,13 @@ def test_train_serve_and_monitor_against_s3_in_containers(s3_box, images, s3_hos
     artifact store, MLflow's artifact root, KServe's storageUri and the prediction log are
     all s3://, reached at the ConfigMap's AWS_ENDPOINT_URL with the Secret's keys.
 
-    Shorter than the gs:// loop (whose retraining branch is store-independent): training,
-    serving as KServe does, and a monitoring run that reads the served log and the labels
-    back from S3 and, on traffic like the training data, keeps the champion."""
+    Shorter than the gs:// loop (whose retraining branch is store-independent), and with
+    the other engine: an AutoKeras network trained in the training image, registered in the
+    mlflow server, served by the serving-keras image (the one its InferenceService names),
+    answering as the network does offline; then a monitoring run that reads the served log
+    and the labels back from S3 and, on traffic like the training data, keeps the champion.
+    Here the predictor writes its own log (deploy.payload_log: predictor, with the S3 keys
+    its InferenceService then gets)."""
     from autokfp import storage
     from autokfp.examples.churn import generate_churn
 
@@ -432,21 +581,30 @@ def test_train_serve_and_monitor_against_s3_in_containers(s3_box, images, s3_hos
     data_uri, labels_uri = f"{box.bucket_uri}/lake", f"{box.bucket_uri}/labels"
     storage.write_bytes(f"{data_uri}/customers.parquet",
                         generate_churn(1500, seed=3).to_parquet(index=False))
-    config = _config(data_uri, labels_uri)
+    config = _config(data_uri, labels_uri, payload_log="predictor", engines=AUTOKERAS,
+                     max_runtime_secs=120)
     pipeline_root = tmp_path / "pipeline_root"
     _init_docker_runner(box, pipeline_root)
 
     manifest = _train_first_champion(box, config, pipeline_root)
+    model = manifest["spec"]["predictor"]["model"]
+    # the champion is the network, and its InferenceService names the image with TensorFlow
+    from mlflow import MlflowClient
+
+    champion = MlflowClient(box.mlflow_uri).get_model_version_by_alias(MODEL, "champion")
+    assert champion.tags.get("engine") == "autokeras", champion.tags
+    assert model.get("image") == images["serving-keras"], model
 
     # served as KServe serves it, the model fetched from s3:// with KServe's own code
     period = generate_churn(1500, seed=4)
     period["customer_id"] = "S" + period["customer_id"].astype(str)
     requests = period.drop(columns=["churned"]).reset_index(drop=True)
     predictor = KServePredictor(box, images["serving"], manifest, tmp_path / "models")
+    assert predictor.image == images["serving-keras"]
     predictor.fetch_model()
     predictor.start()
     try:
-        _check_served_champion(predictor, requests.head(25))
+        _check_served_champion(predictor, requests.head(25), atol=1e-6)
         for begin in range(0, len(requests), 100):
             predictor.v1(_records(requests.iloc[begin:begin + 100]))
     finally:
