@@ -563,9 +563,9 @@ def render_index(components: tuple) -> str:
         "The KFP faces of autokfp: one thin `@dsl.component` per pipeline stage. Each passes "
         "artifact paths to one engine call (`autokfp.steps.<name>`) and runs in an autokfp image, "
         "so nothing is installed at run time. `pipelines/` assembles them. In a pipeline of your "
-        "own, `catalog_sources`, `profile`, `engineer_features`, `train_model`, "
+        "own, `catalog_sources`, `discover`, `profile`, `engineer_features`, `train_model`, "
         "`evaluate_model` and `score_batch` need no autokfp run config: their typed inputs "
-        "(`sources`, `target`, `engine`, `budget_seconds`, `model_name`...) have defaults and "
+        "(`sources`, `dataset_uri`, `target`, `engine`, `budget_seconds`, `model_name`...) have defaults and "
         "`config` is optional (each README's Example shows the call).", "",
         "| component | stage | what it does | image | GPU |",
         "| --- | --- | --- | --- | --- |",

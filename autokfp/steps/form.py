@@ -82,6 +82,19 @@ def form_config(config: dict[str, Any] | None, *, dataset_path: str | None = Non
                           **given).to_dict()
 
 
+def located_config(config: dict[str, Any] | None, dataset_uri: str = FROM_CONFIG,
+                   target: str = FROM_CONFIG) -> dict[str, Any]:
+    """The run config of a component that reads the dataset itself (``discover``): ``config``
+    as it is without typed inputs, else the run form's resolution (``resolve_config``: a URI,
+    ``<database URL>#<table>``, ``<source>/<table>`` or a DataHub URN looked up in the
+    catalog), the data not read twice."""
+    if config and not (_set(dataset_uri) or _set(target)):
+        return config
+    from autokfp.steps.resolve_config import resolve_config
+
+    return resolve_config(config, dataset=dataset_uri, target=target, check_data=False).config
+
+
 def model_form_config(config: dict[str, Any] | None, model_path: str, dataset_path: str,
                       **form: Any) -> dict[str, Any]:
     """``form_config`` for a component that reads a packaged model: without a target (neither
