@@ -92,7 +92,7 @@ class AutoKerasSettings(EngineSettings):
         description="train the chosen architecture again on all training rows (fit + "
                     "validation) for the best epoch count; the search's model otherwise")
     # 1.0: with the whole budget as search time (TensorFlow's import outside it) the best
-    # trial trains longer, and at 0.5 the refit was skipped on 5 of 6 benchmark tables
+    # trial trains longer, and at 0.5 the refit was skipped on 6 of 7 benchmark tables
     refit_max_share: float = Field(
         default=1.0, gt=0.0, le=2.0,
         description="skip the refit when it would take longer than this share of "
