@@ -243,11 +243,15 @@ def _out_of_fold(model_path: str, meta: dict[str, Any], train_path: str, columns
         return None
     if found is None or len(found[0]) == 0:
         return None
-    positions, scores, _ = found
+    positions, scores, truth = found
     rows = pd.read_parquet(train_path, columns=list(dict.fromkeys(columns)))
-    if int(positions.max()) >= len(rows):
-        log.warning("out-of-fold predictions do not match the training rows (%d rows, position "
-                    "%d): fairness is measured on the test rows", len(rows), int(positions.max()))
+    target = meta["target"]
+    if int(positions.max()) >= len(rows) or not np.array_equal(
+            rows[target].astype(str).to_numpy()[positions],
+            np.asarray(labels, dtype=object)[np.asarray(truth, dtype=int)].astype(str)):
+        log.warning("out-of-fold predictions do not match the training rows (%d rows, labels "
+                    "differ or a position is out of range): fairness is measured on the test "
+                    "rows", len(rows))
         return None
     if len(positions) > MITIGATION_FIT_ROWS:
         keep = np.sort(np.random.default_rng(seed).choice(len(positions), MITIGATION_FIT_ROWS,

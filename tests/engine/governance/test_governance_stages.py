@@ -315,3 +315,21 @@ def test_groups_the_test_rows_cannot_measure_are_measured_out_of_fold(
     kinds = {"pass": "bias.passed", "mitigated": "bias.mitigated",
              "fail": "bias.accepted_despite_failure"}
     assert audit.read_events(home)[-1]["kind"] == kinds[result.verdict]
+
+
+def test_out_of_fold_predictions_that_do_not_match_the_training_rows_are_not_used(
+        governed, tmp_path) -> None:
+    """A training file in another order than the engine saw (the stored labels differ at
+    the stored positions) is refused, and the check stays on the test rows."""
+    paths = governed.trained.paths
+    shuffled = tmp_path / "train.parquet"
+    pd.read_parquet(paths.train).sample(frac=1.0, random_state=1).to_parquet(shuffled,
+                                                                               index=False)
+    config = small_config(governed.trained.folder,
+                          governance={**GOVERNANCE, "block_deploy_on_bias": False})
+    bias_check_step.bias_check(config, str(paths.model), str(shuffled), str(paths.test),
+                               str(paths.schema), str(tmp_path / "model"),
+                               str(tmp_path / "f.md"), str(tmp_path / "f.json"))
+    report = json.loads((tmp_path / "f.json").read_text())
+    assert report["measured_on"] == "test"
+    assert report["test_rows"] == len(pd.read_parquet(paths.test))
