@@ -104,7 +104,9 @@ def classification_details(y: pd.Series, predictions: pd.DataFrame, meta: dict[s
 def binary_auc(y: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC of 0/1 labels, as scikit-learn's ``roc_auc_score`` (ties count a half), by
     the rank sum (Mann-Whitney): a fraction of a millisecond where scikit-learn's input
-    checks take several, and the bootstraps call it hundreds of times."""
+    checks take several, and the bootstraps call it hundreds of times. Like scikit-learn,
+    refuses scores that are NaN or infinite (a rank sum would give NaN, or rank them as
+    ordinary extremes)."""
     from scipy.stats import rankdata
 
     y = np.asarray(y)
@@ -113,7 +115,11 @@ def binary_auc(y: np.ndarray, score: np.ndarray) -> float:
     if positives == 0 or negatives == 0:
         raise ValueError("Only one class present in y_true. ROC AUC score is not defined in "
                          "that case.")
-    ranks = rankdata(np.asarray(score, dtype="float64"))
+    score = np.asarray(score, dtype="float64")
+    if not np.isfinite(score).all():
+        raise ValueError(f"ROC AUC of {int((~np.isfinite(score)).sum())} NaN or infinite "
+                         "score(s): the model's probabilities must be finite numbers")
+    ranks = rankdata(score)
     return float((ranks[y == 1].sum() - positives * (positives + 1) / 2.0)
                  / (positives * negatives))
 

@@ -263,3 +263,7 @@ def test_the_bootstraps_auc_is_scikit_learns() -> None:
     assert binary_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
     with pytest.raises(ValueError, match="one class"):
         binary_auc(np.ones(4, dtype=int), np.arange(4.0))
+    # scikit-learn refuses NaN and infinite scores; a rank sum alone would give NaN or 1.0
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            binary_auc(np.array([0, 1, 1]), np.array([0.1, bad, 0.3]))
