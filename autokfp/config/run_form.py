@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from autokfp.config.passwords import mask_url_password
 from autokfp.config.run import RunConfig, check_config_size, parse_config
 from autokfp.errors import ConfigError
 
@@ -62,8 +63,10 @@ def _dataset_source(dataset: str, taken: set[Any]) -> tuple[dict[str, Any], str]
         dataset = rest
     path = Path(dataset)
     if not path.is_absolute():
-        raise ConfigError(f"dataset '{dataset}' is neither <source>/<table or file> of the "
-                          "config's sources, an absolute file path, a gs:// or s3:// URI, "
+        # masked: an unknown database scheme (snowflake://user:PASSWORD@...) lands here
+        raise ConfigError(f"dataset '{mask_url_password(dataset)}' is neither <source>/<table "
+                          "or file> of the config's sources, an absolute file path, a gs:// or "
+                          "s3:// URI, "
                           "<database URL>#<table>, nor a DataHub dataset URN (urn:li:dataset:...)")
     source = {"name": name, "kind": "folder", "path": str(path.parent), "include": [path.name]}
     return source, f"{name}/{path.name}"

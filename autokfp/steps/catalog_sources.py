@@ -11,7 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from autokfp.catalog.crawl import catalog_proposals, crawl_sources, render_crawl_html
 from autokfp.catalog.datahub import write_metadata
-from autokfp.config import FROM_CONFIG, RunConfig, Source, TrainingSpec
+from autokfp.config import FROM_CONFIG, RunConfig, Source, TrainingSpec, mask_url_password
 from autokfp.errors import ConfigError
 from autokfp.steps.io import read_config, write_json, write_text
 from autokfp.steps.results import Publication, StepResult, finite_metrics
@@ -77,7 +77,9 @@ def location_source(location: str, taken: set[str],
     if not scheme or scheme == "file":
         if Path(path).is_absolute():
             return {"name": name, "kind": "folder", "path": path, **patterns}
-    raise ConfigError(f"discovery source '{location}' is not {LOCATIONS_HELP}")
+    # masked: an unknown database scheme (snowflake://user:PASSWORD@...) lands here
+    raise ConfigError(f"discovery source '{mask_url_password(location)}' is not "
+                      f"{LOCATIONS_HELP}")
 
 
 def crawl_targets(config: dict[str, Any] | RunConfig | None, sources: str = FROM_CONFIG,

@@ -38,6 +38,15 @@ def test_a_bucket_without_a_file_is_refused() -> None:
         apply_run_form(None, dataset="gs://bucket", target="y")
 
 
+def test_an_unknown_database_url_is_refused_without_echoing_its_password() -> None:
+    """A run's error reaches the task log and the Kubeflow UI: the URL's literal password
+    must not (only ``***``)."""
+    with pytest.raises(ConfigError, match="is neither") as raised:
+        apply_run_form(None, dataset="snowflake://me:hunter2@acct/db#t", target="y")
+    assert "hunter2" not in str(raised.value)
+    assert "snowflake://me:***@acct/db#t" in str(raised.value)  # still names the input
+
+
 def test_training_settings_round_trip_also_from_json_text() -> None:
     config = apply_run_form(None, dataset="gs://b/p/d.parquet", target="y", engines="h2o",
                             budget_seconds=45)

@@ -120,3 +120,13 @@ def test_a_literal_password_in_typed_sources_is_refused_in_a_pod(tmp_path, monke
                                     **outputs)
     assert "literal password" in str(raised.value) and "s3cret-pw" not in str(raised.value)
     assert "crm" in str(raised.value)  # the source, by name
+
+
+def test_an_unknown_location_is_refused_without_echoing_its_password() -> None:
+    from autokfp.errors import ConfigError
+    from autokfp.steps.catalog_sources import crawl_targets
+
+    with pytest.raises(ConfigError, match="is not a gs:// or s3:// prefix") as raised:
+        crawl_targets(None, "gs://bucket/churn, snowflake://me:hunter2@acct/db")
+    assert "hunter2" not in str(raised.value)
+    assert "snowflake://me:***@acct/db" in str(raised.value)
