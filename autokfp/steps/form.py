@@ -21,8 +21,10 @@ import it next to the one step it calls.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -120,9 +122,24 @@ class Standalone:
 
 def _parquet(path: Path) -> bool:
     if path.is_dir():  # a folder of Parquet parts (pandas reads it as one table)
-        return True
+        parts = [part for part in sorted(path.rglob("*"))
+                 if part.is_file() and not part.name.startswith((".", "_"))]
+        if parts and all(_parquet(part) for part in parts):
+            return True
+        raise DataError(f"input dataset {path} is a folder, but not of Parquet parts only "
+                        f"({len(parts)} files): pass one Parquet or CSV file, or a folder "
+                        "whose every file is Parquet")
     with path.open("rb") as handle:
         return handle.read(4) == b"PAR1"
+
+
+def _scratch_folder() -> Path:
+    """A temporary folder for a converted dataset or a schema made here, removed when the
+    process ends (a component's task is one process), so no copy of the user's data is left
+    behind in the temporary directory."""
+    folder = tempfile.mkdtemp(prefix="autokfp-standalone-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return Path(folder)
 
 
 def standalone(config: dict[str, Any] | None, dataset_path: str, schema_path: str | None,
@@ -151,7 +168,7 @@ def standalone(config: dict[str, Any] | None, dataset_path: str, schema_path: st
                             f"{exc}") from None
         if frame.empty:
             raise DataError(f"input dataset {dataset_path} has no rows")
-        path = Path(tempfile.mkdtemp(prefix="autokfp-standalone-")) / "dataset.parquet"
+        path = _scratch_folder() / "dataset.parquet"
         frame.to_parquet(path, index=False)
         log.info("input dataset %s read as CSV (%d rows) and converted to Parquet",
                  dataset_path, len(frame))
@@ -166,7 +183,7 @@ def standalone(config: dict[str, Any] | None, dataset_path: str, schema_path: st
     schema = profile_frame(frame, dataset_id=resolved["training"]["dataset"], platform="file",
                            location=str(dataset_path), fmt="parquet",
                            sensitive_columns=governance.get("sensitive_columns") or ())
-    written = Path(tempfile.mkdtemp(prefix="autokfp-standalone-")) / "schema.json"
+    written = _scratch_folder() / "schema.json"
     written.write_text(schema.to_json(), encoding="utf-8")
     log.info("no schema input: profiled %s (%d columns)", dataset_path, len(schema.columns))
     return Standalone(resolved, str(path), str(written))

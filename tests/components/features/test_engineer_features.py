@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -60,7 +61,7 @@ def test_a_table_above_the_plan_sample_is_split_whole_and_planned_on_a_sample(
 def test_used_alone_a_csv_dataset_and_a_target_are_enough(churn_frame, autokfp_home,
                                                           tmp_path) -> None:
     """No run config, no schema: the CSV is converted, profiled (the id column is found by
-    its semantic type, as discovery would) and split; the same rows as with a schema."""
+    its semantic type, as discovery would) and split by the id."""
     data = tmp_path / "data"
     churn_frame.head(600).to_csv(data, index=False)  # an artifact path: no file suffix
     outputs = {name: artifact(kind, tmp_path / "alone", name) for name, kind in (
@@ -86,3 +87,44 @@ def test_used_alone_a_csv_dataset_and_a_target_are_enough(churn_frame, autokfp_h
     with pytest.raises(DataError, match="neither Parquet nor CSV"):
         engineer_features.python_func(dataset=artifact(Dataset, tmp_path, "empty"),
                                       target="churned", **outputs)
+
+
+def test_used_alone_a_folder_of_csv_parts_is_named(churn_frame, autokfp_home, tmp_path) -> None:
+    """A folder is read as Parquet parts only when every file in it is Parquet: a folder of
+    CSV parts is a DataError that says what to pass, not a pandas traceback."""
+    import pytest
+
+    from autokfp.errors import DataError
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    churn_frame.head(50).to_csv(folder / "part-0.csv", index=False)
+    outputs = {name: artifact(kind, tmp_path / "out", name) for name, kind in (
+        ("train", Dataset), ("test", Dataset), ("plan", Artifact), ("report", Markdown))}
+    with pytest.raises(DataError, match="not of Parquet parts only"):
+        engineer_features.python_func(dataset=artifact(Dataset, tmp_path, "parts"),
+                                      target="churned", **outputs)
+
+
+def test_used_alone_leaves_no_copy_of_the_data_behind(churn_frame, autokfp_home,
+                                                      tmp_path) -> None:
+    """The CSV's Parquet copy and the schema made for it live in temporary folders that are
+    gone when the task's process ends."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data.csv"
+    churn_frame.head(200).to_csv(data, index=False)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    code = ("import sys, pathlib\n"
+            "from autokfp.steps.form import standalone\n"
+            f"s = standalone(None, {str(data)!r}, None, target='churned')\n"
+            "assert pathlib.Path(s.dataset_path).is_file() and pathlib.Path(s.schema_path).is_file()\n"
+            "print(s.dataset_path)\n")
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().startswith(str(scratch))  # the copy was made there ...
+    assert list(scratch.iterdir()) == []  # ... and is gone
