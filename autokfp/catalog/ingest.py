@@ -66,7 +66,7 @@ def _sql_recipe(source: SqlSource) -> dict[str, Any]:
 
     url = make_url(source.url)  # unexpanded: ${VAR} stays a reference
     platform = sql_platform(source.url)
-    common: dict[str, Any] = {"env": source.env, "include_views": True,
+    common: dict[str, Any] = {"env": source.env, "include_views": source.include_views,
                               "classification": _CLASSIFICATION}
     if source.platform_instance:
         common["platform_instance"] = source.platform_instance

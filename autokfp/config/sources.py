@@ -81,6 +81,9 @@ class SqlSource(_CatalogNaming):
     url: str
     tables: list[str] | None = None
     schema_name: str | None = Field(default=None, alias="schema")
+    # views are crawled (each sampled and counted) after the tables, as DataHub's SQL sources
+    # do by default; false skips them where views are costly to query
+    include_views: bool = True
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

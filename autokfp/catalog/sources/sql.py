@@ -123,15 +123,16 @@ def _sql_error(source: SqlSource, exc: BaseException) -> str:
 
 
 def _table_names(source: SqlSource, engine) -> list[str]:
-    """The configured tables, else every table and then every view of the schema (DataHub's
-    SQL sources ingest views too: ``include_views`` is on by default)."""
+    """The configured tables, else every table and then (unless ``include_views`` is false)
+    every view of the schema (DataHub's SQL sources ingest views too: ``include_views`` is on
+    by default)."""
     import sqlalchemy as sa
 
     if source.tables:
         return list(source.tables)
     inspector = sa.inspect(engine)
-    return (sorted(inspector.get_table_names(schema=source.schema_name))
-            + sorted(_view_names(inspector, source)))
+    views = sorted(_view_names(inspector, source)) if source.include_views else []
+    return sorted(inspector.get_table_names(schema=source.schema_name)) + views
 
 
 def _view_names(inspector, source: SqlSource) -> list[str]:

@@ -119,6 +119,30 @@ def test_sqlite_tables_are_named_as_datahubs_sqlalchemy_source(tmp_path, catalog
         "email", "id", "segment", "total"]
 
 
+def test_include_views_false_skips_views_as_datahubs_source_does(tmp_path, catalog_home,
+                                                                  monkeypatch) -> None:
+    """``include_views: false`` on a SQL source: no view is crawled (none is sampled or
+    counted), as DataHub's sqlalchemy source with ``include_views: false`` leaves them out;
+    the tables are named as before, and a generated recipe carries the setting."""
+    from autokfp.catalog.ingest import _sql_recipe
+
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as connection:
+        _frame().to_sql("customers", connection, index=False)
+        connection.execute("CREATE VIEW big_customers AS SELECT id FROM customers WHERE amount > 2")
+    theirs = _datahub_run({"type": "sqlalchemy", "config": {
+        "platform": "sqlite", "connect_uri": f"sqlite:///{db}", "include_views": False}},
+        tmp_path, monkeypatch)
+    source = {"name": "warehouse", "kind": "sql", "url": f"sqlite:///{db}",
+              "include_views": False}
+    ours = _autokfp_run([source], "warehouse/customers")
+    assert ours == theirs
+    assert list(ours) == ["urn:li:dataset:(urn:li:dataPlatform:sqlite,main.customers,PROD)"]
+    config = parse_config({"name": "parity", "sources": [source],
+                           "training": {"dataset": "warehouse/customers", "target": "segment"}})
+    assert _sql_recipe(config.sources[0])["config"]["include_views"] is False
+
+
 def test_postgres_tables_are_named_as_datahubs_postgres_source(postgres_server, tmp_path,
                                                                 catalog_home, monkeypatch) -> None:
     server = postgres_server
