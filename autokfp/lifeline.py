@@ -53,3 +53,54 @@ def watch_runner() -> bool:
     if not value or not value.isdigit() or int(value) != os.getppid():
         return False
     return watch_parent(int(value))
+
+
+SERVING_STATE_ENV = "AUTOKFP_SERVING_STATE"
+SERVING_PARENT_ENV = "AUTOKFP_SERVING_PARENT"
+
+
+def _named_pid(state_file: str) -> int | None:
+    """The pid the local serving state names (None: no state, or one that does not parse)."""
+    import json
+
+    try:
+        with open(state_file, encoding="utf-8") as handle:
+            pid = json.load(handle).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) else None
+
+
+def watch_serving_state(stop: Callable[[], None] | None = None) -> bool:
+    """In a local predictor the deploy step started (``LocalServing.start`` sets
+    ``AUTOKFP_SERVING_STATE`` and ``AUTOKFP_SERVING_PARENT``): once that step is gone, keep
+    serving only while the serving state names this process.
+
+    A candidate a killed deploy step left behind (never named) and a server another one
+    replaced (no longer named, also when the step was killed before stopping it) stop on
+    their own within a few poll intervals. ``stop`` ends the server gracefully (default:
+    SIGTERM to this process); the process is ended outright 10 s later if it still runs.
+    """
+    import signal
+
+    state_file, parent = os.environ.get(SERVING_STATE_ENV), os.environ.get(SERVING_PARENT_ENV)
+    if not state_file or not parent or not parent.isdigit():
+        return False
+    parent_pid = int(parent)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid or _named_pid(state_file) == os.getpid():
+            time.sleep(POLL_SECS)
+        log.warning("the local serving state (%s) does not name this predictor and the deploy "
+                    "step that started it is gone: stopping", state_file)
+        try:
+            if stop is not None:
+                stop()
+            else:
+                os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+        finally:
+            os._exit(3)
+
+    threading.Thread(target=watch, name="autokfp-serving-lifeline", daemon=True).start()
+    return True

@@ -275,6 +275,7 @@ def save_model_package(
     from mlflow.models import infer_signature
 
     from autokfp import __version__
+    from autokfp.storage.local import replace_dir
 
     path = Path(path)
     staging = path.parent / f".{path.name}.staging"
@@ -300,9 +301,7 @@ def save_model_package(
             pip_requirements=[f"autokfp=={__version__}"],
             metadata={"autokfp_version": __version__, "engine": meta["engine"], "task": meta["task"]},
         )
-        if path.exists():
-            shutil.rmtree(path)
-        staging.replace(path)
+        replace_dir(staging, path)  # never half a package at ``path``, even on kill -9
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)

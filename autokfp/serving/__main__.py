@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     log_root = os.environ.get("AUTOKFP_ARTIFACT_ROOT")
     if os.environ.get("AUTOKFP_PREDICTION_LOG", "on").lower() in ("off", "false", "0"):
         log_root = None
+    from autokfp.lifeline import watch_serving_state
+
+    watch_serving_state()  # a local predictor the deploy step started: see LocalServing.start
     try:
         serve(model_dir, name, version, port=int(os.environ.get("PORT", "8080")),
               host=os.environ.get("HOST", DEFAULT_HOST), prediction_log_uri=log_root)

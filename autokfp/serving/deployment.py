@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from autokfp.errors import DeploymentError
+from autokfp.lifeline import SERVING_PARENT_ENV, SERVING_STATE_ENV
 from autokfp.serving.predictor_client import (  # monitoring leaves verify requests out
     VERIFY_REQUEST_PREFIX,  # noqa: F401 - re-exported: tests and callers name it here
     PredictorClient,
@@ -238,8 +239,12 @@ class LocalServing:
     def start(self, name: str, version: str, model_dir: str, port: int | None = None,
               log_file: Path | None = None) -> tuple[LocalServer, subprocess.Popen]:
         port = port or free_port()
+        # the predictor outlives this process only while the serving state names it: a
+        # candidate left behind by a killed deploy step, or a server another one replaced,
+        # stops on its own (``autokfp.serving.__main__.watch_serving_state``)
         env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_NAME": name, "MODEL_VERSION": str(version),
-               "PORT": str(port), "HOST": "127.0.0.1"}
+               "PORT": str(port), "HOST": "127.0.0.1", SERVING_STATE_ENV: str(self._state_file(name)),
+               SERVING_PARENT_ENV: str(os.getpid())}
         if self.artifact_root:
             env["AUTOKFP_ARTIFACT_ROOT"] = self.artifact_root
         else:

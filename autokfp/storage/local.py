@@ -123,24 +123,37 @@ def staged_dir(local_dir: Path, overwrite: bool, source: str) -> Iterator[Path]:
     try:
         yield staging
         os.chmod(staging, 0o755)  # mkdtemp makes 0700 folders
-        if local_dir.exists():
-            # A folder cannot be renamed over a non-empty one: move the old tree aside first.
-            old = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "old.", dir=local_dir.parent))
-            try:
-                os.replace(local_dir, old / "tree")
-                try:
-                    os.replace(staging, local_dir)
-                except BaseException:
-                    os.replace(old / "tree", local_dir)
-                    raise
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, local_dir)
-        fsync_dir(local_dir.parent)
+        replace_dir(staging, local_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Rename the filled folder ``staging`` onto ``target`` (a folder or file there is
+    replaced). At every moment ``target`` is the whole old tree, absent, or the whole new
+    one, never part of either, also when the process is killed (``kill -9``) half-way.
+
+    A folder cannot be renamed over a non-empty one, so the old tree is first moved aside
+    to ``.autokfp-tmp-old.<name>`` (left there by a kill, removed by the next call).
+    """
+    target = Path(os.path.abspath(target))
+    old = target.parent / f"{TMP_PREFIX}old.{target.name}"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists() or target.is_symlink():
+        os.replace(target, old)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            os.replace(old, target)
+            raise
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    else:
+        os.replace(staging, target)
+    fsync_dir(target.parent)
 
 
 def copy_tree(src: Path, dest: Path, overwrite: bool, source: str) -> list[str]:

@@ -51,20 +51,24 @@ class EngineFailure(AutokfpError):
 
 def write_candidate_marker(model_path: str | os.PathLike, engine: str, status: str, reason: str,
                            **extra: Any) -> dict[str, Any]:
-    """Leave ``candidate.json`` (and nothing else) in an engine's model output folder."""
-    folder = Path(model_path)
-    if folder.exists() and not folder.is_dir():
-        folder.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    for leftover in folder.iterdir():  # a half-written model must not look usable
-        if leftover.is_dir():
-            import shutil
+    """Leave ``candidate.json`` (and nothing else) in an engine's model output folder.
 
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            leftover.unlink()
+    The marker is written in a folder of its own that then replaces the output folder whole
+    (``storage.local.replace_dir``): a half-written model must not look usable, and a kill
+    half-way leaves the old folder or the marker, never part of either.
+    """
+    import shutil
+
+    from autokfp.storage.local import replace_dir
+
+    folder = Path(os.path.abspath(model_path))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.marker"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     marker = {"engine": engine, "status": status, "reason": reason, **extra}
-    (folder / CANDIDATE_FILE).write_text(json.dumps(marker, indent=2, default=str))
+    (staging / CANDIDATE_FILE).write_text(json.dumps(marker, indent=2, default=str))
+    replace_dir(staging, folder)
     return marker
 
 

@@ -4,16 +4,19 @@ of stored state: ``python -m tests.faults.killed_step SPEC.json``.
 A write is anything that changes what outlives a run, under the folders ``roots`` names
 (the AUTOKFP_HOME: registry database, artifact store, audit trail, catalog; and the step's
 output): a file opened for writing, a rename (the last move of an atomic write), a copy, a
-removal (Python's audit events), and each write call of MLflow's SQL stores (the registry's
-own writes happen in SQLite, below the audit events). The process kills itself with
-SIGKILL just before write ``kill_at`` (0: never), so no ``finally`` or ``atexit`` runs, as
+removal (Python's audit events), with ``count_signals`` a signal to another process
+(stopping a server), and each write call of MLflow's SQL stores (the registry's own writes happen in SQLite, below
+the audit events). The process kills itself with
+SIGKILL just before write ``kill_at`` (0: never; or ``kill_on``: [kind, text, n], the n-th
+write of that kind whose target holds the text), so no ``finally`` or ``atexit`` runs, as
 when the kubelet or the OOM killer ends a pod. Every write point is listed in the file
 ``events`` (one line each: number, kind, target), so a run with ``kill_at`` 0 counts them.
 
 SPEC.json: kill_at, roots, events, and the step's arguments (config, model_path,
 evaluation_path, schema_path, registration_path); or ``call`` ("module:function") and
-``kwargs`` for another step. Inserts of pandas' ``to_sql`` are write points too, before
-and after the rows go in (inside the transaction).
+``kwargs`` for another step; ``count_calls`` ("module:Class.method", ...) adds calls as
+write points. Inserts of pandas' ``to_sql`` are write points too, before and after the
+rows go in (inside the transaction).
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ STORE_WRITES = ("create_", "set_", "delete_", "log_", "update_", "rename_", "rec
 class WritePoints:
     def __init__(self, spec: dict[str, Any]):
         self.kill_at = int(spec["kill_at"])
+        # or the n-th write of one kind whose target holds a text: [kind, text, n]
+        self.kill_on = spec.get("kill_on")
+        # signals to other processes count only when asked: libraries send some of their own
+        # (MLflow, while registering), at moments that differ from run to run
+        self.count_signals = bool(spec.get("count_signals"))
+        self.matched = 0
         self.roots = [os.path.realpath(r) for r in spec["roots"]]
         self.count = 0
         # opened before the hook: writing this list must not be a write point itself
@@ -41,6 +50,10 @@ class WritePoints:
     def point(self, kind: str, target: str) -> None:
         self.count += 1
         os.write(self.log, f"{self.count}\t{kind}\t{target}\n".encode())
+        if self.kill_on and kind == self.kill_on[0] and self.kill_on[1] in target:
+            self.matched += 1
+            if self.matched == int(self.kill_on[2]):
+                os.kill(os.getpid(), signal.SIGKILL)
         if self.count == self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -70,6 +83,8 @@ class WritePoints:
             target = self.stored(args[0])
             if target:
                 self.point(event, target)
+        elif event == "os.kill" and self.count_signals and args[0] != os.getpid() and args[1] != 0:
+            self.point(event, str(args[0]))  # stopping a server the step started
 
     def wrap_stores(self) -> None:
         from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as Registry
@@ -107,11 +122,33 @@ class WritePoints:
         SQLTable.insert = counted  # type: ignore[method-assign]
 
 
+    def wrap_calls(self, names: list[str]) -> None:
+        """Each call of ``module:Class.method`` is a write point (writes made in C, such as
+        DataHub Lite's SQLite rows, that no audit event shows)."""
+        import importlib
+
+        for name in names:
+            module, qualified = name.split(":")
+            owner_path, attribute = qualified.rsplit(".", 1)
+            owner: Any = importlib.import_module(module)
+            for part in owner_path.split("."):
+                owner = getattr(owner, part)
+            method = getattr(owner, attribute)
+
+            def counted(*args: Any, _method: Any = method, _kind: str = f"call.{qualified}",
+                        **kwargs: Any) -> Any:
+                self.point(_kind, "")
+                return _method(*args, **kwargs)
+
+            setattr(owner, attribute, counted)
+
+
 def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     points = WritePoints(spec)
     points.wrap_stores()
     points.wrap_sql_inserts()
+    points.wrap_calls(spec.get("count_calls", []))
     sys.addaudithook(points.audit)
     if "call" in spec:  # another step: "module:function" called with "kwargs"
         import importlib

@@ -49,9 +49,12 @@ class LocalTarget:
             serving.stop(server)
             raise
         if result.passed and deploy.keep_local_server:
+            # the new server is named first: a kill between the two steps leaves the new
+            # one serving and the old one, no longer named, stops on its own (see
+            # ``deployment.LocalServing.start``); the other order would leave nothing named
+            serving.record(server, service)
             if old is not None:
                 serving.stop(old)
-            serving.record(server, service)
         else:  # a verification-only server, or a failed one: the old server (if any) keeps serving
             serving.stop(server)
         result.endpoint = server.url

@@ -1,0 +1,189 @@
+"""Fault injection: ``kill -9`` of real H2O training at its writes (see ``killed_step.py``).
+
+The killed process runs ``train_model`` with the engine in-process: the code the training
+task's isolated child runs (``train_candidate`` -> ``run_isolated``), so a kill here is the
+out-of-memory killer ending that child while it writes the model package. (A kill of the
+task itself, and the engine tree it leaves, is ``test_interrupts``.) Each cycle trains into
+the same output folder, which already holds the previous cycle's package, as a retry in
+the same folder does: the step kills itself just before one of its writes: the package's
+first file, the package half written in its staging folder, before the old package is
+moved aside, with the old one aside and the new one not yet in place, with the new one
+in place and the old one being removed, and before the leaderboard. The
+JVM the killed process started is then stopped, as the task's supervisor does.
+
+After each kill the output folder is either absent or a whole package that loads and
+predicts, never a half-written one; no temporary folder is left that a rerun trips on. The
+rerun writes a whole package whose predictions match its own held-out figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow  # 6 kills and reruns, each starting H2O: minutes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Stage:
+    root: Path
+    home: Path
+    env: dict[str, str]
+    config: dict
+    train: Path
+    test: Path
+    plan: Path
+
+
+def _jvms(home: Path) -> list[int]:
+    """Live H2O JVMs started by a process of this home (they inherit its environment)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and b"java" in cmdline and b"AUTOKFP_HOME=" + os.fsencode(home) in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def _stop_jvms(home: Path) -> None:
+    """What the training task's supervisor does once its engine child died."""
+    for pid in _jvms(home):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _jvms(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory, churn_frame):
+    from autokfp.catalog.profiling import profile_frame
+    from autokfp.settings import Settings
+    from autokfp.steps import engineer_features as engineer_features_step
+    from tests.conftest import small_config
+
+    root = tmp_path_factory.mktemp("killed-train")
+    home, folder = root / "home", root / "data"
+    folder.mkdir()
+    frame = churn_frame.head(600)
+    frame.to_parquet(folder / "customers.parquet", index=False)
+    config = small_config(folder, engines=["h2o"])
+    config_dict = config.to_dict()
+    config_dict["engines"]["h2o"].update(max_models=2, nfolds=2, include_algos=["GLM"])
+    config_dict["budget"]["max_runtime_secs"] = 10
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AUTOKFP_"))}
+    env.update(AUTOKFP_HOME=str(home), HOME=str(root / "user"), PYTHONPATH=str(ROOT),
+               DATAHUB_TELEMETRY_ENABLED="false", PYTHONWARNINGS="ignore")
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    Settings.from_env().ensure_local_dirs()
+    schema = profile_frame(frame, "files/customers.parquet", "file", str(folder))
+    (root / "schema.json").write_text(schema.to_json())
+    frame.to_parquet(root / "dataset.parquet", index=False)
+    engineer_features_step.engineer_features(config, root / "dataset.parquet", root / "schema.json",
+                                             root / "train.parquet", root / "test.parquet",
+                                             root / "plan.json")
+    try:
+        yield Stage(root, home, env, config_dict, root / "train.parquet", root / "test.parquet",
+                    root / "plan.json")
+    finally:
+        _stop_jvms(home)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _out(stage: Stage) -> Path:
+    return stage.root / "out"
+
+
+def _run(stage: Stage, n: int, kill_on: tuple[str, str, int] | None = None
+         ) -> tuple[int, list[tuple[str, str]]]:
+    """Training for cycle ``n``, killed at ``kill_on`` (kind, text in the target, n-th)."""
+    name = "killed" if kill_on else "full"
+    events = stage.root / f"events-{n}-{name}.txt"
+    spec = stage.root / f"spec-{n}-{name}.json"
+    spec.write_text(json.dumps({
+        "kill_at": 0, "kill_on": kill_on, "roots": [str(stage.home), str(_out(stage))],
+        "events": str(events),
+        "call": "autokfp.steps.train_model:train_model",
+        "kwargs": {"config": stage.config, "train_path": str(stage.train),
+                   "plan_path": str(stage.plan), "model_path": str(_out(stage) / "model"),
+                   "leaderboard_path": str(_out(stage) / "leaderboard.html"), "engine": "h2o"}}))
+    done = subprocess.run([sys.executable, "-m", "tests.faults.killed_step", str(spec)],
+                          cwd=ROOT, env=stage.env, capture_output=True, text=True, timeout=900)
+    _stop_jvms(stage.home)
+    if not kill_on:
+        assert done.returncode == 0, done.stderr[-3000:]
+    points = [tuple(line.split("\t")[1:3]) for line in events.read_text().splitlines()
+              if "\t" in line]
+    return done.returncode, points  # type: ignore[return-value]
+
+
+def _assert_whole_or_absent(stage: Stage, required: bool = False) -> str | None:
+    """The output folder: absent, or a package that loads and scores the held-out rows;
+    returns its package hash."""
+    from autokfp.modeling import registry
+    from autokfp.modeling.model_package import load_model_package
+
+    model = _out(stage) / "model"
+    leftovers = [p.name for p in _out(stage).iterdir()
+                 if p.name.startswith((".model", ".autokfp-tmp-"))]
+    if not model.exists():
+        assert not required, "no package after a full run"
+        return None
+    package = load_model_package(str(model))
+    rows = pd.read_parquet(stage.test).drop(columns=["churned"]).head(20)
+    scored = package.predict(rows)
+    assert len(scored) == 20 and scored["probability_1"].between(0, 1).all()
+    meta = json.loads((model / "artifacts" / "meta.json").read_text())
+    assert meta["engine"] == "h2o" and meta["leader"], meta
+    if required:
+        assert not leftovers, f"temporary folders left beside the package: {leftovers}"
+    return registry.package_hash(model)
+
+
+# where to kill: (kind of write, text in its target, n-th such write)
+KILL_POINTS = {
+    "the package's first file": ("open-for-write", "/out/.model.", 1),
+    "the package half written in its staging folder": ("open-for-write", "/out/.model.staging/MLmodel", 1),
+    "the old package about to be moved aside": ("os.rename", "old.model", 1),
+    "the old package aside, the new one not yet in place": ("os.rename", "/out/model", 1),
+    # the first removal of that name clears a stale one before the move
+    "the new package in place, the old one being removed": ("shutil.rmtree", "old.model", 2),
+    "the leaderboard not yet written": ("open-for-write", "/out/.leaderboard", 1),
+}
+
+
+def test_kill_9_of_training_never_leaves_a_half_written_package(stage):
+    _run(stage, 0)  # the first package
+    first = _assert_whole_or_absent(stage, required=True)
+    _run(stage, 1)  # one that replaces it
+    assert _assert_whole_or_absent(stage, required=True) != first  # a package of its own
+    for n, (where, kill_on) in enumerate(KILL_POINTS.items(), start=2):
+        code, reached = _run(stage, n, kill_on=kill_on)
+        assert code == -9, f"{where}: the step was not killed (exit {code})"
+        assert reached[-1][0] == kill_on[0] and kill_on[1] in reached[-1][1], (where, reached[-1])
+        _assert_whole_or_absent(stage)
+
+        _run(stage, n)  # the retry
+        _assert_whole_or_absent(stage, required=True)
