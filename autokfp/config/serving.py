@@ -57,8 +57,30 @@ class DeploySpec(_Strict):
                             description="share of traffic the new version gets in an A/B split")
     ab_minutes: float = Field(default=60.0, gt=0, le=7 * 24 * 60,
                               description="how long an A/B split is kept before the decision")
+    ab_confidence: float = Field(
+        default=0.95, gt=0.5, lt=1,
+        description="confidence of the interval of the A/B outcome test (new minus old accuracy, "
+                    "or mean absolute error, on the labelled rows each arm answered)")
+    ab_margin: float = Field(
+        default=0.02, ge=0, le=1,
+        description="how much worse the new arm may be and still count as not worse: accuracy "
+                    "points for a classifier, a share of the old arm's mean absolute error for a "
+                    "regression")
+    ab_min_rows: int = Field(
+        default=100, ge=2,
+        description="labelled rows each arm needs for the outcome test (labels from "
+                    "monitoring.labels, joined by id); fewer: inconclusive")
+    ab_inconclusive: Literal["promote", "rollback"] = Field(
+        default="promote",
+        description="what an inconclusive A/B outcome test (or one without labels) decides; a "
+                    "significantly worse new arm is always rolled back")
     shadow_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60,
                                   description="how long live traffic is mirrored to a shadow")
+    shadow_min_agreement: float = Field(
+        default=0.9, ge=0, le=1,
+        description="a classifier's shadow must give the prediction users got for at least this "
+                    "share of the mirrored rows, else the rollout stops at 0 % (a shadow that "
+                    "errors on any live row stops it too)")
     payload_log: Literal["kserve", "predictor", "off"] = Field(
         default="kserve",
         description="how requests are captured for monitoring (target kubernetes). kserve: "

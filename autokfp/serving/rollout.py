@@ -90,8 +90,10 @@ def plan_rollout(cfg: RunConfig, settings: Any, registration: dict[str, Any]) ->
 
 
 def carry_out(rollout: Rollout, cfg: RunConfig, settings: Any, registration: dict[str, Any],
-              test_path: str) -> DeploymentDecision:
-    """Roll the planned version out, or record why not (see the module docstring)."""
+              test_path: str, outcomes: Any = None) -> DeploymentDecision:
+    """Roll the planned version out, or record why not (see the module docstring).
+    ``outcomes``: the labelled rows a version answered (``Release.outcomes``), for an A/B
+    split's outcome test."""
     decision = rollout.decision
     held = _hold_reason(cfg, settings, decision)
     if held is not None:
@@ -112,7 +114,8 @@ def carry_out(rollout: Rollout, cfg: RunConfig, settings: Any, registration: dic
                                       "detail": f"the model cannot score held-out rows: {exc}"})
     target = open_target(decision.target, cfg, settings)
     release = Release(service=rollout.service, version=decision.version, model_dir=model_dir,
-                      manifest=rollout.manifest, canary=rollout.canary, builder=rollout.builder)
+                      manifest=rollout.manifest, canary=rollout.canary, builder=rollout.builder,
+                      outcomes=outcomes, previous_version=decision.previous_version)
     verification = target.roll_out(release, rows, expected)
     rollout.manifest = release.manifest  # what the target applied (mode resolved)
     decision.endpoint = verification.endpoint

@@ -57,7 +57,8 @@ def deploy_model(config: dict[str, Any] | RunConfig, registration_path: str, tes
     registration = read_json(registration_path)
     rollout = plan_rollout(cfg, settings, registration)
     write_text(manifest_path, yaml.safe_dump(rollout.manifest, sort_keys=False))
-    decision = carry_out(rollout, cfg, settings, registration, test_path)
+    outcomes = _ab_outcomes(cfg, settings, rollout.service) if cfg.deploy.strategy == "ab" else None
+    decision = carry_out(rollout, cfg, settings, registration, test_path, outcomes=outcomes)
     write_text(manifest_path, yaml.safe_dump(rollout.manifest, sort_keys=False))  # as applied
     version, previous = decision.version, decision.previous_version
     write_json(decision_path, decision.to_dict())
@@ -70,6 +71,29 @@ def deploy_model(config: dict[str, Any] | RunConfig, registration_path: str, tes
                     target=decision.target, storage_uri=rollout.storage_uri,
                     service=rollout.manifest["metadata"]["name"],
                     namespace=cfg.deploy.target_namespace(), reason=decision.reason)
+
+
+def _ab_outcomes(cfg: RunConfig, settings: Any, service: str) -> Any:
+    """What an A/B split's outcome test reads (``serving.ab_test``): the rows a version
+    answered since the split began, from the prediction log (the predictor's own or KServe's
+    payload logger's, without verification requests), joined by id to the ground truth in
+    ``monitoring.labels``."""
+
+    def outcomes(version: str, since: Any) -> tuple[Any, str]:
+        from autokfp.monitoring.window import LABEL_COLUMN, join_labels, read_labels
+        from autokfp.serving import ab_test
+        from autokfp.serving.prediction_log import read_new_batches
+
+        rows = read_new_batches(settings.artifact_root, service, version, since, set())
+        spec = cfg.monitoring.labels
+        id_column = spec.id_column or cfg.training.id_column
+        target = spec.target or cfg.training.target
+        joined, note = join_labels(rows, read_labels(spec.path, id_column, target), id_column,
+                                   target)
+        return joined.rename(columns={LABEL_COLUMN: ab_test.LABEL_COLUMN}), \
+            f"{len(rows)} rows logged; {note}"
+
+    return outcomes
 
 
 def _record_deployment(cfg: RunConfig, settings: Any, decision: Any, service: str) -> None:

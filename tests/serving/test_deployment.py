@@ -524,6 +524,227 @@ def test_a_shadow_gets_live_traffic_mirrored_before_any_user_sees_it(
             serving.stop(server)
 
 
+def _disagreeing_version(trained_package, tmp_path) -> Path:
+    """The same model with a decision threshold near 0: it says "churns" for almost every
+    row, so it disagrees with v1 wherever v1 says "stays"; offline and served alike, so its
+    own smoke test passes."""
+    copy = tmp_path / "model-disagreeing"
+    shutil.copytree(trained_package.paths.model, copy)
+    meta_path = copy / "artifacts" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["threshold"] = 0.0001
+    meta_path.write_text(json.dumps(meta))
+    return copy
+
+
+def test_a_shadow_that_disagrees_or_errors_on_live_rows_stops_the_rollout_at_0_percent(
+        tmp_path, autokfp_home, trained_package, monkeypatch):
+    """deploy.strategy shadow: v2 answers every mirrored row, but with another decision than
+    users got (below deploy.shadow_min_agreement); v3's revision errors on every live row.
+    Both are stopped before any user sees them: no canary share, the previous version keeps
+    all traffic and the champion alias, and the decision and the audit event say why."""
+    from autokfp.governance import audit
+    from autokfp.modeling.model_package import load_model_package
+
+    monkeypatch.setenv("AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS", "0.5")
+    test = pd.read_parquet(trained_package.paths.test).drop(columns=["churned"])
+    scored = load_model_package(str(trained_package.paths.model)).predict(test.head(200))
+    stays = scored.index[(scored["prediction"].astype(str) == "0")
+                         & (scored["probability_1"] > 0.001)][0]
+    row = deployment.to_records(test.iloc[[stays]])[0]  # v1 says 0, v2 would say 1
+    disagreeing = _disagreeing_version(trained_package, tmp_path)
+    serving = deployment.LocalServing(tmp_path / "serving", artifact_root=autokfp_home.artifact_root)
+    started = {"1": serving.start("churn-test", "1", str(trained_package.paths.model))[0],
+               "2": serving.start("churn-test", "2", str(disagreeing))[0]}
+    broken = FailingPredictor()  # v3: ready, but every prediction is an error
+    try:
+        for server in started.values():
+            assert deployment.wait_ready(server.url, "churn-test", 90)
+        backends = {v: server.url for v, server in started.items()}
+        backends["3"] = broken.url
+        with FakeKServe(backends, knative=True, observe_delay=0.5, ready_delay=0.5) as kube:
+            config = _kube_config(tmp_path, kube, monkeypatch, trained_package,
+                                  strategy="shadow", shadow_minutes=0.2)
+            test_path = trained_package.paths.test
+            first = _register(trained_package.paths.model, config, True, None, tmp_path)
+            assert deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
+                                                  tmp_path / "d1.json").outcome == "promoted"
+            for label, version, says in (("v2", "2", "would change the prediction"),
+                                         ("v3", "3", "with an error")):
+                package = disagreeing if version == "2" else _new_version(
+                    trained_package, config, tmp_path, label)
+                registration = _register(package, config, True, "1", tmp_path)
+                kube.calls.clear()
+                with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+                    result = deploy_model_step.deploy_model(
+                        config, registration, test_path, tmp_path / f"m{version}.yaml",
+                        tmp_path / f"d{version}.json")
+                decision = json.loads((tmp_path / f"d{version}.json").read_text())
+                assert result.outcome == "rolled-back", decision
+                shadow = next(c for c in decision["verification"] if c["check"] == "shadow")
+                assert not shadow["passed"] and says in shadow["detail"], shadow
+                assert int(shadow["detail"].split()[0]) >= 10, shadow  # live rows mirrored
+                assert "failed shadow" in decision["reason"] and "v1 keeps serving" in \
+                    decision["reason"], decision["reason"]
+                shares = [body["spec"]["predictor"]["canaryTrafficPercent"]
+                          for _, body in _sent(kube, "PATCH")
+                          if set(body["spec"]["predictor"]) == {"canaryTrafficPercent"}]
+                assert shares == [0], shares  # never a canary share: stopped at 0 %
+                assert users.answers and all(a == (200, "1") for a in users.answers)
+                assert str(registry.champion_version(registry.configure(),
+                                                     "churn-test").version) == "1"
+                event = audit.events_for("churn-test", version, kind="deploy.rolled_back")[-1]
+                assert event["details"]["strategy"] == "shadow"
+                (logged,) = [c for c in event["details"]["checks"] if c["check"] == "shadow"]
+                assert not logged["passed"] and says in logged["detail"]
+            agreement = shadow_of(tmp_path / "d2.json")
+            assert agreement.startswith("same prediction as users got for 0.0%"), agreement
+    finally:
+        broken.close()
+        for server in started.values():
+            serving.stop(server)
+
+
+class FailingPredictor:
+    """A predictor whose model loaded (health and readiness answer 200) but whose every
+    prediction fails (HTTP 500), as one whose engine died after start-up."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # noqa: N802
+                self._reply(200, {"ready": True, "name": "churn-test"})
+
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._reply(500, {"error": "the engine is gone"})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def shadow_of(decision_path: Path) -> str:
+    """The agreement part of a decision's shadow check."""
+    decision = json.loads(decision_path.read_text())
+    detail = next(c for c in decision["verification"] if c["check"] == "shadow")["detail"]
+    return detail[detail.index("same prediction"):]
+
+
+class Customers(LiveTraffic):
+    """Users calling the service URL one customer after another (each request carries its
+    customer_id, which the model ignores and the prediction log keeps)."""
+
+    def __init__(self, url_of, service: str, rows: list[dict]):
+        super().__init__(url_of, service, rows[0])
+        self.rows = rows
+
+    def _run(self):
+        sent = 0
+        while not self.stop.is_set():
+            url = self.url_of()
+            if url is None:
+                time.sleep(0.05)
+                continue
+            try:
+                answer = _predict(url, self.service, [self.rows[sent % len(self.rows)]])
+                self.answers.append((200, str(answer["model_version"])))
+            except urllib.error.HTTPError as error:
+                self.answers.append((error.code, None))
+            except OSError:
+                self.answers.append((0, None))
+            sent += 1
+            time.sleep(0.01)
+
+
+def test_an_ab_split_tests_the_arms_outcomes_and_rolls_back_a_worse_version(
+        tmp_path, autokfp_home, trained_package, monkeypatch):
+    """deploy.strategy ab with ground truth (monitoring.labels): during the split each arm
+    answers other customers; their logged answers are joined to the labels and the arms'
+    accuracies compared (Newcombe's interval of the difference, the decision rule of
+    serving.ab_test). v2 decides "churns" for nearly everyone (accuracy about 0.27 against
+    about 0.8): significantly worse, rolled back, and the decision and the audit event carry
+    the figures. v3 is the same model as v1: not worse (or inconclusive, which promotes by
+    default), promoted."""
+    from autokfp.governance import audit
+
+    monkeypatch.setenv("AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS", "0.5")
+    test = pd.read_parquet(trained_package.paths.test)
+    labels = tmp_path / "labels.csv"
+    test[["customer_id", "churned"]].to_csv(labels, index=False)
+    customers = deployment.to_records(test.drop(columns=["churned"]).sample(frac=1, random_state=3))
+    disagreeing = _disagreeing_version(trained_package, tmp_path)
+    serving = deployment.LocalServing(tmp_path / "serving", artifact_root=autokfp_home.artifact_root)
+    started = {"1": serving.start("churn-test", "1", str(trained_package.paths.model))[0],
+               "2": serving.start("churn-test", "2", str(disagreeing))[0],
+               "3": serving.start("churn-test", "3", str(trained_package.paths.model))[0]}
+    try:
+        for server in started.values():
+            assert deployment.wait_ready(server.url, "churn-test", 90)
+        backends = {v: server.url for v, server in started.items()}
+        with FakeKServe(backends, knative=True, observe_delay=0.5, ready_delay=0.5) as kube:
+            config = _kube_config(tmp_path, kube, monkeypatch, trained_package, strategy="ab",
+                                  ab_percent=50, ab_minutes=0.3, ab_min_rows=25)
+            config.monitoring.labels.path = str(labels)
+            test_path = trained_package.paths.test
+            first = _register(trained_package.paths.model, config, True, None, tmp_path)
+            assert deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
+                                                  tmp_path / "d1.json").outcome == "promoted"
+            outcomes = {}
+            for version, package in (("2", disagreeing),
+                                     ("3", _new_version(trained_package, config, tmp_path, "v3"))):
+                registration = _register(package, config, True, "1", tmp_path)
+                with Customers(_service_url(kube, "churn-test"), "churn-test", customers) as users:
+                    result = deploy_model_step.deploy_model(
+                        config, registration, test_path, tmp_path / f"m{version}.yaml",
+                        tmp_path / f"d{version}.json")
+                assert all(status == 200 for status, _ in users.answers)
+                decision = json.loads((tmp_path / f"d{version}.json").read_text())
+                outcome = next(c for c in decision["verification"] if c["check"] == "ab_outcome")
+                outcomes[version] = (result.outcome, outcome)
+                kind = "deploy.promoted" if result.outcome == "promoted" else "deploy.rolled_back"
+                event = audit.events_for("churn-test", version, kind=kind)[-1]
+                (logged,) = [c for c in event["details"]["checks"] if c["check"] == "ab_outcome"]
+                assert logged["ab_test"]["interval"] == outcome["ab_test"]["interval"]
+                champion = registry.champion_version(registry.configure(), "churn-test").version
+                assert str(champion) == ("1" if version == "2" else "3"), (version, champion)
+
+            outcome_of, check = outcomes["2"]
+            test_ = check["ab_test"]
+            assert outcome_of == "rolled-back" and not check["passed"], check
+            assert test_["verdict"] == "worse" and test_["metric"] == "accuracy", test_
+            assert test_["old"]["rows"] >= 25 and test_["new"]["rows"] >= 25, test_
+            assert test_["old"]["value"] > 0.65 and test_["new"]["value"] < 0.45, test_
+            low, high = test_["interval"]
+            assert low < test_["difference"] < high < 0, test_
+            assert "the whole interval is a loss" in check["detail"], check
+
+            outcome_of, check = outcomes["3"]
+            assert outcome_of == "promoted" and check["passed"], check
+            assert check["ab_test"]["verdict"] in ("not worse", "inconclusive"), check
+            low, high = check["ab_test"]["interval"]
+            assert low < 0 < high, check  # the same model: no difference either way
+    finally:
+        for server in started.values():
+            serving.stop(server)
+
+
 def test_a_status_that_has_not_observed_the_patch_is_not_settled():
     """Unit check of the wait: Ready=True on an old generation, or on the old revision, is
     not the rollout the step wrote."""

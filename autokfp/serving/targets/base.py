@@ -31,6 +31,12 @@ class Release:
     # builds this version's InferenceService again for another mode or name:
     # builder(canary=..., mode=..., name=...) -> manifest (see inference_service)
     builder: Callable[..., dict[str, Any]] | None = None
+    # outcomes(version, since) -> (the rows that version answered since then, with the
+    # ground truth that arrived in ab_test.LABEL_COLUMN, and a note): the A/B outcome test
+    outcomes: Callable[[str, Any], tuple[pd.DataFrame, str]] | None = None
+    # the version users get until this one is promoted (the champion it replaces); after a
+    # rolled-back canary the InferenceService's spec names the rejected version, not this
+    previous_version: str | None = None
 
     def rebuild(self, mode: str, canary: bool, name: str | None = None) -> dict[str, Any]:
         """This version's InferenceService in ``mode`` (``name``: another service name)."""

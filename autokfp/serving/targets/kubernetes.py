@@ -101,9 +101,8 @@ class KubernetesTarget:
         result.endpoint = settled.service_url
         if canary and settled.ready and deploy.strategy == "shadow" \
                 and settled.latest_url is not None:
-            serving_version = str(((serving or {}).get("metadata") or {}).get(
-                "annotations", {}).get("autokfp/model-version", ""))
-            self._shadow(release, serving_version, settled.revision, settled.latest_url, rows,
+            self._shadow(release, _serving_version(release, serving), settled.revision,
+                         settled.latest_url, rows,
                          token, result)
         if canary and settled.ready and result.passed:
             cluster.set_traffic(service, deploy.canary_traffic_percent)
@@ -123,8 +122,10 @@ class KubernetesTarget:
         passed = result.passed and expected is not None
         if passed and canary and deploy.strategy == "ab":
             assert settled.latest_url is not None and settled.service_url is not None
-            passed = self._ab_split(cluster, release, settled.revision, settled.service_url,
-                                    settled.latest_url, rows, expected, token, result)
+            passed = self._ab_split(cluster, release, _serving_version(release, serving),
+                                    settled.revision,
+                                    settled.service_url, settled.latest_url, rows, expected,
+                                    token, result)
         if serving is not None:
             percent = 100 if passed else 0
             cluster.set_traffic(service, percent)
@@ -145,8 +146,10 @@ class KubernetesTarget:
         ``deploy.shadow_minutes``, the requests users send (as the prediction log captures
         them: the predictor's own log, or KServe's payload logger through its receiver) are
         replayed to the new revision's own route, and its answers compared with the answers
-        users got. No user ever sees the shadow's answers. A shadow that fails or errors on
-        live requests fails the ``shadow`` check (the rollout stops: 0 %)."""
+        users got. No user ever sees the shadow's answers. A shadow that errors on a live
+        request, or (a classifier) gives another prediction than users got for more than
+        ``1 - deploy.shadow_min_agreement`` of the rows, fails the ``shadow`` check (the
+        rollout stops: 0 %)."""
         from datetime import datetime, timedelta, timezone
 
         from autokfp.serving.prediction_log import read_new_batches
@@ -160,7 +163,7 @@ class KubernetesTarget:
         deadline = time.monotonic() + deploy.shadow_minutes * 60
         poll = max(1.0, min(30.0, deploy.shadow_minutes * 6))
         read: set[str] = set()
-        mirrored = agreed = failed = 0
+        mirrored = agreed = compared = failed = 0
         gaps: list[float] = []
         log.info("shadow of %s v%s: mirroring live traffic for %g min", service,
                  release.version, deploy.shadow_minutes)
@@ -176,39 +179,55 @@ class KubernetesTarget:
                         live[column] = None
                 for start in range(0, len(live), 50):
                     batch = live.iloc[start:start + 50]
-                    status, body = shadow.predict(service, deployment.to_records(batch[columns]),
-                                                  timeout=30)
+                    try:
+                        status, body = shadow.predict(
+                            service, deployment.to_records(batch[columns]), timeout=30)
+                    except httpx.TransportError:  # refused, reset, timed out: an error too
+                        status, body = 0, None
                     mirrored += len(batch)
                     if status != 200 or not isinstance(body, dict):
                         failed += len(batch)
                         continue
                     for answer, (_, logged) in zip(body["predictions"], batch.iterrows()):
-                        agreed += str(answer.get("prediction")) == str(logged["output_prediction"])
                         keys = [k for k in answer if k.startswith("probability_")]
+                        if keys:  # a classifier: the decision users got, or another one
+                            compared += 1
+                            agreed += str(answer.get("prediction")) == \
+                                str(logged["output_prediction"])
                         if keys and f"output_{keys[-1]}" in logged:
                             gaps.append(abs(float(answer[keys[-1]])
                                             - float(logged[f"output_{keys[-1]}"])))
                 if last:
                     break
                 time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
-        share = f"{100 * agreed / mirrored:.1f}%" if mirrored else "n/a"
+        share = f"{100 * agreed / compared:.1f}%" if compared else "n/a"
         gap = f"{sum(gaps) / len(gaps):.4f}" if gaps else "n/a"
         detail = (f"{mirrored} live requests' rows mirrored to revision {revision} "
                   f"(v{release.version}) over {deploy.shadow_minutes:g} min: {failed} failed, "
                   f"same prediction as users got for {share}, mean probability gap {gap}")
+        agreeing = not compared or agreed / compared >= deploy.shadow_min_agreement
+        if failed:
+            detail += (f"; the shadow answered {failed} live row(s) with an error: the rollout "
+                       "stops at 0 %")
+        if not agreeing:
+            detail += (f"; below deploy.shadow_min_agreement ({deploy.shadow_min_agreement:.0%}): "
+                       f"v{release.version} would change the prediction of {compared - agreed} "
+                       f"of {compared} users' rows, so the rollout stops at 0 %")
         if not mirrored:
             detail += "; no live traffic was captured (is the prediction log on?)"
-        result.add("shadow", failed == 0, detail)
+        result.add("shadow", failed == 0 and agreeing, detail)
 
-    def _ab_split(self, cluster: KServeCluster, release: Release, revision: str | None,
-                  service_url: str, latest_url: str, rows: pd.DataFrame,
+    def _ab_split(self, cluster: KServeCluster, release: Release, serving_version: str,
+                  revision: str | None, service_url: str, latest_url: str, rows: pd.DataFrame,
                   expected: pd.DataFrame | None, token: str | None,
                   result: Verification) -> bool:
         """Keep ``deploy.ab_percent`` of live traffic on the verified new revision for
         ``deploy.ab_minutes``: sample which version answers users (the split must be real and
-        error-free), stop at once if the new revision stops being ready, then verify it
+        error-free), stop at once if the new revision stops being ready, test the two arms'
+        outcomes on the labelled rows each answered (``serving.ab_test``), then verify it
         alone again. Whether it passed; every finding is a check (and so in the audit trail)."""
         from collections import Counter
+        from datetime import datetime, timezone
 
         from autokfp.serving.predictor_client import PredictorClient
 
@@ -223,6 +242,7 @@ class KubernetesTarget:
         records = deployment.to_records(rows.head(1))
         answered: Counter[str] = Counter()
         started = time.monotonic()
+        since = datetime.now(timezone.utc)
         log.info("A/B split of %s: %d%% to v%s for %g min", service, deploy.ab_percent,
                  release.version, deploy.ab_minutes)
         with PredictorClient(service_url, token=token, timeout=10) as users, \
@@ -251,6 +271,8 @@ class KubernetesTarget:
                                       f"{deploy.ab_minutes:g} min; sampled answers: " + _shares(answered))
         if not split:
             return False
+        if not self._ab_outcome(release, serving_version, since, result):
+            return False
         if expected is not None:
             checked = deployment.verify_endpoint(latest_url.rstrip("/"), service, rows, expected,
                                                  deploy.latency_budget_ms, deploy.ready_timeout_secs,
@@ -258,6 +280,37 @@ class KubernetesTarget:
             for check in checked.checks:
                 result.add(f"after_ab_{check['check']}", check["passed"], check["detail"])
         return result.passed
+
+    def _ab_outcome(self, release: Release, serving_version: str, since: Any,
+                    result: Verification) -> bool:
+        """The ``ab_outcome`` check: each arm's outcome on the labelled rows it answered
+        during the split, the interval of the difference and the decision (``ab_test``)."""
+        from autokfp.serving import ab_test
+
+        deploy = self.cfg.deploy
+        notes: list[str] = []
+        frames = {}
+        for version in (serving_version, release.version):
+            if release.outcomes is None:
+                frames[version] = pd.DataFrame()
+                continue
+            try:
+                frames[version], note = release.outcomes(version, since)
+            except Exception as exc:  # noqa: BLE001 - unreadable logs or labels: no evidence
+                frames[version], note = pd.DataFrame(), f"{type(exc).__name__}: {exc}"
+            notes.append(f"v{version}: {note}")
+        metric, old = ab_test.build_arm(serving_version, frames[serving_version],
+                                        ab_test.LABEL_COLUMN)
+        _, new = ab_test.build_arm(release.version, frames[release.version], ab_test.LABEL_COLUMN)
+        outcome = ab_test.compare_arms(metric, old, new, deploy.ab_confidence, deploy.ab_margin,
+                                       deploy.ab_min_rows, deploy.ab_inconclusive)
+        if release.outcomes is None:
+            notes.append("no outcome source (the deploy step passes the prediction log and "
+                         "monitoring.labels)")
+        result.add("ab_outcome", outcome.promote, outcome.detail
+                   + (f" ({'; '.join(notes)})" if notes else ""))
+        result.checks[-1]["ab_test"] = outcome.to_dict()
+        return outcome.promote
 
     # -------------------------------------------------------------------------- standard
 
@@ -357,6 +410,16 @@ def _shares(answered: dict[str, int]) -> str:
 def _merge(result: Verification, checked: Verification) -> None:
     for check in checked.checks:
         result.add(check["check"], check["passed"], check["detail"])
+
+
+def _serving_version(release: Release, serving: dict | None) -> str:
+    """The model version users get now: the champion the release replaces. (The serving
+    InferenceService's annotation is only a fallback: after a rolled-back canary its spec
+    names the rejected version, at 0 % of traffic.)"""
+    if release.previous_version:
+        return str(release.previous_version)
+    return str(((serving or {}).get("metadata") or {}).get("annotations", {}).get(
+        "autokfp/model-version", ""))
 
 
 def _service_url(obj: dict | None) -> str | None:
