@@ -1,0 +1,85 @@
+"""The MOJO fast path (``MojoScorer.predict_rows``: one ``score0`` call per row) answers
+exactly as H2O's ``EasyPredictModelWrapper`` (``predict_rows_easy``), for a binary,
+a multiclass and a regression model, on held-out rows and on rows a client could send:
+unseen categories, missing and NaN values, numbers as text, columns the model does not
+know, columns left out."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp.engine_registry import get_engine
+from autokfp.modeling.features import FeaturePlan, apply_features
+
+pytestmark = pytest.mark.slow  # two small H2O AutoML runs (GLM and GBM), under a minute each
+
+
+def _hostile(rows: list[dict], categorical: set[str]) -> list[dict]:
+    out = []
+    for i, row in enumerate(rows):
+        row = dict(row)
+        names = sorted(row)
+        name = names[i % len(names)]
+        if i % 5 == 0:
+            row[name] = None
+        elif i % 5 == 1:
+            row[name] = math.nan
+        elif i % 5 == 2 and categorical:
+            row[sorted(categorical)[i % len(categorical)]] = "a level never seen"
+        elif i % 5 == 3:
+            numeric = [n for n in names if n not in categorical and isinstance(row[n], float)
+                       and row[n] == row[n]]
+            if numeric:
+                row[numeric[0]] = str(row[numeric[0]])  # a number sent as text
+        else:
+            row.pop(name)
+            row["a column the model does not know"] = 7
+        out.append(row)
+    return out
+
+
+def _assert_same(scorer, features: pd.DataFrame) -> None:
+    rows = features.astype(object).where(features.notna(), None).to_dict("records")
+    cases = rows + _hostile(rows, set(scorer._categorical))
+    fast = scorer.predict_rows(iter(cases), len(cases))
+    easy = scorer.predict_rows_easy(iter(cases))
+    assert fast.shape == easy.shape
+    np.testing.assert_array_equal(fast, easy)  # to the bit
+
+
+def test_the_fast_path_equals_easy_predict_for_the_trained_binary_model(trained_package):
+    model = Path(trained_package.paths.model)
+    meta = json.loads((model / "artifacts" / "meta.json").read_text())
+    plan = FeaturePlan.from_json((model / "artifacts" / "plan.json").read_text())
+    scorer = get_engine("h2o").load_scorer(model / "artifacts" / "engine", meta["task"],
+                                           meta["class_labels"])
+    _assert_same(scorer, apply_features(pd.read_parquet(trained_package.paths.test), plan))
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_the_fast_path_equals_easy_predict_for_multiclass_and_regression(task, churn_frame,
+                                                                         tmp_path):
+    from autokfp.config import BudgetSpec
+
+    frame = churn_frame.head(400)
+    features = frame[["age", "gender", "region", "contract_type", "tenure_months",
+                      "monthly_charges", "num_support_tickets"]].copy()
+    if task == "multiclass":
+        target = frame["internet_service"].astype(str)
+        classes = sorted(target.unique())
+    else:
+        target = frame["total_charges"].astype(float).fillna(0.0)
+        classes = None
+    engine = get_engine("h2o", {"max_models": 2, "nfolds": 2, "max_mem_size": "1G",
+                                "include_algos": ["GLM", "GBM"]})
+    metric = "logloss" if task == "multiclass" else "rmse"
+    result = engine.train(features, target, task, classes, ["gender", "region", "contract_type"],
+                          BudgetSpec(max_runtime_secs=10), metric, tmp_path / "engine")
+    scorer = engine.load_scorer(result.artifact_dir, task, classes)
+    _assert_same(scorer, features.head(150))
