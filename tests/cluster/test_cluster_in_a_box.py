@@ -511,10 +511,15 @@ def test_train_serve_drift_retrain_and_serve_again_on_gcs_in_containers(
     assert not frame.empty, logs
     traffic = frame[frame["customer_id"].astype(str).str.startswith("B")]
     assert set(traffic["customer_id"]) == set(requests["customer_id"]), logs
-    assert len(traffic) >= len(requests), (len(traffic), logs)
     assert (traffic["customer_id"].map(answered) == traffic["output_prediction"].astype(str)).all()
-    # one id per request (the agent's, shared by its request and response events)
-    assert traffic.groupby("request_id").size().min() >= 25, logs
+    # one id per request (the agent's, shared by its request and response events), each row
+    # written once: the v1 check's 25 rows (its v2 request carries no id) and 15 batches of
+    # 100, so 1,525 rows under 16 distinct ids; a receiver that wrote a row twice, or an agent
+    # that gave every request one id, fails here
+    sizes = sorted(traffic.groupby("request_id").size().tolist())
+    assert sizes == [25] + [100] * (len(requests) // 100), (sizes, logs)
+    assert len(traffic) == len(requests) + 25, (len(traffic), logs)
+    assert not traffic.duplicated(["request_id", "customer_id"]).any(), logs
     keep = os.environ.get("AUTOKFP_BOX_KEEP_LOG")
     if keep:  # the served prediction log, for a look at what the receiver wrote
         Path(keep).mkdir(parents=True, exist_ok=True)
