@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from autokfp.training.h2o_automl import H2OCluster, _training_frame
+from autokfp.training.h2o_automl import H2OCluster, _training_frame, wait_for_shutdowns
 
 
 def _features(rows: int = 300) -> tuple[pd.DataFrame, pd.Series, list[str]]:
@@ -43,3 +43,4 @@ def test_the_imported_frame_equals_the_uploaded_one() -> None:
         pd.testing.assert_frame_equal(mine, theirs)
         assert sorted(imported["region"].levels()[0]) == ["01", "02", "10"]
         assert mine["spend"].isna().sum() == features["spend"].isna().sum() > 0
+    wait_for_shutdowns()  # no JVM of this test outlives it (the next tests count JVMs)
