@@ -92,8 +92,12 @@ def test_trains_within_its_budget_and_reports_validation_figures(keras_package) 
     budget = keras_package.config.budget.max_runtime_secs
     engine_dir = keras_package.paths.model / "artifacts" / "engine"
     # the refit on all rows comes on top (like H2O's export), bounded by refit_max_share
-    refit = json.loads((engine_dir / "engine.json").read_text())["seconds"].get("refit", 0.0)
-    assert trained["engine_seconds"] - refit <= budget + 30
+    seconds = json.loads((engine_dir / "engine.json").read_text())["seconds"]
+    refit = seconds.get("refit", 0.0)
+    # the budget is search time: TensorFlow's import and set-up come before it (9-27 s on a
+    # loaded machine), as H2O's JVM start does
+    assert seconds["search"] <= budget + 15, seconds
+    assert trained["engine_seconds"] - refit - seconds["import"] <= budget + 30, seconds
     assert refit <= AutoKerasSettings().refit_max_share * budget + 30
     meta = json.loads((keras_package.paths.model / "artifacts" / "meta.json").read_text())
     assert meta["engine"] == "autokeras"
