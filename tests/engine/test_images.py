@@ -217,5 +217,8 @@ def test_build_script_rejects_unknown_choices(args, word):
 def test_ci_runs_the_cluster_in_a_box_when_docker_starts_and_says_so_when_not():
     text = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert text.index("make test PYTEST_ARGS") < text.index("make test-cluster PYTEST_ARGS")
-    assert "apt-get install -y -qq docker.io debootstrap" in text
+    # one apt helper installs Docker (and PostgreSQL, before make test) when missing
+    assert 'apt-get install -y -qq "$@"' in text
+    assert "apt_install docker.io debootstrap" in text
+    assert text.index("ensure_postgres\nmake test") < text.index("make test PYTEST_ARGS")
     assert "make test-cluster SKIPPED" in text  # loud, not silent
