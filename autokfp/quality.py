@@ -18,7 +18,7 @@ import html
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -99,25 +99,22 @@ class QualityReport:
         return _render_html(self)
 
 
-
-class _Table:
+class _Table(Protocol):
     """What the checks read of a dataset: its size, its columns one at a time, the share
-    of missing values per column and the count of duplicate rows."""
+    of missing values per column and the count of duplicate rows (a pandas frame, or a
+    Parquet file read in batches)."""
 
     rows: int
     columns: list[str]
 
-    def column(self, name: str) -> pd.Series:
-        raise NotImplementedError
+    def column(self, name: str) -> pd.Series: ...
 
-    def missing_fractions(self, names: list[str]) -> pd.Series:
-        raise NotImplementedError
+    def missing_fractions(self, names: list[str]) -> pd.Series: ...
 
-    def duplicate_rows(self) -> int:
-        raise NotImplementedError
+    def duplicate_rows(self) -> int: ...
 
 
-class _FrameTable(_Table):
+class _FrameTable:
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
         self.rows = len(frame)
@@ -136,7 +133,7 @@ class _FrameTable(_Table):
             return int(self.frame.astype(str).duplicated().sum())
 
 
-class _ParquetTable(_Table):
+class _ParquetTable:
     """A Parquet file read in Arrow batches, never whole: one pass counts the missing values
     and hashes every row (8 bytes a row); a check that needs a column reads that column
     alone, typed as ``pd.read_parquet`` types it in the whole file."""
