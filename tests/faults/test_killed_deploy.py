@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.faults import kill_points
+from tests.faults import kill_points, step_home
 
 pytestmark = pytest.mark.slow  # 7 kills and reruns, each starting a real predictor: minutes
 
@@ -76,30 +76,22 @@ def _predictors(home: Path) -> dict[int, str]:
 @pytest.fixture(scope="module")
 def stage(trained_package, tmp_path_factory):
     from autokfp.serving import deployment
-    from autokfp.settings import Settings
 
     root = tmp_path_factory.mktemp("killed-deploy")
     home = root / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AUTOKFP_"))}
-    env.update(AUTOKFP_HOME=str(home), HOME=str(root / "user"), PYTHONPATH=str(ROOT),
-               DATAHUB_TELEMETRY_ENABLED="false", PYTHONWARNINGS="ignore")
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)  # this process registers versions and checks the same home
-    Settings.from_env().ensure_local_dirs()
     config = trained_package.config.to_dict()
     config["deploy"] = {**config.get("deploy", {}), "target": "local", "keep_local_server": True,
                         "local_port": deployment.free_port(), "latency_budget_ms": 2000,
                         "ready_timeout_secs": 120, "smoke_rows": 10}
-    try:
-        yield Stage(root, home, env, config, Path(trained_package.paths.model),
-                    Path(trained_package.paths.test))
-    finally:
-        for pid in _predictors(home):  # the predictors this test's steps started
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        os.environ.clear()
-        os.environ.update(saved)
+    # this process registers versions and checks the same home
+    with step_home(root) as env:
+        try:
+            yield Stage(root, home, env, config, Path(trained_package.paths.model),
+                        Path(trained_package.paths.test))
+        finally:
+            for pid in _predictors(home):  # the predictors this test's steps started
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def _register(stage: Stage, n: int) -> Path:

@@ -23,7 +23,6 @@ the delimiter.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.faults import step_home
 
 pytestmark = pytest.mark.slow  # 7 kills and reruns, each a fresh process: minutes
 
@@ -51,7 +52,6 @@ class Stage:
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory):
     from autokfp.examples.churn import generate_churn
-    from autokfp.settings import Settings
 
     root = tmp_path_factory.mktemp("killed-discover")
     home, data = root / "home", root / "data"
@@ -59,22 +59,12 @@ def stage(tmp_path_factory):
     frame = generate_churn(300, seed=3)
     frame.to_csv(data / "customers.csv", index=False, sep=";")
     frame.head(50).to_parquet(data / "other.parquet", index=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AUTOKFP_"))}
-    env.update(AUTOKFP_HOME=str(home), HOME=str(root / "user"), PYTHONPATH=str(ROOT),
-               DATAHUB_TELEMETRY_ENABLED="false", PYTHONWARNINGS="ignore")
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)  # this process checks the same home
-    Settings.from_env().ensure_local_dirs()
     config = {"name": "churn-test",
               "sources": [{"name": "files", "kind": "folder", "path": str(data)}],
               "training": {"dataset": TABLE, "target": "churned", "id_column": "customer_id"},
               "quality": {"min_rows": 100}}
-    try:
+    with step_home(root) as env:  # this process checks the same home
         yield Stage(root, home, data, env, config)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _add_column(stage: Stage, n: int) -> None:

@@ -19,7 +19,6 @@ trail holds exactly one ``model.registered`` event for it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.faults import step_home
 
 pytestmark = pytest.mark.slow  # 11 kills and reruns, each a fresh process: minutes
 
@@ -47,23 +48,12 @@ class Stage:
 
 @pytest.fixture(scope="module")
 def stage(trained_package, tmp_path_factory):
-    from autokfp.settings import Settings
 
     root = tmp_path_factory.mktemp("killed-step")
     home = root / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AUTOKFP_"))}
-    env.update(AUTOKFP_HOME=str(home), HOME=str(root / "user"), PYTHONPATH=str(ROOT),
-               DATAHUB_TELEMETRY_ENABLED="false", PYTHONWARNINGS="ignore")
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)  # this process reads the same home to check it
-    Settings.from_env().ensure_local_dirs()
-    try:
+    with step_home(root) as env:  # this process reads the same home to check it
         yield Stage(root, home, env, trained_package.config.to_dict(),
                     Path(trained_package.paths.model), Path(trained_package.paths.schema))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _candidate(stage: Stage, n: int) -> Path:

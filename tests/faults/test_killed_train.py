@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.faults import kill_points
+from tests.faults import kill_points, step_home
 
 pytestmark = pytest.mark.slow  # 6 kills and reruns, each starting H2O: minutes
 
@@ -79,7 +79,6 @@ def _stop_jvms(home: Path) -> None:
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory, churn_frame):
     from autokfp.catalog.profiling import profile_frame
-    from autokfp.settings import Settings
     from autokfp.steps import engineer_features as engineer_features_step
     from tests.conftest import small_config
 
@@ -92,26 +91,18 @@ def stage(tmp_path_factory, churn_frame):
     config_dict = config.to_dict()
     config_dict["engines"]["h2o"].update(max_models=2, nfolds=2, include_algos=["GLM"])
     config_dict["budget"]["max_runtime_secs"] = 10
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AUTOKFP_"))}
-    env.update(AUTOKFP_HOME=str(home), HOME=str(root / "user"), PYTHONPATH=str(ROOT),
-               DATAHUB_TELEMETRY_ENABLED="false", PYTHONWARNINGS="ignore")
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    Settings.from_env().ensure_local_dirs()
-    schema = profile_frame(frame, "files/customers.parquet", "file", str(folder))
-    (root / "schema.json").write_text(schema.to_json())
-    frame.to_parquet(root / "dataset.parquet", index=False)
-    engineer_features_step.engineer_features(config, root / "dataset.parquet", root / "schema.json",
-                                             root / "train.parquet", root / "test.parquet",
-                                             root / "plan.json")
-    try:
-        yield Stage(root, home, env, config_dict, root / "train.parquet", root / "test.parquet",
-                    root / "plan.json")
-    finally:
-        _stop_jvms(home)
-        os.environ.clear()
-        os.environ.update(saved)
+    with step_home(root) as env:
+        schema = profile_frame(frame, "files/customers.parquet", "file", str(folder))
+        (root / "schema.json").write_text(schema.to_json())
+        frame.to_parquet(root / "dataset.parquet", index=False)
+        engineer_features_step.engineer_features(
+            config, root / "dataset.parquet", root / "schema.json", root / "train.parquet",
+            root / "test.parquet", root / "plan.json")
+        try:
+            yield Stage(root, home, env, config_dict, root / "train.parquet",
+                        root / "test.parquet", root / "plan.json")
+        finally:
+            _stop_jvms(home)
 
 
 def _out(stage: Stage) -> Path:
