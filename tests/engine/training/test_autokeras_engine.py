@@ -307,3 +307,64 @@ def test_the_budget_is_search_time_counted_after_tensorflow_is_ready(tmp_path,
     reserve = autokeras_engine.EXPORT_RESERVE_SECS + autokeras_engine.EXPORT_RESERVE_SHARE * 60
     # the whole budget (less the export reserve) lies ahead once TensorFlow is ready
     assert ready["deadline"] >= ready["at"] + 60 - reserve - 0.01
+
+
+def _categorical_regression(rows: int = 1500, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    """A target driven by a six-level category (rare levels: one-hot inputs far from mean 0 /
+    variance 1, which the network's Normalization layer rescales) and one number."""
+    rng = np.random.default_rng(seed)
+    level = rng.choice(list("abcdef"), size=rows, p=[0.4, 0.3, 0.15, 0.08, 0.05, 0.02])
+    effect = {"a": 0.0, "b": 10.0, "c": -10.0, "d": 20.0, "e": -20.0, "f": 30.0}
+    number = rng.normal(size=rows)
+    target = np.array([effect[v] for v in level]) + 5.0 * number + rng.normal(size=rows)
+    return (pd.DataFrame({"number": number, "level": level}),
+            pd.Series(target, name="target"))
+
+
+def test_a_refitted_network_with_one_hot_inputs_scores_as_it_trained(tmp_path) -> None:
+    """The refit's clone must normalise its inputs with the search's statistics while it
+    trains, as the saved model does once loaded. Before the fix it trained on mean 0 /
+    variance 1 and was saved with the search's statistics: loaded, it scored its own
+    training rows at ~6x the validation RMSE (diamonds: 4,287 against 678)."""
+    features, target = _categorical_regression()
+    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=40, patience=5,
+                                               refit_max_share=2.0))
+    result = engine.train(features, target, "regression", None, ["level"],
+                          BudgetSpec(max_runtime_secs=30), "rmse", tmp_path / "engine")
+    note = result.params["refit"]
+    assert note.startswith(f"on all {len(features)} training rows"), note
+    scores = engine.load_scorer(result.artifact_dir, "regression", None).predict(features)
+    rmse = float(np.sqrt(np.mean((scores - target.to_numpy()) ** 2)))
+    # the target's sd is ~13; the noise 1; a network scoring as it trained is near its
+    # validation RMSE, the broken refit at several times it
+    assert rmse <= 1.5 * result.cv_metrics["cv_rmse"] + 0.5, (rmse, result.cv_metrics, note)
+
+
+def test_a_refit_that_loads_back_differently_is_not_exported(tmp_path, monkeypatch) -> None:
+    """The refitted network goes out only if, saved and loaded as scoring loads it, it
+    predicts what it did in memory; otherwise the search's network is exported."""
+    from autokfp.training import autokeras_engine
+
+    real_load = autokeras_engine._load_keras_model
+
+    def drifting_load(path):
+        model = real_load(path)
+        if Path(path).name.startswith("refit-"):  # the staged refit: its output bias moved
+            last = model.layers[-1]
+            last.bias.assign(last.bias.numpy() + 1.0)
+        return model
+
+    monkeypatch.setattr(autokeras_engine, "_load_keras_model", drifting_load)
+    features, target = _categorical_regression(rows=600)
+    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=15, patience=3,
+                                               refit_max_share=2.0))
+    result = engine.train(features, target, "regression", None, ["level"],
+                          BudgetSpec(max_runtime_secs=20), "rmse", tmp_path / "engine")
+    assert result.params["refit"].startswith("rejected: saved and loaded"), result.params["refit"]
+    assert result.fitted_rows == len(features) - len(result.holdout[0])
+    assert not list(Path(result.artifact_dir).glob("refit-*"))
+    # the search's network went out: it scores its validation rows as the holdout says
+    positions, holdout = result.holdout
+    again = engine.load_scorer(result.artifact_dir, "regression", None).predict(
+        features.iloc[positions])
+    np.testing.assert_allclose(again, holdout, rtol=1e-4, atol=1e-3)
