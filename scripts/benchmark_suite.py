@@ -325,8 +325,42 @@ def score_run(work: Path, model_name: str, wall: float, returncode: int, output:
     inside = sum(engines.values())
     return {"status": "trained", "wall_seconds": round(wall, 1), "engine_seconds": engines,
             "outside_share": round(1 - inside / wall, 3) if wall else None,
+            "step_seconds": step_seconds(home, wall),
             "champion_engine": found["engine"], "reported": found["metrics"],
             "predictions": "autokfp.npy", **({"note": note} if note else {})}
+
+
+def step_seconds(home: Path, wall: float) -> dict[str, float]:
+    """Each pipeline task's wall seconds, from the run log kfp.local writes (``Executing
+    task`` to ``finished with status``; the two ``train-model`` iterations are
+    ``train-model-1`` and ``-2``), and ``cli`` for the rest of the wall time: the command's
+    start-up (imports, MLflow store, preflight, building the pipeline) and its ending."""
+    import re
+    from datetime import datetime
+
+    logs = sorted((home / "logs").glob("run-*.log"))
+    if not logs:
+        return {}
+    pattern = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) - INFO - (?:Executing task '([\w-]+)'|"
+                         r"Task '([\w-]+)' finished)")
+    started: dict[str, datetime] = {}
+    seconds: dict[str, float] = {}
+    for line in logs[-1].read_text(errors="replace").splitlines():
+        found = pattern.match(re.sub(r"\x1b\[[0-9;]*m", "", line))
+        if not found:
+            continue
+        moment = datetime.strptime(found.group(1), "%H:%M:%S.%f")
+        if found.group(2):
+            name = found.group(2)
+            count = sum(1 for key in seconds if key == name or key.startswith(f"{name}-"))
+            started[f"{name}-{count + 1}" if name == "train-model" else name] = moment
+        else:
+            name = found.group(3)
+            key = next(k for k in reversed(list(started)) if k == name or
+                       k.startswith(f"{name}-"))
+            seconds[key] = round((moment - started.pop(key)).total_seconds() % 86400, 1)
+    seconds["cli"] = round(wall - sum(seconds.values()), 1)
+    return seconds
 
 
 def engine_seconds(home: Path) -> dict[str, float]:

@@ -51,6 +51,13 @@ def _assert_same(scorer, features: pd.DataFrame) -> None:
     easy = scorer.predict_rows_easy(iter(cases))
     assert fast.shape == easy.shape
     np.testing.assert_array_equal(fast, easy)  # to the bit
+    # a frame (``predict``: each column coded at once) answers as its rows do, for the plain
+    # numeric columns and for object columns holding what a client could send
+    hostile = pd.DataFrame(_hostile(rows, set(scorer._categorical)), columns=list(features.columns))
+    for frame in (features, pd.concat([features.astype(object), hostile], ignore_index=True)):
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        np.testing.assert_array_equal(scorer.predict(frame),
+                                      scorer.predict_rows(iter(records), len(records)))
 
 
 def test_the_fast_path_equals_easy_predict_for_the_trained_binary_model(trained_package):
