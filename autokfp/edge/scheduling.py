@@ -238,8 +238,13 @@ def make_client(host: str | None, namespace: str | None = None, token: str | Non
     return _api_call(f"connect to {host or 'the in-cluster endpoint'}", kfp.Client, **kwargs)
 
 
+# drift-monitoring's typed run form (its parameters but ``config`` and ``window_end``)
+MONITORING_FORM = ("model_name", "dataset", "target", "labels", "window_days", "drift_share",
+                   "performance_drop", "budget_seconds", "engines")
+
+
 def schedule_monitoring(
-    config: RunConfig,
+    config: RunConfig | None = None,
     host: str | None = None,
     cron: str | None = None,
     experiment: str = "autokfp",
@@ -249,21 +254,48 @@ def schedule_monitoring(
     client: Any = None,
     service_account: str | None = None,
     allow_local_paths: bool = False,
+    form: dict[str, Any] | None = None,
 ) -> ScheduledRun:
     """Create (or find) the recurring run of ``drift-monitoring`` for ``config``; its runs'
     pods use ``service_account`` (None: KFP's default).
 
+    With ``form`` (the pipeline's typed parameters, ``MONITORING_FORM``: model_name,
+    dataset, target, labels, window_days, drift_share, performance_drop, budget_seconds,
+    engines), the recurring run gets them as its parameters, as the Kubeflow UI shows them,
+    and ``config`` (optional) is only the override of everything else. They are checked here
+    first, as the run's first task checks them. Each tick ends its window at its scheduled
+    time (``window_end=scheduled``: the pipeline reads
+    ``dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER``).
+
     Raises:
-        ConfigError: the config names local paths (see ``check_cluster_config``).
+        ConfigError: no config and no form, a parameter the form does not have, a bad
+            value, or the config names local paths (see ``check_cluster_config``).
     """
     from autokfp import __version__
 
-    warnings = check_cluster_config(config, allow_local_paths)
-    cron = validate_cron(cron or config.monitoring.schedule)
+    if form:
+        unknown = sorted(set(form) - set(MONITORING_FORM))
+        if unknown:
+            raise ConfigError(f"drift-monitoring has no parameter {', '.join(unknown)}; its run "
+                              f"form is: {', '.join(MONITORING_FORM)} (and config)")
+        from autokfp.config import parse_config
+        from autokfp.steps.resolve_config import resolve_config
+
+        base = config.to_dict() if config is not None else {}
+        resolved = parse_config(resolve_config(base or None, check_data=False, **form).config,
+                                origin="the run form")
+        params: dict[str, Any] = {**form, "config": base}
+    elif config is not None:
+        resolved, params = config, {"config": config.to_dict()}
+    else:
+        raise ConfigError("schedule_monitoring: give a run config, or form= with the run "
+                          f"form's parameters ({', '.join(MONITORING_FORM)})")
+    warnings = check_cluster_config(resolved, allow_local_paths)
+    cron = validate_cron(cron or resolved.monitoring.schedule)
     return schedule_pipeline(
-        PIPELINE_NAME, {"config": config.to_dict(), "window_end": SCHEDULED_WINDOW_END},
-        name=name or f"{config.name}-drift-monitoring", cron=cron,
-        description=f"drift monitoring of {config.name} (autokfp {__version__})",
+        PIPELINE_NAME, {**params, "window_end": SCHEDULED_WINDOW_END},
+        name=name or f"{resolved.name}-drift-monitoring", cron=cron,
+        description=f"drift monitoring of {resolved.name} (autokfp {__version__})",
         host=host, experiment=experiment, namespace=namespace, token=token, client=client,
         service_account=service_account, warnings=warnings)
 

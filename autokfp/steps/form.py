@@ -50,12 +50,31 @@ def refuse_passwords_in_pod(sources: Iterable[Any], origin: str) -> None:
     moved = [source.name for source in sources if getattr(source, "kind", None) == "sql"
              and "${" + SQL_PASSWORD_ENV_PREFIX in source.url]
     if moved:
-        raise ConfigError(
-            f"{origin}: source(s) {', '.join(moved)} hold a literal password in the url; a "
-            "run's parameters are stored by Kubeflow, shown in its UI and passed to every "
-            "task. Put the password in the Secret the pods receive as environment variables "
-            "(autokfp-credentials), write ${VAR} in the url (e.g. "
-            "postgresql://reader:${PG_PASSWORD}@db/crm#customers) and start the run again.")
+        raise ConfigError(_password_message(origin, f"source(s) {', '.join(moved)}"))
+
+
+def refuse_literal_urls_in_pod(urls: dict[str, str], origin: str) -> None:
+    """``refuse_passwords_in_pod`` for URLs as typed (``name -> url``, e.g. a component's
+    ``dataset`` and ``output`` inputs): in a pipeline's pod, one holding a literal password
+    (``user:PASSWORD@`` or ``?password=``; ``${VAR}`` is fine) is a ConfigError naming the
+    inputs, never the password."""
+    from autokfp.config import mask_url_password
+    from autokfp.settings import in_cluster
+
+    if not in_cluster() or os.environ.get("AUTOKFP_RUNNER_PID"):
+        return
+    literal = [name for name, url in urls.items()
+               if isinstance(url, str) and mask_url_password(url) != url]
+    if literal:
+        raise ConfigError(_password_message(origin, ", ".join(literal)))
+
+
+def _password_message(origin: str, what: str) -> str:
+    return (f"{origin}: {what} hold a literal password in the url; a run's parameters are "
+            "stored by Kubeflow, shown in its UI and passed to every task. Put the password "
+            "in the Secret the pods receive as environment variables (autokfp-credentials), "
+            "write ${VAR} in the url (e.g. postgresql://reader:${PG_PASSWORD}@db/crm#customers) "
+            "and start the run again.")
 
 
 def _set(value: Any) -> bool:
@@ -207,3 +226,58 @@ def training_form(settings: dict[str, Any] | str | None,
     data["budget"] = {**(budget if isinstance(budget, dict) else {}),
                       "max_runtime_secs": int(budget_seconds)}
     return data
+
+
+# ------------------------------------------- components that read no dataset through the config
+
+
+def stand_in_dataset(schema_path: str | None, fallback: str) -> str:
+    """The dataset a run config names for a component that reads none through it (register,
+    deploy, the governance components): the schema's own location when it is an absolute
+    path or an object-store URI, else ``fallback`` (one of the component's input files).
+    Nothing reads it; the config only has to be valid (``RunConfig`` requires a dataset)."""
+    import json
+
+    if schema_path and Path(schema_path).is_file():
+        location = str(json.loads(Path(schema_path).read_text()).get("location") or "")
+        if location.startswith(("/", "gs://", "s3://")) and "#" not in location:
+            return location
+    return fallback
+
+
+def named_config(config: dict[str, Any] | None, model_name: str, *, what: str,
+                 model_path: str | None = None, dataset_path: str, **form: Any) -> dict[str, Any]:
+    """``form_config`` for a component that names a registered model (register, deploy):
+    without a config, ``model_name`` is required (``what`` says which input to set); the
+    target, when neither given nor in ``config``, is the model's own (``model_path``)."""
+    if not _set(model_name) and not (config or {}).get("name"):
+        raise ConfigError(f"{what}: no model name: set model_name (the registered model's name, "
+                          "e.g. churn) or pass a run config")
+    if model_path:
+        return model_form_config(config, model_path, dataset_path, model_name=model_name, **form)
+    return form_config(config, dataset_path=dataset_path, model_name=model_name, **form)
+
+
+def plan_target(plan_path: str) -> str:
+    """The target column a feature plan (``engineer_features``'s ``plan``) was made for."""
+    import json
+
+    return str(json.loads(Path(plan_path).read_text())["target"])
+
+
+def with_policy(resolved: dict[str, Any], section: str, **values: Any) -> dict[str, Any]:
+    """The resolved run config with the typed ``values`` that are set (not "from config",
+    -1 or empty) on top of its ``section`` (e.g. ``governance``), validated again. A
+    ``sensitive_columns`` value is a comma-separated list."""
+    from autokfp.config import parse_config
+
+    given = {key: value for key, value in values.items() if _set(value)}
+    if not given:
+        return resolved
+    if isinstance(given.get("sensitive_columns"), str):
+        given["sensitive_columns"] = [name.strip() for name in
+                                      given["sensitive_columns"].split(",") if name.strip()]
+    data = dict(resolved)
+    current = data.get(section)
+    data[section] = {**(current if isinstance(current, dict) else {}), **given}
+    return parse_config(data, origin="component inputs").to_dict()

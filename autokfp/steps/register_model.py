@@ -32,6 +32,8 @@ class Registered(StepResult):
     reused: bool = False
     replaced_version: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    target: str = ""
+    """The column the model predicts (what ``deploy_model``'s smoke test drops)."""
 
     def publication(self) -> Publication:
         return Publication(metadata={"registration": {
@@ -70,7 +72,7 @@ def register_model(config: dict[str, Any] | RunConfig, model_path: str, evaluati
             decision=comparison["reason"], compared_champion=comparison.get("champion_version"),
             artifacts=artifacts,
         )
-    result = registered.to_dict()
+    result = {**registered.to_dict(), "target": str(meta["target"])}
     if not registered.reused or _unrecorded(cfg.model_name, registered.version):
         _record_registration(cfg.model_name, registered, meta["engine"],
                              comparison.get("champion_version"))

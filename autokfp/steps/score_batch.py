@@ -108,9 +108,10 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
     from autokfp.settings import Settings, require_shared_state
     from autokfp.storage import join
 
+    config = config or {}
+    _refuse_literal_passwords(dataset, output, config)
     require_shared_state()
     settings = Settings.from_env()
-    config = config or {}
     source, dataset_id, relative = _source_of(dataset, config, settings)
     name, alias = parse_model(model, config)
     target = parse_target(join(settings.artifact_root, "scores")
@@ -135,6 +136,20 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
                        batch_id=result.batch_id, rows=result.rows, chunks=result.chunks,
                        scored_chunks=result.scored_chunks, skipped_chunks=result.skipped_chunks,
                        seconds=result.seconds, keys=tuple(result.keys))
+
+
+def _refuse_literal_passwords(dataset: str, output: str, config: dict[str, Any]) -> None:
+    """In a pipeline's pod, a literal password in the ``dataset`` or ``output`` URL, or in a
+    SQL source of ``config``, is refused as the run forms refuse it (a run's parameters are
+    stored and shown by Kubeflow); ``${VAR}`` from the pods' Secret is the way."""
+    from autokfp.steps.form import refuse_literal_urls_in_pod
+
+    urls = {"dataset": dataset, "output": output}
+    sources = config.get("sources")
+    for source in sources if isinstance(sources, list) else []:
+        if isinstance(source, dict) and isinstance(source.get("url"), str):
+            urls[f"config source {source.get('name', '?')}"] = source["url"]
+    refuse_literal_urls_in_pod(urls, "score_batch")
 
 
 def _source_of(dataset: str, config: dict[str, Any], settings: Any) -> tuple[Any, str, str]:

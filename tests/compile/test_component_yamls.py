@@ -2,6 +2,7 @@
 
 # no ``from __future__ import annotations``: the inline pipeline's ``config: dict`` must stay a
 # type for KFP, not a string
+import pytest
 from kfp import compiler, components, dsl
 
 from autokfp.edge.compilation import compile_components, validate_pipeline_yaml
@@ -94,22 +95,28 @@ def holdout_auc(model: dsl.Input[dsl.Model], test: dsl.Input[dsl.Dataset], targe
 def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
     tmp_path, autokfp_home, churn_frame, monkeypatch
 ) -> None:
-    """profile -> engineer_features -> train_model -> evaluate_model from their YAMLs, between
-    components of the user's own, with typed inputs only (no RunConfig, no schema, a CSV
-    dataset). Trains H2O for 10 s: the test took 196 s at load average 14 on 2 cores."""
+    """profile -> engineer_features -> train_model -> evaluate_model -> register_model from
+    their YAMLs, between components of the user's own, with typed inputs only (no RunConfig,
+    no schema, a CSV dataset), registering in a real ``mlflow server`` over HTTP. Trains H2O
+    for 10 s."""
     from kfp import local
+
+    from tests.conftest import mlflow_server
 
     written = compile_components(tmp_path / "components")
     profile = components.load_component_from_file(str(written["profile"]))
     engineer = components.load_component_from_file(str(written["engineer_features"]))
     train = components.load_component_from_file(str(written["train_model"]))
     evaluate = components.load_component_from_file(str(written["evaluate_model"]))
+    register = components.load_component_from_file(str(written["register_model"]))
     # what a user's pipeline sees: typed inputs with defaults, config and schema optional
     inputs = train.component_spec.inputs
     assert inputs["config"].optional and inputs["budget_seconds"].default == -1
     assert inputs["engine"].default == "h2o"
     assert engineer.component_spec.inputs["schema"].optional
     assert profile.component_spec.inputs["schema"].optional
+    assert {"config", "schema", "dataset"} <= {
+        name for name, spec in register.component_spec.inputs.items() if spec.optional}
 
     source = tmp_path / "customers.csv"
     churn_frame.head(1200).to_csv(source, index=False)
@@ -122,8 +129,12 @@ def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
         features.after(checked)
         trained = train(train=features.outputs["train"], plan=features.outputs["plan"],
                         engine="h2o", budget_seconds=10)
-        evaluate(model=trained.outputs["model"], test=features.outputs["test"],
-                 model_name="user-churn")  # the target is the model's
+        evaluated = evaluate(model=trained.outputs["model"], test=features.outputs["test"],
+                             model_name="user-churn")  # the target is the model's
+        # no schema from discover: the user's data is profiled for the lineage tags
+        register(model=trained.outputs["model"], evaluation=evaluated.outputs["evaluation"],
+                 dataset=data.outputs["data"], model_name="user-churn",
+                 kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, pipeline_name="user-churn")
         return holdout_auc(model=trained.outputs["model"], test=features.outputs["test"],
                            target="churned").output
 
@@ -134,7 +145,12 @@ def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
     autokfp_home.export()
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=autokfp_home.pipeline_root, raise_on_error=True)
-    auc = user_pipeline(source=str(source)).output
+    with mlflow_server(tmp_path / "mlflow", str(tmp_path / "mlflow-artifacts"), {}) as url:
+        # the registry is a server: the model's files go through its artifact proxy
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        monkeypatch.delenv("AUTOKFP_MLFLOW_ARTIFACT_ROOT", raising=False)
+        auc = user_pipeline(source=str(source)).output
+        _check_registration(url, tmp_path, autokfp_home, source, auc)
     # the example data's oracle AUC is about 0.856; a model that learnt nothing scores 0.5
     assert auc > 0.75, auc
     # evaluate_model scored the same model on the same rows: the same AUC, and with no
@@ -147,3 +163,34 @@ def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
     record = json.loads(evaluation.read_text())
     assert abs(record["metrics"]["auc"] - auc) < 1e-6, record["metrics"]
     assert record["comparison"]["promote"] is True and record["champion"] is None
+
+
+def _check_registration(url: str, tmp_path, autokfp_home, source, auc: float) -> None:
+    """register_model of the foreign pipeline: version 1 of user-churn in the MLflow server,
+    champion (none before it), tagged with the KFP run, the pipeline and the profiled data;
+    the model fetched back over HTTP scores the holdout rows as the pipeline's own step did."""
+    import json
+    from pathlib import Path
+
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow import MlflowClient
+    from sklearn.metrics import roc_auc_score
+
+    (registration,) = [p for p in Path(autokfp_home.pipeline_root).rglob("registration")
+                       if p.is_file()]
+    record = json.loads(registration.read_text())
+    assert (record["name"], record["version"], record["target"]) == ("user-churn", "1", "churned")
+    client = MlflowClient(url)
+    version = client.get_model_version_by_alias("user-churn", "champion")
+    assert version.version == "1"
+    tags = version.tags
+    assert tags["kfp.pipeline_name"] == "user-churn" and tags["kfp.run_id"], tags
+    assert tags["engine"] == "h2o" and len(tags["dataset_fingerprint"]) >= 16, tags
+    assert client.get_run(version.run_id).data.metrics["test_auc"] == pytest.approx(auc)
+    (test,) = [p for p in Path(autokfp_home.pipeline_root).rglob("test") if p.is_file()]
+    rows = pd.read_parquet(test)
+    fetched = mlflow.pyfunc.load_model("models:/user-churn@champion")
+    scored = fetched.predict(rows.drop(columns=["churned"]))
+    assert roc_auc_score(rows["churned"].astype(int), scored["probability_1"]) == \
+        pytest.approx(auc)

@@ -10,7 +10,6 @@ from autokfp.settings import image
 
 @dsl.component(base_image=image("runtime"), install_kfp_package=False)
 def select_model(
-    config: dict,
     candidates: Input[List[Model]],  # noqa: UP006 - see the import
     test: Input[Dataset],
     model: Output[Model],
@@ -18,6 +17,9 @@ def select_model(
     report: Output[HTML],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
+    target: str = "from config",
+    model_name: str = "from config",
+    config: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
 ) -> NamedTuple("Outputs", [("engine", str), ("promote", bool), ("primary_metric", float)]):
     """Score each engine's leader and the champion on the held-out rows; pass on the best.
 
@@ -30,8 +32,11 @@ def select_model(
     paired bootstrap on the same rows. The leaderboard, ROC/PR/calibration/confusion plots
     and the losing candidates' model folders are logged in an MLflow evaluation run.
 
+    Usable alone: ``select_model(candidates=dsl.Collected(t.outputs["model"]),
+    test=f.outputs["test"], model_name="churn")`` (no run config: the default selection
+    policy; the target is the candidates').
+
     Args:
-        config: The run configuration (``selection``: primary_metric, confidence, ...).
         candidates: Every engine's candidate (model folder or candidate marker), e.g.
             ``dsl.Collected`` of ``train_model``'s ``model`` fanned out over the engines;
             each names its engine in its metadata.
@@ -42,6 +47,12 @@ def select_model(
         report: Output. HTML leaderboard, robustness checks and plots.
         metrics: Output. Test metrics of the selected model (and Brier score, ECE).
         classification: Output. ROC curve and confusion matrix for the Kubeflow UI.
+        target: The column to predict. "from config": ``config.training.target``, else the
+            candidates' own.
+        model_name: The registered model whose ``champion`` competes too (none registered:
+            the best candidate wins). "from config": ``config.name``.
+        config: Optional: the run configuration (``selection``: primary_metric, confidence,
+            ...; autokfp's pipelines pass the resolved one); the inputs above override it.
 
     Returns:
         engine: the selected engine. promote: whether it should become champion.
@@ -53,10 +64,14 @@ def select_model(
     Example:
         >>> s = select_model(config=cfg, candidates=dsl.Collected(t.outputs["model"]),
         ...                  test=f.outputs["test"])
+        >>> s = select_model(candidates=dsl.Collected(t.outputs["model"]),
+        ...                  test=f.outputs["test"], model_name="churn")     # used alone
     """
     import logging
+    import os
     from collections import namedtuple
 
+    from autokfp.steps.form import model_form_config
     from autokfp.steps.results import publish
     from autokfp.steps.select_model import select_model as step
 
@@ -65,8 +80,14 @@ def select_model(
     for number, candidate in enumerate(candidates):
         name = candidate.metadata.get("engine") or f"candidate-{number + 1}"
         paths[name] = candidate.path
+    # the target, when not given, is that of a candidate that is a model folder
+    packaged = [path for path in paths.values()
+                if os.path.isfile(os.path.join(path, "artifacts", "meta.json"))]
+    run_config = model_form_config(config, packaged[0] if packaged else "", test.path,
+                                   target=target, model_name=model_name)
     outputs = namedtuple("Outputs", ["engine", "promote", "primary_metric"])
-    return outputs(*publish(step(config, paths, test.path, evaluation.path, model.path, report.path),
+    return outputs(*publish(step(run_config, paths, test.path, evaluation.path, model.path,
+                                 report.path),
                             metrics=metrics, classification=classification, model=model,
                             evaluation=evaluation))
 

@@ -8,13 +8,15 @@ from autokfp.settings import image
 
 @dsl.component(base_image=image("runtime"), install_kfp_package=False)
 def explain_model(
-    config: dict,
     model: Input[Model],
     train: Input[Dataset],
     test: Input[Dataset],
     explanation: Output[Artifact],
     report: Output[HTML],
     plots: Output[Artifact],
+    explain_rows: int = -1,
+    shap_rows: int = -1,
+    config: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
 ) -> str:
     """Explain the model: permutation importance, Kernel SHAP, and local explanations.
 
@@ -23,28 +25,40 @@ def explain_model(
     ``governance.shap_rows`` of them (against a training-row background); a method that
     cannot run says why in the report.
 
+    Usable alone: ``explain_model(model=t.outputs["model"], train=f.outputs["train"],
+    test=f.outputs["test"])`` (no run config: the default row counts).
+
     Args:
-        config: The run configuration (``governance.explain_rows``, ``governance.shap_rows``).
         model: The MLflow pyfunc model folder (bias_check's ``checked_model``).
         train: Training rows (Parquet): the SHAP background.
         test: Held-out rows (Parquet): what is explained.
         explanation: Output. JSON: importance, SHAP values, local explanations.
         report: Output. HTML with the plots inlined (shown in the Kubeflow UI).
         plots: Output. A folder of PNG plots.
+        explain_rows: Held-out rows for permutation importance (20-100000). -1:
+            ``config.governance.explain_rows`` (default 300).
+        shap_rows: Rows explained with Kernel SHAP (0: skip SHAP; at most 1000). -1:
+            ``config.governance.shap_rows`` (default 20).
+        config: Optional: the run configuration (autokfp's pipelines pass the resolved
+            one); the inputs above override it.
 
     Returns:
         The most important columns, comma-separated.
 
     Example:
         >>> x = explain_model(config=cfg, model=b.outputs["checked_model"], train=f.outputs["train"], test=f.outputs["test"])
+        >>> x = explain_model(model=t.outputs["model"], train=f.outputs["train"], test=f.outputs["test"], shap_rows=0)  # used alone
     """
     import logging
 
     from autokfp.steps.explain_model import explain_model as step
+    from autokfp.steps.form import model_form_config, with_policy
     from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return publish(step(config, model.path, train.path, test.path, explanation.path,
+    run_config = with_policy(model_form_config(config, model.path, test.path), "governance",
+                             explain_rows=explain_rows, shap_rows=shap_rows)
+    return publish(step(run_config, model.path, train.path, test.path, explanation.path,
                         report.path, plots.path), explanation=explanation)
 
 

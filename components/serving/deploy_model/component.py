@@ -8,11 +8,12 @@ from autokfp.settings import image
 
 @dsl.component(base_image=image("runtime"), install_kfp_package=False)
 def deploy_model(
-    config: dict,
     registration: Input[Artifact],
     test: Input[Dataset],
     manifest: Output[Artifact],
     decision: Output[Artifact],
+    require_approval: bool = False,
+    config: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
 ) -> str:
     """Deploy the champion to KServe, verify it, then promote it or roll back on its own.
 
@@ -24,15 +25,24 @@ def deploy_model(
     A failure rolls back: traffic and the registry's ``champion`` alias return to the
     previous version and the failed one is marked ``rejected``.
 
+    Usable alone: ``deploy_model(registration=r.outputs["registration"],
+    test=f.outputs["test"])`` (no run config: the model and target are the registration's,
+    the deploy settings their defaults: KServe through the Kubernetes API in a cluster, the
+    predictor on 127.0.0.1 elsewhere).
+
     Args:
-        config: The run configuration (``deploy``: target, namespace, replicas, resources,
-            canary percent, verification settings).
-        registration: The registration JSON from ``register_model``.
+        registration: The registration JSON from ``register_model`` (the model's name and
+            target).
         test: Held-out test rows (Parquet) for the smoke test.
         manifest: Output. The InferenceService YAML.
         decision: Output. JSON: target, action, outcome (promoted / rolled-back / skipped /
             awaiting-approval),
             every verification check with its detail.
+        require_approval: Only deploy a version a person approved (``autokfp approve``);
+            a config that requires approval keeps requiring it.
+        config: Optional: the run configuration (``deploy``: target, namespace, replicas,
+            resources, canary percent, verification settings; autokfp's pipelines pass the
+            resolved one).
 
     Returns:
         The outcome: ``promoted``, ``rolled-back``, ``skipped`` or ``awaiting-approval`` (a
@@ -43,14 +53,22 @@ def deploy_model(
 
     Example:
         >>> deploy_model(config=cfg, registration=r.outputs["registration"], test=f.outputs["test"])
+        >>> deploy_model(registration=r.outputs["registration"], test=f.outputs["test"])  # alone
     """
+    import json
     import logging
 
     from autokfp.steps.deploy_model import deploy_model as step
+    from autokfp.steps.form import named_config
     from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return publish(step(config, registration.path, test.path, manifest.path, decision.path),
+    registered = json.loads(open(registration.path, encoding="utf-8").read())
+    run_config = named_config(config, "from config" if config else registered["name"],
+                              what="deploy_model", dataset_path=test.path,
+                              target="from config" if config else registered.get("target", ""),
+                              require_approval=require_approval)
+    return publish(step(run_config, registration.path, test.path, manifest.path, decision.path),
                    manifest=manifest, decision=decision)
 
 

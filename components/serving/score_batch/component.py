@@ -48,7 +48,9 @@ def score_batch(
         Where the predictions were written.
 
     Raises:
-        ConfigError: a bad dataset, model or output; the message names it.
+        ConfigError: a bad dataset, model or output; the message names it. In a cluster, a
+            literal password in ``dataset``, ``output`` or a source of ``config`` (a run's
+            parameters are stored and shown by Kubeflow): write ``${VAR}`` from the Secret.
         DataError: the dataset is missing or empty, or a key column is not in it.
 
     Example:

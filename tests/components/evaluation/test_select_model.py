@@ -42,3 +42,22 @@ def test_select_model_passes_on_the_usable_candidate(trained_package, autokfp_ho
     assert [c["status"] for c in written["candidates"]] == ["trained", "failed"]
     assert "<img" in Path(report.path).read_text()
     assert classification.metadata["confidenceMetrics"]
+
+
+def test_select_model_alone_takes_typed_inputs(trained_package, autokfp_home, tmp_path) -> None:
+    """No run config (someone else's pipeline): the target is the candidate's, the name
+    typed; the candidates are ranked by the metric they were trained for."""
+    candidate = artifact(Model, tmp_path, "h2o", trained_package.paths.model)
+    candidate.metadata["engine"] = "h2o"
+    evaluation = artifact(Artifact, tmp_path, "evaluation")
+    metrics = artifact(Metrics, tmp_path, "metrics")
+    engine, promote, primary = select_model.python_func(
+        candidates=[candidate], test=artifact(Dataset, tmp_path, "test", trained_package.paths.test),
+        model=artifact(Model, tmp_path, "selected"), evaluation=evaluation,
+        report=artifact(HTML, tmp_path, "report"), metrics=metrics,
+        classification=artifact(ClassificationMetrics, tmp_path, "classification"),
+        model_name="churn-selected")
+    assert engine == "h2o" and promote is True  # no champion of churn-selected
+    written = json.loads(Path(evaluation.path).read_text())
+    assert written["primary_metric"] == "auc" and written["champion"] is None
+    assert primary == metrics.metadata["test_auc"] > 0.7

@@ -45,3 +45,26 @@ def test_deploy_without_a_champion_says_so(autokfp_home, churn_folder, tmp_path)
                                  decision=decision)
     assert not Path(manifest.path).exists()
     assert not Path(decision.path).exists()
+
+
+def test_deploy_model_alone_takes_the_model_and_target_from_the_registration(
+    registered, tmp_path, monkeypatch
+) -> None:
+    """No run config (someone else's pipeline): the registration names the model and its
+    target; approval can be required from the typed input."""
+    monkeypatch.setenv("AUTOKFP_DEPLOY_TARGET", "manifest")
+    record = json.loads(Path(registered["registration"].path).read_text())
+    assert (record["name"], record["target"]) == ("churn-test", "churned")
+    manifest = artifact(Artifact, tmp_path, "manifest")
+    decision = artifact(Artifact, tmp_path, "decision")
+    outcome = deploy_model.python_func(registration=registered["registration"],
+                                       test=registered["test"], manifest=manifest,
+                                       decision=decision)
+    assert outcome == "skipped" and manifest.metadata["version"] == "1"
+    service = yaml.safe_load(Path(manifest.path).read_text())
+    assert service["metadata"]["name"].startswith("churn-test")
+    awaiting = deploy_model.python_func(registration=registered["registration"],
+                                        test=registered["test"], require_approval=True,
+                                        manifest=artifact(Artifact, tmp_path, "manifest-2"),
+                                        decision=artifact(Artifact, tmp_path, "decision-2"))
+    assert awaiting == "awaiting-approval"

@@ -157,3 +157,31 @@ def test_a_catalogued_dataset_is_scored_by_its_datahub_urn(trained_package, chur
     with pytest.raises(ConfigError, match="is not in the catalog"):
         score_batch.python_func(dataset=urn.replace("new_customers", "old"), summary=summary,
                                 metrics=metrics, model=MODEL, output=str(tmp_path / "scores"))
+
+
+def test_a_literal_password_is_refused_in_a_pod(tmp_path, monkeypatch) -> None:
+    """As the run forms (resolve_config): in a pipeline's pod, a literal password in the
+    dataset, the output or a SQL source of the config is refused, naming where, never the
+    password; ``${VAR}`` gets past this check (and on to the next: the shared state)."""
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.delenv("AUTOKFP_RUNNER_PID", raising=False)
+    summary, metrics = artifact(Artifact, tmp_path, "summary"), artifact(Metrics, tmp_path, "m")
+    cases = {
+        "dataset": {"dataset": "postgresql://reader:s3cret-pw@db.example/crm#customers"},
+        "output": {"dataset": "gs://bucket/new.parquet",
+                   "output": "postgresql://writer:s3cret-pw@db.example/crm#scores"},
+        "config source crm": {"dataset": "crm/customers", "config": {"name": "churn", "sources": [
+            {"name": "crm", "kind": "sql",
+             "url": "postgresql://reader:x@db.example/crm?password=s3cret-pw"}]}},
+    }
+    for where, inputs in cases.items():
+        with pytest.raises(ConfigError) as raised:
+            score_batch.python_func(summary=summary, metrics=metrics, model="churn", **inputs)
+        message = str(raised.value)
+        assert f"score_batch: {where} hold a literal password" in message, message
+        assert "s3cret-pw" not in message and "${VAR}" in message
+    with pytest.raises(ConfigError) as raised:  # from the Secret: past this check
+        score_batch.python_func(
+            summary=summary, metrics=metrics, model="churn",
+            dataset="postgresql://reader:${PG_PASSWORD}@db.example/crm#customers")
+    assert "literal password" not in str(raised.value)

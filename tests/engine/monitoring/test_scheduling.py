@@ -181,3 +181,31 @@ def test_service_account_reaches_the_run_and_the_recurring_run(kfp_api, tmp_path
     changed = schedule_monitoring(config, host=kfp_api.url, service_account="other-runner")
     assert changed.created
     assert [r["service_account"] for r in kfp_api.recurring.values()] == ["other-runner"]
+
+
+def test_schedule_with_the_typed_run_form(kfp_api, tmp_path) -> None:
+    """The recurring run's parameters are the typed form (what the UI shows), checked here
+    first; every tick ends its window at its scheduled time."""
+    from autokfp.edge.scheduling import MONITORING_FORM
+
+    form = {"model_name": "churn-form", "dataset": "s3://lake/churn/customers.parquet",
+            "target": "churned", "window_days": 3.0, "engines": "h2o"}
+    result = schedule_monitoring(form=form, host=kfp_api.url, cron="0 0 */6 * * *")
+    assert result.created and result.name == "churn-form-drift-monitoring"
+    (run,) = kfp_api.recurring.values()
+    assert run["runtime_config"]["parameters"] == {**form, "config": {},
+                                                   "window_end": "scheduled"}
+    assert "{{$.pipeline_job_schedule_time_utc}}" in json.dumps(kfp_api.uploads[-1])
+    # the form is the uploaded pipeline's own: its parameters but config and window_end
+    assert set(kfp_api.uploads[-1]["root"]["inputDefinitions"]["parameters"]) == {
+        *MONITORING_FORM, "config", "window_end"}
+    # a bad value or an unknown parameter: refused before anything is sent
+    calls = len(kfp_api.calls)
+    with pytest.raises(ConfigError, match="window_days"):
+        schedule_monitoring(form={**form, "window_days": -3.0}, host=kfp_api.url)
+    with pytest.raises(ConfigError, match="no parameter windw_days"):
+        schedule_monitoring(form={**form, "windw_days": 3}, host=kfp_api.url)
+    with pytest.raises(ConfigError, match="pods cannot read"):
+        schedule_monitoring(form={**form, "dataset": str(tmp_path / "customers.parquet")},
+                            host=kfp_api.url)
+    assert len(kfp_api.calls) == calls
