@@ -3,14 +3,18 @@
 For one packaged model (``--model-dir``, or the champion of the only model registered under
 ``--home``), two servers run on 127.0.0.1, each in its own process, with KServe's defaults:
 
-* **ours**: ``python -m autokfp.serving`` as deployed (validation, metrics, prediction log);
+* **ours**: ``python -m autokfp.serving`` as the local target runs it (validation, metrics,
+  the predictor's own prediction log);
+* **ours-nolog**: the same with ``AUTOKFP_PREDICTION_LOG=off``, as a cluster runs it by
+  default (``deploy.payload_log: kserve``: KServe's agent captures requests outside the
+  predictor's process);
 * **bare**: a plain ``kserve.Model`` answering from a trivial model (a logistic function of
   one input column, computed in Python), so the difference is what autokfp adds: the
   request checks, feature engineering, the engine call (e.g. the H2O MOJO through JPype),
   metrics, the prediction log and the answer's JSON.
 
 Single-row v1 requests go to each server in turn with keep-alive at concurrency 1 and 16,
-``--seconds`` at a time, for ``--rounds`` rounds (the order alternates, so a noisy
+``--seconds`` at a time, for ``--rounds`` rounds (the order rotates, so a noisy
 neighbour hurts both alike). Reported per server and concurrency: p50, p99, the server
 process's CPU time per request (from /proc) and throughput, then the ratios against the
 targets: p99 <= 1.25x bare, CPU per request <= 1.5x bare, throughput >= 0.9x bare. Then
@@ -149,14 +153,17 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def ours_server(model_dir: Path, workdir: Path) -> Server:
+def ours_server(model_dir: Path, workdir: Path, log: bool = True) -> Server:
     port = free_port()
+    label = "ours" if log else "ours-nolog"
     env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_NAME": SERVICE, "MODEL_VERSION": "1",
            "PORT": str(port), "HOST": "127.0.0.1",
-           "AUTOKFP_ARTIFACT_ROOT": str(workdir / "artifacts")}  # prediction log on, as deployed
+           "AUTOKFP_ARTIFACT_ROOT": str(workdir / f"artifacts-{label}")}
     env.pop("AUTOKFP_PREDICTION_LOG", None)
+    if not log:  # a cluster's default: KServe's payload logger captures requests
+        env["AUTOKFP_PREDICTION_LOG"] = "off"
     command = [sys.executable, "-m", "autokfp.serving"]
-    return Server("ours", command, env, port, workdir / "ours.log")
+    return Server(label, command, env, port, workdir / f"{label}.log")
 
 
 def bare_server(model_dir: Path, workdir: Path) -> Server:
@@ -283,7 +290,9 @@ def measure(servers: list[Server], body: bytes, seconds: float, rounds: int
     totals: dict[tuple[str, int], Result] = {}
     for round_number in range(rounds):
         for concurrency in CONCURRENCIES:
-            order = servers if round_number % 2 == 0 else list(reversed(servers))
+            order = servers[round_number % len(servers):] + servers[:round_number % len(servers)]
+            if round_number % 2:
+                order.reverse()
             for server in order:
                 case = f"{server.label} c={concurrency}"
                 url = f"{server.url}/v1/models/{SERVICE}:predict"
@@ -365,15 +374,17 @@ async def _fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> Res
 def report(totals: dict[tuple[str, int], Result], floor: Result | None) -> None:
     print(f"\n{'server':<6} {'c':>3} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'cpu ms/req':>11} {'req/s':>9} {'errors':>7}")
-    for (label, concurrency), r in sorted(totals.items(), key=lambda kv: (kv[0][1], kv[0][0] != "ours")):
+    for (label, concurrency), r in sorted(totals.items(), key=lambda kv: (kv[0][1], kv[0][0] == "bare",
+                                                                         kv[0][0])):
         print(f"{label:<6} {concurrency:>3} {r.ok + r.errors:>9} {r.percentile(50):8.2f} "
               f"{r.percentile(99):8.2f} {r.cpu_ms_per_request:11.2f} {r.rate:9.1f} {r.errors:7d}")
     if floor is not None:
         print(f"floor: in-process one row: p50 {floor.percentile(50):.3f} ms, p99 "
               f"{floor.percentile(99):.3f} ms, cpu {floor.cpu_ms_per_request:.3f} ms/req")
-    print("\ntargets (ours / bare)")
-    for concurrency in CONCURRENCIES:
-        ours, bare = totals[("ours", concurrency)], totals[("bare", concurrency)]
+    labels = sorted({label for label, _ in totals if label != "bare"})
+    print("\ntargets (ours / bare, in the same run)")
+    for label, concurrency in ((label, c) for label in labels for c in CONCURRENCIES):
+        ours, bare = totals[(label, concurrency)], totals[("bare", concurrency)]
         checks = [
             ("p99", ours.percentile(99) / bare.percentile(99), P99_RATIO, "<="),
             ("cpu per request", ours.cpu_ms_per_request / bare.cpu_ms_per_request, CPU_RATIO, "<="),
@@ -382,7 +393,7 @@ def report(totals: dict[tuple[str, int], Result], floor: Result | None) -> None:
         for name, ratio, target, sense in checks:
             passed = ratio <= target if sense == "<=" else ratio >= target
             passed = passed and ours.errors == 0
-            print(f"  {'PASS' if passed else 'FAIL'}  c={concurrency:<2} {name:<16} "
+            print(f"  {'PASS' if passed else 'FAIL'}  {label:<10} c={concurrency:<2} {name:<16} "
                   f"{ratio:5.2f}x  (target {sense} {target:g}x)")
     for r in totals.values():
         if r.errors:
@@ -417,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     body = json.dumps({"instances": [record]}).encode()
     workdir = Path(tempfile.mkdtemp(prefix="autokfp-bench-"))
     print(f"model folder {model_dir}; server logs in {workdir}", flush=True)
-    servers = [ours_server(model_dir, workdir), bare_server(model_dir, workdir)]
+    servers = [ours_server(model_dir, workdir), ours_server(model_dir, workdir, log=False),
+               bare_server(model_dir, workdir)]
     try:
         for server in servers:
             print(f"starting {server.label} server on {server.url}", flush=True)

@@ -493,8 +493,13 @@ def _token_pattern(token: str) -> re.Pattern[str]:
     return pattern
 
 
-def apply_features_records(records: list[dict[str, Any]], plan: FeaturePlan) -> list[dict[str, float | str | None]]:
-    """``apply_features`` for a few rows given as dicts (same result, no pandas)."""
+def apply_features_records(records: list[dict[str, Any]], plan: FeaturePlan,
+                           stamps: list[dict[str, Any]] | None = None
+                           ) -> list[dict[str, float | str | None]]:
+    """``apply_features`` for a few rows given as dicts (same result, no pandas).
+
+    ``stamps``, when given, holds each row's date/time columns already parsed by the same
+    rule (``_timestamp``: column → ``pd.Timestamp`` or None), so they are not parsed twice."""
     missing = [c for c in plan.input_columns if any(c not in r for r in records)]
     if missing:
         raise SchemaError(
@@ -504,7 +509,7 @@ def apply_features_records(records: list[dict[str, Any]], plan: FeaturePlan) -> 
     reference = pd.Timestamp(plan.reference_time) if plan.reference_time else None
     levels = {name: set(plan.categorical_levels.get(name, [])) for name in plan.categorical}
     out = []
-    for record in records:
+    for index, record in enumerate(records):
         row: dict[str, float | str | None] = {}
         for name in plan.numeric:
             row[name] = _number(record[name])
@@ -520,7 +525,7 @@ def apply_features_records(records: list[dict[str, Any]], plan: FeaturePlan) -> 
         for name in plan.boolean:
             row[name] = _boolean(record[name])
         for name in plan.datetime:
-            stamp = _timestamp(record[name])
+            stamp = _timestamp(record[name]) if stamps is None else stamps[index][name]
             for part in plan.datetime_parts:
                 if stamp is None:
                     row[f"{name}__{part}"] = float("nan")

@@ -71,13 +71,15 @@ class AutokfpModel(PythonModel):
             return self.scorer.predict(pd.DataFrame(rows, columns=self.plan.feature_columns))
         return scorer_rows(rows)
 
-    def predict_answers(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def predict_answers(self, records: list[dict[str, Any]],
+                        stamps: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """``predict_records`` as the JSON answer rows a server sends (no pandas at all):
         ``prediction`` and ``probability_<class>`` as plain Python values, missing as None.
-        The same numbers as ``predict``: both go through ``decide``."""
+        The same numbers as ``predict``: both go through ``decide``. ``stamps``: each row's
+        date/time columns already parsed (as the server's validator returns them)."""
         from autokfp.modeling.features import apply_features_records
 
-        rows = apply_features_records(records, self.plan)
+        rows = apply_features_records(records, self.plan, stamps=stamps)
         raw = self._score_rows(rows)
         meta = self.meta
         if meta["task"] == "regression":

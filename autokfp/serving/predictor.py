@@ -33,6 +33,7 @@ log (see ``prediction_log``) without ever blocking the answer.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import math
@@ -263,8 +264,13 @@ class InputValidator:
                                    f"{_show(values[bad].iloc[0])}")
         return frame
 
-    def check_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The same checks as ``check``, on plain dicts (the small-request fast path)."""
+    def check_records(self, records: list[dict[str, Any]]
+                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        """The same checks as ``check``, on plain dicts (the small-request fast path).
+
+        Returns the records and, when the model has date/time columns, each row's parsed
+        timestamps (column → ``pd.Timestamp`` or None), which ``predict_answers(...,
+        stamps=...)`` uses instead of parsing the same text again."""
         if not records:
             raise RequestError("the request has no rows; send at least one instance")
         required = self._required_set
@@ -272,6 +278,7 @@ class InputValidator:
             if record.keys() != required:
                 self._check_columns(record)
         self.check_values(records)
+        stamps: list[dict[str, Any]] | None = [] if self._datetime else None
         for record in records:
             for column in self._numeric:
                 value = record[column]
@@ -279,12 +286,18 @@ class InputValidator:
                     continue
                 if isinstance(value, (bool, np.bool_)) or not _is_number(value):
                     raise RequestError(f"column '{column}' must be a number, got {_show(value)}")
+            if stamps is None:
+                continue
+            parsed = {}
             for column in self._datetime:
                 value = record[column]
-                if value is not None and _features_timestamp(value) is None:
+                stamp = None if value is None else _features_timestamp(value)
+                if value is not None and stamp is None:
                     raise RequestError(f"column '{column}' must be a date/time (ISO 8601), got "
                                        f"{_show(value)}")
-        return records
+                parsed[column] = stamp
+            stamps.append(parsed)
+        return records, stamps
 
 
 def _is_number(value: Any) -> bool:
@@ -551,7 +564,14 @@ class AutokfpPredictor(Model):
         self._healthy = False
         self._stopping = False
         self._metrics = _Metrics(self.name, self.version, None)
+        # ids for requests that come without x-request-id: this process's random prefix and a
+        # counter (unique across pods and restarts, and a fraction of a uuid4's cost)
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._ids = itertools.count()
         self.ready = False
+
+    def _request_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids):x}"
 
     def load(self) -> bool:
         """Load the package and score its input example once; only then mark ready."""
@@ -665,7 +685,8 @@ class AutokfpPredictor(Model):
                 raise RequestError("the request has no rows; send at least one instance")
             if len(records) <= FAST_PATH_ROWS:  # answered at once, without pandas
                 assert self.validator is not None
-                answer = self.model.predict_answers(self.validator.check_records(records))
+                checked, stamps = self.validator.check_records(records)
+                answer = self.model.predict_answers(checked, stamps=stamps)
                 predictions = None
             else:  # big: in the worker thread, answer included (the event loop stays free)
                 frame, predictions, answer = await self.workload.run(
@@ -681,7 +702,7 @@ class AutokfpPredictor(Model):
         metrics.latency.observe(time.perf_counter() - started)
         metrics.observe(answer)
         if self.prediction_log is not None:
-            request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+            request_id = (headers or {}).get("x-request-id") or self._request_id()
             if frame is None:
                 self.prediction_log.log_records(records, answer, request_id)
             else:

@@ -193,6 +193,12 @@ def test_the_answers_of_the_fast_path_equal_the_offline_frame_exactly(model, row
                     for row in offline.to_dict(orient="records")]
         assert answers == expected
         assert all(type(a["prediction"]) is type(e["prediction"]) for a, e in zip(answers, expected))
+        # the server's way: the validator parses the dates once and hands them over
+        accepted = [i for i, r in enumerate(records) if _verdict(
+            lambda r=r: InputValidator(plan).check_records([dict(r)])) == "accepted"]
+        checked, stamps = InputValidator(plan).check_records([dict(records[i]) for i in accepted])
+        assert stamps is not None and len(stamps) == len(accepted) > 0
+        assert scored.predict_answers(checked, stamps=stamps) == [expected[i] for i in accepted]
         plain = model.predict(None, pd.DataFrame.from_records(records))
         moved |= not np.allclose(offline.iloc[:, 1:].to_numpy(float), plain.iloc[:, 1:].to_numpy(float))
     assert moved == (variant != "as packaged"), "the variant must change some probabilities"

@@ -230,10 +230,10 @@ load = predictor.AutokfpPredictor.load
 def faulty_load(self):
     done = load(self)
     scoring = self.model.predict_answers
-    def predict_answers(records):
+    def predict_answers(records, **options):
         if flag.exists():
             raise RuntimeError("injected fault: the scorer is gone")
-        return scoring(records)
+        return scoring(records, **options)
     self.model.predict_answers = predict_answers
     return done
 
