@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+import yaml
 
 from autokfp.monitoring.window import read_window
 from autokfp.serving.payload_log import REQUEST_TYPE, RESPONSE_TYPE
@@ -28,6 +30,7 @@ from tests.conftest import _free_port
 from tests.serving import servers
 
 SERVICE = "churn"
+PAYLOAD_LOG = Path(__file__).resolve().parents[2] / "manifests" / "serving" / "payload-log.yaml"
 NAMESPACE = "kubeflow-user"
 
 
@@ -54,16 +57,63 @@ def predictor(trained_package, tmp_path_factory):
         servers.stop(server)
 
 
+def _pod_env(items: list[dict], config_maps: dict[str, dict[str, str]],
+             secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """A container's ``env`` as the kubelet resolves it: ``value``, or ``valueFrom`` a
+    ConfigMap's / Secret's key; a missing key that is not ``optional`` stops the pod."""
+    env = {}
+    for item in items:
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+            continue
+        ((kind, ref),) = item["valueFrom"].items()
+        source = (config_maps if kind == "configMapKeyRef" else secrets).get(ref["name"], {})
+        if ref["key"] in source:
+            env[item["name"]] = source[ref["key"]]
+        else:
+            assert ref.get("optional"), f"{item['name']}: {kind} {ref} would stop the pod"
+    return env
+
+
 def _start_receiver(workdir: Path) -> servers.Server:
+    """The receiver as ``manifests/serving/payload-log.yaml`` deploys it: the Deployment's
+    command and environment (resolved from an ``autokfp-config`` ConfigMap naming a store;
+    no Secret, as on gs:// with Workload Identity), on a free port of 127.0.0.1 instead of
+    the pod's 8080, ready when its readiness probe's path answers."""
+    docs = list(yaml.safe_load_all(PAYLOAD_LOG.read_text()))
+    service = next(d for d in docs if d["kind"] == "Service")
+    template = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    env = _pod_env(container["env"], {"autokfp-config": {
+        "AUTOKFP_ARTIFACT_ROOT": str(workdir / "store")}}, secrets={})
+    # the Service's port 80 reaches the port the receiver listens on
+    assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["containerPort"] \
+        == int(env["PORT"]) == container["readinessProbe"]["httpGet"]["port"]
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    assert set(env) == {"PORT", "AUTOKFP_ARTIFACT_ROOT"}
     port = _free_port()
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "PYTHONWARNINGS": "ignore",
-           "AUTOKFP_ARTIFACT_ROOT": str(workdir / "store"),
-           "AUTOKFP_PAYLOAD_LOG_FLUSH_SECONDS": "0.5"}
+    command = container["command"]
+    assert command[0] == "python"  # the image's interpreter: here, this one
+    env.update(PORT=str(port), HOST="127.0.0.1", PYTHONWARNINGS="ignore",
+               AUTOKFP_PAYLOAD_LOG_FLUSH_SECONDS="0.5")
     output = workdir / "receiver.log"
     with open(output, "wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "autokfp.serving.payload_log"], env=env,
-                                   stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    return servers.Server(process, f"http://127.0.0.1:{port}", workdir / "store", output)
+        process = subprocess.Popen([sys.executable, *command[1:], *container.get("args", [])],
+                                   env={**os.environ, **env}, stdout=sink,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    receiver = servers.Server(process, f"http://127.0.0.1:{port}", workdir / "store", output)
+    probe = container["readinessProbe"]["httpGet"]["path"]
+    deadline = time.monotonic() + servers.READY_TIMEOUT
+    while True:
+        try:
+            if httpx.get(f"{receiver.url}{probe}", timeout=2).status_code == 200:
+                return receiver
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            servers.stop(receiver)
+            pytest.fail(f"the receiver was not ready:\n{receiver.output_tail()}")
+        time.sleep(0.3)
 
 
 def _event(receiver: httpx.Client, kind: str, event_id: str, body: bytes) -> httpx.Response:
@@ -90,7 +140,6 @@ def test_the_receiver_writes_what_the_predictor_logs_itself(predictor, plan, row
     ]
     started = datetime.now(timezone.utc) - timedelta(minutes=1)
     try:
-        servers.wait_ready(receiver)
         with httpx.Client(base_url=predictor.url, timeout=30) as client, \
                 httpx.Client(base_url=receiver.url, timeout=30) as sink:
             for index, (path, body, event_id) in enumerate(requests):
