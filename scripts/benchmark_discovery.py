@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 FIRST_TARGET, RECRAWL_TARGET = 100.0, 2000.0  # datasets/s, issue 16
+INGEST_BEFORE = (35.4, 1667)  # the ingestion path per CPU-second as 3ae467e measured it
 
 
 def _frame(rng: np.random.Generator, rows: int, index: int) -> pd.DataFrame:
@@ -256,8 +257,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    target {target:,.0f}/s: {verdict}")
         print(f"  re-crawl cost: {100 * again.seconds / first.seconds:.1f}% of the first crawl")
         if args.ingest:
-            for timing in ingest_runs("bench-ingest", both, root / "home-ingest"):
+            print("\ncatalog.ingestion: datahub on the same workload (DataHub's sources + "
+                  "autokfp's crawl and aspects, file sink, DataHub Lite):")
+            runs = ingest_runs("bench-ingest", both, root / "home-ingest")
+            for timing in runs:
                 print(timing.line(), flush=True)
+            if not args.no_anchor:  # DataHub's own two sources alone, stock recipes
+                alone = [datahub_crawl(recipe, root / f"datahub-issue-{i}.json") for i, recipe
+                         in enumerate((shapes[0][2], shapes[1][2]))]
+                for timing in alone:
+                    print(timing.line(), flush=True)
+                total = Timing("DataHub's two sources alone", sum(t.datasets for t in alone),
+                               sum(t.seconds for t in alone), sum(t.cpu for t in alone))
+                print(total.line())
+                print(f"  the ingestion path's first run costs {runs[0].cpu / total.cpu:.2f}x "
+                      "the CPU of DataHub's sources alone")
+            print(f"  before this benchmark's ingestion changes (3ae467e, 300 tables + 300 "
+                  f"files): first run {INGEST_BEFORE[0]}/CPU-s, re-run {INGEST_BEFORE[1]:,}/CPU-s;"
+                  f" target {FIRST_TARGET:.0f}/CPU-s")
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         if args.keep:

@@ -26,17 +26,19 @@ What stays custom, and why (the narrowest pieces):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datahub.ingestion.api.transform import Transformer
+from datahub.ingestion.sink.file import FileSink
 
 from autokfp.catalog.datahub import (
     column_tags,
@@ -53,6 +55,7 @@ from autokfp.settings import Settings
 log = logging.getLogger(__name__)
 
 TRANSFORMER = "autokfp.catalog.ingest.AutokfpAspects"
+FILE_SINK = "autokfp.catalog.ingest.LinearFileSink"
 _MAX_DEPTH = 12
 
 
@@ -448,10 +451,13 @@ def run_recipe(recipe: dict[str, Any], extras_path: str | None = None,
     resolved = EnvResolver(environ=os.environ).resolve(recipe)
     if collect and extras_path:  # not in the recipe returned (and kept): it names this run
         resolved["transformers"][-1]["config"]["collect"] = collect
+    if (resolved.get("sink") or {}).get("type") == "file":  # same file, in linear time
+        resolved["sink"] = {**resolved["sink"], "type": FILE_SINK}
     try:
-        pipeline = Pipeline.create(resolved)
-        pipeline.run()
-        pipeline.raise_from_status()
+        with _strptime_cache():
+            pipeline = Pipeline.create(resolved)
+            pipeline.run()
+            pipeline.raise_from_status()
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
         for secret in secrets:
@@ -459,6 +465,39 @@ def run_recipe(recipe: dict[str, Any], extras_path: str | None = None,
         kind = recipe.get("source", {}).get("type")
         raise DataError(f"DataHub's '{kind}' source failed: {text[:1500]}") from None
     return recipe
+
+
+@contextlib.contextmanager
+def _strptime_cache() -> Iterator[None]:
+    """Python's ``strptime`` keeps 5 compiled formats and drops them all on the 6th; the
+    CSV schema inference of DataHub's file sources (tableschema) tries 14 date and time
+    formats on every value, so each call compiled its regex again (60% of the inference's
+    time in a profile of 1,000 files). The cache is larger while a recipe runs; no result
+    changes."""
+    import _strptime
+
+    before = _strptime._CACHE_MAX_SIZE
+    _strptime._CACHE_MAX_SIZE = max(before, 64)
+    try:
+        yield
+    finally:
+        _strptime._CACHE_MAX_SIZE = before
+
+
+class LinearFileSink(FileSink):
+    """DataHub's file sink, whose ``close`` writes the same file in linear time.
+
+    Why custom: DataHub's ``close`` builds the file by ``content += record`` per record, a
+    copy of everything written so far each time: quadratic, a third of a 2,000-dataset first
+    run (340 of 1,060 profiled seconds). ``run_recipe`` runs a recipe's ``file`` sink
+    through this class; the bytes written are DataHub's (tested).
+    """
+
+    def close(self) -> None:
+        records = ",\n".join(json.dumps(record, indent=4) for record in self.records)
+        content = f"[\n{records}\n]" if self.records else "[]"
+        self.fs.write(self.filename, content)
+        log.debug("wrote %d records to %s", len(self.records), self.filename)
 
 
 def _referenced(recipe: dict[str, Any], value: str) -> bool:
@@ -493,8 +532,9 @@ def _cached(record: Any) -> Any:
     pass), which Lite's ``write`` serialises again otherwise."""
     from autokfp.catalog.datahub import Proposal
 
-    if record.aspect is None or record.entityKeyAspect is not None:
-        return record
+    if (isinstance(record, Proposal) or record.aspect is None
+            or record.entityKeyAspect is not None):
+        return record  # a Proposal already: a new one would serialise it again
     return Proposal(entityType=record.entityType, entityUrn=record.entityUrn,
                     changeType=record.changeType, aspectName=record.aspectName,
                     aspect=record.aspect, systemMetadata=record.systemMetadata,
@@ -577,8 +617,9 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
         if Path(local).exists():
             storage.write_text(remote, Path(local).read_text())
     sink = item["sink"]
-    if sink.get("type") != "file":
+    if sink.get("type") != "file":  # DataHub's REST sink: GMS has it all
         result.gms_url = str(sink.get("config", {}).get("server"))
+        _emitted(_records("", collected or []), extras, result)
         return
     urns = _collect_file_sink(sink["config"]["filename"], extras, store, settings, stamp, result,
                               collected)
@@ -587,17 +628,10 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
                                                  "datasets": urns}))
 
 
-def _collect_file_sink(local: str, extras: dict[str, Any], store: Any, settings: Settings,
-                       stamp: str, result: IngestResult,
-                       collected: list[Any] | None = None) -> list[str]:
-    """A file sink's records: its datasets (and removed ones) added to ``result``, the file
-    kept in the catalog's metadata folder, the records loaded into DataHub Lite. Returns the
-    datasets' URNs."""
+def _emitted(records: list[Any], extras: dict[str, Any], result: IngestResult) -> list[str]:
+    """The datasets a run emitted (and soft-deleted) added to ``result``; their URNs."""
     from datahub.metadata.schema_classes import StatusClass
 
-    from autokfp import storage
-
-    records = _records(local, collected)
     gone = {str(r.entityUrn) for r in records if r.entityType == "dataset"
             and isinstance(r.aspect, StatusClass) and r.aspect.removed}
     urns = list(dict.fromkeys(str(r.entityUrn) for r in records
@@ -606,6 +640,20 @@ def _collect_file_sink(local: str, extras: dict[str, Any], store: Any, settings:
     result.datasets += urns
     result.removed += sorted(gone)
     result.extended += [u for u in urns if u in extras]
+    return urns
+
+
+def _collect_file_sink(local: str, extras: dict[str, Any], store: Any, settings: Settings,
+                       stamp: str, result: IngestResult,
+                       collected: list[Any] | None = None) -> list[str]:
+    """A file sink's records: its datasets (and removed ones) added to ``result``, the file
+    kept in the catalog's metadata folder, the records loaded into DataHub Lite. Returns the
+    datasets' URNs."""
+
+    from autokfp import storage
+
+    records = _records(local, collected)
+    urns = _emitted(records, extras, result)
     target = store.uri("metadata", f"ingest-{stamp}-{Path(local).stem}.json")
     storage.write_text(target, Path(local).read_text())
     result.metadata_files.append(target)

@@ -162,10 +162,15 @@ WHERE dependent_ns.nspname = :schema AND dependent_view.relname = :view
 
 def view_facts(inspector, connection, source: SqlSource, view: str, platform: str,
                database: str | None, schema: str | None) -> dict:
-    """A view's definition and the datasets it reads, as DataHub's SQL sources record them
-    (``include_views``, ``include_view_lineage``): PostgreSQL's from its system catalog,
-    other databases' by DataHub's own SQL parser with the view's database and schema as
-    defaults for unqualified names."""
+    """A view's definition, the datasets it reads and its column-level lineage, as DataHub's
+    SQL sources record them (``include_views``, ``include_view_lineage``,
+    ``include_view_column_lineage``).
+
+    Tables: PostgreSQL's from its system catalog, other databases' by DataHub's own SQL
+    parser with the view's database and schema as defaults for unqualified names. Columns:
+    DataHub's parser (``sqlglot_lineage``) given the columns of those tables, so ``*``,
+    unqualified names and joins resolve.
+    """
     import sqlalchemy as sa
 
     try:
@@ -173,11 +178,17 @@ def view_facts(inspector, connection, source: SqlSource, view: str, platform: st
     except Exception:  # no text for it (DataHub emits the view without one too)
         definition = None
     definition = str(definition) if definition else ""
+    default_schema = schema
+    tables: list[tuple[str | None, str]] = []  # (schema, table) of what the view reads
     if platform == "postgres":
         rows = connection.execute(sa.text(_PG_VIEW_UPSTREAMS),
                                   {"schema": schema, "view": view}).all()
-        names = [datahub_table_name(platform, database, str(s), str(t)) for s, t in rows]
-        upstreams = [datahub_urn(platform, name, source) for name in names]
+        tables = [(str(s), str(t)) for s, t in rows]
+        upstreams = [datahub_urn(platform, datahub_table_name(platform, database, s, t), source)
+                     for s, t in tables]
+        # PostgreSQL prints a table of the session's search path unqualified in a view's
+        # definition, so the parser's default schema is the session's, not the view's
+        default_schema = str(connection.execute(sa.text("SELECT current_schema()")).scalar())
     elif definition:
         from datahub.sql_parsing.sqlglot_lineage import create_lineage_sql_parsed_result
 
@@ -190,9 +201,62 @@ def view_facts(inspector, connection, source: SqlSource, view: str, platform: st
             platform_instance=source.platform_instance, env=source.env,
             generate_column_lineage=False)
         upstreams = list(parsed.in_tables)
+        tables = [_schema_and_table(u, platform) for u in upstreams]
     else:
         upstreams = []
-    return {"definition": definition, "upstreams": sorted(set(upstreams))}
+    facts: dict = {"definition": definition, "upstreams": sorted(set(upstreams))}
+    if definition and upstreams:
+        facts["columns"] = _column_lineage(inspector, source, definition, platform, database,
+                                           default_schema, dict(zip(upstreams, tables)))
+    return facts
+
+
+def _schema_and_table(urn: str, platform: str) -> tuple[str | None, str]:
+    """(schema, table) of a dataset URN this module names (see datahub_table_name)."""
+    from datahub.utilities.urns.dataset_urn import DatasetUrn
+
+    parts = DatasetUrn.from_string(urn).name.split(".")
+    if platform in _THREE_TIER and len(parts) >= 3:
+        parts = parts[1:]
+    return (parts[0], ".".join(parts[1:])) if len(parts) >= 2 else (None, parts[0])
+
+
+def _column_lineage(inspector, source: SqlSource, definition: str, platform: str,
+                    database: str | None, default_schema: str | None,
+                    tables: dict[str, tuple[str | None, str]]) -> list[dict]:
+    """Each view column's upstream columns by DataHub's SQL parser, as
+    ``[{"column", "upstreams": [[dataset URN, column], ...], "logic"}]`` (``logic`` as
+    DataHub's ``transformOperation``: ``COPY: <expr>`` or ``SQL: <expr>``); [] when the parser
+    cannot resolve them (a view is still catalogued with its table lineage)."""
+    from datahub.sql_parsing.schema_resolver import SchemaResolver
+    from datahub.sql_parsing.sqlglot_lineage import sqlglot_lineage
+
+    resolver = SchemaResolver(platform=platform, platform_instance=source.platform_instance,
+                              env=source.env)
+    try:
+        for urn, (table_schema, table) in tables.items():
+            try:
+                columns = inspector.get_columns(table, schema=table_schema)
+            except Exception:  # not inspectable (another database): unresolved, not fatal
+                continue
+            resolver.add_raw_schema_info(urn, {str(c["name"]): str(c["type"]) for c in columns})
+        parsed = sqlglot_lineage(definition, schema_resolver=resolver,
+                                 default_db=database if platform in _THREE_TIER else None,
+                                 default_schema=default_schema)
+    except Exception:  # DataHub's parser failing on a dialect's SQL: no column lineage
+        return []
+    finally:
+        resolver.close()
+    out = []
+    for info in parsed.column_lineage or []:
+        upstreams = sorted({(str(ref.table), ref.column) for ref in info.upstreams
+                            if ref.column})
+        logic = info.logic
+        out.append({"column": info.downstream.column,
+                    "upstreams": [list(u) for u in upstreams],
+                    "logic": None if logic is None else
+                    f"{'COPY' if logic.is_direct_copy else 'SQL'}: {logic.column_logic}"})
+    return out
 
 
 def _select_all(source: SqlSource, table_name: str):

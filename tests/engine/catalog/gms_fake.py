@@ -1,10 +1,29 @@
 """A DataHub GMS stand-in on 127.0.0.1 (GMS itself needs Kafka, OpenSearch and MySQL).
 
-It answers what DataHub's Python clients call: ``GET /config`` (the emitter's and the
-graph client's connection check), ``POST /aspects?action=ingestProposal`` (the REST
-emitter), and ``GET /aspects/<urn>?aspect=<name>&version=0`` (``DataHubGraph.get_aspect``):
-the latest aspect it was sent, as a rest.li VersionedAspect keyed by the aspect's full
-record name, or 404. Every request is recorded; with a token, any other bearer gets 401.
+It answers what DataHub's Python clients call, as GMS answers it:
+
+- ``GET /config``: the emitter's and graph client's connection check (``noCode``,
+  ``statefulIngestionCapable`` for DataHub's ``datahub`` state provider);
+- ``POST /aspects?action=ingestProposal`` (one proposal: the REST emitter's ``emit_mcp``)
+  and ``POST /aspects?action=ingestProposalBatch`` (``{"proposals": [...]}``: ``emit_mcps``
+  and the REST sink's default ASYNC_BATCH mode). Every proposal is checked against the
+  schemas shipped in acryl-datahub, as GMS checks them against the same PDL models: the
+  envelope against MetadataChangeProposal (a field it does not have, or a missing
+  ``entityType``/``changeType``, is refused with 400, rest.li's "unrecognized field found
+  but not allowed"); the entity type against the URN's; the aspect name against the
+  entity's registered aspects (its key aspect's ``entityAspects``); an UPSERT's value
+  against the aspect's Avro schema (types, required fields, and no field the schema does
+  not define); a PATCH's value must be a JSON Patch list. A failure is
+  422 (GMS's ValidationException) with rest.li's error body, and nothing of the batch is
+  stored (GMS validates a batch before it writes any of it);
+- ``GET /aspects/<urn>?aspect=<name>&version=0`` (``DataHubGraph.get_aspect``): the latest
+  aspect, as a rest.li VersionedAspect keyed by the aspect's full record name, or 404;
+- ``POST /aspects?action=getTimeseriesAspectValues`` (the state provider's checkpoint
+  read): a timeseries aspect's values, newest first, filtered on equal fields.
+
+``fail_next`` queues statuses (503, 429, 500) answered to the next POSTs instead of taking
+them, to test the emitter's retries. Every request is recorded; with a token, any other
+bearer gets 401.
 """
 
 from __future__ import annotations
@@ -12,7 +31,13 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
+
+_CONFIG = {"noCode": "true", "statefulIngestionCapable": True, "patchCapable": True,
+           "supportsImpactAnalysis": True, "timeZone": "GMT",
+           "datahub": {"serverType": "quickstart"},
+           "versions": {"acryldata/datahub": {"version": "v1.1.0"}}}
 
 
 def _record_name(aspect_name: str) -> str | None:
@@ -22,12 +47,125 @@ def _record_name(aspect_name: str) -> str | None:
     return None if cls is None else cls.RECORD_SCHEMA.fullname.replace(".pegasus2avro", "")
 
 
+class Refused(Exception):
+    """GMS refusing a request: ``status`` and rest.li's message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _entity_aspects(entity_type: str) -> set[str] | None:
+    """The aspects DataHub's entity registry allows for ``entity_type`` (None: no such
+    entity), from the key aspects' schemas shipped in acryl-datahub."""
+    from datahub.metadata.schema_classes import KEY_ASPECTS
+
+    for key in KEY_ASPECTS.values():
+        info = key.RECORD_SCHEMA.get_prop("Aspect") or {}
+        if info.get("keyForEntity") == entity_type:
+            return {info["name"], *info.get("entityAspects", [])}
+    return None
+
+
+def validate_proposal(proposal: Any) -> tuple[str, str, str, dict | list]:
+    """(urn, aspect name, change type, value) of a proposal GMS would take.
+
+    Raises:
+        Refused: 400 for an envelope that is not a MetadataChangeProposal, 422 for what
+            GMS's validation refuses.
+    """
+    from datahub.emitter.serialization_helper import post_json_transform
+    from datahub.metadata.schema_classes import ASPECT_NAME_MAP, MetadataChangeProposalClass
+    from datahub.utilities.urns.urn import Urn
+
+    if not isinstance(proposal, dict):
+        raise Refused(400, "proposal: not a record")
+    fields = {f.name for f in MetadataChangeProposalClass.RECORD_SCHEMA.fields}
+    for name in proposal:
+        if name not in fields:
+            raise Refused(400, f"ERROR :: /proposal/{name} :: unrecognized field found but "
+                               "not allowed")
+    for name in ("entityType", "changeType"):
+        if not isinstance(proposal.get(name), str):
+            raise Refused(400, f"ERROR :: /proposal/{name} :: field is required but not found "
+                               "and has no default value")
+    urn, aspect_name = proposal.get("entityUrn"), proposal.get("aspectName")
+    try:
+        entity_type = Urn.from_string(urn).entity_type
+    except Exception:
+        raise Refused(422, f"Failed to validate entity URN {urn!r}") from None
+    if entity_type != proposal["entityType"]:
+        raise Refused(422, f"entityType {proposal['entityType']!r} does not match the URN's "
+                           f"{entity_type!r}: {urn}")
+    allowed = _entity_aspects(entity_type)
+    if allowed is None or aspect_name not in allowed or aspect_name not in ASPECT_NAME_MAP:
+        raise Refused(422, f"Unknown aspect {aspect_name} for entity {entity_type}")
+    aspect = proposal.get("aspect") or {}
+    try:
+        value = json.loads(aspect["value"])
+    except (KeyError, TypeError, ValueError):
+        raise Refused(400, "ERROR :: /proposal/aspect/value :: not a JSON string") from None
+    change = proposal["changeType"]
+    if change == "PATCH":
+        if aspect.get("contentType") != "application/json-patch+json" or not isinstance(
+                value, list) or not all(isinstance(op, dict) and "op" in op and "path" in op
+                                        for op in value):
+            raise Refused(422, f"{aspect_name} of {urn}: a PATCH needs a JSON Patch list")
+        return urn, aspect_name, change, value
+    if change not in ("UPSERT", "CREATE", "CREATE_ENTITY", "DELETE"):
+        raise Refused(422, f"Unsupported change type {change}")
+    if aspect.get("contentType") != "application/json":
+        raise Refused(422, f"{aspect_name} of {urn}: contentType {aspect.get('contentType')!r}")
+    cls = ASPECT_NAME_MAP[aspect_name]
+    try:
+        parsed = cls.from_obj(post_json_transform(value), tuples=False)
+        valid = parsed.validate()
+    except Exception as exc:
+        raise Refused(422, f"Failed to validate {aspect_name} of {urn}: "
+                           f"{type(exc).__name__}: {exc}") from None
+    if not valid or not isinstance(value, dict):
+        raise Refused(422, f"Failed to validate {aspect_name} of {urn} against "
+                           f"{cls.RECORD_SCHEMA.fullname}")
+    from datahub.emitter.serialization_helper import pre_json_transform
+
+    extra = _unknown_field(value, pre_json_transform(parsed.to_obj()), "")
+    if extra is not None:  # rest.li refuses a field its schema does not have
+        raise Refused(422, f"ERROR :: /{aspect_name}{extra} :: unrecognized field found but "
+                           "not allowed")
+    return urn, aspect_name, change, value
+
+
+def _unknown_field(sent: Any, known: Any, path: str) -> str | None:
+    """The path of a field in ``sent`` that the schema's own serialisation of it
+    (``known``) does not have: one the aspect's schema does not define."""
+    if isinstance(sent, dict) and isinstance(known, dict):
+        for key, value in sent.items():
+            if key not in known:
+                return f"{path}/{key}"
+            found = _unknown_field(value, known[key], f"{path}/{key}")
+            if found is not None:
+                return found
+    elif isinstance(sent, list) and isinstance(known, list):
+        for index, (a, b) in enumerate(zip(sent, known)):
+            found = _unknown_field(a, b, f"{path}/{index}")
+            if found is not None:
+                return found
+    return None
+
+
 class FakeGms:
-    """A GMS stand-in that records every request, checks the token and keeps the aspects."""
+    """A GMS stand-in that records every request, checks the token, validates what it is
+    sent against DataHub's schemas and keeps the aspects."""
 
     def __init__(self, token: str | None):
         self.requests: list[dict] = []
         self.aspects: dict[tuple[str, str], dict] = {}  # (urn, aspect name) -> latest value
+        self.timeseries: dict[tuple[str, str], list[dict]] = {}  # every value, in order
+        self.patches: list[tuple[str, str, list]] = []
+        self.taken: list[dict] = []  # every proposal taken, as sent
+        self.refused: list[dict] = []  # {"status", "message"} of every 4xx answered
+        self.fail_next: list[int] = []  # statuses for the next POSTs (transient failures)
+        self.lock = threading.Lock()
         gms = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,10 +177,22 @@ class FakeGms:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _refuse(self, status: int, message: str) -> None:
+                gms.refused.append({"status": status, "message": message})
+                self._reply(status, {  # rest.li's error body (GMS's RestLiServiceException)
+                    "exceptionClass": "com.linkedin.restli.server.RestLiServiceException",
+                    "stackTrace": f"com.linkedin.restli.server.RestLiServiceException "
+                                  f"[HTTP Status:{status}]: {message}",
+                    "message": message, "status": status})
+
             def _record(self, body: bytes | None) -> bool:
+                try:
+                    parsed = json.loads(body) if body else None
+                except ValueError:
+                    parsed = body
                 gms.requests.append({"method": self.command, "path": self.path,
                                      "authorization": self.headers.get("Authorization"),
-                                     "body": json.loads(body) if body else None})
+                                     "body": parsed})
                 if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
                     self._reply(401, {"message": "unauthorized"})
                     return False
@@ -53,8 +203,7 @@ class FakeGms:
                     return
                 url = urlparse(self.path)
                 if url.path == "/config":
-                    return self._reply(200, {"noCode": "true", "versions": {
-                        "acryldata/datahub": {"version": "v1.1.0"}}})
+                    return self._reply(200, _CONFIG)
                 if url.path.startswith("/aspects/"):
                     urn = unquote(url.path[len("/aspects/"):])
                     name = parse_qs(url.query).get("aspect", [""])[0]
@@ -70,11 +219,31 @@ class FakeGms:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if not self._record(body):
                     return
-                proposal = (json.loads(body) if body else {}).get("proposal") or {}
-                if proposal.get("changeType") == "UPSERT" and proposal.get("aspect"):
-                    gms.aspects[(proposal["entityUrn"], proposal["aspectName"])] = json.loads(
-                        proposal["aspect"]["value"])
-                self._reply(200, {"value": "ok"})
+                with gms.lock:
+                    failure = gms.fail_next.pop(0) if gms.fail_next else None
+                if failure is not None:
+                    return self._reply(failure, {"message": "unavailable", "status": failure})
+                action = parse_qs(urlparse(self.path).query).get("action", [""])[0]
+                try:
+                    data = json.loads(body) if body else {}
+                except ValueError:
+                    return self._refuse(400, "request body is not JSON")
+                if action == "getTimeseriesAspectValues":
+                    return self._reply(200, {"value": gms.timeseries_values(data)})
+                if action == "ingestProposal":
+                    proposals = [data.get("proposal")]
+                elif action == "ingestProposalBatch":
+                    proposals = data.get("proposals")
+                    if not isinstance(proposals, list):
+                        return self._refuse(400, "ERROR :: /proposals :: field is required")
+                else:
+                    return self._refuse(400, f"unknown action {action!r}")
+                try:
+                    checked = [validate_proposal(p) for p in proposals]
+                except Refused as exc:
+                    return self._refuse(exc.status, str(exc))
+                gms.store(checked, proposals)
+                self._reply(200, {"value": "success"})
 
             def log_message(self, *args) -> None:
                 pass
@@ -82,6 +251,38 @@ class FakeGms:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def store(self, checked: list[tuple[str, str, str, Any]], raw: list[dict]) -> None:
+        from datahub.metadata.schema_classes import ASPECT_NAME_MAP
+
+        with self.lock:
+            self.taken += raw
+            for urn, name, change, value in checked:
+                if change == "PATCH":
+                    self.patches.append((urn, name, value))
+                elif change == "DELETE":
+                    self.aspects.pop((urn, name), None)
+                elif ASPECT_NAME_MAP[name].get_aspect_type() == "timeseries":
+                    self.timeseries.setdefault((urn, name), []).append(value)
+                else:
+                    self.aspects[(urn, name)] = value
+
+    def timeseries_values(self, query: dict) -> dict:
+        """GMS's getTimeseriesAspectValues: newest first, equal-field filters applied."""
+        values = list(self.timeseries.get((query.get("urn"), query.get("aspect")), []))
+        clauses = ((query.get("filter") or {}).get("or") or [{"and": []}])
+
+        def matches(value: dict) -> bool:
+            return any(all(str(value.get(c["field"])) in c["values"] for c in clause["and"])
+                       for clause in clauses)
+
+        values = sorted((v for v in values if matches(v)),
+                        key=lambda v: v.get("timestampMillis", 0), reverse=True)
+        limit = int(query.get("limit") or 10000)
+        return {"entityName": query.get("entity"), "aspectName": query.get("aspect"),
+                "limit": limit, "values": [{"aspect": {"value": json.dumps(v),
+                                                       "contentType": "application/json"}}
+                                           for v in values[:limit]]}
 
     def __enter__(self) -> FakeGms:
         self.thread.start()
@@ -92,5 +293,5 @@ class FakeGms:
         self.server.server_close()
 
     def proposals(self) -> list[dict]:
-        return [r["body"]["proposal"] for r in self.requests
-                if r["method"] == "POST" and r["body"]]
+        """Every proposal GMS took (either endpoint), as sent, in order."""
+        return list(self.taken)

@@ -207,3 +207,83 @@ def test_stateful_ingestion_adds_nothing_on_an_unchanged_rerun_and_soft_deletes_
     refilled = ingest(config)
     assert refilled.skipped == []
     assert read_lite(catalog_home.catalog_dir, urn("customers"))["schemaMetadata"]["fields"]
+
+
+def test_the_linear_file_sink_writes_datahubs_bytes(tmp_path) -> None:
+    """run_recipe runs a recipe's file sink through LinearFileSink (DataHub's close copies the
+    whole file per record: quadratic); the file must be byte for byte DataHub's."""
+    from datahub.emitter.mcp import MetadataChangeProposalWrapper
+    from datahub.ingestion.api.common import PipelineContext, RecordEnvelope
+    from datahub.ingestion.sink.file import FileSink
+    from datahub.metadata.schema_classes import DatasetPropertiesClass, StatusClass
+
+    from autokfp.catalog.ingest import LinearFileSink
+
+    urn = "urn:li:dataset:(urn:li:dataPlatform:file,a/b{}.csv,PROD)".format
+    records = [MetadataChangeProposalWrapper(entityUrn=urn(i), aspect=aspect) for i in range(3)
+               for aspect in (StatusClass(removed=False), DatasetPropertiesClass(
+                   name=f"b{i}", customProperties={"k": "v\u00e9"}))]
+    for count in (0, 1, len(records)):
+        written = []
+        for cls in (FileSink, LinearFileSink):
+            path = tmp_path / f"{cls.__name__}-{count}.json"
+            sink = cls.create({"filename": str(path)}, PipelineContext(run_id="t"))
+            for record in records[:count]:
+                sink.write_record_async(RecordEnvelope(record, metadata={}), None)
+            sink.close()
+            written.append(path.read_bytes())
+        assert written[0] == written[1]
+        assert len(json.loads(written[1])) == count
+
+
+def test_with_a_gms_datahubs_rest_sink_and_state_provider_are_used(tmp_path, catalog_home,
+                                                                      monkeypatch) -> None:
+    """DATAHUB_GMS_URL set: the generated recipe sends through DataHub's REST sink (GMS's
+    batch endpoint, every proposal valid to DataHub's schemas, the token a ${VAR}), keeps
+    its stateful-ingestion checkpoint in GMS (DataHub's datahub state provider), and a
+    table dropped before the next run is soft-deleted there."""
+    import sqlite3
+
+    import pandas as pd
+
+    from tests.engine.catalog.gms_fake import FakeGms
+
+    token = "eyJhbGciOiJIUzI1NiJ9.ingest-token"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    db = tmp_path / "shop.db"
+    frame = pd.DataFrame({"id": range(20), "email": [f"u{i}@example.com" for i in range(20)],
+                          "plan": ["a", "b"] * 10})
+    with sqlite3.connect(db) as connection:
+        for name in ("customers", "orders"):
+            frame.to_sql(name, connection, index=False)
+    config = parse_config({"name": "shop", "sources": [{"name": "shop", "kind": "sql",
+                                                         "url": f"sqlite:///{db}"}],
+                           "training": {"dataset": "shop/customers", "target": "plan"}})
+    urn = "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.{},PROD)".format
+    with FakeGms(token) as gms:
+        monkeypatch.setenv("DATAHUB_GMS_URL", gms.url)
+        monkeypatch.setenv("DATAHUB_GMS_TOKEN", token)
+        first = ingest(config)
+        assert first.recipes[0]["sink"] == {"type": "datahub-rest", "config": {
+            "server": "${DATAHUB_GMS_URL}", "token": "${DATAHUB_GMS_TOKEN}"}}
+        assert "state_provider" not in first.recipes[0]["source"]["config"][
+            "stateful_ingestion"]  # DataHub's default with a GMS: its datahub provider
+        assert set(first.datasets) == {urn("customers"), urn("orders")} == set(first.extended)
+        assert first.gms_url and first.metadata_files == [] and first.lite_written == 0
+        assert gms.refused == []
+        posts = {r["path"] for r in gms.requests if r["method"] == "POST"}
+        assert "/aspects?action=ingestProposalBatch" in posts
+        fields = {f["fieldPath"]: f for f in gms.aspects[(urn("customers"),
+                                                          "schemaMetadata")]["fields"]}
+        assert "urn:li:tag:pii:email" in _tags(fields["email"])  # autokfp's transformer
+        checkpoints = [k for k in gms.timeseries if k[1] == "datahubIngestionCheckpoint"]
+        assert checkpoints  # DataHub's checkpoint, kept in GMS
+
+        with sqlite3.connect(db) as connection:
+            connection.execute("DROP TABLE orders")
+        second = ingest(config)
+        assert second.removed == [urn("orders")] and second.datasets == [urn("customers")]
+        assert gms.aspects[(urn("orders"), "status")] == {"removed": True}
+        assert gms.aspects[(urn("customers"), "status")] == {"removed": False}
+        assert gms.refused == []
+    assert token not in Path(catalog_home.artifact_root, "catalog", "last-ingest.json").read_text()

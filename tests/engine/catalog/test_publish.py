@@ -77,8 +77,9 @@ def test_crawl_sends_every_aspect_to_a_gms_with_the_bearer_token(churn_sources, 
     assert report.published["gms_sent"] == 15 and report.published["gms_url"] == gms.url
     assert gms.requests[0]["method"] == "GET" and gms.requests[0]["path"] == "/config"
     posts = [r for r in gms.requests if r["method"] == "POST"]
-    assert len(posts) == 15
-    assert {r["path"] for r in posts} == {"/aspects?action=ingestProposal"}
+    assert len(posts) == 1  # GMS's batch endpoint, as DataHub's REST sink uses it
+    assert {r["path"] for r in posts} == {"/aspects?action=ingestProposalBatch"}
+    assert len(gms.proposals()) == 15 and gms.refused == []  # each valid to DataHub's schemas
     assert {r["authorization"] for r in gms.requests} == {f"Bearer {TOKEN}"}
     proposals = gms.proposals()
     assert {p["entityType"] for p in proposals} == {"dataset"}
@@ -114,8 +115,9 @@ def test_emitter_without_token_sends_no_authorization(churn_sources) -> None:
     with FakeGms(None) as gms:
         assert emit_to_gms(proposals[:2], gms.url) == 2
     assert {r["authorization"] for r in gms.requests} == {None}
-    assert [r["path"] for r in gms.requests] == ["/config"] + [
-        "/aspects?action=ingestProposal"] * 2
+    assert [r["path"] for r in gms.requests] == ["/config",
+                                                 "/aspects?action=ingestProposalBatch"]
+    assert len(gms.proposals()) == 2
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9"])
@@ -207,3 +209,86 @@ def test_fast_serialisation_equals_datahubs_for_every_kind_of_aspect(churn_frame
         theirs = MetadataChangeProposalWrapper.to_obj(proposal, simplified_structure=True)
         assert json.dumps(datahub.simplified_obj(proposal)) == json.dumps(theirs), (
             proposal.aspectName)
+
+
+def _wire(proposal) -> dict:
+    """A proposal as DataHub's REST emitter sends it (rest.li JSON)."""
+    from datahub.emitter.serialization_helper import pre_json_transform
+
+    return pre_json_transform(proposal.to_obj())
+
+
+def test_the_fake_gms_refuses_what_gms_refuses_and_stores_nothing_of_a_bad_batch(
+        churn_sources) -> None:
+    """The GMS stand-in checks every proposal against the schemas shipped in acryl-datahub
+    (GMS validates the same PDL models): autokfp's proposals all pass; a wrong value type, a
+    missing required field, an aspect the entity does not have, a mismatched entity type
+    get GMS's 422 (as does a field the aspect's schema does not define), an unknown envelope
+    field rest.li's 400, and a batch holding one of them
+    stores nothing."""
+    import requests
+
+    config, *_ = churn_sources
+    proposals = [p for item in discover(config.sources) for p in metadata_proposals(item.schema)]
+    good = [_wire(p) for p in proposals]
+    schema = next(p for p in good if p["aspectName"] == "schemaMetadata")
+    fields = json.loads(schema["aspect"]["value"])
+    del fields["fields"][0]["nativeDataType"]
+    status = next(p for p in good if p["aspectName"] == "status")
+    bad = {
+        "wrong type": (422, {**status, "aspect": {**status["aspect"],
+                                                  "value": '{"removed": "yes"}'}}),
+        "missing field": (422, {**schema, "aspect": {**schema["aspect"],
+                                                     "value": json.dumps(fields)}}),
+        "not a dataset aspect": (422, {**status, "aspectName": "mlModelProperties",
+                                       "aspect": {**status["aspect"],
+                                                  "value": '{"customProperties": {}}'}}),
+        "unknown field": (422, {**status, "aspect": {**status["aspect"],
+                                                     "value": '{"removed": false, "x": 1}'}}),
+        "entity type": (422, {**status, "entityType": "chart"}),
+        "envelope field": (400, {**status, "aspectVersion": 3}),
+    }
+    with FakeGms(None) as gms:
+        url = f"{gms.url}/aspects?action=ingestProposalBatch"
+        for name, (code, proposal) in bad.items():
+            answer = requests.post(url, json={"proposals": [good[0], proposal]}, timeout=10)
+            assert answer.status_code == code, (name, answer.text)
+            assert answer.json()["exceptionClass"].endswith("RestLiServiceException")
+        assert gms.aspects == {} and gms.proposals() == []
+        answer = requests.post(url, json={"proposals": good}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert len(gms.proposals()) == len(good) == 15
+        kept = {(p["entityUrn"], p["aspectName"]) for p in good}
+        assert kept == set(gms.aspects) | set(gms.timeseries)
+        assert {name for _, name in gms.timeseries} == {"datasetProfile"}  # timeseries
+
+        # DataHub's emitter reports GMS's refusal; autokfp's error names it
+        from datahub.emitter.mcp import MetadataChangeProposalWrapper
+        from datahub.metadata.schema_classes import MLModelPropertiesClass
+
+        from autokfp.catalog.datahub import CatalogPublishError
+
+        wrong = MetadataChangeProposalWrapper(entityUrn=CUSTOMERS_URN,
+                                              aspect=MLModelPropertiesClass())
+        with pytest.raises(CatalogPublishError,
+                           match="Unknown aspect mlModelProperties for entity dataset"):
+            emit_to_gms([wrong], gms.url)
+
+
+def test_a_gms_answering_503_is_retried_by_the_emitter(churn_sources) -> None:
+    """GMS behind a load balancer answers 503 while it restarts: DataHub's emitter retries
+    (429 and 5xx, with backoff), so one blip loses nothing; a GMS that stays down fails the
+    publish with a clear error (the crawl itself goes on: test above)."""
+    from autokfp.catalog.datahub import CatalogPublishError
+
+    config, *_ = churn_sources
+    proposals = [p for item in discover(config.sources) for p in metadata_proposals(item.schema)]
+    with FakeGms(None) as gms:
+        gms.fail_next = [503]
+        assert emit_to_gms(proposals[:4], gms.url) == 4
+        posts = [r for r in gms.requests if r["method"] == "POST"]
+        assert len(posts) == 2 and len(gms.proposals()) == 4  # refused once, taken once
+        gms.fail_next = [503] * 3
+        with pytest.raises(CatalogPublishError, match="DataHub GMS at .* took 0 aspect"):
+            emit_to_gms(proposals[4:6], gms.url)
+        assert len(gms.proposals()) == 4
