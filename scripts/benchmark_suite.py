@@ -201,8 +201,12 @@ def run_autokfp(work: Path, name: str, train: pd.DataFrame, test: pd.DataFrame, 
                                timeout=40 * budget + 1800)
     wall = time.monotonic() - started
     (work / "autokfp-stdout.txt").write_text(completed.stdout + "\n" + completed.stderr)
-    return score_run(work, config["name"], wall, completed.returncode,
-                     completed.stdout + completed.stderr, env)
+    result = score_run(work, config["name"], wall, completed.returncode,
+                       completed.stdout + completed.stderr, env)
+    # the machine's load over the run (1, 5, 15-minute averages at its end): the same code
+    # takes several times as long on a 2-core machine shared with other work
+    result["load_average"] = [round(value, 1) for value in os.getloadavg()]
+    return result
 
 
 def run_autokfp_steps(work: Path, name: str, budget: int) -> dict[str, Any]:
@@ -587,8 +591,8 @@ def report(out: Path, tags: list[str]) -> list[dict[str, Any]]:
                 values = np.load(predictions)
                 entry["metric"] = round(score(metric, truth, values, info["task"]), 4)
                 entry["se"] = round(bootstrap_se(metric, truth, values, info["task"]), 4)
-            for key in ("champion_engine", "outside_share", "engine_seconds", "reported", "reason",
-                        "note"):
+            for key in ("champion_engine", "outside_share", "engine_seconds", "step_seconds",
+                        "reported", "reason", "note"):
                 if key in result:
                     entry[key] = result[key]
             row[system] = entry
@@ -628,6 +632,35 @@ def print_table(rows: list[dict[str, Any]], tags: list[str]) -> None:
             entry = row.get(system) or {}
             if entry.get("reason"):
                 print(f"{row['table']} {system}: {entry['reason'][:300]}")
+
+
+def print_steps(rows: list[dict[str, Any]], tags: list[str]) -> None:
+    """Where each pipeline's wall time went, per table: every task's seconds for each tag
+    side by side (``--compare`` tags first), the engines' own seconds and the share outside."""
+    for row in rows:
+        runs = {tag: row.get(f"autokfp-{tag}") or {} for tag in tags}
+        runs = {tag: entry for tag, entry in runs.items() if entry.get("step_seconds")}
+        if not runs:
+            continue
+        print(f"\n{row['table']}: seconds per pipeline task")
+        print("| task | " + " | ".join(runs) + " |")
+        print("|---|" + "---|" * len(runs))
+        steps: list[str] = []
+        for entry in runs.values():
+            steps += [s for s in entry["step_seconds"] if s not in steps]
+        for step in steps:
+            print(f"| {step} | " + " | ".join(
+                str(entry["step_seconds"].get(step, "-")) for entry in runs.values()) + " |")
+        print("| **wall** | " + " | ".join(str(e.get("wall_seconds")) for e in runs.values()) + " |")
+        print("| engines' own seconds | " + " | ".join(
+            " + ".join(f"{v:.0f}" for v in (e.get("engine_seconds") or {}).values())
+            for e in runs.values()) + " |")
+        print("| load average (1/5/15 min, at the end) | " + " | ".join(
+            "/".join(str(v) for v in e.get("load_average") or []) or "-"
+            for e in runs.values()) + " |")
+        print("| outside the engines | " + " | ".join(
+            f"{e['outside_share']:.0%}" if e.get("outside_share") is not None else "-"
+            for e in runs.values()) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -695,6 +728,7 @@ def main(argv: list[str] | None = None) -> int:
     tags = [*args.compare, args.tag]
     rows = report(args.out, tags)
     print_table(rows, tags)
+    print_steps(rows, tags)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
     return 0

@@ -84,7 +84,7 @@ def permutation_importance(model: Any, frame: pd.DataFrame, meta: dict[str, Any]
 
     def value(block: int) -> float:
         part = scored.iloc[block * n:(block + 1) * n].reset_index(drop=True)
-        return float(compute_metrics(rows[target], part, meta)[metric])
+        return float(compute_metrics(rows[target], part, meta, only={metric})[metric])
 
     baseline = value(0)
     drops: dict[str, list[float]] = {c: [] for c in columns}

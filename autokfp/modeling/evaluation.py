@@ -10,6 +10,7 @@ can be logged, audited and shown.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,18 +39,26 @@ def encode_labels(y: pd.Series, meta: dict[str, Any]) -> np.ndarray:
     return np.array([lookup.get(str(v), -1) for v in y], dtype=int)
 
 
-def compute_metrics(y: pd.Series, predictions: pd.DataFrame, meta: dict[str, Any]) -> dict[str, float]:
-    """Every metric of the task, on rows with a known label."""
+def compute_metrics(y: pd.Series, predictions: pd.DataFrame, meta: dict[str, Any],
+                    only: Collection[str] | None = None) -> dict[str, float]:
+    """Every metric of the task, on rows with a known label; with ``only``, just those
+    metrics (and ``rows``), each computed as here, without the others' cost (permutation
+    importance scores dozens of shuffled copies on one metric)."""
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
     task = meta["task"]
     if task == "regression":
         truth = y.astype("float64").to_numpy()
         pred = predictions["prediction"].to_numpy(dtype="float64")
-        return {
-            "rmse": float(np.sqrt(skm.mean_squared_error(truth, pred))),
-            "mae": float(skm.mean_absolute_error(truth, pred)),
-            "r2": float(skm.r2_score(truth, pred)),
-            "rows": float(len(truth)),
+        figures = {
+            "rmse": lambda: float(np.sqrt(skm.mean_squared_error(truth, pred))),
+            "mae": lambda: float(skm.mean_absolute_error(truth, pred)),
+            "r2": lambda: float(skm.r2_score(truth, pred)),
         }
+        return {**{name: f() for name, f in figures.items() if wanted(name)},
+                "rows": float(len(truth))}
     codes = encode_labels(y, meta)
     known = codes >= 0
     if not known.all():
@@ -60,19 +69,25 @@ def compute_metrics(y: pd.Series, predictions: pd.DataFrame, meta: dict[str, Any
     probs = probs / probs.sum(axis=1, keepdims=True)
     predicted = predicted_codes(probs, meta)
     k = len(meta["class_labels"])
-    result = {
-        "logloss": float(skm.log_loss(codes, probs, labels=list(range(k)))),
-        "accuracy": float(skm.accuracy_score(codes, predicted)),
-        "rows": float(len(codes)),
-    }
+    result: dict[str, float] = {}
+    if wanted("logloss"):
+        result["logloss"] = float(skm.log_loss(codes, probs, labels=list(range(k))))
+    if wanted("accuracy"):
+        result["accuracy"] = float(skm.accuracy_score(codes, predicted))
+    result["rows"] = float(len(codes))
     if task == "binary":
         # the same AUC as the bootstraps' (metric_value): the step's primary figure and the
         # published test_auc must be one number, not two that differ in the last bit
-        result["auc"] = binary_auc(codes, probs[:, 1]) if len(set(codes)) == 2 else float("nan")
-        result["f1"] = float(skm.f1_score(codes, predicted, zero_division=0))
-        result["precision"] = float(skm.precision_score(codes, predicted, zero_division=0))
-        result["recall"] = float(skm.recall_score(codes, predicted, zero_division=0))
-    else:
+        if wanted("auc"):
+            result["auc"] = (binary_auc(codes, probs[:, 1]) if len(set(codes)) == 2
+                             else float("nan"))
+        if wanted("f1"):
+            result["f1"] = float(skm.f1_score(codes, predicted, zero_division=0))
+        if wanted("precision"):
+            result["precision"] = float(skm.precision_score(codes, predicted, zero_division=0))
+        if wanted("recall"):
+            result["recall"] = float(skm.recall_score(codes, predicted, zero_division=0))
+    elif wanted("f1"):
         result["f1"] = float(skm.f1_score(codes, predicted, average="macro", zero_division=0))
     return result
 

@@ -116,6 +116,24 @@ def test_regression_metrics_match_sklearn() -> None:
     assert 4.0 < got["rmse"] < 6.0
 
 
+def test_only_the_metrics_asked_for_are_computed_with_the_same_values(binary_case) -> None:
+    y, signal = binary_case
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet([1.0, 1.0, 1.0], 300)
+    cases = [(y, _binary_frame(signal), BINARY),
+             (pd.Series(np.array(MULTI["class_labels"])[rng.integers(0, 3, 300)]),
+              pd.DataFrame({f"probability_{c}": probs[:, i]
+                            for i, c in enumerate(MULTI["class_labels"])}), MULTI),
+             (pd.Series(rng.normal(0, 1, 300)), pd.DataFrame({"prediction": rng.normal(0, 1, 300)}),
+              REGRESSION)]
+    for truth, frame, meta in cases:
+        every = compute_metrics(truth, frame, meta)
+        for name in every:
+            assert compute_metrics(truth, frame, meta, only={name}) == {
+                name: every[name], "rows": every["rows"]}  # the same value, to the bit
+        assert compute_metrics(truth, frame, meta, only=set(every)) == every
+
+
 def test_binary_details_have_a_roc_curve(binary_case) -> None:
     y, signal = binary_case
     details = classification_details(y, _binary_frame(signal), BINARY)
