@@ -201,7 +201,7 @@ def view_facts(inspector, connection, source: SqlSource, view: str, platform: st
             platform_instance=source.platform_instance, env=source.env,
             generate_column_lineage=False)
         upstreams = list(parsed.in_tables)
-        tables = [_schema_and_table(u, platform) for u in upstreams]
+        tables = [_schema_and_table(u, platform, source.platform_instance) for u in upstreams]
     else:
         upstreams = []
     facts: dict = {"definition": definition, "upstreams": sorted(set(upstreams))}
@@ -211,11 +211,15 @@ def view_facts(inspector, connection, source: SqlSource, view: str, platform: st
     return facts
 
 
-def _schema_and_table(urn: str, platform: str) -> tuple[str | None, str]:
+def _schema_and_table(urn: str, platform: str,
+                      instance: str | None = None) -> tuple[str | None, str]:
     """(schema, table) of a dataset URN this module names (see datahub_table_name)."""
     from datahub.utilities.urns.dataset_urn import DatasetUrn
 
-    parts = DatasetUrn.from_string(urn).name.split(".")
+    name = DatasetUrn.from_string(urn).name
+    if instance and name.startswith(f"{instance}."):  # DataHub puts the instance first
+        name = name[len(instance) + 1:]
+    parts = name.split(".")
     if platform in _THREE_TIER and len(parts) >= 3:
         parts = parts[1:]
     return (parts[0], ".".join(parts[1:])) if len(parts) >= 2 else (None, parts[0])

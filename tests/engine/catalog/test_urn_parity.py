@@ -75,8 +75,8 @@ def _datahub_run(source: dict, tmp_path: Path, monkeypatch,
     return _datasets(records)
 
 
-def _autokfp_run(sources: list[dict], training: str,
-                 lineage: dict | None = None) -> dict[str, list[str]]:
+def _autokfp_run(sources: list[dict], training: str, lineage: dict | None = None,
+                 columns: dict | None = None) -> dict[str, list[str]]:
     config = parse_config({"name": "parity", "sources": sources,
                            "training": {"dataset": training, "target": "segment"}})
     report = crawl_sources(config)
@@ -85,6 +85,8 @@ def _autokfp_run(sources: list[dict], training: str,
     records = json.loads(Path(report.published["metadata_uri"]).read_text())
     if lineage is not None:
         lineage.update(_lineage(records))
+    if columns is not None:
+        columns.update(_column_lineage(records))
     return _datasets(records)
 
 
@@ -94,16 +96,17 @@ def test_sqlite_tables_are_named_as_datahubs_sqlalchemy_source(tmp_path, catalog
     with sqlite3.connect(db) as connection:
         _frame().to_sql("customers", connection, index=False)
         _frame().rename(columns={"amount": "total"}).to_sql("orders", connection, index=False)
-        connection.execute("CREATE VIEW big_orders AS SELECT o.id, o.total, c.email FROM "
+        connection.execute("CREATE VIEW big_orders AS SELECT o.id, total, c.email FROM "
                            "orders o JOIN customers c ON c.id = o.id WHERE o.total > 2")
     their_lineage: dict = {}
     our_lineage: dict = {}
+    our_columns: dict = {}
     theirs = _datahub_run({"type": "sqlalchemy", "config": {
         "platform": "sqlite", "connect_uri": f"sqlite:///{db}", "env": "DEV",
         "platform_instance": "edge"}}, tmp_path, monkeypatch, their_lineage)
     ours = _autokfp_run([{"name": "warehouse", "kind": "sql", "url": f"sqlite:///{db}",
                           "env": "DEV", "platform_instance": "edge"}], "warehouse/customers",
-                        our_lineage)
+                        our_lineage, our_columns)
     assert ours == theirs
     view = "urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.big_orders,DEV)"
     assert ours[view] == ["email", "id", "total"]
@@ -117,6 +120,12 @@ def test_sqlite_tables_are_named_as_datahubs_sqlalchemy_source(tmp_path, catalog
     assert "urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.customers,DEV)" in ours
     assert ours["urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.orders,DEV)"] == [
         "email", "id", "segment", "total"]
+    # column lineage through DataHub's parser: the unqualified "total" resolves with the
+    # tables' columns, looked up under names without the platform instance
+    field = "urn:li:schemaField:(urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.{},DEV),{})"
+    assert {c: up for c, (up, _) in our_columns[view].items()} == {
+        "id": [field.format("orders", "id")], "total": [field.format("orders", "total")],
+        "email": [field.format("customers", "email")]}
 
 
 def test_include_views_false_skips_views_as_datahubs_source_does(tmp_path, catalog_home,
