@@ -592,7 +592,7 @@ def report(out: Path, tags: list[str]) -> list[dict[str, Any]]:
                 entry["metric"] = round(score(metric, truth, values, info["task"]), 4)
                 entry["se"] = round(bootstrap_se(metric, truth, values, info["task"]), 4)
             for key in ("champion_engine", "outside_share", "engine_seconds", "step_seconds",
-                        "reported", "reason", "note"):
+                        "load_average", "reported", "reason", "note"):
                 if key in result:
                     entry[key] = result[key]
             row[system] = entry
