@@ -17,13 +17,17 @@ def deploy_model(
 ) -> str:
     """Deploy the champion to KServe, verify it, then promote it or roll back on its own.
 
-    Writes the InferenceService for the current champion; a newly promoted version that
-    replaces a serving one goes out as a canary (``deploy.canary_traffic_percent``). In a
-    cluster it is applied through the Kubernetes API; locally the predictor is started on
-    127.0.0.1. Verification: readiness, a smoke test on held-out rows whose predictions
-    must equal the offline ones, and single-row latency within ``deploy.latency_budget_ms``.
-    A failure rolls back: traffic and the registry's ``champion`` alias return to the
-    previous version and the failed one is marked ``rejected``.
+    Writes the InferenceService for the current champion. In a cluster it is applied
+    through KServe's ``KServeClient``; locally the predictor is started on 127.0.0.1. A
+    version that replaces a serving one goes out, in Serverless mode, as a canary on its own
+    revision (``deploy.canary_traffic_percent``), optionally after a shadow of live traffic
+    (``deploy.strategy: shadow``) or as a timed A/B split (``ab``); in Standard (raw) mode
+    as a blue-green candidate (``deploy.mode``). Verification, on the new version alone:
+    readiness of the generation it wrote, a smoke test on held-out rows whose predictions
+    must equal the offline ones, single-row latency within ``deploy.latency_budget_ms``, and
+    the new ``model_version`` in every answer. A failure rolls back: traffic and the
+    registry's ``champion`` alias return to the previous version, which served throughout,
+    and the failed one is marked ``rejected``. See docs/serving.md.
 
     Usable alone: ``deploy_model(registration=r.outputs["registration"],
     test=f.outputs["test"])`` (no run config: the model and target are the registration's,
