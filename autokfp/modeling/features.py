@@ -8,6 +8,7 @@ packaged inside the registered model, so training and serving cannot drift apart
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -486,6 +487,12 @@ def _timestamp(value: Any) -> pd.Timestamp | None:
         return None
 
 
+@functools.lru_cache(maxsize=64)
+def _reference_stamp(text: str) -> pd.Timestamp:
+    """The plan's reference time, parsed once per text (every served request needs it)."""
+    return pd.Timestamp(text)
+
+
 def _token_pattern(token: str) -> re.Pattern[str]:
     pattern = _TOKEN_PATTERNS.get(token)
     if pattern is None:
@@ -506,7 +513,7 @@ def apply_features_records(records: list[dict[str, Any]], plan: FeaturePlan,
             f"input is missing required column(s) {sorted(set(missing))}; the model expects "
             f"{plan.input_columns}"
         )
-    reference = pd.Timestamp(plan.reference_time) if plan.reference_time else None
+    reference = _reference_stamp(plan.reference_time) if plan.reference_time else None
     levels = {name: set(plan.categorical_levels.get(name, [])) for name in plan.categorical}
     out = []
     for index, record in enumerate(records):
