@@ -11,6 +11,9 @@ and by DataHub's own source for the platform with its stock recipe (the anchor):
 
 Then the issue-16 workload, many files and many tables crawled together by one autokfp
 crawl, against its targets (first crawl >= 100 datasets/s, unchanged re-crawl >= 2,000).
+With ``--ingest``, ``catalog.ingestion: datahub`` on the same workload (a first run and an
+unchanged re-run), next to DataHub's two stock sources alone on it and the figures before
+f7858ac.
 
     .venv/bin/python scripts/benchmark_discovery.py [--tables 1000] [--files 1000]
         [--wide 20] [--wide-columns 1000] [--rows 20] [--no-anchor] [--ingest]
@@ -44,7 +47,9 @@ import numpy as np
 import pandas as pd
 
 FIRST_TARGET, RECRAWL_TARGET = 100.0, 2000.0  # datasets/s, issue 16
-INGEST_BEFORE = (35.4, 1667)  # the ingestion path per CPU-second as 3ae467e measured it
+# the ingestion path per CPU-second before f7858ac (main at 8842ebe), measured on the issue
+# workload (1,000 tables + 1,000 files) side by side with f7858ac, 2026-12-05, load 20-25
+INGEST_BEFORE = (33.9, 1163)
 
 
 def _frame(rng: np.random.Generator, rows: int, index: int) -> pd.DataFrame:
@@ -272,9 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(total.line())
                 print(f"  the ingestion path's first run costs {runs[0].cpu / total.cpu:.2f}x "
                       "the CPU of DataHub's sources alone")
-            print(f"  before this benchmark's ingestion changes (3ae467e, 300 tables + 300 "
-                  f"files): first run {INGEST_BEFORE[0]}/CPU-s, re-run {INGEST_BEFORE[1]:,}/CPU-s;"
-                  f" target {FIRST_TARGET:.0f}/CPU-s")
+            print(f"  before f7858ac (same workload): first run {INGEST_BEFORE[0]}/CPU-s, "
+                  f"re-run {INGEST_BEFORE[1]:,}/CPU-s; target {FIRST_TARGET:.0f}/CPU-s")
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         if args.keep:
