@@ -154,8 +154,8 @@ def _text_or_none(values: pd.Series) -> bool:
     (checked in C: the per-value conversion is most of a batch's cost)."""
     if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
         return False
-    array = values.to_numpy()
-    return bool(((array == None) | values.notna().to_numpy()).all())  # noqa: E711 - elementwise
+    missing = values.isna().to_numpy()  # None, but also NaN or pd.NA, which str() would spell
+    return all(value is None for value in values.to_numpy()[missing])
 
 
 def _row_count(inputs: object) -> int:

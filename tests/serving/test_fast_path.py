@@ -355,6 +355,27 @@ def test_row_dicts_and_frames_are_logged_alike_in_one_batch(tmp_path) -> None:
     assert logger.dropped >= 3  # the unreadable requests are counted, not written
 
 
+def test_the_log_writes_each_column_as_writing_every_value_as_text_would(tmp_path) -> None:
+    """The writer skips converting columns that already hold only text and None; every
+    other object column is still written value by value as text (NaN as 'nan', as before),
+    and logged_at is the time of the request, whatever a batch mixes."""
+    logger = PredictionLogger(str(tmp_path), "churn", "3", flush_seconds=60)
+    before = pd.Timestamp.now(tz="UTC")
+    rows = [{"plan": "basic", "note": None, "code": "x", "mixed": 1, "missing": None},
+            {"plan": "pro", "note": None, "code": float("nan"), "mixed": "a", "missing": None},
+            {"plan": "pro", "note": "late", "code": pd.NA, "mixed": True, "missing": None}]
+    logger.log_records(rows, [{"prediction": 1}] * 3, "r")
+    logger.close()
+    after = pd.Timestamp.now(tz="UTC")
+    logged = read_prediction_log(str(tmp_path), "churn")
+    assert logged["plan"].tolist() == ["basic", "pro", "pro"]
+    assert logged["note"].tolist() == [None, None, "late"]
+    assert logged["code"].tolist() == ["x", "nan", "<NA>"]
+    assert logged["mixed"].tolist() == ["1", "a", "True"]
+    assert logged["missing"].isna().all()
+    assert ((logged["logged_at"] >= before) & (logged["logged_at"] <= after)).all()
+
+
 def test_prediction_logger_drops_rows_when_the_queue_is_full_without_blocking(
         tmp_path, monkeypatch) -> None:
     writing, release = threading.Event(), threading.Event()
