@@ -4,6 +4,7 @@ submit, watch the run, read its metrics, load the champion, schedule monitoring.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -59,3 +60,12 @@ def test_the_quickstart_notebook_runs_end_to_end(kfp_api, autokfp_home, tmp_path
     (recurring,) = kfp_api.recurring.values()
     assert recurring["display_name"] == "churn-notebook-drift-monitoring"
     assert recurring["trigger"]["cron_schedule"]["cron"] == "0 0 */6 * * *"
+    # through the typed run form, not a config; each tick's window ends at its scheduled time
+    parameters = recurring["runtime_config"]["parameters"]
+    assert (parameters["model_name"], parameters["target"], parameters["budget_seconds"],
+            parameters["engines"], parameters["config"], parameters["window_end"]) == (
+        "churn-notebook", "churned", 10, "h2o", {}, "scheduled")
+    assert parameters["dataset"].endswith("customers.parquet")
+    uploaded = kfp_api.uploads[-1]  # the monitoring graph, the schedule placeholder wired in
+    assert uploaded["pipelineInfo"]["name"] == "drift-monitoring"
+    assert "{{$.pipeline_job_schedule_time_utc}}" in json.dumps(uploaded)

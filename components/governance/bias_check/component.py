@@ -53,7 +53,7 @@ def bias_check(
         sensitive_columns: Comma-separated protected attributes to check. "from config":
             ``config.governance.sensitive_columns``, else the columns tagged ``sensitive``.
         model_name: The model the audit events and the report name. "from config":
-            ``config.name``.
+            ``config.name``, else the training data's file name.
         config: Optional: the run configuration (``governance`` holds the policy; autokfp's
             pipelines pass the resolved one); the inputs above override it.
 
