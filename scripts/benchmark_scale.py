@@ -14,18 +14,22 @@ process tree's resident memory sampled every 0.2 s):
     engineer          split streamed in batches, task, feature plan on a sample
                       (engineer_features)
     data bias         group representation of the training rows (check_data_bias)
-    train             H2O AutoML, --budget seconds, max_mem_size --h2o-mem (the JVM
-                      imports the features from a Parquet file)
-    evaluate          the model on the test rows only (evaluate_model)
-    bias              fairness on the test rows, mitigation fitted on a bounded sample of
+    train             the feature plan applied in Arrow batches into a Parquet file that
+                      the H2O JVM imports (--budget seconds of AutoML, --algos, heap
+                      --h2o-mem); only the target column is held whole (train_model)
+    evaluate          the model on the test rows only, scored batch by batch; only the
+                      target column is held whole (evaluate_model)
+    bias              fairness on the test rows scored batch by batch (their target and
+                      sensitive columns held), the mitigation fitted on a bounded sample of
                       training rows (bias_check)
     drift             training rows against test rows, streamed from Parquet
 
     python scripts/benchmark_scale.py                      # 100k and 1M rows
-    python scripts/benchmark_scale.py --rows 10000000 --skip train
+    python scripts/benchmark_scale.py --rows 10000000 --algos GBM --budget 60 --h2o-mem 6G
 
-The machine's load average is printed with every step: on a shared machine the times are
-upper bounds. Each step's figures are printed beside the anchor, the same step measured
+The machine's load average and the CPU seconds of the step's processes (the JVM included)
+are printed with every step: on a shared machine the wall times are upper bounds, and the
+CPU seconds are what to compare across sizes. Each step's figures are printed beside the anchor, the same step measured
 before discover, profile and engineer streamed the table (``BEFORE``). Discovery (the crawl) is measured by scripts/benchmark_discovery.py instead.
 """
 
@@ -113,7 +117,8 @@ def write_table(path: Path, rows: int) -> None:
 # ----------------------------------------------------------------------------- the steps
 
 
-def _config(folder: Path, budget: int, h2o_mem: str) -> dict[str, Any]:
+def _config(folder: Path, budget: int, h2o_mem: str,
+            algos: tuple[str, ...] = ("GLM", "GBM")) -> dict[str, Any]:
     return {
         "name": "scale-bench",
         "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
@@ -121,7 +126,7 @@ def _config(folder: Path, budget: int, h2o_mem: str) -> dict[str, Any]:
                      "id_column": "customer_id"},
         "budget": {"max_runtime_secs": budget, "nthreads": 2},
         "engines": {"h2o": {"max_models": 2, "nfolds": 2, "max_mem_size": h2o_mem,
-                            "include_algos": ["GLM", "GBM"]}},
+                            "include_algos": list(algos)}},
         "governance": {"sensitive_columns": ["gender"]},
         "selection": {"bootstrap_samples": 100},
     }
@@ -197,25 +202,29 @@ def measure(step: str, work: Path, config: dict[str, Any]) -> dict[str, Any]:
             [sys.executable, __file__, "--step", step, "--work", str(work),
              "--config", json.dumps(config)],
             stdout=out, stderr=err, text=True, env=env, cwd=ROOT)
-        tree_peak = _watch_tree(process)
+        tree_peak, cpu_seconds = _watch_tree(process)
         seconds = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if process.returncode != 0:
         return {"step": step, "seconds": seconds, "error": stderr.strip().splitlines()[-1:],
-                "load": load}
+                "load": load, "cpu_seconds": cpu_seconds}
     result = json.loads(stdout.strip().splitlines()[-1])
     peak = max(result["own_peak_gb"], tree_peak / 1024**3)
-    return {"step": step, "seconds": seconds, "load": load, "peak_gb": peak, **result}
+    return {"step": step, "seconds": seconds, "load": load, "peak_gb": peak,
+            "cpu_seconds": cpu_seconds, **result}
 
 
-def _watch_tree(process: subprocess.Popen) -> int:
+def _watch_tree(process: subprocess.Popen) -> tuple[int, float]:
     """Wait for ``process``; the largest resident memory (bytes) of it and its descendants
-    (the H2O JVM) seen while it ran."""
+    (the H2O JVM) seen while it ran, and their CPU seconds (user + system, each process's
+    last reading: on a loaded machine the CPU time is what grows with the work, the wall
+    time grows with the neighbours too)."""
     import psutil
 
     peak = 0
+    cpu: dict[int, float] = {}
     root = psutil.Process(process.pid)
     while process.poll() is None:
         total = 0
@@ -226,11 +235,13 @@ def _watch_tree(process: subprocess.Popen) -> int:
         for member in members:
             try:
                 total += member.memory_info().rss
+                times = member.cpu_times()
+                cpu[member.pid] = times.user + times.system
             except psutil.Error:
                 pass
         peak = max(peak, total)
         time.sleep(0.2)
-    return peak
+    return peak, sum(cpu.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="*", default=[], choices=STEPS)
     parser.add_argument("--budget", type=int, default=30, help="H2O training seconds")
     parser.add_argument("--h2o-mem", default="3G", help="H2O JVM heap (engines.h2o.max_mem_size)")
+    parser.add_argument("--algos", nargs="+", default=["GLM", "GBM"],
+                        help="engines.h2o.include_algos (GBM alone keeps training within the "
+                             "budget: a GLM that does not finish in it is retried without one)")
     parser.add_argument("--work-dir", help="where the tables and step outputs go (kept)")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -259,9 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         write_table(work / "data" / "table.parquet", rows)
         size_mb = (work / "data" / "table.parquet").stat().st_size / 1e6
         print(f"\n{rows:,} rows: table {size_mb:,.0f} MB of Parquet "
-              f"({time.perf_counter() - started:.0f} s to write or find)")
-        print(f"  {'step':<10} {'seconds':>8} {'peak GB':>8} {'load':>5}   before: seconds, peak GB")
-        config = _config(work / "data", args.budget, args.h2o_mem)
+              f"({time.perf_counter() - started:.0f} s to write or find); H2O {args.algos}, "
+              f"budget {args.budget} s, heap {args.h2o_mem}", flush=True)
+        print(f"  {'step':<10} {'seconds':>8} {'CPU s':>8} {'peak GB':>8} {'load':>5}"
+              "   before: seconds, peak GB")
+        config = _config(work / "data", args.budget, args.h2o_mem, tuple(args.algos))
         results[rows] = []
         for step in STEPS:
             if step in args.skip:
@@ -269,13 +285,13 @@ def main(argv: list[str] | None = None) -> int:
             result = measure(step, work, config)
             results[rows].append(result)
             if "error" in result:
-                print(f"  {step:<10} {result['seconds']:>8.1f} {'FAILED':>8} "
-                      f"{result['load']:>5.1f}  {' '.join(result['error'])[:150]}")
+                print(f"  {step:<10} {result['seconds']:>8.1f} {result['cpu_seconds']:>8.1f} "
+                      f"{'FAILED':>8} {result['load']:>5.1f}  {' '.join(result['error'])[:150]}")
             else:
                 before = BEFORE.get(rows, {}).get(step)
                 anchor = f"   {before[0]:8.1f} {before[1]:6.2f}" if before else ""
-                print(f"  {step:<10} {result['seconds']:>8.1f} {result['peak_gb']:>8.2f} "
-                      f"{result['load']:>5.1f}{anchor}")
+                print(f"  {step:<10} {result['seconds']:>8.1f} {result['cpu_seconds']:>8.1f} "
+                      f"{result['peak_gb']:>8.2f} {result['load']:>5.1f}{anchor}", flush=True)
     if len(results) > 1:
         sizes = sorted(results)
         low, high = sizes[0], sizes[-1]
@@ -284,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in first or "error" in last:
                 continue
             print(f"  {first['step']:<10} time x{last['seconds'] / first['seconds']:.1f}, "
+                  f"CPU x{last['cpu_seconds'] / max(first['cpu_seconds'], 0.1):.1f}, "
                   f"peak x{last['peak_gb'] / first['peak_gb']:.1f}")
     peaks = [r["peak_gb"] for rs in results.values() for r in rs if "peak_gb" in r]
     if peaks:

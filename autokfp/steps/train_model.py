@@ -153,42 +153,46 @@ def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_p
            leaderboard_path: str | None, engine: str) -> dict[str, Any]:
     from autokfp import __version__
     from autokfp.engine_registry import get_engine
-    from autokfp.modeling.features import FeaturePlan, apply_features
+    from autokfp.modeling.features import FeaturePlan
     from autokfp.modeling.model_package import save_model_package
     from autokfp.modeling.tasks import primary_metric
 
-    train = pd.read_parquet(train_path)
+    if not Path(train_path).is_file():  # named first, as reading it whole did
+        raise FileNotFoundError(f"No such training file: '{train_path}'")
     plan = FeaturePlan.from_json(Path(plan_path).read_text())
-    features = apply_features(train, plan)
     metric = primary_metric(plan.task, cfg.primary_metric)
     trainer = get_engine(engine, cfg.engines[engine])
     if hasattr(trainer, "configure_run"):  # run-level settings an engine needs (a shared cluster)
         trainer.configure_run(cfg)
     labels = [str(c) for c in plan.classes] if plan.classes else None
-    started = time.monotonic()
-    # packaging needs mlflow (seconds to import in a fresh task process): import it while
-    # the engine trains, so the wait after training is only the packaging itself
-    warm = threading.Thread(target=_import_packaging, name="import-mlflow", daemon=True)
-    warm.start()
     with tempfile.TemporaryDirectory(prefix="autokfp-train-") as workdir:
-        result = trainer.train(features, train[plan.target], plan.task, labels, plan.categorical_features,
+        features, target, example, total = _training_rows(trainer, train_path, plan,
+                                                          Path(workdir), cfg.budget.seed)
+        started = time.monotonic()
+        # packaging needs mlflow (seconds to import in a fresh task process): import it while
+        # the engine trains, so the wait after training is only the packaging itself
+        warm = threading.Thread(target=_import_packaging, name="import-mlflow", daemon=True)
+        warm.start()
+        result = trainer.train(features, target, plan.task, labels, plan.categorical_features,
                                cfg.budget, metric, Path(workdir) / "engine")
         engine_seconds = time.monotonic() - started
+        fitted = len(target) if result.fitted_rows is None else int(result.fitted_rows)
         meta = {
             "engine": engine, "task": plan.task, "target": plan.target,
             "classes": plan.classes, "class_labels": labels,
             "positive_class": plan.classes[-1] if plan.task == "binary" else None,
             "threshold": 0.5, "primary_metric": metric, "leader": result.leader,
             "device": result.device, "autokfp_version": __version__,
-            "trained_rows": len(train),
-            "fitted_rows": len(train) if result.fitted_rows is None else int(result.fitted_rows),
+            "trained_rows": total, "fitted_rows": fitted,
             "cv_metrics": result.cv_metrics, "params": result.params,
             "train_seconds": round(engine_seconds, 2),
         }
+        if len(target) < total:
+            meta["sampled_rows"] = len(target)
         if plan.task != "regression":
-            meta["calibration"] = _calibration(cfg, result, train[plan.target], meta)
-        _keep_holdout(result, train[plan.target], meta)
-        save_model_package(model_path, plan, result.artifact_dir, meta, train.drop(columns=[plan.target]))
+            meta["calibration"] = _calibration(cfg, result, target, meta)
+        _keep_holdout(result, target, meta)
+        save_model_package(model_path, plan, result.artifact_dir, meta, example)
         if leaderboard_path:
             write_text(leaderboard_path, _leaderboard_html(result.leaderboard, engine, result.leader))
     wall = time.monotonic() - started
@@ -196,6 +200,39 @@ def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_p
             "models_trained": int(result.params.get("models_trained", 0)),
             "train_seconds": round(wall, 1), "engine_seconds": round(engine_seconds, 1),
             **{k: round(v, 6) for k, v in result.cv_metrics.items() if v == v}}
+
+
+def _training_rows(trainer: Any, train_path: str, plan: Any, workdir: Path,
+                   seed: int) -> tuple[Any, pd.Series, pd.DataFrame, int]:
+    """What the engine trains on, the target of those rows, five input rows (the package's
+    example) and how many rows the training file has.
+
+    An engine that reads files (``reads_feature_files``: H2O) gets the features of every row
+    as a Parquet file written batch by batch (``write_feature_file``): the training rows are
+    never in pandas whole, only their target column. Any other engine (AutoKeras, plugins)
+    trains on a pandas frame: every row up to ``FRAME_ENGINE_MAX_ROWS``, else that many
+    drawn at random (``read_frame_sample``; the model's meta says ``sampled_rows``).
+    """
+    from autokfp.modeling.feature_file import (
+        FRAME_ENGINE_MAX_ROWS,
+        iter_frames,
+        read_frame_sample,
+        read_target,
+        write_feature_file,
+    )
+    from autokfp.modeling.features import apply_features
+
+    if getattr(trainer, "reads_feature_files", False):
+        target = read_target(train_path, plan)
+        example = next(iter_frames(train_path, plan.input_columns, batch_rows=5))
+        features = write_feature_file(train_path, plan, workdir / "features.parquet")
+        return features, target, example, len(target)
+    train, total = read_frame_sample(train_path, plan, seed=seed)
+    if len(train) < total:
+        log.warning("%s trains on a pandas frame: %d of the %d training rows, drawn at random "
+                    "(at most FRAME_ENGINE_MAX_ROWS = %d)", trainer.name, len(train), total,
+                    FRAME_ENGINE_MAX_ROWS)
+    return (apply_features(train, plan), train[plan.target], train.head(5), total)
 
 
 def train_candidate(config: dict[str, Any] | RunConfig | TrainingSettings, train_path: str,

@@ -33,6 +33,7 @@ from pydantic import Field
 
 from autokfp.engine_registry import EngineSpec, register_engine
 from autokfp.errors import DataError, TrainingError
+from autokfp.modeling.feature_file import TARGET_COLUMN, FeatureFile
 from autokfp.training.base import EngineResult, EngineSettings
 from autokfp.training.mojo import MojoScorer
 
@@ -261,13 +262,15 @@ class H2OCluster:
                 time.sleep(1)
         raise TrainingError(f"could not start a local H2O cluster (Java 17 must be installed): {last_error}")
 
-    def load(self, frame: pd.DataFrame, column_types: dict[str, str]) -> Any:
-        """The training frame on the cluster: written as Parquet to a local file that the JVM
-        (on this machine) imports itself (``h2o.import_file``), instead of an upload of the
-        frame as CSV text through this process and the JVM's heap; the file is removed once
-        H2O has parsed it."""
+    def load(self, frame: pd.DataFrame | FeatureFile, column_types: dict[str, str]) -> Any:
+        """The training frame on the cluster, imported by the JVM (on this machine) itself
+        (``h2o.import_file``) from Parquet, instead of an upload of the frame as CSV text
+        through this process and the JVM's heap: a ``FeatureFile`` where it is, a pandas
+        frame written to a temporary file first (removed once H2O has parsed it)."""
         import tempfile
 
+        if isinstance(frame, FeatureFile):
+            return import_parquet(str(Path(frame.path).resolve()), column_types)
         with tempfile.TemporaryDirectory(prefix="autokfp-h2o-") as folder:
             path = str(Path(folder) / "train.parquet")
             frame.to_parquet(path, index=False)
@@ -328,6 +331,8 @@ class RemoteH2OCluster:
         self.size = 0
         self._frame: Any = None
         self._automl: Any = None
+        # every AutoML this run started (the fallback GLM's too): their keys are removed
+        self._projects: list[str] = []
         self._uri = ""
         self._artifact_root = artifact_root
 
@@ -350,21 +355,32 @@ class RemoteH2OCluster:
         log.info("training on the H2O cluster %s at %s (%d nodes)", self.name, self.url, self.size)
         return self
 
-    def load(self, frame: pd.DataFrame, column_types: dict[str, str]) -> Any:
-        """Write the frame as Parquet where the cluster reads, and let the cluster import it."""
+    def load(self, frame: pd.DataFrame | FeatureFile, column_types: dict[str, str]) -> Any:
+        """Write the frame as Parquet where the cluster reads (a ``FeatureFile`` copied there
+        as it is), and let the cluster import it."""
         import io
 
         from autokfp import storage
         from autokfp.settings import Settings
+        from autokfp.storage.stores import object_store_for
 
         root = self.spec.import_root or storage.join(
             self._artifact_root or Settings.from_env().artifact_root, "h2o-import")
         self._uri = storage.join(root, f"{uuid.uuid4().hex}.parquet")
         if "://" not in self._uri:
             self._uri = str(Path(self._uri).resolve())
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        storage.write_bytes(self._uri, buffer.getvalue())
+        if isinstance(frame, FeatureFile):
+            store = object_store_for(self._uri)
+            if store is None:
+                Path(self._uri).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(frame.path, self._uri)
+            else:
+                with store.errors(self._uri):
+                    store.put_file(Path(frame.path), self._uri)
+        else:
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            storage.write_bytes(self._uri, buffer.getvalue())
         try:
             imported = import_parquet(self._uri, column_types)
         except Exception as exc:  # noqa: BLE001
@@ -385,6 +401,8 @@ class RemoteH2OCluster:
         import requests
 
         self._automl = automl
+        if getattr(automl, "project_name", None):
+            self._projects.append(str(automl.project_name))
         stop, finished = threading.Event(), threading.Event()
         outcome: list[BaseException] = []
 
@@ -470,7 +488,7 @@ class RemoteH2OCluster:
         can time a removal out: what is left is looked up and removed again, twice at most."""
         import h2o
 
-        project = getattr(self._automl, "project_name", None)
+        projects = list(self._projects)
         for attempt in range(1, attempts + 1):
             try:
                 if self._automl is not None:
@@ -479,9 +497,11 @@ class RemoteH2OCluster:
                 if self._frame is not None:
                     h2o.remove(self._frame)
                     self._frame = None
-                if project:  # what AutoML made next to its models (leaderboard, session keys)
+                # what every AutoML of the run made next to its models (leaderboard, session
+                # keys; the first one's too when a fallback GLM replaced it)
+                if projects:
                     for key in h2o.ls()["key"].tolist():
-                        if project in str(key):
+                        if any(project in str(key) for project in projects):
                             h2o.remove(str(key))
                 return
             except Exception as error:  # noqa: BLE001 - cleaning up must never mask the result
@@ -509,7 +529,7 @@ class RemoteH2OCluster:
             pass
 
 
-def _check_inputs(features: pd.DataFrame, target: pd.Series, nfolds: int) -> None:
+def _check_inputs(features: pd.DataFrame | FeatureFile, target: pd.Series, nfolds: int) -> None:
     if target.isna().any():
         raise TrainingError(f"the target has {int(target.isna().sum())} missing values; rows "
                             "without a label must be dropped before training")
@@ -522,11 +542,15 @@ def _check_inputs(features: pd.DataFrame, target: pd.Series, nfolds: int) -> Non
             "per fold)")
 
 
-def _training_frame(features: pd.DataFrame, target: pd.Series, task: str,
-                    categorical: list[str]) -> tuple[pd.DataFrame, dict[str, str], str]:
+def _training_frame(features: pd.DataFrame | FeatureFile, target: pd.Series, task: str,
+                    categorical: list[str]) -> tuple[pd.DataFrame | FeatureFile, dict[str, str], str]:
     """The frame H2O trains on (the features and the target as ``__target__``), its column
-    types and the response column's name."""
-    response = "__target__"
+    types and the response column's name. A ``FeatureFile`` holds the target already."""
+    response = TARGET_COLUMN
+    if isinstance(features, FeatureFile):
+        column_types = features.column_types()
+        column_types[features.response] = "real" if task == "regression" else "enum"
+        return features, column_types, features.response
     frame = features.copy()
     frame[response] = target.astype(str).values if task != "regression" else target.astype(float).values
     column_types = {c: "enum" for c in categorical}
@@ -540,6 +564,9 @@ class H2OAutoMLEngine:
     """H2O AutoML behind the ``Engine`` interface."""
 
     name = "h2o"
+    # the train step hands it the features as a Parquet file (``FeatureFile``) written batch
+    # by batch, which the cluster imports itself: the rows are never in pandas whole
+    reads_feature_files = True
 
     def __init__(self, settings: H2OSettings | None = None):
         self.settings = settings or H2OSettings()
@@ -564,7 +591,7 @@ class H2OAutoMLEngine:
 
     def train(
         self,
-        features: pd.DataFrame,
+        features: pd.DataFrame | FeatureFile,
         target: pd.Series,
         task: str,
         classes: list[str] | None,
@@ -584,7 +611,7 @@ class H2OAutoMLEngine:
         frame, column_types, response = _training_frame(features, target, task, categorical)
         device = "gpu" if gpu_available() else "cpu"
         log.info("H2O AutoML on %d rows x %d features (%s, device %s, budget %ss)", len(frame),
-                 features.shape[1], task, device, budget.max_runtime_secs)
+                 len(features.columns), task, device, budget.max_runtime_secs)
         timings: dict[str, float] = {}
         run, deaths = self._train_with_restarts(
             begun, timings, frame, column_types, response, features, target, task, classes,
@@ -612,9 +639,10 @@ class H2OAutoMLEngine:
                     "cluster_restarts": len(deaths)},
         )
 
-    def _train_with_restarts(self, begun: float, timings: dict[str, float], frame: pd.DataFrame,
+    def _train_with_restarts(self, begun: float, timings: dict[str, float],
+                             frame: pd.DataFrame | FeatureFile,
                              column_types: dict[str, str], response: str,
-                             features: pd.DataFrame, target: pd.Series, task: str,
+                             features: pd.DataFrame | FeatureFile, target: pd.Series, task: str,
                              classes: list[str] | None, budget: Any, nfolds: int,
                              sort_metric: str, workdir: Path) -> tuple[dict[str, Any], list[str]]:
         """Start a cluster, train and export on it; once more on a fresh one if it died (at
@@ -674,8 +702,9 @@ class H2OAutoMLEngine:
             + ("" if max_restarts else " (engines.h2o.max_restarts is 0: no restart)")
         )
 
-    def _automl_on(self, cluster: H2OCluster | RemoteH2OCluster, frame: pd.DataFrame, column_types: dict[str, str],
-                   response: str, features: pd.DataFrame, target: pd.Series, task: str,
+    def _automl_on(self, cluster: H2OCluster | RemoteH2OCluster, frame: pd.DataFrame | FeatureFile,
+                   column_types: dict[str, str],
+                   response: str, features: pd.DataFrame | FeatureFile, target: pd.Series, task: str,
                    classes: list[str] | None, budget: Any, folds: int, sort_metric: str,
                    workdir: Path, searched: float = 0.0) -> dict[str, Any]:
         """Upload, run AutoML for what is left of the budget's search time (``searched``

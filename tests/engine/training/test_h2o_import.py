@@ -44,3 +44,30 @@ def test_the_imported_frame_equals_the_uploaded_one() -> None:
         assert sorted(imported["region"].levels()[0]) == ["01", "02", "10"]
         assert mine["spend"].isna().sum() == features["spend"].isna().sum() > 0
     wait_for_shutdowns()  # no JVM of this test outlives it (the next tests count JVMs)
+
+
+def test_a_feature_file_is_imported_as_the_frame_would_be(tmp_path) -> None:
+    """The train step's features written batch by batch (``write_feature_file``) and
+    imported where they are: the same frame H2O got from the pandas frame."""
+    import h2o
+
+    from autokfp.modeling.feature_file import FeatureFile
+
+    features, target, categorical = _features()
+    frame, column_types, response = _training_frame(features, target, "binary", categorical)
+    frame.to_parquet(tmp_path / "features.parquet", index=False, row_group_size=64)
+    written = FeatureFile(path=tmp_path / "features.parquet", columns=list(features.columns),
+                          categorical=categorical, response=response, rows=len(frame))
+    same, file_types, file_response = _training_frame(written, target, "binary", categorical)
+    assert same is written and file_types == column_types and file_response == response
+    with H2OCluster(nthreads=1, max_mem_size="1G") as cluster:
+        imported = cluster.load(written, file_types)
+        uploaded = h2o.H2OFrame(frame, column_types=column_types)
+        assert imported.dim == uploaded.dim == [300, 5]
+        assert imported.types == uploaded.types
+        for column in ("plan", "region", response):
+            assert sorted(imported[column].levels()[0]) == sorted(uploaded[column].levels()[0])
+        pd.testing.assert_frame_equal(imported.as_data_frame(use_multi_thread=False),
+                                      uploaded.as_data_frame(use_multi_thread=False))
+    assert (tmp_path / "features.parquet").exists()  # the step's file: the step removes it
+    wait_for_shutdowns()

@@ -123,13 +123,21 @@ def _engine(url: str, import_root: Path) -> H2OAutoMLEngine:
 def test_training_and_the_mojo_export_go_through_the_two_node_cluster(cluster, tmp_path):
     import h2o
 
+    from autokfp.modeling.feature_file import FeatureFile
+    from autokfp.training.h2o_automl import _training_frame
     from autokfp.training.mojo import MojoScorer  # noqa: F401 - the scorer the package uses
 
     features, target = _data()
     train, test = slice(0, 450), slice(450, None)
     imports = tmp_path / "imports"
     engine = _engine(cluster.url, imports)
-    result = engine.train(features[train], target[train], "binary", ["0", "1"], ["colour"],
+    # as the train step hands it over: the features and the target in a Parquet file, which
+    # is copied under the import root and imported by the cluster
+    frame, _, response = _training_frame(features[train], target[train], "binary", ["colour"])
+    frame.to_parquet(tmp_path / "features.parquet", index=False)
+    written = FeatureFile(path=tmp_path / "features.parquet", columns=list(features.columns),
+                          categorical=["colour"], response=response, rows=len(frame))
+    result = engine.train(written, target[train], "binary", ["0", "1"], ["colour"],
                           BudgetSpec(max_runtime_secs=20, seed=1, nthreads=1), "auc",
                           tmp_path / "engine")
     info = json.loads((tmp_path / "engine" / "engine.json").read_text())
