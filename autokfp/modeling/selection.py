@@ -35,6 +35,7 @@ from autokfp.modeling.evaluation import (
     compute_metrics,
     rank_key,
 )
+from autokfp.modeling.feature_file import TestRows
 from autokfp.training.isolation import read_candidate_marker
 
 log = logging.getLogger(__name__)
@@ -139,10 +140,13 @@ def load_candidates(paths: dict[str, str]) -> list[Candidate]:
     return candidates
 
 
-def select_model(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any,
+def select_model(candidates: list[Candidate], test: pd.DataFrame | TestRows, selection_spec: Any,
                  seed: int, champion: Any = None, champion_version: str | None = None,
                  robustness_rows: int = 200) -> Selection:
-    """Score, validate and rank the candidates; compare the best with ``champion`` (a pyfunc)."""
+    """Score, validate and rank the candidates; compare the best with ``champion`` (a pyfunc).
+
+    ``test`` is a frame, or ``TestRows`` of a Parquet file: then only the target column is
+    held whole, and every model scores the rows batch by batch."""
     # every scoring call would warn that the test rows carry columns the model ignores
     quiet = logging.getLogger("mlflow.models.utils")
     level = quiet.level
@@ -154,7 +158,8 @@ def select_model(candidates: list[Candidate], test: pd.DataFrame, selection_spec
         quiet.setLevel(level)
 
 
-def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any, seed: int,
+def _select(candidates: list[Candidate], test: pd.DataFrame | TestRows, selection_spec: Any,
+            seed: int,
             champion: Any, champion_version: str | None, robustness_rows: int) -> Selection:
     usable = [c for c in candidates if c.usable]
     if not usable:
@@ -165,8 +170,8 @@ def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any
     target = reference["target"]
     if target not in test.columns:
         raise TrainingError(f"the test rows lack the target column '{target}'")
-    truth = test[target]
-    inputs = test.drop(columns=[target])
+    inputs = test if isinstance(test, TestRows) else TestRows(frame=test)
+    truth = inputs.column(target)
     metric = reference["primary_metric"]
     for candidate in usable:
         same = (candidate.meta.get("task"), candidate.meta.get("class_labels"),
@@ -217,7 +222,7 @@ def _select(candidates: list[Candidate], test: pd.DataFrame, selection_spec: Any
                      champion_predictions=champion_predictions)
 
 
-def _score_candidate(candidate: Candidate, truth: pd.Series, inputs: pd.DataFrame, metric: str,
+def _score_candidate(candidate: Candidate, truth: pd.Series, inputs: TestRows, metric: str,
                      seed: int, robustness_rows: int) -> None:
     """Load and score ``candidate`` on the test rows: its metrics, calibration, CV spread and
     robustness; a model that cannot score or fails robustness is disqualified."""
@@ -228,7 +233,7 @@ def _score_candidate(candidate: Candidate, truth: pd.Series, inputs: pd.DataFram
     started = time.monotonic()
     try:
         candidate.model = load_model_package(candidate.path)
-        candidate.predictions = candidate.model.predict(inputs)
+        candidate.predictions = inputs.predict(candidate.model.predict, str(truth.name))
     except Exception as exc:  # noqa: BLE001 - a model that cannot score is out, not fatal
         candidate.status = DISQUALIFIED
         candidate.reason = f"cannot score the test rows: {type(exc).__name__}: {exc}"[:800]
@@ -240,8 +245,9 @@ def _score_candidate(candidate: Candidate, truth: pd.Series, inputs: pd.DataFram
         candidate.calibration = calibration_report(truth, candidate.predictions, candidate.meta)
     candidate.cv = cv_summary(candidate.meta, candidate.metrics.get(metric))
     plan = FeaturePlan.from_json(Path(candidate.path, "artifacts", "plan.json").read_text())
-    report = robustness_report(candidate.model, inputs, plan, candidate.meta, seed=seed,
-                               rows=robustness_rows)
+    report = robustness_report(candidate.model,
+                               inputs.sample(robustness_rows, seed, without=str(truth.name)),
+                               plan, candidate.meta, seed=seed, rows=robustness_rows, drawn=True)
     candidate.robustness = report.to_dict()
     candidate.score_seconds = round(time.monotonic() - started, 2)
     if report.disqualified:
@@ -296,14 +302,14 @@ def _break_tie(ranked: list[Candidate], best: Candidate, rows_truth: pd.Series, 
 
 
 def _score_champion(champion: Any, champion_version: str | None, best: Candidate,
-                    truth: pd.Series, inputs: pd.DataFrame
+                    truth: pd.Series, inputs: TestRows
                     ) -> tuple[pd.DataFrame | None, dict[str, Any] | None, str | None]:
     """The champion's predictions of the test rows and its metrics; or, when it cannot score
     them (or predicts other classes), None and why (it is then replaced)."""
     if champion is None:
         return None, None, None
     try:
-        champion_predictions = champion.predict(inputs)
+        champion_predictions = inputs.predict(champion.predict, str(truth.name))
         missing = [f"probability_{c}" for c in (best.meta.get("class_labels") or [])
                    if f"probability_{c}" not in champion_predictions.columns]
         if missing:

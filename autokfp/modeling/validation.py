@@ -159,9 +159,12 @@ class RobustnessReport:
 
 
 def robustness_report(model: Any, inputs: pd.DataFrame, plan: Any, meta: dict[str, Any],
-                      seed: int = 0, rows: int = ROBUSTNESS_ROWS) -> RobustnessReport:
-    """Run every robustness check of ``model`` (a pyfunc) on a sample of raw ``inputs``."""
-    sample = inputs.sample(min(rows, len(inputs)), random_state=seed) if len(inputs) else inputs
+                      seed: int = 0, rows: int = ROBUSTNESS_ROWS,
+                      drawn: bool = False) -> RobustnessReport:
+    """Run every robustness check of ``model`` (a pyfunc) on a sample of raw ``inputs``
+    (``drawn``: ``inputs`` is that sample already, ``TestRows.sample``)."""
+    sample = (inputs if drawn or not len(inputs)
+              else inputs.sample(min(rows, len(inputs)), random_state=seed))
     sample = sample.reset_index(drop=True)
     report = RobustnessReport(rows=len(sample))
     if sample.empty:

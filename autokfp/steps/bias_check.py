@@ -12,6 +12,7 @@ import pandas as pd
 from autokfp.config import RunConfig
 from autokfp.governance import PolicyError
 from autokfp.governance.audit import batched
+from autokfp.modeling.feature_file import parquet_columns, predict_file
 from autokfp.steps.io import (
     read_config,
     read_package,
@@ -69,18 +70,22 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
     cfg = read_config(config)
     policy = cfg.governance
     model, plan, meta = read_package(model_path)
-    # the test rows whole; of the training rows a bounded sample for fitting the mitigation
-    # (and the package's examples), and only the sensitive and target columns of all of them
+    # the test rows scored batch by batch, and only their target and sensitive columns held
+    # whole; of the training rows a bounded sample for fitting the mitigation (and the
+    # package's examples), and only the sensitive and target columns of all of them
     train, train_rows = read_parquet_sample(train_path, MITIGATION_FIT_ROWS, seed=cfg.split.seed)
-    test = pd.read_parquet(test_path)
     target = meta["target"]
+    stored = parquet_columns(test_path)
     columns, source, problems = fairness.resolve_sensitive_columns(read_schema(schema_path), policy,
-                                                                   list(test.columns))
+                                                                   stored)
+    test = pd.read_parquet(test_path, columns=list(dict.fromkeys([target, *columns])))
+    test_predictions = predict_file(lambda rows: model.predict(None, rows), test_path,
+                                    [c for c in stored if c != target])
     if len(train) < train_rows:
         log.info("bias mitigation fitted on %d of %d training rows (a uniform sample)",
                  len(train), train_rows)
     report, mitigation, fit_rows = _assess(cfg, model, meta, model_path, train, train_path, test,
-                                           columns, source, problems)
+                                           test_predictions, columns, source, problems)
     report["model"] = cfg.model_name
     if columns:
         positive = meta["classes"][-1] if meta["task"] == "binary" else None
@@ -99,7 +104,8 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
 
 
 def _assess(cfg: RunConfig, model: Any, meta: dict[str, Any], model_path: str,
-            train: pd.DataFrame, train_path: str, test: pd.DataFrame, columns: list[str],
+            train: pd.DataFrame, train_path: str, test: pd.DataFrame,
+            test_predictions: pd.DataFrame, columns: list[str],
             source: Any, problems: Any) -> tuple[dict[str, Any], Any, int]:
     """The fairness report and the mitigation, on the test rows, or on the engine's
     out-of-fold predictions of the training rows when only those can measure a sensitive
@@ -108,7 +114,6 @@ def _assess(cfg: RunConfig, model: Any, meta: dict[str, Any], model_path: str,
 
     policy = cfg.governance
     target = meta["target"]
-    test_predictions = model.predict(None, test.drop(columns=[target]))
     # held-out groups too small to measure a column (fewer than two of min_group_size rows)
     # that the engine's out-of-fold predictions of the training rows can measure: the whole
     # check runs on those instead (never pooled with the final model's test scores)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from autokfp.config import RunConfig
 from autokfp.steps.io import read_config, record_event, write_json, write_text
+
+if TYPE_CHECKING:
+    from autokfp.modeling.feature_file import TestRows
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +26,13 @@ def evaluate_candidates(config: dict[str, Any] | RunConfig, candidate_paths: dic
     selected model to ``model_path`` and the HTML report to ``report_path`` when given, logs
     the evaluation run to MLflow and records ``model.selected`` in the audit trail."""
     from autokfp.modeling import registry
+    from autokfp.modeling.feature_file import TestRows
     from autokfp.modeling.selection import copy_selected, evaluation_document, load_candidates
     from autokfp.modeling.selection import select_model as select
 
     cfg = read_config(config)
-    test = pd.read_parquet(test_path)
+    # the test rows scored batch by batch: only the target column is held whole
+    test = TestRows(path=test_path)
     candidates = load_candidates(candidate_paths)
     client = registry.configure()
     current = registry.champion_version(client, cfg.model_name)
@@ -72,7 +75,7 @@ def _load_champion(model_name: str, current: Any) -> tuple[Any, str | None]:
         return None, champion_error
 
 
-def _report(model_name: str, selection: Any, document: dict[str, Any], test: pd.DataFrame,
+def _report(model_name: str, selection: Any, document: dict[str, Any], test: TestRows,
             current: Any, report_path: str | None) -> None:
     """The evaluation plots and HTML page, logged with the document as an MLflow run (its id
     goes into ``document``); the page also to ``report_path`` when given."""
@@ -85,7 +88,7 @@ def _report(model_name: str, selection: Any, document: dict[str, Any], test: pd.
         if selection.champion_predictions is not None:
             curves[f"champion v{current.version}"] = selection.champion_predictions
         try:
-            plots = write_plots(test[target], curves, selection.selected.meta, scratch,
+            plots = write_plots(test.column(target), curves, selection.selected.meta, scratch,
                                 selected=selection.selected.engine)
         except Exception as exc:  # noqa: BLE001 - a plot must never cost the evaluation
             log.warning("evaluation plots failed: %s: %s", type(exc).__name__, exc)

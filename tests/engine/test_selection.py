@@ -201,3 +201,29 @@ def test_candidates_are_ranked_on_out_of_sample_training_rows_plus_test_rows(
     assert rows["good"]["estimate_auc"] > rows["overfit"]["estimate_auc"] + 0.05
     assert rows["overfit"]["p_better_than_selected"] < 0.05
     assert "out-of-sample training rows" in document["selected"]["reason"]
+
+
+def test_test_rows_streamed_from_parquet_select_as_the_whole_frame(trained_package,
+                                                                 tmp_path) -> None:
+    """The evaluate step scores the test rows batch by batch (``TestRows``): the same
+    predictions, metrics and robustness checks as on the whole frame, with two candidates
+    (one degraded) and batches that straddle the file's row groups."""
+    from autokfp.modeling.feature_file import TestRows
+    from autokfp.modeling.selection import load_candidates, select_model
+
+    spec = _config(trained_package).selection
+    good = Path(trained_package.paths.model)
+    paths = {"good": str(good), "worse": str(_degraded(good, tmp_path))}
+    test = pd.read_parquet(trained_package.paths.test)
+    test.to_parquet(tmp_path / "test.parquet", index=False, row_group_size=70)
+    whole = select_model(load_candidates(paths), test, spec, seed=3, robustness_rows=50)
+    streamed = select_model(load_candidates(paths),
+                            TestRows(path=tmp_path / "test.parquet", batch_rows=37), spec,
+                            seed=3, robustness_rows=50)
+    assert streamed.selected.engine == whole.selected.engine == "good"
+    for mine, theirs in zip(streamed.candidates, whole.candidates):
+        pd.testing.assert_frame_equal(mine.predictions, theirs.predictions)
+        assert mine.metrics == theirs.metrics and mine.metrics
+        assert mine.robustness == theirs.robustness and mine.robustness["rows"] == 50
+        assert mine.estimate == theirs.estimate
+    assert streamed.comparison == whole.comparison
