@@ -90,20 +90,27 @@ class MojoScorer:
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         """A frame's rows, as ``predict_rows`` scores them (to the bit), faster: each column
-        is coded at once into a matrix of raw rows, then each row goes to ``score0`` through
-        the same two reused Java arrays (no dict per row, no new array per call)."""
+        is coded at once into a matrix of raw rows, then each distinct row goes to ``score0``
+        once, through the same two reused Java arrays (no dict per row, no new array per
+        call)."""
         raw = np.full((len(features), self._width), math.nan)
         for name, slot in self._slots.items():
             if name in features.columns:
                 raw[:, slot] = self._raw_column(features[name], self._levels.get(name))
+        # a raw row scores the same wherever it occurs: each distinct one (byte for byte)
+        # once; Kernel SHAP's synthetic rows repeat (15-30% of them on a 14-column table)
+        keys = raw.view(np.dtype((np.void, raw.dtype.itemsize * raw.shape[1]))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        distinct = raw[first]
         model, size = self._model, self._preds_size
         row, preds = self._doubles(self._width), self._doubles(size)
         zeros = np.zeros(size)
-        out = np.empty((len(raw), size), dtype="float64")
-        for i in range(len(raw)):
-            row[:] = raw[i]
+        out = np.empty((len(distinct), size), dtype="float64")
+        for i in range(len(distinct)):
+            row[:] = distinct[i]
             preds[:] = zeros  # as the fresh array predict_rows passes
             out[i] = np.asarray(model.score0(row, preds), dtype="float64")
+        out = out[inverse.ravel()]
         if self.task == "regression":
             return out[:, 0].copy()
         return out[:, 1:][:, self._order]

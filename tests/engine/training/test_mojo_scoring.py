@@ -51,10 +51,13 @@ def _assert_same(scorer, features: pd.DataFrame) -> None:
     easy = scorer.predict_rows_easy(iter(cases))
     assert fast.shape == easy.shape
     np.testing.assert_array_equal(fast, easy)  # to the bit
-    # a frame (``predict``: each column coded at once) answers as its rows do, for the plain
-    # numeric columns and for object columns holding what a client could send
+    # a frame (``predict``: each column coded at once, each distinct row scored once)
+    # answers as its rows do, for the plain numeric columns and for object columns holding
+    # what a client could send
     hostile = pd.DataFrame(_hostile(rows, set(scorer._categorical)), columns=list(features.columns))
-    for frame in (features, pd.concat([features.astype(object), hostile], ignore_index=True)):
+    repeated = pd.concat([features.head(30), features, features.head(30)], ignore_index=True)
+    for frame in (features, repeated,  # rows that repeat are scored once, answered each time
+                  pd.concat([features.astype(object), hostile, hostile], ignore_index=True)):
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         np.testing.assert_array_equal(scorer.predict(frame),
                                       scorer.predict_rows(iter(records), len(records)))
