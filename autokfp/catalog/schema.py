@@ -79,8 +79,10 @@ class DatasetSchema:
     # "str", false]), named as DataHub's JSON schema inference names them; the columns
     # themselves stay top level
     nested_fields: list[list[Any]] = field(default_factory=list)
-    # a SQL view: {"definition": its SQL, "upstreams": [dataset URNs it reads]}, found as
-    # DataHub's SQL sources find them (include_views, include_view_lineage); {} otherwise
+    # a SQL view: {"definition": its SQL, "upstreams": [dataset URNs it reads], "columns":
+    # [{"column", "upstreams": [[URN, column], ...], "logic"}] (column-level lineage)}, found
+    # as DataHub's SQL sources find them (include_views, include_view_lineage,
+    # include_view_column_lineage); {} otherwise
     view: dict[str, Any] = field(default_factory=dict)
 
     def column(self, name: str) -> ColumnSchema:
