@@ -292,3 +292,42 @@ def test_a_gms_answering_503_is_retried_by_the_emitter(churn_sources) -> None:
         with pytest.raises(CatalogPublishError, match="DataHub GMS at .* took 0 aspect"):
             emit_to_gms(proposals[4:6], gms.url)
         assert len(gms.proposals()) == 4
+
+
+def test_every_kind_of_proposal_autokfp_sends_is_one_gms_takes(churn_sources) -> None:
+    """Datasets (a view with column lineage among them), feature sets, model versions,
+    deployments and soft-deletes, as the REST emitter sends them, pass the GMS stand-in's
+    checks against DataHub's schemas."""
+    from dataclasses import replace
+
+    from datahub.emitter.serialization_helper import pre_json_transform
+
+    from autokfp.catalog import datahub as dh
+    from tests.engine.catalog.gms_fake import validate_proposal
+
+    config, *_ = churn_sources
+    schema = discover(config.sources)[0].schema
+    view = replace(schema, urn=None, dataset_id="warehouse/v", view={
+        "definition": "SELECT id AS customer FROM customers", "upstreams": [CUSTOMERS_URN],
+        "columns": [{"column": "customer", "upstreams": [[CUSTOMERS_URN, "id"]],
+                     "logic": "COPY: customers.id"}]})
+    feature_set = dh.feature_set_urn("churn.features.abc")
+    deployment = dh.deployment_urn("ns", "churn")
+    proposals = [
+        *dh.metadata_proposals(schema), *dh.metadata_proposals(view),
+        *dh.feature_set_proposals(feature_set, "churn.features.abc", [CUSTOMERS_URN], {
+            "input_columns": ["a"], "target": "y", "groups": {"numeric": ["a"]}}),
+        *dh.model_proposals("churn", 3, feature_set, [CUSTOMERS_URN], {"auc": 0.8},
+                            {"schema_version": "1"}, [deployment], "a model"),
+        *dh.deployment_proposals(deployment, dh.model_version_urn("churn", 3), 3, "ns", "churn"),
+        *dh.removal_proposals([CUSTOMERS_URN])]
+    lineage = next(p for p in proposals if p.aspectName == "upstreamLineage"
+                   and p.entityUrn == dh.dataset_urn(view))
+    assert lineage.aspect.fineGrainedLineages[0].downstreams == [
+        f"urn:li:schemaField:({dh.dataset_urn(view)},customer)"]
+    kinds = set()
+    for proposal in proposals:
+        urn, aspect, _, _ = validate_proposal(pre_json_transform(proposal.to_obj()))
+        kinds.add((proposal.entityType, aspect))
+    assert {e for e, _ in kinds} == {"dataset", "dataFlow", "dataJob", "mlModel",
+                                     "mlModelGroup", "mlModelDeployment"}
