@@ -224,7 +224,10 @@ def _training_rows(trainer: Any, train_path: str, plan: Any, workdir: Path,
 
     if getattr(trainer, "reads_feature_files", False):
         target = read_target(train_path, plan)
-        example = next(iter_frames(train_path, plan.input_columns, batch_rows=5))
+        # an empty file has no batch: the engine then names it (too few rows), not StopIteration
+        example = next(iter_frames(train_path, plan.input_columns, batch_rows=5), None)
+        if example is None:
+            example = pd.read_parquet(train_path, columns=plan.input_columns)
         features = write_feature_file(train_path, plan, workdir / "features.parquet")
         return features, target, example, len(target)
     train, total = read_frame_sample(train_path, plan, seed=seed)

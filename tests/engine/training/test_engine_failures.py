@@ -177,3 +177,20 @@ def _tiny_inputs(train: Path, plan: Path) -> None:
 
     pd.DataFrame({"x": range(40), "y": [0, 1] * 20}).to_parquet(train)
     plan.write_text(FeaturePlan(target="y", task="binary", classes=[0, 1], numeric=["x"]).to_json())
+
+
+def test_an_empty_training_file_is_named_by_the_engine(config, tmp_path) -> None:
+    """H2O trains from a feature file written batch by batch; a training file with no rows
+    has no batch at all: the engine's own check names the row count (before: a bare
+    StopIteration with no message)."""
+    import pandas as pd
+
+    from autokfp.modeling.features import FeaturePlan
+
+    train, plan = tmp_path / "train.parquet", tmp_path / "plan.json"
+    pd.DataFrame({"x": pd.Series([], dtype="float64"),
+                  "y": pd.Series([], dtype="int64")}).to_parquet(train)
+    plan.write_text(FeaturePlan(target="y", task="binary", classes=[0, 1], numeric=["x"]).to_json())
+    with pytest.raises(TrainingError, match="at least 10 training rows, got 0"):
+        train_step.train_model(config, str(train), str(plan), str(tmp_path / "model"),
+                               engine="h2o")
