@@ -19,7 +19,7 @@ from typing import Any
 
 from autokfp.catalog.profiling import DEFAULT_MAX_ROWS, profile_frame
 from autokfp.catalog.schema import DatasetSchema
-from autokfp.config import FolderSource, RunConfig
+from autokfp.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +75,13 @@ def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
     import pyarrow.parquet as pq
 
     from autokfp.catalog.batches import BATCH_ROWS, RowSampler
-    from autokfp.catalog.discovery import _name, file_format, open_source
+    from autokfp.catalog.discovery import finish_schema, folder_file, open_source
     from autokfp.catalog.sources.files import csv_layout
 
-    source_name, _, relative = dataset_id.partition("/")
-    source = next((s for s in config.sources if s.name == source_name), None)
-    if not isinstance(source, FolderSource) or file_format(relative) != "csv":
+    found = folder_file(config, dataset_id, "csv")
+    if found is None:
         return None
-    root = Path(source.path).resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
+    source, path = found
     try:
         sep, notes = csv_layout(path, "utf-8", str(path))
         if any("repeats column names" in note for note in notes):
@@ -116,11 +112,7 @@ def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
         schema = profile_frame(sampler.frame(handle.schema_arrow), dataset_id, "file",
                                str(path), fmt="csv", row_count=rows, max_rows=sample_rows)
         del sampler
-        _name(open_source(source), schema)
-        if dataset_id == config.training.dataset and config.training.target in schema.column_names:
-            target = schema.column(config.training.target)
-            if "target" not in target.tags:
-                target.tags.append("target")
+        finish_schema(config, open_source(source), schema)
         os.replace(temp, out)
         if changes is not None:
             changes.extend(notes)

@@ -82,6 +82,32 @@ def _name(reader: SourceReader, schema: DatasetSchema) -> None:
         log.warning("cannot name %s as DataHub does: %s", schema.dataset_id, exc)
 
 
+def finish_schema(config: RunConfig, reader: SourceReader, schema: DatasetSchema) -> None:
+    """What every loaded or copied dataset's schema gets: its DataHub URN and, for the run's
+    training dataset, the ``target`` tag on the target column."""
+    _name(reader, schema)
+    if (schema.dataset_id == config.training.dataset
+            and config.training.target in schema.column_names):
+        target = schema.column(config.training.target)
+        if "target" not in target.tags:
+            target.tags.append("target")
+
+
+def folder_file(config: RunConfig, dataset_id: str,
+                fmt: str) -> tuple[FolderSource, Path] | None:
+    """The folder source and the file of ``dataset_id`` when it names a file of format
+    ``fmt`` inside a folder source (what the streamed copies take); else None."""
+    source_name, _, relative = dataset_id.partition("/")
+    source = next((s for s in config.sources if s.name == source_name), None)
+    if not isinstance(source, FolderSource) or file_format(relative) != fmt:
+        return None
+    root = Path(source.path).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return source, path
+
+
 def list_datasets(source: Source) -> list[str]:
     """The dataset ids a source holds, without reading or profiling any data."""
     reader = open_source(source)
@@ -120,11 +146,7 @@ def load_dataset(
     schema = profile_frame(
         df, dataset_id, platform, location, fmt=fmt, row_count=len(df), max_rows=sample_rows
     )
-    _name(reader, schema)
-    if dataset_id == config.training.dataset and config.training.target in schema.column_names:
-        target = schema.column(config.training.target)
-        if "target" not in target.tags:
-            target.tags.append("target")
+    finish_schema(config, reader, schema)
     log.info("loaded %s: %d rows x %d columns", dataset_id, len(df), len(df.columns))
     return df, schema
 
@@ -147,14 +169,10 @@ def copy_parquet_dataset(config: RunConfig, dataset_id: str, out_path: str,
 
     from autokfp.catalog.batches import BATCH_ROWS, RowSampler
 
-    source_name, _, relative = dataset_id.partition("/")
-    source = next((s for s in config.sources if s.name == source_name), None)
-    if not isinstance(source, FolderSource) or file_format(relative) != "parquet":
+    found = folder_file(config, dataset_id, "parquet")
+    if found is None:
         return None
-    root = Path(source.path).resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
+    source, path = found
     try:
         handle = pq.ParquetFile(path)
         pandas_meta = handle.schema_arrow.pandas_metadata or {}
@@ -177,11 +195,7 @@ def copy_parquet_dataset(config: RunConfig, dataset_id: str, out_path: str,
                                str(path), fmt="parquet", row_count=handle.metadata.num_rows,
                                max_rows=sample_rows)
         del sampler
-        _name(open_source(source), schema)
-        if dataset_id == config.training.dataset and config.training.target in schema.column_names:
-            target = schema.column(config.training.target)
-            if "target" not in target.tags:
-                target.tags.append("target")
+        finish_schema(config, open_source(source), schema)
         os.replace(temp, out)
     finally:
         temp.unlink(missing_ok=True)
