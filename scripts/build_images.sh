@@ -9,11 +9,11 @@ Usage: scripts/build_images.sh [--push] [--image NAME]... [--accelerator gpu|cpu
 
 Builds the autokfp wheel into dist/, then the container images from the repository root:
 
-  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-runtime:<version>   (images/engine, target runtime)
-  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-training:<version>  (images/engine, target training)
-  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-serving:<version>   (images/serving)
+  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-runtime:<version>   (images/Dockerfile, target runtime)
+  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-training:<version>  (target training)
+  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-serving:<version>   (target serving)
   ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-serving-keras:<version>
-      (images/serving with the keras extra: TensorFlow CPU, for AutoKeras champions; the
+      (target serving with the keras extra: TensorFlow CPU, for AutoKeras champions; the
       deploy step names it on their InferenceService)
 
 <version> is the project version from pyproject.toml with '+' replaced by '-', the same tag
@@ -284,20 +284,21 @@ echo ">> Python base image: $PYTHON_BASE"
 summary=()
 for name in "${selected[@]}"; do
   ref="$(image_ref "$name")"
-  args=(--build-arg "VERSION=$VERSION" --build-arg "PYTHON_IMAGE=$PYTHON_BASE" --tag "$ref")
+  args=(--file images/Dockerfile --build-arg "VERSION=$VERSION"
+        --build-arg "PYTHON_IMAGE=$PYTHON_BASE" --tag "$ref")
   note=""
   case "$name" in
-    # runtime and training are two targets of one Dockerfile: with the same accelerator
-    # (cpu) they are the same layers
-    runtime) args+=(--file images/engine/Dockerfile --target runtime --build-arg ACCELERATOR=cpu) ;;
+    # one Dockerfile, a target each: runtime and training with the same accelerator (cpu)
+    # are the same layers, and every image shares the os stage's
+    runtime) args+=(--target runtime --build-arg ACCELERATOR=cpu) ;;
     training)
-      args+=(--file images/engine/Dockerfile --target training
+      args+=(--target training
              --build-arg "ACCELERATOR=$accelerator")
       note=" (accelerator: $accelerator)"
       ;;
     # the serving image with TensorFlow, for the engines that need it to score (AutoKeras)
-    serving-keras) args+=(--file images/serving/Dockerfile --build-arg AUTOKFP_EXTRAS=keras) ;;
-    *) args+=(--file "images/$name/Dockerfile") ;;
+    serving-keras) args+=(--target serving --build-arg AUTOKFP_EXTRAS=keras) ;;
+    serving) args+=(--target serving) ;;
   esac
   echo ">> building $ref$note"
   started=$SECONDS

@@ -6,7 +6,11 @@ In a cluster, an InferenceService with ``spec.predictor.logger`` gets KServe's a
 --inference-service <name> --namespace <ns> --endpoint <endpoint label> --component
 predictor``, listening on 9081 in front of the predictor's 8080. That image cannot be
 pulled here (no public registry), so this stand-in does what its logger does
-(``pkg/logger/handler.go`` and ``worker.go``), and the box runs it in a container of its own:
+(``pkg/logger/handler.go`` and ``worker.go``), and the box runs it in a container of its own.
+It was last checked against KServe's source for the ``kserve`` release the lock pins
+(``LOCKED_KSERVE``; tests/engine/test_images.py fails when the lock moves): the tag v0.20.0
+and master of 2026-08-21 (aaac4e2), whose ``cmd/agent`` and ``pkg/logger`` handler, worker
+and dispatcher are the same; no later Go source is reachable here.
 
 - a kubelet probe (``User-Agent: kube-probe/...`` or a ``K-Kubelet-Probe`` header) is only
   proxied;
@@ -14,11 +18,13 @@ pulled here (no public registry), so this stand-in does what its logger does
   UUID; with mode ``all`` or ``request`` a request event is queued *before* the request is
   proxied to ``127.0.0.1:<component port>``; the predictor's answer goes back to the caller
   unchanged and, only when its status is 200 and the mode is ``all`` or ``response``, a
-  response event is queued with the same id and the *request's* Content-Type;
+  response event is queued with the same id and the *request's* Content-Type; each event
+  carries the time it occurred (the request's arrival, the response's receipt);
 - ``--workers`` (5) workers take events from a queue of 100 and post each to the log URL as
   a binary-mode CloudEvent (cloudevents sdk-go): ``Ce-Specversion: 1.0``, ``Ce-Id``,
   ``Ce-Type`` (``org.kubeflow.serving.inference.request``/``...response``), ``Ce-Source``,
-  ``Ce-Time``, the extensions ``Ce-Inferenceservicename``, ``Ce-Namespace``,
+  ``Ce-Time`` (when it occurred), the extensions ``Ce-Recordedtime`` (when it is sent),
+  ``Ce-Inferenceservicename``, ``Ce-Namespace``,
   ``Ce-Component``, ``Ce-Endpoint``, ``Ce-Metadata`` (the JSON of the logged metadata
   headers: ``{}`` when none are configured), ``Content-Type``, and the payload as sent for
   the body. The receiver's status is only logged: a failed post loses the event, as there.
@@ -45,6 +51,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+# the kserve release whose agent this stand-in was last checked against (see above)
+LOCKED_KSERVE = "0.21.0"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
 
@@ -75,8 +83,10 @@ class Agent:
         self.failed = 0
         self._lock = threading.Lock()
 
-    def queue_event(self, kind: str, event_id: str, content_type: str, body: bytes) -> None:
-        self.work.put((kind, event_id, content_type, body))  # blocks when full, as the channel
+    def queue_event(self, kind: str, event_id: str, content_type: str, body: bytes,
+                    occurred: datetime.datetime) -> None:
+        # blocks when full, as the channel
+        self.work.put((kind, event_id, content_type, body, occurred))
 
     def worker(self) -> None:
         while True:
@@ -88,15 +98,16 @@ class Agent:
             finally:
                 self.work.task_done()
 
-    def _send(self, kind: str, event_id: str, content_type: str, body: bytes) -> None:
+    def _send(self, kind: str, event_id: str, content_type: str, body: bytes,
+              occurred: datetime.datetime) -> None:
         args = self.args
         headers = {
             "Ce-Specversion": "1.0",
             "Ce-Id": event_id,
             "Ce-Type": kind,
             "Ce-Source": args.source_uri,
-            "Ce-Time": datetime.datetime.now(datetime.timezone.utc).isoformat().replace(
-                "+00:00", "Z"),
+            "Ce-Time": _timestamp(occurred),
+            "Ce-Recordedtime": _timestamp(_now()),
             "Ce-Inferenceservicename": args.inference_service,
             "Ce-Namespace": args.namespace,
             "Ce-Component": args.component,
@@ -121,6 +132,15 @@ class Agent:
             if status != 200:
                 self.failed += 1
         print(f"Sent {kind.rsplit('.', 1)[-1]} {event_id} with status code {status}", flush=True)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _timestamp(moment: datetime.datetime) -> str:
+    """RFC 3339 in UTC, as cloudevents sdk-go writes a time attribute."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def handler_class(agent: Agent) -> type[BaseHTTPRequestHandler]:
@@ -153,6 +173,7 @@ def handler_class(agent: Agent) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _handle(self) -> None:
+            arrived = _now()
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             probe = (self.headers.get("User-Agent", "").startswith("kube-probe/")
@@ -163,17 +184,18 @@ def handler_class(agent: Agent) -> type[BaseHTTPRequestHandler]:
             event_id = self.headers.get("Ce-Id") or str(uuid.uuid4())
             content_type = self.headers.get("Content-Type", "")
             if args.log_mode in ("all", "request"):
-                agent.queue_event(REQUEST_TYPE, event_id, content_type, body)
+                agent.queue_event(REQUEST_TYPE, event_id, content_type, body, arrived)
             try:
                 status, headers, answer = self._proxy(body if self.command != "GET" else None)
             except OSError as error:
                 self._answer(502, [("Content-Type", "text/plain")], str(error).encode())
                 return
+            received = _now()
             # the caller is answered by the proxy as the answer streams; the response event
             # is queued once it has been copied
             self._answer(status, headers, answer)
             if status == 200 and args.log_mode in ("all", "response"):
-                agent.queue_event(RESPONSE_TYPE, event_id, content_type, answer)
+                agent.queue_event(RESPONSE_TYPE, event_id, content_type, answer, received)
 
         do_GET = do_POST = do_PUT = _handle
 

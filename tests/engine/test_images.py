@@ -1,4 +1,4 @@
-"""The Dockerfiles, the build inputs and the lock, checked by construction.
+"""The Dockerfile, the build inputs and the lock, checked by construction.
 
 `make test-cluster` builds and runs the runtime, serving and CPU training images; the GPU
 training image (several GB of CUDA wheels) is not built there, so what makes it right is
@@ -19,16 +19,27 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ("runtime", "training", "serving")
-# runtime and training are two targets of images/engine/Dockerfile
-DOCKERFILES = {"runtime": "engine", "training": "engine", "serving": "serving"}
+# every image is a target of images/Dockerfile; runtime and training stand on its engine stage
+DOCKERFILE = ROOT / "images" / "Dockerfile"
+INSTALL = ROOT / "images" / "install.sh"
 sys.path.insert(0, str(ROOT / "images"))
 from requirements import requirements  # noqa: E402  (images/requirements.py)
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 
 
-def _dockerfile(name: str) -> str:
-    return (ROOT / "images" / DOCKERFILES[name] / "Dockerfile").read_text(encoding="utf-8")
+def _dockerfile(name: str = "") -> str:
+    return DOCKERFILE.read_text(encoding="utf-8")
+
+
+def _install(part: str) -> str:
+    """The commands of one part of images/install.sh, white space folded."""
+    text = INSTALL.read_text(encoding="utf-8")
+    found = re.search(rf"^  {part}\)\n(.*?)^    ;;$", text, re.MULTILINE | re.DOTALL)
+    assert found, part
+    lines = [line.strip() for line in found.group(1).splitlines()
+             if line.strip() and not line.strip().startswith("#")]
+    return "; ".join(lines)
 
 
 def _stages(text: str) -> dict[str, list[str]]:
@@ -46,9 +57,9 @@ def _stages(text: str) -> dict[str, list[str]]:
 def _image_steps(name: str) -> list[str]:
     """What the image ``name`` is built from: its target stage with the stages it stands on."""
     stages = _stages(_dockerfile(name))
-    if DOCKERFILES[name] != "engine":
-        return stages[""]
-    return stages["base"] + stages[name]
+    if name == "serving":
+        return stages["os"] + stages["serving"]
+    return stages["os"] + stages["engine"] + stages[name]
 
 
 def _instructions(text: str) -> list[str]:
@@ -77,13 +88,14 @@ def _pins() -> dict[str, str]:
 def test_dockerfile_follows_the_house_rules(name):
     text = _dockerfile(name)
     steps = _image_steps(name)
-    # on the Python base the build script chooses (the usual one or Debian's); the engine's
-    # two images are targets on one shared stage
+    # on the Python base the build script chooses (the usual one or Debian's), through the
+    # one os stage every image shares; the engine's two images are targets on its stage
     froms = [s for s in steps if s.startswith("FROM ")]
-    if DOCKERFILES[name] == "engine":
-        assert froms == ["FROM ${PYTHON_IMAGE} AS base", f"FROM base AS {name}"], froms
+    if name == "serving":
+        assert froms == ["FROM ${PYTHON_IMAGE} AS os", "FROM os AS serving"], froms
     else:
-        assert froms == ["FROM ${PYTHON_IMAGE}"], froms
+        assert froms == ["FROM ${PYTHON_IMAGE} AS os", "FROM os AS engine",
+                         f"FROM engine AS {name}"], froms
     assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in _instructions(text)
     # a syntax directive makes BuildKit pull a frontend image from Docker Hub
     assert not re.search(r"^#\s*syntax=", text, re.MULTILINE)
@@ -95,34 +107,50 @@ def test_dockerfile_follows_the_house_rules(name):
     assert users == ["1000:0"], users
     assert "--gid 0" in text and re.search(r"chmod 2775 [^;]*/home/autokfp", text)
     assert any(s.startswith("ENV HOME=/home/autokfp ") for s in steps)
-    if name != "serving":  # the KFP v2 launcher writes input artifacts here
-        assert re.search(r"chown 1000:0 /home/autokfp /gcs /minio /s3", text)
+    # the KFP v2 launcher writes input artifacts here
+    assert re.search(r"chown 1000:0 /home/autokfp /gcs /minio /s3", text)
     assert "PYTHONDONTWRITEBYTECODE=1" in text and "PIP_NO_CACHE_DIR=1" in text
     assert "ARG VERSION=0.0.0" in steps
     assert 'org.opencontainers.image.version="${VERSION}"' in text
     assert any(f'org.opencontainers.image.title="autokfp-{name}"' in s for s in steps)
     assert "openjdk-17-jre-headless" in text
     # pinned: every dependency through constraints.txt, then the wheel alone, then pip check
-    install = next(s for s in steps if "-r /tmp/build/requirements.txt" in s)
-    assert "pip install -c /tmp/build/constraints.txt -r /tmp/build/requirements.txt" in install
-    wheel = next(s for s in steps if "/tmp/dist/autokfp-*.whl;" in s)
-    assert "pip install --no-deps /tmp/dist/autokfp-*.whl; pip check;" in re.sub(r"\s+", " ", wheel)
-    assert "|| true" not in text and "pip check ||" not in text
+    # (images/install.sh, the same two steps for every image)
+    assert "COPY constraints.txt images/install.sh /tmp/build/" in steps
+    install = next(s for s in steps if s.endswith("sh /tmp/build/install.sh requirements"))
+    assert "pip install -c /tmp/build/constraints.txt -r /tmp/build/requirements.txt" in \
+        _install("requirements")
+    wheel = next(s for s in steps if "sh /tmp/build/install.sh wheel;" in s)
+    assert steps.index(install) < steps.index("COPY dist/autokfp-*.whl /tmp/dist/") < \
+        steps.index(wheel)
+    assert _install("wheel").startswith(
+        "pip install --no-deps /tmp/dist/autokfp-*.whl; pip check;")
+    script = INSTALL.read_text(encoding="utf-8")
+    assert "set -eux" in script
+    for source in (text, script):
+        assert "|| true" not in source and "pip check ||" not in source
     # the index's CA bundle and pip.conf come as BuildKit secrets, never as files in a layer
     assert "--mount=type=secret,id=pip_cert" in install
+    assert "PIP_CERT=/run/secrets/pip_cert" in _install("requirements")
     assert not re.search(r"^(COPY|ADD)\s.*(\.crt|\.pem|pip\.conf)", text, re.MULTILINE)
     for line in re.findall(r"^(?:ENV|ARG)\s.*$", text, re.MULTILINE):
         assert not re.search(r"(TOKEN|PASSWORD|SECRET|CREDENTIALS|PIP_CERT)\w*=", line), line
 
 
 def test_runtime_and_cpu_training_share_their_layers():
-    """One shared stage: the CPU training variant is the runtime's layers plus labels."""
+    """One shared stage: the CPU training variant is the runtime's layers plus labels; and
+    every image, the serving ones too, stands on the os stage (Java, venv, user)."""
     stages = _stages(_dockerfile("runtime"))
-    assert list(stages) == ["base", "training", "runtime"]  # runtime last: the default target
+    # runtime last: the default target
+    assert list(stages) == ["requirements", "os", "engine", "training", "serving", "runtime"]
     for name in ("runtime", "training"):
-        assert all(s.startswith(("FROM base", "LABEL ", "ENV ")) for s in stages[name]), name
-    assert any("pip check" in s for s in stages["base"])
-    assert "ARG ACCELERATOR=cpu" in stages["base"]
+        assert all(s.startswith(("FROM engine", "LABEL ", "ENV ")) for s in stages[name]), name
+    assert any("install.sh wheel" in s for s in stages["engine"])
+    assert "ARG ACCELERATOR=cpu" in stages["engine"]
+    assert stages["serving"][0] == "FROM os AS serving"
+    # one set-up, not one per image (duplicates D1): Java, the venv and the user are in os only
+    for name in ("engine", "training", "serving", "runtime"):
+        assert not any(re.search(r"apt-get|useradd|venv", s) for s in stages[name]), name
     # the release training image is the GPU one: the build script's default for it
     script = (ROOT / "scripts" / "build_images.sh").read_text(encoding="utf-8")
     assert "accelerator=gpu" in script
@@ -133,6 +161,8 @@ def test_runtime_and_cpu_training_share_their_layers():
 def test_the_gpu_training_image_has_one_cuda_stack_from_tensorflow_wheels():
     training = _dockerfile("training")
     assert "gpu) extras=pipelines,gpu" in training and "cpu) extras=pipelines,keras" in training
+    assert "COPY --from=requirements /tmp/build/engine.txt /tmp/build/requirements.txt" in \
+        _stages(training)["engine"]
     assert "nvidia/cuda" not in training and "CUDA_IMAGE" not in training
     # the build fails unless the installed TensorFlow is the CUDA build (and, for cpu, is not)
     assert "tf.test.is_built_with_cuda()" in training
@@ -150,8 +180,10 @@ def test_the_gpu_training_image_has_one_cuda_stack_from_tensorflow_wheels():
 
 def test_the_serving_image_stays_lean():
     serving = _dockerfile("serving")
-    assert 'ARG AUTOKFP_EXTRAS=""' in serving
-    assert 'ENTRYPOINT ["python", "-m", "autokfp.serving"]' in serving
+    assert 'ARG AUTOKFP_EXTRAS=""' in _stages(serving)["requirements"]
+    assert 'ENTRYPOINT ["python", "-m", "autokfp.serving"]' in _stages(serving)["serving"]
+    assert "COPY --from=requirements /tmp/build/serving.txt /tmp/build/requirements.txt" in \
+        _stages(serving)["serving"]
     core = {canonicalize_name(Requirement(r).name) for r in requirements(PROJECT, [])}
     heavy = {"kfp", "kfp-kubernetes", "acryl-datahub", "evidently", "tensorflow",
              "tensorflow-cpu", "autokeras", "keras", "mlflow", "shap", "fairlearn"}
@@ -185,8 +217,35 @@ def test_the_make_install_and_the_images_use_the_same_constraints():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert "-c constraints.txt -e '.[dev]'" in makefile
     for name in IMAGES:
-        assert "COPY pyproject.toml constraints.txt images/requirements.py /tmp/build/" in \
-            _dockerfile(name)
+        assert "COPY constraints.txt images/install.sh /tmp/build/" in _image_steps(name)
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_the_dependency_layer_depends_on_the_requirement_list_not_on_pyproject(name):
+    """pyproject.toml goes only into the ``requirements`` stage, which reads the image's
+    requirement list out of it; the image copies that list (BuildKit keys the copy on its
+    content), so an edit of pyproject.toml that leaves the dependencies alone (the version,
+    a tool's settings) keeps the dependency layer. Before, any edit rebuilt it: 798 s for
+    the four test-cluster images."""
+    stages = _stages(_dockerfile(name))
+    assert stages["requirements"][:2] == [
+        "FROM ${PYTHON_IMAGE} AS requirements",
+        "COPY pyproject.toml images/requirements.py /tmp/build/"], stages["requirements"]
+    listed = "engine" if name != "serving" else "serving"
+    assert any("requirements.py /tmp/build/pyproject.toml" in s and
+               f"> /tmp/build/{listed}.txt" in s for s in stages["requirements"])
+    steps = _image_steps(name)
+    assert not any("pyproject" in s for s in steps if s.startswith(("COPY", "ADD"))), steps
+    copies = [s for s in steps if s.startswith("COPY")]
+    install = next(i for i, s in enumerate(steps) if s.endswith("install.sh requirements"))
+    # only the constraints, the install script and the list come before the install; the
+    # wheel after it
+    assert [s for s in copies if steps.index(s) < install] == [
+        "COPY constraints.txt images/install.sh /tmp/build/",
+        f"COPY --from=requirements /tmp/build/{listed}.txt /tmp/build/requirements.txt"]
+    # nothing fetched from outside Debian's mirror and the Python index here either
+    for step in stages["requirements"]:
+        assert not re.search(r"\b(curl|wget|uv|astral|pip install)\b", step), step
 
 
 def test_dockerignore_lets_in_only_what_the_images_copy():
@@ -194,7 +253,7 @@ def test_dockerignore_lets_in_only_what_the_images_copy():
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*"
     assert set(lines[1:]) == {"!dist/autokfp-*.whl", "!pyproject.toml", "!constraints.txt",
-                              "!images/requirements.py"}
+                              "!images/requirements.py", "!images/install.sh"}
 
 
 def test_no_doc_promises_a_model_uri_variable():
@@ -222,3 +281,17 @@ def test_ci_runs_the_cluster_in_a_box_when_docker_starts_and_says_so_when_not():
     assert "apt_install docker.io debootstrap" in text
     assert text.index("ensure_postgres\nmake test") < text.index("make test PYTEST_ARGS")
     assert "make test-cluster SKIPPED" in text  # loud, not silent
+
+
+def test_the_kserve_stand_ins_follow_the_locked_kserve():
+    """The cluster in a box runs KServe's storage initializer code (kserve-storage, in a venv
+    of its own) and a stand-in for KServe's agent (its image cannot be pulled here), both of
+    the kserve release the lock pins: a lock that moves kserve fails here until the agent's
+    Go source is read again and both are moved with it."""
+    kserve = _pins()["kserve"]
+    agent = (ROOT / "tests" / "cluster" / "kserve_agent.py").read_text(encoding="utf-8")
+    checked = re.search(r'^LOCKED_KSERVE = "([^"]+)"$', agent, re.MULTILINE)
+    assert checked and checked.group(1) == kserve, (checked and checked.group(1), kserve)
+    script = (ROOT / "scripts" / "test_cluster.sh").read_text(encoding="utf-8")
+    storage = set(re.findall(r"kserve-storage[-=]+(\d[\w.]*)", script))
+    assert storage == {kserve}, storage

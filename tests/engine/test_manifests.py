@@ -274,19 +274,16 @@ def test_build_script_tags_match_settings_image(registry, monkeypatch):
     monkeypatch.delenv("AUTOKFP_IMAGE_REGISTRY", raising=False)
     tags = _print_tags(registry)
     version = _project_version()
-    # and serving-keras: images/serving with TensorFlow, for AutoKeras champions
+    # and serving-keras: the serving target with TensorFlow, for AutoKeras champions
     assert tags == {name: image(name, registry=registry, version=version)
                     for name in (*IMAGES, "serving-keras")}
     script = (ROOT / "scripts" / "build_images.sh").read_text(encoding="utf-8")
     assert "set -euo pipefail" in script
     assert '"${VERSION//+/-}"' in script, "'+' in a version becomes '-' as in settings.image"
-    # runtime and training are two targets of one Dockerfile (images/engine); serving has its own
-    dockerfiles = {"runtime": "engine", "training": "engine", "serving": "serving"}
+    # every image is a target of one Dockerfile
+    dockerfile = ROOT / "images" / "Dockerfile"
     for name in IMAGES:
-        dockerfile = ROOT / "images" / dockerfiles[name] / "Dockerfile"
-        assert dockerfile.is_file()
-        if dockerfiles[name] == "engine":
-            assert f"AS {name}" in dockerfile.read_text(encoding="utf-8"), name
+        assert f"AS {name}" in dockerfile.read_text(encoding="utf-8"), name
         assert f"autokfp-{name}" in tags[name]
 
 
