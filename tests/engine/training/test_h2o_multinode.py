@@ -160,6 +160,38 @@ def test_training_and_the_mojo_export_go_through_the_two_node_cluster(cluster, t
     assert roc_auc_score(target[test], scores) > 0.8
 
 
+def test_a_fallback_glm_leaves_neither_automl_run_on_the_cluster(cluster, tmp_path,
+                                                                 monkeypatch):
+    """A busy cluster can end AutoML before its first model; the engine then runs a second
+    AutoML (one GLM). Both runs' keys (models, leaderboard, AutoMLSession) must leave the
+    shared cluster, not only the last one's (found under load: the first session stayed)."""
+    import h2o
+    import h2o.automl
+
+    automl = h2o.automl.H2OAutoML
+    made: list[str] = []
+    real_leader, real_train = automl.leader, automl.train
+
+    def train(self, *args, **kwargs):  # the first AutoML really trains, then has no leader
+        made.append(self.project_name)
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(automl, "train", train)
+    monkeypatch.setattr(automl, "leader", property(
+        lambda self: None if self.project_name == made[0] else real_leader.fget(self)))
+    features, target = _data()
+    engine = _engine(cluster.url, tmp_path / "imports")
+    engine.train(features, target, "binary", ["0", "1"], ["colour"],
+                 BudgetSpec(max_runtime_secs=10, seed=1, nthreads=1), "auc", tmp_path / "engine")
+    assert len(made) == 2  # the fallback ran
+    h2o.connect(url=cluster.url, verbose=False)
+    try:
+        left = [k for k in h2o.ls()["key"].tolist() if any(p in str(k) for p in made)]
+    finally:
+        h2o.connection().close()
+    assert left == []
+
+
 def test_the_cluster_comes_from_the_config_or_the_configmap_key(monkeypatch):
     base = {"name": "m", "sources": [{"name": "s", "kind": "folder", "path": "."}],
             "training": {"dataset": "s/t.csv", "target": "y"}}
