@@ -7,6 +7,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.autokfp-installed
 PYTEST_ARGS ?=
+# make test runs the suite on this many processes (pytest-xdist); 0 runs it in one process
+PYTEST_WORKERS ?= 2
 
 .PHONY: help install demo test test-fast lint layers lock images test-cluster compile clean distclean
 
@@ -41,14 +43,14 @@ layers: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 test: layers
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # the whole loop in containers against real services (needs Docker; see scripts/test_cluster.sh)
 test-cluster: $(STAMP)
 	PYTHON=$(BIN)/python PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/test_cluster.sh
 
 test-fast: layers
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 lint: layers
 	$(BIN)/ruff check autokfp components pipelines tests scripts

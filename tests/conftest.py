@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist (make test), the end-to-end runs (marked slow, one to three minutes
+    each) are handed out first, so they spread over the workers instead of one worker
+    finishing them alone at the end. Every worker sorts the same way, as xdist requires."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @dataclass(frozen=True)
