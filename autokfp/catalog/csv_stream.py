@@ -23,7 +23,7 @@ from autokfp.config import RunConfig
 
 log = logging.getLogger(__name__)
 
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 4 << 20  # Arrow reads ahead: ~40 MB held with 1 MB blocks, ~130 MB with 4 MB
 # pandas' default missing-value spellings (pandas.io.parsers: STR_NA_VALUES)
 PANDAS_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
              "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
@@ -74,7 +74,7 @@ def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    from autokfp.catalog.batches import BATCH_ROWS, RowSampler
+    from autokfp.catalog.batches import RowSampler
     from autokfp.catalog.discovery import finish_schema, folder_file, open_source
     from autokfp.catalog.sources.files import csv_layout
 
@@ -107,9 +107,12 @@ def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
             return None  # load_dataset names an empty file
         handle = pq.ParquetFile(temp)
         sampler = RowSampler(rows, sample_rows)
-        for batch in handle.iter_batches(batch_size=BATCH_ROWS):
-            sampler.add(batch)
-        schema = profile_frame(sampler.frame(handle.schema_arrow), dataset_id, "file",
+        for group in range(handle.num_row_groups):  # one per block: memory stays a block's
+            for batch in handle.read_row_group(group).to_batches():
+                sampler.add(batch)
+        # typed as pd.read_parquet types the whole file (an int column with a missing value
+        # in another block is float64, as pd.read_csv makes it)
+        schema = profile_frame(sampler.frame(handle.schema_arrow, temp), dataset_id, "file",
                                str(path), fmt="csv", row_count=rows, max_rows=sample_rows)
         del sampler
         finish_schema(config, open_source(source), schema)
