@@ -140,8 +140,12 @@ class _Codec:
 
 
 def kernel_shap(model: Any, plan: Any, meta: dict[str, Any], background: pd.DataFrame,
-                rows: pd.DataFrame, nsamples: int | None = None) -> dict[str, Any]:
+                rows: pd.DataFrame, nsamples: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Kernel SHAP contributions of each raw input column for each of ``rows``.
+
+    Kernel SHAP samples feature coalitions from numpy's global generator; it runs under
+    ``seed`` (the global state is restored afterwards), so the same model, background and
+    rows give the same contributions in every run and every model card.
 
     Returns ``{"status": "run", "output", "base_value", "columns", "values" (rows × columns),
     "outputs" (the model's output per row), "background_rows", "nsamples"}``, or
@@ -166,8 +170,13 @@ def kernel_shap(model: Any, plan: Any, meta: dict[str, Any], background: pd.Data
     nsamples = nsamples or min(2 * len(columns) + 512, 1024)
     explainer = shap.KernelExplainer(score, codec.encode(background), keep_index=False)
     encoded = codec.encode(rows)
-    values = np.asarray(explainer.shap_values(encoded, nsamples=nsamples, silent=True,
-                                              l1_reg=False), dtype="float64")
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        values = np.asarray(explainer.shap_values(encoded, nsamples=nsamples, silent=True,
+                                                  l1_reg=False), dtype="float64")
+    finally:
+        np.random.set_state(state)
     values = values.reshape(len(rows), len(columns))
     base = float(np.ravel(explainer.expected_value)[0])
     return {"status": "run", "output": output, "base_value": base, "columns": columns,

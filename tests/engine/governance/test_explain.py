@@ -106,3 +106,35 @@ def test_background_records_hold_model_inputs_only() -> None:
     frame = _frame(50, 4).assign(email="a@example.com")
     records = explain.background_records(frame, ["x1", "colour"], rows=5)
     assert len(records) == 5 and set(records[0]) == {"x1", "colour"}
+
+
+class InteractingModel:
+    """probability = sigmoid(x0·x1 + x2·x3 − x4·x5 + …) over 12 columns: with interactions and
+    more coalitions (2^12) than Kernel SHAP's samples, its values depend on which it samples."""
+
+    columns = [f"x{i}" for i in range(12)]
+    plan = FeaturePlan(target="y", task="binary", classes=[0, 1], numeric=columns,
+                       categorical=[])
+
+    def predict(self, context, frame: pd.DataFrame) -> pd.DataFrame:
+        x = frame[self.columns].to_numpy(dtype="float64")
+        z = sum(((-1) ** i) * x[:, 2 * i] * x[:, 2 * i + 1] for i in range(6))
+        p = 1 / (1 + np.exp(-z))
+        return pd.DataFrame({"prediction": (p >= 0.5).astype(int), "probability_0": 1 - p,
+                             "probability_1": p}, index=frame.index)
+
+
+def test_kernel_shap_gives_the_same_values_in_every_run_and_leaves_numpy_as_it_was() -> None:
+    rng = np.random.default_rng(3)
+    background, rows = (pd.DataFrame(rng.normal(size=(n, 12)), columns=InteractingModel.columns)
+                        for n in (20, 3))
+    model = InteractingModel()
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    first = explain.kernel_shap(model, model.plan, META, background, rows, nsamples=40)
+    assert (np.random.get_state()[1] == before).all()  # the caller's generator is untouched
+    np.random.seed(999)  # whatever the global state, the same contributions
+    second = explain.kernel_shap(model, model.plan, META, background, rows, nsamples=40)
+    assert first["values"] == second["values"]
+    other = explain.kernel_shap(model, model.plan, META, background, rows, nsamples=40, seed=1)
+    assert other["values"] != first["values"]  # the sample does matter for this model
