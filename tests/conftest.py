@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,6 +155,17 @@ def mlflow_server(folder, artifacts_destination: str, env: dict[str, str]) -> It
     Its background job runner (about ten huey consumer processes) is switched off: nothing
     here uses it, and it would take the machine's two cores while the server starts.
     """
+    with starting_mlflow_server(folder, artifacts_destination, env) as (url, wait):
+        wait()
+        yield url
+
+
+@contextlib.contextmanager
+def starting_mlflow_server(folder, artifacts_destination: str,
+                           env: dict[str, str]) -> Iterator[tuple[str, Any]]:
+    """``mlflow_server`` without waiting: yields ``(url, wait)`` as soon as the server is
+    started, so a test can do other work while it comes up; ``wait()`` returns once it
+    answers."""
     import os
     import subprocess
     import sys
@@ -174,8 +186,7 @@ def mlflow_server(folder, artifacts_destination: str, env: dict[str, str]) -> It
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_http(f"{url}/health", process, seconds=90)
-        yield url
+        yield url, lambda: _wait_for_http(f"{url}/health", process, seconds=90)
     finally:
         # the server forks workers: stop its whole session, which only it started
         with contextlib.suppress(ProcessLookupError):

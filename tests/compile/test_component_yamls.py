@@ -99,72 +99,77 @@ def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
     """profile -> engineer_features -> train_model -> evaluate_model -> register_model from
     their YAMLs, between components of the user's own, with typed inputs only (no RunConfig,
     no schema, a CSV dataset), registering in a real ``mlflow server`` over HTTP. Trains H2O
-    for 10 s; each task is a subprocess: the test took 196 s at load average 14 before
-    register_model was added, and 326 s at load average 31 with it (b9ae9c3)."""
+    for 10 s; each task is a subprocess. At load average ~20: 228 s before register_model
+    was added, then 336 s with it (b9ae9c3, back to back); 219 s at load 15-18 since the
+    server starts while the components compile (56 s idle before register_model; idle now
+    not measured)."""
     from kfp import local
 
-    from tests.conftest import mlflow_server
+    from tests.conftest import starting_mlflow_server
 
-    written = compile_components(tmp_path / "components")
-    profile = components.load_component_from_file(str(written["profile"]))
-    engineer = components.load_component_from_file(str(written["engineer_features"]))
-    train = components.load_component_from_file(str(written["train_model"]))
-    evaluate = components.load_component_from_file(str(written["evaluate_model"]))
-    register = components.load_component_from_file(str(written["register_model"]))
-    # what a user's pipeline sees: typed inputs with defaults, config and schema optional
-    inputs = train.component_spec.inputs
-    assert inputs["config"].optional and inputs["budget_seconds"].default == -1
-    assert inputs["engine"].default == "h2o"
-    assert engineer.component_spec.inputs["schema"].optional
-    assert profile.component_spec.inputs["schema"].optional
-    assert {"config", "schema", "dataset"} <= {
-        name for name, spec in register.component_spec.inputs.items() if spec.optional}
+    # the server starts first and comes up while the components compile (about 30 s at load 20)
+    with starting_mlflow_server(tmp_path / "mlflow", str(tmp_path / "mlflow-artifacts"),
+                                {}) as (url, wait):
+        written = compile_components(tmp_path / "components")
+        profile = components.load_component_from_file(str(written["profile"]))
+        engineer = components.load_component_from_file(str(written["engineer_features"]))
+        train = components.load_component_from_file(str(written["train_model"]))
+        evaluate = components.load_component_from_file(str(written["evaluate_model"]))
+        register = components.load_component_from_file(str(written["register_model"]))
+        # what a user's pipeline sees: typed inputs with defaults, config and schema optional
+        inputs = train.component_spec.inputs
+        assert inputs["config"].optional and inputs["budget_seconds"].default == -1
+        assert inputs["engine"].default == "h2o"
+        assert engineer.component_spec.inputs["schema"].optional
+        assert profile.component_spec.inputs["schema"].optional
+        assert {"config", "schema", "dataset"} <= {
+            name for name, spec in register.component_spec.inputs.items() if spec.optional}
 
-    source = tmp_path / "customers.csv"
-    churn_frame.head(1200).to_csv(source, index=False)
+        source = tmp_path / "customers.csv"
+        churn_frame.head(1200).to_csv(source, index=False)
 
-    @dsl.pipeline(name="user-churn")
-    def user_pipeline(source: str) -> float:
-        data = copy_csv(source=source)
-        checked = profile(dataset=data.outputs["data"], target="churned")
-        features = engineer(dataset=data.outputs["data"], target="churned", task="binary")
-        features.after(checked)
-        trained = train(train=features.outputs["train"], plan=features.outputs["plan"],
-                        engine="h2o", budget_seconds=10)
-        evaluated = evaluate(model=trained.outputs["model"], test=features.outputs["test"],
-                             model_name="user-churn")  # the target is the model's
-        # no schema from discover: the user's data is profiled for the lineage tags
-        register(model=trained.outputs["model"], evaluation=evaluated.outputs["evaluation"],
-                 dataset=data.outputs["data"], model_name="user-churn",
-                 kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, pipeline_name="user-churn")
-        return holdout_auc(model=trained.outputs["model"], test=features.outputs["test"],
-                           target="churned").output
+        @dsl.pipeline(name="user-churn")
+        def user_pipeline(source: str) -> float:
+            data = copy_csv(source=source)
+            checked = profile(dataset=data.outputs["data"], target="churned")
+            features = engineer(dataset=data.outputs["data"], target="churned", task="binary")
+            features.after(checked)
+            trained = train(train=features.outputs["train"], plan=features.outputs["plan"],
+                            engine="h2o", budget_seconds=10)
+            evaluated = evaluate(model=trained.outputs["model"], test=features.outputs["test"],
+                                 model_name="user-churn")  # the target is the model's
+            # no schema from discover: the user's data is profiled for the lineage tags
+            register(model=trained.outputs["model"], evaluation=evaluated.outputs["evaluation"],
+                     dataset=data.outputs["data"], model_name="user-churn",
+                     kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, pipeline_name="user-churn")
+            return holdout_auc(model=trained.outputs["model"], test=features.outputs["test"],
+                               target="churned").output
 
-    compiler.Compiler().compile(user_pipeline, str(tmp_path / "user.yaml"))
-    validate_pipeline_yaml(tmp_path / "user.yaml")
+        compiler.Compiler().compile(user_pipeline, str(tmp_path / "user.yaml"))
+        validate_pipeline_yaml(tmp_path / "user.yaml")
 
-    monkeypatch.delenv("DATAHUB_GMS_URL", raising=False)
-    autokfp_home.export()
-    local.init(runner=local.SubprocessRunner(use_venv=False),
-               pipeline_root=autokfp_home.pipeline_root, raise_on_error=True)
-    with mlflow_server(tmp_path / "mlflow", str(tmp_path / "mlflow-artifacts"), {}) as url:
+        monkeypatch.delenv("DATAHUB_GMS_URL", raising=False)
+        autokfp_home.export()
+        local.init(runner=local.SubprocessRunner(use_venv=False),
+                   pipeline_root=autokfp_home.pipeline_root, raise_on_error=True)
+        wait()  # the server came up while the components compiled
         # the registry is a server: the model's files go through its artifact proxy
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         monkeypatch.delenv("AUTOKFP_MLFLOW_ARTIFACT_ROOT", raising=False)
         auc = user_pipeline(source=str(source)).output
         _check_registration(url, tmp_path, autokfp_home, source, auc)
-    # the example data's oracle AUC is about 0.856; a model that learnt nothing scores 0.5
-    assert auc > 0.75, auc
-    # evaluate_model scored the same model on the same rows: the same AUC, and with no
-    # champion of "user-churn" registered the candidate wins
-    import json
-    from pathlib import Path
+        # the example data's oracle AUC is about 0.856; a model that learnt nothing scores 0.5
+        assert auc > 0.75, auc
+        # evaluate_model scored the same model on the same rows: the same AUC, and with no
+        # champion of "user-churn" registered the candidate wins
+        import json
+        from pathlib import Path
 
-    (evaluation,) = [p for p in Path(autokfp_home.pipeline_root).rglob("evaluation")
-                     if p.is_file()]
-    record = json.loads(evaluation.read_text())
-    assert abs(record["metrics"]["auc"] - auc) < 1e-6, record["metrics"]
-    assert record["comparison"]["promote"] is True and record["champion"] is None
+        (evaluation,) = [p for p in Path(autokfp_home.pipeline_root).rglob("evaluation")
+                         if p.is_file()]
+        record = json.loads(evaluation.read_text())
+        assert abs(record["metrics"]["auc"] - auc) < 1e-6, record["metrics"]
+        assert record["comparison"]["promote"] is True and record["champion"] is None
 
 
 def _check_registration(url: str, tmp_path, autokfp_home, source, auc: float) -> None:

@@ -16,6 +16,7 @@ def explain_model(
     plots: Output[Artifact],
     explain_rows: int = -1,
     shap_rows: int = -1,
+    model_name: str = "from config",
     config: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
 ) -> str:
     """Explain the model: permutation importance, Kernel SHAP, and local explanations.
@@ -39,6 +40,8 @@ def explain_model(
             ``config.governance.explain_rows`` (default 300).
         shap_rows: Rows explained with Kernel SHAP (0: skip SHAP; at most 1000). -1:
             ``config.governance.shap_rows`` (default 20).
+        model_name: The model the explanation names. "from config": ``config.name``, else
+            the held-out data's file name.
         config: Optional: the run configuration (autokfp's pipelines pass the resolved
             one); the inputs above override it.
 
@@ -56,7 +59,8 @@ def explain_model(
     from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_config = with_policy(model_form_config(config, model.path, test.path), "governance",
+    run_config = with_policy(model_form_config(config, model.path, test.path,
+                                               model_name=model_name), "governance",
                              explain_rows=explain_rows, shap_rows=shap_rows)
     return publish(step(run_config, model.path, train.path, test.path, explanation.path,
                         report.path, plots.path), explanation=explanation)

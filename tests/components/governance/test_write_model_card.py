@@ -100,10 +100,11 @@ def test_the_governance_components_run_alone_without_a_config_or_a_schema(home, 
                  "plots": artifact(Artifact, tmp_path, "plots")}
     top = explain_model.python_func(model=checked["checked_model"], train=inputs["train"],
                                     test=inputs["test"], explain_rows=60, shap_rows=0,
-                                    **explained)
+                                    model_name="churn-alone", **explained)
     assert top
     explanation = json.loads(Path(explained["explanation"].path).read_text())
     assert explanation["permutation_importance"]["rows"] == 60
+    assert explanation["model"] == "churn-alone"
     assert explanation["shap"]["status"] != "run"
 
     # evaluate -> register (no schema: the training rows profiled) -> the model card
