@@ -281,3 +281,22 @@ def with_policy(resolved: dict[str, Any], section: str, **values: Any) -> dict[s
     current = data.get(section)
     data[section] = {**(current if isinstance(current, dict) else {}), **given}
     return parse_config(data, origin="component inputs").to_dict()
+
+
+def registered_model(registration_path: str, what: str) -> tuple[str, str]:
+    """The model name and target column of a registration (``register_model``'s JSON), for
+    a component used alone without a run config (``deploy_model``).
+
+    Raises ConfigError naming the registration when it holds neither (one written before
+    ``register_model`` recorded the target, e.g. a cached task of an older autokfp)."""
+    import json
+
+    record = json.loads(Path(registration_path).read_text(encoding="utf-8"))
+    missing = [key for key in ("name", "target") if not record.get(key)]
+    if missing:
+        raise ConfigError(
+            f"{what}: the registration {registration_path} names no {' and no '.join(missing)} "
+            "(register_model records them since autokfp's components are usable alone); "
+            "pass config (a run config with name and training.target), or register the "
+            "model again")
+    return str(record["name"]), str(record["target"])

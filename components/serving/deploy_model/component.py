@@ -59,19 +59,17 @@ def deploy_model(
         >>> deploy_model(config=cfg, registration=r.outputs["registration"], test=f.outputs["test"])
         >>> deploy_model(registration=r.outputs["registration"], test=f.outputs["test"])  # alone
     """
-    import json
     import logging
 
     from autokfp.steps.deploy_model import deploy_model as step
-    from autokfp.steps.form import named_config
+    from autokfp.steps.form import named_config, registered_model
     from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    registered = json.loads(open(registration.path, encoding="utf-8").read())
-    run_config = named_config(config, "from config" if config else registered["name"],
-                              what="deploy_model", dataset_path=test.path,
-                              target="from config" if config else registered.get("target", ""),
-                              require_approval=require_approval)
+    name, target = (("from config", "from config") if config
+                    else registered_model(registration.path, "deploy_model"))
+    run_config = named_config(config, name, what="deploy_model", dataset_path=test.path,
+                              target=target, require_approval=require_approval)
     return publish(step(run_config, registration.path, test.path, manifest.path, decision.path),
                    manifest=manifest, decision=decision)
 

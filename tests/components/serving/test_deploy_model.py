@@ -68,3 +68,22 @@ def test_deploy_model_alone_takes_the_model_and_target_from_the_registration(
                                         manifest=artifact(Artifact, tmp_path, "manifest-2"),
                                         decision=artifact(Artifact, tmp_path, "decision-2"))
     assert awaiting == "awaiting-approval"
+
+
+def test_deploy_model_alone_names_a_registration_without_a_target(tmp_path) -> None:
+    """A registration written before register_model recorded the target (a cached task of an
+    older autokfp) cannot be deployed without a config: the error names the registration and
+    what to do, instead of a config error about a setting deploy_model has no input for."""
+    from autokfp.errors import ConfigError
+
+    registration = artifact(Artifact, tmp_path, "registration")
+    Path(registration.path).write_text(json.dumps({"name": "churn", "version": "3",
+                                                  "promoted": True}))
+    with pytest.raises(ConfigError) as raised:
+        deploy_model.python_func(registration=registration,
+                                 test=artifact(Dataset, tmp_path, "test"),
+                                 manifest=artifact(Artifact, tmp_path, "manifest"),
+                                 decision=artifact(Artifact, tmp_path, "decision"))
+    message = str(raised.value)
+    assert registration.path in message and "names no target" in message
+    assert "pass config" in message
