@@ -12,6 +12,14 @@ from typing import Any
 
 import pytest
 
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24 in their environment. The CLI's
+# rich consoles, made when autokfp.edge.cli is imported, would keep that width for good, so a
+# test's own COLUMNS for one command (CliRunner's env) would be ignored: wrapped tables. The
+# workers start with the environment a serial run has.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Under pytest-xdist (make test), the end-to-end runs (marked slow, one to three minutes
