@@ -503,8 +503,9 @@ class AutoKerasEngine:
                 clock, x, y, batch_size, int(budget.seed), fit_idx,
                 settings.refit_max_share * budget.max_runtime_secs)
             if refitted is not None:
-                refit_note = _save_refit(refitted, x, workdir / MODEL_FILE, refit_note)
-                fitted_rows = len(x) if refit_note.startswith("on all") else len(fit_idx)
+                exported, refit_note = _save_refit(refitted, x, workdir / MODEL_FILE, refit_note)
+                if exported:
+                    fitted_rows = len(x)
             timings["refit"] = round(time.monotonic() - mark, 2)
         log.info("AutoKeras refit: %s", refit_note)
         return fitted_rows, refit_note
@@ -605,10 +606,11 @@ def _refit_all_rows(clock: _SearchClock, x: np.ndarray, y: np.ndarray, batch_siz
                    f"was fitted on {searched_rows}; loss {refit_loss:.4f} vs {search_loss:.4f})")
 
 
-def _save_refit(model: Any, x: np.ndarray, path: Path, note: str) -> str:
+def _save_refit(model: Any, x: np.ndarray, path: Path, note: str) -> tuple[bool, str]:
     """Save the refitted network over the search's at ``path`` only if the saved file, loaded
     as scoring loads it, gives the predictions the network gave in memory (on up to
-    ``ROUND_TRIP_ROWS`` rows); otherwise the search's model stays. Returns what was done."""
+    ``ROUND_TRIP_ROWS`` rows); otherwise the search's model stays. Returns whether the refit
+    was exported (so the package was fitted on every row) and what was done."""
     staged = path.with_name(f"refit-{path.name}")
     sample = x[:ROUND_TRIP_ROWS]
     try:
@@ -618,15 +620,16 @@ def _save_refit(model: Any, x: np.ndarray, path: Path, note: str) -> str:
                                                               verbose=0))
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
         staged.unlink(missing_ok=True)
-        return f"rejected: it could not be saved and loaded ({type(exc).__name__}: {exc}); " \
-               "the search's model is exported"
+        return False, (f"rejected: it could not be saved and loaded ({type(exc).__name__}: "
+                       f"{exc}); the search's model is exported")
     gap = float(np.max(np.abs(loaded - expected))) if expected.size else 0.0
     if not gap <= ROUND_TRIP_TOLERANCE * (1.0 + float(np.max(np.abs(expected), initial=0.0))):
         staged.unlink(missing_ok=True)
-        return (f"rejected: saved and loaded, it predicts differently from the network that "
-                f"was trained (largest difference {gap:.4g}); the search's model is exported")
+        return False, (f"rejected: saved and loaded, it predicts differently from the network "
+                       f"that was trained (largest difference {gap:.4g}); the search's model "
+                       "is exported")
     staged.replace(path)
-    return note
+    return True, note
 
 
 def _mean_loss(model: Any, loss: Any, x: np.ndarray, y: np.ndarray) -> float:

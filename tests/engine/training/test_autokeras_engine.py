@@ -368,3 +368,28 @@ def test_a_refit_that_loads_back_differently_is_not_exported(tmp_path, monkeypat
     again = engine.load_scorer(result.artifact_dir, "regression", None).predict(
         features.iloc[positions])
     np.testing.assert_allclose(again, holdout, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(("exported", "note"), [
+    (True, "refitted (worded any way)"),
+    (False, "on all 100 training rows, but the round trip failed"),
+])
+def test_the_fitted_row_count_follows_whether_the_refit_was_exported(
+        tmp_path, monkeypatch, exported: bool, note: str) -> None:
+    """The package's fitted_rows comes from whether the refit was saved, never from the
+    wording of the note (a note that happens to start "on all" does not make a rejected
+    refit count every row, and a reworded note does not lose them)."""
+    from autokfp.training import autokeras_engine
+
+    monkeypatch.setattr(autokeras_engine, "_refit_all_rows",
+                        lambda *args, **kwargs: (object(), "refit trained"))
+    monkeypatch.setattr(autokeras_engine, "_save_refit",
+                        lambda model, x, path, text: (exported, note))
+    engine = AutoKerasEngine(AutoKerasSettings(refit=True))
+    x, y = np.zeros((100, 3), dtype="float32"), np.zeros(100, dtype="float32")
+    fit_idx = np.arange(80)
+    timings: dict[str, float] = {}
+    rows, said = engine._refit(autokeras_engine._SearchClock(time.monotonic() + 60), x, y, 32,
+                               BudgetSpec(max_runtime_secs=60), fit_idx, tmp_path, timings)
+    assert (rows, said) == ((100 if exported else 80), note)
+    assert "refit" in timings
