@@ -44,15 +44,16 @@ class DeploySpec(_Strict):
                     "manifests/serving/authorization-policy.yaml)")
     strategy: Literal["canary", "ab", "shadow"] = Field(
         default="canary",
-        description="how a version that replaces a serving one is rolled out (serverless mode). "
+        description="how a version that replaces a serving one is rolled out. "
                     "canary: the new revision gets canary_traffic_percent while it is verified on "
                     "its own route, then 100 %. ab: after the same verification the split is kept "
                     "at ab_percent for ab_minutes (users are answered by both versions; the step "
                     "samples the split and watches the new revision), then the new revision is "
                     "verified alone again and promoted, or rolled back to 0 %. shadow: before any "
                     "user traffic, for shadow_minutes the live requests the prediction log "
-                    "captures are replayed to the new revision (0 % of traffic) and its answers "
-                    "compared with what users got; then the canary as usual")
+                    "captures are replayed to the new revision (0 % of traffic; in standard mode, to the "
+                    "verified candidate) and its answers compared with what users got; then the "
+                    "canary (or the standard switch) as usual. ab needs serverless mode")
     ab_percent: int = Field(default=50, ge=1, le=99,
                             description="share of traffic the new version gets in an A/B split")
     ab_minutes: float = Field(default=60.0, gt=0, le=7 * 24 * 60,

@@ -605,6 +605,95 @@ def test_a_shadow_that_disagrees_or_errors_on_live_rows_stops_the_rollout_at_0_p
             serving.stop(server)
 
 
+def test_a_standard_shadow_mirrors_live_traffic_to_the_candidate_before_the_switch(
+        tmp_path, autokfp_home, trained_package, monkeypatch):
+    """deploy.mode standard with deploy.strategy shadow: the verified candidate
+    InferenceService, which no user calls, gets the rows users send (the serving predictor's
+    prediction log) replayed to it. v2 (v1's model) answers as users were answered and the
+    service switches to it; v3 (a threshold near 0) would change users' decisions, so its
+    candidate is removed and the serving InferenceService is never written to."""
+    from autokfp.governance import audit
+    from autokfp.modeling.model_package import load_model_package
+
+    monkeypatch.setenv("AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS", "0.5")
+    test = pd.read_parquet(trained_package.paths.test).drop(columns=["churned"])
+    scored = load_model_package(str(trained_package.paths.model)).predict(test.head(200))
+    stays = scored.index[(scored["prediction"].astype(str) == "0")
+                         & (scored["probability_1"] > 0.001)][0]
+    row = deployment.to_records(test.iloc[[stays]])[0]  # v1 says 0, v3 would say 1
+    disagreeing = _disagreeing_version(trained_package, tmp_path)
+    serving = deployment.LocalServing(tmp_path / "serving", artifact_root=autokfp_home.artifact_root)
+    packages = {"1": trained_package.paths.model, "2": trained_package.paths.model,
+                "3": disagreeing}
+    started = {v: serving.start("churn-test", v, str(p))[0] for v, p in packages.items()}
+    try:
+        for server in started.values():
+            assert deployment.wait_ready(server.url, "churn-test", 90)
+        backends = {v: server.url for v, server in started.items()}
+        with FakeKServe(backends, knative=False, observe_delay=0.5, ready_delay=0.5) as kube:
+            config = _kube_config(tmp_path, kube, monkeypatch, trained_package, mode="standard",
+                                  strategy="shadow", shadow_minutes=0.2)
+            test_path = trained_package.paths.test
+            first = _register(trained_package.paths.model, config, True, None, tmp_path)
+            assert deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
+                                                  tmp_path / "d1.json").outcome == "promoted"
+            assert not any(c["check"] == "shadow" for c in json.loads(
+                (tmp_path / "d1.json").read_text())["verification"])  # no users yet: no shadow
+
+            second = _register(_new_version(trained_package, config, tmp_path, "v2"), config,
+                               True, "1", tmp_path)
+            kube.calls.clear()
+            with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+                result = deploy_model_step.deploy_model(config, second, test_path,
+                                                        tmp_path / "m2.yaml", tmp_path / "d2.json")
+            decision = json.loads((tmp_path / "d2.json").read_text())
+            assert result.outcome == "promoted", decision
+            assert [c["check"] for c in decision["verification"]] == [
+                "apply", "rollout", "ready", "smoke_test", "latency", "model_version", "shadow",
+                "switch"]
+            shadow = next(c for c in decision["verification"] if c["check"] == "shadow")
+            assert shadow["passed"] and "to candidate churn-test-candidate (v2)" in shadow["detail"]
+            assert int(shadow["detail"].split()[0]) >= 10, shadow  # users' rows of 12 s
+            assert "0 failed" in shadow["detail"] and "for 100.0%" in shadow["detail"], shadow
+            # users got v1 until the switch, then v2; the candidate saw no user request
+            assert users.answers and all(status == 200 for status, _ in users.answers)
+            assert users.answers[0][1] == "1" and users.answers[-1][1] == "2"
+            candidate_users = [r for r in kube.served if r["service"] == "churn-test-candidate"
+                               and not (r["request_id"] or "").startswith(
+                                   deployment.VERIFY_REQUEST_PREFIX)]
+            assert candidate_users == []
+            assert set(kube.services) == {"churn-test"}
+            event = audit.events_for("churn-test", "2", kind="deploy.promoted")[-1]
+            assert event["details"]["strategy"] == "shadow"
+
+            third = _register(disagreeing, config, True, "2", tmp_path)
+            kube.calls.clear()
+            with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+                result = deploy_model_step.deploy_model(config, third, test_path,
+                                                        tmp_path / "m3.yaml", tmp_path / "d3.json")
+            decision = json.loads((tmp_path / "d3.json").read_text())
+            assert result.outcome == "rolled-back", decision
+            shadow = next(c for c in decision["verification"] if c["check"] == "shadow")
+            assert not shadow["passed"] and "would change the prediction" in shadow["detail"]
+            assert int(shadow["detail"].split()[0]) >= 10, shadow
+            assert "failed shadow" in decision["reason"] and "v2 keeps serving" in \
+                decision["reason"], decision["reason"]
+            # the serving InferenceService was never written to; the candidate is gone
+            assert not [c for c in kube.calls if c[0] in ("PATCH", "DELETE")
+                        and "churn-test-candidate" not in c[1]]
+            assert [b["metadata"]["name"] for _, b in _sent(kube, "POST")] == [
+                "churn-test-candidate"]
+            assert set(kube.services) == {"churn-test"}
+            assert users.answers and all(a == (200, "2") for a in users.answers)
+            assert str(registry.champion_version(registry.configure(),
+                                                 "churn-test").version) == "2"
+            event = audit.events_for("churn-test", "3", kind="deploy.rolled_back")[-1]
+            assert event["details"]["strategy"] == "shadow"
+    finally:
+        for server in started.values():
+            serving.stop(server)
+
+
 class FailingPredictor:
     """A predictor whose model loaded (health and readiness answer 200) but whose every
     prediction fails (HTTP 500), as one whose engine died after start-up."""

@@ -17,10 +17,12 @@ else Standard):
   ``deploy.shadow_minutes``: the serving version's requests, as the prediction log captures
   them, are replayed to its own route and its answers compared with what users got.
 * **standard** (RawDeployment, no traffic split): blue-green. The new version first runs as
-  a second InferenceService ``<name>-candidate`` that no user calls; once verified, the
-  serving InferenceService is switched to it (and checked to answer with the new version)
-  and the candidate is removed. A candidate that fails is removed and the serving one is
-  never touched.
+  a second InferenceService ``<name>-candidate`` that no user calls; once verified (and,
+  with ``deploy.strategy: shadow``, once live traffic mirrored to it for
+  ``deploy.shadow_minutes`` got the answers users got), the serving InferenceService is
+  switched to it (and checked to answer with the new version) and the candidate is
+  removed. A candidate that fails is removed and the serving one is never touched.
+  ``deploy.strategy: ab`` is refused: it needs a traffic split.
 """
 
 from __future__ import annotations
@@ -60,14 +62,14 @@ class KubernetesTarget:
         serving = cluster.get(release.service)
         mode = resolve_mode(deploy.mode, cluster, serving)
         token = deployment.smoke_token(deploy.token_env)
-        if deploy.strategy in ("ab", "shadow") and mode != "serverless":
+        if deploy.strategy == "ab" and mode != "serverless":
             from autokfp.errors import DeploymentError
 
             raise DeploymentError(
-                f"deploy.strategy {deploy.strategy} needs a revision of its own next to the "
-                f"serving one, which KServe offers only in serverless mode (Knative); "
-                f"{release.service} is deployed in {mode} mode. Use "
-                "deploy.strategy canary (a verified blue-green switch), or deploy.mode serverless")
+                "deploy.strategy ab splits live traffic between two revisions, which KServe "
+                f"offers only in serverless mode (Knative); {release.service} is deployed in "
+                f"{mode} mode. Use deploy.strategy canary (a verified blue-green switch) or "
+                "shadow (live traffic mirrored to the candidate first), or deploy.mode serverless")
         log.info("deploying %s v%s in %s mode", release.service, release.version, mode)
         if mode == "serverless":
             return self._canary(cluster, release, serving, rows, expected, token)
@@ -101,9 +103,8 @@ class KubernetesTarget:
         result.endpoint = settled.service_url
         if canary and settled.ready and deploy.strategy == "shadow" \
                 and settled.latest_url is not None:
-            self._shadow(release, _serving_version(release, serving), settled.revision,
-                         settled.latest_url, rows,
-                         token, result)
+            self._shadow(release, _serving_version(release, serving),
+                         f"revision {settled.revision}", settled.latest_url, rows, token, result)
         if canary and settled.ready and result.passed:
             cluster.set_traffic(service, deploy.canary_traffic_percent)
         if settled.ready and expected is not None:
@@ -139,13 +140,14 @@ class KubernetesTarget:
                             service, release.version, previous_revision)
         return result
 
-    def _shadow(self, release: Release, serving_version: str, revision: str | None,
+    def _shadow(self, release: Release, serving_version: str, target: str,
                 latest_url: str, rows: pd.DataFrame, token: str | None,
                 result: Verification) -> None:
-        """Mirror live traffic to the new revision while it has 0 % of it: for
-        ``deploy.shadow_minutes``, the requests users send (as the prediction log captures
-        them: the predictor's own log, or KServe's payload logger through its receiver) are
-        replayed to the new revision's own route, and its answers compared with the answers
+        """Mirror live traffic to the new version while no user reaches it (``target``: its
+        revision at 0 % in serverless mode, the candidate InferenceService in standard mode,
+        at ``latest_url``): for ``deploy.shadow_minutes``, the requests users send (as the
+        prediction log captures them: the predictor's own log, or KServe's payload logger
+        through its receiver) are replayed to it, and its answers compared with the answers
         users got. No user ever sees the shadow's answers. A shadow that errors on a live
         request, or (a classifier) gives another prediction than users got for more than
         ``1 - deploy.shadow_min_agreement`` of the rows, fails the ``shadow`` check (the
@@ -202,7 +204,7 @@ class KubernetesTarget:
                 time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
         share = f"{100 * agreed / compared:.1f}%" if compared else "n/a"
         gap = f"{sum(gaps) / len(gaps):.4f}" if gaps else "n/a"
-        detail = (f"{mirrored} live requests' rows mirrored to revision {revision} "
+        detail = (f"{mirrored} live requests' rows mirrored to {target} "
                   f"(v{release.version}) over {deploy.shadow_minutes:g} min: {failed} failed, "
                   f"same prediction as users got for {share}, mean probability gap {gap}")
         agreeing = not compared or agreed / compared >= deploy.shadow_min_agreement
@@ -331,8 +333,13 @@ class KubernetesTarget:
         candidate = f"{service}{CANDIDATE_SUFFIX}"
         candidate_manifest = release.rebuild(mode="standard", canary=False, name=candidate)
         candidate_manifest["metadata"]["labels"]["autokfp/role"] = "candidate"
-        self._start_and_check(cluster, candidate_manifest, release, rows, expected, token,
-                              result, role="candidate")
+        candidate_url = self._start_and_check(cluster, candidate_manifest, release, rows,
+                                              expected, token, result, role="candidate")
+        if deploy.strategy == "shadow" and result.passed and expected is not None \
+                and candidate_url:
+            # no user calls the candidate: mirror live traffic to it before the switch
+            self._shadow(release, _serving_version(release, serving), f"candidate {candidate}",
+                         candidate_url, rows, token, result)
         if not (result.passed and expected is not None):
             cluster.delete(candidate)
             result.add("cleanup", True, f"candidate {candidate} removed; {service} was not touched "
