@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,12 @@ import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
+
+# shap's KernelExplainer draws its coalitions from numpy's global generator (np.random.choice
+# and np.random.permutation; shap 0.51 takes no generator or seed), so a seeded run is
+# seed -> sample -> restore on process-wide state. Two runs in two threads would interleave
+# their draws (and one's restore would rewind the other): each run holds this lock.
+_GLOBAL_RNG_LOCK = threading.Lock()
 
 H2O_CONTRIBUTIONS_NOTE = ("not run: H2O TreeSHAP contributions exist only for single tree models "
                           "(GBM, DRF, XGBoost), not for the stacked ensembles AutoML usually picks, "
@@ -145,7 +152,10 @@ def kernel_shap(model: Any, plan: Any, meta: dict[str, Any], background: pd.Data
 
     Kernel SHAP samples feature coalitions from numpy's global generator; it runs under
     ``seed`` (the global state is restored afterwards), so the same model, background and
-    rows give the same contributions in every run and every model card.
+    rows give the same contributions in every run and every model card. Runs in several
+    threads take turns (a process-wide lock), so concurrent runs give the same contributions
+    as sequential ones; code in other threads that draws from numpy's global generator
+    while a run holds it would still move its sample (autokfp has none).
 
     Returns ``{"status": "run", "output", "base_value", "columns", "values" (rows × columns),
     "outputs" (the model's output per row), "background_rows", "nsamples"}``, or
@@ -170,13 +180,14 @@ def kernel_shap(model: Any, plan: Any, meta: dict[str, Any], background: pd.Data
     nsamples = nsamples or min(2 * len(columns) + 512, 1024)
     explainer = shap.KernelExplainer(score, codec.encode(background), keep_index=False)
     encoded = codec.encode(rows)
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        values = np.asarray(explainer.shap_values(encoded, nsamples=nsamples, silent=True,
-                                                  l1_reg=False), dtype="float64")
-    finally:
-        np.random.set_state(state)
+    with _GLOBAL_RNG_LOCK:
+        state = np.random.get_state()
+        np.random.seed(seed)
+        try:
+            values = np.asarray(explainer.shap_values(encoded, nsamples=nsamples, silent=True,
+                                                      l1_reg=False), dtype="float64")
+        finally:
+            np.random.set_state(state)
     values = values.reshape(len(rows), len(columns))
     base = float(np.ravel(explainer.expected_value)[0])
     return {"status": "run", "output": output, "base_value": base, "columns": columns,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +141,33 @@ def test_kernel_shap_gives_the_same_values_in_every_run_and_leaves_numpy_as_it_w
     assert first["values"] == second["values"]
     other = explain.kernel_shap(model, model.plan, META, background, rows, nsamples=40, seed=1)
     assert other["values"] != first["values"]  # the sample does matter for this model
+
+
+class SlowInteractingModel(InteractingModel):
+    """The same model taking a moment per call (as a real one does), which lets another
+    thread run between Kernel SHAP's sampling of one row and the next."""
+
+    def predict(self, context, frame: pd.DataFrame) -> pd.DataFrame:
+        time.sleep(0.005)
+        return super().predict(context, frame)
+
+
+def test_concurrent_kernel_shap_runs_give_the_sequential_values() -> None:
+    """shap samples from numpy's global generator: runs in several threads (as a served
+    model's explanations could be) must not interleave their draws."""
+    rng = np.random.default_rng(5)
+    model = SlowInteractingModel()
+    background = pd.DataFrame(rng.normal(size=(10, 12)), columns=model.columns)
+    requests = [pd.DataFrame(rng.normal(size=(3, 12)), columns=model.columns) for _ in range(4)]
+    sequential = [explain.kernel_shap(model, model.plan, META, background, rows, nsamples=40)
+                  ["values"] for rows in requests]
+    assert len({str(v) for v in sequential}) == len(requests)
+    start = threading.Barrier(len(requests) * 2)
+
+    def run(rows: pd.DataFrame) -> list:
+        start.wait()
+        return explain.kernel_shap(model, model.plan, META, background, rows, nsamples=40)["values"]
+
+    with ThreadPoolExecutor(len(requests) * 2) as pool:
+        concurrent = list(pool.map(run, requests * 2))
+    assert concurrent == sequential * 2

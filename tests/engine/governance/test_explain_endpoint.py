@@ -6,11 +6,13 @@ package the bias check wrote (mitigation and explanation background inside).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -48,7 +50,9 @@ def server(checked_model, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "MODEL_DIR": str(checked_model), "MODEL_NAME": "churn",
            "MODEL_VERSION": "3", "PORT": str(port), "HOST": "127.0.0.1",
-           "AUTOKFP_PREDICTION_LOG": "off", "PYTHONWARNINGS": "ignore"}
+           "AUTOKFP_PREDICTION_LOG": "off", "PYTHONWARNINGS": "ignore",
+           # queued explanations wait their turn: on a loaded machine 10 s may not be enough
+           "AUTOKFP_REQUEST_TIMEOUT": "120"}
     with open(log, "wb") as sink:
         process = subprocess.Popen([sys.executable, "-m", "autokfp.serving"], env=env, stdout=sink,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -132,3 +136,24 @@ def test_explain_rejects_too_many_rows(server, trained_package) -> None:
     response = server.post("/v1/models/churn:explain",
                            json={"instances": _instances(trained_package, 21)})
     assert response.status_code == 400 and "at most 20" in response.text
+
+
+def test_concurrent_explain_requests_get_the_sequential_answers(server, trained_package) -> None:
+    """Kernel SHAP samples from numpy's global generator, seeded per run: explanations
+    requested at the same time must not move each other's sample."""
+    instances = _instances(trained_package, 6)
+    bodies = [{"instances": instances[i:i + 2], "parameters": {"nsamples": 32}}
+              for i in (0, 2, 4)]
+    url = f"{server.base_url}".rstrip("/") + "/v1/models/churn:explain"
+
+    def explain(body: dict) -> tuple[int, dict]:
+        with httpx.Client(timeout=180) as client:  # one connection per concurrent caller
+            response = client.post(url, json=body)
+        return response.status_code, response.json()
+
+    sequential = [explain(body) for body in bodies]
+    assert all(status == 200 for status, _ in sequential), sequential
+    assert len({json.dumps(b["explanations"]) for _, b in sequential}) == len(bodies)
+    with ThreadPoolExecutor(len(bodies) * 2) as pool:
+        concurrent = list(pool.map(explain, bodies * 2))
+    assert concurrent == sequential * 2
