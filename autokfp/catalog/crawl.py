@@ -506,7 +506,7 @@ def render_crawl_html(report: CrawlReport) -> str:
     for d in sorted(report.datasets, key=lambda d: (not d.breaking, d.status != "failed",
                                                     d.dataset_id)):
         verdict = "BREAKING" if d.breaking else (d.verdict or "")
-        detail = d.error or "; ".join(d.reasons) or "; ".join(d.notes)
+        detail = d.error or "; ".join(d.reasons + d.notes)
         colour = "#cf222e" if d.breaking else _STATUS_COLOURS.get(d.status, "#1f2328")
         schema = f"v{d.version}" if d.version else "-"
         if d.version and d.accepted_version and d.accepted_version != d.version:
@@ -517,6 +517,8 @@ def render_crawl_html(report: CrawlReport) -> str:
             f"<td>{e(d.rows)}</td><td>{e(d.columns)}</td><td>{e(', '.join(d.tags))}</td>"
             f"<td>{e(detail)}</td></tr>")
     errors = "".join(f"<li><b>{e(s)}</b>: {e(m)}</li>" for s, m in report.source_errors.items())
+    notes = "".join(f"<li><b>{e(d.dataset_id)}</b>: {e(n)}</li>"
+                    for d in report.datasets for n in d.notes)
     summary = (f"{counts['catalogued']} dataset(s) catalogued ({counts['new']} new, "
                f"{counts['changed']} changed, {counts['breaking']} breaking, {counts['reused']} "
                f"reused from the last crawl), {counts['failed']} failed, "
@@ -529,6 +531,7 @@ def render_crawl_html(report: CrawlReport) -> str:
         "</style></head><body><h1>Data discovery</h1>"
         f"<p>{e(summary)}. Catalog: <code>{e(report.catalog)}</code></p>"
         + (f"<h2>Sources that failed</h2><ul>{errors}</ul>" if errors else "")
+        + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
         + "<h2>Datasets</h2><table><thead><tr><th>Dataset</th><th>Status</th><th>Schema</th>"
         "<th>Verdict</th><th>Rows</th><th>Columns</th><th>Tags</th><th>Details</th></tr>"
         f"</thead><tbody>{''.join(rows)}</tbody></table></body></html>"

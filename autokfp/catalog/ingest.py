@@ -65,7 +65,7 @@ _MAX_DEPTH = 12
 def _sql_recipe(source: SqlSource) -> dict[str, Any]:
     from sqlalchemy.engine import make_url
 
-    from autokfp.catalog.sources.sql import sql_platform
+    from autokfp.catalog.sources.sql import PG_QUALIFIED_SEARCH_PATH, sql_platform
 
     url = make_url(source.url)  # unexpanded: ${VAR} stays a reference
     platform = sql_platform(source.url)
@@ -85,6 +85,15 @@ def _sql_recipe(source: SqlSource) -> dict[str, Any]:
     schema = source.schema_name
     if platform == "postgres":
         config["schema_pattern"] = {"allow": [f"^{_escape(schema or 'public')}$"]}
+        # Why: PostgreSQL prints a view's definition for the reading session, leaving the
+        # tables of its search path ("$user", public) unqualified, and DataHub's postgres
+        # source parses it with the view's own schema as the default: a view in `sales`
+        # reading public.customers got lineage to crm.sales.customers, a dataset that does
+        # not exist (and its query entity named it too). With only pg_catalog on the search
+        # path every other name is printed schema-qualified, so DataHub's own parser names
+        # the real tables; autokfp's crawl reads definitions the same way (sources/sql.py).
+        config["options"] = {"connect_args": {
+            "options": f"-c search_path={PG_QUALIFIED_SEARCH_PATH}"}}
     elif schema:
         config["schema_pattern"] = {"allow": [f"^{_escape(schema)}$"]}
     if source.tables:
@@ -255,6 +264,9 @@ def extras_for(schemas: Iterable[Any], reused: Iterable[str] = ()) -> dict[str, 
             "properties": dict(properties.customProperties),
             "profile": (None if schema.dataset_id in unchanged
                         else proposals["datasetProfile"].to_obj()),
+            # a view's lineage, added only where DataHub's source emitted none (see transform)
+            "lineage": (proposals["upstreamLineage"].to_obj()
+                        if schema.view and "upstreamLineage" in proposals else None),
         }
     return out
 
@@ -267,7 +279,8 @@ class AutokfpAspects(Transformer):
     sensitive, target) and fills empty field descriptions, merges autokfp's custom
     properties (schema version, verdict, fingerprint, ...) into DatasetProperties, and at the
     end of the stream adds GlobalTags and autokfp's DatasetProfile for every dataset it has
-    extras for. Datasets without extras pass through untouched.
+    extras for, and a view's UpstreamLineage (PostgreSQL's pg_depend) where DataHub's source
+    emitted none. Datasets without extras pass through untouched.
 
     With ``config.terms`` (a JSON file kept between runs), a field's glossary terms that
     are the same as in the last run keep that run's audit time: DataHub's classification
@@ -283,6 +296,10 @@ class AutokfpAspects(Transformer):
                  collect: str | None = None):
         self.extras = extras
         self.seen: set[str] = set()
+        # DataHub's pipeline calls transform once per work unit, then once with EndOfStream:
+        # what the stream held is kept here, not in transform's locals
+        self.tagged: set[str] = set()  # datasets whose GlobalTags DataHub's source emitted
+        self.lineaged: set[str] = set()  # datasets DataHub's source gave an UpstreamLineage
         self.terms_path = terms_path
         self.terms: dict[str, dict[str, list[Any]]] = {}
         if terms_path and Path(terms_path).exists():
@@ -364,9 +381,10 @@ class AutokfpAspects(Transformer):
             GlobalTagsClass,
             MetadataChangeEventClass,
             TagAssociationClass,
+            UpstreamLineageClass,
         )
 
-        tagged: set[str] = set()
+        tagged, lineaged = self.tagged, self.lineaged
         for envelope in record_envelopes:
             record = envelope.record
             if isinstance(record, MetadataChangeEventClass):
@@ -375,6 +393,8 @@ class AutokfpAspects(Transformer):
                     self._aspect(snapshot.urn, aspect)
             elif isinstance(record, MetadataChangeProposalWrapper) and record.entityUrn:
                 self._aspect(record.entityUrn, record.aspect)
+                if isinstance(record.aspect, UpstreamLineageClass):
+                    lineaged.add(record.entityUrn)
                 if isinstance(record.aspect, GlobalTagsClass) and record.entityUrn in self.extras:
                     have = {t.tag for t in record.aspect.tags}
                     record.aspect.tags += [TagAssociationClass(tag=t) for t in
@@ -391,6 +411,12 @@ class AutokfpAspects(Transformer):
                     if urn not in tagged and extra["tags"]:
                         extra_aspects.append(GlobalTagsClass(
                             tags=[TagAssociationClass(tag=t) for t in extra["tags"]]))
+                    # Why: DataHub's postgres source emits no lineage at all for a view its
+                    # SQL parser cannot read (its pg_depend fallback is never reached in
+                    # acryl-datahub 1.7); autokfp's crawl has PostgreSQL's own record of
+                    # the tables it reads (pg_depend)
+                    if urn not in lineaged and extra.get("lineage"):
+                        extra_aspects.append(UpstreamLineageClass.from_obj(extra["lineage"]))
                     for aspect in extra_aspects:
                         proposal = MetadataChangeProposalWrapper(entityUrn=urn, aspect=aspect)
                         yield self._pass_on(RecordEnvelope(proposal, metadata={

@@ -108,6 +108,12 @@ def _print_crawl(report: Any, settings: Any) -> None:
         _console().print("[bold red]Could not be catalogued:[/]")
         for name, error in problems:
             _console().print(f"  [red]{escape(str(name))}[/]: {escape(str(error))}", highlight=False, soft_wrap=True)
+    notes = [(d.dataset_id, note) for d in report.datasets for note in d.notes]
+    if notes:  # catalogued, with something left out or read differently (a view's lineage)
+        _console().print("[bold yellow]Notes:[/]")
+        for name, note in notes:
+            _console().print(f"  [yellow]{escape(name)}[/]: {escape(note)}", highlight=False,
+                             soft_wrap=True)
     published = report.published or {}
     _console().print(f"Catalog   : {report.catalog}", highlight=False)
     _console().print(f"DataHub   : Lite {settings.catalog_dir / 'datahub-lite.db'} (browse: "

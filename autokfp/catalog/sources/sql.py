@@ -5,6 +5,7 @@ Passwords (in the URL or in ``${VAR}`` values) never reach a message, log or cat
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from autokfp.catalog.sources.base import (
 )
 from autokfp.config import SqlSource, expand_env
 from autokfp.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def sql_platform(url: str) -> str:
@@ -160,55 +163,110 @@ WHERE dependent_ns.nspname = :schema AND dependent_view.relname = :view
 """
 
 
+# A PostgreSQL view's definition as PostgreSQL prints it with only pg_catalog on the search
+# path: every table (and function) of another schema is written schema-qualified. With the
+# session's search path ("$user", public) a table of the search path is printed unqualified,
+# and a parser taking the view's schema (DataHub's postgres source does) or the session's
+# first schema as the default names a table that does not exist. The generated recipes give
+# DataHub's postgres source the same search path (catalog/ingest.py), so both print and parse
+# the same text.
+PG_QUALIFIED_SEARCH_PATH = "pg_catalog"
+_PG_VIEW_DEFINITION = """
+SELECT pg_get_viewdef(view_class.oid) FROM pg_class AS view_class
+JOIN pg_namespace AS view_ns ON view_ns.oid = view_class.relnamespace
+WHERE view_ns.nspname = :schema AND view_class.relname = :view
+"""
+
+
+def _pg_view_definition(connection, schema: str | None, view: str) -> str:
+    """The view's definition with every name outside pg_catalog schema-qualified (see
+    PG_QUALIFIED_SEARCH_PATH): read in a savepoint whose ``SET LOCAL search_path`` is rolled
+    back, so the crawl's own session keeps its search path."""
+    import sqlalchemy as sa
+
+    savepoint = connection.begin_nested()
+    try:
+        connection.execute(sa.text(f"SET LOCAL search_path TO {PG_QUALIFIED_SEARCH_PATH}"))
+        text = connection.execute(sa.text(_PG_VIEW_DEFINITION),
+                                  {"schema": schema, "view": view}).scalar()
+    finally:
+        savepoint.rollback()
+    return str(text) if text else ""
+
+
 def view_facts(inspector, connection, source: SqlSource, view: str, platform: str,
-               database: str | None, schema: str | None) -> dict:
+               database: str | None, schema: str | None) -> tuple[dict, list[str]]:
     """A view's definition, the datasets it reads and its column-level lineage, as DataHub's
     SQL sources record them (``include_views``, ``include_view_lineage``,
-    ``include_view_column_lineage``).
+    ``include_view_column_lineage``), and notes on what DataHub's SQL parser could not read
+    (each also logged as a warning; the crawl report lists them with the view).
 
     Tables: PostgreSQL's from its system catalog, other databases' by DataHub's own SQL
     parser with the view's database and schema as defaults for unqualified names. Columns:
     DataHub's parser (``sqlglot_lineage``) given the columns of those tables, so ``*``,
-    unqualified names and joins resolve.
+    unqualified names and joins resolve. A PostgreSQL definition is read with every name
+    schema-qualified (``_pg_view_definition``), the text DataHub's postgres source reads
+    with the search path the generated recipes give it.
     """
     import sqlalchemy as sa
 
-    try:
-        definition = inspector.get_view_definition(view, schema=source.schema_name)
-    except Exception:  # no text for it (DataHub emits the view without one too)
-        definition = None
-    definition = str(definition) if definition else ""
-    default_schema = schema
     tables: list[tuple[str | None, str]] = []  # (schema, table) of what the view reads
+    upstreams: list[str] = []
+    notes: list[str] = []
+    label = f"{source.name}/{view}"
     if platform == "postgres":
+        # every name qualified, so the parse cannot depend on a default schema
+        definition = _pg_view_definition(connection, schema, view)
         rows = connection.execute(sa.text(_PG_VIEW_UPSTREAMS),
                                   {"schema": schema, "view": view}).all()
         tables = [(str(s), str(t)) for s, t in rows]
         upstreams = [datahub_urn(platform, datahub_table_name(platform, database, s, t), source)
                      for s, t in tables]
-        # PostgreSQL prints a table of the session's search path unqualified in a view's
-        # definition, so the parser's default schema is the session's, not the view's
-        default_schema = str(connection.execute(sa.text("SELECT current_schema()")).scalar())
-    elif definition:
-        from datahub.sql_parsing.sqlglot_lineage import create_lineage_sql_parsed_result
-
-        # unqualified names default to the view's own schema (and database, where DataHub
-        # names tables <database>.<schema>.<table>), so they name the datasets this crawl
-        # names
-        parsed = create_lineage_sql_parsed_result(
-            query=definition, default_db=database if platform in _THREE_TIER else None,
-            default_schema=schema, platform=platform,
-            platform_instance=source.platform_instance, env=source.env,
-            generate_column_lineage=False)
-        upstreams = list(parsed.in_tables)
-        tables = [_schema_and_table(u, platform, source.platform_instance) for u in upstreams]
     else:
-        upstreams = []
+        try:
+            text = inspector.get_view_definition(view, schema=source.schema_name)
+        except Exception:  # no text for it (DataHub emits the view without one too)
+            text = None
+        definition = str(text) if text else ""
+        if definition:
+            from datahub.sql_parsing.sqlglot_lineage import create_lineage_sql_parsed_result
+
+            # unqualified names default to the view's own schema (and database, where
+            # DataHub names tables <database>.<schema>.<table>), so they name the datasets
+            # this crawl names
+            parsed = create_lineage_sql_parsed_result(
+                query=definition, default_db=database if platform in _THREE_TIER else None,
+                default_schema=schema, platform=platform,
+                platform_instance=source.platform_instance, env=source.env,
+                generate_column_lineage=False)
+            upstreams = list(parsed.in_tables)
+            tables = [_schema_and_table(u, platform, source.platform_instance)
+                      for u in upstreams]
+            if parsed.debug_info.table_error is not None:
+                notes.append(_parser_note(label, "its lineage (tables and columns)",
+                                          parsed.debug_info.table_error))
     facts: dict = {"definition": definition, "upstreams": sorted(set(upstreams))}
     if definition and upstreams:
-        facts["columns"] = _column_lineage(inspector, source, definition, platform, database,
-                                           default_schema, dict(zip(upstreams, tables)))
-    return facts
+        facts["columns"], error = _column_lineage(
+            inspector, source, definition, platform, database, schema,
+            dict(zip(upstreams, tables)))
+        if error is not None:
+            notes.append(_parser_note(label, "its column-level lineage (its table lineage "
+                                      "is kept)", error))
+    return facts, notes
+
+
+def _parser_note(label: str, what: str, error: BaseException) -> str:
+    """The warning for a view DataHub's SQL parser could not read, logged once."""
+    # sqlglot underlines the offending token with terminal escapes
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(error).__name__}: {error}")
+    text = " ".join(text.split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    note = (f"view '{label}': DataHub's SQL parser could not read its definition, so "
+            f"{what} is left out ({text})")
+    log.warning(note)
+    return note
 
 
 def _schema_and_table(urn: str, platform: str,
@@ -227,11 +285,12 @@ def _schema_and_table(urn: str, platform: str,
 
 def _column_lineage(inspector, source: SqlSource, definition: str, platform: str,
                     database: str | None, default_schema: str | None,
-                    tables: dict[str, tuple[str | None, str]]) -> list[dict]:
+                    tables: dict[str, tuple[str | None, str]]
+                    ) -> tuple[list[dict], BaseException | None]:
     """Each view column's upstream columns by DataHub's SQL parser, as
     ``[{"column", "upstreams": [[dataset URN, column], ...], "logic"}]`` (``logic`` as
-    DataHub's ``transformOperation``: ``COPY: <expr>`` or ``SQL: <expr>``); [] when the parser
-    cannot resolve them (a view is still catalogued with its table lineage)."""
+    DataHub's ``transformOperation``: ``COPY: <expr>`` or ``SQL: <expr>``), and the parser's
+    error when it could not resolve them ([] then: the view keeps its table lineage)."""
     from datahub.sql_parsing.schema_resolver import SchemaResolver
     from datahub.sql_parsing.sqlglot_lineage import sqlglot_lineage
 
@@ -244,13 +303,16 @@ def _column_lineage(inspector, source: SqlSource, definition: str, platform: str
             except Exception:  # not inspectable (another database): unresolved, not fatal
                 continue
             resolver.add_raw_schema_info(urn, {str(c["name"]): str(c["type"]) for c in columns})
+        # DataHub's parser returns its error (debug_info) rather than raising it
         parsed = sqlglot_lineage(definition, schema_resolver=resolver,
                                  default_db=database if platform in _THREE_TIER else None,
                                  default_schema=default_schema)
-    except Exception:  # DataHub's parser failing on a dialect's SQL: no column lineage
-        return []
+    except Exception as exc:  # anything else on the way (it is the parser's job)
+        return [], exc
     finally:
         resolver.close()
+    if parsed.debug_info.error is not None:
+        return [], parsed.debug_info.error
     out = []
     for info in parsed.column_lineage or []:
         upstreams = sorted({(str(ref.table), ref.column) for ref in info.upstreams
@@ -260,7 +322,7 @@ def _column_lineage(inspector, source: SqlSource, definition: str, platform: str
                     "upstreams": [list(u) for u in upstreams],
                     "logic": None if logic is None else
                     f"{'COPY' if logic.is_direct_copy else 'SQL'}: {logic.column_logic}"})
-    return out
+    return out, None
 
 
 def _select_all(source: SqlSource, table_name: str):
@@ -327,7 +389,8 @@ def _all_declared_columns(inspector, source: SqlSource) -> dict[str, list[list[s
 def _discover_table(source: SqlSource, table_name: str, connection, inspector, platform: str,
                     location: str, k: int, cache: CrawlCache | None,
                     declared: dict[str, list[list[str]]] | None = None,
-                    view: Callable[[], dict] | None = None) -> DiscoveredDataset:
+                    view: Callable[[], tuple[dict, list[str]]] | None = None
+                    ) -> DiscoveredDataset:
     dataset_id = f"{source.name}/{table_name}"
 
     def reader(t: str = table_name) -> pd.DataFrame:
@@ -355,7 +418,8 @@ def _discover_table(source: SqlSource, table_name: str, connection, inspector, p
             max_rows=k,
         )
         if view is not None:
-            schema.view = view()
+            schema.view, view_notes = view()
+            notes += view_notes
         item = DiscoveredDataset(schema=schema, notes=notes, signature=signature,
                                  _reader=reader)
     except Exception as exc:

@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from autokfp.catalog.crawl import crawl_sources
 from autokfp.config import parse_config
@@ -364,15 +365,12 @@ def test_postgres_view_column_lineage_through_datahubs_parser(postgres_server, t
                "ON o.customer_id = c.id GROUP BY c.id, c.segment, c.email, o.customer_id",
                "CREATE VIEW public.top AS SELECT customer_id, spend FROM renamed "
                "WHERE spend > 2")
-    theirs_file: list = []
-
     def urn(name: str) -> str:
         return f"urn:li:dataset:(urn:li:dataPlatform:postgres,cll.{name},PROD)"
 
     def field(name: str, column: str) -> str:
         return f"urn:li:schemaField:({urn(name)},{column})"
 
-    records: list = []
     config = parse_config({"name": "cll", "sources": [
         {"name": "cll", "kind": "sql", "url": server.url("cll")},
         {"name": "sales", "kind": "sql", "url": server.url("cll"), "schema": "sales"}],
@@ -416,3 +414,155 @@ def test_postgres_view_column_lineage_through_datahubs_parser(postgres_server, t
             c: up for c, (up, _) in ours[urn(view)].items()}, view
     # in sales, DataHub's parse names unqualified 'customers' cll.sales.customers (none such)
     assert field(customers, "id") not in theirs[urn("sales.customer_spend")]["customer"][0]
+
+
+def _view_database(server) -> None:
+    """Views in and outside the search path's schema, reading tables of public, of their own
+    schema, of the user's own schema ("$user", first on the search path: the fixture's
+    user is app) and of no schema on the path, and a view DataHub's parser cannot read."""
+    server.run("postgres", "DROP DATABASE IF EXISTS vl", "CREATE DATABASE vl")
+    server.run("vl", "CREATE SCHEMA sales", "CREATE SCHEMA app",
+               "CREATE TABLE public.customers (id integer, email text, amount double "
+               "precision, segment text)",
+               "CREATE TABLE sales.orders (order_id bigint, customer_id integer, total "
+               "numeric(10, 2))",
+               "CREATE TABLE app.notes (id integer, note text)",
+               "CREATE TABLE public.docs (id integer, body text)",
+               "INSERT INTO public.customers VALUES (1, 'a@example.com', 1.5, 'a'), "
+               "(2, 'b@example.com', 2.5, 'b')",
+               "INSERT INTO sales.orders VALUES (10, 1, 9.99), (11, 2, 19.99)",
+               "INSERT INTO app.notes VALUES (1, 'first'), (2, 'second')",
+               "INSERT INTO public.docs VALUES (1, '<r><v>x</v></r>')",
+               "CREATE VIEW public.renamed AS SELECT id AS customer_id, amount AS spend "
+               "FROM customers",
+               "CREATE VIEW public.order_view AS SELECT order_id, total * 2 AS double_total "
+               "FROM sales.orders",
+               "CREATE VIEW sales.spend AS SELECT c.id AS customer, c.segment, sum(o.total) "
+               "AS total FROM customers c JOIN sales.orders o ON o.customer_id = c.id "
+               "GROUP BY c.id, c.segment",
+               "CREATE VIEW sales.notes_view AS SELECT n.note, c.email FROM notes n "
+               "JOIN customers c ON c.id = n.id",
+               # DataHub's SQL parser (sqlglot) raises a ParseError on XMLTABLE
+               "CREATE VIEW public.xml_view AS SELECT d.id, x.v FROM docs d, "
+               "XMLTABLE('/r' PASSING xmlparse(document d.body) COLUMNS v text PATH 'v') x")
+
+
+def test_view_lineage_names_real_tables_in_every_schema_on_both_paths(
+        postgres_server, tmp_path, catalog_home, monkeypatch, caplog) -> None:
+    """Table and column lineage of views outside the search path's schema, or reading tables
+    of another schema, name the tables PostgreSQL says they read: on the ingestion path
+    (DataHub's own postgres source, run by the generated recipe) and on the crawl path;
+    equal to DataHub's stock recipe for the views it names right; a view DataHub's parser
+    cannot read is logged and noted in the crawl report, with its table lineage kept."""
+    import logging
+
+    from autokfp.catalog.ingest import ingest
+
+    server = postgres_server
+    _view_database(server)
+
+    def urn(name: str) -> str:
+        return f"urn:li:dataset:(urn:li:dataPlatform:postgres,vl.{name},PROD)"
+
+    def field(name: str, column: str) -> str:
+        return f"urn:li:schemaField:({urn(name)},{column})"
+
+    customers, orders, notes = "public.customers", "sales.orders", "app.notes"
+    tables = {urn("public.renamed"): [urn(customers)],
+              urn("public.order_view"): [urn(orders)],
+              urn("sales.spend"): sorted([urn(customers), urn(orders)]),
+              urn("sales.notes_view"): sorted([urn(notes), urn(customers)]),
+              urn("public.xml_view"): [urn("public.docs")]}
+    columns = {urn("public.renamed"): {"customer_id": [field(customers, "id")],
+                                       "spend": [field(customers, "amount")]},
+               urn("public.order_view"): {"order_id": [field(orders, "order_id")],
+                                          "double_total": [field(orders, "total")]},
+               urn("sales.spend"): {"customer": [field(customers, "id")],
+                                    "segment": [field(customers, "segment")],
+                                    "total": [field(orders, "total")]},
+               urn("sales.notes_view"): {"note": [field(notes, "note")],
+                                         "email": [field(customers, "email")]}}
+
+    def upstream_columns(records: list) -> dict:
+        return {view: {c: up for c, (up, _) in found.items()}
+                for view, found in _column_lineage(records).items()}
+
+    # DataHub's stock recipe: right where the view and its tables are on the search path,
+    # wrong elsewhere (it takes the view's schema for names PostgreSQL printed unqualified)
+    monkeypatch.setenv("HOME", str(tmp_path / "datahub-home"))
+    from datahub.ingestion.run.pipeline import Pipeline
+
+    stock = tmp_path / "datahub-postgres.json"
+    pipeline = Pipeline.create({"source": {"type": "postgres", "config": {
+        "host_port": f"127.0.0.1:{server.port}", "database": "vl", "username": server.user,
+        "password": server.password}},
+        "sink": {"type": "file", "config": {"filename": str(stock)}}})
+    pipeline.run()
+    pipeline.raise_from_status()
+    stock_records = json.loads(stock.read_text())
+    their_tables, their_columns = _lineage(stock_records), upstream_columns(stock_records)
+    for view in (urn("public.renamed"), urn("public.order_view")):
+        assert their_tables[view] == tables[view] and their_columns[view] == columns[view]
+    assert urn("sales.customers") in their_tables[urn("sales.spend")]  # no such table
+    assert urn("sales.notes") in their_tables[urn("sales.notes_view")]  # no such table
+
+    sources = [{"name": schema, "kind": "sql", "url": server.url("vl"), "schema": schema}
+               for schema in ("public", "sales", "app")]
+    config = parse_config({"name": "vl", "sources": sources,
+                           "training": {"dataset": "public/customers", "target": "segment"}})
+    with caplog.at_level(logging.WARNING, logger="autokfp.catalog.sources.sql"):
+        result = ingest(config)
+    records = [r for path in result.metadata_files for r in json.loads(Path(path).read_text())]
+    assert set(tables) <= set(result.datasets)
+    assert _lineage(records) == tables
+    assert upstream_columns(records) == columns  # the XMLTABLE view has none
+    # one lineage a view: DataHub's, or autokfp's (pg_depend) for the view its parser could
+    # not read (DataHub's source emits none for it); the transformer's state spans work units
+    lineages = [r["entityUrn"] for r in records if r.get("aspectName") == "upstreamLineage"]
+    assert sorted(lineages) == sorted(tables)
+    # DataHub's query entities for the views name only datasets that exist
+    subjects = {s["entity"] for r in records if r.get("aspectName") == "querySubjects"
+                for s in r["aspect"]["json"]["subjects"]}
+    named = {s[len("urn:li:schemaField:("):s.rindex(",")] if s.startswith("urn:li:schemaField")
+             else s for s in subjects}
+    assert urn(customers) in named and named <= set(result.datasets)
+
+    # the crawl path (what the ingestion path adds its aspects from) reads the same
+    report = result.report
+    crawled = {d.dataset_id: d.schema.view for d in report.found if d.schema.view}
+    assert {urn(f"{i.split('/')[0]}.{i.split('/')[1]}"): sorted(v["upstreams"])
+            for i, v in crawled.items()} == tables
+    assert crawled["sales/spend"]["definition"] == next(
+        r["aspect"]["json"]["viewLogic"] for r in records
+        if r.get("aspectName") == "viewProperties" and r["entityUrn"] == urn("sales.spend"))
+    assert "public.customers c" in crawled["sales/spend"]["definition"]
+    for view_id, view in crawled.items():
+        found = {c["column"]: sorted(field(f"{t.split(',')[1][3:]}", col) for t, col in
+                                     c["upstreams"]) for c in view.get("columns", [])}
+        assert found == columns.get(urn(view_id.replace("/", ".")), {}), view_id
+    # the view DataHub's parser cannot read: a warning naming it and the parser's error,
+    # and a note in the crawl report; its table lineage stays
+    xml = next(d for d in report.datasets if d.dataset_id == "public/xml_view")
+    assert len(xml.notes) == 1 and "public/xml_view" in xml.notes[0]
+    assert "ParseError" in xml.notes[0] and "table lineage is kept" in xml.notes[0]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("public/xml_view" in w and "ParseError" in w for w in warned), warned
+    assert not [d.notes for d in report.datasets if d.dataset_id != "public/xml_view"
+                and d.notes]
+    # ... and the summaries list it: the crawl report's page and `autokfp discover`, whose
+    # re-crawl reuses the view's unchanged entry (its note kept with it)
+    from typer.testing import CliRunner
+
+    from autokfp.catalog.crawl import render_crawl_html
+    from autokfp.edge.cli import app
+
+    assert "<h2>Notes</h2>" in render_crawl_html(report) and "XMLTable" in render_crawl_html(
+        report)
+    path = tmp_path / "vl.yaml"
+    public_only = config.model_copy(update={"sources": config.sources[:1]})
+    path.write_text(yaml.safe_dump(public_only.to_dict()))
+    monkeypatch.setenv("COLUMNS", "400")
+    shown = CliRunner().invoke(app, ["discover", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "Notes:" in shown.output and "public/xml_view" in shown.output.split("Notes:")[1]
+    assert "ParseError" in shown.output.split("Notes:")[1]
