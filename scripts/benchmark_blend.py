@@ -8,7 +8,9 @@ both scored out of sample (AutoKeras' validation rows), and the benchmark's test
 weight on H2O (a 0.05 grid, blending probabilities or values) is cross-fitted over 5 folds
 of the out-of-sample rows (each fold blended with the weight the other folds chose) and
 compared there with each engine alone; then fitted on all of them and applied to the test
-rows, next to each engine alone. One JSON line per table::
+rows, next to each engine alone; the blend's paired difference (bootstrap standard error
+over the same rows) from the better engine out of sample and from the run's champion on the
+test rows says whether it wins beyond noise. One JSON line per table::
 
     python scripts/benchmark_blend.py --out /work/bench-s7 --tag s7 diamonds wine Housing
 """
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_suite import METRIC, score  # noqa: E402  (a sibling script, not a package)
+from benchmark_suite import METRIC, paired_difference, score  # noqa: E402  (a sibling script)
 
 ENGINES = ("h2o", "autokeras")
 GRID = np.linspace(0.0, 1.0, 21)
@@ -97,8 +99,20 @@ def blend_table(folder: Path, tag: str) -> dict[str, Any]:
                "test_h2o": metric(task, test_truth, scored["h2o"]),
                "test_autokeras": metric(task, test_truth, scored["autokeras"]),
                "test_blend": metric(task, test_truth, blended(weight, scored))}
-    return {"table": folder.name, "task": task, "oof_rows": len(common), "weight_h2o": weight,
-            **{k: round(v, 4) for k, v in figures.items()}}
+    # beyond noise? the blend against the better engine on the out-of-sample rows, and against
+    # the run's champion on the test rows, each paired over the same bootstrap rows
+    name = METRIC[task]
+    better = max if greater else min
+    best = better(ENGINES, key=lambda e: figures[f"oof_{e}"])
+    paired = {"oof_blend_minus_best": paired_difference(name, truth, crossed, oof[best], task)}
+    champion = folder / f"autokfp-{tag}.npy"
+    if champion.exists():
+        paired["test_blend_minus_champion"] = paired_difference(
+            name, test_truth, blended(weight, scored), np.load(champion), task)
+    return {"table": folder.name, "task": task, "oof_rows": len(common),
+            "weight_h2o": round(weight, 2), **{k: round(v, 4) for k, v in figures.items()},
+            "best_single_oof": best,
+            **{k: {"difference": round(v[0], 4), "se": round(v[1], 4)} for k, v in paired.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:

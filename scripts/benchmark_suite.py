@@ -177,6 +177,26 @@ def bootstrap_se(metric: str, truth: np.ndarray, predictions: np.ndarray, task: 
     return float(np.std(values)) if values else float("nan")
 
 
+def paired_difference(metric: str, truth: np.ndarray, ours: np.ndarray, theirs: np.ndarray,
+                      task: str, samples: int = 200) -> tuple[float, float]:
+    """(ours − theirs, its bootstrap standard error over the same resampled test rows), in the
+    metric's own direction: the paired figure says whether one system beats another beyond
+    the test split's noise (each system's own ``se`` overstates it: both move together)."""
+    rng = np.random.default_rng(1)
+    gaps = []
+    for _ in range(samples):
+        rows = rng.integers(0, len(truth), len(truth))
+        if task != "regression" and len(np.unique(truth[rows])) < 2:
+            continue
+        try:
+            gaps.append(score(metric, truth[rows], ours[rows], task)
+                        - score(metric, truth[rows], theirs[rows], task))
+        except ValueError:
+            continue
+    return (score(metric, truth, ours, task) - score(metric, truth, theirs, task),
+            float(np.std(gaps)) if gaps else float("nan"))
+
+
 # ------------------------------------------------------------------------------ systems
 def run_autokfp(work: Path, name: str, train: pd.DataFrame, test: pd.DataFrame, target: str,
                 id_column: str | None, task: str, budget: int, labels: list[str] | None,
@@ -623,13 +643,23 @@ def report(out: Path, tags: list[str]) -> list[dict[str, Any]]:
                 if key in result:
                     entry[key] = result[key]
             row[system] = entry
+        # each autokfp run against H2O AutoML alone on the same test rows, paired
+        if (folder / "h2o.npy").exists():
+            for tag in tags:
+                if (folder / f"autokfp-{tag}.npy").exists():
+                    gap, gap_se = paired_difference(
+                        metric, truth, np.load(folder / f"autokfp-{tag}.npy"),
+                        np.load(folder / "h2o.npy"), info["task"])
+                    row[f"autokfp-{tag}"]["vs_h2o"] = {"difference": round(gap, 4),
+                                                       "se": round(gap_se, 4)}
         rows.append(row)
     return rows
 
 
 def print_table(rows: list[dict[str, Any]], tags: list[str]) -> None:
     systems = [f"autokfp-{tag}" for tag in tags] + ["h2o", "flaml", "autogluon"]
-    header = "| table (train/test rows) | metric | " + " | ".join(systems) + " | pipeline s | outside engines |"
+    header = ("| table (train/test rows) | metric | " + " | ".join(systems)
+              + f" | autokfp-{tags[-1]} − h2o (paired se) | pipeline s | outside engines |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for row in rows:
@@ -653,9 +683,11 @@ def print_table(rows: list[dict[str, Any]], tags: list[str]) -> None:
         share = main.get("outside_share")
         se = next((row[s]["se"] for s in systems if row.get(s, {}).get("se") is not None), None)
         arrow = "↑" if GREATER_IS_BETTER[row["metric"]] else "↓"
+        versus = main.get("vs_h2o")
+        paired = f"{versus['difference']:+.4f} ({versus['se']:.4f})" if versus else "-"
         print(f"| {row['table']} ({row['train_rows']}/{row['test_rows']}) | {row['metric']} {arrow}"
               f"{f' (se {se:.3f})' if se is not None else ''} | " + " | ".join(cells)
-              + f" | {wall if wall is not None else '-'} | "
+              + f" | {paired} | {wall if wall is not None else '-'} | "
               + (f"{share:.0%}" if share is not None else "-") + " |")
     for row in rows:
         for system in systems:

@@ -39,3 +39,39 @@ def test_the_step_table_shows_each_runs_seconds_and_load_average(tmp_path, capsy
     printed = capsys.readouterr().out
     assert "| load average (1/5/15 min, at the end) | 31.5/28.0/20.2 | 2.1/3.0/4.4 |" in printed
     assert "| train-model-1 | 60.0 | 60.0 |" in printed
+
+
+def test_the_table_prints_each_systems_load_and_the_paired_gap_to_h2o_alone(tmp_path,
+                                                                             capsys) -> None:
+    """A figure goes out with the load it was measured at, and autokfp's gap to H2O alone
+    is paired over the same test rows: a model that is better on every row is better beyond
+    noise, whatever each system's own spread."""
+    import numpy as np
+
+    suite = _suite()
+    folder = tmp_path / "diabetes"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    truth = rng.normal(100.0, 30.0, 200)
+    (folder / "task.json").write_text(json.dumps({
+        "target": "target", "task": "regression", "labels": None, "train_rows": 600,
+        "test_rows": 200}))
+    pd.DataFrame({"target": truth}).to_parquet(folder / "test.parquet")
+    np.save(folder / "autokfp-now.npy", truth + rng.normal(0.0, 10.0, 200))
+    np.save(folder / "h2o.npy", truth + rng.normal(0.0, 20.0, 200))
+    (folder / "autokfp-now.json").write_text(json.dumps({
+        "status": "trained", "load_start": [1.5, 1.0, 1.0], "load_average": [9.6, 4.0, 2.0]}))
+    (folder / "h2o.json").write_text(json.dumps({"status": "trained",
+                                                 "load_average": [12.5, 5.0, 3.0]}))
+
+    rows = suite.report(tmp_path, ["now"])
+    versus = rows[0]["autokfp-now"]["vs_h2o"]
+    # RMSE about 10 against about 20: the paired gap is ~-10, many standard errors from 0
+    assert -13.0 < versus["difference"] < -7.0 and versus["difference"] + 4 * versus["se"] < 0
+    suite.print_table(rows, ["now"])
+    printed = capsys.readouterr().out
+    assert "[load 1.5→9.6]" in printed and "[load ?→12.5]" in printed
+    assert f"{versus['difference']:+.4f} ({versus['se']:.4f})" in printed
+    # the same predictions on both sides: no gap, no spread
+    gap, spread = suite.paired_difference("rmse", truth, truth + 1.0, truth + 1.0, "regression")
+    assert gap == 0.0 and spread == 0.0
