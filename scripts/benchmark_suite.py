@@ -47,6 +47,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,8 +163,11 @@ def score(metric: str, truth: np.ndarray, predictions: np.ndarray, task: str) ->
     return float(metrics.log_loss(truth, probs, labels=list(range(probs.shape[1]))))
 
 
-def bootstrap_se(metric: str, truth: np.ndarray, predictions: np.ndarray, task: str,
-                 samples: int = 200) -> float:
+def _bootstrap(truth: np.ndarray, task: str, samples: int,
+               figure: Callable[[np.ndarray], float]) -> list[float]:
+    """``figure`` of each of ``samples`` resamples of the test rows (the same resamples on
+    every call: seed 1), leaving out a classifier's resample with one class only and any
+    the metric refuses."""
     rng = np.random.default_rng(1)
     values = []
     for _ in range(samples):
@@ -171,9 +175,16 @@ def bootstrap_se(metric: str, truth: np.ndarray, predictions: np.ndarray, task: 
         if task != "regression" and len(np.unique(truth[rows])) < 2:
             continue
         try:
-            values.append(score(metric, truth[rows], predictions[rows], task))
+            values.append(figure(rows))
         except ValueError:
             continue
+    return values
+
+
+def bootstrap_se(metric: str, truth: np.ndarray, predictions: np.ndarray, task: str,
+                 samples: int = 200) -> float:
+    values = _bootstrap(truth, task, samples,
+                        lambda rows: score(metric, truth[rows], predictions[rows], task))
     return float(np.std(values)) if values else float("nan")
 
 
@@ -182,17 +193,9 @@ def paired_difference(metric: str, truth: np.ndarray, ours: np.ndarray, theirs: 
     """(ours − theirs, its bootstrap standard error over the same resampled test rows), in the
     metric's own direction: the paired figure says whether one system beats another beyond
     the test split's noise (each system's own ``se`` overstates it: both move together)."""
-    rng = np.random.default_rng(1)
-    gaps = []
-    for _ in range(samples):
-        rows = rng.integers(0, len(truth), len(truth))
-        if task != "regression" and len(np.unique(truth[rows])) < 2:
-            continue
-        try:
-            gaps.append(score(metric, truth[rows], ours[rows], task)
-                        - score(metric, truth[rows], theirs[rows], task))
-        except ValueError:
-            continue
+    gaps = _bootstrap(truth, task, samples,
+                      lambda rows: score(metric, truth[rows], ours[rows], task)
+                      - score(metric, truth[rows], theirs[rows], task))
     return (score(metric, truth, ours, task) - score(metric, truth, theirs, task),
             float(np.std(gaps)) if gaps else float("nan"))
 
