@@ -117,7 +117,8 @@ def catalog_sources(config: dict[str, Any] | RunConfig | None, report_path: str,
                     catalog_path: str, summary_path: str | None = None,
                     sources: str = FROM_CONFIG, include: str = FROM_CONFIG) -> Catalogued:
     """The discovery pipeline's step: crawl every source into the catalog (``sources`` and
-    ``include`` over ``config``: see ``crawl_targets``).
+    ``include`` over ``config``: see ``crawl_targets``); with the config's ``catalog.ingestion:
+    datahub``, through DataHub's own sources (``catalog.ingest``), as the discover step does.
 
     Writes the crawl report as HTML (``report_path``), DataHub proposals for every dataset
     read (``catalog_path``) and, optionally, the report as JSON. Never fails on bad data:
@@ -127,7 +128,16 @@ def catalog_sources(config: dict[str, Any] | RunConfig | None, report_path: str,
 
     crawled, training = crawl_targets(config, sources, include)
     refuse_passwords_in_pod(crawled, "discovery")
-    report = crawl_sources(crawled, training=training)
+    cfg = read_config(config) if config else None
+    if cfg is not None and cfg.catalog.ingestion == "datahub":
+        # DataHub's own sources run the recipes (generated for the sources crawled here, or
+        # the config's catalog.recipe), autokfp's aspects on top, as the discover step does
+        from autokfp.catalog.ingest import ingest
+
+        report = ingest(cfg.model_copy(update={"sources": list(crawled)}),
+                        recipe=cfg.catalog.recipe).report
+    else:
+        report = crawl_sources(crawled, training=training)
     write_text(report_path, render_crawl_html(report))
     if summary_path:
         write_json(summary_path, report.to_dict())

@@ -130,3 +130,25 @@ def test_an_unknown_location_is_refused_without_echoing_its_password() -> None:
         crawl_targets(None, "gs://bucket/churn, snowflake://me:hunter2@acct/db")
     assert "hunter2" not in str(raised.value)
     assert "snowflake://me:***@acct/db" in str(raised.value)
+
+
+def test_the_discovery_pipeline_runs_datahubs_ingestion_when_the_config_says_so(
+        autokfp_home, churn_frame, tmp_path, monkeypatch) -> None:
+    """``catalog.ingestion: datahub``: the discovery pipeline's step runs DataHub's own
+    source (the generated ``s3`` recipe for the folder) with autokfp's aspects on top, as the
+    training pipeline's discover step does; the report and counts are the crawl's."""
+    monkeypatch.delenv("DATAHUB_GMS_URL", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    data = tmp_path / "data"
+    data.mkdir()
+    churn_frame.head(300).to_parquet(data / "customers.parquet", index=False)
+    config = small_config(data, catalog={"ingestion": "datahub"}).to_dict()
+
+    breaking, out = _crawl(config, tmp_path / "first")
+    assert breaking == 0 and out["metrics"].metadata["new"] == 1
+    last = json.loads((Path(autokfp_home.artifact_root) / "catalog" / "last-ingest.json")
+                      .read_text())
+    assert [r["source"]["type"] for r in last["recipes"]] == ["s3"]  # DataHub's source ran
+    urn = f"urn:li:dataset:(urn:li:dataPlatform:file,{str(data).lstrip('/')}/customers.parquet,PROD)"
+    assert last["datasets"] == [urn] and last["extended"] == [urn]
+    assert "customers.parquet" in Path(out["report"].path).read_text()
