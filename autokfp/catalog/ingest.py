@@ -103,8 +103,9 @@ def _sql_recipe(source: SqlSource) -> dict[str, Any]:
 
 # DataHub's classification framework with autokfp's classifier (see catalog/classify.py for
 # why not datahub-classify); one worker: DataHub would spawn a process pool per table
+_CLASSIFIER = "autokfp.catalog.classify.AutokfpClassifier"
 _CLASSIFICATION = {"enabled": True, "max_workers": 1, "classifiers": [
-    {"type": "autokfp.catalog.classify.AutokfpClassifier", "config": {}}]}
+    {"type": _CLASSIFIER, "config": {}}]}
 
 _PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
 
@@ -455,10 +456,12 @@ class IngestResult:
 
 
 def run_recipe(recipe: dict[str, Any], extras_path: str | None = None,
-               terms_path: str | None = None, collect: str | None = None) -> dict[str, Any]:
+               terms_path: str | None = None, collect: str | None = None,
+               verdicts_path: str | None = None) -> dict[str, Any]:
     """Run one recipe through DataHub's pipeline (``Pipeline.create``), autokfp's transformer
     added when ``extras_path`` is given; ``${VAR}`` references are resolved from the
-    environment here and nowhere else.
+    environment here and nowhere else. ``verdicts_path`` goes to autokfp's classifier in the
+    recipe's classification, if it has one (see ``AutokfpClassifier``).
 
     Raises:
         DataError: the source or sink failed (DataHub's report, secrets removed).
@@ -477,6 +480,11 @@ def run_recipe(recipe: dict[str, Any], extras_path: str | None = None,
     resolved = EnvResolver(environ=os.environ).resolve(recipe)
     if collect and extras_path:  # not in the recipe returned (and kept): it names this run
         resolved["transformers"][-1]["config"]["collect"] = collect
+    classification = (resolved.get("source", {}).get("config") or {}).get("classification")
+    for classifier in (classification or {}).get("classifiers") or []:
+        if verdicts_path and classifier.get("type") == _CLASSIFIER:  # nor this
+            classifier["config"] = {**(classifier.get("config") or {}),
+                                    "verdicts": verdicts_path}
     if (resolved.get("sink") or {}).get("type") == "file":  # same file, in linear time
         resolved["sink"] = {**resolved["sink"], "type": FILE_SINK}
     try:
@@ -567,6 +575,22 @@ def _cached(record: Any) -> Any:
                     auditHeader=record.auditHeader, headers=record.headers)
 
 
+def _classifier_verdicts(items: list[Any], source: SqlSource) -> dict[str, dict[str, str]]:
+    """{dataset name as DataHub's SQL source passes it to a classifier (its URN name without
+    the platform instance): {column: semantic type}} of what autokfp's crawl typed."""
+    from datahub.utilities.urns.dataset_urn import DatasetUrn
+
+    prefix = f"{source.platform_instance}." if source.platform_instance else ""
+    out: dict[str, dict[str, str]] = {}
+    for d in items:
+        if not d.ok or d.source_failed:
+            continue
+        name = DatasetUrn.from_string(dataset_urn(d.schema)).name
+        out[name[len(prefix):] if prefix and name.startswith(prefix) else name] = {
+            c.name: c.semantic_type for c in d.schema.columns}
+    return out
+
+
 def _records(path: str, collected: list[Any] | None = None) -> list[Any]:
     """The proposals a file sink wrote, as whole aspects for DataHub Lite: the records the
     transformer passed on to it when it collected them (the same objects the sink wrote),
@@ -600,7 +624,8 @@ def _records(path: str, collected: list[Any] | None = None) -> list[Any]:
 
 def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str,
                 extras_path: str, extras: dict[str, Any], report: Any, store: Any,
-                settings: Settings, stamp: str, result: IngestResult) -> None:
+                settings: Settings, stamp: str, result: IngestResult,
+                share_verdicts: bool = True) -> None:
     """Run one recipe (skipped when its source is unchanged since its last good run) and add
     what it emitted to ``result``."""
     from autokfp import storage
@@ -635,7 +660,13 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
             Path(local).write_text(storage.read_text(remote))
     collect = f"{pipeline}-{stamp}"
     try:
-        result.recipes.append(run_recipe(item, extras_path, terms, collect=collect))
+        verdicts = None
+        if share_verdicts and isinstance(source, SqlSource):
+            verdicts = os.path.join(work, f"{pipeline}.verdicts.json")
+            Path(verdicts).write_text(json.dumps(_classifier_verdicts(
+                [d for d in report.found if d.source_name == source.name], source)))
+        result.recipes.append(run_recipe(item, extras_path, terms, collect=collect,
+                                         verdicts_path=verdicts))
         collected = AutokfpAspects.collected.get(collect)
     finally:
         AutokfpAspects.collected.pop(collect, None)
@@ -688,7 +719,7 @@ def _collect_file_sink(local: str, extras: dict[str, Any], store: Any, settings:
 
 
 def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
-           settings: Settings | None = None) -> IngestResult:
+           settings: Settings | None = None, *, share_verdicts: bool = True) -> IngestResult:
     """Catalog the sources through DataHub's own source plugins, with autokfp's aspects.
 
     Args:
@@ -697,6 +728,9 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         recipe: a user's recipe (YAML) run instead of the generated ones; its sink is kept
             if it has one.
         settings: state locations (default from the environment).
+        share_verdicts: autokfp's classifier in a generated SQL recipe answers from the
+            crawl's typing of each column (False: it types DataHub's sample of every column
+            again, as before; kept for ``scripts/benchmark_discovery.py``'s before/after).
 
     Returns:
         The recipes as run (secrets as ``${VAR}``), the dataset URNs DataHub emitted and the
@@ -732,7 +766,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         for item, source in zip(recipes, sources):
             _ingest_one(item, source, generated=recipe is None, work=work,
                         extras_path=extras_path, extras=extras, report=report, store=store,
-                        settings=settings, stamp=stamp, result=result)
+                        settings=settings, stamp=stamp, result=result,
+                        share_verdicts=share_verdicts)
     store.write_json("last-ingest.json", result.to_dict())
     log.info("DataHub ingestion: %d dataset(s) from %d recipe(s) (%d skipped: unchanged), "
              "%d extended by autokfp, %d removed", len(result.datasets), len(result.recipes),

@@ -137,6 +137,50 @@ def test_datahubs_classification_runs_autokfps_classifier(tmp_path, catalog_home
                      "ip": {"urn:li:glossaryTerm:IP_Address"}, "plan": set()}
 
 
+def test_datahubs_classification_takes_the_crawls_verdict(tmp_path, catalog_home,
+                                                          monkeypatch) -> None:
+    """autokfp's classifier answers from the crawl's typing of a column (its sample spans the
+    table) instead of typing DataHub's sample (the first rows) again: the glossary term and
+    autokfp's pii tag agree. Typing DataHub's sample alone misses the emails here."""
+    import sqlite3
+
+    import pandas as pd
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    db = tmp_path / "crm.db"
+    n = 600  # DataHub's reader samples the first 120 rows (sample_size 100 x 1.2)
+    with sqlite3.connect(db) as connection:
+        pd.DataFrame({
+            "id": range(n),
+            "contact": [None] * 400 + [f"person{i}@mail.example.org" for i in range(200)],
+            "plan": ["basic", "pro", "team"] * (n // 3),
+        }).to_sql("accounts", connection, index=False)
+    config = parse_config({"name": "crm", "sources": [{"name": "crm", "kind": "sql",
+                                                       "url": f"sqlite:///{db}"}],
+                           "training": {"dataset": "crm/accounts", "target": "plan"}})
+    urn = "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.accounts,PROD)"
+
+    def contact() -> tuple[set[str], set[str]]:
+        fields = {f["fieldPath"]: f for f in
+                  read_lite(catalog_home.catalog_dir, urn)["schemaMetadata"]["fields"]}
+        terms = (fields["contact"].get("glossaryTerms") or {}).get("terms", [])
+        return {t["urn"] for t in terms}, _tags(fields["contact"])
+
+    ingest(config, share_verdicts=False)  # DataHub's sample typed again: no email in it
+    terms, tags = contact()
+    assert terms == set() and "urn:li:tag:pii:email" in tags  # the two disagree
+    (db.parent / "again.db").write_bytes(db.read_bytes())  # a new source: a first run
+    config = parse_config({"name": "crm", "sources": [
+        {"name": "again", "kind": "sql", "url": f"sqlite:///{db.parent / 'again.db'}",
+         "platform_instance": "eu"}],
+        "training": {"dataset": "again/accounts", "target": "plan"}})
+    urn = "urn:li:dataset:(urn:li:dataPlatform:sqlite,eu.main.accounts,PROD)"
+    result = ingest(config)
+    assert "verdicts" not in json.dumps(result.recipes)  # a run's file, not the recipe's
+    terms, tags = contact()
+    assert terms == {"urn:li:glossaryTerm:Email_Address"} and "urn:li:tag:pii:email" in tags
+
+
 def _versions(catalog_dir, urn: str) -> dict[str, int]:
     """{aspect: latest version} of one entity in DataHub Lite's SQLite file."""
     import sqlite3
