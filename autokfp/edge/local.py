@@ -3,6 +3,8 @@
 This module and ``autokfp.edge.cli`` are the only engine modules that touch kfp: they are the
 edge where a pipeline is handed to a runner. Tasks run as subprocesses of this
 interpreter (``SubprocessRunner(use_venv=False)``), so the installed autokfp is what runs;
+each is forked from a warm worker that imported the common modules once
+(``autokfp.edge.taskfork``; ``AUTOKFP_LOCAL_FORK=0``: a new interpreter per task);
 resource, GPU and Kubernetes settings of the compiled spec are ignored here and every step
 runs on CPU. State goes under ``AUTOKFP_HOME``.
 """
@@ -161,10 +163,13 @@ def _run_pipeline(pipeline: Any, arguments: dict[str, Any], settings: Settings,
                   log_path: Path | None, on_task: Callable[[str], None] | None) -> Any:
     """Run ``pipeline`` (its output to ``log_path`` when given); a failed task raises
     ``PipelineRunError`` carrying the failing step's own error."""
+    from autokfp.edge.taskfork import forked_tasks
+
     try:
         if log_path is None:
-            return pipeline(**arguments)
-        with _captured_output(log_path, on_task):
+            with forked_tasks():
+                return pipeline(**arguments)
+        with _captured_output(log_path, on_task), forked_tasks():
             return pipeline(**arguments)
     except RuntimeError as exc:  # kfp.local reports a failed task as RuntimeError
         raise PipelineRunError(_explain_failure(str(exc), settings, log_path)) from None

@@ -1,0 +1,432 @@
+"""A warm worker for local runs: kfp.local's tasks forked from one process that has
+imported the heavy modules once.
+
+kfp.local's ``SubprocessRunner`` starts every task as a new interpreter (``sh -ec '...
+python -m kfp.dsl.executor_main ...'``), so each of a run's ~15 tasks imports pandas,
+pydantic, MLflow, scikit-learn and SciPy again before it does any work: seconds per task on
+an idle core, several times that on a loaded machine (``scripts/benchmark_task_startup.py``
+measures it). Here one worker process imports those modules once (``PRELOAD``) and forks a
+child per task; the child runs exactly what the task's command would have run (the
+component's source written to a fresh temporary folder, ``kfp.dsl.executor_main`` with the
+task's arguments, the task's environment and working folder) with its output on a pipe the
+runner reads as before, and exits like an interpreter does (``atexit`` handlers, threads
+joined). So each task is still its own process: nothing it does reaches the worker or
+another task, a failing task prints its traceback and exits non-zero, and kfp.local fails
+the run with it.
+
+Only the local runner changes: the compiled pipeline (what Kubeflow runs, one pod per task)
+is the same. A task whose command is not kfp's plain lightweight-component command, or
+whose environment differs from the worker's (a library reads some variables at import),
+runs as kfp.local runs it. ``AUTOKFP_LOCAL_FORK=0`` turns the worker off.
+
+TensorFlow, H2O and Evidently are not preloaded: they are imported by few tasks (or in the
+engines' own child processes), they are large, and TensorFlow's runtime is not fork-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import json
+import logging
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from autokfp import lifeline
+from autokfp.lifeline import RUNNER_ENV
+
+log = logging.getLogger(__name__)
+
+SWITCH_ENV = "AUTOKFP_LOCAL_FORK"
+# imported once in the worker: what most tasks import (scripts/benchmark_task_startup.py)
+PRELOAD = (
+    # what kfp.dsl.executor_main imports (the module itself runs fresh in each task)
+    "kfp.dsl.executor",
+    "kfp.dsl.kfp_config",
+    "kfp.dsl.utils",
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "pydantic",
+    "yaml",
+    "autokfp.config",
+    "autokfp.settings",
+    "mlflow",
+    "mlflow.tracking",
+    "mlflow.pyfunc",
+    # the SQLite store behind the registry and the audit trail (not opened here)
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "sklearn.metrics",
+    "scipy.stats",
+    "matplotlib.pyplot",
+)
+READY_TIMEOUT_SECS = 300.0
+_HEADER = struct.Struct("!I")
+
+
+def _lightweight_script() -> str | None:
+    """The shell script kfp puts first in every lightweight component's command (kfp
+    version's own), or None when it cannot be had."""
+    try:
+        from kfp.dsl import component_factory
+
+        def probe() -> None:
+            pass
+
+        command, _ = component_factory._get_command_and_args_for_lightweight_component(probe)
+        return str(command[2])
+    except Exception:  # noqa: BLE001 - another kfp: run tasks as kfp.local does
+        return None
+
+
+@dataclass
+class Request:
+    """One task for the worker: what ``sh -ec SCRIPT SOURCE ARGS...`` would have run."""
+
+    source: str
+    args: list[str]
+    env: dict[str, str]
+    cwd: str
+
+
+class TaskWorker:
+    """The runner's side: starts the worker, hands it tasks, relays their output."""
+
+    def __init__(self) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="autokfp-worker-"))
+        self.address = str(self._folder / "socket")
+        self.environment = dict(os.environ)
+        self.forked = 0  # tasks run by the worker (the rest ran as kfp.local runs them)
+        self._script = _lightweight_script()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the worker; it imports ``PRELOAD`` while the pipeline is being set up."""
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "autokfp.edge.taskfork", self.address, str(os.getpid())],
+            env=self.environment)
+
+    def _wait_ready(self) -> bool:
+        with self._lock:
+            if self._ready.is_set():
+                return True
+            if self._process is None:
+                return False
+            deadline = time.monotonic() + READY_TIMEOUT_SECS
+            while time.monotonic() < deadline and self._process.poll() is None:
+                if os.path.exists(self.address):
+                    self._ready.set()
+                    return True
+                time.sleep(0.05)
+            log.warning("the local task worker did not start (%s): tasks run as new processes",
+                        "exited" if self._process.poll() is not None else "timed out")
+            self.close()
+            return False
+
+    def accepts(self, full_command: list[str], env: dict[str, str]) -> bool:
+        """Whether the worker can run this command exactly as kfp.local would."""
+        if self._script is None or len(full_command) < 4 or full_command[:2] != ["sh", "-ec"]:
+            return False
+        if full_command[2] != self._script.replace("python3", sys.executable):
+            return False
+        return env == self.environment
+
+    def run(self, full_command: list[str], env: dict[str, str]) -> int | None:
+        """Run the task in a forked child, print its output as kfp.local does, return its
+        exit status; None when the worker is unavailable (run it as kfp.local does)."""
+        if not self._wait_ready():
+            return None
+        request = Request(source=full_command[3], args=list(full_command[4:]), env=env,
+                          cwd=os.getcwd())
+        body = json.dumps(vars(request)).encode()
+        reader, writer = os.pipe()
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                connection.connect(self.address)
+                socket.send_fds(connection, [_HEADER.pack(len(body))], [writer])
+                connection.sendall(body)
+            except OSError as exc:
+                log.warning("the local task worker is gone (%s): tasks run as new processes", exc)
+                os.close(reader)
+                self.close()
+                return None
+            finally:
+                os.close(writer)
+            self.forked += 1
+            # as kfp.local's run_local_subprocess: every line as it comes, then a blank line
+            with open(reader, encoding="utf-8", errors="replace", newline=None) as output:
+                for line in iter(output.readline, ""):
+                    print(line, end="")
+            print("\n")
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = connection.recv(64)
+                if not chunk:
+                    print("autokfp: the local task worker stopped before the task ended",
+                          file=sys.stderr)
+                    return 1
+                answer += chunk
+            return int(json.loads(answer)["returncode"])
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        """Stop the worker (tasks still running are its children: they watch it and stop)."""
+        process, self._process = self._process, None
+        self._ready.clear()
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        with contextlib.suppress(OSError):
+            os.unlink(self.address)
+        with contextlib.suppress(OSError):
+            self._folder.rmdir()
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@contextlib.contextmanager
+def forked_tasks() -> Iterator[TaskWorker | None]:
+    """While open, kfp.local's ``SubprocessRunner`` runs tasks in the warm worker (see the
+    module's docstring). Yields the worker, or None when it is off or kfp's runner has no
+    place to hook it (kfp.local then runs as it always does)."""
+    try:
+        from kfp.local import subprocess_task_handler as handler
+    except ImportError:
+        yield None
+        return
+    original = getattr(handler, "run_local_subprocess", None)
+    if not enabled() or original is None or _lightweight_script() is None:
+        yield None
+        return
+    worker = TaskWorker()
+    worker.start()
+
+    def run_local_subprocess(full_command: list[str],
+                             env_vars: dict[str, str] | None = None) -> int:
+        env = {**os.environ, **(env_vars or {})}
+        if worker.accepts(full_command, env):
+            returncode = worker.run(full_command, env)
+            if returncode is not None:
+                return returncode
+        return int(original(full_command=full_command, env_vars=env_vars))
+
+    handler.run_local_subprocess = run_local_subprocess
+    try:
+        yield worker
+    finally:
+        handler.run_local_subprocess = original
+        worker.close()
+
+
+# ----------------------------------------------------------------------------- the worker
+def _preload() -> None:
+    """Import ``PRELOAD`` as a task's process would (kfp in its runtime form); a module that
+    fails to import is left to the tasks, which will report it themselves."""
+    before = dict(os.environ)
+    os.environ["_KFP_RUNTIME"] = "true"
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001, S112 - the task imports it again and fails there
+            continue
+    del os.environ["_KFP_RUNTIME"]
+    # a module that sets a variable when imported (os.environ.setdefault) would set it in
+    # the task too: each child gets these under its own environment
+    _set_on_import.update({key: value for key, value in os.environ.items()
+                           if before.get(key) != value})
+    # a process's root logger starts bare; kfp's executor configures it in each task
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # what was imported stays out of the collector's passes: a collection in a task would
+    # otherwise touch (and so copy) every page of it
+    gc.collect()
+    gc.freeze()
+
+
+def _receive(connection: socket.socket) -> tuple[Request, int]:
+    data, fds, _, _ = socket.recv_fds(connection, _HEADER.size, 1)
+    if len(fds) != 1:
+        raise OSError("a task request without its output pipe")
+    while len(data) < _HEADER.size:
+        more = connection.recv(_HEADER.size - len(data))
+        if not more:
+            raise OSError("a truncated task request")
+        data += more
+    (size,) = _HEADER.unpack(data)
+    body = b""
+    while len(body) < size:
+        more = connection.recv(min(1 << 20, size - len(body)))
+        if not more:
+            raise OSError("a truncated task request")
+        body += more
+    return Request(**json.loads(body)), fds[0]
+
+
+def _serve(address: str, runner_pid: int) -> tuple[Request, int] | None:
+    """Accept tasks and fork a child for each; report each child's exit status to its
+    runner. Returns in a child (its task and output pipe), None in the worker when the
+    runner is gone or ends it."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address + ".tmp")
+    listener.listen(64)
+    os.rename(address + ".tmp", address)  # the runner waits for this name: ready
+    children: dict[int, socket.socket] = {}
+    try:
+        while os.getppid() == runner_pid:
+            readable, _, _ = select.select([listener], [], [], 0.05)
+            if readable:
+                connection, _ = listener.accept()
+                try:
+                    request, output = _receive(connection)
+                except (OSError, ValueError, TypeError) as exc:
+                    print(f"autokfp task worker: a bad request ({exc})", file=sys.stderr)
+                    connection.close()
+                    continue
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    listener.close()
+                    connection.close()
+                    for other in children.values():
+                        other.close()
+                    return request, output
+                os.close(output)
+                children[pid] = connection
+            while children:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                answer = children.pop(pid, None)
+                if answer is not None:
+                    with contextlib.suppress(OSError):
+                        code = os.waitstatus_to_exitcode(status)
+                        answer.sendall(json.dumps({"returncode": code}).encode() + b"\n")
+                    answer.close()
+    finally:
+        if os.getpid() == _worker_pid:
+            listener.close()
+            with contextlib.suppress(OSError):
+                os.unlink(address)
+    return None
+
+
+def _run_task(request: Request, output: int) -> NoReturn:
+    """In the forked child: what ``sh -ec SCRIPT SOURCE ARGS`` runs, in this process; then
+    the child exits as an interpreter does."""
+    try:
+        _execute(request, output)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            _exit(exc.code or 0)
+        print(exc.code, file=sys.stderr)
+        _exit(1)
+    except KeyboardInterrupt:  # as an interpreter ends on Ctrl-C: killed by SIGINT
+        _exit(None)
+    except BaseException as exc:  # as the interpreter reports it, without this module's frames
+        trace = start = exc.__traceback__
+        while trace is not None and not trace.tb_frame.f_code.co_filename.endswith(
+                os.path.join("kfp", "dsl", "executor_main.py")):
+            trace = trace.tb_next
+        sys.excepthook(type(exc), exc.with_traceback(trace or start), trace or start)
+        _exit(1)
+    _exit(0)
+
+
+def _exit(code: int | None) -> NoReturn:
+    """End the child as the interpreter ends a process (non-daemon threads joined, ``atexit``
+    handlers run, output flushed), without tearing down every module the worker imported:
+    that touches all of the worker's memory (copied page by page after the fork) and took
+    seconds per task on a loaded machine. ``code`` None: die of SIGINT."""
+    import atexit
+    import signal
+
+    with contextlib.suppress(BaseException):
+        threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize calls first
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    if code is None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 130
+    os._exit(code)
+
+
+def _execute(request: Request, output: int) -> None:
+    import runpy
+
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
+    os.chdir(request.cwd)
+    os.environ.clear()
+    os.environ.update(request.env)
+    for key, value in _set_on_import.items():
+        os.environ.setdefault(key, value)
+    # the task watches its parent, as it watched the runner (autokfp.lifeline)
+    if RUNNER_ENV in os.environ:
+        os.environ[RUNNER_ENV] = str(os.getppid())
+    tempfile.tempdir = None  # from this task's environment
+    program_path = tempfile.mkdtemp(prefix="tmp.")
+    module_path = os.path.join(program_path, "ephemeral_component.py")
+    with open(module_path, "w", encoding="utf-8") as handle:
+        handle.write(request.source)
+    os.environ["_KFP_RUNTIME"] = "true"
+    # importing autokfp.steps starts the watch of the runner (autokfp.lifeline); a watch
+    # thread of the worker is not in this process, so start this task's own
+    lifeline._started = False
+    if "autokfp.steps" in sys.modules:
+        lifeline.watch_runner()
+    if "numpy" in sys.modules:  # its global generator was seeded in the worker
+        sys.modules["numpy"].random.seed()
+    sys.argv = ["kfp.dsl.executor_main", "--component_module_path", module_path, *request.args]
+    runpy.run_module("kfp.dsl.executor_main", run_name="__main__", alter_sys=True)
+
+
+_worker_pid = 0
+_set_on_import: dict[str, str] = {}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m autokfp.edge.taskfork SOCKET RUNNER_PID``: the worker."""
+    global _worker_pid
+    address, runner_pid = argv[0], int(argv[1])
+    _worker_pid = os.getpid()
+    _preload()
+    task = _serve(address, runner_pid)
+    if task is None:
+        return 0
+    _run_task(*task)  # in a child: it ends there
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,193 @@
+"""Where a local ``autokfp run`` spends its time outside the engines: each task's imports
+against its work, side by side with the engines' own seconds (the anchor).
+
+kfp.local starts every pipeline task as a new Python process, so each task pays the
+interpreter's start and its imports before it does any work. This script runs the whole
+pipeline as ``scripts/benchmark_suite.py`` does (``autokfp run`` on one bundled table, a
+fresh ``AUTOKFP_HOME``) with ``PYTHONPROFILEIMPORTTIME=1``, so every Python process the run
+starts reports each import's time on its stderr, which kfp.local copies into the run log.
+From that log it prints, per task:
+
+* ``wall``: the task's seconds (kfp.local's ``Executing task`` to ``finished``);
+* ``imports``: the seconds its processes spent importing (the top-level imports' cumulative
+  times, lazy imports inside functions included), split by package (each module's own
+  time goes to the package it belongs to, so ``autokfp`` is autokfp's own modules);
+* ``rest``: wall minus imports: the work, and the interpreter's start (``python -c pass``,
+  printed once);
+
+then the engines' own training seconds (from the packages the run wrote) and the share of
+the wall time outside them. Imports in a training task's engine child (TensorFlow in
+AutoKeras's) are counted under that task; the engine's own seconds exclude them.
+
+    python scripts/benchmark_task_startup.py --table wine --budget 60 --out /tmp/bench --tag x
+    python scripts/benchmark_task_startup.py --log HOME/logs/run-....log   # an earlier run
+
+The import profiler adds a little to every import; compare runs made the same way.
+The machine's load average at the end is printed: on a shared machine it moves the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# packages shown in their own column (by top-level module name); the rest is "other"
+GROUPS = {
+    "kfp": ("kfp", "google", "kubernetes", "yaml", "docstring_parser", "requests_toolbelt"),
+    "pandas/arrow": ("pandas", "numpy", "pyarrow"),
+    "mlflow": ("mlflow", "sqlalchemy", "alembic", "flask", "werkzeug", "opentelemetry", "git"),
+    "sklearn/scipy": ("sklearn", "scipy", "joblib"),
+    "tensorflow": ("tensorflow", "keras", "autokeras", "keras_tuner", "tf_keras"),
+    "h2o": ("h2o",),
+    "evidently": ("evidently",),
+    "matplotlib": ("matplotlib", "PIL"),
+    "autokfp": ("autokfp",),
+}
+_IMPORT = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)")
+_TASK = re.compile(r"(?:Executing task '([\w-]+)'|Task '([\w-]+)' finished)")
+_STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) - INFO - ")
+
+
+def group_of(module: str) -> str:
+    root = module.split(".")[0]
+    for group, roots in GROUPS.items():
+        if root in roots:
+            return group
+    return "other"
+
+
+def parse_log(text: str) -> dict[str, dict[str, float]]:
+    """Per task (and ``before`` for the command's own lines before the first task): its wall
+    seconds and its import seconds per group, from a run log written with
+    ``PYTHONPROFILEIMPORTTIME=1``."""
+    from datetime import datetime
+
+    tasks: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    started: dict[str, datetime] = {}
+    current = "before"
+    for raw in text.splitlines():
+        line = re.sub(r"\x1b\[[0-9;]*m", "", raw)
+        found = _IMPORT.search(line)
+        if found:
+            # each module's own time goes to its package's group; the total is the top-level
+            # imports' cumulative times (each module counted once)
+            tasks[current][group_of(found.group(4))] += int(found.group(1)) / 1e6
+            if not found.group(3):
+                tasks[current]["imports"] += int(found.group(2)) / 1e6
+            continue
+        stamp, task = _STAMP.match(line), _TASK.search(line)
+        if not (stamp and task):
+            continue
+        moment = datetime.strptime(stamp.group(1), "%H:%M:%S.%f")
+        if task.group(1):
+            name = task.group(1)
+            if name == "train-model":
+                name = f"train-model-{sum(1 for key in started if key.startswith(name)) + 1}"
+            started[name] = moment
+            current = name
+        else:
+            name = next(key for key in reversed(list(started)) if key.startswith(task.group(2)))
+            tasks[name]["wall"] = round((moment - started[name]).total_seconds() % 86400, 2)
+            current = "between"
+    return {name: dict(values) for name, values in tasks.items()}
+
+
+def interpreter_start(python: str, repeat: int = 5) -> float:
+    """The median wall seconds of ``python -c pass``: a process's start without imports."""
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        subprocess.run([python, "-c", "pass"], check=True)
+        times.append(time.perf_counter() - began)
+    return sorted(times)[len(times) // 2]
+
+
+def print_table(tasks: dict[str, dict[str, float]], engines: dict[str, float], wall: float | None,
+                start: float) -> None:
+    columns = [*GROUPS, "other"]
+    print("| task | wall s | imports s | " + " | ".join(columns) + " | rest s |")
+    print("|---" * (len(columns) + 4) + "|")
+    total_wall = total_imports = 0.0
+    for name, values in tasks.items():
+        if "wall" not in values:
+            continue
+        imports = values.get("imports", 0.0)
+        total_wall += values["wall"]
+        total_imports += imports
+        print(f"| {name} | {values['wall']:.1f} | {imports:.1f} | " +
+              " | ".join(f"{values.get(c, 0.0):.1f}" for c in columns) +
+              f" | {values['wall'] - imports:.1f} |")
+    inside = sum(engines.values())
+    print(f"| **tasks** | {total_wall:.1f} | {total_imports:.1f} | " + " | ".join(
+        f"{sum(v.get(c, 0.0) for k, v in tasks.items() if 'wall' in v):.1f}" for c in columns) +
+        f" | {total_wall - total_imports:.1f} |")
+    print()
+    print(f"interpreter start (python -c pass, median of 5): {start:.3f} s per process")
+    print("engines' own seconds (anchor): " +
+          ", ".join(f"{engine} {seconds:.1f}" for engine, seconds in engines.items()) +
+          f" = {inside:.1f}")
+    tasks_outside = total_wall - inside
+    print(f"tasks outside the engines: {tasks_outside:.1f} s, of which imports "
+          f"{total_imports:.1f} s ({total_imports / tasks_outside:.0%})" if tasks_outside > 0 else "")
+    if wall:
+        print(f"whole run: {wall:.1f} s wall, outside the engines {wall - inside:.1f} s "
+              f"({(wall - inside) / wall:.0%}); outside the tasks (command start, kfp.local "
+              f"between tasks, end) {wall - total_wall:.1f} s")
+    print("load average (1/5/15 min): " + "/".join(f"{v:.1f}" for v in os.getloadavg()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", default="wine")
+    parser.add_argument("--budget", type=int, default=60)
+    parser.add_argument("--out", type=Path, default=Path("bench-results"),
+                        help="benchmark_suite's folder (the table's split is made there once)")
+    parser.add_argument("--tag", default="startup")
+    parser.add_argument("--log", type=Path, help="only read this run log (written with "
+                        "PYTHONPROFILEIMPORTTIME=1)")
+    parser.add_argument("--autokfp", default=str(Path(sys.executable).parent / "autokfp"))
+    parser.add_argument("--peer-python", default="/work/bench-venv/bin/python",
+                        help="reads tables whose package autokfp lacks (as benchmark_suite)")
+    args = parser.parse_args(argv)
+    import benchmark_suite as suite
+
+    start = interpreter_start(sys.executable)
+    if args.log:
+        home = args.log.parent.parent
+        print_table(parse_log(args.log.read_text(errors="replace")), suite.engine_seconds(home),
+                    None, start)
+        return 0
+    out = args.out.resolve()
+    folder = out / args.table
+    if not (folder / "task.json").exists():
+        folder = suite.prepare(args.table, out, args.peer_python)
+    os.environ["PYTHONPROFILEIMPORTTIME"] = "1"
+    try:
+        result = suite.run_system("autokfp", args.table, folder, args.budget, args.tag,
+                                  args.peer_python, args.autokfp)
+    finally:
+        os.environ.pop("PYTHONPROFILEIMPORTTIME", None)
+    print(f"{args.table}: {result.get('status')} in {result.get('wall_seconds')} s "
+          f"{result.get('reason', '')[:300]}")
+    home = folder / f"autokfp-{args.tag}" / "home"
+    logs = sorted((home / "logs").glob("run-*.log"))
+    if not logs:
+        print("no run log found", file=sys.stderr)
+        return 1
+    tasks = parse_log(logs[-1].read_text(errors="replace"))
+    print_table(tasks, suite.engine_seconds(home), result.get("wall_seconds"), start)
+    (folder / f"autokfp-{args.tag}-startup.json").write_text(json.dumps(tasks, indent=1))
+    return 0 if result.get("status") == "trained" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

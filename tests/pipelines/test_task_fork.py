@@ -1,0 +1,197 @@
+"""kfp.local tasks forked from the warm worker (autokfp.edge.taskfork) keep kfp.local's
+semantics: each task its own process, nothing one task changes seen by the next, a failing
+task fails the run with its own error, a killed runner leaves no process behind.
+
+Each test starts one worker (it imports pandas, MLflow, scikit-learn...: 3-15 s here).
+"""
+
+# no `from __future__ import annotations`: kfp reads the components' annotations
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from kfp import dsl, local
+from kfp.dsl import Artifact, Input, Output
+
+from autokfp.edge import taskfork
+from autokfp.lifeline import RUNNER_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def first(marker: Output[Artifact]) -> str:
+    import atexit
+    import json
+    import os
+
+    import numpy as np
+    import pandas as pd
+
+    pd.options.display.max_rows = 7  # a module's state changed in this task only
+    # the process ends as an interpreter does: its exit handlers run
+    atexit.register(lambda: open(os.environ["QPERF_AT_EXIT"], "w").write("ran"))
+    with open(marker.path, "w") as handle:
+        handle.write("written by first")
+    return json.dumps({"pid": os.getpid(), "ppid": os.getppid(),
+                       "runner": os.environ.get("AUTOKFP_RUNNER_PID"),
+                       "random": float(np.random.rand())})
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def second(marker: Input[Artifact], before: str) -> str:
+    import json
+    import os
+
+    import numpy as np
+    import pandas as pd
+
+    with open(marker.path) as handle:
+        text = handle.read()
+    return json.dumps({"pid": os.getpid(), "max_rows": pd.options.display.max_rows,
+                       "marker": text, "before": json.loads(before),
+                       "random": float(np.random.rand())})
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def broken(before: str) -> None:
+    raise ValueError(f"this task fails on purpose after {len(before)} characters")
+
+
+@dsl.pipeline
+def two_tasks() -> str:
+    made = first()
+    return second(marker=made.outputs["marker"], before=made.outputs["Output"]).output
+
+
+@dsl.pipeline
+def failing() -> None:
+    broken(before=first().outputs["Output"])
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    monkeypatch.setenv(RUNNER_ENV, str(os.getpid()))
+    monkeypatch.setenv("QPERF_AT_EXIT", str(tmp_path / "at-exit"))
+    monkeypatch.delenv(taskfork.SWITCH_ENV, raising=False)
+    local.init(runner=local.SubprocessRunner(use_venv=False),
+               pipeline_root=str(tmp_path / "root"), raise_on_error=True)
+
+
+def test_forked_tasks_are_isolated_processes_and_a_failure_fails_the_run(runner, tmp_path,
+                                                                        capsys):
+    import json
+
+    with taskfork.forked_tasks() as worker:
+        assert worker is not None
+        result = json.loads(two_tasks().output)
+        assert worker.forked == 2
+        worker_pid = worker._process.pid
+        before = result["before"]
+        # each task its own process, a child of the worker, which it watches (lifeline)
+        assert before["pid"] != result["pid"] != worker_pid
+        assert before["ppid"] == worker_pid and before["runner"] == str(worker_pid)
+        # what the first task changed in a preloaded module is not in the second
+        assert result["max_rows"] == 60 and result["marker"] == "written by first"
+        # numpy's global generator is seeded in each task, not copied from the worker
+        assert before["random"] != result["random"]
+        assert (tmp_path / "at-exit").read_text() == "ran"
+        capsys.readouterr()
+        with pytest.raises(RuntimeError, match="Inner task failed"):
+            failing()
+        assert worker.forked == 4
+    printed = capsys.readouterr().out
+    assert "ValueError: this task fails on purpose after" in printed
+    # the traceback is the task's, as a new interpreter prints it
+    trace = printed[printed.index("Traceback"):]
+    assert "executor_main.py" in trace.splitlines()[1] and "taskfork" not in trace
+    assert worker._process is None  # stopped when the run ended
+
+
+def test_tasks_it_cannot_run_as_kfp_local_would_go_to_kfp_local(runner, monkeypatch):
+    worker = taskfork.TaskWorker()
+    script = taskfork._lightweight_script()
+    assert script is not None
+    command = ["sh", "-ec", script.replace("python3", sys.executable), "source", "--x"]
+    assert worker.accepts(command, dict(os.environ))
+    # a variable set for the task only (a library may read it at import)
+    assert not worker.accepts(command, {**os.environ, "OMP_NUM_THREADS": "1"})
+    # another command shape (pip installs first, a container component)
+    assert not worker.accepts(["sh", "-c", "pip install x && python3 -m y"], dict(os.environ))
+    worker.close()
+    monkeypatch.setenv(taskfork.SWITCH_ENV, "0")
+    with taskfork.forked_tasks() as off:
+        assert off is None
+
+
+RUNNER = """
+import os, sys
+from kfp import dsl, local
+from kfp.dsl import Artifact, Input, Output
+from autokfp.edge.taskfork import forked_tasks
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def sleeper():
+    import os, time
+    from autokfp.lifeline import watch_runner
+    import autokfp.steps  # what every autokfp component imports first: it starts the watch
+    if not watch_runner():  # a second call: started already
+        open(os.environ["QPERF_WATCHING"], "w").close()
+    time.sleep(600)
+
+@dsl.pipeline
+def sleeping():
+    sleeper()
+
+os.environ["AUTOKFP_RUNNER_PID"] = str(os.getpid())
+local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[1])
+with forked_tasks():
+    sleeping()
+"""
+
+
+def _tagged(tag: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f"QPERF_TAG={tag}".encode() in (entry / "environ").read_bytes() and \
+                        (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_killing_the_runner_stops_the_worker_and_its_tasks(tmp_path):
+    tag = uuid.uuid4().hex
+    watching = tmp_path / "watching"
+    env = {**os.environ, "QPERF_TAG": tag, "QPERF_WATCHING": str(watching)}
+    env.pop(taskfork.SWITCH_ENV, None)
+    script = tmp_path / "runner.py"  # kfp reads a component's source from its file
+    script.write_text(RUNNER)
+    runner = subprocess.Popen([sys.executable, str(script), str(tmp_path / "root")],
+                              cwd=tmp_path, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not watching.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert watching.exists(), "the task did not come up watching its parent"
+        assert len(_tagged(tag)) == 3  # runner, worker, task
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+        deadline = time.monotonic() + 10
+        while _tagged(tag) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _tagged(tag) == []
+    finally:
+        for pid in _tagged(tag):
+            os.kill(pid, signal.SIGKILL)
+        if runner.poll() is None:
+            runner.kill()
