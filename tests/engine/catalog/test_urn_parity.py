@@ -59,9 +59,8 @@ def _lineage(records: list[dict]) -> dict[str, list[str]]:
     return out
 
 
-def _datahub_run(source: dict, tmp_path: Path, monkeypatch,
-                 lineage: dict | None = None) -> dict[str, list[str]]:
-    """Run DataHub's own source with its stock recipe into a file sink."""
+def _datahub_records(source: dict, tmp_path: Path, monkeypatch) -> list[dict]:
+    """The records DataHub's own source writes with its stock recipe into a file sink."""
     from datahub.ingestion.run.pipeline import Pipeline
 
     monkeypatch.setenv("HOME", str(tmp_path / "datahub-home"))
@@ -70,7 +69,13 @@ def _datahub_run(source: dict, tmp_path: Path, monkeypatch,
                                 "sink": {"type": "file", "config": {"filename": str(out)}}})
     pipeline.run()
     pipeline.raise_from_status()
-    records = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def _datahub_run(source: dict, tmp_path: Path, monkeypatch,
+                 lineage: dict | None = None) -> dict[str, list[str]]:
+    """Run DataHub's own source with its stock recipe into a file sink."""
+    records = _datahub_records(source, tmp_path, monkeypatch)
     if lineage is not None:
         lineage.update(_lineage(records))
     return _datasets(records)
@@ -397,18 +402,9 @@ def test_postgres_view_column_lineage_through_datahubs_parser(postgres_server, t
         "customer_id": [field("public.renamed", "customer_id")],
         "spend": [field("public.renamed", "spend")]}
 
-    monkeypatch.setenv("HOME", str(tmp_path / "datahub-home"))
-    from datahub.ingestion.run.pipeline import Pipeline
-
-    out = tmp_path / "datahub-postgres.json"
-    pipeline = Pipeline.create({"source": {"type": "postgres", "config": {
+    theirs = _column_lineage(_datahub_records({"type": "postgres", "config": {
         "host_port": f"127.0.0.1:{server.port}", "database": "cll", "username": server.user,
-        "password": server.password}},
-        "sink": {"type": "file", "config": {"filename": str(out)}}})
-    pipeline.run()
-    pipeline.raise_from_status()
-    theirs_file = json.loads(out.read_text())
-    theirs = _column_lineage(theirs_file)
+        "password": server.password}}, tmp_path, monkeypatch))
     for view in ("public.renamed", "public.everything", "public.top"):  # search-path schema
         assert {c: up for c, (up, _) in theirs[urn(view)].items()} == {
             c: up for c, (up, _) in ours[urn(view)].items()}, view
@@ -489,17 +485,9 @@ def test_view_lineage_names_real_tables_in_every_schema_on_both_paths(
 
     # DataHub's stock recipe: right where the view and its tables are on the search path,
     # wrong elsewhere (it takes the view's schema for names PostgreSQL printed unqualified)
-    monkeypatch.setenv("HOME", str(tmp_path / "datahub-home"))
-    from datahub.ingestion.run.pipeline import Pipeline
-
-    stock = tmp_path / "datahub-postgres.json"
-    pipeline = Pipeline.create({"source": {"type": "postgres", "config": {
+    stock_records = _datahub_records({"type": "postgres", "config": {
         "host_port": f"127.0.0.1:{server.port}", "database": "vl", "username": server.user,
-        "password": server.password}},
-        "sink": {"type": "file", "config": {"filename": str(stock)}}})
-    pipeline.run()
-    pipeline.raise_from_status()
-    stock_records = json.loads(stock.read_text())
+        "password": server.password}}, tmp_path, monkeypatch)
     their_tables, their_columns = _lineage(stock_records), upstream_columns(stock_records)
     for view in (urn("public.renamed"), urn("public.order_view")):
         assert their_tables[view] == tables[view] and their_columns[view] == columns[view]
