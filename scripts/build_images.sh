@@ -289,7 +289,9 @@ for name in "${selected[@]}"; do
   note=""
   case "$name" in
     # one Dockerfile, a target each: runtime and training with the same accelerator (cpu)
-    # are the same layers, and every image shares the os stage's
+    # are the same layers; every image shares the os stage's, and the dependency layers
+    # chain (core, then TensorFlow, then the pipelines extra), so serving and serving-keras
+    # are the runtime's lower layers plus their wheel
     runtime) args+=(--target runtime --build-arg ACCELERATOR=cpu) ;;
     training)
       args+=(--target training
@@ -297,7 +299,7 @@ for name in "${selected[@]}"; do
       note=" (accelerator: $accelerator)"
       ;;
     # the serving image with TensorFlow, for the engines that need it to score (AutoKeras)
-    serving-keras) args+=(--target serving --build-arg AUTOKFP_EXTRAS=keras) ;;
+    serving-keras) args+=(--target serving --build-arg SERVING_DEPS=keras) ;;
     serving) args+=(--target serving) ;;
   esac
   echo ">> building $ref$note"

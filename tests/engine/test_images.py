@@ -19,7 +19,8 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ("runtime", "training", "serving")
-# every image is a target of images/Dockerfile; runtime and training stand on its engine stage
+# every image is a target of images/Dockerfile; runtime and training stand on its engine stage,
+# serving on the core's dependency stage (serving-keras: on TensorFlow's)
 DOCKERFILE = ROOT / "images" / "Dockerfile"
 INSTALL = ROOT / "images" / "install.sh"
 sys.path.insert(0, str(ROOT / "images"))
@@ -54,12 +55,18 @@ def _stages(text: str) -> dict[str, list[str]]:
     return stages
 
 
+# the dependency stages, each on the one before: what each image installs is a prefix of
+# this chain
+DEPENDENCY_CHAIN = ("core-deps", "keras-deps", "engine-deps")
+
+
 def _image_steps(name: str) -> list[str]:
     """What the image ``name`` is built from: its target stage with the stages it stands on."""
     stages = _stages(_dockerfile(name))
     if name == "serving":
-        return stages["os"] + stages["serving"]
-    return stages["os"] + stages["engine"] + stages[name]
+        return stages["os"] + stages["core-deps"] + stages["serving"]
+    return stages["os"] + [s for dep in DEPENDENCY_CHAIN for s in stages[dep]] + \
+        stages["engine"] + stages[name]
 
 
 def _instructions(text: str) -> list[str]:
@@ -92,10 +99,12 @@ def test_dockerfile_follows_the_house_rules(name):
     # one os stage every image shares; the engine's two images are targets on its stage
     froms = [s for s in steps if s.startswith("FROM ")]
     if name == "serving":
-        assert froms == ["FROM ${PYTHON_IMAGE} AS os", "FROM os AS serving"], froms
+        assert froms == ["FROM ${PYTHON_IMAGE} AS os", "FROM os AS core-deps",
+                         "FROM ${SERVING_DEPS}-deps AS serving"], froms
     else:
-        assert froms == ["FROM ${PYTHON_IMAGE} AS os", "FROM os AS engine",
-                         f"FROM engine AS {name}"], froms
+        assert froms == ["FROM ${PYTHON_IMAGE} AS os", "FROM os AS core-deps",
+                         "FROM core-deps AS keras-deps", "FROM keras-deps AS engine-deps",
+                         "FROM engine-deps AS engine", f"FROM engine AS {name}"], froms
     assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in _instructions(text)
     # a syntax directive makes BuildKit pull a frontend image from Docker Hub
     assert not re.search(r"^#\s*syntax=", text, re.MULTILINE)
@@ -142,17 +151,24 @@ def test_runtime_and_cpu_training_share_their_layers():
     every image, the serving ones too, stands on the os stage (Java, venv, user)."""
     stages = _stages(_dockerfile("runtime"))
     # runtime last: the default target
-    assert list(stages) == ["requirements", "os", "engine", "training", "serving", "runtime"]
+    assert list(stages) == ["requirements", "os", *DEPENDENCY_CHAIN, "engine", "training",
+                            "serving", "runtime"]
     for name in ("runtime", "training"):
         assert all(s.startswith(("FROM engine", "LABEL ", "ENV ")) for s in stages[name]), name
     assert any("install.sh wheel" in s for s in stages["engine"])
     assert "ARG ACCELERATOR=cpu" in stages["engine"]
-    assert stages["serving"][0] == "FROM os AS serving"
+    # the serving image stands on the core's layers, serving-keras on TensorFlow's: the
+    # runtime's lower layers, built once for all four images
+    assert stages["serving"][0] == "FROM ${SERVING_DEPS}-deps AS serving"
+    steps = _instructions(_dockerfile("serving"))
+    first_from = next(i for i, s in enumerate(steps) if s.startswith("FROM "))
+    assert "ARG SERVING_DEPS=core" in steps[:first_from]  # a global arg: FROM can use it
+    script = (ROOT / "scripts" / "build_images.sh").read_text(encoding="utf-8")
+    assert "serving-keras) args+=(--target serving --build-arg SERVING_DEPS=keras)" in script
     # one set-up, not one per image (duplicates D1): Java, the venv and the user are in os only
-    for name in ("engine", "training", "serving", "runtime"):
+    for name in (*DEPENDENCY_CHAIN, "engine", "training", "serving", "runtime"):
         assert not any(re.search(r"apt-get|useradd|venv", s) for s in stages[name]), name
     # the release training image is the GPU one: the build script's default for it
-    script = (ROOT / "scripts" / "build_images.sh").read_text(encoding="utf-8")
     assert "accelerator=gpu" in script
     assert "--target runtime --build-arg ACCELERATOR=cpu" in script
     assert '--target training\n             --build-arg "ACCELERATOR=$accelerator"' in script
@@ -160,9 +176,11 @@ def test_runtime_and_cpu_training_share_their_layers():
 
 def test_the_gpu_training_image_has_one_cuda_stack_from_tensorflow_wheels():
     training = _dockerfile("training")
-    assert "gpu) extras=pipelines,gpu" in training and "cpu) extras=pipelines,keras" in training
+    assert "gpu) tensorflow=gpu" in training and "cpu) tensorflow=keras" in training
     assert "COPY --from=requirements /tmp/build/engine.txt /tmp/build/requirements.txt" in \
-        _stages(training)["engine"]
+        _stages(training)["engine-deps"]
+    assert "COPY --from=requirements /tmp/build/keras.txt /tmp/build/requirements.txt" in \
+        _stages(training)["keras-deps"]
     assert "nvidia/cuda" not in training and "CUDA_IMAGE" not in training
     # the build fails unless the installed TensorFlow is the CUDA build (and, for cpu, is not)
     assert "tf.test.is_built_with_cuda()" in training
@@ -180,10 +198,15 @@ def test_the_gpu_training_image_has_one_cuda_stack_from_tensorflow_wheels():
 
 def test_the_serving_image_stays_lean():
     serving = _dockerfile("serving")
-    assert 'ARG AUTOKFP_EXTRAS=""' in _stages(serving)["requirements"]
-    assert 'ENTRYPOINT ["python", "-m", "autokfp.serving"]' in _stages(serving)["serving"]
-    assert "COPY --from=requirements /tmp/build/serving.txt /tmp/build/requirements.txt" in \
-        _stages(serving)["serving"]
+    stages = _stages(serving)
+    assert 'ENTRYPOINT ["python", "-m", "autokfp.serving"]' in stages["serving"]
+    assert "COPY --from=requirements /tmp/build/core.txt /tmp/build/requirements.txt" in \
+        stages["core-deps"]
+    # and the built image proves it: its build fails when a heavy package is in it (or, for
+    # serving-keras, when anything but TensorFlow CPU and AutoKeras is)
+    check = next(s for s in stages["serving"] if "heavy packages in the serving image" in s)
+    assert "want = {'tensorflow-cpu', 'autokeras'} if sys.argv[1] == 'keras' else set()" in check
+    assert "sys.exit(found != want)" in check and check.endswith('"${SERVING_DEPS}"')
     core = {canonicalize_name(Requirement(r).name) for r in requirements(PROJECT, [])}
     heavy = {"kfp", "kfp-kubernetes", "acryl-datahub", "evidently", "tensorflow",
              "tensorflow-cpu", "autokeras", "keras", "mlflow", "shap", "fairlearn"}
@@ -204,6 +227,18 @@ def test_every_requirement_is_pinned_by_a_version_it_allows():
     assert "autokfp" not in pins
 
 
+@pytest.mark.parametrize("tensorflow", ["keras", "gpu"])
+def test_each_dependency_layer_only_adds_to_the_one_below(tensorflow):
+    """The chain core -> keras -> engine: each list holds the one below it whole, so each
+    install step keeps what is installed and adds the rest (with one constraints file, no
+    package is installed twice in two versions)."""
+    core = requirements(PROJECT, [])
+    keras = requirements(PROJECT, [tensorflow])
+    engine = requirements(PROJECT, ["pipelines", tensorflow])
+    assert keras[:len(core)] == core and set(keras) < set(engine)
+    assert set(engine) == set(requirements(PROJECT, ["pipelines"])) | set(keras)
+
+
 def test_requirements_expand_extras_made_of_extras():
     found = requirements(PROJECT, ["all"])
     names = {canonicalize_name(Requirement(r).name) for r in found}
@@ -222,27 +257,34 @@ def test_the_make_install_and_the_images_use_the_same_constraints():
 
 @pytest.mark.parametrize("name", IMAGES)
 def test_the_dependency_layer_depends_on_the_requirement_list_not_on_pyproject(name):
-    """pyproject.toml goes only into the ``requirements`` stage, which reads the image's
-    requirement list out of it; the image copies that list (BuildKit keys the copy on its
+    """pyproject.toml goes only into the ``requirements`` stage, which reads the requirement
+    lists out of it; each dependency stage copies its list (BuildKit keys the copy on its
     content), so an edit of pyproject.toml that leaves the dependencies alone (the version,
-    a tool's settings) keeps the dependency layer. Before, any edit rebuilt it: 798 s for
+    a tool's settings) keeps the dependency layers. Before, any edit rebuilt them: 798 s for
     the four test-cluster images."""
     stages = _stages(_dockerfile(name))
     assert stages["requirements"][:2] == [
         "FROM ${PYTHON_IMAGE} AS requirements",
         "COPY pyproject.toml images/requirements.py /tmp/build/"], stages["requirements"]
-    listed = "engine" if name != "serving" else "serving"
-    assert any("requirements.py /tmp/build/pyproject.toml" in s and
-               f"> /tmp/build/{listed}.txt" in s for s in stages["requirements"])
+    lists = ["core"] if name == "serving" else ["core", "keras", "engine"]
+    for listed in lists:
+        assert any("requirements.py /tmp/build/pyproject.toml" in s and
+                   f"> /tmp/build/{listed}.txt" in s for s in stages["requirements"]), listed
     steps = _image_steps(name)
     assert not any("pyproject" in s for s in steps if s.startswith(("COPY", "ADD"))), steps
     copies = [s for s in steps if s.startswith("COPY")]
-    install = next(i for i, s in enumerate(steps) if s.endswith("install.sh requirements"))
-    # only the constraints, the install script and the list come before the install; the
-    # wheel after it
-    assert [s for s in copies if steps.index(s) < install] == [
+    installs = [i for i, s in enumerate(steps) if s.endswith("install.sh requirements")]
+    assert len(installs) == len(lists), installs
+    # only the constraints, the install script and the lists come before the installs, each
+    # list just before its install; the wheel after them all
+    assert [s for s in copies if steps.index(s) < installs[-1]] == [
         "COPY constraints.txt images/install.sh /tmp/build/",
-        f"COPY --from=requirements /tmp/build/{listed}.txt /tmp/build/requirements.txt"]
+        *(f"COPY --from=requirements /tmp/build/{listed}.txt /tmp/build/requirements.txt"
+          for listed in lists)]
+    for install, listed in zip(installs, lists):
+        assert steps[install - 1] == (
+            f"COPY --from=requirements /tmp/build/{listed}.txt /tmp/build/requirements.txt")
+    assert steps.index("COPY dist/autokfp-*.whl /tmp/dist/") > installs[-1]
     # nothing fetched from outside Debian's mirror and the Python index here either
     for step in stages["requirements"]:
         assert not re.search(r"\b(curl|wget|uv|astral|pip install)\b", step), step
