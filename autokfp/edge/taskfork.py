@@ -19,8 +19,11 @@ is the same. A task whose command is not kfp's plain lightweight-component comma
 whose environment differs from the worker's (a library reads some variables at import),
 runs as kfp.local runs it. ``AUTOKFP_LOCAL_FORK=0`` turns the worker off.
 
-TensorFlow, H2O and Evidently are not preloaded: they are imported by few tasks (or in the
-engines' own child processes), they are large, and TensorFlow's runtime is not fork-safe.
+H2O and Evidently are not preloaded: they are imported by one task each, or in the engines'
+own child processes. TensorFlow and Keras are imported by the worker when the first task
+that loads model packages (``PACKAGE_TASKS``) runs in a run with AutoKeras: with an
+AutoKeras champion every later task loads it again. Only imported, never run, in the worker
+(TensorFlow's runtime, once started, is not fork-safe).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -73,6 +76,12 @@ PRELOAD = (
     "scipy.stats",
     "matplotlib.pyplot",
 )
+# the tasks that load model packages (an AutoKeras one imports TensorFlow and Keras: 7 s on
+# an idle core, 10-25 s under load, in each of them); when the run has AutoKeras, the
+# first of them has the worker import TensorFlow first, once, for it and the rest
+PACKAGE_TASKS = frozenset({"select_model", "bias_check", "evaluate_model", "explain_model",
+                           "write_model_card", "deploy_model"})
+TENSORFLOW = ("tensorflow", "keras")
 READY_TIMEOUT_SECS = 300.0
 _HEADER = struct.Struct("!I")
 
@@ -100,6 +109,7 @@ class Request:
     args: list[str]
     env: dict[str, str]
     cwd: str
+    preload: list[str] = field(default_factory=list)  # imported by the worker first, once
 
 
 class TaskWorker:
@@ -152,7 +162,7 @@ class TaskWorker:
         if not self._wait_ready():
             return None
         request = Request(source=full_command[3], args=list(full_command[4:]), env=env,
-                          cwd=os.getcwd())
+                          cwd=os.getcwd(), preload=preload_for(full_command[4:]))
         body = json.dumps(vars(request)).encode()
         reader, writer = os.pipe()
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -203,6 +213,18 @@ class TaskWorker:
             self._folder.rmdir()
 
 
+def preload_for(args: list[str]) -> list[str]:
+    """What the worker imports before forking the task with these arguments: TensorFlow for
+    a task that loads model packages in a run that has AutoKeras among its engines (its
+    executor input, the run's config included, names it). Imported once, for good: the
+    tasks after it load the same champion."""
+    function = args[args.index("--function_to_execute") + 1] \
+        if "--function_to_execute" in args[:-1] else ""
+    if function in PACKAGE_TASKS and any("autokeras" in arg for arg in args):
+        return list(TENSORFLOW)
+    return []
+
+
 def enabled() -> bool:
     return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
@@ -242,12 +264,16 @@ def forked_tasks() -> Iterator[TaskWorker | None]:
 
 
 # ----------------------------------------------------------------------------- the worker
-def _preload() -> None:
-    """Import ``PRELOAD`` as a task's process would (kfp in its runtime form); a module that
+def _preload(names: tuple[str, ...] | list[str] = PRELOAD) -> None:
+    """Import ``names`` as a task's process would (kfp in its runtime form); a module that
     fails to import is left to the tasks, which will report it themselves."""
     before = dict(os.environ)
     os.environ["_KFP_RUNTIME"] = "true"
-    for name in PRELOAD:
+    if any(name in TENSORFLOW for name in names):
+        # as autokfp's AutoKeras engine sets them before its first TensorFlow import
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001, S112 - the task imports it again and fails there
@@ -308,6 +334,10 @@ def _serve(address: str, runner_pid: int) -> tuple[Request, int] | None:
                     print(f"autokfp task worker: a bad request ({exc})", file=sys.stderr)
                     connection.close()
                     continue
+                wanted = [name for name in request.preload
+                          if name in TENSORFLOW and name not in sys.modules]
+                if wanted:
+                    _preload(wanted)
                 sys.stdout.flush()
                 sys.stderr.flush()
                 pid = os.fork()

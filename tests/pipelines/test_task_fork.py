@@ -195,3 +195,14 @@ def test_killing_the_runner_stops_the_worker_and_its_tasks(tmp_path):
             os.kill(pid, signal.SIGKILL)
         if runner.poll() is None:
             runner.kill()
+
+
+def test_tensorflow_is_preloaded_for_package_tasks_of_runs_with_autokeras():
+    config = '{"inputs": {"parameterValues": {"config": {"engines": {"%s": {}}}}}}'
+    keras_run = ["--executor_input", config % "autokeras", "--function_to_execute"]
+    assert taskfork.preload_for([*keras_run, "select_model"]) == ["tensorflow", "keras"]
+    assert taskfork.preload_for([*keras_run, "deploy_model"]) == ["tensorflow", "keras"]
+    assert taskfork.preload_for([*keras_run, "profile"]) == []  # loads no model package
+    h2o_run = ["--executor_input", config % "h2o", "--function_to_execute", "select_model"]
+    assert taskfork.preload_for(h2o_run) == []
+    assert taskfork.preload_for(["--function_to_execute"]) == []
