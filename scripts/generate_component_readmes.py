@@ -301,10 +301,11 @@ def _exit_handler(component: Any, components: tuple, calls: list[str]) -> Any | 
         return None
     guarded = next(c for c in components if c is not component
                    and stage_of(c) == stage_of(component)
-                   and not any(_is_artifact(s.type) for s in (c.component_spec.inputs or {}).values()))
+                   and not any(_is_artifact(s.type) and not s.optional
+                               for s in (c.component_spec.inputs or {}).values()))
     arguments = ", ".join(f"{name}={_parameter_value(name, spec)}"
                           for name, spec in (guarded.component_spec.inputs or {}).items()
-                          if not spec.optional or name == "config")
+                          if not spec.optional or name in ("config", "run_id"))
     calls[-1] += f"  # {final[0]}: filled in by KFP with the final status of the tasks below"
     calls += [f"    with dsl.ExitHandler({_variable(component)}):",
               f"        {_variable(guarded)} = {guarded.python_func.__name__}({arguments})"]
@@ -324,7 +325,7 @@ def _pipeline_calls(target: Any, components: tuple) -> tuple[list[Any], list[str
             if not _is_artifact(spec.type):
                 # else its default; the example pipeline's config is passed on even where
                 # it is optional (a component used alone takes typed inputs instead)
-                if not spec.optional or name == "config":
+                if not spec.optional or name in ("config", "run_id"):
                     arguments.append(f"{name}={_parameter_value(name, spec)}")
                 continue
             if getattr(spec, "is_artifact_list", False):  # Input[List[...]]: a fan-in
@@ -556,6 +557,17 @@ def render_metadata(component: Any) -> str:
     return header + yaml.safe_dump(metadata(component), sort_keys=False, width=100)
 
 
+def _standalone_list(components: tuple) -> str:
+    """Which components need no run config (their ``config`` input is optional), a clause."""
+    names = [f"`{c.python_func.__name__}`" for c in components
+             if "config" not in (c.component_spec.inputs or {})
+             or c.component_spec.inputs["config"].optional]
+    if len(names) == len(components):
+        return "no component needs an autokfp run config"
+    listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+    return f"{listed} need no autokfp run config"
+
+
 def render_index(components: tuple) -> str:
     root = Path(sys.modules["autokfp.components"].__file__).parent
     lines = [
@@ -563,10 +575,9 @@ def render_index(components: tuple) -> str:
         "The KFP faces of autokfp: one thin `@dsl.component` per pipeline stage. Each passes "
         "artifact paths to one engine call (`autokfp.steps.<name>`) and runs in an autokfp image, "
         "so nothing is installed at run time. `pipelines/` assembles them. In a pipeline of your "
-        "own, `catalog_sources`, `discover`, `profile`, `engineer_features`, `train_model`, "
-        "`evaluate_model` and `score_batch` need no autokfp run config: their typed inputs "
-        "(`sources`, `dataset_uri`, `target`, `engine`, `budget_seconds`, `model_name`...) have defaults and "
-        "`config` is optional (each README's Example shows the call).", "",
+        f"own, {_standalone_list(components)}: their typed inputs "
+        "(`sources`, `dataset_uri`, `target`, `engine`, `budget_seconds`, `model_name`...) have "
+        "defaults and `config` is optional (each README's Example shows the call).", "",
         "| component | stage | what it does | image | GPU |",
         "| --- | --- | --- | --- | --- |",
     ]

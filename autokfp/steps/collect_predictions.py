@@ -49,9 +49,17 @@ def collect_predictions(
     run_id: str = "",
     window_end: str = "",
     scheduled_time: str = "",
+    reference_frame: pd.DataFrame | None = None,
+    standalone: bool = False,
 ) -> Collected:
     """The champion's logged predictions for the window (with labels), its reference and
-    the quality of the live inputs."""
+    the quality of the live inputs.
+
+    ``reference_frame``: the reference rows given as an input (a component used alone: the
+    user's training data), taken instead of the stored reference or the training dataset
+    (at most ``monitoring.reference_rows`` of them, sampled). ``standalone``: the config is a
+    component's own (no run config): the labels' target column defaults to the champion's
+    target, not ``training.target``."""
     from autokfp.monitoring.window import load_champion, window_end_time
 
     cfg = read_config(config)
@@ -70,7 +78,8 @@ def collect_predictions(
         return Collected.from_record(_no_champion(cfg.model_name, collection, current_path,
                                                   reference_path, collection_path))
     remember_run_start(settings, cfg.model_name, run_id, champion.version)
-    current, reference = _gather(cfg, settings, champion, start, end, collection)
+    current, reference = _gather(cfg, settings, champion, start, end, collection,
+                                 reference_frame, standalone)
     write_stored_parquet(current_path, current)
     write_stored_parquet(
         reference_path, reference.frame if reference.frame is not None else pd.DataFrame()
@@ -82,7 +91,8 @@ def collect_predictions(
 
 
 def _gather(cfg: RunConfig, settings: Settings, champion: Any, start: datetime, end: datetime,
-            collection: dict[str, Any]) -> tuple[pd.DataFrame, Any]:
+            collection: dict[str, Any], reference_frame: pd.DataFrame | None = None,
+            standalone: bool = False) -> tuple[pd.DataFrame, Any]:
     """Read the champion's window, join the labels, resolve the reference and check the live
     inputs; what was found goes into ``collection``. Returns the window and the reference."""
     from autokfp.monitoring.quality import check_inputs
@@ -102,10 +112,12 @@ def _gather(cfg: RunConfig, settings: Settings, champion: Any, start: datetime, 
     collection["notes"] += other_version_notes(window.other_versions, champion)
     required = list(champion.plan.input_columns)
     id_column = spec.labels.id_column or cfg.training.id_column
-    target = spec.labels.target or cfg.training.target
+    target = spec.labels.target or (champion.meta["target"] if standalone
+                                    else cfg.training.target)
     labels = read_labels(spec.labels.path, id_column, target)
     current, label_note = join_labels(window.frame, labels, id_column, target)
-    reference = resolve_reference(cfg, champion, settings)
+    reference = (given_reference(reference_frame, spec.reference_rows)
+                 if reference_frame is not None else resolve_reference(cfg, champion, settings))
     quality = check_inputs(
         current, required, champion.kinds, reference.frame, spec.max_bad_input_fraction
     )
@@ -132,6 +144,18 @@ def _gather(cfg: RunConfig, settings: Settings, champion: Any, start: datetime, 
         quality=quality.to_dict(),
     )
     return current, reference
+
+
+def given_reference(frame: pd.DataFrame, max_rows: int) -> Any:
+    """Reference rows given as an input, sampled down to ``max_rows`` (a fixed seed)."""
+    from autokfp.monitoring.window import Reference
+
+    rows = len(frame)
+    if rows > max_rows:
+        frame = frame.sample(n=max_rows, random_state=0).reset_index(drop=True)
+    note = f"the reference_data input ({rows} rows" + (
+        f", {max_rows} sampled)" if rows > max_rows else ")")
+    return Reference(frame, "input", note)
 
 
 def _no_champion(model: str, collection: dict[str, Any], current_path: str,

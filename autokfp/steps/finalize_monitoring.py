@@ -69,11 +69,19 @@ def finalize_monitoring(
 
 def _run_config(config: dict[str, Any] | RunConfig,
                 form: dict[str, Any] | None) -> RunConfig:
-    """The config the run's tasks read: ``form`` over ``config`` (data not read)."""
+    """The config the run's tasks read: ``form`` over ``config`` (data not read). Without a
+    config or a dataset (the component used alone in a user's pipeline), a config that names
+    only the form's model (``autokfp.steps.form.monitoring_config``)."""
+    from autokfp.config import FROM_CONFIG
+    from autokfp.steps.form import monitoring_config
     from autokfp.steps.resolve_config import resolve_config
 
     if isinstance(config, RunConfig):
         return config
+    form = dict(form or {})
+    if not config and str(form.get("dataset") or "").strip() in ("", FROM_CONFIG):
+        return read_config(monitoring_config(None, what="finalize_monitoring",
+                                             model_name=form.get("model_name") or FROM_CONFIG))
     return read_config(resolve_config(config, check_data=False, **(form or {})).config)
 
 

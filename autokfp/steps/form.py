@@ -300,3 +300,121 @@ def registered_model(registration_path: str, what: str) -> tuple[str, str]:
             "pass config (a run config with name and training.target), or register the "
             "model again")
     return str(record["name"]), str(record["target"])
+
+
+# ------------------------------------------------------------ the drift-monitoring components
+
+NO_CONFIG_SOURCE = "autokfp-no-config"
+"""The source of the config a monitoring component makes when used alone: it names no real
+data (the components read the champion and their input artifacts, not a dataset)."""
+
+
+def no_data_config(name: str | None = None) -> dict[str, Any]:
+    """A run config (as a dict) for a component used alone that reads no dataset through it:
+    every setting at its default, and a stand-in dataset nothing reads (``RunConfig``
+    requires one)."""
+    data: dict[str, Any] = {
+        "sources": [{"name": NO_CONFIG_SOURCE, "kind": "folder", "path": f"/{NO_CONFIG_SOURCE}"}],
+        "training": {"dataset": f"{NO_CONFIG_SOURCE}/none", "target": "none"}}
+    if name:
+        data["name"] = name
+    return data
+
+
+def _named_in(path: str | None, key: str) -> str | None:
+    import json
+
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8")).get(key)
+    except (ValueError, AttributeError):
+        return None
+    return str(value) if value else None
+
+
+def monitoring_config(config: dict[str, Any] | None, *, what: str,
+                      model_name: str = FROM_CONFIG, named_in: str | None = None,
+                      name_key: str = "model", labels: str = FROM_CONFIG,
+                      id_column: str = FROM_CONFIG, label_column: str = FROM_CONFIG,
+                      **monitoring: Any) -> dict[str, Any]:
+    """The run config a drift-monitoring component reads, used in autokfp's pipeline or alone.
+
+    With ``config`` (autokfp's pipeline passes the resolved one) and no typed input set, the
+    config as it is. Otherwise ``config``, or without one a config that names only the
+    monitored model, with the typed inputs on top: ``model_name``; ``labels`` (where the
+    ground truth arrives), ``id_column`` and ``label_column`` (its ``monitoring.labels``); and
+    ``monitoring`` (``window_days``, ``drift_share``... of ``monitoring``; -1 keeps the
+    config's or the default). Without ``model_name`` or a config, the model is the one named
+    in the JSON artifact ``named_in`` under ``name_key`` (``collect_predictions``'s
+    collection: ``model``; ``register_model``'s registration: ``name``).
+
+    Raises ConfigError when no model is named (saying which input to set), when ``labels``
+    are given with no id column to join them by, or for an out-of-range value (naming it, as
+    ``autokfp monitor`` does)."""
+    from autokfp.config import parse_config
+
+    typed = {key: value for key, value in monitoring.items() if _set(value)}
+    label_spec = {key: value.strip() for key, value in (("path", labels), ("id_column", id_column),
+                                                        ("target", label_column)) if _set(value)}
+    if config and not (typed or label_spec or _set(model_name)):
+        return config
+    name = model_name.strip() if _set(model_name) else None
+    if name is None and not config:
+        name = _named_in(named_in, name_key)
+        if name is None:
+            raise ConfigError(
+                f"{what}: no model name: set model_name (the registered model whose champion "
+                "is monitored, e.g. churn) or pass a run config")
+    # the monitoring components read the champion, never the training data
+    data = dict(config) if config else no_data_config()
+    if name is not None:
+        data["name"] = name
+    if typed or label_spec:
+        current = data.get("monitoring")
+        section = {**(current if isinstance(current, dict) else {}), **typed}
+        if label_spec:
+            known = section.get("labels")
+            section["labels"] = {**(known if isinstance(known, dict) else {}), **label_spec}
+        data["monitoring"] = section
+    resolved = parse_config(data, origin=f"{what} inputs")
+    if label_spec.get("path") and not (resolved.monitoring.labels.id_column
+                                       or resolved.training.id_column):
+        raise ConfigError(
+            f"{what}: labels are given ({label_spec['path']}) but no id column joins them to "
+            "the logged predictions: set id_column (the column both share, e.g. customer_id)")
+    return resolved.to_dict()
+
+
+def read_reference_data(path: str, what: str) -> Any:
+    """A reference dataset given as an input artifact (Parquet, a folder of Parquet parts, or
+    CSV) as a DataFrame. Raises DataError when it is missing, empty or neither format."""
+    import pandas as pd
+
+    source = Path(path)
+    if not source.exists():
+        raise DataError(f"{what}: reference_data {path} does not exist: pass a Dataset "
+                        "artifact holding the champion's training rows (Parquet or CSV)")
+    if _parquet(source):
+        frame = pd.read_parquet(source)
+    else:
+        try:
+            frame = pd.read_csv(source)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataError(f"{what}: reference_data {path} is neither Parquet nor CSV: "
+                            f"{exc}") from None
+    if frame.empty:
+        raise DataError(f"{what}: reference_data {path} has no rows")
+    return frame
+
+
+def engines_config(config: dict[str, Any] | None, *, engines: str = FROM_CONFIG,
+                   budget_seconds: int = -1) -> dict[str, Any]:
+    """The run config ``list_engines`` reads: ``config`` as it is when neither ``engines``
+    (comma-separated names) nor ``budget_seconds`` is set, else with them on top; without a
+    config, the default engines and budget (``no_data_config``). Raises ConfigError for an
+    unknown engine or a bad budget, naming it."""
+    if config and not (_set(engines) or _set(budget_seconds)):
+        return config
+    return apply_run_form(config or no_data_config("list-engines"), engines=engines,
+                          budget_seconds=budget_seconds, origin="list_engines inputs").to_dict()

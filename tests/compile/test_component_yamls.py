@@ -98,11 +98,12 @@ def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
 ) -> None:
     """profile -> engineer_features -> train_model -> evaluate_model -> register_model from
     their YAMLs, between components of the user's own, with typed inputs only (no RunConfig,
-    no schema, a CSV dataset), registering in a real ``mlflow server`` over HTTP. Trains H2O
-    for 10 s; each task is a subprocess. At load average ~20: 228 s before register_model
-    was added, then 336 s with it (b9ae9c3, back to back); 219 s at load 15-18 since the
-    server starts while the components compile (56 s idle before register_model; idle now
-    not measured)."""
+    no schema, a CSV dataset), registering in a real ``mlflow server`` over HTTP; then the
+    monitoring components' YAMLs watch that champion (``_monitor_with_loaded_components``).
+    Trains H2O for 10 s; each task is a subprocess. At load average ~20: 228 s before
+    register_model was added, then 336 s with it (b9ae9c3, back to back); 219 s at load
+    15-18 since the server starts while the components compile; 312 s at load 12-14 with
+    the monitoring pipeline (56 s idle before register_model; idle now not measured)."""
     from kfp import local
 
     from tests.conftest import starting_mlflow_server
@@ -158,6 +159,7 @@ def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
         monkeypatch.delenv("AUTOKFP_MLFLOW_ARTIFACT_ROOT", raising=False)
         auc = user_pipeline(source=str(source)).output
         _check_registration(url, tmp_path, autokfp_home, source, auc)
+        _monitor_with_loaded_components(written, tmp_path, autokfp_home, churn_frame, source)
         # the example data's oracle AUC is about 0.856; a model that learnt nothing scores 0.5
         assert auc > 0.75, auc
         # evaluate_model scored the same model on the same rows: the same AUC, and with no
@@ -170,6 +172,106 @@ def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
         record = json.loads(evaluation.read_text())
         assert abs(record["metrics"]["auc"] - auc) < 1e-6, record["metrics"]
         assert record["comparison"]["promote"] is True and record["champion"] is None
+
+
+def _monitor_with_loaded_components(written, tmp_path, autokfp_home, churn_frame,
+                                    source) -> None:
+    """The user's monitoring pipeline of the monitoring YAMLs, typed inputs only: the champion
+    registered above serves from the real predictor (``python -m autokfp.serving``, the model
+    fetched from the MLflow server), which logs what it answers; 600 unseen rows with two
+    features shifted are sent to it over HTTP and their labels arrive as a CSV. collect →
+    drift, performance → anomalies → decide, inside a ``dsl.ExitHandler`` of
+    finalize_monitoring, with the user's training CSV as the reference."""
+    import json
+    from pathlib import Path
+
+    import httpx
+    import mlflow.artifacts
+    from sklearn.metrics import roc_auc_score
+
+    from tests.serving import servers
+
+    collect = components.load_component_from_file(str(written["collect_predictions"]))
+    drift = components.load_component_from_file(str(written["detect_drift"]))
+    measure = components.load_component_from_file(str(written["measure_performance"]))
+    anomalies = components.load_component_from_file(str(written["detect_anomalies"]))
+    decide = components.load_component_from_file(str(written["decide_retraining"]))
+    finalize = components.load_component_from_file(str(written["finalize_monitoring"]))
+    for loaded in (collect, drift, measure, anomalies, decide, finalize):
+        assert loaded.component_spec.inputs["config"].optional, loaded.name
+
+    served = Path(mlflow.artifacts.download_artifacts("models:/user-churn@champion",
+                                                      dst_path=str(tmp_path / "served")))
+    live = churn_frame.iloc[1200:1800].reset_index(drop=True)  # rows the model never saw
+    live["monthly_charges"] = live["monthly_charges"] * 1.6
+    live["last_login_days_ago"] = live["last_login_days_ago"] + 45
+    server = servers.start(served, tmp_path, model="user-churn",
+                           env={"AUTOKFP_ARTIFACT_ROOT": str(autokfp_home.artifact_root)})
+    answers = []
+    try:
+        servers.wait_ready(server)
+        requests = live.drop(columns=["churned"])
+        for start in range(0, len(requests), 100):
+            records = [{k: servers.json_value(v) for k, v in row.items()}
+                       for row in requests.iloc[start:start + 100].to_dict(orient="records")]
+            response = httpx.post(f"{server.url}/v1/models/user-churn:predict",
+                                  json={"instances": records}, timeout=60)
+            assert response.status_code == 200, response.text
+            answers += response.json()["predictions"]
+    finally:
+        assert servers.stop(server) == 0, server.output_tail()  # flushes the prediction log
+    served_auc = roc_auc_score(live["churned"].astype(int),
+                               [answer["probability_1"] for answer in answers])
+    (tmp_path / "labels").mkdir()
+    live[["customer_id", "churned"]].to_csv(tmp_path / "labels" / "labels.csv", index=False)
+
+    @dsl.pipeline(name="user-churn-monitoring")
+    def user_monitoring(source: str, labels: str):
+        exit_task = finalize(model_name="user-churn", run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        with dsl.ExitHandler(exit_task):
+            reference = copy_csv(source=source)  # the user's training data, their format
+            collected = collect(model_name="user-churn", labels=labels,
+                                id_column="customer_id", min_window_rows=100,
+                                reference_data=reference.outputs["data"],
+                                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+            drifted = drift(current=collected.outputs["current"],
+                            reference=collected.outputs["reference"],
+                            collection=collected.outputs["collection"])
+            measured = measure(current=collected.outputs["current"],
+                               collection=collected.outputs["collection"],
+                               min_labelled_rows=50)
+            found = anomalies(current=collected.outputs["current"],
+                              collection=collected.outputs["collection"],
+                              drift=drifted.outputs["drift"],
+                              performance=measured.outputs["performance"],
+                              run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+            decide(collection=collected.outputs["collection"], drift=drifted.outputs["drift"],
+                   performance=measured.outputs["performance"],
+                   anomalies=found.outputs["anomalies"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                   drift_share=0.1)
+
+    compiler.Compiler().compile(user_monitoring, str(tmp_path / "monitoring.yaml"))
+    validate_pipeline_yaml(tmp_path / "monitoring.yaml")
+    user_monitoring(source=str(source), labels=str(tmp_path / "labels"))
+
+    def written_json(name: str) -> dict:
+        (path,) = [p for p in Path(autokfp_home.pipeline_root).rglob(name) if p.is_file()]
+        return json.loads(path.read_text())
+
+    collection = written_json("collection")
+    assert (collection["model"], collection["status"], collection["rows"]) == \
+        ("user-churn", "ok", 600), collection
+    assert collection["labelled_rows"] == 600, collection["labels"]  # the champion's target
+    assert collection["reference"]["source"] == "input", collection["reference"]
+    drift_record = written_json("drift")
+    drifted_columns = drift_record["features"]["drifted_columns"]
+    assert {"monthly_charges", "last_login_days_ago"} <= set(drifted_columns), drift_record
+    performance = written_json("performance")
+    # the labels joined by id: the live AUC is the served answers' own
+    assert performance["live"] == pytest.approx(served_auc, abs=1e-9), performance
+    decision = written_json("decision")
+    assert decision["retrain"] is True and decision["model"] == "user-churn", decision
+    assert any("drift" in reason for reason in decision["reasons"]), decision["reasons"]
 
 
 def _check_registration(url: str, tmp_path, autokfp_home, source, auc: float) -> None:

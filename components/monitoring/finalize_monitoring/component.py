@@ -7,12 +7,12 @@ from autokfp.settings import image
 
 @dsl.component(base_image=image("runtime"), install_kfp_package=False)
 def finalize_monitoring(
-    config: dict,
-    run_id: str,
     status: dsl.PipelineTaskFinalStatus,
+    run_id: str = "",
     model_name: str = "from config",
     dataset: str = "from config",
     target: str = "from config",
+    config: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
 ) -> str:
     """Record a failed monitoring run and restore the last good champion if a deploy broke.
 
@@ -21,21 +21,34 @@ def finalize_monitoring(
     and its deploy was not verified, the champion the run started with is restored (the
     failed version gets alias ``rejected``; in a cluster the canary gets 0% of traffic).
 
+    Usable alone, as the exit task of a user's ``dsl.ExitHandler`` around
+    ``collect_predictions`` and what follows: ``finalize_monitoring(model_name="churn",
+    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)`` (no run config; the same ``run_id`` as
+    ``collect_predictions``, which keeps the champion the run started with).
+
     Args:
-        config: The run configuration (the pipeline's ``config`` parameter: an exit task
-            cannot read the first task's resolved config).
-        run_id: The pipeline run id.
         status: The final status of the pipeline's tasks (set by KFP).
-        model_name: The run form's model name, applied over ``config`` as the first task
-            does ("from config": keep the config's).
+        run_id: The pipeline run id (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
+        model_name: The monitored model, e.g. churn; the run form's model name, applied over
+            ``config`` as the first task does ("from config": keep the config's; required
+            without a config).
         dataset: The run form's dataset (names the model when nothing else does).
         target: The run form's target column.
+        config: Optional: the run configuration (autokfp's pipeline passes its ``config``
+            parameter: an exit task cannot read the first task's resolved config).
 
     Returns:
         The restored champion version, or an empty string.
 
+    Raises:
+        ConfigError: the pipeline succeeded but nothing names the model (no config, no
+            dataset and no ``model_name``); after a failure this is logged and nothing is
+            recorded.
+
     Example:
         >>> exit_task = finalize_monitoring(config=cfg, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        >>> exit_task = finalize_monitoring(model_name="churn",
+        ...                                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)  # alone
     """
     import logging
 

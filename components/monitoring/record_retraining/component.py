@@ -8,10 +8,10 @@ from autokfp.settings import image
 
 @dsl.component(base_image=image("runtime"), install_kfp_package=False)
 def record_retraining(
-    config: dict,
-    run_id: str,
     registration: Input[Artifact],
     outcome: Output[Artifact],
+    run_id: str = "",
+    config: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
 ) -> str:
     """Record the outcome of a triggered retraining and keep the new champion's reference.
 
@@ -20,14 +20,24 @@ def record_retraining(
     the retrained model became champion, stores its monitoring reference while its
     training data is unchanged.
 
+    Usable alone: ``record_retraining(registration=r.outputs["registration"],
+    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)`` after ``register_model`` (no run config: the
+    model is the one the registration names).
+
     Args:
-        config: The run configuration.
-        run_id: The pipeline run id.
-        registration: The registration JSON of the nested training graph.
+        registration: The registration JSON of the nested training graph
+            (``register_model``'s ``registration``).
         outcome: Output. JSON: registered version, promoted, champion now, deployment state.
+        run_id: The pipeline run id (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``): the outcome is
+            audited once per run.
+        config: Optional: the run configuration (autokfp's pipeline passes the resolved
+            one).
 
     Returns:
         The champion version after retraining.
+
+    Raises:
+        ConfigError: no config and a registration that names no model.
 
     Example:
         >>> record_retraining(config=cfg, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
@@ -35,11 +45,14 @@ def record_retraining(
     """
     import logging
 
+    from autokfp.steps.form import monitoring_config
     from autokfp.steps.record_retraining import record_retraining as step
     from autokfp.steps.results import publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return publish(step(config, registration.path, outcome.path, run_id=run_id),
+    run_config = monitoring_config(config, what="record_retraining",
+                                   named_in=registration.path, name_key="name")
+    return publish(step(run_config, registration.path, outcome.path, run_id=run_id),
                    outcome=outcome)
 
 

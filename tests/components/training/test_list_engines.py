@@ -46,3 +46,20 @@ def test_an_engine_that_is_not_installed_fails_before_any_training(tmp_path) -> 
     config["engines"] = {"h2o": {}, "lightgbm": {}}
     with pytest.raises(ConfigError, match="unknown training engine 'lightgbm'"):
         list_engines.python_func(config=config)
+
+
+def test_list_engines_alone_takes_typed_engines_and_budget(tmp_path) -> None:
+    """No run config: the default engines, or the typed ones with the typed budget; over a
+    config, the typed inputs win and the config's engine settings stay."""
+    from autokfp.engine_registry import default_engines
+
+    assert _names(list_engines.python_func()) == list(default_engines())
+    (h2o,) = list_engines.python_func(engines="h2o", budget_seconds=30)
+    assert h2o["engine"] == "h2o" and h2o["settings"]["budget"]["max_runtime_secs"] == 30
+    config = small_config(tmp_path).to_dict()
+    (kept,) = list_engines.python_func(config=config, engines="h2o")
+    assert kept["settings"]["engines"]["h2o"] == config["engines"]["h2o"]
+    with pytest.raises(ConfigError, match="unknown training engine 'nope'"):
+        list_engines.python_func(engines="h2o, nope")
+    with pytest.raises(ConfigError, match="max_runtime_secs"):
+        list_engines.python_func(budget_seconds=0)
