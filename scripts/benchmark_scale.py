@@ -27,6 +27,12 @@ process tree's resident memory sampled every 0.2 s):
     python scripts/benchmark_scale.py                      # 100k and 1M rows
     python scripts/benchmark_scale.py --rows 10000000 --algos GBM --budget 60 --h2o-mem 6G
 
+The training table can also be a JSON-lines file of the folder (``--source jsonl``) or a
+PostgreSQL table (``--source sql``, on ``--sql-url`` or a temporary server started from
+Debian's packages as the tests start it). ``--only discover load_whole`` then measures the
+discover step, which copies them in chunks, beside ``load_whole``: the anchor, the same
+dataset read whole by ``load_dataset`` and written as the step did before.
+
 The machine's load average and the CPU seconds of the step's processes (the JVM included)
 are printed with every step: on a shared machine the wall times are upper bounds, and the
 CPU seconds are what to compare across sizes. Each step's figures are printed beside the anchor, the same step measured
@@ -48,6 +54,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PIECE_ROWS = 1_000_000
 STEPS = ("discover", "profile", "engineer", "data_bias", "train", "evaluate", "bias", "drift")
+ANCHORS = ("load_whole",)  # run only when named in --only
+SQL_TABLE = "customers"
 MEMORY_TARGET_GB = 12.0
 # The anchor: (seconds, peak GB) per step measured on 2026-12-05 (docs/scale.md), before
 # discover, profile and engineer streamed the table and before the local H2O imported
@@ -117,15 +125,75 @@ def write_table(path: Path, rows: int) -> None:
 # ----------------------------------------------------------------------------- the steps
 
 
+def write_jsonl(parquet: Path, path: Path) -> None:
+    """The table as JSON lines, written a row group at a time."""
+    import pyarrow.parquet as pq
+
+    if path.exists():
+        return
+    part = Path(str(path) + ".part")
+    handle = pq.ParquetFile(parquet)
+    with open(part, "w", encoding="utf-8") as out:
+        for group in range(handle.num_row_groups):
+            frame = handle.read_row_group(group).to_pandas()
+            out.write(frame.to_json(orient="records", lines=True))
+            out.write("\n")
+    part.rename(path)
+
+
+def write_sql(parquet: Path, url: str, rows: int) -> str:
+    """The table in PostgreSQL (``COPY`` a row group at a time); its name."""
+    import pyarrow.parquet as pq
+    import sqlalchemy as sa
+
+    name = f"{SQL_TABLE}_{rows}"
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            if sa.inspect(connection).has_table(name):
+                return name
+        handle = pq.ParquetFile(parquet)
+        first = handle.read_row_group(0).to_pandas().head(0)
+        first.to_sql(name + "_part", engine, index=False, if_exists="replace")
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            for group in range(handle.num_row_groups):
+                frame = handle.read_row_group(group).to_pandas()
+                text = frame.to_csv(index=False, header=False)
+                _copy_csv(cursor, f'COPY "{name}_part" FROM STDIN WITH (FORMAT csv)', text)
+            cursor.execute(f'ALTER TABLE "{name}_part" RENAME TO "{name}"')
+            raw.commit()
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+    return name
+
+
+def _copy_csv(cursor: Any, statement: str, text: str) -> None:
+    import io
+
+    if hasattr(cursor, "copy_expert"):  # psycopg2
+        cursor.copy_expert(statement, io.StringIO(text))
+    else:  # pg8000
+        cursor.execute(statement, stream=io.BytesIO(text.encode()))
+
+
 def _config(folder: Path, budget: int, h2o_mem: str,
-            algos: tuple[str, ...] = ("GLM", "GBM")) -> dict[str, Any]:
+            algos: tuple[str, ...] = ("GLM", "GBM"), dataset: str = "files/table.parquet",
+            sql_url: str | None = None, max_models: int = 2) -> dict[str, Any]:
+    sources: list[dict[str, Any]] = [{"name": "files", "kind": "folder", "path": str(folder)}]
+    if sql_url:  # the table alone
+        sources = [{"name": "db", "kind": "sql", "url": sql_url,
+                    "tables": [dataset.split("/", 1)[1]]}]
     return {
         "name": "scale-bench",
-        "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
-        "training": {"dataset": "files/table.parquet", "target": "churned",
+        "sources": sources,
+        "training": {"dataset": dataset, "target": "churned",
                      "id_column": "customer_id"},
         "budget": {"max_runtime_secs": budget, "nthreads": 2},
-        "engines": {"h2o": {"max_models": 2, "nfolds": 2, "max_mem_size": h2o_mem,
+        "engines": {"h2o": {"max_models": max_models, "nfolds": 2, "max_mem_size": h2o_mem,
                             "include_algos": list(algos)}},
         "governance": {"sensitive_columns": ["gender"]},
         "selection": {"bootstrap_samples": 100},
@@ -142,6 +210,13 @@ def run_step(step: str, work: Path, config: dict[str, Any]) -> dict[str, Any]:
         from autokfp.steps.discover import discover
 
         discover(config, table, paths["schema.json"], str(work / "catalog.json"))
+    elif step == "load_whole":  # the anchor: how discover read a JSON-lines file or table
+        from autokfp.catalog.discovery import load_dataset
+        from autokfp.config import parse_config
+        from autokfp.steps.io import write_parquet
+
+        frame, _ = load_dataset(parse_config(config))
+        write_parquet(str(work / "whole.parquet"), frame)
     elif step == "profile":
         from autokfp.steps.profile import profile
 
@@ -179,7 +254,28 @@ def run_step(step: str, work: Path, config: dict[str, Any]) -> dict[str, Any]:
         kinds.update({c: "categorical" for c in plan["categorical"] + plan["boolean"]})
         detect_drift_parquet(paths["train.parquet"], paths["test.parquet"], columns=list(kinds),
                              kinds=kinds)
-    return {"own_peak_gb": _peak_kb() / 1024**2}
+    out: dict[str, Any] = {"own_peak_gb": _peak_kb() / 1024**2}
+    if step == "train":
+        out["phases"] = _train_phases(Path(paths["model"]))
+    return out
+
+
+def _train_phases(model: Path) -> str:
+    """What the H2O train step spent its time on (engine.json) and the leader's size."""
+    import zipfile
+
+    engine = model / "artifacts" / "engine"
+    try:
+        facts = json.loads((engine / "engine.json").read_text())
+        with zipfile.ZipFile(engine / "model.zip") as mojo:
+            ini = mojo.read("model.ini").decode()
+    except (OSError, KeyError, ValueError):
+        return ""
+    trees = next((line.split("=")[1].strip() for line in ini.splitlines()
+                  if line.startswith("n_trees ")), "?")
+    seconds = facts.get("seconds", {})
+    shown = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
+    return f"{facts.get('leader')} ({trees} trees); {shown}"
 
 
 def _peak_kb() -> int:
@@ -253,7 +349,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algos", nargs="+", default=["GLM", "GBM"],
                         help="engines.h2o.include_algos (GBM alone keeps training within the "
                              "budget: a GLM that does not finish in it is retried without one)")
+    parser.add_argument("--max-models", type=int, default=2,
+                        help="engines.h2o.max_models: with a --budget that never runs out, "
+                             "the models (not the clock) end AutoML, so train's work is fixed "
+                             "and its time can grow with the rows")
     parser.add_argument("--work-dir", help="where the tables and step outputs go (kept)")
+    parser.add_argument("--source", choices=("parquet", "jsonl", "sql"), default="parquet",
+                        help="the training table as a Parquet or JSON-lines file of a folder, "
+                             "or a PostgreSQL table")
+    parser.add_argument("--sql-url", help="PostgreSQL URL for --source sql (default: a "
+                                          "temporary server, as the tests start one)")
+    parser.add_argument("--only", nargs="+", choices=STEPS + ANCHORS,
+                        help="run only these steps (load_whole: the anchor for jsonl/sql)")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -263,8 +370,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     base = Path(args.work_dir or tempfile.mkdtemp(prefix="autokfp-scale-"))
-    print(f"Scale benchmark: {', '.join(f'{r:,}' for r in args.rows)} rows x 30 columns; "
-          f"{os.cpu_count()} cores; work in {base}")
+    print(f"Scale benchmark: {', '.join(f'{r:,}' for r in args.rows)} rows x 30 columns "
+          f"({args.source}); {os.cpu_count()} cores; work in {base}")
+    server = None
+    if args.source == "sql" and not args.sql_url:
+        sys.path.insert(0, str(ROOT))
+        from tests.conftest import postgres_server
+
+        server = postgres_server.__wrapped__()
+        pg = next(server)
+        pg.run("postgres", "CREATE DATABASE scale")
+        os.environ["AUTOKFP_BENCH_PG_PASSWORD"] = pg.password
+        args.sql_url = pg.url("scale", "${AUTOKFP_BENCH_PG_PASSWORD}")
+    try:
+        return _run(args, base)
+    finally:
+        if server is not None:
+            next(server, None)
+
+
+def _run(args: argparse.Namespace, base: Path) -> int:
+    from autokfp.config import expand_env
+
+    steps = [s for s in STEPS + ANCHORS if (s in args.only if args.only else s in STEPS)]
     results: dict[int, list[dict[str, Any]]] = {}
     for rows in args.rows:
         work = base / f"rows-{rows}"
@@ -272,14 +400,27 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         write_table(work / "data" / "table.parquet", rows)
         size_mb = (work / "data" / "table.parquet").stat().st_size / 1e6
-        print(f"\n{rows:,} rows: table {size_mb:,.0f} MB of Parquet "
+        dataset = "files/table.parquet"
+        if args.source == "jsonl":
+            (work / "json").mkdir(exist_ok=True)
+            write_jsonl(work / "data" / "table.parquet", work / "json" / "table.jsonl")
+            size_mb = (work / "json" / "table.jsonl").stat().st_size / 1e6
+            dataset = "files/table.jsonl"
+        elif args.source == "sql":
+            name = write_sql(work / "data" / "table.parquet", expand_env(args.sql_url), rows)
+            dataset = f"db/{name}"
+        kind = {"jsonl": "JSON lines", "sql": "Parquet, copied into PostgreSQL"}.get(
+            args.source, "Parquet")
+        print(f"\n{rows:,} rows: table {size_mb:,.0f} MB of {kind} "
               f"({time.perf_counter() - started:.0f} s to write or find); H2O {args.algos}, "
               f"budget {args.budget} s, heap {args.h2o_mem}", flush=True)
         print(f"  {'step':<10} {'seconds':>8} {'CPU s':>8} {'peak GB':>8} {'load':>5}"
               "   before: seconds, peak GB")
-        config = _config(work / "data", args.budget, args.h2o_mem, tuple(args.algos))
+        folder = work / ("json" if args.source == "jsonl" else "data")
+        config = _config(folder, args.budget, args.h2o_mem, tuple(args.algos), dataset,
+                         args.sql_url if args.source == "sql" else None, args.max_models)
         results[rows] = []
-        for step in STEPS:
+        for step in steps:
             if step in args.skip:
                 continue
             result = measure(step, work, config)
@@ -288,10 +429,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {step:<10} {result['seconds']:>8.1f} {result['cpu_seconds']:>8.1f} "
                       f"{'FAILED':>8} {result['load']:>5.1f}  {' '.join(result['error'])[:150]}")
             else:
-                before = BEFORE.get(rows, {}).get(step)
+                before = BEFORE.get(rows, {}).get(step) if args.source == "parquet" else None
                 anchor = f"   {before[0]:8.1f} {before[1]:6.2f}" if before else ""
                 print(f"  {step:<10} {result['seconds']:>8.1f} {result['cpu_seconds']:>8.1f} "
                       f"{result['peak_gb']:>8.2f} {result['load']:>5.1f}{anchor}", flush=True)
+                if result.get("phases"):
+                    print(f"             {result['phases']}", flush=True)
     if len(results) > 1:
         sizes = sorted(results)
         low, high = sizes[0], sizes[-1]

@@ -93,16 +93,21 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
 
 def _write_training_data(cfg: RunConfig, dataset_path: str) -> tuple[Any, int, int, list[Any]]:
     """Write the training dataset as Parquet: (its schema, rows, columns, what reading it
-    changed). A Parquet or CSV file of a folder is copied in Arrow batches, never whole in
-    memory (a CSV whose later rows Arrow cannot read as pandas would is loaded whole); any
-    other dataset (JSON lines, a SQL table, an object) is loaded whole."""
+    changed). A Parquet, CSV or JSON-lines file of a folder and a SQL table are copied in
+    batches, never whole in memory (one whose later rows cannot be copied as pandas reads the
+    whole is loaded whole: see catalog/csv_stream.py and catalog/chunk_copy.py); an object
+    of a bucket is loaded whole."""
+    from autokfp.catalog.chunk_copy import copy_jsonl_dataset, copy_sql_dataset
     from autokfp.catalog.csv_stream import copy_csv_dataset
     from autokfp.catalog.discovery import copy_parquet_dataset, load_dataset
     from autokfp.catalog.sources.files import DATA_CHANGES
 
     streamed: list[Any] = []  # what reading a streamed CSV changed (its delimiter)
-    schema = (copy_parquet_dataset(cfg, cfg.training.dataset, dataset_path)
-              or copy_csv_dataset(cfg, cfg.training.dataset, dataset_path, changes=streamed))
+    dataset = cfg.training.dataset
+    schema = (copy_parquet_dataset(cfg, dataset, dataset_path)
+              or copy_csv_dataset(cfg, dataset, dataset_path, changes=streamed)
+              or copy_jsonl_dataset(cfg, dataset, dataset_path)
+              or copy_sql_dataset(cfg, dataset, dataset_path))
     if schema is not None:
         return schema, schema.row_count, len(schema.columns), streamed
     frame, schema = load_dataset(cfg, cfg.training.dataset)

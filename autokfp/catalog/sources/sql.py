@@ -410,8 +410,9 @@ def _discover_table(source: SqlSource, table_name: str, connection, inspector, p
             raise empty_error(dataset_id)
         if total <= k:
             sample = pd.read_sql(query, connection)
-        else:
-            sample, total = bottom_k(pd.read_sql(query, connection, chunksize=k), k)
+        else:  # over a server-side cursor: the driver holds k rows, not the table
+            streamed = query.execution_options(stream_results=True, max_row_buffer=k)
+            sample, total = bottom_k(pd.read_sql(streamed, connection, chunksize=k), k)
         notes = mixed_type_notes(sample, dataset_id)
         schema = profile_frame(
             parse_datetime_text(sample), dataset_id, platform, location, row_count=total,

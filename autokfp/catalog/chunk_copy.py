@@ -1,0 +1,318 @@
+"""A SQL table or a JSON-lines file copied to Parquet chunk by chunk, never whole in memory.
+
+``copy_sql_dataset`` and ``copy_jsonl_dataset`` are ``load_dataset`` for a table of a SQL
+source and a JSON-lines file of a folder source, streamed. The rows are read by the same
+pandas calls ``load_dataset`` makes, a chunk at a time: ``pd.read_sql`` over a server-side
+cursor (``stream_results``: the driver fetches ``CHUNK_ROWS`` rows at a time instead of the
+whole result) with text dates parsed as ``parse_datetime_text`` parses them, and
+``pd.read_json(lines=True, chunksize=...)``. Each chunk goes to Arrow and is appended to the
+Parquet file; the profile sample is drawn while copying.
+
+pandas types each chunk on its own, so the copy keeps one Arrow type per column the way
+pandas types the whole table:
+- a column without a value so far (Arrow null) takes the type of the first chunk with one;
+- an integer column becomes float64 once a chunk has fractions (pandas makes the whole column
+  float64); missing values in an integer column need nothing (Arrow keeps them as nulls,
+  which pandas reads as float64, as it reads the whole table).
+The rows already written are then rewritten with the wider type (Parquet to Parquet, batch
+by batch). Whenever the chunks cannot give the whole table's columns (text in a number
+column, a text column that parses as dates in one chunk and not another, nested objects or
+lists, keys that only later records have, text that is not UTF-8, a type outside
+numbers/booleans/text/dates), nothing is written and None is returned: the caller loads the
+dataset whole as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autokfp.catalog.profiling import DEFAULT_MAX_ROWS, parse_datetime_text, profile_frame
+from autokfp.catalog.schema import DatasetSchema
+from autokfp.config import FolderSource, RunConfig, SqlSource
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 100_000
+
+
+class NotStreamable(Exception):
+    """The chunks cannot be copied as pandas reads the whole dataset."""
+
+
+def _allowed(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_null(kind) or pa.types.is_integer(kind)
+                or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+                or pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                or pa.types.is_timestamp(kind) or pa.types.is_date32(kind))
+
+
+def wider_type(old: Any, new: Any) -> Any:
+    """The Arrow type a column keeps when one chunk gave ``old`` and the next ``new``, as
+    pandas types the whole column; None when pandas would make it something Arrow cannot
+    hold the same (object of mixed values, text dates next to text)."""
+    import pyarrow as pa
+
+    if not (_allowed(old) and _allowed(new)):
+        return None
+    if old == new or pa.types.is_null(new):
+        return old
+    if pa.types.is_null(old):
+        return new
+    numbers = (pa.types.is_integer, pa.types.is_floating)
+    if any(f(old) for f in numbers) and any(f(new) for f in numbers):
+        if pa.types.is_integer(old) and pa.types.is_integer(new):
+            return pa.int64()
+        return pa.float64()
+    return None
+
+
+class _Sample:
+    """At most ``rows`` rows drawn uniformly while the chunks stream past (the smallest of a
+    random key per row, as ``bottom_k``), kept as Arrow; every row, in order, when the
+    dataset has no more."""
+
+    def __init__(self, rows: int, seed: int = 0) -> None:
+        self.rows = rows
+        self.rng = np.random.default_rng(seed)
+        self.table: Any = None
+        self.keys = np.empty(0)
+
+    def add(self, table: Any) -> None:
+        import pyarrow as pa
+
+        keys = self.rng.random(table.num_rows)
+        if self.table is None:
+            self.table, self.keys = table, keys
+        else:
+            self.table = pa.concat_tables([self.table, table])
+            self.keys = np.concatenate([self.keys, keys])
+        if self.table.num_rows > self.rows:
+            keep = np.sort(np.argpartition(self.keys, self.rows)[:self.rows])
+            self.table, self.keys = self.table.take(keep), self.keys[keep]
+
+    def cast(self, schema: Any) -> None:
+        if self.table is not None:
+            self.table = self.table.cast(schema)
+
+
+class ChunkWriter:
+    """Chunks of pandas rows appended to one Parquet file with one Arrow type per column
+    (``wider_type``); raises NotStreamable where that is not possible."""
+
+    def __init__(self, path: Path, sample_rows: int) -> None:
+        self.path = path
+        self.schema: Any = None
+        self.writer: Any = None
+        self.rows = 0
+        self.sample = _Sample(sample_rows)
+        # the type pandas gave a column in a chunk without any value (read_json: float64),
+        # which the whole column has if no chunk has a value
+        self.empty_types: dict[str, Any] = {}
+
+    def add(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if len(frame) == 0:
+            return
+        try:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise NotStreamable(f"a chunk Arrow cannot hold as pandas does: {exc}") from None
+        table = table.replace_schema_metadata(None)  # typed by Arrow alone, as when read back
+        for index, column in enumerate(table.columns):
+            if column.null_count == len(column) and not pa.types.is_null(column.type):
+                self.empty_types.setdefault(table.column_names[index], column.type)
+                table = table.set_column(index, pa.field(table.column_names[index], pa.null()),
+                                         pa.nulls(len(column)))
+        if self.schema is None:
+            bad = [f.name for f in table.schema if not _allowed(f.type)]
+            if bad:
+                raise NotStreamable(f"columns of nested or other values: {bad[:5]}")
+            self.schema = table.schema
+            self.writer = pq.ParquetWriter(str(self.path), self.schema)
+        else:
+            if table.schema.names != self.schema.names:
+                raise NotStreamable("a chunk has other columns than the first")
+            fields = []
+            for before, now in zip(self.schema, table.schema):
+                kind = wider_type(before.type, now.type)
+                if kind is None:
+                    raise NotStreamable(f"column '{before.name}' is {before.type} in one chunk "
+                                        f"and {now.type} in another")
+                fields.append(pa.field(before.name, kind))
+            wanted = pa.schema(fields)
+            if not wanted.equals(self.schema):
+                self._rewrite(wanted)
+            table = self._cast(table, wanted)
+        self.writer.write_table(table)
+        self.sample.add(table)
+        self.rows += table.num_rows
+
+    @staticmethod
+    def _cast(table: Any, schema: Any) -> Any:
+        import pyarrow as pa
+
+        try:
+            return table.cast(schema)  # safe: an integer a float64 cannot hold stops it
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise NotStreamable(f"cannot widen a chunk to {schema}: {exc}") from None
+
+    def _rewrite(self, schema: Any) -> None:
+        """The rows written so far, rewritten with ``schema`` (a batch at a time)."""
+        import pyarrow.parquet as pq
+
+        self.writer.close()
+        old = self.path.with_name(self.path.name + ".narrow")
+        os.replace(self.path, old)
+        try:
+            self.writer = pq.ParquetWriter(str(self.path), schema)
+            for batch in pq.ParquetFile(old).iter_batches(batch_size=CHUNK_ROWS):
+                import pyarrow as pa
+
+                self.writer.write_table(self._cast(pa.Table.from_batches([batch]), schema))
+        finally:
+            old.unlink(missing_ok=True)
+        self.sample.cast(schema)
+        self.schema = schema
+
+    def close(self) -> None:
+        """Finish the file: a column no chunk had a value in gets the type pandas gave it."""
+        import pyarrow as pa
+
+        if self.writer is None:
+            return
+        if any(pa.types.is_null(f.type) and f.name in self.empty_types for f in self.schema):
+            self._rewrite(pa.schema([
+                pa.field(f.name, self.empty_types[f.name]) if pa.types.is_null(f.type)
+                and f.name in self.empty_types else f for f in self.schema]))
+        self.writer.close()
+        self.writer = None
+
+    def abandon(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def sample_frame(self) -> pd.DataFrame:
+        """The sample as pandas, with the dtypes ``pd.read_parquet`` gives the whole file."""
+        from autokfp.catalog.batches import file_dtypes
+
+        frame = self.sample.table.to_pandas()
+        if self.rows > self.sample.rows:
+            for name, dtype in file_dtypes(self.path).items():
+                if frame[name].dtype != dtype:
+                    frame[name] = frame[name].astype(dtype)
+        return frame
+
+
+def _copy(chunks: Iterator[pd.DataFrame], out_path: str, sample_rows: int,
+          dataset_id: str) -> tuple[pd.DataFrame, int, Path] | None:
+    """Write ``chunks`` to a temporary file beside ``out_path``: (the profile sample, rows,
+    the temporary file), or None (nothing left behind) when they cannot be streamed."""
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = out.with_name(f".{out.name}.tmp")
+    writer = ChunkWriter(temp, sample_rows)
+    try:
+        try:
+            for chunk in chunks:
+                writer.add(chunk)
+            writer.close()
+        finally:
+            writer.abandon()
+        if writer.rows == 0:
+            raise NotStreamable("no rows")  # load_dataset names an empty dataset
+        return writer.sample_frame(), writer.rows, temp
+    except Exception as exc:  # noqa: BLE001 - load_dataset reads (and reports) it
+        log.info("%s is read whole: its streamed copy stopped (%s: %s)", dataset_id,
+                 type(exc).__name__, str(exc)[:300])
+        temp.unlink(missing_ok=True)
+        return None
+
+
+def _finish(config: RunConfig, source: Any, copied: tuple[pd.DataFrame, int, Path],
+            out_path: str, dataset_id: str, platform: str, location: str, fmt: str | None,
+            sample_rows: int) -> DatasetSchema:
+    from autokfp.catalog.discovery import finish_schema, open_source
+
+    sample, rows, temp = copied
+    try:
+        schema = profile_frame(sample, dataset_id, platform, location, fmt=fmt, row_count=rows,
+                               max_rows=sample_rows)
+        finish_schema(config, open_source(source), schema)
+        os.replace(temp, out_path)
+    finally:
+        temp.unlink(missing_ok=True)
+    log.info("copied %s in chunks: %d rows x %d columns", dataset_id, rows, len(schema.columns))
+    return schema
+
+
+def sql_chunks(source: SqlSource, table_name: str,
+               chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """A table's rows as ``load_dataset`` reads them (``pd.read_sql`` of ``SELECT *``, text
+    dates parsed), ``chunk_rows`` at a time over a server-side cursor."""
+    from autokfp.catalog.sources.sql import _engine, _select_all
+
+    engine = _engine(source)
+    try:
+        _, query = _select_all(source, table_name)
+        query = query.execution_options(stream_results=True, max_row_buffer=chunk_rows)
+        with engine.connect() as connection:
+            for chunk in pd.read_sql(query, connection, chunksize=chunk_rows):
+                yield parse_datetime_text(chunk)
+    finally:
+        engine.dispose()
+
+
+def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
+                     sample_rows: int = DEFAULT_MAX_ROWS,
+                     chunk_rows: int = CHUNK_ROWS) -> DatasetSchema | None:
+    """``load_dataset`` for a table of a SQL source, streamed (see the module); None,
+    writing nothing, for any other dataset or a table it cannot copy as pandas reads it."""
+    from autokfp.catalog.sources.sql import _sql_location, _sql_platform_of
+
+    source_name, _, table_name = dataset_id.partition("/")
+    source = next((s for s in config.sources if s.name == source_name), None)
+    if not isinstance(source, SqlSource) or not table_name:
+        return None
+    copied = _copy(sql_chunks(source, table_name, chunk_rows), out_path, sample_rows,
+                   dataset_id)
+    if copied is None:
+        return None
+    return _finish(config, source, copied, out_path, dataset_id, _sql_platform_of(source),
+                   _sql_location(source), None, sample_rows)
+
+
+def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
+                       sample_rows: int = DEFAULT_MAX_ROWS,
+                       chunk_rows: int = CHUNK_ROWS) -> DatasetSchema | None:
+    """``load_dataset`` for a JSON-lines file of a folder source, streamed (see the module);
+    None, writing nothing, for any other dataset or a file it cannot copy as pandas reads
+    it whole (a file that is not UTF-8 among them: ``load_dataset`` reads it as latin-1)."""
+    from autokfp.catalog.discovery import folder_file
+
+    found = folder_file(config, dataset_id, "jsonl")
+    if found is None:
+        return None
+    source, path = found
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        with pd.read_json(path, lines=True, encoding="utf-8", chunksize=chunk_rows) as reader:
+            yield from reader
+
+    copied = _copy(chunks(), out_path, sample_rows, dataset_id)
+    if copied is None:
+        return None
+    assert isinstance(source, FolderSource)
+    return _finish(config, source, copied, out_path, dataset_id, "file", str(path), "jsonl",
+                   sample_rows)
