@@ -1,0 +1,66 @@
+"""Pooling the candidates' out-of-sample rows with the test rows (``pool_rows``): the rows
+every candidate scored, each candidate's scores and the labels of exactly those rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp.modeling.estimate import pool_rows, save_holdout
+
+
+def _candidate(folder: Path, engine: str, positions, scores, truth, meta, predictions):
+    engine_dir = folder / engine / "artifacts" / "engine"
+    engine_dir.mkdir(parents=True)
+    save_holdout(engine_dir, positions, scores, truth)
+    return SimpleNamespace(path=folder / engine, meta=meta, engine=engine,
+                           predictions=predictions)
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_the_common_rows_keep_each_candidates_own_scores(tmp_path: Path, task: str) -> None:
+    rng = np.random.default_rng(3)
+    rows = 500
+    truth_all = rng.integers(0, 2, rows).astype(float)  # a label per training row
+    classes = task == "binary"
+    meta = ({"task": "binary", "class_labels": ["no", "yes"]} if classes
+            else {"task": "regression"})
+    test_truth = pd.Series(rng.integers(0, 2, 40), name="y")
+    candidates, expected_scores = [], {}
+    # out of order, and overlapping only in part: a's rows 0..399, b's 100..499
+    for engine, first in (("a", 0), ("b", 100)):
+        positions = rng.permutation(np.arange(first, first + 400))
+        scores = rng.random((400, 2)) if classes else rng.random(400)
+        if classes:
+            scores = scores / scores.sum(axis=1, keepdims=True)
+            test = pd.DataFrame(rng.random((40, 2)), columns=["probability_no", "probability_yes"])
+        else:
+            test = pd.DataFrame({"prediction": rng.random(40)})
+        candidates.append(_candidate(tmp_path, engine, positions, scores, truth_all[positions],
+                                     meta, test))
+        expected_scores[engine] = (dict(zip(positions.tolist(), scores)), test)
+    pooled = pool_rows(candidates, test_truth, meta)
+    assert pooled is not None and (pooled.holdout_rows, pooled.test_rows) == (300, 40)
+    common = list(range(100, 400))
+    if classes:
+        assert pooled.truth.tolist() == ([["no", "yes"][int(truth_all[r])] for r in common]
+                                         + test_truth.astype(str).tolist())
+    else:
+        assert pooled.truth.tolist() == [*truth_all[common], *test_truth.astype(float)]
+    for engine, (by_position, test) in expected_scores.items():
+        frame = pooled.predictions[engine]
+        held = np.array([by_position[r] for r in common])
+        np.testing.assert_array_equal(frame.to_numpy()[:300], held.reshape(300, -1))
+        np.testing.assert_array_equal(frame.to_numpy()[300:], test.to_numpy())
+
+
+def test_no_common_row_pools_nothing(tmp_path: Path) -> None:
+    meta = {"task": "regression"}
+    test = pd.DataFrame({"prediction": [0.5]})
+    a = _candidate(tmp_path, "a", [0, 1], [0.1, 0.2], [0, 1], meta, test)
+    b = _candidate(tmp_path, "b", [2, 3], [0.1, 0.2], [0, 1], meta, test)
+    assert pool_rows([a, b], pd.Series([1.0]), meta) is None
