@@ -13,7 +13,8 @@ builds one binary candidate's ``holdout.npz`` of that size and measures, in this
     python scripts/benchmark_estimate.py --held 800000 --test 200000
 
 The anchor (``BEFORE``) is pool_rows as it was, with Python sets and dicts of the positions
-(2026-12-05, load ~20): 3.18 GB peak from 0.44 GB before it, 68 s wall.
+(2026-12-05, load ~13, run with the code before f85c0e2): 3.18 GB peak from 0.45 GB before
+it, 9.9 CPU s (162 s wall: the CPU seconds are what compares on a shared machine).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-BEFORE = {(8_000_000, 2_000_000): {"pool_peak_gb": 3.18, "pool_seconds": 68.0}}
+BEFORE = {(8_000_000, 2_000_000): {"pool_peak_gb": 3.18, "pool_cpu_seconds": 9.9}}
 
 
 def _status(key: str) -> float:
@@ -66,7 +67,8 @@ def main() -> None:
         pooled = pool_rows([candidate], truth, meta)
         assert pooled is not None
         anchor = BEFORE.get((args.held, args.test))
-        shown = (f"   before: {anchor['pool_peak_gb']:.2f} GB, {anchor['pool_seconds']:.0f} s"
+        shown = (f"   before: {anchor['pool_peak_gb']:.2f} GB, "
+                 f"{anchor['pool_cpu_seconds']:.1f} CPU s"
                  if anchor else "")
         print(f"pool_rows             peak {_status('VmHWM:'):5.2f} GB  "
               f"{time.perf_counter() - wall:6.1f} s  {time.process_time() - cpu:6.1f} CPU s"
