@@ -161,6 +161,20 @@ def _scratch_folder() -> Path:
     return Path(folder)
 
 
+def _read_csv_input(path: Path, label: str) -> Any:
+    """An input artifact that is not Parquet, read as CSV. Raises DataError naming it
+    (``label``) when it is not CSV either, or has no rows."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{label} is neither Parquet nor CSV: {exc}") from None
+    if frame.empty:
+        raise DataError(f"{label} has no rows")
+    return frame
+
+
 def standalone(config: dict[str, Any] | None, dataset_path: str, schema_path: str | None,
                **form: Any) -> Standalone:
     """The inputs of a component that reads a dataset and its schema, used alone or in
@@ -180,13 +194,7 @@ def standalone(config: dict[str, Any] | None, dataset_path: str, schema_path: st
     resolved = form_config(config, dataset_path=dataset_path, **form)
     frame = None
     if not _parquet(path):
-        try:
-            frame = pd.read_csv(path)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DataError(f"input dataset {dataset_path} is neither Parquet nor CSV: "
-                            f"{exc}") from None
-        if frame.empty:
-            raise DataError(f"input dataset {dataset_path} has no rows")
+        frame = _read_csv_input(path, f"input dataset {dataset_path}")
         path = _scratch_folder() / "dataset.parquet"
         frame.to_parquet(path, index=False)
         log.info("input dataset %s read as CSV (%d rows) and converted to Parquet",
@@ -395,14 +403,9 @@ def read_reference_data(path: str, what: str) -> Any:
     if not source.exists():
         raise DataError(f"{what}: reference_data {path} does not exist: pass a Dataset "
                         "artifact holding the champion's training rows (Parquet or CSV)")
-    if _parquet(source):
-        frame = pd.read_parquet(source)
-    else:
-        try:
-            frame = pd.read_csv(source)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DataError(f"{what}: reference_data {path} is neither Parquet nor CSV: "
-                            f"{exc}") from None
+    if not _parquet(source):
+        return _read_csv_input(source, f"{what}: reference_data {path}")
+    frame = pd.read_parquet(source)
     if frame.empty:
         raise DataError(f"{what}: reference_data {path} has no rows")
     return frame

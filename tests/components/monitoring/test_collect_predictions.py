@@ -143,7 +143,7 @@ def test_a_monitoring_component_alone_names_what_is_missing(autokfp_home, tmp_pa
     from kfp.dsl import HTML, Artifact, Dataset, Metrics
 
     from autokfp.components import collect_predictions, detect_drift, finalize_monitoring
-    from autokfp.errors import ConfigError
+    from autokfp.errors import ConfigError, DataError
     from tests.components import artifact
 
     outputs = {"current": artifact(Dataset, tmp_path, "current"),
@@ -155,6 +155,18 @@ def test_a_monitoring_component_alone_names_what_is_missing(autokfp_home, tmp_pa
         collect_predictions.python_func(model_name="churn", labels="s3://b/labels/", **outputs)
     with pytest.raises(ConfigError, match="window_days"):
         collect_predictions.python_func(model_name="churn", window_days=0, **outputs)
+    # a reference_data input that is missing, not a table, or has no rows is named
+    (tmp_path / "not-a-table.csv").write_bytes(b"")
+    (tmp_path / "header-only.csv").write_text("customer_id,churned\n")
+    (tmp_path / "empty.parquet").mkdir()
+    pd.DataFrame({"customer_id": []}).to_parquet(tmp_path / "empty.parquet" / "part.parquet")
+    for name, says in (("missing.csv", "reference_data .*missing.csv does not exist"),
+                       ("not-a-table.csv", "reference_data .* is neither Parquet nor CSV"),
+                       ("header-only.csv", "reference_data .*header-only.csv has no rows"),
+                       ("empty.parquet", "reference_data .*empty.parquet has no rows")):
+        with pytest.raises(DataError, match=says):
+            collect_predictions.python_func(
+                model_name="churn", reference_data=artifact(Dataset, tmp_path, name), **outputs)
     assert not (tmp_path / "collection").exists()  # nothing written before the check
     (tmp_path / "collection").write_text(json.dumps({"status": "ok"}))  # names no model
     with pytest.raises(ConfigError, match="detect_drift: no model name"):
