@@ -75,6 +75,10 @@ TABLES: dict[str, tuple[str, str, str | None, str, str]] = {
     # planted leak (retention_offer_outcome) that autokfp drops on purpose and the peers use
     "churn": ("autokfp", "churned", "customer_id", "binary",
               "6,000 rows, the example data, a planted leak"),
+    # the same rows without the leak, as a user who knows it would give them: every system
+    # then solves the same problem, so this row says how good the models are
+    "churn_noleak": ("autokfp", "churned", "customer_id", "binary",
+                     "churn without retention_offer_outcome"),
 }
 SYSTEMS = ("autokfp", "h2o", "flaml", "autogluon")
 METRIC = {"binary": "auc", "multiclass": "logloss", "regression": "rmse"}
@@ -116,6 +120,8 @@ def load_table(name: str) -> tuple[pd.DataFrame, str, str | None, str]:
         from autokfp.examples.churn import generate_churn
 
         frame = generate_churn(6000, seed=7)
+        if name == "churn_noleak":
+            frame = frame.drop(columns=["retention_offer_outcome"])
     elif source == "lifelines":
         from lifelines import datasets as lifelines_data
 
