@@ -84,7 +84,10 @@ def _sql_recipe(source: SqlSource) -> dict[str, Any]:
         kind = "sqlalchemy"
     schema = source.schema_name
     if platform == "postgres":
-        config["schema_pattern"] = {"allow": [f"^{_escape(schema or 'public')}$"]}
+        # a source without a schema is the connection's default schema, as autokfp's crawl
+        # takes it: PostgreSQL's current_schema(), the user's own schema ("$user", first on
+        # the search path) when it exists, else public
+        config["schema_pattern"] = {"allow": [f"^{_escape(schema or _default_schema(source))}$"]}
         # Why: PostgreSQL prints a view's definition for the reading session, leaving the
         # tables of its search path ("$user", public) unqualified, and DataHub's postgres
         # source parses it with the view's own schema as the default: a view in `sales`
@@ -108,6 +111,17 @@ _CLASSIFICATION = {"enabled": True, "max_workers": 1, "classifiers": [
     {"type": _CLASSIFIER, "config": {}}]}
 
 _PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
+
+
+def _default_schema(source: SqlSource) -> str:
+    """The schema a SQL source without one reads (see ``SqlDatabase.naming``); ``public``
+    when the database cannot be reached (the crawl then reports why)."""
+    from autokfp.catalog.sources.sql import SqlDatabase
+
+    try:
+        return SqlDatabase(source).naming()[1] or "public"
+    except Exception:
+        return "public"
 
 
 def _escape(text: str) -> str:

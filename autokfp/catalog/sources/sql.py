@@ -400,8 +400,11 @@ def _discover_table(source: SqlSource, table_name: str, connection, inspector, p
     try:
         _, query = _select_all(source, table_name)
         total = _count_rows(connection, table_name, source.schema_name)
+        # a view's entry also names how its lineage was found (v2: PostgreSQL definitions
+        # read schema-qualified), so entries cached with the old lineage are read again once
         signature = signature_of("sql", total,
-                                 _declared_columns(inspector, source, table_name, declared))
+                                 _declared_columns(inspector, source, table_name, declared),
+                                 *(["view-lineage-v2"] if view is not None else []))
         if cache is not None:
             known = cache.lookup(dataset_id, signature, reader)
             if known is not None:
@@ -460,14 +463,20 @@ class SqlDatabase:
         database = engine.url.database
         self._naming = (str(database).strip('"') if database else None, schema)
 
-    def urn(self, relative: str) -> str:
+    def naming(self) -> tuple[str | None, str | None]:
+        """(database, schema) of this source's tables as DataHub names them: the schema is
+        the configured one, else the connection's default (PostgreSQL's current_schema(),
+        the user's own schema when one exists, else public). Connects once."""
         if self._naming is None:
             engine = _engine(self.config)
             try:
                 self._learn_naming(engine)
             finally:
                 engine.dispose()
-        database, schema = self._naming or (None, None)
+        return self._naming or (None, None)
+
+    def urn(self, relative: str) -> str:
+        database, schema = self.naming()
         platform = _sql_platform_of(self.config)
         return datahub_urn(platform, datahub_table_name(platform, database, schema, relative),
                            self.config)

@@ -412,12 +412,12 @@ def test_postgres_view_column_lineage_through_datahubs_parser(postgres_server, t
     assert field(customers, "id") not in theirs[urn("sales.customer_spend")]["customer"][0]
 
 
-def _view_database(server) -> None:
+def _view_database(server, database: str = "vl") -> None:
     """Views in and outside the search path's schema, reading tables of public, of their own
     schema, of the user's own schema ("$user", first on the search path: the fixture's
     user is app) and of no schema on the path, and a view DataHub's parser cannot read."""
-    server.run("postgres", "DROP DATABASE IF EXISTS vl", "CREATE DATABASE vl")
-    server.run("vl", "CREATE SCHEMA sales", "CREATE SCHEMA app",
+    server.run("postgres", f"DROP DATABASE IF EXISTS {database}", f"CREATE DATABASE {database}")
+    server.run(database, "CREATE SCHEMA sales", "CREATE SCHEMA app",
                "CREATE TABLE public.customers (id integer, email text, amount double "
                "precision, segment text)",
                "CREATE TABLE sales.orders (order_id bigint, customer_id integer, total "
@@ -554,3 +554,23 @@ def test_view_lineage_names_real_tables_in_every_schema_on_both_paths(
     assert shown.exit_code == 0, shown.output
     assert "Notes:" in shown.output and "public/xml_view" in shown.output.split("Notes:")[1]
     assert "ParseError" in shown.output.split("Notes:")[1]
+
+
+def test_a_postgres_source_without_a_schema_is_the_users_default_schema_on_both_paths(
+        postgres_server, tmp_path, catalog_home, monkeypatch) -> None:
+    """A PostgreSQL source without ``schema`` reads the connection's default schema,
+    current_schema(): the user's own ("$user") when it exists. The generated recipe gives
+    DataHub's postgres source that schema too (it said public), so DataHub's datasets are the
+    ones autokfp's crawl read and extended."""
+    from autokfp.catalog.ingest import ingest, recipe_source
+
+    monkeypatch.setenv("HOME", str(tmp_path / "datahub-home"))
+    server = postgres_server
+    _view_database(server, "vd")  # the fixture's user is app, and vd has a schema app
+    config = parse_config({"name": "vd", "sources": [
+        {"name": "vd", "kind": "sql", "url": server.url("vd")}],
+        "training": {"dataset": "vd/notes", "target": "note"}})
+    assert recipe_source(config.sources[0])["config"]["schema_pattern"] == {"allow": ["^app$"]}
+    result = ingest(config)
+    notes = "urn:li:dataset:(urn:li:dataPlatform:postgres,vd.app.notes,PROD)"
+    assert result.datasets == [notes] and result.extended == [notes]
