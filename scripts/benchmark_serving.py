@@ -16,7 +16,8 @@ For one packaged model (``--model-dir``, or the champion of the only model regis
 Single-row v1 requests go to each server in turn with keep-alive at concurrency 1 and 16,
 ``--seconds`` at a time, for ``--rounds`` rounds (the order rotates, so a noisy
 neighbour hurts both alike). Reported per server and concurrency: p50, p99, the server
-process's CPU time per request (from /proc) and throughput, then the ratios against the
+process's CPU time per request (from /proc), throughput, its garbage collections per
+generation (its /metrics) and the machine's load average while measured, then the ratios against the
 targets: p99 <= 1.25x bare, CPU per request <= 1.5x bare, throughput >= 0.9x bare. Then
 ``--fixed-rate`` requests/s (100) for ``--fixed-seconds`` (60) to ours: errors must be 0.
 The in-process floor (``predict_records`` on one row) is printed for reference. It always
@@ -135,6 +136,19 @@ class Server:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
+    def gc_collections(self) -> list[int]:
+        """The server's garbage collections so far, per generation (its /metrics)."""
+        counts = [0, 0, 0]
+        try:
+            with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
+                for line in response.read().decode().splitlines():
+                    if line.startswith('python_gc_collections_total{generation="'):
+                        generation = int(line.split('"')[1])
+                        counts[generation] = int(float(line.rsplit(" ", 1)[1]))
+        except (OSError, ValueError, IndexError):
+            pass
+        return counts
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -214,6 +228,16 @@ class Result:
     cpu: float = 0.0
     latencies: list[float] = field(default_factory=list)
     error_kinds: dict[str, int] = field(default_factory=dict)
+    loads: list[float] = field(default_factory=list)  # 1-min load average, start and end
+    gc: list[int] = field(default_factory=lambda: [0, 0, 0])  # collections per generation
+
+    @property
+    def load(self) -> str:
+        """The machine's 1-minute load average over the measurement, as a range."""
+        if not self.loads:
+            return "?"
+        low, high = min(self.loads), max(self.loads)
+        return f"{low:.1f}" if round(low, 1) == round(high, 1) else f"{low:.1f}-{high:.1f}"
 
     @property
     def rate(self) -> float:
@@ -241,6 +265,8 @@ class Result:
         self.elapsed += other.elapsed
         self.cpu += other.cpu
         self.latencies += other.latencies
+        self.loads += other.loads
+        self.gc = [a + b for a, b in zip(self.gc, other.gc)]
         for kind, count in other.error_kinds.items():
             self.error_kinds[kind] = self.error_kinds.get(kind, 0) + count
 
@@ -277,11 +303,15 @@ async def _closed_loop(url: str, body: bytes, concurrency: int, seconds: float,
         # warm up the connections and the server's code paths, then measure
         warm = time.perf_counter() + min(1.0, seconds / 5)
         await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
+        collections = server.gc_collections()
         cpu = server.cpu_seconds()
+        result.loads.append(os.getloadavg()[0])
         started = time.perf_counter()
         await asyncio.gather(*(worker(started + seconds, True) for _ in range(concurrency)))
         result.elapsed = time.perf_counter() - started
         result.cpu = server.cpu_seconds() - cpu
+        result.loads.append(os.getloadavg()[0])
+        result.gc = [b - a for a, b in zip(collections, server.gc_collections())]
     return result
 
 
@@ -290,8 +320,10 @@ def measure(servers: list[Server], body: bytes, seconds: float, rounds: int
     totals: dict[tuple[str, int], Result] = {}
     for round_number in range(rounds):
         for concurrency in CONCURRENCIES:
+            # rotate, so in every len(servers) rounds each server is measured once in each
+            # position (first, when the load may be higher or lower, ...); then reversed
             order = servers[round_number % len(servers):] + servers[:round_number % len(servers)]
-            if round_number % 2:
+            if (round_number // len(servers)) % 2:
                 order.reverse()
             for server in order:
                 case = f"{server.label} c={concurrency}"
@@ -299,8 +331,8 @@ def measure(servers: list[Server], body: bytes, seconds: float, rounds: int
                 result = asyncio.run(_closed_loop(url, body, concurrency, seconds, case, server))
                 print(f"  round {round_number + 1} {case:<10} {result.rate:8.1f} req/s  "
                       f"p50 {result.percentile(50):6.2f} ms  p99 {result.percentile(99):6.2f} ms  "
-                      f"cpu {result.cpu_ms_per_request:5.2f} ms/req  errors {result.errors}",
-                      flush=True)
+                      f"cpu {result.cpu_ms_per_request:5.2f} ms/req  errors {result.errors}  "
+                      f"gc {'/'.join(map(str, result.gc))}  load {result.load}", flush=True)
                 totals.setdefault((server.label, concurrency), Result(case)).add(result)
     return totals
 
@@ -354,6 +386,7 @@ async def _fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> Res
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=30)) as session:
         tasks = []
+        result.loads.append(os.getloadavg()[0])
         start = time.perf_counter()
         for i in range(total):
             delay = start + i / rate - time.perf_counter()
@@ -365,6 +398,7 @@ async def _fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> Res
             tasks.append(asyncio.create_task(one(session)))
         await asyncio.gather(*tasks)
         result.elapsed = time.perf_counter() - start
+        result.loads.append(os.getloadavg()[0])
     return result
 
 
@@ -372,12 +406,13 @@ async def _fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> Res
 
 
 def report(totals: dict[tuple[str, int], Result], floor: Result | None) -> None:
-    print(f"\n{'server':<6} {'c':>3} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'cpu ms/req':>11} {'req/s':>9} {'errors':>7}")
+    print(f"\n{'server':<10} {'c':>3} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'cpu ms/req':>11} {'req/s':>9} {'errors':>7} {'gc 0/1/2':>12}  load")
     for (label, concurrency), r in sorted(totals.items(), key=lambda kv: (kv[0][1], kv[0][0] == "bare",
                                                                          kv[0][0])):
-        print(f"{label:<6} {concurrency:>3} {r.ok + r.errors:>9} {r.percentile(50):8.2f} "
-              f"{r.percentile(99):8.2f} {r.cpu_ms_per_request:11.2f} {r.rate:9.1f} {r.errors:7d}")
+        print(f"{label:<10} {concurrency:>3} {r.ok + r.errors:>9} {r.percentile(50):8.2f} "
+              f"{r.percentile(99):8.2f} {r.cpu_ms_per_request:11.2f} {r.rate:9.1f} {r.errors:7d}"
+              f" {'/'.join(map(str, r.gc)):>12}  {r.load}")
     if floor is not None:
         print(f"floor: in-process one row: p50 {floor.percentile(50):.3f} ms, p99 "
               f"{floor.percentile(99):.3f} ms, cpu {floor.cpu_ms_per_request:.3f} ms/req")
@@ -394,7 +429,7 @@ def report(totals: dict[tuple[str, int], Result], floor: Result | None) -> None:
             passed = ratio <= target if sense == "<=" else ratio >= target
             passed = passed and ours.errors == 0
             print(f"  {'PASS' if passed else 'FAIL'}  {label:<10} c={concurrency:<2} {name:<16} "
-                  f"{ratio:5.2f}x  (target {sense} {target:g}x)")
+                  f"{ratio:5.2f}x  (target {sense} {target:g}x)  load {ours.load} / {bare.load}")
     for r in totals.values():
         if r.errors:
             print(f"  note: {r.case} had {r.errors} errors: {r.error_kinds}")
@@ -449,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {'PASS' if fixed.errors == 0 else 'FAIL'}  {sent} requests at "
                   f"{args.fixed_rate:g} req/s for {fixed.elapsed:.0f} s: {fixed.errors} errors "
                   f"(target 0), p50 {fixed.percentile(50):.2f} ms, p99 "
-                  f"{fixed.percentile(99):.2f} ms {fixed.error_kinds or ''}")
+                  f"{fixed.percentile(99):.2f} ms, load {fixed.load} {fixed.error_kinds or ''}")
     except Exception as exc:  # noqa: BLE001 - a benchmark reports, it does not gate
         print(f"benchmark failed: {exc}", file=sys.stderr)
     finally:

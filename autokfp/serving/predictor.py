@@ -76,8 +76,8 @@ LOG_FLUSH_ENV = "AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS"  # how often logged rows 
 ACCESS_LOG_ENV = "AUTOKFP_ACCESS_LOG"  # "on": KServe's per-request access and timing lines
 MAX_WAITING = 32  # requests queued for the worker thread; more get 429
 MAX_WAITING_BIG_BODIES = 4  # with this many queued, a body over guard.BIG_BODY gets 429 unread
-SELF_CHECK_SECONDS = 5.0
-SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005  # how often readiness re-scores the package's own example
+SELF_CHECK_SECONDS = 5.0  # how often readiness re-scores the package's own example
+SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
 
 V2_DATATYPES = {"BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
                 "UINT64", "FP16", "FP32", "FP64", "BYTES"}
