@@ -16,7 +16,8 @@ from autokfp.errors import AutokfpError
 
 def score_command(
     dataset: str = typer.Option(..., "--dataset", "-d", help=(
-        "the data to score: a gs:// or s3:// URI or a path of one Parquet/CSV file, "
+        "the data to score: a gs:// or s3:// URI or a path of one Parquet/CSV file, a "
+        "folder of Parquet parts (a path, or a gs:// or s3:// prefix ending in /), "
         "<database URL>#<table>, or <source>/<table> of --config's sources")),
     model: str = typer.Option("from config", "--model", "-m", help=(
         "NAME@ALIAS, NAME (its champion) or NAME/VERSION (default: --config's model's champion)")),
@@ -45,6 +46,8 @@ def score_command(
     from autokfp.settings import Settings
 
     console = Console()
+    if "://" not in dataset and Path(dataset).is_dir():  # a folder of parts, as typed
+        dataset = str(Path(dataset).resolve())
     form = {"dataset": dataset, "model": model, "output": output, "keys": keys,
             "chunk_rows": chunk_rows}
     try:

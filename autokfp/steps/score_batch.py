@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from autokfp.config import FROM_CONFIG
@@ -97,8 +98,9 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
     input's key columns, to ``output`` (see ``autokfp.serving.batch``).
 
     ``dataset`` is ``<source>/<table or file>`` of ``config``'s sources, a ``gs://``/
-    ``s3://`` URI or absolute path of one file, ``<database URL>#<table>``, or a DataHub
-    dataset URN (looked up in the catalog, ``autokfp.catalog.locations``). ``keys`` is
+    ``s3://`` URI or absolute path of one file, a folder of Parquet parts (an absolute path,
+    or a ``gs://``/``s3://`` prefix ending in ``/``: ``parts_folder``),
+    ``<database URL>#<table>``, or a DataHub dataset URN (looked up in the catalog, ``autokfp.catalog.locations``). ``keys`` is
     a comma-separated list of columns (default: the model's identifier columns, else the
     row number). A rerun of the same batch skips the chunks already written.
     """
@@ -112,12 +114,16 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
     _refuse_literal_passwords(dataset, output, config)
     require_shared_state()
     settings = Settings.from_env()
-    source, dataset_id, relative = _source_of(dataset, config, settings)
+    folder = parts_folder(dataset)
+    if folder is None:  # a file or table: through a source, as discovery reads it
+        source, dataset_id, relative = _source_of(dataset, config, settings)
+    else:  # read first: a folder that cannot be scored fails before the model downloads
+        parts, dataset_id = read_parts_folder(folder), folder
     name, alias = parse_model(model, config)
     target = parse_target(join(settings.artifact_root, "scores")
                           if output.strip() in ("", DEFAULT_OUTPUT) else output)
     version, package = _load_model(name, alias)
-    loaded = open_source(source).load(dataset_id, relative)
+    loaded = parts if folder is not None else open_source(source).load(dataset_id, relative)
     frame = loaded.frame
     key_columns = _key_columns(keys, frame, package)
     if not len(frame):
@@ -136,6 +142,60 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
                        batch_id=result.batch_id, rows=result.rows, chunks=result.chunks,
                        scored_chunks=result.scored_chunks, skipped_chunks=result.skipped_chunks,
                        seconds=result.seconds, keys=tuple(result.keys))
+
+
+_FOLDER_SCHEMES = {"gs": "gcs", "s3": "s3", "minio": "s3"}
+
+
+def parts_folder(dataset: str) -> str | None:
+    """``dataset`` as a folder of Parquet parts (how Spark, Dask or a partitioned export
+    write a table), or None: an existing local directory (an absolute path or ``file://``),
+    or a ``gs://``/``s3://`` prefix written with a trailing ``/``. Returned without the
+    trailing ``/``."""
+    text = (dataset or "").strip()
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in _FOLDER_SCHEMES:
+        return text.rstrip("/") if text.endswith("/") and text.count("/") > 3 else None
+    path = text[len("file://"):] if scheme == "file" else text
+    if path.startswith("/") and Path(path).is_dir():
+        return path.rstrip("/") or "/"
+    return None
+
+
+def read_parts_folder(folder: str) -> Any:
+    """Every Parquet part under ``folder`` (sorted by name, so a rerun reads the same rows
+    in the same order and finds the same batch), as one frame. Hidden and ``_``-prefixed
+    files (``_SUCCESS``, ``.crc``) are skipped. Raises DataError when the folder holds no
+    Parquet part, or another kind of file (named), or parts whose columns differ."""
+    import io
+
+    import pandas as pd
+
+    from autokfp import storage
+    from autokfp.catalog.sources.base import LoadedData
+
+    uris = [uri for uri in storage.list_uris(folder)
+            if not uri.rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))]
+    others = [uri for uri in uris if not uri.lower().endswith(".parquet")]
+    if others:
+        raise DataError(f"dataset folder {folder}: only Parquet parts can be scored from a "
+                        f"folder, and it also holds {', '.join(others[:3])}"
+                        + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                        + "; give one file, or a folder of .parquet files")
+    if not uris:
+        raise DataError(f"dataset folder {folder} holds no Parquet part (*.parquet): give a "
+                        "folder of Parquet files, or one Parquet/CSV file")
+    frames = [pd.read_parquet(io.BytesIO(storage.read_bytes(uri))) for uri in uris]
+    columns = list(frames[0].columns)
+    differ = [uri for uri, frame in zip(uris, frames) if list(frame.columns) != columns]
+    if differ:
+        raise DataError(f"dataset folder {folder}: the parts do not share one set of columns "
+                        f"({differ[0]} differs from {uris[0]})")
+    scheme = folder.split("://", 1)[0].lower() if "://" in folder else "file"
+    log.info("dataset folder %s: %d Parquet parts", folder, len(uris))
+    return LoadedData(frame=pd.concat(frames, ignore_index=True),
+                      platform=_FOLDER_SCHEMES.get(scheme, "file"), location=folder,
+                      format="parquet")
 
 
 def _refuse_literal_passwords(dataset: str, output: str, config: dict[str, Any]) -> None:

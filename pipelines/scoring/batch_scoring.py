@@ -1,7 +1,7 @@
 """The ``batch-scoring`` pipeline: score a dataset with a registered model.
 
-One task, ``score_batch``: the dataset (a folder file, ``gs://``/``s3://`` Parquet or CSV, or
-a SQL table) is scored in chunks by the model (``NAME@ALIAS``, the champion by default) and
+One task, ``score_batch``: the dataset (a file, or a folder of Parquet parts, local or
+``gs://``/``s3://``; or a SQL table) is scored in chunks by the model (``NAME@ALIAS``, the champion by default) and
 the predictions are written next to the input's keys to the object store or a SQL table.
 A rerun skips the chunks already written; lineage dataset -> model -> predictions goes to
 the catalog. Run it from the Kubeflow UI, with ``autokfp score``, or as a recurring run
@@ -40,7 +40,8 @@ def build_batch_scoring(options: "ClusterOptions | None" = None):
 
         Args:
             dataset: The data to score: a gs:// or s3:// URI of a Parquet/CSV file (e.g.
-                gs://my-bucket/churn/new_customers.parquet), <database URL>#<table>,
+                gs://my-bucket/churn/new_customers.parquet) or of a folder of Parquet parts
+                (ending in /, e.g. s3://lake/churn/2026-06-30/), <database URL>#<table>,
                 <source>/<table or file> of the sources in config, or a DataHub dataset URN
                 (urn:li:dataset:...) that the catalog knows. "from config": config's
                 training.dataset.

@@ -138,3 +138,50 @@ def test_a_recurring_run_refuses_local_paths_and_literal_passwords() -> None:
         schedule_batch_scoring({**form, "output": "postgresql://u:hunter2@db/crm#scores"},
                                "0 0 2 * * *")
     assert "hunter2" not in str(raised.value)
+
+
+# ------------------------------------------------------------- a folder of Parquet parts
+
+
+def test_a_folder_of_parquet_parts_is_one_dataset_in_name_order(tmp_path) -> None:
+    from autokfp.steps.score_batch import parts_folder, read_parts_folder
+
+    folder = tmp_path / "export"
+    (folder / "day=2").mkdir(parents=True)
+    frame = _frame(300)
+    frame.iloc[200:].to_parquet(folder / "day=2" / "part-0.parquet", index=False)
+    frame.iloc[:100].to_parquet(folder / "part-0.parquet", index=False)
+    frame.iloc[100:200].to_parquet(folder / "part-1.parquet", index=False)
+    (folder / "_SUCCESS").write_text("")  # what Spark leaves: skipped
+    (folder / ".part-0.parquet.crc").write_text("x")
+    for given in (str(folder), f"{folder}/", f"file://{folder}"):
+        assert parts_folder(given) == str(folder), given
+    assert parts_folder("s3://lake/export/") == "s3://lake/export"
+    # a URI without the trailing "/" is one object, as before; a relative name is a dataset id
+    assert parts_folder("s3://lake/export") is None and parts_folder("files/export") is None
+    assert parts_folder(str(folder / "part-0.parquet")) is None
+    loaded = read_parts_folder(str(folder))
+    assert (loaded.platform, loaded.location) == ("file", str(folder))
+    # in name order ("day=2/part-0" before "part-0"), the same on every run
+    expected = pd.concat([frame.iloc[200:], frame.iloc[:100], frame.iloc[100:200]],
+                         ignore_index=True)
+    pd.testing.assert_frame_equal(loaded.frame, expected)
+
+
+def test_a_folder_that_cannot_be_scored_is_named(tmp_path) -> None:
+    from autokfp.steps.score_batch import read_parts_folder
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"holds no Parquet part \(\*\.parquet\)"):
+        read_parts_folder(str(empty))
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    _frame(10).to_parquet(mixed / "a.parquet", index=False)
+    _frame(10).to_csv(mixed / "b.csv", index=False)
+    with pytest.raises(DataError, match=r"only Parquet parts .* also holds .*b\.csv"):
+        read_parts_folder(str(mixed))
+    (mixed / "b.csv").unlink()
+    _frame(10).drop(columns=["x"]).to_parquet(mixed / "c.parquet", index=False)
+    with pytest.raises(DataError, match=r"do not share one set of columns \(.*c\.parquet"):
+        read_parts_folder(str(mixed))

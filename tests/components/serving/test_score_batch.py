@@ -87,6 +87,42 @@ def test_the_component_scores_s3_parquet_into_s3_and_resumes(registered_on_s3, t
     assert again == where and json.loads(open(summary.path).read())["skipped_chunks"] == 3
 
 
+def test_an_s3_folder_of_parquet_parts_is_scored_in_order_and_resumes(
+        registered_on_s3, trained_package, s3_server, tmp_path) -> None:
+    """A prefix written with a trailing "/" is one dataset of its Parquet parts (as Spark
+    writes a table: part files and a _SUCCESS marker), scored in the parts' name order."""
+    data = registered_on_s3
+    bucket_key = data["prefix"].split("/", 3)[3]
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint)
+    rows = data["rows"]
+    for index, part in enumerate((rows.iloc[:300], rows.iloc[300:700], rows.iloc[700:])):
+        buffer = io.BytesIO()
+        part.to_parquet(buffer, index=False)
+        client.put_object(Bucket=s3_server.bucket, Key=f"{bucket_key}/parts/part-{index}.parquet",
+                          Body=buffer.getvalue())
+    client.put_object(Bucket=s3_server.bucket, Key=f"{bucket_key}/parts/_SUCCESS", Body=b"")
+    summary, metrics = artifact(Artifact, tmp_path, "summary"), artifact(Metrics, tmp_path, "m")
+    folder = f"{data['prefix']}/parts/"
+    where = score_batch.python_func(dataset=folder, summary=summary, metrics=metrics,
+                                    model=MODEL, output=f"{data['prefix']}/scores",
+                                    chunk_rows=400)
+    written = read_store_predictions(where)
+    assert written["customer_id"].tolist() == rows["customer_id"].tolist()
+    pd.testing.assert_series_equal(written["probability_1"],
+                                   _offline(trained_package, rows)["probability_1"],
+                                   check_names=False)
+    report = json.loads(open(summary.path).read())
+    assert report["dataset"] == folder.rstrip("/") and report["rows"] == 900, report
+    (node,) = lineage(f"{MODEL} v1")
+    assert any(d["relation"] == "scored_by" and d["name"].endswith("/parts")
+               for d in node["upstream"]), node["upstream"]
+    # the same parts again: the same batch, nothing scored twice
+    again = score_batch.python_func(dataset=folder, summary=summary, metrics=metrics,
+                                    model=MODEL, output=f"{data['prefix']}/scores",
+                                    chunk_rows=400)
+    assert again == where and json.loads(open(summary.path).read())["skipped_chunks"] == 3
+
+
 def test_the_pipeline_writes_a_sql_table_and_the_cli_and_a_schedule_reach_it(
         registered_on_s3, trained_package, tmp_path, kfp_api) -> None:
     data = registered_on_s3
