@@ -69,12 +69,12 @@ def run_training(config: RunConfig | None, settings: Settings | None = None,
     """
     import json
 
-    settings, pipeline = _local_pipeline("autonomous-training", settings)
+    settings = _local_pipeline(settings)
     audit_from = _trail_length(settings)
     started_at = datetime.now(timezone.utc).isoformat()
     started = time.monotonic()
     arguments = {**(form or {}), "config": config.to_dict() if config is not None else {}}
-    output = _run_pipeline(pipeline, arguments, settings, log_path, on_task)
+    output = _run_pipeline("autonomous-training", arguments, settings, log_path, on_task)
     seconds = time.monotonic() - started
     registration_path = Path(output.output.path)
     registration = json.loads(registration_path.read_text())
@@ -104,11 +104,11 @@ def run_monitoring(config: RunConfig, settings: Settings | None = None, window_e
     """
     import json
 
-    settings, pipeline = _local_pipeline("drift-monitoring", settings)
+    settings = _local_pipeline(settings)
     root = Path(settings.pipeline_root)
     before = {p.name for p in root.glob("drift-monitoring-*")}
     started = time.monotonic()
-    _run_pipeline(pipeline, {"config": config.to_dict(), "window_end": window_end}, settings,
+    _run_pipeline("drift-monitoring", {"config": config.to_dict(), "window_end": window_end}, settings,
                   log_path, on_task)
     seconds = time.monotonic() - started
     # no pipeline output can leave an ExitHandler: read the decision from this run's folder
@@ -135,20 +135,18 @@ def run_scoring(form: dict[str, Any], config: RunConfig | None = None,
     went, chunks scored and skipped, lineage URNs)."""
     import json
 
-    settings, pipeline = _local_pipeline("batch-scoring", settings)
+    settings = _local_pipeline(settings)
     arguments = {**form, "config": config.to_dict() if config is not None else {}}
     started = time.monotonic()
-    output = _run_pipeline(pipeline, arguments, settings, log_path, on_task)
+    output = _run_pipeline("batch-scoring", arguments, settings, log_path, on_task)
     summary = json.loads(Path(output.output.path).read_text())
     return {**summary, "pipeline_seconds": round(time.monotonic() - started, 1)}
 
 
-def _local_pipeline(name: str, settings: Settings | None) -> tuple[Settings, Any]:
-    """This machine's state made ready (folders, the environment tasks read), kfp.local's
-    runner set up, and the pipeline ``name`` built with the local options."""
+def _local_pipeline(settings: Settings | None) -> Settings:
+    """This machine's state made ready (folders, the environment tasks read) and kfp.local's
+    runner set up."""
     from kfp import local
-
-    from autokfp.pipelines import PIPELINES
 
     settings = settings or Settings.from_env()
     settings.ensure_local_dirs()
@@ -156,22 +154,31 @@ def _local_pipeline(name: str, settings: Settings | None) -> tuple[Settings, Any
     os.environ[RUNNER_ENV] = str(os.getpid())  # tasks stop when this process is gone
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=settings.pipeline_root,
                raise_on_error=True)
-    return settings, PIPELINES[name](_local_options())
+    return settings
 
 
-def _run_pipeline(pipeline: Any, arguments: dict[str, Any], settings: Settings,
+def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
                   log_path: Path | None, on_task: Callable[[str], None] | None) -> Any:
-    """Run ``pipeline`` (its output to ``log_path`` when given); a failed task raises
-    ``PipelineRunError`` carrying the failing step's own error."""
+    """Build the pipeline ``name`` with the local options and run it (its output to
+    ``log_path`` when given); a failed task raises ``PipelineRunError`` carrying the failing
+    step's own error."""
     from autokfp.edge.taskfork import forked_tasks
 
+    built = False
     try:
-        if log_path is None:
-            with forked_tasks():
-                return pipeline(**arguments)
-        with _captured_output(log_path, on_task), forked_tasks():
+        with contextlib.ExitStack() as stack:
+            if log_path is not None:
+                stack.enter_context(_captured_output(log_path, on_task))
+            stack.enter_context(forked_tasks())
+            # the task worker imports its modules meanwhile (it started just now)
+            from autokfp.pipelines import PIPELINES
+
+            pipeline = PIPELINES[name](_local_options())
+            built = True
             return pipeline(**arguments)
     except RuntimeError as exc:  # kfp.local reports a failed task as RuntimeError
+        if not built:
+            raise
         raise PipelineRunError(_explain_failure(str(exc), settings, log_path)) from None
 
 
