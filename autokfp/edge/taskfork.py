@@ -360,10 +360,12 @@ def _serve(address: str, runner_pid: int) -> tuple[Request, int] | None:
                         answer.sendall(json.dumps({"returncode": code}).encode() + b"\n")
                     answer.close()
     finally:
-        if os.getpid() == _worker_pid:
+        if os.getpid() == _worker_pid:  # the runner is gone: leave nothing behind
             listener.close()
             with contextlib.suppress(OSError):
                 os.unlink(address)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(address))
     return None
 
 

@@ -171,7 +171,9 @@ def _tagged(tag: str) -> list[int]:
 def test_killing_the_runner_stops_the_worker_and_its_tasks(tmp_path):
     tag = uuid.uuid4().hex
     watching = tmp_path / "watching"
-    env = {**os.environ, "QPERF_TAG": tag, "QPERF_WATCHING": str(watching)}
+    # the worker's socket folder goes under TMPDIR: here, to be checked
+    env = {**os.environ, "QPERF_TAG": tag, "QPERF_WATCHING": str(watching),
+           "TMPDIR": str(tmp_path)}
     env.pop(taskfork.SWITCH_ENV, None)
     script = tmp_path / "runner.py"  # kfp reads a component's source from its file
     script.write_text(RUNNER)
@@ -190,6 +192,7 @@ def test_killing_the_runner_stops_the_worker_and_its_tasks(tmp_path):
         while _tagged(tag) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _tagged(tag) == []
+        assert not list(tmp_path.glob("autokfp-worker-*"))  # nor its socket folder
     finally:
         for pid in _tagged(tag):
             os.kill(pid, signal.SIGKILL)
