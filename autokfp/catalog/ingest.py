@@ -502,9 +502,9 @@ def run_recipe(recipe: dict[str, Any], extras_path: str | None = None,
     if (resolved.get("sink") or {}).get("type") == "file":  # same file, in linear time
         resolved["sink"] = {**resolved["sink"], "type": FILE_SINK}
     try:
-        with _strptime_cache():
+        with _strptime_cache(), _disposing_engines():
             pipeline = Pipeline.create(resolved)
-            pipeline.run()
+            pipeline.run()  # closes the source and sink (DataHub's exit stacks), even on failure
             pipeline.raise_from_status()
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
@@ -513,6 +513,39 @@ def run_recipe(recipe: dict[str, Any], extras_path: str | None = None,
         kind = recipe.get("source", {}).get("type")
         raise DataError(f"DataHub's '{kind}' source failed: {text[:1500]}") from None
     return recipe
+
+
+@contextlib.contextmanager
+def _disposing_engines() -> Iterator[None]:
+    """Dispose, on the way out (success or failure), every SQLAlchemy engine that opened a
+    connection inside the block.
+
+    Why: DataHub's SQL sources (``get_inspectors`` of ``sql_common``, ``postgres``,
+    ``two_tier_sql_source``) call ``create_engine`` and never dispose the engine; closing the
+    source and the pipeline does not either. Their pooled connections stayed open, about two
+    PostgreSQL sessions per run, until garbage collection, and blocked a ``DROP DATABASE``
+    (issue 18). An engine of other code that happened to connect meanwhile is disposed too,
+    which is harmless: ``dispose`` closes idle pooled connections only, and the engine
+    opens new ones when next used.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    engines: dict[int, Engine] = {}
+
+    def connected(connection: Any) -> None:
+        engines.setdefault(id(connection.engine), connection.engine)
+
+    event.listen(Engine, "engine_connect", connected)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "engine_connect", connected)
+        for engine in engines.values():
+            try:
+                engine.dispose()
+            except Exception as exc:  # noqa: BLE001 - never hide the run's own outcome
+                log.warning("could not dispose a DataHub source's database engine: %s", exc)
 
 
 @contextlib.contextmanager

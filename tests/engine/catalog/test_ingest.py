@@ -331,3 +331,63 @@ def test_with_a_gms_datahubs_rest_sink_and_state_provider_are_used(tmp_path, cat
         assert gms.aspects[(urn("customers"), "status")] == {"removed": False}
         assert gms.refused == []
     assert token not in Path(catalog_home.artifact_root, "catalog", "last-ingest.json").read_text()
+
+
+def _sessions(server, database: str) -> list[tuple]:
+    """The sessions open on ``database`` (seen from the ``postgres`` database, so the
+    test's own monitoring session is not among them)."""
+    import pg8000.native
+
+    monitor = pg8000.native.Connection(server.user, password=server.password,
+                                       host="127.0.0.1", port=server.port, database="postgres")
+    try:
+        return [tuple(r) for r in monitor.run(
+            "SELECT pid, application_name, state FROM pg_stat_activity "
+            "WHERE datname = :db AND pid <> pg_backend_pid()", db=database)]
+    finally:
+        monitor.close()
+
+
+def test_ingest_leaves_no_postgres_session_open_on_success_or_failure(
+        postgres_server, tmp_path, catalog_home, monkeypatch) -> None:
+    """Issue 18: DataHub's SQL sources create SQLAlchemy engines they never dispose, so each
+    ``ingest()`` left its pooled sessions open until garbage collection (a ``DROP DATABASE``
+    was refused). Automatic collection is off while this runs: only an explicit close counts."""
+    import gc
+
+    import pytest
+
+    from autokfp.catalog.ingest import AutokfpAspects
+    from autokfp.errors import DataError
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    server = postgres_server
+    server.run("postgres", "DROP DATABASE IF EXISTS leak", "CREATE DATABASE leak")
+    server.run("leak", "CREATE TABLE customers (id integer, email text, segment text)",
+               "INSERT INTO customers VALUES (1, 'a@example.com', 'x'), (2, 'b@example.com', "
+               "'y'), (3, 'c@example.com', 'x')")
+    config = parse_config({"name": "leak", "sources": [{"name": "leak", "kind": "sql",
+                                                         "url": server.url("leak")}],
+                           "training": {"dataset": "leak/customers", "target": "segment"}})
+    assert _sessions(server, "leak") == []
+    gc.collect()
+    gc.disable()
+    try:
+        result = ingest(config)
+        assert "urn:li:dataset:(urn:li:dataPlatform:postgres,leak.public.customers,PROD)" \
+            in result.datasets  # DataHub's postgres source did read the database
+        assert _sessions(server, "leak") == []
+
+        def broken(self, record_envelopes):  # fails once DataHub's source has read a table
+            for _ in record_envelopes:
+                raise RuntimeError("transformer broke mid-run")
+            yield from ()
+
+        monkeypatch.setattr(AutokfpAspects, "transform", broken)
+        server.run("leak", "INSERT INTO customers VALUES (4, 'd@example.com', 'y')")
+        with pytest.raises(DataError, match="transformer broke mid-run"):
+            ingest(config)
+        assert _sessions(server, "leak") == []
+    finally:
+        gc.enable()
+    server.run("postgres", "DROP DATABASE leak")  # what the leak used to block
