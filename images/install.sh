@@ -13,8 +13,11 @@ case "${1:-}" in
     # index from a build farm: mounted for this step only, never stored in a layer
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi
     if [ -s /run/secrets/pip_conf ]; then export PIP_CONFIG_FILE=/run/secrets/pip_conf; fi
-    # downloads go to the build's cache mount (HOME is the non-root user's by now)
-    export PIP_NO_CACHE_DIR=0 PIP_CACHE_DIR=/root/.cache/pip
+    # downloads go to the build's cache mount (HOME is the non-root user's by now). The
+    # image's PIP_NO_CACHE_DIR=1 must be unset, not set to 0: pip disables its cache for any
+    # value of it
+    unset PIP_NO_CACHE_DIR
+    export PIP_CACHE_DIR=/root/.cache/pip
     pip install --upgrade -c /tmp/build/constraints.txt pip
     pip install -c /tmp/build/constraints.txt -r /tmp/build/requirements.txt
     ;;

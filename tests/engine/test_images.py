@@ -290,6 +290,27 @@ def test_the_dependency_layer_depends_on_the_requirement_list_not_on_pyproject(n
         assert not re.search(r"\b(curl|wget|uv|astral|pip install)\b", step), step
 
 
+def test_the_install_step_uses_the_pip_cache_mount():
+    """The images set PIP_NO_CACHE_DIR=1 (no cache in a running container), and pip disables
+    its cache for *any* value of that variable, 0 and false included: the install step must
+    unset it, or the BuildKit cache mount stays empty and every build downloads everything
+    again (it did: ``export PIP_NO_CACHE_DIR=0`` left the mount at 4 kB). Runs the step's
+    set-up as the image would, then asks pip where its cache is."""
+    import subprocess
+
+    text = INSTALL.read_text(encoding="utf-8")
+    part = re.search(r"^  requirements\)\n(.*?)^    pip install", text, re.MULTILINE | re.DOTALL)
+    assert part, "images/install.sh: no requirements part before its first pip install"
+    script = f"set -e\nexport PIP_NO_CACHE_DIR=1\n{part.group(1)}\n" \
+             f"'{sys.executable}' -m pip cache dir"
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "/root/.cache/pip", (
+        result.stdout + result.stderr)
+    steps = [s for s in _instructions(DOCKERFILE.read_text(encoding="utf-8"))
+             if s.endswith("install.sh requirements")]
+    assert steps and all("--mount=type=cache,target=/root/.cache/pip" in s for s in steps)
+
+
 def test_dockerignore_lets_in_only_what_the_images_copy():
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
