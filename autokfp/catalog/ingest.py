@@ -458,6 +458,9 @@ class IngestResult:
     # pipelines not run again: nothing in their source changed since their last good run
     skipped: list[str] = field(default_factory=list)
     extended: list[str] = field(default_factory=list)  # of those, the ones autokfp added to
+    # sources whose recipe was not run: autokfp's crawl could not read them (source -> error),
+    # so DataHub's source would fail on them too; the run goes on with the others, as a crawl
+    failed: dict[str, str] = field(default_factory=dict)
     metadata_files: list[str] = field(default_factory=list)
     lite_written: int = 0
     gms_url: str | None = None
@@ -783,8 +786,13 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         The recipes as run (secrets as ``${VAR}``), the dataset URNs DataHub emitted and the
         ones autokfp extended, the metadata files and what went to Lite or the GMS.
 
+    A generated recipe is not run for a source autokfp's crawl could not read (it is in
+    ``failed`` and in the crawl report's ``source_errors``), so one unreachable source does
+    not fail the others, as in crawl mode.
+
     Raises:
-        ConfigError: a bad recipe file. DataError: DataHub's source failed.
+        ConfigError: a bad recipe file. DataError: DataHub's source failed on a source the
+            crawl could read, or a user's recipe failed.
     """
     import time
     import uuid
@@ -811,12 +819,20 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         extras = json.loads(Path(extras_path).read_text())
         sources = list(config.sources) if recipe is None else [None]
         for item, source in zip(recipes, sources):
+            if source is not None and source.name in report.source_errors:
+                # unreachable (or refused) for the crawl: one bad source must not fail the
+                # whole discovery, as it does not in crawl mode; it is in the report
+                result.failed[source.name] = report.source_errors[source.name]
+                log.warning("DataHub ingestion: source %s skipped, it could not be read: %s",
+                            source.name, report.source_errors[source.name])
+                continue
             _ingest_one(item, source, generated=recipe is None, work=work,
                         extras_path=extras_path, extras=extras, report=report, store=store,
                         settings=settings, stamp=stamp, result=result,
                         share_verdicts=share_verdicts)
     store.write_json("last-ingest.json", result.to_dict())
     log.info("DataHub ingestion: %d dataset(s) from %d recipe(s) (%d skipped: unchanged), "
-             "%d extended by autokfp, %d removed", len(result.datasets), len(result.recipes),
-             len(result.skipped), len(result.extended), len(result.removed))
+             "%d extended by autokfp, %d removed, %d source(s) failed", len(result.datasets),
+             len(result.recipes), len(result.skipped), len(result.extended),
+             len(result.removed), len(result.failed))
     return result

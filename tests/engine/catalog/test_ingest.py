@@ -391,3 +391,33 @@ def test_ingest_leaves_no_postgres_session_open_on_success_or_failure(
     finally:
         gc.enable()
     server.run("postgres", "DROP DATABASE leak")  # what the leak used to block
+
+
+def test_one_unreachable_source_does_not_fail_the_ingestion_of_the_others(
+        churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
+    """As in crawl mode, a source nobody can reach is reported, not fatal: the folder is still
+    catalogued through DataHub's own source, and the discovery step's counts say one failed."""
+    import socket
+
+    from autokfp.steps.catalog_sources import catalog_sources
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config, folder, _db, _frame = churn_sources
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = config.model_dump(mode="json", by_alias=True)
+    data["catalog"] = {"ingestion": "datahub"}
+    data["sources"] = [data["sources"][0],
+                       {"name": "gone", "kind": "sql",
+                        "url": f"postgresql+pg8000://u@127.0.0.1:{port}/shop"}]
+    data["training"] = {**data["training"], "dataset": "files/customers.csv"}
+    result = ingest(parse_config(data))
+    assert set(result.failed) == {"gone"}
+    assert result.failed["gone"]  # the crawl's error, not an empty note
+    assert [r["source"]["type"] for r in result.recipes] == ["s3"]  # the folder's ran
+    csv_urn = f"urn:li:dataset:(urn:li:dataPlatform:file,{str(folder).lstrip('/')}/customers.csv,PROD)"
+    assert csv_urn in result.datasets
+    out = catalog_sources(data, str(tmp_path / "r.html"), str(tmp_path / "c.json"))
+    assert out.sources_failed == 1
+    assert out.catalogued >= 1
