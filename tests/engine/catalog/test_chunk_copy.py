@@ -226,6 +226,7 @@ def _wide_table(name: str, rows: int) -> str:
             f"FROM generate_series(1, {rows}) AS i")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_sql_memory_stays_bounded_by_the_chunk(database, tmp_path) -> None:
     """A table of 100,000 and of 300,000 rows x 11 columns on PostgreSQL, in chunks of
@@ -252,6 +253,7 @@ def test_sql_memory_stays_bounded_by_the_chunk(database, tmp_path) -> None:
     assert len(pd.read_parquet(tmp_path / "chunks-triple.parquet")) == 300_000
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_jsonl_memory_stays_bounded_by_the_chunk(tmp_path) -> None:
     """A JSON-lines file of 100,000 and of 300,000 rows x 11 columns (15 and 46 MB), in
