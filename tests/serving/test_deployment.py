@@ -537,6 +537,18 @@ def _disagreeing_version(trained_package, tmp_path) -> Path:
     return copy
 
 
+def _a_row_v1_answers_0(trained_package) -> dict:
+    """A test row the trained model answers 0 with a probability of 1 above 0.001, so
+    ``_disagreeing_version`` (a threshold near 0) answers it 1: the shadow tests' live row."""
+    from autokfp.modeling.model_package import load_model_package
+
+    test = pd.read_parquet(trained_package.paths.test).drop(columns=["churned"])
+    scored = load_model_package(str(trained_package.paths.model)).predict(test.head(200))
+    stays = scored.index[(scored["prediction"].astype(str) == "0")
+                         & (scored["probability_1"] > 0.001)][0]
+    return deployment.to_records(test.iloc[[stays]])[0]
+
+
 def test_a_shadow_that_disagrees_or_errors_on_live_rows_stops_the_rollout_at_0_percent(
         tmp_path, autokfp_home, trained_package, monkeypatch):
     """deploy.strategy shadow: v2 answers every mirrored row, but with another decision than
@@ -544,14 +556,9 @@ def test_a_shadow_that_disagrees_or_errors_on_live_rows_stops_the_rollout_at_0_p
     Both are stopped before any user sees them: no canary share, the previous version keeps
     all traffic and the champion alias, and the decision and the audit event say why."""
     from autokfp.governance import audit
-    from autokfp.modeling.model_package import load_model_package
 
     monkeypatch.setenv("AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS", "0.5")
-    test = pd.read_parquet(trained_package.paths.test).drop(columns=["churned"])
-    scored = load_model_package(str(trained_package.paths.model)).predict(test.head(200))
-    stays = scored.index[(scored["prediction"].astype(str) == "0")
-                         & (scored["probability_1"] > 0.001)][0]
-    row = deployment.to_records(test.iloc[[stays]])[0]  # v1 says 0, v2 would say 1
+    row = _a_row_v1_answers_0(trained_package)  # v2 (the disagreeing version) would say 1
     disagreeing = _disagreeing_version(trained_package, tmp_path)
     serving = deployment.LocalServing(tmp_path / "serving", artifact_root=autokfp_home.artifact_root)
     started = {"1": serving.start("churn-test", "1", str(trained_package.paths.model))[0],
@@ -613,14 +620,9 @@ def test_a_standard_shadow_mirrors_live_traffic_to_the_candidate_before_the_swit
     service switches to it; v3 (a threshold near 0) would change users' decisions, so its
     candidate is removed and the serving InferenceService is never written to."""
     from autokfp.governance import audit
-    from autokfp.modeling.model_package import load_model_package
 
     monkeypatch.setenv("AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS", "0.5")
-    test = pd.read_parquet(trained_package.paths.test).drop(columns=["churned"])
-    scored = load_model_package(str(trained_package.paths.model)).predict(test.head(200))
-    stays = scored.index[(scored["prediction"].astype(str) == "0")
-                         & (scored["probability_1"] > 0.001)][0]
-    row = deployment.to_records(test.iloc[[stays]])[0]  # v1 says 0, v3 would say 1
+    row = _a_row_v1_answers_0(trained_package)  # v3 (the disagreeing version) would say 1
     disagreeing = _disagreeing_version(trained_package, tmp_path)
     serving = deployment.LocalServing(tmp_path / "serving", artifact_root=autokfp_home.artifact_root)
     packages = {"1": trained_package.paths.model, "2": trained_package.paths.model,
