@@ -12,8 +12,7 @@ and by DataHub's own source for the platform with its stock recipe (the anchor):
 Then the issue-16 workload, many files and many tables crawled together by one autokfp
 crawl, against its targets (first crawl >= 100 datasets/s, unchanged re-crawl >= 2,000).
 With ``--ingest``, ``catalog.ingestion: datahub`` on the same workload (a first run and an
-unchanged re-run, and a first run as before the classifier took the crawl's verdicts),
-side by side with its anchor measured in the same run on the same data:
+unchanged re-run), side by side with its anchor measured in the same run on the same data:
 DataHub's two stock sources alone (``s3`` for the files, ``sqlalchemy`` for the tables) and
 autokfp's own crawl alone.
 
@@ -144,12 +143,9 @@ def autokfp_crawls(name: str, sources: list[dict[str, Any]], home: Path) -> list
     return out
 
 
-def ingest_runs(name: str, sources: list[dict[str, Any]], home: Path,
-                share_verdicts: bool = True) -> list[Timing]:
+def ingest_runs(name: str, sources: list[dict[str, Any]], home: Path) -> list[Timing]:
     """``catalog.ingestion: datahub``: DataHub's sources run the generated recipes, autokfp's
-    crawl adds its aspects, file sink and DataHub Lite; a first run and an unchanged re-run.
-    ``share_verdicts=False``: autokfp's classifier types DataHub's sample of every SQL column
-    again instead of taking the crawl's verdict (the code before the change)."""
+    crawl adds its aspects, file sink and DataHub Lite; a first run and an unchanged re-run."""
     from autokfp.catalog.ingest import ingest
     from autokfp.config import parse_config
     from autokfp.settings import Settings
@@ -160,13 +156,10 @@ def ingest_runs(name: str, sources: list[dict[str, Any]], home: Path,
     settings = Settings.from_env()
     settings.ensure_local_dirs()
     out = []
-    labels = ("DataHub-ingestion path, first run", "DataHub-ingestion path, re-run")
-    if not share_verdicts:
-        labels = ("ingestion first run, typing twice",)
-    for label in labels:
+    for label in ("DataHub-ingestion path, first run", "DataHub-ingestion path, re-run"):
         started, cpu = time.monotonic(), _cpu()
         with contextlib.redirect_stdout(io.StringIO()):
-            result = ingest(config, settings=settings, share_verdicts=share_verdicts)
+            result = ingest(config, settings=settings)
         seconds, cpu = time.monotonic() - started, _cpu() - cpu
         out.append(Timing(label, len(result.datasets), seconds, cpu,
                           f"({len(result.extended)} extended, {result.lite_written} aspects "
@@ -296,15 +289,10 @@ def main(argv: list[str] | None = None) -> int:
                                         "path": str(small_files)},
                                        {"name": "warm", "kind": "sql",
                                         "url": f"sqlite:///{small_db}"}], root / "home-warm")
-            # before/after on the same data in this run: the classifier typing DataHub's
-            # sample of every SQL column again (before) or taking the crawl's verdict
-            (before,) = ingest_runs("bench-ingest-before", both, root / "home-before",
-                                    share_verdicts=False)
             runs = ingest_runs("bench-ingest", both, root / "home-ingest")
-            for timing in (before, *runs):
+            for timing in runs:
                 print(timing.line(), flush=True)
-            rows = [("ingestion first run, before (typing twice)", before),
-                    ("ingestion path, first run", runs[0]),
+            rows = [("ingestion path, first run", runs[0]),
                     ("ingestion path, unchanged re-run", runs[1]),
                     ("autokfp's crawl alone, first crawl", first)]
             if not args.no_anchor:  # DataHub's own two sources alone, stock recipes

@@ -92,6 +92,8 @@ class CrawlReport:
     catalog: str
     published: dict[str, Any] = field(default_factory=dict)
     found: list[DiscoveredDataset] = field(default_factory=list, repr=False)
+    # {SQL source name: (database, schema)} as the crawl learned them from the connection
+    naming: dict[str, tuple[str | None, str | None]] = field(default_factory=dict, repr=False)
 
     def outcome(self, dataset_id: str) -> DatasetOutcome | None:
         return next((d for d in self.datasets if d.dataset_id == dataset_id), None)
@@ -272,7 +274,8 @@ def crawl_sources(
     started_at, started = now_iso(), time.monotonic()
     cached = {} if refresh else store.load_cache()
     cache = CrawlCache(cached)
-    found = discover(source_list, sample_rows, cache)
+    naming: dict[str, tuple[str | None, str | None]] = {}
+    found = discover(source_list, sample_rows, cache, naming)
     _tag_target(found, training)
     graph = load_lineage(store)
 
@@ -290,7 +293,8 @@ def crawl_sources(
 
     report = CrawlReport(started=started_at, seconds=0.0, datasets=outcomes,
                          source_errors=source_errors, cache_hits=cache.hits,
-                         cache_misses=cache.misses, catalog=store.root, found=found)
+                         cache_misses=cache.misses, catalog=store.root, found=found,
+                         naming=naming)
     if publish_metadata and (to_publish or removed):
         report.published = _publish_schemas(to_publish, store, settings, removed).to_dict()
     report.seconds = time.monotonic() - started

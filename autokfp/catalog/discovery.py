@@ -42,6 +42,7 @@ __all__ = ["CrawlCache", "DiscoveredDataset", "Source", "discover", "file_format
 def discover(
     sources: Iterable[Source], sample_rows: int = DEFAULT_MAX_ROWS,
     cache: CrawlCache | None = None,
+    naming: dict[str, tuple[str | None, str | None]] | None = None,
 ) -> list[DiscoveredDataset]:
     """Crawl every source and profile each file or table found.
 
@@ -50,6 +51,8 @@ def discover(
         sample_rows: profile at most this many rows per dataset (row counts stay exact).
         cache: results of earlier crawls; inputs whose signature is unchanged are not read
             again (``item.reused``), and the cache is updated with what was read.
+        naming: filled with ``{source name: (database, schema)}`` of each SQL source the
+            crawl connected to (the names DataHub's source gives its tables).
 
     Returns:
         One ``DiscoveredDataset`` per file/table, in source order then path order; a
@@ -68,6 +71,9 @@ def discover(
         for item in items:
             if not item.source_failed:
                 _name(reader, item.schema)
+        known = getattr(reader, "known_naming", None)
+        if naming is not None and known is not None:
+            naming[source.name] = known
         found += items
     ok = sum(d.ok for d in found)
     log.info("discovery found %d dataset(s), %d failed", ok, len(found) - ok)

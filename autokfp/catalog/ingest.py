@@ -62,7 +62,8 @@ _MAX_DEPTH = 12
 # --------------------------------------------------------------------------- recipes
 
 
-def _sql_recipe(source: SqlSource) -> dict[str, Any]:
+def _sql_recipe(source: SqlSource,
+                naming: tuple[str | None, str | None] | None = None) -> dict[str, Any]:
     from sqlalchemy.engine import make_url
 
     from autokfp.catalog.sources.sql import PG_QUALIFIED_SEARCH_PATH, sql_platform
@@ -87,7 +88,8 @@ def _sql_recipe(source: SqlSource) -> dict[str, Any]:
         # a source without a schema is the connection's default schema, as autokfp's crawl
         # takes it: PostgreSQL's current_schema(), the user's own schema ("$user", first on
         # the search path) when it exists, else public
-        config["schema_pattern"] = {"allow": [f"^{_escape(schema or _default_schema(source))}$"]}
+        schema = schema or _default_schema(source, naming)
+        config["schema_pattern"] = {"allow": [f"^{_escape(schema)}$"]}
         # Why: PostgreSQL prints a view's definition for the reading session, leaving the
         # tables of its search path ("$user", public) unqualified, and DataHub's postgres
         # source parses it with the view's own schema as the default: a view in `sales`
@@ -113,15 +115,32 @@ _CLASSIFICATION = {"enabled": True, "max_workers": 1, "classifiers": [
 _PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
 
 
-def _default_schema(source: SqlSource) -> str:
-    """The schema a SQL source without one reads (see ``SqlDatabase.naming``); ``public``
-    when the database cannot be reached (the crawl then reports why)."""
-    from autokfp.catalog.sources.sql import SqlDatabase
+def _default_schema(source: SqlSource,
+                    naming: tuple[str | None, str | None] | None = None) -> str:
+    """The schema a PostgreSQL source without one reads (see ``SqlDatabase.naming``): the
+    one autokfp's crawl learned from the connection (``naming``, as ``ingest`` passes it),
+    else asked of the database (one connection).
 
-    try:
-        return SqlDatabase(source).naming()[1] or "public"
-    except Exception:
-        return "public"
+    Raises:
+        DataError: the database could not be asked (the reason, secrets masked) or names no
+            current schema. A recipe for ``public`` instead would read another schema than
+            the crawl, or nothing, without a word (reviewer's note on 7a85894).
+    """
+    from autokfp.catalog.sources.sql import SqlDatabase, _sql_error
+
+    if naming is None:
+        try:
+            naming = SqlDatabase(source).naming()
+        except Exception as exc:
+            raise DataError(
+                f"cannot tell which schema SQL source '{source.name}' reads: it names none, "
+                f"and asking the database for its default schema failed "
+                f"({_sql_error(source, exc)}); set 'schema:' on the source") from None
+    if not naming[1]:
+        raise DataError(
+            f"SQL source '{source.name}' names no schema and the database reports no current "
+            "schema (no schema on its search_path exists); set 'schema:' on the source")
+    return naming[1]
 
 
 def _escape(text: str) -> str:
@@ -152,11 +171,12 @@ def _path_specs(root: str, includes: list[str], relatives: Iterable[str],
     return specs
 
 
-def _file_recipe(source: FolderSource | S3Source | GcsSource) -> dict[str, Any]:
-    from autokfp.catalog.sources import open_source
+def _file_recipe(source: FolderSource | S3Source | GcsSource,
+                 relatives: list[str] | None = None) -> dict[str, Any]:
+    if relatives is None:  # else what the crawl listed: no second listing of a bucket
+        from autokfp.catalog.sources import open_source
 
-    reader = open_source(source)
-    relatives = reader.list_datasets()
+        relatives = open_source(source).list_datasets()
     common: dict[str, Any] = {"env": source.env}
     if source.platform_instance:
         common["platform_instance"] = source.platform_instance
@@ -181,12 +201,24 @@ def _file_recipe(source: FolderSource | S3Source | GcsSource) -> dict[str, Any]:
         "path_specs": _path_specs(source.uri, source.include, relatives, source.exclude)}}
 
 
-def recipe_source(source: Any) -> dict[str, Any]:
-    """The ``source`` section of DataHub's stock recipe for one autokfp source."""
+def recipe_source(source: Any, report: Any = None) -> dict[str, Any]:
+    """The ``source`` section of DataHub's stock recipe for one autokfp source.
+
+    With ``report`` (autokfp's crawl of the source), what the crawl learned is used: a SQL
+    source's default schema and a folder's or bucket's files, so nothing is asked twice.
+
+    Raises:
+        DataError: a PostgreSQL source without a schema whose default schema cannot be told
+            (see ``_default_schema``).
+    """
     if isinstance(source, SqlSource):
-        return _sql_recipe(source)
+        return _sql_recipe(source, report.naming.get(source.name) if report else None)
     if isinstance(source, (FolderSource, S3Source, GcsSource)):
-        return _file_recipe(source)
+        relatives = None
+        if report is not None:
+            relatives = [d.dataset_id.split("/", 1)[1] for d in report.found
+                         if d.source_name == source.name and not d.source_failed]
+        return _file_recipe(source, relatives)
     raise ConfigError(f"no DataHub recipe for source kind {type(source).__name__}")
 
 
@@ -212,20 +244,24 @@ def stateful_ingestion(state_file: str | None) -> dict[str, Any]:
     return config
 
 
-def recipes_for(config: RunConfig, metadata_dir: str) -> list[dict[str, Any]]:
+def recipes_for(config: RunConfig, metadata_dir: str,
+                report: Any = None) -> list[dict[str, Any]]:
     """One recipe per source of ``config`` (sink, stateful ingestion and, when run by
-    ``ingest``, autokfp's transformer included)."""
-    recipes = []
+    ``ingest``, autokfp's transformer included); ``report``: see ``recipe_source``."""
+    return [recipe_for(config, source, metadata_dir, report) for source in config.sources]
+
+
+def recipe_for(config: RunConfig, source: Any, metadata_dir: str,
+               report: Any = None) -> dict[str, Any]:
+    """The generated recipe of one source of ``config`` (see ``recipes_for``)."""
+    recipe: dict[str, Any] = {
+        "pipeline_name": f"autokfp-{config.name}-{source.name}",
+        "source": recipe_source(source, report),
+        "sink": recipe_sink(os.path.join(metadata_dir, f"{source.name}.json"))}
     local_state = gms_settings() is None
-    for source in config.sources:
-        recipe: dict[str, Any] = {
-            "pipeline_name": f"autokfp-{config.name}-{source.name}",
-            "source": recipe_source(source),
-            "sink": recipe_sink(os.path.join(metadata_dir, f"{source.name}.json"))}
-        state = os.path.join(metadata_dir, f"{source.name}.state.json") if local_state else None
-        recipe["source"]["config"]["stateful_ingestion"] = stateful_ingestion(state)
-        recipes.append(recipe)
-    return recipes
+    state = os.path.join(metadata_dir, f"{source.name}.state.json") if local_state else None
+    recipe["source"]["config"]["stateful_ingestion"] = stateful_ingestion(state)
+    return recipe
 
 
 def _state_file(recipe: dict[str, Any]) -> str | None:
@@ -674,8 +710,7 @@ def _records(path: str, collected: list[Any] | None = None) -> list[Any]:
 
 def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str,
                 extras_path: str, extras: dict[str, Any], report: Any, store: Any,
-                settings: Settings, stamp: str, result: IngestResult,
-                share_verdicts: bool = True) -> None:
+                settings: Settings, stamp: str, result: IngestResult) -> None:
     """Run one recipe (skipped when its source is unchanged since its last good run) and add
     what it emitted to ``result``."""
     from autokfp import storage
@@ -711,7 +746,7 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
     collect = f"{pipeline}-{stamp}"
     try:
         verdicts = None
-        if share_verdicts and isinstance(source, SqlSource):
+        if _SHARE_VERDICTS and isinstance(source, SqlSource):
             verdicts = os.path.join(work, f"{pipeline}.verdicts.json")
             Path(verdicts).write_text(json.dumps(_classifier_verdicts(
                 [d for d in report.found if d.source_name == source.name], source)))
@@ -768,8 +803,14 @@ def _collect_file_sink(local: str, extras: dict[str, Any], store: Any, settings:
     return urns
 
 
+# autokfp's classifier in a generated SQL recipe answers from the crawl's typing of each
+# column. Not an option: False (DataHub's sample of every column typed again, the code before
+# the crawl's verdicts were shared) is only for a test to show what sharing changes
+_SHARE_VERDICTS = True
+
+
 def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
-           settings: Settings | None = None, *, share_verdicts: bool = True) -> IngestResult:
+           settings: Settings | None = None) -> IngestResult:
     """Catalog the sources through DataHub's own source plugins, with autokfp's aspects.
 
     Args:
@@ -778,9 +819,6 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         recipe: a user's recipe (YAML) run instead of the generated ones; its sink is kept
             if it has one.
         settings: state locations (default from the environment).
-        share_verdicts: autokfp's classifier in a generated SQL recipe answers from the
-            crawl's typing of each column (False: it types DataHub's sample of every column
-            again, as before; kept for ``scripts/benchmark_discovery.py``'s before/after).
 
     Returns:
         The recipes as run (secrets as ``${VAR}``), the dataset URNs DataHub emitted and the
@@ -788,7 +826,9 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
 
     A generated recipe is not run for a source autokfp's crawl could not read (it is in
     ``failed`` and in the crawl report's ``source_errors``), so one unreachable source does
-    not fail the others, as in crawl mode.
+    not fail the others, as in crawl mode. Nor for a source whose recipe cannot be built
+    (a PostgreSQL source whose default schema cannot be told): a warning names the reason,
+    which is in ``failed`` and the crawl report's ``source_errors`` too.
 
     Raises:
         ConfigError: a bad recipe file. DataError: DataHub's source failed on a source the
@@ -811,14 +851,12 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         extras_path = os.path.join(work, "extras.json")
         reused = [d.dataset_id for d in found if d.reused]
         Path(extras_path).write_text(json.dumps(extras_for(schemas, reused), default=str))
+        users, unbuilt = None, []
         if recipe is not None:
-            recipes = [load_recipe(recipe)]
-            recipes[0].setdefault("sink", recipe_sink(os.path.join(work, "recipe.json")))
-        else:
-            recipes = recipes_for(config, work)
+            users = load_recipe(recipe)
+            users.setdefault("sink", recipe_sink(os.path.join(work, "recipe.json")))
         extras = json.loads(Path(extras_path).read_text())
-        sources = list(config.sources) if recipe is None else [None]
-        for item, source in zip(recipes, sources):
+        for source in list(config.sources) if users is None else [None]:
             if source is not None and source.name in report.source_errors:
                 # unreachable (or refused) for the crawl: one bad source must not fail the
                 # whole discovery, as it does not in crawl mode; it is in the report
@@ -826,10 +864,23 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                 log.warning("DataHub ingestion: source %s skipped, it could not be read: %s",
                             source.name, report.source_errors[source.name])
                 continue
-            _ingest_one(item, source, generated=recipe is None, work=work,
+            if users is not None:
+                item = users
+            else:
+                assert source is not None
+                try:  # with what the crawl learned: nothing is asked of a source twice
+                    item = recipe_for(config, source, work, report)
+                except DataError as exc:  # reported, never a silent guess
+                    report.source_errors[source.name] = result.failed[source.name] = str(exc)
+                    unbuilt.append(source.name)
+                    log.warning("DataHub ingestion: no recipe for source %s: %s",
+                                source.name, exc)
+                    continue
+            _ingest_one(item, source, generated=users is None, work=work,
                         extras_path=extras_path, extras=extras, report=report, store=store,
-                        settings=settings, stamp=stamp, result=result,
-                        share_verdicts=share_verdicts)
+                        settings=settings, stamp=stamp, result=result)
+    if unbuilt:  # the crawl report was written before: it names them too
+        store.write_json("last-crawl.json", report.to_dict())
     store.write_json("last-ingest.json", result.to_dict())
     log.info("DataHub ingestion: %d dataset(s) from %d recipe(s) (%d skipped: unchanged), "
              "%d extended by autokfp, %d removed, %d source(s) failed", len(result.datasets),

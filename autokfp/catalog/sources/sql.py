@@ -475,6 +475,12 @@ class SqlDatabase:
                 engine.dispose()
         return self._naming or (None, None)
 
+    @property
+    def known_naming(self) -> tuple[str | None, str | None] | None:
+        """``naming()`` when this reader has learned it (a crawl did), else None; never
+        connects."""
+        return self._naming
+
     def urn(self, relative: str) -> str:
         database, schema = self.naming()
         platform = _sql_platform_of(self.config)

@@ -166,7 +166,10 @@ def test_datahubs_classification_takes_the_crawls_verdict(tmp_path, catalog_home
         terms = (fields["contact"].get("glossaryTerms") or {}).get("terms", [])
         return {t["urn"] for t in terms}, _tags(fields["contact"])
 
-    ingest(config, share_verdicts=False)  # DataHub's sample typed again: no email in it
+    import autokfp.catalog.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "_SHARE_VERDICTS", False)
+    ingest(config)  # DataHub's sample typed again: no email in it
     terms, tags = contact()
     assert terms == set() and "urn:li:tag:pii:email" in tags  # the two disagree
     (db.parent / "again.db").write_bytes(db.read_bytes())  # a new source: a first run
@@ -175,6 +178,7 @@ def test_datahubs_classification_takes_the_crawls_verdict(tmp_path, catalog_home
          "platform_instance": "eu"}],
         "training": {"dataset": "again/accounts", "target": "plan"}})
     urn = "urn:li:dataset:(urn:li:dataPlatform:sqlite,eu.main.accounts,PROD)"
+    monkeypatch.setattr(ingest_module, "_SHARE_VERDICTS", True)
     result = ingest(config)
     assert "verdicts" not in json.dumps(result.recipes)  # a run's file, not the recipe's
     terms, tags = contact()
@@ -421,3 +425,47 @@ def test_one_unreachable_source_does_not_fail_the_ingestion_of_the_others(
     out = catalog_sources(data, str(tmp_path / "r.html"), str(tmp_path / "c.json"))
     assert out.sources_failed == 1
     assert out.catalogued >= 1
+
+
+def test_a_postgres_schema_that_cannot_be_told_is_reported_never_guessed_as_public(
+        postgres_server, catalog_home, tmp_path, monkeypatch) -> None:
+    """Reviewer's note on 7a85894: a PostgreSQL source without ``schema`` got a recipe for
+    ``public`` in silence when its default schema could not be told. Now the recipe names the
+    schema autokfp's crawl learned from the connection (no second connection), and when there
+    is none the source is reported with the reason (``failed``, the crawl report), not run."""
+    import socket
+
+    from autokfp.catalog.ingest import recipe_source
+    from autokfp.catalog.store import CatalogStore
+    from autokfp.errors import DataError
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    closed = parse_config({"name": "x", "sources": [
+        {"name": "gone", "kind": "sql", "url": f"postgresql+pg8000://u:s3cret-pw@127.0.0.1:"
+                                                f"{port}/shop"}],
+        "training": {"dataset": "gone/t", "target": "y"}})
+    try:
+        recipe_source(closed.sources[0])
+        raise AssertionError("a recipe was built for a schema nobody could tell")
+    except DataError as exc:
+        text = str(exc)
+    assert "'gone'" in text and "set 'schema:'" in text and "s3cret-pw" not in text
+    assert "refused" in text.lower() or "connect" in text.lower(), text
+
+    # a database whose search_path names no existing schema: current_schema() is NULL
+    server = postgres_server
+    server.run("postgres", "DROP DATABASE IF EXISTS lost", "CREATE DATABASE lost")
+    server.run("lost", "CREATE TABLE public.orders (id integer)",
+               "ALTER DATABASE lost SET search_path = nosuch")
+    config = parse_config({"name": "lost", "sources": [
+        {"name": "lost", "kind": "sql", "url": server.url("lost")}],
+        "training": {"dataset": "lost/orders", "target": "id"}})
+    result = ingest(config)
+    assert set(result.failed) == {"lost"} and "no current schema" in result.failed["lost"]
+    assert result.recipes == [] and result.datasets == []  # public was not read instead
+    assert result.report.source_errors["lost"] == result.failed["lost"]
+    written = CatalogStore().read_json("last-crawl.json", {})
+    assert written["source_errors"]["lost"] == result.failed["lost"]
