@@ -40,6 +40,10 @@ Options:
 Environment:
   AUTOKFP_IMAGE_REGISTRY  registry/namespace to tag with (default ghcr.io/autokfp)
   AUTOKFP_PYTHON_IMAGE    the usual base image (default python:3.11-slim-bookworm)
+  AUTOKFP_LOCAL_BASE_PREFIX  the prefix of the bases made from Debian packages (default local:
+                          local/debian:bookworm, local/python:3.11-bookworm); another prefix
+                          makes them again, under new image ids, so every layer above is new
+                          (how a build "from nothing" is measured on a machine that has them)
   AUTOKFP_DEBIAN_MIRROR   Debian mirror for debootstrap (default: the first one apt uses here,
                           else http://deb.debian.org/debian)
   AUTOKFP_BUILD_NETWORK   network for the build steps (default host: the only way a build
@@ -105,8 +109,8 @@ fi
 REGISTRY="${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}"
 while [[ "$REGISTRY" == */ ]]; do REGISTRY="${REGISTRY%/}"; done
 USUAL_BASE="${AUTOKFP_PYTHON_IMAGE:-python:3.11-slim-bookworm}"
-DEBIAN_BASE="local/debian:bookworm"
-DEBIAN_PYTHON_BASE="local/python:3.11-bookworm"
+DEBIAN_BASE="${AUTOKFP_LOCAL_BASE_PREFIX:-local}/debian:bookworm"
+DEBIAN_PYTHON_BASE="${AUTOKFP_LOCAL_BASE_PREFIX:-local}/python:3.11-bookworm"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
