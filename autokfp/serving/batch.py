@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -90,9 +90,11 @@ def batch_id(model: str, version: str, fingerprint: str, keys: list[str], chunk_
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def default_keys(frame: pd.DataFrame, dropped: dict[str, str]) -> list[str]:
-    """The columns the model's feature plan dropped as identifiers, when the input has them."""
-    return [c for c, why in dropped.items() if why.startswith("identifier") and c in frame.columns]
+def default_keys(columns: Any, dropped: dict[str, str]) -> list[str]:
+    """The columns the model's feature plan dropped as identifiers, when the input's
+    ``columns`` (a list, or a frame: its columns) have them."""
+    names = set(map(str, columns.columns if isinstance(columns, pd.DataFrame) else columns))
+    return [c for c, why in dropped.items() if why.startswith("identifier") and c in names]
 
 
 @dataclass
@@ -194,41 +196,77 @@ def score_frame(frame: pd.DataFrame, predict: Callable[[pd.DataFrame], pd.DataFr
                 keys: list[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> BatchResult:
     """Score ``frame`` chunk by chunk with ``predict`` and write each chunk's predictions
     with the ``keys`` columns; chunks of the same batch already written are skipped."""
+    _check_input(len(frame), list(frame.columns), dataset, keys, chunk_rows)
+    chunks = (frame.iloc[start:start + chunk_rows] for start in range(0, len(frame), chunk_rows))
+    return score_chunks(chunks, predict, rows=len(frame), fingerprint=frame_fingerprint(frame),
+                        model=model, version=version, dataset=dataset, target=target,
+                        keys=keys, chunk_rows=chunk_rows)
+
+
+def score_parts(parts: Any, predict: Callable[[pd.DataFrame], pd.DataFrame], *,
+                model: str, version: str, target: ScoringTarget, keys: list[str],
+                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> BatchResult:
+    """Score a folder of Parquet parts (``autokfp.serving.parts.PartsDataset``) as
+    ``score_frame`` scores a frame, streamed: one chunk of rows is held at a time, and each
+    chunk's predictions are written before the next chunk is read. The batch id comes from
+    the parts' paths, sizes and checksums (``PartsDataset.fingerprint``)."""
+    _check_input(parts.rows, parts.columns, parts.folder, keys, chunk_rows)
+    return score_chunks(parts.chunks(chunk_rows), predict, rows=parts.rows,
+                        fingerprint=f"parts:{parts.fingerprint}", model=model, version=version,
+                        dataset=parts.folder, target=target, keys=keys, chunk_rows=chunk_rows)
+
+
+def _check_input(rows: int, columns: list[Any], dataset: str, keys: list[str],
+                 chunk_rows: int) -> None:
     if chunk_rows < 1:
         raise ConfigError(f"chunk_rows must be at least 1, got {chunk_rows}")
-    if frame.empty:
+    if not rows:
         raise DataError(f"dataset '{dataset}' has no rows to score")
-    missing = [k for k in keys if k not in frame.columns]
+    missing = [k for k in keys if k not in columns]
     if missing:
         raise DataError(f"key column(s) {missing} are not in dataset '{dataset}'; its columns "
-                        f"are: {', '.join(map(str, frame.columns))}")
+                        f"are: {', '.join(map(str, columns))}")
+
+
+def score_chunks(chunks: Iterable[pd.DataFrame],
+                 predict: Callable[[pd.DataFrame], pd.DataFrame], *, rows: int,
+                 fingerprint: str, model: str, version: str, dataset: str,
+                 target: ScoringTarget, keys: list[str], chunk_rows: int) -> BatchResult:
+    """Score ``chunks`` (``rows`` rows in frames of ``chunk_rows``, the last may be shorter)
+    and write each one's predictions; the chunks of this batch already written are read
+    past, not scored."""
     started = time.monotonic()
-    batch = batch_id(model, version, frame_fingerprint(frame), keys, chunk_rows)
+    batch = batch_id(model, version, fingerprint, keys, chunk_rows)
     writer: _StoreWriter | _SqlWriter = (
         _SqlWriter(target, batch) if target.kind == "sql"
         else _StoreWriter(target, model, version, batch))
-    chunks = (len(frame) + chunk_rows - 1) // chunk_rows
-    done = writer.done(chunks)
+    count = (rows + chunk_rows - 1) // chunk_rows
+    done = writer.done(count)
     if done:
         log.info("batch %s: %d of %d chunks already written; scoring the rest", batch,
-                 len(done), chunks)
+                 len(done), count)
     columns: list[str] = []
-    for chunk in range(chunks):
+    seen = 0
+    for chunk, frame in enumerate(chunks):
+        seen += len(frame)
         if chunk in done:
             continue
-        rows = frame.iloc[chunk * chunk_rows:(chunk + 1) * chunk_rows]
-        predictions = predict(rows).reset_index(drop=True)
+        predictions = predict(frame).reset_index(drop=True)
         columns = [str(c) for c in predictions.columns]
-        key_frame = (rows[keys].reset_index(drop=True) if keys
+        key_frame = (frame[keys].reset_index(drop=True) if keys
                      else pd.DataFrame({ROW_KEY: range(chunk * chunk_rows,
-                                                       chunk * chunk_rows + len(rows))}))
+                                                       chunk * chunk_rows + len(frame))}))
         clash = set(key_frame.columns) & set(predictions.columns)
         out = pd.concat([key_frame, predictions.drop(columns=list(clash))], axis=1)
         writer.write(chunk, out.assign(model_version=str(version)))
-        log.info("batch %s: chunk %d/%d scored (%d rows)", batch, chunk + 1, chunks, len(rows))
+        log.info("batch %s: chunk %d/%d scored (%d rows)", batch, chunk + 1, count, len(frame))
+    if seen != rows:  # the input changed while it was read
+        raise DataError(f"dataset '{dataset}' gave {seen} rows while being read, not the "
+                        f"{rows} it held when scoring started: it changed during the run; "
+                        "rerun once it is stable")
     result = BatchResult(model=model, version=str(version), dataset=dataset,
                          output=writer.location, batch_id=batch, keys=keys or [ROW_KEY],
-                         rows=len(frame), chunks=chunks, scored_chunks=chunks - len(done),
+                         rows=rows, chunks=count, scored_chunks=count - len(done),
                          skipped_chunks=len(done), seconds=round(time.monotonic() - started, 2),
                          prediction_columns=columns)
     writer.finish(result.to_dict())
@@ -237,7 +275,11 @@ def score_frame(frame: pd.DataFrame, predict: Callable[[pd.DataFrame], pd.DataFr
 
 def read_store_predictions(location: str) -> pd.DataFrame:
     """Every part of a batch written to a folder or object store, in chunk order."""
-    parts = sorted(u for u in storage.list_uris(location) if u.endswith(".parquet"))
+    from autokfp.serving.parts import is_ignored
+
+    start = len(location.rstrip("/")) + 1
+    parts = sorted(u for u in storage.list_uris(location)
+                   if u.endswith(".parquet") and not is_ignored(u[start:]))
     if not parts:
         raise DataError(f"no predictions under {location}")
     return pd.concat([pd.read_parquet(io.BytesIO(storage.read_bytes(u))) for u in parts],

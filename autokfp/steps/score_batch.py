@@ -106,7 +106,8 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
     """
     from autokfp.catalog.lineage import record_scoring_lineage
     from autokfp.catalog.sources.base import open_source
-    from autokfp.serving.batch import parse_target, score_frame
+    from autokfp.serving.batch import parse_target, score_frame, score_parts
+    from autokfp.serving.parts import open_parts
     from autokfp.settings import Settings, require_shared_state
     from autokfp.storage import join
 
@@ -117,21 +118,28 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
     folder = parts_folder(dataset)
     if folder is None:  # a file or table: through a source, as discovery reads it
         source, dataset_id, relative = _source_of(dataset, config, settings)
-    else:  # read first: a folder that cannot be scored fails before the model downloads
-        parts, dataset_id = read_parts_folder(folder), folder
+    else:  # listed and footers read first: a folder that cannot be scored fails before
+        parts, dataset_id = open_parts(folder), folder  # the model downloads
     name, alias = parse_model(model, config)
     target = parse_target(join(settings.artifact_root, "scores")
                           if output.strip() in ("", DEFAULT_OUTPUT) else output)
     version, package = _load_model(name, alias)
-    loaded = parts if folder is not None else open_source(source).load(dataset_id, relative)
-    frame = loaded.frame
-    key_columns = _key_columns(keys, frame, package)
-    if not len(frame):
-        raise DataError(f"dataset '{dataset_id}' has no rows to score")
-    result = score_frame(frame, package.predict, model=name, version=version, dataset=dataset_id,
-                         target=target, keys=key_columns, chunk_rows=int(chunk_rows))
+    if folder is not None:  # streamed: one chunk of rows held at a time
+        platform = parts.platform
+        result = score_parts(parts, package.predict, model=name, version=version,
+                             target=target, keys=_key_columns(keys, parts.columns, package),
+                             chunk_rows=int(chunk_rows))
+    else:
+        loaded = open_source(source).load(dataset_id, relative)
+        frame, platform = loaded.frame, loaded.platform
+        key_columns = _key_columns(keys, list(frame.columns), package)
+        if not len(frame):
+            raise DataError(f"dataset '{dataset_id}' has no rows to score")
+        result = score_frame(frame, package.predict, model=name, version=version,
+                             dataset=dataset_id, target=target, keys=key_columns,
+                             chunk_rows=int(chunk_rows))
     lineage = record_scoring_lineage(
-        dataset_id, loaded.platform, name, version, result.output, _output_platform(target),
+        dataset_id, platform, name, version, result.output, _output_platform(target),
         properties={"batch_id": result.batch_id, "rows": str(result.rows)}, settings=settings)
     if summary_path:
         write_json(summary_path, {**result.to_dict(), "lineage": {
@@ -144,7 +152,7 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
                        seconds=result.seconds, keys=tuple(result.keys))
 
 
-_FOLDER_SCHEMES = {"gs": "gcs", "s3": "s3", "minio": "s3"}
+_FOLDER_SCHEMES = ("gs", "s3", "minio")
 
 
 def parts_folder(dataset: str) -> str | None:
@@ -160,42 +168,6 @@ def parts_folder(dataset: str) -> str | None:
     if path.startswith("/") and Path(path).is_dir():
         return path.rstrip("/") or "/"
     return None
-
-
-def read_parts_folder(folder: str) -> Any:
-    """Every Parquet part under ``folder`` (sorted by name, so a rerun reads the same rows
-    in the same order and finds the same batch), as one frame. Hidden and ``_``-prefixed
-    files (``_SUCCESS``, ``.crc``) are skipped. Raises DataError when the folder holds no
-    Parquet part, or another kind of file (named), or parts whose columns differ."""
-    import io
-
-    import pandas as pd
-
-    from autokfp import storage
-    from autokfp.catalog.sources.base import LoadedData
-
-    uris = [uri for uri in storage.list_uris(folder)
-            if not uri.rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))]
-    others = [uri for uri in uris if not uri.lower().endswith(".parquet")]
-    if others:
-        raise DataError(f"dataset folder {folder}: only Parquet parts can be scored from a "
-                        f"folder, and it also holds {', '.join(others[:3])}"
-                        + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-                        + "; give one file, or a folder of .parquet files")
-    if not uris:
-        raise DataError(f"dataset folder {folder} holds no Parquet part (*.parquet): give a "
-                        "folder of Parquet files, or one Parquet/CSV file")
-    frames = [pd.read_parquet(io.BytesIO(storage.read_bytes(uri))) for uri in uris]
-    columns = list(frames[0].columns)
-    differ = [uri for uri, frame in zip(uris, frames) if list(frame.columns) != columns]
-    if differ:
-        raise DataError(f"dataset folder {folder}: the parts do not share one set of columns "
-                        f"({differ[0]} differs from {uris[0]})")
-    scheme = folder.split("://", 1)[0].lower() if "://" in folder else "file"
-    log.info("dataset folder %s: %d Parquet parts", folder, len(uris))
-    return LoadedData(frame=pd.concat(frames, ignore_index=True),
-                      platform=_FOLDER_SCHEMES.get(scheme, "file"), location=folder,
-                      format="parquet")
 
 
 def _refuse_literal_passwords(dataset: str, output: str, config: dict[str, Any]) -> None:
@@ -246,12 +218,12 @@ def _source_of(dataset: str, config: dict[str, Any], settings: Any) -> tuple[Any
     return source, dataset_id, relative
 
 
-def _key_columns(keys: str, frame: Any, package: Any) -> list[str]:
+def _key_columns(keys: str, columns: list[str], package: Any) -> list[str]:
     """The columns written next to each prediction: the given ones, else the model's
     identifier columns (else the row number)."""
     from autokfp.serving.batch import default_keys
 
     if keys.strip() in ("", FROM_MODEL):
         plan = getattr(package.unwrap_python_model(), "plan", None)
-        return default_keys(frame, dict(getattr(plan, "dropped", {}) or {}))
+        return default_keys(columns, dict(getattr(plan, "dropped", {}) or {}))
     return [k.strip() for k in keys.split(",") if k.strip()]

@@ -3,6 +3,7 @@ a crash mid-way loses nothing, and the SQL target is transactional per chunk."""
 
 from __future__ import annotations
 
+import io
 import sqlite3
 
 import numpy as np
@@ -143,45 +144,186 @@ def test_a_recurring_run_refuses_local_paths_and_literal_passwords() -> None:
 # ------------------------------------------------------------- a folder of Parquet parts
 
 
-def test_a_folder_of_parquet_parts_is_one_dataset_in_name_order(tmp_path) -> None:
-    from autokfp.steps.score_batch import parts_folder, read_parts_folder
+def _spark_like_folder(write, frame: pd.DataFrame) -> None:
+    """What Spark / Hive leave for a table partitioned by day: hive partition folders, a
+    part outside them, a _SUCCESS marker, checksum files, and a killed attempt's
+    _temporary/ folder holding a readable Parquet file with rows that must not count."""
+    for relative, rows in (("day=2/part-0.parquet", frame.iloc[200:]),
+                           ("day=10/part-0.parquet", frame.iloc[:100]),
+                           ("day=10/part-1.parquet", frame.iloc[100:200])):
+        buffer = io.BytesIO()
+        rows.drop(columns=["y"]).to_parquet(buffer, index=False)
+        write(relative, buffer.getvalue())
+    stray = io.BytesIO()
+    frame.drop(columns=["y"]).to_parquet(stray, index=False)
+    write("_temporary/0/_temporary/attempt_1/day=3/part-0.parquet", stray.getvalue())
+    write("day=2/_temporary/part-9.parquet", stray.getvalue())
+    write(".hidden/part-0.parquet", stray.getvalue())
+    write("_SUCCESS", b"")
+    write("day=2/.part-0.parquet.crc", b"crc")
+    write("_committed_123", b"{}")
+
+
+def _expected_folder(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows in path order (day=10/part-0, day=10/part-1, day=2/part-0) with day typed as
+    pyarrow.dataset's hive partitioning types it."""
+    rows = pd.concat([frame.iloc[:100], frame.iloc[100:200], frame.iloc[200:]],
+                     ignore_index=True).drop(columns=["y"])
+    return rows.assign(day=np.array([10] * 200 + [2] * (len(frame) - 200), dtype="int32"))
+
+
+def _check_folder(folder: str, frame: pd.DataFrame, platform: str, tmp_path) -> None:
+    """open_parts reads what pyarrow.dataset reads; score_parts streams it into parts."""
+    import pyarrow.dataset as ds
+
+    from autokfp.serving.batch import score_parts
+    from autokfp.serving.parts import open_parts
+
+    parts = open_parts(folder)
+    assert (parts.platform, parts.rows, parts.partition_columns) == (platform, 300, ("day",))
+    assert [u[len(folder) + 1:] for u in parts.parts] == [
+        "day=10/part-0.parquet", "day=10/part-1.parquet", "day=2/part-0.parquet"]
+    expected = _expected_folder(frame)
+    chunks = list(parts.chunks(70))
+    assert [len(c) for c in chunks] == [70, 70, 70, 70, 20]
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), expected)
+    # the same rows pyarrow.dataset itself reads with partitioning="hive"
+    filesystem, base = parts.dataset.filesystem, folder.split("://", 1)[-1]
+    theirs = ds.dataset(base, filesystem=filesystem, format="parquet",
+                        partitioning="hive").to_table().to_pandas()
+    assert sorted(theirs["customer_id"]) == sorted(expected["customer_id"])
+    model, target = Model(), parse_target(str(tmp_path / f"scores-{platform}"))
+    result = score_parts(parts, model.predict, model="churn", version="3", target=target,
+                         keys=["customer_id", "day"], chunk_rows=70)
+    assert (result.rows, result.chunks, model.calls) == (300, 5, 5)
+    written = read_store_predictions(result.output)
+    pd.testing.assert_frame_equal(
+        written.drop(columns=["model_version"]),
+        pd.concat([expected[["customer_id", "day"]], Model().predict(expected)], axis=1))
+    # the same folder again is the same batch: nothing scored
+    again = Model()
+    rerun = score_parts(open_parts(folder), again.predict, model="churn", version="3",
+                        target=target, keys=["customer_id", "day"], chunk_rows=70)
+    assert (rerun.batch_id, rerun.skipped_chunks, again.calls) == (result.batch_id, 5, 0)
+
+
+def test_a_local_folder_reads_hive_partitions_and_skips_what_spark_leaves(tmp_path) -> None:
+    from autokfp.serving.parts import open_parts
+    from autokfp.steps.score_batch import parts_folder
 
     folder = tmp_path / "export"
-    (folder / "day=2").mkdir(parents=True)
+
+    def write(relative: str, data: bytes) -> None:
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
+
     frame = _frame(300)
-    frame.iloc[200:].to_parquet(folder / "day=2" / "part-0.parquet", index=False)
-    frame.iloc[:100].to_parquet(folder / "part-0.parquet", index=False)
-    frame.iloc[100:200].to_parquet(folder / "part-1.parquet", index=False)
-    (folder / "_SUCCESS").write_text("")  # what Spark leaves: skipped
-    (folder / ".part-0.parquet.crc").write_text("x")
+    _spark_like_folder(write, frame)
     for given in (str(folder), f"{folder}/", f"file://{folder}"):
         assert parts_folder(given) == str(folder), given
     assert parts_folder("s3://lake/export/") == "s3://lake/export"
     # a URI without the trailing "/" is one object, as before; a relative name is a dataset id
     assert parts_folder("s3://lake/export") is None and parts_folder("files/export") is None
-    assert parts_folder(str(folder / "part-0.parquet")) is None
-    loaded = read_parts_folder(str(folder))
-    assert (loaded.platform, loaded.location) == ("file", str(folder))
-    # in name order ("day=2/part-0" before "part-0"), the same on every run
-    expected = pd.concat([frame.iloc[200:], frame.iloc[:100], frame.iloc[100:200]],
-                         ignore_index=True)
-    pd.testing.assert_frame_equal(loaded.frame, expected)
+    assert parts_folder(str(folder / "day=2" / "part-0.parquet")) is None
+    _check_folder(str(folder), frame, "file", tmp_path)
+    # a changed part (same name, same size or not) is another batch
+    before = open_parts(str(folder)).fingerprint
+    changed = frame.iloc[200:].drop(columns=["y"]).assign(x=lambda f: f["x"] + 1)
+    changed.to_parquet(folder / "day=2" / "part-0.parquet", index=False)
+    assert open_parts(str(folder)).fingerprint != before
+
+
+def test_an_s3_prefix_reads_hive_partitions_and_skips_what_spark_leaves(s3_server,
+                                                                         tmp_path) -> None:
+    import boto3
+
+    key = f"export-{tmp_path.name}"
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint)
+    frame = _frame(300)
+    _spark_like_folder(lambda relative, data: client.put_object(
+        Bucket=s3_server.bucket, Key=f"{key}/{relative}", Body=data), frame)
+    _check_folder(f"{s3_server.base_uri}/{key}", frame, "s3", tmp_path)
+
+
+def test_a_gcs_prefix_reads_hive_partitions_and_skips_what_spark_leaves(gcs_emulator,
+                                                                        tmp_path) -> None:
+    from autokfp import storage
+
+    prefix = f"{gcs_emulator.base_uri}/export-{tmp_path.name}"
+    frame = _frame(300)
+    _spark_like_folder(lambda relative, data: storage.write_bytes(f"{prefix}/{relative}", data),
+                       frame)
+    _check_folder(prefix, frame, "gcs", tmp_path)
+
+
+def test_a_folder_is_scored_as_it_is_read(tmp_path, monkeypatch) -> None:
+    """Streamed: chunk k is scored and written before chunk k+1 is read from the parts (the
+    memory this keeps flat: scripts/benchmark_parts_scoring.py). A part that vanished after
+    open_parts is a DataError naming the folder, with the chunks before it written."""
+    from autokfp.serving.batch import score_parts
+    from autokfp.serving.parts import PartsDataset, open_parts
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    frame = _frame(600)
+    for index in range(3):
+        frame.iloc[index * 200:(index + 1) * 200].to_parquet(folder / f"part-{index}.parquet",
+                                                             index=False)
+    read = []
+    chunks = PartsDataset.chunks
+
+    def counted(self, chunk_rows):
+        for rows in chunks(self, chunk_rows):
+            read.append(len(rows))
+            yield rows
+
+    monkeypatch.setattr(PartsDataset, "chunks", counted)
+    target = parse_target(str(tmp_path / "scores"))
+    written_before_call = []
+
+    def predict(rows: pd.DataFrame) -> pd.DataFrame:
+        written_before_call.append((len(read), len(list((tmp_path / "scores").rglob("part-*")))))
+        return Model().predict(rows)
+
+    result = score_parts(open_parts(str(folder)), predict, model="churn", version="3",
+                         target=target, keys=["customer_id"], chunk_rows=150)
+    assert written_before_call == [(1, 0), (2, 1), (3, 2), (4, 3)] and read == [150] * 4
+    pd.testing.assert_frame_equal(
+        read_store_predictions(result.output).drop(columns=["model_version"]),
+        _expected(frame.drop(columns=["y"])).drop(columns=["y"], errors="ignore"))
+
+    parts = open_parts(str(folder))
+    (folder / "part-2.parquet").unlink()
+    with pytest.raises(DataError, match=r"dataset folder .*export: reading a part failed "
+                                        r"during the run .* rerun once the folder is stable"):
+        score_parts(parts, Model().predict, model="churn", version="3",
+                    target=parse_target(str(tmp_path / "other")), keys=["customer_id"],
+                    chunk_rows=100)
 
 
 def test_a_folder_that_cannot_be_scored_is_named(tmp_path) -> None:
-    from autokfp.steps.score_batch import read_parts_folder
+    from autokfp.serving.parts import open_parts
 
     empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(DataError, match=r"holds no Parquet part \(\*\.parquet\)"):
-        read_parts_folder(str(empty))
+    (empty / "_temporary").mkdir(parents=True)
+    _frame(10).to_parquet(empty / "_temporary" / "a.parquet", index=False)
+    with pytest.raises(DataError, match=r"holds no Parquet part \(\*\.parquet; names starting "
+                                        r"with '_' or '\.' are skipped\)"):
+        open_parts(str(empty))
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     _frame(10).to_parquet(mixed / "a.parquet", index=False)
     _frame(10).to_csv(mixed / "b.csv", index=False)
-    with pytest.raises(DataError, match=r"only Parquet parts .* also holds .*b\.csv"):
-        read_parts_folder(str(mixed))
+    with pytest.raises(DataError, match=r"only Parquet parts .* also holds b\.csv"):
+        open_parts(str(mixed))
     (mixed / "b.csv").unlink()
     _frame(10).drop(columns=["x"]).to_parquet(mixed / "c.parquet", index=False)
-    with pytest.raises(DataError, match=r"do not share one set of columns \(.*c\.parquet"):
-        read_parts_folder(str(mixed))
+    with pytest.raises(DataError, match=r"do not share one set of columns \(c\.parquet has "
+                                        r"customer_id, y; a\.parquet has customer_id, x, y"):
+        open_parts(str(mixed))
+    _frame(10).assign(x="text").to_parquet(mixed / "c.parquet", index=False)
+    with pytest.raises(DataError, match=r"column types cannot be brought to one"):
+        open_parts(str(mixed))
+    (mixed / "c.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match=r"a part cannot be read as Parquet"):
+        open_parts(str(mixed))

@@ -30,8 +30,9 @@ def score_batch(
     Args:
         dataset: The data to score: a ``gs://`` or ``s3://`` URI or an absolute path of one
             Parquet/CSV file, a folder of Parquet parts (an absolute path, or a ``gs://`` or
-            ``s3://`` prefix ending in ``/``; read in name order, ``_SUCCESS`` and hidden
-            files skipped), ``<source>/<table or file>`` of ``config``'s sources,
+            ``s3://`` prefix ending in ``/``; read as ``pyarrow.dataset`` reads it: hive
+            folders such as ``day=2/`` give a ``day`` column, names starting with ``_`` or
+            ``.`` such as ``_SUCCESS`` and ``_temporary/`` are skipped; streamed in chunks), ``<source>/<table or file>`` of ``config``'s sources,
             ``<database URL>#<table>``, or a DataHub dataset URN the catalog knows.
         summary: Output. What was scored and where (JSON: model, version, output, batch id,
             chunks scored and skipped, lineage URNs).

@@ -90,7 +90,9 @@ def test_the_component_scores_s3_parquet_into_s3_and_resumes(registered_on_s3, t
 def test_an_s3_folder_of_parquet_parts_is_scored_in_order_and_resumes(
         registered_on_s3, trained_package, s3_server, tmp_path) -> None:
     """A prefix written with a trailing "/" is one dataset of its Parquet parts (as Spark
-    writes a table: part files and a _SUCCESS marker), scored in the parts' name order."""
+    writes a table partitioned by day: hive partition folders, a _SUCCESS marker, a killed
+    attempt's _temporary/ folder), scored in the parts' path order; the model gets the
+    day column beside the others."""
     data = registered_on_s3
     bucket_key = data["prefix"].split("/", 3)[3]
     client = boto3.client("s3", endpoint_url=s3_server.endpoint)
@@ -98,8 +100,12 @@ def test_an_s3_folder_of_parquet_parts_is_scored_in_order_and_resumes(
     for index, part in enumerate((rows.iloc[:300], rows.iloc[300:700], rows.iloc[700:])):
         buffer = io.BytesIO()
         part.to_parquet(buffer, index=False)
-        client.put_object(Bucket=s3_server.bucket, Key=f"{bucket_key}/parts/part-{index}.parquet",
-                          Body=buffer.getvalue())
+        client.put_object(Bucket=s3_server.bucket, Body=buffer.getvalue(),
+                          Key=f"{bucket_key}/parts/day={index + 1}/part-0.parquet")
+    buffer = io.BytesIO()
+    rows.iloc[:50].to_parquet(buffer, index=False)  # readable rows that must not be scored
+    client.put_object(Bucket=s3_server.bucket, Body=buffer.getvalue(),
+                      Key=f"{bucket_key}/parts/_temporary/0/day=4/part-0.parquet")
     client.put_object(Bucket=s3_server.bucket, Key=f"{bucket_key}/parts/_SUCCESS", Body=b"")
     summary, metrics = artifact(Artifact, tmp_path, "summary"), artifact(Metrics, tmp_path, "m")
     folder = f"{data['prefix']}/parts/"

@@ -1,0 +1,222 @@
+"""A folder of Parquet parts (how Spark, Hive, Dask or a partitioned export write a table),
+read as one dataset with ``pyarrow.dataset``'s semantics and streamed in chunks.
+
+- The folder is a local directory, or a ``gs://`` / ``s3://`` / ``minio://`` prefix.
+- Files and folders whose name starts with ``_`` or ``.`` are skipped at any depth, as
+  ``pyarrow.dataset`` (``ignore_prefixes``) and Spark skip them: ``_SUCCESS``,
+  ``_temporary/`` (a writer's attempt still running or killed), ``.part-0.parquet.crc``.
+- Hive partition folders (``day=2/part-0.parquet``) give a column (``day``) whose type is
+  inferred as ``pyarrow.dataset`` infers it (``partitioning="hive"``); a part outside any
+  partition folder gets a missing value.
+- Parts are read in the sorted order of their paths, so a rerun reads the same rows in the
+  same order; ``chunks`` yields frames of ``chunk_rows`` rows from Arrow record batches, so
+  memory follows the chunk, not the folder.
+- The fingerprint (what makes a rerun the same batch) comes from each part's path, size and
+  content: the store's checksum of the object (S3's ETag, GCS's CRC32C and MD5) or, for a
+  local file, a SHA-256 of its bytes read in blocks. Nothing is decoded for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autokfp import storage
+from autokfp.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IGNORED_PREFIXES = ("_", ".")  # pyarrow.dataset's default ignore_prefixes, and Spark's
+PLATFORMS = {"gs": "gcs", "s3": "s3", "minio": "s3"}
+_BATCH_ROWS = 65_536  # the most rows one Arrow record batch holds while chunks are cut
+
+
+@dataclass(frozen=True)
+class _Part:
+    relative: str  # the path under the folder, "/"-separated
+    size: int
+    checksum: str
+
+
+def is_ignored(relative: str) -> bool:
+    """Whether a path under the folder is skipped: any of its parts (a folder or the file)
+    starts with ``_`` or ``.``."""
+    return any(name.startswith(IGNORED_PREFIXES) for name in relative.split("/") if name)
+
+
+@dataclass(frozen=True)
+class PartsDataset:
+    """The Parquet parts under ``folder``, ready to stream. Build with ``open_parts``."""
+
+    folder: str
+    platform: str
+    parts: tuple[str, ...]  # URIs, in reading order
+    rows: int
+    fingerprint: str
+    partition_columns: tuple[str, ...]
+    dataset: Any  # pyarrow.dataset.Dataset
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.dataset.schema.names)
+
+    def chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """The rows in order, as frames of ``chunk_rows`` rows (the last may be shorter)."""
+        import pyarrow as pa
+
+        schema = self.dataset.schema
+        pending: list[Any] = []
+        held = 0
+        for batch in self._batches(min(chunk_rows, _BATCH_ROWS)):
+            while batch.num_rows:
+                take = min(chunk_rows - held, batch.num_rows)
+                pending.append(batch.slice(0, take))
+                held += take
+                batch = batch.slice(take)
+                if held == chunk_rows:
+                    yield pa.Table.from_batches(pending, schema=schema).to_pandas()
+                    pending, held = [], 0
+        if held:
+            yield pa.Table.from_batches(pending, schema=schema).to_pandas()
+
+    def _batches(self, batch_rows: int) -> Iterator[Any]:
+        """The record batches in order; a part that vanished or changed since ``open_parts``
+        is a DataError naming the folder."""
+        import pyarrow as pa
+
+        batches = self.dataset.to_batches(batch_size=batch_rows, batch_readahead=2,
+                                          fragment_readahead=1)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (OSError, pa.ArrowException) as exc:
+                raise DataError(
+                    f"dataset folder {self.folder}: reading a part failed during the run "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); a part "
+                    "changed or vanished after scoring started: rerun once the folder is "
+                    "stable") from None
+            yield batch
+
+
+def open_parts(folder: str) -> PartsDataset:
+    """The Parquet parts under ``folder`` (no trailing ``/``) as one dataset.
+
+    Raises DataError, before anything is read but the parts' footers, when the folder holds
+    no Parquet part, holds another kind of file (named), or parts whose columns differ
+    (named) or whose types cannot be brought to one.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    scheme = folder.split("://", 1)[0].lower() if "://" in folder else "file"
+    listed = sorted(_listing(folder, scheme), key=lambda part: part.relative)
+    kept = [part for part in listed if not is_ignored(part.relative)]
+    others = [part.relative for part in kept if not part.relative.lower().endswith(".parquet")]
+    if others:
+        raise DataError(f"dataset folder {folder}: only Parquet parts can be scored from a "
+                        f"folder, and it also holds {', '.join(others[:3])}"
+                        + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                        + "; give one file, or a folder of .parquet files (names starting "
+                        "with '_' or '.' are skipped)")
+    if not kept:
+        raise DataError(f"dataset folder {folder} holds no Parquet part (*.parquet; names "
+                        "starting with '_' or '.' are skipped): give a folder of Parquet "
+                        "files, or one Parquet/CSV file")
+    filesystem, base = _arrow_filesystem(folder, scheme)
+    paths = [f"{base}/{part.relative}" for part in kept]
+    try:
+        dataset = ds.dataset(paths, filesystem=filesystem, format="parquet",
+                             partitioning="hive", partition_base_dir=base)
+        physical = [fragment.physical_schema for fragment in dataset.get_fragments()]
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"dataset folder {folder}: a part cannot be read as Parquet "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
+    first = set(physical[0].names)
+    for part, schema in zip(kept, physical):
+        if set(schema.names) != first:
+            raise DataError(f"dataset folder {folder}: the parts do not share one set of "
+                            f"columns ({part.relative} has {', '.join(schema.names)}; "
+                            f"{kept[0].relative} has {', '.join(physical[0].names)})")
+    try:
+        unified = pa.unify_schemas(physical, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DataError(f"dataset folder {folder}: the parts' column types cannot be brought "
+                        f"to one ({str(exc).splitlines()[0][:300]})") from None
+    partition = [field for field in dataset.schema if field.name not in unified.names]
+    dataset = dataset.replace_schema(pa.schema(list(unified) + partition,
+                                               metadata=unified.metadata))
+    fingerprint = hashlib.sha256(json.dumps(
+        [[p.relative, p.size, p.checksum] for p in kept]).encode()).hexdigest()
+    log.info("dataset folder %s: %d Parquet parts, partition columns %s", folder, len(kept),
+             [field.name for field in partition] or "none")
+    return PartsDataset(folder=folder, platform=PLATFORMS.get(scheme, "file"),
+                        parts=tuple(storage.join(folder, p.relative) for p in kept),
+                        rows=int(dataset.count_rows()), fingerprint=fingerprint,
+                        partition_columns=tuple(field.name for field in partition),
+                        dataset=dataset)
+
+
+def _listing(folder: str, scheme: str) -> list[_Part]:
+    """Every file under ``folder`` with its size and a content checksum."""
+    if scheme in ("s3", "minio"):
+        return [_Part(o["relative"], int(o["size"] or 0), f"etag:{o['etag']}")
+                for o in storage.s3_objects(folder)]
+    if scheme == "gs":
+        bucket, key = storage.gcs.split_uri(folder)
+        prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+        with storage.gcs.errors(folder):
+            blobs = list(storage.gcs.client().list_blobs(bucket, prefix=prefix or None))
+        return [_Part(b.name[len(prefix):], int(b.size or 0),
+                      f"crc32c:{b.crc32c},md5:{b.md5_hash}")
+                for b in blobs if not b.name.endswith("/") and b.name[len(prefix):]]
+    root = Path(folder[len("file://"):] if folder.startswith("file://") else folder)
+    out = []
+    for directory, folders, files in os.walk(root):
+        folders[:] = [f for f in folders if not f.startswith(IGNORED_PREFIXES)]  # not read
+        for name in files:
+            path = Path(directory) / name
+            relative = path.relative_to(root).as_posix()
+            checksum = "" if is_ignored(relative) else f"sha256:{_sha256(path)}"
+            out.append(_Part(relative, path.stat().st_size, checksum))
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _arrow_filesystem(folder: str, scheme: str) -> tuple[Any, str]:
+    """A pyarrow filesystem that reads ``folder``, and the folder's path in it. S3 goes
+    through autokfp's own s3fs filesystem (its endpoint and credentials); GCS through
+    Arrow's client with Google's default credentials, or the emulator of
+    ``STORAGE_EMULATOR_HOST``."""
+    import pyarrow.fs as pafs
+
+    if scheme in ("s3", "minio"):
+        return (pafs.PyFileSystem(pafs.FSSpecHandler(storage.s3.filesystem(folder))),
+                storage.s3.s3_path(folder).rstrip("/"))
+    if scheme == "gs":
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            protocol, _, host = emulator.rpartition("://")
+            filesystem = pafs.GcsFileSystem(anonymous=True, scheme=protocol or "http",
+                                            endpoint_override=host.rstrip("/"))
+        else:
+            filesystem = pafs.GcsFileSystem()
+        return filesystem, folder[len("gs://"):].rstrip("/")
+    path = folder[len("file://"):] if folder.startswith("file://") else folder
+    return pafs.LocalFileSystem(), path.rstrip("/") or "/"
