@@ -190,6 +190,16 @@ def simplified_obj(proposal: MetadataChangeProposalWrapper) -> dict:
     return out
 
 
+def avro_obj(record: Any) -> dict:
+    """``record.to_obj()`` of a DataHub record (a ``MetadataChangeEventClass``, as DataHub's SQL
+    sources emit their snapshots) converted without avrogen's validation pass (see
+    _avro_json_converter): the same dict (``test_ingest.py`` compares the bytes)."""
+    global _CONVERTER
+    if _CONVERTER is None:
+        _CONVERTER = _avro_json_converter()
+    return _CONVERTER.to_json_object(record)
+
+
 class Proposal(MetadataChangeProposalWrapper):
     """A proposal that serialises once.
 

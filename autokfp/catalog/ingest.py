@@ -301,7 +301,10 @@ def extras_for(schemas: Iterable[Any], reused: Iterable[str] = ()) -> dict[str, 
     """What autokfp adds per dataset URN: field tags, dataset tags, properties, profile.
 
     Datasets in ``reused`` (dataset ids the crawl did not read again: unchanged) get no new
-    profile, so an unchanged re-run adds no profile to the catalog.
+    profile, so an unchanged re-run adds no profile to the catalog. The profile and a view's
+    lineage are DataHub aspect objects, handed to the transformer in the same process: a
+    round trip through JSON (``to_obj`` here, ``from_obj`` in the transformer) was 10% of a
+    profiled first run. ``extras_json`` makes the JSON file a recipe of one's own can name.
     """
     unchanged = set(reused)
     out: dict[str, dict[str, Any]] = {}
@@ -314,19 +317,30 @@ def extras_for(schemas: Iterable[Any], reused: Iterable[str] = ()) -> dict[str, 
             "tags": [t.tag for t in proposals["globalTags"].tags],
             "properties": dict(properties.customProperties),
             "profile": (None if schema.dataset_id in unchanged
-                        else proposals["datasetProfile"].to_obj()),
+                        else proposals["datasetProfile"]),
             # a view's lineage, added only where DataHub's source emitted none (see transform)
-            "lineage": (proposals["upstreamLineage"].to_obj()
+            "lineage": (proposals["upstreamLineage"]
                         if schema.view and "upstreamLineage" in proposals else None),
         }
     return out
+
+
+def extras_json(extras: dict[str, dict[str, Any]]) -> str:
+    """``extras_for``'s result as the JSON file ``AutokfpAspects``'s ``config.extras`` names."""
+    return json.dumps({urn: _jsonable(extra) for urn, extra in extras.items()})
+
+
+def _jsonable(extra: dict[str, Any]) -> dict[str, Any]:
+    return {key: value.to_obj() if hasattr(value, "to_obj") else value
+            for key, value in extra.items()}
 
 
 class AutokfpAspects(Transformer):
     """A DataHub transformer adding autokfp's aspects to what DataHub's source emits.
 
     Recipe: ``transformers: [{type: autokfp.catalog.ingest.AutokfpAspects, config: {extras:
-    <JSON file of extras_for>}}]``. It tags schema fields (semantic:<type>, pii, pii:<kind>,
+    <JSON file of extras_json>}}]``; ``ingest`` names its run instead (``config.run``: the
+    extras it prepared in this process, no file). It tags schema fields (semantic:<type>, pii, pii:<kind>,
     sensitive, target) and fills empty field descriptions, merges autokfp's custom
     properties (schema version, verdict, fingerprint, ...) into DatasetProperties, and at the
     end of the stream adds GlobalTags and autokfp's DatasetProfile for every dataset it has
@@ -339,9 +353,11 @@ class AutokfpAspects(Transformer):
     SchemaMetadata version.
     """
 
-    # config.collect -> the records this run passed on, in order (read by ingest instead of
+    # config.run -> the records this run passed on, in order (read by ingest instead of
     # parsing the file sink's output back through Avro)
     collected: dict[str, list[Any]] = {}
+    # config.run -> the extras ingest prepared for it (aspects as objects, see extras_for)
+    prepared: dict[str, dict[str, dict[str, Any]]] = {}
 
     def __init__(self, extras: dict[str, dict[str, Any]], terms_path: str | None = None,
                  collect: str | None = None):
@@ -361,6 +377,12 @@ class AutokfpAspects(Transformer):
 
     @classmethod
     def create(cls, config_dict: dict, ctx: Any) -> AutokfpAspects:
+        run = config_dict.get("run")
+        if run is not None:
+            if run not in cls.prepared:
+                raise ConfigError(f"the autokfp transformer's run '{run}' is not one of this "
+                                  "process's ingest() runs; give config.extras (a JSON file)")
+            return cls(cls.prepared[run], config_dict.get("terms"), run)
         path = config_dict.get("extras")
         if not path:
             raise ConfigError("the autokfp transformer needs config.extras (a JSON file)")
@@ -457,8 +479,11 @@ class AutokfpAspects(Transformer):
                 for urn in sorted(self.seen):
                     extra = self.extras[urn]
                     extra_aspects: list[Any] = []
-                    if extra.get("profile") is not None:
-                        extra_aspects.append(DatasetProfileClass.from_obj(extra["profile"]))
+                    profile = extra.get("profile")
+                    if isinstance(profile, dict):  # from a JSON file (config.extras)
+                        profile = DatasetProfileClass.from_obj(profile)
+                    if profile is not None:
+                        extra_aspects.append(profile)
                     if urn not in tagged and extra["tags"]:
                         extra_aspects.append(GlobalTagsClass(
                             tags=[TagAssociationClass(tag=t) for t in extra["tags"]]))
@@ -466,8 +491,11 @@ class AutokfpAspects(Transformer):
                     # SQL parser cannot read (its pg_depend fallback is never reached in
                     # acryl-datahub 1.7); autokfp's crawl has PostgreSQL's own record of
                     # the tables it reads (pg_depend)
-                    if urn not in lineaged and extra.get("lineage"):
-                        extra_aspects.append(UpstreamLineageClass.from_obj(extra["lineage"]))
+                    lineage = extra.get("lineage")
+                    if isinstance(lineage, dict):
+                        lineage = UpstreamLineageClass.from_obj(lineage)
+                    if urn not in lineaged and lineage is not None:
+                        extra_aspects.append(lineage)
                     for aspect in extra_aspects:
                         proposal = MetadataChangeProposalWrapper(entityUrn=urn, aspect=aspect)
                         yield self._pass_on(RecordEnvelope(proposal, metadata={
@@ -508,31 +536,43 @@ class IngestResult:
         return out
 
 
-def run_recipe(recipe: dict[str, Any], extras_path: str | None = None,
+def run_recipe(recipe: dict[str, Any], extras: str | dict[str, Any] | None = None,
                terms_path: str | None = None, collect: str | None = None,
                verdicts_path: str | None = None) -> dict[str, Any]:
     """Run one recipe through DataHub's pipeline (``Pipeline.create``), autokfp's transformer
-    added when ``extras_path`` is given; ``${VAR}`` references are resolved from the
-    environment here and nowhere else. ``verdicts_path`` goes to autokfp's classifier in the
-    recipe's classification, if it has one (see ``AutokfpClassifier``).
+    added when ``extras`` is given (``extras_for``'s result, or a JSON file of it); ``${VAR}``
+    references are resolved from the environment here and nowhere else. The records the
+    transformer passed on are in ``AutokfpAspects.collected[collect]`` when ``collect`` names
+    the run. ``verdicts_path`` goes to autokfp's classifier in the recipe's classification,
+    if it has one (see ``AutokfpClassifier``).
 
     Raises:
         DataError: the source or sink failed (DataHub's report, secrets removed).
     """
+    import uuid
+
     from datahub.configuration.config_loader import EnvResolver
     from datahub.ingestion.run.pipeline import Pipeline
 
     recipe = json.loads(json.dumps(recipe))
-    if extras_path:
+    run = None
+    if extras is not None:
         recipe.setdefault("transformers", [])
-        transformer: dict[str, Any] = {"extras": extras_path}
+        transformer: dict[str, Any] = {}
+        if isinstance(extras, str):
+            transformer["extras"] = extras
         if terms_path:
             transformer["terms"] = terms_path
         recipe["transformers"].append({"type": TRANSFORMER, "config": transformer})
     secrets = [v for v in os.environ.values() if len(v) >= 6 and _referenced(recipe, v)]
     resolved = EnvResolver(environ=os.environ).resolve(recipe)
-    if collect and extras_path:  # not in the recipe returned (and kept): it names this run
-        resolved["transformers"][-1]["config"]["collect"] = collect
+    if extras is not None and (collect or isinstance(extras, dict)):
+        # not in the recipe returned (and kept): it names this run of this process
+        run = collect or uuid.uuid4().hex
+        resolved["transformers"][-1]["config"]["run" if isinstance(extras, dict)
+                                               else "collect"] = run
+        if isinstance(extras, dict):  # handed over in this process: no file
+            AutokfpAspects.prepared[run] = extras
     classification = (resolved.get("source", {}).get("config") or {}).get("classification")
     for classifier in (classification or {}).get("classifiers") or []:
         if verdicts_path and classifier.get("type") == _CLASSIFIER:  # nor this
@@ -551,6 +591,9 @@ def run_recipe(recipe: dict[str, Any], extras_path: str | None = None,
             text = text.replace(secret, "***")
         kind = recipe.get("source", {}).get("type")
         raise DataError(f"DataHub's '{kind}' source failed: {text[:1500]}") from None
+    finally:
+        if run is not None:
+            AutokfpAspects.prepared.pop(run, None)
     return recipe
 
 
@@ -592,16 +635,20 @@ def _strptime_cache() -> Iterator[None]:
     """Python's ``strptime`` keeps 5 compiled formats and drops them all on the 6th; the
     CSV schema inference of DataHub's file sources (tableschema) tries 14 date and time
     formats on every value, so each call compiled its regex again (60% of the inference's
-    time in a profile of 1,000 files). The cache is larger while a recipe runs; no result
-    changes."""
+    time in a profile of 1,000 files). The cache is larger while a recipe runs, and the
+    locale is read once; no result changes."""
     import _strptime
 
-    before = _strptime._CACHE_MAX_SIZE
+    before, getlang = _strptime._CACHE_MAX_SIZE, _strptime._getlang
     _strptime._CACHE_MAX_SIZE = max(before, 64)
+    lang = getlang()
+    # strptime asks the locale (locale.getlocale) on every call to see whether its month and
+    # day names went stale: 30% of its time here; nothing changes the locale during a run
+    _strptime._getlang = lambda: lang
     try:
         yield
     finally:
-        _strptime._CACHE_MAX_SIZE = before
+        _strptime._CACHE_MAX_SIZE, _strptime._getlang = before, getlang
 
 
 class LinearFileSink(FileSink):
@@ -612,6 +659,25 @@ class LinearFileSink(FileSink):
     run (340 of 1,060 profiled seconds). ``run_recipe`` runs a recipe's ``file`` sink
     through this class; the bytes written are DataHub's (tested).
     """
+
+    def write_record_async(self, record_envelope: Any, write_callback: Any) -> None:
+        """DataHub's, but a snapshot (``MetadataChangeEventClass``: DataHub's SQL sources
+        emit their tables' aspects so) is converted without avrogen's validation pass, which
+        was most of its cost (the same dict, tested); proposals already come as autokfp's
+        ``Proposal`` from the transformer."""
+        from datahub.metadata.schema_classes import MetadataChangeEventClass
+
+        from autokfp.catalog.datahub import avro_obj
+
+        record = record_envelope.record
+        if (type(record) is not MetadataChangeEventClass
+                or self.config.legacy_nested_json_string):
+            super().write_record_async(record_envelope, write_callback)
+            return
+        self.records.append(avro_obj(record))
+        self.report.report_record_written(record_envelope)
+        if write_callback:
+            write_callback.on_success(record_envelope, {})
 
     def close(self) -> None:
         records = ",\n".join(json.dumps(record, indent=4) for record in self.records)
@@ -641,7 +707,7 @@ def _unchanged_fingerprint(recipe: dict[str, Any], items: list[Any],
     for d in items:
         extra = dict(extras.get(dataset_urn(d.schema)) or {})
         extra.pop("profile", None)
-        added[d.dataset_id] = extra
+        added[d.dataset_id] = _jsonable(extra)
     payload = json.dumps([source, sorted((d.dataset_id, d.signature, d.error) for d in items),
                           added], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -709,7 +775,7 @@ def _records(path: str, collected: list[Any] | None = None) -> list[Any]:
 
 
 def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str,
-                extras_path: str, extras: dict[str, Any], report: Any, store: Any,
+                extras: dict[str, Any], report: Any, store: Any,
                 settings: Settings, stamp: str, result: IngestResult) -> None:
     """Run one recipe (skipped when its source is unchanged since its last good run) and add
     what it emitted to ``result``."""
@@ -750,7 +816,7 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
             verdicts = os.path.join(work, f"{pipeline}.verdicts.json")
             Path(verdicts).write_text(json.dumps(_classifier_verdicts(
                 [d for d in report.found if d.source_name == source.name], source)))
-        result.recipes.append(run_recipe(item, extras_path, terms, collect=collect,
+        result.recipes.append(run_recipe(item, extras, terms, collect=collect,
                                          verdicts_path=verdicts))
         collected = AutokfpAspects.collected.get(collect)
     finally:
@@ -848,14 +914,12 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
     stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     result = IngestResult(report=report)
     with tempfile.TemporaryDirectory(prefix="autokfp-ingest-") as work:
-        extras_path = os.path.join(work, "extras.json")
-        reused = [d.dataset_id for d in found if d.reused]
-        Path(extras_path).write_text(json.dumps(extras_for(schemas, reused), default=str))
+        # autokfp's aspects, handed to its transformer in this process (see extras_for)
+        extras = extras_for(schemas, [d.dataset_id for d in found if d.reused])
         users, unbuilt = None, []
         if recipe is not None:
             users = load_recipe(recipe)
             users.setdefault("sink", recipe_sink(os.path.join(work, "recipe.json")))
-        extras = json.loads(Path(extras_path).read_text())
         for source in list(config.sources) if users is None else [None]:
             if source is not None and source.name in report.source_errors:
                 # unreachable (or refused) for the crawl: one bad source must not fail the
@@ -877,7 +941,7 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                                 source.name, exc)
                     continue
             _ingest_one(item, source, generated=users is None, work=work,
-                        extras_path=extras_path, extras=extras, report=report, store=store,
+                        extras=extras, report=report, store=store,
                         settings=settings, stamp=stamp, result=result)
     if unbuilt:  # the crawl report was written before: it names them too
         store.write_json("last-crawl.json", report.to_dict())

@@ -257,6 +257,42 @@ def test_stateful_ingestion_adds_nothing_on_an_unchanged_rerun_and_soft_deletes_
     assert read_lite(catalog_home.catalog_dir, urn("customers"))["schemaMetadata"]["fields"]
 
 
+def _snapshot(urn: str):
+    """A MetadataChangeEvent as DataHub's sqlalchemy source emits a table: a DatasetSnapshot
+    with union-typed fields, tags, glossary terms and nulls."""
+    from datahub.metadata.schema_classes import (
+        AuditStampClass,
+        DatasetPropertiesClass,
+        DatasetSnapshotClass,
+        GlobalTagsClass,
+        GlossaryTermAssociationClass,
+        GlossaryTermsClass,
+        MetadataChangeEventClass,
+        MySqlDDLClass,
+        NumberTypeClass,
+        SchemaFieldClass,
+        SchemaFieldDataTypeClass,
+        SchemaMetadataClass,
+        StringTypeClass,
+        TagAssociationClass,
+    )
+
+    stamp = AuditStampClass(time=1764979200000, actor="urn:li:corpuser:datahub")
+    fields = [
+        SchemaFieldClass(fieldPath="id", type=SchemaFieldDataTypeClass(NumberTypeClass()),
+                         nativeDataType="INTEGER", nullable=False, isPartOfKey=True),
+        SchemaFieldClass(fieldPath="email", type=SchemaFieldDataTypeClass(StringTypeClass()),
+                         nativeDataType="TEXT", nullable=True, description="email column",
+                         globalTags=GlobalTagsClass(tags=[TagAssociationClass("urn:li:tag:pii")]),
+                         glossaryTerms=GlossaryTermsClass(terms=[GlossaryTermAssociationClass(
+                             "urn:li:glossaryTerm:Email_Address")], auditStamp=stamp))]
+    return MetadataChangeEventClass(proposedSnapshot=DatasetSnapshotClass(urn=urn, aspects=[
+        DatasetPropertiesClass(name="t", customProperties={"schema_version": "1"}),
+        SchemaMetadataClass(schemaName="main.t", platform="urn:li:dataPlatform:sqlite",
+                            version=0, hash="", platformSchema=MySqlDDLClass(tableSchema=""),
+                            fields=fields)]))
+
+
 def test_the_linear_file_sink_writes_datahubs_bytes(tmp_path) -> None:
     """run_recipe runs a recipe's file sink through LinearFileSink (DataHub's close copies the
     whole file per record: quadratic); the file must be byte for byte DataHub's."""
@@ -268,9 +304,11 @@ def test_the_linear_file_sink_writes_datahubs_bytes(tmp_path) -> None:
     from autokfp.catalog.ingest import LinearFileSink
 
     urn = "urn:li:dataset:(urn:li:dataPlatform:file,a/b{}.csv,PROD)".format
-    records = [MetadataChangeProposalWrapper(entityUrn=urn(i), aspect=aspect) for i in range(3)
-               for aspect in (StatusClass(removed=False), DatasetPropertiesClass(
-                   name=f"b{i}", customProperties={"k": "v\u00e9"}))]
+    records: list = [MetadataChangeProposalWrapper(entityUrn=urn(i), aspect=aspect)
+                     for i in range(3) for aspect in (StatusClass(removed=False),
+                                                      DatasetPropertiesClass(
+                         name=f"b{i}", customProperties={"k": "v\u00e9"}))]
+    records.insert(1, _snapshot(urn(9)))  # as DataHub's SQL sources emit a table
     for count in (0, 1, len(records)):
         written = []
         for cls in (FileSink, LinearFileSink):
