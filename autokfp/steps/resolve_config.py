@@ -80,9 +80,14 @@ def resolve_config(config: dict[str, Any] | None = None, dataset: str = FROM_CON
     ``with_monitoring_form`` for the monitoring settings), validated; with ``check_data`` the
     dataset is read and its target column checked. A DataHub dataset URN is looked up in the
     catalog first (``autokfp.catalog.locations``)."""
+    from autokfp.settings import require_shared_state
     from autokfp.steps.form import refuse_passwords_in_pod
     from autokfp.steps.io import read_config
 
+    # In a pod, the shared registry and artifact store come first: the first task of a
+    # namespace without them stops naming the ConfigMap keys, before it reads a catalog (a
+    # DataHub URN) or data that would only be this pod's own, empty disk.
+    require_shared_state()
     config = with_monitoring_form(config, window_days=window_days, drift_share=drift_share,
                                   performance_drop=performance_drop, labels=labels)
     urn = dataset.strip() if isinstance(dataset, str) and is_dataset_urn(dataset) else None

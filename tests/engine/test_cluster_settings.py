@@ -121,3 +121,45 @@ def test_outside_a_pod_the_kubeconfig_context_names_the_namespace(monkeypatch, t
     assert DeploySpec().target_namespace() == "team-dev"
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     assert DeploySpec().target_namespace() == "default"
+
+
+@pytest.mark.parametrize("dataset", [
+    "gs://autokfp-nowhere/churn/customers.parquet",
+    # a DataHub URN is looked up in the catalog first: still not before the check
+    "urn:li:dataset:(urn:li:dataPlatform:gcs,autokfp-nowhere/churn/customers.parquet,PROD)",
+])
+def test_each_pipelines_first_task_stops_before_it_reads_anything(pod, dataset):
+    """resolve-config is the first task of autonomous-training and of drift-monitoring: in
+    a namespace without the ConfigMap it stops with the keys to set, not with an error about
+    the data or the catalog it never reached."""
+    from autokfp.components import resolve_config
+
+    for form in ({}, {"window_days": 7.0, "check_data": False}):  # training's, monitoring's
+        with pytest.raises(ConfigError) as info:
+            resolve_config.python_func(dataset=dataset, target="churned", **form)
+        message = str(info.value)
+        assert "ConfigMap autokfp-config" in message, message
+        assert "MLFLOW_TRACKING_URI is not set" in message
+        assert "AUTOKFP_ARTIFACT_ROOT is not set" in message
+
+
+def test_resolve_config_is_the_first_task_of_the_pipelines_that_run_in_a_namespace(tmp_path):
+    import yaml
+
+    from autokfp.edge.compilation import compile_all
+
+    def first_tasks(dag: dict, components: dict) -> list[str]:
+        """The tasks that start before any other: no dependency in their DAG, nor in any
+        DAG that holds them (an exit handler's)."""
+        found = []
+        for task_name, task in dag.get("tasks", {}).items():
+            if task.get("dependentTasks") or task.get("triggerPolicy", {}).get("strategy"):
+                continue
+            inner = components[task["componentRef"]["name"]].get("dag")
+            found += first_tasks(inner, components) if inner else [task_name]
+        return found
+
+    written = compile_all(tmp_path)
+    for name in ("autonomous-training", "drift-monitoring"):
+        spec = next(yaml.safe_load_all(written[name].read_text(encoding="utf-8")))
+        assert first_tasks(spec["root"]["dag"], spec["components"]) == ["resolve-config"], name

@@ -117,6 +117,10 @@ def test_a_literal_password_in_the_form_is_refused_in_a_pod(monkeypatch) -> None
     assert "s3cret-pw" not in str(config) and "${AUTOKFP_SQL_PASSWORD_" in str(config)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     monkeypatch.delenv("AUTOKFP_RUNNER_PID", raising=False)
+    # a namespace with its ConfigMap (without it the task stops on that first)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.mlflow.svc.cluster.local:5000")
+    monkeypatch.setenv("AUTOKFP_ARTIFACT_ROOT", "gs://autokfp-nowhere/autokfp")
+    monkeypatch.delenv("AUTOKFP_MLFLOW_ARTIFACT_ROOT", raising=False)
     with pytest.raises(ConfigError) as raised:
         resolve_config.python_func(**form)
     message = str(raised.value)
