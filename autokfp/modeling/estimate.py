@@ -85,18 +85,22 @@ def pool_rows(candidates: list[Any], truth: pd.Series, meta: dict[str, Any]) -> 
             return None
         held[candidate.engine] = found
     # numpy throughout: at 8M out-of-fold rows, Python sets and dicts of the positions held
-    # 2.7 GB (evaluate's peak at 10M rows, docs/scale.md); these arrays hold ~0.3 GB
+    # 2.7 GB (evaluate's peak at 10M rows, docs/scale.md); these arrays hold ~0.3 GB. Each
+    # candidate's positions are sorted once (``_Lookup``), for its distinct positions and
+    # for the places of the common ones
+    lookups = {engine: _Lookup(found[0]) for engine, found in held.items()}
     common: np.ndarray | None = None
-    for positions, _, _ in held.values():
-        unique = np.unique(positions)
-        common = unique if common is None else np.intersect1d(common, unique,
-                                                              assume_unique=True)
+    for lookup in lookups.values():
+        common = lookup.distinct if common is None else np.intersect1d(
+            common, lookup.distinct, assume_unique=True)
     rows = np.asarray(common if common is not None else (), dtype="int64")
     if len(rows) == 0:
         return None
+    places = {engine: lookup.places(rows) for engine, lookup in lookups.items()}
+    del lookups
     labels = meta.get("class_labels")
-    first = next(iter(held.values()))
-    held_truth = first[2][_indices(first[0], rows)]
+    first = next(iter(held))
+    held_truth = held[first][2][places[first]]
     if labels:
         names = np.array(labels, dtype=object)
         held_labels = pd.Series(names[held_truth.astype("int64")])
@@ -106,8 +110,7 @@ def pool_rows(candidates: list[Any], truth: pd.Series, meta: dict[str, Any]) -> 
                                  ignore_index=True)
     frames = {}
     for candidate in candidates:
-        positions, scores, _ = held[candidate.engine]
-        picked = scores[_indices(positions, rows)]
+        picked = held[candidate.engine][1][places[candidate.engine]]
         if labels:
             frame = pd.DataFrame(picked, columns=[f"probability_{label}" for label in labels])
             test = candidate.predictions[frame.columns]
@@ -120,16 +123,26 @@ def pool_rows(candidates: list[Any], truth: pd.Series, meta: dict[str, Any]) -> 
                       test_rows=len(truth))
 
 
-def _indices(positions: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Where each of ``rows`` (all present in ``positions``) is in ``positions``; the last
-    place of a position stored twice."""
-    order = np.argsort(positions, kind="stable")
-    return order[np.searchsorted(positions, rows, side="right", sorter=order) - 1]
+class _Lookup:
+    """A candidate's out-of-sample positions, sorted once: its distinct positions and where
+    given ones are stored (the last place of a position stored twice)."""
+
+    def __init__(self, positions: np.ndarray) -> None:
+        self.order = np.argsort(positions, kind="stable")
+        self.sorted = positions[self.order]
+        last = np.ones(len(self.sorted), dtype=bool)  # the last of equal positions
+        last[:-1] = self.sorted[1:] != self.sorted[:-1]
+        self.distinct = self.sorted[last]
+
+    def places(self, rows: np.ndarray) -> np.ndarray:
+        """Where each of ``rows`` (all present) is in the positions."""
+        return self.order[np.searchsorted(self.sorted, rows, side="right") - 1]
 
 
 def metric_with_interval(truth: pd.Series, predictions: pd.DataFrame, meta: dict[str, Any],
                          metric: str, samples: int = 200, seed: int = 0) -> dict[str, Any]:
     """The metric on the rows, with a 90% bootstrap interval."""
+    from autokfp.modeling.bootstrap import bootstrap_values
     from autokfp.modeling.evaluation import encode_labels, metric_value, probability_matrix
 
     task = meta["task"]
@@ -141,15 +154,8 @@ def metric_with_interval(truth: pd.Series, predictions: pd.DataFrame, meta: dict
         keep = codes >= 0
         codes, scores = codes[keep], probability_matrix(predictions, meta)[keep]
     value = metric_value(metric, codes, scores, task)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(samples):
-        idx = rng.integers(0, len(codes), len(codes))
-        if task != "regression" and len(np.unique(codes[idx])) < 2:
-            continue
-        try:
-            values.append(metric_value(metric, codes[idx], scores[idx], task))
-        except ValueError:
-            continue
+    # linear in the rows (the scores sorted once, each sample a weighting of the rows)
+    values = [v for (v,) in bootstrap_values(metric, codes, (scores,), task, samples, seed,
+                                             skip_errors=True)]
     low, high = (np.quantile(values, [0.05, 0.95]).tolist() if values else (None, None))
     return {"value": float(value), "ci_low": low, "ci_high": high, "rows": int(len(codes))}

@@ -289,16 +289,11 @@ def _paired_bootstrap(truth: np.ndarray, a: np.ndarray, b: np.ndarray, task: str
     """Improvement of ``a`` over ``b``, P(a better by more than ``by``), its 90% interval and
     the sample count."""
     sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
-    rng = np.random.default_rng(seed)
-    diffs = []
-    n = len(truth)
-    for _ in range(samples):
-        idx = rng.integers(0, n, n)
-        if task != "regression" and len(np.unique(truth[idx])) < 2:
-            continue
-        diffs.append(sign * (metric_value(metric, truth[idx], a[idx], task)
-                             - metric_value(metric, truth[idx], b[idx], task)))
-    diffs_arr = np.asarray(diffs)
+    from autokfp.modeling.bootstrap import bootstrap_values
+
+    # linear in the rows: each sample weights the rows by how often it drew them
+    pairs = bootstrap_values(metric, truth, (a, b), task, samples, seed)
+    diffs_arr = np.asarray([sign * (first - second) for first, second in pairs])
     improvement = sign * (metric_value(metric, truth, a, task) - metric_value(metric, truth, b, task))
     p_better = float(np.mean(diffs_arr > by)) if len(diffs_arr) else 0.0
     low, high = (np.quantile(diffs_arr, [0.05, 0.95]).tolist() if len(diffs_arr) else (None, None))

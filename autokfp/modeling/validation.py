@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autokfp.modeling.bootstrap import bootstrap_values
 from autokfp.modeling.evaluation import encode_labels, metric_value, probability_matrix
 
 log = logging.getLogger(__name__)
@@ -46,17 +47,8 @@ def metric_spread(metric: str, truth: np.ndarray, scores: np.ndarray, task: str,
     or values. Raises ValueError when the metric is undefined on these rows.
     """
     value = metric_value(metric, truth, scores, task)
-    rng = np.random.default_rng(seed)
-    values = []
-    n = len(truth)
-    for _ in range(samples):
-        idx = rng.integers(0, n, n)
-        if task != "regression" and len(np.unique(truth[idx])) < 2:
-            continue
-        try:
-            values.append(metric_value(metric, truth[idx], scores[idx], task))
-        except ValueError:
-            continue
+    values = [v for (v,) in bootstrap_values(metric, truth, (scores,), task, samples, seed,
+                                             skip_errors=True)]
     spread = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
     return float(value), spread
 
