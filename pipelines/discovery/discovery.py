@@ -13,7 +13,7 @@ One task rather than one per source on purpose: the catalog index is one file, a
 from kfp import dsl
 
 from autokfp.components import catalog_sources
-from autokfp.pipelines.cluster import ClusterOptions, configure_task
+from autokfp.pipelines.cluster import ClusterOptions, built_on_first_use, configure_task
 from autokfp.pipelines.training.autonomous_training import FROM_CONFIG
 
 PIPELINE_NAME = "discovery"
@@ -56,4 +56,5 @@ def build_discovery(options: "ClusterOptions | None" = None):
     return discovery
 
 
-discovery = build_discovery()
+# ``discovery`` (default options) is built when first read: see built_on_first_use
+__getattr__, __dir__ = built_on_first_use(globals(), "discovery", build_discovery)

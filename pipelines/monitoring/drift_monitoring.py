@@ -23,7 +23,7 @@ from autokfp.components import (
     record_retraining,
     resolve_config,
 )
-from autokfp.pipelines.cluster import ClusterOptions, configure_task
+from autokfp.pipelines.cluster import ClusterOptions, built_on_first_use, configure_task
 from autokfp.pipelines.training.autonomous_training import FROM_CONFIG, build_autonomous_training
 
 PIPELINE_NAME = "drift-monitoring"
@@ -175,4 +175,5 @@ def build_drift_monitoring(options: "ClusterOptions | None" = None):
     return drift_monitoring
 
 
-drift_monitoring = build_drift_monitoring()
+# ``drift_monitoring`` (default options) is built when first read: see built_on_first_use
+__getattr__, __dir__ = built_on_first_use(globals(), "drift_monitoring", build_drift_monitoring)

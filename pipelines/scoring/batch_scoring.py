@@ -11,7 +11,7 @@ the catalog. Run it from the Kubeflow UI, with ``autokfp score``, or as a recurr
 from kfp import dsl
 
 from autokfp.components import score_batch
-from autokfp.pipelines.cluster import ClusterOptions, configure_task
+from autokfp.pipelines.cluster import ClusterOptions, built_on_first_use, configure_task
 
 PIPELINE_NAME = "batch-scoring"
 # not "": the KFP UI reports a falsy default as "Missing parameter" (kubeflow/pipelines#11515)
@@ -67,4 +67,5 @@ def build_batch_scoring(options: "ClusterOptions | None" = None):
     return batch_scoring
 
 
-batch_scoring = build_batch_scoring()
+# ``batch_scoring`` (default options) is built when first read: see built_on_first_use
+__getattr__, __dir__ = built_on_first_use(globals(), "batch_scoring", build_batch_scoring)

@@ -28,7 +28,12 @@ from autokfp.components import (
     train_model,
     write_model_card,
 )
-from autokfp.pipelines.cluster import ClusterOptions, configure_task, configure_training_task
+from autokfp.pipelines.cluster import (
+    ClusterOptions,
+    built_on_first_use,
+    configure_task,
+    configure_training_task,
+)
 
 # a run-form parameter left at this keeps the config's value; not "" (the KFP UI reports a
 # falsy default as "Missing parameter", kubeflow/pipelines#11515)
@@ -149,4 +154,5 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
     return autonomous_training
 
 
-autonomous_training = build_autonomous_training()
+# ``autonomous_training`` (default options) is built when first read: see built_on_first_use
+__getattr__, __dir__ = built_on_first_use(globals(), "autonomous_training", build_autonomous_training)
