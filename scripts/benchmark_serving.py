@@ -1,13 +1,17 @@
 """Benchmark the autokfp predictor against a bare KServe server, side by side in one run.
 
 For one packaged model (``--model-dir``, or the champion of the only model registered under
-``--home``), two servers run on 127.0.0.1, each in its own process, with KServe's defaults:
+``--home``), four servers run on 127.0.0.1, each in its own process, with KServe's defaults:
 
 * **ours**: ``python -m autokfp.serving`` as the local target runs it (validation, metrics,
   the predictor's own prediction log);
 * **ours-nolog**: the same with ``AUTOKFP_PREDICTION_LOG=off``, as a cluster runs it by
   default (``deploy.payload_log: kserve``: KServe's agent captures requests outside the
   predictor's process);
+* **ours-kserve**: ``ours-nolog`` with ``AUTOKFP_V1_ROUTE=kserve``: v1 predictions through
+  KServe's own FastAPI route, ``DataPlane`` and ``Model.__call__`` instead of the
+  predictor's direct route (``autokfp.serving.v1_route``), so the run shows what that
+  route saves next to what autokfp's own work costs;
 * **bare**: a plain ``kserve.Model`` answering from a trivial model (a logistic function of
   one input column, computed in Python), so the difference is what autokfp adds: the
   request checks, feature engineering, the engine call (e.g. the H2O MOJO through JPype),
@@ -167,15 +171,19 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def ours_server(model_dir: Path, workdir: Path, log: bool = True) -> Server:
+def ours_server(model_dir: Path, workdir: Path, log: bool = True,
+                kserve_route: bool = False) -> Server:
     port = free_port()
-    label = "ours" if log else "ours-nolog"
+    label = "ours-kserve" if kserve_route else "ours" if log else "ours-nolog"
     env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_NAME": SERVICE, "MODEL_VERSION": "1",
            "PORT": str(port), "HOST": "127.0.0.1",
            "AUTOKFP_ARTIFACT_ROOT": str(workdir / f"artifacts-{label}")}
     env.pop("AUTOKFP_PREDICTION_LOG", None)
     if not log:  # a cluster's default: KServe's payload logger captures requests
         env["AUTOKFP_PREDICTION_LOG"] = "off"
+    env.pop("AUTOKFP_V1_ROUTE", None)
+    if kserve_route:
+        env["AUTOKFP_V1_ROUTE"] = "kserve"
     command = [sys.executable, "-m", "autokfp.serving"]
     return Server(label, command, env, port, workdir / f"{label}.log")
 
@@ -329,7 +337,7 @@ def measure(servers: list[Server], body: bytes, seconds: float, rounds: int
                 case = f"{server.label} c={concurrency}"
                 url = f"{server.url}/v1/models/{SERVICE}:predict"
                 result = asyncio.run(_closed_loop(url, body, concurrency, seconds, case, server))
-                print(f"  round {round_number + 1} {case:<10} {result.rate:8.1f} req/s  "
+                print(f"  round {round_number + 1} {case:<16} {result.rate:8.1f} req/s  "
                       f"p50 {result.percentile(50):6.2f} ms  p99 {result.percentile(99):6.2f} ms  "
                       f"cpu {result.cpu_ms_per_request:5.2f} ms/req  errors {result.errors}  "
                       f"gc {'/'.join(map(str, result.gc))}  load {result.load}", flush=True)
@@ -406,11 +414,11 @@ async def _fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> Res
 
 
 def report(totals: dict[tuple[str, int], Result], floor: Result | None) -> None:
-    print(f"\n{'server':<10} {'c':>3} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"\n{'server':<11} {'c':>3} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'cpu ms/req':>11} {'req/s':>9} {'errors':>7} {'gc 0/1/2':>12}  load")
     for (label, concurrency), r in sorted(totals.items(), key=lambda kv: (kv[0][1], kv[0][0] == "bare",
                                                                          kv[0][0])):
-        print(f"{label:<10} {concurrency:>3} {r.ok + r.errors:>9} {r.percentile(50):8.2f} "
+        print(f"{label:<11} {concurrency:>3} {r.ok + r.errors:>9} {r.percentile(50):8.2f} "
               f"{r.percentile(99):8.2f} {r.cpu_ms_per_request:11.2f} {r.rate:9.1f} {r.errors:7d}"
               f" {'/'.join(map(str, r.gc)):>12}  {r.load}")
     if floor is not None:
@@ -428,7 +436,7 @@ def report(totals: dict[tuple[str, int], Result], floor: Result | None) -> None:
         for name, ratio, target, sense in checks:
             passed = ratio <= target if sense == "<=" else ratio >= target
             passed = passed and ours.errors == 0
-            print(f"  {'PASS' if passed else 'FAIL'}  {label:<10} c={concurrency:<2} {name:<16} "
+            print(f"  {'PASS' if passed else 'FAIL'}  {label:<11} c={concurrency:<2} {name:<16} "
                   f"{ratio:5.2f}x  (target {sense} {target:g}x)  load {ours.load} / {bare.load}")
     for r in totals.values():
         if r.errors:
@@ -464,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="autokfp-bench-"))
     print(f"model folder {model_dir}; server logs in {workdir}", flush=True)
     servers = [ours_server(model_dir, workdir), ours_server(model_dir, workdir, log=False),
+               ours_server(model_dir, workdir, log=False, kserve_route=True),
                bare_server(model_dir, workdir)]
     try:
         for server in servers:

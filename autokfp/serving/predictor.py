@@ -74,6 +74,7 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 TIMEOUT_ENV = "AUTOKFP_REQUEST_TIMEOUT"
 LOG_FLUSH_ENV = "AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS"  # how often logged rows are written
 ACCESS_LOG_ENV = "AUTOKFP_ACCESS_LOG"  # "on": KServe's per-request access and timing lines
+V1_ROUTE_ENV = "AUTOKFP_V1_ROUTE"  # "kserve": v1 :predict through KServe's route (see v1_route)
 MAX_WAITING = 32  # requests queued for the worker thread; more get 429
 MAX_WAITING_BIG_BODIES = 4  # with this many queued, a body over guard.BIG_BODY gets 429 unread
 SELF_CHECK_SECONDS = 5.0  # how often readiness re-scores the package's own example
@@ -919,6 +920,10 @@ def serve(model_dir: str | Path, name: str, version: str = "1", port: int = 8080
     access_log = os.environ.get(ACCESS_LOG_ENV, "off").lower() in ("on", "true", "1")
     if not access_log:
         _quiet_per_request_logging(model_server.app)
+    if os.environ.get(V1_ROUTE_ENV, "direct").lower() != "kserve":
+        from autokfp.serving import v1_route
+
+        v1_route.install(model_server.app, predictor)
     try:
         ModelServer(http_port=port, workers=1, enable_grpc=False,
                     enable_latency_logging=access_log).start([predictor])

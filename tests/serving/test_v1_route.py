@@ -1,0 +1,158 @@
+"""The direct v1 :predict route (``autokfp.serving.v1_route``) answers as KServe's own does.
+
+Two real predictors serve the session's H2O model: one as shipped (the direct route in
+front), one with ``AUTOKFP_V1_ROUTE=kserve`` (KServe's FastAPI route, DataPlane and
+``Model.__call__``). Every request below goes to both; status, media type and the JSON
+answer must be the same. KServe's own ``request_predict_seconds`` histogram, which only
+``Model.__call__`` feeds, says which route answered, so the test fails if the direct
+route is never taken or takes what it must leave to KServe.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from kserve import Model
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.serving import servers
+
+MODEL = "churn"
+V1 = f"/v1/models/{MODEL}:predict"
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def clients(trained_package, tmp_path_factory):
+    model = Path(trained_package.paths.model)
+    direct = servers.start(model, tmp_path_factory.mktemp("direct"))
+    kserve = servers.start(model, tmp_path_factory.mktemp("kserve"),
+                           env={"AUTOKFP_V1_ROUTE": "kserve"})
+    try:
+        servers.wait_ready(direct)
+        servers.wait_ready(kserve)
+        with httpx.Client(base_url=direct.url, timeout=30) as a, \
+                httpx.Client(base_url=kserve.url, timeout=30) as b:
+            yield a, b
+    finally:
+        servers.stop(direct)
+        servers.stop(kserve)
+
+
+@pytest.fixture(scope="module")
+def rows(trained_package) -> list[dict[str, Any]]:
+    frame = pd.read_parquet(trained_package.paths.test).drop(columns=["churned"]).head(3)
+    return [{k: servers.json_value(v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
+
+
+def _kserve_predicts(client: httpx.Client) -> float:
+    """How many requests went through KServe's Model.__call__ (its own histogram)."""
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        if family.name == "request_predict_seconds":
+            return sum(s.value for s in family.samples
+                       if s.name == "request_predict_seconds_count"
+                       and s.labels.get("model_name") == MODEL)
+    return 0.0
+
+
+def _requests(rows: list[dict[str, Any]]) -> dict[str, tuple[str, str, bytes, dict[str, str]]]:
+    """name → (method, path, body, headers); the direct route takes the first group."""
+    one = json.dumps({"instances": rows[:1]}).encode()
+    missing = dict(rows[0])
+    del missing[next(iter(missing))]
+    cloudevent = {"specversion": "1.0", "id": "1", "source": "test", "type": "predict",
+                  "time": "2026-12-05T00:00:00Z", "data": {"instances": rows[:2]}}
+    return {
+        # taken by the direct route
+        "one row": ("POST", V1, one, JSON),
+        "three rows": ("POST", V1, json.dumps({"instances": rows}).encode(), JSON),
+        "no content-type": ("POST", V1, one, {}),
+        "dataframe_split": ("POST", V1, json.dumps({"dataframe_split": {
+            "columns": list(rows[0]), "data": [list(r.values()) for r in rows]}}).encode(), JSON),
+        "a missing column": ("POST", V1, json.dumps({"instances": [missing]}).encode(), JSON),
+        "malformed JSON": ("POST", V1, b'{"instances": [{"a": 1,', JSON),
+        "instances not a list": ("POST", V1, b'{"instances": 3}', JSON),
+        "a JSON list": ("POST", V1, b"[1, 2]", JSON),
+        "structured CloudEvent": ("POST", V1, json.dumps(cloudevent).encode(), JSON),
+        # left to KServe's route
+        "text/plain": ("POST", V1, one, {"Content-Type": "text/plain"}),
+        "json with a charset": ("POST", V1, one, {"Content-Type": "application/json; charset=utf-8"}),
+        "binary CloudEvent": ("POST", V1, one, {**JSON, "ce-specversion": "1.0", "ce-id": "1",
+                                                "ce-source": "test", "ce-type": "predict"}),
+        "another model": ("POST", "/v1/models/other:predict", one, JSON),
+        "GET": ("GET", V1, b"", {}),
+    }
+
+
+DIRECT = ["one row", "three rows", "no content-type", "dataframe_split", "a missing column",
+          "malformed JSON", "instances not a list", "a JSON list", "structured CloudEvent"]
+KSERVE = ["text/plain", "json with a charset", "binary CloudEvent", "another model", "GET"]
+
+
+def _answer(response: httpx.Response) -> tuple[int, str, Any]:
+    media = response.headers.get("content-type", "")
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    return response.status_code, media, body
+
+
+@pytest.mark.parametrize("name", DIRECT + KSERVE)
+def test_each_request_gets_the_answer_kserves_route_gives(clients, rows, name) -> None:
+    direct, kserve = clients
+    method, path, body, headers = _requests(rows)[name]
+    before = _kserve_predicts(direct), _kserve_predicts(kserve)
+    ours = direct.request(method, path, content=body or None, headers=headers)
+    theirs = kserve.request(method, path, content=body or None, headers=headers)
+    assert _answer(ours) == _answer(theirs)
+    through_kserve = _kserve_predicts(direct) - before[0]
+    if name in ("one row", "three rows", "no content-type", "dataframe_split"):
+        assert ours.status_code == 200 and len(ours.json()["predictions"]) >= 1
+        # KServe's Model.__call__ timed it on the KServe-route server, not on the direct one
+        assert (through_kserve, _kserve_predicts(kserve) - before[1]) == (0, 1)
+    if name in DIRECT:
+        assert through_kserve == 0
+    elif name in ("text/plain", "json with a charset", "binary CloudEvent"):
+        assert through_kserve == 1  # KServe's route answered it, as before
+
+
+class _NotReady:
+    """A predictor whose readiness check fails (as one whose model stops scoring does)."""
+
+    name = MODEL
+    preprocess = Model.preprocess  # no hooks of its own, as AutokfpPredictor
+    postprocess = Model.postprocess
+
+    def __init__(self) -> None:
+        self.predicted = 0
+
+    def is_ready(self) -> bool:
+        return False
+
+    async def predict(self, payload: Any, headers: Any = None) -> dict:
+        self.predicted += 1
+        return {"predictions": []}
+
+
+def test_a_predictor_that_is_not_ready_answers_503_and_is_never_called() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from kserve.errors import ModelNotReady, model_not_ready_handler
+
+    from autokfp.serving import v1_route
+
+    app = FastAPI()
+    app.add_exception_handler(ModelNotReady, model_not_ready_handler)
+    predictor = _NotReady()
+    v1_route.install(app, predictor)
+    with TestClient(app) as client:
+        response = client.post(V1, content=b'{"instances": [{}]}', headers=JSON)
+    assert response.status_code == 503 and MODEL in response.text
+    assert predictor.predicted == 0
