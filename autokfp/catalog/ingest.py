@@ -325,6 +325,37 @@ def extras_for(schemas: Iterable[Any], reused: Iterable[str] = ()) -> dict[str, 
     return out
 
 
+def sqlalchemy_names(source: SqlSource, items: Iterable[Any],
+                     naming: tuple[str | None, str | None] | None) -> dict[str, str]:
+    """{the URN DataHub's ``sqlalchemy`` source gives a table in a view's lineage: the URN
+    the table has} for the tables of ``source`` autokfp's crawl read.
+
+    Why: that source (SQLite, and the platforms without a source of their own) cannot split
+    a view's two-part name (``main.v``: "Failed to get default db and schema names for
+    view"), so its SQL parser has no default schema and names an unqualified ``customers``
+    as the dataset ``customers`` (``edge.customers`` with a platform instance), which does
+    not exist: the table is ``main.customers``. No recipe option changes it; the transformer
+    renames them in the view's lineage and its query's subjects.
+    """
+    from datahub.emitter.mce_builder import make_dataset_urn_with_platform_instance
+
+    from autokfp.catalog.sources.sql import sql_platform
+
+    platform = sql_platform(source.url)
+    if platform in _PORTS or naming is None or not naming[1]:
+        return {}  # DataHub's own source for the platform names them right (tested)
+    out = {}
+    for d in items:
+        if not d.ok or d.source_failed:
+            continue
+        table = d.dataset_id.split("/", 1)[1]
+        wrong = make_dataset_urn_with_platform_instance(
+            platform, table, source.platform_instance, source.env)
+        if wrong != dataset_urn(d.schema):
+            out[wrong] = dataset_urn(d.schema)
+    return out
+
+
 def extras_json(extras: dict[str, dict[str, Any]]) -> str:
     """``extras_for``'s result as the JSON file ``AutokfpAspects``'s ``config.extras`` names."""
     return json.dumps({urn: _jsonable(extra) for urn, extra in extras.items()})
@@ -374,6 +405,9 @@ class AutokfpAspects(Transformer):
         self.records: list[Any] | None = None
         if collect:
             self.records = AutokfpAspects.collected.setdefault(collect, [])
+        # the names DataHub's source gave datasets that are these (see sqlalchemy_names)
+        self.renames = {wrong: urn for urn, extra in extras.items()
+                        for wrong in extra.get("datahub_names") or ()}
 
     @classmethod
     def create(cls, config_dict: dict, ctx: Any) -> AutokfpAspects:
@@ -414,6 +448,52 @@ class AutokfpAspects(Transformer):
             if before is not None and before[0] == names:
                 terms.auditStamp.time = int(before[1])
             known[schema_field.fieldPath] = [names, terms.auditStamp.time]
+
+    def _renamed(self, urn: str) -> str:
+        """``urn`` (a dataset or a field of one) with the dataset DataHub's source misnamed
+        renamed to the dataset it is."""
+        if urn in self.renames:
+            return self.renames[urn]
+        if urn.startswith("urn:li:schemaField:(") and self.renames:
+            from datahub.metadata.urns import SchemaFieldUrn
+
+            try:
+                parsed = SchemaFieldUrn.from_string(urn)
+            except Exception:  # noqa: BLE001 - not ours to judge: kept as DataHub wrote it
+                return urn
+            parent = self.renames.get(str(parsed.parent))
+            if parent is not None:
+                return str(SchemaFieldUrn(parent, parsed.field_path))
+        return urn
+
+    def _rename_lineage(self, urn: str, aspect: Any) -> None:
+        """Correct the datasets a view's lineage (and its query's subjects) names, where
+        DataHub's source named tables that do not exist (see ``sqlalchemy_names``).
+
+        Its column lineage is then taken from autokfp's crawl where that has one: DataHub's
+        parser looked the tables' columns up under the wrong names, so an unqualified column
+        (``total`` of ``orders o JOIN customers c``) was left out; the crawl ran the same
+        parser (``sqlglot_lineage``) with the tables' real names and columns."""
+        from datahub.metadata.schema_classes import QuerySubjectsClass, UpstreamLineageClass
+
+        if not self.renames:
+            return
+        if isinstance(aspect, UpstreamLineageClass):
+            before = [u.dataset for u in aspect.upstreams]
+            for upstream in aspect.upstreams:
+                upstream.dataset = self._renamed(upstream.dataset)
+            for fine in aspect.fineGrainedLineages or []:
+                fine.upstreams = [self._renamed(u) for u in fine.upstreams or []] or None
+                fine.downstreams = [self._renamed(d) for d in fine.downstreams or []] or None
+            ours = (self.extras.get(urn) or {}).get("lineage")
+            if isinstance(ours, dict):
+                ours = UpstreamLineageClass.from_obj(ours)
+            if before != [u.dataset for u in aspect.upstreams] and ours is not None \
+                    and ours.fineGrainedLineages:
+                aspect.fineGrainedLineages = ours.fineGrainedLineages
+        elif isinstance(aspect, QuerySubjectsClass):
+            for subject in aspect.subjects:
+                subject.entity = self._renamed(subject.entity)
 
     def _aspect(self, urn: str, aspect: Any) -> None:
         from datahub.metadata.schema_classes import (
@@ -465,6 +545,7 @@ class AutokfpAspects(Transformer):
                 for aspect in snapshot.aspects:
                     self._aspect(snapshot.urn, aspect)
             elif isinstance(record, MetadataChangeProposalWrapper) and record.entityUrn:
+                self._rename_lineage(record.entityUrn, record.aspect)
                 self._aspect(record.entityUrn, record.aspect)
                 if isinstance(record.aspect, UpstreamLineageClass):
                     lineaged.add(record.entityUrn)
@@ -916,6 +997,13 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
     with tempfile.TemporaryDirectory(prefix="autokfp-ingest-") as work:
         # autokfp's aspects, handed to its transformer in this process (see extras_for)
         extras = extras_for(schemas, [d.dataset_id for d in found if d.reused])
+        for sql in config.sources:
+            if isinstance(sql, SqlSource):
+                names = sqlalchemy_names(sql, [d for d in found if d.source_name == sql.name],
+                                         report.naming.get(sql.name))
+                for wrong, urn in names.items():
+                    if urn in extras:
+                        extras[urn]["datahub_names"] = [wrong]
         users, unbuilt = None, []
         if recipe is not None:
             users = load_recipe(recipe)

@@ -507,3 +507,47 @@ def test_a_postgres_schema_that_cannot_be_told_is_reported_never_guessed_as_publ
     assert result.report.source_errors["lost"] == result.failed["lost"]
     written = CatalogStore().read_json("last-crawl.json", {})
     assert written["source_errors"]["lost"] == result.failed["lost"]
+
+
+def test_sqlite_view_lineage_on_the_ingestion_path_names_the_tables_it_reads(
+        tmp_path, catalog_home, monkeypatch) -> None:
+    """DataHub's sqlalchemy source cannot split a SQLite view's name (``main.big_orders``) and
+    names the tables its view reads ``edge.customers``, datasets that do not exist (the
+    parity test shows its stock recipe doing so). On the ingestion path autokfp's transformer
+    renames them to the tables they are, in the view's table and column lineage and in its
+    query's subjects: every dataset the file and Lite name is one DataHub's source catalogued."""
+    import re
+    import sqlite3
+
+    import pandas as pd
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    db = tmp_path / "warehouse.db"
+    frame = pd.DataFrame({"id": range(6), "email": [f"u{i}@example.com" for i in range(6)],
+                          "amount": [1.5 * i for i in range(6)]})
+    with sqlite3.connect(db) as connection:
+        frame.to_sql("customers", connection, index=False)
+        frame.rename(columns={"amount": "total"}).to_sql("orders", connection, index=False)
+        connection.execute("CREATE VIEW big_orders AS SELECT o.id, total, c.email FROM orders o "
+                           "JOIN customers c ON c.id = o.id WHERE o.total > 2")
+    config = parse_config({"name": "edge", "sources": [
+        {"name": "warehouse", "kind": "sql", "url": f"sqlite:///{db}", "env": "DEV",
+         "platform_instance": "edge"}],
+        "training": {"dataset": "warehouse/customers", "target": "id"}})
+    result = ingest(config)
+    urn = "urn:li:dataset:(urn:li:dataPlatform:sqlite,edge.main.{},DEV)".format
+    assert set(result.datasets) == {urn("customers"), urn("orders"), urn("big_orders")}
+    (path,) = result.metadata_files
+    text = Path(path).read_text()
+    named = set(re.findall(r"urn:li:dataset:\(urn:li:dataPlatform:sqlite,[^,]+,DEV\)", text))
+    assert named == set(result.datasets)  # no edge.customers, no customers
+    lineage = read_lite(catalog_home.catalog_dir, urn("big_orders"))["upstreamLineage"]
+    assert sorted(u["dataset"] for u in lineage["upstreams"]) == [urn("customers"), urn("orders")]
+    field = "urn:li:schemaField:({},{})".format
+    columns = {fine["downstreams"][0].rsplit(",", 1)[1][:-1]: fine["upstreams"]
+               for fine in lineage["fineGrainedLineages"]}
+    assert columns == {"id": [field(urn("orders"), "id")], "total": [field(urn("orders"), "total")],
+                       "email": [field(urn("customers"), "email")]}
+    subjects = [r for r in json.loads(text) if r.get("aspectName") == "querySubjects"]
+    assert subjects and {s["entity"] for s in subjects[0]["aspect"]["json"]["subjects"]
+                         if s["entity"].startswith("urn:li:dataset:")} == set(result.datasets)
