@@ -248,6 +248,7 @@ def crawl_sources(
     sample_rows: int = DEFAULT_MAX_ROWS,
     refresh: bool = False,
     publish_metadata: bool = True,
+    publish_sources: Iterable[str] = (),
 ) -> CrawlReport:
     """Crawl sources into the catalog: schemas, schema versions, DataHub metadata.
 
@@ -258,6 +259,8 @@ def crawl_sources(
         sample_rows: profile at most this many rows per dataset.
         refresh: ignore the crawl cache and read every input again.
         publish_metadata: send changed datasets to the metadata file, DataHub Lite and GMS.
+        publish_sources: with ``publish_metadata`` false, still send those of these sources
+            (the sources DataHub ingestion leaves to the crawl: see ``catalog.ingest``).
 
     Returns:
         The report; bad files, tables and sources are in it (``status == "failed"``,
@@ -295,7 +298,12 @@ def crawl_sources(
                          source_errors=source_errors, cache_hits=cache.hits,
                          cache_misses=cache.misses, catalog=store.root, found=found,
                          naming=naming)
-    if publish_metadata and (to_publish or removed):
+    if not publish_metadata:  # only the named sources' datasets, if any
+        only = set(publish_sources)
+        gone = {o.urn for o in outcomes if o.status == "missing" and o.source in only}
+        to_publish = [s for s in to_publish if s.dataset_id.split("/", 1)[0] in only]
+        removed = [u for u in removed if u in gone]
+    if (publish_metadata or publish_sources) and (to_publish or removed):
         report.published = _publish_schemas(to_publish, store, settings, removed).to_dict()
     report.seconds = time.monotonic() - started
     store.write_json("last-crawl.json", report.to_dict())

@@ -201,6 +201,24 @@ def _file_recipe(source: FolderSource | S3Source | GcsSource,
         "path_specs": _path_specs(source.uri, source.include, relatives, source.exclude)}}
 
 
+def crawl_only(source: Any) -> str | None:
+    """Why DataHub's source plugin cannot catalog ``source`` here (autokfp's crawl catalogs
+    and publishes it instead, ``IngestResult.crawled``), or None when it can.
+
+    The narrow fallback, and why: DataHub's ``gcs`` source reads GCS only through its
+    S3-compatible XML API with HMAC keys; a pod with workload identity, or a user with
+    application-default credentials, has none, while autokfp's crawl reads the bucket with
+    the GCS client's own credentials. Without the keys the recipe cannot even be resolved
+    (its ``${GCS_HMAC_ACCESS_ID}`` is unbound), so one gs:// source failed the whole run.
+    """
+    if isinstance(source, GcsSource) and not (os.environ.get("GCS_HMAC_ACCESS_ID")
+                                              and os.environ.get("GCS_HMAC_ACCESS_SECRET")):
+        return ("DataHub's gcs source reads GCS only through its S3-compatible API with HMAC "
+                "keys (GCS_HMAC_ACCESS_ID, GCS_HMAC_ACCESS_SECRET), which are not set: "
+                "autokfp's crawl catalogued it with the GCS client's own credentials")
+    return None
+
+
 def recipe_source(source: Any, report: Any = None) -> dict[str, Any]:
     """The ``source`` section of DataHub's stock recipe for one autokfp source.
 
@@ -606,6 +624,9 @@ class IngestResult:
     # sources whose recipe was not run: autokfp's crawl could not read them (source -> error),
     # so DataHub's source would fail on them too; the run goes on with the others, as a crawl
     failed: dict[str, str] = field(default_factory=dict)
+    # sources DataHub's plugin cannot read here, catalogued and published by autokfp's crawl
+    # instead (source -> why: see crawl_only)
+    crawled: dict[str, str] = field(default_factory=dict)
     metadata_files: list[str] = field(default_factory=list)
     lite_written: int = 0
     gms_url: str | None = None
@@ -989,11 +1010,21 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
 
     settings = settings or Settings.from_env()
     store = CatalogStore(settings)
-    report = crawl_sources(config, settings=settings, publish_metadata=False)
+    fallback = {} if recipe is not None else {
+        s.name: why for s in config.sources if (why := crawl_only(s)) is not None}
+    report = crawl_sources(config, settings=settings, publish_metadata=False,
+                           publish_sources=fallback)
     found = [d for d in report.found if d.ok and not d.source_failed]
     schemas = [d.schema for d in found]
     stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     result = IngestResult(report=report)
+    for name, why in fallback.items():
+        result.crawled[name] = why
+        log.warning("DataHub ingestion: source %s is catalogued by autokfp's crawl: %s",
+                    name, why)
+    if report.published.get("metadata_uri"):
+        result.metadata_files.append(report.published["metadata_uri"])
+    result.lite_written += int(report.published.get("lite_written") or 0)
     with tempfile.TemporaryDirectory(prefix="autokfp-ingest-") as work:
         # autokfp's aspects, handed to its transformer in this process (see extras_for)
         extras = extras_for(schemas, [d.dataset_id for d in found if d.reused])
@@ -1009,6 +1040,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             users = load_recipe(recipe)
             users.setdefault("sink", recipe_sink(os.path.join(work, "recipe.json")))
         for source in list(config.sources) if users is None else [None]:
+            if source is not None and source.name in fallback:
+                continue  # crawled and published above
             if source is not None and source.name in report.source_errors:
                 # unreachable (or refused) for the crawl: one bad source must not fail the
                 # whole discovery, as it does not in crawl mode; it is in the report

@@ -551,3 +551,41 @@ def test_sqlite_view_lineage_on_the_ingestion_path_names_the_tables_it_reads(
     subjects = [r for r in json.loads(text) if r.get("aspectName") == "querySubjects"]
     assert subjects and {s["entity"] for s in subjects[0]["aspect"]["json"]["subjects"]
                          if s["entity"].startswith("urn:li:dataset:")} == set(result.datasets)
+
+
+def test_a_gs_prefix_without_hmac_keys_is_catalogued_by_the_crawl_and_the_rest_by_datahub(
+        gcs_emulator, churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
+    """DataHub's gcs source reads GCS only through its S3 API with HMAC keys. Without them a
+    gs:// source is catalogued by autokfp's crawl (published to the metadata file and Lite,
+    ``IngestResult.crawled`` says why), the folder still by DataHub's own source, and the
+    discovery step does not fail (it raised 'GCS_HMAC_ACCESS_ID: unbound variable')."""
+    import uuid
+
+    from autokfp import storage
+    from autokfp.steps.catalog_sources import catalog_sources
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("GCS_HMAC_ACCESS_ID", raising=False)
+    monkeypatch.delenv("GCS_HMAC_ACCESS_SECRET", raising=False)
+    config, folder, _db, frame = churn_sources
+    base = storage.join(gcs_emulator.base_uri, f"ingest-{uuid.uuid4().hex[:8]}")
+    storage.write_text(storage.join(base, "raw", "orders.csv"), frame.head(30).to_csv(index=False))
+    data = config.model_dump(mode="json", by_alias=True)
+    data["catalog"] = {"ingestion": "datahub"}
+    data["sources"] = [data["sources"][0], {"name": "lake", "kind": "gcs", "uri": base}]
+    data["training"] = {**data["training"], "dataset": "files/customers.csv"}
+    result = ingest(parse_config(data))
+    assert set(result.crawled) == {"lake"} and "HMAC" in result.crawled["lake"]
+    assert [r["source"]["type"] for r in result.recipes] == ["s3"]  # the folder's, DataHub's
+    bucket_key = base.split("://", 1)[1]
+    gcs_urn = f"urn:li:dataset:(urn:li:dataPlatform:gcs,{bucket_key}/raw/orders.csv,PROD)"
+    entity = read_lite(catalog_home.catalog_dir, gcs_urn)  # the crawl published it
+    assert entity["datasetProfile"]["rowCount"] == 30
+    assert any(gcs_urn in Path(p).read_text() for p in result.metadata_files)
+    csv_urn = f"urn:li:dataset:(urn:li:dataPlatform:file,{str(folder).lstrip('/')}/customers.csv,PROD)"
+    assert csv_urn in result.datasets and gcs_urn not in result.datasets
+    again = ingest(parse_config(data))  # unchanged: the crawl publishes nothing new
+    assert again.metadata_files == [] or all(gcs_urn not in Path(p).read_text()
+                                             for p in again.metadata_files)
+    out = catalog_sources(data, str(tmp_path / "r.html"), str(tmp_path / "c.json"))
+    assert out.sources_failed == 0 and out.catalogued >= 2
