@@ -37,8 +37,11 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from autokfp.edge.taskfork import SWITCH_ENV  # noqa: E402 - 0: a new interpreter per task
 
 # packages shown in their own column (by top-level module name); the rest is "other"
 GROUPS = {
@@ -145,6 +148,85 @@ def print_table(tasks: dict[str, dict[str, float]], engines: dict[str, float], w
     print("load average (1/5/15 min): " + "/".join(f"{v:.1f}" for v in os.getloadavg()))
 
 
+def run_once(args: argparse.Namespace, folder: Path, tag: str,
+             fork: bool | None = None) -> tuple[dict[str, Any], dict[str, dict[str, float]] | None,
+                                               dict[str, float]]:
+    """One ``autokfp run`` of the table under the import profiler: (its result, its tasks
+    parsed from the run log or None without a log, the engines' own seconds). ``fork`` sets
+    ``AUTOKFP_LOCAL_FORK`` (False: a new interpreter per task; None: as the environment has
+    it)."""
+    import benchmark_suite as suite
+
+    saved = {name: os.environ.get(name) for name in ("PYTHONPROFILEIMPORTTIME", SWITCH_ENV)}
+    os.environ["PYTHONPROFILEIMPORTTIME"] = "1"
+    if fork is not None:
+        os.environ[SWITCH_ENV] = "1" if fork else "0"
+    try:
+        result = suite.run_system("autokfp", args.table, folder, args.budget, tag,
+                                  args.peer_python, args.autokfp)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    result["load_end"] = [round(v, 1) for v in os.getloadavg()]
+    print(f"{args.table} ({tag}): {result.get('status')} in {result.get('wall_seconds')} s "
+          f"{result.get('reason', '')[:300]}")
+    home = folder / f"autokfp-{tag}" / "home"
+    logs = sorted((home / "logs").glob("run-*.log"))
+    if not logs:
+        print(f"no run log found under {home / 'logs'}", file=sys.stderr)
+        return result, None, {}
+    tasks = parse_log(logs[-1].read_text(errors="replace"))
+    (folder / f"autokfp-{tag}-startup.json").write_text(json.dumps(tasks, indent=1))
+    return result, tasks, suite.engine_seconds(home)
+
+
+def print_comparison(runs: dict[str, tuple[dict[str, Any], dict[str, dict[str, float]],
+                                          dict[str, float]]]) -> None:
+    """Per task, each run's wall and import seconds side by side, and the whole runs': the
+    first run is the anchor the others' differences are taken from."""
+    names = list(runs)
+    anchor = names[0]
+    order: list[str] = []
+    for _, tasks, _ in runs.values():
+        order += [name for name, values in tasks.items() if "wall" in values and name not in order]
+    head = " | ".join(f"{n} wall s | {n} imports s" for n in names)
+    diffs = " | ".join(f"{n} − {anchor} wall s" for n in names[1:])
+    print(f"| task | {head} | {diffs} |")
+    print("|---" * (1 + 2 * len(names) + len(names) - 1) + "|")
+
+    def cell(value: float | None) -> str:
+        return "–" if value is None else f"{value:.1f}"
+
+    def figures(name: str, task: str) -> tuple[float | None, float | None]:
+        values = runs[name][1].get(task, {})
+        return (values.get("wall"), values.get("imports", 0.0) if "wall" in values else None)
+
+    for task in order:
+        walls = {n: figures(n, task) for n in names}
+        base = walls[anchor][0]
+        print(f"| {task} | " + " | ".join(f"{cell(w)} | {cell(i)}" for w, i in walls.values()) +
+              " | " + " | ".join(
+                  "–" if walls[n][0] is None or base is None else f"{walls[n][0] - base:+.1f}"
+                  for n in names[1:]) + " |")
+    totals = {n: (sum(v["wall"] for v in runs[n][1].values() if "wall" in v),
+                  sum(v.get("imports", 0.0) for v in runs[n][1].values() if "wall" in v))
+              for n in names}
+    print("| **tasks** | " + " | ".join(f"{w:.1f} | {i:.1f}" for w, i in totals.values()) +
+          " | " + " | ".join(f"{totals[n][0] - totals[anchor][0]:+.1f}" for n in names[1:]) + " |")
+    print()
+    for name, (result, _, engines) in runs.items():
+        wall = result.get("wall_seconds")
+        inside = sum(engines.values())
+        share = f", outside the engines {(wall - inside) / wall:.0%}" if wall else ""
+        print(f"{name}: whole run {cell(wall)} s wall, engines' own {inside:.1f} s "
+              f"(anchor: " + ", ".join(f"{e} {s:.1f}" for e, s in engines.items()) +
+              f"){share}, champion {result.get('champion_engine', '?')}, load at its end "
+              + "/".join(str(v) for v in result.get("load_end", [])))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", default="wine")
@@ -154,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="startup")
     parser.add_argument("--log", type=Path, help="only read this run log (written with "
                         "PYTHONPROFILEIMPORTTIME=1)")
+    parser.add_argument("--compare", action="store_true",
+                        help=f"run twice, {SWITCH_ENV}=0 (a new interpreter per task) then =1 "
+                             "(tasks forked from the warm worker), and print them side by side")
     parser.add_argument("--autokfp", default=str(Path(sys.executable).parent / "autokfp"))
     parser.add_argument("--peer-python", default="/work/bench-venv/bin/python",
                         help="reads tables whose package autokfp lacks (as benchmark_suite)")
@@ -170,22 +255,21 @@ def main(argv: list[str] | None = None) -> int:
     folder = out / args.table
     if not (folder / "task.json").exists():
         folder = suite.prepare(args.table, out, args.peer_python)
-    os.environ["PYTHONPROFILEIMPORTTIME"] = "1"
-    try:
-        result = suite.run_system("autokfp", args.table, folder, args.budget, args.tag,
-                                  args.peer_python, args.autokfp)
-    finally:
-        os.environ.pop("PYTHONPROFILEIMPORTTIME", None)
-    print(f"{args.table}: {result.get('status')} in {result.get('wall_seconds')} s "
-          f"{result.get('reason', '')[:300]}")
-    home = folder / f"autokfp-{args.tag}" / "home"
-    logs = sorted((home / "logs").glob("run-*.log"))
-    if not logs:
-        print("no run log found", file=sys.stderr)
+    if args.compare:
+        runs = {}
+        for label, fork in (("no worker", False), ("worker", True)):
+            result, tasks, engines = run_once(args, folder, f"{args.tag}-{'fork' if fork else 'nofork'}",
+                                              fork)
+            if tasks is None:
+                return 1
+            runs[label] = (result, tasks, engines)
+        print(f"interpreter start (python -c pass, median of 5): {start:.3f} s per process")
+        print_comparison(runs)
+        return 0 if all(r[0].get("status") == "trained" for r in runs.values()) else 1
+    result, found, engines = run_once(args, folder, args.tag)
+    if found is None:
         return 1
-    tasks = parse_log(logs[-1].read_text(errors="replace"))
-    print_table(tasks, suite.engine_seconds(home), result.get("wall_seconds"), start)
-    (folder / f"autokfp-{args.tag}-startup.json").write_text(json.dumps(tasks, indent=1))
+    print_table(found, engines, result.get("wall_seconds"), start)
     return 0 if result.get("status") == "trained" else 1
 
 

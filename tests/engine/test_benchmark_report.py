@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -75,3 +76,49 @@ def test_the_table_prints_each_systems_load_and_the_paired_gap_to_h2o_alone(tmp_
     # the same predictions on both sides: no gap, no spread
     gap, spread = suite.paired_difference("rmse", truth, truth + 1.0, truth + 1.0, "regression")
     assert gap == 0.0 and spread == 0.0
+
+
+def test_task_startup_compare_runs_without_then_with_the_worker_and_prints_both(
+        tmp_path, monkeypatch, capsys) -> None:
+    """``--compare``: one invocation runs the pipeline with AUTOKFP_LOCAL_FORK=0, then =1, and
+    prints each task's wall and import seconds of both runs side by side."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("benchmark_task_startup",
+                                                  SCRIPT.parent / "benchmark_task_startup.py")
+    assert spec is not None and spec.loader is not None
+    startup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(startup)
+    import benchmark_suite
+
+    folder = tmp_path / "wine"
+    folder.mkdir()
+    (folder / "task.json").write_text("{}")
+    switches = []
+
+    def fake_run(kind, name, table_folder, budget, tag, peer_python, autokfp):
+        fork = os.environ["AUTOKFP_LOCAL_FORK"]
+        switches.append((tag, fork, os.environ.get("PYTHONPROFILEIMPORTTIME")))
+        wall, imports = ("9.500", 7_000_000) if fork == "0" else ("2.250", 1_000_000)
+        logs = table_folder / f"autokfp-{tag}" / "home" / "logs"
+        logs.mkdir(parents=True)
+        (logs / "run-1.log").write_text(
+            "10:00:00.000 - INFO - Executing task 'select-model'\n"
+            f"import time:   {imports} |   {imports} | pandas\n"
+            f"10:00:0{wall} - INFO - Task 'select-model' finished with status SUCCESS\n")
+        return {"status": "trained", "wall_seconds": 100.0 if fork == "0" else 40.0,
+                "champion_engine": "h2o"}
+
+    monkeypatch.setattr(benchmark_suite, "run_system", fake_run)
+    monkeypatch.setattr(benchmark_suite, "engine_seconds", lambda home: {"h2o": 20.0})
+    monkeypatch.setattr(startup, "interpreter_start", lambda python: 0.05)
+    monkeypatch.delenv("AUTOKFP_LOCAL_FORK", raising=False)
+    code = startup.main(["--table", "wine", "--out", str(tmp_path), "--compare", "--tag", "x"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert switches == [("x-nofork", "0", "1"), ("x-fork", "1", "1")]
+    assert "AUTOKFP_LOCAL_FORK" not in os.environ  # put back as it was
+    assert "| task | no worker wall s | no worker imports s | worker wall s | worker imports s " \
+           "| worker − no worker wall s |" in printed
+    assert "| select-model | 9.5 | 7.0 | 2.2 | 1.0 | -7.2 |" in printed
+    assert "no worker: whole run 100.0 s wall, engines' own 20.0 s" in printed
+    assert "worker: whole run 40.0 s wall" in printed
