@@ -122,6 +122,30 @@ def test_content_decides_over_the_column_name() -> None:
     assert infer_semantic_type(names, "col_7") == "person_name"
 
 
+def test_many_distinct_sentences_are_text_even_when_few_enough_to_be_categories() -> None:
+    # templated notes: 4 topics x 6 sentences x 3 endings = 72 distinct values, repeated over
+    # 3,000 rows (well under the categorical limit of 150): words, not 72 category levels
+    rng = np.random.default_rng(3)
+    sentences = [f"Customer {verb} about the {thing}{end}"
+                 for verb in ("complained", "asked", "wrote", "called")
+                 for thing in ("bill", "router", "outage", "price", "modem", "contract")
+                 for end in (".", ". Ticket closed.", ". Follow-up scheduled.")]
+    notes = pd.Series(rng.choice(sentences, 3000))
+    assert notes.nunique() == 72
+    assert infer_semantic_type(notes, "support_notes") == "text"
+    # a category with a few multi-word labels stays a category ...
+    education = pd.Series(rng.choice(["Some college, no degree", "High school or less",
+                                      "Bachelor's degree or higher"], 3000))
+    assert infer_semantic_type(education, "education") == "categorical"
+    # ... and so do many short labels (codes, towns): not sentences
+    towns = pd.Series(rng.choice([f"New Town {i}" if i % 2 else f"Town{i}" for i in range(72)],
+                                 3000))
+    assert infer_semantic_type(towns, "town") == "categorical"
+    # at 20 distinct sentences or fewer it is still a category (the categorical floor)
+    assert infer_semantic_type(pd.Series(rng.choice(sentences[:20], 3000)), "x") == "categorical"
+    assert infer_semantic_type(pd.Series(rng.choice(sentences[:21], 3000)), "x") == "text"
+
+
 def test_pii_needs_most_values_to_match() -> None:
     mostly_text = ["hello world"] * 150 + [f"u{i}@example.com" for i in range(50)]
     assert infer_semantic_type(pd.Series(mostly_text), "x") != "email"
