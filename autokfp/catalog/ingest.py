@@ -22,6 +22,10 @@ What stays custom, and why (the narrowest pieces):
 - profiles: DataHub's file profiling needs Spark (pydeequ) and its SQL profiling Great
   Expectations at scale; autokfp's streamed bounded sample is added instead.
 - semantic types, PII tags and schema-evolution verdicts: no DataHub source infers them.
+- a gs:// source without HMAC keys: DataHub's gcs source reads GCS only through its S3 API
+  with HMAC keys, so autokfp's crawl catalogs and publishes it (``crawl_only``).
+- the tables a SQLite view reads: DataHub's sqlalchemy source misnames them in the view's
+  lineage; the transformer renames them (``sqlalchemy_names``).
 """
 
 from __future__ import annotations
