@@ -28,14 +28,17 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from autokfp.catalog.profiling import DEFAULT_MAX_ROWS, parse_datetime_text, profile_frame
 from autokfp.catalog.schema import DatasetSchema
-from autokfp.config import FolderSource, RunConfig, SqlSource
+from autokfp.config import RunConfig, SqlSource
+
+if TYPE_CHECKING:
+    from autokfp.catalog.discovery import LocalFile
 
 log = logging.getLogger(__name__)
 
@@ -295,16 +298,18 @@ def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
 
 def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
                        sample_rows: int = DEFAULT_MAX_ROWS,
-                       chunk_rows: int = CHUNK_ROWS) -> DatasetSchema | None:
-    """``load_dataset`` for a JSON-lines file of a folder source, streamed (see the module);
+                       chunk_rows: int = CHUNK_ROWS,
+                       local: LocalFile | None = None) -> DatasetSchema | None:
+    """``load_dataset`` for a JSON-lines file of a folder source (or a bucket object
+    downloaded to ``local``: ``discovery.object_file``), streamed (see the module);
     None, writing nothing, for any other dataset or a file it cannot copy as pandas reads
     it whole (a file that is not UTF-8 among them: ``load_dataset`` reads it as latin-1)."""
     from autokfp.catalog.discovery import folder_file
 
-    found = folder_file(config, dataset_id, "jsonl")
+    found = folder_file(config, dataset_id, "jsonl", local)
     if found is None:
         return None
-    source, path = found
+    source, path = found.source, found.path
 
     def chunks() -> Iterator[pd.DataFrame]:
         with pd.read_json(path, lines=True, encoding="utf-8", chunksize=chunk_rows) as reader:
@@ -313,6 +318,5 @@ def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
     copied = _copy(chunks(), out_path, sample_rows, dataset_id)
     if copied is None:
         return None
-    assert isinstance(source, FolderSource)
-    return _finish(config, source, copied, out_path, dataset_id, "file", str(path), "jsonl",
-                   sample_rows)
+    return _finish(config, source, copied, out_path, dataset_id, found.platform,
+                   found.location, "jsonl", sample_rows)

@@ -15,11 +15,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autokfp.catalog.profiling import DEFAULT_MAX_ROWS, profile_frame
 from autokfp.catalog.schema import DatasetSchema
 from autokfp.config import RunConfig
+
+if TYPE_CHECKING:
+    from autokfp.catalog.discovery import LocalFile
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +69,10 @@ def _pandas_like_types(schema: Any) -> dict[str, Any] | None:
 
 def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
                      sample_rows: int = DEFAULT_MAX_ROWS, block_bytes: int = BLOCK_BYTES,
-                     changes: list[str] | None = None) -> DatasetSchema | None:
-    """``load_dataset`` for a CSV file of a folder source, without reading it whole (see the
-    module); None, writing nothing, for any other dataset or a file it cannot promise to
+                     changes: list[str] | None = None,
+                     local: LocalFile | None = None) -> DatasetSchema | None:
+    """``load_dataset`` for a CSV file of a folder source (or a bucket object downloaded to
+    ``local``: ``discovery.object_file``), without reading it whole (see the module); None, writing nothing, for any other dataset or a file it cannot promise to
     read as ``pd.read_csv`` does. What reading it changed (the delimiter found) is appended
     to ``changes``, as ``load_dataset`` records it in the frame's ``DATA_CHANGES``."""
     import pyarrow.csv as pcsv
@@ -78,12 +82,12 @@ def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
     from autokfp.catalog.discovery import finish_schema, folder_file, open_source
     from autokfp.catalog.sources.files import csv_layout
 
-    found = folder_file(config, dataset_id, "csv")
+    found = folder_file(config, dataset_id, "csv", local)
     if found is None:
         return None
-    source, path = found
+    source, path = found.source, found.path
     try:
-        sep, notes = csv_layout(path, "utf-8", str(path))
+        sep, notes = csv_layout(path, "utf-8", found.location)
         if any("repeats column names" in note for note in notes):
             return None  # pandas renames the repeats (x1, x1.1): read it whole
         with pcsv.open_csv(path, **_options(sep, block_bytes)) as probe:
@@ -112,8 +116,9 @@ def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
                 sampler.add(batch)
         # typed as pd.read_parquet types the whole file (an int column with a missing value
         # in another block is float64, as pd.read_csv makes it)
-        schema = profile_frame(sampler.frame(handle.schema_arrow, temp), dataset_id, "file",
-                               str(path), fmt="csv", row_count=rows, max_rows=sample_rows)
+        schema = profile_frame(sampler.frame(handle.schema_arrow, temp), dataset_id,
+                               found.platform, found.location, fmt="csv", row_count=rows,
+                               max_rows=sample_rows)
         del sampler
         finish_schema(config, open_source(source), schema)
         os.replace(temp, out)

@@ -16,7 +16,9 @@ are unchanged is not read again; its schema (or error) comes from the cache.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -99,19 +101,62 @@ def finish_schema(config: RunConfig, reader: SourceReader, schema: DatasetSchema
             target.tags.append("target")
 
 
-def folder_file(config: RunConfig, dataset_id: str,
-                fmt: str) -> tuple[FolderSource, Path] | None:
-    """The folder source and the file of ``dataset_id`` when it names a file of format
-    ``fmt`` inside a folder source (what the streamed copies take); else None."""
+@dataclass(frozen=True)
+class LocalFile:
+    """A file the streamed copies read: a file of a folder source, or an object of a bucket
+    downloaded to a local temporary file (``object_file``), and how ``load_dataset`` names
+    where it came from (``platform`` and ``location``)."""
+
+    source: Source
+    path: Path
+    platform: str = "file"
+    location: str = ""
+
+
+def folder_file(config: RunConfig, dataset_id: str, fmt: str,
+                local: LocalFile | None = None) -> LocalFile | None:
+    """The file of ``dataset_id`` when it names a file of format ``fmt`` inside a folder
+    source, or is the bucket object ``local`` holds (what the streamed copies take); else
+    None."""
     source_name, _, relative = dataset_id.partition("/")
+    if file_format(relative) != fmt:
+        return None
+    if local is not None:
+        return local
     source = next((s for s in config.sources if s.name == source_name), None)
-    if not isinstance(source, FolderSource) or file_format(relative) != fmt:
+    if not isinstance(source, FolderSource):
         return None
     root = Path(source.path).resolve()
     path = (root / relative).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         return None
-    return source, path
+    return LocalFile(source, path, "file", str(path))
+
+
+@contextmanager
+def object_file(config: RunConfig, dataset_id: str) -> Iterator[LocalFile | None]:
+    """An object of a gcs or s3 source downloaded to a local temporary file (written to disk
+    as it arrives, never whole in memory) for the streamed copies; None for any other
+    dataset, or an object that is not there (``load_dataset`` then says so)."""
+    from autokfp import storage
+
+    source_name, _, relative = dataset_id.partition("/")
+    source = next((s for s in config.sources if s.name == source_name), None)
+    if not isinstance(source, (GcsSource, S3Source)) or file_format(relative) is None:
+        yield None
+        return
+    reader = open_source(source)
+    uri = storage.join(source.uri, relative)
+    try:
+        present = storage.exists(uri)
+    except Exception as exc:  # noqa: BLE001 - load_dataset reports it
+        log.debug("cannot check %s: %s", uri, exc)
+        present = False
+    if not present:
+        yield None
+        return
+    with storage.local_copy(uri) as path:
+        yield LocalFile(source, path, reader.platform, uri)
 
 
 def list_datasets(source: Source) -> list[str]:
@@ -158,8 +203,10 @@ def load_dataset(
 
 
 def copy_parquet_dataset(config: RunConfig, dataset_id: str, out_path: str,
-                         sample_rows: int = DEFAULT_MAX_ROWS) -> DatasetSchema | None:
-    """``load_dataset`` for a Parquet file of a folder source, without reading it whole.
+                         sample_rows: int = DEFAULT_MAX_ROWS,
+                         local: LocalFile | None = None) -> DatasetSchema | None:
+    """``load_dataset`` for a Parquet file of a folder source (or a bucket object downloaded
+    to ``local``: ``object_file``), without reading it whole.
 
     The file is copied to ``out_path`` in Arrow batches (its columns and Arrow types kept,
     so ``pd.read_parquet`` reads the copy as it reads the original) and profiled on a
@@ -175,10 +222,10 @@ def copy_parquet_dataset(config: RunConfig, dataset_id: str, out_path: str,
 
     from autokfp.catalog.batches import BATCH_ROWS, RowSampler
 
-    found = folder_file(config, dataset_id, "parquet")
+    found = folder_file(config, dataset_id, "parquet", local)
     if found is None:
         return None
-    source, path = found
+    source, path = found.source, found.path
     try:
         handle = pq.ParquetFile(path)
         pandas_meta = handle.schema_arrow.pandas_metadata or {}
@@ -197,9 +244,9 @@ def copy_parquet_dataset(config: RunConfig, dataset_id: str, out_path: str,
             for batch in handle.iter_batches(batch_size=BATCH_ROWS):
                 writer.write_batch(batch)
                 sampler.add(batch)
-        schema = profile_frame(sampler.frame(handle.schema_arrow, path), dataset_id, "file",
-                               str(path), fmt="parquet", row_count=handle.metadata.num_rows,
-                               max_rows=sample_rows)
+        schema = profile_frame(sampler.frame(handle.schema_arrow, path), dataset_id,
+                               found.platform, found.location, fmt="parquet",
+                               row_count=handle.metadata.num_rows, max_rows=sample_rows)
         del sampler
         finish_schema(config, open_source(source), schema)
         os.replace(temp, out)

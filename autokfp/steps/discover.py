@@ -95,19 +95,21 @@ def _write_training_data(cfg: RunConfig, dataset_path: str) -> tuple[Any, int, i
     """Write the training dataset as Parquet: (its schema, rows, columns, what reading it
     changed). A Parquet, CSV or JSON-lines file of a folder and a SQL table are copied in
     batches, never whole in memory (one whose later rows cannot be copied as pandas reads the
-    whole is loaded whole: see catalog/csv_stream.py and catalog/chunk_copy.py); an object
-    of a bucket is loaded whole."""
+    whole is loaded whole: see catalog/csv_stream.py and catalog/chunk_copy.py). An object
+    of a bucket (gcs, s3) is downloaded to a local temporary file, written as it arrives,
+    and copied from there the same way."""
     from autokfp.catalog.chunk_copy import copy_jsonl_dataset, copy_sql_dataset
     from autokfp.catalog.csv_stream import copy_csv_dataset
-    from autokfp.catalog.discovery import copy_parquet_dataset, load_dataset
+    from autokfp.catalog.discovery import copy_parquet_dataset, load_dataset, object_file
     from autokfp.catalog.sources.files import DATA_CHANGES
 
     streamed: list[Any] = []  # what reading a streamed CSV changed (its delimiter)
     dataset = cfg.training.dataset
-    schema = (copy_parquet_dataset(cfg, dataset, dataset_path)
-              or copy_csv_dataset(cfg, dataset, dataset_path, changes=streamed)
-              or copy_jsonl_dataset(cfg, dataset, dataset_path)
-              or copy_sql_dataset(cfg, dataset, dataset_path))
+    with object_file(cfg, dataset) as local:
+        schema = (copy_parquet_dataset(cfg, dataset, dataset_path, local=local)
+                  or copy_csv_dataset(cfg, dataset, dataset_path, changes=streamed, local=local)
+                  or copy_jsonl_dataset(cfg, dataset, dataset_path, local=local)
+                  or copy_sql_dataset(cfg, dataset, dataset_path))
     if schema is not None:
         return schema, schema.row_count, len(schema.columns), streamed
     frame, schema = load_dataset(cfg, cfg.training.dataset)

@@ -393,3 +393,50 @@ def test_a_parquet_training_file_is_copied_in_batches_as_load_dataset_reads_it(
                   "files/nested/missing.parquet", "files/indexed.parquet"):
         assert copy_parquet_dataset(config, other, str(tmp_path / "no.parquet")) is None
     assert not (tmp_path / "no.parquet").exists()
+
+
+@pytest.mark.parametrize("store", ["gcs_emulator", "s3_server"])
+def test_the_discover_step_copies_a_bucket_object_without_loading_it(
+        store: str, request: pytest.FixtureRequest, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Parquet, CSV and JSON-lines object of a gcs or s3 source is downloaded to a local
+    file and copied in batches, as a folder's file is: the same rows and schema as
+    ``load_dataset`` reads whole (which the step must not call)."""
+    from autokfp import storage
+    from autokfp.catalog import batches, discovery
+    from autokfp.steps.discover import _write_training_data
+
+    server = request.getfixturevalue(store)
+    kind = "gcs" if store == "gcs_emulator" else "s3"
+    base = storage.join(server.base_uri, f"stream-{uuid.uuid4().hex[:8]}")
+    df = _customers()
+    local = tmp_path / "c.parquet"
+    df.to_parquet(local, index=False)
+    storage.write_bytes(storage.join(base, "customers.parquet"), local.read_bytes())
+    storage.write_text(storage.join(base, "customers.csv"), df.to_csv(index=False))
+    storage.write_text(storage.join(base, "customers.jsonl"),
+                       df.drop(columns="signed_up").to_json(orient="records", lines=True))
+    monkeypatch.setattr(batches, "BATCH_ROWS", 16)  # many batches
+    for name in ("customers.parquet", "customers.csv", "customers.jsonl"):
+        config = parse_config({"name": "churn", "sources": [{"name": "lake", "kind": kind,
+                                                             "uri": base}],
+                               "training": {"dataset": f"lake/{name}", "target": "churned"}})
+        frame, loaded = load_dataset(config)
+        assert loaded.platform == kind and loaded.location == storage.join(base, name)
+
+        def whole(*args: object, name: str = name, **kwargs: object) -> None:
+            raise AssertionError(f"{name} was loaded whole")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(discovery, "load_dataset", whole)
+            out = tmp_path / f"{name}.out.parquet"
+            schema, rows, columns, _ = _write_training_data(config, str(out))
+        assert (rows, columns) == (ROWS, len(frame.columns)), name
+        assert schema.to_dict() == loaded.to_dict(), name
+        pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+    # an object that is not there is left to load_dataset, which names it
+    config = parse_config({"name": "churn", "sources": [{"name": "lake", "kind": kind,
+                                                         "uri": base}],
+                           "training": {"dataset": "lake/nope.csv", "target": "churned"}})
+    with pytest.raises(DataError, match="lake/nope.csv"):
+        _write_training_data(config, str(tmp_path / "nope.parquet"))
