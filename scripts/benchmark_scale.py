@@ -27,16 +27,30 @@ process tree's resident memory sampled every 0.2 s):
     python scripts/benchmark_scale.py                      # 100k and 1M rows
     python scripts/benchmark_scale.py --rows 10000000 --algos GBM --budget 60 --h2o-mem 6G
 
-The training table can also be a JSON-lines file of the folder (``--source jsonl``) or a
+The training table can also be a JSON-lines file of the folder (``--source jsonl``), a
 PostgreSQL table (``--source sql``, on ``--sql-url`` or a temporary server started from
-Debian's packages as the tests start it). ``--only discover load_whole`` then measures the
+Debian's packages as the tests start it) or a Parquet object of an s3 source (``--source
+s3``, on a moto_server started as the tests start it). ``--only discover load_whole`` then measures the
 discover step, which copies them in chunks, beside ``load_whole``: the anchor, the same
 dataset read whole by ``load_dataset`` and written as the step did before.
 
 The machine's load average and the CPU seconds of the step's processes (the JVM included)
 are printed with every step: on a shared machine the wall times are upper bounds, and the
-CPU seconds are what to compare across sizes. Each step's figures are printed beside the anchor, the same step measured
-before discover, profile and engineer streamed the table (``BEFORE``). Discovery (the crawl) is measured by scripts/benchmark_discovery.py instead.
+CPU seconds are what to compare across sizes.
+
+Anchors, measured in the same run on the same files, each in its own fresh process, are
+printed under the step they anchor (``--no-anchors`` leaves them out); a step without a
+whole-table path left in the code has none:
+
+    load_whole        discover's: the training table read whole by ``load_dataset`` (pandas)
+                      and written as the step did before it streamed
+    evaluate_before   evaluate's: the same step with the bootstrap as it was (each sample's
+                      rows drawn out and the metric, an AUC, ranked again) and pool_rows'
+                      position lookup as f85c0e2 made it (the positions sorted per lookup)
+    drift_whole       drift's: both files read whole into pandas and ``detect_drift`` on the
+                      frames; the script checks the verdicts equal the streamed ones
+
+Discovery (the crawl) is measured by scripts/benchmark_discovery.py instead.
 """
 
 from __future__ import annotations
@@ -54,22 +68,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PIECE_ROWS = 1_000_000
 STEPS = ("discover", "profile", "engineer", "data_bias", "train", "evaluate", "bias", "drift")
-ANCHORS = ("load_whole",)  # run only when named in --only
+# each anchor runs right after the step it anchors (docstring); load_whole also alone with
+# --only (the anchor for --source jsonl / sql)
+ANCHOR_OF = {"discover": "load_whole", "evaluate": "evaluate_before", "drift": "drift_whole"}
+ANCHORS = tuple(ANCHOR_OF.values())
 SQL_TABLE = "customers"
 MEMORY_TARGET_GB = 12.0
-# The anchor: (seconds, peak GB) per step measured on 2026-12-05 (docs/scale.md), before
-# discover, profile and engineer streamed the table and before the local H2O imported
-# Parquet (load average 12-20 on 2 cores: times are upper bounds)
-BEFORE: dict[int, dict[str, tuple[float, float]]] = {
-    100_000: {"discover": (10.5, 0.24), "profile": (45.1, 0.57), "engineer": (52.3, 0.39),
-              "data_bias": (12.7, 0.26), "train": (171.4, 1.04), "evaluate": (68.9, 0.54),
-              "bias": (73.5, 0.63), "drift": (14.8, 0.22)},
-    1_000_000: {"discover": (34.0, 0.70), "profile": (59.0, 1.02), "engineer": (138.9, 1.22),
-                "data_bias": (21.0, 0.34), "train": (637.8, 2.47), "evaluate": (159.9, 0.91),
-                "bias": (142.6, 0.91), "drift": (15.7, 0.41)},
-    10_000_000: {"discover": (121.8, 5.16), "profile": (478.1, 7.93),
-                 "engineer": (1420.9, 10.80), "data_bias": (38.5, 1.12), "drift": (20.2, 0.79)},
-}
 
 
 # ----------------------------------------------------------------------------- the data
@@ -171,6 +175,15 @@ def write_sql(parquet: Path, url: str, rows: int) -> str:
     return name
 
 
+def upload(path: Path, uri: str) -> None:
+    """The file as an S3 object (boto3's multipart upload, streamed from disk)."""
+    import boto3
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL")).upload_file(
+        str(path), bucket, key)
+
+
 def _copy_csv(cursor: Any, statement: str, text: str) -> None:
     import io
 
@@ -182,8 +195,11 @@ def _copy_csv(cursor: Any, statement: str, text: str) -> None:
 
 def _config(folder: Path, budget: int, h2o_mem: str,
             algos: tuple[str, ...] = ("GLM", "GBM"), dataset: str = "files/table.parquet",
-            sql_url: str | None = None, max_models: int = 2) -> dict[str, Any]:
+            sql_url: str | None = None, max_models: int = 2,
+            bucket_uri: str | None = None) -> dict[str, Any]:
     sources: list[dict[str, Any]] = [{"name": "files", "kind": "folder", "path": str(folder)}]
+    if bucket_uri:  # the object under an s3 prefix
+        sources = [{"name": "files", "kind": "s3", "uri": bucket_uri}]
     if sql_url:  # the table alone
         sources = [{"name": "db", "kind": "sql", "url": sql_url,
                     "tables": [dataset.split("/", 1)[1]]}]
@@ -236,28 +252,85 @@ def run_step(step: str, work: Path, config: dict[str, Any]) -> dict[str, Any]:
         from autokfp.steps.train_model import train_model
 
         train_model(config, paths["train.parquet"], paths["plan.json"], paths["model"])
-    elif step == "evaluate":
+    elif step in ("evaluate", "evaluate_before"):
         from autokfp.steps.evaluate_model import evaluate_model
 
-        evaluate_model(config, paths["model"], paths["test.parquet"], paths["evaluation.json"])
+        if step == "evaluate_before":
+            _code_before_linear_bootstrap()
+        evaluate_model(config, paths["model"], paths["test.parquet"],
+                       paths["evaluation.json"] if step == "evaluate"
+                       else str(work / "evaluate_before.json"))
     elif step == "bias":
         from autokfp.steps.bias_check import bias_check
 
         bias_check(config, paths["model"], paths["train.parquet"], paths["test.parquet"],
                    paths["schema.json"], str(work / "model-fair"), str(work / "bias.md"),
                    str(work / "bias.json"))
-    elif step == "drift":
-        from autokfp.monitoring.drift_stream import detect_drift_parquet
-
+    elif step in ("drift", "drift_whole"):
         plan = json.loads(Path(paths["plan.json"]).read_text())
         kinds = {c: "numerical" for c in plan["numeric"]}
         kinds.update({c: "categorical" for c in plan["categorical"] + plan["boolean"]})
-        detect_drift_parquet(paths["train.parquet"], paths["test.parquet"], columns=list(kinds),
-                             kinds=kinds)
+        if step == "drift":
+            from autokfp.monitoring.drift_stream import detect_drift_parquet
+
+            report = detect_drift_parquet(paths["train.parquet"], paths["test.parquet"],
+                                          columns=list(kinds), kinds=kinds)
+        else:  # the anchor: both sides whole in pandas
+            import pandas as pd
+
+            from autokfp.monitoring.drift import detect_drift
+
+            report = detect_drift(pd.read_parquet(paths["train.parquet"], columns=list(kinds)),
+                                  pd.read_parquet(paths["test.parquet"], columns=list(kinds)),
+                                  columns=list(kinds), kinds=kinds)
+        verdicts = {c.column: c.drifted for c in report.columns}
     out: dict[str, Any] = {"own_peak_gb": _peak_kb() / 1024**2}
+    if step in ("drift", "drift_whole"):
+        out["verdicts"] = verdicts
     if step == "train":
         out["phases"] = _train_phases(Path(paths["model"]))
     return out
+
+
+def _code_before_linear_bootstrap() -> None:
+    """evaluate_before: put back the bootstrap loop and the position lookup evaluate ran
+    before (copies of that code; the step is otherwise the same)."""
+    import numpy as np
+
+    from autokfp.modeling import bootstrap, estimate, validation
+    from autokfp.modeling.evaluation import metric_value
+
+    def bootstrap_values(metric: str, truth: Any, score_sets: Any, task: str, samples: int,
+                         seed: int, skip_errors: bool = False) -> list[tuple[float, ...]]:
+        truth = np.asarray(truth)
+        rng = np.random.default_rng(seed)
+        out: list[tuple[float, ...]] = []
+        n = len(truth)
+        for _ in range(samples):
+            idx = rng.integers(0, n, n)
+            if task != "regression" and len(np.unique(truth[idx])) < 2:
+                continue
+            try:
+                out.append(tuple(metric_value(metric, truth[idx], s[idx], task)
+                                 for s in score_sets))
+            except ValueError:
+                if not skip_errors:
+                    raise
+        return out
+
+    class Lookup:  # f85c0e2: np.unique, and an argsort of the positions per lookup
+        def __init__(self, positions: Any) -> None:
+            self.positions = positions
+            self.distinct = np.unique(positions)
+
+        def places(self, rows: Any) -> Any:
+            order = np.argsort(self.positions, kind="stable")
+            return order[np.searchsorted(self.positions, rows, side="right",
+                                         sorter=order) - 1]
+
+    bootstrap.bootstrap_values = bootstrap_values  # type: ignore[assignment]
+    validation.bootstrap_values = bootstrap_values  # type: ignore[assignment]
+    estimate._Lookup = Lookup  # type: ignore[assignment,misc]
 
 
 def _train_phases(model: Path) -> str:
@@ -354,13 +427,17 @@ def main(argv: list[str] | None = None) -> int:
                              "the models (not the clock) end AutoML, so train's work is fixed "
                              "and its time can grow with the rows")
     parser.add_argument("--work-dir", help="where the tables and step outputs go (kept)")
-    parser.add_argument("--source", choices=("parquet", "jsonl", "sql"), default="parquet",
+    parser.add_argument("--source", choices=("parquet", "jsonl", "sql", "s3"),
+                        default="parquet",
                         help="the training table as a Parquet or JSON-lines file of a folder, "
-                             "or a PostgreSQL table")
+                             "a PostgreSQL table, or a Parquet object of an s3 source "
+                             "(moto_server, as the tests start it)")
     parser.add_argument("--sql-url", help="PostgreSQL URL for --source sql (default: a "
                                           "temporary server, as the tests start one)")
     parser.add_argument("--only", nargs="+", choices=STEPS + ANCHORS,
                         help="run only these steps (load_whole: the anchor for jsonl/sql)")
+    parser.add_argument("--no-anchors", action="store_true",
+                        help="leave out the anchors (load_whole, evaluate_before, drift_whole)")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -373,6 +450,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Scale benchmark: {', '.join(f'{r:,}' for r in args.rows)} rows x 30 columns "
           f"({args.source}); {os.cpu_count()} cores; work in {base}")
     server = None
+    if args.source == "s3":  # moto_server, started as the tests start it
+        sys.path.insert(0, str(ROOT))
+        from tests.conftest import s3_server
+
+        class _Folders:
+            def mktemp(self, name: str) -> Path:
+                path = base / name
+                path.mkdir(parents=True, exist_ok=True)
+                return path
+
+        server = s3_server.__wrapped__(_Folders())
+        args.bucket_uri = next(server).base_uri + "/scale"
     if args.source == "sql" and not args.sql_url:
         sys.path.insert(0, str(ROOT))
         from tests.conftest import postgres_server
@@ -392,7 +481,13 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, base: Path) -> int:
     from autokfp.config import expand_env
 
-    steps = [s for s in STEPS + ANCHORS if (s in args.only if args.only else s in STEPS)]
+    steps: list[str] = []
+    for step in STEPS:
+        if (step in args.only if args.only else True) and step not in args.skip:
+            steps.append(step)
+            if not args.no_anchors and step in ANCHOR_OF and args.source == "parquet":
+                steps.append(ANCHOR_OF[step])  # the anchor right after its step
+    steps += [a for a in ANCHORS if args.only and a in args.only and a not in steps]
     results: dict[int, list[dict[str, Any]]] = {}
     for rows in args.rows:
         work = base / f"rows-{rows}"
@@ -406,35 +501,43 @@ def _run(args: argparse.Namespace, base: Path) -> int:
             write_jsonl(work / "data" / "table.parquet", work / "json" / "table.jsonl")
             size_mb = (work / "json" / "table.jsonl").stat().st_size / 1e6
             dataset = "files/table.jsonl"
+        elif args.source == "s3":
+            bucket_uri = f"{args.bucket_uri}/rows-{rows}"
+            upload(work / "data" / "table.parquet", f"{bucket_uri}/table.parquet")
         elif args.source == "sql":
             name = write_sql(work / "data" / "table.parquet", expand_env(args.sql_url), rows)
             dataset = f"db/{name}"
-        kind = {"jsonl": "JSON lines", "sql": "Parquet, copied into PostgreSQL"}.get(
+        kind = {"jsonl": "JSON lines", "sql": "Parquet, copied into PostgreSQL",
+                "s3": "Parquet, an object of moto's S3"}.get(
             args.source, "Parquet")
         print(f"\n{rows:,} rows: table {size_mb:,.0f} MB of {kind} "
               f"({time.perf_counter() - started:.0f} s to write or find); H2O {args.algos}, "
               f"budget {args.budget} s, heap {args.h2o_mem}", flush=True)
-        print(f"  {'step':<10} {'seconds':>8} {'CPU s':>8} {'peak GB':>8} {'load':>5}"
-              "   before: seconds, peak GB")
+        print(f"  {'step':<16} {'seconds':>8} {'CPU s':>8} {'peak GB':>8} {'load':>5}"
+              "   (anchors, indented: the step's whole-table or earlier code, this run)")
         folder = work / ("json" if args.source == "jsonl" else "data")
         config = _config(folder, args.budget, args.h2o_mem, tuple(args.algos), dataset,
-                         args.sql_url if args.source == "sql" else None, args.max_models)
+                         args.sql_url if args.source == "sql" else None, args.max_models,
+                         bucket_uri if args.source == "s3" else None)
         results[rows] = []
         for step in steps:
-            if step in args.skip:
-                continue
             result = measure(step, work, config)
             results[rows].append(result)
+            label = f"  {step}" if step in ANCHORS else step
             if "error" in result:
-                print(f"  {step:<10} {result['seconds']:>8.1f} {result['cpu_seconds']:>8.1f} "
+                print(f"  {label:<16} {result['seconds']:>8.1f} {result['cpu_seconds']:>8.1f} "
                       f"{'FAILED':>8} {result['load']:>5.1f}  {' '.join(result['error'])[:150]}")
-            else:
-                before = BEFORE.get(rows, {}).get(step) if args.source == "parquet" else None
-                anchor = f"   {before[0]:8.1f} {before[1]:6.2f}" if before else ""
-                print(f"  {step:<10} {result['seconds']:>8.1f} {result['cpu_seconds']:>8.1f} "
-                      f"{result['peak_gb']:>8.2f} {result['load']:>5.1f}{anchor}", flush=True)
-                if result.get("phases"):
-                    print(f"             {result['phases']}", flush=True)
+                continue
+            print(f"  {label:<16} {result['seconds']:>8.1f} {result['cpu_seconds']:>8.1f} "
+                  f"{result['peak_gb']:>8.2f} {result['load']:>5.1f}", flush=True)
+            if result.get("phases"):
+                print(f"                   {result['phases']}", flush=True)
+            streamed = next((r for r in results[rows] if r["step"] == "drift"), None)
+            if step == "drift_whole" and streamed and "verdicts" in streamed:
+                same = streamed["verdicts"] == result["verdicts"]
+                print(f"                   verdicts {'equal' if same else 'DIFFER from'} the "
+                      f"streamed drift's ({sum(result['verdicts'].values())} of "
+                      f"{len(result['verdicts'])} columns drifted)", flush=True)
     if len(results) > 1:
         sizes = sorted(results)
         low, high = sizes[0], sizes[-1]
@@ -442,10 +545,11 @@ def _run(args: argparse.Namespace, base: Path) -> int:
         for first, last in zip(results[low], results[high]):
             if "error" in first or "error" in last:
                 continue
-            print(f"  {first['step']:<10} time x{last['seconds'] / first['seconds']:.1f}, "
+            print(f"  {first['step']:<16} time x{last['seconds'] / first['seconds']:.1f}, "
                   f"CPU x{last['cpu_seconds'] / max(first['cpu_seconds'], 0.1):.1f}, "
                   f"peak x{last['peak_gb'] / first['peak_gb']:.1f}")
-    peaks = [r["peak_gb"] for rs in results.values() for r in rs if "peak_gb" in r]
+    peaks = [r["peak_gb"] for rs in results.values() for r in rs
+             if "peak_gb" in r and r["step"] not in ANCHORS]
     if peaks:
         print(f"\n{'PASS' if max(peaks) < MEMORY_TARGET_GB else 'FAIL'}  every step's peak under "
               f"{MEMORY_TARGET_GB:.0f} GB (largest {max(peaks):.2f} GB)")
