@@ -209,3 +209,13 @@ def test_tensorflow_is_preloaded_for_package_tasks_of_runs_with_autokeras():
     h2o_run = ["--executor_input", config % "h2o", "--function_to_execute", "select_model"]
     assert taskfork.preload_for(h2o_run) == []
     assert taskfork.preload_for(["--function_to_execute"]) == []
+
+
+def test_every_package_task_is_a_component():
+    """PACKAGE_TASKS names components by hand (whether a step loads a model package is in
+    its code, not in its signature: deploy_model takes none, register_model takes one and
+    never loads it); a renamed component must not silently lose the preload."""
+    from autokfp.components import ALL_COMPONENTS
+
+    names = {component.python_func.__name__ for component in ALL_COMPONENTS}
+    assert taskfork.PACKAGE_TASKS <= names, sorted(taskfork.PACKAGE_TASKS - names)
