@@ -352,6 +352,25 @@ def _dataset_properties(schema: DatasetSchema) -> DatasetPropertiesClass:
     return properties
 
 
+def dataset_profile(schema: DatasetSchema, timestamp_millis: int | None = None
+                    ) -> DatasetProfileClass:
+    """The DatasetProfile of ``metadata_proposals`` alone (default time: now)."""
+    stamp = int(timestamp_millis if timestamp_millis is not None else time.time() * 1000)
+    return DatasetProfileClass(
+        timestampMillis=stamp,
+        rowCount=schema.row_count,
+        columnCount=len(schema.columns),
+        fieldProfiles=[_field_profile(c, schema.sample_rows) for c in schema.columns],
+    )
+
+
+def dataset_facts(schema: DatasetSchema) -> tuple[dict[str, str], list[str]]:
+    """(the custom properties, the dataset tag URNs) of ``metadata_proposals``, without
+    building its other aspects."""
+    return (dict(_dataset_properties(schema).customProperties),
+            [make_tag_urn(n) for n in _dataset_tags(schema)])
+
+
 def _dataset_tags(schema: DatasetSchema) -> list[str]:
     """The dataset's tags: pii (and each PII kind), sensitive, and breaking while a breaking
     schema change is not accepted."""
@@ -397,12 +416,7 @@ def metadata_proposals(
         ),
         fields=_fields(schema),
     )
-    profile = DatasetProfileClass(
-        timestampMillis=stamp,
-        rowCount=schema.row_count,
-        columnCount=len(schema.columns),
-        fieldProfiles=[_field_profile(c, schema.sample_rows) for c in schema.columns],
-    )
+    profile = dataset_profile(schema, stamp)
     dataset_tags = _dataset_tags(schema)
     # Status(removed=False) as DataHub's sources send it: a dataset that comes back after it
     # was soft-deleted (``removal_proposals``) is live again

@@ -36,8 +36,9 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ from datahub.ingestion.sink.file import FileSink
 
 from autokfp.catalog.datahub import (
     column_tags,
+    dataset_facts,
+    dataset_profile,
     dataset_urn,
     gms_settings,
     lite_path,
@@ -330,19 +333,23 @@ def extras_for(schemas: Iterable[Any], reused: Iterable[str] = ()) -> dict[str, 
     """
     unchanged = set(reused)
     out: dict[str, dict[str, Any]] = {}
+    stamp = int(time.time() * 1000)
     for schema in schemas:
-        proposals: dict[str | None, Any] = {p.aspectName: p.aspect for p in metadata_proposals(schema)}
-        properties = proposals["datasetProperties"]
+        # the aspects metadata_proposals would make, only those used (an unchanged re-run
+        # builds these for every dataset to fingerprint its recipe)
+        properties, tags = dataset_facts(schema)
+        lineage = None
+        if schema.view:  # a view's lineage, added only where DataHub's source emitted none
+            lineage = next((p.aspect for p in metadata_proposals(schema, timestamp_millis=stamp)
+                            if p.aspectName == "upstreamLineage"), None)
         out[dataset_urn(schema)] = {
             "fields": {c.name: column_tags(c) for c in schema.columns},
             "descriptions": {c.name: f"{c.semantic_type} column" for c in schema.columns},
-            "tags": [t.tag for t in proposals["globalTags"].tags],
-            "properties": dict(properties.customProperties),
+            "tags": tags,
+            "properties": properties,
             "profile": (None if schema.dataset_id in unchanged
-                        else proposals["datasetProfile"]),
-            # a view's lineage, added only where DataHub's source emitted none (see transform)
-            "lineage": (proposals["upstreamLineage"]
-                        if schema.view and "upstreamLineage" in proposals else None),
+                        else dataset_profile(schema, stamp)),
+            "lineage": lineage,
         }
     return out
 
@@ -637,7 +644,7 @@ class IngestResult:
     report: Any = field(default=None, repr=False)  # autokfp's crawl (schemas, versions)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = asdict(replace(self, report=None))  # not a deep copy of the whole crawl
         out.pop("report", None)
         return out
 
@@ -1006,7 +1013,6 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         ConfigError: a bad recipe file. DataError: DataHub's source failed on a source the
             crawl could read, or a user's recipe failed.
     """
-    import time
     import uuid
 
     from autokfp.catalog.crawl import crawl_sources

@@ -589,3 +589,45 @@ def test_a_gs_prefix_without_hmac_keys_is_catalogued_by_the_crawl_and_the_rest_b
                                              for p in again.metadata_files)
     out = catalog_sources(data, str(tmp_path / "r.html"), str(tmp_path / "c.json"))
     assert out.sources_failed == 0 and out.catalogued >= 2
+
+
+def test_the_transformers_extras_are_the_crawls_own_aspects(churn_sources, catalog_home,
+                                                            tmp_path) -> None:
+    """extras_for builds only the aspects the transformer adds (an unchanged re-run builds
+    them for every dataset): they are metadata_proposals' own, a reused dataset gets no
+    profile, and the JSON form a recipe of one's own names reads back the same."""
+    import sqlite3
+
+    from autokfp.catalog.crawl import crawl_sources
+    from autokfp.catalog.datahub import dataset_urn, metadata_proposals
+    from autokfp.catalog.ingest import AutokfpAspects, extras_for, extras_json
+
+    config, _folder, db, _frame = churn_sources
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE VIEW churned AS SELECT customer_id FROM customers "
+                           "WHERE churned = 1")
+    schemas = [d.schema for d in crawl_sources(config, publish_metadata=False).found if d.ok]
+    assert any(s.view for s in schemas) and len(schemas) >= 4
+    reused = schemas[0].dataset_id
+    extras = extras_for(schemas, [reused])
+    for schema in schemas:
+        made = {p.aspectName: p.aspect for p in metadata_proposals(schema)}
+        extra = extras[dataset_urn(schema)]
+        assert extra["properties"] == made["datasetProperties"].customProperties
+        assert extra["tags"] == [t.tag for t in made["globalTags"].tags]
+        if schema.dataset_id == reused:
+            assert extra["profile"] is None
+        else:
+            ours, theirs = extra["profile"].to_obj(), made["datasetProfile"].to_obj()
+            assert ours.pop("timestampMillis") and theirs.pop("timestampMillis")
+            assert ours == theirs
+        lineage = made.get("upstreamLineage")
+        assert (extra["lineage"].to_obj() if extra["lineage"] else None) == (
+            lineage.to_obj() if lineage else None)
+    path = tmp_path / "extras.json"
+    path.write_text(extras_json(extras))
+    loaded = AutokfpAspects.create({"extras": str(path)}, None).extras
+    assert loaded.keys() == extras.keys()
+    for urn, extra in extras.items():
+        assert loaded[urn]["properties"] == extra["properties"]
+        assert loaded[urn]["profile"] == (extra["profile"].to_obj() if extra["profile"] else None)
