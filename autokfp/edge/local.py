@@ -162,14 +162,14 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
     """Build the pipeline ``name`` with the local options and run it (its output to
     ``log_path`` when given); a failed task raises ``PipelineRunError`` carrying the failing
     step's own error."""
-    from autokfp.edge.taskfork import forked_tasks
+    from autokfp.edge.taskfork import forked_tasks, preload_for_run
 
     built = False
     try:
         with contextlib.ExitStack() as stack:
             if log_path is not None:
                 stack.enter_context(_captured_output(log_path, on_task))
-            stack.enter_context(forked_tasks())
+            stack.enter_context(forked_tasks(preload_for_run(arguments)))
             # the task worker imports its modules meanwhile (it started just now)
             from autokfp.pipelines import PIPELINES
 

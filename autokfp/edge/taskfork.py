@@ -19,8 +19,10 @@ is the same. A task whose command is not kfp's plain lightweight-component comma
 whose environment differs from the worker's (a library reads some variables at import),
 runs as kfp.local runs it. ``AUTOKFP_LOCAL_FORK=0`` turns the worker off.
 
-H2O and Evidently are not preloaded: they are imported by one task each, or in the engines'
-own child processes. TensorFlow and Keras are imported by the worker when the first task
+H2O's client is imported by the worker too when the run has H2O among its engines
+(``preload_for_run``): select, bias check, evaluation, explanation, the model card and the
+deploy step each imported it again (1-4 s each under load). Evidently is not preloaded: only
+the profile step imports it. TensorFlow and Keras are imported by the worker when the first task
 that loads model packages (``PACKAGE_TASKS``) runs in a run with AutoKeras: with an
 AutoKeras champion every later task loads it again. Only imported, never run, in the worker
 (TensorFlow's runtime, once started, is not fork-safe).
@@ -115,7 +117,8 @@ class Request:
 class TaskWorker:
     """The runner's side: starts the worker, hands it tasks, relays their output."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: tuple[str, ...] = ()) -> None:
+        self.preload = preload  # imported by the worker at its start, after PRELOAD
         self._folder = Path(tempfile.mkdtemp(prefix="autokfp-worker-"))
         self.address = str(self._folder / "socket")
         self.environment = dict(os.environ)
@@ -128,8 +131,8 @@ class TaskWorker:
     def start(self) -> None:
         """Start the worker; it imports ``PRELOAD`` while the pipeline is being set up."""
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "autokfp.edge.taskfork", self.address, str(os.getpid())],
-            env=self.environment)
+            [sys.executable, "-m", "autokfp.edge.taskfork", self.address, str(os.getpid()),
+             *self.preload], env=self.environment)
 
     def _wait_ready(self) -> bool:
         with self._lock:
@@ -229,11 +232,18 @@ def enabled() -> bool:
     return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def preload_for_run(arguments: dict[str, object]) -> tuple[str, ...]:
+    """What the worker imports at its start for a run with these pipeline arguments, besides
+    ``PRELOAD``: H2O's client when H2O is among the engines (its config names it)."""
+    return ("h2o",) if "h2o" in json.dumps(arguments, default=str).lower() else ()
+
+
 @contextlib.contextmanager
-def forked_tasks() -> Iterator[TaskWorker | None]:
+def forked_tasks(preload: tuple[str, ...] = ()) -> Iterator[TaskWorker | None]:
     """While open, kfp.local's ``SubprocessRunner`` runs tasks in the warm worker (see the
-    module's docstring). Yields the worker, or None when it is off or kfp's runner has no
-    place to hook it (kfp.local then runs as it always does)."""
+    module's docstring), which imports ``preload`` too at its start. Yields the worker, or
+    None when it is off or kfp's runner has no place to hook it (kfp.local then runs as it
+    always does)."""
     try:
         from kfp.local import subprocess_task_handler as handler
     except ImportError:
@@ -243,7 +253,7 @@ def forked_tasks() -> Iterator[TaskWorker | None]:
     if not enabled() or original is None or _lightweight_script() is None:
         yield None
         return
-    worker = TaskWorker()
+    worker = TaskWorker(preload)
     worker.start()
 
     def run_local_subprocess(full_command: list[str],
@@ -449,11 +459,12 @@ _set_on_import: dict[str, str] = {}
 
 
 def main(argv: list[str]) -> int:
-    """``python -m autokfp.edge.taskfork SOCKET RUNNER_PID``: the worker."""
+    """``python -m autokfp.edge.taskfork SOCKET RUNNER_PID [MODULE...]``: the worker, which
+    imports ``PRELOAD`` and the modules named."""
     global _worker_pid
     address, runner_pid = argv[0], int(argv[1])
     _worker_pid = os.getpid()
-    _preload()
+    _preload((*PRELOAD, *argv[2:]))
     task = _serve(address, runner_pid)
     if task is None:
         return 0
