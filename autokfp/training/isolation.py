@@ -7,8 +7,10 @@ child, holding the engine's memory, is what the kernel picks) or a hard timeout 
 the same way: the component writes ``candidate.json`` with ``status: failed`` and the
 reason into its model output, and selection records the reason and ranks the others.
 
-``python -m autokfp.training.isolation REQUEST.json`` is the child's entry point: it runs
-the function named in the request and writes the outcome next to it.
+The child is forked from the component's process (it starts with the modules already
+imported) and runs ``_main``: the function named in the request, its outcome written next
+to it. With ``AUTOKFP_ENGINE_FORK=0`` it is a new interpreter instead,
+``python -m autokfp.training.isolation REQUEST.json``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from autokfp.errors import AutokfpError
 
@@ -34,6 +36,7 @@ CANDIDATE_FILE = "candidate.json"
 # a file where the child lists processes it started outside its own process group (H2O's
 # JVM runs in a session of its own); the parent kills whatever is left of them
 CHILD_PIDS_ENV = "AUTOKFP_CHILD_PIDS"
+FORK_ENV = "AUTOKFP_ENGINE_FORK"  # 0: the engine's child is a new interpreter
 FAILED, SKIPPED = "failed", "skipped"
 
 
@@ -96,9 +99,7 @@ def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = 
                                        "outcome": str(outcome)}, default=str))
         started = time.monotonic()
         pids = Path(scratch) / "pids"
-        process = subprocess.Popen([sys.executable, "-m", "autokfp.training.isolation",
-                                    str(request)], start_new_session=True,
-                                   env={**os.environ, CHILD_PIDS_ENV: str(pids)})
+        process = _start_child(request, pids)
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -130,7 +131,87 @@ def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = 
                             "without a result (a crash in native code?)", "killed")
 
 
-def _kill_group(process: subprocess.Popen, only_children: bool = False) -> None:
+class _ForkedChild:
+    """The parts of ``subprocess.Popen`` ``run_isolated`` uses, for a forked child."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"engine child {self.pid}", timeout or 0)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return self.returncode  # type: ignore[return-value]  # set by poll
+
+
+def _start_child(request: Path, pids: Path) -> subprocess.Popen[bytes] | _ForkedChild:
+    """The engine's child, leading a session of its own: forked from this process, so it
+    starts with what this process imported (a task forked from the local runner's warm
+    worker has pandas, MLflow, scikit-learn, ...; a new interpreter imported them again:
+    8-13 s of each training task under load, scripts/benchmark_task_startup.py). It runs
+    ``_main`` and ends as an interpreter would (its own threads joined, its own ``atexit``
+    handlers run), without this process's. ``AUTOKFP_ENGINE_FORK=0`` (or no ``os.fork``):
+    a new interpreter, ``python -m autokfp.training.isolation REQUEST``."""
+    if not hasattr(os, "fork") or os.environ.get(FORK_ENV, "1").strip().lower() in (
+            "0", "false", "no", "off"):
+        return subprocess.Popen([sys.executable, "-m", "autokfp.training.isolation",
+                                 str(request)], start_new_session=True,
+                                env={**os.environ, CHILD_PIDS_ENV: str(pids)})
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid:
+        return _ForkedChild(pid)
+    code = 1
+    try:  # the child: nothing below may return into the caller's frames
+        import atexit
+
+        from autokfp import lifeline
+
+        os.setsid()
+        os.environ[CHILD_PIDS_ENV] = str(pids)
+        atexit._clear()  # the parent's handlers are the parent's
+        lifeline._started = False  # the parent's watch thread is not in this process
+        if "numpy" in sys.modules:  # a new interpreter's generator would not repeat the parent's
+            sys.modules["numpy"].random.seed()
+        code = _main(str(request))
+    except BaseException:  # noqa: BLE001 - reported as a child without a result
+        traceback.print_exc()
+    finally:
+        _exit_child(code)
+
+
+def _exit_child(code: int) -> NoReturn:
+    """End a forked child as the interpreter ends a process, without tearing down the
+    modules it shares with its parent."""
+    import atexit
+    import threading
+
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize calls first
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001, S110 - a closed stream: nothing to flush
+                pass
+        os._exit(code)
+
+
+def _kill_group(process: subprocess.Popen | _ForkedChild, only_children: bool = False) -> None:
     """Stop the child and anything left in its process group (an H2O JVM, for instance)."""
     if only_children and process.poll() is None:
         return
