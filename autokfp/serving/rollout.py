@@ -106,17 +106,27 @@ def carry_out(rollout: Rollout, cfg: RunConfig, settings: Any, registration: dic
     rows = _smoke_rows(cfg, registration, test_path)
     model_dir = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{cfg.model_name}/{decision.version}")
-    try:
-        expected = load_model_package(model_dir).predict(rows)
-    except Exception as exc:  # noqa: BLE001 - a model that cannot score offline is broken
-        expected = None
-        decision.verification.append({"check": "offline_scoring", "passed": False,
-                                      "detail": f"the model cannot score held-out rows: {exc}"})
     target = open_target(decision.target, cfg, settings)
     release = Release(service=rollout.service, version=decision.version, model_dir=model_dir,
                       manifest=rollout.manifest, canary=rollout.canary, builder=rollout.builder,
                       outcomes=outcomes, previous_version=decision.previous_version)
-    verification = target.roll_out(release, rows, expected)
+    # a target that can (the local one) starts the version's server now, so that it boots
+    # while the model scores the smoke rows here
+    start, abandon = getattr(target, "start", None), getattr(target, "abandon", None)
+    if start is not None:
+        start(release)
+    try:
+        try:
+            expected = load_model_package(model_dir).predict(rows)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot score offline is broken
+            expected = None
+            decision.verification.append({"check": "offline_scoring", "passed": False,
+                                          "detail": f"the model cannot score held-out rows: {exc}"})
+        verification = target.roll_out(release, rows, expected)
+    except BaseException:
+        if abandon is not None:
+            abandon()
+        raise
     rollout.manifest = release.manifest  # what the target applied (mode resolved)
     decision.endpoint = verification.endpoint
     decision.verification += verification.checks

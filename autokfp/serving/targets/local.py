@@ -24,25 +24,45 @@ class LocalTarget:
     def __init__(self, cfg: RunConfig, settings: Any):
         self.cfg = cfg
         self.settings = settings
+        self._serving = deployment.LocalServing(settings.home / "serving", settings.artifact_root)
+        self._started: tuple[str, deployment.LocalServer | None, deployment.LocalServer,
+                             Any] | None = None
+
+    def start(self, release: Release) -> None:
+        """Start the version's server now: it boots (a new interpreter that imports the
+        serving stack and loads the model) while the deploy step scores the smoke rows
+        offline; ``roll_out`` then verifies it. ``abandon`` stops it if ``roll_out`` never
+        runs."""
+        old = self._serving.current(release.service)
+        port = None
+        if self.cfg.deploy.keep_local_server and old is None:
+            port = self.cfg.deploy.local_port if _port_free(self.cfg.deploy.local_port) else None
+        log_file = self.settings.home / "logs" / f"serve-{release.service}-v{release.version}.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        server, process = self._serving.start(release.service, release.version, release.model_dir,
+                                              port=port, log_file=log_file)
+        self._started = (release.version, old, server, process)
+
+    def abandon(self) -> None:
+        """Stop a server ``start`` started that ``roll_out`` did not take over."""
+        started, self._started = self._started, None
+        if started is not None:
+            self._serving.stop(started[2])
 
     def roll_out(self, release: Release, rows: pd.DataFrame,
                  expected: pd.DataFrame | None) -> Verification:
-        deploy, service = self.cfg.deploy, release.service
-        serving = deployment.LocalServing(self.settings.home / "serving",
-                                          self.settings.artifact_root)
-        old = serving.current(service)
-        port = None
-        if deploy.keep_local_server and old is None:
-            port = deploy.local_port if _port_free(deploy.local_port) else None
-        log_file = self.settings.home / "logs" / f"serve-{service}-v{release.version}.log"
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        server, process = serving.start(service, release.version, release.model_dir, port=port,
-                                        log_file=log_file)
+        deploy, serving = self.cfg.deploy, self._serving
+        if self._started is None or self._started[0] != release.version:
+            self.abandon()
+            self.start(release)
+        assert self._started is not None  # noqa: S101 - set by start
+        _, old, server, process = self._started
+        self._started = None
         try:
             if expected is None:
                 result = Verification(passed=False)
             else:
-                result = deployment.verify_endpoint(server.url, service, rows, expected,
+                result = deployment.verify_endpoint(server.url, release.service, rows, expected,
                                                     deploy.latency_budget_ms,
                                                     deploy.ready_timeout_secs, process)
         except Exception:
@@ -52,7 +72,7 @@ class LocalTarget:
             # the new server is named first: a kill between the two steps leaves the new
             # one serving and the old one, no longer named, stops on its own (see
             # ``deployment.LocalServing.start``); the other order would leave nothing named
-            serving.record(server, service)
+            serving.record(server, release.service)
             if old is not None:
                 serving.stop(old)
         else:  # a verification-only server, or a failed one: the old server (if any) keeps serving
