@@ -126,30 +126,40 @@ class TaskWorker:
         self._script = _lightweight_script()
         self._process: subprocess.Popen[bytes] | None = None
         self._ready = threading.Event()
+        self._started = time.monotonic()
         self._lock = threading.Lock()
 
     def start(self) -> None:
         """Start the worker; it imports ``PRELOAD`` while the pipeline is being set up."""
+        self._started = time.monotonic()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "autokfp.edge.taskfork", self.address, str(os.getpid()),
              *self.preload], env=self.environment)
 
-    def _wait_ready(self) -> bool:
+    def ready(self, wait: float = 0.0) -> bool:
+        """Whether the worker takes tasks, waiting up to ``wait`` seconds for it to finish
+        its imports. A worker that exited, or is not ready ``READY_TIMEOUT_SECS`` after
+        its start, is closed (tasks then run as kfp.local runs them)."""
         with self._lock:
             if self._ready.is_set():
                 return True
             if self._process is None:
                 return False
-            deadline = time.monotonic() + READY_TIMEOUT_SECS
-            while time.monotonic() < deadline and self._process.poll() is None:
+            deadline = time.monotonic() + wait
+            while True:
                 if os.path.exists(self.address):
                     self._ready.set()
                     return True
+                if self._process.poll() is not None \
+                        or time.monotonic() - self._started > READY_TIMEOUT_SECS:
+                    log.warning("the local task worker did not start (%s): tasks run as new "
+                                "processes", "exited" if self._process.poll() is not None
+                                else "timed out")
+                    self.close()
+                    return False
+                if time.monotonic() >= deadline:
+                    return False
                 time.sleep(0.05)
-            log.warning("the local task worker did not start (%s): tasks run as new processes",
-                        "exited" if self._process.poll() is not None else "timed out")
-            self.close()
-            return False
 
     def accepts(self, full_command: list[str], env: dict[str, str]) -> bool:
         """Whether the worker can run this command exactly as kfp.local would."""
@@ -161,8 +171,12 @@ class TaskWorker:
 
     def run(self, full_command: list[str], env: dict[str, str]) -> int | None:
         """Run the task in a forked child, print its output as kfp.local does, return its
-        exit status; None when the worker is unavailable (run it as kfp.local does)."""
-        if not self._wait_ready():
+        exit status; None when the worker is unavailable or not ready yet (run it as
+        kfp.local does)."""
+        # a task that comes while the worker still imports does not wait for it: it runs
+        # as kfp.local runs it, alongside the imports (under load the worker's imports
+        # outlasted the first tasks: resolve-config waited 68 s for them at load 25)
+        if not self.ready():
             return None
         request = Request(source=full_command[3], args=list(full_command[4:]), env=env,
                           cwd=os.getcwd(), preload=preload_for(full_command[4:]))

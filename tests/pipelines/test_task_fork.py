@@ -89,6 +89,7 @@ def test_forked_tasks_are_isolated_processes_and_a_failure_fails_the_run(runner,
 
     with taskfork.forked_tasks() as worker:
         assert worker is not None
+        assert worker.ready(wait=120)  # until then tasks run as kfp.local runs them
         result = json.loads(two_tasks().output)
         assert worker.forked == 2
         worker_pid = worker._process.pid
@@ -111,6 +112,26 @@ def test_forked_tasks_are_isolated_processes_and_a_failure_fails_the_run(runner,
     trace = printed[printed.index("Traceback"):]
     assert "executor_main.py" in trace.splitlines()[1] and "taskfork" not in trace
     assert worker._process is None  # stopped when the run ended
+
+
+def test_a_task_that_comes_before_the_worker_is_ready_runs_as_kfp_local_runs_it(
+        runner, tmp_path, monkeypatch):
+    """The first tasks do not wait for the worker's imports (a module here that takes 20 s
+    to import keeps it busy); once it is ready, it runs the tasks."""
+    import json
+
+    (tmp_path / "slow_preload.py").write_text("import time\ntime.sleep(20)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with taskfork.forked_tasks(preload=("slow_preload",)) as worker:
+        assert worker is not None
+        result = json.loads(two_tasks().output)
+        worker_pid = worker._process.pid
+        assert result["before"]["ppid"] != worker_pid  # the first task was not forked
+        assert result["marker"] == "written by first"
+        assert worker.ready(wait=120)
+        forked = worker.forked
+        again = json.loads(two_tasks().output)
+        assert worker.forked == forked + 2 and again["before"]["ppid"] == worker_pid
 
 
 def test_tasks_it_cannot_run_as_kfp_local_would_go_to_kfp_local(runner, monkeypatch):
@@ -150,7 +171,8 @@ def sleeping():
 
 os.environ["AUTOKFP_RUNNER_PID"] = str(os.getpid())
 local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[1])
-with forked_tasks():
+with forked_tasks() as worker:
+    worker.ready(wait=120)  # until then tasks run as kfp.local runs them
     sleeping()
 """
 
