@@ -77,6 +77,13 @@ PRELOAD = (
     "sklearn.metrics",
     "scipy.stats",
     "matplotlib.pyplot",
+    # DataHub's metadata classes, emitter and graph client (lineage and the catalog: the
+    # first task, discover, register and deploy each imported them: 10.5 s in all at load 25)
+    "datahub.metadata.schema_classes",
+    "datahub.emitter.mcp",
+    "datahub.emitter.mce_builder",
+    "datahub.lite.lite_util",
+    "datahub.ingestion.graph.client",
 )
 # the tasks that load model packages (an AutoKeras one imports TensorFlow and Keras: 7 s on
 # an idle core, 10-25 s under load, in each of them); when the run has AutoKeras, the
