@@ -8,6 +8,7 @@ InferenceService whose status URL points at a real local predictor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -474,6 +475,31 @@ def test_an_ab_split_serves_both_versions_for_its_time_then_decides(
                                            tmp_path / "d4.json")
 
 
+@contextlib.contextmanager
+def _logging_predictors(tmp_path, autokfp_home, monkeypatch, packages: dict[str, Path]):
+    """Real predictors, one per model version (``packages``: version -> package), that
+    write the prediction log a shadow reads, flushed every 0.5 s: ``{version: url}``."""
+    monkeypatch.setenv("AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS", "0.5")
+    serving = deployment.LocalServing(tmp_path / "serving", artifact_root=autokfp_home.artifact_root)
+    started = {v: serving.start("churn-test", v, str(p))[0] for v, p in packages.items()}
+    try:
+        for server in started.values():
+            assert deployment.wait_ready(server.url, "churn-test", 90)
+        yield {v: server.url for v, server in started.items()}
+    finally:
+        for server in started.values():
+            serving.stop(server)
+
+
+def _first_version_serving(config, trained_package, tmp_path) -> Path:
+    """v1 deployed and promoted (nothing to shadow yet); returns the held-out rows' path."""
+    test_path = trained_package.paths.test
+    first = _register(trained_package.paths.model, config, True, None, tmp_path)
+    assert deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
+                                          tmp_path / "d1.json").outcome == "promoted"
+    return test_path
+
+
 def test_a_shadow_gets_live_traffic_mirrored_before_any_user_sees_it(
         tmp_path, autokfp_home, trained_package, monkeypatch):
     """deploy.strategy shadow: while the new revision has 0 % of traffic, the requests users
@@ -481,21 +507,12 @@ def test_a_shadow_gets_live_traffic_mirrored_before_any_user_sees_it(
     and its answers compared with what users got; then the canary goes on as usual."""
     from autokfp.governance import audit
 
-    monkeypatch.setenv("AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS", "0.5")
-    serving = deployment.LocalServing(tmp_path / "serving", artifact_root=autokfp_home.artifact_root)
-    started = {v: serving.start("churn-test", v, str(trained_package.paths.model))[0]
-               for v in ("1", "2")}
-    try:
-        for server in started.values():
-            assert deployment.wait_ready(server.url, "churn-test", 90)
-        backends = {v: server.url for v, server in started.items()}
+    packages = {"1": trained_package.paths.model, "2": trained_package.paths.model}
+    with _logging_predictors(tmp_path, autokfp_home, monkeypatch, packages) as backends:
         with FakeKServe(backends, knative=True, observe_delay=0.5, ready_delay=0.5) as kube:
             config = _kube_config(tmp_path, kube, monkeypatch, trained_package,
                                   strategy="shadow", shadow_minutes=0.25)
-            test_path = trained_package.paths.test
-            first = _register(trained_package.paths.model, config, True, None, tmp_path)
-            assert deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
-                                                  tmp_path / "d1.json").outcome == "promoted"
+            test_path = _first_version_serving(config, trained_package, tmp_path)
             row = deployment.to_records(
                 pd.read_parquet(test_path).drop(columns=["churned"]).head(1))[0]
             second = _register(_new_version(trained_package, config, tmp_path, "v2"), config,
@@ -519,9 +536,6 @@ def test_a_shadow_gets_live_traffic_mirrored_before_any_user_sees_it(
             assert users.answers and all(status == 200 for status, _ in users.answers)
             event = audit.events_for("churn-test", "2", kind="deploy.promoted")[-1]
             assert event["details"]["strategy"] == "shadow"
-    finally:
-        for server in started.values():
-            serving.stop(server)
 
 
 def _disagreeing_version(trained_package, tmp_path) -> Path:
@@ -557,25 +571,17 @@ def test_a_shadow_that_disagrees_or_errors_on_live_rows_stops_the_rollout_at_0_p
     all traffic and the champion alias, and the decision and the audit event say why."""
     from autokfp.governance import audit
 
-    monkeypatch.setenv("AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS", "0.5")
     row = _a_row_v1_answers_0(trained_package)  # v2 (the disagreeing version) would say 1
     disagreeing = _disagreeing_version(trained_package, tmp_path)
-    serving = deployment.LocalServing(tmp_path / "serving", artifact_root=autokfp_home.artifact_root)
-    started = {"1": serving.start("churn-test", "1", str(trained_package.paths.model))[0],
-               "2": serving.start("churn-test", "2", str(disagreeing))[0]}
+    packages = {"1": trained_package.paths.model, "2": disagreeing}
     broken = FailingPredictor()  # v3: ready, but every prediction is an error
     try:
-        for server in started.values():
-            assert deployment.wait_ready(server.url, "churn-test", 90)
-        backends = {v: server.url for v, server in started.items()}
-        backends["3"] = broken.url
-        with FakeKServe(backends, knative=True, observe_delay=0.5, ready_delay=0.5) as kube:
+        with _logging_predictors(tmp_path, autokfp_home, monkeypatch, packages) as backends, \
+                FakeKServe({**backends, "3": broken.url}, knative=True, observe_delay=0.5,
+                           ready_delay=0.5) as kube:
             config = _kube_config(tmp_path, kube, monkeypatch, trained_package,
                                   strategy="shadow", shadow_minutes=0.2)
-            test_path = trained_package.paths.test
-            first = _register(trained_package.paths.model, config, True, None, tmp_path)
-            assert deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
-                                                  tmp_path / "d1.json").outcome == "promoted"
+            test_path = _first_version_serving(config, trained_package, tmp_path)
             for label, version, says in (("v2", "2", "would change the prediction"),
                                          ("v3", "3", "with an error")):
                 package = disagreeing if version == "2" else _new_version(
@@ -608,8 +614,6 @@ def test_a_shadow_that_disagrees_or_errors_on_live_rows_stops_the_rollout_at_0_p
             assert agreement.startswith("same prediction as users got for 0.0%"), agreement
     finally:
         broken.close()
-        for server in started.values():
-            serving.stop(server)
 
 
 def test_a_standard_shadow_mirrors_live_traffic_to_the_candidate_before_the_switch(
@@ -621,24 +625,15 @@ def test_a_standard_shadow_mirrors_live_traffic_to_the_candidate_before_the_swit
     candidate is removed and the serving InferenceService is never written to."""
     from autokfp.governance import audit
 
-    monkeypatch.setenv("AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS", "0.5")
     row = _a_row_v1_answers_0(trained_package)  # v3 (the disagreeing version) would say 1
     disagreeing = _disagreeing_version(trained_package, tmp_path)
-    serving = deployment.LocalServing(tmp_path / "serving", artifact_root=autokfp_home.artifact_root)
     packages = {"1": trained_package.paths.model, "2": trained_package.paths.model,
                 "3": disagreeing}
-    started = {v: serving.start("churn-test", v, str(p))[0] for v, p in packages.items()}
-    try:
-        for server in started.values():
-            assert deployment.wait_ready(server.url, "churn-test", 90)
-        backends = {v: server.url for v, server in started.items()}
+    with _logging_predictors(tmp_path, autokfp_home, monkeypatch, packages) as backends:
         with FakeKServe(backends, knative=False, observe_delay=0.5, ready_delay=0.5) as kube:
             config = _kube_config(tmp_path, kube, monkeypatch, trained_package, mode="standard",
                                   strategy="shadow", shadow_minutes=0.2)
-            test_path = trained_package.paths.test
-            first = _register(trained_package.paths.model, config, True, None, tmp_path)
-            assert deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
-                                                  tmp_path / "d1.json").outcome == "promoted"
+            test_path = _first_version_serving(config, trained_package, tmp_path)
             assert not any(c["check"] == "shadow" for c in json.loads(
                 (tmp_path / "d1.json").read_text())["verification"])  # no users yet: no shadow
 
@@ -691,9 +686,6 @@ def test_a_standard_shadow_mirrors_live_traffic_to_the_candidate_before_the_swit
                                                  "churn-test").version) == "2"
             event = audit.events_for("churn-test", "3", kind="deploy.rolled_back")[-1]
             assert event["details"]["strategy"] == "shadow"
-    finally:
-        for server in started.values():
-            serving.stop(server)
 
 
 class FailingPredictor:
