@@ -902,7 +902,10 @@ def serve(model_dir: str | Path, name: str, version: str = "1", port: int = 8080
     """
     from kserve import ModelServer, model_server
 
+    from autokfp.serving import v1_route
+
     limit = max_request_bytes(max_bytes)
+    split = v1_route.ABSplit.from_env(name, str(version))  # Standard-mode A/B: the other arm
     # the worker thread scores big requests while the event loop answers the rest: a short
     # GIL switch interval keeps the loop (and the health probes) from waiting 5 ms for the
     # GIL after every socket call (the convoy effect)
@@ -921,9 +924,12 @@ def serve(model_dir: str | Path, name: str, version: str = "1", port: int = 8080
     if not access_log:
         _quiet_per_request_logging(model_server.app)
     if os.environ.get(V1_ROUTE_ENV, "direct").lower() != "kserve":
-        from autokfp.serving import v1_route
+        v1_route.install(model_server.app, predictor, split)
+    elif split is not None:
+        from autokfp.errors import ConfigError
 
-        v1_route.install(model_server.app, predictor)
+        raise ConfigError(f"{v1_route.AB_TARGET_ENV} splits v1 predictions on the direct "
+                          f"route, which {V1_ROUTE_ENV}=kserve turns off; unset one of them")
     try:
         ModelServer(http_port=port, workers=1, enable_grpc=False,
                     enable_latency_logging=access_log).start([predictor])

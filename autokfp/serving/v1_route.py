@@ -4,8 +4,9 @@ KServe answers ``POST /v1/models/<name>:predict`` through three generic layers: 
 (the endpoint's parameters solved and validated on every call), KServe's ``DataPlane``
 (a model registry lookup, CloudEvent checks, decode, encode) and ``Model.__call__`` (the
 pre- and postprocess hooks, ``inspect`` checks, and three latency histograms with their
-timers), then the answer through FastAPI's deprecated ``ORJSONResponse``. Together they
-cost about a quarter of the CPU of a single-row request (profiled with py-spy under load:
+timers), then the answer through FastAPI's deprecated ``ORJSONResponse``. A py-spy
+profile under load put them at about a quarter of the server's samples; going around them
+halved the CPU of a single-row request (0.40 to 0.20 ms in scripts/benchmark_serving.py;
 docs/serving.md, "Speed"). An autokfp predictor serves one model whose ``predict`` does
 its own checks and metrics, so for the usual request none of it is needed.
 
@@ -19,9 +20,12 @@ CloudEvent headers (``ce-*``). It then does what KServe's path does for such a r
 * a structured CloudEvent body (``specversion``, ``data``, ...) → its ``data`` is the
   request, answered as plain JSON (KServe answers a CloudEvent only to CloudEvent media
   types and headers, which this route does not match);
-* KServe's ``Model.validate``, then ``predict(body, headers)``, its errors raised to the app's exception handlers, so each
-  error answer is the one KServe's route gives;
+* KServe's ``Model.validate``, then ``predict(body, headers)``, its errors raised to the
+  app's exception handlers, so each error answer is the one KServe's route gives;
 * the answer serialised by orjson with the options ``ORJSONResponse`` uses.
+
+With ``AUTOKFP_AB_TARGET`` and ``AUTOKFP_AB_PERCENT`` set (a Standard-mode A/B split,
+``ABSplit``), that share of these requests is answered by the other version instead.
 
 Everything else (another model name, another method, CloudEvents, other media types,
 v2 and ``:explain``) goes on to KServe's routes unchanged. The request guard in front
@@ -33,26 +37,101 @@ rule here reads KServe's) and KServe's debug-level timing lines.
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import MutableMapping
 from typing import Any
 
+import httpx
 import orjson
 from kserve import Model
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.utils.utils import is_structured_cloudevent
+from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
 V1_PREDICT = "/v1/models/{model_name}:predict"
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+AB_TARGET_ENV = "AUTOKFP_AB_TARGET"  # the other arm's base URL (the candidate InferenceService)
+AB_PERCENT_ENV = "AUTOKFP_AB_PERCENT"  # the share of v1 predictions it answers, 1-99
+AB_TIMEOUT_SECONDS = 10.0
+
+FORWARDED = Counter("autokfp_ab_forwarded_total",
+                    "v1 predictions of a Standard-mode A/B split sent to the other version, by "
+                    "outcome (answered, or error: then this version answered)",
+                    ["model", "version", "outcome"])
+
+
+class ABSplit:
+    """The predictor side of a Standard-mode A/B split (``deploy.strategy: ab``, see
+    docs/serving.md): ``percent`` % of the v1 predictions this route takes, drawn at random
+    per request, are answered by the other version at ``target`` (the verified candidate
+    InferenceService), its answer (``model_version`` included) passed back as it came.
+    The request keeps its ``x-request-id``; this predictor neither logs nor scores it, so
+    each version's prediction log holds the rows that version answered (the A/B outcome
+    test reads them). If the other version cannot be reached or answers 5xx, this one
+    answers instead (counted as ``outcome="error"``): users never see the candidate fail;
+    the deploy step checks the candidate itself all through the split."""
+
+    def __init__(self, target: str, percent: float, name: str, version: str):
+        self.url = f"{target.rstrip('/')}/v1/models/{name}:predict"
+        self.percent = percent
+        self._answered = FORWARDED.labels(model=name, version=version, outcome="answered")
+        self._errors = FORWARDED.labels(model=name, version=version, outcome="error")
+        self._client: httpx.AsyncClient | None = None
+
+    @classmethod
+    def from_env(cls, name: str, version: str) -> ABSplit | None:
+        target = os.environ.get(AB_TARGET_ENV, "").strip()
+        if not target:
+            return None
+        from autokfp.errors import ConfigError
+
+        if not target.startswith(("http://", "https://")):
+            raise ConfigError(f"{AB_TARGET_ENV}={target[:100]!r} must be the other version's "
+                              "base URL, e.g. http://<name>-candidate.<namespace>.svc.cluster.local")
+        raw = os.environ.get(AB_PERCENT_ENV, "")
+        try:
+            percent = float(raw)
+        except ValueError:
+            raise ConfigError(f"{AB_PERCENT_ENV}={raw[:20]!r} is not a number; with "
+                              f"{AB_TARGET_ENV} set it must be the share (1-99) of v1 "
+                              "predictions the other version answers") from None
+        if not 1 <= percent <= 99:
+            raise ConfigError(f"{AB_PERCENT_ENV}={percent:g} must be from 1 to 99")
+        return cls(target, percent, name, version)
+
+    def takes(self) -> bool:
+        return random.random() * 100.0 < self.percent
+
+    async def forward(self, body: bytes, request_id: str | None) -> Response | None:
+        """The other version's answer, or None when it could not give one."""
+        if self._client is None:  # made in the server's event loop, on first use
+            self._client = httpx.AsyncClient(timeout=AB_TIMEOUT_SECONDS)
+        headers = {"content-type": "application/json"}
+        if request_id:
+            headers["x-request-id"] = request_id
+        try:
+            answer = await self._client.post(self.url, content=body, headers=headers)
+        except httpx.HTTPError:
+            self._errors.inc()
+            return None
+        if answer.status_code >= 500:
+            self._errors.inc()
+            return None
+        self._answered.inc()
+        return Response(answer.content, status_code=answer.status_code,
+                        media_type=answer.headers.get("content-type", "application/json"))
 
 
 class DirectPredictRoute(Route):
     """``POST /v1/models/<served name>:predict`` with a JSON body, straight to ``predict``."""
 
-    def __init__(self, predictor: Any):
+    def __init__(self, predictor: Any, split: ABSplit | None = None):
         self.predictor = predictor
+        self.split = split
         self.served_path = f"/v1/models/{predictor.name}:predict"
         super().__init__(V1_PREDICT, endpoint=self.predict, methods=["POST"])
 
@@ -74,6 +153,10 @@ class DirectPredictRoute(Route):
         if not predictor.is_ready():
             raise ModelNotReady(predictor.name)
         body = await request.body()
+        if self.split is not None and self.split.takes():
+            forwarded = await self.split.forward(body, request.headers.get("x-request-id"))
+            if forwarded is not None:
+                return forwarded
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as error:
@@ -86,20 +169,26 @@ class DirectPredictRoute(Route):
                         media_type="application/json")
 
 
-def install(app: Any, predictor: Any) -> None:
+def install(app: Any, predictor: Any, split: ABSplit | None = None) -> None:
     """Put the direct route in front of the app's routes, once KServe has registered its
     own (the app builds its middleware stack on the first request, after that). A
     predictor with its own ``preprocess`` or ``postprocess`` keeps KServe's route: the
-    direct one does not call them."""
+    direct one does not call them (nor can it split: an A/B split then raises)."""
     if (type(predictor).preprocess is not Model.preprocess
             or type(predictor).postprocess is not Model.postprocess):
+        if split is not None:
+            from autokfp.errors import ConfigError
+
+            raise ConfigError(f"{AB_TARGET_ENV} is set, but this predictor has its own "
+                              "preprocess/postprocess, so v1 predictions cannot take the route "
+                              "that splits them")
         return
     build = app.build_middleware_stack
 
     def with_direct_route() -> Any:
         routes = app.router.routes
         if not any(isinstance(r, DirectPredictRoute) for r in routes):
-            routes.insert(0, DirectPredictRoute(predictor))
+            routes.insert(0, DirectPredictRoute(predictor, split))
         return build()
 
     app.build_middleware_stack = with_direct_route

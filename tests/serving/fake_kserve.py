@@ -13,7 +13,10 @@ rollout depends on it (no cluster can run here).
   routes. Standard (RawDeployment): one URL, serving the newest ready generation.
 * The network: every InferenceService gets real HTTP routes on 127.0.0.1 (``service``,
   ``latest``, ``prev``) that proxy to real predictor processes (one per model version,
-  given by the test) and record which version answered which request.
+  given by the test) and record which version answered which request. A revision whose
+  predictor environment differs from the default (``pods``: the test's factory, given the
+  version and the revision's ``env``) gets the predictor the factory starts for it, as a
+  changed pod template gets new pods.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -37,6 +41,7 @@ class Revision:
     generation: int
     version: str
     created_at: float  # when the controller observed the generation
+    env: dict[str, str] = field(default_factory=dict)  # the predictor container's env
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Service:
     # generations whose pod template changed (a new revision), with the model version they name;
     # a canaryTrafficPercent-only change moves traffic and makes no revision, as in Knative
     template_of: dict[int, str] = field(default_factory=dict)
+    env_of: dict[int, dict[str, str]] = field(default_factory=dict)  # generation -> env
     revisions: list[Revision] = field(default_factory=list)
     rolled_out: Revision | None = None
     previous_rolled_out: Revision | None = None
@@ -68,6 +74,11 @@ def _version(obj: dict) -> str:
     return obj["metadata"]["annotations"]["autokfp/model-version"]
 
 
+def _env(obj: dict) -> dict[str, str]:
+    model = obj["spec"]["predictor"].get("model") or {}
+    return {e["name"]: e.get("value") for e in model.get("env") or []}
+
+
 def _template(obj: dict) -> str:
     predictor = {k: v for k, v in obj["spec"]["predictor"].items() if k != "canaryTrafficPercent"}
     return json.dumps(predictor, sort_keys=True)
@@ -75,14 +86,17 @@ def _template(obj: dict) -> str:
 
 class FakeKServe:
     def __init__(self, backends: dict[str, str], knative: bool = True,
-                 observe_delay: float = 1.0, ready_delay: float = 1.5):
+                 observe_delay: float = 1.0, ready_delay: float = 1.5,
+                 pods: Callable[[str, dict[str, str]], str | None] | None = None):
         self.backends = backends  # model version -> a real predictor's URL
+        self.pods = pods  # (version, env) -> the URL of a predictor started with that env
         self.knative = knative
         self.observe_delay = observe_delay
         self.ready_delay = ready_delay
         self.services: dict[str, Service] = {}
         self.calls: list[tuple[str, str, Any]] = []
         self.served: list[dict[str, Any]] = []  # every proxied request: route, version, id
+        self.urls: dict[str, str] = {}  # service name -> its address (the last one created)
         self.lock = threading.RLock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._api_handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -111,8 +125,15 @@ class FakeKServe:
 
     # ----------------------------------------------------------------------- controller
 
-    def _healthy(self, version: str) -> bool:
-        url = self.backends.get(version)
+    def backend(self, revision: Revision) -> str | None:
+        """The predictor a revision's pods are: the version's, or (``pods``) one started
+        for the revision's environment."""
+        if self.pods is not None:
+            return self.pods(revision.version, revision.env)
+        return self.backends.get(revision.version)
+
+    def _healthy(self, revision: Revision) -> bool:
+        url = self.backend(revision)
         if url is None:
             return False
         try:
@@ -122,7 +143,7 @@ class FakeKServe:
             return False
 
     def _ready(self, revision: Revision, now: float) -> bool:
-        return now >= revision.created_at + self.ready_delay and self._healthy(revision.version)
+        return now >= revision.created_at + self.ready_delay and self._healthy(revision)
 
     def reconcile(self, name: str) -> dict[str, Any]:
         """The object as the API would return it now (status computed from time)."""
@@ -142,7 +163,7 @@ class FakeKServe:
                 if g <= observed and g not in known:
                     service.revisions.append(Revision(
                         f"{name}-predictor-{len(service.revisions) + 1:05d}", g, version,
-                        service.changed_at[g] + self.observe_delay))
+                        service.changed_at[g] + self.observe_delay, service.env_of.get(g, {})))
             latest_created = service.revisions[-1] if service.revisions else None
             ready = [r for r in service.revisions if self._ready(r, now)]
             latest_ready = ready[-1] if ready else None
@@ -244,7 +265,7 @@ class FakeKServe:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 revision = fake.route_revision(name, route) if name in fake.services else None
-                backend = fake.backends.get(revision.version) if revision else None
+                backend = fake.backend(revision) if revision else None
                 fake.served.append({"service": name, "route": route, "path": self.path,
                                     "version": revision.version if revision else None,
                                     "request_id": self.headers.get("x-request-id")})
@@ -333,9 +354,10 @@ class FakeKServe:
                                                 "code": 409})
                     body["metadata"]["generation"] = 1
                     service = Service(obj=body, changed_at={0: 0.0, 1: time.monotonic()},
-                                      template_of={1: _version(body)})
+                                      template_of={1: _version(body)}, env_of={1: _env(body)})
                     service.routes = fake._open_routes(name)
                     fake.services[name] = service
+                    fake.urls[name] = fake._route_url(service, "service")
                 return self._send(201, fake.reconcile(name))
 
             def do_PATCH(self) -> None:  # noqa: N802
@@ -356,6 +378,7 @@ class FakeKServe:
                         service.changed_at[generation] = time.monotonic()
                         if _template(service.obj) != template:
                             service.template_of[generation] = _version(service.obj)
+                            service.env_of[generation] = _env(service.obj)
                 return self._send(200, fake.reconcile(name))
 
             def do_DELETE(self) -> None:  # noqa: N802

@@ -136,6 +136,8 @@ def test_the_policy_selects_autokfp_predictors_and_admits_the_pipeline_runner() 
                   for p in source["source"]["principals"]]
     assert (f"cluster.local/ns/<pipeline-namespace>/sa/{runner['metadata']['name']}"
             in principals)
+    # and the serving predictors' own account: they call the candidate in a Standard A/B split
+    assert f"cluster.local/ns/<serving-namespace>/sa/{DeploySpec().service_account}" in principals
     # the policy opens the prediction and health routes, nothing else
     assert not _allows(policy, "DELETE", "/v1/models/churn")
     assert not _allows(policy, "GET", "/metrics")

@@ -26,6 +26,7 @@ from autokfp.serving import deployment
 from autokfp.serving.inference_service import validate_manifest
 from autokfp.steps import deploy_model as deploy_model_step
 from tests.conftest import small_config
+from tests.serving import servers
 from tests.serving.fake_kserve import FakeKServe
 
 pytestmark = pytest.mark.slow
@@ -390,8 +391,7 @@ def test_an_ab_split_serves_both_versions_for_its_time_then_decides(
     ab_percent for ab_minutes (the fake routes each user request by the status's shares,
     as Knative does), then the new revision is verified alone again and promoted. A
     revision that stops answering during the split is rolled back at once; the audit trail
-    records the strategy and the split. Standard mode has no split: refused, named."""
-    from autokfp.errors import DeploymentError
+    records the strategy and the split. (Standard mode: the next test.)"""
     from autokfp.governance import audit
 
     with FakeKServe(predictors, knative=True, observe_delay=0.5, ready_delay=0.5) as kube:
@@ -467,12 +467,145 @@ def test_an_ab_split_serves_both_versions_for_its_time_then_decides(
         event = audit.events_for("churn-test", "3", kind="deploy.rolled_back")[-1]
         assert event["details"]["strategy"] == "ab"
 
-        config.deploy.mode = "standard"
-        fourth = _register(_new_version(trained_package, config, tmp_path, "v4"), config, True,
-                           "2", tmp_path)
-        with pytest.raises(DeploymentError, match="serverless"):
-            deploy_model_step.deploy_model(config, fourth, test_path, tmp_path / "m4.yaml",
-                                           tmp_path / "d4.json")
+
+def _split_env(body: dict) -> dict[str, str]:
+    """The A/B split's settings in an InferenceService body sent to the API."""
+    env = ((body.get("spec") or {}).get("predictor") or {}).get("model", {}).get("env") or []
+    return {e["name"]: e["value"] for e in env if e["name"].startswith("AUTOKFP_AB_")}
+
+
+def test_a_standard_ab_split_runs_in_the_serving_predictors_then_switches_or_restores(
+        tmp_path, autokfp_home, trained_package, monkeypatch):
+    """deploy.mode standard, deploy.strategy ab. Without Knative there is no traffic split, so
+    the serving predictors split users themselves: the step patches the serving
+    InferenceService with AUTOKFP_AB_TARGET (the verified candidate's address) and
+    AUTOKFP_AB_PERCENT, a rolling update of the same version (the fake starts a real
+    predictor with that environment for the new pod template, and keeps the old one serving
+    until it is ready). v2 answers about half of the users for its time, then the service
+    switches to it. v3's candidate dies during its split: the split ends at once, the
+    serving InferenceService gets its previous spec back (no split), the candidate is
+    removed, and no user ever got an error (a predictor answers itself when the candidate
+    cannot). Every body sent is a valid InferenceService (KServe's models)."""
+    from autokfp.governance import audit
+
+    base = deployment.LocalServing(tmp_path / "serving")
+    started = {v: base.start("churn-test", v, str(trained_package.paths.model))[0]
+               for v in ("1", "2", "3")}
+    splitting: dict[tuple, servers.Server] = {}
+
+    def pod(version: str, env: dict[str, str]) -> str | None:
+        split = {k: v for k, v in env.items() if k.startswith("AUTOKFP_AB_")}
+        if not split:
+            return started[version].url if version in started else None
+        key = (version, tuple(sorted(split.items())))
+        if key not in splitting:  # new pods for the new template: a real predictor
+            workdir = tmp_path / f"pod-{len(splitting)}"
+            workdir.mkdir()
+            splitting[key] = servers.start(Path(trained_package.paths.model), workdir,
+                                           model="churn-test",
+                                           env={"MODEL_VERSION": version, **split})
+        return splitting[key].url
+
+    try:
+        for server in started.values():
+            assert deployment.wait_ready(server.url, "churn-test", 90)
+        with FakeKServe({}, knative=False, observe_delay=0.5, ready_delay=0.5, pods=pod) as kube:
+            config = _kube_config(tmp_path, kube, monkeypatch, trained_package, mode="standard",
+                                  strategy="ab", ab_percent=50, ab_minutes=0.1,
+                                  ready_timeout_secs=120)
+            test_path = trained_package.paths.test
+            first = _register(trained_package.paths.model, config, True, None, tmp_path)
+            assert deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
+                                                  tmp_path / "d1.json").outcome == "promoted"
+            row = deployment.to_records(
+                pd.read_parquet(test_path).drop(columns=["churned"]).head(1))[0]
+
+            second = _register(_new_version(trained_package, config, tmp_path, "v2"), config,
+                               True, "1", tmp_path)
+            kube.calls.clear()
+            since = len(kube.served)
+            with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+                result = deploy_model_step.deploy_model(config, second, test_path,
+                                                        tmp_path / "m2.yaml", tmp_path / "d2.json")
+            decision = json.loads((tmp_path / "d2.json").read_text())
+            assert result.outcome == "promoted", decision
+            checks = {c["check"]: c for c in decision["verification"]}
+            assert checks["ab_split"]["passed"], checks["ab_split"]
+            assert "50% of traffic to v2 for 0.1 min" in checks["ab_split"]["detail"]
+            assert checks["after_ab_model_version"]["passed"] and checks["switch"]["passed"]
+            (_, candidate), = _sent(kube, "POST")
+            assert candidate["metadata"]["name"] == "churn-test-candidate"
+            patches = [body for path, body in _sent(kube, "PATCH") if path.endswith("/churn-test")]
+            for body in [candidate, *patches]:
+                validate_manifest(body)
+            # the split was switched on in the serving predictors, then the switch left it off
+            assert _split_env(patches[0]) == {"AUTOKFP_AB_TARGET": kube.urls["churn-test-candidate"],
+                                              "AUTOKFP_AB_PERCENT": "50"}
+            assert _split_env(patches[-1]) == {} and \
+                patches[-1]["metadata"]["annotations"]["autokfp/model-version"] == "2"
+            # users: v1, then both versions interleaved (a split, not a switch), then v2
+            versions = [v for _, v in users.answers]
+            assert users.answers and all(status == 200 for status, _ in users.answers)
+            first_v2 = versions.index("2")
+            assert versions[first_v2:].count("1") >= 5, versions
+            assert versions[-1] == "2"
+            reached = [r for r in kube.served[since:] if r["service"] == "churn-test-candidate"
+                       and not (r["request_id"] or "").startswith(deployment.VERIFY_REQUEST_PREFIX)]
+            assert len(reached) >= 5  # users' requests, forwarded by the serving predictors
+            assert set(kube.services) == {"churn-test"}
+            event = audit.events_for("churn-test", "2", kind="deploy.promoted")[-1]
+            assert event["details"]["strategy"] == "ab"
+            assert any(c["check"] == "ab_split" for c in event["details"]["checks"])
+
+            # v3: its candidate's predictor dies 2 s into the split
+            third = _register(_new_version(trained_package, config, tmp_path, "v3"), config,
+                              True, "2", tmp_path)
+            config.deploy.ab_minutes = 0.5
+            kube.calls.clear()
+
+            def kill_when_split() -> None:
+                deadline = time.monotonic() + 180
+                while time.monotonic() < deadline:
+                    serving = kube.route_revision("churn-test", "service")
+                    if serving is not None and "AUTOKFP_AB_TARGET" in serving.env:
+                        time.sleep(2)  # users are split with v3 now
+                        base.stop(started.pop("3"))
+                        return
+                    time.sleep(0.1)
+
+            killer = threading.Thread(target=kill_when_split, daemon=True)
+            killer.start()
+            with LiveTraffic(_service_url(kube, "churn-test"), "churn-test", row) as users:
+                result = deploy_model_step.deploy_model(config, third, test_path,
+                                                        tmp_path / "m3.yaml", tmp_path / "d3.json")
+            killer.join(timeout=10)
+            decision = json.loads((tmp_path / "d3.json").read_text())
+            assert result.outcome == "rolled-back", decision
+            checks = {c["check"]: c for c in decision["verification"]}
+            assert not checks["ab_split"]["passed"], checks["ab_split"]
+            assert "stopped answering" in checks["ab_split"]["detail"]
+            assert checks["restore"]["passed"], checks["restore"]
+            assert "serves the previous version again" in checks["cleanup"]["detail"]
+            patches = [body for path, body in _sent(kube, "PATCH") if path.endswith("/churn-test")]
+            for body in patches:
+                validate_manifest(body)
+            assert _split_env(patches[0])["AUTOKFP_AB_PERCENT"] == "50"
+            assert _split_env(patches[-1]) == {}  # the previous spec: no split
+            assert patches[-1]["metadata"]["annotations"]["autokfp/model-version"] == "2"
+            assert set(kube.services) == {"churn-test"}
+            assert users.answers and all(status == 200 for status, _ in users.answers)
+            assert _predict(kube._route_url(kube.services["churn-test"], "service"),
+                            "churn-test", [row])["model_version"] == "2"
+            assert str(registry.champion_version(registry.configure(),
+                                                 "churn-test").version) == "2"
+            event = audit.events_for("churn-test", "3", kind="deploy.rolled_back")[-1]
+            assert event["details"]["strategy"] == "ab"
+    finally:
+        for server in splitting.values():
+            servers.stop(server)
+        for server in started.values():
+            base.stop(server)
+
 
 
 @contextlib.contextmanager

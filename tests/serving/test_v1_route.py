@@ -156,3 +156,22 @@ def test_a_predictor_that_is_not_ready_answers_503_and_is_never_called() -> None
         response = client.post(V1, content=b'{"instances": [{}]}', headers=JSON)
     assert response.status_code == 503 and MODEL in response.text
     assert predictor.predicted == 0
+
+
+@pytest.mark.parametrize(("target", "percent", "says"), [
+    ("churn-test-candidate", "50", "base URL"),
+    ("http://candidate", "half", "not a number"),
+    ("http://candidate", "", "not a number"),
+    ("http://candidate", "100", "from 1 to 99"),
+])
+def test_a_bad_ab_split_setting_stops_the_predictor_naming_it(monkeypatch, target, percent,
+                                                              says) -> None:
+    from autokfp.errors import ConfigError
+    from autokfp.serving import v1_route
+
+    monkeypatch.setenv(v1_route.AB_TARGET_ENV, target)
+    monkeypatch.setenv(v1_route.AB_PERCENT_ENV, percent)
+    with pytest.raises(ConfigError, match=says):
+        v1_route.ABSplit.from_env(MODEL, "1")
+    monkeypatch.delenv(v1_route.AB_TARGET_ENV)
+    assert v1_route.ABSplit.from_env(MODEL, "1") is None  # no target: no split

@@ -22,7 +22,15 @@ else Standard):
   ``deploy.shadow_minutes`` got the answers users got), the serving InferenceService is
   switched to it (and checked to answer with the new version) and the candidate is
   removed. A candidate that fails is removed and the serving one is never touched.
-  ``deploy.strategy: ab`` is refused: it needs a traffic split.
+  With ``deploy.strategy: ab`` the verified candidate then answers ``deploy.ab_percent``
+  of users for ``deploy.ab_minutes``: Standard mode has no traffic split, so the serving
+  predictors split it themselves. The serving InferenceService gets ``AUTOKFP_AB_TARGET``
+  (the candidate's address) and ``AUTOKFP_AB_PERCENT`` (a rolling update of the same
+  version), and each of its predictors sends that share of the v1 predictions it gets to
+  the candidate and passes its answer back (``serving.v1_route.ABSplit``). The split is
+  sampled, the arms' outcomes tested and the candidate verified alone again, as in
+  Serverless mode; then the switch, or the serving InferenceService's previous spec back
+  (the split off) and the candidate removed.
 """
 
 from __future__ import annotations
@@ -62,14 +70,6 @@ class KubernetesTarget:
         serving = cluster.get(release.service)
         mode = resolve_mode(deploy.mode, cluster, serving)
         token = deployment.smoke_token(deploy.token_env)
-        if deploy.strategy == "ab" and mode != "serverless":
-            from autokfp.errors import DeploymentError
-
-            raise DeploymentError(
-                "deploy.strategy ab splits live traffic between two revisions, which KServe "
-                f"offers only in serverless mode (Knative); {release.service} is deployed in "
-                f"{mode} mode. Use deploy.strategy canary (a verified blue-green switch) or "
-                "shadow (live traffic mirrored to the candidate first), or deploy.mode serverless")
         log.info("deploying %s v%s in %s mode", release.service, release.version, mode)
         if mode == "serverless":
             return self._canary(cluster, release, serving, rows, expected, token)
@@ -228,17 +228,27 @@ class KubernetesTarget:
         error-free), stop at once if the new revision stops being ready, test the two arms'
         outcomes on the labelled rows each answered (``serving.ab_test``), then verify it
         alone again. Whether it passed; every finding is a check (and so in the audit trail)."""
-        from collections import Counter
-        from datetime import datetime, timezone
-
-        from autokfp.serving.predictor_client import PredictorClient
-
         deploy, service = self.cfg.deploy, release.service
         cluster.set_traffic(service, deploy.ab_percent)
         if not cluster.wait_traffic(service, revision, deploy.ab_percent, deploy.ready_timeout_secs):
             result.add("ab_split", False, f"revision {revision} was set to {deploy.ab_percent}% "
                                           "but the status does not show it")
             return False
+        return self._ab_run(release, serving_version, f"revision {revision}", service_url,
+                            latest_url, rows, expected, token, result)
+
+    def _ab_run(self, release: Release, serving_version: str, target: str, service_url: str,
+                latest_url: str, rows: pd.DataFrame, expected: pd.DataFrame | None,
+                token: str | None, result: Verification) -> bool:
+        """A split in place (``target``, at ``latest_url``, answers ``deploy.ab_percent`` of
+        the users at ``service_url``): sample it for ``deploy.ab_minutes``, test the arms'
+        outcomes, verify ``target`` alone again. Whether it passed."""
+        from collections import Counter
+        from datetime import datetime, timezone
+
+        from autokfp.serving.predictor_client import PredictorClient
+
+        deploy, service = self.cfg.deploy, release.service
         seconds = deploy.ab_minutes * 60
         poll = max(1.0, min(30.0, seconds / 10))
         records = deployment.to_records(rows.head(1))
@@ -260,7 +270,7 @@ class KubernetesTarget:
                 elapsed = time.monotonic() - started
                 alive = _answers_as(new, service, records, release.version)
                 if alive is not True:
-                    result.add("ab_split", False, f"revision {revision} (v{release.version}) stopped "
+                    result.add("ab_split", False, f"{target} (v{release.version}) stopped "
                                f"answering {elapsed:.0f} s into the A/B split ({alive}); users' "
                                "sampled answers: " + _shares(answered))
                     return False
@@ -340,10 +350,22 @@ class KubernetesTarget:
             # no user calls the candidate: mirror live traffic to it before the switch
             self._shadow(release, _serving_version(release, serving), f"candidate {candidate}",
                          candidate_url, rows, token, result)
+        split = False
+        if deploy.strategy == "ab" and result.passed and expected is not None and candidate_url:
+            split = True
+            self._ab_standard(cluster, release, serving, candidate, candidate_url, rows,
+                              expected, token, result)
         if not (result.passed and expected is not None):
+            if split:  # the serving predictors split users with the candidate: stop that first
+                restored, obj = cluster.apply(_restorable(serving))
+                settled = cluster.wait_settled(service, int(obj["metadata"].get("generation") or 1),
+                                               None, deploy.ready_timeout_secs, serverless=False)
+                result.add("restore", settled.ready, f"{service} patched back to its previous "
+                           "spec (no split): " + settled.detail)
             cluster.delete(candidate)
-            result.add("cleanup", True, f"candidate {candidate} removed; {service} was not touched "
-                                        "and keeps serving the previous version")
+            result.add("cleanup", True, f"candidate {candidate} removed; {service} " + (
+                "serves the previous version again (its previous spec, above)" if split else
+                "was not touched and keeps serving the previous version"))
             result.endpoint = _service_url(serving)
             return result
         # switch: the serving InferenceService takes the verified version (a rolling update;
@@ -363,6 +385,26 @@ class KubernetesTarget:
             result.add("restore", True, f"{service} patched back to its previous spec")
         cluster.delete(candidate)
         return result
+
+    def _ab_standard(self, cluster: KServeCluster, release: Release, serving: dict,
+                     candidate: str, candidate_url: str, rows: pd.DataFrame,
+                     expected: pd.DataFrame | None, token: str | None,
+                     result: Verification) -> bool:
+        """Standard mode's A/B split: the serving InferenceService's predictors send
+        ``deploy.ab_percent`` of their v1 predictions to the verified candidate (a rolling
+        update of the same version with ``AUTOKFP_AB_TARGET``/``AUTOKFP_AB_PERCENT``), then
+        the split runs as in Serverless mode (``_ab_run``)."""
+        deploy, service = self.cfg.deploy, release.service
+        applied, obj = cluster.apply(_with_split(serving, candidate_url, deploy.ab_percent))
+        generation = int(obj["metadata"].get("generation") or 1)
+        settled = cluster.wait_settled(service, generation, None, deploy.ready_timeout_secs,
+                                       serverless=False)
+        if not settled.ready or settled.service_url is None:
+            result.add("ab_split", False, f"{service}'s predictors did not start splitting "
+                                          f"with candidate {candidate}: {settled.detail}")
+            return False
+        return self._ab_run(release, _serving_version(release, serving), f"candidate {candidate}",
+                            settled.service_url, candidate_url, rows, expected, token, result)
 
     def _start_and_check(self, cluster: KServeCluster, manifest: dict, release: Release,
                          rows: pd.DataFrame, expected: pd.DataFrame | None, token: str | None,
@@ -432,6 +474,21 @@ def _serving_version(release: Release, serving: dict | None) -> str:
 def _service_url(obj: dict | None) -> str | None:
     status = (obj or {}).get("status") or {}
     return (status.get("address") or {}).get("url") or status.get("url")
+
+
+def _with_split(serving: dict, candidate_url: str, percent: int) -> dict:
+    """The serving InferenceService's spec with its predictors splitting v1 predictions:
+    ``percent`` % to the candidate at ``candidate_url`` (``serving.v1_route.ABSplit``)."""
+    import json
+
+    from autokfp.serving.v1_route import AB_PERCENT_ENV, AB_TARGET_ENV
+
+    routed = json.loads(json.dumps(_restorable(serving)))
+    model = routed["spec"]["predictor"].setdefault("model", {})
+    env = [e for e in model.get("env") or [] if e.get("name") not in (AB_TARGET_ENV, AB_PERCENT_ENV)]
+    model["env"] = env + [{"name": AB_TARGET_ENV, "value": candidate_url.rstrip("/")},
+                          {"name": AB_PERCENT_ENV, "value": str(percent)}]
+    return routed
 
 
 def _restorable(obj: dict) -> dict:

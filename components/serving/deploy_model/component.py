@@ -22,7 +22,8 @@ def deploy_model(
     version that replaces a serving one goes out, in Serverless mode, as a canary on its own
     revision (``deploy.canary_traffic_percent``), optionally after a shadow of live traffic
     (``deploy.strategy: shadow``) or as a timed A/B split (``ab``); in Standard (raw) mode
-    as a blue-green candidate (``deploy.mode``), optionally shadowed first. Verification, on
+    as a blue-green candidate (``deploy.mode``), optionally shadowed first or A/B split with
+    the serving version by the serving predictors themselves. Verification, on
     the new version alone:
     readiness of the generation it wrote, a smoke test on held-out rows whose predictions
     must equal the offline ones, single-row latency within ``deploy.latency_budget_ms``, and
