@@ -4,7 +4,10 @@ The predictions are written next to the input's key columns, one chunk at a time
 
 - to an object store or folder (a local path, ``gs://``, ``s3://``, ``minio://``) as Parquet
   parts under ``<output>/<model>/v<version>/<batch id>/part-<chunk>.parquet`` with a
-  ``_manifest.json`` once every chunk is there;
+  ``_manifest.json`` and a ``_SUCCESS`` marker. The parts are staged under
+  ``<output>/<model>/v<version>/_temporary/<batch id>/`` (skipped by Parquet readers) and
+  the batch folder appears only once every chunk is there: a local folder by one rename, an
+  object store part by part and then the manifest and ``_SUCCESS``;
 - or to a SQL table (``<SQLAlchemy URL>#<table>``), each chunk in its own transaction, with
   ``batch_id`` and ``chunk`` columns.
 
@@ -15,6 +18,7 @@ chunks already written and scores only the others; a changed input or model is a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -119,23 +123,64 @@ class BatchResult:
 
 
 class _StoreWriter:
+    """Parts are staged under ``<output>/<model>/v<version>/_temporary/<batch id>/`` (a
+    name every Parquet reader skips, as Spark's committer does) and the batch folder
+    appears only when every chunk is there: a local folder by one rename of the staged
+    folder; an object store part by part, then ``_manifest.json`` and ``_SUCCESS`` last.
+    ``read_store_predictions`` reads a batch only when its manifest is there."""
+
     def __init__(self, target: ScoringTarget, model: str, version: str, batch: str):
         self.prefix = storage.join(target.location, model, f"v{version}", batch)
+        self.staging = storage.join(target.location, model, f"v{version}", "_temporary", batch)
+        self.local = not storage.is_remote(target.location)
 
-    def part(self, chunk: int) -> str:
-        return storage.join(self.prefix, f"part-{chunk:05d}.parquet")
+    def part(self, chunk: int, root: str | None = None) -> str:
+        return storage.join(root or self.prefix, f"part-{chunk:05d}.parquet")
 
     def done(self, chunks: int) -> set[int]:
-        return {c for c in range(chunks) if storage.exists(self.part(c))}
+        """The chunks written, staged or in the batch folder (one listing of each)."""
+        names = {uri.rsplit("/", 1)[-1] for root in (self.prefix, self.staging)
+                 for uri in storage.list_uris(root, recursive=False)}
+        return {c for c in range(chunks) if f"part-{c:05d}.parquet" in names}
 
     def write(self, chunk: int, frame: pd.DataFrame) -> None:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        storage.write_bytes(self.part(chunk), buffer.getvalue())  # one object, all or nothing
+        # one object (or a local temp file renamed): a part is all or nothing
+        storage.write_bytes(self.part(chunk, self.staging), buffer.getvalue())
 
     def finish(self, manifest: dict[str, Any]) -> None:
-        storage.write_text(storage.join(self.prefix, "_manifest.json"),
-                           json.dumps(manifest, indent=2, default=str))
+        text = json.dumps(manifest, indent=2, default=str)
+        if self.local:
+            self._finish_local(text)
+            return
+        for chunk in range(int(manifest["chunks"])):
+            staged = self.part(chunk, self.staging)
+            if storage.exists(staged):  # else already moved by an earlier, stopped finish
+                storage.write_bytes(self.part(chunk), storage.read_bytes(staged))
+                storage.delete(staged)
+        if not storage.exists(storage.join(self.prefix, "_manifest.json")):
+            storage.write_text(storage.join(self.prefix, "_manifest.json"), text)
+        storage.write_bytes(storage.join(self.prefix, "_SUCCESS"), b"")
+
+    def _finish_local(self, text: str) -> None:
+        import os
+        import shutil
+
+        from autokfp.storage.local import fsync_dir
+        from autokfp.storage.uris import local_path
+
+        final, staging = local_path(self.prefix), local_path(self.staging)
+        if final.exists():  # a rerun of a finished batch: it stays as it is
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        staging.mkdir(parents=True, exist_ok=True)
+        storage.write_text(str(staging / "_manifest.json"), text)
+        storage.write_bytes(str(staging / "_SUCCESS"), b"")
+        os.replace(staging, final)  # the batch folder appears whole, or not at all
+        fsync_dir(final.parent)
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # _temporary/, when no other batch is staged there
 
     @property
     def location(self) -> str:
@@ -277,6 +322,9 @@ def read_store_predictions(location: str) -> pd.DataFrame:
     """Every part of a batch written to a folder or object store, in chunk order."""
     from autokfp.serving.parts import is_ignored
 
+    if not storage.exists(storage.join(location, "_manifest.json")):
+        raise DataError(f"the batch at {location} is not complete (no _manifest.json): its "
+                        "run stopped before the end; rerun the same scoring to finish it")
     start = len(location.rstrip("/")) + 1
     parts = sorted(u for u in storage.list_uris(location)
                    if u.endswith(".parquet") and not is_ignored(u[start:]))

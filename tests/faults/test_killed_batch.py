@@ -2,7 +2,8 @@
 its writes, to a folder and to a SQL table (see ``killed_step.py``).
 
 A killed run leaves only whole chunks: every part file that exists parses and holds its
-whole chunk (a part is written to a temporary name and renamed), and the table holds no
+whole chunk (a part is written to a temporary name and renamed), staged under
+``_temporary/`` so that no batch folder exists until it is complete, and the table holds no
 rows of a chunk whose transaction did not commit, even when the kill lands after the rows
 went in. The rerun scores only the missing chunks, and the result equals an uninterrupted
 run's, with no row twice.
@@ -131,6 +132,8 @@ def test_kill_9_of_batch_scoring_leaves_whole_chunks_and_a_rerun_completes(tmp_p
             table = _table(out)
             written = {int(c): rows.reset_index(drop=True) for c, rows in table.groupby("chunk")}
         _whole_chunks(written)  # nothing half-written is visible
+        if kind == "folder":  # and no batch folder: the parts are staged under _temporary/
+            assert [p.name for p in (out / "churn" / "v3").iterdir()] == ["_temporary"]
         assert sorted(written) == list(range(whole)), (kill_at, sorted(written))
 
         done, _, rerun = _step(tmp_path, target, root, "rerun")

@@ -59,7 +59,8 @@ def test_predictions_are_written_next_to_the_keys_chunk_by_chunk(tmp_path) -> No
     assert (result.rows, result.chunks, result.scored_chunks, result.skipped_chunks) == (1050, 6, 6, 0)
     assert result.output == str(tmp_path / "scores" / "churn" / "v3" / result.batch_id)
     parts = sorted(p.name for p in (tmp_path / "scores" / "churn" / "v3" / result.batch_id).iterdir())
-    assert parts == ["_manifest.json"] + [f"part-{i:05d}.parquet" for i in range(6)]
+    assert parts == ["_SUCCESS", "_manifest.json"] + [f"part-{i:05d}.parquet" for i in range(6)]
+    assert not (tmp_path / "scores" / "churn" / "v3" / "_temporary").exists()
     written = read_store_predictions(result.output)
     assert list(written.columns) == ["customer_id", "prediction", "probability_1",
                                      "probability_0", "model_version"]
@@ -82,6 +83,61 @@ def test_a_crash_mid_way_then_a_rerun_scores_only_the_missing_chunks(tmp_path) -
     # changed data is a new batch, written beside the first
     changed = frame.assign(x=frame["x"] + 1)
     assert _score(changed, Model(), target).batch_id != result.batch_id
+
+
+def test_no_batch_folder_appears_before_every_chunk_is_written(tmp_path) -> None:
+    """A stopped run leaves its parts staged under _temporary/ (skipped by Parquet readers)
+    and no batch folder; the result cannot be read as if it were whole."""
+    frame, target = _frame(), parse_target(str(tmp_path / "scores"))
+    version_folder = tmp_path / "scores" / "churn" / "v3"
+    with pytest.raises(MemoryError):
+        _score(frame, Model(fail_on_call=4), target)
+    (staged,) = (version_folder / "_temporary").iterdir()
+    assert [p.name for p in version_folder.iterdir()] == ["_temporary"]
+    assert sorted(p.name for p in staged.iterdir()) == [f"part-{i:05d}.parquet" for i in range(3)]
+    with pytest.raises(DataError, match=r"is not complete \(no _manifest.json\): its run "
+                                        r"stopped before the end; rerun the same scoring"):
+        read_store_predictions(str(version_folder / staged.name))
+    result = _score(frame, Model(), target)
+    assert [p.name for p in version_folder.iterdir()] == [staged.name]  # _temporary/ gone
+    assert len(read_store_predictions(result.output)) == len(frame)
+
+
+def test_an_object_store_batch_is_staged_then_moved(gcs_emulator, monkeypatch) -> None:
+    """On GCS (the emulator) the parts are staged under _temporary/; the batch prefix gets
+    them, then _manifest.json, then _SUCCESS, only at the end. A run stopped while moving
+    them is finished by the rerun."""
+    from autokfp import storage
+
+    root = f"{gcs_emulator.base_uri}/atomic-{np.random.default_rng().integers(1e9)}"
+    frame, target = _frame(), parse_target(f"{root}/scores")
+    with pytest.raises(MemoryError):
+        _score(frame, Model(fail_on_call=4), target)
+    names = [u[len(root) + 1:] for u in storage.list_uris(root)]
+    assert len(names) == 3 and all(n.startswith("scores/churn/v3/_temporary/") for n in names)
+    real_delete, deleted = storage.delete, []
+
+    def stopped_after_two(uri):  # the pod dies while moving the staged parts
+        if len(deleted) == 2:
+            raise MemoryError("pod killed")
+        deleted.append(uri)
+        real_delete(uri)
+
+    monkeypatch.setattr(storage, "delete", stopped_after_two)
+    with pytest.raises(MemoryError):
+        _score(frame, Model(), target)
+    monkeypatch.setattr(storage, "delete", real_delete)
+    batch = names[0].split("/")[4]
+    with pytest.raises(DataError, match="is not complete"):
+        read_store_predictions(f"{root}/scores/churn/v3/{batch}")
+    rerun = Model()
+    result = _score(frame, rerun, target)
+    assert rerun.calls == 0 and result.skipped_chunks == 6
+    names = [u[len(root) + 1:] for u in storage.list_uris(root)]
+    assert names == [f"scores/churn/v3/{batch}/{n}" for n in
+                     ["_SUCCESS", "_manifest.json"] + [f"part-{i:05d}.parquet" for i in range(6)]]
+    pd.testing.assert_frame_equal(
+        read_store_predictions(result.output).drop(columns=["model_version"]), _expected(frame))
 
 
 def test_a_sql_table_gets_each_chunk_in_one_transaction_and_no_duplicates(tmp_path) -> None:
