@@ -530,6 +530,15 @@ def render_readme(component: Any, components: tuple,
               "loads them with the kfp SDK alone (and kfp-kubernetes for the cluster settings), "
               "without importing autokfp:", "",
               "```python", yaml_snippet(component, components), "```", ""]
+    if component.python_func.__name__ == "train_model":
+        lines += [f"The GPU lines set on the task what a component YAML cannot hold. Or load "
+                  f"`{YAML_DIR}/training/train_model_on_gpu.yaml` instead of "
+                  "`train_model.yaml`: the same inputs and outputs, in a one-task pipeline "
+                  "whose task has the GPU request, node selector, tolerations, resources and "
+                  "the ConfigMap/Secret env baked in at compile time (`AUTOKFP_GPU_COUNT`, "
+                  "`AUTOKFP_GPU_NODE_SELECTOR`, `AUTOKFP_GPU_TOLERATION`, ...); kfp 2.17 keeps "
+                  "them when it is loaded into your pipeline "
+                  "(`autokfp.pipelines.training.train_model_on_gpu`).", ""]
     return "\n".join(lines)
 
 

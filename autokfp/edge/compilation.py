@@ -118,15 +118,20 @@ def compile_components(out_dir: str | Path) -> dict[str, Path]:
     """Compile each component into ``out_dir/<stage>/<name>.yaml`` for reuse in other pipelines.
 
     Each YAML loads with ``kfp.components.load_component_from_file`` and carries its image.
-    GPU requests are task settings in KFP, not part of a component YAML: give a reused
-    training task its GPU with ``autokfp.pipelines.cluster.configure_training_task(task, options)``
-    (or as each component README's "Use the compiled YAML" shows). A YAML compiled from a
-    one-task pipeline with them set does hold them, but kfp 2.17 drops the accelerator and the
-    Kubernetes settings when such a YAML is loaded into another pipeline.
+    GPU requests are task settings in KFP, not part of a component YAML: a task of
+    ``training/train_model.yaml`` gets them from the pipeline that loads it
+    (``autokfp.pipelines.cluster.configure_training_task(task, options)``, or kfp-kubernetes as
+    each component README's "Use the compiled YAML" shows). ``training/train_model_on_gpu.yaml``
+    (``TRAIN_MODEL_ON_GPU``) has them baked in: ``train_model`` in a one-task pipeline with the
+    compile-time ``ClusterOptions.from_env()`` (GPU request, node selector, tolerations,
+    resources, ConfigMap/Secret env), which kfp 2.17 keeps when it is loaded into another
+    pipeline (see ``autokfp.pipelines.training.train_model_on_gpu``).
     """
     from kfp import compiler
 
     from autokfp.components import ALL_COMPONENTS, component_folders
+    from autokfp.pipelines import ClusterOptions
+    from autokfp.pipelines.training.train_model_on_gpu import build_train_model_on_gpu
 
     out = Path(out_dir)
     written = {}
@@ -135,4 +140,10 @@ def compile_components(out_dir: str | Path) -> dict[str, Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         compiler.Compiler().compile(component, str(target))
         written[folder.name] = target
+    target = out / "training" / f"{TRAIN_MODEL_ON_GPU}.yaml"
+    compile_pipeline_file(build_train_model_on_gpu(ClusterOptions.from_env()), target)
+    written[TRAIN_MODEL_ON_GPU] = target
     return written
+
+
+TRAIN_MODEL_ON_GPU = "train_model_on_gpu"  # compile_components' extra YAML

@@ -99,6 +99,11 @@ def test_the_compiled_yaml_snippet_builds_a_configured_pipeline(component, compo
     assert set(executors) == containers  # every task that runs a container is configured
     container = spec["deploymentSpec"]["executors"][f"exec-{component.name}"]["container"]
     assert container["image"] == component.component_spec.implementation.container.image
-    if "autokfp-training" in container["image"]:
+    if "autokfp-training" in container["image"]:  # the GPU request survives the compile
+        assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
         assert container["resources"]["accelerator"]["resourceCount"] == "1"
         assert ours["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        assert ours["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                        "effect": "NoSchedule"}]
+    else:
+        assert "accelerator" not in container.get("resources", {})

@@ -13,7 +13,7 @@ def test_component_yamls_load_and_build_a_user_pipeline(tmp_path) -> None:
     written = compile_components(tmp_path / "components")
     from autokfp.components import ALL_COMPONENTS
 
-    assert len(written) == len(ALL_COMPONENTS)
+    assert len(written) == len(ALL_COMPONENTS) + 1  # and training/train_model_on_gpu.yaml
     discover = components.load_component_from_file(str(written["discover"]))
     profile = components.load_component_from_file(str(written["profile"]))
     catalog = components.load_component_from_file(str(written["catalog_sources"]))
@@ -30,6 +30,75 @@ def test_component_yamls_load_and_build_a_user_pipeline(tmp_path) -> None:
     compiler.Compiler().compile(user_pipeline, str(target))
     spec = validate_pipeline_yaml(target)
     assert {"discover", "profile", "catalog-sources"} <= set(spec["root"]["dag"]["tasks"])
+
+
+def test_train_model_on_gpu_yaml_keeps_its_gpu_settings_in_a_user_pipeline(
+        tmp_path, monkeypatch) -> None:
+    """training/train_model_on_gpu.yaml, loaded into a pipeline of the user's, gives the
+    training task the GPU request, node selector, toleration, resources and env that
+    compile time set (AUTOKFP_GPU_*: 2 GPUs, another node label and taint here); plain
+    train_model.yaml carries none of them. The same one-task pipeline named as its component
+    (train-model) loses them on load in kfp 2.17: why the YAML is train-model-on-gpu."""
+    import yaml
+
+    from autokfp.components import train_model
+    from autokfp.pipelines.cluster import CONFIG_KEYS, ClusterOptions
+    from autokfp.pipelines.training import train_model_on_gpu
+
+    monkeypatch.setenv("AUTOKFP_GPU_COUNT", "2")
+    monkeypatch.setenv("AUTOKFP_GPU_NODE_SELECTOR", "accelerator=a100")
+    monkeypatch.setenv("AUTOKFP_GPU_TOLERATION", "gpu-only:NoExecute")
+    written = compile_components(tmp_path / "components")
+    assert written["train_model_on_gpu"] == tmp_path / "components/training/train_model_on_gpu.yaml"
+    on_gpu = components.load_component_from_file(str(written["train_model_on_gpu"]))
+    plain = components.load_component_from_file(str(written["train_model"]))
+    features = components.load_component_from_file(str(written["engineer_features"]))
+    evaluate = components.load_component_from_file(str(written["evaluate_model"]))
+    # the same inputs (names, types, defaults) and outputs as the component
+    ours = train_model.component_spec
+    assert {n: (i.type, i.default) for n, i in on_gpu.component_spec.inputs.items()} == {
+        n: (i.type, i.default) for n, i in ours.inputs.items()}
+    assert set(on_gpu.component_spec.outputs) == set(ours.outputs)
+
+    def build(trainer, name):
+        @dsl.pipeline(name=name)
+        def user_pipeline(data: str = "gs://my-bucket/churn.parquet"):
+            rows = dsl.importer(artifact_uri=data, artifact_class=dsl.Dataset)
+            f = features(dataset=rows.output, target="churned")
+            trained = trainer(train=f.outputs["train"], plan=f.outputs["plan"], engine="h2o",
+                              budget_seconds=300)
+            evaluate(model=trained.outputs["model"], test=f.outputs["test"], model_name="churn")
+        target = tmp_path / f"{name}.yaml"
+        compiler.Compiler().compile(user_pipeline, str(target))
+        documents = list(yaml.safe_load_all(target.read_text()))
+        validate_pipeline_yaml(target)
+        return documents
+
+    spec, platform = build(on_gpu, "user-on-gpu")
+    container = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]
+    assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert container["resources"]["accelerator"]["resourceCount"] == "2"
+    assert container["resources"]["resourceCpuRequest"] == ClusterOptions().training_cpu
+    assert "autokfp-training" in container["image"]
+    executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]
+    assert executor["nodeSelector"]["labels"] == {"accelerator": "a100"}
+    assert executor["tolerations"] == [{"key": "gpu-only", "operator": "Exists",
+                                        "effect": "NoExecute"}]
+    assert {e["configMapKey"] for e in executor["configMapAsEnv"][0]["keyToEnv"]} == set(CONFIG_KEYS)
+    assert executor["secretAsEnv"][0]["secretName"] == "autokfp-credentials"
+    evaluated = spec["root"]["dag"]["tasks"]["evaluate-model"]["inputs"]["artifacts"]["model"]
+    assert evaluated["taskOutputArtifact"]["producerTask"] == "train-model-on-gpu"
+
+    (spec,) = build(plain, "user-plain")  # no platform spec: nothing set on any task
+    assert "resources" not in spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]
+
+    same_name = tmp_path / "same-name.yaml"
+    monkeypatch.setattr(train_model_on_gpu, "NAME", "train-model")
+    compiler.Compiler().compile(
+        train_model_on_gpu.build_train_model_on_gpu(ClusterOptions.from_env()), str(same_name))
+    assert "accelerator" in same_name.read_text()  # the YAML holds them...
+    (spec,) = build(components.load_component_from_file(str(same_name)), "user-same-name")
+    assert "resources" not in spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]
 
 
 def test_a_user_pipeline_of_loaded_component_yamls_runs_locally(
