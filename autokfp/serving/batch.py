@@ -8,8 +8,9 @@ The predictions are written next to the input's key columns, one chunk at a time
   ``<output>/<model>/v<version>/_temporary/<batch id>/`` (skipped by Parquet readers) and
   the batch folder appears only once every chunk is there: a local folder by one rename, an
   object store part by part and then the manifest and ``_SUCCESS``;
-- or to a SQL table (``<SQLAlchemy URL>#<table>``), each chunk in its own transaction, with
-  ``batch_id`` and ``chunk`` columns.
+- or to a SQL table (``<SQLAlchemy URL>#<table>``) with ``batch_id`` and ``chunk`` columns:
+  each chunk in its own transaction into ``<table>__staging``, then the whole batch moved
+  into the table in one transaction once every chunk is there.
 
 The batch id is a hash of the model version, the input's content, the keys and the chunk
 size. A rerun of the same batch (after a crash, a preempted pod, a retried task) finds the
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 50_000
 ROW_KEY = "row_number"  # the key written when the input has no key columns
+STAGING_SUFFIX = "__staging"  # a SQL output's chunks wait in <table>__staging
 _SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -188,6 +190,11 @@ class _StoreWriter:
 
 
 class _SqlWriter:
+    """Chunks go to a staging table, ``<table>__staging`` (each chunk in one transaction,
+    tagged with ``batch_id`` and ``chunk``); when every chunk is there, one transaction
+    moves the batch's rows into the table (created like the staging table when missing) and
+    deletes them from the staging table. The table never holds part of a batch."""
+
     def __init__(self, target: ScoringTarget, batch: str):
         import sqlalchemy
 
@@ -195,6 +202,7 @@ class _SqlWriter:
 
         self.table = target.table or ""
         self.schema, _, self.name = self.table.rpartition(".")
+        self.staging = f"{self.name}{STAGING_SUFFIX}"
         self.batch = batch
         self.shown = target.describe()
         try:
@@ -203,33 +211,69 @@ class _SqlWriter:
             raise ConfigError(f"output {self.shown}: cannot open the database: "
                               f"{type(exc).__name__}") from None
 
-    def done(self, chunks: int) -> set[int]:
+    def _chunks_in(self, name: str) -> set[int]:
         import sqlalchemy
 
-        if not sqlalchemy.inspect(self.engine).has_table(self.name, schema=self.schema or None):
+        if not sqlalchemy.inspect(self.engine).has_table(name, schema=self.schema or None):
             return set()
-        quoted = self.engine.dialect.identifier_preparer.format_table(
-            sqlalchemy.Table(self.name, sqlalchemy.MetaData(), schema=self.schema or None))
+        table = self._reflect(name)
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                sqlalchemy.text(f"SELECT DISTINCT chunk FROM {quoted} WHERE batch_id = :b"),
-                {"b": self.batch})
+            rows = connection.execute(sqlalchemy.select(table.c.chunk).distinct()
+                                      .where(table.c.batch_id == self.batch))
             return {int(r[0]) for r in rows}
+
+    def _reflect(self, name: str, connection: Any = None) -> Any:
+        import sqlalchemy
+
+        return sqlalchemy.Table(name, sqlalchemy.MetaData(), schema=self.schema or None,
+                                autoload_with=connection or self.engine)
+
+    def done(self, chunks: int) -> set[int]:
+        if self._chunks_in(self.name):  # moved as a whole: the batch is complete
+            return set(range(chunks))
+        return self._chunks_in(self.staging)
 
     def write(self, chunk: int, frame: pd.DataFrame) -> None:
         frame = frame.assign(batch_id=self.batch, chunk=chunk)
         try:
             with self.engine.begin() as connection:  # one transaction: a chunk is all or nothing
-                frame.to_sql(self.name, connection, schema=self.schema or None,
+                frame.to_sql(self.staging, connection, schema=self.schema or None,
                              if_exists="append", index=False)
         except Exception as exc:  # noqa: BLE001
-            raise DataError(f"output {self.shown}: writing chunk {chunk} failed "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); an "
-                            "existing table must have the key, prediction, model_version, "
-                            "batch_id and chunk columns") from None
+            raise DataError(f"output {self.shown}: writing chunk {chunk} to {self.staging} "
+                            f"failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
+                            ) from None
 
     def finish(self, manifest: dict[str, Any]) -> None:
-        self.engine.dispose()
+        import sqlalchemy
+
+        try:
+            with self.engine.begin() as connection:  # the whole batch, or nothing
+                inspector = sqlalchemy.inspect(connection)
+                if inspector.has_table(self.staging, schema=self.schema or None):
+                    self._move(connection, inspector)
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"output {self.shown}: moving the batch from {self.staging} "
+                            f"failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
+                            "an existing table must have the key, prediction, model_version, "
+                            "batch_id and chunk columns; rerun to retry") from None
+        finally:
+            self.engine.dispose()
+
+    def _move(self, connection: Any, inspector: Any) -> None:
+        import sqlalchemy
+
+        staging = self._reflect(self.staging, connection)
+        if not inspector.has_table(self.name, schema=self.schema or None):
+            sqlalchemy.Table(self.name, sqlalchemy.MetaData(),
+                             *[sqlalchemy.Column(c.name, c.type) for c in staging.columns],
+                             schema=self.schema or None).create(connection)
+        final = self._reflect(self.name, connection)
+        names = [c.name for c in staging.columns]
+        mine = staging.c.batch_id == self.batch
+        connection.execute(final.insert().from_select(
+            names, sqlalchemy.select(*[staging.c[n] for n in names]).where(mine)))
+        connection.execute(staging.delete().where(mine))
 
     @property
     def location(self) -> str:

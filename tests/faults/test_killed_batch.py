@@ -3,9 +3,10 @@ its writes, to a folder and to a SQL table (see ``killed_step.py``).
 
 A killed run leaves only whole chunks: every part file that exists parses and holds its
 whole chunk (a part is written to a temporary name and renamed), staged under
-``_temporary/`` so that no batch folder exists until it is complete, and the table holds no
-rows of a chunk whose transaction did not commit, even when the kill lands after the rows
-went in. The rerun scores only the missing chunks, and the result equals an uninterrupted
+``_temporary/`` so that no batch folder exists until it is complete; the SQL table holds
+none of the batch until every chunk is there (they wait in ``scores__staging``, which holds
+no rows of a chunk whose transaction did not commit, even when the kill lands after the rows
+went in). The rerun scores only the missing chunks, and the result equals an uninterrupted
 run's, with no row twice.
 """
 
@@ -72,14 +73,14 @@ def _folder_parts(root: Path) -> dict[int, pd.DataFrame]:
     return parts
 
 
-def _table(db: Path) -> pd.DataFrame:
+def _table(db: Path, name: str = "scores") -> pd.DataFrame:
     if not db.exists():
         return pd.DataFrame(columns=["chunk", "customer_id"])
     with sqlite3.connect(db) as connection:
         names = [r[0] for r in connection.execute("SELECT name FROM sqlite_master")]
-        if "scores" not in names:
+        if name not in names:
             return pd.DataFrame(columns=["chunk", "customer_id"])
-        return pd.read_sql("SELECT * FROM scores ORDER BY chunk, customer_id", connection)
+        return pd.read_sql(f"SELECT * FROM {name} ORDER BY chunk, customer_id", connection)
 
 
 def _whole_chunks(chunks: dict[int, pd.DataFrame]) -> None:
@@ -128,8 +129,9 @@ def test_kill_9_of_batch_scoring_leaves_whole_chunks_and_a_rerun_completes(tmp_p
         assert [k for k, _ in reached] == [k for k, _ in counted[:kill_at]]
         if kind == "folder":
             written = _folder_parts(out)
-        else:
-            table = _table(out)
+        else:  # the chunks wait in the staging table; the table holds none of the batch
+            assert _table(out).empty
+            table = _table(out, "scores__staging")
             written = {int(c): rows.reset_index(drop=True) for c, rows in table.groupby("chunk")}
         _whole_chunks(written)  # nothing half-written is visible
         if kind == "folder":  # and no batch folder: the parts are staged under _temporary/

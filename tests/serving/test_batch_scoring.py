@@ -146,16 +146,54 @@ def test_a_sql_table_gets_each_chunk_in_one_transaction_and_no_duplicates(tmp_pa
     assert target == ScoringTarget("sql", f"sqlite:///{db}", "churn_scores")
     with pytest.raises(MemoryError):
         _score(frame, Model(fail_on_call=3), target)
+    with sqlite3.connect(db) as connection:  # two whole chunks staged, the table untouched
+        names = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+        staged = pd.read_sql("SELECT chunk, COUNT(*) AS n FROM churn_scores__staging "
+                             "GROUP BY chunk", connection)
+    assert "churn_scores" not in names and staged.values.tolist() == [[0, 200], [1, 200]]
     result = _score(frame, Model(), target)
     assert (result.scored_chunks, result.skipped_chunks) == (4, 2)
     assert _score(frame, Model(), target).skipped_chunks == 6
     with sqlite3.connect(db) as connection:
         table = pd.read_sql("SELECT * FROM churn_scores ORDER BY chunk, customer_id", connection)
+        assert connection.execute("SELECT COUNT(*) FROM churn_scores__staging").fetchone() == (0,)
     assert len(table) == 1050 and table["customer_id"].is_unique
     assert set(table["batch_id"]) == {result.batch_id} and sorted(set(table["chunk"])) == list(range(6))
     expected = _expected(frame).sort_values("customer_id").reset_index(drop=True)
     got = table.sort_values("customer_id").reset_index(drop=True)
     np.testing.assert_allclose(got["probability_1"], expected["probability_1"])
+
+
+def test_a_postgresql_table_gets_a_batch_whole_or_not_at_all(postgres_server) -> None:
+    """On a real PostgreSQL server: a stopped batch leaves the table as it was (its chunks
+    wait in <table>__staging); the rerun moves all of it in one transaction, into an
+    existing table beside another batch's rows."""
+    import sqlalchemy
+
+    database = f"scores_{np.random.default_rng().integers(1e9)}"
+    postgres_server.run("postgres", f"CREATE DATABASE {database}")
+    url = postgres_server.url(database)
+    target = parse_target(f"{url}#public.churn_scores")
+    first = _score(_frame(300), Model(), target)  # another batch already in the table
+    frame = _frame().assign(x=lambda f: f["x"] * 2)
+    with pytest.raises(MemoryError):
+        _score(frame, Model(fail_on_call=4), target)
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as connection:
+        table = pd.read_sql("SELECT batch_id, COUNT(*) AS n FROM churn_scores GROUP BY batch_id",
+                            connection)
+        staged = pd.read_sql("SELECT COUNT(*) AS n FROM churn_scores__staging", connection)
+    assert table.values.tolist() == [[first.batch_id, 300]] and staged["n"].tolist() == [600]
+    result = _score(frame, Model(), target)
+    assert (result.scored_chunks, result.skipped_chunks) == (3, 3)
+    with engine.connect() as connection:
+        rows = pd.read_sql(sqlalchemy.text("SELECT * FROM churn_scores WHERE batch_id = :b "
+                                           "ORDER BY chunk, customer_id"),
+                           connection, params={"b": result.batch_id})
+        staged = pd.read_sql("SELECT COUNT(*) AS n FROM churn_scores__staging", connection)
+    engine.dispose()
+    assert staged["n"].tolist() == [0] and len(rows) == 1050 and rows["customer_id"].is_unique
+    np.testing.assert_allclose(rows["probability_1"], _expected(frame)["probability_1"])
 
 
 def test_without_keys_the_row_number_is_the_key(tmp_path) -> None:

@@ -21,8 +21,10 @@ def score_batch(
 
     The rows are scored in chunks of ``chunk_rows``; each chunk's predictions (the key
     columns, ``prediction``, ``probability_<class>`` and ``model_version``) are written as
-    one Parquet part under ``<output>/<model>/v<version>/<batch id>/`` or, for a SQL table,
-    in one transaction. The batch id hashes the model version, the input's content, the keys
+    one Parquet part, staged under ``<output>/<model>/v<version>/_temporary/<batch id>/``
+    until every chunk is there, then moved to ``<output>/<model>/v<version>/<batch id>/``;
+    for a SQL table each chunk goes to ``<table>__staging`` in one transaction and the whole
+    batch into the table in one more. The batch id hashes the model version, the input's content, the keys
     and the chunk size: a rerun of the same batch (a retried task, a preempted pod) skips
     the chunks already written. Lineage dataset -> model version -> predictions goes to the
     catalog (DataHub Lite, and a GMS when ``DATAHUB_GMS_URL`` is set).
