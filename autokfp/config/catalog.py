@@ -24,8 +24,7 @@ class CatalogSpec(_Strict):
     discovery tests; but the DataHub path runs DataHub's sources *and* autokfp's crawl (its
     aspects come from the crawl), so a first run costs 2.1x the crawl's CPU and misses the
     scale issue's first-crawl target (55 datasets per CPU-second against 100; the crawl
-    117), as does its unchanged re-run (1,031 against 2,000). Issue 18 asks that the path
-    taken meet those targets.
+    117). Issue 18 asks that the path taken meet those targets.
     """
 
     ingestion: Literal["crawl", "datahub"] = "crawl"
