@@ -275,7 +275,10 @@ def run_autokfp_steps(work: Path, name: str, budget: int) -> dict[str, Any]:
             "engine_seconds": found["engine_seconds"], "phases": found.get("phases", {}),
             "outside_share": round(1 - inside / wall, 3) if wall else None,
             "champion_engine": found["engine"], "reported": found["metrics"],
-            "predictions": "autokfp.npy"}
+            "predictions": "autokfp.npy", "served": found.get("served"),
+            "served_reason": found.get("served_reason"),
+            "gate_fitted_rows": found.get("gate_fitted_rows"),
+            "served_fitted_rows": found.get("served_fitted_rows")}
 
 
 def steps_run(name: str, work: Path, budget: int) -> None:
@@ -296,6 +299,7 @@ def steps_run(name: str, work: Path, budget: int) -> None:
     from autokfp.config import parse_config
     from autokfp.modeling.model_package import load_model_package
     from autokfp.steps.engineer_features import engineer_features
+    from autokfp.steps.refit_model import refit_model
     from autokfp.steps.select_model import select_model
     from autokfp.steps.train_model import train_model
 
@@ -332,19 +336,29 @@ def steps_run(name: str, work: Path, budget: int) -> None:
     document = select_model(config, candidates, str(work / "holdout.parquet"),
                             str(work / "evaluation.json"), str(work / "selected")).record
     lap("select")
-    model = load_model_package(str(work / "selected"))
+    # after the gate (here: against the baseline, no champion in a fresh home), the chosen
+    # configuration fitted again on every labelled row when training.refit_for_serving says so
+    refitted = refit_model(config, str(work / "selected"), str(work / "evaluation.json"),
+                           str(work / "train.parquet"), str(work / "holdout.parquet"),
+                           str(work / "served"))
+    lap("refit")
     test = pd.read_parquet(work.parent / "test.parquet")
-    out = model.predict(test.drop(columns=[info["target"]]))
-    if info["task"] == "regression":
-        values = out["prediction"].to_numpy(dtype="float64")
-    else:
-        values = out[[f"probability_{label}" for label in info["labels"]]].to_numpy(dtype="float64")
-    np.save(work.parent / "autokfp.npy", values)
+    for package, file in (("served", "autokfp.npy"), ("selected", "autokfp-gate.npy")):
+        out = load_model_package(str(work / package)).predict(test.drop(columns=[info["target"]]))
+        if info["task"] == "regression":
+            values = out["prediction"].to_numpy(dtype="float64")
+        else:
+            values = out[[f"probability_{label}"
+                          for label in info["labels"]]].to_numpy(dtype="float64")
+        np.save(work.parent / file, values)
     lap("score_test_rows")
     metric = document["primary_metric"]
     (work / "champion.json").write_text(json.dumps(
         {"engine": document["selected"]["engine"], "engine_seconds": seconds, "phases": phases,
-         "metrics": {f"holdout_{metric}": document["metrics"].get(metric)}}))
+         "metrics": {f"holdout_{metric}": document["metrics"].get(metric)},
+         "served": refitted.served, "served_reason": refitted.reason,
+         "gate_fitted_rows": refitted.gate_fitted_rows,
+         "served_fitted_rows": refitted.served_fitted_rows}))
 
 
 def score_run(work: Path, model_name: str, wall: float, returncode: int, output: str,
@@ -607,6 +621,8 @@ def _run_system(kind: str, name: str, folder: Path, budget: int, tag: str, peer_
         if result.get("predictions"):
             (folder / "autokfp.npy").replace(folder / f"autokfp-{tag}.npy")
             result["predictions"] = f"autokfp-{tag}.npy"
+        if (folder / "autokfp-gate.npy").exists():  # steps mode: the gated model's too
+            (folder / "autokfp-gate.npy").replace(folder / f"autokfp-{tag}-gate.npy")
         result_path.write_text(json.dumps(result))
         return result
     # the other AutoML systems live in their own environment (--peer-python): they pin their
@@ -647,8 +663,15 @@ def report(out: Path, tags: list[str]) -> list[dict[str, Any]]:
                 values = np.load(predictions)
                 entry["metric"] = round(score(metric, truth, values, info["task"]), 4)
                 entry["se"] = round(bootstrap_se(metric, truth, values, info["task"]), 4)
+            gate = folder / f"{system}-gate.npy"
+            if gate.exists() and predictions.exists():  # the gated model, before its refit
+                entry["gate_metric"] = round(score(metric, truth, np.load(gate), info["task"]), 4)
+                gap, gap_se = paired_difference(metric, truth, np.load(predictions),
+                                                np.load(gate), info["task"])
+                entry["served_vs_gate"] = {"difference": round(gap, 4), "se": round(gap_se, 4)}
             for key in ("champion_engine", "outside_share", "engine_seconds", "step_seconds",
-                        "load_start", "load_average", "reported", "reason", "note"):
+                        "load_start", "load_average", "reported", "reason", "note", "served",
+                        "served_reason", "gate_fitted_rows", "served_fitted_rows"):
                 if key in result:
                     entry[key] = result[key]
             row[system] = entry
@@ -703,6 +726,18 @@ def print_table(rows: list[dict[str, Any]], tags: list[str]) -> None:
             entry = row.get(system) or {}
             if entry.get("reason"):
                 print(f"{row['table']} {system}: {entry['reason'][:300]}")
+    refits = [(row, system, row[system]) for row in rows for system in systems
+              if (row.get(system) or {}).get("gate_metric") is not None]
+    if refits:
+        print("\n| table | run | served (fitted rows) | served | gated model (fitted rows) "
+              "| served − gated (paired se) |")
+        print("|---|---|---|---|---|---|")
+        for row, system, entry in refits:
+            versus = entry["served_vs_gate"]
+            print(f"| {row['table']} | {system} | {entry.get('served')} "
+                  f"({entry.get('served_fitted_rows')}) | {entry['metric']:.4f} | "
+                  f"{entry['gate_metric']:.4f} ({entry.get('gate_fitted_rows')}) | "
+                  f"{versus['difference']:+.4f} ({versus['se']:.4f}) |")
 
 
 def print_steps(rows: list[dict[str, Any]], tags: list[str]) -> None:

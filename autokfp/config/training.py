@@ -87,6 +87,17 @@ class TrainingSpec(_Strict):
         description="train H2O on this running cluster ({url: http://host:54321}) instead of "
                     "a JVM in the training pod; the ConfigMap key AUTOKFP_H2O_CLUSTER_URL "
                     "does the same")
+    refit_for_serving: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="after the champion gate passes, fit the chosen configuration again on "
+                    "every labelled row (the fixed test rows too) and serve that model; the "
+                    "gated model stays in the registered version for the next run's "
+                    "comparison. auto: when the table has at most refit_max_rows labelled "
+                    "rows")
+    refit_max_rows: int = Field(
+        default=10_000, ge=0,
+        description="refit_for_serving: auto refits tables with at most this many labelled "
+                    "rows (train + test)")
 
     @field_validator("dataset")
     @classmethod

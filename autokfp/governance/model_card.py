@@ -138,6 +138,13 @@ def _data_section(tags: dict[str, str], meta: dict[str, Any], plan: Any, schema:
              f"| training rows | {meta.get('trained_rows', '-')} |",
              f"| rows the model was fitted on | {meta.get('fitted_rows', meta.get('trained_rows', '-'))} |",
              f"| held-out rows | {evaluation.get('test_rows', '-')} |", ""]
+    serving = serving_facts(meta)
+    if serving["served"] == "refit":
+        lines[-1:-1] = [
+            f"| served model | refitted on all {serving['served_fitted_rows']} labelled rows "
+            "after the champion gate |",
+            f"| gated model | fitted on {serving['gate_fitted_rows']} rows (kept in the version "
+            f"as `{serving['gate_model']}/`; the next run's gate scores it) |"]
     if lineage:
         lines += ["Lineage (from the catalog):", ""]
         for entry in lineage:
@@ -172,14 +179,25 @@ def _metrics_section(evaluation: dict[str, Any], fairness: dict[str, Any],
                       f"scored out of sample + {estimate.get('test_rows', 0)} held-out rows). "
                       "The held-out figures above are noisier on a small table."]
     rows = meta.get("trained_rows")
-    if rows:
+    serving = serving_facts(meta)
+    if serving["served"] == "refit":
+        lines += ["", f"The served model is the gated configuration fitted again on all "
+                      f"{serving['served_fitted_rows']} labelled rows, the "
+                      f"{evaluation.get('test_rows', 'held-out')} held-out rows included, after "
+                      "it passed the champion gate. The held-out figures above are those of "
+                      f"the gated model (fitted on {serving['gate_fitted_rows']} rows without "
+                      "them), which the version keeps for the next run's comparison; the "
+                      "served model has seen those rows, so it has no held-out figure of its "
+                      f"own. Refit check: {serving['check']}."]
+    elif rows:
         fitted = meta.get("fitted_rows", rows)
         fitted_on = (f"all {rows} training rows" if fitted == rows else
                      f"{fitted} of the {rows} training rows (the rest were the engine's "
                      "validation rows)")
         lines += ["", f"The model was fitted on {fitted_on}; the "
                       f"{evaluation.get('test_rows', 'held-out')} held-out rows were kept out "
-                      "of training to compare candidates and the champion (no refit on them)."]
+                      "of training to compare candidates and the champion (no refit on them"
+                      + (f": {serving['reason']}" if serving["reason"] else "") + ")."]
     comparison = evaluation.get("comparison") or {}
     lines += ["", f"Champion comparison: {comparison.get('reason', 'n/a')}", ""]
     if fairness.get("overall_after"):
@@ -303,8 +321,24 @@ def card_metadata(*, name: str, version: str, tags: dict[str, str], meta: dict[s
                     "primary_metric": meta.get("primary_metric"),
                     "dataset_fingerprint": tags.get("dataset_fingerprint", schema.fingerprint),
                     "kfp_run_id": tags.get("kfp.run_id"),
-                    "kfp_pipeline_name": tags.get("kfp.pipeline_name")},
+                    "kfp_pipeline_name": tags.get("kfp.pipeline_name"),
+                    "serving": serving_facts(meta)},
     }
+
+
+def serving_facts(meta: dict[str, Any]) -> dict[str, Any]:
+    """Which model the version serves (``refit``: fitted again on every labelled row after the
+    gate; ``gated``: the model the gate judged), the rows each was fitted on, and why."""
+    serving = meta.get("serving") or {}
+    fitted = meta.get("fitted_rows", meta.get("trained_rows"))
+    if serving.get("model") == "refit":
+        check = serving.get("check") or {}
+        return {"served": "refit", "served_fitted_rows": serving.get("fitted_rows", fitted),
+                "gate_fitted_rows": serving.get("gate_fitted_rows"),
+                "gate_model": serving.get("gate_model", "gate_model"),
+                "reason": serving.get("reason", ""), "check": check.get("detail", "-")}
+    return {"served": "gated", "served_fitted_rows": fitted, "gate_fitted_rows": fitted,
+            "gate_model": None, "reason": serving.get("reason", ""), "check": None}
 
 
 def card_with_metadata(card: str, metadata: dict[str, Any]) -> str:

@@ -345,6 +345,27 @@ def _inputs_any_type(signature: Any) -> Any:
     return ModelSignature(inputs=Schema(inputs), outputs=signature.outputs)
 
 
+GATE_MODEL_DIR = "gate_model"
+"""A package refitted on every labelled row after the champion gate keeps, in this folder, the
+package that passed the gate (fitted without the fixed test rows): what the next run's
+champion comparison scores on those rows."""
+
+
+def load_gate_model(uri: str) -> tuple[Any, bool]:
+    """The model a champion comparison scores on the test rows, and whether it is a kept gate
+    model: the package's ``gate_model/`` when it has one (a refitted package: its served
+    model has seen the test rows), else the package itself."""
+    folder = Path(uri)
+    if "://" in uri or not (folder / "MLmodel").is_file():
+        import mlflow.artifacts
+
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    gate = folder / GATE_MODEL_DIR
+    if (gate / "MLmodel").is_file():
+        return load_model_package(str(gate)), True
+    return load_model_package(str(folder)), False
+
+
 def load_model_package(uri: str) -> Any:
     """Load a packaged model (a folder, ``runs:/`` or ``models:/name@alias``) as a pyfunc.
 

@@ -62,12 +62,18 @@ def _load_champion(model_name: str, current: Any) -> tuple[Any, str | None]:
     """The champion's package, or None and why it cannot be loaded (an unusable champion
     never blocks a new model: it is replaced)."""
     from autokfp.modeling import registry
-    from autokfp.modeling.model_package import load_model_package
+    from autokfp.modeling.model_package import load_gate_model
 
     if current is None:
         return None, None
     try:
-        return load_model_package(registry.model_uri(model_name)), None
+        # a champion refitted on every row after its gate has seen the test rows: the model
+        # it kept from the gate (fitted without them) is the one compared on them
+        model, gated = load_gate_model(registry.model_uri(model_name))
+        if gated:
+            log.info("champion v%s was refitted on the test rows after its gate: its gate "
+                     "model is compared on them", current.version)
+        return model, None
     except Exception as exc:  # noqa: BLE001 - an unusable champion must not block a new model
         champion_error = (f"champion v{current.version} cannot be loaded ({exc}); it is "
                           "replaced by a model that can")

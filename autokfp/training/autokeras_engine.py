@@ -477,7 +477,10 @@ class AutoKerasEngine:
                 "search_seconds": round(search_seconds, 2), "deadline_reached": clock.expired,
                 "trials": len(board), "inputs": encoding.width, "features": list(features.columns),
                 "categorical": categorical, "validation_rows": int(len(val_idx)),
-                "fitted_rows": int(fitted_rows), "refit": refit_note, "seconds": timings}
+                "fitted_rows": int(fitted_rows), "refit": refit_note, "seconds": timings,
+                # what a refit after the champion gate trains again (``refit``)
+                "best_epochs": int(clock.best_epochs), "batch_size": int(batch_size),
+                "optimizer": _optimizer_config(clock.best_model)}
         (workdir / "engine.json").write_text(json.dumps(info, indent=2))
         log.info("AutoKeras leader %s after %.1fs (%d trials%s); validation %s; seconds %s", leader,
                  search_seconds, len(board), ", deadline reached" if clock.expired else "", cv,
@@ -509,6 +512,62 @@ class AutoKerasEngine:
             timings["refit"] = round(time.monotonic() - mark, 2)
         log.info("AutoKeras refit: %s", refit_note)
         return fitted_rows, refit_note
+
+    def refit(
+        self,
+        artifact_dir: Path,
+        features: pd.DataFrame,
+        target: pd.Series,
+        task: str,
+        classes: list[str] | None,
+        categorical: list[str],
+        budget: Any,
+        sort_metric: str,
+        workdir: Path,
+    ) -> EngineResult:
+        """The network in ``artifact_dir`` trained again on ``features``: its architecture
+        from fresh weights, with its optimizer, batch size and epoch count (``engine.json``),
+        its input encoding and normalisation statistics kept, so it scores rows as the
+        gated network does. No search and no deadline. Raises TrainingError when the folder
+        records no epoch count (trained before it was kept), or when the loaded saved file
+        does not predict what the trained network did."""
+        artifact_dir, workdir = Path(artifact_dir), Path(workdir)
+        info = json.loads((artifact_dir / "engine.json").read_text())
+        epochs, batch_size = int(info.get("best_epochs") or 0), int(info.get("batch_size") or 0)
+        if epochs < 1 or batch_size < 1 or not info.get("optimizer"):
+            raise TrainingError(f"{artifact_dir / 'engine.json'} records no epoch count, batch "
+                                "size or optimizer (a network trained before they were kept): "
+                                "it cannot be refitted")
+        started = time.monotonic()
+        _check_inputs(features, target)
+        _quiet_tensorflow()
+        device = _configure_tensorflow(budget)
+        encoding = KerasEncoding.from_json((artifact_dir / ENCODING_FILE).read_text())
+        x = encoding.transform(features)
+        y, _codes = self._encode_target(target, task, classes, encoding)
+        gated = _load_keras_model(artifact_dir / MODEL_FILE)
+        model, last_loss = _fit_clone(gated, info["optimizer"], _task_loss(task), x, y, epochs,
+                                      batch_size, int(budget.seed))
+        if not math.isfinite(last_loss):
+            raise TrainingError(f"the refit ended with a non-finite loss ({last_loss})")
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        shutil.copytree(artifact_dir, workdir)
+        (workdir / "holdout.npz").unlink(missing_ok=True)  # the gated network's, not this one's
+        note = f"refitted on {len(x)} rows for {epochs} epochs after the champion gate"
+        exported, note = _save_refit(model, x, workdir / MODEL_FILE, note)
+        if not exported:
+            raise TrainingError(note)
+        seconds = round(time.monotonic() - started, 2)
+        info.update({"fitted_rows": len(x), "refit": note, "refit_seconds": seconds,
+                     "device": device})
+        (workdir / "engine.json").write_text(json.dumps(info, indent=2))
+        return EngineResult(
+            engine=self.name, artifact_dir=workdir, leader=str(info.get("leader", "")),
+            leaderboard=pd.DataFrame({"trial": [info.get("leader", "")]}), device=device,
+            params={"refit": note, "refit_seconds": seconds, "epochs": epochs,
+                    "batch_size": batch_size},
+            fitted_rows=len(x))
 
     def _params(self, budget: Any, batch_size: int, trials: int, deadline_reached: bool,
                 refit_note: str, fitted_rows: int) -> dict[str, Any]:
@@ -565,32 +624,12 @@ def _refit_all_rows(clock: _SearchClock, x: np.ndarray, y: np.ndarray, batch_siz
         return None, (f"skipped: about {estimate:.0f}s by the best trial's epochs, over "
                       f"refit_max_share of the budget ({limit_seconds:.0f}s); the search's "
                       f"model (fitted on {searched_rows} rows) is exported")
-    keras.utils.set_random_seed(seed)
     try:
-        model = keras.models.clone_model(best)
-        # statistics adapted to the data (normalisation layers) are not learned by fit: the
-        # clone keeps the search's; every trainable weight starts afresh
-        for source, target in zip(best.weights, model.weights):
-            if not source.trainable:
-                target.assign(source.numpy())
-        # A Normalization layer computes from those variables only in finalize_state (what
-        # adapt() and loading a saved model call): without it the clone would train on its
-        # initial mean 0 / variance 1 and be saved with the search's statistics, which the
-        # loaded model then applies to weights fitted without them (diamonds: RMSE 4,287 on
-        # its own training rows against 580 in memory)
-        for layer in model.layers:
-            if hasattr(layer, "finalize_state"):
-                layer.finalize_state()
-        model.compile(optimizer=keras.optimizers.deserialize(
-            keras.optimizers.serialize(best.optimizer)), loss=best.loss)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True,
-                                verbose=0)
+        model, last_loss = _fit_clone(best, keras.optimizers.serialize(best.optimizer),
+                                      best.loss, x, y, epochs, batch_size, seed)
     except (RuntimeError, ValueError, TypeError) as exc:
         return None, f"failed ({type(exc).__name__}: {exc}); the search's model is exported"
-    losses = history.history.get("loss") or [float("nan")]
-    if not math.isfinite(float(losses[-1])):
+    if not math.isfinite(last_loss):
         return None, "ended with a non-finite loss; the search's model is exported"
     try:
         refit_loss = _mean_loss(model, best.loss, x, y)
@@ -604,6 +643,52 @@ def _refit_all_rows(clock: _SearchClock, x: np.ndarray, y: np.ndarray, batch_siz
                       "is exported")
     return model, (f"on all {len(x)} training rows for {epochs} epochs (the search's model "
                    f"was fitted on {searched_rows}; loss {refit_loss:.4f} vs {search_loss:.4f})")
+
+
+def _fit_clone(source: Any, optimizer: dict[str, Any], loss: Any, x: np.ndarray, y: np.ndarray,
+               epochs: int, batch_size: int, seed: int) -> tuple[Any, float]:
+    """``source``'s architecture trained from fresh weights on ``x``/``y`` for ``epochs``
+    with the optimizer of config ``optimizer``: (the network, its last epoch's loss)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.models.clone_model(source)
+    # statistics adapted to the data (normalisation layers) are not learned by fit: the
+    # clone keeps the source's; every trainable weight starts afresh
+    for kept, target in zip(source.weights, model.weights):
+        if not kept.trainable:
+            target.assign(kept.numpy())
+    # A Normalization layer computes from those variables only in finalize_state (what
+    # adapt() and loading a saved model call): without it the clone would train on its
+    # initial mean 0 / variance 1 and be saved with the source's statistics, which the
+    # loaded model then applies to weights fitted without them (diamonds: RMSE 4,287 on
+    # its own training rows against 580 in memory)
+    for layer in model.layers:
+        if hasattr(layer, "finalize_state"):
+            layer.finalize_state()
+    model.compile(optimizer=keras.optimizers.deserialize(optimizer), loss=loss)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+    losses = history.history.get("loss") or [float("nan")]
+    return model, float(losses[-1])
+
+
+def _optimizer_config(model: Any) -> dict[str, Any] | None:
+    """The JSON form of ``model``'s optimizer (None if it has none or it is not JSON)."""
+    import keras
+
+    try:
+        config = keras.optimizers.serialize(model.optimizer)
+        return json.loads(json.dumps(config))
+    except Exception:  # noqa: BLE001 - only a later refit needs it
+        return None
+
+
+def _task_loss(task: str) -> str:
+    """The loss AutoKeras' heads train with for ``task`` (the encoded targets' form)."""
+    return {"binary": "binary_crossentropy", "multiclass": "categorical_crossentropy"}.get(
+        task, "mean_squared_error")
 
 
 def _save_refit(model: Any, x: np.ndarray, path: Path, note: str) -> tuple[bool, str]:

@@ -26,7 +26,7 @@ from autokfp.engine_registry import EngineSettings
 if TYPE_CHECKING:
     from autokfp.config import BudgetSpec
 
-__all__ = ["Engine", "EngineResult", "EngineSettings", "FrameScorer", "Scorer"]
+__all__ = ["Engine", "EngineResult", "EngineSettings", "FrameScorer", "Refittable", "Scorer"]
 
 
 class Scorer(Protocol):
@@ -98,3 +98,23 @@ class Engine(Protocol):
     ) -> EngineResult: ...
 
     def load_scorer(self, artifact_dir: Path, task: str, classes: list[str] | None) -> Scorer: ...
+
+
+class Refittable(Protocol):
+    """An engine that can train the model of one of its folders again on other rows: the
+    same chosen configuration (algorithm and hyper-parameters, or architecture, optimizer
+    and epochs), no search. What ``refit_model`` calls after the champion gate, to fit the
+    served model on every labelled row; an engine without ``refit`` serves its gated model."""
+
+    def refit(
+        self,
+        artifact_dir: Path,
+        features: pd.DataFrame,
+        target: pd.Series,
+        task: str,
+        classes: list[str] | None,
+        categorical: list[str],
+        budget: BudgetSpec,
+        sort_metric: str,
+        workdir: Path,
+    ) -> EngineResult: ...

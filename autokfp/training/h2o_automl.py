@@ -17,6 +17,7 @@ import atexit
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -53,6 +54,18 @@ FOLDS_BUDGET_SECS = 300
 SORT_METRICS = {"auc": "AUC", "logloss": "logloss", "accuracy": "logloss", "f1": "AUC",
                 "rmse": "RMSE", "mae": "MAE", "r2": "RMSE"}
 MOJO_FILE = "model.zip"
+# the leader's recipe (algorithm and actual parameters; a stacked ensemble's base models'
+# too): what ``refit`` trains again on every labelled row after the champion gate
+RECIPE_FILE = "recipe.json"
+# parameters a recipe leaves out: the frames, columns and keys of the run that trained it,
+# and the time AutoML happened to allot (a refit gets the budget instead)
+_RUN_BOUND_PARAMS = frozenset({
+    "model_id", "training_frame", "validation_frame", "blending_frame", "calibration_frame",
+    "response_column", "ignored_columns", "fold_column", "weights_column", "offset_column",
+    "checkpoint", "export_checkpoints_dir", "in_training_checkpoints_dir", "base_models",
+    "custom_metric_func", "custom_distribution_func", "max_runtime_secs",
+    "pretrained_autoencoder", "save_matrix_directory",
+    "obj_reg"})  # GLM's is 1 / the rows it was fitted on; its default is that of the refit
 # a node of a remote cluster not heard from for this long counts as lost
 HEARTBEAT_SECS = 10
 
@@ -757,6 +770,7 @@ class H2OAutoMLEngine:
             use_multi_thread=False)
         leader_id, _mojo = self._export_first_exportable(board, workdir)
         leader = h2o.get_model(leader_id)
+        _write_recipe(leader, workdir)
         cv = _cv_metrics(leader, task)
         # out-of-fold scores, fetched once: the CV spread and the calibration use them
         oof = _holdout_predictions(leader)
@@ -784,6 +798,56 @@ class H2OAutoMLEngine:
                 log.warning("leader(s) could not be exported as MOJO, used %s: %s", model_id, errors)
             return model_id, target
         raise TrainingError(f"no AutoML model could be exported as a MOJO: {errors}")
+
+    def refit(
+        self,
+        artifact_dir: Path,
+        features: pd.DataFrame | FeatureFile,
+        target: pd.Series,
+        task: str,
+        classes: list[str] | None,
+        categorical: list[str],
+        budget: Any,
+        sort_metric: str,
+        workdir: Path,
+    ) -> EngineResult:
+        """The model in ``artifact_dir`` trained again, by its recipe (``recipe.json``: the
+        leader's algorithm and actual parameters, a stacked ensemble's base models and
+        metalearner too), on ``features``: no search, the same configuration on other rows.
+        Each model gets ``budget.max_runtime_secs`` at most. Raises TrainingError when the
+        folder holds no recipe (a package trained before recipes were kept)."""
+        import h2o
+
+        recipe_path = Path(artifact_dir) / RECIPE_FILE
+        if not recipe_path.is_file():
+            raise TrainingError(f"{recipe_path} is missing: the model was trained before H2O "
+                                "recipes were kept, so its configuration cannot be refitted")
+        recipe = json.loads(recipe_path.read_text())
+        _check_inputs(features, target, int(recipe.get("params", {}).get("nfolds") or 2))
+        begun = time.monotonic()
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        frame, column_types, response = _training_frame(features, target, task, categorical)
+        log.info("H2O refit of %s (%s) on %d rows", recipe.get("model_id"), recipe.get("algo"),
+                 len(frame))
+        with self._new_cluster(budget) as cluster:
+            h2o_frame = cluster.load(frame, column_types)
+            model = _fit_recipe(cluster, recipe, list(features.columns), response, h2o_frame,
+                                budget.max_runtime_secs)
+            exported = Path(model.download_mojo(path=str(workdir), get_genmodel_jar=False))
+            exported.replace(workdir / MOJO_FILE)
+            _write_recipe(model, workdir)
+        seconds = round(time.monotonic() - begun, 2)
+        info = {"engine": self.name, "leader": model.model_id, "algo": model.algo,
+                "h2o_version": h2o.__version__, "refit_of": recipe.get("model_id"),
+                "fitted_rows": len(target), "train_seconds": seconds}
+        (workdir / "engine.json").write_text(json.dumps(info, indent=2))
+        return EngineResult(
+            engine=self.name, artifact_dir=workdir, leader=model.model_id,
+            leaderboard=pd.DataFrame({"model_id": [model.model_id]}),
+            params={"refit_of": recipe.get("model_id"), "leader_algo": model.algo,
+                    "refit_seconds": seconds},
+            fitted_rows=len(target))
 
     def load_scorer(self, artifact_dir: Path, task: str, classes: list[str] | None) -> MojoScorer:
         path = Path(artifact_dir) / MOJO_FILE
@@ -904,3 +968,89 @@ register_engine(EngineSpec(
     legacy_budget_keys={"max_models": "max_models", "nfolds": "nfolds",
                         "max_mem_size": "max_mem_size", "h2o_max_restarts": "max_restarts",
                         "include_algos": "include_algos"}))
+
+
+def _recipe(model: Any) -> dict[str, Any]:
+    """What ``refit`` needs to train ``model`` again: its algorithm and actual parameters
+    (the run-bound ones left out), and a stacked ensemble's base models' recipes."""
+    import h2o
+
+    params = {}
+    for key, value in (model.actual_params or {}).items():
+        if key in _RUN_BOUND_PARAMS or value is None:
+            continue
+        if isinstance(value, (str, int, float, bool)) or (
+                isinstance(value, list) and all(isinstance(v, (str, int, float, bool))
+                                                for v in value)):
+            params[key] = value
+    if model.algo == "glm" and params.get("lambda_search"):
+        # the chosen penalty, not the search: a refit fits the gated model's hyper-parameters
+        output = model._model_json.get("output", {})
+        best = output.get("lambda_best")
+        if best is not None:
+            params.update({"lambda_search": False, "lambda": [float(best)]})
+            if output.get("alpha_best") is not None:
+                params["alpha"] = [float(output["alpha_best"])]
+    if model.algo in ("gbm", "drf", "xgboost"):
+        # the trees it has, not those it was asked for: AutoML's time limit can stop a model
+        # early, and the gated model is the one with those trees
+        built = _built_trees(model)
+        if built:
+            params["ntrees"] = built
+    recipe: dict[str, Any] = {"model_id": model.model_id, "algo": model.algo, "params": params}
+    if model.algo == "stackedensemble":
+        bases = (model.actual_params or {}).get("base_models") or []
+        recipe["base_models"] = [_recipe(h2o.get_model(base["name"] if isinstance(base, dict)
+                                                       else str(base))) for base in bases]
+    return recipe
+
+
+def _built_trees(model: Any) -> int | None:
+    """How many trees (per class) ``model`` has, from its model summary; None if unknown."""
+    try:
+        summary = model._model_json["output"]["model_summary"]
+        column = list(summary.col_header).index("number_of_trees")
+        return int(float(summary.cell_values[0][column]))
+    except Exception:  # noqa: BLE001 - the requested count stays
+        return None
+
+
+def _write_recipe(model: Any, workdir: Path) -> None:
+    """``recipe.json`` next to the MOJO; a recipe that cannot be read costs the refit only."""
+    try:
+        (Path(workdir) / RECIPE_FILE).write_text(json.dumps(_recipe(model), indent=2))
+    except Exception as exc:  # noqa: BLE001 - the model itself is exported already
+        log.warning("the leader's recipe could not be kept, so it cannot be refitted after the "
+                    "champion gate: %s: %s", type(exc).__name__, exc)
+
+
+def _fit_recipe(cluster: Any, recipe: dict[str, Any], x: list[str], response: str, frame: Any,
+                max_runtime_secs: float) -> Any:
+    """Train ``recipe`` (base models first for a stacked ensemble) on ``frame``."""
+    from h2o.estimators import create_estimator
+    from h2o.exceptions import H2OTypeError
+
+    params = dict(recipe["params"])
+    if "lambda" in params:  # the client's name for it ("lambda" is a Python keyword)
+        params["lambda_"] = params.pop("lambda")
+    params["max_runtime_secs"] = float(max_runtime_secs)
+    if recipe["algo"] == "stackedensemble":
+        bases = [_fit_recipe(cluster, base, x, response, frame, max_runtime_secs)
+                 for base in recipe.get("base_models", [])]
+        params["base_models"] = [base.model_id for base in bases]
+    estimator = None
+    while estimator is None:
+        try:
+            estimator = create_estimator(recipe["algo"], **params)
+        except H2OTypeError as exc:
+            # an actual value the client will not take back as a setting (GLM's link
+            # "multinomial"): that setting is left at its default, which gave that value
+            rejected = re.search(r"Argument `(\w+)`", str(exc))
+            if rejected is None or rejected.group(1) not in params:
+                raise
+            log.info("refit of %s: %s left at its default (%s)", recipe.get("model_id"),
+                     rejected.group(1), exc)
+            params.pop(rejected.group(1))
+    fitted = estimator
+    cluster.run_job(fitted, lambda: fitted.train(x=x, y=response, training_frame=frame))
+    return fitted

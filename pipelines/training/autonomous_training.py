@@ -4,9 +4,10 @@ discover → profile (quality gate) → engineer features → data bias check �
 train one candidate per configured engine (``dsl.ParallelFor``: H2O AutoML ∥ AutoKeras ∥ any
 plugin engine, each on a GPU node) → select (``dsl.Collected`` candidates and the champion
 on the same test rows) → bias check (+ mitigation
-carried in the model) → evaluate the checked model vs the champion → explain → register
-(MLflow alias) → model card + compliance report → deploy (KServe canary, verify, promote or
-roll back; held back while a required approval is missing).
+carried in the model) → evaluate the checked model vs the champion → explain → refit on
+every labelled row (small tables) → register (MLflow alias) → model card + compliance
+report → deploy (KServe canary, verify, promote or roll back; held back while a required
+approval is missing).
 """
 
 
@@ -22,6 +23,7 @@ from autokfp.components import (
     explain_model,
     list_engines,
     profile,
+    refit_model,
     register_model,
     resolve_config,
     select_model,
@@ -131,14 +133,22 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
         explained = configure_task(explain_model(config=config, model=bias.outputs["checked_model"],
                                                  train=features.outputs["train"],
                                                  test=features.outputs["test"]), options, name="explain")
-        registered = configure_task(register_model(config=config, model=bias.outputs["checked_model"],
+        # the gate passed: on a small table the same configuration is fitted again on every
+        # labelled row (test rows too) and served; the gated package stays inside it for the
+        # next run's gate (training.refit_for_serving)
+        refitted = configure_task(refit_model(config=config, model=bias.outputs["checked_model"],
+                                              evaluation=evaluated.outputs["evaluation"],
+                                              train=features.outputs["train"],
+                                              test=features.outputs["test"]), options,
+                                  name="refit on every labelled row")
+        registered = configure_task(register_model(config=config, model=refitted.outputs["served_model"],
                                                    evaluation=evaluated.outputs["evaluation"],
                                                    schema=found.outputs["schema"],
                                                    kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                                    pipeline_name=PIPELINE_NAME),
                                     options, name="register in MLflow")
         registered.after(explained)
-        card = configure_task(write_model_card(config=config, model=bias.outputs["checked_model"],
+        card = configure_task(write_model_card(config=config, model=refitted.outputs["served_model"],
                                                registration=registered.outputs["registration"],
                                                evaluation=evaluated.outputs["evaluation"],
                                                schema=found.outputs["schema"],

@@ -30,7 +30,8 @@ TRAINING_EXECUTORS = ("exec-train-model",)
 # between engineer-features and select-model
 LOOP = "for-loop-1"
 CHAIN = ["resolve-config", "discover", "profile", "engineer-features", "check-data-bias", LOOP,
-         "select-model", "bias-check", "evaluate-model", "register-model", "write-model-card",
+         "select-model", "bias-check", "evaluate-model", "refit-model", "register-model",
+         "write-model-card",
          "deploy-model"]
 TASKS = [*CHAIN, "list-engines", "explain-model"]
 EXECUTORS = [t for t in TASKS if t != LOOP] + ["train-model"]
@@ -275,7 +276,12 @@ def test_tasks_run_in_pipeline_order(compiled) -> None:
     assert producer("bias-check", "model") == "select-model"
     assert producer("evaluate-model", "model") == "bias-check"
     assert producer("explain-model", "model") == "bias-check"
-    assert producer("register-model", "model") == "bias-check"
+    # after the gate, the refit on every labelled row is what is registered and documented
+    assert producer("refit-model", "model") == "bias-check"
+    assert producer("refit-model", "evaluation") == "evaluate-model"
+    assert producer("refit-model", "test") == "engineer-features"
+    assert producer("register-model", "model") == "refit-model"
+    assert producer("write-model-card", "model") == "refit-model"
     assert producer("register-model", "evaluation") == "evaluate-model"
     assert "explain-model" in tasks["register-model"]["dependentTasks"]
     assert producer("write-model-card", "fairness") == "bias-check"

@@ -1,0 +1,277 @@
+"""The `refit_model` step: after the champion gate, the chosen configuration fitted again on
+every labelled row, and that model served.
+
+The gate (``evaluate_model``) compares the candidate with the champion on the fixed test rows
+(``modeling.partition``: the same rows every run), so no model it compares may have seen them.
+On a small table those rows are a real share of the data (wine: 31 of 133), so once the gate
+has passed, the engine trains the same configuration again (no search: H2O the leader's
+algorithm with its parameters, or its stacked ensemble's recipe; AutoKeras the chosen
+architecture) on the training and test rows together, and that package is what is
+registered and served. The gated package stays inside it (``gate_model/``), so the next
+run's gate scores it, never the all-rows model, on the test rows.
+
+Refitting never fails the run: an engine without ``refit``, an error, a crash or a refit that
+scores its own rows far worse than the gated model did serves the gated model, and the
+package's ``meta.serving`` says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autokfp.config import RunConfig
+from autokfp.governance.audit import batched
+from autokfp.steps.io import read_config, read_json, record_event
+from autokfp.steps.results import Publication, StepResult
+
+log = logging.getLogger(__name__)
+
+REFIT, GATED = "refit", "gated"
+# the refit, scored on every labelled row (all of which it was fitted on), may be worse than
+# the gated model there by at most this: points of AUC/accuracy/F1/R², or this share of the
+# gated model's log loss/RMSE/MAE ("far worse" means a refit that did not fit)
+REFIT_SCORE_TOLERANCE = 0.02
+REFIT_LOSS_TOLERANCE = 0.10
+
+
+@dataclass(frozen=True)
+class Refitted(StepResult):
+    """Which model is served (``refit`` or ``gated``), why, and the rows each was fitted on."""
+
+    served: str
+    reason: str
+    engine: str
+    gate_fitted_rows: int
+    served_fitted_rows: int
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def publication(self) -> Publication:
+        return Publication(
+            metrics={"gate_fitted_rows": float(self.gate_fitted_rows),
+                     "served_fitted_rows": float(self.served_fitted_rows), **self.figures},
+            metadata={"model": {"engine": self.engine, "framework": "mlflow-pyfunc",
+                                "served": self.served, "serving_reason": self.reason[:1000]}},
+            returns=(self.served,))
+
+
+def refit_wanted(cfg: RunConfig, evaluation: dict[str, Any], labelled_rows: int) -> str:
+    """Why the gated model is served as it is, or "" when it is to be refitted."""
+    setting = cfg.training.refit_for_serving
+    if setting == "never":
+        return "training.refit_for_serving is never"
+    if not (evaluation.get("comparison") or {}).get("promote"):
+        return ("the model did not pass the champion gate (it is kept as challenger), so it "
+                "is not refitted")
+    if setting == "auto" and labelled_rows > cfg.training.refit_max_rows:
+        return (f"{labelled_rows} labelled rows, over training.refit_max_rows "
+                f"({cfg.training.refit_max_rows}): the test rows' share is too small to be "
+                "worth a second training (training.refit_for_serving: always refits anyway)")
+    return ""
+
+
+@batched
+def refit_model(config: dict[str, Any] | RunConfig, model_path: str, evaluation_path: str,
+                train_path: str, test_path: str, out_model_path: str) -> Refitted:
+    """Write the package to register and serve at ``out_model_path``: the gated package
+    (``model_path``) refitted on the training and test rows when ``refit_wanted`` says so and
+    the refit passes its check, with the gated package kept inside as ``gate_model/``;
+    otherwise the gated package itself. Its ``meta.serving`` says which and why; a refit
+    is recorded in the audit trail (``model.refit``)."""
+    import pyarrow.parquet as pq
+
+    cfg = read_config(config)
+    evaluation = read_json(evaluation_path)
+    meta = json.loads(Path(model_path, "artifacts", "meta.json").read_text())
+    gate_rows = int(meta.get("fitted_rows") or meta.get("trained_rows") or 0)
+    train_rows = pq.ParquetFile(train_path).metadata.num_rows
+    test_rows = pq.ParquetFile(test_path).metadata.num_rows
+    reason = refit_wanted(cfg, evaluation, train_rows + test_rows)
+    figures: dict[str, float] = {}
+    if not reason:
+        started = time.monotonic()
+        try:
+            reason, figures = _refit(cfg, model_path, train_path, test_path, out_model_path,
+                                     meta, gate_rows)
+        except Exception as exc:  # noqa: BLE001 - a refit never fails the run
+            reason = f"the refit failed ({type(exc).__name__}: {exc})"[:2000]
+        figures["refit_seconds"] = round(time.monotonic() - started, 1)
+    if not reason:
+        served = json.loads(Path(out_model_path, "artifacts", "meta.json").read_text())
+        record_event("model.refit", served["serving"], cfg.model_name)
+        log.info("serving the refit: %s", served["serving"]["reason"])
+        return Refitted(REFIT, served["serving"]["reason"], meta["engine"], gate_rows,
+                        int(served["fitted_rows"]), figures)
+    log.warning("serving the gated model (fitted on %d rows): %s", gate_rows, reason)
+    _serve_gated(model_path, out_model_path, meta, gate_rows, reason)
+    if figures:  # a refit was tried: the audit trail says why it is not served
+        record_event("model.refit_rejected", {"reason": reason, "gate_fitted_rows": gate_rows,
+                                              **figures}, cfg.model_name)
+    return Refitted(GATED, reason, meta["engine"], gate_rows, gate_rows, figures)
+
+
+def _serve_gated(model_path: str, out_model_path: str, meta: dict[str, Any], gate_rows: int,
+                 reason: str) -> None:
+    """The gated package at ``out_model_path`` as it is, its ``meta.serving`` saying why."""
+    staging = _staging(out_model_path)
+    shutil.copytree(model_path, staging)
+    served = {**meta, "serving": {"model": GATED, "fitted_rows": gate_rows, "reason": reason}}
+    Path(staging, "artifacts", "meta.json").write_text(json.dumps(served, indent=2, default=str))
+    _publish(staging, out_model_path)
+
+
+def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
+           out_model_path: str, meta: dict[str, Any], gate_rows: int
+           ) -> tuple[str, dict[str, float]]:
+    """Refit in a child process, assemble the served package, check it: ("", figures) when it
+    is served, else (why not, figures)."""
+    from autokfp.engine_registry import get_engine
+    from autokfp.training.isolation import run_isolated
+
+    engine = meta["engine"]
+    if not hasattr(get_engine(engine, cfg.engines.get(engine)), "refit"):
+        return f"the {engine} engine cannot refit a model (it has no refit)", {}
+    with tempfile.TemporaryDirectory(prefix="autokfp-refit-") as scratch:
+        rows = Path(scratch, "labelled.parquet")
+        labelled = _concat_parquet([train_path, test_path], rows)
+        engine_dir = Path(scratch, "engine")
+        summary = run_isolated(
+            "autokfp.steps.refit_model:refit_engine",
+            {"config": cfg.training_settings(engine).to_dict(), "engine": engine,
+             "model_path": str(model_path), "rows_path": str(rows),
+             "engine_dir": str(engine_dir)},
+            timeout=3 * cfg.budget.max_runtime_secs + 600)
+        staging = _staging(out_model_path)
+        shutil.copytree(model_path, staging)
+        shutil.rmtree(staging / "artifacts" / "engine")
+        shutil.copytree(engine_dir, staging / "artifacts" / "engine")
+        check = _check(model_path, str(staging), str(rows), meta)
+        figures = {f"{k}_{who}": v for who, values in (("gate", check["gate"]),
+                                                       ("refit", check["refit"]))
+                   for k, v in values.items()}
+        if not check["passed"]:
+            shutil.rmtree(staging, ignore_errors=True)
+            return f"the refit was rejected: {check['detail']}", figures
+        shutil.copytree(model_path, staging / _gate_dir())
+        served = dict(meta)
+        served.update({
+            "leader": summary["leader"], "trained_rows": labelled, "fitted_rows": labelled,
+            "params": {**meta.get("params", {}), "refit_after_gate": summary["params"]},
+            "serving": {
+                "model": REFIT, "fitted_rows": labelled, "gate_fitted_rows": gate_rows,
+                "gate_model": _gate_dir(), "gate_leader": meta.get("leader"),
+                "train_rows": labelled - int(summary["test_rows"]),
+                "test_rows": int(summary["test_rows"]),
+                "refit_seconds": summary["seconds"], "check": check,
+                "reason": (f"the gated {engine} configuration ({meta.get('leader')}) fitted "
+                           f"again on all {labelled} labelled rows (the gated model: "
+                           f"{gate_rows}; the {summary['test_rows']} test rows too) after it "
+                           "passed the champion gate")}})
+        served.pop("holdout_rows", None)  # the gated model's out-of-sample rows, not the refit's
+        Path(staging, "artifacts", "meta.json").write_text(json.dumps(served, indent=2,
+                                                                      default=str))
+        _publish(staging, out_model_path)
+    return "", figures
+
+
+def refit_engine(config: dict[str, Any], engine: str, model_path: str, rows_path: str,
+                 engine_dir: str) -> dict[str, Any]:
+    """(in a child process) ``engine``'s ``refit`` of the package at ``model_path`` on the
+    labelled rows of ``rows_path``, with the package's own feature plan; the engine's files
+    go to ``engine_dir``. Returns its leader, parameters, rows and seconds."""
+    from autokfp.config import parse_training_settings
+    from autokfp.engine_registry import get_engine
+    from autokfp.modeling.features import FeaturePlan
+    from autokfp.steps.train_model import _training_rows
+
+    cfg = parse_training_settings(config, origin="refit settings")
+    package = Path(model_path, "artifacts")
+    plan = FeaturePlan.from_json((package / "plan.json").read_text())
+    meta = json.loads((package / "meta.json").read_text())
+    trainer = get_engine(engine, cfg.engines[engine])
+    if hasattr(trainer, "configure_run"):
+        trainer.configure_run(cfg)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="autokfp-refit-rows-") as workdir:
+        features, target, _example, total = _training_rows(trainer, rows_path, plan,
+                                                           Path(workdir), cfg.budget.seed)
+        result = trainer.refit(package / "engine", features, target, plan.task,
+                               meta.get("class_labels"), plan.categorical_features, cfg.budget,
+                               str(meta["primary_metric"]), Path(engine_dir))
+    return {"leader": result.leader, "params": result.params, "rows": total,
+            "test_rows": total - int(meta.get("trained_rows") or total),
+            "fitted_rows": int(result.fitted_rows or len(target)),
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def _check(gate_path: str, refit_path: str, rows_path: str, meta: dict[str, Any]
+           ) -> dict[str, Any]:
+    """Both packages (loaded as serving loads them) scored on every labelled row: the refit,
+    fitted on all of them, must not be far worse there than the gated model."""
+    from autokfp.modeling.evaluation import GREATER_IS_BETTER, compute_metrics
+    from autokfp.modeling.feature_file import TestRows
+    from autokfp.modeling.model_package import load_model_package
+
+    metric = meta["primary_metric"]
+    rows = TestRows(path=rows_path)
+    truth = rows.column(meta["target"])
+    scores = {}
+    for who, path in (("gate", gate_path), ("refit", refit_path)):
+        model = load_model_package(path)
+        predictions = rows.predict(model.predict, meta["target"])
+        scores[who] = {metric: float(compute_metrics(truth, predictions, meta)[metric])}
+    gate, refit = scores["gate"][metric], scores["refit"][metric]
+    if GREATER_IS_BETTER[metric]:
+        passed = refit >= gate - REFIT_SCORE_TOLERANCE
+        allowed = f"at least {gate - REFIT_SCORE_TOLERANCE:.4f}"
+    else:
+        passed = refit <= gate * (1 + REFIT_LOSS_TOLERANCE) + 1e-9
+        allowed = f"at most {gate * (1 + REFIT_LOSS_TOLERANCE):.4f}"
+    passed = passed and refit == refit
+    detail = (f"{metric} on all {len(truth)} labelled rows: refit {refit:.4f}, gated model "
+              f"{gate:.4f} (the refit must reach {allowed})")
+    return {"passed": bool(passed), "metric": metric, "rows": len(truth), "gate": scores["gate"],
+            "refit": scores["refit"], "detail": detail}
+
+
+def _concat_parquet(paths: list[str], out: Path) -> int:
+    """The rows of ``paths`` (same columns) into one Parquet file, batch by batch: how many."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.ParquetFile(paths[0]).schema_arrow
+    total = 0
+    with pq.ParquetWriter(str(out), schema) as writer:
+        for path in paths:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=131_072):
+                writer.write_table(pa.Table.from_batches([batch]).select(schema.names)
+                                   .cast(schema))
+                total += batch.num_rows
+    return total
+
+
+def _gate_dir() -> str:
+    from autokfp.modeling.model_package import GATE_MODEL_DIR
+
+    return GATE_MODEL_DIR
+
+
+def _staging(out_model_path: str) -> Path:
+    out = Path(out_model_path)
+    staging = out.parent / f".{out.name}.refit"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    return staging
+
+
+def _publish(staging: Path, out_model_path: str) -> None:
+    """``staging`` becomes ``out_model_path`` whole (never half a package there)."""
+    from autokfp.storage.local import replace_dir
+
+    replace_dir(staging, Path(out_model_path))

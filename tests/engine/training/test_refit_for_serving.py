@@ -1,0 +1,243 @@
+"""Refit for serving (issue 17): after the champion gate, the chosen H2O configuration is
+fitted again on every labelled row and served; the gated model stays in the registered
+version and is what the next run's gate scores on the test rows.
+
+Real H2O (the session's small GLM/GBM package on 2,000 churn rows) and AutoKeras (the
+session's 600-row package), the real MLflow registry. Marked slow: the tests' own calls took
+350 s at load 30 on the shared 2-core box (68 + 74 + 127 + 8 + 74 s: three H2O refits, one
+AutoKeras refit, a registration and two evaluations), on top of the session's two packages.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autokfp.modeling.model_package import GATE_MODEL_DIR, load_gate_model, load_model_package
+
+pytestmark = pytest.mark.slow
+
+
+def _meta(package: Path) -> dict:
+    return json.loads((package / "artifacts" / "meta.json").read_text())
+
+
+def _rows(path: Path) -> int:
+    return len(pd.read_parquet(path))
+
+
+@pytest.fixture
+def gated(trained_package, autokfp_home, tmp_path):
+    """The session's package through the gate (no champion: the baseline gate)."""
+    from autokfp.steps.evaluate_model import evaluate_model
+
+    config = trained_package.config
+    evaluation = tmp_path / "evaluation.json"
+    evaluated = evaluate_model(config, str(trained_package.paths.model),
+                               str(trained_package.paths.test), str(evaluation))
+    assert evaluated.promote, evaluated.decision  # the churn GLM/GBM beats the class prior
+    return config, evaluation
+
+
+def test_the_served_model_is_refitted_on_every_labelled_row_and_the_gate_model_is_kept(
+        trained_package, gated, tmp_path) -> None:
+    from autokfp.steps.refit_model import refit_model
+
+    config, evaluation = gated
+    paths = trained_package.paths
+    out = tmp_path / "served"
+    result = refit_model(config, str(paths.model), str(evaluation), str(paths.train),
+                         str(paths.test), str(out))
+    train_rows, test_rows = _rows(paths.train), _rows(paths.test)
+    assert result.served == "refit", result.reason
+    served, gate = _meta(out), _meta(out / GATE_MODEL_DIR)
+    # row counts: the served model saw the test rows too, the gate model did not
+    assert served["fitted_rows"] == train_rows + test_rows == result.served_fitted_rows
+    assert gate["fitted_rows"] == train_rows == result.gate_fitted_rows
+    assert served["serving"]["model"] == "refit"
+    assert served["serving"]["gate_fitted_rows"] == train_rows
+    assert served["serving"]["test_rows"] == test_rows
+    assert "serving" not in gate
+    # a different model: other engine files, and the refit's leader is a new H2O model of
+    # the gated one's algorithm
+    mojo = Path("artifacts", "engine", "model.zip")
+    assert (out / mojo).read_bytes() != (out / GATE_MODEL_DIR / mojo).read_bytes()
+    assert served["serving"]["gate_leader"] == gate["leader"] != served["leader"]
+    # it learnt from the rows it was given: on the test rows it alone was fitted on, the refit
+    # is closer to the truth than the gate model (log loss), and both are far from chance
+    test = pd.read_parquet(paths.test)
+    truth = (test[gate["target"]].astype(str) == str(gate["positive_class"])).to_numpy()
+    losses = {}
+    for who, folder in (("refit", out), ("gate", out / GATE_MODEL_DIR)):
+        p = load_model_package(str(folder)).predict(test)[
+            f"probability_{gate['positive_class']}"].to_numpy().clip(1e-6, 1 - 1e-6)
+        losses[who] = float(-np.mean(truth * np.log(p) + (~truth) * np.log(1 - p)))
+    prior = truth.mean()
+    chance = float(-(prior * np.log(prior) + (1 - prior) * np.log(1 - prior)))
+    assert losses["gate"] < 0.9 * chance, losses
+    assert losses["refit"] < losses["gate"], losses
+    # the check compared both on every labelled row
+    check = served["serving"]["check"]
+    assert check["passed"] and check["rows"] == train_rows + test_rows
+    # the model card, and its machine-readable form, say which model serves and which was
+    # gated, with both row counts
+    from types import SimpleNamespace
+
+    from autokfp.governance.model_card import _metrics_section, card_metadata
+
+    document = json.loads(evaluation.read_text())
+    text = "\n".join(_metrics_section(document, {}, served))
+    assert f"fitted again on all {train_rows + test_rows} labelled rows" in text
+    assert f"gated model (fitted on {train_rows} rows without them)" in text
+    machine = card_metadata(name="churn-test", version="1", tags={"dataset": "d"}, meta=served,
+                            schema=SimpleNamespace(dataset_id="d", fingerprint="f"),
+                            evaluation=document)["autokfp"]["serving"]
+    assert machine["served"] == "refit"
+    assert (machine["served_fitted_rows"], machine["gate_fitted_rows"]) == (
+        train_rows + test_rows, train_rows)
+    assert machine["gate_model"] == GATE_MODEL_DIR
+
+
+def test_h2o_refit_on_the_gate_rows_reproduces_the_gate_model(trained_package,
+                                                              tmp_path) -> None:
+    """The recipe is the gated configuration itself: fitted again on the very rows the gate
+    model was fitted on, it gives the gate model's predictions."""
+    from autokfp.steps.refit_model import refit_engine
+
+    paths = trained_package.paths
+    config = trained_package.config
+    engine_dir = tmp_path / "engine"
+    summary = refit_engine(config.training_settings("h2o").to_dict(), "h2o", str(paths.model),
+                           str(paths.train), str(engine_dir))
+    assert summary["fitted_rows"] == _rows(paths.train)
+    again = tmp_path / "again"
+    shutil.copytree(paths.model, again)
+    shutil.rmtree(again / "artifacts" / "engine")
+    shutil.copytree(engine_dir, again / "artifacts" / "engine")
+    test = pd.read_parquet(paths.test)
+    column = f"probability_{_meta(paths.model)['positive_class']}"
+    before = load_model_package(str(paths.model)).predict(test)[column].to_numpy()
+    after = load_model_package(str(again)).predict(test)[column].to_numpy()
+    assert np.allclose(before, after, atol=1e-3), float(np.max(np.abs(before - after)))
+
+
+def test_the_registered_refit_serves_the_all_rows_model_and_the_next_gate_scores_the_gate_model(
+        trained_package, gated, tmp_path) -> None:
+    from autokfp.catalog.schema import DatasetSchema  # noqa: F401 - register reads it
+    from autokfp.modeling import registry
+    from autokfp.steps.evaluation import evaluate_candidates
+    from autokfp.steps.refit_model import refit_model
+    from autokfp.steps.register_model import register_model
+
+    config, evaluation = gated
+    paths = trained_package.paths
+    out = tmp_path / "served"
+    assert refit_model(config, str(paths.model), str(evaluation), str(paths.train),
+                       str(paths.test), str(out)).served == "refit"
+    registered = register_model(config, str(out), str(evaluation), str(paths.schema),
+                                str(tmp_path / "registration.json"))
+    assert registered.promoted
+    client = registry.configure()
+    # what KServe's storageUri points at: the version's root, whose package is the refit
+    uri = registry.serving_uri(client, config.model_name, registered.version)
+    local = Path(uri.removeprefix("file://"))
+    assert _meta(local)["serving"]["model"] == "refit"
+    assert _meta(local)["fitted_rows"] == _rows(paths.train) + _rows(paths.test)
+    # the next run's gate: the champion it loads is the gate model
+    champion, kept = load_gate_model(registry.model_uri(config.model_name))
+    assert kept
+    assert champion.unwrap_python_model().meta["fitted_rows"] == _rows(paths.train)
+    # the same gate package as a new candidate ties the champion on the test rows exactly:
+    # the champion scored there is the gate model, not the refit (which saw those rows)
+    document = evaluate_candidates(config, {"h2o": str(paths.model)}, str(paths.test),
+                                   str(tmp_path / "evaluation-2.json"))
+    comparison = document["comparison"]
+    assert comparison["champion_version"] == registered.version
+    assert comparison["champion"] == pytest.approx(comparison["challenger"], abs=1e-9)
+    assert not comparison["promote"]
+
+
+def test_a_refit_that_cannot_run_serves_the_gate_model_and_says_why(trained_package, gated,
+                                                                    tmp_path) -> None:
+    from autokfp.governance import audit
+    from autokfp.steps.refit_model import refit_model
+
+    config, evaluation = gated
+    paths = trained_package.paths
+    old = tmp_path / "old-package"  # a package from before recipes were kept
+    shutil.copytree(paths.model, old)
+    (old / "artifacts" / "engine" / "recipe.json").unlink()
+    out = tmp_path / "served"
+    result = refit_model(config, str(old), str(evaluation), str(paths.train), str(paths.test),
+                         str(out))
+    assert result.served == "gated"
+    assert "recipe.json is missing" in result.reason
+    served = _meta(out)
+    assert served["serving"] == {"model": "gated", "fitted_rows": _rows(paths.train),
+                                 "reason": result.reason}
+    assert not (out / GATE_MODEL_DIR).exists()
+    assert (out / "artifacts" / "engine" / "model.zip").read_bytes() == \
+        (paths.model / "artifacts" / "engine" / "model.zip").read_bytes()
+    events = audit.events_for(config.model_name, None, kind="model.refit_rejected")
+    assert events and "recipe.json is missing" in events[-1]["details"]["reason"]
+
+
+def test_refit_is_not_wanted_on_large_tables_without_a_passed_gate_or_when_off(
+        trained_package) -> None:
+    from autokfp.config import parse_config
+    from autokfp.steps.refit_model import refit_wanted
+
+    data = trained_package.config.to_dict()
+    passed = {"comparison": {"promote": True}}
+    assert refit_wanted(parse_config(data), passed, 2000) == ""
+    assert "refit_max_rows" in refit_wanted(parse_config(data), passed, 10_001)
+    data["training"]["refit_for_serving"] = "always"
+    assert refit_wanted(parse_config(data), passed, 10_001) == ""
+    assert "champion gate" in refit_wanted(parse_config(data), {"comparison": {"promote": False}},
+                                           100)
+    data["training"]["refit_for_serving"] = "never"
+    assert "never" in refit_wanted(parse_config(data), passed, 100)
+
+
+def test_autokeras_refits_the_chosen_architecture_on_every_labelled_row(keras_package,
+                                                                         autokfp_home,
+                                                                         tmp_path) -> None:
+    """The session's AutoKeras package (600 churn rows) past a gate: its network is trained
+    again from fresh weights on the training and test rows, with its epochs and optimizer."""
+    from sklearn.metrics import roc_auc_score
+
+    from autokfp.steps.refit_model import refit_model
+
+    paths = keras_package.paths
+    evaluation = tmp_path / "evaluation.json"
+    evaluation.write_text(json.dumps({"comparison": {"promote": True, "reason": "gate passed"}}))
+    out = tmp_path / "served"
+    result = refit_model(keras_package.config, str(paths.model), str(evaluation),
+                         str(paths.train), str(paths.test), str(out))
+    assert result.served == "refit", result.reason
+    train_rows, test_rows = _rows(paths.train), _rows(paths.test)
+    served = _meta(out)
+    assert served["fitted_rows"] == train_rows + test_rows
+    assert _meta(out / GATE_MODEL_DIR)["fitted_rows"] == _meta(paths.model)["fitted_rows"]
+    network = Path("artifacts", "engine", "model.keras")
+    assert (out / network).read_bytes() != (out / GATE_MODEL_DIR / network).read_bytes()
+    engine = json.loads((out / "artifacts" / "engine" / "engine.json").read_text())
+    assert engine["fitted_rows"] == train_rows + test_rows
+    assert engine["best_epochs"] == _engine_json(paths.model)["best_epochs"] >= 1
+    # it learnt: it ranks every labelled row far better than chance, and about as well as
+    # the gated network
+    rows = pd.concat([pd.read_parquet(paths.train), pd.read_parquet(paths.test)])
+    truth = (rows["churned"].astype(str) == str(served["positive_class"])).astype(int)
+    column = f"probability_{served['positive_class']}"
+    auc = {who: roc_auc_score(truth, load_model_package(str(folder)).predict(rows)[column])
+           for who, folder in (("refit", out), ("gate", out / GATE_MODEL_DIR))}
+    assert auc["refit"] > 0.7 and auc["refit"] >= auc["gate"] - 0.05, auc
+
+
+def _engine_json(package: Path) -> dict:
+    return json.loads((package / "artifacts" / "engine" / "engine.json").read_text())
