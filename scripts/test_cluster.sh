@@ -13,6 +13,8 @@
 #                            (default /var/cache/autokfp when writable, else .cluster/)
 #   AUTOKFP_BOX_KEEP_CHAMPION  copy the served champion's folder here (for
 #                            scripts/benchmark_container_serving.py)
+#   AUTOKFP_CLUSTER_WORKERS  2: the gs:// and s3:// loops side by side (pytest-xdist, one
+#                            worker each); 0 (the default): one after the other
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -34,25 +36,48 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 started=$SECONDS
+# KServe's storage initializer code (kserve-storage) pins google-cloud-storage<3, which
+# autokfp's own environment cannot share: it gets a venv of its own, as it has its own
+# container in a cluster. Made in the background while the images build (it only downloads).
+storage_venv="$AUTOKFP_CLUSTER_CACHE/kserve-storage-0.21.0"
+storage_pid=""
+if [[ ! -x "$storage_venv/bin/python" ]] || ! "$storage_venv/bin/python" -c "import kserve_storage" 2>/dev/null; then
+  echo ">> KServe storage initializer venv, in the background: $storage_venv"
+  rm -rf "$storage_venv"
+  ( python3 -m venv "$storage_venv" \
+      && "$storage_venv/bin/python" -m pip install --quiet kserve-storage==0.21.0 ) \
+    >"$AUTOKFP_CLUSTER_CACHE/kserve-storage.log" 2>&1 &
+  storage_pid=$!
+fi
+
 echo ">> images (registry $REGISTRY, CPU training variant)"
 AUTOKFP_IMAGE_REGISTRY="$REGISTRY" PYTHON="$PYTHON" \
   scripts/build_images.sh --accelerator cpu --image runtime --image training --image serving \
   --image serving-keras
 echo ">> images built in $((SECONDS - started)) s"
-
-# KServe's storage initializer code (kserve-storage) pins google-cloud-storage<3, which
-# autokfp's own environment cannot share: it gets a venv of its own, as it has its own
-# container in a cluster.
-storage_venv="$AUTOKFP_CLUSTER_CACHE/kserve-storage-0.21.0"
-if [[ ! -x "$storage_venv/bin/python" ]] || ! "$storage_venv/bin/python" -c "import kserve_storage" 2>/dev/null; then
-  echo ">> KServe storage initializer venv: $storage_venv"
-  rm -rf "$storage_venv"
-  python3 -m venv "$storage_venv"
-  "$storage_venv/bin/python" -m pip install --quiet kserve-storage==0.21.0
+if [[ -n "$storage_pid" ]] && ! wait "$storage_pid"; then
+  cat "$AUTOKFP_CLUSTER_CACHE/kserve-storage.log" >&2
+  echo "error: could not install kserve-storage into $storage_venv" >&2
+  exit 1
 fi
 
-echo ">> tests/cluster"
-AUTOKFP_CLUSTER_TESTS=1 AUTOKFP_IMAGE_REGISTRY="$REGISTRY" \
+# The two loops are two files: tests/cluster/test_cluster_in_a_box.py (gs://) and
+# tests/cluster/test_cluster_on_s3.py (s3://). AUTOKFP_CLUSTER_WORKERS=2 runs them side by
+# side, one pytest-xdist worker each (--dist loadfile: a file's tests on one worker, so each
+# box's services start once); the default, 0, runs them one after the other in this process
+# with their output shown as it comes. Each loop's figures (the pipelines' times in
+# containers) go to a file printed at the end.
+workers="${AUTOKFP_CLUSTER_WORKERS:-0}"
+if [[ "$workers" == 0 ]]; then
+  parallel=(-s --timeout 1800)
+else
+  parallel=(-n "$workers" --dist loadfile --timeout 3600)
+fi
+timings="$(mktemp /tmp/autokfp-box-timings.XXXXXX)"
+trap 'echo ">> the loops'"'"' figures:"; cat "$timings"; rm -f "$timings"' EXIT
+echo ">> tests/cluster (workers: $workers)"
+AUTOKFP_CLUSTER_TESTS=1 AUTOKFP_IMAGE_REGISTRY="$REGISTRY" AUTOKFP_BOX_TIMINGS="$timings" \
   KSERVE_STORAGE_PYTHON="$storage_venv/bin/python" \
-  "$PYTHON" -m pytest tests/cluster -p no:cacheprovider -x -v -s --timeout 1800 ${PYTEST_ARGS:-}
+  "$PYTHON" -m pytest tests/cluster -p no:cacheprovider -x -v "${parallel[@]}" --durations=5 \
+  ${PYTEST_ARGS:-}
 echo ">> make test-cluster: $((SECONDS - started)) s in total"

@@ -55,6 +55,27 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None)
     raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
+@pytest.fixture(scope="module")
+def images() -> dict[str, str]:
+    """The four test images, built by scripts/build_images.sh, each running as non-root."""
+    from autokfp.settings import image
+
+    registry = os.environ.get("AUTOKFP_IMAGE_REGISTRY", "")
+    found = {}
+    for name in ("runtime", "training", "serving", "serving-keras"):
+        ref = image(name)
+        assert registry and ref.startswith(registry + "/"), (
+            f"set AUTOKFP_IMAGE_REGISTRY to the test images' registry before importing autokfp "
+            f"(got {ref}); run through `make test-cluster`")
+        result = subprocess.run(["docker", "image", "inspect", "--format", "{{.Config.User}}", ref],
+                                capture_output=True, text=True, check=False, timeout=120)
+        assert result.returncode == 0, f"{ref} is not built: run scripts/build_images.sh"
+        user = result.stdout.strip()
+        assert user and user.split(":")[0] not in ("", "0", "root"), f"{ref} runs as root ({user})"
+        found[name] = ref
+    return found
+
+
 @dataclass
 class Box:
     """The running services and the environment every task gets."""
@@ -77,6 +98,15 @@ class Box:
     @property
     def task_env(self) -> dict[str, str]:
         return {**self.config_env, **self.secret_env, **self.platform_env}
+
+    @property
+    def pod_env(self) -> dict[str, str]:
+        """What a task's container gets in a pod: ``task_env`` and the variables the kubelet
+        sets in every container, so the steps take their in-pod paths (the shared-state
+        check of their first task, literal passwords refused, the run's namespace). This
+        process, which seeds and reads the box, is no pod: it uses ``task_env``."""
+        return {**self.task_env, "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                "KUBERNETES_SERVICE_PORT": "443"}
 
 
 _EMULATOR = """

@@ -1,6 +1,6 @@
 """The ``register_model`` step as its task's container runs it, held at one moment so the test
 can ``docker kill`` it there: ``python paused_step.py SPEC.json`` (mounted into the runtime
-image by tests/cluster/test_cluster_in_a_box.py).
+image by tests/cluster/test_cluster_on_s3.py).
 
 SPEC.json holds the step's arguments (config, model_path, evaluation_path, schema_path,
 registration_path) and ``pause``: ``["module:Class.method", n]`` or null. Just before the
