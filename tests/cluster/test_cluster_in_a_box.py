@@ -308,17 +308,20 @@ class KServeAgent(Container):
         self.logger = manifest["spec"]["predictor"]["logger"]
         self.name = f"autokfp-box-agent-{uuid.uuid4().hex[:6]}"
         self.port = free_port()
-        self.args = ["--port", str(self.port), "--component-port", str(predictor.port),
-                     "--log-url", log_url, "--source-uri", f"{predictor.service}-predictor-0",
-                     "--log-mode", self.logger["mode"],
-                     "--inference-service", manifest["metadata"]["name"],
-                     "--namespace", manifest["metadata"]["namespace"],
-                     "--endpoint", "default", "--component", "predictor"]
+        self.log_url = log_url
 
     def start(self) -> None:
+        # the predictor's port as it started (it moves off 8080 when that is taken)
+        predictor, manifest = self.predictor, self.predictor.manifest
+        args = ["--port", str(self.port), "--component-port", str(predictor.port),
+                "--log-url", self.log_url, "--source-uri", f"{predictor.service}-predictor-0",
+                "--log-mode", self.logger["mode"],
+                "--inference-service", manifest["metadata"]["name"],
+                "--namespace", manifest["metadata"]["namespace"],
+                "--endpoint", "default", "--component", "predictor"]
         _docker("run", "-d", "--name", self.name, "--network", "host", "--user", RUN_AS,
                 "-v", f"{AGENT}:/agent/kserve_agent.py:ro", "--entrypoint", "python",
-                self.image, "/agent/kserve_agent.py", *self.args)
+                self.image, "/agent/kserve_agent.py", *args)
         # the kubelet's probe (User-Agent kube-probe/...), which the agent proxies unlogged
         deadline = time.monotonic() + 60
         while True:
