@@ -205,6 +205,7 @@ class _SqlWriter:
         self.staging = f"{self.name}{STAGING_SUFFIX}"
         self.batch = batch
         self.shown = target.describe()
+        self._checked = False
         try:
             self.engine = sqlalchemy.create_engine(expand_env(target.location))
         except Exception as exc:  # noqa: BLE001 - drivers raise their own types
@@ -217,6 +218,8 @@ class _SqlWriter:
         if not sqlalchemy.inspect(self.engine).has_table(name, schema=self.schema or None):
             return set()
         table = self._reflect(name)
+        if not {"batch_id", "chunk"} <= set(table.c.keys()):
+            return set()  # not a table of batches: the first write names what it lacks
         with self.engine.connect() as connection:
             rows = connection.execute(sqlalchemy.select(table.c.chunk).distinct()
                                       .where(table.c.batch_id == self.batch))
@@ -235,6 +238,9 @@ class _SqlWriter:
 
     def write(self, chunk: int, frame: pd.DataFrame) -> None:
         frame = frame.assign(batch_id=self.batch, chunk=chunk)
+        if not self._checked:  # an existing table that cannot take the rows: say so now,
+            self._check_table(list(frame.columns))  # not after every chunk is scored
+            self._checked = True
         try:
             with self.engine.begin() as connection:  # one transaction: a chunk is all or nothing
                 frame.to_sql(self.staging, connection, schema=self.schema or None,
@@ -243,6 +249,19 @@ class _SqlWriter:
             raise DataError(f"output {self.shown}: writing chunk {chunk} to {self.staging} "
                             f"failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
                             ) from None
+
+    def _check_table(self, columns: list[str]) -> None:
+        import sqlalchemy
+
+        if not sqlalchemy.inspect(self.engine).has_table(self.name, schema=self.schema or None):
+            return
+        have = {c.name for c in self._reflect(self.name).columns}
+        missing = [c for c in columns if c not in have]
+        if missing:
+            raise DataError(f"output {self.shown}: the table has no column(s) "
+                            f"{', '.join(missing)}; it must have the key, prediction, "
+                            "model_version, batch_id and chunk columns: give another table "
+                            "(it is created with them) or add the columns")
 
     def finish(self, manifest: dict[str, Any]) -> None:
         import sqlalchemy

@@ -164,6 +164,19 @@ def test_a_sql_table_gets_each_chunk_in_one_transaction_and_no_duplicates(tmp_pa
     np.testing.assert_allclose(got["probability_1"], expected["probability_1"])
 
 
+def test_an_existing_table_without_the_columns_fails_at_the_first_chunk(tmp_path) -> None:
+    """The batch moves into the table only at the end; a table that cannot take its rows
+    is named before more than one chunk is scored, not after all of them."""
+    db = tmp_path / "scores.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE churn_scores (customer_id TEXT, prediction INTEGER)")
+    model = Model()
+    with pytest.raises(DataError, match=r"the table has no column\(s\) probability_1, "
+                                        r"probability_0, model_version, batch_id, chunk"):
+        _score(_frame(), model, parse_target(f"sqlite:///{db}#churn_scores"))
+    assert model.calls == 1
+
+
 def test_a_postgresql_table_gets_a_batch_whole_or_not_at_all(postgres_server) -> None:
     """On a real PostgreSQL server: a stopped batch leaves the table as it was (its chunks
     wait in <table>__staging); the rerun moves all of it in one transaction, into an
