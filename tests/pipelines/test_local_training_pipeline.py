@@ -28,12 +28,13 @@ import sys
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 from autokfp.modeling import registry
-from autokfp.modeling.model_package import load_model_package
+from autokfp.modeling.model_package import load_gate_model
 from autokfp.settings import Settings
 
 home, name, test_path, target = sys.argv[1:5]
 registry.configure(Settings.from_env(home))
-model = load_model_package(f"models:/{name}@champion")
+# the model the gate scored: the champion's kept gate model (the served refit saw these rows)
+model, _kept = load_gate_model(f"models:/{name}@champion")
 rows = pd.read_parquet(test_path)
 predictions = model.predict(rows.drop(columns=[target]))
 print(roc_auc_score(rows[target].astype(str) == "1", predictions["probability_1"]))
@@ -89,8 +90,14 @@ def test_pipeline_trains_registers_and_writes_manifest(tmp_path, autokfp_home):
     assert list(predictions.columns[:1]) == ["prediction"]
     assert predictions["probability_1"].between(0, 1).all()
 
-    # a fresh process loads the registered champion and reproduces the logged test AUC on
-    # the pipeline's own held-out rows
+    # 4,000 rows: the served model was refitted on every labelled row after the gate, and
+    # the gated one travels with it (training.refit_for_serving: auto)
+    served = model.unwrap_python_model().meta
+    assert served["serving"]["model"] == "refit", served["serving"]
+    assert served["fitted_rows"] == served["serving"]["gate_fitted_rows"] + \
+        served["serving"]["test_rows"]
+    # a fresh process loads the registered champion's gate model and reproduces the logged
+    # test AUC on the pipeline's own held-out rows
     held_out = [p for p in run.run_dir.rglob("test") if p.is_file()]
     assert held_out, "engineer step wrote no test split"
     result = subprocess.run(
