@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -57,6 +58,11 @@ _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 AB_TARGET_ENV = "AUTOKFP_AB_TARGET"  # the other arm's base URL (the candidate InferenceService)
 AB_PERCENT_ENV = "AUTOKFP_AB_PERCENT"  # the share of v1 predictions it answers, 1-99
 AB_TIMEOUT_SECONDS = 10.0
+# after the other version could not be reached (or timed out), this version answers alone
+# for this long, then one request at a time tries the other version again until one gets
+# through: a hung candidate delays only the requests in flight when it hung and one probe
+# per pause, not ``percent`` % of all users by up to AB_TIMEOUT_SECONDS each
+AB_PAUSE_SECONDS = 5.0
 
 FORWARDED = Counter("autokfp_ab_forwarded_total",
                     "v1 predictions of a Standard-mode A/B split sent to the other version, by "
@@ -73,7 +79,10 @@ class ABSplit:
     each version's prediction log holds the rows that version answered (the A/B outcome
     test reads them). If the other version cannot be reached or answers 5xx, this one
     answers instead (counted as ``outcome="error"``): users never see the candidate fail;
-    the deploy step checks the candidate itself all through the split."""
+    the deploy step checks the candidate itself all through the split. Once it could not be
+    reached or timed out, none of this predictor's requests go to it for
+    ``AB_PAUSE_SECONDS``, then only one at a time until one gets an answer (a 5xx answer
+    does not pause the split: one request's error is not a candidate that hangs)."""
 
     def __init__(self, target: str, percent: float, name: str, version: str):
         self.url = f"{target.rstrip('/')}/v1/models/{name}:predict"
@@ -81,6 +90,8 @@ class ABSplit:
         self._answered = FORWARDED.labels(model=name, version=version, outcome="answered")
         self._errors = FORWARDED.labels(model=name, version=version, outcome="error")
         self._client: httpx.AsyncClient | None = None
+        self._unreachable_at: float | None = None  # when it last could not be reached
+        self._probing = False  # after that, one request at a time tries it again
 
     @classmethod
     def from_env(cls, name: str, version: str) -> ABSplit | None:
@@ -104,7 +115,14 @@ class ABSplit:
         return cls(target, percent, name, version)
 
     def takes(self) -> bool:
-        return random.random() * 100.0 < self.percent
+        if random.random() * 100.0 >= self.percent:
+            return False
+        if self._unreachable_at is None:
+            return True
+        if self._probing or time.monotonic() - self._unreachable_at < AB_PAUSE_SECONDS:
+            return False
+        self._probing = True  # this request tries the other version again, alone
+        return True
 
     async def forward(self, body: bytes, request_id: str | None) -> Response | None:
         """The other version's answer, or None when it could not give one."""
@@ -117,7 +135,11 @@ class ABSplit:
             answer = await self._client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError:
             self._errors.inc()
+            self._unreachable_at = time.monotonic()
             return None
+        finally:
+            self._probing = False
+        self._unreachable_at = None
         if answer.status_code >= 500:
             self._errors.inc()
             return None

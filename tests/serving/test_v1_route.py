@@ -175,3 +175,64 @@ def test_a_bad_ab_split_setting_stops_the_predictor_naming_it(monkeypatch, targe
         v1_route.ABSplit.from_env(MODEL, "1")
     monkeypatch.delenv(v1_route.AB_TARGET_ENV)
     assert v1_route.ABSplit.from_env(MODEL, "1") is None  # no target: no split
+
+
+def test_a_hung_candidate_delays_only_the_requests_in_flight_then_one_probe_at_a_time(
+        monkeypatch) -> None:
+    """A candidate that accepts connections and never answers (hung): the first forwarded
+    request waits the timeout and this version answers it; then, for AB_PAUSE_SECONDS, no
+    request goes to the candidate (before: ``percent`` % of all users each waited the
+    timeout for as long as the candidate hung); after the pause one request at a time tries
+    it again, and once the candidate answers again the split is back."""
+    import asyncio
+    import socket
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from starlette.responses import Response
+
+    from autokfp.serving import v1_route
+
+    monkeypatch.setattr(v1_route, "AB_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(v1_route, "AB_PAUSE_SECONDS", 1.0, raising=False)
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # connections are accepted by the kernel; nothing ever answers
+    split = v1_route.ABSplit(f"http://127.0.0.1:{hung.getsockname()[1]}", 99, MODEL, "1")
+    monkeypatch.setattr(v1_route.random, "random", lambda: 0.0)  # every draw picks the candidate
+
+    async def first_request() -> Response | None:
+        return await split.forward(b'{"instances": [[1]]}', "r1")
+
+    assert split.takes()
+    assert asyncio.run(first_request()) is None  # timed out: this version answers it
+    assert not any(split.takes() for _ in range(100)), "requests still sent to a hung candidate"
+
+    class Answering(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers["content-length"]))
+            body = b'{"predictions": [1], "model_version": "2"}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answering)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        split.url = f"http://127.0.0.1:{server.server_address[1]}/v1/models/{MODEL}:predict"
+        split._client = None  # a client of the next event loop
+        time.sleep(1.1)  # the pause is over: one request (the probe) may try again ...
+        assert split.takes()
+        assert not split.takes()  # ... alone while it is in flight
+        answer = asyncio.run(first_request())
+        assert answer is not None and b'"model_version": "2"' in answer.body
+        assert all(split.takes() for _ in range(20))  # it answered: the split is back
+    finally:
+        server.shutdown()
+        hung.close()
