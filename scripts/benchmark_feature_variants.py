@@ -16,7 +16,9 @@ variants:
 
 Each variant trains the same learners, with no time limit and fixed seeds: H2O's GBM with
 its defaults and its GLM (lambda search), both with 5-fold cross-validation, and
-scikit-learn's HistGradientBoosting (one thread). It prints each one's cross-validated
+scikit-learn's HistGradientBoosting (one thread); optionally (``--learners h2o-automl``) H2O
+AutoML as autokfp runs it, for ``--budget`` seconds, whose figures do move with the load. It
+prints each one's cross-validated
 score, its test-row score and its paired difference to the anchor over the same bootstrap
 resamples of the test rows (``benchmark_suite.paired_difference``):
 
@@ -49,7 +51,8 @@ from autokfp.modeling.features import (  # noqa: E402
     category_text,
 )
 
-LEARNERS = ("h2o-gbm", "h2o-glm", "hist-gbm")
+BUDGET = [30]  # h2o-automl's max_runtime_secs (--budget)
+LEARNERS = ("h2o-gbm", "h2o-glm", "hist-gbm", "h2o-automl")
 
 
 def planned(train: pd.DataFrame, info: dict[str, Any]) -> FeaturePlan:
@@ -97,13 +100,25 @@ def _h2o_scores(kind: str, features: pd.DataFrame, y: pd.Series, test: pd.DataFr
         types["__y"] = "enum"
     training = h2o.H2OFrame(frame, column_types=types)
     scoring = h2o.H2OFrame(test, column_types={c: "enum" for c in plan.categorical_features})
-    if kind == "h2o-gbm":
-        model: Any = H2OGradientBoostingEstimator(seed=seed, nfolds=5)
+    if kind == "h2o-automl":  # as autokfp runs it: 3 folds, no DeepLearning, --budget s
+        from h2o.automl import H2OAutoML
+
+        automl = H2OAutoML(max_runtime_secs=BUDGET[0], seed=seed, nfolds=3,
+                           exclude_algos=["DeepLearning"], verbosity=None,
+                           project_name=f"variants_{time.monotonic_ns()}")
+        automl.train(x=list(features.columns), y="__y", training_frame=training)
+        board = automl.leaderboard.as_data_frame(use_multi_thread=False)
+        print(f"  (AutoML: {len(board)} models, leader {board.iloc[0, 0]}, load "
+              + "/".join(f"{v:.1f}" for v in os.getloadavg()) + ")", flush=True)
+        model: Any = automl.leader
+    elif kind == "h2o-gbm":
+        model = H2OGradientBoostingEstimator(seed=seed, nfolds=5)
     else:
         family = {"binary": "binomial", "multiclass": "multinomial"}.get(task, "gaussian")
         model = H2OGeneralizedLinearEstimator(family=family, lambda_search=True, seed=seed,
                                               nfolds=5)
-    model.train(x=list(features.columns), y="__y", training_frame=training)
+    if kind != "h2o-automl":
+        model.train(x=list(features.columns), y="__y", training_frame=training)
     cv = model.model_performance(xval=True)
     cv_score = {"binary": lambda: cv.auc(), "multiclass": lambda: cv.logloss(),
                 "regression": lambda: cv.rmse()}[task]()
@@ -152,7 +167,7 @@ def _hist_scores(features: pd.DataFrame, y: pd.Series, test: pd.DataFrame, plan:
     return cv_score, np.asarray(values, dtype="float64")
 
 
-def run_table(folder: Path, learners: list[str], seed: int) -> None:
+def run_table(folder: Path, learners: list[str], seed: int, rounds: int = 1) -> None:
     info = json.loads((folder / "task.json").read_text())
     train = pd.read_parquet(folder / "train.parquet")
     test = pd.read_parquet(folder / "test.parquet")
@@ -166,10 +181,12 @@ def run_table(folder: Path, learners: list[str], seed: int) -> None:
     if len(plans) == 1:
         print("no free-text or date column: nothing to vary")
         return
-    print(f"| learner | variant | features | {'5-fold CV ' + metric} | test {metric} | "
+    print(f"| learner | variant | features | {'CV ' + metric} (5 folds; AutoML 3) | test {metric} | "
           "− as planned (paired se) | seconds |")
     print("|---|---|---|---|---|---|---|")
-    for learner in learners:
+    for round_, learner in ((r, name) for r in range(1, rounds + 1) for name in learners):
+        if rounds > 1:
+            print(f"| round {round_} | | | | | | |")
         anchor: np.ndarray | None = None
         for name, variant in plans.items():
             started = time.monotonic()
@@ -198,7 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", nargs="+", default=["churn_noleak"])
     parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--budget", type=int, default=30,
+                        help="h2o-automl's max_runtime_secs (the one learner with a time limit: "
+                             "its figures move with the load)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every learner's variants this often: the first AutoML in a "
+                             "fresh H2O cluster runs cold (the JVM's compiler), so with "
+                             "h2o-automl compare a later round's variants")
     args = parser.parse_args(argv)
+    BUDGET[0] = args.budget
     uses_h2o = any(learner.startswith("h2o") for learner in args.learners)
     if uses_h2o:
         import h2o
@@ -212,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (folder / "task.json").exists():
                 print(f"{table}: no split under {folder} (run benchmark_suite.py --out first)")
                 continue
-            run_table(folder, args.learners, args.seed)
+            run_table(folder, args.learners, args.seed, args.rounds)
     finally:
         if uses_h2o:
             import h2o
