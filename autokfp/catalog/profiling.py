@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import warnings
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,6 +32,11 @@ _SEED = 0
 # distinct values of ``_SENTENCE_WORDS`` words or more on average make it text.
 _CATEGORY_FLOOR = 20
 _SENTENCE_WORDS = 3
+# ... and only when the distinct values share their words: each word is found, on average,
+# in at least this many distinct values. Word features then carry what one value says to
+# the others (templated notes: 6.3); names of places or products whose words are their own
+# (24 cities "San Francisco CA", "New York NY", ...: 1.3) stay categories.
+_SHARED_WORDS = 2.0
 
 # A content rule must hold for this fraction of sampled non-null values.
 _PII_MATCH = 0.9
@@ -365,9 +371,14 @@ def _categorical_limit(n: int) -> int:
 def _sentences(non_null: pd.Series) -> bool:
     """True when the distinct values are sentences: at least ``_SENTENCE_WORDS`` words on
     average (AutoGluon's test for a text column, on the distinct values so that one
-    frequent short value does not hide the rest)."""
+    frequent short value does not hide the rest) whose words recur across the values
+    (``_SHARED_WORDS``): a name whose words are its own is a category however long."""
     distinct = pd.unique(_content_sample(non_null).astype(str))
-    return bool(np.mean([len(v.split()) for v in distinct]) >= _SENTENCE_WORDS)
+    if np.mean([len(v.split()) for v in distinct]) < _SENTENCE_WORDS:
+        return False
+    values_per_word = Counter(w for v in distinct for w in set(v.split()))
+    shared = sum(values_per_word.values()) / max(len(values_per_word), 1)
+    return bool(shared >= _SHARED_WORDS)
 
 
 def _numeric_type(non_null: pd.Series, name: str, distinct: int) -> SemanticType:

@@ -141,6 +141,15 @@ def test_many_distinct_sentences_are_text_even_when_few_enough_to_be_categories(
     towns = pd.Series(rng.choice([f"New Town {i}" if i % 2 else f"Town{i}" for i in range(72)],
                                  3000))
     assert infer_semantic_type(towns, "town") == "categorical"
+    # ... and so do names of three words or more whose words are their own (24 cities, each
+    # word in 1.3 of them on average): the words would say no more than the category
+    cities = ["San Francisco CA", "New York NY", "Los Angeles CA", "San Diego CA",
+              "Salt Lake City UT", "Las Vegas NV", "Kansas City MO", "El Paso TX", "San Jose CA",
+              "Fort Worth TX", "New Orleans LA", "St Louis MO", "Oklahoma City OK",
+              "Colorado Springs CO", "Long Beach CA", "Virginia Beach VA", "Santa Ana CA",
+              "Corpus Christi TX", "Baton Rouge LA", "Des Moines IA", "Grand Rapids MI",
+              "Little Rock AR", "Sioux Falls SD", "Palm Springs CA"]
+    assert infer_semantic_type(pd.Series(rng.choice(cities, 5000)), "city") == "categorical"
     # at 20 distinct sentences or fewer it is still a category (the categorical floor)
     assert infer_semantic_type(pd.Series(rng.choice(sentences[:20], 3000)), "x") == "categorical"
     assert infer_semantic_type(pd.Series(rng.choice(sentences[:21], 3000)), "x") == "text"
