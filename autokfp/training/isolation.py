@@ -7,10 +7,10 @@ child, holding the engine's memory, is what the kernel picks) or a hard timeout 
 the same way: the component writes ``candidate.json`` with ``status: failed`` and the
 reason into its model output, and selection records the reason and ranks the others.
 
-The child is forked from the component's process (it starts with the modules already
-imported) and runs ``_main``: the function named in the request, its outcome written next
-to it. With ``AUTOKFP_ENGINE_FORK=0`` it is a new interpreter instead,
-``python -m autokfp.training.isolation REQUEST.json``.
+The child is a new interpreter, ``python -m autokfp.training.isolation REQUEST.json``,
+running ``_main``: the function named in the request, its outcome written next to it.
+With ``AUTOKFP_ENGINE_FORK=1`` it is forked from the component's process instead (see
+``_start_child`` for why that is not the default).
 """
 
 from __future__ import annotations
@@ -162,10 +162,14 @@ def _start_child(request: Path, pids: Path) -> subprocess.Popen[bytes] | _Forked
     worker has pandas, MLflow, scikit-learn, ...; a new interpreter imported them again:
     8-13 s of each training task under load, scripts/benchmark_task_startup.py). It runs
     ``_main`` and ends as an interpreter would (its own threads joined, its own ``atexit``
-    handlers run), without this process's. ``AUTOKFP_ENGINE_FORK=0`` (or no ``os.fork``):
-    a new interpreter, ``python -m autokfp.training.isolation REQUEST``."""
-    if not hasattr(os, "fork") or os.environ.get(FORK_ENV, "1").strip().lower() in (
-            "0", "false", "no", "off"):
+    handlers run), without this process's. Only with ``AUTOKFP_ENGINE_FORK=1``; by
+    default a new interpreter, ``python -m autokfp.training.isolation REQUEST``."""
+    # Off by default: a child forked from a process whose TensorFlow or OpenMP thread pools
+    # already ran hangs (CI of c1d0bbb: an AutoKeras refit and a HistGradientBoosting plugin,
+    # forked from a pytest worker that had run both before, were stopped after 960 s and
+    # 645 s). ``AUTOKFP_ENGINE_FORK=1`` forks, for a parent known to have run neither.
+    if not hasattr(os, "fork") or os.environ.get(FORK_ENV, "0").strip().lower() not in (
+            "1", "true", "yes", "on"):
         return subprocess.Popen([sys.executable, "-m", "autokfp.training.isolation",
                                  str(request)], start_new_session=True,
                                 env={**os.environ, CHILD_PIDS_ENV: str(pids)})
