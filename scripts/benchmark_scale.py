@@ -22,6 +22,15 @@ process tree's resident memory sampled every 0.2 s):
     bias              fairness on the test rows scored batch by batch (their target and
                       sensitive columns held), the mitigation fitted on a bounded sample of
                       training rows (bias_check)
+    explain           permutation importance on governance.explain_rows test rows and Kernel
+                      SHAP (a 20-row training background, the first governance.shap_rows
+                      test rows), the rows drawn from the files (explain_model)
+    register          the bias step's package registered in MLflow (a SQLite store in the
+                      work folder), champion if it wins the comparison (register_model)
+    model_card        the model card and compliance report of that version (write_model_card)
+    deploy            the champion started as a local predictor process (counted while the
+                      step runs) and verified on the first deploy.smoke_rows test rows
+                      (deploy_model); the script stops the predictor after the step
     drift             training rows against test rows, streamed from Parquet
 
     python scripts/benchmark_scale.py                      # 100k and 1M rows
@@ -47,8 +56,15 @@ whole-table path left in the code has none:
     evaluate_before   evaluate's: the same step with the bootstrap as it was (each sample's
                       rows drawn out and the metric, an AUC, ranked again) and pool_rows'
                       position lookup as f85c0e2 made it (the positions sorted per lookup)
+    explain_whole     explain's: both files read whole into pandas and the rows drawn from
+                      the frames (the step before it drew from the files); the script checks
+                      the explanation equals the step's
     drift_whole       drift's: both files read whole into pandas and ``detect_drift`` on the
                       frames; the script checks the verdicts equal the streamed ones
+
+``--model DIR`` takes the trained package (the train step's ``model`` folder of an earlier
+run, the same 30 columns) instead of training: the steps after train then run at a size
+whose train step was not run (train's own figures at 10M rows are in docs/scale.md).
 
 Discovery (the crawl) is measured by scripts/benchmark_discovery.py instead.
 """
@@ -67,10 +83,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PIECE_ROWS = 1_000_000
-STEPS = ("discover", "profile", "engineer", "data_bias", "train", "evaluate", "bias", "drift")
+STEPS = ("discover", "profile", "engineer", "data_bias", "train", "evaluate", "bias", "explain",
+         "register", "model_card", "deploy", "drift")
 # each anchor runs right after the step it anchors (docstring); load_whole also alone with
 # --only (the anchor for --source jsonl / sql)
-ANCHOR_OF = {"discover": "load_whole", "evaluate": "evaluate_before", "drift": "drift_whole"}
+ANCHOR_OF = {"discover": "load_whole", "evaluate": "evaluate_before", "explain": "explain_whole",
+             "drift": "drift_whole"}
 ANCHORS = tuple(ANCHOR_OF.values())
 SQL_TABLE = "customers"
 MEMORY_TARGET_GB = 12.0
@@ -220,7 +238,9 @@ def run_step(step: str, work: Path, config: dict[str, Any]) -> dict[str, Any]:
     """Inside a fresh process: one step on the files of ``work``."""
     paths = {name: str(work / name) for name in (
         "dataset.parquet", "schema.json", "train.parquet", "test.parquet", "plan.json", "model",
-        "evaluation.json")}
+        "evaluation.json", "model-fair", "registration.json", "explanation.json", "bias.json")}
+    # what the pipeline registers, explains and deploys: the bias step's package
+    package = paths["model-fair"] if Path(paths["model-fair"]).exists() else paths["model"]
     table = paths["dataset.parquet"]
     if step == "discover":
         from autokfp.steps.discover import discover
@@ -266,6 +286,48 @@ def run_step(step: str, work: Path, config: dict[str, Any]) -> dict[str, Any]:
         bias_check(config, paths["model"], paths["train.parquet"], paths["test.parquet"],
                    paths["schema.json"], str(work / "model-fair"), str(work / "bias.md"),
                    str(work / "bias.json"))
+    elif step == "explain":
+        from autokfp.steps.explain_model import explain_model
+
+        explain_model(config, package, paths["train.parquet"], paths["test.parquet"],
+                      paths["explanation.json"], str(work / "explanation.html"),
+                      str(work / "plots"))
+    elif step == "explain_whole":  # the anchor: both files whole, the rows drawn from frames
+        import pandas as pd
+
+        from autokfp.config import parse_config
+        from autokfp.governance import explain
+        from autokfp.steps.io import read_package
+
+        cfg = parse_config(config)
+        model, plan, meta = read_package(package)
+        result = explain.explain_model(model, plan, meta, pd.read_parquet(paths["train.parquet"]),
+                                       pd.read_parquet(paths["test.parquet"]),
+                                       work / "plots-whole", rows=cfg.governance.explain_rows,
+                                       shap_rows=cfg.governance.shap_rows, seed=cfg.split.seed)
+        result["model"] = cfg.model_name
+        same = json.loads(json.dumps(result)) == json.loads(
+            Path(paths["explanation.json"]).read_text())
+    elif step == "register":
+        from autokfp.steps.register_model import register_model
+
+        register_model(config, package, paths["evaluation.json"], paths["schema.json"],
+                       paths["registration.json"])
+    elif step == "model_card":
+        from autokfp.steps.write_model_card import write_model_card
+
+        write_model_card(config, package, paths["registration.json"], paths["evaluation.json"],
+                         paths["schema.json"], paths["bias.json"], paths["explanation.json"],
+                         str(work / "model_card.md"), str(work / "compliance.md"),
+                         str(work / "compliance.json"))
+    elif step == "deploy":
+        from autokfp.steps.deploy_model import deploy_model
+
+        try:
+            deployed = deploy_model(config, paths["registration.json"], paths["test.parquet"],
+                                    str(work / "isvc.yaml"), str(work / "decision.json"))
+        finally:
+            _stop_local_predictors(work / "home" / "serving")
     elif step in ("drift", "drift_whole"):
         plan = json.loads(Path(paths["plan.json"]).read_text())
         kinds = {c: "numerical" for c in plan["numeric"]}
@@ -289,7 +351,35 @@ def run_step(step: str, work: Path, config: dict[str, Any]) -> dict[str, Any]:
         out["verdicts"] = verdicts
     if step == "train":
         out["phases"] = _train_phases(Path(paths["model"]))
+    if step == "explain_whole":
+        out["phases"] = f"explanation {'equal to' if same else 'DIFFERS from'} the step's"
+    if step == "deploy":
+        out["phases"] = f"{deployed.outcome}: {deployed.reason}"
     return out
+
+
+def _stop_local_predictors(state: Path) -> None:
+    """Stop the predictor processes the deploy step started (children of this step process,
+    their pids in the local target's state files), so that none outlives the run."""
+    import signal
+
+    for path in sorted(state.glob("*.json")) if state.is_dir() else []:
+        try:
+            pid = int(json.loads(path.read_text())["pid"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(150):  # 15 s, then killed
+                if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        path.unlink(missing_ok=True)
 
 
 def _code_before_linear_bootstrap() -> None:
@@ -426,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="engines.h2o.max_models: with a --budget that never runs out, "
                              "the models (not the clock) end AutoML, so train's work is fixed "
                              "and its time can grow with the rows")
+    parser.add_argument("--model", help="a trained package (the train step's model folder of "
+                                        "an earlier run, same columns) used instead of training")
     parser.add_argument("--work-dir", help="where the tables and step outputs go (kept)")
     parser.add_argument("--source", choices=("parquet", "jsonl", "sql", "s3"),
                         default="parquet",
@@ -482,12 +574,16 @@ def _run(args: argparse.Namespace, base: Path) -> int:
     from autokfp.config import expand_env
 
     steps: list[str] = []
+    # anchors named in --only: those alone (each right after its step, if that runs)
+    named = [a for a in ANCHORS if args.only and a in args.only]
     for step in STEPS:
         if (step in args.only if args.only else True) and step not in args.skip:
             steps.append(step)
-            if not args.no_anchors and step in ANCHOR_OF and args.source == "parquet":
-                steps.append(ANCHOR_OF[step])  # the anchor right after its step
-    steps += [a for a in ANCHORS if args.only and a in args.only and a not in steps]
+            anchor = ANCHOR_OF.get(step)
+            if anchor and not args.no_anchors and args.source == "parquet" and (
+                    anchor in named or not named):
+                steps.append(anchor)  # the anchor right after its step
+    steps += [a for a in named if a not in steps]
     results: dict[int, list[dict[str, Any]]] = {}
     for rows in args.rows:
         work = base / f"rows-{rows}"
@@ -520,6 +616,12 @@ def _run(args: argparse.Namespace, base: Path) -> int:
                          args.sql_url if args.source == "sql" else None, args.max_models,
                          bucket_uri if args.source == "s3" else None)
         results[rows] = []
+        if args.model:
+            import shutil
+
+            if not (work / "model").exists():
+                shutil.copytree(args.model, work / "model")
+            print(f"  (the model: {args.model}, trained earlier; train not run)")
         for step in steps:
             result = measure(step, work, config)
             results[rows].append(result)

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 # their draws (and one's restore would rewind the other): each run holds this lock.
 _GLOBAL_RNG_LOCK = threading.Lock()
 
+# training rows drawn as Kernel SHAP's background
+BACKGROUND_ROWS = 20
+
 H2O_CONTRIBUTIONS_NOTE = ("not run: H2O TreeSHAP contributions exist only for single tree models "
                           "(GBM, DRF, XGBoost), not for the stacked ensembles AutoML usually picks, "
                           "and they explain H2O's encoded columns; Kernel SHAP on the raw columns "
@@ -334,23 +337,38 @@ def image_markdown(path: str | Path) -> str:
 
 def explain_model(model: Any, plan: Any, meta: dict[str, Any], train: pd.DataFrame,
                   test: pd.DataFrame, out_dir: str | Path, rows: int = 300, shap_rows: int = 20,
-                  background_rows: int = 20, seed: int = 0,
+                  background_rows: int = BACKGROUND_ROWS, seed: int = 0,
                   nsamples: int | None = None) -> dict[str, Any]:
-    """Global and local explanations of a packaged model, with PNG plots in ``out_dir``."""
+    """Global and local explanations of a packaged model, with PNG plots in ``out_dir``:
+    ``explain_rows`` on the rows drawn from the whole frames (``rows`` test rows for the
+    permutation importance, ``background_rows`` training rows for SHAP's background, the
+    first ``shap_rows`` test rows explained)."""
+    sample = test.sample(n=min(rows, len(test)), random_state=seed)
+    background = train.sample(n=min(background_rows, len(train)), random_state=seed)
+    return explain_rows(model, plan, meta, sample, background, test.head(max(shap_rows, 0)),
+                        out_dir, seed=seed, nsamples=nsamples)
+
+
+def explain_rows(model: Any, plan: Any, meta: dict[str, Any], sample: pd.DataFrame,
+                 background: pd.DataFrame, explained: pd.DataFrame, out_dir: str | Path,
+                 seed: int = 0, nsamples: int | None = None) -> dict[str, Any]:
+    """``explain_model`` on rows already drawn: ``sample`` (test rows with the target) for the
+    permutation importance, ``background`` (training rows) for Kernel SHAP, which explains
+    the rows of ``explained`` (none: SHAP not run). The explain step draws them from the
+    Parquet files (``feature_file.sample_file``, ``head_file``) as ``explain_model`` draws
+    them from the frames, so neither file is read whole."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     columns = list(plan.input_columns)
-    sample = test.sample(n=min(rows, len(test)), random_state=seed)
     importance = permutation_importance(model, sample[columns + [meta["target"]]], meta, columns,
                                         seed=seed)
     plots = [plot_importance(importance, out / "permutation_importance.png")]
     result: dict[str, Any] = {"permutation_importance": importance,
                               "h2o_contributions": H2O_CONTRIBUTIONS_NOTE, "local": []}
-    if shap_rows <= 0:
-        result["shap"] = {"status": "not_run", "reason": "not run: governance.shap_rows is 0"}
+    if len(explained) == 0:
+        result["shap"] = {"status": "not_run",
+                          "reason": "not run: governance.shap_rows is 0 (no rows to explain)"}
     else:
-        background = train.sample(n=min(background_rows, len(train)), random_state=seed)
-        explained = test.head(shap_rows)
         shap_result = kernel_shap(model, plan, meta, background, explained, nsamples=nsamples)
         if shap_result["status"] == "run":
             shap_result["rows"] = len(explained)

@@ -242,22 +242,83 @@ class TestRows:
         if self.frame is not None:
             frame = self.frame[inputs]
             return frame.sample(min(rows, len(frame)), random_state=seed).reset_index(drop=True)
-        total = len(self)
+        return sample_file(self.path, inputs, rows, seed, self.batch_rows)  # type: ignore[arg-type]
+
+
+def sample_file(path: str | Path, columns: list[str], rows: int, seed: int,
+                batch_rows: int = BATCH_ROWS) -> pd.DataFrame:
+    """The rows of the Parquet file ``path`` (``columns`` only) that ``DataFrame.sample(
+    min(rows, n), random_state=seed)`` draws from the whole file read by ``pd.read_parquet``,
+    in the draw's order, index 0..k-1. Read a batch at a time; a row group without a drawn
+    row is not read at all."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(str(path)) as handle:
+        total = handle.metadata.num_rows
         # pandas draws with RandomState(seed).choice(n, k, replace=False)
         positions = np.random.RandomState(seed).choice(total, size=min(rows, total),
                                                        replace=False)
         order = np.argsort(positions, kind="stable")
         wanted = positions[order]
         pieces, start = [], 0
-        for frame in iter_frames(str(self.path), inputs, self.batch_rows):
-            lo, hi = np.searchsorted(wanted, [start, start + len(frame)])
+        for group in range(handle.num_row_groups):
+            size = handle.metadata.row_group(group).num_rows
+            lo, hi = np.searchsorted(wanted, [start, start + size])
             if hi > lo:
-                pieces.append(frame.iloc[wanted[lo:hi] - start])
-            start += len(frame)
-        if not pieces:
-            return pd.DataFrame(columns=inputs)
-        drawn = pd.concat(pieces, ignore_index=True)
-        # back from file order to the order of the draw
-        restore = np.empty_like(order)
-        restore[order] = np.arange(len(order))
-        return drawn.iloc[restore].reset_index(drop=True)
+                offset = start
+                for frame in _group_frames(handle, path, group, columns, batch_rows):
+                    a, b = np.searchsorted(wanted, [offset, offset + len(frame)])
+                    if b > a:
+                        pieces.append(frame.iloc[wanted[a:b] - offset])
+                    offset += len(frame)
+            start += size
+    if not pieces:
+        return _empty(path, columns)
+    drawn = pd.concat(pieces, ignore_index=True)
+    # back from file order to the order of the draw
+    restore = np.empty_like(order)
+    restore[order] = np.arange(len(order))
+    return drawn.iloc[restore].reset_index(drop=True)
+
+
+def head_file(path: str | Path, columns: list[str], rows: int,
+              batch_rows: int = BATCH_ROWS) -> pd.DataFrame:
+    """The first ``rows`` rows of the Parquet file ``path`` (``columns`` only), as
+    ``pd.read_parquet(path).head(rows)`` gives them, index 0..k-1: only the batches
+    that hold them are read."""
+    pieces: list[pd.DataFrame] = []
+    held = 0
+    if rows > 0:
+        for frame in iter_frames(path, columns, min(batch_rows, rows)):
+            pieces.append(frame.iloc[:rows - held])
+            held += len(pieces[-1])
+            if held >= rows:
+                break
+    if not pieces:
+        return _empty(path, columns)
+    return pd.concat(pieces, ignore_index=True)
+
+
+def _empty(path: str | Path, columns: list[str]) -> pd.DataFrame:
+    """No rows, with the columns and dtypes ``pd.read_parquet`` gives the file's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from autokfp.catalog.batches import batch_frame, file_dtypes
+
+    schema = pq.read_schema(str(path)).empty_table().select(columns).schema
+    batch = pa.record_batch([pa.array([], type=f.type) for f in schema], schema=schema)
+    return batch_frame(batch, schema, file_dtypes(path))
+
+
+def _group_frames(handle: Any, path: str | Path, group: int, columns: list[str],
+                  batch_rows: int) -> Iterator[pd.DataFrame]:
+    """One row group's rows as frames of at most ``batch_rows`` rows, typed as
+    ``iter_frames`` types them."""
+    from autokfp.catalog.batches import batch_frame, file_dtypes
+
+    dtypes = file_dtypes(path)
+    schema = handle.schema_arrow.empty_table().select(columns).schema
+    for batch in handle.iter_batches(batch_size=batch_rows, row_groups=[group],
+                                     columns=columns, use_threads=False):
+        yield batch_frame(batch, schema, dtypes)

@@ -153,11 +153,13 @@ def _hold_reason(cfg: RunConfig, settings: Any,
 
 
 def _smoke_rows(cfg: RunConfig, registration: dict[str, Any], test_path: str) -> pd.DataFrame:
-    """The first ``deploy.smoke_rows`` held-out rows, without the target column."""
-    test = pd.read_parquet(test_path)
+    """The first ``deploy.smoke_rows`` held-out rows, without the target column (only the
+    batches that hold them are read, not the whole file)."""
+    from autokfp.modeling.feature_file import head_file, parquet_columns
+
     targets = (registration.get("target"), cfg.training.target)
-    rows = test.drop(columns=[c for c in targets if c and c in test.columns])
-    return rows.head(cfg.deploy.smoke_rows).reset_index(drop=True)
+    columns = [c for c in parquet_columns(test_path) if c not in targets]
+    return head_file(test_path, columns, cfg.deploy.smoke_rows)
 
 
 def _conclude(rollout: Rollout, passed: bool) -> None:

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from autokfp.config import RunConfig
 from autokfp.steps.io import read_config, read_package, write_json, write_text
 from autokfp.steps.results import Publication, StepResult
@@ -33,16 +31,25 @@ class Explained(StepResult):
 def explain_model(config: dict[str, Any] | RunConfig, model_path: str, train_path: str,
                   test_path: str, explanation_path: str, report_path: str,
                   plots_dir: str) -> Explained:
-    """Permutation importance and Kernel SHAP for the package; JSON, HTML and PNG plots."""
+    """Permutation importance and Kernel SHAP for the package; JSON, HTML and PNG plots.
+
+    Neither file is read whole: the rows ``explain.explain_model`` would draw from the whole
+    frames are drawn from the files (``governance.explain_rows`` test rows, the SHAP
+    background's training rows, the first ``governance.shap_rows`` test rows), so the
+    explanation is the same and memory does not grow with the tables.
+    """
     from autokfp.governance import explain
+    from autokfp.modeling.feature_file import head_file, sample_file
 
     cfg = read_config(config)
     model, plan, meta = read_package(model_path)
-    train = pd.read_parquet(train_path)
-    test = pd.read_parquet(test_path)
-    result = explain.explain_model(model, plan, meta, train, test, plots_dir,
-                                   rows=cfg.governance.explain_rows,
-                                   shap_rows=cfg.governance.shap_rows, seed=cfg.split.seed)
+    columns = list(plan.input_columns)
+    seed, gov = cfg.split.seed, cfg.governance
+    sample = sample_file(test_path, [*columns, meta["target"]], gov.explain_rows, seed)
+    background = sample_file(train_path, columns, explain.BACKGROUND_ROWS, seed)
+    explained = head_file(test_path, [*columns, meta["target"]], max(gov.shap_rows, 0))
+    result = explain.explain_rows(model, plan, meta, sample, background, explained, plots_dir,
+                                  seed=seed)
     result["model"] = cfg.model_name
     write_json(explanation_path, result)
     write_text(report_path, explain.html_report(result, [Path(plots_dir, p) for p in result["plots"]]))

@@ -170,3 +170,62 @@ def test_memory_stays_bounded_by_the_batch(tmp_path) -> None:
     assert batches < whole / 2, (batches, whole)
     assert pd.read_parquet(tmp_path / "batches.parquet").equals(
         pd.read_parquet(tmp_path / "whole.parquet"))
+
+
+def _rows_file(tmp_path, rows: int = 2_000):
+    """A file in row groups of 64 rows: an integer and a boolean column with missing values
+    in one row group only (``pd.read_parquet`` widens them for the whole file), text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(7)
+    count = pa.array([None if i == 70 else int(i) for i in range(rows)], pa.int64())
+    flag = pa.array([None if i == 71 else bool(i % 3) for i in range(rows)], pa.bool_())
+    table = pa.table({"count": count, "flag": flag, "x": rng.normal(size=rows),
+                      "colour": rng.choice(["red", "blue"], size=rows)})
+    path = tmp_path / f"rows-{rows}.parquet"
+    pq.write_table(table, path, row_group_size=64)
+    return path
+
+
+@pytest.mark.parametrize("rows", [0, 1, 5, 300, 2_000, 5_000])
+def test_a_file_sample_is_the_whole_frames_draw(tmp_path, rows) -> None:
+    from autokfp.modeling.feature_file import sample_file
+
+    path = _rows_file(tmp_path)
+    whole = pd.read_parquet(path)
+    expected = whole.sample(min(rows, len(whole)), random_state=11).reset_index(drop=True)
+    drawn = sample_file(path, list(whole.columns), rows, seed=11, batch_rows=50)
+    pd.testing.assert_frame_equal(drawn, expected)
+    assert drawn["count"].dtype == "float64" and drawn["flag"].dtype == object
+
+
+@pytest.mark.parametrize("rows", [0, 3, 64, 100, 2_000, 5_000])
+def test_a_file_head_is_the_whole_frames_head(tmp_path, rows) -> None:
+    from autokfp.modeling.feature_file import head_file
+
+    path = _rows_file(tmp_path)
+    whole = pd.read_parquet(path, columns=["x", "count", "colour"])
+    pd.testing.assert_frame_equal(head_file(path, ["x", "count", "colour"], rows, batch_rows=50),
+                                  whole.head(rows))
+
+
+def test_a_file_sample_reads_only_the_row_groups_it_draws_from(tmp_path, monkeypatch) -> None:
+    import pyarrow.parquet as pq
+
+    from autokfp.modeling.feature_file import head_file, sample_file
+
+    path = _rows_file(tmp_path, rows=6_400)  # 100 row groups
+    read: list[list[int] | None] = []
+    original = pq.ParquetFile.iter_batches
+
+    def spy(self, *args, **kwargs):
+        read.append(kwargs.get("row_groups"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    sample_file(path, ["x"], 3, seed=0)
+    assert len(read) <= 3 and all(groups is not None and len(groups) == 1 for groups in read)
+    read.clear()
+    head = head_file(path, ["x"], 10)
+    assert len(head) == 10 and len(read) == 1  # one batch of 10 rows, then it stopped

@@ -171,3 +171,41 @@ def test_concurrent_kernel_shap_runs_give_the_sequential_values() -> None:
     with ThreadPoolExecutor(len(requests) * 2) as pool:
         concurrent = list(pool.map(run, requests * 2))
     assert concurrent == sequential * 2
+
+
+def test_the_explain_step_draws_its_rows_from_the_files_and_explains_as_on_the_frames(
+        tmp_path, monkeypatch) -> None:
+    """The step draws from the Parquet files the rows ``explain_model`` draws from the whole
+    frames (never reading a file whole), so it writes the same explanation."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from autokfp.steps import explain_model as explain_model_step
+    from tests.conftest import small_config
+
+    train, test = _frame(3_000, 5), _frame(1_000, 6)
+    for name, frame in (("train", train), ("test", test)):
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False),
+                       tmp_path / f"{name}.parquet", row_group_size=100)
+    config = small_config(tmp_path, governance={"explain_rows": 200, "shap_rows": 3})
+    expected = explain.explain_model(LinearModel(), LinearModel.plan, META, train, test,
+                                     tmp_path / "frames", rows=200, shap_rows=3,
+                                     seed=config.split.seed)
+
+    def whole_read(*args, **kwargs):
+        raise AssertionError("the explain step read a Parquet file whole")
+
+    monkeypatch.setattr(pd, "read_parquet", whole_read)
+    monkeypatch.setattr(pq, "read_table", whole_read)
+    monkeypatch.setattr(explain_model_step, "read_package",
+                        lambda path: (LinearModel(), LinearModel.plan, dict(META)))
+    summary = explain_model_step.explain_model(
+        config, "unused", str(tmp_path / "train.parquet"), str(tmp_path / "test.parquet"),
+        str(tmp_path / "explanation.json"), str(tmp_path / "report.html"), str(tmp_path / "plots"))
+    written = json.loads((tmp_path / "explanation.json").read_text())
+    assert written.pop("model") == config.model_name
+    assert written == json.loads(json.dumps(expected))
+    assert written["shap"]["status"] == "run" and len(written["local"]) == 3
+    assert summary.top_features[0] == "x1"
