@@ -54,6 +54,8 @@ FOLDS_BUDGET_SECS = 300
 SORT_METRICS = {"auc": "AUC", "logloss": "logloss", "accuracy": "logloss", "f1": "AUC",
                 "rmse": "RMSE", "mae": "MAE", "r2": "RMSE"}
 MOJO_FILE = "model.zip"
+# the leader's out-of-fold predictions are downloaded this many rows at a time
+OOF_CHUNK_ROWS = 500_000
 # the leader's recipe (algorithm and actual parameters; a stacked ensemble's base models'
 # too): what ``refit`` trains again on every labelled row after the champion gate
 RECIPE_FILE = "recipe.json"
@@ -773,7 +775,7 @@ class H2OAutoMLEngine:
         _write_recipe(leader, workdir)
         cv = _cv_metrics(leader, task)
         # out-of-fold scores, fetched once: the CV spread and the calibration use them
-        oof = _holdout_predictions(leader)
+        oof = _holdout_predictions(leader, task, classes)
         cv.update(_cv_spread(leader, sort_metric, task, target, classes, budget.seed, oof))
         timings["export"] = round(time.monotonic() - started - elapsed, 2)
         return {"board": board, "leader": leader_id, "algo": leader.algo, "cv": cv, "oof": oof,
@@ -875,18 +877,41 @@ def _cv_metrics(model: Any, task: str) -> dict[str, float]:
     return metrics
 
 
-def _holdout_predictions(model: Any) -> pd.DataFrame | None:
+def _holdout_predictions(model: Any, task: str, classes: list[str] | None,
+                         chunk_rows: int = OOF_CHUNK_ROWS) -> pd.DataFrame | None:
     """The model's out-of-fold predictions of the training rows, in their order (None when
-    it kept none): ``predict`` and, for classifiers, one column per class label.
+    it kept none): for classifiers the probability column of each class in ``classes``
+    (named as H2O names them), for regression ``predict``.
+
+    Only those columns are downloaded (not H2O's ``predict`` label column of a classifier,
+    text in pandas), ``chunk_rows`` rows at a time into one float64 array: the download
+    holds one chunk, not the whole frame as CSV and pandas (at 8M training rows the whole
+    frame took about 1.6 GB in this process; the array is 8 bytes a row and class).
 
     A stacked ensemble keeps none of its own; AutoML cross-validates its metalearner on the
     base models' out-of-fold predictions (the level-one frame, one row per training row), so
     the metalearner's out-of-fold predictions are the ensemble's."""
+    import numpy as np
+
     try:
         holdout = model.cross_validation_holdout_predictions()
         if holdout is None and getattr(model, "algo", "") == "stackedensemble":
             holdout = model.metalearner().cross_validation_holdout_predictions()
-        return None if holdout is None else holdout.as_data_frame(use_multi_thread=False)
+        if holdout is None:
+            return None
+        wanted = ["predict"] if task == "regression" else _class_columns(holdout, classes)
+        if not wanted:
+            return None
+        rows = int(holdout.nrows)
+        values = np.empty((rows, len(wanted)), dtype="float64")
+        for start in range(0, rows, chunk_rows):
+            stop = min(rows, start + chunk_rows)
+            part = holdout[start:stop, wanted].as_data_frame(use_multi_thread=False)
+            if len(part) != stop - start:
+                raise ValueError(f"rows {start}-{stop} of the out-of-fold predictions came back "
+                                 f"as {len(part)} rows")
+            values[start:stop] = part[wanted].to_numpy(dtype="float64")
+        return pd.DataFrame(values, columns=wanted)
     except Exception as exc:  # noqa: BLE001 - a model without them must not cost the run
         log.debug("no out-of-fold predictions for %s: %s", getattr(model, "model_id", model), exc)
         return None
@@ -908,9 +933,10 @@ def _holdout_scores(predicted: pd.DataFrame | None, task: str, classes: list[str
     return np.arange(rows), predicted[columns].to_numpy(dtype="float64")
 
 
-def _class_columns(predicted: pd.DataFrame, classes: list[str] | None) -> list[str] | None:
-    """The prediction frame's probability column of each class, in ``classes`` order: H2O
-    names them by the label, or ``p<label>`` when the label is a number ("p0", "p1")."""
+def _class_columns(predicted: Any, classes: list[str] | None) -> list[str] | None:
+    """The prediction frame's (pandas or H2O) probability column of each class, in
+    ``classes`` order: H2O names them by the label, or ``p<label>`` when the label is a
+    number ("p0", "p1")."""
     columns = []
     for label in classes or []:
         name = next((c for c in (label, f"p{label}") if c in predicted.columns), None)
@@ -946,7 +972,7 @@ def _cv_spread(model: Any, metric: str, task: str, target: pd.Series, classes: l
         from autokfp.modeling.validation import metric_spread
 
         if predicted is None:
-            predicted = _holdout_predictions(model)
+            predicted = _holdout_predictions(model, task, classes)
         if predicted is None:
             return {}
         if task == "regression":

@@ -1,6 +1,7 @@
 """A stacked ensemble leader keeps out-of-fold predictions too (selection and calibration
 read them): H2O keeps none for the ensemble itself, so they come from its cross-validated
-metalearner. Real H2O (one small JVM, about 30 s)."""
+metalearner. They are downloaded in chunks of rows, only the score columns. Real H2O (one
+small JVM, about 30 s)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def test_a_stacked_ensemble_gives_its_metalearners_out_of_fold_predictions(h2o_c
     ensemble.train(x=["a", "b", "c"], y="y", training_frame=data)
     assert ensemble.cross_validation_holdout_predictions() is None  # why the fallback exists
 
-    predicted = _holdout_predictions(ensemble)
+    predicted = _holdout_predictions(ensemble, "regression", None)
     assert predicted is not None and len(predicted) == len(frame)
     positions, values = _holdout_scores(predicted, "regression", None, len(frame))
     assert (positions == np.arange(len(frame))).all()
@@ -63,3 +64,38 @@ def test_a_stacked_ensemble_gives_its_metalearners_out_of_fold_predictions(h2o_c
     # the ensemble's own cross-validation figure, and out of sample (worse than its fit)
     assert rmse == pytest.approx(ensemble.model_performance(xval=True).rmse(), rel=1e-6)
     assert rmse > 1.05 * ensemble.model_performance(train=True).rmse()
+
+
+def test_out_of_fold_scores_are_downloaded_in_chunks_of_the_score_columns_alone(
+        h2o_cluster, monkeypatch) -> None:
+    """A binary classifier's out-of-fold class probabilities, fetched ``chunk_rows`` rows at
+    a time and without H2O's label column, equal the whole frame's."""
+    import h2o
+    from h2o.estimators import H2OGradientBoostingEstimator
+
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame(rng.normal(size=(1_000, 3)), columns=["a", "b", "c"])
+    frame["y"] = np.where(frame["a"] + rng.normal(0, 1, len(frame)) > 0, "yes", "no")
+    data = h2o_cluster.H2OFrame(frame, column_types={"y": "enum"})
+    gbm = H2OGradientBoostingEstimator(ntrees=10, max_depth=3, nfolds=2, seed=1,
+                                       keep_cross_validation_predictions=True)
+    gbm.train(x=["a", "b", "c"], y="y", training_frame=data)
+    whole = gbm.cross_validation_holdout_predictions().as_data_frame(use_multi_thread=False)
+
+    downloads: list[tuple[int, list[str]]] = []
+    original = h2o.H2OFrame.as_data_frame
+
+    def spy(self, *args, **kwargs):
+        got = original(self, *args, **kwargs)
+        downloads.append((len(got), list(got.columns)))
+        return got
+
+    monkeypatch.setattr(h2o.H2OFrame, "as_data_frame", spy)
+    predicted = _holdout_predictions(gbm, "binary", ["no", "yes"], chunk_rows=300)
+    assert downloads == [(300, ["no", "yes"])] * 3 + [(100, ["no", "yes"])]
+    assert list(predicted.columns) == ["no", "yes"] and len(predicted) == len(frame)
+    np.testing.assert_array_equal(predicted.to_numpy(), whole[["no", "yes"]].to_numpy())
+    positions, scores = _holdout_scores(predicted, "binary", ["no", "yes"], len(frame))
+    assert scores.shape == (1_000, 2) and (positions == np.arange(1_000)).all()
+    # a class H2O's frame does not have: no scores, rather than wrong ones
+    assert _holdout_predictions(gbm, "binary", ["no", "maybe"], chunk_rows=300) is None
