@@ -144,6 +144,8 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
+    if kind in _BOUND_ERRORS:
+        message += _allowed_range(model, tuple(error["loc"]))
     return f"{loc or '<top level>'}: {message}"
 
 
@@ -151,7 +153,7 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and part in {"folder", "gcs", "s3", "sql"}
 
 
-def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     current: Any = model
     kinds = {"folder": FolderSource, "gcs": GcsSource, "s3": S3Source, "sql": SqlSource}
     for part in loc:
@@ -163,15 +165,38 @@ def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         field = (current.model_fields.get(part)
                  if isinstance(current, type) and issubclass(current, BaseModel) else None)
         if field is None:
-            return []
+            return None
         annotation = field.annotation
         candidate = getattr(annotation, "__args__", (annotation,))
         nested = [c for c in candidate if isinstance(c, type) and issubclass(c, BaseModel)]
         # list[Source] has no model directly; the union tag that follows picks it
         current = nested[0] if nested else None
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or n for n, f in current.model_fields.items()]
-    return []
+        return current
+    return None
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current = _model_at(model, loc)
+    return [f.alias or n for n, f in current.model_fields.items()] if current else []
+
+
+_BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _allowed_range(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """' (allowed: 10 to 86400)' for a number field with both bounds, else ''."""
+    parent = _model_at(model, loc[:-1]) if loc else None
+    field = parent.model_fields.get(str(loc[-1])) if parent else None
+    if field is None:
+        return ""
+    low = high = None
+    for item in field.metadata:
+        low = getattr(item, "ge", None) if getattr(item, "ge", None) is not None else low
+        high = getattr(item, "le", None) if getattr(item, "le", None) is not None else high
+    if low is None or high is None:
+        return ""
+    return f" (allowed: {low} to {high})"
 
 
 def parse_config(data: Any, origin: str = "config") -> RunConfig:

@@ -10,6 +10,7 @@ from typing import Any
 
 from autokfp.config.passwords import mask_url_password
 from autokfp.config.run import RunConfig, check_config_size, parse_config
+from autokfp.config.training import BUDGET_SECONDS_RANGE
 from autokfp.errors import ConfigError
 
 # The run form: the typed parameters a pipeline shows in the Kubeflow UI next to ``config``.
@@ -120,6 +121,11 @@ def apply_run_form(config: dict[str, Any] | None, *, dataset: str = FROM_CONFIG,
     elif "name" not in data and isinstance(training, dict) and training.get("dataset"):
         data["name"] = _name_from(str(training["dataset"]).split("/", 1)[-1])
     if budget_seconds is not None and int(budget_seconds) != -1:
+        low, high = BUDGET_SECONDS_RANGE
+        if not low <= int(budget_seconds) <= high:
+            raise ConfigError(f"{origin}: budget_seconds {budget_seconds}: each engine's training "
+                              f"time must be {low} to {high} seconds, or -1 for the config's "
+                              "budget.max_runtime_secs (default 120)")
         budget = data.get("budget")
         data["budget"] = {**(budget if isinstance(budget, dict) else {}),
                           "max_runtime_secs": budget_seconds}

@@ -112,11 +112,15 @@ class SplitSpec(_Strict):
     seed: int = 42
 
 
+# each engine's search time in seconds: under 10 s neither H2O nor AutoKeras finishes a model
+BUDGET_SECONDS_RANGE = (10, 86_400)
+
+
 class BudgetSpec(_Strict):
     """What every engine gets: time, seed and threads (engine knobs live under ``engines``)."""
 
     max_runtime_secs: int = Field(
-        default=120, ge=10, le=86_400,
+        default=120, ge=BUDGET_SECONDS_RANGE[0], le=BUDGET_SECONDS_RANGE[1],
         description="each engine's search time (engines run side by side in the cluster); "
                     "H2O's JVM start and model export come on top")
     seed: int = 1

@@ -159,14 +159,15 @@ def run(
 @app.command()
 def demo(
     home: Path | None = HomeOption,
-    rows: int = typer.Option(6000, help="rows of example data"),
-    budget: int = typer.Option(120, help="each engine's training budget in seconds"),
+    rows: int = typer.Option(6000, help="rows of example data (at least 1000)"),
+    budget: int = typer.Option(120, help="each engine's training budget in seconds (10 to 86400)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's log"),
 ) -> None:
     """Generate the example churn data and run the training pipeline on it, end to end."""
-    from autokfp.examples.demo import prepare_demo
+    from autokfp.examples.demo import check_demo_options, prepare_demo
 
     try:
+        check_demo_options(rows, budget)  # before anything is written
         settings = _settings(home)
         with console.status("[bold]generating example data...", spinner="dots"):
             config, data = prepare_demo(settings.home / "example_data", rows=rows, budget=budget)

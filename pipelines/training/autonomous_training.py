@@ -78,7 +78,8 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
             model_name: Name of the registered model (lowercase letters, digits, '-').
                 "from config": config's name, else the dataset's name.
             budget_seconds: Training time of each engine in seconds (engines train side by
-                side on GPU nodes), e.g. 600; -1: config's budget.max_runtime_secs (default 120).
+                side on GPU nodes), 10 to 86400, e.g. 600; -1: config's
+                budget.max_runtime_secs (default 120).
             engines: Comma-separated engines that compete, e.g. "h2o,autokeras" (GPU use is
                 a compile-time setting: AUTOKFP_GPU_COUNT). "from config": config's engines
                 (default: every installed engine).

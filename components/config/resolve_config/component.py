@@ -39,7 +39,7 @@ def resolve_config(
         task: ``auto``, ``binary``, ``multiclass`` or ``regression``.
         model_name: The registered model's name (lowercase, digits, '-'); default: the
             dataset's name.
-        budget_seconds: Training time per engine in seconds (-1: the config's).
+        budget_seconds: Training time per engine in seconds, 10 to 86400 (-1: the config's).
         engines: Comma-separated engines that compete (e.g. ``h2o,autokeras``).
         require_approval: Hold the model back from production until a person approves it.
         check_data: Read the dataset and check its target column (the monitoring pipeline
