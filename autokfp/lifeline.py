@@ -6,12 +6,19 @@ the parent runs no cleanup, and the children are re-parented and would run on. S
 level watches its parent: a task watches the runner (``AUTOKFP_RUNNER_PID``), the engine
 child watches its task; when the parent is gone the process stops what it started and
 exits, so the whole tree is gone within a few poll intervals.
+
+The processes autokfp starts for a while and waits for (an engine's child, Evidently's
+child, H2O's JVM) also have the kernel end them the moment their parent is gone
+(``dies_with_parent``: ``PR_SET_PDEATHSIG``), with no poll and whatever ended the parent,
+``kill -9`` included.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +28,45 @@ log = logging.getLogger(__name__)
 RUNNER_ENV = "AUTOKFP_RUNNER_PID"
 POLL_SECS = 0.5
 _started = False
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, looked up now (never between fork and exec); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                         ctypes.c_ulong]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+def dies_with_parent(then: Callable[[], object] | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` for ``subprocess.Popen``: the child is SIGKILLed by the kernel as
+    soon as the thread that started it ends (its process killed, ``kill -9`` included).
+    ``then`` is the caller's own ``preexec_fn`` (H2O's ``os.setsid``), run first.
+
+    The parent is the starting *thread*: start with it only a process that thread waits for
+    (``run_isolated``'s child, Evidently's child, a JVM used within a ``with`` block).
+    Elsewhere than Linux only ``then`` runs."""
+    prctl = _prctl()
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if then is not None:
+            then()
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the parent ended before the request was made
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 def watch_parent(parent_pid: int | None = None,
@@ -81,8 +127,6 @@ def watch_serving_state(stop: Callable[[], None] | None = None) -> bool:
     their own within a few poll intervals. ``stop`` ends the server gracefully (default:
     SIGTERM to this process); the process is ended outright 10 s later if it still runs.
     """
-    import signal
-
     state_file, parent = os.environ.get(SERVING_STATE_ENV), os.environ.get(SERVING_PARENT_ENV)
     if not state_file or not parent or not parent.isdigit():
         return False

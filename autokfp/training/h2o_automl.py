@@ -197,6 +197,41 @@ def _record_jvm(h2o: Any) -> None:
             handle.write(f"{process.pid}\n")
 
 
+_LAUNCH_LOCK = threading.Lock()
+
+
+@contextmanager
+def _jvm_dies_with_this_thread() -> Iterator[None]:
+    """While open, a JVM ``h2o.init`` starts is SIGKILLed by the kernel when the thread that
+    started it ends (``lifeline.dies_with_parent``): a training process killed outright
+    (``kill -9``, the out-of-memory killer, a timeout's kill of pytest) cannot leave its
+    JVM running, which H2O starts in a session of its own with nothing watching its parent.
+
+    h2o launches the JVM with ``subprocess.Popen(..., preexec_fn=os.setsid)`` in
+    ``h2o.backend.server``; that module's ``subprocess`` is swapped for one whose ``Popen``
+    adds the request after h2o's own ``setsid``, for the block only."""
+    from h2o.backend import server
+
+    from autokfp.lifeline import dies_with_parent
+
+    real = server.subprocess
+
+    class _Launcher:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        @staticmethod
+        def Popen(*args: Any, preexec_fn: Any = None, **kwargs: Any) -> Any:  # noqa: N802
+            return real.Popen(*args, preexec_fn=dies_with_parent(then=preexec_fn), **kwargs)
+
+    with _LAUNCH_LOCK:
+        server.subprocess = _Launcher()
+        try:
+            yield
+        finally:
+            server.subprocess = real
+
+
 def _cluster_died(exc: BaseException, jvm_gone: bool = False) -> bool:
     """True when ``exc`` means the H2O cluster was lost, not that the data or settings are bad.
 
@@ -266,8 +301,10 @@ class H2OCluster:
             # would otherwise be joined by the next one, and both would exit.
             name = f"autokfp-{uuid.uuid4().hex[:8]}"
             try:
-                h2o.init(ip="127.0.0.1", port=_free_port(), name=name, nthreads=self.nthreads,
-                         max_mem_size=self.max_mem_size, verbose=False, strict_version_check=False)
+                with _jvm_dies_with_this_thread():
+                    h2o.init(ip="127.0.0.1", port=_free_port(), name=name,
+                             nthreads=self.nthreads, max_mem_size=self.max_mem_size,
+                             verbose=False, strict_version_check=False)
                 _record_jvm(h2o)
                 self.name = name
                 return self

@@ -95,3 +95,45 @@ def test_interrupting_the_runner_leaves_no_process(sig):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+# A process that starts a real H2O cluster (as an engine's child does) and then works on.
+JVM_OWNER = """
+import time
+from autokfp.training.h2o_automl import H2OCluster
+with H2OCluster(1, "512M") as cluster:
+    print("CLOUD", cluster.name, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_jvm_does_not_outlive_the_process_that_started_it():
+    """kill -9 of the process that started H2O (an engine child, pytest killed by a timeout)
+    runs no cleanup of its own; the kernel ends the JVM with it (``PR_SET_PDEATHSIG``)."""
+    import select
+
+    from autokfp.training.h2o_automl import _cloud_pids
+
+    owner = subprocess.Popen([sys.executable, "-c", JVM_OWNER], cwd=ROOT, stdout=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    name = ""
+    try:
+        deadline = time.monotonic() + 240  # H2O's start under load
+        while not name and time.monotonic() < deadline:  # h2o prints notices of its own
+            ready, _, _ = select.select([owner.stdout], [], [], deadline - time.monotonic())
+            line = owner.stdout.readline().decode() if ready else ""
+            if ready and not line:
+                break
+            name = line.split()[1] if line.startswith("CLOUD ") else ""
+        assert name and len(_cloud_pids(name)) == 1, f"no JVM of cloud {name!r}"
+
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while _cloud_pids(name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _cloud_pids(name) == [], "the JVM outlived its owner by 5 s"
+    finally:
+        owner.kill()
+        for pid in _cloud_pids(name) if name else []:
+            os.kill(pid, signal.SIGKILL)
