@@ -91,6 +91,7 @@ STEP_LABELS = {
     "evaluate-model": "evaluating against the champion",
     "explain-model": "explaining the model",
     "write-model-card": "writing the model card and compliance report",
+    "refit-model": "refitting the chosen model on every row",
     "register-model": "registering in MLflow",
     "deploy-model": "deploying: canary, verify, promote or roll back",
 }
@@ -153,7 +154,7 @@ def run(
         result = _run(config, settings, verbose)
     except AutokfpError as error:
         _fail(error)
-    _print_result(result, config, settings, as_json)
+    _print_result(result, config, settings, as_json, config_path=config_path.resolve())
 
 
 @app.command()
@@ -171,11 +172,24 @@ def demo(
         settings = _settings(home)
         with console.status("[bold]generating example data...", spinner="dots"):
             config, data = prepare_demo(settings.home / "example_data", rows=rows, budget=budget)
+        config_path = data.root / "churn.yaml"
         console.print(f"Example data: {data.files_dir} (CSV, Parquet) and {data.warehouse_db} (SQLite)")
+        _print_where(config_path, settings)
         result = _run(config, settings, verbose)
     except AutokfpError as error:
         _fail(error)
-    _print_result(result, config, settings, as_json=False)
+    _print_result(result, config, settings, as_json=False, config_path=config_path)
+
+
+def _print_where(config_path: Path, settings: Any) -> None:
+    """Where the run's config is and where its outputs will be (printed before a run)."""
+    from autokfp.config import mask_url_password
+
+    console.print(f"Run config  : {config_path}   (edit it, then: autokfp run {config_path})",
+                  highlight=False, soft_wrap=True)
+    console.print(f"Outputs     : {settings.home}   (registry {mask_url_password(settings.tracking_uri)}; "
+                  f"pipeline runs {settings.pipeline_root}; logs {settings.home / 'logs'})",
+                  highlight=False, soft_wrap=True)
 
 
 def data_changes(result: Any, config: Any, settings: Any) -> list[str]:
@@ -199,7 +213,8 @@ def data_changes(result: Any, config: Any, settings: Any) -> list[str]:
     return lines
 
 
-def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> None:
+def _print_result(result: Any, config: Any, settings: Any, as_json: bool,
+                  config_path: Path | None = None) -> None:
     from autokfp.config import mask_url_password
     from autokfp.modeling import registry
 
@@ -216,6 +231,7 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> Non
         "data_changes": data_changes(result, config, settings),
         "warnings": [w["details"]["warning"] for w in warnings],
         "state": {
+            "config": str(config_path) if config_path else None,
             "home": str(settings.home),
             "registry": mask_url_password(settings.tracking_uri),
             "artifacts": settings.artifact_root,
@@ -252,6 +268,8 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool) -> Non
     decision = _deploy_decision(result.run_dir)
     if decision:
         console.print(f"Deployment: {decision['outcome']} ({decision['target']}): {decision['reason']}")
+    if config_path is not None:
+        console.print(f"Run config: {config_path}", highlight=False, soft_wrap=True)
     console.print(f"Registry  : {summary['state']['registry']}  (autokfp models)")
     console.print(f"Artifacts : {summary['state']['pipeline_run']}")
     console.print("Catalog   : the discover step's 'catalog' artifact (DataHub metadata) in the run above")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -38,8 +39,23 @@ def prepare_demo(folder: Path, rows: int = 6000, budget: int = 120,
     check_demo_options(rows, budget)
     folder = Path(folder)
     data = write_example_data(folder, n_rows=rows, seed=seed)
-    config = yaml.safe_load(example_config_text())
-    config["budget"]["max_runtime_secs"] = budget
     path = folder / "churn.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return load_config(path), data
+    path.write_text(demo_config_text(budget), encoding="utf-8")
+    config = load_config(path)
+    if config.budget.max_runtime_secs != budget:  # the bundled file's budget line was changed
+        raise ConfigError(f"{path}: budget.max_runtime_secs is {config.budget.max_runtime_secs}, "
+                          f"not the --budget {budget} asked for (autokfp/examples/churn.yaml's "
+                          "'budget:' line is not the one demo_config_text expects)")
+    return config, data
+
+
+_BUDGET_LINE = re.compile(r"^budget: \{max_runtime_secs: \d+\}", re.MULTILINE)
+
+
+def demo_config_text(budget: int = 120) -> str:
+    """The bundled config's text, comments kept, with ``budget`` as each engine's budget."""
+    text, count = _BUDGET_LINE.subn(f"budget: {{max_runtime_secs: {int(budget)}}}",
+                                    example_config_text())
+    if count != 1:
+        raise ConfigError("autokfp/examples/churn.yaml has no one-line 'budget: {max_runtime_secs: N}'")
+    return text
