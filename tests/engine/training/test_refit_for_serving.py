@@ -81,9 +81,16 @@ def test_the_served_model_is_refitted_on_every_labelled_row_and_the_gate_model_i
     chance = float(-(prior * np.log(prior) + (1 - prior) * np.log(1 - prior)))
     assert losses["gate"] < 0.9 * chance, losses
     assert losses["refit"] < losses["gate"], losses
-    # the check compared both on every labelled row
+    # the held-out check: the recipe fitted on the training rows only scored the test rows as
+    # the gated model did (H2O's recipe reproduces it: far inside the 0.02 tolerance); the
+    # sanity check then compared both on every labelled row
     check = served["serving"]["check"]
     assert check["passed"] and check["rows"] == train_rows + test_rows
+    holdout = check["holdout"]
+    assert holdout["passed"] and holdout["rows"] == test_rows
+    metric = holdout["metric"]
+    assert abs(holdout["refit"][metric] - holdout["gate"][metric]) < 0.005, holdout
+    assert result.figures[f"holdout_{metric}_refit"] == holdout["refit"][metric]
     # the model card, and its machine-readable form, say which model serves and which was
     # gated, with both row counts
     from types import SimpleNamespace
@@ -185,6 +192,64 @@ def test_a_refit_that_cannot_run_serves_the_gate_model_and_says_why(trained_pack
         (paths.model / "artifacts" / "engine" / "model.zip").read_bytes()
     events = audit.events_for(config.model_name, None, kind="model.refit_rejected")
     assert events and "recipe.json is missing" in events[-1]["details"]["reason"]
+
+
+# A recipe corrupted to memorise its rows: deep trees down to single rows at full learning
+# rate. On the rows it was fitted on it beats the gated model (a check there would pass it);
+# on rows it did not see it is far worse.
+OVERFIT_RECIPE = {"model_id": "corrupted", "algo": "gbm",
+                  "params": {"ntrees": 60, "max_depth": 20, "min_rows": 1.0, "learn_rate": 1.0,
+                             "sample_rate": 1.0, "col_sample_rate": 1.0, "nbins": 1024,
+                             "seed": 7}}
+
+
+def test_a_refit_that_overfits_is_rejected_on_rows_it_did_not_see(trained_package, gated,
+                                                                   tmp_path) -> None:
+    from autokfp.governance import audit
+    from autokfp.steps.refit_model import HOLDOUT_SCORE_TOLERANCE, refit_engine, refit_model
+
+    config, evaluation = gated
+    paths = trained_package.paths
+    corrupted = tmp_path / "corrupted"
+    shutil.copytree(paths.model, corrupted)
+    (corrupted / "artifacts" / "engine" / "recipe.json").write_text(json.dumps(OVERFIT_RECIPE))
+    # what a check on the refit's own rows would see: the corrupted recipe, fitted on the
+    # training rows, beats the gated model on them (it memorised them)
+    engine_dir = tmp_path / "engine"
+    refit_engine(config.training_settings("h2o").to_dict(), "h2o", str(corrupted),
+                 str(paths.train), str(engine_dir))
+    fitted = tmp_path / "fitted"
+    shutil.copytree(paths.model, fitted)
+    shutil.rmtree(fitted / "artifacts" / "engine")
+    shutil.copytree(engine_dir, fitted / "artifacts" / "engine")
+    auc = _auc(fitted, paths.model, paths.train)
+    assert auc["refit"] > auc["gate"] + 0.05, auc
+    # the step fits it on the training rows and scores the test rows: rejected by a wide margin
+    out = tmp_path / "served"
+    result = refit_model(config, str(corrupted), str(evaluation), str(paths.train),
+                         str(paths.test), str(out))
+    assert result.served == "gated"
+    assert "fitted on the training rows only" in result.reason and "test rows" in result.reason
+    metric = _meta(paths.model)["primary_metric"]
+    assert metric == "auc"
+    gate, refit = result.figures["holdout_auc_gate"], result.figures["holdout_auc_refit"]
+    assert refit < gate - HOLDOUT_SCORE_TOLERANCE - 0.03, result.figures
+    assert not any(key.startswith("all_rows_") for key in result.figures)  # never fitted on all
+    assert _meta(out)["serving"]["model"] == "gated"
+    assert not (out / GATE_MODEL_DIR).exists()
+    events = audit.events_for(config.model_name, None, kind="model.refit_rejected")
+    assert events and events[-1]["details"]["holdout_auc_refit"] == refit
+
+
+def _auc(refit: Path, gate: Path, rows_path: Path) -> dict[str, float]:
+    from sklearn.metrics import roc_auc_score
+
+    rows = pd.read_parquet(rows_path)
+    meta = _meta(gate)
+    truth = (rows[meta["target"]].astype(str) == str(meta["positive_class"])).astype(int)
+    column = f"probability_{meta['positive_class']}"
+    return {who: float(roc_auc_score(truth, load_model_package(str(folder)).predict(rows)[column]))
+            for who, folder in (("refit", refit), ("gate", gate))}
 
 
 def test_refit_is_not_wanted_on_large_tables_without_a_passed_gate_or_when_off(
