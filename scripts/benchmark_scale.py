@@ -62,7 +62,11 @@ whole-table path left in the code has none:
     drift_whole       drift's: both files read whole into pandas and ``detect_drift`` on the
                       frames; the script checks the verdicts equal the streamed ones
 
-``--model DIR`` takes the trained package (the train step's ``model`` folder of an earlier
+``--cut-split`` writes ``train.parquet`` and ``test.parquet`` as the first 80% and the last
+20% of the table's rows (row groups of 209,715 and 52,429 rows, as engineer writes them)
+when engineer has not run, for the steps after train when engineer does not fit the time
+(its split is by row at random, this one contiguous: the steps read the same columns and
+row counts). ``--model DIR`` takes the trained package (the train step's ``model`` folder of an earlier
 run, the same 30 columns) instead of training: the steps after train then run at a size
 whose train step was not run (train's own figures at 10M rows are in docs/scale.md).
 
@@ -142,6 +146,38 @@ def write_table(path: Path, rows: int) -> None:
         if writer is not None:
             writer.close()
     Path(str(path) + ".part").rename(path)
+
+
+def cut_split(table: Path, work: Path) -> None:
+    """train.parquet / test.parquet: the first 80% and the last 20% of the table's rows,
+    copied in batches (``--cut-split``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    handle = pq.ParquetFile(table)
+    rows = handle.metadata.num_rows
+    cut = int(rows * 0.8)
+    writers = {name: pq.ParquetWriter(str(work / f"{name}.parquet.part"), handle.schema_arrow)
+               for name in ("train", "test")}
+    pending: list[Any] = []  # train batches until a row group of 4 x 52,429 rows
+    start = 0
+    try:
+        for batch in handle.iter_batches(batch_size=52_429):
+            end = start + batch.num_rows
+            if start < cut:
+                pending.append(batch.slice(0, min(cut, end) - start))
+                if len(pending) == 4 or end >= cut:
+                    writers["train"].write_table(pa.Table.from_batches(pending),
+                                                 row_group_size=209_716)
+                    pending = []
+            if end > cut:
+                writers["test"].write_batch(batch.slice(max(cut - start, 0)))
+            start = end
+    finally:
+        for writer in writers.values():
+            writer.close()
+    for name in writers:
+        Path(work / f"{name}.parquet.part").rename(work / f"{name}.parquet")
 
 
 # ----------------------------------------------------------------------------- the steps
@@ -518,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
                              "and its time can grow with the rows")
     parser.add_argument("--model", help="a trained package (the train step's model folder of "
                                         "an earlier run, same columns) used instead of training")
+    parser.add_argument("--cut-split", action="store_true",
+                        help="train/test files cut from the table (80/20) when engineer has "
+                             "not run (docstring)")
     parser.add_argument("--work-dir", help="where the tables and step outputs go (kept)")
     parser.add_argument("--source", choices=("parquet", "jsonl", "sql", "s3"),
                         default="parquet",
@@ -616,6 +655,10 @@ def _run(args: argparse.Namespace, base: Path) -> int:
                          args.sql_url if args.source == "sql" else None, args.max_models,
                          bucket_uri if args.source == "s3" else None)
         results[rows] = []
+        if args.cut_split and not (work / "test.parquet").exists():
+            cut_split(work / "data" / "table.parquet", work)
+            print("  (train.parquet and test.parquet cut from the table, 80/20: engineer not "
+                  "run)")
         if args.model:
             import shutil
 
