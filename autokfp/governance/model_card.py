@@ -255,8 +255,12 @@ def _explanations_section(explanation: dict[str, Any]) -> list[str]:
     importance = explanation.get("permutation_importance")
     if importance:
         top = importance["columns"][:8]
-        lines += [f"Permutation importance (drop in held-out {importance['metric']}, "
-                  f"{importance['rows']} rows): "
+        served = explanation.get("served") or {}
+        rows = (f"{importance['metric']} on {importance['rows']} test rows the served refit "
+                "was fitted on: what it relies on, not an out-of-sample measure"
+                if served.get("model") == "refit" else
+                f"held-out {importance['metric']}, {importance['rows']} rows")
+        lines += [f"Permutation importance of the served model (drop in {rows}): "
                   + ", ".join(f"`{i['column']}` {i['importance']:.4f}" for i in top), ""]
     shap_result = explanation.get("shap") or {}
     if shap_result.get("status") == "run":

@@ -28,6 +28,24 @@ class Explained(StepResult):
                            returns=(",".join(self.top_features),))
 
 
+def _served(meta: dict[str, Any]) -> dict[str, Any]:
+    """Which model was explained: the served one (``refit``, fitted on every labelled row,
+    or the ``gated`` package), the rows it was fitted on, and what that means for the
+    permutation importance, which is measured on the test rows."""
+    serving = meta.get("serving") or {}
+    model = serving.get("model", "gated")
+    fitted = meta.get("fitted_rows", meta.get("trained_rows"))
+    if model == "refit":
+        note = (f"the served model, refitted on all {fitted} labelled rows after the gate; the "
+                "test rows the permutation importance is measured on are among them, so it "
+                "shows what the served model relies on; it is not an out-of-sample "
+                "measure")
+    else:
+        note = (f"the served model (the gated one, fitted on {fitted} rows); the permutation "
+                "importance is measured on test rows it did not see")
+    return {"model": model, "fitted_rows": fitted, "note": note}
+
+
 def explain_model(config: dict[str, Any] | RunConfig, model_path: str, train_path: str,
                   test_path: str, explanation_path: str, report_path: str,
                   plots_dir: str) -> Explained:
@@ -51,6 +69,7 @@ def explain_model(config: dict[str, Any] | RunConfig, model_path: str, train_pat
     result = explain.explain_rows(model, plan, meta, sample, background, explained, plots_dir,
                                   seed=seed)
     result["model"] = cfg.model_name
+    result["served"] = _served(meta)
     write_json(explanation_path, result)
     write_text(report_path, explain.html_report(result, [Path(plots_dir, p) for p in result["plots"]]))
     top = result["permutation_importance"]["columns"][:5]

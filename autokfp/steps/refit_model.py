@@ -14,7 +14,8 @@ Before that, the refit is checked on rows it has not seen: the same recipe is fi
 the training rows only (the gated model's own rows) and scored on the test rows next to the
 gated model; it must be within ``HOLDOUT_SCORE_TOLERANCE`` / ``HOLDOUT_LOSS_TOLERANCE`` of
 it there (a recipe that does not reproduce the gated model, or overfits, is rejected before
-the all-rows fit). The all-rows fit is then checked on every labelled row, which only
+the all-rows fit), and its decisions per group there, with the gated model's fairness
+mitigation applied, must meet the fairness policy if the gated model's did. The all-rows fit is then checked on every labelled row, which only
 catches a fit that broke (it has seen those rows).
 
 Refitting never fails the run: an engine without ``refit``, an error, a crash or a refit that
@@ -164,6 +165,11 @@ def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
         if not holdout["passed"]:
             return (f"the refit was rejected: fitted on the training rows only, its "
                     f"{holdout['detail']}"), figures
+        # what serves is audited too: the recipe's decisions per group on rows it did not
+        # see, with the gated model's fairness mitigation applied as serving applies it
+        fairness = _served_fairness(cfg, str(trial["package"]), train_path, test_path, meta)
+        if fairness is not None and fairness["rejected"]:
+            return f"the refit was rejected: {fairness['detail']}", figures
         # 2. the same recipe on every labelled row: the model to serve
         rows = Path(scratch, "labelled.parquet")
         labelled = _concat_parquet([train_path, test_path], rows)
@@ -175,8 +181,9 @@ def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
                           "all of them: this only catches a fit that broke)")
         figures.update(_figures("all_rows", sanity))
         check = {**sanity, "passed": bool(holdout["passed"] and sanity["passed"]),
-                 "holdout": holdout, "all_rows": sanity,
-                 "detail": f"held out: {holdout['detail']}; sanity: {sanity['detail']}"}
+                 "holdout": holdout, "all_rows": sanity, "fairness": fairness,
+                 "detail": f"held out: {holdout['detail']}; sanity: {sanity['detail']}"
+                           + (f"; fairness: {fairness['detail']}" if fairness else "")}
         if not sanity["passed"]:
             shutil.rmtree(staging, ignore_errors=True)
             return f"the refit was rejected: {sanity['detail']}", figures
@@ -221,6 +228,43 @@ def _refit_package(cfg: RunConfig, engine: str, model_path: str, rows_path: str,
     shutil.rmtree(package / "artifacts" / "engine")
     shutil.move(str(engine_dir), str(package / "artifacts" / "engine"))
     return {"package": package, "summary": summary}
+
+
+def _served_fairness(cfg: RunConfig, package: str, train_path: str, test_path: str,
+                     meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The fairness check of the model to serve, as far as it can be made out of sample: the
+    recipe fitted on the training rows (``package``), its decisions on the test rows with
+    the gated package's mitigation applied (as serving applies it; no new mitigation is
+    fitted), against the policy. The refit is rejected when it breaks a limit the gated
+    model met (``pass`` or ``mitigated``). None for a model without sensitive columns or
+    not a binary classifier (nothing was checked at the gate either)."""
+    import pandas as pd
+
+    from autokfp.governance.fairness import FAIL, assess_fairness
+    from autokfp.modeling.model_package import load_model_package
+    from autokfp.steps.bias_check import MITIGATION_FIT_ROWS
+    from autokfp.steps.io import read_parquet_sample
+
+    gated = meta.get("fairness") or {}
+    columns = list(gated.get("sensitive_columns") or [])
+    if meta.get("task") != "binary" or not columns:
+        return None
+    target = meta["target"]
+    model = load_model_package(package)
+    test = pd.read_parquet(test_path)
+    train, _rows = read_parquet_sample(train_path, MITIGATION_FIT_ROWS, seed=cfg.split.seed)
+    spec = cfg.governance.model_copy(update={"mitigate": False})
+    report, _ = assess_fairness(test, model.predict(test.drop(columns=[target])), meta, columns,
+                                "the gated model's sensitive columns", spec, fit=train,
+                                fit_predictions=model.predict(train.drop(columns=[target])))
+    rejected = report["verdict"] == FAIL and gated.get("verdict") != FAIL
+    why = str(report["verdict_reason"]).replace(" and mitigation is off", "")
+    detail = (f"fairness of the recipe fitted on the training rows, with the gated model's "
+              f"mitigation applied, on the {len(test)} test rows: {report['verdict']} ({why}); "
+              f"the gated model: {gated.get('verdict', 'unknown')}")
+    return {"verdict": report["verdict"], "gate_verdict": gated.get("verdict"),
+            "rejected": rejected, "rows": len(test), "columns": columns,
+            "before": report.get("before"), "detail": detail}
 
 
 def _figures(prefix: str, check: dict[str, Any]) -> dict[str, float]:

@@ -4,8 +4,8 @@ discover → profile (quality gate) → engineer features → data bias check �
 train one candidate per configured engine (``dsl.ParallelFor``: H2O AutoML ∥ AutoKeras ∥ any
 plugin engine, each on a GPU node) → select (``dsl.Collected`` candidates and the champion
 on the same test rows) → bias check (+ mitigation
-carried in the model) → evaluate the checked model vs the champion → explain → refit on
-every labelled row (small tables) → register (MLflow alias) → model card + compliance
+carried in the model) → evaluate the checked model vs the champion → refit on every
+labelled row (small tables) → explain the served model → register (MLflow alias) → model card + compliance
 report → deploy (KServe canary, verify, promote or roll back; held back while a required
 approval is missing).
 """
@@ -131,9 +131,6 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
                                          schema=found.outputs["schema"]), options, name="bias check + mitigation")
         evaluated = configure_task(evaluate_model(config=config, model=bias.outputs["checked_model"],
                                                   test=features.outputs["test"]), options, name="evaluate vs champion")
-        explained = configure_task(explain_model(config=config, model=bias.outputs["checked_model"],
-                                                 train=features.outputs["train"],
-                                                 test=features.outputs["test"]), options, name="explain")
         # the gate passed: on a small table the same configuration is fitted again on every
         # labelled row (test rows too) and served; the gated package stays inside it for the
         # next run's gate (training.refit_for_serving)
@@ -142,6 +139,11 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
                                               train=features.outputs["train"],
                                               test=features.outputs["test"]), options,
                                   name="refit on every labelled row")
+        # what is explained is what serves: the refit when there is one
+        explained = configure_task(explain_model(config=config,
+                                                 model=refitted.outputs["served_model"],
+                                                 train=features.outputs["train"],
+                                                 test=features.outputs["test"]), options, name="explain")
         registered = configure_task(register_model(config=config, model=refitted.outputs["served_model"],
                                                    evaluation=evaluated.outputs["evaluation"],
                                                    schema=found.outputs["schema"],

@@ -275,7 +275,8 @@ def test_tasks_run_in_pipeline_order(compiled) -> None:
     # fairness is checked on the selected model; everything after sees the checked package
     assert producer("bias-check", "model") == "select-model"
     assert producer("evaluate-model", "model") == "bias-check"
-    assert producer("explain-model", "model") == "bias-check"
+    # what is explained is what serves: the refit (or the gated package it passes through)
+    assert producer("explain-model", "model") == "refit-model"
     # after the gate, the refit on every labelled row is what is registered and documented
     assert producer("refit-model", "model") == "bias-check"
     assert producer("refit-model", "evaluation") == "evaluate-model"
