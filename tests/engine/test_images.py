@@ -8,6 +8,7 @@ others, pinned by the same constraints file.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -127,8 +128,12 @@ def test_dockerfile_follows_the_house_rules(name):
     # (images/install.sh, the same two steps for every image)
     assert "COPY constraints.txt images/install.sh /tmp/build/" in steps
     install = next(s for s in steps if s.endswith("sh /tmp/build/install.sh requirements"))
-    assert "pip install -c /tmp/build/constraints.txt -r /tmp/build/requirements.txt" in \
-        _install("requirements")
+    # (from the wheelhouse alone, each time: a missing wheel is fetched into it first)
+    requirements = _install("requirements")
+    assert requirements.count(
+        'pip install --no-index --find-links "$wheelhouse" -c "$build/constraints.txt"') == 2
+    assert 'from_wheelhouse -r "$build/requirements.txt"' in requirements
+    assert 'build="${AUTOKFP_BUILD_DIR:-/tmp/build}"' in INSTALL.read_text(encoding="utf-8")
     wheel = next(s for s in steps if "sh /tmp/build/install.sh wheel;" in s)
     assert steps.index(install) < steps.index("COPY dist/autokfp-*.whl /tmp/dist/") < \
         steps.index(wheel)
@@ -305,16 +310,118 @@ def test_the_install_step_uses_the_pip_cache_mount():
     import subprocess
 
     text = INSTALL.read_text(encoding="utf-8")
-    part = re.search(r"^  requirements\)\n(.*?)^    pip install", text, re.MULTILINE | re.DOTALL)
-    assert part, "images/install.sh: no requirements part before its first pip install"
+    part = re.search(r"^  requirements\)\n(.*?)^    # The wheelhouse", text,
+                     re.MULTILINE | re.DOTALL)
+    assert part, "images/install.sh: no requirements part before its wheelhouse"
     script = f"set -e\nexport PIP_NO_CACHE_DIR=1\n{part.group(1)}\n" \
              f"'{sys.executable}' -m pip cache dir"
-    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if k != "AUTOKFP_PIP_CACHE"})
     assert result.returncode == 0 and result.stdout.strip() == "/root/.cache/pip", (
         result.stdout + result.stderr)
     steps = [s for s in _instructions(DOCKERFILE.read_text(encoding="utf-8"))
              if s.endswith("install.sh requirements")]
     assert steps and all("--mount=type=cache,target=/root/.cache/pip" in s for s in steps)
+
+
+def _probe_wheel(folder: Path, name: str, version: str) -> Path:
+    """A tiny pure-Python wheel: one module, its metadata and RECORD."""
+    import zipfile
+
+    dist = f"{name}-{version}.dist-info"
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr(f"{name}.py", f"VERSION = {version!r}\n")
+        wheel.writestr(f"{dist}/METADATA",
+                       f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        wheel.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
+                                        "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{dist}/RECORD", "")
+    return path
+
+
+def test_the_install_step_keeps_its_wheels_and_installs_from_them_without_the_index(tmp_path):
+    """The pip downloads cached between builds: images/install.sh's requirements step, run
+    on the host in a venv of its own against a local index (an HTTP server, counting what it
+    is asked for), fetches the pinned wheel into the wheelhouse in its cache folder; run
+    again into a new venv with the same cache and the index gone, it installs from the
+    wheelhouse alone; with an empty cache and the index gone it fails (so the second run did
+    not reach an index some other way). The constraints pick the version: the index holds
+    two, the step installs the pinned one."""
+    import http.server
+    import subprocess
+    import threading
+
+    index = tmp_path / "index"
+    files = index / "simple" / "autokfp-probe"
+    files.mkdir(parents=True)
+    for version in ("1.0", "2.0"):
+        _probe_wheel(files, "autokfp_probe", version)
+    (files / "index.html").write_text("".join(
+        f'<a href="{p.name}">{p.name}</a>\n' for p in sorted(files.glob("*.whl"))))
+    asked: list[str] = []
+
+    class Index(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(index), **kwargs)
+
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            asked.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    build = tmp_path / "build"
+    build.mkdir()
+    pip_version = subprocess.run([sys.executable, "-m", "pip", "--version"], check=True,
+                                 capture_output=True, text=True).stdout.split()[1]
+    (build / "requirements.txt").write_text("autokfp-probe\n")
+    (build / "constraints.txt").write_text(f"autokfp-probe==1.0\npip=={pip_version}\n")
+
+    def install(cache: Path, venv: Path) -> subprocess.CompletedProcess:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        # the venv gets this interpreter's pip (the version the constraints pin)
+        site = subprocess.run([str(venv / "bin" / "python"), "-c",
+                               "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+        import pip
+        (Path(site) / "host-pip.pth").write_text(str(Path(pip.__file__).parents[1]) + "\n")
+        (venv / "bin" / "pip").write_text('#!/bin/sh\nexec "$(dirname "$0")/python" -m pip "$@"\n')
+        (venv / "bin" / "pip").chmod(0o755)
+        env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
+               "AUTOKFP_BUILD_DIR": str(build), "AUTOKFP_PIP_CACHE": str(cache),
+               "PIP_INDEX_URL": f"http://127.0.0.1:{server.server_port}/simple",
+               "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1",
+               "PIP_RETRIES": "0", "PIP_TIMEOUT": "5", "PIP_CONFIG_FILE": os.devnull}
+        return subprocess.run(["sh", str(INSTALL), "requirements"], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    def installed(venv: Path) -> str:
+        return subprocess.run([str(venv / "bin" / "python"), "-c",
+                               "import autokfp_probe; print(autokfp_probe.VERSION)"],
+                              capture_output=True, text=True).stdout.strip()
+
+    cache = tmp_path / "cache"
+    try:
+        first = install(cache, tmp_path / "venv1")
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        assert installed(tmp_path / "venv1") == "1.0"
+        assert any(p.endswith(".whl") for p in asked), asked  # fetched from the index
+        assert [p.name for p in (cache / "wheelhouse").iterdir()] == [
+            "autokfp_probe-1.0-py3-none-any.whl"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    asked.clear()
+    second = install(cache, tmp_path / "venv2")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "from the wheelhouse alone (no index)" in second.stdout, second.stdout[-3000:]
+    assert installed(tmp_path / "venv2") == "1.0" and not asked
+    cold = install(tmp_path / "empty-cache", tmp_path / "venv3")
+    assert cold.returncode != 0 and installed(tmp_path / "venv3") == "", cold.stdout[-3000:]
 
 
 def test_dockerignore_lets_in_only_what_the_images_copy():
