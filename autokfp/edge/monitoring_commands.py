@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -215,17 +216,48 @@ def schedule_command(
         help="send folder/SQLite paths anyway (only if they exist inside the pods)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run",
+        help="check CONFIG and print the recurring run it would create (no KFP host needed)"),
 ) -> None:
-    """Create a Kubeflow recurring run of drift-monitoring (re-enters training on drift)."""
+    """Create a Kubeflow recurring run of drift-monitoring (re-enters training on drift).
 
+    Needs --host (or KF_PIPELINES_ENDPOINT), except inside a cluster's pod; --dry-run prints
+    what it would create without one."""
+    import os
+
+    import yaml
     from rich.console import Console
 
     from autokfp.config import load_config
-    from autokfp.edge.scheduling import schedule_monitoring, token_from_env
+    from autokfp.edge.scheduling import (
+        NO_HOST_HINT,
+        monitoring_schedule_spec,
+        schedule_monitoring,
+        token_from_env,
+    )
 
     console = Console()
     try:
         config = load_config(config_path)
+        if dry_run:
+            spec = monitoring_schedule_spec(
+                config, cron=cron, experiment=experiment, name=name, namespace=namespace,
+                service_account=service_account, allow_local_paths=allow_local_paths)
+            for warning in spec["warnings"]:
+                Console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}",
+                                           highlight=False, soft_wrap=True)
+            if as_json:
+                sys.stdout.write(json.dumps(spec, indent=2, default=str) + "\n")
+            else:
+                sys.stdout.write("# autokfp schedule --dry-run: nothing was created. With --host "
+                                 "it uploads this pipeline version (once) and creates this "
+                                 "recurring run through kfp.Client.create_recurring_run:\n"
+                                 + yaml.safe_dump(spec, sort_keys=False))
+            return
+        if not host and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise ConfigError(f"no Kubeflow Pipelines host: {NO_HOST_HINT}; or add --dry-run to "
+                              "print the recurring run it would create, without a host")
         token = token_from_env(token_env)
         result = schedule_monitoring(
             config,

@@ -227,8 +227,20 @@ def token_from_env(variable: str | None) -> str | None:
     return token
 
 
-def make_client(host: str | None, namespace: str | None = None, token: str | None = None) -> Any:
+NO_HOST_HINT = ("pass --host with the Kubeflow Pipelines API, e.g. --host "
+                "https://kubeflow.example.com/pipeline (or set KF_PIPELINES_ENDPOINT)")
+
+
+def make_client(host: str | None, namespace: str | None = None, token: str | None = None,
+                hint: str = "") -> Any:
+    """A ``kfp.Client`` for ``host``; without one, the in-cluster endpoint, which only exists
+    in a pod (elsewhere: an error saying to pass --host, plus ``hint``, at once)."""
+    import os
+
     import kfp
+
+    if not host and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise ConfigError(f"no Kubeflow Pipelines host: {NO_HOST_HINT}{hint}")
 
     kwargs: dict[str, Any] = {"host": host}
     if namespace:
@@ -271,6 +283,55 @@ def schedule_monitoring(
         ConfigError: no config and no form, a parameter the form does not have, a bad
             value, or the config names local paths (see ``check_cluster_config``).
     """
+    request = _monitoring_request(config, cron, name, allow_local_paths, form)
+    return schedule_pipeline(
+        PIPELINE_NAME, request["params"], name=request["name"], cron=request["cron"],
+        description=request["description"], host=host, experiment=experiment,
+        namespace=namespace, token=token, client=client, service_account=service_account,
+        warnings=request["warnings"])
+
+
+def monitoring_schedule_spec(
+    config: RunConfig | None = None,
+    cron: str | None = None,
+    experiment: str = "autokfp",
+    name: str | None = None,
+    namespace: str | None = None,
+    service_account: str | None = None,
+    allow_local_paths: bool = False,
+    form: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What ``schedule_monitoring`` would create, with the same checks, without a KFP host:
+    the pipeline version it would upload (compiled here) and the recurring run's fields as
+    ``kfp.Client.create_recurring_run`` receives them (``autokfp schedule --dry-run``)."""
+    from autokfp import __version__
+
+    request = _monitoring_request(config, cron, name, allow_local_paths, form)
+    with tempfile.TemporaryDirectory(prefix="autokfp-schedule-") as scratch:
+        digest = compile_pipeline(PIPELINE_NAME, Path(scratch) / f"{PIPELINE_NAME}.yaml")
+    return {
+        "pipeline": PIPELINE_NAME,
+        "pipeline_version": f"{PIPELINE_NAME}-{__version__}-{digest[:12]}",
+        "experiment": experiment,
+        "namespace": namespace,
+        "recurring_run": {
+            "job_name": request["name"],
+            "description": request["description"],
+            "cron_expression": request["cron"],
+            "max_concurrency": 1,
+            "no_catchup": True,
+            "enabled": True,
+            "service_account": service_account,
+            "params": request["params"],
+        },
+        "warnings": request["warnings"],
+    }
+
+
+def _monitoring_request(config: RunConfig | None, cron: str | None, name: str | None,
+                        allow_local_paths: bool,
+                        form: dict[str, Any] | None) -> dict[str, Any]:
+    """The checked parameters, name, cron and description of the monitoring recurring run."""
     from autokfp import __version__
 
     if form:
@@ -291,13 +352,11 @@ def schedule_monitoring(
         raise ConfigError("schedule_monitoring: give a run config, or form= with the run "
                           f"form's parameters ({', '.join(MONITORING_FORM)})")
     warnings = check_cluster_config(resolved, allow_local_paths)
-    cron = validate_cron(cron or resolved.monitoring.schedule)
-    return schedule_pipeline(
-        PIPELINE_NAME, {**params, "window_end": SCHEDULED_WINDOW_END},
-        name=name or f"{resolved.name}-drift-monitoring", cron=cron,
-        description=f"drift monitoring of {resolved.name} (autokfp {__version__})",
-        host=host, experiment=experiment, namespace=namespace, token=token, client=client,
-        service_account=service_account, warnings=warnings)
+    return {"params": {**params, "window_end": SCHEDULED_WINDOW_END},
+            "name": name or f"{resolved.name}-drift-monitoring",
+            "cron": validate_cron(cron or resolved.monitoring.schedule),
+            "description": f"drift monitoring of {resolved.name} (autokfp {__version__})",
+            "warnings": warnings}
 
 
 def schedule_batch_scoring(

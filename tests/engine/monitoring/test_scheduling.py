@@ -209,3 +209,64 @@ def test_schedule_with_the_typed_run_form(kfp_api, tmp_path) -> None:
         schedule_monitoring(form={**form, "dataset": str(tmp_path / "customers.parquet")},
                             host=kfp_api.url)
     assert len(kfp_api.calls) == calls
+
+
+def test_schedule_without_a_host_says_to_pass_one_at_once(tmp_path, monkeypatch):
+    from autokfp.edge.cli import app
+
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(_config(tmp_path).to_dict()))
+    result = CliRunner().invoke(app, ["schedule", str(path)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert message.startswith("error: no Kubeflow Pipelines host: pass --host"), message
+    assert "KF_PIPELINES_ENDPOINT" in message and "--dry-run" in message
+    assert "localhost" not in message  # no attempt at kfp.Client's default endpoint
+
+
+def test_schedule_dry_run_prints_the_recurring_run_that_schedule_then_creates(kfp_api,
+                                                                              tmp_path,
+                                                                              monkeypatch):
+    from autokfp.edge.cli import app
+
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    path = tmp_path / "run.yaml"
+    config = _config(tmp_path)
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    args = ["schedule", str(path), "--cron", "0 0 * * * *", "--service-account", "runner"]
+    dry = CliRunner().invoke(app, [*args, "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    spec = json.loads(dry.stdout)
+    assert kfp_api.calls == []  # nothing sent anywhere
+    text = CliRunner().invoke(app, [*args, "--dry-run"])
+    assert text.exit_code == 0 and text.stdout.startswith("# autokfp schedule --dry-run")
+    assert yaml.safe_load(text.stdout) == spec
+
+    created = CliRunner().invoke(app, [*args, "--host", kfp_api.url])
+    assert created.exit_code == 0, created.output
+    (run,) = kfp_api.recurring.values()
+    planned = spec["recurring_run"]
+    assert run["display_name"] == planned["job_name"] == "churn-test-drift-monitoring"
+    assert run["description"] == planned["description"]
+    assert run["trigger"]["cron_schedule"]["cron"] == planned["cron_expression"] == "0 0 * * * *"
+    assert int(run["max_concurrency"]) == planned["max_concurrency"] == 1
+    assert run["no_catchup"] is planned["no_catchup"] is True
+    assert run["service_account"] == planned["service_account"] == "runner"
+    assert run["runtime_config"]["parameters"] == planned["params"]
+    assert planned["params"] == {"config": config.to_dict(), "window_end": "scheduled"}
+    (version,) = [v for v in kfp_api.versions.values()
+                  if v.get("display_name") == spec["pipeline_version"]]
+    assert run["pipeline_version_reference"]["pipeline_version_id"] == version["pipeline_version_id"]
+
+
+def test_schedule_dry_run_checks_the_config_as_schedule_does(tmp_path, monkeypatch):
+    from autokfp.edge.cli import app
+
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(small_config(tmp_path).to_dict()))  # a local folder
+    result = CliRunner().invoke(app, ["schedule", str(path), "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert "is on this machine" in " ".join(result.output.split())
