@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import tempfile
@@ -165,7 +166,11 @@ def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_p
     if hasattr(trainer, "configure_run"):  # run-level settings an engine needs (a shared cluster)
         trainer.configure_run(cfg)
     labels = [str(c) for c in plan.classes] if plan.classes else None
-    with tempfile.TemporaryDirectory(prefix="autokfp-train-") as workdir:
+    # an engine that can start its runtime early (H2O: its JVM, warmed) does so while the
+    # training rows are prepared, so its budget starts on a running engine
+    warming = getattr(trainer, "warm_start", None)
+    with tempfile.TemporaryDirectory(prefix="autokfp-train-") as workdir, \
+            (warming(cfg.budget) if warming is not None else contextlib.nullcontext()):
         features, target, example, total = _training_rows(trainer, train_path, plan,
                                                           Path(workdir), cfg.budget.seed)
         started = time.monotonic()
