@@ -93,6 +93,18 @@ def watch_parent(parent_pid: int | None = None,
     return True
 
 
+def forked_child() -> None:
+    """In a child just forked from this process (``os.fork``): lead a session of its own,
+    and drop what is the parent's, not the child's: its ``atexit`` handlers and its watch
+    (the watch thread is not in the child, so a ``watch_parent`` there starts its own)."""
+    import atexit
+
+    global _started
+    os.setsid()
+    atexit._clear()
+    _started = False
+
+
 def watch_runner() -> bool:
     """In a pipeline task: watch the local runner that started it (set by ``autokfp run``)."""
     value = os.environ.get(RUNNER_ENV)

@@ -808,7 +808,6 @@ def _fork_summary_child(data: Path, schema_path: str | Path | None, html_out: Pa
                         limit_secs: float) -> str:
     """``_run_summary_child`` with a forked child (a session of its own, its stderr read
     back here, killed with its group after ``limit_secs``)."""
-    import atexit
     import contextlib
     import os
     import select
@@ -827,14 +826,12 @@ def _fork_summary_child(data: Path, schema_path: str | Path | None, html_out: Pa
     if pid == 0:  # the child: nothing below may return into the caller's frames
         code = 1
         try:
-            os.setsid()
+            lifeline.forked_child()
             os.close(reader)
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, 0)
             os.dup2(null, 1)
             os.dup2(writer, 2)
-            atexit._clear()  # the parent's handlers are the parent's
-            lifeline._started = False  # the parent's watch thread is not in this process
             _summary_child_main([str(data), str(schema_path or ""), str(html_out), str(parent)])
             code = 0
         except BaseException:  # noqa: BLE001 - its last line is the parent's reason

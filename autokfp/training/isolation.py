@@ -180,14 +180,10 @@ def _start_child(request: Path, pids: Path) -> subprocess.Popen[bytes] | _Forked
         return _ForkedChild(pid)
     code = 1
     try:  # the child: nothing below may return into the caller's frames
-        import atexit
-
         from autokfp import lifeline
 
-        os.setsid()
+        lifeline.forked_child()
         os.environ[CHILD_PIDS_ENV] = str(pids)
-        atexit._clear()  # the parent's handlers are the parent's
-        lifeline._started = False  # the parent's watch thread is not in this process
         if "numpy" in sys.modules:  # a new interpreter's generator would not repeat the parent's
             sys.modules["numpy"].random.seed()
         code = _main(str(request))
