@@ -36,7 +36,7 @@ CANDIDATE_FILE = "candidate.json"
 # a file where the child lists processes it started outside its own process group (H2O's
 # JVM runs in a session of its own); the parent kills whatever is left of them
 CHILD_PIDS_ENV = "AUTOKFP_CHILD_PIDS"
-FORK_ENV = "AUTOKFP_ENGINE_FORK"  # 0: the engine's child is a new interpreter
+FORK_ENV = "AUTOKFP_ENGINE_FORK"  # "1": the engine's child is forked (default: a new interpreter)
 FAILED, SKIPPED = "failed", "skipped"
 
 
