@@ -156,9 +156,13 @@ class _StoreWriter:
         if self.local:
             self._finish_local(text)
             return
+        # one listing, not a request per chunk; a part not staged was moved by an earlier,
+        # stopped finish
+        names = {uri.rsplit("/", 1)[-1] for uri in storage.list_uris(self.staging,
+                                                                     recursive=False)}
         for chunk in range(int(manifest["chunks"])):
             staged = self.part(chunk, self.staging)
-            if storage.exists(staged):  # else already moved by an earlier, stopped finish
+            if staged.rsplit("/", 1)[-1] in names:
                 storage.write_bytes(self.part(chunk), storage.read_bytes(staged))
                 storage.delete(staged)
         if not storage.exists(storage.join(self.prefix, "_manifest.json")):
