@@ -97,7 +97,26 @@ STEP_LABELS = {
 }
 
 
-def _run(config: Any, settings: Any, verbose: bool) -> Any:
+# the steps that write what is registered: an interrupt after one of them started is
+# reported as such (each writes whole or leaves an incomplete, unused version: a rerun
+# finishes or replaces it; docs/architecture.md, "A step killed half-way")
+REGISTRY_STEPS = ("register-model", "deploy-model")
+
+
+def _interrupted(stop: Any, steps: list[str], rerun: str) -> None:
+    """One line for a run stopped by Ctrl-C or SIGTERM, then exit 130 / 143."""
+    during = f" during '{STEP_LABELS.get(steps[-1], steps[-1])}'" if steps else ""
+    touched = [step for step in REGISTRY_STEPS if step in steps]
+    registry = ("nothing registered was changed or half-written" if not touched else
+                f"nothing registered was half-written ({touched[-1]} had started: "
+                "'autokfp models' shows what it registered)")
+    err_console.print(f"[bold red]interrupted[/] by {stop.what}: the run was stopped{during} "
+                      f"and its processes ended; {registry}. To run it again: {rerun}",
+                      highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code=stop.exit_code)
+
+
+def _run(config: Any, settings: Any, verbose: bool, steps: list[str] | None = None) -> Any:
     import time
 
     from autokfp.edge.local import run_training
@@ -126,6 +145,8 @@ def _run(config: Any, settings: Any, verbose: bool) -> Any:
     try:
         with progress.status("starting...", spinner="dots") as status:
             def on_task(name: str) -> None:
+                if steps is not None:
+                    steps.append(name)
                 elapsed = time.monotonic() - started
                 progress.print(f"  [dim]{elapsed:5.0f}s[/] {STEP_LABELS.get(name, name)}")
                 status.update(f"[bold]{STEP_LABELS.get(name, name)}...")
@@ -147,13 +168,19 @@ def run(
 ) -> None:
     """Run the autonomous training pipeline locally (kfp.local) for CONFIG."""
     from autokfp.config import load_config
+    from autokfp.edge.interrupts import RunInterrupted, stop_on_signals
 
+    steps: list[str] = []
     try:
-        config = load_config(config_path)
-        settings = _settings(home)
-        result = _run(config, settings, verbose)
+        with stop_on_signals():
+            config = load_config(config_path)
+            settings = _settings(home)
+            result = _run(config, settings, verbose, steps)
     except AutokfpError as error:
         _fail(error)
+    except RunInterrupted as stop:
+        _interrupted(stop, steps, f"autokfp run {config_path}"
+                     + (f" --home {home}" if home else ""))
     _print_result(result, config, settings, as_json, config_path=config_path.resolve())
 
 
@@ -165,19 +192,26 @@ def demo(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="stream every task's log"),
 ) -> None:
     """Generate the example churn data and run the training pipeline on it, end to end."""
+    from autokfp.edge.interrupts import RunInterrupted, stop_on_signals
     from autokfp.examples.demo import check_demo_options, prepare_demo
 
+    steps: list[str] = []
     try:
-        check_demo_options(rows, budget)  # before anything is written
-        settings = _settings(home)
-        with console.status("[bold]generating example data...", spinner="dots"):
-            config, data = prepare_demo(settings.home / "example_data", rows=rows, budget=budget)
-        config_path = data.root / "churn.yaml"
-        console.print(f"Example data: {data.files_dir} (CSV, Parquet) and {data.warehouse_db} (SQLite)")
-        _print_where(config_path, settings)
-        result = _run(config, settings, verbose)
+        with stop_on_signals():
+            check_demo_options(rows, budget)  # before anything is written
+            settings = _settings(home)
+            with console.status("[bold]generating example data...", spinner="dots"):
+                config, data = prepare_demo(settings.home / "example_data", rows=rows,
+                                            budget=budget)
+            config_path = data.root / "churn.yaml"
+            console.print(f"Example data: {data.files_dir} (CSV, Parquet) and "
+                          f"{data.warehouse_db} (SQLite)")
+            _print_where(config_path, settings)
+            result = _run(config, settings, verbose, steps)
     except AutokfpError as error:
         _fail(error)
+    except RunInterrupted as stop:
+        _interrupted(stop, steps, "autokfp demo" + (f" --home {home}" if home else ""))
     _print_result(result, config, settings, as_json=False, config_path=config_path)
 
 

@@ -158,10 +158,11 @@ def _local_pipeline(settings: Settings | None) -> Settings:
 
 
 def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
-                  log_path: Path | None, on_task: Callable[[str], None] | None) -> Any:
-    """Build the pipeline ``name`` with the local options and run it (its output to
-    ``log_path`` when given); a failed task raises ``PipelineRunError`` carrying the failing
-    step's own error."""
+                  log_path: Path | None, on_task: Callable[[str], None] | None,
+                  build: Callable[[], Any] | None = None) -> Any:
+    """Build the pipeline ``name`` with the local options (or call ``build`` for it) and run
+    it (its output to ``log_path`` when given); a failed task raises ``PipelineRunError``
+    carrying the failing step's own error."""
     from autokfp.edge.taskfork import forked_tasks, preload_for_run
 
     built = False
@@ -170,16 +171,44 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
             if log_path is not None:
                 stack.enter_context(_captured_output(log_path, on_task))
             stack.enter_context(forked_tasks(preload_for_run(arguments)))
+            stack.enter_context(_no_task_once_stopping())  # around the worker's hook
             # the task worker imports its modules meanwhile (it started just now)
             from autokfp.pipelines import PIPELINES
 
-            pipeline = PIPELINES[name](_local_options())
+            pipeline = build() if build is not None else PIPELINES[name](_local_options())
             built = True
             return pipeline(**arguments)
     except RuntimeError as exc:  # kfp.local reports a failed task as RuntimeError
         if not built:
             raise
         raise PipelineRunError(_explain_failure(str(exc), settings, log_path)) from None
+
+
+@contextlib.contextmanager
+def _no_task_once_stopping() -> Iterator[None]:
+    """While open, kfp.local starts no task once the run is being stopped (Ctrl-C, SIGTERM:
+    ``autokfp.edge.interrupts``): its worker threads would otherwise start the tasks still
+    queued while the interrupted run unwinds."""
+    from kfp.local import subprocess_task_handler as handler
+
+    from autokfp.edge.interrupts import stopping
+
+    original = getattr(handler, "run_local_subprocess", None)
+    if original is None:
+        yield
+        return
+
+    def run_local_subprocess(full_command: list[str],
+                             env_vars: dict[str, str] | None = None) -> int:
+        if stopping():
+            return 128 + stopping()
+        return int(original(full_command=full_command, env_vars=env_vars))
+
+    handler.run_local_subprocess = run_local_subprocess
+    try:
+        yield
+    finally:
+        handler.run_local_subprocess = original
 
 
 def _local_options() -> Any:

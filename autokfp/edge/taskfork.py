@@ -47,7 +47,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from autokfp import lifeline
 from autokfp.lifeline import RUNNER_ENV
@@ -446,7 +446,10 @@ def _exit(code: int | None) -> NoReturn:
 
 def _execute(request: Request, output: int) -> None:
     import runpy
+    import signal
 
+    if "SIGINT" in _task_signals:  # a task reacts to Ctrl-C as its own interpreter would
+        signal.signal(signal.SIGINT, _task_signals["SIGINT"])
     os.dup2(output, 1)
     os.dup2(output, 2)
     os.close(output)
@@ -477,14 +480,20 @@ def _execute(request: Request, output: int) -> None:
 
 _worker_pid = 0
 _set_on_import: dict[str, str] = {}
+_task_signals: dict[str, Any] = {}  # the worker's own handlers, given back to each task
 
 
 def main(argv: list[str]) -> int:
     """``python -m autokfp.edge.taskfork SOCKET RUNNER_PID [MODULE...]``: the worker, which
     imports ``PRELOAD`` and the modules named."""
     global _worker_pid
+    import signal
+
     address, runner_pid = argv[0], int(argv[1])
     _worker_pid = os.getpid()
+    # a terminal's Ctrl-C reaches the worker too (the runner's process group): the runner
+    # ends it (``autokfp.edge.interrupts``), so it prints no KeyboardInterrupt of its own
+    _task_signals["SIGINT"] = signal.signal(signal.SIGINT, signal.SIG_IGN)
     _preload((*PRELOAD, *argv[2:]))
     task = _serve(address, runner_pid)
     if task is None:

@@ -10,7 +10,9 @@ process carries a tag in its environment, so leftovers are found wherever they a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -137,3 +139,132 @@ def test_a_jvm_does_not_outlive_the_process_that_started_it():
         owner.kill()
         for pid in _cloud_pids(name) if name else []:
             os.kill(pid, signal.SIGKILL)
+
+
+# `autokfp run` in small: the CLI's handling (stop_on_signals, the one-line report) around
+# the local runner (the task worker, kfp.local) running a two-task pipeline whose first
+# task trains with the fake engine above and whose second must never start.
+LOCAL_RUN = """
+import os, sys
+from pathlib import Path
+
+import typer
+from kfp import dsl
+
+from autokfp.edge import cli, local
+from autokfp.edge.interrupts import RunInterrupted, stop_on_signals
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def train() -> str:
+    import autokfp.steps  # what a component imports first
+    from autokfp.training.isolation import run_isolated
+    run_isolated("tests.faults.test_interrupts:fake_engine", {})
+    return "trained"
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def register(trained: str):
+    import os
+    open(os.environ["AUTOKFP_FAULT_AFTER"], "w").close()
+
+
+@dsl.pipeline
+def two_steps():
+    register(trained=train().output)
+
+
+steps = []
+try:
+    with stop_on_signals():
+        settings = local._local_pipeline(None)
+        local._run_pipeline("two-steps", {}, settings, Path(sys.argv[1]), steps.append,
+                            build=lambda: two_steps)
+except RunInterrupted as stop:
+    try:
+        cli._interrupted(stop, steps, "autokfp run run.yaml")
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+print("the run was not interrupted")
+sys.exit(1)
+"""
+
+
+def _jvm_stand_in(tag: str) -> bool:
+    return any(b"h2o.jar" in Path(f"/proc/{pid}/cmdline").read_bytes()
+               for pid in _tagged(tag) if Path(f"/proc/{pid}").exists())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_the_first_ctrl_c_or_sigterm_stops_a_local_run_at_once(sig, tmp_path):
+    """Ctrl-C on the terminal (SIGINT to the runner, the task worker and the task, not to the
+    engine's child or the JVM, in sessions of their own) or SIGTERM to the runner: one line
+    saying what was stopped, exit 128 + the signal, no process left, no task started after."""
+    import pty
+    import select
+
+    tag = uuid.uuid4().hex
+    after = tmp_path / "after"
+    script = tmp_path / "runner.py"  # kfp reads a component's source from its file
+    script.write_text(LOCAL_RUN)
+    env = {**os.environ, TAG: tag, "PYTHONPATH": str(ROOT), "AUTOKFP_HOME": str(tmp_path / "home"),
+           "AUTOKFP_FAULT_AFTER": str(after), "TMPDIR": str(tmp_path)}
+    env.pop("AUTOKFP_LOCAL_FORK", None)
+    pid, terminal = pty.fork()  # the runner leads a session with a terminal, as in a shell
+    if pid == 0:
+        os.chdir(tmp_path)
+        os.execve(sys.executable, [sys.executable, str(script), str(tmp_path / "run.log")], env)
+    output = b""
+
+    def read(seconds: float) -> bool:
+        nonlocal output
+        ready, _, _ = select.select([terminal], [], [], seconds)
+        try:
+            chunk = os.read(terminal, 65536) if ready else b""
+        except OSError:  # the terminal closed: the runner is gone
+            return False
+        output += chunk
+        return not ready or bool(chunk)
+
+    try:
+        deadline = time.monotonic() + 240  # the worker's imports and the first task, under load
+        while not _jvm_stand_in(tag) and time.monotonic() < deadline:
+            read(0.2)
+        assert _jvm_stand_in(tag), f"the engine did not come up: {output.decode()[-2000:]}"
+
+        if sig == signal.SIGINT:
+            os.write(terminal, b"\x03")  # Ctrl-C: the terminal signals its foreground group
+        else:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + 30
+        while read(0.2) and time.monotonic() < deadline:  # until the terminal closes
+            pass
+        done, status = os.waitpid(pid, os.WNOHANG)
+        while not done and time.monotonic() < deadline:  # the exit after the last close
+            time.sleep(0.05)
+            done, status = os.waitpid(pid, os.WNOHANG)
+        assert done, f"the runner still runs 30 s after {sig.name}: {output.decode()[-2000:]}"
+        text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", output.decode(errors="replace"))
+        assert os.waitstatus_to_exitcode(status) == 128 + sig, text
+        assert "interrupted by" in text and sig.name in text and "during 'train'" in text, text
+        assert "nothing registered was changed or half-written" in text, text
+        assert "To run it again: autokfp run run.yaml" in text, text
+        assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+
+        deadline = time.monotonic() + 10
+        while _tagged(tag) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = _tagged(tag)
+        commands = [Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
+                    for p in left if Path(f"/proc/{p}").exists()]
+        assert left == [], f"left behind after {sig.name}: {commands}"
+        assert not after.exists(), "a task started after the interrupt"
+    finally:
+        for left_pid in _tagged(tag):
+            try:
+                os.kill(left_pid, signal.SIGKILL)
+            except OSError:
+                pass
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        os.close(terminal)
