@@ -165,6 +165,19 @@ def list_datasets(source: Source) -> list[str]:
     return [f"{source.name}/{rel}" for rel in reader.list_datasets()]
 
 
+def _check_folder(source: object, index: int, dataset_id: str, training: bool) -> None:
+    """A folder source's folder that does not exist, when a dataset is read from it: one
+    error naming the folder and its key in the config (not a listing that says the source
+    has no datasets)."""
+    if not isinstance(source, FolderSource) or Path(source.path).is_dir():
+        return
+    needed = f"training.dataset '{dataset_id}'" if training else f"dataset '{dataset_id}'"
+    raise DataError(
+        f"folder '{source.path}' does not exist: it is sources[{index}].path (source "
+        f"'{source.name}') in the config, and {needed} is read from it. Fix that path "
+        "(a relative path is relative to the config file) or create the folder")
+
+
 def load_dataset(
     config: RunConfig, dataset_id: str | None = None, sample_rows: int = DEFAULT_MAX_ROWS
 ) -> tuple[pd.DataFrame, DatasetSchema]:
@@ -192,6 +205,8 @@ def load_dataset(
             f"from the config ({', '.join(names)})"
         )
     source = config.source(source_name)
+    _check_folder(source, names.index(source_name), dataset_id,
+                  dataset_id == config.training.dataset)
     reader = open_source(source)
     df, platform, location, fmt = reader.load(dataset_id, relative)
     schema = profile_frame(

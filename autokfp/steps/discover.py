@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autokfp.config import RunConfig
-from autokfp.governance.audit import batched
+from autokfp.governance.audit import batched, record_warning
 from autokfp.steps.io import read_config, record_data_changes, write_parquet, write_text
 from autokfp.steps.results import Publication, StepResult
 
@@ -66,7 +66,14 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
     failures = {d.dataset_id: d.error for d in report.datasets if d.status == "failed"}
     failures.update(report.source_errors)
     for dataset_id, error in failures.items():
-        log.warning("discovery could not read %s: %s", dataset_id, error)
+        if "/" in dataset_id:  # one dataset of a source
+            log.warning("discovery could not read %s: %s", dataset_id, error)
+        else:  # a whole source (a folder that does not exist, a database out of reach): one
+            # of the run's warnings (`autokfp run` lists them), unless training reads it,
+            # which fails below with the error that names it
+            record_warning("discovery.source_failed",
+                           f"source '{dataset_id}' was not catalogued: {error}",
+                           {"source": dataset_id}, model=cfg.model_name)
     check_training_schema(report, cfg.training.dataset)
     schema, rows, columns, changes = _write_training_data(cfg, dataset_path)
     record_data_changes(cfg.model_name, "discover", changes, dataset=schema.dataset_id)

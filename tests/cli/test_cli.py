@@ -95,8 +95,17 @@ def _case_absent_target(folder: Path, tmp_path: Path):
     return path, ["'churnd'", "its columns are", "churned", "customer_id"]
 
 
+def _case_missing_source_folder(folder: Path, tmp_path: Path):
+    gone = tmp_path / "no-such-folder"
+    sources = [{"name": "files", "kind": "folder", "path": str(gone)}]
+    path = _write_config(folder, tmp_path / "run.yaml", sources=sources)
+    # the folder and its key, not "source 'files' has: (none)"
+    return path, [f"folder '{gone}' does not exist", "sources[0].path (source 'files')",
+                  "training.dataset 'files/customers.parquet' is read from it", "Fix that path"]
+
+
 BAD_INPUTS = [_case_typo, _case_missing_file, _case_empty_file, _case_missing_dataset,
-              _case_empty_csv, _case_absent_target]
+              _case_empty_csv, _case_absent_target, _case_missing_source_folder]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=lambda c: c.__name__[len("_case_"):])

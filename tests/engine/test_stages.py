@@ -246,6 +246,33 @@ def test_discover_stage_writes_dataset_schema_and_valid_catalog(tmp_path, churn_
     assert "all valid" in checked.stdout + checked.stderr
 
 
+def test_a_missing_folder_training_does_not_read_is_one_of_the_run_warnings(
+        autokfp_home, tmp_path, churn_frame) -> None:
+    """The run goes on (training reads another source) and `autokfp run`'s summary lists
+    the folder; a folder training reads is an error before any step (tests/cli)."""
+    from datetime import datetime, timezone
+
+    from autokfp.governance.audit import warnings_since
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    churn_frame.head(300).to_parquet(folder / "customers.parquet", index=False)
+    gone = tmp_path / "archive"
+    config = small_config(folder, sources=[
+        {"name": "files", "kind": "folder", "path": str(folder)},
+        {"name": "archive", "kind": "folder", "path": str(gone)}])
+    started = datetime.now(timezone.utc).isoformat()
+    out = tmp_path / "out"
+    result = discover_step.discover(config, str(out / "dataset.parquet"), str(out / "schema.json"),
+                                   str(out / "catalog.json"))
+    assert result.training_dataset == "files/customers.parquet" and result.rows == 300
+    assert result.datasets_failed == 1
+    shown = [w["details"]["warning"] for w in warnings_since(started, model=config.name)]
+    assert len(shown) == 1, shown
+    assert "source 'archive' was not catalogued" in shown[0]
+    assert f"folder '{gone}'" in shown[0] and "does not exist" in shown[0]
+
+
 def test_strong_predictors_kept_and_leaks_dropped_are_warnings_in_the_audit_trail(
         autokfp_home, tmp_path) -> None:
     """Both are automatic decisions about the data: each is audited with a warning that
