@@ -7,10 +7,10 @@ level watches its parent: a task watches the runner (``AUTOKFP_RUNNER_PID``), th
 child watches its task; when the parent is gone the process stops what it started and
 exits, so the whole tree is gone within a few poll intervals.
 
-The processes autokfp starts for a while and waits for (an engine's child, Evidently's
-child, H2O's JVM) also have the kernel end them the moment their parent is gone
-(``dies_with_parent``: ``PR_SET_PDEATHSIG``), with no poll and whatever ended the parent,
-``kill -9`` included.
+H2O's JVM, which watches nothing, has the kernel end it the moment the process that started
+it is gone (``dies_with_parent``: ``PR_SET_PDEATHSIG``), whatever ended that process,
+``kill -9`` included. The children autokfp waits for (an engine's child, Evidently's child:
+``start_child``) watch their parent instead, so that they can stop what they started first.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def dies_with_parent(then: Callable[[], object] | None = None) -> Callable[[], N
     ``then`` is the caller's own ``preexec_fn`` (H2O's ``os.setsid``), run first.
 
     The parent is the starting *thread*: start with it only a process that thread waits for
-    (``run_isolated``'s child, Evidently's child, a JVM used within a ``with`` block).
+    (H2O's JVM, used within a ``with`` block).
     Elsewhere than Linux only ``then`` runs."""
     prctl = _prctl()
     parent = os.getpid()
@@ -160,3 +161,120 @@ def watch_serving_state(stop: Callable[[], None] | None = None) -> bool:
 
     threading.Thread(target=watch, name="autokfp-serving-lifeline", daemon=True).start()
     return True
+
+
+# ------------------------------------------------------------------------ children we wait for
+
+FORK_ENV = "AUTOKFP_ENGINE_FORK"  # 1: fork the children below instead of new interpreters
+_BOOT = ("import sys; from autokfp.lifeline import run_target; "
+         "sys.exit(run_target(sys.argv[1], sys.argv[2:]))")
+
+
+def fork_wanted() -> bool:
+    """Whether ``start_child`` forks (``AUTOKFP_ENGINE_FORK=1``) instead of starting a new
+    interpreter (the default)."""
+    return hasattr(os, "fork") and os.environ.get(FORK_ENV, "0").strip().lower() in (
+        "1", "true", "yes", "on")
+
+
+def run_target(target: str, args: list[str]) -> int:
+    """Call ``module:function(args)``; its int result (None: 0) is the exit status."""
+    import importlib
+
+    module_name, _, name = target.partition(":")
+    result = getattr(importlib.import_module(module_name), name)(args)
+    return int(result or 0)
+
+
+class ForkedChild:
+    """The parts of ``subprocess.Popen`` the callers of ``start_child`` use, for a fork."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import subprocess
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"child {self.pid}", timeout or 0)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return self.returncode  # type: ignore[return-value]  # set by poll
+
+
+def start_child(target: str, args: list[str], env: dict[str, str] | None = None,
+                stdin: int | None = None, stdout: int | None = None,
+                stderr: int | None = None) -> Any:
+    """Start ``module:function(args)`` in a child process that leads a session of its own
+    (its group is killed whole: ``os.killpg(child.pid, SIGKILL)``): an engine's child
+    (``training.isolation``), Evidently's child (``quality``). Each watches its parent
+    (``watch_parent``) and, once the parent is gone, stops what it started (the processes it
+    listed, its group) before it exits; a kernel SIGKILL on the parent's death
+    (``dies_with_parent``) would end it before that cleanup. ``env`` is added to this
+    process's environment; ``stdin``/``stdout``/``stderr`` are file descriptors (None:
+    inherited). Returns a ``subprocess.Popen`` or, forked, a ``ForkedChild``.
+
+    By default the child is a new interpreter (``python -c`` calling ``run_target``): a
+    child forked from a process whose TensorFlow or OpenMP thread pools already ran can hang
+    (CI of c1d0bbb: an AutoKeras refit and a HistGradientBoosting plugin forked from a
+    pytest worker that had run both were stopped after 960 s and 645 s). With
+    ``AUTOKFP_ENGINE_FORK=1`` it is forked instead, for a parent known to have run neither:
+    it starts with what this process imported, runs the function and ends as an interpreter
+    would (its own threads joined, its own ``atexit`` handlers run, not this process's)."""
+    import subprocess
+
+    if not fork_wanted():
+        return subprocess.Popen([sys.executable, "-c", _BOOT, target, *args],
+                                start_new_session=True, env={**os.environ, **(env or {})}, stdin=stdin, stdout=stdout,
+                                stderr=stderr)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid:
+        return ForkedChild(pid)
+    code = 1
+    try:  # the child: nothing below may return into the caller's frames
+        import traceback
+
+        forked_child()
+        for fd, target_fd in ((stdin, 0), (stdout, 1), (stderr, 2)):
+            if fd is not None:
+                os.dup2(fd, target_fd)
+        os.environ.update(env or {})
+        if "numpy" in sys.modules:  # a new interpreter's generator would not repeat the parent's
+            sys.modules["numpy"].random.seed()
+        try:
+            code = run_target(target, args)
+        except BaseException:  # noqa: BLE001 - reported as a new interpreter would
+            traceback.print_exc()
+            code = 1
+    finally:
+        _exit_child(code)
+
+
+def _exit_child(code: int) -> NoReturn:
+    """End a forked child as the interpreter ends a process, without tearing down the
+    modules it shares with its parent."""
+    import atexit
+
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize calls first
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001, S110 - a closed stream: nothing to flush
+                pass
+        os._exit(code)

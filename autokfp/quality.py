@@ -765,121 +765,48 @@ def _run_summary_child(data: Path, schema_path: str | Path | None, html_out: Pat
     be stopped, and a wide table can keep Evidently busy for many minutes. Returns ''
     when the page was written, else why not.
 
-    The child is forked from this process, so it starts with what this process imported
-    (in a local run, a task forked from the runner's warm worker: pandas, pyarrow,
-    autokfp); a new interpreter (where there is no ``os.fork``) imported them again first."""
+    The child is started as an engine's child is (``lifeline.start_child``): a session of
+    its own, killed whole here, stopping when this process is gone, and a new interpreter
+    by default: a child forked from a process whose TensorFlow or OpenMP
+    thread pools had run can hang (it hung in CI for an engine's child), and this step can
+    run in such a process (a notebook, a test worker); ``AUTOKFP_ENGINE_FORK=1`` forks it."""
     import os
-    import signal
     import subprocess
-    import sys
 
-    if hasattr(os, "fork"):
-        return _fork_summary_child(data, schema_path, html_out, limit_secs)
-    code = ("import sys; from autokfp.quality import _summary_child_main; "
-            "_summary_child_main(sys.argv[1:])")
-    args = [sys.executable, "-c", code, str(data), str(schema_path or ""), str(html_out),
-            str(os.getpid())]
-    child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, start_new_session=True)
+    from autokfp.lifeline import start_child
+
+    err_path = html_out.with_name(html_out.name + ".stderr")
+    with open(os.devnull, "rb") as null_in, open(os.devnull, "wb") as null_out, \
+            open(err_path, "wb") as err_file:
+        child = start_child("autokfp.quality:_summary_child_main",
+                            [str(data), str(schema_path or ""), str(html_out), str(os.getpid())],
+                            stdin=null_in.fileno(), stdout=null_out.fileno(),
+                            stderr=err_file.fileno())
     try:
-        _, err = child.communicate(timeout=limit_secs)
+        code = child.wait(timeout=limit_secs)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        child.communicate()
+        _kill_child_group(child)
         return (f"Evidently did not finish within {limit_secs:g} s "
                 "(quality.summary_time_limit_secs) and was stopped")
     except BaseException:  # interrupted: the child must not run on
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_child_group(child)
         raise
-    if child.returncode != 0 or not html_out.exists():
+    if code != 0 or not html_out.exists():
+        err = err_path.read_bytes()[-65536:]
         lines = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
         return "Evidently could not summarise this dataset: " + (
-            lines[-1] if lines else f"exit status {child.returncode}")
+            lines[-1] if lines else f"exit status {code}")
     return ""
 
 
-def _fork_summary_child(data: Path, schema_path: str | Path | None, html_out: Path,
-                        limit_secs: float) -> str:
-    """``_run_summary_child`` with a forked child (a session of its own, its stderr read
-    back here, killed with its group after ``limit_secs``)."""
+def _kill_child_group(child: Any) -> None:
     import contextlib
     import os
-    import select
     import signal
-    import sys
-    import time
-    import traceback
 
-    from autokfp import lifeline
-
-    parent = os.getpid()
-    reader, writer = os.pipe()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    pid = os.fork()
-    if pid == 0:  # the child: nothing below may return into the caller's frames
-        code = 1
-        try:
-            lifeline.forked_child()
-            os.close(reader)
-            null = os.open(os.devnull, os.O_RDWR)
-            os.dup2(null, 0)
-            os.dup2(null, 1)
-            os.dup2(writer, 2)
-            _summary_child_main([str(data), str(schema_path or ""), str(html_out), str(parent)])
-            code = 0
-        except BaseException:  # noqa: BLE001 - its last line is the parent's reason
-            traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except BaseException:  # noqa: BLE001, S110 - nothing more to say
-                    pass
-            os._exit(code)
-    os.close(writer)
-    deadline = time.monotonic() + limit_secs
-    err, status = b"", None
-    try:
-        with os.fdopen(reader, "rb", buffering=0) as pipe:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                ready, _, _ = select.select([pipe], [], [], min(left, 0.5))
-                if ready:
-                    chunk = pipe.read(65536)
-                    if not chunk:
-                        break
-                    err = (err + chunk)[-65536:]
-        while status is None and time.monotonic() < deadline:
-            done, code_status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = os.waitstatus_to_exitcode(code_status)
-            else:
-                time.sleep(0.05)
-    except BaseException:  # interrupted: the child must not run on
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    if status is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        return (f"Evidently did not finish within {limit_secs:g} s "
-                "(quality.summary_time_limit_secs) and was stopped")
-    if status != 0 or not html_out.exists():
-        lines = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
-        return "Evidently could not summarise this dataset: " + (
-            lines[-1] if lines else f"exit status {status}")
-    return ""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
 
 
 def _summary_child_main(argv: list[str]) -> None:

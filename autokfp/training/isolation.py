@@ -7,10 +7,10 @@ child, holding the engine's memory, is what the kernel picks) or a hard timeout 
 the same way: the component writes ``candidate.json`` with ``status: failed`` and the
 reason into its model output, and selection records the reason and ranks the others.
 
-The child is a new interpreter, ``python -m autokfp.training.isolation REQUEST.json``,
-running ``_main``: the function named in the request, its outcome written next to it.
-With ``AUTOKFP_ENGINE_FORK=1`` it is forked from the component's process instead (see
-``_start_child`` for why that is not the default).
+The child is a new interpreter running ``_main``: the function named in the request, its
+outcome written next to it. With ``AUTOKFP_ENGINE_FORK=1`` it is forked from the
+component's process instead (see ``lifeline.start_child``, shared with Evidently's child,
+for why that is not the default).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from autokfp.errors import AutokfpError
 
@@ -36,7 +36,6 @@ CANDIDATE_FILE = "candidate.json"
 # a file where the child lists processes it started outside its own process group (H2O's
 # JVM runs in a session of its own); the parent kills whatever is left of them
 CHILD_PIDS_ENV = "AUTOKFP_CHILD_PIDS"
-FORK_ENV = "AUTOKFP_ENGINE_FORK"  # "1": the engine's child is forked (default: a new interpreter)
 FAILED, SKIPPED = "failed", "skipped"
 
 
@@ -131,87 +130,18 @@ def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = 
                             "without a result (a crash in native code?)", "killed")
 
 
-class _ForkedChild:
-    """The parts of ``subprocess.Popen`` ``run_isolated`` uses, for a forked child."""
+def _start_child(request: Path, pids: Path) -> Any:
+    """The engine's child (``lifeline.start_child``): a session of its own, watching this
+    process (``_main``); a new interpreter running ``_child``, or forked from this
+    process with ``AUTOKFP_ENGINE_FORK=1`` (off by default: a child forked from a process
+    whose TensorFlow or OpenMP thread pools had run hung in CI)."""
+    from autokfp.lifeline import start_child
 
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.005
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"engine child {self.pid}", timeout or 0)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
-        return self.returncode  # type: ignore[return-value]  # set by poll
+    return start_child("autokfp.training.isolation:_child", [str(request)],
+                       env={CHILD_PIDS_ENV: str(pids)})
 
 
-def _start_child(request: Path, pids: Path) -> subprocess.Popen[bytes] | _ForkedChild:
-    """The engine's child, leading a session of its own: forked from this process, so it
-    starts with what this process imported (a task forked from the local runner's warm
-    worker has pandas, MLflow, scikit-learn, ...; a new interpreter imported them again:
-    8-13 s of each training task under load, scripts/benchmark_task_startup.py). It runs
-    ``_main`` and ends as an interpreter would (its own threads joined, its own ``atexit``
-    handlers run), without this process's. Only with ``AUTOKFP_ENGINE_FORK=1``; by
-    default a new interpreter, ``python -m autokfp.training.isolation REQUEST``."""
-    # Off by default: a child forked from a process whose TensorFlow or OpenMP thread pools
-    # already ran hangs (CI of c1d0bbb: an AutoKeras refit and a HistGradientBoosting plugin,
-    # forked from a pytest worker that had run both before, were stopped after 960 s and
-    # 645 s). ``AUTOKFP_ENGINE_FORK=1`` forks, for a parent known to have run neither.
-    if not hasattr(os, "fork") or os.environ.get(FORK_ENV, "0").strip().lower() not in (
-            "1", "true", "yes", "on"):
-        return subprocess.Popen([sys.executable, "-m", "autokfp.training.isolation",
-                                 str(request)], start_new_session=True,
-                                env={**os.environ, CHILD_PIDS_ENV: str(pids)})
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    pid = os.fork()
-    if pid:
-        return _ForkedChild(pid)
-    code = 1
-    try:  # the child: nothing below may return into the caller's frames
-        from autokfp import lifeline
-
-        lifeline.forked_child()
-        os.environ[CHILD_PIDS_ENV] = str(pids)
-        if "numpy" in sys.modules:  # a new interpreter's generator would not repeat the parent's
-            sys.modules["numpy"].random.seed()
-        code = _main(str(request))
-    except BaseException:  # noqa: BLE001 - reported as a child without a result
-        traceback.print_exc()
-    finally:
-        _exit_child(code)
-
-
-def _exit_child(code: int) -> NoReturn:
-    """End a forked child as the interpreter ends a process, without tearing down the
-    modules it shares with its parent."""
-    import atexit
-    import threading
-
-    try:
-        threading._shutdown()  # type: ignore[attr-defined]  # what Py_Finalize calls first
-        atexit._run_exitfuncs()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:  # noqa: BLE001, S110 - a closed stream: nothing to flush
-                pass
-        os._exit(code)
-
-
-def _kill_group(process: subprocess.Popen | _ForkedChild, only_children: bool = False) -> None:
+def _kill_group(process: Any, only_children: bool = False) -> None:
     """Stop the child and anything left in its process group (an H2O JVM, for instance)."""
     if only_children and process.poll() is None:
         return
@@ -272,6 +202,11 @@ def _main(request_path: str) -> int:
     temp.write_text(json.dumps(payload, default=str))
     os.replace(temp, outcome)
     return code
+
+
+def _child(argv: list[str]) -> int:
+    """The child ``_start_child`` starts: ``_main`` on the request file."""
+    return _main(argv[0])
 
 
 if __name__ == "__main__":

@@ -139,3 +139,55 @@ def test_the_summary_samples_rows_and_stops_at_its_time_limit(tmp_path) -> None:
     text = outcome.path.read_text()
     assert "Data summary unavailable" in text and "summary_time_limit_secs" in text
     assert took < 15, took  # stopped, not waited for
+
+
+# OpenMP's thread pool runs (scikit-learn's HistGradientBoosting), then the summary is built
+AFTER_OPENMP = """
+import sys
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+rng = np.random.default_rng(0)
+rows = rng.normal(size=(2000, 5))
+HistGradientBoostingClassifier(max_iter=20).fit(rows, (rows[:, 0] > 0).astype(int))
+
+from autokfp.quality import write_data_summary
+
+outcome = write_data_summary(sys.argv[1], None, sys.argv[2])
+print("problem:", outcome.problem or "none", flush=True)
+"""
+
+
+def test_the_summary_child_is_a_new_interpreter_even_after_openmp_ran(tmp_path) -> None:
+    """A child forked from a process whose OpenMP or TensorFlow thread pools had run can
+    hang (an engine's child did in CI); Evidently's child is started as the engine's is
+    (``lifeline.start_child``): a new interpreter unless AUTOKFP_ENGINE_FORK=1."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from autokfp.edge.interrupts import descendants
+
+    dataset = tmp_path / "rows.parquet"
+    _wide(200, 3).to_parquet(dataset, index=False)
+    env = {key: value for key, value in os.environ.items() if key != "AUTOKFP_ENGINE_FORK"}
+    script = subprocess.Popen([sys.executable, "-c", AFTER_OPENMP, str(dataset),
+                               str(tmp_path / "summary.html")], stdout=subprocess.PIPE, env=env)
+    own = Path(f"/proc/{script.pid}/cmdline").read_bytes()
+    seen: set[bytes] = set()
+    deadline = time.monotonic() + 300
+    while script.poll() is None and time.monotonic() < deadline:
+        for pid in descendants(script.pid):
+            try:
+                seen.add(Path(f"/proc/{pid}/cmdline").read_bytes())
+            except OSError:
+                continue
+        time.sleep(0.02)
+    output, _ = script.communicate(timeout=10)
+    assert output.decode().strip() == "problem: none"
+    assert "Summary" in (tmp_path / "summary.html").read_text()
+    children = [command.split(b"\0") for command in seen if command]
+    assert any(b"autokfp.quality:_summary_child_main" in parts for parts in children), seen
+    assert own not in seen  # a fork would carry the script's own command line
