@@ -383,6 +383,23 @@ def _dataset_tags(schema: DatasetSchema) -> list[str]:
     return dataset_tags
 
 
+def schema_metadata_aspect(schema: DatasetSchema) -> SchemaMetadataClass:
+    """The SchemaMetadata aspect autokfp writes for a dataset: its columns (and nested JSON
+    paths) with their physical types, field tags and descriptions, the catalog's schema
+    version and the schema's fingerprint."""
+    facts = schema.catalog or {}
+    return SchemaMetadataClass(
+        schemaName=schema.dataset_id,
+        platform=make_data_platform_urn(schema.platform),
+        version=int(facts.get("schema_version") or 0),
+        hash=schema.fingerprint,
+        platformSchema=OtherSchemaClass(
+            rawSchema=json.dumps([[c.name, c.physical_type] for c in schema.columns])
+        ),
+        fields=_fields(schema),
+    )
+
+
 def metadata_proposals(
     schema: DatasetSchema,
     upstream_urns: Iterable[str] = (),
@@ -404,18 +421,8 @@ def metadata_proposals(
     """
     urn = dataset_urn(schema)
     stamp = int(timestamp_millis if timestamp_millis is not None else time.time() * 1000)
-    facts = schema.catalog or {}
     properties = _dataset_properties(schema)
-    schema_metadata = SchemaMetadataClass(
-        schemaName=schema.dataset_id,
-        platform=make_data_platform_urn(schema.platform),
-        version=int(facts.get("schema_version") or 0),
-        hash=schema.fingerprint,
-        platformSchema=OtherSchemaClass(
-            rawSchema=json.dumps([[c.name, c.physical_type] for c in schema.columns])
-        ),
-        fields=_fields(schema),
-    )
+    schema_metadata = schema_metadata_aspect(schema)
     profile = dataset_profile(schema, stamp)
     dataset_tags = _dataset_tags(schema)
     # Status(removed=False) as DataHub's sources send it: a dataset that comes back after it

@@ -22,6 +22,10 @@ What stays custom, and why (the narrowest pieces):
 - profiles: DataHub's file profiling needs Spark (pydeequ) and its SQL profiling Great
   Expectations at scale; autokfp's streamed bounded sample is added instead.
 - semantic types, PII tags and schema-evolution verdicts: no DataHub source infers them.
+- the schema of files and objects: generated s3/gcs recipes turn DataHub's schema inference
+  off (its setting for "another pipeline owns the schema") and the transformer adds the
+  crawl's; the crawl reads every file anyway, and the inference read it again (18% of a
+  first run). Same field paths (test_urn_parity.py).
 - a gs:// source without HMAC keys: DataHub's gcs source reads GCS only through its S3 API
   with HMAC keys, so autokfp's crawl catalogs and publishes it (``crawl_only``).
 - the tables a SQLite view reads: DataHub's sqlalchemy source misnames them in the view's
@@ -39,6 +43,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,7 @@ from autokfp.catalog.datahub import (
     lite_path,
     load_into_lite,
     metadata_proposals,
+    schema_metadata_aspect,
 )
 from autokfp.config import FolderSource, GcsSource, RunConfig, S3Source, SqlSource
 from autokfp.errors import ConfigError, DataError
@@ -184,7 +190,15 @@ def _file_recipe(source: FolderSource | S3Source | GcsSource,
         from autokfp.catalog.sources import open_source
 
         relatives = open_source(source).list_datasets()
-    common: dict[str, Any] = {"env": source.env}
+    # Why not DataHub's schema inference: autokfp's crawl reads every file anyway (its
+    # profile, semantic types and PII tags need the values) and its schema has the same field
+    # paths (test_urn_parity.py); DataHub's inference read each file a second time and cast
+    # every value to every tableschema type, 18% of a profiled first run and the largest
+    # single cost of DataHub's part. ``enable_schema_inference: false`` is the s3/gcs
+    # sources' setting for "another pipeline owns the schema": they still list, name and
+    # describe every file (properties, containers, browse paths, stale-entity removal), and
+    # autokfp's transformer adds the crawl's SchemaMetadata (``extras_for``).
+    common: dict[str, Any] = {"env": source.env, "enable_schema_inference": False}
     if source.platform_instance:
         common["platform_instance"] = source.platform_instance
     if isinstance(source, FolderSource):
@@ -322,8 +336,12 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------- transformer
 
 
-def extras_for(schemas: Iterable[Any], reused: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
-    """What autokfp adds per dataset URN: field tags, dataset tags, properties, profile.
+def extras_for(schemas: Iterable[Any], reused: Iterable[str] = (),
+               with_schema: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """What autokfp adds per dataset URN: field tags, dataset tags, properties, profile, and
+    for the datasets in ``with_schema`` (dataset ids of files and objects, whose generated
+    recipe runs DataHub's source without its schema inference, see ``_file_recipe``) the
+    crawl's SchemaMetadata.
 
     Datasets in ``reused`` (dataset ids the crawl did not read again: unchanged) get no new
     profile, so an unchanged re-run adds no profile to the catalog. The profile and a view's
@@ -331,7 +349,7 @@ def extras_for(schemas: Iterable[Any], reused: Iterable[str] = ()) -> dict[str, 
     round trip through JSON (``to_obj`` here, ``from_obj`` in the transformer) was 10% of a
     profiled first run. ``extras_json`` makes the JSON file a recipe of one's own can name.
     """
-    unchanged = set(reused)
+    unchanged, schemas_too = set(reused), set(with_schema)
     out: dict[str, dict[str, Any]] = {}
     stamp = int(time.time() * 1000)
     for schema in schemas:
@@ -350,6 +368,9 @@ def extras_for(schemas: Iterable[Any], reused: Iterable[str] = ()) -> dict[str, 
             "profile": (None if schema.dataset_id in unchanged
                         else dataset_profile(schema, stamp)),
             "lineage": lineage,
+            # built when the transformer needs it: an unchanged re-run skips the recipe
+            "schema": (partial(schema_metadata_aspect, schema)
+                       if schema.dataset_id in schemas_too else None),
         }
     return out
 
@@ -391,8 +412,12 @@ def extras_json(extras: dict[str, dict[str, Any]]) -> str:
 
 
 def _jsonable(extra: dict[str, Any]) -> dict[str, Any]:
-    return {key: value.to_obj() if hasattr(value, "to_obj") else value
-            for key, value in extra.items()}
+    out = {}
+    for key, value in extra.items():
+        if callable(value):  # an aspect built on demand (the schema, see extras_for)
+            value = value()
+        out[key] = value.to_obj() if hasattr(value, "to_obj") else value
+    return out
 
 
 class AutokfpAspects(Transformer):
@@ -427,6 +452,7 @@ class AutokfpAspects(Transformer):
         # what the stream held is kept here, not in transform's locals
         self.tagged: set[str] = set()  # datasets whose GlobalTags DataHub's source emitted
         self.lineaged: set[str] = set()  # datasets DataHub's source gave an UpstreamLineage
+        self.schemaed: set[str] = set()  # datasets DataHub's source gave a SchemaMetadata
         self.terms_path = terms_path
         self.terms: dict[str, dict[str, list[Any]]] = {}
         if terms_path and Path(terms_path).exists():
@@ -534,6 +560,7 @@ class AutokfpAspects(Transformer):
 
         if isinstance(aspect, SchemaMetadataClass):
             self._steady_terms(urn, aspect)
+            self.schemaed.add(urn)
         extra = self.extras.get(urn)
         if extra is None:
             return
@@ -562,6 +589,7 @@ class AutokfpAspects(Transformer):
             DatasetProfileClass,
             GlobalTagsClass,
             MetadataChangeEventClass,
+            SchemaMetadataClass,
             TagAssociationClass,
             UpstreamLineageClass,
         )
@@ -589,6 +617,15 @@ class AutokfpAspects(Transformer):
                 for urn in sorted(self.seen):
                     extra = self.extras[urn]
                     extra_aspects: list[Any] = []
+                    # the crawl's schema of a file whose recipe ran DataHub's source without
+                    # its schema inference (see _file_recipe)
+                    schema = extra.get("schema")
+                    if callable(schema):  # built on demand (see extras_for)
+                        schema = schema()
+                    if isinstance(schema, dict):  # from a JSON file (config.extras)
+                        schema = SchemaMetadataClass.from_obj(schema)
+                    if schema is not None and urn not in self.schemaed:
+                        extra_aspects.append(schema)
                     profile = extra.get("profile")
                     if isinstance(profile, dict):  # from a JSON file (config.extras)
                         profile = DatasetProfileClass.from_obj(profile)
@@ -820,6 +857,7 @@ def _unchanged_fingerprint(recipe: dict[str, Any], items: list[Any],
     for d in items:
         extra = dict(extras.get(dataset_urn(d.schema)) or {})
         extra.pop("profile", None)
+        extra.pop("schema", None)  # the input's signature and the properties fix it
         added[d.dataset_id] = _jsonable(extra)
     payload = json.dumps([source, sorted((d.dataset_id, d.signature, d.error) for d in items),
                           added], sort_keys=True, default=str)
@@ -1037,7 +1075,11 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
     result.lite_written += int(report.published.get("lite_written") or 0)
     with tempfile.TemporaryDirectory(prefix="autokfp-ingest-") as work:
         # autokfp's aspects, handed to its transformer in this process (see extras_for)
-        extras = extras_for(schemas, [d.dataset_id for d in found if d.reused])
+        files = {s.name for s in config.sources
+                 if isinstance(s, (FolderSource, S3Source, GcsSource))}
+        extras = extras_for(schemas, [d.dataset_id for d in found if d.reused],
+                            [d.dataset_id for d in found
+                             if recipe is None and d.source_name in files])
         for sql in config.sources:
             if isinstance(sql, SqlSource):
                 names = sqlalchemy_names(sql, [d for d in found if d.source_name == sql.name],

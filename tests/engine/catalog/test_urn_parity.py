@@ -265,6 +265,41 @@ def test_folder_files_are_named_as_datahubs_file_source(tmp_path, catalog_home,
         "Segment", "Unit Price", "contact.email", "id"]
 
 
+def test_folder_files_on_the_ingestion_path_have_datahubs_names_and_field_paths(
+        tmp_path, catalog_home, monkeypatch) -> None:
+    """The ingestion path runs DataHub's s3 source without its schema inference (autokfp's
+    crawl reads the files anyway; its schema is added by the transformer): every dataset
+    and field path in its metadata file is still what DataHub's stock recipe, inference on,
+    names; and each file's schema is there once, autokfp's."""
+    from autokfp.catalog.ingest import ingest
+
+    folder = tmp_path / "lake"
+
+    def write(relative: str, data: bytes) -> None:
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
+
+    _write_files(write)
+    theirs = _datahub_run({"type": "s3", "config": {"path_specs": [
+        {"include": f"{folder}/*.*"}, {"include": f"{folder}/*/*.*"}]}}, tmp_path, monkeypatch)
+    config = parse_config({"name": "parity", "sources": [
+        {"name": "files", "kind": "folder", "path": str(folder)}],
+        "training": {"dataset": "files/customers.csv", "target": "segment"}})
+    result = ingest(config)
+    assert [r["source"]["config"]["enable_schema_inference"] for r in result.recipes] == [False]
+    records = [r for path in result.metadata_files if "/ingest-" in path
+               for r in json.loads(Path(path).read_text())]
+    assert _datasets(records) == theirs and len(theirs) == 4
+    schemas = [r for r in records if r.get("aspectName") == "schemaMetadata"]
+    assert sorted(r["entityUrn"] for r in schemas) == sorted(theirs)  # one each
+    name = str(folder / "customers.csv").lstrip("/")
+    fields = next(r["aspect"]["json"]["fields"] for r in schemas
+                  if r["entityUrn"] == f"urn:li:dataset:(urn:li:dataPlatform:file,{name},PROD)")
+    assert {f["fieldPath"]: f["nativeDataType"] for f in fields}["id"] == "int64"  # autokfp's
+    assert "urn:li:tag:pii:email" in {t["tag"] for f in fields if f["fieldPath"] == "email"
+                                      for t in f["globalTags"]["tags"]}
+
+
 def test_s3_objects_are_named_as_datahubs_s3_source(s3_server, tmp_path, catalog_home,
                                                     monkeypatch) -> None:
     import boto3
