@@ -12,22 +12,24 @@ from autokfp.config.base import _Strict
 class CatalogSpec(_Strict):
     """How discovery catalogs the sources.
 
-    ``crawl`` (default): autokfp's own crawl, which names datasets as DataHub's sources do.
-    ``datahub``: DataHub's own source plugins run recipes generated from ``sources`` (or the
-    user's ``recipe``, a YAML file or URI with ``${VAR}`` secrets from the environment), and
-    autokfp's aspects are added on top by its transformer (``autokfp.catalog.ingest``); a
-    gs:// source without HMAC keys is left to the crawl (``ingest.crawl_only``).
+    ``datahub`` (default since session 10, issue 18): DataHub's own source plugins run
+    recipes generated from ``sources`` (or the user's ``recipe``, a YAML file or URI with
+    ``${VAR}`` secrets from the environment), and autokfp's aspects are added on top by its
+    transformer (``autokfp.catalog.ingest``); a gs:// source without HMAC keys is left to the
+    crawl (``ingest.crawl_only``). ``crawl``: autokfp's own crawl alone, which names datasets
+    as DataHub's sources do; the cheaper path for a large first crawl.
 
-    Why ``crawl`` stays the default (issue 18, decided on measurements in session 9, see
-    docs/catalog.md): both paths give the same URNs, field paths and view lineage
-    (test_urn_parity.py, test_ingest.py), soft-delete vanished datasets, and pass the
-    discovery tests; but the DataHub path runs DataHub's sources *and* autokfp's crawl (its
-    aspects come from the crawl), so a first run costs 2.1x the crawl's CPU and misses the
-    scale issue's first-crawl target (55 datasets per CPU-second against 100; the crawl
-    117). Issue 18 asks that the path taken meet those targets.
+    Why ``datahub`` is the default (decided on measurements in session 10, docs/catalog.md):
+    both paths give the same URNs, field paths and view lineage (test_urn_parity.py,
+    test_ingest.py), soft-delete vanished datasets, and pass the discovery tests; issue 18
+    asks that discovery run DataHub's ingestion. Since DataHub's file sources stopped
+    inferring schemas the crawl has already read, a first run costs about 1.4x the crawl's
+    CPU (1.7x before), which is still under the scale issue's first-crawl target of 100
+    datasets per CPU-second on a quiet machine (the crawl alone: 117-132); an unchanged
+    re-run skips DataHub's sources. Set ``crawl`` where a first crawl's speed matters.
     """
 
-    ingestion: Literal["crawl", "datahub"] = "crawl"
+    ingestion: Literal["crawl", "datahub"] = "datahub"
     recipe: str | None = None
 
     @model_validator(mode="after")

@@ -103,7 +103,28 @@ def test_the_discover_step_runs_datahubs_ingestion_when_the_config_says_so(
     last = json.loads(Path(catalog_home.artifact_root, "catalog", "last-ingest.json").read_text())
     assert out.training_urn in last["extended"]
     with pytest.raises(ConfigError, match="catalog.ingestion: datahub"):
-        parse_config({**data, "catalog": {"recipe": "x.yml"}})
+        parse_config({**data, "catalog": {"ingestion": "crawl", "recipe": "x.yml"}})
+
+
+def test_the_discover_step_ingests_by_default_and_crawls_when_the_config_says_so(
+        churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
+    """DataHub's ingestion is the default (issue 18); ``catalog.ingestion: crawl`` keeps
+    autokfp's own crawl, with the same training dataset URN."""
+    from autokfp.steps.discover import discover
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config, _folder, _db, _frame = churn_sources
+    data = config.model_dump(mode="json", by_alias=True)
+    data.pop("catalog", None)
+    assert parse_config(data).catalog.ingestion == "datahub"
+    last = Path(catalog_home.artifact_root, "catalog", "last-ingest.json")
+    ingested = discover(data, str(tmp_path / "d.parquet"), str(tmp_path / "s.json"),
+                        str(tmp_path / "c.json"))
+    assert ingested.training_urn in json.loads(last.read_text())["extended"]
+    last.unlink()
+    crawled = discover({**data, "catalog": {"ingestion": "crawl"}}, str(tmp_path / "d2.parquet"),
+                       str(tmp_path / "s2.json"), str(tmp_path / "c2.json"))
+    assert crawled.training_urn == ingested.training_urn and not last.exists()
 
 
 def test_datahubs_classification_runs_autokfps_classifier(tmp_path, catalog_home,
