@@ -78,23 +78,6 @@ def preflight(config: Any) -> None:
     check_training_data(config)
 
 
-STEP_LABELS = {
-    "resolve-config": "checking the run config and the data",
-    "discover": "discovering and cataloguing data",
-    "profile": "profiling data + quality gate",
-    "engineer-features": "engineering features",
-    "check-data-bias": "checking the data for bias",
-    "list-engines": "listing the training engines",
-    "train-model": "training a candidate per engine",
-    "select-model": "selecting the best candidate",
-    "bias-check": "checking (and mitigating) model bias",
-    "evaluate-model": "evaluating against the champion",
-    "explain-model": "explaining the model",
-    "write-model-card": "writing the model card and compliance report",
-    "refit-model": "refitting the chosen model on every row",
-    "register-model": "registering in MLflow",
-    "deploy-model": "deploying: canary, verify, promote or roll back",
-}
 
 
 # the steps that write what is registered: an interrupt after one of them started is
@@ -119,7 +102,7 @@ def _interrupted(stop: Any, steps: list[str], rerun: str) -> None:
 def _run(config: Any, settings: Any, verbose: bool, steps: list[str] | None = None) -> Any:
     import time
 
-    from autokfp.edge.local import run_training
+    from autokfp.edge.local import STEP_LABELS, run_training
     from autokfp.modeling.registry_store import open_store
 
     with console.status("[bold]checking the data...", spinner="dots"):
@@ -130,7 +113,7 @@ def _run(config: Any, settings: Any, verbose: bool, steps: list[str] | None = No
                   f"{config.budget.max_runtime_secs}s each) with kfp.local; "
                   f"state in {settings.home}")
     if verbose:
-        return run_training(config, settings)
+        return run_training(config, settings, verbose=True)
     log_path = settings.home / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     started = time.monotonic()
     # the tasks' output goes to the log file while the run lasts (stdout is redirected), so

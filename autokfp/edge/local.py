@@ -55,17 +55,53 @@ def _trail_length(settings: Settings) -> int:
         return 0
 
 
+STEP_LABELS = {
+    "resolve-config": "checking the run config and the data",
+    "discover": "discovering and cataloguing data",
+    "profile": "profiling data + quality gate",
+    "engineer-features": "engineering features",
+    "check-data-bias": "checking the data for bias",
+    "list-engines": "listing the training engines",
+    "train-model": "training a candidate per engine",
+    "select-model": "selecting the best candidate",
+    "bias-check": "checking (and mitigating) model bias",
+    "evaluate-model": "evaluating against the champion",
+    "explain-model": "explaining the model",
+    "refit-model": "refitting the chosen model on every row",
+    "write-model-card": "writing the model card and compliance report",
+    "register-model": "registering in MLflow",
+    "deploy-model": "deploying: canary, verify, promote or roll back",
+}
+
+
+def _terminal() -> Any:
+    """Where progress goes while the tasks' output is redirected to the log: a copy of the
+    terminal taken now (fd 1 is redirected), or the notebook's / caller's own stream."""
+    stream: Any = sys.stdout
+    original = sys.__stdout__
+    if original is not None and stream is original:
+        try:
+            original.flush()
+            return os.fdopen(os.dup(original.fileno()), "w", buffering=1)
+        except (OSError, ValueError, AttributeError):
+            pass
+    return stream
+
+
 def run_training(config: RunConfig | None, settings: Settings | None = None,
                  log_path: Path | None = None,
                  on_task: Callable[[str], None] | None = None,
-                 form: dict[str, Any] | None = None) -> LocalRun:
+                 form: dict[str, Any] | None = None, verbose: bool = False) -> LocalRun:
     """Run ``autonomous-training`` for ``config`` under kfp.local; return the registration.
 
     ``form`` holds run-form parameters (``dataset``, ``target``, ``task``, ``model_name``,
     ``budget_seconds``, ``engines``, ``require_approval``), applied over ``config`` (which
     may then be None) by the pipeline's first task, as in the Kubeflow UI.
-    With ``log_path``, everything the tasks print goes to that file instead of the
-    terminal, and ``on_task(name)`` is called as each task starts (for progress display).
+    Everything the tasks print (kfp.local, H2O, TensorFlow, MLflow) goes to ``log_path``
+    (default: a new ``$AUTOKFP_HOME/logs/run-<time>.log``, printed at the start and the
+    end); what is printed is one line per step as it starts and a summary, or, with
+    ``on_task``, only the calls ``on_task(name)`` as each task starts (the CLI's progress).
+    ``verbose=True`` streams the tasks' whole output instead (no log file).
     """
     import json
 
@@ -74,10 +110,37 @@ def run_training(config: RunConfig | None, settings: Settings | None = None,
     started_at = datetime.now(timezone.utc).isoformat()
     started = time.monotonic()
     arguments = {**(form or {}), "config": config.to_dict() if config is not None else {}}
-    output = _run_pipeline("autonomous-training", arguments, settings, log_path, on_task)
+    terminal = None
+    if verbose:
+        log_path = None
+    elif log_path is None:
+        log_path = settings.home / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    if not verbose and on_task is None:
+        terminal = _terminal()
+        name = config.name if config is not None else "the run form's model"
+        print(f"Running autonomous-training for {name} with kfp.local; each task's output: "
+              f"{log_path}", file=terminal, flush=True)
+
+        def on_task(task: str) -> None:
+            print(f"  {time.monotonic() - started:5.0f}s {STEP_LABELS.get(task, task)}",
+                  file=terminal, flush=True)
+    try:
+        output = _run_pipeline("autonomous-training", arguments, settings, log_path, on_task)
+    except PipelineRunError:
+        if terminal is not None:
+            print(f"Failed after {time.monotonic() - started:.0f}s (the error below); "
+                  f"full log: {log_path}", file=terminal, flush=True)
+        raise
+    finally:
+        if terminal is not None and terminal is not sys.stdout:
+            terminal.close()
     seconds = time.monotonic() - started
     registration_path = Path(output.output.path)
     registration = json.loads(registration_path.read_text())
+    if not verbose and terminal is not None:
+        print(f"Finished in {seconds:.0f}s: registered {registration.get('name')} "
+              f"v{registration.get('version')} ({', '.join(registration.get('aliases') or [])}): "
+              f"{registration.get('decision')}. Full log: {log_path}", flush=True)
     return LocalRun(pipeline="autonomous-training", seconds=seconds, registration=registration,
                     run_dir=_run_dir(registration_path, settings), audit_from=audit_from,
                     started_at=started_at)

@@ -325,3 +325,54 @@ def model_uri(name: str, alias: str = CHAMPION) -> str:
 def tracking_env() -> dict[str, str]:
     """The MLflow settings a subprocess needs (no secrets beyond what the env already holds)."""
     return {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+
+
+def load_model(ref: str = "", settings: Settings | None = None) -> Any:
+    """A registered model as an MLflow pyfunc, from the registry autokfp runs use.
+
+    ``ref`` is ``NAME@ALIAS`` or ``NAME/VERSION`` (``NAME`` alone: its champion). The
+    registry is ``MLFLOW_TRACKING_URI`` when set, else ``$AUTOKFP_HOME``'s (default
+    ``./.autokfp``): what ``mlflow.pyfunc.load_model("models:/NAME@champion")`` alone cannot
+    find in a new Python session (MLflow then opens, and creates, ``./mlflow.db``). A local
+    registry that does not exist is an error, never created here.
+    """
+    import mlflow.pyfunc
+
+    settings = settings or Settings.from_env()
+    name, alias, version = _model_ref(ref)
+    if settings.tracking_uri.startswith("sqlite:///"):
+        database = Path(settings.tracking_uri[len("sqlite:///"):])
+        if not database.is_file():
+            raise RegistryError(
+                f"no model registry at {database}: run `autokfp demo` or `autokfp run CONFIG` "
+                "first, or set AUTOKFP_HOME (or MLFLOW_TRACKING_URI) to the registry the run "
+                "printed ('Registry  :')")
+    client = configure(settings)
+    if version is None:
+        try:
+            client.get_model_version_by_alias(name, alias)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises its own exception types
+            raise RegistryError(f"model '{name}@{alias}' is not in the registry "
+                                f"{mask_url_password(settings.tracking_uri)}: `autokfp models` "
+                                "lists what is registered") from exc
+        uri = model_uri(name, alias)
+    else:
+        uri = f"models:/{name}/{version}"
+    return mlflow.pyfunc.load_model(uri)
+
+
+def _model_ref(ref: str) -> tuple[str, str, str | None]:
+    """(name, alias, version) of ``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME``."""
+    text = ref.strip()
+    if "@" in text:
+        name, alias = text.split("@", 1)
+        version = None
+    elif "/" in text:
+        name, version = text.split("/", 1)
+        alias = CHAMPION
+    else:
+        name, alias, version = text, CHAMPION, None
+    if not name or not alias or (version is not None and not version.isdigit()):
+        raise RegistryError(f"model '{ref}' must look like NAME@ALIAS (e.g. churn@champion), "
+                            "NAME/VERSION or NAME")
+    return name, alias, version
