@@ -86,16 +86,23 @@ def preflight(config: Any) -> None:
 REGISTRY_STEPS = ("register-model", "deploy-model")
 
 
-def _interrupted(stop: Any, steps: list[str], rerun: str) -> None:
-    """One line for a run stopped by Ctrl-C or SIGTERM, then exit 130 / 143."""
+def interruption_line(signum: int, steps: list[str], rerun: str) -> str:
+    """The one line for a run stopped by Ctrl-C or SIGTERM."""
+    from autokfp.edge.interrupts import RunInterrupted
+
     during = f" during '{STEP_LABELS.get(steps[-1], steps[-1])}'" if steps else ""
     touched = [step for step in REGISTRY_STEPS if step in steps]
     registry = ("nothing registered was changed or half-written" if not touched else
                 f"nothing registered was half-written ({touched[-1]} had started: "
                 "'autokfp models' shows what it registered)")
-    err_console.print(f"[bold red]interrupted[/] by {stop.what}: the run was stopped{during} "
-                      f"and its processes ended; {registry}. To run it again: {rerun}",
-                      highlight=False, markup=True, soft_wrap=True)
+    return (f"interrupted by {RunInterrupted(signum).what}: the run was stopped{during} and its "
+            f"processes ended; {registry}. To run it again: {rerun}")
+
+
+def _interrupted(stop: Any, steps: list[str], rerun: str) -> None:
+    """``interruption_line``, then exit 130 / 143."""
+    err_console.print(interruption_line(stop.signum, steps, rerun), highlight=False,
+                      markup=False, soft_wrap=True)
     raise typer.Exit(code=stop.exit_code)
 
 
@@ -154,16 +161,16 @@ def run(
     from autokfp.edge.interrupts import RunInterrupted, stop_on_signals
 
     steps: list[str] = []
+    rerun = f"autokfp run {config_path}" + (f" --home {home}" if home else "")
     try:
-        with stop_on_signals():
+        with stop_on_signals(lambda signum: interruption_line(signum, steps, rerun)):
             config = load_config(config_path)
             settings = _settings(home)
             result = _run(config, settings, verbose, steps)
     except AutokfpError as error:
         _fail(error)
     except RunInterrupted as stop:
-        _interrupted(stop, steps, f"autokfp run {config_path}"
-                     + (f" --home {home}" if home else ""))
+        _interrupted(stop, steps, rerun)
     _print_result(result, config, settings, as_json, config_path=config_path.resolve())
 
 
@@ -179,8 +186,9 @@ def demo(
     from autokfp.examples.demo import check_demo_options, prepare_demo
 
     steps: list[str] = []
+    rerun = "autokfp demo" + (f" --home {home}" if home else "")
     try:
-        with stop_on_signals():
+        with stop_on_signals(lambda signum: interruption_line(signum, steps, rerun)):
             check_demo_options(rows, budget)  # before anything is written
             settings = _settings(home)
             with console.status("[bold]generating example data...", spinner="dots"):
@@ -194,7 +202,7 @@ def demo(
     except AutokfpError as error:
         _fail(error)
     except RunInterrupted as stop:
-        _interrupted(stop, steps, "autokfp demo" + (f" --home {home}" if home else ""))
+        _interrupted(stop, steps, rerun)
     _print_result(result, config, settings, as_json=False, config_path=config_path)
 
 

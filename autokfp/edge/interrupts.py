@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,14 +131,22 @@ def end_descendants(rounds: int = 5) -> int:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals(report: Callable[[int], str] | None = None) -> Iterator[None]:
     """Turn the first SIGINT / SIGTERM into: every process below this one ended, no task
-    started after it, ``RunInterrupted`` raised here. Outside the main thread (where no
-    handler can be installed) it does nothing."""
+    started after it, then, with ``report``, its line (``report(signum)``) written to the
+    terminal's stderr as it was when the block was entered and this process ended at once
+    with 128 + the signal; without, ``RunInterrupted`` raised here. Outside the main
+    thread (where no handler can be installed) it does nothing.
+
+    The command line passes ``report``: unwinding kfp.local's threads after the tasks were
+    ended could hold a real run for more than a minute (seen on a pty: every process below
+    the runner gone within a second, the runner itself still up 60 s later); nothing is
+    left for this process to finish (its tasks write what is stored, and they are gone)."""
     global _stopping
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    terminal = os.dup(2) if report is not None else -1  # before output goes to the log
 
     def handler(signum: int, frame: Any) -> None:
         global _stopping
@@ -146,7 +154,13 @@ def stop_on_signals() -> Iterator[None]:
             return
         _stopping = signum
         end_descendants()
-        raise RunInterrupted(signum)
+        if report is None:
+            raise RunInterrupted(signum)
+        try:
+            clear = "\r\x1b[2K\x1b[?25h" if os.isatty(terminal) else ""  # a spinner's line
+            os.write(terminal, (clear + report(signum) + "\n").encode(errors="replace"))
+        finally:
+            os._exit(128 + signum)
 
     previous = {number: signal.signal(number, handler) for number in SIGNALS}
     try:
@@ -157,3 +171,5 @@ def stop_on_signals() -> Iterator[None]:
                 signal.signal(number, action)
         # once stopping, later signals stay ignored until the process has exited: the
         # interpreter still joins kfp.local's threads, whose tasks are ended already
+        if terminal >= 0:
+            os.close(terminal)

@@ -148,11 +148,10 @@ LOCAL_RUN = """
 import os, sys
 from pathlib import Path
 
-import typer
 from kfp import dsl
 
 from autokfp.edge import cli, local
-from autokfp.edge.interrupts import RunInterrupted, stop_on_signals
+from autokfp.edge.interrupts import stop_on_signals
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
@@ -175,16 +174,10 @@ def two_steps():
 
 
 steps = []
-try:
-    with stop_on_signals():
-        settings = local._local_pipeline(None)
-        local._run_pipeline("two-steps", {}, settings, Path(sys.argv[1]), steps.append,
-                            build=lambda: two_steps)
-except RunInterrupted as stop:
-    try:
-        cli._interrupted(stop, steps, "autokfp run run.yaml")
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
+with stop_on_signals(lambda signum: cli.interruption_line(signum, steps, "autokfp run run.yaml")):
+    settings = local._local_pipeline(None)
+    local._run_pipeline("two-steps", {}, settings, Path(sys.argv[1]), steps.append,
+                        build=lambda: two_steps)
 print("the run was not interrupted")
 sys.exit(1)
 """
