@@ -9,9 +9,10 @@ and then started the tasks still queued, and SIGTERM ended the runner outright.
 
 While ``stop_on_signals`` is open, the first SIGINT or SIGTERM ends every process this one
 started, however deep (found through /proc, so sessions do not hide them), has no task
-start after it (``stopping``), and raises ``RunInterrupted`` in the main thread; the command
-line reports it in one line and exits 128 + the signal's number (130, 143). A second signal
-while stopping is ignored. Ending a task at any instruction is what the steps are built for
+start after it (``stopping``), and then, for the command line, writes its one line and ends
+the process with 128 + the signal's number (130, 143) from the handler; a caller that passes
+no report gets ``RunInterrupted`` raised in the main thread instead. A second signal while
+stopping is ignored. Ending a task at any instruction is what the steps are built for
 (every write is atomic: docs/architecture.md, "A step killed half-way").
 """
 
