@@ -36,7 +36,7 @@ from typing import Any
 from autokfp.config import RunConfig
 from autokfp.governance.audit import batched
 from autokfp.steps.io import read_config, read_json, record_event
-from autokfp.steps.results import Publication, StepResult
+from autokfp.steps.results import Publication, StepResult, finite_metrics
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class Refitted(StepResult):
     def publication(self) -> Publication:
         return Publication(
             metrics={"gate_fitted_rows": float(self.gate_fitted_rows),
-                     "served_fitted_rows": float(self.served_fitted_rows), **self.figures},
+                     "served_fitted_rows": float(self.served_fitted_rows),
+                     **finite_metrics(self.figures)},
             metadata={"model": {"engine": self.engine, "framework": "mlflow-pyfunc",
                                 "served": self.served, "serving_reason": self.reason[:1000]}},
             returns=(self.served,))

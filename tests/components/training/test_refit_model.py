@@ -37,3 +37,12 @@ def test_with_the_refit_off_the_gated_package_is_served_and_says_why(evaluated,
         == meta["fitted_rows"]
     assert Path(served.path, "MLmodel").is_file()
     assert not Path(served.path, "gate_model").exists()
+
+
+def test_a_refit_figure_that_is_not_a_number_is_left_out_of_the_metrics() -> None:
+    from autokfp.steps.refit_model import Refitted
+
+    figures = {"auc_gate": 0.81, "auc_refit": float("nan"), "refit_seconds": 12.5}
+    published = Refitted("gated", "the refit was rejected", "h2o", 100, 100, figures).publication()
+    assert published.metrics == {"gate_fitted_rows": 100.0, "served_fitted_rows": 100.0,
+                                 "auc_gate": 0.81, "refit_seconds": 12.5}
