@@ -225,8 +225,8 @@ def _refit_package(cfg: RunConfig, engine: str, model_path: str, rows_path: str,
          "engine_dir": str(engine_dir)},
         timeout=3 * cfg.budget.max_runtime_secs + 600)
     shutil.rmtree(package, ignore_errors=True)
-    shutil.copytree(model_path, package)
-    shutil.rmtree(package / "artifacts" / "engine")
+    # the gated package but its engine folder (the model itself), then the refit's
+    shutil.copytree(model_path, package, ignore=_engine_folder_of(model_path))
     shutil.move(str(engine_dir), str(package / "artifacts" / "engine"))
     return {"package": package, "summary": summary}
 
@@ -349,6 +349,16 @@ def _concat_parquet(paths: list[str], out: Path) -> int:
                                    .cast(schema))
                 total += batch.num_rows
     return total
+
+
+def _engine_folder_of(model_path: str) -> Any:
+    """A ``copytree`` ignore that leaves out the package's ``artifacts/engine`` only."""
+    artifacts = Path(model_path, "artifacts").resolve()
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {"engine"} if Path(folder).resolve() == artifacts and "engine" in names else set()
+
+    return ignore
 
 
 def _gate_dir() -> str:
