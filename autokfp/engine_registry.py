@@ -167,3 +167,14 @@ def get_engine(name: str, settings: EngineSettings | Mapping[str, Any] | None = 
     if not isinstance(settings, spec.settings):
         settings = spec.settings.model_validate(dict(settings or {}))
     return spec.engine(settings)
+
+
+def engine_for_run(name: str, config: Any) -> Any:
+    """Engine ``name`` as a run trains or refits with it: its settings from
+    ``config.engines[name]``, then the run-level settings it takes, if it takes any
+    (``configure_run``: H2O's shared cluster). ``config``: a ``TrainingSettings`` or
+    ``RunConfig``."""
+    engine = get_engine(name, config.engines[name])
+    if hasattr(engine, "configure_run"):
+        engine.configure_run(config)
+    return engine

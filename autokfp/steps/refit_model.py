@@ -280,7 +280,7 @@ def refit_engine(config: dict[str, Any], engine: str, model_path: str, rows_path
     labelled rows of ``rows_path``, with the package's own feature plan; the engine's files
     go to ``engine_dir``. Returns its leader, parameters, rows and seconds."""
     from autokfp.config import parse_training_settings
-    from autokfp.engine_registry import get_engine
+    from autokfp.engine_registry import engine_for_run
     from autokfp.modeling.features import FeaturePlan
     from autokfp.steps.train_model import _training_rows
 
@@ -288,9 +288,7 @@ def refit_engine(config: dict[str, Any], engine: str, model_path: str, rows_path
     package = Path(model_path, "artifacts")
     plan = FeaturePlan.from_json((package / "plan.json").read_text())
     meta = json.loads((package / "meta.json").read_text())
-    trainer = get_engine(engine, cfg.engines[engine])
-    if hasattr(trainer, "configure_run"):
-        trainer.configure_run(cfg)
+    trainer = engine_for_run(engine, cfg)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autokfp-refit-rows-") as workdir:
         features, target, _example, total = _training_rows(trainer, rows_path, plan,

@@ -153,7 +153,7 @@ def _read_settings(config: Any) -> TrainingSettings:
 def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_path: str,
            leaderboard_path: str | None, engine: str) -> dict[str, Any]:
     from autokfp import __version__
-    from autokfp.engine_registry import get_engine
+    from autokfp.engine_registry import engine_for_run
     from autokfp.modeling.features import FeaturePlan
     from autokfp.modeling.model_package import save_model_package
     from autokfp.modeling.tasks import primary_metric
@@ -162,9 +162,7 @@ def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_p
         raise FileNotFoundError(f"No such training file: '{train_path}'")
     plan = FeaturePlan.from_json(Path(plan_path).read_text())
     metric = primary_metric(plan.task, cfg.primary_metric)
-    trainer = get_engine(engine, cfg.engines[engine])
-    if hasattr(trainer, "configure_run"):  # run-level settings an engine needs (a shared cluster)
-        trainer.configure_run(cfg)
+    trainer = engine_for_run(engine, cfg)
     labels = [str(c) for c in plan.classes] if plan.classes else None
     # an engine that can start its runtime early (H2O: its JVM, warmed) does so while the
     # training rows are prepared, so its budget starts on a running engine
