@@ -214,7 +214,7 @@ def _refit_package(cfg: RunConfig, engine: str, model_path: str, rows_path: str,
                    package: Path) -> dict[str, Any]:
     """The gated package refitted (in a child process) on the rows of ``rows_path``, written
     at ``package`` (the gated package with the refit's engine files): its summary."""
-    from autokfp.training.isolation import run_isolated
+    from autokfp.training.isolation import engine_timeout, run_isolated
 
     engine_dir = package.parent / f".{package.name}.engine"
     shutil.rmtree(engine_dir, ignore_errors=True)
@@ -223,7 +223,7 @@ def _refit_package(cfg: RunConfig, engine: str, model_path: str, rows_path: str,
         {"config": cfg.training_settings(engine).to_dict(), "engine": engine,
          "model_path": str(model_path), "rows_path": str(rows_path),
          "engine_dir": str(engine_dir)},
-        timeout=3 * cfg.budget.max_runtime_secs + 600)
+        timeout=engine_timeout(cfg.budget.max_runtime_secs))
     shutil.rmtree(package, ignore_errors=True)
     # the gated package but its engine folder (the model itself), then the refit's
     shutil.copytree(model_path, package, ignore=_engine_folder_of(model_path))

@@ -106,7 +106,7 @@ def _skip(engine: str, reason: str, model_path: str,
 def _train_isolated(cfg: TrainingSettings, train_path: str, plan_path: str, model_path: str,
                     leaderboard_path: str | None, engine: str) -> dict[str, Any]:
     """``_train_model`` in a child process (a crash or an out-of-memory kill stays there)."""
-    from autokfp.training.isolation import run_isolated
+    from autokfp.training.isolation import engine_timeout, run_isolated
 
     return run_isolated(
         "autokfp.steps.train_model:train_model",
@@ -114,7 +114,7 @@ def _train_isolated(cfg: TrainingSettings, train_path: str, plan_path: str, mode
          "model_path": str(model_path),
          "leaderboard_path": str(leaderboard_path) if leaderboard_path else None,
          "engine": engine},
-        timeout=3 * cfg.budget.max_runtime_secs + 600)
+        timeout=engine_timeout(cfg.budget.max_runtime_secs))
 
 
 def _raise_engine_failure(exc: Exception, engine: str) -> None:

@@ -85,6 +85,12 @@ def read_candidate_marker(model_path: str | os.PathLike) -> dict[str, Any] | Non
 # ---------------------------------------------------------------------------- isolation
 
 
+def engine_timeout(max_runtime_secs: float) -> float:
+    """How long an engine's child (training, or a refit) may run with a budget of
+    ``max_runtime_secs`` before ``run_isolated`` stops it."""
+    return 3 * max_runtime_secs + 600
+
+
 def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = None) -> Any:
     """Call ``module:function(**kwargs)`` in a child process and return its JSON result.
 
