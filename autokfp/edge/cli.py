@@ -89,6 +89,7 @@ REGISTRY_STEPS = ("register-model", "deploy-model")
 def interruption_line(signum: int, steps: list[str], rerun: str) -> str:
     """The one line for a run stopped by Ctrl-C or SIGTERM."""
     from autokfp.edge.interrupts import RunInterrupted
+    from autokfp.edge.local import STEP_LABELS
 
     during = f" during '{STEP_LABELS.get(steps[-1], steps[-1])}'" if steps else ""
     touched = [step for step in REGISTRY_STEPS if step in steps]

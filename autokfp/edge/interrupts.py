@@ -158,8 +158,13 @@ def stop_on_signals(report: Callable[[int], str] | None = None) -> Iterator[None
         if report is None:
             raise RunInterrupted(signum)
         try:
+            try:
+                line = report(signum)
+            except Exception as exc:  # noqa: BLE001 - the run still stops, and says so
+                line = (f"interrupted by {RunInterrupted(signum).what}: the run was stopped "
+                        f"and its processes ended ({type(exc).__name__} in its report: {exc})")
             clear = "\r\x1b[2K\x1b[?25h" if os.isatty(terminal) else ""  # a spinner's line
-            os.write(terminal, (clear + report(signum) + "\n").encode(errors="replace"))
+            os.write(terminal, (clear + line + "\n").encode(errors="replace"))
         finally:
             os._exit(128 + signum)
 
