@@ -1,0 +1,142 @@
+"""Memory of crawling a bucket against its object count (issue 16: a crawl of 100,000 objects
+with memory that does not grow with the count).
+
+moto's S3 server is started as the tests start it; for each ``--objects`` count that many
+small CSV objects are put under a prefix of their own. Each measurement runs in a fresh
+Python process (the peak resident memory reset once the libraries are loaded), and the
+script prints, side by side for the counts, what it added to the process's peak:
+
+    list     the s3 source's listing (``S3Prefix.list_datasets``: every object's key, ETag,
+             size and time)
+    crawl    the discovery crawl of the source (``catalog.discovery.discover``: each object
+             read and profiled on a sample), only up to ``--crawl-max`` objects (the crawl
+             reads each object: about 30-50 objects/s on this machine)
+
+    python scripts/benchmark_bucket_crawl.py --objects 10000 100000 --crawl-max 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BODY = b"customer_id,tenure,plan\n1,12,basic\n2,30,plus\n3,5,basic\n"
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def put_objects(bucket: str, prefix: str, count: int) -> float:
+    """``count`` small CSV objects under ``prefix`` (skipped when the last one is there)."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    keys = [f"{prefix}/part-{i:06d}.csv" for i in range(count)]
+    started = time.perf_counter()
+    try:
+        client.head_object(Bucket=bucket, Key=keys[-1])
+        return 0.0
+    except client.exceptions.ClientError:
+        pass
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=BODY), keys))
+    return time.perf_counter() - started
+
+
+def worker(way: str, uri: str) -> dict[str, Any]:
+    """In a fresh process: the listing or the crawl; what it added to the peak."""
+    from autokfp.catalog.discovery import discover
+    from autokfp.catalog.sources.base import open_source
+    from autokfp.config import S3Source
+
+    source = S3Source(name="bucket", kind="s3", uri=uri)
+    before = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # the peak from here on
+    cpu, started = time.process_time(), time.perf_counter()
+    if way == "list":
+        found = len(open_source(source).list_datasets())
+    else:
+        found = sum(d.ok for d in discover([source], sample_rows=100))
+    return {"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
+            "added_mb": (_status_kb("VmHWM") - before) / 1024, "found": found}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--crawl-max", type=int, default=10_000,
+                        help="crawl only the counts up to this (the crawl reads each object)")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(worker(*args.worker)), flush=True)
+        return 0
+
+    import tempfile
+
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import s3_server
+
+    base = Path(tempfile.mkdtemp(prefix="autokfp-bucket-"))
+
+    class _Folders:
+        def mktemp(self, name: str) -> Path:
+            path = base / name
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+
+    server = s3_server.__wrapped__(_Folders())
+    s3 = next(server)
+    try:
+        print(f"Bucket crawl on moto's S3 server: {', '.join(f'{n:,}' for n in args.objects)} "
+              f"objects; {os.cpu_count()} cores")
+        rows: dict[str, dict[int, dict[str, Any]]] = {"list": {}, "crawl": {}}
+        for count in args.objects:
+            prefix = f"crawl-{count}"
+            seconds = put_objects(s3.bucket, prefix, count)
+            print(f"  {count:,} objects put in {seconds:.0f} s", flush=True)
+            for way in ("list", "crawl"):
+                if way == "crawl" and count > args.crawl_max:
+                    continue
+                load = os.getloadavg()[0]
+                done = subprocess.run(
+                    [sys.executable, __file__, "--worker", way, f"{s3.base_uri}/{prefix}"],
+                    capture_output=True, text=True, cwd=ROOT,
+                    env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+                if done.returncode != 0 or line is None:
+                    print(f"  {way} {count:,}: FAILED {done.stderr.strip().splitlines()[-1:]}")
+                    continue
+                result = {**json.loads(line[7:]), "load": load}
+                rows[way][count] = result
+                print(f"  {way:<6} {count:>8,} objects: {result['seconds']:7.1f} s, "
+                      f"{result['cpu']:6.1f} CPU s, +{result['added_mb']:7.1f} MB "
+                      f"({result['found']:,} found, load {load:.1f})", flush=True)
+        print("\nside by side (MB added to the process's peak; growth per 1,000 more objects):")
+        for way, by_count in rows.items():
+            counts = sorted(by_count)
+            if not counts:
+                continue
+            shown = "   ".join(f"{n:,}: {by_count[n]['added_mb']:.1f} MB" for n in counts)
+            growth = [f"{(by_count[b]['added_mb'] - by_count[a]['added_mb']) * 1000 / (b - a):+.2f}"
+                      f" MB per 1,000 ({a:,} -> {b:,})" for a, b in zip(counts, counts[1:])]
+            print(f"  {way:<6} {shown}   {'; '.join(growth)}")
+    finally:
+        next(server, None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
