@@ -58,7 +58,7 @@ def test_the_demo_prints_where_its_config_and_outputs_are_at_the_start_and_end(
     home = tmp_path / "home"
     seen = {}
 
-    def fake_run(config, settings, verbose):  # the pipeline itself is tested elsewhere
+    def fake_run(config, settings, verbose, steps=None):  # the pipeline is tested elsewhere
         seen["config"] = config
         return LocalRun(pipeline="autonomous-training", seconds=1.0, run_dir=None,
                         registration={"name": "churn", "version": "1", "aliases": ["champion"],
