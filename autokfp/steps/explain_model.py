@@ -35,13 +35,15 @@ def _served(meta: dict[str, Any]) -> dict[str, Any]:
     serving = meta.get("serving") or {}
     model = serving.get("model", "gated")
     fitted = meta.get("fitted_rows", meta.get("trained_rows"))
+    rows = f"{fitted} " if fitted is not None else ""  # a package without the count
     if model == "refit":
-        note = (f"the served model, refitted on all {fitted} labelled rows after the gate; the "
+        note = (f"the served model, refitted on all {rows}labelled rows after the gate; the "
                 "test rows the permutation importance is measured on are among them, so it "
                 "shows what the served model relies on; it is not an out-of-sample "
                 "measure")
     else:
-        note = (f"the served model (the gated one, fitted on {fitted} rows); the permutation "
+        fitted_on = f", fitted on {fitted} rows" if fitted is not None else ""
+        note = (f"the served model (the gated one{fitted_on}); the permutation "
                 "importance is measured on test rows it did not see")
     return {"model": model, "fitted_rows": fitted, "note": note}
 

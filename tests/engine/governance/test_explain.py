@@ -206,6 +206,9 @@ def test_the_explain_step_draws_its_rows_from_the_files_and_explains_as_on_the_f
         str(tmp_path / "explanation.json"), str(tmp_path / "report.html"), str(tmp_path / "plots"))
     written = json.loads((tmp_path / "explanation.json").read_text())
     assert written.pop("model") == config.model_name
+    served = written.pop("served")  # which model was explained (53b3fb9): this package is gated
+    assert served["model"] == "gated" and served["fitted_rows"] is None
+    assert "None" not in served["note"] and "did not see" in served["note"]
     assert written == json.loads(json.dumps(expected))
     assert written["shap"]["status"] == "run" and len(written["local"]) == 3
     assert summary.top_features[0] == "x1"
