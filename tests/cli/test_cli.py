@@ -19,14 +19,6 @@ AUTOKFP_BIN = Path(sys.executable).with_name("autokfp")
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _restore_environ():
-    """The CLI exports its settings into os.environ (for pipeline tasks); undo that."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
 
 @pytest.fixture
 def data_folder(tmp_path, churn_frame) -> Path:

@@ -3,11 +3,9 @@ with its --budget) and says where it is, and where the outputs go, before and af
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -19,13 +17,6 @@ from autokfp.examples.demo import demo_config_text, example_config_text, prepare
 README = Path(__file__).resolve().parents[2] / "README.md"
 runner = CliRunner()
 
-
-@pytest.fixture(autouse=True)
-def _restore_environ():
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def _readme_config_block() -> str:

@@ -3,8 +3,6 @@ the config key) and the allowed range, before anything is written."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from typer.testing import CliRunner
 
@@ -14,13 +12,6 @@ from autokfp.errors import ConfigError
 
 runner = CliRunner()
 
-
-@pytest.fixture(autouse=True)
-def _restore_environ():
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.mark.parametrize(("args", "expected"), [
