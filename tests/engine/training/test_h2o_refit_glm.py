@@ -12,8 +12,6 @@ JVM; about 40 s at load 30).
 
 from __future__ import annotations
 
-import socket
-import uuid
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,23 +19,6 @@ import pandas as pd
 import pytest
 
 from autokfp.training.h2o_automl import _fit_recipe, _recipe
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def h2o_cluster():
-    import h2o
-
-    h2o.init(ip="127.0.0.1", port=_free_port(), name=f"refit-glm-{uuid.uuid4().hex[:6]}",
-             nthreads=1, max_mem_size="1G", verbose=False)
-    h2o.no_progress()
-    yield h2o
-    h2o.cluster().shutdown()
 
 
 def _log_loss(model, frame, truth: np.ndarray) -> float:

@@ -5,31 +5,11 @@ small JVM, about 30 s)."""
 
 from __future__ import annotations
 
-import socket
-import uuid
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from autokfp.training.h2o_automl import _holdout_predictions, _holdout_scores
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def h2o_cluster():
-    import h2o
-
-    h2o.init(ip="127.0.0.1", port=_free_port(), name=f"stacked-{uuid.uuid4().hex[:6]}",
-             nthreads=1, max_mem_size="1G", verbose=False)
-    h2o.no_progress()
-    yield h2o
-    h2o.cluster().shutdown()
 
 
 def test_a_stacked_ensemble_gives_its_metalearners_out_of_fold_predictions(h2o_cluster) -> None:
