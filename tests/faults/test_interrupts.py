@@ -69,6 +69,18 @@ def _tagged(tag: str) -> list[int]:
     return found
 
 
+def _assert_all_gone_within(tag: str, seconds: float, when: str) -> None:
+    """Every process tagged ``tag`` is gone within ``seconds``; else the assertion names the
+    command lines left behind."""
+    deadline = time.monotonic() + seconds
+    while _tagged(tag) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _tagged(tag)
+    commands = [Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
+                for p in left if Path(f"/proc/{p}").exists()]
+    assert left == [], f"left behind {when}: {commands}"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_interrupting_the_runner_leaves_no_process(sig):
     tag = uuid.uuid4().hex
@@ -84,13 +96,7 @@ def test_interrupting_the_runner_leaves_no_process(sig):
 
         os.kill(runner.pid, sig)
         runner.wait(timeout=90)  # the runner itself (slow under load); what it leaves behind gets 10 s below
-        deadline = time.monotonic() + 10
-        while _tagged(tag) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = _tagged(tag)
-        commands = [Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
-                    for p in left if Path(f"/proc/{p}").exists()]
-        assert left == [], f"left behind after {sig.name}: {commands}"
+        _assert_all_gone_within(tag, 10, f"after {sig.name}")
     finally:
         for pid in _tagged(tag):
             try:
@@ -244,13 +250,7 @@ def test_the_first_ctrl_c_or_sigterm_stops_a_local_run_at_once(sig, tmp_path):
         assert "To run it again: autokfp run run.yaml" in text, text
         assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
 
-        deadline = time.monotonic() + 10
-        while _tagged(tag) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = _tagged(tag)
-        commands = [Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
-                    for p in left if Path(f"/proc/{p}").exists()]
-        assert left == [], f"left behind after {sig.name}: {commands}"
+        _assert_all_gone_within(tag, 10, f"after {sig.name}")
         assert not after.exists(), "a task started after the interrupt"
     finally:
         for left_pid in _tagged(tag):
