@@ -241,8 +241,10 @@ _NESTED_PATHS = ["address", "address.city", "address.geo", "address.geo.lat",
                  "labels", "segment"]
 
 
-def test_folder_files_are_named_as_datahubs_file_source(tmp_path, catalog_home,
-                                                         monkeypatch) -> None:
+def _lake_named_by_datahub(tmp_path: Path, monkeypatch) -> tuple[Path, dict[str, list[str]]]:
+    """The test files written to a folder, and what DataHub's stock file recipe (its s3
+    source on local path specs, schema inference on) names in it: dataset URN -> field
+    paths."""
     folder = tmp_path / "lake"
 
     def write(relative: str, data: bytes) -> None:
@@ -252,6 +254,12 @@ def test_folder_files_are_named_as_datahubs_file_source(tmp_path, catalog_home,
     _write_files(write)
     theirs = _datahub_run({"type": "s3", "config": {"path_specs": [
         {"include": f"{folder}/*.*"}, {"include": f"{folder}/*/*.*"}]}}, tmp_path, monkeypatch)
+    return folder, theirs
+
+
+def test_folder_files_are_named_as_datahubs_file_source(tmp_path, catalog_home,
+                                                         monkeypatch) -> None:
+    folder, theirs = _lake_named_by_datahub(tmp_path, monkeypatch)
     ours = _autokfp_run([{"name": "files", "kind": "folder", "path": str(folder)}],
                         "files/customers.csv")
     assert ours == theirs
@@ -273,15 +281,7 @@ def test_folder_files_on_the_ingestion_path_have_datahubs_names_and_field_paths(
     names; and each file's schema is there once, autokfp's."""
     from autokfp.catalog.ingest import ingest
 
-    folder = tmp_path / "lake"
-
-    def write(relative: str, data: bytes) -> None:
-        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-        (folder / relative).write_bytes(data)
-
-    _write_files(write)
-    theirs = _datahub_run({"type": "s3", "config": {"path_specs": [
-        {"include": f"{folder}/*.*"}, {"include": f"{folder}/*/*.*"}]}}, tmp_path, monkeypatch)
+    folder, theirs = _lake_named_by_datahub(tmp_path, monkeypatch)
     config = parse_config({"name": "parity", "sources": [
         {"name": "files", "kind": "folder", "path": str(folder)}],
         "training": {"dataset": "files/customers.csv", "target": "segment"}})
