@@ -63,17 +63,15 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
         report = ingest(cfg, recipe=cfg.catalog.recipe).report
     else:
         report = crawl_sources(cfg, training=cfg.training)
-    failures = {d.dataset_id: d.error for d in report.datasets if d.status == "failed"}
-    failures.update(report.source_errors)
-    for dataset_id, error in failures.items():
-        if "/" in dataset_id:  # one dataset of a source
-            log.warning("discovery could not read %s: %s", dataset_id, error)
-        else:  # a whole source (a folder that does not exist, a database out of reach): one
-            # of the run's warnings (`autokfp run` lists them), unless training reads it,
-            # which fails below with the error that names it
-            record_warning("discovery.source_failed",
-                           f"source '{dataset_id}' was not catalogued: {error}",
-                           {"source": dataset_id}, model=cfg.model_name)
+    failed = [d for d in report.datasets if d.status == "failed"]
+    for dataset in failed:  # one dataset of a source
+        log.warning("discovery could not read %s: %s", dataset.dataset_id, dataset.error)
+    for source, error in report.source_errors.items():
+        # a whole source (a folder that does not exist, a database out of reach): one of the
+        # run's warnings (`autokfp run` lists them), unless training reads it, which fails
+        # below with the error that names it
+        record_warning("discovery.source_failed", f"source '{source}' was not catalogued: {error}",
+                       {"source": source}, model=cfg.model_name)
     check_training_schema(report, cfg.training.dataset)
     schema, rows, columns, changes = _write_training_data(cfg, dataset_path)
     record_data_changes(cfg.model_name, "discover", changes, dataset=schema.dataset_id)
@@ -86,7 +84,7 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
     write_text(schema_path, schema.to_json())
     return Discovered(
         datasets_found=sum(1 for d in report.found if d.ok),
-        datasets_failed=len(failures),
+        datasets_failed=len(failed) + len(report.source_errors),
         training_dataset=schema.dataset_id,
         training_urn=dataset_urn(schema),
         rows=rows,
