@@ -253,7 +253,11 @@ def sample_file(path: str | Path, columns: list[str], rows: int, seed: int,
     row is not read at all."""
     import pyarrow.parquet as pq
 
+    from autokfp.catalog.batches import file_dtypes
+
+    dtypes = file_dtypes(path)  # once: it reads every row group's statistics
     with pq.ParquetFile(str(path)) as handle:
+        schema = handle.schema_arrow.empty_table().select(columns).schema
         total = handle.metadata.num_rows
         # pandas draws with RandomState(seed).choice(n, k, replace=False)
         positions = np.random.RandomState(seed).choice(total, size=min(rows, total),
@@ -266,7 +270,8 @@ def sample_file(path: str | Path, columns: list[str], rows: int, seed: int,
             lo, hi = np.searchsorted(wanted, [start, start + size])
             if hi > lo:
                 offset = start
-                for frame in _group_frames(handle, path, group, columns, batch_rows):
+                for frame in _group_frames(handle, group, columns, schema, dtypes,
+                                           batch_rows):
                     a, b = np.searchsorted(wanted, [offset, offset + len(frame)])
                     if b > a:
                         pieces.append(frame.iloc[wanted[a:b] - offset])
@@ -311,14 +316,13 @@ def _empty(path: str | Path, columns: list[str]) -> pd.DataFrame:
     return batch_frame(batch, schema, file_dtypes(path))
 
 
-def _group_frames(handle: Any, path: str | Path, group: int, columns: list[str],
-                  batch_rows: int) -> Iterator[pd.DataFrame]:
+def _group_frames(handle: Any, group: int, columns: list[str], schema: Any,
+                  dtypes: dict[str, Any], batch_rows: int) -> Iterator[pd.DataFrame]:
     """One row group's rows as frames of at most ``batch_rows`` rows, typed as
-    ``iter_frames`` types them."""
-    from autokfp.catalog.batches import batch_frame, file_dtypes
+    ``iter_frames`` types them (``schema``: the columns' Arrow schema; ``dtypes``:
+    ``file_dtypes`` of the file)."""
+    from autokfp.catalog.batches import batch_frame
 
-    dtypes = file_dtypes(path)
-    schema = handle.schema_arrow.empty_table().select(columns).schema
     for batch in handle.iter_batches(batch_size=batch_rows, row_groups=[group],
                                      columns=columns, use_threads=False):
         yield batch_frame(batch, schema, dtypes)
