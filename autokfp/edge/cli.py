@@ -110,7 +110,7 @@ def _interrupted(stop: Any, steps: list[str], rerun: str) -> None:
 def _run(config: Any, settings: Any, verbose: bool, steps: list[str] | None = None) -> Any:
     import time
 
-    from autokfp.edge.local import STEP_LABELS, run_training
+    from autokfp.edge.local import STEP_LABELS, run_log_path, run_training
     from autokfp.modeling.registry_store import open_store
 
     with console.status("[bold]checking the data...", spinner="dots"):
@@ -122,7 +122,7 @@ def _run(config: Any, settings: Any, verbose: bool, steps: list[str] | None = No
                   f"state in {settings.home}")
     if verbose:
         return run_training(config, settings, verbose=True)
-    log_path = settings.home / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_path = run_log_path(settings)
     started = time.monotonic()
     # the tasks' output goes to the log file while the run lasts (stdout is redirected), so
     # progress is written to a duplicate of the terminal taken before the redirection

@@ -88,6 +88,11 @@ def _terminal() -> Any:
     return stream
 
 
+def run_log_path(settings: Settings) -> Path:
+    """A new log file for one local run's task output: ``$AUTOKFP_HOME/logs/run-<time>-<pid>.log``."""
+    return settings.home / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
 def run_training(config: RunConfig | None, settings: Settings | None = None,
                  log_path: Path | None = None,
                  on_task: Callable[[str], None] | None = None,
@@ -114,7 +119,7 @@ def run_training(config: RunConfig | None, settings: Settings | None = None,
     if verbose:
         log_path = None
     elif log_path is None:
-        log_path = settings.home / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        log_path = run_log_path(settings)
     if not verbose and on_task is None:
         terminal = _terminal()
         name = config.name if config is not None else "the run form's model"
