@@ -43,14 +43,14 @@ layers: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 test: layers
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # the whole loop in containers against real services (needs Docker; see scripts/test_cluster.sh)
 test-cluster: $(STAMP)
 	PYTHON=$(BIN)/python PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/test_cluster.sh
 
 test-fast: layers
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 lint: layers
 	$(BIN)/ruff check autokfp components pipelines tests scripts

@@ -21,12 +21,80 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.pop("LINES", None)
 
 
+# Rough seconds of each module's slow tests on an idle 2-core machine, for sharing them out
+# between the xdist workers (below); a module not listed counts 60 s per slow test. Only
+# the balance depends on these figures, never what runs.
+SLOW_MODULE_SECONDS = {
+    "tests/serving/test_deployment.py": 300,
+    "tests/engine/training/test_refit_for_serving.py": 300,
+    "tests/pipelines/test_monitoring_pipeline.py": 250,
+    "tests/cli/test_registry_snippet.py": 180,
+    "tests/compile/test_component_yamls.py": 150,
+    "tests/pipelines/test_local_training_pipeline.py": 150,
+    "tests/pipelines/test_quickstart_notebook.py": 150,
+    "tests/engine/training/test_h2o_multinode.py": 150,
+    "tests/faults/test_killed_train.py": 150,
+    "tests/faults/test_killed_deploy.py": 150,
+    "tests/faults/test_killed_step.py": 120,
+    "tests/faults/test_killed_discover.py": 90,
+    "tests/pipelines/test_engine_plugin_pipeline.py": 100,
+    "tests/engine/training/test_mojo_scoring.py": 90,
+    "tests/engine/catalog/test_chunk_copy.py": 80,
+    "tests/engine/training/test_h2o_warm_start.py": 60,
+    "tests/serving/test_observability.py": 30,
+    "tests/engine/test_model_package_load.py": 10,
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """(pytest-xdist, in the controller) Tells each worker the --dist mode, which a worker's
+    own options do not hold."""
+    node.workerinput["autokfp_dist"] = node.config.getoption("dist")
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k deselected what will not run
 def pytest_collection_modifyitems(config, items) -> None:
-    """Under pytest-xdist (make test), the end-to-end runs (marked slow, one to three minutes
-    each) are handed out first, so they spread over the workers instead of one worker
-    finishing them alone at the end. Every worker sorts the same way, as xdist requires."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """make test runs ``-n 2 --dist worksteal``: worker k is first handed the k-th
+    contiguous share of the collection and an idle worker then takes half of the queue left
+    to another, from its end. The end-to-end runs (marked slow, one to five minutes each)
+    are laid out at the start of every worker's share, shared out module by module (their
+    module-scoped fixtures stay on one worker) by the rough seconds above, longest first;
+    the quick tests fill the rest of each share in their own order. Each worker starts on
+    its long runs and the run ends on quick tests that can be stolen. (Sorted into one
+    block, the slow tests all went to the first worker: --dist load hands out a quarter of
+    a worker's tests at a time, worksteal a whole share.) Every worker lays out the same
+    collection the same way, as xdist requires; nothing is reordered outside worksteal."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    dist = getattr(config, "workerinput", {}).get("autokfp_dist")
+    if workers < 2 or dist != "worksteal":
+        return
+    modules: dict[str, list] = {}
+    quick = []
+    for item in items:
+        if item.get_closest_marker("slow") is None:
+            quick.append(item)
+        else:
+            modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def seconds(module: str) -> float:
+        return SLOW_MODULE_SECONDS.get(module, 60.0 * len(modules[module]))
+
+    load = [0.0] * workers
+    slow: list[list] = [[] for _ in range(workers)]
+    for module in sorted(modules, key=seconds, reverse=True):
+        k = load.index(min(load))
+        slow[k].extend(modules[module])
+        load[k] += seconds(module)
+    # the shares worksteal hands out: each worker in turn gets pending // workers-left
+    layout, pending = [], len(items)
+    for k in range(workers):
+        share = pending // (workers - k)
+        pending -= share
+        fill = max(0, share - len(slow[k]))
+        layout += slow[k] + quick[:fill]
+        quick = quick[fill:]
+    items[:] = layout + quick
 
 
 @dataclass(frozen=True)
