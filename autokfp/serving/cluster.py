@@ -13,7 +13,14 @@ status for a while after a patch: a rollout is only settled when
 The new revision's own address is the ``latest`` tagged route (KServe adds tagged routes
 with the ``serving.kserve.io/enable-tag-routing: "true"`` annotation, see
 ``inference_service``): smoke tests sent there reach the new revision alone, while the
-service URL splits traffic between the previous and the new revision.
+service URL splits traffic between the previous and the new revision. The status gives a
+tagged route's URL on the cluster's *external* domain (``latest-<name>-predictor.<ns>.
+example.com`` on a default Kubeflow install), which a pipeline pod usually cannot resolve,
+and which, when it can, goes through the ingress gateway and its login (Dex). Knative also
+makes a Kubernetes Service ``<tag>-<route>`` for every tag, so the step calls the tag
+cluster-locally, like the service itself: ``latest-`` before the host of the predictor's
+cluster-local ``address.url`` (``tag_address``). Only a status without a cluster-local
+predictor address falls back to the URL the traffic entry gives.
 """
 
 from __future__ import annotations
@@ -170,6 +177,20 @@ def current_revision(obj: dict[str, Any] | None) -> str | None:
     return predictor.get("latestRolledoutRevision") or predictor.get("latestReadyRevision")
 
 
+def tag_address(predictor_status: dict[str, Any], tag: str) -> str | None:
+    """The cluster-local address of Knative's ``tag`` route of a predictor: the Kubernetes
+    Service ``<tag>-<route>`` Knative makes for it, i.e. ``<tag>-`` before the host of the
+    predictor's cluster-local ``address.url``; None when that address is not cluster-local."""
+    from urllib.parse import urlsplit
+
+    address = urlsplit((predictor_status.get("address") or {}).get("url") or "")
+    host = address.hostname or ""
+    if address.scheme not in ("http", "https") or ".svc" not in host:
+        return None
+    port = f":{address.port}" if address.port else ""
+    return f"{address.scheme}://{tag}-{host}{port}"
+
+
 def read_settled(obj: dict[str, Any], generation: int, previous_revision: str | None,
                  serverless: bool) -> Settled:
     """Whether ``obj``'s status reports ``generation`` served and ready (a pure function)."""
@@ -195,8 +216,8 @@ def read_settled(obj: dict[str, Any], generation: int, previous_revision: str | 
                                   f"{reason.get('message') or ''})".rstrip())
         revision = created
         for target in predictor.get("traffic") or []:
-            if target.get("tag") == "latest" and target.get("url"):
-                latest_url = target["url"]
+            if target.get("tag") == "latest" and target.get("revisionName") in (None, created):
+                latest_url = tag_address(predictor, "latest") or target.get("url")
         if latest_url is None and previous_revision is None:
             latest_url = service_url  # a first revision: the service reaches nothing else
     else:

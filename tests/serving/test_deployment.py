@@ -181,6 +181,8 @@ def _kube_config(tmp_path, kube: FakeKServe, monkeypatch, trained_package, **dep
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(kube.kubeconfig()))
     monkeypatch.setenv("KUBECONFIG", str(path))
+    for variable, value in kube.proxy_env().items():  # cluster-local names through the fake
+        monkeypatch.setenv(variable, value)
     return small_config(trained_package.folder, deploy={
         "target": "kubernetes", "namespace": "ml", "latency_budget_ms": 1000,
         "ready_timeout_secs": 30, "smoke_rows": 10, **deploy})
@@ -981,3 +983,33 @@ def test_a_status_that_has_not_observed_the_patch_is_not_settled():
                  {"revisionName": "m-00001", "tag": "prev", "percent": 90, "url": "http://p"}])
     settled = read_settled(seen, 2, "m-00001", serverless=True)
     assert settled.ready and settled.latest_url == "http://l" and settled.revision == "m-00002"
+
+
+def test_the_new_revision_is_called_on_its_cluster_local_tag_address():
+    """Knative's status gives the tagged route on the external domain (example.com on a
+    default Kubeflow install: no pod resolves it); the step calls the Kubernetes Service
+    Knative makes for the tag instead, next to the predictor's cluster-local address."""
+    from autokfp.serving.cluster import read_settled, tag_address
+
+    predictor = {"address": {"url": "http://churn-predictor.ml.svc.cluster.local"},
+                 "latestCreatedRevision": "churn-predictor-00002",
+                 "latestReadyRevision": "churn-predictor-00002",
+                 "traffic": [{"revisionName": "churn-predictor-00002", "tag": "latest",
+                              "percent": 0, "url": "http://latest-churn-predictor.ml.example.com"},
+                             {"revisionName": "churn-predictor-00001", "tag": "prev",
+                              "percent": 100, "url": "http://prev-churn-predictor.ml.example.com"}]}
+    obj = {"status": {"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "True"}],
+                      "address": {"url": "http://churn.ml.svc.cluster.local"},
+                      "components": {"predictor": predictor}}}
+    settled = read_settled(obj, 2, "churn-predictor-00001", serverless=True)
+    assert settled.latest_url == "http://latest-churn-predictor.ml.svc.cluster.local"
+    assert settled.service_url == "http://churn.ml.svc.cluster.local"
+    assert tag_address({"address": {"url": "http://p.ns.svc.cluster.local:8080/x"}}, "prev") \
+        == "http://prev-p.ns.svc.cluster.local:8080"
+    # no cluster-local predictor address: the URL the status gives
+    del predictor["address"]
+    assert read_settled(obj, 2, "churn-predictor-00001", serverless=True).latest_url \
+        == "http://latest-churn-predictor.ml.example.com"
+    # a 'latest' tag still naming another revision is not the new revision's address
+    predictor["traffic"][0]["revisionName"] = "churn-predictor-00003"
+    assert read_settled(obj, 2, "churn-predictor-00001", serverless=True).latest_url is None
