@@ -19,7 +19,10 @@ For one packaged model (``--model-dir``, or the champion of the only model regis
 
 Single-row v1 requests go to each server in turn with keep-alive at concurrency 1 and 16,
 ``--seconds`` at a time, for ``--rounds`` rounds (the order rotates, so a noisy
-neighbour hurts both alike). Reported per server and concurrency: p50, p99, the server
+neighbour hurts both alike). The slices are short by default (1 s, 12 rounds): on a shared
+machine the load moves within seconds, and at concurrency 1, where each request waits for a
+core twice, 5 s slices measured the neighbours more than the servers (docs/serving.md,
+"Issue 13 audited"). Reported per server and concurrency: p50, p99, the server
 process's CPU time per request (from /proc), throughput, its garbage collections per
 generation (its /metrics) and the machine's load average while measured, then the ratios against the
 targets: p99 <= 1.25x bare, CPU per request <= 1.5x bare, throughput >= 0.9x bare. Then
@@ -451,8 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir",
                         help="a packaged model folder (default: the champion under --home)")
     parser.add_argument("--home", help="AUTOKFP_HOME whose only registered model's champion to use")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per case")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of every case")
+    parser.add_argument("--seconds", type=float, default=1.0,
+                        help="measuring time per case and round (one slice)")
+    parser.add_argument("--rounds", type=int, default=12, help="rounds of every case")
     parser.add_argument("--fixed-rate", type=float, default=100.0,
                         help="single-row requests/s sent to ours at the end (0: skip)")
     parser.add_argument("--fixed-seconds", type=float, default=60.0)
