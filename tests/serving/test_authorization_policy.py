@@ -133,11 +133,17 @@ def test_the_policy_selects_autokfp_predictors_and_admits_the_pipeline_runner() 
                   if d and d["kind"] == "ServiceAccount"
                   and d["metadata"]["name"].endswith("pipeline-runner"))
     principals = [p for rule in policy["spec"]["rules"] for source in rule["from"]
-                  for p in source["source"]["principals"]]
+                  for p in source["source"].get("principals", [])]
     assert (f"cluster.local/ns/<pipeline-namespace>/sa/{runner['metadata']['name']}"
             in principals)
     # and the serving predictors' own account: they call the candidate in a Standard A/B split
     assert f"cluster.local/ns/<serving-namespace>/sa/{DeploySpec().service_account}" in principals
+    # Serverless: requests the activator proxies come from its namespace, not the caller's,
+    # and must reach the same routes
+    activator = [rule for rule in policy["spec"]["rules"]
+                 if any("knative-serving" in s["source"].get("namespaces", []) for s in rule["from"])]
+    assert activator, "no rule admits Knative's activator (knative-serving)"
+    assert [r.get("to") for r in activator] == [policy["spec"]["rules"][0]["to"]]
     # the policy opens the prediction and health routes, nothing else
     assert not _allows(policy, "DELETE", "/v1/models/churn")
     assert not _allows(policy, "GET", "/metrics")
