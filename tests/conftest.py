@@ -355,20 +355,55 @@ def small_config(folder, dataset: str = "files/customers.parquet", **overrides):
     return parse_config(data)
 
 
+def built_once(tmp_path_factory, name: str, build):
+    """``build(folder)`` run once per test run, not once per pytest-xdist worker: for a
+    session fixture that trains a model, whose result the tests only read.
+
+    Under xdist the first worker to ask builds into a folder beside the workers' own
+    temporary folders, holding a lock, and pickles the result there; a worker that asks
+    later (or waits on the lock meanwhile) loads it. Without xdist, or when the build
+    fails, it is an ordinary session fixture's build."""
+    import fcntl
+    import pickle
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent / f"built-once-{name}"
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        result = shared / "result.pickle"
+        if result.exists():
+            return pickle.loads(result.read_bytes())
+        folder = shared / "folder"
+        if folder.exists():  # a worker's build that failed
+            import shutil
+
+            shutil.rmtree(folder)
+        folder.mkdir()
+        built = build(folder)
+        result.write_bytes(pickle.dumps(built))
+        return built
+
+
 @pytest.fixture(scope="session")
 def trained_package(tmp_path_factory, churn_frame):
-    """Engineer features and train one small H2O model once per session.
+    """Engineer features and train one small H2O model once per test run (``built_once``).
 
     Returns a namespace with: config, folder (data), dataset/schema/train/test/plan paths,
     model (the MLflow pyfunc folder) and the stage summaries.
     """
+    return built_once(tmp_path_factory, "trained",
+                      lambda root: _train_package(root, churn_frame))
+
+
+def _train_package(root: Path, churn_frame):
     from types import SimpleNamespace
 
     from autokfp.catalog.profiling import profile_frame
     from autokfp.steps import engineer_features as engineer_features_step
     from autokfp.steps import train_model as train_step
 
-    root = tmp_path_factory.mktemp("trained")
     folder = root / "data"
     folder.mkdir()
     churn_frame.to_parquet(folder / "customers.parquet", index=False)

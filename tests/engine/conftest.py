@@ -14,16 +14,22 @@ KERAS_ENGINES = {"h2o": {"max_models": 2, "nfolds": 3, "max_mem_size": "2G", "in
 
 @pytest.fixture(scope="session")
 def keras_package(tmp_path_factory, churn_frame):
-    """Engineer features on 600 churn rows and train one AutoKeras model, once per session.
+    """Engineer features on 600 churn rows and train one AutoKeras model, once per test run
+    (``built_once``).
 
     Returns a namespace with config, paths (train/test/plan/model) and the train summary.
     """
+    from tests.conftest import built_once
+
+    return built_once(tmp_path_factory, "keras", lambda root: _train_keras(root, churn_frame))
+
+
+def _train_keras(root, churn_frame):
     from autokfp.catalog.profiling import profile_frame
     from autokfp.steps import engineer_features as engineer_features_step
     from autokfp.steps import train_model as train_step
     from tests.conftest import small_config
 
-    root = tmp_path_factory.mktemp("keras")
     folder = root / "data"
     folder.mkdir()
     frame = churn_frame.head(600)
