@@ -13,6 +13,7 @@ from autokfp.config import load_config
 from autokfp.edge import cli
 from autokfp.edge.local import LocalRun
 from autokfp.examples.demo import demo_config_text, example_config_text, prepare_demo
+from tests.conftest import STATE_ENV
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 runner = CliRunner()
@@ -56,6 +57,11 @@ def test_the_demo_prints_where_its_config_and_outputs_are_at_the_start_and_end(
                                       "decision": "first model"})
 
     monkeypatch.setattr(cli, "_run", fake_run)
+    # a user with no registry of their own set: the demo's registry is under --home (a
+    # registry set by MLFLOW_TRACKING_URI would be used instead, and one exported by an
+    # earlier module's fixture on this worker was, in CI)
+    for name in STATE_ENV:
+        monkeypatch.delenv(name, raising=False)
     result = runner.invoke(cli.app, ["demo", "--home", str(home), "--budget", "30",
                                      "--rows", "1000"], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output

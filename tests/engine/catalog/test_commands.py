@@ -20,12 +20,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def _restore_environ(monkeypatch):
-    saved = dict(os.environ)
+def _wide_terminal(monkeypatch):
+    # os.environ itself is restored after every test (tests/conftest.py)
     monkeypatch.setenv("COLUMNS", "200")  # wide enough that names are not wrapped
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.fixture
