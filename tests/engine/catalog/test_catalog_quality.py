@@ -173,9 +173,11 @@ def test_the_summary_child_is_a_new_interpreter_even_after_openmp_ran(tmp_path) 
     dataset = tmp_path / "rows.parquet"
     _wide(200, 3).to_parquet(dataset, index=False)
     env = {key: value for key, value in os.environ.items() if key != "AUTOKFP_ENGINE_FORK"}
-    script = subprocess.Popen([sys.executable, "-c", AFTER_OPENMP, str(dataset),
-                               str(tmp_path / "summary.html")], stdout=subprocess.PIPE, env=env)
-    own = Path(f"/proc/{script.pid}/cmdline").read_bytes()
+    command = [sys.executable, "-c", AFTER_OPENMP, str(dataset), str(tmp_path / "summary.html")]
+    script = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
+    # the script's own command line, as /proc shows it (read from /proc at once it was b''
+    # once in CI, which a zombie child's empty cmdline then matched)
+    own = b"\0".join(part.encode() for part in command) + b"\0"
     seen: set[bytes] = set()
     deadline = time.monotonic() + 300
     while script.poll() is None and time.monotonic() < deadline:
