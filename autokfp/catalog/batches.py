@@ -3,6 +3,7 @@ must never be in memory whole (the split, the quality gate, samples for plans an
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,65 @@ class RowSampler:
         return sample
 
 
+class ParquetFileScan:
+    """One Parquet file read as ``pyarrow.dataset`` would read it (``schema``,
+    ``count_rows``, ``to_batches``, ``to_table``), but synchronously with
+    ``pyarrow.parquet.ParquetFile``: no Arrow I/O thread is left holding a scan.
+
+    Why not ``pyarrow.dataset`` for a single file: a dataset scan's batch generator is
+    driven by Arrow's I/O thread pool, and an abandoned or finished generator chain can be
+    released on one of those threads while the interpreter shuts down; releasing it needs
+    the GIL, the thread is unwound through a ``noexcept`` frame, and the process dies in
+    ``std::terminate`` ("terminate called without an active exception") after the step's
+    work was done. Seen as a core dump of the profile step (1 in 16-30 runs under load),
+    and as a red test in CI. A folder of parts still needs ``pyarrow.dataset``
+    (``parquet_scan``).
+
+    Each ``to_batches`` opens the file anew, so threads may each stream a column at once.
+    ``dictionary_columns`` are read as dictionaries (their codes are counted, not hashed).
+    """
+
+    def __init__(self, path: str | Path, dictionary_columns: list[str] | None = None) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = str(path)
+        self._dictionary = list(dictionary_columns or []) or None
+        with pq.ParquetFile(self.path, read_dictionary=self._dictionary) as handle:
+            self.schema = handle.schema_arrow
+            self._rows = int(handle.metadata.num_rows)
+
+    def count_rows(self) -> int:
+        return self._rows
+
+    def _open(self) -> Any:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(self.path, read_dictionary=self._dictionary)
+
+    def to_batches(self, columns: list[str] | None = None, batch_size: int = BATCH_ROWS,
+                   use_threads: bool = False) -> Iterator[Any]:
+        with self._open() as handle:
+            yield from handle.iter_batches(batch_size=batch_size, columns=columns,
+                                           use_threads=use_threads)
+
+    def to_table(self, columns: list[str] | None = None) -> Any:
+        with self._open() as handle:
+            return handle.read(columns=columns, use_threads=False)
+
+
+def parquet_scan(path: str | Path, dictionary_columns: list[str] | None = None) -> Any:
+    """A Parquet file (``ParquetFileScan``) or a folder of parts (``pyarrow.dataset``),
+    read through the same few calls; ``dictionary_columns`` read as dictionaries."""
+    if not Path(path).is_dir():
+        return ParquetFileScan(path, dictionary_columns)
+    import pyarrow.dataset as ds
+
+    if not dictionary_columns:
+        return ds.dataset(str(path), format="parquet")
+    options = ds.ParquetReadOptions(dictionary_columns=list(dictionary_columns))
+    return ds.dataset(str(path), format=ds.ParquetFileFormat(read_options=options))
+
+
 def sample_rows(
     path: str | Path, columns: list[str], rows: int, seed: int = 0,
     batch_rows: int = BATCH_ROWS,
@@ -95,9 +155,8 @@ def sample_rows(
     """At most ``rows`` rows drawn uniformly without replacement, read batch by batch (with
     the dtypes ``pd.read_parquet`` gives the whole file, ``file_dtypes``)."""
     import pyarrow as pa
-    import pyarrow.dataset as ds
 
-    dataset = ds.dataset(str(path), format="parquet")
+    dataset = parquet_scan(path)
     total = dataset.count_rows()
     present = [c for c in columns if c in dataset.schema.names]
     if total <= rows:

@@ -2,7 +2,7 @@
 
 ``detect_drift`` (drift.py) takes two pandas frames, so both sides must fit in memory at
 once. ``detect_drift_parquet`` reads each side column by column in Arrow batches
-(``pyarrow.dataset``), so memory is bounded by the longest column, not the table: about
+(``catalog.batches.parquet_scan``), so memory is bounded by the longest column, not the table: about
 8 bytes x rows per side for a numerical column (10M rows: 80 MB a side) and the distinct
 values for a categorical one, times the worker threads.
 
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autokfp.catalog.batches import parquet_scan
 from autokfp.catalog.batches import sample_rows as sample_rows  # re-exported
 from autokfp.monitoring.drift import (
     CATEGORICAL,
@@ -69,17 +70,15 @@ def _dataset(path: str | Path, text_as_dictionary: bool = True) -> Any:
     """The Parquet file (or folder), text columns read as dictionaries: counting categories
     then bincounts the codes of each batch instead of hashing every string."""
     import pyarrow as pa
-    import pyarrow.dataset as ds
 
-    plain = ds.dataset(str(path), format="parquet")
+    plain = parquet_scan(path)
     if not text_as_dictionary:
         return plain
     text = [f.name for f in plain.schema if pa.types.is_string(f.type)
             or pa.types.is_large_string(f.type)]
     if not text:
         return plain
-    options = ds.ParquetReadOptions(dictionary_columns=text)
-    return ds.dataset(str(path), format=ds.ParquetFileFormat(read_options=options))
+    return parquet_scan(path, dictionary_columns=text)
 
 
 class _Buffers:
