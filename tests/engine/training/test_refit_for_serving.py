@@ -65,19 +65,39 @@ def _policy(config, **limits):
     return parse_config(data)
 
 
-def test_the_served_model_is_refitted_on_every_labelled_row_and_the_gate_model_is_kept(
-        trained_package, gated, tmp_path) -> None:
-    from autokfp.steps.refit_model import refit_model
+@pytest.fixture(scope="module")
+def accepted(trained_package, tmp_path_factory):
+    """The session's package, checked fair, through the gate and an accepted refit, once for
+    the module (each refit fits H2O twice): the served refit's own test and the test that
+    registers it both read it. Made in a home of its own (as ``gated`` in a fresh one)."""
+    from types import SimpleNamespace
 
-    config, evaluation = gated
-    # a policy any model meets: the refit's fairness check runs and passes
-    config = _policy(config, max_demographic_parity_difference=1.0,
-                     min_demographic_parity_ratio=0.0)
+    from autokfp.steps.evaluate_model import evaluate_model
+    from autokfp.steps.refit_model import refit_model
+    from tests.conftest import use_home
+
+    root = tmp_path_factory.mktemp("refit-accepted")
+    with pytest.MonkeyPatch.context() as patch:
+        use_home(patch, root / "autokfp-home")
+        # a policy any model meets: the refit's fairness check runs and passes
+        config = _policy(trained_package.config, max_demographic_parity_difference=1.0,
+                         min_demographic_parity_ratio=0.0)
+        paths = trained_package.paths
+        evaluation = root / "evaluation.json"
+        evaluated = evaluate_model(config, str(paths.model), str(paths.test), str(evaluation))
+        assert evaluated.promote, evaluated.decision  # the churn GLM/GBM beats the class prior
+        checked = _with_fairness(paths.model, root)
+        out = root / "served"
+        result = refit_model(config, str(checked), str(evaluation), str(paths.train),
+                             str(paths.test), str(out))
+    return SimpleNamespace(config=config, evaluation=evaluation, out=out, result=result)
+
+
+def test_the_served_model_is_refitted_on_every_labelled_row_and_the_gate_model_is_kept(
+        trained_package, accepted, autokfp_home, tmp_path) -> None:
+    config, evaluation, out, result = (accepted.config, accepted.evaluation, accepted.out,
+                                       accepted.result)
     paths = trained_package.paths
-    checked = _with_fairness(paths.model, tmp_path)
-    out = tmp_path / "served"
-    result = refit_model(config, str(checked), str(evaluation), str(paths.train),
-                         str(paths.test), str(out))
     train_rows, test_rows = _rows(paths.train), _rows(paths.test)
     assert result.served == "refit", result.reason
     served, gate = _meta(out), _meta(out / GATE_MODEL_DIR)
@@ -171,18 +191,15 @@ def test_h2o_refit_on_the_gate_rows_reproduces_the_gate_model(trained_package,
 
 
 def test_the_registered_refit_serves_the_all_rows_model_and_the_next_gate_scores_the_gate_model(
-        trained_package, gated, tmp_path) -> None:
+        trained_package, accepted, autokfp_home, tmp_path) -> None:
     from autokfp.catalog.schema import DatasetSchema  # noqa: F401 - register reads it
     from autokfp.modeling import registry
     from autokfp.steps.evaluation import evaluate_candidates
-    from autokfp.steps.refit_model import refit_model
     from autokfp.steps.register_model import register_model
 
-    config, evaluation = gated
+    config, evaluation, out = accepted.config, accepted.evaluation, accepted.out
     paths = trained_package.paths
-    out = tmp_path / "served"
-    assert refit_model(config, str(paths.model), str(evaluation), str(paths.train),
-                       str(paths.test), str(out)).served == "refit"
+    assert accepted.result.served == "refit", accepted.result.reason
     registered = register_model(config, str(out), str(evaluation), str(paths.schema),
                                 str(tmp_path / "registration.json"))
     assert registered.promoted
