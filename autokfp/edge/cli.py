@@ -35,6 +35,27 @@ err_console = Console(stderr=True)
 HomeOption = typer.Option(None, "--home", help="state folder (default: $AUTOKFP_HOME or ./.autokfp)")
 
 
+def command_name() -> str:
+    """How to call this command line again from the user's shell: ``autokfp`` when that is
+    what PATH finds, else the path it was started by (``.venv/bin/autokfp`` after ``make
+    demo``, whose venv is not activated), so every "run this next" line printed works as
+    it is copied."""
+    import shutil
+
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if started is None or started.name != "autokfp" or not started.is_file():
+        return "autokfp"  # python -m, a test runner, or an entry point of another name
+    found = shutil.which("autokfp")
+    if found and Path(found).resolve() == started.resolve():
+        return "autokfp"
+    absolute = started.absolute()
+    try:
+        relative = absolute.relative_to(Path.cwd())
+    except ValueError:
+        return str(absolute)
+    return str(relative) if len(relative.parts) > 1 else f"./{relative}"
+
+
 def _fail(error: AutokfpError) -> None:
     err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code=error.exit_code)
@@ -162,7 +183,7 @@ def run(
     from autokfp.edge.interrupts import RunInterrupted, stop_on_signals
 
     steps: list[str] = []
-    rerun = f"autokfp run {config_path}" + (f" --home {home}" if home else "")
+    rerun = f"{command_name()} run {config_path}" + (f" --home {home}" if home else "")
     try:
         with stop_on_signals(lambda signum: interruption_line(signum, steps, rerun)):
             config = load_config(config_path)
@@ -187,7 +208,7 @@ def demo(
     from autokfp.examples.demo import check_demo_options, prepare_demo
 
     steps: list[str] = []
-    rerun = "autokfp demo" + (f" --home {home}" if home else "")
+    rerun = f"{command_name()} demo" + (f" --home {home}" if home else "")
     try:
         with stop_on_signals(lambda signum: interruption_line(signum, steps, rerun)):
             check_demo_options(rows, budget)  # before anything is written
@@ -211,7 +232,7 @@ def _print_where(config_path: Path, settings: Any) -> None:
     """Where the run's config is and where its outputs will be (printed before a run)."""
     from autokfp.config import mask_url_password
 
-    console.print(f"Run config  : {config_path}   (edit it, then: autokfp run {config_path})",
+    console.print(f"Run config  : {config_path}   (edit it, then: {command_name()} run {config_path})",
                   highlight=False, soft_wrap=True)
     console.print(f"Outputs     : {settings.home}   (registry {mask_url_password(settings.tracking_uri)}; "
                   f"pipeline runs {settings.pipeline_root}; logs {settings.home / 'logs'})",
@@ -296,10 +317,10 @@ def _print_result(result: Any, config: Any, settings: Any, as_json: bool,
         console.print(f"Deployment: {decision['outcome']} ({decision['target']}): {decision['reason']}")
     if config_path is not None:
         console.print(f"Run config: {config_path}", highlight=False, soft_wrap=True)
-    console.print(f"Registry  : {summary['state']['registry']}  (autokfp models)")
+    console.print(f"Registry  : {summary['state']['registry']}  ({command_name()} models)")
     console.print(f"Artifacts : {summary['state']['pipeline_run']}")
     console.print("Catalog   : the discover step's 'catalog' artifact (DataHub metadata) in the run above")
-    console.print(f"Serve it  : autokfp serve --model {config.name}@champion --port 8080   "
+    console.print(f"Serve it  : {command_name()} serve --model {config.name}@champion --port 8080   "
                   f"(KServe manifest: the deploy step's 'manifest' artifact)")
 
 

@@ -79,3 +79,40 @@ def test_the_demo_prints_where_its_config_and_outputs_are_at_the_start_and_end(
     assert end > finished
     assert lines[end + 1].startswith("Registry  : sqlite:///") and str(home) in lines[end + 1]
     assert lines[end + 2].startswith("Artifacts : ")
+
+
+def test_the_commands_it_suggests_work_without_an_activated_venv(tmp_path, monkeypatch) -> None:
+    """`make demo` runs .venv/bin/autokfp and leaves the venv unactivated: every "run this
+    next" line names that path, as long as PATH finds no (or another) autokfp."""
+    project = tmp_path / "project"
+    script = project / ".venv" / "bin" / "autokfp"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(project)
+    monkeypatch.setattr("sys.argv", [".venv/bin/autokfp", "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert cli.command_name() == ".venv/bin/autokfp"
+
+    def fake_run(config, settings, verbose, steps=None):  # the pipeline is tested elsewhere
+        return LocalRun(pipeline="autonomous-training", seconds=1.0, run_dir=None,
+                        registration={"name": "churn", "version": "1", "aliases": ["champion"],
+                                      "decision": "first model"})
+
+    monkeypatch.setattr(cli, "_run", fake_run)
+    result = runner.invoke(cli.app, ["demo", "--budget", "30", "--rows", "1000"],
+                           env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "(edit it, then: .venv/bin/autokfp run " in result.output
+    assert "Serve it  : .venv/bin/autokfp serve --model churn@champion" in result.output
+    assert "(.venv/bin/autokfp models)" in result.output
+
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")  # activated: the bare name
+    assert cli.command_name() == "autokfp"
+    monkeypatch.setattr("sys.argv", [str(script), "demo"])
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert cli.command_name() == str(script)  # outside the project: the absolute path
+    monkeypatch.setattr("sys.argv", ["/usr/lib/python3/pytest"])
+    assert cli.command_name() == "autokfp"  # not started as autokfp: the documented name
