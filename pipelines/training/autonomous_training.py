@@ -112,8 +112,10 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
         # selection falls back to the other engines' leaders.
         engines = configure_task(list_engines(config=config), options, name="list engines")
         # Each item holds an engine's name and the settings its training task reads, nothing
-        # else: the GPU task's cache key changes only when they do (not with the deploy or
-        # governance settings, nor with another engine's).
+        # else: no deploy or governance setting, nor another engine's, is among the GPU
+        # task's parameters. Its cache key also holds the ids of its train/plan artifacts,
+        # which are new in every run (discover is never cached, so neither is anything
+        # downstream of it): a new run retrains (docs/kubeflow-ui.md, item 1).
         with dsl.ParallelFor(engines.output, parallelism=options.training_parallelism) as item:
             trained = configure_training_task(
                 train_model(config=item.settings, engine=item.engine, train=features.outputs["train"],

@@ -30,7 +30,8 @@ def explain_model(
     test=f.outputs["test"])`` (no run config: the default row counts).
 
     Args:
-        model: The MLflow pyfunc model folder (bias_check's ``checked_model``).
+        model: The MLflow pyfunc model folder that will serve: refit_model's
+            ``served_model`` (bias_check's ``checked_model`` in a pipeline without a refit).
         train: Training rows (Parquet): the SHAP background.
         test: Held-out rows (Parquet): what is explained.
         explanation: Output. JSON: importance, SHAP values, local explanations.
@@ -49,7 +50,7 @@ def explain_model(
         The most important columns, comma-separated.
 
     Example:
-        >>> x = explain_model(config=cfg, model=b.outputs["checked_model"], train=f.outputs["train"], test=f.outputs["test"])
+        >>> x = explain_model(config=cfg, model=r.outputs["served_model"], train=f.outputs["train"], test=f.outputs["test"])
         >>> x = explain_model(model=t.outputs["model"], train=f.outputs["train"], test=f.outputs["test"], shap_rows=0)  # used alone
     """
     import logging

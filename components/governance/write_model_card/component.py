@@ -36,7 +36,9 @@ def write_model_card(
     model's name is the registration's).
 
     Args:
-        model: The registered MLflow pyfunc model folder (bias_check's ``checked_model``).
+        model: The MLflow pyfunc model folder that register_model registered (the same
+            output its ``model`` took: refit_model's ``served_model`` in autokfp's pipeline),
+            so the card describes the package that version holds.
         registration: register_model's registration JSON (name, version, run).
         evaluation: evaluate_model's evaluation JSON.
         schema: The dataset's schema JSON.
@@ -58,7 +60,7 @@ def write_model_card(
         policy requires a person's approval that has not been given.
 
     Example:
-        >>> w = write_model_card(config=cfg, model=b.outputs["checked_model"], registration=r.outputs["registration"], evaluation=e.outputs["evaluation"], schema=d.outputs["schema"], fairness=b.outputs["summary"], explanation=x.outputs["explanation"])
+        >>> w = write_model_card(config=cfg, model=rf.outputs["served_model"], registration=r.outputs["registration"], evaluation=e.outputs["evaluation"], schema=d.outputs["schema"], fairness=b.outputs["summary"], explanation=x.outputs["explanation"])
     """
     import json
     import logging
