@@ -47,6 +47,13 @@ class RegistryError(AutokfpError):
     """The model registry refused an operation or holds unexpected state."""
 
 
+class ModelRefError(ConfigError, RegistryError):
+    """A registered model's reference is not ``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME``.
+
+    Both a bad setting (what ``score`` and a pipeline parameter raise) and a registry error
+    (what ``registry.load_model`` raises), so either caller's ``except`` still catches it."""
+
+
 class DeploymentError(AutokfpError):
     """A model could not be deployed."""
 

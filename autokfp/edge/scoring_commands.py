@@ -44,6 +44,7 @@ def score_command(
     """Score a dataset with a registered model (chunked; a rerun skips finished chunks)."""
     from autokfp.config import load_config
     from autokfp.settings import Settings
+    from autokfp.steps.score_batch import parse_model
 
     console = Console()
     if "://" not in dataset and Path(dataset).is_dir():  # a folder of parts, as typed
@@ -52,6 +53,9 @@ def score_command(
             "chunk_rows": chunk_rows}
     try:
         config = load_config(config_path) if config_path else None
+        # a malformed --model fails here, not minutes later inside the scoring task (or on
+        # every tick of a recurring run)
+        parse_model(model, config.to_dict() if config else None, what="--model")
         if cron:
             from autokfp.edge.scheduling import schedule_batch_scoring, token_from_env
 

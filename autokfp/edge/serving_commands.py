@@ -11,42 +11,41 @@ from autokfp.errors import AutokfpError, DeploymentError
 
 
 def resolve_model(spec: str | None, settings) -> tuple[str, str, str]:
-    """``NAME@ALIAS`` / ``NAME/VERSION`` / None (the only model's champion) → (name, version, local dir)."""
+    """``NAME@ALIAS`` / ``NAME/VERSION`` / ``NAME`` (its champion) / None (the only registered
+    model's champion) → (name, version, local dir)."""
     import mlflow.artifacts
 
     from autokfp.modeling import registry
 
+    # a malformed --model fails before the registry is opened (or, locally, created)
+    ref = registry.parse_model_ref(spec, what="--model") if spec is not None else None
     client = registry.configure(settings)
-    if spec is None:
+    if ref is None:
         names = [m.name for m in client.search_registered_models()]
         if len(names) != 1:
             raise DeploymentError(
                 "pass --model NAME@ALIAS: " + ("no model is registered yet (run autokfp demo)"
                                                if not names else f"several are registered: {names}"))
-        spec = f"{names[0]}@{registry.CHAMPION}"
-    if "@" in spec:
-        name, alias = spec.split("@", 1)
+        ref = registry.ModelRef(names[0], alias=registry.CHAMPION)
+    version = ref.version
+    if version is None:
         try:
-            version = str(client.get_model_version_by_alias(name, alias).version)
+            version = str(client.get_model_version_by_alias(ref.name, ref.alias).version)
         except Exception:  # noqa: BLE001 - MLflow raises its own exception types
-            raise DeploymentError(f"model '{name}' has no version with alias '{alias}'; "
+            raise DeploymentError(f"model '{ref.name}' has no version with alias '{ref.alias}'; "
                                   "see autokfp models") from None
-    elif "/" in spec:
-        name, version = spec.split("/", 1)
-    else:
-        raise DeploymentError(f"--model '{spec}' must look like NAME@ALIAS (e.g. churn@champion) or NAME/VERSION")
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{ref.name}/{version}")
     except Exception as exc:  # noqa: BLE001
-        raise DeploymentError(f"cannot fetch model {name} v{version} from the registry: {exc}") from None
-    return name, version, local
+        raise DeploymentError(f"cannot fetch model {ref.name} v{version} from the registry: {exc}") from None
+    return ref.name, version, local
 
 
 def register_commands(app: typer.Typer) -> None:
     @app.command()
     def serve(
         model: str | None = typer.Option(None, "--model", "-m",
-                                         help="NAME@ALIAS or NAME/VERSION (default: the champion)"),
+                                         help="NAME@ALIAS, NAME/VERSION or NAME (its champion); default: the only model's champion"),
         port: int = typer.Option(8080, help="HTTP port"),
         host: str = typer.Option("127.0.0.1", help=(
             "address to bind: 127.0.0.1 is this machine only; 0.0.0.0 exposes the server, "

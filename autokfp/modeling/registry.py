@@ -12,12 +12,13 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autokfp.config import mask_url_password
-from autokfp.errors import RegistryError
+from autokfp.errors import ModelRefError, RegistryError
 from autokfp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -327,6 +328,73 @@ def tracking_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model named by an alias (``NAME@ALIAS``) or by a version
+    (``NAME/VERSION``): what ``parse_model_ref`` returns. Exactly one of ``alias`` and
+    ``version`` is set; ``str()`` gives it back in its written form."""
+
+    name: str
+    alias: str | None = None
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}/{self.version}" if self.version else f"{self.name}@{self.alias}"
+
+    @property
+    def uri(self) -> str:
+        """The ``models:/`` URI MLflow loads (``models:/NAME@ALIAS`` or ``models:/NAME/V``)."""
+        return f"models:/{self}"
+
+
+MODEL_REF_FORMS = ("NAME@ALIAS (e.g. churn@champion), NAME/VERSION (e.g. churn/3) or NAME "
+                   "(its champion)")
+_ALIAS_CHARACTERS = re.compile(r"^[\w-]+$")  # what MLflow accepts in an alias
+
+
+def parse_model_ref(ref: str, what: str = "model") -> ModelRef:
+    """The one reading of a registered model's reference: ``NAME@ALIAS``, ``NAME/VERSION``
+    (a number) or ``NAME`` (its ``champion``), surrounding spaces ignored. Used by
+    ``load_model``, ``autokfp serve`` and batch scoring (its component, pipeline and
+    ``autokfp score``); resolving it against a registry is the caller's.
+
+    Raises:
+        ModelRefError: the reference is empty or malformed; the message names ``what`` (the
+            option or parameter it came from), the part that is wrong, and the forms to use.
+    """
+    text = (ref or "").strip()
+    name, alias, version = text, CHAMPION, None
+    if "@" in text:
+        name, _, alias = text.partition("@")
+    elif "/" in text:
+        name, _, version = text.partition("/")
+    problem = None
+    if not text:
+        problem = "it is empty"
+    elif not name:
+        problem = "the model name before '@' or '/' is missing"
+    elif any(c.isspace() or c in "@/" for c in name):
+        problem = f"the model name '{name}' holds a space, '@' or '/'"
+    elif version == "":
+        problem = "the version after '/' is missing"
+    elif version is not None and not version.isdigit():
+        problem = (f"the version after '/' must be a number, not '{version}'"
+                   + (f" (write {name}/{version[1:]})"
+                      if version[:1] in "vV" and version[1:].isdigit() else ""))
+    elif version is None and not alias:
+        problem = "the alias after '@' is missing"
+    elif version is None and not _ALIAS_CHARACTERS.match(alias):
+        problem = (f"the alias '{alias}' may hold only letters, digits, '_' and '-'")
+    elif version is None and alias[:1] in "vV" and alias[1:].isdigit():
+        problem = f"'@{alias}' names no alias: for version {alias[1:]} write {name}/{alias[1:]}"
+    if problem:
+        raise ModelRefError(f"{what} '{ref}': {problem}; write {MODEL_REF_FORMS}. "
+                            "`autokfp models` lists the registered names, versions and aliases")
+    if version is not None:
+        return ModelRef(name, version=str(int(version)))
+    return ModelRef(name, alias=alias)
+
+
 def load_model(ref: str = "", settings: Settings | None = None) -> Any:
     """A registered model as an MLflow pyfunc, from the registry autokfp runs use.
 
@@ -339,7 +407,7 @@ def load_model(ref: str = "", settings: Settings | None = None) -> Any:
     import mlflow.pyfunc
 
     settings = settings or Settings.from_env()
-    name, alias, version = _model_ref(ref)
+    ref_ = parse_model_ref(ref)
     if settings.tracking_uri.startswith("sqlite:///"):
         database = Path(settings.tracking_uri[len("sqlite:///"):])
         if not database.is_file():
@@ -348,31 +416,11 @@ def load_model(ref: str = "", settings: Settings | None = None) -> Any:
                 "first, or set AUTOKFP_HOME (or MLFLOW_TRACKING_URI) to the registry the run "
                 "printed ('Registry  :')")
     client = configure(settings)
-    if version is None:
+    if ref_.alias is not None:
         try:
-            client.get_model_version_by_alias(name, alias)
+            client.get_model_version_by_alias(ref_.name, ref_.alias)
         except Exception as exc:  # noqa: BLE001 - MLflow raises its own exception types
-            raise RegistryError(f"model '{name}@{alias}' is not in the registry "
+            raise RegistryError(f"model '{ref_}' is not in the registry "
                                 f"{mask_url_password(settings.tracking_uri)}: `autokfp models` "
                                 "lists what is registered") from exc
-        uri = model_uri(name, alias)
-    else:
-        uri = f"models:/{name}/{version}"
-    return mlflow.pyfunc.load_model(uri)
-
-
-def _model_ref(ref: str) -> tuple[str, str, str | None]:
-    """(name, alias, version) of ``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME``."""
-    text = ref.strip()
-    if "@" in text:
-        name, alias = text.split("@", 1)
-        version = None
-    elif "/" in text:
-        name, version = text.split("/", 1)
-        alias = CHAMPION
-    else:
-        name, alias, version = text, CHAMPION, None
-    if not name or not alias or (version is not None and not version.isdigit()):
-        raise RegistryError(f"model '{ref}' must look like NAME@ALIAS (e.g. churn@champion), "
-                            "NAME/VERSION or NAME")
-    return name, alias, version
+    return mlflow.pyfunc.load_model(ref_.uri)

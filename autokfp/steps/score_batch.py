@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autokfp.config import FROM_CONFIG
 from autokfp.errors import ConfigError, DataError
 from autokfp.steps.io import write_json
 from autokfp.steps.results import Publication, StepResult, finite_metrics
+
+if TYPE_CHECKING:
+    from autokfp.modeling.registry import ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -45,41 +48,37 @@ class BatchScored(StepResult):
             returns=(self.output,))
 
 
-def parse_model(spec: str, config: dict[str, Any] | None) -> tuple[str, str]:
-    """``NAME``, ``NAME@ALIAS`` or ``NAME/VERSION`` (``from config``: the config's name) ->
-    (name, alias or ``/version``); the champion by default."""
-    spec = (spec or "").strip()
-    if spec in ("", FROM_CONFIG):
+def parse_model(spec: str, config: dict[str, Any] | None, what: str = "model") -> ModelRef:
+    """The ``model`` parameter as a registered model's reference (``registry.parse_model_ref``:
+    ``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME``, its champion); ``from config`` (or empty):
+    the champion of the config's ``name``."""
+    from autokfp.modeling.registry import CHAMPION, ModelRef, parse_model_ref
+
+    if (spec or "").strip() in ("", FROM_CONFIG):
         name = (config or {}).get("name")
         if not name:
-            raise ConfigError("model: give the registered model as NAME@ALIAS (e.g. "
-                              "churn@champion), NAME (its champion) or NAME/VERSION")
-        return str(name), "champion"
-    if "@" in spec:
-        name, alias = spec.split("@", 1)
-        return name, alias
-    if "/" in spec:
-        name, version = spec.split("/", 1)
-        return name, f"/{version}"
-    return spec, "champion"
+            raise ConfigError(f"{what}: give the registered model as NAME@ALIAS (e.g. "
+                              "churn@champion), NAME (its champion) or NAME/VERSION; none was "
+                              "given and the config names no model ('name')")
+        return ModelRef(str(name), alias=CHAMPION)
+    return parse_model_ref(spec, what=what)
 
 
-def _load_model(name: str, alias: str) -> tuple[str, Any]:
-    """(version, pyfunc) of ``name@alias`` (or ``name/version``) from the registry."""
+def _load_model(ref: ModelRef) -> tuple[str, Any]:
+    """(version, pyfunc) of ``ref`` from the registry."""
     from autokfp.modeling import registry
     from autokfp.modeling.model_package import load_model_package
 
     client = registry.configure()
     try:
-        version = (alias[1:] if alias.startswith("/")
-                   else str(client.get_model_version_by_alias(name, alias).version))
-        client.get_model_version(name, version)
+        version = (ref.version if ref.version is not None
+                   else str(client.get_model_version_by_alias(ref.name, ref.alias).version))
+        client.get_model_version(ref.name, version)
     except Exception:  # noqa: BLE001 - MLflow raises its own exception types
-        shown = f"{name}/{alias[1:]}" if alias.startswith("/") else f"{name}@{alias}"
-        raise ConfigError(f"model '{shown}' is not in the registry (MLFLOW_TRACKING_URI); "
+        raise ConfigError(f"model '{ref}' is not in the registry (MLFLOW_TRACKING_URI); "
                           "see autokfp models for the registered names, versions and aliases"
                           ) from None
-    return version, load_model_package(f"models:/{name}/{version}")
+    return version, load_model_package(f"models:/{ref.name}/{version}")
 
 
 def _output_platform(target: Any) -> str:
@@ -120,10 +119,11 @@ def score_batch(dataset: str, model: str = FROM_CONFIG, output: str = DEFAULT_OU
         source, dataset_id, relative = _source_of(dataset, config, settings)
     else:  # listed and footers read first: a folder that cannot be scored fails before
         parts, dataset_id = open_parts(folder), folder  # the model downloads
-    name, alias = parse_model(model, config)
+    ref = parse_model(model, config)
+    name = ref.name
     target = parse_target(join(settings.artifact_root, "scores")
                           if output.strip() in ("", DEFAULT_OUTPUT) else output)
-    version, package = _load_model(name, alias)
+    version, package = _load_model(ref)
     if folder is not None:  # streamed: one chunk of rows held at a time
         platform = parts.platform
         result = score_parts(parts, package.predict, model=name, version=version,

@@ -120,5 +120,5 @@ def test_load_model_never_creates_a_registry(tmp_path, monkeypatch) -> None:
 @pytest.mark.parametrize("ref", ["@champion", "churn@", "churn/v1", ""])
 def test_load_model_refuses_a_malformed_reference(ref, tmp_path, monkeypatch) -> None:
     settings = use_home(monkeypatch, tmp_path / "home")
-    with pytest.raises(RegistryError, match="must look like NAME@ALIAS"):
+    with pytest.raises(RegistryError, match=r"write NAME@ALIAS \(e.g. churn@champion\), NAME/VERSION"):
         load_model(ref, settings)
