@@ -6,8 +6,12 @@ small CSV objects are put under a prefix of their own. Each measurement runs in 
 Python process (the peak resident memory reset once the libraries are loaded), and the
 script prints, side by side for the counts, what it added to the process's peak:
 
-    list     the s3 source's listing (``S3Prefix.list_datasets``: every object's key, ETag,
-             size and time)
+    list_before  the anchor: the s3 source's listing as it was before it was streamed
+             (``s3fs.find(detail=True)``, every object's details in one dict, then the sorted
+             list of them the crawl iterated), a copy kept here
+    list     the s3 source's listing as the crawl iterates it now (``S3Prefix._objects``:
+             each object's key, ETag, size and time, one ``ListObjectsV2`` page at a time;
+             nothing is kept, as the crawl keeps nothing of the listing)
     crawl    the discovery crawl of the source (``catalog.discovery.discover``: each object
              read and profiled on a sample), only up to ``--crawl-max`` objects (the crawl
              reads each object: about 30-50 objects/s on this machine)
@@ -18,6 +22,7 @@ script prints, side by side for the counts, what it added to the process's peak:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -55,22 +60,64 @@ def put_objects(bucket: str, prefix: str, count: int) -> float:
     return time.perf_counter() - started
 
 
+def listing_before(uri: str) -> list[tuple[str, str, str, str | None]]:
+    """The anchor: the s3 source's listing before it was streamed (``storage.s3_objects``
+    over ``s3fs.find`` and ``S3Prefix._objects``' list, as they were at 1f09c67)."""
+    from autokfp.catalog.sources.base import iso_utc, signature_of
+    from autokfp.storage import join
+    from autokfp.storage.s3 import errors, filesystem, s3_path
+
+    fs = filesystem(uri)
+    prefix = s3_path(uri).rstrip("/")
+    with errors(uri):
+        try:
+            found = fs.find(prefix, detail=True)
+        except FileNotFoundError:
+            found = {}
+    found = {path: info for path, info in found.items() if info.get("type") == "file"
+             and path.startswith(prefix + "/") and not path.endswith("/")}
+    objects = []
+    for path, info in sorted(found.items()):
+        relative = path[len(prefix) + 1:]
+        objects.append({"uri": join(uri, relative), "relative": relative,
+                        "etag": str(info.get("ETag", "")).strip('"'), "size": info.get("size"),
+                        "modified": info.get("LastModified")})
+    return [(o["uri"], o["relative"], signature_of("s3", o["etag"], o["size"]),
+             iso_utc(o["modified"])) for o in objects]
+
+
 def worker(way: str, uri: str) -> dict[str, Any]:
     """In a fresh process: the listing or the crawl; what it added to the peak."""
     from autokfp.catalog.discovery import discover
     from autokfp.catalog.sources.base import open_source
+    from autokfp.catalog.sources.s3 import S3Prefix
     from autokfp.config import S3Source
 
     source = S3Source(name="bucket", kind="s3", uri=uri)
+    reader = open_source(source)
+    assert isinstance(reader, S3Prefix)
+    from autokfp.storage.s3 import filesystem
+
+    filesystem(uri)  # the client built before the peak is reset, in every way alike
     before = _status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # the peak from here on
     cpu, started = time.process_time(), time.perf_counter()
-    if way == "list":
-        found = len(open_source(source).list_datasets())
+    digest = hashlib.sha256()
+    if way == "list_before":
+        found = 0
+        for row in listing_before(uri):
+            found += 1
+            digest.update(repr(row).encode())
+    elif way == "list":
+        found = 0
+        for row in reader._objects():
+            found += 1
+            digest.update(repr(row).encode())
     else:
         found = sum(d.ok for d in discover([source], sample_rows=100))
     return {"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
-            "added_mb": (_status_kb("VmHWM") - before) / 1024, "found": found}
+            "added_mb": (_status_kb("VmHWM") - before) / 1024, "found": found,
+            "digest": digest.hexdigest()[:16]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,12 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"Bucket crawl on moto's S3 server: {', '.join(f'{n:,}' for n in args.objects)} "
               f"objects; {os.cpu_count()} cores")
-        rows: dict[str, dict[int, dict[str, Any]]] = {"list": {}, "crawl": {}}
+        rows: dict[str, dict[int, dict[str, Any]]] = {"list_before": {}, "list": {},
+                                                      "crawl": {}}
         for count in args.objects:
             prefix = f"crawl-{count}"
             seconds = put_objects(s3.bucket, prefix, count)
             print(f"  {count:,} objects put in {seconds:.0f} s", flush=True)
-            for way in ("list", "crawl"):
+            for way in rows:
                 if way == "crawl" and count > args.crawl_max:
                     continue
                 load = os.getloadavg()[0]
@@ -121,9 +169,15 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 result = {**json.loads(line[7:]), "load": load}
                 rows[way][count] = result
-                print(f"  {way:<6} {count:>8,} objects: {result['seconds']:7.1f} s, "
+                print(f"  {way:<11} {count:>8,} objects: {result['seconds']:7.1f} s, "
                       f"{result['cpu']:6.1f} CPU s, +{result['added_mb']:7.1f} MB "
                       f"({result['found']:,} found, load {load:.1f})", flush=True)
+        for count in rows["list"]:
+            if count in rows["list_before"]:
+                same = rows["list"][count]["digest"] == rows["list_before"][count]["digest"]
+                print(f"  {count:,} objects: the streamed listing "
+                      f"{'equals' if same else 'DIFFERS FROM'} the anchor's (uri, relative "
+                      "path, signature, modified), in order")
         print("\nside by side (MB added to the process's peak; growth per 1,000 more objects):")
         for way, by_count in rows.items():
             counts = sorted(by_count)
@@ -132,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             shown = "   ".join(f"{n:,}: {by_count[n]['added_mb']:.1f} MB" for n in counts)
             growth = [f"{(by_count[b]['added_mb'] - by_count[a]['added_mb']) * 1000 / (b - a):+.2f}"
                       f" MB per 1,000 ({a:,} -> {b:,})" for a, b in zip(counts, counts[1:])]
-            print(f"  {way:<6} {shown}   {'; '.join(growth)}")
+            print(f"  {way:<11} {shown}   {'; '.join(growth)}")
     finally:
         next(server, None)
     return 0

@@ -38,7 +38,7 @@ from autokfp.storage.files import (
     write_text,
 )
 from autokfp.storage.logs import append_jsonl
-from autokfp.storage.s3 import s3_endpoint, s3_objects
+from autokfp.storage.s3 import iter_s3_objects, s3_endpoint, s3_objects
 from autokfp.storage.trees import download_dir, upload_dir
 from autokfp.storage.uris import (
     S3_SCHEMES,
@@ -66,6 +66,7 @@ __all__ = [
     "exists",
     "fetchable_uri",
     "is_remote",
+    "iter_s3_objects",
     "join",
     "list_uris",
     "local_copy",

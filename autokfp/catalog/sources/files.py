@@ -322,8 +322,9 @@ class ObjectPrefix(FileSource):
     their version, so an unchanged object is never downloaded again; read through a local
     copy. A kind says only how to list its objects (``_objects``)."""
 
-    def _objects(self) -> list[tuple[str, str, str, str | None]]:
-        """(uri, relative path, signature, modified) of the selected objects, sorted."""
+    def _objects(self) -> Iterator[tuple[str, str, str, str | None]]:
+        """(uri, relative path, signature, modified) of the selected objects, in name order,
+        yielded as the store's listing pages arrive (never the whole listing at once)."""
         raise NotImplementedError
 
     def list_datasets(self) -> list[str]:
@@ -333,15 +334,18 @@ class ObjectPrefix(FileSource):
         return storage.join(self.config.uri, relative)
 
     def discover(self, sample_rows: int, cache: CrawlCache | None) -> list[DiscoveredDataset]:
+        """Each object profiled as the listing reaches it. A listing that fails part-way
+        keeps the objects already profiled and adds the source's failure (so the crawl
+        marks none of its other datasets missing)."""
+        found: list[DiscoveredDataset] = []
         try:
-            objects = self._objects()
+            for uri, rel, signature, modified in self._objects():
+                found.append(discover_file(lambda u=uri: storage.local_copy(u), uri, rel,
+                                           self.name, self.platform, sample_rows, signature,
+                                           modified, cache))
         except Exception as exc:
-            return [failed(self.name, self.platform, self.config.uri, describe(exc))]
-        return [
-            discover_file(lambda u=uri: storage.local_copy(u), uri, rel, self.name,
-                          self.platform, sample_rows, signature, modified, cache)
-            for uri, rel, signature, modified in objects
-        ]
+            found.append(failed(self.name, self.platform, self.config.uri, describe(exc)))
+        return found
 
     def load(self, dataset_id: str, relative: str) -> LoadedData:
         uri = storage.join(self.config.uri, relative)

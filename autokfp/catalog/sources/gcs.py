@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from autokfp import storage
 from autokfp.catalog.sources.base import iso_utc, register_source, signature_of
 from autokfp.catalog.sources.files import ObjectPrefix
@@ -15,8 +17,10 @@ class GcsPrefix(ObjectPrefix):
     platform = "gcs"
     config: GcsSource
 
-    def _objects(self) -> list[tuple[str, str, str, str | None]]:
-        """(uri, relative path, signature, modified) of the selected objects.
+    def _objects(self) -> Iterator[tuple[str, str, str, str | None]]:
+        """(uri, relative path, signature, modified) of the selected objects, in name order,
+        listed page by page (the client's iterator fetches the next page when the last one
+        is used up), so a prefix of any size is listed in the memory of one page.
 
         Lists the blobs themselves (not just names) so generation and size, which change
         with every upload, identify the version of each object without downloading it.
@@ -26,14 +30,11 @@ class GcsPrefix(ObjectPrefix):
         prefix_uri = self.config.uri.rstrip("/")
         bucket, key = storage.gcs.split_uri(prefix_uri)
         prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-        out = []
         with storage.gcs.errors(prefix_uri):
-            blobs = list(storage.gcs.client().list_blobs(bucket, prefix=prefix or None))
-        for blob in blobs:
-            relative = blob.name[len(prefix):]
-            if not relative or blob.name.endswith("/") or not self._wanted(relative):
-                continue
-            signature = signature_of("gcs", blob.generation, blob.size, blob.md5_hash)
-            out.append((storage.join(prefix_uri, relative), relative, signature,
-                        iso_utc(blob.updated)))
-        return sorted(out)
+            for blob in storage.gcs.client().list_blobs(bucket, prefix=prefix or None):
+                relative = blob.name[len(prefix):]
+                if not relative or blob.name.endswith("/") or not self._wanted(relative):
+                    continue
+                signature = signature_of("gcs", blob.generation, blob.size, blob.md5_hash)
+                yield (storage.join(prefix_uri, relative), relative, signature,
+                       iso_utc(blob.updated))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from autokfp import storage
 from autokfp.catalog.sources.base import iso_utc, register_source, signature_of
 from autokfp.catalog.sources.files import ObjectPrefix
@@ -16,12 +18,11 @@ class S3Prefix(ObjectPrefix):
     platform = "s3"
     config: S3Source
 
-    def _objects(self) -> list[tuple[str, str, str, str | None]]:
-        """(uri, relative path, signature, modified) of the selected objects; the ETag and
-        size, which change with every upload, identify the version without a download."""
-        out = []
-        for obj in storage.s3_objects(self.config.uri):
+    def _objects(self) -> Iterator[tuple[str, str, str, str | None]]:
+        """(uri, relative path, signature, modified) of the selected objects, in key order,
+        listed a page at a time (``storage.iter_s3_objects``); the ETag and size, which
+        change with every upload, identify the version without a download."""
+        for obj in storage.iter_s3_objects(self.config.uri):
             if self._wanted(obj["relative"]):
                 signature = signature_of("s3", obj["etag"], obj["size"])
-                out.append((obj["uri"], obj["relative"], signature, iso_utc(obj["modified"])))
-        return out
+                yield obj["uri"], obj["relative"], signature, iso_utc(obj["modified"])

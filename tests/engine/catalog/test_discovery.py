@@ -361,6 +361,56 @@ def test_s3_crawl_on_moto(s3_server, tmp_path: Path, scheme: str) -> None:
     assert len(loaded) == 40 and "target" in schema.column("churned").tags
 
 
+def test_an_s3_listing_is_read_a_page_at_a_time(s3_server, monkeypatch) -> None:
+    """The listing asks S3 for the next page only when the last one is used up (so a
+    prefix of any size is listed in one page's memory), yields what s3fs's whole listing
+    gives, and a listing that fails part-way keeps the objects already profiled and reports
+    the source as failed."""
+    from autokfp import storage
+    from autokfp.config import S3Source
+    from autokfp.storage import s3 as s3_store
+
+    base = f"s3://{s3_server.bucket}/pages-{uuid.uuid4().hex[:8]}"
+    for i in range(7):
+        storage.write_text(storage.join(base, f"d{i % 2}", f"part-{i}.csv"), f"a\n{i}\n")
+    storage.write_text(base + "-other/x.csv", "a\n1\n")  # a sibling prefix, not listed
+    fs = s3_store.filesystem(base)
+    whole = {path.split("/", 2)[2]: info for path, info in
+             fs.find(base.split("://")[1], detail=True).items()}
+    real_call, pages = fs.call_s3, []
+
+    def counted(method, **kwargs):
+        pages.append(kwargs.get("ContinuationToken"))
+        return real_call(method, **kwargs)
+
+    monkeypatch.setattr(fs, "call_s3", counted)
+    listing = storage.iter_s3_objects(base, page_size=3)
+    first = next(listing)
+    assert len(pages) == 1  # one page asked for, not the whole listing
+    rest = list(listing)
+    assert len(pages) == 3 and pages[0] is None and all(pages[1:])
+    objects = [first, *rest]
+    assert [o["relative"] for o in objects] == sorted(whole)
+    for obj in objects:
+        info = whole[obj["relative"]]
+        assert (obj["etag"], obj["size"]) == (info["ETag"].strip('"'), info["size"])
+        assert obj["uri"] == storage.join(base, obj["relative"])
+
+    def failing(method, **kwargs):
+        if kwargs.get("ContinuationToken"):
+            raise ConnectionError("connection reset on the second page")
+        return real_call(method, **kwargs)
+
+    monkeypatch.setattr(fs, "call_s3", failing)
+    monkeypatch.setattr(s3_store, "LIST_PAGE", 3)
+    found = discover([S3Source(name="lake", kind="s3", uri=base)])
+    assert [d.dataset_id for d in found if not d.source_failed] == [
+        f"lake/{relative}" for relative in sorted(whole)[:3]]
+    assert all(d.ok for d in found[:3])
+    failure = found[-1]
+    assert failure.source_failed and "second page" in (failure.error or "")
+
+
 def test_s3_source_uri_is_checked() -> None:
     from autokfp.errors import ConfigError
 
