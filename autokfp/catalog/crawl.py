@@ -17,10 +17,11 @@ only datasets that were re-profiled or changed status are published again.
 from __future__ import annotations
 
 import html
+import itertools
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -354,8 +355,10 @@ def _publish_schemas(schemas: list[DatasetSchema], store: CatalogStore,
                      settings: Settings, removed: Iterable[str] = ()) -> PublishResult:
     """One metadata file of the schemas' proposals and the soft deletes of datasets that
     went missing, sent on to DataHub Lite and GMS."""
-    proposals = [p for schema in schemas for p in metadata_proposals(schema)]
-    proposals += removal_proposals(removed)
+    # a generator: publish takes them a batch at a time, never every dataset's at once
+    proposals = itertools.chain(
+        (p for schema in schemas for p in metadata_proposals(schema)),
+        removal_proposals(removed))
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     name = f"crawl-{stamp}-{uuid.uuid4().hex[:6]}.json"
     return publish(proposals, store.uri("metadata", name), settings.catalog_dir)
@@ -493,14 +496,13 @@ def accept_schema(dataset_id: str, settings: Settings | None = None) -> dict[str
 
 
 def catalog_proposals(report: CrawlReport,
-                      replace: dict[str, DatasetSchema] | None = None) -> list[Any]:
-    """DataHub proposals for every dataset the crawl read (``replace`` swaps in schemas)."""
+                      replace: dict[str, DatasetSchema] | None = None) -> Iterator[Any]:
+    """DataHub proposals for every dataset the crawl read (``replace`` swaps in schemas),
+    made one dataset at a time as they are used (``write_metadata`` writes them so)."""
     replace = replace or {}
-    proposals = []
     for item in report.found:
         if item.ok and not item.source_failed:
-            proposals += metadata_proposals(replace.get(item.dataset_id, item.schema))
-    return proposals
+            yield from metadata_proposals(replace.get(item.dataset_id, item.schema))
 
 
 _STATUS_COLOURS = {"new": "#0969da", "unchanged": "#57606a", "changed": "#9a6700",

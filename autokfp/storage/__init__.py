@@ -36,6 +36,7 @@ from autokfp.storage.files import (
     read_text,
     write_bytes,
     write_text,
+    write_text_pieces,
 )
 from autokfp.storage.logs import append_jsonl
 from autokfp.storage.s3 import iter_s3_objects, s3_endpoint, s3_objects
@@ -78,4 +79,5 @@ __all__ = [
     "upload_dir",
     "write_bytes",
     "write_text",
+    "write_text_pieces",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from autokfp.errors import StorageError
@@ -69,6 +69,34 @@ def write_text(uri: Uri, text: str, encoding: str = "utf-8") -> None:
             "use write_bytes for binary data."
         )
     write_bytes(uri, text.encode(encoding))
+
+
+def write_text_pieces(uri: Uri, pieces: Iterable[str], encoding: str = "utf-8") -> None:
+    """Write the concatenated ``pieces`` as the whole content of a file or object, taking
+    one piece at a time, so a file larger than memory can be written from a generator.
+
+    A local file is written atomically as ``write_bytes`` writes it; an object through a
+    local temporary file, uploaded once it is complete.
+
+    Raises:
+        StorageError: the location cannot be written (message names it).
+    """
+    text = as_str(uri)
+    remote = object_store_for(text)
+    encoded = (piece.encode(encoding) for piece in pieces)
+    if remote is None:
+        from autokfp.storage.local import atomic_write_pieces
+
+        with store_for(text).errors(text):
+            atomic_write_pieces(local_path(text), encoded)
+        return
+    with tempfile.TemporaryDirectory(prefix="autokfp-upload-") as folder:
+        staged = Path(folder) / "upload"
+        with staged.open("wb") as handle:
+            for piece in encoded:
+                handle.write(piece)
+        with remote.errors(text):
+            remote.put_file(staged, text)
 
 
 def exists(uri: Uri) -> bool:

@@ -11,7 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from autokfp.errors import StorageError
@@ -53,11 +53,18 @@ def fsync_dir(folder: Path) -> None:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write through a temp file in ``path``'s folder, fsync it, then rename it over ``path``."""
+    atomic_write_pieces(path, [data])
+
+
+def atomic_write_pieces(path: Path, pieces: Iterable[bytes]) -> None:
+    """``atomic_write`` of the concatenated ``pieces``, taken one at a time (a file larger
+    than memory can be written from a generator)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for piece in pieces:
+                handle.write(piece)
             handle.flush()
             os.fsync(handle.fileno())
         try:

@@ -424,6 +424,28 @@ def test_s3_errors_name_the_uri_and_the_fix(s3_server, monkeypatch):
 # --------------------------------------------------------------------------- atomicity
 
 
+def test_text_written_from_pieces_is_whole_and_never_half(base):
+    """write_text_pieces writes what write_text would, taking one piece at a time; a
+    generator that fails part-way leaves the previous content, not half a file."""
+    uri = storage.join(base, "meta", "file.json")
+    taken = []
+
+    def pieces(count: int, fail_at: int | None = None):
+        for i in range(count):
+            if i == fail_at:
+                raise RuntimeError("the producer failed")
+            taken.append(i)
+            yield f"piece {i} ✓\n"
+
+    storage.write_text_pieces(uri, pieces(5))
+    assert storage.read_text(uri) == "".join(f"piece {i} ✓\n" for i in range(5))
+    assert taken == list(range(5))
+    with pytest.raises(RuntimeError, match="producer failed"):
+        storage.write_text_pieces(uri, pieces(5, fail_at=3))
+    assert storage.read_text(uri) == "".join(f"piece {i} ✓\n" for i in range(5))
+    assert storage.list_uris(storage.join(base, "meta")) == [uri]
+
+
 def test_failed_local_write_keeps_previous_content(tmp_path, monkeypatch):
     path = tmp_path / "state" / "champion.json"
     storage.write_text(path, '{"v": 1}')

@@ -331,3 +331,44 @@ def test_every_kind_of_proposal_autokfp_sends_is_one_gms_takes(churn_sources) ->
         kinds.add((proposal.entityType, aspect))
     assert {e for e, _ in kinds} == {"dataset", "dataFlow", "dataJob", "mlModel",
                                      "mlModelGroup", "mlModelDeployment"}
+
+
+def test_publishing_takes_the_proposals_a_batch_at_a_time(churn_sources, catalog_home,
+                                                          tmp_path, monkeypatch) -> None:
+    """publish holds one batch of proposals, not every dataset's: each batch goes to the
+    metadata file and then to Lite before the next is made, and the file and Lite end up
+    with every proposal, the file as it is written all at once."""
+    from autokfp.catalog import datahub
+
+    config, _folder, _db, _frame = churn_sources
+    schemas = [d.schema for d in discover(config.sources) if d.ok]
+    for schema in schemas:
+        schema.urn = schema.urn or datahub.dataset_urn(schema)
+    proposals = [p for schema in schemas for p in metadata_proposals(schema)]
+    assert len(proposals) == 15
+    monkeypatch.setattr(datahub, "PUBLISH_BATCH", 4)
+    made, loads = [], []
+    real_load = datahub.load_into_lite
+
+    def counting_load(batch, catalog_dir):
+        batch = list(batch)
+        loads.append((len(batch), len(made)))
+        return real_load(batch, catalog_dir)
+
+    def produced():
+        for proposal in proposals:
+            made.append(proposal)
+            yield proposal
+
+    monkeypatch.setattr(datahub, "load_into_lite", counting_load)
+    target = tmp_path / "meta" / "crawl.json"
+    result = datahub.publish(produced(), str(target), catalog_home.catalog_dir)
+    assert (result.proposals, result.lite_written, result.lite_error) == (15, 15, None)
+    assert [size for size, _ in loads] == [4, 4, 4, 3]
+    # when a batch reaches Lite, at most the next one's first proposal was made after it
+    assert all(made_then <= 4 * (i + 1) + 1 for i, (_, made_then) in enumerate(loads))
+    assert target.read_text() == datahub.metadata_file_text(proposals)
+    for schema in schemas:
+        assert read_lite(catalog_home.catalog_dir, schema.urn)["schemaMetadata"]
+    assert datahub.publish(iter([]), str(tmp_path / "none.json"), None).proposals == 0
+    assert not (tmp_path / "none.json").exists()
