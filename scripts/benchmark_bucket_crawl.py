@@ -15,6 +15,12 @@ script prints, side by side for the counts, what it added to the process's peak:
     crawl    the discovery crawl of the source (``catalog.discovery.discover``: each object
              read and profiled on a sample), only up to ``--crawl-max`` objects (the crawl
              reads each object: about 30-50 objects/s on this machine)
+    catalog_before  the anchor of ``catalog``: the same crawl published all at once, as the
+             crawl did before publishing was batched (every proposal in one list, the
+             metadata file built as one string, then Lite), a copy kept here
+    catalog  the whole crawl into a fresh catalog (``crawl.crawl_sources``: discover, schema
+             versions, the metadata file, DataHub Lite), publishing a batch at a time; only
+             with ``--catalog`` and up to ``--crawl-max`` objects
 
     python scripts/benchmark_bucket_crawl.py --objects 10000 100000 --crawl-max 10000
 """
@@ -86,6 +92,28 @@ def listing_before(uri: str) -> list[tuple[str, str, str, str | None]]:
              iso_utc(o["modified"])) for o in objects]
 
 
+def publish_before(schemas: list[Any], store: Any, settings: Any, removed: Any = ()) -> Any:
+    """The anchor: ``crawl._publish_schemas`` and ``datahub.publish`` as they were at
+    1f09c67 (every proposal in one list, the metadata file as one string)."""
+    import uuid
+
+    from autokfp import storage
+    from autokfp.catalog import datahub
+
+    proposals = [p for schema in schemas for p in datahub.metadata_proposals(schema)]
+    proposals += datahub.removal_proposals(removed)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    uri = store.uri("metadata", f"crawl-{stamp}-{uuid.uuid4().hex[:6]}.json")
+    result = datahub.PublishResult(proposals=len(proposals))
+    records = [p.to_obj(simplified_structure=True) if isinstance(p, datahub.Proposal)
+               else datahub.simplified_obj(p) for p in proposals]
+    storage.write_text(uri, "[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]")
+    result.metadata_uri = uri
+    result.lite_path = str(datahub.lite_path(settings.catalog_dir))
+    result.lite_written = datahub.load_into_lite(proposals, settings.catalog_dir)
+    return result
+
+
 def worker(way: str, uri: str) -> dict[str, Any]:
     """In a fresh process: the listing or the crawl; what it added to the peak."""
     from autokfp.catalog.discovery import discover
@@ -113,6 +141,15 @@ def worker(way: str, uri: str) -> dict[str, Any]:
         for row in reader._objects():
             found += 1
             digest.update(repr(row).encode())
+    elif way in ("catalog", "catalog_before"):
+        from autokfp.catalog import crawl
+
+        if way == "catalog_before":
+            crawl._publish_schemas = publish_before  # type: ignore[assignment]
+        report = crawl.crawl_sources([source], sample_rows=100)
+        found = report.counts()["catalogued"]
+        digest.update(repr((report.published.get("proposals"),
+                            report.published.get("lite_written"))).encode())
     else:
         found = sum(d.ok for d in discover([source], sample_rows=100))
     return {"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
@@ -125,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--crawl-max", type=int, default=10_000,
                         help="crawl only the counts up to this (the crawl reads each object)")
+    parser.add_argument("--catalog", action="store_true",
+                        help="also the whole crawl into a catalog, and its anchor")
+    parser.add_argument("--only-catalog", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -134,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     sys.path.insert(0, str(ROOT))
+    from tests import conftest
     from tests.conftest import s3_server
+
+    waited = conftest._wait_for_http  # moto takes longer than the tests' 30 s to start at load
+    conftest._wait_for_http = lambda url, process, seconds=300.0: waited(url, process, seconds)
 
     base = Path(tempfile.mkdtemp(prefix="autokfp-bucket-"))
 
@@ -149,20 +193,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"Bucket crawl on moto's S3 server: {', '.join(f'{n:,}' for n in args.objects)} "
               f"objects; {os.cpu_count()} cores")
-        rows: dict[str, dict[int, dict[str, Any]]] = {"list_before": {}, "list": {},
-                                                      "crawl": {}}
+        ways = ["list_before", "list", "crawl"] if not args.only_catalog else []
+        ways += ["catalog_before", "catalog"] if args.catalog or args.only_catalog else []
+        rows: dict[str, dict[int, dict[str, Any]]] = {way: {} for way in ways}
         for count in args.objects:
             prefix = f"crawl-{count}"
             seconds = put_objects(s3.bucket, prefix, count)
             print(f"  {count:,} objects put in {seconds:.0f} s", flush=True)
             for way in rows:
-                if way == "crawl" and count > args.crawl_max:
+                if way.startswith(("crawl", "catalog")) and count > args.crawl_max:
                     continue
                 load = os.getloadavg()[0]
                 done = subprocess.run(
                     [sys.executable, __file__, "--worker", way, f"{s3.base_uri}/{prefix}"],
                     capture_output=True, text=True, cwd=ROOT,
-                    env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                    env={**os.environ, "PYTHONWARNINGS": "ignore",
+                         "AUTOKFP_HOME": str(base / f"home-{way}-{count}")})
                 line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
                 if done.returncode != 0 or line is None:
                     print(f"  {way} {count:,}: FAILED {done.stderr.strip().splitlines()[-1:]}")
@@ -172,8 +218,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {way:<11} {count:>8,} objects: {result['seconds']:7.1f} s, "
                       f"{result['cpu']:6.1f} CPU s, +{result['added_mb']:7.1f} MB "
                       f"({result['found']:,} found, load {load:.1f})", flush=True)
-        for count in rows["list"]:
-            if count in rows["list_before"]:
+        for count in rows.get("catalog", {}):
+            if count in rows.get("catalog_before", {}):
+                same = rows["catalog"][count]["digest"] == rows["catalog_before"][count]["digest"]
+                print(f"  {count:,} objects: the crawl published "
+                      f"{'the same' if same else 'NOT THE SAME'} number of proposals to the "
+                      "metadata file and Lite as its anchor")
+        for count in rows.get("list", {}):
+            if count in rows.get("list_before", {}):
                 same = rows["list"][count]["digest"] == rows["list_before"][count]["digest"]
                 print(f"  {count:,} objects: the streamed listing "
                       f"{'equals' if same else 'DIFFERS FROM'} the anchor's (uri, relative "
