@@ -25,7 +25,9 @@ CloudEvent headers (``ce-*``). It then does what KServe's path does for such a r
 * the answer serialised by orjson with the options ``ORJSONResponse`` uses.
 
 With ``AUTOKFP_AB_TARGET`` and ``AUTOKFP_AB_PERCENT`` set (a Standard-mode A/B split,
-``ABSplit``), that share of these requests is answered by the other version instead.
+``ABSplit``), that share of these requests is answered by the other version instead, and
+so is that share of v2 ``infer`` requests with a JSON body (``SplitInferRoute``, in front
+of KServe's v2 route, which answers the rest as before).
 
 Everything else (another model name, another method, CloudEvents, other media types,
 v2 and ``:explain``) goes on to KServe's routes unchanged. The request guard in front
@@ -85,7 +87,8 @@ class ABSplit:
     does not pause the split: one request's error is not a candidate that hangs)."""
 
     def __init__(self, target: str, percent: float, name: str, version: str):
-        self.url = f"{target.rstrip('/')}/v1/models/{name}:predict"
+        self.target = target.rstrip("/")
+        self.url = f"{self.target}/v1/models/{name}:predict"
         self.percent = percent
         self._answered = FORWARDED.labels(model=name, version=version, outcome="answered")
         self._errors = FORWARDED.labels(model=name, version=version, outcome="error")
@@ -124,15 +127,18 @@ class ABSplit:
         self._probing = True  # this request tries the other version again, alone
         return True
 
-    async def forward(self, body: bytes, request_id: str | None) -> Response | None:
-        """The other version's answer, or None when it could not give one."""
+    async def forward(self, body: bytes, request_id: str | None,
+                      path: str | None = None) -> Response | None:
+        """The other version's answer, or None when it could not give one. ``path``: the
+        same route on the other version (default: v1 ``:predict``)."""
         if self._client is None:  # made in the server's event loop, on first use
             self._client = httpx.AsyncClient(timeout=AB_TIMEOUT_SECONDS)
         headers = {"content-type": "application/json"}
         if request_id:
             headers["x-request-id"] = request_id
+        url = self.url if path is None else f"{self.target}{path}"
         try:
-            answer = await self._client.post(self.url, content=body, headers=headers)
+            answer = await self._client.post(url, content=body, headers=headers)
         except httpx.HTTPError:
             self._errors.inc()
             self._unreachable_at = time.monotonic()
@@ -159,14 +165,8 @@ class DirectPredictRoute(Route):
 
     def matches(self, scope: MutableMapping[str, Any]) -> tuple[Match, dict[str, Any]]:
         if (scope["type"] != "http" or scope.get("method") != "POST"
-                or scope.get("path") != self.served_path):
+                or scope.get("path") != self.served_path or not _plain_json(scope)):
             return Match.NONE, {}
-        for name, value in scope.get("headers", ()):
-            if name == b"content-type":
-                if value != b"application/json":
-                    return Match.NONE, {}
-            elif name.startswith(b"ce-"):
-                return Match.NONE, {}
         return Match.FULL, {"endpoint": self.endpoint,
                             "path_params": {"model_name": self.predictor.name}}
 
@@ -191,6 +191,76 @@ class DirectPredictRoute(Route):
                         media_type="application/json")
 
 
+def _plain_json(scope: MutableMapping[str, Any]) -> bool:
+    """No content-type or exactly application/json, and no binary CloudEvent headers."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            if value != b"application/json":
+                return False
+        elif name.startswith(b"ce-"):
+            return False
+    return True
+
+
+class SplitInferRoute(Route):
+    """``POST /v2/models/<served name>/infer`` with a JSON body during a Standard-mode A/B
+    split: ``split.percent`` % of them go to the other version's same route, its answer
+    passed back as it came; the rest, and every request the other version cannot answer,
+    go on to the next route that matches (KServe's v2 route) with the body as it came."""
+
+    def __init__(self, predictor: Any, split: ABSplit, routes: list[Any]):
+        self.predictor = predictor
+        self.split = split
+        self.routes = routes  # the app's routes: KServe's come after this one
+        self.served_path = f"/v2/models/{predictor.name}/infer"
+        super().__init__(self.served_path, endpoint=self._unused, methods=["POST"])
+
+    @staticmethod
+    async def _unused(request: Request) -> Response:  # handle() answers instead
+        raise NotImplementedError
+
+    def matches(self, scope: MutableMapping[str, Any]) -> tuple[Match, dict[str, Any]]:
+        if (scope["type"] != "http" or scope.get("method") != "POST"
+                or scope.get("path") != self.served_path or not _plain_json(scope)):
+            return Match.NONE, {}
+        return Match.FULL, {}
+
+    async def handle(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        if self.split.takes():
+            request_id = next((v.decode("latin-1") for k, v in scope.get("headers", ())
+                               if k == b"x-request-id"), None)
+            forwarded = await self.split.forward(body, request_id, self.served_path)
+            if forwarded is not None:
+                await forwarded(scope, receive, send)
+                return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        for route in self.routes[self.routes.index(self) + 1:]:
+            match, child_scope = route.matches(scope)
+            if match == Match.FULL:
+                scope.update(child_scope)
+                await route.handle(scope, replay, send)
+                return
+        await Response(b'{"error": "not found"}', status_code=404,
+                       media_type="application/json")(scope, replay, send)
+
+
 def install(app: Any, predictor: Any, split: ABSplit | None = None) -> None:
     """Put the direct route in front of the app's routes, once KServe has registered its
     own (the app builds its middleware stack on the first request, after that). A
@@ -211,6 +281,8 @@ def install(app: Any, predictor: Any, split: ABSplit | None = None) -> None:
         routes = app.router.routes
         if not any(isinstance(r, DirectPredictRoute) for r in routes):
             routes.insert(0, DirectPredictRoute(predictor, split))
+            if split is not None:
+                routes.insert(1, SplitInferRoute(predictor, split, routes))
         return build()
 
     app.build_middleware_stack = with_direct_route

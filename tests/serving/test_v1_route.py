@@ -236,3 +236,78 @@ def test_a_hung_candidate_delays_only_the_requests_in_flight_then_one_probe_at_a
     finally:
         server.shutdown()
         hung.close()
+
+
+def test_a_standard_ab_split_also_splits_v2_infer_and_falls_back_when_the_other_arm_fails(
+        trained_package, tmp_path, rows) -> None:
+    """A predictor with AUTOKFP_AB_TARGET/PERCENT sends that share of its v2 ``infer``
+    requests with a JSON body (not only v1 predictions) to the other arm and passes its answer
+    back; the rest, v2 requests of another media type, and every request while the other arm
+    is down, are answered by this version through KServe's v2 route as before."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.serving.test_predictor_server import _v2_inputs
+
+    seen: list[tuple[str, str | None]] = []
+
+    class OtherArm(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            seen.append((self.path, self.headers.get("x-request-id")))
+            if self.path.endswith("/infer"):
+                answer = {"id": request.get("id"), "model_name": MODEL, "model_version": "2",
+                          "outputs": []}
+            else:
+                answer = {"predictions": [], "model_version": "2"}
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), OtherArm)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    model = Path(trained_package.paths.model)
+    frame = pd.read_parquet(trained_package.paths.test).drop(columns=["churned"]).head(2)
+    infer = {"id": "ab", "inputs": _v2_inputs(frame, servers.feature_plan(model))}
+    server = servers.start(model, tmp_path, env={
+        "AUTOKFP_AB_TARGET": f"http://127.0.0.1:{other.server_address[1]}",
+        "AUTOKFP_AB_PERCENT": "50", "AUTOKFP_PREDICTION_LOG": "off"})
+    try:
+        servers.wait_ready(server)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            versions = []
+            for i in range(40):
+                answer = client.post(f"/v2/models/{MODEL}/infer", json=infer,
+                                     headers={"x-request-id": f"user-{i}"})
+                assert answer.status_code == 200, answer.text
+                body = answer.json()
+                assert body["id"] == "ab"
+                versions.append(body["model_version"])
+                if body["model_version"] == "1":  # answered here: the real outputs
+                    assert {o["name"] for o in body["outputs"]} >= {"prediction"}, body
+            assert 5 <= versions.count("2") <= 35, versions  # 50 %: both arms answered
+            forwarded = [s for s in seen if s[0] == f"/v2/models/{MODEL}/infer"]
+            assert len(forwarded) == versions.count("2")
+            assert all(rid and rid.startswith("user-") for _, rid in forwarded)
+            # v1 predictions are split too, as before
+            v1 = [client.post(V1, json={"instances": rows[:1]}).json()["model_version"]
+                  for _ in range(20)]
+            assert set(v1) == {"1", "2"}, v1
+            # the other arm down: this version answers every request itself
+            other.shutdown()
+            other.server_close()
+            for _ in range(10):
+                answer = client.post(f"/v2/models/{MODEL}/infer", json=infer)
+                assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+            # a request the split route does not take goes to KServe's route unchanged
+            bad = client.post(f"/v2/models/{MODEL}/infer", content=b'{"inputs": 3}',
+                              headers={"content-type": "application/json"})
+            assert 400 <= bad.status_code < 500, bad.text
+    finally:
+        servers.stop(server)
