@@ -54,7 +54,7 @@ class DeploySpec(_Strict):
                     "captures are replayed to the new revision (0 % of traffic; in standard mode, to the "
                     "verified candidate) and its answers compared with what users got; then the "
                     "canary (or the standard switch) as usual. In standard mode (no traffic split) "
-                    "ab is split by the serving predictors: they send ab_percent of their v1 "
+                    "ab is split by the serving predictors: they send ab_percent of their JSON v1 and v2 "
                     "predictions to the verified candidate (see docs/serving.md)")
     ab_percent: int = Field(default=50, ge=1, le=99,
                             description="share of traffic the new version gets in an A/B split")

@@ -74,8 +74,9 @@ FORWARDED = Counter("autokfp_ab_forwarded_total",
 
 class ABSplit:
     """The predictor side of a Standard-mode A/B split (``deploy.strategy: ab``, see
-    docs/serving.md): ``percent`` % of the v1 predictions this route takes, drawn at random
-    per request, are answered by the other version at ``target`` (the verified candidate
+    docs/serving.md): ``percent`` % of the v1 predictions this route takes (and of the v2
+    ``infer`` requests ``SplitInferRoute`` takes), drawn at random per request, are answered
+    by the other version at ``target`` (the verified candidate
     InferenceService), its answer (``model_version`` included) passed back as it came.
     The request keeps its ``x-request-id``; this predictor neither logs nor scores it, so
     each version's prediction log holds the rows that version answered (the A/B outcome

@@ -26,7 +26,7 @@ else Standard):
   of users for ``deploy.ab_minutes``: Standard mode has no traffic split, so the serving
   predictors split it themselves. The serving InferenceService gets ``AUTOKFP_AB_TARGET``
   (the candidate's address) and ``AUTOKFP_AB_PERCENT`` (a rolling update of the same
-  version), and each of its predictors sends that share of the v1 predictions it gets to
+  version), and each of its predictors sends that share of the JSON v1 and v2 predictions it gets to
   the candidate and passes its answer back (``serving.v1_route.ABSplit``). The split is
   sampled, the arms' outcomes tested and the candidate verified alone again, as in
   Serverless mode; then the switch, or the serving InferenceService's previous spec back
@@ -391,7 +391,7 @@ class KubernetesTarget:
                      expected: pd.DataFrame | None, token: str | None,
                      result: Verification) -> bool:
         """Standard mode's A/B split: the serving InferenceService's predictors send
-        ``deploy.ab_percent`` of their v1 predictions to the verified candidate (a rolling
+        ``deploy.ab_percent`` of their JSON v1/v2 predictions to the verified candidate (a rolling
         update of the same version with ``AUTOKFP_AB_TARGET``/``AUTOKFP_AB_PERCENT``), then
         the split runs as in Serverless mode (``_ab_run``)."""
         deploy, service = self.cfg.deploy, release.service
@@ -477,7 +477,7 @@ def _service_url(obj: dict | None) -> str | None:
 
 
 def _with_split(serving: dict, candidate_url: str, percent: int) -> dict:
-    """The serving InferenceService's spec with its predictors splitting v1 predictions:
+    """The serving InferenceService's spec with its predictors splitting JSON predictions:
     ``percent`` % to the candidate at ``candidate_url`` (``serving.v1_route.ABSplit``)."""
     import json
 
