@@ -82,7 +82,7 @@ def check_cluster_config(config: RunConfig, allow_local_paths: bool = False) -> 
     """Refuse a config whose data lives on this machine before sending it to a cluster.
 
     Returns the problems let through when ``allow_local_paths`` (the paths exist inside the
-    pods, e.g. on a mounted volume); they are logged as warnings.
+    pods, e.g. on a mounted volume); they are returned, for the caller to show as warnings.
 
     Raises:
         ConfigError: something names a local path and ``allow_local_paths`` is false.
@@ -101,8 +101,10 @@ def check_cluster_config(config: RunConfig, allow_local_paths: bool = False) -> 
             "the config names paths on this machine, which the pipeline's pods cannot read: "
             + "; ".join(found) + ". Pass --allow-local-paths only if the same paths exist "
             "inside the pods (a mounted volume).")
+    # returned, and shown by the caller (the CLI prints each as "warning: ..."): logged as
+    # a warning too, the CLI showed each twice
     for problem in found:
-        log.warning("sent to the cluster as is: %s", problem)
+        log.info("sent to the cluster as is: %s", problem)
     return found
 
 

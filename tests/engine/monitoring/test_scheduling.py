@@ -270,3 +270,23 @@ def test_schedule_dry_run_checks_the_config_as_schedule_does(tmp_path, monkeypat
     result = CliRunner().invoke(app, ["schedule", str(path), "--dry-run"])
     assert result.exit_code == 2, result.output
     assert "is on this machine" in " ".join(result.output.split())
+
+
+def test_allowed_local_paths_are_each_warned_about_once(tmp_path):
+    """The CLI prints each path it sends as is once ("warning: ..."), not a second time as a
+    log line of the scheduling module (a new user's trial saw every warning twice)."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(small_config(tmp_path).to_dict()))  # a local folder
+    done = subprocess.run(
+        [sys.executable, "-c", "from autokfp.edge.cli import app; app()", "schedule", str(path),
+         "--dry-run", "--allow-local-paths"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={k: v for k, v in os.environ.items() if k != "KF_PIPELINES_ENDPOINT"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("is on this machine") == 1, done.stderr
+    assert "warning: sources 'files': folder" in " ".join(done.stderr.split()), done.stderr
+    assert done.stdout.startswith("# autokfp schedule --dry-run")
