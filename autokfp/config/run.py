@@ -35,6 +35,25 @@ from autokfp.config.training import (
 from autokfp.errors import ConfigError
 
 
+def _source_for(location: str, taken: list[str]) -> str:
+    """A source (named apart from ``taken``) and a training.dataset that name ``location``
+    (a path or URI), as YAML."""
+    scheme, _, rest = location.partition("://")
+    base = "lake" if rest else "data"
+    name = next(n for n in (base, *(f"{base}{i}" for i in range(2, len(taken) + 3)))
+                if n not in taken)
+    if rest and scheme in ("gs", "s3", "minio"):
+        bucket, _, key = rest.partition("/")
+        kind = "gcs" if scheme == "gs" else "s3"
+        return (f"sources: [{{name: {name}, kind: {kind}, uri: '{scheme}://{bucket}'}}] and "
+                f"training.dataset: {name}/{key}")
+    if rest:
+        return "a sql source with that url and training.dataset: <source>/<table>"
+    path = Path(location).expanduser()
+    return (f"sources: [{{name: {name}, kind: folder, path: '{path.parent}'}}] and "
+            f"training.dataset: {name}/{path.name}")
+
+
 class RunConfig(WithEngines):
     """A complete, validated run configuration."""
 
@@ -62,12 +81,19 @@ class RunConfig(WithEngines):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
-        source = self.training.dataset.split("/", 1)[0]
+        dataset = self.training.dataset
+        source = dataset.split("/", 1)[0]
         if source not in names:
-            raise ValueError(
-                f"training.dataset '{self.training.dataset}' names source '{source}', "
-                f"but the sources are: {', '.join(names)}"
-            )
+            shape = ("<source>/<table or file path>, the name of one of the config's sources "
+                     f"({', '.join(names)}) then the table or the file's path inside it, e.g. "
+                     f"{names[0]}/customers.parquet")
+            if not source or "://" in dataset or dataset.startswith("~"):
+                # a path or URI (what the pipelines' run form takes), not the config's form
+                raise ValueError(
+                    f"training.dataset '{dataset}' is a path or URI; in a config it is {shape}. "
+                    f"Add a source for where it is, e.g. {_source_for(dataset, names)}")
+            raise ValueError(f"training.dataset '{dataset}' names source '{source}', which is "
+                             f"not in sources; it is {shape}")
         return self
 
     @model_validator(mode="before")

@@ -412,3 +412,35 @@ def test_the_demo_config_parses_without_deprecations(caplog) -> None:
         config = load_config(Path(__file__).parents[2] / "autokfp" / "examples" / "churn.yaml")
     assert not caplog.records
     assert config.engine_names() == ["h2o", "autokeras"]
+
+
+@pytest.mark.parametrize(("dataset", "source", "suggested"), [
+    ("/data/churn/customers.parquet", {"name": "data", "kind": "folder", "path": "/data/churn"},
+     "data/customers.parquet"),
+    ("gs://lake-bucket/churn/customers.parquet",  # named apart from the config's own 'lake'
+     {"name": "lake2", "kind": "gcs", "uri": "gs://lake-bucket"}, "lake2/churn/customers.parquet"),
+])
+def test_a_path_as_training_dataset_is_answered_with_the_source_that_names_it(
+        dataset, source, suggested) -> None:
+    """A new user writes the file's path (what the run form takes) as training.dataset: the
+    error says the config's form and gives a source and dataset that work as written."""
+    data = _valid()
+    data["training"]["dataset"] = dataset
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data)
+    message = str(raised.value)
+    assert f"training.dataset '{dataset}' is a path or URI" in message, message
+    assert "names source ''" not in message
+    assert f"training.dataset: {suggested}" in message, message
+    fixed = {**data, "sources": [*data["sources"], source],
+             "training": {**data["training"], "dataset": suggested}}
+    assert parse_config(fixed).training.dataset == suggested  # the suggestion is a valid config
+
+
+def test_an_unknown_source_in_training_dataset_lists_the_sources() -> None:
+    data = _valid()
+    data["training"]["dataset"] = "pond/customers.parquet"
+    with pytest.raises(ConfigError, match=r"names source 'pond', which is not in sources; it is "
+                                          r"<source>/<table or file path>.*\(files, warehouse, "
+                                          r"lake\)"):
+        parse_config(data)
