@@ -34,17 +34,27 @@ def _rows(path: Path) -> int:
     return len(pd.read_parquet(path))
 
 
-@pytest.fixture
-def gated(trained_package, autokfp_home, tmp_path):
-    """The session's package through the gate (no champion: the baseline gate)."""
+@pytest.fixture(scope="module")
+def gate_evaluation(trained_package, tmp_path_factory) -> Path:
+    """The session's package through the gate (no champion: the baseline gate), once for the
+    module, in a home of its own: refit_model reads only the gate's decision from it."""
     from autokfp.steps.evaluate_model import evaluate_model
+    from tests.conftest import use_home
 
-    config = trained_package.config
-    evaluation = tmp_path / "evaluation.json"
-    evaluated = evaluate_model(config, str(trained_package.paths.model),
-                               str(trained_package.paths.test), str(evaluation))
+    root = tmp_path_factory.mktemp("refit-gate")
+    evaluation = root / "evaluation.json"
+    with pytest.MonkeyPatch.context() as patch:
+        use_home(patch, root / "autokfp-home")
+        evaluated = evaluate_model(trained_package.config, str(trained_package.paths.model),
+                                   str(trained_package.paths.test), str(evaluation))
     assert evaluated.promote, evaluated.decision  # the churn GLM/GBM beats the class prior
-    return config, evaluation
+    return evaluation
+
+
+@pytest.fixture
+def gated(trained_package, gate_evaluation, autokfp_home):
+    """The run config and the gate's evaluation, for a test in a fresh home."""
+    return trained_package.config, gate_evaluation
 
 
 def _with_fairness(package: Path, tmp_path: Path, verdict: str = "pass") -> Path:
@@ -66,26 +76,23 @@ def _policy(config, **limits):
 
 
 @pytest.fixture(scope="module")
-def accepted(trained_package, tmp_path_factory):
-    """The session's package, checked fair, through the gate and an accepted refit, once for
-    the module (each refit fits H2O twice): the served refit's own test and the test that
-    registers it both read it. Made in a home of its own (as ``gated`` in a fresh one)."""
+def accepted(trained_package, gate_evaluation, tmp_path_factory):
+    """The session's package, checked fair, past the gate and through an accepted refit,
+    once for the module (each refit fits H2O twice): the served refit's own test and the
+    test that registers it both read it. Made in a home of its own."""
     from types import SimpleNamespace
 
-    from autokfp.steps.evaluate_model import evaluate_model
     from autokfp.steps.refit_model import refit_model
     from tests.conftest import use_home
 
     root = tmp_path_factory.mktemp("refit-accepted")
+    evaluation = gate_evaluation
     with pytest.MonkeyPatch.context() as patch:
         use_home(patch, root / "autokfp-home")
         # a policy any model meets: the refit's fairness check runs and passes
         config = _policy(trained_package.config, max_demographic_parity_difference=1.0,
                          min_demographic_parity_ratio=0.0)
         paths = trained_package.paths
-        evaluation = root / "evaluation.json"
-        evaluated = evaluate_model(config, str(paths.model), str(paths.test), str(evaluation))
-        assert evaluated.promote, evaluated.decision  # the churn GLM/GBM beats the class prior
         checked = _with_fairness(paths.model, root)
         out = root / "served"
         result = refit_model(config, str(checked), str(evaluation), str(paths.train),
