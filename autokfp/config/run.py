@@ -39,6 +39,8 @@ def _source_for(location: str, taken: list[str]) -> str:
     """A source (named apart from ``taken``) and a training.dataset that name ``location``
     (a path or URI), as YAML."""
     scheme, _, rest = location.partition("://")
+    if scheme == "file":  # file:///x/y.parquet is the local path /x/y.parquet
+        location, rest = rest, ""
     base = "lake" if rest else "data"
     name = next(n for n in (base, *(f"{base}{i}" for i in range(2, len(taken) + 3)))
                 if n not in taken)

@@ -419,6 +419,8 @@ def test_the_demo_config_parses_without_deprecations(caplog) -> None:
      "data/customers.parquet"),
     ("gs://lake-bucket/churn/customers.parquet",  # named apart from the config's own 'lake'
      {"name": "lake2", "kind": "gcs", "uri": "gs://lake-bucket"}, "lake2/churn/customers.parquet"),
+    ("file:///data/churn/customers.parquet",  # a file URI is a local path, not a SQL url
+     {"name": "data", "kind": "folder", "path": "/data/churn"}, "data/customers.parquet"),
 ])
 def test_a_path_as_training_dataset_is_answered_with_the_source_that_names_it(
         dataset, source, suggested) -> None:
