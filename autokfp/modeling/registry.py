@@ -377,7 +377,7 @@ def parse_model_ref(ref: str, what: str = "model") -> ModelRef:
         problem = f"the model name '{name}' holds a space, '@' or '/'"
     elif version == "":
         problem = "the version after '/' is missing"
-    elif version is not None and not version.isdigit():
+    elif version is not None and not (version.isascii() and version.isdigit()):  # '²': isdigit, not int()
         problem = (f"the version after '/' must be a number, not '{version}'"
                    + (f" (write {name}/{version[1:]})"
                       if version[:1] in "vV" and version[1:].isdigit() else ""))

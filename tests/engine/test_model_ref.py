@@ -43,6 +43,7 @@ def test_every_written_form_is_read_the_same_way(text, expected, written, uri) -
     ("churn/v1", "the version after '/' must be a number, not 'v1' (write churn/1)"),
     ("churn/latest", "the version after '/' must be a number, not 'latest'"),
     ("churn/3/4", "must be a number, not '3/4'"),
+    ("churn/\u00b2", "must be a number, not '\u00b2'"),  # a digit to isdigit, not to int()
     ("churn@v2", "'@v2' names no alias: for version 2 write churn/2"),
     ("churn@champion/3", "the alias 'champion/3' may hold only letters, digits"),
     ("churn@champ ion", "the alias 'champ ion' may hold only"),
