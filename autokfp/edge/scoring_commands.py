@@ -47,12 +47,16 @@ def score_command(
     from autokfp.steps.score_batch import parse_model
 
     console = Console()
-    if "://" not in dataset and Path(dataset).is_dir():  # a folder of parts, as typed
-        dataset = str(Path(dataset).resolve())
-    form = {"dataset": dataset, "model": model, "output": output, "keys": keys,
-            "chunk_rows": chunk_rows}
     try:
         config = load_config(config_path) if config_path else None
+        sources = {source.name for source in config.sources} if config else set()
+        if ("://" not in dataset and "#" not in dataset and dataset.split("/", 1)[0] not in sources
+                and Path(dataset).expanduser().exists()):
+            # a file or a folder of parts, as typed relative to here (not <source>/<file> of
+            # --config): the scoring task takes absolute paths only
+            dataset = str(Path(dataset).expanduser().resolve())
+        form = {"dataset": dataset, "model": model, "output": output, "keys": keys,
+                "chunk_rows": chunk_rows}
         # a malformed --model fails here, not minutes later inside the scoring task (or on
         # every tick of a recurring run)
         parse_model(model, config.to_dict() if config else None, what="--model")

@@ -136,3 +136,41 @@ def test_autokfp_score_refuses_a_malformed_model_at_once(tmp_path, monkeypatch) 
         " ".join(result.output.split()), result.output
     assert not (tmp_path / "home" / "pipeline_root").exists() or not any(
         (tmp_path / "home" / "pipeline_root").iterdir()), "a scoring run was started"
+
+
+def test_autokfp_score_takes_a_file_path_relative_to_here(tmp_path, monkeypatch) -> None:
+    """`autokfp score --dataset data/new.parquet` (a new user's first try) reaches the
+    scoring task as the file's absolute path, which it accepts; it failed there after minutes
+    with 'is neither <source>/<table or file> ..., an absolute file path, ...'."""
+    from typer.testing import CliRunner
+
+    from autokfp.edge import local
+    from autokfp.edge.cli import app
+    from autokfp.steps.score_batch import _source_of
+
+    settings = use_home(monkeypatch, tmp_path / "home")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "new.csv").write_text("a,b\n1,2\n")
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+
+    def fake_run_scoring(form, config, settings, log_path=None):  # the pipeline: elsewhere
+        seen.update(form)
+        return {"model": "shop", "version": "1", "chunks": 1, "rows": 1, "output": "x",
+                "skipped_chunks": 0, "scored_chunks": 1, "seconds": 0.1}
+
+    monkeypatch.setattr(local, "run_scoring", fake_run_scoring)
+    result = CliRunner().invoke(app, ["score", "--dataset", "data/new.csv", "--model", "shop",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen["dataset"] == str(tmp_path / "data" / "new.csv")
+    source, dataset_id, relative = _source_of(seen["dataset"], {}, settings)  # the task's reading
+    assert relative.endswith("new.csv"), (source, dataset_id, relative)
+    # with --config naming a source 'data', data/new.csv is that source's file, kept as typed
+    (tmp_path / "run.yaml").write_text(
+        "name: shop\nsources: [{name: data, kind: folder, path: /srv/shop}]\n"
+        "training: {dataset: data/new.csv, target: b}\n")
+    result = CliRunner().invoke(app, ["score", "--dataset", "data/new.csv", "--config",
+                                      "run.yaml", "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen["dataset"] == "data/new.csv"
