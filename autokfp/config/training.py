@@ -110,6 +110,11 @@ class TrainingSpec(_Strict):
 class SplitSpec(_Strict):
     test_fraction: float = Field(default=0.2, gt=0.05, lt=0.5)
     seed: int = 42
+    max_test_rows: int | None = Field(
+        default=5_000, ge=1_000,
+        description="a large table holds out fewer than test_fraction of its labelled rows, "
+                    "about this many (a classifier keeps ~500 rows of its rarest class "
+                    "there): the rest train the models (null: always test_fraction)")
 
 
 # each engine's search time in seconds: under 10 s neither H2O nor AutoKeras finishes a model

@@ -1,9 +1,16 @@
 """A held-out test split that is fixed per dataset: the same rows every run.
 
 Rows are assigned by a keyed hash of their id (or, without an id, of their content), so
-re-running on the same data, or on a later version that only appended rows, keeps every
-earlier test row in the test set. That is what makes "the challenger beats the champion on
-the same test rows" a fair comparison.
+re-running on the same data puts the same rows in the test set, and a later version that
+only appended rows puts no earlier training row there: every test row is one no model of an
+earlier run was fitted on. That is what makes "the challenger beats the champion on the same
+test rows" a fair comparison.
+
+A large table holds out fewer than ``split.test_fraction`` of its rows
+(``held_out_fraction``): the gate's noise depends on how many test rows there are, not on
+their share, and every row held out is lost to the model for good above
+``training.refit_max_rows``. The share only falls as the table grows, so the test set of a
+grown table is part of the earlier one (plus new rows).
 """
 
 from __future__ import annotations
@@ -21,6 +28,12 @@ from autokfp.catalog.batches import batch_frame, file_dtypes
 from autokfp.errors import DataError
 
 BATCH_ROWS = 1 << 18  # rows per Arrow batch of the streamed split
+# rows are placed by their hash's bucket among this many: a test share is a whole number of them
+BUCKETS = 10_000
+# a classifier's test split keeps about this many rows of its rarest class before
+# split.max_test_rows may shrink it (an AUC measured on 500 positives has a standard error
+# near 0.01; on 50, near 0.04)
+MIN_TEST_CLASS_ROWS = 500
 
 
 def _duplicate_ids_error(id_column: str) -> DataError:
@@ -41,8 +54,31 @@ def _row_hashes(frame: pd.DataFrame, seed: int, id_column: str | None) -> np.nda
 
 
 def _in_test(hashed: np.ndarray, test_fraction: float) -> np.ndarray:
-    bucket = (hashed % np.uint64(10_000)).astype(np.int64)
-    return bucket < int(round(test_fraction * 10_000))
+    bucket = (hashed % np.uint64(BUCKETS)).astype(np.int64)
+    return bucket < int(round(test_fraction * BUCKETS))
+
+
+def held_out_fraction(target: pd.Series, task: str, test_fraction: float,
+                      max_test_rows: int | None) -> float:
+    """The share of the labelled rows (``target`` not missing) the test split holds:
+    ``test_fraction``, or less on a large table, so that about ``max_test_rows`` rows are held
+    out, but a classifier still keeps about ``MIN_TEST_CLASS_ROWS`` rows of its rarest class
+    there (never more than ``test_fraction``).
+
+    The share is a whole number of hash buckets (at least one), rounded up, and it only falls
+    as rows are added: a grown table's test rows are some of the earlier test rows plus new
+    rows, never a row an earlier model was fitted on. (A table that loses rows can get a
+    larger share back; rows an earlier champion was fitted on then count against it in the
+    gate, which errs towards keeping it.)"""
+    labelled = target.dropna()
+    if max_test_rows is None or len(labelled) * test_fraction <= max_test_rows:
+        return test_fraction
+    needed = max_test_rows / len(labelled)
+    if task != "regression":
+        rarest = int(labelled.astype(str).value_counts().min())
+        needed = max(needed, MIN_TEST_CLASS_ROWS / rarest)
+    buckets = min(int(round(test_fraction * BUCKETS)), max(1, int(np.ceil(needed * BUCKETS))))
+    return buckets / BUCKETS
 
 
 def holdout_mask(frame: pd.DataFrame, test_fraction: float, seed: int, id_column: str | None) -> np.ndarray:

@@ -59,6 +59,7 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
     ``PLAN_MAX_ROWS`` training rows; below that, on every training row.
     """
     from autokfp.catalog.schema import DatasetSchema
+    from autokfp.modeling.partition import held_out_fraction
     from autokfp.modeling.tasks import infer_task
 
     cfg = read_config(config)
@@ -68,10 +69,19 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
     id_column = cfg.training.id_column or next(
         (c.name for c in schema.columns if c.semantic_type == "id"), None)
     # the task from the target column alone, before any row is split
-    task = infer_task(pd.read_parquet(dataset_path, columns=[target])[target], cfg.training.task)
+    labels = pd.read_parquet(dataset_path, columns=[target])[target]
+    task = infer_task(labels, cfg.training.task)
+    test_fraction = held_out_fraction(labels, task, cfg.split.test_fraction,
+                                      cfg.split.max_test_rows)
+    if test_fraction < cfg.split.test_fraction:
+        log.info("%d labelled rows: the test split holds %.2f%% of them (split.max_test_rows "
+                 "%d), not split.test_fraction %.0f%%; the rest train the models",
+                 labels.notna().sum(), 100 * test_fraction, cfg.split.max_test_rows,
+                 100 * cfg.split.test_fraction)
+    del labels
     try:  # a failed step leaves no train or test file behind
         split, plan, planned_rows = _split_and_plan(cfg, schema, dataset_path, train_path,
-                                                    test_path, task, id_column)
+                                                    test_path, task, id_column, test_fraction)
     except BaseException:
         for written in (train_path, test_path):
             Path(written).unlink(missing_ok=True)
@@ -86,7 +96,8 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
 
 
 def _split_and_plan(cfg: RunConfig, schema: Any, dataset_path: str, train_path: str,
-                    test_path: str, task: str, id_column: str | None) -> tuple[Any, Any, int]:
+                    test_path: str, task: str, id_column: str | None,
+                    test_fraction: float) -> tuple[Any, Any, int]:
     """(the streamed split, the feature plan, the training rows it was learnt on)."""
     from autokfp.modeling.features import latest_time, plan_features
     from autokfp.modeling.partition import split_holdout_parquet
@@ -100,7 +111,7 @@ def _split_and_plan(cfg: RunConfig, schema: Any, dataset_path: str, train_path: 
         for name in times:
             newest[name].append(latest_time(rows[name]))
 
-    split = split_holdout_parquet(dataset_path, train_path, test_path, cfg.split.test_fraction,
+    split = split_holdout_parquet(dataset_path, train_path, test_path, test_fraction,
                                   cfg.split.seed, id_column, target, on_batch=note_times)
     _record_unlabelled(cfg, split, target, schema.dataset_id)
     classes = (None if task == "regression"

@@ -171,3 +171,46 @@ def test_streamed_split_refuses_duplicate_ids_and_writes_nothing(tmp_path) -> No
                               tmp_path / "test.parquet", 0.2, 42, "customer_id", "churned",
                               batch_rows=100)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.parquet"]
+
+
+def test_a_large_table_holds_out_about_max_test_rows_and_a_small_one_its_fraction() -> None:
+    from autokfp.modeling.partition import held_out_fraction
+
+    rng = np.random.default_rng(0)
+    values = pd.Series(rng.normal(size=60_000))
+    share = held_out_fraction(values, "regression", 0.2, 5_000)
+    frame = _frame(60_000)
+    held = holdout_mask(frame, share, 42, "customer_id").sum()
+    assert 0.08 < share < 0.09 and 4_800 < held < 5_200  # 5,000 of 60,000, not 12,000
+    # a table whose 20% is under the cap, or no cap, keeps split.test_fraction
+    assert held_out_fraction(values.head(20_000), "regression", 0.2, 5_000) == 0.2
+    assert held_out_fraction(values, "regression", 0.2, None) == 0.2
+    # unlabelled rows do not count: 30,000 labelled rows hold out 5,000 of them
+    assert held_out_fraction(values.where(values.index % 2 == 0), "regression", 0.2,
+                             5_000) == pytest.approx(5_000 / 30_000, abs=1e-4)
+    # a classifier keeps ~500 rows of its rarest class there: 5% positives (3,000) hold out
+    # 500 / 3,000 of the rows, not 5,000 / 60,000; 1% (600) keep split.test_fraction
+    five = pd.Series(np.where(np.arange(60_000) % 20 == 0, "yes", "no"))
+    assert held_out_fraction(five, "binary", 0.2, 5_000) == pytest.approx(500 / 3_000, abs=1e-4)
+    one = pd.Series(np.where(np.arange(60_000) % 100 == 0, "yes", "no"))
+    assert held_out_fraction(one, "binary", 0.2, 5_000) == 0.2
+    balanced = pd.Series(np.where(np.arange(60_000) % 2 == 0, "yes", "no"))
+    assert held_out_fraction(balanced, "binary", 0.2, 5_000) == pytest.approx(5_000 / 60_000,
+                                                                              abs=1e-4)
+    # a million-row table still holds out a whole hash bucket at least
+    assert held_out_fraction(pd.Series(np.zeros(10**8 // 100)), "regression", 0.2, 1_000) >= 1e-4
+
+
+def test_a_growing_table_never_moves_an_earlier_training_row_into_its_test_rows() -> None:
+    """With the cap the share falls as rows are added: the test rows of the grown table are
+    earlier test rows and new rows, so no model of an earlier run was fitted on any of them."""
+    from autokfp.modeling.partition import held_out_fraction
+
+    first = _frame(40_000)
+    grown = pd.concat([first, _frame(30_000, start=40_000)], ignore_index=True)
+    shares = [held_out_fraction(f["spend"], "regression", 0.2, 5_000) for f in (first, grown)]
+    assert shares[1] < shares[0] < 0.2
+    before = _test_ids(first, fraction=shares[0])
+    after = _test_ids(grown, fraction=shares[1])
+    assert after & set(first["customer_id"]) <= before
+    assert len(after) == pytest.approx(5_000, rel=0.05)

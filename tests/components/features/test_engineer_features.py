@@ -128,3 +128,37 @@ def test_used_alone_leaves_no_copy_of_the_data_behind(churn_frame, autokfp_home,
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().startswith(str(scratch))  # the copy was made there ...
     assert list(scratch.iterdir()) == []  # ... and is gone
+
+
+def test_a_large_table_holds_out_split_max_test_rows_and_trains_on_the_rest(tmp_path) -> None:
+    """Above split.max_test_rows the test split is about that many rows, not test_fraction
+    of them: the rows the gate does not need train the models."""
+    import numpy as np
+
+    from autokfp.catalog.profiling import profile_frame
+    from autokfp.modeling.partition import holdout_mask
+    from autokfp.steps import engineer_features as step
+    from tests.conftest import small_config
+
+    rng = np.random.default_rng(5)
+    n = 6_000
+    frame = pd.DataFrame({"customer_id": [f"C{i:06d}" for i in range(n)],
+                          "size": rng.normal(size=n), "colour": rng.choice(["a", "b"], n)})
+    frame["price"] = 3 * frame["size"] + (frame["colour"] == "a") + rng.normal(size=n)
+    frame.to_parquet(tmp_path / "items.parquet", index=False)
+    (tmp_path / "schema.json").write_text(
+        profile_frame(frame, "files/items.parquet", "file", str(tmp_path)).to_json())
+    config = small_config(tmp_path, "files/items.parquet",
+                          training={"dataset": "files/items.parquet", "target": "price",
+                                    "id_column": "customer_id", "task": "regression"},
+                          split={"test_fraction": 0.2, "seed": 42, "max_test_rows": 1_000},
+                          selection={"feature_selection": "off"})
+    paths = {name: str(tmp_path / name) for name in ("train", "test", "plan")}
+    result = step.engineer_features(config, str(tmp_path / "items.parquet"),
+                                    str(tmp_path / "schema.json"), paths["train"],
+                                    paths["test"], paths["plan"])
+    held = set(pd.read_parquet(paths["test"])["customer_id"])
+    assert 950 < result.test_rows == len(held) < 1_050  # not 20% of 6,000 (about 1,200)
+    assert result.train_rows + result.test_rows == n
+    # the smaller test split is part of the one test_fraction gives
+    assert held <= set(frame["customer_id"][holdout_mask(frame, 0.2, 42, "customer_id")])
