@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -966,8 +967,14 @@ class H2OAutoMLEngine:
         if automl.leader is None:
             raise TrainingError(f"H2O AutoML trained no model within {budget.max_runtime_secs}s; "
                                 "raise budget.max_runtime_secs")
-        board = h2o.automl.get_leaderboard(automl, extra_columns="ALL").as_data_frame(
-            use_multi_thread=False)
+        mark = time.monotonic()
+        board_frame = _leaderboard(cluster, automl, features, target, response, h2o_frame, task,
+                                   nfolds, budget, sort_metric, settings.include_algos)
+        fallback_secs = 0.0
+        if board_frame.nrows > automl.leaderboard.nrows:
+            fallback_secs = time.monotonic() - mark
+            timings["fallback_gbm"] = round(fallback_secs, 2)
+        board = board_frame.as_data_frame(use_multi_thread=False)
         leader_id, _mojo = self._export_first_exportable(board, workdir)
         leader = h2o.get_model(leader_id)
         _write_recipe(leader, workdir)
@@ -975,7 +982,7 @@ class H2OAutoMLEngine:
         # out-of-fold scores, fetched once: the CV spread and the calibration use them
         oof = _holdout_predictions(leader, task, classes)
         cv.update(_cv_spread(leader, sort_metric, task, target, classes, budget.seed, oof))
-        timings["export"] = round(time.monotonic() - started - elapsed, 2)
+        timings["export"] = round(time.monotonic() - started - elapsed - fallback_secs, 2)
         return {"board": board, "leader": leader_id, "algo": leader.algo, "cv": cv, "oof": oof,
                 "nfolds": nfolds, "automl_secs": automl_secs, "elapsed": elapsed,
                 "timings": timings}
@@ -1054,6 +1061,66 @@ class H2OAutoMLEngine:
         if not path.exists():
             raise TrainingError(f"H2O model artifact {path} is missing; the model folder is incomplete")
         return MojoScorer(path, task, classes)
+
+
+# a leader whose cross-validated figure is within this of the trivial model's (R² 0, AUC
+# 0.5, the class prior's log loss) learnt nothing: its search was starved
+NO_BETTER_MARGIN = 0.02
+
+
+def _no_better_than_baseline(cv: dict[str, float], task: str, target: pd.Series) -> bool:
+    """Whether cross-validated metrics ``cv`` (``_cv_metrics``) are no better than predicting
+    the training mean (R² ≤ 0.02) or the class prior (AUC ≤ 0.52; a multiclass log loss
+    within 2% of the prior's)."""
+    if task == "regression":
+        return cv.get("cv_r2") is not None and cv["cv_r2"] <= NO_BETTER_MARGIN
+    if task == "binary":
+        return cv.get("cv_auc") is not None and cv["cv_auc"] <= 0.5 + NO_BETTER_MARGIN
+    shares = target.value_counts(normalize=True).to_numpy(dtype="float64")
+    prior = float(-(shares * np.log(shares)).sum())
+    return cv.get("cv_logloss") is not None and cv["cv_logloss"] >= (1 - NO_BETTER_MARGIN) * prior
+
+
+def _leaderboard(cluster: Any, automl: Any, features: pd.DataFrame | FeatureFile,
+                 target: pd.Series, response: str, h2o_frame: Any, task: str, nfolds: int,
+                 budget: Any, sort_metric: str, include_algos: list[str] | None) -> Any:
+    """AutoML's leaderboard (an H2OFrame, every column). When its leader is no better than
+    the mean or the class prior in cross-validation, every model was cut short (on a loaded
+    node: a GLM at its first, intercept-only penalty, trees stopped before their first
+    splits) or could not learn the table (a GLM alone on interactions): one GBM with H2O's
+    defaults (``_fallback_gbm``), given the whole budget, joins the board, unless
+    ``include_algos`` leaves GBM out. A search that found anything better never pays it."""
+    import h2o
+
+    board = h2o.automl.get_leaderboard(automl, extra_columns="ALL")
+    cv = _cv_metrics(automl.leader, task)
+    if not _no_better_than_baseline(cv, task, target) or (
+            include_algos is not None and "GBM" not in include_algos):
+        return board
+    log.warning("H2O AutoML's leader %s is no better than the %s in cross-validation (%s): "
+                "training one GBM with H2O's defaults (at most %ss) to stand beside it",
+                automl.leader.model_id, "mean" if task == "regression" else "class prior", cv,
+                budget.max_runtime_secs)
+    fallback = _fallback_gbm(cluster, features, response, h2o_frame, nfolds, budget)
+    # (a row's prediction time needs a leaderboard frame, which this search has none of)
+    return h2o.make_leaderboard([automl, fallback],
+                                sort_metric=SORT_METRICS.get(sort_metric, "AUTO"),
+                                extra_columns=["training_time_ms", "algo"])
+
+
+def _fallback_gbm(cluster: Any, features: pd.DataFrame | FeatureFile, response: str,
+                  h2o_frame: Any, nfolds: int, budget: Any) -> Any:
+    """One GBM with H2O's default parameters, cross-validated as AutoML's models are (its
+    out-of-fold predictions kept), given ``budget.max_runtime_secs``."""
+    from h2o.estimators import H2OGradientBoostingEstimator
+
+    model = H2OGradientBoostingEstimator(
+        model_id=f"GBM_fallback_{uuid.uuid4().hex[:8]}", nfolds=nfolds, fold_assignment="Modulo",
+        keep_cross_validation_predictions=True, seed=budget.seed,
+        max_runtime_secs=budget.max_runtime_secs)
+    cluster.run_job(model, lambda: model.train(x=list(features.columns), y=response,
+                                               training_frame=h2o_frame))
+    return model
 
 
 def _cv_metrics(model: Any, task: str) -> dict[str, float]:

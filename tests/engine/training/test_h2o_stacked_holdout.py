@@ -79,3 +79,54 @@ def test_out_of_fold_scores_are_downloaded_in_chunks_of_the_score_columns_alone(
     assert scores.shape == (1_000, 2) and (positions == np.arange(1_000)).all()
     # a class H2O's frame does not have: no scores, rather than wrong ones
     assert _holdout_predictions(gbm, "binary", ["no", "maybe"], chunk_rows=300) is None
+
+
+def test_a_leader_no_better_than_the_prior_gets_a_default_gbm_beside_it(h2o_cluster) -> None:
+    """AutoML's leader at the class prior in cross-validation (here a GLM alone on an
+    interaction, which it cannot learn: on a loaded node every model cut short looks the
+    same) gets one GBM with H2O's defaults beside it on the board, with out-of-fold
+    predictions; a leader that learnt something gets none, and neither does a search whose
+    include_algos leaves GBM out."""
+    from types import SimpleNamespace
+
+    from h2o.automl import H2OAutoML
+
+    from autokfp.training.h2o_automl import _leaderboard, _no_better_than_baseline
+
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame(rng.normal(size=(600, 2)), columns=["a", "b"])
+    frame["y"] = np.where(frame["a"] * frame["b"] > 0, "yes", "no")  # an XOR: no linear signal
+    frame["c"] = rng.normal(size=len(frame))
+    data = h2o_cluster.H2OFrame(frame, column_types={"y": "enum"})
+    cluster = SimpleNamespace(run_job=lambda model, job: job())
+    budget = SimpleNamespace(seed=1, max_runtime_secs=60)
+
+    def search(y: str):  # AutoML's plan with GLM and GBM: its GLM comes first
+        automl = H2OAutoML(max_models=1, include_algos=["GLM", "GBM"], nfolds=3, seed=1,
+                           keep_cross_validation_predictions=True, verbosity=None)
+        automl.train(x=["a", "b", "c"], y=y, training_frame=data)
+        return automl
+
+    def board(automl, y: str, include: list[str] | None):
+        return _leaderboard(cluster, automl, frame[["a", "b", "c"]], frame[y], y, data,
+                            "binary" if y == "y" else "regression", 3, budget, "auc",
+                            include).as_data_frame()
+
+    automl = search("y")
+    assert automl.leader.algo == "glm" and automl.leader.auc(xval=True) < 0.55
+    found = board(automl, "y", None)
+    assert found["model_id"][0].startswith("GBM_fallback_") and len(found) == 2
+    assert found["auc"][0] > 0.9  # cross-validated: the default GBM learns the interaction
+    leader = h2o_cluster.get_model(found["model_id"][0])
+    assert len(_holdout_predictions(leader, "binary", ["no", "yes"])) == len(frame)
+    assert len(board(automl, "y", ["GLM"])) == 1  # the user left GBM out
+    # a regression leader that learnt the signal: no fallback
+    frame["z"] = 2 * frame["c"] + rng.normal(0, 0.3, len(frame))
+    data = h2o_cluster.H2OFrame(frame, column_types={"y": "enum"})
+    automl = search("z")
+    assert automl.leader.r2(xval=True) > 0.9 and len(board(automl, "z", None)) == 1
+    # the multiclass prior: a log loss within 2% of the classes' entropy learnt nothing
+    three = pd.Series(["a"] * 50 + ["b"] * 30 + ["c"] * 20)
+    entropy = -(0.5 * np.log(0.5) + 0.3 * np.log(0.3) + 0.2 * np.log(0.2))
+    assert _no_better_than_baseline({"cv_logloss": entropy * 0.99}, "multiclass", three)
+    assert not _no_better_than_baseline({"cv_logloss": entropy * 0.9}, "multiclass", three)
