@@ -179,17 +179,23 @@ def test_the_summary_child_is_a_new_interpreter_even_after_openmp_ran(tmp_path) 
     # once in CI, which a zombie child's empty cmdline then matched)
     own = b"\0".join(part.encode() for part in command) + b"\0"
     seen: set[bytes] = set()
+    polls_as_own: dict[int, int] = {}  # polls in which a child showed the script's cmdline
     deadline = time.monotonic() + 300
     while script.poll() is None and time.monotonic() < deadline:
         for pid in descendants(script.pid):
             try:
-                seen.add(Path(f"/proc/{pid}/cmdline").read_bytes())
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
+            seen.add(cmdline)
+            if cmdline == own:
+                polls_as_own[pid] = polls_as_own.get(pid, 0) + 1
         time.sleep(0.02)
     output, _ = script.communicate(timeout=10)
     assert output.decode().strip() == "problem: none"
     assert "Summary" in (tmp_path / "summary.html").read_text()
     children = [command.split(b"\0") for command in seen if command]
     assert any(b"autokfp.quality:_summary_child_main" in parts for parts in children), seen
-    assert own not in seen  # a fork would carry the script's own command line
+    # a fork that does the work carries the script's own command line for seconds; a child
+    # caught between its fork and its exec (microseconds) may show it in one poll
+    assert all(polls < 3 for polls in polls_as_own.values()), polls_as_own
