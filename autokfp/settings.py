@@ -28,6 +28,8 @@ next task, the next run and KServe would find an empty folder there.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,13 +200,60 @@ def _mlflow_artifact_root(explicit: str | None, tracking_uri: str, artifact_root
     return None  # the server's own artifact store (its --artifacts-destination)
 
 
-def image(name: str, registry: str | None = None, version: str | None = None) -> str:
-    """The container image for ``name`` (runtime, training, serving), tagged with the version.
+# The files the autokfp wheel ships: its modules and pyproject.toml's package-data
+# ("*.md", "*.yaml", "*.json"), components/ and pipelines/ included (autokfp/components and
+# autokfp/pipelines are symlinks to them in a checkout).
+CODE_SUFFIXES = (".py", ".md", ".yaml", ".json")
 
-    The tag follows the package version so a release pins code and image together.
+
+@functools.cache
+def code_fingerprint(package_dir: str | None = None) -> str:
+    """Twelve hex digits of SHA-256 over the autokfp package's code: what an image runs.
+
+    Every file the wheel ships (``CODE_SUFFIXES``, ``__pycache__`` left out) is hashed with its
+    path inside the package, in a fixed order, so a checkout, an editable install, the built
+    wheel and that wheel installed in an image all give the same value for the same code.
+    ``package_dir`` is the ``autokfp`` folder to hash (default: the one imported).
+    """
+    import autokfp
+
+    root = Path(package_dir) if package_dir else Path(autokfp.__file__).parent
+    files: list[tuple[str, Path]] = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+        for name in names:
+            if name.endswith(CODE_SUFFIXES):
+                path = Path(folder) / name
+                files.append((path.relative_to(root).as_posix(), path))
+    if not files:
+        raise FileNotFoundError(f"no autokfp code under {root}: cannot fingerprint it")
+    digest = hashlib.sha256()
+    for relative, path in sorted(files):
+        digest.update(relative.encode("utf-8") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:12]
+
+
+def image_tag(version: str | None = None) -> str:
+    """The tag of the images built from this code: ``<version>-<code fingerprint>``.
+
+    The version alone does not tell two builds apart (every build of a branch says 0.1.0),
+    so a pipeline compiled from newer code could run in an older image of the same tag and
+    fail there, or silently run old code. With the fingerprint of the code in the tag a
+    compiled pipeline names exactly the images built from its own code: an image that was
+    not built from it is not found, instead of being run. ``scripts/build_images.sh`` tags
+    with this, and each image's build checks that its installed code gives the same tag.
     """
     from autokfp import __version__
 
+    return f"{(version or __version__).replace('+', '-')}-{code_fingerprint()}"
+
+
+def image(name: str, registry: str | None = None, version: str | None = None) -> str:
+    """The container image for ``name`` (runtime, training, serving, serving-keras).
+
+    Tagged ``<version>-<code fingerprint>`` (``image_tag``): the images built from exactly
+    the code that compiles the pipeline.
+    """
     registry = (registry or os.environ.get("AUTOKFP_IMAGE_REGISTRY") or DEFAULT_IMAGE_REGISTRY)
-    tag = (version or __version__).replace("+", "-")
-    return f"{registry.rstrip('/')}/autokfp-{name}:{tag}"
+    return f"{registry.rstrip('/')}/autokfp-{name}:{image_tag(version)}"

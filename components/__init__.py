@@ -12,7 +12,8 @@ hand: a new folder is a new component, here, in ``ALL_COMPONENTS``, in the compi
 in the generated docs.
 
 Components run in the images named by ``autokfp.settings.image`` (registry from
-``AUTOKFP_IMAGE_REGISTRY``, tag = package version) and never pip-install anything at run time.
+``AUTOKFP_IMAGE_REGISTRY``, tag = package version and code fingerprint: the images built
+from this very code) and never pip-install anything at run time.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build (and optionally push) the autokfp container images, tagged with the package version.
+# Build (and optionally push) the autokfp container images, tagged with the package version
+# and a fingerprint of the code they carry.
 set -euo pipefail
 
 usage() {
@@ -9,16 +10,19 @@ Usage: scripts/build_images.sh [--push] [--image NAME]... [--accelerator gpu|cpu
 
 Builds the autokfp wheel into dist/, then the container images from the repository root:
 
-  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-runtime:<version>   (images/Dockerfile, target runtime)
-  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-training:<version>  (target training)
-  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-serving:<version>   (target serving)
-  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-serving-keras:<version>
+  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-runtime:<tag>   (images/Dockerfile, target runtime)
+  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-training:<tag>  (target training)
+  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-serving:<tag>   (target serving)
+  ${AUTOKFP_IMAGE_REGISTRY:-ghcr.io/autokfp}/autokfp-serving-keras:<tag>
       (target serving with the keras extra: TensorFlow CPU, for AutoKeras champions; the
       deploy step names it on their InferenceService)
 
-<version> is the project version from pyproject.toml with '+' replaced by '-', the same tag
-autokfp.settings.image(name) puts into compiled pipelines. What goes in is pinned by
-constraints.txt (the same file `make install` uses).
+<tag> is <version>-<code>: the project version from pyproject.toml ('+' replaced by '-')
+and twelve hex digits of SHA-256 over the autokfp code in this checkout
+(autokfp.settings.image_tag, the files the wheel ships). Compiled pipelines name the same
+tag (autokfp.settings.image), so a pipeline runs only in images built from its own code;
+each image's build checks that the code installed in it gives that tag. What goes in is
+pinned by constraints.txt (the same file `make install` uses).
 
 Options:
   --push               docker push each image after building it
@@ -136,7 +140,10 @@ PY
 }
 
 VERSION="$(project_version)"
-TAG="${VERSION//+/-}"
+# <version>-<code fingerprint>, computed by the function compiled pipelines use, over this
+# checkout's autokfp/ (PYTHONPATH first: not whatever autokfp $PYTHON has installed)
+TAG="$(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c \
+  'import sys; from autokfp.settings import image_tag; print(image_tag(sys.argv[1]))' "$VERSION")"
 
 image_ref() {
   printf '%s/autokfp-%s:%s\n' "$REGISTRY" "$1" "$TAG"
@@ -288,7 +295,7 @@ echo ">> Python base image: $PYTHON_BASE"
 summary=()
 for name in "${selected[@]}"; do
   ref="$(image_ref "$name")"
-  args=(--file images/Dockerfile --build-arg "VERSION=$VERSION"
+  args=(--file images/Dockerfile --build-arg "VERSION=$VERSION" --build-arg "IMAGE_TAG=$TAG"
         --build-arg "PYTHON_IMAGE=$PYTHON_BASE" --tag "$ref")
   note=""
   case "$name" in

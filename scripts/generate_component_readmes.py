@@ -170,14 +170,19 @@ def step_of(component: Any) -> str:
 
 def image_of(component: Any) -> tuple[str, str | None]:
     """(image as documented, image kind). The documented image uses the default registry so
-    the README does not depend on the environment it was generated in."""
-    from autokfp.settings import DEFAULT_IMAGE_REGISTRY, image
+    the README does not depend on the environment it was generated in, and names the code
+    fingerprint of its tag as ``<code>``: the READMEs are part of the code it fingerprints,
+    and would otherwise go stale with every change to the code."""
+    from autokfp import __version__
+    from autokfp.settings import DEFAULT_IMAGE_REGISTRY
 
     actual = component.component_spec.implementation.container.image
     match = IMAGE_PATTERN.search(actual)
     if not match:
         return actual, None
-    return image(match.group("kind"), registry=DEFAULT_IMAGE_REGISTRY), match.group("kind")
+    version = __version__.replace("+", "-")
+    kind = match.group("kind")
+    return f"{DEFAULT_IMAGE_REGISTRY}/autokfp-{kind}:{version}-<code>", kind
 
 
 # ------------------------------------------------------------------------------ wiring
@@ -519,8 +524,11 @@ def render_readme(component: Any, components: tuple,
     lines += ["## Image", "", f"`{image}`", ""]
     if kind is not None:
         lines += ["The registry comes from `AUTOKFP_IMAGE_REGISTRY` when the component is "
-                  "imported (default `ghcr.io/autokfp`); the tag is the autokfp version. Nothing "
-                  "is pip-installed at run time (`install_kfp_package=False`).", ""]
+                  "imported (default `ghcr.io/autokfp`). The tag is the autokfp version and "
+                  "`<code>`, a fingerprint of the autokfp code that compiles the pipeline "
+                  "(`autokfp.settings.image_tag`), so a task runs only in an image built "
+                  "from that code (`scripts/build_images.sh`). Nothing is pip-installed at "
+                  "run time (`install_kfp_package=False`).", ""]
     lines += ["## Use in a pipeline", "", "```python", usage_snippet(component, components), "```",
               "", f"Compile this component alone: `python -m {component.python_func.__module__}`.",
               ""]

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from autokfp import components
+from autokfp.settings import code_fingerprint
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "generate_component_readmes.py"
 
@@ -50,7 +51,11 @@ def test_every_component_and_argument_is_documented() -> None:
         text = readme.read_text()
         for name in component.component_spec.inputs:
             assert re.search(rf"^\| `{name}` \| `[^`]+` \| \S", text, re.MULTILINE), (readme, name)
-        assert component.component_spec.implementation.container.image.rsplit("/", 1)[1] in text
+        # the image's repository and version; its code fingerprint is documented as <code>
+        repository, tag = component.component_spec.implementation.container.image.rsplit(":", 1)
+        version, fingerprint = tag.rsplit("-", 1)
+        assert f"{repository.rsplit('/', 1)[1]}:{version}-<code>" in text
+        assert fingerprint == code_fingerprint() and fingerprint not in text
 
 
 @pytest.mark.parametrize("component", components.ALL_COMPONENTS, ids=lambda c: c.name)

@@ -475,3 +475,45 @@ def test_the_kserve_stand_ins_follow_the_locked_kserve():
     script = (ROOT / "scripts" / "test_cluster.sh").read_text(encoding="utf-8")
     storage = set(re.findall(r"kserve-storage[-=]+(\d[\w.]*)", script))
     assert storage == {kserve}, storage
+
+
+def _image_tag_check() -> str:
+    """The command each image's build runs to check its tag against its installed code."""
+    checks = re.findall(r'(python -c "[^"]*image_tag\(\)[^"]*" "\$\{IMAGE_TAG\}")',
+                        _dockerfile())
+    assert len(checks) == 2, checks  # the engine's stage (runtime, training) and serving's
+    assert checks[0] == checks[1]
+    return checks[0]
+
+
+def test_an_image_build_fails_unless_its_tag_names_the_code_it_installed(tmp_path):
+    """The tag a compiled pipeline names (settings.image_tag: version and code fingerprint)
+    is the tag the build gives, and the build's own check passes only when the code
+    installed in the image gives that tag: a tag naming other code (the old version-only
+    0.1.0, another commit's) stops the build with both tags in the message."""
+    import subprocess
+
+    from autokfp import __version__
+    from autokfp.settings import image_tag
+
+    stages = _stages(_dockerfile())
+    for stage in ("engine", "serving"):
+        assert 'ARG IMAGE_TAG=""' in stages[stage], stage
+        run = next(s for s in stages[stage] if "install.sh wheel" in s)
+        assert "image_tag()" in run, stage  # in the wheel's own step, after the install
+    script = (ROOT / "scripts" / "build_images.sh").read_text(encoding="utf-8")
+    assert '--build-arg "IMAGE_TAG=$TAG"' in script
+    check = _image_tag_check().replace("python -c", f"{sys.executable} -c", 1)
+    # the check as the build runs it, here on this checkout's code (PYTHONPATH) instead of the
+    # image's site-packages
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    right = subprocess.run(["sh", "-c", check], env={**env, "IMAGE_TAG": image_tag()},
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert right.returncode == 0, right.stderr
+    assert f"image tag: {image_tag()}" in right.stdout
+    for wrong in (__version__, f"{__version__}-0123456789ab", ""):
+        result = subprocess.run(["sh", "-c", check], env={**env, "IMAGE_TAG": wrong},
+                                capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert result.returncode == 1, wrong
+        assert f"IMAGE_TAG is {wrong!r} but the code in this image gives {image_tag()!r}" in (
+            result.stderr), result.stderr
