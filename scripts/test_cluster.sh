@@ -13,8 +13,9 @@
 #                            (default /var/cache/autokfp when writable, else .cluster/)
 #   AUTOKFP_BOX_KEEP_CHAMPION  copy the served champion's folder here (for
 #                            scripts/benchmark_container_serving.py)
-#   AUTOKFP_CLUSTER_WORKERS  2: the gs:// and s3:// loops side by side (pytest-xdist, one
-#                            worker each); 0 (the default): one after the other
+#   AUTOKFP_CLUSTER_WORKERS  2 (the default): the gs:// and s3:// loops side by side
+#                            (pytest-xdist, one worker each); 0: one after the other, in this
+#                            process, with their output shown as it comes
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -36,6 +37,10 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 started=$SECONDS
+# the load average (1, 5, 15 min) next to each phase's time: on a shared machine the
+# figures mean little without it
+load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
+echo ">> make test-cluster from $(date -u +%H:%M:%S) UTC, load $(load)"
 # KServe's storage initializer code (kserve-storage) pins google-cloud-storage<3, which
 # autokfp's own environment cannot share: it gets a venv of its own, as it has its own
 # container in a cluster. Made in the background while the images build (it only downloads).
@@ -54,7 +59,7 @@ echo ">> images (registry $REGISTRY, CPU training variant)"
 AUTOKFP_IMAGE_REGISTRY="$REGISTRY" PYTHON="$PYTHON" \
   scripts/build_images.sh --accelerator cpu --image runtime --image training --image serving \
   --image serving-keras
-echo ">> images built in $((SECONDS - started)) s"
+echo ">> images built in $((SECONDS - started)) s (load $(load))"
 if [[ -n "$storage_pid" ]] && ! wait "$storage_pid"; then
   cat "$AUTOKFP_CLUSTER_CACHE/kserve-storage.log" >&2
   echo "error: could not install kserve-storage into $storage_venv" >&2
@@ -62,12 +67,14 @@ if [[ -n "$storage_pid" ]] && ! wait "$storage_pid"; then
 fi
 
 # The two loops are two files: tests/cluster/test_cluster_in_a_box.py (gs://) and
-# tests/cluster/test_cluster_on_s3.py (s3://). AUTOKFP_CLUSTER_WORKERS=2 runs them side by
-# side, one pytest-xdist worker each (--dist loadfile: a file's tests on one worker, so each
-# box's services start once); the default, 0, runs them one after the other in this process
-# with their output shown as it comes. Each loop's figures (the pipelines' times in
-# containers) go to a file printed at the end.
-workers="${AUTOKFP_CLUSTER_WORKERS:-0}"
+# tests/cluster/test_cluster_on_s3.py (s3://, and the first-task check, so that the two
+# files take about as long). By default they run side by side, one pytest-xdist worker each
+# (--dist loadfile: a file's tests on one worker, so each box's services start once): a
+# loop is mostly one task container at a time, so the other loop fills the second core
+# (docs/cluster.md has the figures). AUTOKFP_CLUSTER_WORKERS=0 runs them one after the
+# other in this process, with their output shown as it comes. Each loop's figures (the
+# pipelines' times in containers, with the load average) go to a file printed at the end.
+workers="${AUTOKFP_CLUSTER_WORKERS:-2}"
 if [[ "$workers" == 0 ]]; then
   parallel=(-s --timeout 1800)
 else
@@ -75,9 +82,11 @@ else
 fi
 timings="$(mktemp /tmp/autokfp-box-timings.XXXXXX)"
 trap 'echo ">> the loops'"'"' figures:"; cat "$timings"; rm -f "$timings"' EXIT
-echo ">> tests/cluster (workers: $workers)"
+echo ">> tests/cluster (workers: $workers, load $(load))"
+tests_started=$SECONDS
 AUTOKFP_CLUSTER_TESTS=1 AUTOKFP_IMAGE_REGISTRY="$REGISTRY" AUTOKFP_BOX_TIMINGS="$timings" \
   KSERVE_STORAGE_PYTHON="$storage_venv/bin/python" \
   "$PYTHON" -m pytest tests/cluster -p no:cacheprovider -x -v "${parallel[@]}" --durations=5 \
   ${PYTEST_ARGS:-}
+echo ">> tests/cluster in $((SECONDS - tests_started)) s (load $(load))"
 echo ">> make test-cluster: $((SECONDS - started)) s in total"

@@ -41,6 +41,42 @@ def s3_host_env(s3_box: Box):
     yield from _reach(s3_box)
 
 
+def test_a_namespace_without_the_shared_settings_stops_at_the_first_task(
+        s3_box, images, s3_host_env, tmp_path, capfd) -> None:
+    """The ConfigMap's registry and artifact keys empty (KFP 2.2 needs every key to exist):
+    autonomous-training's first task, in its container as a pod's, stops naming the keys to
+    set, and no other task runs (nothing would outlive the pods). In this file, not the gs://
+    loop's, so that the two pytest-xdist workers of scripts/test_cluster.sh get loops of
+    about the same length (the gs:// loop is the longer one); what it checks does not
+    depend on the store."""
+    box = s3_box
+    from kfp import local
+
+    from autokfp.pipelines import PIPELINES
+
+    config = _config(f"{box.bucket_uri}/lake-unconfigured", f"{box.bucket_uri}/labels",
+                     payload_log="kserve")
+    pipeline_root = tmp_path / "pipeline_root"
+    pipeline_root.mkdir()
+    pipeline_root.chmod(0o2775)
+    unconfigured = {**box.pod_env, "MLFLOW_TRACKING_URI": "", "AUTOKFP_ARTIFACT_ROOT": "",
+                    "AUTOKFP_MLFLOW_ARTIFACT_ROOT": ""}
+    local.init(runner=local.DockerRunner(network_mode="host", environment=unconfigured,
+                                         user=RUN_AS),
+               pipeline_root=str(pipeline_root), raise_on_error=True)
+    capfd.readouterr()
+    with pytest.raises(RuntimeError, match="resolve-config"):
+        PIPELINES["autonomous-training"]()(config=config)
+    captured = capfd.readouterr()
+    text = captured.out + captured.err
+    print(text[-3000:])
+    assert "ConfigMap autokfp-config" in text
+    assert "MLFLOW_TRACKING_URI is not set" in text and "AUTOKFP_ARTIFACT_ROOT is not set" in text
+    # no task after it ran (a task's folder appears with its first output)
+    tasks = {task.name for run in pipeline_root.iterdir() for task in run.iterdir()}
+    assert tasks <= {"resolve-config"}, tasks
+
+
 def test_train_serve_and_monitor_against_s3_in_containers(s3_box, images, s3_host_env,
                                                           tmp_path) -> None:
     """The same services on S3 as MinIO speaks it (moto_server): the data source, the
