@@ -75,8 +75,12 @@ fi
 # other in this process, with their output shown as it comes. Each loop's figures (the
 # pipelines' times in containers, with the load average) go to a file printed at the end.
 workers="${AUTOKFP_CLUSTER_WORKERS:-2}"
+# pytest-timeout's limit is a guard against a hung task, not a speed limit: one hour a test
+# either way (the gs:// loop, one after the other with nothing beside it, took more than the
+# 1,800 s this used to allow on 2026-12-06 at load ~35: training 1,250 s, and it was stopped
+# in its second monitoring run with every check before passed)
 if [[ "$workers" == 0 ]]; then
-  parallel=(-s --timeout 1800)
+  parallel=(-s --timeout 3600)
 else
   parallel=(-n "$workers" --dist loadfile --timeout 3600)
 fi
