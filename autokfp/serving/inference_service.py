@@ -1,7 +1,7 @@
 """Build the KServe InferenceService that serves a registered model version.
 
 The predictor declares model format ``autokfp``, served by our ServingRuntime (the
-``autokfp-serving:<version>`` image running ``python -m autokfp.serving``); KServe's storage
+``autokfp-serving:<version>-<code>`` image running ``python -m autokfp.serving``); KServe's storage
 initializer downloads the model folder from ``storageUri`` into ``/mnt/models`` before the
 container starts. When a champion is already serving, the new version is rolled out as a
 canary with ``canaryTrafficPercent``; the deploy step promotes or rolls back after
