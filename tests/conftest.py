@@ -295,20 +295,6 @@ def _isolated_state(tmp_path_factory):
         yield
 
 
-@pytest.fixture(autouse=True)
-def _restore_environ() -> Iterator[None]:
-    """Each test leaves os.environ as it found it. autokfp exports its settings into
-    os.environ for pipeline tasks (``Settings.export``, the CLI), bypassing monkeypatch; and
-    monkeypatch.delenv of a variable that is not set records nothing to undo, so an export
-    after it used to outlive the test (a later test on the same worker printed another
-    test's registry)."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-
 def use_home(patch: pytest.MonkeyPatch, home: Path):
     """Point autokfp at the fresh AUTOKFP_HOME ``home`` (MLflow on SQLite, artifact store,
     pipeline root) through ``patch``; returns its Settings, folders made."""

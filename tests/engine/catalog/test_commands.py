@@ -20,9 +20,12 @@ runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def _wide_terminal(monkeypatch):
-    # os.environ itself is restored after every test (tests/conftest.py)
+def _restore_environ(monkeypatch):
+    saved = dict(os.environ)
     monkeypatch.setenv("COLUMNS", "200")  # wide enough that names are not wrapped
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture
