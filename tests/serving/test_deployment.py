@@ -162,11 +162,10 @@ def _sent(kube: FakeKServe, verb: str) -> list[tuple[str, dict]]:
     return [(c[1], c[2]) for c in kube.calls if c[0] == verb]
 
 
-@pytest.fixture(scope="module")
-def module_predictors(tmp_path_factory, trained_package):
-    """Real predictor processes, one per model version (what each revision would run),
-    started once for the module's tests: they only send them requests."""
-    serving = deployment.LocalServing(tmp_path_factory.mktemp("predictors") / "serving")
+@pytest.fixture
+def predictors(tmp_path, trained_package):
+    """Real predictor processes, one per model version (what each revision would run)."""
+    serving = deployment.LocalServing(tmp_path / "serving")
     started = {}
     for version in ("1", "2"):
         server, _ = serving.start("churn-test", version, str(trained_package.paths.model))
@@ -176,13 +175,6 @@ def module_predictors(tmp_path_factory, trained_package):
     yield {version: server.url for version, server in started.items()}
     for server in started.values():
         serving.stop(server)
-
-
-@pytest.fixture
-def predictors(module_predictors):
-    """version -> predictor URL, a test's own copy (FakeKServe adds the versions a test
-    points at a predictor to the dict it is given)."""
-    return dict(module_predictors)
 
 
 def _kube_config(tmp_path, kube: FakeKServe, monkeypatch, trained_package, **deploy):
