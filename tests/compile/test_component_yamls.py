@@ -359,7 +359,9 @@ def _check_registration(url: str, tmp_path, autokfp_home, source, auc: float) ->
                        if p.is_file()]
     record = json.loads(registration.read_text())
     assert (record["name"], record["version"], record["target"]) == ("user-churn", "1", "churned")
-    client = MlflowClient(url)
+    # the registry named too: a registry URI set in this process by an earlier test (mlflow
+    # keeps it globally) would otherwise be asked instead (CI of c13f8c9: a SQLite store)
+    client = MlflowClient(tracking_uri=url, registry_uri=url)
     version = client.get_model_version_by_alias("user-churn", "champion")
     assert version.version == "1"
     tags = version.tags
@@ -368,7 +370,12 @@ def _check_registration(url: str, tmp_path, autokfp_home, source, auc: float) ->
     assert client.get_run(version.run_id).data.metrics["test_auc"] == pytest.approx(auc)
     (test,) = [p for p in Path(autokfp_home.pipeline_root).rglob("test") if p.is_file()]
     rows = pd.read_parquet(test)
-    fetched = mlflow.pyfunc.load_model("models:/user-churn@champion")
+    previous = mlflow.get_registry_uri()
+    mlflow.set_registry_uri(url)  # models:/ resolves through the process-wide registry URI
+    try:
+        fetched = mlflow.pyfunc.load_model("models:/user-churn@champion")
+    finally:
+        mlflow.set_registry_uri(previous)
     scored = fetched.predict(rows.drop(columns=["churned"]))
     assert roc_auc_score(rows["churned"].astype(int), scored["probability_1"]) == \
         pytest.approx(auc)
