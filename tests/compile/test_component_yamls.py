@@ -370,12 +370,15 @@ def _check_registration(url: str, tmp_path, autokfp_home, source, auc: float) ->
     assert client.get_run(version.run_id).data.metrics["test_auc"] == pytest.approx(auc)
     (test,) = [p for p in Path(autokfp_home.pipeline_root).rglob("test") if p.is_file()]
     rows = pd.read_parquet(test)
-    previous = mlflow.get_registry_uri()
-    mlflow.set_registry_uri(url)  # models:/ resolves through the process-wide registry URI
+    # models:/ and mlflow-artifacts:/ resolve through the process-wide URIs
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)
     try:
         fetched = mlflow.pyfunc.load_model("models:/user-churn@champion")
     finally:
-        mlflow.set_registry_uri(previous)
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
     scored = fetched.predict(rows.drop(columns=["churned"]))
     assert roc_auc_score(rows["churned"].astype(int), scored["probability_1"]) == \
         pytest.approx(auc)
