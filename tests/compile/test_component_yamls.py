@@ -225,6 +225,14 @@ def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
         wait()  # the server came up while the components compiled
         # the registry is a server: the model's files go through its artifact proxy
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        # and nothing set in this process by an earlier test's registry.configure (mlflow
+        # keeps the URIs it was given process-wide, over the variable): CI of c13f8c9 read
+        # a SQLite registry here
+        import mlflow.tracking._model_registry.utils as registry_uris
+        import mlflow.tracking._tracking_service.utils as tracking_uris
+
+        monkeypatch.setattr(tracking_uris, "_tracking_uri", None)
+        monkeypatch.setattr(registry_uris, "_registry_uri", None)
         monkeypatch.delenv("AUTOKFP_MLFLOW_ARTIFACT_ROOT", raising=False)
         auc = user_pipeline(source=str(source)).output
         _check_registration(url, tmp_path, autokfp_home, source, auc)
