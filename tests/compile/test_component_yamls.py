@@ -233,6 +233,7 @@ def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
 
         monkeypatch.setattr(tracking_uris, "_tracking_uri", None)
         monkeypatch.setattr(registry_uris, "_registry_uri", None)
+        monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)  # set_registry_uri sets it too
         monkeypatch.delenv("AUTOKFP_MLFLOW_ARTIFACT_ROOT", raising=False)
         auc = user_pipeline(source=str(source)).output
         _check_registration(url, tmp_path, autokfp_home, source, auc)
