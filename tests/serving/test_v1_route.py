@@ -11,6 +11,7 @@ route is never taken or takes what it must leave to KServe.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +187,7 @@ def test_a_hung_candidate_delays_only_the_requests_in_flight_then_one_probe_at_a
     it again, and once the candidate answers again the split is back."""
     import asyncio
     import socket
-    import threading
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from starlette.responses import Response
 
@@ -209,21 +208,8 @@ def test_a_hung_candidate_delays_only_the_requests_in_flight_then_one_probe_at_a
     assert asyncio.run(first_request()) is None  # timed out: this version answers it
     assert not any(split.takes() for _ in range(100)), "requests still sent to a hung candidate"
 
-    class Answering(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers["content-length"]))
-            body = b'{"predictions": [1], "model_version": "2"}'
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answering)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = _json_server(lambda path, request, headers: {"predictions": [1],
+                                                          "model_version": "2"})
     try:
         split.url = f"http://127.0.0.1:{server.server_address[1]}/v1/models/{MODEL}:predict"
         split._client = None  # a client of the next event loop
@@ -244,34 +230,19 @@ def test_a_standard_ab_split_also_splits_v2_infer_and_falls_back_when_the_other_
     requests with a JSON body (not only v1 predictions) to the other arm and passes its answer
     back; the rest, v2 requests of another media type, and every request while the other arm
     is down, are answered by this version through KServe's v2 route as before."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from tests.serving.test_predictor_server import _v2_inputs
 
     seen: list[tuple[str, str | None]] = []
 
-    class OtherArm(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            request = json.loads(self.rfile.read(int(self.headers["content-length"])))
-            seen.append((self.path, self.headers.get("x-request-id")))
-            if self.path.endswith("/infer"):
-                answer = {"id": request.get("id"), "model_name": MODEL, "model_version": "2",
-                          "outputs": []}
-            else:
-                answer = {"predictions": [], "model_version": "2"}
-            body = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def other_arm(path: str, request: dict, headers: Any) -> dict:
+        seen.append((path, headers.get("x-request-id")))
+        if path.endswith("/infer"):
+            return {"id": request.get("id"), "model_name": MODEL, "model_version": "2",
+                    "outputs": []}
+        return {"predictions": [], "model_version": "2"}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    other = ThreadingHTTPServer(("127.0.0.1", 0), OtherArm)
-    threading.Thread(target=other.serve_forever, daemon=True).start()
+    other = _json_server(other_arm)
     model = Path(trained_package.paths.model)
     frame = pd.read_parquet(trained_package.paths.test).drop(columns=["churned"]).head(2)
     infer = {"id": "ab", "inputs": _v2_inputs(frame, servers.feature_plan(model))}
@@ -310,4 +281,30 @@ def test_a_standard_ab_split_also_splits_v2_infer_and_falls_back_when_the_other_
                               headers={"content-type": "application/json"})
             assert 400 <= bad.status_code < 500, bad.text
     finally:
+        other.shutdown()  # returns at once if the test already stopped it
+        other.server_close()
         servers.stop(server)
+
+
+def _json_server(answer: Callable[[str, dict, Any], dict]) -> Any:
+    """An HTTP server on a free local port, serving on a thread, that answers every POST with
+    the JSON ``answer(path, request body, headers)``; the caller shuts it down."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Answering(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            request = json.loads(self.rfile.read(int(self.headers["content-length"])) or b"{}")
+            body = json.dumps(answer(self.path, request, self.headers)).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answering)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
