@@ -401,10 +401,16 @@ def _mark_missing(index: dict[str, dict[str, Any]], found: list[DiscoveredDatase
     """Datasets of a listed source that are gone keep their history, marked missing.
 
     The URN of each one that went missing in this crawl is added to ``removed`` (to be
-    soft-deleted in DataHub once; a later crawl that still misses it sends nothing).
+    soft-deleted in DataHub once; a later crawl that still misses it sends nothing). A source
+    that failed (a folder or bucket that does not exist, access denied) marks nothing
+    missing; one that was listed and found empty (an existing folder, or bucket and prefix,
+    with nothing in it) marks all its datasets missing, with a warning naming it: a dataset
+    found again later is live again, in the catalog and in DataHub.
     """
     seen = {item.dataset_id for item in found}
     listed = _crawled_sources(sources, source_errors)
+    nonempty = {item.source_name for item in found}
+    emptied: dict[str, int] = {}
     outcomes = []
     for dataset_id, entry in index.items():
         if entry.get("source") in listed and dataset_id not in seen:
@@ -412,12 +418,19 @@ def _mark_missing(index: dict[str, dict[str, Any]], found: list[DiscoveredDatase
                 entry.update(status="missing", missing_since=now_iso())
                 if removed is not None and entry.get("urn"):
                     removed.append(entry["urn"])
+                if entry["source"] not in nonempty:
+                    emptied[entry["source"]] = emptied.get(entry["source"], 0) + 1
             outcomes.append(DatasetOutcome(
                 dataset_id=dataset_id, source=entry["source"], status="missing",
                 urn=entry.get("urn"), version=entry.get("latest_version") or None,
                 accepted_version=entry.get("accepted_version") or None,
                 error=f"no longer found in source '{entry['source']}' "
                       f"(since {entry['missing_since']})"))
+    for source, count in emptied.items():
+        log.warning("source '%s' was listed and holds no dataset now: its %d catalogued "
+                    "dataset(s) are marked missing (soft-deleted in DataHub). If its path or "
+                    "uri is wrong, fix it and crawl again: datasets found again are live again",
+                    source, count)
     return outcomes
 
 

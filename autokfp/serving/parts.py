@@ -180,13 +180,8 @@ def _listing(folder: str, scheme: str) -> list[_Part]:
         return [_Part(o["relative"], int(o["size"] or 0), f"etag:{o['etag']}")
                 for o in storage.s3_objects(folder)]
     if scheme == "gs":
-        bucket, key = storage.gcs.split_uri(folder)
-        prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-        with storage.gcs.errors(folder):
-            blobs = list(storage.gcs.client().list_blobs(bucket, prefix=prefix or None))
-        return [_Part(b.name[len(prefix):], int(b.size or 0),
-                      f"crc32c:{b.crc32c},md5:{b.md5_hash}")
-                for b in blobs if not b.name.endswith("/") and b.name[len(prefix):]]
+        return [_Part(relative, int(b.size or 0), f"crc32c:{b.crc32c},md5:{b.md5_hash}")
+                for relative, b in storage.gcs.iter_blobs(folder)]
     root = Path(folder[len("file://"):] if folder.startswith("file://") else folder)
     out = []
     for directory, folders, files in os.walk(root):

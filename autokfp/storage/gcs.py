@@ -115,6 +115,34 @@ def names(bucket: str, key: str, recursive: bool) -> list[str]:
     return [blob.name[len(prefix) :] for blob in blobs if not blob.name.endswith("/")]
 
 
+def iter_blobs(prefix_uri: str) -> Iterator[tuple[str, Any]]:
+    """``(relative name, blob)`` of every object under the folder-like gs:// prefix (folder
+    placeholders skipped), in name order, listed page by page (the client's iterator asks
+    for the next page when the last one is used up), so a prefix of any size is listed in
+    the memory of one page. The blobs carry generation, size and checksums.
+
+    Raises:
+        StorageError: the bucket does not exist (never listed as empty: a bucket name's typo
+            must not read as "every object was deleted"), access is denied, or GCS cannot be
+            reached (raised while iterating, possibly after some blobs were yielded).
+    """
+    from google.api_core import exceptions as gexc
+
+    bucket, key = split_uri(prefix_uri)
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    with errors(prefix_uri):
+        try:
+            for blob in client().list_blobs(bucket, prefix=prefix or None):
+                relative = blob.name[len(prefix):]
+                if relative and not blob.name.endswith("/"):
+                    yield relative, blob
+        except gexc.NotFound as exc:  # a listing's only 404
+            where = os.environ.get("STORAGE_EMULATOR_HOST") or "GCS"
+            raise StorageError(
+                f"bucket '{bucket}' does not exist at {where} (listing '{prefix_uri}'): check "
+                "the bucket name in the URI, and the project it belongs to.") from exc
+
+
 def _blob(uri: str) -> Any:
     bucket, key = object_key(uri)
     return client().bucket(bucket).blob(key)

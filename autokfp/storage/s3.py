@@ -120,6 +120,14 @@ def errors(uri: str) -> Iterator[None]:
         raise StorageError(f"S3 refused an operation on '{uri}': {exc}") from exc
 
 
+def missing_bucket(uri: str, bucket: str) -> StorageError:
+    """The error for a listing of ``uri`` whose bucket does not exist."""
+    return StorageError(
+        f"bucket '{bucket}' does not exist at {s3_endpoint() or 'AWS'} (listing '{uri}'): "
+        "check the bucket name in the URI, and AWS_ENDPOINT_URL if the bucket is on MinIO or "
+        "another S3-compatible store.")
+
+
 def _files(uri: str, recursive: bool) -> dict[str, dict[str, Any]]:
     """The files under the folder-like prefix of ``uri``: full s3fs path -> its details."""
     fs = filesystem(uri)
@@ -150,8 +158,10 @@ def iter_s3_objects(prefix_uri: Uri, page_size: int | None = None) -> Iterator[d
     (about 1.8 MB per 1,000 objects, measured by ``scripts/benchmark_bucket_crawl.py``).
 
     Raises:
-        StorageError: the URI is not an S3 URI, or the store cannot be listed (raised while
-            iterating, possibly after some objects were yielded).
+        StorageError: the URI is not an S3 URI, the bucket does not exist (never listed as
+            empty: a bucket name's typo must not read as "every object was deleted"), or the
+            store cannot be listed (raised while iterating, possibly after some objects were
+            yielded).
     """
     text = as_str(prefix_uri)
     if scheme(text) not in ("s3", "minio"):
@@ -170,8 +180,8 @@ def iter_s3_objects(prefix_uri: Uri, page_size: int | None = None) -> Iterator[d
             with errors(text):
                 page = fs.call_s3("list_objects_v2", **kwargs)
         except StorageError as exc:
-            if isinstance(exc.__cause__, FileNotFoundError) and token is None:
-                return  # no such bucket: nothing under the prefix, as s3fs.find says
+            if isinstance(exc.__cause__, FileNotFoundError):  # ListObjectsV2's only 404
+                raise missing_bucket(text, bucket) from exc.__cause__
             raise
         for item in page.get("Contents", []):
             relative = item["Key"][len(prefix):]
@@ -189,7 +199,8 @@ def s3_objects(prefix_uri: Uri) -> list[dict[str, Any]]:
     """``iter_s3_objects`` as a list (for prefixes known to be small: a model's parts).
 
     Raises:
-        StorageError: the URI is not an S3 URI, or the store cannot be listed.
+        StorageError: the URI is not an S3 URI, its bucket does not exist, or the store
+            cannot be listed.
     """
     return list(iter_s3_objects(prefix_uri))
 

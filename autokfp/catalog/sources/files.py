@@ -334,9 +334,11 @@ class ObjectPrefix(FileSource):
         return storage.join(self.config.uri, relative)
 
     def discover(self, sample_rows: int, cache: CrawlCache | None) -> list[DiscoveredDataset]:
-        """Each object profiled as the listing reaches it. A listing that fails part-way
-        keeps the objects already profiled and adds the source's failure (so the crawl
-        marks none of its other datasets missing)."""
+        """Each object profiled as the listing reaches it. A listing that fails, at once
+        (a bucket that does not exist, access denied) or part-way, keeps the objects already
+        profiled and adds the source's failure, naming the source and what to check, so the
+        crawl marks none of its other datasets missing. An existing bucket with nothing
+        under the prefix is listed as empty."""
         found: list[DiscoveredDataset] = []
         try:
             for uri, rel, signature, modified in self._objects():
@@ -344,7 +346,11 @@ class ObjectPrefix(FileSource):
                                            self.name, self.platform, sample_rows, signature,
                                            modified, cache))
         except Exception as exc:
-            found.append(failed(self.name, self.platform, self.config.uri, describe(exc)))
+            reason = describe(exc).rstrip(".")
+            found.append(failed(self.name, self.platform, self.config.uri, (
+                f"source '{self.name}' could not be listed at '{self.config.uri}', so its "
+                f"catalogued datasets were left as they were: {reason}. Fix the source's uri "
+                "or the store's credentials and crawl again")))
         return found
 
     def load(self, dataset_id: str, relative: str) -> LoadedData:

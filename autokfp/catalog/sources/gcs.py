@@ -25,16 +25,9 @@ class GcsPrefix(ObjectPrefix):
         Lists the blobs themselves (not just names) so generation and size, which change
         with every upload, identify the version of each object without downloading it.
         """
-        # storage keeps one configured client (emulator, credentials) and turns GCS failures
-        # into StorageError naming the URI; listing with metadata needs the client itself.
         prefix_uri = self.config.uri.rstrip("/")
-        bucket, key = storage.gcs.split_uri(prefix_uri)
-        prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-        with storage.gcs.errors(prefix_uri):
-            for blob in storage.gcs.client().list_blobs(bucket, prefix=prefix or None):
-                relative = blob.name[len(prefix):]
-                if not relative or blob.name.endswith("/") or not self._wanted(relative):
-                    continue
+        for relative, blob in storage.gcs.iter_blobs(prefix_uri):
+            if self._wanted(relative):
                 signature = signature_of("gcs", blob.generation, blob.size, blob.md5_hash)
                 yield (storage.join(prefix_uri, relative), relative, signature,
                        iso_utc(blob.updated))

@@ -4,9 +4,13 @@ training until accepted, and bad input that is reported without corrupting anyth
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -230,3 +234,91 @@ def test_a_failed_catalog_write_leaves_the_catalog_as_it_was(churn_sources, cata
     monkeypatch.setattr(storage, "write_text", real_write)
     report = crawl_sources(config)  # the next crawl records the change
     assert report.outcome("warehouse/customers").version == 2
+
+
+# --------------------------------------------------------------------------- bucket sources
+
+
+def _bucket_config(kind: str, uri: str):
+    return parse_config({"name": "lake-crawl",
+                         "sources": [{"name": "lake", "kind": kind, "uri": uri}],
+                         "training": {"dataset": "lake/a.csv", "target": "churned"}})
+
+
+def _two_objects(churn_frame, base: str) -> None:
+    storage.write_text(storage.join(base, "a.csv"), churn_frame.head(40).to_csv(index=False))
+    storage.write_text(storage.join(base, "b", "c.csv"), churn_frame.head(30).to_csv(index=False))
+
+
+@pytest.mark.parametrize("store", ["s3_server", "gcs_emulator"])
+def test_a_bucket_that_does_not_exist_fails_its_source_and_deletes_nothing(
+        store, request, churn_frame, catalog_home, caplog) -> None:
+    """A typo in a source's bucket is an error naming the source, the bucket and what to
+    check, not an empty listing that marks (and soft-deletes in DataHub) every dataset of
+    the source; an existing bucket with nothing under the prefix is still an empty listing,
+    with a warning naming the source."""
+    server = request.getfixturevalue(store)
+    kind = "s3" if store == "s3_server" else "gcs"
+    prefix = f"typo-{uuid.uuid4().hex[:8]}"
+    base = storage.join(server.base_uri, prefix)
+    _two_objects(churn_frame, base)
+    first = crawl_sources(_bucket_config(kind, base))
+    assert sorted((d.dataset_id, d.status) for d in first.datasets) == [
+        ("lake/a.csv", "new"), ("lake/b/c.csv", "new")]
+    before = _index(catalog_home)
+
+    typo = f"{server.bucket}-typo"
+    report = crawl_sources(_bucket_config(kind, base.replace(server.bucket, typo, 1)))
+    error = report.source_errors["lake"]
+    assert "source 'lake'" in error and f"bucket '{typo}' does not exist" in error
+    assert "check the bucket name" in error
+    assert not any(d.status == "missing" for d in report.datasets)
+    assert report.published == {}  # no soft delete was sent anywhere
+    assert _index(catalog_home) == before
+
+    # an existing bucket, nothing under the prefix: the source's datasets went away
+    with caplog.at_level("WARNING", logger="autokfp.catalog.crawl"):
+        empty = crawl_sources(_bucket_config(kind, storage.join(server.base_uri, f"e-{prefix}")))
+    assert empty.source_errors == {}
+    assert sorted((d.dataset_id, d.status) for d in empty.datasets) == [
+        ("lake/a.csv", "missing"), ("lake/b/c.csv", "missing")]
+    assert empty.published["proposals"] == 2  # the two soft deletes
+    assert any("source 'lake' was listed and holds no dataset now" in r.getMessage()
+               and "2 catalogued" in r.getMessage() for r in caplog.records)
+    back = crawl_sources(_bucket_config(kind, base))
+    assert not any(d.status == "missing" for d in back.datasets)
+
+
+def test_an_s3_source_refused_access_fails_its_source_and_deletes_nothing(
+        s3_server, churn_frame, catalog_home, monkeypatch, tmp_path) -> None:
+    """An S3 store that refuses the credentials (a real S3 API enforcing them: a second
+    moto_server with authentication on) fails the source with what to check; nothing of it
+    is marked missing."""
+    from tests.conftest import _free_port, _wait_for_http
+
+    base = storage.join(s3_server.base_uri, f"denied-{uuid.uuid4().hex[:8]}")
+    _two_objects(churn_frame, base)
+    crawl_sources(_bucket_config("s3", base))
+    before = _index(catalog_home)
+    port = _free_port()
+    with open(tmp_path / "moto-auth.log", "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        _wait_for_http(endpoint, process)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        storage.reset_client()
+        report = crawl_sources(_bucket_config("s3", base))
+    finally:
+        storage.reset_client()
+        process.terminate()
+        process.wait(timeout=10)
+    error = report.source_errors["lake"]
+    assert "source 'lake'" in error and "Permission denied" in error
+    assert "AWS_ACCESS_KEY_ID" in error
+    assert not any(d.status == "missing" for d in report.datasets)
+    assert report.published == {}
+    assert _index(catalog_home) == before
