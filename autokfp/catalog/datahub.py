@@ -844,14 +844,16 @@ PUBLISH_BATCH = 2000
 
 def publish(proposals: Iterable[MetadataChangeProposalWrapper], metadata_uri: str | None,
             catalog_dir: str | os.PathLike | None) -> PublishResult:
-    """Write proposals to the artifact store, DataHub Lite and (if configured) a GMS.
+    """Write proposals to the artifact store, then to DataHub Lite and (if configured) a GMS.
 
-    The proposals are taken ``PUBLISH_BATCH`` at a time: each batch is added to the
-    metadata file, then written to Lite and sent to GMS, so given a generator publishing
-    holds one batch, not every dataset's aspects (a crawl of 1,000 datasets held 43 MB more
-    at its peak publishing them all at once). The metadata file is put in place once it
-    is complete. A Lite or GMS error stops sending to that target (the batches before it
-    were sent) and is reported in the result.
+    The metadata file is written first, whole and atomically (a temporary file put in place
+    once complete): nothing is sent to Lite or GMS unless it is in place, so a failed write
+    sends nothing and the file always holds at least what was sent. Memory stays bounded:
+    the proposals are taken one at a time into the file and into a local spool file, then
+    read back from the spool ``PUBLISH_BATCH`` at a time and sent, so given a generator
+    publishing holds one batch, not every dataset's aspects (a crawl of 1,000 datasets held
+    43 MB more at its peak publishing them all at once). A Lite or GMS error stops sending to
+    that target (the batches before it were sent) and is reported in the result.
 
     Args:
         proposals: what to publish.
@@ -862,8 +864,12 @@ def publish(proposals: Iterable[MetadataChangeProposalWrapper], metadata_uri: st
         What went where; Lite and GMS errors are in the result (and logged), not raised.
 
     Raises:
-        StorageError: the metadata file cannot be written to the artifact store.
+        StorageError: the metadata file cannot be written to the artifact store (then
+            nothing was sent to Lite or GMS).
     """
+    import pickle
+    import tempfile
+
     result = PublishResult(proposals=0)
     stream = iter(proposals)
     first = next(stream, None)
@@ -889,17 +895,35 @@ def publish(proposals: Iterable[MetadataChangeProposalWrapper], metadata_uri: st
                 result.gms_error = str(exc)
                 log.warning("%s", exc)
 
-    def batches() -> Iterator[list[MetadataChangeProposalWrapper]]:
-        rest = itertools.chain([first], stream)
-        while batch := list(itertools.islice(rest, PUBLISH_BATCH)):
-            result.proposals += len(batch)
-            yield batch
-            send(batch)  # once the metadata file holds the batch
+    def send_in_batches(items: Iterator[MetadataChangeProposalWrapper]) -> None:
+        while batch := list(itertools.islice(items, PUBLISH_BATCH)):
+            send(batch)
 
-    flat = (proposal for batch in batches() for proposal in batch)
-    if metadata_uri:
-        result.metadata_uri = write_metadata(metadata_uri, flat)
-    else:
-        for _ in flat:
-            pass
+    every = itertools.chain([first], stream)
+    if not metadata_uri:
+        def counted() -> Iterator[MetadataChangeProposalWrapper]:
+            for proposal in every:
+                result.proposals += 1
+                yield proposal
+
+        send_in_batches(counted())
+        return result
+
+    # the spool is this process's own unnamed temporary file: what is unpickled is what was
+    # pickled a moment ago (each proposal carries its serialised form, so Lite reuses it)
+    with tempfile.TemporaryFile(prefix="autokfp-publish-") as spool:
+        def spooled() -> Iterator[MetadataChangeProposalWrapper]:
+            for proposal in every:
+                yield proposal  # into the file (which serialises it) ...
+                pickle.dump(proposal, spool, protocol=pickle.HIGHEST_PROTOCOL)  # ... then here
+                result.proposals += 1
+
+        result.metadata_uri = write_metadata(metadata_uri, spooled())
+        spool.seek(0)
+
+        def unspooled() -> Iterator[MetadataChangeProposalWrapper]:
+            for _ in range(result.proposals):
+                yield pickle.load(spool)  # our own spool, written above
+
+        send_in_batches(unspooled())
     return result

@@ -333,42 +333,85 @@ def test_every_kind_of_proposal_autokfp_sends_is_one_gms_takes(churn_sources) ->
                                      "mlModelGroup", "mlModelDeployment"}
 
 
-def test_publishing_takes_the_proposals_a_batch_at_a_time(churn_sources, catalog_home,
-                                                          tmp_path, monkeypatch) -> None:
-    """publish holds one batch of proposals, not every dataset's: each batch goes to the
-    metadata file and then to Lite before the next is made, and the file and Lite end up
-    with every proposal, the file as it is written all at once."""
+def test_publishing_writes_the_whole_file_first_then_sends_a_batch_at_a_time(
+        churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
+    """publish puts the metadata file in place, whole, before anything reaches Lite or GMS,
+    then sends the proposals a batch at a time; it holds one batch, not every dataset's:
+    when a batch reaches Lite, no more proposals made by the caller are alive than that
+    batch (the rest were written out and let go). The file and Lite end up with every
+    proposal, and what was sent is what the file says."""
+    import gc
+    import weakref
+
     from autokfp.catalog import datahub
 
     config, _folder, _db, _frame = churn_sources
     schemas = [d.schema for d in discover(config.sources) if d.ok]
     for schema in schemas:
         schema.urn = schema.urn or datahub.dataset_urn(schema)
-    proposals = [p for schema in schemas for p in metadata_proposals(schema)]
-    assert len(proposals) == 15
     monkeypatch.setattr(datahub, "PUBLISH_BATCH", 4)
-    made, loads = [], []
+    made: list[weakref.ref] = []
+    keys: list[tuple[str, str]] = []
+    loads, sent = [], []
     real_load = datahub.load_into_lite
+    target = tmp_path / "meta" / "crawl.json"
 
     def counting_load(batch, catalog_dir):
         batch = list(batch)
-        loads.append((len(batch), len(made)))
+        gc.collect()
+        alive = sum(ref() is not None for ref in made)
+        loads.append((len(batch), alive, target.read_text() if target.exists() else None))
+        sent.extend(batch)
         return real_load(batch, catalog_dir)
 
-    def produced():
-        for proposal in proposals:
-            made.append(proposal)
-            yield proposal
+    def produced():  # fresh proposals, only weakly referenced here
+        for schema in schemas:
+            for proposal in metadata_proposals(schema):
+                made.append(weakref.ref(proposal))
+                keys.append((proposal.entityUrn, proposal.aspectName))
+                yield proposal
 
     monkeypatch.setattr(datahub, "load_into_lite", counting_load)
-    target = tmp_path / "meta" / "crawl.json"
     result = datahub.publish(produced(), str(target), catalog_home.catalog_dir)
     assert (result.proposals, result.lite_written, result.lite_error) == (15, 15, None)
-    assert [size for size, _ in loads] == [4, 4, 4, 3]
-    # when a batch reaches Lite, at most the next one's first proposal was made after it
-    assert all(made_then <= 4 * (i + 1) + 1 for i, (_, made_then) in enumerate(loads))
-    assert target.read_text() == datahub.metadata_file_text(proposals)
+    assert len(made) == 15
+    assert [size for size, _, _ in loads] == [4, 4, 4, 3]
+    whole = target.read_text()
+    assert [(r["entityUrn"], r["aspectName"]) for r in json.loads(whole)] == keys
+    assert all(text == whole for _, _, text in loads)  # in place, whole, before any send
+    assert all(alive <= 4 for _, alive, _ in loads)
+    assert datahub.metadata_file_text(sent) == whole  # what was sent is what the file says
     for schema in schemas:
         assert read_lite(catalog_home.catalog_dir, schema.urn)["schemaMetadata"]
     assert datahub.publish(iter([]), str(tmp_path / "none.json"), None).proposals == 0
     assert not (tmp_path / "none.json").exists()
+    # without a metadata file: every proposal still counted and sent, a batch at a time
+    loads.clear()
+    sent.clear()
+    result = datahub.publish(produced(), None, catalog_home.catalog_dir)
+    assert (result.proposals, result.lite_written, result.metadata_uri) == (15, 15, None)
+    assert [size for size, _, _ in loads] == [4, 4, 4, 3]
+
+
+def test_a_metadata_file_that_cannot_be_written_sends_nothing(
+        churn_sources, catalog_home, gcs_emulator, monkeypatch) -> None:
+    """The metadata file goes to a bucket that does not exist (the upload fails once the
+    file is staged whole): publish raises the storage error, and neither Lite nor a GMS got
+    any of the proposals."""
+    from autokfp.catalog import datahub
+    from autokfp.errors import StorageError
+
+    config, *_ = churn_sources
+    schemas = [d.schema for d in discover(config.sources) if d.ok]
+    for schema in schemas:
+        schema.urn = schema.urn or datahub.dataset_urn(schema)
+    monkeypatch.setattr(datahub, "PUBLISH_BATCH", 4)
+    with FakeGms(None) as gms:
+        monkeypatch.setenv("DATAHUB_GMS_URL", gms.url)
+        with pytest.raises(StorageError, match="no-such-bucket"):
+            datahub.publish((p for s in schemas for p in metadata_proposals(s)),
+                            "gs://no-such-bucket-h12/metadata/crawl.json",
+                            catalog_home.catalog_dir)
+    assert gms.proposals() == [] and [r for r in gms.requests if r["method"] == "POST"] == []
+    for schema in schemas:
+        assert read_lite(catalog_home.catalog_dir, schema.urn) is None
