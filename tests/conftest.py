@@ -361,7 +361,11 @@ def built_once(tmp_path_factory, name: str, build):
     Under xdist the first worker to ask builds into a folder beside the workers' own
     temporary folders, holding a lock, and pickles the result there; a worker that asks
     later (or waits on the lock meanwhile) loads it. Without xdist, or when the build
-    fails, it is an ordinary session fixture's build."""
+    fails, it is an ordinary session fixture's build.
+
+    The pickle is written to a temporary file and renamed into place, so a worker killed
+    while writing it leaves no result (the next worker builds again); a result that cannot
+    be unpickled all the same (cut short, corrupt) is built again, never a crash."""
     import fcntl
     import pickle
 
@@ -373,7 +377,15 @@ def built_once(tmp_path_factory, name: str, build):
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         result = shared / "result.pickle"
         if result.exists():
-            return pickle.loads(result.read_bytes())
+            try:
+                return pickle.loads(result.read_bytes())
+            except Exception as exc:  # noqa: BLE001 - any unreadable result is rebuilt
+                import warnings
+
+                warnings.warn(f"built_once('{name}'): {result} cannot be read "
+                              f"({type(exc).__name__}: {exc}); building it again",
+                              stacklevel=2)
+                result.unlink()
         folder = shared / "folder"
         if folder.exists():  # a worker's build that failed
             import shutil
@@ -381,7 +393,9 @@ def built_once(tmp_path_factory, name: str, build):
             shutil.rmtree(folder)
         folder.mkdir()
         built = build(folder)
-        result.write_bytes(pickle.dumps(built))
+        temp = shared / f".result.pickle.{os.getpid()}.tmp"
+        temp.write_bytes(pickle.dumps(built))
+        os.replace(temp, result)
         return built
 
 
