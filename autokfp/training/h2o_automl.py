@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,6 +72,12 @@ _RUN_BOUND_PARAMS = frozenset({
     "obj_reg"})  # GLM's is 1 / the rows it was fitted on; its default is that of the refit
 # a node of a remote cluster not heard from for this long counts as lost
 HEARTBEAT_SECS = 10
+# how long a local JVM may take to start by default (engines.h2o.start_timeout_secs): H2O's
+# own 60 s is too short for a CPU-throttled pod or a cold JVM on a busy node (under load ~33
+# a refit's JVM missed it, docs/cluster.md); a JVM that fails exits, and is reported, at once
+START_TIMEOUT_SECS = 300
+# starts tried when another process takes the probed port before the JVM binds it
+PORT_ATTEMPTS = 3
 
 
 class H2OSettings(EngineSettings):
@@ -90,6 +97,11 @@ class H2OSettings(EngineSettings):
         default=MAX_CLUSTER_RESTARTS, ge=0, le=5,
         description="how often a cluster whose JVM dies during training (killed for memory, "
                     "crashed) is restarted to train again within the remaining budget")
+    start_timeout_secs: int = Field(
+        default=START_TIMEOUT_SECS, ge=10, le=3600,
+        description="how long a local H2O JVM may take to start (H2O's own limit is 60 s; a "
+                    "CPU-throttled pod or a cold JVM on a busy node can need minutes). A JVM "
+                    "that fails exits at once and its error is reported, whatever this is")
     include_algos: list[Literal["GLM", "GBM", "DRF", "XGBoost", "DeepLearning",
                                 "StackedEnsemble"]] | None = Field(
         default=None, description="only these algorithms (default: all but DeepLearning)")
@@ -207,21 +219,37 @@ def _record_jvm(h2o: Any) -> None:
 _LAUNCH_LOCK = threading.Lock()
 
 
+@dataclass
+class _Launch:
+    """What one JVM launch left behind: its process and the files h2o sent its output to."""
+
+    process: Any = None
+    stdout: str = ""
+    stderr: str = ""
+    began: float = field(default_factory=time.monotonic)
+
+
 @contextmanager
-def _jvm_dies_with_this_thread() -> Iterator[None]:
-    """While open, a JVM ``h2o.init`` starts is SIGKILLed by the kernel when the thread that
-    started it ends (``lifeline.dies_with_parent``): a training process killed outright
-    (``kill -9``, the out-of-memory killer, a timeout's kill of pytest) cannot leave its
-    JVM running, which H2O starts in a session of its own with nothing watching its parent.
+def _launching_jvm(start_timeout_secs: float) -> Iterator[_Launch]:
+    """While open, ``h2o.init`` waits up to ``start_timeout_secs`` for its JVM to start, and
+    the JVM it launches is SIGKILLed by the kernel when the thread that started it ends
+    (``lifeline.dies_with_parent``): a training process killed outright (``kill -9``, the
+    out-of-memory killer, a timeout's kill of pytest) cannot leave its JVM running, which
+    H2O starts in a session of its own with nothing watching its parent. The yielded
+    ``_Launch`` gets the JVM's process and log files, so a failed start can be told apart
+    from a slow one (``_start_failure``).
 
     h2o launches the JVM with ``subprocess.Popen(..., preexec_fn=os.setsid)`` in
-    ``h2o.backend.server``; that module's ``subprocess`` is swapped for one whose ``Popen``
-    adds the request after h2o's own ``setsid``, for the block only."""
+    ``h2o.backend.server`` and waits for it for ``H2OLocalServer._TIME_TO_START`` seconds
+    (60, not a parameter of ``h2o.init``); for the block only, that module's
+    ``subprocess`` is swapped for one whose ``Popen`` adds the request after h2o's own
+    ``setsid`` and notes the launch, and the wait is set to ``start_timeout_secs``."""
     from h2o.backend import server
 
     from autokfp.lifeline import dies_with_parent
 
     real = server.subprocess
+    launch = _Launch()
 
     class _Launcher:
         def __getattr__(self, name: str) -> Any:
@@ -229,14 +257,98 @@ def _jvm_dies_with_this_thread() -> Iterator[None]:
 
         @staticmethod
         def Popen(*args: Any, preexec_fn: Any = None, **kwargs: Any) -> Any:  # noqa: N802
-            return real.Popen(*args, preexec_fn=dies_with_parent(then=preexec_fn), **kwargs)
+            launch.stdout = str(getattr(kwargs.get("stdout"), "name", "") or "")
+            launch.stderr = str(getattr(kwargs.get("stderr"), "name", "") or "")
+            launch.began = time.monotonic()
+            launch.process = real.Popen(*args, preexec_fn=dies_with_parent(then=preexec_fn),
+                                        **kwargs)
+            return launch.process
 
     with _LAUNCH_LOCK:
+        limit = server.H2OLocalServer._TIME_TO_START
         server.subprocess = _Launcher()
+        server.H2OLocalServer._TIME_TO_START = start_timeout_secs
         try:
-            yield
+            yield launch
         finally:
             server.subprocess = real
+            server.H2OLocalServer._TIME_TO_START = limit
+
+
+# the lines of a JVM's output that say why it stopped: H2O's own FATAL/ERRR log lines, and
+# what the JVM itself prints when it cannot start (bad options, no memory, no such class)
+_CAUSE_LINE = re.compile(r"\b(FATAL|ERRR)\b|Error|Exception|Could not|Invalid|Unrecognized|"
+                         r"[Nn]o such|not available|denied", re.ASCII)
+_H2O_LOG_PREFIX = re.compile(r"^\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+\s+\d+\s+\S+\s+")
+# H2O refuses a -port that another process took between our probe and its bind
+_PORT_TAKEN = re.compile(r"required ports? .* not available")
+
+
+def _log_lines(path: str, limit: int = 200) -> list[str]:
+    """The last ``limit`` non-empty lines of a JVM log file ([] when there is none)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = [line.rstrip() for line in handle if line.strip()]
+    except OSError:
+        return []
+    return [_H2O_LOG_PREFIX.sub("", line) for line in lines[-limit:]]
+
+
+def _start_cause(launch: _Launch) -> str:
+    """Why a JVM that exited did so, from its stderr then its stdout (its last lines when no
+    line names an error), at most 3 lines."""
+    found: list[str] = []
+    for path in (launch.stderr, launch.stdout):
+        for line in _log_lines(path):
+            if _CAUSE_LINE.search(line) and " INFO " not in f" {line} " and line not in found:
+                found.append(line)
+    if not found:
+        found = (_log_lines(launch.stderr, 3) + _log_lines(launch.stdout, 3))[-3:]
+    return " | ".join(line[:300] for line in found[-3:]) or "it printed nothing"
+
+
+@dataclass
+class _StartFailure:
+    """Why a local cluster did not start: ``error`` to raise, or a port race to retry."""
+
+    error: TrainingError
+    port_taken: bool = False
+
+
+def _start_failure(exc: BaseException, launch: _Launch, name: str, limit: float,
+                   max_mem_size: str) -> _StartFailure:
+    """Tell a JVM that is still starting (slow: raise the limit) from one that failed (its
+    log says why) or never ran (no Java), for the error a failed start raises."""
+    process = launch.process
+    seconds = time.monotonic() - launch.began
+    if process is None:  # h2o gave up before launching: no Java, or not a usable one
+        return _StartFailure(TrainingError(
+            f"could not start a local H2O cluster: {type(exc).__name__}: {exc}. H2O needs Java "
+            "17 on the PATH (or in H2O_JAVA_HOME / JAVA_HOME)"))
+    code = process.poll()
+    if code is None:
+        progress = _log_lines(launch.stdout, 1) or _log_lines(launch.stderr, 1)
+        if "wasn't able to start" in str(exc):
+            return _StartFailure(TrainingError(
+                f"the local H2O JVM (cloud {name}) was still starting after {seconds:.0f}s, the "
+                f"start limit engines.h2o.start_timeout_secs ({limit:g}s), and was stopped; it "
+                "had not failed, a slow node (a CPU-throttled pod, a cold JVM on a busy "
+                "machine) only needs longer: raise engines.h2o.start_timeout_secs, or the "
+                "task's CPU request. The JVM's last log line: "
+                + (progress[0][:300] if progress else "none yet (Java itself was still loading)")))
+        return _StartFailure(TrainingError(
+            f"the local H2O JVM (cloud {name}) started but h2o could not connect to it: "
+            f"{type(exc).__name__}: {exc}"))
+    cause = _start_cause(launch)
+    hint = ""
+    if re.search(r"heap|memory|Could not reserve", cause, re.IGNORECASE):
+        hint = (f"; its heap is engines.h2o.max_mem_size ({max_mem_size}): lower it, or raise "
+                "the task's memory above it")
+    elif "Java Virtual Machine" in cause or "Unrecognized" in cause:
+        hint = "; check the Java installation (Java 17; H2O_JAVA_HOME or JAVA_HOME)"
+    return _StartFailure(TrainingError(
+        f"the local H2O JVM (cloud {name}) failed to start: it exited with code {code} after "
+        f"{seconds:.0f}s; its log says: {cause}{hint}"), port_taken=bool(_PORT_TAKEN.search(cause)))
 
 
 def _cluster_died(exc: BaseException, jvm_gone: bool = False) -> bool:
@@ -290,15 +402,24 @@ class H2OCluster:
     ``name`` is its cloud name once started. When the block is left no JVM of the cloud runs
     any more (shut down, or killed), and ``died`` says whether the JVM was already gone when
     the block ended with an error (killed for memory, crashed).
+
+    The JVM gets ``start_timeout_secs`` to start (``engines.h2o.start_timeout_secs``). A
+    start is tried again only when another process took its port in the meantime; a JVM
+    that was still starting at the limit, or that failed, is not (another try would wait
+    as long again, or fail the same way): the TrainingError says which, with the JVM's own
+    log line and the setting to change.
     """
 
-    def __init__(self, nthreads: int, max_mem_size: str):
+    def __init__(self, nthreads: int, max_mem_size: str,
+                 start_timeout_secs: float = START_TIMEOUT_SECS):
         self.nthreads = nthreads
         self.max_mem_size = max_mem_size
+        self.start_timeout_secs = start_timeout_secs
         self.name = ""
         self.died = False
+        self.start_seconds = 0.0  # how long the JVM that runs took to start
         # set once the block is left: the thread that started the JVM (``WarmCluster``) may
-        # end then (the JVM dies with the thread that launched it: _jvm_dies_with_this_thread)
+        # end then (the JVM dies with the thread that launched it: _launching_jvm)
         self.released = threading.Event()
 
     def __enter__(self) -> H2OCluster:
@@ -307,24 +428,34 @@ class H2OCluster:
         if self.name:  # started already (``WarmCluster``): this block takes it over
             return self
         h2o.no_progress()
-        last_error: Exception | None = None
-        for _ in range(3):  # a port can be taken between probing and binding: retry
+        failure: _StartFailure | None = None
+        for _ in range(PORT_ATTEMPTS):
             # A fresh cloud name per attempt: a JVM of a failed attempt that is still starting
             # would otherwise be joined by the next one, and both would exit.
             name = f"autokfp-{uuid.uuid4().hex[:8]}"
+            launch = _Launch()
             try:
-                with _jvm_dies_with_this_thread():
+                with _launching_jvm(self.start_timeout_secs) as launch:
                     h2o.init(ip="127.0.0.1", port=_free_port(), name=name,
                              nthreads=self.nthreads, max_mem_size=self.max_mem_size,
                              verbose=False, strict_version_check=False)
                 _record_jvm(h2o)
                 self.name = name
+                self.start_seconds = round(time.monotonic() - launch.began, 2)
+                log.info("local H2O cluster %s started in %.1fs (limit %gs)", name,
+                         self.start_seconds, self.start_timeout_secs)
                 return self
             except Exception as exc:  # noqa: BLE001 - h2o raises plain exceptions
-                last_error = exc
+                failure = _start_failure(exc, launch, name, self.start_timeout_secs,
+                                         self.max_mem_size)
                 _kill_cloud(name)
+                if not failure.port_taken:
+                    raise failure.error from None
+                log.info("the port of H2O cluster %s was taken meanwhile; starting on another",
+                         name)
                 time.sleep(1)
-        raise TrainingError(f"could not start a local H2O cluster (Java 17 must be installed): {last_error}")
+        assert failure is not None
+        raise failure.error from None
 
     def load(self, frame: pd.DataFrame | FeatureFile, column_types: dict[str, str]) -> Any:
         """The training frame on the cluster, imported by the JVM (on this machine) itself
@@ -381,15 +512,17 @@ class WarmCluster:
     model where a warm one built 4, docs/training.md), and its start (6-13 s) is wall time.
 
     ``take()`` stops the warm-up (no further throwaway model starts), waits for the start
-    and the model under way, and hands over the running cluster (None when it failed to
-    start: the caller starts one as before); ``discard()`` shuts down a cluster nobody
+    and the model under way, and hands over the running cluster (raising the TrainingError
+    of a start that timed out or failed, which a second start would repeat; None after an
+    unexpected error: the caller starts one as before); ``discard()`` shuts down a cluster nobody
     took. ``seconds`` holds the start, the warm-up (``warm_models``: how many ran) and how
     long the caller waited. The JVM is killed by the kernel when the thread that launched
-    it ends (``_jvm_dies_with_this_thread``), so the thread lives on, idle, until the
+    it ends (``_launching_jvm``), so the thread lives on, idle, until the
     cluster's block is left (``H2OCluster.released``)."""
 
-    def __init__(self, nthreads: int, max_mem_size: str):
-        self.cluster: H2OCluster | None = H2OCluster(nthreads, max_mem_size)
+    def __init__(self, nthreads: int, max_mem_size: str,
+                 start_timeout_secs: float = START_TIMEOUT_SECS):
+        self.cluster: H2OCluster | None = H2OCluster(nthreads, max_mem_size, start_timeout_secs)
         self.error: BaseException | None = None
         self.seconds: dict[str, float] = {}
         self._begun = time.monotonic()
@@ -427,6 +560,10 @@ class WarmCluster:
         # what of the start and warm-up ran while the caller prepared its data
         self.seconds["overlapped"] = round(waiting - self._begun, 2)
         cluster, self.cluster = self.cluster, None
+        if isinstance(self.error, TrainingError):
+            # a JVM still starting at the limit, or one that failed: a second start would
+            # wait as long again, or fail the same way (H2OCluster retries port races itself)
+            raise self.error
         if self.error is not None:
             log.warning("the early H2O cluster did not start (%s: %s); starting one now",
                         type(self.error).__name__, self.error)
@@ -783,7 +920,8 @@ class H2OAutoMLEngine:
             taken = warm.take()
             if taken is not None:
                 return taken
-        return H2OCluster(budget.nthreads, self.settings.max_mem_size)
+        return H2OCluster(budget.nthreads, self.settings.max_mem_size,
+                          self.settings.start_timeout_secs)
 
     @contextmanager
     def warm_start(self, budget: Any) -> Iterator[None]:
@@ -794,7 +932,8 @@ class H2OAutoMLEngine:
         if self.cluster is not None or not self.settings.warm_start:
             yield
             return
-        self._warm = WarmCluster(budget.nthreads, self.settings.max_mem_size)
+        self._warm = WarmCluster(budget.nthreads, self.settings.max_mem_size,
+                                 self.settings.start_timeout_secs)
         try:
             yield
         finally:

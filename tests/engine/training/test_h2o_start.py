@@ -1,0 +1,161 @@
+"""Starting a local H2O JVM: a slow start is waited for (``engines.h2o.start_timeout_secs``,
+not H2O's fixed 60 s), a JVM still starting at the limit is reported as slow and not retried,
+and one that fails is reported at once with what its log says.
+
+H2O is pointed at a ``java`` of the test's through its documented ``H2O_JAVA_HOME``: a
+wrapper that counts the JVM launches and then runs the real Java, after a delay (a slow
+node), never (a start that outlasts the limit), or with an option the real JVM refuses (a
+JVM that fails). Only the first test starts a real H2O (one JVM, ~10-20 s here).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autokfp.errors import TrainingError
+from autokfp.training.h2o_automl import H2OCluster, WarmCluster, wait_for_shutdowns
+
+REAL_JAVA = shutil.which("java")
+pytestmark = pytest.mark.skipif(REAL_JAVA is None, reason="H2O needs Java")
+
+# what the wrapper does to the JVM launch (h2o's own ``java -version`` check passes through)
+SLOW = "time.sleep(float(os.environ['AUTOKFP_TEST_JAVA_DELAY']))"
+NEVER = "time.sleep(3600)"
+BAD_OPTION = "args.insert(0, '-XX:+AutokfpNoSuchOption')"
+
+
+def _java_home(tmp_path: Path, launch: str) -> tuple[Path, Path]:
+    """A Java home whose ``bin/java`` runs ``launch`` before the real java, for H2O's
+    launches only; the file that counts them."""
+    home, launches = tmp_path / "java-home", tmp_path / "launches"
+    (home / "bin").mkdir(parents=True)
+    wrapper = home / "bin" / "java"
+    wrapper.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys, time\n"
+        "args = sys.argv[1:]\n"
+        "if '-jar' in args:\n"
+        f"    with open({str(launches)!r}, 'a') as handle:\n"
+        "        handle.write('launch\\n')\n"
+        f"    {launch}\n"
+        f"os.execv({REAL_JAVA!r}, [{REAL_JAVA!r}] + args)\n")
+    wrapper.chmod(0o755)
+    return home, launches
+
+
+def _launched(launches: Path) -> int:
+    return len(launches.read_text().splitlines()) if launches.exists() else 0
+
+
+def _running(home: Path) -> list[int]:
+    """Processes still running the wrapper (a launch that was not stopped)."""
+    wanted = str(home).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if wanted in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.slow
+def test_a_slow_jvm_start_succeeds_within_the_configured_wait(tmp_path, monkeypatch) -> None:
+    import h2o
+    from h2o.backend.server import H2OLocalServer
+
+    home, launches = _java_home(tmp_path, SLOW)
+    monkeypatch.setenv("H2O_JAVA_HOME", str(home))
+    monkeypatch.setenv("AUTOKFP_TEST_JAVA_DELAY", "8")
+    with H2OCluster(nthreads=1, max_mem_size="512M", start_timeout_secs=300) as cluster:
+        assert h2o.cluster().cloud_healthy
+        assert h2o.cluster().cloud_name == cluster.name
+        # the JVM took the delay and its own start: waited for, in one launch
+        assert cluster.start_seconds >= 8, cluster.start_seconds
+        assert _launched(launches) == 1
+        assert H2OLocalServer._TIME_TO_START == 60  # h2o's own limit, for others, untouched
+    wait_for_shutdowns()
+    # the same slow start with a limit it cannot meet is the error of the next test: the
+    # wait is the configured one
+    monkeypatch.setenv("AUTOKFP_TEST_JAVA_DELAY", "30")
+    started = time.monotonic()
+    with pytest.raises(TrainingError, match="was still starting"):
+        with H2OCluster(nthreads=1, max_mem_size="512M", start_timeout_secs=4):
+            pass
+    assert time.monotonic() - started < 20
+    assert _launched(launches) == 2
+    assert not _running(home)
+
+
+def test_a_jvm_still_starting_at_the_limit_is_reported_as_slow_and_not_retried(
+        tmp_path, monkeypatch) -> None:
+    from h2o.backend.server import H2OLocalServer
+
+    home, launches = _java_home(tmp_path, NEVER)
+    monkeypatch.setenv("H2O_JAVA_HOME", str(home))
+    started = time.monotonic()
+    with pytest.raises(TrainingError) as raised:
+        with H2OCluster(nthreads=1, max_mem_size="512M", start_timeout_secs=3):
+            pass
+    seconds = time.monotonic() - started
+    message = str(raised.value)
+    assert "was still starting after 3s" in message, message
+    assert "raise engines.h2o.start_timeout_secs" in message, message
+    assert "had not failed" in message
+    # one launch, waited for 3 s, stopped: no second and third try of 3 s each
+    assert _launched(launches) == 1
+    assert seconds < 15, seconds
+    assert not _running(home)
+    assert H2OLocalServer._TIME_TO_START == 60
+
+
+def test_a_jvm_that_fails_is_reported_at_once_with_its_cause(tmp_path, monkeypatch) -> None:
+    home, launches = _java_home(tmp_path, BAD_OPTION)
+    monkeypatch.setenv("H2O_JAVA_HOME", str(home))
+    started = time.monotonic()
+    with pytest.raises(TrainingError) as raised:
+        with H2OCluster(nthreads=1, max_mem_size="512M", start_timeout_secs=300):
+            pass
+    message = str(raised.value)
+    # the real JVM's own words, not "wasn't able to start in 300 seconds"
+    assert "failed to start: it exited with code 1" in message, message
+    assert "Unrecognized VM option 'AutokfpNoSuchOption'" in message, message
+    assert "check the Java installation" in message
+    assert "still starting" not in message
+    assert _launched(launches) == 1  # not retried blindly
+    assert time.monotonic() - started < 60  # well before the 300 s limit
+    assert not _running(home)
+
+
+def test_the_warm_start_does_not_start_a_second_jvm_after_a_start_that_timed_out(
+        tmp_path, monkeypatch) -> None:
+    home, launches = _java_home(tmp_path, NEVER)
+    monkeypatch.setenv("H2O_JAVA_HOME", str(home))
+    warm = WarmCluster(nthreads=1, max_mem_size="512M", start_timeout_secs=3)
+    with pytest.raises(TrainingError, match="was still starting"):
+        warm.take()
+    warm.discard()
+    assert _launched(launches) == 1
+    assert not _running(home)
+
+
+def test_the_start_limit_is_a_setting_with_a_default_for_slow_pods() -> None:
+    from pydantic import ValidationError
+
+    from autokfp.config import BudgetSpec
+    from autokfp.training.h2o_automl import START_TIMEOUT_SECS, H2OAutoMLEngine, H2OSettings
+
+    assert H2OSettings().start_timeout_secs == START_TIMEOUT_SECS == 300
+    with pytest.raises(ValidationError, match="start_timeout_secs"):
+        H2OSettings(start_timeout_secs=5)
+    # the engine's clusters (training, refit, warm start) get the setting (none is started)
+    engine = H2OAutoMLEngine(H2OSettings(start_timeout_secs=900, warm_start=False))
+    cluster = engine._new_cluster(BudgetSpec(max_runtime_secs=10, nthreads=1))
+    assert isinstance(cluster, H2OCluster) and cluster.start_timeout_secs == 900
