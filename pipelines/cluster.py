@@ -121,6 +121,16 @@ def configure_training_task(task, options: ClusterOptions, name: str | None = No
     return task
 
 
+def configure_refit_task(task, options: ClusterOptions, name: str | None = None):
+    """A task that trains again on the CPU (``refit_model``: the gated configuration fitted
+    on every labelled row, twice): the training task's CPU and memory, no GPU. On an
+    ordinary task's 1 CPU and 4G the H2O JVM (4G heap by default, on top of Python) would be
+    killed for memory or start and fit several times slower than the search did."""
+    configure_task(task, options, name=name)
+    task.set_cpu_request(options.training_cpu).set_memory_request(options.training_memory)
+    return task
+
+
 def built_on_first_use(namespace: dict[str, Any], name: str,
                        build: Callable[[], Any]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A pipeline module's ``__getattr__`` and ``__dir__`` (PEP 562) that build its pipeline

@@ -33,6 +33,7 @@ from autokfp.components import (
 from autokfp.pipelines.cluster import (
     ClusterOptions,
     built_on_first_use,
+    configure_refit_task,
     configure_task,
     configure_training_task,
 )
@@ -136,11 +137,12 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
         # the gate passed: on a small table the same configuration is fitted again on every
         # labelled row (test rows too) and served; the gated package stays inside it for the
         # next run's gate (training.refit_for_serving)
-        refitted = configure_task(refit_model(config=config, model=bias.outputs["checked_model"],
-                                              evaluation=evaluated.outputs["evaluation"],
-                                              train=features.outputs["train"],
-                                              test=features.outputs["test"]), options,
-                                  name="refit on every labelled row")
+        # (it trains: the training task's CPU and memory, on the CPU)
+        refitted = configure_refit_task(refit_model(config=config, model=bias.outputs["checked_model"],
+                                                    evaluation=evaluated.outputs["evaluation"],
+                                                    train=features.outputs["train"],
+                                                    test=features.outputs["test"]), options,
+                                        name="refit on every labelled row")
         # what is explained is what serves: the refit when there is one
         explained = configure_task(explain_model(config=config,
                                                  model=refitted.outputs["served_model"],

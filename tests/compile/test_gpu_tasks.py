@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from autokfp.edge.compilation import compile_all
+from autokfp.pipelines.cluster import ClusterOptions
 from autokfp.settings import image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +83,29 @@ def test_every_training_task_asks_for_a_gpu_in_the_gpu_image_on_gpu_nodes(defaul
                 assert container["image"] == image("runtime"), where
                 assert "nodeSelector" not in k8s and "tolerations" not in k8s, where
         assert trains == (1 if pipeline in TRAINING_PIPELINES else 0), pipeline
+
+
+@pytest.mark.parametrize("specs", ["default_specs", "cpu_only_specs"])
+def test_the_refit_task_gets_the_training_task_s_cpu_and_memory_without_a_gpu(
+        specs, request) -> None:
+    """The refit trains again (twice, an H2O JVM with a 4G heap by default): on an ordinary
+    task's 1 CPU and 4G it would be killed for memory, or start and fit far slower."""
+    options = ClusterOptions()
+    assert (options.training_cpu, options.training_memory) != (options.task_cpu,
+                                                               options.task_memory)
+    for pipeline in TRAINING_PIPELINES:
+        executors = _executors(request.getfixturevalue(specs)[pipeline])
+        by_function: dict[str, list[dict]] = {}
+        for function, container, _k8s in executors.values():
+            by_function.setdefault(function, []).append(container)
+        (train,), (refit,) = by_function["train_model"], by_function["refit_model"]
+        for key in ("resourceCpuRequest", "resourceMemoryRequest"):
+            assert refit["resources"][key] == train["resources"][key], (pipeline, key)
+        assert refit["resources"]["resourceCpuRequest"] == options.training_cpu
+        assert refit["resources"]["resourceMemoryRequest"] == options.training_memory
+        # on the CPU, in the runtime image (it refits small tables only)
+        assert "accelerator" not in refit["resources"], pipeline
+        assert refit["image"] == image("runtime"), pipeline
 
 
 def test_the_gpu_image_is_what_the_build_script_makes_by_default() -> None:
