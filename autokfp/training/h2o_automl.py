@@ -53,6 +53,22 @@ MAX_CLUSTER_RESTARTS = 1
 # cross-validation folds when engines.h2o.nfolds is unset: fewer under a small budget
 SMALL_BUDGET_FOLDS = 3
 FOLDS_BUDGET_SECS = 300
+# H2O AutoML's own choice between k-fold cross-validation and blending when its nfolds is
+# left at -1 (3.46, ``AutoML.validateModelValidation``): blending once predictors x rows /
+# (max_runtime_secs x the cluster's threads) exceeds this. Cross-validation costs every model
+# k + 1 fits; on a table that large for the budget the models are cut short (diamonds, 40,455
+# rows, 60 s: 3-fold CV left the GBMs 1-7 s and CV RMSE 1,700-3,998, blending 23-26 s and
+# 548-586). H2O skips the rule (and cross-validates) whenever the CV predictions are to be
+# kept, so autokfp applies it itself.
+BLENDING_CELLS_PER_THREAD_SEC = 2064
+# blending mode: the shares of the training rows held out (seeded, by row) as the validation
+# rows (early stopping, the leaderboard, and the leader's out-of-sample predictions) and the
+# blending rows (the stacked ensembles' metalearner): H2O's own 70/10/20
+VALIDATION_SHARE = 0.10
+BLENDING_SHARE = 0.20
+# the column that marks each row's part in blending mode (not a predictor)
+PART_COLUMN = "__autokfp_part__"
+PART_TRAIN, PART_VALID, PART_BLEND = 0, 1, 2
 SORT_METRICS = {"auc": "AUC", "logloss": "logloss", "accuracy": "logloss", "f1": "AUC",
                 "rmse": "RMSE", "mae": "MAE", "r2": "RMSE"}
 MOJO_FILE = "model.zip"
@@ -105,6 +121,16 @@ class H2OSettings(EngineSettings):
     include_algos: list[Literal["GLM", "GBM", "DRF", "XGBoost", "DeepLearning",
                                 "StackedEnsemble"]] | None = Field(
         default=None, description="only these algorithms (default: all but DeepLearning)")
+    validation: Literal["auto", "cross_validation", "blending"] = Field(
+        default="auto",
+        description="how AutoML's models are validated: 'cross_validation' (k folds, every "
+                    "model fitted k + 1 times; the leader's out-of-fold predictions over every "
+                    "training row), 'blending' (one fit per model; 10% of the rows held out "
+                    "for early stopping, the leaderboard and the leader's out-of-sample "
+                    "predictions, 20% for the stacked ensembles), or 'auto': H2O AutoML's own "
+                    "rule, blending when the table is too large for cross-validation within "
+                    "the budget (predictors x rows / (seconds x threads) > 2064), else "
+                    "cross-validation. A set nfolds means cross_validation under 'auto'")
     warm_start: bool = Field(
         default=True,
         description="start the local H2O cluster, and warm it with a few throwaway models, "
@@ -117,6 +143,25 @@ class H2OSettings(EngineSettings):
         if self.nfolds is not None:
             return self.nfolds
         return SMALL_BUDGET_FOLDS if max_runtime_secs < FOLDS_BUDGET_SECS else 5
+
+    def blends(self, rows: int, predictors: int, max_runtime_secs: float, threads: int) -> bool:
+        """Whether AutoML validates by blending (one fit per model, held-out rows) rather than
+        k-fold cross-validation: ``validation``, or under 'auto' H2O AutoML's own rule."""
+        if self.validation != "auto":
+            return self.validation == "blending"
+        if self.nfolds is not None:
+            return False
+        return too_large_to_cross_validate(rows, predictors, max_runtime_secs, threads)
+
+
+def too_large_to_cross_validate(rows: int, predictors: int, max_runtime_secs: float,
+                                threads: int) -> bool:
+    """H2O AutoML's rule for its default (``nfolds=-1``): a table whose predictors x rows per
+    second of budget and cluster thread exceed ``BLENDING_CELLS_PER_THREAD_SEC`` is blended,
+    not cross-validated."""
+    if max_runtime_secs <= 0:
+        return False
+    return rows * predictors / (max_runtime_secs * max(1, threads)) > BLENDING_CELLS_PER_THREAD_SEC
 
 
 def gpu_available() -> bool:
@@ -971,10 +1016,19 @@ class H2OAutoMLEngine:
         timings["total"] = round(time.monotonic() - begun, 2)
         board, leader_id, algo, cv, oof = run["board"], run["leader"], run["algo"], run["cv"], run["oof"]
         nfolds, automl_secs, elapsed = run["nfolds"], run["automl_secs"], run["elapsed"]
+        positions = run["positions"]
+        if nfolds:
+            cv_method = f"{nfolds}-fold cross-validation of the leader"
+        else:
+            cv_method = (f"blending: the leader on {len(positions)} held-out validation rows "
+                         f"({VALIDATION_SHARE:.0%}, seed {budget.seed}; the table is too large "
+                         "to cross-validate within the budget)")
         board.to_csv(workdir / "leaderboard.csv", index=False)
         info = {"engine": self.name, "leader": leader_id, "algo": algo, "device": device,
                 "h2o_version": h2o.__version__, "train_seconds": round(elapsed, 2),
                 "features": list(features.columns), "categorical": categorical, "nfolds": nfolds,
+                "validation": "blending" if positions is not None else "cross_validation",
+                "fitted_rows": run["fitted_rows"],
                 "automl_secs": automl_secs, "seconds": timings,
                 "warm_start": self._warm_seconds or None,
                 "cluster_restarts": len(deaths), "cluster_deaths": deaths}
@@ -983,9 +1037,11 @@ class H2OAutoMLEngine:
                  timings)
         return EngineResult(
             engine=self.name, artifact_dir=workdir, leader=leader_id, leaderboard=board,
-            cv_metrics=cv, device=device, holdout=_holdout_scores(oof, task, classes, len(target)),
+            cv_metrics=cv, device=device,
+            holdout=_holdout_scores(oof, task, classes, len(target), positions),
+            fitted_rows=run["fitted_rows"],
             params={"max_runtime_secs": budget.max_runtime_secs, "automl_secs": automl_secs,
-                    "cv_method": f"{nfolds}-fold cross-validation of the leader",
+                    "cv_method": cv_method,
                     "max_models": settings.max_models,
                     "nfolds": nfolds, "seed": budget.seed, "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
                     "leader_algo": algo, "models_trained": len(board),
@@ -1071,20 +1127,37 @@ class H2OAutoMLEngine:
         h2o_frame = cluster.load(frame, column_types)
         timings["upload"] = round(time.monotonic() - mark, 2)
         settings = self.settings
-        nfolds = min(folds, max(2, len(frame) // 10))
-        if nfolds < folds:
-            log.warning("only %d training rows: H2O uses %d folds instead of engines.h2o.nfolds=%d",
-                        len(frame), nfolds, folds)
         # the budget, not a model count, ends the search (max_models is an optional cap)
         automl_secs = max(MIN_AUTOML_SECS, int(round(budget.max_runtime_secs - searched)))
+        threads = _cluster_threads()
+        parts: _Parts | None = None
+        if settings.blends(len(frame), len(features.columns), automl_secs, threads):
+            mark = time.monotonic()
+            parts = _blending_parts(h2o_frame, len(frame), budget.seed)
+            timings["split"] = round(time.monotonic() - mark, 2)
+            nfolds = 0
+            log.info("H2O AutoML validates by blending (%d rows x %d predictors for %ss on %d "
+                     "threads is too large to cross-validate: every model would be fitted k + 1 "
+                     "times): %d rows train, %d validate, %d blend", len(frame),
+                     len(features.columns), automl_secs, threads, parts.rows[PART_TRAIN],
+                     parts.rows[PART_VALID], parts.rows[PART_BLEND])
+            frames = {"training_frame": parts.train, "validation_frame": parts.valid,
+                      "blending_frame": parts.blend, "leaderboard_frame": parts.valid}
+        else:
+            nfolds = min(folds, max(2, len(frame) // 10))
+            if nfolds < folds:
+                log.warning("only %d training rows: H2O uses %d folds instead of "
+                            "engines.h2o.nfolds=%d", len(frame), nfolds, folds)
+            frames = {"training_frame": h2o_frame}
         common = {"seed": budget.seed, "nfolds": nfolds,
                   "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
-                  # the leader's out-of-fold scores: CV spread and calibration
-                  "keep_cross_validation_predictions": True, "verbosity": None}
+                  # the leader's out-of-fold scores: CV spread and calibration (blending: its
+                  # predictions of the validation rows instead)
+                  "keep_cross_validation_predictions": parts is None, "verbosity": None}
 
         def run(automl: Any) -> Any:
             cluster.run_job(automl, lambda: automl.train(
-                x=list(features.columns), y=response, training_frame=h2o_frame))
+                x=list(features.columns), y=response, **frames))
             return automl
 
         started = time.monotonic()
@@ -1108,7 +1181,7 @@ class H2OAutoMLEngine:
                                 "raise budget.max_runtime_secs")
         mark = time.monotonic()
         board_frame = _leaderboard(cluster, automl, features, target, response, h2o_frame, task,
-                                   nfolds, budget, sort_metric, settings.include_algos)
+                                   nfolds, budget, sort_metric, settings.include_algos, parts)
         fallback_secs = 0.0
         if board_frame.nrows > automl.leaderboard.nrows:
             fallback_secs = time.monotonic() - mark
@@ -1117,14 +1190,23 @@ class H2OAutoMLEngine:
         leader_id, _mojo = self._export_first_exportable(board, workdir)
         leader = h2o.get_model(leader_id)
         _write_recipe(leader, workdir)
-        cv = _cv_metrics(leader, task)
-        # out-of-fold scores, fetched once: the CV spread and the calibration use them
-        oof = _holdout_predictions(leader, task, classes)
-        cv.update(_cv_spread(leader, sort_metric, task, target, classes, budget.seed, oof))
+        cv = _cv_metrics(leader, task, parts)
+        # out-of-fold scores (blending: of the validation rows), fetched once: the CV spread
+        # and the calibration use them
+        positions = None if parts is None else parts.valid_positions
+        oof = (_holdout_predictions(leader, task, classes) if parts is None
+               else _validation_predictions(leader, parts.valid, task, classes))
+        truth = target if positions is None else target.iloc[positions].reset_index(drop=True)
+        cv.update(_cv_spread(leader, sort_metric, task, truth, classes, budget.seed, oof,
+                             per_fold=parts is None))
         timings["export"] = round(time.monotonic() - started - elapsed - fallback_secs, 2)
+        fitted = None
+        if parts is not None:  # what the leader learnt from (an ensemble: its blending rows too)
+            fitted = parts.rows[PART_TRAIN] + (
+                parts.rows[PART_BLEND] if leader.algo == "stackedensemble" else 0)
         return {"board": board, "leader": leader_id, "algo": leader.algo, "cv": cv, "oof": oof,
-                "nfolds": nfolds, "automl_secs": automl_secs, "elapsed": elapsed,
-                "timings": timings}
+                "positions": positions, "fitted_rows": fitted, "nfolds": nfolds,
+                "automl_secs": automl_secs, "elapsed": elapsed, "timings": timings}
 
     @staticmethod
     def _export_first_exportable(board: pd.DataFrame, workdir: Path) -> tuple[str, Path]:
@@ -1222,7 +1304,8 @@ def _no_better_than_baseline(cv: dict[str, float], task: str, target: pd.Series)
 
 def _leaderboard(cluster: Any, automl: Any, features: pd.DataFrame | FeatureFile,
                  target: pd.Series, response: str, h2o_frame: Any, task: str, nfolds: int,
-                 budget: Any, sort_metric: str, include_algos: list[str] | None) -> Any:
+                 budget: Any, sort_metric: str, include_algos: list[str] | None,
+                 parts: _Parts | None = None) -> Any:
     """AutoML's leaderboard (an H2OFrame, every column). When its leader is no better than
     the mean or the class prior in cross-validation, every model was cut short (on a loaded
     node: a GLM at its first, intercept-only penalty, trees stopped before their first
@@ -1232,7 +1315,7 @@ def _leaderboard(cluster: Any, automl: Any, features: pd.DataFrame | FeatureFile
     import h2o
 
     board = h2o.automl.get_leaderboard(automl, extra_columns="ALL")
-    cv = _cv_metrics(automl.leader, task)
+    cv = _cv_metrics(automl.leader, task, parts)
     if not _no_better_than_baseline(cv, task, target) or (
             include_algos is not None and "GBM" not in include_algos):
         return board
@@ -1240,31 +1323,95 @@ def _leaderboard(cluster: Any, automl: Any, features: pd.DataFrame | FeatureFile
                 "training one GBM with H2O's defaults (at most %ss) to stand beside it",
                 automl.leader.model_id, "mean" if task == "regression" else "class prior", cv,
                 budget.max_runtime_secs)
-    fallback = _fallback_gbm(cluster, features, response, h2o_frame, nfolds, budget)
-    # (a row's prediction time needs a leaderboard frame, which this search has none of)
+    fallback = _fallback_gbm(cluster, features, response, h2o_frame, nfolds, budget, parts)
+    # (a row's prediction time needs a leaderboard frame, which a cross-validated search has
+    # none of)
     return h2o.make_leaderboard([automl, fallback],
+                                leaderboard_frame=None if parts is None else parts.valid,
                                 sort_metric=SORT_METRICS.get(sort_metric, "AUTO"),
                                 extra_columns=["training_time_ms", "algo"])
 
 
 def _fallback_gbm(cluster: Any, features: pd.DataFrame | FeatureFile, response: str,
-                  h2o_frame: Any, nfolds: int, budget: Any) -> Any:
-    """One GBM with H2O's default parameters, cross-validated as AutoML's models are (its
-    out-of-fold predictions kept), given ``budget.max_runtime_secs``."""
+                  h2o_frame: Any, nfolds: int, budget: Any, parts: _Parts | None = None) -> Any:
+    """One GBM with H2O's default parameters, validated as AutoML's models are (cross-validated,
+    its out-of-fold predictions kept; or, blending, on the training rows with the validation
+    rows for early stopping), given ``budget.max_runtime_secs``."""
     from h2o.estimators import H2OGradientBoostingEstimator
 
+    if parts is None:
+        validated: dict[str, Any] = {"nfolds": nfolds, "fold_assignment": "Modulo",
+                                     "keep_cross_validation_predictions": True}
+        frames = {"training_frame": h2o_frame}
+    else:
+        validated = {}
+        frames = {"training_frame": parts.train, "validation_frame": parts.valid}
     model = H2OGradientBoostingEstimator(
-        model_id=f"GBM_fallback_{uuid.uuid4().hex[:8]}", nfolds=nfolds, fold_assignment="Modulo",
-        keep_cross_validation_predictions=True, seed=budget.seed,
-        max_runtime_secs=budget.max_runtime_secs)
-    cluster.run_job(model, lambda: model.train(x=list(features.columns), y=response,
-                                               training_frame=h2o_frame))
+        model_id=f"GBM_fallback_{uuid.uuid4().hex[:8]}", seed=budget.seed,
+        max_runtime_secs=budget.max_runtime_secs, **validated)
+    cluster.run_job(model, lambda: model.train(x=list(features.columns), y=response, **frames))
     return model
 
 
-def _cv_metrics(model: Any, task: str) -> dict[str, float]:
+class _Parts:
+    """Blending mode's seeded split of the training rows: the H2O frames of each part, the
+    validation rows' positions in the training frame, and each part's row count."""
+
+    def __init__(self, train: Any, valid: Any, blend: Any, valid_positions: np.ndarray,
+                 rows: dict[int, int]):
+        self.train, self.valid, self.blend = train, valid, blend
+        self.valid_positions = valid_positions
+        self.rows = rows
+
+
+def _part_codes(rows: int, seed: int) -> np.ndarray:
+    """Each training row's part (PART_TRAIN, PART_VALID, PART_BLEND), seeded: the validation
+    rows are VALIDATION_SHARE of them, the blending rows BLENDING_SHARE."""
+    draw = np.random.default_rng(seed).random(rows)
+    codes = np.full(rows, PART_TRAIN, dtype="int8")
+    codes[draw < VALIDATION_SHARE] = PART_VALID
+    codes[(draw >= VALIDATION_SHARE) & (draw < VALIDATION_SHARE + BLENDING_SHARE)] = PART_BLEND
+    return codes
+
+
+def _blending_parts(h2o_frame: Any, rows: int, seed: int) -> _Parts:
+    """The training frame split into its three parts on the cluster (the part of each row
+    drawn here, so the validation rows' positions are known: their predictions are the
+    leader's out-of-sample scores, as AutoKeras's validation rows are its)."""
+    import h2o
+
+    codes = _part_codes(rows, seed)
+    marks = h2o.H2OFrame(pd.DataFrame({PART_COLUMN: codes.astype("int64")}),
+                         column_types=["int"],
+                         destination_frame=f"autokfp_parts_{uuid.uuid4().hex[:8]}")
+    if int(marks.nrows) != int(h2o_frame.nrows):
+        raise TrainingError(f"the training frame on the cluster has {h2o_frame.nrows} rows, "
+                            f"{rows} were expected")
+    marked = h2o_frame.cbind(marks)
+    column = marked[PART_COLUMN]
+    train, valid, blend = (marked[column == code] for code in (PART_TRAIN, PART_VALID, PART_BLEND))
+    counts = {code: int((codes == code).sum()) for code in (PART_TRAIN, PART_VALID, PART_BLEND)}
+    if min(counts.values()) < 1:
+        raise TrainingError(f"too few rows ({rows}) to blend; set engines.h2o.validation: "
+                            "cross_validation")
+    return _Parts(train, valid, blend, np.flatnonzero(codes == PART_VALID), counts)
+
+
+def _cluster_threads() -> int:
+    """The threads of the connected H2O cluster, all nodes together (what H2O's rule counts)."""
+    import h2o
+
     try:
-        perf = model.model_performance(xval=True)
+        return max(1, sum(int(node.get("nthreads") or 0) for node in h2o.cluster().nodes))
+    except Exception:  # noqa: BLE001 - an older server without the figure: this machine's
+        return os.cpu_count() or 1
+
+
+def _cv_metrics(model: Any, task: str, parts: _Parts | None = None) -> dict[str, float]:
+    """The model's cross-validated metrics (blending: on the validation rows) as ``cv_<name>``."""
+    try:
+        perf = (model.model_performance(xval=True) if parts is None
+                else model.model_performance(test_data=parts.valid))
     except Exception:  # noqa: BLE001 - not every model keeps cross-validation metrics
         return {}
     if perf is None:
@@ -1295,46 +1442,62 @@ def _holdout_predictions(model: Any, task: str, classes: list[str] | None,
     A stacked ensemble keeps none of its own; AutoML cross-validates its metalearner on the
     base models' out-of-fold predictions (the level-one frame, one row per training row), so
     the metalearner's out-of-fold predictions are the ensemble's."""
-    import numpy as np
-
     try:
         holdout = model.cross_validation_holdout_predictions()
         if holdout is None and getattr(model, "algo", "") == "stackedensemble":
             holdout = model.metalearner().cross_validation_holdout_predictions()
-        if holdout is None:
-            return None
-        wanted = ["predict"] if task == "regression" else _class_columns(holdout, classes)
-        if not wanted:
-            return None
-        rows = int(holdout.nrows)
-        values = np.empty((rows, len(wanted)), dtype="float64")
-        for start in range(0, rows, chunk_rows):
-            stop = min(rows, start + chunk_rows)
-            part = holdout[start:stop, wanted].as_data_frame(use_multi_thread=False)
-            if len(part) != stop - start:
-                raise ValueError(f"rows {start}-{stop} of the out-of-fold predictions came back "
-                                 f"as {len(part)} rows")
-            values[start:stop] = part[wanted].to_numpy(dtype="float64")
-        return pd.DataFrame(values, columns=wanted)
+        return _download_scores(holdout, task, classes, chunk_rows)
     except Exception as exc:  # noqa: BLE001 - a model without them must not cost the run
         log.debug("no out-of-fold predictions for %s: %s", getattr(model, "model_id", model), exc)
         return None
 
 
-def _holdout_scores(predicted: pd.DataFrame | None, task: str, classes: list[str] | None,
-                    rows: int) -> tuple[Any, Any] | None:
-    """``EngineResult.holdout`` from the out-of-fold predictions: (row positions, n x k
-    class scores in ``classes`` order, or n values); None when they do not fit."""
-    import numpy as np
+def _validation_predictions(model: Any, valid: Any, task: str, classes: list[str] | None,
+                            chunk_rows: int = OOF_CHUNK_ROWS) -> pd.DataFrame | None:
+    """The model's predictions of the validation rows (blending mode), in their order, as
+    ``_holdout_predictions`` gives the out-of-fold ones (None when they cannot be had)."""
+    try:
+        return _download_scores(model.predict(valid), task, classes, chunk_rows)
+    except Exception as exc:  # noqa: BLE001 - a model without them must not cost the run
+        log.debug("no validation predictions for %s: %s", getattr(model, "model_id", model), exc)
+        return None
 
-    if predicted is None or len(predicted) != rows:
+
+def _download_scores(holdout: Any, task: str, classes: list[str] | None,
+                     chunk_rows: int) -> pd.DataFrame | None:
+    """An H2O prediction frame's score columns (``predict``, or each class's probability) in
+    pandas, ``chunk_rows`` rows at a time; None for no frame."""
+    if holdout is None:
+        return None
+    wanted = ["predict"] if task == "regression" else _class_columns(holdout, classes)
+    if not wanted:
+        return None
+    rows = int(holdout.nrows)
+    values = np.empty((rows, len(wanted)), dtype="float64")
+    for start in range(0, rows, chunk_rows):
+        stop = min(rows, start + chunk_rows)
+        part = holdout[start:stop, wanted].as_data_frame(use_multi_thread=False)
+        if len(part) != stop - start:
+            raise ValueError(f"rows {start}-{stop} of the out-of-fold predictions came back "
+                             f"as {len(part)} rows")
+        values[start:stop] = part[wanted].to_numpy(dtype="float64")
+    return pd.DataFrame(values, columns=wanted)
+
+
+def _holdout_scores(predicted: pd.DataFrame | None, task: str, classes: list[str] | None,
+                    rows: int, positions: np.ndarray | None = None) -> tuple[Any, Any] | None:
+    """``EngineResult.holdout`` from the out-of-fold predictions of all ``rows`` training
+    rows, or (blending) the predictions of the rows at ``positions``: (row positions, n x k
+    class scores in ``classes`` order, or n values); None when they do not fit."""
+    where = np.arange(rows) if positions is None else np.asarray(positions)
+    if predicted is None or len(predicted) != len(where):
         return None
     if task == "regression":
-        return np.arange(rows), predicted["predict"].to_numpy(dtype="float64")
+        return where, predicted["predict"].to_numpy(dtype="float64")
     columns = _class_columns(predicted, classes)
     if columns is None:
         return None
-    return np.arange(rows), predicted[columns].to_numpy(dtype="float64")
+    return where, predicted[columns].to_numpy(dtype="float64")
 
 
 def _class_columns(predicted: Any, classes: list[str] | None) -> list[str] | None:
@@ -1351,17 +1514,19 @@ def _class_columns(predicted: Any, classes: list[str] | None) -> list[str] | Non
 
 
 def _cv_spread(model: Any, metric: str, task: str, target: pd.Series, classes: list[str] | None,
-               seed: int, predicted: pd.DataFrame | None = None) -> dict[str, float]:
+               seed: int, predicted: pd.DataFrame | None = None,
+               per_fold: bool = True) -> dict[str, float]:
     """The primary metric's spread over folds (``cv_<metric>_sd``), where H2O can tell.
 
     Models with fold models report a per-fold summary (mean, sd). A stacked ensemble has
     none; its out-of-fold predictions (``predicted``, fetched here when not given) give a
-    bootstrap spread instead.
+    bootstrap spread instead, as do the predictions of the validation rows in blending mode
+    (``per_fold`` false; ``target`` holds those rows' labels).
     """
     names = {"auc": "auc", "logloss": "logloss", "rmse": "rmse", "mae": "mae", "r2": "r2",
              "accuracy": "accuracy", "f1": "f1"}
     try:
-        summary = model.cross_validation_metrics_summary()
+        summary = model.cross_validation_metrics_summary() if per_fold else None
         if summary is not None:
             table = summary.as_data_frame()
             table = table.set_index(table.columns[0])
