@@ -319,7 +319,7 @@ def _calibration(cfg: TrainingSettings, result: Any, target: pd.Series,
                 "reason": f"fitting failed ({type(exc).__name__}: {exc})"[:500]}
     params = result.params
     calibration["source"] = (
-        f"out-of-fold predictions of {params['nfolds']}-fold cross-validation" if "nfolds" in params
+        f"out-of-fold predictions of {params['nfolds']}-fold cross-validation" if params.get("nfolds")
         else f"the {params['validation_fraction']:.0%} validation rows"
         if "validation_fraction" in params else "out-of-sample training rows")
     log.info("probability calibration (%s) %s: %s", calibration["method"],

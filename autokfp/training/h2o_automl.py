@@ -1044,6 +1044,7 @@ class H2OAutoMLEngine:
                     "cv_method": cv_method,
                     "max_models": settings.max_models,
                     "nfolds": nfolds, "seed": budget.seed, "sort_metric": SORT_METRICS.get(sort_metric, "AUTO"),
+                    **({} if nfolds else {"validation_fraction": VALIDATION_SHARE}),
                     "leader_algo": algo, "models_trained": len(board),
                     "cluster_restarts": len(deaths)},
         )
@@ -1204,6 +1205,7 @@ class H2OAutoMLEngine:
         if parts is not None:  # what the leader learnt from (an ensemble: its blending rows too)
             fitted = parts.rows[PART_TRAIN] + (
                 parts.rows[PART_BLEND] if leader.algo == "stackedensemble" else 0)
+            parts.remove()  # a shared cluster keeps no copy of the rows
         return {"board": board, "leader": leader_id, "algo": leader.algo, "cv": cv, "oof": oof,
                 "positions": positions, "fitted_rows": fitted, "nfolds": nfolds,
                 "automl_secs": automl_secs, "elapsed": elapsed, "timings": timings}
@@ -1362,6 +1364,17 @@ class _Parts:
         self.train, self.valid, self.blend = train, valid, blend
         self.valid_positions = valid_positions
         self.rows = rows
+        self.frames: list[Any] = []  # every frame the split made on the cluster
+
+    def remove(self) -> None:
+        """Remove the split's frames from the cluster (the models are exported already)."""
+        import h2o
+
+        for frame in self.frames:
+            try:
+                h2o.remove(frame)
+            except Exception as exc:  # noqa: BLE001 - a leftover frame costs only memory
+                log.debug("could not remove a blending part: %s", exc)
 
 
 def _part_codes(rows: int, seed: int) -> np.ndarray:
@@ -1394,7 +1407,9 @@ def _blending_parts(h2o_frame: Any, rows: int, seed: int) -> _Parts:
     if min(counts.values()) < 1:
         raise TrainingError(f"too few rows ({rows}) to blend; set engines.h2o.validation: "
                             "cross_validation")
-    return _Parts(train, valid, blend, np.flatnonzero(codes == PART_VALID), counts)
+    parts = _Parts(train, valid, blend, np.flatnonzero(codes == PART_VALID), counts)
+    parts.frames = [train, valid, blend, marked, marks]
+    return parts
 
 
 def _cluster_threads() -> int:
