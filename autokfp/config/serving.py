@@ -71,7 +71,7 @@ class DeploySpec(_Strict):
                     "regression")
     ab_min_rows: int = Field(
         default=100, ge=2,
-        description="labelled rows each arm needs for the outcome test (labels from "
+        description="labelled ids (customers) each arm needs for the outcome test (labels from "
                     "monitoring.labels, joined by id); fewer: inconclusive")
     ab_inconclusive: Literal["promote", "rollback"] = Field(
         default="promote",

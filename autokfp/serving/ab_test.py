@@ -1,7 +1,12 @@
 """The outcome test of an A/B split: is the new version worse for users than the serving one?
 
 Each arm's outcome is measured on the rows its version answered during the split whose
-ground truth has arrived (the prediction log joined to ``monitoring.labels`` by id):
+ground truth has arrived (the prediction log joined to ``monitoring.labels`` by id). The unit
+of the test is the **id** (the customer), not the request: a customer who asked three times
+gets the same answer three times, and counting those as three independent rows would make the
+interval too narrow (a false "worse" for the same model, seen with customers who came back
+during a split). Each id's answers in an arm are averaged into one outcome; ``rows`` is the
+number of ids, ``answers`` the labelled answers behind them:
 
 * a classifier: the share of correct decisions (accuracy). The difference new - old gets
   Newcombe's hybrid score interval (his method 10, built from the two Wilson intervals;
@@ -17,7 +22,7 @@ The decision rule (``deploy.ab_confidence``, ``deploy.ab_margin``), on the inter
   roll back;
 * **not worse**: the interval's worst end is within the margin (non-inferior): promote;
 * **inconclusive**: the interval straddles the margin, or an arm has fewer than
-  ``deploy.ab_min_rows`` labelled rows: ``deploy.ab_inconclusive`` decides (``promote``
+  ``deploy.ab_min_rows`` labelled ids: ``deploy.ab_inconclusive`` decides (``promote``
   by default: the version already beat the champion on the held-out rows, and the split
   showed it healthy; ``rollback`` to demand the evidence).
 """
@@ -39,9 +44,10 @@ LABEL_COLUMN = "_autokfp_label"  # the ground truth joined to a logged row
 @dataclass
 class Arm:
     version: str
-    rows: int  # labelled rows it answered during the split
-    value: float | None  # accuracy or mean absolute error
-    outcomes: list[float] = field(default_factory=list, repr=False)  # 1/0 or |error| per row
+    rows: int  # labelled ids (customers) it answered during the split: the test's sample size
+    value: float | None  # accuracy or mean absolute error, over the ids
+    outcomes: list[float] = field(default_factory=list, repr=False)  # per id: share right or |error|
+    answers: int | None = None  # labelled answers behind those ids (>= rows)
 
 
 @dataclass
@@ -64,21 +70,31 @@ class AbOutcome:
         return data
 
 
-def arm_outcomes(rows: pd.DataFrame, label_column: str) -> tuple[str, list[float]]:
-    """(metric, one outcome per labelled row) of the rows one version answered: logged
-    outputs (``output_prediction``, ``output_probability_*``) and the label."""
+def arm_outcomes(rows: pd.DataFrame, label_column: str,
+                 id_column: str | None = None) -> tuple[str, list[float], int]:
+    """(metric, one outcome per labelled id, labelled answers) of the rows one version
+    answered: logged outputs (``output_prediction``, ``output_probability_*``) and the label.
+    With ``id_column`` in the rows, an id's answers are averaged into one outcome (the share
+    it got right, or its mean absolute error); without it every answer counts alone."""
     labelled = rows[rows[label_column].notna()] if label_column in rows.columns else rows.iloc[0:0]
     classifier = any(str(c).startswith("output_probability_") for c in rows.columns)
     if labelled.empty or "output_prediction" not in labelled.columns:
-        return ("accuracy" if classifier else "mean_absolute_error"), []
+        return ("accuracy" if classifier else "mean_absolute_error"), [], 0
     if classifier:
-        right = [float(category_text(p) == category_text(t)) for p, t in
-                 zip(labelled["output_prediction"], labelled[label_column])]
-        return "accuracy", right
-    predicted = pd.to_numeric(labelled["output_prediction"], errors="coerce")
-    truth = pd.to_numeric(labelled[label_column], errors="coerce")
-    errors = (predicted - truth).abs().dropna()
-    return "mean_absolute_error", [float(e) for e in errors]
+        metric = "accuracy"
+        per_answer = pd.Series([float(category_text(p) == category_text(t)) for p, t in
+                                zip(labelled["output_prediction"], labelled[label_column])],
+                               index=labelled.index)
+    else:
+        metric = "mean_absolute_error"
+        predicted = pd.to_numeric(labelled["output_prediction"], errors="coerce")
+        truth = pd.to_numeric(labelled[label_column], errors="coerce")
+        per_answer = (predicted - truth).abs().dropna()
+    if id_column and id_column in labelled.columns and not per_answer.empty:
+        ids = labelled.loc[per_answer.index, id_column].map(category_text)
+        per_id = per_answer.groupby(ids.to_numpy(), sort=False).mean()
+        return metric, [float(v) for v in per_id], len(per_answer)
+    return metric, [float(v) for v in per_answer], len(per_answer)
 
 
 def category_text(value: Any) -> str | None:
@@ -132,11 +148,11 @@ def compare_arms(metric: str, old: Arm, new: Arm, confidence: float, margin: flo
     higher_better = metric == "accuracy"
     units = margin if higher_better else margin * (old.value or 0.0)
     name = "accuracy" if higher_better else "mean absolute error"
-    arms = (f"v{old.version} {name} {_fmt(old.value)} on {old.rows} labelled rows, "
-            f"v{new.version} {_fmt(new.value)} on {new.rows}")
+    arms = (f"v{old.version} {name} {_fmt(old.value)} on {_units(old)}, "
+            f"v{new.version} {_fmt(new.value)} on {_units(new)}")
     promote_inconclusive = inconclusive == "promote"
     if min(old.rows, new.rows) < min_rows:
-        detail = (f"{arms}: fewer than deploy.ab_min_rows ({min_rows}) labelled rows in an arm, "
+        detail = (f"{arms}: fewer than deploy.ab_min_rows ({min_rows}) labelled ids in an arm, "
                   f"no outcome test; deploy.ab_inconclusive is {inconclusive}")
         return AbOutcome(metric, old, new, None, None, confidence, units, INCONCLUSIVE,
                          promote_inconclusive, detail)
@@ -164,11 +180,18 @@ def compare_arms(metric: str, old: Arm, new: Arm, confidence: float, margin: flo
                      confidence, units, verdict, promote, detail)
 
 
+def _units(arm: Arm) -> str:
+    if arm.answers is None or arm.answers == arm.rows:
+        return f"{arm.rows} labelled rows"
+    return f"{arm.rows} labelled ids ({arm.answers} answers)"
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def build_arm(version: str, rows: pd.DataFrame, label_column: str) -> tuple[str, Arm]:
-    metric, outcomes = arm_outcomes(rows, label_column)
+def build_arm(version: str, rows: pd.DataFrame, label_column: str,
+              id_column: str | None = None) -> tuple[str, Arm]:
+    metric, outcomes, answers = arm_outcomes(rows, label_column, id_column)
     value = float(np.mean(outcomes)) if outcomes else None
-    return metric, Arm(version, len(outcomes), value, outcomes)
+    return metric, Arm(version, len(outcomes), value, outcomes, answers)

@@ -100,3 +100,44 @@ def test_arm_outcomes_read_logged_answers_and_labels():
     assert metric == "mean_absolute_error" and arm.outcomes == [0.5, 1.0]
     metric, arm = ab_test.build_arm("3", pd.DataFrame(), ab_test.LABEL_COLUMN)
     assert arm.rows == 0 and arm.value is None
+
+
+def test_a_customer_who_asks_again_is_one_unit_of_the_test_not_many():
+    """The same model in both arms, customers coming back several times during the split
+    (one customer gets the same answer each time): counted per answer, the repeats act as
+    independent evidence and the interval shrinks until chance differences between the arms'
+    customers look significant. Per id, the interval is the one of the customers themselves:
+    as wide as with one answer each, whatever the repeats."""
+    rng = np.random.default_rng(5)
+    right = rng.random(600) < 0.83  # does the model get customer i right
+    ids = np.arange(600)
+    old_ids, new_ids = ids[:300], ids[300:]
+
+    def logged(customers, repeats):
+        chosen = np.repeat(customers, repeats)
+        return pd.DataFrame({"customer_id": chosen,
+                             "output_prediction": np.where(right[chosen], 1, 0),
+                             "output_probability_1": 0.5,
+                             ab_test.LABEL_COLUMN: 1})
+
+    once = {v: ab_test.build_arm(v, logged(c, 1), ab_test.LABEL_COLUMN, "customer_id")[1]
+            for v, c in (("1", old_ids), ("2", new_ids))}
+    often = {v: ab_test.build_arm(v, logged(c, 6), ab_test.LABEL_COLUMN, "customer_id")[1]
+             for v, c in (("1", old_ids), ("2", new_ids))}
+    assert often["1"].rows == 300 and often["1"].answers == 1800
+    assert often["1"].value == pytest.approx(once["1"].value)
+    per_id = compare_arms("accuracy", often["1"], often["2"], 0.95, 0.02, 100, "promote")
+    alone = compare_arms("accuracy", once["1"], once["2"], 0.95, 0.02, 100, "promote")
+    assert per_id.interval == pytest.approx(alone.interval)
+    assert "300 labelled ids (1800 answers)" in per_id.detail
+    # counted per answer (no id column), the same evidence gives an interval sqrt(6) narrower
+    naive = {v: ab_test.build_arm(v, logged(c, 6), ab_test.LABEL_COLUMN)[1]
+             for v, c in (("1", old_ids), ("2", new_ids))}
+    narrow = compare_arms("accuracy", naive["1"], naive["2"], 0.95, 0.02, 100, "promote")
+    width = lambda outcome: outcome.interval[1] - outcome.interval[0]  # noqa: E731
+    assert width(narrow) < 0.5 * width(per_id)
+    # an id answered both right and wrong (its features changed) counts as its share right
+    mixed = pd.DataFrame({"customer_id": ["a", "a", "b"], "output_prediction": [1, 0, 1],
+                          "output_probability_1": 0.5, ab_test.LABEL_COLUMN: [1, 1, 1]})
+    _, arm = ab_test.build_arm("1", mixed, ab_test.LABEL_COLUMN, "customer_id")
+    assert arm.outcomes == [0.5, 1.0] and arm.rows == 2 and arm.answers == 3

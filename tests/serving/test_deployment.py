@@ -891,12 +891,6 @@ class Customers(LiveTraffic):
             time.sleep(0.01)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "KNOWN BUG (session 11, open): v3 is v1's own package, yet the A/B check's interval for "
-    "v3 against v1 excluded 0 in the fresh-clone CI of c13f8c9 and again alone on main "
-    "(v1 accuracy 0.811 on 460 rows, v3 0.859 on 505: the arms' labelled rows differ "
-    "systematically, perhaps v1's rows of the v2 window counted in v3's test). Every other "
-    "assertion of the test held; to be found and fixed, then this mark removed"))
 def test_an_ab_split_tests_the_arms_outcomes_and_rolls_back_a_worse_version(
         tmp_path, autokfp_home, trained_package, monkeypatch):
     """deploy.strategy ab with ground truth (monitoring.labels): during the split each arm
@@ -905,7 +899,10 @@ def test_an_ab_split_tests_the_arms_outcomes_and_rolls_back_a_worse_version(
     serving.ab_test). v2 decides "churns" for nearly everyone (accuracy about 0.27 against
     about 0.8): significantly worse, rolled back, and the decision and the audit event carry
     the figures. v3 is the same model as v1: not worse (or inconclusive, which promotes by
-    default), promoted."""
+    default), promoted. The test set is smaller than the traffic, so customers come back
+    several times during a split: the arms are compared per customer (ab_test's unit is the
+    id), not per answer, else the repeats made the same model look significantly better or
+    worse (v1 0.811 on 460 answers against v3 0.859 on 505, twice in session 11)."""
     from autokfp.governance import audit
 
     monkeypatch.setenv("AUTOKFP_PREDICTION_LOG_FLUSH_SECONDS", "0.5")
@@ -926,6 +923,10 @@ def test_an_ab_split_tests_the_arms_outcomes_and_rolls_back_a_worse_version(
             config = _kube_config(tmp_path, kube, monkeypatch, trained_package, strategy="ab",
                                   ab_percent=50, ab_minutes=0.3, ab_min_rows=25)
             config.monitoring.labels.path = str(labels)
+            # v3 "not worse" than itself fails by chance at 1 - confidence (the arms get
+            # different customers); at 99.9% that is one run in a thousand, and v2's loss
+            # (about 0.27 against 0.84 on some 300 customers per arm) stays far outside
+            config.deploy.ab_confidence = 0.999
             test_path = trained_package.paths.test
             first = _register(trained_package.paths.model, config, True, None, tmp_path)
             assert deploy_model_step.deploy_model(config, first, test_path, tmp_path / "m1.yaml",
@@ -954,6 +955,7 @@ def test_an_ab_split_tests_the_arms_outcomes_and_rolls_back_a_worse_version(
             assert outcome_of == "rolled-back" and not check["passed"], check
             assert test_["verdict"] == "worse" and test_["metric"] == "accuracy", test_
             assert test_["old"]["rows"] >= 25 and test_["new"]["rows"] >= 25, test_
+            assert test_["old"]["answers"] >= test_["old"]["rows"], test_
             assert test_["old"]["value"] > 0.65 and test_["new"]["value"] < 0.45, test_
             low, high = test_["interval"]
             assert low < test_["difference"] < high < 0, test_

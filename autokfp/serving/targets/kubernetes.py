@@ -311,9 +311,11 @@ class KubernetesTarget:
             except Exception as exc:  # noqa: BLE001 - unreadable logs or labels: no evidence
                 frames[version], note = pd.DataFrame(), f"{type(exc).__name__}: {exc}"
             notes.append(f"v{version}: {note}")
+        ids = self.cfg.monitoring.labels.id_column or self.cfg.training.id_column
         metric, old = ab_test.build_arm(serving_version, frames[serving_version],
-                                        ab_test.LABEL_COLUMN)
-        _, new = ab_test.build_arm(release.version, frames[release.version], ab_test.LABEL_COLUMN)
+                                        ab_test.LABEL_COLUMN, ids)
+        _, new = ab_test.build_arm(release.version, frames[release.version], ab_test.LABEL_COLUMN,
+                                   ids)
         outcome = ab_test.compare_arms(metric, old, new, deploy.ab_confidence, deploy.ab_margin,
                                        deploy.ab_min_rows, deploy.ab_inconclusive)
         if release.outcomes is None:
