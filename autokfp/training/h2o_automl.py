@@ -757,7 +757,10 @@ class RemoteH2OCluster:
             raise TrainingError(
                 f"the H2O cluster at {self.url} could not import {self._uri}: {exc}; every H2O "
                 "node must be able to read training.h2o_cluster.import_root (a shared folder, "
-                "or gs:// / s3:// with the nodes' credentials)") from None
+                "or gs:// / s3:// with the nodes' credentials; for MinIO or another S3 endpoint "
+                "each node also needs -Dsys.ai.h2o.persist.s3.endPoint=URL and "
+                "-Dsys.ai.h2o.persist.s3.enable.path.style=true: see manifests/h2o/README.md)"
+                ) from None
         self._frame = imported
         return imported
 

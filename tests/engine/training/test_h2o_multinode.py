@@ -48,9 +48,10 @@ def _cloud(port: int) -> dict:
 
 
 class TwoNodeCluster:
-    """Two H2O JVMs on 127.0.0.1 joined by a flatfile."""
+    """Two H2O JVMs on 127.0.0.1 joined by a flatfile; ``java_options`` (``-D...``) go
+    before ``-jar``, as in manifests/h2o's StatefulSet."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, java_options: tuple[str, ...] = ()):
         import h2o
 
         self.jar = Path(h2o.__file__).parent / "backend" / "bin" / "h2o.jar"
@@ -59,6 +60,7 @@ class TwoNodeCluster:
             self.ports[1] = _free_port()
         self.name = f"autokfp-multinode-{os.getpid()}"
         self.workdir = workdir
+        self.java_options = list(java_options)
         self.nodes: list[subprocess.Popen] = []
 
     @property
@@ -71,7 +73,7 @@ class TwoNodeCluster:
         for port in self.ports:
             log = open(self.workdir / f"node-{port}.log", "wb")  # noqa: SIM115 - closed with the JVM
             self.nodes.append(subprocess.Popen(
-                ["java", "-Xmx1g", "-jar", str(self.jar), "-name", self.name, "-flatfile",
+                ["java", "-Xmx1g", *self.java_options, "-jar", str(self.jar), "-name", self.name, "-flatfile",
                  str(flatfile), "-ip", "127.0.0.1", "-port", str(port), "-nthreads", "1",
                  "-ice_root", str(self.workdir / f"ice-{port}")],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
@@ -103,9 +105,20 @@ class TwoNodeCluster:
                 pass
 
 
+def s3_java_options(endpoint: str) -> tuple[str, ...]:
+    """What an H2O node needs to read ``s3://`` from an S3 endpoint other than AWS's (MinIO,
+    the S3 stand-in here); the keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in
+    its environment. The flags manifests/h2o/README.md tells a MinIO install to add."""
+    return (f"-Dsys.ai.h2o.persist.s3.endPoint={endpoint}",
+            "-Dsys.ai.h2o.persist.s3.enable.path.style=true")
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    nodes = TwoNodeCluster(tmp_path_factory.mktemp("h2o-multinode"))
+def cluster(tmp_path_factory, s3_server):
+    # the nodes start with the S3 stand-in's endpoint and keys (its AWS_* variables are set
+    # for the session), so that they can import a training frame from s3:// themselves
+    nodes = TwoNodeCluster(tmp_path_factory.mktemp("h2o-multinode"),
+                           s3_java_options(s3_server.endpoint))
     try:
         nodes.start()
         yield nodes
@@ -158,6 +171,32 @@ def test_training_and_the_mojo_export_go_through_the_two_node_cluster(cluster, t
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(target[test], scores) > 0.8
+
+
+def test_the_cluster_imports_the_training_frame_from_s3_itself(cluster, s3_server, tmp_path):
+    """training.h2o_cluster.import_root on s3:// (as a Kubeflow install with MinIO has it):
+    the training pod writes the frame there and the nodes read it with their own keys and
+    endpoint; nothing goes through the pod, and the object is removed after training."""
+    import boto3
+
+    features, target = _data(seed=7)
+    root = f"{s3_server.base_uri}/h2o-import"
+    engine = H2OAutoMLEngine(H2OSettings(**SETTINGS))
+    engine.cluster = H2OClusterSpec(url=cluster.url, import_root=root)
+    result = engine.train(features[:450], target[:450], "binary", ["0", "1"], ["colour"],
+                          BudgetSpec(max_runtime_secs=15, seed=1, nthreads=1), "auc",
+                          tmp_path / "engine")
+    assert result.leader and (tmp_path / "engine" / "model.zip").stat().st_size > 0
+    logs = "".join(p.read_text(errors="replace") for p in cluster.workdir.glob("node-*.log"))
+    # a node read the object with its own S3 client (not an upload through this process)
+    assert f"PersistS3: ImportS3 processing ({root}/" in logs, logs[-3000:]
+    listed = boto3.client("s3", endpoint_url=s3_server.endpoint).list_objects_v2(
+        Bucket=s3_server.bucket, Prefix="h2o-import/")
+    assert listed.get("KeyCount", 0) == 0, listed.get("Contents")  # the import file is gone
+    from sklearn.metrics import roc_auc_score
+
+    scorer = engine.load_scorer(tmp_path / "engine", "binary", ["0", "1"])
+    assert roc_auc_score(target[450:], scorer.predict(features[450:])[:, 1]) > 0.8
 
 
 def test_a_fallback_glm_leaves_neither_automl_run_on_the_cluster(cluster, tmp_path,
