@@ -48,6 +48,8 @@ def limitations(meta: dict[str, Any], plan: Any, fairness: dict[str, Any],
     """Known limits, derived from what the checks found (never a fixed boilerplate list)."""
     items = [f"Measured on {evaluation.get('test_rows', 'the')} held-out rows of one fixed split; "
              "figures move with the sample (about ±0.01 AUC at 1,000 rows)."]
+    if warning := refit_warning(meta):
+        items.append(warning)
     for note in fairness.get("notes", []):
         items.append(f"Fairness: {note}")
     for column, data in (fairness.get("data") or {}).items():
@@ -189,6 +191,8 @@ def _metrics_section(evaluation: dict[str, Any], fairness: dict[str, Any],
                       "them), which the version keeps for the next run's comparison; the "
                       "served model has seen those rows, so it has no held-out figure of its "
                       f"own. Refit check: {serving['check']}."]
+    elif warning := refit_warning(meta):
+        lines += ["", warning]
     elif rows:
         fitted = meta.get("fitted_rows", rows)
         fitted_on = (f"all {rows} training rows" if fitted == rows else
@@ -342,7 +346,25 @@ def serving_facts(meta: dict[str, Any]) -> dict[str, Any]:
                 "gate_model": serving.get("gate_model", "gate_model"),
                 "reason": serving.get("reason", ""), "check": check.get("detail", "-")}
     return {"served": "gated", "served_fitted_rows": fitted, "gate_fitted_rows": fitted,
-            "gate_model": None, "reason": serving.get("reason", ""), "check": None}
+            "gate_model": None, "reason": serving.get("reason", ""), "check": None,
+            "refit": serving.get("refit", "")}
+
+
+# how a wanted refit ended without being served (``meta.serving.refit``, refit_model's)
+_REFIT_MISSED = {"failed": "it failed", "rejected": "a check rejected it",
+                 "unsupported": "the engine cannot refit"}
+
+
+def refit_warning(meta: dict[str, Any]) -> str:
+    """A warning when a refit on every labelled row was wanted and did not happen (the
+    version serves the gated model), saying why; "" otherwise."""
+    serving = serving_facts(meta)
+    missed = _REFIT_MISSED.get(serving.get("refit") or "")
+    if serving["served"] != "gated" or not missed:
+        return ""
+    return (f"**Warning: the refit on every labelled row did not happen ({missed}).** The "
+            f"served model is the gated model, fitted on {serving['served_fitted_rows']} rows "
+            f"without the held-out rows. Why: {serving['reason']}")
 
 
 def card_with_metadata(card: str, metadata: dict[str, Any]) -> str:

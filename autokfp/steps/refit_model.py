@@ -19,7 +19,10 @@ mitigation applied, must meet the fairness policy if the gated model's did. The 
 catches a fit that broke (it has seen those rows).
 
 Refitting never fails the run: an engine without ``refit``, an error, a crash or a refit that
-fails a check serves the gated model, and the package's ``meta.serving`` says why.
+fails a check serves the gated model, and the package's ``meta.serving`` says why and how the
+refit ended (``refit``: ``failed``, ``rejected``, ``unsupported`` or ``not wanted``). A refit
+that was wanted but did not happen is a warning in the step's log, a ``model.refit_rejected``
+audit event with that outcome and reason, and a warning in the model card.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ from autokfp.steps.results import Publication, StepResult, finite_metrics
 log = logging.getLogger(__name__)
 
 REFIT, GATED = "refit", "gated"
+# how a refit that is not served ended (``meta.serving.refit``): it raised or its child
+# crashed (an H2O JVM that did not start, out of memory, ...), a check rejected it, the
+# engine cannot refit, or the run did not ask for one (training.refit_for_serving, the gate)
+FAILED, REJECTED, UNSUPPORTED, NOT_WANTED = "failed", "rejected", "unsupported", "not wanted"
 # The held-out check: the recipe fitted on the training rows only (what the gated model was
 # fitted on), scored on the test rows (which neither saw), may be worse than the gated model
 # there by at most this: points of AUC/accuracy/F1/R², or this share of the gated model's log
@@ -67,14 +74,19 @@ class Refitted(StepResult):
     gate_fitted_rows: int
     served_fitted_rows: int
     figures: dict[str, float] = field(default_factory=dict)
+    # how a refit that is not served ended (FAILED, REJECTED, UNSUPPORTED, NOT_WANTED)
+    outcome: str = ""
 
     def publication(self) -> Publication:
+        model = {"engine": self.engine, "framework": "mlflow-pyfunc", "served": self.served,
+                 "serving_reason": self.reason[:1000]}
+        if self.outcome:
+            model["refit"] = self.outcome
         return Publication(
             metrics={"gate_fitted_rows": float(self.gate_fitted_rows),
                      "served_fitted_rows": float(self.served_fitted_rows),
                      **finite_metrics(self.figures)},
-            metadata={"model": {"engine": self.engine, "framework": "mlflow-pyfunc",
-                                "served": self.served, "serving_reason": self.reason[:1000]}},
+            metadata={"model": model},
             returns=(self.served,))
 
 
@@ -110,14 +122,17 @@ def refit_model(config: dict[str, Any] | RunConfig, model_path: str, evaluation_
     train_rows = pq.ParquetFile(train_path).metadata.num_rows
     test_rows = pq.ParquetFile(test_path).metadata.num_rows
     reason = refit_wanted(cfg, evaluation, train_rows + test_rows)
+    outcome = NOT_WANTED if reason else ""
     figures: dict[str, float] = {}
     if not reason:
         started = time.monotonic()
         try:
             reason, figures = _refit(cfg, model_path, train_path, test_path, out_model_path,
                                      meta, gate_rows)
+            outcome = (REJECTED if figures else UNSUPPORTED) if reason else ""
         except Exception as exc:  # noqa: BLE001 - a refit never fails the run
             reason = f"the refit failed ({type(exc).__name__}: {exc})"[:2000]
+            outcome = FAILED
         figures["refit_seconds"] = round(time.monotonic() - started, 1)
     if not reason:
         served = json.loads(Path(out_model_path, "artifacts", "meta.json").read_text())
@@ -125,20 +140,27 @@ def refit_model(config: dict[str, Any] | RunConfig, model_path: str, evaluation_
         log.info("serving the refit: %s", served["serving"]["reason"])
         return Refitted(REFIT, served["serving"]["reason"], meta["engine"], gate_rows,
                         int(served["fitted_rows"]), figures)
-    log.warning("serving the gated model (fitted on %d rows): %s", gate_rows, reason)
-    _serve_gated(model_path, out_model_path, meta, gate_rows, reason)
-    if figures:  # a refit was tried: the audit trail says why it is not served
-        record_event("model.refit_rejected", {"reason": reason, "gate_fitted_rows": gate_rows,
+    if outcome == NOT_WANTED:
+        log.info("serving the gated model (fitted on %d rows): %s", gate_rows, reason)
+    else:  # a refit was wanted and did not happen: say so where the run is read
+        log.warning("the refit on every labelled row did not happen (%s): %s. Serving the "
+                    "gated model instead, fitted on %d rows without the %d test rows",
+                    outcome, reason, gate_rows, test_rows)
+    _serve_gated(model_path, out_model_path, meta, gate_rows, reason, outcome)
+    if outcome != NOT_WANTED:  # a refit was tried: the audit trail says why it is not served
+        record_event("model.refit_rejected", {"outcome": outcome, "reason": reason,
+                                              "served": GATED, "gate_fitted_rows": gate_rows,
                                               **figures}, cfg.model_name)
-    return Refitted(GATED, reason, meta["engine"], gate_rows, gate_rows, figures)
+    return Refitted(GATED, reason, meta["engine"], gate_rows, gate_rows, figures, outcome)
 
 
 def _serve_gated(model_path: str, out_model_path: str, meta: dict[str, Any], gate_rows: int,
-                 reason: str) -> None:
+                 reason: str, outcome: str) -> None:
     """The gated package at ``out_model_path`` as it is, its ``meta.serving`` saying why."""
     staging = _staging(out_model_path)
     shutil.copytree(model_path, staging)
-    served = {**meta, "serving": {"model": GATED, "fitted_rows": gate_rows, "reason": reason}}
+    served = {**meta, "serving": {"model": GATED, "fitted_rows": gate_rows, "reason": reason,
+                                  "refit": outcome}}
     Path(staging, "artifacts", "meta.json").write_text(json.dumps(served, indent=2, default=str))
     _publish(staging, out_model_path)
 

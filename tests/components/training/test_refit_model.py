@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from kfp.dsl import Dataset, Metrics, Model
 
@@ -46,3 +47,46 @@ def test_a_refit_figure_that_is_not_a_number_is_left_out_of_the_metrics() -> Non
     published = Refitted("gated", "the refit was rejected", "h2o", 100, 100, figures).publication()
     assert published.metrics == {"gate_fitted_rows": 100.0, "served_fitted_rows": 100.0,
                                  "auc_gate": 0.81, "refit_seconds": 12.5}
+
+
+def test_a_refit_whose_h2o_jvm_does_not_start_serves_the_gated_model_and_says_why(
+        evaluated, trained_package, tmp_path, monkeypatch, caplog) -> None:
+    """The refit is wanted, but its H2O JVM is still starting at the limit (a slow node):
+    the gated package serves, and the run's log, the UI's metadata, the package, the audit
+    trail and the model card all say the refit did not happen, why, and what to raise."""
+    from autokfp.governance import audit
+    from autokfp.governance.model_card import limitations, refit_warning
+    from tests.engine.training.test_h2o_start import NEVER, _java_home, _launched
+
+    home, launches = _java_home(tmp_path, NEVER)  # the refit's child inherits it
+    monkeypatch.setenv("H2O_JAVA_HOME", str(home))
+    config = {**evaluated["config"]}
+    config["training"] = {**config["training"], "refit_for_serving": "always"}
+    config["engines"] = {**config["engines"],
+                         "h2o": {**config["engines"]["h2o"], "start_timeout_secs": 10}}
+    served = artifact(Model, tmp_path, "served_model")
+    metrics = artifact(Metrics, tmp_path, "metrics")
+    with caplog.at_level("WARNING", logger="autokfp.steps.refit_model"):
+        result = refit_model.python_func(
+            config=config, model=evaluated["model"], evaluation=evaluated["evaluation"],
+            train=artifact(Dataset, tmp_path, "train", trained_package.paths.train),
+            test=evaluated["test"], served_model=served, metrics=metrics)
+    assert result == "gated"
+    assert _launched(launches) == 1  # stopped once, at the limit: not started again
+    reason = served.metadata["serving_reason"]
+    assert "was still starting after" in reason and "engines.h2o.start_timeout_secs" in reason
+    assert served.metadata["refit"] == "failed"
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "the refit on every labelled row did not happen (failed)" in warned, warned
+    assert "raise engines.h2o.start_timeout_secs" in warned
+    meta = json.loads(Path(served.path, "artifacts", "meta.json").read_text())
+    assert meta["serving"]["model"] == "gated" and meta["serving"]["refit"] == "failed"
+    assert not Path(served.path, "gate_model").exists()
+    (event,) = audit.events_for("churn-test", None, kind="model.refit_rejected")
+    assert event["details"]["outcome"] == "failed"
+    assert "engines.h2o.start_timeout_secs" in event["details"]["reason"]
+    warning = refit_warning(meta)
+    assert warning.startswith("**Warning: the refit on every labelled row did not happen "
+                              "(it failed).**"), warning
+    assert "engines.h2o.start_timeout_secs" in warning
+    assert warning in limitations(meta, SimpleNamespace(input_columns=[]), {}, {}, {})

@@ -250,12 +250,13 @@ def test_a_refit_that_cannot_run_serves_the_gate_model_and_says_why(trained_pack
     assert "recipe.json is missing" in result.reason
     served = _meta(out)
     assert served["serving"] == {"model": "gated", "fitted_rows": _rows(paths.train),
-                                 "reason": result.reason}
+                                 "reason": result.reason, "refit": "failed"}
     assert not (out / GATE_MODEL_DIR).exists()
     assert (out / "artifacts" / "engine" / "model.zip").read_bytes() == \
         (paths.model / "artifacts" / "engine" / "model.zip").read_bytes()
     events = audit.events_for(config.model_name, None, kind="model.refit_rejected")
     assert events and "recipe.json is missing" in events[-1]["details"]["reason"]
+    assert events[-1]["details"]["outcome"] == "failed"
 
 
 def _explain(config, package: Path, paths, tmp_path: Path) -> dict:
@@ -337,9 +338,11 @@ def test_a_refit_that_overfits_is_rejected_on_rows_it_did_not_see(trained_packag
     assert refit < gate - HOLDOUT_SCORE_TOLERANCE - 0.03, result.figures
     assert not any(key.startswith("all_rows_") for key in result.figures)  # never fitted on all
     assert _meta(out)["serving"]["model"] == "gated"
+    assert _meta(out)["serving"]["refit"] == "rejected"
     assert not (out / GATE_MODEL_DIR).exists()
     events = audit.events_for(config.model_name, None, kind="model.refit_rejected")
     assert events and events[-1]["details"]["holdout_auc_refit"] == refit
+    assert events[-1]["details"]["outcome"] == "rejected"
 
 
 def _auc(refit: Path, gate: Path, rows_path: Path) -> dict[str, float]:
