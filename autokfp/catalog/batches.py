@@ -3,7 +3,8 @@ must never be in memory whole (the split, the quality gate, samples for plans an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,29 +101,43 @@ class ParquetFileScan:
     the GIL, the thread is unwound through a ``noexcept`` frame, and the process dies in
     ``std::terminate`` ("terminate called without an active exception") after the step's
     work was done. Seen as a core dump of the profile step (1 in 16-30 runs under load),
-    and as a red test in CI. A folder of parts still needs ``pyarrow.dataset``
-    (``parquet_scan``).
+    and as a red test in CI. A folder of parts is read part by part with it too
+    (``autokfp.serving.parts``); ``parquet_scan`` still gives ``pyarrow.dataset`` for a
+    local folder.
 
     Each ``to_batches`` opens the file anew, so threads may each stream a column at once.
     ``dictionary_columns`` are read as dictionaries (their codes are counted, not hashed).
+    ``filesystem`` (a ``pyarrow.fs`` filesystem, e.g. S3 through s3fs) reads ``path`` in it
+    instead of on the local disk; ``open_file`` (a function giving a new seekable binary
+    file object each call) reads what it opens instead, for a store read through its own
+    Python client (a GCS object through google-cloud-storage).
     """
 
-    def __init__(self, path: str | Path, dictionary_columns: list[str] | None = None) -> None:
-        import pyarrow.parquet as pq
-
+    def __init__(self, path: str | Path, dictionary_columns: list[str] | None = None,
+                 filesystem: Any = None, open_file: Callable[[], Any] | None = None) -> None:
         self.path = str(path)
         self._dictionary = list(dictionary_columns or []) or None
-        with pq.ParquetFile(self.path, read_dictionary=self._dictionary) as handle:
+        self._filesystem = filesystem
+        self._open_file = open_file
+        with self._open() as handle:
             self.schema = handle.schema_arrow
             self._rows = int(handle.metadata.num_rows)
 
     def count_rows(self) -> int:
         return self._rows
 
-    def _open(self) -> Any:
+    @contextmanager
+    def _open(self) -> Iterator[Any]:
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(self.path, read_dictionary=self._dictionary)
+        if self._open_file is None:
+            with pq.ParquetFile(self.path, read_dictionary=self._dictionary,
+                                filesystem=self._filesystem) as handle:
+                yield handle
+            return
+        with self._open_file() as source, pq.ParquetFile(
+                source, read_dictionary=self._dictionary) as handle:
+            yield handle
 
     def to_batches(self, columns: list[str] | None = None, batch_size: int = BATCH_ROWS,
                    use_threads: bool = False) -> Iterator[Any]:

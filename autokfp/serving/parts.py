@@ -1,6 +1,12 @@
 """A folder of Parquet parts (how Spark, Hive, Dask or a partitioned export write a table),
 read as one dataset with ``pyarrow.dataset``'s semantics and streamed in chunks.
 
+``pyarrow.dataset`` only names the parts' hive partition values and types (from their
+paths; nothing is scanned through it). Each part is read on its own, synchronously, with
+``autokfp.catalog.batches.ParquetFileScan`` (``pyarrow.parquet.ParquetFile``): a dataset
+scan's Arrow I/O thread can release its generator while the interpreter exits and abort the
+process in ``std::terminate`` after the work was done (see ``ParquetFileScan``).
+
 - The folder is a local directory, or a ``gs://`` / ``s3://`` / ``minio://`` prefix.
 - Files and folders whose name starts with ``_`` or ``.`` are skipped at any depth, as
   ``pyarrow.dataset`` (``ignore_prefixes``) and Spark skip them: ``_SUCCESS``,
@@ -30,13 +36,15 @@ from typing import Any
 import pandas as pd
 
 from autokfp import storage
-from autokfp.errors import DataError
+from autokfp.catalog.batches import ParquetFileScan
+from autokfp.errors import DataError, StorageError
 
 log = logging.getLogger(__name__)
 
 IGNORED_PREFIXES = ("_", ".")  # pyarrow.dataset's default ignore_prefixes, and Spark's
 PLATFORMS = {"gs": "gcs", "s3": "s3", "minio": "s3"}
 _BATCH_ROWS = 65_536  # the most rows one Arrow record batch holds while chunks are cut
+_GCS_READ_BYTES = 8 << 20  # what one ranged read of a GCS part asks for (and buffers)
 
 
 @dataclass(frozen=True)
@@ -46,10 +54,26 @@ class _Part:
     checksum: str
 
 
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a part that changed or vanished raises: Arrow's and the OS's errors, and
+    google-cloud-storage's for a GCS part (read through its client)."""
+    import pyarrow as pa
+    from google.api_core.exceptions import GoogleAPIError
+    from requests.exceptions import RequestException
+
+    return (OSError, pa.ArrowException, GoogleAPIError, RequestException, StorageError)
+
+
 def is_ignored(relative: str) -> bool:
     """Whether a path under the folder is skipped: any of its parts (a folder or the file)
     starts with ``_`` or ``.``."""
     return any(name.startswith(IGNORED_PREFIXES) for name in relative.split("/") if name)
+
+
+@dataclass(frozen=True)
+class _PartFile:
+    scan: Any  # autokfp.catalog.batches.ParquetFileScan of the part
+    partition: dict[str, Any]  # its hive partition values (none outside a partition folder)
 
 
 @dataclass(frozen=True)
@@ -62,17 +86,19 @@ class PartsDataset:
     rows: int
     fingerprint: str
     partition_columns: tuple[str, ...]
-    dataset: Any  # pyarrow.dataset.Dataset
+    schema: Any  # pyarrow.Schema: the parts' columns (types brought to one), then partitions
+    filesystem: Any  # the pyarrow.fs filesystem the parts are read from
+    files: tuple[_PartFile, ...]
 
     @property
     def columns(self) -> list[str]:
-        return list(self.dataset.schema.names)
+        return list(self.schema.names)
 
     def chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
         """The rows in order, as frames of ``chunk_rows`` rows (the last may be shorter)."""
         import pyarrow as pa
 
-        schema = self.dataset.schema
+        schema = self.schema
         pending: list[Any] = []
         held = 0
         for batch in self._batches(min(chunk_rows, _BATCH_ROWS)):
@@ -88,32 +114,44 @@ class PartsDataset:
             yield pa.Table.from_batches(pending, schema=schema).to_pandas()
 
     def _batches(self, batch_rows: int) -> Iterator[Any]:
-        """The record batches in order, part by part (each part's batches with the dataset's
-        schema: its partition columns filled in); a part that vanished or changed since
+        """The record batches in order, part by part, each with the dataset's schema (the
+        part's columns cast to the common types, its partition columns filled in, as
+        ``pyarrow.dataset`` fills them); a part that vanished or changed since
         ``open_parts`` is a DataError naming the folder.
 
-        Part by part without read-ahead, not through the dataset's own scanner: with a
-        string column the scanner's peak grew with the rows read (chunks read alone: 198 MB
-        at 2M rows, 391 MB at 12M; read-ahead of one batch per part: 199 and 394 MB), this
-        way 96 and 129 MB (scoring included: scripts/benchmark_parts_scoring.py)."""
-        import pyarrow as pa
+        Part by part without read-ahead: with a string column the dataset's own scanner's
+        peak grew with the rows read (chunks read alone: 198 MB at 2M rows, 391 MB at 12M;
+        read-ahead of one batch per part: 199 and 394 MB), part by part 96 and 129 MB
+        (scoring included: scripts/benchmark_parts_scoring.py)."""
 
-        schema = self.dataset.schema
-        batches = (batch for fragment in self.dataset.get_fragments()
-                   for batch in fragment.to_batches(schema=schema, batch_size=batch_rows,
-                                                    batch_readahead=0))
+        batches = (self._typed(batch, part) for part in self.files
+                   for batch in part.scan.to_batches(batch_size=batch_rows))
         while True:
             try:
                 batch = next(batches)
             except StopIteration:
                 return
-            except (OSError, pa.ArrowException) as exc:
+            except _read_errors() as exc:
                 raise DataError(
                     f"dataset folder {self.folder}: reading a part failed during the run "
                     f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); a part "
                     "changed or vanished after scoring started: rerun once the folder is "
                     "stable") from None
             yield batch
+
+    def _typed(self, batch: Any, part: _PartFile) -> Any:
+        """``batch`` of ``part`` in the dataset's schema."""
+        import pyarrow as pa
+
+        columns = []
+        for field in self.schema:
+            if field.name in batch.schema.names:
+                column = batch.column(field.name)
+                columns.append(column if column.type == field.type else column.cast(field.type))
+            else:  # a partition column: the part's value, or missing outside a partition
+                value = pa.scalar(part.partition.get(field.name), field.type)
+                columns.append(pa.repeat(value, batch.num_rows))
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
 
 
 def open_parts(folder: str) -> PartsDataset:
@@ -143,12 +181,17 @@ def open_parts(folder: str) -> PartsDataset:
     filesystem, base = _arrow_filesystem(folder, scheme)
     paths = [f"{base}/{part.relative}" for part in kept]
     try:
+        # the dataset only types the partition values of the paths; nothing is scanned by it
         dataset = ds.dataset(paths, filesystem=filesystem, format="parquet",
                              partitioning="hive", partition_base_dir=base)
-        physical = [fragment.physical_schema for fragment in dataset.get_fragments()]
+        partitions = {fragment.path: ds.get_partition_keys(fragment.partition_expression)
+                      for fragment in dataset.get_fragments()}
+        scans = [_part_scan(folder, scheme, filesystem, path, part.relative)
+                 for path, part in zip(paths, kept)]
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"dataset folder {folder}: a part cannot be read as Parquet "
                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
+    physical = [scan.schema for scan in scans]
     first = set(physical[0].names)
     for part, schema in zip(kept, physical):
         if set(schema.names) != first:
@@ -161,17 +204,36 @@ def open_parts(folder: str) -> PartsDataset:
         raise DataError(f"dataset folder {folder}: the parts' column types cannot be brought "
                         f"to one ({str(exc).splitlines()[0][:300]})") from None
     partition = [field for field in dataset.schema if field.name not in unified.names]
-    dataset = dataset.replace_schema(pa.schema(list(unified) + partition,
-                                               metadata=unified.metadata))
+    schema = pa.schema(list(unified) + partition, metadata=unified.metadata)
     fingerprint = hashlib.sha256(json.dumps(
         [[p.relative, p.size, p.checksum] for p in kept]).encode()).hexdigest()
     log.info("dataset folder %s: %d Parquet parts, partition columns %s", folder, len(kept),
              [field.name for field in partition] or "none")
     return PartsDataset(folder=folder, platform=PLATFORMS.get(scheme, "file"),
                         parts=tuple(storage.join(folder, p.relative) for p in kept),
-                        rows=int(dataset.count_rows()), fingerprint=fingerprint,
+                        rows=sum(scan.count_rows() for scan in scans), fingerprint=fingerprint,
                         partition_columns=tuple(field.name for field in partition),
-                        dataset=dataset)
+                        schema=schema, filesystem=filesystem,
+                        files=tuple(_PartFile(scan, partitions.get(scan.path, {}))
+                                    for scan in scans))
+
+
+def _part_scan(folder: str, scheme: str, filesystem: Any, path: str,
+               relative: str) -> ParquetFileScan:
+    """One part, read synchronously. A GCS object is read through autokfp's GCS client
+    (google-cloud-storage, which honours STORAGE_EMULATOR_HOST), in ranges of
+    ``_GCS_READ_BYTES``; Arrow's own GCS client holds the GIL while it opens a file, which
+    never returns when the server answering it runs in the same process (a test's
+    emulator)."""
+    if scheme != "gs":
+        return ParquetFileScan(path, filesystem=filesystem)
+    bucket, key = storage.gcs.split_uri(storage.join(folder, relative))
+
+    def open_blob() -> Any:
+        blob = storage.gcs.client().bucket(bucket).blob(key)
+        return blob.open("rb", chunk_size=_GCS_READ_BYTES)
+
+    return ParquetFileScan(path, open_file=open_blob)
 
 
 def _listing(folder: str, scheme: str) -> list[_Part]:

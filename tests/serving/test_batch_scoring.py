@@ -295,7 +295,7 @@ def _check_folder(folder: str, frame: pd.DataFrame, platform: str, tmp_path) -> 
     assert [len(c) for c in chunks] == [70, 70, 70, 70, 20]
     pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), expected)
     # the same rows pyarrow.dataset itself reads with partitioning="hive"
-    filesystem, base = parts.dataset.filesystem, folder.split("://", 1)[-1]
+    filesystem, base = parts.filesystem, folder.split("://", 1)[-1]
     theirs = ds.dataset(base, filesystem=filesystem, format="parquet",
                         partitioning="hive").to_table().to_pandas()
     assert sorted(theirs["customer_id"]) == sorted(expected["customer_id"])
@@ -361,6 +361,41 @@ def test_a_gcs_prefix_reads_hive_partitions_and_skips_what_spark_leaves(gcs_emul
     _spark_like_folder(lambda relative, data: storage.write_bytes(f"{prefix}/{relative}", data),
                        frame)
     _check_folder(prefix, frame, "gcs", tmp_path)
+
+
+PARTS_THREADS = """
+import os, sys
+import pyarrow as pa
+from autokfp.serving.parts import open_parts
+threads = lambda: len(os.listdir("/proc/self/task"))
+# to_pandas converts columns on Arrow's CPU pool: start it first, so only threads that
+# reading starts are counted
+pa.table({f"c{i}": [str(j) for j in range(2000)] for i in range(16)}).to_pandas()
+before = threads()
+parts = open_parts(sys.argv[1])
+rows = sum(len(chunk) for chunk in parts.chunks(70))
+print(rows, threads() - before)
+"""
+
+
+def test_reading_a_folder_of_parts_starts_no_arrow_thread(tmp_path) -> None:
+    """The parts are read with ParquetFile, one after the other, not through a
+    pyarrow.dataset scan, whose Arrow I/O thread can abort the interpreter at exit
+    (std::terminate; autokfp.catalog.batches.ParquetFileScan): reading a local folder of
+    parts, hive partitions and all, leaves no thread behind."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "export"
+
+    def write(relative: str, data: bytes) -> None:
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
+
+    _spark_like_folder(write, _frame(300))
+    done = subprocess.run([sys.executable, "-c", PARTS_THREADS, str(folder)],
+                          capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.split() == ["300", "0"], done.stderr[-2000:]
 
 
 def test_a_folder_is_scored_as_it_is_read(tmp_path, monkeypatch) -> None:
