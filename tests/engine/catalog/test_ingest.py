@@ -652,3 +652,33 @@ def test_the_transformers_extras_are_the_crawls_own_aspects(churn_sources, catal
     for urn, extra in extras.items():
         assert loaded[urn]["properties"] == extra["properties"]
         assert loaded[urn]["profile"] == (extra["profile"].to_obj() if extra["profile"] else None)
+
+
+def test_a_typo_in_an_s3_sources_bucket_fails_it_and_stateful_ingestion_removes_nothing(
+        s3_server, churn_frame, catalog_home, tmp_path, monkeypatch) -> None:
+    """DataHub's stateful ingestion soft-deletes what a run of the s3 source no longer sees.
+    A bucket that does not exist must fail the source (crawl and ingestion both name it),
+    not run the recipe over an empty listing that soft-deletes every dataset it had."""
+    import uuid
+
+    from autokfp import storage
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    base = f"{s3_server.base_uri}/ingest-{uuid.uuid4().hex[:8]}"
+    storage.write_text(f"{base}/a.csv", churn_frame.head(40).to_csv(index=False))
+    storage.write_text(f"{base}/b/c.csv", churn_frame.head(30).to_csv(index=False))
+
+    def config(uri: str):
+        return parse_config({"name": "lake", "sources": [{"name": "lake", "kind": "s3",
+                                                           "uri": uri}],
+                             "training": {"dataset": "lake/a.csv", "target": "churned"}})
+
+    first = ingest(config(base))
+    assert first.failed == {} and first.removed == [] and len(first.datasets) == 2
+    typo = f"{s3_server.bucket}-typo"
+    second = ingest(config(base.replace(s3_server.bucket, typo, 1)))
+    assert set(second.failed) == {"lake"}
+    assert f"bucket '{typo}' does not exist" in second.failed["lake"]
+    assert second.recipes == [] and second.removed == []
+    for urn in first.datasets:
+        assert read_lite(catalog_home.catalog_dir, urn)["status"]["removed"] is False
