@@ -40,23 +40,30 @@ class Engineered(StepResult):
     id_column: str
     unlabelled_rows: int
     """Training rows without a label, left out."""
+    training_data: str = ""
+    """The content-addressed folder holding the train rows and the plan (``store_training_data``),
+    or "" when they were not stored."""
 
     def publication(self) -> Publication:
         return Publication(metadata={"train": {"rows": self.train_rows},
                                      "test": {"rows": self.test_rows}},
-                           returns=(self.task, self.features))
+                           returns=(self.task, self.features, self.training_data))
 
 
 @batched
 def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path: str,
                    train_path: str, test_path: str, plan_path: str,
-                   report_path: str | None = None) -> Engineered:
+                   report_path: str | None = None, store_training_data: bool = False) -> Engineered:
     """Fix the held-out split, infer the task and learn the feature plan from training rows.
 
     The table is never read whole: the split streams it in Arrow batches into the train and
     test files (``split_holdout_parquet``), the task comes from the target column, and the
     feature plan (and feature selection) is learnt on a uniform sample of at most
     ``PLAN_MAX_ROWS`` training rows; below that, on every training row.
+
+    With ``store_training_data``, the train rows and the plan (what training reads) are also
+    stored in the artifact store under a URI that names their digest
+    (``training_data_uri``), returned as ``training_data``.
     """
     from autokfp.catalog.schema import DatasetSchema
     from autokfp.modeling.partition import held_out_fraction
@@ -92,7 +99,37 @@ def engineer_features(config: dict[str, Any] | RunConfig, dataset_path: str, sch
                                                 split.test_rows, planned_rows))
     return Engineered(task=task, train_rows=split.train_rows, test_rows=split.test_rows,
                       features=len(plan.feature_columns), dropped=len(plan.dropped),
-                      id_column=id_column or "", unlabelled_rows=split.unlabelled_rows)
+                      id_column=id_column or "", unlabelled_rows=split.unlabelled_rows,
+                      training_data=(training_data_uri(train_path, plan_path)
+                                     if store_training_data else ""))
+
+
+TRAINING_DATA_FOLDER = "training-data"
+"""Where, under the artifact root, the content-addressed training inputs are kept."""
+
+
+def training_data_uri(train_path: str, plan_path: str) -> str:
+    """Store the train rows and the feature plan under
+    ``<AUTOKFP_ARTIFACT_ROOT>/training-data/sha256-<digest of both>/`` and return that URI.
+
+    Why: KFP's cache key of a task holds the ids of its input artifacts, new in every run
+    (discover is never cached), so the GPU training tasks fed ``train``/``plan`` directly
+    never hit the cache. Handed this URI as a parameter, ``load_training_data`` (cached) has
+    the same key in every run on the same rows and plan, KFP reuses its output artifacts, and
+    the training tasks' keys are equal too (docs/kubeflow-ui.md, item 1).
+    """
+    from autokfp.settings import Settings
+    from autokfp.storage.content import put_content_addressed
+    from autokfp.storage.uris import child
+
+    root = child(Settings.from_env().artifact_root, TRAINING_DATA_FOLDER)
+    uri = put_content_addressed(root, {TRAIN_FILE: train_path, PLAN_FILE: plan_path})
+    log.info("training data (train rows + plan) stored at %s", uri)
+    return uri
+
+
+TRAIN_FILE = "train.parquet"
+PLAN_FILE = "plan.json"
 
 
 def _split_and_plan(cfg: RunConfig, schema: Any, dataset_path: str, train_path: str,

@@ -22,6 +22,7 @@ from autokfp.components import (
     evaluate_model,
     explain_model,
     list_engines,
+    load_training_data,
     profile,
     refit_model,
     register_model,
@@ -112,15 +113,23 @@ def build_autonomous_training(options: "ClusterOptions | None" = None):
         # An engine that fails still completes its task with a "failed candidate" marker, so
         # selection falls back to the other engines' leaders.
         engines = configure_task(list_engines(config=config), options, name="list engines")
+        # KFP's cache key of a task holds its parameters' values and its input artifacts' ids.
+        # The ids of engineer-features' train/plan are new in every run (discover is never
+        # cached, so neither is anything fed by it), so the training tasks take theirs from
+        # load-training-data, whose only input is the URI naming the digest of the train rows
+        # and the plan: in a new run on the same data its key is the same, KFP reuses its
+        # artifacts (same ids), and the GPU tasks hit the cache (docs/kubeflow-ui.md, item 1).
+        training_data = configure_task(
+            load_training_data(training_data=features.outputs["training_data"]), options,
+            caching=True, name="load training data (content-addressed)")
         # Each item holds an engine's name and the settings its training task reads, nothing
         # else: no deploy or governance setting, nor another engine's, is among the GPU
-        # task's parameters. Its cache key also holds the ids of its train/plan artifacts,
-        # which are new in every run (discover is never cached, so neither is anything
-        # downstream of it): a new run retrains (docs/kubeflow-ui.md, item 1).
+        # task's parameters.
         with dsl.ParallelFor(engines.output, parallelism=options.training_parallelism) as item:
             trained = configure_training_task(
-                train_model(config=item.settings, engine=item.engine, train=features.outputs["train"],
-                            plan=features.outputs["plan"]), options, name="train candidate (GPU)")
+                train_model(config=item.settings, engine=item.engine,
+                            train=training_data.outputs["train"],
+                            plan=training_data.outputs["plan"]), options, name="train candidate (GPU)")
             trained.set_retry(num_retries=1, backoff_duration="60s")
             trained.after(data_bias)
         selected = configure_task(select_model(config=config,

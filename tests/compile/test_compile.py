@@ -33,7 +33,7 @@ CHAIN = ["resolve-config", "discover", "profile", "engineer-features", "check-da
          "select-model", "bias-check", "evaluate-model", "refit-model", "register-model",
          "write-model-card",
          "deploy-model"]
-TASKS = [*CHAIN, "list-engines", "explain-model"]
+TASKS = [*CHAIN, "list-engines", "load-training-data", "explain-model"]
 EXECUTORS = [t for t in TASKS if t != LOOP] + ["train-model"]
 # AUTOKFP_IMAGE_REGISTRY is left alone: images were fixed when components were imported.
 CLUSTER_ENV = ("AUTOKFP_GPU_NODE_SELECTOR", "AUTOKFP_GPU_COUNT", "AUTOKFP_GPU_TOLERATION",
@@ -269,7 +269,11 @@ def test_tasks_run_in_pipeline_order(compiled) -> None:
 
     assert producer("profile", "dataset") == "discover"
     assert producer("engineer-features", "dataset") == "discover"
-    assert producer(LOOP, "pipelinechannel--engineer-features-train") == "engineer-features"
+    # the training tasks read the train rows and plan through their content-addressed copy
+    # (test_training_cache_key.py: why)
+    assert producer(LOOP, "pipelinechannel--load-training-data-train") == "load-training-data"
+    assert tasks["load-training-data"]["inputs"]["parameters"]["training_data"][
+        "taskOutputParameter"]["producerTask"] == "engineer-features"
     assert producer("select-model", "candidates") == LOOP
     assert producer("select-model", "test") == "engineer-features"
     # fairness is checked on the selected model; everything after sees the checked package
@@ -303,7 +307,7 @@ def test_one_training_task_fans_out_over_the_configured_engines_each_on_a_gpu(co
     # limit: in the cluster every engine trains at once, each on its own GPU node
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--list-engines-Output"
     assert "iteratorPolicy" not in loop
-    assert sorted(loop["dependentTasks"]) == ["check-data-bias", "engineer-features", "list-engines"]
+    assert sorted(loop["dependentTasks"]) == ["check-data-bias", "list-engines", "load-training-data"]
     train = _loop(docs[0])["dag"]["tasks"]["train-model"]
     assert train["inputs"]["parameters"]["engine"]["componentInputParameter"] == \
         loop["parameterIterator"]["itemInput"]

@@ -19,7 +19,7 @@ def engineer_features(
     target: str = "from config",
     task: str = "from config",
     config: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
-) -> NamedTuple("Outputs", [("task", str), ("features", int)]):
+) -> NamedTuple("Outputs", [("task", str), ("features", int), ("training_data", str)]):
     """Split train/test (fixed per dataset) and learn the feature plan from training rows.
 
     Semantic types decide the features: datetime parts, categories (top levels, unseen
@@ -29,6 +29,11 @@ def engineer_features(
     Usable alone, on any Parquet or CSV ``Dataset``:
     ``engineer_features(dataset=d, target="churned")`` (no run config, no schema: the
     dataset is profiled here); its ``train`` and ``plan`` feed ``train_model``.
+
+    The train rows and the plan (what training reads) are also stored in the artifact store
+    under ``<AUTOKFP_ARTIFACT_ROOT>/training-data/sha256-<digest>/``, returned as
+    ``training_data``: autokfp's pipeline hands that URI to ``load_training_data`` (cached),
+    so that a new run on unchanged data does not train again.
 
     Args:
         dataset: The training dataset (Parquet, or CSV when used alone).
@@ -46,6 +51,8 @@ def engineer_features(
 
     Returns:
         task: binary, multiclass or regression. features: number of model features.
+        training_data: the URI of the content-addressed folder holding the train rows and
+        the plan (for ``load_training_data``).
 
     Example:
         >>> f = engineer_features(config=cfg, dataset=d.outputs["dataset"], schema=d.outputs["schema"])
@@ -61,9 +68,10 @@ def engineer_features(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     inputs = standalone(config, dataset.path, schema.path if schema is not None else None,
                         target=target, task=task)
-    outputs = namedtuple("Outputs", ["task", "features"])
+    outputs = namedtuple("Outputs", ["task", "features", "training_data"])
     return outputs(*publish(step(inputs.config, inputs.dataset_path, inputs.schema_path,
-                                 train.path, test.path, plan.path, report.path),
+                                 train.path, test.path, plan.path, report.path,
+                                 store_training_data=True),
                             train=train, test=test))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from kfp.dsl import Artifact, Dataset, Markdown
 
-from autokfp.components import engineer_features
+from autokfp.components import engineer_features, load_training_data
 from tests.components import artifact
 
 
@@ -19,9 +19,9 @@ def test_engineer_features_splits_and_plans(discovered, tmp_path) -> None:
     test = artifact(Dataset, tmp_path, "test")
     plan = artifact(Artifact, tmp_path, "plan")
     report = artifact(Markdown, tmp_path, "report")
-    task, features = engineer_features.python_func(config=config, dataset=dataset, schema=schema,
-                                                   train=train, test=test, plan=plan,
-                                                   report=report)
+    task, features, training_data = engineer_features.python_func(
+        config=config, dataset=dataset, schema=schema, train=train, test=test, plan=plan,
+        report=report)
     assert task == "binary"
     assert features > 0
     train_rows, test_rows = len(pd.read_parquet(train.path)), len(pd.read_parquet(test.path))
@@ -29,6 +29,15 @@ def test_engineer_features_splits_and_plans(discovered, tmp_path) -> None:
     assert train.metadata["rows"] == train_rows and test.metadata["rows"] == test_rows
     assert json.loads(Path(plan.path).read_text())["target"] == "churned"
     assert Path(report.path).read_text().startswith("# Features for `files/customers.parquet`")
+    # what training reads is also kept where its digest names it, for load_training_data
+    assert "/training-data/sha256-" in training_data
+    loaded = {"train": artifact(Dataset, tmp_path / "loaded", "train"),
+              "plan": artifact(Artifact, tmp_path / "loaded", "plan")}
+    load_training_data.python_func(training_data=training_data, **loaded)
+    assert Path(loaded["train"].path).read_bytes() == Path(train.path).read_bytes()
+    assert Path(loaded["plan"].path).read_bytes() == Path(plan.path).read_bytes()
+    assert loaded["train"].metadata == {"rows": train_rows,
+                                        "digest": training_data.rsplit("sha256-", 1)[1]}
 
 
 def test_a_table_above_the_plan_sample_is_split_whole_and_planned_on_a_sample(
@@ -66,7 +75,7 @@ def test_used_alone_a_csv_dataset_and_a_target_are_enough(churn_frame, autokfp_h
     churn_frame.head(600).to_csv(data, index=False)  # an artifact path: no file suffix
     outputs = {name: artifact(kind, tmp_path / "alone", name) for name, kind in (
         ("train", Dataset), ("test", Dataset), ("plan", Artifact), ("report", Markdown))}
-    task, features = engineer_features.python_func(
+    task, features, _training_data = engineer_features.python_func(
         dataset=artifact(Dataset, tmp_path, "data"), target="churned", task="binary", **outputs)
     assert task == "binary" and features > 0
     plan = json.loads(Path(outputs["plan"].path).read_text())
