@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from autokfp.errors import StorageError
-from autokfp.storage.files import exists, read_text, write_text
 from autokfp.storage.base import ObjectStore
+from autokfp.storage.files import exists, read_text, write_text
 from autokfp.storage.stores import store_for
 from autokfp.storage.uris import child, local_path
 

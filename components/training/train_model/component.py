@@ -36,8 +36,10 @@ def train_model(
     ``autokfp.pipelines.cluster.configure_training_task(task, ClusterOptions.from_env())``.
 
     Args:
-        train: Training rows (Parquet), from ``engineer_features``.
-        plan: The feature plan (JSON), from ``engineer_features``.
+        train: Training rows (Parquet), from ``engineer_features`` (in autokfp's pipeline
+            through ``load_training_data``, whose cached, content-addressed copy keeps this
+            task's cache key the same in a new run on the same data).
+        plan: The feature plan (JSON), from ``engineer_features`` (idem).
         model: Output. The MLflow pyfunc model folder (or a failed/skipped candidate marker);
             its metadata names the engine, status, leader and device.
         leaderboard: Output. The engine's leaderboard (models or trials) as HTML.
