@@ -563,3 +563,24 @@ def test_missing_gcs_credentials_say_how_to_fix(monkeypatch, tmp_path):
         assert "gs://some-bucket/model/MLmodel" in str(info.value)
     finally:
         storage.reset_client()
+
+
+def test_content_addressed_folder_round_trip_and_check(base, tmp_path):
+    """The training inputs' content-addressed folder (engineer_features -> load_training_data)
+    on every store: the same files give the same URI, the copy read back is checked, and an
+    object changed in the store is refused."""
+    from autokfp.storage.content import get_content_addressed, put_content_addressed
+
+    files = {"train.parquet": tmp_path / "in" / "train.parquet", "plan.json": tmp_path / "in" / "plan.json"}
+    files["train.parquet"].parent.mkdir()
+    files["train.parquet"].write_bytes(BINARY)
+    files["plan.json"].write_text('{"target": "y"}')
+    uri = put_content_addressed(base + "/training-data", files)
+    assert uri.startswith(base + "/training-data/sha256-")
+    assert put_content_addressed(base + "/training-data", files) == uri
+    out = {name: tmp_path / "out" / name for name in files}
+    assert get_content_addressed(uri, out) == uri.rsplit("sha256-", 1)[1]
+    assert out["train.parquet"].read_bytes() == BINARY
+    storage.write_text(uri + "/plan.json", '{"target": "z"}')
+    with pytest.raises(StorageError, match="other content than its name says"):
+        get_content_addressed(uri, {name: tmp_path / "again" / name for name in files})
