@@ -19,8 +19,10 @@ What is re-implemented (kubeflow/pipelines, read on 2026-12-06):
   its MLMD id (``strconv.FormatInt(artifact.GetId(), 10)``); a task that runs (no cache hit)
   publishes new artifacts, with new ids. ``provisionOutputs`` (driver): output artifacts
   carry the spec's type and metadata only.
-* The driver resolves a component input's default value when the task does not set it, and
-  a ``ParallelFor`` item's ``parseJson(string_value)["key"]`` selector to the item's field.
+* ``backend/src/v2/driver/resolve.go``, ``resolveInputs``: a task's parameter values are the
+  ones its task spec sets (an optional input left unset is not passed: the component applies
+  its own default, kubeflow/pipelines#8765), and a ``ParallelFor`` item's
+  ``parseJson(string_value)["key"]`` selector gives that field of the item.
 
 The byte layout of Go's float formatting is not reproduced (the values here are strings,
 integers and small mappings), so a fingerprint equals the backend's in what it depends on,
@@ -105,6 +107,7 @@ class KfpBackend:
         target's fingerprints, one per item."""
         root = self.ir["root"]
         tasks = root["dag"]["tasks"]
+        # the root DAG's driver gives a pipeline parameter the run leaves unset its default
         defaults = {name: spec.get("defaultValue")
                     for name, spec in root.get("inputDefinitions", {}).get("parameters", {}).items()}
         scope = {**defaults, **arguments}
@@ -152,13 +155,10 @@ class KfpBackend:
 
     def _parameters(self, task: dict[str, Any], scope: dict[str, Any],
                     records: dict[str, TaskRecord]) -> dict[str, Any]:
-        component = self.ir["components"][task["componentRef"]["name"]]
-        values = {key: self._parameter(spec, scope, records)
-                  for key, spec in task.get("inputs", {}).get("parameters", {}).items()}
-        for key, spec in component.get("inputDefinitions", {}).get("parameters", {}).items():
-            if key not in values and "defaultValue" in spec:
-                values[key] = spec["defaultValue"]
-        return values
+        # only what the task spec sets: the driver leaves an unset optional input to the
+        # component's own default (resolve.go), so defaults are no part of the key
+        return {key: self._parameter(spec, scope, records)
+                for key, spec in task.get("inputs", {}).get("parameters", {}).items()}
 
     @staticmethod
     def _parameter(spec: dict[str, Any], scope: dict[str, Any],

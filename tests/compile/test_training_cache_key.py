@@ -82,12 +82,10 @@ class Run:
             return {"task": result.task, "features": result.features,
                     "training_data": result.training_data}
         if task == "list-engines":
-            from autokfp.steps.form import engines_config
-            from autokfp.steps.list_engines import list_engines
+            from autokfp.components import list_engines
 
-            return {"Output": list_engines(engines_config(
-                parameters["config"], engines=parameters["engines"],
-                budget_seconds=parameters["budget_seconds"]))}
+            # the component itself: inputs the task leaves unset take its own defaults
+            return {"Output": list_engines.python_func(**parameters)}
         if task == "load-training-data":
             from autokfp.steps.load_training_data import load_training_data
 
