@@ -167,3 +167,19 @@ def test_training_cache_key_follows_the_data_and_the_training_settings_only(
 
 def _train_file(work: Path, records) -> Path:
     return work / f"artifact-{records['engineer-features'].artifacts['train']}.parquet"
+
+
+def test_compiling_again_changes_nothing_the_training_tasks_keys_read(compiled, tmp_path):
+    """A run submitted from a fresh compile (``autokfp compile`` again, a notebook) must find
+    the earlier runs' cache entries: the image, command and args of the tasks on the way to
+    training, and their inputs' wiring, are the same in a second compile."""
+    path = tmp_path / "again.yaml"
+    compiler.Compiler().compile(build_autonomous_training(), str(path))
+    again = next(yaml.safe_load_all(path.read_text()))
+    for executor in ("exec-load-training-data", "exec-train-model"):
+        assert again["deploymentSpec"]["executors"][executor] == \
+            compiled["deploymentSpec"]["executors"][executor]
+    for component in ("comp-load-training-data", "comp-train-model"):
+        assert again["components"][component] == compiled["components"][component]
+    assert again["root"]["dag"]["tasks"]["load-training-data"] == \
+        compiled["root"]["dag"]["tasks"]["load-training-data"]
