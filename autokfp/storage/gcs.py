@@ -167,8 +167,13 @@ class GcsStore(ObjectStore):
             return bool(bucket.exists())
         if not key.endswith("/") and bucket.blob(key).exists():
             return True
+        from google.api_core import exceptions as gexc
+
         prefix = key.rstrip("/") + "/"
-        return any(True for _ in bucket.list_blobs(prefix=prefix, max_results=1))
+        try:
+            return any(True for _ in bucket.list_blobs(prefix=prefix, max_results=1))
+        except gexc.NotFound:  # the bucket does not exist: nothing is there, as on S3
+            return False
 
     def delete(self, uri: str) -> None:
         _blob(uri).delete()

@@ -584,3 +584,20 @@ def test_content_addressed_folder_round_trip_and_check(base, tmp_path):
     storage.write_text(uri + "/plan.json", '{"target": "z"}')
     with pytest.raises(StorageError, match="other content than its name says"):
         get_content_addressed(uri, {name: tmp_path / "again" / name for name in files})
+
+
+@pytest.mark.parametrize("store", ["gcs_emulator", "s3_server"])
+def test_a_bucket_that_does_not_exist_holds_nothing_and_cannot_be_listed(store, request):
+    """``exists`` says False for anything in a bucket that does not exist (it never raises
+    for a missing location, on either store), while a listing of it is an error naming the
+    bucket: a typo in a bucket name must not read as an empty prefix."""
+    server = request.getfixturevalue(store)
+    scheme = "gs" if store == "gcs_emulator" else "s3"
+    missing = f"{server.bucket}-missing-{uuid.uuid4().hex[:6]}"
+    for uri in (f"{scheme}://{missing}/a/b.csv", f"{scheme}://{missing}/a/"):
+        assert storage.exists(uri) is False, uri
+    lister = (storage.iter_s3_objects if scheme == "s3"
+              else lambda uri: (blob for _, blob in storage.gcs.iter_blobs(uri)))
+    with pytest.raises(StorageError, match=f"bucket '{missing}' does not exist .*check the "
+                                           "bucket name"):
+        list(lister(f"{scheme}://{missing}/a"))

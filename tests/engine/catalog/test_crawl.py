@@ -18,6 +18,7 @@ import pytest
 
 from autokfp import storage
 from autokfp.catalog.crawl import accept_schema, check_training_schema, crawl_sources
+from autokfp.catalog.discovery import load_dataset
 from autokfp.catalog.store import CatalogStore
 from autokfp.config import parse_config
 from autokfp.errors import DataError, SchemaError, StorageError
@@ -275,6 +276,9 @@ def test_a_bucket_that_does_not_exist_fails_its_source_and_deletes_nothing(
     assert not any(d.status == "missing" for d in report.datasets)
     assert report.published == {}  # no soft delete was sent anywhere
     assert _index(catalog_home) == before
+    with pytest.raises(DataError, match=rf"source 'lake' cannot be listed: bucket '{typo}' "
+                                        "does not exist"):
+        load_dataset(_bucket_config(kind, base.replace(server.bucket, typo, 1)))
 
     # an existing bucket, nothing under the prefix: the source's datasets went away
     with caplog.at_level("WARNING", logger="autokfp.catalog.crawl"):
