@@ -13,13 +13,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from autokfp.errors import StorageError
 from autokfp.storage.base import ObjectStore
 from autokfp.storage.files import exists, read_text, write_text
+from autokfp.storage.local import atomic_write_pieces
 from autokfp.storage.stores import store_for
 from autokfp.storage.uris import child, local_path
 
@@ -133,13 +133,11 @@ def _check_names(files: Mapping[str, object]) -> None:
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
-    """Copy to a temporary file next to ``target``, then rename: a reader never sees half."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(handle)
-    try:
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Copy through a temp file next to ``target`` (fsynced, then renamed: a reader never
+    sees half of it), read in 1 MiB pieces."""
+    def pieces() -> Iterator[bytes]:
+        with open(source, "rb") as handle:
+            while piece := handle.read(_CHUNK):
+                yield piece
+
+    atomic_write_pieces(target, pieces())
