@@ -92,7 +92,8 @@ HEARTBEAT_SECS = 10
 # own 60 s is too short for a CPU-throttled pod or a cold JVM on a busy node (under load ~33
 # a refit's JVM missed it, docs/cluster.md); a JVM that fails exits, and is reported, at once
 START_TIMEOUT_SECS = 300
-# starts tried when another process takes the probed port before the JVM binds it
+# starts tried when the JVM finds its ports taken (h2o.init passes the probed port as
+# -baseport, so H2O itself moves up past ports taken meanwhile: a rare race is left)
 PORT_ATTEMPTS = 3
 
 
@@ -449,7 +450,7 @@ class H2OCluster:
     the block ended with an error (killed for memory, crashed).
 
     The JVM gets ``start_timeout_secs`` to start (``engines.h2o.start_timeout_secs``). A
-    start is tried again only when another process took its port in the meantime; a JVM
+    start is tried again only when the JVM found its ports taken (its log says so); a JVM
     that was still starting at the limit, or that failed, is not (another try would wait
     as long again, or fail the same way): the TrainingError says which, with the JVM's own
     log line and the setting to change.

@@ -94,6 +94,45 @@ def test_a_slow_jvm_start_succeeds_within_the_configured_wait(tmp_path, monkeypa
     assert not _running(home)
 
 
+# what H2O 3.46's JVM printed here when its ports were taken (stdout), and what a JVM
+# prints when it cannot get its heap (stderr)
+PORTS_TAKEN = ("12-06 09:17:26.052 127.0.0.1:45678       9591         main FATAL "
+               "water.default: On /127.0.0.1 some of the required ports 45678, 45679 are not "
+               "available, change -port PORT and try again.")
+NO_HEAP = ("Error occurred during initialization of VM\n"
+           "Could not reserve enough space for 4194304KB object heap")
+
+
+@pytest.mark.parametrize("stdout, stderr, said, port_taken", [
+    (f"INFO water.default: Java availableProcessors: 2\n{PORTS_TAKEN}\n", "",
+     "FATAL water.default: On /127.0.0.1 some of the required ports 45678, 45679 are not "
+     "available", True),
+    ("", NO_HEAP, "Could not reserve enough space for 4194304KB object heap; its heap is "
+     "engines.h2o.max_mem_size (4G): lower it, or raise the task's memory", False),
+])
+def test_a_failed_start_is_told_by_its_log(tmp_path, stdout, stderr, said, port_taken) -> None:
+    """The JVM's log decides: a port taken meanwhile is started again (h2o.init passes its
+    port as -baseport, so H2O itself moves up past taken ports; this is the rare race left),
+    anything else is reported with its cause and a hint."""
+    import subprocess
+
+    from h2o.exceptions import H2OServerError
+
+    from autokfp.training.h2o_automl import _Launch, _start_failure
+
+    (tmp_path / "out").write_text(stdout)
+    (tmp_path / "err").write_text(stderr)
+    exited = subprocess.Popen(["false"])
+    exited.wait()
+    launch = _Launch(process=exited, stdout=str(tmp_path / "out"), stderr=str(tmp_path / "err"))
+    failure = _start_failure(H2OServerError("Server process terminated with error code 1"),
+                             launch, "autokfp-test", 300, "4G")
+    assert failure.port_taken is port_taken
+    assert "failed to start: it exited with code 1" in str(failure.error)
+    assert said in str(failure.error), str(failure.error)
+    assert "INFO" not in str(failure.error)
+
+
 def test_a_jvm_still_starting_at_the_limit_is_reported_as_slow_and_not_retried(
         tmp_path, monkeypatch) -> None:
     from h2o.backend.server import H2OLocalServer
