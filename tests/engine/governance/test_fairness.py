@@ -330,7 +330,8 @@ def test_a_mitigation_on_age_bands_is_served_in_the_same_bands() -> None:
 
 def test_disparity_intervals_hold_the_estimate_and_narrow_with_more_rows() -> None:
     """90% bootstrap intervals: around the measured disparity, about √10 narrower on ten
-    times the rows, and on a large biased sample clear of parity (0 difference)."""
+    times the rows (the same groups), and on a large biased sample clear of parity (0
+    difference)."""
     spec = GovernanceSpec()
     widths = {}
     for n in (400, 4000):
@@ -342,11 +343,47 @@ def test_disparity_intervals_hold_the_estimate_and_narrow_with_more_rows() -> No
         for name in ("demographic_parity_difference", "ranking_parity_ratio"):
             low, high = assessed.intervals[name]
             assert low <= assessed.disparities[name] <= high, (n, name)
-        widths[n] = float(np.subtract(*assessed.intervals["demographic_parity_difference"][::-1]))
+        # the width on the same groups (at 4,000 rows the small group 'c' is measured too,
+        # and its wide gaps to 'a' and 'b' rightly widen the spread's interval)
+        same = fairness.disparity_intervals(y, decided, scores, frame["g"].tolist(), ["a", "b"])
+        widths[n] = float(np.subtract(*same["demographic_parity_difference"][::-1]))
         check = next(c for c in assessed.checks if c.name == "demographic_parity_difference")
         assert "90% interval" in check.detail
     assert widths[400] > 2 * widths[4000]
     assert assessed.intervals["demographic_parity_difference"][0] > 0.05  # 'a' is favoured
+
+
+def test_a_disparity_near_parity_has_an_interval_that_holds_it_and_starts_at_zero() -> None:
+    """Groups with the same rates (the same rows copied into three groups): every disparity
+    is 0 (ratios 1). A spread can only grow under resampling, so the percentile interval of
+    the spread itself started above it (found: a TPR gap of 0.0031 'within' 0.0036-...);
+    the intervals of the signed pairwise gaps, folded, hold 0 and still say how large a gap
+    the rows cannot rule out. A real gap keeps an interval clear of 0."""
+    rng = np.random.default_rng(11)
+    y = (rng.random(600) < 0.4).astype(int)
+    decided = np.where(rng.random(600) < 0.8, y, 1 - y)
+    scores = np.clip(decided * 0.6 + rng.random(600) * 0.4, 0, 1)
+    groups = ["a"] * 600 + ["b"] * 600 + ["c"] * 600
+    triple = lambda values: np.concatenate([values] * 3)  # noqa: E731
+    intervals = fairness.disparity_intervals(triple(y), triple(decided), triple(scores), groups,
+                                             ["a", "b", "c"], top_share=0.4)
+    for name, bounds in intervals.items():
+        assert bounds is not None, name
+        parity = 1.0 if name.endswith("_ratio") else 0.0
+        assert bounds[0] - 1e-12 <= parity <= bounds[1] + 1e-12, (name, bounds)
+        width = bounds[1] - bounds[0]
+        assert 0.01 < width < 0.2, (name, bounds)  # about 1.6 standard errors of 600 rows
+    # group c decides 'yes' far more often: its gap is clear of parity
+    lifted = triple(decided).copy()
+    lifted[1200:] = np.where(rng.random(600) < 0.5, 1, lifted[1200:])
+    shifted = fairness.disparity_intervals(triple(y), lifted, triple(scores), groups,
+                                           ["a", "b", "c"])
+    observed = fairness.disparities(
+        fairness.group_metrics(triple(y), lifted, triple(scores), groups, None), ["a", "b", "c"])
+    low, high = shifted["demographic_parity_difference"]
+    assert 0.1 < low <= observed["demographic_parity_difference"] <= high
+    low, high = shifted["demographic_parity_ratio"]
+    assert low <= observed["demographic_parity_ratio"] <= high < 0.85
 
 
 def test_cross_fitted_mitigation_is_rechecked_on_rows_it_was_not_fitted_on() -> None:
