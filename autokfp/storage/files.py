@@ -130,6 +130,10 @@ def list_uris(prefix_uri: Uri, recursive: bool = True) -> list[str]:
     ``gs://b/database.csv``. Results keep the prefix's form (relative, absolute, file://).
     A missing folder or empty prefix gives an empty list. With ``recursive=False`` only
     the files directly inside are listed.
+
+    Raises:
+        StorageError: the prefix's bucket does not exist (on GCS and S3 alike: a typo in a
+            bucket name is not an empty prefix), or the store refuses or cannot be reached.
     """
     text = as_str(prefix_uri)
     store = store_for(text)

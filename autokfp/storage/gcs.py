@@ -105,14 +105,31 @@ def errors(uri: str) -> Iterator[None]:
         ) from exc
 
 
+def missing_bucket(uri: str, bucket: str) -> StorageError:
+    """The error for a listing of ``uri`` whose bucket does not exist."""
+    where = os.environ.get("STORAGE_EMULATOR_HOST") or "GCS"
+    return StorageError(
+        f"bucket '{bucket}' does not exist at {where} (listing '{uri}'): check the bucket "
+        "name in the URI, and the project it belongs to.")
+
+
 def names(bucket: str, key: str, recursive: bool) -> list[str]:
-    """Object names under the folder-like prefix ``key`` (relative to it)."""
+    """Object names under the folder-like prefix ``key`` (relative to it).
+
+    Raises:
+        StorageError: the bucket does not exist.
+    """
+    from google.api_core import exceptions as gexc
+
     prefix = key.rstrip("/") + "/" if key.strip("/") else ""
     blobs = client().list_blobs(
         bucket, prefix=prefix or None, delimiter=None if recursive else "/"
     )
-    # Zero-byte "folder" placeholders (names ending in "/") are not files.
-    return [blob.name[len(prefix) :] for blob in blobs if not blob.name.endswith("/")]
+    try:
+        # Zero-byte "folder" placeholders (names ending in "/") are not files.
+        return [blob.name[len(prefix) :] for blob in blobs if not blob.name.endswith("/")]
+    except gexc.NotFound as exc:  # a listing's only 404
+        raise missing_bucket(f"gs://{bucket}/{key}", bucket) from exc
 
 
 def iter_blobs(prefix_uri: str) -> Iterator[tuple[str, Any]]:
@@ -137,10 +154,7 @@ def iter_blobs(prefix_uri: str) -> Iterator[tuple[str, Any]]:
                 if relative and not blob.name.endswith("/"):
                     yield relative, blob
         except gexc.NotFound as exc:  # a listing's only 404
-            where = os.environ.get("STORAGE_EMULATOR_HOST") or "GCS"
-            raise StorageError(
-                f"bucket '{bucket}' does not exist at {where} (listing '{prefix_uri}'): check "
-                "the bucket name in the URI, and the project it belongs to.") from exc
+            raise missing_bucket(prefix_uri, bucket) from exc
 
 
 def _blob(uri: str) -> Any:

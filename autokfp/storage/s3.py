@@ -235,7 +235,11 @@ class S3Store(ObjectStore):
 
     def names(self, uri: str, recursive: bool) -> list[str]:
         start = len(s3_path(uri).rstrip("/")) + 1
-        return [path[start:] for path in _files(uri, recursive)]
+        found = [path[start:] for path in _files(uri, recursive)]
+        bucket = s3_path(uri).split("/", 1)[0]
+        if not found and not filesystem(uri).exists(bucket):
+            raise missing_bucket(uri, bucket)  # as GCS says, not an empty prefix
+        return found
 
     def put_file(self, local: Path, uri: str) -> None:
         filesystem(uri).put_file(str(local), object_path(uri), ContentType=content_type(uri))

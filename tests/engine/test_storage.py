@@ -601,3 +601,8 @@ def test_a_bucket_that_does_not_exist_holds_nothing_and_cannot_be_listed(store, 
     with pytest.raises(StorageError, match=f"bucket '{missing}' does not exist .*check the "
                                            "bucket name"):
         list(lister(f"{scheme}://{missing}/a"))
+    for recursive in (True, False):  # what monitoring reads prediction logs with
+        with pytest.raises(StorageError, match=f"bucket '{missing}' does not exist"):
+            storage.list_uris(f"{scheme}://{missing}/logs", recursive=recursive)
+    # an existing bucket with nothing under the prefix is still an empty listing
+    assert storage.list_uris(f"{scheme}://{server.bucket}/nothing-{uuid.uuid4().hex}") == []
