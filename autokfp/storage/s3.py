@@ -236,9 +236,11 @@ class S3Store(ObjectStore):
     def names(self, uri: str, recursive: bool) -> list[str]:
         start = len(s3_path(uri).rstrip("/")) + 1
         found = [path[start:] for path in _files(uri, recursive)]
-        bucket = s3_path(uri).split("/", 1)[0]
-        if not found and not filesystem(uri).exists(bucket):
-            raise missing_bucket(uri, bucket)  # as GCS says, not an empty prefix
+        if not found:
+            # s3fs lists a bucket that does not exist as empty: one page of the same listing
+            # tells (NoSuchBucket: missing_bucket, as GCS says), with the permission the
+            # listing needs; s3fs's exists(bucket) HEADs it and says False for a refused probe
+            next(iter_s3_objects(uri, page_size=1), None)
         return found
 
     def put_file(self, local: Path, uri: str) -> None:

@@ -606,3 +606,29 @@ def test_a_bucket_that_does_not_exist_holds_nothing_and_cannot_be_listed(store, 
             storage.list_uris(f"{scheme}://{missing}/logs", recursive=recursive)
     # an existing bucket with nothing under the prefix is still an empty listing
     assert storage.list_uris(f"{scheme}://{server.bucket}/nothing-{uuid.uuid4().hex}") == []
+
+
+def test_an_empty_prefix_of_an_s3_bucket_the_credentials_cannot_head_lists_as_empty(
+        s3_server, monkeypatch):
+    """Credentials that may list a prefix but not HEAD the bucket (a policy granting
+    s3:ListBucket on a prefix only, without s3:GetBucketLocation; moto does not enforce
+    policies, so the two probes are refused here as S3 refuses them): an empty prefix still
+    lists as empty. Whether the bucket exists is asked with the listing itself
+    (ListObjectsV2's NoSuchBucket), not with s3fs's exists(bucket), which says False for
+    any refused probe and made an existing bucket read as a typo."""
+    uri = f"s3://{s3_server.bucket}/team-{uuid.uuid4().hex[:6]}/logs"
+    fs = storage.s3.filesystem(uri)
+    fs.invalidate_cache()
+    real = fs._call_s3
+
+    async def refusing(method, *args, **kwargs):
+        if method in ("head_bucket", "get_bucket_location"):
+            raise PermissionError(f"Access Denied ({method})")
+        return await real(method, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "_call_s3", refusing)
+    for recursive in (True, False):
+        assert storage.list_uris(uri, recursive=recursive) == []
+    missing = f"{s3_server.bucket}-missing-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(StorageError, match=f"bucket '{missing}' does not exist"):
+        storage.list_uris(f"s3://{missing}/logs")
