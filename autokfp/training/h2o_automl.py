@@ -1123,7 +1123,24 @@ class H2OAutoMLEngine:
                    workdir: Path, searched: float = 0.0) -> dict[str, Any]:
         """Upload, run AutoML for what is left of the budget's search time (``searched``
         seconds were spent by clusters that died), export the leader's MOJO and read its
-        cross-validation figures, all on the running ``cluster``."""
+        cross-validation figures, all on the running ``cluster``. Blending mode's split is
+        removed from the cluster however this ends (a shared remote cluster outlives the run,
+        and its own cleanup knows only the training frame and the AutoML keys)."""
+        split: list[_Parts] = []
+        try:
+            return self._search_on(cluster, frame, column_types, response, features, target,
+                                   task, classes, budget, folds, sort_metric, workdir, searched,
+                                   split)
+        finally:
+            for parts in split:
+                parts.remove()
+
+    def _search_on(self, cluster: H2OCluster | RemoteH2OCluster, frame: pd.DataFrame | FeatureFile,
+                   column_types: dict[str, str], response: str,
+                   features: pd.DataFrame | FeatureFile, target: pd.Series, task: str,
+                   classes: list[str] | None, budget: Any, folds: int, sort_metric: str,
+                   workdir: Path, searched: float, split: list[_Parts]) -> dict[str, Any]:
+        """``_automl_on``'s work; a blending split it makes is appended to ``split``."""
         import h2o
         from h2o.automl import H2OAutoML
 
@@ -1139,6 +1156,7 @@ class H2OAutoMLEngine:
         if settings.blends(len(frame), len(features.columns), automl_secs, threads):
             mark = time.monotonic()
             parts = _blending_parts(h2o_frame, len(frame), budget.seed)
+            split.append(parts)
             timings["split"] = round(time.monotonic() - mark, 2)
             nfolds = 0
             log.info("H2O AutoML validates by blending (%d rows x %d predictors for %ss on %d "
@@ -1209,7 +1227,6 @@ class H2OAutoMLEngine:
         if parts is not None:  # what the leader learnt from (an ensemble: its blending rows too)
             fitted = parts.rows[PART_TRAIN] + (
                 parts.rows[PART_BLEND] if leader.algo == "stackedensemble" else 0)
-            parts.remove()  # a shared cluster keeps no copy of the rows
         return {"board": board, "leader": leader_id, "algo": leader.algo, "cv": cv, "oof": oof,
                 "positions": positions, "fitted_rows": fitted, "nfolds": nfolds,
                 "automl_secs": automl_secs, "elapsed": elapsed, "timings": timings}
@@ -1398,19 +1415,20 @@ def _blending_parts(h2o_frame: Any, rows: int, seed: int) -> _Parts:
     import h2o
 
     codes = _part_codes(rows, seed)
+    counts = {code: int((codes == code).sum()) for code in (PART_TRAIN, PART_VALID, PART_BLEND)}
+    if min(counts.values()) < 1:
+        raise TrainingError(f"too few rows ({rows}) to blend; set engines.h2o.validation: "
+                            "cross_validation")
     marks = h2o.H2OFrame(pd.DataFrame({PART_COLUMN: codes.astype("int64")}),
                          column_types=["int"],
                          destination_frame=f"autokfp_parts_{uuid.uuid4().hex[:8]}")
     if int(marks.nrows) != int(h2o_frame.nrows):
+        h2o.remove(marks)  # an uploaded frame is kept until removed (a shared cluster too)
         raise TrainingError(f"the training frame on the cluster has {h2o_frame.nrows} rows, "
                             f"{rows} were expected")
     marked = h2o_frame.cbind(marks)
     column = marked[PART_COLUMN]
     train, valid, blend = (marked[column == code] for code in (PART_TRAIN, PART_VALID, PART_BLEND))
-    counts = {code: int((codes == code).sum()) for code in (PART_TRAIN, PART_VALID, PART_BLEND)}
-    if min(counts.values()) < 1:
-        raise TrainingError(f"too few rows ({rows}) to blend; set engines.h2o.validation: "
-                            "cross_validation")
     parts = _Parts(train, valid, blend, np.flatnonzero(codes == PART_VALID), counts)
     parts.frames = [train, valid, blend, marked, marks]
     return parts

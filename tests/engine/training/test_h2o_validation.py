@@ -95,3 +95,42 @@ def test_a_table_too_large_to_cross_validate_in_the_budget_is_blended_and_learns
     # the rows it learnt from: the training part (an ensemble: the blending rows too)
     assert result.fitted_rows is not None and result.fitted_rows < len(features) - len(positions) + 1
     assert "blending" in result.params["cv_method"]
+
+
+def test_a_failed_search_leaves_none_of_the_split_on_the_cluster(tmp_path, monkeypatch) -> None:
+    """The blending split puts two more copies of the training rows on the cluster (the rows
+    with their part marked, and the three parts). They are removed when the search fails
+    too, not only after an export: on a shared remote cluster, which outlives the run and
+    removes only the run's training frame and AutoML keys, they were left behind. A local
+    cluster stands in for it here (the test looks at its keys before it is shut down)."""
+    import h2o
+
+    from autokfp.config.training import BudgetSpec
+    from autokfp.training import h2o_automl
+    from autokfp.training.h2o_automl import H2OAutoMLEngine, H2OCluster
+
+    made: list[str] = []
+    real = h2o_automl._blending_parts
+
+    def recording(*args, **kwargs):
+        parts = real(*args, **kwargs)
+        made.extend(str(frame.frame_id) for frame in parts.frames)
+        return parts
+
+    class Refused:  # AutoML failing after the split (a job cancelled on a busy cluster)
+        def __init__(self, **kwargs) -> None:
+            raise RuntimeError("AutoML refused")
+
+    monkeypatch.setattr(h2o_automl, "_blending_parts", recording)
+    monkeypatch.setattr("h2o.automl.H2OAutoML", Refused)
+    features, target = _friedman(600, seed=0)
+    engine = H2OAutoMLEngine(H2OSettings(max_mem_size="1G", validation="blending"))
+    frame, column_types, response = h2o_automl._training_frame(features, target, "regression", [])
+    with H2OCluster(nthreads=1, max_mem_size="1G") as cluster:
+        with pytest.raises(RuntimeError, match="AutoML refused"):
+            engine._automl_on(cluster, frame, column_types, response, features, target,
+                              "regression", None, BudgetSpec(max_runtime_secs=10, nthreads=1),
+                              3, "rmse", tmp_path)
+        assert len(made) == 5
+        left = set(h2o.ls()["key"].astype(str))
+    assert not left & set(made), sorted(left & set(made))
