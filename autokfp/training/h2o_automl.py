@@ -1125,15 +1125,17 @@ class H2OAutoMLEngine:
         seconds were spent by clusters that died), export the leader's MOJO and read its
         cross-validation figures, all on the running ``cluster``. Blending mode's split is
         removed from the cluster however this ends (a shared remote cluster outlives the run,
-        and its own cleanup knows only the training frame and the AutoML keys)."""
+        and its own cleanup knows only the training frame and the AutoML keys), unless the
+        remote cluster was lost (a request to it can hang: its own cleanup is skipped too)."""
         split: list[_Parts] = []
         try:
             return self._search_on(cluster, frame, column_types, response, features, target,
                                    task, classes, budget, folds, sort_metric, workdir, searched,
                                    split)
         finally:
-            for parts in split:
-                parts.remove()
+            if not getattr(cluster, "lost", ""):
+                for parts in split:
+                    parts.remove()
 
     def _search_on(self, cluster: H2OCluster | RemoteH2OCluster, frame: pd.DataFrame | FeatureFile,
                    column_types: dict[str, str], response: str,

@@ -134,3 +134,31 @@ def test_a_failed_search_leaves_none_of_the_split_on_the_cluster(tmp_path, monke
         assert len(made) == 5
         left = set(h2o.ls()["key"].astype(str))
     assert not left & set(made), sorted(left & set(made))
+
+
+def test_a_lost_remote_cluster_is_not_asked_to_remove_the_split(monkeypatch) -> None:
+    """A remote cluster that lost a node can leave a request hanging (its REST calls have no
+    timeout), so nothing is removed from it, as RemoteH2OCluster's own cleanup skips it; a
+    failed search on a reachable cluster removes its split (previous test)."""
+    from autokfp.training.h2o_automl import H2OAutoMLEngine, RemoteH2OCluster
+
+    removed: list[str] = []
+
+    class Split:
+        def remove(self) -> None:
+            removed.append("split")
+
+    def search(self, cluster, *args) -> None:
+        args[-1].append(Split())
+        raise RuntimeError("node lost")
+
+    monkeypatch.setattr(H2OAutoMLEngine, "_search_on", search)
+    engine = H2OAutoMLEngine(H2OSettings(validation="blending"))
+    for lost, expected in (("node 10.0.0.2 not heard from for 10 s", []), ("", ["split"])):
+        cluster = RemoteH2OCluster.__new__(RemoteH2OCluster)
+        cluster.lost = lost
+        with pytest.raises(RuntimeError, match="node lost"):
+            engine._automl_on(cluster, None, {}, "y", None, None, "regression", None, None, 3,
+                              "rmse", None)
+        assert removed == expected, lost
+        removed.clear()
