@@ -29,6 +29,7 @@ The decision rule (``deploy.ab_confidence``, ``deploy.ab_margin``), on the inter
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -36,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+log = logging.getLogger(__name__)
 
 WORSE, NOT_WORSE, INCONCLUSIVE = "worse", "not worse", "inconclusive"
 LABEL_COLUMN = "_autokfp_label"  # the ground truth joined to a logged row
@@ -90,6 +93,11 @@ def arm_outcomes(rows: pd.DataFrame, label_column: str,
         predicted = pd.to_numeric(labelled["output_prediction"], errors="coerce")
         truth = pd.to_numeric(labelled[label_column], errors="coerce")
         per_answer = (predicted - truth).abs().dropna()
+    if id_column and id_column not in labelled.columns and not per_answer.empty:
+        log.warning("the logged rows have no id column '%s': each answer counts as its own "
+                    "customer, and a customer who asked again narrows the A/B interval too "
+                    "much; send the id column with the requests (the model ignores it)",
+                    id_column)
     if id_column and id_column in labelled.columns and not per_answer.empty:
         ids = labelled.loc[per_answer.index, id_column].map(category_text)
         per_id = per_answer.groupby(ids.to_numpy(), sort=False).mean()

@@ -94,7 +94,14 @@ def get_content_addressed(folder: str, files: Mapping[str, str | os.PathLike[str
     if not exists(manifest):
         raise StorageError(f"'{folder}' has no {MANIFEST}: it was never completely written, or "
                            "it was deleted from the artifact store; run engineer_features again")
-    listed = json.loads(read_text(manifest)).get("files", {})
+    try:
+        listed = json.loads(read_text(manifest)).get("files")
+    except (ValueError, AttributeError):
+        listed = None
+    if not isinstance(listed, dict):
+        raise StorageError(f"'{manifest}' is not a manifest autokfp wrote (not a JSON object "
+                           "with 'files'): it was edited or damaged; delete the folder and run "
+                           "engineer_features again")
     missing = sorted(set(files) - set(listed))
     if missing:
         raise StorageError(f"'{folder}' holds {sorted(listed)}, not {missing}")

@@ -584,6 +584,10 @@ def test_content_addressed_folder_round_trip_and_check(base, tmp_path):
     storage.write_text(uri + "/plan.json", '{"target": "z"}')
     with pytest.raises(StorageError, match="other content than its name says"):
         get_content_addressed(uri, {name: tmp_path / "again" / name for name in files})
+    for damaged in ("{not json", "[]", '{"files": 3}'):  # a manifest edited or cut short
+        storage.write_text(uri + "/manifest.json", damaged)
+        with pytest.raises(StorageError, match="not a manifest autokfp wrote"):
+            get_content_addressed(uri, {name: tmp_path / "damaged" / name for name in files})
 
 
 @pytest.mark.parametrize("store", ["gcs_emulator", "s3_server"])

@@ -141,3 +141,12 @@ def test_a_customer_who_asks_again_is_one_unit_of_the_test_not_many():
                           "output_probability_1": 0.5, ab_test.LABEL_COLUMN: [1, 1, 1]})
     _, arm = ab_test.build_arm("1", mixed, ab_test.LABEL_COLUMN, "customer_id")
     assert arm.outcomes == [0.5, 1.0] and arm.rows == 2 and arm.answers == 3
+
+
+def test_logged_rows_without_the_id_column_count_per_answer_and_say_so(caplog):
+    rows = pd.DataFrame({"output_prediction": [1, 1], "output_probability_1": 0.5,
+                         ab_test.LABEL_COLUMN: [1, 0]})
+    with caplog.at_level("WARNING", logger="autokfp.serving.ab_test"):
+        _, arm = ab_test.build_arm("1", rows, ab_test.LABEL_COLUMN, "customer_id")
+    assert arm.rows == 2 and arm.answers == 2
+    assert "no id column 'customer_id'" in caplog.text and "send the id column" in caplog.text
