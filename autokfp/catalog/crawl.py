@@ -17,14 +17,15 @@ only datasets that were re-profiled or changed status are published again.
 from __future__ import annotations
 
 import html
-import itertools
+import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from autokfp import storage
 from autokfp.catalog.datahub import (
     PublishResult,
     column_tags,
@@ -33,8 +34,9 @@ from autokfp.catalog.datahub import (
     publish,
     removal_proposals,
 )
-from autokfp.catalog.discovery import CrawlCache, DiscoveredDataset, Source, discover
+from autokfp.catalog.discovery import CrawlCache, DiscoveredDataset, Source, iter_discover
 from autokfp.catalog.evolution import SchemaChange, compare_schemas
+from autokfp.catalog.ledger import CrawlLedger
 from autokfp.catalog.lineage import LineageGraph, load_lineage
 from autokfp.catalog.profiling import DEFAULT_MAX_ROWS
 from autokfp.catalog.schema import DatasetSchema
@@ -82,42 +84,64 @@ class DatasetOutcome:
 
 @dataclass
 class CrawlReport:
-    """The outcome of one crawl, per dataset and per source."""
+    """The outcome of one crawl, per dataset and per source.
+
+    ``datasets`` and ``found`` are sequences: a crawl's are read from its ledger on disk a
+    row at a time (``catalog.ledger``), so iterate them rather than copying them whole.
+    """
 
     started: str
     seconds: float
-    datasets: list[DatasetOutcome]
+    datasets: Sequence[DatasetOutcome]
     source_errors: dict[str, str]
     cache_hits: int
     cache_misses: int
     catalog: str
     published: dict[str, Any] = field(default_factory=dict)
-    found: list[DiscoveredDataset] = field(default_factory=list, repr=False)
+    found: Sequence[DiscoveredDataset] = field(default_factory=list, repr=False)
     # {SQL source name: (database, schema)} as the crawl learned them from the connection
     naming: dict[str, tuple[str | None, str | None]] = field(default_factory=dict, repr=False)
 
     def outcome(self, dataset_id: str) -> DatasetOutcome | None:
+        lookup = getattr(self.datasets, "where_id", None)
+        if lookup is not None:
+            found: DatasetOutcome | None = lookup(dataset_id)
+            return found
         return next((d for d in self.datasets if d.dataset_id == dataset_id), None)
 
     def counts(self) -> dict[str, int]:
         statuses = ("new", "unchanged", "changed", "failed", "missing")
-        out = {s: sum(d.status == s for d in self.datasets) for s in statuses}
-        out["breaking"] = sum(d.breaking for d in self.datasets)
-        out["reused"] = sum(d.reused for d in self.datasets)
+        tally = getattr(self.datasets, "tally", None)
+        if tally is not None:
+            known: dict[str, int] = tally()
+            out = {s: known.get(s, 0) for s in statuses}
+            out["breaking"], out["reused"] = known["breaking"], known["reused"]
+        else:
+            out = {s: sum(d.status == s for d in self.datasets) for s in statuses}
+            out["breaking"] = sum(d.breaking for d in self.datasets)
+            out["reused"] = sum(d.reused for d in self.datasets)
         out["sources_failed"] = len(self.source_errors)
-        out["catalogued"] = sum(d.status in ("new", "unchanged", "changed")
-                                for d in self.datasets)
+        out["catalogued"] = out["new"] + out["unchanged"] + out["changed"]
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def _head(self) -> dict[str, Any]:
         return {"started": self.started, "seconds": round(self.seconds, 3),
                 "counts": self.counts(), "catalog": self.catalog,
                 "cache": {"hits": self.cache_hits, "misses": self.cache_misses},
-                "source_errors": self.source_errors, "published": self.published,
-                "datasets": [d.to_dict() for d in self.datasets]}
+                "source_errors": self.source_errors, "published": self.published}
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**self._head(), "datasets": [d.to_dict() for d in self.datasets]}
 
-# --------------------------------------------------------------------------- evolution
+    def json_pieces(self) -> Iterator[str]:
+        """``to_dict`` as JSON text, a dataset at a time (for a report of any size)."""
+        yield '{"datasets": ['
+        separator = "\n"
+        for outcome in self.datasets:
+            yield separator + json.dumps(outcome.to_dict(), sort_keys=True, default=str)
+            separator = ",\n"
+        head = json.dumps(self._head(), indent=1, sort_keys=True, default=str)
+        yield "\n],\n" + head[1:].lstrip("\n")
 
 
 def _dataset_tags(schema: DatasetSchema, breaking: bool) -> list[str]:
@@ -221,15 +245,13 @@ def _outcome(item: DiscoveredDataset, entry: dict[str, Any], status: str,
         sensitive_columns=entry["sensitive_columns"], tags=entry["tags"], notes=item.notes)
 
 
-def _tag_target(found: list[DiscoveredDataset], training: TrainingSpec | None) -> None:
-    if training is None:
+def _tag_target(item: DiscoveredDataset, training: TrainingSpec | None) -> None:
+    if training is None or not item.ok or item.dataset_id != training.dataset:
         return
-    for item in found:
-        if item.ok and item.dataset_id == training.dataset:
-            if training.target in item.schema.column_names:
-                column = item.schema.column(training.target)
-                if "target" not in column.tags:
-                    column.tags.append("target")
+    if training.target in item.schema.column_names:
+        column = item.schema.column(training.target)
+        if "target" not in column.tags:
+            column.tags.append("target")
 
 
 # --------------------------------------------------------------------------- crawl
@@ -253,6 +275,14 @@ def crawl_sources(
 ) -> CrawlReport:
     """Crawl sources into the catalog: schemas, schema versions, DataHub metadata.
 
+    The crawl streams: each dataset is catalogued (schema version, index entry, crawl-cache
+    entry, outcome) as its source yields it, its proposals go to the publisher, which sends
+    them a batch at a time, and nothing of it is kept in memory; what the crawl must
+    remember is in a ``CrawlLedger`` on disk. So memory does not grow with the number of
+    datasets. Datasets that went missing are marked (and soft-deleted in DataHub) only
+    once every source has been listed; a crawl that raises part-way marks none, and writes
+    neither the index nor the cache (the next crawl redoes its work).
+
     Args:
         sources: the run config (its sources) or the sources themselves.
         training: the training spec; its target column is tagged ``target``.
@@ -265,7 +295,8 @@ def crawl_sources(
 
     Returns:
         The report; bad files, tables and sources are in it (``status == "failed"``,
-        ``source_errors``), never raised.
+        ``source_errors``), never raised. Its ``datasets`` and ``found`` are sequences read
+        from the ledger's file a row at a time.
 
     Raises:
         StorageError: the artifact store holding the catalog cannot be read or written.
@@ -276,89 +307,154 @@ def crawl_sources(
     settings = settings or Settings.from_env()
     store = CatalogStore(settings)
     started_at, started = now_iso(), time.monotonic()
-    cached = {} if refresh else store.load_cache()
-    cache = CrawlCache(cached)
-    naming: dict[str, tuple[str | None, str | None]] = {}
-    found = discover(source_list, sample_rows, cache, naming)
-    _tag_target(found, training)
-    graph = load_lineage(store)
-
+    ledger = CrawlLedger()
     source_errors: dict[str, str] = {}
+    report = CrawlReport(started=started_at, seconds=0.0,
+                         datasets=ledger.outcomes(_outcome_from_dict),
+                         source_errors=source_errors, cache_hits=0, cache_misses=0,
+                         catalog=store.root, found=ledger.found, naming={})
+    graph = load_lineage(store)
+    only = None if publish_metadata else set(publish_sources)
     with store.lock():
-        index = store.load_index()
+        ledger.index.load(store.iter_index())
+        if not refresh:
+            ledger.cache.load(store.iter_cache())
+        cache = CrawlCache(ledger.cache)
+        crawl = _Crawl(store, ledger, cache, graph, source_list, training, report, only)
         with store.synced_together():  # the versions are durable before the index names them
-            outcomes, to_publish = _catalogue(store, index, found, graph, source_errors)
-        removed: list[str] = []
-        outcomes += _mark_missing(index, found, source_list, source_errors, removed)
-        store.save_index(index)
-        pruned = _pruned_cache(cache, found, source_list, source_errors)
-        if cache.misses or pruned.keys() != cached.keys():  # a re-crawl that read nothing
-            store.save_cache(pruned)                          # has nothing new to remember
-
-    report = CrawlReport(started=started_at, seconds=0.0, datasets=outcomes,
-                         source_errors=source_errors, cache_hits=cache.hits,
-                         cache_misses=cache.misses, catalog=store.root, found=found,
-                         naming=naming)
-    if not publish_metadata:  # only the named sources' datasets, if any
-        only = set(publish_sources)
-        gone = {o.urn for o in outcomes if o.status == "missing" and o.source in only}
-        to_publish = [s for s in to_publish if s.dataset_id.split("/", 1)[0] in only]
-        removed = [u for u in removed if u in gone]
-    if (publish_metadata or publish_sources) and (to_publish or removed):
-        report.published = _publish_schemas(to_publish, store, settings, removed).to_dict()
+            proposals = crawl.proposals(sample_rows)
+            if only is None or only:
+                published = _publish_schemas(proposals, store, settings)
+                if published.proposals:
+                    report.published = published.to_dict()
+            else:
+                for _ in proposals:  # nothing to publish: the crawl still runs
+                    pass
+        store.save_index(ledger.index.items())
+        listed = _crawled_sources(source_list, source_errors)
+        stale = next(ledger.unseen("cache", listed), None)
+        if cache.misses or stale is not None:  # a re-crawl that read nothing has nothing
+            for dataset_id in ledger.unseen("cache", listed):  # new to remember
+                del ledger.cache[dataset_id]
+            store.save_cache(ledger.cache.items())
+    ledger.commit()
+    report.cache_hits, report.cache_misses = cache.hits, cache.misses
     report.seconds = time.monotonic() - started
-    store.write_json("last-crawl.json", report.to_dict())
+    storage.write_text_pieces(store.uri("last-crawl.json"), report.json_pieces())
     _log_report(report)
     return report
 
 
-def _catalogue(store: CatalogStore, index: dict[str, Any], found: list[DiscoveredDataset],
-               graph: LineageGraph, source_errors: dict[str, str],
-               ) -> tuple[list[DatasetOutcome], list[DatasetSchema]]:
-    """Enter what was found into ``index`` (new schema versions, verdicts, failures).
+class _Crawl:
+    """One crawl as a stream: ``proposals`` drives it (see ``crawl_sources``)."""
 
-    Failed sources go into ``source_errors``. Returns the outcome per dataset and the schemas
-    to publish: new, changed, or whose verdict, accepted version or error changed.
-    """
-    outcomes: list[DatasetOutcome] = []
-    to_publish: list[DatasetSchema] = []
-    for item in found:
+    def __init__(self, store: CatalogStore, ledger: CrawlLedger, cache: CrawlCache,
+                 graph: LineageGraph, sources: list[Source], training: TrainingSpec | None,
+                 report: CrawlReport, only: set[str] | None):
+        self.store, self.ledger, self.cache, self.graph = store, ledger, cache, graph
+        self.sources, self.training, self.report, self.only = sources, training, report, only
+
+    def proposals(self, sample_rows: int) -> Iterator[Any]:
+        """Crawl, cataloguing each dataset as it comes and yielding the DataHub proposals of
+        those to publish; after the last source, mark the missing and yield their soft
+        deletes."""
+        report = self.report
+        nonempty: set[str] = set()  # the sources that yielded anything
+        for item in iter_discover(self.sources, sample_rows, self.cache, report.naming):
+            nonempty.add(item.source_name)
+            _tag_target(item, self.training)
+            schema = self._catalogue(item)
+            self.ledger.add_found(item)
+            if schema is not None and self._published(item.source_name):
+                yield from metadata_proposals(schema)
+        listed = _crawled_sources(self.sources, report.source_errors)
+        for urn in self._mark_missing(listed, nonempty):
+            yield from removal_proposals([urn])
+
+    def _published(self, source: str) -> bool:
+        return self.only is None or source in self.only
+
+    def _catalogue(self, item: DiscoveredDataset) -> DatasetSchema | None:
+        """Enter one dataset into the index (a new schema version, verdict, or failure) and
+        record its outcome; return its schema when it is to be published: new, changed, or
+        its verdict, accepted version or error changed. A failed source goes into the
+        report's ``source_errors``."""
         if item.source_failed:
-            source_errors[item.source_name] = item.error or "failed"
-            continue
+            self.report.source_errors[item.source_name] = item.error or "failed"
+            return None
+        self.ledger.mark_seen(item.dataset_id)
+        index = self.ledger.index
         entry = index.get(item.dataset_id)
         if item.error:
             index[item.dataset_id] = _failed_entry(entry, item)
-            outcomes.append(DatasetOutcome(
+            self._record(DatasetOutcome(
                 dataset_id=item.dataset_id, source=item.source_name, status="failed",
                 platform=item.schema.platform, location=item.schema.location,
                 version=(entry or {}).get("latest_version") or None,
                 accepted_version=(entry or {}).get("accepted_version") or None,
                 reused=item.reused, error=item.error, notes=item.notes))
-            continue
-        used = _used_columns(graph, item.schema)
+            return None
+        used = _used_columns(self.graph, item.schema)
         previous = dict(entry or {})
-        entry, status, change = _evolve(store, entry, item.schema, used)
+        entry, status, change = _evolve(self.store, entry, item.schema, used)
         index[item.dataset_id] = entry
         item.schema.catalog = catalog_facts(entry)
-        outcomes.append(_outcome(item, entry, status, change))
+        self._record(_outcome(item, entry, status, change))
         republish = (not item.reused or status != "unchanged"
                      or previous.get("verdict") != entry["verdict"]
                      or previous.get("accepted_version") != entry["accepted_version"]
                      or bool(previous.get("last_error")))
-        if republish:
-            to_publish.append(item.schema)
-    return outcomes, to_publish
+        return item.schema if republish else None
+
+    def _record(self, outcome: DatasetOutcome) -> None:
+        self.ledger.add_outcome(outcome.dataset_id, outcome.status, outcome.breaking,
+                                outcome.reused, outcome.to_dict())
+
+    def _mark_missing(self, listed: set[str], nonempty: set[str]) -> Iterator[str]:
+        """Datasets of a listed source that are gone keep their history, marked missing.
+
+        Yields the URN of each one that went missing in this crawl, of a source whose
+        proposals are published (to be soft-deleted in DataHub once; a later crawl that
+        still misses it sends nothing). A source that failed (a folder or bucket that does
+        not exist, access denied) marks nothing missing; one that was listed and found
+        empty (an existing folder, or bucket and prefix, with nothing in it) marks all its
+        datasets missing, with a warning naming it: a dataset found again later is live
+        again, in the catalog and in DataHub.
+        """
+        index = self.ledger.index
+        emptied: dict[str, int] = {}
+        for dataset_id in self.ledger.unseen("idx", listed):
+            entry = index[dataset_id]
+            newly = entry.get("status") != "missing"
+            if newly:
+                entry.update(status="missing", missing_since=now_iso())
+                index[dataset_id] = entry
+                if entry["source"] not in nonempty:
+                    emptied[entry["source"]] = emptied.get(entry["source"], 0) + 1
+            self._record(DatasetOutcome(
+                dataset_id=dataset_id, source=entry["source"], status="missing",
+                urn=entry.get("urn"), version=entry.get("latest_version") or None,
+                accepted_version=entry.get("accepted_version") or None,
+                error=f"no longer found in source '{entry['source']}' "
+                      f"(since {entry['missing_since']})"))
+            if newly and entry.get("urn") and self._published(entry["source"]):
+                yield entry["urn"]
+        for source, count in emptied.items():
+            log.warning("source '%s' was listed and holds no dataset now: its %d catalogued "
+                        "dataset(s) are marked missing (soft-deleted in DataHub). If its path "
+                        "or uri is wrong, fix it and crawl again: datasets found again are "
+                        "live again", source, count)
 
 
-def _publish_schemas(schemas: list[DatasetSchema], store: CatalogStore,
-                     settings: Settings, removed: Iterable[str] = ()) -> PublishResult:
-    """One metadata file of the schemas' proposals and the soft deletes of datasets that
-    went missing, sent on to DataHub Lite and GMS."""
-    # a generator: publish takes them a batch at a time, never every dataset's at once
-    proposals = itertools.chain(
-        (p for schema in schemas for p in metadata_proposals(schema)),
-        removal_proposals(removed))
+def _outcome_from_dict(value: dict[str, Any]) -> DatasetOutcome:
+    return DatasetOutcome(**value)
+
+
+def _publish_schemas(proposals: Iterable[Any], store: CatalogStore,
+                     settings: Settings) -> PublishResult:
+    """One metadata file of the crawl's proposals (its schemas', then the soft deletes of
+    datasets that went missing), sent on to DataHub Lite and GMS a batch at a time as the
+    crawl yields them."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     name = f"crawl-{stamp}-{uuid.uuid4().hex[:6]}.json"
     return publish(proposals, store.uri("metadata", name), settings.catalog_dir)
@@ -393,53 +489,6 @@ def _failed_entry(entry: dict[str, Any] | None, item: DiscoveredDataset) -> dict
 
 def _crawled_sources(sources: list[Source], source_errors: dict[str, str]) -> set[str]:
     return {s.name for s in sources if s.name not in source_errors}
-
-
-def _mark_missing(index: dict[str, dict[str, Any]], found: list[DiscoveredDataset],
-                  sources: list[Source], source_errors: dict[str, str],
-                  removed: list[str] | None = None) -> list[DatasetOutcome]:
-    """Datasets of a listed source that are gone keep their history, marked missing.
-
-    The URN of each one that went missing in this crawl is added to ``removed`` (to be
-    soft-deleted in DataHub once; a later crawl that still misses it sends nothing). A source
-    that failed (a folder or bucket that does not exist, access denied) marks nothing
-    missing; one that was listed and found empty (an existing folder, or bucket and prefix,
-    with nothing in it) marks all its datasets missing, with a warning naming it: a dataset
-    found again later is live again, in the catalog and in DataHub.
-    """
-    seen = {item.dataset_id for item in found}
-    listed = _crawled_sources(sources, source_errors)
-    nonempty = {item.source_name for item in found}
-    emptied: dict[str, int] = {}
-    outcomes = []
-    for dataset_id, entry in index.items():
-        if entry.get("source") in listed and dataset_id not in seen:
-            if entry.get("status") != "missing":
-                entry.update(status="missing", missing_since=now_iso())
-                if removed is not None and entry.get("urn"):
-                    removed.append(entry["urn"])
-                if entry["source"] not in nonempty:
-                    emptied[entry["source"]] = emptied.get(entry["source"], 0) + 1
-            outcomes.append(DatasetOutcome(
-                dataset_id=dataset_id, source=entry["source"], status="missing",
-                urn=entry.get("urn"), version=entry.get("latest_version") or None,
-                accepted_version=entry.get("accepted_version") or None,
-                error=f"no longer found in source '{entry['source']}' "
-                      f"(since {entry['missing_since']})"))
-    for source, count in emptied.items():
-        log.warning("source '%s' was listed and holds no dataset now: its %d catalogued "
-                    "dataset(s) are marked missing (soft-deleted in DataHub). If its path or "
-                    "uri is wrong, fix it and crawl again: datasets found again are live again",
-                    source, count)
-    return outcomes
-
-
-def _pruned_cache(cache: CrawlCache, found: list[DiscoveredDataset], sources: list[Source],
-                  source_errors: dict[str, str]) -> dict[str, dict[str, Any]]:
-    seen = {item.dataset_id for item in found}
-    listed = _crawled_sources(sources, source_errors)
-    return {k: v for k, v in cache.entries.items()
-            if k in seen or k.split("/", 1)[0] not in listed}
 
 
 # --------------------------------------------------------------------------- training

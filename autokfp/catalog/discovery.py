@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # A source's config model (the readers live in autokfp.catalog.sources).
 Source = FolderSource | GcsSource | S3Source | SqlSource
 
-__all__ = ["CrawlCache", "DiscoveredDataset", "Source", "discover", "file_format",
+__all__ = ["CrawlCache", "DiscoveredDataset", "Source", "discover", "file_format", "iter_discover",
            "list_datasets", "load_dataset", "masked_url", "mixed_type_notes", "sql_platform"]
 
 
@@ -66,20 +66,29 @@ def discover(
         >>> [d.dataset_id for d in found if d.ok]
         ['files/customers.parquet', 'warehouse/orders']
     """
-    found: list[DiscoveredDataset] = []
-    for source in sources:
-        reader = open_source(source)
-        items = reader.discover(sample_rows, cache)
-        for item in items:
-            if not item.source_failed:
-                _name(reader, item.schema)
-        known = getattr(reader, "known_naming", None)
-        if naming is not None and known is not None:
-            naming[source.name] = known
-        found += items
+    found = list(iter_discover(sources, sample_rows, cache, naming))
     ok = sum(d.ok for d in found)
     log.info("discovery found %d dataset(s), %d failed", ok, len(found) - ok)
     return found
+
+
+def iter_discover(
+    sources: Iterable[Source], sample_rows: int = DEFAULT_MAX_ROWS,
+    cache: CrawlCache | None = None,
+    naming: dict[str, tuple[str | None, str | None]] | None = None,
+) -> Iterator[DiscoveredDataset]:
+    """``discover``, one dataset at a time: each is yielded as its source profiles it, so a
+    caller that keeps none holds one dataset whatever the count (the crawl of a bucket of
+    100,000 objects). ``naming`` gets a SQL source's names once that source is done."""
+    for source in sources:
+        reader = open_source(source)
+        for item in reader.discover(sample_rows, cache):
+            if not item.source_failed:
+                _name(reader, item.schema)
+            yield item
+        known = getattr(reader, "known_naming", None)
+        if naming is not None and known is not None:
+            naming[source.name] = known
 
 
 def _name(reader: SourceReader, schema: DatasetSchema) -> None:

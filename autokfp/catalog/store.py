@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ from autokfp.storage.uris import local_path
 log = logging.getLogger(__name__)
 
 INDEX_LAYOUT = 1
+# version files written between syncs inside ``synced_together``
+_SYNC_EVERY = 2000
 
 
 def now_iso() -> str:
@@ -147,12 +149,67 @@ class CatalogStore:
     # ------------------------------------------------------------------ index
 
     def load_index(self) -> dict[str, dict[str, Any]]:
-        data = self.read_json("index.json", {"layout": INDEX_LAYOUT, "datasets": {}})
-        return dict(data.get("datasets", {}))
+        return dict(self.iter_index())
 
-    def save_index(self, datasets: dict[str, dict[str, Any]]) -> None:
-        self.write_json("index.json", {"layout": INDEX_LAYOUT, "updated": now_iso(),
-                                       "datasets": datasets})
+    def iter_index(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The index's entries, read a line at a time (see ``_iter_members``)."""
+        return self._iter_members("index.json", "datasets")
+
+    def save_index(self, datasets: dict[str, dict[str, Any]]
+                   | Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Write the index whole: a dict, or (dataset id, entry) pairs in id order."""
+        pairs = sorted(datasets.items()) if isinstance(datasets, dict) else datasets
+        self._write_members("index.json", "datasets", pairs,
+                            {"layout": INDEX_LAYOUT, "updated": now_iso()})
+
+    # ------------------------------------------------------------------ entry files
+
+    def _write_members(self, name: str, member: str, pairs: Iterable[tuple[str, Any]],
+                       extra: dict[str, Any]) -> str:
+        """Write ``{member: {key: value, ...}, **extra}`` as JSON with one key and its value
+        per line, a piece at a time: a file of 100,000 datasets is never one string, and
+        ``_iter_members`` reads it back a line at a time. Any JSON reader reads it whole."""
+
+        def pieces() -> Iterator[str]:
+            yield "{" + json.dumps(member) + ": {\n"
+            separator = ""
+            for key, value in pairs:
+                yield (separator + json.dumps(str(key)) + ": "
+                       + json.dumps(value, sort_keys=True, default=str, allow_nan=False))
+                separator = ",\n"
+            tail = json.dumps(extra, sort_keys=True, default=str, allow_nan=False)[1:]
+            yield "\n}" + (", " + tail if tail != "}" else "}") + "\n"
+
+        uri = self.uri(name)
+        storage.write_text_pieces(uri, pieces())
+        return uri
+
+    def _iter_members(self, name: str, member: str) -> Iterator[tuple[str, Any]]:
+        """The (key, value) pairs of ``member`` in a catalog file, read a line at a time
+        when ``_write_members`` wrote it; a file of an older layout is read whole."""
+        uri = self.uri(name)
+        if not storage.exists(uri):
+            return
+        header = "{" + json.dumps(member) + ": {"
+        with storage.local_copy(uri) as path, open(path, encoding="utf-8") as handle:
+            if handle.readline().rstrip("\n") == header:
+                for number, line in enumerate(handle, start=2):
+                    line = line.rstrip("\n")
+                    if line.startswith("}"):
+                        return
+                    if not line:
+                        continue
+                    try:
+                        pair = json.loads("{" + line.removesuffix(",") + "}")
+                    except json.JSONDecodeError as exc:
+                        raise DataError(
+                            f"catalog file '{uri}' is not valid JSON at line {number} "
+                            f"({exc}); restore it from a backup or delete it (the next crawl "
+                            "rebuilds the index and cache, lineage is lost)") from None
+                    yield from pair.items()
+                return
+        data = self.read_json(name, {})
+        yield from dict(data.get(member) or {}).items()
 
     def entry(self, dataset_id: str) -> dict[str, Any]:
         """The index entry of one dataset; DataError lists the known ones when absent."""
@@ -177,6 +234,9 @@ class CatalogStore:
             storage.write_text(uri, text)
         else:
             self._unsynced.append(_write_unsynced(local_path(uri), text.encode()))
+            if len(self._unsynced) >= _SYNC_EVERY:  # durable sooner is still durable; the
+                written, self._unsynced = self._unsynced, []  # list stays small
+                _sync_files(local_path(self.root), written)
         return uri
 
     def read_version(self, dataset_id: str, version: int) -> dict[str, Any]:
@@ -204,11 +264,17 @@ class CatalogStore:
     # ------------------------------------------------------------------ cache
 
     def load_cache(self) -> dict[str, dict[str, Any]]:
-        data = self.read_json("crawl-cache.json", {"entries": {}})
-        return dict(data.get("entries", {}))
+        return dict(self.iter_cache())
 
-    def save_cache(self, entries: dict[str, dict[str, Any]]) -> None:
-        self.write_json("crawl-cache.json", {"updated": now_iso(), "entries": entries})
+    def iter_cache(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The crawl cache's entries, read a line at a time."""
+        return self._iter_members("crawl-cache.json", "entries")
+
+    def save_cache(self, entries: dict[str, dict[str, Any]]
+                   | Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Write the crawl cache whole: a dict, or (dataset id, entry) pairs in id order."""
+        pairs = sorted(entries.items()) if isinstance(entries, dict) else entries
+        self._write_members("crawl-cache.json", "entries", pairs, {"updated": now_iso()})
 
 
 def _write_unsynced(path: Path, data: bytes) -> Path:

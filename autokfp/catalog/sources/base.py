@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, NamedTuple, Protocol
@@ -86,8 +86,10 @@ class CrawlCache:
     so the catalog can keep it in the artifact store between runs.
     """
 
-    def __init__(self, entries: dict[str, dict[str, Any]] | None = None):
-        self.entries: dict[str, dict[str, Any]] = dict(entries or {})
+    def __init__(self, entries: MutableMapping[str, dict[str, Any]] | None = None):
+        # a dict is copied; another mapping (the crawl's on-disk ledger) is used as it is
+        self.entries: MutableMapping[str, dict[str, Any]] = (
+            dict(entries or {}) if entries is None or isinstance(entries, dict) else entries)
         self.hits = 0
         self.misses = 0
 
@@ -150,8 +152,10 @@ class Source(Protocol):
     kind: ClassVar[str]
     name: str
 
-    def discover(self, sample_rows: int, cache: CrawlCache | None) -> list[DiscoveredDataset]:
-        """Profile every selected dataset; failures are reported per dataset, never raised."""
+    def discover(self, sample_rows: int, cache: CrawlCache | None
+                 ) -> Iterable[DiscoveredDataset]:
+        """Profile every selected dataset; failures are reported per dataset, never raised.
+        A source of files yields each one as it is profiled (the crawl keeps none)."""
         ...
 
     def list_datasets(self) -> list[str]:

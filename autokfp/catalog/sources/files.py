@@ -333,25 +333,24 @@ class ObjectPrefix(FileSource):
     def _location(self, relative: str) -> str:
         return storage.join(self.config.uri, relative)
 
-    def discover(self, sample_rows: int, cache: CrawlCache | None) -> list[DiscoveredDataset]:
-        """Each object profiled as the listing reaches it. A listing that fails, at once
-        (a bucket that does not exist, access denied) or part-way, keeps the objects already
-        profiled and adds the source's failure, naming the source and what to check, so the
-        crawl marks none of its other datasets missing. An existing bucket with nothing
-        under the prefix is listed as empty."""
-        found: list[DiscoveredDataset] = []
+    def discover(self, sample_rows: int, cache: CrawlCache | None
+                 ) -> Iterator[DiscoveredDataset]:
+        """Each object profiled as the listing reaches it, and yielded at once (nothing of
+        it is kept here). A listing that fails, at once (a bucket that does not exist,
+        access denied) or part-way, has yielded the objects already profiled and ends with
+        the source's failure, naming the source and what to check, so the crawl marks none
+        of its other datasets missing. An existing bucket with nothing under the prefix is
+        listed as empty."""
         try:
             for uri, rel, signature, modified in self._objects():
-                found.append(discover_file(lambda u=uri: storage.local_copy(u), uri, rel,
-                                           self.name, self.platform, sample_rows, signature,
-                                           modified, cache))
+                yield discover_file(lambda u=uri: storage.local_copy(u), uri, rel, self.name,
+                                    self.platform, sample_rows, signature, modified, cache)
         except Exception as exc:
             reason = describe(exc).rstrip(".")
-            found.append(failed(self.name, self.platform, self.config.uri, (
+            yield failed(self.name, self.platform, self.config.uri, (
                 f"source '{self.name}' could not be listed at '{self.config.uri}', so its "
                 f"catalogued datasets were left as they were: {reason}. Fix the source's uri "
-                "or the store's credentials and crawl again")))
-        return found
+                "or the store's credentials and crawl again"))
 
     def load(self, dataset_id: str, relative: str) -> LoadedData:
         uri = storage.join(self.config.uri, relative)

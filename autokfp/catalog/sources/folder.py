@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -54,14 +55,16 @@ class Folder(FileSource):
                     found.append(relative)
         return sorted(found)
 
-    def discover(self, sample_rows: int, cache: CrawlCache | None) -> list[DiscoveredDataset]:
+    def discover(self, sample_rows: int, cache: CrawlCache | None
+                 ) -> Iterator[DiscoveredDataset]:
+        """Each file profiled and yielded in path order (only the names are listed first)."""
         root = Path(self.config.path)
         if not root.is_dir():
-            return [failed(
+            yield failed(
                 self.name, "file", str(root),
                 f"folder '{root}' of source '{self.name}' does not exist; fix the source's path",
-            )]
-        found = []
+            )
+            return
         for rel in self._files():
             path = root / rel
             try:
@@ -70,9 +73,8 @@ class Folder(FileSource):
                 modified = iso_utc(stat.st_mtime)
             except OSError:  # vanished or unreadable: profiling reports it
                 signature, modified = None, None
-            found.append(discover_file(lambda p=path: nullcontext(p), str(path), rel, self.name,
-                                       "file", sample_rows, signature, modified, cache))
-        return found
+            yield discover_file(lambda p=path: nullcontext(p), str(path), rel, self.name,
+                                "file", sample_rows, signature, modified, cache)
 
     def load(self, dataset_id: str, relative: str) -> LoadedData:
         root = Path(self.config.path).resolve()

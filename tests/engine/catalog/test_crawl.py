@@ -219,20 +219,25 @@ def test_a_failed_catalog_write_leaves_the_catalog_as_it_was(churn_sources, cata
     index_path = Path(catalog_home.artifact_root) / "catalog" / "index.json"
     before = index_path.read_bytes()
     write_table(db, "customers", frame.drop(columns=["phone"]))
-    real_write = storage.write_text
+    real_write = storage.write_text_pieces
 
-    def failing_write(uri, text, encoding="utf-8"):
-        if str(uri).endswith("index.json"):
+    def failing_write(uri, pieces, encoding="utf-8"):
+        # the index is written a piece at a time: the disk fills after its first piece
+        def cut_short():
+            yield next(iter(pieces))
             raise StorageError(f"disk full while writing '{uri}'")
-        return real_write(uri, text, encoding)
 
-    monkeypatch.setattr(storage, "write_text", failing_write)
+        if str(uri).endswith("index.json"):
+            return real_write(uri, cut_short(), encoding)
+        return real_write(uri, pieces, encoding)
+
+    monkeypatch.setattr(storage, "write_text_pieces", failing_write)
     with pytest.raises(StorageError, match="disk full"):
         crawl_sources(config)
     assert index_path.read_bytes() == before
     leftovers = [p.name for p in index_path.parent.rglob("*") if ".autokfp-tmp-" in p.name]
     assert leftovers == []
-    monkeypatch.setattr(storage, "write_text", real_write)
+    monkeypatch.setattr(storage, "write_text_pieces", real_write)
     report = crawl_sources(config)  # the next crawl records the change
     assert report.outcome("warehouse/customers").version == 2
 
