@@ -31,6 +31,8 @@ T = TypeVar("T")
 _CACHE_KIB = 4096
 # rows written between commits (a commit is cheap: journal and fsync are off)
 _COMMIT_EVERY = 1000
+# rows read back at a time (what iterating a table holds: ~100 index or cache entries)
+READ_CHUNK = 100
 
 
 def _source_of(dataset_id: str) -> str:
@@ -119,7 +121,7 @@ class CrawlLedger:
         while True:
             with self.lock:
                 rows = self.db.execute("SELECT seq, id FROM gone WHERE seq > ? ORDER BY seq "
-                                       "LIMIT 500", (last,)).fetchall()
+                                       "LIMIT ?", (last, READ_CHUNK)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
@@ -207,11 +209,12 @@ class LedgerMapping(MutableMapping[str, dict[str, Any]]):
                 self._ledger.commit()
                 if last is None:
                     rows = self._ledger.db.execute(
-                        f"SELECT id, value FROM {self._table} ORDER BY id LIMIT 500").fetchall()
+                        f"SELECT id, value FROM {self._table} ORDER BY id LIMIT ?",
+                        (READ_CHUNK,)).fetchall()
                 else:
                     rows = self._ledger.db.execute(
                         f"SELECT id, value FROM {self._table} WHERE id > ? ORDER BY id "
-                        "LIMIT 500", (last,)).fetchall()
+                        "LIMIT ?", (last, READ_CHUNK)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
@@ -259,7 +262,7 @@ class LedgerSequence(Sequence[T], Generic[T]):
                 self._ledger.commit()
                 rows = self._ledger.db.execute(
                     f"SELECT seq, value FROM {self._table} WHERE seq > ? ORDER BY seq "
-                    "LIMIT 500", (last,)).fetchall()
+                    "LIMIT ?", (last, READ_CHUNK)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
