@@ -15,14 +15,21 @@ script prints, side by side for the counts, what it added to the process's peak:
     crawl    the discovery crawl of the source (``catalog.discovery.discover``: each object
              read and profiled on a sample), only up to ``--crawl-max`` objects (the crawl
              reads each object: about 30-50 objects/s on this machine)
-    catalog_before  the anchor of ``catalog``: the same crawl published all at once, as the
-             crawl did before publishing was batched (every proposal in one list, the
-             metadata file built as one string, then Lite), a copy kept here
+    catalog_before  the anchor of ``catalog``: the same crawl with the code of the commit
+             ``--anchor`` (default 446ae6f, the crawl before it streamed: every dataset, its
+             cache and index entries and its outcome held until the crawl ended, published
+             in batches), exported by ``git archive`` and imported in the worker instead
+    catalog_unbatched  session 11's anchor: the crawl of this tree published all at once
+             (every proposal in one list, the metadata file built as one string, then Lite),
+             a copy kept here; only with ``--unbatched``
     catalog  the whole crawl into a fresh catalog (``crawl.crawl_sources``: discover, schema
-             versions, the metadata file, DataHub Lite), publishing a batch at a time; only
-             with ``--catalog`` and up to ``--crawl-max`` objects
+             versions, the metadata file, DataHub Lite), streamed (each object catalogued,
+             published a batch at a time and recorded in the on-disk ledger as it comes);
+             only with ``--catalog`` and up to ``--crawl-max`` objects
 
     python scripts/benchmark_bucket_crawl.py --objects 10000 100000 --crawl-max 10000
+    python scripts/benchmark_bucket_crawl.py --objects 1000 4000 10000 --crawl-max 10000 \
+        --only-catalog
 """
 
 from __future__ import annotations
@@ -93,15 +100,15 @@ def listing_before(uri: str) -> list[tuple[str, str, str, str | None]]:
 
 
 def publish_before(schemas: list[Any], store: Any, settings: Any, removed: Any = ()) -> Any:
-    """The anchor: ``crawl._publish_schemas`` and ``datahub.publish`` as they were at
-    1f09c67 (every proposal in one list, the metadata file as one string)."""
+    """Session 11's anchor: ``crawl._publish_schemas`` and ``datahub.publish`` as they were
+    at 1f09c67 (every proposal in one list, the metadata file as one string), given the
+    crawl's proposals (its schemas' and the soft deletes, as the streamed crawl hands them)."""
     import uuid
 
     from autokfp import storage
     from autokfp.catalog import datahub
 
-    proposals = [p for schema in schemas for p in datahub.metadata_proposals(schema)]
-    proposals += datahub.removal_proposals(removed)
+    proposals = list(schemas)  # the streamed crawl hands the proposals themselves
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     uri = store.uri("metadata", f"crawl-{stamp}-{uuid.uuid4().hex[:6]}.json")
     result = datahub.PublishResult(proposals=len(proposals))
@@ -141,18 +148,22 @@ def worker(way: str, uri: str) -> dict[str, Any]:
         for row in reader._objects():
             found += 1
             digest.update(repr(row).encode())
-    elif way in ("catalog", "catalog_before"):
+    elif way in ("catalog", "catalog_before", "catalog_unbatched"):
         from autokfp.catalog import crawl
 
-        if way == "catalog_before":
+        if way == "catalog_unbatched":
             crawl._publish_schemas = publish_before  # type: ignore[assignment]
         report = crawl.crawl_sources([source], sample_rows=100)
+        assert len(report.found) == report.counts()["new"]  # what callers read is all there
         found = report.counts()["catalogued"]
         digest.update(repr((report.published.get("proposals"),
                             report.published.get("lite_written"))).encode())
     else:
         found = sum(d.ok for d in discover([source], sample_rows=100))
-    return {"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
+    import autokfp
+
+    return {"package": str(Path(autokfp.__file__).parent),
+            "seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
             "added_mb": (_status_kb("VmHWM") - before) / 1024, "found": found,
             "digest": digest.hexdigest()[:16]}
 
@@ -165,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog", action="store_true",
                         help="also the whole crawl into a catalog, and its anchor")
     parser.add_argument("--only-catalog", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--anchor", default="446ae6f",
+                        help="the commit whose crawl is catalog_before (git archive of it)")
+    parser.add_argument("--unbatched", action="store_true",
+                        help="also session 11's anchor (publishing all at once)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -195,6 +210,14 @@ def main(argv: list[str] | None = None) -> int:
               f"objects; {os.cpu_count()} cores")
         ways = ["list_before", "list", "crawl"] if not args.only_catalog else []
         ways += ["catalog_before", "catalog"] if args.catalog or args.only_catalog else []
+        ways += ["catalog_unbatched"] if args.unbatched else []
+        anchor = base / "anchor"
+        if "catalog_before" in ways:  # the anchor's package, imported by its workers
+            anchor.mkdir()
+            archive = subprocess.run(["git", "archive", args.anchor, "autokfp"], cwd=ROOT,
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(anchor)], input=archive, check=True)
+            print(f"  catalog_before: autokfp of {args.anchor} (git archive into {anchor})")
         rows: dict[str, dict[int, dict[str, Any]]] = {way: {} for way in ways}
         for count in args.objects:
             prefix = f"crawl-{count}"
@@ -204,11 +227,13 @@ def main(argv: list[str] | None = None) -> int:
                 if way.startswith(("crawl", "catalog")) and count > args.crawl_max:
                     continue
                 load = os.getloadavg()[0]
+                env = {**os.environ, "PYTHONWARNINGS": "ignore",
+                       "AUTOKFP_HOME": str(base / f"home-{way}-{count}")}
+                if way == "catalog_before":  # PYTHONPATH goes before the installed package
+                    env["PYTHONPATH"] = str(anchor)
                 done = subprocess.run(
                     [sys.executable, __file__, "--worker", way, f"{s3.base_uri}/{prefix}"],
-                    capture_output=True, text=True, cwd=ROOT,
-                    env={**os.environ, "PYTHONWARNINGS": "ignore",
-                         "AUTOKFP_HOME": str(base / f"home-{way}-{count}")})
+                    capture_output=True, text=True, cwd=ROOT, env=env)
                 line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
                 if done.returncode != 0 or line is None:
                     print(f"  {way} {count:,}: FAILED {done.stderr.strip().splitlines()[-1:]}")
@@ -217,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows[way][count] = result
                 print(f"  {way:<11} {count:>8,} objects: {result['seconds']:7.1f} s, "
                       f"{result['cpu']:6.1f} CPU s, +{result['added_mb']:7.1f} MB "
-                      f"({result['found']:,} found, load {load:.1f})", flush=True)
+                      f"({result['found']:,} found, load {load:.1f}, autokfp from "
+                      f"{result['package']})", flush=True)
         for count in rows.get("catalog", {}):
             if count in rows.get("catalog_before", {}):
                 same = rows["catalog"][count]["digest"] == rows["catalog_before"][count]["digest"]
