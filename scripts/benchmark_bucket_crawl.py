@@ -16,7 +16,7 @@ script prints, side by side for the counts, what it added to the process's peak:
              read and profiled on a sample), only up to ``--crawl-max`` objects (the crawl
              reads each object: about 30-50 objects/s on this machine)
     catalog_before  the anchor of ``catalog``: the same crawl with the code of the commit
-             ``--anchor`` (default 446ae6f, the crawl before it streamed: every dataset, its
+             ``--anchor`` (default 3cb8f34, main before the crawl streamed: every dataset, its
              cache and index entries and its outcome held until the crawl ended, published
              in batches), exported by ``git archive`` and imported in the worker instead
     catalog_unbatched  session 11's anchor: the crawl of this tree published all at once
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog", action="store_true",
                         help="also the whole crawl into a catalog, and its anchor")
     parser.add_argument("--only-catalog", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--anchor", default="446ae6f",
+    parser.add_argument("--anchor", default="3cb8f34",
                         help="the commit whose crawl is catalog_before (git archive of it)")
     parser.add_argument("--unbatched", action="store_true",
                         help="also session 11's anchor (publishing all at once)")
