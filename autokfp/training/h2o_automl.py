@@ -1688,10 +1688,26 @@ def _fit_recipe(cluster: Any, recipe: dict[str, Any], x: list[str], response: st
     # timeout bounds it). Capped, the gate-rows reproduction failed once at load 30-40.
     searched = recipe["algo"] == "glm" and params.get("lambda_search")
     params["max_runtime_secs"] = 0.0 if searched else float(max_runtime_secs)
+    blend = None
     if recipe["algo"] == "stackedensemble":
-        bases = [_fit_recipe(cluster, base, x, response, frame, max_runtime_secs)
-                 for base in recipe.get("base_models", [])]
+        base_frame = frame
+        if _blended(recipe):
+            # built by blending (its base models kept no cross-validation predictions): the
+            # metalearner needs rows the base models did not learn from, so the rows are
+            # split as H2O's blending does, without the validation share (no early stopping
+            # rows are needed): the base models learn from 80%, the metalearner from 20%
+            base_frame, blend = frame.split_frame(ratios=[1.0 - REFIT_BLEND_SHARE],
+                                                  seed=int(params.get("seed") or 1))
+            log.info("refit of the blended ensemble %s: base models on %d rows, the "
+                     "metalearner on %d", recipe.get("model_id"), base_frame.nrow, blend.nrow)
+        try:
+            bases = [_fit_recipe(cluster, base, x, response, base_frame, max_runtime_secs)
+                     for base in recipe.get("base_models", [])]
+        except BaseException:
+            _remove_quietly([base_frame, blend] if blend is not None else [])
+            raise
         params["base_models"] = [base.model_id for base in bases]
+        frame = base_frame
     estimator = None
     while estimator is None:
         try:
@@ -1706,5 +1722,35 @@ def _fit_recipe(cluster: Any, recipe: dict[str, Any], x: list[str], response: st
                      rejected.group(1), exc)
             params.pop(rejected.group(1))
     fitted = estimator
-    cluster.run_job(fitted, lambda: fitted.train(x=x, y=response, training_frame=frame))
+    blending = {} if blend is None else {"blending_frame": blend}
+    try:
+        cluster.run_job(fitted, lambda: fitted.train(x=x, y=response, training_frame=frame,
+                                                     **blending))
+    finally:
+        if blend is not None:
+            _remove_quietly([frame, blend])
     return fitted
+
+
+# a blended ensemble's refit: the share of the rows its metalearner learns from
+REFIT_BLEND_SHARE = 0.2
+
+
+def _blended(recipe: dict[str, Any]) -> bool:
+    """Whether a stacked ensemble's recipe was built by blending: its base models kept no
+    cross-validation predictions (a cross-validated ensemble needs them all)."""
+    bases = recipe.get("base_models") or []
+    return bool(bases) and not all(
+        int((base.get("params") or {}).get("nfolds") or 0) >= 2
+        and (base.get("params") or {}).get("keep_cross_validation_predictions")
+        for base in bases)
+
+
+def _remove_quietly(frames: list[Any]) -> None:
+    import h2o
+
+    for frame in frames:
+        try:
+            h2o.remove(frame)
+        except Exception as exc:  # noqa: BLE001 - a leftover frame costs memory, not the refit
+            log.debug("could not remove a refit frame: %s", exc)
