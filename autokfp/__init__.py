@@ -4,7 +4,15 @@ The engine (this package) is plain Python and never imports kfp; the KFP faces l
 ``components/`` and ``pipelines/``.
 """
 
+import os as _os
 from importlib.metadata import PackageNotFoundError, version
+
+# MLflow 3's usage telemetry is off unless a user turns it on (MLFLOW_DISABLE_TELEMETRY=false):
+# its client thread sets and unsets _MLFLOW_TELEMETRY_SESSION_ID in os.environ while a task
+# iterates os.environ (requests' proxy lookup on every call to the tracking server), which
+# raised KeyError inside a registration in make test-cluster; and a pipeline's pods have no
+# business reporting usage to a third party. Set before mlflow is imported anywhere.
+_os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 try:
     __version__ = version("autokfp")
