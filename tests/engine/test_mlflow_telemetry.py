@@ -34,4 +34,7 @@ def test_importing_autokfp_turns_mlflow_telemetry_off_unless_the_user_turned_it_
 
 def test_the_images_turn_it_off_too():
     dockerfile = (Path(__file__).parents[2] / "images" / "Dockerfile").read_text()
-    assert "MLFLOW_DISABLE_TELEMETRY=true" in dockerfile
+    stages = dockerfile.split("\nFROM ")
+    for stage in ("engine-deps AS engine", "${SERVING_DEPS}-deps AS serving"):
+        (body,) = [s for s in stages if s.startswith(stage)]
+        assert "ENV MLFLOW_DISABLE_TELEMETRY=true" in body, stage
