@@ -88,7 +88,9 @@ class CrawlReport:
     """The outcome of one crawl, per dataset and per source.
 
     ``datasets`` and ``found`` are sequences: a crawl's are read from its ledger on disk a
-    row at a time (``catalog.ledger``), so iterate them rather than copying them whole.
+    row at a time (``catalog.ledger``), so iterate them rather than copying them whole. A
+    dataset of ``found`` carries its schema, error and notes, not a reader (load the data
+    with ``discovery.load_dataset``).
     """
 
     started: str

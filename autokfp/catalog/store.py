@@ -14,7 +14,9 @@ cluster)::
     metadata/*.json                  the DataHub metadata files that were published
 
 Every file is written whole (temp file + rename locally, one upload on GCS), so a reader
-never sees half of one. Read-modify-write sections hold ``lock()``: an exclusive file lock
+never sees half of one. ``index.json`` and ``crawl-cache.json`` hold one dataset's entry
+per line, so a crawl reads and writes them a line at a time (``iter_index``, ``save_index``
+with pairs); any JSON reader still reads them whole. Read-modify-write sections hold ``lock()``: an exclusive file lock
 for a local store. On ``gs://`` there is no lock: two crawls finishing at the same moment
 can lose one's index update (the next crawl redoes it).
 """

@@ -74,6 +74,10 @@ class DiscoveredDataset:
         Raises:
             DataError: the dataset cannot be read or has no rows.
         """
+        if self._reader is None and self.error is None:  # read back from a crawl's report
+            raise DataError(f"dataset '{self.dataset_id}' comes from a crawl's report, which "
+                            "keeps its schema, not a way to read it; load it with "
+                            f"catalog.discovery.load_dataset(config, '{self.dataset_id}')")
         if self._reader is None:
             raise DataError(f"dataset '{self.dataset_id}' cannot be loaded: {self.error}")
         return self._reader()

@@ -383,6 +383,9 @@ def test_a_bucket_crawl_holds_no_more_for_four_times_the_objects(s3_server, tmp_
         finally:
             tracemalloc.stop()
         assert report.counts()["new"] == count and len(report.found) == count
+        assert report.found[-1].dataset_id == f"lake/part-{count - 1:05d}.csv"
+        with pytest.raises(DataError, match="load_dataset"):  # the report keeps no reader
+            report.found[0].load()
         assert report.published["proposals"] == report.published["lite_written"] > count
         return peak, source
 
