@@ -4,6 +4,11 @@ time, one cluster, one after the other (session 11: on diamonds, ``nfolds=3`` an
 the time H2O's defaults give it). Prints each run's load, model count, best cross-validated
 figure and the first models' training milliseconds.
 
+Why (session 12): H2O's default ``nfolds=-1`` blends instead of cross-validating a table too
+large for cross-validation within the budget (predictors x rows / (seconds x threads) >
+2064), and either setting switches that rule off. autokfp now applies the rule itself
+(``engines.h2o.validation: auto``, docs/training.md).
+
     python scripts/benchmark_suite.py --out OUT --tables diamonds --systems h2o   # the split
     python scripts/benchmark_h2o_settings.py OUT diamonds default nf3 keep autokfp default
 
