@@ -162,3 +162,38 @@ def test_a_lost_remote_cluster_is_not_asked_to_remove_the_split(monkeypatch) -> 
                               "rmse", None)
         assert removed == expected, lost
         removed.clear()
+
+
+def test_a_blended_leader_no_better_than_the_mean_gets_a_default_gbm_on_the_same_rows(
+        h2o_cluster) -> None:
+    """The fallback GBM of a search that learnt nothing is validated as the search was: in
+    blending mode trained on the training rows, early-stopped and ranked on the validation
+    rows, on one leaderboard with AutoML's models."""
+    from types import SimpleNamespace
+
+    from h2o.automl import H2OAutoML
+
+    from autokfp.training.h2o_automl import _blending_parts, _cv_metrics, _leaderboard
+
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame(rng.normal(size=(2_000, 3)), columns=["a", "b", "c"])
+    frame["y"] = 4 * np.sign(frame["a"] * frame["b"]) + rng.normal(0, 0.5, len(frame))  # XOR
+    data = h2o_cluster.H2OFrame(frame)
+    parts = _blending_parts(data, len(frame), seed=1)
+    automl = H2OAutoML(max_models=1, include_algos=["GLM", "GBM"], nfolds=0, seed=1,
+                       verbosity=None)
+    automl.train(x=["a", "b", "c"], y="y", training_frame=parts.train,
+                 validation_frame=parts.valid, blending_frame=parts.blend,
+                 leaderboard_frame=parts.valid)
+    assert automl.leader.algo == "glm"
+    assert _cv_metrics(automl.leader, "regression", parts)["cv_r2"] < 0.02  # nothing learnt
+    board = _leaderboard(SimpleNamespace(run_job=lambda model, job: job()), automl,
+                         frame[["a", "b", "c"]], frame["y"], "y", data, "regression", 0,
+                         SimpleNamespace(seed=1, max_runtime_secs=30), "rmse", None,
+                         parts).as_data_frame()
+    assert board["model_id"][0].startswith("GBM_fallback_") and len(board) == 2
+    fallback = h2o_cluster.get_model(board["model_id"][0])
+    assert fallback.actual_params["nfolds"] == 0
+    held_out = _cv_metrics(fallback, "regression", parts)
+    assert held_out["cv_rmse"] == pytest.approx(board["rmse"][0], rel=1e-6)
+    assert held_out["cv_r2"] > 0.8  # the default GBM learns the interaction
