@@ -62,6 +62,7 @@ STEP_LABELS = {
     "engineer-features": "engineering features",
     "check-data-bias": "checking the data for bias",
     "list-engines": "listing the training engines",
+    "load-training-data": "reading the training data (cached by its content)",
     "train-model": "training a candidate per engine",
     "select-model": "selecting the best candidate",
     "bias-check": "checking (and mitigating) model bias",

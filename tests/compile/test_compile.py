@@ -77,6 +77,18 @@ def compiled(tmp_path_factory) -> Path:
     return written["autonomous-training"]
 
 
+def test_every_task_of_the_training_pipeline_has_a_progress_label(compiled):
+    """`autokfp run` prints each task by its label (edge.local.STEP_LABELS); a task without
+    one printed its raw name (session 12's load-training-data, caught only by the slow README
+    snippet test)."""
+    from autokfp.edge.local import STEP_LABELS
+
+    executors = _documents(compiled)[0]["deploymentSpec"]["executors"]
+    tasks = {name.removeprefix("exec-") for name in executors}
+    assert tasks == set(EXECUTORS)
+    assert tasks - set(STEP_LABELS) == set()
+
+
 # ---------------------------------------------------------------------------- validity
 
 
