@@ -194,7 +194,12 @@ def _free_port() -> int:
 
 def _cloud_pids(name: str) -> list[int]:
     """The running JVM(s) of cloud ``name`` (their command line holds ``-name <name>``)."""
-    wanted = f"-name\0{name}\0".encode()
+    return pids_with_cmdline(f"-name\0{name}\0".encode())
+
+
+def pids_with_cmdline(wanted: bytes) -> list[int]:
+    """The running processes whose command line (``/proc/<pid>/cmdline``, NUL-separated)
+    holds ``wanted``."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

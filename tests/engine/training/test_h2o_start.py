@@ -18,10 +18,16 @@ from pathlib import Path
 import pytest
 
 from autokfp.errors import TrainingError
-from autokfp.training.h2o_automl import H2OCluster, WarmCluster, wait_for_shutdowns
+from autokfp.training.h2o_automl import (
+    H2OCluster,
+    WarmCluster,
+    pids_with_cmdline,
+    wait_for_shutdowns,
+)
 
+# no skip without Java: the project needs it (make installs it, scripts/ensure_java.sh), and a
+# skipped start test would hide a broken start
 REAL_JAVA = shutil.which("java")
-pytestmark = pytest.mark.skipif(REAL_JAVA is None, reason="H2O needs Java")
 
 # what the wrapper does to the JVM launch (h2o's own ``java -version`` check passes through)
 SLOW = "time.sleep(float(os.environ['AUTOKFP_TEST_JAVA_DELAY']))"
@@ -32,6 +38,7 @@ BAD_OPTION = "args.insert(0, '-XX:+AutokfpNoSuchOption')"
 def _java_home(tmp_path: Path, launch: str) -> tuple[Path, Path]:
     """A Java home whose ``bin/java`` runs ``launch`` before the real java, for H2O's
     launches only; the file that counts them."""
+    assert REAL_JAVA, "no java on PATH: H2O needs Java 11+ (make installs it)"
     home, launches = tmp_path / "java-home", tmp_path / "launches"
     (home / "bin").mkdir(parents=True)
     wrapper = home / "bin" / "java"
@@ -54,16 +61,7 @@ def _launched(launches: Path) -> int:
 
 def _running(home: Path) -> list[int]:
     """Processes still running the wrapper (a launch that was not stopped)."""
-    wanted = str(home).encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if wanted in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
+    return pids_with_cmdline(str(home).encode())
 
 
 @pytest.mark.slow
