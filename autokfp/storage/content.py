@@ -41,9 +41,13 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 def content_digest(files: Mapping[str, str | os.PathLike[str]]) -> str:
     """The digest of named local files: SHA-256 over each name and its file's SHA-256, in
     name order, so that renaming a file changes it as much as changing its bytes."""
+    return _digest_of({name: file_digest(path) for name, path in files.items()})
+
+
+def _digest_of(file_digests: Mapping[str, str]) -> str:
     digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(f"{name}\0{file_digest(files[name])}\n".encode())
+    for name in sorted(file_digests):
+        digest.update(f"{name}\0{file_digests[name]}\n".encode())
     return digest.hexdigest()
 
 
@@ -56,7 +60,8 @@ def put_content_addressed(root: str, files: Mapping[str, str | os.PathLike[str]]
         StorageError: ``root`` cannot be written (the message names it).
     """
     _check_names(files)
-    digest = content_digest(files)
+    file_digests = {name: file_digest(path) for name, path in files.items()}  # read once
+    digest = _digest_of(file_digests)
     folder = child(root, DIGEST_PREFIX + digest)
     manifest = child(folder, MANIFEST)
     if exists(manifest):
@@ -69,8 +74,8 @@ def put_content_addressed(root: str, files: Mapping[str, str | os.PathLike[str]]
                 store.put_file(Path(path), target)
             else:
                 _copy_atomically(Path(path), local_path(target))
-    write_text(manifest, json.dumps({"digest": digest, "files": {
-        name: file_digest(path) for name, path in sorted(files.items())}}, indent=1))
+    write_text(manifest, json.dumps({"digest": digest, "files": dict(sorted(
+        file_digests.items()))}, indent=1))
     return folder
 
 
