@@ -20,6 +20,9 @@ process in ``std::terminate`` after the work was done (see ``ParquetFileScan``).
 - The fingerprint (what makes a rerun the same batch) comes from each part's path, size and
   content: the store's checksum of the object (S3's ETag, GCS's CRC32C and MD5) or, for a
   local file, a SHA-256 of its bytes read in blocks. Nothing is decoded for it.
+- A part replaced or rewritten after the folder was listed is an error when it is read
+  (its ETag, generation, or a local file's size, mtime and inode are checked before and
+  after it is read), never other rows scored under the listed fingerprint.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ class _Part:
     relative: str  # the path under the folder, "/"-separated
     size: int
     checksum: str
+    # what says the object is still the one listed: a local file's (size, mtime_ns, inode),
+    # an S3 object's ETag, a GCS object's generation (which its reads are pinned to)
+    stamp: Any = None
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
@@ -74,6 +80,7 @@ def is_ignored(relative: str) -> bool:
 class _PartFile:
     scan: Any  # autokfp.catalog.batches.ParquetFileScan of the part
     partition: dict[str, Any]  # its hive partition values (none outside a partition folder)
+    same: Any = None  # () -> None; raises StorageError when the part is not the one listed
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,7 @@ class PartsDataset:
         (scoring included: scripts/benchmark_parts_scoring.py)."""
 
         batches = (self._typed(batch, part) for part in self.files
-                   for batch in part.scan.to_batches(batch_size=batch_rows))
+                   for batch in self._part_batches(part, batch_rows))
         while True:
             try:
                 batch = next(batches)
@@ -138,6 +145,19 @@ class PartsDataset:
                     "changed or vanished after scoring started: rerun once the folder is "
                     "stable") from None
             yield batch
+
+    @staticmethod
+    def _part_batches(part: _PartFile, batch_rows: int) -> Iterator[Any]:
+        """One part's batches, checked to be the part listed by ``open_parts`` before its
+        first batch and after its last: a part rewritten in place, or replaced by another
+        file of the same name and columns, is an error, not other rows read silently. (A
+        local part replaced by a rename mid-read is still read whole from the file
+        opened.)"""
+        if part.same is not None:
+            part.same()
+        yield from part.scan.to_batches(batch_size=batch_rows)
+        if part.same is not None:
+            part.same()
 
     def _typed(self, batch: Any, part: _PartFile) -> Any:
         """``batch`` of ``part`` in the dataset's schema."""
@@ -186,7 +206,7 @@ def open_parts(folder: str) -> PartsDataset:
                              partitioning="hive", partition_base_dir=base)
         partitions = {fragment.path: ds.get_partition_keys(fragment.partition_expression)
                       for fragment in dataset.get_fragments()}
-        scans = [_part_scan(folder, scheme, filesystem, path, part.relative)
+        scans = [_part_scan(folder, scheme, filesystem, path, part)
                  for path, part in zip(paths, kept)]
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"dataset folder {folder}: a part cannot be read as Parquet "
@@ -214,35 +234,80 @@ def open_parts(folder: str) -> PartsDataset:
                         rows=sum(scan.count_rows() for scan in scans), fingerprint=fingerprint,
                         partition_columns=tuple(field.name for field in partition),
                         schema=schema, filesystem=filesystem,
-                        files=tuple(_PartFile(scan, partitions.get(scan.path, {}))
-                                    for scan in scans))
+                        files=tuple(_PartFile(scan, partitions.get(scan.path, {}),
+                                              _same_check(folder, scheme, part))
+                                    for scan, part in zip(scans, kept)))
 
 
 def _part_scan(folder: str, scheme: str, filesystem: Any, path: str,
-               relative: str) -> ParquetFileScan:
+               part: _Part) -> ParquetFileScan:
     """One part, read synchronously. A GCS object is read through autokfp's GCS client
     (google-cloud-storage, which honours STORAGE_EMULATOR_HOST), in ranges of
-    ``_GCS_READ_BYTES``; Arrow's own GCS client holds the GIL while it opens a file, which
+    ``_GCS_READ_BYTES``, at the generation listed (a replaced object is NotFound, never
+    other bytes); Arrow's own GCS client holds the GIL while it opens a file, which
     never returns when the server answering it runs in the same process (a test's
     emulator)."""
     if scheme != "gs":
         return ParquetFileScan(path, filesystem=filesystem)
-    bucket, key = storage.gcs.split_uri(storage.join(folder, relative))
+    bucket, key = storage.gcs.split_uri(storage.join(folder, part.relative))
+    generation = part.stamp
 
     def open_blob() -> Any:
-        blob = storage.gcs.client().bucket(bucket).blob(key)
+        blob = storage.gcs.client().bucket(bucket).blob(key, generation=generation)
         return blob.open("rb", chunk_size=_GCS_READ_BYTES)
 
     return ParquetFileScan(path, open_file=open_blob)
 
 
+def _same_check(folder: str, scheme: str, part: _Part) -> Any:
+    """A function raising StorageError when ``part`` is no longer the object listed. (A GCS
+    part's reads are also pinned to its listed generation, so on GCS a replacement in the
+    middle of a read is NotFound; the check says so before reading and after, and covers
+    an emulator that ignores a read's generation.)"""
+    uri = storage.join(folder, part.relative)
+
+    def changed(now: Any) -> StorageError:
+        return StorageError(f"part {part.relative} changed since the folder was listed "
+                            f"(was {part.stamp}, now {now})")
+
+    if scheme in ("s3", "minio"):
+        def same_object() -> None:
+            info = storage.s3.filesystem(uri).info(storage.s3.object_path(uri), refresh=True)
+            etag = str(info.get("ETag", "")).strip('"')
+            if etag != part.stamp:
+                raise changed(etag)
+        return same_object
+    if scheme == "gs":
+        bucket, key = storage.gcs.split_uri(uri)
+
+        def same_blob() -> None:
+            blob = storage.gcs.client().bucket(bucket).get_blob(key)
+            generation = None if blob is None else blob.generation
+            if generation != part.stamp:
+                raise changed(generation)
+        return same_blob
+    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+
+    def same_file() -> None:
+        now = _file_stamp(path)
+        if now != part.stamp:
+            raise changed(now)
+    return same_file
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int]:
+    status = path.stat()
+    return (status.st_size, status.st_mtime_ns, status.st_ino)
+
+
 def _listing(folder: str, scheme: str) -> list[_Part]:
     """Every file under ``folder`` with its size and a content checksum."""
     if scheme in ("s3", "minio"):
-        return [_Part(o["relative"], int(o["size"] or 0), f"etag:{o['etag']}")
+        return [_Part(o["relative"], int(o["size"] or 0), f"etag:{o['etag']}", o["etag"])
                 for o in storage.s3_objects(folder)]
     if scheme == "gs":
-        return [_Part(relative, int(b.size or 0), f"crc32c:{b.crc32c},md5:{b.md5_hash}")
+        return [_Part(relative, int(b.size or 0), f"crc32c:{b.crc32c},md5:{b.md5_hash}",
+                      b.generation)
                 for relative, b in storage.gcs.iter_blobs(folder)]
     root = Path(folder[len("file://"):] if folder.startswith("file://") else folder)
     out = []
@@ -251,8 +316,9 @@ def _listing(folder: str, scheme: str) -> list[_Part]:
         for name in files:
             path = Path(directory) / name
             relative = path.relative_to(root).as_posix()
+            stamp = _file_stamp(path)  # before the hash: a write during it shows later
             checksum = "" if is_ignored(relative) else f"sha256:{_sha256(path)}"
-            out.append(_Part(relative, path.stat().st_size, checksum))
+            out.append(_Part(relative, stamp[0], checksum, stamp))
     return out
 
 

@@ -279,8 +279,11 @@ def _expected_folder(frame: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(day=np.array([10] * 200 + [2] * (len(frame) - 200), dtype="int32"))
 
 
-def _check_folder(folder: str, frame: pd.DataFrame, platform: str, tmp_path) -> None:
-    """open_parts reads what pyarrow.dataset reads; score_parts streams it into parts."""
+def _check_folder(folder: str, frame: pd.DataFrame, platform: str, tmp_path,
+                  write=None) -> None:
+    """open_parts reads what pyarrow.dataset reads; score_parts streams it into parts. A
+    part replaced after open_parts by another valid part of the same name and columns is an
+    error when it is read, not other rows scored silently."""
     import pyarrow.dataset as ds
 
     from autokfp.serving.batch import score_parts
@@ -312,6 +315,16 @@ def _check_folder(folder: str, frame: pd.DataFrame, platform: str, tmp_path) -> 
     rerun = score_parts(open_parts(folder), again.predict, model="churn", version="3",
                         target=target, keys=["customer_id", "day"], chunk_rows=70)
     assert (rerun.batch_id, rerun.skipped_chunks, again.calls) == (result.batch_id, 5, 0)
+    if write is not None:
+        listed = open_parts(folder)
+        other = io.BytesIO()
+        frame.iloc[200:].drop(columns=["y"]).assign(x=lambda f: f["x"] - 1).to_parquet(
+            other, index=False)
+        write("day=2/part-0.parquet", other.getvalue())
+        with pytest.raises(DataError, match=r"reading a part failed during the run "
+                                            r"\((StorageError: part day=2/part-0\.parquet "
+                                            r"changed since the folder was listed|NotFound)"):
+            list(listed.chunks(70))
 
 
 def test_a_local_folder_reads_hive_partitions_and_skips_what_spark_leaves(tmp_path) -> None:
@@ -332,7 +345,7 @@ def test_a_local_folder_reads_hive_partitions_and_skips_what_spark_leaves(tmp_pa
     # a URI without the trailing "/" is one object, as before; a relative name is a dataset id
     assert parts_folder("s3://lake/export") is None and parts_folder("files/export") is None
     assert parts_folder(str(folder / "day=2" / "part-0.parquet")) is None
-    _check_folder(str(folder), frame, "file", tmp_path)
+    _check_folder(str(folder), frame, "file", tmp_path, write)
     # a changed part (same name, same size or not) is another batch
     before = open_parts(str(folder)).fingerprint
     changed = frame.iloc[200:].drop(columns=["y"]).assign(x=lambda f: f["x"] + 1)
@@ -347,9 +360,11 @@ def test_an_s3_prefix_reads_hive_partitions_and_skips_what_spark_leaves(s3_serve
     key = f"export-{tmp_path.name}"
     client = boto3.client("s3", endpoint_url=s3_server.endpoint)
     frame = _frame(300)
-    _spark_like_folder(lambda relative, data: client.put_object(
-        Bucket=s3_server.bucket, Key=f"{key}/{relative}", Body=data), frame)
-    _check_folder(f"{s3_server.base_uri}/{key}", frame, "s3", tmp_path)
+    def write(relative: str, data: bytes) -> None:
+        client.put_object(Bucket=s3_server.bucket, Key=f"{key}/{relative}", Body=data)
+
+    _spark_like_folder(write, frame)
+    _check_folder(f"{s3_server.base_uri}/{key}", frame, "s3", tmp_path, write)
 
 
 def test_a_gcs_prefix_reads_hive_partitions_and_skips_what_spark_leaves(gcs_emulator,
@@ -358,9 +373,11 @@ def test_a_gcs_prefix_reads_hive_partitions_and_skips_what_spark_leaves(gcs_emul
 
     prefix = f"{gcs_emulator.base_uri}/export-{tmp_path.name}"
     frame = _frame(300)
-    _spark_like_folder(lambda relative, data: storage.write_bytes(f"{prefix}/{relative}", data),
-                       frame)
-    _check_folder(prefix, frame, "gcs", tmp_path)
+    def write(relative: str, data: bytes) -> None:
+        storage.write_bytes(f"{prefix}/{relative}", data)
+
+    _spark_like_folder(write, frame)
+    _check_folder(prefix, frame, "gcs", tmp_path, write)
 
 
 PARTS_THREADS = """
