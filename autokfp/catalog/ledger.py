@@ -7,7 +7,8 @@ its outcome and what was found (the report). Held as Python objects these grew b
 11 KB per dataset (a 3-column CSV) until the crawl ended. A ``CrawlLedger`` holds them in a
 SQLite file in a temporary folder instead: a dataset is read from it when the crawl reaches
 it and written back at once, so the process holds SQLite's page cache (a few MB) whatever
-the count. The folder is removed when the ledger (and every report reading it) is gone.
+the count. The folder is removed when the ledger (and every report reading it) is gone,
+and, if its process was killed, by the next crawl (``storage.scratch.remove_stale``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import json
 import os
 import shutil
 import sqlite3
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
+from autokfp import storage
 from autokfp.catalog.schema import DatasetSchema
 from autokfp.catalog.sources.base import DiscoveredDataset
+from autokfp.catalog.sources.files import CRAWL_SCRATCH
 
 T = TypeVar("T")
 
@@ -59,7 +61,9 @@ class CrawlLedger:
     """
 
     def __init__(self) -> None:
-        self._folder = tempfile.mkdtemp(prefix="autokfp-crawl-")
+        # a crawl killed with kill -9 leaves its folder: the next crawl removes it
+        storage.scratch.remove_stale(CRAWL_SCRATCH)
+        self._folder = storage.scratch.scratch_folder(CRAWL_SCRATCH)
         # no journal, no fsync: a crawl that dies loses its ledger, never the catalog
         self.db = sqlite3.connect(os.path.join(self._folder, "ledger.sqlite"),
                                   check_same_thread=False)

@@ -26,9 +26,10 @@ the tests run against.
 
 from __future__ import annotations
 
-from autokfp.storage import gcs, s3
+from autokfp.storage import gcs, s3, scratch
 from autokfp.storage.files import (
     delete,
+    download_file,
     exists,
     list_uris,
     local_copy,
@@ -64,6 +65,7 @@ __all__ = [
     "append_jsonl",
     "delete",
     "download_dir",
+    "download_file",
     "exists",
     "fetchable_uri",
     "is_remote",
@@ -76,6 +78,7 @@ __all__ = [
     "reset_client",
     "s3_endpoint",
     "s3_objects",
+    "scratch",
     "upload_dir",
     "write_bytes",
     "write_text",

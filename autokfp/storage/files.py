@@ -166,6 +166,21 @@ def local_copy(uri: Uri) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="autokfp-") as tmp:
         target = Path(tmp) / text.rstrip("/").rsplit("/", 1)[-1]
-        with store.errors(text):
-            store.get_file(text, target)
+        download_file(text, target)
         yield target
+
+
+def download_file(uri: Uri, local: Path) -> None:
+    """Download the object at ``uri`` to the local file ``local`` (written as it arrives,
+    never whole in memory); the caller owns the file.
+
+    Raises:
+        StorageError: ``uri`` is not an object store's URI, or the object does not exist or
+            cannot be read.
+    """
+    text = as_str(uri)
+    store = object_store_for(text)
+    if store is None:
+        raise StorageError(f"download_file reads gs://, s3:// or minio:// objects, got '{text}'.")
+    with store.errors(text):
+        store.get_file(text, local)

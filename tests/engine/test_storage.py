@@ -636,3 +636,49 @@ def test_an_empty_prefix_of_an_s3_bucket_the_credentials_cannot_head_lists_as_em
     missing = f"{s3_server.bucket}-missing-{uuid.uuid4().hex[:6]}"
     with pytest.raises(StorageError, match=f"bucket '{missing}' does not exist"):
         storage.list_uris(f"s3://{missing}/logs")
+
+
+def test_scratch_folders_of_killed_processes_are_removed(tmp_path, monkeypatch):
+    """A crawl killed with kill -9 leaves its ledger folder; the next crawl removes it, and
+    only it: not a running process's folder, not one without an owner file (being created,
+    or an older autokfp's), not another host's, and not a folder of another prefix."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from autokfp.catalog import ledger
+    from autokfp.storage import scratch
+
+    killed = subprocess.run(
+        [sys.executable, "-c", "import os, signal; from autokfp.catalog import ledger; "
+         "held = ledger.CrawlLedger(); print(held._folder, flush=True); "
+         "os.kill(os.getpid(), signal.SIGKILL)"],
+        capture_output=True, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = Path(killed.stdout.strip())
+    assert left.parent == tmp_path and (left / "ledger.sqlite").exists()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    running = Path(scratch.scratch_folder(ledger.CRAWL_SCRATCH))  # this process: alive
+    unowned = tmp_path / f"{ledger.CRAWL_SCRATCH}unowned"
+    unowned.mkdir()
+    elsewhere = Path(scratch.scratch_folder(ledger.CRAWL_SCRATCH))
+    owner = json.loads((elsewhere / scratch.OWNER_FILE).read_text())
+    owner.update(host=socket.gethostname() + "-other", pid=_owner_pid(left))
+    (elsewhere / scratch.OWNER_FILE).write_text(json.dumps(owner))
+    other_prefix = Path(scratch.scratch_folder("someone-else-"))
+    reused = Path(scratch.scratch_folder(ledger.CRAWL_SCRATCH))  # this pid, another start
+    owner = json.loads((reused / scratch.OWNER_FILE).read_text())
+    owner["started"] = owner["started"] - 1
+    (reused / scratch.OWNER_FILE).write_text(json.dumps(owner))
+
+    crawl = ledger.CrawlLedger()  # what every crawl makes first
+    assert not left.exists() and not reused.exists()
+    assert running.is_dir() and unowned.is_dir() and elsewhere.is_dir() and other_prefix.is_dir()
+    assert Path(crawl._folder).is_dir()
+    crawl.close()
+    assert not Path(crawl._folder).exists()
+
+
+def _owner_pid(folder):
+    return json.loads((folder / "owner.json").read_text())["pid"]

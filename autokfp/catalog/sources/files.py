@@ -4,8 +4,11 @@ loaded in full on demand."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+import shutil
+from collections import deque
+from collections.abc import Callable, Iterator, Sized
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +249,12 @@ def discover_file(
     signature: str | None = None,
     modified_at: str | None = None,
     cache: CrawlCache | None = None,
+    first_open: Callable[[], AbstractContextManager[Path]] | None = None,
 ) -> DiscoveredDataset:
+    """One file profiled on a sample (or its schema from ``cache`` when its ``signature`` is
+    unchanged). ``open_local`` gives a local path of the file whenever it is read (the
+    dataset's ``load``); ``first_open``, if given, gives it for the profiling read (a copy
+    downloaded ahead by the crawl)."""
     dataset_id = f"{source_name}/{relative}"
     fmt = file_format(relative)
     if fmt is None:
@@ -267,7 +275,7 @@ def discover_file(
         if known is not None:
             return known
     try:
-        with open_local() as path:
+        with (first_open or open_local)() as path:
             sample, total, _ = _sample_file(path, fmt, label, k, notes)
         notes += mixed_type_notes(sample, label)
         schema = profile_frame(
@@ -317,6 +325,75 @@ class FileSource:
         return datahub_urn(self.platform, object_name(self._location(relative)), self.config)
 
 
+# objects of a bucket downloaded ahead (by as many threads) while an earlier one is profiled:
+# a crawl of small objects waits on the store's answers far more than it computes
+READ_AHEAD = 8
+# the temporary folders of a crawl (its ledger, the objects it reads ahead): a crawl removes
+# those a killed crawl left (storage.scratch)
+CRAWL_SCRATCH = "autokfp-crawl-"
+
+
+def _read_object(uri: str, relative: str) -> pd.DataFrame:
+    """A whole object of a bucket (``DiscoveredDataset.load``)."""
+    with storage.local_copy(uri) as path:
+        return read_file(path, file_format(relative) or "", uri)
+
+
+def _download(uri: str, target: Path) -> Path:
+    try:
+        storage.download_file(uri, target)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target
+
+
+class _ReadAhead:
+    """Downloads of the objects a crawl is about to profile, by ``depth`` threads into one
+    scratch folder (made on the first download, removed at the end with what is left in
+    it); each file is deleted once profiled, so at most ``depth`` objects are on disk."""
+
+    def __init__(self, depth: int):
+        self.depth = depth
+        self._pool: ThreadPoolExecutor | None = None
+        self._folder: str | None = None
+        self._count = 0
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def room(self, pending: Sized) -> bool:
+        return len(pending) < self.depth
+
+    def fetch(self, uri: str, relative: str) -> Future[Path] | None:
+        """Start downloading ``uri`` (None for a file of no supported format: not read)."""
+        if file_format(relative) is None:
+            return None
+        if self._pool is None:
+            storage.scratch.remove_stale(CRAWL_SCRATCH)
+            self._folder = storage.scratch.scratch_folder(CRAWL_SCRATCH)
+            self._pool = ThreadPoolExecutor(self.depth, thread_name_prefix="autokfp-read-ahead")
+        self._count += 1
+        assert self._folder is not None
+        target = Path(self._folder) / f"{self._count:09d}-{relative.rsplit('/', 1)[-1]}"
+        return self._pool.submit(_download, uri, target)
+
+    @contextmanager
+    def opened(self, download: Future[Path]) -> Iterator[Path]:
+        """The downloaded file (the download's error, if it failed), deleted after use."""
+        path = download.result()
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+
 class ObjectPrefix(FileSource):
     """The objects under an object-store prefix (``config.uri``): listed with what identifies
     their version, so an unchanged object is never downloaded again; read through a local
@@ -341,12 +418,42 @@ class ObjectPrefix(FileSource):
         the source's failure, naming the source and what to check, so the crawl marks none
         of its other datasets missing. An existing bucket with nothing under the prefix is
         listed as empty."""
-        try:
-            for uri, rel, signature, modified in self._objects():
-                yield discover_file(lambda u=uri: storage.local_copy(u), uri, rel, self.name,
-                                    self.platform, sample_rows, signature, modified, cache)
-        except Exception as exc:
-            reason = describe(exc).rstrip(".")
+        with _ReadAhead(READ_AHEAD) as ahead:
+            listing = self._objects()
+            pending: deque[tuple[str, str, str, str | None, Any]] = deque()
+            failure: BaseException | None = None
+            listed = False
+            while True:
+                # keep READ_AHEAD objects that must be read downloading while one is profiled
+                while not listed and failure is None and ahead.room(pending):
+                    try:
+                        uri, rel, signature, modified = next(listing)
+                    except StopIteration:
+                        listed = True
+                        break
+                    except Exception as exc:  # the listing failed (at once or part-way)
+                        failure = exc
+                        break
+                    known = None
+                    if cache is not None and file_format(rel) is not None:
+                        known = cache.lookup(f"{self.name}/{rel}", signature,
+                                             lambda u=uri, r=rel: _read_object(u, r))
+                    pending.append((uri, rel, signature, modified,
+                                    known or ahead.fetch(uri, rel)))
+                if not pending:
+                    break
+                uri, rel, signature, modified, got = pending.popleft()
+                if isinstance(got, DiscoveredDataset):
+                    yield got
+                    continue
+                item = discover_file(lambda u=uri: storage.local_copy(u), uri, rel, self.name,
+                                     self.platform, sample_rows, signature, modified, None,
+                                     first_open=lambda g=got: ahead.opened(g))
+                if cache is not None:
+                    cache.store(item)
+                yield item
+        if failure is not None:
+            reason = describe(failure).rstrip(".")
             yield failed(self.name, self.platform, self.config.uri, (
                 f"source '{self.name}' could not be listed at '{self.config.uri}', so its "
                 f"catalogued datasets were left as they were: {reason}. Fix the source's uri "
