@@ -18,7 +18,9 @@ script prints, side by side for the counts, what it added to the process's peak:
     catalog_before  the anchor of ``catalog``: the same crawl with the code of the commit
              ``--anchor`` (default 3cb8f34, main before the crawl streamed: every dataset, its
              cache and index entries and its outcome held until the crawl ended, published
-             in batches), exported by ``git archive`` and imported in the worker instead
+             in batches; session 13 used 8962f50, the streamed crawl before it read objects
+             ahead), exported by ``git archive`` and imported in the worker instead, only up
+             to ``--anchor-max`` objects
     catalog_unbatched  session 11's anchor: the crawl of this tree published all at once
              (every proposal in one list, the metadata file built as one string, then Lite),
              a copy kept here; only with ``--unbatched``
@@ -30,6 +32,12 @@ script prints, side by side for the counts, what it added to the process's peak:
     python scripts/benchmark_bucket_crawl.py --objects 10000 100000 --crawl-max 10000
     python scripts/benchmark_bucket_crawl.py --objects 1000 4000 10000 --crawl-max 10000 \
         --only-catalog
+    python scripts/benchmark_bucket_crawl.py --objects 10000 100000 --crawl-max 100000 \
+        --anchor 8962f50 --anchor-max 10000 --only-catalog
+
+Each line also gives SQLite's own high-water mark of memory (``sqlite3_memory_highwater``
+of the process's libsqlite3: the ledger's and DataHub Lite's page caches and statements),
+to tell what of the peak's growth is SQLite's.
 """
 
 from __future__ import annotations
@@ -121,6 +129,19 @@ def publish_before(schemas: list[Any], store: Any, settings: Any, removed: Any =
     return result
 
 
+def _sqlite_highwater_mb() -> float | None:
+    """SQLite's high-water mark of memory in this process (every connection), in MB."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    lib = ctypes.CDLL(name)
+    lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+    return float(lib.sqlite3_memory_highwater(0)) / 2**20
+
+
 def worker(way: str, uri: str) -> dict[str, Any]:
     """In a fresh process: the listing or the crawl; what it added to the peak."""
     from autokfp.catalog.discovery import discover
@@ -165,6 +186,7 @@ def worker(way: str, uri: str) -> dict[str, Any]:
     return {"package": str(Path(autokfp.__file__).parent),
             "seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
             "added_mb": (_status_kb("VmHWM") - before) / 1024, "found": found,
+            "sqlite_mb": _sqlite_highwater_mb(),
             "digest": digest.hexdigest()[:16]}
 
 
@@ -178,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-catalog", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--anchor", default="3cb8f34",
                         help="the commit whose crawl is catalog_before (git archive of it)")
+    parser.add_argument("--anchor-max", type=int, default=None,
+                        help="run catalog_before only up to this many objects (default "
+                             "--crawl-max)")
     parser.add_argument("--unbatched", action="store_true",
                         help="also session 11's anchor (publishing all at once)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -226,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             for way in rows:
                 if way.startswith(("crawl", "catalog")) and count > args.crawl_max:
                     continue
+                if way == "catalog_before" and count > (args.anchor_max or args.crawl_max):
+                    continue
                 load = os.getloadavg()[0]
                 env = {**os.environ, "PYTHONWARNINGS": "ignore",
                        "AUTOKFP_HOME": str(base / f"home-{way}-{count}")}
@@ -240,10 +267,14 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 result = {**json.loads(line[7:]), "load": load}
                 rows[way][count] = result
-                print(f"  {way:<11} {count:>8,} objects: {result['seconds']:7.1f} s, "
-                      f"{result['cpu']:6.1f} CPU s, +{result['added_mb']:7.1f} MB "
-                      f"({result['found']:,} found, load {load:.1f}, autokfp from "
-                      f"{result['package']})", flush=True)
+                sqlite = result.get("sqlite_mb")
+                print(f"  {way:<11} {count:>8,} objects: {result['seconds']:7.1f} s "
+                      f"({result['found'] / max(result['seconds'], 1e-9):.0f}/s), "
+                      f"{result['cpu']:6.1f} CPU s, +{result['added_mb']:7.1f} MB"
+                      + (f" (SQLite's high water {sqlite:.1f} MB)" if sqlite is not None else "")
+                      + f" ({result['found']:,} found, load {load:.1f} -> "
+                      f"{os.getloadavg()[0]:.1f}, autokfp from {result['package']})",
+                      flush=True)
         for count in rows.get("catalog", {}):
             if count in rows.get("catalog_before", {}):
                 same = rows["catalog"][count]["digest"] == rows["catalog_before"][count]["digest"]
@@ -265,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
             growth = [f"{(by_count[b]['added_mb'] - by_count[a]['added_mb']) * 1000 / (b - a):+.2f}"
                       f" MB per 1,000 ({a:,} -> {b:,})" for a, b in zip(counts, counts[1:])]
             print(f"  {way:<11} {shown}   {'; '.join(growth)}")
+            if all(by_count[n].get("sqlite_mb") is not None for n in counts):
+                print(f"  {'':<11} SQLite's high water: " + "   ".join(
+                    f"{n:,}: {by_count[n]['sqlite_mb']:.1f} MB" for n in counts))
     finally:
         next(server, None)
     return 0
