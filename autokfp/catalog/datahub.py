@@ -98,7 +98,10 @@ _MAX_PROPERTY = 2000
 
 
 class CatalogPublishError(AutokfpError):
-    """Metadata could not be sent to a DataHub catalog (Lite or GMS)."""
+    """Metadata could not be sent to a DataHub catalog (Lite or GMS); ``sent``: how many
+    aspects it took before (GMS)."""
+
+    sent = 0
 
 _FIELD_TYPES = {
     "int64": NumberTypeClass,
@@ -774,48 +777,106 @@ def _safe_url(url: str) -> str:
 
 
 _GMS_BATCH = 100  # proposals per request (DataHub's REST sink's max_per_batch)
+# batch requests in flight at once, each thread with its own emitter (DataHub's REST sink
+# does the same with 15 threads: DATAHUB_REST_SINK_DEFAULT_MAX_THREADS); GMS validates a
+# batch whole before it writes any of it, so a refused batch leaves nothing of itself
+GMS_WORKERS = 4
 
 
 def emit_to_gms(proposals: Iterable[MetadataChangeProposalWrapper], url: str,
-                token: str | None = None, timeout_sec: float = 30.0) -> int:
+                token: str | None = None, timeout_sec: float = 30.0,
+                workers: int | None = None) -> int:
     """Send proposals to a DataHub GMS with the REST emitter; return how many were sent.
 
     The emitter first checks ``GET /config`` then posts the proposals in batches of up to
     ``_GMS_BATCH`` to ``/aspects?action=ingestProposalBatch`` (GMS's batch endpoint, as
     DataHub's REST sink does; one request per aspect before) with ``Authorization: Bearer
-    <token>``. A 429 or 5xx answer is retried (the emitter's own retries, with backoff).
+    <token>``, ``workers`` batches at a time (default ``GMS_WORKERS``; a GMS answers each
+    batch after writing it, so sending one after another leaves it and the network idle
+    between batches). A 429 or 5xx answer is retried (the emitter's own retries, with
+    backoff). When a batch fails, no further batch is started; those already in flight
+    finish, and the error says which batches GMS refused and how many aspects it took
+    (``CatalogPublishError.sent``): a batch is taken whole or not at all.
 
     Raises:
         CatalogPublishError: the server cannot be reached, is not a GMS, or refused a
             proposal. The message never contains the token.
     """
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
     from datahub.emitter.rest_emitter import DataHubRestEmitter
 
-    sent = 0
-    emitter = None
-    try:
-        emitter = DataHubRestEmitter(gms_server=url, token=token, openapi_ingestion=False,
-                                     retry_max_times=2, timeout_sec=timeout_sec)
-        emitter.test_connection()
-        batch: list[MetadataChangeProposalWrapper] = []
-        for proposal in [*proposals, None]:
-            if proposal is not None:
-                batch.append(proposal)
-            if batch and (proposal is None or len(batch) >= _GMS_BATCH):
-                emitter.emit_mcps(batch)
-                sent += len(batch)
-                batch = []
-    except Exception as exc:
+    workers = max(1, workers or GMS_WORKERS)
+    emitters: list[DataHubRestEmitter] = []
+    local = threading.local()
+    guard = threading.Lock()
+
+    def emitter() -> DataHubRestEmitter:
+        # one emitter (one requests session) per thread, as DataHub's REST sink keeps them
+        if not hasattr(local, "emitter"):
+            local.emitter = DataHubRestEmitter(
+                gms_server=url, token=token, openapi_ingestion=False, retry_max_times=2,
+                timeout_sec=timeout_sec)
+            with guard:
+                emitters.append(local.emitter)
+        return local.emitter
+
+    def send(batch: list[MetadataChangeProposalWrapper]) -> int:
+        emitter().emit_mcps(batch)
+        return len(batch)
+
+    def safe(exc: BaseException) -> str:
         text = " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(".")
-        if token:
-            text = text.replace(token, "***")
-        raise CatalogPublishError(
-            f"DataHub GMS at {_safe_url(url)} took {sent} aspect(s), then failed: {text[:800]}. "
-            "Check DATAHUB_GMS_URL (the GMS, usually :8080) and DATAHUB_GMS_TOKEN"
-        ) from None
+        return text.replace(token, "***") if token else text
+
+    sent = 0
+    failed: list[tuple[int, int, int, BaseException]] = []  # (batch, first, last, error)
+    in_flight: dict[Future[int], tuple[int, int, int]] = {}
+
+    def settle(done: Iterable[Future[int]]) -> None:
+        nonlocal sent
+        for future in done:
+            index, first, last = in_flight.pop(future)
+            error = future.exception()
+            if error is None:
+                sent += future.result()
+            else:
+                failed.append((index, first, last, error))
+
+    try:
+        emitter().test_connection()  # a wrong URL or token fails here, before any batch
+        with ThreadPoolExecutor(workers, thread_name_prefix="autokfp-gms") as pool:
+            try:
+                count = 0
+                stream = iter(proposals)
+                batches = iter(lambda: list(itertools.islice(stream, _GMS_BATCH)), [])
+                for index, batch in enumerate(batches):
+                    while len(in_flight) >= workers and not failed:
+                        settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+                    if failed:
+                        break  # no batch starts once one failed
+                    in_flight[pool.submit(send, batch)] = (index, count + 1,
+                                                           count + len(batch))
+                    count += len(batch)
+            finally:
+                settle(wait(in_flight).done)
+    except Exception as exc:
+        failed.append((-1, 0, 0, exc))
     finally:
-        if emitter is not None:
-            emitter.close()
+        for made in emitters:
+            made.close()
+    if failed:
+        failed.sort(key=lambda f: f[0])
+        where = "; ".join(
+            (f"batch {index + 1} (aspects {first}-{last}) failed: " if index >= 0 else "")
+            + safe(error)[:800] for index, first, last, error in failed[:3])
+        more = f"; and {len(failed) - 3} more batch(es) failed" if len(failed) > 3 else ""
+        error = CatalogPublishError(
+            f"DataHub GMS at {_safe_url(url)} took {sent} aspect(s), then failed: {where}"
+            f"{more}. Check DATAHUB_GMS_URL (the GMS, usually :8080) and DATAHUB_GMS_TOKEN")
+        error.sent = sent
+        raise error from None
     log.info("sent %d aspect(s) to DataHub GMS at %s", sent, _safe_url(url))
     return sent
 
@@ -892,6 +953,7 @@ def publish(proposals: Iterable[MetadataChangeProposalWrapper], metadata_uri: st
             try:
                 result.gms_sent += emit_to_gms(batch, *target)
             except CatalogPublishError as exc:
+                result.gms_sent += exc.sent
                 result.gms_error = str(exc)
                 log.warning("%s", exc)
 

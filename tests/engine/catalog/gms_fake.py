@@ -21,6 +21,9 @@ It answers what DataHub's Python clients call, as GMS answers it:
 - ``POST /aspects?action=getTimeseriesAspectValues`` (the state provider's checkpoint
   read): a timeseries aspect's values, newest first, filtered on equal fields.
 
+``latency`` seconds pass before each POST is answered (a real GMS writes the batch to its
+database and search index before it answers), so a test can tell batches sent together
+from batches sent one after another (``most_in_flight``: the most POSTs answered at once).
 ``fail_next`` queues statuses (503, 429, 500) answered to the next POSTs instead of taking
 them, to test the emitter's retries. Every request is recorded; with a token, any other
 bearer gets 401.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -157,7 +161,10 @@ class FakeGms:
     """A GMS stand-in that records every request, checks the token, validates what it is
     sent against DataHub's schemas and keeps the aspects."""
 
-    def __init__(self, token: str | None):
+    def __init__(self, token: str | None, latency: float = 0.0):
+        self.latency = latency
+        self.in_flight = 0
+        self.most_in_flight = 0
         self.requests: list[dict] = []
         self.aspects: dict[tuple[str, str], dict] = {}  # (urn, aspect name) -> latest value
         self.timeseries: dict[tuple[str, str], list[dict]] = {}  # every value, in order
@@ -216,6 +223,18 @@ class FakeGms:
                 return self._reply(404, {})
 
             def do_POST(self) -> None:  # noqa: N802
+                with gms.lock:
+                    gms.in_flight += 1
+                    gms.most_in_flight = max(gms.most_in_flight, gms.in_flight)
+                try:
+                    if gms.latency:
+                        time.sleep(gms.latency)
+                    self._post()
+                finally:
+                    with gms.lock:
+                        gms.in_flight -= 1
+
+            def _post(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if not self._record(body):
                     return

@@ -294,6 +294,49 @@ def test_a_gms_answering_503_is_retried_by_the_emitter(churn_sources) -> None:
         assert len(gms.proposals()) == 4
 
 
+def test_gms_batches_are_sent_several_at_a_time_and_a_refused_one_is_named(
+        churn_sources, monkeypatch) -> None:
+    """A GMS answers a batch after writing it (the stand-in takes 0.15 s per request): 8
+    batches one after another take 8 answers' time, GMS_WORKERS at a time a quarter of it,
+    every aspect taken either way. A batch GMS refuses is named with its aspects, no batch
+    is half taken, and the error counts what GMS took."""
+    import time
+
+    from datahub.emitter.mcp import MetadataChangeProposalWrapper
+    from datahub.metadata.schema_classes import MLModelPropertiesClass
+
+    from autokfp.catalog import datahub
+    from autokfp.catalog.datahub import CatalogPublishError
+
+    config, *_ = churn_sources
+    proposals = [p for item in discover(config.sources) for p in metadata_proposals(item.schema)]
+    monkeypatch.setattr(datahub, "_GMS_BATCH", 2)  # 15 aspects: 8 batches
+    took = {}
+    for workers in (1, 4):
+        with FakeGms(None, latency=0.15) as gms:
+            started = time.perf_counter()
+            assert emit_to_gms(proposals, gms.url, workers=workers) == 15
+            took[workers] = time.perf_counter() - started
+        assert gms.most_in_flight == workers
+        assert sorted((p["entityUrn"], p["aspectName"]) for p in gms.proposals()) == sorted(
+            (p.entityUrn, p.aspectName) for p in proposals)
+    assert took[1] >= 8 * 0.15 and took[4] < 0.5 * took[1], took
+
+    wrong = MetadataChangeProposalWrapper(entityUrn=CUSTOMERS_URN,
+                                          aspect=MLModelPropertiesClass())
+    sent = [*proposals[:7], wrong, *proposals[7:]]  # batch 4 holds aspects 7 and 8
+    with FakeGms(None, latency=0.15) as gms:
+        with pytest.raises(CatalogPublishError, match=r"batch 4 \(aspects 7-8\) failed: .*"
+                           r"Unknown aspect mlModelProperties for entity dataset") as refused:
+            emit_to_gms(sent, gms.url, workers=4)
+    taken = {(p["entityUrn"], p["aspectName"]) for p in gms.proposals()}
+    assert refused.value.sent == len(gms.proposals()) == len(taken)
+    assert "aspect(s), then failed" in str(refused.value)
+    batches = [{(p.entityUrn, p.aspectName) for p in sent[i:i + 2]} for i in range(0, 16, 2)]
+    assert all(batch <= taken or not batch & taken for batch in batches)  # whole or nothing
+    assert not batches[3] & taken and batches[0] <= taken
+
+
 def test_every_kind_of_proposal_autokfp_sends_is_one_gms_takes(churn_sources) -> None:
     """Datasets (a view with column lineage among them), feature sets, model versions,
     deployments and soft-deletes, as the REST emitter sends them, pass the GMS stand-in's
