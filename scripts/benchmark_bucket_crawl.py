@@ -1,8 +1,9 @@
 """Memory of crawling a bucket against its object count (issue 16: a crawl of 100,000 objects
 with memory that does not grow with the count).
 
-moto's S3 server is started as the tests start it; for each ``--objects`` count that many
-small CSV objects are put under a prefix of their own. Each measurement runs in a fresh
+moto's S3 server (or, with ``--store gcs``, the GCS emulator) is started as the tests start
+it; for each ``--objects`` count that many small CSV objects are put under a prefix of their
+own. Each measurement runs in a fresh
 Python process (the peak resident memory reset once the libraries are loaded), and the
 script prints, side by side for the counts, what it added to the process's peak:
 
@@ -62,6 +63,21 @@ def _status_kb(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def put_gcs_objects(bucket: str, prefix: str, count: int) -> float:
+    """``count`` small CSV objects under ``prefix`` on the GCS emulator."""
+    from google.cloud import storage as gcs
+
+    client = gcs.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "autokfp-test"))
+    target = client.bucket(bucket)
+    started = time.perf_counter()
+    if target.blob(f"{prefix}/part-{count - 1:06d}.csv").exists():
+        return 0.0
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: target.blob(f"{prefix}/part-{i:06d}.csv").upload_from_string(
+            BODY, content_type="text/csv"), range(count)))
+    return time.perf_counter() - started
 
 
 def put_objects(bucket: str, prefix: str, count: int) -> float:
@@ -142,19 +158,55 @@ def _sqlite_highwater_mb() -> float | None:
     return float(lib.sqlite3_memory_highwater(0)) / 2**20
 
 
+def _watch(before_kb: int, started: float) -> None:
+    """Every 20 s, append to ``$AUTOKFP_HOME.progress`` how many objects the crawl has read
+    and what the process added to its peak so far (the growth during one long crawl, and
+    what a crawl cut short had reached)."""
+    import threading
+
+    from autokfp.catalog.sources import files
+
+    read = [0]
+    real = files.discover_file
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        read[0] += 1
+        return real(*args, **kwargs)
+
+    files.discover_file = counted  # type: ignore[assignment]
+    path = os.environ.get("AUTOKFP_HOME", "bench") + ".progress"
+
+    def run() -> None:
+        while True:
+            time.sleep(float(os.environ.get("BENCH_PROGRESS_SECONDS", "20")))
+            sqlite = _sqlite_highwater_mb()
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(f"{time.perf_counter() - started:7.0f} s {read[0]:>8,} objects read"
+                          f" +{(_status_kb('VmHWM') - before_kb) / 1024:6.1f} MB peak, RSS "
+                          f"{_status_kb('VmRSS') / 1024:6.1f} MB, SQLite {sqlite or 0:.1f} MB, "
+                          f"{time.process_time():.0f} CPU s, load {os.getloadavg()[0]:.1f}\n")
+
+    threading.Thread(target=run, daemon=True).start()
+
+
 def worker(way: str, uri: str) -> dict[str, Any]:
     """In a fresh process: the listing or the crawl; what it added to the peak."""
     from autokfp.catalog.discovery import discover
     from autokfp.catalog.sources.base import open_source
-    from autokfp.catalog.sources.s3 import S3Prefix
-    from autokfp.config import S3Source
+    from autokfp.config import GcsSource, S3Source
 
-    source = S3Source(name="bucket", kind="s3", uri=uri)
+    source: Any
+    if uri.startswith("gs://"):
+        source = GcsSource(name="bucket", kind="gcs", uri=uri)
+        from autokfp.storage.gcs import client
+
+        client()  # the client built before the peak is reset, in every way alike
+    else:
+        source = S3Source(name="bucket", kind="s3", uri=uri)
+        from autokfp.storage.s3 import filesystem
+
+        filesystem(uri)
     reader = open_source(source)
-    assert isinstance(reader, S3Prefix)
-    from autokfp.storage.s3 import filesystem
-
-    filesystem(uri)  # the client built before the peak is reset, in every way alike
     before = _status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # the peak from here on
     cpu, started = time.process_time(), time.perf_counter()
@@ -171,6 +223,8 @@ def worker(way: str, uri: str) -> dict[str, Any]:
             digest.update(repr(row).encode())
     elif way in ("catalog", "catalog_before", "catalog_unbatched"):
         from autokfp.catalog import crawl
+
+        _watch(before, started)
 
         if way == "catalog_unbatched":
             crawl._publish_schemas = publish_before  # type: ignore[assignment]
@@ -205,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
                              "--crawl-max)")
     parser.add_argument("--unbatched", action="store_true",
                         help="also session 11's anchor (publishing all at once)")
+    parser.add_argument("--store", choices=["s3", "gcs"], default="s3",
+                        help="moto's S3 server (default) or the GCS emulator (which answers a "
+                             "listing in one page of every object, whatever the page size)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -215,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
     from tests import conftest
-    from tests.conftest import s3_server
+    from tests.conftest import gcs_emulator, s3_server
 
     waited = conftest._wait_for_http  # moto takes longer than the tests' 30 s to start at load
     conftest._wait_for_http = lambda url, process, seconds=300.0: waited(url, process, seconds)
@@ -228,10 +285,20 @@ def main(argv: list[str] | None = None) -> int:
             path.mkdir(parents=True, exist_ok=True)
             return path
 
-    server = s3_server.__wrapped__(_Folders())
+    if args.store == "gcs":
+        server = gcs_emulator.__wrapped__()
+        put = put_gcs_objects
+        where = "the GCS emulator"
+        if not args.only_catalog:
+            parser.error("--store gcs measures the crawl into the catalog only: add "
+                         "--only-catalog (the listing anchors are the s3 source's)")
+    else:
+        server = s3_server.__wrapped__(_Folders())
+        put = put_objects
+        where = "moto's S3 server"
     s3 = next(server)
     try:
-        print(f"Bucket crawl on moto's S3 server: {', '.join(f'{n:,}' for n in args.objects)} "
+        print(f"Bucket crawl on {where}: {', '.join(f'{n:,}' for n in args.objects)} "
               f"objects; {os.cpu_count()} cores")
         ways = ["list_before", "list", "crawl"] if not args.only_catalog else []
         ways += ["catalog_before", "catalog"] if args.catalog or args.only_catalog else []
@@ -246,12 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         rows: dict[str, dict[int, dict[str, Any]]] = {way: {} for way in ways}
         for count in args.objects:
             prefix = f"crawl-{count}"
-            seconds = put_objects(s3.bucket, prefix, count)
+            seconds = put(s3.bucket, prefix, count)
             print(f"  {count:,} objects put in {seconds:.0f} s", flush=True)
             for way in rows:
                 if way.startswith(("crawl", "catalog")) and count > args.crawl_max:
                     continue
-                if way == "catalog_before" and count > (args.anchor_max or args.crawl_max):
+                if way == "catalog_before" and count > (args.crawl_max if args.anchor_max is None
+                                                         else args.anchor_max):
                     continue
                 load = os.getloadavg()[0]
                 env = {**os.environ, "PYTHONWARNINGS": "ignore",
