@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from datahub.ingestion.api.transform import Transformer
-from datahub.ingestion.sink.file import FileSink
+from datahub.ingestion.sink.file import FileSink, FileSinkConfig
 
 from autokfp.catalog.datahub import (
     column_tags,
@@ -420,6 +420,37 @@ def _jsonable(extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class Emitted:
+    """The datasets a recipe's run passed on to its sink, in order (URNs only: a run of
+    100,000 datasets holds their names, not their records), and those it soft-deleted."""
+
+    datasets: dict[str, None] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+
+    def add(self, record: Any) -> None:
+        from datahub.emitter.mcp import MetadataChangeProposalWrapper
+        from datahub.metadata.schema_classes import MetadataChangeEventClass, StatusClass
+
+        aspects: list[Any]
+        if isinstance(record, MetadataChangeEventClass):
+            urn, aspects = record.proposedSnapshot.urn, list(record.proposedSnapshot.aspects)
+        elif isinstance(record, MetadataChangeProposalWrapper) and record.entityUrn:
+            if record.entityType != "dataset":
+                return
+            urn, aspects = record.entityUrn, [record.aspect]
+        else:  # a PATCH proposal (the s3 source's lastModified) names no new dataset
+            return
+        if not urn.startswith("urn:li:dataset:"):
+            return
+        self.datasets[urn] = None
+        if any(isinstance(a, StatusClass) and a.removed for a in aspects):
+            self.removed.add(urn)
+
+    def live(self) -> list[str]:
+        return [u for u in self.datasets if u not in self.removed]
+
+
 class AutokfpAspects(Transformer):
     """A DataHub transformer adding autokfp's aspects to what DataHub's source emits.
 
@@ -438,9 +469,9 @@ class AutokfpAspects(Transformer):
     SchemaMetadata version.
     """
 
-    # config.run -> the records this run passed on, in order (read by ingest instead of
-    # parsing the file sink's output back through Avro)
-    collected: dict[str, list[Any]] = {}
+    # config.collect -> the datasets this run passed on (read by ingest instead of holding
+    # every record, or parsing the file sink's output back)
+    emitted: dict[str, Emitted] = {}
     # config.run -> the extras ingest prepared for it (aspects as objects, see extras_for)
     prepared: dict[str, dict[str, dict[str, Any]]] = {}
 
@@ -457,9 +488,9 @@ class AutokfpAspects(Transformer):
         self.terms: dict[str, dict[str, list[Any]]] = {}
         if terms_path and Path(terms_path).exists():
             self.terms = json.loads(Path(terms_path).read_text())
-        self.records: list[Any] | None = None
+        self.passed: Emitted | None = None
         if collect:
-            self.records = AutokfpAspects.collected.setdefault(collect, [])
+            self.passed = AutokfpAspects.emitted.setdefault(collect, Emitted())
         # the names DataHub's source gave datasets that are these (see sqlalchemy_names)
         self.renames = {wrong: urn for urn, extra in extras.items()
                         for wrong in extra.get("datahub_names") or ()}
@@ -486,8 +517,8 @@ class AutokfpAspects(Transformer):
 
         if isinstance(envelope.record, MetadataChangeProposalWrapper):
             envelope.record = _cached(envelope.record)
-        if self.records is not None:
-            self.records.append(envelope.record)
+        if self.passed is not None:
+            self.passed.add(envelope.record)
         return envelope
 
     def _steady_terms(self, urn: str, aspect: Any) -> None:
@@ -688,13 +719,15 @@ class IngestResult:
 
 def run_recipe(recipe: dict[str, Any], extras: str | dict[str, Any] | None = None,
                terms_path: str | None = None, collect: str | None = None,
-               verdicts_path: str | None = None) -> dict[str, Any]:
+               verdicts_path: str | None = None, lite_dir: str | None = None) -> dict[str, Any]:
     """Run one recipe through DataHub's pipeline (``Pipeline.create``), autokfp's transformer
     added when ``extras`` is given (``extras_for``'s result, or a JSON file of it); ``${VAR}``
-    references are resolved from the environment here and nowhere else. The records the
-    transformer passed on are in ``AutokfpAspects.collected[collect]`` when ``collect`` names
+    references are resolved from the environment here and nowhere else. The datasets the
+    transformer passed on are in ``AutokfpAspects.emitted[collect]`` when ``collect`` names
     the run. ``verdicts_path`` goes to autokfp's classifier in the recipe's classification,
-    if it has one (see ``AutokfpClassifier``).
+    if it has one (see ``AutokfpClassifier``). With ``lite_dir``, a ``file`` sink also loads
+    what it writes into the DataHub Lite of that catalog folder as it goes (``LinearFileSink``;
+    its counts in ``LinearFileSink.outcomes[collect]``).
 
     Raises:
         DataError: the source or sink failed (DataHub's report, secrets removed).
@@ -728,8 +761,11 @@ def run_recipe(recipe: dict[str, Any], extras: str | dict[str, Any] | None = Non
         if verdicts_path and classifier.get("type") == _CLASSIFIER:  # nor this
             classifier["config"] = {**(classifier.get("config") or {}),
                                     "verdicts": verdicts_path}
-    if (resolved.get("sink") or {}).get("type") == "file":  # same file, in linear time
-        resolved["sink"] = {**resolved["sink"], "type": FILE_SINK}
+    if (resolved.get("sink") or {}).get("type") == "file":  # same records, streamed
+        config = dict(resolved["sink"].get("config") or {})
+        if lite_dir is not None:  # nor these: this process's catalog and run
+            config.update(lite=lite_dir, run=collect)
+        resolved["sink"] = {**resolved["sink"], "type": FILE_SINK, "config": config}
     try:
         with _strptime_cache(), _disposing_engines():
             pipeline = Pipeline.create(resolved)
@@ -801,39 +837,146 @@ def _strptime_cache() -> Iterator[None]:
         _strptime._CACHE_MAX_SIZE, _strptime._getlang = before, getlang
 
 
-class LinearFileSink(FileSink):
-    """DataHub's file sink, whose ``close`` writes the same file in linear time.
+class LinearFileSinkConfig(FileSinkConfig):
+    """DataHub's file sink settings, and where ``ingest`` wants the records loaded as they
+    pass (``lite``: the catalog folder of DataHub Lite; ``run``: names this run, whose
+    counts ``LinearFileSink.outcomes`` keeps). Not in the recipe kept: ``run_recipe`` adds
+    them to the one it runs."""
 
-    Why custom: DataHub's ``close`` builds the file by ``content += record`` per record, a
-    copy of everything written so far each time: quadratic, a third of a 2,000-dataset first
-    run (340 of 1,060 profiled seconds). ``run_recipe`` runs a recipe's ``file`` sink
-    through this class; the bytes written are DataHub's (tested).
+    lite: str | None = None
+    run: str | None = None
+
+
+# proposals held before they go to DataHub Lite together (one Lite session per batch)
+LITE_BATCH = 1000
+
+
+class LinearFileSink(FileSink):
+    """DataHub's file sink, streamed: each record is written to the file (and, with
+    ``config.lite``, to DataHub Lite in batches) as it arrives, and none is held.
+
+    Why custom: DataHub's sink keeps every record until ``close`` and then builds the file
+    by ``content += record`` per record, a copy of everything so far each time: quadratic
+    (a third of a 2,000-dataset first run) and memory that grows with the dataset count;
+    ``ingest`` then held every record again to load them into Lite. Here the memory is one
+    batch of ``LITE_BATCH`` proposals whatever the count. Each record is written as compact
+    JSON (Python's C encoder; DataHub's ``indent=4`` runs the pure-Python encoder, 6% of a
+    first run): the file is the same JSON array of the same records (tested), which
+    DataHub's file source and ``datahub check metadata-file`` read. ``run_recipe`` runs a
+    recipe's ``file`` sink through this class.
     """
 
+    config: LinearFileSinkConfig
+    # config.run -> {"lite_written": proposals loaded into Lite, "patches": not loadable}
+    outcomes: dict[str, dict[str, int]] = {}
+
+    @classmethod
+    def create(cls, config_dict: dict, ctx: Any) -> LinearFileSink:
+        return cls(ctx, LinearFileSinkConfig.model_validate(config_dict))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from datahub.ingestion.fs.fs_base import get_path_schema
+
+        self._out: Any = None  # the local file written as records arrive
+        self._count = 0
+        if get_path_schema(self.filename) == "file":
+            path = Path(self.filename.removeprefix("file://"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._out = path.open("w", encoding="utf-8")
+        self._lite: list[Any] = []
+        self._outcome = {"lite_written": 0, "patches": 0}
+        if self.config.run:
+            LinearFileSink.outcomes[self.config.run] = self._outcome
+
     def write_record_async(self, record_envelope: Any, write_callback: Any) -> None:
-        """DataHub's, but a snapshot (``MetadataChangeEventClass``: DataHub's SQL sources
-        emit their tables' aspects so) is converted without avrogen's validation pass, which
-        was most of its cost (the same dict, tested); proposals already come as autokfp's
-        ``Proposal`` from the transformer."""
+        """A snapshot (``MetadataChangeEventClass``: DataHub's SQL sources emit their
+        tables' aspects so) is converted once, without avrogen's validation pass (the same
+        dict, tested), and its aspects reach Lite with that conversion; proposals already
+        come as autokfp's ``Proposal`` from the transformer (serialised once for both)."""
+        from datahub.ingestion.sink.file import _to_obj_for_file
         from datahub.metadata.schema_classes import MetadataChangeEventClass
 
         from autokfp.catalog.datahub import avro_obj
 
         record = record_envelope.record
-        if (type(record) is not MetadataChangeEventClass
-                or self.config.legacy_nested_json_string):
-            super().write_record_async(record_envelope, write_callback)
-            return
-        self.records.append(avro_obj(record))
+        legacy = self.config.legacy_nested_json_string
+        snapshot = type(record) is MetadataChangeEventClass and not legacy
+        obj = avro_obj(record) if snapshot else _to_obj_for_file(
+            record, simplified_structure=not legacy)
+        if self._out is None:
+            self.records.append(obj)
+        else:
+            self._out.write(("[\n" if self._count == 0 else ",\n") + json.dumps(obj))
+        self._count += 1
+        if self.config.lite:
+            self._to_lite(record, obj if snapshot else None)
         self.report.report_record_written(record_envelope)
         if write_callback:
             write_callback.on_success(record_envelope, {})
 
+    def _to_lite(self, record: Any, snapshot_obj: dict | None) -> None:
+        from datahub.emitter.mcp import MetadataChangeProposalWrapper
+
+        if snapshot_obj is not None:
+            self._lite += snapshot_proposals(record, snapshot_obj)
+        elif isinstance(record, MetadataChangeProposalWrapper):
+            self._lite.append(_cached(record))
+        else:  # a PATCH (the s3 source's lastModified): Lite takes only whole aspects
+            self._outcome["patches"] += 1
+        if len(self._lite) >= LITE_BATCH:
+            self._flush_lite()
+
+    def _flush_lite(self) -> None:
+        if self._lite:
+            assert self.config.lite is not None
+            self._outcome["lite_written"] += load_into_lite(self._lite, self.config.lite)
+            self._lite = []
+
     def close(self) -> None:
-        records = ",\n".join(json.dumps(record, indent=4) for record in self.records)
-        content = f"[\n{records}\n]" if self.records else "[]"
-        self.fs.write(self.filename, content)
-        log.debug("wrote %d records to %s", len(self.records), self.filename)
+        if self.config.lite:
+            self._flush_lite()
+            if self._outcome["patches"]:
+                log.info("%d patch proposal(s) of '%s' are not loaded into DataHub Lite (it "
+                         "takes whole aspects only); they are in the metadata file",
+                         self._outcome["patches"], self.filename)
+        if self._out is not None:
+            self._out.write("\n]" if self._count else "[]")
+            self._out.close()
+        else:
+            records = ",\n".join(json.dumps(record) for record in self.records)
+            self.fs.write(self.filename, f"[\n{records}\n]" if self.records else "[]")
+        log.debug("wrote %d records to %s", self._count, self.filename)
+
+
+def snapshot_proposals(snapshot: Any, obj: dict) -> list[Any]:
+    """The aspects of a DataHub snapshot (``MetadataChangeEventClass``) as the proposals
+    DataHub Lite takes (``mcps_from_mce``'s), each already holding its serialised form taken
+    from ``obj``, the snapshot's own conversion (``avro_obj``): its aspects are not
+    converted a second time (the same dicts as ``simplified_obj``'s, tested)."""
+    from datahub.emitter.serialization_helper import pre_json_transform
+
+    from autokfp.catalog.datahub import Proposal, avro_obj
+
+    inner = next(iter(obj["proposedSnapshot"].values()))
+    system = obj.get("systemMetadata")
+    out = []
+    for aspect, aspect_obj in zip(snapshot.proposedSnapshot.aspects, inner["aspects"],
+                                  strict=True):
+        proposal = Proposal(entityUrn=snapshot.proposedSnapshot.urn, aspect=aspect,
+                            auditHeader=snapshot.auditHeader,
+                            systemMetadata=snapshot.systemMetadata)
+        if snapshot.auditHeader is None:  # else simplified_obj's other branch
+            cached: dict[str, Any] = {
+                "entityType": proposal.entityType, "entityUrn": proposal.entityUrn,
+                "changeType": proposal.changeType, "aspectName": proposal.aspectName,
+                "aspect": {"json": pre_json_transform(next(iter(aspect_obj.values())))}}
+            if snapshot.systemMetadata is not None:
+                cached["systemMetadata"] = (system if system is not None
+                                            else avro_obj(snapshot.systemMetadata))
+            proposal.__dict__["_autokfp_obj"] = cached
+        out.append(proposal)
+    return out
 
 
 def _referenced(recipe: dict[str, Any], value: str) -> bool:
@@ -894,37 +1037,6 @@ def _classifier_verdicts(items: list[Any], source: SqlSource) -> dict[str, dict[
     return out
 
 
-def _records(path: str, collected: list[Any] | None = None) -> list[Any]:
-    """The proposals a file sink wrote, as whole aspects for DataHub Lite: the records the
-    transformer passed on to it when it collected them (the same objects the sink wrote),
-    else the file parsed back."""
-    from datahub.emitter.mcp import MetadataChangeProposalWrapper
-    from datahub.emitter.mcp_builder import mcps_from_mce
-    from datahub.metadata.schema_classes import MetadataChangeEventClass
-
-    out: list[Any] = []
-    patches = 0
-    if collected is None:
-        records = [MetadataChangeEventClass.from_obj(obj) if "proposedSnapshot" in obj
-                   else MetadataChangeProposalWrapper.from_obj(obj)
-                   for obj in json.loads(Path(path).read_text())]
-    else:
-        records = [r for r in collected
-                   if isinstance(r, MetadataChangeEventClass | MetadataChangeProposalWrapper)
-                   or getattr(r, "changeType", None) is not None]
-    for record in records:
-        if isinstance(record, MetadataChangeEventClass):
-            out += [_cached(r) for r in mcps_from_mce(record)]
-        elif isinstance(record, MetadataChangeProposalWrapper):
-            out.append(_cached(record))
-        else:  # a PATCH (the s3 source's lastModified): Lite takes only whole aspects
-            patches += 1
-    if patches:
-        log.info("%d patch proposal(s) of '%s' are not loaded into DataHub Lite (it takes "
-                 "whole aspects only); they are in the metadata file", patches, path)
-    return out
-
-
 def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str,
                 extras: dict[str, Any], report: Any, store: Any,
                 settings: Settings, stamp: str, result: IngestResult) -> None:
@@ -961,63 +1073,46 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
         if storage.exists(remote):
             Path(local).write_text(storage.read_text(remote))
     collect = f"{pipeline}-{stamp}"
+    sink = item["sink"]
     try:
         verdicts = None
         if _SHARE_VERDICTS and isinstance(source, SqlSource):
             verdicts = os.path.join(work, f"{pipeline}.verdicts.json")
             Path(verdicts).write_text(json.dumps(_classifier_verdicts(
                 [d for d in report.found if d.source_name == source.name], source)))
-        result.recipes.append(run_recipe(item, extras, terms, collect=collect,
-                                         verdicts_path=verdicts))
-        collected = AutokfpAspects.collected.get(collect)
+        result.recipes.append(run_recipe(
+            item, extras, terms, collect=collect, verdicts_path=verdicts,
+            lite_dir=str(settings.catalog_dir) if sink.get("type") == "file" else None))
+        emitted = AutokfpAspects.emitted.get(collect) or Emitted()
+        written = LinearFileSink.outcomes.get(collect) or {}
     finally:
-        AutokfpAspects.collected.pop(collect, None)
+        AutokfpAspects.emitted.pop(collect, None)
+        LinearFileSink.outcomes.pop(collect, None)
     for local, remote in kept.items():
         if Path(local).exists():
             storage.write_text(remote, Path(local).read_text())
-    sink = item["sink"]
+    urns = emitted.live()
+    result.datasets += urns
+    result.removed += sorted(emitted.removed)
+    result.extended += [u for u in urns if u in extras]
     if sink.get("type") != "file":  # DataHub's REST sink: GMS has it all
         result.gms_url = str(sink.get("config", {}).get("server"))
-        _emitted(_records("", collected or []), extras, result)
         return
-    urns = _collect_file_sink(sink["config"]["filename"], extras, store, settings, stamp, result,
-                              collected)
+    # the sink's file, kept in the catalog's metadata folder (copied a piece at a time)
+    local = sink["config"]["filename"]
+    target = store.uri("metadata", f"ingest-{stamp}-{Path(local).stem}.json")
+    storage.write_text_pieces(target, _pieces(local))
+    result.metadata_files.append(target)
+    result.lite_written += int(written.get("lite_written") or 0)
     if fingerprint:
         storage.write_text(done_uri, json.dumps({"fingerprint": fingerprint,
                                                  "datasets": urns}))
 
 
-def _emitted(records: list[Any], extras: dict[str, Any], result: IngestResult) -> list[str]:
-    """The datasets a run emitted (and soft-deleted) added to ``result``; their URNs."""
-    from datahub.metadata.schema_classes import StatusClass
-
-    gone = {str(r.entityUrn) for r in records if r.entityType == "dataset"
-            and isinstance(r.aspect, StatusClass) and r.aspect.removed}
-    urns = list(dict.fromkeys(str(r.entityUrn) for r in records
-                              if r.entityType == "dataset"
-                              and str(r.entityUrn) not in gone))
-    result.datasets += urns
-    result.removed += sorted(gone)
-    result.extended += [u for u in urns if u in extras]
-    return urns
-
-
-def _collect_file_sink(local: str, extras: dict[str, Any], store: Any, settings: Settings,
-                       stamp: str, result: IngestResult,
-                       collected: list[Any] | None = None) -> list[str]:
-    """A file sink's records: its datasets (and removed ones) added to ``result``, the file
-    kept in the catalog's metadata folder, the records loaded into DataHub Lite. Returns the
-    datasets' URNs."""
-
-    from autokfp import storage
-
-    records = _records(local, collected)
-    urns = _emitted(records, extras, result)
-    target = store.uri("metadata", f"ingest-{stamp}-{Path(local).stem}.json")
-    storage.write_text(target, Path(local).read_text())
-    result.metadata_files.append(target)
-    result.lite_written += load_into_lite(records, settings.catalog_dir)
-    return urns
+def _pieces(path: str, size: int = 1 << 20) -> Iterator[str]:
+    with open(path, encoding="utf-8") as handle:
+        while piece := handle.read(size):
+            yield piece
 
 
 # autokfp's classifier in a generated SQL recipe answers from the crawl's typing of each

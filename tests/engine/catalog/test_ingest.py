@@ -314,33 +314,74 @@ def _snapshot(urn: str):
                             fields=fields)]))
 
 
-def test_the_linear_file_sink_writes_datahubs_bytes(tmp_path) -> None:
-    """run_recipe runs a recipe's file sink through LinearFileSink (DataHub's close copies the
-    whole file per record: quadratic); the file must be byte for byte DataHub's."""
+def test_the_streamed_file_sink_writes_datahubs_records_and_loads_lite_in_batches(
+        tmp_path, monkeypatch) -> None:
+    """run_recipe runs a recipe's file sink through LinearFileSink, which streams: the file
+    holds the same JSON records as DataHub's file sink wrote (compact, not indented), and
+    with ``lite`` every whole aspect reaches DataHub Lite a batch at a time, a snapshot's
+    aspects with the serialisation the file got (the same as DataHub's, checked here)."""
     from datahub.emitter.mcp import MetadataChangeProposalWrapper
+    from datahub.emitter.mcp_builder import mcps_from_mce
     from datahub.ingestion.api.common import PipelineContext, RecordEnvelope
     from datahub.ingestion.sink.file import FileSink
-    from datahub.metadata.schema_classes import DatasetPropertiesClass, StatusClass
+    from datahub.metadata.schema_classes import (
+        DatasetPropertiesClass,
+        MetadataChangeProposalClass,
+        StatusClass,
+        SystemMetadataClass,
+    )
 
-    from autokfp.catalog.ingest import LinearFileSink
+    from autokfp.catalog import ingest as ingest_module
+    from autokfp.catalog.datahub import avro_obj, lite_config, simplified_obj
+    from autokfp.catalog.ingest import LinearFileSink, snapshot_proposals
 
     urn = "urn:li:dataset:(urn:li:dataPlatform:file,a/b{}.csv,PROD)".format
     records: list = [MetadataChangeProposalWrapper(entityUrn=urn(i), aspect=aspect)
                      for i in range(3) for aspect in (StatusClass(removed=False),
                                                       DatasetPropertiesClass(
                          name=f"b{i}", customProperties={"k": "v\u00e9"}))]
-    records.insert(1, _snapshot(urn(9)))  # as DataHub's SQL sources emit a table
+    snapshot = _snapshot(urn(9))  # as DataHub's SQL sources emit a table, stamped by its run
+    snapshot.systemMetadata = SystemMetadataClass(lastObserved=5, runId="r")
+    records.insert(1, snapshot)
+    records.append(MetadataChangeProposalClass(  # a PATCH: in the file, not in Lite
+        entityType="dataset", entityUrn=urn(0), changeType="PATCH",
+        aspectName="datasetProperties"))
+    assert [p.to_obj(simplified_structure=True) for p in snapshot_proposals(
+        snapshot, avro_obj(snapshot))] == [simplified_obj(m) for m in mcps_from_mce(snapshot)]
+    monkeypatch.setattr(ingest_module, "LITE_BATCH", 2)
+    loads: list[int] = []
+    real_load = ingest_module.load_into_lite
+
+    def counting_load(proposals, catalog_dir):
+        loads.append(len(proposals))
+        return real_load(proposals, catalog_dir)
+
+    monkeypatch.setattr(ingest_module, "load_into_lite", counting_load)
     for count in (0, 1, len(records)):
-        written = []
+        written, loads[:] = [], []
         for cls in (FileSink, LinearFileSink):
             path = tmp_path / f"{cls.__name__}-{count}.json"
-            sink = cls.create({"filename": str(path)}, PipelineContext(run_id="t"))
+            config = {"filename": str(path)}
+            if cls is LinearFileSink:
+                config.update(lite=str(tmp_path / f"catalog-{count}"), run=f"r{count}")
+            sink = cls.create(config, PipelineContext(run_id="t"))
             for record in records[:count]:
                 sink.write_record_async(RecordEnvelope(record, metadata={}), None)
             sink.close()
-            written.append(path.read_bytes())
-        assert written[0] == written[1]
-        assert len(json.loads(written[1])) == count
+            written.append(json.loads(path.read_text()))
+        assert written[0] == written[1] and len(written[1]) == count
+        aspects = 8 if count == len(records) else count  # 6 + the snapshot's 2, no PATCH
+        assert LinearFileSink.outcomes.pop(f"r{count}")["lite_written"] == aspects
+        assert max(loads, default=0) <= 3 and sum(loads) == aspects  # batches of 2 (+1)
+    lite = __import__("datahub.lite.lite_util", fromlist=["x"]).get_datahub_lite(
+        lite_config(tmp_path / f"catalog-{len(records)}"))
+    try:
+        got = lite.get(urn(9), None, typed=False) or {}
+        assert "schemaMetadata" in got and got["datasetProperties"]["customProperties"] == {
+            "schema_version": "1"}
+        assert lite.get(urn(2), None, typed=False)["datasetProperties"]["name"] == "b2"
+    finally:
+        lite.close()
 
 
 def test_with_a_gms_datahubs_rest_sink_and_state_provider_are_used(tmp_path, catalog_home,
