@@ -17,9 +17,14 @@ DataHub's two stock sources alone (``s3`` for the files, ``sqlalchemy`` for the 
 autokfp's own crawl alone, also timed again right after the ingestion run (the ratio of
 those two is the figure a changing load distorts least).
 
+With ``--compare-with DIR`` (a copy of the ``autokfp`` package of other code, e.g. ``git
+archive <commit> autokfp | tar -x -C DIR``), the ingestion path of that code and of this one
+run on the same data, each in a process of its own (its CPU is its own), in the order
+DIR, this, this, DIR when ``--repeat 2``: the before and after of a change, side by side.
+
     .venv/bin/python scripts/benchmark_discovery.py [--tables 1000] [--files 1000]
         [--wide 20] [--wide-columns 1000] [--rows 20] [--no-anchor] [--ingest]
-        [--only-issue] [--keep]
+        [--only-issue] [--keep] [--compare-with DIR [--repeat 2]]
 
 What each side does is not the same work, and the table says so: autokfp profiles a sample
 of every column (semantic types, PII, statistics), versions each schema, and publishes to a
@@ -214,7 +219,51 @@ def _file_specs(folder: Path) -> list[dict[str, str]]:
     return [{"include": f"{folder}/*/*.csv"}]
 
 
+def _ingest_child(spec: str) -> int:
+    """One side of ``--compare-with``: a warm-up, then the first run and the re-run, as
+    JSON on the last line of stdout."""
+    import autokfp
+
+    args = json.loads(spec)
+    root = Path(args["home"])
+    ingest_runs("bench-warm", args["warm"], root / "warm")
+    runs = ingest_runs("bench-ingest", args["sources"], root / "ingest")
+    print(json.dumps({"code": str(Path(autokfp.__file__).parent.parent),
+                      "runs": [[t.label, t.datasets, t.seconds, t.cpu, t.note] for t in runs]}))
+    return 0
+
+
+def compare_ingestion(before: Path, sources: list[dict[str, Any]], warm: list[dict[str, Any]],
+                      root: Path, repeat: int) -> list[tuple[str, Timing]]:
+    """The ingestion path of the code in ``before`` and of this code on the same data, each
+    in a fresh process (see ``--compare-with``)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent.parent
+    order = [("before", before), ("this code", here)]
+    if repeat > 1:
+        order += order[::-1]
+    rows = []
+    for index, (label, code) in enumerate(order):
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        spec = json.dumps({"home": str(root / f"compare-{index}"), "sources": sources,
+                           "warm": warm})
+        done = subprocess.run([sys.executable, __file__, "--ingest-child", spec], env=env,
+                              capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise SystemExit(f"{label} ({code}) failed:\n{done.stderr[-3000:]}")
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        for run_label, datasets, seconds, cpu, note in out["runs"]:
+            timing = Timing(f"{label}: {run_label.split(', ')[-1]}", datasets, seconds, cpu,
+                            f"{note} [{out['code']}]")
+            print(timing.line(), flush=True)
+            rows.append((timing.label, timing))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--ingest-child":
+        return _ingest_child(sys.argv[2])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", type=int, default=1000)
     parser.add_argument("--files", type=int, default=1000)
@@ -226,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time catalog.ingestion: datahub on the issue workload")
     parser.add_argument("--only-issue", action="store_true", help="skip the three shapes")
     parser.add_argument("--keep", action="store_true", help="keep the data and catalogs")
+    parser.add_argument("--compare-with", type=Path, default=None,
+                        help="also run the ingestion path of the autokfp package under DIR")
+    parser.add_argument("--repeat", type=int, default=1, help="with --compare-with: 2 = ABBA")
     args = parser.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="autokfp-bench-"))
@@ -318,6 +370,20 @@ def main(argv: list[str] | None = None) -> int:
                                 sum(t.seconds for t in alone), sum(t.cpu for t in alone))
                 rows.insert(0, ("DataHub's stock sources alone (anchor)", anchor))
             print(ingest_table(rows, FIRST_TARGET))
+            if args.compare_with is not None:
+                print(f"\nthe ingestion path before ({args.compare_with}) and now, same data, "
+                      "one process each:")
+                warm = [{**files_source, "name": "warmfiles", "path": str(small_files)},
+                        {"name": "warm", "kind": "sql", "url": f"sqlite:///{small_db}"}]
+                pairs = compare_ingestion(args.compare_with, both, warm, root, args.repeat)
+                for kind, crawl in (("first run", again_first), ("re-run", again_re)):
+                    old = [t for label, t in pairs if label == f"before: {kind}"]
+                    new = [t for label, t in pairs if label == f"this code: {kind}"]
+                    old_rate = sum(t.datasets for t in old) / sum(t.cpu for t in old)
+                    new_rate = sum(t.datasets for t in new) / sum(t.cpu for t in new)
+                    print(f"  {kind}: before {old_rate:.1f}/CPU-s, now {new_rate:.1f}/CPU-s "
+                          f"({new_rate / old_rate:.2f}x); now / the crawl's {kind} timed "
+                          f"above: {sum(t.cpu for t in new) / len(new) / crawl.cpu:.2f}x the CPU")
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         if args.keep:
