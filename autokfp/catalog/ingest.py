@@ -41,7 +41,8 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -185,7 +186,7 @@ def _path_specs(root: str, includes: list[str], relatives: Iterable[str],
 
 
 def _file_recipe(source: FolderSource | S3Source | GcsSource,
-                 relatives: list[str] | None = None) -> dict[str, Any]:
+                 relatives: Iterable[str] | None = None) -> dict[str, Any]:
     if relatives is None:  # else what the crawl listed: no second listing of a bucket
         from autokfp.catalog.sources import open_source
 
@@ -255,8 +256,8 @@ def recipe_source(source: Any, report: Any = None) -> dict[str, Any]:
     if isinstance(source, (FolderSource, S3Source, GcsSource)):
         relatives = None
         if report is not None:
-            relatives = [d.dataset_id.split("/", 1)[1] for d in report.found
-                         if d.source_name == source.name and not d.source_failed]
+            relatives = (d.dataset_id.split("/", 1)[1] for d in report.found
+                         if d.source_name == source.name and not d.source_failed)
         return _file_recipe(source, relatives)
     raise ConfigError(f"no DataHub recipe for source kind {type(source).__name__}")
 
@@ -337,7 +338,8 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def extras_for(schemas: Iterable[Any], reused: Iterable[str] = (),
-               with_schema: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+               with_schema: Iterable[str] = (),
+               stamp: int | None = None) -> dict[str, dict[str, Any]]:
     """What autokfp adds per dataset URN: field tags, dataset tags, properties, profile, and
     for the datasets in ``with_schema`` (dataset ids of files and objects, whose generated
     recipe runs DataHub's source without its schema inference, see ``_file_recipe``) the
@@ -351,7 +353,7 @@ def extras_for(schemas: Iterable[Any], reused: Iterable[str] = (),
     """
     unchanged, schemas_too = set(reused), set(with_schema)
     out: dict[str, dict[str, Any]] = {}
-    stamp = int(time.time() * 1000)
+    stamp = int(time.time() * 1000) if stamp is None else stamp
     for schema in schemas:
         # the aspects metadata_proposals would make, only those used (an unchanged re-run
         # builds these for every dataset to fingerprint its recipe)
@@ -373,6 +375,77 @@ def extras_for(schemas: Iterable[Any], reused: Iterable[str] = (),
                        if schema.dataset_id in schemas_too else None),
         }
     return out
+
+
+class ExtrasSpool(Mapping[str, dict[str, Any]]):
+    """``extras_for``'s result for every dataset of a crawl, built when the transformer asks
+    for a dataset, from the dataset's schema spooled on disk: its memory is a few hundred
+    datasets' aspects whatever the count (``extras_for`` of all of them held every
+    profile at once, and ``ingest`` every schema of the crawl in a list).
+
+    Why on disk and not the crawl's ledger: the ledger's ``found`` is read in order, and the
+    transformer asks by URN in the order DataHub's source emits. A dataset's aspects are
+    built again if asked after leaving the recent ones (cheaper than keeping them: a
+    pickled profile reads back slower than it is built).
+    """
+
+    RECENT = 512
+
+    def __init__(self, folder: str, stamp: int | None = None):
+        import sqlite3
+
+        self._db = sqlite3.connect(os.path.join(folder, "extras.db"), check_same_thread=False)
+        self._db.execute("CREATE TABLE spool (urn TEXT PRIMARY KEY, value BLOB)")
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._stamp = int(time.time() * 1000) if stamp is None else stamp
+        self.renames: dict[str, str] = {}  # see sqlalchemy_names: wrong URN -> the dataset's
+        self._names: dict[str, list[str]] = {}
+
+    def add(self, schema: Any, reused: bool = False, with_schema: bool = False) -> None:
+        """Spool one dataset's schema (see ``extras_for`` for ``reused``, ``with_schema``)."""
+        import pickle
+
+        self._db.execute("INSERT OR REPLACE INTO spool VALUES (?, ?)", (
+            dataset_urn(schema), pickle.dumps((schema, reused, with_schema), protocol=5)))
+
+    def rename(self, wrong: str, urn: str) -> None:
+        """DataHub's source names dataset ``urn`` ``wrong`` (see ``sqlalchemy_names``)."""
+        self.renames[wrong] = urn
+        self._names[urn] = [wrong]
+
+    def __getitem__(self, urn: str) -> dict[str, Any]:
+        import pickle
+
+        extra = self._recent.get(urn)
+        if extra is not None:
+            self._recent.move_to_end(urn)
+            return extra
+        row = self._db.execute("SELECT value FROM spool WHERE urn = ?", (urn,)).fetchone()
+        if row is None:
+            raise KeyError(urn)
+        schema, reused, with_schema = pickle.loads(row[0])
+        ids = [schema.dataset_id]
+        extra = extras_for([schema], ids if reused else (), ids if with_schema else (),
+                           self._stamp)[urn]
+        if urn in self._names:
+            extra["datahub_names"] = self._names[urn]
+        self._recent[urn] = extra
+        if len(self._recent) > self.RECENT:
+            self._recent.popitem(last=False)
+        return extra
+
+    def __contains__(self, urn: object) -> bool:
+        return urn in self._recent or self._db.execute(
+            "SELECT 1 FROM spool WHERE urn = ?", (urn,)).fetchone() is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return (row[0] for row in self._db.execute("SELECT urn FROM spool ORDER BY rowid"))
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM spool").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def sqlalchemy_names(source: SqlSource, items: Iterable[Any],
@@ -406,7 +479,7 @@ def sqlalchemy_names(source: SqlSource, items: Iterable[Any],
     return out
 
 
-def extras_json(extras: dict[str, dict[str, Any]]) -> str:
+def extras_json(extras: Mapping[str, dict[str, Any]]) -> str:
     """``extras_for``'s result as the JSON file ``AutokfpAspects``'s ``config.extras`` names."""
     return json.dumps({urn: _jsonable(extra) for urn, extra in extras.items()})
 
@@ -473,9 +546,9 @@ class AutokfpAspects(Transformer):
     # every record, or parsing the file sink's output back)
     emitted: dict[str, Emitted] = {}
     # config.run -> the extras ingest prepared for it (aspects as objects, see extras_for)
-    prepared: dict[str, dict[str, dict[str, Any]]] = {}
+    prepared: dict[str, Mapping[str, dict[str, Any]]] = {}
 
-    def __init__(self, extras: dict[str, dict[str, Any]], terms_path: str | None = None,
+    def __init__(self, extras: Mapping[str, dict[str, Any]], terms_path: str | None = None,
                  collect: str | None = None):
         self.extras = extras
         self.seen: set[str] = set()
@@ -492,8 +565,9 @@ class AutokfpAspects(Transformer):
         if collect:
             self.passed = AutokfpAspects.emitted.setdefault(collect, Emitted())
         # the names DataHub's source gave datasets that are these (see sqlalchemy_names)
-        self.renames = {wrong: urn for urn, extra in extras.items()
-                        for wrong in extra.get("datahub_names") or ()}
+        self.renames = extras.renames if isinstance(extras, ExtrasSpool) else {
+            wrong: urn for urn, extra in extras.items() for wrong in extra.get("datahub_names")
+            or ()}
 
     @classmethod
     def create(cls, config_dict: dict, ctx: Any) -> AutokfpAspects:
@@ -717,7 +791,7 @@ class IngestResult:
         return out
 
 
-def run_recipe(recipe: dict[str, Any], extras: str | dict[str, Any] | None = None,
+def run_recipe(recipe: dict[str, Any], extras: str | Mapping[str, Any] | None = None,
                terms_path: str | None = None, collect: str | None = None,
                verdicts_path: str | None = None, lite_dir: str | None = None) -> dict[str, Any]:
     """Run one recipe through DataHub's pipeline (``Pipeline.create``), autokfp's transformer
@@ -749,12 +823,12 @@ def run_recipe(recipe: dict[str, Any], extras: str | dict[str, Any] | None = Non
         recipe["transformers"].append({"type": TRANSFORMER, "config": transformer})
     secrets = [v for v in os.environ.values() if len(v) >= 6 and _referenced(recipe, v)]
     resolved = EnvResolver(environ=os.environ).resolve(recipe)
-    if extras is not None and (collect or isinstance(extras, dict)):
+    if extras is not None and (collect or not isinstance(extras, str)):
         # not in the recipe returned (and kept): it names this run of this process
         run = collect or uuid.uuid4().hex
-        resolved["transformers"][-1]["config"]["run" if isinstance(extras, dict)
-                                               else "collect"] = run
-        if isinstance(extras, dict):  # handed over in this process: no file
+        resolved["transformers"][-1]["config"]["collect" if isinstance(extras, str)
+                                               else "run"] = run
+        if not isinstance(extras, str):  # handed over in this process: no file
             AutokfpAspects.prepared[run] = extras
     classification = (resolved.get("source", {}).get("config") or {}).get("classification")
     for classifier in (classification or {}).get("classifiers") or []:
@@ -985,25 +1059,33 @@ def _referenced(recipe: dict[str, Any], value: str) -> bool:
     return any("${" + n + "}" in text or "$" + n in text for n in names)
 
 
-def _unchanged_fingerprint(recipe: dict[str, Any], items: list[Any],
-                           extras: dict[str, dict[str, Any]]) -> str | None:
+def _unchanged_fingerprint(recipe: dict[str, Any], items: Iterable[Any],
+                           extras: Mapping[str, dict[str, Any]]) -> str | None:
     """What a generated recipe's run depends on: the recipe's source (state paths aside),
     the version of every input in the source (autokfp's crawl signatures) and autokfp's
-    aspects for them (profiles aside). None when a version is unknown (never skipped)."""
+    aspects for them (profiles aside). None when a version is unknown (never skipped).
+
+    ``items`` are read once and not kept: each input's digest is added into a sum modulo
+    2**256, which does not depend on their order (a multiset hash), so a source of 100,000
+    inputs is fingerprinted in constant memory."""
     import hashlib
 
-    if not items or any(d.signature is None or d.source_failed for d in items):
-        return None
-    source = json.loads(json.dumps(recipe.get("source", {})))
-    source.get("config", {}).pop("stateful_ingestion", None)
-    added = {}
+    total, count = 0, 0
     for d in items:
+        if d.signature is None or d.source_failed:
+            return None
         extra = dict(extras.get(dataset_urn(d.schema)) or {})
         extra.pop("profile", None)
         extra.pop("schema", None)  # the input's signature and the properties fix it
-        added[d.dataset_id] = _jsonable(extra)
-    payload = json.dumps([source, sorted((d.dataset_id, d.signature, d.error) for d in items),
-                          added], sort_keys=True, default=str)
+        one = json.dumps([d.dataset_id, d.signature, d.error, _jsonable(extra)],
+                         sort_keys=True, default=str)
+        total = (total + int(hashlib.sha256(one.encode()).hexdigest(), 16)) % (1 << 256)
+        count += 1
+    if not count:
+        return None
+    source = json.loads(json.dumps(recipe.get("source", {})))
+    source.get("config", {}).pop("stateful_ingestion", None)
+    payload = json.dumps([source, count, f"{total:064x}"], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -1021,7 +1103,7 @@ def _cached(record: Any) -> Any:
                     auditHeader=record.auditHeader, headers=record.headers)
 
 
-def _classifier_verdicts(items: list[Any], source: SqlSource) -> dict[str, dict[str, str]]:
+def _classifier_verdicts(items: Iterable[Any], source: SqlSource) -> dict[str, dict[str, str]]:
     """{dataset name as DataHub's SQL source passes it to a classifier (its URN name without
     the platform instance): {column: semantic type}} of what autokfp's crawl typed."""
     from datahub.utilities.urns.dataset_urn import DatasetUrn
@@ -1038,7 +1120,7 @@ def _classifier_verdicts(items: list[Any], source: SqlSource) -> dict[str, dict[
 
 
 def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str,
-                extras: dict[str, Any], report: Any, store: Any,
+                extras: Mapping[str, Any], report: Any, store: Any,
                 settings: Settings, stamp: str, result: IngestResult) -> None:
     """Run one recipe (skipped when its source is unchanged since its last good run) and add
     what it emitted to ``result``."""
@@ -1060,7 +1142,7 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
     fingerprint = None
     if source is not None and item["sink"].get("type") == "file":
         fingerprint = _unchanged_fingerprint(
-            item, [d for d in report.found if d.source_name == source.name], extras)
+            item, (d for d in report.found if d.source_name == source.name), extras)
     last = None
     if fingerprint and lite_path(settings.catalog_dir).exists():  # else refill Lite
         last = store.read_json(f"ingestion-state/{pipeline}.done.json", None)
@@ -1079,7 +1161,7 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
         if _SHARE_VERDICTS and isinstance(source, SqlSource):
             verdicts = os.path.join(work, f"{pipeline}.verdicts.json")
             Path(verdicts).write_text(json.dumps(_classifier_verdicts(
-                [d for d in report.found if d.source_name == source.name], source)))
+                (d for d in report.found if d.source_name == source.name), source)))
         result.recipes.append(run_recipe(
             item, extras, terms, collect=collect, verdicts_path=verdicts,
             lite_dir=str(settings.catalog_dir) if sink.get("type") == "file" else None))
@@ -1157,8 +1239,6 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         s.name: why for s in config.sources if (why := crawl_only(s)) is not None}
     report = crawl_sources(config, settings=settings, publish_metadata=False,
                            publish_sources=fallback)
-    found = [d for d in report.found if d.ok and not d.source_failed]
-    schemas = [d.schema for d in found]
     stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     result = IngestResult(report=report)
     for name, why in fallback.items():
@@ -1168,20 +1248,26 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
     if report.published.get("metadata_uri"):
         result.metadata_files.append(report.published["metadata_uri"])
     result.lite_written += int(report.published.get("lite_written") or 0)
-    with tempfile.TemporaryDirectory(prefix="autokfp-ingest-") as work:
-        # autokfp's aspects, handed to its transformer in this process (see extras_for)
+    with contextlib.ExitStack() as stack:
+        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="autokfp-ingest-"))
+        # autokfp's aspects, handed to its transformer in this process (see extras_for),
+        # built per dataset from a spool of the crawl's schemas (see ExtrasSpool)
+        extras = ExtrasSpool(work)
+        stack.callback(extras.close)
         files = {s.name for s in config.sources
                  if isinstance(s, (FolderSource, S3Source, GcsSource))}
-        extras = extras_for(schemas, [d.dataset_id for d in found if d.reused],
-                            [d.dataset_id for d in found
-                             if recipe is None and d.source_name in files])
+        for d in report.found:  # read from the crawl's ledger a row at a time
+            if d.ok and not d.source_failed:
+                extras.add(d.schema, reused=d.reused,
+                           with_schema=recipe is None and d.source_name in files)
         for sql in config.sources:
             if isinstance(sql, SqlSource):
-                names = sqlalchemy_names(sql, [d for d in found if d.source_name == sql.name],
+                names = sqlalchemy_names(sql, (d for d in report.found
+                                               if d.source_name == sql.name),
                                          report.naming.get(sql.name))
                 for wrong, urn in names.items():
                     if urn in extras:
-                        extras[urn]["datahub_names"] = [wrong]
+                        extras.rename(wrong, urn)
         users, unbuilt = None, []
         if recipe is not None:
             users = load_recipe(recipe)

@@ -662,7 +662,7 @@ def test_the_transformers_extras_are_the_crawls_own_aspects(churn_sources, catal
 
     from autokfp.catalog.crawl import crawl_sources
     from autokfp.catalog.datahub import dataset_urn, metadata_proposals
-    from autokfp.catalog.ingest import AutokfpAspects, extras_for, extras_json
+    from autokfp.catalog.ingest import AutokfpAspects, ExtrasSpool, extras_for, extras_json
 
     config, _folder, db, _frame = churn_sources
     with sqlite3.connect(db) as connection:
@@ -693,6 +693,29 @@ def test_the_transformers_extras_are_the_crawls_own_aspects(churn_sources, catal
     for urn, extra in extras.items():
         assert loaded[urn]["properties"] == extra["properties"]
         assert loaded[urn]["profile"] == (extra["profile"].to_obj() if extra["profile"] else None)
+    # ingest() builds them per dataset from a spool of the schemas, keeping only the recent
+    # ones: one here, so every lookup but the repeated one builds them again, the same
+    spool = ExtrasSpool(str(tmp_path))
+    spool.RECENT = 1
+    for schema in schemas:
+        spool.add(schema, reused=schema.dataset_id == reused)
+    spool.rename("urn:li:dataset:(urn:li:dataPlatform:sqlite,wrong,PROD)",
+                 dataset_urn(schemas[1]))
+    assert list(spool) == list(extras) and len(spool) == len(extras)
+    assert "urn:li:dataset:(urn:li:dataPlatform:sqlite,nosuch,PROD)" not in spool
+    for urn in [*extras, *extras]:
+        theirs = {k: v.to_obj() if hasattr(v, "to_obj") else v for k, v in spool[urn].items()}
+        ours = {k: v.to_obj() if hasattr(v, "to_obj") else v for k, v in extras[urn].items()}
+        for one in (theirs, ours):
+            if one["profile"]:
+                one["profile"].pop("timestampMillis")
+        if urn == dataset_urn(schemas[1]):
+            assert theirs.pop("datahub_names") == [
+                "urn:li:dataset:(urn:li:dataPlatform:sqlite,wrong,PROD)"]
+        assert theirs == ours
+    assert AutokfpAspects(spool).renames == {
+        "urn:li:dataset:(urn:li:dataPlatform:sqlite,wrong,PROD)": dataset_urn(schemas[1])}
+    spool.close()
 
 
 def test_a_typo_in_an_s3_sources_bucket_fails_it_and_stateful_ingestion_removes_nothing(
