@@ -222,12 +222,17 @@ def _file_specs(folder: Path) -> list[dict[str, str]]:
 def _ingest_child(spec: str) -> int:
     """One side of ``--compare-with``: a warm-up, then the first run and the re-run, as
     JSON on the last line of stdout."""
+    import resource
+
     import autokfp
 
     args = json.loads(spec)
     root = Path(args["home"])
     ingest_runs("bench-warm", args["warm"], root / "warm")
+    warm_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     runs = ingest_runs("bench-ingest", args["sources"], root / "ingest")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    runs[0].note += f" peak RSS {peak / 1024:.0f} MiB (+{(peak - warm_peak) / 1024:.0f} MiB)"
     print(json.dumps({"code": str(Path(autokfp.__file__).parent.parent),
                       "runs": [[t.label, t.datasets, t.seconds, t.cpu, t.note] for t in runs]}))
     return 0
