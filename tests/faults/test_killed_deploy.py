@@ -25,8 +25,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -35,11 +33,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.faults import kill_points, step_home
+from tests.faults import StepWorker, kill_points, step_home
 
 pytestmark = pytest.mark.slow  # 7 kills and reruns, each starting a real predictor: minutes
 
-ROOT = Path(__file__).resolve().parents[2]
 NAME = "churn-test"
 
 
@@ -51,6 +48,7 @@ class Stage:
     config: dict
     model: Path
     test: Path
+    worker: StepWorker
 
 
 def _predictors(home: Path) -> dict[int, str]:
@@ -85,10 +83,12 @@ def stage(trained_package, tmp_path_factory):
                         "ready_timeout_secs": 120, "smoke_rows": 10}
     # this process registers versions and checks the same home
     with step_home(root) as env:
+        worker = StepWorker(env, ["autokfp.steps.deploy_model"])
         try:
             yield Stage(root, home, env, config, Path(trained_package.paths.model),
-                        Path(trained_package.paths.test))
+                        Path(trained_package.paths.test), worker)
         finally:
+            worker.close()
             for pid in _predictors(home):  # the predictors this test's steps started
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -123,8 +123,7 @@ def _run(stage: Stage, n: int, kill_at: int = 0) -> tuple[int, list[tuple[str, s
                    "registration_path": str(stage.root / f"registration-{n}.json"),
                    "test_path": str(stage.test), "manifest_path": str(out / f"manifest-{n}.yaml"),
                    "decision_path": str(out / f"decision-{n}.json")}}))
-    done = subprocess.run([sys.executable, "-m", "tests.faults.killed_step", str(spec)],
-                          cwd=ROOT, env=stage.env, capture_output=True, text=True, timeout=600)
+    done = stage.worker.run(spec, timeout=600)
     if kill_at == 0:
         assert done.returncode == 0, done.stderr[-3000:]
     points = [tuple(line.split("\t")[1:3]) for line in events.read_text().splitlines()

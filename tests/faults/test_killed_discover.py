@@ -23,19 +23,16 @@ the delimiter.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.faults import step_home
+from tests.faults import StepWorker, step_home
 
-pytestmark = pytest.mark.slow  # 7 kills and reruns, each a fresh process: minutes
+pytestmark = pytest.mark.slow  # 7 kills and reruns, each a process of its own: minutes
 
-ROOT = Path(__file__).resolve().parents[2]
 TABLE = "files/customers.csv"
 LITE_WRITE = "datahub.lite.sql_backed_lite:SqlBackedLite.write"
 
@@ -47,6 +44,7 @@ class Stage:
     data: Path
     env: dict[str, str]
     config: dict
+    worker: StepWorker
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +62,11 @@ def stage(tmp_path_factory):
               "training": {"dataset": TABLE, "target": "churned", "id_column": "customer_id"},
               "quality": {"min_rows": 100}}
     with step_home(root) as env:  # this process checks the same home
-        yield Stage(root, home, data, env, config)
+        worker = StepWorker(env, ["autokfp.steps.discover", LITE_WRITE.split(":")[0]])
+        try:
+            yield Stage(root, home, data, env, config, worker)
+        finally:
+            worker.close()
 
 
 def _add_column(stage: Stage, n: int) -> None:
@@ -93,8 +95,7 @@ def _run(stage: Stage, n: int, kill_on: tuple[str, str, int] | None = None
         "call": "autokfp.steps.discover:discover",
         "kwargs": {"config": stage.config,
                    **{k: str(v) for k, v in _outputs(stage, n).items()}}}))
-    done = subprocess.run([sys.executable, "-m", "tests.faults.killed_step", str(spec)],
-                          cwd=ROOT, env=stage.env, capture_output=True, text=True, timeout=600)
+    done = stage.worker.run(spec, timeout=600)
     if not kill_on:
         assert done.returncode == 0, done.stderr[-3000:]
     points = [tuple(line.split("\t")[1:3]) for line in events.read_text().splitlines()

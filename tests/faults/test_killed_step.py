@@ -1,6 +1,7 @@
 """Fault injection: ``kill -9`` of the real ``register_model`` step at its writes.
 
-The step runs in its own process (``killed_step.py``) on a real home (MLflow on SQLite, the
+The step runs in its own process (``killed_step.py``, forked from a warm worker:
+``step_worker.py``) on a real home (MLflow on SQLite, the
 artifact store, the audit trail, the catalog) that already holds a champion, and kills
 itself with SIGKILL just before one of its writes of stored state: while the model folder
 is half copied into the artifact store, between the registry's tags, between the two alias
@@ -20,19 +21,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.faults import step_home
+from tests.faults import StepWorker, step_home
 
-pytestmark = pytest.mark.slow  # 11 kills and reruns, each a fresh process: minutes
+pytestmark = pytest.mark.slow  # 11 kills and reruns, each a process of its own: minutes
 
-ROOT = Path(__file__).resolve().parents[2]
 NAME = "churn-test"  # the trained package's config
 
 
@@ -44,6 +42,7 @@ class Stage:
     config: dict
     model: Path
     schema: Path
+    worker: StepWorker
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +51,13 @@ def stage(trained_package, tmp_path_factory):
     root = tmp_path_factory.mktemp("killed-step")
     home = root / "home"
     with step_home(root) as env:  # this process reads the same home to check it
-        yield Stage(root, home, env, trained_package.config.to_dict(),
-                    Path(trained_package.paths.model), Path(trained_package.paths.schema))
+        worker = StepWorker(env, ["autokfp.steps.register_model"])
+        try:
+            yield Stage(root, home, env, trained_package.config.to_dict(),
+                        Path(trained_package.paths.model), Path(trained_package.paths.schema),
+                        worker)
+        finally:
+            worker.close()
 
 
 def _candidate(stage: Stage, n: int) -> Path:
@@ -82,8 +86,7 @@ def _run(stage: Stage, n: int, champion: str | None, kill_at: int = 0
         "events": str(events), "config": stage.config, "model_path": str(_candidate(stage, n)),
         "evaluation_path": str(evaluation), "schema_path": str(stage.schema),
         "registration_path": str(stage.root / "out" / f"registration-{n}.json")}))
-    done = subprocess.run([sys.executable, "-m", "tests.faults.killed_step", str(spec)],
-                          cwd=ROOT, env=stage.env, capture_output=True, text=True, timeout=600)
+    done = stage.worker.run(spec, timeout=600)
     if kill_at == 0:
         assert done.returncode == 0, done.stderr[-3000:]
     points = [tuple(line.split("\t")[1:3]) for line in events.read_text().splitlines()

@@ -22,8 +22,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +29,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.faults import kill_points, step_home
+from tests.faults import StepWorker, kill_points, step_home
 
 pytestmark = pytest.mark.slow  # 6 kills and reruns, each starting H2O: minutes
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -47,6 +44,7 @@ class Stage:
     train: Path
     test: Path
     plan: Path
+    worker: StepWorker
 
 
 def _jvms(home: Path) -> list[int]:
@@ -98,10 +96,12 @@ def stage(tmp_path_factory, churn_frame):
         engineer_features_step.engineer_features(
             config, root / "dataset.parquet", root / "schema.json", root / "train.parquet",
             root / "test.parquet", root / "plan.json")
+        worker = StepWorker(env, ["autokfp.steps.train_model", "h2o"])
         try:
             yield Stage(root, home, env, config_dict, root / "train.parquet",
-                        root / "test.parquet", root / "plan.json")
+                        root / "test.parquet", root / "plan.json", worker)
         finally:
+            worker.close()
             _stop_jvms(home)
 
 
@@ -122,8 +122,7 @@ def _run(stage: Stage, n: int, kill_on: tuple[str, str, int] | None = None
         "kwargs": {"config": stage.config, "train_path": str(stage.train),
                    "plan_path": str(stage.plan), "model_path": str(_out(stage) / "model"),
                    "leaderboard_path": str(_out(stage) / "leaderboard.html"), "engine": "h2o"}}))
-    done = subprocess.run([sys.executable, "-m", "tests.faults.killed_step", str(spec)],
-                          cwd=ROOT, env=stage.env, capture_output=True, text=True, timeout=900)
+    done = stage.worker.run(spec, timeout=900)
     _stop_jvms(stage.home)
     if not kill_on:
         assert done.returncode == 0, done.stderr[-3000:]
