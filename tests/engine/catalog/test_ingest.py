@@ -380,6 +380,14 @@ def test_the_streamed_file_sink_writes_datahubs_records_and_loads_lite_in_batche
         assert "schemaMetadata" in got and got["datasetProperties"]["customProperties"] == {
             "schema_version": "1"}
         assert lite.get(urn(2), None, typed=False)["datasetProperties"]["name"] == "b2"
+        # a proposal without system metadata (autokfp's own aspects) is stamped as Lite
+        # stamps it itself (lastObserved aside)
+        ours = lite.get(urn(2), ["status"], details=True)["status"]["__systemMetadata"]
+        real_load([MetadataChangeProposalWrapper(entityUrn=urn(7), aspect=StatusClass(
+            removed=False))], tmp_path / f"catalog-{len(records)}")
+        theirs = lite.get(urn(7), ["status"], details=True)["status"]["__systemMetadata"]
+        assert ours.pop("lastObserved") and theirs.pop("lastObserved")
+        assert ours == theirs and ours["runId"] == "no-run-id-provided"
     finally:
         lite.close()
 
