@@ -811,8 +811,11 @@ def emit_to_gms(proposals: Iterable[MetadataChangeProposalWrapper], url: str,
     DataHub's REST sink does; one request per aspect before) with ``Authorization: Bearer
     <token>``, ``workers`` batches at a time (default ``GMS_WORKERS``; a GMS answers each
     batch after writing it, so sending one after another leaves it and the network idle
-    between batches). A 429 or 5xx answer is retried (the emitter's own retries, with
-    backoff). When a batch fails, no further batch is started; those already in flight
+    between batches). A batch holding an aspect of an entity that a batch in flight also
+    holds waits for that batch, so a later value of an aspect is written after an earlier
+    one (DataHub's REST sink keeps each URN's records in order too; keyed here by entity
+    and aspect, since a dataset's aspects often span two batches). A 429 or 5xx answer is
+    retried (the emitter's own retries, with backoff). When a batch fails, no further batch is started; those already in flight
     finish, and the error says which batches GMS refused and how many aspects it took
     (``CatalogPublishError.sent``): a batch is taken whole or not at all.
 
@@ -850,12 +853,13 @@ def emit_to_gms(proposals: Iterable[MetadataChangeProposalWrapper], url: str,
 
     sent = 0
     failed: list[tuple[int, int, int, BaseException]] = []  # (batch, first, last, error)
-    in_flight: dict[Future[int], tuple[int, int, int]] = {}
+    # batch future -> (batch, first, last, its (entity, aspect) keys)
+    in_flight: dict[Future[int], tuple[int, int, int, set[tuple[Any, Any]]]] = {}
 
     def settle(done: Iterable[Future[int]]) -> None:
         nonlocal sent
         for future in done:
-            index, first, last = in_flight.pop(future)
+            index, first, last, _ = in_flight.pop(future)
             error = future.exception()
             if error is None:
                 sent += future.result()
@@ -870,12 +874,14 @@ def emit_to_gms(proposals: Iterable[MetadataChangeProposalWrapper], url: str,
                 stream = iter(proposals)
                 batches = iter(lambda: list(itertools.islice(stream, _GMS_BATCH)), [])
                 for index, batch in enumerate(batches):
-                    while len(in_flight) >= workers and not failed:
+                    keys = {(p.entityUrn, p.aspectName) for p in batch}
+                    while not failed and (len(in_flight) >= workers or any(
+                            keys & held for *_, held in in_flight.values())):
                         settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
                     if failed:
                         break  # no batch starts once one failed
                     in_flight[pool.submit(send, batch)] = (index, count + 1,
-                                                           count + len(batch))
+                                                           count + len(batch), keys)
                     count += len(batch)
             finally:
                 settle(wait(in_flight).done)

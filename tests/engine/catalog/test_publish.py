@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -335,6 +336,43 @@ def test_gms_batches_are_sent_several_at_a_time_and_a_refused_one_is_named(
     batches = [{(p.entityUrn, p.aspectName) for p in sent[i:i + 2]} for i in range(0, 16, 2)]
     assert all(batch <= taken or not batch & taken for batch in batches)  # whole or nothing
     assert not batches[3] & taken and batches[0] <= taken
+
+
+def test_an_aspect_sent_twice_keeps_its_last_value_when_batches_go_together(
+        churn_sources, monkeypatch) -> None:
+    """Batches go to GMS several at a time, yet a later proposal of an entity's aspect is
+    written after an earlier one (DataHub's REST sink keeps each URN's records in order
+    too): the batch holding the later one waits for the batch holding the earlier one,
+    here made the slowest to answer. Batches sharing no aspect still go together."""
+    from datahub.emitter.mcp import MetadataChangeProposalWrapper
+    from datahub.emitter.rest_emitter import DataHubRestEmitter
+    from datahub.metadata.schema_classes import DatasetPropertiesClass
+
+    from autokfp.catalog import datahub
+
+    config, *_ = churn_sources
+    proposals = [p for item in discover(config.sources) for p in metadata_proposals(item.schema)]
+
+    def described(text: str) -> MetadataChangeProposalWrapper:
+        return MetadataChangeProposalWrapper(
+            entityUrn=CUSTOMERS_URN, aspect=DatasetPropertiesClass(description=text))
+
+    monkeypatch.setattr(datahub, "_GMS_BATCH", 2)
+    others = [p for p in proposals if p.aspectName != "datasetProperties"][:5]
+    sent = [described("old"), others[0], others[1], others[2], described("new"), *others[3:]]
+    emit = DataHubRestEmitter.emit_mcps
+
+    def slow_first(self, batch, *args, **kwargs):
+        if any(p.aspectName == "datasetProperties" and p.aspect.description == "old"
+               for p in batch):
+            time.sleep(0.6)  # the batch with the earlier value answers last
+        return emit(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(DataHubRestEmitter, "emit_mcps", slow_first)
+    with FakeGms(None, latency=0.2) as gms:
+        assert emit_to_gms(sent, gms.url, workers=4) == len(sent)
+    assert gms.aspects[(CUSTOMERS_URN, "datasetProperties")]["description"] == "new"
+    assert gms.most_in_flight >= 2  # the batches in between still went together
 
 
 def test_every_kind_of_proposal_autokfp_sends_is_one_gms_takes(churn_sources) -> None:
