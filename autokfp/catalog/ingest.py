@@ -39,7 +39,7 @@ import json
 import logging
 import os
 import re
-import tempfile
+import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
@@ -51,6 +51,7 @@ from typing import Any
 from datahub.ingestion.api.transform import Transformer
 from datahub.ingestion.sink.file import FileSink, FileSinkConfig
 
+from autokfp import storage
 from autokfp.catalog.datahub import (
     column_tags,
     dataset_facts,
@@ -1213,6 +1214,10 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
                                                  "datasets": urns}))
 
 
+# the temporary folder of an ingestion (see storage.scratch)
+INGEST_SCRATCH = "autokfp-ingest-"
+
+
 def _pieces(path: str, size: int = 1 << 20) -> Iterator[str]:
     with open(path, encoding="utf-8") as handle:
         while piece := handle.read(size):
@@ -1271,7 +1276,11 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         result.metadata_files.append(report.published["metadata_uri"])
     result.lite_written += int(report.published.get("lite_written") or 0)
     with contextlib.ExitStack() as stack:
-        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="autokfp-ingest-"))
+        # the spool of every schema and the sinks' metadata files: a run killed with kill -9
+        # leaves them (GBs at 100,000 datasets), and the next ingestion removes them
+        storage.scratch.remove_stale(INGEST_SCRATCH)
+        work = storage.scratch.scratch_folder(INGEST_SCRATCH)
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
         # autokfp's aspects, handed to its transformer in this process (see extras_for),
         # built per dataset from a spool of the crawl's schemas (see ExtrasSpool)
         extras = ExtrasSpool(work)

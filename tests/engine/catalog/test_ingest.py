@@ -20,9 +20,24 @@ def _tags(field: dict) -> set[str]:
 
 def test_generated_recipes_run_datahubs_sources_and_autokfp_adds_its_aspects(
         churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
+    """... and the temporary folder of an ingestion killed with kill -9 (its spool of every
+    schema, its sinks' files) is removed by the next one, which leaves none of its own."""
+    import tempfile
+
+    from autokfp.storage import scratch
+
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     config, folder, _db, frame = churn_sources
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    killed = Path(scratch.scratch_folder("autokfp-ingest-"))  # as a killed run leaves it
+    owner = json.loads((killed / scratch.OWNER_FILE).read_text())
+    owner["started"] -= 1  # this process id, another process
+    (killed / scratch.OWNER_FILE).write_text(json.dumps(owner))
+    (killed / "extras.db").write_bytes(b"spooled schemas")
     result = ingest(config)
+    assert not killed.exists() and not list(temp.glob("autokfp-ingest-*"))
     csv_urn = f"urn:li:dataset:(urn:li:dataPlatform:file,{str(folder).lstrip('/')}/customers.csv,PROD)"
     table_urn = "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.customers,PROD)"
     assert {r["source"]["type"] for r in result.recipes} == {"s3", "sqlalchemy"}
