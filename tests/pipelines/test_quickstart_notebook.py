@@ -24,6 +24,7 @@ def test_the_quickstart_notebook_runs_end_to_end(kfp_api, autokfp_home, tmp_path
     from autokfp.edge.local import RUNNER_ENV
 
     kfp_api.execute_runs = True
+    kfp_api.fork_tasks = True  # a process per task, forked from a warm worker
     kfp_api.pipeline_root = str(autokfp_home.pipeline_root)
     autokfp_home.export()  # the kernel and the run's tasks find the same registry and store
     monkeypatch.setenv(RUNNER_ENV, str(os.getpid()))
@@ -48,6 +49,7 @@ def test_the_quickstart_notebook_runs_end_to_end(kfp_api, autokfp_home, tmp_path
     # the run went through the API and really ran
     (run,) = kfp_api.runs.values()
     assert run["state"] == "SUCCEEDED" and f"run {run['run_id']}: SUCCEEDED" in text
+    assert kfp_api.forked > 0  # the run's tasks came from the warm worker
     assert run["runtime_config"]["parameters"]["dataset"].endswith("customers.parquet")
     assert run["runtime_config"]["parameters"]["budget_seconds"] == 10
     # its metrics were found through the run id the model version carries
