@@ -36,6 +36,35 @@ ORDER_TOLERANCE = 1e-9
 ROBUSTNESS_ROWS = 200
 
 
+# ------------------------------------------------------------- shared validation rows
+
+def validation_ranks(groups: np.ndarray, seed: int) -> np.ndarray:
+    """Each training row's place in a seeded random order of its group (its class; one group
+    for regression), as a share in [0, 1): the rows ranked below ``f`` are a stratified
+    share ``f`` of every group, at least one row of each group of two or more (a group of one
+    row ranks 1.0 and is never held out), and those below a smaller share are among them.
+
+    Every engine that holds rows out of its search draws them from here with the run's seed:
+    H2O's blending validation rows (the lowest 10%) are then among AutoKeras's (the lowest
+    20%), and selection compares the candidates on the same out-of-sample rows. The ranks
+    depend only on the rows' groups and order, not on how an engine codes the classes.
+    """
+    rows = len(groups)
+    draw = np.random.default_rng(seed).random(rows)
+    if rows == 0:
+        return draw
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    inverse = inverse.ravel()
+    counts = np.bincount(inverse)
+    order = np.lexsort((draw, inverse))  # by group, then by the draw within it
+    in_group = inverse[order]
+    starts = np.cumsum(counts) - counts
+    ranks = np.empty(rows)
+    ranks[order] = (np.arange(rows) - starts[in_group]) / counts[in_group]
+    ranks[counts[inverse] < 2] = 1.0
+    return ranks
+
+
 # ---------------------------------------------------------------------- metric + spread
 
 

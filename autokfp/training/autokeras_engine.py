@@ -733,19 +733,15 @@ def _mean_loss(model: Any, loss: Any, x: np.ndarray, y: np.ndarray) -> float:
 
 def _validation_split(codes: np.ndarray, fraction: float,
                       seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (fit, validation): stratified by class where every class has 2+ rows."""
-    from sklearn.model_selection import train_test_split
+    """Row indices (fit, validation): ``fraction`` of every class (at least one row of each
+    class of two or more), drawn by ``validation_ranks`` so that H2O's blending validation
+    rows of the same run are among them (selection compares both engines on those rows)."""
+    from autokfp.modeling.validation import validation_ranks
 
-    index = np.arange(len(codes))
-    counts = np.bincount(codes) if codes.size else np.array([0])
-    stratify = codes if counts[counts > 0].min() >= 2 and len(np.unique(codes)) > 1 else None
-    size = max(fraction, min(0.5, len(np.unique(codes)) / max(len(codes), 1)))
-    try:
-        fit_idx, val_idx = train_test_split(index, test_size=size, random_state=seed,
-                                            stratify=stratify)
-    except ValueError:  # too few rows of a class for a stratified split
-        fit_idx, val_idx = train_test_split(index, test_size=size, random_state=seed)
-    return np.sort(fit_idx), np.sort(val_idx)
+    held = validation_ranks(codes, seed) < fraction
+    if not held.any():  # every class a single row: a share of all rows
+        held = validation_ranks(np.zeros(len(codes), dtype=int), seed) < fraction
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def _trial_board(oracle: Any) -> pd.DataFrame:

@@ -32,11 +32,12 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from autokfp.engine_registry import EngineSpec, register_engine
 from autokfp.errors import DataError, TrainingError
 from autokfp.modeling.feature_file import TARGET_COLUMN, FeatureFile
+from autokfp.modeling.validation import validation_ranks
 from autokfp.training.base import EngineResult, EngineSettings
 from autokfp.training.mojo import MojoScorer
 
@@ -138,6 +139,16 @@ class H2OSettings(EngineSettings):
                     "while the training step prepares its rows, so AutoML's clock starts on a "
                     "running, warm JVM (false: the cluster starts cold inside the training "
                     "call)")
+
+    @model_validator(mode="after")
+    def _folds_need_cross_validation(self) -> H2OSettings:
+        # blending fits each model once, without folds: a set nfolds would be silently unused
+        if self.validation == "blending" and self.nfolds is not None:
+            raise ValueError(
+                f"nfolds: {self.nfolds} is set but validation: blending fits each model once, "
+                "on held-out rows, without folds; remove nfolds, or set validation: "
+                "cross_validation (or auto) to cross-validate with that many folds")
+        return self
 
     def folds(self, max_runtime_secs: float) -> int:
         """``nfolds``, or its default for this budget."""
@@ -1162,7 +1173,7 @@ class H2OAutoMLEngine:
         parts: _Parts | None = None
         if settings.blends(len(frame), len(features.columns), automl_secs, threads):
             mark = time.monotonic()
-            parts = _blending_parts(h2o_frame, len(frame), budget.seed)
+            parts = _blending_parts(h2o_frame, _row_groups(target, task), budget.seed)
             split.append(parts)
             timings["split"] = round(time.monotonic() - mark, 2)
             nfolds = 0
@@ -1405,23 +1416,35 @@ class _Parts:
                 log.debug("could not remove a blending part: %s", exc)
 
 
-def _part_codes(rows: int, seed: int) -> np.ndarray:
-    """Each training row's part (PART_TRAIN, PART_VALID, PART_BLEND), seeded: the validation
-    rows are VALIDATION_SHARE of them, the blending rows BLENDING_SHARE."""
-    draw = np.random.default_rng(seed).random(rows)
-    codes = np.full(rows, PART_TRAIN, dtype="int8")
-    codes[draw < VALIDATION_SHARE] = PART_VALID
-    codes[(draw >= VALIDATION_SHARE) & (draw < VALIDATION_SHARE + BLENDING_SHARE)] = PART_BLEND
+def _row_groups(target: pd.Series, task: str) -> np.ndarray:
+    """What the blending split is stratified by: each row's class (one group for regression)."""
+    if task == "regression":
+        return np.zeros(len(target), dtype=int)
+    return target.astype(str).to_numpy()
+
+
+def _part_codes(groups: np.ndarray, seed: int) -> np.ndarray:
+    """Each training row's part (PART_TRAIN, PART_VALID, PART_BLEND), seeded and stratified by
+    ``groups`` (the class of each row; one group for regression): the validation rows are
+    VALIDATION_SHARE of every class (at least one row of each class of two or more), the
+    blending rows BLENDING_SHARE. Drawn by ``validation_ranks``, as AutoKeras draws its
+    validation rows: with the run's seed this engine's validation rows are among AutoKeras's,
+    so selection compares the two on the same out-of-sample rows."""
+    ranks = validation_ranks(groups, seed)
+    codes = np.full(len(ranks), PART_TRAIN, dtype="int8")
+    codes[ranks < VALIDATION_SHARE] = PART_VALID
+    codes[(ranks >= VALIDATION_SHARE) & (ranks < VALIDATION_SHARE + BLENDING_SHARE)] = PART_BLEND
     return codes
 
 
-def _blending_parts(h2o_frame: Any, rows: int, seed: int) -> _Parts:
+def _blending_parts(h2o_frame: Any, groups: np.ndarray, seed: int) -> _Parts:
     """The training frame split into its three parts on the cluster (the part of each row
     drawn here, so the validation rows' positions are known: their predictions are the
     leader's out-of-sample scores, as AutoKeras's validation rows are its)."""
     import h2o
 
-    codes = _part_codes(rows, seed)
+    rows = len(groups)
+    codes = _part_codes(groups, seed)
     counts = {code: int((codes == code).sum()) for code in (PART_TRAIN, PART_VALID, PART_BLEND)}
     if min(counts.values()) < 1:
         raise TrainingError(f"too few rows ({rows}) to blend; set engines.h2o.validation: "

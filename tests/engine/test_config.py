@@ -349,6 +349,14 @@ def test_each_engine_validates_its_own_settings() -> None:
     assert "h2o.nfols: unknown setting" in message and "nfolds" in message.split("allowed here:")[1]
     message = _error(_with("engines.autokeras.epochs", 0))
     assert "autokeras.epochs" in message and "greater than or equal to 1" in message
+    # blending fits each model once: a set nfolds would be silently unused, so it is refused
+    blending = _with("engines.h2o.validation", "blending")
+    blending["engines"]["h2o"]["nfolds"] = 4
+    message = _error(blending)
+    assert "h2o" in message and "nfolds: 4" in message and "validation: blending" in message
+    assert "remove nfolds" in message
+    blending["engines"]["h2o"]["validation"] = "cross_validation"
+    assert parse_config(blending).engines["h2o"].nfolds == 4
 
 
 def test_an_unknown_engine_names_the_registered_ones() -> None:

@@ -41,12 +41,40 @@ def test_the_rule_is_h2os_own_and_a_set_choice_wins() -> None:
 
 
 def test_the_parts_are_seeded_and_of_the_stated_shares() -> None:
-    codes = _part_codes(20_000, seed=3)
-    assert (codes == _part_codes(20_000, seed=3)).all()
-    assert not (codes == _part_codes(20_000, seed=4)).all()
+    one_group = np.zeros(20_000, dtype=int)  # regression: no classes
+    codes = _part_codes(one_group, seed=3)
+    assert (codes == _part_codes(one_group, seed=3)).all()
+    assert not (codes == _part_codes(one_group, seed=4)).all()
     shares = np.bincount(codes, minlength=3) / len(codes)
     assert shares[1] == pytest.approx(VALIDATION_SHARE, abs=0.01)
     assert shares[2] == pytest.approx(BLENDING_SHARE, abs=0.01)
+
+
+def test_the_blending_split_is_stratified_and_its_validation_rows_are_autokeras_own() -> None:
+    """A rare class is in the validation rows (H2O's early stopping and leaderboard, and the
+    leader's out-of-sample predictions that selection and calibration read) in its share;
+    a random 10% drew none of a 6-row class in about half the seeds. And the validation
+    rows are among AutoKeras's of the same run (its 20%, same seed), so selection compares
+    the two engines on the same rows rather than on the few both happened to hold out."""
+    from autokfp.training.autokeras_engine import _validation_split
+
+    labels = np.array(["common"] * 3_000 + ["rare"] * 6 + ["middle"] * 194)
+    np.random.default_rng(0).shuffle(labels)
+    codes = {"common": 0, "middle": 1, "rare": 2}
+    keras_codes = np.array([codes[label] for label in labels])
+    for seed in range(20):
+        parts = _part_codes(labels, seed)
+        for label, rows in (("common", 3_000), ("middle", 194), ("rare", 6)):
+            valid = int(((parts == 1) & (labels == label)).sum())
+            assert valid == int(np.ceil(VALIDATION_SHARE * rows)), (seed, label, valid)
+            assert ((parts == 0) & (labels == label)).any()
+        fit_rows, keras_valid = _validation_split(keras_codes, 0.2, seed)
+        assert set(np.flatnonzero(parts == 1)) <= set(keras_valid)
+        assert len(keras_valid) == pytest.approx(0.2 * len(labels), abs=3)
+        assert not set(fit_rows) & set(keras_valid) and len(fit_rows) + len(keras_valid) == 3_200
+    # a class of one row stays in the training part (it cannot be both learnt and validated)
+    lone = np.array(["a"] * 50 + ["b"])
+    assert _part_codes(lone, 1)[-1] == 0
 
 
 def _friedman(rows: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
