@@ -185,7 +185,7 @@ def read_frame_sample(path: str | Path, plan: FeaturePlan, max_rows: int = FRAME
     if total <= max_rows:
         return pd.read_parquet(str(path), columns=columns), total
     keep = np.zeros(total, dtype=bool)
-    keep[np.random.default_rng(seed).choice(total, size=max_rows, replace=False)] = True
+    keep[sampled_positions(total, max_rows, seed)] = True
     pieces = []
     start = 0
     for frame in iter_frames(path, columns):
@@ -193,6 +193,17 @@ def read_frame_sample(path: str | Path, plan: FeaturePlan, max_rows: int = FRAME
         pieces.append(frame[chosen])
         start += len(frame)
     return pd.concat(pieces, ignore_index=True), total
+
+
+def sampled_positions(total: int, max_rows: int = FRAME_ENGINE_MAX_ROWS,
+                      seed: int = 0) -> np.ndarray:
+    """The file positions of the rows ``read_frame_sample`` reads, in file order (all of them
+    up to ``max_rows``): an engine's positions in the sample map back to the file's through
+    them, so engines that read the whole file (H2O) and a sample (AutoKeras) name the same
+    rows alike (selection pools their out-of-sample rows by position)."""
+    if total <= max_rows:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
 
 
 class TestRows:

@@ -154,6 +154,7 @@ def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_p
            leaderboard_path: str | None, engine: str) -> dict[str, Any]:
     from autokfp import __version__
     from autokfp.engine_registry import engine_for_run
+    from autokfp.modeling.feature_file import sampled_positions
     from autokfp.modeling.features import FeaturePlan
     from autokfp.modeling.model_package import save_model_package
     from autokfp.modeling.tasks import primary_metric
@@ -194,7 +195,10 @@ def _train_model(cfg: TrainingSettings, train_path: str, plan_path: str, model_p
             meta["sampled_rows"] = len(target)
         if plan.task != "regression":
             meta["calibration"] = _calibration(cfg, result, target, meta)
-        _keep_holdout(result, target, meta)
+        # positions in a sample (a frame engine above FRAME_ENGINE_MAX_ROWS) -> in the file
+        in_file = (sampled_positions(total, len(target), cfg.budget.seed)
+                   if len(target) < total else None)
+        _keep_holdout(result, target, meta, in_file)
         save_model_package(model_path, plan, result.artifact_dir, meta, example)
         if leaderboard_path:
             write_text(leaderboard_path, _leaderboard_html(result.leaderboard, engine, result.leader))
@@ -272,9 +276,12 @@ def _import_packaging() -> None:
         log.debug("early mlflow import failed: %s", exc)
 
 
-def _keep_holdout(result: Any, target: pd.Series, meta: dict[str, Any]) -> None:
+def _keep_holdout(result: Any, target: pd.Series, meta: dict[str, Any],
+                  in_file: Any = None) -> None:
     """Store the engine's out-of-sample predictions in its folder (``estimate.HOLDOUT_FILE``):
-    selection compares candidates on them, with the test rows."""
+    selection compares candidates on them, with the test rows. ``in_file``: the file
+    position of each row the engine trained on, when it trained on a sample; the positions
+    stored are the file's, as every engine's are."""
     import numpy as np
 
     from autokfp.modeling.estimate import save_holdout
@@ -287,6 +294,8 @@ def _keep_holdout(result: Any, target: pd.Series, meta: dict[str, Any]) -> None:
         rows = target.iloc[np.asarray(positions, dtype=int)]
         truth = (rows.astype("float64").to_numpy() if meta["task"] == "regression"
                  else encode_labels(rows, meta))
+        if in_file is not None:
+            positions = np.asarray(in_file)[np.asarray(positions, dtype=int)]
         save_holdout(result.artifact_dir, positions, scores, truth)
         meta["holdout_rows"] = int(len(positions))
     except Exception as exc:  # noqa: BLE001 - the estimate must never cost the model

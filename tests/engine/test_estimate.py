@@ -64,3 +64,35 @@ def test_no_common_row_pools_nothing(tmp_path: Path) -> None:
     a = _candidate(tmp_path, "a", [0, 1], [0.1, 0.2], [0, 1], meta, test)
     b = _candidate(tmp_path, "b", [2, 3], [0.1, 0.2], [0, 1], meta, test)
     assert pool_rows([a, b], pd.Series([1.0]), meta) is None
+
+
+def test_a_sampled_engines_rows_are_pooled_by_their_file_positions(tmp_path: Path) -> None:
+    """An engine that trained on a sample of the file (a frame engine above
+    FRAME_ENGINE_MAX_ROWS) names its out-of-sample rows by their position in the sample; the
+    train step stores them by their position in the file, as an engine that read the whole
+    file names them, so pooling compares both on the same rows with their own labels."""
+    from autokfp.modeling.feature_file import sampled_positions
+    from autokfp.steps.train_model import _keep_holdout
+
+    total, kept = 1_000, 300
+    values = np.arange(total, dtype=float) * 10  # a row's value says which row it is
+    in_file = sampled_positions(total, kept, seed=4)
+    sample_target = pd.Series(values[in_file])
+    held = np.arange(0, kept, 3)  # the sampled engine's validation rows, sample positions
+    engine_dir = tmp_path / "sampled" / "artifacts" / "engine"
+    engine_dir.mkdir(parents=True)
+    result = SimpleNamespace(holdout=(held, values[in_file[held]] + 1.0),
+                             artifact_dir=engine_dir)
+    meta = {"task": "regression"}
+    _keep_holdout(result, sample_target, meta, in_file)
+    sampled = SimpleNamespace(path=tmp_path / "sampled", meta=meta, engine="sampled",
+                              predictions=pd.DataFrame({"prediction": [0.0]}))
+    whole = _candidate(tmp_path, "whole", np.arange(total), values + 2.0, values, meta,
+                       pd.DataFrame({"prediction": [0.0]}))
+    pooled = pool_rows([sampled, whole], pd.Series([0.0]), meta)
+    assert pooled is not None and pooled.holdout_rows == len(held)
+    truth = pooled.truth.to_numpy()[:-1]
+    np.testing.assert_array_equal(np.sort(truth), np.sort(values[in_file[held]]))
+    for engine, offset in (("sampled", 1.0), ("whole", 2.0)):
+        np.testing.assert_array_equal(pooled.predictions[engine]["prediction"].to_numpy()[:-1],
+                                      truth + offset)

@@ -19,6 +19,7 @@ from autokfp.modeling.feature_file import (
     TARGET_COLUMN,
     read_frame_sample,
     read_target,
+    sampled_positions,
     write_feature_file,
 )
 from autokfp.modeling.features import apply_features, plan_features
@@ -99,6 +100,11 @@ def test_frame_engines_get_a_stated_random_sample(tmp_path, churn_frame, churn_p
     assert merged["index"].notna().all()
     quarters = np.bincount(merged["index"].to_numpy(int) * 4 // len(churn_frame), minlength=4)
     assert quarters.min() > 80, quarters
+    # sampled_positions names each sampled row's place in the file (an engine's positions in
+    # the sample map to the file's through it, as H2O, which reads the file, names them)
+    positions = sampled_positions(len(churn_frame), 500, seed=3)
+    assert (merged["index"].to_numpy(int) == positions).all()
+    assert (sampled_positions(10, 20) == np.arange(10)).all()
 
 
 _PROBE = textwrap.dedent("""

@@ -207,7 +207,7 @@ def test_a_blended_leader_no_better_than_the_mean_gets_a_default_gbm_on_the_same
     frame = pd.DataFrame(rng.normal(size=(2_000, 3)), columns=["a", "b", "c"])
     frame["y"] = 4 * np.sign(frame["a"] * frame["b"]) + rng.normal(0, 0.5, len(frame))  # XOR
     data = h2o_cluster.H2OFrame(frame)
-    parts = _blending_parts(data, len(frame), seed=1)
+    parts = _blending_parts(data, np.zeros(len(frame), dtype=int), seed=1)
     automl = H2OAutoML(max_models=1, include_algos=["GLM", "GBM"], nfolds=0, seed=1,
                        verbosity=None)
     automl.train(x=["a", "b", "c"], y="y", training_frame=parts.train,
