@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 from collections import deque
-from collections.abc import Callable, Iterator, Sized
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -328,6 +328,10 @@ class FileSource:
 # objects of a bucket downloaded ahead (by as many threads) while an earlier one is profiled:
 # a crawl of small objects waits on the store's answers far more than it computes
 READ_AHEAD = 8
+# ... while those downloading hold fewer bytes than this: a bucket of large objects is read
+# one object at a time, as before read-ahead (eight 5 GB Parquet parts at once would need
+# 40 GB of a pod's ephemeral storage, which evicts it)
+READ_AHEAD_BYTES = 256 * 2**20
 # the temporary folders of a crawl (its ledger, the objects it reads ahead): a crawl removes
 # those a killed crawl left (storage.scratch)
 CRAWL_SCRATCH = "autokfp-crawl-"
@@ -368,8 +372,12 @@ class _ReadAhead:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
 
-    def room(self, pending: Sized) -> bool:
-        return len(pending) < self.depth
+    def room(self, pending: Collection[tuple[Any, ...]]) -> bool:
+        """Another object may be taken: fewer than ``depth`` pending, and those downloading
+        hold fewer than ``READ_AHEAD_BYTES`` (each pending entry ends with its bytes to
+        download, 0 when not downloaded)."""
+        return (len(pending) < self.depth
+                and sum(entry[-1] for entry in pending) < READ_AHEAD_BYTES)
 
     def fetch(self, uri: str, relative: str) -> Future[Path] | None:
         """Start downloading ``uri`` (None for a file of no supported format: not read)."""
@@ -402,6 +410,11 @@ class ObjectPrefix(FileSource):
     def _objects(self) -> Iterator[tuple[str, str, str, str | None]]:
         """(uri, relative path, signature, modified) of the selected objects, in name order,
         yielded as the store's listing pages arrive (never the whole listing at once)."""
+        for uri, relative, signature, modified, _ in self._listed():
+            yield uri, relative, signature, modified
+
+    def _listed(self) -> Iterator[tuple[str, str, str, str | None, int]]:
+        """``_objects``, each with its size in bytes."""
         raise NotImplementedError
 
     def list_datasets(self) -> list[str]:
@@ -419,15 +432,16 @@ class ObjectPrefix(FileSource):
         of its other datasets missing. An existing bucket with nothing under the prefix is
         listed as empty."""
         with _ReadAhead(READ_AHEAD) as ahead:
-            listing = self._objects()
-            pending: deque[tuple[str, str, str, str | None, Any]] = deque()
+            listing = self._listed()
+            # (uri, relative, signature, modified, cached item or download, bytes downloaded)
+            pending: deque[tuple[str, str, str, str | None, Any, int]] = deque()
             failure: BaseException | None = None
             listed = False
             while True:
                 # keep READ_AHEAD objects that must be read downloading while one is profiled
                 while not listed and failure is None and ahead.room(pending):
                     try:
-                        uri, rel, signature, modified = next(listing)
+                        uri, rel, signature, modified, size = next(listing)
                     except StopIteration:
                         listed = True
                         break
@@ -438,11 +452,12 @@ class ObjectPrefix(FileSource):
                     if cache is not None and file_format(rel) is not None:
                         known = cache.lookup(f"{self.name}/{rel}", signature,
                                              lambda u=uri, r=rel: _read_object(u, r))
-                    pending.append((uri, rel, signature, modified,
-                                    known or ahead.fetch(uri, rel)))
+                    got = known or ahead.fetch(uri, rel)
+                    pending.append((uri, rel, signature, modified, got,
+                                    size if isinstance(got, Future) else 0))
                 if not pending:
                     break
-                uri, rel, signature, modified, got = pending.popleft()
+                uri, rel, signature, modified, got, _ = pending.popleft()
                 if isinstance(got, DiscoveredDataset):
                     yield got
                     continue

@@ -17,8 +17,8 @@ class GcsPrefix(ObjectPrefix):
     platform = "gcs"
     config: GcsSource
 
-    def _objects(self) -> Iterator[tuple[str, str, str, str | None]]:
-        """(uri, relative path, signature, modified) of the selected objects, in name order,
+    def _listed(self) -> Iterator[tuple[str, str, str, str | None, int]]:
+        """(uri, relative path, signature, modified, size) of the selected objects, in name order,
         listed page by page (the client's iterator fetches the next page when the last one
         is used up), so a prefix of any size is listed in the memory of one page.
 
@@ -30,4 +30,4 @@ class GcsPrefix(ObjectPrefix):
             if self._wanted(relative):
                 signature = signature_of("gcs", blob.generation, blob.size, blob.md5_hash)
                 yield (storage.join(prefix_uri, relative), relative, signature,
-                       iso_utc(blob.updated))
+                       iso_utc(blob.updated), int(blob.size or 0))

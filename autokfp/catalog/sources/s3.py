@@ -18,11 +18,12 @@ class S3Prefix(ObjectPrefix):
     platform = "s3"
     config: S3Source
 
-    def _objects(self) -> Iterator[tuple[str, str, str, str | None]]:
-        """(uri, relative path, signature, modified) of the selected objects, in key order,
+    def _listed(self) -> Iterator[tuple[str, str, str, str | None, int]]:
+        """(uri, relative path, signature, modified, size) of the selected objects, in key order,
         listed a page at a time (``storage.iter_s3_objects``); the ETag and size, which
         change with every upload, identify the version without a download."""
         for obj in storage.iter_s3_objects(self.config.uri):
             if self._wanted(obj["relative"]):
                 signature = signature_of("s3", obj["etag"], obj["size"])
-                yield obj["uri"], obj["relative"], signature, iso_utc(obj["modified"])
+                yield (obj["uri"], obj["relative"], signature, iso_utc(obj["modified"]),
+                       int(obj["size"] or 0))

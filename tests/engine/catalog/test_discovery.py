@@ -548,3 +548,41 @@ def test_a_bucket_crawl_downloads_ahead_while_it_profiles(s3_server, monkeypatch
     assert 1 < most[0] <= files.READ_AHEAD
     assert len(folders) == 1 and not any(f.exists() for f in folders)
     assert found[3].load()["a"].tolist() == [3, 4]  # a dataset still reads its object later
+
+
+def test_a_bucket_crawl_reads_large_objects_ahead_within_a_byte_budget(s3_server,
+                                                                         monkeypatch) -> None:
+    """Read-ahead is bounded by bytes too: an object is downloaded ahead only while those
+    downloading hold fewer than READ_AHEAD_BYTES (eight large objects at once would fill a
+    pod's disk). With a budget of two objects and a half, at most three download at once,
+    and every object is still profiled."""
+    import threading
+    import time
+
+    from autokfp import storage
+    from autokfp.catalog.sources import files
+    from autokfp.config import S3Source
+
+    base = f"s3://{s3_server.bucket}/budget-{uuid.uuid4().hex[:8]}"
+    body = "a,b\n" + "".join(f"{i},{'x' * 90}\n" for i in range(100))  # ~9.5 KB each
+    for i in range(8):
+        storage.write_text(storage.join(base, f"part-{i}.csv"), body)
+    real, lock, flying, most = storage.download_file, threading.Lock(), [0], [0]
+
+    def slow(uri, local):
+        with lock:
+            flying[0] += 1
+            most[0] = max(most[0], flying[0])
+        try:
+            time.sleep(0.1)
+            real(uri, local)
+        finally:
+            with lock:
+                flying[0] -= 1
+
+    monkeypatch.setattr(storage, "download_file", slow)
+    monkeypatch.setattr(files, "READ_AHEAD_BYTES", int(2.5 * len(body)))
+    found = discover([S3Source(name="lake", kind="s3", uri=base)], sample_rows=100)
+    assert [d.dataset_id for d in found] == [f"lake/part-{i}.csv" for i in range(8)]
+    assert all(d.ok and d.schema.row_count == 100 for d in found)
+    assert 1 < most[0] <= 3, most[0]
