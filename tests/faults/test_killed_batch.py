@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.faults import StepWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS, CHUNK = 1050, 200  # 6 chunks, the last one of 50 rows
@@ -45,7 +45,18 @@ def run(target: str, result_path: str) -> None:
     Path(result_path).write_text(json.dumps(result.to_dict(), default=str))
 
 
-def _step(tmp: Path, target: str, root: Path, name: str, kill_at: int = 0):
+@pytest.fixture(scope="module")
+def worker():
+    """The step runs, each forked from one warm process (``step_worker.py``)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    started = StepWorker(env, ["autokfp.serving.batch", "tests.faults.test_killed_batch"])
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+def _step(worker: StepWorker, tmp: Path, target: str, root: Path, name: str, kill_at: int = 0):
     spec = tmp / f"spec-{name}-{kill_at}.json"
     events = tmp / f"events-{name}-{kill_at}.txt"
     result = tmp / f"result-{name}-{kill_at}.json"
@@ -53,9 +64,7 @@ def _step(tmp: Path, target: str, root: Path, name: str, kill_at: int = 0):
         "kill_at": kill_at, "roots": [str(root)], "events": str(events),
         "call": "tests.faults.test_killed_batch:run",
         "kwargs": {"target": target, "result_path": str(result)}}))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, "-m", "tests.faults.killed_step", str(spec)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = worker.run(spec, timeout=300)
     points = [tuple(line.split("\t")[1:3]) for line in events.read_text().splitlines()
               if "\t" in line]
     outcome = json.loads(result.read_text()) if result.exists() else None
@@ -92,7 +101,8 @@ def _whole_chunks(chunks: dict[int, pd.DataFrame]) -> None:
 
 
 @pytest.mark.parametrize("kind", ["folder", "sqlite"])
-def test_kill_9_of_batch_scoring_leaves_whole_chunks_and_a_rerun_completes(tmp_path, kind):
+def test_kill_9_of_batch_scoring_leaves_whole_chunks_and_a_rerun_completes(worker, tmp_path,
+                                                                            kind):
     def target_of(name: str) -> tuple[str, Path, Path]:
         root = tmp_path / name
         root.mkdir()
@@ -101,7 +111,7 @@ def test_kill_9_of_batch_scoring_leaves_whole_chunks_and_a_rerun_completes(tmp_p
         return f"sqlite:///{root / 'scores.db'}#scores", root, root / "scores.db"
 
     clean_target, clean_root, clean_out = target_of("clean")
-    done, counted, clean = _step(tmp_path, clean_target, clean_root, "clean")
+    done, counted, clean = _step(worker, tmp_path, clean_target, clean_root, "clean")
     assert done.returncode == 0, done.stderr[-2000:]
     if kind == "folder":
         expected = pd.concat([_folder_parts(clean_out)[c] for c in range(6)], ignore_index=True)
@@ -124,7 +134,7 @@ def test_kill_9_of_batch_scoring_leaves_whole_chunks_and_a_rerun_completes(tmp_p
 
     for kill_at, whole in kill_points.items():
         target, root, out = target_of(f"kill-{kill_at}")
-        done, reached, _ = _step(tmp_path, target, root, "kill", kill_at)
+        done, reached, _ = _step(worker, tmp_path, target, root, "kill", kill_at)
         assert done.returncode == -9, (kill_at, done.returncode, done.stderr[-2000:])
         assert [k for k, _ in reached] == [k for k, _ in counted[:kill_at]]
         if kind == "folder":
@@ -138,7 +148,7 @@ def test_kill_9_of_batch_scoring_leaves_whole_chunks_and_a_rerun_completes(tmp_p
             assert [p.name for p in (out / "churn" / "v3").iterdir()] == ["_temporary"]
         assert sorted(written) == list(range(whole)), (kill_at, sorted(written))
 
-        done, _, rerun = _step(tmp_path, target, root, "rerun")
+        done, _, rerun = _step(worker, tmp_path, target, root, "rerun")
         assert done.returncode == 0, done.stderr[-2000:]
         assert rerun["skipped_chunks"] == len(written)
         assert rerun["scored_chunks"] == 6 - len(written)
