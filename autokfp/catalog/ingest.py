@@ -30,6 +30,23 @@ What stays custom, and why (the narrowest pieces):
   with HMAC keys, so autokfp's crawl catalogs and publishes it (``crawl_only``).
 - the tables a SQLite view reads: DataHub's sqlalchemy source misnames them in the view's
   lineage; the transformer renames them (``sqlalchemy_names``).
+- autokfp's crawl runs before DataHub's sources, not as a second pass over what they emit.
+  Why: an unchanged source's recipe is not run at all (``_unchanged_fingerprint``), and that
+  needs every input's version (a file's size and mtime, an object's generation, a table's
+  row count and declared columns) before DataHub's source would read it: DataHub's sources
+  re-read every input on every run (their stateful ingestion only removes stale entities),
+  so without the skip an unchanged re-run would cost DataHub's whole part of a first run.
+  The transformer also tags each SchemaMetadata as it passes, so a second pass inside the
+  stream would have to read and profile the dataset right then, from inside DataHub's
+  pipeline, through an incremental form of the crawl (versions, ledger, index) that
+  ``crawl_sources`` does not have. What the crawl reads per dataset is the bounded sample
+  the profile, semantic types and PII tags need; its listing and a SQL table's declared
+  columns are what it does beside DataHub's source (docs/catalog.md, session 13).
+
+Memory: nothing here holds a run's records or every dataset's aspects. The file sink streams
+(``LinearFileSink``: written and loaded into Lite in batches), the transformer keeps the
+URNs it passed on (``Emitted``), and autokfp's aspects are built per dataset when asked,
+from the crawl's schemas spooled on disk (``ExtrasSpool``).
 """
 
 from __future__ import annotations
@@ -242,7 +259,8 @@ def crawl_only(source: Any) -> str | None:
     return None
 
 
-def recipe_source(source: Any, report: Any = None) -> dict[str, Any]:
+def recipe_source(source: Any, report: Any = None,
+                  relatives: Iterable[str] | None = None) -> dict[str, Any]:
     """The ``source`` section of DataHub's stock recipe for one autokfp source.
 
     With ``report`` (autokfp's crawl of the source), what the crawl learned is used: a SQL
@@ -255,8 +273,7 @@ def recipe_source(source: Any, report: Any = None) -> dict[str, Any]:
     if isinstance(source, SqlSource):
         return _sql_recipe(source, report.naming.get(source.name) if report else None)
     if isinstance(source, (FolderSource, S3Source, GcsSource)):
-        relatives = None
-        if report is not None:
+        if relatives is None and report is not None:
             relatives = (d.dataset_id.split("/", 1)[1] for d in report.found
                          if d.source_name == source.name and not d.source_failed)
         return _file_recipe(source, relatives)
@@ -293,11 +310,12 @@ def recipes_for(config: RunConfig, metadata_dir: str,
 
 
 def recipe_for(config: RunConfig, source: Any, metadata_dir: str,
-               report: Any = None) -> dict[str, Any]:
-    """The generated recipe of one source of ``config`` (see ``recipes_for``)."""
+               report: Any = None, relatives: Iterable[str] | None = None) -> dict[str, Any]:
+    """The generated recipe of one source of ``config`` (see ``recipes_for``); ``relatives``:
+    the files the crawl found in a folder or bucket, else taken from ``report``."""
     recipe: dict[str, Any] = {
         "pipeline_name": f"autokfp-{config.name}-{source.name}",
-        "source": recipe_source(source, report),
+        "source": recipe_source(source, report, relatives),
         "sink": recipe_sink(os.path.join(metadata_dir, f"{source.name}.json"))}
     local_state = gms_settings() is None
     state = os.path.join(metadata_dir, f"{source.name}.state.json") if local_state else None
@@ -413,6 +431,8 @@ class ExtrasSpool(Mapping[str, dict[str, Any]]):
         """DataHub's source names dataset ``urn`` ``wrong`` (see ``sqlalchemy_names``)."""
         self.renames[wrong] = urn
         self._names[urn] = [wrong]
+        if urn in self._recent:
+            self._recent[urn]["datahub_names"] = [wrong]
 
     def __getitem__(self, urn: str) -> dict[str, Any]:
         import pickle
@@ -1082,6 +1102,35 @@ def _referenced(recipe: dict[str, Any], value: str) -> bool:
     return any("${" + n + "}" in text or "$" + n in text for n in names)
 
 
+def _input_digest(item: Any, extras: Mapping[str, dict[str, Any]]) -> int | None:
+    """One input's part of its recipe's fingerprint (see ``_unchanged_fingerprint``): its
+    version (autokfp's crawl signature) and autokfp's aspects for it (profile and schema
+    aside: the signature and the properties fix them). None when its version is unknown."""
+    import hashlib
+
+    if item.signature is None or item.source_failed:
+        return None
+    extra = dict(extras.get(dataset_urn(item.schema)) or {})
+    extra.pop("profile", None)
+    extra.pop("schema", None)
+    one = json.dumps([item.dataset_id, item.signature, item.error, _jsonable(extra)],
+                     sort_keys=True, default=str)
+    return int(hashlib.sha256(one.encode()).hexdigest(), 16)
+
+
+def _fingerprint(recipe: dict[str, Any], count: int, total: int) -> str | None:
+    """The fingerprint of a recipe whose ``count`` inputs' digests add up to ``total``."""
+    import hashlib
+
+    if not count:
+        return None
+    source = json.loads(json.dumps(recipe.get("source", {})))
+    source.get("config", {}).pop("stateful_ingestion", None)
+    payload = json.dumps([source, count, f"{total % (1 << 256):064x}"], sort_keys=True,
+                         default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 def _unchanged_fingerprint(recipe: dict[str, Any], items: Iterable[Any],
                            extras: Mapping[str, dict[str, Any]]) -> str | None:
     """What a generated recipe's run depends on: the recipe's source (state paths aside),
@@ -1090,26 +1139,35 @@ def _unchanged_fingerprint(recipe: dict[str, Any], items: Iterable[Any],
 
     ``items`` are read once and not kept: each input's digest is added into a sum modulo
     2**256, which does not depend on their order (a multiset hash), so a source of 100,000
-    inputs is fingerprinted in constant memory."""
-    import hashlib
-
+    inputs is fingerprinted in constant memory (``ingest`` adds them up in its one pass
+    over the crawl, ``_SourcePass``)."""
     total, count = 0, 0
     for d in items:
-        if d.signature is None or d.source_failed:
+        digest = _input_digest(d, extras)
+        if digest is None:
             return None
-        extra = dict(extras.get(dataset_urn(d.schema)) or {})
-        extra.pop("profile", None)
-        extra.pop("schema", None)  # the input's signature and the properties fix it
-        one = json.dumps([d.dataset_id, d.signature, d.error, _jsonable(extra)],
-                         sort_keys=True, default=str)
-        total = (total + int(hashlib.sha256(one.encode()).hexdigest(), 16)) % (1 << 256)
-        count += 1
-    if not count:
-        return None
-    source = json.loads(json.dumps(recipe.get("source", {})))
-    source.get("config", {}).pop("stateful_ingestion", None)
-    payload = json.dumps([source, count, f"{total:064x}"], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+        total, count = total + digest, count + 1
+    return _fingerprint(recipe, count, total)
+
+
+@dataclass
+class _SourcePass:
+    """What ``ingest`` needs of one source's datasets, gathered in its one pass over the
+    crawl's report (the ledger's rows decoded once, not once per use: six passes were a
+    third of an unchanged re-run's own work)."""
+
+    depths: set[int] = field(default_factory=set)  # folder depths holding files
+    count: int = 0  # inputs added to the fingerprint
+    total: int = 0  # their digests' sum (see _unchanged_fingerprint)
+    unknown: bool = False  # an input without a version: never skipped
+    verdicts: dict[str, dict[str, str]] = field(default_factory=dict)  # _classifier_verdicts
+
+    def relatives(self) -> list[str]:
+        """One relative path per folder depth found: all ``_path_specs`` takes of them."""
+        return ["d/" * depth + "f" for depth in sorted(self.depths)]
+
+    def fingerprint(self, recipe: dict[str, Any]) -> str | None:
+        return None if self.unknown else _fingerprint(recipe, self.count, self.total)
 
 
 def _cached(record: Any) -> Any:
@@ -1142,9 +1200,39 @@ def _classifier_verdicts(items: Iterable[Any], source: SqlSource) -> dict[str, d
     return out
 
 
+def _source_passes(report: Any, sources: list[Any], extras: ExtrasSpool,
+                   with_schema: set[str]) -> dict[str, _SourcePass]:
+    """One pass over the crawl's report: every dataset's schema into ``extras`` (with the
+    crawl's schema for the sources in ``with_schema``), and per source what its recipe, its
+    fingerprint and its classifier need."""
+    by_name = {s.name: s for s in sources}
+    passes = {s.name: _SourcePass() for s in sources}
+    for d in report.found:  # read from the crawl's ledger a row at a time
+        one = passes.get(d.source_name)
+        if one is None:
+            continue
+        source = by_name[d.source_name]
+        if d.ok and not d.source_failed:
+            extras.add(d.schema, reused=d.reused, with_schema=d.source_name in with_schema)
+            if isinstance(source, SqlSource):
+                one.verdicts.update(_classifier_verdicts([d], source))
+                for wrong, urn in sqlalchemy_names(source, [d],
+                                                   report.naming.get(source.name)).items():
+                    extras.rename(wrong, urn)
+        if not d.source_failed and not isinstance(source, SqlSource):
+            one.depths.add(min(d.dataset_id.split("/", 1)[1].count("/"), _MAX_DEPTH))
+        digest = None if one.unknown else _input_digest(d, extras)
+        if digest is None:
+            one.unknown = True
+        else:
+            one.count, one.total = one.count + 1, one.total + digest
+    return passes
+
+
 def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str,
                 extras: Mapping[str, Any], report: Any, store: Any,
-                settings: Settings, stamp: str, result: IngestResult) -> None:
+                settings: Settings, stamp: str, result: IngestResult,
+                summary: _SourcePass | None = None) -> None:
     """Run one recipe (skipped when its source is unchanged since its last good run) and add
     what it emitted to ``result``."""
     from autokfp import storage
@@ -1164,8 +1252,9 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
     done_uri = store.uri("ingestion-state", f"{pipeline}.done.json")
     fingerprint = None
     if source is not None and item["sink"].get("type") == "file":
-        fingerprint = _unchanged_fingerprint(
-            item, (d for d in report.found if d.source_name == source.name), extras)
+        fingerprint = summary.fingerprint(item) if summary is not None else \
+            _unchanged_fingerprint(
+                item, (d for d in report.found if d.source_name == source.name), extras)
     last = None
     if fingerprint and lite_path(settings.catalog_dir).exists():  # else refill Lite
         last = store.read_json(f"ingestion-state/{pipeline}.done.json", None)
@@ -1183,8 +1272,9 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
         verdicts = None
         if _SHARE_VERDICTS and isinstance(source, SqlSource):
             verdicts = os.path.join(work, f"{pipeline}.verdicts.json")
-            Path(verdicts).write_text(json.dumps(_classifier_verdicts(
-                (d for d in report.found if d.source_name == source.name), source)))
+            Path(verdicts).write_text(json.dumps(
+                summary.verdicts if summary is not None else _classifier_verdicts(
+                    (d for d in report.found if d.source_name == source.name), source)))
         result.recipes.append(run_recipe(
             item, extras, terms, collect=collect, verdicts_path=verdicts,
             lite_dir=str(settings.catalog_dir) if sink.get("type") == "file" else None))
@@ -1287,18 +1377,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         stack.callback(extras.close)
         files = {s.name for s in config.sources
                  if isinstance(s, (FolderSource, S3Source, GcsSource))}
-        for d in report.found:  # read from the crawl's ledger a row at a time
-            if d.ok and not d.source_failed:
-                extras.add(d.schema, reused=d.reused,
-                           with_schema=recipe is None and d.source_name in files)
-        for sql in config.sources:
-            if isinstance(sql, SqlSource):
-                names = sqlalchemy_names(sql, (d for d in report.found
-                                               if d.source_name == sql.name),
-                                         report.naming.get(sql.name))
-                for wrong, urn in names.items():
-                    if urn in extras:
-                        extras.rename(wrong, urn)
+        passes = _source_passes(report, list(config.sources), extras,
+                                files if recipe is None else set())
         users, unbuilt = None, []
         if recipe is not None:
             users = load_recipe(recipe)
@@ -1318,7 +1398,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             else:
                 assert source is not None
                 try:  # with what the crawl learned: nothing is asked of a source twice
-                    item = recipe_for(config, source, work, report)
+                    item = recipe_for(config, source, work, report,
+                                      passes[source.name].relatives())
                 except DataError as exc:  # reported, never a silent guess
                     report.source_errors[source.name] = result.failed[source.name] = str(exc)
                     unbuilt.append(source.name)
@@ -1327,7 +1408,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                     continue
             _ingest_one(item, source, generated=users is None, work=work,
                         extras=extras, report=report, store=store,
-                        settings=settings, stamp=stamp, result=result)
+                        settings=settings, stamp=stamp, result=result,
+                        summary=None if source is None else passes[source.name])
     if unbuilt:  # the crawl report was written before: it names them too
         store.write_json("last-crawl.json", report.to_dict())
     store.write_json("last-ingest.json", result.to_dict())

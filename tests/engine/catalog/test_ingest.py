@@ -685,7 +685,16 @@ def test_the_transformers_extras_are_the_crawls_own_aspects(churn_sources, catal
 
     from autokfp.catalog.crawl import crawl_sources
     from autokfp.catalog.datahub import dataset_urn, metadata_proposals
-    from autokfp.catalog.ingest import AutokfpAspects, ExtrasSpool, extras_for, extras_json
+    from autokfp.catalog.ingest import (
+        AutokfpAspects,
+        ExtrasSpool,
+        _classifier_verdicts,
+        _source_passes,
+        _unchanged_fingerprint,
+        extras_for,
+        extras_json,
+        recipe_for,
+    )
 
     config, _folder, db, _frame = churn_sources
     with sqlite3.connect(db) as connection:
@@ -739,6 +748,26 @@ def test_the_transformers_extras_are_the_crawls_own_aspects(churn_sources, catal
     assert AutokfpAspects(spool).renames == {
         "urn:li:dataset:(urn:li:dataPlatform:sqlite,wrong,PROD)": dataset_urn(schemas[1])}
     spool.close()
+    # ingest() reads the crawl once (_source_passes) for the recipes' path specs, the
+    # fingerprints and the classifier: the same as reading it per use
+    report = crawl_sources(config, publish_metadata=False)
+    (tmp_path / "pass").mkdir()
+    one_pass = ExtrasSpool(str(tmp_path / "pass"), stamp=1)
+    passes = _source_passes(report, list(config.sources), one_pass, {"files"})
+    assert sorted(passes["files"].depths) == [0, 1]
+    for source in config.sources:
+        per_use = recipe_for(config, source, str(tmp_path), report)
+        assert recipe_for(config, source, str(tmp_path), report,
+                          passes[source.name].relatives()) == per_use
+        mine = [d for d in report.found if d.source_name == source.name]
+        assert passes[source.name].fingerprint(per_use) == _unchanged_fingerprint(
+            per_use, mine, one_pass) is not None
+    assert passes["warehouse"].verdicts == _classifier_verdicts(
+        [d for d in report.found if d.source_name == "warehouse"], config.sources[1])
+    assert set(one_pass.renames.values()) <= set(one_pass)  # the view's tables, renamed
+    assert one_pass.renames and all(one_pass[urn]["datahub_names"] == [wrong]
+                                    for wrong, urn in one_pass.renames.items())
+    one_pass.close()
 
 
 def test_a_typo_in_an_s3_sources_bucket_fails_it_and_stateful_ingestion_removes_nothing(
