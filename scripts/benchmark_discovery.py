@@ -24,7 +24,7 @@ DIR, this, this, DIR when ``--repeat 2``: the before and after of a change, side
 
     .venv/bin/python scripts/benchmark_discovery.py [--tables 1000] [--files 1000]
         [--wide 20] [--wide-columns 1000] [--rows 20] [--no-anchor] [--ingest]
-        [--only-issue] [--keep] [--compare-with DIR [--repeat 2]]
+        [--only-issue] [--keep] [--compare-with DIR [--repeat 2] [--compare-only]]
 
 What each side does is not the same work, and the table says so: autokfp profiles a sample
 of every column (semantic types, PII, statistics), versions each schema, and publishes to a
@@ -266,6 +266,23 @@ def compare_ingestion(before: Path, sources: list[dict[str, Any]], warm: list[di
     return rows
 
 
+def _compare_table(pairs: list[tuple[str, Timing]],
+                   crawls: dict[str, Timing] | None = None) -> None:
+    """Before and now per CPU-second, summed over the repeats (and now against the crawl
+    alone timed in this run, when it was)."""
+    for kind in ("first run", "re-run"):
+        old = [t for label, t in pairs if label == f"before: {kind}"]
+        new = [t for label, t in pairs if label == f"this code: {kind}"]
+        old_rate = sum(t.datasets for t in old) / sum(t.cpu for t in old)
+        new_rate = sum(t.datasets for t in new) / sum(t.cpu for t in new)
+        line = (f"  {kind}: before {old_rate:.1f}/CPU-s, now {new_rate:.1f}/CPU-s "
+                f"({new_rate / old_rate:.2f}x)")
+        if crawls:
+            line += (f"; now / the crawl's {kind} timed above: "
+                     f"{sum(t.cpu for t in new) / len(new) / crawls[kind].cpu:.2f}x the CPU")
+        print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--ingest-child":
         return _ingest_child(sys.argv[2])
@@ -283,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-with", type=Path, default=None,
                         help="also run the ingestion path of the autokfp package under DIR")
     parser.add_argument("--repeat", type=int, default=1, help="with --compare-with: 2 = ABBA")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="with --compare-with: only the before/after ingestion runs")
     args = parser.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="autokfp-bench-"))
@@ -330,8 +349,19 @@ def main(argv: list[str] | None = None) -> int:
                       f"({ratio:.2f}x as fast), its re-crawl "
                       f"{timings[1].seconds / anchor.seconds:.3f}x")
 
-        print(f"\nissue-16 workload ({args.tables} tables + {args.files} files, one crawl):")
         both = [files_source, {"name": "warehouse", "kind": "sql", "url": f"sqlite:///{db}"}]
+        if args.compare_only and args.compare_with is not None:
+            small_db, small_files = root / "warm.db", root / "warm-files"
+            make_tables(small_db, 5, args.rows)
+            make_files(small_files, 5, args.rows)
+            warm = [{**files_source, "name": "warmfiles", "path": str(small_files)},
+                    {"name": "warm", "kind": "sql", "url": f"sqlite:///{small_db}"}]
+            print(f"\nthe ingestion path before ({args.compare_with}) and now, same data, "
+                  "one process each:")
+            _compare_table(compare_ingestion(args.compare_with, both, warm, root,
+                                             args.repeat))
+            return 0
+        print(f"\nissue-16 workload ({args.tables} tables + {args.files} files, one crawl):")
         first, again = autokfp_crawls("bench-all", both, root / "home-all")
         for timing, target in ((first, FIRST_TARGET), (again, RECRAWL_TARGET)):
             rate, per_cpu = timing.datasets / timing.seconds, timing.datasets / timing.cpu
@@ -381,14 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                 warm = [{**files_source, "name": "warmfiles", "path": str(small_files)},
                         {"name": "warm", "kind": "sql", "url": f"sqlite:///{small_db}"}]
                 pairs = compare_ingestion(args.compare_with, both, warm, root, args.repeat)
-                for kind, crawl in (("first run", again_first), ("re-run", again_re)):
-                    old = [t for label, t in pairs if label == f"before: {kind}"]
-                    new = [t for label, t in pairs if label == f"this code: {kind}"]
-                    old_rate = sum(t.datasets for t in old) / sum(t.cpu for t in old)
-                    new_rate = sum(t.datasets for t in new) / sum(t.cpu for t in new)
-                    print(f"  {kind}: before {old_rate:.1f}/CPU-s, now {new_rate:.1f}/CPU-s "
-                          f"({new_rate / old_rate:.2f}x); now / the crawl's {kind} timed "
-                          f"above: {sum(t.cpu for t in new) / len(new) / crawl.cpu:.2f}x the CPU")
+                _compare_table(pairs, {"first run": again_first, "re-run": again_re})
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         if args.keep:
