@@ -233,13 +233,18 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
     it (its output to ``log_path`` when given); a failed task raises ``PipelineRunError``
     carrying the failing step's own error."""
     from autokfp.edge.taskfork import forked_tasks, preload_for_run
+    from autokfp.training.mojo_service import shared_mojo_scorer
 
     built = False
     try:
         with contextlib.ExitStack() as stack:
             if log_path is not None:
                 stack.enter_context(_captured_output(log_path, on_task))
-            stack.enter_context(forked_tasks(preload_for_run(arguments)))
+            preload = preload_for_run(arguments)
+            # one MOJO scorer (one JVM) for the tasks that score H2O models, started before
+            # the worker so that every task's environment names it (mojo_service)
+            stack.enter_context(shared_mojo_scorer("h2o" in preload))
+            stack.enter_context(forked_tasks(preload))
             stack.enter_context(_no_task_once_stopping())  # around the worker's hook
             # the task worker imports its modules meanwhile (it started just now)
             from autokfp.pipelines import PIPELINES

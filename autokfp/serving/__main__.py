@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from autokfp.serving.predictor import serve
+    from autokfp.training.mojo_service import SCORER_ENV
+
+    # a predictor scores in its own JVM: it may outlive the run whose shared scorer the
+    # deploy step's environment names, and a request must not cross another socket
+    os.environ.pop(SCORER_ENV, None)
 
     # KServe ServingRuntimes pass these as arguments; the environment is the fallback
     parser = argparse.ArgumentParser(prog="python -m autokfp.serving")

@@ -1,15 +1,17 @@
-"""In-process scoring of H2O MOJO models through JPype: no H2O cluster, no frame uploads.
+"""Scoring of H2O MOJO models through JPype: no H2O cluster, no frame uploads.
 
 Scoring through a running H2O cluster costs ~0.5 s per request (a frame upload each time);
-the MOJO scored in this process costs well under a millisecond per row. The JVM is started
-once per process with the ``h2o.jar`` that ships in the h2o wheel (it contains h2o-genmodel).
+the MOJO scored through ``hex.genmodel`` costs well under a millisecond per row. The JVM is
+started once per process with the ``h2o.jar`` that ships in the h2o wheel (it contains
+h2o-genmodel). In a local run the tasks score through the run's shared scorer instead
+(``mojo_service``: one JVM for the run), with the same answers to the bit, and fall back to
+their own JVM whenever it is absent or fails.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,72 +19,89 @@ import numpy as np
 import pandas as pd
 
 from autokfp.errors import TrainingError
+from autokfp.training.mojo_service import (
+    ScorerUnavailable,
+    SharedMojo,
+    h2o_jar,
+    model_description,
+    score_raw,
+    shared_address,
+    start_jvm,
+)
 
 log = logging.getLogger(__name__)
-_JVM_LOCK = threading.Lock()
+__all__ = ["MojoScorer", "start_jvm", "h2o_jar"]
 
 
-def _h2o_jar() -> Path:
-    import h2o
+class _LocalMojo:
+    """The MOJO loaded in this process's JVM."""
 
-    jar = Path(h2o.__file__).parent / "backend" / "bin" / "h2o.jar"
-    if not jar.exists():
-        raise TrainingError(f"h2o.jar not found at {jar}; reinstall the h2o package (pinned 3.46.0.11)")
-    return jar
+    def __init__(self, mojo_path: Path) -> None:
+        start_jvm()
+        from hex.genmodel import MojoModel  # type: ignore[import-not-found]
+        from jpype import JArray, JDouble
 
+        self.model = MojoModel.load(str(mojo_path))
+        self.description = model_description(self.model)
+        self.doubles = JArray(JDouble)
 
-def start_jvm() -> None:
-    """Start the in-process JVM once (idempotent, thread-safe)."""
-    import jpype
-    import jpype.imports  # noqa: F401 - enables "from hex.genmodel import ..."
-
-    with _JVM_LOCK:
-        if jpype.isJVMStarted():
-            return
-        jpype.startJVM("-Xmx1g", "-Djava.awt.headless=true", classpath=[str(_h2o_jar())], convertStrings=True)
+    def score(self, distinct: np.ndarray) -> np.ndarray:
+        return score_raw(self.model, self.doubles, distinct, self.description["preds_size"])
 
 
 class MojoScorer:
     """Scores a MOJO zip: class probabilities in ``classes`` order, or regression values."""
 
     def __init__(self, mojo_path: Path, task: str, classes: list[str] | None):
-        start_jvm()
-        from hex.genmodel import MojoModel  # type: ignore[import-not-found]
-        from hex.genmodel.easy import EasyPredictModelWrapper  # type: ignore[import-not-found]
-
         self.task = task
-        self._model = MojoModel.load(str(mojo_path))
-        config = (
-            EasyPredictModelWrapper.Config()
-            .setModel(self._model)
-            .setConvertUnknownCategoricalLevelsToNa(True)
-            .setConvertInvalidNumbersToNa(True)
-        )
-        self._wrapper = EasyPredictModelWrapper(config)
-        names = [str(n) for n in self._model.getNames()]
-        response = str(self._model.getResponseName())
+        self._path = Path(mojo_path)
+        self._local: _LocalMojo | None = None
+        self._shared: SharedMojo | None = None
+        address = shared_address()
+        if address is not None:
+            try:
+                self._shared = SharedMojo(self._path, address)
+            except ScorerUnavailable:
+                self._shared = None
+        description = self._shared.description if self._shared is not None \
+            else self._in_process().description
+        names: list[str] = description["names"]
+        response: str = description["response"]
+        domains: list[list[str] | None] = description["domains"]
         self._columns = [n for n in names if n != response]
-        self._categorical = {
-            n for i, n in enumerate(names) if n != response and self._model.getDomainValues(i) is not None
-        }
+        self._categorical = {n for i, n in enumerate(names) if n != response
+                             and domains[i] is not None}
         # the raw row H2O scores (``GenModel.score0``): one double per model column, a
         # categorical as its level's index; unknown levels and missing values are NaN
         self._slots = {n: i for i, n in enumerate(names) if n != response}
-        self._levels = {n: {str(v): j for j, v in enumerate(self._model.getDomainValues(i))}
+        self._levels = {n: {v: j for j, v in enumerate(domains[i] or [])}
                         for i, n in enumerate(names) if n in self._categorical}
         self._width = len(names)
-        self._preds_size = int(self._model.getPredsSize())
-        from jpype import JArray, JDouble
-
-        self._doubles = JArray(JDouble)
+        self._preds_size = int(description["preds_size"])
         self._order: list[int] | None = None
         if task != "regression":
-            domain = [str(v) for v in self._model.getDomainValues(self._model.getResponseIdx())]
+            domain = list(domains[description["response_index"]] or [])
             wanted = classes or domain
             missing = [c for c in wanted if c not in domain]
             if missing:
                 raise TrainingError(f"MOJO response domain {domain} lacks classes {missing}")
             self._order = [domain.index(c) for c in wanted]
+
+    def _in_process(self) -> _LocalMojo:
+        if self._local is None:
+            self._local = _LocalMojo(self._path)
+        return self._local
+
+    def _score(self, distinct: np.ndarray) -> np.ndarray:
+        """``score0`` of each raw row: in the run's shared scorer, else (or once it fails)
+        in this process's JVM; the same answers either way."""
+        if self._shared is not None:
+            try:
+                return self._shared.score(distinct)
+            except ScorerUnavailable:
+                self._shared.close()
+                self._shared = None
+        return self._in_process().score(distinct)
 
     @property
     def feature_names(self) -> list[str]:
@@ -101,15 +120,7 @@ class MojoScorer:
         # once; Kernel SHAP's synthetic rows repeat (15-30% of them on a 14-column table)
         keys = raw.view(np.dtype((np.void, raw.dtype.itemsize * raw.shape[1]))).ravel()
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        distinct = raw[first]
-        model, size = self._model, self._preds_size
-        row, preds = self._doubles(self._width), self._doubles(size)
-        zeros = np.zeros(size)
-        out = np.empty((len(distinct), size), dtype="float64")
-        for i in range(len(distinct)):
-            row[:] = distinct[i]
-            preds[:] = zeros  # as the fresh array predict_rows passes
-            out[i] = np.asarray(model.score0(row, preds), dtype="float64")
+        out = self._score(raw[first])
         out = out[inverse.ravel()]
         if self.task == "regression":
             return out[:, 0].copy()
@@ -140,10 +151,14 @@ class MojoScorer:
         time: 53 against 217 us a row here). The answers are the wrapper's to the bit
         (``predict_rows_easy``, tests/engine/training/test_mojo_scoring.py).
         """
-        model, doubles, slots, levels = self._model, self._doubles, self._slots, self._levels
-        width, size, nan = self._width, self._preds_size, math.nan
+        slots, levels = self._slots, self._levels
+        width, nan = self._width, math.nan
         regression = self.task == "regression"
+        local = self._local if self._shared is None else None
+        if local is not None:
+            model, doubles, size = local.model, local.doubles, self._preds_size
         results = []
+        raws = []
         for features in rows:
             raw = [nan] * width
             for name, value in features.items():
@@ -152,8 +167,14 @@ class MojoScorer:
                     continue
                 domain = levels.get(name)
                 raw[slot] = float(value) if domain is None else domain.get(str(value), nan)
+            if local is None:
+                raws.append(raw)
+                continue
             preds = np.asarray(model.score0(doubles(raw), doubles(size)), dtype="float64")
             results.append(preds[0] if regression else preds[1:])
+        if local is None:  # the shared scorer: every row in one request
+            scores = self._score(np.asarray(raws, dtype="float64").reshape(len(raws), width))
+            results = list(scores[:, 0] if regression else scores[:, 1:])
         if regression:
             return np.asarray(results, dtype="float64")
         probs = np.asarray(results, dtype="float64").reshape(len(results), -1)
@@ -162,8 +183,15 @@ class MojoScorer:
     def predict_rows_easy(self, rows: Any) -> np.ndarray:
         """``predict_rows`` through H2O's ``EasyPredictModelWrapper`` (one call per column):
         the reference the fast path is checked against."""
-        from hex.genmodel.easy import RowData  # type: ignore[import-not-found]
+        from hex.genmodel.easy import (  # type: ignore[import-not-found]
+            EasyPredictModelWrapper,
+            RowData,
+        )
 
+        config = (EasyPredictModelWrapper.Config().setModel(self._in_process().model)
+                  .setConvertUnknownCategoricalLevelsToNa(True)
+                  .setConvertInvalidNumbersToNa(True))
+        wrapper = EasyPredictModelWrapper(config)
         results = []
         categorical = self._categorical
         for features in rows:
@@ -176,11 +204,11 @@ class MojoScorer:
                 else:
                     row.put(name, float(value))
             if self.task == "regression":
-                results.append(float(self._wrapper.predictRegression(row).value))
+                results.append(float(wrapper.predictRegression(row).value))
             elif self.task == "binary":
-                results.append(list(self._wrapper.predictBinomial(row).classProbabilities))
+                results.append(list(wrapper.predictBinomial(row).classProbabilities))
             else:
-                results.append(list(self._wrapper.predictMultinomial(row).classProbabilities))
+                results.append(list(wrapper.predictMultinomial(row).classProbabilities))
         if self.task == "regression":
             return np.asarray(results, dtype="float64")
         probs = np.asarray(results, dtype="float64").reshape(len(results), -1)

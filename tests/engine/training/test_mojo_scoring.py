@@ -93,3 +93,64 @@ def test_the_fast_path_equals_easy_predict_for_multiclass_and_regression(task, c
                           BudgetSpec(max_runtime_secs=10), metric, tmp_path / "engine")
     scorer = engine.load_scorer(result.artifact_dir, task, classes)
     _assert_same(scorer, features.head(150))
+
+
+def test_the_runs_shared_scorer_answers_as_in_process_and_a_failing_one_is_left(
+        trained_package, monkeypatch):
+    """A local run's tasks score H2O models in one shared scorer (``mojo_service``): the
+    same answers to the bit as this process's own JVM, each model loaded there once; a
+    scorer that stops answering (SIGSTOP) is left after its time limit and one killed at
+    once, each time with the task's own JVM giving the same answers."""
+    import os
+    import signal
+    import time
+
+    from autokfp.training import mojo_service
+
+    model = Path(trained_package.paths.model)
+    meta = json.loads((model / "artifacts" / "meta.json").read_text())
+    plan = FeaturePlan.from_json((model / "artifacts" / "plan.json").read_text())
+    features = apply_features(pd.read_parquet(trained_package.paths.test), plan)
+    rows = features.astype(object).where(features.notna(), None).to_dict("records")
+    rows += _hostile(rows, set())
+
+    def scorer():
+        return get_engine("h2o").load_scorer(model / "artifacts" / "engine", meta["task"],
+                                             meta["class_labels"])
+
+    monkeypatch.setenv(mojo_service.SCORER_ENV, "0")  # switched off: in this process
+    own = scorer()
+    assert own._shared is None
+    expected, expected_rows = own.predict(features), own.predict_rows(iter(rows))
+    monkeypatch.delenv(mojo_service.SCORER_ENV)
+    monkeypatch.setattr(mojo_service, "_unusable", False)
+    with mojo_service.shared_mojo_scorer() as address:
+        assert address is not None
+        pid = int(os.environ[mojo_service.SCORER_ENV].partition(":")[0])
+        shared = scorer()
+        assert shared._shared is not None and shared._local is None  # no JVM here for it
+        np.testing.assert_array_equal(shared.predict(features), expected)
+        np.testing.assert_array_equal(shared.predict_rows(iter(rows)), expected_rows)
+        begun = time.monotonic()
+        again = scorer()  # loaded there once: the second task's load is a look-up
+        assert again._shared is not None and again._shared.handle == shared._shared.handle
+        assert time.monotonic() - begun < 1.0
+
+        monkeypatch.setattr(mojo_service, "SCORE_TIMEOUT_SECS", 2.0)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            begun = time.monotonic()
+            np.testing.assert_array_equal(again.predict(features), expected)
+            assert time.monotonic() - begun < 2.0 + 0.002 * len(features) + 10
+            assert again._shared is None and again._local is not None
+            assert mojo_service.shared_address() is None  # this process scores itself now
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        monkeypatch.setattr(mojo_service, "_unusable", False)
+        os.kill(pid, signal.SIGKILL)
+        begun = time.monotonic()
+        np.testing.assert_array_equal(shared.predict(features), expected)
+        assert time.monotonic() - begun < 5.0  # gone: noticed at once, no time limit waited
+        assert shared._shared is None
+        assert scorer()._shared is None  # later loads do not try it again
+    assert mojo_service.SCORER_ENV not in os.environ

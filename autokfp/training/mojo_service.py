@@ -1,0 +1,336 @@
+"""One MOJO scorer for a whole local run: a process with the JVM started once, that the
+run's tasks score H2O models through over a local socket.
+
+Each task that scores an H2O model (select, bias check, evaluation, explanation, the model
+card, deploy) started its own JVM and loaded the MOJO again (``hex.genmodel`` through
+JPype: 2-3 s for the JVM and 1-4 s for the model on an idle core, several times that under
+load). A started JVM cannot be forked, so ``autokfp run`` starts this scorer once, beside
+the task worker (``shared_mojo_scorer``), and names it in ``SCORER_ENV`` (``PID:SOCKET``); a
+``MojoScorer`` in a task then loads its model there (each model once per run) and sends it
+the raw rows it codes itself, so the answers are the in-process ones to the bit.
+
+Whatever goes wrong with it, a task goes on in-process, as on a cluster where each task is
+its own pod and nothing names a scorer: no variable, a socket that refuses, a scorer that
+died (its socket closes: noticed at once) or answers nothing within its time limit
+(``LOAD_TIMEOUT_SECS``, ``SCORE_TIMEOUT_SECS``). The scorer stops when the run's command is
+gone (``lifeline``: the kernel kills it, ``kill -9`` of the command included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autokfp.errors import TrainingError
+
+log = logging.getLogger(__name__)
+_JVM_LOCK = threading.Lock()
+
+SCORER_ENV = "AUTOKFP_MOJO_SCORER"  # the socket of the run's shared scorer
+# the scorer's JVM may still be starting when the first task asks (a minute under load 40)
+LOAD_TIMEOUT_SECS = 180.0
+SCORE_TIMEOUT_SECS = 120.0  # plus SCORE_SECS_PER_ROW for each row sent
+SCORE_SECS_PER_ROW = 0.002
+_unusable = False  # this process gave up on the shared scorer: score in-process from now on
+
+
+class ScorerUnavailable(Exception):
+    """The shared scorer could not answer (absent, gone, too slow, or refused the model)."""
+
+
+def h2o_jar() -> Path:
+    """h2o.jar from the h2o wheel (it contains h2o-genmodel), found without importing
+    H2O's client (1-4 s)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("h2o")
+    jar = Path(spec.origin).parent / "backend" / "bin" / "h2o.jar" \
+        if spec is not None and spec.origin else None
+    if jar is None or not jar.exists():
+        raise TrainingError(f"h2o.jar not found at {jar}; reinstall the h2o package "
+                            "(pinned 3.46.0.11)")
+    return jar
+
+
+def start_jvm() -> None:
+    """Start this process's JVM once (idempotent, thread-safe)."""
+    import jpype
+    import jpype.imports  # noqa: F401 - enables "from hex.genmodel import ..."
+
+    with _JVM_LOCK:
+        if jpype.isJVMStarted():
+            return
+        jpype.startJVM("-Xmx1g", "-Djava.awt.headless=true", classpath=[str(h2o_jar())],
+                       convertStrings=True)
+
+
+def model_description(model: Any) -> dict[str, Any]:
+    """What ``MojoScorer`` needs of a loaded ``MojoModel`` to code rows and order answers."""
+    names = [str(n) for n in model.getNames()]
+    domains = []
+    for i in range(len(names)):
+        values = model.getDomainValues(i)
+        domains.append(None if values is None else [str(v) for v in values])
+    return {"names": names, "response": str(model.getResponseName()),
+            "response_index": int(model.getResponseIdx()), "domains": domains,
+            "preds_size": int(model.getPredsSize())}
+
+
+def score_raw(model: Any, doubles: Any, distinct: np.ndarray, size: int) -> np.ndarray:
+    """``score0`` of each raw row (one double per model column), through two reused Java
+    arrays, the answer array zeroed each time as a fresh one would be."""
+    width = distinct.shape[1]
+    row, preds = doubles(width), doubles(size)
+    zeros = np.zeros(size)
+    out = np.empty((len(distinct), size), dtype="float64")
+    for i in range(len(distinct)):
+        row[:] = distinct[i]
+        preds[:] = zeros
+        out[i] = np.asarray(model.score0(row, preds), dtype="float64")
+    return out
+
+
+# ------------------------------------------------------------------------- a task's side
+class SharedMojo:
+    """A MOJO loaded in the run's shared scorer: its description, and ``score`` of raw rows.
+    Raises ``ScorerUnavailable`` (and marks the scorer unusable for this process) whenever
+    the scorer does not answer properly."""
+
+    def __init__(self, mojo_path: Path, address: str) -> None:
+        self._connection: socket.socket | None = None
+        self._connection = _connect(address)
+        self._lock = threading.Lock()
+        answer = self._ask(("load", str(Path(mojo_path).resolve())), LOAD_TIMEOUT_SECS)
+        self.handle: int = answer["handle"]
+        self.description: dict[str, Any] = answer["description"]
+
+    def score(self, distinct: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(distinct, dtype="float64")
+        answer = self._ask(("score", self.handle, rows),
+                           SCORE_TIMEOUT_SECS + SCORE_SECS_PER_ROW * len(rows))
+        out = answer["scores"]
+        if not isinstance(out, np.ndarray) or out.shape[0] != len(rows):
+            raise _give_up("it answered with the wrong number of rows")
+        return out
+
+    def _ask(self, request: tuple, timeout: float) -> dict[str, Any]:
+        assert self._connection is not None
+        with self._lock:
+            # the whole exchange within ``timeout``: a scorer that stopped reading must not
+            # hold a task in a send either
+            self._connection.settimeout(timeout)
+            try:
+                _send(self._connection, request)
+                status, answer = _receive(self._connection)
+            except TimeoutError:
+                self.close()
+                raise _give_up(f"no answer within {timeout:.0f} s") from None
+            except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                self.close()
+                raise _give_up(f"it is gone ({type(exc).__name__}: {exc})") from None
+        if status != "ok":
+            raise _give_up(f"it refused: {answer}")
+        return dict(answer)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(OSError):
+                self._connection.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+_HEADER = struct.Struct("!Q")
+
+
+def _send(connection: socket.socket, message: Any) -> None:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    connection.sendall(_HEADER.pack(len(body)) + body)
+
+
+def _receive_exactly(connection: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = connection.recv(min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the connection closed")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _receive(connection: socket.socket) -> Any:
+    (size,) = _HEADER.unpack(_receive_exactly(connection, _HEADER.size))
+    # only this user's processes reach the socket (a 0700 folder of the run's command)
+    return pickle.loads(_receive_exactly(connection, size))  # noqa: S301
+
+
+def _connect(named: str) -> socket.socket:
+    """A connection to the scorer ``SCORER_ENV`` names (``PID:SOCKET``), waiting while its
+    socket is not there yet (its process starts beside the run's first tasks) but the
+    process runs."""
+    pid, _, address = named.partition(":")
+    deadline = time.monotonic() + LOAD_TIMEOUT_SECS
+    while True:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.settimeout(10.0)
+            connection.connect(address)
+            return connection
+        except OSError as exc:
+            connection.close()
+            if not pid.isdigit() or not _alive(int(pid)) or time.monotonic() > deadline:
+                raise _give_up(f"cannot reach it at {address} ({exc})") from None
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a scorer that was killed but not yet waited for by the command is a zombie: gone
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    return True
+
+
+def _give_up(reason: str) -> ScorerUnavailable:
+    global _unusable
+    _unusable = True
+    log.warning("the run's shared MOJO scorer: %s; scoring in this process instead", reason)
+    return ScorerUnavailable(reason)
+
+
+def shared_address() -> str | None:
+    """The run's shared scorer (``PID:SOCKET``), if this process may use one."""
+    named = os.environ.get(SCORER_ENV, "")
+    pid, _, address = named.partition(":")
+    if _unusable or not pid.isdigit() or int(pid) <= 1 or not address:
+        return None  # none, or switched off ("0")
+    return named
+
+
+# ------------------------------------------------------------------ the scorer's own side
+def serve(address: str) -> None:
+    """Accept connections on ``address`` (bound before the JVM starts, so tasks that come
+    meanwhile wait for it), one thread each; each model is loaded once and scored under its
+    own lock."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(32)
+    start_jvm()
+    from hex.genmodel import MojoModel  # type: ignore[import-not-found]
+    from jpype import JArray, JDouble
+
+    doubles = JArray(JDouble)
+    models: list[tuple[Any, dict[str, Any], threading.Lock]] = []
+    loaded: dict[tuple[str, int, int], int] = {}
+    loading = threading.Lock()
+
+    def load(path: str) -> dict[str, Any]:
+        stat = os.stat(path)
+        key = (path, stat.st_mtime_ns, stat.st_size)
+        with loading:
+            if key not in loaded:
+                model = MojoModel.load(path)
+                models.append((model, model_description(model), threading.Lock()))
+                loaded[key] = len(models) - 1
+            handle = loaded[key]
+        return {"handle": handle, "description": models[handle][1]}
+
+    def answer(connection: socket.socket) -> None:
+        with connection:
+            while True:
+                try:
+                    request = _receive(connection)
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    return
+                try:
+                    if request[0] == "load":
+                        reply: tuple = ("ok", load(request[1]))
+                    elif request[0] == "score":
+                        model, description, lock = models[request[1]]
+                        with lock:
+                            scores = score_raw(model, doubles, request[2],
+                                               description["preds_size"])
+                        reply = ("ok", {"scores": scores})
+                    else:
+                        reply = ("error", f"unknown request {request[0]!r}")
+                except Exception as exc:  # noqa: BLE001 - the task scores it itself
+                    reply = ("error", f"{type(exc).__name__}: {exc}")
+                try:
+                    _send(connection, reply)
+                except OSError:
+                    return
+
+    while True:
+        connection, _ = listener.accept()
+        threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+
+@contextlib.contextmanager
+def shared_mojo_scorer(wanted: bool = True) -> Iterator[str | None]:
+    """While open (a local run that has H2O among its engines), the run's shared scorer
+    runs and ``SCORER_ENV`` names it for the tasks started meanwhile. Yields its address,
+    None when not wanted or switched off (``AUTOKFP_MOJO_SCORER=0`` beforehand)."""
+    switch = os.environ.get(SCORER_ENV, "")
+    if not wanted or switch.strip().lower() in ("0", "false", "no", "off"):
+        yield None
+        return
+    from autokfp.lifeline import dies_with_parent
+
+    folder = Path(tempfile.mkdtemp(prefix="autokfp-scorer-"))
+    address = str(folder / "socket")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autokfp.training.mojo_service", address, str(os.getpid())],
+        preexec_fn=dies_with_parent(), stdin=subprocess.DEVNULL)  # noqa: PLW1509
+    os.environ[SCORER_ENV] = f"{process.pid}:{address}"
+    try:
+        yield address
+    finally:
+        if switch:
+            os.environ[SCORER_ENV] = switch
+        else:
+            os.environ.pop(SCORER_ENV, None)
+        process.kill()
+        process.wait()
+        with contextlib.suppress(OSError):
+            os.unlink(address)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def main(argv: list[str]) -> int:
+    """``python -m autokfp.training.mojo_service SOCKET PARENT_PID``: the shared scorer,
+    until its parent (the run's command) is gone."""
+    import signal
+
+    from autokfp.lifeline import watch_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command ends it (a terminal's Ctrl-C)
+    watch_parent(int(argv[1]))
+    serve(argv[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
