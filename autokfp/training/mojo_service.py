@@ -13,7 +13,7 @@ Whatever goes wrong with it, a task goes on in-process, as on a cluster where ea
 its own pod and nothing names a scorer: no variable, a socket that refuses, a scorer that
 died (its socket closes: noticed at once) or answers nothing within its time limit
 (``LOAD_TIMEOUT_SECS``, ``SCORE_TIMEOUT_SECS``). The scorer stops when the run's command is
-gone (``lifeline``: the kernel kills it, ``kill -9`` of the command included).
+gone (``lifeline.watch_parent``, ``kill -9`` of the command included), removing its socket.
 """
 
 from __future__ import annotations
@@ -296,13 +296,11 @@ def shared_mojo_scorer(wanted: bool = True) -> Iterator[str | None]:
     if not wanted or switch.strip().lower() in ("0", "false", "no", "off"):
         yield None
         return
-    from autokfp.lifeline import dies_with_parent
-
-    folder = Path(tempfile.mkdtemp(prefix="autokfp-scorer-"))
+    folder = Path(tempfile.mkdtemp(prefix="autokfp-scorer-"))  # 0700: this user's only
     address = str(folder / "socket")
     process = subprocess.Popen(
         [sys.executable, "-m", "autokfp.training.mojo_service", address, str(os.getpid())],
-        preexec_fn=dies_with_parent(), stdin=subprocess.DEVNULL)  # noqa: PLW1509
+        stdin=subprocess.DEVNULL)
     os.environ[SCORER_ENV] = f"{process.pid}:{address}"
     try:
         yield address
@@ -326,9 +324,19 @@ def main(argv: list[str]) -> int:
 
     from autokfp.lifeline import watch_parent
 
+    address = argv[0]
+
+    def remove_socket() -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(address)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(address))
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command ends it (a terminal's Ctrl-C)
-    watch_parent(int(argv[1]))
-    serve(argv[0])
+    # the command gone (kill -9 included): the socket's folder removed, the process (and
+    # the JVM in it) ended within a poll interval
+    watch_parent(int(argv[1]), on_orphaned=remove_socket)
+    serve(address)
     return 0
 
 
