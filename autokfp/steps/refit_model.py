@@ -10,11 +10,12 @@ architecture) on the training and test rows together, and that package is what i
 registered and served. The gated package stays inside it (``gate_model/``), so the next
 run's gate scores it, never the all-rows model, on the test rows.
 
-Before that, the refit is checked on rows it has not seen: the same recipe is first fitted on
-the training rows only (the gated model's own rows) and scored on the test rows next to the
-gated model; it must be within ``HOLDOUT_SCORE_TOLERANCE`` / ``HOLDOUT_LOSS_TOLERANCE`` of
-it there (a recipe that does not reproduce the gated model, or overfits, is rejected before
-the all-rows fit), and its decisions per group there, with the gated model's fairness
+Before that, the refit is checked on rows it has not seen: the same recipe is also fitted on
+the training rows only (the gated model's own rows; first, in the same child process as the
+all-rows fit, which shares its H2O JVM or TensorFlow import and is used only if this one
+passes) and scored on the test rows next to the gated model; it must be within ``HOLDOUT_SCORE_TOLERANCE`` / ``HOLDOUT_LOSS_TOLERANCE`` of
+it there (a recipe that does not reproduce the gated model, or overfits, is rejected and
+its all-rows fit discarded), and its decisions per group there, with the gated model's fairness
 mitigation applied, must meet the fairness policy if the gated model's did. The all-rows fit is then checked on every labelled row, which only
 catches a fit that broke (it has seen those rows).
 
@@ -27,6 +28,7 @@ audit event with that outcome and reason, and a warning in the model card.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -177,8 +179,17 @@ def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
         return f"the {engine} engine cannot refit a model (it has no refit)", {}
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="autokfp-refit-") as scratch:
+        # both fits in one child (one interpreter, one H2O JVM or TensorFlow import for the
+        # two): the recipe on the gated model's own rows, and on every labelled row; the
+        # second is used only if the first passes its checks below
+        rows = Path(scratch, "labelled.parquet")
+        labelled = _concat_parquet([train_path, test_path], rows)
+        staging = _staging(out_model_path)
+        trial, fitted = _refit_packages(cfg, engine, model_path,
+                                        [(train_path, Path(scratch, "holdout")),
+                                         (str(rows), staging)])
         # 1. the recipe on the gated model's own rows, judged on the test rows against it
-        trial = _refit_package(cfg, engine, model_path, train_path, Path(scratch, "holdout"))
+        trial = _fitted(trial)
         holdout = _compare(model_path, str(trial["package"]), test_path, meta,
                            HOLDOUT_SCORE_TOLERANCE, HOLDOUT_LOSS_TOLERANCE,
                            "the test rows (neither model saw them; the refit fitted on the "
@@ -194,11 +205,7 @@ def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
         if fairness is not None and fairness["rejected"]:
             return f"the refit was rejected: {fairness['detail']}", figures
         # 2. the same recipe on every labelled row: the model to serve
-        rows = Path(scratch, "labelled.parquet")
-        labelled = _concat_parquet([train_path, test_path], rows)
-        staging = _staging(out_model_path)
-        fitted = _refit_package(cfg, engine, model_path, str(rows), staging)
-        summary = fitted["summary"]
+        summary = _fitted(fitted)["summary"]
         sanity = _compare(model_path, str(staging), str(rows), meta, REFIT_SCORE_TOLERANCE,
                           REFIT_LOSS_TOLERANCE, "every labelled row (the refit was fitted on "
                           "all of them: this only catches a fit that broke)")
@@ -232,25 +239,46 @@ def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
     return "", figures
 
 
-def _refit_package(cfg: RunConfig, engine: str, model_path: str, rows_path: str,
-                   package: Path) -> dict[str, Any]:
-    """The gated package refitted (in a child process) on the rows of ``rows_path``, written
-    at ``package`` (the gated package with the refit's engine files): its summary."""
+def _refit_packages(cfg: RunConfig, engine: str, model_path: str,
+                    fits: list[tuple[str, Path]]) -> list[dict[str, Any]]:
+    """The gated package refitted on the rows of each ``(rows_path, package)``, in order, in
+    one child process (``refit_engines``), each written at its ``package`` (the gated package
+    with that refit's engine files): per fit ``{"package", "summary"}``, or ``{"error"}``
+    (an ``EngineFailure`` as that fit alone in its child would have raised it). The child
+    gets each fit's time limit; a child that crashed or ran out of time fails them all."""
     from autokfp.training.isolation import engine_timeout, run_isolated
 
-    engine_dir = package.parent / f".{package.name}.engine"
-    shutil.rmtree(engine_dir, ignore_errors=True)
-    summary = run_isolated(
-        "autokfp.steps.refit_model:refit_engine",
+    engine_dirs = [package.parent / f".{package.name}.engine" for _, package in fits]
+    for folder in engine_dirs:
+        shutil.rmtree(folder, ignore_errors=True)
+    outcomes = run_isolated(
+        "autokfp.steps.refit_model:refit_engines",
         {"config": cfg.training_settings(engine).to_dict(), "engine": engine,
-         "model_path": str(model_path), "rows_path": str(rows_path),
-         "engine_dir": str(engine_dir)},
-        timeout=engine_timeout(cfg.budget.max_runtime_secs))
-    shutil.rmtree(package, ignore_errors=True)
-    # the gated package but its engine folder (the model itself), then the refit's
-    shutil.copytree(model_path, package, ignore=_engine_folder_of(model_path))
-    shutil.move(str(engine_dir), str(package / "artifacts" / "engine"))
-    return {"package": package, "summary": summary}
+         "model_path": str(model_path),
+         "fits": [{"rows_path": str(rows), "engine_dir": str(folder)}
+                  for (rows, _), folder in zip(fits, engine_dirs)]},
+        timeout=engine_timeout(cfg.budget.max_runtime_secs) * len(fits))
+    results: list[dict[str, Any]] = []
+    for (_, package), folder, outcome in zip(fits, engine_dirs, outcomes):
+        if "error" in outcome:
+            shutil.rmtree(folder, ignore_errors=True)
+            results.append(outcome)
+            continue
+        shutil.rmtree(package, ignore_errors=True)
+        # the gated package but its engine folder (the model itself), then the refit's
+        shutil.copytree(model_path, package, ignore=_engine_folder_of(model_path))
+        shutil.move(str(folder), str(package / "artifacts" / "engine"))
+        results.append({"package": package, "summary": outcome["summary"]})
+    return results
+
+
+def _fitted(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A fit of ``_refit_packages``, or its error raised as the fit's own child raised it."""
+    from autokfp.training.isolation import EngineFailure
+
+    if "error" in outcome:
+        raise EngineFailure(outcome["error"], "error", outcome.get("error_type"))
+    return outcome
 
 
 def _served_fairness(cfg: RunConfig, package: str, train_path: str, test_path: str,
@@ -296,11 +324,40 @@ def _figures(prefix: str, check: dict[str, Any]) -> dict[str, float]:
             f"{prefix}_{metric}_refit": check["refit"][metric]}
 
 
+def refit_engines(config: dict[str, Any], engine: str, model_path: str,
+                  fits: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """(in a child process) ``refit_engine`` for each of ``fits`` (``rows_path``,
+    ``engine_dir``) in turn, with one engine (an H2O refit session: one cluster for all).
+    Per fit ``{"summary"}``, or ``{"error", "error_type"}`` when it raised; once one has,
+    the fits after it are not run (the step would not use them), their error says so."""
+    from autokfp.config import parse_training_settings
+    from autokfp.engine_registry import engine_for_run
+
+    cfg = parse_training_settings(config, origin="refit settings")
+    trainer = engine_for_run(engine, cfg)
+    session = getattr(trainer, "refit_session", None)
+    outcomes: list[dict[str, Any]] = []
+    with session(cfg.budget) if session is not None else contextlib.nullcontext():
+        for fit in fits:
+            try:
+                outcomes.append({"summary": refit_engine(
+                    config, engine, model_path, fit["rows_path"], fit["engine_dir"],
+                    trainer=trainer)})
+            except Exception as exc:  # noqa: BLE001 - reported per fit, as its child would
+                log.warning("the refit on %s failed", fit["rows_path"], exc_info=True)
+                outcomes.append({"error": f"{type(exc).__name__}: {exc}",
+                                 "error_type": type(exc).__name__})
+                break
+    skipped = {"error": "not run: the fit before it failed", "error_type": "EngineFailure"}
+    return outcomes + [skipped] * (len(fits) - len(outcomes))
+
+
 def refit_engine(config: dict[str, Any], engine: str, model_path: str, rows_path: str,
-                 engine_dir: str) -> dict[str, Any]:
+                 engine_dir: str, trainer: Any = None) -> dict[str, Any]:
     """(in a child process) ``engine``'s ``refit`` of the package at ``model_path`` on the
     labelled rows of ``rows_path``, with the package's own feature plan; the engine's files
-    go to ``engine_dir``. Returns its leader, parameters, rows and seconds."""
+    go to ``engine_dir``. Returns its leader, parameters, rows and seconds. ``trainer``: the
+    engine to refit with (default: one made from ``config``)."""
     from autokfp.config import parse_training_settings
     from autokfp.engine_registry import engine_for_run
     from autokfp.modeling.features import FeaturePlan
@@ -310,7 +367,7 @@ def refit_engine(config: dict[str, Any], engine: str, model_path: str, rows_path
     package = Path(model_path, "artifacts")
     plan = FeaturePlan.from_json((package / "plan.json").read_text())
     meta = json.loads((package / "meta.json").read_text())
-    trainer = engine_for_run(engine, cfg)
+    trainer = trainer if trainer is not None else engine_for_run(engine, cfg)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autokfp-refit-rows-") as workdir:
         features, target, _example, total = _training_rows(trainer, rows_path, plan,

@@ -14,6 +14,7 @@ seed and threads come from the engine-neutral ``budget``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -556,6 +557,40 @@ class H2OCluster:
         self.released.set()
 
 
+class _SharedRefitCluster:
+    """One local cluster for the refits of a ``refit_session``, as each refit's ``with``
+    block: the first block starts it, leaving a block keeps it running, and the next one
+    clears what the last left (its frames and models) before using it. A block that ends
+    with the JVM gone (killed, crashed) ends the cluster as ``H2OCluster`` does: the next
+    block starts a new one. ``close`` shuts it down."""
+
+    def __init__(self, make: Callable[[], H2OCluster]) -> None:
+        self._make = make
+        self._cluster: H2OCluster | None = None
+
+    def __enter__(self) -> H2OCluster:
+        import h2o
+
+        if self._cluster is None:
+            cluster = self._make()
+            self._cluster = cluster.__enter__()
+        else:
+            with contextlib.suppress(Exception):  # a clean slate, as a new cluster is
+                h2o.remove_all()
+        return self._cluster
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        cluster = self._cluster
+        if exc is not None and cluster is not None and not _cloud_pids(cluster.name):
+            self._cluster = None
+            cluster.__exit__(exc_type, exc, traceback)
+
+    def close(self) -> None:
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            cluster.__exit__(None, None, None)
+
+
 # the throwaway models that warm a fresh cluster: rows of a synthetic binary table, and the
 # algorithms (AutoML's first ones, with 2-fold cross-validation as AutoML runs them). Each
 # gets WARM_MODEL_SECS at most, and none starts once ``train`` wants the cluster, so the
@@ -963,6 +998,7 @@ class H2OAutoMLEngine:
         self.cluster: Any = None  # a config.H2OClusterSpec: train on that cluster
         self._warm: WarmCluster | None = None  # started by warm_start, taken by train
         self._warm_seconds: dict[str, float] = {}
+        self._refits: _SharedRefitCluster | None = None  # refit_session's one cluster
 
     def configure_run(self, config: Any) -> None:
         """Take the run-level settings this engine needs: ``training.h2o_cluster`` (or the
@@ -976,9 +1012,11 @@ class H2OAutoMLEngine:
             spec = config.training.h2o_cluster
         self.cluster = resolved_h2o_cluster(spec)
 
-    def _new_cluster(self, budget: Any) -> H2OCluster | RemoteH2OCluster:
+    def _new_cluster(self, budget: Any) -> Any:
         if self.cluster is not None:
             return RemoteH2OCluster(self.cluster)
+        if self._refits is not None:  # a refit in refit_session: its one cluster
+            return self._refits
         if self._warm is not None:  # started while the step prepared its rows
             warm, self._warm = self._warm, None
             self._warm_seconds = warm.seconds
@@ -987,6 +1025,23 @@ class H2OAutoMLEngine:
                 return taken
         return H2OCluster(budget.nthreads, self.settings.max_mem_size,
                           self.settings.start_timeout_secs)
+
+    @contextmanager
+    def refit_session(self, budget: Any) -> Iterator[None]:
+        """The refits inside share one local cluster (``_SharedRefitCluster``): started by
+        the first, shut down when the block is left. The refit step fits the same recipe
+        twice (on the training rows, then on every labelled row): one JVM start (28-37 s
+        under load 24) instead of two. Nothing changes on a remote cluster."""
+        if self.cluster is not None:
+            yield
+            return
+        self._refits = _SharedRefitCluster(lambda: H2OCluster(
+            budget.nthreads, self.settings.max_mem_size, self.settings.start_timeout_secs))
+        try:
+            yield
+        finally:
+            refits, self._refits = self._refits, None
+            refits.close()
 
     @contextmanager
     def warm_start(self, budget: Any) -> Iterator[None]:

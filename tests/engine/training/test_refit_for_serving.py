@@ -84,11 +84,14 @@ def accepted(trained_package, gate_evaluation, tmp_path_factory):
 
     from autokfp.steps.refit_model import refit_model
     from tests.conftest import use_home
+    from tests.engine.training.test_h2o_start import _java_home, _launched
 
     root = tmp_path_factory.mktemp("refit-accepted")
     evaluation = gate_evaluation
+    home, launches = _java_home(root, "pass")  # counts the H2O JVMs the refit's child starts
     with pytest.MonkeyPatch.context() as patch:
         use_home(patch, root / "autokfp-home")
+        patch.setenv("H2O_JAVA_HOME", str(home))
         # a policy any model meets: the refit's fairness check runs and passes
         config = _policy(trained_package.config, max_demographic_parity_difference=1.0,
                          min_demographic_parity_ratio=0.0)
@@ -97,7 +100,8 @@ def accepted(trained_package, gate_evaluation, tmp_path_factory):
         out = root / "served"
         result = refit_model(config, str(checked), str(evaluation), str(paths.train),
                              str(paths.test), str(out))
-    return SimpleNamespace(config=config, evaluation=evaluation, out=out, result=result)
+    return SimpleNamespace(config=config, evaluation=evaluation, out=out, result=result,
+                           jvm_starts=_launched(launches))
 
 
 def test_the_served_model_is_refitted_on_every_labelled_row_and_the_gate_model_is_kept(
@@ -107,6 +111,8 @@ def test_the_served_model_is_refitted_on_every_labelled_row_and_the_gate_model_i
     paths = trained_package.paths
     train_rows, test_rows = _rows(paths.train), _rows(paths.test)
     assert result.served == "refit", result.reason
+    # both fits (training rows, then every labelled row) ran in one child on one H2O JVM
+    assert accepted.jvm_starts == 1
     served, gate = _meta(out), _meta(out / GATE_MODEL_DIR)
     # row counts: the served model saw the test rows too, the gate model did not
     assert served["fitted_rows"] == train_rows + test_rows == result.served_fitted_rows
@@ -336,7 +342,8 @@ def test_a_refit_that_overfits_is_rejected_on_rows_it_did_not_see(trained_packag
     assert metric == "auc"
     gate, refit = result.figures["holdout_auc_gate"], result.figures["holdout_auc_refit"]
     assert refit < gate - HOLDOUT_SCORE_TOLERANCE - 0.03, result.figures
-    assert not any(key.startswith("all_rows_") for key in result.figures)  # never fitted on all
+    # the all-rows fit (made in the same child) is never checked or served
+    assert not any(key.startswith("all_rows_") for key in result.figures)
     assert _meta(out)["serving"]["model"] == "gated"
     assert _meta(out)["serving"]["refit"] == "rejected"
     assert not (out / GATE_MODEL_DIR).exists()
