@@ -434,6 +434,17 @@ class ExtrasSpool(Mapping[str, dict[str, Any]]):
         if urn in self._recent:
             self._recent[urn]["datahub_names"] = [wrong]
 
+    def unprofiled(self, schema: Any) -> dict[str, dict[str, Any]]:
+        """{URN: the dataset's aspects without its profile or schema} (what its fingerprint
+        takes, ``_input_digest``), built without the profile and not kept: the transformer
+        asks for the whole aspects later, and building them here as well kept the recent
+        ones busy with datasets DataHub's source had not reached."""
+        urn = dataset_urn(schema)
+        extra = extras_for([schema], [schema.dataset_id], (), self._stamp)[urn]
+        if urn in self._names:
+            extra["datahub_names"] = self._names[urn]
+        return {urn: extra}
+
     def __getitem__(self, urn: str) -> dict[str, Any]:
         import pickle
 
@@ -1221,7 +1232,8 @@ def _source_passes(report: Any, sources: list[Any], extras: ExtrasSpool,
                     extras.rename(wrong, urn)
         if not d.source_failed and not isinstance(source, SqlSource):
             one.depths.add(min(d.dataset_id.split("/", 1)[1].count("/"), _MAX_DEPTH))
-        digest = None if one.unknown else _input_digest(d, extras)
+        digest = None if one.unknown else _input_digest(d, extras.unprofiled(d.schema) if (
+            d.ok and not d.source_failed) else {})
         if digest is None:
             one.unknown = True
         else:
