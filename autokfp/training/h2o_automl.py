@@ -133,7 +133,8 @@ class H2OSettings(EngineSettings):
                     "predictions, 20% for the stacked ensembles), or 'auto': H2O AutoML's own "
                     "rule, blending when the table is too large for cross-validation within "
                     "the budget (predictors x rows / (seconds x threads) > 2064), else "
-                    "cross-validation. A set nfolds means cross_validation under 'auto'")
+                    "cross-validation. A set nfolds means cross_validation under 'auto', and is a "
+                    "config error with 'blending' (which has no folds)")
     warm_start: bool = Field(
         default=True,
         description="start the local H2O cluster, and warm it with a few throwaway models, "
