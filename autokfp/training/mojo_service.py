@@ -45,6 +45,9 @@ SCORER_ENV = "AUTOKFP_MOJO_SCORER"  # the socket of the run's shared scorer
 LOAD_TIMEOUT_SECS = 180.0
 SCORE_TIMEOUT_SECS = 120.0  # plus SCORE_SECS_PER_ROW for each row sent
 SCORE_SECS_PER_ROW = 0.002
+# its socket is bound within seconds of the command's start, minutes before a task scores;
+# a task that cannot see it for longer (another machine, a container's own /tmp) goes on
+BIND_WAIT_SECS = 30.0
 _unusable = False  # this process gave up on the shared scorer: score in-process from now on
 
 
@@ -185,7 +188,7 @@ def _connect(named: str) -> socket.socket:
     socket is not there yet (its process starts beside the run's first tasks) but the
     process runs."""
     pid, _, address = named.partition(":")
-    deadline = time.monotonic() + LOAD_TIMEOUT_SECS
+    deadline = time.monotonic() + BIND_WAIT_SECS
     while True:
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

@@ -66,3 +66,21 @@ def test_switched_off_or_absent_the_tasks_score_in_process(monkeypatch):
         assert address is None and os.environ[mojo_service.SCORER_ENV] == "0"
     monkeypatch.setenv(mojo_service.SCORER_ENV, f"{os.getpid()}:/tmp/x")
     assert mojo_service.shared_address() == f"{os.getpid()}:/tmp/x"
+
+
+def test_a_scorer_whose_socket_never_appears_is_given_up_after_the_bind_wait(monkeypatch,
+                                                                             tmp_path):
+    """A named scorer whose process runs but whose socket this task cannot see (a container
+    with its own /tmp): the task waits ``BIND_WAIT_SECS``, not a load's limit, then scores
+    in-process (``ScorerUnavailable``; the process does not try it again)."""
+    import pytest
+
+    monkeypatch.setattr(mojo_service, "_unusable", False)
+    monkeypatch.setattr(mojo_service, "BIND_WAIT_SECS", 0.5)
+    begun = time.monotonic()
+    with pytest.raises(mojo_service.ScorerUnavailable, match="cannot reach it"):
+        mojo_service.SharedMojo(tmp_path / "model.zip",
+                                f"{os.getpid()}:{tmp_path / 'never' / 'socket'}")
+    assert time.monotonic() - begun < 5.0
+    monkeypatch.setenv(mojo_service.SCORER_ENV, f"{os.getpid()}:/tmp/x")
+    assert mojo_service.shared_address() is None
