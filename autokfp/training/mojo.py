@@ -95,11 +95,12 @@ class MojoScorer:
     def _score(self, distinct: np.ndarray) -> np.ndarray:
         """``score0`` of each raw row: in the run's shared scorer, else (or once it fails)
         in this process's JVM; the same answers either way."""
-        if self._shared is not None:
+        shared = self._shared  # read once: another thread may drop it meanwhile
+        if shared is not None:
             try:
-                return self._shared.score(distinct)
+                return shared.score(distinct)
             except ScorerUnavailable:
-                self._shared.close()
+                shared.close()
                 self._shared = None
         return self._in_process().score(distinct)
 
