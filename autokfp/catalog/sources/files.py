@@ -426,7 +426,8 @@ class ObjectPrefix(FileSource):
     def discover(self, sample_rows: int, cache: CrawlCache | None
                  ) -> Iterator[DiscoveredDataset]:
         """Each object profiled as the listing reaches it, and yielded at once (nothing of
-        it is kept here). A listing that fails, at once (a bucket that does not exist,
+        it is kept here); the next ``READ_AHEAD`` objects that must be read are downloading
+        meanwhile (an object the cache knows is not downloaded). A listing that fails, at once (a bucket that does not exist,
         access denied) or part-way, has yielded the objects already profiled and ends with
         the source's failure, naming the source and what to check, so the crawl marks none
         of its other datasets missing. An existing bucket with nothing under the prefix is
