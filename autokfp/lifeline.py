@@ -15,6 +15,7 @@ it is gone (``dies_with_parent``: ``PR_SET_PDEATHSIG``), whatever ended that pro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -278,3 +279,18 @@ def _exit_child(code: int) -> NoReturn:
             except BaseException:  # noqa: BLE001, S110 - a closed stream: nothing to flush
                 pass
         os._exit(code)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: it exists (another user's counts) and is not a zombie
+    (killed, not yet waited for by its parent: gone for every purpose but its id)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    return True

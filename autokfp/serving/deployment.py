@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from autokfp.errors import DeploymentError
-from autokfp.lifeline import SERVING_PARENT_ENV, SERVING_STATE_ENV
+from autokfp.lifeline import SERVING_PARENT_ENV, SERVING_STATE_ENV, pid_alive
 from autokfp.serving.predictor_client import (  # monitoring leaves verify requests out
     VERIFY_REQUEST_PREFIX,  # noqa: F401 - re-exported: tests and callers name it here
     PredictorClient,
@@ -225,7 +225,7 @@ class LocalServing:
         if not path.exists():
             return None
         server = LocalServer(**json.loads(path.read_text()))
-        return server if _alive(server.pid) else None
+        return server if pid_alive(server.pid) else None
 
     def record(self, server: LocalServer | None, name: str) -> None:
         path = self._state_file(name)
@@ -266,7 +266,7 @@ class LocalServing:
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
                 return
-            if process is None and not _alive(server.pid):
+            if process is None and not pid_alive(server.pid):
                 return
             time.sleep(0.2)
         try:
@@ -275,16 +275,6 @@ class LocalServing:
             pass
         if process is not None:
             process.wait(timeout=5)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ------------------------------------------------------------------------- decisions

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from autokfp.errors import TrainingError
+from autokfp.lifeline import pid_alive
 
 log = logging.getLogger(__name__)
 _JVM_LOCK = threading.Lock()
@@ -197,23 +198,9 @@ def _connect(named: str) -> socket.socket:
             return connection
         except OSError as exc:
             connection.close()
-            if not pid.isdigit() or not _alive(int(pid)) or time.monotonic() > deadline:
+            if not pid.isdigit() or not pid_alive(int(pid)) or time.monotonic() > deadline:
                 raise _give_up(f"cannot reach it at {address} ({exc})") from None
             time.sleep(0.1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a scorer that was killed but not yet waited for by the command is a zombie: gone
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rpartition(")")[2].split()[0] != "Z"
-    return True
 
 
 def _give_up(reason: str) -> ScorerUnavailable:
