@@ -20,9 +20,19 @@ process in ``std::terminate`` after the work was done (see ``ParquetFileScan``).
 - The fingerprint (what makes a rerun the same batch) comes from each part's path, size and
   content: the store's checksum of the object (S3's ETag, GCS's CRC32C and MD5) or, for a
   local file, a SHA-256 of its bytes read in blocks. Nothing is decoded for it.
-- A part replaced or rewritten after the folder was listed is an error when it is read
-  (its ETag, generation, or a local file's size, mtime and inode are checked before and
-  after it is read), never other rows scored under the listed fingerprint.
+- A part replaced or rewritten after the folder was listed is an error when it is read,
+  never other rows scored under the listed fingerprint. On S3 its ETag, on GCS its
+  generation (which its reads are pinned to) is checked before and after it is read. A
+  local part up to ``VERIFY_BYTES`` is read once into memory and those bytes checked
+  against the SHA-256 the listing took before they are parsed: whatever changed (same size,
+  within the filesystem's timestamp granularity, timestamps set back), the rows scored are
+  the bytes fingerprinted, or it is an error. A larger local part is checked before and
+  after it is read by its size, inode, device, ``st_mtime_ns`` and ``st_ctime_ns`` (the
+  kernel sets ctime on every write, and a user cannot set it back: ``utime`` sets it to
+  now). What a larger part's check cannot see: a rewrite to the same size whose ctime is
+  the one the listing saw, i.e. one within the same tick of the kernel's file clock (a few
+  milliseconds; a second or more on filesystems with coarse timestamps, FAT or some NFS
+  servers) as the listing's look at that part, or on a filesystem that keeps no ctime.
 """
 
 from __future__ import annotations
@@ -48,6 +58,9 @@ IGNORED_PREFIXES = ("_", ".")  # pyarrow.dataset's default ignore_prefixes, and 
 PLATFORMS = {"gs": "gcs", "s3": "s3", "minio": "s3"}
 _BATCH_ROWS = 65_536  # the most rows one Arrow record batch holds while chunks are cut
 _GCS_READ_BYTES = 8 << 20  # what one ranged read of a GCS part asks for (and buffers)
+# a local part up to this size is read once into memory and checked against its listed
+# SHA-256 before it is parsed (memory: one such part at a time, beside the chunk)
+VERIFY_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -55,8 +68,8 @@ class _Part:
     relative: str  # the path under the folder, "/"-separated
     size: int
     checksum: str
-    # what says the object is still the one listed: a local file's (size, mtime_ns, inode),
-    # an S3 object's ETag, a GCS object's generation (which its reads are pinned to)
+    # what says the object is still the one listed: a local file's ``_file_stamp``, an S3
+    # object's ETag, a GCS object's generation (which its reads are pinned to)
     stamp: Any = None
 
 
@@ -81,6 +94,8 @@ class _PartFile:
     scan: Any  # autokfp.catalog.batches.ParquetFileScan of the part
     partition: dict[str, Any]  # its hive partition values (none outside a partition folder)
     same: Any = None  # () -> None; raises StorageError when the part is not the one listed
+    # () -> bytes: the whole part, checked to be the bytes listed (a small local part)
+    read_once: Any = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +170,13 @@ class PartsDataset:
         opened.)"""
         if part.same is not None:
             part.same()
+        if part.read_once is not None:  # the very bytes listed, whatever the file is now
+            import pyarrow as pa
+
+            data = part.read_once()
+            scan = ParquetFileScan(part.scan.path, open_file=lambda: pa.BufferReader(data))
+            yield from scan.to_batches(batch_size=batch_rows)
+            return
         yield from part.scan.to_batches(batch_size=batch_rows)
         if part.same is not None:
             part.same()
@@ -235,7 +257,8 @@ def open_parts(folder: str) -> PartsDataset:
                         partition_columns=tuple(field.name for field in partition),
                         schema=schema, filesystem=filesystem,
                         files=tuple(_PartFile(scan, partitions.get(scan.path, {}),
-                                              _same_check(folder, scheme, part))
+                                              _same_check(folder, scheme, part),
+                                              _read_once(folder, scheme, part))
                                     for scan, part in zip(scans, kept)))
 
 
@@ -286,7 +309,7 @@ def _same_check(folder: str, scheme: str, part: _Part) -> Any:
             if generation != part.stamp:
                 raise changed(generation)
         return same_blob
-    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+    path = _local_path(uri)
 
     def same_file() -> None:
         now = _file_stamp(path)
@@ -295,9 +318,33 @@ def _same_check(folder: str, scheme: str, part: _Part) -> Any:
     return same_file
 
 
-def _file_stamp(path: Path) -> tuple[int, int, int]:
+def _local_path(uri: str) -> Path:
+    return Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+
+
+def _read_once(folder: str, scheme: str, part: _Part) -> Any:
+    """For a local part of at most ``VERIFY_BYTES``: a function giving its whole content,
+    raising StorageError when those bytes are not the ones the listing hashed; else None."""
+    if scheme not in ("file", "") or part.size > VERIFY_BYTES \
+            or not part.checksum.startswith("sha256:"):
+        return None
+    path = _local_path(storage.join(folder, part.relative))
+
+    def read() -> bytes:
+        data = path.read_bytes()
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        if digest != part.checksum:
+            raise StorageError(f"part {part.relative} changed since the folder was listed "
+                               f"(its content: was {part.checksum}, now {digest})")
+        return data
+    return read
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int, int, int]:
+    """What a local part's check compares: size, mtime and ctime (in ns), inode, device."""
     status = path.stat()
-    return (status.st_size, status.st_mtime_ns, status.st_ino)
+    return (status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino,
+            status.st_dev)
 
 
 def _listing(folder: str, scheme: str) -> list[_Part]:

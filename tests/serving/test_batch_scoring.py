@@ -486,3 +486,81 @@ def test_a_folder_that_cannot_be_scored_is_named(tmp_path) -> None:
     (mixed / "c.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match=r"a part cannot be read as Parquet"):
         open_parts(str(mixed))
+
+
+def _same_size_rewrite(path, frame: pd.DataFrame) -> None:
+    """Rewrite a part in place with other values and the same size (plain encoding, no
+    compression), its mtime then set back to the one before: a rewrite within the
+    filesystem's mtime granularity, as a listing's size/mtime/inode sees it."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    before = path.stat()
+    table = pa.Table.from_pandas(frame.assign(x=-frame["x"]), preserve_index=False)
+    with open(path, "r+b") as handle:  # in place: the same inode
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="none", use_dictionary=False)
+        handle.write(buffer.getvalue().to_pybytes())
+        handle.truncate()
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == \
+        (before.st_size, before.st_mtime_ns, before.st_ino)
+
+
+@pytest.mark.parametrize("verify_bytes", [32 << 20, 0], ids=["read-once", "ctime"])
+def test_a_same_size_rewrite_within_the_mtime_granularity_is_seen(tmp_path, monkeypatch,
+                                                                   verify_bytes) -> None:
+    """A local part rewritten in place after the listing, to the same size and with its
+    mtime set back, is an error when read: a small part's bytes are checked against the
+    listed SHA-256 (read once, parsed from memory), a larger one's ctime changed. Before
+    the check it was read silently, other rows scored under the listed fingerprint."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from autokfp.serving import parts as parts_module
+    from autokfp.serving.parts import open_parts
+
+    monkeypatch.setattr(parts_module, "VERIFY_BYTES", verify_bytes, raising=False)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    frame = _frame(300).drop(columns=["y"])
+    for index in range(2):
+        pq.write_table(pa.Table.from_pandas(frame.iloc[index * 150:(index + 1) * 150],
+                                            preserve_index=False),
+                       folder / f"part-{index}.parquet", compression="none",
+                       use_dictionary=False)
+    listed = open_parts(str(folder))
+    pd.testing.assert_frame_equal(pd.concat(listed.chunks(100), ignore_index=True), frame)
+    _same_size_rewrite(folder / "part-1.parquet", frame.iloc[150:].reset_index(drop=True))
+    with pytest.raises(DataError, match=r"part-1\.parquet changed since the folder was listed"):
+        list(listed.chunks(100))
+    assert open_parts(str(folder)).fingerprint != listed.fingerprint
+
+
+def test_a_small_part_is_checked_by_its_content_whatever_its_timestamps(tmp_path,
+                                                                        monkeypatch) -> None:
+    """On a filesystem whose timestamps cannot tell (coarse, or kept by no one: every stamp
+    the same), a small local part's content still can: the bytes parsed are the bytes the
+    listing hashed, else an error; a part left as listed reads as before."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from autokfp.serving import parts as parts_module
+    from autokfp.serving.parts import open_parts
+
+    monkeypatch.setattr(parts_module, "_file_stamp",
+                        lambda path: (path.stat().st_size, 0, 0, 0, 0))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    frame = _frame(200).drop(columns=["y"])
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False),
+                   folder / "part-0.parquet", compression="none", use_dictionary=False)
+    listed = open_parts(str(folder))
+    pd.testing.assert_frame_equal(pd.concat(listed.chunks(64), ignore_index=True), frame)
+    _same_size_rewrite(folder / "part-0.parquet", frame)
+    with pytest.raises(DataError, match=r"part-0\.parquet changed since the folder was listed "
+                                        r"\(its content: was sha256:"):
+        list(listed.chunks(64))
