@@ -682,3 +682,121 @@ def test_scratch_folders_of_killed_processes_are_removed(tmp_path, monkeypatch):
 
 def _owner_pid(folder):
     return json.loads((folder / "owner.json").read_text())["pid"]
+
+
+def _age(folder: Path, days: float) -> None:
+    """Set the mtime of the folder and of everything in it ``days`` back."""
+    import time
+
+    when = time.time() - days * 86400
+    for path in [*folder.rglob("*"), folder]:
+        os.utime(path, (when, when))
+
+
+def test_a_scratch_folder_whose_owner_cannot_be_judged_is_left_until_idle_a_week(
+        tmp_path, monkeypatch):
+    """Only an owner provably gone on this host, boot and PID namespace loses its folder at
+    once. A folder of another boot (or another machine of the same name), of another PID
+    namespace (its process id names another process here, or none), or whose owner file
+    lacks those (an older autokfp's), is unreadable or absent, is left alone until nothing in
+    it has changed for STALE_AFTER_SECS (7 days); a provably running owner's folder never."""
+    import subprocess
+    import sys
+
+    from autokfp.storage import scratch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    prefix = "autokfp-crawl-"
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # a process of this namespace, gone
+
+    def made(**changes) -> Path:
+        folder = Path(scratch.scratch_folder(prefix))
+        owner = json.loads((folder / scratch.OWNER_FILE).read_text())
+        owner.update(changes)
+        for key in [k for k, v in changes.items() if v is KeyError]:
+            del owner[key]
+        (folder / scratch.OWNER_FILE).write_text(json.dumps(owner))
+        (folder / "ledger.sqlite").write_bytes(b"rows")
+        return folder
+
+    gone = made(pid=ended.pid)
+    unjudged = {
+        "another boot": made(pid=ended.pid, boot="0" * 8 + "-other-boot"),
+        "another namespace": made(pid=ended.pid, pidns=1),
+        "an older owner file": made(pid=ended.pid, pidns=KeyError),
+        "no start time": made(pid=ended.pid, started=None),
+        "another host": made(pid=ended.pid, host="elsewhere"),
+    }
+    broken = Path(scratch.scratch_folder(prefix))
+    (broken / scratch.OWNER_FILE).write_text("{half")
+    unjudged["an unreadable owner file"] = broken
+    unjudged["no owner file"] = tmp_path / f"{prefix}unowned"
+    unjudged["no owner file"].mkdir()
+    running = made()  # this process
+
+    assert scratch.remove_stale(prefix) == [str(gone)]
+    for why, folder in unjudged.items():
+        assert folder.is_dir(), why
+    for folder in [*unjudged.values(), running]:
+        _age(folder, 6.9)
+    assert scratch.remove_stale(prefix) == []  # not yet a week
+    (unjudged["another namespace"] / "ledger.sqlite").touch()  # still written: in use
+    for folder in [*unjudged.values(), running]:
+        if folder != unjudged["another namespace"]:
+            _age(folder, 7.1)
+    assert sorted(scratch.remove_stale(prefix)) == sorted(
+        str(f) for why, f in unjudged.items() if why != "another namespace")
+    assert running.is_dir() and unjudged["another namespace"].is_dir()
+    assert scratch.owner_state(json.loads((running / scratch.OWNER_FILE).read_text())) \
+        == scratch.RUNNING
+
+
+def _unshared_pid_namespace_works() -> bool:
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+OWNER_IN_ANOTHER_NAMESPACE = """
+import sys
+from autokfp.storage import scratch
+print(scratch.scratch_folder("autokfp-crawl-"), flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+
+
+@pytest.mark.skipif(not _unshared_pid_namespace_works(),
+                    reason="needs unshare --pid (root or user namespaces)")
+def test_a_live_owner_in_another_pid_namespace_keeps_its_folder(tmp_path, monkeypatch):
+    """A crawl in another PID namespace (a container sharing the volume: its id is 1 there,
+    the host's init here) sharing this temp dir keeps its folder while it runs, and after it
+    ended too: from here it cannot be proven gone, so only the week's idle limit removes it.
+    (Judged by its id alone, the folder was removed under the running crawl.)"""
+    import subprocess
+    import sys
+
+    from autokfp.storage import scratch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    owner = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c",
+         OWNER_IN_ANOTHER_NAMESPACE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        folder = Path(owner.stdout.readline().strip())
+        assert folder.parent == tmp_path
+        recorded = json.loads((folder / scratch.OWNER_FILE).read_text())
+        assert recorded["pid"] == 1 and recorded.get("pidns") != os.stat("/proc/self/ns/pid").st_ino
+        assert isinstance(recorded["started"], int)
+        assert scratch.remove_stale("autokfp-crawl-") == [] and folder.is_dir()
+    finally:
+        owner.stdin.close()
+        owner.wait(30)
+    assert scratch.remove_stale("autokfp-crawl-") == [] and folder.is_dir()
+    _age(folder, 8)
+    assert scratch.remove_stale("autokfp-crawl-") == [str(folder)]
