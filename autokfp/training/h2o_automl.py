@@ -248,10 +248,70 @@ def _kill_cloud(name: str, grace_secs: float = 0.0) -> None:
 _REAPERS: list[threading.Thread] = []
 
 
-def _reap_in_background(name: str) -> None:
-    """``_kill_cloud(name, grace_secs=5)`` on a thread; ``wait_for_shutdowns`` joins it."""
-    reaper = threading.Thread(target=_kill_cloud, args=(name, 5.0), name=f"reap-{name}",
-                              daemon=True)
+# the prefix of the folder each local JVM gets for its temporary files (see _JvmFolders)
+JVM_SCRATCH_PREFIX = "autokfp-h2o-"
+
+
+@dataclass
+class _JvmFolders:
+    """Where one local JVM keeps its files, removed once it is gone (``remove``).
+
+    H2O's JVM extracts XGBoost's native library (``libxgboost4j_gpu*.so``, 150 MB) into
+    ``java.io.tmpdir`` at every start and deletes it only on a clean exit of the JVM; one
+    killed (a failed start, a shutdown that lingered past its grace, a task killed) left it
+    in ``/tmp`` for good: 265 of them, 39 GB, filled the disk of a CI machine. Each JVM gets
+    a scratch folder of its own (``storage.scratch``: an owner file, removed by the next
+    start when its process was killed) for ``java.io.tmpdir`` and H2O's ``ice_root``, and
+    the folder h2o-py makes for the JVM's output logs (never removed by h2o) goes too."""
+
+    scratch: str
+    logs: str = ""  # h2o-py's own temporary folder of the JVM's stdout/stderr, once launched
+
+    @classmethod
+    def make(cls) -> _JvmFolders:
+        from autokfp.storage.scratch import remove_stale, scratch_folder
+
+        remove_stale(JVM_SCRATCH_PREFIX)
+        folder = scratch_folder(JVM_SCRATCH_PREFIX)
+        os.mkdir(os.path.join(folder, "ice"))
+        os.mkdir(os.path.join(folder, "java"))
+        return cls(folder)
+
+    @property
+    def ice_root(self) -> str:
+        return os.path.join(self.scratch, "ice")
+
+    @property
+    def java_options(self) -> list[str]:
+        return [f"-Djava.io.tmpdir={os.path.join(self.scratch, 'java')}"]
+
+    def note_launch(self, launch: _Launch) -> None:
+        folder = os.path.dirname(launch.stdout) if launch.stdout else ""
+        # only h2o-py's own folder of logs, never a folder anyone else uses
+        if folder and os.path.basename(folder).startswith("tmp") \
+                and os.path.dirname(os.path.abspath(folder)) == os.path.abspath(
+                    os.path.dirname(self.scratch)):
+            self.logs = folder
+
+    def remove(self) -> None:
+        for folder in (self.scratch, self.logs):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _kill_cloud_and_clean(name: str, folders: _JvmFolders | None,
+                          grace_secs: float = 0.0) -> None:
+    """``_kill_cloud``, then the JVM's folders removed (it is gone: nothing writes there)."""
+    _kill_cloud(name, grace_secs)
+    if folders is not None and not _cloud_pids(name):
+        folders.remove()
+
+
+def _reap_in_background(name: str, folders: _JvmFolders | None = None) -> None:
+    """``_kill_cloud_and_clean(name, folders, grace_secs=5)`` on a thread;
+    ``wait_for_shutdowns`` joins it."""
+    reaper = threading.Thread(target=_kill_cloud_and_clean, args=(name, folders, 5.0),
+                              name=f"reap-{name}", daemon=True)
     reaper.start()
     _REAPERS.append(reaper)
 
@@ -480,6 +540,7 @@ class H2OCluster:
         self.max_mem_size = max_mem_size
         self.start_timeout_secs = start_timeout_secs
         self.name = ""
+        self.folders: _JvmFolders | None = None  # the running JVM's own temporary files
         self.died = False
         self.start_seconds = 0.0  # how long the JVM that runs took to start
         # set once the block is left: the thread that started the JVM (``WarmCluster``) may
@@ -498,13 +559,17 @@ class H2OCluster:
             # would otherwise be joined by the next one, and both would exit.
             name = f"autokfp-{uuid.uuid4().hex[:8]}"
             launch = _Launch()
+            folders = _JvmFolders.make()
             try:
                 with _launching_jvm(self.start_timeout_secs) as launch:
                     h2o.init(ip="127.0.0.1", port=_free_port(), name=name,
                              nthreads=self.nthreads, max_mem_size=self.max_mem_size,
+                             ice_root=folders.ice_root, jvm_custom_args=folders.java_options,
                              verbose=False, strict_version_check=False)
+                folders.note_launch(launch)
                 _record_jvm(h2o)
                 self.name = name
+                self.folders = folders
                 self.start_seconds = round(time.monotonic() - launch.began, 2)
                 log.info("local H2O cluster %s started in %.1fs (limit %gs)", name,
                          self.start_seconds, self.start_timeout_secs)
@@ -512,7 +577,8 @@ class H2OCluster:
             except Exception as exc:  # noqa: BLE001 - h2o raises plain exceptions
                 failure = _start_failure(exc, launch, name, self.start_timeout_secs,
                                          self.max_mem_size)
-                _kill_cloud(name)
+                folders.note_launch(launch)
+                _kill_cloud_and_clean(name, folders)
                 if not failure.port_taken:
                     raise failure.error from None
                 log.info("the port of H2O cluster %s was taken meanwhile; starting on another",
@@ -552,9 +618,9 @@ class H2OCluster:
         if exc is None:
             # a clean exit: the JVM winds down while the model is packaged; it is reaped (and
             # killed if it lingers) in the background, and at the latest when Python exits
-            _reap_in_background(self.name)
+            _reap_in_background(self.name, self.folders)
         else:  # a failure or a restart: nothing of this cloud may outlive this point
-            _kill_cloud(self.name, grace_secs=5)
+            _kill_cloud_and_clean(self.name, self.folders, grace_secs=5)
         self.released.set()
 
 
@@ -749,6 +815,7 @@ class RemoteH2OCluster:
         self.spec = spec
         self.url = spec.url
         self.name = ""
+        self.folders: _JvmFolders | None = None  # the running JVM's own temporary files
         self.died = False
         self.lost = ""  # why the watcher gave up on the cluster
         self.size = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -72,8 +73,12 @@ class TwoNodeCluster:
         flatfile.write_text("".join(f"127.0.0.1:{p}\n" for p in self.ports))
         for port in self.ports:
             log = open(self.workdir / f"node-{port}.log", "wb")  # noqa: SIM115 - closed with the JVM
+            # each node extracts XGBoost's 150 MB library into java.io.tmpdir, removed only on a
+            # clean exit: a killed node would leave it in /tmp
+            java_temp = self.workdir / f"java-{port}"
+            java_temp.mkdir(exist_ok=True)
             self.nodes.append(subprocess.Popen(
-                ["java", "-Xmx1g", *self.java_options, "-jar", str(self.jar), "-name", self.name, "-flatfile",
+                ["java", "-Xmx1g", f"-Djava.io.tmpdir={java_temp}", *self.java_options, "-jar", str(self.jar), "-name", self.name, "-flatfile",
                  str(flatfile), "-ip", "127.0.0.1", "-port", str(port), "-nthreads", "1",
                  "-ice_root", str(self.workdir / f"ice-{port}")],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
@@ -103,6 +108,8 @@ class TwoNodeCluster:
                 self.kill_node(index)
             except (OSError, subprocess.SubprocessError):
                 pass
+        for port in self.ports:
+            shutil.rmtree(self.workdir / f"java-{port}", ignore_errors=True)
 
 
 def s3_java_options(endpoint: str) -> tuple[str, ...]:

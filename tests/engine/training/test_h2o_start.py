@@ -59,6 +59,20 @@ def _launched(launches: Path) -> int:
     return len(launches.read_text().splitlines()) if launches.exists() else 0
 
 
+def _own_temp_dir(tmp_path: Path, monkeypatch) -> Path:
+    """A temp dir of the test's own for everything this process and its JVMs put there."""
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    return temp
+
+
+def _left_in(temp: Path) -> list[str]:
+    return sorted(str(p.relative_to(temp)) for p in temp.rglob("*"))
+
+
 def _running(home: Path) -> list[int]:
     """Processes still running the wrapper (a launch that was not stopped)."""
     return pids_with_cmdline(str(home).encode())
@@ -72,6 +86,7 @@ def test_a_slow_jvm_start_succeeds_within_the_configured_wait(tmp_path, monkeypa
     home, launches = _java_home(tmp_path, SLOW)
     monkeypatch.setenv("H2O_JAVA_HOME", str(home))
     monkeypatch.setenv("AUTOKFP_TEST_JAVA_DELAY", "8")
+    temp = _own_temp_dir(tmp_path, monkeypatch)
     with H2OCluster(nthreads=1, max_mem_size="512M", start_timeout_secs=300) as cluster:
         assert h2o.cluster().cloud_healthy
         assert h2o.cluster().cloud_name == cluster.name
@@ -79,7 +94,15 @@ def test_a_slow_jvm_start_succeeds_within_the_configured_wait(tmp_path, monkeypa
         assert cluster.start_seconds >= 8, cluster.start_seconds
         assert _launched(launches) == 1
         assert H2OLocalServer._TIME_TO_START == 60  # h2o's own limit, for others, untouched
+        # the 150 MB XGBoost library the JVM extracts at start is in its own folder, not
+        # loose in the temp dir (where a killed JVM left it for good)
+        assert cluster.folders is not None
+        extracted = list(Path(cluster.folders.scratch, "java").glob("libxgboost4j*"))
+        assert extracted, sorted(p.name for p in Path(cluster.folders.scratch).rglob("*"))
+        assert not list(temp.glob("libxgboost4j*"))
+        assert cluster.folders.logs and Path(cluster.folders.logs).parent == temp
     wait_for_shutdowns()
+    assert _left_in(temp) == []  # the JVM's files and h2o's logs went with it
     # the same slow start with a limit it cannot meet is the error of the next test: the
     # wait is the configured one
     monkeypatch.setenv("AUTOKFP_TEST_JAVA_DELAY", "30")
@@ -90,6 +113,7 @@ def test_a_slow_jvm_start_succeeds_within_the_configured_wait(tmp_path, monkeypa
     assert time.monotonic() - started < 20
     assert _launched(launches) == 2
     assert not _running(home)
+    assert _left_in(temp) == []  # a stopped start leaves nothing behind either
 
 
 # what H2O 3.46's JVM printed here when its ports were taken (stdout), and what a JVM
@@ -156,6 +180,7 @@ def test_a_jvm_still_starting_at_the_limit_is_reported_as_slow_and_not_retried(
 def test_a_jvm_that_fails_is_reported_at_once_with_its_cause(tmp_path, monkeypatch) -> None:
     home, launches = _java_home(tmp_path, BAD_OPTION)
     monkeypatch.setenv("H2O_JAVA_HOME", str(home))
+    temp = _own_temp_dir(tmp_path, monkeypatch)
     started = time.monotonic()
     with pytest.raises(TrainingError) as raised:
         with H2OCluster(nthreads=1, max_mem_size="512M", start_timeout_secs=300):
@@ -169,6 +194,7 @@ def test_a_jvm_that_fails_is_reported_at_once_with_its_cause(tmp_path, monkeypat
     assert _launched(launches) == 1  # not retried blindly
     assert time.monotonic() - started < 60  # well before the 300 s limit
     assert not _running(home)
+    assert _left_in(temp) == []  # its folders (read for the cause first) are gone
 
 
 def test_the_warm_start_does_not_start_a_second_jvm_after_a_start_that_timed_out(
@@ -196,3 +222,40 @@ def test_the_start_limit_is_a_setting_with_a_default_for_slow_pods() -> None:
     engine = H2OAutoMLEngine(H2OSettings(start_timeout_secs=900, warm_start=False))
     cluster = engine._new_cluster(BudgetSpec(max_runtime_secs=10, nthreads=1))
     assert isinstance(cluster, H2OCluster) and cluster.start_timeout_secs == 900
+
+
+def test_the_folder_of_a_jvm_whose_process_was_killed_is_removed_by_the_next_start(
+        tmp_path, monkeypatch) -> None:
+    """A process killed with ``kill -9`` cannot remove its JVM's folder (the JVM dies with
+    it: ``lifeline``); the next local start in that temp dir does, and leaves alone the
+    folder of a process that still runs."""
+    import signal
+    import subprocess
+
+    from autokfp.training.h2o_automl import JVM_SCRATCH_PREFIX, _JvmFolders
+
+    temp = _own_temp_dir(tmp_path, monkeypatch)
+    make = ("import sys, tempfile, time\n"
+            f"tempfile.tempdir = {str(temp)!r}\n"
+            "from autokfp.training.h2o_automl import _JvmFolders\n"
+            "print(_JvmFolders.make().scratch, flush=True)\n"
+            "time.sleep(600)\n")
+    killed = subprocess.Popen([sys.executable, "-c", make], stdout=subprocess.PIPE, text=True)
+    alive = subprocess.Popen([sys.executable, "-c", make], stdout=subprocess.PIPE, text=True)
+    try:
+        orphan = Path(killed.stdout.readline().strip())
+        kept = Path(alive.stdout.readline().strip())
+        Path(orphan, "java", "libxgboost4j_gpu123.so").write_bytes(b"\0" * 1024)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        assert orphan.is_dir() and orphan.name.startswith(JVM_SCRATCH_PREFIX)
+        folders = _JvmFolders.make()
+        assert not orphan.exists()
+        assert kept.is_dir()  # its owner runs
+        assert Path(folders.scratch).is_dir() and Path(folders.ice_root).is_dir()
+        folders.remove()
+        assert not Path(folders.scratch).exists()
+    finally:
+        for process in (killed, alive):
+            process.kill()
+            process.wait()
