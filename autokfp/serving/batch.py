@@ -363,7 +363,7 @@ def score_chunks(chunks: Iterable[pd.DataFrame],
         seen += len(frame)
         if chunk in done:
             continue
-        predictions = predict(frame).reset_index(drop=True)
+        predictions = _predictions(predict(frame), len(frame), chunk, dataset)
         columns = [str(c) for c in predictions.columns]
         key_frame = (frame[keys].reset_index(drop=True) if keys
                      else pd.DataFrame({ROW_KEY: range(chunk * chunk_rows,
@@ -383,6 +383,31 @@ def score_chunks(chunks: Iterable[pd.DataFrame],
                          prediction_columns=columns)
     writer.finish(result.to_dict())
     return result
+
+
+def _predictions(answer: Any, rows: int, chunk: int, dataset: str) -> pd.DataFrame:
+    """The model's answer for one chunk as a frame of one row per input row, in order: a
+    frame as it is, a Series or a one-dimensional array as the column ``prediction``.
+    Anything else, or another number of rows (a model that drops or adds rows), is a
+    DataError before the chunk is written: keys and predictions side by side must be the
+    same rows, never shifted ones."""
+    import numpy as np
+
+    if isinstance(answer, pd.Series) or (isinstance(answer, np.ndarray) and answer.ndim == 1):
+        answer = pd.DataFrame({"prediction": np.asarray(answer)})
+    if not isinstance(answer, pd.DataFrame):
+        shape = getattr(answer, "shape", None)
+        raise DataError(f"dataset '{dataset}', chunk {chunk}: the model's predict returned "
+                        f"{type(answer).__name__}" + (f" of shape {shape}" if shape else "")
+                        + ", not a frame (or a Series/1-D array) of one row per input row; "
+                        "nothing of this chunk was written")
+    if len(answer) != rows:
+        raise DataError(f"dataset '{dataset}', chunk {chunk}: the model's predict returned "
+                        f"{len(answer)} rows for the chunk's {rows}; keys and predictions "
+                        "would not line up, so nothing of this chunk was written (the "
+                        "chunks before it are kept: a rerun resumes there). A model must "
+                        "answer every input row, in order")
+    return answer.reset_index(drop=True)
 
 
 def read_store_predictions(location: str) -> pd.DataFrame:

@@ -564,3 +564,49 @@ def test_a_small_part_is_checked_by_its_content_whatever_its_timestamps(tmp_path
     with pytest.raises(DataError, match=r"part-0\.parquet changed since the folder was listed "
                                         r"\(its content: was sha256:"):
         list(listed.chunks(64))
+
+
+@pytest.mark.parametrize("output", ["folder", "sql"])
+def test_a_model_that_drops_rows_writes_nothing_of_that_chunk(tmp_path, output) -> None:
+    """A model whose predict answers fewer rows than it was given (or more) is a DataError
+    naming the dataset and chunk, before that chunk is written: keys and predictions are
+    never written shifted against each other (before: pd.concat lined them up by position
+    and filled the gap with NaN). The chunks before it stay written, and a rerun with a
+    sound model resumes after them. A Series or a 1-D array answer is the column
+    'prediction'; any other answer is named."""
+    frame = _frame(500)
+    target = parse_target(str(tmp_path / "scores") if output == "folder"
+                          else f"sqlite:///{tmp_path / 'scores.db'}#scores")
+
+    class DropsOnThirdCall(Model):
+        def predict(self, rows):
+            answer = super().predict(rows)
+            return answer.iloc[:-1] if self.calls == 3 else answer
+
+    with pytest.raises(DataError, match=r"dataset 'files/c\.parquet', chunk 2: the model's "
+                                        r"predict returned 99 rows for the chunk's 100"):
+        score_frame(frame, DropsOnThirdCall().predict, model="churn", version="3",
+                    dataset="files/c.parquet", target=target, keys=["customer_id"],
+                    chunk_rows=100)
+    sound = Model()
+    result = score_frame(frame, sound.predict, model="churn", version="3",
+                         dataset="files/c.parquet", target=target, keys=["customer_id"],
+                         chunk_rows=100)
+    assert (result.skipped_chunks, result.scored_chunks, sound.calls) == (2, 3, 3)
+    if output == "folder":
+        pd.testing.assert_frame_equal(
+            read_store_predictions(result.output).drop(columns=["model_version"]),
+            _expected(frame))
+
+    def as_array(rows):
+        return Model().predict(rows)["probability_1"].to_numpy()
+
+    arrays = score_frame(frame, as_array, model="churn", version="4",
+                         dataset="files/c.parquet", target=parse_target(str(tmp_path / "a")),
+                         keys=["customer_id"], chunk_rows=250)
+    assert arrays.prediction_columns == ["prediction"]
+    with pytest.raises(DataError, match=r"chunk 0: the model's predict returned list, not a "
+                                        r"frame"):
+        score_frame(frame, lambda rows: [0.5] * len(rows), model="churn", version="5",
+                    dataset="files/c.parquet", target=parse_target(str(tmp_path / "b")),
+                    keys=["customer_id"], chunk_rows=250)
