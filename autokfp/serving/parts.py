@@ -167,16 +167,17 @@ class PartsDataset:
         first batch and after its last: a part rewritten in place, or replaced by another
         file of the same name and columns, is an error, not other rows read silently. (A
         local part replaced by a rename mid-read is still read whole from the file
-        opened.)"""
-        if part.same is not None:
-            part.same()
+        opened.) A small local part is read once and checked by its content instead."""
         if part.read_once is not None:  # the very bytes listed, whatever the file is now
             import pyarrow as pa
 
+            # its content is the check (a chmod or a touch alone changes no row)
             data = part.read_once()
             scan = ParquetFileScan(part.scan.path, open_file=lambda: pa.BufferReader(data))
             yield from scan.to_batches(batch_size=batch_rows)
             return
+        if part.same is not None:
+            part.same()
         yield from part.scan.to_batches(batch_size=batch_rows)
         if part.same is not None:
             part.same()
