@@ -206,8 +206,11 @@ class LocalStore(Store):
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            content = b""
-            if callable(line):  # a fixed line needs no read of what is already there
+            # a fixed line needs only the last byte of what is there: after a torn last
+            # line (a writer killed mid-write, a full disk) it starts a line of its own
+            size = os.fstat(fd).st_size
+            content = os.pread(fd, 1, size - 1) if size else b""
+            if callable(line):
                 with open(path, "rb") as existing:
                     content = existing.read()
                 try:

@@ -332,6 +332,26 @@ def test_append_jsonl_keeps_order(base):
     assert [json.loads(line) for line in lines] == records
 
 
+def test_an_append_after_a_torn_last_line_starts_a_line_of_its_own(base):
+    """A log whose last append was cut short (a writer killed mid-write, a full disk) ends
+    in half a line: the next record starts on a new line, whatever the store, so only the
+    torn line is damaged (readers skip it) and the new record is read back (before, a local
+    append of a plain record was glued onto the torn line and lost with it)."""
+    uri = storage.join(base, "logs", "history.jsonl")
+    storage.write_bytes(uri, b'{"run": 1}\n{"run": 2, "drift_sh')
+    storage.append_jsonl(uri, {"run": 3})
+    storage.write_bytes(uri, storage.read_bytes(uri) + b'{"run": 4, "dr')
+    storage.append_jsonl(uri, lambda content: {"run": 5, "after": len(content)})
+    lines = storage.read_text(uri).splitlines()
+    readable = []
+    for line in lines:
+        try:
+            readable.append(json.loads(line)["run"])
+        except ValueError:
+            continue
+    assert readable == [1, 3, 5] and len(lines) == 5
+
+
 def test_append_jsonl_rejects_nan_and_non_dict(base):
     uri = storage.join(base, "log.jsonl")
     with pytest.raises(StorageError, match="JSON"):
