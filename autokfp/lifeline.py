@@ -166,16 +166,44 @@ def watch_serving_state(stop: Callable[[], None] | None = None) -> bool:
 
 # ------------------------------------------------------------------------ children we wait for
 
-FORK_ENV = "AUTOKFP_ENGINE_FORK"  # 1: fork the children below instead of new interpreters
+FORK_ENV = "AUTOKFP_ENGINE_FORK"  # 1: fork the children below; 0: new interpreters
 _BOOT = ("import sys; from autokfp.lifeline import run_target; "
          "sys.exit(run_target(sys.argv[1], sys.argv[2:]))")
+_fork_safe = False  # this process was forked from one that only imported (``allow_fork``)
+
+
+def allow_fork() -> None:
+    """Say that this process has run no library's thread pool: a local task just forked from
+    the warm worker, which only imported (``autokfp.edge.taskfork``). ``start_child`` then
+    forks its children for as long as the process has no thread Python did not start."""
+    global _fork_safe
+    _fork_safe = True
+
+
+def native_threads() -> int | None:
+    """How many threads of this process Python did not start (a library's pool: OpenMP,
+    TensorFlow, Arrow, BLAS); None when it cannot be told (no ``/proc``)."""
+    try:
+        ids = {int(name) for name in os.listdir("/proc/self/task")}
+    except (OSError, ValueError):
+        return None
+    # the main thread's native_id is its parent's after a fork: the caller's own id counts
+    python = {thread.native_id for thread in threading.enumerate()} | {threading.get_native_id()}
+    return len(ids - python)
 
 
 def fork_wanted() -> bool:
-    """Whether ``start_child`` forks (``AUTOKFP_ENGINE_FORK=1``) instead of starting a new
-    interpreter (the default)."""
-    return hasattr(os, "fork") and os.environ.get(FORK_ENV, "0").strip().lower() in (
-        "1", "true", "yes", "on")
+    """Whether ``start_child`` forks instead of starting a new interpreter:
+    ``AUTOKFP_ENGINE_FORK=1`` always, ``=0`` never; unset, when ``allow_fork`` was called in
+    this process and it has no native thread yet (``native_threads``). A child forked from a
+    process whose TensorFlow or OpenMP pools had run hung in CI; such pools leave their
+    threads, so a process that ran one is never forked unless asked to."""
+    if not hasattr(os, "fork"):
+        return False
+    value = os.environ.get(FORK_ENV, "").strip().lower()
+    if value:
+        return value in ("1", "true", "yes", "on")
+    return _fork_safe and native_threads() == 0
 
 
 def run_target(target: str, args: list[str]) -> int:
@@ -229,13 +257,19 @@ def start_child(target: str, args: list[str], env: dict[str, str] | None = None,
     By default the child is a new interpreter (``python -c`` calling ``run_target``): a
     child forked from a process whose TensorFlow or OpenMP thread pools already ran can hang
     (CI of c1d0bbb: an AutoKeras refit and a HistGradientBoosting plugin forked from a
-    pytest worker that had run both were stopped after 960 s and 645 s). With
-    ``AUTOKFP_ENGINE_FORK=1`` it is forked instead, for a parent known to have run neither:
-    it starts with what this process imported, runs the function and ends as an interpreter
-    would (its own threads joined, its own ``atexit`` handlers run, not this process's)."""
+    pytest worker that had run both were stopped after 960 s and 645 s). It is forked instead
+    (``fork_wanted``) from a parent known to have run neither: a local run's task forked from
+    the warm worker that still has no native thread, or any with ``AUTOKFP_ENGINE_FORK=1``.
+    The fork starts with what this process imported (no second import of pandas, MLflow or
+    TensorFlow), runs the function and ends as an interpreter would (its own threads joined,
+    its own ``atexit`` handlers run, not this process's)."""
     import subprocess
 
     if not fork_wanted():
+        if _fork_safe and not os.environ.get(FORK_ENV, "").strip():
+            log.info("%s starts as a new interpreter: this process runs %s threads Python did "
+                     "not start (a library's pool), so it is not forked", target,
+                     native_threads())
         return subprocess.Popen([sys.executable, "-c", _BOOT, target, *args],
                                 start_new_session=True, env={**os.environ, **(env or {})}, stdin=stdin, stdout=stdout,
                                 stderr=stderr)

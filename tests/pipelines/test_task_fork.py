@@ -228,6 +228,9 @@ def test_tensorflow_is_preloaded_for_package_tasks_of_runs_with_autokeras():
     assert taskfork.preload_for([*keras_run, "select_model"]) == ["tensorflow", "keras"]
     assert taskfork.preload_for([*keras_run, "deploy_model"]) == ["tensorflow", "keras"]
     assert taskfork.preload_for([*keras_run, "profile"]) == []  # loads no model package
+    # training and the refit: their engine child is forked from the task, TensorFlow in it
+    assert taskfork.preload_for([*keras_run, "train_model"]) == ["tensorflow", "keras"]
+    assert taskfork.preload_for([*keras_run, "refit_model"]) == ["tensorflow", "keras"]
     h2o_run = ["--executor_input", config % "h2o", "--function_to_execute", "select_model"]
     assert taskfork.preload_for(h2o_run) == []
     assert taskfork.preload_for(["--function_to_execute"]) == []
@@ -240,4 +243,4 @@ def test_every_package_task_is_a_component():
     from autokfp.components import ALL_COMPONENTS
 
     names = {component.python_func.__name__ for component in ALL_COMPONENTS}
-    assert taskfork.PACKAGE_TASKS <= names, sorted(taskfork.PACKAGE_TASKS - names)
+    assert taskfork.TENSORFLOW_TASKS <= names, sorted(taskfork.TENSORFLOW_TASKS - names)

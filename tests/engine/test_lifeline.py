@@ -1,0 +1,86 @@
+"""The children a task starts and waits for (``lifeline.start_child``: an engine's, Evidently's)
+are forked from a local task the warm worker forked, as long as it runs no library's thread
+pool; otherwise, or when switched off, they are new interpreters (a child forked from a
+process whose TensorFlow or OpenMP pools had run hung in CI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = "tests.engine.test_lifeline"
+
+# what the warm worker does (imports, so numpy's BLAS pool runs in it; then forks a task),
+# and what the task then starts through run_isolated (lifeline.start_child)
+SCRIPT = r"""
+import json, os, sys, types
+import numpy
+from autokfp import lifeline
+from autokfp.training.isolation import run_isolated
+
+sys.modules["imported_by_the_worker"] = types.ModuleType("imported_by_the_worker")
+worker_threads = lifeline.native_threads()
+pid = os.fork()
+if pid:
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+out = {"worker_threads": worker_threads}
+probe = "tests.engine.test_lifeline:probe"
+out["not_allowed"] = run_isolated(probe, {})
+lifeline.allow_fork()
+out["task_threads"] = lifeline.native_threads()
+out["allowed"] = run_isolated(probe, {})
+os.environ["AUTOKFP_ENGINE_FORK"] = "0"
+out["switched_off"] = run_isolated(probe, {})
+del os.environ["AUTOKFP_ENGINE_FORK"]
+import pyarrow as pa, pyarrow.parquet as pq
+pq.write_table(pa.table({"a": list(range(10000))}), sys.argv[2])
+pq.read_table(sys.argv[2], use_threads=True)  # Arrow's pool: threads Python did not start
+out["pool_threads"] = lifeline.native_threads()
+out["after_a_pool"] = run_isolated(probe, {})
+with open(sys.argv[1], "w") as handle:
+    json.dump(out, handle)
+os._exit(0)
+"""
+
+
+def probe() -> dict:
+    """In the child: whether it is a fork of its parent (it has what the worker imported)."""
+    return {"forked": "imported_by_the_worker" in sys.modules, "pid": os.getpid()}
+
+
+def test_a_task_forked_from_the_worker_forks_its_children_until_a_pool_runs(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "AUTOKFP_ENGINE_FORK"}
+    out = tmp_path / "out.json"
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(out), str(tmp_path / "t.parquet")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(out.read_text())
+    assert found["worker_threads"] >= 0
+    # a fork keeps only the forking thread: the task starts without the worker's pools
+    assert found["task_threads"] == 0
+    assert found["not_allowed"]["forked"] is False  # a process nobody vouched for
+    assert found["allowed"]["forked"] is True
+    assert found["switched_off"]["forked"] is False  # AUTOKFP_ENGINE_FORK=0
+    assert found["pool_threads"] > 0
+    assert found["after_a_pool"]["forked"] is False
+
+
+def test_native_threads_counts_only_threads_python_did_not_start():
+    from autokfp import lifeline
+
+    before = lifeline.native_threads()
+    assert before is not None
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert lifeline.native_threads() == before  # a Python thread is not a library's pool
+    finally:
+        stop.set()
+        thread.join()
