@@ -38,7 +38,6 @@ from pydantic import Field, model_validator
 from autokfp.engine_registry import EngineSpec, register_engine
 from autokfp.errors import DataError, TrainingError
 from autokfp.modeling.feature_file import TARGET_COLUMN, FeatureFile
-from autokfp.modeling.validation import validation_ranks
 from autokfp.training.base import EngineResult, EngineSettings
 from autokfp.training.mojo import MojoScorer
 
@@ -1553,6 +1552,10 @@ def _part_codes(groups: np.ndarray, seed: int) -> np.ndarray:
     blending rows BLENDING_SHARE. Drawn by ``validation_ranks``, as AutoKeras draws its
     validation rows: with the run's seed this engine's validation rows are among AutoKeras's,
     so selection compares the two on the same out-of-sample rows."""
+    # here, not at the top: every process that parses a config imports this module (the
+    # engine registry), and validation imports scikit-learn's metrics and SciPy
+    from autokfp.modeling.validation import validation_ranks
+
     ranks = validation_ranks(groups, seed)
     codes = np.full(len(ranks), PART_TRAIN, dtype="int8")
     codes[ranks < VALIDATION_SHARE] = PART_VALID

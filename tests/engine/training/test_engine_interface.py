@@ -38,6 +38,20 @@ def test_the_interface_module_imports_no_engine() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_registering_the_engines_imports_no_scoring_library() -> None:
+    """Every process that parses a config loads the engine registry, which imports the
+    engine modules: the local run's first tasks, before the warm worker is ready, spent
+    25-36 s under load importing scikit-learn and SciPy through them (session 14)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from autokfp.engine_registry import engine_specs; engine_specs(); "
+            f"print(sorted(m for m in {list(BUILTIN_ENGINES)!r} if m in sys.modules), "
+            "sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"{sorted(BUILTIN_ENGINES)} []"
+
+
 @pytest.mark.parametrize("name", ENGINES)
 def test_engine_signatures_match_the_protocol(name: str) -> None:
     engine = get_engine(name)
