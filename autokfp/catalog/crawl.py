@@ -16,6 +16,7 @@ only datasets that were re-profiled or changed status are published again.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import html
 import json
@@ -23,7 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from autokfp import storage
@@ -40,7 +41,7 @@ from autokfp.catalog.evolution import SchemaChange, compare_schemas
 from autokfp.catalog.ledger import CrawlLedger
 from autokfp.catalog.lineage import LineageGraph, load_lineage
 from autokfp.catalog.profiling import DEFAULT_MAX_ROWS
-from autokfp.catalog.schema import DatasetSchema
+from autokfp.catalog.schema import DatasetSchema, to_plain
 from autokfp.catalog.store import CatalogStore, now_iso
 from autokfp.config import RunConfig, TrainingSpec
 from autokfp.errors import SchemaError
@@ -80,7 +81,7 @@ class DatasetOutcome:
         return self.verdict == "breaking"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_plain(self)
 
 
 @dataclass
@@ -355,6 +356,32 @@ def crawl_sources(
 COLLECT_EVERY = 500
 
 
+_frozen_depth = 0
+
+
+@contextlib.contextmanager
+def _libraries_frozen() -> Iterator[None]:
+    """Leave what the process held before the crawl out of the crawl's collections.
+
+    A full collection walks every tracked object, and a process that imported pandas,
+    SQLAlchemy and DataHub's metadata classes holds millions: each of ``COLLECT_EVERY``'s
+    collections took 0.3-0.6 CPU-s that way, a tenth of an unchanged re-crawl of 2,000
+    datasets. ``gc.freeze`` moves the objects alive now out of the collector's view until
+    the crawl ends (``gc.unfreeze``); the cycles the crawl itself leaves are collected as
+    before. Nested crawls (the ingestion path's) unfreeze once, at the outermost end.
+    """
+    global _frozen_depth
+    if _frozen_depth == 0:
+        gc.freeze()
+    _frozen_depth += 1
+    try:
+        yield
+    finally:
+        _frozen_depth -= 1
+        if _frozen_depth == 0:
+            gc.unfreeze()
+
+
 class _Crawl:
     """One crawl as a stream: ``proposals`` drives it (see ``crawl_sources``)."""
 
@@ -370,16 +397,18 @@ class _Crawl:
         deletes."""
         report = self.report
         nonempty: set[str] = set()  # the sources that yielded anything
-        for count, item in enumerate(
-                iter_discover(self.sources, sample_rows, self.cache, report.naming), start=1):
-            if count % COLLECT_EVERY == 0:
-                gc.collect()
-            nonempty.add(item.source_name)
-            _tag_target(item, self.training)
-            schema = self._catalogue(item)
-            self.ledger.add_found(item)
-            if schema is not None and self._published(item.source_name):
-                yield from metadata_proposals(schema)
+        with _libraries_frozen():
+            for count, item in enumerate(
+                    iter_discover(self.sources, sample_rows, self.cache, report.naming),
+                    start=1):
+                if count % COLLECT_EVERY == 0:
+                    gc.collect()
+                nonempty.add(item.source_name)
+                _tag_target(item, self.training)
+                schema = self._catalogue(item)
+                self.ledger.add_found(item)
+                if schema is not None and self._published(item.source_name):
+                    yield from metadata_proposals(schema)
         listed = _crawled_sources(self.sources, report.source_errors)
         for urn in self._mark_missing(listed, nonempty):
             yield from removal_proposals([urn])

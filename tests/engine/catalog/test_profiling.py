@@ -232,3 +232,44 @@ def test_parse_datetime_text_converts_only_date_columns() -> None:
     assert out["created_at"].iloc[1] == pd.Timestamp("2024-02-06 11:30:00")
     assert out["code"].dtype == object
     assert df["created_at"].dtype == object  # the input is left alone
+
+
+def test_schema_to_dict_equals_dataclasses_asdict() -> None:
+    """``to_plain`` (the catalog's fast ``asdict``) gives what ``asdict`` gives, copies
+    included, for a profiled schema with a view, nested fields and top values, and for a
+    crawl outcome with a change."""
+    import collections
+    import dataclasses
+
+    from autokfp.catalog.crawl import DatasetOutcome
+    from autokfp.catalog.schema import to_plain
+
+    frame = pd.DataFrame({"id": range(30), "city": ["a", "b", "c"] * 10,
+                          "amount": np.linspace(0, 1, 30),
+                          "when": pd.date_range("2024-01-01", periods=30, freq="D")})
+    schema = profile_frame(frame, "s/t", "file", "/x/t.csv", fmt="csv")
+    schema.catalog = {"schema_version": 2, "tags": ["a"], "nested": {"k": (1, 2)}}
+    schema.nested_fields = [["address.city", "str", False]]
+    schema.view = {"definition": "select 1", "upstreams": ["urn:a"],
+                   "columns": [{"column": "x", "upstreams": [["urn:a", "x"]]}]}
+    schema.columns[1].min = pd.Timestamp("2024-01-01")  # a value asdict deep-copies
+    expected = dataclasses.asdict(schema)
+    got = to_plain(schema)
+    assert got == expected
+    assert [c["top_values"] for c in got["columns"]] == [
+        c["top_values"] for c in expected["columns"]]
+    assert isinstance(got["columns"][1]["top_values"][0], tuple)
+    assert got["catalog"] is not schema.catalog and got["view"]["columns"][0] is not (
+        schema.view["columns"][0])
+    got["columns"][0]["tags"].append("changed")  # a copy: the schema is untouched
+    assert "changed" not in schema.columns[0].tags
+    assert schema.to_dict() == {**expected, "fingerprint": schema.fingerprint}
+
+    outcome = DatasetOutcome(dataset_id="s/t", source="s", status="changed",
+                             change={"added": ["x"], "reasons": ["'x' was added"]},
+                             notes=["n"], pii_columns=["email"])
+    assert outcome.to_dict() == dataclasses.asdict(outcome)
+    Pair = collections.namedtuple("Pair", "a b")
+    odd = {"pair": Pair(1, [2]), "counts": collections.defaultdict(int, {"k": 1})}
+    assert to_plain(odd) == odd and isinstance(to_plain(odd)["pair"], Pair)
+    assert to_plain(odd)["counts"].default_factory is int
