@@ -97,6 +97,50 @@ def pytest_collection_modifyitems(config, items) -> None:
     items[:] = layout + quick
 
 
+class _WorkerClock:
+    """(controller of an xdist run) When each worker reported its last test, and the seconds
+    its tests took (setup + call + teardown), printed at the end of the run: a worker that
+    finishes long before the other is wall time lost, and SLOW_MODULE_SECONDS is what to
+    change then."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.started = time.monotonic()
+        self.last: dict[str, float] = {}
+        self.busy: dict[str, float] = {}
+        self.tests: dict[str, int] = {}
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report) -> None:
+        import time
+
+        gateway = getattr(getattr(report, "node", None), "gateway", None)
+        if gateway is None:  # a serial run: no worker to account for
+            return
+        worker = gateway.id
+        self.busy[worker] = self.busy.get(worker, 0.0) + float(report.duration or 0.0)
+        if report.when == "teardown":
+            self.tests[worker] = self.tests.get(worker, 0) + 1
+            self.last[worker] = time.monotonic() - self.started
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.last:
+            return
+        terminalreporter.write_sep("-", "xdist workers: last test finished / seconds in tests")
+        for worker in sorted(self.last):
+            terminalreporter.write_line(
+                f"{worker}: {self.tests[worker]} tests, last finished at {self.last[worker]:,.0f} s, "
+                f"{self.busy[worker]:,.0f} s in tests")
+
+
+def pytest_configure(config) -> None:
+    if config.pluginmanager.hasplugin("xdist") and getattr(config.option, "numprocesses", None) \
+            and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_WorkerClock(), "autokfp-worker-clock")
+
+
 @dataclass(frozen=True)
 class GcsEmulator:
     """A running in-memory GCS emulator and the bucket it serves."""
