@@ -12,12 +12,13 @@ run's gate scores it, never the all-rows model, on the test rows.
 
 Before that, the refit is checked on rows it has not seen: the same recipe is also fitted on
 the training rows only (the gated model's own rows; first, in the same child process as the
-all-rows fit, which shares its H2O JVM or TensorFlow import and is used only if this one
-passes) and scored on the test rows next to the gated model; it must be within ``HOLDOUT_SCORE_TOLERANCE`` / ``HOLDOUT_LOSS_TOLERANCE`` of
-it there (a recipe that does not reproduce the gated model, or overfits, is rejected and
-its all-rows fit discarded), and its decisions per group there, with the gated model's fairness
-mitigation applied, must meet the fairness policy if the gated model's did. The all-rows fit is then checked on every labelled row, which only
-catches a fit that broke (it has seen those rows).
+all-rows fit, which shares its H2O JVM or TensorFlow import) and scored on the test rows next
+to the gated model; it must be within ``HOLDOUT_SCORE_TOLERANCE`` / ``HOLDOUT_LOSS_TOLERANCE``
+of it there (a recipe that does not reproduce the gated model, or overfits, is rejected), and
+its decisions per group there, with the gated model's fairness mitigation applied, must meet
+the fairness policy if the gated model's did. The child makes this check between the two
+fits, so a rejected recipe is never fitted on every row. The all-rows fit is then checked on
+every labelled row, which only catches a fit that broke (it has seen those rows).
 
 Refitting never fails the run: an engine without ``refit``, an error, a crash or a refit that
 fails a check serves the gated model, and the package's ``meta.serving`` says why and how the
@@ -180,28 +181,23 @@ def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="autokfp-refit-") as scratch:
         # both fits in one child (one interpreter, one H2O JVM or TensorFlow import for the
-        # two): the recipe on the gated model's own rows, and on every labelled row; the
-        # second is used only if the first passes its checks below
+        # two): the recipe on the gated model's own rows, checked there (holdout_check), and
+        # only if it passes, on every labelled row
         rows = Path(scratch, "labelled.parquet")
         labelled = _concat_parquet([train_path, test_path], rows)
         staging = _staging(out_model_path)
-        trial, fitted = _refit_packages(cfg, engine, model_path,
-                                        [(train_path, Path(scratch, "holdout")),
-                                         (str(rows), staging)])
+        trial, fitted = _refit_packages(
+            cfg, engine, model_path, [(train_path, Path(scratch, "holdout")), (str(rows), staging)],
+            holdout={"config": cfg.to_dict(), "model_path": str(model_path),
+                     "train_path": str(train_path), "test_path": str(test_path)})
         # 1. the recipe on the gated model's own rows, judged on the test rows against it
         trial = _fitted(trial)
-        holdout = _compare(model_path, str(trial["package"]), test_path, meta,
-                           HOLDOUT_SCORE_TOLERANCE, HOLDOUT_LOSS_TOLERANCE,
-                           "the test rows (neither model saw them; the refit fitted on the "
-                           "training rows only)")
+        holdout, fairness = trial["check"]["holdout"], trial["check"]["fairness"]
         figures.update(_figures("holdout", holdout))
         figures["holdout_refit_seconds"] = trial["summary"]["seconds"]
         if not holdout["passed"]:
             return (f"the refit was rejected: fitted on the training rows only, its "
                     f"{holdout['detail']}"), figures
-        # what serves is audited too: the recipe's decisions per group on rows it did not
-        # see, with the gated model's fairness mitigation applied as serving applies it
-        fairness = _served_fairness(cfg, str(trial["package"]), train_path, test_path, meta)
         if fairness is not None and fairness["rejected"]:
             return f"the refit was rejected: {fairness['detail']}", figures
         # 2. the same recipe on every labelled row: the model to serve
@@ -240,36 +236,75 @@ def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
 
 
 def _refit_packages(cfg: RunConfig, engine: str, model_path: str,
-                    fits: list[tuple[str, Path]]) -> list[dict[str, Any]]:
+                    fits: list[tuple[str, Path]],
+                    holdout: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The gated package refitted on the rows of each ``(rows_path, package)``, in order, in
     one child process (``refit_engines``), each written at its ``package`` (the gated package
     with that refit's engine files): per fit ``{"package", "summary"}``, or ``{"error"}``
-    (an ``EngineFailure`` as that fit alone in its child would have raised it). The child
-    gets each fit's time limit; a child that crashed or ran out of time fails them all."""
+    (an ``EngineFailure`` as that fit alone in its child would have raised it). With
+    ``holdout`` (``holdout_check``'s arguments but the package), the first fit is checked in
+    the child before the others run, its ``check`` returned with it; a rejected one ends the
+    child there. The child gets each fit's time limit; a child that crashed or ran out of
+    time fails them all."""
     from autokfp.training.isolation import engine_timeout, run_isolated
 
     engine_dirs = [package.parent / f".{package.name}.engine" for _, package in fits]
     for folder in engine_dirs:
         shutil.rmtree(folder, ignore_errors=True)
-    outcomes = run_isolated(
-        "autokfp.steps.refit_model:refit_engines",
-        {"config": cfg.training_settings(engine).to_dict(), "engine": engine,
-         "model_path": str(model_path),
-         "fits": [{"rows_path": str(rows), "engine_dir": str(folder)}
-                  for (rows, _), folder in zip(fits, engine_dirs)]},
-        timeout=engine_timeout(cfg.budget.max_runtime_secs) * len(fits))
+    try:
+        outcomes = run_isolated(
+            "autokfp.steps.refit_model:refit_engines",
+            {"config": cfg.training_settings(engine).to_dict(), "engine": engine,
+             "model_path": str(model_path),
+             "fits": [{"rows_path": str(rows), "engine_dir": str(folder),
+                       "package": str(package)}
+                      for (rows, package), folder in zip(fits, engine_dirs)],
+             "holdout": holdout},
+            timeout=engine_timeout(cfg.budget.max_runtime_secs) * len(fits))
+    except BaseException:
+        for (_, package), folder in zip(fits, engine_dirs):  # what a dead child left
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(package, ignore_errors=True)
+        raise
     results: list[dict[str, Any]] = []
     for (_, package), folder, outcome in zip(fits, engine_dirs, outcomes):
         if "error" in outcome:
             shutil.rmtree(folder, ignore_errors=True)
             results.append(outcome)
             continue
-        shutil.rmtree(package, ignore_errors=True)
-        # the gated package but its engine folder (the model itself), then the refit's
-        shutil.copytree(model_path, package, ignore=_engine_folder_of(model_path))
-        shutil.move(str(folder), str(package / "artifacts" / "engine"))
-        results.append({"package": package, "summary": outcome["summary"]})
+        results.append({**outcome, "package": package})
     return results
+
+
+def _assemble(model_path: str, engine_dir: Path, package: Path) -> None:
+    """At ``package``: the gated package but its engine folder (the model itself), then the
+    refit's (``engine_dir``, moved there)."""
+    shutil.rmtree(package, ignore_errors=True)
+    shutil.copytree(model_path, package, ignore=_engine_folder_of(model_path))
+    shutil.move(str(engine_dir), str(package / "artifacts" / "engine"))
+
+
+def holdout_check(config: dict[str, Any], model_path: str, package: str, train_path: str,
+                  test_path: str) -> dict[str, Any]:
+    """The refit recipe fitted on the training rows only (``package``) judged on rows it has
+    not seen: its ``holdout`` comparison with the gated package (``model_path``) on the test
+    rows, and, when that passes, its ``fairness`` there (``_served_fairness``; None when it
+    was not checked or the model has no sensitive columns); ``rejected`` when either fails."""
+    from autokfp.config import parse_config
+
+    cfg = parse_config(config, origin="refit settings")
+    meta = json.loads(Path(model_path, "artifacts", "meta.json").read_text())
+    holdout = _compare(model_path, package, test_path, meta,
+                       HOLDOUT_SCORE_TOLERANCE, HOLDOUT_LOSS_TOLERANCE,
+                       "the test rows (neither model saw them; the refit fitted on the "
+                       "training rows only)")
+    fairness = None
+    if holdout["passed"]:
+        # what serves is audited too: the recipe's decisions per group on rows it did not
+        # see, with the gated model's fairness mitigation applied as serving applies it
+        fairness = _served_fairness(cfg, package, train_path, test_path, meta)
+    rejected = not holdout["passed"] or bool(fairness is not None and fairness["rejected"])
+    return {"holdout": holdout, "fairness": fairness, "rejected": rejected}
 
 
 def _fitted(outcome: dict[str, Any]) -> dict[str, Any]:
@@ -325,11 +360,16 @@ def _figures(prefix: str, check: dict[str, Any]) -> dict[str, float]:
 
 
 def refit_engines(config: dict[str, Any], engine: str, model_path: str,
-                  fits: list[dict[str, str]]) -> list[dict[str, Any]]:
+                  fits: list[dict[str, str]],
+                  holdout: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """(in a child process) ``refit_engine`` for each of ``fits`` (``rows_path``,
-    ``engine_dir``) in turn, with one engine (an H2O refit session: one cluster for all).
-    Per fit ``{"summary"}``, or ``{"error", "error_type"}`` when it raised; once one has,
-    the fits after it are not run (the step would not use them), their error says so."""
+    ``engine_dir``, ``package``) in turn, with one engine (an H2O refit session: one cluster
+    for all), each fit's package assembled at its ``package`` (``_assemble``). Per fit
+    ``{"summary"}``, or ``{"error", "error_type"}`` when it raised; once one has, the fits
+    after it are not run (the step would not use them), their error says so. With
+    ``holdout`` (``holdout_check``'s arguments but the package), the first fit's package is
+    checked before the next fit starts (``{"summary", "check"}``): a rejected recipe is not
+    fitted again (the step serves the gated model then)."""
     from autokfp.config import parse_training_settings
     from autokfp.engine_registry import engine_for_run
 
@@ -337,18 +377,26 @@ def refit_engines(config: dict[str, Any], engine: str, model_path: str,
     trainer = engine_for_run(engine, cfg)
     session = getattr(trainer, "refit_session", None)
     outcomes: list[dict[str, Any]] = []
+    skipped = {"error": "not run: the fit before it failed", "error_type": "EngineFailure"}
     with session(cfg.budget) if session is not None else contextlib.nullcontext():
         for fit in fits:
             try:
-                outcomes.append({"summary": refit_engine(
+                outcome: dict[str, Any] = {"summary": refit_engine(
                     config, engine, model_path, fit["rows_path"], fit["engine_dir"],
-                    trainer=trainer)})
+                    trainer=trainer)}
+                _assemble(model_path, Path(fit["engine_dir"]), Path(fit["package"]))
+                if holdout is not None and not outcomes:
+                    outcome["check"] = holdout_check(package=fit["package"], **holdout)
             except Exception as exc:  # noqa: BLE001 - reported per fit, as its child would
                 log.warning("the refit on %s failed", fit["rows_path"], exc_info=True)
                 outcomes.append({"error": f"{type(exc).__name__}: {exc}",
                                  "error_type": type(exc).__name__})
                 break
-    skipped = {"error": "not run: the fit before it failed", "error_type": "EngineFailure"}
+            outcomes.append(outcome)
+            if outcome.get("check", {}).get("rejected"):
+                skipped = {"error": "not run: the refit on the training rows was rejected",
+                           "error_type": "EngineFailure"}
+                break
     return outcomes + [skipped] * (len(fits) - len(outcomes))
 
 

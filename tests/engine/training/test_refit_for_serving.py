@@ -278,8 +278,15 @@ def _explain(config, package: Path, paths, tmp_path: Path) -> dict:
     return json.loads((tmp_path / "explanation.json").read_text())
 
 
+def _fits(captured: str) -> list[int]:
+    """The rows of each H2O refit the step's child made (its log, on the inherited stderr)."""
+    import re
+
+    return [int(rows) for rows in re.findall(r"H2O refit of .* on (\d+) rows", captured)]
+
+
 def test_a_refit_that_breaks_a_fairness_limit_the_gated_model_met_is_rejected(
-        trained_package, gated, tmp_path) -> None:
+        trained_package, gated, tmp_path, capfd) -> None:
     """A policy no model meets (equal selection rates per gender to the last decimal): the
     gated package says it passed, the recipe fitted on the training rows does not on the
     test rows, so the gated model serves."""
@@ -291,8 +298,12 @@ def test_a_refit_that_breaks_a_fairness_limit_the_gated_model_met_is_rejected(
     paths = trained_package.paths
     checked = _with_fairness(paths.model, tmp_path, verdict="pass")
     out = tmp_path / "served"
+    capfd.readouterr()
     result = refit_model(config, str(checked), str(evaluation), str(paths.train),
                          str(paths.test), str(out))
+    # the recipe was fitted on the training rows only: rejected there, it was not fitted on
+    # every labelled row
+    assert _fits(capfd.readouterr().err) == [_rows(paths.train)]
     assert result.served == "gated", result.reason
     assert "the refit was rejected" in result.reason
     assert f"on the {_rows(paths.test)} test rows: fail" in result.reason, result.reason
@@ -312,7 +323,7 @@ OVERFIT_RECIPE = {"model_id": "corrupted", "algo": "gbm",
 
 
 def test_a_refit_that_overfits_is_rejected_on_rows_it_did_not_see(trained_package, gated,
-                                                                   tmp_path) -> None:
+                                                                   tmp_path, capfd) -> None:
     from autokfp.governance import audit
     from autokfp.steps.refit_model import HOLDOUT_SCORE_TOLERANCE, refit_engine, refit_model
 
@@ -334,8 +345,11 @@ def test_a_refit_that_overfits_is_rejected_on_rows_it_did_not_see(trained_packag
     assert auc["refit"] > auc["gate"] + 0.05, auc
     # the step fits it on the training rows and scores the test rows: rejected by a wide margin
     out = tmp_path / "served"
+    capfd.readouterr()
     result = refit_model(config, str(corrupted), str(evaluation), str(paths.train),
                          str(paths.test), str(out))
+    # rejected after its fit on the training rows, the recipe was not fitted on every row
+    assert _fits(capfd.readouterr().err) == [_rows(paths.train)]
     assert result.served == "gated"
     assert "fitted on the training rows only" in result.reason and "test rows" in result.reason
     metric = _meta(paths.model)["primary_metric"]
