@@ -422,5 +422,15 @@ def read_store_predictions(location: str) -> pd.DataFrame:
                    if u.endswith(".parquet") and not is_ignored(u[start:]))
     if not parts:
         raise DataError(f"no predictions under {location}")
-    return pd.concat([pd.read_parquet(io.BytesIO(storage.read_bytes(u))) for u in parts],
-                     ignore_index=True)
+    frames = []
+    for uri in parts:
+        data = storage.read_bytes(uri)
+        try:
+            frames.append(pd.read_parquet(io.BytesIO(data)))
+        except Exception as exc:  # noqa: BLE001 - Arrow's and pandas' errors alike
+            raise DataError(f"the batch at {location}: part {uri[start:]} ({len(data)} bytes) "
+                            f"cannot be read as Parquet ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); it was "
+                            "changed after the batch was written: delete the batch folder "
+                            "and rerun the same scoring to write it again") from None
+    return pd.concat(frames, ignore_index=True)

@@ -101,6 +101,20 @@ def test_no_batch_folder_appears_before_every_chunk_is_written(tmp_path) -> None
     result = _score(frame, Model(), target)
     assert [p.name for p in version_folder.iterdir()] == [staged.name]  # _temporary/ gone
     assert len(read_store_predictions(result.output)) == len(frame)
+    # a part cut short afterwards (a copy that stopped, a full disk) is named, with the cure
+    import shutil
+    from pathlib import Path
+
+    part = Path(result.output) / "part-00002.parquet"
+    part.write_bytes(part.read_bytes()[:100])
+    with pytest.raises(DataError, match=r"part part-00002\.parquet \(100 bytes\) cannot be "
+                                        r"read as Parquet .* delete the batch folder and rerun"):
+        read_store_predictions(result.output)
+    shutil.rmtree(result.output)
+    again = _score(frame, Model(), target)
+    assert again.batch_id == result.batch_id
+    pd.testing.assert_frame_equal(read_store_predictions(again.output).drop(
+        columns=["model_version"]), _expected(frame))
 
 
 def test_an_object_store_batch_is_staged_then_moved(gcs_emulator, monkeypatch) -> None:
