@@ -16,6 +16,7 @@ store holds the truth and the next publish repeats it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -796,111 +797,171 @@ def _safe_url(url: str) -> str:
 
 _GMS_BATCH = 100  # proposals per request (DataHub's REST sink's max_per_batch)
 # batch requests in flight at once, each thread with its own emitter (DataHub's REST sink
-# does the same with 15 threads: DATAHUB_REST_SINK_DEFAULT_MAX_THREADS); GMS validates a
-# batch whole before it writes any of it, so a refused batch leaves nothing of itself
+# does the same with 15 threads: DATAHUB_REST_SINK_DEFAULT_MAX_THREADS)
 GMS_WORKERS = 4
 
 
-def emit_to_gms(proposals: Iterable[MetadataChangeProposalWrapper], url: str,
-                token: str | None = None, timeout_sec: float = 30.0,
-                workers: int | None = None) -> int:
-    """Send proposals to a DataHub GMS with the REST emitter; return how many were sent.
+class GmsSender:
+    """One publication's connection to a DataHub GMS: ``workers`` threads, each with its own
+    REST emitter (one requests session, as DataHub's REST sink keeps them), made on the
+    first ``send`` and kept until ``close()``, so a crawl that publishes 2,000 aspects at a
+    time checks the server (``GET /config``) once and reuses its connections throughout.
+    Use it as a context manager: the threads and sessions are closed at the end and when
+    an error leaves the ``with`` block.
 
-    The emitter first checks ``GET /config`` then posts the proposals in batches of up to
-    ``_GMS_BATCH`` to ``/aspects?action=ingestProposalBatch`` (GMS's batch endpoint, as
-    DataHub's REST sink does; one request per aspect before) with ``Authorization: Bearer
-    <token>``, ``workers`` batches at a time (default ``GMS_WORKERS``; a GMS answers each
-    batch after writing it, so sending one after another leaves it and the network idle
-    between batches). A batch holding an aspect of an entity that a batch in flight also
-    holds waits for that batch, so a later value of an aspect is written after an earlier
-    one (DataHub's REST sink keeps each URN's records in order too; keyed here by entity
-    and aspect, since a dataset's aspects often span two batches). A 429 or 5xx answer is
-    retried (the emitter's own retries, with backoff). When a batch fails, no further batch is started; those already in flight
-    finish, and the error says which batches GMS refused and how many aspects it took
-    (``CatalogPublishError.sent``): a batch is taken whole or not at all.
-
-    Raises:
-        CatalogPublishError: the server cannot be reached, is not a GMS, or refused a
-            proposal. The message never contains the token.
+    What a failed batch leaves: GMS checks a batch against its schemas before it writes any
+    of it, so a batch refused for what it holds (422, 400) is not written. A batch that
+    fails later may be written in part or whole: GMS writes time-series aspects apart from
+    the others, in async mode it queues each aspect on its own, and an answer lost to a
+    timeout or a proxy's 502/504 after GMS committed reads as a failure. That is safe to
+    send again: every aspect autokfp sends is an UPSERT of a whole aspect value (no PATCH,
+    no CREATE), so GMS writing it a second time leaves the same value (an unchanged value
+    makes no new version; a time-series value with the same timestamp replaces the
+    first). The emitter's own retries (429 and 5xx) and the next crawl re-send such
+    batches whole.
     """
-    import threading
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-    from datahub.emitter.rest_emitter import DataHubRestEmitter
+    def __init__(self, url: str, token: str | None = None, timeout_sec: float = 30.0,
+                 workers: int | None = None):
+        import threading
 
-    workers = max(1, workers or GMS_WORKERS)
-    emitters: list[DataHubRestEmitter] = []
-    local = threading.local()
-    guard = threading.Lock()
+        self.url, self.token, self.timeout_sec = url, token, timeout_sec
+        self.workers = max(1, workers or GMS_WORKERS)
+        self._local = threading.local()
+        self._guard = threading.Lock()
+        self._emitters: list[Any] = []
+        self._pool: Any = None
+        self._closed = False
 
-    def emitter() -> DataHubRestEmitter:
-        # one emitter (one requests session) per thread, as DataHub's REST sink keeps them
-        if not hasattr(local, "emitter"):
-            local.emitter = DataHubRestEmitter(
-                gms_server=url, token=token, openapi_ingestion=False, retry_max_times=2,
-                timeout_sec=timeout_sec)
-            with guard:
-                emitters.append(local.emitter)
-        return local.emitter
+    def __enter__(self) -> GmsSender:
+        return self
 
-    def send(batch: list[MetadataChangeProposalWrapper]) -> int:
-        emitter().emit_mcps(batch)
-        return len(batch)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-    def safe(exc: BaseException) -> str:
+    def _emitter(self) -> Any:
+        from datahub.emitter.rest_emitter import DataHubRestEmitter
+
+        if not hasattr(self._local, "emitter"):
+            self._local.emitter = DataHubRestEmitter(
+                gms_server=self.url, token=self.token, openapi_ingestion=False,
+                retry_max_times=2, timeout_sec=self.timeout_sec)
+            with self._guard:
+                self._emitters.append(self._local.emitter)
+        return self._local.emitter
+
+    def _safe(self, exc: BaseException) -> str:
         text = " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(".")
-        return text.replace(token, "***") if token else text
+        return text.replace(self.token, "***") if self.token else text
 
-    sent = 0
-    failed: list[tuple[int, int, int, BaseException]] = []  # (batch, first, last, error)
-    # batch future -> (batch, first, last, its (entity, aspect) keys)
-    in_flight: dict[Future[int], tuple[int, int, int, set[tuple[Any, Any]]]] = {}
+    def send(self, proposals: Iterable[MetadataChangeProposalWrapper]) -> int:
+        """Send proposals in batches of up to ``_GMS_BATCH`` to
+        ``/aspects?action=ingestProposalBatch`` (GMS's batch endpoint, as DataHub's REST
+        sink does), ``workers`` batches at a time; return how many aspects GMS acknowledged.
+        Returns once every batch it started has been answered.
 
-    def settle(done: Iterable[Future[int]]) -> None:
-        nonlocal sent
-        for future in done:
-            index, first, last, _ = in_flight.pop(future)
-            error = future.exception()
-            if error is None:
-                sent += future.result()
-            else:
-                failed.append((index, first, last, error))
+        A batch holding an aspect of an entity that a batch in flight also holds waits for
+        that batch, so a later value of an aspect is written after an earlier one (DataHub's
+        REST sink keeps each URN's records in order too; keyed here by entity and aspect,
+        since a dataset's aspects often span two batches). When a batch fails, no further
+        batch is started; those already in flight finish.
 
-    try:
-        emitter().test_connection()  # a wrong URL or token fails here, before any batch
-        with ThreadPoolExecutor(workers, thread_name_prefix="autokfp-gms") as pool:
+        Raises:
+            CatalogPublishError: the server cannot be reached, is not a GMS, or a batch
+                failed. Its ``sent`` counts the aspects of the batches GMS acknowledged; a
+                failed batch may still have been written in part (class docstring). The
+                message never contains the token.
+        """
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        if self._closed:
+            raise RuntimeError("this GmsSender is closed")
+
+        def post(batch: list[MetadataChangeProposalWrapper]) -> int:
+            self._emitter().emit_mcps(batch)
+            return len(batch)
+
+        sent = 0
+        failed: list[tuple[int, int, int, BaseException]] = []  # (batch, first, last, error)
+        # batch future -> (batch, first, last, its (entity, aspect) keys)
+        in_flight: dict[Future[int], tuple[int, int, int, set[tuple[Any, Any]]]] = {}
+
+        def settle(done: Iterable[Future[int]]) -> None:
+            nonlocal sent
+            for future in done:
+                index, first, last, _ = in_flight.pop(future)
+                error = future.exception()
+                if error is None:
+                    sent += future.result()
+                else:
+                    failed.append((index, first, last, error))
+
+        try:
+            if self._pool is None:
+                self._emitter().test_connection()  # a wrong URL or token fails here
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="autokfp-gms")
             try:
                 count = 0
                 stream = iter(proposals)
                 batches = iter(lambda: list(itertools.islice(stream, _GMS_BATCH)), [])
                 for index, batch in enumerate(batches):
                     keys = {(p.entityUrn, p.aspectName) for p in batch}
-                    while not failed and (len(in_flight) >= workers or any(
+                    while not failed and (len(in_flight) >= self.workers or any(
                             keys & held for *_, held in in_flight.values())):
                         settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
                     if failed:
                         break  # no batch starts once one failed
-                    in_flight[pool.submit(send, batch)] = (index, count + 1,
-                                                           count + len(batch), keys)
+                    in_flight[self._pool.submit(post, batch)] = (
+                        index, count + 1, count + len(batch), keys)
                     count += len(batch)
             finally:
                 settle(wait(in_flight).done)
-    except Exception as exc:
-        failed.append((-1, 0, 0, exc))
-    finally:
+        except Exception as exc:
+            failed.append((-1, 0, 0, exc))
+        if failed:
+            failed.sort(key=lambda f: f[0])
+            where = "; ".join(
+                (f"batch {index + 1} (aspects {first}-{last}) failed: " if index >= 0 else "")
+                + self._safe(error)[:800] for index, first, last, error in failed[:3])
+            more = f"; and {len(failed) - 3} more batch(es) failed" if len(failed) > 3 else ""
+            error = CatalogPublishError(
+                f"DataHub GMS at {_safe_url(self.url)} acknowledged {sent} aspect(s), then "
+                f"failed: {where}{more}. Check DATAHUB_GMS_URL (the GMS, usually :8080) and "
+                "DATAHUB_GMS_TOKEN")
+            error.sent = sent
+            raise error from None
+        return sent
+
+    def close(self) -> None:
+        """Wait for nothing more (``send`` returns with its batches answered), stop the
+        threads and close every emitter's session. Safe to call twice."""
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        with self._guard:
+            emitters, self._emitters = self._emitters, []
         for made in emitters:
-            made.close()
-    if failed:
-        failed.sort(key=lambda f: f[0])
-        where = "; ".join(
-            (f"batch {index + 1} (aspects {first}-{last}) failed: " if index >= 0 else "")
-            + safe(error)[:800] for index, first, last, error in failed[:3])
-        more = f"; and {len(failed) - 3} more batch(es) failed" if len(failed) > 3 else ""
-        error = CatalogPublishError(
-            f"DataHub GMS at {_safe_url(url)} took {sent} aspect(s), then failed: {where}"
-            f"{more}. Check DATAHUB_GMS_URL (the GMS, usually :8080) and DATAHUB_GMS_TOKEN")
-        error.sent = sent
-        raise error from None
+            with contextlib.suppress(Exception):
+                made.close()
+
+
+def emit_to_gms(proposals: Iterable[MetadataChangeProposalWrapper], url: str,
+                token: str | None = None, timeout_sec: float = 30.0,
+                workers: int | None = None) -> int:
+    """Send proposals to a DataHub GMS with the REST emitter; return how many GMS
+    acknowledged. One ``GmsSender`` for this call (``publish`` keeps one for a whole
+    publication): ``GET /config`` first, then batches, ``workers`` at a time (default
+    ``GMS_WORKERS``), with ``Authorization: Bearer <token>``. A 429 or 5xx answer is retried
+    by the emitter (with backoff), which re-sends the batch whole: harmless, as
+    ``GmsSender`` explains.
+
+    Raises:
+        CatalogPublishError: the server cannot be reached, is not a GMS, or a batch failed
+            (``sent``: the aspects GMS acknowledged). The message never contains the token.
+    """
+    with GmsSender(url, token, timeout_sec, workers) as gms:
+        sent = gms.send(proposals)
     log.info("sent %d aspect(s) to DataHub GMS at %s", sent, _safe_url(url))
     return sent
 
@@ -938,7 +999,10 @@ def publish(proposals: Iterable[MetadataChangeProposalWrapper], metadata_uri: st
     read back from the spool ``PUBLISH_BATCH`` at a time and sent, so given a generator
     publishing holds one batch, not every dataset's aspects (a crawl of 1,000 datasets held
     43 MB more at its peak publishing them all at once). A Lite or GMS error stops sending to
-    that target (the batches before it were sent) and is reported in the result.
+    that target (the batches before it were sent) and is reported in the result. One
+    ``GmsSender`` serves the whole publication (its threads and sessions closed at the end,
+    also when an error ends it); ``gms_sent`` counts what GMS acknowledged (a failed batch
+    may be written in part: see ``GmsSender``).
 
     Args:
         proposals: what to publish.
@@ -952,9 +1016,6 @@ def publish(proposals: Iterable[MetadataChangeProposalWrapper], metadata_uri: st
         StorageError: the metadata file cannot be written to the artifact store (then
             nothing was sent to Lite or GMS).
     """
-    import pickle
-    import tempfile
-
     result = PublishResult(proposals=0)
     stream = iter(proposals)
     first = next(stream, None)
@@ -965,6 +1026,21 @@ def publish(proposals: Iterable[MetadataChangeProposalWrapper], metadata_uri: st
     target = gms_settings()
     if target is not None:
         result.gms_url = _safe_url(target[0])
+    with contextlib.ExitStack() as stack:
+        gms = stack.enter_context(GmsSender(*target)) if target is not None else None
+        _publish_stream(first, stream, metadata_uri, catalog_dir, gms, result)
+    if result.gms_url is not None and result.gms_error is None:
+        log.info("sent %d aspect(s) to DataHub GMS at %s", result.gms_sent, result.gms_url)
+    return result
+
+
+def _publish_stream(first: MetadataChangeProposalWrapper,
+                    stream: Iterator[MetadataChangeProposalWrapper], metadata_uri: str | None,
+                    catalog_dir: str | os.PathLike | None, gms: GmsSender | None,
+                    result: PublishResult) -> None:
+    """``publish``'s body: the file, the spool, then Lite and ``gms`` a batch at a time."""
+    import pickle
+    import tempfile
 
     def send(batch: list[MetadataChangeProposalWrapper]) -> None:
         if catalog_dir is not None and result.lite_error is None:
@@ -973,9 +1049,9 @@ def publish(proposals: Iterable[MetadataChangeProposalWrapper], metadata_uri: st
             except CatalogPublishError as exc:
                 result.lite_error = str(exc)
                 log.warning("%s", exc)
-        if target is not None and result.gms_error is None:
+        if gms is not None and result.gms_error is None:
             try:
-                result.gms_sent += emit_to_gms(batch, *target)
+                result.gms_sent += gms.send(batch)
             except CatalogPublishError as exc:
                 result.gms_sent += exc.sent
                 result.gms_error = str(exc)
@@ -993,7 +1069,7 @@ def publish(proposals: Iterable[MetadataChangeProposalWrapper], metadata_uri: st
                 yield proposal
 
         send_in_batches(counted())
-        return result
+        return
 
     # the spool is this process's own unnamed temporary file: what is unpickled is what was
     # pickled a moment ago (each proposal carries its serialised form, so Lite reuses it)
@@ -1012,4 +1088,3 @@ def publish(proposals: Iterable[MetadataChangeProposalWrapper], metadata_uri: st
                 yield pickle.load(spool)  # our own spool, written above
 
         send_in_batches(unspooled())
-    return result

@@ -15,7 +15,12 @@ It answers what DataHub's Python clients call, as GMS answers it:
   against the aspect's Avro schema (types, required fields, and no field the schema does
   not define); a PATCH's value must be a JSON Patch list. A failure is
   422 (GMS's ValidationException) with rest.li's error body, and nothing of the batch is
-  stored (GMS validates a batch before it writes any of it);
+  stored (GMS builds and checks the whole batch before it writes any of it). What it
+  stores, it stores as GMS does where a re-sent aspect is concerned: a versioned aspect's
+  UPSERT replaces the latest value and makes a new version only when the value changed
+  (``versions``); a time-series value replaces the one with the same document key
+  (timestamp, granularity, URN, message id and partition, GMS's Elasticsearch document
+  id), so sending the same aspect twice leaves the same state;
 - ``GET /aspects/<urn>?aspect=<name>&version=0`` (``DataHubGraph.get_aspect``): the latest
   aspect, as a rest.li VersionedAspect keyed by the aspect's full record name, or 404;
 - ``POST /aspects?action=getTimeseriesAspectValues`` (the state provider's checkpoint
@@ -25,8 +30,12 @@ It answers what DataHub's Python clients call, as GMS answers it:
 database and search index before it answers), so a test can tell batches sent together
 from batches sent one after another (``most_in_flight``: the most POSTs answered at once).
 ``fail_next`` queues statuses (503, 429, 500) answered to the next POSTs instead of taking
-them, to test the emitter's retries. Every request is recorded; with a token, any other
-bearer gets 401.
+them, to test the emitter's retries. ``fail_after_writing`` queues ``(n, status)`` for the
+next batch POSTs: the batch is checked, its first ``n`` aspects are stored (``None``: all of
+them), then ``status`` is answered, as when a GMS fails part-way after its checks (a
+time-series aspect written to its search index before the database write failed; async
+mode queueing each aspect on its own) or its answer is lost after it committed (a proxy's
+502/504, a timeout). Every request is recorded; with a token, any other bearer gets 401.
 """
 
 from __future__ import annotations
@@ -167,11 +176,15 @@ class FakeGms:
         self.most_in_flight = 0
         self.requests: list[dict] = []
         self.aspects: dict[tuple[str, str], dict] = {}  # (urn, aspect name) -> latest value
-        self.timeseries: dict[tuple[str, str], list[dict]] = {}  # every value, in order
+        self.versions: dict[tuple[str, str], int] = {}  # values written that changed it
+        # (urn, aspect name) -> {GMS's document key: value}
+        self.timeseries: dict[tuple[str, str], dict[tuple, dict]] = {}
         self.patches: list[tuple[str, str, list]] = []
         self.taken: list[dict] = []  # every proposal taken, as sent
         self.refused: list[dict] = []  # {"status", "message"} of every 4xx answered
         self.fail_next: list[int] = []  # statuses for the next POSTs (transient failures)
+        # (aspects stored first, status answered) for the next batch POSTs
+        self.fail_after_writing: list[tuple[int | None, int]] = []
         self.lock = threading.Lock()
         gms = self
 
@@ -261,6 +274,16 @@ class FakeGms:
                     checked = [validate_proposal(p) for p in proposals]
                 except Refused as exc:
                     return self._refuse(exc.status, str(exc))
+                with gms.lock:
+                    partly = (gms.fail_after_writing.pop(0) if gms.fail_after_writing
+                              and action == "ingestProposalBatch" else None)
+                if partly is not None:
+                    written, status = partly
+                    end = len(checked) if written is None else written
+                    gms.store(checked[:end], proposals[:end])
+                    return self._reply(status, {
+                        "message": f"failed after writing {end} of {len(checked)} aspect(s)",
+                        "status": status})
                 gms.store(checked, proposals)
                 self._reply(200, {"value": "success"})
 
@@ -282,13 +305,17 @@ class FakeGms:
                 elif change == "DELETE":
                     self.aspects.pop((urn, name), None)
                 elif ASPECT_NAME_MAP[name].get_aspect_type() == "timeseries":
-                    self.timeseries.setdefault((urn, name), []).append(value)
+                    key = tuple(json.dumps(value.get(field), sort_keys=True) for field in (
+                        "timestampMillis", "eventGranularity", "messageId", "partitionSpec"))
+                    self.timeseries.setdefault((urn, name), {})[key] = value
                 else:
+                    if self.aspects.get((urn, name)) != value:
+                        self.versions[(urn, name)] = self.versions.get((urn, name), 0) + 1
                     self.aspects[(urn, name)] = value
 
     def timeseries_values(self, query: dict) -> dict:
         """GMS's getTimeseriesAspectValues: newest first, equal-field filters applied."""
-        values = list(self.timeseries.get((query.get("urn"), query.get("aspect")), []))
+        values = list(self.timeseries.get((query.get("urn"), query.get("aspect")), {}).values())
         clauses = ((query.get("filter") or {}).get("or") or [{"and": []}])
 
         def matches(value: dict) -> bool:

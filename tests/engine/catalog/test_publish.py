@@ -291,7 +291,8 @@ def test_a_gms_answering_503_is_retried_by_the_emitter(churn_sources) -> None:
         posts = [r for r in gms.requests if r["method"] == "POST"]
         assert len(posts) == 2 and len(gms.proposals()) == 4  # refused once, taken once
         gms.fail_next = [503] * 3
-        with pytest.raises(CatalogPublishError, match="DataHub GMS at .* took 0 aspect"):
+        with pytest.raises(CatalogPublishError,
+                           match="DataHub GMS at .* acknowledged 0 aspect"):
             emit_to_gms(proposals[4:6], gms.url)
         assert len(gms.proposals()) == 4
 
@@ -300,8 +301,9 @@ def test_gms_batches_are_sent_several_at_a_time_and_a_refused_one_is_named(
         churn_sources, monkeypatch) -> None:
     """A GMS answers a batch after writing it (the stand-in takes 0.15 s per request): 8
     batches one after another take 8 answers' time, GMS_WORKERS at a time a quarter of it,
-    every aspect taken either way. A batch GMS refuses is named with its aspects, no batch
-    is half taken, and the error counts what GMS took."""
+    every aspect taken either way. A batch GMS refuses (its checks, before it writes) is
+    named with its aspects, nothing of it is written, and the error counts what GMS
+    acknowledged."""
     import time
 
     from datahub.emitter.mcp import MetadataChangeProposalWrapper
@@ -335,8 +337,107 @@ def test_gms_batches_are_sent_several_at_a_time_and_a_refused_one_is_named(
     assert refused.value.sent == len(gms.proposals()) == len(taken)
     assert "aspect(s), then failed" in str(refused.value)
     batches = [{(p.entityUrn, p.aspectName) for p in sent[i:i + 2]} for i in range(0, 16, 2)]
-    assert all(batch <= taken or not batch & taken for batch in batches)  # whole or nothing
+    assert all(batch <= taken or not batch & taken for batch in batches)  # checked first
     assert not batches[3] & taken and batches[0] <= taken
+
+
+def _gms_state(gms: FakeGms) -> tuple:
+    return (gms.aspects, gms.versions, gms.timeseries)
+
+
+def test_a_batch_gms_wrote_in_part_is_sent_again_harmlessly(churn_sources, monkeypatch) -> None:
+    """A GMS can fail a batch after writing part of it (a time-series aspect indexed before
+    the database write failed, async mode) or lose its answer after writing all of it.
+    The emitter's retry sends the batch again, and so does the next crawl when the retries
+    run out: every aspect is an UPSERT of its whole value, so GMS ends in the state one
+    clean send gives (the same values, one version each, one profile per timestamp), and
+    the error counts only the aspects GMS acknowledged."""
+    from autokfp.catalog import datahub
+    from autokfp.catalog.datahub import CatalogPublishError
+
+    config, *_ = churn_sources
+    proposals = [p for item in discover(config.sources) for p in metadata_proposals(item.schema)]
+    assert {p.changeType for p in proposals} == {"UPSERT"}
+    monkeypatch.setattr(datahub, "_GMS_BATCH", 4)  # 15 aspects: 4 batches
+    with FakeGms(None) as clean:
+        assert emit_to_gms(proposals, clean.url, workers=1) == 15
+    assert set(clean.versions.values()) == {1} and clean.timeseries
+    with FakeGms(None) as gms:
+        gms.fail_after_writing = [(2, 500), (None, 504)]  # batch 1 in part, batch 2 whole
+        assert emit_to_gms(proposals, gms.url, workers=1) == 15  # the emitter's retries
+        assert len(gms.proposals()) == 15 + 2 + 4  # 6 aspects written twice
+        assert _gms_state(gms) == _gms_state(clean)
+
+    from urllib3.util.retry import Retry
+
+    monkeypatch.setattr(Retry, "_sleep_backoff", lambda self: None)  # the 4 s of backoff
+    with FakeGms(None) as gms:  # a batch failing after a partial write, retries and all
+        gms.fail_after_writing = [(None, 200)] + [(1, 500)] * 3  # batch 1 fine, 2 fails
+        with pytest.raises(CatalogPublishError, match=r"acknowledged 4 aspect\(s\), then "
+                           r"failed: batch 2 \(aspects 5-8\)") as failed:
+            emit_to_gms(proposals, gms.url, workers=1)
+        assert failed.value.sent == 4 and len(gms.aspects) + len(gms.timeseries) == 5
+        assert emit_to_gms(proposals, gms.url, workers=1) == 15  # the next crawl's send
+        assert _gms_state(gms) == _gms_state(clean)
+
+
+def test_one_gms_connection_serves_a_whole_publication_and_is_closed(
+        churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
+    """publish sends to GMS a batch of PUBLISH_BATCH at a time through one GmsSender: one
+    connection check, at most one emitter per thread for the whole publication, every
+    emitter closed and no sending thread left at the end, also when publishing fails."""
+    from datahub.emitter.rest_emitter import DataHubRestEmitter
+
+    from autokfp.catalog import datahub
+
+    config, *_ = churn_sources
+    schemas = [d.schema for d in discover(config.sources) if d.ok]
+    for schema in schemas:
+        schema.urn = schema.urn or datahub.dataset_urn(schema)
+    monkeypatch.setattr(datahub, "PUBLISH_BATCH", 4)  # 15 aspects: 4 publish batches
+    monkeypatch.setattr(datahub, "_GMS_BATCH", 2)
+    made, closed = [], []
+
+    class Counted(DataHubRestEmitter):
+        def __init__(self, *args, **kwargs):
+            made.append(self)
+            super().__init__(*args, **kwargs)
+
+        def close(self):
+            closed.append(self)
+            super().close()
+
+    monkeypatch.setattr("datahub.emitter.rest_emitter.DataHubRestEmitter", Counted)
+
+    def sending_threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("autokfp-gms")]
+
+    with FakeGms(None) as gms:
+        monkeypatch.setenv("DATAHUB_GMS_URL", gms.url)
+        result = datahub.publish((p for s in schemas for p in metadata_proposals(s)),
+                                 str(tmp_path / "crawl.json"), catalog_home.catalog_dir)
+        assert (result.gms_sent, result.gms_error) == (15, None)
+        assert [r["path"] for r in gms.requests].count("/config") == 1
+        posts = [r for r in gms.requests if r["method"] == "POST"]
+        assert len(posts) == 8  # publish batches of 4, 4, 4, 3 aspects; GMS batches of 2
+        assert 1 < len(made) <= 1 + datahub.GMS_WORKERS and closed == made
+        assert sending_threads() == []
+
+        made.clear()
+        closed.clear()
+        real_load = datahub.load_into_lite
+
+        def failing_load(batch, catalog_dir):
+            if len(gms.proposals()) >= 15 + 4:  # GMS took the first publish batch
+                raise RuntimeError("disk full")
+            return real_load(batch, catalog_dir)
+
+        monkeypatch.setattr(datahub, "load_into_lite", failing_load)
+        with pytest.raises(RuntimeError, match="disk full"):
+            datahub.publish((p for s in schemas for p in metadata_proposals(s)),
+                            str(tmp_path / "again.json"), catalog_home.catalog_dir)
+        assert len(gms.proposals()) == 15 + 4
+        assert made and closed == made and sending_threads() == []
 
 
 def test_an_aspect_sent_twice_keeps_its_last_value_when_batches_go_together(
