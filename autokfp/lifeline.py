@@ -187,8 +187,11 @@ def native_threads() -> int | None:
         ids = {int(name) for name in os.listdir("/proc/self/task")}
     except (OSError, ValueError):
         return None
-    # the main thread's native_id is its parent's after a fork: the caller's own id counts
-    python = {thread.native_id for thread in threading.enumerate()} | {threading.get_native_id()}
+    # the main thread's native_id is its parent's after a fork: the caller's own id counts.
+    # A _DummyThread is a library's thread that called into Python (an Arrow IO thread in
+    # fsspec, a JVM thread in a JPype proxy, anything that logs): not Python's own
+    python = {thread.native_id for thread in threading.enumerate()
+              if not isinstance(thread, threading._DummyThread)} | {threading.get_native_id()}
     return len(ids - python)
 
 

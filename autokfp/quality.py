@@ -766,10 +766,12 @@ def _run_summary_child(data: Path, schema_path: str | Path | None, html_out: Pat
     when the page was written, else why not.
 
     The child is started as an engine's child is (``lifeline.start_child``): a session of
-    its own, killed whole here, stopping when this process is gone, and a new interpreter
-    by default: a child forked from a process whose TensorFlow or OpenMP
-    thread pools had run can hang (it hung in CI for an engine's child), and this step can
-    run in such a process (a notebook, a test worker); ``AUTOKFP_ENGINE_FORK=1`` forks it."""
+    its own, killed whole here, stopping when this process is gone. It is forked only from
+    a local task the warm worker forked that runs no library's thread pool yet (or with
+    ``AUTOKFP_ENGINE_FORK=1``), else a new interpreter: a child forked from a process whose
+    TensorFlow or OpenMP thread pools had run can hang (it hung in CI for an engine's child),
+    and this step can run in such a process (a notebook, a test worker, after reading
+    Parquet with Arrow's pool); ``AUTOKFP_ENGINE_FORK=0`` never forks it."""
     import os
     import subprocess
 

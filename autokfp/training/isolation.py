@@ -7,10 +7,11 @@ child, holding the engine's memory, is what the kernel picks) or a hard timeout 
 the same way: the component writes ``candidate.json`` with ``status: failed`` and the
 reason into its model output, and selection records the reason and ranks the others.
 
-The child is a new interpreter running ``_main``: the function named in the request, its
-outcome written next to it. With ``AUTOKFP_ENGINE_FORK=1`` it is forked from the
-component's process instead (see ``lifeline.start_child``, shared with Evidently's child,
-for why that is not the default).
+The child runs ``_main``: the function named in the request, its outcome written next to
+it. It is forked from the component's process when that process is a local task the warm
+worker forked and still runs no library's thread pool, or with ``AUTOKFP_ENGINE_FORK=1``;
+otherwise (a notebook, a test worker, a pod, ``AUTOKFP_ENGINE_FORK=0``) it is a new
+interpreter (see ``lifeline.start_child``, shared with Evidently's child, for why).
 """
 
 from __future__ import annotations
@@ -138,9 +139,10 @@ def run_isolated(function: str, kwargs: dict[str, Any], timeout: float | None = 
 
 def _start_child(request: Path, pids: Path) -> Any:
     """The engine's child (``lifeline.start_child``): a session of its own, watching this
-    process (``_main``); a new interpreter running ``_child``, or forked from this
-    process with ``AUTOKFP_ENGINE_FORK=1`` (off by default: a child forked from a process
-    whose TensorFlow or OpenMP thread pools had run hung in CI)."""
+    process (``_main``); forked from this process when ``lifeline.fork_wanted`` (a local
+    task forked from the warm worker with no native thread yet, or ``AUTOKFP_ENGINE_FORK=1``),
+    else a new interpreter running ``_child`` (a child forked from a process whose
+    TensorFlow or OpenMP thread pools had run hung in CI)."""
     from autokfp.lifeline import start_child
 
     return start_child("autokfp.training.isolation:_child", [str(request)],

@@ -24,6 +24,10 @@ from autokfp import lifeline
 from autokfp.training.isolation import run_isolated
 
 sys.modules["imported_by_the_worker"] = types.ModuleType("imported_by_the_worker")
+# a library's thread in the worker (as numpy's BLAS or Arrow's jemalloc start at import)
+import ctypes
+libc = ctypes.CDLL(None)
+libc.pthread_create(ctypes.byref(ctypes.c_ulong()), None, libc.pause, None)
 worker_threads = lifeline.native_threads()
 pid = os.fork()
 if pid:
@@ -61,7 +65,7 @@ def test_a_task_forked_from_the_worker_forks_its_children_until_a_pool_runs(tmp_
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(out.read_text())
-    assert found["worker_threads"] >= 0
+    assert found["worker_threads"] > 0
     # a fork keeps only the forking thread: the task starts without the worker's pools
     assert found["task_threads"] == 0
     assert found["not_allowed"]["forked"] is False  # a process nobody vouched for
@@ -84,3 +88,34 @@ def test_native_threads_counts_only_threads_python_did_not_start():
     finally:
         stop.set()
         thread.join()
+
+
+def test_a_native_thread_that_called_python_still_counts():
+    """A library's thread that calls into Python (an Arrow IO thread reading through fsspec,
+    a JVM thread calling a JPype proxy, logging's threadName) gets a ``_DummyThread`` with
+    its native id: it is still a thread Python did not start."""
+    import ctypes
+
+    from autokfp import lifeline
+
+    before = lifeline.native_threads()
+    assert before is not None
+    libc = ctypes.CDLL(None)
+    callback_type = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+    called, stop = threading.Event(), threading.Event()
+
+    def body(_: object) -> None:
+        threading.current_thread()  # as logging does for record.threadName
+        called.set()
+        stop.wait()
+
+    callback = callback_type(body)
+    thread_id = ctypes.c_ulong()
+    assert libc.pthread_create(ctypes.byref(thread_id), None, callback, None) == 0
+    try:
+        assert called.wait(10)
+        assert any(isinstance(t, threading._DummyThread) for t in threading.enumerate())
+        assert lifeline.native_threads() == before + 1
+    finally:
+        stop.set()
+        libc.pthread_join(thread_id, None)
