@@ -65,6 +65,8 @@ from datahub.metadata.schema_classes import (
     NullTypeClass,
     NumberTypeClass,
     OtherSchemaClass,
+    PartitionSpecClass,
+    PartitionTypeClass,
     RecordTypeClass,
     SchemaFieldClass,
     SchemaFieldDataTypeClass,
@@ -381,6 +383,10 @@ def dataset_profile(schema: DatasetSchema, timestamp_millis: int | None = None
     stamp = int(timestamp_millis if timestamp_millis is not None else time.time() * 1000)
     return DatasetProfileClass(
         timestampMillis=stamp,
+        # the schema's default, given: the class builds its default from JSON through
+        # avrogen's validating converter on every profile (2% of a first crawl)
+        partitionSpec=PartitionSpecClass(partition="FULL_TABLE_SNAPSHOT",
+                                         type=PartitionTypeClass.FULL_TABLE),
         rowCount=schema.row_count,
         columnCount=len(schema.columns),
         fieldProfiles=[_field_profile(c, schema.sample_rows) for c in schema.columns],

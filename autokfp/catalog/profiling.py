@@ -8,6 +8,7 @@ profiling cost does not grow with the number of rows beyond counting.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -148,10 +149,17 @@ def name_tokens(name: str) -> list[str]:
     return [t for t in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if t]
 
 
+# Column names recur across a catalog's datasets (id, amount, email...), and what a name
+# says does not change: the name tests are cached (they were a tenth of profiling a column)
+_NAME_CACHE = 4096
+
+
+@functools.lru_cache(maxsize=_NAME_CACHE)
 def _snake(name: str) -> str:
     return "_".join(name_tokens(name))
 
 
+@functools.lru_cache(maxsize=_NAME_CACHE)
 def _id_like_name(name: str) -> bool:
     tokens = name_tokens(name)
     if not tokens:
@@ -164,6 +172,7 @@ def _id_like_name(name: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=_NAME_CACHE)
 def _person_like_name(name: str) -> bool:
     tokens = set(name_tokens(name))
     if tokens & _NOT_PERSON_TOKENS:
@@ -171,10 +180,12 @@ def _person_like_name(name: str) -> bool:
     return bool(tokens & _NAME_TOKENS) or _snake(name) in _SINGLE_NAME_COLUMNS
 
 
+@functools.lru_cache(maxsize=_NAME_CACHE)
 def _phone_like_name(name: str) -> bool:
     return bool(set(name_tokens(name)) & {"phone", "mobile", "tel", "telephone", "cell", "fax"})
 
 
+@functools.lru_cache(maxsize=_NAME_CACHE)
 def is_sensitive_name(name: str) -> bool:
     """True for common protected-attribute names (``gender``, ``customer_race``...)."""
     snake = _snake(name)
@@ -321,8 +332,11 @@ def parse_datetime_text(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def physical_type(series: pd.Series) -> str:
-    """A normalised storage type: int64, float64, bool, datetime64, string, category..."""
+def physical_type(series: pd.Series, non_null: pd.Series | None = None) -> str:
+    """A normalised storage type: int64, float64, bool, datetime64, string, category...
+
+    ``non_null``: ``series.dropna()`` when the caller has it already.
+    """
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):
         return "bool"
@@ -338,14 +352,17 @@ def physical_type(series: pd.Series) -> str:
         return "category"
     if pd.api.types.is_complex_dtype(dtype):
         return "complex128"
-    non_null = series.dropna()
+    if non_null is None:
+        non_null = series.dropna()
     if not non_null.empty:
-        sample = _content_sample(non_null)
-        if sample.map(lambda v: isinstance(v, (bool, np.bool_))).all():
+        # the objects themselves (an object column's tolist does not convert them), tested
+        # in plain Python: Series.map per test was most of this function's time
+        values = _content_sample(non_null).tolist()
+        if all(isinstance(v, (bool, np.bool_)) for v in values):
             return "bool"
-        if sample.map(lambda v: isinstance(v, bytes)).all():
+        if all(isinstance(v, bytes) for v in values):
             return "bytes"
-        if sample.map(lambda v: isinstance(v, (list, dict, np.ndarray))).any():
+        if any(isinstance(v, (list, dict, np.ndarray)) for v in values):
             return "json"
     return "string"
 
@@ -487,7 +504,7 @@ def _semantic_type(non_null: pd.Series, name: str, distinct: int) -> SemanticTyp
         return "numeric"
     if pd.api.types.is_numeric_dtype(non_null.dtype):
         return _numeric_type(non_null, name, distinct)
-    if non_null.map(lambda v: hasattr(v, "isoformat")).all():  # datetime.date / time objects
+    if all(hasattr(v, "isoformat") for v in non_null.tolist()):  # datetime.date / time objects
         return "datetime"
     return _text_type(non_null, name, distinct)
 
@@ -516,7 +533,7 @@ def profile_column(
     semantic = _semantic_type(non_null, name, distinct)
     column = ColumnSchema(
         name=str(name),
-        physical_type=physical_type(series),
+        physical_type=physical_type(series, non_null if values is series else None),
         semantic_type=semantic,
         null_count=int(len(values) - len(non_null)),
         distinct_count=distinct,

@@ -101,6 +101,12 @@ def test_aspects_carry_schema_profile_tags_and_lineage() -> None:
     assert spend.nullCount == 5 and spend.uniqueCount == 55
     assert float(spend.mean) == pytest.approx(schema.column("spend").mean)
     assert isinstance(spend.min, str) and isinstance(spend.max, str)
+    # the partition spec given is the class's own default, byte for byte
+    from datahub.metadata.schema_classes import DatasetProfileClass
+
+    default = DatasetProfileClass(timestampMillis=1234, rowCount=1000, columnCount=6,
+                                  fieldProfiles=profile.fieldProfiles)
+    assert profile.to_obj() == default.to_obj()
 
     dataset_tags = {t.tag for t in aspects["GlobalTagsClass"].tags}
     assert dataset_tags == {"urn:li:tag:pii", "urn:li:tag:pii:email", "urn:li:tag:sensitive"}
