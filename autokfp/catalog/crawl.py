@@ -357,6 +357,7 @@ COLLECT_EVERY = 500
 
 
 _frozen_depth = 0
+_was_frozen = False  # the outermost crawl found objects frozen already: it unfreezes none
 
 
 @contextlib.contextmanager
@@ -368,17 +369,22 @@ def _libraries_frozen() -> Iterator[None]:
     collections took 0.3-0.6 CPU-s that way, a tenth of an unchanged re-crawl of 2,000
     datasets. ``gc.freeze`` moves the objects alive now out of the collector's view until
     the crawl ends (``gc.unfreeze``); the cycles the crawl itself leaves are collected as
-    before. Nested crawls (the ingestion path's) unfreeze once, at the outermost end.
+    before. Nested crawls (the ingestion path's) unfreeze once, at the outermost end. A
+    process that had frozen objects itself (a local task forked from the warm worker,
+    ``autokfp.edge.taskfork``, which froze what it imported so that a task's collections
+    do not copy those pages) is not unfrozen at all: ``gc.unfreeze`` cannot tell its
+    objects from the crawl's, and what was alive at the crawl's start stays frozen there.
     """
-    global _frozen_depth
+    global _frozen_depth, _was_frozen
     if _frozen_depth == 0:
+        _was_frozen = gc.get_freeze_count() > 0
         gc.freeze()
     _frozen_depth += 1
     try:
         yield
     finally:
         _frozen_depth -= 1
-        if _frozen_depth == 0:
+        if _frozen_depth == 0 and not _was_frozen:
             gc.unfreeze()
 
 
