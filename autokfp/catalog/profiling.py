@@ -418,7 +418,10 @@ def _numeric_type(non_null: pd.Series, name: str, distinct: int) -> SemanticType
     return "numeric"
 
 
-def _text_type(non_null: pd.Series, name: str, distinct: int) -> SemanticType:
+def _text_type(non_null: pd.Series, name: str, distinct: int,
+               parsed: list[pd.Series] | None = None) -> SemanticType:
+    """``parsed``: where a datetime column's parse of every value goes, when the test parsed
+    them all (``profile_column`` takes its range from it instead of parsing them again)."""
     n = len(non_null)
     sample = _content_sample(non_null)
     text = [str(v).strip() for v in sample]
@@ -429,7 +432,11 @@ def _text_type(non_null: pd.Series, name: str, distinct: int) -> SemanticType:
         return "ip_address"
     if _fraction(text, _is_card) >= _PII_MATCH:
         return "card_number"
-    if looks_like_datetime_text(sample.astype(str)):
+    as_text = sample.astype(str)
+    dates, whole = _datetime_sample(as_text)
+    if dates is not None:
+        if parsed is not None and whole and len(sample) == n and as_text.dtype == object:
+            parsed.append(dates)  # _to_datetime of every value as profile_column writes them
         return "datetime"
     phone_name = _phone_like_name(name)
     phone_shaped = _fraction(
@@ -488,8 +495,10 @@ def infer_semantic_type(series: pd.Series, name: str) -> SemanticType:
     return _semantic_type(non_null, name, int(non_null.nunique()))
 
 
-def _semantic_type(non_null: pd.Series, name: str, distinct: int) -> SemanticType:
-    """``infer_semantic_type`` of the hashable non-null values with ``distinct`` of them."""
+def _semantic_type(non_null: pd.Series, name: str, distinct: int,
+                   parsed: list[pd.Series] | None = None) -> SemanticType:
+    """``infer_semantic_type`` of the hashable non-null values with ``distinct`` of them
+    (``parsed``: see ``_text_type``)."""
     if non_null.empty:
         return "empty"
     if isinstance(non_null.dtype, pd.CategoricalDtype):
@@ -506,7 +515,7 @@ def _semantic_type(non_null: pd.Series, name: str, distinct: int) -> SemanticTyp
         return _numeric_type(non_null, name, distinct)
     if all(hasattr(v, "isoformat") for v in non_null.tolist()):  # datetime.date / time objects
         return "datetime"
-    return _text_type(non_null, name, distinct)
+    return _text_type(non_null, name, distinct, parsed)
 
 
 def _iso(value: Any) -> str:
@@ -530,7 +539,8 @@ def profile_column(
     values = _hashable(series)
     non_null = values.dropna()
     distinct = int(non_null.nunique())
-    semantic = _semantic_type(non_null, name, distinct)
+    parsed: list[pd.Series] = []
+    semantic = _semantic_type(non_null, name, distinct, parsed)
     column = ColumnSchema(
         name=str(name),
         physical_type=physical_type(series, non_null if values is series else None),
@@ -548,7 +558,7 @@ def profile_column(
     elif semantic == "datetime" and not non_null.empty:
         stamps = non_null
         if not pd.api.types.is_datetime64_any_dtype(stamps.dtype):
-            stamps = _to_datetime(stamps.astype(str)).dropna()
+            stamps = (parsed[0] if parsed else _to_datetime(stamps.astype(str))).dropna()
         if not stamps.empty:
             column.min = _iso(stamps.min())
             column.max = _iso(stamps.max())

@@ -273,3 +273,21 @@ def test_schema_to_dict_equals_dataclasses_asdict() -> None:
     odd = {"pair": Pair(1, [2]), "counts": collections.defaultdict(int, {"k": 1})}
     assert to_plain(odd) == odd and isinstance(to_plain(odd)["pair"], Pair)
     assert to_plain(odd)["counts"].default_factory is int
+
+
+@pytest.mark.parametrize("values", [
+    [f"2024-01-{d:02d} 10:00:00" for d in range(1, 29)] + [None],  # parsed once, reused
+    [f" 2024-02-{d:02d}T08:30:00+02:00 " for d in range(1, 29)],  # spaces: parsed again
+    [f"2023-{m:02d}-01" for m in range(1, 13)] + ["2023-12-31T23:59:59Z"],
+    [str(pd.Timestamp("2020-01-01") + pd.Timedelta(hours=h)) for h in range(1500)],  # sampled
+])
+def test_a_text_date_columns_range_is_that_of_all_its_values(values: list) -> None:
+    """The range of a text column typed datetime: from the type test's parse when it parsed
+    every value as written, else from a parse of all of them; the same either way."""
+    from autokfp.catalog.profiling import _to_datetime
+
+    series = pd.Series(values, dtype=object)
+    column = profile_frame(pd.DataFrame({"when": series}), "s/t", "file", "/t.csv").columns[0]
+    assert column.semantic_type == "datetime"
+    stamps = _to_datetime(series.dropna().astype(str)).dropna()
+    assert (column.min, column.max) == (stamps.min().isoformat(), stamps.max().isoformat())
