@@ -95,15 +95,33 @@ def watch_parent(parent_pid: int | None = None,
     return True
 
 
+_EVERY_PROCESS_EXIT: list[Callable[[], Any]] = []  # see ``at_every_exit``
+
+
+def at_every_exit(function: Callable[[], Any]) -> Callable[[], Any]:
+    """``atexit.register(function)``, kept in the children ``start_child`` forks from this
+    process too (``forked_child`` drops the parent's other handlers). For a module's handler
+    that tends to what each process itself started (a module imported before the fork
+    registers it only once): H2O's reapers, which remove a JVM's temporary files."""
+    import atexit
+
+    _EVERY_PROCESS_EXIT.append(function)
+    atexit.register(function)
+    return function
+
+
 def forked_child() -> None:
     """In a child just forked from this process (``os.fork``): lead a session of its own,
-    and drop what is the parent's, not the child's: its ``atexit`` handlers and its watch
-    (the watch thread is not in the child, so a ``watch_parent`` there starts its own)."""
+    and drop what is the parent's, not the child's: its ``atexit`` handlers (but those of
+    ``at_every_exit``) and its watch (the watch thread is not in the child, so a
+    ``watch_parent`` there starts its own)."""
     import atexit
 
     global _started
     os.setsid()
     atexit._clear()
+    for function in _EVERY_PROCESS_EXIT:
+        atexit.register(function)
     _started = False
 
 

@@ -13,7 +13,6 @@ seed and threads come from the engine-neutral ``budget``.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import logging
@@ -37,6 +36,7 @@ from pydantic import Field, model_validator
 
 from autokfp.engine_registry import EngineSpec, register_engine
 from autokfp.errors import DataError, TrainingError
+from autokfp.lifeline import at_every_exit
 from autokfp.modeling.feature_file import TARGET_COLUMN, FeatureFile
 from autokfp.training.base import EngineResult, EngineSettings
 from autokfp.training.mojo import MojoScorer
@@ -315,7 +315,10 @@ def _reap_in_background(name: str, folders: _JvmFolders | None = None) -> None:
     _REAPERS.append(reaper)
 
 
-@atexit.register
+# in every process, a child forked from one that imported this module too: an engine's
+# child ended before its reaper would leave the JVM killed with its parent
+# (``dies_with_parent``) and its 150 MB of temporary files behind
+@at_every_exit
 def wait_for_shutdowns(timeout: float = 20.0) -> None:
     """Return once every cluster shut down by this process is gone (or ``timeout`` passed)."""
     deadline = time.monotonic() + timeout

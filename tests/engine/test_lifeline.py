@@ -119,3 +119,43 @@ def test_a_native_thread_that_called_python_still_counts():
     finally:
         stop.set()
         libc.pthread_join(thread_id, None)
+
+
+# a process that imported H2O's engine module (as a training task does, parsing its config)
+# starts its engine's child forked; the child shuts a cluster down and returns at once
+REAPED = r"""
+import json, os, sys, types
+import autokfp.training.h2o_automl
+sys.modules["imported_by_the_parent"] = types.ModuleType("imported_by_the_parent")
+from autokfp.training.isolation import run_isolated
+os.environ["AUTOKFP_ENGINE_FORK"] = "1"
+print(json.dumps(run_isolated("tests.engine.test_lifeline:shut_a_cluster_down",
+                              {"scratch": sys.argv[1]})))
+"""
+
+
+def shut_a_cluster_down(scratch: str) -> dict:
+    """In the engine's child: a cluster shut down, its reaper (slow, as a JVM winding down
+    is) left to the end of the process, as after a clean training."""
+    import time
+
+    from autokfp.training import h2o_automl
+
+    h2o_automl._kill_cloud = lambda name, grace_secs=0.0: time.sleep(1.0)
+    h2o_automl._reap_in_background("autokfp-gone", h2o_automl._JvmFolders(scratch))
+    return {"forked": "imported_by_the_parent" in sys.modules, "pid": os.getpid()}
+
+
+def test_a_forked_engine_child_still_waits_for_its_h2o_reapers(tmp_path):
+    """``forked_child`` drops the parent's atexit handlers, and a module imported before the
+    fork registered its own only in the parent: H2O's ``wait_for_shutdowns`` must still run
+    in the child, else a JVM's 150 MB of temporary files outlive every clean training."""
+    scratch = tmp_path / "autokfp-h2o-jvm"
+    (scratch / "java").mkdir(parents=True)
+    (scratch / "java" / "libxgboost4j_gpu.so").write_bytes(b"x")
+    env = {k: v for k, v in os.environ.items() if k != "AUTOKFP_ENGINE_FORK"}
+    done = subprocess.run([sys.executable, "-c", REAPED, str(scratch)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["forked"] is True
+    assert not scratch.exists()  # the reaper ran to its end before the child exited
