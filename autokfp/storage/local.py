@@ -202,10 +202,24 @@ class LocalStore(Store):
 
         path = local_path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
-        existed = path.exists()
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        while True:
+            existed = path.exists()
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            # the file locked must still be the one at the path: a first append whose
+            # record could not be made removes the empty file it created (below), and a
+            # writer that opened it meanwhile would append to a removed file
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                opened, now = os.fstat(fd), os.stat(path)
+                if (opened.st_ino, opened.st_dev) == (now.st_ino, now.st_dev):
+                    break
+            except FileNotFoundError:
+                pass
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             # a fixed line needs only the last byte of what is there: after a torn last
             # line (a writer killed mid-write, a full disk) it starts a line of its own
             size = os.fstat(fd).st_size

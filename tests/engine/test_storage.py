@@ -361,6 +361,42 @@ def test_append_jsonl_rejects_nan_and_non_dict(base):
     assert not storage.exists(uri)
 
 
+def test_a_first_append_that_fails_loses_no_record_of_a_writer_waiting_for_it(tmp_path):
+    """A first local append whose record cannot be made (a callable that raises) removes the
+    empty file it created: a writer that opened that file meanwhile and waits for its lock
+    must then write to the file that is at the path, never to the removed one (its record
+    was acknowledged and lost: the file was gone)."""
+    import threading
+    import time
+
+    uri = str(tmp_path / "audit" / "trail.jsonl")
+    entered, go = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    def bad_record(content: bytes) -> dict:
+        entered.set()
+        go.wait(10)
+        raise StorageError("this record cannot be made")
+
+    def first() -> None:
+        try:
+            storage.append_jsonl(uri, bad_record)
+        except StorageError as exc:
+            failed.append(exc)
+
+    first_writer = threading.Thread(target=first)
+    first_writer.start()
+    assert entered.wait(10)
+    second_writer = threading.Thread(target=storage.append_jsonl, args=(uri, {"run": 2}))
+    second_writer.start()
+    time.sleep(0.5)  # the second writer opened the file and waits for its lock
+    go.set()
+    first_writer.join(10)
+    second_writer.join(10)
+    assert failed and not second_writer.is_alive()
+    assert [json.loads(line) for line in storage.read_text(uri).splitlines()] == [{"run": 2}]
+
+
 def test_gcs_append_retries_when_another_writer_wins(gcs_emulator, monkeypatch):
     from google.api_core.exceptions import PreconditionFailed
     from google.cloud.storage import Blob
