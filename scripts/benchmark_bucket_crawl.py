@@ -1,18 +1,24 @@
 """Memory of crawling a bucket against its object count (issue 16: a crawl of 100,000 objects
 with memory that does not grow with the count).
 
-moto's S3 server (or, with ``--store gcs``, the GCS emulator) is started as the tests start
-it; for each ``--objects`` count that many small CSV objects are put under a prefix of their
-own. Each measurement runs in a fresh
+moto's S3 server (or, with ``--store gcs``, the GCS emulator, gcp-storage-emulator, which
+answers a listing in one page of every object; with ``--store fake-gcs``, fake-gcs-server,
+which pages listings as GCS does, holding its objects in files: ~80 uploads/s, and each
+listing page reads every object's metadata, so it is for up to ~10,000 objects) is started
+as the tests start it; for each ``--objects`` count that many small CSV objects are put
+under a prefix of their own. Each measurement runs in a fresh
 Python process (the peak resident memory reset once the libraries are loaded), and the
 script prints, side by side for the counts, what it added to the process's peak:
 
     list_before  the anchor: the s3 source's listing as it was before it was streamed
              (``s3fs.find(detail=True)``, every object's details in one dict, then the sorted
-             list of them the crawl iterated), a copy kept here
-    list     the s3 source's listing as the crawl iterates it now (``S3Prefix._objects``:
+             list of them the crawl iterated), a copy kept here; on GCS, the gcs source's
+             listing before it sent a page size (the client's iterator over ``list_blobs``
+             with none: GCS answers 1,000 objects a page then, the stand-ins all of them)
+    list     the source's listing as the crawl iterates it now (``S3Prefix._objects``:
              each object's key, ETag, size and time, one ``ListObjectsV2`` page at a time;
-             nothing is kept, as the crawl keeps nothing of the listing)
+             ``GcsPrefix._objects``: pages of ``storage.gcs.LIST_PAGE``; nothing is kept, as
+             the crawl keeps nothing of the listing)
     crawl    the discovery crawl of the source (``catalog.discovery.discover``: each object
              read and profiled on a sample), only up to ``--crawl-max`` objects (the crawl
              reads each object: about 30-50 objects/s on this machine)
@@ -35,6 +41,8 @@ script prints, side by side for the counts, what it added to the process's peak:
         --only-catalog
     python scripts/benchmark_bucket_crawl.py --objects 10000 100000 --crawl-max 100000 \
         --anchor 8962f50 --anchor-max 10000 --only-catalog
+    python scripts/benchmark_bucket_crawl.py --store fake-gcs --objects 1000 10000 \
+        --crawl-max 1000
 
 Each line also gives SQLite's own high-water mark of memory (``sqlite3_memory_highwater``
 of the process's libsqlite3: the ledger's and DataHub Lite's page caches and statements),
@@ -95,6 +103,23 @@ def put_objects(bucket: str, prefix: str, count: int) -> float:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=BODY), keys))
     return time.perf_counter() - started
+
+
+def gcs_listing_before(uri: str) -> Any:
+    """The gcs anchor: ``GcsPrefix._listed`` before the listing sent a page size (the
+    client's iterator over ``list_blobs`` without one, as ``storage.gcs.iter_blobs`` was)."""
+    from autokfp import storage
+    from autokfp.catalog.sources.base import iso_utc, signature_of
+    from autokfp.storage.gcs import client, split_uri
+
+    bucket, key = split_uri(uri)
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    for blob in client().list_blobs(bucket, prefix=prefix or None):
+        relative = blob.name[len(prefix):]
+        if relative and not blob.name.endswith("/"):
+            yield (storage.join(uri, relative), relative,
+                   signature_of("gcs", blob.generation, blob.size, blob.md5_hash),
+                   iso_utc(blob.updated))
 
 
 def listing_before(uri: str) -> list[tuple[str, str, str, str | None]]:
@@ -213,7 +238,7 @@ def worker(way: str, uri: str) -> dict[str, Any]:
     digest = hashlib.sha256()
     if way == "list_before":
         found = 0
-        for row in listing_before(uri):
+        for row in (gcs_listing_before(uri) if uri.startswith("gs://") else listing_before(uri)):
             found += 1
             digest.update(repr(row).encode())
     elif way == "list":
@@ -259,9 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                              "--crawl-max)")
     parser.add_argument("--unbatched", action="store_true",
                         help="also session 11's anchor (publishing all at once)")
-    parser.add_argument("--store", choices=["s3", "gcs"], default="s3",
-                        help="moto's S3 server (default) or the GCS emulator (which answers a "
-                             "listing in one page of every object, whatever the page size)")
+    parser.add_argument("--store", choices=["s3", "gcs", "fake-gcs"], default="s3",
+                        help="moto's S3 server (default), the GCS emulator (gcp-storage-"
+                             "emulator: it answers a listing in one page of every object, "
+                             "whatever the page size) or fake-gcs-server (pages as GCS does)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -272,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
     from tests import conftest
-    from tests.conftest import gcs_emulator, s3_server
+    from tests.conftest import fake_gcs_server, gcs_emulator, s3_server
 
     waited = conftest._wait_for_http  # moto takes longer than the tests' 30 s to start at load
     conftest._wait_for_http = lambda url, process, seconds=300.0: waited(url, process, seconds)
@@ -288,10 +314,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.store == "gcs":
         server = gcs_emulator.__wrapped__()
         put = put_gcs_objects
-        where = "the GCS emulator"
-        if not args.only_catalog:
-            parser.error("--store gcs measures the crawl into the catalog only: add "
-                         "--only-catalog (the listing anchors are the s3 source's)")
+        where = "the GCS emulator (gcp-storage-emulator: one page of every object)"
+    elif args.store == "fake-gcs":
+        def paging_server() -> Any:
+            from google.cloud import storage as gcs
+
+            from tests.conftest import GcsEmulator
+
+            with fake_gcs_server(base / "fake-gcs", log=base / "fake-gcs-server.log") as url:
+                os.environ["STORAGE_EMULATOR_HOST"] = url
+                os.environ.setdefault("GOOGLE_CLOUD_PROJECT", "autokfp-test")
+                gcs.Client().create_bucket("autokfp-bucket")
+                yield GcsEmulator(host=url, bucket="autokfp-bucket")
+
+        server = paging_server()
+        put = put_gcs_objects
+        where = "fake-gcs-server (pages as GCS does; objects in files)"
     else:
         server = s3_server.__wrapped__(_Folders())
         put = put_objects

@@ -411,6 +411,56 @@ def test_an_s3_listing_is_read_a_page_at_a_time(s3_server, monkeypatch) -> None:
     assert failure.source_failed and "second page" in (failure.error or "")
 
 
+def test_a_gcs_listing_is_read_a_page_at_a_time(paging_gcs, monkeypatch) -> None:
+    """On a GCS stand-in that pages as GCS does, the listing asks for pages of ``LIST_PAGE``
+    objects and for the next page only when the last one is used up (so a prefix of any size
+    is listed in one page's memory), yields every object in name order, and a listing that
+    fails part-way keeps the objects already profiled and reports the source as failed."""
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
+    from autokfp import storage
+    from autokfp.storage import gcs as gcs_store
+
+    base = f"{paging_gcs.base_uri}/pages-{uuid.uuid4().hex[:8]}"
+    names = sorted(f"d{i % 2}/part-{i}.csv" for i in range(7))
+    for name in names:
+        storage.write_text(storage.join(base, name), "a\n1\n")
+    storage.write_text(base + "-other/x.csv", "a\n1\n")  # a sibling prefix, not listed
+    connection = gcs_store.client()._connection
+    real_request, pages = connection.api_request, []
+
+    def counted(*args, **kwargs):
+        params = kwargs.get("query_params") or {}
+        pages.append((params.get("maxResults"), params.get("pageToken")))
+        return real_request(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "api_request", counted)
+    assert [name for name, _ in gcs_store.iter_blobs(base)] == names  # one page
+    assert pages == [(gcs_store.LIST_PAGE, None)] and gcs_store.LIST_PAGE == 1000
+    pages.clear()
+    listing = gcs_store.iter_blobs(base, page_size=3)
+    first = next(listing)
+    assert pages == [(3, None)]  # one page asked for, not the whole listing
+    rest = list(listing)
+    assert [p[0] for p in pages] == [3, 3, 3] and all(token for _, token in pages[1:])
+    assert [name for name, _ in [first, *rest]] == names
+    assert all(blob.generation and blob.size == 4 for _, blob in [first, *rest])
+
+    def failing(*args, **kwargs):
+        if (kwargs.get("query_params") or {}).get("pageToken"):
+            raise RequestsConnectionError("connection reset on the second page")
+        return real_request(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "api_request", failing)
+    monkeypatch.setattr(gcs_store, "LIST_PAGE", 3)
+    found = discover([GcsSource(name="lake", kind="gcs", uri=base)])
+    assert [d.dataset_id for d in found if not d.source_failed] == [
+        f"lake/{name}" for name in names[:3]]
+    assert all(d.ok for d in found[:3])
+    failure = found[-1]
+    assert failure.source_failed and "second page" in (failure.error or "")
+
+
 def test_s3_source_uri_is_checked() -> None:
     from autokfp.errors import ConfigError
 
