@@ -6,8 +6,11 @@ python -m kfp.dsl.executor_main ...'``), so each of a run's ~15 tasks imports pa
 pydantic, MLflow, scikit-learn and SciPy again before it does any work: seconds per task on
 an idle core, several times that on a loaded machine (``scripts/benchmark_task_startup.py``
 measures it). Here one worker process imports those modules once (``PRELOAD``) and forks a
-child per task; the child runs exactly what the task's command would have run (the
-component's source written to a fresh temporary folder, ``kfp.dsl.executor_main`` with the
+child per task: it takes tasks once it has imported what the first tasks need
+(``PRELOAD_FIRST``), and imports the rest (``PRELOAD_LATER``) one module at a time while no
+task waits, so that the first tasks need not run as new interpreters alongside its
+imports. The child runs exactly what the task's command would have run (the component's
+source written to a fresh temporary folder, ``kfp.dsl.executor_main`` with the
 task's arguments, the task's environment and working folder) with its output on a pipe the
 runner reads as before, and exits like an interpreter does (``atexit`` handlers, threads
 joined). So each task is still its own process: nothing it does reaches the worker or
@@ -58,8 +61,9 @@ from autokfp.lifeline import RUNNER_ENV
 log = logging.getLogger(__name__)
 
 SWITCH_ENV = "AUTOKFP_LOCAL_FORK"
-# imported once in the worker: what most tasks import (scripts/benchmark_task_startup.py)
-PRELOAD = (
+# imported once in the worker, before it takes tasks: what the first tasks (resolve-config,
+# discover) import, and most others (scripts/benchmark_task_startup.py)
+PRELOAD_FIRST = (
     # what kfp.dsl.executor_main imports (the module itself runs fresh in each task)
     "kfp.dsl.executor",
     "kfp.dsl.kfp_config",
@@ -71,6 +75,19 @@ PRELOAD = (
     "yaml",
     "autokfp.config",
     "autokfp.settings",
+    # DataHub's metadata classes, emitter and graph client (lineage and the catalog: the
+    # first task, discover, register and deploy each imported them: 10.5 s in all at load 25)
+    "datahub.metadata.schema_classes",
+    "datahub.emitter.mcp",
+    "datahub.emitter.mce_builder",
+    "datahub.lite.lite_util",
+    "datahub.ingestion.graph.client",
+)
+# imported once in the worker after it takes tasks, one module at a time while no task is
+# waiting to be forked: what the later tasks import and the first ones do not (they ran as
+# new interpreters alongside these imports and, under load, the worker was not ready for
+# discover either: 72-88 s each at load 10-20 in session 14's base)
+PRELOAD_LATER = (
     "mlflow",
     "mlflow.tracking",
     "mlflow.pyfunc",
@@ -80,14 +97,9 @@ PRELOAD = (
     "sklearn.metrics",
     "scipy.stats",
     "matplotlib.pyplot",
-    # DataHub's metadata classes, emitter and graph client (lineage and the catalog: the
-    # first task, discover, register and deploy each imported them: 10.5 s in all at load 25)
-    "datahub.metadata.schema_classes",
-    "datahub.emitter.mcp",
-    "datahub.emitter.mce_builder",
-    "datahub.lite.lite_util",
-    "datahub.ingestion.graph.client",
 )
+PRELOAD = PRELOAD_FIRST + PRELOAD_LATER
+FIRST_MARK = "+"  # on the worker's command line: a module imported before it takes tasks
 # the tasks that load model packages (an AutoKeras one imports TensorFlow and Keras: 7 s on
 # an idle core, 10-25 s under load, in each of them); when the run has AutoKeras, the
 # first of them has the worker import TensorFlow first, once, for it and the rest
@@ -131,8 +143,9 @@ class Request:
 class TaskWorker:
     """The runner's side: starts the worker, hands it tasks, relays their output."""
 
-    def __init__(self, preload: tuple[str, ...] = ()) -> None:
-        self.preload = preload  # imported by the worker at its start, after PRELOAD
+    def __init__(self, preload: tuple[str, ...] = (), first: tuple[str, ...] = ()) -> None:
+        self.preload = preload  # imported by the worker after PRELOAD, while no task waits
+        self.first = first  # imported with PRELOAD_FIRST, before it takes tasks
         self._folder = Path(tempfile.mkdtemp(prefix="autokfp-worker-"))
         self.address = str(self._folder / "socket")
         self.environment = dict(os.environ)
@@ -144,11 +157,12 @@ class TaskWorker:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the worker; it imports ``PRELOAD`` while the pipeline is being set up."""
+        """Start the worker; it imports ``PRELOAD_FIRST`` while the pipeline is being set up."""
         self._started = time.monotonic()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "autokfp.edge.taskfork", self.address, str(os.getpid()),
-             *self.preload], env=self.environment)
+             *(f"{FIRST_MARK}{name}" for name in self.first), *self.preload],
+            env=self.environment)
 
     def ready(self, wait: float = 0.0) -> bool:
         """Whether the worker takes tasks, waiting up to ``wait`` seconds for it to finish
@@ -262,15 +276,18 @@ def enabled() -> bool:
 
 
 def preload_for_run(arguments: dict[str, object]) -> tuple[str, ...]:
-    """What the worker imports at its start for a run with these pipeline arguments, besides
-    ``PRELOAD``: H2O's client when H2O is among the engines (its config names it)."""
+    """What the worker imports for a run with these pipeline arguments, besides ``PRELOAD``
+    (after it, while no task waits): H2O's client when H2O is among the engines (its config
+    names it)."""
     return ("h2o",) if "h2o" in json.dumps(arguments, default=str).lower() else ()
 
 
 @contextlib.contextmanager
-def forked_tasks(preload: tuple[str, ...] = ()) -> Iterator[TaskWorker | None]:
+def forked_tasks(preload: tuple[str, ...] = (), first: tuple[str, ...] = ()
+                 ) -> Iterator[TaskWorker | None]:
     """While open, kfp.local's ``SubprocessRunner`` runs tasks in the warm worker (see the
-    module's docstring), which imports ``preload`` too at its start. Yields the worker, or
+    module's docstring), which imports ``preload`` too (after ``PRELOAD``, while no task
+    waits; ``first``: before it takes tasks). Yields the worker, or
     None when it is off or kfp's runner has no place to hook it (kfp.local then runs as it
     always does)."""
     try:
@@ -282,7 +299,7 @@ def forked_tasks(preload: tuple[str, ...] = ()) -> Iterator[TaskWorker | None]:
     if not enabled() or original is None or _lightweight_script() is None:
         yield None
         return
-    worker = TaskWorker(preload)
+    worker = TaskWorker(preload, first)
     worker.start()
 
     def run_local_subprocess(full_command: list[str],
@@ -353,10 +370,13 @@ def _receive(connection: socket.socket) -> tuple[Request, int]:
     return Request(**json.loads(body)), fds[0]
 
 
-def _serve(address: str, runner_pid: int) -> tuple[Request, int] | None:
+def _serve(address: str, runner_pid: int, later: tuple[str, ...] | list[str] = ()
+           ) -> tuple[Request, int] | None:
     """Accept tasks and fork a child for each; report each child's exit status to its
-    runner. Returns in a child (its task and output pipe), None in the worker when the
-    runner is gone or ends it."""
+    runner; import the modules ``later``, one at a time, while no task waits. Returns in a
+    child (its task and output pipe), None in the worker when the runner is gone or ends
+    it."""
+    later = list(later)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address + ".tmp")
     listener.listen(64)
@@ -364,7 +384,12 @@ def _serve(address: str, runner_pid: int) -> tuple[Request, int] | None:
     children: dict[int, socket.socket] = {}
     try:
         while os.getppid() == runner_pid:
-            readable, _, _ = select.select([listener], [], [], 0.05)
+            readable, _, _ = select.select([listener], [], [], 0 if later else 0.05)
+            if not readable and later:
+                # a task that comes meanwhile waits for this one module, then is forked
+                # (it imports what it needs of the rest itself, as a new interpreter would)
+                _preload(later[:1])
+                del later[:1]
             if readable:
                 connection, _ = listener.accept()
                 try:
@@ -495,8 +520,9 @@ _task_signals: dict[str, Any] = {}  # the worker's own handlers, given back to e
 
 
 def main(argv: list[str]) -> int:
-    """``python -m autokfp.edge.taskfork SOCKET RUNNER_PID [MODULE...]``: the worker, which
-    imports ``PRELOAD`` and the modules named."""
+    """``python -m autokfp.edge.taskfork SOCKET RUNNER_PID [+MODULE...] [MODULE...]``: the
+    worker, which imports ``PRELOAD_FIRST`` and the +modules, then takes tasks, importing
+    ``PRELOAD_LATER`` and the other modules named while no task waits."""
     global _worker_pid
     import signal
 
@@ -505,8 +531,10 @@ def main(argv: list[str]) -> int:
     # a terminal's Ctrl-C reaches the worker too (the runner's process group): the runner
     # ends it (``autokfp.edge.interrupts``), so it prints no KeyboardInterrupt of its own
     _task_signals["SIGINT"] = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _preload((*PRELOAD, *argv[2:]))
-    task = _serve(address, runner_pid)
+    names = argv[2:]
+    _preload((*PRELOAD_FIRST, *(n[len(FIRST_MARK):] for n in names if n.startswith(FIRST_MARK))))
+    task = _serve(address, runner_pid,
+                  later=(*PRELOAD_LATER, *(n for n in names if not n.startswith(FIRST_MARK))))
     if task is None:
         return 0
     _run_task(*task)  # in a child: it ends there

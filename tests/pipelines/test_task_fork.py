@@ -122,7 +122,7 @@ def test_a_task_that_comes_before_the_worker_is_ready_runs_as_kfp_local_runs_it(
 
     (tmp_path / "slow_preload.py").write_text("import time\ntime.sleep(20)\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    with taskfork.forked_tasks(preload=("slow_preload",)) as worker:
+    with taskfork.forked_tasks(first=("slow_preload",)) as worker:
         assert worker is not None
         result = json.loads(two_tasks().output)
         worker_pid = worker._process.pid
@@ -132,6 +132,25 @@ def test_a_task_that_comes_before_the_worker_is_ready_runs_as_kfp_local_runs_it(
         forked = worker.forked
         again = json.loads(two_tasks().output)
         assert worker.forked == forked + 2 and again["before"]["ppid"] == worker_pid
+
+
+def test_the_worker_takes_tasks_before_its_later_imports(runner, tmp_path, monkeypatch):
+    """Once it has imported what the first tasks need, the worker takes tasks and imports the
+    rest one module at a time while no task waits: a task that comes during one of those
+    imports waits for it alone, then is forked (here a module that takes 12 s to import)."""
+    import json
+
+    done = tmp_path / "later-imported"
+    (tmp_path / "slow_later.py").write_text(
+        f"import time\ntime.sleep(12)\nopen({str(done)!r}, 'w').write('done')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with taskfork.forked_tasks(preload=("slow_later",)) as worker:
+        assert worker is not None
+        assert worker.ready(wait=120)
+        assert not done.exists()  # ready before its later import ended
+        result = json.loads(two_tasks().output)
+        assert done.exists() and worker.forked == 2
+        assert result["before"]["ppid"] == worker._process.pid
 
 
 def test_tasks_it_cannot_run_as_kfp_local_would_go_to_kfp_local(runner, monkeypatch):
