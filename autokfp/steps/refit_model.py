@@ -469,7 +469,10 @@ def _concat_parquet(paths: list[str], out: Path) -> int:
     total = 0
     with pq.ParquetWriter(str(out), schema) as writer:
         for path in paths:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=131_072):
+            # read without Arrow's thread pool: a process that ran it forks no children
+            # (lifeline.start_child), and the refit's child is started next
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=131_072,
+                                                           use_threads=False):
                 writer.write_table(pa.Table.from_batches([batch]).select(schema.names)
                                    .cast(schema))
                 total += batch.num_rows

@@ -159,3 +159,37 @@ def test_a_forked_engine_child_still_waits_for_its_h2o_reapers(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1])["forked"] is True
     assert not scratch.exists()  # the reaper ran to its end before the child exited
+
+
+CONCAT = r"""
+import json, os, sys
+from pathlib import Path
+import numpy as np, pandas as pd
+from autokfp import lifeline
+from autokfp.steps.refit_model import _concat_parquet
+
+folder = Path(sys.argv[1])
+pd.DataFrame({"a": np.arange(50_000), "b": np.linspace(0, 1, 50_000)}).to_parquet(folder / "x.parquet")
+pid = os.fork()  # as the worker forks the refit task
+if pid:
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+rows = _concat_parquet([str(folder / "x.parquet")] * 2, folder / "y.parquet")
+(folder / "out.json").write_text(json.dumps({"rows": rows, "threads": lifeline.native_threads()}))
+os._exit(0)
+"""
+
+
+def test_the_refit_joins_its_rows_without_a_thread_pool_so_its_child_can_be_forked(tmp_path):
+    """refit-model concatenates the training and test rows just before it starts its engine
+    child: read with Arrow's pool, the task had two native threads and the child was a new
+    interpreter (session 14's run log)."""
+    import pandas as pd
+
+    done = subprocess.run([sys.executable, "-c", CONCAT, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads((tmp_path / "out.json").read_text())
+    assert found == {"rows": 100_000, "threads": 0}
+    joined, one = pd.read_parquet(tmp_path / "y.parquet"), pd.read_parquet(tmp_path / "x.parquet")
+    pd.testing.assert_frame_equal(joined, pd.concat([one, one], ignore_index=True))
