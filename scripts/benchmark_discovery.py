@@ -24,7 +24,8 @@ DIR, this, this, DIR when ``--repeat 2``: the before and after of a change, side
 
     .venv/bin/python scripts/benchmark_discovery.py [--tables 1000] [--files 1000]
         [--wide 20] [--wide-columns 1000] [--rows 20] [--no-anchor] [--ingest]
-        [--only-issue] [--keep] [--compare-with DIR [--repeat 2] [--compare-only]]
+        [--only-issue] [--keep] [--compare-with DIR [--repeat 2] [--compare-only
+        [--compare-path ingest|crawl]]]
 
 What each side does is not the same work, and the table says so: autokfp profiles a sample
 of every column (semantic types, PII, statistics), versions each schema, and publishes to a
@@ -228,9 +229,10 @@ def _ingest_child(spec: str) -> int:
 
     args = json.loads(spec)
     root = Path(args["home"])
-    ingest_runs("bench-warm", args["warm"], root / "warm")
+    runner = autokfp_crawls if args.get("path") == "crawl" else ingest_runs
+    runner("bench-warm", args["warm"], root / "warm")
     warm_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    runs = ingest_runs("bench-ingest", args["sources"], root / "ingest")
+    runs = runner("bench-ingest", args["sources"], root / "ingest")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     runs[0].note += f" peak RSS {peak / 1024:.0f} MiB (+{(peak - warm_peak) / 1024:.0f} MiB)"
     print(json.dumps({"code": str(Path(autokfp.__file__).parent.parent),
@@ -239,9 +241,9 @@ def _ingest_child(spec: str) -> int:
 
 
 def compare_ingestion(before: Path, sources: list[dict[str, Any]], warm: list[dict[str, Any]],
-                      root: Path, repeat: int) -> list[tuple[str, Timing]]:
-    """The ingestion path of the code in ``before`` and of this code on the same data, each
-    in a fresh process (see ``--compare-with``)."""
+                      root: Path, repeat: int, path: str = "ingest") -> list[tuple[str, Timing]]:
+    """The ingestion path (``path="crawl"``: the crawl path) of the code in ``before`` and of
+    this code on the same data, each in a fresh process (see ``--compare-with``)."""
     import subprocess
 
     here = Path(__file__).resolve().parent.parent
@@ -252,14 +254,15 @@ def compare_ingestion(before: Path, sources: list[dict[str, Any]], warm: list[di
     for index, (label, code) in enumerate(order):
         env = {**os.environ, "PYTHONPATH": str(code)}
         spec = json.dumps({"home": str(root / f"compare-{index}"), "sources": sources,
-                           "warm": warm})
+                           "warm": warm, "path": path})
         done = subprocess.run([sys.executable, __file__, "--ingest-child", spec], env=env,
                               capture_output=True, text=True, check=False)
         if done.returncode:
             raise SystemExit(f"{label} ({code}) failed:\n{done.stderr[-3000:]}")
         out = json.loads(done.stdout.strip().splitlines()[-1])
-        for run_label, datasets, seconds, cpu, note in out["runs"]:
-            timing = Timing(f"{label}: {run_label.split(', ')[-1]}", datasets, seconds, cpu,
+        for kind, (_, datasets, seconds, cpu, note) in zip(("first run", "re-run"),
+                                                          out["runs"], strict=True):
+            timing = Timing(f"{label}: {kind}", datasets, seconds, cpu,
                             f"{note} [{out['code']}]")
             print(timing.line(), flush=True)
             rows.append((timing.label, timing))
@@ -302,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="with --compare-with: 2 = ABBA")
     parser.add_argument("--compare-only", action="store_true",
                         help="with --compare-with: only the before/after ingestion runs")
+    parser.add_argument("--compare-path", choices=("ingest", "crawl"), default="ingest",
+                        help="with --compare-only: the path compared (crawl: "
+                             "catalog.ingestion: crawl)")
     args = parser.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="autokfp-bench-"))
@@ -356,10 +362,10 @@ def main(argv: list[str] | None = None) -> int:
             make_files(small_files, 5, args.rows)
             warm = [{**files_source, "name": "warmfiles", "path": str(small_files)},
                     {"name": "warm", "kind": "sql", "url": f"sqlite:///{small_db}"}]
-            print(f"\nthe ingestion path before ({args.compare_with}) and now, same data, "
-                  "one process each:")
+            print(f"\nthe {args.compare_path} path before ({args.compare_with}) and now, same "
+                  "data, one process each:")
             _compare_table(compare_ingestion(args.compare_with, both, warm, root,
-                                             args.repeat))
+                                             args.repeat, args.compare_path))
             return 0
         print(f"\nissue-16 workload ({args.tables} tables + {args.files} files, one crawl):")
         first, again = autokfp_crawls("bench-all", both, root / "home-all")
