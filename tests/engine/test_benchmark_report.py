@@ -104,6 +104,8 @@ def test_task_startup_compare_runs_without_then_with_the_worker_and_prints_both(
         (logs / "run-1.log").write_text(
             "10:00:00.000 - INFO - Executing task 'select-model'\n"
             f"import time:   {imports} |   {imports} | pandas\n"
+            "    INFO autokfp.training.autokeras_engine: AutoKeras leader trial_00 after 1.0s "
+            "(1 trials); validation {'cv_logloss': 0.2}; seconds {'import': 5.0, 'search': 1.0}\n"
             f"10:00:0{wall} - INFO - Task 'select-model' finished with status SUCCESS\n")
         return {"status": "trained", "wall_seconds": 100.0 if fork == "0" else 40.0,
                 "champion_engine": "h2o"}
@@ -122,3 +124,6 @@ def test_task_startup_compare_runs_without_then_with_the_worker_and_prints_both(
     assert "| select-model | 9.5 | 7.0 | 2.2 | 1.0 | -7.2 |" in printed
     assert "no worker: whole run 100.0 s wall, engines' own 20.0 s" in printed
     assert "worker: whole run 40.0 s wall" in printed
+    # the engine's own import is in the anchor: the share is also given with it outside
+    assert "engines' own imports (in the anchor): autokeras 5.0; counted outside the " \
+           "engines: 85.0 s (85%)" in printed
