@@ -2,6 +2,8 @@
 
 # no ``from __future__ import annotations``: the inline pipeline's ``config: dict`` must stay a
 # type for KFP, not a string
+import contextlib
+
 import pytest
 from kfp import compiler, components, dsl
 
@@ -175,11 +177,30 @@ def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
     the monitoring pipeline (56 s idle before register_model; idle now not measured)."""
     from kfp import local
 
+    from autokfp.edge.taskfork import forked_tasks
     from tests.conftest import starting_mlflow_server
 
     # the server starts first and comes up while the components compile (about 30 s at load 20)
     with starting_mlflow_server(tmp_path / "mlflow", str(tmp_path / "mlflow-artifacts"),
-                                {}) as (url, wait):
+                                {}) as (url, wait), contextlib.ExitStack() as stack:
+        monkeypatch.delenv("DATAHUB_GMS_URL", raising=False)
+        autokfp_home.export()
+        # the registry is a server: the model's files go through its artifact proxy
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        # and nothing set in this process by an earlier test's registry.configure (mlflow
+        # keeps the URIs it was given process-wide, over the variable): CI of c13f8c9 read
+        # a SQLite registry here
+        import mlflow.tracking._model_registry.utils as registry_uris
+        import mlflow.tracking._tracking_service.utils as tracking_uris
+
+        monkeypatch.setattr(tracking_uris, "_tracking_uri", None)
+        monkeypatch.setattr(registry_uris, "_registry_uri", None)
+        monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)  # set_registry_uri sets it too
+        monkeypatch.delenv("AUTOKFP_MLFLOW_ARTIFACT_ROOT", raising=False)
+        # the tasks forked from a warm worker, as `autokfp run` runs them (each still its own
+        # process): it imports while the components compile; started once the environment
+        # the tasks get is set (a task whose environment differs runs as a new interpreter)
+        worker = stack.enter_context(forked_tasks(("h2o",)))
         written = compile_components(tmp_path / "components")
         profile = components.load_component_from_file(str(written["profile"]))
         engineer = components.load_component_from_file(str(written["engineer_features"]))
@@ -218,24 +239,15 @@ def test_a_foreign_pipeline_uses_loaded_components_without_a_run_config(
         compiler.Compiler().compile(user_pipeline, str(tmp_path / "user.yaml"))
         validate_pipeline_yaml(tmp_path / "user.yaml")
 
-        monkeypatch.delenv("DATAHUB_GMS_URL", raising=False)
-        autokfp_home.export()
         local.init(runner=local.SubprocessRunner(use_venv=False),
                    pipeline_root=autokfp_home.pipeline_root, raise_on_error=True)
         wait()  # the server came up while the components compiled
-        # the registry is a server: the model's files go through its artifact proxy
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        # and nothing set in this process by an earlier test's registry.configure (mlflow
-        # keeps the URIs it was given process-wide, over the variable): CI of c13f8c9 read
-        # a SQLite registry here
-        import mlflow.tracking._model_registry.utils as registry_uris
-        import mlflow.tracking._tracking_service.utils as tracking_uris
-
-        monkeypatch.setattr(tracking_uris, "_tracking_uri", None)
-        monkeypatch.setattr(registry_uris, "_registry_uri", None)
-        monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)  # set_registry_uri sets it too
-        monkeypatch.delenv("AUTOKFP_MLFLOW_ARTIFACT_ROOT", raising=False)
+        assert worker is not None and worker.ready(wait=120), "the warm worker did not start"
         auc = user_pipeline(source=str(source)).output
+        # autokfp's components ran in forked tasks (the user's own two reinstall kfp first:
+        # their command is not the plain one, so they ran as new interpreters)
+        assert worker.forked >= 5, worker.forked
+        stack.close()  # the monitoring pipeline's tasks get another environment (below)
         _check_registration(url, tmp_path, autokfp_home, source, auc)
         _monitor_with_loaded_components(written, tmp_path, autokfp_home, churn_frame, source)
         # the example data's oracle AUC is about 0.856; a model that learnt nothing scores 0.5
@@ -330,7 +342,12 @@ def _monitor_with_loaded_components(written, tmp_path, autokfp_home, churn_frame
 
     compiler.Compiler().compile(user_monitoring, str(tmp_path / "monitoring.yaml"))
     validate_pipeline_yaml(tmp_path / "monitoring.yaml")
-    user_monitoring(source=str(source), labels=str(tmp_path / "labels"))
+    from autokfp.edge.taskfork import forked_tasks
+
+    with forked_tasks() as worker:  # forked from a warm worker, as `autokfp monitor` runs them
+        assert worker is not None and worker.ready(wait=120), "the warm worker did not start"
+        user_monitoring(source=str(source), labels=str(tmp_path / "labels"))
+    assert worker.forked >= 5, worker.forked
 
     def written_json(name: str) -> dict:
         (path,) = [p for p in Path(autokfp_home.pipeline_root).rglob(name) if p.is_file()]

@@ -10,6 +10,7 @@ Every decision is in the audit trail, and the trail verifies.
 """
 
 # no `from __future__ import annotations`: kfp reads the test component's annotations as types
+import contextlib
 import re
 from pathlib import Path
 
@@ -265,7 +266,7 @@ def test_a_run_that_breaks_mid_deploy_restores_the_last_good_champion(tmp_path, 
 
 
 def test_the_typed_form_runs_and_a_bad_value_stops_the_first_task(tmp_path, autokfp_home,
-                                                                  capfd):
+                                                                  capfd, request):
     """kfp.local: the form's model name reaches every task over a config that names none;
     drift_share=1.5 fails resolve-config, naming the setting, nothing else starts, and the
     exit task records the failed run for the model the form names (nothing to restore)."""
@@ -273,15 +274,22 @@ def test_the_typed_form_runs_and_a_bad_value_stops_the_first_task(tmp_path, auto
 
     from kfp import local
 
+    from autokfp.edge.taskfork import forked_tasks
     from autokfp.pipelines import PIPELINES, ClusterOptions
 
     autokfp_home.export()
+    # the tasks forked from a warm worker, as `autokfp monitor` runs them (each its own process)
+    stack = contextlib.ExitStack()
+    worker = stack.enter_context(forked_tasks())
+    request.addfinalizer(stack.close)
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=autokfp_home.pipeline_root, raise_on_error=False)
     # kfp.local cannot substitute the schedule-time placeholder (autokfp monitor leaves it out)
     monitoring = PIPELINES["drift-monitoring"](ClusterOptions(schedule_time=False))
     config = {k: v for k, v in small_config(tmp_path).to_dict().items() if k != "name"}
+    assert worker is not None and worker.ready(wait=120), "the warm worker did not start"
     monitoring(config=config, model_name="churn-form", window_days=3.0)
+    assert worker.forked > 0
     (collection,) = [p for p in Path(autokfp_home.pipeline_root).rglob("collection")
                      if p.is_file()]
     record = json.loads(collection.read_text())
@@ -364,6 +372,9 @@ def make_config(folder: Path, labels: Path, deploy_target: str = "local") -> Run
             "dataset": "files/customers.parquet",
             "target": "churned",
             "id_column": "customer_id",
+            # the loop is the subject, not the refit (test_local_training_pipeline serves
+            # one): each of the two training runs would start a JVM and fit twice more
+            "refit_for_serving": "never",
         },
         "budget": {**SMALL_BUDGET, "max_runtime_secs": 10},
         "quality": {"min_rows": 100},

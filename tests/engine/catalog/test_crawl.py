@@ -358,6 +358,9 @@ def _put_csv_objects(s3_server, prefix: str, count: int) -> None:
                       range(count)))
 
 
+# 111 s in CI (320 objects crawled under tracemalloc): marked slow so that it is laid out
+# with the end-to-end runs at the start of a worker's share (tests/conftest.py), never last
+@pytest.mark.slow
 def test_a_bucket_crawl_holds_no_more_for_four_times_the_objects(s3_server, tmp_path,
                                                                  monkeypatch) -> None:
     """Issue 16: a crawl of a bucket streams (each object catalogued, published in batches
