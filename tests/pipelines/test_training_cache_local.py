@@ -9,11 +9,13 @@ data skip the training task. The training task is a stand-in that records each t
 (training itself would take minutes here and is not what is checked).
 """
 
+import contextlib
 from pathlib import Path
 
 from kfp import dsl, local
 
 from autokfp.components import discover, engineer_features, load_training_data
+from autokfp.edge.taskfork import forked_tasks
 
 
 @dsl.component(base_image="python:3.11")
@@ -51,7 +53,12 @@ def test_a_second_local_run_on_the_same_data_skips_training(tmp_path, autokfp_ho
     autokfp_home.export()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=autokfp_home.pipeline_root,
                raise_on_error=True, enable_caching=True, cache_root=str(tmp_path / "kfp-cache"))
+    stack = contextlib.ExitStack()
+    # autokfp's tasks forked from a warm worker, as `autokfp run` runs them (the stand-in
+    # reinstalls kfp first: not the plain command, so a new interpreter as before)
+    worker = stack.enter_context(forked_tasks())
     try:
+        assert worker is not None and worker.ready(wait=120), "the warm worker did not start"
         frame = churn_frame.head(400)
         frame.to_parquet(folder / "customers.parquet", index=False)
         training_front(config=config, runs=str(runs))
@@ -66,6 +73,8 @@ def test_a_second_local_run_on_the_same_data_skips_training(tmp_path, autokfp_ho
         # the content-addressed copies: one folder per distinct content
         stored = sorted(Path(autokfp_home.artifact_root, "training-data").glob("sha256-*"))
         assert len(stored) == 2
+        assert worker.forked > 0
     finally:
+        stack.close()
         local.init(runner=local.SubprocessRunner(use_venv=False),
                    pipeline_root=autokfp_home.pipeline_root)
