@@ -90,35 +90,41 @@ def test_native_threads_counts_only_threads_python_did_not_start():
         thread.join()
 
 
+# in a new interpreter that imported nothing with a pool of its own (no other native thread
+# can come or go meanwhile): a native thread that calls into Python, and the counts
+CALLED_PYTHON = r"""
+import ctypes, json, threading
+from autokfp import lifeline
+
+before = lifeline.native_threads()
+libc = ctypes.CDLL(None)
+called, stop = threading.Event(), threading.Event()
+
+def body(_):
+    threading.current_thread()  # as logging does for record.threadName
+    called.set()
+    stop.wait()
+
+callback = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(body)
+thread_id = ctypes.c_ulong()
+assert libc.pthread_create(ctypes.byref(thread_id), None, callback, None) == 0
+assert called.wait(10)
+dummy = any(isinstance(t, threading._DummyThread) for t in threading.enumerate())
+print(json.dumps({"before": before, "during": lifeline.native_threads(), "dummy": dummy}))
+stop.set()
+libc.pthread_join(thread_id, None)
+"""
+
+
 def test_a_native_thread_that_called_python_still_counts():
     """A library's thread that calls into Python (an Arrow IO thread reading through fsspec,
     a JVM thread calling a JPype proxy, logging's threadName) gets a ``_DummyThread`` with
     its native id: it is still a thread Python did not start."""
-    import ctypes
-
-    from autokfp import lifeline
-
-    before = lifeline.native_threads()
-    assert before is not None
-    libc = ctypes.CDLL(None)
-    callback_type = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
-    called, stop = threading.Event(), threading.Event()
-
-    def body(_: object) -> None:
-        threading.current_thread()  # as logging does for record.threadName
-        called.set()
-        stop.wait()
-
-    callback = callback_type(body)
-    thread_id = ctypes.c_ulong()
-    assert libc.pthread_create(ctypes.byref(thread_id), None, callback, None) == 0
-    try:
-        assert called.wait(10)
-        assert any(isinstance(t, threading._DummyThread) for t in threading.enumerate())
-        assert lifeline.native_threads() == before + 1
-    finally:
-        stop.set()
-        libc.pthread_join(thread_id, None)
+    done = subprocess.run([sys.executable, "-c", CALLED_PYTHON], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"before": 0, "during": 1, "dummy": True}
 
 
 # a process that imported H2O's engine module (as a training task does, parsing its config)
