@@ -45,8 +45,11 @@ run_isolated("tests.faults.test_interrupts:fake_engine", {})
 """
 
 
-def fake_engine() -> None:
-    """The engine: start a JVM stand-in in its own session, list its pid, then work."""
+def fake_engine(forked: bool = False) -> None:
+    """The engine: start a JVM stand-in in its own session, list its pid, then work
+    (``forked``: it must be a fork of its task, which imported ``autokfp.steps``)."""
+    if forked and "autokfp.steps" not in sys.modules:
+        raise AssertionError("the engine's child is a new interpreter, not a fork of its task")
     jvm = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "h2o.jar"],
                            start_new_session=True)
     with open(os.environ["AUTOKFP_CHILD_PIDS"], "a", encoding="utf-8") as handle:
@@ -97,6 +100,51 @@ def test_interrupting_the_runner_leaves_no_process(sig):
         os.kill(runner.pid, sig)
         runner.wait(timeout=90)  # the runner itself (slow under load); what it leaves behind gets 10 s below
         _assert_all_gone_within(tag, 10, f"after {sig.name}")
+    finally:
+        for pid in _tagged(tag):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+# the local run's tree with the warm worker: the task is forked from a process that only
+# imported (the worker), so its engine's child is forked from the task (lifeline.allow_fork)
+FORKED_TASK = """
+import os, sys
+import autokfp.steps  # what the worker imports (a training task's imports are its)
+from autokfp import lifeline
+from autokfp.lifeline import RUNNER_ENV
+from autokfp.training.isolation import run_isolated
+pid = os.fork()
+if pid:
+    os.waitpid(pid, 0)
+    sys.exit(0)
+os.environ[RUNNER_ENV] = str(os.getppid())  # as taskfork._execute: the task watches its worker
+lifeline._started = False
+lifeline.watch_runner()
+lifeline.allow_fork()
+run_isolated("tests.faults.test_interrupts:fake_engine", {"forked": True})
+"""
+
+
+def test_kill_9_of_the_runner_stops_a_forked_engine_child_and_its_jvm():
+    """kill -9 of the runner with the worker's tree (runner, worker, forked task, forked
+    engine child, the JVM stand-in): nothing is left 10 s after the runner is gone."""
+    tag = uuid.uuid4().hex
+    env = {**os.environ, TAG: tag, "PYTHONPATH": str(ROOT)}
+    env.pop("AUTOKFP_ENGINE_FORK", None)
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, FORKED_TASK], cwd=ROOT, env=env,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_tagged(tag)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_tagged(tag)) == 5, "the process tree did not come up"
+        time.sleep(1)
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=90)
+        _assert_all_gone_within(tag, 10, "after SIGKILL")
     finally:
         for pid in _tagged(tag):
             try:
