@@ -191,12 +191,20 @@ def _path_specs(root: str, includes: list[str], relatives: Iterable[str],
 
     Why custom: DataHub's path_spec refuses ``**``, while an autokfp folder source is
     recursive; the depths that hold files are listed instead.
+
+    Every spec sets ``include_hidden_folders``: without it DataHub drops every path with a
+    part that starts with ``.`` or ``_`` anywhere, the root's own included, so a source
+    under ``~/.cache/...`` or ``/mnt/_shared/...`` was cataloged as nothing (no error) and
+    a ``_staging/`` folder below the root lost its files, which autokfp's crawl reads. The
+    include's ``*`` (wcmatch, no DOTGLOB) matches no ``.`` part below the root anyway: with
+    the flag DataHub takes exactly what the crawl takes (hidden ``.`` parts skipped).
     """
     specs = []
     for depth in _depths(relatives) or [0]:
         middle = "*/" * depth
         for pattern in includes:
-            spec: dict[str, Any] = {"include": f"{root.rstrip('/')}/{middle}{pattern}"}
+            spec: dict[str, Any] = {"include": f"{root.rstrip('/')}/{middle}{pattern}",
+                                    "include_hidden_folders": True}
             if excludes:
                 spec["exclude"] = [f"**/{p}" for p in excludes]
             specs.append(spec)
@@ -812,6 +820,9 @@ class IngestResult:
     # sources DataHub's plugin cannot read here, catalogued and published by autokfp's crawl
     # instead (source -> why: see crawl_only)
     crawled: dict[str, str] = field(default_factory=dict)
+    # recipes whose DataHub source emitted fewer datasets than autokfp's crawl read in that
+    # source (pipeline -> what is missing and what to do)
+    missed: dict[str, str] = field(default_factory=dict)
     metadata_files: list[str] = field(default_factory=list)
     lite_written: int = 0
     gms_url: str | None = None
@@ -1171,6 +1182,7 @@ class _SourcePass:
     count: int = 0  # inputs added to the fingerprint
     total: int = 0  # their digests' sum (see _unchanged_fingerprint)
     unknown: bool = False  # an input without a version: never skipped
+    files: int = 0  # files or objects the crawl read (DataHub's source must emit as many)
     verdicts: dict[str, dict[str, str]] = field(default_factory=dict)  # _classifier_verdicts
 
     def relatives(self) -> list[str]:
@@ -1232,6 +1244,7 @@ def _source_passes(report: Any, sources: list[Any], extras: ExtrasSpool,
                     extras.rename(wrong, urn)
         if not d.source_failed and not isinstance(source, SqlSource):
             one.depths.add(min(d.dataset_id.split("/", 1)[1].count("/"), _MAX_DEPTH))
+            one.files += int(d.ok)
         digest = None if one.unknown else _input_digest(d, extras.unprofiled(d.schema) if (
             d.ok and not d.source_failed) else {})
         if digest is None:
@@ -1299,6 +1312,16 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
         if Path(local).exists():
             storage.write_text(remote, Path(local).read_text())
     urns = emitted.live()
+    if generated and summary is not None and len(urns) < summary.files:
+        # DataHub's source passed over files the crawl read (a path rule of its own): said,
+        # never a silently smaller catalog
+        result.missed[item.get("pipeline_name") or source.name] = (
+            f"DataHub's {item['source'].get('type')} source emitted {len(urns)} dataset(s) of "
+            f"the {summary.files} file(s) autokfp's crawl read in source "
+            f"{getattr(source, 'name', '?')}; the others are not in the catalog: check the "
+            "source's path and include patterns, or set catalog.ingestion: crawl")
+        log.warning("DataHub ingestion: %s", result.missed[item.get("pipeline_name")
+                                                          or source.name])
     result.datasets += urns
     result.removed += sorted(emitted.removed)
     result.extended += [u for u in urns if u in extras]

@@ -798,3 +798,54 @@ def test_a_typo_in_an_s3_sources_bucket_fails_it_and_stateful_ingestion_removes_
     assert second.recipes == [] and second.removed == []
     for urn in first.datasets:
         assert read_lite(catalog_home.catalog_dir, urn)["status"]["removed"] is False
+
+
+def _hidden_root_folder(tmp_path):
+    """A folder source under a hidden folder, with a ``_staging/`` folder (read by autokfp's
+    crawl) and hidden files and folders below it (skipped by both)."""
+    import pandas as pd
+
+    folder = tmp_path / ".cache" / "files"
+    (folder / "_staging").mkdir(parents=True)
+    (folder / ".hidden").mkdir()
+    frame = pd.DataFrame({"a": range(30), "y": [0, 1, 2] * 10})
+    for path in ("t1.csv", "t2.csv", "_staging/t3.csv", ".hidden/t4.csv", ".t5.csv"):
+        frame.to_csv(folder / path, index=False)
+    return folder, parse_config({
+        "name": "hidden", "sources": [{"name": "files", "kind": "folder", "path": str(folder)}],
+        "training": {"dataset": "files/t1.csv", "target": "y"}})
+
+
+def test_a_folder_under_a_hidden_folder_is_ingested_as_the_crawl_reads_it(
+        tmp_path, catalog_home) -> None:
+    """DataHub's s3 source drops every path with a part starting with '.' or '_', the
+    root's own included: a source under ~/.cache was cataloged as nothing, without an
+    error. Now DataHub's source emits exactly the files autokfp's crawl reads."""
+    folder, config = _hidden_root_folder(tmp_path)
+    result = ingest(config)
+    names = sorted(urn.split(",")[1].split("/files/", 1)[1] for urn in result.datasets)
+    assert names == ["_staging/t3.csv", "t1.csv", "t2.csv"], result.datasets
+    assert result.missed == {}
+    assert sorted(result.extended) == sorted(result.datasets)  # autokfp's aspects on each
+
+
+def test_a_dataset_datahubs_source_passes_over_is_reported_not_silently_dropped(
+        tmp_path, catalog_home, monkeypatch) -> None:
+    """Should DataHub's source emit fewer files than the crawl read (here: the hidden-folder
+    rule put back), the run says so, naming the counts and what to do."""
+    from autokfp.catalog import ingest as ingest_module
+
+    real = ingest_module._path_specs
+
+    def datahubs_default(*args, **kwargs):
+        return [{k: v for k, v in spec.items() if k != "include_hidden_folders"}
+                for spec in real(*args, **kwargs)]
+
+    monkeypatch.setattr(ingest_module, "_path_specs", datahubs_default)
+    _, config = _hidden_root_folder(tmp_path)
+    result = ingest(config)
+    assert result.datasets == []
+    (message,) = result.missed.values()
+    assert "emitted 0 dataset(s) of the 3 file(s) autokfp's crawl read in source files" \
+        in message, message
+    assert "catalog.ingestion: crawl" in message
