@@ -92,8 +92,11 @@ def registered(tmp_path, monkeypatch):
     """``shop`` v1 and v2 in a local SQLite registry, v2 the champion."""
     settings = use_home(monkeypatch, tmp_path / "home")
     client = registry.configure(settings)
+    # an experiment of this store's own: mlflow's fluent API keeps the experiment id another
+    # test of the same process set (in another store) as a process-wide default
+    experiment = client.create_experiment("model-ref")
     for _ in range(2):
-        with mlflow.start_run():
+        with mlflow.start_run(experiment_id=experiment):
             info = mlflow.pyfunc.log_model(name="model", python_model=_Constant())
         mlflow.register_model(info.model_uri, "shop")
     client.set_registered_model_alias("shop", "champion", "2")
