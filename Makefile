@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.autokfp-installed
+# each test has a time limit (pyproject.toml: pytest-timeout, 600 s; 1,200 s for tests marked
+# slow; tests/timeouts.py kills what a timed-out test started): PYTEST_ARGS=--timeout=0 lifts it
 PYTEST_ARGS ?=
 # make test runs the suite on this many processes (pytest-xdist); 0 runs it in one process
 PYTEST_WORKERS ?= 2

@@ -154,6 +154,10 @@ class _WorkerClock:
 
 
 def pytest_configure(config) -> None:
+    if config.pluginmanager.hasplugin("timeout"):
+        from tests.timeouts import TimeoutGuard
+
+        config.pluginmanager.register(TimeoutGuard(), "autokfp-timeout-guard")
     if config.pluginmanager.hasplugin("xdist") and getattr(config.option, "numprocesses", None) \
             and not hasattr(config, "workerinput"):
         config.pluginmanager.register(_WorkerClock(), "autokfp-worker-clock")
