@@ -3,8 +3,9 @@ with memory that does not grow with the count).
 
 moto's S3 server (or, with ``--store gcs``, the GCS emulator, gcp-storage-emulator, which
 answers a listing in one page of every object; with ``--store fake-gcs``, fake-gcs-server,
-which pages listings as GCS does, holding its objects in files: ~80 uploads/s, and each
-listing page reads every object's metadata, so it is for up to ~10,000 objects) is started
+which pages listings as GCS does, holding its objects in files: they are written into its
+folder, not uploaded, each count in a bucket of its own, 100,000 in ~1 minute; its listing
+reads every object's attributes for each page, ~8 s a page at 100,000 objects) is started
 as the tests start it; for each ``--objects`` count that many small CSV objects are put
 under a prefix of their own. Each measurement runs in a fresh
 Python process (the peak resident memory reset once the libraries are loaded), and the
@@ -41,8 +42,8 @@ script prints, side by side for the counts, what it added to the process's peak:
         --only-catalog
     python scripts/benchmark_bucket_crawl.py --objects 10000 100000 --crawl-max 100000 \
         --anchor 8962f50 --anchor-max 10000 --only-catalog
-    python scripts/benchmark_bucket_crawl.py --store fake-gcs --objects 1000 10000 \
-        --crawl-max 1000
+    python scripts/benchmark_bucket_crawl.py --store fake-gcs --objects 10000 100000 \
+        --crawl-max 10000 --ways list_before list catalog
 
 Each line also gives SQLite's own high-water mark of memory (``sqlite3_memory_highwater``
 of the process's libsqlite3: the ledger's and DataHub Lite's page caches and statements),
@@ -85,6 +86,20 @@ def put_gcs_objects(bucket: str, prefix: str, count: int) -> float:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: target.blob(f"{prefix}/part-{i:06d}.csv").upload_from_string(
             BODY, content_type="text/csv"), range(count)))
+    return time.perf_counter() - started
+
+
+def seed_gcs_objects(root: Path, bucket: str, prefix: str, count: int) -> float:
+    """``count`` small CSV objects under ``prefix`` of ``bucket``, written straight into the
+    folder a running fake-gcs-server (filesystem backend) serves (``tests.conftest.seed_fake_gcs``:
+    the backend reads its folder at every request, so they are served at once); skipped when
+    the last one is there."""
+    from tests.conftest import seed_fake_gcs
+
+    started = time.perf_counter()
+    if (root / bucket / prefix / f"part-{count - 1:06d}.csv").exists():
+        return 0.0
+    seed_fake_gcs(root, bucket, ((f"{prefix}/part-{i:06d}.csv", BODY) for i in range(count)))
     return time.perf_counter() - started
 
 
@@ -288,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="moto's S3 server (default), the GCS emulator (gcp-storage-"
                              "emulator: it answers a listing in one page of every object, "
                              "whatever the page size) or fake-gcs-server (pages as GCS does)")
+    parser.add_argument("--ways", nargs="+", default=None,
+                        choices=["list_before", "list", "crawl", "catalog_before", "catalog",
+                                 "catalog_unbatched"],
+                        help="exactly these ways (instead of what --catalog, --only-catalog "
+                             "and --unbatched choose)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -317,19 +337,21 @@ def main(argv: list[str] | None = None) -> int:
         where = "the GCS emulator (gcp-storage-emulator: one page of every object)"
     elif args.store == "fake-gcs":
         def paging_server() -> Any:
-            from google.cloud import storage as gcs
-
             from tests.conftest import GcsEmulator
 
             with fake_gcs_server(base / "fake-gcs", log=base / "fake-gcs-server.log") as url:
                 os.environ["STORAGE_EMULATOR_HOST"] = url
                 os.environ.setdefault("GOOGLE_CLOUD_PROJECT", "autokfp-test")
-                gcs.Client().create_bucket("autokfp-bucket")
                 yield GcsEmulator(host=url, bucket="autokfp-bucket")
 
         server = paging_server()
-        put = put_gcs_objects
-        where = "fake-gcs-server (pages as GCS does; objects in files)"
+        # Each count in a bucket of its own: the server's filesystem backend walks the whole
+        # bucket for every listing page, so a smaller prefix next to a larger one would pay
+        # for the larger one's objects.
+        put = lambda bucket, prefix, count: seed_gcs_objects(  # noqa: E731
+            base / "fake-gcs", f"{bucket}-{count}", prefix, count)
+        where = ("fake-gcs-server (pages as GCS does; filesystem backend, the objects written "
+                 "into its folder)")
     else:
         server = s3_server.__wrapped__(_Folders())
         put = put_objects
@@ -341,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         ways = ["list_before", "list", "crawl"] if not args.only_catalog else []
         ways += ["catalog_before", "catalog"] if args.catalog or args.only_catalog else []
         ways += ["catalog_unbatched"] if args.unbatched else []
+        ways = args.ways or ways
         anchor = base / "anchor"
         if "catalog_before" in ways:  # the anchor's package, imported by its workers
             anchor.mkdir()
@@ -364,8 +387,10 @@ def main(argv: list[str] | None = None) -> int:
                        "AUTOKFP_HOME": str(base / f"home-{way}-{count}")}
                 if way == "catalog_before":  # PYTHONPATH goes before the installed package
                     env["PYTHONPATH"] = str(anchor)
+                uri = (f"gs://{s3.bucket}-{count}/{prefix}" if args.store == "fake-gcs"
+                       else f"{s3.base_uri}/{prefix}")
                 done = subprocess.run(
-                    [sys.executable, __file__, "--worker", way, f"{s3.base_uri}/{prefix}"],
+                    [sys.executable, __file__, "--worker", way, uri],
                     capture_output=True, text=True, cwd=ROOT, env=env)
                 line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
                 if done.returncode != 0 or line is None:

@@ -461,6 +461,50 @@ def test_a_gcs_listing_is_read_a_page_at_a_time(paging_gcs, monkeypatch) -> None
     assert failure.source_failed and "second page" in (failure.error or "")
 
 
+def test_a_gcs_listing_of_thousands_of_objects_holds_one_page(seeded_gcs, monkeypatch) -> None:
+    """Thousands of objects on a GCS stand-in that pages (seeded into its folder, not
+    uploaded): the gcs source lists every one, in name order, with the size and signature
+    the server gives each object, and the listing's peak for 2,000 objects is that of 1,000
+    (pages of 500 here: about two pages held, the one read and the next; one page of
+    everything costs ~4 MB per 1,000 objects). The server reads every object's attributes
+    for each page, so the counts are kept to a few thousand."""
+    import base64
+    import hashlib
+    import tracemalloc
+
+    from autokfp.catalog.sources.base import open_source, signature_of
+    from autokfp.storage import gcs as gcs_store
+
+    monkeypatch.setattr(gcs_store, "LIST_PAGE", 500)
+    body = b"a,b\n1,2\n"
+    counts = {"warm": 1, "small": 1000, "large": 2000}
+    for bucket, count in counts.items():
+        seeded_gcs.seed(bucket, ((f"p/part-{i:05d}.csv", body) for i in range(count)))
+
+    def listing_peak(bucket: str) -> int:
+        blob = gcs_store.client().bucket(bucket).get_blob(f"p/part-{counts[bucket] - 1:05d}.csv")
+        assert blob.download_as_bytes() == body
+        assert blob.md5_hash == base64.b64encode(hashlib.md5(body).digest()).decode()
+        signature = signature_of("gcs", blob.generation, len(body), blob.md5_hash)
+        reader = open_source(GcsSource(name="lake", kind="gcs", uri=f"gs://{bucket}/p"))
+        seen = 0
+        tracemalloc.start()
+        try:
+            for uri, relative, sig, _, size in reader._listed():
+                assert (relative, sig, size) == (f"part-{seen:05d}.csv", signature, len(body))
+                assert uri == f"gs://{bucket}/p/{relative}"
+                seen += 1
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert seen == counts[bucket]
+        return peak
+
+    listing_peak("warm")  # the client's first-use costs, outside the measure
+    small, large = listing_peak("small"), listing_peak("large")
+    assert large - small < 512 * 1024, (small, large)
+
+
 def test_s3_source_uri_is_checked() -> None:
     from autokfp.errors import ConfigError
 
