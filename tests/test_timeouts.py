@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -96,18 +97,20 @@ def _assert_stopped_in_the_test(output: str, out: Path) -> None:
 
 
 def test_the_suite_has_a_time_limit_that_raises_in_the_test(request) -> None:
-    from tests.timeouts import SLOW_TIMEOUT, item_timeout
+    from tests.timeouts import SLOW_FACTOR, item_timeout, slow_timeout
 
     assert float(request.config.getini("timeout")) >= 300
     # "thread" ends the process: no teardown
     assert request.config.getini("timeout_method") == "signal"
     assert item_timeout(request.node) == float(request.config.getini("timeout"))
-    assert SLOW_TIMEOUT > float(request.config.getini("timeout"))
+    assert SLOW_FACTOR > 1
+    assert slow_timeout(request.config) == SLOW_FACTOR * item_timeout(request.node)
 
 
 class _Item:
-    def __init__(self, *marks: pytest.MarkDecorator) -> None:
+    def __init__(self, *marks: pytest.MarkDecorator, config=None) -> None:
         self.marks = [mark.mark for mark in marks]
+        self.config = config
 
     def get_closest_marker(self, name: str):
         return next((mark for mark in self.marks if mark.name == name), None)
@@ -116,15 +119,77 @@ class _Item:
         self.marks.append(mark.mark)
 
 
-def test_slow_tests_get_the_longer_limit_unless_they_name_their_own() -> None:
-    from tests.timeouts import SLOW_TIMEOUT, TimeoutGuard
+def test_slow_tests_get_the_longer_limit_unless_they_name_their_own(request) -> None:
+    from tests.timeouts import TimeoutGuard, slow_timeout
 
-    slow, own, quick = _Item(pytest.mark.slow), _Item(pytest.mark.slow, pytest.mark.timeout(60)), _Item()
+    config = request.config
+    slow = _Item(pytest.mark.slow, config=config)
+    own = _Item(pytest.mark.slow, pytest.mark.timeout(60), config=config)
+    quick = _Item(config=config)
     for item in (slow, own, quick):
         TimeoutGuard().pytest_itemcollected(item)
-    assert slow.get_closest_marker("timeout").args == (SLOW_TIMEOUT,)
+    assert slow.get_closest_marker("timeout").args == (slow_timeout(config),)
     assert own.get_closest_marker("timeout").args == (60,)
     assert quick.get_closest_marker("timeout") is None
+
+
+class _Config:
+    """The two questions pytest-timeout asks of a run's config, for a run given ``--timeout``."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+
+    def getvalue(self, name: str):
+        return {"timeout": self.timeout}.get(name)
+
+    def getini(self, name: str):
+        return {"timeout": "600", "timeout_method": "signal"}.get(name, False)
+
+
+@pytest.mark.parametrize("option, limit", [(0, None), (3600, 7200.0)])
+def test_the_command_line_limit_governs_the_slow_tests_too(option, limit) -> None:
+    """A timeout mark overrides the command line, so the slow tests' mark follows the run's
+    limit: ``--timeout=0`` (the Makefile's way to lift the limits) lifts theirs too, and
+    scripts/test_cluster.sh's ``--timeout 3600`` does not cut a slow test to less."""
+    from tests.timeouts import TimeoutGuard
+
+    slow = _Item(pytest.mark.slow, config=_Config(option))
+    TimeoutGuard().pytest_itemcollected(slow)
+    mark = slow.get_closest_marker("timeout")
+    if limit is None:
+        assert mark is None, mark
+    else:
+        assert mark is not None and mark.args == (limit,), mark
+
+
+def test_the_backstop_leaves_a_debugging_session_alone(monkeypatch) -> None:
+    """pytest-timeout's alarm does nothing while pdb holds the test (and ``--pdb``'s
+    post-mortem cancels it): the backstop must not end that process either."""
+    import threading
+
+    import pytest_timeout
+
+    from tests import timeouts
+
+    done: list[object] = []
+    monkeypatch.setattr(timeouts, "kill_new_descendants", lambda *a, **k: done.append("kill") or [])
+    monkeypatch.setattr(timeouts.os, "_exit", done.append)
+    monkeypatch.setattr(pytest_timeout, "SUPPRESS_TIMEOUT", True)  # what pdb's entry sets
+    timeouts._backstop("test_x.py::test_held", 1.0)
+    assert done == []
+    monkeypatch.setattr(pytest_timeout, "SUPPRESS_TIMEOUT", False)
+    timeouts._backstop("test_x.py::test_held", 1.0)  # no debugger: the process is ended
+    assert done == ["kill", 1]
+
+    # a failure (the timeout's own) leaves the backstop to end a teardown that hangs
+    # after it; --pdb's post-mortem on that failure stops it
+    for pdb in (False, True):
+        guard = timeouts.TimeoutGuard()
+        guard._backstop = threading.Timer(600, done.append, ("backstop",))
+        node = SimpleNamespace(config=SimpleNamespace(getoption=lambda name, default=None,
+                                                      pdb=pdb: pdb if name == "usepdb" else default))
+        guard.pytest_exception_interact(node=node)
+        assert guard._backstop.finished.is_set() == pdb
 
 
 def test_a_hung_test_is_stopped_named_and_its_processes_killed(tmp_path) -> None:

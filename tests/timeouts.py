@@ -22,8 +22,11 @@ Two things pytest-timeout does not do, this plugin does:
   thread's stack, kills every process this one started and ends the process (``os._exit``):
   xdist reports the worker crashed "while running" that test and starts another.
 
-Slow tests (marked ``slow``: end-to-end runs of minutes) get ``SLOW_TIMEOUT`` unless they
-carry a ``timeout`` mark of their own.
+Slow tests (marked ``slow``: end-to-end runs of minutes) get ``SLOW_FACTOR`` times the
+run's limit (600 s -> 1,200 s) unless they carry a ``timeout`` mark of their own: a mark
+overrides the command line, so a fixed figure would keep a 1,200 s limit under
+``--timeout=0`` and cut one under ``--timeout=3600``. A debugging session (pdb, ``--pdb``'s
+post-mortem, an IDE's tracer) stops the backstop as it stops pytest-timeout's own alarm.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ import pytest
 # The default limit (pyproject.toml's ``timeout``) is 600 s: the slowest phase of any test in
 # CI's run of session 14 took 173 s (the monitoring drift test, marked slow) on two idle cores,
 # and the quick tests take seconds (the slowest setups build a session's small model: ~100 s).
-# Slow tests get twice the default: their runs took up to 613 s here at load 17.
-SLOW_TIMEOUT = 1200.0
+# Slow tests get twice the run's limit: their runs took up to 613 s here at load 17.
+SLOW_FACTOR = 2.0
 # seconds a process gets after SIGTERM before SIGKILL
 KILL_GRACE = 5.0
 # seconds after a test's limit before the backstop ends the process: the test's teardown
@@ -154,6 +157,15 @@ def _signal(pid: int, number: int) -> None:
         pass
 
 
+def slow_timeout(config) -> float:
+    """The limit of a slow test without a ``timeout`` mark: ``SLOW_FACTOR`` times the run's
+    own (pyproject.toml, ``-o timeout=``, ``--timeout``, ``PYTEST_TIMEOUT``); 0 (none) when
+    the run has none."""
+    import pytest_timeout
+
+    return SLOW_FACTOR * float(pytest_timeout.get_env_settings(config).timeout or 0)
+
+
 def item_timeout(item) -> float:
     """The limit pytest-timeout applies to ``item`` (0: none)."""
     import pytest_timeout
@@ -166,12 +178,15 @@ class TimeoutGuard:
 
     def __init__(self) -> None:
         self._since: dict[str, Moment] = {}  # when each phase of the running test began
+        self._backstop: threading.Timer | None = None
 
     @pytest.hookimpl
     def pytest_itemcollected(self, item) -> None:
         if item.get_closest_marker("slow") is not None \
                 and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+            limit = slow_timeout(item.config)
+            if limit > 0:
+                item.add_marker(pytest.mark.timeout(limit))
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
@@ -183,12 +198,23 @@ class TimeoutGuard:
             backstop.daemon = True
             backstop.name = f"autokfp-timeout-backstop {item.nodeid}"
             backstop.start()
+        self._backstop = backstop
         try:
             yield
         finally:
             if backstop is not None:
                 backstop.cancel()
+            self._backstop = None
             self._since.clear()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_exception_interact(self, node) -> None:
+        """``--pdb``'s post-mortem holds the test: pytest-timeout stops its alarm here, so the
+        backstop stops too. Only under ``--pdb``: pytest calls this hook on every failure,
+        the timeout's own among them, and the backstop must still end a teardown that hangs
+        after the timeout."""
+        if self._backstop is not None and node.config.getoption("usepdb", False):
+            self._backstop.cancel()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item) -> None:
@@ -215,7 +241,10 @@ class TimeoutGuard:
 
 def _backstop(nodeid: str, limit: float) -> None:
     """The signal did not end the test: name it, show where every thread is, kill what this
-    process started and end it."""
+    process started and end it. Not while a debugger holds the test (pytest-timeout's alarm
+    did nothing then either)."""
+    if _debugging():
+        return
     try:
         out = sys.__stderr__ or sys.stderr
         out.write(f"\n+++ {nodeid} still runs {BACKSTOP_GRACE:.0f} s after its timeout "
@@ -229,3 +258,16 @@ def _backstop(nodeid: str, limit: float) -> None:
         out.flush()
     finally:
         os._exit(1)
+
+
+def _debugging() -> bool:
+    """pytest-timeout's own test (``breakpoint()``/pdb under pytest, a known debugger's
+    tracer), asked of the main thread's tracer since this runs in the backstop's thread."""
+    import pytest_timeout
+
+    if pytest_timeout.SUPPRESS_TIMEOUT:
+        return True
+    main = threading.main_thread()
+    frame = sys._current_frames().get(main.ident) if main.ident is not None else None
+    tracer = getattr(frame, "f_trace", None) if frame is not None else None
+    return bool(pytest_timeout.is_debugging(tracer))
