@@ -854,6 +854,8 @@ def run_recipe(recipe: dict[str, Any], extras: str | Mapping[str, Any] | None = 
     from datahub.configuration.config_loader import EnvResolver
     from datahub.ingestion.run.pipeline import Pipeline
 
+    from autokfp.catalog.classify import verdicts_before_samples
+
     recipe = json.loads(json.dumps(recipe))
     run = None
     if extras is not None:
@@ -884,7 +886,7 @@ def run_recipe(recipe: dict[str, Any], extras: str | Mapping[str, Any] | None = 
             config.update(lite=lite_dir, run=collect)
         resolved["sink"] = {**resolved["sink"], "type": FILE_SINK, "config": config}
     try:
-        with _strptime_cache(), _disposing_engines():
+        with _strptime_cache(), _disposing_engines(), verdicts_before_samples():
             pipeline = Pipeline.create(resolved)
             pipeline.run()  # closes the source and sink (DataHub's exit stacks), even on failure
             pipeline.raise_from_status()

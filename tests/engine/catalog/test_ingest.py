@@ -203,11 +203,18 @@ def test_datahubs_classification_takes_the_crawls_verdict(tmp_path, catalog_home
         return {t["urn"] for t in terms}, _tags(fields["contact"])
 
     import autokfp.catalog.ingest as ingest_module
+    from datahub.ingestion.source.sql.sqlalchemy_data_reader import SqlAlchemyTableDataReader
 
+    samples: list[list[str]] = []  # tables whose first rows DataHub's source read
+    sample = SqlAlchemyTableDataReader.get_sample_data_for_table
+    monkeypatch.setattr(SqlAlchemyTableDataReader, "get_sample_data_for_table",
+                        lambda self, table_id, *a, **k: (samples.append(table_id),
+                                                         sample(self, table_id, *a, **k))[1])
     monkeypatch.setattr(ingest_module, "_SHARE_VERDICTS", False)
     ingest(config)  # DataHub's sample typed again: no email in it
     terms, tags = contact()
     assert terms == set() and "urn:li:tag:pii:email" in tags  # the two disagree
+    assert samples == [["main", "accounts"]]
     (db.parent / "again.db").write_bytes(db.read_bytes())  # a new source: a first run
     config = parse_config({"name": "crm", "sources": [
         {"name": "again", "kind": "sql", "url": f"sqlite:///{db.parent / 'again.db'}",
@@ -219,6 +226,8 @@ def test_datahubs_classification_takes_the_crawls_verdict(tmp_path, catalog_home
     assert "verdicts" not in json.dumps(result.recipes)  # a run's file, not the recipe's
     terms, tags = contact()
     assert terms == {"urn:li:glossaryTerm:Email_Address"} and "urn:li:tag:pii:email" in tags
+    # every column answered from the crawl's verdicts: the table's sample was not read
+    assert samples == [["main", "accounts"]]
 
 
 def _versions(catalog_dir, urn: str) -> dict[str, int]:
