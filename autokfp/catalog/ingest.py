@@ -65,6 +65,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from datahub.ingestion.api.sink import Sink, SinkReport
 from datahub.ingestion.api.transform import Transformer
 from datahub.ingestion.sink.file import FileSink, FileSinkConfig
 
@@ -834,9 +835,35 @@ class IngestResult:
         return out
 
 
+def _as_run(recipe: dict[str, Any], extras: str | Mapping[str, Any] | None,
+            terms_path: str | None) -> dict[str, Any]:
+    """A copy of ``recipe`` naming autokfp's transformer when ``extras`` is given (what
+    ``run_recipe`` runs and returns, ``${VAR}``s unresolved)."""
+    recipe = json.loads(json.dumps(recipe))
+    if extras is not None:
+        recipe.setdefault("transformers", [])
+        transformer: dict[str, Any] = {}
+        if isinstance(extras, str):
+            transformer["extras"] = extras
+        if terms_path:
+            transformer["terms"] = terms_path
+        recipe["transformers"].append({"type": TRANSFORMER, "config": transformer})
+    return recipe
+
+
+def _linear_sink(sink: dict[str, Any], lite_dir: str | None,
+                 collect: str | None) -> dict[str, Any]:
+    """A resolved ``file`` sink as ``LinearFileSink`` runs it (see ``run_recipe``)."""
+    config = dict(sink.get("config") or {})
+    if lite_dir is not None:  # not in the recipe kept: this process's catalog and run
+        config.update(lite=lite_dir, run=collect)
+    return {**sink, "type": FILE_SINK, "config": config}
+
+
 def run_recipe(recipe: dict[str, Any], extras: str | Mapping[str, Any] | None = None,
                terms_path: str | None = None, collect: str | None = None,
-               verdicts_path: str | None = None, lite_dir: str | None = None) -> dict[str, Any]:
+               verdicts_path: str | None = None, lite_dir: str | None = None,
+               spool: str | None = None) -> dict[str, Any]:
     """Run one recipe through DataHub's pipeline (``Pipeline.create``), autokfp's transformer
     added when ``extras`` is given (``extras_for``'s result, or a JSON file of it); ``${VAR}``
     references are resolved from the environment here and nowhere else. The datasets the
@@ -844,7 +871,10 @@ def run_recipe(recipe: dict[str, Any], extras: str | Mapping[str, Any] | None = 
     the run. ``verdicts_path`` goes to autokfp's classifier in the recipe's classification,
     if it has one (see ``AutokfpClassifier``). With ``lite_dir``, a ``file`` sink also loads
     what it writes into the DataHub Lite of that catalog folder as it goes (``LinearFileSink``;
-    its counts in ``LinearFileSink.outcomes[collect]``).
+    its counts in ``LinearFileSink.outcomes[collect]``). With ``spool`` (a file), DataHub's
+    source, its work-unit processors and its stateful ingestion run and every record goes
+    to that file (``SpoolSink``) for ``_replay`` to pass through the transformer and the
+    sink in another process.
 
     Raises:
         DataError: the source or sink failed (DataHub's report, secrets removed).
@@ -856,16 +886,8 @@ def run_recipe(recipe: dict[str, Any], extras: str | Mapping[str, Any] | None = 
 
     from autokfp.catalog.classify import verdicts_before_samples
 
-    recipe = json.loads(json.dumps(recipe))
+    recipe = _as_run(recipe, extras, terms_path)
     run = None
-    if extras is not None:
-        recipe.setdefault("transformers", [])
-        transformer: dict[str, Any] = {}
-        if isinstance(extras, str):
-            transformer["extras"] = extras
-        if terms_path:
-            transformer["terms"] = terms_path
-        recipe["transformers"].append({"type": TRANSFORMER, "config": transformer})
     secrets = [v for v in os.environ.values() if len(v) >= 6 and _referenced(recipe, v)]
     resolved = EnvResolver(environ=os.environ).resolve(recipe)
     if extras is not None and (collect or not isinstance(extras, str)):
@@ -880,11 +902,10 @@ def run_recipe(recipe: dict[str, Any], extras: str | Mapping[str, Any] | None = 
         if verdicts_path and classifier.get("type") == _CLASSIFIER:  # nor this
             classifier["config"] = {**(classifier.get("config") or {}),
                                     "verdicts": verdicts_path}
-    if (resolved.get("sink") or {}).get("type") == "file":  # same records, streamed
-        config = dict(resolved["sink"].get("config") or {})
-        if lite_dir is not None:  # nor these: this process's catalog and run
-            config.update(lite=lite_dir, run=collect)
-        resolved["sink"] = {**resolved["sink"], "type": FILE_SINK, "config": config}
+    if spool is not None:  # the source's half of a run (see _staged_sources): no sink yet
+        resolved["sink"] = {"type": SPOOL_SINK, "config": {"filename": spool}}
+    elif (resolved.get("sink") or {}).get("type") == "file":  # same records, streamed
+        resolved["sink"] = _linear_sink(resolved["sink"], lite_dir, collect)
     try:
         with _strptime_cache(), _disposing_engines(), verdicts_before_samples():
             pipeline = Pipeline.create(resolved)
@@ -1120,6 +1141,208 @@ def snapshot_proposals(snapshot: Any, obj: dict) -> list[Any]:
     return out
 
 
+# --------------------------------------------------------------------------- DataHub's source
+#                                                                             beside the crawl
+
+SPOOL_SINK = "autokfp.catalog.ingest.SpoolSink"
+
+
+class SpoolSink(Sink[FileSinkConfig, SinkReport]):
+    """The source's half of a recipe run in another process (see ``_staged_sources``): each
+    work unit's records, as DataHub's pipeline hands them to its sink, are pickled to
+    ``config.filename`` in frames (``_write_frame``) for ``_replay`` to pass through autokfp's
+    transformer and the real sink, grouped by work unit as the pipeline would have.
+
+    ``flush`` is called by DataHub's pipeline only once its source ran to its end (before it
+    commits the stateful-ingestion checkpoint); it marks the end of the stream (``eos``), after
+    which the pipeline would have sent ``EndOfStream`` through its transformers.
+    """
+
+    config: FileSinkConfig
+    GROUPS = 64  # work units per frame
+
+    @classmethod
+    def create(cls, config_dict: dict, ctx: Any) -> SpoolSink:
+        return cls(ctx, FileSinkConfig.model_validate(config_dict))
+
+    def __post_init__(self) -> None:
+        self._out = open(self.config.filename, "wb")  # noqa: SIM115 - closed in close()
+        self._group: list[tuple[Any, dict[str, Any]]] = []
+        self._groups: list[list[tuple[Any, dict[str, Any]]]] = []
+
+    def handle_work_unit_start(self, workunit: Any) -> None:
+        self._group = []
+
+    def handle_work_unit_end(self, workunit: Any) -> None:
+        self._groups.append(self._group)
+        self._group = []
+        if len(self._groups) >= self.GROUPS:
+            self._frame()
+
+    def write_record_async(self, record_envelope: Any, write_callback: Any) -> None:
+        self._group.append((record_envelope.record, record_envelope.metadata))
+        self.report.report_record_written(record_envelope)
+        if write_callback:
+            write_callback.on_success(record_envelope, {})
+
+    def _frame(self) -> None:
+        if self._groups:
+            _write_frame(self._out, ("groups", self._groups))
+            self._groups = []
+
+    def flush(self) -> None:
+        self._frame()
+        _write_frame(self._out, ("eos", None))
+
+    def close(self) -> None:
+        self._frame()
+        self._out.close()
+
+
+def _write_frame(out: Any, frame: tuple[str, Any]) -> None:
+    import pickle
+
+    body = pickle.dumps(frame, protocol=5)
+    out.write(len(body).to_bytes(8, "little") + body)
+    out.flush()
+
+
+@dataclass
+class _Staged:
+    """A generated recipe whose DataHub source runs in ``_staged_sources``'s process while
+    autokfp's crawl runs in this one."""
+
+    recipe: dict[str, Any]  # as generated before the crawl (compared with the one after it)
+    spool: str  # SpoolSink's file
+    verdicts: str | None  # the crawl's classifier verdicts, written once the crawl is done
+    cancel: str  # written when the recipe must not run after all
+
+
+def _stage(jobs: list[_Staged]) -> None:
+    """The child process of ``_staged_sources``: run each staged recipe's source half."""
+    import gc
+
+    gc.freeze()  # never collect (and finalise) the parent's objects: connections, files
+    for job in jobs:
+        error = None
+        try:
+            if job.verdicts is not None:  # autokfp's classifier answers from the crawl's
+                while not os.path.exists(job.verdicts) and not os.path.exists(job.cancel):
+                    time.sleep(0.02)
+            if os.path.exists(job.cancel):
+                error = "cancelled"
+            else:
+                run_recipe(job.recipe, verdicts_path=job.verdicts, spool=job.spool)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+            error = str(exc) or type(exc).__name__
+        with open(job.spool, "ab") as out:
+            _write_frame(out, ("end", error))
+
+
+def _frames(path: str, alive: Any) -> Iterator[tuple[str, Any]]:
+    """The frames of a spool as ``_stage`` writes them, up to its ``end`` frame, waiting for
+    more while the process writing it is ``alive()``."""
+    import pickle
+
+    def exactly(handle: Any, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            more = handle.read(size - len(data))
+            if more:
+                data += more
+                continue
+            if not alive():
+                more = handle.read(size - len(data))  # what it wrote before it ended
+                if not more:
+                    raise DataError("the process running DataHub's source beside the crawl "
+                                    "ended without finishing its recipe (see its log above)")
+                data += more
+                continue
+            time.sleep(0.005)
+        return data
+
+    while not os.path.exists(path):
+        if not alive() and not os.path.exists(path):
+            raise DataError("the process running DataHub's source beside the crawl ended "
+                            "before it started its recipe (see its log above)")
+        time.sleep(0.01)
+    with open(path, "rb") as handle:
+        while True:
+            frame = pickle.loads(exactly(handle, int.from_bytes(exactly(handle, 8), "little")))
+            yield frame
+            if frame[0] == "end":
+                return
+
+
+def _replay(recipe: dict[str, Any], job: _Staged, alive: Any, extras: Mapping[str, Any],
+            terms_path: str | None, collect: str, lite_dir: str | None) -> dict[str, Any]:
+    """The sink's half of a staged recipe: the records DataHub's source emitted in the other
+    process (its spool) go through autokfp's transformer and the recipe's file sink as
+    ``Pipeline.run`` passes them (a work unit at a time, transformer errors logged and the
+    rest kept, ``EndOfStream`` once the source ran to its end). Returns the recipe as
+    ``run_recipe`` does.
+
+    Raises:
+        DataError: DataHub's source or the sink failed (after what came through is written,
+            as DataHub's pipeline leaves it).
+    """
+    import uuid
+
+    from datahub.configuration.config_loader import EnvResolver
+    from datahub.ingestion.api.common import EndOfStream, PipelineContext, RecordEnvelope
+    from datahub.ingestion.run.sink_callback import LoggingCallback
+
+    as_run = _as_run(recipe, extras, terms_path)
+    sink_config = _linear_sink(EnvResolver(environ=os.environ).resolve(
+        {"sink": recipe["sink"]})["sink"], lite_dir, collect)["config"]
+    transformer = AutokfpAspects(extras, terms_path, collect)
+    sink = LinearFileSink.create(sink_config, PipelineContext(run_id=uuid.uuid4().hex))
+    callback = LoggingCallback()
+    error, ended = None, False
+
+    def write(envelopes: Iterable[Any]) -> None:
+        try:
+            for envelope in transformer.transform(envelopes):
+                if isinstance(envelope.record, EndOfStream):
+                    continue
+                try:
+                    sink.write_record_async(envelope, callback)
+                except Exception as exc:  # noqa: BLE001 - as DataHub's pipeline does
+                    sink.report.report_failure(f"Failed to write record: {exc}")
+        except (RuntimeError, SystemExit):
+            raise
+        except Exception:  # noqa: BLE001 - DataHub's pipeline logs a transformer's error
+            log.error("Failed to process some records. Continuing.", exc_info=True)
+
+    try:
+        for kind, payload in _frames(job.spool, alive):
+            if kind == "groups":
+                for group in payload:
+                    write([RecordEnvelope(record, metadata) for record, metadata in group])
+            elif kind == "eos":
+                ended = True
+                write([RecordEnvelope(EndOfStream(), {"workunit_id": "end-of-stream"})])
+            else:
+                error = payload
+    finally:
+        sink.close()
+    if error is None and sink.report.failures:
+        error = f"PipelineExecutionError: Sink reported errors {list(sink.report.failures)}"
+    if error is not None:
+        if error.startswith("DataHub's"):
+            raise DataError(error)
+        raise DataError(f"DataHub's '{recipe.get('source', {}).get('type')}' source failed: "
+                        f"{error[:1500]}")
+    if not ended:  # cannot be: a run that ended well flushed its sink
+        raise DataError("DataHub's pipeline beside the crawl did not finish its recipe")
+    return as_run
+
+
+# concurrent DataHub sources: False runs every recipe after the crawl, in this process (the
+# code before session 15); only for a test to compare what both write
+_CONCURRENT = True
+
+
 def _referenced(recipe: dict[str, Any], value: str) -> bool:
     names = [k for k, v in os.environ.items() if v == value]
     text = json.dumps(recipe)
@@ -1256,22 +1479,46 @@ def _source_passes(report: Any, sources: list[Any], extras: ExtrasSpool,
     return passes
 
 
-def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str,
-                extras: Mapping[str, Any], report: Any, store: Any,
-                settings: Settings, stamp: str, result: IngestResult,
-                summary: _SourcePass | None = None) -> None:
-    """Run one recipe (skipped when its source is unchanged since its last good run) and add
-    what it emitted to ``result``."""
-    from autokfp import storage
+def _pipeline(item: dict[str, Any]) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(item.get("pipeline_name") or "recipe"))
 
-    # the checkpoint of the last run lives in the catalog (local or gs://); the
-    # recipe's file state provider reads and writes a local copy
-    pipeline = re.sub(r"[^A-Za-z0-9_.-]", "_", str(item.get("pipeline_name") or "recipe"))
-    terms = os.path.join(work, f"{pipeline}.terms.json")
-    kept = {terms: store.uri("ingestion-state", f"{pipeline}.terms.json")}
+
+def _kept(item: dict[str, Any], work: str, store: Any, generated: bool) -> dict[str, str]:
+    """{local file: its copy in the catalog} of a recipe's run: the transformer's glossary
+    terms and the checkpoint of DataHub's file state provider. The checkpoint of the last
+    run lives in the catalog (local or gs://); the recipe's state provider reads and writes
+    a local copy."""
+    pipeline = _pipeline(item)
+    kept = {os.path.join(work, f"{pipeline}.terms.json"):
+            store.uri("ingestion-state", f"{pipeline}.terms.json")}
     state = _state_file(item) if generated else None
     if state is not None:
         kept[state] = store.uri("ingestion-state", f"{pipeline}.json")
+    return kept
+
+
+def _fetch_kept(kept: Mapping[str, str]) -> None:
+    """The local copies of ``_kept``'s files as the catalog has them (none if it has none)."""
+    for local, remote in kept.items():
+        if storage.exists(remote):
+            Path(local).write_text(storage.read_text(remote))
+        else:
+            Path(local).unlink(missing_ok=True)
+
+
+def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str,
+                extras: Mapping[str, Any], report: Any, store: Any,
+                settings: Settings, stamp: str, result: IngestResult,
+                summary: _SourcePass | None = None, staged: _Staged | None = None,
+                alive: Any = None) -> None:
+    """Run one recipe (skipped when its source is unchanged since its last good run) and add
+    what it emitted to ``result``. With ``staged``, DataHub's source already ran (or runs) in
+    ``_staged_sources``'s process, and its records are passed through here (``_replay``)."""
+    from autokfp import storage
+
+    pipeline = _pipeline(item)
+    terms = os.path.join(work, f"{pipeline}.terms.json")
+    kept = _kept(item, work, store, generated)
     # an unchanged source is not read again: DataHub's sources re-read every input on
     # every run (their stateful ingestion only removes stale entities), so a recipe
     # whose inputs, settings and autokfp aspects are those of its last good run is
@@ -1290,21 +1537,24 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
         result.datasets += last["datasets"]
         result.extended += [u for u in last["datasets"] if u in extras]
         return
-    for local, remote in kept.items():
-        if storage.exists(remote):
-            Path(local).write_text(storage.read_text(remote))
+    if staged is None:  # a staged run's were fetched before its source ran
+        _fetch_kept(kept)
     collect = f"{pipeline}-{stamp}"
     sink = item["sink"]
+    lite_dir = str(settings.catalog_dir) if sink.get("type") == "file" else None
     try:
         verdicts = None
-        if _SHARE_VERDICTS and isinstance(source, SqlSource):
-            verdicts = os.path.join(work, f"{pipeline}.verdicts.json")
-            Path(verdicts).write_text(json.dumps(
-                summary.verdicts if summary is not None else _classifier_verdicts(
-                    (d for d in report.found if d.source_name == source.name), source)))
-        result.recipes.append(run_recipe(
-            item, extras, terms, collect=collect, verdicts_path=verdicts,
-            lite_dir=str(settings.catalog_dir) if sink.get("type") == "file" else None))
+        if staged is not None:
+            result.recipes.append(_replay(item, staged, alive, extras, terms, collect,
+                                          lite_dir))
+        else:
+            if _SHARE_VERDICTS and isinstance(source, SqlSource):
+                verdicts = _verdicts_path(work, item)
+                Path(verdicts).write_text(json.dumps(
+                    summary.verdicts if summary is not None else _classifier_verdicts(
+                        (d for d in report.found if d.source_name == source.name), source)))
+            result.recipes.append(run_recipe(item, extras, terms, collect=collect,
+                                             verdicts_path=verdicts, lite_dir=lite_dir))
         emitted = AutokfpAspects.emitted.get(collect) or Emitted()
         written = LinearFileSink.outcomes.get(collect) or {}
     finally:
@@ -1339,6 +1589,78 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
     if fingerprint:
         storage.write_text(done_uri, json.dumps({"fingerprint": fingerprint,
                                                  "datasets": urns}))
+
+
+def _verdicts_path(work: str, item: dict[str, Any]) -> str:
+    return os.path.join(work, f"{_pipeline(item)}.verdicts.json")
+
+
+def _staged_jobs(config: RunConfig, skip: Iterable[str], work: str, store: Any
+                 ) -> dict[str, _Staged]:
+    """{source name: its recipe's source half, to run beside the crawl} (see
+    ``_staged_sources``) for the sources it can run for: a folder or a SQL database
+    (a bucket would be listed twice), with the file sink (no GMS), on a first run (no
+    record of a last good run, so the recipe is not skipped, see ``_ingest_one``), whose
+    recipe can be written before the crawl (a PostgreSQL source names its schema)."""
+    from autokfp.catalog.sources import open_source
+    from autokfp.catalog.sources.sql import sql_platform
+
+    if gms_settings() is not None:
+        return {}
+    out = {}
+    for source in config.sources:
+        if source.name in skip:
+            continue
+        if isinstance(source, FolderSource):
+            relatives: Iterable[str] | None = open_source(source).list_datasets()
+        elif isinstance(source, SqlSource) and (
+                source.schema_name or sql_platform(source.url) != "postgres"):
+            relatives = None
+        else:
+            continue
+        try:
+            item = recipe_for(config, source, work, None, relatives)
+        except Exception as exc:  # noqa: BLE001 - it runs after the crawl, which says why
+            log.debug("source %s is not run beside the crawl: %s", source.name, exc)
+            continue
+        pipeline = _pipeline(item)
+        if store.read_json(f"ingestion-state/{pipeline}.done.json", None) is not None:
+            continue  # a re-run: the crawl's versions may show it unchanged (not run)
+        _fetch_kept(_kept(item, work, store, True))
+        out[source.name] = _Staged(
+            recipe=item, spool=os.path.join(work, f"{pipeline}.spool"),
+            verdicts=(_verdicts_path(work, item)
+                      if isinstance(source, SqlSource) and _SHARE_VERDICTS else None),
+            cancel=os.path.join(work, f"{pipeline}.cancel"))
+    return out
+
+
+def _staged_sources(jobs: list[_Staged]) -> Any:
+    """Start DataHub's sources of ``jobs`` in a process of their own, beside autokfp's crawl
+    in this one (both read their inputs; the machine's second core does DataHub's part).
+
+    Why: a first run is the crawl, then DataHub's pipeline, each CPU-bound and of about the
+    same cost; DataHub's source (its reads, work-unit processors, validation, stateful
+    ingestion) needs nothing of the crawl but the folder depths and, for a SQL source's
+    classification, the crawl's verdicts (the child waits for them; they are written when
+    the crawl is done). Its records are pickled to a spool (``SpoolSink``) and passed
+    through autokfp's transformer and the sink in this process (``_replay``), in the order
+    and groups DataHub's pipeline would have, so what is written is the same (tested).
+    The recipe is made again after the crawl; where it differs (the folder changed between
+    the two listings) the staged run is dropped and the recipe runs as before. A forked
+    process: nothing is imported again, and it inherits the configuration."""
+    import multiprocessing
+
+    process = multiprocessing.get_context("fork").Process(
+        target=_stage, args=(jobs,), name="autokfp-datahub-sources", daemon=True)
+    process.start()
+    return process
+
+
+def _stop(process: Any) -> None:
+    if process.is_alive():
+        process.terminate()
+    process.join()
 
 
 # the temporary folder of an ingestion (see storage.scratch)
@@ -1391,23 +1713,30 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
     store = CatalogStore(settings)
     fallback = {} if recipe is not None else {
         s.name: why for s in config.sources if (why := crawl_only(s)) is not None}
-    report = crawl_sources(config, settings=settings, publish_metadata=False,
-                           publish_sources=fallback)
     stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-    result = IngestResult(report=report)
-    for name, why in fallback.items():
-        result.crawled[name] = why
-        log.warning("DataHub ingestion: source %s is catalogued by autokfp's crawl: %s",
-                    name, why)
-    if report.published.get("metadata_uri"):
-        result.metadata_files.append(report.published["metadata_uri"])
-    result.lite_written += int(report.published.get("lite_written") or 0)
     with contextlib.ExitStack() as stack:
         # the spool of every schema and the sinks' metadata files: a run killed with kill -9
         # leaves them (GBs at 100,000 datasets), and the next ingestion removes them
         storage.scratch.remove_stale(INGEST_SCRATCH)
         work = storage.scratch.scratch_folder(INGEST_SCRATCH)
         stack.callback(shutil.rmtree, work, ignore_errors=True)
+        # DataHub's sources of a first run, beside the crawl (see _staged_sources)
+        staged = _staged_jobs(config, fallback, work, store) if (
+            recipe is None and _CONCURRENT) else {}
+        child = _staged_sources(list(staged.values())) if staged else None
+        alive = child.is_alive if child is not None else None
+        if child is not None:
+            stack.callback(_stop, child)
+        report = crawl_sources(config, settings=settings, publish_metadata=False,
+                               publish_sources=fallback)
+        result = IngestResult(report=report)
+        for name, why in fallback.items():
+            result.crawled[name] = why
+            log.warning("DataHub ingestion: source %s is catalogued by autokfp's crawl: %s",
+                        name, why)
+        if report.published.get("metadata_uri"):
+            result.metadata_files.append(report.published["metadata_uri"])
+        result.lite_written += int(report.published.get("lite_written") or 0)
         # autokfp's aspects, handed to its transformer in this process (see extras_for),
         # built per dataset from a spool of the crawl's schemas (see ExtrasSpool)
         extras = ExtrasSpool(work)
@@ -1416,6 +1745,26 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                  if isinstance(s, (FolderSource, S3Source, GcsSource))}
         passes = _source_passes(report, list(config.sources), extras,
                                 files if recipe is None else set())
+        # the staged recipes the crawl confirms (made again from what it found: the same),
+        # their classifier verdicts written at once so the other process goes on
+        made: dict[str, dict[str, Any] | DataError] = {}
+        for name, job in list(staged.items()):
+            one = next(s for s in config.sources if s.name == name)
+            if name not in report.source_errors:
+                try:
+                    made[name] = recipe_for(config, one, work, report,
+                                            passes[name].relatives())
+                except DataError as exc:
+                    made[name] = exc
+            if made.get(name) != job.recipe:  # not run, or not as staged: drop it
+                Path(job.cancel).write_text("")
+                del staged[name]
+                if name not in report.source_errors and not isinstance(made[name], DataError):
+                    for _ in _frames(job.spool, alive):  # its state file is not ours
+                        pass
+            elif job.verdicts is not None:
+                Path(job.verdicts + ".part").write_text(json.dumps(passes[name].verdicts))
+                os.replace(job.verdicts + ".part", job.verdicts)
         users, unbuilt = None, []
         if recipe is not None:
             users = load_recipe(recipe)
@@ -1435,8 +1784,11 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             else:
                 assert source is not None
                 try:  # with what the crawl learned: nothing is asked of a source twice
-                    item = recipe_for(config, source, work, report,
-                                      passes[source.name].relatives())
+                    made_item = made.get(source.name)
+                    if isinstance(made_item, DataError):
+                        raise made_item
+                    item = made_item or recipe_for(config, source, work, report,
+                                                   passes[source.name].relatives())
                 except DataError as exc:  # reported, never a silent guess
                     report.source_errors[source.name] = result.failed[source.name] = str(exc)
                     unbuilt.append(source.name)
@@ -1446,7 +1798,11 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             _ingest_one(item, source, generated=users is None, work=work,
                         extras=extras, report=report, store=store,
                         settings=settings, stamp=stamp, result=result,
-                        summary=None if source is None else passes[source.name])
+                        summary=None if source is None else passes[source.name],
+                        staged=None if source is None else staged.get(source.name),
+                        alive=alive)
+        if child is not None:
+            child.join(60)  # its recipes are all done: it is ending
     if unbuilt:  # the crawl report was written before: it names them too
         store.write_json("last-crawl.json", report.to_dict())
     store.write_json("last-ingest.json", result.to_dict())

@@ -202,19 +202,30 @@ def test_datahubs_classification_takes_the_crawls_verdict(tmp_path, catalog_home
         terms = (fields["contact"].get("glossaryTerms") or {}).get("terms", [])
         return {t["urn"] for t in terms}, _tags(fields["contact"])
 
-    import autokfp.catalog.ingest as ingest_module
     from datahub.ingestion.source.sql.sqlalchemy_data_reader import SqlAlchemyTableDataReader
 
-    samples: list[list[str]] = []  # tables whose first rows DataHub's source read
+    import autokfp.catalog.ingest as ingest_module
+
+    # tables whose first rows DataHub's source read (in the process DataHub's source runs in
+    # beside the crawl: written to a file)
+    read = tmp_path / "samples.jsonl"
     sample = SqlAlchemyTableDataReader.get_sample_data_for_table
-    monkeypatch.setattr(SqlAlchemyTableDataReader, "get_sample_data_for_table",
-                        lambda self, table_id, *a, **k: (samples.append(table_id),
-                                                         sample(self, table_id, *a, **k))[1])
+
+    def recorded(self, table_id, *args, **kwargs):
+        with read.open("a") as out:
+            out.write(json.dumps(table_id) + "\n")
+        return sample(self, table_id, *args, **kwargs)
+
+    def samples() -> list[list[str]]:
+        return [json.loads(line) for line in read.read_text().splitlines()]
+
+    read.write_text("")
+    monkeypatch.setattr(SqlAlchemyTableDataReader, "get_sample_data_for_table", recorded)
     monkeypatch.setattr(ingest_module, "_SHARE_VERDICTS", False)
     ingest(config)  # DataHub's sample typed again: no email in it
     terms, tags = contact()
     assert terms == set() and "urn:li:tag:pii:email" in tags  # the two disagree
-    assert samples == [["main", "accounts"]]
+    assert samples() == [["main", "accounts"]]
     (db.parent / "again.db").write_bytes(db.read_bytes())  # a new source: a first run
     config = parse_config({"name": "crm", "sources": [
         {"name": "again", "kind": "sql", "url": f"sqlite:///{db.parent / 'again.db'}",
@@ -227,7 +238,7 @@ def test_datahubs_classification_takes_the_crawls_verdict(tmp_path, catalog_home
     terms, tags = contact()
     assert terms == {"urn:li:glossaryTerm:Email_Address"} and "urn:li:tag:pii:email" in tags
     # every column answered from the crawl's verdicts: the table's sample was not read
-    assert samples == [["main", "accounts"]]
+    assert samples() == [["main", "accounts"]]
 
 
 def _versions(catalog_dir, urn: str) -> dict[str, int]:
@@ -858,3 +869,81 @@ def test_a_dataset_datahubs_source_passes_over_is_reported_not_silently_dropped(
     assert "emitted 0 dataset(s) of the 3 file(s) autokfp's crawl read in source files" \
         in message, message
     assert "catalog.ingestion: crawl" in message
+
+
+def _written(result, catalog_dir: Path, home: Path) -> dict:
+    """What an ingestion wrote (metadata files, DataHub Lite, its result), times, run ids and
+    the catalog's own paths masked."""
+    import re
+    import sqlite3
+
+    def masked(text: str) -> str:
+        text = text.replace(str(home), "H")
+        text = re.sub(r"autokfp-ingest-\w+", "W", text)
+        text = re.sub(r"[a-z0-9]+-\d{4}_\d\d_\d\d-\d\d_\d\d_\d\d-\w{6}", "R", text)  # run ids
+        text = re.sub(r"\d{8}T\d{6}-\w{6}", "S", text)
+        text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?", "T", text)
+        return re.sub(r"\b1[78]\d{11}\b", "0", text)  # epoch milliseconds
+
+    with sqlite3.connect(catalog_dir / "datahub-lite.db") as lite:
+        tables = [t for (t,) in lite.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        rows = sorted(masked(json.dumps([t, *map(str, row)]))
+                      for t in tables for row in lite.execute(f"SELECT * FROM {t}"))
+    files = [masked(Path(f).read_text()) for f in result.metadata_files]
+    return {"lite": rows, "files": files, "result": masked(json.dumps(result.to_dict()))}
+
+
+def test_datahubs_sources_beside_the_crawl_write_what_a_run_after_it_writes(
+        churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
+    """A first run starts DataHub's sources in a process of their own beside autokfp's crawl
+    and passes their records through its transformer and sink after it: the metadata files,
+    DataHub Lite and the result are those of running each recipe after the crawl (the code
+    before), on files, a table with PII and a view. When the recipe made after the crawl
+    differs from the one started before it, the staged run is dropped and the recipe runs
+    after the crawl; no process is left behind."""
+    import multiprocessing
+    import sqlite3
+
+    import autokfp.catalog.ingest as ingest_module
+    from autokfp.settings import Settings
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config, _folder, db, _frame = churn_sources
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE contacts (id INTEGER, email TEXT)")
+        connection.executemany("INSERT INTO contacts VALUES (?, ?)",
+                               [(i, f"user{i}@mail.example.org") for i in range(50)])
+        connection.execute("CREATE VIEW churned AS SELECT customer_id FROM customers "
+                           "WHERE churned = 1")
+    staged: list[str] = []
+    jobs = ingest_module._staged_jobs
+    monkeypatch.setattr(ingest_module, "_staged_jobs", lambda *a: (
+        staged.extend(out := jobs(*a)), out)[1])
+
+    def run(mode: str) -> dict:
+        home = tmp_path / mode
+        monkeypatch.setenv("AUTOKFP_HOME", str(home))
+        settings = Settings.from_env()
+        settings.ensure_local_dirs()
+        monkeypatch.setattr(ingest_module, "_CONCURRENT", mode != "after")
+        first = ingest(config, settings=settings)
+        again = ingest(config, settings=settings)  # an unchanged re-run: nothing staged
+        assert again.skipped and not again.lite_written
+        return {**_written(first, settings.catalog_dir, home),
+                "again": _written(again, settings.catalog_dir, home)["result"]}
+
+    after = run("after")
+    assert staged == []
+    beside = run("beside")
+    assert staged == ["files", "warehouse"]  # both first runs, neither re-run
+    assert len(after["lite"]) > 100 and len(after["files"]) == 2
+    assert beside == after
+    assert not multiprocessing.active_children()
+    # a staged recipe the crawl does not confirm (here: made different on purpose) is
+    # dropped, and the recipe runs after the crawl as before
+    staged.clear()
+    monkeypatch.setattr(ingest_module, "_staged_jobs", lambda *a: {
+        name: ingest_module._Staged(**{**vars(job), "recipe": {**job.recipe, "x": 1}})
+        for name, job in jobs(*a).items()})
+    assert run("dropped") == after
+    assert not multiprocessing.active_children()
