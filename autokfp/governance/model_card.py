@@ -204,6 +204,12 @@ def _metrics_section(evaluation: dict[str, Any], fairness: dict[str, Any],
                       + (f": {serving['reason']}" if serving["reason"] else "") + ")."]
     comparison = evaluation.get("comparison") or {}
     lines += ["", f"Champion comparison: {comparison.get('reason', 'n/a')}", ""]
+    if fallback := meta.get("gate_fallback"):
+        lines += [f"**Selected as the gate's fallback**: {fallback['reason']}. The "
+                  f"{fallback['from_engine']} candidate ranked first on the pooled rows but "
+                  "showed no edge on the held-out rows; this candidate, tied with it there, "
+                  f"was held to confidence {fallback['confidence']:.3f} instead of the usual "
+                  "one, since the same held-out rows were looked at twice.", ""]
     if fairness.get("overall_after"):
         after, before = fairness["overall_after"], fairness["overall_before"]
         lines += [f"Bias mitigation, on the same {_fairness_rows(fairness)}: as trained AUC {before['auc']:.4f}, "

@@ -109,6 +109,8 @@ class Selection:
     champion: dict[str, Any] | None
     reason: str
     champion_predictions: pd.DataFrame | None = None
+    # set when the selected candidate failed the gate and a tied one passed it instead
+    gate_fallback: dict[str, Any] | None = None
 
     def leaderboard(self) -> pd.DataFrame:
         rows = [c.row(self.metric) for c in self.candidates]
@@ -209,17 +211,105 @@ def _select(candidates: list[Candidate], test: pd.DataFrame | TestRows, selectio
 
     champion_predictions, champion_info, note = _score_champion(champion, champion_version,
                                                                 best, truth, inputs)
+    # a package chosen as a gate fallback (below) by select-model keeps its stricter gate
+    # when evaluate-model judges it again after the bias check
+    confidence = max(selection_spec.confidence,
+                     float((best.meta.get("gate_fallback") or {}).get("confidence", 0.0)))
     comparison = compare_to_champion(
         truth, best.predictions, champion_predictions, best.meta, metric,
-        selection_spec.min_improvement, selection_spec.confidence,
+        selection_spec.min_improvement, confidence,
         selection_spec.bootstrap_samples, seed=seed,
         champion_version=champion_version, baseline_margin=selection_spec.baseline_margin)
+    fallback: dict[str, Any] | None = None
+    if not comparison.promote and len(ranked) > 1:
+        found = _gate_fallback(ranked, best, truth, champion_predictions, metric,
+                               selection_spec, seed, champion_version, comparison)
+        if found is not None:
+            best, comparison, fallback = found
+            reason += f"; {fallback['reason']}"
+    elif best.meta.get("gate_fallback"):
+        comparison.reason = (f"{comparison.reason} (at confidence {confidence}: "
+                             f"{best.meta['gate_fallback']['reason']})")
     if note:
         comparison.reason = f"{note}; {comparison.reason}"
     comparison.extra["selected_engine"] = best.engine
+    if fallback is not None:
+        comparison.extra["gate_fallback"] = fallback
     return Selection(metric=metric, candidates=candidates, selected=best,
                      comparison=comparison.to_dict(), champion=champion_info, reason=reason,
-                     champion_predictions=champion_predictions)
+                     champion_predictions=champion_predictions, gate_fallback=fallback)
+
+
+def fallback_confidence(confidence: float, fallbacks: int) -> float:
+    """The confidence a gate fallback must reach: the error the gate allows (1 − confidence)
+    halved, and shared by the ``fallbacks`` candidates that get a second look."""
+    return 1.0 - (1.0 - confidence) / (2.0 * max(1, fallbacks))
+
+
+def _gate_fallback(ranked: list[Candidate], best: Candidate, truth: pd.Series,
+                   champion_predictions: pd.DataFrame | None, metric: str, selection_spec: Any,
+                   seed: int, champion_version: str | None, failed: Any
+                   ) -> tuple[Candidate, Any, dict[str, Any]] | None:
+    """When the selected candidate fails the gate (the trivial baseline on a first run, the
+    champion later), the first candidate that selection could not tell from it and that
+    passes the same gate at a stricter confidence; None when there is none.
+
+    Why this is sound where re-ranking on the held-out rows would not be: the gate is the one
+    measurement on rows no candidate saw or was chosen on, and only its failure opens the
+    fallback, so an outcome where the selected candidate passes never changes. A candidate
+    is eligible only if selection's pooled evidence did not find it worse (its P(better than
+    the selected) >= 1 − confidence: a tie); one found worse beyond noise on the far more
+    numerous pooled rows is not promoted on the strength of a few dozen held-out rows. The
+    second look at the same rows is a second test, so it pays for it: the eligible
+    candidates share half the error the gate allows (``fallback_confidence``: 0.95 for one
+    fallback at the default 0.9), and the chance that some candidate without a real edge is
+    promoted stays at most 1.5 times the gate's own.
+    """
+    tied = [c for c in ranked if c is not best and c.usable and c.predictions is not None
+            and (c.versus_selected or {}).get("probability_better", 0.0)
+            >= 1.0 - selection_spec.confidence]
+    if not tied:
+        return None
+    confidence = fallback_confidence(selection_spec.confidence, len(tied))
+    for other in tied:
+        comparison = compare_to_champion(
+            truth, other.predictions, champion_predictions, other.meta, metric,
+            selection_spec.min_improvement, confidence, selection_spec.bootstrap_samples,
+            seed=seed, champion_version=champion_version,
+            baseline_margin=selection_spec.baseline_margin)
+        if not comparison.promote:
+            log.info("gate fallback: %s does not pass the gate either: %s", other.engine,
+                     comparison.reason)
+            continue
+        against = ("the trivial baseline" if champion_predictions is None
+                   else f"champion v{champion_version}")
+        tie = other.versus_selected or {}
+        p_tie = float(tie.get("probability_better", 0.0))
+        text = (f"gate fallback: the selected {best.engine} does not pass the gate against "
+                f"{against} on the held-out rows ({metric} {failed.challenger:.4f}, P "
+                f"{failed.probability_better:.2f}); {other.engine}, which selection could not "
+                f"tell from it (P(better than {best.engine}) {p_tie:.2f} on the pooled rows), "
+                f"passes it at the stricter confidence {confidence:.3f} ({metric} "
+                f"{comparison.challenger:.4f}, P {comparison.probability_better:.2f}) and is "
+                "promoted instead")
+        log.warning("%s", text)
+        comparison.reason = f"{text}; {comparison.reason}"
+        # the leaderboard's pairwise figures, now against the promoted candidate: the same
+        # bootstrap mirrored
+        improvement = tie.get("improvement")
+        best.versus_selected = {
+            "probability_better": 1.0 - p_tie,
+            "improvement": None if improvement is None else -float(improvement),
+            "ci_low": None if tie.get("ci_high") is None else -float(tie["ci_high"]),
+            "ci_high": None if tie.get("ci_low") is None else -float(tie["ci_low"])}
+        other.versus_selected = None
+        return other, comparison, {
+            "from_engine": best.engine, "engine": other.engine, "against": against,
+            "confidence": confidence, "tied_probability_better": p_tie,
+            "failed_value": failed.challenger, "failed_probability": failed.probability_better,
+            "failed_reason": failed.reason, "value": comparison.challenger,
+            "probability": comparison.probability_better, "reason": text}
+    return None
 
 
 def _score_candidate(candidate: Candidate, truth: pd.Series, inputs: TestRows, metric: str,
@@ -389,6 +479,14 @@ def copy_selected(selection: Selection, model_path: str) -> None:
     if target.exists():
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     shutil.copytree(selection.selected.path, target)
+    if selection.gate_fallback is not None:
+        # the package carries its stricter gate to evaluate-model (after the bias check),
+        # and the reason to the model card
+        meta_path = target / "artifacts" / "meta.json"
+        meta = json.loads(meta_path.read_text())
+        meta["gate_fallback"] = {key: selection.gate_fallback[key] for key in
+                                 ("from_engine", "engine", "against", "confidence", "reason")}
+        meta_path.write_text(json.dumps(meta, indent=2, default=str))
 
 
 # ------------------------------------------------------------------------------- MLflow

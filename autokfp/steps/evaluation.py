@@ -46,12 +46,20 @@ def evaluate_candidates(config: dict[str, Any] | RunConfig, candidate_paths: dic
     if model_path:
         copy_selected(selection, model_path)
     write_json(evaluation_path, document)
+    if selection.gate_fallback is not None:
+        # never silent: a warning in the run summary and its own audit event
+        from autokfp.governance.audit import record_warning
+
+        record_warning("model.gate_fallback", selection.gate_fallback["reason"],
+                       {key: value for key, value in selection.gate_fallback.items()
+                        if key != "reason"}, model=cfg.model_name)
     record_event("model.selected", {
         "engine": selection.selected.engine, "reason": selection.reason,
         "metric": selection.metric,
         "value": document["metrics"].get(selection.metric),
         "promote": bool(selection.comparison.get("promote")),
         "decision": selection.comparison.get("reason"),
+        "gate_fallback": selection.gate_fallback,
         "candidates": {c.engine: c.status for c in selection.candidates}}, cfg.model_name)
     log.info("selected %s: %s; %s", selection.selected.engine, selection.reason,
              selection.comparison.get("reason"))

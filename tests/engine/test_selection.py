@@ -227,3 +227,236 @@ def test_test_rows_streamed_from_parquet_select_as_the_whole_frame(trained_packa
         assert mine.robustness == theirs.robustness and mine.robustness["rows"] == 50
         assert mine.estimate == theirs.estimate
     assert streamed.comparison == whole.comparison
+
+
+# ------------------------------------------------------------------------- gate fallback
+# session 14's rossi run: selection ranked AutoKeras first on 110 pooled rows (a tie with
+# H2O, P 0.40), the baseline gate found it at chance on the 55 held-out rows while H2O's
+# candidate scored 0.64 there, and the run deployed nothing. These tests hold the rule that
+# fixes it: when the selected candidate fails the gate, a candidate selection could not
+# tell from it is promoted if it passes the same gate at a stricter confidence.
+
+def _spec(confidence: float = 0.9, margin: float = 0.02):
+    from autokfp.config.training import SelectionSpec
+
+    return SelectionSpec(confidence=confidence, bootstrap_samples=400, baseline_margin=margin)
+
+
+def _fallback_rows(n: int = 240, seed: int = 5):
+    """Test rows of a binary task: truth, a model at chance and one with real signal."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    truth = pd.Series(np.where(rng.random(n) < 0.3, "yes", "no"), name="y")
+    positive = (truth == "yes").to_numpy()
+    meta = {"task": "binary", "class_labels": ["no", "yes"], "target": "y",
+            "primary_metric": "auc"}
+
+    def frame(score):
+        score = np.clip(score, 0.01, 0.99)
+        return pd.DataFrame({"probability_no": 1 - score, "probability_yes": score})
+
+    chance = frame(rng.random(n))
+    signal = frame(0.3 + 0.12 * positive + 0.4 * rng.random(n))  # AUC about 0.75
+    return truth, meta, chance, signal, frame, rng
+
+
+def _candidate(engine: str, meta: dict, predictions: pd.DataFrame, p_better: float | None):
+    from autokfp.modeling.selection import Candidate
+
+    candidate = Candidate(engine, f"/nowhere/{engine}", meta=dict(meta), predictions=predictions)
+    if p_better is not None:
+        candidate.versus_selected = {"probability_better": p_better, "improvement": -0.01,
+                                     "ci_low": -0.05, "ci_high": 0.03}
+    return candidate
+
+
+def _gate(candidate, truth, meta, spec, champion=None):
+    from autokfp.modeling.evaluation import compare_to_champion
+
+    return compare_to_champion(truth, candidate.predictions, champion, meta, "auc",
+                               spec.min_improvement, spec.confidence, spec.bootstrap_samples,
+                               seed=0, baseline_margin=spec.baseline_margin)
+
+
+def test_a_tied_candidate_that_passes_the_gate_replaces_a_selected_one_at_chance() -> None:
+    from autokfp.modeling.selection import _gate_fallback
+
+    truth, meta, chance, signal, _, _ = _fallback_rows()
+    spec = _spec()
+    selected = _candidate("autokeras", meta, chance, None)
+    tied = _candidate("h2o", meta, signal, 0.40)
+    failed = _gate(selected, truth, meta, spec)
+    assert not failed.promote
+    found = _gate_fallback([selected, tied], selected, truth, None, "auc", spec, 0, None, failed)
+    assert found is not None
+    promoted, comparison, fallback = found
+    assert promoted is tied and comparison.promote
+    assert comparison.probability_better >= 0.95  # held to the stricter level
+    assert fallback["from_engine"] == "autokeras" and fallback["engine"] == "h2o"
+    assert fallback["confidence"] == pytest.approx(0.95)
+    assert fallback["against"] == "the trivial baseline"
+    assert "gate fallback" in comparison.reason and "0.950" in comparison.reason
+    # the leaderboard's pairwise figures now read against the promoted candidate
+    assert tied.versus_selected is None
+    assert selected.versus_selected["probability_better"] == pytest.approx(0.60)
+
+
+def test_a_candidate_found_worse_on_the_pooled_rows_is_not_a_fallback() -> None:
+    """Selection's evidence (every out-of-sample row) outranks a few dozen held-out rows: a
+    runner-up worse beyond noise there is not promoted because it passes the gate."""
+    from autokfp.modeling.selection import _gate_fallback
+
+    truth, meta, chance, signal, _, _ = _fallback_rows()
+    spec = _spec()
+    selected = _candidate("autokeras", meta, chance, None)
+    worse = _candidate("h2o", meta, signal, 0.05)  # P(better) < 1 - confidence: not a tie
+    assert _gate(worse, truth, meta, spec).promote  # it would pass the gate on its own
+    failed = _gate(selected, truth, meta, spec)
+    assert _gate_fallback([selected, worse], selected, truth, None, "auc", spec, 0, None,
+                          failed) is None
+
+
+def test_a_fallback_must_pass_the_stricter_confidence_not_the_usual_one() -> None:
+    """The second look at the same held-out rows is a second test: a tied candidate whose
+    edge over the baseline is convincing at 0.9 but not at 0.95 is not promoted; with two
+    tied candidates each needs 0.975."""
+    import numpy as np
+
+    from autokfp.modeling.bootstrap import bootstrap_values
+    from autokfp.modeling.evaluation import baseline_scores, encode_labels, probability_matrix
+    from autokfp.modeling.selection import _gate_fallback, fallback_confidence
+
+    assert fallback_confidence(0.9, 1) == pytest.approx(0.95)
+    assert fallback_confidence(0.9, 2) == pytest.approx(0.975)
+    assert fallback_confidence(0.8, 1) == pytest.approx(0.9)
+    truth, meta, chance, signal, _, _ = _fallback_rows()
+    # the margin that puts the tied candidate's P(beats the baseline by it) near 0.92: it
+    # passes the usual gate and fails the fallback's
+    codes = encode_labels(truth, meta)
+    scores = probability_matrix(signal, meta)
+    prior = baseline_scores(codes, "binary", 2)
+    diffs = np.sort([a - b for a, b in bootstrap_values("auc", codes, (scores, prior),
+                                                        "binary", 400, 0)])
+    margin = float((diffs[int(0.06 * len(diffs))] + diffs[int(0.07 * len(diffs))]) / 2)
+    spec = _spec(margin=margin)
+    selected = _candidate("autokeras", meta, chance, None)
+    tied = _candidate("h2o", meta, signal, 0.40)
+    alone = _gate(tied, truth, meta, spec)
+    assert alone.promote and 0.9 <= alone.probability_better < 0.95
+    failed = _gate(selected, truth, meta, spec)
+    assert _gate_fallback([selected, tied], selected, truth, None, "auc", spec, 0, None,
+                          failed) is None
+
+
+def test_a_fallback_against_the_champion_needs_to_beat_the_champion() -> None:
+    """On a later run the gate is the champion: a tied candidate that beats the baseline but
+    not the champion is no fallback; one that beats the champion is."""
+    from autokfp.modeling.selection import _gate_fallback
+
+    truth, meta, chance, signal, frame, rng = _fallback_rows()
+    positive = (truth == "yes").to_numpy()
+    spec = _spec()
+    selected = _candidate("autokeras", meta, chance, None)
+    tied = _candidate("h2o", meta, signal, 0.40)
+    as_good = frame(0.3 + 0.12 * positive + 0.4 * rng.random(len(truth)))  # a champion
+    failed = _gate(selected, truth, meta, spec, champion=as_good)
+    assert _gate_fallback([selected, tied], selected, truth, as_good, "auc", spec, 0, "3",
+                          failed) is None
+    weak = frame(0.45 + 0.05 * positive + 0.5 * rng.random(len(truth)))  # a poor champion
+    failed = _gate(selected, truth, meta, spec, champion=weak)
+    found = _gate_fallback([selected, tied], selected, truth, weak, "auc", spec, 0, "3", failed)
+    assert found is not None and found[0] is tied
+    assert found[2]["against"] == "champion v3"
+
+
+def _at_chance_but_first(good: Path, folder: Path, test: pd.DataFrame, target: str) -> Path:
+    """A copy of ``good`` that predicts the held-out rows at chance (its plan hides every
+    input from the model) while its out-of-sample scores of the training rows are sharpened
+    just enough to rank it first on the pooled rows: a tie selection cannot resolve, as
+    AutoKeras's optimistic validation rows made on rossi."""
+    import numpy as np
+
+    from autokfp.modeling.estimate import metric_with_interval
+    from autokfp.modeling.model_package import load_model_package
+
+    copy = folder / "at-chance"
+    shutil.copytree(good, copy)
+    plan_path = copy / "artifacts" / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan["categorical_levels"] = {name: [] for name in plan["categorical_levels"]}
+    for group in ("numeric", "missing_indicators", "datetime", "datetime_parts", "text"):
+        plan[group] = []
+    plan_path.write_text(json.dumps(plan))
+    meta = json.loads((copy / "artifacts" / "meta.json").read_text())
+    truth = test[target].astype(str)
+    on_test = {name: load_model_package(str(path)).predict(test.drop(columns=[target]))
+               for name, path in (("good", good), ("copy", copy))}
+    stored = dict(np.load(good / "artifacts" / "engine" / HOLDOUT_FILE))
+    labels = np.array(meta["class_labels"], dtype=object)
+    pooled_truth = pd.concat([pd.Series(labels[stored["truth"].astype(int)]), truth],
+                             ignore_index=True)
+
+    def pooled(scores, name):
+        frame = pd.DataFrame(scores, columns=[f"probability_{c}" for c in labels])
+        rows = pd.concat([frame, on_test[name][frame.columns].reset_index(drop=True)],
+                         ignore_index=True)
+        return metric_with_interval(pooled_truth, rows, meta, "auc", samples=0)["value"]
+
+    target_value = pooled(stored["scores"], "good")
+    for weight in np.linspace(0.0, 1.0, 101):
+        sharper = stored["scores"].copy()
+        sharper[:, 1] = (1 - weight) * sharper[:, 1] + weight * stored["truth"]
+        sharper[:, 0] = 1 - sharper[:, 1]
+        if pooled(sharper, "copy") > target_value + 0.002:
+            break
+    np.savez_compressed(copy / "artifacts" / "engine" / HOLDOUT_FILE,
+                        positions=stored["positions"], scores=sharper, truth=stored["truth"])
+    return copy
+
+
+def test_a_run_whose_selected_model_fails_the_gate_promotes_the_tied_one(
+        autokfp_home, trained_package, tmp_path) -> None:
+    """End to end through the steps: select-model promotes the tied candidate that passes
+    the gate, says why (the evaluation, a warning in the run summary, an audit event), and
+    the package carries its stricter gate through evaluate-model to the model card."""
+    from autokfp.governance.audit import events_for
+    from autokfp.governance.model_card import _metrics_section
+    from autokfp.steps import evaluate_model as evaluate_model_step
+
+    config = _config(trained_package)
+    good = Path(trained_package.paths.model)
+    test = pd.read_parquet(trained_package.paths.test)
+    chance = _at_chance_but_first(good, tmp_path, test, "churned")
+    out = tmp_path / "run"
+    document = _select(config, {"chance": chance, "good": good}, trained_package, out)
+
+    rows = {row["engine"]: row for row in document["candidates"]}
+    assert rows["chance"]["estimate_auc"] > rows["good"]["estimate_auc"]  # ranked first
+    assert rows["chance"]["test_auc"] < 0.56 < 0.75 < rows["good"]["test_auc"]
+    assert document["selected"]["engine"] == document["engine"] == "good"
+    assert "gate fallback" in document["selected"]["reason"]
+    comparison = document["comparison"]
+    assert comparison["promote"] is True and comparison["probability_better"] >= 0.95
+    fallback = comparison["extra"]["gate_fallback"]
+    assert fallback["from_engine"] == "chance" and fallback["engine"] == "good"
+    assert fallback["failed_value"] < 0.56 and fallback["confidence"] == pytest.approx(0.95)
+    assert "does not beat the trivial baseline" in fallback["failed_reason"]
+    assert rows["chance"]["p_better_than_selected"] < 0.9
+    warnings = [e for e in events_for("churn-test") if e["kind"] == "model.gate_fallback"]
+    assert len(warnings) == 1 and "gate fallback" in warnings[0]["details"]["warning"]
+    assert warnings[0]["details"]["from_engine"] == "chance"
+    meta = json.loads((out / "model" / "artifacts" / "meta.json").read_text())
+    assert meta["gate_fallback"]["engine"] == "good"  # the candidate's key (its engine's name)
+    assert meta["gate_fallback"]["from_engine"] == "chance"
+    assert meta["gate_fallback"]["confidence"] == pytest.approx(0.95)
+
+    # evaluate-model judges the package again (after the bias check) at the same stricter level
+    evaluated = evaluate_model_step.evaluate_model(config, str(out / "model"),
+                                                   str(trained_package.paths.test),
+                                                   str(tmp_path / "evaluated.json"))
+    assert evaluated.promote
+    assert "at confidence 0.95" in evaluated.decision and "gate fallback" in evaluated.decision
+    card = "\n".join(_metrics_section(json.loads((tmp_path / "evaluated.json").read_text()),
+                                      {}, meta))
+    assert "Selected as the gate's fallback" in card and "chance" in card
