@@ -93,9 +93,7 @@ class TrainingSpec(_Strict):
                     "every labelled row (the fixed test rows too) and serve that model; the "
                     "gated model stays in the registered version for the next run's "
                     "comparison. auto: when the table has at most refit_max_rows labelled "
-                    "rows, or more and the refit's expected time (the gated configuration's "
-                    "measured fit time scaled to every row) is within "
-                    "budget.max_runtime_secs")
+                    "rows")
     refit_max_rows: int = Field(
         default=10_000, ge=0,
         description="refit_for_serving: auto refits tables with at most this many labelled "

@@ -93,17 +93,8 @@ class Refitted(StepResult):
             returns=(self.served,))
 
 
-def refit_wanted(cfg: RunConfig, evaluation: dict[str, Any], labelled_rows: int,
-                 refit_seconds: float | None = None) -> str:
-    """Why the gated model is served as it is, or "" when it is to be refitted.
-
-    ``auto`` refits every table of at most ``training.refit_max_rows`` labelled rows, and a
-    larger one when the refit fits in the budget: ``refit_seconds``, the all-rows fit's
-    expected time (``expected_refit_seconds``: the gated configuration's own measured fit
-    time scaled to every labelled row), at most ``budget.max_runtime_secs``, the time any
-    one training task is given (each of the refit's fits gets that limit too). A large
-    table's held-out rows are otherwise lost to the served model for good: diamonds' 5,041
-    of 40,455 (12.5%, session 14)."""
+def refit_wanted(cfg: RunConfig, evaluation: dict[str, Any], labelled_rows: int) -> str:
+    """Why the gated model is served as it is, or "" when it is to be refitted."""
     setting = cfg.training.refit_for_serving
     if setting == "never":
         return "training.refit_for_serving is never"
@@ -111,37 +102,10 @@ def refit_wanted(cfg: RunConfig, evaluation: dict[str, Any], labelled_rows: int,
         return ("the model did not pass the champion gate (it is kept as challenger), so it "
                 "is not refitted")
     if setting == "auto" and labelled_rows > cfg.training.refit_max_rows:
-        budget = cfg.budget.max_runtime_secs
-        if refit_seconds is not None and refit_seconds <= budget:
-            return ""
-        cost = ("its fit time was not recorded" if refit_seconds is None else
-                f"the refit on every row would take about {refit_seconds:.0f}s by the gated "
-                f"configuration's own fit time, over budget.max_runtime_secs ({budget}s)")
         return (f"{labelled_rows} labelled rows, over training.refit_max_rows "
-                f"({cfg.training.refit_max_rows}), and {cost}: the {labelled_rows} rows' "
-                "held-out share is not worth a second training beyond the budget "
-                "(training.refit_for_serving: always refits anyway)")
+                f"({cfg.training.refit_max_rows}): the test rows' share is too small to be "
+                "worth a second training (training.refit_for_serving: always refits anyway)")
     return ""
-
-
-def expected_refit_seconds(cfg: RunConfig, model_path: str, meta: dict[str, Any],
-                           gate_rows: int, labelled_rows: int) -> float | None:
-    """The all-rows refit's expected seconds: the gated configuration's fit time as its
-    engine measured it (``fit_seconds``), times ``labelled_rows / gate_rows`` (the fit
-    grows about linearly with the rows); None when the engine cannot say."""
-    from autokfp.engine_registry import get_engine
-
-    engine = str(meta.get("engine"))
-    try:
-        measured = getattr(get_engine(engine, cfg.engines.get(engine)), "fit_seconds", None)
-        seconds = None if measured is None else measured(Path(model_path, "artifacts",
-                                                              "engine"))
-    except Exception as exc:  # noqa: BLE001 - an estimate never fails the step
-        log.info("no fit time of the gated %s model (%s: %s)", engine, type(exc).__name__, exc)
-        return None
-    if seconds is None or gate_rows <= 0:
-        return None
-    return float(seconds) * labelled_rows / gate_rows
 
 
 @batched
@@ -160,10 +124,7 @@ def refit_model(config: dict[str, Any] | RunConfig, model_path: str, evaluation_
     gate_rows = int(meta.get("fitted_rows") or meta.get("trained_rows") or 0)
     train_rows = pq.ParquetFile(train_path).metadata.num_rows
     test_rows = pq.ParquetFile(test_path).metadata.num_rows
-    labelled = train_rows + test_rows
-    estimate = (expected_refit_seconds(cfg, model_path, meta, gate_rows, labelled)
-                if labelled > cfg.training.refit_max_rows else None)
-    reason = refit_wanted(cfg, evaluation, labelled, estimate)
+    reason = refit_wanted(cfg, evaluation, train_rows + test_rows)
     outcome = NOT_WANTED if reason else ""
     figures: dict[str, float] = {}
     if not reason:

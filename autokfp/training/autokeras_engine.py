@@ -513,16 +513,6 @@ class AutoKerasEngine:
         log.info("AutoKeras refit: %s", refit_note)
         return fitted_rows, refit_note
 
-    def fit_seconds(self, artifact_dir: Path) -> float | None:
-        """The seconds the packaged network took to fit on its own rows: the in-engine refit
-        on every training row, timed (``engine.json``); None when there was none (the
-        search's model was exported: no single fit of it was timed)."""
-        path = Path(artifact_dir) / "engine.json"
-        if not path.is_file():
-            return None
-        seconds = float((json.loads(path.read_text()).get("seconds") or {}).get("refit") or 0.0)
-        return seconds if seconds > 0 else None
-
     def refit(
         self,
         artifact_dir: Path,

@@ -1443,28 +1443,6 @@ class H2OAutoMLEngine:
                     "refit_seconds": seconds},
             fitted_rows=len(target))
 
-    def fit_seconds(self, artifact_dir: Path) -> float | None:
-        """The seconds the packaged configuration took to fit on its own rows, as H2O measured
-        them during the search (the leaderboard's ``training_time_ms`` of the recipe's model,
-        and of a stacked ensemble's base models too); None when the folder does not say (no
-        recipe, no timing, a model not on the board). ``refit_model`` scales it to the rows
-        a refit fits on, to judge whether the refit fits in the budget."""
-        recipe_path = Path(artifact_dir) / RECIPE_FILE
-        board_path = Path(artifact_dir) / "leaderboard.csv"
-        if not recipe_path.is_file() or not board_path.is_file():
-            return None
-        recipe = json.loads(recipe_path.read_text())
-        board = pd.read_csv(board_path)
-        if "training_time_ms" not in board.columns:
-            return None
-        times = dict(zip(board["model_id"].astype(str), board["training_time_ms"]))
-        models = [recipe.get("model_id")] + [base.get("model_id")
-                                             for base in recipe.get("base_models") or []]
-        found = [times.get(str(model)) for model in models]
-        if any(value is None or value != value for value in found):
-            return None
-        return float(sum(float(value) for value in found if value is not None)) / 1000.0
-
     def load_scorer(self, artifact_dir: Path, task: str, classes: list[str] | None) -> MojoScorer:
         path = Path(artifact_dir) / MOJO_FILE
         if not path.exists():

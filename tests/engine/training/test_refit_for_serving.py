@@ -398,39 +398,6 @@ def test_refit_is_not_wanted_on_large_tables_without_a_passed_gate_or_when_off(
     assert "never" in refit_wanted(parse_config(data), passed, 100)
 
 
-def test_a_large_table_is_refitted_when_the_refit_fits_in_the_budget(trained_package) -> None:
-    """Over refit_max_rows, auto refits when the all-rows fit's expected time (the gated
-    configuration's own fit time, measured by H2O, scaled to the rows) is within
-    budget.max_runtime_secs; over it, or unknown, the gated model serves, and says why."""
-    from autokfp.config import parse_config
-    from autokfp.steps.refit_model import expected_refit_seconds, refit_wanted
-
-    data = trained_package.config.to_dict()
-    cfg = parse_config(data)
-    budget = cfg.budget.max_runtime_secs
-    passed = {"comparison": {"promote": True}}
-    assert refit_wanted(cfg, passed, 10_001, refit_seconds=budget - 1) == ""
-    over = refit_wanted(cfg, passed, 10_001, refit_seconds=budget + 1)
-    assert f"over budget.max_runtime_secs ({budget}s)" in over and "10001" in over
-    assert "not recorded" in refit_wanted(cfg, passed, 10_001, refit_seconds=None)
-    data["training"]["refit_for_serving"] = "never"  # the setting still rules
-    assert "never" in refit_wanted(parse_config(data), passed, 10_001, refit_seconds=1.0)
-
-    model = str(trained_package.paths.model)
-    meta = _meta(Path(model))
-    engine_dir = Path(model, "artifacts", "engine")
-    recipe = json.loads((engine_dir / "recipe.json").read_text())
-    board = pd.read_csv(engine_dir / "leaderboard.csv").set_index("model_id")
-    ids = [recipe["model_id"]] + [b["model_id"] for b in recipe.get("base_models") or []]
-    measured = sum(float(board.loc[i, "training_time_ms"]) for i in ids) / 1000
-    assert measured > 0
-    rows = int(meta["fitted_rows"])
-    assert expected_refit_seconds(cfg, model, meta, rows, 3 * rows) == pytest.approx(
-        3 * measured)
-    assert expected_refit_seconds(cfg, model, {**meta, "engine": "no-such-engine"}, rows,
-                                  rows) is None
-
-
 def test_autokeras_refits_the_chosen_architecture_on_every_labelled_row(keras_package,
                                                                          autokfp_home,
                                                                          tmp_path) -> None:
