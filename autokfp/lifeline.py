@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 log = logging.getLogger(__name__)
@@ -349,3 +349,48 @@ def pid_alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
             return handle.read().rpartition(")")[2].split()[0] != "Z"
     return True
+
+
+# ------------------------------------------------------------------------ stopping a process
+
+
+def stop_processes(processes: Iterable[Any], grace: float = 10.0, group: bool = False
+                   ) -> list[int]:
+    """Stop each process as a server is stopped: SIGTERM to every one at once, ``grace``
+    seconds (one deadline for all) for each to end, then SIGKILL to those still running;
+    each is waited for (no zombie left). ``group``: signal each one's whole process group
+    (a process that leads a session of its own and forks workers: ``mlflow server``).
+    Takes ``subprocess.Popen`` objects or ``ForkedChild``; returns their exit statuses
+    (-15 for one that ended on SIGTERM, -9 for one that had to be killed)."""
+    import subprocess
+
+    processes = list(processes)
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        _send(process, signal.SIGTERM, group)
+    deadline = time.monotonic() + grace
+    for process in running:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _send(process, signal.SIGKILL, group)
+            process.wait()
+        if group:  # what the group's leader left behind
+            _send(process, signal.SIGKILL, group)
+    return [process.returncode for process in processes]
+
+
+def stop_process(process: Any, grace: float = 10.0, group: bool = False) -> int:
+    """``stop_processes`` for one process: SIGTERM, ``grace`` seconds, SIGKILL; its exit
+    status."""
+    return stop_processes([process], grace, group)[0]
+
+
+def _send(process: Any, number: int, group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(process.pid, number)
+        elif hasattr(process, "send_signal"):  # Popen: never a reaped pid another process took
+            process.send_signal(number)
+        elif process.poll() is None:
+            os.kill(process.pid, number)

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from autokfp.lifeline import stop_process
+
 # pytest-xdist's workers start with COLUMNS=80 and LINES=24 in their environment. The CLI's
 # rich consoles, made when autokfp.edge.cli is imported, would keep that width for good, so a
 # test's own COLUMNS for one command (CliRunner's env) would be ignored: wrapped tables. The
@@ -301,12 +303,7 @@ def fake_gcs_server(root: Path | None = None, log: Path | None = None) -> Iterat
         _wait_for_http(f"{url}/storage/v1/b", process)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @dataclass
@@ -446,12 +443,7 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
             finally:
                 storage.reset_client()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @contextlib.contextmanager
@@ -496,14 +488,7 @@ def starting_mlflow_server(folder, artifacts_destination: str,
         yield url, lambda: _wait_for_http(f"{url}/health", process, seconds=90)
     finally:
         # the server forks workers: stop its whole session, which only it started
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, 15)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, 9)
-            process.wait()
+        stop_process(process, grace=15, group=True)
 
 
 # --------------------------------------------------------------------------- autokfp state

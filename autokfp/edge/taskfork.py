@@ -245,13 +245,8 @@ class TaskWorker:
         """Stop the worker (tasks still running are its children: they watch it and stop)."""
         process, self._process = self._process, None
         self._ready.clear()
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            lifeline.stop_process(process)
         with contextlib.suppress(OSError):
             os.unlink(self.address)
         with contextlib.suppress(OSError):

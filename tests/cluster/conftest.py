@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from autokfp.lifeline import stop_processes
+
 BUCKET = "autokfp-box"
 # the registry the test images are tagged with (scripts/test_cluster.sh sets it)
 IMAGE_REGISTRY = os.environ.get("AUTOKFP_IMAGE_REGISTRY", "autokfp.test")
@@ -174,14 +176,7 @@ def _start_mlflow(processes: list[subprocess.Popen], root: Path, port: int, arti
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
-    for process in reversed(processes):
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_processes(reversed(processes), grace=20)
 
 
 @pytest.fixture(scope="module")

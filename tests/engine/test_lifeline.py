@@ -199,3 +199,49 @@ def test_the_refit_joins_its_rows_without_a_thread_pool_so_its_child_can_be_fork
     assert found == {"rows": 100_000, "threads": 0}
     joined, one = pd.read_parquet(tmp_path / "y.parquet"), pd.read_parquet(tmp_path / "x.parquet")
     pd.testing.assert_frame_equal(joined, pd.concat([one, one], ignore_index=True))
+
+
+
+def _started(command: str, **popen) -> subprocess.Popen:
+    """``sh -c command`` once it has printed its first line (its traps are set by then)."""
+    process = subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, **popen)
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"ready\n"
+    return process
+
+
+def test_stop_process_asks_first_and_kills_after_the_grace() -> None:
+    import time
+
+    from autokfp.lifeline import ForkedChild, pid_alive, stop_process, stop_processes
+
+    polite = _started("echo ready; exec sleep 300")
+    assert stop_process(polite, grace=30) == -15  # ended on SIGTERM, without waiting 30 s
+    assert stop_process(polite) == -15  # already stopped: its status, nothing sent
+    deaf = [_started("trap '' TERM; echo ready; exec sleep 300") for _ in range(2)]
+    started = time.monotonic()
+    assert stop_processes(deaf, grace=1.0) == [-9, -9]
+    assert 1.0 <= time.monotonic() - started < 1.9  # one deadline for both, not one each
+    # group=True: the leader of a session and what it started (as mlflow server's workers)
+    leader = _started("sleep 300 & echo ready; echo $!; wait", start_new_session=True)
+    worker = int(leader.stdout.readline())
+    assert stop_process(leader, grace=5, group=True) == -15
+    deadline = time.monotonic() + 5  # signalled with its group: gone once it is scheduled
+    while pid_alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(worker)
+    # a fork (lifeline.start_child's ForkedChild) is stopped the same way
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.write(writer, b"r")
+        time.sleep(300)
+        os._exit(0)
+    os.close(writer)
+    assert os.read(reader, 1) == b"r"
+    os.close(reader)
+    assert stop_process(ForkedChild(pid), grace=0.5) == -9
+    assert not pid_alive(pid)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,28 +85,39 @@ def _assert_all_gone_within(tag: str, seconds: float, when: str) -> None:
     assert left == [], f"left behind {when}: {commands}"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
-def test_interrupting_the_runner_leaves_no_process(sig):
+def _kill_tagged(tag: str) -> None:
+    """What a failed test left behind: every process tagged ``tag``, killed."""
+    for pid in _tagged(tag):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _runner_tree(task: str, processes: int, env: dict[str, str] | None = None
+                 ) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The runner started with ``task`` (a new tag on every process of its tree), once its
+    tree has come up to ``processes`` processes; yields (runner, tag). Kills what is left."""
     tag = uuid.uuid4().hex
-    env = {**os.environ, TAG: tag, "PYTHONPATH": str(ROOT)}
-    runner = subprocess.Popen([sys.executable, "-c", RUNNER, TASK], cwd=ROOT, env=env,
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, task], cwd=ROOT,
+                              env={**(env or os.environ), TAG: tag, "PYTHONPATH": str(ROOT)},
                               start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while len(_tagged(tag)) < 4 and time.monotonic() < deadline:  # runner, task, engine, jvm
+        while len(_tagged(tag)) < processes and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert len(_tagged(tag)) == 4, "the process tree did not come up"
+        assert len(_tagged(tag)) == processes, "the process tree did not come up"
         time.sleep(1)
+        yield runner, tag
+    finally:
+        _kill_tagged(tag)
 
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_interrupting_the_runner_leaves_no_process(sig):
+    with _runner_tree(TASK, 4) as (runner, tag):  # runner, task, engine, jvm
         os.kill(runner.pid, sig)
         runner.wait(timeout=90)  # the runner itself (slow under load); what it leaves behind gets 10 s below
         _assert_all_gone_within(tag, 10, f"after {sig.name}")
-    finally:
-        for pid in _tagged(tag):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 # the local run's tree with the warm worker: the task is forked from a process that only
@@ -131,26 +143,11 @@ run_isolated("tests.faults.test_interrupts:fake_engine", {"forked": True})
 def test_kill_9_of_the_runner_stops_a_forked_engine_child_and_its_jvm():
     """kill -9 of the runner with the worker's tree (runner, worker, forked task, forked
     engine child, the JVM stand-in): nothing is left 10 s after the runner is gone."""
-    tag = uuid.uuid4().hex
-    env = {**os.environ, TAG: tag, "PYTHONPATH": str(ROOT)}
-    env.pop("AUTOKFP_ENGINE_FORK", None)
-    runner = subprocess.Popen([sys.executable, "-c", RUNNER, FORKED_TASK], cwd=ROOT, env=env,
-                              start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while len(_tagged(tag)) < 5 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert len(_tagged(tag)) == 5, "the process tree did not come up"
-        time.sleep(1)
+    env = {name: value for name, value in os.environ.items() if name != "AUTOKFP_ENGINE_FORK"}
+    with _runner_tree(FORKED_TASK, 5, env) as (runner, tag):
         os.kill(runner.pid, signal.SIGKILL)
         runner.wait(timeout=90)
         _assert_all_gone_within(tag, 10, "after SIGKILL")
-    finally:
-        for pid in _tagged(tag):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 # A process that starts a real H2O cluster (as an engine's child does) and then works on.
@@ -301,11 +298,7 @@ def test_the_first_ctrl_c_or_sigterm_stops_a_local_run_at_once(sig, tmp_path):
         _assert_all_gone_within(tag, 10, f"after {sig.name}")
         assert not after.exists(), "a task started after the interrupt"
     finally:
-        for left_pid in _tagged(tag):
-            try:
-                os.kill(left_pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill_tagged(tag)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
         os.close(terminal)

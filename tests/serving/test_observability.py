@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from autokfp.config import DeploySpec
+from autokfp.lifeline import stop_process
 from autokfp.serving.deployment import to_records
 from autokfp.serving.inference_service import build_inference_service, build_serving_runtime
 from tests.conftest import _free_port
@@ -98,12 +98,7 @@ def scraped(trained_package, tmp_path_factory) -> str:
         assert bad.status_code == 400, bad.text
         return httpx.get(f"{url}/metrics", timeout=10).text
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_process(process, grace=30, group=True)
 
 
 @pytest.mark.slow
