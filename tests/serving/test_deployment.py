@@ -162,19 +162,30 @@ def _sent(kube: FakeKServe, verb: str) -> list[tuple[str, dict]]:
     return [(c[1], c[2]) for c in kube.calls if c[0] == verb]
 
 
-@pytest.fixture
-def predictors(tmp_path, trained_package):
-    """Real predictor processes, one per model version (what each revision would run)."""
-    serving = deployment.LocalServing(tmp_path / "serving")
+@pytest.fixture(scope="module")
+def _module_predictors(tmp_path_factory, trained_package):
+    """Real predictor processes for versions 1 and 2 of the trained package (what each
+    revision would run), started once for the module: the tests only send them requests,
+    through FakeKServe's routes (none stops one, or starts it with other settings)."""
+    serving = deployment.LocalServing(tmp_path_factory.mktemp("serving"))
     started = {}
-    for version in ("1", "2"):
-        server, _ = serving.start("churn-test", version, str(trained_package.paths.model))
-        started[version] = server
-    for server in started.values():
-        assert deployment.wait_ready(server.url, "churn-test", 90), "predictor did not start"
-    yield {version: server.url for version, server in started.items()}
-    for server in started.values():
-        serving.stop(server)
+    try:
+        for version in ("1", "2"):
+            server, _ = serving.start("churn-test", version, str(trained_package.paths.model))
+            started[version] = server
+        for server in started.values():
+            assert deployment.wait_ready(server.url, "churn-test", 90), "predictor did not start"
+        yield {version: server.url for version, server in started.items()}
+    finally:
+        for server in started.values():
+            serving.stop(server)
+
+
+@pytest.fixture
+def predictors(_module_predictors):
+    """``{version: url}`` of the module's predictors, a copy per test (a test routes more
+    versions to them: ``kube.backends["3"] = predictors["1"]``)."""
+    return dict(_module_predictors)
 
 
 def _kube_config(tmp_path, kube: FakeKServe, monkeypatch, trained_package, **deploy):
@@ -477,7 +488,7 @@ def _split_env(body: dict) -> dict[str, str]:
 
 
 def test_a_standard_ab_split_runs_in_the_serving_predictors_then_switches_or_restores(
-        tmp_path, autokfp_home, trained_package, monkeypatch):
+        tmp_path, autokfp_home, trained_package, predictors, monkeypatch):
     """deploy.mode standard, deploy.strategy ab. Without Knative there is no traffic split, so
     the serving predictors split users themselves: the step patches the serving
     InferenceService with AUTOKFP_AB_TARGET (the verified candidate's address) and
@@ -491,14 +502,16 @@ def test_a_standard_ab_split_runs_in_the_serving_predictors_then_switches_or_res
     from autokfp.governance import audit
 
     base = deployment.LocalServing(tmp_path / "serving")
-    started = {v: base.start("churn-test", v, str(trained_package.paths.model))[0]
-               for v in ("1", "2", "3")}
+    # v1 and v2: the module's predictors; v3's own, stopped during its split
+    started = {"3": base.start("churn-test", "3", str(trained_package.paths.model))[0]}
     splitting: dict[tuple, servers.Server] = {}
 
     def pod(version: str, env: dict[str, str]) -> str | None:
         split = {k: v for k, v in env.items() if k.startswith("AUTOKFP_AB_")}
         if not split:
-            return started[version].url if version in started else None
+            if version == "3":
+                return started["3"].url if "3" in started else None
+            return predictors.get(version)
         key = (version, tuple(sorted(split.items())))
         if key not in splitting:  # new pods for the new template: a real predictor
             workdir = tmp_path / f"pod-{len(splitting)}"
