@@ -141,8 +141,13 @@ class CrawlReport:
         """``to_dict`` as JSON text, a dataset at a time (for a report of any size)."""
         yield '{"datasets": ['
         separator = "\n"
-        for outcome in self.datasets:
-            yield separator + json.dumps(outcome.to_dict(), sort_keys=True, default=str)
+        # a crawl's outcomes are in its ledger as this very JSON: taken as they are
+        raw = getattr(self.datasets, "raw_values", None)
+        texts = raw() if raw is not None else (
+            json.dumps(outcome.to_dict(), sort_keys=True, default=str)
+            for outcome in self.datasets)
+        for text in texts:
+            yield separator + text
             separator = ",\n"
         head = json.dumps(self._head(), indent=1, sort_keys=True, default=str)
         yield "\n],\n" + head[1:].lstrip("\n")
@@ -256,6 +261,7 @@ def _tag_target(item: DiscoveredDataset, training: TrainingSpec | None) -> None:
         column = item.schema.column(training.target)
         if "target" not in column.tags:
             column.tags.append("target")
+            item.cached_schema = None  # the schema differs from the cached one now
 
 
 # --------------------------------------------------------------------------- crawl
@@ -320,9 +326,9 @@ def crawl_sources(
     graph = load_lineage(store)
     only = None if publish_metadata else set(publish_sources)
     with store.lock():
-        ledger.index.load(store.iter_index())
+        ledger.index.load(store.iter_index(raw=True))
         if not refresh:
-            ledger.cache.load(store.iter_cache())
+            ledger.cache.load(store.iter_cache(raw=True))
         cache = CrawlCache(ledger.cache)
         crawl = _Crawl(store, ledger, cache, graph, source_list, training, report, only)
         with store.synced_together():  # the versions are durable before the index names them
@@ -334,13 +340,13 @@ def crawl_sources(
             else:
                 for _ in proposals:  # nothing to publish: the crawl still runs
                     pass
-        store.save_index(ledger.index.items())
+        store.save_index(ledger.index.raw_items())
         listed = _crawled_sources(source_list, source_errors)
         stale = next(ledger.unseen("cache", listed), None)
         if cache.misses or stale is not None:  # a re-crawl that read nothing has nothing
             for dataset_id in ledger.unseen("cache", listed):  # new to remember
                 del ledger.cache[dataset_id]
-            store.save_cache(ledger.cache.items())
+            store.save_cache(ledger.cache.raw_items())
     ledger.commit()
     report.cache_hits, report.cache_misses = cache.hits, cache.misses
     report.seconds = time.monotonic() - started

@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequen
 from typing import Any, Generic, TypeVar, overload
 
 from autokfp import storage
-from autokfp.catalog.schema import DatasetSchema
+from autokfp.catalog.schema import ColumnSchema, DatasetSchema, to_plain
 from autokfp.catalog.sources.base import DiscoveredDataset
 from autokfp.catalog.sources.files import CRAWL_SCRATCH
+from autokfp.catalog.store import RawJson
+from autokfp.errors import DataError
 
 T = TypeVar("T")
 
@@ -42,7 +44,43 @@ def _source_of(dataset_id: str) -> str:
 
 
 def _dumps(value: Any) -> str:
+    """A value as the ledger keeps it: a ``RawJson`` is that text already (the catalog
+    files write their entries with the same settings, so what they hold goes in as is)."""
+    if type(value) is RawJson:
+        return value
     return json.dumps(value, sort_keys=True, default=str, allow_nan=False)
+
+
+def _loads(text: str, table: str, key: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:  # an entry of a catalog file, taken in unparsed
+        what = "index.json" if table == "idx" else "crawl-cache.json"
+        raise DataError(
+            f"the entry of '{key}' in the catalog's {what} is not valid JSON ({exc}); restore "
+            "the file from a backup or delete it (the next crawl rebuilds the index and "
+            "cache, lineage is lost)") from None
+
+
+# what ``DatasetSchema.to_dict`` gives: a cached schema of exactly these keys is taken as
+# it was read (see ``_found_schema``)
+_SCHEMA_KEYS = frozenset(DatasetSchema.__dataclass_fields__) | {"fingerprint"}
+_COLUMN_KEYS = frozenset(ColumnSchema.__dataclass_fields__)
+
+
+def _found_schema(item: DiscoveredDataset) -> dict[str, Any]:
+    """``item.schema.to_dict()``; for a dataset reused from the crawl cache, built from the
+    cache entry's schema as read (``DiscoveredDataset.cached_schema``) instead of walking
+    the schema again: that is the schema the source gave, plus the DataHub URN and the
+    catalog facts set since (anything else changed drops ``cached_schema``). The same JSON
+    either way (``test_crawl.py`` compares them)."""
+    plain, schema = item.cached_schema, item.schema
+    if (plain is None or plain.keys() != _SCHEMA_KEYS
+            or len(plain["columns"]) != len(schema.columns)
+            or any(c.keys() != _COLUMN_KEYS for c in plain["columns"])):
+        return schema.to_dict()
+    # its fingerprint too is the one the cache recorded for these very columns
+    return {**plain, "urn": schema.urn, "catalog": to_plain(schema.catalog)}
 
 
 def _close(db: sqlite3.Connection, folder: str) -> None:
@@ -144,7 +182,7 @@ class CrawlLedger:
         self.wrote()
 
     def add_found(self, item: DiscoveredDataset) -> None:
-        value = {"schema": item.schema.to_dict(), "error": item.error, "notes": item.notes,
+        value = {"schema": _found_schema(item), "error": item.error, "notes": item.notes,
                  "signature": item.signature, "reused": item.reused}
         with self.lock:
             self.db.execute("INSERT INTO found (value) VALUES (?)", (_dumps(value),))
@@ -165,10 +203,19 @@ class LedgerMapping(MutableMapping[str, dict[str, Any]]):
         self._ledger = ledger
         self._table = table
 
-    def load(self, pairs: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Add many entries (a catalog file read a line at a time)."""
-        for key, value in pairs:
-            self[key] = value
+    def load(self, pairs: Iterable[tuple[str, dict[str, Any] | RawJson]]) -> None:
+        """Add many entries (a catalog file read a line at a time; a ``RawJson`` value goes
+        in as the text it is, parsed only when the entry is read)."""
+        rows = ((key, _source_of(key), _dumps(value)) for key, value in pairs)
+        while True:
+            chunk = [row for _, row in zip(range(_COMMIT_EVERY), rows, strict=False)]
+            if not chunk:
+                return
+            with self._ledger.lock:
+                self._ledger.db.executemany(
+                    f"INSERT OR REPLACE INTO {self._table} (id, source, value) "
+                    "VALUES (?, ?, ?)", chunk)
+            self._ledger.wrote(len(chunk))
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         with self._ledger.lock:
@@ -176,7 +223,7 @@ class LedgerMapping(MutableMapping[str, dict[str, Any]]):
                                           (key,)).fetchone()
         if row is None:
             raise KeyError(key)
-        return dict(json.loads(row[0]))
+        return dict(_loads(row[0], self._table, key))
 
     def __setitem__(self, key: str, value: dict[str, Any]) -> None:
         with self._ledger.lock:
@@ -207,6 +254,12 @@ class LedgerMapping(MutableMapping[str, dict[str, Any]]):
 
     def items(self) -> Iterator[tuple[str, dict[str, Any]]]:  # type: ignore[override]
         """Every entry in id order, read in chunks (never the whole table at once)."""
+        for key, value in self.raw_items():
+            yield key, _loads(value, self._table, key)
+
+    def raw_items(self) -> Iterator[tuple[str, RawJson]]:
+        """``items`` with each value as its JSON text (what the catalog's files take as it
+        is: ``CatalogStore.save_index``)."""
         last = None
         while True:
             with self._ledger.lock:
@@ -223,7 +276,7 @@ class LedgerMapping(MutableMapping[str, dict[str, Any]]):
                 return
             last = rows[-1][0]
             for key, value in rows:
-                yield key, json.loads(value)
+                yield key, RawJson(value)
 
 
 class LedgerSequence(Sequence[T], Generic[T]):
@@ -260,6 +313,12 @@ class LedgerSequence(Sequence[T], Generic[T]):
         return self._decode(json.loads(row[0]))
 
     def __iter__(self) -> Iterator[T]:
+        for value in self.raw_values():
+            yield self._decode(json.loads(value))
+
+    def raw_values(self) -> Iterator[str]:
+        """Each row's JSON text, in the order written (a report written as JSON takes them
+        as they are: ``CrawlReport.json_pieces``)."""
         last = 0
         while True:
             with self._ledger.lock:
@@ -271,7 +330,7 @@ class LedgerSequence(Sequence[T], Generic[T]):
                 return
             last = rows[-1][0]
             for _, value in rows:
-                yield self._decode(json.loads(value))
+                yield value
 
     def where_id(self, dataset_id: str) -> T | None:
         """The first row of ``dataset_id`` (outcomes only)."""

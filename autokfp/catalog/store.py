@@ -48,6 +48,12 @@ INDEX_LAYOUT = 1
 _SYNC_EVERY = 2000
 
 
+class RawJson(str):
+    """An entry's value kept as the JSON text it was read or will be written as: a crawl
+    moves index and cache entries between these files and its ledger without parsing and
+    serialising each one again (``_iter_members(raw=True)``, ``_write_members``)."""
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -153,12 +159,13 @@ class CatalogStore:
     def load_index(self) -> dict[str, dict[str, Any]]:
         return dict(self.iter_index())
 
-    def iter_index(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The index's entries, read a line at a time (see ``_iter_members``)."""
-        return self._iter_members("index.json", "datasets")
+    def iter_index(self, raw: bool = False) -> Iterator[tuple[str, Any]]:
+        """The index's entries, read a line at a time (see ``_iter_members``; ``raw``: each
+        value as its ``RawJson`` text)."""
+        return self._iter_members("index.json", "datasets", raw)
 
     def save_index(self, datasets: dict[str, dict[str, Any]]
-                   | Iterable[tuple[str, dict[str, Any]]]) -> None:
+                   | Iterable[tuple[str, Any]]) -> None:
         """Write the index whole: a dict, or (dataset id, entry) pairs in id order."""
         pairs = sorted(datasets.items()) if isinstance(datasets, dict) else datasets
         self._write_members("index.json", "datasets", pairs,
@@ -170,14 +177,16 @@ class CatalogStore:
                        extra: dict[str, Any]) -> str:
         """Write ``{member: {key: value, ...}, **extra}`` as JSON with one key and its value
         per line, a piece at a time: a file of 100,000 datasets is never one string, and
-        ``_iter_members`` reads it back a line at a time. Any JSON reader reads it whole."""
+        ``_iter_members`` reads it back a line at a time. Any JSON reader reads it whole.
+        A ``RawJson`` value is written as it is (it is that text already)."""
 
         def pieces() -> Iterator[str]:
             yield "{" + json.dumps(member) + ": {\n"
             separator = ""
             for key, value in pairs:
-                yield (separator + json.dumps(str(key)) + ": "
-                       + json.dumps(value, sort_keys=True, default=str, allow_nan=False))
+                text = value if type(value) is RawJson else json.dumps(
+                    value, sort_keys=True, default=str, allow_nan=False)
+                yield separator + json.dumps(str(key)) + ": " + text
                 separator = ",\n"
             tail = json.dumps(extra, sort_keys=True, default=str, allow_nan=False)[1:]
             yield "\n}" + (", " + tail if tail != "}" else "}") + "\n"
@@ -186,9 +195,13 @@ class CatalogStore:
         storage.write_text_pieces(uri, pieces())
         return uri
 
-    def _iter_members(self, name: str, member: str) -> Iterator[tuple[str, Any]]:
+    def _iter_members(self, name: str, member: str,
+                      raw: bool = False) -> Iterator[tuple[str, Any]]:
         """The (key, value) pairs of ``member`` in a catalog file, read a line at a time
-        when ``_write_members`` wrote it; a file of an older layout is read whole."""
+        when ``_write_members`` wrote it; a file of an older layout is read whole.
+
+        ``raw``: each value as its JSON text (``RawJson``), not parsed: only its key is read
+        (whoever parses the text later, the crawl's ledger, says when it is not JSON)."""
         uri = self.uri(name)
         if not storage.exists(uri):
             return
@@ -201,6 +214,11 @@ class CatalogStore:
                         return
                     if not line:
                         continue
+                    if raw:
+                        pair = _raw_pair(line)
+                        if pair is not None:
+                            yield pair
+                            continue
                     try:
                         pair = json.loads("{" + line.removesuffix(",") + "}")
                     except json.JSONDecodeError as exc:
@@ -211,7 +229,9 @@ class CatalogStore:
                     yield from pair.items()
                 return
         data = self.read_json(name, {})
-        yield from dict(data.get(member) or {}).items()
+        for key, value in dict(data.get(member) or {}).items():
+            yield key, (RawJson(json.dumps(value, sort_keys=True, default=str,
+                                           allow_nan=False)) if raw else value)
 
     def entry(self, dataset_id: str) -> dict[str, Any]:
         """The index entry of one dataset; DataError lists the known ones when absent."""
@@ -268,15 +288,32 @@ class CatalogStore:
     def load_cache(self) -> dict[str, dict[str, Any]]:
         return dict(self.iter_cache())
 
-    def iter_cache(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The crawl cache's entries, read a line at a time."""
-        return self._iter_members("crawl-cache.json", "entries")
+    def iter_cache(self, raw: bool = False) -> Iterator[tuple[str, Any]]:
+        """The crawl cache's entries, read a line at a time (``raw``: see ``iter_index``)."""
+        return self._iter_members("crawl-cache.json", "entries", raw)
 
     def save_cache(self, entries: dict[str, dict[str, Any]]
-                   | Iterable[tuple[str, dict[str, Any]]]) -> None:
+                   | Iterable[tuple[str, Any]]) -> None:
         """Write the crawl cache whole: a dict, or (dataset id, entry) pairs in id order."""
         pairs = sorted(entries.items()) if isinstance(entries, dict) else entries
         self._write_members("crawl-cache.json", "entries", pairs, {"updated": now_iso()})
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _raw_pair(line: str) -> tuple[str, RawJson] | None:
+    """``"key": <value>`` (one line of ``_write_members``) as the key and the value's text;
+    None when the line is not of that shape (it is then parsed as a whole)."""
+    if not line.startswith('"'):
+        return None
+    try:
+        key, end = _DECODER.raw_decode(line)
+    except ValueError:
+        return None
+    if not isinstance(key, str) or line[end:end + 2] != ": ":
+        return None
+    return key, RawJson(line[end + 2:].removesuffix(","))
 
 
 def _write_unsynced(path: Path, data: bytes) -> Path:

@@ -50,6 +50,10 @@ class DiscoveredDataset:
     signature: str | None = None
     reused: bool = False  # the schema came from the crawl cache, the data was not read
     _reader: Callable[[], pd.DataFrame] | None = field(default=None, repr=False, compare=False)
+    # a reused dataset's schema as the crawl cache held it (plain JSON): the crawl's ledger
+    # records it without walking ``schema`` again (``ledger._found_schema``); whoever
+    # changes ``schema`` beyond its URN and catalog facts sets this to None
+    cached_schema: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def dataset_id(self) -> str:
@@ -112,7 +116,7 @@ class CrawlCache:
         self.hits += 1
         return DiscoveredDataset(schema=schema, error=entry.get("error"),
                                  notes=list(entry.get("notes", [])), signature=signature,
-                                 reused=True, _reader=reader)
+                                 reused=True, _reader=reader, cached_schema=entry["schema"])
 
     def store(self, item: DiscoveredDataset) -> None:
         if item.signature:

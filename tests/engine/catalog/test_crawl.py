@@ -435,3 +435,24 @@ def test_a_bucket_crawl_holds_no_more_for_four_times_the_objects(s3_server, tmp_
     gone = whole.outcome("lake/part-00000.csv")
     assert gone is not None and gone.status == "missing"
     assert whole.counts()["missing"] == 1 and whole.published["proposals"] == 1
+
+
+def test_a_corrupt_index_entry_is_a_clear_error_naming_the_file(catalog_home, tmp_path):
+    """The crawl takes index and cache entries in unparsed (session 15): one that is not
+    JSON is still named, with the fix, when the crawl reaches it."""
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]}).to_csv(folder / "t.csv", index=False)
+    config = parse_config({"name": "c", "sources": [
+        {"name": "files", "kind": "folder", "path": str(folder)}],
+        "training": {"dataset": "files/t.csv", "target": "b"}})
+    crawl_sources(config)
+    index = Path(catalog_home.artifact_root) / "catalog" / "index.json"
+    lines = index.read_text().splitlines()
+    assert lines[1].startswith('"files/t.csv": {')
+    lines[1] = lines[1][:40]  # cut mid-entry
+    index.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="entry of 'files/t.csv' in the catalog's index.json "
+                                        "is not valid JSON.*restore the file"):
+        crawl_sources(config)
