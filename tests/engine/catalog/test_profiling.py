@@ -291,3 +291,71 @@ def test_a_text_date_columns_range_is_that_of_all_its_values(values: list) -> No
     assert column.semantic_type == "datetime"
     stamps = _to_datetime(series.dropna().astype(str)).dropna()
     assert (column.min, column.max) == (stamps.min().isoformat(), stamps.max().isoformat())
+
+
+def _varied_columns() -> dict[str, pd.Series]:
+    """Many kinds of column, as they come from SQL (dates parsed), from CSV and as built."""
+    import datetime as dt
+    import io
+
+    from autokfp.catalog.profiling import parse_datetime_text
+    from tests.engine.catalog.catalog_snapshot import _frames
+
+    rng = np.random.default_rng(3)
+    n = 1200  # above the content sample of 1,000
+    extra = pd.DataFrame({
+        "int_na": pd.array([None if r < 0.1 else int(v) for r, v in
+                            zip(rng.random(n), rng.integers(0, 9, n))], dtype="Int64"),
+        "str_na": pd.array([None if r < 0.1 else v for r, v in
+                            zip(rng.random(n), rng.choice(["a", "b"], n))], dtype="string"),
+        "cat": pd.Categorical(rng.choice(["lo", "hi", "mid"], n)),
+        "inf": np.where(rng.random(n) < 0.05, np.inf, rng.normal(size=n)),
+        "obj_nan": [np.nan if r < 0.2 else v for r, v in zip(rng.random(n),
+                                                             rng.choice(["x", "y"], n))],
+        "none_text": [None if i % 5 == 0 else f" padded {i % 40} " for i in range(n)],
+        "nat": pd.to_datetime([None if r < 0.1 else pd.Timestamp("2024-01-01").value + int(v)
+                               for r, v in zip(rng.random(n), rng.integers(0, 10**15, n))]),
+        "dates": [dt.date(2024, 1, 1 + i % 28) for i in range(n)],
+        "json": [[i % 3, "a"] if i % 4 else {"k": i % 2} for i in range(n)],
+        "bytes": [b"ab" if i % 2 else b"cd" for i in range(n)],
+        "delta": pd.to_timedelta(rng.integers(0, 100, n), unit="s"),
+        "num_text_na": [None if i % 9 == 0 else str(i % 50) for i in range(n)],
+        "codes": [f"{i % 12:03d}" for i in range(n)],
+        "uints": rng.integers(0, 5, n).astype(np.uint8),
+        "bools_na": [None if i % 7 == 0 else bool(i % 2) for i in range(n)],
+        "float_ints": rng.integers(0, 100, n).astype(float),
+        "neg_zero": np.where(rng.random(n) < 0.5, 0.0, -0.0),
+        "nan_all": [np.nan] * n,
+        "none_all": [None] * n,
+        "words": [f"the order {i % 30} was late again" for i in range(n)],
+        "mixed_dates": [f"2024-0{1 + i % 9}-1{i % 10}" if i % 2
+                        else f"1{i % 10}/0{1 + i % 9}/2024" for i in range(n)],
+    })
+    columns: dict[str, pd.Series] = {}
+    for label, frame in [*_frames().items(), ("extra", extra)]:
+        as_csv = pd.read_csv(io.StringIO(frame.to_csv(index=False)))
+        for kind, version in (("built", frame), ("csv", as_csv),
+                              ("sql", parse_datetime_text(frame)),
+                              ("head", frame.head(7))):
+            for name in version.columns:
+                columns[f"{label}.{kind}.{name}"] = version[name]
+    return columns
+
+
+def test_the_shortcuts_profile_as_the_pandas_calls_do(monkeypatch) -> None:
+    """Every column profiled with the shortcuts (session 15) and without them (the pandas
+    calls they replace) gives the same schema, field for field."""
+    import autokfp.catalog.profiling as profiling
+
+    columns = _varied_columns()
+    assert len(columns) > 300
+    fast = {key: profiling.profile_column(s.copy(), key.rsplit(".", 1)[1])
+            for key, s in columns.items()}
+    monkeypatch.setattr(profiling, "_SHORTCUTS", False)
+    slow = {key: profiling.profile_column(s.copy(), key.rsplit(".", 1)[1])
+            for key, s in columns.items()}
+    kinds = {c.semantic_type for c in slow.values()}
+    assert kinds >= {"id", "numeric", "categorical", "boolean", "datetime", "text", "email",
+                     "constant", "empty"}, kinds
+    different = [key for key in columns if fast[key] != slow[key]]
+    assert not different, [(k, fast[k], slow[k]) for k in different[:3]]
