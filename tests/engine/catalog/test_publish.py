@@ -605,3 +605,36 @@ def test_a_metadata_file_that_cannot_be_written_sends_nothing(
     assert gms.proposals() == [] and [r for r in gms.requests if r["method"] == "POST"] == []
     for schema in schemas:
         assert read_lite(catalog_home.catalog_dir, schema.urn) is None
+
+
+def test_a_lite_batch_is_written_whole_or_not_at_all(churn_sources, catalog_home) -> None:
+    """DataHub Lite takes a publication batch in one transaction (session 15): a batch that
+    fails part-way leaves none of its aspects and edges, and the batches before it stay."""
+    import sqlite3
+
+    from autokfp.catalog.datahub import CatalogPublishError, load_into_lite, lite_path
+
+    config, *_ = churn_sources
+    schemas = {d.dataset_id: d.schema for d in discover(config.sources) if d.ok}
+    first, second = (metadata_proposals(s) for s in list(schemas.values())[:2])
+    first, second = list(first), list(second)
+    assert load_into_lite(first, catalog_home.catalog_dir) == len(first)
+
+    def failing():
+        yield from second[:3]  # written into the open transaction, then
+        raise RuntimeError("the disk went away")
+
+    with sqlite3.connect(lite_path(catalog_home.catalog_dir)) as db:
+        before = db.execute("SELECT urn, aspect_name, version, metadata FROM metadata_aspect_v2 "
+                            "ORDER BY 1, 2, 3").fetchall()
+        edges = db.execute("SELECT * FROM metadata_edge_v2 ORDER BY 1, 2, 3").fetchall()
+    with pytest.raises(CatalogPublishError, match="after 3 aspect.*None of the batch"):
+        load_into_lite(failing(), catalog_home.catalog_dir)
+    with sqlite3.connect(lite_path(catalog_home.catalog_dir)) as db:
+        assert db.execute("SELECT urn, aspect_name, version, metadata FROM metadata_aspect_v2 "
+                          "ORDER BY 1, 2, 3").fetchall() == before
+        assert db.execute("SELECT * FROM metadata_edge_v2 ORDER BY 1, 2, 3").fetchall() == edges
+    assert read_lite(catalog_home.catalog_dir, str(second[0].entityUrn)) is None
+    assert read_lite(catalog_home.catalog_dir, str(first[0].entityUrn))["schemaMetadata"]
+    assert load_into_lite(second, catalog_home.catalog_dir) == len(second)  # and then it goes
+    assert read_lite(catalog_home.catalog_dir, str(second[0].entityUrn))["schemaMetadata"]
