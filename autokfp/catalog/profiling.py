@@ -385,9 +385,12 @@ def physical_type(series: pd.Series, non_null: pd.Series | None = None) -> str:
     return "string"
 
 
-def _boolean_values(non_null: pd.Series) -> bool:
+def _boolean_values(non_null: pd.Series, count: int | None = None) -> bool:
+    """``count``: ``non_null.nunique()`` when known (it is ``len(non_null.unique())``)."""
     if pd.api.types.is_bool_dtype(non_null.dtype):
         return True
+    if _SHORTCUTS and count is not None and count != 2:
+        return False
     distinct = non_null.unique()
     if len(distinct) != 2:
         return False
@@ -526,7 +529,7 @@ def _semantic_type(non_null: pd.Series, name: str, distinct: int,
         non_null = non_null.astype(object)
     if distinct == 1:
         return "constant"
-    if _boolean_values(non_null):
+    if _boolean_values(non_null, distinct):
         return "boolean"
     if pd.api.types.is_datetime64_any_dtype(non_null.dtype):
         return "datetime"

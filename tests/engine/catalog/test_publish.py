@@ -612,7 +612,7 @@ def test_a_lite_batch_is_written_whole_or_not_at_all(churn_sources, catalog_home
     fails part-way leaves none of its aspects and edges, and the batches before it stay."""
     import sqlite3
 
-    from autokfp.catalog.datahub import CatalogPublishError, load_into_lite, lite_path
+    from autokfp.catalog.datahub import CatalogPublishError, lite_path, load_into_lite
 
     config, *_ = churn_sources
     schemas = {d.dataset_id: d.schema for d in discover(config.sources) if d.ok}
