@@ -42,6 +42,10 @@ What stays custom, and why (the narrowest pieces):
   ``crawl_sources`` does not have. What the crawl reads per dataset is the bounded sample
   the profile, semantic types and PII tags need; its listing and a SQL table's declared
   columns are what it does beside DataHub's source (docs/catalog.md, session 13).
+- on a first run of a folder or SQL source, DataHub's source runs beside the crawl, in a
+  forked process (``_staged_sources``): its records wait in a spool and pass through the
+  transformer and the sink once the crawl is done (``_replay``), as DataHub's pipeline would
+  have passed them (the same output, tested); the machine's second core does DataHub's part.
 
 Memory: nothing here holds a run's records or every dataset's aspects. The file sink streams
 (``LinearFileSink``: written and loaded into Lite in batches), the transformer keeps the
@@ -985,6 +989,9 @@ class LinearFileSinkConfig(FileSinkConfig):
 
     lite: str | None = None
     run: str | None = None
+    # the batches for Lite go to this spool, which the process of _lite_writer loads into
+    # the Lite of ``lite`` while this one goes on (see _staged_sources)
+    lite_spool: str | None = None
 
 
 # proposals held before they go to DataHub Lite together (one Lite session per batch)
@@ -1028,6 +1035,9 @@ class LinearFileSink(FileSink):
         self._outcome = {"lite_written": 0, "patches": 0}
         if self.config.run:
             LinearFileSink.outcomes[self.config.run] = self._outcome
+        self._lite_out: Any = None
+        if self.config.lite and self.config.lite_spool:
+            self._lite_out = open(self.config.lite_spool, "wb")  # noqa: SIM115 - see close
 
     def write_record_async(self, record_envelope: Any, write_callback: Any) -> None:
         """A snapshot (``MetadataChangeEventClass``: DataHub's SQL sources emit their
@@ -1070,7 +1080,10 @@ class LinearFileSink(FileSink):
     def _flush_lite(self) -> None:
         if self._lite:
             assert self.config.lite is not None
-            self._outcome["lite_written"] += load_into_lite(self._lite, self.config.lite)
+            if self._lite_out is not None:  # loaded by the other process, in this order
+                _write_frame(self._lite_out, ("batch", self._lite))
+            else:
+                self._outcome["lite_written"] += load_into_lite(self._lite, self.config.lite)
             self._lite = []
 
     def close(self) -> None:
@@ -1080,6 +1093,9 @@ class LinearFileSink(FileSink):
                 log.info("%d patch proposal(s) of '%s' are not loaded into DataHub Lite (it "
                          "takes whole aspects only); they are in the metadata file",
                          self._outcome["patches"], self.filename)
+        if self._lite_out is not None:
+            _write_frame(self._lite_out, ("end", None))
+            self._lite_out.close()
         if self._out is not None:
             self._out.write("\n]" if self._count else "[]")
             self._out.close()
@@ -1216,6 +1232,7 @@ class _Staged:
     spool: str  # SpoolSink's file
     verdicts: str | None  # the crawl's classifier verdicts, written once the crawl is done
     cancel: str  # written when the recipe must not run after all
+    lite: str = ""  # the batches for DataHub Lite (see _lite_writer)
 
 
 def _stage(jobs: list[_Staged]) -> None:
@@ -1237,6 +1254,40 @@ def _stage(jobs: list[_Staged]) -> None:
             error = str(exc) or type(exc).__name__
         with open(job.spool, "ab") as out:
             _write_frame(out, ("end", error))
+
+
+def _lite_writer(jobs: list[_Staged], catalog_dir: str) -> None:
+    """The process loading the staged recipes' records into DataHub Lite (see
+    ``_staged_sources``), one recipe after the other, in the batches and order the sink made:
+    the Lite of a run after the crawl. Each recipe's outcome goes to ``<lite spool>.done``."""
+    import gc
+
+    gc.freeze()
+    parent = os.getppid()
+    for job in jobs:
+        count, error = 0, None
+        for kind, payload in _frames(job.lite, lambda: os.getppid() == parent):
+            if kind == "batch" and error is None:
+                try:
+                    count += load_into_lite(payload, catalog_dir)
+                except Exception as exc:  # noqa: BLE001 - the parent raises it
+                    error = f"{type(exc).__name__}: {exc}"
+            elif kind == "end" and payload is not None:
+                error = error or payload
+        Path(job.lite + ".part").write_text(json.dumps({"written": count, "error": error}))
+        os.replace(job.lite + ".part", job.lite + ".done")
+
+
+def _lite_outcome(job: _Staged, alive: Any) -> dict[str, Any]:
+    """What ``_lite_writer`` made of a recipe's batches, once it is done with them."""
+    done = job.lite + ".done"
+    while not os.path.exists(done):
+        if not alive() and not os.path.exists(done):
+            raise DataError("the process loading DataHub Lite beside this one ended before "
+                            "it loaded the recipe's records (see its log above)")
+        time.sleep(0.01)
+    outcome: dict[str, Any] = json.loads(Path(done).read_text())
+    return outcome
 
 
 def _frames(path: str, alive: Any) -> Iterator[tuple[str, Any]]:
@@ -1286,15 +1337,28 @@ def _replay(recipe: dict[str, Any], job: _Staged, alive: Any, extras: Mapping[st
         DataError: DataHub's source or the sink failed (after what came through is written,
             as DataHub's pipeline leaves it).
     """
+    as_run = _as_run(recipe, extras, terms_path)
+    try:
+        return _replayed(recipe, as_run, job, alive, extras, terms_path, collect, lite_dir)
+    finally:
+        if lite_dir is not None and job.lite and not os.path.exists(job.lite):
+            with open(job.lite, "wb") as out:  # the sink never started: nothing to load
+                _write_frame(out, ("end", None))
+
+
+def _replayed(recipe: dict[str, Any], as_run: dict[str, Any], job: _Staged, alive: Any,
+              extras: Mapping[str, Any], terms_path: str | None, collect: str,
+              lite_dir: str | None) -> dict[str, Any]:
     import uuid
 
     from datahub.configuration.config_loader import EnvResolver
     from datahub.ingestion.api.common import EndOfStream, PipelineContext, RecordEnvelope
     from datahub.ingestion.run.sink_callback import LoggingCallback
 
-    as_run = _as_run(recipe, extras, terms_path)
     sink_config = _linear_sink(EnvResolver(environ=os.environ).resolve(
         {"sink": recipe["sink"]})["sink"], lite_dir, collect)["config"]
+    if lite_dir is not None and job.lite:
+        sink_config["lite_spool"] = job.lite
     transformer = AutokfpAspects(extras, terms_path, collect)
     sink = LinearFileSink.create(sink_config, PipelineContext(run_id=uuid.uuid4().hex))
     callback = LoggingCallback()
@@ -1510,7 +1574,7 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
                 extras: Mapping[str, Any], report: Any, store: Any,
                 settings: Settings, stamp: str, result: IngestResult,
                 summary: _SourcePass | None = None, staged: _Staged | None = None,
-                alive: Any = None) -> None:
+                alive: Any = None, lite_alive: Any = None) -> None:
     """Run one recipe (skipped when its source is unchanged since its last good run) and add
     what it emitted to ``result``. With ``staged``, DataHub's source already ran (or runs) in
     ``_staged_sources``'s process, and its records are passed through here (``_replay``)."""
@@ -1545,8 +1609,16 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
     try:
         verdicts = None
         if staged is not None:
-            result.recipes.append(_replay(item, staged, alive, extras, terms, collect,
-                                          lite_dir))
+            try:
+                result.recipes.append(_replay(item, staged, alive, extras, terms, collect,
+                                              lite_dir))
+            finally:  # failed or not, Lite keeps what was loaded, as after run_recipe
+                lite = _lite_outcome(staged, lite_alive) if lite_dir is not None else {}
+            if lite.get("error"):
+                raise DataError(f"DataHub's '{item['source'].get('type')}' source failed: "
+                                f"the sink could not load DataHub Lite: {lite['error']}")
+            if lite:
+                LinearFileSink.outcomes.setdefault(collect, {})["lite_written"] = lite["written"]
         else:
             if _SHARE_VERDICTS and isinstance(source, SqlSource):
                 verdicts = _verdicts_path(work, item)
@@ -1631,11 +1703,12 @@ def _staged_jobs(config: RunConfig, skip: Iterable[str], work: str, store: Any
             recipe=item, spool=os.path.join(work, f"{pipeline}.spool"),
             verdicts=(_verdicts_path(work, item)
                       if isinstance(source, SqlSource) and _SHARE_VERDICTS else None),
-            cancel=os.path.join(work, f"{pipeline}.cancel"))
+            cancel=os.path.join(work, f"{pipeline}.cancel"),
+            lite=os.path.join(work, f"{pipeline}.lite"))
     return out
 
 
-def _staged_sources(jobs: list[_Staged]) -> Any:
+def _staged_sources(jobs: list[_Staged], catalog_dir: str) -> tuple[Any, Any]:
     """Start DataHub's sources of ``jobs`` in a process of their own, beside autokfp's crawl
     in this one (both read their inputs; the machine's second core does DataHub's part).
 
@@ -1648,13 +1721,23 @@ def _staged_sources(jobs: list[_Staged]) -> Any:
     and groups DataHub's pipeline would have, so what is written is the same (tested).
     The recipe is made again after the crawl; where it differs (the folder changed between
     the two listings) the staged run is dropped and the recipe runs as before. A forked
-    process: nothing is imported again, and it inherits the configuration."""
+    process: nothing is imported again, and it inherits the configuration.
+
+    A second process (``_lite_writer``) loads the replayed records into DataHub Lite while
+    this one transforms and writes the next ones: the sink's batches go to it through a
+    spool of their own, in order, one recipe after the other, so Lite gets the same writes
+    in the same order as from the sink itself (one writer at a time; a recipe's outcome is
+    awaited before the next recipe runs). Returns both processes."""
     import multiprocessing
 
-    process = multiprocessing.get_context("fork").Process(
-        target=_stage, args=(jobs,), name="autokfp-datahub-sources", daemon=True)
+    fork = multiprocessing.get_context("fork")
+    process = fork.Process(target=_stage, args=(jobs,), name="autokfp-datahub-sources",
+                           daemon=True)
+    writer = fork.Process(target=_lite_writer, args=(jobs, catalog_dir),
+                          name="autokfp-lite-writer", daemon=True)
     process.start()
-    return process
+    writer.start()
+    return process, writer
 
 
 def _stop(process: Any) -> None:
@@ -1723,10 +1806,13 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         # DataHub's sources of a first run, beside the crawl (see _staged_sources)
         staged = _staged_jobs(config, fallback, work, store) if (
             recipe is None and _CONCURRENT) else {}
-        child = _staged_sources(list(staged.values())) if staged else None
+        child, writer = _staged_sources(list(staged.values()), str(settings.catalog_dir)) \
+            if staged else (None, None)
         alive = child.is_alive if child is not None else None
-        if child is not None:
-            stack.callback(_stop, child)
+        lite_alive = writer.is_alive if writer is not None else None
+        for process in (child, writer):
+            if process is not None:
+                stack.callback(_stop, process)
         report = crawl_sources(config, settings=settings, publish_metadata=False,
                                publish_sources=fallback)
         result = IngestResult(report=report)
@@ -1758,6 +1844,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                     made[name] = exc
             if made.get(name) != job.recipe:  # not run, or not as staged: drop it
                 Path(job.cancel).write_text("")
+                with open(job.lite, "wb") as out:  # nothing for Lite from this one
+                    _write_frame(out, ("end", None))
                 del staged[name]
                 if name not in report.source_errors and not isinstance(made[name], DataError):
                     for _ in _frames(job.spool, alive):  # its state file is not ours
@@ -1800,9 +1888,10 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                         settings=settings, stamp=stamp, result=result,
                         summary=None if source is None else passes[source.name],
                         staged=None if source is None else staged.get(source.name),
-                        alive=alive)
-        if child is not None:
-            child.join(60)  # its recipes are all done: it is ending
+                        alive=alive, lite_alive=lite_alive)
+        for process in (child, writer):
+            if process is not None:
+                process.join(60)  # its recipes are all done: it is ending
     if unbuilt:  # the crawl report was written before: it names them too
         store.write_json("last-crawl.json", report.to_dict())
     store.write_json("last-ingest.json", result.to_dict())
