@@ -175,15 +175,14 @@ CORE_POINTS = ["the package half written in its staging folder",
 
 def test_kill_9_of_training_never_leaves_a_half_written_package(stage):
     _run(stage, 0)  # the first package
-    first = _assert_whole_or_absent(stage, required=True)
-    _run(stage, 1)  # one that replaces it
-    assert _assert_whole_or_absent(stage, required=True) != first  # a package of its own
+    packages = [_assert_whole_or_absent(stage, required=True)]
     points = kill_points(KILL_POINTS, CORE_POINTS)
-    for n, (where, kill_on) in enumerate(points.items(), start=2):
+    for n, (where, kill_on) in enumerate(points.items(), start=1):
         code, reached = _run(stage, n, kill_on=kill_on)
         assert code == -9, f"{where}: the step was not killed (exit {code})"
         assert reached[-1][0] == kill_on[0] and kill_on[1] in reached[-1][1], (where, reached[-1])
         _assert_whole_or_absent(stage)
 
-        _run(stage, n)  # the retry
-        _assert_whole_or_absent(stage, required=True)
+        _run(stage, n)  # the retry: it replaces the package there (the last whole one)
+        packages.append(_assert_whole_or_absent(stage, required=True))
+        assert packages[-1] != packages[-2]  # a package of its own
