@@ -57,6 +57,17 @@ def test_hangs_where_the_alarm_cannot_reach(server):
     hang("unreachable")
 
 
+@pytest.fixture
+def hanging_fixture():
+    hang("fixture")
+    yield
+
+
+@pytest.mark.skipif(not os.environ.get("HUNG_FIXTURE"), reason="the one-process run only")
+def test_whose_fixture_hangs(hanging_fixture):
+    pass
+
+
 def test_after_it(server):
     assert server.poll() is None
 '''
@@ -193,10 +204,14 @@ def test_the_backstop_leaves_a_debugging_session_alone(monkeypatch) -> None:
 
 
 def test_a_hung_test_is_stopped_named_and_its_processes_killed(tmp_path) -> None:
-    output, code, seconds, out = _run(tmp_path, "-n", "0")
+    output, code, seconds, out = _run(tmp_path, "-n", "0", env={"HUNG_FIXTURE": "1"})
     assert code == 1, output
     _assert_stopped_in_the_test(output, out)
-    assert "1 failed, 1 passed, 1 skipped" in output, output
+    # a fixture that hangs: the test errors at setup, what the fixture started is killed
+    assert "ERROR test_hung.py::test_whose_fixture_hangs - Failed: Timeout (>4.0s)" in output
+    assert "processes killed after the timeout (setup)" in output, output
+    _assert_gone(out, "fixture")
+    assert "1 failed, 1 passed, 1 skipped, 1 error" in output, output
     assert seconds < 60, output
 
 
