@@ -149,6 +149,17 @@ def _named_pid(state_file: str) -> int | None:
     return pid if isinstance(pid, int) else None
 
 
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc``): the same pid
+    with another start time is another process. None when it is gone or is a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
 def watch_serving_state(stop: Callable[[], None] | None = None) -> bool:
     """In a local predictor the deploy step started (``LocalServing.start`` sets
     ``AUTOKFP_SERVING_STATE`` and ``AUTOKFP_SERVING_PARENT``): once that step is gone, keep
@@ -163,9 +174,16 @@ def watch_serving_state(stop: Callable[[], None] | None = None) -> bool:
     if not state_file or not parent or not parent.isdigit():
         return False
     parent_pid = int(parent)
+    # a predictor forked by a local run's warm process (``serving.warm_predictor``) is not
+    # the deploy step's child: it watches the step by its pid and start time instead
+    born = _start_time(parent_pid)
+
+    def step_runs() -> bool:
+        return os.getppid() == parent_pid or (born is not None
+                                              and _start_time(parent_pid) == born)
 
     def watch() -> None:
-        while os.getppid() == parent_pid or _named_pid(state_file) == os.getpid():
+        while step_runs() or _named_pid(state_file) == os.getpid():
             time.sleep(POLL_SECS)
         log.warning("the local serving state (%s) does not name this predictor and the deploy "
                     "step that started it is gone: stopping", state_file)

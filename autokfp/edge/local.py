@@ -233,6 +233,7 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
     it (its output to ``log_path`` when given); a failed task raises ``PipelineRunError``
     carrying the failing step's own error."""
     from autokfp.edge.taskfork import forked_tasks, preload_for_run
+    from autokfp.serving.warm_predictor import warm_predictors
     from autokfp.training.mojo_service import shared_mojo_scorer
 
     built = False
@@ -244,8 +245,13 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
             # one MOJO scorer (one JVM) for the tasks that score H2O models, started before
             # the worker so that every task's environment names it (mojo_service)
             stack.enter_context(shared_mojo_scorer("h2o" in preload))
+            # named now, so that every task's environment names it (the worker forks only
+            # tasks whose environment is its own); started once the engines are done
+            warm = stack.enter_context(warm_predictors(
+                log_path.with_name(log_path.stem + "-warm-predictor.log") if log_path else None))
             stack.enter_context(forked_tasks(preload))
             stack.enter_context(_no_task_once_stopping())  # around the worker's hook
+            stack.enter_context(_after_training(warm.start if warm is not None else None))
             # the task worker imports its modules meanwhile (it started just now)
             from autokfp.pipelines import PIPELINES
 
@@ -283,6 +289,46 @@ def _no_task_once_stopping() -> Iterator[None]:
         yield
     finally:
         handler.run_local_subprocess = original
+
+
+@contextlib.contextmanager
+def _after_training(start: Callable[[], None] | None) -> Iterator[None]:
+    """While open, ``start()`` is called once, as the first task that loads model packages
+    (``taskfork.PACKAGE_TASKS``: select-model first) starts: the engines are done then, so
+    what ``start`` begins (the warm predictor's imports) never runs beside a search."""
+    from kfp.local import subprocess_task_handler as handler
+
+    from autokfp.edge.taskfork import PACKAGE_TASKS
+
+    original = getattr(handler, "run_local_subprocess", None)
+    if start is None or original is None:
+        yield
+        return
+    started = False
+
+    def run_local_subprocess(full_command: list[str],
+                             env_vars: dict[str, str] | None = None) -> int:
+        nonlocal started
+        if not started and _function_of(full_command) in PACKAGE_TASKS:
+            started = True
+            try:
+                start()
+            except OSError as exc:  # the deploy step then starts its predictor itself
+                log.warning("the warm predictor process did not start: %s", exc)
+        return int(original(full_command=full_command, env_vars=env_vars))
+
+    handler.run_local_subprocess = run_local_subprocess
+    try:
+        yield
+    finally:
+        handler.run_local_subprocess = original
+
+
+def _function_of(full_command: list[str]) -> str:
+    """The component function a kfp.local task command runs ("" when it names none)."""
+    if "--function_to_execute" in full_command[:-1]:
+        return full_command[full_command.index("--function_to_execute") + 1]
+    return ""
 
 
 def _local_options() -> Any:

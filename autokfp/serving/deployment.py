@@ -215,7 +215,7 @@ class LocalServing:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.artifact_root = artifact_root
-        self._processes: dict[int, subprocess.Popen] = {}
+        self._processes: dict[int, Any] = {}  # Popen, or warm_predictor.ForkedPredictor
 
     def _state_file(self, name: str) -> Path:
         return self.state_dir / f"{name}.json"
@@ -237,7 +237,7 @@ class LocalServing:
         os.replace(temp, path)
 
     def start(self, name: str, version: str, model_dir: str, port: int | None = None,
-              log_file: Path | None = None) -> tuple[LocalServer, subprocess.Popen]:
+              log_file: Path | None = None) -> tuple[LocalServer, Any]:
         port = port or free_port()
         # the predictor outlives this process only while the serving state names it: a
         # candidate left behind by a killed deploy step, or a server another one replaced,
@@ -249,9 +249,16 @@ class LocalServing:
             env["AUTOKFP_ARTIFACT_ROOT"] = self.artifact_root
         else:
             env["AUTOKFP_PREDICTION_LOG"] = "off"
-        output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-        process = subprocess.Popen([sys.executable, "-m", "autokfp.serving"], env=env, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        # in a local run, forked by the run's warm process, which imported the serving stack
+        # while the tasks after training ran (``warm_predictor``); else a new interpreter
+        from autokfp.serving.warm_predictor import fork_predictor
+
+        process: Any = fork_predictor(env, log_file)
+        if process is None:
+            output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+            process = subprocess.Popen([sys.executable, "-m", "autokfp.serving"], env=env,
+                                       stdout=output, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
         self._processes[process.pid] = process
         return LocalServer(name=name, version=str(version), port=port, pid=process.pid,
                            model_dir=str(model_dir)), process

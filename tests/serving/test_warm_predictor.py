@@ -1,0 +1,130 @@
+"""The local predictor forked by a run's warm process (``autokfp.serving.warm_predictor``).
+
+The warm process here imports only the predictor's entry module (the real one imports the
+whole serving stack: seconds that test nothing more); the predictor it forks runs
+``python -m autokfp.serving``'s ``main`` on a model folder that does not exist, so it
+imports what it needs itself, says why it cannot serve, and exits: the fork, its
+environment, its log and its independence from the run are what is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from autokfp import lifeline
+from autokfp.serving import deployment, warm_predictor
+from autokfp.serving.warm_predictor import WARM_ENV, ForkedPredictor, warm_predictors
+
+LIGHT = ("autokfp.serving.__main__",)
+
+
+def _wait(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def test_the_deploy_step_gets_its_predictor_forked_by_the_warm_process(tmp_path, monkeypatch):
+    monkeypatch.delenv(WARM_ENV, raising=False)
+    missing = tmp_path / "no-such-model"
+    log_file = tmp_path / "serve.log"
+    with warm_predictors(preload=LIGHT) as warm:
+        assert warm is not None and os.environ[WARM_ENV] == warm.address
+        warm.start()
+        server, process = deployment.LocalServing(tmp_path / "serving").start(
+            "wine", "7", str(missing), log_file=log_file)
+        # forked by the warm process (no new interpreter), and nobody's child in this run:
+        # it outlives the run as a new interpreter would
+        assert isinstance(process, ForkedPredictor) and server.pid == process.pid
+        with pytest.raises(ChildProcessError):
+            os.waitpid(process.pid, os.WNOHANG)
+        assert os.getsid(process.pid) not in (os.getsid(0), warm._process.pid)
+        # it ran the predictor's main with the step's environment, its output in the log
+        assert process.wait(timeout=60) is not None
+    text = log_file.read_text()
+    assert f"model in {missing} could not be loaded" in text, text[-2000:]
+    assert WARM_ENV not in os.environ
+    assert not Path(warm.address).parent.exists()  # the socket's folder is removed
+
+
+def test_without_a_warm_process_the_predictor_is_a_new_interpreter(tmp_path, monkeypatch):
+    # named but never started (a run whose engines did not finish), then switched off
+    with warm_predictors(preload=LIGHT) as warm:
+        assert warm is not None
+        assert warm_predictor.fork_predictor(dict(os.environ), None) is None
+    monkeypatch.setenv(WARM_ENV, "0")
+    with warm_predictors(preload=LIGHT) as warm:
+        assert warm is None
+        _, process = deployment.LocalServing(tmp_path / "serving").start(
+            "wine", "1", str(tmp_path / "none"), log_file=tmp_path / "serve.log")
+        assert isinstance(process, subprocess.Popen)
+        assert process.wait(timeout=60) != 0
+
+
+def test_a_forked_predictor_keeps_serving_while_the_step_that_started_it_runs(tmp_path):
+    """The serving watch of a predictor that is not the deploy step's child (forked by the
+    warm process): it stops only once the step is gone and the state does not name it."""
+    state = tmp_path / "wine.json"
+    state.write_text(json.dumps({"pid": 1}))  # names another server: a candidate's case
+    step = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        if os.fork():  # the predictor is its grandchild, as the warm process makes it
+            os._exit(0)
+        os.environ["{lifeline.SERVING_STATE_ENV}"] = {str(state)!r}
+        os.environ["{lifeline.SERVING_PARENT_ENV}"] = "{step.pid}"
+        from autokfp.lifeline import watch_serving_state
+        assert watch_serving_state()
+        print(os.getpid(), flush=True)
+        time.sleep(60)
+    """)
+    runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    predictor = int(runner.stdout.readline())  # the grandchild's; the runner exited
+    runner.wait()
+    runner.stdout.close()
+    try:
+        time.sleep(4 * lifeline.POLL_SECS)
+        assert lifeline.pid_alive(predictor)  # the step runs: the candidate is kept
+        step.kill()
+        step.wait()
+        assert _wait(lambda: not lifeline.pid_alive(predictor), 15)  # then it stops
+    finally:
+        step.kill()
+        step.wait()
+        if lifeline.pid_alive(predictor):
+            os.kill(predictor, signal.SIGKILL)
+
+
+def test_kill_9_of_the_runner_ends_the_warm_process_and_leaves_no_socket(tmp_path):
+    script = textwrap.dedent(f"""
+        import time
+        from autokfp.serving.warm_predictor import warm_predictors
+        with warm_predictors(preload={LIGHT!r}) as warm:
+            warm.start()
+            print(warm._process.pid, warm.address, flush=True)
+            time.sleep(60)
+    """)
+    runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid, address = runner.stdout.readline().split()
+        assert _wait(lambda: os.path.exists(address), 30)
+        runner.kill()
+        runner.wait()
+        assert _wait(lambda: not lifeline.pid_alive(int(pid)), 10)
+        assert _wait(lambda: not Path(address).parent.exists(), 5)
+    finally:
+        runner.kill()
+        runner.wait()
