@@ -251,7 +251,8 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
                 log_path.with_name(log_path.stem + "-warm-predictor.log") if log_path else None))
             stack.enter_context(forked_tasks(preload))
             stack.enter_context(_no_task_once_stopping())  # around the worker's hook
-            stack.enter_context(_after_training(warm.start if warm is not None else None))
+            stack.enter_context(_after_training(
+                [warm.start] if warm is not None else [], _import_registry))
             # the task worker imports its modules meanwhile (it started just now)
             from autokfp.pipelines import PIPELINES
 
@@ -292,16 +293,18 @@ def _no_task_once_stopping() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _after_training(start: Callable[[], None] | None) -> Iterator[None]:
-    """While open, ``start()`` is called once, as the first task that loads model packages
-    (``taskfork.PACKAGE_TASKS``: select-model first) starts: the engines are done then, so
-    what ``start`` begins (the warm predictor's imports) never runs beside a search."""
+def _after_training(starts: list[Callable[[], None]], imports: Callable[[], None] | None = None
+                    ) -> Iterator[None]:
+    """While open, each of ``starts`` and ``imports`` is called once, as the first task that
+    loads model packages (``taskfork.PACKAGE_TASKS``: select-model first) starts: the engines
+    are done then, so what they begin (the warm predictor's imports, the command's own)
+    never runs beside a search."""
     from kfp.local import subprocess_task_handler as handler
 
     from autokfp.edge.taskfork import PACKAGE_TASKS
 
     original = getattr(handler, "run_local_subprocess", None)
-    if start is None or original is None:
+    if original is None:
         yield
         return
     started = False
@@ -311,10 +314,13 @@ def _after_training(start: Callable[[], None] | None) -> Iterator[None]:
         nonlocal started
         if not started and _function_of(full_command) in PACKAGE_TASKS:
             started = True
-            try:
-                start()
-            except OSError as exc:  # the deploy step then starts its predictor itself
-                log.warning("the warm predictor process did not start: %s", exc)
+            for start in starts:
+                try:
+                    start()
+                except OSError as exc:  # the deploy step then starts its predictor itself
+                    log.warning("the warm predictor process did not start: %s", exc)
+            if imports is not None:
+                imports()
         return int(original(full_command=full_command, env_vars=env_vars))
 
     handler.run_local_subprocess = run_local_subprocess
@@ -322,6 +328,27 @@ def _after_training(start: Callable[[], None] | None) -> Iterator[None]:
         yield
     finally:
         handler.run_local_subprocess = original
+
+
+# what the command imports to read the registry once the run ends (``autokfp run`` prints
+# the champion: ``registry.list_models``): MLflow and its SQLite stores, 4-16 s of the
+# command's end (session 14, load 8-12), imported meanwhile on the core the tasks after
+# training leave free
+REGISTRY_IMPORTS = ("mlflow", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store",
+                    "mlflow.store.model_registry.sqlalchemy_store")
+
+
+def _import_registry() -> None:
+    """Import ``REGISTRY_IMPORTS`` in a thread of this process (a module that fails is left
+    to the code that needs it, which reports it)."""
+    import importlib
+
+    def imports() -> None:
+        for name in REGISTRY_IMPORTS:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    threading.Thread(target=imports, name="autokfp-registry-imports", daemon=True).start()
 
 
 def _function_of(full_command: list[str]) -> str:

@@ -270,8 +270,8 @@ def test_every_package_task_is_a_component():
 
 def test_the_warm_predictor_starts_once_as_the_first_task_after_training_starts(monkeypatch):
     """``autokfp.edge.local`` starts the run's warm predictor process (the serving stack's
-    imports) when the engines are done, never beside a search: at the first task that loads
-    model packages, once."""
+    imports) and the command's own registry imports when the engines are done, never beside
+    a search: at the first task that loads model packages, once."""
     from kfp.local import subprocess_task_handler as handler
 
     from autokfp.edge import local as local_runner
@@ -280,10 +280,13 @@ def test_the_warm_predictor_starts_once_as_the_first_task_after_training_starts(
     monkeypatch.setattr(handler, "run_local_subprocess",
                         lambda full_command, env_vars=None: ran.append(full_command[-1]) or 0)
     started: list[str] = []
-    with local_runner._after_training(lambda: started.append(ran[-1] if ran else "")):
+    imported: list[int] = []
+    with local_runner._after_training([lambda: started.append(ran[-1] if ran else "")],
+                                      lambda: imported.append(len(ran))):
         for function in ("discover", "train_model", "train_model", "select_model",
                          "bias_check", "deploy_model"):
             handler.run_local_subprocess(["sh", "-ec", "...", "--function_to_execute", function])
             assert started == ([] if function in ("discover", "train_model") else ["train_model"])
+    assert imported == [3]  # the command's registry imports: once, at the same moment
     assert ran == ["discover", "train_model", "train_model", "select_model", "bias_check",
                    "deploy_model"]
