@@ -126,23 +126,28 @@ _CLUSTER_START = re.compile(r"local H2O cluster \S+ started in ([0-9.]+)s")
 def refit_fit_seconds(text: str, home: Path) -> float | None:
     """The refit step's H2O fits, as engine work (its cluster's start left out): the fit
     on the training rows (``holdout_refit_seconds``, which holds the cluster's start, taken
-    out from its log line) plus the served all-rows fit (its ``engine.json``
+    out from its log line) plus, when it serves, the all-rows fit (its ``engine.json``
     ``train_seconds``). AutoKeras's anchor holds its own refit on every training row; the
-    refit step's H2O fits are the same kind of work. None when the run served no H2O refit."""
+    refit step's H2O fits are the same kind of work. None when the champion is no H2O
+    model or the refit did not run."""
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
     block = plain.split("Executing task 'refit-model'", 1)[-1]
     block = block.split("Task 'refit-model' finished", 1)[0]
     starts = [float(v) for v in _CLUSTER_START.findall(block)]
-    served = sorted(home.rglob("refit-model/served_model/artifacts/engine/engine.json"))
+    served = sorted(home.rglob("refit-model/served_model/artifacts/meta.json"))
     outputs = sorted(home.rglob("refit-model/executor_output.json"))
     if not (served and outputs and starts):
         return None
-    engine = json.loads(served[-1].read_text())
+    meta = json.loads(served[-1].read_text())
     metrics = json.loads(outputs[-1].read_text())["artifacts"]["metrics"]["artifacts"][0]["metadata"]
-    if engine.get("engine") != "h2o" or "holdout_refit_seconds" not in metrics:
+    if meta.get("engine") != "h2o" or "holdout_refit_seconds" not in metrics:
         return None
-    return round(float(metrics["holdout_refit_seconds"]) - sum(starts)
-                 + float(engine["train_seconds"]), 1)
+    seconds = float(metrics["holdout_refit_seconds"]) - sum(starts)
+    if (meta.get("serving") or {}).get("model") == "refit":  # else the gated model serves:
+        # the all-rows fit was not run (the one on the training rows was rejected)
+        engine = json.loads(served[-1].with_name("engine").joinpath("engine.json").read_text())
+        seconds += float(engine["train_seconds"])
+    return round(seconds, 1)
 
 
 def print_share_with_refit(wall: float | None, engines: dict[str, float],
