@@ -29,9 +29,9 @@ class LocalTarget:
                              Any] | None = None
 
     def start(self, release: Release) -> None:
-        """Start the version's server now: it boots (a new interpreter that imports the
-        serving stack and loads the model) while the deploy step scores the smoke rows
-        offline; ``roll_out`` then verifies it. ``abandon`` stops it if ``roll_out`` never
+        """Start the version's server now: it boots (forked by the run's warm process,
+        ``serving.warm_predictor``, or a new interpreter that imports the serving stack; then
+        it loads the model) while the deploy step scores the smoke rows offline; ``roll_out`` then verifies it. ``abandon`` stops it if ``roll_out`` never
         runs."""
         old = self._serving.current(release.service)
         port = None
