@@ -1730,14 +1730,28 @@ def _staged_sources(jobs: list[_Staged], catalog_dir: str) -> tuple[Any, Any]:
     awaited before the next recipe runs). Returns both processes."""
     import multiprocessing
 
+    from autokfp import lifeline
+
+    dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
     fork = multiprocessing.get_context("fork")
-    process = fork.Process(target=_stage, args=(jobs,), name="autokfp-datahub-sources",
-                           daemon=True)
-    writer = fork.Process(target=_lite_writer, args=(jobs, catalog_dir),
+    process = fork.Process(target=_orphan_safe, args=(dies, _stage, jobs),
+                           name="autokfp-datahub-sources", daemon=True)
+    writer = fork.Process(target=_orphan_safe, args=(dies, _lite_writer, jobs, catalog_dir),
                           name="autokfp-lite-writer", daemon=True)
     process.start()
     writer.start()
     return process, writer
+
+
+def _orphan_safe(dies: Any, target: Any, *args: Any) -> None:
+    """``target(*args)`` in a child forked by ``_staged_sources``, which the kernel kills
+    when its parent ends (``dies``: ``lifeline.dies_with_parent()``, made in the parent;
+    ``kill -9`` included): nobody would read what it writes, and DataHub's source would run
+    on, or wait for the crawl's verdicts, for good (a kill mid-crawl left the source's
+    process polling for them, an orphan, 10 minutes on when it was found). The parent is
+    the thread that forked it, which ``ingest`` holds until both children are stopped."""
+    dies()
+    target(*args)
 
 
 def _stop(process: Any) -> None:
