@@ -1683,6 +1683,10 @@ def _staged_jobs(config: RunConfig, skip: Iterable[str], work: str, store: Any
     for source in config.sources:
         if source.name in skip:
             continue
+        # a re-run first, before any listing: the crawl's versions may show it unchanged
+        pipeline = _pipeline({"pipeline_name": f"autokfp-{config.name}-{source.name}"})
+        if store.read_json(f"ingestion-state/{pipeline}.done.json", None) is not None:
+            continue
         if isinstance(source, FolderSource):
             relatives: Iterable[str] | None = open_source(source).list_datasets()
         elif isinstance(source, SqlSource) and (
@@ -1695,9 +1699,7 @@ def _staged_jobs(config: RunConfig, skip: Iterable[str], work: str, store: Any
         except Exception as exc:  # noqa: BLE001 - it runs after the crawl, which says why
             log.debug("source %s is not run beside the crawl: %s", source.name, exc)
             continue
-        pipeline = _pipeline(item)
-        if store.read_json(f"ingestion-state/{pipeline}.done.json", None) is not None:
-            continue  # a re-run: the crawl's versions may show it unchanged (not run)
+        pipeline = _pipeline(item)  # recipe_for's name, as above
         _fetch_kept(_kept(item, work, store, True))
         out[source.name] = _Staged(
             recipe=item, spool=os.path.join(work, f"{pipeline}.spool"),
