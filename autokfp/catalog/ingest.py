@@ -1735,23 +1735,38 @@ def _staged_sources(jobs: list[_Staged], catalog_dir: str) -> tuple[Any, Any]:
     from autokfp import lifeline
 
     dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
+    # the children's temporary files go into the ingestion's scratch folder (see _orphan_safe)
+    scratch = os.path.join(os.path.dirname(jobs[0].spool), "tmp")
+    os.makedirs(scratch, exist_ok=True)
     fork = multiprocessing.get_context("fork")
-    process = fork.Process(target=_orphan_safe, args=(dies, _stage, jobs),
+    process = fork.Process(target=_orphan_safe, args=(dies, scratch, _stage, jobs),
                            name="autokfp-datahub-sources", daemon=True)
-    writer = fork.Process(target=_orphan_safe, args=(dies, _lite_writer, jobs, catalog_dir),
+    writer = fork.Process(target=_orphan_safe,
+                          args=(dies, scratch, _lite_writer, jobs, catalog_dir),
                           name="autokfp-lite-writer", daemon=True)
     process.start()
     writer.start()
     return process, writer
 
 
-def _orphan_safe(dies: Any, target: Any, *args: Any) -> None:
+def _orphan_safe(dies: Any, scratch: str, target: Any, *args: Any) -> None:
     """``target(*args)`` in a child forked by ``_staged_sources``, which the kernel kills
     when its parent ends (``dies``: ``lifeline.dies_with_parent()``, made in the parent;
     ``kill -9`` included): nobody would read what it writes, and DataHub's source would run
     on, or wait for the crawl's verdicts, for good (a kill mid-crawl left the source's
     process polling for them, an orphan, 10 minutes on when it was found). The parent is
-    the thread that forked it, which ``ingest`` holds until both children are stopped."""
+    the thread that forked it, which ``ingest`` holds until both children are stopped.
+
+    Its temporary files go into ``scratch``, in the ingestion's scratch folder (removed by
+    ``ingest``, or by the next one after a kill): DataHub's sources keep state in temporary
+    SQLite files (``FileBackedDict``: a folder each in the temporary directory) that they
+    remove only when the objects are finalised, at the latest as an interpreter exits; a
+    forked child ends with ``os._exit`` and finalises nothing, which left 11 such folders
+    in /tmp per first run of a folder and a SQL source."""
+    import tempfile
+
+    tempfile.tempdir = scratch
+    os.environ["TMPDIR"] = scratch  # what the libraries' own children would use
     dies()
     target(*args)
 

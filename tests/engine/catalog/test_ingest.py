@@ -903,6 +903,7 @@ def test_datahubs_sources_beside_the_crawl_write_what_a_run_after_it_writes(
     after the crawl; no process is left behind."""
     import multiprocessing
     import sqlite3
+    import tempfile
 
     import autokfp.catalog.ingest as ingest_module
     from autokfp.settings import Settings
@@ -932,10 +933,18 @@ def test_datahubs_sources_beside_the_crawl_write_what_a_run_after_it_writes(
         return {**_written(first, settings.catalog_dir, home),
                 "again": _written(again, settings.catalog_dir, home)["result"]}
 
+    temp = tmp_path / "temp"  # the temporary directory of this process and its forks
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     after = run("after")
     assert staged == []
+    before = set(temp.rglob("sqlite.db"))
     beside = run("beside")
     assert staged == ["files", "warehouse"]  # both first runs, neither re-run
+    # DataHub's sources keep state in temporary SQLite files, removed as their objects are
+    # finalised (here, as the interpreter exits); the forked children finalise nothing:
+    # theirs go into the ingestion's own scratch folder (11 were left in /tmp for good)
+    assert not [str(p.relative_to(temp)) for p in set(temp.rglob("sqlite.db")) - before]
     assert len(after["lite"]) > 100 and len(after["files"]) == 2
     assert beside == after
     assert not multiprocessing.active_children()
