@@ -440,6 +440,11 @@ class ExtrasSpool(Mapping[str, dict[str, Any]]):
         self._db.execute("INSERT OR REPLACE INTO spool VALUES (?, ?)", (
             dataset_urn(schema), pickle.dumps((schema, reused, with_schema), protocol=5)))
 
+    def name(self, schema: Any) -> None:
+        """Only the dataset's URN (``in`` holds; its aspects are spooled by ``add`` before
+        they are asked for: see ``_source_passes``'s deferred sources)."""
+        self._db.execute("INSERT OR IGNORE INTO spool VALUES (?, NULL)", (dataset_urn(schema),))
+
     def rename(self, wrong: str, urn: str) -> None:
         """DataHub's source names dataset ``urn`` ``wrong`` (see ``sqlalchemy_names``)."""
         self.renames[wrong] = urn
@@ -1513,21 +1518,34 @@ def _classifier_verdicts(items: Iterable[Any], source: SqlSource) -> dict[str, d
 
 
 def _source_passes(report: Any, sources: list[Any], extras: ExtrasSpool,
-                   with_schema: set[str]) -> dict[str, _SourcePass]:
+                   with_schema: set[str], deferred: Iterable[str] = ()
+                   ) -> dict[str, _SourcePass]:
     """One pass over the crawl's report: every dataset's schema into ``extras`` (with the
     crawl's schema for the sources in ``with_schema``), and per source what its recipe, its
-    fingerprint and its classifier need."""
+    fingerprint and its classifier need.
+
+    For the sources in ``deferred`` (re-runs, which their fingerprint may show unchanged, so
+    their recipe is not run) only the fingerprint is taken: their schemas and verdicts are
+    spooled by ``_spool_source`` if the recipe runs after all (an unchanged re-run spooled
+    every schema for nothing)."""
     by_name = {s.name: s for s in sources}
     passes = {s.name: _SourcePass() for s in sources}
+    later = set(deferred)
     for d in report.found:  # read from the crawl's ledger a row at a time
         one = passes.get(d.source_name)
         if one is None:
             continue
         source = by_name[d.source_name]
         if d.ok and not d.source_failed:
-            extras.add(d.schema, reused=d.reused, with_schema=d.source_name in with_schema)
+            if d.source_name not in later:
+                extras.add(d.schema, reused=d.reused,
+                           with_schema=d.source_name in with_schema)
+            else:
+                extras.name(d.schema)
             if isinstance(source, SqlSource):
-                one.verdicts.update(_classifier_verdicts([d], source))
+                if d.source_name not in later:
+                    one.verdicts.update(_classifier_verdicts([d], source))
+                # the names are part of the fingerprint (see ExtrasSpool.unprofiled)
                 for wrong, urn in sqlalchemy_names(source, [d],
                                                    report.naming.get(source.name)).items():
                     extras.rename(wrong, urn)
@@ -1541,6 +1559,17 @@ def _source_passes(report: Any, sources: list[Any], extras: ExtrasSpool,
         else:
             one.count, one.total = one.count + 1, one.total + digest
     return passes
+
+
+def _spool_source(report: Any, source: Any, extras: ExtrasSpool, with_schema: bool,
+                  one: _SourcePass) -> None:
+    """What ``_source_passes`` deferred for ``source``: its schemas and verdicts."""
+    for d in report.found:
+        if d.source_name != source.name or not d.ok or d.source_failed:
+            continue
+        extras.add(d.schema, reused=d.reused, with_schema=with_schema)
+        if isinstance(source, SqlSource):
+            one.verdicts.update(_classifier_verdicts([d], source))
 
 
 def _pipeline(item: dict[str, Any]) -> str:
@@ -1860,8 +1889,27 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         stack.callback(extras.close)
         files = {s.name for s in config.sources
                  if isinstance(s, (FolderSource, S3Source, GcsSource))}
+        # a generated recipe with a record of its last good run may be skipped: its schemas
+        # are spooled only if its fingerprint shows a change (_spool_source)
+        deferred = {s.name for s in config.sources if recipe is None and s.name not in staged
+                    and gms_settings() is None and lite_path(settings.catalog_dir).exists()
+                    and store.read_json("ingestion-state/" + _pipeline(
+                        {"pipeline_name": f"autokfp-{config.name}-{s.name}"}) + ".done.json",
+                        None) is not None}
         passes = _source_passes(report, list(config.sources), extras,
-                                files if recipe is None else set())
+                                files if recipe is None else set(), deferred)
+        for name in deferred:
+            one_source = next(s for s in config.sources if s.name == name)
+            if name in report.source_errors or name in fallback:
+                continue
+            try:
+                item = recipe_for(config, one_source, work, report, passes[name].relatives())
+            except DataError:
+                continue  # not run: the loop below reports it
+            last = store.read_json(f"ingestion-state/{_pipeline(item)}.done.json", None) or {}
+            if not passes[name].fingerprint(item) or \
+                    last.get("fingerprint") != passes[name].fingerprint(item):
+                _spool_source(report, one_source, extras, name in files, passes[name])
         # the staged recipes the crawl confirms (made again from what it found: the same),
         # their classifier verdicts written at once so the other process goes on
         made: dict[str, dict[str, Any] | DataError] = {}
