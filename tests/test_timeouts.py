@@ -185,12 +185,18 @@ def test_the_backstop_leaves_a_debugging_session_alone(monkeypatch) -> None:
     done: list[object] = []
     monkeypatch.setattr(timeouts, "kill_new_descendants", lambda *a, **k: done.append("kill") or [])
     monkeypatch.setattr(timeouts.os, "_exit", done.append)
+    # (this process's own: once set, its reports would wait for an end that never comes)
+    monkeypatch.setattr(timeouts, "_ENDING", threading.Event())
     monkeypatch.setattr(pytest_timeout, "SUPPRESS_TIMEOUT", True)  # what pdb's entry sets
     timeouts._backstop("test_x.py::test_held", 1.0)
-    assert done == []
+    assert done == [] and not timeouts._ENDING.is_set()
     monkeypatch.setattr(pytest_timeout, "SUPPRESS_TIMEOUT", False)
-    timeouts._backstop("test_x.py::test_held", 1.0)  # no debugger: the process is ended
-    assert done == ["kill", 1]
+    try:
+        timeouts._backstop("test_x.py::test_held", 1.0)  # no debugger: the process is ended
+        assert done == ["kill", 1]
+        assert timeouts._ENDING.is_set()  # the test's own reports wait for the end meanwhile
+    finally:  # before this test's own report (made before monkeypatch's undo), which waits
+        timeouts._ENDING.clear()
 
     # a failure (the timeout's own) leaves the backstop to end a teardown that hangs
     # after it; --pdb's post-mortem on that failure stops it

@@ -226,6 +226,8 @@ class TimeoutGuard:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
+        while _ENDING.is_set():  # the backstop ends the process: nothing more of this test
+            time.sleep(1)
         outcome = yield
         report = outcome.get_result()
         if call.excinfo is None or MARK not in str(call.excinfo.value):
@@ -239,12 +241,19 @@ class TimeoutGuard:
                 (f"processes killed after the timeout ({call.when})", "\n".join(killed)))
 
 
+_ENDING = threading.Event()  # set by the backstop: this process is being ended
+
+
 def _backstop(nodeid: str, limit: float) -> None:
     """The signal did not end the test: name it, show where every thread is, kill what this
     process started and end it. Not while a debugger holds the test (pytest-timeout's alarm
     did nothing then either)."""
     if _debugging():
         return
+    # killing the test's processes can free the main thread (a test waiting on a child);
+    # it then stops at its next report instead of running on into the module's fixture
+    # teardowns, whose servers are being killed too (a race the xdist test lost under load)
+    _ENDING.set()
     try:
         out = sys.__stderr__ or sys.stderr
         out.write(f"\n+++ {nodeid} still runs {BACKSTOP_GRACE:.0f} s after its timeout "
