@@ -266,13 +266,12 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
 
 
 @contextlib.contextmanager
-def _no_task_once_stopping() -> Iterator[None]:
-    """While open, kfp.local starts no task once the run is being stopped (Ctrl-C, SIGTERM:
-    ``autokfp.edge.interrupts``): its worker threads would otherwise start the tasks still
-    queued while the interrupted run unwinds."""
+def _wrapping_task_starts(wrap: Callable[[Callable[..., int], list[str], dict[str, str] | None], int]
+                          ) -> Iterator[None]:
+    """While open, kfp.local starts each task through ``wrap(original, command, env_vars)``
+    (its ``subprocess_task_handler.run_local_subprocess``, restored on exit); nothing is
+    wrapped when this kfp has no such function."""
     from kfp.local import subprocess_task_handler as handler
-
-    from autokfp.edge.interrupts import stopping
 
     original = getattr(handler, "run_local_subprocess", None)
     if original is None:
@@ -281,9 +280,7 @@ def _no_task_once_stopping() -> Iterator[None]:
 
     def run_local_subprocess(full_command: list[str],
                              env_vars: dict[str, str] | None = None) -> int:
-        if stopping():
-            return 128 + stopping()
-        return int(original(full_command=full_command, env_vars=env_vars))
+        return int(wrap(original, full_command, env_vars))
 
     handler.run_local_subprocess = run_local_subprocess
     try:
@@ -292,25 +289,33 @@ def _no_task_once_stopping() -> Iterator[None]:
         handler.run_local_subprocess = original
 
 
-@contextlib.contextmanager
+def _no_task_once_stopping() -> contextlib.AbstractContextManager[None]:
+    """While open, kfp.local starts no task once the run is being stopped (Ctrl-C, SIGTERM:
+    ``autokfp.edge.interrupts``): its worker threads would otherwise start the tasks still
+    queued while the interrupted run unwinds."""
+    from autokfp.edge.interrupts import stopping
+
+    def wrap(original: Callable[..., int], full_command: list[str],
+             env_vars: dict[str, str] | None) -> int:
+        if stopping():
+            return 128 + stopping()
+        return original(full_command=full_command, env_vars=env_vars)
+
+    return _wrapping_task_starts(wrap)
+
+
 def _after_training(starts: list[Callable[[], None]], imports: Callable[[], None] | None = None
-                    ) -> Iterator[None]:
+                    ) -> contextlib.AbstractContextManager[None]:
     """While open, each of ``starts`` and ``imports`` is called once, as the first task that
     loads model packages (``taskfork.PACKAGE_TASKS``: select-model first) starts: the engines
     are done then, so what they begin (the warm predictor's imports, the command's own)
     never runs beside a search."""
-    from kfp.local import subprocess_task_handler as handler
-
     from autokfp.edge.taskfork import PACKAGE_TASKS
 
-    original = getattr(handler, "run_local_subprocess", None)
-    if original is None:
-        yield
-        return
     started = False
 
-    def run_local_subprocess(full_command: list[str],
-                             env_vars: dict[str, str] | None = None) -> int:
+    def wrap(original: Callable[..., int], full_command: list[str],
+             env_vars: dict[str, str] | None) -> int:
         nonlocal started
         if not started and _function_of(full_command) in PACKAGE_TASKS:
             started = True
@@ -321,13 +326,9 @@ def _after_training(starts: list[Callable[[], None]], imports: Callable[[], None
                     log.warning("the warm predictor process did not start: %s", exc)
             if imports is not None:
                 imports()
-        return int(original(full_command=full_command, env_vars=env_vars))
+        return original(full_command=full_command, env_vars=env_vars)
 
-    handler.run_local_subprocess = run_local_subprocess
-    try:
-        yield
-    finally:
-        handler.run_local_subprocess = original
+    return _wrapping_task_starts(wrap)
 
 
 # what the command imports to read the registry once the run ends (``autokfp run`` prints
