@@ -28,13 +28,39 @@ next task, the next run and KServe would find an empty folder there.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_IMAGE_REGISTRY = "ghcr.io/autokfp"
+
+# what turns an on/off switch in the environment (AUTOKFP_TASK_FORK, AUTOKFP_WARM_PREDICTOR,
+# AUTOKFP_MOJO_SCORER) off; anything else, or unset, leaves it as it is
+OFF_VALUES = ("0", "false", "no", "off")
+
+
+def switched_off(value: str | None) -> bool:
+    """Whether a switch's value in the environment turns it off (``OFF_VALUES``, any case)."""
+    return (value or "").strip().lower() in OFF_VALUES
+
+
+@contextlib.contextmanager
+def environ_set(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` while open (for the processes started meanwhile); what
+    was there before, a value or nothing, is put back on leaving."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 @dataclass(frozen=True)

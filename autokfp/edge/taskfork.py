@@ -57,6 +57,7 @@ from typing import Any, NoReturn
 
 from autokfp import lifeline
 from autokfp.lifeline import RUNNER_ENV
+from autokfp.settings import switched_off
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ def preload_for(args: list[str]) -> list[str]:
 
 
 def enabled() -> bool:
-    return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return not switched_off(os.environ.get(SWITCH_ENV))
 
 
 def preload_for_run(arguments: dict[str, object]) -> tuple[str, ...]:

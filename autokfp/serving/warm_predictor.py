@@ -39,6 +39,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from autokfp.settings import environ_set, switched_off
+
 log = logging.getLogger(__name__)
 
 WARM_ENV = "AUTOKFP_WARM_PREDICTOR"  # the socket a local run's warm process listens on; 0: off
@@ -96,20 +98,15 @@ def warm_predictors(log_path: Path | None = None,
     Closing ends the process
     (predictors it forked run on). Yields None when switched off
     (``AUTOKFP_WARM_PREDICTOR=0`` beforehand) or where processes cannot fork."""
-    switch = os.environ.get(WARM_ENV, "")
-    if switch.strip().lower() in ("0", "false", "no", "off") or not hasattr(os, "fork"):
+    if switched_off(os.environ.get(WARM_ENV)) or not hasattr(os, "fork"):
         yield None
         return
     folder = Path(tempfile.mkdtemp(prefix="autokfp-predictor-"))  # 0700: this user's only
     handle = _WarmProcess(str(folder / "socket"), log_path, preload)
-    os.environ[WARM_ENV] = handle.address
     try:
-        yield handle
+        with environ_set(WARM_ENV, handle.address):
+            yield handle
     finally:
-        if switch:
-            os.environ[WARM_ENV] = switch
-        else:
-            os.environ.pop(WARM_ENV, None)
         handle.close()
         for name in ("socket", "pid"):
             with contextlib.suppress(OSError):
@@ -155,7 +152,7 @@ def fork_predictor(env: dict[str, str], log_file: Path | None) -> ForkedPredicto
     warm process to ask (the caller starts a new interpreter): none named, gone, refusing,
     or not ready within ``READY_WAIT_SECS`` of being asked."""
     address = os.environ.get(WARM_ENV, "")
-    if not address or address.strip().lower() in ("0", "false", "no", "off"):
+    if not address or switched_off(address):
         return None
     pid_file = Path(address).with_name("pid")
     deadline = time.monotonic() + READY_WAIT_SECS

@@ -51,6 +51,7 @@ import numpy as np
 
 from autokfp.errors import TrainingError
 from autokfp.lifeline import pid_alive
+from autokfp.settings import environ_set, switched_off
 
 log = logging.getLogger(__name__)
 _JVM_LOCK = threading.Lock()
@@ -415,8 +416,7 @@ def shared_mojo_scorer(wanted: bool = True) -> Iterator[str | None]:
     """While open (a local run that has H2O among its engines), the run's shared scorer
     runs and ``SCORER_ENV`` names it for the tasks started meanwhile. Yields its address,
     None when not wanted or switched off (``AUTOKFP_MOJO_SCORER=0`` beforehand)."""
-    switch = os.environ.get(SCORER_ENV, "")
-    if not wanted or switch.strip().lower() in ("0", "false", "no", "off"):
+    if not wanted or switched_off(os.environ.get(SCORER_ENV)):
         yield None
         return
     folder = Path(tempfile.mkdtemp(prefix="autokfp-scorer-"))  # 0700: this user's only
@@ -424,14 +424,10 @@ def shared_mojo_scorer(wanted: bool = True) -> Iterator[str | None]:
     process = subprocess.Popen(
         [sys.executable, "-m", "autokfp.training.mojo_service", address, str(os.getpid())],
         stdin=subprocess.DEVNULL)
-    os.environ[SCORER_ENV] = f"{process.pid}:{address}"
     try:
-        yield address
+        with environ_set(SCORER_ENV, f"{process.pid}:{address}"):
+            yield address
     finally:
-        if switch:
-            os.environ[SCORER_ENV] = switch
-        else:
-            os.environ.pop(SCORER_ENV, None)
         process.kill()
         process.wait()
         with contextlib.suppress(OSError):

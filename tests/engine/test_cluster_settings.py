@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from autokfp.errors import ConfigError
-from autokfp.settings import Settings, require_shared_state
+from autokfp.settings import Settings, environ_set, require_shared_state, switched_off
 from tests.conftest import small_config
 
 POD = {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
@@ -163,3 +165,18 @@ def test_resolve_config_is_the_first_task_of_the_pipelines_that_run_in_a_namespa
     for name in ("autonomous-training", "drift-monitoring"):
         spec = next(yaml.safe_load_all(written[name].read_text(encoding="utf-8")))
         assert first_tasks(spec["root"]["dag"], spec["components"]) == ["resolve-config"], name
+
+
+def test_a_switch_is_off_only_for_its_off_values_and_environ_set_restores(monkeypatch):
+    assert [switched_off(v) for v in ("0", " OFF ", "false", "No")] == [True] * 4
+    assert [switched_off(v) for v in (None, "", "1", "on", "/tmp/socket", "offline")] == [False] * 6
+    name = "AUTOKFP_TEST_ENVIRON_SET"
+    monkeypatch.delenv(name, raising=False)
+    with environ_set(name, "a"):
+        assert os.environ[name] == "a"
+    assert name not in os.environ  # unset before: unset after
+    monkeypatch.setenv(name, "before")
+    with pytest.raises(RuntimeError), environ_set(name, "b"):
+        assert os.environ[name] == "b"
+        raise RuntimeError("left by an error")
+    assert os.environ[name] == "before"
