@@ -8,6 +8,7 @@ deserialised into it; each uploaded file must be a valid pipeline spec (tests/kf
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,6 +20,30 @@ from autokfp.edge.scheduling import SchedulingError, schedule_monitoring, valida
 from autokfp.errors import ConfigError
 from tests.conftest import small_config
 from tests.kfp_api_fake import API
+
+_COMPILED: dict[tuple[str, str], bytes] = {}
+
+
+@pytest.fixture(autouse=True)
+def _each_pipeline_compiled_once(monkeypatch):
+    """Compiles each pipeline once per module (a compile of drift-monitoring, the training
+    graph nested in it, took 10-30 s a test on a loaded machine: most of these tests' time);
+    later calls get the same bytes. Every upload is still validated by the fake API, and the
+    compile itself is tested in tests/compile."""
+    from autokfp.edge import scheduling
+    from autokfp.pipelines import ClusterOptions
+
+    compile_pipeline = scheduling.compile_pipeline
+
+    def compiled_once(name: str, path) -> str:
+        key = (name, repr(ClusterOptions.from_env()))
+        if key not in _COMPILED:
+            compile_pipeline(name, path)
+            _COMPILED[key] = Path(path).read_bytes()
+        Path(path).write_bytes(_COMPILED[key])
+        return hashlib.sha256(_COMPILED[key]).hexdigest()
+
+    monkeypatch.setattr(scheduling, "compile_pipeline", compiled_once)
 
 
 def _config(tmp_path):
