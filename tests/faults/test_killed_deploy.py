@@ -16,6 +16,12 @@ predictor is left running that the serving state does not name (a candidate star
 killed step stops on its own within 10 s); every JSON file in the home parses; the audit
 trail verifies. The rerun, as KFP's retry does, recovers: the new version is champion,
 serves, answers as itself, and nothing else runs.
+
+The step starts its predictors as a local run's deploy step does: forked by the run's warm
+predictor process (``autokfp.serving.warm_predictor``), which imported the serving stack
+once; each predictor is a process of its own that watches the step by its pid. (Each was a
+new interpreter before session 16, importing KServe and shap again: the path a deploy step
+takes with no warm process, tests/serving's.)
 """
 
 from __future__ import annotations
@@ -49,10 +55,13 @@ class Stage:
     model: Path
     test: Path
     worker: StepWorker
+    warm_pid: int = 0  # the warm predictor process (not a predictor itself)
 
 
-def _predictors(home: Path) -> dict[int, str]:
-    """Every live predictor process started for this home: pid -> its MODEL_VERSION."""
+def _predictors(home: Path, warm_pid: int = 0) -> dict[int, str]:
+    """Every live predictor process started for this home: pid -> its MODEL_VERSION (""
+    for one forked by the warm process ``warm_pid``: /proc shows the environment a process
+    was started with, its warm parent's)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -64,7 +73,8 @@ def _predictors(home: Path) -> dict[int, str]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state == "Z" or b"autokfp.serving" not in cmdline:
+        if state == "Z" or int(entry.name) == warm_pid \
+                or not {b"autokfp.serving", b"autokfp.serving.warm_predictor"} & set(cmdline):
             continue
         if environ.get(b"AUTOKFP_HOME") == os.fsencode(home):
             found[int(entry.name)] = environ.get(b"MODEL_VERSION", b"").decode()
@@ -74,6 +84,7 @@ def _predictors(home: Path) -> dict[int, str]:
 @pytest.fixture(scope="module")
 def stage(trained_package, tmp_path_factory):
     from autokfp.serving import deployment
+    from autokfp.serving.warm_predictor import WARM_ENV, warm_predictors
 
     root = tmp_path_factory.mktemp("killed-deploy")
     home = root / "home"
@@ -81,15 +92,21 @@ def stage(trained_package, tmp_path_factory):
     config["deploy"] = {**config.get("deploy", {}), "target": "local", "keep_local_server": True,
                         "local_port": deployment.free_port(), "latency_budget_ms": 2000,
                         "ready_timeout_secs": 120, "smoke_rows": 10}
-    # this process registers versions and checks the same home
-    with step_home(root) as env:
+    # this process registers versions and checks the same home; the steps' predictors are
+    # forked by a warm process, as in a local run (started now: it imports while the step
+    # worker does)
+    with step_home(root) as env, warm_predictors(root / "warm-predictor.log") as warm:
+        assert warm is not None, "no warm predictor process here (fork?)"
+        env[WARM_ENV] = os.environ[WARM_ENV]
+        warm.start()
+        warm_pid = warm._process.pid if warm._process is not None else 0
         worker = StepWorker(env, ["autokfp.steps.deploy_model"])
         try:
             yield Stage(root, home, env, config, Path(trained_package.paths.model),
-                        Path(trained_package.paths.test), worker)
+                        Path(trained_package.paths.test), worker, warm_pid)
         finally:
             worker.close()
-            for pid in _predictors(home):  # the predictors this test's steps started
+            for pid in _predictors(home, warm_pid):  # the predictors this test's steps started
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
@@ -167,10 +184,11 @@ def _assert_consistent(stage: Stage, versions: set[str]) -> str:
     assert _answer(server.url, _rows(stage))["model_version"] == server.version
     # a predictor the serving state does not name stops on its own
     deadline = time.monotonic() + 10
-    while set(_predictors(stage.home)) != {server.pid} and time.monotonic() < deadline:
+    while set(_predictors(stage.home, stage.warm_pid)) != {server.pid} \
+            and time.monotonic() < deadline:
         time.sleep(0.25)
-    assert set(_predictors(stage.home)) == {server.pid}, \
-        f"predictors left running: {_predictors(stage.home)}, serving: {server}"
+    assert set(_predictors(stage.home, stage.warm_pid)) == {server.pid}, \
+        f"predictors left running: {_predictors(stage.home, stage.warm_pid)}, serving: {server}"
     return server.version
 
 
