@@ -179,6 +179,71 @@ def test_sqlite_crawl_quotes_table_names(warehouse: Path) -> None:
     assert _tables(warehouse) == {"customers", HOSTILE, "Order Items", "empty_table"}
 
 
+def test_tables_counted_in_batches_count_as_one_by_one(warehouse: Path, monkeypatch) -> None:
+    """Row counts are asked a batch of tables per statement: across batch borders, with a
+    view (counted on its own) and a configured table that does not exist (its batch is
+    refused, so each table of it is counted alone and only the missing one fails)."""
+    import autokfp.catalog.sources.sql as sql
+
+    with sqlite3.connect(warehouse) as connection:
+        for i in range(5):
+            connection.execute(f'CREATE TABLE "t{i}" (a INTEGER)')
+            connection.executemany(f'INSERT INTO "t{i}" VALUES (?)', [(n,) for n in range(i + 1)])
+        connection.execute('CREATE VIEW "v" AS SELECT * FROM "t4" WHERE a > 1')
+    monkeypatch.setattr(sql, "_COUNT_BATCH", 2)
+    statements: list[str] = []
+    original = sql._count_rows
+    monkeypatch.setattr(sql, "_count_rows", lambda c, t, s: statements.append(t) or original(c, t, s))
+    found = {d.dataset_id: d for d in discover([SqlSource(
+        name="wh", kind="sql", url=f"sqlite:///{warehouse}")])}
+    assert {f"wh/t{i}": found[f"wh/t{i}"].schema.row_count for i in range(5)} == {
+        f"wh/t{i}": i + 1 for i in range(5)}
+    assert found["wh/v"].schema.row_count == 3
+    assert found[f"wh/{HOSTILE}"].schema.row_count == 40 and "0 rows" in found["wh/empty_table"].error
+    assert statements == ["v"]  # every table came from a batch
+    statements.clear()
+    found = {d.dataset_id: d for d in discover([SqlSource(
+        name="wh", kind="sql", url=f"sqlite:///{warehouse}", tables=["t0", "t1", "t2", "nope"])])}
+    assert [found[f"wh/t{i}"].schema.row_count for i in range(3)] == [1, 2, 3]
+    assert "nope" in found["wh/nope"].error
+    assert statements == ["t2", "nope"]  # the refused batch, table by table
+
+
+def test_sqlite_columns_read_in_one_query_are_what_sqlalchemy_reflects(tmp_path: Path) -> None:
+    """The declared columns of every SQLite table from one query equal SQLAlchemy's
+    reflection of each table (the re-crawl's signatures depend on it), for declared types
+    of every affinity, odd and missing ones; a table with a generated column is left to
+    that reflection."""
+    import sqlalchemy as sa
+
+    from autokfp.catalog.sources.sql import _sqlite_declared_columns
+
+    path = tmp_path / "types.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            'CREATE TABLE "odd ""types""" (a INTEGER PRIMARY KEY, b int, c VARCHAR(20), '
+            "d numeric(10, 2), e, f BLOB, g real, h DOUBLE PRECISION, i DATETIME, j date, "
+            "k BOOLEAN, l LONGTEXT, m weird_type, n CHARACTER VARYING(5), o FLOAT, p BIGINT, "
+            "q TIMESTAMP, r nvarchar, s CLOB, t DECIMAL, u TINYINT, v json)")
+        connection.execute("CREATE TABLE plain (x TEXT PRIMARY KEY, y REAL) WITHOUT ROWID")
+        connection.execute("CREATE TABLE gen (a INTEGER, b INTEGER GENERATED ALWAYS AS (a + 1))")
+        connection.execute("CREATE VIEW seen AS SELECT x FROM plain")
+        pd.DataFrame({"n": [1], "when": pd.to_datetime(["2024-01-01"]), "s": ["a"],
+                      "f": [1.5], "b": [True]}).to_sql("from_pandas", connection, index=False)
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        inspector = sa.inspect(engine)
+        fast = _sqlite_declared_columns(inspector)
+        reflected = {t: [[str(c["name"]), str(c["type"])] for c in inspector.get_columns(t)]
+                     for t in inspector.get_table_names()}
+    finally:
+        engine.dispose()
+    assert "gen" not in fast and set(reflected) - {"gen"} <= set(fast)
+    assert {t: fast[t] for t in reflected if t != "gen"} == {
+        t: c for t, c in reflected.items() if t != "gen"}
+    assert len(reflected['odd "types"']) == 22
+
+
 def test_configured_tables_that_do_not_exist_are_reported(warehouse: Path) -> None:
     source = SqlSource(
         name="wh", kind="sql", url=f"sqlite:///{warehouse}", tables=["customers", "nope"]
