@@ -226,12 +226,45 @@ def missing_error(dataset_id: str, source: Source) -> DataError:
 
 def datahub_urn(platform: str, name: str, config: Any) -> str:
     """A dataset URN as DataHub's sources make it: platform, the source's
-    ``platform_instance`` (if any), ``name`` and the source's ``env``."""
+    ``platform_instance`` (if any), ``name`` and the source's ``env``.
+
+    DataHub's builder parses and validates the platform and env again for every dataset (a
+    tenth of an unchanged re-crawl); a name it would keep as it is (no character it encodes,
+    not lower-cased) goes between the parts DataHub built for the same platform and env,
+    the same text. Any other name is built by DataHub itself.
+    """
+    from datahub.emitter import mce_builder
+    from datahub.utilities.urn_encoder import UrnEncoder
+
+    instance = getattr(config, "platform_instance", None)
+    env = getattr(config, "env", None) or "PROD"
+    full = f"{instance}.{name}" if instance else name
+    if full and not mce_builder.DATASET_URN_TO_LOWER and not UrnEncoder.contains_reserved_char(full):
+        parts = _URN_PARTS.get((platform, env))
+        if parts is None:
+            parts = _URN_PARTS[(platform, env)] = _urn_parts(platform, env)
+        if parts:
+            return parts[0] + full + parts[1]
+    return mce_builder.make_dataset_urn_with_platform_instance(platform, name, instance, env)
+
+
+_URN_PARTS: dict[tuple[str, str], tuple[str, str] | tuple[()]] = {}
+
+
+def _urn_parts(platform: str, env: str) -> tuple[str, str] | tuple[()]:
+    """What DataHub puts before and after a plain dataset name for this platform and env;
+    () when its URN of a probe name is not of that form (the builder is then always used)."""
     from datahub.emitter.mce_builder import make_dataset_urn_with_platform_instance
 
-    return make_dataset_urn_with_platform_instance(
-        platform, name, getattr(config, "platform_instance", None),
-        getattr(config, "env", None) or "PROD")
+    probe = "autokfp_probe"
+    try:
+        urn = make_dataset_urn_with_platform_instance(platform, probe, None, env)
+    except Exception:  # an invalid platform or env: the builder raises its own error
+        return ()
+    at = urn.find(f",{probe},")
+    if at < 0 or urn.count(probe) != 1:
+        return ()
+    return urn[:at + 1], urn[at + 1 + len(probe):]
 
 
 def object_name(uri: str) -> str:

@@ -546,6 +546,7 @@ class SqlDatabase:
         self.config = config
         self.name = config.name
         self._naming: tuple[str | None, str | None] | None = None  # (database, schema)
+        self._platform: str | None = None
 
     def _learn_naming(self, engine, inspector=None) -> None:
         """The database and schema DataHub's source puts in a table's name: the URL's
@@ -582,7 +583,9 @@ class SqlDatabase:
 
     def urn(self, relative: str) -> str:
         database, schema = self.naming()
-        platform = _sql_platform_of(self.config)
+        if self._platform is None:  # parsing the URL for every table was a twentieth of a re-crawl
+            self._platform = _sql_platform_of(self.config)
+        platform = self._platform
         return datahub_urn(platform, datahub_table_name(platform, database, schema, relative),
                            self.config)
 

@@ -48,3 +48,35 @@ def test_a_large_parquet_file_is_counted_from_its_footer_and_sampled_across_row_
     assert sample["row"].max() - sample["row"].min() > 10_000
     small, count = parquet_sample(path, 60_000)  # no larger than the sample: read whole
     assert count == 50_000 and small["row"].tolist() == list(range(50_000))
+
+
+def test_dataset_urns_are_datahubs_own_for_every_name_platform_instance_and_env() -> None:
+    """``datahub_urn`` puts plain names between the parts DataHub built once per platform
+    and env; every URN (and every refusal) equals DataHub's builder's, names it encodes,
+    the probe name itself, URN-form platforms and invalid ones included."""
+    from types import SimpleNamespace
+
+    from datahub.emitter.mce_builder import make_dataset_urn_with_platform_instance
+
+    from autokfp.catalog.sources.base import datahub_urn
+
+    def outcome(build):
+        try:
+            return build()
+        except Exception as exc:
+            return type(exc).__name__
+
+    names = ["a", "main.t", "x,y", "p(q)", "Ünï", "a b", "autokfp_probe", "db.s.t",
+             "café/x.csv", "", "%41", "t)"]
+    checked = 0
+    for platform in ("sqlite", "file", "postgres", "urn:li:dataPlatform:s3", "bad,platform"):
+        for instance in (None, "inst", "in,st"):
+            for env in (None, "prod", "DEV"):
+                config = SimpleNamespace(platform_instance=instance, env=env)
+                for name in names:
+                    assert outcome(lambda: datahub_urn(platform, name, config)) == outcome(
+                        lambda: make_dataset_urn_with_platform_instance(
+                            platform, name, instance, env or "PROD")), (platform, instance,
+                                                                        env, name)
+                    checked += 1
+    assert checked == 5 * 3 * 3 * len(names)
