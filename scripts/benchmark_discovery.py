@@ -109,6 +109,22 @@ def _cpu() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+def machine_speed() -> float:
+    """CPU seconds of a fixed piece of pure-Python work (dicts, strings, JSON: what a crawl
+    does most), the best of three. The same code's CPU-seconds differ from hour to hour on
+    this shared machine (session 16: 36.2 CPU-s for a first crawl that took 23.8 at
+    session 15's end, code unchanged, load ~1 both times); this figure, printed beside the
+    runs, tells a slower machine from slower code (divide by it to compare runs)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        table = {f"key{i}": [i, str(i), i / 3] for i in range(30_000)}
+        json.loads(json.dumps(table))
+        sorted(table, key=lambda k: table[k][1])
+        best = min(best, time.process_time() - started)
+    return best
+
+
 @dataclass
 class Timing:
     label: str
@@ -230,11 +246,13 @@ def _ingest_child(spec: str) -> int:
     args = json.loads(spec)
     root = Path(args["home"])
     runner = autokfp_crawls if args.get("path") == "crawl" else ingest_runs
+    speed = machine_speed()
     runner("bench-warm", args["warm"], root / "warm")
     warm_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     runs = runner("bench-ingest", args["sources"], root / "ingest")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    runs[0].note += f" peak RSS {peak / 1024:.0f} MiB (+{(peak - warm_peak) / 1024:.0f} MiB)"
+    runs[0].note += (f" peak RSS {peak / 1024:.0f} MiB (+{(peak - warm_peak) / 1024:.0f} MiB);"
+                     f" fixed work {speed:.3f} CPU-s; load {os.getloadavg()[0]:.1f}")
     print(json.dumps({"code": str(Path(autokfp.__file__).parent.parent),
                       "runs": [[t.label, t.datasets, t.seconds, t.cpu, t.note] for t in runs]}))
     return 0
@@ -327,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"made {args.tables} tables, {args.files} files ({args.rows} rows, 5 columns)"
               f"{wide} in "
               f"{time.monotonic() - started:.1f}s under {root}; load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; machine speed: a fixed "
+              f"piece of work took {machine_speed():.3f} CPU-s", flush=True)
         files_source = {"name": "files", "kind": "folder", "path": str(folder),
                         "include": ["*.csv"]}
         shapes = [
@@ -418,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
                         {"name": "warm", "kind": "sql", "url": f"sqlite:///{small_db}"}]
                 pairs = compare_ingestion(args.compare_with, both, warm, root, args.repeat)
                 _compare_table(pairs, {"first run": again_first, "re-run": again_re})
-        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}; the fixed piece of work "
+              f"took {machine_speed():.3f} CPU-s")
     finally:
         if args.keep:
             print(f"kept {root}")
