@@ -293,7 +293,9 @@ def _to_datetime(values: pd.Series) -> pd.Series:
         warnings.simplefilter("ignore")
         try:
             iso = pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
-            if iso.notna().sum() == values.notna().sum():
+            # notna().sum() of each, counted on their arrays (two Series fewer per column)
+            if (len(iso) - int(iso.array.isna().sum())
+                    == len(values) - int(pd.isna(values.to_numpy()).sum())):
                 return iso
         except (ValueError, TypeError):
             pass

@@ -363,9 +363,10 @@ def mixed_type_notes(frame: pd.DataFrame, label: str) -> list[str]:
         column = frame[name]
         if column.dtype != object:
             continue
-        values = column.dropna()
+        array = column.to_numpy()
+        values: Any = array[~pd.isna(array)]  # dropna's own test, without a new Series
         if len(values) > 1000:
-            values = values.sample(1000, random_state=_SEED)
+            values = column.dropna().sample(1000, random_state=_SEED)
         kinds = {type(v).__name__ for v in values}
         if {"int", "float"} >= kinds or len(kinds) < 2:
             continue
