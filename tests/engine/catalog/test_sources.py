@@ -60,9 +60,9 @@ def test_dataset_urns_are_datahubs_own_for_every_name_platform_instance_and_env(
 
     from autokfp.catalog.sources.base import datahub_urn
 
-    def outcome(build):
+    def outcome(build, *args):
         try:
-            return build()
+            return build(*args)
         except Exception as exc:
             return type(exc).__name__
 
@@ -74,9 +74,8 @@ def test_dataset_urns_are_datahubs_own_for_every_name_platform_instance_and_env(
             for env in (None, "prod", "DEV"):
                 config = SimpleNamespace(platform_instance=instance, env=env)
                 for name in names:
-                    assert outcome(lambda: datahub_urn(platform, name, config)) == outcome(
-                        lambda: make_dataset_urn_with_platform_instance(
-                            platform, name, instance, env or "PROD")), (platform, instance,
-                                                                        env, name)
+                    assert outcome(datahub_urn, platform, name, config) == outcome(
+                        make_dataset_urn_with_platform_instance, platform, name, instance,
+                        env or "PROD"), (platform, instance, env, name)
                     checked += 1
     assert checked == 5 * 3 * 3 * len(names)
