@@ -29,7 +29,9 @@ def _each_pipeline_compiled_once(monkeypatch):
     """Compiles each pipeline once per module (a compile of drift-monitoring, the training
     graph nested in it, took 10-30 s a test on a loaded machine: most of these tests' time);
     later calls get the same bytes. Every upload is still validated by the fake API, and the
-    compile itself is tested in tests/compile."""
+    compile itself is tested in tests/compile. That scheduling again uploads nothing rests on
+    a compile giving the same bytes every time: test_allowed_local_paths_are_each_warned_about_once
+    compares the digest of a compile in a new process with this process's."""
     from autokfp.edge import scheduling
     from autokfp.pipelines import ClusterOptions
 
@@ -315,3 +317,10 @@ def test_allowed_local_paths_are_each_warned_about_once(tmp_path):
     assert done.stderr.count("is on this machine") == 1, done.stderr
     assert "warning: sources 'files': folder" in " ".join(done.stderr.split()), done.stderr
     assert done.stdout.startswith("# autokfp schedule --dry-run")
+    # the version a new process names is this process's compile's: the same spec, byte for
+    # byte, in another interpreter (another str hash seed), as scheduling again needs
+    from autokfp.edge import scheduling
+
+    digest = scheduling.compile_pipeline(scheduling.PIPELINE_NAME, tmp_path / "here.yaml")
+    assert yaml.safe_load(done.stdout)["pipeline_version"].endswith(f"-{digest[:12]}"), \
+        done.stdout
