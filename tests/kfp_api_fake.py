@@ -69,6 +69,11 @@ class FakeKfp:
         # imports are a cost for a run of one or two)
         self.fork_tasks = False
         self.forked = 0  # tasks the warm worker ran
+        # and with share_scorer, the tasks of a run with H2O among its engines score H2O
+        # models through one MOJO scorer (one JVM) started for the run, as `autokfp run`'s
+        # tasks do (autokfp.training.mojo_service), not each task a JVM of its own (select,
+        # bias check, evaluation, explanation, model card: 2-3 s each on an idle core)
+        self.share_scorer = False
         self.pipeline_root = ""
         self.lock = threading.Lock()  # guards the runs' states (the HTTP threads read them)
         # kfp.local's settings are process-wide: submitted runs execute one after the other
@@ -157,7 +162,12 @@ def _execute(state: FakeKfp, run_id: str, documents: list[dict]) -> None:
                     if state.fork_tasks:
                         from autokfp.edge.taskfork import forked_tasks, preload_for_run
 
-                        worker = stack.enter_context(forked_tasks(preload_for_run(parameters)))
+                        preload = preload_for_run(parameters)
+                        if state.share_scorer:  # named in the environment the worker takes
+                            from autokfp.training.mojo_service import shared_mojo_scorer
+
+                            stack.enter_context(shared_mojo_scorer("h2o" in preload))
+                        worker = stack.enter_context(forked_tasks(preload))
                     try:
                         pipeline(**parameters)
                     finally:

@@ -25,6 +25,7 @@ def test_the_quickstart_notebook_runs_end_to_end(kfp_api, autokfp_home, tmp_path
 
     kfp_api.execute_runs = True
     kfp_api.fork_tasks = True  # a process per task, forked from a warm worker
+    kfp_api.share_scorer = True  # and one JVM scoring H2O models for them, as a local run's
     kfp_api.pipeline_root = str(autokfp_home.pipeline_root)
     autokfp_home.export()  # the kernel and the run's tasks find the same registry and store
     monkeypatch.setenv(RUNNER_ENV, str(os.getpid()))
