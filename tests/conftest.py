@@ -47,7 +47,7 @@ SLOW_MODULE_SECONDS = {
     # session 15's CI, each deploy run 14-17 s at load 9 after
     "tests/faults/test_killed_deploy.py": 70,
     "tests/engine/training/test_mojo_scoring.py": 90,
-    "tests/engine/catalog/test_chunk_copy.py": 80,
+    "tests/engine/catalog/test_chunk_copy.py": 55,  # session 16: smaller tables, 80 -> 55
     "tests/pipelines/test_engine_plugin_pipeline.py": 70,
     "tests/engine/training/test_h2o_warm_start.py": 60,
     "tests/faults/test_killed_discover.py": 45,
