@@ -412,3 +412,92 @@ def _send(process: Any, number: int, group: bool) -> None:
             process.send_signal(number)
         elif process.poll() is None:
             os.kill(process.pid, number)
+
+
+# ------------------------------------------------------------------------ a child that hangs
+
+STALL_ENV = "AUTOKFP_CHILD_STALL_SECS"
+# Why 120 s: progress is the child's CPU time or its output, never the wall clock alone, so
+# a loaded machine only slows progress down: at load 10 on 2 cores a runnable child still
+# gets about a fifth of a core, 24 CPU-s in 120 s, where 0.5 is enough. What goes 120 s
+# with neither is a child blocked on a lock or a thread that does not exist in it (a fork's
+# hazard), or a source waiting on its server that long (the crawl just read the same one);
+# either way the recipe then runs in the parent, correct, only later. Short enough that a
+# hang costs a discover task two minutes, not the pipeline's (or pytest's) whole timeout.
+DEFAULT_STALL_SECS = 120.0
+STALL_CPU_SECS = 0.5  # CPU time a child must use (or output it must write) to count as alive
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """Process ``pid``'s CPU time (user + system, its threads together) from ``/proc``;
+    None when it cannot be read (gone, or no ``/proc``)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Stall:
+    """One wait of a parent on a child's output (a frame of a spool, a file): ``stalled()``
+    says whether the child made no progress for ``seconds``, progress being
+    ``STALL_CPU_SECS`` of CPU time used (``cpu_seconds``) since the last progress. Its output
+    is the caller's to watch: a wait ends (and a new ``Stall`` starts) when output comes.
+
+    Why CPU time and not a heartbeat the child writes: a thread's heartbeat goes on while the
+    child's main thread waits for good on a lock held at the fork, and one written by the
+    main thread between records stops while DataHub's source reads or profiles a large
+    input for minutes. Where CPU time cannot be read, output alone is progress."""
+
+    def __init__(self, pid: int, seconds: float) -> None:
+        self.pid, self.seconds = pid, seconds
+        self._since = self._read = time.monotonic()
+        self._cpu = cpu_seconds(pid)
+
+    def stalled(self) -> bool:
+        now = time.monotonic()
+        if now - self._read >= 0.25:  # callers poll every few ms: /proc at most 4 times a second
+            self._read, cpu = now, cpu_seconds(self.pid)
+            if cpu is not None and (self._cpu is None or cpu - self._cpu >= STALL_CPU_SECS):
+                self._since, self._cpu = now, cpu
+        return now - self._since >= self.seconds
+
+
+STACK_SIGNAL = signal.SIGUSR1
+
+
+def dump_stacks_on_signal(path: str) -> None:
+    """In a child another process watches (see ``Stall``): on ``STACK_SIGNAL`` write every
+    thread's Python stack to ``path`` (``faulthandler``: written from the signal handler
+    itself, so also while the main thread waits on a lock for good)."""
+    import faulthandler
+
+    handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - faulthandler keeps it open
+    faulthandler.register(STACK_SIGNAL, file=handle, all_threads=True, chain=False)
+
+
+def stacks_of(pid: int, path: str, wait: float = 2.0) -> str:
+    """The stacks of child ``pid`` that ``dump_stacks_on_signal(path)`` prepared, asked for
+    now; "" when it does not answer within ``wait`` seconds (not prepared, or gone)."""
+    before = 0
+    with contextlib.suppress(OSError):
+        before = os.path.getsize(path)
+    try:
+        os.kill(pid, STACK_SIGNAL)
+    except (ProcessLookupError, PermissionError):
+        return ""
+    deadline, size = time.monotonic() + wait, -1
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            now = os.path.getsize(path)
+        except OSError:
+            return ""
+        if now > before and now == size:  # written, and no longer growing
+            break
+        size = now
+    with contextlib.suppress(OSError), open(path, encoding="utf-8", errors="replace") as handle:
+        handle.seek(before)
+        return handle.read()
+    return ""

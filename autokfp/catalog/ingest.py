@@ -833,6 +833,9 @@ class IngestResult:
     # recipes whose DataHub source emitted fewer datasets than autokfp's crawl read in that
     # source (pipeline -> what is missing and what to do)
     missed: dict[str, str] = field(default_factory=dict)
+    # sources whose DataHub source ran beside the crawl in a child that made no progress
+    # (source -> what happened): the child was stopped and the recipe ran in this process
+    fallbacks: dict[str, str] = field(default_factory=dict)
     metadata_files: list[str] = field(default_factory=list)
     lite_written: int = 0
     gms_url: str | None = None
@@ -1284,12 +1287,18 @@ def _lite_writer(jobs: list[_Staged], catalog_dir: str) -> None:
 
 
 def _lite_outcome(job: _Staged, alive: Any) -> dict[str, Any]:
-    """What ``_lite_writer`` made of a recipe's batches, once it is done with them."""
+    """What ``_lite_writer`` made of a recipe's batches, once it is done with them.
+
+    Raises:
+        _ChildStalled: ``alive`` is a ``_Watched`` child that made no progress meanwhile."""
     done = job.lite + ".done"
+    stall = _Watched.waiting(alive)
     while not os.path.exists(done):
         if not alive() and not os.path.exists(done):
             raise DataError("the process loading DataHub Lite beside this one ended before "
                             "it loaded the recipe's records (see its log above)")
+        if stall is not None and stall.stalled():
+            raise alive.stalled(stall)
         time.sleep(0.01)
     outcome: dict[str, Any] = json.loads(Path(done).read_text())
     return outcome
@@ -1297,15 +1306,23 @@ def _lite_outcome(job: _Staged, alive: Any) -> dict[str, Any]:
 
 def _frames(path: str, alive: Any) -> Iterator[tuple[str, Any]]:
     """The frames of a spool as ``_stage`` writes them, up to its ``end`` frame, waiting for
-    more while the process writing it is ``alive()``."""
+    more while the process writing it is ``alive()``.
+
+    Raises:
+        _ChildStalled: ``alive`` is a ``_Watched`` child that wrote nothing and made no
+            other progress for its bound (see ``lifeline.Stall``)."""
     import pickle
 
+    stall = None
+
     def exactly(handle: Any, size: int) -> bytes:
+        nonlocal stall
         data = b""
         while len(data) < size:
             more = handle.read(size - len(data))
             if more:
                 data += more
+                stall = None  # output: progress
                 continue
             if not alive():
                 more = handle.read(size - len(data))  # what it wrote before it ended
@@ -1314,6 +1331,9 @@ def _frames(path: str, alive: Any) -> Iterator[tuple[str, Any]]:
                                     "ended without finishing its recipe (see its log above)")
                 data += more
                 continue
+            stall = stall or _Watched.waiting(alive)
+            if stall is not None and stall.stalled():
+                raise alive.stalled(stall)
             time.sleep(0.005)
         return data
 
@@ -1321,6 +1341,9 @@ def _frames(path: str, alive: Any) -> Iterator[tuple[str, Any]]:
         if not alive() and not os.path.exists(path):
             raise DataError("the process running DataHub's source beside the crawl ended "
                             "before it started its recipe (see its log above)")
+        stall = stall or _Watched.waiting(alive)
+        if stall is not None and stall.stalled():
+            raise alive.stalled(stall)
         time.sleep(0.01)
     with open(path, "rb") as handle:
         while True:
@@ -1639,10 +1662,15 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
         verdicts = None
         if staged is not None:
             try:
-                result.recipes.append(_replay(item, staged, alive, extras, terms, collect,
-                                              lite_dir))
-            finally:  # failed or not, Lite keeps what was loaded, as after run_recipe
-                lite = _lite_outcome(staged, lite_alive) if lite_dir is not None else {}
+                replayed = _replay(item, staged, alive, extras, terms, collect, lite_dir)
+            except _ChildStalled:
+                raise  # the recipe runs again in this process (see ingest)
+            except BaseException:  # failed: Lite keeps what was loaded, as after run_recipe
+                if lite_dir is not None:
+                    _lite_outcome(staged, lite_alive)
+                raise
+            lite = _lite_outcome(staged, lite_alive) if lite_dir is not None else {}
+            result.recipes.append(replayed)
             if lite.get("error"):
                 raise DataError(f"DataHub's '{item['source'].get('type')}' source failed: "
                                 f"the sink could not load DataHub Lite: {lite['error']}")
@@ -1739,6 +1767,78 @@ def _staged_jobs(config: RunConfig, skip: Iterable[str], work: str, store: Any
     return out
 
 
+class _ChildStalled(Exception):  # noqa: N818 - a state, caught in ingest only
+    """A child of ``_staged_sources`` made no progress for its bound while this process
+    waited on it (``_Watched.stalled``): it is stopped and its recipe runs here instead."""
+
+
+class _Watched:
+    """A child of ``_staged_sources`` as this process waits on it: called, whether it runs
+    (the ``alive`` of ``_frames`` and ``_lite_outcome``); each of their waits is bounded by
+    ``waiting``'s ``lifeline.Stall`` (no output and under ``lifeline.STALL_CPU_SECS`` of CPU
+    time for ``seconds``)."""
+
+    def __init__(self, process: Any, what: str, stacks: str, seconds: float) -> None:
+        self.process, self.what, self.stacks, self.seconds = process, what, stacks, seconds
+
+    def __call__(self) -> bool:
+        return bool(self.process.is_alive())
+
+    @staticmethod
+    def waiting(alive: Any) -> Any:
+        """A new wait's ``lifeline.Stall`` when ``alive`` is watched (None: not watched)."""
+        from autokfp import lifeline
+
+        if not isinstance(alive, _Watched):
+            return None
+        return lifeline.Stall(alive.process.pid, alive.seconds)
+
+    def stalled(self, stall: Any) -> _ChildStalled:
+        """Its stacks to the log, then a SIGKILL; the error the waiting caller raises."""
+        from autokfp import lifeline
+
+        stacks = lifeline.stacks_of(self.process.pid, self.stacks).strip()
+        log.warning("%s (pid %d) made no progress for %g s (no output, under %.1f CPU-s): "
+                    "stopped. Its threads:\n%s", self.what, self.process.pid, stall.seconds,
+                    lifeline.STALL_CPU_SECS, stacks or "(its stacks could not be read)")
+        _stop(self.process, grace=0.0)
+        return _ChildStalled(
+            f"{self.what} made no progress for {stall.seconds:g} s (no output, under "
+            f"{lifeline.STALL_CPU_SECS} CPU-s; {lifeline.STALL_ENV} sets the bound): it was "
+            "stopped and the recipe ran in the discover step's own process instead (same "
+            f"output, only later); its threads were: {_last_frames(stacks)}")
+
+
+def _last_frames(stacks: str, lines: int = 6) -> str:
+    """The innermost lines of the main thread's stack in a ``faulthandler`` dump (what it
+    waited on), for a one-line message; the whole dump is in the log."""
+    current = stacks.split("\n\n")[0].strip().splitlines()
+    return " | ".join(line.strip() for line in current[1:lines + 1]) or "unknown"
+
+
+def _stall_secs() -> float:
+    """The bound on a staged child's silence (``lifeline.STALL_ENV``, default
+    ``lifeline.DEFAULT_STALL_SECS``: why that value is said there).
+
+    Raises:
+        ConfigError: the variable is set to something else than a positive number."""
+    from autokfp import lifeline
+
+    text = os.environ.get(lifeline.STALL_ENV, "").strip()
+    if not text:
+        return lifeline.DEFAULT_STALL_SECS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"{lifeline.STALL_ENV}={text!r}: give the seconds a process running "
+                          "DataHub's source beside the crawl may go without progress before "
+                          f"it is stopped (a positive number; default "
+                          f"{lifeline.DEFAULT_STALL_SECS:.0f})")
+    return seconds
+
+
 def _staged_sources(jobs: list[_Staged], catalog_dir: str) -> tuple[Any, Any]:
     """Start DataHub's sources of ``jobs`` in a process of their own, beside autokfp's crawl
     in this one (both read their inputs; the machine's second core does DataHub's part).
@@ -1758,27 +1858,39 @@ def _staged_sources(jobs: list[_Staged], catalog_dir: str) -> tuple[Any, Any]:
     this one transforms and writes the next ones: the sink's batches go to it through a
     spool of their own, in order, one recipe after the other, so Lite gets the same writes
     in the same order as from the sink itself (one writer at a time; a recipe's outcome is
-    awaited before the next recipe runs). Returns both processes."""
+    awaited before the next recipe runs).
+
+    Returns both processes, each as a ``_Watched`` whose waits are bounded (``_stall_secs``):
+    a child that makes no progress is stopped, and ``ingest`` runs its recipe, and those
+    after it, in this process as before (``_ChildStalled``). A child forked from a process
+    with other threads can wait for good on what one of them held at the fork (CI: the
+    source's child of a pytest worker that had run an in-process GCS emulator and fsspec's
+    IO loop sat 600 s with no output)."""
     import multiprocessing
 
     from autokfp import lifeline
 
+    seconds = _stall_secs()
     dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
     # the children's temporary files go into the ingestion's scratch folder (see _orphan_safe)
     scratch = os.path.join(os.path.dirname(jobs[0].spool), "tmp")
     os.makedirs(scratch, exist_ok=True)
     fork = multiprocessing.get_context("fork")
-    process = fork.Process(target=_orphan_safe, args=(dies, scratch, _stage, jobs),
+    stacks = os.path.join(scratch, "sources.stacks"), os.path.join(scratch, "lite.stacks")
+    process = fork.Process(target=_orphan_safe, args=(dies, scratch, stacks[0], _stage, jobs),
                            name="autokfp-datahub-sources", daemon=True)
     writer = fork.Process(target=_orphan_safe,
-                          args=(dies, scratch, _lite_writer, jobs, catalog_dir),
+                          args=(dies, scratch, stacks[1], _lite_writer, jobs, catalog_dir),
                           name="autokfp-lite-writer", daemon=True)
     process.start()
     writer.start()
-    return process, writer
+    return (_Watched(process, "the process running DataHub's source beside the crawl",
+                     stacks[0], seconds),
+            _Watched(writer, "the process loading DataHub Lite beside the discover step",
+                     stacks[1], seconds))
 
 
-def _orphan_safe(dies: Any, scratch: str, target: Any, *args: Any) -> None:
+def _orphan_safe(dies: Any, scratch: str, stacks: str, target: Any, *args: Any) -> None:
     """``target(*args)`` in a child forked by ``_staged_sources``, which the kernel kills
     when its parent ends (``dies``: ``lifeline.dies_with_parent()``, made in the parent;
     ``kill -9`` included): nobody would read what it writes, and DataHub's source would run
@@ -1791,18 +1903,27 @@ def _orphan_safe(dies: Any, scratch: str, target: Any, *args: Any) -> None:
     SQLite files (``FileBackedDict``: a folder each in the temporary directory) that they
     remove only when the objects are finalised, at the latest as an interpreter exits; a
     forked child ends with ``os._exit`` and finalises nothing, which left 11 such folders
-    in /tmp per first run of a folder and a SQL source."""
+    in /tmp per first run of a folder and a SQL source. On ``lifeline.STACK_SIGNAL`` it
+    writes its threads' stacks to ``stacks`` (asked for when it stalls: ``_Watched``)."""
     import tempfile
+
+    from autokfp import lifeline
 
     tempfile.tempdir = scratch
     os.environ["TMPDIR"] = scratch  # what the libraries' own children would use
     dies()
+    lifeline.dump_stacks_on_signal(stacks)
     target(*args)
 
 
-def _stop(process: Any) -> None:
-    if process.is_alive():
+def _stop(process: Any, grace: float = 10.0) -> None:
+    """End a child of ``_staged_sources``: SIGTERM, ``grace`` seconds, then SIGKILL (a child
+    waiting on a lock for good may never act on SIGTERM)."""
+    if process.is_alive() and grace > 0:
         process.terminate()
+        process.join(grace)
+    if process.is_alive():
+        process.kill()
     process.join()
 
 
@@ -1866,13 +1987,24 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         # DataHub's sources of a first run, beside the crawl (see _staged_sources)
         staged = _staged_jobs(config, fallback, work, store) if (
             recipe is None and _CONCURRENT) else {}
-        child, writer = _staged_sources(list(staged.values()), str(settings.catalog_dir)) \
+        alive, lite_alive = _staged_sources(list(staged.values()), str(settings.catalog_dir)) \
             if staged else (None, None)
-        alive = child.is_alive if child is not None else None
-        lite_alive = writer.is_alive if writer is not None else None
-        for process in (child, writer):
-            if process is not None:
-                stack.callback(_stop, process)
+        children = [watched.process for watched in (alive, lite_alive) if watched is not None]
+        for process in children:
+            stack.callback(_stop, process)
+
+        def stalled(error: _ChildStalled, source: str) -> None:
+            """A child stopped (``_Watched.stalled``): no recipe is staged any more; each
+            runs in this process, ``source``'s too (the caller's), as without the children."""
+            nonlocal alive, lite_alive
+            for process in children:
+                _stop(process, grace=0.0)
+            rest = [name for name in staged if name != source]
+            staged.clear()
+            alive = lite_alive = None
+            result.fallbacks[source] = str(error) + (
+                f"; the recipes of {', '.join(rest)} ran in this process too" if rest else "")
+            log.warning("DataHub ingestion: source %s: %s", source, result.fallbacks[source])
         report = crawl_sources(config, settings=settings, publish_metadata=False,
                                publish_sources=fallback)
         result = IngestResult(report=report)
@@ -1914,6 +2046,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         # their classifier verdicts written at once so the other process goes on
         made: dict[str, dict[str, Any] | DataError] = {}
         for name, job in list(staged.items()):
+            if name not in staged:  # a child stalled: nothing is staged any more
+                break
             one = next(s for s in config.sources if s.name == name)
             if name not in report.source_errors:
                 try:
@@ -1927,8 +2061,11 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                     _write_frame(out, ("end", None))
                 del staged[name]
                 if name not in report.source_errors and not isinstance(made[name], DataError):
-                    for _ in _frames(job.spool, alive):  # its state file is not ours
-                        pass
+                    try:
+                        for _ in _frames(job.spool, alive):  # its state file is not ours
+                            pass
+                    except _ChildStalled as error:
+                        stalled(error, name)
             elif job.verdicts is not None:
                 Path(job.verdicts + ".part").write_text(json.dumps(passes[name].verdicts))
                 os.replace(job.verdicts + ".part", job.verdicts)
@@ -1962,15 +2099,19 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                     log.warning("DataHub ingestion: no recipe for source %s: %s",
                                 source.name, exc)
                     continue
-            _ingest_one(item, source, generated=users is None, work=work,
-                        extras=extras, report=report, store=store,
-                        settings=settings, stamp=stamp, result=result,
-                        summary=None if source is None else passes[source.name],
-                        staged=None if source is None else staged.get(source.name),
+            one_run = partial(_ingest_one, item, source, generated=users is None, work=work,
+                              extras=extras, report=report, store=store, settings=settings,
+                              stamp=stamp, result=result,
+                              summary=None if source is None else passes[source.name])
+            try:
+                one_run(staged=None if source is None else staged.get(source.name),
                         alive=alive, lite_alive=lite_alive)
-        for process in (child, writer):
-            if process is not None:
-                process.join(60)  # its recipes are all done: it is ending
+            except _ChildStalled as error:
+                assert source is not None  # only a generated recipe is staged
+                stalled(error, source.name)
+                one_run()  # as a recipe that was never staged: its kept state fetched again
+        for process in children:
+            process.join(60)  # its recipes are all done: it is ending
     if unbuilt:  # the crawl report was written before: it names them too
         store.write_json("last-crawl.json", report.to_dict())
     store.write_json("last-ingest.json", result.to_dict())

@@ -60,7 +60,12 @@ def discover(config: dict[str, Any] | RunConfig, dataset_path: str, schema_path:
     if cfg.catalog.ingestion == "datahub":  # DataHub's own sources, autokfp's aspects on top
         from autokfp.catalog.ingest import ingest
 
-        report = ingest(cfg, recipe=cfg.catalog.recipe).report
+        ingested = ingest(cfg, recipe=cfg.catalog.recipe)
+        report = ingested.report
+        for source, what in ingested.fallbacks.items():
+            # DataHub's source ran in a child that hung; its recipe ran in this process
+            record_warning("discovery.source_child_stalled", f"source '{source}': {what}",
+                           {"source": source}, model=cfg.model_name)
     else:
         report = crawl_sources(cfg, training=cfg.training)
     failed = [d for d in report.datasets if d.status == "failed"]

@@ -958,6 +958,107 @@ def test_datahubs_sources_beside_the_crawl_write_what_a_run_after_it_writes(
     assert not multiprocessing.active_children()
 
 
+
+def test_a_staged_child_that_hangs_is_stopped_and_its_recipe_runs_in_the_step(
+        churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
+    """DataHub's sources and the Lite writer run in children forked beside the crawl; a child
+    forked while another thread holds a lock waits on it for good (the copy is held and no
+    thread in the child releases it: CI's hung discover step sat 600 s). Once a child makes
+    no progress (no output, no CPU time) for AUTOKFP_CHILD_STALL_SECS it is stopped, its
+    stacks are logged, and its recipe and those after it run in the step's own process: the
+    same metadata files, Lite and result as a run without children, a warning in the audit
+    trail, no process left behind."""
+    import multiprocessing
+    import os
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import autokfp.catalog.ingest as ingest_module
+    from autokfp.catalog.store import CatalogStore
+    from autokfp.governance.audit import read_events
+    from autokfp.settings import Settings
+    from autokfp.steps import discover as discover_step
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config, *_ = churn_sources
+    held, release = threading.Lock(), threading.Event()
+    parent = os.getpid()
+
+    def holder() -> None:  # another thread of the step's process, in a lock at the fork
+        with held:
+            release.wait()
+
+    def waits_in_the_child(function):
+        def call(*args, **kwargs):
+            if os.getpid() != parent:
+                with held:  # held by a thread that is not in this process
+                    pass
+            return function(*args, **kwargs)
+        return call
+
+    def run(mode: str) -> tuple[dict, float, dict]:
+        home = tmp_path / mode
+        monkeypatch.setenv("AUTOKFP_HOME", str(home))
+        settings = Settings.from_env()
+        settings.ensure_local_dirs()
+        monkeypatch.setattr(ingest_module, "_CONCURRENT", mode != "after")
+        started = time.monotonic()
+        if mode == "writer":  # through the discover step: its warning in the audit trail
+            # (anchored in MLflow: a file store, where a new SQLite one takes 10 s to set up)
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", (home / "mlruns").as_uri())
+            monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+            discover_step.discover(config, str(home / "d.parquet"), str(home / "s.json"),
+                                   str(home / "c.json"))
+            done = CatalogStore(settings).read_json("last-ingest.json", None)
+            result = SimpleNamespace(metadata_files=done["metadata_files"], to_dict=lambda: done)
+        else:
+            result = ingest(config, settings=settings)
+            done = result.to_dict()
+        seconds = time.monotonic() - started
+        assert not multiprocessing.active_children()
+        written = _written(result, settings.catalog_dir, home)
+        outcome = json.loads(written["result"])
+        fallbacks = outcome.pop("fallbacks")
+        return {**written, "result": json.dumps(outcome)}, seconds, fallbacks
+
+    after, _, none = run("after")
+    assert none == {}
+    monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "1.5")
+    thread = threading.Thread(target=holder, daemon=True)
+    thread.start()
+    try:
+        # DataHub's source hangs in its child: the first staged recipe, and the next one
+        monkeypatch.setattr(ingest_module, "run_recipe", waits_in_the_child(
+            ingest_module.run_recipe))
+        source, seconds, fallbacks = run("source")
+        assert list(fallbacks) == ["files"], fallbacks
+        assert "made no progress for 1.5 s" in fallbacks["files"], fallbacks
+        assert "in call" in fallbacks["files"], fallbacks  # the stack: where it waited
+        assert "the recipes of warehouse ran in this process too" in fallbacks["files"]
+        assert source == after
+        assert seconds < 60, seconds
+        monkeypatch.undo()
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "1.5")
+        # the Lite writer hangs on its first batch
+        monkeypatch.setattr(ingest_module, "load_into_lite", waits_in_the_child(
+            ingest_module.load_into_lite))
+        writer, seconds, fallbacks = run("writer")
+    finally:
+        release.set()
+        thread.join()
+    assert list(fallbacks) == ["files"], fallbacks
+    assert "the process loading DataHub Lite" in fallbacks["files"], fallbacks
+    assert writer == after | {"result": writer["result"]}  # the step's own run differs
+    assert json.loads(writer["result"])["datasets"] == json.loads(after["result"])["datasets"]
+    assert seconds < 90, seconds
+    events = [e for e in read_events(Settings.from_env())
+              if e["kind"] == "discovery.source_child_stalled"]
+    assert [e["details"]["source"] for e in events] == ["files"], events
+    assert "the process loading DataHub Lite" in events[0]["details"]["warning"]
+
+
 KILLED_MID_CRAWL = '''
 import multiprocessing, os, signal, sqlite3, sys
 from pathlib import Path
