@@ -283,3 +283,29 @@ def image(name: str, registry: str | None = None, version: str | None = None) ->
     """
     registry = (registry or os.environ.get("AUTOKFP_IMAGE_REGISTRY") or DEFAULT_IMAGE_REGISTRY)
     return f"{registry.rstrip('/')}/autokfp-{name}:{image_tag(version)}"
+
+
+def child_stall_secs() -> float:
+    """How long a child autokfp forked and waits on may go without progress before it is
+    stopped and its work done another way (``lifeline.Stall``): ``AUTOKFP_CHILD_STALL_SECS``,
+    default ``lifeline.DEFAULT_STALL_SECS`` (why that value is said there).
+
+    Raises:
+        ConfigError: the variable is set to something else than a positive number."""
+    from autokfp import lifeline
+    from autokfp.errors import ConfigError
+
+    text = os.environ.get(lifeline.STALL_ENV, "").strip()
+    if not text:
+        return lifeline.DEFAULT_STALL_SECS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"{lifeline.STALL_ENV}={text!r}: give the seconds a child process "
+                          "(DataHub's source beside the crawl, the Lite writer, a forked "
+                          "predictor) may go without progress before it is stopped and its "
+                          "work done another way (a positive number; default "
+                          f"{lifeline.DEFAULT_STALL_SECS:.0f})")
+    return seconds

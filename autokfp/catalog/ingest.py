@@ -1816,29 +1816,6 @@ def _last_frames(stacks: str, lines: int = 6) -> str:
     return " | ".join(line.strip() for line in current[1:lines + 1]) or "unknown"
 
 
-def _stall_secs() -> float:
-    """The bound on a staged child's silence (``lifeline.STALL_ENV``, default
-    ``lifeline.DEFAULT_STALL_SECS``: why that value is said there).
-
-    Raises:
-        ConfigError: the variable is set to something else than a positive number."""
-    from autokfp import lifeline
-
-    text = os.environ.get(lifeline.STALL_ENV, "").strip()
-    if not text:
-        return lifeline.DEFAULT_STALL_SECS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigError(f"{lifeline.STALL_ENV}={text!r}: give the seconds a process running "
-                          "DataHub's source beside the crawl may go without progress before "
-                          f"it is stopped (a positive number; default "
-                          f"{lifeline.DEFAULT_STALL_SECS:.0f})")
-    return seconds
-
-
 def _staged_sources(jobs: list[_Staged], catalog_dir: str) -> tuple[Any, Any]:
     """Start DataHub's sources of ``jobs`` in a process of their own, beside autokfp's crawl
     in this one (both read their inputs; the machine's second core does DataHub's part).
@@ -1860,17 +1837,18 @@ def _staged_sources(jobs: list[_Staged], catalog_dir: str) -> tuple[Any, Any]:
     in the same order as from the sink itself (one writer at a time; a recipe's outcome is
     awaited before the next recipe runs).
 
-    Returns both processes, each as a ``_Watched`` whose waits are bounded (``_stall_secs``):
-    a child that makes no progress is stopped, and ``ingest`` runs its recipe, and those
-    after it, in this process as before (``_ChildStalled``). A child forked from a process
+    Returns both processes, each as a ``_Watched`` whose waits are bounded: a child that
+    makes no progress (``settings.child_stall_secs``) is stopped, and ``ingest`` runs its
+    recipe, and those after it, in this process as before (``_ChildStalled``). A child forked from a process
     with other threads can wait for good on what one of them held at the fork (CI: the
     source's child of a pytest worker that had run an in-process GCS emulator and fsspec's
     IO loop sat 600 s with no output)."""
     import multiprocessing
 
     from autokfp import lifeline
+    from autokfp.settings import child_stall_secs
 
-    seconds = _stall_secs()
+    seconds = child_stall_secs()
     dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
     # the children's temporary files go into the ingestion's scratch folder (see _orphan_safe)
     scratch = os.path.join(os.path.dirname(jobs[0].spool), "tmp")

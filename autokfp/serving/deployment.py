@@ -237,7 +237,7 @@ class LocalServing:
         os.replace(temp, path)
 
     def start(self, name: str, version: str, model_dir: str, port: int | None = None,
-              log_file: Path | None = None) -> tuple[LocalServer, Any]:
+              log_file: Path | None = None, warm: bool = True) -> tuple[LocalServer, Any]:
         port = port or free_port()
         # the predictor outlives this process only while the serving state names it: a
         # candidate left behind by a killed deploy step, or a server another one replaced,
@@ -253,7 +253,7 @@ class LocalServing:
         # while the tasks after training ran (``warm_predictor``); else a new interpreter
         from autokfp.serving.warm_predictor import fork_predictor
 
-        process: Any = fork_predictor(env, log_file)
+        process: Any = fork_predictor(env, log_file) if warm else None
         if process is None:
             output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
             process = subprocess.Popen([sys.executable, "-m", "autokfp.serving"], env=env,
@@ -262,6 +262,39 @@ class LocalServing:
         self._processes[process.pid] = process
         return LocalServer(name=name, version=str(version), port=port, pid=process.pid,
                            model_dir=str(model_dir)), process
+
+    def ready_or_restarted(self, server: LocalServer, process: Any, timeout: float,
+                           log_file: Path | None = None) -> tuple[LocalServer, Any]:
+        """``server`` and ``process`` as ``start`` returned them, or, when the warm process
+        forked the predictor (``ForkedPredictor``) and it made no progress before it was
+        ready (no CPU time for ``settings.child_stall_secs``: a fork waiting for good on
+        something another thread held at the fork, as a forked DataHub source did in CI),
+        the same version started again as a new interpreter on the same port. Waits at most
+        ``timeout`` seconds, and only for a forked predictor; readiness itself is
+        ``verify_endpoint``'s to judge."""
+        from autokfp.lifeline import Stall
+        from autokfp.serving.warm_predictor import ForkedPredictor
+        from autokfp.settings import child_stall_secs
+
+        if not isinstance(process, ForkedPredictor):
+            return server, process
+        stall = Stall(process.pid, child_stall_secs())
+        deadline = time.monotonic() + timeout
+        with PredictorClient(server.url) as client:
+            while time.monotonic() < deadline and process.poll() is None:
+                if client.model_ready(server.name, timeout=2):
+                    return server, process
+                if stall.stalled():
+                    break
+                time.sleep(0.2)
+            else:
+                return server, process  # it ended, or the time is up: verify_endpoint says
+        log.warning("the predictor the warm process forked (pid %d) made no progress for %g s "
+                    "before it was ready: stopped, and started again as a new interpreter",
+                    process.pid, stall.seconds)
+        self.stop(server, timeout=2.0)
+        return self.start(server.name, server.version, server.model_dir, port=server.port,
+                          log_file=log_file, warm=False)
 
     def stop(self, server: LocalServer, timeout: float = 15.0) -> None:
         process = self._processes.pop(server.pid, None)

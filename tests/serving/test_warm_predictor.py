@@ -128,3 +128,48 @@ def test_kill_9_of_the_runner_ends_the_warm_process_and_leaves_no_socket(tmp_pat
     finally:
         runner.kill()
         runner.wait()
+
+
+def test_a_forked_predictor_that_hangs_before_it_is_ready_starts_as_a_new_interpreter(
+        tmp_path, monkeypatch):
+    """A predictor the warm process forked that makes no progress before it is ready (here
+    its main waits for good, as a fork waiting on a lock held at the fork would) is stopped
+    once AUTOKFP_CHILD_STALL_SECS pass, and the version starts again as a new interpreter on
+    the same port: the deploy step goes on, bounded, instead of failing its readiness."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "hang_forked_predictor.py").write_text(textwrap.dedent("""
+        import threading
+
+        import autokfp.serving.__main__ as entry
+
+
+        def main(argv):
+            threading.Event().wait()  # never ready, and no CPU time
+
+
+        entry.main = main
+    """))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(hook), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "1.5")
+    monkeypatch.delenv(WARM_ENV, raising=False)
+    log_file = tmp_path / "serve.log"
+    serving = deployment.LocalServing(tmp_path / "serving")
+    with warm_predictors(preload=(*LIGHT, "hang_forked_predictor")) as warm:
+        assert warm is not None
+        warm.start()
+        server, process = serving.start("wine", "7", str(tmp_path / "no-such-model"),
+                                        log_file=log_file)
+        assert isinstance(process, ForkedPredictor)
+        started = time.monotonic()
+        again, restarted = serving.ready_or_restarted(server, process, 60, log_file)
+        seconds = time.monotonic() - started
+    try:
+        assert isinstance(restarted, subprocess.Popen), restarted
+        assert restarted.args[1:] == ["-m", "autokfp.serving"]
+        assert again.port == server.port and again.pid == restarted.pid != process.pid
+        assert not lifeline.pid_alive(process.pid)  # the hung fork is stopped
+        assert 1.5 <= seconds < 30, seconds
+    finally:
+        serving.stop(again, timeout=5)

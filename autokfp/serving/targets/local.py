@@ -59,6 +59,11 @@ class LocalTarget:
         _, old, server, process = self._started
         self._started = None
         try:
+            # a forked predictor that hangs before it is ready starts again as a new
+            # interpreter (bounded: ``LocalServing.ready_or_restarted``)
+            server, process = serving.ready_or_restarted(
+                server, process, deploy.ready_timeout_secs,
+                self.settings.home / "logs" / f"serve-{release.service}-v{release.version}.log")
             if expected is None:
                 result = Verification(passed=False)
             else:
