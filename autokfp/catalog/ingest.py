@@ -1891,7 +1891,34 @@ def _orphan_safe(dies: Any, scratch: str, stacks: str, target: Any, *args: Any) 
     os.environ["TMPDIR"] = scratch  # what the libraries' own children would use
     dies()
     lifeline.dump_stacks_on_signal(stacks)
+    _own_event_loop()
     target(*args)
+
+
+_INHERITED_LOOPS: list[Any] = []  # see _own_event_loop
+
+
+def _own_event_loop() -> None:
+    """In a forked child: a new asyncio event loop for the main thread, if the parent's had
+    one.
+
+    Why: DataHub's pipeline runs its version check on ``asyncio.get_event_loop()`` (aiohttp,
+    whose DNS lookups go to the loop's default executor). A parent that ran a recipe in
+    process has such a loop, and its executor's thread (``asyncio_0``, in CI's dump of the
+    hung run) is not in the child: work given to it there never runs, and the child waits
+    for it for good (``test_ingest.py``). The parent's loop is kept, never closed nor
+    finalised here: closing it would take its self-pipe out of the epoll instance the
+    parent shares with this process, and the parent's loop would no longer wake."""
+    import sys
+
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return
+    policy = asyncio.get_event_loop_policy()
+    inherited = getattr(getattr(policy, "_local", None), "_loop", None)
+    if inherited is not None:
+        _INHERITED_LOOPS.append(inherited)
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def _stop(process: Any, grace: float = 10.0) -> None:

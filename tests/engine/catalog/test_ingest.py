@@ -1059,6 +1059,58 @@ def test_a_staged_child_that_hangs_is_stopped_and_its_recipe_runs_in_the_step(
     assert "the process loading DataHub Lite" in events[0]["details"]["warning"]
 
 
+
+def test_a_forked_child_gets_an_event_loop_of_its_own(churn_sources, catalog_home, tmp_path,
+                                                       monkeypatch) -> None:
+    """A process that ran DataHub's pipeline in process has an event loop on its main thread
+    (DataHub's version check: ``asyncio.get_event_loop()``, aiohttp's DNS lookups in the
+    loop's default executor), whose executor thread (``asyncio_0``, in the dump of CI's hung
+    run) is not in a child forked from it: work the child gave that loop's executor never
+    ran, and the child waited for good. Here the child's recipe first waits for such work,
+    with no timeout: the children get a loop of their own, so the staged run needs no
+    fallback, and the parent's loop (never closed by a child) still wakes at once."""
+    import asyncio
+    import os
+    import time
+
+    import autokfp.catalog.ingest as ingest_module
+    from autokfp.settings import Settings
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "5")  # the code before: a fallback
+    config, folder, *_ = churn_sources
+    config = parse_config({"name": "loop", "sources": [
+        {"name": "files", "kind": "folder", "path": str(folder)}],
+        "training": {"dataset": "files/customers.csv", "target": "churned"}})
+    loop = asyncio.new_event_loop()
+    monkeypatch.setattr(asyncio.get_event_loop_policy()._local, "_loop", loop)
+    try:
+        loop.run_until_complete(loop.run_in_executor(None, time.sleep, 0))  # its thread
+        parent, run_recipe = os.getpid(), ingest_module.run_recipe
+
+        def checks_versions(*args, **kwargs):
+            if os.getpid() != parent:  # in the child, on its main thread's loop
+                current = asyncio.get_event_loop()
+                assert current.run_until_complete(current.run_in_executor(None, sum, [1, 2]))
+            return run_recipe(*args, **kwargs)
+
+        monkeypatch.setattr(ingest_module, "run_recipe", checks_versions)
+        staged = []
+        jobs = ingest_module._staged_jobs
+        monkeypatch.setattr(ingest_module, "_staged_jobs", lambda *a: (
+            staged.extend(out := jobs(*a)), out)[1])
+        result = ingest(config, settings=Settings.from_env())
+        assert staged == ["files"]
+        assert result.fallbacks == {}, result.fallbacks
+        assert len(result.datasets) == 2, result.datasets
+        started = time.monotonic()
+        assert loop.run_until_complete(asyncio.wait_for(
+            loop.run_in_executor(None, sum, [2, 3]), 10)) == 5
+        assert time.monotonic() - started < 2
+    finally:
+        loop.close()
+
+
 KILLED_MID_CRAWL = '''
 import multiprocessing, os, signal, sqlite3, sys
 from pathlib import Path
