@@ -7,7 +7,13 @@ import os
 import pytest
 
 from autokfp.errors import ConfigError
-from autokfp.settings import Settings, environ_set, require_shared_state, switched_off
+from autokfp.settings import (
+    Settings,
+    child_stall_secs,
+    environ_set,
+    require_shared_state,
+    switched_off,
+)
 from tests.conftest import small_config
 
 POD = {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
@@ -180,3 +186,19 @@ def test_a_switch_is_off_only_for_its_off_values_and_environ_set_restores(monkey
         assert os.environ[name] == "b"
         raise RuntimeError("left by an error")
     assert os.environ[name] == "before"
+
+
+def test_the_child_stall_bound_is_a_positive_number_of_seconds(monkeypatch):
+    """AUTOKFP_CHILD_STALL_SECS bounds how long a forked child (DataHub's source, the Lite
+    writer, a forked predictor) may go without progress: unset, the documented default; a
+    value that is not a positive number is refused with a message naming the variable."""
+    from autokfp import lifeline
+
+    monkeypatch.delenv(lifeline.STALL_ENV, raising=False)
+    assert child_stall_secs() == lifeline.DEFAULT_STALL_SECS == 120
+    monkeypatch.setenv(lifeline.STALL_ENV, " 2.5 ")
+    assert child_stall_secs() == 2.5
+    for bad in ("0", "-3", "two minutes", "nan", "inf"):
+        monkeypatch.setenv(lifeline.STALL_ENV, bad)
+        with pytest.raises(ConfigError, match=f"{lifeline.STALL_ENV}=.*positive number"):
+            child_stall_secs()
