@@ -207,7 +207,7 @@ def test_the_exported_network_is_refitted_on_every_training_row(tmp_path) -> Non
     budget = BudgetSpec(max_runtime_secs=120)
     results, aucs = {}, {}
     for refit in (True, False):
-        engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=40, patience=5,
+        engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=20, patience=5,
                                                    refit=refit, refit_max_share=1.0))
         result = engine.train(x_train, y_train, "binary", ["0", "1"], [], budget, "auc",
                               tmp_path / f"refit-{refit}")
