@@ -189,14 +189,24 @@ def test_multiclass_and_regression_heads(task, tmp_path) -> None:
     assert len(board) == 1 and board.loc[0, "model_id"] == "trial_0"
 
 
-def test_the_exported_network_is_refitted_on_every_training_row(tmp_path) -> None:
+def test_the_exported_network_is_refitted_on_every_training_row(tmp_path, monkeypatch) -> None:
     """The search picks the architecture and epoch count on its validation rows; the exported
     network is then trained again on all training rows (fit + validation), and kept only
     when its loss on them is no worse than the search's network's on its own rows. What is
     exported must rank the untouched test rows as well as the search's network (a refit
     from untrained weights, or on the wrong labels, would not), and the out-of-sample
-    predictions calibration and selection read stay the search's."""
+    predictions calibration and selection read stay the search's.
+
+    The loss check turned this refit down in every run here (loss ~0.041 on 398 rows against
+    the search's ~0.031 on its 318, over the 10 % tolerance), so the test only ever took its
+    'rejected' branch and never checked the refit it is named after: the tolerance is
+    widened here so that the refitted network is exported and checked. Turning a refit that
+    did not learn down is test_a_refit_that_did_not_learn_is_rejected's."""
     from sklearn.datasets import load_breast_cancer
+
+    from autokfp.training import autokeras_engine
+
+    monkeypatch.setattr(autokeras_engine, "REFIT_LOSS_TOLERANCE", 1.0)
     from sklearn.model_selection import train_test_split
 
     data = load_breast_cancer(as_frame=True)
@@ -220,18 +230,14 @@ def test_the_exported_network_is_refitted_on_every_training_row(tmp_path) -> Non
     assert searched.fitted_rows == len(x_train) - validation_rows
     note = refitted.params["refit"]
     assert note == json.loads((Path(refitted.artifact_dir) / "engine.json").read_text())["refit"]
-    if refitted.fitted_rows == len(x_train):
-        assert note.startswith(f"on all {len(x_train)} training rows"), note
-    else:  # the loss check turned the refit down: the search's network went out
-        assert note.startswith("rejected: loss"), note
-        assert refitted.fitted_rows == searched.fitted_rows
+    assert refitted.fitted_rows == len(x_train), note
+    assert note.startswith(f"on all {len(x_train)} training rows"), note
     assert aucs[True] > 0.9 and aucs[True] >= aucs[False] - 0.03, (aucs, note)
     # the holdout scores are out of sample: a network refitted on those very rows scores
     # them differently
     positions, holdout_scores = refitted.holdout
-    if refitted.fitted_rows == len(x_train):
-        again = scorer.predict(x_train.iloc[positions])
-        assert not np.allclose(again, holdout_scores, atol=1e-4)
+    again = scorer.predict(x_train.iloc[positions])
+    assert not np.allclose(again, holdout_scores, atol=1e-4)
 
 
 def test_a_refit_over_its_share_of_the_budget_is_skipped(tmp_path) -> None:
