@@ -433,9 +433,12 @@ def _all_declared_columns(inspector, source: SqlSource) -> dict[str, list[list[s
     one by one."""
     if inspector.dialect.name == "sqlite" and source.schema_name is None:
         try:
-            return _sqlite_declared_columns(inspector)
-        except Exception:  # an old SQLite, or one that refuses the query: reflect
-            pass
+            declared = _sqlite_declared_columns(inspector)
+        except Exception as error:  # a SQLite that refuses the query: reflect
+            log.debug("SQLite's columns in one query refused (%s): reflecting", error)
+            declared = None
+        if declared is not None:
+            return declared
     try:
         multi = inspector.get_multi_columns(schema=source.schema_name)
     except Exception:
@@ -453,18 +456,19 @@ WHERE m.type = 'table' ORDER BY m.name, p.cid
 """
 
 
-def _sqlite_declared_columns(inspector) -> dict[str, list[list[str]]]:
+def _sqlite_declared_columns(inspector) -> dict[str, list[list[str]]] | None:
     """``[[name, type], ...]`` per table of the main SQLite database, as
     ``get_multi_columns`` gives them, from one query instead of a PRAGMA and a type
     compilation per table (a sixth of an unchanged re-crawl of SQLite tables): a declared
     type becomes the SQLAlchemy type the dialect's reflection makes of it
     (``_resolve_type_affinity``), its text taken once per distinct declaration. A table
     with a generated column (whose declared type the dialect rewrites) is left out, to be
-    reflected on its own."""
+    reflected on its own. None before SQLite 3.31, whose reflection reads table_info instead
+    (the caller reflects)."""
     dialect = inspector.dialect
     resolve = dialect._resolve_type_affinity  # what its get_columns calls per column
-    if dialect.server_version_info < (3, 31):  # it reads table_info there
-        raise NotImplementedError("SQLite before 3.31")
+    if dialect.server_version_info < (3, 31):
+        return None
     names: dict[str, str] = {}
     out: dict[str, list[list[str]]] = {}
     generated: set[str] = set()
