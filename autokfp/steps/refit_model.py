@@ -189,7 +189,10 @@ def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
         trial, fitted = _refit_packages(
             cfg, engine, model_path, [(train_path, Path(scratch, "holdout")), (str(rows), staging)],
             holdout={"config": cfg.to_dict(), "model_path": str(model_path),
-                     "train_path": str(train_path), "test_path": str(test_path)})
+                     "train_path": str(train_path), "test_path": str(test_path),
+                     # read here, in the step's process, not in the child's fresh import
+                     "score_tolerance": HOLDOUT_SCORE_TOLERANCE,
+                     "loss_tolerance": HOLDOUT_LOSS_TOLERANCE})
         # 1. the recipe on the gated model's own rows, judged on the test rows against it
         trial = _fitted(trial)
         holdout, fairness = trial["check"]["holdout"], trial["check"]["fairness"]
@@ -285,7 +288,8 @@ def _assemble(model_path: str, engine_dir: Path, package: Path) -> None:
 
 
 def holdout_check(config: dict[str, Any], model_path: str, package: str, train_path: str,
-                  test_path: str) -> dict[str, Any]:
+                  test_path: str, score_tolerance: float = HOLDOUT_SCORE_TOLERANCE,
+                  loss_tolerance: float = HOLDOUT_LOSS_TOLERANCE) -> dict[str, Any]:
     """The refit recipe fitted on the training rows only (``package``) judged on rows it has
     not seen: its ``holdout`` comparison with the gated package (``model_path``) on the test
     rows, and, when that passes, its ``fairness`` there (``_served_fairness``; None when it
@@ -294,8 +298,7 @@ def holdout_check(config: dict[str, Any], model_path: str, package: str, train_p
 
     cfg = parse_config(config, origin="refit settings")
     meta = json.loads(Path(model_path, "artifacts", "meta.json").read_text())
-    holdout = _compare(model_path, package, test_path, meta,
-                       HOLDOUT_SCORE_TOLERANCE, HOLDOUT_LOSS_TOLERANCE,
+    holdout = _compare(model_path, package, test_path, meta, score_tolerance, loss_tolerance,
                        "the test rows (neither model saw them; the refit fitted on the "
                        "training rows only)")
     fairness = None

@@ -292,11 +292,18 @@ def _fits(captured: str) -> list[int]:
 
 
 def test_a_refit_that_breaks_a_fairness_limit_the_gated_model_met_is_rejected(
-        trained_package, gated, tmp_path, capfd) -> None:
+        trained_package, gated, tmp_path, capfd, monkeypatch) -> None:
     """A policy no model meets (equal selection rates per gender to the last decimal): the
     gated package says it passed, the recipe fitted on the training rows does not on the
     test rows, so the gated model serves."""
+    from autokfp.steps import refit_model as step
     from autokfp.steps.refit_model import refit_model
+
+    # the score check comes first and is not what this test is about: on 400 rows the recipe
+    # fitted on the training rows scored 0.022 AUC below the gated model once (CI of 0c7dace:
+    # 0.8322 vs 0.8542, over the 0.02 tolerance), so it was rejected before fairness was
+    # looked at; with the tolerance wide the fairness check decides, as meant
+    monkeypatch.setattr(step, "HOLDOUT_SCORE_TOLERANCE", 1.0)
 
     config, evaluation = gated
     config = _policy(config, max_demographic_parity_difference=0.0,
