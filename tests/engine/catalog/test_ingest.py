@@ -1106,7 +1106,7 @@ def test_a_forked_child_gets_an_event_loop_of_its_own(churn_sources, catalog_hom
         started = time.monotonic()
         assert loop.run_until_complete(asyncio.wait_for(
             loop.run_in_executor(None, sum, [2, 3]), 10)) == 5
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 8  # a broken executor hangs (the 10 s wait_for)
     finally:
         loop.close()
 

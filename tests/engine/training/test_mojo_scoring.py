@@ -134,7 +134,9 @@ def test_the_runs_shared_scorer_answers_as_in_process_and_a_failing_one_is_left(
         begun = time.monotonic()
         again = scorer()  # loaded there once: the second task's load is a look-up
         assert again._shared is not None and again._shared.handle == shared._shared.handle
-        assert time.monotonic() - begun < 1.0
+        # the same handle says it was a look-up; the time only that it waited on no load's
+        # limit (180 s): 3 s leaves room for a loaded machine's round trip (was 1 s)
+        assert time.monotonic() - begun < 3.0
 
         monkeypatch.setattr(mojo_service, "SCORE_TIMEOUT_SECS", 2.0)
         os.kill(pid, signal.SIGSTOP)

@@ -152,7 +152,9 @@ def test_a_scorer_that_trickles_its_answer_is_left_at_the_deadline(monkeypatch, 
         begun = time.monotonic()
         with pytest.raises(mojo_service.ScorerUnavailable, match=r"no answer within 1 s"):
             mojo_service.SharedMojo(tmp_path / "model.zip", f"{os.getpid()}:{address}")
-        assert time.monotonic() - begun < 1.5
+        # the peer trickles for 4 s: a limit per receive would wait for that, the deadline
+        # (0.6 s) ends it well before; 3 s leaves room for a loaded machine (was 1.5 s)
+        assert time.monotonic() - begun < 3.0
         assert mojo_service.shared_address() is None  # this process gives it up
         peer.join(10)
 
@@ -164,7 +166,7 @@ def test_a_scorer_that_trickles_its_answer_is_left_at_the_deadline(monkeypatch, 
         begun = time.monotonic()
         with pytest.raises(mojo_service.ScorerUnavailable, match=r"no answer within 1 s"):
             shared.score(np.zeros((100, 3)))
-        assert time.monotonic() - begun < 0.5 + 0.1 + 1.0
+        assert time.monotonic() - begun < 0.5 + 0.1 + 2.4  # the 4 s trickle, cut at 0.6 s
         peer.join(10)
 
 
