@@ -89,15 +89,17 @@ def wait_ready(base_url: str, service: str, timeout: float, process: subprocess.
         with PredictorClient(base_url, token=token) as own:
             return wait_ready(base_url, service, timeout, process, client=own)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:  # asked at least once, also with no time left
         if process is not None and process.poll() is not None:
             return False
         if client.model_ready(service, timeout=2):
             return True
         if client.refused:
             raise DeploymentError(FORBIDDEN_HINT.format(status=client.refused))
-        time.sleep(0.5)
-    return False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(0.5, left))
 
 
 def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -108,24 +110,31 @@ def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def verify_endpoint(base_url: str, service: str, rows: pd.DataFrame, expected: pd.DataFrame,
                     latency_budget_ms: float, ready_timeout: float,
                     process: subprocess.Popen | None = None, version: str | None = None,
-                    token: str | None = None) -> Verification:
+                    token: str | None = None,
+                    ready_deadline: float | None = None) -> Verification:
     """Readiness, smoke test against offline predictions, and single-row latency.
 
     With ``version``, every answer must carry that ``model_version``: an answer from any
     other version (a previous revision behind a traffic split, a stale pod) fails the
-    ``model_version`` check, whatever its predictions.
+    ``model_version`` check, whatever its predictions. ``ready_deadline`` (a
+    ``time.monotonic()`` value): when readiness must be reached by, for a caller that
+    already waited part of ``ready_timeout`` (default: ``ready_timeout`` from now).
     """
+    if ready_deadline is None:
+        ready_deadline = time.monotonic() + ready_timeout
     with PredictorClient(base_url, token=token) as client:
         return _verify(client, base_url, service, rows, expected, latency_budget_ms,
-                       ready_timeout, process, version)
+                       ready_timeout, ready_deadline, process, version)
 
 
 def _verify(client: PredictorClient, base_url: str, service: str, rows: pd.DataFrame,
             expected: pd.DataFrame, latency_budget_ms: float, ready_timeout: float,
-            process: subprocess.Popen | None, version: str | None) -> Verification:
+            ready_deadline: float, process: subprocess.Popen | None,
+            version: str | None) -> Verification:
     result = Verification(passed=True)
     try:
-        ready = wait_ready(base_url, service, ready_timeout, process, client=client)
+        ready = wait_ready(base_url, service, max(0.0, ready_deadline - time.monotonic()),
+                           process, client=client)
     except DeploymentError as exc:
         result.add("ready", False, str(exc))
         return result

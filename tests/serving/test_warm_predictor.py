@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -130,12 +131,9 @@ def test_kill_9_of_the_runner_ends_the_warm_process_and_leaves_no_socket(tmp_pat
         runner.wait()
 
 
-def test_a_forked_predictor_that_hangs_before_it_is_ready_starts_as_a_new_interpreter(
-        tmp_path, monkeypatch):
-    """A predictor the warm process forked that makes no progress before it is ready (here
-    its main waits for good, as a fork waiting on a lock held at the fork would) is stopped
-    once AUTOKFP_CHILD_STALL_SECS pass, and the version starts again as a new interpreter on
-    the same port: the deploy step goes on, bounded, instead of failing its readiness."""
+def _forked_predictors_hang(tmp_path: Path, monkeypatch) -> None:
+    """The warm process preloads ``hang_forked_predictor``: a predictor it forks waits for
+    good before it is ready, using no CPU time."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "hang_forked_predictor.py").write_text(textwrap.dedent("""
@@ -152,6 +150,15 @@ def test_a_forked_predictor_that_hangs_before_it_is_ready_starts_as_a_new_interp
     """))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(hook), *filter(None, [os.environ.get("PYTHONPATH")])]))
+
+
+def test_a_forked_predictor_that_hangs_before_it_is_ready_starts_as_a_new_interpreter(
+        tmp_path, monkeypatch):
+    """A predictor the warm process forked that makes no progress before it is ready (here
+    its main waits for good, as a fork waiting on a lock held at the fork would) is stopped
+    once AUTOKFP_CHILD_STALL_SECS pass, and the version starts again as a new interpreter on
+    the same port: the deploy step goes on, bounded, instead of failing its readiness."""
+    _forked_predictors_hang(tmp_path, monkeypatch)
     monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "1.5")
     monkeypatch.delenv(WARM_ENV, raising=False)
     log_file = tmp_path / "serve.log"
@@ -173,3 +180,39 @@ def test_a_forked_predictor_that_hangs_before_it_is_ready_starts_as_a_new_interp
         assert 1.5 <= seconds < 30, seconds
     finally:
         serving.stop(again, timeout=5)
+
+
+def test_a_predictor_never_ready_fails_the_local_rollout_after_the_configured_time_once(
+        tmp_path, monkeypatch):
+    """The local target waits for readiness ``deploy.ready_timeout_secs`` in all: the wait
+    for a forked predictor (``ready_or_restarted``) and ``verify_endpoint``'s share one
+    deadline (each waited the whole time before: 20 s here). The predictor hangs with no
+    CPU time and the stall bound is longer than the test, so it is never restarted."""
+    import pandas as pd
+
+    from autokfp.serving.targets.base import Release
+    from autokfp.serving.targets.local import LocalTarget
+    from tests.conftest import small_config
+
+    _forked_predictors_hang(tmp_path, monkeypatch)
+    monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "600")
+    monkeypatch.delenv(WARM_ENV, raising=False)
+    config = small_config(tmp_path, deploy={"target": "local", "ready_timeout_secs": 10})
+    target = LocalTarget(config, SimpleNamespace(home=tmp_path, artifact_root=None))
+    release = Release(service="wine", version="7", model_dir=str(tmp_path / "no-model"),
+                      manifest={}, canary=False)
+    rows = pd.DataFrame({"x": [1.0]})
+    with warm_predictors(preload=(*LIGHT, "hang_forked_predictor")) as warm:
+        assert warm is not None
+        warm.start()
+        target.start(release)
+        pid = target._started[2].pid
+        started = time.monotonic()
+        result = target.roll_out(release, rows, rows.assign(prediction=0))
+        seconds = time.monotonic() - started
+    assert not result.passed
+    assert result.checks[0]["check"] == "ready" and not result.checks[0]["passed"], result.checks
+    assert "not ready within 10s" in result.checks[0]["detail"], result.checks
+    assert _wait(lambda: not lifeline.pid_alive(pid), 20)  # the never-ready server is stopped
+    # 10 s of waiting plus the stop (11 s measured at load 14); twice the bound: 21 s
+    assert 10 <= seconds < 17, seconds

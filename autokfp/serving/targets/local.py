@@ -7,6 +7,7 @@ passed version with ``deploy.keep_local_server`` replaces it.
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import pandas as pd
@@ -58,6 +59,9 @@ class LocalTarget:
         assert self._started is not None  # noqa: S101 - set by start
         _, old, server, process = self._started
         self._started = None
+        # one bound for the whole wait: a predictor that never gets ready fails after
+        # ``ready_timeout_secs``, not after that waited once here and once by verify_endpoint
+        deadline = time.monotonic() + deploy.ready_timeout_secs
         try:
             # a forked predictor that hangs before it is ready starts again as a new
             # interpreter (bounded: ``LocalServing.ready_or_restarted``)
@@ -69,7 +73,8 @@ class LocalTarget:
             else:
                 result = deployment.verify_endpoint(server.url, release.service, rows, expected,
                                                     deploy.latency_budget_ms,
-                                                    deploy.ready_timeout_secs, process)
+                                                    deploy.ready_timeout_secs, process,
+                                                    ready_deadline=deadline)
         except Exception:
             serving.stop(server)
             raise
