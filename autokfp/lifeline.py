@@ -421,9 +421,10 @@ STALL_ENV = "AUTOKFP_CHILD_STALL_SECS"
 # a loaded machine only slows progress down: at load 10 on 2 cores a runnable child still
 # gets about a fifth of a core, 24 CPU-s in 120 s, where 0.5 is enough. What goes 120 s
 # with neither is a child blocked on a lock or a thread that does not exist in it (a fork's
-# hazard), or a source waiting on its server that long (the crawl just read the same one);
-# either way the recipe then runs in the parent, correct, only later. Short enough that a
-# hang costs a discover task two minutes, not the pipeline's (or pytest's) whole timeout.
+# hazard); a source waiting on its database or server (a long query) is told apart and not
+# counted (``waiting_on_server``). The recipe then runs in the parent, correct, only later.
+# Short enough that a hang costs a discover task two minutes, not the pipeline's (or
+# pytest's) whole timeout.
 DEFAULT_STALL_SECS = 120.0
 STALL_CPU_SECS = 0.5  # CPU time a child must use (or output it must write) to count as alive
 
@@ -439,11 +440,79 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# The system calls in which a thread waits on a file descriptor, by machine: how the
+# descriptors are found ("fd": the first argument; "poll": an array of ``struct pollfd`` at
+# the first argument, as many as the second). Python's sockets (pg8000, PyMySQL, HTTP
+# clients: ``recvfrom``, or ``poll`` then ``recvfrom`` with a timeout) and libpq
+# (psycopg2: ``poll``) wait for a server's answer in one of these.
+_FD_WAITS = {
+    "x86_64": {0: "fd", 17: "fd", 19: "fd", 42: "fd", 45: "fd", 47: "fd", 7: "poll",
+               271: "poll"},  # read pread64 readv connect recvfrom recvmsg poll ppoll
+    "aarch64": {63: "fd", 67: "fd", 65: "fd", 203: "fd", 207: "fd", 212: "fd",
+                73: "poll"},  # read pread64 readv connect recvfrom recvmsg ppoll
+}
+
+
+def _tcp_inodes(pid: int) -> set[str]:
+    """The inodes of the TCP sockets in process ``pid``'s network namespace."""
+    inodes: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/net/{table}", encoding="ascii") as handle:
+                next(handle, None)  # the header
+                inodes.update(fields[9] for line in handle if len(fields := line.split()) > 9)
+    return inodes
+
+
+def waiting_on_server(pid: int) -> bool:
+    """Whether process ``pid``'s main thread is blocked in a system call that waits on a TCP
+    socket (a read, a receive, a connect, a ``poll`` of it): a query a database is still
+    answering, a request a server has not answered yet. False when it cannot be told
+    (another machine than Linux on x86_64 or aarch64, no ``/proc``, a process this one may
+    not inspect: ``/proc/<pid>/syscall`` and ``mem`` need the right to trace it).
+
+    Only the main thread: the hazards ``Stall`` watches for (a lock held at the fork, work
+    handed to a thread the fork does not have) hold the main thread, and an idle thread of a
+    connection pool blocked on a socket must not hide them. A futex (a lock), an epoll
+    (an event loop waiting for a thread) or a pipe is never a server's answer."""
+    import platform
+    import struct
+
+    waits = _FD_WAITS.get(platform.machine())
+    if waits is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/syscall", encoding="ascii") as handle:
+            fields = handle.read().split()
+        how = waits.get(int(fields[0]))  # "running", or -1: not in a system call
+        if how is None:
+            return False
+        if how == "fd":
+            fds = [int(fields[1], 16)]
+        else:
+            count = min(int(fields[2], 16), 64)
+            with open(f"/proc/{pid}/mem", "rb", buffering=0) as memory:
+                data = os.pread(memory.fileno(), 8 * count, int(fields[1], 16))
+            fds = [fd for fd, _, _ in struct.iter_unpack("ihh", data[:8 * count])]
+        sockets = set()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    sockets.add(target[8:-1])
+    except (OSError, ValueError, IndexError, struct.error):
+        return False
+    return bool(sockets and sockets & _tcp_inodes(pid))
+
+
 class Stall:
     """One wait of a parent on a child's output (a frame of a spool, a file): ``stalled()``
     says whether the child made no progress for ``seconds``, progress being
     ``STALL_CPU_SECS`` of CPU time used (``cpu_seconds``) since the last progress. Its output
     is the caller's to watch: a wait ends (and a new ``Stall`` starts) when output comes.
+    Time the child's main thread spends waiting on a server (``waiting_on_server``: a long
+    query makes no output and uses no CPU time) does not count: the bound starts again after
+    each such wait seen.
 
     Why CPU time and not a heartbeat the child writes: a thread's heartbeat goes on while the
     child's main thread waits for good on a lock held at the fork, and one written by the
@@ -461,6 +530,8 @@ class Stall:
             self._read, cpu = now, cpu_seconds(self.pid)
             if cpu is not None and (self._cpu is None or cpu - self._cpu >= STALL_CPU_SECS):
                 self._since, self._cpu = now, cpu
+            elif waiting_on_server(self.pid):
+                self._since = now
         return now - self._since >= self.seconds
 
 

@@ -1798,13 +1798,15 @@ class _Watched:
         from autokfp import lifeline
 
         stacks = lifeline.stacks_of(self.process.pid, self.stacks).strip()
-        log.warning("%s (pid %d) made no progress for %g s (no output, under %.1f CPU-s): "
+        log.warning("%s (pid %d) made no progress for %g s (no output, under %g CPU-s, not "
+                    "waiting on a server): "
                     "stopped. Its threads:\n%s", self.what, self.process.pid, stall.seconds,
                     lifeline.STALL_CPU_SECS, stacks or "(its stacks could not be read)")
         _stop(self.process, grace=0.0)
         return _ChildStalled(
             f"{self.what} made no progress for {stall.seconds:g} s (no output, under "
-            f"{lifeline.STALL_CPU_SECS} CPU-s; {lifeline.STALL_ENV} sets the bound): it was "
+            f"{lifeline.STALL_CPU_SECS:g} CPU-s, not waiting on a server; "
+            f"{lifeline.STALL_ENV} sets the bound): it was "
             "stopped and the recipe ran in the discover step's own process instead (same "
             f"output, only later); its threads were: {_last_frames(stacks)}")
 

@@ -247,3 +247,58 @@ def test_stop_process_asks_first_and_kills_after_the_grace() -> None:
     os.close(reader)
     assert stop_process(ForkedChild(pid), grace=0.5) == -9
     assert not pid_alive(pid)
+
+
+def _stalled_within(pid: int, seconds: float, process: subprocess.Popen) -> float | None:
+    """Polls ``lifeline.Stall(pid, seconds)`` as ingest does until ``process`` ends: when it
+    first said stalled (seconds from the start), None if never."""
+    import time
+
+    from autokfp import lifeline
+
+    stall, started = lifeline.Stall(pid, seconds), time.monotonic()
+    while process.poll() is None:
+        if stall.stalled():
+            return time.monotonic() - started
+        time.sleep(0.02)
+    return None
+
+
+def test_a_child_waiting_on_a_slow_query_is_not_stalled_but_one_on_a_lock_is(
+        postgres_server) -> None:
+    """A DataHub source in a child waits on its database for as long as a query takes: no
+    output, no CPU time. ``lifeline.Stall`` does not count the time its main thread waits on
+    a TCP socket (``waiting_on_server``), so a 4 s ``pg_sleep`` under a 1 s bound is no stall
+    (before, the bound stopped it at ~1 s); a child waiting on a lock (the fork hazard) or a
+    socket pair (no server) still is, within the bound and a few polls."""
+    from autokfp import lifeline
+
+    query = (f"import pg8000.native; c = pg8000.native.Connection('{postgres_server.user}', "
+             f"password='{postgres_server.password}', host='127.0.0.1', "
+             f"port={postgres_server.port}, database='postgres'); print('ready', flush=True); "
+             "c.run('SELECT pg_sleep(4)'); print('done', flush=True)")
+    lock = "import threading, time; lock = threading.Lock(); lock.acquire(); " \
+           "print('ready', flush=True); lock.acquire(timeout=4)"
+    pair = "import socket; a, b = socket.socketpair(); a.settimeout(4); " \
+           "print('ready', flush=True); a.recv(1)"
+    waited = {}
+    for name, code in (("query", query), ("lock", lock), ("socketpair", pair)):
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                 text=True)
+        try:
+            assert child.stdout.readline() == "ready\n", name
+            if name == "query":
+                import time
+
+                time.sleep(0.5)  # in the query (its syscall read the same way)
+                assert lifeline.waiting_on_server(child.pid)
+            waited[name] = _stalled_within(child.pid, 1.0, child)
+            if name == "query":
+                assert child.stdout.readline() == "done\n"  # the query ended, not killed
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()
+    assert waited["query"] is None, waited
+    assert waited["lock"] is not None and 1.0 <= waited["lock"] < 3.5, waited
+    assert waited["socketpair"] is not None and 1.0 <= waited["socketpair"] < 3.5, waited
