@@ -1806,9 +1806,8 @@ class _Watched:
         return _ChildStalled(
             f"{self.what} made no progress for {stall.seconds:g} s (no output, under "
             f"{lifeline.STALL_CPU_SECS:g} CPU-s, not waiting on a server; "
-            f"{lifeline.STALL_ENV} sets the bound): it was "
-            "stopped and the recipe ran in the discover step's own process instead (same "
-            f"output, only later); its threads were: {_last_frames(stacks)}")
+            f"{lifeline.STALL_ENV} sets the bound): it was stopped (its threads were: "
+            f"{_last_frames(stacks)})")
 
 
 def _last_frames(stacks: str, lines: int = 6) -> str:
@@ -2000,17 +1999,30 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         for process in children:
             stack.callback(_stop, process)
 
-        def stalled(error: _ChildStalled, source: str) -> None:
-            """A child stopped (``_Watched.stalled``): no recipe is staged any more; each
-            runs in this process, ``source``'s too (the caller's), as without the children."""
+        def stalled(error: _ChildStalled, source: str, dropped: bool = False) -> None:
+            """A child stopped (``_Watched.stalled``) while this process waited on it for
+            ``source``: no recipe is staged any more; each runs in this process, ``source``'s
+            too, as without the children. ``dropped``: the wait was the drain of ``source``'s
+            staged run, which the crawl had not confirmed (its recipe runs here anyway)."""
             nonlocal alive, lite_alive
             for process in children:
                 _stop(process, grace=0.0)
-            rest = [name for name in staged if name != source]
+            rest = [name for name in staged
+                    if name != source and name not in report.source_errors]
             staged.clear()
             alive = lite_alive = None
-            result.fallbacks[source] = str(error) + (
-                f"; the recipes of {', '.join(rest)} ran in this process too" if rest else "")
+            if dropped:
+                then = (f"this process was reading what remained of the staged run of source "
+                        f"'{source}', dropped after the crawl (the recipe made again from the "
+                        "crawl differs from the one staged before it), so the recipe made from "
+                        "the crawl runs in the discover step's own process, as it would have "
+                        "without the stall")
+            else:
+                then = (f"the recipe of source '{source}' runs in the discover step's own "
+                        "process instead (same output, only later)")
+            result.fallbacks[source] = f"{error}; {then}" + (
+                f"; the recipes of {', '.join(rest)} run in this process too, not in the child"
+                if rest else "")
             log.warning("DataHub ingestion: source %s: %s", source, result.fallbacks[source])
         report = crawl_sources(config, settings=settings, publish_metadata=False,
                                publish_sources=fallback)
@@ -2072,7 +2084,7 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                         for _ in _frames(job.spool, alive):  # its state file is not ours
                             pass
                     except _ChildStalled as error:
-                        stalled(error, name)
+                        stalled(error, name, dropped=True)
             elif job.verdicts is not None:
                 Path(job.verdicts + ".part").write_text(json.dumps(passes[name].verdicts))
                 os.replace(job.verdicts + ".part", job.verdicts)

@@ -1035,8 +1035,30 @@ def test_a_staged_child_that_hangs_is_stopped_and_its_recipe_runs_in_the_step(
         assert list(fallbacks) == ["files"], fallbacks
         assert "made no progress for 1.5 s" in fallbacks["files"], fallbacks
         assert "in call" in fallbacks["files"], fallbacks  # the stack: where it waited
-        assert "the recipes of warehouse ran in this process too" in fallbacks["files"]
+        assert "the recipe of source 'files' runs in the discover step's own process " \
+               "instead" in fallbacks["files"], fallbacks
+        assert fallbacks["files"].endswith(
+            "; the recipes of warehouse run in this process too, not in the child"), fallbacks
+        assert "dropped" not in fallbacks["files"], fallbacks
         assert source == after
+        assert seconds < 60, seconds
+        # the crawl does not confirm the staged recipes (made different on purpose): each is
+        # dropped, and the child hangs while this process reads what remains of the first
+        # one's run. The message says so: that recipe would have run here anyway
+        jobs = ingest_module._staged_jobs
+        monkeypatch.setattr(ingest_module, "_staged_jobs", lambda *a: {
+            name: ingest_module._Staged(**{**vars(job), "recipe": {**job.recipe, "x": 1}})
+            for name, job in jobs(*a).items()})
+        dropped, seconds, fallbacks = run("dropped")
+        assert list(fallbacks) == ["files"], fallbacks
+        assert "made no progress for 1.5 s" in fallbacks["files"], fallbacks
+        assert "reading what remained of the staged run of source 'files', dropped after " \
+               "the crawl" in fallbacks["files"], fallbacks
+        assert "as it would have without the stall" in fallbacks["files"], fallbacks
+        assert "instead" not in fallbacks["files"].split("; the recipes of")[0]
+        assert fallbacks["files"].endswith(
+            "; the recipes of warehouse run in this process too, not in the child"), fallbacks
+        assert dropped == after
         assert seconds < 60, seconds
         monkeypatch.undo()
         monkeypatch.setenv("HOME", str(tmp_path / "home"))
