@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from autokfp import lifeline
 from autokfp.catalog.datahub import read_lite
 from autokfp.catalog.ingest import ingest, recipe_source
 from autokfp.config import parse_config
@@ -1025,6 +1026,10 @@ def test_a_staged_child_that_hangs_is_stopped_and_its_recipe_runs_in_the_step(
     after, _, none = run("after")
     assert none == {}
     monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "1.5")
+    # a working child shows progress by 0.05 CPU-s in 1.5 s (3 % of a core), not 0.5 (a
+    # third of one, which a loaded machine may not give it): the child the test hangs on a
+    # lock uses none, whatever the machine's speed
+    monkeypatch.setattr(lifeline, "STALL_CPU_SECS", 0.05)
     thread = threading.Thread(target=holder, daemon=True)
     thread.start()
     try:
@@ -1063,6 +1068,7 @@ def test_a_staged_child_that_hangs_is_stopped_and_its_recipe_runs_in_the_step(
         monkeypatch.undo()
         monkeypatch.setenv("HOME", str(tmp_path / "home"))
         monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "1.5")
+        monkeypatch.setattr(lifeline, "STALL_CPU_SECS", 0.05)
         # the Lite writer hangs on its first batch
         monkeypatch.setattr(ingest_module, "load_into_lite", waits_in_the_child(
             ingest_module.load_into_lite))
@@ -1100,6 +1106,7 @@ def test_a_forked_child_gets_an_event_loop_of_its_own(churn_sources, catalog_hom
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "5")  # the code before: a fallback
+    monkeypatch.setattr(lifeline, "STALL_CPU_SECS", 0.05)  # not the machine's speed: progress
     config, folder, *_ = churn_sources
     config = parse_config({"name": "loop", "sources": [
         {"name": "files", "kind": "folder", "path": str(folder)}],
