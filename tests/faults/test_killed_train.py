@@ -3,23 +3,30 @@
 The killed process runs ``train_model`` with the engine in-process: the code the training
 task's isolated child runs (``train_candidate`` -> ``run_isolated``), so a kill here is the
 out-of-memory killer ending that child while it writes the model package. (A kill of the
-task itself, and the engine tree it leaves, is ``test_interrupts``.) Each cycle trains into
-the same output folder, which already holds the previous cycle's package, as a retry in
-the same folder does: the step kills itself just before one of its writes: the package's
-first file, the package half written in its staging folder, before the old package is
-moved aside, with the old one aside and the new one not yet in place, with the new one
-in place and the old one being removed, and before the leaderboard. The
-JVM the killed process started is then stopped, as the task's supervisor does.
+task itself, and the engine tree it leaves, is ``test_interrupts``.) Each process is forked
+from one warm worker (``StepWorker``) that imported the step once.
 
-The H2O cluster is one JVM for the module, started beside the steps and named in
-``training.h2o_cluster`` (a running cluster, as in a namespace that runs one): the steps join it
-instead of each starting a JVM of their own (six to eight a module, 6-13 s each here before
-session 16). What is killed and checked, the package's writes, is the same either way; the
-training task's own JVM and its supervisor are test_interrupts' subject.
+The H2O cluster is one JVM for the module (``H2OCluster``, started by the ``stage``
+fixture outside the steps' home) named in ``training.h2o_cluster``, as in a namespace that
+runs one: every step joins it and starts no JVM of its own (each started one, six to eight
+a module, 6-13 s each here, before session 16), so a kill leaves the cluster running for
+the next step. After each run, ``_stop_jvms`` kills any JVM a process of the steps' home
+did start, as the task's supervisor does (none while the steps join the cluster). What is
+killed and checked, the package's writes, is the same either way; the training task's own
+JVM and its supervisor are test_interrupts' subject.
+
+A first full run writes a package; then each cycle trains into the same output folder,
+which holds the previous cycle's package, as a retry in the same folder does, and the step
+kills itself just before one of its writes: the package half written in its staging
+folder, with the old package moved aside and the new one not yet in place, with the new one
+in place and the old one being removed (``CORE_POINTS``, what ``make test`` runs); with
+``AUTOKFP_ALL_KILL_POINTS=1`` also the package's first file, the old package about to be
+moved aside, and the leaderboard not yet written (``KILL_POINTS``).
 
 After each kill the output folder is either absent or a whole package that loads and
-predicts, never a half-written one; no temporary folder is left that a rerun trips on. The
-rerun writes a whole package whose predictions match its own held-out figures.
+scores held-out rows (probabilities in [0, 1], its metadata naming the H2O leader), never a
+half-written one. The rerun after it writes a whole package, of its own (another hash than
+the last whole one), with no temporary folder left beside it.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import pytest
 
 from tests.faults import StepWorker, kill_points, step_home
 
-pytestmark = pytest.mark.slow  # 6 kills and reruns, each starting H2O: minutes
+pytestmark = pytest.mark.slow  # 7 trainings (3 kills and reruns by default): minutes
 
 
 
