@@ -372,19 +372,45 @@ def pid_alive(pid: int) -> bool:
 # ------------------------------------------------------------------------ stopping a process
 
 
+class _MultiprocessingChild:
+    """The parts of ``subprocess.Popen`` ``stop_processes`` uses, for a started
+    ``multiprocessing.Process`` (whose ``exitcode`` reaps it, as ``poll`` does)."""
+
+    def __init__(self, process: Any) -> None:
+        self.process, self.pid = process, process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.exitcode  # type: ignore[no-any-return]
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import subprocess
+
+        self.process.join(timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(f"child {self.pid}", timeout or 0)
+        return self.returncode
+
+
 def stop_processes(processes: Iterable[Any], grace: float = 10.0, group: bool = False
                    ) -> list[int]:
     """Stop each process as a server is stopped: SIGTERM to every one at once, ``grace``
     seconds (one deadline for all) for each to end, then SIGKILL to those still running;
-    each is waited for (no zombie left). ``group``: signal each one's whole process group
-    (a process that leads a session of its own and forks workers: ``mlflow server``).
-    Takes ``subprocess.Popen`` objects or ``ForkedChild``; returns their exit statuses
-    (-15 for one that ended on SIGTERM, -9 for one that had to be killed)."""
+    each is waited for (no zombie left). ``grace`` 0: SIGKILL at once (a child waiting on a
+    lock for good may never act on SIGTERM). ``group``: signal each one's whole process
+    group (a process that leads a session of its own and forks workers: ``mlflow server``).
+    Takes ``subprocess.Popen`` objects, ``ForkedChild`` or started
+    ``multiprocessing.Process`` objects; returns their exit statuses (-15 for one that ended
+    on SIGTERM, -9 for one that had to be killed)."""
     import subprocess
 
-    processes = list(processes)
+    processes = [process if hasattr(process, "poll") else _MultiprocessingChild(process)
+                 for process in processes]
     running = [process for process in processes if process.poll() is None]
-    for process in running:
+    for process in running if grace > 0 else ():
         _send(process, signal.SIGTERM, group)
     deadline = time.monotonic() + grace
     for process in running:
@@ -399,8 +425,8 @@ def stop_processes(processes: Iterable[Any], grace: float = 10.0, group: bool = 
 
 
 def stop_process(process: Any, grace: float = 10.0, group: bool = False) -> int:
-    """``stop_processes`` for one process: SIGTERM, ``grace`` seconds, SIGKILL; its exit
-    status."""
+    """``stop_processes`` for one process: SIGTERM, ``grace`` seconds (0: none), SIGKILL;
+    its exit status."""
     return stop_processes([process], grace, group)[0]
 
 

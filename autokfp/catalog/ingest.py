@@ -73,7 +73,7 @@ from datahub.ingestion.api.sink import Sink, SinkReport
 from datahub.ingestion.api.transform import Transformer
 from datahub.ingestion.sink.file import FileSink, FileSinkConfig
 
-from autokfp import storage
+from autokfp import lifeline, storage
 from autokfp.catalog.datahub import (
     column_tags,
     dataset_facts,
@@ -1787,22 +1787,18 @@ class _Watched:
     @staticmethod
     def waiting(alive: Any) -> Any:
         """A new wait's ``lifeline.Stall`` when ``alive`` is watched (None: not watched)."""
-        from autokfp import lifeline
-
         if not isinstance(alive, _Watched):
             return None
         return lifeline.Stall(alive.process.pid, alive.seconds)
 
     def stalled(self, stall: Any) -> _ChildStalled:
         """Its stacks to the log, then a SIGKILL; the error the waiting caller raises."""
-        from autokfp import lifeline
-
         stacks = lifeline.stacks_of(self.process.pid, self.stacks).strip()
         log.warning("%s (pid %d) made no progress for %g s (no output, under %g CPU-s, not "
                     "waiting on a server): "
                     "stopped. Its threads:\n%s", self.what, self.process.pid, stall.seconds,
                     lifeline.STALL_CPU_SECS, stacks or "(its stacks could not be read)")
-        _stop(self.process, grace=0.0)
+        lifeline.stop_process(self.process, grace=0.0)  # SIGKILL: it may ignore SIGTERM
         return _ChildStalled(
             f"{self.what} made no progress for {stall.seconds:g} s (no output, under "
             f"{lifeline.STALL_CPU_SECS:g} CPU-s, not waiting on a server; "
@@ -1846,7 +1842,6 @@ def _staged_sources(jobs: list[_Staged], catalog_dir: str) -> tuple[Any, Any]:
     IO loop sat 600 s with no output)."""
     import multiprocessing
 
-    from autokfp import lifeline
     from autokfp.settings import child_stall_secs
 
     seconds = child_stall_secs()
@@ -1886,8 +1881,6 @@ def _orphan_safe(dies: Any, scratch: str, stacks: str, target: Any, *args: Any) 
     writes its threads' stacks to ``stacks`` (asked for when it stalls: ``_Watched``)."""
     import tempfile
 
-    from autokfp import lifeline
-
     tempfile.tempdir = scratch
     os.environ["TMPDIR"] = scratch  # what the libraries' own children would use
     dies()
@@ -1920,17 +1913,6 @@ def _own_event_loop() -> None:
     if inherited is not None:
         _INHERITED_LOOPS.append(inherited)
         asyncio.set_event_loop(asyncio.new_event_loop())
-
-
-def _stop(process: Any, grace: float = 10.0) -> None:
-    """End a child of ``_staged_sources``: SIGTERM, ``grace`` seconds, then SIGKILL (a child
-    waiting on a lock for good may never act on SIGTERM)."""
-    if process.is_alive() and grace > 0:
-        process.terminate()
-        process.join(grace)
-    if process.is_alive():
-        process.kill()
-    process.join()
 
 
 # the temporary folder of an ingestion (see storage.scratch)
@@ -1997,7 +1979,7 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             if staged else (None, None)
         children = [watched.process for watched in (alive, lite_alive) if watched is not None]
         for process in children:
-            stack.callback(_stop, process)
+            stack.callback(lifeline.stop_process, process)
 
         def stalled(error: _ChildStalled, source: str, dropped: bool = False) -> None:
             """A child stopped (``_Watched.stalled``) while this process waited on it for
@@ -2006,7 +1988,7 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             staged run, which the crawl had not confirmed (its recipe runs here anyway)."""
             nonlocal alive, lite_alive
             for process in children:
-                _stop(process, grace=0.0)
+                lifeline.stop_process(process, grace=0.0)
             rest = [name for name in staged
                     if name != source and name not in report.source_errors]
             staged.clear()

@@ -249,6 +249,51 @@ def test_stop_process_asks_first_and_kills_after_the_grace() -> None:
     assert not pid_alive(pid)
 
 
+def _note_sigterm_then_wait(path: str, deaf: bool) -> None:
+    """A multiprocessing child: notes a SIGTERM in ``path`` (and ends on it unless ``deaf``)."""
+    import signal
+    import time
+
+    def noted(number, frame) -> None:
+        Path(path).write_text("SIGTERM")
+        if not deaf:
+            os._exit(15)
+
+    signal.signal(signal.SIGTERM, noted)
+    Path(path + ".ready").write_text("")
+    time.sleep(300)
+
+
+def test_stop_process_stops_a_multiprocessing_child_and_kills_at_once_without_grace(
+        tmp_path) -> None:
+    """ingest's forked children are ``multiprocessing.Process`` objects, stopped by the same
+    helper: asked first, killed after the grace, reaped (``exitcode`` set); grace 0 sends
+    SIGKILL alone (a hung child may never act on SIGTERM)."""
+    import multiprocessing
+    import time
+
+    from autokfp.lifeline import pid_alive, stop_process
+
+    fork = multiprocessing.get_context("fork")
+    statuses = {}
+    for name, deaf, grace in (("polite", False, 30), ("deaf", True, 0.5), ("now", False, 0)):
+        path = str(tmp_path / name)
+        child = fork.Process(target=_note_sigterm_then_wait, args=(path, deaf), daemon=True)
+        child.start()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(path + ".ready") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = time.monotonic()
+        statuses[name] = (stop_process(child, grace=grace), child.exitcode,
+                          os.path.exists(path), time.monotonic() - started)
+        assert not pid_alive(child.pid) and not child.is_alive()
+    assert statuses["polite"][:3] == (15, 15, True), statuses  # its own exit, well before 30 s
+    assert statuses["polite"][3] < 10, statuses
+    assert statuses["deaf"][:3] == (-9, -9, True), statuses  # asked, then killed
+    assert statuses["deaf"][3] >= 0.5, statuses
+    assert statuses["now"][:3] == (-9, -9, False), statuses  # never asked
+
+
 def _stalled_within(pid: int, seconds: float, process: subprocess.Popen) -> float | None:
     """Polls ``lifeline.Stall(pid, seconds)`` as ingest does until ``process`` ends: when it
     first said stalled (seconds from the start), None if never."""
