@@ -3,12 +3,14 @@ what its tests share: the model's feature plan, rows as plain JSON values."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,23 @@ def stop(server: Server) -> int:
     with pytest.raises(ProcessLookupError):  # no process of the server's group survives it
         os.killpg(server.process.pid, 0)
     return server.process.returncode
+
+
+@contextlib.contextmanager
+def warm_predictor_process(log_path: Path) -> Iterator[Any]:
+    """A local run's warm predictor process (``autokfp.serving.warm_predictor``), started and
+    named in the environment while open: ``deployment.LocalServing.start`` (the deploy step's
+    local predictors) forks each predictor from it, as a local run's deploy step does, instead
+    of starting a new interpreter that imports KServe, shap and the model package's modules
+    again (~10 CPU-s a predictor). The predictor runs the same ``main`` on the same model
+    either way; the new-interpreter path is tests/serving/test_warm_predictor.py's and
+    ``start``'s (above). Yields the handle (None where processes cannot fork)."""
+    from autokfp.serving.warm_predictor import warm_predictors
+
+    with warm_predictors(log_path) as warm:
+        if warm is not None:
+            warm.start()
+        yield warm
 
 
 def feature_plan(model_dir: Path) -> FeaturePlan:

@@ -43,6 +43,15 @@ def _cluster_polled_often(monkeypatch):
     monkeypatch.setattr(cluster, "POLL_SECONDS", 0.1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _warm_predictor(tmp_path_factory):
+    """The module's local predictors are forked by one warm process, as a local run's are
+    (``servers.warm_predictor_process``), not started as new interpreters: the module took
+    370 CPU-s with new interpreters, 263 forked (session 17, side by side at load 14)."""
+    with servers.warm_predictor_process(tmp_path_factory.mktemp("warm") / "warm.log") as warm:
+        yield warm
+
+
 def _register(model_dir: Path, config, promote: bool, compared: str | None, tmp_path: Path) -> Path:
     registered = registry.register_model(model_dir, config.model_name, {"test_auc": 0.8}, {}, {},
                                          promote=promote, decision="test", compared_champion=compared)
