@@ -52,10 +52,14 @@ predictions = model.predict(rows.drop(columns=[target]))
 print(roc_auc_score(rows[target].astype(str) == "1", predictions["probability_1"]))
 """
 
-# A broken model scores ~0.5; the example data's oracle on this split is ~0.856, a 120 s
-# budget reaches ~0.84 and a GLM alone (what H2O's fallback trains when its search trains
-# nothing in the budget) ~0.84. With 15 s per engine and 4,000 rows 0.80 is a safe floor.
-AUC_FLOOR = 0.80
+# A broken model scores ~0.5 (constant or random scores, or a model fitted on a shuffled
+# target: within ~0.03 of it on these ~800 test rows); the example data's oracle on this split
+# is ~0.856, a 120 s budget reaches ~0.84 and a GLM alone (what H2O's fallback trains when its
+# search trains nothing in the budget) ~0.84. But 15 s per engine under load is not a 120 s
+# search: H2O AutoML alone measured 0.8151 (one model) and 0.821 (10 s) on the example data,
+# 0.02 over the 0.80 this floor was; 0.75 says the champion learnt, as the floor is for (the
+# quickstart notebook's is 0.7), and stays far above what a broken model scores.
+AUC_FLOOR = 0.75
 BUDGET = 15
 
 
