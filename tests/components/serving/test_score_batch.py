@@ -27,17 +27,23 @@ from tests.conftest import mlflow_server
 MODEL = "churn-batch"
 
 
-@pytest.fixture
-def registered_on_s3(s3_server, trained_package, churn_frame, autokfp_home, tmp_path,
-                     monkeypatch):
-    """The session's trained package registered as churn-batch v1 (champion) in an MLflow
-    server whose artifacts go to S3; the artifact store in S3 too; 900 rows to score there."""
+@pytest.fixture(scope="module")
+def _registry_on_s3(s3_server, trained_package, churn_frame, tmp_path_factory):
+    """An MLflow server whose artifacts go to S3, with the session's trained package
+    registered there as churn-batch v1 (champion), and 900 rows to score in S3: started and
+    registered once for the module (each test that scores against it started its own
+    server and registered the same package again: ~10 CPU-s a test). The tests only read
+    the registry; each gets its own artifact store and output prefix (``registered_on_s3``)."""
     from autokfp.modeling import registry
+    from tests.conftest import use_home
 
     prefix = f"s3://{s3_server.bucket}/batch-{uuid.uuid4().hex[:8]}"
-    with mlflow_server(tmp_path / "mlflow", f"{prefix}/mlflow", s3_server.env) as url:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        monkeypatch.setenv("AUTOKFP_ARTIFACT_ROOT", f"{prefix}/store")
+    folder = tmp_path_factory.mktemp("mlflow-s3")
+    with mlflow_server(folder / "mlflow", f"{prefix}/mlflow", s3_server.env) as url, \
+            pytest.MonkeyPatch.context() as patch:
+        use_home(patch, folder / "autokfp-home")
+        patch.setenv("MLFLOW_TRACKING_URI", url)
+        patch.setenv("AUTOKFP_ARTIFACT_ROOT", f"{prefix}/store")
         registered = registry.register_model(
             trained_package.paths.model, MODEL, {"test_auc": 0.8}, {}, {}, promote=True,
             decision="first", compared_champion=None)
@@ -48,7 +54,20 @@ def registered_on_s3(s3_server, trained_package, churn_frame, autokfp_home, tmp_
         key = f"{prefix.split('/', 3)[3]}/input/new_customers.parquet"
         boto3.client("s3", endpoint_url=s3_server.endpoint).put_object(
             Bucket=s3_server.bucket, Key=key, Body=buffer.getvalue())
-        yield {"prefix": prefix, "rows": rows, "dataset": f"{prefix}/input/new_customers.parquet"}
+        patch.undo()
+        yield {"url": url, "rows": rows, "dataset": f"{prefix}/input/new_customers.parquet"}
+
+
+@pytest.fixture
+def registered_on_s3(_registry_on_s3, s3_server, autokfp_home, monkeypatch):
+    """The module's registry (``_registry_on_s3``: churn-batch v1 the champion, 900 rows to
+    score in S3) for one test: a fresh AUTOKFP_HOME, and an artifact store and ``prefix``
+    in S3 of its own, where its outputs go."""
+    prefix = f"s3://{s3_server.bucket}/batch-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _registry_on_s3["url"])
+    monkeypatch.setenv("AUTOKFP_ARTIFACT_ROOT", f"{prefix}/store")
+    return {"prefix": prefix, "rows": _registry_on_s3["rows"],
+            "dataset": _registry_on_s3["dataset"]}
 
 
 def _offline(trained_package, rows: pd.DataFrame) -> pd.DataFrame:
