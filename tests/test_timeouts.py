@@ -74,6 +74,13 @@ def test_after_it(server):
 '''
 
 
+# The inner runs' hung tests are stopped at 4 s (+2 s of backstop grace); the rest is pytest
+# (and xdist's two workers) importing tests.conftest, 11.5 s for the one-process run at load
+# ~12 (013a210) and more at load 20+. A guard that does not stop them runs into _run's 120 s
+# subprocess limit: 100 s (was 60) still fails it, with room for a loaded machine.
+STOPPED_WITHIN = 100
+
+
 def _run(tmp_path: Path, *args: str, env: dict[str, str] | None = None
          ) -> tuple[str, int, float, Path]:
     out = tmp_path / "out"
@@ -219,7 +226,7 @@ def test_a_hung_test_is_stopped_named_and_its_processes_killed(tmp_path) -> None
     assert "processes killed after the timeout (setup)" in output, output
     _assert_gone(out, "fixture")
     assert "1 failed, 1 passed, 1 skipped, 1 error" in output, output
-    assert seconds < 60, output
+    assert seconds < STOPPED_WITHIN, output
 
 
 def test_under_xdist_and_where_the_alarm_cannot_reach_the_test(tmp_path) -> None:
@@ -239,4 +246,4 @@ def test_under_xdist_and_where_the_alarm_cannot_reach_the_test(tmp_path) -> None
     assert crashed == ["test_hung.py::test_hangs_where_the_alarm_cannot_reach"], output
     assert "2 failed, 1 passed" in output, output
     _assert_gone(out, "unreachable")
-    assert seconds < 60, output
+    assert seconds < STOPPED_WITHIN, output
