@@ -166,7 +166,11 @@ def test_a_cluster_that_dies_on_every_attempt_ends_in_a_clear_training_error(tmp
     assert "died 2 times" in message and "engines.h2o.max_mem_size" in message, message
     assert len(killer.killed) == 2 and killer.clouds == set(killer.killed)
     assert not [name for name in killer.clouds if _cloud_running(name)]
-    assert time.monotonic() - started < 90
+    # two JVM starts and two kills, no wait on a dead JVM (its start limit is 300 s): 87.8 s
+    # of the test's 91.9 s at load 17-19 here, the JVM starts being most of it, against the
+    # 90 s this bound was; 200 s leaves room for a loaded machine and still fails a wait
+    # for the start limit (the number of starts is the killer's check above)
+    assert time.monotonic() - started < 200
 
 
 def test_no_restart_when_restarts_are_switched_off(tmp_path) -> None:
