@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -11,6 +12,16 @@ from autokfp.config.base import _Strict
 
 # one logger for the whole config package (its messages keep their name)
 log = logging.getLogger("autokfp.config")
+
+
+def resolve_target(configured: str) -> str:
+    """Where a deploy with ``deploy.target`` ``configured`` goes: ``auto`` is
+    ``AUTOKFP_DEPLOY_TARGET`` when set, else kubernetes inside a cluster, else local."""
+    if configured != "auto":
+        return configured
+    if os.environ.get("AUTOKFP_DEPLOY_TARGET"):
+        return os.environ["AUTOKFP_DEPLOY_TARGET"]
+    return "kubernetes" if os.environ.get("KUBERNETES_SERVICE_HOST") else "local"
 
 
 class DeploySpec(_Strict):

@@ -246,9 +246,12 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
             # the worker so that every task's environment names it (mojo_service)
             stack.enter_context(shared_mojo_scorer("h2o" in preload))
             # named now, so that every task's environment names it (the worker forks only
-            # tasks whose environment is its own); started once the engines are done
+            # tasks whose environment is its own); started once the engines are done. Only
+            # for a run whose deploy step starts a local predictor: a manifest or kubernetes
+            # target never asks it for one (its imports: ~9 CPU-s for nothing)
             warm = stack.enter_context(warm_predictors(
-                log_path.with_name(log_path.stem + "-warm-predictor.log") if log_path else None))
+                log_path.with_name(log_path.stem + "-warm-predictor.log") if log_path else None
+            )) if serves_locally(arguments) else None
             stack.enter_context(forked_tasks(preload))
             stack.enter_context(_no_task_once_stopping())  # around the worker's hook
             stack.enter_context(_after_training(
@@ -263,6 +266,18 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
         if not built:
             raise
         raise PipelineRunError(_explain_failure(str(exc), settings, log_path)) from None
+
+
+def serves_locally(arguments: dict[str, Any]) -> bool:
+    """Whether a run with these pipeline arguments may start a local predictor: its config's
+    ``deploy.target`` resolves to local as the deploy step resolves it (a run form's run,
+    whose config is filled in by its first task, counts as ``auto``)."""
+    from autokfp.config.serving import resolve_target
+
+    config = arguments.get("config")
+    deploy = config.get("deploy") if isinstance(config, dict) else None
+    target = deploy.get("target") if isinstance(deploy, dict) else None
+    return resolve_target(str(target or "auto")) == "local"
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from autokfp.config.serving import resolve_target  # noqa: F401 - deployment.resolve_target
 from autokfp.errors import DeploymentError
 from autokfp.lifeline import SERVING_PARENT_ENV, SERVING_STATE_ENV, pid_alive
 from autokfp.serving.predictor_client import (  # monitoring leaves verify requests out
@@ -343,14 +344,6 @@ class DeploymentDecision:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def resolve_target(configured: str) -> str:
-    if configured != "auto":
-        return configured
-    if os.environ.get("AUTOKFP_DEPLOY_TARGET"):
-        return os.environ["AUTOKFP_DEPLOY_TARGET"]
-    return "kubernetes" if os.environ.get("KUBERNETES_SERVICE_HOST") else "local"
 
 
 def restore_champion(client: Any, name: str, failed_version: str, previous_version: str | None) -> None:

@@ -423,6 +423,8 @@ def test_drift_retrains_a_new_champion_and_stable_traffic_does_not(tmp_path, aut
     assert trained.registration["version"] == "1" and trained.registration["aliases"] == [
         "champion"
     ]
+    # a manifest target never serves locally: no warm predictor process was started for it
+    assert not (logs / "train-a-warm-predictor.log").exists()
 
     # no traffic yet: nothing to judge, no retraining; the champion's reference is kept
     first = run_monitoring(config, settings, log_path=logs / "monitor-1.log")
@@ -450,6 +452,7 @@ def test_drift_retrains_a_new_champion_and_stable_traffic_does_not(tmp_path, aut
     assert retraining is not None and retraining["registered_version"] == "2"
     assert retraining["promoted"] is True and retraining["champion"] == "2"
     assert retraining["deployment"] == "serving"  # canary verified and promoted
+    assert (logs / "monitor-2-warm-predictor.log").exists()  # its predictor was forked warm
     client = registry.configure(settings)
     assert str(registry.champion_version(client, MODEL).version) == "2"
     assert str(client.get_model_version_by_alias(MODEL, registry.PREVIOUS).version) == "1"

@@ -290,3 +290,27 @@ def test_the_warm_predictor_starts_once_as_the_first_task_after_training_starts(
     assert imported == [3]  # the command's registry imports: once, at the same moment
     assert ran == ["discover", "train_model", "train_model", "select_model", "bias_check",
                    "deploy_model"]
+
+
+def test_only_a_run_that_serves_locally_gets_a_warm_predictor(monkeypatch):
+    """The runner names (and later starts) a warm predictor process only for a run whose
+    deploy step may start a local predictor: a manifest or kubernetes target never asks it
+    for one. ``auto`` resolves as the deploy step resolves it."""
+    from autokfp.edge.local import serves_locally
+    from autokfp.serving.deployment import resolve_target
+
+    monkeypatch.delenv("AUTOKFP_DEPLOY_TARGET", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+    def run(target: str | None) -> dict:
+        return {"config": {"name": "churn", "deploy": {} if target is None else
+                           {"target": target}}}
+
+    assert serves_locally(run("local")) and serves_locally(run("auto"))
+    assert serves_locally(run(None)) and serves_locally({"config": {}})  # a run form's run
+    assert not serves_locally(run("manifest")) and not serves_locally(run("kubernetes"))
+    monkeypatch.setenv("AUTOKFP_DEPLOY_TARGET", "manifest")
+    assert not serves_locally(run("auto")) and serves_locally(run("local"))
+    monkeypatch.delenv("AUTOKFP_DEPLOY_TARGET")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    assert not serves_locally(run("auto")) and resolve_target("auto") == "kubernetes"
