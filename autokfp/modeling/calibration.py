@@ -1,7 +1,8 @@
 """Probability calibration fitted on out-of-sample training predictions, kept in the model.
 
 An engine hands back scores for training rows that did not fit them (H2O: the leader's
-cross-validation holdout predictions; AutoKeras: its validation rows). On those rows:
+cross-validation holdout predictions; AutoKeras: its k-fold refits' out-of-fold scores, or
+its validation rows when those did not fit its budget). On those rows:
 
 - binary: Platt scaling of the positive-class score, p' = sigmoid(a·logit(p) + b) with
   a > 0 (p clipped to [1e-6, 1 - 1e-6]);

@@ -8,10 +8,20 @@ training rows it did not fit: H2O the leader's out-of-fold cross-validation pred
 selection compares candidates on the rows **every** candidate scored out of sample (their
 intersection) together with the test rows, through a paired bootstrap on those same rows.
 
-The estimate is honest only as far as the engines' own are: AutoKeras's validation rows
-also chose its architecture and epoch (slightly optimistic), and H2O's out-of-fold
-predictions of a leader picked from a leaderboard are slightly optimistic too; both are far
-less noisy than a few dozen test rows.
+Each file says what kind of rows it holds (``kind``): ``out_of_fold`` (every row scored by
+a model of the engine's final recipe that never saw it: H2O's cross-validation, AutoKeras's
+k-fold refits of its chosen architecture) or ``validation`` (rows that also chose the model:
+its trial, its epoch, its leaderboard place; H2O's blending rows, AutoKeras's validation rows
+when its k-fold refits did not fit its budget). Session 16 measured what pooling validation
+rows does: AutoKeras beat H2O's candidate on its validation rows in 9 of 17 suite runs and
+on fresh test rows in 3, and was selected over a better H2O model. So training rows are
+pooled only when **every** candidate's are out of fold (``HONEST_KINDS``); otherwise the
+candidates are compared on the held-out test rows alone. An engine (a plugin) that does not
+say what its rows are (``unstated``) is not trusted. Files written before the kind was kept
+hold none and count as out of fold (H2O's, the only ones selection pooled unchallenged).
+H2O's out-of-fold predictions of a leader picked from a leaderboard on those same folds
+stay slightly optimistic, as do AutoKeras's of an architecture picked on its validation
+rows; both are far less noisy than a few dozen test rows.
 """
 
 from __future__ import annotations
@@ -27,20 +37,35 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 HOLDOUT_FILE = "holdout.npz"
+OUT_OF_FOLD, VALIDATION, UNSTATED = "out_of_fold", "validation", "unstated"
+HONEST_KINDS = frozenset({OUT_OF_FOLD})
 
 
-def save_holdout(engine_dir: str | Path, positions: Any, scores: Any, truth: Any) -> Path:
+def save_holdout(engine_dir: str | Path, positions: Any, scores: Any, truth: Any,
+                 kind: str = OUT_OF_FOLD) -> Path:
     """Keep an engine's out-of-sample predictions next to its model files.
 
     ``positions``: row positions in the training rows; ``scores``: raw engine output for
     them (n x k class scores, or n values); ``truth``: their labels (class codes in the
-    package's ``class_labels`` order, or values).
+    package's ``class_labels`` order, or values); ``kind``: ``OUT_OF_FOLD``, ``VALIDATION``
+    or ``UNSTATED`` (the module's docstring; training passes the engine's
+    ``EngineResult.holdout_kind``, which is ``unstated`` unless the engine says otherwise).
     """
     path = Path(engine_dir) / HOLDOUT_FILE
     np.savez_compressed(path, positions=np.asarray(positions, dtype="int64"),
                         scores=np.asarray(scores, dtype="float64"),
-                        truth=np.asarray(truth, dtype="float64"))
+                        truth=np.asarray(truth, dtype="float64"), kind=np.array(str(kind)))
     return path
+
+
+def holdout_kind(package: str | Path) -> str | None:
+    """What a packaged candidate's out-of-sample rows are (``OUT_OF_FOLD`` for a file that
+    names none: written before the kind was kept), or None when it kept none."""
+    path = Path(package) / "artifacts" / "engine" / HOLDOUT_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        return str(stored["kind"]) if "kind" in stored.files else OUT_OF_FOLD
 
 
 def load_holdout(package: str | Path, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray,
@@ -75,9 +100,15 @@ class PooledRows:
 
 def pool_rows(candidates: list[Any], truth: pd.Series, meta: dict[str, Any]) -> PooledRows | None:
     """Pool the common out-of-sample training rows with the test rows (None when a
-    candidate kept no out-of-sample predictions: selection then uses the test rows alone)."""
+    candidate kept no out-of-sample predictions, or kept rows that are not out of fold:
+    selection then uses the test rows alone)."""
     held: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for candidate in candidates:
+        kind = holdout_kind(candidate.path)
+        if kind is not None and kind not in HONEST_KINDS:
+            log.info("%s's out-of-sample rows are %s rows, which also chose its model: "
+                     "candidates are compared on the test rows alone", candidate.engine, kind)
+            return None
         found = load_holdout(candidate.path, candidate.meta)
         if found is None:
             log.info("%s kept no out-of-sample predictions: candidates are compared on the "

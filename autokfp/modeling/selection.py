@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from autokfp.errors import TrainingError
-from autokfp.modeling.estimate import metric_with_interval, pool_rows
+from autokfp.modeling.estimate import HONEST_KINDS, holdout_kind, metric_with_interval, pool_rows
 from autokfp.modeling.evaluation import (
     classification_details,
     compare_to_champion,
@@ -192,13 +192,14 @@ def _select(candidates: list[Candidate], test: pd.DataFrame | TestRows, selectio
     # candidate kept none
     pooled = pool_rows(contenders, truth, reference)
     rows_truth = pooled.truth if pooled else truth
+    kinds = {c.engine: holdout_kind(c.path) for c in contenders}
+    source = _estimate_source(kinds, pooled is not None)
     for candidate in contenders:
         candidate.estimate = metric_with_interval(rows_truth, _pooled(candidate, pooled),
                                                   candidate.meta, metric, seed=seed)
         candidate.estimate.update({
             "holdout_rows": pooled.holdout_rows if pooled else 0, "test_rows": len(truth),
-            "source": ("out-of-sample training rows common to every candidate + test rows"
-                       if pooled else "test rows")})
+            "source": source, "out_of_sample": kinds[candidate.engine] or "none"})
     ranked = sorted(contenders, key=lambda c: rank_key(metric, c.estimate["value"]))
     best = ranked[0]
     _compare_with_selected(ranked, best, rows_truth, pooled, metric, selection_spec, seed)
@@ -344,6 +345,21 @@ def _score_candidate(candidate: Candidate, truth: pd.Series, inputs: TestRows, m
         candidate.status = DISQUALIFIED
         candidate.reason = "fails robustness: " + "; ".join(report.disqualified)
         log.warning("%s disqualified: %s", candidate.engine, candidate.reason)
+
+
+def _estimate_source(kinds: dict[str, str | None], pooled: bool) -> str:
+    """Which rows the candidates are compared on, and what each engine's out-of-sample rows
+    are (``estimate.holdout_kind``): why training rows were pooled or not."""
+    named = ", ".join(f"{engine}: {(kind or 'none').replace('_', ' ')}"
+                      for engine, kind in kinds.items())
+    if pooled:
+        return ("out-of-sample training rows common to every candidate + test rows "
+                f"(out of fold for each engine: {named})")
+    optimistic = [e for e, k in kinds.items() if k is not None and k not in HONEST_KINDS]
+    if optimistic:
+        return (f"test rows (the training rows {', '.join(optimistic)} scored also chose "
+                f"its model, so they are not pooled: {named})")
+    return "test rows"  # a candidate kept no out-of-sample rows
 
 
 def _pooled(candidate: Candidate, pooled: Any) -> pd.DataFrame:

@@ -296,8 +296,10 @@ def _keep_holdout(result: Any, target: pd.Series, meta: dict[str, Any],
                  else encode_labels(rows, meta))
         if in_file is not None:
             positions = np.asarray(in_file)[np.asarray(positions, dtype=int)]
-        save_holdout(result.artifact_dir, positions, scores, truth)
+        kind = str(getattr(result, "holdout_kind", "unstated"))
+        save_holdout(result.artifact_dir, positions, scores, truth, kind=kind)
         meta["holdout_rows"] = int(len(positions))
+        meta["holdout_kind"] = kind
     except Exception as exc:  # noqa: BLE001 - the estimate must never cost the model
         log.warning("out-of-sample predictions not kept: %s: %s", type(exc).__name__, exc)
 
@@ -328,7 +330,9 @@ def _calibration(cfg: TrainingSettings, result: Any, target: pd.Series,
                 "reason": f"fitting failed ({type(exc).__name__}: {exc})"[:500]}
     params = result.params
     calibration["source"] = (
-        f"out-of-fold predictions of {params['nfolds']}-fold cross-validation" if params.get("nfolds")
+        params["out_of_sample"] if params.get("out_of_sample")
+        else f"out-of-fold predictions of {params['nfolds']}-fold cross-validation"
+        if params.get("nfolds")
         else f"the {params['validation_fraction']:.0%} validation rows"
         if "validation_fraction" in params else "out-of-sample training rows")
     log.info("probability calibration (%s) %s: %s", calibration["method"],

@@ -74,6 +74,11 @@ class EngineResult:
     # out-of-sample scores of training rows: (row positions into the training frame, scores
     # n x k in ``classes`` order for classifiers); what the probability calibration is fitted on
     holdout: tuple[np.ndarray, np.ndarray] | None = None
+    # what those rows are (``autokfp.modeling.estimate``): "out_of_fold" (each row scored by
+    # a model of the final recipe that never saw it; selection pools them with the test
+    # rows), "validation" (rows that also chose the model: optimistic, so selection compares
+    # on the test rows alone) or "unstated" (a plugin that does not say: treated as validation)
+    holdout_kind: str = "unstated"
     # training rows the exported model was fitted on; None: all of them (an engine that
     # keeps some back for its own validation, and does not refit, says how many it used)
     fitted_rows: int | None = None

@@ -1184,6 +1184,8 @@ class H2OAutoMLEngine:
             engine=self.name, artifact_dir=workdir, leader=leader_id, leaderboard=board,
             cv_metrics=cv, device=device,
             holdout=_holdout_scores(oof, task, classes, len(target), positions),
+            # blending: the validation rows are also the leaderboard's (they chose the leader)
+            holdout_kind="out_of_fold" if nfolds else "validation",
             fitted_rows=run["fitted_rows"],
             params={"max_runtime_secs": budget.max_runtime_secs, "automl_secs": automl_secs,
                     "cv_method": cv_method,

@@ -81,8 +81,9 @@ def test_a_sampled_engines_rows_are_pooled_by_their_file_positions(tmp_path: Pat
     held = np.arange(0, kept, 3)  # the sampled engine's validation rows, sample positions
     engine_dir = tmp_path / "sampled" / "artifacts" / "engine"
     engine_dir.mkdir(parents=True)
+    # (an engine that says its rows are out of fold: unstated ones are never pooled)
     result = SimpleNamespace(holdout=(held, values[in_file[held]] + 1.0),
-                             artifact_dir=engine_dir)
+                             artifact_dir=engine_dir, holdout_kind="out_of_fold")
     meta = {"task": "regression"}
     _keep_holdout(result, sample_target, meta, in_file)
     sampled = SimpleNamespace(path=tmp_path / "sampled", meta=meta, engine="sampled",
@@ -96,3 +97,29 @@ def test_a_sampled_engines_rows_are_pooled_by_their_file_positions(tmp_path: Pat
     for engine, offset in (("sampled", 1.0), ("whole", 2.0)):
         np.testing.assert_array_equal(pooled.predictions[engine]["prediction"].to_numpy()[:-1],
                                       truth + offset)
+
+
+def test_an_engine_that_does_not_say_what_its_rows_are_is_compared_on_the_test_rows(
+        tmp_path: Path) -> None:
+    """The train step stores the engine's ``holdout_kind``; a plugin that states none
+    ("unstated"), or rows that also chose the model ("validation"), pool nothing, whatever
+    the rows: selection then compares on the test rows alone."""
+    from autokfp.modeling.estimate import holdout_kind
+    from autokfp.steps.train_model import _keep_holdout
+
+    meta = {"task": "regression"}
+    values = np.arange(50, dtype=float)
+    whole = _candidate(tmp_path, "whole", np.arange(50), values, values, meta,
+                       pd.DataFrame({"prediction": [0.0]}))
+    for kind in ("unstated", "validation", "out_of_fold"):
+        engine_dir = tmp_path / kind / "artifacts" / "engine"
+        engine_dir.mkdir(parents=True)
+        result = SimpleNamespace(holdout=(np.arange(50), values), artifact_dir=engine_dir,
+                                 **({} if kind == "unstated" else {"holdout_kind": kind}))
+        stored = {"task": "regression"}
+        _keep_holdout(result, pd.Series(values), stored, None)
+        assert stored["holdout_kind"] == kind == holdout_kind(tmp_path / kind)
+        other = SimpleNamespace(path=tmp_path / kind, meta=stored, engine=kind,
+                                predictions=pd.DataFrame({"prediction": [0.0]}))
+        pooled = pool_rows([other, whole], pd.Series([0.0]), meta)
+        assert (pooled is not None) == (kind == "out_of_fold"), kind

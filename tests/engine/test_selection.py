@@ -460,3 +460,38 @@ def test_a_run_whose_selected_model_fails_the_gate_promotes_the_tied_one(
     card = "\n".join(_metrics_section(json.loads((tmp_path / "evaluated.json").read_text()),
                                       {}, meta))
     assert "Selected as the gate's fallback" in card and "chance" in card
+
+
+@pytest.mark.parametrize("kind", ["validation", "out_of_fold"])
+def test_training_rows_that_chose_a_model_do_not_select_it(autokfp_home, trained_package,
+                                                           tmp_path, kind) -> None:
+    """A candidate worse on the held-out rows whose out-of-sample training rows flatter it
+    (near-perfect scores, as rows that chose its trial and epoch can): when those rows are
+    only 'validation' rows, selection compares on the held-out rows alone and the better
+    model wins; were they out of fold, they would rightly count (the control)."""
+    import numpy as np
+
+    from autokfp.modeling.estimate import save_holdout
+
+    config = _config(trained_package)
+    good = Path(trained_package.paths.model)
+    flatterer = _degraded(good, tmp_path)
+    with np.load(good / "artifacts" / "engine" / HOLDOUT_FILE) as stored:
+        positions, truth = stored["positions"], stored["truth"]
+    sure = np.clip(truth, 0.02, 0.98)
+    save_holdout(flatterer / "artifacts" / "engine", positions, np.c_[1 - sure, sure], truth,
+                 kind=kind)
+    document = _select(config, {"flatterer": flatterer, "good": good}, trained_package,
+                       tmp_path / "run")
+    rows = {row["engine"]: row for row in document["candidates"]}
+    assert rows["good"]["test_auc"] > rows["flatterer"]["test_auc"] + 0.03
+    reason = document["selected"]["reason"]
+    if kind == "validation":
+        assert document["selected"]["engine"] == "good", reason
+        assert document["estimate"]["holdout_rows"] == 0
+        assert "flatterer scored also chose its model" in reason
+        assert "flatterer: validation, good: out of fold" in reason
+    else:
+        assert document["selected"]["engine"] == "flatterer", reason
+        assert document["estimate"]["holdout_rows"] == len(positions)
+        assert "out of fold for each engine" in reason

@@ -101,7 +101,11 @@ def test_trains_within_its_budget_and_reports_validation_figures(keras_package) 
     assert refit <= AutoKerasSettings().refit_max_share * budget + 30
     meta = json.loads((keras_package.paths.model / "artifacts" / "meta.json").read_text())
     assert meta["engine"] == "autokeras"
-    assert meta["params"]["cv_method"].startswith("holdout")
+    # the estimate is of k-fold refits over every training row, not the validation rows
+    # that chose the trial and the epoch
+    assert meta["params"]["cv_method"].startswith("out of fold: 5-fold refits"), meta["params"]
+    assert meta["holdout_kind"] == "out_of_fold"
+    assert meta["holdout_rows"] == meta["trained_rows"]
     # refitted on every training row after the search (the model card states the count)
     assert meta["fitted_rows"] == meta["trained_rows"] == len(pd.read_parquet(keras_package.paths.train))
     assert (engine_dir / "model.keras").is_file()
@@ -217,7 +221,7 @@ def test_the_exported_network_is_refitted_on_every_training_row(tmp_path, monkey
     budget = BudgetSpec(max_runtime_secs=120)
     results, aucs = {}, {}
     for refit in (True, False):
-        engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=20, patience=5,
+        engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, out_of_fold_folds=0, epochs=20, patience=5,
                                                    refit=refit, refit_max_share=1.0))
         result = engine.train(x_train, y_train, "binary", ["0", "1"], [], budget, "auc",
                               tmp_path / f"refit-{refit}")
@@ -244,7 +248,7 @@ def test_a_refit_over_its_share_of_the_budget_is_skipped(tmp_path) -> None:
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer(as_frame=True)
-    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=5, patience=2,
+    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, out_of_fold_folds=0, epochs=5, patience=2,
                                                refit_max_share=1e-6))
     result = engine.train(data.data, data.target.astype(str), "binary", ["0", "1"], [],
                           BudgetSpec(max_runtime_secs=10), "auc", tmp_path / "engine")
@@ -270,7 +274,7 @@ def test_a_refit_that_did_not_learn_is_rejected(tmp_path, monkeypatch) -> None:
     # refit_max_share: a busy machine's slow epochs must not skip the refit under test; the
     # budget is not reached on an idle machine (15 epochs of 455 rows) but under load 30 a
     # 60 s budget cut the search short (AUC 0.896)
-    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=15, patience=3,
+    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, out_of_fold_folds=0, epochs=15, patience=3,
                                                refit_max_share=2.0))
     result = engine.train(data.data, data.target.astype(str), "binary", ["0", "1"], [],
                           BudgetSpec(max_runtime_secs=180), "auc", tmp_path / "engine")
@@ -335,7 +339,7 @@ def test_a_refitted_network_with_one_hot_inputs_scores_as_it_trained(tmp_path) -
     variance 1 and was saved with the search's statistics: loaded, it scored its own
     training rows at ~6x the validation RMSE (diamonds: 4,287 against 678)."""
     features, target = _categorical_regression()
-    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=40, patience=5,
+    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, out_of_fold_folds=0, epochs=40, patience=5,
                                                refit_max_share=2.0))
     result = engine.train(features, target, "regression", None, ["level"],
                           BudgetSpec(max_runtime_secs=30), "rmse", tmp_path / "engine")
@@ -364,7 +368,7 @@ def test_a_refit_that_loads_back_differently_is_not_exported(tmp_path, monkeypat
 
     monkeypatch.setattr(autokeras_engine, "_load_keras_model", drifting_load)
     features, target = _categorical_regression(rows=600)
-    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, epochs=15, patience=3,
+    engine = AutoKerasEngine(AutoKerasSettings(max_trials=1, out_of_fold_folds=0, epochs=15, patience=3,
                                                refit_max_share=2.0))
     result = engine.train(features, target, "regression", None, ["level"],
                           BudgetSpec(max_runtime_secs=20), "rmse", tmp_path / "engine")
