@@ -271,6 +271,10 @@ def test_an_unreachable_cluster_is_a_clear_error(tmp_path):
                      BudgetSpec(max_runtime_secs=10), "auc", tmp_path / "engine")
 
 
+# the search's budget in the lost-node test: only a broken engine waits it out
+BROKEN_BUDGET = 290
+
+
 def test_a_node_killed_mid_train_fails_clearly_and_leaves_the_champion(cluster, tmp_path,
                                                                         monkeypatch):
     import mlflow
@@ -315,13 +319,16 @@ def test_a_node_killed_mid_train_fails_clearly_and_leaves_the_champion(cluster, 
     started = time.monotonic()
     with pytest.raises(TrainingError) as failure:
         engine.train(features, target, "binary", ["0", "1"], ["colour"],
-                     BudgetSpec(max_runtime_secs=120, seed=1, nthreads=1), "auc",
+                     BudgetSpec(max_runtime_secs=BROKEN_BUDGET, seed=1, nthreads=1), "auc",
                      tmp_path / "engine")
     killer.join()
     message = str(failure.value)
     assert cluster.url in message and "restart the whole cluster" in message
     assert "champion is unchanged" in message
-    assert time.monotonic() - started < 100  # not the whole budget waiting on a broken cluster
+    # not the whole budget waiting on a broken cluster: the lost node is noticed within its
+    # heartbeat (10 s); the budget (290 s, under the 5-fold threshold of 300 s like the 120 s it
+    # was) is far from the bound so a loaded machine's upload and JVM work fit under it
+    assert time.monotonic() - started < BROKEN_BUDGET - 90
     assert not (tmp_path / "engine" / "model.zip").exists()
     assert client.get_model_version_by_alias("churn", "champion").version == before
     assert len(client.search_model_versions("name='churn'")) == 1
