@@ -74,6 +74,7 @@ from datahub.metadata.schema_classes import (
     StatusClass,
     StringTypeClass,
     SubTypesClass,
+    SystemMetadataClass,
     TagAssociationClass,
     TimeStampClass,
     TimeTypeClass,
@@ -729,6 +730,12 @@ def load_into_lite(proposals: Iterable[MetadataChangeProposalWrapper],
             written: dict[str, None] = {}
             try:
                 for proposal in proposals:
+                    if (isinstance(proposal, MetadataChangeProposalWrapper)
+                            and proposal.systemMetadata is None):
+                        # what Lite's write sets itself (its time now, no properties),
+                        # converted without avrogen's validation pass
+                        proposal.systemMetadata = _LiteSystemMetadata(
+                            lastObserved=int(time.time() * 1000.0), properties={})
                     lite.write(proposal)
                     written[str(proposal.entityUrn)] = None
                     count += 1
@@ -745,6 +752,19 @@ def load_into_lite(proposals: Iterable[MetadataChangeProposalWrapper],
         ) from exc
     lite_home(catalog_dir)
     return count
+
+
+class _LiteSystemMetadata(SystemMetadataClass):
+    """The system metadata DataHub Lite's ``write`` gives a proposal that has none
+    (``SystemMetadataClass(lastObserved=<now>, properties={})``), whose ``to_obj`` (Lite
+    calls it once per aspect) skips avrogen's validation pass and its per-record conversion
+    of every field's default: 0.09 ms an aspect, 3% of a first crawl. The same dict, key
+    order included (``test_publish.py``)."""
+
+    def to_obj(self, tuples: bool = False) -> dict:
+        if tuples:
+            return super().to_obj(tuples=True)
+        return avro_obj(self)
 
 
 def _no_commit() -> None:

@@ -645,3 +645,44 @@ def test_a_lite_batch_is_written_whole_or_not_at_all(churn_sources, catalog_home
     assert read_lite(catalog_home.catalog_dir, str(first[0].entityUrn))["schemaMetadata"]
     assert load_into_lite(second, catalog_home.catalog_dir) == len(second)  # and then it goes
     assert read_lite(catalog_home.catalog_dir, str(second[0].entityUrn))["schemaMetadata"]
+
+
+def test_lite_holds_the_system_metadata_its_own_write_gives(churn_sources, tmp_path) -> None:
+    """``load_into_lite`` gives each proposal the system metadata Lite's ``write`` would
+    (converted without avrogen's validation, session 17): DataHub Lite written so holds the
+    same aspects and system metadata as Lite fed DataHub's own proposals, the time aside."""
+    import sqlite3
+
+    from datahub.emitter.mcp import MetadataChangeProposalWrapper
+    from datahub.lite.lite_util import get_datahub_lite
+    from datahub.metadata.schema_classes import SystemMetadataClass
+
+    from autokfp.catalog import datahub
+
+    assert json.dumps(datahub._LiteSystemMetadata(lastObserved=7, properties={}).to_obj()) == (
+        json.dumps(SystemMetadataClass(lastObserved=7, properties={}).to_obj()))
+    config, *_ = churn_sources
+    schemas = [d.schema for d in discover(config.sources) if d.ok][:2]
+    ours = [p for s in schemas for p in metadata_proposals(s)]
+    theirs = [MetadataChangeProposalWrapper(entityUrn=p.entityUrn, aspect=p.aspect)
+              for p in ours]
+    assert datahub.load_into_lite(ours, tmp_path / "ours") == len(ours)
+    lite = get_datahub_lite(datahub.lite_config(tmp_path / "theirs"))
+    for proposal in theirs:
+        lite.write(proposal)
+    lite.close()
+
+    def rows(folder):
+        with sqlite3.connect(datahub.lite_path(folder)) as db:
+            out = []
+            for *key, metadata, system in db.execute(
+                    "SELECT urn, aspect_name, version, metadata, system_metadata FROM "
+                    "metadata_aspect_v2 ORDER BY 1, 2, 3"):
+                system = json.loads(system)
+                assert isinstance(system.pop("lastObserved"), int)
+                out.append((*key, metadata, json.dumps(system)))
+            return out
+
+    written = rows(tmp_path / "ours")
+    assert len(written) == 2 * len(ours)  # each aspect's version 0 and 1
+    assert written == rows(tmp_path / "theirs")
