@@ -288,7 +288,33 @@ def _content_sample(non_null: pd.Series) -> pd.Series:
     return non_null
 
 
+# naive ISO 8601 text that numpy's datetime64 parser reads as pandas' ISO8601 format does:
+# a date, optionally a time to the minute, second or fraction, 'T' or a space between; years
+# 1700-2199 (inside datetime64[ns]'s range), no zone
+_PLAIN_ISO = re.compile(
+    r"(?:1[7-9]|2[01])\d\d-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?)?\Z")
+
+
+def _plain_iso(values: pd.Series) -> pd.Series | None:
+    """``pd.to_datetime(values, format="ISO8601", utc=True)`` of text that is all naive
+    ISO 8601 (``_PLAIN_ISO``), parsed by numpy (a quarter of pandas' time on a sample of
+    20); None for anything else, or a value numpy refuses (a 30 February, hour 24), which
+    then goes to pandas as before."""
+    items = values.tolist()
+    if not items or not all(type(v) is str and _PLAIN_ISO.match(v) for v in items):
+        return None
+    try:
+        stamps = np.array(items, dtype="datetime64[ns]")
+    except (ValueError, OverflowError):
+        return None
+    return pd.Series(pd.DatetimeIndex(stamps, tz="UTC"), index=values.index, name=values.name)
+
+
 def _to_datetime(values: pd.Series) -> pd.Series:
+    if _SHORTCUTS and values.dtype == object:
+        plain = _plain_iso(values)
+        if plain is not None:
+            return plain
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -330,6 +330,14 @@ def _varied_columns() -> dict[str, pd.Series]:
         "words": [f"the order {i % 30} was late again" for i in range(n)],
         "mixed_dates": [f"2024-0{1 + i % 9}-1{i % 10}" if i % 2
                         else f"1{i % 10}/0{1 + i % 9}/2024" for i in range(n)],
+        # naive ISO 8601 text (session 17: numpy parses it): T or space, to the minute,
+        # second or fraction, a few missing; one with a 29 February of a non-leap year
+        "iso_text": [None if i % 11 == 0 else
+                     str(pd.Timestamp("2024-01-01") + pd.Timedelta(seconds=int(v) * 977)
+                         ).replace(" ", "T" if i % 2 else " ")[:[10, 16, 19, 26][i % 4]]
+                     for i, v in enumerate(rng.integers(0, 10**5, n))],
+        "iso_bad": ["2023-02-29" if i == 50 else f"2023-0{1 + i % 9}-1{i % 10} 10:00"
+                    for i in range(n)],
     })
     columns: dict[str, pd.Series] = {}
     for label, frame in [*_frames().items(), ("extra", extra)]:
@@ -340,6 +348,32 @@ def _varied_columns() -> dict[str, pd.Series]:
             for name in version.columns:
                 columns[f"{label}.{kind}.{name}"] = version[name]
     return columns
+
+
+def test_sql_date_text_is_parsed_as_pandas_parses_it(monkeypatch) -> None:
+    """``parse_datetime_text`` (a SQL table's date text) with the shortcuts (session 17:
+    plain ISO 8601 text parsed by numpy) gives the frame pandas' ``to_datetime`` gives, on
+    every frame of the varied columns, whole and as a 7-row head."""
+    import autokfp.catalog.profiling as profiling
+    from tests.engine.catalog.catalog_snapshot import _frames
+
+    frames = {label: frame for label, frame in _frames().items()}
+    times = ("", " 10:0{}", "T10:00:1{}.25")
+    frames["iso"] = pd.DataFrame({"iso": [
+        f"2024-0{1 + i % 9}-1{i % 10}" + times[i % 3].format(i % 10) for i in range(40)],
+        "other": ["a b"] * 40})
+    frames["iso_na"] = pd.DataFrame({"iso": [None if i % 7 == 0 else v for i, v in
+                                             enumerate(frames["iso"]["iso"])]})
+    frames["leap"] = pd.DataFrame({"d": ["2023-02-29"] + ["2023-03-01 10:00"] * 30})
+    fast = {label: profiling.parse_datetime_text(f) for label, f in frames.items()}
+    fast_heads = {label: profiling.parse_datetime_text(f.head(7)) for label, f in frames.items()}
+    monkeypatch.setattr(profiling, "_SHORTCUTS", False)
+    for label, frame in frames.items():
+        pd.testing.assert_frame_equal(fast[label], profiling.parse_datetime_text(frame))
+        pd.testing.assert_frame_equal(fast_heads[label],
+                                      profiling.parse_datetime_text(frame.head(7)))
+    assert str(fast["iso"]["iso"].dtype) == "datetime64[ns]"  # it was date text
+    assert fast["leap"]["d"].isna().sum() == 1  # the 29 February of 2023 is no date
 
 
 def test_the_shortcuts_profile_as_the_pandas_calls_do(monkeypatch) -> None:
