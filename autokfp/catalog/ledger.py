@@ -68,19 +68,27 @@ _SCHEMA_KEYS = frozenset(DatasetSchema.__dataclass_fields__) | {"fingerprint"}
 _COLUMN_KEYS = frozenset(ColumnSchema.__dataclass_fields__)
 
 
-def _found_schema(item: DiscoveredDataset) -> dict[str, Any]:
-    """``item.schema.to_dict()``; for a dataset reused from the crawl cache, built from the
-    cache entry's schema as read (``DiscoveredDataset.cached_schema``) instead of walking
-    the schema again: that is the schema the source gave, plus the DataHub URN and the
-    catalog facts set since (anything else changed drops ``cached_schema``). The same JSON
-    either way (``test_crawl.py`` compares them)."""
+def _as_cached(item: DiscoveredDataset) -> bool:
+    """Whether ``item.schema.to_dict()`` is its crawl-cache entry's schema as read
+    (``DiscoveredDataset.cached_schema``) plus the DataHub URN and the catalog facts set
+    since: the schema the source gave a reused dataset (anything else changed drops
+    ``cached_schema``; its fingerprint too is the one the cache recorded for these very
+    columns)."""
     plain, schema = item.cached_schema, item.schema
-    if (plain is None or plain.keys() != _SCHEMA_KEYS
-            or len(plain["columns"]) != len(schema.columns)
-            or any(c.keys() != _COLUMN_KEYS for c in plain["columns"])):
-        return schema.to_dict()
-    # its fingerprint too is the one the cache recorded for these very columns
-    return {**plain, "urn": schema.urn, "catalog": to_plain(schema.catalog)}
+    return not (plain is None or plain.keys() != _SCHEMA_KEYS
+                or len(plain["columns"]) != len(schema.columns)
+                or any(c.keys() != _COLUMN_KEYS for c in plain["columns"]))
+
+
+def _found_schema(item: DiscoveredDataset) -> dict[str, Any]:
+    """``item.schema.to_dict()``, built from the cache entry's schema when ``_as_cached``
+    (not walking the schema again). The same JSON either way (``test_crawl.py`` compares
+    them)."""
+    if not _as_cached(item):
+        return item.schema.to_dict()
+    assert item.cached_schema is not None
+    return {**item.cached_schema, "urn": item.schema.urn,
+            "catalog": to_plain(item.schema.catalog)}
 
 
 def _close(db: sqlite3.Connection, folder: str) -> None:
@@ -116,13 +124,13 @@ class CrawlLedger:
             "CREATE TABLE outcomes (seq INTEGER PRIMARY KEY, id TEXT, status TEXT,"
             " breaking INTEGER, reused INTEGER, value TEXT);"
             "CREATE INDEX outcomes_id ON outcomes (id);"
-            "CREATE TABLE found (seq INTEGER PRIMARY KEY, value TEXT);"
+            "CREATE TABLE found (seq INTEGER PRIMARY KEY, value TEXT, cached TEXT);"
             "CREATE TABLE gone (seq INTEGER PRIMARY KEY, id TEXT);")
         self._writes = 0
         self._finalizer = weakref.finalize(self, _close, self.db, self._folder)
         self.index = LedgerMapping(self, "idx")
         self.cache = LedgerMapping(self, "cache")
-        self.found: LedgerSequence[DiscoveredDataset] = LedgerSequence(
+        self.found: LedgerSequence[DiscoveredDataset] = _FoundSequence(
             self, "found", _found_from_dict)
 
     def close(self) -> None:
@@ -182,8 +190,23 @@ class CrawlLedger:
         self.wrote()
 
     def add_found(self, item: DiscoveredDataset) -> None:
-        value = {"schema": _found_schema(item), "error": item.error, "notes": item.notes,
-                 "signature": item.signature, "reused": item.reused}
+        """Record what the crawl found. A dataset reused from this ledger's crawl cache
+        (``_as_cached``) is recorded as its URN and catalog facts beside a copy of its cache
+        entry's text, made by SQLite (``_FoundSequence`` puts them together when read): its
+        schema is not encoded again (a sixth of an unchanged re-crawl)."""
+        value: dict[str, Any] = {"error": item.error, "notes": item.notes,
+                                 "signature": item.signature, "reused": item.reused}
+        if item.cached_in is self.cache and _as_cached(item):
+            value.update(urn=item.schema.urn, catalog=to_plain(item.schema.catalog))
+            with self.lock:  # the entry the crawl cache read it from a moment ago
+                copied = self.db.execute(
+                    "INSERT INTO found (value, cached) SELECT ?, value FROM cache WHERE id = ?",
+                    (_dumps(value), item.dataset_id)).rowcount
+            if copied == 1:
+                self.wrote()
+                return
+            del value["urn"], value["catalog"]
+        value["schema"] = _found_schema(item)
         with self.lock:
             self.db.execute("INSERT INTO found (value) VALUES (?)", (_dumps(value),))
         self.wrote()
@@ -352,3 +375,51 @@ class LedgerSequence(Sequence[T], Generic[T]):
             out["breaking"] += int(breaking or 0)
             out["reused"] += int(reused or 0)
         return out
+
+
+class _FoundSequence(LedgerSequence[DiscoveredDataset]):
+    """``found``: a row with a copy of a cache entry (``add_found``) is read back as the
+    entry's schema with the row's URN and catalog facts: what ``_found_schema`` gives."""
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        size = len(self)
+        position = index + size if index < 0 else index
+        if not 0 <= position < size:
+            raise IndexError(index)
+        with self._ledger.lock:
+            row = self._ledger.db.execute(
+                "SELECT value, cached FROM found ORDER BY seq LIMIT 1 OFFSET ?",
+                (position,)).fetchone()
+        return self._decode(_found_value(*row))
+
+    def __iter__(self) -> Iterator[DiscoveredDataset]:
+        for value, cached in self._rows():
+            yield self._decode(_found_value(value, cached))
+
+    def raw_values(self) -> Iterator[str]:
+        for value, cached in self._rows():
+            yield value if cached is None else _dumps(_found_value(value, cached))
+
+    def _rows(self) -> Iterator[tuple[str, str | None]]:
+        last = 0
+        while True:
+            with self._ledger.lock:
+                self._ledger.commit()
+                rows = self._ledger.db.execute(
+                    "SELECT seq, value, cached FROM found WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (last, READ_CHUNK)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for _, value, cached in rows:
+                yield value, cached
+
+
+def _found_value(value: str, cached: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(value)
+    if cached is not None:
+        schema = _loads(cached, "cache", "found")["schema"]
+        out["schema"] = {**schema, "urn": out.pop("urn"), "catalog": out.pop("catalog")}
+    return out

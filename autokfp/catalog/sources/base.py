@@ -54,6 +54,9 @@ class DiscoveredDataset:
     # records it without walking ``schema`` again (``ledger._found_schema``); whoever
     # changes ``schema`` beyond its URN and catalog facts sets this to None
     cached_schema: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # the crawl cache's entries ``cached_schema`` was read from (the crawl's ledger records a
+    # reused dataset by a copy of that entry: ``CrawlLedger.add_found``)
+    cached_in: Any = field(default=None, repr=False, compare=False)
 
     @property
     def dataset_id(self) -> str:
@@ -116,7 +119,8 @@ class CrawlCache:
         self.hits += 1
         return DiscoveredDataset(schema=schema, error=entry.get("error"),
                                  notes=list(entry.get("notes", [])), signature=signature,
-                                 reused=True, _reader=reader, cached_schema=entry["schema"])
+                                 reused=True, _reader=reader, cached_schema=entry["schema"],
+                                 cached_in=self.entries)
 
     def store(self, item: DiscoveredDataset) -> None:
         if item.signature:

@@ -89,6 +89,50 @@ def test_first_crawl_records_version_one_and_a_recrawl_reuses_it(churn_sources,
     assert third.outcome("warehouse/customers").reused
 
 
+def test_a_recrawl_hands_on_reused_datasets_as_encoding_them_again_would(
+        churn_sources, catalog_home, monkeypatch) -> None:
+    """An unchanged re-crawl records each reused dataset by a copy of its crawl-cache entry
+    (session 17); ``report.found`` reads back the schemas, errors, notes and signatures that
+    encoding each schema again gives (indexed and iterated); a changed file is read again
+    and handed on with its new schema."""
+    from autokfp.catalog import ledger
+
+    config, folder, _db, frame = churn_sources
+    crawl_sources(config)
+
+    def found(report) -> list:
+        out = []
+        for d in report.found:
+            schema = d.schema.to_dict()
+            assert schema["catalog"].pop("last_crawled")
+            out.append((schema, d.error, d.notes, d.signature, d.reused))
+        return out
+
+    again = crawl_sources(config)
+    assert again.found._ledger.db.execute(  # type: ignore[attr-defined]
+        "SELECT count(*) FROM found WHERE cached IS NOT NULL").fetchone()[0] == 2
+    # (the third, the training dataset, gains its target tag after the cache: encoded)
+    by_copy = found(again)
+    assert [d.schema for d in (again.found[0], again.found[-1])] == [
+        d.schema for d in list(again.found)[::2]]
+    with monkeypatch.context() as patch:
+        patch.setattr(ledger, "_as_cached", lambda item: False)  # each schema encoded
+        encoded = crawl_sources(config)
+    assert encoded.found._ledger.db.execute(  # type: ignore[attr-defined]
+        "SELECT count(*) FROM found WHERE cached IS NOT NULL").fetchone()[0] == 0
+    assert by_copy == found(encoded) and all(reused for *_, reused in by_copy)
+    churned = next(c for d in again.found if d.dataset_id == "warehouse/customers"
+                   for c in d.schema.columns if c.name == "churned")
+    assert "target" in churned.tags  # the training target's tag, not in the cache entry
+
+    time.sleep(0.01)
+    frame.assign(segment="retail").to_csv(folder / "customers.csv", index=False)
+    changed = {d.dataset_id: d for d in crawl_sources(config).found}
+    assert "segment" in changed["files/customers.csv"].schema.column_names
+    assert not changed["files/customers.csv"].reused
+    assert changed["warehouse/customers"].reused
+
+
 def test_breaking_change_stops_training_until_accepted(churn_sources, catalog_home) -> None:
     config, _folder, db, frame = churn_sources
     check_training_schema(crawl_sources(config), "warehouse/customers")  # v1: fine
