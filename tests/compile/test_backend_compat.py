@@ -32,11 +32,13 @@ def old_backend_python() -> Path:
     python = venv / "bin" / "python"
     stamp = venv / ".installed"
     if not stamp.exists() or stamp.read_text() != json.dumps(OLD_WHEELS):
+        # no pip of its own (ensurepip: 6.6 CPU-s of the 8.0 this took): this venv's pip
+        # (constraints.txt pins 26.3; --python since 22.3) installs the wheels into it
         try:
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True,
-                           capture_output=True, timeout=120)
-            subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
-                            "--disable-pip-version-check", *OLD_WHEELS],
+            subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip",
+                            str(venv)], check=True, capture_output=True, timeout=120)
+            subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
+                            "-q", "--no-deps", "--disable-pip-version-check", *OLD_WHEELS],
                            check=True, capture_output=True, timeout=300)
         except (subprocess.SubprocessError, OSError) as exc:
             detail = getattr(exc, "stderr", b"") or b""
