@@ -331,29 +331,45 @@ class LedgerSequence(Sequence[T], Generic[T]):
             raise IndexError(index)
         with self._ledger.lock:
             row = self._ledger.db.execute(
-                f"SELECT value FROM {self._table} ORDER BY seq LIMIT 1 OFFSET ?",
+                f"SELECT {self._columns} FROM {self._table} ORDER BY seq LIMIT 1 OFFSET ?",
                 (position,)).fetchone()
-        return self._decode(json.loads(row[0]))
+        return self._decode(self._row_value(row))
 
     def __iter__(self) -> Iterator[T]:
-        for value in self.raw_values():
-            yield self._decode(json.loads(value))
+        for row in self._rows():
+            yield self._decode(self._row_value(row))
 
     def raw_values(self) -> Iterator[str]:
         """Each row's JSON text, in the order written (a report written as JSON takes them
         as they are: ``CrawlReport.json_pieces``)."""
+        for row in self._rows():
+            yield self._row_text(row)
+
+    # the columns a row is read from, and how they become the row's value and JSON text
+    # (``_FoundSequence`` adds the cache entry a reused dataset's row points at)
+    _columns = "value"
+
+    def _row_value(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(row[0])
+        return value
+
+    def _row_text(self, row: tuple[Any, ...]) -> str:
+        return str(row[0])
+
+    def _rows(self) -> Iterator[tuple[Any, ...]]:
+        """The rows' ``_columns``, in the order written, ``READ_CHUNK`` at a time."""
         last = 0
         while True:
             with self._ledger.lock:
                 self._ledger.commit()
                 rows = self._ledger.db.execute(
-                    f"SELECT seq, value FROM {self._table} WHERE seq > ? ORDER BY seq "
-                    "LIMIT ?", (last, READ_CHUNK)).fetchall()
+                    f"SELECT seq, {self._columns} FROM {self._table} WHERE seq > ? "
+                    "ORDER BY seq LIMIT ?", (last, READ_CHUNK)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for _, value in rows:
-                yield value
+            for row in rows:
+                yield tuple(row[1:])
 
     def where_id(self, dataset_id: str) -> T | None:
         """The first row of ``dataset_id`` (outcomes only)."""
@@ -381,40 +397,14 @@ class _FoundSequence(LedgerSequence[DiscoveredDataset]):
     """``found``: a row with a copy of a cache entry (``add_found``) is read back as the
     entry's schema with the row's URN and catalog facts: what ``_found_schema`` gives."""
 
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        size = len(self)
-        position = index + size if index < 0 else index
-        if not 0 <= position < size:
-            raise IndexError(index)
-        with self._ledger.lock:
-            row = self._ledger.db.execute(
-                "SELECT value, cached FROM found ORDER BY seq LIMIT 1 OFFSET ?",
-                (position,)).fetchone()
-        return self._decode(_found_value(*row))
+    _columns = "value, cached"
 
-    def __iter__(self) -> Iterator[DiscoveredDataset]:
-        for value, cached in self._rows():
-            yield self._decode(_found_value(value, cached))
+    def _row_value(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        return _found_value(*row)
 
-    def raw_values(self) -> Iterator[str]:
-        for value, cached in self._rows():
-            yield value if cached is None else _dumps(_found_value(value, cached))
-
-    def _rows(self) -> Iterator[tuple[str, str | None]]:
-        last = 0
-        while True:
-            with self._ledger.lock:
-                self._ledger.commit()
-                rows = self._ledger.db.execute(
-                    "SELECT seq, value, cached FROM found WHERE seq > ? ORDER BY seq LIMIT ?",
-                    (last, READ_CHUNK)).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            for _, value, cached in rows:
-                yield value, cached
+    def _row_text(self, row: tuple[Any, ...]) -> str:
+        value, cached = row
+        return str(value) if cached is None else _dumps(_found_value(value, cached))
 
 
 def _found_value(value: str, cached: str | None) -> dict[str, Any]:
