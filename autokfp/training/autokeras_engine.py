@@ -64,6 +64,7 @@ from pydantic import Field
 from autokfp.engine_registry import EngineSpec, register_engine
 from autokfp.errors import DataError, TrainingError
 from autokfp.training.base import EngineResult, EngineSettings, FrameScorer
+from autokfp.training.isolation import engine_timeout
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ EXPORT_RESERVE_SHARE = 0.04
 # a refitted network whose loss on its rows exceeds the search's network's on its own by more
 # than this share is not exported (see _refit_all_rows)
 REFIT_LOSS_TOLERANCE = 0.10
+# what the engine does after the k-fold refits (metrics, the candidate's files) must fit
+# before the child's kill (isolation.engine_timeout): the folds stop this long before it
+AFTER_FOLDS_SECS = 120.0
 # each k-fold refit's set-up (cloning, compiling, tracing fit and predict) on top of its
 # epochs: 1.5-3 CPU-s a fold on 120 rows x 15 epochs here (tests/engine/training/
 # test_autokeras_out_of_fold.py)
@@ -502,7 +506,8 @@ class AutoKerasEngine:
             clock, x, y, codes, task, encoding, batch_size, int(budget.seed), fit_idx,
             settings.out_of_fold_folds,
             settings.out_of_fold_max_share * budget.max_runtime_secs,
-            refit_seconds=clock.refit_fit_seconds)
+            refit_seconds=clock.refit_fit_seconds,
+            stop_by=started + engine_timeout(budget.max_runtime_secs) - AFTER_FOLDS_SECS)
         timings["out_of_fold"] = round(time.monotonic() - mark, 2)
         log.info("AutoKeras out-of-sample estimate: %s", oof_note)
         if oof is not None:
@@ -753,12 +758,16 @@ def _cross_fit(fit_and_score: Any, fold_of: np.ndarray, folds: int,
 def _out_of_fold_scores(clock: _SearchClock, x: np.ndarray, y: np.ndarray, codes: np.ndarray,
                         task: str, encoding: KerasEncoding, batch_size: int, seed: int,
                         fit_idx: np.ndarray, folds: int, limit_seconds: float,
-                        refit_seconds: float | None = None) -> tuple[np.ndarray | None, str]:
+                        refit_seconds: float | None = None,
+                        stop_by: float | None = None) -> tuple[np.ndarray | None, str]:
     """Out-of-fold scores of every row of ``x`` by k-fold refits of the search's best
     network (its architecture from fresh weights, its optimizer, its best epoch count, no
     early stopping), in ``KerasScorer.score_matrix``'s form: (scores, what was done), or
     (None, why not). Their time is estimated from ``refit_seconds`` (the same recipe on
-    all rows, measured) when given, else from the best trial's epoch times."""
+    all rows, measured) when given, else from the best trial's epoch times. ``stop_by``
+    (``time.monotonic()``): no fold starts after it, and the folds are not begun when their
+    estimate ends after it (the engine's child is killed at ``engine_timeout`` of the budget,
+    and the whole candidate, search and refit included, would be lost with it)."""
     import keras
 
     best, epochs = clock.best_model, clock.best_epochs
@@ -776,6 +785,9 @@ def _out_of_fold_scores(clock: _SearchClock, x: np.ndarray, y: np.ndarray, codes
         return None, (f"validation rows: {folds}-fold refits would take about {estimate:.0f}s "
                       f"by {basis}, over out_of_fold_max_share of the budget "
                       f"({limit_seconds:.0f}s)")
+    if stop_by is not None and time.monotonic() + estimate > stop_by:
+        return None, (f"validation rows: {folds}-fold refits would take about {estimate:.0f}s "
+                      f"by {basis}, past the training child's time limit")
     optimizer = keras.optimizers.serialize(best.optimizer)
     failed: list[str] = []
 
@@ -795,10 +807,13 @@ def _out_of_fold_scores(clock: _SearchClock, x: np.ndarray, y: np.ndarray, codes
     started = time.monotonic()
     # a bad estimate (a loaded machine) may double the time; past that the folds stop
     scores = _cross_fit(fit_and_score, _fold_numbers(codes, folds, seed), folds,
-                        give_up_at=started + 2 * limit_seconds)
+                        give_up_at=(started + 2 * limit_seconds if stop_by is None
+                                    else min(started + 2 * limit_seconds, stop_by)))
     if scores is None:
         return None, ("validation rows: the k-fold refits " + (
             f"failed ({failed[0]})" if failed else
+            "ran past the training child's time limit"
+            if stop_by is not None and time.monotonic() > stop_by else
             f"ran over twice out_of_fold_max_share of the budget ({limit_seconds:.0f}s)"))
     if not np.isfinite(scores).all():
         return None, "validation rows: the k-fold refits scored non-finite values"

@@ -125,3 +125,28 @@ def test_k_fold_refits_over_their_share_of_the_budget_fall_back_to_the_validatio
     assert _out_of_fold_scores(clock, x, y, y.astype(int), "binary", encoding, 32, 0,
                                np.arange(100), 0, limit_seconds=30)[0] is None
 
+
+
+def test_k_fold_refits_that_would_end_past_the_childs_time_limit_are_not_begun(
+        monkeypatch) -> None:
+    """Within their share of the budget, but the engine's child would be killed before they
+    ended (a long budget: search + refit + folds past isolation.engine_timeout): none is run
+    and the validation rows are handed over, so the candidate is not lost with the child."""
+    import time
+
+    clock, x, y = _searched(100, seed=1)
+    clock.best_epoch_seconds = 1.0  # 5 folds x (1 s + 10 epochs x 4/5 of the rows): 45 s
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("no fold may be trained")
+
+    monkeypatch.setattr(autokeras_engine, "_fit_clone", no_fit)
+    encoding = KerasEncoding(columns=["id", "a", "b"], numeric=["id", "a", "b"],
+                             means=[0.0] * 3, scales=[1.0] * 3)
+    scores, note = _out_of_fold_scores(clock, x, y, y.astype(int), "binary", encoding, 32, 0,
+                                       np.arange(100), 5, limit_seconds=1000,
+                                       stop_by=time.monotonic() + 30)
+    assert scores is None
+    assert note == ("validation rows: 5-fold refits would take about 45s by the best "
+                    "trial's epochs, past the training child's time limit"), note
+
