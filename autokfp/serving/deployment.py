@@ -36,7 +36,6 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from autokfp.config.serving import resolve_target  # noqa: F401 - deployment.resolve_target
 from autokfp.errors import DeploymentError
 from autokfp.lifeline import SERVING_PARENT_ENV, SERVING_STATE_ENV, pid_alive
 from autokfp.serving.predictor_client import (  # monitoring leaves verify requests out

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from autokfp.config import RunConfig
+from autokfp.config.serving import resolve_target
 from autokfp.errors import DeploymentError
 from autokfp.serving import deployment
 from autokfp.serving.deployment import DeploymentDecision
@@ -82,7 +83,7 @@ def plan_rollout(cfg: RunConfig, settings: Any, registration: dict[str, Any]) ->
     mode = cfg.deploy.mode if cfg.deploy.mode != "auto" else "serverless"
     manifest = builder(canary=canary, mode=mode)
     action = "canary" if canary else ("initial" if new_version else "unchanged")
-    decision = DeploymentDecision(target=deployment.resolve_target(cfg.deploy.target),
+    decision = DeploymentDecision(target=resolve_target(cfg.deploy.target),
                                   model=cfg.model_name, version=version,
                                   previous_version=previous, action=action, outcome="skipped",
                                   verification=[])

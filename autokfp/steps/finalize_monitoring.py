@@ -149,9 +149,9 @@ def _finalize_monitoring(
 def _reset_canary_traffic(cfg: RunConfig) -> str:
     """On Kubernetes, send every request back to the previous revision (canary 0%); say how
     it went, as the tail of the rollback's reason ("" elsewhere)."""
-    from autokfp.serving import deployment
+    from autokfp.config.serving import resolve_target
 
-    if deployment.resolve_target(cfg.deploy.target) != "kubernetes":
+    if resolve_target(cfg.deploy.target) != "kubernetes":
         return ""
     from autokfp.serving.inference_service import service_name
 

@@ -296,8 +296,8 @@ def test_only_a_run_that_serves_locally_gets_a_warm_predictor(monkeypatch):
     """The runner names (and later starts) a warm predictor process only for a run whose
     deploy step may start a local predictor: a manifest or kubernetes target never asks it
     for one. ``auto`` resolves as the deploy step resolves it."""
+    from autokfp.config.serving import resolve_target
     from autokfp.edge.local import serves_locally
-    from autokfp.serving.deployment import resolve_target
 
     monkeypatch.delenv("AUTOKFP_DEPLOY_TARGET", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
