@@ -1209,3 +1209,37 @@ def test_a_kill_9_mid_crawl_leaves_no_datahub_source_process_behind(tmp_path) ->
         for pid in children:
             if pid_alive(pid):
                 os.kill(pid, 9)
+
+
+def test_a_staged_sql_source_is_imported_before_it_waits_for_the_crawls_verdicts(
+        tmp_path, monkeypatch) -> None:
+    """The process running DataHub's sources beside the crawl waits for the crawl's verdicts
+    before it runs a SQL recipe; the source plugin's modules are imported before that wait
+    (beside the crawl), not after it, on the path the discover step waits for."""
+    import gc
+    import pickle
+    import threading
+    import time
+
+    from datahub.ingestion.source.source_registry import source_registry
+
+    from autokfp.catalog import ingest as ingest_module
+
+    asked: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # _stage freezes its own process
+    monkeypatch.setattr(source_registry, "get", lambda key: asked.append(key))
+    job = ingest_module._Staged(
+        recipe={"source": {"type": "sqlalchemy", "config": {}}},
+        spool=str(tmp_path / "spool"), verdicts=str(tmp_path / "verdicts.json"),
+        cancel=str(tmp_path / "cancel"))
+    staged = threading.Thread(target=ingest_module._stage, args=([job],), daemon=True)
+    staged.start()
+    deadline = time.monotonic() + 10
+    while not asked and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert asked == ["sqlalchemy"]  # imported while the verdicts are still to come
+    assert staged.is_alive() and not Path(job.verdicts).exists()
+    Path(job.cancel).write_text("")
+    staged.join(30)
+    body = Path(job.spool).read_bytes()[8:]
+    assert pickle.loads(body) == ("end", "cancelled")
