@@ -58,6 +58,39 @@ def save_holdout(engine_dir: str | Path, positions: Any, scores: Any, truth: Any
     return path
 
 
+@dataclass(frozen=True)
+class StoredHoldout:
+    """A packaged candidate's out-of-sample rows as ``save_holdout`` kept them: row
+    positions, raw scores, labels, and what kind of rows they are."""
+
+    positions: np.ndarray
+    scores: np.ndarray
+    truth: np.ndarray
+    kind: str
+
+    def served(self, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, scores as served, truth): class scores get the package's probability
+        calibration, as ``predict`` would apply it."""
+        if meta.get("task") != "regression":
+            from autokfp.modeling.calibration import apply_calibration
+
+            scores = apply_calibration(np.atleast_2d(self.scores), meta.get("calibration"))
+        else:
+            scores = self.scores.reshape(-1)
+        return self.positions, scores, self.truth
+
+
+def read_holdout(package: str | Path) -> StoredHoldout | None:
+    """A packaged candidate's ``HOLDOUT_FILE``, read once (None when it kept none). Its
+    kind is ``OUT_OF_FOLD`` for a file that names none (written before the kind was kept)."""
+    path = Path(package) / "artifacts" / "engine" / HOLDOUT_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        kind = str(stored["kind"]) if "kind" in stored.files else OUT_OF_FOLD
+        return StoredHoldout(stored["positions"], stored["scores"], stored["truth"], kind)
+
+
 def holdout_kind(package: str | Path) -> str | None:
     """What a packaged candidate's out-of-sample rows are (``OUT_OF_FOLD`` for a file that
     names none: written before the kind was kept), or None when it kept none."""
@@ -74,18 +107,8 @@ def load_holdout(package: str | Path, meta: dict[str, Any]) -> tuple[np.ndarray,
 
     Class scores get the package's probability calibration, as ``predict`` would apply it.
     """
-    path = Path(package) / "artifacts" / "engine" / HOLDOUT_FILE
-    if not path.is_file():
-        return None
-    with np.load(path) as stored:
-        positions, scores, truth = stored["positions"], stored["scores"], stored["truth"]
-    if meta.get("task") != "regression":
-        from autokfp.modeling.calibration import apply_calibration
-
-        scores = apply_calibration(np.atleast_2d(scores), meta.get("calibration"))
-    else:
-        scores = scores.reshape(-1)
-    return positions, scores, truth
+    stored = read_holdout(package)
+    return None if stored is None else stored.served(meta)
 
 
 @dataclass
@@ -98,23 +121,26 @@ class PooledRows:
     test_rows: int
 
 
-def pool_rows(candidates: list[Any], truth: pd.Series, meta: dict[str, Any]) -> PooledRows | None:
+def pool_rows(candidates: list[Any], truth: pd.Series, meta: dict[str, Any],
+              stored: dict[str, StoredHoldout | None] | None = None) -> PooledRows | None:
     """Pool the common out-of-sample training rows with the test rows (None when a
     candidate kept no out-of-sample predictions, or kept rows that are not out of fold:
-    selection then uses the test rows alone)."""
+    selection then uses the test rows alone). ``stored``: each candidate's
+    ``read_holdout``, when the caller has read them already (each file is read once)."""
     held: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for candidate in candidates:
-        kind = holdout_kind(candidate.path)
-        if kind is not None and kind not in HONEST_KINDS:
+        found = (stored[candidate.engine] if stored is not None
+                 else read_holdout(candidate.path))
+        if found is not None and found.kind not in HONEST_KINDS:
             log.info("%s's out-of-sample rows are %s rows, which also chose its model: "
-                     "candidates are compared on the test rows alone", candidate.engine, kind)
+                     "candidates are compared on the test rows alone", candidate.engine,
+                     found.kind)
             return None
-        found = load_holdout(candidate.path, candidate.meta)
         if found is None:
             log.info("%s kept no out-of-sample predictions: candidates are compared on the "
                      "test rows alone", candidate.engine)
             return None
-        held[candidate.engine] = found
+        held[candidate.engine] = found.served(candidate.meta)
     # numpy throughout: at 8M out-of-fold rows, Python sets and dicts of the positions held
     # 2.7 GB (evaluate's peak at 10M rows, docs/scale.md); these arrays hold ~0.3 GB. Each
     # candidate's positions are sorted once (``_Lookup``), for its distinct positions and

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from autokfp.errors import TrainingError
-from autokfp.modeling.estimate import HONEST_KINDS, holdout_kind, metric_with_interval, pool_rows
+from autokfp.modeling.estimate import HONEST_KINDS, metric_with_interval, pool_rows, read_holdout
 from autokfp.modeling.evaluation import (
     classification_details,
     compare_to_champion,
@@ -190,9 +190,12 @@ def _select(candidates: list[Candidate], test: pd.DataFrame | TestRows, selectio
     # the most reliable estimate: every row each candidate scored out of sample (their
     # common out-of-fold / validation rows) plus the test rows; the test rows alone when a
     # candidate kept none
-    pooled = pool_rows(contenders, truth, reference)
+    # each candidate's out-of-sample file read once: its kind and its rows
+    stored = {c.engine: read_holdout(c.path) for c in contenders}
+    pooled = pool_rows(contenders, truth, reference, stored)
     rows_truth = pooled.truth if pooled else truth
-    kinds = {c.engine: holdout_kind(c.path) for c in contenders}
+    kinds = {engine: (found.kind if found is not None else None)
+             for engine, found in stored.items()}
     source = _estimate_source(kinds, pooled is not None)
     for candidate in contenders:
         candidate.estimate = metric_with_interval(rows_truth, _pooled(candidate, pooled),
@@ -349,7 +352,7 @@ def _score_candidate(candidate: Candidate, truth: pd.Series, inputs: TestRows, m
 
 def _estimate_source(kinds: dict[str, str | None], pooled: bool) -> str:
     """Which rows the candidates are compared on, and what each engine's out-of-sample rows
-    are (``estimate.holdout_kind``): why training rows were pooled or not."""
+    are (``estimate.StoredHoldout.kind``): why training rows were pooled or not."""
     named = ", ".join(f"{engine}: {(kind or 'none').replace('_', ' ')}"
                       for engine, kind in kinds.items())
     if pooled:

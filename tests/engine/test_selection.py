@@ -203,6 +203,31 @@ def test_candidates_are_ranked_on_out_of_sample_training_rows_plus_test_rows(
     assert "out-of-sample training rows" in document["selected"]["reason"]
 
 
+def test_selection_reads_each_candidates_out_of_sample_file_once(
+        autokfp_home, trained_package, tmp_path, monkeypatch) -> None:
+    """Its kind, whether the rows are pooled and the rows themselves come from one read of
+    ``holdout.npz`` per candidate (three before: the kind twice, then the rows)."""
+    import numpy as np
+
+    good = Path(trained_package.paths.model)
+    again = tmp_path / "again"
+    shutil.copytree(good, again)
+    opened: list[str] = []
+    load = np.load
+
+    def counted(file, *args, **kwargs):
+        if Path(str(file)).name == HOLDOUT_FILE:
+            opened.append(str(file))
+        return load(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", counted)
+    document = _select(_config(trained_package), {"good": good, "again": again},
+                       trained_package, tmp_path / "run")
+    assert document["estimate"]["holdout_rows"] > 0  # the out-of-fold rows were pooled
+    assert sorted(opened) == sorted(str(folder / "artifacts" / "engine" / HOLDOUT_FILE)
+                                    for folder in (good, again)), opened
+
+
 def test_test_rows_streamed_from_parquet_select_as_the_whole_frame(trained_package,
                                                                  tmp_path) -> None:
     """The evaluate step scores the test rows batch by batch (``TestRows``): the same
