@@ -24,8 +24,12 @@ DIR, this, this, DIR when ``--repeat 2``: the before and after of a change, side
 
     .venv/bin/python scripts/benchmark_discovery.py [--tables 1000] [--files 1000]
         [--wide 20] [--wide-columns 1000] [--rows 20] [--no-anchor] [--ingest]
-        [--only-issue] [--keep] [--compare-with DIR [--repeat 2] [--compare-only
-        [--compare-path ingest|crawl]]]
+        [--only-issue] [--keep] [--workers N] [--compare-with DIR [--repeat 2]
+        [--compare-only [--compare-path ingest|crawl]]]
+
+autokfp's crawls use ``catalog.workers`` (default ``auto``: a worker process per CPU this
+process may use; the count is printed); ``--workers 1`` times the crawl in one process.
+CPU seconds include the workers' (``_cpu`` counts finished children).
 
 What each side does is not the same work, and the table says so: autokfp profiles a sample
 of every column (semantic types, PII, statistics), versions each schema, and publishes to a
@@ -139,6 +143,10 @@ class Timing:
                 f"{self.datasets / max(self.cpu, 1e-9):9.1f}/CPU-s  {self.note}")
 
 
+# catalog.workers of the crawls timed here (--workers; None: the default, auto)
+WORKERS: int | None = None
+
+
 def autokfp_crawls(name: str, sources: list[dict[str, Any]], home: Path) -> list[Timing]:
     """A first crawl and an unchanged re-crawl into a fresh catalog at ``home``."""
     from autokfp.catalog.crawl import crawl_sources
@@ -148,6 +156,7 @@ def autokfp_crawls(name: str, sources: list[dict[str, Any]], home: Path) -> list
     os.environ["AUTOKFP_HOME"] = str(home)
     first = sources[0]["name"]
     config = parse_config({"name": name, "sources": sources,
+                           **({"catalog": {"workers": WORKERS}} if WORKERS else {}),
                            "training": {"dataset": f"{first}/x", "target": "y"}})
     settings = Settings.from_env()
     settings.ensure_local_dirs()
@@ -326,7 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-path", choices=("ingest", "crawl"), default="ingest",
                         help="with --compare-only: the path compared (crawl: "
                              "catalog.ingestion: crawl)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="catalog.workers of autokfp's crawls (default: auto)")
     args = parser.parse_args(argv)
+    global WORKERS
+    WORKERS = args.workers
 
     root = Path(tempfile.mkdtemp(prefix="autokfp-bench-"))
     for name in ("AUTOKFP_ARTIFACT_ROOT", "DATAHUB_GMS_URL", "DATAHUB_GMS_TOKEN"):
@@ -386,7 +399,11 @@ def main(argv: list[str] | None = None) -> int:
             _compare_table(compare_ingestion(args.compare_with, both, warm, root,
                                              args.repeat, args.compare_path))
             return 0
-        print(f"\nissue-16 workload ({args.tables} tables + {args.files} files, one crawl):")
+        from autokfp.catalog.workers import available_cpus, resolve_workers
+
+        print(f"\nissue-16 workload ({args.tables} tables + {args.files} files, one crawl; "
+              f"catalog.workers {args.workers or 'auto'}: {resolve_workers(args.workers)} "
+              f"worker process(es), {available_cpus()} CPU(s) available):")
         first, again = autokfp_crawls("bench-all", both, root / "home-all")
         for timing, target in ((first, FIRST_TARGET), (again, RECRAWL_TARGET)):
             rate, per_cpu = timing.datasets / timing.seconds, timing.datasets / timing.cpu

@@ -43,6 +43,7 @@ from autokfp.catalog.lineage import LineageGraph, load_lineage
 from autokfp.catalog.profiling import DEFAULT_MAX_ROWS
 from autokfp.catalog.schema import DatasetSchema, to_plain
 from autokfp.catalog.store import CatalogStore, now_iso
+from autokfp.catalog.workers import resolve_workers
 from autokfp.config import RunConfig, TrainingSpec
 from autokfp.errors import SchemaError
 from autokfp.settings import Settings
@@ -282,6 +283,7 @@ def crawl_sources(
     refresh: bool = False,
     publish_metadata: bool = True,
     publish_sources: Iterable[str] = (),
+    workers: int | str | None = None,
 ) -> CrawlReport:
     """Crawl sources into the catalog: schemas, schema versions, DataHub metadata.
 
@@ -302,6 +304,10 @@ def crawl_sources(
         publish_metadata: send changed datasets to the metadata file, DataHub Lite and GMS.
         publish_sources: with ``publish_metadata`` false, still send those of these sources
             (the sources DataHub ingestion leaves to the crawl: see ``catalog.ingest``).
+        workers: processes that read and profile the datasets (``catalog.workers``: a
+            number, or ``auto`` for the CPUs this process may use); default the run
+            config's ``catalog.workers`` (``auto``). The catalog is the same whatever the
+            count (``catalog.workers.ReadPool``).
 
     Returns:
         The report; bad files, tables and sources are in it (``status == "failed"``,
@@ -313,6 +319,8 @@ def crawl_sources(
     """
     if training is None and isinstance(sources, RunConfig):
         training = sources.training
+    if workers is None:
+        workers = sources.catalog.workers if isinstance(sources, RunConfig) else "auto"
     source_list = _sources_of(sources)
     settings = settings or Settings.from_env()
     store = CatalogStore(settings)
@@ -330,7 +338,8 @@ def crawl_sources(
         if not refresh:
             ledger.cache.load(store.iter_cache(raw=True))
         cache = CrawlCache(ledger.cache)
-        crawl = _Crawl(store, ledger, cache, graph, source_list, training, report, only)
+        crawl = _Crawl(store, ledger, cache, graph, source_list, training, report, only,
+                       resolve_workers(workers))
         with store.synced_together():  # the versions are durable before the index names them
             proposals = crawl.proposals(sample_rows)
             if only is None or only:
@@ -399,9 +408,10 @@ class _Crawl:
 
     def __init__(self, store: CatalogStore, ledger: CrawlLedger, cache: CrawlCache,
                  graph: LineageGraph, sources: list[Source], training: TrainingSpec | None,
-                 report: CrawlReport, only: set[str] | None):
+                 report: CrawlReport, only: set[str] | None, workers: int = 1):
         self.store, self.ledger, self.cache, self.graph = store, ledger, cache, graph
         self.sources, self.training, self.report, self.only = sources, training, report, only
+        self.workers = workers
 
     def proposals(self, sample_rows: int) -> Iterator[Any]:
         """Crawl, cataloguing each dataset as it comes and yielding the DataHub proposals of
@@ -409,10 +419,12 @@ class _Crawl:
         deletes."""
         report = self.report
         nonempty: set[str] = set()  # the sources that yielded anything
-        with _libraries_frozen():
-            for count, item in enumerate(
-                    iter_discover(self.sources, sample_rows, self.cache, report.naming),
-                    start=1):
+        # the workers are forked inside: what the libraries hold is frozen, so the workers'
+        # collections leave those pages shared (and closing stops them on every way out)
+        with _libraries_frozen(), contextlib.closing(iter_discover(
+                self.sources, sample_rows, self.cache, report.naming,
+                self.workers)) as found:
+            for count, item in enumerate(found, start=1):
                 if count % COLLECT_EVERY == 0:
                     gc.collect()
                 nonempty.add(item.source_name)

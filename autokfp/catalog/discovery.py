@@ -16,7 +16,8 @@ are unchanged is not read again; its schema (or error) comes from the cache.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from autokfp.catalog.sources import CrawlCache, DiscoveredDataset, open_source
 from autokfp.catalog.sources import Source as SourceReader
 from autokfp.catalog.sources.base import file_format, mixed_type_notes
 from autokfp.catalog.sources.sql import masked_url, sql_platform
+from autokfp.catalog.workers import Pending, ReadPool
 from autokfp.config import FolderSource, GcsSource, RunConfig, S3Source, SqlSource
 from autokfp.errors import DataError
 
@@ -76,19 +78,51 @@ def iter_discover(
     sources: Iterable[Source], sample_rows: int = DEFAULT_MAX_ROWS,
     cache: CrawlCache | None = None,
     naming: dict[str, tuple[str | None, str | None]] | None = None,
-) -> Iterator[DiscoveredDataset]:
+    workers: int = 1,
+) -> Generator[DiscoveredDataset, None, None]:
     """``discover``, one dataset at a time: each is yielded as its source profiles it, so a
     caller that keeps none holds one dataset whatever the count (the crawl of a bucket of
-    100,000 objects). ``naming`` gets a SQL source's names once that source is done."""
-    for source in sources:
-        reader = open_source(source)
-        for item in reader.discover(sample_rows, cache):
-            if not item.source_failed:
-                _name(reader, item.schema)
-            yield item
-        known = getattr(reader, "known_naming", None)
-        if naming is not None and known is not None:
-            naming[source.name] = known
+    100,000 objects). ``naming`` gets a SQL source's names once that source is done.
+
+    ``workers`` above 1: datasets are read and profiled by that many worker processes
+    (``catalog.workers``: see ``catalog.workers.ReadPool``), at most a window of them in
+    flight, and yielded in the same order with the same content as with one process. Close
+    the iterator (``contextlib.closing``) to stop the workers when it is left early."""
+    if workers <= 1:
+        for source in sources:
+            reader = open_source(source)
+            for item in reader.discover(sample_rows, cache):
+                assert isinstance(item, DiscoveredDataset)  # no pool: read here
+                if not item.source_failed:
+                    _name(reader, item.schema)
+                yield item
+            known = getattr(reader, "known_naming", None)
+            if naming is not None and known is not None:
+                naming[source.name] = known
+        return
+    with ReadPool(workers) as pool:
+        # (source reader, dataset or Pending) in the sources' order, resolved from the left
+        waiting: deque[tuple[SourceReader, DiscoveredDataset | Pending]] = deque()
+        for source in sources:
+            reader = open_source(source)
+            for got in reader.discover(sample_rows, cache, pool=pool):
+                waiting.append((reader, got))
+                while waiting and (len(waiting) > pool.window or not isinstance(
+                        waiting[0][1], Pending) or pool.done(waiting[0][1])):
+                    yield _resolved(pool, *waiting.popleft())
+            known = getattr(reader, "known_naming", None)
+            if naming is not None and known is not None:
+                naming[source.name] = known
+        while waiting:
+            yield _resolved(pool, *waiting.popleft())
+
+
+def _resolved(pool: ReadPool, reader: SourceReader,
+              got: DiscoveredDataset | Pending) -> DiscoveredDataset:
+    item = pool.resolve(got) if isinstance(got, Pending) else got
+    if not item.source_failed:
+        _name(reader, item.schema)
+    return item
 
 
 def _name(reader: SourceReader, schema: DatasetSchema) -> None:

@@ -2023,8 +2023,10 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                 f"; the recipes of {', '.join(rest)} run in this process too, not in the child"
                 if rest else "")
             log.warning("DataHub ingestion: source %s: %s", source, result.fallbacks[source])
+        # one process: DataHub's sources run in a child beside it already (catalog.workers
+        # is measured on the crawl path, docs/catalog.md "Discovery speed, session 18")
         report = crawl_sources(config, settings=settings, publish_metadata=False,
-                               publish_sources=fallback)
+                               publish_sources=fallback, workers=1)
         result = IngestResult(report=report)
         for name, why in fallback.items():
             result.crawled[name] = why

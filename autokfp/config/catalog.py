@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from autokfp.config.base import _Strict
 
@@ -31,6 +31,19 @@ class CatalogSpec(_Strict):
 
     ingestion: Literal["crawl", "datahub"] = "datahub"
     recipe: str | None = None
+    # processes that read and profile the crawl's datasets (``catalog.workers.ReadPool``):
+    # ``auto`` as many as the CPUs the process may use (its affinity and cgroup CPU limit),
+    # 1 every dataset in the crawl's own process. A crawl of up to 32 datasets to read
+    # always reads them in its own process
+    workers: int | Literal["auto"] = "auto"
+
+    @field_validator("workers")
+    @classmethod
+    def _positive_workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"catalog.workers must be 'auto' or a whole number of at least 1 "
+                             f"(1 reads every dataset in the crawl's own process), not {value}")
+        return value
 
     @model_validator(mode="after")
     def _recipe_needs_datahub(self) -> CatalogSpec:

@@ -137,7 +137,8 @@ def catalog_sources(config: dict[str, Any] | RunConfig | None, report_path: str,
         report = ingest(cfg.model_copy(update={"sources": list(crawled)}),
                         recipe=cfg.catalog.recipe).report
     else:
-        report = crawl_sources(crawled, training=training)
+        report = crawl_sources(crawled, training=training,
+                               workers=cfg.catalog.workers if cfg is not None else None)
     write_text(report_path, render_crawl_html(report))
     if summary_path:
         write_json(summary_path, report.to_dict())

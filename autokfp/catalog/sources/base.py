@@ -17,13 +17,16 @@ import warnings
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
 
 from autokfp.catalog.schema import DatasetSchema
 from autokfp.errors import AutokfpError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from autokfp.catalog.workers import Pending, ReadPool
 
 log = logging.getLogger("autokfp.catalog.discovery")
 
@@ -164,10 +167,13 @@ class Source(Protocol):
     kind: ClassVar[str]
     name: str
 
-    def discover(self, sample_rows: int, cache: CrawlCache | None
-                 ) -> Iterable[DiscoveredDataset]:
+    def discover(self, sample_rows: int, cache: CrawlCache | None,
+                 pool: ReadPool | None = None) -> Iterable[DiscoveredDataset | Pending]:
         """Profile every selected dataset; failures are reported per dataset, never raised.
-        A source of files yields each one as it is profiled (the crawl keeps none)."""
+        Each one is yielded as it is profiled (the crawl keeps none). With a ``pool``
+        (``catalog.workers``), a dataset whose reading needs nothing of this process may be
+        handed to a worker: a ``Pending`` is yielded for it, resolved in order by
+        ``discovery.iter_discover``."""
         ...
 
     def list_datasets(self) -> list[str]:

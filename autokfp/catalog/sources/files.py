@@ -8,9 +8,10 @@ import shutil
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -35,6 +36,9 @@ from autokfp.catalog.sources.base import (
     selected,
 )
 from autokfp.errors import DataError
+
+if TYPE_CHECKING:
+    from autokfp.catalog.workers import Pending, ReadPool
 
 
 def _restore_index(df: pd.DataFrame) -> pd.DataFrame:
@@ -239,6 +243,35 @@ def nested_json_fields(sample: pd.DataFrame) -> list[list[Any]]:
     return out
 
 
+def _read_and_profile(open_path: Callable[[], AbstractContextManager[Path]], fmt: str,
+                      label: str, dataset_id: str, platform: str, k: int,
+                      modified_at: str | None) -> tuple[Any, str | None, list[str]]:
+    """A file's sample read and profiled: ``(schema, None, notes)``, or ``(None, error,
+    notes)`` when it cannot be read (what ``discover_file`` makes a dataset of)."""
+    notes: list[str] = []
+    try:
+        with open_path() as path:
+            sample, total, _ = _sample_file(path, fmt, label, k, notes)
+        notes += mixed_type_notes(sample, label)
+        schema = profile_frame(
+            sample, dataset_id, platform, label, fmt=fmt, row_count=total, max_rows=k
+        )
+        schema.modified_at = modified_at
+        if fmt == "jsonl":
+            schema.nested_fields = nested_json_fields(sample)
+    except Exception as exc:
+        return None, describe(exc), notes
+    return schema, None, notes
+
+
+def read_local_file(path: Path, fmt: str, label: str, dataset_id: str, platform: str, k: int,
+                    modified_at: str | None) -> tuple[Any, str | None, list[str]]:
+    """``_read_and_profile`` of a local file: what a crawl's worker runs
+    (``catalog.workers``)."""
+    return _read_and_profile(partial(nullcontext, path), fmt, label, dataset_id, platform, k,
+                             modified_at)
+
+
 def discover_file(
     open_local: Callable[[], AbstractContextManager[Path]],
     label: str,
@@ -250,11 +283,14 @@ def discover_file(
     modified_at: str | None = None,
     cache: CrawlCache | None = None,
     first_open: Callable[[], AbstractContextManager[Path]] | None = None,
-) -> DiscoveredDataset:
+    pool: ReadPool | None = None,
+    local_path: Path | None = None,
+) -> DiscoveredDataset | Pending:
     """One file profiled on a sample (or its schema from ``cache`` when its ``signature`` is
     unchanged). ``open_local`` gives a local path of the file whenever it is read (the
     dataset's ``load``); ``first_open``, if given, gives it for the profiling read (a copy
-    downloaded ahead by the crawl)."""
+    downloaded ahead by the crawl). With a ``pool``, a file at ``local_path`` (a folder's)
+    may be read and profiled by a worker: a ``Pending`` is returned then."""
     dataset_id = f"{source_name}/{relative}"
     fmt = file_format(relative)
     if fmt is None:
@@ -264,7 +300,6 @@ def discover_file(
             label,
             f"'{label}' has an unsupported format; use {', '.join(sorted(FORMATS))}",
         )
-    notes: list[str] = []
 
     def reader() -> pd.DataFrame:
         with open_local() as path:
@@ -274,25 +309,28 @@ def discover_file(
         known = cache.lookup(dataset_id, signature, reader)
         if known is not None:
             return known
-    try:
-        with (first_open or open_local)() as path:
-            sample, total, _ = _sample_file(path, fmt, label, k, notes)
-        notes += mixed_type_notes(sample, label)
-        schema = profile_frame(
-            sample, dataset_id, platform, label, fmt=fmt, row_count=total, max_rows=k
-        )
-        schema.modified_at = modified_at
-        if fmt == "jsonl":
-            schema.nested_fields = nested_json_fields(sample)
-        item = DiscoveredDataset(schema=schema, notes=notes, signature=signature,
-                                 _reader=reader)
-    except Exception as exc:
-        item = failed(dataset_id, platform, label, describe(exc), fmt, reader, notes)
-        item.schema.modified_at = modified_at
-        item.signature = signature
-    if cache is not None:
-        cache.store(item)
-    return item
+
+    def finish(schema: Any, error: str | None, notes: list[str]) -> DiscoveredDataset:
+        if error is None:
+            item = DiscoveredDataset(schema=schema, notes=notes, signature=signature,
+                                     _reader=reader)
+        else:
+            item = failed(dataset_id, platform, label, error, fmt, reader, notes)
+            item.schema.modified_at = modified_at
+            item.signature = signature
+        if cache is not None:
+            cache.store(item)
+        return item
+
+    def here() -> tuple[Any, str | None, list[str]]:
+        return _read_and_profile(first_open or open_local, fmt, label, dataset_id, platform,
+                                 k, modified_at)
+
+    if pool is not None and local_path is not None and first_open is None:
+        return pool.offload(here, (read_local_file, (local_path, fmt, label, dataset_id,
+                                                     platform, k, modified_at)),
+                            finish, dataset_id)
+    return finish(*here())
 
 
 
@@ -423,11 +461,12 @@ class ObjectPrefix(FileSource):
     def _location(self, relative: str) -> str:
         return storage.join(self.config.uri, relative)
 
-    def discover(self, sample_rows: int, cache: CrawlCache | None
-                 ) -> Iterator[DiscoveredDataset]:
+    def discover(self, sample_rows: int, cache: CrawlCache | None,
+                 pool: ReadPool | None = None) -> Iterator[DiscoveredDataset]:
         """Each object profiled as the listing reaches it, and yielded at once (nothing of
         it is kept here); the next ``READ_AHEAD`` objects that must be read are downloading
-        meanwhile (an object the cache knows is not downloaded). A listing that fails, at once (a bucket that does not exist,
+        meanwhile (an object the cache knows is not downloaded). Read in this process
+        whatever ``pool`` (its downloads are this process's threads' files). A listing that fails, at once (a bucket that does not exist,
         access denied) or part-way, has yielded the objects already profiled and ends with
         the source's failure, naming the source and what to check, so the crawl marks none
         of its other datasets missing. An existing bucket with nothing under the prefix is
@@ -465,6 +504,7 @@ class ObjectPrefix(FileSource):
                 item = discover_file(lambda u=uri: storage.local_copy(u), uri, rel, self.name,
                                      self.platform, sample_rows, signature, modified, None,
                                      first_open=lambda g=got: ahead.opened(g))
+                assert isinstance(item, DiscoveredDataset)  # no pool: read here
                 if cache is not None:
                     cache.store(item)
                 yield item

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autokfp.catalog.sources.base import (
     FORMATS,
@@ -23,6 +24,9 @@ from autokfp.catalog.sources.base import (
 from autokfp.catalog.sources.files import FileSource, discover_file, read_file
 from autokfp.config import FolderSource
 from autokfp.errors import DataError
+
+if TYPE_CHECKING:
+    from autokfp.catalog.workers import Pending, ReadPool
 
 
 @register_source("folder")
@@ -55,9 +59,10 @@ class Folder(FileSource):
                     found.append(relative)
         return sorted(found)
 
-    def discover(self, sample_rows: int, cache: CrawlCache | None
-                 ) -> Iterator[DiscoveredDataset]:
-        """Each file profiled and yielded in path order (only the names are listed first)."""
+    def discover(self, sample_rows: int, cache: CrawlCache | None,
+                 pool: ReadPool | None = None) -> Iterator[DiscoveredDataset | Pending]:
+        """Each file profiled and yielded in path order (only the names are listed first);
+        with a ``pool``, a file may be read by a worker (a ``Pending`` is yielded then)."""
         root = Path(self.config.path)
         if not root.is_dir():
             yield failed(
@@ -74,7 +79,8 @@ class Folder(FileSource):
             except OSError:  # vanished or unreadable: profiling reports it
                 signature, modified = None, None
             yield discover_file(lambda p=path: nullcontext(p), str(path), rel, self.name,
-                                "file", sample_rows, signature, modified, cache)
+                                "file", sample_rows, signature, modified, cache,
+                                pool=pool, local_path=path)
 
     def load(self, dataset_id: str, relative: str) -> LoadedData:
         root = Path(self.config.path).resolve()

@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -31,6 +32,9 @@ from autokfp.catalog.sources.base import (
 )
 from autokfp.config import SqlSource, expand_env
 from autokfp.errors import DataError
+
+if TYPE_CHECKING:
+    from autokfp.catalog.workers import Pending, ReadPool
 
 log = logging.getLogger(__name__)
 
@@ -488,15 +492,90 @@ def _sqlite_declared_columns(inspector) -> dict[str, list[list[str]]] | None:
     return out
 
 
+def _profile_table(source: SqlSource, table_name: str, connection, platform: str,
+                   location: str, k: int, total: int,
+                   view: Callable[[], tuple[dict, list[str]]] | None = None
+                   ) -> tuple[Any, str | None, list[str]]:
+    """A table's sample read and profiled (and a view's facts): ``(schema, None, notes)``,
+    or ``(None, error, [])`` when it cannot be read (the failed statement rolled back)."""
+    dataset_id = f"{source.name}/{table_name}"
+    try:
+        _, query = _select_all(source, table_name)
+        if total <= k:
+            sample = pd.read_sql(query, connection)
+        else:  # over a server-side cursor: the driver holds k rows, not the table
+            streamed = query.execution_options(stream_results=True, max_row_buffer=k)
+            sample, total = bottom_k(pd.read_sql(streamed, connection, chunksize=k), k)
+        notes = mixed_type_notes(sample, dataset_id)
+        schema = profile_frame(
+            parse_datetime_text(sample), dataset_id, platform, location, row_count=total,
+            max_rows=k,
+        )
+        if view is not None:
+            schema.view, view_notes = view()
+            notes += view_notes
+    except Exception as exc:
+        connection.rollback()  # a failed statement must not poison the next table's
+        return None, f"cannot read table '{table_name}': {_sql_error(source, exc)}", []
+    return schema, None, notes
+
+
+def read_table_sample(source: SqlSource, table_name: str, platform: str, location: str,
+                      k: int, total: int) -> tuple[Any, str | None, list[str]]:
+    """``_profile_table`` over this process's own connection to the source (made once per
+    process and source): what a crawl's worker runs (``catalog.workers``)."""
+    from autokfp.catalog import workers
+
+    def connect() -> tuple[Any, Callable[[], None]]:
+        engine = _engine(source)
+        connection = engine.connect()
+
+        def close() -> None:
+            connection.close()
+            engine.dispose()
+
+        return connection, close
+
+    connection = workers.resource(("sql", source.name, source.url), connect)
+    return _profile_table(source, table_name, connection, platform, location, k, total)
+
+
+def _other_connections_see_it(source: SqlSource) -> bool:
+    """Whether a new connection to the source sees the tables the crawl's sees (not an
+    in-memory SQLite database, which is the connection's own)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(expand_env(source.url))
+    except Exception:  # noqa: BLE001 - read in the crawl's own process
+        return False
+    if url.get_backend_name() != "sqlite":
+        return True
+    database = url.database or ""
+    return bool(database) and database != ":memory:" and "memory" not in str(url.query)
+
+
 def _discover_table(source: SqlSource, table_name: str, connection, inspector, platform: str,
                     location: str, k: int, cache: CrawlCache | None,
                     declared: dict[str, list[list[str]]] | None = None,
                     view: Callable[[], tuple[dict, list[str]]] | None = None,
-                    counts: _RowCounts | None = None) -> DiscoveredDataset:
+                    counts: _RowCounts | None = None, pool: ReadPool | None = None
+                    ) -> DiscoveredDataset | Pending:
     dataset_id = f"{source.name}/{table_name}"
 
     def reader(t: str = table_name) -> pd.DataFrame:
         return _read_table(source, t)
+
+    def finish(schema: Any, error: str | None, notes: list[str]) -> DiscoveredDataset:
+        if error is None:
+            item = DiscoveredDataset(schema=schema, notes=notes, signature=signature,
+                                     _reader=reader)
+        else:
+            item = failed(dataset_id, platform, location, error, reader=reader)
+            item.signature = signature
+        if cache is not None:
+            cache.store(item)
+        return item
 
     signature = None
     try:
@@ -513,31 +592,18 @@ def _discover_table(source: SqlSource, table_name: str, connection, inspector, p
                 return known
         if total == 0:
             raise empty_error(dataset_id)
-        _, query = _select_all(source, table_name)
-        if total <= k:
-            sample = pd.read_sql(query, connection)
-        else:  # over a server-side cursor: the driver holds k rows, not the table
-            streamed = query.execution_options(stream_results=True, max_row_buffer=k)
-            sample, total = bottom_k(pd.read_sql(streamed, connection, chunksize=k), k)
-        notes = mixed_type_notes(sample, dataset_id)
-        schema = profile_frame(
-            parse_datetime_text(sample), dataset_id, platform, location, row_count=total,
-            max_rows=k,
-        )
-        if view is not None:
-            schema.view, view_notes = view()
-            notes += view_notes
-        item = DiscoveredDataset(schema=schema, notes=notes, signature=signature,
-                                 _reader=reader)
     except Exception as exc:
         connection.rollback()  # a failed statement must not poison the next table's
-        item = failed(dataset_id, platform, location,
-                       f"cannot read table '{table_name}': {_sql_error(source, exc)}",
-                       reader=reader)
-        item.signature = signature
-    if cache is not None:
-        cache.store(item)
-    return item
+        return finish(None, f"cannot read table '{table_name}': {_sql_error(source, exc)}", [])
+
+    def here() -> tuple[Any, str | None, list[str]]:
+        return _profile_table(source, table_name, connection, platform, location, k, total,
+                              view)
+
+    if pool is not None and view is None and pool.parallel and _other_connections_see_it(source):
+        return pool.offload(here, (read_table_sample, (source, table_name, platform, location,
+                                                       k, total)), finish, dataset_id)
+    return finish(*here())
 
 
 
@@ -600,7 +666,12 @@ class SqlDatabase:
         finally:
             engine.dispose()
 
-    def discover(self, sample_rows: int, cache: CrawlCache | None) -> list[DiscoveredDataset]:
+    def discover(self, sample_rows: int, cache: CrawlCache | None,
+                 pool: ReadPool | None = None) -> Iterator[DiscoveredDataset | Pending]:
+        """Each table profiled and yielded in name order (views after tables, unless
+        ``tables`` names them); with a ``pool``, a table's sample may be read and profiled
+        by a worker over its own connection (a ``Pending`` is yielded then), a view's never
+        (its lineage is read over this connection)."""
         import sqlalchemy as sa
 
         source = self.config
@@ -609,15 +680,16 @@ class SqlDatabase:
         try:
             engine = _engine(source)
         except Exception as exc:
-            return [failed(source.name, platform, location, _sql_error(source, exc))]
-        results = []
+            yield failed(source.name, platform, location, _sql_error(source, exc))
+            return
         try:
             try:
                 names = _table_names(source, engine)
                 inspector = sa.inspect(engine)
                 self._learn_naming(engine, inspector)
             except Exception as exc:
-                return [failed(source.name, platform, location, _sql_error(source, exc))]
+                yield failed(source.name, platform, location, _sql_error(source, exc))
+                return
             declared = _all_declared_columns(inspector, source)
             views = set(_view_names(inspector, source))
             database, schema = self._naming or (None, None)
@@ -626,14 +698,13 @@ class SqlDatabase:
                 for table_name in names:
                     view = (partial(view_facts, inspector, connection, source, table_name,
                                     platform, database, schema) if table_name in views else None)
-                    results.append(_discover_table(source, table_name, connection, inspector,
-                                                   platform, location, sample_rows, cache,
-                                                   declared, view, counts))
+                    yield _discover_table(source, table_name, connection, inspector, platform,
+                                          location, sample_rows, cache, declared, view, counts,
+                                          pool)
         except Exception as exc:  # the connection itself broke mid-crawl
-            results.append(failed(source.name, platform, location, _sql_error(source, exc)))
+            yield failed(source.name, platform, location, _sql_error(source, exc))
         finally:
             engine.dispose()
-        return results
 
     def load(self, dataset_id: str, relative: str) -> LoadedData:
         import sqlalchemy as sa
