@@ -29,7 +29,7 @@ from autokfp.catalog.schema import DatasetSchema
 from autokfp.catalog.sources import CrawlCache, DiscoveredDataset, open_source
 from autokfp.catalog.sources import Source as SourceReader
 from autokfp.catalog.sources.base import file_format, mixed_type_notes
-from autokfp.catalog.sources.sql import masked_url, sql_platform
+from autokfp.catalog.sources.sql import masked_url, preload_sql, sql_platform
 from autokfp.catalog.workers import Pending, ReadPool
 from autokfp.config import FolderSource, GcsSource, RunConfig, S3Source, SqlSource
 from autokfp.errors import DataError
@@ -100,7 +100,9 @@ def iter_discover(
             if naming is not None and known is not None:
                 naming[source.name] = known
         return
-    with ReadPool(workers) as pool:
+    sources = list(sources)
+    sql_sources = [s for s in sources if isinstance(s, SqlSource)]
+    with ReadPool(workers, preload=lambda: [preload_sql(s) for s in sql_sources]) as pool:
         # (source reader, dataset or Pending) in the sources' order, resolved from the left
         waiting: deque[tuple[SourceReader, DiscoveredDataset | Pending]] = deque()
         for source in sources:

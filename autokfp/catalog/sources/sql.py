@@ -540,6 +540,16 @@ def read_table_sample(source: SqlSource, table_name: str, platform: str, locatio
     return _profile_table(source, table_name, connection, platform, location, k, total)
 
 
+def preload_sql(source: SqlSource) -> None:
+    """Import what reading the source's tables needs (SQLAlchemy, its dialect, pandas' SQL
+    reader) before a crawl forks its workers (``catalog.workers``)."""
+    import pandas.io.sql  # noqa: F401 - imported for the workers
+    from sqlalchemy.engine import make_url
+
+    dialect = make_url(expand_env(source.url)).get_dialect()
+    dialect.import_dbapi()
+
+
 def _other_connections_see_it(source: SqlSource) -> bool:
     """Whether a new connection to the source sees the tables the crawl's sees (not an
     in-memory SQLite database, which is the connection's own)."""
