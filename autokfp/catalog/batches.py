@@ -24,7 +24,8 @@ def file_dtypes(path: str | Path) -> dict[str, Any]:
 
     handle = pq.ParquetFile(str(path))
     schema = handle.schema_arrow
-    plain = schema.empty_table().to_pandas().dtypes  # what a batch without a missing value gets
+    # what a batch without a missing value gets (one thread: see RowSampler.frame)
+    plain = schema.empty_table().to_pandas(use_threads=False).dtypes
     wanted = {str(name): ("float64" if dtype.kind in "iu" else object)
               for name, dtype in plain.items()
               if isinstance(dtype, np.dtype) and dtype.kind in "iub"}
@@ -82,7 +83,10 @@ class RowSampler:
         metadata (``schema``'s), and the dtypes ``pd.read_parquet`` gives the whole file."""
         import pyarrow as pa
 
-        sample = pa.Table.from_batches(self.parts, schema=schema).to_pandas()
+        # one thread (a sample is small): Arrow's pool, started by a threaded conversion,
+        # would stay in this process, and a local task that runs one starts its children
+        # (Evidently's) as new interpreters rather than forks (lifeline.fork_wanted)
+        sample = pa.Table.from_batches(self.parts, schema=schema).to_pandas(use_threads=False)
         if self.chosen is not None and path is not None and Path(path).is_file():
             for name, dtype in file_dtypes(path).items():
                 if name in sample.columns and sample[name].dtype != dtype:
@@ -175,7 +179,7 @@ def sample_rows(
     total = dataset.count_rows()
     present = [c for c in columns if c in dataset.schema.names]
     if total <= rows:
-        return dataset.to_table(columns=present).to_pandas()
+        return dataset.to_table(columns=present).to_pandas(use_threads=False)  # as frame()
     sampler = RowSampler(total, rows, seed)
     for batch in dataset.to_batches(columns=present, batch_size=batch_rows, use_threads=False):
         sampler.add(batch)

@@ -24,6 +24,11 @@ if sys.argv[2] == "scan":
     for _ in scan.to_batches(columns=["x", "city"], batch_size=1000):
         pass
     scan.to_table(columns=["x"])
+elif sys.argv[2] == "sample":  # what the data summary reads and writes before its child
+    from autokfp.catalog.batches import sample_rows
+    drawn = sample_rows(sys.argv[1], ["x", "n", "city"], 500)  # drawn, file_dtypes
+    whole = sample_rows(sys.argv[1], ["x", "n", "city"], 10**9)  # the whole file
+    drawn.to_parquet(sys.argv[1] + ".sample.parquet", index=False)
 else:
     for _ in ds.dataset(sys.argv[1]).to_batches(columns=["x", "city"], use_threads=False):
         pass
@@ -54,6 +59,15 @@ def test_a_file_scan_starts_no_arrow_thread_where_a_dataset_scan_starts_its_pool
     _, path = _table(tmp_path)
     assert _new_threads(path, "scan") == 0
     assert _new_threads(path, "dataset") > 0
+
+
+def test_a_sample_is_drawn_and_written_without_starting_an_arrow_thread(tmp_path):
+    """A threaded conversion to pandas starts Arrow's CPU pool, which stays: a local task
+    running one starts its children (Evidently's data summary) as new interpreters, not as
+    forks (``lifeline.fork_wanted``), ~4 CPU-s more for each profile step. Converted on one
+    thread (samples are small), the sample leaves none."""
+    _, path = _table(tmp_path)
+    assert _new_threads(path, "sample") == 0
 
 
 def test_a_file_scan_reads_what_the_dataset_reads(tmp_path):
