@@ -33,6 +33,7 @@ result and logged here, by the same loggers, so the crawl's log is what one proc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -359,7 +360,12 @@ def _serve(connection: Any, dies: Callable[[], None], stacks: str) -> None:
     """A worker: run each unit the crawl sends and send back ``(status, result, records)``,
     until told to stop (None) or the crawl's end of the pipe closes."""
     dies()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the crawl's process stops its workers
+    # a session of its own, as every child autokfp forks (``lifeline.forked_child``): a
+    # terminal's Ctrl-C goes to the crawl, which stops its workers (SIGINT is ignored here
+    # too, for a crawl that shares its session with another process)
+    with contextlib.suppress(OSError):
+        os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     lifeline.dump_stacks_on_signal(stacks)
     collected = _Collected()
     manager = logging.Logger.manager

@@ -126,13 +126,15 @@ def test_a_stalled_worker_is_stopped_and_its_datasets_read_here(
         return real_profile(sample, dataset_id, *args, **kwargs)
 
     monkeypatch.setattr(files, "profile_frame", profile)
-    monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "1")
+    monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "2")
     monkeypatch.setenv("AUTOKFP_HOME", str(tmp_path / "second-home"))
     with caplog.at_level(logging.WARNING, logger="autokfp.catalog.workers"):
         report = crawl_sources(config)
     assert forked == [2]
-    assert any("'files/f03.csv' made no progress for 1 s" in r.getMessage()
-               for r in caplog.records)
+    # f03's worker, or (on a machine so loaded that a worker went 2 s without a result or
+    # 0.5 CPU-s) one before it: either way the rest was read here
+    told = [r.getMessage() for r in caplog.records if "made no progress for 2 s" in r.getMessage()]
+    assert len(told) == 1 and "the crawl reads the rest in its own process" in told[0]
     assert forked.all_gone()
     assert [(d.dataset_id, d.status, d.columns, d.pii_columns) for d in report.datasets] == \
         [(d.dataset_id, d.status, d.columns, d.pii_columns) for d in one.datasets]
