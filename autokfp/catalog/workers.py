@@ -200,12 +200,13 @@ class ReadPool:
                 worker.connection.send(None)
             except (OSError, ValueError):
                 pass
+            # closed at once: a worker still sending a result nobody takes (the crawl left
+            # early) gets an error and ends, rather than waiting for the signal below
+            worker.connection.close()
         deadline = time.monotonic() + STOP_GRACE
         for worker in workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
         lifeline.stop_processes([w.process for w in workers], grace=STOP_GRACE)
-        for worker in workers:
-            worker.connection.close()
         if self._scratch is not None:
             import shutil
 
