@@ -705,7 +705,7 @@ def test_the_transformers_extras_are_the_crawls_own_aspects(churn_sources, catal
     import sqlite3
 
     from autokfp.catalog.crawl import crawl_sources
-    from autokfp.catalog.datahub import dataset_urn, metadata_proposals
+    from autokfp.catalog.datahub import dataset_facts, dataset_urn, metadata_proposals
     from autokfp.catalog.ingest import (
         AutokfpAspects,
         ExtrasSpool,
@@ -732,8 +732,8 @@ def test_the_transformers_extras_are_the_crawls_own_aspects(churn_sources, catal
         assert extra["tags"] == [t.tag for t in made["globalTags"].tags]
         if schema.dataset_id == reused:
             assert extra["profile"] is None
-        else:
-            ours, theirs = extra["profile"].to_obj(), made["datasetProfile"].to_obj()
+        else:  # built when the transformer asks for it
+            ours, theirs = extra["profile"]().to_obj(), made["datasetProfile"].to_obj()
             assert ours.pop("timestampMillis") and theirs.pop("timestampMillis")
             assert ours == theirs
         lineage = made.get("upstreamLineage")
@@ -745,7 +745,8 @@ def test_the_transformers_extras_are_the_crawls_own_aspects(churn_sources, catal
     assert loaded.keys() == extras.keys()
     for urn, extra in extras.items():
         assert loaded[urn]["properties"] == extra["properties"]
-        assert loaded[urn]["profile"] == (extra["profile"].to_obj() if extra["profile"] else None)
+        assert loaded[urn]["profile"] == (extra["profile"]().to_obj() if extra["profile"]
+                                          else None)
     # ingest() builds them per dataset from a spool of the schemas, keeping only the recent
     # ones: one here, so every lookup but the repeated one builds them again, the same
     spool = ExtrasSpool(str(tmp_path))
@@ -756,9 +757,12 @@ def test_the_transformers_extras_are_the_crawls_own_aspects(churn_sources, catal
                  dataset_urn(schemas[1]))
     assert list(spool) == list(extras) and len(spool) == len(extras)
     assert "urn:li:dataset:(urn:li:dataPlatform:sqlite,nosuch,PROD)" not in spool
+    def built(extra: dict) -> dict:
+        made = {k: v() if callable(v) else v for k, v in extra.items()}
+        return {k: v.to_obj() if hasattr(v, "to_obj") else v for k, v in made.items()}
+
     for urn in [*extras, *extras]:
-        theirs = {k: v.to_obj() if hasattr(v, "to_obj") else v for k, v in spool[urn].items()}
-        ours = {k: v.to_obj() if hasattr(v, "to_obj") else v for k, v in extras[urn].items()}
+        theirs, ours = built(spool[urn]), built(extras[urn])
         for one in (theirs, ours):
             if one["profile"]:
                 one["profile"].pop("timestampMillis")
@@ -766,6 +770,25 @@ def test_the_transformers_extras_are_the_crawls_own_aspects(churn_sources, catal
             assert theirs.pop("datahub_names") == [
                 "urn:li:dataset:(urn:li:dataPlatform:sqlite,wrong,PROD)"]
         assert theirs == ours
+    # at the end of the stream the transformer asks for each dataset's tags, profile, schema
+    # and a view's lineage again (ExtrasSpool.closing): the same, without building the rest
+    import pytest
+
+    import autokfp.catalog.ingest as ingest_module
+
+    def closing_part(extra: dict) -> dict:
+        one = built(extra)
+        if one["profile"]:
+            one["profile"].pop("timestampMillis")
+        return {key: one[key] for key in ("tags", "profile", "lineage", "schema")}
+
+    facts: list = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ingest_module, "dataset_facts", lambda schema: facts.append(schema) or
+                      dataset_facts(schema))
+        for urn in extras:
+            assert closing_part(spool.closing(urn)) == closing_part(extras[urn])
+    assert facts == []  # each was built before: its properties and field tags are not again
     assert AutokfpAspects(spool).renames == {
         "urn:li:dataset:(urn:li:dataPlatform:sqlite,wrong,PROD)": dataset_urn(schemas[1])}
     spool.close()
