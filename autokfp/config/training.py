@@ -98,6 +98,17 @@ class TrainingSpec(_Strict):
         default=10_000, ge=0,
         description="refit_for_serving: auto refits tables with at most this many labelled "
                     "rows (train + test)")
+    refit_score_tolerance: float = Field(
+        default=0.02, ge=0.0, le=1.0,
+        description="the refit's held-out check: the recipe fitted on the training rows is "
+                    "rejected when, on the test rows, it is worse than the gated model by more "
+                    "than the difference's standard error, kept between a tenth of this and "
+                    "this (points of auc/accuracy/f1/r2), with selection.confidence (a paired "
+                    "bootstrap)")
+    refit_loss_tolerance: float = Field(
+        default=0.10, ge=0.0, le=10.0,
+        description="as refit_score_tolerance, for logloss/rmse/mae: a share of the gated "
+                    "model's loss")
 
     @field_validator("dataset")
     @classmethod
