@@ -2061,10 +2061,13 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                 f"; the recipes of {', '.join(rest)} run in this process too, not in the child"
                 if rest else "")
             log.warning("DataHub ingestion: source %s: %s", source, result.fallbacks[source])
-        # one process: DataHub's sources run in a child beside it already (catalog.workers
-        # is measured on the crawl path, docs/catalog.md "Discovery speed, session 18")
+        # with the config's catalog.workers, as on the crawl path: DataHub's source beside
+        # the crawl used the second core for about a quarter of a first crawl of 2,000
+        # datasets (its SQL recipe waits for the crawl's verdicts), so the crawl alone held
+        # the step's process for 19 of its 29 CPU-s (docs/catalog.md "Ingestion path speed,
+        # session 18")
         report = crawl_sources(config, settings=settings, publish_metadata=False,
-                               publish_sources=fallback, workers=1)
+                               publish_sources=fallback)
         result = IngestResult(report=report)
         for name, why in fallback.items():
             result.crawled[name] = why

@@ -1266,3 +1266,31 @@ def test_a_staged_sql_source_is_imported_before_it_waits_for_the_crawls_verdicts
     staged.join(30)
     body = Path(job.spool).read_bytes()[8:]
     assert pickle.loads(body) == ("end", "cancelled")
+
+
+def test_the_ingestion_paths_crawl_reads_with_the_configs_workers(
+        tmp_path, catalog_home, monkeypatch) -> None:
+    """The crawl that gives autokfp's aspects on the ingestion path reads and profiles with
+    ``catalog.workers`` worker processes, as on the crawl path (it was held to one)."""
+    import sqlite3
+
+    import pandas as pd
+
+    from autokfp.catalog import crawl
+
+    asked: list = []
+    real = crawl.resolve_workers
+    monkeypatch.setattr(crawl, "resolve_workers",
+                        lambda setting: asked.append(setting) or real(setting))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    db = tmp_path / "w.db"
+    with sqlite3.connect(db) as connection:
+        pd.DataFrame({"id": range(5), "y": [0, 1, 0, 1, 0]}).to_sql("t", connection,
+                                                                      index=False)
+    config = parse_config({"name": "w", "sources": [{"name": "w", "kind": "sql",
+                                                     "url": f"sqlite:///{db}"}],
+                           "catalog": {"workers": 3},
+                           "training": {"dataset": "w/t", "target": "y"}})
+    result = ingest(config)
+    assert asked == [3]
+    assert result.datasets == ["urn:li:dataset:(urn:li:dataPlatform:sqlite,main.t,PROD)"]
