@@ -166,8 +166,11 @@ class ReadPool:
         worker = min(self._workers, key=lambda w: len(w.queue))
         try:
             worker.connection.send(unit)
-        except (OSError, ValueError) as exc:  # its end is closed: it died
-            raise self._died(worker, pending, exc) from None
+        except (OSError, ValueError):
+            # its end is closed: it died. Not said here: the dataset it died on is the oldest
+            # of its queue whose result is not in the pipe, so the results it did send are
+            # taken first and resolve names that dataset (this one only if it was the first)
+            pass
         pending.worker = worker
         worker.queue.append(pending)
         return pending
