@@ -37,6 +37,7 @@ import contextlib
 import logging
 import math
 import os
+import pickle
 import signal
 import time
 import traceback
@@ -357,7 +358,19 @@ class _Collected(logging.Handler):
         if record.exc_info:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         record.msg, record.args, record.exc_info = record.getMessage(), None, None
+        # a field a caller added (``extra=``) that cannot cross the pipe goes as its repr: the
+        # record must not fail the unit's result, which one process would have logged fine
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_FIELDS:
+                try:
+                    pickle.dumps(value)
+                except Exception:  # noqa: BLE001 - anything pickle refuses
+                    setattr(record, key, repr(value))
         self.records.append(record)
+
+
+# the attributes every LogRecord has (``logging.makeLogRecord({})``), pickled as they are
+_STANDARD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 def _serve(connection: Any, dies: Callable[[], None], stacks: str) -> None:

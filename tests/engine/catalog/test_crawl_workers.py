@@ -172,3 +172,24 @@ def test_workers_setting(monkeypatch):
     monkeypatch.setattr(workers, "available_cpus", lambda: 3)
     assert workers.resolve_workers("auto") == 3
     assert workers.resolve_workers(1) == 1
+
+
+def test_a_worker_log_record_with_a_field_pickle_refuses_still_crosses_the_pipe():
+    """A record a library logged with an ``extra`` field that cannot be pickled (a lock) is
+    handed back with that field as its repr: it must not fail the dataset's result, which the
+    crawl's own process (workers: 1) would have logged without trouble."""
+    import pickle
+    import threading
+
+    collected = workers._Collected()
+    logging.getLogger("autokfp.test.workers").addHandler(collected)
+    try:
+        logging.getLogger("autokfp.test.workers").warning(
+            "read %s", "f.csv", extra={"held": threading.Lock(), "rows": 3})
+    finally:
+        logging.getLogger("autokfp.test.workers").removeHandler(collected)
+    back = pickle.loads(pickle.dumps(collected.records))
+    assert [r.getMessage() for r in back] == ["read f.csv"]
+    assert back[0].rows == 3, "a field pickle takes crosses as it is"
+    assert back[0].held.startswith("<unlocked _thread.lock"), back[0].held
+    assert back[0].levelname == "WARNING" and back[0].name == "autokfp.test.workers"
