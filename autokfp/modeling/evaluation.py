@@ -39,6 +39,13 @@ def encode_labels(y: pd.Series, meta: dict[str, Any]) -> np.ndarray:
     return np.array([lookup.get(str(v), -1) for v in y], dtype=int)
 
 
+def scored_probabilities(predictions: Any, meta: dict[str, Any], keep: np.ndarray) -> np.ndarray:
+    """The class probabilities of the rows ``keep`` as the metrics score them: clipped off 0
+    and renormalised (a model that puts exact zeros would otherwise tie there)."""
+    probs = np.clip(probability_matrix(predictions, meta)[keep], 1e-15, 1.0)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
 def compute_metrics(y: pd.Series, predictions: pd.DataFrame, meta: dict[str, Any],
                     only: Collection[str] | None = None) -> dict[str, float]:
     """Every metric of the task, on rows with a known label; with ``only``, just those
@@ -64,9 +71,7 @@ def compute_metrics(y: pd.Series, predictions: pd.DataFrame, meta: dict[str, Any
     if not known.all():
         log.warning("%d test rows have labels the model never saw; they are left out", int((~known).sum()))
     codes = codes[known]
-    probs = probability_matrix(predictions, meta)[known]
-    probs = np.clip(probs, 1e-15, 1.0)
-    probs = probs / probs.sum(axis=1, keepdims=True)
+    probs = scored_probabilities(predictions, meta, known)
     predicted = predicted_codes(probs, meta)
     k = len(meta["class_labels"])
     result: dict[str, float] = {}

@@ -460,13 +460,12 @@ def _compare(gate_path: str, refit_path: str, rows_path: str, meta: dict[str, An
     (confidence, bootstrap samples, seed): ``holdout_rule`` decides (rows neither model saw);
     without it the refit must simply not be worse there than the tolerance (every labelled
     row, which the refit has seen: only a fit that broke falls outside)."""
-    import numpy as np
 
     from autokfp.modeling.evaluation import (
         GREATER_IS_BETTER,
         compute_metrics,
         encode_labels,
-        probability_matrix,
+        scored_probabilities,
     )
     from autokfp.modeling.feature_file import TestRows
     from autokfp.modeling.model_package import load_model_package
@@ -492,12 +491,9 @@ def _compare(gate_path: str, refit_path: str, rows_path: str, meta: dict[str, An
             codes = encode_labels(truth, meta)
             keep = codes >= 0
             codes = codes[keep]
-            # as compute_metrics scores them (clipped off 0, renormalised: the figures above),
-            # or a model that puts exact zeros (ties there) would score otherwise here
-            arrays = []
-            for who in ("gate", "refit"):
-                probs = np.clip(probability_matrix(predicted[who], meta)[keep], 1e-15, 1.0)
-                arrays.append(probs / probs.sum(axis=1, keepdims=True))
+            # as compute_metrics scores them (the figures above)
+            arrays = [scored_probabilities(predicted[who], meta, keep)
+                      for who in ("gate", "refit")]
         rule = holdout_rule(metric, meta["task"], codes, arrays[0], arrays[1], score_tolerance,
                             loss_tolerance, confidence, samples, seed)
         detail = (f"{metric} on {where}, {len(truth)} rows: refit {refit:.4f}, gated model "
