@@ -104,13 +104,11 @@ def test_the_k_fold_refits_never_see_the_rows_they_score(monkeypatch) -> None:
     assert roc_auc_score(y, scores[:, 1]) > 0.85
 
 
-def test_k_fold_refits_over_their_share_of_the_budget_fall_back_to_the_validation_rows(
-        monkeypatch) -> None:
-    """When the k fits would take longer than out_of_fold_max_share of the budget (by the
-    best trial's epoch times) none is run, and the engine says the validation rows are
-    what it hands over (selection then compares on the held-out rows alone)."""
+def _searched_with_slow_epochs(monkeypatch):
+    """A searched network whose best trial's epochs took 1 s (5 folds x (1 s + 10 epochs x
+    4/5 of the rows): 45 s estimated), with any fold's fit an error: (clock, x, y, encoding)."""
     clock, x, y = _searched(100, seed=1)
-    clock.best_epoch_seconds = 1.0  # 5 folds x (1 s + 10 epochs x 4/5 of the rows): 45 s
+    clock.best_epoch_seconds = 1.0
 
     def no_fit(*args, **kwargs):
         raise AssertionError("no fold may be trained")
@@ -118,6 +116,15 @@ def test_k_fold_refits_over_their_share_of_the_budget_fall_back_to_the_validatio
     monkeypatch.setattr(autokeras_engine, "_fit_clone", no_fit)
     encoding = KerasEncoding(columns=["id", "a", "b"], numeric=["id", "a", "b"],
                              means=[0.0] * 3, scales=[1.0] * 3)
+    return clock, x, y, encoding
+
+
+def test_k_fold_refits_over_their_share_of_the_budget_fall_back_to_the_validation_rows(
+        monkeypatch) -> None:
+    """When the k fits would take longer than out_of_fold_max_share of the budget (by the
+    best trial's epoch times) none is run, and the engine says the validation rows are
+    what it hands over (selection then compares on the held-out rows alone)."""
+    clock, x, y, encoding = _searched_with_slow_epochs(monkeypatch)
     scores, note = _out_of_fold_scores(clock, x, y, y.astype(int), "binary", encoding, 32, 0,
                                        np.arange(100), 5, limit_seconds=30)
     assert scores is None
@@ -126,23 +133,12 @@ def test_k_fold_refits_over_their_share_of_the_budget_fall_back_to_the_validatio
                                np.arange(100), 0, limit_seconds=30)[0] is None
 
 
-
 def test_k_fold_refits_that_would_end_past_the_childs_time_limit_are_not_begun(
         monkeypatch) -> None:
     """Within their share of the budget, but the engine's child would be killed before they
     ended (a long budget: search + refit + folds past isolation.engine_timeout): none is run
     and the validation rows are handed over, so the candidate is not lost with the child."""
-    import time
-
-    clock, x, y = _searched(100, seed=1)
-    clock.best_epoch_seconds = 1.0  # 5 folds x (1 s + 10 epochs x 4/5 of the rows): 45 s
-
-    def no_fit(*args, **kwargs):
-        raise AssertionError("no fold may be trained")
-
-    monkeypatch.setattr(autokeras_engine, "_fit_clone", no_fit)
-    encoding = KerasEncoding(columns=["id", "a", "b"], numeric=["id", "a", "b"],
-                             means=[0.0] * 3, scales=[1.0] * 3)
+    clock, x, y, encoding = _searched_with_slow_epochs(monkeypatch)
     scores, note = _out_of_fold_scores(clock, x, y, y.astype(int), "binary", encoding, 32, 0,
                                        np.arange(100), 5, limit_seconds=1000,
                                        stop_by=time.monotonic() + 30)
