@@ -3,17 +3,28 @@
 ``copy_csv_dataset`` is ``load_dataset`` for a CSV training file, streamed: the file is
 parsed block by block (``pyarrow.csv.open_csv``) straight into a Parquet file, which is then
 profiled on a uniform sample drawn batch by batch. Arrow is held to what ``pd.read_csv``
-makes of the file: the same missing-value spellings and booleans, no dates parsed (pandas
-keeps them as text). Whenever it cannot promise the same columns (a delimiter or header
-pandas would rename, a value a later block cannot convert to the type the first block
-inferred, text that is not UTF-8), nothing is written and None is returned: the caller
-loads the file whole as before.
+makes of the whole file:
+- the same missing-value spellings and booleans, no dates parsed (pandas keeps them text);
+- the column names pandas gives (read by ``pd.read_csv(nrows=0)``: a repeated name renamed
+  ``x.1``, an empty one ``Unnamed: 3``), the rename noted as ``load_dataset`` notes it;
+- a column whose later block has a value the type Arrow inferred from the first block cannot
+  take is read again as pandas types the whole column: an integer column with a fraction as
+  float64, a boolean or number column with other text as text, a column without a value in
+  the first block as float64 (pandas' type for an empty column), as booleans or as text.
+  The copy starts over with that column's type fixed (each column widens at most three
+  times; the rows already written are discarded);
+- text that is not UTF-8 is read as latin-1, as ``load_dataset`` falls back to it, and noted.
+Anything else Arrow cannot read as pandas does (a row with more fields than the header,
+which pandas turns into an index; a column Arrow types otherwise) writes nothing and returns
+None: the caller loads the file whole, and a WARNING names the file, the reason and the
+memory pandas may take (``whole_warning``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +45,45 @@ PANDAS_TRUE = ["True", "TRUE", "true"]
 PANDAS_FALSE = ["False", "FALSE", "false"]
 
 
-def _options(sep: str, block_bytes: int, column_types: dict[str, Any] | None = None) -> Any:
+# the memory pandas takes to read a file whole, per byte of the file (measured: a 38 MB CSV
+# grew the peak by 170 MB, a 16 MB JSON-lines file by 213 MB; tests/engine/catalog)
+WHOLE_FACTOR = {"csv": 5, "jsonl": 13}
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to \w+: "
+                         r"invalid value '(.*)'", re.S)
+
+
+def whole_warning(dataset_id: str, path: Path, fmt: str, reason: str) -> None:
+    """The WARNING that a training file is loaded whole: which file, why, and how much memory
+    pandas may take for it."""
+    size = path.stat().st_size if path.exists() else 0
+    log.warning("%s (%s) is loaded whole, not streamed: %s; pandas may hold about %.2f GB "
+                "for its %.0f MB (~%dx the file's size)", dataset_id, path, reason,
+                size * WHOLE_FACTOR[fmt] / 1e9, size / 1e6, WHOLE_FACTOR[fmt])
+
+
+def is_utf8(path: Path, chunk_bytes: int = 1 << 20) -> bool:
+    """Whether the whole file decodes as UTF-8 (read a MB at a time), as pandas reads it."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(chunk_bytes):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _options(sep: str, block_bytes: int, encoding: str = "utf8",
+             names: list[str] | None = None,
+             column_types: dict[str, Any] | None = None) -> Any:
     import pyarrow.csv as pcsv
 
     return dict(
-        read_options=pcsv.ReadOptions(block_size=block_bytes, encoding="utf8"),
+        read_options=pcsv.ReadOptions(block_size=block_bytes, encoding=encoding,
+                                      column_names=names, skip_rows=1 if names else 0),
         parse_options=pcsv.ParseOptions(delimiter=sep),
         convert_options=pcsv.ConvertOptions(
             null_values=PANDAS_NA, true_values=PANDAS_TRUE, false_values=PANDAS_FALSE,
@@ -46,25 +91,133 @@ def _options(sep: str, block_bytes: int, column_types: dict[str, Any] | None = N
             column_types=column_types or {}))
 
 
-def _pandas_like_types(schema: Any) -> dict[str, Any] | None:
-    """Column types that make Arrow read what pandas reads: dates and times as text. None
-    when a column is typed in a way pandas would not (then the copy is not streamed)."""
+class _Widen(Exception):
+    """A later block has ``value`` in column ``name``, which its type ``kind`` cannot take."""
+
+    def __init__(self, name: str, kind: Any, value: str) -> None:
+        super().__init__(name, kind, value)
+        self.name, self.kind, self.value = name, kind, value
+
+
+class _Unreadable(Exception):
+    """The file cannot be streamed as pandas reads it (the message says why)."""
+
+
+def _first_block_types(schema: Any, types: dict[str, Any], from_null: set[str]) -> None:
+    """Add to ``types`` what makes Arrow read the first block as pandas does: dates and times
+    as text, a column without a value as float64 (``from_null``: pandas' type for an empty
+    column, widened by a later value). _Unreadable for a type pandas would not give."""
     import pyarrow as pa
 
-    overrides: dict[str, Any] = {}
     for field in schema:
         kind = field.type
+        if field.name in types:
+            continue
         if pa.types.is_temporal(kind):
-            overrides[field.name] = pa.string()
+            types[field.name] = pa.string()
         elif pa.types.is_null(kind):
-            # a first block without a value: pandas gives float64 when the whole column is
-            # empty, else whatever the later rows are; Arrow would fix null type here
-            return None
+            types[field.name] = pa.float64()
+            from_null.add(field.name)
         elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
                   or pa.types.is_boolean(kind) or pa.types.is_string(kind)
                   or pa.types.is_large_string(kind)):
-            return None
-    return overrides
+            raise _Unreadable(f"Arrow reads column '{field.name}' as {kind}")
+
+
+def _wider(kind: Any, value: str, was_null: bool) -> Any:
+    """The type pandas gives a column Arrow read as ``kind`` once a later block has ``value``
+    it cannot take: an integer column with a fraction is float64, a column empty in the first
+    block with a boolean is booleans (with missing values), anything else is text. When that
+    type cannot take the value either, the next attempt widens it again."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(kind):
+        try:
+            float(value)
+            return pa.float64()
+        except ValueError:
+            return pa.string()
+    if was_null and pa.types.is_floating(kind) and value in PANDAS_TRUE + PANDAS_FALSE:
+        return pa.bool_()
+    return pa.string()
+
+
+def _write_blocks(path: Path, temp: Path, options: dict[str, Any]) -> int:
+    """The file written to ``temp`` block by block: the rows. _Widen names a column a later
+    block has a value for that its type cannot take."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    rows = 0
+    with pcsv.open_csv(path, **options) as reader, \
+            pq.ParquetWriter(str(temp), reader.schema) as writer:
+        try:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        except pa.ArrowInvalid as exc:
+            found = _CONVERSION.search(str(exc))
+            if found is None:
+                raise
+            field = reader.schema.field(int(found[1]))
+            raise _Widen(field.name, field.type, found[2]) from None
+    return rows
+
+
+def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[int, list[str]]:
+    """Write the CSV file to ``temp`` as ``pd.read_csv`` reads it whole (see the module): the
+    rows and what reading it changed. _Unreadable (or Arrow's error) when it cannot."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from autokfp.catalog.sources.files import csv_layout
+
+    def header(encoding: str) -> tuple[str, list[str], list[str]]:
+        sep, layout = csv_layout(path, encoding, label)
+        frame = pd.read_csv(path, nrows=0, sep=sep, encoding=encoding)
+        return sep, layout, [str(name) for name in frame.columns]
+
+    notes: list[str] = []
+    encoding = "utf-8"
+    try:
+        sep, layout, names = header(encoding)
+    except UnicodeDecodeError:
+        encoding = "latin-1"
+        sep, layout, names = header(encoding)
+        notes.append(f"'{label}' is not UTF-8; read it as latin-1")
+        log.warning(notes[-1])
+    types: dict[str, Any] = {}
+    from_null: set[str] = set()
+    for _ in range(3 * len(names) + 2):  # a column widens at most three times, + encoding
+        try:
+            with pcsv.open_csv(path, **_options(sep, block_bytes, encoding, names,
+                                                types)) as probe:
+                _first_block_types(probe.schema, types, from_null)
+            rows = _write_blocks(path, temp, _options(sep, block_bytes, encoding, names, types))
+            return rows, notes + layout
+        except _Widen as late:
+            if pa.types.is_string(late.kind):
+                raise _Unreadable(f"column '{late.name}' has a value Arrow cannot read as "
+                                  f"text: {late.value[:80]!r}") from None
+            types[late.name] = _wider(late.kind, late.value, late.name in from_null)
+            log.debug("%s: column '%s' has %r in a later block; read it again as %s", label,
+                      late.name, late.value[:80], types[late.name])
+        except (pa.ArrowInvalid, _Unreadable):
+            if encoding != "utf-8" or is_utf8(path):
+                raise
+            encoding = "latin-1"  # the whole file, header too, as pandas then reads it
+            notes.append(f"'{label}' is not UTF-8; read it as latin-1")
+            log.warning(notes[-1])
+            before = names
+            sep, layout, names = header(encoding)
+            if len(names) != len(before):
+                raise
+            renamed = dict(zip(before, names))
+            types = {renamed[name]: kind for name, kind in types.items()}
+            from_null = {renamed[name] for name in from_null}
+    raise _Unreadable("its columns kept changing type")  # pragma: no cover - bounded above
 
 
 def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
@@ -72,41 +225,29 @@ def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
                      changes: list[str] | None = None,
                      local: LocalFile | None = None) -> DatasetSchema | None:
     """``load_dataset`` for a CSV file of a folder source (or a bucket object downloaded to
-    ``local``: ``discovery.object_file``), without reading it whole (see the module); None, writing nothing, for any other dataset or a file it cannot promise to
-    read as ``pd.read_csv`` does. What reading it changed (the delimiter found) is appended
-    to ``changes``, as ``load_dataset`` records it in the frame's ``DATA_CHANGES``."""
-    import pyarrow.csv as pcsv
+    ``local``: ``discovery.object_file``), without reading it whole (see the module); None,
+    writing nothing, for any other dataset or a file it cannot promise to read as
+    ``pd.read_csv`` does (a WARNING says so). What reading it changed (the delimiter found,
+    repeated names renamed, latin-1) is appended to ``changes``, as ``load_dataset`` records
+    it in the frame's ``DATA_CHANGES``."""
     import pyarrow.parquet as pq
 
     from autokfp.catalog.batches import RowSampler
     from autokfp.catalog.discovery import finish_schema, folder_file, open_source
-    from autokfp.catalog.sources.files import csv_layout
 
     found = folder_file(config, dataset_id, "csv", local)
     if found is None:
         return None
     source, path = found.source, found.path
-    try:
-        sep, notes = csv_layout(path, "utf-8", found.location)
-        if any("repeats column names" in note for note in notes):
-            return None  # pandas renames the repeats (x1, x1.1): read it whole
-        with pcsv.open_csv(path, **_options(sep, block_bytes)) as probe:
-            overrides = _pandas_like_types(probe.schema)
-    except Exception as exc:  # noqa: BLE001 - load_dataset reads (and reports) it
-        log.debug("streamed copy of %s not possible: %s", dataset_id, exc)
-        return None
-    if overrides is None:
-        return None
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(f".{out.name}.tmp")
     try:
-        rows = 0
-        with pcsv.open_csv(path, **_options(sep, block_bytes, overrides)) as reader, \
-                pq.ParquetWriter(str(temp), reader.schema) as writer:
-            for batch in reader:
-                writer.write_batch(batch)
-                rows += batch.num_rows
+        try:
+            rows, notes = _stream_file(path, temp, found.location, block_bytes)
+        except Exception as exc:  # noqa: BLE001 - load_dataset reads (and reports) it
+            whole_warning(dataset_id, path, "csv", f"{type(exc).__name__}: {str(exc)[:200]}")
+            return None
         if rows == 0:
             return None  # load_dataset names an empty file
         handle = pq.ParquetFile(temp)
@@ -124,10 +265,6 @@ def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
         os.replace(temp, out)
         if changes is not None:
             changes.extend(notes)
-    except Exception as exc:  # noqa: BLE001 - a later block pandas would read differently
-        log.info("%s is read whole: its streamed copy stopped (%s: %s)", dataset_id,
-                 type(exc).__name__, str(exc)[:200])
-        return None
     finally:
         temp.unlink(missing_ok=True)
     log.info("copied %s in batches: %d rows x %d columns", dataset_id, schema.row_count,
