@@ -23,7 +23,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -284,6 +284,7 @@ def crawl_sources(
     publish_metadata: bool = True,
     publish_sources: Iterable[str] = (),
     workers: int | str | None = None,
+    on_found: Callable[[DiscoveredDataset], None] | None = None,
 ) -> CrawlReport:
     """Crawl sources into the catalog: schemas, schema versions, DataHub metadata.
 
@@ -308,6 +309,10 @@ def crawl_sources(
             number, or ``auto`` for the CPUs this process may use); default the run
             config's ``catalog.workers`` (``auto``). The catalog is the same whatever the
             count (``catalog.workers.ReadPool``).
+        on_found: called with each dataset as the crawl records it in the report's
+            ``found``, in that order and as it is read back from there (its catalog facts
+            set): what needs each dataset once takes it here, without decoding the report
+            again (``catalog.ingest``'s fingerprints of an unchanged re-run).
 
     Returns:
         The report; bad files, tables and sources are in it (``status == "failed"``,
@@ -339,7 +344,7 @@ def crawl_sources(
             ledger.cache.load(store.iter_cache(raw=True))
         cache = CrawlCache(ledger.cache)
         crawl = _Crawl(store, ledger, cache, graph, source_list, training, report, only,
-                       resolve_workers(workers))
+                       resolve_workers(workers), on_found)
         with store.synced_together():  # the versions are durable before the index names them
             proposals = crawl.proposals(sample_rows)
             if only is None or only:
@@ -408,10 +413,12 @@ class _Crawl:
 
     def __init__(self, store: CatalogStore, ledger: CrawlLedger, cache: CrawlCache,
                  graph: LineageGraph, sources: list[Source], training: TrainingSpec | None,
-                 report: CrawlReport, only: set[str] | None, workers: int = 1):
+                 report: CrawlReport, only: set[str] | None, workers: int = 1,
+                 on_found: Callable[[DiscoveredDataset], None] | None = None):
         self.store, self.ledger, self.cache, self.graph = store, ledger, cache, graph
         self.sources, self.training, self.report, self.only = sources, training, report, only
         self.workers = workers
+        self.on_found = on_found
 
     def proposals(self, sample_rows: int) -> Iterator[Any]:
         """Crawl, cataloguing each dataset as it comes and yielding the DataHub proposals of
@@ -431,6 +438,8 @@ class _Crawl:
                 _tag_target(item, self.training)
                 schema = self._catalogue(item)
                 self.ledger.add_found(item)
+                if self.on_found is not None:
+                    self.on_found(item)
                 if schema is not None and self._published(item.source_name):
                     yield from metadata_proposals(schema)
         listed = _crawled_sources(self.sources, report.source_errors)

@@ -388,8 +388,7 @@ def extras_for(schemas: Iterable[Any], reused: Iterable[str] = (),
     out: dict[str, dict[str, Any]] = {}
     stamp = int(time.time() * 1000) if stamp is None else stamp
     for schema in schemas:
-        # the aspects metadata_proposals would make, only those used (an unchanged re-run
-        # builds these for every dataset to fingerprint its recipe)
+        # the aspects metadata_proposals would make, only those used
         properties, tags = dataset_facts(schema)
         out[dataset_urn(schema)] = {
             "fields": {c.name: column_tags(c) for c in schema.columns},
@@ -464,17 +463,6 @@ class ExtrasSpool(Mapping[str, dict[str, Any]]):
         self._names[urn] = [wrong]
         if urn in self._recent:
             self._recent[urn]["datahub_names"] = [wrong]
-
-    def unprofiled(self, schema: Any) -> dict[str, dict[str, Any]]:
-        """{URN: the dataset's aspects without its profile or schema} (what its fingerprint
-        takes, ``_input_digest``), built without the profile and not kept: the transformer
-        asks for the whole aspects later, and building them here as well kept the recent
-        ones busy with datasets DataHub's source had not reached."""
-        urn = dataset_urn(schema)
-        extra = extras_for([schema], [schema.dataset_id], (), self._stamp)[urn]
-        if urn in self._names:
-            extra["datahub_names"] = self._names[urn]
-        return {urn: extra}
 
     def _spooled(self, urn: str) -> tuple[Any, bool, bool]:
         import pickle
@@ -1496,48 +1484,110 @@ def _referenced(recipe: dict[str, Any], value: str) -> bool:
     return any("${" + n + "}" in text or "$" + n in text for n in names)
 
 
-def _input_digest(item: Any, extras: Mapping[str, dict[str, Any]]) -> int | None:
+# the format of a recipe's fingerprint (``_fingerprint``), its first part: a fingerprint
+# stored in another format (before session 19: 64 hex digits alone, the SHA-256 of every
+# input's aspects) never equals one of this format, so the first run after an upgrade runs
+# every generated recipe once (as after a change) and records this format
+FINGERPRINT_FORMAT = "2"
+
+# the catalog facts (``DatasetSchema.catalog``) autokfp's aspects show (``_catalog_properties``,
+# ``_dataset_tags``); the others (last_crawled, previous_row_count) change on every crawl
+_SHOWN_FACTS = ("schema_version", "accepted_version", "verdict", "breaking_columns", "changes")
+
+
+def _input_digest(item: Any) -> int | None:
     """One input's part of its recipe's fingerprint (see ``_unchanged_fingerprint``): its
-    version (autokfp's crawl signature) and autokfp's aspects for it (profile and schema
-    aside: the signature and the properties fix them). None when its version is unknown."""
+    version (autokfp's crawl signature), its error, and what autokfp's aspects for it
+    (``extras_for``, profile aside) are built from: the schema without its profile
+    statistics, and of its catalog facts those the aspects show. None when its version is
+    unknown.
+
+    Why not the aspects themselves (the format before session 19): building them for every
+    input was a quarter of the fingerprints' cost (0.09 of 0.36 CPU-s for 2,000 inputs).
+    What the code makes of these is in every fingerprint too (``_aspects_code``), and the
+    names DataHub's SQL source gives a table (``sqlalchemy_names``) follow from the recipe's
+    source, the input's id and its URN. Keep this in step with what ``extras_for`` reads of a
+    schema (``test_ingest_fingerprint.py`` changes each part and checks both)."""
     import hashlib
 
     if item.signature is None or item.source_failed:
         return None
-    extra = dict(extras.get(dataset_urn(item.schema)) or {})
-    extra.pop("profile", None)
-    extra.pop("schema", None)
-    one = json.dumps([item.dataset_id, item.signature, item.error, _jsonable(extra)],
-                     sort_keys=True, default=str)
-    return int(hashlib.sha256(one.encode()).hexdigest(), 16)
+    s = item.schema
+    facts = s.catalog or {}
+    one = json.dumps([item.dataset_id, item.signature, item.error, s.urn, s.platform,
+                      s.location, s.format, s.row_count, s.sample_rows, s.modified_at,
+                      [facts.get(k) for k in _SHOWN_FACTS], s.view or None, s.nested_fields,
+                      [[c.name, c.physical_type, c.semantic_type, c.nullable, c.tags]
+                       for c in s.columns]], sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(one.encode()).digest(), "big")
+
+
+_ASPECTS_CODE: str | None = None
+
+
+def _aspects_code() -> str:
+    """The aspects autokfp's code builds (``extras_for``: properties, tags, field tags and
+    descriptions, a view's lineage, the schema; the profile aside) for a fixed dataset that
+    has each thing they show (a PII, a sensitive and a target column, a breaking schema
+    change, nested fields, a view), hashed once a process. In every fingerprint, so code
+    that builds other aspects from the same inputs runs every recipe again, as the
+    fingerprint of each input's aspects did before session 19."""
+    global _ASPECTS_CODE
+    if _ASPECTS_CODE is None:
+        import hashlib
+
+        from autokfp.catalog.schema import ColumnSchema, DatasetSchema
+
+        urn = "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.probe,PROD)"
+        probe = DatasetSchema(
+            dataset_id="probe/main.probe", platform="sqlite", location="sqlite:///probe.db",
+            row_count=10, sample_rows=10, format=None, modified_at="2026-01-01T00:00:00Z",
+            urn=urn, nested_fields=[["email.domain", "str", False]],
+            catalog={"schema_version": 2, "accepted_version": 1, "verdict": "breaking",
+                     "breaking_columns": ["email"], "changes": ["email: type changed"]},
+            view={"definition": "SELECT * FROM t", "upstreams": [
+                "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.t,PROD)"],
+                "columns": [{"column": "email", "upstreams": [[
+                    "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.t,PROD)", "email"]],
+                    "logic": "COPY"}]},
+            columns=[ColumnSchema("id", "INTEGER", "id", nullable=False),
+                     ColumnSchema("email", "TEXT", "email"),
+                     ColumnSchema("salary", "REAL", "numeric", tags=["sensitive"]),
+                     ColumnSchema("churned", "INTEGER", "boolean", tags=["target"])])
+        extra = extras_for([probe], [probe.dataset_id], [probe.dataset_id], stamp=0)[urn]
+        _ASPECTS_CODE = hashlib.sha256(json.dumps(
+            _jsonable(extra), sort_keys=True, default=str).encode()).hexdigest()
+    return _ASPECTS_CODE
 
 
 def _fingerprint(recipe: dict[str, Any], count: int, total: int) -> str | None:
-    """The fingerprint of a recipe whose ``count`` inputs' digests add up to ``total``."""
+    """The fingerprint of a recipe whose ``count`` inputs' digests add up to ``total``:
+    ``FINGERPRINT_FORMAT``, a dash, a SHA-256."""
     import hashlib
 
     if not count:
         return None
     source = json.loads(json.dumps(recipe.get("source", {})))
     source.get("config", {}).pop("stateful_ingestion", None)
-    payload = json.dumps([source, count, f"{total % (1 << 256):064x}"], sort_keys=True,
-                         default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    payload = json.dumps([source, count, f"{total % (1 << 256):064x}", _aspects_code()],
+                         sort_keys=True, default=str)
+    return f"{FINGERPRINT_FORMAT}-{hashlib.sha256(payload.encode()).hexdigest()}"
 
 
 def _unchanged_fingerprint(recipe: dict[str, Any], items: Iterable[Any],
-                           extras: Mapping[str, dict[str, Any]]) -> str | None:
+                           extras: Mapping[str, dict[str, Any]] | None = None) -> str | None:
     """What a generated recipe's run depends on: the recipe's source (state paths aside),
-    the version of every input in the source (autokfp's crawl signatures) and autokfp's
-    aspects for them (profiles aside). None when a version is unknown (never skipped).
+    the version of every input in the source (autokfp's crawl signatures) and what autokfp's
+    aspects for them are built from (``_input_digest``; ``extras`` is not read). None when
+    a version is unknown (never skipped).
 
     ``items`` are read once and not kept: each input's digest is added into a sum modulo
     2**256, which does not depend on their order (a multiset hash), so a source of 100,000
-    inputs is fingerprinted in constant memory (``ingest`` adds them up in its one pass
-    over the crawl, ``_SourcePass``)."""
+    inputs is fingerprinted in constant memory (``ingest`` adds them up as the crawl records
+    them, ``_SourcePass``)."""
     total, count = 0, 0
     for d in items:
-        digest = _input_digest(d, extras)
+        digest = _input_digest(d)
         if digest is None:
             return None
         total, count = total + digest, count + 1
@@ -1548,7 +1598,8 @@ def _unchanged_fingerprint(recipe: dict[str, Any], items: Iterable[Any],
 class _SourcePass:
     """What ``ingest`` needs of one source's datasets, gathered in its one pass over the
     crawl's report (the ledger's rows decoded once, not once per use: six passes were a
-    third of an unchanged re-run's own work)."""
+    third of an unchanged re-run's own work), or as the crawl records them (``_Deferred``).
+    """
 
     depths: set[int] = field(default_factory=set)  # folder depths holding files
     count: int = 0  # inputs added to the fingerprint
@@ -1563,6 +1614,39 @@ class _SourcePass:
 
     def fingerprint(self, recipe: dict[str, Any]) -> str | None:
         return None if self.unknown else _fingerprint(recipe, self.count, self.total)
+
+    def take(self, d: Any, files: bool) -> None:
+        """``d``'s folder depth and count (``files``: a source of files or objects) and its
+        part of the fingerprint."""
+        if files and not d.source_failed:
+            self.depths.add(min(d.dataset_id.split("/", 1)[1].count("/"), _MAX_DEPTH))
+            self.files += int(d.ok)
+        digest = None if self.unknown else _input_digest(d)
+        if digest is None:
+            self.unknown = True
+        else:
+            self.count, self.total = self.count + 1, self.total + digest
+
+
+class _Deferred:
+    """``_source_passes``' work for the deferred sources (see there), done as the crawl
+    records each dataset (``crawl_sources``' ``on_found``): an unchanged re-run then reads
+    nothing of the crawl's report back (decoding its rows was a third of what the
+    fingerprints cost)."""
+
+    def __init__(self, sources: list[Any], extras: ExtrasSpool, deferred: Iterable[str]):
+        later = set(deferred)
+        self.passes = {s.name: _SourcePass() for s in sources if s.name in later}
+        self._files = {s.name for s in sources if not isinstance(s, SqlSource)}
+        self._extras = extras
+
+    def __call__(self, d: Any) -> None:
+        one = self.passes.get(d.source_name)
+        if one is None:
+            return
+        if d.ok and not d.source_failed:
+            self._extras.name(d.schema)
+        one.take(d, d.source_name in self._files)
 
 
 def _cached(record: Any) -> Any:
@@ -1596,58 +1680,58 @@ def _classifier_verdicts(items: Iterable[Any], source: SqlSource) -> dict[str, d
 
 
 def _source_passes(report: Any, sources: list[Any], extras: ExtrasSpool,
-                   with_schema: set[str], deferred: Iterable[str] = ()
-                   ) -> dict[str, _SourcePass]:
+                   with_schema: set[str], deferred: Iterable[str] = (),
+                   taken: _Deferred | None = None) -> dict[str, _SourcePass]:
     """One pass over the crawl's report: every dataset's schema into ``extras`` (with the
     crawl's schema for the sources in ``with_schema``), and per source what its recipe, its
     fingerprint and its classifier need.
 
     For the sources in ``deferred`` (re-runs, which their fingerprint may show unchanged, so
-    their recipe is not run) only the fingerprint is taken: their schemas and verdicts are
-    spooled by ``_spool_source`` if the recipe runs after all (an unchanged re-run spooled
-    every schema for nothing)."""
+    their recipe is not run) only the fingerprint is taken: their schemas, names and verdicts
+    are spooled by ``_spool_source`` if the recipe runs after all (an unchanged re-run
+    spooled every schema for nothing). ``taken``: those taken as the crawl ran (the report
+    is then read for the other sources only, and not at all if there are none)."""
     by_name = {s.name: s for s in sources}
     passes = {s.name: _SourcePass() for s in sources}
     later = set(deferred)
+    if taken is not None:
+        passes.update(taken.passes)
+        later -= set(taken.passes)
+        if all(s.name in taken.passes for s in sources):
+            return passes
     for d in report.found:  # read from the crawl's ledger a row at a time
         one = passes.get(d.source_name)
-        if one is None:
+        if one is None or (taken is not None and d.source_name in taken.passes):
             continue
         source = by_name[d.source_name]
         if d.ok and not d.source_failed:
             if d.source_name not in later:
                 extras.add(d.schema, reused=d.reused,
                            with_schema=d.source_name in with_schema)
+                if isinstance(source, SqlSource):
+                    one.verdicts.update(_classifier_verdicts([d], source))
+                    for wrong, urn in sqlalchemy_names(
+                            source, [d], report.naming.get(source.name)).items():
+                        extras.rename(wrong, urn)
             else:
                 extras.name(d.schema)
-            if isinstance(source, SqlSource):
-                if d.source_name not in later:
-                    one.verdicts.update(_classifier_verdicts([d], source))
-                # the names are part of the fingerprint (see ExtrasSpool.unprofiled)
-                for wrong, urn in sqlalchemy_names(source, [d],
-                                                   report.naming.get(source.name)).items():
-                    extras.rename(wrong, urn)
-        if not d.source_failed and not isinstance(source, SqlSource):
-            one.depths.add(min(d.dataset_id.split("/", 1)[1].count("/"), _MAX_DEPTH))
-            one.files += int(d.ok)
-        digest = None if one.unknown else _input_digest(d, extras.unprofiled(d.schema) if (
-            d.ok and not d.source_failed) else {})
-        if digest is None:
-            one.unknown = True
-        else:
-            one.count, one.total = one.count + 1, one.total + digest
+        one.take(d, not isinstance(source, SqlSource))
     return passes
 
 
 def _spool_source(report: Any, source: Any, extras: ExtrasSpool, with_schema: bool,
                   one: _SourcePass) -> None:
-    """What ``_source_passes`` deferred for ``source``: its schemas and verdicts."""
+    """What ``_source_passes`` deferred for ``source``: its schemas, the names DataHub's SQL
+    source gives its tables (``sqlalchemy_names``) and its verdicts."""
     for d in report.found:
         if d.source_name != source.name or not d.ok or d.source_failed:
             continue
         extras.add(d.schema, reused=d.reused, with_schema=with_schema)
         if isinstance(source, SqlSource):
             one.verdicts.update(_classifier_verdicts([d], source))
+            for wrong, urn in sqlalchemy_names(source, [d],
+                                               report.naming.get(source.name)).items():
+                extras.rename(wrong, urn)
 
 
 def _pipeline(item: dict[str, Any]) -> str:
@@ -1700,9 +1784,9 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
         fingerprint = summary.fingerprint(item) if summary is not None else \
             _unchanged_fingerprint(
                 item, (d for d in report.found if d.source_name == source.name), extras)
-    last = None
+    last = {}
     if fingerprint and lite_path(settings.catalog_dir).exists():  # else refill Lite
-        last = store.read_json(f"ingestion-state/{pipeline}.done.json", None)
+        last = _last_run(store, item)
     if last and last.get("fingerprint") == fingerprint:
         result.skipped.append(pipeline)
         result.datasets += last["datasets"]
@@ -1773,6 +1857,16 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
     if fingerprint:
         storage.write_text(done_uri, json.dumps({"fingerprint": fingerprint,
                                                  "datasets": urns}))
+
+
+def _last_run(store: Any, item: dict[str, Any]) -> dict[str, Any]:
+    """The record of the recipe's last good run (``{"fingerprint", "datasets"}``), {} when
+    there is none or it is not one (then the recipe runs: a fingerprint of another format,
+    ``FINGERPRINT_FORMAT``, is never equal either)."""
+    last = store.read_json(f"ingestion-state/{_pipeline(item)}.done.json", None)
+    if not isinstance(last, dict) or not isinstance(last.get("datasets"), list):
+        return {}
+    return last
 
 
 def _verdicts_path(work: str, item: dict[str, Any]) -> str:
@@ -2061,13 +2155,29 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                 f"; the recipes of {', '.join(rest)} run in this process too, not in the child"
                 if rest else "")
             log.warning("DataHub ingestion: source %s: %s", source, result.fallbacks[source])
+        # autokfp's aspects, handed to its transformer in this process (see extras_for),
+        # built per dataset from a spool of the crawl's schemas (see ExtrasSpool)
+        extras = ExtrasSpool(work)
+        stack.callback(extras.close)
+        files = {s.name for s in config.sources
+                 if isinstance(s, (FolderSource, S3Source, GcsSource))}
+        # a generated recipe with a record of its last good run may be skipped: its schemas
+        # are spooled only if its fingerprint shows a change (_spool_source); the
+        # fingerprint is taken as the crawl records each dataset (_Deferred)
+        recorded = {s.name for s in config.sources if recipe is None and s.name not in staged
+                    and gms_settings() is None and store.read_json(
+                        "ingestion-state/" + _pipeline(
+                            {"pipeline_name": f"autokfp-{config.name}-{s.name}"})
+                        + ".done.json", None) is not None}
+        taken = _Deferred(list(config.sources), extras, recorded) if recorded else None
         # with the config's catalog.workers, as on the crawl path: DataHub's source beside
         # the crawl used the second core for about a quarter of a first crawl of 2,000
         # datasets (its SQL recipe waits for the crawl's verdicts), so the crawl alone held
         # the step's process for 19 of its 29 CPU-s (docs/catalog.md "Ingestion path speed,
         # session 18")
         report = crawl_sources(config, settings=settings, publish_metadata=False,
-                               publish_sources=fallback)
+                               publish_sources=fallback, on_found=taken)
+        deferred = recorded if lite_path(settings.catalog_dir).exists() else set()
         result = IngestResult(report=report)
         for name, why in fallback.items():
             result.crawled[name] = why
@@ -2076,21 +2186,9 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         if report.published.get("metadata_uri"):
             result.metadata_files.append(report.published["metadata_uri"])
         result.lite_written += int(report.published.get("lite_written") or 0)
-        # autokfp's aspects, handed to its transformer in this process (see extras_for),
-        # built per dataset from a spool of the crawl's schemas (see ExtrasSpool)
-        extras = ExtrasSpool(work)
-        stack.callback(extras.close)
-        files = {s.name for s in config.sources
-                 if isinstance(s, (FolderSource, S3Source, GcsSource))}
-        # a generated recipe with a record of its last good run may be skipped: its schemas
-        # are spooled only if its fingerprint shows a change (_spool_source)
-        deferred = {s.name for s in config.sources if recipe is None and s.name not in staged
-                    and gms_settings() is None and lite_path(settings.catalog_dir).exists()
-                    and store.read_json("ingestion-state/" + _pipeline(
-                        {"pipeline_name": f"autokfp-{config.name}-{s.name}"}) + ".done.json",
-                        None) is not None}
         passes = _source_passes(report, list(config.sources), extras,
-                                files if recipe is None else set(), deferred)
+                                files if recipe is None else set(), deferred,
+                                taken if deferred else None)
         for name in deferred:
             one_source = next(s for s in config.sources if s.name == name)
             if name in report.source_errors or name in fallback:
@@ -2099,7 +2197,7 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                 item = recipe_for(config, one_source, work, report, passes[name].relatives())
             except DataError:
                 continue  # not run: the loop below reports it
-            last = store.read_json(f"ingestion-state/{_pipeline(item)}.done.json", None) or {}
+            last = _last_run(store, item)
             if not passes[name].fingerprint(item) or \
                     last.get("fingerprint") != passes[name].fingerprint(item):
                 _spool_source(report, one_source, extras, name in files, passes[name])
