@@ -234,13 +234,17 @@ def apply_features(frame: pd.DataFrame, plan: FeaturePlan) -> pd.DataFrame:
                 values = getattr(stamps.dt, part)
             out[f"{name}__{part}"] = values.astype("float64")
     for name in plan.text:
-        text = frame[name].fillna("").astype(str).str.lower()
-        out[f"{name}__chars"] = text.str.len().astype("float64")
-        out[f"{name}__words"] = text.str.split().str.len().fillna(0).astype("float64")
+        # each distinct text is measured once and the figures are taken back to its rows:
+        # rows repeat texts (Kernel SHAP scores thousands of copies of ~20 rows, a served
+        # batch or a log's notes repeat theirs), and each token is a regex search
+        codes, texts = pd.factorize(frame[name].fillna("").astype(str).str.lower())
+        text = pd.Series(texts, dtype=object)
+        parts = {f"{name}__chars": text.str.len(),
+                 f"{name}__words": text.str.split().str.len().fillna(0)}
         for token in plan.text_vocabulary.get(name, []):
-            out[f"{name}__tok_{token}"] = text.str.contains(rf"\b{re.escape(token)}\b", regex=True).astype(
-                "float64"
-            )
+            parts[f"{name}__tok_{token}"] = text.str.contains(rf"\b{re.escape(token)}\b", regex=True)
+        for column, values in parts.items():
+            out[column] = pd.Series(values.to_numpy(dtype="float64")[codes], index=frame.index)
     features = pd.DataFrame(out, index=frame.index)
     return features[plan.feature_columns]
 

@@ -134,6 +134,11 @@ def test_text_columns_agree_including_empty_and_missing_text(rows, plan) -> None
     records = rows[:50] + [{**rows[0], text_column: value} for value in
                            ("", "   ", None, "OUTAGES again, price UP", "router\trouter", 42)]
     assert_same_features(records, text_plan)
+    # apply_features measures each distinct text once: repeated texts, in another order and
+    # spelt in other cases, still get their own row's figures
+    repeated = records[::-1] + [{**rows[1], text_column: value} for value in
+                                ("outages again, PRICE up", "Router", 42, None, "42")] + records
+    assert_same_features(repeated, text_plan)
 
 
 def test_dates_with_and_without_time_zone_mean_the_same_instant(rows, plan) -> None:
