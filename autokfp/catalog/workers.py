@@ -42,7 +42,7 @@ import signal
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,7 +242,10 @@ class ReadPool:
             for index in range(self.count):
                 mine, theirs = fork.Pipe(duplex=True)
                 stacks = os.path.join(self._scratch, f"worker-{index}.stacks")
-                process = fork.Process(target=_serve, args=(theirs, dies, stacks),
+                # the crawl's ends the child inherits (its own pipe's, the earlier workers'):
+                # closed there, so closing them here ends a worker blocked sending (close)
+                ours = [mine, *(w.connection for w in self._workers)]
+                process = fork.Process(target=_serve, args=(theirs, dies, stacks, ours),
                                        name=f"autokfp-crawl-worker-{index}", daemon=True)
                 process.start()
                 theirs.close()
@@ -373,9 +376,16 @@ class _Collected(logging.Handler):
 _STANDARD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
-def _serve(connection: Any, dies: Callable[[], None], stacks: str) -> None:
+def _serve(connection: Any, dies: Callable[[], None], stacks: str,
+           inherited: Sequence[Any] = ()) -> None:
     """A worker: run each unit the crawl sends and send back ``(status, result, records)``,
-    until told to stop (None) or the crawl's end of the pipe closes."""
+    until told to stop (None) or the crawl's end of the pipe closes. ``inherited``: the
+    crawl's ends of the pipes this process got by the fork, closed at once (while one is
+    open here, a worker blocked sending a result the crawl no longer takes waits for the
+    signal after ``STOP_GRACE``, as every worker did before session 19)."""
+    for end in inherited:
+        with contextlib.suppress(OSError):
+            end.close()
     dies()
     # a session of its own, as every child autokfp forks (``lifeline.forked_child``): a
     # terminal's Ctrl-C goes to the crawl, which stops its workers (SIGINT is ignored here

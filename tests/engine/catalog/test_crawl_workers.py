@@ -193,3 +193,28 @@ def test_a_worker_log_record_with_a_field_pickle_refuses_still_crosses_the_pipe(
     assert back[0].rows == 3, "a field pickle takes crosses as it is"
     assert back[0].held.startswith("<unlocked _thread.lock"), back[0].held
     assert back[0].levelname == "WARNING" and back[0].name == "autokfp.test.workers"
+
+
+def _large(index: int) -> tuple[bytes]:
+    return (bytes(4 << 20),)  # 4 MiB: more than a pipe holds, so the worker waits to send
+
+
+def test_workers_stopped_early_end_on_their_own_not_by_a_signal(monkeypatch):
+    """A crawl that stops early (an error, its generator closed) leaves results nobody
+    takes; closing the crawl's ends of the pipes must end each worker blocked sending one
+    (its send fails) without the signal after ``STOP_GRACE``: so no worker may hold a copy
+    of the crawl's end of its own pipe or of an earlier worker's (forked after it)."""
+    monkeypatch.setattr(workers, "STOP_GRACE", 20.0)  # the signal would come only after it
+    pool = workers.ReadPool(2, start_after=0)
+    for index in range(6):
+        assert isinstance(pool.offload(lambda i=index: _large(i), (_large, (index,)),
+                                       lambda value: value, f"d{index}"), workers.Pending)
+    processes = [w.process for w in pool._workers]
+    assert len(processes) == 2
+    time.sleep(0.5)  # each worker has read its first unit and is sending its result
+    started = time.monotonic()
+    pool.close()
+    took = time.monotonic() - started
+    assert [p.exitcode for p in processes] == [0, 0], (
+        [p.exitcode for p in processes], f"{took:.1f} s")
+    assert took < 20.0
