@@ -13,20 +13,25 @@ pandas types the whole table:
 - a column without a value so far (Arrow null) takes the type of the first chunk with one;
 - an integer column becomes float64 once a chunk has fractions (pandas makes the whole column
   float64); missing values in an integer column need nothing (Arrow keeps them as nulls,
-  which pandas reads as float64, as it reads the whole table).
-The rows already written are then rewritten with the wider type (Parquet to Parquet, batch
-by batch). Whenever the chunks cannot give the whole table's columns (text in a number
-column, a text column that parses as dates in one chunk and not another, nested objects or
-lists, keys that only later records have, text that is not UTF-8, a type outside
-numbers/booleans/text/dates), nothing is written and None is returned: the caller loads the
-dataset whole as before.
+  which pandas reads as float64, as it reads the whole table);
+- a key only later records of a JSON-lines file have is a new column at the end (pandas
+  orders the whole file's columns by first appearance), missing in the rows before; a key
+  a chunk lacks is missing in its rows.
+The rows already written are then rewritten with the wider type or the new column (Parquet
+to Parquet, batch by batch). A JSON-lines file that is not UTF-8 is read again as latin-1,
+as ``load_dataset`` reads it, and noted. Whenever the chunks cannot give the whole table's
+columns (text in a number column, which pandas keeps as an object column of mixed numbers
+and text, a text column that parses as dates in one chunk and not another, nested objects
+or lists, a type outside numbers/booleans/text/dates), nothing is written and None is
+returned: the caller loads the dataset whole as before, and a WARNING names the dataset,
+the reason and (for a file) the memory pandas may take.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +83,18 @@ def wider_type(old: Any, new: Any) -> Any:
     return None
 
 
+def _conform(table: Any, schema: Any, cast: bool = True) -> Any:
+    """``table`` with the columns of ``schema`` in its order: a column it lacks as missing
+    values (of the schema's type); cast to the schema when ``cast``."""
+    import pyarrow as pa
+
+    columns = [table.column(f.name) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in schema]
+    names = [f.name for f in schema]
+    out = pa.Table.from_arrays(columns, names=names)
+    return out.cast(schema) if cast else out
+
+
 class _Sample:
     """At most ``rows`` rows drawn uniformly while the chunks stream past (the smallest of a
     random key per row, as ``bottom_k``), kept as Arrow; every row, in order, when the
@@ -104,7 +121,7 @@ class _Sample:
 
     def cast(self, schema: Any) -> None:
         if self.table is not None:
-            self.table = self.table.cast(schema)
+            self.table = _conform(self.table, schema, cast=False).cast(schema)
 
 
 class ChunkWriter:
@@ -144,10 +161,16 @@ class ChunkWriter:
             self.schema = table.schema
             self.writer = pq.ParquetWriter(str(self.path), self.schema)
         else:
-            if table.schema.names != self.schema.names:
-                raise NotStreamable("a chunk has other columns than the first")
+            # keys only later records have are new columns at the end, in the order they
+            # first appear (as pandas orders the whole file's); a column a chunk lacks is
+            # missing in its rows
+            known = self.schema.names
+            fresh = [pa.field(name, pa.null()) for name in table.column_names
+                     if name not in known]
+            before_schema = pa.schema([*self.schema, *fresh])
+            table = _conform(table, before_schema, cast=False)
             fields = []
-            for before, now in zip(self.schema, table.schema):
+            for before, now in zip(before_schema, table.schema):
                 kind = wider_type(before.type, now.type)
                 if kind is None:
                     raise NotStreamable(f"column '{before.name}' is {before.type} in one chunk "
@@ -171,7 +194,7 @@ class ChunkWriter:
             raise NotStreamable(f"cannot widen a chunk to {schema}: {exc}") from None
 
     def _rewrite(self, schema: Any) -> None:
-        """The rows written so far, rewritten with ``schema`` (a batch at a time)."""
+        """The rows written so far, rewritten with ``schema`` (a chunk at a time)."""
         import pyarrow.parquet as pq
 
         self.writer.close()
@@ -179,10 +202,10 @@ class ChunkWriter:
         os.replace(self.path, old)
         try:
             self.writer = pq.ParquetWriter(str(self.path), schema)
-            for batch in pq.ParquetFile(old).iter_batches(batch_size=CHUNK_ROWS):
-                import pyarrow as pa
-
-                self.writer.write_table(self._cast(pa.Table.from_batches([batch]), schema))
+            handle = pq.ParquetFile(old)
+            for group in range(handle.num_row_groups):  # one per chunk written
+                self.writer.write_table(self._cast(
+                    _conform(handle.read_row_group(group), schema, cast=False), schema))
         finally:
             old.unlink(missing_ok=True)
         self.sample.cast(schema)
@@ -218,10 +241,10 @@ class ChunkWriter:
         return frame
 
 
-def _copy(chunks: Iterator[pd.DataFrame], out_path: str, sample_rows: int,
-          dataset_id: str) -> tuple[pd.DataFrame, int, Path] | None:
+def _copy(chunks: Iterator[pd.DataFrame], out_path: str,
+          sample_rows: int) -> tuple[pd.DataFrame, int, Path]:
     """Write ``chunks`` to a temporary file beside ``out_path``: (the profile sample, rows,
-    the temporary file), or None (nothing left behind) when they cannot be streamed."""
+    the temporary file). Raises (nothing left behind) when they cannot be streamed."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(f".{out.name}.tmp")
@@ -236,11 +259,28 @@ def _copy(chunks: Iterator[pd.DataFrame], out_path: str, sample_rows: int,
         if writer.rows == 0:
             raise NotStreamable("no rows")  # load_dataset names an empty dataset
         return writer.sample_frame(), writer.rows, temp
-    except Exception as exc:  # noqa: BLE001 - load_dataset reads (and reports) it
-        log.info("%s is read whole: its streamed copy stopped (%s: %s)", dataset_id,
-                 type(exc).__name__, str(exc)[:300])
+    except BaseException:
         temp.unlink(missing_ok=True)
-        return None
+        raise
+
+
+def _counted(chunks: Iterator[pd.DataFrame], read: list[int]) -> Iterator[pd.DataFrame]:
+    """``chunks``, each counted in ``read`` as it arrives."""
+    for chunk in chunks:
+        read.append(len(chunk))
+        yield chunk
+
+
+def _not_streamed(dataset_id: str, exc: Exception, read: list[int],
+                  warn: Callable[[str], None]) -> None:
+    """Say why a dataset is not streamed: a WARNING (``warn``) when its chunks could be read
+    but not copied as pandas reads the whole, so it is loaded whole; INFO when not even one
+    chunk could be read or it has no rows (``load_dataset`` then names the problem)."""
+    reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+    if read and sum(read):
+        warn(reason)
+    else:
+        log.info("%s is not streamed (%s); load_dataset reads it", dataset_id, reason)
 
 
 def _finish(config: RunConfig, source: Any, copied: tuple[pd.DataFrame, int, Path],
@@ -288,9 +328,14 @@ def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
     source = next((s for s in config.sources if s.name == source_name), None)
     if not isinstance(source, SqlSource) or not table_name:
         return None
-    copied = _copy(sql_chunks(source, table_name, chunk_rows), out_path, sample_rows,
-                   dataset_id)
-    if copied is None:
+    read: list[int] = []
+    try:
+        copied = _copy(_counted(sql_chunks(source, table_name, chunk_rows), read), out_path,
+                       sample_rows)
+    except Exception as exc:  # noqa: BLE001 - load_dataset reads (and reports) it
+        _not_streamed(dataset_id, exc, read, lambda reason: log.warning(
+            "%s is loaded whole, not streamed: %s; pandas holds the whole table in memory",
+            dataset_id, reason))
         return None
     return _finish(config, source, copied, out_path, dataset_id, _sql_platform_of(source),
                    _sql_location(source), None, sample_rows)
@@ -299,11 +344,14 @@ def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
 def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
                        sample_rows: int = DEFAULT_MAX_ROWS,
                        chunk_rows: int = CHUNK_ROWS,
-                       local: LocalFile | None = None) -> DatasetSchema | None:
+                       local: LocalFile | None = None,
+                       changes: list[str] | None = None) -> DatasetSchema | None:
     """``load_dataset`` for a JSON-lines file of a folder source (or a bucket object
-    downloaded to ``local``: ``discovery.object_file``), streamed (see the module);
-    None, writing nothing, for any other dataset or a file it cannot copy as pandas reads
-    it whole (a file that is not UTF-8 among them: ``load_dataset`` reads it as latin-1)."""
+    downloaded to ``local``: ``discovery.object_file``), streamed (see the module); None,
+    writing nothing, for any other dataset or a file it cannot copy as pandas reads it
+    whole (a WARNING says so). A file that is not UTF-8 is read as latin-1, as
+    ``load_dataset`` reads it, and that is appended to ``changes`` (its ``DATA_CHANGES``)."""
+    from autokfp.catalog.csv_stream import whole_warning
     from autokfp.catalog.discovery import folder_file
 
     found = folder_file(config, dataset_id, "jsonl", local)
@@ -311,12 +359,26 @@ def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
         return None
     source, path = found.source, found.path
 
-    def chunks() -> Iterator[pd.DataFrame]:
-        with pd.read_json(path, lines=True, encoding="utf-8", chunksize=chunk_rows) as reader:
+    def chunks(encoding: str) -> Iterator[pd.DataFrame]:
+        with pd.read_json(path, lines=True, encoding=encoding, chunksize=chunk_rows) as reader:
             yield from reader
 
-    copied = _copy(chunks(), out_path, sample_rows, dataset_id)
-    if copied is None:
+    notes: list[str] = []
+    read: list[int] = []
+    try:
+        try:
+            copied = _copy(_counted(chunks("utf-8"), read), out_path, sample_rows)
+        except UnicodeDecodeError:  # pandas reads the whole file as latin-1 then
+            notes.append(f"'{found.location}' is not UTF-8; read it as latin-1")
+            log.warning(notes[-1])
+            read.clear()
+            copied = _copy(_counted(chunks("latin-1"), read), out_path, sample_rows)
+    except Exception as exc:  # noqa: BLE001 - load_dataset reads (and reports) it
+        _not_streamed(dataset_id, exc, read,
+                      lambda reason: whole_warning(dataset_id, path, "jsonl", reason))
         return None
-    return _finish(config, source, copied, out_path, dataset_id, found.platform,
-                   found.location, "jsonl", sample_rows)
+    schema = _finish(config, source, copied, out_path, dataset_id, found.platform,
+                     found.location, "jsonl", sample_rows)
+    if changes is not None:
+        changes.extend(notes)
+    return schema

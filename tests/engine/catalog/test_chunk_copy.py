@@ -123,8 +123,66 @@ def test_jsonl_chunks_give_the_whole_files_frame_and_profile(tmp_path) -> None:
     assert schema.column("churned").tags == ["target"]
 
 
+@pytest.mark.parametrize("case", ["late_keys", "latin"])
+def test_jsonl_keys_only_later_records_have_and_latin1_are_read_as_the_whole_file(
+        tmp_path, monkeypatch, case) -> None:
+    """Keys only later records have (an integer, a boolean and a text key, one of them in a
+    single record, and a key the last chunks lack), and text that is not UTF-8 after the
+    first chunks: the copy gives ``load_dataset``'s frame, profile and noted changes."""
+    from autokfp.catalog.sources.files import DATA_CHANGES
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    records = _jsonl_frame().to_dict("records")
+    for i, record in enumerate(records):
+        record["signup_date"] = str(record["signup_date"])
+        if case == "late_keys":
+            if i >= 1_700:
+                record["visits"] = i % 4  # an integer key from the sixth chunk on: float64
+            if i >= 2_100 and i % 3 == 0:
+                record["vip"] = i % 2 == 0  # a boolean key with NaN: pandas makes 1.0/0.0
+            if i == 2_950:
+                record["referrer"] = "friend"  # one record: the column is NaN elsewhere
+            if i < 2_400:
+                record["legacy"] = f"l{i % 5}"  # a key the last chunks lack
+        elif i == 2_600:
+            record["region"] = "Malmø"
+    text = "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n"
+    name = f"{case}.jsonl"
+    (folder / name).write_bytes(text.encode("latin-1" if case == "latin" else "utf-8"))
+    config = _config({"name": "files", "kind": "folder", "path": str(folder)},
+                     f"files/{name}", "churned")
+    frame, loaded = load_dataset(config)
+    out = tmp_path / "dataset.parquet"
+    changes: list[str] = []
+    schema = copy_jsonl_dataset(config, config.training.dataset, str(out), chunk_rows=300,
+                                changes=changes)
+    assert schema is not None
+    pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+    assert schema.to_dict() == loaded.to_dict()
+    assert changes == frame.attrs[DATA_CHANGES]
+    assert not list(tmp_path.glob(".*tmp*"))
+    if case == "late_keys":
+        assert list(frame.columns[-4:]) == ["legacy", "visits", "vip", "referrer"]
+        assert [frame[c].dtype.kind for c in ("visits", "vip", "referrer")] == ["f", "f", "O"]
+    else:
+        assert len(changes) == 1 and "not UTF-8" in changes[0]
+    # the discover step streams it and reports what reading it changed
+    from autokfp.catalog import discovery
+    from autokfp.steps.discover import _write_training_data
+
+    def whole(*args, **kwargs):
+        raise AssertionError("the file was loaded whole")
+
+    monkeypatch.setattr(discovery, "load_dataset", whole)
+    _, rows, _, reported = _write_training_data(config, str(tmp_path / "d.parquet"))
+    assert (rows, reported) == (len(frame), changes)
+
+
 def test_what_chunks_cannot_copy_as_pandas_reads_is_left_to_load_dataset(
-        database, tmp_path) -> None:
+        database, tmp_path, caplog) -> None:
+    """Nothing written, and a WARNING names the dataset, the reason and, for a file, the
+    memory pandas may take to read it whole."""
     server, source = database
     server.run("chunks", "CREATE TABLE dates AS SELECT i AS id, i % 2 AS y, CASE WHEN i < 2000 "
                          "THEN to_char(date '2024-01-01' + i, 'YYYY-MM-DD') ELSE 'soon' END "
@@ -137,20 +195,24 @@ def test_what_chunks_cannot_copy_as_pandas_reads_is_left_to_load_dataset(
     late_text = frame.assign(code=frame["code"].astype(object))
     late_text.loc[2_500, "code"] = "n/k"  # text after the first chunks: pandas makes it object
     late_text.to_json(folder / "late.jsonl", orient="records", lines=True)
-    (folder / "latin.jsonl").write_bytes('{"name": "Zoë", "y": 1}\n'.encode("latin-1"))
-    late_key = frame.to_dict("records")
-    late_key[2_800]["extra"] = 1  # a key only a later record has
-    (folder / "late_key.jsonl").write_text("\n".join(json.dumps(r, default=str)
-                                                     for r in late_key))
     out = tmp_path / "dataset.parquet"
     sql = _config(source, "db/dates")
     files = _config({"name": "files", "kind": "folder", "path": str(folder)}, "files/x.jsonl")
     cases = [(copy_sql_dataset, sql, "db/dates"), (copy_sql_dataset, sql, "db/missing"),
              *[(copy_jsonl_dataset, files, f"files/{name}.jsonl")
-               for name in ("nested", "late", "latin", "late_key", "missing")]]
+               for name in ("nested", "late", "missing")]]
     for copy, config, dataset in cases:
-        assert copy(config, dataset, str(out), chunk_rows=300) is None, dataset
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="autokfp.catalog"):
+            assert copy(config, dataset, str(out), chunk_rows=300) is None, dataset
         assert not out.exists() and not list(tmp_path.glob(".*tmp*")), dataset
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        if "missing" in dataset:
+            assert not warned, warned
+        else:
+            assert len(warned) == 1 and dataset in warned[0], (dataset, warned)
+            assert "loaded whole" in warned[0]
+            assert ("GB" in warned[0]) == dataset.endswith(".jsonl"), warned[0]
     # the text that stops the chunks is what load_dataset keeps as text
     assert load_dataset(sql, "db/dates")[0]["due"].dtype == object
     assert load_dataset(files, "files/late.jsonl")[0]["code"].dtype == object
@@ -259,7 +321,9 @@ def test_jsonl_memory_stays_bounded_by_the_chunk(tmp_path) -> None:
     """A JSON-lines file of 50,000 and of 150,000 rows x 11 columns (8 and 23 MB), in
     chunks of 20,000 rows: tripling the file adds less than a quarter to the copy's peak
     growth, which stays under reading the smaller file whole. Measured at 100,000/300,000
-    rows (until session 16): chunks 53.7 -> 54.9 MB, whole 213 MB. Each in a fresh process
+    rows (until session 16): chunks 53.7 -> 54.9 MB, whole 213 MB. The triple file with a
+    key only its last records have, in latin-1 (read twice, the rows written rewritten once
+    for the new column), stays under 1.5x the chunks' growth. Each in a fresh process
     (~65 s at load 15 with 100,000/300,000 rows)."""
     folder = tmp_path / "data"
     folder.mkdir()
@@ -276,14 +340,28 @@ def test_jsonl_memory_stays_bounded_by_the_chunk(tmp_path) -> None:
     frame(50_000).to_json(folder / "big.jsonl", orient="records", lines=True)
     text = (folder / "big.jsonl").read_text()
     (folder / "triple.jsonl").write_text(text * 3)
+    # the triple file, but its last records have a key the others lack and a latin-1 byte:
+    # the copy adds the column (rewriting what it wrote) and starts over as latin-1
+    late = [json.dumps({**r, "late": k, "s3": "Malmø"}, ensure_ascii=False)
+            for k, r in enumerate(frame(10).to_dict("records"))]
+    (folder / "late.jsonl").write_bytes((text * 3).encode()
+                                        + "\n".join(late).encode("latin-1") + b"\n")
     where = str(folder)
     whole = _growth(tmp_path, "jsonl", where, "big.jsonl", "whole")
-    chunks, triple = (_growth(tmp_path, "jsonl", where, name, "chunks")
-                      for name in ("big.jsonl", "triple.jsonl"))
+    chunks, triple, restarted = (_growth(tmp_path, "jsonl", where, name, "chunks")
+                                 for name in ("big.jsonl", "triple.jsonl", "late.jsonl"))
     print(f"peak growth: whole 50k rows {whole:.1f} MB; chunks 50k {chunks:.1f} MB, "
-          f"150k {triple:.1f} MB")
+          f"150k {triple:.1f} MB; 150k with a late key and latin-1 {restarted:.1f} MB")
     assert triple < 1.25 * chunks + 10, (chunks, triple)
     assert triple < whole, (triple, whole)
+    # two passes (UTF-8 until the last records, then latin-1) and a rewrite for the new
+    # column: measured 66.7-70.4 MB against chunks 49.7-51.4 MB (4 runs); rewriting 100,000
+    # rows at a time instead of a chunk (a row group) took 94.4 MB
+    assert restarted < 1.5 * chunks + 10, (chunks, restarted)
+    assert restarted < whole, (restarted, whole)
+    copied = pd.read_parquet(tmp_path / "chunks-late.jsonl.parquet")
+    assert len(copied) == 150_010 and copied["late"].notna().sum() == 10
+    assert copied["s3"].iloc[-1] == "Malmø"
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "chunks-big.jsonl.parquet"),
                                   pd.read_parquet(tmp_path / "whole-big.jsonl.parquet"))
     assert len(pd.read_parquet(tmp_path / "chunks-triple.jsonl.parquet")) == 150_000
