@@ -692,6 +692,7 @@ class SqlDatabase:
         except Exception as exc:
             yield failed(source.name, platform, location, _sql_error(source, exc))
             return
+        last: DiscoveredDataset | Pending | None = None  # the last table, read
         try:
             try:
                 names = _table_names(source, engine)
@@ -705,16 +706,28 @@ class SqlDatabase:
             database, schema = self._naming or (None, None)
             with engine.connect() as connection:
                 counts = _RowCounts(connection, names, views, source.schema_name)
-                for table_name in names:
+                for index, table_name in enumerate(names, start=1):
                     view = (partial(view_facts, inspector, connection, source, table_name,
                                     platform, database, schema) if table_name in views else None)
-                    yield _discover_table(source, table_name, connection, inspector, platform,
-                                          location, sample_rows, cache, declared, view, counts,
-                                          pool)
+                    item = _discover_table(source, table_name, connection, inspector, platform,
+                                           location, sample_rows, cache, declared, view, counts,
+                                           pool)
+                    if index < len(names):
+                        yield item
+                    else:
+                        last = item  # handed on below, the connection closed
         except Exception as exc:  # the connection itself broke mid-crawl
+            if last is not None:
+                yield last
             yield failed(source.name, platform, location, _sql_error(source, exc))
+            return
         finally:
             engine.dispose()
+        # the last table is handed on once the connection is closed (what a dataset needs
+        # later, its reader and a worker's result, does not use it): a generator closes it
+        # only when asked for more, after the crawl catalogued that table
+        if last is not None:
+            yield last
 
     def load(self, dataset_id: str, relative: str) -> LoadedData:
         import sqlalchemy as sa

@@ -209,6 +209,36 @@ def test_tables_counted_in_batches_count_as_one_by_one(warehouse: Path, monkeypa
     assert statements == ["t2", "nope"]  # the refused batch, table by table
 
 
+def test_a_sql_source_releases_its_connection_before_it_hands_on_its_last_table(
+        warehouse: Path, monkeypatch) -> None:
+    """The discover generator of a SQL source holds a connection while it reads the tables;
+    once the last one is read it is closed, before that table goes to the crawl (which
+    catalogues it and goes on to the other sources), not when the crawl asks for more."""
+    from sqlalchemy import event
+
+    import autokfp.catalog.sources.sql as sql
+
+    out: list[int] = []  # connections of the source's engines checked out of their pools
+    original = sql._engine
+
+    def engine(source):
+        made = original(source)
+        event.listen(made, "checkout", lambda *_: out.append(1))
+        event.listen(made, "checkin", lambda *_: out.append(-1))
+        return made
+
+    monkeypatch.setattr(sql, "_engine", engine)
+    source = SqlSource(name="wh", kind="sql", url=f"sqlite:///{warehouse}")
+    reader = sql.SqlDatabase(source)
+    held, ids = [], []
+    for item in reader.discover(20, None):
+        held.append(sum(out))
+        ids.append(item.dataset_id)
+    assert len(held) == 4 and held[0] == 1, held  # the tables are read over one connection
+    assert held[-1] == 0, held
+    assert ids == [d.dataset_id for d in discover([source])]  # all of them, in order, once
+
+
 def test_sqlite_columns_read_in_one_query_are_what_sqlalchemy_reflects(tmp_path: Path) -> None:
     """The declared columns of every SQLite table from one query equal SQLAlchemy's
     reflection of each table (the re-crawl's signatures depend on it), for declared types
