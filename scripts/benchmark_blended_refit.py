@@ -35,6 +35,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmark_suite import paired_difference, score  # noqa: E402
 
+# the refit's blending share through session 18 (the metalearner's rows)
+BLEND_SHARE = 0.2
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     import h2o
     from h2o.estimators import H2OStackedEnsembleEstimator, create_estimator
 
-    from autokfp.training.h2o_automl import REFIT_BLEND_SHARE, _blended, recipe_params
+    from autokfp.training.h2o_automl import _blended, recipe_params
 
     recipe = json.loads((args.package / "artifacts" / "engine" / "recipe.json").read_text())
     plan = json.loads((args.package / "artifacts" / "plan.json").read_text())
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in args.modes:
             seed = int(recipe["params"].get("seed") or 1)
             if mode == "blend":
-                base_frame, blend = frame.split_frame(ratios=[1.0 - REFIT_BLEND_SHARE], seed=seed)
+                base_frame, blend = frame.split_frame(ratios=[1.0 - BLEND_SHARE], seed=seed)
             else:
                 base_frame, blend = frame, None
             started, bases = time.monotonic(), []

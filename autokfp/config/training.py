@@ -93,11 +93,20 @@ class TrainingSpec(_Strict):
                     "every labelled row (the fixed test rows too) and serve that model; the "
                     "gated model stays in the registered version for the next run's "
                     "comparison. auto: when the table has at most refit_max_rows labelled "
-                    "rows")
+                    "rows, or the refit is estimated to take at most refit_max_secs")
     refit_max_rows: int = Field(
         default=10_000, ge=0,
         description="refit_for_serving: auto refits tables with at most this many labelled "
-                    "rows (train + test)")
+                    "rows (train + test); a larger one when its refit is estimated within "
+                    "refit_max_secs")
+    refit_max_secs: float = Field(
+        default=600.0, ge=0.0,
+        description="refit_for_serving: auto refits a table over refit_max_rows when the "
+                    "refit (the child's and the engine's start, the fit on the training rows "
+                    "for the held-out check, the fit on every labelled row, both checks) is "
+                    "estimated to take at most this many seconds, from the chosen "
+                    "configuration's own fit times in the search scaled to the rows; 0: "
+                    "never above refit_max_rows")
     refit_score_tolerance: float = Field(
         default=0.02, ge=0.0, le=1.0,
         description="the refit's held-out check: the recipe fitted on the training rows is "

@@ -1395,6 +1395,44 @@ class H2OAutoMLEngine:
             return model_id, target
         raise TrainingError(f"no AutoML model could be exported as a MOJO: {errors}")
 
+    def refit_seconds(self, artifact_dir: Path, rows: int) -> tuple[float, str] | None:
+        """About how long ``refit`` of the model in ``artifact_dir`` takes on ``rows`` rows,
+        its fit alone (no cluster start): the recipe's models' own fit times in the search
+        (the leaderboard's ``training_time_ms``), scaled linearly by ``rows`` over the rows
+        they were fitted on, a blended ensemble's base models times ``REFIT_BLEND_FOLDS``
+        (cross-validated in the refit: k fits on (k-1)/k of the rows and one on all). With
+        the basis, for the reason a refit is or is not made. None when the folder does not
+        record them (no recipe, leaderboard or row count: a package from before they were
+        kept). Measured on diamonds (session 19): AutoML's times, taken under a loaded
+        search, over-estimate the refit's fits."""
+        folder = Path(artifact_dir)
+        try:
+            recipe = json.loads((folder / RECIPE_FILE).read_text())
+            info = json.loads((folder / "engine.json").read_text())
+            board = pd.read_csv(folder / "leaderboard.csv")
+            times = dict(zip(board["model_id"].astype(str), board["training_time_ms"] / 1000.0))
+            fitted = int(info["fitted_rows"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        blended = info.get("validation") == "blending"
+        # blending: the base models learnt from the training share only, the ensemble's
+        # metalearner from the blending share (``fitted_rows`` counts both)
+        base_rows = fitted * (1.0 - VALIDATION_SHARE - BLENDING_SHARE) / (1.0 - VALIDATION_SHARE) \
+            if blended else float(fitted)
+        models = [recipe] + list(recipe.get("base_models") or [])
+        if any(str(m.get("model_id")) not in times or not np.isfinite(times[str(m.get("model_id"))])
+               for m in models) or base_rows <= 0:
+            return None
+        folds = REFIT_BLEND_FOLDS if recipe.get("algo") == "stackedensemble" \
+            and _blended(recipe) else 1
+        search = sum(times[str(m["model_id"])] for m in models)
+        seconds = sum(times[str(m["model_id"])] * (folds if m is not recipe else 1)
+                      for m in models) * rows / base_rows
+        basis = (f"{len(models)} model(s) fitted in {search:.0f}s on {base_rows:.0f} rows in "
+                 f"the search" + (f", the base models {folds}-fold cross-validated" if folds > 1
+                                  else ""))
+        return round(seconds, 1), basis
+
     def refit(
         self,
         artifact_dir: Path,
@@ -1834,14 +1872,19 @@ def _write_recipe(model: Any, workdir: Path) -> None:
 
 
 def _fit_recipe(cluster: Any, recipe: dict[str, Any], x: list[str], response: str, frame: Any,
-                max_runtime_secs: float, base_model: bool = False) -> Any:
+                max_runtime_secs: float, base_model: bool = False, folds: int = 0) -> Any:
     """Train ``recipe`` (base models first for a stacked ensemble) on ``frame``.
     ``base_model``: a stacked ensemble's base model (it keeps its cross-validation, whose
-    predictions its metalearner learns from)."""
+    predictions its metalearner learns from); ``folds``: such a base model's recipe had none
+    (a blended ensemble's), so it is cross-validated with this many folds, its predictions
+    kept."""
     from h2o.estimators import create_estimator
     from h2o.exceptions import H2OTypeError
 
     params = recipe_params(recipe, base_model=base_model)
+    if folds:
+        params.update(nfolds=folds, fold_assignment="Modulo",
+                      keep_cross_validation_predictions=True)
     # Neither is cut at the per-model time limit (the refit step's own timeout bounds them):
     # a GLM's penalty search, which cut short stops on a large penalty, the over-regularised
     # model the search is there to avoid (capped, the gate-rows reproduction failed once at
@@ -1851,27 +1894,24 @@ def _fit_recipe(cluster: Any, recipe: dict[str, Any], x: list[str], response: st
     searched = recipe["algo"] == "glm" and params.get("lambda_search")
     fixed = _fixed_trees(recipe["algo"], params)
     params["max_runtime_secs"] = 0.0 if searched or fixed else float(max_runtime_secs)
-    blend = None
     if recipe["algo"] == "stackedensemble":
-        base_frame = frame
-        if _blended(recipe):
-            # built by blending (its base models kept no cross-validation predictions): the
-            # metalearner needs rows the base models did not learn from, so the rows are
-            # split as H2O's blending does, without the validation share (no early stopping
-            # rows are needed): the base models learn from 80%, the metalearner from 20%
-            base_frame, blend = frame.split_frame(ratios=[1.0 - REFIT_BLEND_SHARE],
-                                                  seed=int(params.get("seed") or 1))
-            log.info("refit of the blended ensemble %s: base models on %d rows, the "
-                     "metalearner on %d", recipe.get("model_id"), base_frame.nrow, blend.nrow)
-        try:
-            bases = [_fit_recipe(cluster, base, x, response, base_frame, max_runtime_secs,
-                                 base_model=True)
-                     for base in recipe.get("base_models", [])]
-        except BaseException:
-            _remove_quietly([base_frame, blend] if blend is not None else [])
-            raise
+        # built by blending (its base models kept no cross-validation predictions): the
+        # metalearner needs predictions of rows the base models did not learn from. Blending
+        # again (base models on 80% of the rows, the metalearner on 20%) would keep a fifth
+        # of the rows from the base models that are nearly all of the ensemble (diamonds:
+        # 40,455 rows, its GBM weighted 0.997-1.002, RMSE 570-578 on the suite's test rows),
+        # so the base models are fitted on every row, cross-validated, and the metalearner
+        # learns from their out-of-fold predictions (565-569; H2O AutoML alone 563):
+        # docs/training.md, "Refit for serving", session 19
+        folds = REFIT_BLEND_FOLDS if _blended(recipe) else 0
+        if folds:
+            log.info("refit of the blended ensemble %s: base models on all %d rows, "
+                     "%d-fold cross-validated for the metalearner", recipe.get("model_id"),
+                     frame.nrow, folds)
+        bases = [_fit_recipe(cluster, base, x, response, frame, max_runtime_secs,
+                             base_model=True, folds=folds)
+                 for base in recipe.get("base_models", [])]
         params["base_models"] = [base.model_id for base in bases]
-        frame = base_frame
     estimator = None
     while estimator is None:
         try:
@@ -1886,13 +1926,7 @@ def _fit_recipe(cluster: Any, recipe: dict[str, Any], x: list[str], response: st
                      rejected.group(1), exc)
             params.pop(rejected.group(1))
     fitted = estimator
-    blending = {} if blend is None else {"blending_frame": blend}
-    try:
-        cluster.run_job(fitted, lambda: fitted.train(x=x, y=response, training_frame=frame,
-                                                     **blending))
-    finally:
-        if blend is not None:
-            _remove_quietly([frame, blend])
+    cluster.run_job(fitted, lambda: fitted.train(x=x, y=response, training_frame=frame))
     built = _built_trees(fitted) if fixed else None
     if fixed and built is not None and built < fixed:
         raise TrainingError(f"the refit of {recipe.get('model_id')} built {built} of its "
@@ -1944,8 +1978,9 @@ def recipe_params(recipe: dict[str, Any], base_model: bool = False) -> dict[str,
     return params
 
 
-# a blended ensemble's refit: the share of the rows its metalearner learns from
-REFIT_BLEND_SHARE = 0.2
+# a blended ensemble's refit: its base models' cross-validation folds (AutoML's own under a
+# small budget), whose out-of-fold predictions its metalearner learns from
+REFIT_BLEND_FOLDS = SMALL_BUDGET_FOLDS
 
 
 def _blended(recipe: dict[str, Any]) -> bool:
@@ -1956,13 +1991,3 @@ def _blended(recipe: dict[str, Any]) -> bool:
         int((base.get("params") or {}).get("nfolds") or 0) >= 2
         and (base.get("params") or {}).get("keep_cross_validation_predictions")
         for base in bases)
-
-
-def _remove_quietly(frames: list[Any]) -> None:
-    import h2o
-
-    for frame in frames:
-        try:
-            h2o.remove(frame)
-        except Exception as exc:  # noqa: BLE001 - a leftover frame costs memory, not the refit
-            log.debug("could not remove a refit frame: %s", exc)

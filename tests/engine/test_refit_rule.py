@@ -5,6 +5,8 @@ two models of a known quality on a known truth."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from autokfp.steps.refit_model import HOLDOUT_LOSS_TOLERANCE, HOLDOUT_SCORE_TOLERANCE, holdout_rule
@@ -104,3 +106,109 @@ def test_a_near_exact_reproduction_is_not_rejected_for_a_difference_no_one_acts_
     rule = holdout_rule("auc", "binary", truth, gate, np.c_[1 - near, near], samples=200)
     assert abs(rule["shortfall"]) < 0.002 and rule["se"] < 0.002, rule
     assert rule["margin"] == HOLDOUT_SCORE_TOLERANCE / 10 and rule["passed"], rule["detail"]
+
+
+# -- when a table over training.refit_max_rows is refitted (training.refit_max_secs) ---------
+
+def _h2o_folder(folder, blended: bool, times_ms: dict[str, float], fitted_rows: int = 9_000):
+    """An H2O package's engine folder as training leaves it: a stacked ensemble's recipe over
+    a GBM and a GLM, its leaderboard's fit times and its row count. No H2O."""
+    import json
+
+    import pandas as pd
+
+    cv = {} if blended else {"nfolds": 3, "keep_cross_validation_predictions": True}
+    recipe = {"model_id": "SE", "algo": "stackedensemble", "params": {},
+              "base_models": [{"model_id": "GBM", "algo": "gbm", "params": {"ntrees": 50, **cv}},
+                              {"model_id": "GLM", "algo": "glm", "params": dict(cv)}]}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "recipe.json").write_text(json.dumps(recipe))
+    (folder / "engine.json").write_text(json.dumps({
+        "fitted_rows": fitted_rows, "validation": "blending" if blended else "cross_validation"}))
+    pd.DataFrame({"model_id": list(times_ms), "training_time_ms": list(times_ms.values())}
+                 ).to_csv(folder / "leaderboard.csv", index=False)
+    return folder
+
+
+def test_the_refit_time_is_estimated_from_the_recipes_own_fit_times(tmp_path) -> None:
+    from autokfp.training.h2o_automl import REFIT_BLEND_FOLDS, H2OAutoMLEngine
+
+    engine = H2OAutoMLEngine()
+    times = {"SE": 4_000.0, "GBM": 20_000.0, "GLM": 6_000.0, "DRF": 99_000.0}  # DRF: not in it
+    # cross-validated: the base models' times already hold their folds; linear in the rows
+    cv = _h2o_folder(tmp_path / "cv", blended=False, times_ms=times)
+    seconds, basis = engine.refit_seconds(cv, 18_000)
+    assert seconds == 2 * (4 + 20 + 6), basis
+    assert "3 model(s)" in basis and "9000 rows" in basis
+    # blended: the base models learnt from 7/9 of fitted_rows (10% validation, 20% blending
+    # rows) and are cross-validated in the refit (REFIT_BLEND_FOLDS fits' worth each)
+    blend = _h2o_folder(tmp_path / "blend", blended=True, times_ms=times)
+    seconds, basis = engine.refit_seconds(blend, 14_000)
+    assert seconds == 2 * (4 + REFIT_BLEND_FOLDS * (20 + 6)), basis
+    assert f"{REFIT_BLEND_FOLDS}-fold" in basis
+    # a model of the recipe without a fit time, or no leaderboard: no estimate
+    assert engine.refit_seconds(_h2o_folder(tmp_path / "short", False, {"SE": 1.0, "GBM": 1.0}),
+                                100) is None
+    (cv / "leaderboard.csv").unlink()
+    assert engine.refit_seconds(cv, 100) is None
+
+
+def _config(**training: Any):
+    from autokfp.config import parse_config
+
+    return parse_config({
+        "name": "t", "sources": [{"name": "files", "kind": "folder", "path": "/data"}],
+        "training": {"dataset": "files/t.parquet", "target": "y", "task": "regression",
+                     **training}})
+
+
+def test_a_table_over_refit_max_rows_is_refitted_when_its_estimate_is_within_refit_max_secs(
+        ) -> None:
+    from autokfp.steps.refit_model import refit_wanted
+
+    passed = {"comparison": {"promote": True}}
+    cfg = _config(refit_max_rows=10_000, refit_max_secs=300)
+    asked: list[int] = []
+
+    def estimate(seconds: float | None) -> Any:
+        def made() -> tuple[float | None, str]:
+            asked.append(1)
+            return seconds, "the recipe's fit times"
+        return made
+
+    # at most refit_max_rows: refitted, the estimate not even asked for
+    assert refit_wanted(cfg, passed, 10_000, estimate(10_000.0)) == "" and not asked
+    assert refit_wanted(cfg, passed, 40_455, estimate(299.0)) == ""
+    over = refit_wanted(cfg, passed, 40_455, estimate(301.0))
+    assert "refit_max_rows (10000)" in over and "301s" in over and "refit_max_secs (300s)" in over
+    assert "the recipe's fit times" in over  # the basis, for the model card
+    unknown = refit_wanted(cfg, passed, 40_455, estimate(None))
+    assert "cannot be estimated" in unknown and "the recipe's fit times" in unknown
+    # 0 turns it off (the row cap alone, as before), without estimating
+    asked.clear()
+    off = refit_wanted(_config(refit_max_secs=0), passed, 40_455, estimate(1.0))
+    assert "refit_max_secs is 0" in off and not asked
+    # always and never do not ask; a model the gate did not promote is never refitted
+    assert refit_wanted(_config(refit_for_serving="always"), passed, 40_455, estimate(1e9)) == ""
+    assert "champion gate" in refit_wanted(cfg, {"comparison": {"promote": False}}, 40_455,
+                                           estimate(1.0))
+
+
+def test_the_estimate_adds_the_start_and_the_checks_to_both_fits(tmp_path) -> None:
+    import json
+
+    from autokfp.steps.refit_model import REFIT_OVERHEAD_SECS, refit_estimate
+
+    package = tmp_path / "model"
+    _h2o_folder(package / "artifacts" / "engine", blended=False,
+                times_ms={"SE": 1_000.0, "GBM": 6_000.0, "GLM": 2_000.0})
+    (package / "artifacts" / "meta.json").write_text(json.dumps({"engine": "h2o"}))
+    seconds, basis = refit_estimate(_config(), str(package), 9_000, 18_000)
+    assert seconds == REFIT_OVERHEAD_SECS + 9 + 18, basis
+    assert "9s on the 9000 training rows" in basis and "18s on all 18000" in basis
+    (package / "artifacts" / "engine" / "recipe.json").unlink()
+    seconds, basis = refit_estimate(_config(), str(package), 9_000, 18_000)
+    assert seconds is None and "no fit times" in basis
+    (package / "artifacts" / "meta.json").write_text("{not json")
+    seconds, basis = refit_estimate(_config(), str(package), 9_000, 18_000)
+    assert seconds is None and "the estimate failed" in basis

@@ -21,7 +21,8 @@ def refit_model(
 
     The champion gate compares models on the fixed test rows, so the gated model never saw
     them. On a small table (``training.refit_for_serving: auto``: at most
-    ``training.refit_max_rows`` labelled rows; ``always``; ``never``), once the gate has
+    ``training.refit_max_rows`` labelled rows, or a larger one whose refit is estimated
+    within ``training.refit_max_secs``; ``always``; ``never``), once the gate has
     passed, the same engine trains the same configuration again (no search: H2O the
     leader's algorithm and parameters, or its stacked ensemble's recipe; AutoKeras the
     chosen architecture, optimizer and epoch count) on every labelled row. That package is
@@ -29,7 +30,8 @@ def refit_model(
     gate scores that one on the test rows). A refit that fails, crashes, or scores its own
     rows far worse than the gated model is not served: the output is the gated package, and
     its ``meta.serving`` says why. The step never fails the run for a refit. It runs on
-    the CPU (the runtime image holds both engines): by default it refits only small tables.
+    the CPU (the runtime image holds both engines): by default it refits small tables, and
+    larger ones whose refit is estimated within 600 s.
 
     Usable alone: ``refit_model(model=b.outputs["checked_model"],
     evaluation=e.outputs["evaluation"], train=f.outputs["train"], test=f.outputs["test"],
@@ -48,7 +50,7 @@ def refit_model(
         model_name: The registered model (the audit trail's ``model.refit`` event).
             "from config": ``config.name``.
         config: Optional: the run configuration (``training.refit_for_serving``,
-            ``refit_max_rows``, the budget and engine settings).
+            ``refit_max_rows``, ``refit_max_secs``, the budget and engine settings).
 
     Returns:
         Which model is served: ``refit`` or ``gated``.
