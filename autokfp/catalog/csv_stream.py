@@ -103,12 +103,14 @@ class _Unreadable(Exception):
     """The file cannot be streamed as pandas reads it (the message says why)."""
 
 
-def _first_block_types(schema: Any, types: dict[str, Any], from_null: set[str]) -> None:
+def _first_block_types(schema: Any, types: dict[str, Any], from_null: set[str]) -> bool:
     """Add to ``types`` what makes Arrow read the first block as pandas does: dates and times
     as text, a column without a value as float64 (``from_null``: pandas' type for an empty
-    column, widened by a later value). _Unreadable for a type pandas would not give."""
+    column, widened by a later value); whether it added any. _Unreadable for a type pandas
+    would not give."""
     import pyarrow as pa
 
+    known = len(types)
     for field in schema:
         kind = field.type
         if field.name in types:
@@ -122,6 +124,7 @@ def _first_block_types(schema: Any, types: dict[str, Any], from_null: set[str]) 
                   or pa.types.is_boolean(kind) or pa.types.is_string(kind)
                   or pa.types.is_large_string(kind)):
             raise _Unreadable(f"Arrow reads column '{field.name}' as {kind}")
+    return len(types) > known
 
 
 def _wider(kind: Any, value: str, was_null: bool) -> Any:
@@ -142,26 +145,33 @@ def _wider(kind: Any, value: str, was_null: bool) -> Any:
     return pa.string()
 
 
-def _write_blocks(path: Path, temp: Path, options: dict[str, Any]) -> int:
-    """The file written to ``temp`` block by block: the rows. _Widen names a column a later
-    block has a value for that its type cannot take."""
+def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[str, Any],
+                  from_null: set[str]) -> int | None:
+    """The file written to ``temp`` block by block: the rows; None when the first block
+    needs ``types`` it did not have (``_first_block_types``: read it again). _Widen names a
+    column a later block has a value for that its type cannot take.
+
+    The reader is dropped when this returns: closing it does not stop its read-ahead, whose
+    blocks (~30 of them) stay allocated while it is referenced."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
     rows = 0
-    with pcsv.open_csv(path, **options) as reader, \
-            pq.ParquetWriter(str(temp), reader.schema) as writer:
-        try:
-            for batch in reader:
-                writer.write_batch(batch)
-                rows += batch.num_rows
-        except pa.ArrowInvalid as exc:
-            found = _CONVERSION.search(str(exc))
-            if found is None:
-                raise
-            field = reader.schema.field(int(found[1]))
-            raise _Widen(field.name, field.type, found[2]) from None
+    with pcsv.open_csv(path, **options) as reader:
+        if _first_block_types(reader.schema, types, from_null):
+            return None
+        with pq.ParquetWriter(str(temp), reader.schema) as writer:
+            try:
+                for batch in reader:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+            except pa.ArrowInvalid as exc:
+                found = _CONVERSION.search(str(exc))
+                if found is None:
+                    raise
+                field = reader.schema.field(int(found[1]))
+                raise _Widen(field.name, field.type, found[2]) from None
     return rows
 
 
@@ -170,7 +180,6 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
     rows and what reading it changed. _Unreadable (or Arrow's error) when it cannot."""
     import pandas as pd
     import pyarrow as pa
-    import pyarrow.csv as pcsv
 
     from autokfp.catalog.sources.files import csv_layout
 
@@ -190,13 +199,13 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
         log.warning(notes[-1])
     types: dict[str, Any] = {}
     from_null: set[str] = set()
-    for _ in range(3 * len(names) + 2):  # a column widens at most three times, + encoding
+    for _ in range(3 * len(names) + 3):  # a column widens at most three times; the
+        # first block's dates and empty columns; the encoding
         try:
-            with pcsv.open_csv(path, **_options(sep, block_bytes, encoding, names,
-                                                types)) as probe:
-                _first_block_types(probe.schema, types, from_null)
-            rows = _write_blocks(path, temp, _options(sep, block_bytes, encoding, names, types))
-            return rows, notes + layout
+            rows = _write_blocks(path, temp, _options(sep, block_bytes, encoding, names, types),
+                                 types, from_null)
+            if rows is not None:
+                return rows, notes + layout
         except _Widen as late:
             if pa.types.is_string(late.kind):
                 raise _Unreadable(f"column '{late.name}' has a value Arrow cannot read as "

@@ -1,0 +1,154 @@
+"""Memory of the discover step's copy of a training file the first block types otherwise.
+
+Until session 19 a CSV file whose last rows had a value the first block's Arrow type could
+not take (text in a number column) or a byte that is not UTF-8, and a JSON-lines file with a
+key only its last records have or a byte that is not UTF-8, were loaded whole by pandas
+(``load_dataset``, then written as Parquet: the ``whole`` way, the anchor). Now the streamed
+copies read them again with the column typed as pandas types it, or as latin-1
+(``catalog/csv_stream.py``, ``catalog/chunk_copy.py``: the ``streamed`` way). The same
+copy of the file without those last rows (``clean``) is what streaming costs at all.
+
+Each way runs in a fresh Python process: its peak resident memory (VmHWM) is measured
+after the imports and a warm-up copy of a small file, so "peak added" is what the copy adds,
+beside its CPU seconds (user + system, of that process alone: the machine's load does not
+inflate them) and wall time. The whole and streamed copies must give the same frame (the
+script compares them).
+
+    python scripts/benchmark_streamed_copy.py --mb 200
+    python scripts/benchmark_streamed_copy.py --mb 100 --format jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WAYS = ("whole", "streamed", "clean")
+
+_CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+
+from autokfp.catalog.chunk_copy import copy_jsonl_dataset
+from autokfp.catalog.csv_stream import copy_csv_dataset
+from autokfp.catalog.discovery import load_dataset
+from autokfp.config import parse_config
+from autokfp.steps.io import write_parquet
+
+def peak_kb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+folder, fmt, name, out, way = sys.argv[1:]
+config = parse_config({"name": "b", "sources": [{"name": "f", "kind": "folder", "path": folder}],
+                       "training": {"dataset": f"f/{name}", "target": "churned"}})
+copy = copy_csv_dataset if fmt == "csv" else copy_jsonl_dataset
+warm = f"f/warm.{fmt}"
+assert copy(config, warm, out + ".warm", sample_rows=2_000) is not None
+load_dataset(config, warm, sample_rows=2_000)
+before, cpu, wall = peak_kb(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+if way == "whole":  # what the discover step did with this file before
+    frame, _ = load_dataset(config, f"f/{name}")
+    write_parquet(out, frame)
+else:
+    assert copy(config, f"f/{name}", out) is not None, "the copy fell back to the whole read"
+end = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"added_mb": (peak_kb() - before) / 1024,
+                  "cpu_s": end.ru_utime - cpu.ru_utime + end.ru_stime - cpu.ru_stime,
+                  "wall_s": time.perf_counter() - wall}))
+"""
+
+
+def _frame(rows: int, seed: int = 4):
+    import numpy as np
+
+    from autokfp.examples.churn import generate_churn
+
+    frame = generate_churn(rows, seed=seed)
+    frame["code"] = np.random.default_rng(seed).integers(0, 9, rows)
+    return frame
+
+
+def write_files(folder: Path, fmt: str, mb: int) -> int:
+    """``clean.<fmt>`` of about ``mb`` MB, ``late.<fmt>``: the same with its last rows the
+    first block types otherwise, in latin-1, and a small ``warm.<fmt>``. The rows."""
+    import pandas as pd
+
+    per_row = 190 if fmt == "csv" else 500  # bytes a row, measured on the churn frame
+    rows = mb * 1_000_000 // per_row
+    piece = 200_000
+    clean, late = folder / f"clean.{fmt}", folder / f"late.{fmt}"
+
+    def text(frame: pd.DataFrame, header: bool) -> str:
+        if fmt == "csv":
+            return str(frame.to_csv(index=False, header=header))
+        return "\n".join(json.dumps(r, ensure_ascii=False, default=str)
+                         for r in frame.to_dict("records")) + "\n"
+
+    (folder / f"warm.{fmt}").write_text(text(_frame(3_000), True))
+    with open(clean, "w") as out:
+        for start in range(0, rows, piece):
+            out.write(text(_frame(min(piece, rows - start), seed=start), start == 0))
+    tail = _frame(10, seed=rows)
+    if fmt == "csv":  # text in a number column and a byte that is not UTF-8
+        tail = tail.assign(code=tail["code"].astype(object), region="Malmø")
+        tail.loc[tail.index[-1], "code"] = "n/k"
+    else:  # a key the other records lack and a byte that is not UTF-8
+        tail = tail.assign(referrer="friend", region="Malmø")
+    with open(late, "wb") as out, open(clean, "rb") as source:
+        while block := source.read(1 << 24):
+            out.write(block)
+        out.write(text(tail, False).encode("latin-1"))
+    return rows
+
+
+def run(folder: Path, fmt: str, way: str) -> dict:
+    name = f"{'clean' if way == 'clean' else 'late'}.{fmt}"
+    out = folder / f"{way}.parquet"
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(folder), fmt, name, str(out), way],
+                          capture_output=True, text=True, cwd=ROOT, timeout=3_600)
+    if done.returncode != 0:
+        raise SystemExit(f"{way} failed:\n{done.stderr[-3_000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=200, help="size of the file (MB)")
+    parser.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="streamed-copy-") as tmp:
+        folder = Path(tmp)
+        started = time.perf_counter()
+        rows = write_files(folder, args.format, args.mb)
+        size = (folder / f"late.{args.format}").stat().st_size / 1e6
+        print(f"{args.format}: {rows + 10:,} rows, {size:.0f} MB (written in "
+              f"{time.perf_counter() - started:.0f} s); each way in a fresh process")
+        results = {way: run(folder, args.format, way) for way in WAYS}
+        import pandas as pd
+
+        whole = pd.read_parquet(folder / "whole.parquet")
+        streamed = pd.read_parquet(folder / "streamed.parquet")
+        pd.testing.assert_frame_equal(streamed, whole)
+        del whole, streamed
+    print(f"{'way':<10} {'peak added':>11} {'CPU':>8} {'wall':>8}")
+    labels = {"whole": "whole (before, the anchor)", "streamed": "streamed (now)",
+              "clean": "streamed, the file without its last rows"}
+    for way in WAYS:
+        r = results[way]
+        print(f"{way:<10} {r['added_mb']:>8.0f} MB {r['cpu_s']:>6.1f} s {r['wall_s']:>6.1f} s"
+              f"   {labels[way]}")
+    print("same frame: yes; children's CPU "
+          f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime:.0f} s user in all")
+
+
+if __name__ == "__main__":
+    main()
