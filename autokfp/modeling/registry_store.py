@@ -18,6 +18,7 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from autokfp.errors import RegistryError
 from autokfp.settings import Settings
@@ -184,6 +185,65 @@ def _write_marker(marker: Path, home: str) -> None:
 
 
 def open_store(settings: Settings) -> None:
-    """Check the local registry and follow a moved home; called before MLflow opens it."""
+    """Check the local registry and follow a moved home; called before MLflow opens it.
+    A new home's registry file is made here (``create_store``)."""
     check_store(settings)
+    path = sqlite_path(settings.tracking_uri)
+    if path is not None and not path.exists():
+        create_store(path)
     relocate_store(settings)
+
+
+def create_store(path: Path) -> bool:
+    """Make a new registry file at ``path`` with MLflow's schema, as MLflow makes it when it
+    opens a missing file (its own ``_initialize_tables``: the tables, then every migration),
+    but without a disk sync per statement: the schema is written to a file beside ``path``
+    with SQLite's ``synchronous=OFF`` and its rollback journal in memory, synced once, then
+    linked to ``path`` (never over a file another process made meanwhile: that one is kept).
+    MLflow's ~1,000 syncs of a new schema took 5-7 s at load 10 (1,084 fdatasyncs counted).
+    Returns whether the file was made here; on any failure MLflow makes it as before."""
+    temp = path.with_name(f"{path.name}.{os.getpid()}.new")
+    try:
+        import sqlalchemy
+        from mlflow.store.db.utils import _initialize_tables
+
+        engine = sqlalchemy.create_engine(f"sqlite:///{temp}")
+
+        @sqlalchemy.event.listens_for(engine, "connect")
+        def _unsynced(connection: Any, _record: Any) -> None:
+            connection.execute("PRAGMA synchronous=OFF")
+            connection.execute("PRAGMA journal_mode=MEMORY")
+
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()
+        descriptor = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+        _sync_folder(path.parent)
+        return True
+    except Exception as exc:  # noqa: BLE001 - MLflow makes the schema itself, as before
+        log.debug("could not make the registry file %s ahead of MLflow: %s", path, exc)
+        return False
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

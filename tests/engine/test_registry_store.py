@@ -176,3 +176,52 @@ def test_a_copied_home_writes_into_the_copy_only(registered_home, tmp_path):
     assert sorted(str(p.relative_to(original)) for p in original.rglob("*")) == files_before
     with sqlite3.connect(original / "mlflow.db") as connection:
         assert connection.execute("SELECT version FROM model_versions").fetchall() == [(1,)]
+
+
+def _schema(path: Path) -> dict:
+    """The file's tables, indexes and MLflow schema version; each statement's lines sorted
+    (MLflow's own migrations write a table's CHECK constraints in a different order from one
+    process to the next)."""
+    connection = sqlite3.connect(path)
+    try:
+        objects = {(kind, name): sorted(line.strip().rstrip(",") for line in (sql or "").splitlines())
+                   for kind, name, sql in connection.execute(
+                       "SELECT type, name, sql FROM sqlite_master")}
+        version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    finally:
+        connection.close()
+    return {"objects": objects, "version": version}
+
+
+def test_a_new_homes_registry_has_the_schema_mlflow_makes(tmp_path, restore_environ):
+    """configure makes a new home's mlflow.db (create_store: one disk sync, not one per
+    statement) with the tables, indexes and migrations MLflow writes into a file it opens
+    itself; MLflow then uses it (the Default experiment, a registered version)."""
+    from mlflow import MlflowClient
+
+    by_mlflow = tmp_path / "by-mlflow.db"
+    uri = f"sqlite:///{by_mlflow}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
+    settings = _fresh_settings(tmp_path / "home")
+    client = registry.configure(settings)
+    database = settings.home / "mlflow.db"
+    assert _schema(database) == _schema(by_mlflow)
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    assert _register(settings, tmp_path, "v1").version == "1"
+    assert sorted(p.name for p in settings.home.iterdir() if p.name.startswith("mlflow.db")) == \
+        ["mlflow.db"]  # nothing left beside it
+
+
+def test_a_registry_file_made_meanwhile_is_never_replaced(tmp_path):
+    """create_store links its file only where none is: one another process made while this
+    one wrote its schema is kept as it is."""
+    from autokfp.modeling.registry_store import create_store
+
+    path = tmp_path / "mlflow.db"
+    assert create_store(path) and _schema(path)["version"]
+    made = tmp_path / "made-meanwhile.db"
+    made.write_bytes(b"another process's registry")
+    os.replace(made, path)
+    assert create_store(path) is False
+    assert path.read_bytes() == b"another process's registry"
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]
