@@ -21,7 +21,7 @@ The rows already written are then rewritten with the wider type or the new colum
 to Parquet, batch by batch). A JSON-lines file that is not UTF-8 is read again as latin-1,
 as ``load_dataset`` reads it, and noted. Whenever the chunks cannot give the whole table's
 columns (text in a number column, which pandas keeps as an object column of mixed numbers
-and text, a text column that parses as dates in one chunk and not another, nested objects
+and text: the discover step writes it as text and reports that; a text column that parses as dates in one chunk and not another, nested objects
 or lists, a type outside numbers/booleans/text/dates), nothing is written and None is
 returned: the caller loads the dataset whole as before, and a WARNING names the dataset,
 the reason and (for a file) the memory pandas may take.

@@ -124,6 +124,32 @@ def _write_training_data(cfg: RunConfig, dataset_path: str) -> tuple[Any, int, i
     if schema is not None:
         return schema, schema.row_count, len(schema.columns), streamed
     frame, schema = load_dataset(cfg, cfg.training.dataset)
-    changes = list(frame.attrs.pop(DATA_CHANGES, []))
+    changes = list(frame.attrs.pop(DATA_CHANGES, [])) + _mixed_as_text(frame, dataset)
     write_parquet(dataset_path, frame)
     return schema, len(frame), len(frame.columns), changes
+
+
+def _mixed_as_text(frame: Any, dataset: str) -> list[str]:
+    """Columns that mix text with numbers or booleans (pandas' object column of a JSON-lines
+    file with text in a number column), which Parquet cannot hold, made text in place (each
+    value as Python writes it: 3, 2.5, True), as pd.read_csv makes such a CSV column; a note
+    for each. Nested values (objects, lists) are left as they are."""
+    import pandas as pd
+
+    notes = []
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype != object or pd.api.types.infer_dtype(column, skipna=True) not in (
+                "mixed", "mixed-integer"):
+            continue
+        present = column.dropna()
+        kinds = {type(value) for value in present}
+        if str not in kinds or not kinds <= {str, int, float, bool}:
+            continue
+        shown = present[present.map(lambda v: isinstance(v, str))].iloc[0]
+        frame[name] = column.map(lambda v: v if v is None or isinstance(v, str)
+                                 or (isinstance(v, float) and v != v) else str(v))
+        notes.append(f"column '{name}' of '{dataset}' mixes text (e.g. '{str(shown)[:40]}') "
+                     "with numbers or booleans, which one Parquet column cannot hold; it was "
+                     "written as text. Fix the values in the file if it is a number column")
+    return notes

@@ -218,6 +218,36 @@ def test_what_chunks_cannot_copy_as_pandas_reads_is_left_to_load_dataset(
     assert load_dataset(files, "files/late.jsonl")[0]["code"].dtype == object
 
 
+def test_the_discover_step_writes_a_json_column_of_numbers_and_text_as_text(
+        tmp_path, caplog) -> None:
+    """Text in a number column of a JSON-lines file: pandas' whole read gives an object
+    column of numbers and text, which Parquet cannot hold (the step failed with Arrow's
+    error). The file is loaded whole (with the WARNING) and the column written as text, the
+    values as pandas read them, and the change reported."""
+    from autokfp.steps.discover import _write_training_data
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame = _jsonl_frame()
+    mixed = frame.assign(code=frame["code"].astype(object))
+    mixed.loc[2_500, "code"] = "n/k"
+    mixed.to_json(folder / "late.jsonl", orient="records", lines=True)
+    config = _config({"name": "files", "kind": "folder", "path": str(folder)},
+                     "files/late.jsonl", "churned")
+    whole, _ = load_dataset(config)
+    with caplog.at_level("WARNING", logger="autokfp.catalog"):
+        _, rows, _, changes = _write_training_data(config, str(tmp_path / "d.parquet"))
+    assert any("loaded whole" in r.getMessage() for r in caplog.records)
+    written = pd.read_parquet(tmp_path / "d.parquet")
+    assert rows == len(whole) and list(written.columns) == list(whole.columns)
+    assert written["code"].tolist() == [None if v is None or v != v else str(v)
+                                        for v in whole["code"]]
+    assert written["code"].iloc[2_500] == "n/k"
+    assert written["code"].iloc[0] == str(frame["code"].iloc[0])  # a float as Python writes it
+    pd.testing.assert_frame_equal(written.drop(columns="code"), whole.drop(columns="code"))
+    assert len(changes) == 1 and "'code'" in changes[0] and "written as text" in changes[0]
+
+
 def test_the_discover_step_copies_a_table_without_loading_it(database, tmp_path,
                                                              monkeypatch) -> None:
     from autokfp.catalog import discovery
