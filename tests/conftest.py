@@ -537,12 +537,16 @@ def use_home(patch: pytest.MonkeyPatch, home: Path):
 
 @pytest.fixture(scope="session")
 def _new_registry(tmp_path_factory) -> Path:
-    """An MLflow registry file as MLflow makes it on first use (its schema migrations: ~1.9
-    CPU-s and ~1,000 fdatasyncs each time here), made by MLflow once per worker, nothing in it
-    but MLflow's Default experiment. No process-wide MLflow setting is changed."""
+    """A new home's registry file as its first MLflow client leaves it (the schema made by
+    ``registry_store.create_store``, as ``registry.configure`` makes it: MLflow's migrations,
+    ~1.9 CPU-s, one disk sync instead of ~1,000), made once per worker, nothing in it but
+    MLflow's Default experiment. No process-wide MLflow setting is changed."""
     from mlflow import MlflowClient
 
+    from autokfp.modeling.registry_store import create_store
+
     path = tmp_path_factory.mktemp("new-registry") / "mlflow.db"
+    assert create_store(path), path
     uri = f"sqlite:///{path}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.search_experiments()  # the tracking store made the schema
