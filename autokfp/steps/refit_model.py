@@ -159,7 +159,8 @@ def refit_estimate(cfg: RunConfig, model_path: str, train_rows: int, labelled_ro
         if estimator is None:
             return None, f"the {engine} engine gives no estimate of its refit's time"
         folder = Path(model_path, "artifacts", "engine")
-        fits = [estimator(folder, rows) for rows in (train_rows, labelled_rows)]
+        trained = int(meta.get("trained_rows") or train_rows)  # the rows the search was given
+        fits = [estimator(folder, trained, rows) for rows in (train_rows, labelled_rows)]
     except Exception as exc:  # noqa: BLE001 - no estimate: the gated model serves
         return None, f"the estimate failed ({type(exc).__name__}: {exc})"
     if any(fit is None for fit in fits):
@@ -188,21 +189,29 @@ def refit_model(config: dict[str, Any] | RunConfig, model_path: str, evaluation_
     gate_rows = int(meta.get("fitted_rows") or meta.get("trained_rows") or 0)
     train_rows = pq.ParquetFile(train_path).metadata.num_rows
     test_rows = pq.ParquetFile(test_path).metadata.num_rows
-    reason = refit_wanted(cfg, evaluation, train_rows + test_rows,
-                          lambda: refit_estimate(cfg, model_path, train_rows,
-                                                 train_rows + test_rows))
+    estimated: dict[str, Any] = {}  # over refit_max_rows: the estimate it was judged by
+
+    def estimate() -> tuple[float | None, str]:
+        seconds, basis = refit_estimate(cfg, model_path, train_rows, train_rows + test_rows)
+        estimated.update(seconds=seconds, basis=basis,
+                         max_secs=cfg.training.refit_max_secs)
+        return seconds, basis
+
+    reason = refit_wanted(cfg, evaluation, train_rows + test_rows, estimate)
     outcome = NOT_WANTED if reason else ""
     figures: dict[str, float] = {}
     if not reason:
         started = time.monotonic()
         try:
             reason, figures = _refit(cfg, model_path, train_path, test_path, out_model_path,
-                                     meta, gate_rows)
+                                     meta, gate_rows, estimated)
             outcome = (REJECTED if figures else UNSUPPORTED) if reason else ""
         except Exception as exc:  # noqa: BLE001 - a refit never fails the run
             reason = f"the refit failed ({type(exc).__name__}: {exc})"[:2000]
             outcome = FAILED
         figures["refit_seconds"] = round(time.monotonic() - started, 1)
+    if estimated.get("seconds") is not None:  # next to refit_seconds: how good it was
+        figures["refit_estimate_seconds"] = float(estimated["seconds"])
     if not reason:
         served = json.loads(Path(out_model_path, "artifacts", "meta.json").read_text())
         record_event("model.refit", served["serving"], cfg.model_name)
@@ -235,10 +244,12 @@ def _serve_gated(model_path: str, out_model_path: str, meta: dict[str, Any], gat
 
 
 def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
-           out_model_path: str, meta: dict[str, Any], gate_rows: int
-           ) -> tuple[str, dict[str, float]]:
+           out_model_path: str, meta: dict[str, Any], gate_rows: int,
+           estimated: dict[str, Any] | None = None) -> tuple[str, dict[str, float]]:
     """The held-out check, then the all-rows refit (each in a child process), the served
-    package assembled and checked: ("", figures) when it is served, else (why not, figures)."""
+    package assembled and checked: ("", figures) when it is served, else (why not, figures).
+    ``estimated``: the time estimate a table over ``refit_max_rows`` was refitted by (its
+    ``meta.serving.estimate``)."""
     from autokfp.engine_registry import get_engine
 
     engine = meta["engine"]
@@ -293,10 +304,15 @@ def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
                 "train_rows": labelled - int(summary["test_rows"]),
                 "test_rows": int(summary["test_rows"]),
                 "refit_seconds": summary["seconds"], "check": check,
+                **({"estimate": estimated} if estimated else {}),
                 "reason": (f"the gated {engine} configuration ({meta.get('leader')}) fitted "
                            f"again on all {labelled} labelled rows (the gated model: "
                            f"{gate_rows}; the {summary['test_rows']} test rows too) after it "
-                           "passed the champion gate")}})
+                           "passed the champion gate"
+                           + (f"; over training.refit_max_rows ({cfg.training.refit_max_rows}) "
+                              f"it was estimated at {estimated['seconds']:.0f}s, within "
+                              f"training.refit_max_secs ({estimated['max_secs']:.0f}s)"
+                              if estimated and estimated.get("seconds") is not None else ""))}})
         served.pop("holdout_rows", None)  # the gated model's out-of-sample rows, not the refit's
         Path(staging, "artifacts", "meta.json").write_text(json.dumps(served, indent=2,
                                                                       default=str))

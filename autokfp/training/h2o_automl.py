@@ -1395,30 +1395,32 @@ class H2OAutoMLEngine:
             return model_id, target
         raise TrainingError(f"no AutoML model could be exported as a MOJO: {errors}")
 
-    def refit_seconds(self, artifact_dir: Path, rows: int) -> tuple[float, str] | None:
+    def refit_seconds(self, artifact_dir: Path, trained_rows: int, rows: int
+                      ) -> tuple[float, str] | None:
         """About how long ``refit`` of the model in ``artifact_dir`` takes on ``rows`` rows,
         its fit alone (no cluster start): the recipe's models' own fit times in the search
         (the leaderboard's ``training_time_ms``), scaled linearly by ``rows`` over the rows
-        they were fitted on, a blended ensemble's base models times ``REFIT_BLEND_FOLDS``
-        (cross-validated in the refit: k fits on (k-1)/k of the rows and one on all). With
-        the basis, for the reason a refit is or is not made. None when the folder does not
-        record them (no recipe, leaderboard or row count: a package from before they were
-        kept). Measured on diamonds (session 19): AutoML's times, taken under a loaded
-        search, over-estimate the refit's fits."""
+        they were fitted on (``trained_rows``, the rows the search was given, when
+        cross-validated; the blending split's training share when blended), a blended
+        ensemble's base models times ``REFIT_BLEND_FOLDS`` (cross-validated in the refit: k
+        fits on (k-1)/k of the rows and one on all). With the basis, for the reason a refit
+        is or is not made. None when the folder does not record them (no recipe or
+        leaderboard: a package from before they were kept). Measured on diamonds (session
+        19): AutoML's times, taken under a loaded search, over-estimate the refit's fits."""
         folder = Path(artifact_dir)
         try:
             recipe = json.loads((folder / RECIPE_FILE).read_text())
             info = json.loads((folder / "engine.json").read_text())
             board = pd.read_csv(folder / "leaderboard.csv")
             times = dict(zip(board["model_id"].astype(str), board["training_time_ms"] / 1000.0))
-            fitted = int(info["fitted_rows"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        blended = info.get("validation") == "blending"
-        # blending: the base models learnt from the training share only, the ensemble's
-        # metalearner from the blending share (``fitted_rows`` counts both)
-        base_rows = fitted * (1.0 - VALIDATION_SHARE - BLENDING_SHARE) / (1.0 - VALIDATION_SHARE) \
-            if blended else float(fitted)
+        # blending: the leader learnt from the split's training share, an ensemble's
+        # metalearner from its blending share too (``fitted_rows`` counts both); cross-
+        # validated: from every row it was given
+        base_rows = float(info.get("fitted_rows") or trained_rows)
+        if info.get("validation") == "blending" and recipe.get("algo") == "stackedensemble":
+            base_rows *= (1.0 - VALIDATION_SHARE - BLENDING_SHARE) / (1.0 - VALIDATION_SHARE)
         models = [recipe] + list(recipe.get("base_models") or [])
         if any(str(m.get("model_id")) not in times or not np.isfinite(times[str(m.get("model_id"))])
                for m in models) or base_rows <= 0:

@@ -110,7 +110,8 @@ def test_a_near_exact_reproduction_is_not_rejected_for_a_difference_no_one_acts_
 
 # -- when a table over training.refit_max_rows is refitted (training.refit_max_secs) ---------
 
-def _h2o_folder(folder, blended: bool, times_ms: dict[str, float], fitted_rows: int = 9_000):
+def _h2o_folder(folder, blended: bool, times_ms: dict[str, float],
+                fitted_rows: int | None = 9_000):
     """An H2O package's engine folder as training leaves it: a stacked ensemble's recipe over
     a GBM and a GLM, its leaderboard's fit times and its row count. No H2O."""
     import json
@@ -137,20 +138,23 @@ def test_the_refit_time_is_estimated_from_the_recipes_own_fit_times(tmp_path) ->
     times = {"SE": 4_000.0, "GBM": 20_000.0, "GLM": 6_000.0, "DRF": 99_000.0}  # DRF: not in it
     # cross-validated: the base models' times already hold their folds; linear in the rows
     cv = _h2o_folder(tmp_path / "cv", blended=False, times_ms=times)
-    seconds, basis = engine.refit_seconds(cv, 18_000)
+    seconds, basis = engine.refit_seconds(cv, 10_000, 18_000)
     assert seconds == 2 * (4 + 20 + 6), basis
     assert "3 model(s)" in basis and "9000 rows" in basis
     # blended: the base models learnt from 7/9 of fitted_rows (10% validation, 20% blending
     # rows) and are cross-validated in the refit (REFIT_BLEND_FOLDS fits' worth each)
     blend = _h2o_folder(tmp_path / "blend", blended=True, times_ms=times)
-    seconds, basis = engine.refit_seconds(blend, 14_000)
+    seconds, basis = engine.refit_seconds(blend, 10_000, 14_000)
     assert seconds == 2 * (4 + REFIT_BLEND_FOLDS * (20 + 6)), basis
     assert f"{REFIT_BLEND_FOLDS}-fold" in basis
+    # a cross-validated search records no fitted_rows: it fitted every row it was given
+    given = _h2o_folder(tmp_path / "given", blended=False, times_ms=times, fitted_rows=None)
+    assert engine.refit_seconds(given, 6_000, 18_000)[0] == 3 * (4 + 20 + 6)
     # a model of the recipe without a fit time, or no leaderboard: no estimate
     assert engine.refit_seconds(_h2o_folder(tmp_path / "short", False, {"SE": 1.0, "GBM": 1.0}),
-                                100) is None
+                                100, 100) is None
     (cv / "leaderboard.csv").unlink()
-    assert engine.refit_seconds(cv, 100) is None
+    assert engine.refit_seconds(cv, 100, 100) is None
 
 
 def _config(**training: Any):
@@ -202,7 +206,8 @@ def test_the_estimate_adds_the_start_and_the_checks_to_both_fits(tmp_path) -> No
     package = tmp_path / "model"
     _h2o_folder(package / "artifacts" / "engine", blended=False,
                 times_ms={"SE": 1_000.0, "GBM": 6_000.0, "GLM": 2_000.0})
-    (package / "artifacts" / "meta.json").write_text(json.dumps({"engine": "h2o"}))
+    (package / "artifacts" / "meta.json").write_text(json.dumps({"engine": "h2o",
+                                                                 "trained_rows": 9_000}))
     seconds, basis = refit_estimate(_config(), str(package), 9_000, 18_000)
     assert seconds == REFIT_OVERHEAD_SECS + 9 + 18, basis
     assert "9s on the 9000 training rows" in basis and "18s on all 18000" in basis

@@ -90,3 +90,30 @@ def test_a_refit_whose_h2o_jvm_does_not_start_serves_the_gated_model_and_says_wh
                               "(it failed).**"), warning
     assert "engines.h2o.start_timeout_secs" in warning
     assert warning in limitations(meta, SimpleNamespace(input_columns=[]), {}, {}, {})
+
+
+def test_over_refit_max_rows_a_refit_estimated_over_refit_max_secs_is_not_made_and_says_why(
+        evaluated, trained_package, tmp_path) -> None:
+    """A table over ``training.refit_max_rows`` under ``auto`` is refitted only when its
+    estimate is within ``training.refit_max_secs``: here 1 s, under the estimate's fixed
+    start-and-check share alone, so the gated model serves, and the reason, the UI's
+    metrics and the package say by what estimate."""
+    from autokfp.steps.refit_model import REFIT_OVERHEAD_SECS
+
+    config = {**evaluated["config"]}
+    config["training"] = {**config["training"], "refit_for_serving": "auto",
+                          "refit_max_rows": 100, "refit_max_secs": 1}
+    served = artifact(Model, tmp_path, "served_model")
+    metrics = artifact(Metrics, tmp_path, "metrics")
+    result = refit_model.python_func(
+        config=config, model=evaluated["model"], evaluation=evaluated["evaluation"],
+        train=artifact(Dataset, tmp_path, "train", trained_package.paths.train),
+        test=evaluated["test"], served_model=served, metrics=metrics)
+    assert result == "gated"
+    reason = served.metadata["serving_reason"]
+    assert "over training.refit_max_rows (100)" in reason, reason
+    assert "over training.refit_max_secs (1s)" in reason and "estimated at" in reason, reason
+    assert served.metadata["refit"] == "not wanted"
+    assert metrics.metadata["refit_estimate_seconds"] > REFIT_OVERHEAD_SECS
+    meta = json.loads(Path(served.path, "artifacts", "meta.json").read_text())
+    assert meta["serving"]["model"] == "gated" and meta["serving"]["reason"] == reason
