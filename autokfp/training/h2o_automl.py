@@ -1428,11 +1428,16 @@ class H2OAutoMLEngine:
         folds = REFIT_BLEND_FOLDS if recipe.get("algo") == "stackedensemble" \
             and _blended(recipe) else 1
         search = sum(times[str(m["model_id"])] for m in models)
+        # a tree leader outside an ensemble is refitted without the folds its search time
+        # holds (``recipe_params``): k fits on (k-1)/k of the rows and one on all, about k
+        # fits' worth, of which the refit makes one
+        lone = _refit_without_folds(recipe)
         seconds = sum(times[str(m["model_id"])] * (folds if m is not recipe else 1)
-                      for m in models) * rows / base_rows
+                      for m in models) / lone * rows / base_rows
         basis = (f"{len(models)} model(s) fitted in {search:.0f}s on {base_rows:.0f} rows in "
                  f"the search" + (f", the base models {folds}-fold cross-validated" if folds > 1
-                                  else ""))
+                                  else "")
+                 + (f", refitted without its {lone} folds" if lone > 1 else ""))
         return round(seconds, 1), basis
 
     def refit(
@@ -1946,6 +1951,14 @@ _CV_PARAMS = ("nfolds", "fold_assignment", "keep_cross_validation_predictions",
 def _fixed_trees(algo: str, params: dict[str, Any]) -> int:
     """The trees a tree model's recipe fixes (0 for other models)."""
     return int(params.get("ntrees") or 0) if algo in TREE_ALGOS else 0
+
+
+def _refit_without_folds(recipe: dict[str, Any]) -> int:
+    """The folds a recipe's search fit had and its refit drops (``recipe_params`` outside an
+    ensemble: a tree model's), 1 when none."""
+    params = recipe.get("params") or {}
+    folds = int(params.get("nfolds") or 0)
+    return folds if folds >= 2 and _fixed_trees(str(recipe.get("algo")), params) else 1
 
 
 def recipe_params(recipe: dict[str, Any], base_model: bool = False) -> dict[str, Any]:

@@ -150,6 +150,21 @@ def test_the_refit_time_is_estimated_from_the_recipes_own_fit_times(tmp_path) ->
     # a cross-validated search records no fitted_rows: it fitted every row it was given
     given = _h2o_folder(tmp_path / "given", blended=False, times_ms=times, fitted_rows=None)
     assert engine.refit_seconds(given, 6_000, 18_000)[0] == 3 * (4 + 20 + 6)
+    # a lone GBM leader cross-validated in the search (3 folds: 4 fits, ~3 fits' worth of
+    # rows) is refitted once without them: a third of its search time, scaled by the rows;
+    # a GLM keeps its folds' time (its lambda search is refitted as it was searched)
+    import json
+
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    for algo, expected in (("gbm", 20 / 3 * 2), ("glm", 20 * 2)):
+        (lone / "recipe.json").write_text(json.dumps(
+            {"model_id": "GBM", "algo": algo, "params": {"ntrees": 50, "nfolds": 3}}))
+        (lone / "engine.json").write_text(json.dumps({"fitted_rows": 9_000}))
+        (lone / "leaderboard.csv").write_text("model_id,training_time_ms\nGBM,20000\n")
+        seconds, basis = engine.refit_seconds(lone, 10_000, 18_000)
+        assert seconds == round(expected, 1), (algo, basis)
+        assert ("without its 3 folds" in basis) == (algo == "gbm"), basis
     # a model of the recipe without a fit time, or no leaderboard: no estimate
     assert engine.refit_seconds(_h2o_folder(tmp_path / "short", False, {"SE": 1.0, "GBM": 1.0}),
                                 100, 100) is None
