@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# passes over a file before it is read whole instead: each finds one column whose later
+# blocks have a value its type cannot take (a test file with three such columns takes 4-6)
+MAX_PASSES = 8
 BLOCK_BYTES = 4 << 20  # Arrow reads ahead: ~40 MB held with 1 MB blocks, ~130 MB with 4 MB
 # pandas' default missing-value spellings (pandas.io.parsers: STR_NA_VALUES)
 PANDAS_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
@@ -136,6 +139,13 @@ def _wider(kind: Any, value: str, was_null: bool) -> Any:
 
     if pa.types.is_integer(kind):
         try:
+            int(value)
+        except ValueError:
+            pass
+        else:  # a whole number past int64: pandas makes the column uint64 or keeps it as
+            # text, and float64 would round it (18446744073709551615 -> 1.8446744073709552e19)
+            raise _Unreadable(f"a whole number past int64 in a later block: {value[:80]!r}")
+        try:
             float(value)
             return pa.float64()
         except ValueError:
@@ -199,8 +209,10 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
         log.warning(notes[-1])
     types: dict[str, Any] = {}
     from_null: set[str] = set()
-    for _ in range(3 * len(names) + 3):  # a column widens at most three times; the
-        # first block's dates and empty columns; the encoding
+    for _ in range(MAX_PASSES):  # each pass over the file finds one column to widen (or
+        # the first block's dates and empty columns, or the encoding); past MAX_PASSES
+        # (columns empty until far into the file, one after another) read it whole rather
+        # than pass over it again
         try:
             rows = _write_blocks(path, temp, _options(sep, block_bytes, encoding, names, types),
                                  types, from_null)
@@ -226,7 +238,9 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
             renamed = dict(zip(before, names))
             types = {renamed[name]: kind for name, kind in types.items()}
             from_null = {renamed[name] for name in from_null}
-    raise _Unreadable("its columns kept changing type")  # pragma: no cover - bounded above
+    raise _Unreadable(f"its columns changed type on {MAX_PASSES} passes over the file (each "
+                      "column empty or of one type in the first blocks and not later costs a "
+                      "pass)")
 
 
 def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
@@ -259,6 +273,9 @@ def copy_csv_dataset(config: RunConfig, dataset_id: str, out_path: str,
             return None
         if rows == 0:
             return None  # load_dataset names an empty file
+        # from here on an error is not a way of reading the file (the rows are copied as
+        # pandas reads them): the profile and the schema's record fail as they would for
+        # the whole frame, so they end the step rather than read the file a second time
         handle = pq.ParquetFile(temp)
         sampler = RowSampler(rows, sample_rows)
         for group in range(handle.num_row_groups):  # one per block: memory stays a block's

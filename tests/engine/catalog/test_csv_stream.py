@@ -228,3 +228,67 @@ def test_memory_stays_bounded_by_the_block(tmp_path: Path) -> None:
     copied = pd.read_parquet(tmp_path / "blocks-late.csv.parquet")
     assert len(copied) == 600_000 and copied["code"].dtype == object
     assert copied["region"].iloc[-1] == "Malmø"
+
+
+@pytest.mark.parametrize("big", ["18446744073709551615", "99999999999999999999"])
+def test_a_whole_number_past_int64_in_a_later_block_is_not_rounded(
+        tmp_path: Path, big: str, caplog: pytest.LogCaptureFixture) -> None:
+    """pandas makes such a column uint64 (2**64 - 1) or keeps it as text (past uint64); the
+    copy's float64 would round it (1.8446744073709552e19, 1e20) with no note of the change:
+    the file is loaded whole instead, with the WARNING."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame = _frame()
+    frame["serial"] = np.arange(len(frame)).astype(object)
+    frame.loc[2_900, "serial"] = big  # past the first of ~10 blocks
+    frame.to_csv(folder / "serials.csv", index=False)
+    config = _config(folder, "serials.csv")
+    whole, _ = load_dataset(config)
+    assert str(whole["serial"].iloc[2_900]) == big
+    out = tmp_path / "dataset.parquet"
+    with caplog.at_level("WARNING", logger="autokfp.catalog.csv_stream"):
+        assert copy_csv_dataset(config, config.training.dataset, str(out),
+                                block_bytes=64 << 10) is None
+    assert not out.exists() and not list(tmp_path.glob(".*tmp"))
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "serials.csv" in warned[0] and "int64" in warned[0]
+
+
+def test_a_file_whose_columns_widen_one_pass_after_another_is_read_whole_past_a_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Each column empty until a text value further into the file costs a pass over it: 12
+    such columns would cost 13 passes, so past MAX_PASSES the file is read whole (a
+    WARNING says why), while 3 of them still stream (the passes counted)."""
+    from autokfp.catalog import csv_stream
+
+    passes: list[int] = []
+    real = csv_stream._write_blocks
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(csv_stream, "_write_blocks", counted)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for columns in (3, 12):
+        frame = _frame()
+        for k in range(columns):
+            frame[f"late_{k}"] = None
+            frame.loc[300 + 200 * k, f"late_{k}"] = "seen"  # a later block each
+        frame.to_csv(folder / f"sparse{columns}.csv", index=False)
+    out = tmp_path / "dataset.parquet"
+    config = _config(folder, "sparse3.csv")
+    assert copy_csv_dataset(config, config.training.dataset, str(out),
+                            block_bytes=64 << 10) is not None
+    pd.testing.assert_frame_equal(pd.read_parquet(out), load_dataset(config)[0])
+    assert 4 <= len(passes) <= csv_stream.MAX_PASSES
+    passes.clear()
+    config = _config(folder, "sparse12.csv")
+    with caplog.at_level("WARNING", logger="autokfp.catalog.csv_stream"):
+        assert copy_csv_dataset(config, config.training.dataset, str(tmp_path / "wide.parquet"),
+                                block_bytes=64 << 10) is None
+    assert len(passes) == csv_stream.MAX_PASSES
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "sparse12.csv" in warned[0] and "passes" in warned[0]
