@@ -605,6 +605,10 @@ def select_features(
     if len(labelled) > SELECTION_MAX_ROWS:
         labelled = labelled.sample(SELECTION_MAX_ROWS, random_state=seed)
     features = apply_features(labelled, plan)
+    # imported before the limit: threadpool_limits limits the thread pools of the libraries
+    # loaded when it starts, and scikit-learn's OpenMP runtime is loaded with its estimators
+    # (a fresh process's first selection ran on every core: 31.4 CPU-s against 4.0 at load 14)
+    import sklearn.ensemble  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     # one OpenMP thread: on a busy node several spinning threads are far slower than one

@@ -210,3 +210,46 @@ def test_batched_permutation_scores_agree_with_scikit_learn(task) -> None:
     np.testing.assert_allclose(ours[:2], theirs[:2], rtol=0.25)
     assert np.all(permuted[3] == score)  # never used → exactly zero importance
     assert abs(ours[2]) < 0.1 * ours[1]
+
+
+FRESH_PROCESS_SELECTION = """
+import json, sys
+import pandas as pd
+from threadpoolctl import threadpool_info
+import autokfp.modeling.features as features
+
+assert "sklearn.ensemble" not in sys.modules
+seen = []
+scores = features._shuffled_scores
+
+def spy(*args, **kwargs):  # called inside the limit, after the quick model was fitted
+    seen.append([p["num_threads"] for p in threadpool_info() if p["internal_api"] == "openmp"])
+    return scores(*args, **kwargs)
+
+features._shuffled_scores = spy
+plan = features.FeaturePlan.from_json(open(sys.argv[1]).read())
+features.select_features(plan, pd.read_parquet(sys.argv[2]), seed=0)
+print(json.dumps(seen))
+"""
+
+
+def test_the_quick_model_runs_one_openmp_thread_in_a_process_that_had_not_loaded_it(tmp_path):
+    """threadpool_limits limits the libraries loaded when it starts: select_features loads
+    scikit-learn's estimators (and their OpenMP runtime) first, so even a fresh process's
+    first selection fits on one thread (OMP_NUM_THREADS=3 here: 3 without the early import;
+    31.4 CPU-s against 4.0 for the README run's selection at load 14)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    frame = _synthetic(600)
+    (tmp_path / "plan.json").write_text(_plan(frame).to_json())
+    frame.to_parquet(tmp_path / "rows.parquet")
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS_SELECTION,
+                           str(tmp_path / "plan.json"), str(tmp_path / "rows.parquet")],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen and all(threads == [1] for threads in seen), seen
