@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +203,8 @@ def create_store(path: Path) -> bool:
     linked to ``path`` (never over a file another process made meanwhile: that one is kept).
     MLflow's ~1,000 syncs of a new schema took 5-7 s at load 10 (1,084 fdatasyncs counted).
     Returns whether the file was made here; on any failure MLflow makes it as before."""
-    temp = path.with_name(f"{path.name}.{os.getpid()}.new")
+    # a name no other attempt has (a killed one's file, under a pid used again, is not reused)
+    temp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.new")
     try:
         import sqlalchemy
         from mlflow.store.db.utils import _initialize_tables

@@ -193,11 +193,19 @@ def _schema(path: Path) -> dict:
     return {"objects": objects, "version": version}
 
 
-def test_a_new_homes_registry_has_the_schema_mlflow_makes(tmp_path, restore_environ):
+def test_a_new_homes_registry_has_the_schema_mlflow_makes(tmp_path, restore_environ,
+                                                          monkeypatch):
     """configure makes a new home's mlflow.db (create_store: one disk sync, not one per
     statement) with the tables, indexes and migrations MLflow writes into a file it opens
     itself; MLflow then uses it (the Default experiment, a registered version)."""
     from mlflow import MlflowClient
+
+    from autokfp.modeling import registry_store
+
+    made: list[bool] = []  # create_store falls back to MLflow quietly: it must not here
+    real = registry_store.create_store
+    monkeypatch.setattr(registry_store, "create_store", lambda path: made.append(real(path))
+                        or made[-1])
 
     by_mlflow = tmp_path / "by-mlflow.db"
     uri = f"sqlite:///{by_mlflow}"
@@ -205,6 +213,7 @@ def test_a_new_homes_registry_has_the_schema_mlflow_makes(tmp_path, restore_envi
     settings = _fresh_settings(tmp_path / "home")
     client = registry.configure(settings)
     database = settings.home / "mlflow.db"
+    assert made == [True]
     assert _schema(database) == _schema(by_mlflow)
     assert [e.name for e in client.search_experiments()] == ["Default"]
     assert _register(settings, tmp_path, "v1").version == "1"
