@@ -353,6 +353,7 @@ def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
     ``load_dataset`` reads it, and that is appended to ``changes`` (its ``DATA_CHANGES``)."""
     from autokfp.catalog.csv_stream import whole_warning
     from autokfp.catalog.discovery import folder_file
+    from autokfp.catalog.sources.files import note_latin1
 
     found = folder_file(config, dataset_id, "jsonl", local)
     if found is None:
@@ -369,8 +370,7 @@ def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
         try:
             copied = _copy(_counted(chunks("utf-8"), read), out_path, sample_rows)
         except UnicodeDecodeError:  # pandas reads the whole file as latin-1 then
-            notes.append(f"'{found.location}' is not UTF-8; read it as latin-1")
-            log.warning(notes[-1])
+            note_latin1(found.location, notes)
             read.clear()
             copied = _copy(_counted(chunks("latin-1"), read), out_path, sample_rows)
     except Exception as exc:  # noqa: BLE001 - load_dataset reads (and reports) it

@@ -191,7 +191,7 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
     import pandas as pd
     import pyarrow as pa
 
-    from autokfp.catalog.sources.files import csv_layout
+    from autokfp.catalog.sources.files import csv_layout, note_latin1
 
     def header(encoding: str) -> tuple[str, list[str], list[str]]:
         sep, layout = csv_layout(path, encoding, label)
@@ -205,8 +205,7 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
     except UnicodeDecodeError:
         encoding = "latin-1"
         sep, layout, names = header(encoding)
-        notes.append(f"'{label}' is not UTF-8; read it as latin-1")
-        log.warning(notes[-1])
+        note_latin1(label, notes)
     types: dict[str, Any] = {}
     from_null: set[str] = set()
     for _ in range(MAX_PASSES):  # each pass over the file finds one column to widen (or
@@ -229,8 +228,7 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
             if encoding != "utf-8" or is_utf8(path):
                 raise
             encoding = "latin-1"  # the whole file, header too, as pandas then reads it
-            notes.append(f"'{label}' is not UTF-8; read it as latin-1")
-            log.warning(notes[-1])
+            note_latin1(label, notes)
             before = names
             sep, layout, names = header(encoding)
             if len(names) != len(before):

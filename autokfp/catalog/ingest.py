@@ -1706,13 +1706,7 @@ def _source_passes(report: Any, sources: list[Any], extras: ExtrasSpool,
         source = by_name[d.source_name]
         if d.ok and not d.source_failed:
             if d.source_name not in later:
-                extras.add(d.schema, reused=d.reused,
-                           with_schema=d.source_name in with_schema)
-                if isinstance(source, SqlSource):
-                    one.verdicts.update(_classifier_verdicts([d], source))
-                    for wrong, urn in sqlalchemy_names(
-                            source, [d], report.naming.get(source.name)).items():
-                        extras.rename(wrong, urn)
+                _spool_dataset(report, d, source, extras, d.source_name in with_schema, one)
             else:
                 extras.name(d.schema)
         one.take(d, not isinstance(source, SqlSource))
@@ -1724,14 +1718,19 @@ def _spool_source(report: Any, source: Any, extras: ExtrasSpool, with_schema: bo
     """What ``_source_passes`` deferred for ``source``: its schemas, the names DataHub's SQL
     source gives its tables (``sqlalchemy_names``) and its verdicts."""
     for d in report.found:
-        if d.source_name != source.name or not d.ok or d.source_failed:
-            continue
-        extras.add(d.schema, reused=d.reused, with_schema=with_schema)
-        if isinstance(source, SqlSource):
-            one.verdicts.update(_classifier_verdicts([d], source))
-            for wrong, urn in sqlalchemy_names(source, [d],
-                                               report.naming.get(source.name)).items():
-                extras.rename(wrong, urn)
+        if d.source_name == source.name and d.ok and not d.source_failed:
+            _spool_dataset(report, d, source, extras, with_schema, one)
+
+
+def _spool_dataset(report: Any, d: Any, source: Any, extras: ExtrasSpool, with_schema: bool,
+                   one: _SourcePass) -> None:
+    """One crawled dataset into the spool: its schema, and for a SQL source its classifier
+    verdicts and the names DataHub's SQL source gives it (``sqlalchemy_names``)."""
+    extras.add(d.schema, reused=d.reused, with_schema=with_schema)
+    if isinstance(source, SqlSource):
+        one.verdicts.update(_classifier_verdicts([d], source))
+        for wrong, urn in sqlalchemy_names(source, [d], report.naming.get(source.name)).items():
+            extras.rename(wrong, urn)
 
 
 def _pipeline(item: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from autokfp.errors import RegistryError
 from autokfp.settings import Settings
+from autokfp.storage.local import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -229,23 +230,10 @@ def create_store(path: Path) -> bool:
             os.link(temp, path)
         except FileExistsError:
             return False
-        _sync_folder(path.parent)
+        fsync_dir(path.parent)
         return True
     except Exception as exc:  # noqa: BLE001 - MLflow makes the schema itself, as before
         log.debug("could not make the registry file %s ahead of MLflow: %s", path, exc)
         return False
     finally:
         temp.unlink(missing_ok=True)
-
-
-def _sync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

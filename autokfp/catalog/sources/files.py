@@ -118,6 +118,14 @@ def _read_chunks(path: Path, fmt: str, encoding: str, chunk_rows: int) -> Iterat
             yield _restore_index(pa.Table.from_batches([batch]).to_pandas())
 
 
+def note_latin1(label: str, notes: list[str]) -> None:
+    """Record (in ``notes``, the frame's ``DATA_CHANGES``) and log that the file ``label``
+    is not UTF-8 and was read as latin-1: what every reader of a text file says then."""
+    note = f"'{label}' is not UTF-8; read it as latin-1"
+    log.warning(note)
+    notes.append(note)
+
+
 def _with_encoding(
     label: str, fmt: str, work: Callable[[str], pd.DataFrame | tuple], notes: list[str]
 ) -> tuple[str, object]:
@@ -131,9 +139,7 @@ def _with_encoding(
         except UnicodeDecodeError:
             if encoding == encodings[-1]:
                 raise DataError(f"cannot decode '{label}' as UTF-8 or latin-1") from None
-            note = f"'{label}' is not UTF-8; read it as latin-1"
-            log.warning(note)
-            notes.append(note)
+            note_latin1(label, notes)
         except EmptyDataError:
             raise empty_error(label) from None
         except DataError:
