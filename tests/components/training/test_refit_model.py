@@ -17,17 +17,24 @@ from autokfp.components import refit_model
 from tests.components import artifact
 
 
-def test_with_the_refit_off_the_gated_package_is_served_and_says_why(evaluated,
-                                                                      trained_package,
-                                                                      tmp_path) -> None:
-    config = {**evaluated["config"]}
-    config["training"] = {**config["training"], "refit_for_serving": "never"}
+def _refit(config, evaluated, trained_package, tmp_path):
+    """The component run on the evaluated package with ``config``: (result, served model
+    artifact, metrics artifact)."""
     served = artifact(Model, tmp_path, "served_model")
     metrics = artifact(Metrics, tmp_path, "metrics")
     result = refit_model.python_func(
         config=config, model=evaluated["model"], evaluation=evaluated["evaluation"],
         train=artifact(Dataset, tmp_path, "train", trained_package.paths.train),
         test=evaluated["test"], served_model=served, metrics=metrics)
+    return result, served, metrics
+
+
+def test_with_the_refit_off_the_gated_package_is_served_and_says_why(evaluated,
+                                                                      trained_package,
+                                                                      tmp_path) -> None:
+    config = {**evaluated["config"]}
+    config["training"] = {**config["training"], "refit_for_serving": "never"}
+    result, served, metrics = _refit(config, evaluated, trained_package, tmp_path)
     assert result == "gated"
     assert served.metadata["served"] == "gated"
     assert "refit_for_serving is never" in served.metadata["serving_reason"]
@@ -103,12 +110,7 @@ def test_over_refit_max_rows_a_refit_estimated_over_refit_max_secs_is_not_made_a
     config = {**evaluated["config"]}
     config["training"] = {**config["training"], "refit_for_serving": "auto",
                           "refit_max_rows": 100, "refit_max_secs": 1}
-    served = artifact(Model, tmp_path, "served_model")
-    metrics = artifact(Metrics, tmp_path, "metrics")
-    result = refit_model.python_func(
-        config=config, model=evaluated["model"], evaluation=evaluated["evaluation"],
-        train=artifact(Dataset, tmp_path, "train", trained_package.paths.train),
-        test=evaluated["test"], served_model=served, metrics=metrics)
+    result, served, metrics = _refit(config, evaluated, trained_package, tmp_path)
     assert result == "gated"
     reason = served.metadata["serving_reason"]
     assert "over training.refit_max_rows (100)" in reason, reason

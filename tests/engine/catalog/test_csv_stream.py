@@ -34,22 +34,30 @@ def _frame(rows: int = 3_000) -> pd.DataFrame:
     return frame
 
 
+def _copied_as_loaded(config, out: Path):
+    """The training file copied in blocks of 64 kB (~10 for 3,000 rows) to ``out``, checked
+    against ``load_dataset``'s whole read: the same frame, profile and noted changes.
+    (load_dataset's frame, the copy's schema, the copy's changes)."""
+    frame, loaded = load_dataset(config)
+    changes: list[str] = []
+    schema = copy_csv_dataset(config, config.training.dataset, str(out), block_bytes=64 << 10,
+                              changes=changes)
+    assert schema is not None
+    pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+    assert schema.to_dict() == loaded.to_dict()
+    assert changes == frame.attrs[DATA_CHANGES]
+    return frame, schema, changes
+
+
 @pytest.mark.parametrize("sep", [",", ";"])
 def test_blocks_give_the_whole_files_frame_and_profile(tmp_path: Path, sep: str) -> None:
     folder = tmp_path / "data"
     folder.mkdir()
     _frame().to_csv(folder / "customers.csv", index=False, sep=sep)
     config = _config(folder, "customers.csv")
-    frame, loaded = load_dataset(config)
     out = tmp_path / "dataset.parquet"
-    changes: list[str] = []
-    # blocks of 64 kB: ~10 of them for this file
-    schema = copy_csv_dataset(config, config.training.dataset, str(out), block_bytes=64 << 10,
-                              changes=changes)
-    assert schema is not None
-    assert changes == frame.attrs[DATA_CHANGES] and (sep == ",") == (not changes)
-    pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
-    assert schema.to_dict() == loaded.to_dict()
+    frame, schema, changes = _copied_as_loaded(config, out)
+    assert (sep == ",") == (not changes)
     assert schema.column("churned").tags == ["target"]
     small = copy_csv_dataset(config, config.training.dataset, str(out), sample_rows=500,
                              block_bytes=64 << 10)
@@ -103,15 +111,8 @@ def test_what_the_first_blocks_type_otherwise_is_read_as_the_whole_file(
     folder.mkdir()
     name = _write_case(folder, case)
     config = _config(folder, name)
-    frame, loaded = load_dataset(config)
     out = tmp_path / "dataset.parquet"
-    changes: list[str] = []
-    schema = copy_csv_dataset(config, config.training.dataset, str(out), block_bytes=64 << 10,
-                              changes=changes)
-    assert schema is not None
-    pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
-    assert schema.to_dict() == loaded.to_dict()
-    assert changes == frame.attrs[DATA_CHANGES]
+    frame, schema, changes = _copied_as_loaded(config, out)
     assert not list(tmp_path.glob(".*tmp"))
     # what the first blocks alone would have typed otherwise
     if case == "late_values":
