@@ -301,7 +301,8 @@ def _stalled_within(pid: int, seconds: float, process: subprocess.Popen) -> floa
 
     from autokfp import lifeline
 
-    stall, started = lifeline.Stall(pid, seconds), time.monotonic()
+    started = time.monotonic()  # before Stall's own clock starts, so never after it
+    stall = lifeline.Stall(pid, seconds)
     while process.poll() is None:
         if stall.stalled():
             return time.monotonic() - started
