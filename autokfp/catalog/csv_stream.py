@@ -13,11 +13,14 @@ makes of the whole file:
   the first block as float64 (pandas' type for an empty column), as booleans or as text.
   The copy starts over with that column's type fixed (each column widens at most three
   times; the rows already written are discarded);
-- text that is not UTF-8 is read as latin-1, as ``load_dataset`` falls back to it, and noted.
-Anything else Arrow cannot read as pandas does (a row with more fields than the header,
-which pandas turns into an index; a column Arrow types otherwise) writes nothing and returns
-None: the caller loads the file whole, and a WARNING names the file, the reason and the
-memory pandas may take (``whole_warning``).
+- text that is not UTF-8 is read as latin-1, as ``load_dataset`` falls back to it, and noted;
+- rows with more fields than the header: pandas reads the first fields (as many as the first
+  row has more) as the frame's index, which the discover step does not write; the copy skips
+  them too, and both say so (``note_index_fields``).
+Anything else Arrow cannot read as pandas does (a row with fewer fields, which pandas fills
+with missing values; a column Arrow types otherwise) writes nothing and returns None: the
+caller loads the file whole, and a WARNING names the file, the reason and the memory pandas
+may take (``whole_warning``).
 """
 
 from __future__ import annotations
@@ -79,19 +82,28 @@ def is_utf8(path: Path, chunk_bytes: int = 1 << 20) -> bool:
     return True
 
 
+def _index_names(fields: int) -> list[str]:
+    """Names for the leading fields pandas makes the index (never a header's name: a NUL)."""
+    return [f"\0index{k}" for k in range(fields)]
+
+
 def _options(sep: str, block_bytes: int, encoding: str = "utf8",
              names: list[str] | None = None,
-             column_types: dict[str, Any] | None = None) -> Any:
+             column_types: dict[str, Any] | None = None, index_fields: int = 0) -> Any:
+    """Arrow's options for the file; ``index_fields`` leading fields of each row (those
+    pandas makes the index) are named apart and not read into the batches."""
     import pyarrow.csv as pcsv
 
+    every = _index_names(index_fields) + names if names else None
     return dict(
         read_options=pcsv.ReadOptions(block_size=block_bytes, encoding=encoding,
-                                      column_names=names, skip_rows=1 if names else 0),
+                                      column_names=every, skip_rows=1 if names else 0),
         parse_options=pcsv.ParseOptions(delimiter=sep),
         convert_options=pcsv.ConvertOptions(
             null_values=PANDAS_NA, true_values=PANDAS_TRUE, false_values=PANDAS_FALSE,
             strings_can_be_null=True, quoted_strings_can_be_null=True, timestamp_parsers=[],
-            column_types=column_types or {}))
+            column_types=column_types or {},
+            include_columns=names if index_fields and names else []))
 
 
 class _Widen(Exception):
@@ -180,7 +192,9 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
                 found = _CONVERSION.search(str(exc))
                 if found is None:
                     raise
-                field = reader.schema.field(int(found[1]))
+                # Arrow numbers the file's fields, the index fields (not read) too
+                every = options["read_options"].column_names or reader.schema.names
+                field = reader.schema.field(every[int(found[1])])
                 raise _Widen(field.name, field.type, found[2]) from None
     return rows
 
@@ -191,20 +205,25 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
     import pandas as pd
     import pyarrow as pa
 
-    from autokfp.catalog.sources.files import csv_layout, note_latin1
+    from autokfp.catalog.sources.files import csv_layout, note_index_fields, note_latin1
 
-    def header(encoding: str) -> tuple[str, list[str], list[str]]:
+    def header(encoding: str) -> tuple[str, list[str], list[str], int]:
+        """The delimiter, notes on the layout, the column names and how many leading fields
+        pandas makes the index, as ``pd.read_csv`` reads the header and first row."""
         sep, layout = csv_layout(path, encoding, label)
-        frame = pd.read_csv(path, nrows=0, sep=sep, encoding=encoding)
-        return sep, layout, [str(name) for name in frame.columns]
+        frame = pd.read_csv(path, nrows=1, sep=sep, encoding=encoding)
+        index_fields = 0 if isinstance(frame.index, pd.RangeIndex) else frame.index.nlevels
+        if index_fields:
+            note_index_fields(label, index_fields, layout)
+        return sep, layout, [str(name) for name in frame.columns], index_fields
 
     notes: list[str] = []
     encoding = "utf-8"
     try:
-        sep, layout, names = header(encoding)
+        sep, layout, names, index_fields = header(encoding)
     except UnicodeDecodeError:
         encoding = "latin-1"
-        sep, layout, names = header(encoding)
+        sep, layout, names, index_fields = header(encoding)
         note_latin1(label, notes)
     types: dict[str, Any] = {}
     from_null: set[str] = set()
@@ -213,8 +232,8 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
         # (columns empty until far into the file, one after another) read it whole rather
         # than pass over it again
         try:
-            rows = _write_blocks(path, temp, _options(sep, block_bytes, encoding, names, types),
-                                 types, from_null)
+            rows = _write_blocks(path, temp, _options(sep, block_bytes, encoding, names, types,
+                                                      index_fields), types, from_null)
             if rows is not None:
                 return rows, notes + layout
         except _Widen as late:
@@ -229,9 +248,9 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
                 raise
             encoding = "latin-1"  # the whole file, header too, as pandas then reads it
             note_latin1(label, notes)
-            before = names
-            sep, layout, names = header(encoding)
-            if len(names) != len(before):
+            before, fields_before = names, index_fields
+            sep, layout, names, index_fields = header(encoding)
+            if len(names) != len(before) or index_fields != fields_before:
                 raise
             renamed = dict(zip(before, names))
             types = {renamed[name]: kind for name, kind in types.items()}

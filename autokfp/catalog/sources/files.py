@@ -126,6 +126,20 @@ def note_latin1(label: str, notes: list[str]) -> None:
     notes.append(note)
 
 
+def note_index_fields(label: str, fields: int, notes: list[str]) -> None:
+    """Record (in ``notes``, the frame's ``DATA_CHANGES``) and log that the rows of the CSV
+    file ``label`` have ``fields`` more fields than its header: pandas reads the first
+    ``fields`` of each row as the frame's index, which is not a column, so the training
+    data has no column for them (what ``pd.read_csv`` does; the streamed copy does the
+    same and says so)."""
+    note = (f"the rows of '{label}' have {fields} more field{'s' if fields > 1 else ''} than "
+            f"its header; pandas reads the first {fields} of each row as the row index, not a "
+            "column, so they are not in the training data. Name them in the header to keep "
+            "them")
+    log.warning(note)
+    notes.append(note)
+
+
 def _with_encoding(
     label: str, fmt: str, work: Callable[[str], pd.DataFrame | tuple], notes: list[str]
 ) -> tuple[str, object]:
@@ -218,6 +232,8 @@ def read_file(path: Path, fmt: str, label: str) -> pd.DataFrame:
     assert isinstance(df, pd.DataFrame)
     if len(df) == 0:
         raise empty_error(label)
+    if fmt == "csv" and not isinstance(df.index, pd.RangeIndex):  # more fields than names
+        note_index_fields(label, df.index.nlevels, layout)
     df.attrs[DATA_CHANGES] = notes + layout
     return df
 

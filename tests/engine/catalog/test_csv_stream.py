@@ -36,14 +36,15 @@ def _frame(rows: int = 3_000) -> pd.DataFrame:
 
 def _copied_as_loaded(config, out: Path):
     """The training file copied in blocks of 64 kB (~10 for 3,000 rows) to ``out``, checked
-    against ``load_dataset``'s whole read: the same frame, profile and noted changes.
-    (load_dataset's frame, the copy's schema, the copy's changes)."""
+    against ``load_dataset``'s whole read: the same frame (as the discover step writes it:
+    without pandas' index), profile and noted changes. (load_dataset's frame, the copy's
+    schema, the copy's changes)."""
     frame, loaded = load_dataset(config)
     changes: list[str] = []
     schema = copy_csv_dataset(config, config.training.dataset, str(out), block_bytes=64 << 10,
                               changes=changes)
     assert schema is not None
-    pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), frame.reset_index(drop=True))
     assert schema.to_dict() == loaded.to_dict()
     assert changes == frame.attrs[DATA_CHANGES]
     return frame, schema, changes
@@ -86,6 +87,10 @@ def _write_case(folder: Path, case: str) -> str:
     if case == "repeated":
         frame.to_csv(folder / name, index=False,
                      header=[*frame.columns[:-2], frame.columns[0], ""])  # x.1, Unnamed: n
+    elif case.startswith("index_field"):  # the header names all but the first field(s)
+        fields = 2 if case == "index_fields" else 1
+        header, body = frame.to_csv(index=False).split("\n", 1)
+        (folder / name).write_text(header.split(",", fields)[fields] + "\n" + body)
     elif case.startswith("latin"):
         frame["city"] = "Malmö"
         text = frame.to_csv(index=False)
@@ -101,12 +106,14 @@ def _write_case(folder: Path, case: str) -> str:
 
 
 @pytest.mark.parametrize("case", ["late_values", "empty_first_blocks", "repeated",
-                                  "latin_late", "latin_header"])
+                                  "latin_late", "latin_header", "index_field", "index_fields"])
 def test_what_the_first_blocks_type_otherwise_is_read_as_the_whole_file(
         tmp_path: Path, case: str) -> None:
     """A value a later block has that the first block's type cannot take, a column empty in
-    the first blocks, repeated or empty header names, text that is not UTF-8: the copy still
-    gives ``load_dataset``'s frame, profile and noted changes."""
+    the first blocks, repeated or empty header names, text that is not UTF-8, rows with one
+    or two more fields than the header (pandas reads those first fields as the index, which
+    the discover step does not write): the copy still gives ``load_dataset``'s frame,
+    profile and noted changes."""
     folder = tmp_path / "data"
     folder.mkdir()
     name = _write_case(folder, case)
@@ -123,29 +130,37 @@ def test_what_the_first_blocks_type_otherwise_is_read_as_the_whole_file(
             ["O", "O", "O", "f"]
     elif case == "repeated":
         assert list(frame.columns[-2:]) == [f"{frame.columns[0]}.1", f"Unnamed: {len(frame.columns) - 1}"]
+    elif case.startswith("index_field"):
+        fields = 2 if case == "index_fields" else 1
+        assert frame.index.nlevels == fields and not isinstance(frame.index, pd.RangeIndex)
+        assert schema.column_names == list(_frame().columns[fields:])
+        assert len(changes) == 1 and f"have {fields} more field" in changes[0]
+        assert name in changes[0]
     else:
         assert any("not UTF-8" in note for note in changes)
 
 
 def test_a_file_arrow_cannot_read_as_pandas_is_loaded_whole_with_a_warning(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Rows with more fields than the header (pandas makes the first ones the index): nothing
-    written, a WARNING names the file, the reason and the memory pandas may take."""
+    """A later row with fewer fields than the header (pandas fills them with missing values,
+    Arrow refuses the row): nothing written, a WARNING names the file, the reason and the
+    memory pandas may take."""
     folder = tmp_path / "data"
     folder.mkdir()
     frame = _frame()
-    text = frame.to_csv(index=False)
-    header, body = text.split("\n", 1)
-    (folder / "indexed.csv").write_text(header.split(",", 1)[1] + "\n" + body)
+    lines = frame.to_csv(index=False).splitlines(keepends=True)
+    lines[2_500] = lines[2_500].rsplit(",", 1)[0] + "\n"
+    (folder / "short.csv").write_text("".join(lines))
+    assert load_dataset(_config(folder, "short.csv"))[0].iloc[2_499].isna().iloc[-1]
     out = tmp_path / "dataset.parquet"
-    for name in ("indexed.csv", "missing.csv"):
+    for name in ("short.csv", "missing.csv"):
         config = _config(folder, name)
         with caplog.at_level("WARNING", logger="autokfp.catalog.csv_stream"):
             assert copy_csv_dataset(config, config.training.dataset, str(out),
                                     block_bytes=64 << 10) is None
         assert not out.exists() and not list(tmp_path.glob(".*tmp"))
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warned) == 1 and "indexed.csv" in warned[0] and "loaded whole" in warned[0]
+    assert len(warned) == 1 and "short.csv" in warned[0] and "loaded whole" in warned[0]
     assert "GB" in warned[0] and "columns" in warned[0]
 
 
