@@ -145,6 +145,8 @@ class Timing:
 
 # catalog.workers of the crawls timed here (--workers; None: the default, auto)
 WORKERS: int | None = None
+# catalog.sql_pass of the ingestion runs timed here (--sql-pass; None: the default)
+SQL_PASS: str | None = None
 
 
 def autokfp_crawls(name: str, sources: list[dict[str, Any]], home: Path) -> list[Timing]:
@@ -186,7 +188,8 @@ def ingest_runs(name: str, sources: list[dict[str, Any]], home: Path) -> list[Ti
 
     os.environ["AUTOKFP_HOME"] = str(home)
     config = parse_config({"name": name, "sources": sources,
-                           "training": {"dataset": f"{sources[0]['name']}/x", "target": "y"}})
+                           "training": {"dataset": f"{sources[0]['name']}/x", "target": "y"},
+                           **({"catalog": {"sql_pass": SQL_PASS}} if SQL_PASS else {})})
     settings = Settings.from_env()
     settings.ensure_local_dirs()
     out = []
@@ -337,11 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-path", choices=("ingest", "crawl"), default="ingest",
                         help="with --compare-only: the path compared (crawl: "
                              "catalog.ingestion: crawl)")
+    parser.add_argument("--sql-pass", choices=("beside", "second"), default=None,
+                        help="catalog.sql_pass of the ingestion runs (default: the config's)")
     parser.add_argument("--workers", type=int, default=None,
                         help="catalog.workers of autokfp's crawls (default: auto)")
     args = parser.parse_args(argv)
-    global WORKERS
+    global WORKERS, SQL_PASS
     WORKERS = args.workers
+    SQL_PASS = args.sql_pass
 
     root = Path(tempfile.mkdtemp(prefix="autokfp-bench-"))
     for name in ("AUTOKFP_ARTIFACT_ROOT", "DATAHUB_GMS_URL", "DATAHUB_GMS_TOKEN"):

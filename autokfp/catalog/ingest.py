@@ -30,7 +30,25 @@ What stays custom, and why (the narrowest pieces):
   with HMAC keys, so autokfp's crawl catalogs and publishes it (``crawl_only``).
 - the tables a SQLite view reads: DataHub's sqlalchemy source misnames them in the view's
   lineage; the transformer renames them (``sqlalchemy_names``).
-- autokfp's crawl runs before DataHub's sources, not as a second pass over what they emit.
+- SQL sources with ``catalog.sql_pass: second``: autokfp's part is a second pass over what
+  DataHub's source emitted (``_second_pass``): DataHub's source runs first (into a spool),
+  the tables and their declared columns are taken from its SchemaMetadata (autokfp's own
+  listing and reflection of the database do not run), autokfp samples each table for the
+  profile, semantic types, PII/quality tags and schema-version verdicts, and DataHub's
+  classification runs on the replayed schemas with autokfp's verdicts. The same catalog as
+  the default (tested on SQLite and PostgreSQL). Not the default yet: DataHub's source then
+  runs on every run, so an unchanged re-run is not skipped before it (docs/catalog.md,
+  "Issue 18, session 20").
+- files and objects stay autokfp's crawl's (the narrowest custom piece that is left): a
+  folder's recipe needs its path specs per depth, made from a listing of the folder
+  (``_path_specs``: DataHub's path_spec refuses ``**``), and DataHub's s3/gcs sources
+  compute a file's schema only by inferring it from the whole file (its schema inference,
+  18% of a first run as a second read of every file) and no profile, semantic type or
+  row count at all, so a second pass over their output would read every file after
+  DataHub's source read it; the crawl reads each file once, and its schema is the one
+  added (same field paths as DataHub's, test_urn_parity.py).
+- by default (``catalog.sql_pass: beside``) autokfp's crawl runs before DataHub's sources,
+  not as a second pass over what they emit.
   Why: an unchanged source's recipe is not run at all (``_unchanged_fingerprint``), and that
   needs every input's version (a file's size and mtime, an object's generation, a table's
   row count and declared columns) before DataHub's source would read it: DataHub's sources
@@ -56,6 +74,7 @@ from the crawl's schemas spooled on disk (``ExtrasSpool``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -1267,6 +1286,9 @@ class _Staged:
     verdicts: str | None  # the crawl's classifier verdicts, written once the crawl is done
     cancel: str  # written when the recipe must not run after all
     lite: str = ""  # the batches for DataHub Lite (see _lite_writer)
+    # a second pass's classification (see _second_pass): called with each SchemaMetadata as
+    # it is replayed, before autokfp's transformer
+    classify: Any = None
 
 
 def _stage(jobs: list[_Staged]) -> None:
@@ -1453,9 +1475,15 @@ def _replayed(recipe: dict[str, Any], as_run: dict[str, Any], job: _Staged, aliv
         for kind, payload in _frames(job.spool, alive):
             if kind == "groups":
                 for group in payload:
+                    if job.classify is not None:
+                        for record, _ in group:
+                            job.classify(record)
                     write([RecordEnvelope(record, metadata) for record, metadata in group])
             elif kind == "eos":
                 ended = True
+                if job.classify is not None:  # the terms' key aspects (see _second_pass)
+                    write([RecordEnvelope(record, {"workunit_id": f"term-{record.entityUrn}"})
+                           for record in job.classify.materialised()])
                 write([RecordEnvelope(EndOfStream(), {"workunit_id": "end-of-stream"})])
             else:
                 error = payload
@@ -1804,10 +1832,12 @@ def _ingest_one(item: dict[str, Any], source: Any, *, generated: bool, work: str
             except _ChildStalled:
                 raise  # the recipe runs again in this process (see ingest)
             except BaseException:  # failed: Lite keeps what was loaded, as after run_recipe
-                if lite_dir is not None:
+                if lite_dir is not None and staged.lite:
                     _lite_outcome(staged, lite_alive)
                 raise
-            lite = _lite_outcome(staged, lite_alive) if lite_dir is not None else {}
+            # a second pass's sink loads Lite itself (no lite spool, see _second_pass)
+            lite = _lite_outcome(staged, lite_alive) if lite_dir is not None and staged.lite \
+                else {}
             result.recipes.append(replayed)
             if lite.get("error"):
                 raise DataError(f"DataHub's '{item['source'].get('type')}' source failed: "
@@ -1913,6 +1943,185 @@ def _staged_jobs(config: RunConfig, skip: Iterable[str], work: str, store: Any
             cancel=os.path.join(work, f"{pipeline}.cancel"),
             lite=os.path.join(work, f"{pipeline}.lite"))
     return out
+
+
+class _Classification:
+    """DataHub's classification of a second pass's SQL tables (see ``_second_pass``): the
+    recipe's own classification config and classifier (autokfp's, answering from the
+    crawl's verdicts), run by DataHub's ``ClassificationHandler`` on each SchemaMetadata as
+    it is replayed, as DataHub's SQL source runs it on a table's schema before emitting it.
+    The glossary terms it attaches are materialised (their key aspects) at the end of the
+    stream, as DataHub's ``auto_materialize_referenced_tags_terms`` does for a source's."""
+
+    def __init__(self, recipe: dict[str, Any], source: SqlSource, verdicts: str,
+                 views: set[str]):
+        self.classification = json.loads(json.dumps(
+            recipe["source"]["config"]["classification"]))
+        for classifier in self.classification.get("classifiers") or []:
+            if classifier.get("type") == _CLASSIFIER:
+                classifier["config"] = {**(classifier.get("config") or {}),
+                                        "verdicts": verdicts}
+        self._handler: Any = None
+        self.prefix = f"{source.platform_instance}." if source.platform_instance else ""
+        self.terms: set[str] = set()  # referenced
+        self.keyed: set[str] = set()  # whose key aspect the source emitted
+        self.system: Any = None  # the system metadata of the source's last record
+        # DataHub's SQL sources classify tables only (sql_common's _process_table), not views
+        self.views = views
+
+    @property
+    def handler(self) -> Any:
+        """DataHub's handler with the recipe's classifiers, made when first used: autokfp's
+        reads the verdicts file, written once the crawl is done."""
+        from datahub.ingestion.glossary.classification_mixin import (
+            ClassificationHandler,
+            ClassificationReportMixin,
+            ClassificationSourceConfigMixin,
+        )
+
+        if self._handler is None:
+            self._handler = ClassificationHandler(
+                ClassificationSourceConfigMixin.model_validate(
+                    {"classification": self.classification}), ClassificationReportMixin())
+        return self._handler
+
+    def __call__(self, record: Any) -> None:
+        from datahub.emitter.mcp import MetadataChangeProposalWrapper
+        from datahub.metadata.schema_classes import MetadataChangeEventClass, SchemaMetadataClass
+        from datahub.utilities.urns.dataset_urn import DatasetUrn
+
+        if getattr(record, "systemMetadata", None) is not None:  # the pipeline's run
+            self.system = record.systemMetadata
+        aspects: list[Any]
+        if isinstance(record, MetadataChangeEventClass):
+            urn, aspects = record.proposedSnapshot.urn, list(record.proposedSnapshot.aspects)
+        elif isinstance(record, MetadataChangeProposalWrapper) and record.entityUrn:
+            urn, aspects = record.entityUrn, [record.aspect]
+            if urn.startswith("urn:li:glossaryTerm:"):
+                self.keyed.add(urn)
+        else:
+            return
+        if urn in self.views:
+            return
+        for aspect in aspects:
+            if not isinstance(aspect, SchemaMetadataClass) or not aspect.fields:
+                continue
+            name = DatasetUrn.from_string(urn).name
+            if self.prefix and name.startswith(self.prefix):
+                name = name[len(self.prefix):]
+            if self.handler.is_classification_enabled_for_table(name):
+                # no sample: autokfp's classifier answers every column it has a verdict for
+                # (see classify.verdicts_before_samples)
+                self.handler.classify_schema_fields(name, aspect, {})
+                self.terms.update(t.urn for f in aspect.fields if f.glossaryTerms
+                                  for t in f.glossaryTerms.terms)
+
+    def materialised(self) -> list[Any]:
+        from datahub.emitter.mcp import MetadataChangeProposalWrapper
+        from datahub.metadata.urns import GlossaryTermUrn
+
+        # stamped as the source's records were by DataHub's pipeline (its run id and name)
+        return [MetadataChangeProposalWrapper(
+            entityUrn=urn, aspect=GlossaryTermUrn.from_string(urn).to_key_aspect(),
+            systemMetadata=copy.deepcopy(self.system))
+            for urn in sorted(self.terms - self.keyed)]
+
+
+def _datahub_tables(spool: str) -> tuple[Any, set[str]]:
+    """The tables a SQL recipe's DataHub source emitted (its spool, ``SpoolSink``): each
+    dataset's table name (DatasetProperties.name), its SchemaMetadata's field paths, native
+    types and nullability, and whether it is a view (ViewProperties), as
+    ``sources.sql.DataHubTables`` in the order autokfp's crawl reads tables (tables, then
+    views, each by name); and the URNs of the views."""
+    from datahub.emitter.mcp import MetadataChangeProposalWrapper
+    from datahub.metadata.schema_classes import (
+        DatasetPropertiesClass,
+        MetadataChangeEventClass,
+        SchemaMetadataClass,
+        ViewPropertiesClass,
+    )
+
+    from autokfp.catalog.sources.sql import DataHubTables
+
+    names: dict[str, str] = {}
+    fields: dict[str, list[list[str]]] = {}
+    views: set[str] = set()
+    for kind, payload in _frames(spool, lambda: False):
+        if kind != "groups":
+            continue
+        for group in payload:
+            for record, _ in group:
+                aspects: list[Any]
+                if isinstance(record, MetadataChangeEventClass):
+                    urn, aspects = record.proposedSnapshot.urn, list(
+                        record.proposedSnapshot.aspects)
+                elif isinstance(record, MetadataChangeProposalWrapper) and record.entityUrn:
+                    urn, aspects = record.entityUrn, [record.aspect]
+                else:
+                    continue
+                if not urn.startswith("urn:li:dataset:"):
+                    continue
+                for aspect in aspects:
+                    if isinstance(aspect, DatasetPropertiesClass) and aspect.name:
+                        names[urn] = aspect.name
+                    elif isinstance(aspect, SchemaMetadataClass):
+                        fields[urn] = [[f.fieldPath, f.nativeDataType, str(bool(f.nullable))]
+                                       for f in aspect.fields]
+                    elif isinstance(aspect, ViewPropertiesClass):
+                        views.add(urn)
+    view_names = {names[u] for u in views if u in names}
+    ordered = sorted(n for u, n in names.items() if u not in views) + sorted(view_names)
+    return DataHubTables(names=ordered, views=view_names,
+                         declared={n: fields[u] for u, n in names.items() if u in fields}), views
+
+
+def _second_pass(config: RunConfig, names: Iterable[str], work: str, store: Any
+                 ) -> tuple[dict[str, _Staged], dict[str, Any]]:
+    """Run the DataHub source of each generated SQL recipe in ``names`` first, in this
+    process, into a spool (``SpoolSink``), and read from it the tables autokfp's crawl of
+    that source then samples (``sources.sql.given_tables``): ({source: its staged run, to
+    replay after the crawl}, {source: ``DataHubTables``}).
+
+    Why (issue 18 item 1): autokfp's part of a SQL source is a second pass over what
+    DataHub's source emitted: the tables and their declared columns are DataHub's
+    SchemaMetadata, not a listing and reflection of autokfp's own; what autokfp adds is what
+    no DataHub source computes, from a bounded sample of each table: the profile, semantic
+    types, PII and quality tags and the schema-version verdicts. The source half runs
+    without its classification (which would wait for verdicts autokfp has only after the
+    crawl); DataHub's classification runs in the replay instead (``_Classification``).
+    A source whose recipe cannot be built, or whose DataHub source fails, is left out (it
+    is crawled and run as without ``catalog.sql_pass: second``, which reports the error as
+    before)."""
+    out: dict[str, _Staged] = {}
+    tables: dict[str, Any] = {}
+    for source in config.sources:
+        if source.name not in names or not isinstance(source, SqlSource):
+            continue
+        try:
+            item = recipe_for(config, source, work)
+        except Exception as exc:  # noqa: BLE001 - the run after the crawl says why
+            log.debug("source %s gets no second pass: %s", source.name, exc)
+            continue
+        pipeline = _pipeline(item)
+        _fetch_kept(_kept(item, work, store, True))
+        half = json.loads(json.dumps(item))
+        classification = half["source"]["config"].pop("classification", None)
+        spool = os.path.join(work, f"{pipeline}.spool")
+        try:
+            run_recipe(half, spool=spool)
+        except DataError as exc:
+            log.info("DataHub ingestion: source %s: DataHub's source failed before the "
+                     "second pass (%s); crawled and run as before", source.name, exc)
+            continue
+        with open(spool, "ab") as out_file:
+            _write_frame(out_file, ("end", None))
+        verdicts = _verdicts_path(work, item)
+        tables[source.name], views = _datahub_tables(spool)
+        out[source.name] = _Staged(
+            recipe=item, spool=spool, verdicts=verdicts, cancel="", lite="",
+            classify=_Classification(item, source, verdicts, views)
+            if classification and classification.get("enabled") else None)
+    return out, tables
 
 
 class _ChildStalled(Exception):  # noqa: N818 - a state, caught in ingest only
@@ -2107,6 +2316,7 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
     import uuid
 
     from autokfp.catalog.crawl import crawl_sources
+    from autokfp.catalog.sources.sql import given_tables
     from autokfp.catalog.store import CatalogStore
 
     settings = settings or Settings.from_env()
@@ -2121,7 +2331,13 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         work = storage.scratch.scratch_folder(INGEST_SCRATCH)
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         # DataHub's sources of a first run, beside the crawl (see _staged_sources)
-        staged = _staged_jobs(config, fallback, work, store) if (
+        # catalog.sql_pass: second: DataHub's SQL sources first, autokfp's pass over their
+        # output after them (see _second_pass)
+        second = {s.name for s in config.sources if recipe is None and isinstance(
+            s, SqlSource) and config.catalog.sql_pass == "second" and s.name not in fallback
+            and gms_settings() is None}
+        passed, given = _second_pass(config, second, work, store) if second else ({}, {})
+        staged = _staged_jobs(config, set(fallback) | second, work, store) if (
             recipe is None and _CONCURRENT) else {}
         alive, lite_alive = _staged_sources(list(staged.values()), str(settings.catalog_dir)) \
             if staged else (None, None)
@@ -2174,8 +2390,9 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         # datasets (its SQL recipe waits for the crawl's verdicts), so the crawl alone held
         # the step's process for 19 of its 29 CPU-s (docs/catalog.md "Ingestion path speed,
         # session 18")
-        report = crawl_sources(config, settings=settings, publish_metadata=False,
-                               publish_sources=fallback, on_found=taken)
+        with given_tables(given):  # a second pass's SQL tables are DataHub's
+            report = crawl_sources(config, settings=settings, publish_metadata=False,
+                                   publish_sources=fallback, on_found=taken)
         deferred = recorded if lite_path(settings.catalog_dir).exists() else set()
         result = IngestResult(report=report)
         for name, why in fallback.items():
@@ -2200,6 +2417,9 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             if not passes[name].fingerprint(item) or \
                     last.get("fingerprint") != passes[name].fingerprint(item):
                 _spool_source(report, one_source, extras, name in files, passes[name])
+        for name, job in passed.items():  # the verdicts its classification answers from
+            if job.verdicts is not None:
+                Path(job.verdicts).write_text(json.dumps(passes[name].verdicts))
         # the staged recipes the crawl confirms (made again from what it found: the same),
         # their classifier verdicts written at once so the other process goes on
         made: dict[str, dict[str, Any] | DataError] = {}
@@ -2246,7 +2466,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             else:
                 assert source is not None
                 try:  # with what the crawl learned: nothing is asked of a source twice
-                    made_item = made.get(source.name)
+                    made_item = made.get(source.name) or (
+                        passed[source.name].recipe if source.name in passed else None)
                     if isinstance(made_item, DataError):
                         raise made_item
                     item = made_item or recipe_for(config, source, work, report,
@@ -2262,8 +2483,11 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                               stamp=stamp, result=result,
                               summary=None if source is None else passes[source.name])
             try:
-                one_run(staged=None if source is None else staged.get(source.name),
-                        alive=alive, lite_alive=lite_alive)
+                if source is not None and source.name in passed:  # replayed here
+                    one_run(staged=passed[source.name], alive=lambda: False)
+                else:
+                    one_run(staged=None if source is None else staged.get(source.name),
+                            alive=alive, lite_alive=lite_alive)
             except _ChildStalled as error:
                 assert source is not None  # only a generated recipe is staged
                 stalled(error, source.name)

@@ -36,6 +36,13 @@ class CatalogSpec(_Strict):
     # 1 every dataset in the crawl's own process. A crawl of up to 32 datasets to read
     # always reads them in its own process
     workers: int | Literal["auto"] = "auto"
+    # ``second``: on the ingestion path, DataHub's SQL source runs first and autokfp's part
+    # of a SQL source is a second pass over what it emitted (the tables and their declared
+    # columns taken from its SchemaMetadata, autokfp's enumeration and reflection not run;
+    # see ``catalog.ingest._second_pass``); ``beside``: autokfp's crawl lists and reflects
+    # the tables itself, beside DataHub's source (the default until the second pass keeps
+    # the unchanged re-run's skip: docs/catalog.md, issue 18 audit row 1)
+    sql_pass: Literal["beside", "second"] = "beside"
 
     @field_validator("workers")
     @classmethod

@@ -5,10 +5,12 @@ Passwords (in the URL or in ``${VAR}`` values) never reach a message, log or cat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -618,6 +620,35 @@ def _discover_table(source: SqlSource, table_name: str, connection, inspector, p
 
 
 
+@dataclass
+class DataHubTables:
+    """A SQL source's tables as DataHub's source emitted them (its SchemaMetadata and
+    ViewProperties, read by ``catalog.ingest._datahub_tables``): what the crawl's second pass
+    over DataHub's output reads instead of listing and reflecting the tables itself."""
+
+    names: list[str]  # table names (DatasetProperties.name), in the crawl's order
+    declared: dict[str, list[list[str]]]  # table -> [[field path, native type, nullable]]
+    views: set[str] = field(default_factory=set)
+
+
+# source name -> the tables DataHub's source emitted, set by catalog.ingest for one crawl
+# (``given_tables``): that crawl's SqlDatabase.discover takes them instead of its own listing
+# and reflection
+_GIVEN: dict[str, DataHubTables] = {}
+
+
+@contextlib.contextmanager
+def given_tables(tables: dict[str, DataHubTables]) -> Iterator[None]:
+    """Within the block, a crawl of the SQL sources named in ``tables`` reads those tables
+    and declared columns (DataHub's) instead of listing and reflecting the database."""
+    _GIVEN.update(tables)
+    try:
+        yield
+    finally:
+        for name in tables:
+            _GIVEN.pop(name, None)
+
+
 @register_source("sql")
 class SqlDatabase:
     """The tables of one database (all of them, or the configured ``tables``)."""
@@ -694,15 +725,23 @@ class SqlDatabase:
             return
         last: DiscoveredDataset | Pending | None = None  # the last table, read
         try:
+            given = _GIVEN.get(source.name)
             try:
-                names = _table_names(source, engine)
+                # a second pass over DataHub's output (given_tables): its tables, not a
+                # listing of ours; the configured ``tables`` are read as configured, so a
+                # missing one fails as it does on the other paths
+                names = (_table_names(source, engine) if given is None
+                         else list(source.tables or given.names))
                 inspector = sa.inspect(engine)
                 self._learn_naming(engine, inspector)
             except Exception as exc:
                 yield failed(source.name, platform, location, _sql_error(source, exc))
                 return
-            declared = _all_declared_columns(inspector, source)
-            views = set(_view_names(inspector, source))
+            if given is None:
+                declared = _all_declared_columns(inspector, source)
+                views = set(_view_names(inspector, source))
+            else:
+                declared, views = given.declared, set(given.views)
             database, schema = self._naming or (None, None)
             with engine.connect() as connection:
                 counts = _RowCounts(connection, names, views, source.schema_name)

@@ -1,0 +1,142 @@
+"""``catalog.sql_pass: second`` (issue 18 item 1): DataHub's SQL source runs first and
+autokfp's part of a SQL source is a second pass over what it emitted. The tables and their
+declared columns come from DataHub's records (autokfp's own listing and reflection of the
+database are made to fail here, so a second pass that still ran them would fail), and the
+catalog written is the one the default path (autokfp's crawl beside DataHub's source)
+writes: DataHub Lite, the result, the metadata files' records, first run and unchanged
+re-run, on SQLite (a PII table and a view) and on PostgreSQL (two schemas, a view)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from autokfp.catalog.ingest import ingest
+from tests.engine.catalog.test_ingest import _written
+
+
+@pytest.fixture
+def no_own_listing(monkeypatch):
+    """autokfp's own enumeration and reflection of a SQL database, failing when called."""
+    from autokfp.catalog.sources import sql
+
+    def refused(*args, **kwargs):
+        raise AssertionError("autokfp listed or reflected the database itself")
+
+    def block() -> None:
+        for name in ("_table_names", "_all_declared_columns", "_view_names"):
+            monkeypatch.setattr(sql, name, refused)
+
+    return block
+
+
+def _records(files: list[str]) -> list[str]:
+    """The metadata files' records, each as sorted JSON, in a sorted list: the second pass
+    materialises glossary terms at the end of the stream, where DataHub's processor puts
+    them before its stale-entity removal, so only the order of records may differ."""
+    return sorted(json.dumps(record, sort_keys=True)
+                  for text in files for record in json.loads(text))
+
+
+def _both_paths(config, tmp_path, monkeypatch, no_own_listing) -> dict[str, dict]:
+    from autokfp.settings import Settings
+
+    out = {}
+    for mode in ("beside", "second"):
+        home = tmp_path / mode
+        monkeypatch.setenv("AUTOKFP_HOME", str(home))
+        settings = Settings.from_env()
+        settings.ensure_local_dirs()
+        one = config.model_copy(update={"catalog": config.catalog.model_copy(
+            update={"sql_pass": mode})})
+        if mode == "second":
+            no_own_listing()
+        first = ingest(one, settings=settings)
+        again = ingest(one, settings=settings)
+        assert again.skipped and not again.lite_written, mode  # unchanged: nothing new
+        written = _written(first, settings.catalog_dir, home)
+        out[mode] = {"lite": written["lite"], "result": written["result"],
+                     "records": _records(written["files"]),
+                     "again": _written(again, settings.catalog_dir, home)["result"]}
+    return out
+
+
+def test_a_sqlite_second_pass_writes_what_the_crawl_beside_datahub_writes(
+        churn_sources, catalog_home, tmp_path, monkeypatch, no_own_listing) -> None:
+    config, _folder, db, _frame = churn_sources
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE contacts (id INTEGER, email TEXT)")
+        connection.executemany("INSERT INTO contacts VALUES (?, ?)",
+                               [(i, f"user{i}@mail.example.org") for i in range(50)])
+        connection.execute("CREATE VIEW churned AS SELECT customer_id FROM customers "
+                           "WHERE churned = 1")
+    out = _both_paths(config, tmp_path, monkeypatch, no_own_listing)
+    assert len(out["beside"]["lite"]) > 100
+    # the PII column's glossary term (DataHub's classification, in the replay) is there
+    assert any("Email_Address" in row for row in out["second"]["lite"])
+    _same(out)
+
+
+def _same(out: dict) -> None:
+    for key in ("lite", "records"):
+        only_second = sorted(set(out["second"][key]) - set(out["beside"][key]))
+        only_beside = sorted(set(out["beside"][key]) - set(out["second"][key]))
+        assert not only_second and not only_beside, (key, only_second[:6], only_beside[:6])
+    assert out["second"] == out["beside"]
+
+
+def test_a_postgres_second_pass_writes_what_the_crawl_beside_datahub_writes(
+        postgres_server, catalog_home, tmp_path, monkeypatch, no_own_listing) -> None:
+    from autokfp.config import parse_config
+
+    server = postgres_server
+    server.run("postgres", "DROP DATABASE IF EXISTS second", "CREATE DATABASE second")
+    server.run("second", "CREATE SCHEMA sales",
+               "CREATE TABLE sales.customers (id integer NOT NULL, email text, amount double "
+               "precision, segment text)",
+               "INSERT INTO sales.customers SELECT i, 'user' || i || '@mail.example.org', "
+               "i * 1.5, CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END "
+               "FROM generate_series(1, 60) AS i",
+               "CREATE TABLE sales.orders (order_id bigint, customer_id integer, total "
+               "numeric(10, 2))",
+               "INSERT INTO sales.orders SELECT i, i % 60 + 1, i * 0.5 "
+               "FROM generate_series(1, 80) AS i",
+               "CREATE VIEW sales.big AS SELECT id, email FROM sales.customers "
+               "WHERE amount > 20")
+    config = parse_config({
+        "name": "second-pg",
+        "sources": [{"name": "crm", "kind": "sql", "schema": "sales",
+                     "url": server.url("second")}],
+        "training": {"dataset": "crm/customers", "target": "segment"}})
+    out = _both_paths(config, tmp_path, monkeypatch, no_own_listing)
+    assert any("sales.big" in row for row in out["beside"]["lite"])
+    assert any("Email_Address" in row for row in out["second"]["lite"])
+    _same(out)
+
+
+def test_the_second_pass_reads_the_tables_datahub_emitted(churn_sources, catalog_home,
+                                                         tmp_path) -> None:
+    """What the crawl of a second pass is given: DataHub's table names, field paths, native
+    types and nullability, and which datasets are views."""
+    from autokfp.catalog import ingest as ingest_module
+
+    config, _folder, db, _frame = churn_sources
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE tiny (id INTEGER NOT NULL, label TEXT)")
+        connection.execute("INSERT INTO tiny VALUES (1, 'a')")
+        connection.execute("CREATE VIEW tiny_view AS SELECT label FROM tiny")
+    work = tmp_path / "work"
+    work.mkdir()
+    from autokfp.catalog.store import CatalogStore
+    from autokfp.settings import Settings
+
+    passed, given = ingest_module._second_pass(config, {"warehouse"}, str(work),
+                                               CatalogStore(Settings.from_env()))
+    tables = given["warehouse"]
+    assert tables.names == ["customers", "tiny", "tiny_view"]
+    assert tables.views == {"tiny_view"}
+    assert tables.declared["tiny"] == [["id", "INTEGER", "False"], ["label", "TEXT", "True"]]
+    assert Path(passed["warehouse"].spool).exists()
