@@ -83,7 +83,7 @@ def test_a_tree_recipe_keeps_its_folds_only_as_an_ensembles_base_model() -> None
                                         "fold_assignment": "Modulo", "seed": 4,
                                         "keep_cross_validation_predictions": True}}
     alone = recipe_params(recipe)
-    assert alone == {"ntrees": 40, "stopping_rounds": 0, "seed": 4}
+    assert alone == {"ntrees": 40, "stopping_rounds": 0, "seed": 4, "score_tree_interval": 400}
     base = recipe_params(recipe, base_model=True)
     assert base["nfolds"] == 3 and base["keep_cross_validation_predictions"]
     assert base["stopping_rounds"] == 0
@@ -115,3 +115,41 @@ def test_a_refit_cut_short_of_its_trees_is_an_error(monkeypatch) -> None:
     with pytest.raises(TrainingError, match="built 7 of its 40 trees"):
         _fit_recipe(cluster, recipe, ["a"], "y", object(), 15)
     assert made[0]["max_runtime_secs"] == 0.0 and "nfolds" not in made[0]
+
+
+@pytest.mark.parametrize("algo", ["gbm", "xgboost", "drf"])
+def test_a_base_model_scored_only_after_its_last_tree_is_the_same_model(h2o_cluster, algo: str,
+                                                                       monkeypatch) -> None:
+    """The refit scores a tree model once, after its last tree, not every 5 trees as
+    AutoML's recipe says (``recipe_params``): with its trees fixed and no early stopping the
+    scores in between fed nothing. So the model, and the cross-validation predictions an
+    ensemble's metalearner learns from, are those of the recipe scored as it says: a
+    scoring that touched the model (a random state, the trees) would differ here."""
+    h2o = h2o_cluster
+    x = [f"x{i}" for i in range(5)]
+    frame, test = h2o.H2OFrame(_rows(1200, 7)), h2o.H2OFrame(_rows(300, 8))
+    frame["y"], test["y"] = frame["y"].asfactor(), test["y"].asfactor()
+    recipe = {"model_id": f"{algo}_base", "algo": algo,
+              "params": {"ntrees": 30, "max_depth": 6, "seed": 3, "stopping_rounds": 3,
+                         "score_tree_interval": 5, "sample_rate": 0.8, "nfolds": 3,
+                         "fold_assignment": "Modulo", "keep_cross_validation_predictions": True}}
+    cluster = SimpleNamespace(run_job=lambda model, job: job())
+    refit = _fit_recipe(cluster, recipe, x, "y", frame, 60, base_model=True)
+    assert refit.actual_params["score_tree_interval"] == 300
+    from autokfp.training import h2o_automl
+
+    def scored_as_the_recipe_says(recipe: dict, base_model: bool = False) -> dict:
+        return {**recipe_params(recipe, base_model),
+                "score_tree_interval": recipe["params"]["score_tree_interval"]}
+
+    monkeypatch.setattr(h2o_automl, "recipe_params", scored_as_the_recipe_says)
+    as_recipe = _fit_recipe(cluster, recipe, x, "y", frame, 60, base_model=True)
+    assert as_recipe.actual_params["score_tree_interval"] == 5
+
+    def scores(model):
+        held = model.cross_validation_holdout_predictions()
+        return [scored["yes"].as_data_frame(use_multi_thread=False)["yes"].to_numpy()
+                for scored in (model.predict(test), held)]
+
+    for ours, theirs in zip(scores(refit), scores(as_recipe)):
+        assert np.array_equal(ours, theirs)
