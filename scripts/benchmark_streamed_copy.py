@@ -8,6 +8,13 @@ copies read them again with the column typed as pandas types it, or as latin-1
 (``catalog/csv_stream.py``, ``catalog/chunk_copy.py``: the ``streamed`` way). The same
 copy of the file without those last rows (``clean``) is what streaming costs at all.
 
+Session 20 (``--case``): ``index``, a CSV file whose header names all but the first field
+of each row (pandas reads that field as the index, which the discover step does not write;
+the copy skips it); ``text``, a JSON-lines file whose last records have text in a number
+column (pandas keeps an object column of numbers and text, which the step writes as text;
+the copy reads the file again with that column as text). Both were loaded whole until then.
+``late`` is the session-19 case above.
+
 Each way runs in a fresh Python process: its peak resident memory (VmHWM) is measured
 after the imports and a warm-up copy of a small file, so "peak added" is what the copy adds,
 beside its CPU seconds (user + system, of that process alone: the machine's load does not
@@ -16,6 +23,8 @@ script compares them).
 
     python scripts/benchmark_streamed_copy.py --mb 200
     python scripts/benchmark_streamed_copy.py --mb 100 --format jsonl
+    python scripts/benchmark_streamed_copy.py --mb 200 --case index
+    python scripts/benchmark_streamed_copy.py --mb 100 --format jsonl --case text
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from autokfp.catalog.chunk_copy import copy_jsonl_dataset
 from autokfp.catalog.csv_stream import copy_csv_dataset
 from autokfp.catalog.discovery import load_dataset
 from autokfp.config import parse_config
+from autokfp.steps.discover import _mixed_as_text
 from autokfp.steps.io import write_parquet
 
 def peak_kb():
@@ -57,6 +67,7 @@ load_dataset(config, warm, sample_rows=2_000)
 before, cpu, wall = peak_kb(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
 if way == "whole":  # what the discover step did with this file before
     frame, _ = load_dataset(config, f"f/{name}")
+    _mixed_as_text(frame, f"f/{name}")  # a column of numbers and text, written as text
     write_parquet(out, frame)
 else:
     assert copy(config, f"f/{name}", out) is not None, "the copy fell back to the whole read"
@@ -77,9 +88,11 @@ def _frame(rows: int, seed: int = 4):
     return frame
 
 
-def write_files(folder: Path, fmt: str, mb: int) -> int:
+def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
     """``clean.<fmt>`` of about ``mb`` MB, ``late.<fmt>``: the same with its last rows the
-    first block types otherwise, in latin-1, and a small ``warm.<fmt>``. The rows."""
+    first block types otherwise, in latin-1 (``case`` late), its header without the first
+    name (index) or its last records with text in a number column (text), and a small
+    ``warm.<fmt>``. The rows."""
     import pandas as pd
 
     per_row = 190 if fmt == "csv" else 500  # bytes a row, measured on the churn frame
@@ -98,7 +111,15 @@ def write_files(folder: Path, fmt: str, mb: int) -> int:
         for start in range(0, rows, piece):
             out.write(text(_frame(min(piece, rows - start), seed=start), start == 0))
     tail = _frame(10, seed=rows)
-    if fmt == "csv":  # text in a number column and a byte that is not UTF-8
+    if case == "index":  # the header names all but the first field: pandas' index
+        with open(late, "w") as out, open(clean) as source:
+            out.write(source.readline().split(",", 1)[1])
+            while block := source.read(1 << 24):
+                out.write(block)
+        return rows
+    if case == "text":
+        tail = tail.assign(code="n/k")
+    elif fmt == "csv":  # text in a number column and a byte that is not UTF-8
         tail = tail.assign(code=tail["code"].astype(object), region="Malmø")
         tail.loc[tail.index[-1], "code"] = "n/k"
     else:  # a key the other records lack and a byte that is not UTF-8
@@ -106,7 +127,7 @@ def write_files(folder: Path, fmt: str, mb: int) -> int:
     with open(late, "wb") as out, open(clean, "rb") as source:
         while block := source.read(1 << 24):
             out.write(block)
-        out.write(text(tail, False).encode("latin-1"))
+        out.write(text(tail, False).encode("latin-1" if case == "late" else "utf-8"))
     return rows
 
 
@@ -124,13 +145,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the file (MB)")
     parser.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    parser.add_argument("--case", choices=["late", "index", "text"], default="late",
+                        help="what the file has that the first block types otherwise")
     args = parser.parse_args()
+    if (args.case, args.format) in (("index", "jsonl"), ("text", "csv")):
+        parser.error(f"--case {args.case} is a {'csv' if args.case == 'index' else 'jsonl'} "
+                     "case")
     with tempfile.TemporaryDirectory(prefix="streamed-copy-") as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
-        rows = write_files(folder, args.format, args.mb)
+        rows = write_files(folder, args.format, args.mb, args.case)
         size = (folder / f"late.{args.format}").stat().st_size / 1e6
-        print(f"{args.format}: {rows + 10:,} rows, {size:.0f} MB (written in "
+        extra = 0 if args.case == "index" else 10
+        print(f"{args.format} ({args.case}): {rows + extra:,} rows, {size:.0f} MB (written in "
               f"{time.perf_counter() - started:.0f} s); each way in a fresh process")
         results = {way: run(folder, args.format, way) for way in WAYS}
         import pandas as pd
@@ -141,7 +168,8 @@ def main() -> None:
         del whole, streamed
     print(f"{'way':<10} {'peak added':>11} {'CPU':>8} {'wall':>8}")
     labels = {"whole": "whole (before, the anchor)", "streamed": "streamed (now)",
-              "clean": "streamed, the file without its last rows"}
+              "clean": "streamed, the file with a name for every field" if args.case == "index"
+              else "streamed, the file without its last rows"}
     for way in WAYS:
         r = results[way]
         print(f"{way:<10} {r['added_mb']:>8.0f} MB {r['cpu_s']:>6.1f} s {r['wall_s']:>6.1f} s"

@@ -19,9 +19,13 @@ pandas types the whole table:
   a chunk lacks is missing in its rows.
 The rows already written are then rewritten with the wider type or the new column (Parquet
 to Parquet, batch by batch). A JSON-lines file that is not UTF-8 is read again as latin-1,
-as ``load_dataset`` reads it, and noted. Whenever the chunks cannot give the whole table's
-columns (text in a number column, which pandas keeps as an object column of mixed numbers
-and text: the discover step writes it as text and reports that; a text column that parses as dates in one chunk and not another, nested objects
+as ``load_dataset`` reads it, and noted. A column of a JSON-lines file that mixes text with
+numbers or booleans (in one chunk, or text in one chunk and numbers in another), which
+pandas' whole read keeps as an object column and the discover step writes as text (each
+value as Python writes what JSON gave: ``1.0``, ``True``) and reports, is read again as
+text from the values JSON gives (``MixedText``, ``jsonl_chunks``), and noted as the step
+notes it. Whenever the chunks cannot give the whole table's columns (such a column of a
+SQL table; a text column that parses as dates in one chunk and not another, nested objects
 or lists, a type outside numbers/booleans/text/dates), nothing is written and None is
 returned: the caller loads the dataset whole as before, and a WARNING names the dataset,
 the reason and (for a file) the memory pandas may take.
@@ -52,6 +56,44 @@ CHUNK_ROWS = 100_000
 
 class NotStreamable(Exception):
     """The chunks cannot be copied as pandas reads the whole dataset."""
+
+
+class MixedText(NotStreamable):
+    """Column ``name`` mixes text with numbers or booleans (in one chunk, or text in one and
+    numbers in another): pandas' whole read keeps an object column of both."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"column '{name}' mixes text with numbers or booleans")
+        self.name = name
+
+
+def _scalar_kinds(values: Any) -> set[type]:
+    return {type(v) for v in values if v is not None and not (isinstance(v, float) and v != v)}
+
+
+def _mixed_column(frame: pd.DataFrame) -> str | None:
+    """The first object column of ``frame`` whose values mix text with numbers or booleans
+    (only those: a nested value is not text)."""
+    for name in frame.columns:
+        if frame[name].dtype == object:
+            kinds = _scalar_kinds(frame[name].tolist())
+            if str in kinds and len(kinds) > 1 and kinds <= {str, int, float, bool}:
+                return str(name)
+    return None
+
+
+def _text_and_scalar(old: Any, new: Any) -> bool:
+    """One type is text and the other numbers or booleans."""
+    import pyarrow as pa
+
+    def text(kind: Any) -> bool:
+        return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+    def scalar(kind: Any) -> bool:
+        return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                    or pa.types.is_boolean(kind))
+
+    return (text(old) and scalar(new)) or (scalar(old) and text(new))
 
 
 def _allowed(kind: Any) -> bool:
@@ -147,6 +189,9 @@ class ChunkWriter:
         try:
             table = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            mixed = _mixed_column(frame)
+            if mixed is not None:
+                raise MixedText(mixed) from None
             raise NotStreamable(f"a chunk Arrow cannot hold as pandas does: {exc}") from None
         table = table.replace_schema_metadata(None)  # typed by Arrow alone, as when read back
         for index, column in enumerate(table.columns):
@@ -172,6 +217,8 @@ class ChunkWriter:
             fields = []
             for before, now in zip(before_schema, table.schema):
                 kind = wider_type(before.type, now.type)
+                if kind is None and _text_and_scalar(before.type, now.type):
+                    raise MixedText(before.name)
                 if kind is None:
                     raise NotStreamable(f"column '{before.name}' is {before.type} in one chunk "
                                         f"and {now.type} in another")
@@ -341,6 +388,101 @@ def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
                    _sql_location(source), None, sample_rows)
 
 
+class _TextColumns:
+    """The columns a JSON-lines copy reads as text (``MixedText``), each value as Python
+    writes what pandas' whole read holds (``str`` of the number or boolean JSON gives), as
+    the discover step writes such a column of the whole read (``steps.discover``); what
+    each pass saw, for the notes."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.first: dict[str, str] = {}  # the first text value (in the file's order)
+        self.other: set[str] = set()  # columns that had numbers or booleans
+
+    def new_pass(self) -> None:
+        self.first.clear()
+        self.other.clear()
+
+    def values(self, name: str, raw: list[Any]) -> list[str | None]:
+        out: list[str | None] = []
+        for value in raw:
+            if value is None or (isinstance(value, float) and value != value):
+                out.append(None)
+            elif isinstance(value, str):
+                self.first.setdefault(name, value)
+                out.append(value)
+            elif isinstance(value, (bool, int, float)):
+                self.other.add(name)
+                out.append(str(value))
+            else:  # a nested value: pandas' object column is not text
+                raise NotStreamable(f"column '{name}' mixes text with nested values")
+        return out
+
+    def notes(self, columns: list[str], dataset_id: str) -> list[str]:
+        """A note for each column read as text that had numbers or booleans beside text (a
+        column of text alone is what the whole read gives anyway), in the file's order."""
+        from autokfp.catalog.sources.files import mixed_text_note
+
+        return [mixed_text_note(name, dataset_id, self.first[name]) for name in columns
+                if name in self.other and name in self.first]
+
+
+class _Recorded:
+    """A text file whose lines, as pandas' JSON reader takes them (``islice`` of the
+    handle), are kept until ``take``n: the lines of the chunk it has just read."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.lines: list[str] = []
+
+    def read(self, size: int = -1) -> str:  # pandas reads a chunk's lines by iterating
+        raise NotImplementedError("read by lines")
+
+    def __iter__(self) -> _Recorded:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.handle)
+        self.lines.append(line)
+        return str(line)
+
+    def take(self) -> list[str]:
+        lines, self.lines = self.lines, []
+        return lines
+
+
+def jsonl_chunks(path: Path, encoding: str, chunk_rows: int,
+                 texts: _TextColumns | None = None) -> Iterator[pd.DataFrame]:
+    """The file's rows as ``pd.read_json(lines=True)`` reads them, ``chunk_rows`` lines at a
+    time; the columns of ``texts`` as text from the values JSON gives (each of the chunk's
+    lines parsed again by pandas' own JSON parser for them: the chunk has typed them)."""
+    if texts is None or not texts.names:
+        with pd.read_json(path, lines=True, encoding=encoding, chunksize=chunk_rows) as reader:
+            yield from reader
+        return
+    from pandas._libs.json import ujson_loads
+
+    missing = object()
+    with open(path, encoding=encoding, newline="") as handle:  # as pandas opens it
+        recorded = _Recorded(handle)
+        with pd.read_json(recorded, lines=True, chunksize=chunk_rows) as reader:  # type: ignore[call-overload]
+            for frame in reader:
+                lines = recorded.take()
+                wanted = [name for name in texts.names if name in frame.columns]
+                raw: dict[str, list[Any]] = {name: [] for name in wanted}
+                for line in lines:
+                    text = line.strip()
+                    if text and wanted:  # pandas skips empty lines
+                        record = ujson_loads(text)
+                        for name in wanted:
+                            value = record.get(name, missing)
+                            raw[name].append(None if value is missing else value)
+                for name in wanted:
+                    frame[name] = pd.Series(texts.values(name, raw[name]), index=frame.index,
+                                            dtype=object)
+                yield frame
+
+
 def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
                        sample_rows: int = DEFAULT_MAX_ROWS,
                        chunk_rows: int = CHUNK_ROWS,
@@ -350,8 +492,10 @@ def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
     downloaded to ``local``: ``discovery.object_file``), streamed (see the module); None,
     writing nothing, for any other dataset or a file it cannot copy as pandas reads it
     whole (a WARNING says so). A file that is not UTF-8 is read as latin-1, as
-    ``load_dataset`` reads it, and that is appended to ``changes`` (its ``DATA_CHANGES``)."""
-    from autokfp.catalog.csv_stream import whole_warning
+    ``load_dataset`` reads it, and a column that mixes text with numbers or booleans is
+    read again as text, as the discover step writes it from the whole read; both are
+    appended to ``changes`` (the whole read's ``DATA_CHANGES`` and the step's notes)."""
+    from autokfp.catalog.csv_stream import MAX_PASSES, whole_warning
     from autokfp.catalog.discovery import folder_file
     from autokfp.catalog.sources.files import note_latin1
 
@@ -359,20 +503,32 @@ def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
     if found is None:
         return None
     source, path = found.source, found.path
-
-    def chunks(encoding: str) -> Iterator[pd.DataFrame]:
-        with pd.read_json(path, lines=True, encoding=encoding, chunksize=chunk_rows) as reader:
-            yield from reader
-
     notes: list[str] = []
     read: list[int] = []
+    texts = _TextColumns()
+    encoding = "utf-8"
     try:
-        try:
-            copied = _copy(_counted(chunks("utf-8"), read), out_path, sample_rows)
-        except UnicodeDecodeError:  # pandas reads the whole file as latin-1 then
-            note_latin1(found.location, notes)
+        for _ in range(MAX_PASSES):  # each pass finds one column to read as text, or latin-1
             read.clear()
-            copied = _copy(_counted(chunks("latin-1"), read), out_path, sample_rows)
+            texts.new_pass()
+            try:
+                copied = _copy(_counted(jsonl_chunks(path, encoding, chunk_rows, texts), read),
+                               out_path, sample_rows)
+                break
+            except UnicodeDecodeError:  # pandas reads the whole file as latin-1 then
+                if encoding != "utf-8":
+                    raise
+                encoding = "latin-1"
+                note_latin1(found.location, notes)
+            except MixedText as mixed:
+                if mixed.name in texts.names:
+                    raise
+                texts.names.append(mixed.name)
+                log.debug("%s: column '%s' mixes text with numbers; read it again as text",
+                          dataset_id, mixed.name)
+        else:
+            raise NotStreamable(f"it needed more than {MAX_PASSES} passes (a pass for each "
+                                "column of text and numbers)")
     except Exception as exc:  # noqa: BLE001 - load_dataset reads (and reports) it
         _not_streamed(dataset_id, exc, read,
                       lambda reason: whole_warning(dataset_id, path, "jsonl", reason))
@@ -380,5 +536,5 @@ def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
     schema = _finish(config, source, copied, out_path, dataset_id, found.platform,
                      found.location, "jsonl", sample_rows)
     if changes is not None:
-        changes.extend(notes)
+        changes.extend(notes + texts.notes(schema.column_names, dataset_id))
     return schema

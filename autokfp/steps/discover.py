@@ -136,6 +136,8 @@ def _mixed_as_text(frame: Any, dataset: str) -> list[str]:
     for each. Nested values (objects, lists) are left as they are."""
     import pandas as pd
 
+    from autokfp.catalog.sources.files import mixed_text_note
+
     notes = []
     for name in frame.columns:
         column = frame[name]
@@ -149,7 +151,5 @@ def _mixed_as_text(frame: Any, dataset: str) -> list[str]:
         shown = present[present.map(lambda v: isinstance(v, str))].iloc[0]
         frame[name] = column.map(lambda v: v if v is None or isinstance(v, str)
                                  or (isinstance(v, float) and v != v) else str(v))
-        notes.append(f"column '{name}' of '{dataset}' mixes text (e.g. '{str(shown)[:40]}') "
-                     "with numbers or booleans, which one Parquet column cannot hold; it was "
-                     "written as text. Fix the values in the file if it is a number column")
+        notes.append(mixed_text_note(name, dataset, str(shown)))
     return notes

@@ -126,6 +126,15 @@ def note_latin1(label: str, notes: list[str]) -> None:
     notes.append(note)
 
 
+def mixed_text_note(name: str, dataset: str, shown: str) -> str:
+    """The data change of a column that mixes text (``shown``: the first text value) with
+    numbers or booleans, written as text (the discover step's whole read and the streamed
+    JSON-lines copy say the same)."""
+    return (f"column '{name}' of '{dataset}' mixes text (e.g. '{shown[:40]}') with numbers or "
+            "booleans, which one Parquet column cannot hold; it was written as text. Fix the "
+            "values in the file if it is a number column")
+
+
 def note_index_fields(label: str, fields: int, notes: list[str]) -> None:
     """Record (in ``notes``, the frame's ``DATA_CHANGES``) and log that the rows of the CSV
     file ``label`` have ``fields`` more fields than its header: pandas reads the first

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from autokfp.catalog.chunk_copy import copy_jsonl_dataset, copy_sql_dataset
 from autokfp.catalog.discovery import load_dataset
 from autokfp.config import parse_config
 from autokfp.examples.churn import generate_churn
+from tests.memory_probe import growth_mb
 
 PASSWORD_VAR = "AUTOKFP_TEST_PG_PASSWORD"
 
@@ -192,15 +192,12 @@ def test_what_chunks_cannot_copy_as_pandas_reads_is_left_to_load_dataset(
     frame = _jsonl_frame()
     nested = frame.assign(address=[{"city": f"c{i % 9}"} for i in range(len(frame))])
     nested.to_json(folder / "nested.jsonl", orient="records", lines=True)
-    late_text = frame.assign(code=frame["code"].astype(object))
-    late_text.loc[2_500, "code"] = "n/k"  # text after the first chunks: pandas makes it object
-    late_text.to_json(folder / "late.jsonl", orient="records", lines=True)
     out = tmp_path / "dataset.parquet"
     sql = _config(source, "db/dates")
     files = _config({"name": "files", "kind": "folder", "path": str(folder)}, "files/x.jsonl")
     cases = [(copy_sql_dataset, sql, "db/dates"), (copy_sql_dataset, sql, "db/missing"),
              *[(copy_jsonl_dataset, files, f"files/{name}.jsonl")
-               for name in ("nested", "late", "missing")]]
+               for name in ("nested", "missing")]]
     for copy, config, dataset in cases:
         caplog.clear()
         with caplog.at_level("WARNING", logger="autokfp.catalog"):
@@ -215,37 +212,90 @@ def test_what_chunks_cannot_copy_as_pandas_reads_is_left_to_load_dataset(
             assert ("GB" in warned[0]) == dataset.endswith(".jsonl"), warned[0]
     # the text that stops the chunks is what load_dataset keeps as text
     assert load_dataset(sql, "db/dates")[0]["due"].dtype == object
-    assert load_dataset(files, "files/late.jsonl")[0]["code"].dtype == object
 
 
-def test_the_discover_step_writes_a_json_column_of_numbers_and_text_as_text(
-        tmp_path, caplog) -> None:
-    """Text in a number column of a JSON-lines file: pandas' whole read gives an object
-    column of numbers and text, which Parquet cannot hold (the step failed with Arrow's
-    error). The file is loaded whole (with the WARNING) and the column written as text, the
-    values as pandas read them, and the change reported."""
-    from autokfp.steps.discover import _write_training_data
+def _mixed_records(latin: bool = False) -> list[dict]:
+    """3,000 records (read 300 at a time) whose columns mix text with numbers or booleans
+    after the first chunks: the copy reads each again as text (four passes)."""
+    records = _jsonl_frame().to_dict("records")
+    for i, record in enumerate(records):
+        record["signup_date"] = str(record["signup_date"])
+        record["ref"] = f"r{i}" if i < 1_000 else i  # text first, integers from chunk 4
+        if i == 1_500:
+            record["flag"] = "maybe"  # text in a boolean column
+        if i in (2_400, 2_500):
+            record["code"] = "n/k"  # text in a number column (1.0, NaN: as JSON gives them)
+        if i % 2:
+            record["tag"] = "seven" if i == 2_999 else 7  # one text value in the last record
+        if latin and i == 2_700:
+            record["region"] = "Malmø"
+    return records
 
+
+def _as_discover_writes(config) -> tuple[pd.DataFrame, list[str]]:
+    """load_dataset's frame as the discover step writes it (a column of text and numbers
+    as text), and the data changes it reports."""
+    from autokfp.catalog.sources.files import DATA_CHANGES
+    from autokfp.steps.discover import _mixed_as_text
+
+    frame, _ = load_dataset(config)
+    changes = list(frame.attrs.pop(DATA_CHANGES, [])) + _mixed_as_text(
+        frame, config.training.dataset)
+    return pd.read_parquet(__import__("io").BytesIO(frame.to_parquet(index=False))), changes
+
+
+@pytest.mark.parametrize("latin", [False, True])
+def test_jsonl_text_in_a_number_column_is_read_again_as_text(tmp_path, monkeypatch,
+                                                             latin) -> None:
+    """Text in a number or boolean column after the first chunks, text in the first chunks
+    and numbers after, one text value in the last record (and latin-1): pandas' whole read
+    keeps each as an object column of numbers and text, which the discover step writes as
+    text (each value as Python writes what JSON gave: 1.0, True) and reports. The copy reads
+    such a column again as text: the same frame, profile and notes, streamed."""
     folder = tmp_path / "data"
     folder.mkdir()
-    frame = _jsonl_frame()
-    mixed = frame.assign(code=frame["code"].astype(object))
-    mixed.loc[2_500, "code"] = "n/k"
-    mixed.to_json(folder / "late.jsonl", orient="records", lines=True)
+    text = "\n".join(json.dumps(r, ensure_ascii=False) for r in _mixed_records(latin)) + "\n"
+    (folder / "mixed.jsonl").write_bytes(text.encode("latin-1" if latin else "utf-8"))
     config = _config({"name": "files", "kind": "folder", "path": str(folder)},
-                     "files/late.jsonl", "churned")
-    whole, _ = load_dataset(config)
-    with caplog.at_level("WARNING", logger="autokfp.catalog"):
-        _, rows, _, changes = _write_training_data(config, str(tmp_path / "d.parquet"))
-    assert any("loaded whole" in r.getMessage() for r in caplog.records)
-    written = pd.read_parquet(tmp_path / "d.parquet")
-    assert rows == len(whole) and list(written.columns) == list(whole.columns)
-    assert written["code"].tolist() == [None if v is None or v != v else str(v)
-                                        for v in whole["code"]]
-    assert written["code"].iloc[2_500] == "n/k"
-    assert written["code"].iloc[0] == str(frame["code"].iloc[0])  # a float as Python writes it
-    pd.testing.assert_frame_equal(written.drop(columns="code"), whole.drop(columns="code"))
-    assert len(changes) == 1 and "'code'" in changes[0] and "written as text" in changes[0]
+                     "files/mixed.jsonl", "churned")
+    whole, loaded = load_dataset(config)
+    assert [whole[c].dtype for c in ("ref", "flag", "code", "tag")] == [object] * 4
+    written, reported = _as_discover_writes(config)
+    out = tmp_path / "dataset.parquet"
+    changes: list[str] = []
+    schema = copy_jsonl_dataset(config, config.training.dataset, str(out), chunk_rows=300,
+                                changes=changes)
+    assert schema is not None
+    copied = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(copied, written)
+    # the profile equals the whole read's but for one thing: the whole read profiles the
+    # object column before the step writes it as text, and its 1,000-value sample of 'flag'
+    # (one text value in 3,000 booleans) calls it bool; the copy profiles what is written
+    assert (loaded.column("flag").physical_type, schema.column("flag").physical_type) == (
+        "bool", "string")
+    loaded.column("flag").physical_type = "string"
+    assert schema.to_dict() == loaded.to_dict()
+    assert changes == reported
+    assert [note.split("'")[1] for note in changes if "mixes text" in note] == [
+        "code", "flag", "ref", "tag"]  # the file's column order
+    assert copied["code"].iloc[0] == str(whole["code"].iloc[0]) and "." in copied["code"].iloc[0]
+    assert (copied["ref"].iloc[999], copied["ref"].iloc[1_000]) == ("r999", "1000")
+    assert copied["flag"].iloc[1_500] == "maybe" and copied["flag"].iloc[0] in ("True", "False")
+    assert copied["tag"].iloc[0] is None and copied["tag"].iloc[1] == "7"
+    assert any("(e.g. 'seven')" in note for note in changes)
+    assert ("not UTF-8" in changes[0]) == latin
+    assert not list(tmp_path.glob(".*tmp*"))
+    # the discover step streams it and reports (audits) the same changes
+    from autokfp.catalog import discovery
+    from autokfp.steps.discover import _write_training_data
+
+    def no_whole_read(*args, **kwargs):
+        raise AssertionError("the file was loaded whole")
+
+    monkeypatch.setattr(discovery, "load_dataset", no_whole_read)
+    _, rows, _, stepped = _write_training_data(config, str(tmp_path / "d.parquet"))
+    assert (rows, stepped) == (len(whole), reported)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "d.parquet"), written)
 
 
 def test_the_discover_step_copies_a_table_without_loading_it(database, tmp_path,
@@ -269,17 +319,9 @@ def test_the_discover_step_copies_a_table_without_loading_it(database, tmp_path,
 
 
 _PROBE = """
-import json, sys
-from pathlib import Path
-
 from autokfp.catalog.chunk_copy import copy_jsonl_dataset, copy_sql_dataset
 from autokfp.catalog.discovery import discover, load_dataset
 from autokfp.config import parse_config
-
-def peak_kb():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
 
 kind, where, name, out, how = sys.argv[1:]
 source = ({"name": "db", "kind": "sql", "url": where} if kind == "sql" else
@@ -299,16 +341,12 @@ elif how == "crawl":  # the catalog's profile sample of every dataset of the sou
 else:  # the whole table through pandas, as discover read it before
     frame, _ = load_dataset(config, f"db/{name}", sample_rows=2_000)
     frame.to_parquet(out, index=False)
-print(json.dumps({"growth_mb": (peak_kb() - before) / 1024}))
+report(before)
 """
 
 
 def _growth(tmp_path: Path, kind: str, where: str, name: str, how: str) -> float:
-    done = subprocess.run([sys.executable, "-c", _PROBE, kind, where, name,
-                           str(tmp_path / f"{how}-{name}.parquet"), how],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2_000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])["growth_mb"]
+    return growth_mb(_PROBE, kind, where, name, str(tmp_path / f"{how}-{name}.parquet"), how)
 
 
 def _wide_table(name: str, rows: int) -> str:
@@ -353,8 +391,11 @@ def test_jsonl_memory_stays_bounded_by_the_chunk(tmp_path) -> None:
     growth, which stays under reading the smaller file whole. Measured at 100,000/300,000
     rows (until session 16): chunks 53.7 -> 54.9 MB, whole 213 MB. The triple file with a
     key only its last records have, in latin-1 (read twice, the rows written rewritten once
-    for the new column), stays under 1.5x the chunks' growth. Each in a fresh process
-    (~65 s at load 15 with 100,000/300,000 rows)."""
+    for the new column), stays under 1.5x the chunks' growth; so does the triple file with
+    text in a number column in its last records (read again with that column as text:
+    measured 59.3 MB against chunks 49.9 MB, whole 102.6 MB, load 19-23; a first version
+    that handed pandas each chunk's lines as a new string took 94.8 MB). Each in a fresh
+    process (~160 s at load 20)."""
     folder = tmp_path / "data"
     folder.mkdir()
     rng = np.random.default_rng(5)
@@ -376,12 +417,18 @@ def test_jsonl_memory_stays_bounded_by_the_chunk(tmp_path) -> None:
             for k, r in enumerate(frame(10).to_dict("records"))]
     (folder / "late.jsonl").write_bytes((text * 3).encode()
                                         + "\n".join(late).encode("latin-1") + b"\n")
+    # the triple file, but its last records have text in a number column: the copy reads
+    # it again with that column as text (every line parsed a second time for it)
+    mixed = [json.dumps({**r, "a": "n/k"}) for r in frame(10).to_dict("records")]
+    (folder / "mixed.jsonl").write_text(text * 3 + "\n".join(mixed) + "\n")
     where = str(folder)
     whole = _growth(tmp_path, "jsonl", where, "big.jsonl", "whole")
-    chunks, triple, restarted = (_growth(tmp_path, "jsonl", where, name, "chunks")
-                                 for name in ("big.jsonl", "triple.jsonl", "late.jsonl"))
+    chunks, triple, restarted, as_text = (
+        _growth(tmp_path, "jsonl", where, name, "chunks")
+        for name in ("big.jsonl", "triple.jsonl", "late.jsonl", "mixed.jsonl"))
     print(f"peak growth: whole 50k rows {whole:.1f} MB; chunks 50k {chunks:.1f} MB, "
-          f"150k {triple:.1f} MB; 150k with a late key and latin-1 {restarted:.1f} MB")
+          f"150k {triple:.1f} MB; 150k with a late key and latin-1 {restarted:.1f} MB; "
+          f"150k with text in a number column {as_text:.1f} MB")
     assert triple < 1.25 * chunks + 10, (chunks, triple)
     assert triple < whole, (triple, whole)
     # two passes (UTF-8 until the last records, then latin-1) and a rewrite for the new
@@ -389,6 +436,10 @@ def test_jsonl_memory_stays_bounded_by_the_chunk(tmp_path) -> None:
     # rows at a time instead of a chunk (a row group) took 94.4 MB
     assert restarted < 1.5 * chunks + 10, (chunks, restarted)
     assert restarted < whole, (restarted, whole)
+    assert as_text < 1.5 * chunks + 10, (chunks, as_text)
+    assert as_text < whole, (as_text, whole)
+    copied = pd.read_parquet(tmp_path / "chunks-mixed.jsonl.parquet")
+    assert len(copied) == 150_010 and copied["a"].iloc[-1] == "n/k" and copied["a"].iloc[0] == "0"
     copied = pd.read_parquet(tmp_path / "chunks-late.jsonl.parquet")
     assert len(copied) == 150_010 and copied["late"].notna().sum() == 10
     assert copied["s3"].iloc[-1] == "Malmø"

@@ -15,6 +15,7 @@ from autokfp.catalog.discovery import load_dataset
 from autokfp.catalog.sources.files import DATA_CHANGES
 from autokfp.config import parse_config
 from autokfp.examples.churn import generate_churn
+from tests.memory_probe import growth_mb
 
 
 def _config(folder: Path, dataset: str):
@@ -165,17 +166,9 @@ def test_a_file_arrow_cannot_read_as_pandas_is_loaded_whole_with_a_warning(
 
 
 _PROBE = """
-import json, sys
-from pathlib import Path
-
 from autokfp.catalog.csv_stream import copy_csv_dataset
 from autokfp.catalog.discovery import load_dataset
 from autokfp.config import parse_config
-
-def peak_kb():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
 
 folder, name, out, how = sys.argv[1:]
 config = parse_config({"name": "csv", "sources": [{"name": "files", "kind": "folder",
@@ -190,7 +183,7 @@ if how == "blocks":
 else:  # the whole file through pandas, as discover read it before
     frame, _ = load_dataset(config, f"files/{name}", sample_rows=2_000)
     frame.to_parquet(out, index=False)
-print(json.dumps({"growth_mb": (peak_kb() - before) / 1024}))
+report(before)
 """
 
 
@@ -201,10 +194,6 @@ def test_memory_stays_bounded_by_the_block(tmp_path: Path) -> None:
     reader keeps a read-ahead of ~30 blocks); so does the larger file when its last row
     makes the copy start over twice (33.6 MB). Each in a fresh process (~80 s under
     load)."""
-    import json
-    import subprocess
-    import sys
-
     folder = tmp_path / "data"
     folder.mkdir()
     frame = _frame(200_000)
@@ -222,10 +211,8 @@ def test_memory_stays_bounded_by_the_block(tmp_path: Path) -> None:
                                       + last.encode("latin-1"))
 
     def growth(how: str, name: str) -> float:
-        done = subprocess.run([sys.executable, "-c", _PROBE, str(folder), name,
-                               str(tmp_path / f"{how}-{name}.parquet"), how],
-                              capture_output=True, text=True, check=True, timeout=600)
-        return json.loads(done.stdout.strip().splitlines()[-1])["growth_mb"]
+        return growth_mb(_PROBE, str(folder), name, str(tmp_path / f"{how}-{name}.parquet"),
+                         how)
 
     whole = growth("whole", "big.csv")
     blocks, triple = growth("blocks", "big.csv"), growth("blocks", "triple.csv")
