@@ -24,9 +24,14 @@ numbers or booleans (in one chunk, or text in one chunk and numbers in another),
 pandas' whole read keeps as an object column and the discover step writes as text (each
 value as Python writes what JSON gave: ``1.0``, ``True``) and reports, is read again as
 text from the values JSON gives (``MixedText``, ``jsonl_chunks``), and noted as the step
-notes it. Whenever the chunks cannot give the whole table's columns (such a column of a
-SQL table; a text column that parses as dates in one chunk and not another, nested objects
-or lists, a type outside numbers/booleans/text/dates), nothing is written and None is
+notes it. A text column of a SQL table that parses as dates in some chunks only
+(``MixedDates``) is parsed or kept as text as ``parse_datetime_text`` decides for the whole
+column: its test on the same values, the 1,000 it draws from the column (or every one),
+found in two more passes over the table (``_decide_dates``), and the table is read again
+with that answer. Whenever the chunks cannot give the whole table's columns (a column of
+text and numbers of a SQL table; a date-named column of a JSON-lines file that pandas
+parses in some chunks only; nested objects or lists, a type outside
+numbers/booleans/text/dates), nothing is written and None is
 returned: the caller loads the dataset whole as before, and a WARNING names the dataset,
 the reason and (for a file) the memory pandas may take.
 """
@@ -67,6 +72,15 @@ class MixedText(NotStreamable):
         self.name = name
 
 
+class MixedDates(NotStreamable):
+    """Column ``name`` is text dates in one chunk and other text in another: only the whole
+    column's values decide what pandas' whole read makes of it (``parse_datetime_text``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"column '{name}' parses as dates in some chunks only")
+        self.name = name
+
+
 def _scalar_kinds(values: Any) -> set[type]:
     return {type(v) for v in values if v is not None and not (isinstance(v, float) and v != v)}
 
@@ -80,6 +94,14 @@ def _mixed_column(frame: pd.DataFrame) -> str | None:
             if str in kinds and len(kinds) > 1 and kinds <= {str, int, float, bool}:
                 return str(name)
     return None
+
+
+def _text_or_time(kind: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "text"
+    return "time" if pa.types.is_timestamp(kind) else "other"
 
 
 def _text_and_scalar(old: Any, new: Any) -> bool:
@@ -219,6 +241,9 @@ class ChunkWriter:
                 kind = wider_type(before.type, now.type)
                 if kind is None and _text_and_scalar(before.type, now.type):
                     raise MixedText(before.name)
+                if kind is None and {_text_or_time(before.type), _text_or_time(now.type)} == {
+                        "text", "time"}:
+                    raise MixedDates(before.name)
                 if kind is None:
                     raise NotStreamable(f"column '{before.name}' is {before.type} in one chunk "
                                         f"and {now.type} in another")
@@ -347,10 +372,12 @@ def _finish(config: RunConfig, source: Any, copied: tuple[pd.DataFrame, int, Pat
     return schema
 
 
-def sql_chunks(source: SqlSource, table_name: str,
-               chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+def sql_chunks(source: SqlSource, table_name: str, chunk_rows: int = CHUNK_ROWS,
+               dates: dict[str, bool] | None = None) -> Iterator[pd.DataFrame]:
     """A table's rows as ``load_dataset`` reads them (``pd.read_sql`` of ``SELECT *``, text
-    dates parsed), ``chunk_rows`` at a time over a server-side cursor."""
+    dates parsed), ``chunk_rows`` at a time over a server-side cursor; the text columns of
+    ``dates`` parsed (True) or kept as text (False) as the whole table's values decided
+    (``_decide_dates``)."""
     from autokfp.catalog.sources.sql import _engine, _select_all
 
     engine = _engine(source)
@@ -359,9 +386,38 @@ def sql_chunks(source: SqlSource, table_name: str,
         query = query.execution_options(stream_results=True, max_row_buffer=chunk_rows)
         with engine.connect() as connection:
             for chunk in pd.read_sql(query, connection, chunksize=chunk_rows):
-                yield parse_datetime_text(chunk)
+                yield parse_datetime_text(chunk, dates)
     finally:
         engine.dispose()
+
+
+def _decide_dates(source: SqlSource, table_name: str, name: str, chunk_rows: int,
+                  dates: dict[str, bool]) -> bool:
+    """Whether ``parse_datetime_text`` parses column ``name`` of the whole table: its test
+    (``datetime_text_decision``) on the values it would test (``datetime_text_sample``),
+    found in two passes over the table (the non-missing values counted, then those drawn),
+    holding at most those values."""
+    from autokfp.catalog.profiling import datetime_text_decision, datetime_text_sample
+
+    as_text = {**dates, name: False}
+
+    def present() -> Iterator[Any]:
+        for chunk in sql_chunks(source, table_name, chunk_rows, as_text):
+            yield from chunk[name].dropna().tolist()
+
+    count = sum(1 for _ in present())
+    chosen = datetime_text_sample(count)
+    if chosen is None:
+        return datetime_text_decision(list(present()))
+    wanted, values = iter(chosen.tolist()), []
+    place = next(wanted, None)
+    for index, value in enumerate(present()):
+        if index == place:
+            values.append(value)
+            place = next(wanted, None)
+            if place is None:
+                break
+    return datetime_text_decision(values)
 
 
 def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
@@ -375,10 +431,28 @@ def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
     source = next((s for s in config.sources if s.name == source_name), None)
     if not isinstance(source, SqlSource) or not table_name:
         return None
+    from autokfp.catalog.csv_stream import MAX_PASSES
+
     read: list[int] = []
+    dates: dict[str, bool] = {}
     try:
-        copied = _copy(_counted(sql_chunks(source, table_name, chunk_rows), read), out_path,
-                       sample_rows)
+        for _ in range(MAX_PASSES):  # each pass may find a column of text dates in some
+            # chunks only, which the whole table's values then decide (two passes more)
+            read.clear()
+            try:
+                copied = _copy(_counted(sql_chunks(source, table_name, chunk_rows, dates),
+                                        read), out_path, sample_rows)
+                break
+            except MixedDates as mixed:
+                if mixed.name in dates:
+                    raise
+                dates[mixed.name] = _decide_dates(source, table_name, mixed.name, chunk_rows,
+                                                  dates)
+                log.debug("%s: column '%s' is dates in some chunks only; the whole table's "
+                          "values %s it", dataset_id, mixed.name,
+                          "parse" if dates[mixed.name] else "keep it as text")
+        else:
+            raise NotStreamable(f"it needed more than {MAX_PASSES} passes")
     except Exception as exc:  # noqa: BLE001 - load_dataset reads (and reports) it
         _not_streamed(dataset_id, exc, read, lambda reason: log.warning(
             "%s is loaded whole, not streamed: %s; pandas holds the whole table in memory",

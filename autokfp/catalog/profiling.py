@@ -14,7 +14,7 @@ import logging
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -357,25 +357,52 @@ def looks_like_datetime_text(series: pd.Series) -> bool:
     return _datetime_sample(series)[0] is not None
 
 
-def parse_datetime_text(df: pd.DataFrame) -> pd.DataFrame:
+def parse_datetime_text(df: pd.DataFrame,
+                        decided: Mapping[str, bool] | None = None) -> pd.DataFrame:
     """Convert text columns that hold dates/times to ``datetime64`` (SQLite stores them as text).
 
     Timezone-aware strings are converted to UTC and made naive so one column has one dtype.
+    ``decided``: columns whose answer is given (parsed: True, kept as text: False) rather
+    than found from their own values (what the whole table's values decided, for a chunk of
+    it: ``chunk_copy``).
     """
     out = df
+    decided = decided or {}
     for name in df.columns:
         column = df[name]
-        sample, whole = _datetime_sample(column)
-        if sample is None:
-            continue
-        if whole:  # the check parsed every value already (missing ones stay NaT)
-            parsed = sample.reindex(column.index)
-        else:
+        if name in decided:
+            if not decided[name]:
+                continue
             parsed = _to_datetime(column.where(column.notna(), None).astype(object))
+        else:
+            sample, whole = _datetime_sample(column)
+            if sample is None:
+                continue
+            if whole:  # the check parsed every value already (missing ones stay NaT)
+                parsed = sample.reindex(column.index)
+            else:
+                parsed = _to_datetime(column.where(column.notna(), None).astype(object))
         if out is df:
             out = df.copy()
         out[name] = parsed.dt.tz_convert(None) if parsed.dt.tz is not None else parsed
     return out
+
+
+def datetime_text_sample(non_null_count: int) -> np.ndarray | None:
+    """Which of a column's non-missing values (their places among them, in order)
+    ``parse_datetime_text`` tests to decide whether the whole column is dates: None when it
+    tests every value (the content sample ``_content_sample`` draws)."""
+    if non_null_count <= _CONTENT_SAMPLE:
+        return None
+    # Series.sample(n, random_state=seed): RandomState(seed).choice(N, n, replace=False)
+    chosen = np.random.RandomState(_SEED).permutation(non_null_count)[:_CONTENT_SAMPLE]
+    return np.sort(chosen)
+
+
+def datetime_text_decision(values: list[Any]) -> bool:
+    """Whether ``parse_datetime_text`` parses a column whose tested values (the whole
+    column's ``datetime_text_sample``) are ``values``."""
+    return _datetime_sample(pd.Series(values, dtype=object))[0] is not None
 
 
 def physical_type(series: pd.Series, non_null: pd.Series | None = None) -> str:

@@ -92,6 +92,51 @@ def test_sqlite_text_dates_are_parsed_as_the_whole_table(tmp_path) -> None:
     assert schema.to_dict() == loaded.to_dict()
 
 
+# text dates in some chunks only (300 rows a chunk): 'due' a third not dates (the whole
+# column is text), 'seen' 40 rows not dates in one chunk (1.3%: the whole column is dates,
+# those rows missing), 'rare' 600 values, 20 not dates in one chunk (3.3%, every value tested)
+_DATES = """CREATE TABLE dates AS SELECT i AS id, i % 2 AS y,
+  CASE WHEN i < 2000 THEN to_char(date '2024-01-01' + i, 'YYYY-MM-DD') ELSE 'soon' END AS due,
+  CASE WHEN i BETWEEN 2900 AND 2939 THEN 'soon'
+       ELSE to_char(timestamp '2024-01-01' + i * interval '1 hour', 'YYYY-MM-DD HH24:MI') END
+       AS seen,
+  CASE WHEN i % 5 <> 0 THEN NULL WHEN i BETWEEN 2400 AND 2499 THEN 'n/k'
+       ELSE to_char(date '2020-01-01' + i, 'YYYY-MM-DD') END AS rare
+  FROM generate_series(1, 3000) AS i"""
+
+
+def test_sql_text_dates_in_some_chunks_only_are_decided_by_the_whole_column(
+        database, tmp_path, monkeypatch) -> None:
+    """A text column that is dates in some chunks and not in others: pandas' whole read
+    parses it or keeps it as text by testing the whole column's values (a sample of 1,000 of
+    them, or every one), so the copy draws the same values from the table (two passes more)
+    and reads it again so: the same frame and profile."""
+    from autokfp.catalog import chunk_copy
+
+    server, source = database
+    server.run("chunks", _DATES)
+    config = _config(source, "db/dates")
+    frame, loaded = load_dataset(config)
+    assert (frame["due"].dtype.kind, frame["seen"].dtype.kind, frame["rare"].dtype.kind) == (
+        "O", "M", "M")
+    assert frame["seen"].isna().sum() == 40 and frame["rare"].notna().sum() == 580
+    decided: list[tuple[str, bool]] = []
+    real = chunk_copy._decide_dates
+
+    def counted(*args, **kwargs):
+        decided.append((args[2], real(*args, **kwargs)))
+        return decided[-1][1]
+
+    monkeypatch.setattr(chunk_copy, "_decide_dates", counted)
+    out = tmp_path / "dataset.parquet"
+    schema = copy_sql_dataset(config, "db/dates", str(out), chunk_rows=300)
+    assert schema is not None
+    pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+    assert schema.to_dict() == loaded.to_dict()
+    assert sorted(decided) == [("due", False), ("rare", True), ("seen", True)]
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
 def _jsonl_frame(rows: int = 3_000) -> pd.DataFrame:
     frame = generate_churn(rows, seed=4)
     rng = np.random.default_rng(1)
@@ -184,18 +229,15 @@ def test_what_chunks_cannot_copy_as_pandas_reads_is_left_to_load_dataset(
     """Nothing written, and a WARNING names the dataset, the reason and, for a file, the
     memory pandas may take to read it whole."""
     server, source = database
-    server.run("chunks", "CREATE TABLE dates AS SELECT i AS id, i % 2 AS y, CASE WHEN i < 2000 "
-                         "THEN to_char(date '2024-01-01' + i, 'YYYY-MM-DD') ELSE 'soon' END "
-                         "AS due FROM generate_series(1, 3000) AS i")
     folder = tmp_path / "data"
     folder.mkdir()
     frame = _jsonl_frame()
     nested = frame.assign(address=[{"city": f"c{i % 9}"} for i in range(len(frame))])
     nested.to_json(folder / "nested.jsonl", orient="records", lines=True)
     out = tmp_path / "dataset.parquet"
-    sql = _config(source, "db/dates")
+    sql = _config(source, "db/missing")
     files = _config({"name": "files", "kind": "folder", "path": str(folder)}, "files/x.jsonl")
-    cases = [(copy_sql_dataset, sql, "db/dates"), (copy_sql_dataset, sql, "db/missing"),
+    cases = [(copy_sql_dataset, sql, "db/missing"),
              *[(copy_jsonl_dataset, files, f"files/{name}.jsonl")
                for name in ("nested", "missing")]]
     for copy, config, dataset in cases:
@@ -210,8 +252,6 @@ def test_what_chunks_cannot_copy_as_pandas_reads_is_left_to_load_dataset(
             assert len(warned) == 1 and dataset in warned[0], (dataset, warned)
             assert "loaded whole" in warned[0]
             assert ("GB" in warned[0]) == dataset.endswith(".jsonl"), warned[0]
-    # the text that stops the chunks is what load_dataset keeps as text
-    assert load_dataset(sql, "db/dates")[0]["due"].dtype == object
 
 
 def _mixed_records(latin: bool = False) -> list[dict]:
