@@ -257,7 +257,9 @@ def _ingest_child(spec: str) -> int:
 
     import autokfp
 
+    global SQL_PASS
     args = json.loads(spec)
+    SQL_PASS = args.get("sql_pass")
     root = Path(args["home"])
     runner = autokfp_crawls if args.get("path") == "crawl" else ingest_runs
     speed = machine_speed()
@@ -286,7 +288,8 @@ def compare_ingestion(before: Path, sources: list[dict[str, Any]], warm: list[di
     for index, (label, code) in enumerate(order):
         env = {**os.environ, "PYTHONPATH": str(code)}
         spec = json.dumps({"home": str(root / f"compare-{index}"), "sources": sources,
-                           "warm": warm, "path": path})
+                           "warm": warm, "path": path,
+                           "sql_pass": SQL_PASS if code == here else None})
         done = subprocess.run([sys.executable, __file__, "--ingest-child", spec], env=env,
                               capture_output=True, text=True, check=False)
         if done.returncode:
@@ -341,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --compare-only: the path compared (crawl: "
                              "catalog.ingestion: crawl)")
     parser.add_argument("--sql-pass", choices=("beside", "second"), default=None,
-                        help="catalog.sql_pass of the ingestion runs (default: the config's)")
+                        help="catalog.sql_pass of the ingestion runs (default: the config's); "
+                             "with --compare-with, of this code's runs only")
     parser.add_argument("--workers", type=int, default=None,
                         help="catalog.workers of autokfp's crawls (default: auto)")
     args = parser.parse_args(argv)

@@ -67,6 +67,9 @@ def _both_paths(config, tmp_path, monkeypatch, no_own_listing) -> dict[str, dict
 def test_a_sqlite_second_pass_writes_what_the_crawl_beside_datahub_writes(
         churn_sources, catalog_home, tmp_path, monkeypatch, no_own_listing) -> None:
     config, _folder, db, _frame = churn_sources
+    # the SQL source alone: files are the crawl's on both paths (see ingest.py)
+    config = config.model_copy(update={"sources": [
+        s for s in config.sources if s.name == "warehouse"]})
     with sqlite3.connect(db) as connection:
         connection.execute("CREATE TABLE contacts (id INTEGER, email TEXT)")
         connection.executemany("INSERT INTO contacts VALUES (?, ?)",
@@ -74,10 +77,21 @@ def test_a_sqlite_second_pass_writes_what_the_crawl_beside_datahub_writes(
         connection.execute("CREATE VIEW churned AS SELECT customer_id FROM customers "
                            "WHERE churned = 1")
     out = _both_paths(config, tmp_path, monkeypatch, no_own_listing)
-    assert len(out["beside"]["lite"]) > 100
+    assert len(out["beside"]["lite"]) > 50
     # the PII column's glossary term (DataHub's classification, in the replay) is there
     assert any("Email_Address" in row for row in out["second"]["lite"])
     _same(out)
+    # a dropped table: DataHub's stateful ingestion soft-deletes it, and the second pass
+    # runs (its fingerprint changed) and passes the removal on
+    from autokfp.settings import Settings
+
+    monkeypatch.setenv("AUTOKFP_HOME", str(tmp_path / "second"))
+    with sqlite3.connect(db) as connection:
+        connection.execute("DROP TABLE contacts")
+    dropped = ingest(config.model_copy(update={"catalog": config.catalog.model_copy(
+        update={"sql_pass": "second"})}), settings=Settings.from_env())
+    assert dropped.removed == ["urn:li:dataset:(urn:li:dataPlatform:sqlite,main.contacts,PROD)"]
+    assert not dropped.skipped or "autokfp-churn-cat-warehouse" not in dropped.skipped
 
 
 def _same(out: dict) -> None:
