@@ -284,6 +284,7 @@ class _SearchClock:
         self.best_epochs = 0  # epochs the best network had trained (its trial's best epoch + 1)
         self.best_epoch_seconds = 0.0  # its trial's seconds per epoch
         self.refit_fit_seconds: float | None = None  # the refit's training alone, when it ran
+        self.refit_fit_cpu_seconds: float | None = None  # the same, in this process's CPU-s
 
     def stop_search(self) -> None:
         if self.oracle is not None:  # the tuner asks the oracle before each trial
@@ -525,7 +526,9 @@ class AutoKerasEngine:
                 "out_of_sample": oof_note, "holdout_kind": kind,
                 # what a refit after the champion gate trains again (``refit``)
                 "best_epochs": int(clock.best_epochs), "batch_size": int(batch_size),
-                "optimizer": _optimizer_config(clock.best_model)}
+                "optimizer": _optimizer_config(clock.best_model),
+                # what that costs, for the refit step's estimate (``refit_seconds``)
+                "recipe_fit": _recipe_fit(clock, len(x), len(fit_idx))}
         (workdir / "engine.json").write_text(json.dumps(info, indent=2))
         log.info("AutoKeras leader %s after %.1fs (%d trials%s); validation %s; seconds %s", leader,
                  search_seconds, len(board), ", deadline reached" if clock.expired else "", cv,
@@ -593,8 +596,13 @@ class AutoKerasEngine:
         x = encoding.transform(features)
         y, _codes = self._encode_target(target, task, classes, encoding)
         gated = _load_keras_model(artifact_dir / MODEL_FILE)
+        fit_started, fit_cpu = time.monotonic(), time.process_time()
         model, last_loss = _fit_clone(gated, info["optimizer"], _task_loss(task), x, y, epochs,
                                       batch_size, int(budget.seed))
+        fitted = {"rows": len(x), "epochs": epochs,
+                  "seconds": round(time.monotonic() - fit_started, 3),
+                  "cpu_seconds": round(time.process_time() - fit_cpu, 3),
+                  "source": "the refit after the champion gate"}
         if not math.isfinite(last_loss):
             raise TrainingError(f"the refit ended with a non-finite loss ({last_loss})")
         if workdir.exists():
@@ -607,14 +615,43 @@ class AutoKerasEngine:
             raise TrainingError(note)
         seconds = round(time.monotonic() - started, 2)
         info.update({"fitted_rows": len(x), "refit": note, "refit_seconds": seconds,
-                     "device": device})
+                     "device": device, "recipe_fit": fitted})
         (workdir / "engine.json").write_text(json.dumps(info, indent=2))
         return EngineResult(
             engine=self.name, artifact_dir=workdir, leader=str(info.get("leader", "")),
             leaderboard=pd.DataFrame({"trial": [info.get("leader", "")]}), device=device,
             params={"refit": note, "refit_seconds": seconds, "epochs": epochs,
-                    "batch_size": batch_size},
+                    "batch_size": batch_size, "fit_seconds": fitted["seconds"],
+                    "fit_cpu_seconds": fitted["cpu_seconds"]},
             fitted_rows=len(x))
+
+    def refit_seconds(self, artifact_dir: Path, trained_rows: int, rows: int
+                      ) -> tuple[float, str] | None:
+        """About how long ``refit`` of the network in ``artifact_dir`` takes on ``rows`` rows,
+        its fit alone (no TensorFlow import, no save): the same recipe's own recorded fit
+        (``engine.json``'s ``recipe_fit``: the training's refit on every training row for the
+        best epoch count, else the best trial's epochs), scaled linearly by ``rows`` over the
+        rows it fitted (same epochs and batch size: the work per epoch is linear in the
+        rows). With the basis, for the reason a refit is or is not made. None when the folder
+        records no fit time (a package from before they were kept, whose training refit did
+        not run either). ``trained_rows`` is not needed: the record says its own rows."""
+        from autokfp.modeling.feature_file import FRAME_ENGINE_MAX_ROWS
+
+        try:
+            info = json.loads((Path(artifact_dir) / "engine.json").read_text())
+        except (OSError, ValueError):
+            return None
+        fit = info.get("recipe_fit") or _older_recipe_fit(info)
+        try:
+            seconds, fitted = float(fit["seconds"]), int(fit["rows"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not (math.isfinite(seconds) and seconds > 0 and fitted > 0):
+            return None
+        rows = min(int(rows), FRAME_ENGINE_MAX_ROWS)  # a frame engine trains on that many
+        basis = (f"{fit.get('source', 'a fit of the recipe')}: {seconds:.1f}s for "
+                 f"{fit.get('epochs', '?')} epochs on {fitted} rows")
+        return round(seconds * rows / fitted, 1), basis
 
     def _params(self, budget: Any, batch_size: int, trials: int, deadline_reached: bool,
                 refit_note: str, fitted_rows: int) -> dict[str, Any]:
@@ -672,10 +709,11 @@ def _refit_all_rows(clock: _SearchClock, x: np.ndarray, y: np.ndarray, batch_siz
                       f"refit_max_share of the budget ({limit_seconds:.0f}s); the search's "
                       f"model (fitted on {searched_rows} rows) is exported")
     try:
-        fit_started = time.monotonic()
+        fit_started, fit_cpu = time.monotonic(), time.process_time()
         model, last_loss = _fit_clone(best, keras.optimizers.serialize(best.optimizer),
                                       best.loss, x, y, epochs, batch_size, seed)
         clock.refit_fit_seconds = time.monotonic() - fit_started
+        clock.refit_fit_cpu_seconds = time.process_time() - fit_cpu
     except (RuntimeError, ValueError, TypeError) as exc:
         return None, f"failed ({type(exc).__name__}: {exc}); the search's model is exported"
     if not math.isfinite(last_loss):
@@ -692,6 +730,36 @@ def _refit_all_rows(clock: _SearchClock, x: np.ndarray, y: np.ndarray, batch_siz
                       "is exported")
     return model, (f"on all {len(x)} training rows for {epochs} epochs (the search's model "
                    f"was fitted on {searched_rows}; loss {refit_loss:.4f} vs {search_loss:.4f})")
+
+
+def _recipe_fit(clock: _SearchClock, rows: int, searched_rows: int) -> dict[str, Any] | None:
+    """What fitting the chosen recipe (its architecture from fresh weights, its epochs) cost
+    in training, for ``refit_seconds``: the refit on every training row when it ran (its
+    training alone, measured), else the best trial's epochs on the rows it was fitted on
+    (seconds per epoch from its trial, tracing included); None without a best epoch."""
+    if clock.best_epochs < 1:
+        return None
+    if clock.refit_fit_seconds is not None:
+        return {"rows": int(rows), "epochs": int(clock.best_epochs),
+                "seconds": round(clock.refit_fit_seconds, 3),
+                "cpu_seconds": round(clock.refit_fit_cpu_seconds or 0.0, 3),
+                "source": "the training's refit on every training row"}
+    if clock.best_epoch_seconds <= 0:
+        return None
+    return {"rows": int(searched_rows), "epochs": int(clock.best_epochs),
+            "seconds": round(clock.best_epoch_seconds * clock.best_epochs, 3),
+            "source": "the best trial's epochs"}
+
+
+def _older_recipe_fit(info: dict[str, Any]) -> dict[str, Any] | None:
+    """A package from before ``recipe_fit`` was kept: its training refit's seconds (save
+    and reload check included, so it errs high) when that refit ran on its ``fitted_rows``."""
+    seconds = (info.get("seconds") or {}).get("refit")
+    if not seconds or not str(info.get("refit", "")).startswith("on all "):
+        return None
+    return {"rows": info.get("fitted_rows"), "epochs": info.get("best_epochs"),
+            "seconds": seconds, "source": "the training's refit on every training row "
+                                          "(its save and check included)"}
 
 
 def _fit_clone(source: Any, optimizer: dict[str, Any], loss: Any, x: np.ndarray, y: np.ndarray,

@@ -232,3 +232,99 @@ def test_the_estimate_adds_the_start_and_the_checks_to_both_fits(tmp_path) -> No
     (package / "artifacts" / "meta.json").write_text("{not json")
     seconds, basis = refit_estimate(_config(), str(package), 9_000, 18_000)
     assert seconds is None and "the estimate failed" in basis
+
+
+# -- AutoKeras: its refit's time from the recipe's own recorded fit ---------------------------
+
+def _keras_package(folder, engine_json: dict[str, Any], trained_rows: int = 480):
+    """An AutoKeras package's meta and engine record as training leaves them. No TensorFlow."""
+    import json
+
+    (folder / "artifacts" / "engine").mkdir(parents=True, exist_ok=True)
+    (folder / "artifacts" / "engine" / "engine.json").write_text(json.dumps(engine_json))
+    (folder / "artifacts" / "meta.json").write_text(json.dumps(
+        {"engine": "autokeras", "task": "regression", "target": "y", "primary_metric": "rmse",
+         "trained_rows": trained_rows, "fitted_rows": trained_rows}))
+    return folder
+
+
+def test_autokeras_refit_time_is_estimated_from_its_own_recorded_fit(tmp_path) -> None:
+    """Linear in the rows at the recipe's epochs and batch size: the training's refit (every
+    training row, the best epoch count) when it ran, else the best trial's epochs; a
+    package from before ``recipe_fit`` was kept falls back on its training refit's seconds
+    (save and check included); none of them: no estimate (the row cap alone decides)."""
+    from autokfp.training.autokeras_engine import AutoKerasEngine
+
+    engine = AutoKerasEngine()
+    folder = tmp_path / "engine"
+    folder.mkdir()
+
+    def estimate(record: dict[str, Any], rows: int) -> Any:
+        import json
+
+        (folder / "engine.json").write_text(json.dumps(record))
+        return engine.refit_seconds(folder, 1_000, rows)
+
+    refit = {"recipe_fit": {"rows": 35_414, "epochs": 99, "seconds": 29.6,
+                            "source": "the training's refit on every training row"}}
+    seconds, basis = estimate(refit, 40_455)
+    assert seconds == round(29.6 * 40_455 / 35_414, 1), basis
+    assert "29.6s for 99 epochs on 35414 rows" in basis and "training's refit" in basis
+    trial = {"recipe_fit": {"rows": 800, "epochs": 12, "seconds": 6.0,
+                            "source": "the best trial's epochs"}}
+    assert estimate(trial, 2_000)[0] == 15.0
+    older = {"best_epochs": 99, "fitted_rows": 35_414, "seconds": {"refit": 29.6},
+             "refit": "on all 35414 training rows for 99 epochs (...)"}
+    seconds, basis = estimate(older, 40_455)
+    assert seconds == round(29.6 * 40_455 / 35_414, 1) and "save and check" in basis
+    for unknown in ({"best_epochs": 5, "fitted_rows": 800, "seconds": {"refit": 3.0},
+                     "refit": "skipped: about 90s by the best trial's epochs, ..."},
+                    {"best_epochs": 5}, {"recipe_fit": None},
+                    {"recipe_fit": {"rows": 0, "seconds": 3.0}}):
+        assert estimate(unknown, 1_000) is None, unknown
+
+
+def test_an_autokeras_table_over_refit_max_rows_is_refitted_or_not_by_its_estimate(
+        tmp_path, autokfp_home) -> None:
+    """``auto`` over ``training.refit_max_rows``: an AutoKeras package is judged by its
+    estimate as H2O's is (it used to be 'cannot be estimated', the row cap alone). Over
+    ``refit_max_secs`` the gated model serves, and the served package, the UI's metadata,
+    the metrics and the model card say why, with the estimate and its basis."""
+    import json
+
+    import pandas as pd
+
+    from autokfp.governance.model_card import _metrics_section
+    from autokfp.steps.refit_model import REFIT_OVERHEAD_SECS, refit_estimate, refit_model
+
+    package = _keras_package(tmp_path / "model", {"recipe_fit": {
+        "rows": 480, "epochs": 6, "seconds": 4.8, "source": "the training's refit on every "
+                                                           "training row"}})
+    seconds, basis = refit_estimate(_config(), str(package), 480, 600)
+    assert seconds == REFIT_OVERHEAD_SECS + 4.8 + 6.0, basis
+    assert "5s on the 480 training rows" in basis and "6s on all 600" in basis, basis
+    train, test = tmp_path / "train.parquet", tmp_path / "test.parquet"
+    pd.DataFrame({"x": range(480), "y": 1.0}).to_parquet(train)
+    pd.DataFrame({"x": range(120), "y": 1.0}).to_parquet(test)
+    evaluation = tmp_path / "evaluation.json"
+    evaluation.write_text(json.dumps({"comparison": {"promote": True}}))
+    out = tmp_path / "served"
+    cfg = _config(refit_for_serving="auto", refit_max_rows=100, refit_max_secs=60)
+    result = refit_model(cfg, str(package), str(evaluation), str(train), str(test), str(out))
+    assert result.served == "gated" and result.outcome == "not wanted"
+    reason = result.reason
+    assert "600 labelled rows, over training.refit_max_rows (100)" in reason, reason
+    assert f"estimated at {seconds:.0f}s" in reason and "training.refit_max_secs (60s)" in reason
+    assert "4.8s for 6 epochs on 480 rows" in reason  # the basis
+    assert result.figures["refit_estimate_seconds"] == seconds
+    served = json.loads((out / "artifacts" / "meta.json").read_text())
+    assert served["serving"] == {"model": "gated", "fitted_rows": 480, "reason": reason,
+                                 "refit": "not wanted"}
+    card = "\n".join(_metrics_section({"metrics": {"rmse": 1.0}, "test_rows": 120}, {}, served))
+    assert reason in card
+    # within the bound it is wanted (the refit itself: test_refit_for_serving, AutoKeras)
+    from autokfp.steps.refit_model import refit_wanted
+
+    within = _config(refit_for_serving="auto", refit_max_rows=100, refit_max_secs=600)
+    assert refit_wanted(within, {"comparison": {"promote": True}}, 600,
+                        lambda: refit_estimate(within, str(package), 480, 600)) == ""
