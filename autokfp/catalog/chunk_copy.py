@@ -373,11 +373,13 @@ def _finish(config: RunConfig, source: Any, copied: tuple[pd.DataFrame, int, Pat
 
 
 def sql_chunks(source: SqlSource, table_name: str, chunk_rows: int = CHUNK_ROWS,
-               dates: dict[str, bool] | None = None) -> Iterator[pd.DataFrame]:
+               dates: dict[str, bool] | None = None,
+               unparsed: dict[str, list[Any]] | None = None) -> Iterator[pd.DataFrame]:
     """A table's rows as ``load_dataset`` reads them (``pd.read_sql`` of ``SELECT *``, text
     dates parsed), ``chunk_rows`` at a time over a server-side cursor; the text columns of
     ``dates`` parsed (True) or kept as text (False) as the whole table's values decided
-    (``_decide_dates``)."""
+    (``_decide_dates``); ``unparsed``: ``parse_datetime_text``'s count of values that are
+    not dates made missing, over all chunks."""
     from autokfp.catalog.sources.sql import _engine, _select_all
 
     engine = _engine(source)
@@ -386,7 +388,7 @@ def sql_chunks(source: SqlSource, table_name: str, chunk_rows: int = CHUNK_ROWS,
         query = query.execution_options(stream_results=True, max_row_buffer=chunk_rows)
         with engine.connect() as connection:
             for chunk in pd.read_sql(query, connection, chunksize=chunk_rows):
-                yield parse_datetime_text(chunk, dates)
+                yield parse_datetime_text(chunk, dates, unparsed)
     finally:
         engine.dispose()
 
@@ -422,9 +424,13 @@ def _decide_dates(source: SqlSource, table_name: str, name: str, chunk_rows: int
 
 def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
                      sample_rows: int = DEFAULT_MAX_ROWS,
-                     chunk_rows: int = CHUNK_ROWS) -> DatasetSchema | None:
+                     chunk_rows: int = CHUNK_ROWS,
+                     changes: list[str] | None = None) -> DatasetSchema | None:
     """``load_dataset`` for a table of a SQL source, streamed (see the module); None,
-    writing nothing, for any other dataset or a table it cannot copy as pandas reads it."""
+    writing nothing, for any other dataset or a table it cannot copy as pandas reads it.
+    Text that is not dates in a column parsed as dates (made missing, as ``load_dataset``
+    does) is appended to ``changes``, as ``load_dataset`` records it in ``DATA_CHANGES``."""
+    from autokfp.catalog.profiling import unparsed_date_notes
     from autokfp.catalog.sources.sql import _sql_location, _sql_platform_of
 
     source_name, _, table_name = dataset_id.partition("/")
@@ -439,9 +445,10 @@ def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
         for _ in range(MAX_PASSES):  # each pass may find a column of text dates in some
             # chunks only, which the whole table's values then decide (two passes more)
             read.clear()
+            unparsed: dict[str, list[Any]] = {}
             try:
-                copied = _copy(_counted(sql_chunks(source, table_name, chunk_rows, dates),
-                                        read), out_path, sample_rows)
+                copied = _copy(_counted(sql_chunks(source, table_name, chunk_rows, dates,
+                                                   unparsed), read), out_path, sample_rows)
                 break
             except MixedDates as mixed:
                 if mixed.name in dates:
@@ -458,8 +465,11 @@ def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
             "%s is loaded whole, not streamed: %s; pandas holds the whole table in memory",
             dataset_id, reason))
         return None
-    return _finish(config, source, copied, out_path, dataset_id, _sql_platform_of(source),
-                   _sql_location(source), None, sample_rows)
+    schema = _finish(config, source, copied, out_path, dataset_id, _sql_platform_of(source),
+                     _sql_location(source), None, sample_rows)
+    if changes is not None:
+        changes.extend(unparsed_date_notes(unparsed, schema.column_names, dataset_id))
+    return schema
 
 
 class _TextColumns:

@@ -357,14 +357,15 @@ def looks_like_datetime_text(series: pd.Series) -> bool:
     return _datetime_sample(series)[0] is not None
 
 
-def parse_datetime_text(df: pd.DataFrame,
-                        decided: Mapping[str, bool] | None = None) -> pd.DataFrame:
+def parse_datetime_text(df: pd.DataFrame, decided: Mapping[str, bool] | None = None,
+                        unparsed: dict[str, list[Any]] | None = None) -> pd.DataFrame:
     """Convert text columns that hold dates/times to ``datetime64`` (SQLite stores them as text).
 
     Timezone-aware strings are converted to UTC and made naive so one column has one dtype.
     ``decided``: columns whose answer is given (parsed: True, kept as text: False) rather
     than found from their own values (what the whole table's values decided, for a chunk of
-    it: ``chunk_copy``).
+    it: ``chunk_copy``). ``unparsed`` gathers, per column parsed, how many values that are
+    not dates were made missing and the first of them (``unparsed_date_notes``).
     """
     out = df
     decided = decided or {}
@@ -382,10 +383,25 @@ def parse_datetime_text(df: pd.DataFrame,
                 parsed = sample.reindex(column.index)
             else:
                 parsed = _to_datetime(column.where(column.notna(), None).astype(object))
+        if unparsed is not None:
+            lost = column.notna().to_numpy() & parsed.isna().to_numpy()
+            if lost.any():
+                entry = unparsed.setdefault(name, [0, str(column[lost].iloc[0])])
+                entry[0] += int(lost.sum())
         if out is df:
             out = df.copy()
         out[name] = parsed.dt.tz_convert(None) if parsed.dt.tz is not None else parsed
     return out
+
+
+def unparsed_date_notes(unparsed: dict[str, list[Any]], columns: Iterable[str],
+                        dataset: str) -> list[str]:
+    """The data changes of ``parse_datetime_text``'s ``unparsed``: a note per column (in the
+    order of ``columns``) whose values that are not dates were made missing."""
+    return [f"column '{name}' of '{dataset}' holds dates as text; {unparsed[name][0]} "
+            f"value{'s' if unparsed[name][0] > 1 else ''} that are not dates (e.g. "
+            f"'{unparsed[name][1][:40]}') were made missing. Fix them in the table if they "
+            "mean something" for name in columns if name in unparsed]
 
 
 def datetime_text_sample(non_null_count: int) -> np.ndarray | None:

@@ -113,14 +113,14 @@ def _write_training_data(cfg: RunConfig, dataset_path: str) -> tuple[Any, int, i
     from autokfp.catalog.discovery import copy_parquet_dataset, load_dataset, object_file
     from autokfp.catalog.sources.files import DATA_CHANGES
 
-    streamed: list[Any] = []  # what reading a streamed file changed (delimiter, latin-1)
+    streamed: list[Any] = []  # what reading a streamed dataset changed (latin-1, dates)
     dataset = cfg.training.dataset
     with object_file(cfg, dataset) as local:
         schema = (copy_parquet_dataset(cfg, dataset, dataset_path, local=local)
                   or copy_csv_dataset(cfg, dataset, dataset_path, changes=streamed, local=local)
                   or copy_jsonl_dataset(cfg, dataset, dataset_path, local=local,
                                         changes=streamed)
-                  or copy_sql_dataset(cfg, dataset, dataset_path))
+                  or copy_sql_dataset(cfg, dataset, dataset_path, changes=streamed))
     if schema is not None:
         return schema, schema.row_count, len(schema.columns), streamed
     frame, schema = load_dataset(cfg, cfg.training.dataset)

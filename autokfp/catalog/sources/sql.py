@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from autokfp.catalog.profiling import parse_datetime_text, profile_frame
+from autokfp.catalog.profiling import parse_datetime_text, profile_frame, unparsed_date_notes
 from autokfp.catalog.sources.base import (
     CrawlCache,
     DiscoveredDataset,
@@ -419,7 +419,14 @@ def _read_table(source: SqlSource, table_name: str) -> pd.DataFrame:
         engine.dispose()
     if len(df) == 0:
         raise empty_error(f"{source.name}/{table_name}")
-    return parse_datetime_text(df)
+    from autokfp.catalog.sources.files import DATA_CHANGES
+
+    unparsed: dict[str, list[Any]] = {}
+    df = parse_datetime_text(df, unparsed=unparsed)
+    # what reading it changed (the discover step reports and audits it)
+    df.attrs[DATA_CHANGES] = unparsed_date_notes(unparsed, df.columns,
+                                                 f"{source.name}/{table_name}")
+    return df
 
 
 def _declared_columns(inspector, source: SqlSource, table_name: str,

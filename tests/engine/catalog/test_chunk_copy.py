@@ -110,7 +110,8 @@ def test_sql_text_dates_in_some_chunks_only_are_decided_by_the_whole_column(
     """A text column that is dates in some chunks and not in others: pandas' whole read
     parses it or keeps it as text by testing the whole column's values (a sample of 1,000 of
     them, or every one), so the copy draws the same values from the table (two passes more)
-    and reads it again so: the same frame and profile."""
+    and reads it again so: the same frame and profile, and the same note of the values that
+    are not dates made missing (now reported by both)."""
     from autokfp.catalog import chunk_copy
 
     server, source = database
@@ -129,12 +130,28 @@ def test_sql_text_dates_in_some_chunks_only_are_decided_by_the_whole_column(
 
     monkeypatch.setattr(chunk_copy, "_decide_dates", counted)
     out = tmp_path / "dataset.parquet"
-    schema = copy_sql_dataset(config, "db/dates", str(out), chunk_rows=300)
+    changes: list[str] = []
+    schema = copy_sql_dataset(config, "db/dates", str(out), chunk_rows=300, changes=changes)
     assert schema is not None
     pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
     assert schema.to_dict() == loaded.to_dict()
     assert sorted(decided) == [("due", False), ("rare", True), ("seen", True)]
     assert not list(tmp_path.glob(".*tmp*"))
+    # the text made missing is reported, by the whole read and the copy alike
+    from autokfp.catalog.sources.files import DATA_CHANGES
+
+    assert changes == frame.attrs[DATA_CHANGES] and len(changes) == 2
+    assert "'seen'" in changes[0] and "40 values" in changes[0] and "'soon'" in changes[0]
+    assert "'rare'" in changes[1] and "20 values" in changes[1] and "'n/k'" in changes[1]
+    from autokfp.catalog import discovery
+    from autokfp.steps.discover import _write_training_data
+
+    def no_whole_read(*args, **kwargs):
+        raise AssertionError("the table was loaded whole")
+
+    monkeypatch.setattr(discovery, "load_dataset", no_whole_read)
+    _, rows, _, reported = _write_training_data(config, str(tmp_path / "d.parquet"))
+    assert (rows, reported) == (3_000, changes)
 
 
 def _jsonl_frame(rows: int = 3_000) -> pd.DataFrame:
