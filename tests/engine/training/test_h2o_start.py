@@ -172,7 +172,10 @@ def test_a_jvm_still_starting_at_the_limit_is_reported_as_slow_and_not_retried(
     assert "had not failed" in message
     # one launch, waited for 3 s, stopped: no second and third try of 3 s each
     assert _launched(launches) == 1
-    assert seconds < 15, seconds
+    # waited the 3 s limit, not H2O's own 60 s: 6.4-7.6 s measured at load 15 (the launch,
+    # the wait, the stop), so 45 s (was 15 s, 2x that) is room for a loaded machine; the
+    # retries are told by the launch count above
+    assert seconds < 45, seconds
     assert not _running(home)
     assert H2OLocalServer._TIME_TO_START == 60
 
