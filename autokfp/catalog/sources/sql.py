@@ -656,6 +656,31 @@ def given_tables(tables: dict[str, DataHubTables]) -> Iterator[None]:
             _GIVEN.pop(name, None)
 
 
+def ddl_version(source: SqlSource) -> str | None:
+    """A token that changes with every DDL statement of a SQLite source (the SHA-256 of its
+    ``sqlite_master``: every table, view, index and trigger with its CREATE statement, one
+    query), else None: other databases have no such token short of reading their catalogs,
+    and a source that cannot be read has none. What a second pass's unchanged re-run checks
+    before it would run DataHub's source (``catalog.ingest._second_pass``)."""
+    import hashlib
+    import json
+
+    try:
+        if sql_platform(source.url) != "sqlite" or not _other_connections_see_it(source):
+            return None
+        engine = _engine(source)
+        try:
+            with engine.connect() as connection:
+                rows = connection.exec_driver_sql(
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master "
+                    "ORDER BY type, name").all()
+        finally:
+            engine.dispose()
+    except Exception:  # noqa: BLE001 - no token: DataHub's source runs, which says why
+        return None
+    return hashlib.sha256(json.dumps([list(r) for r in rows]).encode()).hexdigest()
+
+
 @register_source("sql")
 class SqlDatabase:
     """The tables of one database (all of them, or the configured ``tables``)."""

@@ -81,17 +81,33 @@ def test_a_sqlite_second_pass_writes_what_the_crawl_beside_datahub_writes(
     # the PII column's glossary term (DataHub's classification, in the replay) is there
     assert any("Email_Address" in row for row in out["second"]["lite"])
     _same(out)
-    # a dropped table: DataHub's stateful ingestion soft-deletes it, and the second pass
-    # runs (its fingerprint changed) and passes the removal on
+    from autokfp.catalog import ingest as ingest_module
     from autokfp.settings import Settings
 
     monkeypatch.setenv("AUTOKFP_HOME", str(tmp_path / "second"))
+    second = config.model_copy(update={"catalog": config.catalog.model_copy(
+        update={"sql_pass": "second"})})
+    runs: list[str | None] = []  # each DataHub run: its spool (a second pass's) or None
+    real = ingest_module.run_recipe
+    monkeypatch.setattr(ingest_module, "run_recipe", lambda *a, **k: (
+        runs.append(k.get("spool")), real(*a, **k))[1])
+    # the DDL is that of the last second pass: DataHub's source is not run again
+    assert ingest(second, settings=Settings.from_env()).skipped and runs == []
+    # rows added, no DDL: the crawl (DataHub's tables of the last run) sees the change and
+    # the whole recipe runs after it, as on the default path
+    with sqlite3.connect(db) as connection:
+        connection.execute("INSERT INTO contacts VALUES (50, 'x@mail.example.org')")
+    changed = ingest(second, settings=Settings.from_env())
+    assert runs == [None] and not changed.skipped
+    contacts = "urn:li:dataset:(urn:li:dataPlatform:sqlite,main.contacts,PROD)"
+    assert contacts in changed.datasets
+    # a dropped table (DDL): a second pass again; DataHub's stateful ingestion soft-deletes
+    # the table and the replay passes the removal on
     with sqlite3.connect(db) as connection:
         connection.execute("DROP TABLE contacts")
-    dropped = ingest(config.model_copy(update={"catalog": config.catalog.model_copy(
-        update={"sql_pass": "second"})}), settings=Settings.from_env())
-    assert dropped.removed == ["urn:li:dataset:(urn:li:dataPlatform:sqlite,main.contacts,PROD)"]
-    assert not dropped.skipped or "autokfp-churn-cat-warehouse" not in dropped.skipped
+    dropped = ingest(second, settings=Settings.from_env())
+    assert len(runs) == 2 and runs[1] is not None
+    assert dropped.removed == [contacts] and not dropped.skipped
 
 
 def _same(out: dict) -> None:
@@ -147,7 +163,7 @@ def test_the_second_pass_reads_the_tables_datahub_emitted(churn_sources, catalog
     from autokfp.catalog.store import CatalogStore
     from autokfp.settings import Settings
 
-    passed, given = ingest_module._second_pass(config, {"warehouse"}, str(work),
+    passed, given, _records = ingest_module._second_pass(config, {"warehouse"}, str(work),
                                                CatalogStore(Settings.from_env()))
     tables = given["warehouse"]
     assert tables.names == ["customers", "tiny", "tiny_view"]
