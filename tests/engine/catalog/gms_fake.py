@@ -29,6 +29,9 @@ It answers what DataHub's Python clients call, as GMS answers it:
 ``latency`` seconds pass before each POST is answered (a real GMS writes the batch to its
 database and search index before it answers), so a test can tell batches sent together
 from batches sent one after another (``most_in_flight``: the most POSTs answered at once).
+With ``together`` n, a POST also waits (up to ``TOGETHER_WAIT`` s) until n POSTs have been in
+flight at once, so a sender that sends n batches at a time is seen doing so however late a
+loaded machine starts its threads (0.15 s of latency alone saw 3 of 4 under load 16).
 ``fail_next`` queues statuses (503, 429, 500) answered to the next POSTs instead of taking
 them, to test the emitter's retries. ``fail_after_writing`` queues ``(n, status)`` for the
 next batch POSTs: the batch is checked, its first ``n`` aspects are stored (``None``: all of
@@ -166,12 +169,16 @@ def _unknown_field(sent: Any, known: Any, path: str) -> str | None:
     return None
 
 
+TOGETHER_WAIT = 10.0  # seconds a POST waits for ``together`` POSTs in flight at once
+
+
 class FakeGms:
     """A GMS stand-in that records every request, checks the token, validates what it is
     sent against DataHub's schemas and keeps the aspects."""
 
-    def __init__(self, token: str | None, latency: float = 0.0):
+    def __init__(self, token: str | None, latency: float = 0.0, together: int = 0):
         self.latency = latency
+        self.together = together
         self.in_flight = 0
         self.most_in_flight = 0
         self.requests: list[dict] = []
@@ -186,6 +193,7 @@ class FakeGms:
         # (aspects stored first, status answered) for the next batch POSTs
         self.fail_after_writing: list[tuple[int | None, int]] = []
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)  # notified as POSTs come in
         gms = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -239,6 +247,9 @@ class FakeGms:
                 with gms.lock:
                     gms.in_flight += 1
                     gms.most_in_flight = max(gms.most_in_flight, gms.in_flight)
+                    gms.arrived.notify_all()
+                    gms.arrived.wait_for(lambda: gms.most_in_flight >= gms.together,
+                                         timeout=TOGETHER_WAIT)
                 try:
                     if gms.latency:
                         time.sleep(gms.latency)

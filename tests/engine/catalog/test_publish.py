@@ -300,8 +300,8 @@ def test_a_gms_answering_503_is_retried_by_the_emitter(churn_sources) -> None:
 def test_gms_batches_are_sent_several_at_a_time_and_a_refused_one_is_named(
         churn_sources, monkeypatch) -> None:
     """A GMS answers a batch after writing it (the stand-in takes 0.15 s per request): 8
-    batches one after another take 8 answers' time, GMS_WORKERS at a time a quarter of it,
-    every aspect taken either way. A batch GMS refuses (its checks, before it writes) is
+    batches one after another take 8 answers' time; with 4 workers 4 are in flight at once
+    (the stand-in holds each until 4 are, or 10 s), every aspect taken either way. A batch GMS refuses (its checks, before it writes) is
     named with its aspects, nothing of it is written, and the error counts what GMS
     acknowledged."""
     import time
@@ -317,14 +317,19 @@ def test_gms_batches_are_sent_several_at_a_time_and_a_refused_one_is_named(
     monkeypatch.setattr(datahub, "_GMS_BATCH", 2)  # 15 aspects: 8 batches
     took = {}
     for workers in (1, 4):
-        with FakeGms(None, latency=0.15) as gms:
+        with FakeGms(None, latency=0.15, together=workers) as gms:
             started = time.perf_counter()
             assert emit_to_gms(proposals, gms.url, workers=workers) == 15
             took[workers] = time.perf_counter() - started
         assert gms.most_in_flight == workers
         assert sorted((p["entityUrn"], p["aspectName"]) for p in gms.proposals()) == sorted(
             (p.entityUrn, p.aspectName) for p in proposals)
-    assert took[1] >= 8 * 0.15 and took[4] < 0.5 * took[1], took
+    # the 4 workers are told by the stand-in's count of POSTs in flight at once, held until 4
+    # are: a serial sender never has 2 (and waits 10 s on each POST). Not by
+    # 'took[4] < 0.5 * took[1]': under load 16 took[1] was 6.8-10.5 s (the first emit also
+    # imports DataHub's emitter) and took[4] 1.1-2.6 s, one run saw 3 of 4 in flight, and
+    # with the import done by an earlier test the ratio was the per-request overhead's
+    assert took[1] >= 8 * 0.15, took  # one after another: 8 answers' latency at least
 
     wrong = MetadataChangeProposalWrapper(entityUrn=CUSTOMERS_URN,
                                           aspect=MLModelPropertiesClass())
