@@ -13,7 +13,10 @@ of each row (pandas reads that field as the index, which the discover step does 
 the copy skips it); ``text``, a JSON-lines file whose last records have text in a number
 column (pandas keeps an object column of numbers and text, which the step writes as text;
 the copy reads the file again with that column as text). Both were loaded whole until then.
-``late`` is the session-19 case above.
+``dates`` (``--format sqlite``), a SQLite table whose text date column is other text in its
+last 10,000 rows (a chunk that is not dates, a whole column that is); the copy draws the
+values ``parse_datetime_text`` tests from the whole column and reads the table again (the
+size printed is the database's: both tables). ``late`` is the session-19 case above.
 
 Each way runs in a fresh Python process: its peak resident memory (VmHWM) is measured
 after the imports and a warm-up copy of a small file, so "peak added" is what the copy adds,
@@ -25,6 +28,7 @@ script compares them).
     python scripts/benchmark_streamed_copy.py --mb 100 --format jsonl
     python scripts/benchmark_streamed_copy.py --mb 200 --case index
     python scripts/benchmark_streamed_copy.py --mb 100 --format jsonl --case text
+    python scripts/benchmark_streamed_copy.py --mb 150 --format sqlite --case dates
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ _CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 
-from autokfp.catalog.chunk_copy import copy_jsonl_dataset
+from autokfp.catalog.chunk_copy import copy_jsonl_dataset, copy_sql_dataset
 from autokfp.catalog.csv_stream import copy_csv_dataset
 from autokfp.catalog.discovery import load_dataset
 from autokfp.config import parse_config
@@ -58,10 +62,12 @@ def peak_kb():
             return int(line.split()[1])
 
 folder, fmt, name, out, way = sys.argv[1:]
-config = parse_config({"name": "b", "sources": [{"name": "f", "kind": "folder", "path": folder}],
+source = ({"name": "f", "kind": "sql", "url": f"sqlite:///{folder}/tables.db"} if fmt == "sqlite"
+          else {"name": "f", "kind": "folder", "path": folder})
+config = parse_config({"name": "b", "sources": [source],
                        "training": {"dataset": f"f/{name}", "target": "churned"}})
-copy = copy_csv_dataset if fmt == "csv" else copy_jsonl_dataset
-warm = f"f/warm.{fmt}"
+copy = {"csv": copy_csv_dataset, "jsonl": copy_jsonl_dataset, "sqlite": copy_sql_dataset}[fmt]
+warm = "f/warm" if fmt == "sqlite" else f"f/warm.{fmt}"
 assert copy(config, warm, out + ".warm", sample_rows=2_000) is not None
 load_dataset(config, warm, sample_rows=2_000)
 before, cpu, wall = peak_kb(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -88,6 +94,31 @@ def _frame(rows: int, seed: int = 4):
     return frame
 
 
+def _write_tables(folder: Path, rows: int) -> int:
+    """SQLite tables (``tables.db``) ``clean``, ``late`` and ``warm``: the churn frame with a
+    text date column ``due`` (SQLite keeps dates as text), which in ``late`` is other text
+    in its last 10,000 rows: the last chunk (100,000 rows) is not dates, the whole column
+    is (99% of its values). The rows (``late`` has 10,000 more)."""
+    import sqlite3
+
+    import pandas as pd
+
+    def dated(frame: pd.DataFrame, start: int) -> pd.DataFrame:
+        days = pd.Timestamp("2020-01-01") + pd.to_timedelta((start + frame.index) % 2_000, "D")
+        return frame.assign(due=days.strftime("%Y-%m-%d"))
+
+    with sqlite3.connect(folder / "tables.db") as connection:
+        dated(_frame(3_000), 0).to_sql("warm", connection, index=False)
+        piece = 200_000
+        for start in range(0, rows, piece):
+            part = dated(_frame(min(piece, rows - start), seed=start), start)
+            part.to_sql("clean", connection, index=False, if_exists="append")
+            part.to_sql("late", connection, index=False, if_exists="append")
+        _frame(10_000, seed=rows).assign(due="soon").to_sql("late", connection, index=False,
+                                                            if_exists="append")
+    return rows
+
+
 def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
     """``clean.<fmt>`` of about ``mb`` MB, ``late.<fmt>``: the same with its last rows the
     first block types otherwise, in latin-1 (``case`` late), its header without the first
@@ -95,8 +126,10 @@ def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
     ``warm.<fmt>``. The rows."""
     import pandas as pd
 
-    per_row = 190 if fmt == "csv" else 500  # bytes a row, measured on the churn frame
+    per_row = {"csv": 190, "jsonl": 500, "sqlite": 200}[fmt]  # bytes a row, the churn frame
     rows = mb * 1_000_000 // per_row
+    if case == "dates":
+        return _write_tables(folder, rows)
     piece = 200_000
     clean, late = folder / f"clean.{fmt}", folder / f"late.{fmt}"
 
@@ -132,7 +165,7 @@ def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
 
 
 def run(folder: Path, fmt: str, way: str) -> dict:
-    name = f"{'clean' if way == 'clean' else 'late'}.{fmt}"
+    name = f"{'clean' if way == 'clean' else 'late'}" + ("" if fmt == "sqlite" else f".{fmt}")
     out = folder / f"{way}.parquet"
     done = subprocess.run([sys.executable, "-c", _CHILD, str(folder), fmt, name, str(out), way],
                           capture_output=True, text=True, cwd=ROOT, timeout=3_600)
@@ -144,19 +177,21 @@ def run(folder: Path, fmt: str, way: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the file (MB)")
-    parser.add_argument("--format", choices=["csv", "jsonl"], default="csv")
-    parser.add_argument("--case", choices=["late", "index", "text"], default="late",
+    parser.add_argument("--format", choices=["csv", "jsonl", "sqlite"], default="csv")
+    parser.add_argument("--case", choices=["late", "index", "text", "dates"], default="late",
                         help="what the file has that the first block types otherwise")
     args = parser.parse_args()
-    if (args.case, args.format) in (("index", "jsonl"), ("text", "csv")):
-        parser.error(f"--case {args.case} is a {'csv' if args.case == 'index' else 'jsonl'} "
-                     "case")
+    fits = {"late": ("csv", "jsonl"), "index": ("csv",), "text": ("jsonl",),
+            "dates": ("sqlite",)}
+    if args.format not in fits[args.case]:
+        parser.error(f"--case {args.case} takes --format {' or '.join(fits[args.case])}")
     with tempfile.TemporaryDirectory(prefix="streamed-copy-") as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
         rows = write_files(folder, args.format, args.mb, args.case)
-        size = (folder / f"late.{args.format}").stat().st_size / 1e6
-        extra = 0 if args.case == "index" else 10
+        size = (folder / ("tables.db" if args.format == "sqlite" else f"late.{args.format}")
+                ).stat().st_size / 1e6
+        extra = {"index": 0, "dates": 10_000}.get(args.case, 10)
         print(f"{args.format} ({args.case}): {rows + extra:,} rows, {size:.0f} MB (written in "
               f"{time.perf_counter() - started:.0f} s); each way in a fresh process")
         results = {way: run(folder, args.format, way) for way in WAYS}
