@@ -187,14 +187,16 @@ def test_a_hung_candidate_delays_only_the_requests_in_flight_then_one_probe_at_a
     it again, and once the candidate answers again the split is back."""
     import asyncio
     import socket
-    import time
 
     from starlette.responses import Response
 
     from autokfp.serving import v1_route
 
     monkeypatch.setattr(v1_route, "AB_TIMEOUT_SECONDS", 0.5)
-    monkeypatch.setattr(v1_route, "AB_PAUSE_SECONDS", 1.0, raising=False)
+    # the product's 5 s pause (this test set 1.0 s and slept 1.1 s, so a test process
+    # descheduled for 1 s between the timeout and the 100 draws below saw the pause over);
+    # its end is brought about by moving the time the candidate failed back, not by a sleep
+    monkeypatch.setattr(v1_route, "AB_PAUSE_SECONDS", 5.0)
     hung = socket.socket()
     hung.bind(("127.0.0.1", 0))
     hung.listen(16)  # connections are accepted by the kernel; nothing ever answers
@@ -213,8 +215,8 @@ def test_a_hung_candidate_delays_only_the_requests_in_flight_then_one_probe_at_a
     try:
         split.url = f"http://127.0.0.1:{server.server_address[1]}/v1/models/{MODEL}:predict"
         split._client = None  # a client of the next event loop
-        time.sleep(1.1)  # the pause is over: one request (the probe) may try again ...
-        assert split.takes()
+        split._unreachable_at -= v1_route.AB_PAUSE_SECONDS  # the pause is over: one
+        assert split.takes()  # request (the probe) may try again ...
         assert not split.takes()  # ... alone while it is in flight
         answer = asyncio.run(first_request())
         assert answer is not None and b'"model_version": "2"' in answer.body
