@@ -2321,6 +2321,29 @@ def _pieces(path: str, size: int = 1 << 20) -> Iterator[str]:
 _SHARE_VERDICTS = True
 
 
+def _say_where_no_second_pass(config: RunConfig, user_recipe: bool,
+                              fallback: dict[str, str]) -> None:
+    """A WARNING for each SQL source ``catalog.sql_pass: second`` was set for and does not
+    apply to, with the reason (the default path runs it instead): a user's recipe, a GMS
+    (the second pass replays its records into the file sink and Lite only), or a source the
+    crawl reads alone (``crawl_only``)."""
+    sql = [s.name for s in config.sources if isinstance(s, SqlSource)]
+    if not sql:
+        return
+    if user_recipe:
+        why = "a recipe was given, and it runs as written"
+    elif gms_settings() is not None:
+        why = "a DataHub GMS is configured; the second pass writes to the file sink and Lite"
+    else:
+        for name in sql:
+            if name in fallback:
+                log.warning("catalog.sql_pass: second does not apply to SQL source %r (%s); "
+                            "it is catalogued as with sql_pass: beside", name, fallback[name])
+        return
+    log.warning("catalog.sql_pass: second does not apply (%s); SQL sources %s are "
+                "catalogued as with sql_pass: beside", why, ", ".join(map(repr, sql)))
+
+
 def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
            settings: Settings | None = None) -> IngestResult:
     """Catalog the sources through DataHub's own source plugins, with autokfp's aspects.
@@ -2369,6 +2392,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         second = {s.name for s in config.sources if recipe is None and isinstance(
             s, SqlSource) and config.catalog.sql_pass == "second" and s.name not in fallback
             and gms_settings() is None}
+        if config.catalog.sql_pass == "second":
+            _say_where_no_second_pass(config, recipe is not None, fallback)
         passed, given, kept_tables = _second_pass(config, second, work, store) if second \
             else ({}, {}, {})
         staged = _staged_jobs(config, set(fallback) | second, work, store) if (

@@ -170,3 +170,31 @@ def test_the_second_pass_reads_the_tables_datahub_emitted(churn_sources, catalog
     assert tables.views == {"tiny_view"}
     assert tables.declared["tiny"] == [["id", "INTEGER", "False"], ["label", "TEXT", "True"]]
     assert Path(passed["warehouse"].spool).exists()
+
+
+def test_sql_pass_second_where_it_cannot_apply_says_so(churn_sources, monkeypatch,
+                                                       caplog) -> None:
+    """``catalog.sql_pass: second`` set where it does not apply (a user's recipe, a GMS)
+    is not silent: a WARNING names the reason and the SQL sources catalogued as by default;
+    none without the flag's conflict."""
+    import logging
+
+    from autokfp.catalog import ingest as ingest_module
+
+    config, _folder, _db, _frame = churn_sources
+    second = config.model_copy(update={"catalog": config.catalog.model_copy(
+        update={"sql_pass": "second"})})
+    monkeypatch.delenv("DATAHUB_GMS_URL", raising=False)
+    with caplog.at_level(logging.WARNING, logger=ingest_module.log.name):
+        ingest_module._say_where_no_second_pass(second, False, {})
+        assert not caplog.records  # it applies: nothing to say
+        ingest_module._say_where_no_second_pass(second, True, {})
+        monkeypatch.setenv("DATAHUB_GMS_URL", "http://gms.example:8080")
+        ingest_module._say_where_no_second_pass(second, False, {})
+        monkeypatch.delenv("DATAHUB_GMS_URL")
+        ingest_module._say_where_no_second_pass(second, False, {"warehouse": "its reason"})
+    said = [record.getMessage() for record in caplog.records]
+    assert len(said) == 3, said
+    assert "a recipe was given" in said[0] and "'warehouse'" in said[0]
+    assert "GMS is configured" in said[1] and "'warehouse'" in said[1]
+    assert "'warehouse'" in said[2] and "its reason" in said[2]
