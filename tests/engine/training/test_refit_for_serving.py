@@ -455,8 +455,14 @@ def test_autokeras_refits_the_chosen_architecture_on_every_labelled_row(keras_pa
     trained = _engine_json(paths.model)["recipe_fit"]
     refitted = _engine_json(out)["recipe_fit"]
     assert refitted["rows"] == _rows(paths.train) + _rows(paths.test)
-    estimate = trained["cpu_seconds"] * refitted["rows"] / trained["rows"]
-    assert 0.25 * estimate <= refitted["cpu_seconds"] <= 2 * estimate, (trained, refitted)
+    if "cpu_seconds" in trained:
+        estimate = trained["cpu_seconds"] * refitted["rows"] / trained["rows"]
+        assert 0.25 * estimate <= refitted["cpu_seconds"] <= 2 * estimate, (trained, refitted)
+    else:  # the training's own refit was skipped (its estimate, by the best trial's wall
+        # epoch times, over the budget's share on a loaded machine): the estimate then
+        # stands on the best trial's epochs, wall time, which load makes no measure to check
+        assert trained["source"] == "the best trial's epochs", trained
+        assert trained["seconds"] > 0 and trained["rows"] < refitted["rows"], trained
     train_rows, test_rows = _rows(paths.train), _rows(paths.test)
     served = _meta(out)
     assert served["fitted_rows"] == train_rows + test_rows
