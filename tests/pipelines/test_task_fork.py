@@ -116,18 +116,25 @@ def test_forked_tasks_are_isolated_processes_and_a_failure_fails_the_run(runner,
 
 def test_a_task_that_comes_before_the_worker_is_ready_runs_as_kfp_local_runs_it(
         runner, tmp_path, monkeypatch):
-    """The first tasks do not wait for the worker's imports (a module here that takes 20 s
-    to import keeps it busy); once it is ready, it runs the tasks."""
+    """The first tasks do not wait for the worker's imports (a module here whose import
+    keeps it busy until the tasks have run: a file, not a 20 s sleep that a loaded machine's
+    two new interpreters could outlast); once it is ready, it runs the tasks."""
     import json
 
-    (tmp_path / "slow_preload.py").write_text("import time\ntime.sleep(20)\n")
+    release = tmp_path / "release-preload"
+    (tmp_path / "slow_preload.py").write_text(
+        f"import os, time\ndeadline = time.monotonic() + 300\n"
+        f"while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:\n"
+        f"    time.sleep(0.05)\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     with taskfork.forked_tasks(first=("slow_preload",)) as worker:
         assert worker is not None
         result = json.loads(two_tasks().output)
         worker_pid = worker._process.pid
+        assert not worker.ready(wait=0)  # still importing while both tasks ran
         assert result["before"]["ppid"] != worker_pid  # the first task was not forked
         assert result["marker"] == "written by first"
+        release.write_text("")
         assert worker.ready(wait=120)
         forked = worker.forked
         again = json.loads(two_tasks().output)
@@ -137,19 +144,25 @@ def test_a_task_that_comes_before_the_worker_is_ready_runs_as_kfp_local_runs_it(
 def test_the_worker_takes_tasks_before_its_later_imports(runner, tmp_path, monkeypatch):
     """Once it has imported what the first tasks need, the worker takes tasks and imports the
     rest one module at a time while no task waits (here, after MLflow and the others, a
-    module that takes 12 s to import): tasks are forked meanwhile, and the imports go on."""
+    module whose import lasts until the tasks have run: a file, was a 12 s sleep): tasks are
+    forked meanwhile, and the imports go on."""
     import json
 
-    done = tmp_path / "later-imported"
+    done, release = tmp_path / "later-imported", tmp_path / "release-later"
     (tmp_path / "slow_later.py").write_text(
-        f"import time\ntime.sleep(12)\nopen({str(done)!r}, 'w').write('done')\n")
+        f"import os, time\ndeadline = time.monotonic() + 300\n"
+        f"while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:\n"
+        f"    time.sleep(0.05)\n"
+        f"open({str(done)!r}, 'w').write('done')\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     with taskfork.forked_tasks(preload=("slow_later",)) as worker:
         assert worker is not None
         assert worker.ready(wait=120)
         assert not done.exists()  # ready before its later import ended
         result = json.loads(two_tasks().output)
+        assert not done.exists()  # both tasks forked while it still imported
         assert worker.forked == 2 and result["before"]["ppid"] == worker._process.pid
+        release.write_text("")
         deadline = time.monotonic() + 120
         while not done.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
