@@ -2115,18 +2115,32 @@ def _second_pass(config: RunConfig, names: Iterable[str], work: str, store: Any
         try:
             item = recipe_for(config, source, work)
         except Exception as exc:  # noqa: BLE001 - the run after the crawl says why
-            log.debug("source %s gets no second pass: %s", source.name, exc)
+            log.warning("catalog.sql_pass: second: source %s gets no second pass (its "
+                        "recipe cannot be built: %s); catalogued as with sql_pass: beside",
+                        source.name, exc)
             continue
         pipeline = _pipeline(item)
-        ddl = ddl_version(source)
+        state = ddl_version(source)
+        ddl = state[0] if state else None
+        # the recipe, the DataHub release and this record's format: an upgrade of DataHub
+        # (what its source emits) runs the source again
         recipe_key = hashlib.sha256(json.dumps(
-            {k: v for k, v in item["source"]["config"].items() if k != "stateful_ingestion"},
+            {"format": 2, "datahub": _datahub_version(), "source": {
+                k: v for k, v in item["source"]["config"].items()
+                if k != "stateful_ingestion"}},
             sort_keys=True, default=str).encode()).hexdigest()
         where = f"ingestion-state/{pipeline}.tables.json"
         last = store.read_json(where, None) if ddl else None
+        # the tables recorded last time must be every one the database has for this
+        # source (a table DataHub's source left out then, or a record edited since, would
+        # otherwise go without autokfp's aspects for as long as the DDL stays the same)
         if isinstance(last, dict) and last.get("ddl") == ddl and \
-                last.get("recipe") == recipe_key and store.read_json(
+                last.get("recipe") == recipe_key and state is not None and \
+                set(last.get("names") or ()) == state[1] and store.read_json(
                     f"ingestion-state/{pipeline}.done.json", None) is not None:
+            log.info("DataHub ingestion: source %s: DDL and recipe as at its last second "
+                     "pass; DataHub's source is not run again, its %d tables are reused",
+                     source.name, len(state[1]))
             tables[source.name] = DataHubTables(
                 names=list(last["names"]), views=set(last["views"]),
                 declared={k: list(v) for k, v in last["declared"].items()})
@@ -2319,6 +2333,16 @@ def _pieces(path: str, size: int = 1 << 20) -> Iterator[str]:
 # column. Not an option: False (DataHub's sample of every column typed again, the code before
 # the crawl's verdicts were shared) is only for a test to show what sharing changes
 _SHARE_VERDICTS = True
+
+
+def _datahub_version() -> str:
+    """The installed acryl-datahub release ("" when its metadata cannot be read)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("acryl-datahub")
+    except metadata.PackageNotFoundError:
+        return ""
 
 
 def _say_where_no_second_pass(config: RunConfig, user_recipe: bool,

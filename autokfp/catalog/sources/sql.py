@@ -656,12 +656,14 @@ def given_tables(tables: dict[str, DataHubTables]) -> Iterator[None]:
             _GIVEN.pop(name, None)
 
 
-def ddl_version(source: SqlSource) -> str | None:
+def ddl_version(source: SqlSource) -> tuple[str, set[str]] | None:
     """A token that changes with every DDL statement of a SQLite source (the SHA-256 of its
     ``sqlite_master``: every table, view, index and trigger with its CREATE statement, one
-    query), else None: other databases have no such token short of reading their catalogs,
-    and a source that cannot be read has none. What a second pass's unchanged re-run checks
-    before it would run DataHub's source (``catalog.ingest._second_pass``)."""
+    query) and the datasets DataHub's source of it should emit (its tables, and views
+    unless ``include_views`` is off, within ``tables`` when given), else None: other
+    databases have no such token short of reading their catalogs, and a source that cannot
+    be read has none. What a second pass's unchanged re-run checks before it would run
+    DataHub's source (``catalog.ingest._second_pass``)."""
     import hashlib
     import json
 
@@ -678,7 +680,12 @@ def ddl_version(source: SqlSource) -> str | None:
             engine.dispose()
     except Exception:  # noqa: BLE001 - no token: DataHub's source runs, which says why
         return None
-    return hashlib.sha256(json.dumps([list(r) for r in rows]).encode()).hexdigest()
+    kinds = {"table", "view"} if source.include_views else {"table"}
+    names = {str(name) for kind, name, *_ in rows
+             if kind in kinds and not str(name).startswith("sqlite_")}
+    if source.tables:
+        names &= set(source.tables)
+    return hashlib.sha256(json.dumps([list(r) for r in rows]).encode()).hexdigest(), names
 
 
 @register_source("sql")

@@ -93,6 +93,23 @@ def test_a_sqlite_second_pass_writes_what_the_crawl_beside_datahub_writes(
         runs.append(k.get("spool")), real(*a, **k))[1])
     # the DDL is that of the last second pass: DataHub's source is not run again
     assert ingest(second, settings=Settings.from_env()).skipped and runs == []
+    # ... unless the tables recorded then are not every one the database has (a table
+    # DataHub's source left out, a record edited since): the second pass runs again and
+    # records them all
+    from autokfp.catalog.store import CatalogStore
+
+    store = CatalogStore(Settings.from_env())
+    state = tmp_path / "second"
+    [kept] = [path for path in state.rglob("*.tables.json")]
+    name = "ingestion-state/" + kept.name
+    record = store.read_json(name, None)
+    assert "contacts" in record["names"], record
+    store.write_json(name, {**record, "names": [n for n in record["names"] if n != "contacts"]})
+    assert ingest(second, settings=Settings.from_env()).skipped
+    assert len(runs) == 1 and runs[0] is not None  # a second pass, DataHub's source run
+    assert "contacts" in store.read_json(name, None)["names"]
+    runs.clear()
+    assert ingest(second, settings=Settings.from_env()).skipped and runs == []
     # rows added, no DDL: the crawl (DataHub's tables of the last run) sees the change and
     # the whole recipe runs after it, as on the default path
     with sqlite3.connect(db) as connection:
