@@ -193,10 +193,11 @@ def test_a_hung_candidate_delays_only_the_requests_in_flight_then_one_probe_at_a
     from autokfp.serving import v1_route
 
     monkeypatch.setattr(v1_route, "AB_TIMEOUT_SECONDS", 0.5)
-    # the product's 5 s pause (this test set 1.0 s and slept 1.1 s, so a test process
-    # descheduled for 1 s between the timeout and the 100 draws below saw the pause over);
-    # its end is brought about by moving the time the candidate failed back, not by a sleep
-    monkeypatch.setattr(v1_route, "AB_PAUSE_SECONDS", 5.0)
+    # a pause no stall of the test process outlasts (this test once set 1.0 s and slept
+    # 1.1 s, so a test process descheduled for 1 s between the timeout and the 100 draws
+    # below saw the pause over); its end is brought about by moving the time the candidate
+    # failed back, not by a sleep
+    monkeypatch.setattr(v1_route, "AB_PAUSE_SECONDS", 3600.0)
     hung = socket.socket()
     hung.bind(("127.0.0.1", 0))
     hung.listen(16)  # connections are accepted by the kernel; nothing ever answers
@@ -214,7 +215,8 @@ def test_a_hung_candidate_delays_only_the_requests_in_flight_then_one_probe_at_a
                                                           "model_version": "2"})
     try:
         split.url = f"http://127.0.0.1:{server.server_address[1]}/v1/models/{MODEL}:predict"
-        split._client = None  # a client of the next event loop
+        split._client = None  # a client of the next event loop, with a timeout a loaded
+        monkeypatch.setattr(v1_route, "AB_TIMEOUT_SECONDS", 30.0)  # machine cannot outlast
         split._unreachable_at -= v1_route.AB_PAUSE_SECONDS  # the pause is over: one
         assert split.takes()  # request (the probe) may try again ...
         assert not split.takes()  # ... alone while it is in flight

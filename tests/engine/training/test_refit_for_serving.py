@@ -463,6 +463,10 @@ def test_autokeras_refits_the_chosen_architecture_on_every_labelled_row(keras_pa
         # stands on the best trial's epochs, wall time, which load makes no measure to check
         assert trained["source"] == "the best trial's epochs", trained
         assert trained["seconds"] > 0 and trained["rows"] < refitted["rows"], trained
+        # and that was why: the package says its refit was skipped over the budget's share
+        note = str(_engine_json(paths.model).get("refit", ""))
+        assert note.startswith("skipped: about") and "refit_max_share" in note, note
+    assert refitted["cpu_seconds"] > 0, refitted
     train_rows, test_rows = _rows(paths.train), _rows(paths.test)
     served = _meta(out)
     assert served["fitted_rows"] == train_rows + test_rows
