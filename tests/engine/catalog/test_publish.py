@@ -475,14 +475,20 @@ def test_an_aspect_sent_twice_keeps_its_last_value_when_batches_go_together(
     others = [p for p in proposals if p.aspectName != "datasetProperties"][:5]
     sent = [described("old"), others[0], others[1], others[2], described("new"), *others[3:]]
     emit, lock, sending, most = DataHubRestEmitter.emit_mcps, threading.Lock(), [0], [0]
+    started = threading.Condition(lock)
 
     def slow_first(self, batch, *args, **kwargs):
         with lock:
             sending[0] += 1
             most[0] = max(most[0], sending[0])
+            started.notify_all()
         try:
             if any(p.aspectName == "datasetProperties" and p.aspect.description == "old"
                    for p in batch):
+                # until another batch is sent beside it (up to 10 s: a loaded machine may
+                # start the next thread later than a fixed 0.6 s), then answers last
+                with lock:
+                    started.wait_for(lambda: most[0] >= 2, timeout=10)
                 time.sleep(0.6)  # the batch with the earlier value answers last
             return emit(self, batch, *args, **kwargs)
         finally:
