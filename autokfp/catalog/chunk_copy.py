@@ -519,8 +519,12 @@ class _Recorded:
         self.handle = handle
         self.lines: list[str] = []
 
-    def read(self, size: int = -1) -> str:  # pandas reads a chunk's lines by iterating
-        raise NotImplementedError("read by lines")
+    def read(self, size: int = -1) -> str:
+        # present so pandas takes this for a file; it reads a chunk's lines by iterating
+        # (``__next__`` records them). A pandas that read instead would bypass the record
+        # and pair chunks with the wrong lines: fail loudly rather than copy wrong values
+        raise RuntimeError("pandas read the JSON-lines file with read(), not by lines: "
+                           "this pandas version is not supported by the streamed copy")
 
     def __iter__(self) -> _Recorded:
         return self

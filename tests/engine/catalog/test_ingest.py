@@ -927,7 +927,6 @@ def test_datahubs_sources_beside_the_crawl_write_what_a_run_after_it_writes(
     differs from the one started before it, the staged run is dropped and the recipe runs
     after the crawl; no process is left behind."""
     import multiprocessing
-    import sqlite3
     import tempfile
 
     import autokfp.catalog.ingest as ingest_module
@@ -935,12 +934,7 @@ def test_datahubs_sources_beside_the_crawl_write_what_a_run_after_it_writes(
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     config, _folder, db, _frame = churn_sources
-    with sqlite3.connect(db) as connection:
-        connection.execute("CREATE TABLE contacts (id INTEGER, email TEXT)")
-        connection.executemany("INSERT INTO contacts VALUES (?, ?)",
-                               [(i, f"user{i}@mail.example.org") for i in range(50)])
-        connection.execute("CREATE VIEW churned AS SELECT customer_id FROM customers "
-                           "WHERE churned = 1")
+    add_contacts_and_a_view(db)
     staged: list[str] = []
     jobs = ingest_module._staged_jobs
     monkeypatch.setattr(ingest_module, "_staged_jobs", lambda *a: (
@@ -1299,3 +1293,16 @@ def test_the_ingestion_paths_crawl_reads_with_the_configs_workers(
     result = ingest(config)
     assert asked == [3]
     assert result.datasets == ["urn:li:dataset:(urn:li:dataPlatform:sqlite,main.t,PROD)"]
+
+
+def add_contacts_and_a_view(db) -> None:
+    """The churn SQLite warehouse plus a PII table (50 e-mail addresses, ``contacts``) and a
+    view (``churned``): what DataHub's classification and view handling are tested on."""
+    import sqlite3
+
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE contacts (id INTEGER, email TEXT)")
+        connection.executemany("INSERT INTO contacts VALUES (?, ?)",
+                               [(i, f"user{i}@mail.example.org") for i in range(50)])
+        connection.execute("CREATE VIEW churned AS SELECT customer_id FROM customers "
+                           "WHERE churned = 1")

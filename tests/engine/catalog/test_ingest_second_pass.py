@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from autokfp.catalog.ingest import ingest
-from tests.engine.catalog.test_ingest import _written
+from tests.engine.catalog.test_ingest import _written, add_contacts_and_a_view
 
 
 @pytest.fixture
@@ -70,12 +70,7 @@ def test_a_sqlite_second_pass_writes_what_the_crawl_beside_datahub_writes(
     # the SQL source alone: files are the crawl's on both paths (see ingest.py)
     config = config.model_copy(update={"sources": [
         s for s in config.sources if s.name == "warehouse"]})
-    with sqlite3.connect(db) as connection:
-        connection.execute("CREATE TABLE contacts (id INTEGER, email TEXT)")
-        connection.executemany("INSERT INTO contacts VALUES (?, ?)",
-                               [(i, f"user{i}@mail.example.org") for i in range(50)])
-        connection.execute("CREATE VIEW churned AS SELECT customer_id FROM customers "
-                           "WHERE churned = 1")
+    add_contacts_and_a_view(db)
     out = _both_paths(config, tmp_path, monkeypatch, no_own_listing)
     assert len(out["beside"]["lite"]) > 50
     # the PII column's glossary term (DataHub's classification, in the replay) is there
