@@ -81,6 +81,10 @@ def smoke_token(token_env: str | None) -> str | None:
     return token
 
 
+READY_ASK_SECS = 2.0  # the longest one readiness request may wait
+LAST_ASK_SECS = 0.5  # ... and the shortest, when the deadline has (nearly) passed
+
+
 def wait_ready(base_url: str, service: str, timeout: float, process: subprocess.Popen | None = None,
                token: str | None = None, client: PredictorClient | None = None) -> bool:
     """Poll the v2 model-ready endpoint until it answers 200 (or the process dies); a 401/403
@@ -92,7 +96,11 @@ def wait_ready(base_url: str, service: str, timeout: float, process: subprocess.
     while True:  # asked at least once, also with no time left
         if process is not None and process.poll() is not None:
             return False
-        if client.model_ready(service, timeout=2):
+        # one ask waits at most what is left of the deadline (2 s at most, 0.5 s at least:
+        # the last ask of a caller whose share is spent is short, not another 2 s on a
+        # server that accepts the connection and never answers)
+        ask = min(READY_ASK_SECS, max(LAST_ASK_SECS, deadline - time.monotonic()))
+        if client.model_ready(service, timeout=ask):
             return True
         if client.refused:
             raise DeploymentError(FORBIDDEN_HINT.format(status=client.refused))
