@@ -16,11 +16,15 @@ makes of the whole file:
 - text that is not UTF-8 is read as latin-1, as ``load_dataset`` falls back to it, and noted;
 - rows with more fields than the header: pandas reads the first fields (as many as the first
   row has more) as the frame's index, which the discover step does not write; the copy skips
-  them too, and both say so (``note_index_fields``).
-Anything else Arrow cannot read as pandas does (a row with fewer fields, which pandas fills
-with missing values; a column Arrow types otherwise) writes nothing and returns None: the
-caller loads the file whole, and a WARNING names the file, the reason and the memory pandas
-may take (``whole_warning``).
+  them too, and both say so (``note_index_fields``);
+- rows with fewer fields than the header, which pandas fills with missing values (and rows of
+  only spaces or tabs, which it skips): Arrow refuses such a row, so the copy starts over
+  reading the file serially, each such row handed to ``_ShortRows`` (Arrow numbers the rows
+  then), padded with empty fields, parsed with the batch's types and put back in its place;
+  both the whole read and the copy note it (``note_short_rows``).
+Anything else Arrow cannot read as pandas does (a value spanning lines, a column Arrow types
+otherwise) writes nothing and returns None: the caller loads the file whole, and a WARNING
+names the file, the reason and the memory pandas may take (``whole_warning``).
 """
 
 from __future__ import annotations
@@ -54,8 +58,9 @@ PANDAS_FALSE = ["False", "FALSE", "false"]
 # the memory pandas takes to read a file whole, per byte of the file (measured: a 38 MB CSV
 # grew the peak by 170 MB, a 16 MB JSON-lines file by 213 MB; tests/engine/catalog)
 WHOLE_FACTOR = {"csv": 5, "jsonl": 13}
-_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to \w+: "
-                         r"invalid value '(.*)'", re.S)
+_CONVERSION = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to \w+: "
+                         r"invalid value '(.*)'", re.S)  # rows are numbered when read serially
+_SHORT = re.compile(r"Expected (\d+) columns, got (\d+)")
 
 
 def whole_warning(dataset_id: str, path: Path, fmt: str, reason: str) -> None:
@@ -87,23 +92,126 @@ def _index_names(fields: int) -> list[str]:
     return [f"\0index{k}" for k in range(fields)]
 
 
+def _convert_options(column_types: dict[str, Any] | None = None,
+                     include_columns: list[str] | None = None) -> Any:
+    """Arrow's conversion held to pandas' (missing-value spellings, booleans, no dates)."""
+    import pyarrow.csv as pcsv
+
+    return pcsv.ConvertOptions(
+        null_values=PANDAS_NA, true_values=PANDAS_TRUE, false_values=PANDAS_FALSE,
+        strings_can_be_null=True, quoted_strings_can_be_null=True, timestamp_parsers=[],
+        column_types=column_types or {}, include_columns=include_columns or [])
+
+
 def _options(sep: str, block_bytes: int, encoding: str = "utf8",
              names: list[str] | None = None,
-             column_types: dict[str, Any] | None = None, index_fields: int = 0) -> Any:
+             column_types: dict[str, Any] | None = None, index_fields: int = 0,
+             short: _ShortRows | None = None) -> Any:
     """Arrow's options for the file; ``index_fields`` leading fields of each row (those
-    pandas makes the index) are named apart and not read into the batches."""
+    pandas makes the index) are named apart and not read into the batches. With ``short``,
+    rows with fewer fields go to it, read serially (Arrow numbers the rows only then)."""
     import pyarrow.csv as pcsv
 
     every = _index_names(index_fields) + names if names else None
     return dict(
         read_options=pcsv.ReadOptions(block_size=block_bytes, encoding=encoding,
-                                      column_names=every, skip_rows=1 if names else 0),
-        parse_options=pcsv.ParseOptions(delimiter=sep),
-        convert_options=pcsv.ConvertOptions(
-            null_values=PANDAS_NA, true_values=PANDAS_TRUE, false_values=PANDAS_FALSE,
-            strings_can_be_null=True, quoted_strings_can_be_null=True, timestamp_parsers=[],
-            column_types=column_types or {},
-            include_columns=names if index_fields and names else []))
+                                      column_names=every, skip_rows=1 if names else 0,
+                                      use_threads=short is None),
+        parse_options=pcsv.ParseOptions(
+            delimiter=sep, invalid_row_handler=short.handle if short is not None else None),
+        convert_options=_convert_options(column_types,
+                                         names if index_fields and names else None))
+
+
+class _ShortRows:
+    """The rows with fewer fields than the header of one pass over a file, as Arrow's
+    serial reader hands them over (``handle``), put back in their places in the batches
+    (``merge``): padded with empty fields (missing values, as pandas fills them) and parsed
+    with the batch's types. A row of only spaces or tabs is skipped, as pandas skips it.
+    A row with more fields is left to Arrow's error (pandas refuses it too)."""
+
+    def __init__(self, sep: str, names: list[str]) -> None:
+        from collections import deque
+
+        self.sep, self.names = sep, names
+        # (the row's place among the data rows, the padded text or None: skip it)
+        self.pending: deque[tuple[int, str | None]] = deque()
+        self.place = 0  # the next data row's place
+        self.count = 0
+        self.first: tuple[int, str] | None = None  # (data row, its text)
+
+    def handle(self, row: Any) -> str:
+        if row.number is None or row.actual_columns > row.expected_columns:
+            return "error"
+        place = row.number - 2  # Arrow counts the header as row 1
+        if not row.text.strip(" \t") and self.sep not in row.text:
+            self.pending.append((place, None))
+            return "skip"
+        self.count += 1
+        if self.first is None:
+            self.first = (place + 1, row.text)
+        self.pending.append((place, row.text + self.sep * (row.expected_columns
+                                                           - row.actual_columns)))
+        return "skip"
+
+    def merge(self, batch: Any) -> Any:
+        """``batch`` (the rows Arrow read) with the short rows of its places put back: a
+        table (as many rows as the batch has when none falls in it). _Widen when a short
+        row has a value the batch's type of its column cannot take."""
+        import numpy as np
+        import pyarrow as pa
+
+        if not self.pending:
+            self.place += batch.num_rows
+            return pa.Table.from_batches([batch])
+        texts: list[str] = []
+        order: list[int] = []  # places in batch + the parsed short rows
+        taken = 0
+        while taken < batch.num_rows or (self.pending and self.pending[0][0] == self.place):
+            if self.pending and self.pending[0][0] == self.place:
+                text = self.pending.popleft()[1]
+                if text is not None:
+                    order.append(batch.num_rows + len(texts))
+                    texts.append(text)
+            else:
+                if self.pending and self.pending[0][0] < self.place:
+                    raise _Unreadable("Arrow handed over a short row out of order")
+                order.append(taken)
+                taken += 1
+            self.place += 1
+        table = pa.Table.from_batches([batch])
+        if not texts:
+            return table
+        parsed = self._parse(texts, batch.schema)
+        return pa.concat_tables([table, parsed]).take(np.asarray(order, dtype=np.int64))
+
+    def finish(self, schema: Any) -> Any:
+        """The short rows after the last batch, parsed with ``schema`` (a table), or None."""
+        places = [place for place, _ in self.pending]
+        if places != list(range(self.place, self.place + len(places))):
+            raise _Unreadable("Arrow handed over a short row out of order")
+        texts = [text for _, text in self.pending if text is not None]
+        self.pending.clear()
+        return self._parse(texts, schema) if texts else None
+
+    def _parse(self, texts: list[str], schema: Any) -> Any:
+        import io
+
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        try:
+            return pcsv.read_csv(
+                io.BytesIO(("\n".join(texts) + "\n").encode()),
+                read_options=pcsv.ReadOptions(column_names=self.names, use_threads=False),
+                parse_options=pcsv.ParseOptions(delimiter=self.sep),
+                convert_options=_convert_options({f.name: f.type for f in schema}))
+        except pa.ArrowInvalid as exc:
+            found = _CONVERSION.search(str(exc))
+            if found is None:
+                raise
+            field = schema.field(self.names[int(found[1])])
+            raise _Widen(field.name, field.type, found[2]) from None
 
 
 class _Widen(Exception):
@@ -168,10 +276,11 @@ def _wider(kind: Any, value: str, was_null: bool) -> Any:
 
 
 def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[str, Any],
-                  from_null: set[str]) -> int | None:
+                  from_null: set[str], short: _ShortRows | None = None) -> int | None:
     """The file written to ``temp`` block by block: the rows; None when the first block
     needs ``types`` it did not have (``_first_block_types``: read it again). _Widen names a
-    column a later block has a value for that its type cannot take.
+    column a later block (or a short row: ``short``, which ``options`` hand them to) has a
+    value for that its type cannot take.
 
     The reader is dropped when this returns: closing it does not stop its read-ahead, whose
     blocks (~30 of them) stay allocated while it is referenced."""
@@ -186,8 +295,16 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
         with pq.ParquetWriter(str(temp), reader.schema) as writer:
             try:
                 for batch in reader:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
+                    if short is None:
+                        writer.write_batch(batch)
+                        rows += batch.num_rows
+                    else:
+                        table = short.merge(batch)
+                        writer.write_table(table, row_group_size=max(table.num_rows, 1))
+                        rows += table.num_rows
+                if short is not None and (rest := short.finish(reader.schema)) is not None:
+                    writer.write_table(rest)
+                    rows += rest.num_rows
             except pa.ArrowInvalid as exc:
                 found = _CONVERSION.search(str(exc))
                 if found is None:
@@ -199,13 +316,37 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
     return rows
 
 
+def short_rows(path: Path, sep: str, encoding: str,
+               names: list[str]) -> tuple[int, tuple[int, str] | None]:
+    """How many rows of the CSV file have fewer fields than its header (``names``), and the
+    first (its data row and text): what ``pd.read_csv`` filled with missing values without a
+    word (the whole read notes it: ``files.read_file``). One serial pass of Arrow's parser,
+    converting only the first column."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    short = _ShortRows(sep, names)
+    options = _options(sep, BLOCK_BYTES, encoding, names, short=short)
+    options["parse_options"].newlines_in_values = True  # only counted: pandas reads them
+    options["convert_options"] = _convert_options({names[0]: pa.string()}, names[:1])
+    with pcsv.open_csv(path, **options) as reader:
+        for _ in reader:
+            pass
+    return short.count, short.first
+
+
 def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[int, list[str]]:
     """Write the CSV file to ``temp`` as ``pd.read_csv`` reads it whole (see the module): the
     rows and what reading it changed. _Unreadable (or Arrow's error) when it cannot."""
     import pandas as pd
     import pyarrow as pa
 
-    from autokfp.catalog.sources.files import csv_layout, note_index_fields, note_latin1
+    from autokfp.catalog.sources.files import (
+        csv_layout,
+        note_index_fields,
+        note_latin1,
+        note_short_rows,
+    )
 
     def header(encoding: str) -> tuple[str, list[str], list[str], int]:
         """The delimiter, notes on the layout, the column names and how many leading fields
@@ -227,14 +368,19 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
         note_latin1(label, notes)
     types: dict[str, Any] = {}
     from_null: set[str] = set()
+    padded = False  # rows with fewer fields than the header: read serially, each padded
     for _ in range(MAX_PASSES):  # each pass over the file finds one column to widen (or
         # the first block's dates and empty columns, or the encoding); past MAX_PASSES
         # (columns empty until far into the file, one after another) read it whole rather
         # than pass over it again
+        short = _ShortRows(sep, names) if padded else None
         try:
             rows = _write_blocks(path, temp, _options(sep, block_bytes, encoding, names, types,
-                                                      index_fields), types, from_null)
+                                                      index_fields, short),
+                                 types, from_null, short)
             if rows is not None:
+                if short is not None and short.first is not None:
+                    note_short_rows(label, short.count, short.first, layout)
                 return rows, notes + layout
         except _Widen as late:
             if pa.types.is_string(late.kind):
@@ -243,7 +389,14 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
             types[late.name] = _wider(late.kind, late.value, late.name in from_null)
             log.debug("%s: column '%s' has %r in a later block; read it again as %s", label,
                       late.name, late.value[:80], types[late.name])
-        except (pa.ArrowInvalid, _Unreadable):
+        except (pa.ArrowInvalid, _Unreadable) as exc:
+            fields = _SHORT.search(str(exc))
+            if (not padded and not index_fields and fields is not None
+                    and int(fields[2]) < int(fields[1])):
+                padded = True  # read again with the short rows handed over
+                log.debug("%s: a row has fewer fields than the header; read it again "
+                          "serially, padding such rows", label)
+                continue
             if encoding != "utf-8" or is_utf8(path):
                 raise
             encoding = "latin-1"  # the whole file, header too, as pandas then reads it

@@ -149,6 +149,20 @@ def note_index_fields(label: str, fields: int, notes: list[str]) -> None:
     notes.append(note)
 
 
+def note_short_rows(label: str, count: int, first: tuple[int, str], notes: list[str]) -> None:
+    """Record (in ``notes``, the frame's ``DATA_CHANGES``) and log that ``count`` rows of the
+    CSV file ``label`` have fewer fields than its header (``first``: the first one's data
+    row and text): pandas fills the missing fields with missing values (the whole read and
+    the streamed copy alike)."""
+    row, text = first
+    note = (f"{count} row{'s' if count > 1 else ''} of '{label}' "
+            f"{'have' if count > 1 else 'has'} fewer fields than its header (the first: data "
+            f"row {row}, '{text[:40]}'); the missing fields were read as missing values. Fill "
+            "them in the file if they are known")
+    log.warning(note)
+    notes.append(note)
+
+
 def _with_encoding(
     label: str, fmt: str, work: Callable[[str], pd.DataFrame | tuple], notes: list[str]
 ) -> tuple[str, object]:
@@ -237,14 +251,36 @@ def read_file(path: Path, fmt: str, label: str) -> pd.DataFrame:
         return _restore_index(pd.read_parquet(path))
 
     notes: list[str] = []
-    _, df = _with_encoding(label, fmt, work, notes)
+    encoding, df = _with_encoding(label, fmt, work, notes)
     assert isinstance(df, pd.DataFrame)
     if len(df) == 0:
         raise empty_error(label)
     if fmt == "csv" and not isinstance(df.index, pd.RangeIndex):  # more fields than names
         note_index_fields(label, df.index.nlevels, layout)
+    elif fmt == "csv" and len(df.columns) > 1 and df.iloc[:, -1].isna().any():
+        # a row with fewer fields than the header has its last column missing: count them
+        _note_short_rows(path, encoding, label, [str(c) for c in df.columns], layout)
     df.attrs[DATA_CHANGES] = notes + layout
     return df
+
+
+def _note_short_rows(path: Path, encoding: str, label: str, names: list[str],
+                     notes: list[str]) -> None:
+    """Note the rows of a CSV file that pandas filled with missing values (fewer fields than
+    the header), counted by Arrow's parser as the streamed copy counts them."""
+    from autokfp.catalog.csv_stream import short_rows
+
+    sep, _ = csv_layout(path, encoding, label)
+    try:
+        count, first = short_rows(path, sep, encoding, names)
+    except Exception as exc:  # noqa: BLE001 - pandas read it: say what cannot be counted
+        note = (f"'{label}' may have rows with fewer fields than its header, read as missing "
+                f"values; they could not be counted ({describe(exc)})")
+        log.warning(note)
+        notes.append(note)
+        return
+    if first is not None:
+        note_short_rows(label, count, first, notes)
 
 
 def nested_json_fields(sample: pd.DataFrame) -> list[list[Any]]:

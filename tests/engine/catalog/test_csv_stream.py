@@ -141,28 +141,63 @@ def test_what_the_first_blocks_type_otherwise_is_read_as_the_whole_file(
         assert any("not UTF-8" in note for note in changes)
 
 
+def test_rows_with_fewer_fields_than_the_header_are_padded_as_pandas_pads_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows with fewer fields than the header (in the first block, later, in the last row,
+    one whose fields stop before an integer column that a later short row has a fraction in)
+    and a row of spaces: pandas fills the missing fields with missing values and skips the
+    blank row. The copy reads them so (serially, each short row padded and put back in its
+    place): ``load_dataset``'s frame, profile and notes; and the padding, silent in pandas,
+    is now a noted data change of both."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    lines = _frame().to_csv(index=False).splitlines(keepends=True)  # lines[0]: the header
+    lines[10] = lines[10].split(",", 1)[0] + "\n"  # only the id: in the first block
+    lines[2_500] = lines[2_500].rsplit(",", 1)[0] + "\n"  # no 'code'
+    fields = lines[2_600].split(",")
+    lines[2_600] = ",".join([*fields[:8], "2.5"]) + "\n"  # a fraction in 'tenure_months'
+    lines[2_999] = "  \n"  # pandas skips a row of spaces
+    lines[3_000] = lines[3_000].rsplit(",", 2)[0] + "\n"  # the last row
+    (folder / "short.csv").write_text("".join(lines))
+    config = _config(folder, "short.csv")
+    frame, _, changes = _copied_as_loaded(config, tmp_path / "dataset.parquet")
+    assert len(frame) == 2_999 and frame["tenure_months"].dtype == "float64"
+    assert frame.iloc[9, 1:].isna().all() and frame["code"].iloc[[2_499, 2_998]].isna().all()
+    assert frame["tenure_months"].iloc[2_599] == 2.5 and frame.iloc[2_599, 9:].isna().all()
+    assert len(changes) == 1 and "4 rows of" in changes[0] and "fewer fields" in changes[0]
+    assert "data row 10" in changes[0] and "short.csv" in changes[0]
+    # the discover step streams it and reports (audits) the note
+    from autokfp.catalog import discovery
+    from autokfp.steps.discover import _write_training_data
+
+    def no_whole_read(*args, **kwargs):
+        raise AssertionError("the file was loaded whole")
+
+    monkeypatch.setattr(discovery, "load_dataset", no_whole_read)
+    _, rows, _, reported = _write_training_data(config, str(tmp_path / "d.parquet"))
+    assert (rows, reported) == (2_999, changes)
+
+
 def test_a_file_arrow_cannot_read_as_pandas_is_loaded_whole_with_a_warning(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A later row with fewer fields than the header (pandas fills them with missing values,
-    Arrow refuses the row): nothing written, a WARNING names the file, the reason and the
-    memory pandas may take."""
+    """Values spanning lines (quoted newlines, which Arrow's blocks cannot split at): nothing
+    written, a WARNING names the file, the reason and the memory pandas may take."""
     folder = tmp_path / "data"
     folder.mkdir()
     frame = _frame()
-    lines = frame.to_csv(index=False).splitlines(keepends=True)
-    lines[2_500] = lines[2_500].rsplit(",", 1)[0] + "\n"
-    (folder / "short.csv").write_text("".join(lines))
-    assert load_dataset(_config(folder, "short.csv"))[0].iloc[2_499].isna().iloc[-1]
+    frame["support_notes"] = "two\nlines"
+    frame.to_csv(folder / "lines.csv", index=False)
+    assert load_dataset(_config(folder, "lines.csv"))[0]["support_notes"].iloc[-1] == "two\nlines"
     out = tmp_path / "dataset.parquet"
-    for name in ("short.csv", "missing.csv"):
+    for name in ("lines.csv", "missing.csv"):
         config = _config(folder, name)
         with caplog.at_level("WARNING", logger="autokfp.catalog.csv_stream"):
             assert copy_csv_dataset(config, config.training.dataset, str(out),
                                     block_bytes=64 << 10) is None
         assert not out.exists() and not list(tmp_path.glob(".*tmp"))
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warned) == 1 and "short.csv" in warned[0] and "loaded whole" in warned[0]
-    assert "GB" in warned[0] and "columns" in warned[0]
+    assert len(warned) == 1 and "lines.csv" in warned[0] and "loaded whole" in warned[0]
+    assert "GB" in warned[0] and "multiple lines" in warned[0]
 
 
 _PROBE = """
