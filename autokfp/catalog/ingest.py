@@ -36,10 +36,10 @@ What stays custom, and why (the narrowest pieces):
   listing and reflection of the database do not run), autokfp samples each table for the
   profile, semantic types, PII/quality tags and schema-version verdicts, and DataHub's
   classification runs on the replayed schemas with autokfp's verdicts. The same catalog as
-  the default (tested on SQLite and PostgreSQL). Not the default yet: an unchanged re-run
-  skips DataHub's source only for SQLite (a token of its DDL, ``sql.ddl_version``); on
-  other servers DataHub's source runs on every re-run (docs/catalog.md, "Issue 18,
-  session 20").
+  the default (tested on SQLite and PostgreSQL). An unchanged re-run skips DataHub's
+  source for SQLite and PostgreSQL (a token of their DDL, ``sql.ddl_version``); on other
+  servers DataHub's source runs on every re-run (docs/catalog.md, "Issue 18, session 20"
+  and "session 21").
 - files and objects stay autokfp's crawl's (the narrowest custom piece that is left): a
   folder's recipe needs its path specs per depth, made from a listing of the folder
   (``_path_specs``: DataHub's path_spec refuses ``**``), and DataHub's s3/gcs sources
@@ -2085,7 +2085,7 @@ def _second_pass(config: RunConfig, names: Iterable[str], work: str, store: Any
     tables to keep once its run is done, where)}).
 
     A re-run whose source's DDL is that of its last second pass (``sql.ddl_version``: SQLite
-    only) and whose recipe is the same does not run DataHub's source first: the crawl is
+    and PostgreSQL) and whose recipe is the same does not run DataHub's source first: the crawl is
     given the tables DataHub emitted then (kept in ``ingestion-state/<pipeline>.tables.json``)
     and counts their rows, so an unchanged source is skipped as on the default path (its
     fingerprint), and a source whose data changed runs its whole recipe after the crawl, as

@@ -656,36 +656,104 @@ def given_tables(tables: dict[str, DataHubTables]) -> Iterator[None]:
             _GIVEN.pop(name, None)
 
 
+# What a PostgreSQL source's DDL token hashes (``ddl_version``): every relation of the
+# schema DataHub's postgres source reads (tables, partitioned and foreign tables, views,
+# materialized views) with its comment and a view's definition; every column of them with
+# its position, name, type and modifier, NOT NULL, default, identity, generated expression,
+# collation and comment; every constraint (primary, foreign and unique keys, checks) as
+# PostgreSQL prints it; and the schema's functions and procedures (DataHub's postgres source
+# ingests stored procedures) with their arguments and body. All of it catalog rows that
+# only DDL changes: INSERT, UPDATE, DELETE, TRUNCATE, VACUUM and ANALYZE change none of
+# them (reltuples, relpages, the statistics and xmin are not read), so a data change is
+# left to the crawl's row counts, as on SQLite. One query; rows in a fixed order.
+_PG_DDL = """
+WITH rel AS (
+  SELECT c.oid, c.relname, c.relkind FROM pg_class AS c
+  JOIN pg_namespace AS n ON n.oid = c.relnamespace
+  WHERE n.nspname = COALESCE(:schema, current_schema())
+    AND c.relkind IN ('r', 'p', 'f', 'v', 'm')
+)
+SELECT 'relation' AS kind, relname, relkind::text AS a, obj_description(oid, 'pg_class') AS b,
+       CASE WHEN relkind IN ('v', 'm') THEN pg_get_viewdef(oid) END AS c
+FROM rel
+UNION ALL
+SELECT 'column', r.relname, lpad(a.attnum::text, 5, '0') || ' ' || a.attname,
+       format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null'
+       ELSE '' END || ' ' || a.attidentity::text || a.attgenerated::text || ' ' || a.attcollation::text,
+       concat_ws(' -- ', pg_get_expr(d.adbin, d.adrelid), col_description(r.oid, a.attnum))
+FROM rel AS r JOIN pg_attribute AS a ON a.attrelid = r.oid
+LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'constraint', r.relname, k.conname, k.contype::text, pg_get_constraintdef(k.oid)
+FROM rel AS r JOIN pg_constraint AS k ON k.conrelid = r.oid
+UNION ALL
+SELECT 'routine', p.proname, pg_get_function_identity_arguments(p.oid), p.prokind::text,
+       md5(coalesce(p.prosrc, '') || ' ' || pg_get_function_result(p.oid)::text)
+FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+WHERE n.nspname = COALESCE(:schema, current_schema())
+ORDER BY 1, 2, 3, 4
+"""
+
+
 def ddl_version(source: SqlSource) -> tuple[str, set[str]] | None:
-    """A token that changes with every DDL statement of a SQLite source (the SHA-256 of its
-    ``sqlite_master``: every table, view, index and trigger with its CREATE statement, one
-    query) and the datasets DataHub's source of it should emit (its tables, and views
-    unless ``include_views`` is off, within ``tables`` when given), else None: other
-    databases have no such token short of reading their catalogs, and a source that cannot
-    be read has none. What a second pass's unchanged re-run checks before it would run
-    DataHub's source (``catalog.ingest._second_pass``)."""
+    """A token that changes with every DDL statement on what the DataHub source of a SQLite
+    or PostgreSQL source reads, and the datasets that source should emit (its tables, and
+    views unless ``include_views`` is off, within ``tables`` when given), else None. What a
+    second pass's unchanged re-run checks before it would run DataHub's source
+    (``catalog.ingest._second_pass``).
+
+    SQLite: the SHA-256 of its ``sqlite_master`` (every table, view, index and trigger with
+    its CREATE statement). PostgreSQL: the SHA-256 of the schema's catalog rows that only
+    DDL changes (``_PG_DDL``: relations, columns, constraints, comments, view definitions,
+    routines), one query; its datasets are the tables (also partitioned ones) and the views
+    and materialized views, as DataHub's postgres source lists them. Other servers (MySQL,
+    MariaDB, SQL Server, ...) get None, so their second pass runs DataHub's source on every
+    run: no server of theirs runs here to prove a token against (information_schema's
+    CREATE_TIME is not changed by MySQL 8's instant ALTERs, and an untested token that
+    missed a change would leave the catalog stale without a word). A source that cannot be
+    read has none either (DataHub's source runs, and says why)."""
     import hashlib
     import json
 
+    platform = sql_platform(source.url)
     try:
-        if sql_platform(source.url) != "sqlite" or not _other_connections_see_it(source):
+        if platform not in ("sqlite", "postgres") or not _other_connections_see_it(source):
             return None
         engine = _engine(source)
         try:
             with engine.connect() as connection:
-                rows = connection.exec_driver_sql(
-                    "SELECT type, name, tbl_name, sql FROM sqlite_master "
-                    "ORDER BY type, name").all()
+                if platform == "sqlite":
+                    rows = connection.exec_driver_sql(
+                        "SELECT type, name, tbl_name, sql FROM sqlite_master "
+                        "ORDER BY type, name").all()
+                else:
+                    import sqlalchemy as sa
+
+                    rows = connection.execute(sa.text(_PG_DDL),
+                                              {"schema": source.schema_name}).all()
         finally:
             engine.dispose()
     except Exception:  # noqa: BLE001 - no token: DataHub's source runs, which says why
+        log.debug("no DDL token for source %s", source.name, exc_info=True)
         return None
-    kinds = {"table", "view"} if source.include_views else {"table"}
-    names = {str(name) for kind, name, *_ in rows
-             if kind in kinds and not str(name).startswith("sqlite_")}
+    if platform == "sqlite":
+        kinds = {"table", "view"} if source.include_views else {"table"}
+        names = {str(name) for kind, name, *_ in rows
+                 if kind in kinds and not str(name).startswith("sqlite_")}
+    else:
+        relkinds = {"r", "p", "v", "m"} if source.include_views else {"r", "p"}
+        names = {str(name) for kind, name, relkind, *_ in rows
+                 if kind == "relation" and relkind in relkinds}
+        scope = set(source.tables or ()) or None
+        # with ``tables``, a relation outside them is outside the recipe's table_pattern:
+        # its DDL does not change what DataHub's source emits (routines, which the pattern
+        # does not filter, stay)
+        rows = [row for row in rows if scope is None or row[0] == "routine" or row[1] in scope]
     if source.tables:
         names &= set(source.tables)
-    return hashlib.sha256(json.dumps([list(r) for r in rows]).encode()).hexdigest(), names
+    text = json.dumps([list(r) for r in rows], default=str)
+    return hashlib.sha256(text.encode()).hexdigest(), names
 
 
 @register_source("sql")

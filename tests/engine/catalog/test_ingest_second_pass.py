@@ -153,10 +153,58 @@ def test_a_postgres_second_pass_writes_what_the_crawl_beside_datahub_writes(
         "sources": [{"name": "crm", "kind": "sql", "schema": "sales",
                      "url": server.url("second")}],
         "training": {"dataset": "crm/customers", "target": "segment"}})
+    from autokfp.catalog import ingest as ingest_module
+    from autokfp.catalog.sources import sql
+    from autokfp.settings import Settings
+
+    own = {name: getattr(sql, name) for name in ("_table_names", "_all_declared_columns",
+                                                 "_view_names")}
     out = _both_paths(config, tmp_path, monkeypatch, no_own_listing)
     assert any("sales.big" in row for row in out["beside"]["lite"])
     assert any("Email_Address" in row for row in out["second"]["lite"])
     _same(out)
+    # re-runs: an unchanged one skips DataHub's source (the schema's DDL token and the
+    # recipe are those of the last second pass); after DDL, a second pass runs and catalogs
+    # what a run of the default path writes
+    runs: list[str | None] = []  # each DataHub run: its spool (a second pass's) or None
+    real = ingest_module.run_recipe
+    monkeypatch.setattr(ingest_module, "run_recipe", lambda *a, **k: (
+        runs.append(k.get("spool")), real(*a, **k))[1])
+
+    def run(mode: str):
+        home = tmp_path / mode
+        monkeypatch.setenv("AUTOKFP_HOME", str(home))
+        for name, function in own.items():  # the default path lists the database itself
+            monkeypatch.setattr(sql, name, function)
+        if mode == "second":
+            no_own_listing()
+        one = config.model_copy(update={"catalog": config.catalog.model_copy(
+            update={"sql_pass": mode})})
+        result = ingest(one, settings=Settings.from_env())
+        written = _written(result, Settings.from_env().catalog_dir, home)
+        return result, {"lite": written["lite"], "result": written["result"],
+                        "records": _records(written["files"])}
+
+    assert run("second")[0].skipped and runs == []
+    for statements, changed in [
+            (["ALTER TABLE sales.orders ALTER COLUMN total TYPE double precision",
+              "CREATE OR REPLACE VIEW sales.big AS SELECT id, email, segment "
+              "FROM sales.customers WHERE amount > 20"], "sales.orders"),
+            (["ALTER TABLE sales.orders RENAME TO purchases", "DROP VIEW sales.big"],
+             "sales.purchases")]:
+        server.run("second", *statements)
+        runs.clear()
+        beside = run("beside")
+        assert runs == [None] and not beside[0].skipped, statements
+        second = run("second")
+        assert len(runs) == 2 and runs[1] is not None, statements  # a second pass
+        assert any(changed in urn for urn in second[0].datasets), statements
+        _same({"beside": beside[1], "second": second[1]})
+    removed = second[0].removed
+    assert any("sales.orders" in urn for urn in removed), removed
+    assert any("sales.big" in urn for urn in removed), removed
+    runs.clear()
+    assert run("second")[0].skipped and runs == []
 
 
 def test_the_second_pass_reads_the_tables_datahub_emitted(churn_sources, catalog_home,
@@ -210,3 +258,77 @@ def test_sql_pass_second_where_it_cannot_apply_says_so(churn_sources, monkeypatc
     assert "a recipe was given" in said[0] and "'warehouse'" in said[0]
     assert "GMS is configured" in said[1] and "'warehouse'" in said[1]
     assert "'warehouse'" in said[2] and "its reason" in said[2]
+
+
+def test_the_postgres_ddl_token_changes_with_each_kind_of_ddl_and_no_data_write(
+        postgres_server) -> None:
+    """``sql.ddl_version`` on PostgreSQL: every kind of DDL on what the recipe reads (the
+    schema, within ``tables`` when given) makes a new token; data writes, VACUUM and
+    ANALYZE do not (row counts are the crawl's to see, as on SQLite); DDL in another schema
+    does not. The datasets are the tables, views and materialized views."""
+    from autokfp.catalog.sources.sql import ddl_version
+    from autokfp.config import SqlSource
+
+    server = postgres_server
+    server.run("postgres", "DROP DATABASE IF EXISTS ddltoken", "CREATE DATABASE ddltoken")
+    server.run("ddltoken", "CREATE SCHEMA s", "CREATE SCHEMA other",
+               "CREATE TABLE s.t (id integer PRIMARY KEY, label text, amount numeric(8, 2))",
+               "INSERT INTO s.t SELECT i, 'x' || i, i FROM generate_series(1, 20) AS i",
+               "CREATE TABLE s.u (id integer, t_id integer)",
+               "CREATE VIEW s.v AS SELECT id, label FROM s.t",
+               "CREATE MATERIALIZED VIEW s.mv AS SELECT id FROM s.t",
+               "CREATE TABLE other.o (id integer)")
+    source = SqlSource(name="db", kind="sql", url=server.url("ddltoken"), schema="s")
+    only_t = source.model_copy(update={"tables": ["t"]})
+    no_views = source.model_copy(update={"include_views": False})
+
+    def token(of: SqlSource = source) -> str:
+        state = ddl_version(of)
+        assert state is not None
+        return state[0]
+
+    assert ddl_version(source)[1] == {"t", "u", "v", "mv"}
+    assert ddl_version(no_views)[1] == {"t", "u"}
+    assert ddl_version(only_t)[1] == {"t"}
+    # each statement is DDL on what the recipe reads: a new token after each one (a DROP
+    # undoing the CREATE before it gives the token of before the CREATE: the same schema)
+    ddl = ["ALTER TABLE s.t ALTER COLUMN amount TYPE numeric(10, 2)",
+           "ALTER TABLE s.t ALTER COLUMN amount TYPE double precision",
+           "ALTER TABLE s.t ALTER COLUMN label SET NOT NULL",
+           "ALTER TABLE s.t ALTER COLUMN label SET DEFAULT 'none'",
+           "ALTER TABLE s.t ADD COLUMN note text",
+           "ALTER TABLE s.t RENAME COLUMN note TO remark",
+           "ALTER TABLE s.t DROP COLUMN remark",
+           "COMMENT ON COLUMN s.t.label IS 'the label'",
+           "COMMENT ON TABLE s.t IS 'the table'",
+           "ALTER TABLE s.u ADD CONSTRAINT u_t FOREIGN KEY (t_id) REFERENCES s.t (id)",
+           "CREATE OR REPLACE VIEW s.v AS SELECT id, label FROM s.t WHERE id > 1",
+           "CREATE OR REPLACE VIEW s.v AS SELECT id, label, amount FROM s.t WHERE id > 1",
+           "ALTER TABLE s.u RENAME TO w",
+           "CREATE TABLE s.added (id integer)",
+           "DROP TABLE s.added",
+           "DROP MATERIALIZED VIEW s.mv",
+           "CREATE FUNCTION s.f(x integer) RETURNS integer AS 'SELECT x + 1' LANGUAGE sql",
+           "CREATE OR REPLACE FUNCTION s.f(x integer) RETURNS integer AS 'SELECT x + 2' "
+           "LANGUAGE sql"]
+    last = token()
+    for statement in ddl:
+        server.run("ddltoken", statement)
+        now = token()
+        assert now != last, statement
+        last = now
+    assert ddl_version(source)[1] == {"t", "w", "v"}
+    # data writes and maintenance change no token (nor DDL in another schema)
+    before, before_t = token(), token(only_t)
+    server.run("ddltoken", "INSERT INTO s.t SELECT i, 'y', i FROM generate_series(21, 90) AS i",
+               "UPDATE s.t SET label = 'z' WHERE id < 5", "DELETE FROM s.t WHERE id > 80",
+               "INSERT INTO s.w VALUES (1, 1)", "TRUNCATE s.w", "VACUUM s.t",
+               "VACUUM FULL s.t", "ANALYZE s.t", "ALTER TABLE other.o ADD COLUMN x text",
+               "CREATE TABLE other.p (id integer)")
+    assert token() == before
+    # with ``tables``, DDL on a table outside them does not change the token
+    server.run("ddltoken", "ALTER TABLE s.w ADD COLUMN y text")
+    assert token(only_t) == before_t and token() != before
+    # a source that cannot be read has no token (DataHub's source runs and says why)
+    assert ddl_version(source.model_copy(update={"url": server.url("ddltoken", "wrong")})) \
+        is None
