@@ -28,10 +28,13 @@ notes it. A text column of a SQL table that parses as dates in some chunks only
 (``MixedDates``) is parsed or kept as text as ``parse_datetime_text`` decides for the whole
 column: its test on the same values, the 1,000 it draws from the column (or every one),
 found in two more passes over the table (``_decide_dates``), and the table is read again
-with that answer. Whenever the chunks cannot give the whole table's columns (a column of
-text and numbers of a SQL table; a date-named column of a JSON-lines file that pandas
-parses in some chunks only; nested objects or lists, a type outside
-numbers/booleans/text/dates), nothing is written and None is
+with that answer. A column of a SQL table with text in some rows and numbers in others
+(SQLite's), which the whole read keeps as an object column and the step writes as text, is
+read again as text from the values the driver gives, as for JSON lines (``sql_chunks``);
+unless some of its text has a date's shape (the whole read might then parse it as dates).
+Whenever the chunks cannot give the whole table's columns (a date-named column of a
+JSON-lines file that pandas parses in some chunks only; nested objects or lists, a type
+outside numbers/booleans/text/dates), nothing is written and None is
 returned: the caller loads the dataset whole as before, and a WARNING names the dataset,
 the reason and (for a file) the memory pandas may take.
 """
@@ -47,7 +50,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from autokfp.catalog.profiling import DEFAULT_MAX_ROWS, parse_datetime_text, profile_frame
+from autokfp.catalog.profiling import (
+    _DATE_SHAPE,
+    DEFAULT_MAX_ROWS,
+    parse_datetime_text,
+    profile_frame,
+)
 from autokfp.catalog.schema import DatasetSchema
 from autokfp.config import RunConfig, SqlSource
 
@@ -374,12 +382,16 @@ def _finish(config: RunConfig, source: Any, copied: tuple[pd.DataFrame, int, Pat
 
 def sql_chunks(source: SqlSource, table_name: str, chunk_rows: int = CHUNK_ROWS,
                dates: dict[str, bool] | None = None,
-               unparsed: dict[str, list[Any]] | None = None) -> Iterator[pd.DataFrame]:
+               unparsed: dict[str, list[Any]] | None = None,
+               texts: _TextColumns | None = None) -> Iterator[pd.DataFrame]:
     """A table's rows as ``load_dataset`` reads them (``pd.read_sql`` of ``SELECT *``, text
     dates parsed), ``chunk_rows`` at a time over a server-side cursor; the text columns of
     ``dates`` parsed (True) or kept as text (False) as the whole table's values decided
     (``_decide_dates``); ``unparsed``: ``parse_datetime_text``'s count of values that are
-    not dates made missing, over all chunks."""
+    not dates made missing, over all chunks. The columns of ``texts`` (text in some rows,
+    numbers in others) as text from the values the driver gives (``_TextColumns``): the
+    rows are then fetched here and made a frame by the function ``pd.read_sql`` makes each
+    chunk with (``pandas.io.sql._wrap_result``, with its defaults), which keeps them."""
     from autokfp.catalog.sources.sql import _engine, _select_all
 
     engine = _engine(source)
@@ -387,8 +399,27 @@ def sql_chunks(source: SqlSource, table_name: str, chunk_rows: int = CHUNK_ROWS,
         _, query = _select_all(source, table_name)
         query = query.execution_options(stream_results=True, max_row_buffer=chunk_rows)
         with engine.connect() as connection:
-            for chunk in pd.read_sql(query, connection, chunksize=chunk_rows):
-                yield parse_datetime_text(chunk, dates, unparsed)
+            if texts is None or not texts.names:
+                for chunk in pd.read_sql(query, connection, chunksize=chunk_rows):
+                    yield parse_datetime_text(chunk, dates, unparsed)
+                return
+            try:
+                from pandas.io.sql import _wrap_result
+            except ImportError:  # another pandas: the whole read decides
+                raise NotStreamable("this pandas has no pandas.io.sql._wrap_result") from None
+            kept = {**(dates or {}), **dict.fromkeys(texts.names, False)}
+            with connection.begin():  # as pandas reads it (SQLDatabase: a transaction)
+                result = connection.execute(query)
+                columns = list(result.keys())
+                wanted = [(columns.index(name), name) for name in texts.names
+                          if name in columns]
+                while data := result.fetchmany(chunk_rows):
+                    frame = parse_datetime_text(_wrap_result(data, columns), kept, unparsed)
+                    for index, name in wanted:
+                        frame[name] = pd.Series(
+                            texts.values(name, [row[index] for row in data]),
+                            index=frame.index, dtype=object)
+                    yield frame
     finally:
         engine.dispose()
 
@@ -441,15 +472,25 @@ def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
 
     read: list[int] = []
     dates: dict[str, bool] = {}
+    texts = _TextColumns(dates_too=True)
     try:
         for _ in range(MAX_PASSES):  # each pass may find a column of text dates in some
-            # chunks only, which the whole table's values then decide (two passes more)
+            # chunks only, which the whole table's values then decide (two passes more), or
+            # a column of text and numbers, read again as text
             read.clear()
+            texts.new_pass()
             unparsed: dict[str, list[Any]] = {}
             try:
                 copied = _copy(_counted(sql_chunks(source, table_name, chunk_rows, dates,
-                                                   unparsed), read), out_path, sample_rows)
+                                                   unparsed, texts), read),
+                               out_path, sample_rows)
                 break
+            except MixedText as mixed:
+                if mixed.name in texts.names:
+                    raise
+                texts.names.append(mixed.name)
+                log.debug("%s: column '%s' mixes text with numbers; read it again as text",
+                          dataset_id, mixed.name)
             except MixedDates as mixed:
                 if mixed.name in dates:
                     raise
@@ -468,7 +509,8 @@ def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
     schema = _finish(config, source, copied, out_path, dataset_id, _sql_platform_of(source),
                      _sql_location(source), None, sample_rows)
     if changes is not None:
-        changes.extend(unparsed_date_notes(unparsed, schema.column_names, dataset_id))
+        changes.extend(unparsed_date_notes(unparsed, schema.column_names, dataset_id)
+                       + texts.notes(schema.column_names, dataset_id))
     return schema
 
 
@@ -478,10 +520,15 @@ class _TextColumns:
     the discover step writes such a column of the whole read (``steps.discover``); what
     each pass saw, for the notes."""
 
-    def __init__(self) -> None:
+    def __init__(self, dates_too: bool = False) -> None:
         self.names: list[str] = []
         self.first: dict[str, str] = {}  # the first text value (in the file's order)
         self.other: set[str] = set()  # columns that had numbers or booleans
+        # a SQL table's: ``parse_datetime_text`` tests the whole column for dates; with a
+        # number among its values it is not dates, but its 1,000 drawn values may all be
+        # text; text none of which has a date's shape is never dates (one that has one:
+        # NotStreamable, the whole read decides)
+        self.dates_too = dates_too
 
     def new_pass(self) -> None:
         self.first.clear()
@@ -494,6 +541,9 @@ class _TextColumns:
                 out.append(None)
             elif isinstance(value, str):
                 self.first.setdefault(name, value)
+                if self.dates_too and _DATE_SHAPE.match(value.strip()):
+                    raise NotStreamable(f"column '{name}' mixes numbers with text that may "
+                                        f"be dates: {value[:40]!r}")
                 out.append(value)
             elif isinstance(value, (bool, int, float)):
                 self.other.add(name)

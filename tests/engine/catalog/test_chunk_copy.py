@@ -355,6 +355,75 @@ def test_jsonl_text_in_a_number_column_is_read_again_as_text(tmp_path, monkeypat
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "d.parquet"), written)
 
 
+def _mixed_table(path: Path) -> None:
+    """A SQLite table of 3,000 rows (read 300 at a time) whose columns without a type, or
+    whose typed columns SQLite stores other text in, mix text with numbers: 'ref' text in
+    the first chunks and integers after, 'qty' integers with missing values (a chunk pandas
+    types float64) and text in one row, 'amount' fractions and text in the last row; and
+    'due', integers and then a date's text (``_mixed_dates``)."""
+    rows = [(i, i % 2, f"r{i}" if i < 1_000 else i,
+             "n/k" if i == 2_500 else (None if i % 7 == 0 else i % 9),
+             "unknown" if i == 3_000 else i * 1.25,
+             f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}", i if i < 2_800 else "2024-01-05")
+            for i in range(1, 3_001)]
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE mixed (id INTEGER, y INTEGER, ref, qty INTEGER, "
+                           "amount REAL, signed_up TEXT, due)")
+        connection.executemany("INSERT INTO mixed VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        connection.execute("CREATE TABLE mixed_dates AS SELECT id, y, due FROM mixed")
+        connection.execute("ALTER TABLE mixed DROP COLUMN due")
+
+
+def test_sql_text_and_numbers_in_one_column_are_read_again_as_text(
+        tmp_path, monkeypatch, caplog) -> None:
+    """A SQLite column of text in some rows and numbers in others (in one chunk, or text in
+    one chunk and numbers in another): pandas' whole read keeps an object column of both,
+    which the discover step writes as text (each value as Python writes what the driver
+    gave: 7, not the 7.0 of a chunk pandas types float64) and reports. The copy reads the
+    table again with such a column as text from the driver's values: the same frame,
+    profile and notes, streamed. A column whose text could be dates (the whole read tests
+    1,000 drawn values, which may all be text) is left to the whole read, with a WARNING."""
+    path = tmp_path / "shop.db"
+    _mixed_table(path)
+    config = _config({"name": "db", "kind": "sql", "url": f"sqlite:///{path}"}, "db/mixed")
+    whole, loaded = load_dataset(config)
+    assert [whole[c].dtype for c in ("ref", "qty", "amount")] == [object] * 3
+    assert whole["signed_up"].dtype.kind == "M"
+    written, reported = _as_discover_writes(config)
+    out = tmp_path / "dataset.parquet"
+    changes: list[str] = []
+    schema = copy_sql_dataset(config, "db/mixed", str(out), chunk_rows=300, changes=changes)
+    assert schema is not None
+    copied = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(copied, written)
+    assert schema.to_dict() == loaded.to_dict()
+    assert changes == reported
+    assert [note.split("'")[1] for note in changes] == ["ref", "qty", "amount"]
+    assert (copied["ref"].iloc[998], copied["ref"].iloc[999]) == ("r999", "1000")
+    assert copied["qty"].iloc[:7].tolist() == ["1", "2", "3", "4", "5", "6", None]
+    assert copied["qty"].iloc[2_499] == "n/k" and copied["amount"].iloc[0] == "1.25"
+    assert not list(tmp_path.glob(".*tmp*"))
+    # the discover step streams it and reports (audits) the same changes
+    from autokfp.catalog import discovery
+    from autokfp.steps.discover import _write_training_data
+
+    def no_whole_read(*args, **kwargs):
+        raise AssertionError("the table was loaded whole")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(discovery, "load_dataset", no_whole_read)
+        _, rows, _, stepped = _write_training_data(config, str(tmp_path / "d.parquet"))
+    assert (rows, stepped) == (3_000, reported)
+    # integers, then a date's text: the whole read keeps it as text (a number is among the
+    # 1,000 values it tests), but the copy cannot know that without them
+    dated = _config({"name": "db", "kind": "sql", "url": f"sqlite:///{path}"}, "db/mixed_dates")
+    assert load_dataset(dated)[0]["due"].dtype == object
+    with caplog.at_level("WARNING", logger="autokfp.catalog"):
+        assert copy_sql_dataset(dated, "db/mixed_dates", str(out), chunk_rows=300) is None
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "mixed_dates" in warned[0] and "'due'" in warned[0], warned
+
+
 def test_the_discover_step_copies_a_table_without_loading_it(database, tmp_path,
                                                              monkeypatch) -> None:
     from autokfp.catalog import discovery
