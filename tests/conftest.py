@@ -72,32 +72,59 @@ def pytest_configure_node(node) -> None:
     node.workerinput["autokfp_dist"] = node.config.getoption("dist")
 
 
+# the fixture scopes a module's tests share on one worker: set up again wherever the module
+# is split (between workers, or around another module's tests on the same worker)
+SHARED_SCOPES = ("module", "class", "package")
+
+
+def _shares_fixtures(item) -> bool:
+    """Whether ``item`` uses a module-, class- or package-scoped fixture."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(defs and defs[-1].scope in SHARED_SCOPES
+               for defs in info.name2fixturedefs.values())
+
+
 @pytest.hookimpl(trylast=True)  # after -m/-k deselected what will not run
 def pytest_collection_modifyitems(config, items) -> None:
     """make test runs ``-n 2 --dist worksteal``: worker k is first handed the k-th
     contiguous share of the collection and an idle worker then takes half of the queue left
     to another, from its end. The end-to-end runs (marked slow, one to five minutes each)
     are laid out at the start of every worker's share, shared out module by module (their
-    module-scoped fixtures stay on one worker) by the rough seconds above, longest first;
-    the quick tests fill the rest of each share in their own order. Each worker starts on
-    its long runs and the run ends on quick tests that can be stolen. (Sorted into one
-    block, the slow tests all went to the first worker: --dist load hands out a quarter of
-    a worker's tests at a time, worksteal a whole share.) Every worker lays out the same
-    collection the same way, as xdist requires; nothing is reordered outside worksteal."""
+    module-scoped fixtures stay on one worker) by the rough seconds above, longest first,
+    each followed by its module's quick tests (which share those fixtures). Then come the
+    modules of quick tests that share a module-, class- or package-scoped fixture (a
+    predictor server, a compiled pipeline), whole, shared out between the workers; each
+    share ends on quick tests that share none, the ones a steal takes: a module split there
+    sets nothing up twice. (Before session 21 the quick tests kept their collection order:
+    the serving modules came last, and steals split them, e.g. three starts of the hostile
+    requests' predictor, 12 s each, in the CI of session 20.) (Sorted into one block, the
+    slow tests all went to the first worker: --dist load hands out a quarter of a worker's
+    tests at a time, worksteal a whole share.) Every worker lays out the same collection the
+    same way, as xdist requires; nothing is reordered outside worksteal."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
     dist = getattr(config, "workerinput", {}).get("autokfp_dist")
     if workers < 2 or dist != "worksteal":
         return
-    modules: dict[str, list] = {}
-    quick = []
+    by_module: dict[str, list] = {}
     for item in items:
-        if item.get_closest_marker("slow") is None:
-            quick.append(item)
+        by_module.setdefault(item.nodeid.split("::")[0], []).append(item)
+    modules: dict[str, list] = {}  # the slow modules: slow tests first, then the module's quick
+    grouped: list[list] = []  # modules of quick tests sharing a fixture, in collection order
+    plain = []
+    for module, tests in by_module.items():
+        slow_tests = [item for item in tests if item.get_closest_marker("slow") is not None]
+        if slow_tests:
+            modules[module] = slow_tests + [item for item in tests if item not in slow_tests]
+        elif any(_shares_fixtures(item) for item in tests):
+            grouped.append(tests)
         else:
-            modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+            plain.extend(tests)
 
     def seconds(module: str) -> float:
-        return SLOW_MODULE_SECONDS.get(module, 60.0 * len(modules[module]))
+        slow_tests = sum(item.get_closest_marker("slow") is not None for item in modules[module])
+        return SLOW_MODULE_SECONDS.get(module, 60.0 * slow_tests)
 
     load = [0.0] * workers
     shares: list[list[str]] = [[] for _ in range(workers)]
@@ -115,15 +142,24 @@ def pytest_collection_modifyitems(config, items) -> None:
             return uses != (k == 0)
         for module in sorted(share, key=later):  # stable: longest first within each part
             slow[k].extend(modules[module])
+    # the grouped modules, whole and in collection order, the first to the first worker
+    # until it has its part of these tests, and so on: neighbours (which often share a
+    # session fixture too, e.g. the H2O tests' JVM) stay on one worker
+    part = (sum(map(len, slow)) + sum(map(len, grouped))) / workers
+    k = 0
+    for tests in grouped:
+        if len(slow[k]) >= part and k < workers - 1:
+            k += 1
+        slow[k].extend(tests)
     # the shares worksteal hands out: each worker in turn gets pending // workers-left
     layout, pending = [], len(items)
     for k in range(workers):
         share = pending // (workers - k)
         pending -= share
         fill = max(0, share - len(slow[k]))
-        layout += slow[k] + quick[:fill]
-        quick = quick[fill:]
-    items[:] = layout + quick
+        layout += slow[k] + plain[:fill]
+        plain = plain[fill:]
+    items[:] = layout + plain
 
 
 class _WorkerClock:

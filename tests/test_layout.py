@@ -13,11 +13,16 @@ from tests.conftest import SLOW_MODULE_SECONDS, pytest_collection_modifyitems
 
 
 class _Item:
-    def __init__(self, module: str, slow: bool, fixtures: tuple[str, ...] = ()):
+    def __init__(self, module: str, slow: bool, fixtures: tuple[str, ...] = (),
+                 scopes: dict[str, str] | None = None):
         self.nodeid = f"{module}::test_{id(self)}"
         self.module = module
         self.slow = slow
         self.fixturenames = ["tmp_path", *fixtures]
+        # what pytest's item holds: each fixture's definitions (their scope)
+        scopes = {"tmp_path": "function", **(scopes or {})}
+        self._fixtureinfo = SimpleNamespace(name2fixturedefs={
+            name: [SimpleNamespace(scope=scope)] for name, scope in scopes.items()})
 
     def get_closest_marker(self, name: str):
         return object() if name == "slow" and self.slow else None
@@ -83,3 +88,42 @@ def test_nothing_is_reordered_outside_worksteal(monkeypatch, workers, dist) -> N
              _Item("tests/c.py", True)]
     before = list(items)
     assert _layout(items, monkeypatch, workers, dist) == before
+
+
+def test_a_modules_shared_fixtures_are_set_up_once_and_the_shares_end_on_plain_tests(
+        monkeypatch) -> None:
+    """A slow module's quick tests follow its slow ones; a module of quick tests sharing a
+    module (class, package) fixture stays whole, before the quick tests that share none;
+    each share ends on those, the ones worksteal's steals take (a module split there sets
+    nothing up twice). In CI (session 20) the serving modules came last and were split:
+    the hostile requests' module predictor started three times."""
+    server = {"server": "module"}
+    items = [_Item("tests/a_plain.py", False) for _ in range(30)]
+    items += [_Item("tests/b_mixed.py", False, ("compiled",), {"compiled": "module"})
+              for _ in range(3)]
+    items += [_Item("tests/b_mixed.py", True, ("compiled",), {"compiled": "module"})]
+    items += [_Item("tests/c_slow.py", True) for _ in range(2)]
+    items += [_Item("tests/d_plain.py", False) for _ in range(30)]
+    items += [_Item("tests/serving/e_server.py", False, ("server",), server) for _ in range(12)]
+    items += [_Item("tests/serving/f_class.py", False, ("app",), {"app": "class"})
+              for _ in range(8)]
+    items += [_Item("tests/z_plain.py", False, (), {"faker": "session"}) for _ in range(30)]
+    laid = _layout(list(items), monkeypatch)
+    assert sorted(map(id, laid)) == sorted(map(id, items))  # nothing dropped or added
+
+    # every module with a shared fixture is one block, on one worker
+    half = len(laid) // 2
+    for module in ("tests/b_mixed.py", "tests/serving/e_server.py", "tests/serving/f_class.py"):
+        where = [i for i, item in enumerate(laid) if item.module == module]
+        assert where == list(range(where[0], where[0] + len(where))), module
+        assert (where[0] < half) == (where[-1] < half), module
+    # the mixed module: its slow test first, its quick tests right after
+    mixed = [item.slow for item in laid if item.module == "tests/b_mixed.py"]
+    assert mixed == [True, False, False, False]
+    # each share: its slow modules, then the grouped quick modules, then plain tests only
+    grouped = {"tests/b_mixed.py", "tests/serving/e_server.py", "tests/serving/f_class.py"}
+    for share in (laid[:half], laid[half:]):
+        kinds = [0 if item.slow or item.module == "tests/b_mixed.py" else
+                 1 if item.module in grouped else 2 for item in share]
+        assert kinds == sorted(kinds), kinds
+        assert kinds[-1] == 2
