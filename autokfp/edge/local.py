@@ -234,6 +234,7 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
     carrying the failing step's own error."""
     from autokfp.edge.taskfork import forked_tasks, preload_for_run
     from autokfp.serving.warm_predictor import warm_predictors
+    from autokfp.training.h2o_refit_cluster import refit_clusters
     from autokfp.training.mojo_service import shared_mojo_scorer
 
     built = False
@@ -252,10 +253,18 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
             warm = stack.enter_context(warm_predictors(
                 log_path.with_name(log_path.stem + "-warm-predictor.log") if log_path else None
             )) if serves_locally(arguments) else None
+            # the refit step's H2O cluster, named now and started once an H2O model is
+            # chosen: only a training run whose config may refit one on this machine
+            refit = stack.enter_context(refit_clusters(
+                arguments.get("config"),
+                log_path.with_name(log_path.stem + "-refit-cluster.log") if log_path else None
+            )) if name == "autonomous-training" else None
             stack.enter_context(forked_tasks(preload))
             stack.enter_context(_no_task_once_stopping())  # around the worker's hook
-            stack.enter_context(_after_training(
-                [warm.start] if warm is not None else [], _import_registry))
+            stack.enter_context(_after_training([warm.start] if warm is not None else [],
+                                                _import_registry))
+            if refit is not None:
+                stack.enter_context(_after_selection({"h2o": refit.start}))
             # the task worker imports its modules meanwhile (it started just now)
             from autokfp.pipelines import PIPELINES
 
@@ -341,6 +350,51 @@ def _after_training(starts: list[Callable[[], None]], imports: Callable[[], None
                     log.warning("the warm predictor process did not start: %s", exc)
             if imports is not None:
                 imports()
+        return original(full_command=full_command, env_vars=env_vars)
+
+    return _wrapping_task_starts(wrap)
+
+
+# the package select-model chose, as a later task's executor input names it
+_SELECTED = re.compile(r'"uri":\s*"([^"]+/select-model/model)"')
+
+
+def _selected_engine(full_command: list[str]) -> str | None:
+    """The engine of the package select-model chose, when this task's inputs name it."""
+    import json
+
+    found = _SELECTED.search(" ".join(full_command))
+    if found is None:
+        return None
+    try:
+        return str(json.loads(Path(found.group(1), "artifacts", "meta.json").read_text())
+                   ["engine"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _after_selection(starts: dict[str, Callable[[], None]]
+                     ) -> contextlib.AbstractContextManager[None]:
+    """While open, ``starts[engine]`` is called once, as the first task that takes the
+    package select-model chose (the bias check) starts, when that package's engine is
+    ``engine`` (the refit step's H2O cluster: started for an H2O model only, never beside a
+    search nor for an AutoKeras champion)."""
+    decided = False
+
+    def wrap(original: Callable[..., int], full_command: list[str],
+             env_vars: dict[str, str] | None) -> int:
+        nonlocal decided
+        if not decided:
+            engine = _selected_engine(full_command)
+            if engine is not None:
+                decided = True
+                start = starts.get(engine)
+                try:
+                    if start is not None:
+                        start()
+                except OSError as exc:  # the step then starts its own
+                    log.warning("a warm process for the %s model did not start: %s", engine,
+                                exc)
         return original(full_command=full_command, env_vars=env_vars)
 
     return _wrapping_task_starts(wrap)

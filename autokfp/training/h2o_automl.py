@@ -626,6 +626,45 @@ class H2OCluster:
         self.released.set()
 
 
+class BorrowedCluster(H2OCluster):
+    """A local cluster someone else started and ends (the run's warm refit cluster:
+    ``h2o_refit_cluster``), joined for a ``with`` block as an ``H2OCluster`` of one's own:
+    frames imported from local Parquet files, a dead JVM noticed at once. Leaving the block
+    removes everything on it and leaves it running."""
+
+    def __init__(self, url: str, name: str, nthreads: int, max_mem_size: str,
+                 start_timeout_secs: float = START_TIMEOUT_SECS):
+        super().__init__(nthreads, max_mem_size, start_timeout_secs)
+        self.url = url
+        self._name = name
+
+    def connect(self) -> None:
+        """Join it (raises when it does not answer or is not the cloud named)."""
+        import h2o
+
+        h2o.no_progress()
+        h2o.connect(url=self.url, verbose=False, strict_version_check=False)
+        cloud = h2o.cluster()
+        if cloud.cloud_name != self._name or not cloud.cloud_healthy:
+            with contextlib.suppress(Exception):
+                h2o.connection().close()
+            raise TrainingError(f"the H2O cluster at {self.url} is {cloud.cloud_name} "
+                                f"(healthy: {cloud.cloud_healthy}), not {self._name}")
+        self.name = self._name  # __enter__ takes a named cluster as started
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        import h2o
+
+        self.died = exc is not None and not _cloud_pids(self.name)
+        if not self.died:
+            try:
+                h2o.remove_all()
+                h2o.connection().close()
+            except Exception as error:  # noqa: BLE001 - its owner shuts it down anyway
+                log.warning("could not clear the borrowed H2O cluster %s: %s", self.name, error)
+        self.released.set()
+
+
 class _SharedRefitCluster:
     """One local cluster for the refits of a ``refit_session``, as each refit's ``with``
     block: the first block starts it, leaving a block keeps it running, and the next one
@@ -1101,17 +1140,30 @@ class H2OAutoMLEngine:
         """The refits inside share one local cluster (``_SharedRefitCluster``): started by
         the first, shut down when the block is left. The refit step fits the same recipe
         twice (on the training rows, then on every labelled row): one JVM start (28-37 s
-        under load 24) instead of two. Nothing changes on a remote cluster."""
+        under load 24) instead of two; in a local run, the run's warm refit cluster
+        (``_refit_cluster``). Nothing changes on a remote cluster."""
         if self.cluster is not None:
             yield
             return
-        self._refits = _SharedRefitCluster(lambda: H2OCluster(
-            budget.nthreads, self.settings.max_mem_size, self.settings.start_timeout_secs))
+        self._refits = _SharedRefitCluster(lambda: self._refit_cluster(budget))
         try:
             yield
         finally:
             refits, self._refits = self._refits, None
             refits.close()
+
+    def _refit_cluster(self, budget: Any) -> H2OCluster:
+        """The local run's warm refit cluster when it offers one with these settings
+        (``h2o_refit_cluster.offered_cluster``: started while select, bias check and
+        evaluation ran), else a new one."""
+        from autokfp.training.h2o_refit_cluster import offered_cluster
+
+        settings = self.settings
+        offered = offered_cluster(int(budget.nthreads), settings.max_mem_size,
+                                  settings.start_timeout_secs)
+        if offered is not None:
+            return offered  # type: ignore[no-any-return]
+        return H2OCluster(budget.nthreads, settings.max_mem_size, settings.start_timeout_secs)
 
     @contextmanager
     def warm_start(self, budget: Any) -> Iterator[None]:

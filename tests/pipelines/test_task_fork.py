@@ -327,3 +327,64 @@ def test_only_a_run_that_serves_locally_gets_a_warm_predictor(monkeypatch):
     monkeypatch.delenv("AUTOKFP_DEPLOY_TARGET")
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     assert not serves_locally(run("auto")) and resolve_target("auto") == "kubernetes"
+
+
+@pytest.mark.parametrize("pipeline, engine", [("autonomous-training", "h2o"),
+                                              ("autonomous-training", "autokeras"),
+                                              ("batch-scoring", "h2o")])
+def test_a_training_run_starts_the_refit_cluster_once_an_h2o_model_is_chosen(
+        monkeypatch, tmp_path, pipeline, engine):
+    """A training run that may refit an H2O model names the warm refit cluster's state file
+    in every task's environment and starts its process as the first task that takes
+    select-model's package (the bias check) starts, when that package is H2O's
+    (``h2o_refit_cluster``); for an AutoKeras champion it starts none, and another pipeline
+    names none."""
+    import json
+
+    from kfp.local import subprocess_task_handler as handler
+
+    from autokfp.edge import local as local_runner
+    from autokfp.training import h2o_refit_cluster
+
+    for switch in ("AUTOKFP_LOCAL_FORK", "AUTOKFP_MOJO_SCORER", "AUTOKFP_WARM_PREDICTOR"):
+        monkeypatch.setenv(switch, "0")  # no process of theirs: only the refit cluster here
+    monkeypatch.delenv(h2o_refit_cluster.REFIT_CLUSTER_ENV, raising=False)
+    chosen = tmp_path / "root" / "run-1" / "select-model" / "model"
+    (chosen / "artifacts").mkdir(parents=True)
+    (chosen / "artifacts" / "meta.json").write_text(json.dumps({"engine": engine}))
+    seen: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(handler, "run_local_subprocess", lambda full_command, env_vars=None: (
+        seen.append((full_command[-1], os.environ.get(h2o_refit_cluster.REFIT_CLUSTER_ENV)))
+        or 0))
+    started: list[str] = []
+    monkeypatch.setattr(h2o_refit_cluster.RefitCluster, "start",
+                        lambda self: started.append(seen[-1][0] if seen else ""))
+    functions = ("discover", "train_model", "train_model", "select_model", "bias_check",
+                 "evaluate_model", "refit_model")
+    # the executor input kfp.local passes: select-model's package among a task's inputs
+    inputs = {"bias_check", "evaluate_model", "refit_model"}
+
+    def build():
+        def run(**_arguments):
+            for function in functions:
+                executor_input = json.dumps({"inputs": {"artifacts": {"model": {"artifacts": [
+                    {"uri": str(chosen)}]}}}} if function in inputs else {}, indent=2)
+                handler.run_local_subprocess(["sh", "-ec", "...", "--executor_input",
+                                              executor_input, "--function_to_execute",
+                                              function])
+        return run
+
+    config = {"name": "churn", "sources": [{"name": "files", "kind": "folder",
+                                            "path": str(tmp_path)}],
+              "training": {"dataset": "files/rows.csv", "target": "y"}}
+    local_runner._run_pipeline(pipeline, {"config": config}, None, None, None, build=build)
+    assert [function for function, _ in seen] == list(functions)
+    named = {state for _, state in seen}
+    assert h2o_refit_cluster.REFIT_CLUSTER_ENV not in os.environ  # put back after the run
+    if pipeline == "batch-scoring":
+        assert named == {None} and started == []
+        return
+    assert len(named) == 1 and None not in named  # every task sees the same state file
+    # once, as the bias check (the first task given select-model's package) starts
+    assert started == (["select_model"] if engine == "h2o" else [])
+    assert not Path(named.pop()).parent.exists()  # its folder removed with the run
