@@ -32,8 +32,12 @@ with that answer. A column of a SQL table with text in some rows and numbers in 
 (SQLite's), which the whole read keeps as an object column and the step writes as text, is
 read again as text from the values the driver gives, as for JSON lines (``sql_chunks``);
 unless some of its text has a date's shape (the whole read might then parse it as dates).
-Whenever the chunks cannot give the whole table's columns (a date-named column of a
-JSON-lines file that pandas parses in some chunks only; nested objects or lists, a type
+A column of a JSON-lines file that pandas tries as dates by its name (``json_date_named``)
+and parses in some chunks only (``MixedDates``): the whole column holds the values no
+chunk could parse, so the whole read keeps it as the values JSON gave (pandas converts each
+value on its own); it is read again as those values, as a column of text and numbers is,
+unless it has a time zone beside them (pandas 2.3's whole read can fail on that outright).
+Whenever the chunks cannot give the whole table's columns (nested objects or lists, a type
 outside numbers/booleans/text/dates), nothing is written and None is
 returned: the caller loads the dataset whole as before, and a WARNING names the dataset,
 the reason and (for a file) the memory pandas may take.
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +70,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 100_000
+_ZONE = re.compile(r"(Z|[+-]\d\d:?\d\d)$", re.I)  # a time zone ends a date's text
 
 
 class NotStreamable(Exception):
@@ -477,7 +483,7 @@ def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
         for _ in range(MAX_PASSES):  # each pass may find a column of text dates in some
             # chunks only, which the whole table's values then decide (two passes more), or
             # a column of text and numbers, read again as text
-            read.clear()
+            # read: every pass's chunks (one read before a later pass fails: a WARNING)
             texts.new_pass()
             unparsed: dict[str, list[Any]] = {}
             try:
@@ -529,6 +535,11 @@ class _TextColumns:
         # text; text none of which has a date's shape is never dates (one that has one:
         # NotStreamable, the whole read decides)
         self.dates_too = dates_too
+        # a JSON-lines file's columns pandas tries as dates (``json_date_named``): the whole
+        # read cannot parse one whose chunks it did not all parse (a value no chunk could
+        # parse is in it), but a time zone beside other values can make it fail outright
+        # (pandas 2.3: RuntimeError), which the copy must not hide
+        self.zoned: set[str] = set()
 
     def new_pass(self) -> None:
         self.first.clear()
@@ -544,6 +555,9 @@ class _TextColumns:
                 if self.dates_too and _DATE_SHAPE.match(value.strip()):
                     raise NotStreamable(f"column '{name}' mixes numbers with text that may "
                                         f"be dates: {value[:40]!r}")
+                if name in self.zoned and _ZONE.search(value.strip()):
+                    raise NotStreamable(f"column '{name}' is tried as dates by pandas, and has "
+                                        f"a time zone beside other values: {value[:40]!r}")
                 out.append(value)
             elif isinstance(value, (bool, int, float)):
                 self.other.add(name)
@@ -559,6 +573,16 @@ class _TextColumns:
 
         return [mixed_text_note(name, dataset_id, self.first[name]) for name in columns
                 if name in self.other and name in self.first]
+
+
+def json_date_named(name: Any) -> bool:
+    """Whether ``pd.read_json`` tries column ``name`` as dates (``keep_default_dates``: the
+    names ``FrameParser._try_convert_dates`` takes)."""
+    if not isinstance(name, str):
+        return False
+    lower = name.lower()
+    return (lower.endswith(("_at", "_time")) or lower in ("modified", "date", "datetime")
+            or lower.startswith("timestamp"))
 
 
 class _Recorded:
@@ -647,7 +671,7 @@ def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
     encoding = "utf-8"
     try:
         for _ in range(MAX_PASSES):  # each pass finds one column to read as text, or latin-1
-            read.clear()
+            # read: every pass's chunks (one read before a later pass fails: a WARNING)
             texts.new_pass()
             try:
                 copied = _copy(_counted(jsonl_chunks(path, encoding, chunk_rows, texts), read),
@@ -658,15 +682,20 @@ def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
                     raise
                 encoding = "latin-1"
                 note_latin1(found.location, notes)
-            except MixedText as mixed:
+            except (MixedText, MixedDates) as mixed:
+                # text dates pandas parses in some chunks only: a value no chunk parsed is
+                # in the whole column, which pandas then keeps as the values JSON gave
                 if mixed.name in texts.names:
                     raise
                 texts.names.append(mixed.name)
-                log.debug("%s: column '%s' mixes text with numbers; read it again as text",
-                          dataset_id, mixed.name)
+                if json_date_named(mixed.name):
+                    texts.zoned.add(mixed.name)
+                log.debug("%s: column '%s' %s; read it again as text", dataset_id,
+                          mixed.name, "is dates in some chunks only"
+                          if isinstance(mixed, MixedDates) else "mixes text with numbers")
         else:
             raise NotStreamable(f"it needed more than {MAX_PASSES} passes (a pass for each "
-                                "column of text and numbers)")
+                                "column of text and numbers or dates in some chunks)")
     except Exception as exc:  # noqa: BLE001 - load_dataset reads (and reports) it
         _not_streamed(dataset_id, exc, read,
                       lambda reason: whole_warning(dataset_id, path, "jsonl", reason))

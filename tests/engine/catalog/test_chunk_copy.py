@@ -355,6 +355,72 @@ def test_jsonl_text_in_a_number_column_is_read_again_as_text(tmp_path, monkeypat
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "d.parquet"), written)
 
 
+def test_jsonl_dates_pandas_parses_in_some_chunks_only_are_read_as_the_whole_file(
+        tmp_path, monkeypatch, caplog) -> None:
+    """A column pandas tries as dates (its name: 'created_at', 'updated_at') that it parses
+    in some chunks and not in another: the whole column holds the values no chunk could
+    parse, so pandas' whole read keeps it as the values JSON gave (text; text and numbers,
+    which the discover step writes as text and reports). The copy reads such a column again
+    as those values: the same frame, profile and notes, streamed; 'seen_at', dates in every
+    chunk, stays dates. A time zone in such a column is left to the whole read (pandas may
+    fail on it outright), with a WARNING."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    records = _jsonl_frame().to_dict("records")
+    for i, record in enumerate(records):
+        record["signup_date"] = str(record["signup_date"])
+        day = f"{1 + i % 12:02d}-{1 + i % 28:02d}"
+        # dates, ten records of other text in the seventh chunk (of ten)
+        record["created_at"] = "unknown" if 2_000 <= i < 2_010 else f"2024-{day}"
+        # text dates in the first chunks, seconds since 1970 after, one text in the last
+        record["updated_at"] = (f"2024-{day} 10:00" if i < 1_500 else
+                                "n/k" if i == 2_950 else 1_700_000_000 + i)
+        record["seen_at"] = f"2023-{day}"
+        record["paid_at"] = "unknown" if i == 2_500 else f"2024-{day}T10:00:00Z"
+    lines = [json.dumps(r) for r in records]
+    (folder / "dates.jsonl").write_text("\n".join(
+        json.dumps({k: v for k, v in r.items() if k != "paid_at"}) for r in records) + "\n")
+    (folder / "zoned.jsonl").write_text("\n".join(lines) + "\n")
+    config = _config({"name": "files", "kind": "folder", "path": str(folder)},
+                     "files/dates.jsonl", "churned")
+    whole, loaded = load_dataset(config)
+    assert [whole[c].dtype.kind for c in ("created_at", "updated_at", "seen_at")] == [
+        "O", "O", "M"]
+    written, reported = _as_discover_writes(config)
+    out = tmp_path / "dataset.parquet"
+    changes: list[str] = []
+    schema = copy_jsonl_dataset(config, config.training.dataset, str(out), chunk_rows=300,
+                                changes=changes)
+    assert schema is not None
+    copied = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(copied, written)
+    assert schema.to_dict() == loaded.to_dict()
+    assert changes == reported and len(changes) == 1 and "'updated_at'" in changes[0]
+    assert (copied["created_at"].iloc[0], copied["created_at"].iloc[2_000]) == (
+        "2024-01-01", "unknown")
+    assert (copied["updated_at"].iloc[0], copied["updated_at"].iloc[1_500]) == (
+        "2024-01-01 10:00", "1700001500")
+    assert not list(tmp_path.glob(".*tmp*"))
+    from autokfp.catalog import discovery
+    from autokfp.steps.discover import _write_training_data
+
+    def no_whole_read(*args, **kwargs):
+        raise AssertionError("the file was loaded whole")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(discovery, "load_dataset", no_whole_read)
+        _, rows, _, stepped = _write_training_data(config, str(tmp_path / "d.parquet"))
+    assert (rows, stepped) == (3_000, reported)
+    zoned = _config({"name": "files", "kind": "folder", "path": str(folder)},
+                    "files/zoned.jsonl", "churned")
+    with caplog.at_level("WARNING", logger="autokfp.catalog"):
+        assert copy_jsonl_dataset(zoned, zoned.training.dataset, str(out),
+                                  chunk_rows=300) is None
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "zoned.jsonl" in warned[0] and "'paid_at'" in warned[0]
+    assert "time zone" in warned[0]
+
+
 def _mixed_table(path: Path) -> None:
     """A SQLite table of 3,000 rows (read 300 at a time) whose columns without a type, or
     whose typed columns SQLite stores other text in, mix text with numbers: 'ref' text in
