@@ -120,7 +120,10 @@ def engine_imports(text: str) -> dict[str, float]:
     return found
 
 
-_CLUSTER_START = re.compile(r"local H2O cluster \S+ started in ([0-9.]+)s")
+# the refit's cluster start: its own JVM's, or its wait for the run's warm refit cluster
+# (training/h2o_refit_cluster.py)
+_CLUSTER_START = re.compile(r"local H2O cluster \S+ started in ([0-9.]+)s|"
+                            r"warm H2O cluster \S+: waited ([0-9.]+)s")
 
 
 def refit_fit_seconds(text: str, home: Path) -> float | None:
@@ -133,7 +136,7 @@ def refit_fit_seconds(text: str, home: Path) -> float | None:
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
     block = plain.split("Executing task 'refit-model'", 1)[-1]
     block = block.split("Task 'refit-model' finished", 1)[0]
-    starts = [float(v) for v in _CLUSTER_START.findall(block)]
+    starts = [float(own or waited) for own, waited in _CLUSTER_START.findall(block)]
     served = sorted(home.rglob("refit-model/served_model/artifacts/meta.json"))
     outputs = sorted(home.rglob("refit-model/executor_output.json"))
     if not (served and outputs and starts):

@@ -120,7 +120,7 @@ def test_the_refit_fits_the_same_model_on_the_runs_warm_cluster(tmp_path, monkey
                                              tmp_path / "warm", budget)
         state = json.loads(handle.state.read_text())
         assert state["state"] == "ready" and cloud == state["name"]
-        assert f"refitting on the run's warm H2O cluster {cloud}" in caplog.text
+        assert f"refitting on the run's warm H2O cluster {cloud}: waited" in caplog.text
         # the refit left it running, with nothing of its own on it
         assert _cloud_running(cloud)
         h2o.connect(url=state["url"], verbose=False, strict_version_check=False)
