@@ -22,8 +22,13 @@ makes of the whole file:
   reading the file serially, each such row handed to ``_ShortRows`` (Arrow numbers the rows
   then), padded with empty fields, parsed with the batch's types and put back in its place;
   both the whole read and the copy note it (``note_short_rows``).
-Anything else Arrow cannot read as pandas does (a value spanning lines, a column Arrow types
-otherwise) writes nothing and returns None: the caller loads the file whole, and a WARNING
+- whole numbers past int64: pandas makes the column uint64 when every value is a whole
+  number from 0 to 2**64 - 1 and none is missing; the copy reads it as uint64 then (Arrow
+  reads such numbers in the first block as float64, which rounds them: a float64 column
+  with one of 2**63 or more and no fraction is read again as uint64, ``_PastInt64``).
+Anything else Arrow cannot read as pandas does (a value spanning lines, whole numbers past
+uint64 or beside a missing or negative value, which pandas keeps as the text read, a column
+Arrow types otherwise) writes nothing and returns None: the caller loads the file whole, and a WARNING
 names the file, the reason and the memory pandas may take (``whole_warning``).
 """
 
@@ -226,6 +231,16 @@ class _Unreadable(Exception):
     """The file cannot be streamed as pandas reads it (the message says why)."""
 
 
+class _PastInt64(Exception):
+    """Column ``name``, read as float64, has whole numbers past int64 and no fraction:
+    pandas makes it uint64 (every value a whole number from 0 to 2**64 - 1, none missing)
+    or keeps it as text; read it again as uint64 (which refuses anything else)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 def _first_block_types(schema: Any, types: dict[str, Any], from_null: set[str]) -> bool:
     """Add to ``types`` what makes Arrow read the first block as pandas does: dates and times
     as text, a column without a value as float64 (``from_null``: pandas' type for an empty
@@ -257,14 +272,20 @@ def _wider(kind: Any, value: str, was_null: bool) -> Any:
     type cannot take the value either, the next attempt widens it again."""
     import pyarrow as pa
 
+    if pa.types.is_unsigned_integer(kind):  # see below: pandas' other answers are quirks
+        raise _Unreadable(f"column of whole numbers past int64 has {value[:80]!r} too")
     if pa.types.is_integer(kind):
         try:
-            int(value)
+            number = int(value)
         except ValueError:
             pass
-        else:  # a whole number past int64: pandas makes the column uint64 or keeps it as
-            # text, and float64 would round it (18446744073709551615 -> 1.8446744073709552e19)
-            raise _Unreadable(f"a whole number past int64 in a later block: {value[:80]!r}")
+        else:  # a whole number past int64: pandas makes the column uint64 when every value
+            # is a whole number from 0 to 2**64 - 1 and none is missing (``_write_blocks``
+            # checks), else keeps every value as the text read, a missing one as '' or 'NA'
+            # (pandas 2.3), and float64 would round it (18446744073709551615 -> 1.8e19)
+            if 0 <= number < 2**64:
+                return pa.uint64()
+            raise _Unreadable(f"a whole number past uint64 in a later block: {value[:80]!r}")
         try:
             float(value)
             return pa.float64()
@@ -273,6 +294,45 @@ def _wider(kind: Any, value: str, was_null: bool) -> Any:
     if was_null and pa.types.is_floating(kind) and value in PANDAS_TRUE + PANDAS_FALSE:
         return pa.bool_()
     return pa.string()
+
+
+def _no_missing_past_int64(table: Any, big: set[str]) -> None:
+    """_Unreadable when a column of whole numbers past int64 (uint64, ``_wider``) has a
+    missing value: pandas then keeps the column as the text read ('' or 'NA', not NaN).
+    Adds to ``big`` the float64 columns with a whole number of 2**63 or more (Arrow reads a
+    first block's whole numbers past int64 as float64, which rounds them: ``_past_int64``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for field, column in zip(table.schema, table.columns):
+        if pa.types.is_unsigned_integer(field.type) and column.null_count:
+            raise _Unreadable(f"column '{field.name}' has whole numbers past int64 and a "
+                              "missing value")
+        if pa.types.is_floating(field.type) and field.name not in big:
+            extremes = pc.min_max(column)
+            low, high = extremes["min"].as_py(), extremes["max"].as_py()
+            if low is not None and max(abs(low), abs(high)) >= 2**63:
+                big.add(field.name)
+
+
+def _past_int64(temp: Path, big: set[str]) -> None:
+    """_Unreadable when a float64 column of the file written (``temp``) with a number of
+    2**63 or more has no fraction: pandas reads such whole numbers as uint64 or text, which
+    float64 would round (a column with a fraction is float64 in pandas too)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    handle = pq.ParquetFile(temp)
+    for name in sorted(big):
+        fraction = False
+        for group in range(handle.num_row_groups):
+            column = handle.read_row_group(group, columns=[name]).column(0)
+            finite = pc.filter(column, pc.is_finite(column))
+            if len(finite) and not pc.all(pc.equal(finite, pc.floor(finite))).as_py():
+                fraction = True
+                break
+        if not fraction:
+            raise _PastInt64(name)
 
 
 def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[str, Any],
@@ -289,6 +349,7 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
     import pyarrow.parquet as pq
 
     rows = 0
+    big: set[str] = set()  # float64 columns with a number of 2**63 or more
     with pcsv.open_csv(path, **options) as reader:
         if _first_block_types(reader.schema, types, from_null):
             return None
@@ -298,13 +359,16 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
                     if short is None:
                         writer.write_batch(batch)
                         rows += batch.num_rows
+                        _no_missing_past_int64(batch, big)
                     else:
                         table = short.merge(batch)
                         writer.write_table(table, row_group_size=max(table.num_rows, 1))
                         rows += table.num_rows
+                        _no_missing_past_int64(table, big)
                 if short is not None and (rest := short.finish(reader.schema)) is not None:
                     writer.write_table(rest)
                     rows += rest.num_rows
+                    _no_missing_past_int64(rest, big)
             except pa.ArrowInvalid as exc:
                 found = _CONVERSION.search(str(exc))
                 if found is None:
@@ -313,6 +377,8 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
                 every = options["read_options"].column_names or reader.schema.names
                 field = reader.schema.field(every[int(found[1])])
                 raise _Widen(field.name, field.type, found[2]) from None
+    if big:
+        _past_int64(temp, big)
     return rows
 
 
@@ -382,6 +448,12 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
                 if short is not None and short.first is not None:
                     note_short_rows(label, short.count, short.first, layout)
                 return rows, notes + layout
+        except _PastInt64 as big:
+            if big.name in types and pa.types.is_unsigned_integer(types[big.name]):
+                raise _Unreadable(f"column '{big.name}' has whole numbers past int64") from None
+            types[big.name] = pa.uint64()
+            log.debug("%s: column '%s' has whole numbers past int64; read it again as uint64",
+                      label, big.name)
         except _Widen as late:
             if pa.types.is_string(late.kind):
                 raise _Unreadable(f"column '{late.name}' has a value Arrow cannot read as "

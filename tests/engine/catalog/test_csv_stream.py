@@ -268,22 +268,35 @@ def test_memory_stays_bounded_by_the_block(tmp_path: Path) -> None:
     assert copied["region"].iloc[-1] == "Malmø"
 
 
-@pytest.mark.parametrize("big", ["18446744073709551615", "99999999999999999999"])
-def test_a_whole_number_past_int64_in_a_later_block_is_not_rounded(
-        tmp_path: Path, big: str, caplog: pytest.LogCaptureFixture) -> None:
-    """pandas makes such a column uint64 (2**64 - 1) or keeps it as text (past uint64); the
-    copy's float64 would round it (1.8446744073709552e19, 1e20) with no note of the change:
-    the file is loaded whole instead, with the WARNING."""
+@pytest.mark.parametrize("case", ["later", "first", "past_uint64", "missing", "negative"])
+def test_whole_numbers_past_int64_are_never_rounded(
+        tmp_path: Path, case: str, caplog: pytest.LogCaptureFixture) -> None:
+    """pandas makes a column of whole numbers with one past int64 uint64 when every value
+    is a whole number from 0 to 2**64 - 1 and none is missing: the copy reads it so, whether
+    the number is in a later block (int64 there) or the first (Arrow reads it as float64,
+    which rounded 18446744073709551615 to 1.8446744073709552e19 until session 21, silently).
+    Past uint64, beside a missing value or a negative number pandas keeps the text read
+    (a missing value as '', not NaN): loaded whole, with the WARNING."""
     folder = tmp_path / "data"
     folder.mkdir()
     frame = _frame()
     frame["serial"] = np.arange(len(frame)).astype(object)
-    frame.loc[2_900, "serial"] = big  # past the first of ~10 blocks
+    big = "99999999999999999999" if case == "past_uint64" else "18446744073709551615"
+    frame.loc[5 if case == "first" else 2_900, "serial"] = big  # ~10 blocks of 64 kB
+    if case == "missing":
+        frame.loc[100, "serial"] = ""
+    elif case == "negative":
+        frame.loc[100, "serial"] = "-1"
     frame.to_csv(folder / "serials.csv", index=False)
     config = _config(folder, "serials.csv")
     whole, _ = load_dataset(config)
-    assert str(whole["serial"].iloc[2_900]) == big
+    assert str(whole["serial"].iloc[5 if case == "first" else 2_900]) == big
     out = tmp_path / "dataset.parquet"
+    if case in ("later", "first"):
+        assert whole["serial"].dtype == "uint64"
+        _copied_as_loaded(config, out)
+        return
+    assert whole["serial"].dtype == object
     with caplog.at_level("WARNING", logger="autokfp.catalog.csv_stream"):
         assert copy_csv_dataset(config, config.training.dataset, str(out),
                                 block_bytes=64 << 10) is None
