@@ -22,10 +22,19 @@ archive <commit> autokfp | tar -x -C DIR``), the ingestion path of that code and
 run on the same data, each in a process of its own (its CPU is its own), in the order
 DIR, this, this, DIR when ``--repeat 2``: the before and after of a change, side by side.
 
+With ``--compare-sql-pass`` (and ``--repeat 2`` for ABBA), this code's ingestion path with
+``catalog.sql_pass: beside`` and with ``second`` on the same data, each in a fresh process,
+in the order beside, second, second, beside: the first run and the unchanged re-run of each.
+``--database postgres`` puts the ``--tables`` tables in a throwaway PostgreSQL server
+(Debian's, started in a temporary folder, stopped and removed at the end) instead of
+SQLite; the server's CPU seconds during each run (its processes, read from /proc) are
+printed beside the client's, as DataHub's source and the crawl's queries spend them there.
+
     .venv/bin/python scripts/benchmark_discovery.py [--tables 1000] [--files 1000]
         [--wide 20] [--wide-columns 1000] [--rows 20] [--no-anchor] [--ingest]
         [--only-issue] [--keep] [--workers N] [--compare-with DIR [--repeat 2]
         [--compare-only [--compare-path ingest|crawl]]]
+        [--compare-sql-pass [--repeat 2]] [--database sqlite|postgres]
 
 autokfp's crawls use ``catalog.workers`` (default ``auto``: a worker process per CPU this
 process may use; the count is printed); ``--workers 1`` times the crawl in one process.
@@ -105,6 +114,85 @@ def make_wide(db: Path, tables: int, columns: int, rows: int) -> None:
     with sqlite3.connect(db) as connection:
         for i in range(tables):
             _wide_frame(rng, rows, columns).to_sql(f"wide_{i:03d}", connection, index=False)
+
+
+@contextlib.contextmanager
+def postgres_server():  # -> Iterator[tuple[Callable[[str], str], int]]
+    """A throwaway PostgreSQL (Debian's) in a temporary folder of its own (the server's
+    account must reach it), removed at the end: (the SQLAlchemy URL of a database, the
+    postmaster's pid). The password is in ``BENCH_PG_PASSWORD`` of this process (the URL
+    reads ``${BENCH_PG_PASSWORD}``), so none is printed or written in a config."""
+    import glob
+    import secrets
+    import socket
+    import subprocess
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise SystemExit("--database postgres: PostgreSQL is not installed "
+                         "(apt-get install postgresql)")
+    bin_dir = os.path.dirname(found[-1])
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="autokfp-bench-pg-"))
+    os.chmod(folder, 0o777)
+    password = secrets.token_hex(8)
+    os.environ["BENCH_PG_PASSWORD"] = password
+    (folder / "pw").write_text(password + "\n")
+    os.chmod(folder / "pw", 0o644)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", str(folder / "data"), "-U",
+                        "app", "--auth=scram-sha-256", f"--pwfile={folder / 'pw'}", "-E",
+                        "UTF8"], check=True, capture_output=True, timeout=300)
+        subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(folder / "data"), "-w",
+                        "-t", "120", "-l", str(folder / "server.log"), "-o",
+                        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"],
+                       check=True, capture_output=True, timeout=180)
+        pid = int((folder / "data" / "postmaster.pid").read_text().split()[0])
+        yield (lambda database: "postgresql+pg8000://app:${BENCH_PG_PASSWORD}"
+               f"@127.0.0.1:{port}/{database}"), pid
+    finally:
+        if (folder / "data" / "postmaster.pid").exists():
+            subprocess.run([*as_user, f"{bin_dir}/pg_ctl", "-D", str(folder / "data"), "-m",
+                            "fast", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def make_pg_tables(url: str, database: str, tables: int, rows: int) -> None:
+    """``tables`` tables of ``_frame``'s columns in a new database ``database``."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(os.path.expandvars(url.replace(f"/{database}", "/postgres")),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {database}")
+    admin.dispose()
+    engine = sa.create_engine(os.path.expandvars(url))
+    rng = np.random.default_rng(0)
+    with engine.begin() as connection:
+        for i in range(tables):
+            _frame(rng, rows, i).to_sql(f"table_{i:04d}", connection, index=False)
+    engine.dispose()
+
+
+def server_cpu(pid: int | None) -> float:
+    """CPU seconds of the PostgreSQL server (the postmaster, its live processes and those it
+    reaped), 0 without one."""
+    if pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(p: int, reaped: bool) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended since listed
+            return 0.0
+        return sum(int(f) for f in fields[11:15 if reaped else 13]) / tick
+
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return stat(pid, True) + sum(stat(int(c), False) for c in children)
 
 
 def _cpu() -> float:
@@ -193,14 +281,17 @@ def ingest_runs(name: str, sources: list[dict[str, Any]], home: Path) -> list[Ti
     settings = Settings.from_env()
     settings.ensure_local_dirs()
     out = []
+    server = int(os.environ["BENCH_PG_PID"]) if os.environ.get("BENCH_PG_PID") else None
     for label in ("DataHub-ingestion path, first run", "DataHub-ingestion path, re-run"):
-        started, cpu = time.monotonic(), _cpu()
+        started, cpu, on_server = time.monotonic(), _cpu(), server_cpu(server)
         with contextlib.redirect_stdout(io.StringIO()):
             result = ingest(config, settings=settings)
         seconds, cpu = time.monotonic() - started, _cpu() - cpu
+        server_note = (f"; PostgreSQL server {server_cpu(server) - on_server:.2f} CPU-s"
+                       if server else "")
         out.append(Timing(label, len(result.datasets), seconds, cpu,
                           f"({len(result.extended)} extended, {result.lite_written} aspects "
-                          "into Lite)"))
+                          f"into Lite{server_note})"))
     return out
 
 
@@ -274,22 +365,27 @@ def _ingest_child(spec: str) -> int:
     return 0
 
 
-def compare_ingestion(before: Path, sources: list[dict[str, Any]], warm: list[dict[str, Any]],
-                      root: Path, repeat: int, path: str = "ingest") -> list[tuple[str, Timing]]:
+def compare_ingestion(before: Path | None, sources: list[dict[str, Any]],
+                      warm: list[dict[str, Any]], root: Path, repeat: int,
+                      path: str = "ingest", sql_passes: bool = False
+                      ) -> list[tuple[str, Timing]]:
     """The ingestion path (``path="crawl"``: the crawl path) of the code in ``before`` and of
-    this code on the same data, each in a fresh process (see ``--compare-with``)."""
+    this code on the same data, each in a fresh process (see ``--compare-with``); with
+    ``sql_passes``, this code's with ``catalog.sql_pass: beside`` and with ``second``
+    (labelled "before" and "this code" for ``_compare_table``)."""
     import subprocess
 
     here = Path(__file__).resolve().parent.parent
-    order = [("before", before), ("this code", here)]
+    order: list[tuple[str, Path, str | None]] = (
+        [("beside", here, "beside"), ("second", here, "second")] if sql_passes else
+        [("before", before or here, None), ("this code", here, SQL_PASS)])
     if repeat > 1:
         order += order[::-1]
     rows = []
-    for index, (label, code) in enumerate(order):
+    for index, (label, code, sql_pass) in enumerate(order):
         env = {**os.environ, "PYTHONPATH": str(code)}
         spec = json.dumps({"home": str(root / f"compare-{index}"), "sources": sources,
-                           "warm": warm, "path": path,
-                           "sql_pass": SQL_PASS if code == here else None})
+                           "warm": warm, "path": path, "sql_pass": sql_pass})
         done = subprocess.run([sys.executable, __file__, "--ingest-child", spec], env=env,
                               capture_output=True, text=True, check=False)
         if done.returncode:
@@ -300,7 +396,8 @@ def compare_ingestion(before: Path, sources: list[dict[str, Any]], warm: list[di
             timing = Timing(f"{label}: {kind}", datasets, seconds, cpu,
                             f"{note} [{out['code']}]")
             print(timing.line(), flush=True)
-            rows.append((timing.label, timing))
+            side = {"beside": "before", "second": "this code"}.get(label, label)
+            rows.append((f"{side}: {kind}", timing))
     return rows
 
 
@@ -314,11 +411,50 @@ def _compare_table(pairs: list[tuple[str, Timing]],
         old_rate = sum(t.datasets for t in old) / sum(t.cpu for t in old)
         new_rate = sum(t.datasets for t in new) / sum(t.cpu for t in new)
         line = (f"  {kind}: before {old_rate:.1f}/CPU-s, now {new_rate:.1f}/CPU-s "
-                f"({new_rate / old_rate:.2f}x)")
+                f"({new_rate / old_rate:.2f}x); CPU-s {sum(t.cpu for t in old):.2f} -> "
+                f"{sum(t.cpu for t in new):.2f}, wall s {sum(t.seconds for t in old):.2f} -> "
+                f"{sum(t.seconds for t in new):.2f} over {len(new)} run(s) each")
         if crawls:
             line += (f"; now / the crawl's {kind} timed above: "
                      f"{sum(t.cpu for t in new) / len(new) / crawls[kind].cpu:.2f}x the CPU")
         print(line, flush=True)
+
+
+def compare_sql_passes(args: argparse.Namespace, root: Path) -> int:
+    """``--compare-sql-pass``: beside against second on the issue workload (``--tables``
+    tables in SQLite or PostgreSQL, ``--files`` files), one fresh process per side."""
+    folder, small_files = root / "files", root / "warm-files"
+    make_files(folder, args.files, args.rows, offset=args.tables)
+    make_files(small_files, 5, args.rows)
+    files_source = {"name": "files", "kind": "folder", "path": str(folder),
+                    "include": ["*.csv"]}
+    warm_files = {**files_source, "name": "warmfiles", "path": str(small_files)}
+    with contextlib.ExitStack() as stack:
+        if args.database == "postgres":
+            url, pid = stack.enter_context(postgres_server())
+            os.environ["BENCH_PG_PID"] = str(pid)
+            started = time.monotonic()
+            make_pg_tables(url("bench"), "bench", args.tables, args.rows)
+            make_pg_tables(url("warm"), "warm", 5, args.rows)
+            where = f"PostgreSQL (server pid {pid}; made in {time.monotonic() - started:.1f}s)"
+            table_url, warm_url = url("bench"), url("warm")
+        else:
+            db, small_db = root / "warehouse.db", root / "warm.db"
+            make_tables(db, args.tables, args.rows)
+            make_tables(small_db, 5, args.rows)
+            where, table_url, warm_url = "SQLite", f"sqlite:///{db}", f"sqlite:///{small_db}"
+        both = [files_source, {"name": "warehouse", "kind": "sql", "url": table_url}]
+        warm = [warm_files, {"name": "warm", "kind": "sql", "url": warm_url}]
+        print(f"catalog.sql_pass beside and second: {args.tables} tables in {where} + "
+              f"{args.files} files ({args.rows} rows), one process each; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; a fixed piece of work took "
+              f"{machine_speed():.3f} CPU-s", flush=True)
+        _compare_table(compare_ingestion(None, both, warm, root, args.repeat,
+                                         sql_passes=True))
+        print("  (before = beside, now = second)")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}; the fixed piece of work "
+              f"took {machine_speed():.3f} CPU-s")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,6 +484,12 @@ def main(argv: list[str] | None = None) -> int:
                              "with --compare-with, of this code's runs only")
     parser.add_argument("--workers", type=int, default=None,
                         help="catalog.workers of autokfp's crawls (default: auto)")
+    parser.add_argument("--compare-sql-pass", action="store_true",
+                        help="only this code's ingestion path with catalog.sql_pass beside "
+                             "and second, one process each (--repeat 2: ABBA)")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
+                        help="with --compare-sql-pass: where the --tables tables are "
+                             "(postgres: a throwaway server of Debian's PostgreSQL)")
     args = parser.parse_args(argv)
     global WORKERS, SQL_PASS
     WORKERS = args.workers
@@ -360,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["HOME"] = str(root / "datahub-home")  # DataHub's CLI state stays in here
 
     try:
+        if args.compare_sql_pass:
+            return compare_sql_passes(args, root)
         started = time.monotonic()
         db, folder, wide_db = root / "warehouse.db", root / "files", root / "wide.db"
         make_tables(db, args.tables, args.rows)

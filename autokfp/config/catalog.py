@@ -40,8 +40,9 @@ class CatalogSpec(_Strict):
     # of a SQL source is a second pass over what it emitted (the tables and their declared
     # columns taken from its SchemaMetadata, autokfp's enumeration and reflection not run;
     # see ``catalog.ingest._second_pass``); ``beside``: autokfp's crawl lists and reflects
-    # the tables itself, beside DataHub's source (the default until the second pass keeps
-    # the unchanged re-run's skip: docs/catalog.md, issue 18 audit row 1)
+    # the tables itself, beside DataHub's source (the default: the second pass keeps the
+    # unchanged re-run's skip on SQLite and PostgreSQL only, and measured no cheaper on a
+    # first run; docs/catalog.md, "Issue 18, session 21")
     sql_pass: Literal["beside", "second"] = "beside"
 
     @field_validator("workers")
