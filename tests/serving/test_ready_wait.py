@@ -32,19 +32,22 @@ def test_no_readiness_request_outlives_the_deadline_by_more_than_the_last_short_
     monkeypatch.setattr(PredictorClient, "model_ready", recorded)
     with _silent_server() as sock:
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        # a caller whose share of the deadline is spent still asks once, briefly
-        deadline = time.monotonic()
-        assert deployment.wait_ready(url, "m", 0.0) is False
-        assert [timeout for _, timeout, _ in asked] == [deployment.LAST_ASK_SECS], asked
-        asked.clear()
-        # with 3 s left: the first ask waits up to its 2 s, and no later ask is given more
-        # than what was left when it was sent (or the short last ask), never another 2 s
-        deadline = time.monotonic() + 3.0
-        assert deployment.wait_ready(url, "m", 3.0) is False
+        # the client is built first (its start took 0.5-5.5 s under load), so each deadline
+        # below and wait_ready's own are set within microseconds of each other
+        with PredictorClient(url) as client:
+            # a caller whose share of the deadline is spent still asks once, briefly
+            deadline = time.monotonic()
+            assert deployment.wait_ready(url, "m", 0.0, client=client) is False
+            assert [timeout for _, timeout, _ in asked] == [deployment.LAST_ASK_SECS], asked
+            asked.clear()
+            # with 5 s left: an ask waits up to its 2 s, and no later ask is given more
+            # than what was left when it was sent (or the short last ask), never another 2 s
+            deadline = time.monotonic() + 5.0
+            assert deployment.wait_ready(url, "m", 5.0, client=client) is False
     assert len(asked) >= 2 and not any(answer for *_, answer in asked), asked
     assert all(timeout <= deployment.READY_ASK_SECS for _, timeout, _ in asked), asked
-    # ``left`` is read here a little after wait_ready read its own clock (and its deadline
-    # was set a little after this one): 0.5 s of slack for a loaded machine, where the
-    # behaviour this replaced gave every ask 2 s (the second ask, ~0.5-1 s left, fails)
+    # ``left`` is read here a little after wait_ready read its own clock: 0.5 s of slack for
+    # a loaded machine, where the behaviour this replaced gave every ask 2 s (the last ask,
+    # with ~0-1 s left, fails)
     for left, timeout, _ in asked:
         assert timeout <= max(deployment.LAST_ASK_SECS, left) + 0.5, asked
