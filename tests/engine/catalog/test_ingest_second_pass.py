@@ -205,6 +205,13 @@ def test_a_postgres_second_pass_writes_what_the_crawl_beside_datahub_writes(
     assert any("sales.big" in urn for urn in removed), removed
     runs.clear()
     assert run("second")[0].skipped and runs == []
+    # rows added, no DDL: the token is the same, the crawl (the recorded tables) sees the
+    # new count and the whole recipe runs after it, as on the default path and on SQLite
+    server.run("second", "INSERT INTO sales.customers VALUES (61, 'n@mail.example.org', "
+               "3.0, 'a')")
+    added = run("second")[0]
+    assert runs == [None] and not added.skipped
+    assert any("sales.customers" in urn for urn in added.datasets)
 
 
 def test_the_second_pass_reads_the_tables_datahub_emitted(churn_sources, catalog_home,
