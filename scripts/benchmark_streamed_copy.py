@@ -18,6 +18,15 @@ last 10,000 rows (a chunk that is not dates, a whole column that is); the copy d
 values ``parse_datetime_text`` tests from the whole column and reads the table again (the
 size printed is the database's: both tables). ``late`` is the session-19 case above.
 
+Session 21: ``short``, a CSV file whose last 10 rows lack their last two fields (pandas
+fills them with missing values; the copy reads the file again serially, padding them);
+``mixed`` (``--format sqlite``), a SQLite table whose integer column ``code`` has text in its
+last 10,000 rows (the whole read keeps an object column, which the step writes as text; the
+copy reads the table again with that column as text); ``created`` (``--format jsonl``), a
+JSON-lines file with a ``created_at`` column of text dates whose last 10 records are other
+text (pandas parses the column in every chunk but the last, and not in the whole file; the
+copy reads the file again with it as text).
+
 Each way runs in a fresh Python process: its peak resident memory (VmHWM) is measured
 after the imports and a warm-up copy of a small file, so "peak added" is what the copy adds,
 beside its CPU seconds (user + system, of that process alone: the machine's load does not
@@ -29,6 +38,9 @@ script compares them).
     python scripts/benchmark_streamed_copy.py --mb 200 --case index
     python scripts/benchmark_streamed_copy.py --mb 100 --format jsonl --case text
     python scripts/benchmark_streamed_copy.py --mb 150 --format sqlite --case dates
+    python scripts/benchmark_streamed_copy.py --mb 200 --case short
+    python scripts/benchmark_streamed_copy.py --mb 200 --format sqlite --case mixed
+    python scripts/benchmark_streamed_copy.py --mb 150 --format jsonl --case created
 """
 
 from __future__ import annotations
@@ -94,11 +106,12 @@ def _frame(rows: int, seed: int = 4):
     return frame
 
 
-def _write_tables(folder: Path, rows: int) -> int:
+def _write_tables(folder: Path, rows: int, case: str = "dates") -> int:
     """SQLite tables (``tables.db``) ``clean``, ``late`` and ``warm``: the churn frame with a
     text date column ``due`` (SQLite keeps dates as text), which in ``late`` is other text
     in its last 10,000 rows: the last chunk (100,000 rows) is not dates, the whole column
-    is (99% of its values). The rows (``late`` has 10,000 more)."""
+    is (99% of its values); with ``case`` mixed, ``late``'s last 10,000 rows have text in
+    the integer column ``code`` instead. The rows (``late`` has 10,000 more)."""
     import sqlite3
 
     import pandas as pd
@@ -114,8 +127,10 @@ def _write_tables(folder: Path, rows: int) -> int:
             part = dated(_frame(min(piece, rows - start), seed=start), start)
             part.to_sql("clean", connection, index=False, if_exists="append")
             part.to_sql("late", connection, index=False, if_exists="append")
-        _frame(10_000, seed=rows).assign(due="soon").to_sql("late", connection, index=False,
-                                                            if_exists="append")
+        tail = _frame(10_000, seed=rows)
+        tail = (dated(tail, 0).assign(code="n/k") if case == "mixed"
+                else tail.assign(due="soon"))
+        tail.to_sql("late", connection, index=False, if_exists="append")
     return rows
 
 
@@ -128,8 +143,8 @@ def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
 
     per_row = {"csv": 190, "jsonl": 500, "sqlite": 200}[fmt]  # bytes a row, the churn frame
     rows = mb * 1_000_000 // per_row
-    if case == "dates":
-        return _write_tables(folder, rows)
+    if case in ("dates", "mixed"):
+        return _write_tables(folder, rows, case)
     piece = 200_000
     clean, late = folder / f"clean.{fmt}", folder / f"late.{fmt}"
 
@@ -139,19 +154,37 @@ def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
         return "\n".join(json.dumps(r, ensure_ascii=False, default=str)
                          for r in frame.to_dict("records")) + "\n"
 
-    (folder / f"warm.{fmt}").write_text(text(_frame(3_000), True))
+    def framed(count: int, seed: int = 4) -> pd.DataFrame:
+        frame = _frame(count, seed)
+        if case == "created":  # text dates in a column pandas tries as dates by its name
+            days = pd.Timestamp("2020-01-01") + pd.to_timedelta((seed + frame.index) % 2_000,
+                                                                "D")
+            frame["created_at"] = days.strftime("%Y-%m-%d")
+        return frame
+
+    (folder / f"warm.{fmt}").write_text(text(framed(3_000), True))
     with open(clean, "w") as out:
         for start in range(0, rows, piece):
-            out.write(text(_frame(min(piece, rows - start), seed=start), start == 0))
-    tail = _frame(10, seed=rows)
+            out.write(text(framed(min(piece, rows - start), seed=start), start == 0))
+    tail = framed(10, seed=rows)
     if case == "index":  # the header names all but the first field: pandas' index
         with open(late, "w") as out, open(clean) as source:
             out.write(source.readline().split(",", 1)[1])
             while block := source.read(1 << 24):
                 out.write(block)
         return rows
+    if case == "short":  # the last rows lack their last two fields
+        rows_text = "".join(line.rsplit(",", 2)[0] + "\n"
+                            for line in text(tail, False).splitlines())
+        with open(late, "w") as out, open(clean) as source:
+            while block := source.read(1 << 24):
+                out.write(block)
+            out.write(rows_text)
+        return rows
     if case == "text":
         tail = tail.assign(code="n/k")
+    elif case == "created":
+        tail = tail.assign(created_at="unknown")
     elif fmt == "csv":  # text in a number column and a byte that is not UTF-8
         tail = tail.assign(code=tail["code"].astype(object), region="Malmø")
         tail.loc[tail.index[-1], "code"] = "n/k"
@@ -178,11 +211,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the file (MB)")
     parser.add_argument("--format", choices=["csv", "jsonl", "sqlite"], default="csv")
-    parser.add_argument("--case", choices=["late", "index", "text", "dates"], default="late",
+    parser.add_argument("--case", choices=["late", "index", "text", "dates", "short", "mixed",
+                                           "created"],
+                        default="late",
                         help="what the file has that the first block types otherwise")
     args = parser.parse_args()
     fits = {"late": ("csv", "jsonl"), "index": ("csv",), "text": ("jsonl",),
-            "dates": ("sqlite",)}
+            "dates": ("sqlite",), "short": ("csv",), "mixed": ("sqlite",),
+            "created": ("jsonl",)}
     if args.format not in fits[args.case]:
         parser.error(f"--case {args.case} takes --format {' or '.join(fits[args.case])}")
     with tempfile.TemporaryDirectory(prefix="streamed-copy-") as tmp:
@@ -191,7 +227,7 @@ def main() -> None:
         rows = write_files(folder, args.format, args.mb, args.case)
         size = (folder / ("tables.db" if args.format == "sqlite" else f"late.{args.format}")
                 ).stat().st_size / 1e6
-        extra = {"index": 0, "dates": 10_000}.get(args.case, 10)
+        extra = {"index": 0, "dates": 10_000, "mixed": 10_000}.get(args.case, 10)
         print(f"{args.format} ({args.case}): {rows + extra:,} rows, {size:.0f} MB (written in "
               f"{time.perf_counter() - started:.0f} s); each way in a fresh process")
         results = {way: run(folder, args.format, way) for way in WAYS}
