@@ -296,11 +296,26 @@ def _wider(kind: Any, value: str, was_null: bool) -> Any:
     return pa.string()
 
 
-def _no_missing_past_int64(table: Any, big: set[str]) -> None:
+def _a_float(value: str) -> bool:
+    """Whether ``value`` is a number that is not a whole-number literal (1e20, 2.5, inf)."""
+    try:
+        int(value)
+    except ValueError:
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _no_missing_past_int64(table: Any, big: set[str], floats: set[str]) -> None:
     """_Unreadable when a column of whole numbers past int64 (uint64, ``_wider``) has a
     missing value: pandas then keeps the column as the text read ('' or 'NA', not NaN).
-    Adds to ``big`` the float64 columns with a whole number of 2**63 or more (Arrow reads a
-    first block's whole numbers past int64 as float64, which rounds them: ``_past_int64``)."""
+    Adds to ``big`` the float64 columns with a finite number of 2**63 or more (Arrow reads
+    a first block's whole numbers past int64 as float64, which rounds them:
+    ``_past_int64``), except ``floats``: columns that have a number written as a float
+    (1e20), which pandas reads as float64 whatever else they hold."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -308,11 +323,22 @@ def _no_missing_past_int64(table: Any, big: set[str]) -> None:
         if pa.types.is_unsigned_integer(field.type) and column.null_count:
             raise _Unreadable(f"column '{field.name}' has whole numbers past int64 and a "
                               "missing value")
-        if pa.types.is_floating(field.type) and field.name not in big:
-            extremes = pc.min_max(column)
-            low, high = extremes["min"].as_py(), extremes["max"].as_py()
-            if low is not None and max(abs(low), abs(high)) >= 2**63:
-                big.add(field.name)
+        if pa.types.is_floating(field.type) and field.name not in big | floats:
+            if _largest(column) >= 2**63:
+                # infinities are float64 in pandas whatever else the column holds: only a
+                # finite number of 2**63 or more may be a whole number pandas reads as such
+                finite = pc.filter(column, pc.is_finite(column))
+                if len(finite) and _largest(finite) >= 2**63:
+                    big.add(field.name)
+
+
+def _largest(column: Any) -> float:
+    """The largest absolute value of a float column (0 when it has no value)."""
+    import pyarrow.compute as pc
+
+    extremes = pc.min_max(column)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    return 0.0 if low is None else max(abs(low), abs(high))
 
 
 def _past_int64(temp: Path, big: set[str]) -> None:
@@ -336,7 +362,8 @@ def _past_int64(temp: Path, big: set[str]) -> None:
 
 
 def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[str, Any],
-                  from_null: set[str], short: _ShortRows | None = None) -> int | None:
+                  from_null: set[str], short: _ShortRows | None = None,
+                  floats: set[str] | None = None) -> int | None:
     """The file written to ``temp`` block by block: the rows; None when the first block
     needs ``types`` it did not have (``_first_block_types``: read it again). _Widen names a
     column a later block (or a short row: ``short``, which ``options`` hand them to) has a
@@ -350,7 +377,17 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
 
     rows = 0
     big: set[str] = set()  # float64 columns with a number of 2**63 or more
-    with pcsv.open_csv(path, **options) as reader:
+    try:
+        opened = pcsv.open_csv(path, **options)  # reads the first block
+    except pa.ArrowInvalid as exc:  # a column given a type (uint64) the first block refuses
+        found = _CONVERSION.search(str(exc))
+        every = options["read_options"].column_names
+        if (found is None or not every or every[int(found[1])] not in types
+                or not pa.types.is_unsigned_integer(types[every[int(found[1])]])):
+            raise
+        name = every[int(found[1])]
+        raise _Widen(name, types[name], found[2]) from None
+    with opened as reader:
         if _first_block_types(reader.schema, types, from_null):
             return None
         with pq.ParquetWriter(str(temp), reader.schema) as writer:
@@ -359,16 +396,16 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
                     if short is None:
                         writer.write_batch(batch)
                         rows += batch.num_rows
-                        _no_missing_past_int64(batch, big)
+                        _no_missing_past_int64(batch, big, floats or set())
                     else:
                         table = short.merge(batch)
                         writer.write_table(table, row_group_size=max(table.num_rows, 1))
                         rows += table.num_rows
-                        _no_missing_past_int64(table, big)
+                        _no_missing_past_int64(table, big, floats or set())
                 if short is not None and (rest := short.finish(reader.schema)) is not None:
                     writer.write_table(rest)
                     rows += rest.num_rows
-                    _no_missing_past_int64(rest, big)
+                    _no_missing_past_int64(rest, big, floats or set())
             except pa.ArrowInvalid as exc:
                 found = _CONVERSION.search(str(exc))
                 if found is None:
@@ -434,6 +471,7 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
         note_latin1(label, notes)
     types: dict[str, Any] = {}
     from_null: set[str] = set()
+    floats: set[str] = set()  # columns read again as uint64 that have a float (1e20) too
     padded = False  # rows with fewer fields than the header: read serially, each padded
     for _ in range(MAX_PASSES):  # each pass over the file finds one column to widen (or
         # the first block's dates and empty columns, or the encoding); past MAX_PASSES
@@ -443,7 +481,7 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
         try:
             rows = _write_blocks(path, temp, _options(sep, block_bytes, encoding, names, types,
                                                       index_fields, short),
-                                 types, from_null, short)
+                                 types, from_null, short, floats)
             if rows is not None:
                 if short is not None and short.first is not None:
                     note_short_rows(label, short.count, short.first, layout)
@@ -458,6 +496,13 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
             if pa.types.is_string(late.kind):
                 raise _Unreadable(f"column '{late.name}' has a value Arrow cannot read as "
                                   f"text: {late.value[:80]!r}") from None
+            if pa.types.is_unsigned_integer(late.kind) and _a_float(late.value):
+                # a uint64 read (``_PastInt64``) refused a number written as a float: pandas
+                # reads the column as float64 then (rounding its whole numbers past int64,
+                # as it does): so does the copy, and it is not asked about again
+                floats.add(late.name)
+                types[late.name] = pa.float64()
+                continue
             types[late.name] = _wider(late.kind, late.value, late.name in from_null)
             log.debug("%s: column '%s' has %r in a later block; read it again as %s", label,
                       late.name, late.value[:80], types[late.name])

@@ -305,6 +305,29 @@ def test_whole_numbers_past_int64_are_never_rounded(
     assert len(warned) == 1 and "serials.csv" in warned[0] and "int64" in warned[0]
 
 
+@pytest.mark.parametrize("case", ["infinite", "exponent", "exponent_later"])
+def test_floats_that_are_whole_or_infinite_beside_big_numbers_stay_float64_and_stream(
+        tmp_path: Path, case: str) -> None:
+    """A float column whose numbers are whole but written as floats (1e20) or infinite
+    (inf, -inf) is float64 in pandas, also beside 18446744073709551615: it streams as
+    float64 like any float column (the review of 70c60e4: |inf| counted as a number past
+    int64, 1e20 asked for a uint64 read, and each file was then loaded whole)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame = _frame()
+    frame["amount"] = np.arange(len(frame)).astype(object)
+    if case == "infinite":
+        frame.loc[5, "amount"], frame.loc[2_900, "amount"] = "inf", "-inf"
+    elif case == "exponent":
+        frame.loc[5, "amount"] = "1e20"
+    else:  # a whole number past int64 first, then one written as a float ~10 blocks on
+        frame.loc[5, "amount"], frame.loc[2_900, "amount"] = "18446744073709551615", "1e20"
+    frame.to_csv(folder / "amounts.csv", index=False)
+    config = _config(folder, "amounts.csv")
+    whole, _, _ = _copied_as_loaded(config, tmp_path / "dataset.parquet")
+    assert whole["amount"].dtype == "float64"
+
+
 def test_a_file_whose_columns_widen_one_pass_after_another_is_read_whole_past_a_bound(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
