@@ -170,6 +170,13 @@ class FeatureSpec(_Strict):
         description="a column whose AUC (or |corr| for regression) alone reaches this is dropped as a leak",
     )
     max_text_tokens: int = Field(default=20, ge=0, le=500)
+    group_keys: bool = Field(
+        default=True,
+        description="an integer column that is a group's code (many rows per value; its values' "
+                    "own target means predict far better out of fold than a trend over its "
+                    "order) becomes categories, one per group, with a warning; false keeps it "
+                    "a number",
+    )
     datetime_parts: list[DatetimePart] = Field(default_factory=_default_datetime_parts)
 
 

@@ -217,14 +217,19 @@ def _class_order(labels: pd.Series, target: str, task: str,
 
 
 def _audit_plan(model: str, plan: Any) -> None:
-    """Every strong predictor kept by the leakage screen: a warning in the run summary and an
-    audit event (the columns dropped, leaks included, are the step's feature.dropped event)."""
+    """Every strong predictor kept by the leakage screen, and every group key read as
+    categories: a warning in the run summary and an audit event (the columns dropped, leaks
+    included, are the step's feature.dropped event)."""
     from autokfp.governance.audit import record_warning
 
     for name, reason in plan.strong_predictors.items():
         record_warning("feature.strong_predictor_kept", f"column '{name}' kept: {reason}",
                        {"column": name, "reason": reason,
                         "score": plan.leakage_scores.get(name)}, model=model)
+    for name, evidence in (getattr(plan, "group_keys", None) or {}).items():
+        record_warning("feature.group_key", f"column '{name}' read as a group key: {evidence}",
+                       {"column": name, "evidence": evidence,
+                        "levels": len(plan.categorical_levels.get(name, []))}, model=model)
 
 
 def _feature_report(plan: Any, dataset_id: str, train_rows: int, test_rows: int,
@@ -240,6 +245,11 @@ def _feature_report(plan: Any, dataset_id: str, train_rows: int, test_rows: int,
         lines.append(f"| {group} | {', '.join(f'`{c}`' for c in columns) or '-'} |")
     lines += ["", "## Dropped columns", "", "| column | reason |", "| --- | --- |"]
     lines += [f"| `{c}` | {r} |" for c, r in plan.dropped.items()] or ["| - | - |"]
+    group_keys = getattr(plan, "group_keys", None) or {}
+    if group_keys:
+        lines += ["", "## Group keys (integer codes read as categories)", "",
+                  "| column | evidence |", "| --- | --- |"]
+        lines += [f"| `{c}` | {e} |" for c, e in group_keys.items()]
     lines += ["", "## Single-column predictive power (leakage screen)", "", "| column | score |",
               "| --- | --- |"]
     ranked = sorted(plan.leakage_scores.items(), key=lambda item: -item[1])

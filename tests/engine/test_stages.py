@@ -309,3 +309,36 @@ def test_strong_predictors_kept_and_leaks_dropped_are_warnings_in_the_audit_trai
     shown = warnings_since(started, model=config.name)
     assert len(shown) == 2 and all("kept" in w["details"]["warning"] for w in shown)
     assert warnings_since("9999", model=config.name) == []  # only the run's own
+
+
+def test_a_group_key_read_as_categories_is_a_warning_in_the_audit_trail(
+        autokfp_home, tmp_path) -> None:
+    """Reading a person's code as categories changes what the model relies on: each person's
+    level, which a new person does not have. The run summary says so, and the trail keeps it."""
+    from datetime import datetime, timezone
+
+    from autokfp.governance.audit import read_events, warnings_since
+    from autokfp.modeling.features import FeaturePlan
+    from autokfp.steps.engineer_features import engineer_features
+    from tests.engine.test_group_keys import panel
+
+    frame = panel(1).rename_axis("row").reset_index()
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame.to_parquet(folder / "panel.parquet", index=False)
+    config = small_config(folder, training={"dataset": "files/panel.parquet", "target": "y",
+                                            "id_column": "row"})
+    schema = profile_frame(frame, "files/panel.parquet", "file", str(folder))
+    (tmp_path / "schema.json").write_text(schema.to_json())
+    frame.to_parquet(tmp_path / "dataset.parquet", index=False)
+    started = datetime.now(timezone.utc).isoformat()
+    engineer_features(config, tmp_path / "dataset.parquet", tmp_path / "schema.json",
+                      tmp_path / "train.parquet", tmp_path / "test.parquet", tmp_path / "plan.json")
+    plan = FeaturePlan.from_json((tmp_path / "plan.json").read_text())
+    assert list(plan.group_keys) == ["person"] and "person" in plan.categorical
+    events = [e for e in read_events() if e["kind"] == "feature.group_key"]
+    assert [e["details"]["column"] for e in events] == ["person"]
+    assert events[0]["model"] == config.name and events[0]["details"]["levels"] == 150
+    shown = [w["details"]["warning"] for w in warnings_since(started, model=config.name)]
+    assert len(shown) == 1 and "'person' read as a group key" in shown[0], shown
+    assert "groups it has not seen" in shown[0]
