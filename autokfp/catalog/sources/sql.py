@@ -662,7 +662,9 @@ def given_tables(tables: dict[str, DataHubTables]) -> Iterator[None]:
 # its position, name, type and modifier, NOT NULL, default, identity, generated expression,
 # collation and comment; every constraint (primary, foreign and unique keys, checks) as
 # PostgreSQL prints it; and the schema's functions and procedures (DataHub's postgres source
-# ingests stored procedures) with their arguments and body. All of it catalog rows that
+# ingests stored procedures) with their arguments as declared (defaults too), language,
+# result, body and comment; every name printed in full (read with search_path pg_catalog,
+# as DataHub reads them). All of it catalog rows that
 # only DDL changes: INSERT, UPDATE, DELETE, TRUNCATE, VACUUM and ANALYZE change none of
 # them (reltuples, relpages, the statistics and xmin are not read), so a data change is
 # left to the crawl's row counts, as on SQLite. One query; rows in a fixed order.
@@ -670,7 +672,7 @@ _PG_DDL = """
 WITH rel AS (
   SELECT c.oid, c.relname, c.relkind FROM pg_class AS c
   JOIN pg_namespace AS n ON n.oid = c.relnamespace
-  WHERE n.nspname = COALESCE(:schema, current_schema())
+  WHERE n.nspname = :schema
     AND c.relkind IN ('r', 'p', 'f', 'v', 'm')
 )
 SELECT 'relation' AS kind, relname, relkind::text AS a, obj_description(oid, 'pg_class') AS b,
@@ -688,10 +690,11 @@ UNION ALL
 SELECT 'constraint', r.relname, k.conname, k.contype::text, pg_get_constraintdef(k.oid)
 FROM rel AS r JOIN pg_constraint AS k ON k.conrelid = r.oid
 UNION ALL
-SELECT 'routine', p.proname, pg_get_function_identity_arguments(p.oid), p.prokind::text,
-       md5(coalesce(p.prosrc, '') || ' ' || pg_get_function_result(p.oid)::text)
+SELECT 'routine', p.proname, pg_get_function_arguments(p.oid), p.prokind::text || ' ' || l.lanname,
+       md5(concat_ws(' -- ', p.prosrc, pg_get_function_result(p.oid), obj_description(p.oid, 'pg_proc')))
 FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
-WHERE n.nspname = COALESCE(:schema, current_schema())
+JOIN pg_language AS l ON l.oid = p.prolang
+WHERE n.nspname = :schema
 ORDER BY 1, 2, 3, 4
 """
 
@@ -730,8 +733,15 @@ def ddl_version(source: SqlSource) -> tuple[str, set[str]] | None:
                 else:
                     import sqlalchemy as sa
 
-                    rows = connection.execute(sa.text(_PG_DDL),
-                                              {"schema": source.schema_name}).all()
+                    with connection.begin():
+                        schema = source.schema_name or connection.exec_driver_sql(
+                            "SELECT current_schema()").scalar()
+                        # names in view and constraint definitions printed in full, as
+                        # DataHub's postgres source reads them (search_path pg_catalog,
+                        # ingest.py): under a user's search_path a table moved between two
+                        # schemas on it would print the same
+                        connection.exec_driver_sql("SET LOCAL search_path TO pg_catalog")
+                        rows = connection.execute(sa.text(_PG_DDL), {"schema": schema}).all()
         finally:
             engine.dispose()
     except Exception:  # noqa: BLE001 - no token: DataHub's source runs, which says why

@@ -284,7 +284,11 @@ def test_the_postgres_ddl_token_changes_with_each_kind_of_ddl_and_no_data_write(
                "CREATE TABLE s.u (id integer, t_id integer)",
                "CREATE VIEW s.v AS SELECT id, label FROM s.t",
                "CREATE MATERIALIZED VIEW s.mv AS SELECT id FROM s.t",
-               "CREATE TABLE other.o (id integer)")
+               "CREATE TABLE other.o (id integer)",
+               # a view on a table of another schema, both on the users' search_path
+               "CREATE SCHEMA app", "CREATE TABLE public.c (id integer)",
+               "CREATE VIEW s.vc AS SELECT id FROM public.c",
+               "ALTER DATABASE ddltoken SET search_path = public, app")
     source = SqlSource(name="db", kind="sql", url=server.url("ddltoken"), schema="s")
     only_t = source.model_copy(update={"tables": ["t"]})
     no_views = source.model_copy(update={"include_views": False})
@@ -294,7 +298,7 @@ def test_the_postgres_ddl_token_changes_with_each_kind_of_ddl_and_no_data_write(
         assert state is not None
         return state[0]
 
-    assert ddl_version(source)[1] == {"t", "u", "v", "mv"}
+    assert ddl_version(source)[1] == {"t", "u", "v", "mv", "vc"}
     assert ddl_version(no_views)[1] == {"t", "u"}
     assert ddl_version(only_t)[1] == {"t"}
     # each statement is DDL on what the recipe reads: a new token after each one (a DROP
@@ -317,14 +321,24 @@ def test_the_postgres_ddl_token_changes_with_each_kind_of_ddl_and_no_data_write(
            "DROP MATERIALIZED VIEW s.mv",
            "CREATE FUNCTION s.f(x integer) RETURNS integer AS 'SELECT x + 1' LANGUAGE sql",
            "CREATE OR REPLACE FUNCTION s.f(x integer) RETURNS integer AS 'SELECT x + 2' "
-           "LANGUAGE sql"]
+           "LANGUAGE sql",
+           # what DataHub's postgres source emits of a routine: its comment, its arguments
+           # as declared (a default too) and language (the review of c3b41e3)
+           "COMMENT ON FUNCTION s.f(integer) IS 'adds two'",
+           "CREATE PROCEDURE s.p(a integer DEFAULT 1) LANGUAGE sql AS 'SELECT 1'",
+           "CREATE OR REPLACE PROCEDURE s.p(a integer DEFAULT 2) LANGUAGE sql AS 'SELECT 1'",
+           "CREATE OR REPLACE PROCEDURE s.p(a integer DEFAULT 2) LANGUAGE sql AS 'SELECT 2'",
+           "COMMENT ON PROCEDURE s.p(integer) IS 'a procedure'",
+           # the view's table moved between two schemas of the search_path: s.vc's lineage
+           # moves with it (names printed in full, as DataHub reads them)
+           "ALTER TABLE public.c SET SCHEMA app"]
     last = token()
     for statement in ddl:
         server.run("ddltoken", statement)
         now = token()
         assert now != last, statement
         last = now
-    assert ddl_version(source)[1] == {"t", "w", "v"}
+    assert ddl_version(source)[1] == {"t", "w", "v", "vc"}
     # data writes and maintenance change no token (nor DDL in another schema)
     before, before_t = token(), token(only_t)
     server.run("ddltoken", "INSERT INTO s.t SELECT i, 'y', i FROM generate_series(21, 90) AS i",
