@@ -53,6 +53,7 @@ SLOW_MODULE_SECONDS = {
     "tests/engine/catalog/test_chunk_copy.py": 55,  # session 16: smaller tables, 80 -> 55
     "tests/pipelines/test_engine_plugin_pipeline.py": 70,
     "tests/engine/training/test_h2o_warm_start.py": 60,
+    "tests/engine/training/test_h2o_refit_cluster.py": 120,  # two JVMs: 114 s (session 21)
     "tests/faults/test_killed_discover.py": 45,
     "tests/faults/test_killed_step.py": 40,
     "tests/serving/test_observability.py": 30,

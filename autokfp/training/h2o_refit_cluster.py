@@ -52,8 +52,12 @@ REFIT_CLUSTER_ENV = "AUTOKFP_H2O_REFIT_CLUSTER"
 # the refit child leaves this file next to the state file when it takes the cluster: the
 # warm-up starts no further throwaway model then
 TAKEN_SUFFIX = ".taken"
-# how long the runner gives the process to shut its cluster down before killing it
-CLOSE_GRACE_SECS = 20.0
+# the runner writes the process's id to this file next to the state file once it runs: a
+# refit waiting on a cluster still starting stops waiting when that process is gone
+PID_SUFFIX = ".pid"
+# how long the runner gives the process to shut its cluster down before killing it (more
+# than the 20 s the process itself waits for the JVM: ``wait_for_shutdowns``)
+CLOSE_GRACE_SECS = 30.0
 
 
 def wanted(config: dict[str, Any] | None) -> tuple[int, str, float] | None:
@@ -130,6 +134,10 @@ class RefitCluster:
         finally:
             if output is not None:
                 output.close()
+        pid = self.state.with_name(self.state.name + PID_SUFFIX)
+        part = pid.with_name(pid.name + ".part")
+        part.write_text(str(self._process.pid))
+        os.replace(part, pid)
 
     def close(self) -> None:
         """Shut the cluster down (SIGTERM: the process shuts its JVM down and exits; killed
@@ -180,6 +188,12 @@ def offered_cluster(nthreads: int, max_mem_size: str, start_timeout_secs: float)
     deadline = asked + start_timeout_secs
     state = _read_state(path)
     while state.get("state") == "starting" and time.monotonic() < deadline:
+        if not _process_runs(path):
+            state = _read_state(path)  # it may have said why, or been ready, before it ended
+            if state.get("state") == "starting":
+                state = {"state": "failed", "error": "its process ended before the cluster "
+                         "was ready (its log is beside the run's)"}
+            break
         time.sleep(0.2)
         state = _read_state(path)
     if state.get("state") != "ready":
@@ -209,6 +223,18 @@ def offered_cluster(nthreads: int, max_mem_size: str, start_timeout_secs: float)
              max(0.0, time.time() - float(state.get("ready_at") or time.time())),
              state.get("warm_models", "no"))
     return cluster
+
+
+def _process_runs(path: Path) -> bool:
+    """Whether the cluster's process (its id in the file the runner writes beside the state
+    file once it started it) still runs; True while that file is not there yet."""
+    from autokfp.lifeline import pid_alive
+
+    try:
+        pid = int(path.with_name(path.name + PID_SUFFIX).read_text())
+    except (OSError, ValueError):
+        return True
+    return pid_alive(pid)
 
 
 class _StopOrTaken:

@@ -75,6 +75,54 @@ def test_the_refit_starts_its_own_cluster_unless_one_is_ready_with_its_settings(
     assert (tmp_path / ("cluster.json" + TAKEN_SUFFIX)).exists()
 
 
+def test_a_refit_stops_waiting_when_the_clusters_process_ended_while_starting(
+        tmp_path, monkeypatch, caplog) -> None:
+    """The state file still says ``starting`` but the process the runner started is gone
+    (killed, or dead before it could say ``failed``): the refit starts its own cluster at
+    once rather than wait out its whole start limit (300 s by default; here 600 s, which
+    the test would hang on)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "cluster.json"
+    monkeypatch.setenv(REFIT_CLUSTER_ENV, str(path))
+    # the runner's start: "starting", then the id of the process it started (a process
+    # that ends at once, as one dying before it could write "failed" would)
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def popen(args, **kwargs):
+        started.append(real_popen([sys.executable, "-c", "pass"], **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(h2o_refit_cluster.subprocess, "Popen", popen)
+    h2o_refit_cluster.RefitCluster(path, 1, "1G", 600.0).start()
+    assert json.loads(path.read_text()) == {"state": "starting"}
+    started[0].wait()  # ended and reaped: its id names no process
+
+    def no_polling(seconds: float) -> None:
+        raise AssertionError("the refit polled a cluster whose process is gone")
+
+    monkeypatch.setattr(h2o_refit_cluster.time, "sleep", no_polling)
+    with caplog.at_level(logging.INFO, logger=h2o_refit_cluster.__name__):
+        assert offered_cluster(1, "1G", 600.0) is None
+    assert "process ended before the cluster was ready" in caplog.text
+    assert "starting one" in caplog.text
+
+
+def _gone(cloud: str, within: float = 15.0) -> bool:
+    """Whether the JVM of H2O cloud ``cloud`` is gone, polled for up to ``within`` seconds
+    (its process exits a moment after it is shut down or its launcher killed)."""
+    import time
+
+    deadline = time.monotonic() + within
+    while _cloud_running(cloud):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def _recipe_folder(folder: Path) -> Path:
     """An H2O package's engine folder holding only a GBM recipe (what ``refit`` reads)."""
     folder.mkdir(parents=True)
@@ -126,15 +174,15 @@ def test_the_refit_fits_the_same_model_on_the_runs_warm_cluster(tmp_path, monkey
         h2o.connect(url=state["url"], verbose=False, strict_version_check=False)
         assert h2o.ls().empty
         h2o.connection().close()
-    # the runner's close shut it down
-    assert not _cloud_running(cloud)
+    # the runner's close shut it down (a JVM killed after the grace ends a moment later)
+    assert _gone(cloud)
     assert not handle.state.parent.exists()
 
     monkeypatch.setenv(REFIT_CLUSTER_ENV, "0")  # none offered: a cluster of its own
     own, own_cloud = _refit_predictions(H2OAutoMLEngine(settings), folder, tmp_path / "own",
                                         budget)
     wait_for_shutdowns()
-    assert own_cloud != cloud and not _cloud_running(own_cloud)
+    assert own_cloud != cloud and _gone(own_cloud)
     # the same model: a GBM with these settings fitted on the same rows, whichever cluster
     assert len(own) == 200 and float(np.std(own)) > 0.1
     np.testing.assert_array_equal(warm, own)
