@@ -131,3 +131,22 @@ def test_feature_selection_runs_beside_a_group_key_of_more_levels_than_its_quick
     select_features(plan, frame, seed=0)
     assert plan.selection["status"] == "done"
     assert "person" in plan.categorical_features and "person" in plan.group_keys
+
+
+def test_more_groups_than_a_category_keeps_or_codes_past_float64_stay_numbers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review of a57b981: (1) with more groups of 2+ rows than a category keeps
+    (MAX_GROUP_LEVELS), the rest would all read as one level, which the test did not
+    measure: kept a number; (2) codes of 2**53 or more, which float64 (a JSON number, a
+    column with a NaN) cannot hold exactly, are no candidates."""
+    from autokfp.modeling import features
+
+    frame = panel(1)
+    assert list(_plan(frame).group_keys) == ["person"]  # the same panel fires at 150 groups
+    monkeypatch.setattr(features, "MAX_GROUP_LEVELS", 149)
+    plan = _plan(frame)
+    assert plan.group_keys == {} and "person" in plan.numeric
+    monkeypatch.undo()
+    big = frame.assign(person=frame["person"].astype("int64") + 2**53)
+    assert group_key_evidence(big["person"], big["y"], "regression") is None
+    assert _plan(big).group_keys == {} and "person" in _plan(big).numeric
