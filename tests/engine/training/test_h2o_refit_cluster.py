@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -103,7 +105,9 @@ def test_a_refit_stops_waiting_when_the_clusters_process_ended_while_starting(
     def no_polling(seconds: float) -> None:
         raise AssertionError("the refit polled a cluster whose process is gone")
 
-    monkeypatch.setattr(h2o_refit_cluster.time, "sleep", no_polling)
+    # this module's clock alone (time.sleep patched would fail any other thread's sleep)
+    monkeypatch.setattr(h2o_refit_cluster, "time", SimpleNamespace(
+        monotonic=time.monotonic, time=time.time, sleep=no_polling))
     with caplog.at_level(logging.INFO, logger=h2o_refit_cluster.__name__):
         assert offered_cluster(1, "1G", 600.0) is None
     assert "process ended before the cluster was ready" in caplog.text
@@ -113,8 +117,6 @@ def test_a_refit_stops_waiting_when_the_clusters_process_ended_while_starting(
 def _gone(cloud: str, within: float = 15.0) -> bool:
     """Whether the JVM of H2O cloud ``cloud`` is gone, polled for up to ``within`` seconds
     (its process exits a moment after it is shut down or its launcher killed)."""
-    import time
-
     deadline = time.monotonic() + within
     while _cloud_running(cloud):
         if time.monotonic() > deadline:
