@@ -153,12 +153,13 @@ def note_short_rows(label: str, count: int, first: tuple[int, str], notes: list[
     """Record (in ``notes``, the frame's ``DATA_CHANGES``) and log that ``count`` rows of the
     CSV file ``label`` have fewer fields than its header (``first``: the first one's data
     row and text): pandas fills the missing fields with missing values (the whole read and
-    the streamed copy alike)."""
-    row, text = first
+    the streamed copy alike). The row's text is not shown: a whole row of the training data
+    (names, e-mails) has no place in a log or the audit trail; its number finds it."""
+    row, _ = first
     note = (f"{count} row{'s' if count > 1 else ''} of '{label}' "
             f"{'have' if count > 1 else 'has'} fewer fields than its header (the first: data "
-            f"row {row}, '{text[:40]}'); the missing fields were read as missing values. Fill "
-            "them in the file if they are known")
+            f"row {row}); the missing fields were read as missing values. Fill them in the "
+            "file if they are known")
     log.warning(note)
     notes.append(note)
 

@@ -166,6 +166,7 @@ def test_rows_with_fewer_fields_than_the_header_are_padded_as_pandas_pads_them(
     assert frame["tenure_months"].iloc[2_599] == 2.5 and frame.iloc[2_599, 9:].isna().all()
     assert len(changes) == 1 and "4 rows of" in changes[0] and "fewer fields" in changes[0]
     assert "data row 10" in changes[0] and "short.csv" in changes[0]
+    assert lines[10].strip() not in changes[0]  # not the row's text (a customer's id)
     # the discover step streams it and reports (audits) the note
     from autokfp.catalog import discovery
     from autokfp.steps.discover import _write_training_data
