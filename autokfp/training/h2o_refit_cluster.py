@@ -134,10 +134,10 @@ class RefitCluster:
         finally:
             if output is not None:
                 output.close()
-        pid = self.state.with_name(self.state.name + PID_SUFFIX)
-        part = pid.with_name(pid.name + ".part")
-        part.write_text(str(self._process.pid))
-        os.replace(part, pid)
+        from autokfp.storage.local import atomic_write
+
+        atomic_write(self.state.with_name(self.state.name + PID_SUFFIX),
+                     str(self._process.pid).encode())
 
     def close(self) -> None:
         """Shut the cluster down (SIGTERM: the process shuts its JVM down and exits; killed
@@ -156,9 +156,9 @@ class RefitCluster:
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
     """``state`` at ``path``, replaced whole (a reader never sees half of it)."""
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(state))
-    os.replace(part, path)
+    from autokfp.storage.local import atomic_write
+
+    atomic_write(path, json.dumps(state).encode())
 
 
 def _read_state(path: Path) -> dict[str, Any]:

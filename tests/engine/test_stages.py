@@ -282,7 +282,6 @@ def test_strong_predictors_kept_and_leaks_dropped_are_warnings_in_the_audit_trai
     import numpy as np
 
     from autokfp.governance.audit import read_events, warnings_since
-    from autokfp.steps.engineer_features import engineer_features
 
     rng = np.random.default_rng(4)
     n = 500
@@ -292,23 +291,32 @@ def test_strong_predictors_kept_and_leaks_dropped_are_warnings_in_the_audit_trai
         "size_a": label * 3.3 + rng.normal(size=n), "size_b": label * 3.3 + rng.normal(size=n),
         "noise": rng.normal(size=n),
         "churned": np.where(label == 1, "yes", "no")})
-    folder = tmp_path / "data"
-    folder.mkdir()
-    frame.to_parquet(folder / "customers.parquet", index=False)
-    config = small_config(folder, training={"dataset": "files/customers.parquet",
-                                            "target": "churned", "id_column": "row"})
-    schema = profile_frame(frame, "files/customers.parquet", "file", str(folder))
-    (tmp_path / "schema.json").write_text(schema.to_json())
-    frame.to_parquet(tmp_path / "dataset.parquet", index=False)
     started = datetime.now(timezone.utc).isoformat()
-    engineer_features(config, tmp_path / "dataset.parquet", tmp_path / "schema.json",
-                      tmp_path / "train.parquet", tmp_path / "test.parquet", tmp_path / "plan.json")
+    config = _engineered(tmp_path, frame, "customers.parquet", "churned")
     kept = [e for e in read_events() if e["kind"] == "feature.strong_predictor_kept"]
     assert sorted(e["details"]["column"] for e in kept) == ["size_a", "size_b"]
     assert all(e["model"] == config.name and e["details"]["score"] >= 0.97 for e in kept)
     shown = warnings_since(started, model=config.name)
     assert len(shown) == 2 and all("kept" in w["details"]["warning"] for w in shown)
     assert warnings_since("9999", model=config.name) == []  # only the run's own
+
+
+def _engineered(tmp_path, frame: pd.DataFrame, file: str, target: str):
+    """``frame`` as a folder's file ``file`` (id column 'row'), profiled and run through the
+    engineer-features step into ``tmp_path`` (plan.json, train/test.parquet): its config."""
+    from autokfp.steps.engineer_features import engineer_features
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame.to_parquet(folder / file, index=False)
+    config = small_config(folder, training={"dataset": f"files/{file}", "target": target,
+                                            "id_column": "row"})
+    schema = profile_frame(frame, f"files/{file}", "file", str(folder))
+    (tmp_path / "schema.json").write_text(schema.to_json())
+    frame.to_parquet(tmp_path / "dataset.parquet", index=False)
+    engineer_features(config, tmp_path / "dataset.parquet", tmp_path / "schema.json",
+                      tmp_path / "train.parquet", tmp_path / "test.parquet", tmp_path / "plan.json")
+    return config
 
 
 def test_a_group_key_read_as_categories_is_a_warning_in_the_audit_trail(
@@ -319,21 +327,11 @@ def test_a_group_key_read_as_categories_is_a_warning_in_the_audit_trail(
 
     from autokfp.governance.audit import read_events, warnings_since
     from autokfp.modeling.features import FeaturePlan
-    from autokfp.steps.engineer_features import engineer_features
     from tests.engine.test_group_keys import panel
 
     frame = panel(1).rename_axis("row").reset_index()
-    folder = tmp_path / "data"
-    folder.mkdir()
-    frame.to_parquet(folder / "panel.parquet", index=False)
-    config = small_config(folder, training={"dataset": "files/panel.parquet", "target": "y",
-                                            "id_column": "row"})
-    schema = profile_frame(frame, "files/panel.parquet", "file", str(folder))
-    (tmp_path / "schema.json").write_text(schema.to_json())
-    frame.to_parquet(tmp_path / "dataset.parquet", index=False)
     started = datetime.now(timezone.utc).isoformat()
-    engineer_features(config, tmp_path / "dataset.parquet", tmp_path / "schema.json",
-                      tmp_path / "train.parquet", tmp_path / "test.parquet", tmp_path / "plan.json")
+    config = _engineered(tmp_path, frame, "panel.parquet", "y")
     plan = FeaturePlan.from_json((tmp_path / "plan.json").read_text())
     assert list(plan.group_keys) == ["person"] and "person" in plan.categorical
     events = [e for e in read_events() if e["kind"] == "feature.group_key"]

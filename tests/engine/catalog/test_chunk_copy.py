@@ -143,15 +143,22 @@ def test_sql_text_dates_in_some_chunks_only_are_decided_by_the_whole_column(
     assert changes == frame.attrs[DATA_CHANGES] and len(changes) == 2
     assert "'seen'" in changes[0] and "40 values" in changes[0] and "'soon'" in changes[0]
     assert "'rare'" in changes[1] and "20 values" in changes[1] and "'n/k'" in changes[1]
+    rows, reported = _streamed_by_discover(config, tmp_path, monkeypatch)
+    assert (rows, reported) == (3_000, changes)
+
+
+def _streamed_by_discover(config, tmp_path: Path, monkeypatch) -> tuple[int, list[str]]:
+    """The discover step's write of the training dataset to ``tmp_path/d.parquet`` with
+    ``load_dataset`` made to fail (so it must stream): its rows and reported changes."""
     from autokfp.catalog import discovery
     from autokfp.steps.discover import _write_training_data
 
     def no_whole_read(*args, **kwargs):
-        raise AssertionError("the table was loaded whole")
+        raise AssertionError("the dataset was loaded whole")
 
     monkeypatch.setattr(discovery, "load_dataset", no_whole_read)
-    _, rows, _, reported = _write_training_data(config, str(tmp_path / "d.parquet"))
-    assert (rows, reported) == (3_000, changes)
+    _, rows, _, changes = _write_training_data(config, str(tmp_path / "d.parquet"))
+    return rows, changes
 
 
 def _jsonl_frame(rows: int = 3_000) -> pd.DataFrame:
@@ -343,14 +350,7 @@ def test_jsonl_text_in_a_number_column_is_read_again_as_text(tmp_path, monkeypat
     assert ("not UTF-8" in changes[0]) == latin
     assert not list(tmp_path.glob(".*tmp*"))
     # the discover step streams it and reports (audits) the same changes
-    from autokfp.catalog import discovery
-    from autokfp.steps.discover import _write_training_data
-
-    def no_whole_read(*args, **kwargs):
-        raise AssertionError("the file was loaded whole")
-
-    monkeypatch.setattr(discovery, "load_dataset", no_whole_read)
-    _, rows, _, stepped = _write_training_data(config, str(tmp_path / "d.parquet"))
+    rows, stepped = _streamed_by_discover(config, tmp_path, monkeypatch)
     assert (rows, stepped) == (len(whole), reported)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "d.parquet"), written)
 
@@ -401,15 +401,8 @@ def test_jsonl_dates_pandas_parses_in_some_chunks_only_are_read_as_the_whole_fil
     assert (copied["updated_at"].iloc[0], copied["updated_at"].iloc[1_500]) == (
         "2024-01-01 10:00", "1700001500")
     assert not list(tmp_path.glob(".*tmp*"))
-    from autokfp.catalog import discovery
-    from autokfp.steps.discover import _write_training_data
-
-    def no_whole_read(*args, **kwargs):
-        raise AssertionError("the file was loaded whole")
-
     with monkeypatch.context() as patched:
-        patched.setattr(discovery, "load_dataset", no_whole_read)
-        _, rows, _, stepped = _write_training_data(config, str(tmp_path / "d.parquet"))
+        rows, stepped = _streamed_by_discover(config, tmp_path, patched)
     assert (rows, stepped) == (3_000, reported)
     zoned = _config({"name": "files", "kind": "folder", "path": str(folder)},
                     "files/zoned.jsonl", "churned")
@@ -470,15 +463,8 @@ def test_sql_text_and_numbers_in_one_column_are_read_again_as_text(
     assert copied["qty"].iloc[2_499] == "n/k" and copied["amount"].iloc[0] == "1.25"
     assert not list(tmp_path.glob(".*tmp*"))
     # the discover step streams it and reports (audits) the same changes
-    from autokfp.catalog import discovery
-    from autokfp.steps.discover import _write_training_data
-
-    def no_whole_read(*args, **kwargs):
-        raise AssertionError("the table was loaded whole")
-
     with monkeypatch.context() as patched:
-        patched.setattr(discovery, "load_dataset", no_whole_read)
-        _, rows, _, stepped = _write_training_data(config, str(tmp_path / "d.parquet"))
+        rows, stepped = _streamed_by_discover(config, tmp_path, patched)
     assert (rows, stepped) == (3_000, reported)
     # integers, then a date's text: the whole read keeps it as text (a number is among the
     # 1,000 values it tests), but the copy cannot know that without them
