@@ -453,12 +453,12 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
 
     def header(encoding: str) -> tuple[str, list[str], list[str], int]:
         """The delimiter, notes on the layout, the column names and how many leading fields
-        pandas makes the index, as ``pd.read_csv`` reads the header and first row."""
+        pandas makes the index, as ``pd.read_csv`` reads the header and first row. The
+        index fields are noted once, when the copy is written: a late latin-1 fallback reads
+        the header again, and a copy that fails leaves the note to the whole read."""
         sep, layout = csv_layout(path, encoding, label)
         frame = pd.read_csv(path, nrows=1, sep=sep, encoding=encoding)
         index_fields = 0 if isinstance(frame.index, pd.RangeIndex) else frame.index.nlevels
-        if index_fields:
-            note_index_fields(label, index_fields, layout)
         return sep, layout, [str(name) for name in frame.columns], index_fields
 
     notes: list[str] = []
@@ -483,6 +483,8 @@ def _stream_file(path: Path, temp: Path, label: str, block_bytes: int) -> tuple[
                                                       index_fields, short),
                                  types, from_null, short, floats)
             if rows is not None:
+                if index_fields:  # never with short rows (``padded`` needs none)
+                    note_index_fields(label, index_fields, layout)
                 if short is not None and short.first is not None:
                     note_short_rows(label, short.count, short.first, layout)
                 return rows, notes + layout

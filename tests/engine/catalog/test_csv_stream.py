@@ -141,6 +141,27 @@ def test_what_the_first_blocks_type_otherwise_is_read_as_the_whole_file(
         assert any("not UTF-8" in note for note in changes)
 
 
+def test_index_fields_are_noted_once_when_a_late_latin1_byte_reads_the_header_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Rows with one more field than the header and a latin-1 byte in the last row: the
+    copy reads the file again as latin-1 (the header too), and logs the index-field WARNING
+    once, as the whole read does (it logged it on each read of the header)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame = _frame()
+    frame["city"] = "Malmö"
+    header, body = frame.to_csv(index=False).split("\n", 1)
+    *lines, last = body.splitlines(keepends=True)
+    (folder / "both.csv").write_bytes((header.split(",", 1)[1] + "\n" + "".join(lines)).encode()
+                                      + last.replace("ö", "ø").encode("latin-1"))
+    config = _config(folder, "both.csv")
+    with caplog.at_level("WARNING"):
+        _, _, changes = _copied_as_loaded(config, tmp_path / "dataset.parquet")
+    assert len(changes) == 2 and "not UTF-8" in changes[0] and "1 more field" in changes[1]
+    warned = [r.getMessage() for r in caplog.records if "more field" in r.getMessage()]
+    assert len(warned) == 2  # one from load_dataset's whole read, one from the copy
+
+
 def test_rows_with_fewer_fields_than_the_header_are_padded_as_pandas_pads_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows with fewer fields than the header (in the first block, later, in the last row,
