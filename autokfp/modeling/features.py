@@ -219,10 +219,12 @@ def apply_features(frame: pd.DataFrame, plan: FeaturePlan) -> pd.DataFrame:
         out[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
     for name in plan.missing_indicators:
         out[f"{name}__missing"] = out[name].isna().astype("float64")
+    group_keys = getattr(plan, "group_keys", None) or {}  # as _quick_matrix reads it
     for name in plan.categorical:
         levels = set(plan.categorical_levels.get(name, []))
         values = frame[name].astype("object")
-        as_text = values.map(category_text, na_action="ignore")
+        as_text = values.map(group_code_text if name in group_keys else category_text,
+                             na_action="ignore")
         known = as_text.isna() | as_text.isin(levels)
         out[name] = as_text.where(known, OTHER_LEVEL)
     for name in plan.boolean:
@@ -262,6 +264,21 @@ def category_text(value: Any) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     return str(value)
+
+
+# a whole number written as text, as a served JSON value or a CSV cell brings an integer
+# code that passed through a float ("12345.0", "+12", " 7 "): its digits, its zeros dropped
+_WHOLE_NUMBER_TEXT = re.compile(r"\s*([+-]?\d+)(?:\.0*)?\s*")
+
+
+def group_code_text(value: Any) -> str:
+    """A group key's value as its level (``category_text``, which makes 12345, 12345.0 and
+    "12345" one level) with a whole number written as text read as that number too:
+    "12345.0" is 12345's level, not ``__other__`` (a group key was an integer column in
+    training, so its levels are integers' text)."""
+    text = category_text(value)
+    found = _WHOLE_NUMBER_TEXT.fullmatch(text) if isinstance(value, str) else None
+    return str(int(found[1])) if found else text
 
 
 def _stored_as_categories(series: pd.Series) -> bool:
@@ -659,6 +676,9 @@ def apply_features_records(records: list[dict[str, Any]], plan: FeaturePlan,
         )
     reference = _reference_stamp(plan.reference_time) if plan.reference_time else None
     levels = {name: set(plan.categorical_levels.get(name, [])) for name in plan.categorical}
+    group_keys = getattr(plan, "group_keys", None) or {}
+    spelling = {name: group_code_text if name in group_keys else category_text
+                for name in plan.categorical}
     out = []
     for index, record in enumerate(records):
         row: dict[str, float | str | None] = {}
@@ -671,7 +691,7 @@ def apply_features_records(records: list[dict[str, Any]], plan: FeaturePlan,
             if _missing(value):
                 row[name] = None
             else:
-                text = category_text(value)
+                text = spelling[name](value)
                 row[name] = text if text in levels[name] else OTHER_LEVEL
         for name in plan.boolean:
             row[name] = _boolean(record[name])

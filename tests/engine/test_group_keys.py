@@ -150,3 +150,34 @@ def test_more_groups_than_a_category_keeps_or_codes_past_float64_stay_numbers(
     big = frame.assign(person=frame["person"].astype("int64") + 2**53)
     assert group_key_evidence(big["person"], big["y"], "regression") is None
     assert _plan(big).group_keys == {} and "person" in _plan(big).numeric
+
+
+class _KnownGroup:
+    """A stand-in engine: 1.0 for a row whose group key is a level of the plan, 0.0 for
+    ``__other__`` (what the model would read as a group it has not seen)."""
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        return (features["person"] != OTHER_LEVEL).to_numpy(dtype="float64")
+
+
+def test_a_served_code_written_as_a_float_string_reads_as_its_group() -> None:
+    """A served (JSON) value "12345.0", as a code that passed through a float arrives, is the
+    person's level, as 12345, 12345.0 and "12345" are, through predict, predict_records and
+    the server's predict_answers; an unseen code and text stay ``__other__``."""
+    from autokfp.modeling.model_package import AutokfpModel
+
+    frame = panel(3)
+    model = AutokfpModel()
+    model.plan = _plan(frame)
+    assert "person" in model.plan.group_keys
+    model.meta = {"task": "regression", "target": "y", "engine": "stub"}
+    model.scorer = _KnownGroup()
+    code = int(frame["person"].iloc[0])
+    row = frame.drop(columns="y").iloc[0].to_dict()
+    sent = [code, float(code), str(code), f"{code}.0", f" {code}.00 ", f"+{code}",
+            "99999999.0", f"{code}.5", "n/k"]
+    records = [{**row, "person": value} for value in sent]
+    known = [1.0] * 6 + [0.0] * 3
+    assert model.predict(None, pd.DataFrame(records))["prediction"].tolist() == known
+    assert model.predict_records(records)["prediction"].tolist() == known
+    assert [a["prediction"] for a in model.predict_answers(records)] == known
