@@ -121,21 +121,29 @@ _MAX_DEPTH = 12
 
 def _sql_recipe(source: SqlSource,
                 naming: tuple[str | None, str | None] | None = None) -> dict[str, Any]:
-    from sqlalchemy.engine import make_url
+    from autokfp.catalog.sources.sql import PG_QUALIFIED_SEARCH_PATH, sql_platform, sql_url
+    from autokfp.config import whole_env_ref
 
-    from autokfp.catalog.sources.sql import PG_QUALIFIED_SEARCH_PATH, sql_platform
-
-    url = make_url(source.url)  # unexpanded: ${VAR} stays a reference
-    platform = sql_platform(source.url)
+    # unexpanded: ${VAR} stays a reference; a url wholly ${VAR} is read for its platform,
+    # host and database, and the recipe connects through the reference (sqlalchemy_uri)
+    url = sql_url(source.url, source.name)
+    platform = sql_platform(source.url, source.name)
     common: dict[str, Any] = {"env": source.env, "include_views": source.include_views,
                               "classification": _CLASSIFICATION}
     if source.platform_instance:
         common["platform_instance"] = source.platform_instance
     if platform in ("postgres", "mysql", "mariadb", "mssql"):
         config = {**common, "host_port": f"{url.host or 'localhost'}:{url.port or _PORTS[platform]}",
-                  "database": url.database, "username": url.username}
-        if url.password is not None:
-            config["password"] = str(url.password)
+                  "database": url.database}
+        if whole_env_ref(source.url) is not None:
+            # DataHub's SQL sources connect through sqlalchemy_uri over the other fields;
+            # host_port and database still name the datasets. The user and password stay
+            # in the variable, resolved when the recipe runs
+            config["sqlalchemy_uri"] = source.url
+        else:
+            config["username"] = url.username
+            if url.password is not None:
+                config["password"] = str(url.password)
         kind = platform
     else:
         config = {**common, "platform": platform, "connect_uri": source.url}
@@ -154,8 +162,13 @@ def _sql_recipe(source: SqlSource,
         # not exist (and its query entity named it too). With only pg_catalog on the search
         # path every other name is printed schema-qualified, so DataHub's own parser names
         # the real tables; autokfp's crawl reads definitions the same way (sources/sql.py).
-        config["options"] = {"connect_args": {
-            "options": f"-c search_path={PG_QUALIFIED_SEARCH_PATH}"}}
+        search_path = f"-c search_path={PG_QUALIFIED_SEARCH_PATH}"
+        if "sqlalchemy_uri" in config and url.get_driver_name() == "pg8000":
+            # the user's driver connects (their URL): pg8000 takes the server's startup
+            # parameters apart (libpq's 'options' is psycopg2's, DataHub's default driver)
+            config["options"] = {"connect_args": {"startup_params": {"options": search_path}}}
+        else:
+            config["options"] = {"connect_args": {"options": search_path}}
     elif schema:
         config["schema_pattern"] = {"allow": [f"^{_escape(schema)}$"]}
     if source.tables:
@@ -557,7 +570,7 @@ def sqlalchemy_names(source: SqlSource, items: Iterable[Any],
 
     from autokfp.catalog.sources.sql import sql_platform
 
-    platform = sql_platform(source.url)
+    platform = sql_platform(source.url, source.name)
     if platform in _PORTS or naming is None or not naming[1]:
         return {}  # DataHub's own source for the platform names them right (tested)
     out = {}
@@ -1911,7 +1924,7 @@ def _staged_jobs(config: RunConfig, skip: Iterable[str], work: str, store: Any
     record of a last good run, so the recipe is not skipped, see ``_ingest_one``), whose
     recipe can be written before the crawl (a PostgreSQL source names its schema)."""
     from autokfp.catalog.sources import open_source
-    from autokfp.catalog.sources.sql import sql_platform
+    from autokfp.catalog.sources.sql import _sql_platform_of
 
     if gms_settings() is not None:
         return {}
@@ -1926,7 +1939,7 @@ def _staged_jobs(config: RunConfig, skip: Iterable[str], work: str, store: Any
         if isinstance(source, FolderSource):
             relatives: Iterable[str] | None = open_source(source).list_datasets()
         elif isinstance(source, SqlSource) and (
-                source.schema_name or sql_platform(source.url) != "postgres"):
+                source.schema_name or _sql_platform_of(source) != "postgres"):
             relatives = None
         else:
             continue

@@ -36,6 +36,7 @@ from autokfp.config.passwords import (
     mask_url_password,
     move_literal_passwords,
     password_env_name,
+    whole_env_ref,
 )
 from autokfp.config.quality import QualitySpec
 from autokfp.config.run import (
@@ -75,5 +76,5 @@ __all__ = [
     "TrainingSettings", "TrainingSpec",
     "apply_run_form", "check_config_size", "expand_env", "has_literal_password", "load_config", "mask_url_password",
     "move_literal_passwords", "parse_config", "parse_training_settings", "password_env_name",
-    "resolve_dataset", "resolved_h2o_cluster",
+    "resolve_dataset", "resolved_h2o_cluster", "whole_env_ref",
 ]

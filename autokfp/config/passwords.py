@@ -81,6 +81,13 @@ def mask_url_password(url: str) -> str:
     return url
 
 
+def whole_env_ref(url: str) -> str | None:
+    """The variable a URL written wholly as ``${VAR}`` names (the whole database URL kept
+    in the environment, password and all), else None."""
+    found = _ENV_REF.fullmatch(url.strip())
+    return found[1] if found else None
+
+
 def expand_env(url: str) -> str:
     """Expand ``${VAR}`` references (for secrets) at the moment of use, never earlier."""
 
@@ -89,7 +96,9 @@ def expand_env(url: str) -> str:
 
         name = match.group(1)
         if name not in os.environ:
-            raise ConfigError(f"environment variable {name} (referenced in a source URL) is not set")
+            raise ConfigError(f"environment variable {name} (referenced in a source URL) is not "
+                              "set; set it where the step runs (in a cluster, from a Kubernetes "
+                              "Secret)")
         return os.environ[name]
 
     return _ENV_REF.sub(_sub, url)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from autokfp.config.base import _Strict
-from autokfp.config.passwords import move_literal_passwords, password_env_name
+from autokfp.config.passwords import move_literal_passwords, password_env_name, whole_env_ref
 
 # one logger for the whole config package (its messages keep their name)
 log = logging.getLogger("autokfp.config")
@@ -72,8 +72,9 @@ class S3Source(_CatalogNaming):
 class SqlSource(_CatalogNaming):
     """A database reached through a SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://...``).
 
-    Put passwords in an environment variable and reference it as ``${VAR}`` in the URL; the
-    expanded value is never written to logs, artifacts or compiled pipelines.
+    Put passwords in an environment variable and reference it as ``${VAR}`` in the URL, or
+    the whole URL in one (``url: ${DATABASE_URL}``); the expanded value is never written to
+    logs, artifacts or compiled pipelines.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -90,8 +91,9 @@ class SqlSource(_CatalogNaming):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if "://" not in value:
-            raise ValueError("must be a SQLAlchemy URL such as sqlite:///path/to.db")
+        if "://" not in value and whole_env_ref(value) is None:
+            raise ValueError("must be a SQLAlchemy URL such as sqlite:///path/to.db, or "
+                             "${VAR}: an environment variable holding the whole URL")
         return value
 
     @model_validator(mode="after")

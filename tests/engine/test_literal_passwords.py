@@ -114,3 +114,45 @@ def test_a_literal_password_reaches_the_database_and_nothing_else(postgres_serve
     # a cluster run cannot receive it: submitting is refused, saying what to do
     with pytest.raises(ConfigError, match=r"sources 'crm'.*literal password.*Kubernetes Secret"):
         check_cluster_config(config, allow_local_paths=True)
+
+
+def test_a_url_wholly_in_an_unset_or_bad_variable_is_a_clear_error_naming_it(
+        tmp_path, monkeypatch) -> None:
+    """``url: ${VAR}``: unset, the error names the variable and says to set it; a value that
+    is no SQLAlchemy URL is named the same way without showing it (it holds the password);
+    a SQLite URL in it is read as that URL (platform, recipe, the second pass's token)."""
+    import sqlite3
+
+    from autokfp.catalog.ingest import recipe_source
+    from autokfp.catalog.sources.sql import ddl_version, sql_platform
+
+    name = "AUTOKFP_TEST_WHOLE_URL"
+    monkeypatch.delenv(name, raising=False)
+    config = parse_config({"name": "w", "sources": [{"name": "crm", "kind": "sql",
+                                                     "url": f"${{{name}}}"}],
+                           "training": {"dataset": "crm/customers", "target": "churned"}})
+    source = config.sources[0]
+    with pytest.raises(ConfigError, match=rf"{name} \(the url of SQL source 'crm'\) is not set"):
+        sql_platform(source.url, source.name)
+    with pytest.raises(ConfigError, match=f"{name}.*is not set; set it"):
+        recipe_source(source)
+    assert ddl_version(source) is None  # no token: DataHub's source runs and says why
+    secret = "s3cret-hunter22"
+    monkeypatch.setenv(name, f"postgresql//crm:{secret}@db/crm")  # '://' mistyped
+    with pytest.raises(ConfigError, match=f"{name} .*does not hold a SQLAlchemy URL") as bad:
+        recipe_source(source)
+    assert secret not in str(bad.value) and bad.value.__cause__ is None
+    assert bad.value.__context__ is None or secret not in str(bad.value.__context__)
+    db = tmp_path / "crm.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE customers (id integer, churned integer)")
+    monkeypatch.setenv(name, f"sqlite:///{db}")
+    assert sql_platform(source.url) == "sqlite"
+    generated = recipe_source(source)
+    assert generated["type"] == "sqlalchemy" and generated["config"]["platform"] == "sqlite"
+    assert generated["config"]["connect_uri"] == f"${{{name}}}"
+    token = ddl_version(source)
+    assert token is not None and token[1] == {"customers"}
+    with pytest.raises(ConfigError, match=r"or \$\{VAR\}"):
+        parse_config({"name": "w", "sources": [{"name": "crm", "kind": "sql", "url": "crm.db"}],
+                      "training": {"dataset": "crm/customers", "target": "churned"}})

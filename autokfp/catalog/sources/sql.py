@@ -32,8 +32,8 @@ from autokfp.catalog.sources.base import (
     register_source,
     signature_of,
 )
-from autokfp.config import SqlSource, expand_env
-from autokfp.errors import DataError
+from autokfp.config import SqlSource, expand_env, whole_env_ref
+from autokfp.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from autokfp.catalog.workers import Pending, ReadPool
@@ -41,11 +41,39 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def sql_platform(url: str) -> str:
-    """The DataHub platform of a SQLAlchemy URL: sqlite, postgres, mysql, mssql..."""
+def sql_url(url: str, source: str | None = None) -> Any:
+    """The SQLAlchemy URL (``sqlalchemy.engine.URL``) of a source's ``url``, read for its
+    platform, host and database: ``${VAR}`` references stay unexpanded (a password), except
+    a ``url`` that is wholly one (``${DATABASE_URL}``), which is the variable's value.
+
+    Raises:
+        ConfigError: the variable is not set or does not hold a SQLAlchemy URL; it is named
+            (with ``source``), its value never shown (it holds the password).
+    """
     from sqlalchemy.engine import make_url
 
-    backend = make_url(url).get_backend_name()
+    name = whole_env_ref(url)
+    if name is None:
+        return make_url(url)
+    of = f"the url of SQL source '{source}'" if source else "a SQL source's url"
+    if name not in os.environ:
+        raise ConfigError(
+            f"environment variable {name} ({of}) is not set; set it to the database's "
+            "SQLAlchemy URL (postgresql://user:password@host:5432/db) where the step runs "
+            "(in a cluster, from a Kubernetes Secret)")
+    try:
+        return make_url(os.environ[name])
+    except Exception:
+        raise ConfigError(
+            f"environment variable {name} ({of}) does not hold a SQLAlchemy URL (its value "
+            "is not shown: it holds the password); set it to one such as "
+            "postgresql://user:password@host:5432/db or sqlite:////path/to.db") from None
+
+
+def sql_platform(url: str, source: str | None = None) -> str:
+    """The DataHub platform of a SQLAlchemy URL: sqlite, postgres, mysql, mssql... (a URL
+    wholly ``${VAR}`` is read from the variable: ``sql_url``, whose ConfigError it raises)."""
+    backend = sql_url(url, source).get_backend_name()
     return {"postgresql": "postgres"}.get(backend, backend)
 
 
@@ -719,8 +747,8 @@ def ddl_version(source: SqlSource) -> tuple[str, set[str]] | None:
     import hashlib
     import json
 
-    platform = sql_platform(source.url)
     try:
+        platform = sql_platform(source.url, source.name)  # an unset ${VAR}: no token either
         if platform not in ("sqlite", "postgres") or not _other_connections_see_it(source):
             return None
         engine = _engine(source)

@@ -102,6 +102,51 @@ def test_a_users_recipe_keeps_secrets_as_references(postgres_server, churn_sourc
     assert json.loads(stored)["recipes"][0]["source"]["type"] == "postgres"
 
 
+def test_a_url_wholly_in_a_variable_is_crawled_and_ingested_and_never_stored(
+        postgres_server, catalog_home, tmp_path, monkeypatch) -> None:
+    """``url: ${VAR}``, the whole database URL (password and all) in the environment: the
+    recipe connects through the reference (DataHub's ``sqlalchemy_uri``), names the datasets
+    from its host and database, and neither the URL nor the password is stored."""
+    from autokfp.catalog.sources.sql import ddl_version
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    server = postgres_server
+    server.run("postgres", "DROP DATABASE IF EXISTS whole", "CREATE DATABASE whole")
+    server.run("whole", "CREATE TABLE customers (id integer, email text, segment text)",
+               "INSERT INTO customers VALUES (1, 'a@example.com', 'x'), (2, 'b@example.com', "
+               "'y'), (3, 'c@example.com', 'x')")
+    monkeypatch.setenv("AUTOKFP_TEST_PG_URL", server.url("whole"))
+    config = parse_config({"name": "whole", "sources": [{"name": "whole", "kind": "sql",
+                                                         "url": "${AUTOKFP_TEST_PG_URL}"}],
+                           "training": {"dataset": "whole/customers", "target": "segment"}})
+    generated = recipe_source(config.sources[0])
+    assert generated["type"] == "postgres"
+    assert generated["config"]["sqlalchemy_uri"] == "${AUTOKFP_TEST_PG_URL}"
+    assert generated["config"]["database"] == "whole"
+    assert "password" not in generated["config"] and "username" not in generated["config"]
+    assert ddl_version(config.sources[0]) is not None  # the second pass's token reads it too
+    # the user's driver (pg8000 here) gets the recipe's search path, as DataHub connects
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(server.url("whole"), **generated["config"]["options"])
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW search_path").scalar() == "pg_catalog"
+    finally:
+        engine.dispose()
+    result = ingest(config)
+    urn = "urn:li:dataset:(urn:li:dataPlatform:postgres,whole.public.customers,PROD)"
+    assert urn in result.datasets and urn in result.extended
+    stored = Path(catalog_home.artifact_root, "catalog", "last-ingest.json").read_text()
+    assert server.password not in stored and "${AUTOKFP_TEST_PG_URL}" in stored
+    assert _files_holding(Path(catalog_home.artifact_root), server.password) == []
+
+
+def _files_holding(folder: Path, secret: str) -> list[str]:
+    needle = secret.encode()
+    return [str(p) for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
 def test_the_discover_step_runs_datahubs_ingestion_when_the_config_says_so(
         churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
     import pytest
