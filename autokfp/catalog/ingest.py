@@ -2041,12 +2041,63 @@ class _Classification:
             for urn in sorted(self.terms - self.keyed)]
 
 
-def _datahub_tables(spool: str) -> tuple[Any, set[str]]:
+def _source_apart(recipe: dict[str, Any], spool: str, name: str) -> tuple[Any, set[str]]:
+    """Run the source half ``recipe`` of a second pass (``_second_pass``) into ``spool`` in a
+    forked child (``_stage``, as ``_staged_sources`` runs a first run's source), reading the
+    tables it emits from the spool here as it writes them (``_datahub_tables``); returns
+    what that returns once the child is done.
+
+    Why: run in this process, DataHub's SQL source left its memory here for the rest of the
+    run (peak RSS of a first run of 1,000 SQLite tables + 1,000 files 271-277 MiB against
+    205 with ``sql_pass: beside``, whose source runs in a child), and the crawl's workers,
+    forked from this process afterwards, were as much bigger (179 against 132 MiB each);
+    in a child that memory ends with it, and this process reads the spool on the other core
+    while the source writes it. A child that makes no progress for
+    ``settings.child_stall_secs`` is stopped and the source runs here, as before.
+
+    Raises:
+        DataError: DataHub's source failed (its error), or its process ended without
+            finishing the recipe."""
+    import multiprocessing
+
+    from autokfp.settings import child_stall_secs
+
+    scratch = os.path.join(os.path.dirname(spool), "tmp")
+    os.makedirs(scratch, exist_ok=True)
+    stacks = os.path.join(scratch, os.path.basename(spool) + ".stacks")
+    dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
+    job = _Staged(recipe=recipe, spool=spool, verdicts=None, cancel="")
+    process = multiprocessing.get_context("fork").Process(
+        target=_orphan_safe, args=(dies, scratch, stacks, _stage, [job]),
+        name="autokfp-datahub-sql-source", daemon=True)
+    process.start()
+    try:
+        got = _datahub_tables(spool, _Watched(
+            process, "the process running DataHub's SQL source before the second pass",
+            stacks, child_stall_secs()))
+        process.join(30)  # its end frame is written: it is ending
+        return got
+    except _ChildStalled as error:  # stopped (see _Watched.stalled): the source runs here
+        log.warning("DataHub ingestion: source %s: %s; DataHub's source runs in the discover "
+                    "step's own process instead (same output, only later)", name, error)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(spool)
+        _stage([job])
+        return _datahub_tables(spool, lambda: False)
+    finally:
+        lifeline.stop_process(process)
+
+
+def _datahub_tables(spool: str, alive: Any = lambda: False) -> tuple[Any, set[str]]:
     """The tables a SQL recipe's DataHub source emitted (its spool, ``SpoolSink``): each
     dataset's table name (DatasetProperties.name), its SchemaMetadata's field paths, native
     types and nullability, and whether it is a view (ViewProperties), as
     ``sources.sql.DataHubTables`` in the order autokfp's crawl reads tables (tables, then
-    views, each by name); and the URNs of the views."""
+    views, each by name); and the URNs of the views. ``alive``: whether the process
+    writing the spool runs (see ``_frames``).
+
+    Raises:
+        DataError: the spool's end frame carries the source's error (``_stage``)."""
     from datahub.emitter.mcp import MetadataChangeProposalWrapper
     from datahub.metadata.schema_classes import (
         DatasetPropertiesClass,
@@ -2060,7 +2111,9 @@ def _datahub_tables(spool: str) -> tuple[Any, set[str]]:
     names: dict[str, str] = {}
     fields: dict[str, list[list[str]]] = {}
     views: set[str] = set()
-    for kind, payload in _frames(spool, lambda: False):
+    for kind, payload in _frames(spool, alive):
+        if kind == "end" and payload is not None:
+            raise DataError(payload)
         if kind != "groups":
             continue
         for group in payload:
@@ -2163,15 +2216,13 @@ def _second_pass(config: RunConfig, names: Iterable[str], work: str, store: Any
         classification = half["source"]["config"].pop("classification", None)
         spool = os.path.join(work, f"{pipeline}.spool")
         try:
-            run_recipe(half, spool=spool)
+            got_tables, views = _source_apart(half, spool, source.name)
         except DataError as exc:
             log.info("DataHub ingestion: source %s: DataHub's source failed before the "
                      "second pass (%s); crawled and run as before", source.name, exc)
             continue
-        with open(spool, "ab") as out_file:
-            _write_frame(out_file, ("end", None))
         verdicts = _verdicts_path(work, item)
-        tables[source.name], views = _datahub_tables(spool)
+        tables[source.name] = got_tables
         if ddl:
             got = tables[source.name]
             records[source.name] = (where, {

@@ -9,6 +9,7 @@ re-run, on SQLite (a PII table and a view) and on PostgreSQL (two schemas, a vie
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -31,6 +32,53 @@ def no_own_listing(monkeypatch):
             monkeypatch.setattr(sql, name, refused)
 
     return block
+
+
+class _Runs:
+    """Each DataHub run of ``ingest.run_recipe`` (its spool: a second pass's, or None), kept
+    in a file: a second pass's source runs in a forked child (``ingest._source_apart``),
+    whose appends to a list here would stay in the child. Compares as that list; ``pids``:
+    the process each ran in."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, path: Path, monkeypatch) -> None:
+        import os
+
+        from autokfp.catalog import ingest as ingest_module
+
+        self.path = path
+        self.clear()
+        real = ingest_module.run_recipe
+
+        def counted(*args, **kwargs):
+            with open(path, "a") as out:
+                out.write(json.dumps([kwargs.get("spool"), os.getpid()]) + "\n")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(ingest_module, "run_recipe", counted)
+
+    def _read(self) -> list[list]:
+        return [json.loads(line) for line in self.path.read_text().splitlines()]
+
+    @property
+    def pids(self) -> list[int]:
+        return [pid for _, pid in self._read()]
+
+    def clear(self) -> None:
+        self.path.write_text("")
+
+    def __eq__(self, other: object) -> bool:
+        return [spool for spool, _ in self._read()] == other
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __getitem__(self, index: int) -> str | None:
+        return self._read()[index][0]
+
+    def __repr__(self) -> str:
+        return repr(self._read())
 
 
 def _records(files: list[str]) -> list[str]:
@@ -76,16 +124,12 @@ def test_a_sqlite_second_pass_writes_what_the_crawl_beside_datahub_writes(
     # the PII column's glossary term (DataHub's classification, in the replay) is there
     assert any("Email_Address" in row for row in out["second"]["lite"])
     _same(out)
-    from autokfp.catalog import ingest as ingest_module
     from autokfp.settings import Settings
 
     monkeypatch.setenv("AUTOKFP_HOME", str(tmp_path / "second"))
     second = config.model_copy(update={"catalog": config.catalog.model_copy(
         update={"sql_pass": "second"})})
-    runs: list[str | None] = []  # each DataHub run: its spool (a second pass's) or None
-    real = ingest_module.run_recipe
-    monkeypatch.setattr(ingest_module, "run_recipe", lambda *a, **k: (
-        runs.append(k.get("spool")), real(*a, **k))[1])
+    runs = _Runs(tmp_path / "runs.jsonl", monkeypatch)
     # the DDL is that of the last second pass: DataHub's source is not run again
     assert ingest(second, settings=Settings.from_env()).skipped and runs == []
     # ... unless the tables recorded then are not every one the database has (a table
@@ -102,6 +146,8 @@ def test_a_sqlite_second_pass_writes_what_the_crawl_beside_datahub_writes(
     store.write_json(name, {**record, "names": [n for n in record["names"] if n != "contacts"]})
     assert ingest(second, settings=Settings.from_env()).skipped
     assert len(runs) == 1 and runs[0] is not None  # a second pass, DataHub's source run
+    # in a child of its own (its memory ends with it), not in the discover step's process
+    assert runs.pids[0] != os.getpid(), runs
     assert "contacts" in store.read_json(name, None)["names"]
     runs.clear()
     assert ingest(second, settings=Settings.from_env()).skipped and runs == []
@@ -153,7 +199,6 @@ def test_a_postgres_second_pass_writes_what_the_crawl_beside_datahub_writes(
         "sources": [{"name": "crm", "kind": "sql", "schema": "sales",
                      "url": server.url("second")}],
         "training": {"dataset": "crm/customers", "target": "segment"}})
-    from autokfp.catalog import ingest as ingest_module
     from autokfp.catalog.sources import sql
     from autokfp.settings import Settings
 
@@ -166,10 +211,7 @@ def test_a_postgres_second_pass_writes_what_the_crawl_beside_datahub_writes(
     # re-runs: an unchanged one skips DataHub's source (the schema's DDL token and the
     # recipe are those of the last second pass); after DDL, a second pass runs and catalogs
     # what a run of the default path writes
-    runs: list[str | None] = []  # each DataHub run: its spool (a second pass's) or None
-    real = ingest_module.run_recipe
-    monkeypatch.setattr(ingest_module, "run_recipe", lambda *a, **k: (
-        runs.append(k.get("spool")), real(*a, **k))[1])
+    runs = _Runs(tmp_path / "runs.jsonl", monkeypatch)
 
     def run(mode: str):
         home = tmp_path / mode
@@ -237,6 +279,55 @@ def test_the_second_pass_reads_the_tables_datahub_emitted(churn_sources, catalog
     assert tables.views == {"tiny_view"}
     assert tables.declared["tiny"] == [["id", "INTEGER", "False"], ["label", "TEXT", "True"]]
     assert Path(passed["warehouse"].spool).exists()
+
+
+def test_a_second_pass_source_that_stalls_in_its_child_runs_here(
+        churn_sources, catalog_home, tmp_path, monkeypatch, caplog) -> None:
+    """DataHub's source of a second pass runs in a forked child (``_source_apart``); a child
+    that makes no progress is stopped and the source runs in this process: the same tables,
+    a WARNING naming the stall, no child left."""
+    import logging
+    import multiprocessing
+    import time
+
+    from autokfp import lifeline
+    from autokfp.catalog import ingest as ingest_module
+    from autokfp.catalog.store import CatalogStore
+    from autokfp.settings import Settings
+
+    config, _folder, _db, _frame = churn_sources
+    store = CatalogStore(Settings.from_env())
+
+    def tables(name: str) -> tuple:
+        work = tmp_path / name
+        work.mkdir()
+        _passed, given, _kept = ingest_module._second_pass(config, {"warehouse"}, str(work),
+                                                           store)
+        got = given["warehouse"]
+        return got.names, got.views, got.declared
+
+    expected = tables("apart")
+    parent, real = os.getpid(), ingest_module.run_recipe
+
+    def hangs_in_the_child(*args, **kwargs):
+        if os.getpid() != parent:
+            time.sleep(600)  # no output, no CPU: a stall
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "run_recipe", hangs_in_the_child)
+    monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "1.5")
+    monkeypatch.setattr(lifeline, "STALL_CPU_SECS", 0.05)
+    with caplog.at_level(logging.WARNING, logger=ingest_module.log.name):
+        assert tables("stalled") == expected
+    # the stopped child's stacks (``_Watched.stalled``), then what is done instead
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "hangs_in_the_child" in warnings[0], warnings  # where it waited
+    assert "source warehouse: the process running DataHub's SQL source before the second " \
+           "pass made no progress for 1.5 s" in warnings[1], warnings
+    assert warnings[1].endswith("DataHub's source runs in the discover step's own process "
+                                "instead (same output, only later)"), warnings
+    assert not multiprocessing.active_children()
 
 
 def test_sql_pass_second_where_it_cannot_apply_says_so(churn_sources, monkeypatch,
