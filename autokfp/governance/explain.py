@@ -178,7 +178,14 @@ def kernel_shap(model: Any, plan: Any, meta: dict[str, Any], background: pd.Data
     codec = _Codec.fit([background, rows], columns, numeric)
 
     def score(matrix: np.ndarray) -> np.ndarray:
-        return _predict(model, codec.decode(np.atleast_2d(matrix)))[output].to_numpy(dtype="float64")
+        # Kernel SHAP's synthetic rows repeat (Males: 3,300-4,900 distinct of each 10,680):
+        # each distinct coded row is decoded, featurised and scored once, and its output
+        # taken back to its copies (a packaged model scores each row on its own)
+        matrix = np.ascontiguousarray(np.atleast_2d(matrix), dtype="float64")
+        keys = matrix.view(np.dtype((np.void, matrix.dtype.itemsize * matrix.shape[1]))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        outputs = _predict(model, codec.decode(matrix[first]))[output].to_numpy(dtype="float64")
+        return outputs[inverse.ravel()]
 
     nsamples = nsamples or min(2 * len(columns) + 512, 1024)
     explainer = shap.KernelExplainer(score, codec.encode(background), keep_index=False)

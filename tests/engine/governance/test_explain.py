@@ -212,3 +212,51 @@ def test_the_explain_step_draws_its_rows_from_the_files_and_explains_as_on_the_f
     assert written == json.loads(json.dumps(expected))
     assert written["shap"]["status"] == "run" and len(written["local"]) == 3
     assert summary.top_features[0] == "x1"
+
+
+class RecordingModel(LinearModel):
+    """The linear model, keeping every frame it was asked to score."""
+
+    def __init__(self) -> None:
+        self.frames: list[pd.DataFrame] = []
+
+    def predict(self, context, frame: pd.DataFrame) -> pd.DataFrame:
+        self.frames.append(frame.copy())
+        return super().predict(context, frame)
+
+
+def test_kernel_shap_scores_each_distinct_synthetic_row_once_with_every_copys_value() -> None:
+    """Kernel SHAP's synthetic rows repeat (a coalition that takes a background row's own
+    value gives a row already made): each distinct one is scored once, and the values are
+    those of shap scoring every copy (the same coding and seed, to the bit)."""
+    import shap
+
+    rng = np.random.default_rng(7)
+
+    def frame(n: int) -> pd.DataFrame:  # few values per column: many repeated rows
+        return pd.DataFrame({"x1": rng.integers(0, 2, n).astype(float),
+                             "x2": rng.integers(0, 3, n).astype(float),
+                             "noise": rng.integers(0, 2, n).astype(float),
+                             "colour": rng.choice(list(COLOUR), size=n)})
+
+    background, rows = frame(10), frame(3)
+    model = RecordingModel()
+    result = explain.kernel_shap(model, LinearModel.plan, META, background, rows, nsamples=14)
+
+    columns = list(LinearModel.plan.input_columns)
+    codec = explain._Codec.fit([background, rows], columns, set(LinearModel.plan.numeric))
+    every: list[int] = []
+
+    def score_every_copy(matrix: np.ndarray) -> np.ndarray:
+        every.append(len(np.atleast_2d(matrix)))
+        return LinearModel().predict(None, codec.decode(np.atleast_2d(matrix)))[
+            "probability_1"].to_numpy(dtype="float64")
+
+    np.random.seed(0)
+    reference = shap.KernelExplainer(score_every_copy, codec.encode(background[columns]),
+                                     keep_index=False).shap_values(
+        codec.encode(rows[columns]), nsamples=14, silent=True, l1_reg=False)
+    assert np.asarray(result["values"]).tolist() == np.asarray(reference).tolist()
+    assert max(every) == 14 * len(background)  # each row's coalitions × the background
+    assert not any(f.duplicated().any() for f in model.frames)
+    assert sum(len(f) for f in model.frames) < sum(every) / 2
