@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -303,6 +304,40 @@ def test_the_warm_predictor_starts_once_as_the_first_task_after_training_starts(
     assert imported == [3]  # the command's registry imports: once, at the same moment
     assert ran == ["discover", "train_model", "train_model", "select_model", "bias_check",
                    "deploy_model"]
+
+
+def test_the_refit_cluster_is_stopped_once_as_the_first_task_after_the_refit_starts(monkeypatch):
+    """``autokfp.edge.local`` stops the refit's warm H2O cluster once the refit step is over
+    (the first task that takes its output: explain-model), in a thread beside that task,
+    not at the command's end; leaving the hook waits for the stop to finish."""
+    from kfp.local import subprocess_task_handler as handler
+
+    from autokfp.edge import local as local_runner
+
+    ran: list[str] = []
+    monkeypatch.setattr(handler, "run_local_subprocess",
+                        lambda full_command, env_vars=None: ran.append(full_command[-1]) or 0)
+    stopping = threading.Event()
+    calls: list[str] = []
+
+    def stop() -> None:  # a shutdown that takes a while
+        calls.append("called")
+        stopping.set()
+        time.sleep(0.3)
+        calls.append("done")
+
+    with local_runner._after_refit([stop]):
+        for function in ("select_model", "bias_check", "evaluate_model", "refit_model"):
+            handler.run_local_subprocess(["sh", "-ec", "...", "--function_to_execute", function])
+        assert not stopping.is_set()
+        handler.run_local_subprocess(["sh", "-ec", "...", "--function_to_execute",
+                                      "explain_model"])
+        assert stopping.wait(10)  # called as explain-model started
+        for function in ("register_model", "deploy_model"):
+            handler.run_local_subprocess(["sh", "-ec", "...", "--function_to_execute", function])
+    assert calls == ["called", "done"]  # once, and finished when the hook was left
+    assert ran == ["select_model", "bias_check", "evaluate_model", "refit_model",
+                   "explain_model", "register_model", "deploy_model"]
 
 
 def test_only_a_run_that_serves_locally_gets_a_warm_predictor(monkeypatch):
