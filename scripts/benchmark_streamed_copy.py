@@ -27,6 +27,11 @@ JSON-lines file with a ``created_at`` column of text dates whose last 10 records
 text (pandas parses the column in every chunk but the last, and not in the whole file; the
 copy reads the file again with it as text).
 
+Session 22: ``lines``, a CSV file whose ``support_notes`` has a line break in every 10th row
+(quoted values spanning two lines, in every block, so blocks end inside them); ``clean`` is
+the same file without the breaks. Loaded whole until then (Arrow's blocks split such a
+value; the copy now reads with ``newlines_in_values``).
+
 Each way runs in a fresh Python process: its peak resident memory (VmHWM) is measured
 after the imports and a warm-up copy of a small file, so "peak added" is what the copy adds,
 beside its CPU seconds (user + system, of that process alone: the machine's load does not
@@ -41,6 +46,7 @@ script compares them).
     python scripts/benchmark_streamed_copy.py --mb 200 --case short
     python scripts/benchmark_streamed_copy.py --mb 200 --format sqlite --case mixed
     python scripts/benchmark_streamed_copy.py --mb 150 --format jsonl --case created
+    python scripts/benchmark_streamed_copy.py --mb 200 --case lines
 """
 
 from __future__ import annotations
@@ -163,6 +169,16 @@ def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
         return frame
 
     (folder / f"warm.{fmt}").write_text(text(framed(3_000), True))
+    if case == "lines":  # a line break in every 10th row's notes, all through the file
+        with open(clean, "w") as out, open(late, "w") as broken:
+            for start in range(0, rows, piece):
+                frame = framed(min(piece, rows - start), seed=start)
+                out.write(text(frame, start == 0))
+                notes = frame["support_notes"].fillna("").astype(str)
+                frame["support_notes"] = notes.where(frame.index % 10 != 0,
+                                                     notes + "\nsee the ticket")
+                broken.write(text(frame, start == 0))
+        return rows
     with open(clean, "w") as out:
         for start in range(0, rows, piece):
             out.write(text(framed(min(piece, rows - start), seed=start), start == 0))
@@ -212,13 +228,13 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200, help="size of the file (MB)")
     parser.add_argument("--format", choices=["csv", "jsonl", "sqlite"], default="csv")
     parser.add_argument("--case", choices=["late", "index", "text", "dates", "short", "mixed",
-                                           "created"],
+                                           "created", "lines"],
                         default="late",
                         help="what the file has that the first block types otherwise")
     args = parser.parse_args()
     fits = {"late": ("csv", "jsonl"), "index": ("csv",), "text": ("jsonl",),
             "dates": ("sqlite",), "short": ("csv",), "mixed": ("sqlite",),
-            "created": ("jsonl",)}
+            "created": ("jsonl",), "lines": ("csv",)}
     if args.format not in fits[args.case]:
         parser.error(f"--case {args.case} takes --format {' or '.join(fits[args.case])}")
     with tempfile.TemporaryDirectory(prefix="streamed-copy-") as tmp:
@@ -227,7 +243,7 @@ def main() -> None:
         rows = write_files(folder, args.format, args.mb, args.case)
         size = (folder / ("tables.db" if args.format == "sqlite" else f"late.{args.format}")
                 ).stat().st_size / 1e6
-        extra = {"index": 0, "dates": 10_000, "mixed": 10_000}.get(args.case, 10)
+        extra = {"index": 0, "dates": 10_000, "mixed": 10_000, "lines": 0}.get(args.case, 10)
         print(f"{args.format} ({args.case}): {rows + extra:,} rows, {size:.0f} MB (written in "
               f"{time.perf_counter() - started:.0f} s); each way in a fresh process")
         results = {way: run(folder, args.format, way) for way in WAYS}
@@ -240,6 +256,7 @@ def main() -> None:
     print(f"{'way':<10} {'peak added':>11} {'CPU':>8} {'wall':>8}")
     labels = {"whole": "whole (before, the anchor)", "streamed": "streamed (now)",
               "clean": "streamed, the file with a name for every field" if args.case == "index"
+              else "streamed, the file without its line breaks" if args.case == "lines"
               else "streamed, the file without its last rows"}
     for way in WAYS:
         r = results[way]

@@ -26,10 +26,12 @@ makes of the whole file:
   number from 0 to 2**64 - 1 and none is missing; the copy reads it as uint64 then (Arrow
   reads such numbers in the first block as float64, which rounds them: a float64 column
   with one of 2**63 or more and no fraction is read again as uint64, ``_PastInt64``).
-Anything else Arrow cannot read as pandas does (a value spanning lines, whole numbers past
-uint64 or beside a missing or negative value, which pandas keeps as the text read, a column
-Arrow types otherwise) writes nothing and returns None: the caller loads the file whole, and a WARNING
-names the file, the reason and the memory pandas may take (``whole_warning``).
+- a quoted value spanning lines (a note with a line break) is one value, wherever it falls
+  (Arrow's ``newlines_in_values``: its blocks end outside quoted values).
+Anything else Arrow cannot read as pandas does (whole numbers past uint64 or beside a missing
+or negative value, which pandas keeps as the text read, a column Arrow types otherwise)
+writes nothing and returns None: the caller loads the file whole, and a WARNING names the
+file, the reason and the memory pandas may take (``whole_warning``).
 """
 
 from __future__ import annotations
@@ -122,8 +124,11 @@ def _options(sep: str, block_bytes: int, encoding: str = "utf8",
         read_options=pcsv.ReadOptions(block_size=block_bytes, encoding=encoding,
                                       column_names=every, skip_rows=1 if names else 0,
                                       use_threads=short is None),
+        # a quoted value may span lines, as pandas reads it: Arrow's blocks then end where
+        # no quoted value is open (without it a block boundary inside one was an error)
         parse_options=pcsv.ParseOptions(
-            delimiter=sep, invalid_row_handler=short.handle if short is not None else None),
+            delimiter=sep, newlines_in_values=True,
+            invalid_row_handler=short.handle if short is not None else None),
         convert_options=_convert_options(column_types,
                                          names if index_fields and names else None))
 
@@ -209,7 +214,7 @@ class _ShortRows:
             return pcsv.read_csv(
                 io.BytesIO(("\n".join(texts) + "\n").encode()),
                 read_options=pcsv.ReadOptions(column_names=self.names, use_threads=False),
-                parse_options=pcsv.ParseOptions(delimiter=self.sep),
+                parse_options=pcsv.ParseOptions(delimiter=self.sep, newlines_in_values=True),
                 convert_options=_convert_options({f.name: f.type for f in schema}))
         except pa.ArrowInvalid as exc:
             found = _CONVERSION.search(str(exc))
@@ -430,7 +435,6 @@ def short_rows(path: Path, sep: str, encoding: str,
 
     short = _ShortRows(sep, names)
     options = _options(sep, BLOCK_BYTES, encoding, names, short=short)
-    options["parse_options"].newlines_in_values = True  # only counted: pandas reads them
     options["convert_options"] = _convert_options({names[0]: pa.string()}, names[:1])
     with pcsv.open_csv(path, **options) as reader:
         for _ in reader:

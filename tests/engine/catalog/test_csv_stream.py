@@ -200,26 +200,51 @@ def test_rows_with_fewer_fields_than_the_header_are_padded_as_pandas_pads_them(
     assert (rows, reported) == (2_999, changes)
 
 
-def test_a_file_arrow_cannot_read_as_pandas_is_loaded_whole_with_a_warning(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Values spanning lines (quoted newlines, which Arrow's blocks cannot split at): nothing
-    written, a WARNING names the file, the reason and the memory pandas may take."""
+@pytest.mark.parametrize("case", ["lines", "short_rows"])
+def test_quoted_values_spanning_lines_at_block_boundaries_stream_as_pandas_reads_them(
+        tmp_path: Path, case: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Quoted values with line breaks (\\n, \\r\\n, three lines, one starting with a
+    break, a quote inside) in (almost) every row, so the ~10 blocks of 64 kB end inside one
+    (a block ends at a line break): until session 22 the file was loaded whole. Now one
+    value each, ``load_dataset``'s frame, profile and notes; with rows with fewer fields
+    than the header after them too (read serially, each padded in its place). No WARNING;
+    a file that is missing writes nothing either."""
     folder = tmp_path / "data"
     folder.mkdir()
     frame = _frame()
-    frame["support_notes"] = "two\nlines"
-    frame.to_csv(folder / "lines.csv", index=False)
-    assert load_dataset(_config(folder, "lines.csv"))[0]["support_notes"].iloc[-1] == "two\nlines"
+    spelled = ["two\nlines", "a\r\nb", "one\ntwo\nthree", "\nstarts", 'say "hi"\nthen']
+    frame["support_notes"] = [spelled[i % 5] for i in range(len(frame))]
+    frame.loc[[1_003, 2_501], "support_notes"] = "plain"
+    text = frame.to_csv(index=False, lineterminator="\n")
+    if case == "short_rows":
+        records, record, quoted = [], "", False  # the file's rows, each of one or more lines
+        for line in text.split("\n"):
+            record += line if not quoted else "\n" + line
+            quoted ^= line.count('"') % 2 == 1
+            if not quoted:
+                records.append(record)
+                record = ""
+        assert len(records) == 3_002  # the header, 3,000 rows, the empty end
+        for row in (1_003, 2_501):  # the rows without a quoted value, their last 3 fields cut
+            assert ",plain," in records[row + 1] and "\"" not in records[row + 1]
+            records[row + 1] = records[row + 1].rsplit(",", 3)[0]
+        text = "\n".join(records)
+    (folder / "lines.csv").write_bytes(text.encode())
+    config = _config(folder, "lines.csv")
     out = tmp_path / "dataset.parquet"
-    for name in ("lines.csv", "missing.csv"):
-        config = _config(folder, name)
-        with caplog.at_level("WARNING", logger="autokfp.catalog.csv_stream"):
-            assert copy_csv_dataset(config, config.training.dataset, str(out),
-                                    block_bytes=64 << 10) is None
-        assert not out.exists() and not list(tmp_path.glob(".*tmp"))
-    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warned) == 1 and "lines.csv" in warned[0] and "loaded whole" in warned[0]
-    assert "GB" in warned[0] and "multiple lines" in warned[0]
+    with caplog.at_level("WARNING", logger="autokfp.catalog.csv_stream"):
+        loaded, schema, changes = _copied_as_loaded(config, out)
+        assert copy_csv_dataset(_config(folder, "missing.csv"), "files/missing.csv", str(out),
+                                block_bytes=64 << 10) is None
+    assert not list(tmp_path.glob(".*tmp"))
+    assert [r.getMessage() for r in caplog.records  # no "loaded whole"
+            if r.levelname == "WARNING" and r.name == "autokfp.catalog.csv_stream"] == []
+    assert len(loaded) == 3_000 and schema.row_count == 3_000
+    assert loaded["support_notes"].iloc[:5].tolist() == spelled
+    if case == "short_rows":
+        assert len(changes) == 1 and "2 rows of" in changes[0] and "fewer fields" in changes[0]
+    else:
+        assert changes == []
 
 
 _PROBE = """
