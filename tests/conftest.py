@@ -648,6 +648,35 @@ def small_config(folder, dataset: str = "files/customers.parquet", **overrides):
     return parse_config(data)
 
 
+# compile_all's YAML per compile-time setting, for compiled_all below
+_COMPILED_ALL: dict[tuple[str, ...], dict[str, bytes]] = {}
+
+
+def compiled_all(out_dir: Path) -> dict[str, Path]:
+    """``compile_all(out_dir)`` for the tests that only read the compiled YAML: the first
+    call in a process compiles every pipeline (2.0-3.6 CPU-s), later ones with the same
+    compile-time settings (``ClusterOptions.from_env()`` and every ``AUTOKFP_*`` variable)
+    write the same bytes into their own ``out_dir``. That a compile gives the same bytes
+    every time is tested (tests/engine/monitoring/test_scheduling.py); the compile itself
+    is tested where it is called directly (test_backend_compat, test_cli's compile)."""
+    from autokfp.edge.compilation import compile_all
+    from autokfp.pipelines import ClusterOptions
+
+    key = (repr(ClusterOptions.from_env()),
+           *sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("AUTOKFP_")))
+    out = Path(out_dir)
+    if key not in _COMPILED_ALL:
+        written = compile_all(out)
+        _COMPILED_ALL[key] = {name: path.read_bytes() for name, path in written.items()}
+        return written
+    out.mkdir(parents=True, exist_ok=True)
+    copies = {}
+    for name, text in _COMPILED_ALL[key].items():
+        (out / f"{name}.yaml").write_bytes(text)
+        copies[name] = out / f"{name}.yaml"
+    return copies
+
+
 def built_once(tmp_path_factory, name: str, build):
     """``build(folder)`` run once per test run, not once per pytest-xdist worker: for a
     session fixture that trains a model, whose result the tests only read.

@@ -19,10 +19,10 @@ from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from autokfp import components as autokfp_components
-from autokfp.edge.compilation import compile_all, validate_pipeline_yaml
+from autokfp.edge.compilation import validate_pipeline_yaml
 from autokfp.pipelines import ClusterOptions, build_autonomous_training
 from autokfp.settings import image
-from tests.conftest import small_config
+from tests.conftest import compiled_all, small_config
 
 AUTOKFP_BIN = Path(sys.executable).with_name("autokfp")
 TRAINING_EXECUTORS = ("exec-train-model",)
@@ -69,11 +69,12 @@ def _k8s(docs: list[dict]) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory) -> Path:
-    """``compile_all`` once, with the default cluster settings."""
+    """``compile_all`` once, with the default cluster settings (``compiled_all``: once per
+    process)."""
     with pytest.MonkeyPatch.context() as patch:
         for name in CLUSTER_ENV:
             patch.delenv(name, raising=False)
-        written = compile_all(tmp_path_factory.mktemp("compiled"))
+        written = compiled_all(tmp_path_factory.mktemp("compiled"))
     return written["autonomous-training"]
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autokfp.edge.compilation import compile_all
 from autokfp.pipelines.cluster import ClusterOptions
 from autokfp.settings import image
+from tests.conftest import compiled_all
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_ENV = ("AUTOKFP_GPU_NODE_SELECTOR", "AUTOKFP_GPU_COUNT", "AUTOKFP_GPU_TOLERATION",
@@ -36,7 +36,7 @@ def _compile_all(out: Path, **env: str) -> dict[str, Path]:
             patch.delenv(name, raising=False)
         for name, value in env.items():
             patch.setenv(name, value)
-        return compile_all(out)
+        return compiled_all(out)  # compile_all, once per process and settings
 
 
 @pytest.fixture(scope="module")

@@ -154,7 +154,7 @@ def test_each_pipelines_first_task_stops_before_it_reads_anything(pod, dataset):
 def test_resolve_config_is_the_first_task_of_the_pipelines_that_run_in_a_namespace(tmp_path):
     import yaml
 
-    from autokfp.edge.compilation import compile_all
+    from tests.conftest import compiled_all
 
     def first_tasks(dag: dict, components: dict) -> list[str]:
         """The tasks that start before any other: no dependency in their DAG, nor in any
@@ -167,7 +167,7 @@ def test_resolve_config_is_the_first_task_of_the_pipelines_that_run_in_a_namespa
             found += first_tasks(inner, components) if inner else [task_name]
         return found
 
-    written = compile_all(tmp_path)
+    written = compiled_all(tmp_path)  # compile_all, once per process and settings
     for name in ("autonomous-training", "drift-monitoring"):
         spec = next(yaml.safe_load_all(written[name].read_text(encoding="utf-8")))
         assert first_tasks(spec["root"]["dag"], spec["components"]) == ["resolve-config"], name

@@ -10,9 +10,10 @@ from pathlib import Path
 import yaml
 from kfp import compiler
 
-from autokfp.edge.compilation import compile_all, validate_pipeline_yaml
+from autokfp.edge.compilation import validate_pipeline_yaml
 from autokfp.pipelines import PIPELINES, ClusterOptions
 from autokfp.pipelines.discovery.discovery import build_discovery
+from tests.conftest import compiled_all
 
 
 def _locations(tmp_path: Path, churn_frame) -> str:
@@ -42,7 +43,7 @@ def test_discovery_compiles_into_a_valid_schedulable_pipeline(tmp_path, monkeypa
                  "AUTOKFP_SECRET", "AUTOKFP_GPU_TOLERATION"):
         monkeypatch.delenv(name, raising=False)
     assert PIPELINES["discovery"] is build_discovery
-    written = compile_all(tmp_path / "compiled")
+    written = compiled_all(tmp_path / "compiled")  # compile_all, once per process
     assert set(written) >= {"autonomous-training", "discovery"}
     spec = validate_pipeline_yaml(written["discovery"])
     assert spec["pipelineInfo"]["name"] == "discovery"
