@@ -24,6 +24,7 @@ import subprocess
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1458,13 +1459,16 @@ class H2OAutoMLEngine:
         fits on (k-1)/k of the rows and one on all). With the basis, for the reason a refit
         is or is not made. None when the folder does not record them (no recipe or
         leaderboard: a package from before they were kept). Measured on diamonds (session
-        19): AutoML's times, taken under a loaded search, over-estimate the refit's fits."""
+        19): AutoML's times, taken under a loaded search, over-estimate the refit's fits. A
+        stacked ensemble's base models with weight 0 are left out, as ``refit`` leaves them
+        (``weighted_members``)."""
         folder = Path(artifact_dir)
         try:
             recipe = json.loads((folder / RECIPE_FILE).read_text())
             info = json.loads((folder / "engine.json").read_text())
             board = pd.read_csv(folder / "leaderboard.csv")
             times = dict(zip(board["model_id"].astype(str), board["training_time_ms"] / 1000.0))
+            recipe, unweighted = weighted_members(recipe, folder / MOJO_FILE)  # what refit fits
         except (OSError, ValueError, KeyError, TypeError):
             return None
         # blending: the leader learnt from the split's training share, an ensemble's
@@ -1489,7 +1493,9 @@ class H2OAutoMLEngine:
         basis = (f"{len(models)} model(s) fitted in {search:.0f}s on {base_rows:.0f} rows in "
                  f"the search" + (f", the base models {folds}-fold cross-validated" if folds > 1
                                   else "")
-                 + (f", refitted without its {lone} folds" if lone > 1 else ""))
+                 + (f", refitted without its {lone} folds" if lone > 1 else "")
+                 + (f", {len(unweighted)} base model(s) with weight 0 not refitted"
+                    if unweighted else ""))
         return round(seconds, 1), basis
 
     def refit(
@@ -1515,8 +1521,14 @@ class H2OAutoMLEngine:
         if not recipe_path.is_file():
             raise TrainingError(f"{recipe_path} is missing: the model was trained before H2O "
                                 "recipes were kept, so its configuration cannot be refitted")
-        recipe = json.loads(recipe_path.read_text())
+        recipe, dropped = weighted_members(json.loads(recipe_path.read_text()),
+                                           Path(artifact_dir) / MOJO_FILE)
         _check_inputs(features, target, int(recipe.get("params", {}).get("nfolds") or 2))
+        if dropped:
+            log.info("refit of the stacked ensemble %s: %d of its %d base models carry weight "
+                     "in its metalearner; the %d with weight 0 (%s) are not refitted",
+                     recipe.get("model_id"), len(recipe["base_models"]),
+                     len(recipe["base_models"]) + len(dropped), len(dropped), ", ".join(dropped))
         begun = time.monotonic()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -1534,12 +1546,17 @@ class H2OAutoMLEngine:
         info = {"engine": self.name, "leader": model.model_id, "algo": model.algo,
                 "h2o_version": h2o.__version__, "refit_of": recipe.get("model_id"),
                 "fitted_rows": len(target), "train_seconds": seconds}
+        if dropped:  # the gated ensemble's members its metalearner gave weight 0
+            info["base_models_not_refitted"] = dropped
         (workdir / "engine.json").write_text(json.dumps(info, indent=2))
         return EngineResult(
             engine=self.name, artifact_dir=workdir, leader=model.model_id,
             leaderboard=pd.DataFrame({"model_id": [model.model_id]}),
             params={"refit_of": recipe.get("model_id"), "leader_algo": model.algo,
-                    "refit_seconds": seconds},
+                    "refit_seconds": seconds,
+                    **({"refit_base_models": f"{len(recipe['base_models'])} of "
+                        f"{len(recipe['base_models']) + len(dropped)} (weight 0: not refitted)"}
+                       if dropped else {})},
             fitted_rows=len(target))
 
     def load_scorer(self, artifact_dir: Path, task: str, classes: list[str] | None) -> MojoScorer:
@@ -1909,6 +1926,43 @@ def _recipe(model: Any) -> dict[str, Any]:
         recipe["base_models"] = [_recipe(h2o.get_model(base["name"] if isinstance(base, dict)
                                                        else str(base))) for base in bases]
     return recipe
+
+
+def weighted_members(recipe: dict[str, Any], mojo: Path) -> tuple[dict[str, Any], list[str]]:
+    """A stacked ensemble's recipe with only the base models its metalearner weights, and the
+    ids of those it left out; any other recipe as it is.
+
+    AutoML's metalearner (``AUTO``: a GLM with non-negative weights and an L1 share) gives
+    many members of an AllModels ensemble weight 0: Males (session 21) weighted 10 of 29,
+    and the refit fitted all 29 twice (their 3-fold cross-validation included) for the 19
+    that change nothing. Which members carry weight is H2O's own record: its ensemble MOJO
+    (``model.zip``, the gated package's) lists as ``base_model<i>`` only the members it
+    scores with (``isUsefulBaseModel``: a GLM metalearner's coefficients, every class's, not
+    all 0; with another metalearner every member), next to ``base_models_num``, all of
+    them. The refit's metalearner then learns from the weighted members' out-of-fold
+    predictions: on the gated model's rows the same convex problem without inputs whose
+    weight was 0 at its optimum, so the same weights where its penalty is the same (its
+    default penalty follows the inputs' largest gradient, which may move); on every
+    labelled row a member left out might have earned a weight. Both are what the held-out
+    check judges (``steps.refit_model``). When the MOJO cannot be read, lists no member or
+    every member, the recipe is kept whole."""
+    bases = list(recipe.get("base_models") or [])
+    if recipe.get("algo") != "stackedensemble" or not bases:
+        return recipe, []
+    try:
+        with zipfile.ZipFile(mojo) as archive:
+            ini = archive.read("model.ini").decode("utf-8", "replace")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return recipe, []
+    entries = dict(re.findall(r"^(base_model\d+|base_models_num)\s*=\s*(.*?)\s*$", ini,
+                              flags=re.MULTILINE))
+    listed = {value for key, value in entries.items() if key != "base_models_num"}
+    ids = [str(base.get("model_id")) for base in bases]
+    if (entries.get("base_models_num") != str(len(bases)) or not listed
+            or not listed <= set(ids) or len(listed) == len(ids)):
+        return recipe, []
+    kept = [base for base in bases if str(base.get("model_id")) in listed]
+    return {**recipe, "base_models": kept}, [i for i in ids if i not in listed]
 
 
 def _built_trees(model: Any) -> int | None:

@@ -147,6 +147,15 @@ def test_the_refit_time_is_estimated_from_the_recipes_own_fit_times(tmp_path) ->
     seconds, basis = engine.refit_seconds(blend, 10_000, 14_000)
     assert seconds == 2 * (4 + REFIT_BLEND_FOLDS * (20 + 6)), basis
     assert f"{REFIT_BLEND_FOLDS}-fold" in basis
+    # a base model its metalearner gave weight 0 (the ensemble's MOJO lists the GBM only) is
+    # not refitted, so its time is not counted
+    import zipfile
+
+    with zipfile.ZipFile(cv / "model.zip", "w") as mojo:
+        mojo.writestr("model.ini", "base_models_num = 2\nbase_model0 = GBM\n")
+    seconds, basis = engine.refit_seconds(cv, 10_000, 18_000)
+    assert seconds == 2 * (4 + 20) and "1 base model(s) with weight 0" in basis, basis
+    (cv / "model.zip").unlink()
     # a cross-validated search records no fitted_rows: it fitted every row it was given
     given = _h2o_folder(tmp_path / "given", blended=False, times_ms=times, fitted_rows=None)
     assert engine.refit_seconds(given, 6_000, 18_000)[0] == 3 * (4 + 20 + 6)
