@@ -221,6 +221,64 @@ def test_a_new_homes_registry_has_the_schema_mlflow_makes(tmp_path, restore_envi
         ["mlflow.db"]  # nothing left beside it
 
 
+def _rows(path: Path) -> dict:
+    """Every table's rows (a new registry's: MLflow's schema version, its default workspace)."""
+    connection = sqlite3.connect(path)
+    try:
+        tables = [name for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {table: sorted(connection.execute(f'SELECT * FROM "{table}"').fetchall())
+                for table in tables}
+    finally:
+        connection.close()
+
+
+def test_a_new_registry_is_written_from_the_shipped_schema_without_mlflow(tmp_path):
+    """create_store writes the schema dumped from the installed MLflow (SCHEMA_FILE) without
+    importing MLflow or running its migrations: the same tables, indexes, schema version and
+    rows as a file MLflow's own migrations made, which MLflow then opens as it is."""
+    from mlflow import MlflowClient
+
+    from autokfp.modeling.registry_store import shipped_schema
+
+    assert shipped_schema(), "re-run scripts/dump_mlflow_schema.py for the installed MLflow"
+    path = tmp_path / "mlflow.db"
+    made = subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "from autokfp.modeling.registry_store import create_store; "
+         f"assert create_store(Path({str(path)!r})); "
+         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'alembic')))"],
+        capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "[]"  # neither MLflow nor its migrations ran
+    by_mlflow = tmp_path / "by-mlflow.db"
+    from autokfp.modeling.registry_store import _mlflow_schema
+
+    _mlflow_schema(by_mlflow)
+    assert _schema(path) == _schema(by_mlflow) and _rows(path) == _rows(by_mlflow)
+    uri = f"sqlite:///{path}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    assert _schema(path) == _schema(by_mlflow)  # MLflow found nothing to migrate
+
+
+def test_another_mlflow_gets_its_own_migrations(tmp_path, monkeypatch):
+    """A schema dumped from another MLflow version is not used: MLflow's migrations make
+    the new registry file."""
+    from autokfp.modeling import registry_store
+
+    other = tmp_path / "schema.json"
+    schema = json.loads(registry_store.SCHEMA_FILE.read_text())
+    other.write_text(json.dumps({**schema, "mlflow": "0.0.1",
+                                 "statements": ["CREATE TABLE wrong (x);"]}))
+    monkeypatch.setattr(registry_store, "SCHEMA_FILE", other)
+    assert registry_store.shipped_schema() is None
+    path = tmp_path / "mlflow.db"
+    assert registry_store.create_store(path)
+    assert ("table", "wrong") not in _schema(path)["objects"]
+    assert ("table", "registered_models") in _schema(path)["objects"]
+
+
 def test_a_registry_file_made_meanwhile_is_never_replaced(tmp_path):
     """create_store links its file only where none is: one another process made while this
     one wrote its schema is kept as it is."""
