@@ -2041,51 +2041,75 @@ class _Classification:
             for urn in sorted(self.terms - self.keyed)]
 
 
-def _source_apart(recipe: dict[str, Any], spool: str, name: str) -> tuple[Any, set[str]]:
-    """Run the source half ``recipe`` of a second pass (``_second_pass``) into ``spool`` in a
-    forked child (``_stage``, as ``_staged_sources`` runs a first run's source), reading the
-    tables it emits from the spool here as it writes them (``_datahub_tables``); returns
-    what that returns once the child is done.
+class _SourceApart:
+    """DataHub's source half ``recipe`` of a second pass (``_second_pass``), running into
+    ``spool`` in a forked child (``_stage``, as ``_staged_sources`` runs a first run's
+    source) from when it is made; called, the tables it emitted (``_datahub_tables``, read
+    from the spool as the child writes it; None when the source failed, said at INFO), once
+    the child is done, and ``done(tables)`` with them (once, the first time it is called).
+    ``ingest`` hands it to the crawl (``sources.sql.given_tables``), which calls it when it
+    reaches the source: the crawl's sources before it are read meanwhile.
 
     Why: run in this process, DataHub's SQL source left its memory here for the rest of the
     run (peak RSS of a first run of 1,000 SQLite tables + 1,000 files 271-277 MiB against
-    205 with ``sql_pass: beside``, whose source runs in a child), and the crawl's workers,
-    forked from this process afterwards, were as much bigger (179 against 132 MiB each);
-    in a child that memory ends with it, and this process reads the spool on the other core
-    while the source writes it. A child that makes no progress for
-    ``settings.child_stall_secs`` is stopped and the source runs here, as before.
+    205 with ``sql_pass: beside``, whose source runs in a child), the crawl's workers, forked
+    from this process afterwards, were as much bigger (179 against 132 MiB each), and the
+    crawl waited for it. A child that makes no progress for ``settings.child_stall_secs``
+    is stopped and the source runs here, as before (a WARNING says so)."""
 
-    Raises:
-        DataError: DataHub's source failed (its error), or its process ended without
-            finishing the recipe."""
-    import multiprocessing
+    def __init__(self, recipe: dict[str, Any], spool: str, name: str,
+                 done: Any = lambda tables, views: None) -> None:
+        import multiprocessing
 
-    from autokfp.settings import child_stall_secs
+        self.name, self.spool, self.done = name, spool, done
+        self.job = _Staged(recipe=recipe, spool=spool, verdicts=None, cancel="")
+        scratch = os.path.join(os.path.dirname(spool), "tmp")
+        os.makedirs(scratch, exist_ok=True)
+        self.stacks = os.path.join(scratch, os.path.basename(spool) + ".stacks")
+        dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
+        self.process = multiprocessing.get_context("fork").Process(
+            target=_orphan_safe, args=(dies, scratch, self.stacks, _stage, [self.job]),
+            name="autokfp-datahub-sql-source", daemon=True)
+        self.process.start()
+        self._called = False
+        self._tables: Any = None
 
-    scratch = os.path.join(os.path.dirname(spool), "tmp")
-    os.makedirs(scratch, exist_ok=True)
-    stacks = os.path.join(scratch, os.path.basename(spool) + ".stacks")
-    dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
-    job = _Staged(recipe=recipe, spool=spool, verdicts=None, cancel="")
-    process = multiprocessing.get_context("fork").Process(
-        target=_orphan_safe, args=(dies, scratch, stacks, _stage, [job]),
-        name="autokfp-datahub-sql-source", daemon=True)
-    process.start()
-    try:
-        got = _datahub_tables(spool, _Watched(
-            process, "the process running DataHub's SQL source before the second pass",
-            stacks, child_stall_secs()))
-        process.join(30)  # its end frame is written: it is ending
-        return got
-    except _ChildStalled as error:  # stopped (see _Watched.stalled): the source runs here
-        log.warning("DataHub ingestion: source %s: %s; DataHub's source runs in the discover "
-                    "step's own process instead (same output, only later)", name, error)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(spool)
-        _stage([job])
-        return _datahub_tables(spool, lambda: False)
-    finally:
-        lifeline.stop_process(process)
+    def __call__(self) -> Any:
+        if self._called:
+            return self._tables
+        self._called = True
+        try:
+            tables, views = self._read()
+        except DataError as exc:
+            log.info("DataHub ingestion: source %s: DataHub's source failed before the "
+                     "second pass (%s); crawled and run as before", self.name, exc)
+            return None
+        finally:
+            self.stop()
+        self._tables = tables
+        self.done(tables, views)
+        return tables
+
+    def _read(self) -> tuple[Any, set[str]]:
+        from autokfp.settings import child_stall_secs
+
+        try:
+            got = _datahub_tables(self.spool, _Watched(
+                self.process, "the process running DataHub's SQL source before the second "
+                "pass", self.stacks, child_stall_secs()))
+            self.process.join(30)  # its end frame is written: it is ending
+            return got
+        except _ChildStalled as error:  # stopped (_Watched.stalled): the source runs here
+            log.warning("DataHub ingestion: source %s: %s; DataHub's source runs in the "
+                        "discover step's own process instead (same output, only later)",
+                        self.name, error)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.spool)
+            _stage([self.job])
+            return _datahub_tables(self.spool, lambda: False)
+
+    def stop(self) -> None:
+        lifeline.stop_process(self.process)
 
 
 def _datahub_tables(spool: str, alive: Any = lambda: False) -> tuple[Any, set[str]]:
@@ -2144,11 +2168,13 @@ def _datahub_tables(spool: str, alive: Any = lambda: False) -> tuple[Any, set[st
 
 def _second_pass(config: RunConfig, names: Iterable[str], work: str, store: Any
                  ) -> tuple[dict[str, _Staged], dict[str, Any], dict[str, Any]]:
-    """Run the DataHub source of each generated SQL recipe in ``names`` first, in this
-    process, into a spool (``SpoolSink``), and read from it the tables autokfp's crawl of
-    that source then samples (``sources.sql.given_tables``): ({source: its staged run, to
-    replay after the crawl}, {source: ``DataHubTables``}, {source: (the record of its
-    tables to keep once its run is done, where)}).
+    """Start the DataHub source of each generated SQL recipe in ``names``, in a child of its
+    own, into a spool (``SpoolSink``), whose tables autokfp's crawl of that source then
+    samples (``sources.sql.given_tables``): ({source: its staged run, to replay after the
+    crawl}, {source: ``DataHubTables``, or the ``_SourceApart`` that gives them once its
+    source is done}, {source: (the record of its tables to keep once its run is done,
+    where)}); the first and the last are filled as each ``_SourceApart`` is done
+    (``_settled``: all of them).
 
     A re-run whose source's DDL is that of its last second pass (``sql.ddl_version``: SQLite
     and PostgreSQL) and whose recipe is the same does not run DataHub's source first: the crawl is
@@ -2215,24 +2241,31 @@ def _second_pass(config: RunConfig, names: Iterable[str], work: str, store: Any
         half = json.loads(json.dumps(item))
         classification = half["source"]["config"].pop("classification", None)
         spool = os.path.join(work, f"{pipeline}.spool")
-        try:
-            got_tables, views = _source_apart(half, spool, source.name)
-        except DataError as exc:
-            log.info("DataHub ingestion: source %s: DataHub's source failed before the "
-                     "second pass (%s); crawled and run as before", source.name, exc)
-            continue
         verdicts = _verdicts_path(work, item)
-        tables[source.name] = got_tables
-        if ddl:
-            got = tables[source.name]
-            records[source.name] = (where, {
-                "ddl": ddl, "recipe": recipe_key, "names": got.names,
-                "views": sorted(got.views), "declared": got.declared})
-        out[source.name] = _Staged(
-            recipe=item, spool=spool, verdicts=verdicts, cancel="", lite="",
-            classify=_Classification(item, source, verdicts, views)
-            if classification and classification.get("enabled") else None)
+
+        def done(got: Any, views: set[str], name: str = source.name, item: Any = item,
+                 source: SqlSource = source, where: str = where, ddl: str | None = ddl,
+                 recipe_key: str = recipe_key, spool: str = spool, verdicts: str = verdicts,
+                 classify: bool = bool(classification and classification.get("enabled"))
+                 ) -> None:
+            if ddl:
+                records[name] = (where, {
+                    "ddl": ddl, "recipe": recipe_key, "names": got.names,
+                    "views": sorted(got.views), "declared": got.declared})
+            out[name] = _Staged(
+                recipe=item, spool=spool, verdicts=verdicts, cancel="", lite="",
+                classify=_Classification(item, source, verdicts, views) if classify else None)
+
+        tables[source.name] = _SourceApart(half, spool, source.name, done)
     return out, tables, records
+
+
+def _settled(tables: dict[str, Any]) -> dict[str, Any]:
+    """``_second_pass``'s tables once each source's DataHub run is done (each
+    ``_SourceApart`` called, which fills ``_second_pass``'s staged runs and records), without
+    the sources whose DataHub source failed."""
+    got = {name: value() if callable(value) else value for name, value in tables.items()}
+    return {name: value for name, value in got.items() if value is not None}
 
 
 class _ChildStalled(Exception):  # noqa: N818 - a state, caught in ingest only
@@ -2484,6 +2517,9 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             _say_where_no_second_pass(config, recipe is not None, fallback)
         passed, given, kept_tables = _second_pass(config, second, work, store) if second \
             else ({}, {}, {})
+        for pending in given.values():
+            if isinstance(pending, _SourceApart):
+                stack.callback(pending.stop)
         staged = _staged_jobs(config, set(fallback) | second, work, store) if (
             recipe is None and _CONCURRENT) else {}
         alive, lite_alive = _staged_sources(list(staged.values()), str(settings.catalog_dir)) \
@@ -2540,6 +2576,7 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         with given_tables(given):  # a second pass's SQL tables are DataHub's
             report = crawl_sources(config, settings=settings, publish_metadata=False,
                                    publish_sources=fallback, on_found=taken)
+        _settled(given)  # the second passes the crawl did not reach (fills passed)
         deferred = recorded if lite_path(settings.catalog_dir).exists() else set()
         result = IngestResult(report=report)
         for name, why in fallback.items():

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -669,13 +669,15 @@ class DataHubTables:
 # source name -> the tables DataHub's source emitted, set by catalog.ingest for one crawl
 # (``given_tables``): that crawl's SqlDatabase.discover takes them instead of its own listing
 # and reflection
-_GIVEN: dict[str, DataHubTables] = {}
+_GIVEN: dict[str, Any] = {}
 
 
 @contextlib.contextmanager
-def given_tables(tables: dict[str, DataHubTables]) -> Iterator[None]:
+def given_tables(tables: Mapping[str, Any]) -> Iterator[None]:
     """Within the block, a crawl of the SQL sources named in ``tables`` reads those tables
-    and declared columns (DataHub's) instead of listing and reflecting the database."""
+    and declared columns (DataHub's) instead of listing and reflecting the database: a
+    ``DataHubTables``, or a callable giving it (or None: the crawl lists the database as
+    without it) when the crawl reaches the source."""
     _GIVEN.update(tables)
     try:
         yield
@@ -871,6 +873,8 @@ class SqlDatabase:
         last: DiscoveredDataset | Pending | None = None  # the last table, read
         try:
             given = _GIVEN.get(source.name)
+            if callable(given):  # DataHub's source still running (catalog.ingest._SourceApart)
+                given = given()
             try:
                 # a second pass over DataHub's output (given_tables): its tables, not a
                 # listing of ours; the configured ``tables`` are read as configured, so a
