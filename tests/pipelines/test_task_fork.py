@@ -394,8 +394,12 @@ def test_a_training_run_starts_the_refit_cluster_once_an_h2o_model_is_chosen(
     started: list[str] = []
     monkeypatch.setattr(h2o_refit_cluster.RefitCluster, "start",
                         lambda self: started.append(seen[-1][0] if seen else ""))
+    stopped = threading.Event()  # the cluster stopped once the refit is over (explain-model)
+    real_close = h2o_refit_cluster.RefitCluster.close
+    monkeypatch.setattr(h2o_refit_cluster.RefitCluster, "close",
+                        lambda self: (stopped.set(), real_close(self))[-1])
     functions = ("discover", "train_model", "train_model", "select_model", "bias_check",
-                 "evaluate_model", "refit_model")
+                 "evaluate_model", "refit_model", "explain_model")
     # the executor input kfp.local passes: select-model's package among a task's inputs
     inputs = {"bias_check", "evaluate_model", "refit_model"}
 
@@ -404,9 +408,12 @@ def test_a_training_run_starts_the_refit_cluster_once_an_h2o_model_is_chosen(
             for function in functions:
                 executor_input = json.dumps({"inputs": {"artifacts": {"model": {"artifacts": [
                     {"uri": str(chosen)}]}}}} if function in inputs else {}, indent=2)
+                assert not stopped.is_set()  # not before the refit step is over
                 handler.run_local_subprocess(["sh", "-ec", "...", "--executor_input",
                                               executor_input, "--function_to_execute",
                                               function])
+            if pipeline == "autonomous-training":
+                assert stopped.wait(10)  # during the run, as explain-model started
         return run
 
     config = {"name": "churn", "sources": [{"name": "files", "kind": "folder",
