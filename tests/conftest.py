@@ -658,7 +658,11 @@ def compiled_all(out_dir: Path) -> dict[str, Path]:
     compile-time settings (``ClusterOptions.from_env()`` and every ``AUTOKFP_*`` variable)
     write the same bytes into their own ``out_dir``. That a compile gives the same bytes
     every time is tested (tests/engine/monitoring/test_scheduling.py); the compile itself
-    is tested where it is called directly (test_backend_compat, test_cli's compile)."""
+    is tested where it is called directly (test_backend_compat, test_cli's compile).
+
+    Not for a test that changes what is compiled any other way (a monkeypatched pipeline,
+    component or ``PIPELINES`` entry): the cache knows only the settings above, so such a
+    test would read the YAML of the code as it was; call ``compile_all`` itself there."""
     from autokfp.edge.compilation import compile_all
     from autokfp.pipelines import ClusterOptions
 

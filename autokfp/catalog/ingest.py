@@ -1307,10 +1307,7 @@ class _Staged:
 
 def _stage(jobs: list[_Staged]) -> None:
     """The child process of ``_staged_sources``: run each staged recipe's source half."""
-    import gc
-
-    gc.freeze()  # never collect (and finalise) the parent's objects: connections, files
-    for job in jobs:
+    for job in jobs:  # in a child, _orphan_safe froze the parent's objects (gc.freeze)
         error = None
         try:
             if job.verdicts is not None:  # autokfp's classifier answers from the crawl's
@@ -2166,7 +2163,8 @@ def _datahub_tables(spool: str, alive: Any = lambda: False) -> tuple[Any, set[st
                          declared={n: fields[u] for u, n in names.items() if u in fields}), views
 
 
-def _second_pass(config: RunConfig, names: Iterable[str], work: str, store: Any
+def _second_pass(config: RunConfig, names: Iterable[str], work: str, store: Any,
+                 stack: contextlib.ExitStack | None = None,
                  ) -> tuple[dict[str, _Staged], dict[str, Any], dict[str, Any]]:
     """Start the DataHub source of each generated SQL recipe in ``names``, in a child of its
     own, into a spool (``SpoolSink``), whose tables autokfp's crawl of that source then
@@ -2256,7 +2254,9 @@ def _second_pass(config: RunConfig, names: Iterable[str], work: str, store: Any
                 recipe=item, spool=spool, verdicts=verdicts, cancel="", lite="",
                 classify=_Classification(item, source, verdicts, views) if classify else None)
 
-        tables[source.name] = _SourceApart(half, spool, source.name, done)
+        apart = tables[source.name] = _SourceApart(half, spool, source.name, done)
+        if stack is not None:  # stopped however ingest ends: a later source's recipe or
+            stack.callback(apart.stop)  # DDL query raising here included
     return out, tables, records
 
 
@@ -2379,8 +2379,17 @@ def _orphan_safe(dies: Any, scratch: str, stacks: str, target: Any, *args: Any) 
     remove only when the objects are finalised, at the latest as an interpreter exits; a
     forked child ends with ``os._exit`` and finalises nothing, which left 11 such folders
     in /tmp per first run of a folder and a SQL source. On ``lifeline.STACK_SIGNAL`` it
-    writes its threads' stacks to ``stacks`` (asked for when it stalls: ``_Watched``)."""
+    writes its threads' stacks to ``stacks`` (asked for when it stalls: ``_Watched``).
+
+    The child never collects (and so never finalises) the objects it inherited, the
+    parent's connections and files among them (``gc.freeze``): here, not in ``target``,
+    which ``_SourceApart`` also calls in the discover step's own process when its child
+    stalls, where a freeze would keep every object then alive out of the collector for the
+    rest of the run."""
+    import gc
     import tempfile
+
+    gc.freeze()
 
     tempfile.tempdir = scratch
     os.environ["TMPDIR"] = scratch  # what the libraries' own children would use
@@ -2515,11 +2524,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
             and gms_settings() is None}
         if config.catalog.sql_pass == "second":
             _say_where_no_second_pass(config, recipe is not None, fallback)
-        passed, given, kept_tables = _second_pass(config, second, work, store) if second \
-            else ({}, {}, {})
-        for pending in given.values():
-            if isinstance(pending, _SourceApart):
-                stack.callback(pending.stop)
+        passed, given, kept_tables = _second_pass(config, second, work, store, stack) \
+            if second else ({}, {}, {})
         staged = _staged_jobs(config, set(fallback) | second, work, store) if (
             recipe is None and _CONCURRENT) else {}
         alive, lite_alive = _staged_sources(list(staged.values()), str(settings.catalog_dir)) \

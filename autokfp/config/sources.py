@@ -94,7 +94,7 @@ class SqlSource(_CatalogNaming):
         if "://" not in value and whole_env_ref(value) is None:
             raise ValueError("must be a SQLAlchemy URL such as sqlite:///path/to.db, or "
                              "${VAR}: an environment variable holding the whole URL")
-        return value
+        return value.strip()  # " ${VAR} " is read as ${VAR}, and SQLAlchemy takes no spaces
 
     @model_validator(mode="after")
     def _no_literal_password(self) -> SqlSource:

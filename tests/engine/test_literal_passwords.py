@@ -153,6 +153,20 @@ def test_a_url_wholly_in_an_unset_or_bad_variable_is_a_clear_error_naming_it(
     assert generated["config"]["connect_uri"] == f"${{{name}}}"
     token = ddl_version(source)
     assert token is not None and token[1] == {"customers"}
+    # written with spaces around it, as YAML keeps them in a quoted value: the same URL,
+    # which the crawl's engine opens (SQLAlchemy parses no leading space)
+    spaced = parse_config({"name": "w", "sources": [{"name": "crm", "kind": "sql",
+                                                     "url": f" ${{{name}}} "}],
+                           "training": {"dataset": "crm/customers", "target": "churned"}})
+    assert spaced.sources[0].url == f"${{{name}}}"
+    from autokfp.catalog.sources.sql import _engine
+
+    engine = _engine(spaced.sources[0])
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM customers").scalar() == 0
+    finally:
+        engine.dispose()
     with pytest.raises(ConfigError, match=r"or \$\{VAR\}"):
         parse_config({"name": "w", "sources": [{"name": "crm", "kind": "sql", "url": "crm.db"}],
                       "training": {"dataset": "crm/customers", "target": "churned"}})

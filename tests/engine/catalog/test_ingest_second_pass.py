@@ -289,7 +289,10 @@ def test_a_second_pass_source_that_stalls_in_its_child_runs_here(
         churn_sources, catalog_home, tmp_path, monkeypatch, caplog) -> None:
     """DataHub's source of a second pass runs in a forked child (``_source_apart``); a child
     that makes no progress is stopped and the source runs in this process: the same tables,
-    a WARNING naming the stall, no child left."""
+    a WARNING naming the stall, no child left, and this process's garbage collector not
+    frozen by it."""
+    import functools
+    import gc
     import logging
     import multiprocessing
     import time
@@ -321,16 +324,61 @@ def test_a_second_pass_source_that_stalls_in_its_child_runs_here(
     monkeypatch.setattr(ingest_module, "run_recipe", hangs_in_the_child)
     monkeypatch.setenv("AUTOKFP_CHILD_STALL_SECS", "1.5")
     monkeypatch.setattr(lifeline, "STALL_CPU_SECS", 0.05)
+    # the child's stacks waited for as long as it takes under load (the product waits 2 s;
+    # the read ends as soon as the dump is written whole)
+    monkeypatch.setattr(lifeline, "stacks_of", functools.partial(lifeline.stacks_of, wait=60))
+    frozen = gc.get_freeze_count()
     with caplog.at_level(logging.WARNING, logger=ingest_module.log.name):
         assert tables("stalled") == expected
+    # the source run here left this process's collector as it was (only children freeze)
+    assert gc.get_freeze_count() == frozen
     # the stopped child's stacks (``_Watched.stalled``), then what is done instead
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                and r.name == ingest_module.log.name]
     assert len(warnings) == 2, warnings
     assert "hangs_in_the_child" in warnings[0], warnings  # where it waited
     assert "source warehouse: the process running DataHub's SQL source before the second " \
            "pass made no progress for 1.5 s" in warnings[1], warnings
     assert warnings[1].endswith("DataHub's source runs in the discover step's own process "
                                 "instead (same output, only later)"), warnings
+    assert not multiprocessing.active_children()
+
+
+def test_a_second_pass_that_fails_partway_stops_the_children_it_started(
+        churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
+    """Each source's child starts as ``_second_pass`` reaches it; when a later source raises
+    there (its DDL query here), the children already started are stopped as the ingestion's
+    stack unwinds, not left running DataHub's source to its end."""
+    import contextlib
+    import multiprocessing
+
+    from autokfp.catalog import ingest as ingest_module
+    from autokfp.catalog.sources import sql
+    from autokfp.catalog.store import CatalogStore
+    from autokfp.errors import ConfigError
+    from autokfp.settings import Settings
+
+    config, _folder, _db, _frame = churn_sources
+    second = config.sources[[s.name for s in config.sources].index("warehouse")]
+    later = second.model_copy(update={"name": "warehouse_b"})
+    config = config.model_copy(update={"sources": [*config.sources, later]})
+    real, started = sql.ddl_version, []
+
+    def fails_for_the_later_source(source):
+        if source.name == "warehouse_b":
+            started.extend(multiprocessing.active_children())
+            raise ConfigError("environment variable DB_URL (referenced in a source URL) is "
+                              "not set")
+        return real(source)
+
+    monkeypatch.setattr(sql, "ddl_version", fails_for_the_later_source)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(ConfigError, match="DB_URL"), contextlib.ExitStack() as stack:
+        ingest_module._second_pass(config, {"warehouse", "warehouse_b"}, str(work),
+                                   CatalogStore(Settings.from_env()), stack)
+    assert [p.name for p in started] == ["autokfp-datahub-sql-source"]  # the first's child
+    assert not any(p.is_alive() for p in started)
     assert not multiprocessing.active_children()
 
 
