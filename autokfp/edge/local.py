@@ -18,7 +18,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -337,23 +337,34 @@ def _after_training(starts: list[Callable[[], None]], imports: Callable[[], None
     never runs beside a search."""
     from autokfp.edge.taskfork import PACKAGE_TASKS
 
-    started = False
+    def begin() -> None:
+        for start in starts:
+            try:
+                start()
+            except OSError as exc:  # the deploy step then starts its predictor itself
+                log.warning("the warm predictor process did not start: %s", exc)
+        if imports is not None:
+            imports()
+
+    return _wrapping_task_starts(_once_at(PACKAGE_TASKS, begin))
+
+
+def _once_at(functions: Iterable[str], action: Callable[[], None]
+             ) -> Callable[..., int]:
+    """A task-start wrapper (``_wrapping_task_starts``) that calls ``action`` once, as the
+    first task whose function is one of ``functions`` starts, before that task. The local
+    runner starts tasks one at a time, so the flag needs no lock."""
+    wanted, done = frozenset(functions), False
 
     def wrap(original: Callable[..., int], full_command: list[str],
              env_vars: dict[str, str] | None) -> int:
-        nonlocal started
-        if not started and _function_of(full_command) in PACKAGE_TASKS:
-            started = True
-            for start in starts:
-                try:
-                    start()
-                except OSError as exc:  # the deploy step then starts its predictor itself
-                    log.warning("the warm predictor process did not start: %s", exc)
-            if imports is not None:
-                imports()
+        nonlocal done
+        if not done and _function_of(full_command) in wanted:
+            done = True
+            action()
         return original(full_command=full_command, env_vars=env_vars)
 
-    return _wrapping_task_starts(wrap)
+    return wrap
 
 
 # the package select-model chose, as a later task's executor input names it
@@ -415,7 +426,6 @@ def _after_refit(stops: list[Callable[[], None]]) -> Iterator[None]:
     explanation instead of after the deploy. Closing waits for the threads: nothing they
     stop outlives the command."""
     threads: list[threading.Thread] = []
-    called = False
 
     def stop_quietly(stop: Callable[[], None]) -> None:
         try:
@@ -423,20 +433,15 @@ def _after_refit(stops: list[Callable[[], None]]) -> Iterator[None]:
         except Exception as exc:  # noqa: BLE001 - the command's end stops it again
             log.warning("stopping a process after the refit failed: %s", exc)
 
-    def wrap(original: Callable[..., int], full_command: list[str],
-             env_vars: dict[str, str] | None) -> int:
-        nonlocal called
-        if not called and _function_of(full_command) in AFTER_REFIT:
-            called = True
-            for stop in stops:
-                thread = threading.Thread(target=stop_quietly, args=(stop,), daemon=True,
-                                          name="autokfp-after-refit")
-                thread.start()
-                threads.append(thread)
-        return original(full_command=full_command, env_vars=env_vars)
+    def launch() -> None:
+        for stop in stops:
+            thread = threading.Thread(target=stop_quietly, args=(stop,), daemon=True,
+                                      name="autokfp-after-refit")
+            thread.start()
+            threads.append(thread)
 
     try:
-        with _wrapping_task_starts(wrap):
+        with _wrapping_task_starts(_once_at(AFTER_REFIT, launch)):
             yield
     finally:
         for thread in threads:
