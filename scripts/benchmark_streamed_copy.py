@@ -32,6 +32,9 @@ Session 22: ``lines``, a CSV file whose ``support_notes`` has a line break in ev
 the same file without the breaks. Loaded whole until then (Arrow's blocks split such a
 value; the copy now reads with ``newlines_in_values``).
 
+``zoned`` (``--format jsonl``): the ``created`` file with a time zone on every date
+(``2024-01-01T10:00:00Z``); loaded whole until session 22 (a time zone beside other text).
+
 Each way runs in a fresh Python process: its peak resident memory (VmHWM) is measured
 after the imports and a warm-up copy of a small file, so "peak added" is what the copy adds,
 beside its CPU seconds (user + system, of that process alone: the machine's load does not
@@ -47,6 +50,7 @@ script compares them).
     python scripts/benchmark_streamed_copy.py --mb 200 --format sqlite --case mixed
     python scripts/benchmark_streamed_copy.py --mb 150 --format jsonl --case created
     python scripts/benchmark_streamed_copy.py --mb 200 --case lines
+    python scripts/benchmark_streamed_copy.py --mb 150 --format jsonl --case zoned
 """
 
 from __future__ import annotations
@@ -162,10 +166,11 @@ def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
 
     def framed(count: int, seed: int = 4) -> pd.DataFrame:
         frame = _frame(count, seed)
-        if case == "created":  # text dates in a column pandas tries as dates by its name
+        if case in ("created", "zoned"):  # text dates in a column pandas tries as dates
             days = pd.Timestamp("2020-01-01") + pd.to_timedelta((seed + frame.index) % 2_000,
                                                                 "D")
-            frame["created_at"] = days.strftime("%Y-%m-%d")
+            frame["created_at"] = days.strftime("%Y-%m-%dT10:00:00Z" if case == "zoned"
+                                                else "%Y-%m-%d")
         return frame
 
     (folder / f"warm.{fmt}").write_text(text(framed(3_000), True))
@@ -199,7 +204,7 @@ def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
         return rows
     if case == "text":
         tail = tail.assign(code="n/k")
-    elif case == "created":
+    elif case in ("created", "zoned"):
         tail = tail.assign(created_at="unknown")
     elif fmt == "csv":  # text in a number column and a byte that is not UTF-8
         tail = tail.assign(code=tail["code"].astype(object), region="Malmø")
@@ -228,13 +233,13 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200, help="size of the file (MB)")
     parser.add_argument("--format", choices=["csv", "jsonl", "sqlite"], default="csv")
     parser.add_argument("--case", choices=["late", "index", "text", "dates", "short", "mixed",
-                                           "created", "lines"],
+                                           "created", "lines", "zoned"],
                         default="late",
                         help="what the file has that the first block types otherwise")
     args = parser.parse_args()
     fits = {"late": ("csv", "jsonl"), "index": ("csv",), "text": ("jsonl",),
             "dates": ("sqlite",), "short": ("csv",), "mixed": ("sqlite",),
-            "created": ("jsonl",), "lines": ("csv",)}
+            "created": ("jsonl",), "lines": ("csv",), "zoned": ("jsonl",)}
     if args.format not in fits[args.case]:
         parser.error(f"--case {args.case} takes --format {' or '.join(fits[args.case])}")
     with tempfile.TemporaryDirectory(prefix="streamed-copy-") as tmp:

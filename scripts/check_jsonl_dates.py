@@ -5,11 +5,12 @@ chunks and not in another is copied as the values JSON gave: the copy assumes th
 file's read parses it in no case (pandas converts each value on its own, and the values no
 chunk could parse are in the whole column), and that where the whole read fails outright
 (pandas 2.3: a RuntimeError from ``to_datetime``) a value with a time zone is in the column
-(the copy leaves those to the whole read). This draws random small files (4-8 records, read
+(the copy leaves those to the whole read) and a number or boolean too (session 22: a time
+zone beside text alone is streamed). This draws random small files (4-8 records, read
 2 at a time, values of 24 kinds: dates, epochs, text, numbers, time zones) and counts the
 files whose chunks parse the column in some chunks only (beside text, or text and numbers),
 those the whole read parses (must be 0) and those it fails on, with and without a time zone
-(must be 0).
+(must be 0), and without a number or boolean (must be 0).
 
     python scripts/check_jsonl_dates.py --files 20000
 """
@@ -57,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     rng = random.Random(args.seed)
-    some = parsed = failed = failed_unzoned = 0
+    some = parsed = failed = failed_unzoned = failed_text = 0
     for _ in range(args.files):
         records = [{"created_at": rng.choice(VALUES), "x": i}
                    for i in range(rng.choice([4, 6, 8]))]
@@ -78,13 +79,18 @@ def main() -> None:
                 failed_unzoned += 1
                 print("the whole read failed without a time zone:",
                       [r["created_at"] for r in records])
+            if all(r["created_at"] is None or isinstance(r["created_at"], str)
+                   for r in records):
+                failed_text += 1
+                print("the whole read failed without a number or boolean:",
+                      [r["created_at"] for r in records])
             continue
         if whole.dtype.kind == "M":
             parsed += 1
             print("the whole read parsed it:", [r["created_at"] for r in records])
     print(f"{args.files:,} files; {some:,} parsed in some chunks only; the whole read parsed "
           f"{parsed} (must be 0) and failed on {failed:,}, {failed_unzoned} without a time "
-          "zone (must be 0)")
+          f"zone (must be 0), {failed_text} without a number or boolean (must be 0)")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ A column of a JSON-lines file that pandas tries as dates by its name (``json_dat
 and parses in some chunks only (``MixedDates``): the whole column holds the values no
 chunk could parse, so the whole read keeps it as the values JSON gave (pandas converts each
 value on its own); it is read again as those values, as a column of text and numbers is,
-unless it has a time zone beside them (pandas 2.3's whole read can fail on that outright).
+unless it has a time zone beside numbers or booleans (pandas 2.3's whole read can fail on
+that outright; a time zone beside other text is read as text).
 Whenever the chunks cannot give the whole table's columns (nested objects or lists, a type
 outside numbers/booleans/text/dates), nothing is written and None is
 returned: the caller loads the dataset whole as before, and a WARNING names the dataset,
@@ -537,13 +538,21 @@ class _TextColumns:
         self.dates_too = dates_too
         # a JSON-lines file's columns pandas tries as dates (``json_date_named``): the whole
         # read cannot parse one whose chunks it did not all parse (a value no chunk could
-        # parse is in it), but a time zone beside other values can make it fail outright
-        # (pandas 2.3: RuntimeError), which the copy must not hide
+        # parse is in it), but a time zone beside numbers or booleans can make it fail
+        # outright (pandas 2.3: RuntimeError), which the copy must not hide; beside text
+        # alone it never did (scripts/check_jsonl_dates.py: no failure without a number)
         self.zoned: set[str] = set()
+        self.zone_seen: set[str] = set()  # of those, the columns with a time zone this pass
 
     def new_pass(self) -> None:
         self.first.clear()
         self.other.clear()
+        self.zone_seen.clear()
+
+    def _zone_beside_numbers(self, name: str, value: Any) -> None:
+        if name in self.zone_seen and name in self.other:
+            raise NotStreamable(f"column '{name}' is tried as dates by pandas, and has a "
+                                f"time zone beside numbers or booleans: {str(value)[:40]!r}")
 
     def values(self, name: str, raw: list[Any]) -> list[str | None]:
         out: list[str | None] = []
@@ -556,11 +565,12 @@ class _TextColumns:
                     raise NotStreamable(f"column '{name}' mixes numbers with text that may "
                                         f"be dates: {value[:40]!r}")
                 if name in self.zoned and _ZONE.search(value.strip()):
-                    raise NotStreamable(f"column '{name}' is tried as dates by pandas, and has "
-                                        f"a time zone beside other values: {value[:40]!r}")
+                    self.zone_seen.add(name)
+                    self._zone_beside_numbers(name, value)
                 out.append(value)
             elif isinstance(value, (bool, int, float)):
                 self.other.add(name)
+                self._zone_beside_numbers(name, value)
                 out.append(str(value))
             else:  # a nested value: pandas' object column is not text
                 raise NotStreamable(f"column '{name}' mixes text with nested values")

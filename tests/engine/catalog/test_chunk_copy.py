@@ -362,8 +362,9 @@ def test_jsonl_dates_pandas_parses_in_some_chunks_only_are_read_as_the_whole_fil
     parse, so pandas' whole read keeps it as the values JSON gave (text; text and numbers,
     which the discover step writes as text and reports). The copy reads such a column again
     as those values: the same frame, profile and notes, streamed; 'seen_at', dates in every
-    chunk, stays dates. A time zone in such a column is left to the whole read (pandas may
-    fail on it outright), with a WARNING."""
+    chunk, stays dates. A time zone in such a column beside other text is streamed too (until
+    session 22 it was loaded whole); beside a number it is left to the whole read (pandas
+    may fail on it outright), with a WARNING."""
     folder = tmp_path / "data"
     folder.mkdir()
     records = _jsonl_frame().to_dict("records")
@@ -378,9 +379,12 @@ def test_jsonl_dates_pandas_parses_in_some_chunks_only_are_read_as_the_whole_fil
         record["seen_at"] = f"2023-{day}"
         record["paid_at"] = "unknown" if i == 2_500 else f"2024-{day}T10:00:00Z"
     lines = [json.dumps(r) for r in records]
+    records[2_600]["paid_at"] = 1_700_000_000  # and a number (seconds since 1970)
+    numbered = [json.dumps(r) for r in records]
     (folder / "dates.jsonl").write_text("\n".join(
         json.dumps({k: v for k, v in r.items() if k != "paid_at"}) for r in records) + "\n")
     (folder / "zoned.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "numbered.jsonl").write_text("\n".join(numbered) + "\n")
     config = _config({"name": "files", "kind": "folder", "path": str(folder)},
                      "files/dates.jsonl", "churned")
     whole, loaded = load_dataset(config)
@@ -406,12 +410,27 @@ def test_jsonl_dates_pandas_parses_in_some_chunks_only_are_read_as_the_whole_fil
     assert (rows, stepped) == (3_000, reported)
     zoned = _config({"name": "files", "kind": "folder", "path": str(folder)},
                     "files/zoned.jsonl", "churned")
+    whole, loaded = load_dataset(zoned)
+    assert whole["paid_at"].dtype.kind == "O"  # dates with a time zone beside 'unknown'
+    written, reported = _as_discover_writes(zoned)
+    changes = []
     with caplog.at_level("WARNING", logger="autokfp.catalog"):
-        assert copy_jsonl_dataset(zoned, zoned.training.dataset, str(out),
+        schema = copy_jsonl_dataset(zoned, zoned.training.dataset, str(out), chunk_rows=300,
+                                    changes=changes)
+    assert schema is not None and schema.to_dict() == loaded.to_dict()
+    copied = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(copied, written)
+    assert changes == reported
+    assert (copied["paid_at"].iloc[0], copied["paid_at"].iloc[2_500]) == (
+        "2024-01-01T10:00:00Z", "unknown")
+    numbered = _config({"name": "files", "kind": "folder", "path": str(folder)},
+                       "files/numbered.jsonl", "churned")
+    with caplog.at_level("WARNING", logger="autokfp.catalog"):
+        assert copy_jsonl_dataset(numbered, numbered.training.dataset, str(out),
                                   chunk_rows=300) is None
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warned) == 1 and "zoned.jsonl" in warned[0] and "'paid_at'" in warned[0]
-    assert "time zone" in warned[0]
+    assert len(warned) == 1 and "numbered.jsonl" in warned[0] and "'paid_at'" in warned[0]
+    assert "time zone beside numbers" in warned[0]
 
 
 def _mixed_table(path: Path) -> None:
