@@ -308,7 +308,7 @@ def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
                 "reason": (f"the gated {engine} configuration ({meta.get('leader')}) fitted "
                            f"again on all {labelled} labelled rows (the gated model: "
                            f"{gate_rows}; the {summary['test_rows']} test rows too) after it "
-                           "passed the champion gate"
+                           "passed the champion gate" + _members_note(summary["params"])
                            + (f"; over training.refit_max_rows ({cfg.training.refit_max_rows}) "
                               f"it was estimated at {estimated['seconds']:.0f}s, within "
                               f"training.refit_max_secs ({estimated['max_secs']:.0f}s)"
@@ -518,6 +518,14 @@ def refit_engine(config: dict[str, Any], engine: str, model_path: str, rows_path
             "test_rows": total - int(meta.get("trained_rows") or total),
             "fitted_rows": int(result.fitted_rows or len(target)),
             "seconds": round(time.monotonic() - started, 1)}
+
+
+def _members_note(params: dict[str, Any]) -> str:
+    """What the reason says when the engine refitted only some of a stacked ensemble's base
+    models (H2O: those its metalearner weights, ``h2o_automl.weighted_members``), so the
+    model card and the ``model.refit`` audit event carry it; "" otherwise."""
+    members = params.get("refit_base_models")
+    return f"; base models refitted: {members}" if members else ""
 
 
 def _compare(gate_path: str, refit_path: str, rows_path: str, meta: dict[str, Any],

@@ -337,3 +337,14 @@ def test_an_autokeras_table_over_refit_max_rows_is_refitted_or_not_by_its_estima
     within = _config(refit_for_serving="auto", refit_max_rows=100, refit_max_secs=600)
     assert refit_wanted(within, {"comparison": {"promote": True}}, 600,
                         lambda: refit_estimate(within, str(package), 480, 600)) == ""
+
+
+def test_a_refit_of_some_base_models_says_so_in_its_reason() -> None:
+    """The engine's ``refit_base_models`` (H2O: the members with weight 0 not refitted)
+    reaches the served model's reason, which the model card and the audit event quote."""
+    from autokfp.steps.refit_model import _members_note
+
+    note = _members_note({"refit_of": "SE", "refit_base_models": "10 of 29 (weight 0: not "
+                                                                  "refitted)"})
+    assert note == "; base models refitted: 10 of 29 (weight 0: not refitted)"
+    assert _members_note({"refit_of": "GBM_1"}) == ""
