@@ -31,15 +31,16 @@ What stays custom, and why (the narrowest pieces):
 - the tables a SQLite view reads: DataHub's sqlalchemy source misnames them in the view's
   lineage; the transformer renames them (``sqlalchemy_names``).
 - SQL sources with ``catalog.sql_pass: second``: autokfp's part is a second pass over what
-  DataHub's source emitted (``_second_pass``): DataHub's source runs first (into a spool),
-  the tables and their declared columns are taken from its SchemaMetadata (autokfp's own
+  DataHub's source emitted (``_second_pass``): DataHub's source runs first, in a child of
+  its own (into a spool; ``_SourceApart``), while the crawl reads the sources before it, the
+  tables and their declared columns are taken from its SchemaMetadata (autokfp's own
   listing and reflection of the database do not run), autokfp samples each table for the
   profile, semantic types, PII/quality tags and schema-version verdicts, and DataHub's
   classification runs on the replayed schemas with autokfp's verdicts. The same catalog as
   the default (tested on SQLite and PostgreSQL). An unchanged re-run skips DataHub's
   source for SQLite and PostgreSQL (a token of their DDL, ``sql.ddl_version``); on other
-  servers DataHub's source runs on every re-run (docs/catalog.md, "Issue 18, session 20"
-  and "session 21").
+  servers DataHub's source runs on every re-run (docs/catalog.md, "Issue 18, session 20",
+  "session 21" and "session 22").
 - files and objects stay autokfp's crawl's (the narrowest custom piece that is left): a
   folder's recipe needs its path specs per depth, made from a listing of the folder
   (``_path_specs``: DataHub's path_spec refuses ``**``), and DataHub's s3/gcs sources
@@ -2063,6 +2064,11 @@ class _SourceApart:
         scratch = os.path.join(os.path.dirname(spool), "tmp")
         os.makedirs(scratch, exist_ok=True)
         self.stacks = os.path.join(scratch, os.path.basename(spool) + ".stacks")
+        # DataHub's source modules imported here, before the fork: imported only in the
+        # child, they were imported again by every run's child and by the files' staged
+        # child forked after it (1,500 more module loads per run of this process than with
+        # sql_pass: beside on PostgreSQL, whose recipe runs here; docs/catalog.md, session 22)
+        _import_source(recipe)
         dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
         self.process = multiprocessing.get_context("fork").Process(
             target=_orphan_safe, args=(dies, scratch, self.stacks, _stage, [self.job]),
