@@ -2064,11 +2064,6 @@ class _SourceApart:
         scratch = os.path.join(os.path.dirname(spool), "tmp")
         os.makedirs(scratch, exist_ok=True)
         self.stacks = os.path.join(scratch, os.path.basename(spool) + ".stacks")
-        # DataHub's source modules imported here, before the fork: imported only in the
-        # child, they were imported again by every run's child and by the files' staged
-        # child forked after it (1,500 more module loads per run of this process than with
-        # sql_pass: beside on PostgreSQL, whose recipe runs here; docs/catalog.md, session 22)
-        _import_source(recipe)
         dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
         self.process = multiprocessing.get_context("fork").Process(
             target=_orphan_safe, args=(dies, scratch, self.stacks, _stage, [self.job]),
