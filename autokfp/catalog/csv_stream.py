@@ -27,7 +27,9 @@ makes of the whole file:
   reads such numbers in the first block as float64, which rounds them: a float64 column
   with one of 2**63 or more and no fraction is read again as uint64, ``_PastInt64``).
 - a quoted value spanning lines (a note with a line break) is one value, wherever it falls
-  (Arrow's ``newlines_in_values``: its blocks end outside quoted values).
+  (Arrow's ``newlines_in_values``: its blocks end outside quoted values), unless a value
+  holds a carriage return (a CRLF line break Arrow can split at a block's end: loaded
+  whole, ``_no_carriage_return``).
 Anything else Arrow cannot read as pandas does (whole numbers past uint64 or beside a missing
 or negative value, which pandas keeps as the text read, a column Arrow types otherwise)
 writes nothing and returns None: the caller loads the file whole, and a WARNING names the
@@ -337,6 +339,22 @@ def _no_missing_past_int64(table: Any, big: set[str], floats: set[str]) -> None:
                     big.add(field.name)
 
 
+def _no_carriage_return(table: Any) -> None:
+    """_Unreadable when a text value holds a carriage return: a quoted value with a CRLF
+    line break (a note written on Windows) that one of Arrow's blocks ends between the CR
+    and the LF is read without the LF (pyarrow 23, ``newlines_in_values``), where pandas
+    keeps both; the copy would differ without a word. Such a file is loaded whole
+    (``whole_warning``), as every file whose quoted values span lines was before."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for field, column in zip(table.schema, table.columns):
+        if (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)) and \
+                pc.any(pc.match_substring(column, "\r")).as_py():
+            raise _Unreadable(f"column '{field.name}' has a text value with a carriage "
+                              "return (a line break Arrow may split at a block's end)")
+
+
 def _largest(column: Any) -> float:
     """The largest absolute value of a float column (0 when it has no value)."""
     import pyarrow.compute as pc
@@ -402,15 +420,18 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
                         writer.write_batch(batch)
                         rows += batch.num_rows
                         _no_missing_past_int64(batch, big, floats or set())
+                        _no_carriage_return(batch)
                     else:
                         table = short.merge(batch)
                         writer.write_table(table, row_group_size=max(table.num_rows, 1))
                         rows += table.num_rows
                         _no_missing_past_int64(table, big, floats or set())
+                        _no_carriage_return(table)
                 if short is not None and (rest := short.finish(reader.schema)) is not None:
                     writer.write_table(rest)
                     rows += rest.num_rows
                     _no_missing_past_int64(rest, big, floats or set())
+                    _no_carriage_return(rest)
             except pa.ArrowInvalid as exc:
                 found = _CONVERSION.search(str(exc))
                 if found is None:

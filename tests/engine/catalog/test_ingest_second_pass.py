@@ -348,9 +348,10 @@ def test_a_second_pass_that_fails_partway_stops_the_children_it_started(
         churn_sources, catalog_home, tmp_path, monkeypatch) -> None:
     """Each source's child starts as ``_second_pass`` reaches it; when a later source raises
     there (its DDL query here), the children already started are stopped as the ingestion's
-    stack unwinds, not left running DataHub's source to its end."""
+    stack unwinds, not left running DataHub's source to its end (the first source's child
+    is kept busy here, so it is surely running when the later source raises)."""
     import contextlib
-    import multiprocessing
+    import time
 
     from autokfp.catalog import ingest as ingest_module
     from autokfp.catalog.sources import sql
@@ -362,24 +363,36 @@ def test_a_second_pass_that_fails_partway_stops_the_children_it_started(
     second = config.sources[[s.name for s in config.sources].index("warehouse")]
     later = second.model_copy(update={"name": "warehouse_b"})
     config = config.model_copy(update={"sources": [*config.sources, later]})
-    real, started = sql.ddl_version, []
+    parent, real_ddl = os.getpid(), sql.ddl_version
+
+    def busy_in_the_child(*args, **kwargs):
+        if os.getpid() != parent:
+            time.sleep(600)
+
+    made: list = []
+
+    class Recorded(ingest_module._SourceApart):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
 
     def fails_for_the_later_source(source):
         if source.name == "warehouse_b":
-            started.extend(multiprocessing.active_children())
+            assert [apart.process.is_alive() for apart in made] == [True]
             raise ConfigError("environment variable DB_URL (referenced in a source URL) is "
                               "not set")
-        return real(source)
+        return real_ddl(source)
 
+    monkeypatch.setattr(ingest_module, "run_recipe", busy_in_the_child)
+    monkeypatch.setattr(ingest_module, "_SourceApart", Recorded)
     monkeypatch.setattr(sql, "ddl_version", fails_for_the_later_source)
     work = tmp_path / "work"
     work.mkdir()
     with pytest.raises(ConfigError, match="DB_URL"), contextlib.ExitStack() as stack:
         ingest_module._second_pass(config, {"warehouse", "warehouse_b"}, str(work),
                                    CatalogStore(Settings.from_env()), stack)
-    assert [p.name for p in started] == ["autokfp-datahub-sql-source"]  # the first's child
-    assert not any(p.is_alive() for p in started)
-    assert not multiprocessing.active_children()
+    assert [apart.name for apart in made] == ["warehouse"]
+    assert not made[0].process.is_alive()
 
 
 def test_sql_pass_second_where_it_cannot_apply_says_so(churn_sources, monkeypatch,
