@@ -2057,18 +2057,11 @@ class _SourceApart:
 
     def __init__(self, recipe: dict[str, Any], spool: str, name: str,
                  done: Any = lambda tables, views: None) -> None:
-        import multiprocessing
-
         self.name, self.spool, self.done = name, spool, done
         self.job = _Staged(recipe=recipe, spool=spool, verdicts=None, cancel="")
-        scratch = os.path.join(os.path.dirname(spool), "tmp")
-        os.makedirs(scratch, exist_ok=True)
-        self.stacks = os.path.join(scratch, os.path.basename(spool) + ".stacks")
-        dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
-        self.process = multiprocessing.get_context("fork").Process(
-            target=_orphan_safe, args=(dies, scratch, self.stacks, _stage, [self.job]),
-            name="autokfp-datahub-sql-source", daemon=True)
-        self.process.start()
+        self.process, self.stacks = _start_orphan_safe(
+            os.path.dirname(spool), os.path.basename(spool) + ".stacks",
+            "autokfp-datahub-sql-source", _stage, [self.job])
         self._called = False
         self._tables: Any = None
 
@@ -2342,28 +2335,37 @@ def _staged_sources(jobs: list[_Staged], catalog_dir: str) -> tuple[Any, Any]:
     with other threads can wait for good on what one of them held at the fork (CI: the
     source's child of a pytest worker that had run an in-process GCS emulator and fsspec's
     IO loop sat 600 s with no output)."""
-    import multiprocessing
-
     from autokfp.settings import child_stall_secs
 
     seconds = child_stall_secs()
-    dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
-    # the children's temporary files go into the ingestion's scratch folder (see _orphan_safe)
-    scratch = os.path.join(os.path.dirname(jobs[0].spool), "tmp")
-    os.makedirs(scratch, exist_ok=True)
-    fork = multiprocessing.get_context("fork")
-    stacks = os.path.join(scratch, "sources.stacks"), os.path.join(scratch, "lite.stacks")
-    process = fork.Process(target=_orphan_safe, args=(dies, scratch, stacks[0], _stage, jobs),
-                           name="autokfp-datahub-sources", daemon=True)
-    writer = fork.Process(target=_orphan_safe,
-                          args=(dies, scratch, stacks[1], _lite_writer, jobs, catalog_dir),
-                          name="autokfp-lite-writer", daemon=True)
-    process.start()
-    writer.start()
+    work = os.path.dirname(jobs[0].spool)
+    process, stacks = _start_orphan_safe(work, "sources.stacks", "autokfp-datahub-sources",
+                                         _stage, jobs)
+    writer, writer_stacks = _start_orphan_safe(work, "lite.stacks", "autokfp-lite-writer",
+                                               _lite_writer, jobs, catalog_dir)
     return (_Watched(process, "the process running DataHub's source beside the crawl",
-                     stacks[0], seconds),
+                     stacks, seconds),
             _Watched(writer, "the process loading DataHub Lite beside the discover step",
-                     stacks[1], seconds))
+                     writer_stacks, seconds))
+
+
+def _start_orphan_safe(work: str, stacks_name: str, name: str, target: Any,
+                       *args: Any) -> tuple[Any, str]:
+    """A forked child, started, running ``target(*args)`` under ``_orphan_safe``: its
+    temporary files in the ingestion's scratch folder ``<work>/tmp``, its threads' stacks
+    (asked for when it stalls: ``_Watched``) in ``<work>/tmp/<stacks_name>``. (the process,
+    the stacks' path.) Used by ``_staged_sources`` and ``_SourceApart``."""
+    import multiprocessing
+
+    scratch = os.path.join(work, "tmp")
+    os.makedirs(scratch, exist_ok=True)
+    stacks = os.path.join(scratch, stacks_name)
+    dies = lifeline.dies_with_parent()  # made here: it names this process as the parent
+    process = multiprocessing.get_context("fork").Process(
+        target=_orphan_safe, args=(dies, scratch, stacks, target, *args), name=name,
+        daemon=True)
+    process.start()
+    return process, stacks
 
 
 def _orphan_safe(dies: Any, scratch: str, stacks: str, target: Any, *args: Any) -> None:

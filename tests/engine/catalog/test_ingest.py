@@ -72,14 +72,20 @@ def test_generated_recipes_run_datahubs_sources_and_autokfp_adds_its_aspects(
         next(f for f in csv["schemaMetadata"]["fields"] if f["fieldPath"] == "email"))
 
 
+def _customers_database(server, name: str) -> None:
+    """A fresh PostgreSQL database ``name`` with a 3-row ``customers`` table (an email
+    column: PII) on ``server``."""
+    server.run("postgres", f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
+    server.run(name, "CREATE TABLE customers (id integer, email text, segment text)",
+               "INSERT INTO customers VALUES (1, 'a@example.com', 'x'), (2, 'b@example.com', "
+               "'y'), (3, 'c@example.com', 'x')")
+
+
 def test_a_users_recipe_keeps_secrets_as_references(postgres_server, churn_sources,
                                                    catalog_home, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     server = postgres_server
-    server.run("postgres", "DROP DATABASE IF EXISTS shop", "CREATE DATABASE shop")
-    server.run("shop", "CREATE TABLE customers (id integer, email text, segment text)",
-               "INSERT INTO customers VALUES (1, 'a@example.com', 'x'), (2, 'b@example.com', "
-               "'y'), (3, 'c@example.com', 'x')")
+    _customers_database(server, "shop")
     monkeypatch.setenv("AUTOKFP_TEST_PG_PASSWORD", server.password)
     url = server.url("shop").replace(server.password, "${AUTOKFP_TEST_PG_PASSWORD}")
     config = parse_config({"name": "shop", "sources": [{"name": "shop", "kind": "sql",
@@ -111,10 +117,7 @@ def test_a_url_wholly_in_a_variable_is_crawled_and_ingested_and_never_stored(
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     server = postgres_server
-    server.run("postgres", "DROP DATABASE IF EXISTS whole", "CREATE DATABASE whole")
-    server.run("whole", "CREATE TABLE customers (id integer, email text, segment text)",
-               "INSERT INTO customers VALUES (1, 'a@example.com', 'x'), (2, 'b@example.com', "
-               "'y'), (3, 'c@example.com', 'x')")
+    _customers_database(server, "whole")
     monkeypatch.setenv("AUTOKFP_TEST_PG_URL", server.url("whole"))
     config = parse_config({"name": "whole", "sources": [{"name": "whole", "kind": "sql",
                                                          "url": "${AUTOKFP_TEST_PG_URL}"}],
