@@ -228,7 +228,9 @@ class RecordingModel(LinearModel):
 def test_kernel_shap_scores_each_distinct_synthetic_row_once_with_every_copys_value() -> None:
     """Kernel SHAP's synthetic rows repeat (a coalition that takes a background row's own
     value gives a row already made): each distinct one is scored once, and the values are
-    those of shap scoring every copy (the same coding and seed, to the bit)."""
+    those of shap scoring every copy (the same coding and seed, to the bit). Whatever rows
+    shap hands over in one call (its batching is its own), the model is asked for exactly
+    that call's distinct rows."""
     import shap
 
     rng = np.random.default_rng(7)
@@ -245,18 +247,23 @@ def test_kernel_shap_scores_each_distinct_synthetic_row_once_with_every_copys_va
 
     columns = list(LinearModel.plan.input_columns)
     codec = explain._Codec.fit([background, rows], columns, set(LinearModel.plan.numeric))
-    every: list[int] = []
+    calls: list[np.ndarray] = []  # every matrix shap asked to score, copies and all
 
     def score_every_copy(matrix: np.ndarray) -> np.ndarray:
-        every.append(len(np.atleast_2d(matrix)))
+        calls.append(np.atleast_2d(matrix).copy())
         return LinearModel().predict(None, codec.decode(np.atleast_2d(matrix)))[
             "probability_1"].to_numpy(dtype="float64")
 
     np.random.seed(0)
+    encoded = codec.encode(rows[columns])
     reference = shap.KernelExplainer(score_every_copy, codec.encode(background[columns]),
                                      keep_index=False).shap_values(
-        codec.encode(rows[columns]), nsamples=14, silent=True, l1_reg=False)
+        encoded, nsamples=14, silent=True, l1_reg=False)
     assert np.asarray(result["values"]).tolist() == np.asarray(reference).tolist()
-    assert max(every) == 14 * len(background)  # each row's coalitions × the background
+    # the model got shap's calls in order (then one of the explained rows for their outputs),
+    # each cut to its distinct rows
+    distinct = [len(np.unique(m, axis=0)) for m in calls] + [len(np.unique(encoded, axis=0))]
+    assert [len(f) for f in model.frames] == distinct
     assert not any(f.duplicated().any() for f in model.frames)
-    assert sum(len(f) for f in model.frames) < sum(every) / 2
+    copies = sum(len(m) for m in calls)
+    assert sum(len(f) for f in model.frames) < copies / 2
