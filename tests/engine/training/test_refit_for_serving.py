@@ -77,6 +77,11 @@ def _policy(config, **limits):
 
 # the accepted refit's held-out check: how far below the gated model the recipe may score
 HOLDOUT_TOLERANCE = 0.05
+# what the H2O engine's refit reports when it refitted only the base models a stacked
+# ensemble's metalearner weights (h2o_automl.weighted_members, tested on a real ensemble in
+# test_h2o_refit_weighted): the accepted fixture's refit reports it too, so the served
+# reason's wiring (refit_model._members_note) is tested on the module's one accepted refit
+BASE_MODELS = "2 of 3 (weight 0: not refitted)"
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +91,28 @@ def accepted(trained_package, gate_evaluation, tmp_path_factory):
     test that registers it both read it. Made in a home of its own."""
     from types import SimpleNamespace
 
-    from autokfp.steps.refit_model import refit_model
+    from autokfp.governance import audit
+    from autokfp.steps import refit_model as step
     from tests.conftest import use_home
     from tests.engine.training.test_h2o_start import _java_home, _launched
 
     root = tmp_path_factory.mktemp("refit-accepted")
     evaluation = gate_evaluation
     home, launches = _java_home(root, "pass")  # counts the H2O JVMs the refit's child starts
+    refit_packages = step._refit_packages
+
+    def some_base_models_refitted(*args, **kwargs):
+        # the fits as the child returned them, each saying (as an ensemble's refit whose
+        # metalearner left a member at weight 0 does) how many base models it refitted
+        outcomes = refit_packages(*args, **kwargs)
+        for outcome in outcomes:
+            if "summary" in outcome:
+                outcome["summary"]["params"]["refit_base_models"] = BASE_MODELS
+        return outcomes
+
     with pytest.MonkeyPatch.context() as patch:
         use_home(patch, root / "autokfp-home")
+        patch.setattr(step, "_refit_packages", some_base_models_refitted)
         # the product's own held-out rule: the recipe fitted on the 1,600 training rows
         # reproduces the gated model (issue 17: a GBM leader's refit was cut by the per-model
         # time limit under load, 0.0081 and 0.022 AUC below in the CIs of ed060f0 and
@@ -106,10 +124,11 @@ def accepted(trained_package, gate_evaluation, tmp_path_factory):
         paths = trained_package.paths
         checked = _with_fairness(paths.model, root)
         out = root / "served"
-        result = refit_model(config, str(checked), str(evaluation), str(paths.train),
-                             str(paths.test), str(out))
+        result = step.refit_model(config, str(checked), str(evaluation), str(paths.train),
+                                  str(paths.test), str(out))
+        events = audit.events_for(config.model_name, None, kind="model.refit")
     return SimpleNamespace(config=config, evaluation=evaluation, out=out, result=result,
-                           jvm_starts=_launched(launches))
+                           jvm_starts=_launched(launches), events=events)
 
 
 def test_the_served_model_is_refitted_on_every_labelled_row_and_the_gate_model_is_kept(
@@ -196,6 +215,30 @@ def test_the_served_model_is_refitted_on_every_labelled_row_and_the_gate_model_i
     assert (machine["served_fitted_rows"], machine["gate_fitted_rows"]) == (
         train_rows + test_rows, train_rows)
     assert machine["gate_model"] == GATE_MODEL_DIR
+
+
+def test_the_served_reason_says_how_many_base_models_the_engine_refitted(accepted) -> None:
+    """When the engine refitted only some of an ensemble's base models (its params'
+    ``refit_base_models``), the served model's reason says so, and so the package's
+    meta.serving, the ``model.refit`` audit event and the model card's metadata carry it."""
+    from types import SimpleNamespace
+
+    from autokfp.governance.model_card import card_metadata
+
+    note = f"; base models refitted: {BASE_MODELS}"
+    assert accepted.result.served == "refit", accepted.result.reason
+    served = _meta(accepted.out)
+    reason = served["serving"]["reason"]
+    assert note in reason and reason.startswith("the gated h2o configuration"), reason
+    assert served["params"]["refit_after_gate"]["refit_base_models"] == BASE_MODELS
+    assert accepted.result.reason == reason
+    (event,) = [e for e in accepted.events if e["kind"] == "model.refit"]
+    assert event["details"]["reason"] == reason
+    document = json.loads(accepted.evaluation.read_text())
+    machine = card_metadata(name="churn-test", version="1", tags={"dataset": "d"}, meta=served,
+                            schema=SimpleNamespace(dataset_id="d", fingerprint="f"),
+                            evaluation=document)["autokfp"]["serving"]
+    assert machine["reason"] == reason
 
 
 def test_h2o_refit_on_the_gate_rows_reproduces_the_gate_model(trained_package,
