@@ -35,6 +35,10 @@ value; the copy now reads with ``newlines_in_values``).
 ``zoned`` (``--format jsonl``): the ``created`` file with a time zone on every date
 (``2024-01-01T10:00:00Z``); loaded whole until session 22 (a time zone beside other text).
 
+Session 23: ``crlf``, the ``lines`` file with a CRLF line break (a note typed in a web form
+or on Windows) where ``lines`` has a LF; loaded whole until then (Arrow could split a CRLF at
+a block's end; the copy now hands Arrow reads that never end on a CR).
+
 Each way runs in a fresh Python process: its peak resident memory (VmHWM) is measured
 after the imports and a warm-up copy of a small file, so "peak added" is what the copy adds,
 beside its CPU seconds (user + system, of that process alone: the machine's load does not
@@ -51,6 +55,7 @@ script compares them).
     python scripts/benchmark_streamed_copy.py --mb 150 --format jsonl --case created
     python scripts/benchmark_streamed_copy.py --mb 200 --case lines
     python scripts/benchmark_streamed_copy.py --mb 150 --format jsonl --case zoned
+    python scripts/benchmark_streamed_copy.py --mb 200 --case crlf
 """
 
 from __future__ import annotations
@@ -174,14 +179,15 @@ def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
         return frame
 
     (folder / f"warm.{fmt}").write_text(text(framed(3_000), True))
-    if case == "lines":  # a line break in every 10th row's notes, all through the file
+    if case in ("lines", "crlf"):  # a line break in every 10th row's notes, all through
         with open(clean, "w") as out, open(late, "w") as broken:
             for start in range(0, rows, piece):
                 frame = framed(min(piece, rows - start), seed=start)
                 out.write(text(frame, start == 0))
                 notes = frame["support_notes"].fillna("").astype(str)
-                frame["support_notes"] = notes.where(frame.index % 10 != 0,
-                                                     notes + "\nsee the ticket")
+                frame["support_notes"] = notes.where(
+                    frame.index % 10 != 0,
+                    notes + ("\r\n" if case == "crlf" else "\n") + "see the ticket")
                 broken.write(text(frame, start == 0))
         return rows
     with open(clean, "w") as out:
@@ -233,13 +239,14 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200, help="size of the file (MB)")
     parser.add_argument("--format", choices=["csv", "jsonl", "sqlite"], default="csv")
     parser.add_argument("--case", choices=["late", "index", "text", "dates", "short", "mixed",
-                                           "created", "lines", "zoned"],
+                                           "created", "lines", "zoned", "crlf"],
                         default="late",
                         help="what the file has that the first block types otherwise")
     args = parser.parse_args()
     fits = {"late": ("csv", "jsonl"), "index": ("csv",), "text": ("jsonl",),
             "dates": ("sqlite",), "short": ("csv",), "mixed": ("sqlite",),
-            "created": ("jsonl",), "lines": ("csv",), "zoned": ("jsonl",)}
+            "created": ("jsonl",), "lines": ("csv",), "zoned": ("jsonl",),
+            "crlf": ("csv",)}
     if args.format not in fits[args.case]:
         parser.error(f"--case {args.case} takes --format {' or '.join(fits[args.case])}")
     with tempfile.TemporaryDirectory(prefix="streamed-copy-") as tmp:
@@ -248,7 +255,8 @@ def main() -> None:
         rows = write_files(folder, args.format, args.mb, args.case)
         size = (folder / ("tables.db" if args.format == "sqlite" else f"late.{args.format}")
                 ).stat().st_size / 1e6
-        extra = {"index": 0, "dates": 10_000, "mixed": 10_000, "lines": 0}.get(args.case, 10)
+        extra = {"index": 0, "dates": 10_000, "mixed": 10_000, "lines": 0,
+                 "crlf": 0}.get(args.case, 10)
         print(f"{args.format} ({args.case}): {rows + extra:,} rows, {size:.0f} MB (written in "
               f"{time.perf_counter() - started:.0f} s); each way in a fresh process")
         results = {way: run(folder, args.format, way) for way in WAYS}
@@ -261,7 +269,8 @@ def main() -> None:
     print(f"{'way':<10} {'peak added':>11} {'CPU':>8} {'wall':>8}")
     labels = {"whole": "whole (before, the anchor)", "streamed": "streamed (now)",
               "clean": "streamed, the file with a name for every field" if args.case == "index"
-              else "streamed, the file without its line breaks" if args.case == "lines"
+              else "streamed, the file without its line breaks" if args.case in ("lines",
+                                                                                 "crlf")
               else "streamed, the file without its last rows"}
     for way in WAYS:
         r = results[way]

@@ -27,9 +27,9 @@ makes of the whole file:
   reads such numbers in the first block as float64, which rounds them: a float64 column
   with one of 2**63 or more and no fraction is read again as uint64, ``_PastInt64``).
 - a quoted value spanning lines (a note with a line break) is one value, wherever it falls
-  (Arrow's ``newlines_in_values``: its blocks end outside quoted values), unless a value
-  holds a carriage return (a CRLF line break Arrow can split at a block's end: loaded
-  whole, ``_no_carriage_return``).
+  (Arrow's ``newlines_in_values``: its blocks end outside quoted values); a CRLF line break
+  in a value too: Arrow is handed the file by ``_Unsplit``, whose reads never end on a
+  carriage return (a block ending between the CR and the LF of a quoted CRLF lost the LF).
 Anything else Arrow cannot read as pandas does (whole numbers past uint64 or beside a missing
 or negative value, which pandas keeps as the text read, a column Arrow types otherwise)
 writes nothing and returns None: the caller loads the file whole, and a WARNING names the
@@ -123,7 +123,9 @@ def _options(sep: str, block_bytes: int, encoding: str = "utf8",
 
     every = _index_names(index_fields) + names if names else None
     return dict(
-        read_options=pcsv.ReadOptions(block_size=block_bytes, encoding=encoding,
+        # the file is handed over as UTF-8 (``_Unsplit`` transcodes latin-1 itself)
+        encoding=encoding,
+        read_options=pcsv.ReadOptions(block_size=block_bytes, encoding="utf8",
                                       column_names=every, skip_rows=1 if names else 0,
                                       use_threads=short is None),
         # a quoted value may span lines, as pandas reads it: Arrow's blocks then end where
@@ -133,6 +135,76 @@ def _options(sep: str, block_bytes: int, encoding: str = "utf8",
             invalid_row_handler=short.handle if short is not None else None),
         convert_options=_convert_options(column_types,
                                          names if index_fields and names else None))
+
+
+class _Unsplit:
+    """A binary file handed to Arrow's CSV reader (``read(size)`` alone), as UTF-8, whose
+    reads never end on a carriage return: a trailing CR is held back for the next read.
+    pyarrow 23, with ``newlines_in_values``, drops the LF of a quoted CRLF line break
+    ("c\\r\\nd" read as "c\\rd") when one of its blocks ends between the CR and the LF,
+    where pandas keeps both (a block begins where a read ends: ``scripts/check_csv_cr.py``
+    found Arrow's text differ from pandas' in 136 of 800 random files read straight in
+    blocks of 200-3,000 bytes, and in none read through this). A latin-1 file is transcoded here, a
+    read of at most ``size`` bytes from at most ``size // 2`` of the file (one latin-1 byte
+    is at most two in UTF-8), as Arrow's own transcoding would end its blocks anywhere.
+    Thread-safe (Arrow reads ahead on another thread); after ``close`` a read is the end."""
+
+    def __init__(self, raw: Any, encoding: str = "utf-8") -> None:
+        import threading
+
+        spelled = encoding.lower().replace("-", "").replace("_", "")
+        if spelled not in ("utf8", "latin1"):
+            raise ValueError(f"_Unsplit reads UTF-8 or latin-1, not {encoding!r}")
+        self.raw = raw
+        self.latin1 = spelled == "latin1"
+        self.held = b""
+        self.lock = threading.Lock()
+        self.closed = False
+
+    @classmethod
+    def of(cls, path: Path, encoding: str) -> _Unsplit:
+        return cls(open(path, "rb", buffering=0), encoding)  # noqa: SIM115 - closed by close
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        with self.lock:
+            if self.closed:
+                return b""
+            if size is None or size < 0:
+                data, self.held = self.held + self.raw.read(), b""
+            else:
+                want = max(size // 2, 1) if self.latin1 else size
+                data = self.held + self.raw.read(max(want - len(self.held), 0))
+                self.held = b""
+                if len(data) > 1 and data.endswith(b"\r"):
+                    self.held, data = b"\r", data[:-1]
+        return data.decode("latin-1").encode() if self.latin1 else bytes(data)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.raw.close()
+
+    def __enter__(self) -> _Unsplit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_csv(path: Path, options: dict[str, Any]) -> Any:
+    """Arrow's streaming reader of the CSV file through ``_Unsplit``."""
+    import pyarrow.csv as pcsv
+
+    given = dict(options)
+    source = _Unsplit.of(path, given.pop("encoding", "utf-8"))
+    try:
+        return pcsv.open_csv(source, **given), source
+    except BaseException:
+        source.close()
+        raise
 
 
 class _ShortRows:
@@ -214,7 +286,7 @@ class _ShortRows:
 
         try:
             return pcsv.read_csv(
-                io.BytesIO(("\n".join(texts) + "\n").encode()),
+                _Unsplit(io.BytesIO(("\n".join(texts) + "\n").encode())),
                 read_options=pcsv.ReadOptions(column_names=self.names, use_threads=False),
                 parse_options=pcsv.ParseOptions(delimiter=self.sep, newlines_in_values=True),
                 convert_options=_convert_options({f.name: f.type for f in schema}))
@@ -339,22 +411,6 @@ def _no_missing_past_int64(table: Any, big: set[str], floats: set[str]) -> None:
                     big.add(field.name)
 
 
-def _no_carriage_return(table: Any) -> None:
-    """_Unreadable when a text value holds a carriage return: a quoted value with a CRLF
-    line break (a note written on Windows) that one of Arrow's blocks ends between the CR
-    and the LF is read without the LF (pyarrow 23, ``newlines_in_values``), where pandas
-    keeps both; the copy would differ without a word. Such a file is loaded whole
-    (``whole_warning``), as every file whose quoted values span lines was before."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    for field, column in zip(table.schema, table.columns):
-        if (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)) and \
-                pc.any(pc.match_substring(column, "\r")).as_py():
-            raise _Unreadable(f"column '{field.name}' has a text value with a carriage "
-                              "return (a line break Arrow may split at a block's end)")
-
-
 def _largest(column: Any) -> float:
     """The largest absolute value of a float column (0 when it has no value)."""
     import pyarrow.compute as pc
@@ -395,13 +451,12 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
     The reader is dropped when this returns: closing it does not stop its read-ahead, whose
     blocks (~30 of them) stay allocated while it is referenced."""
     import pyarrow as pa
-    import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
     rows = 0
     big: set[str] = set()  # float64 columns with a number of 2**63 or more
     try:
-        opened = pcsv.open_csv(path, **options)  # reads the first block
+        opened, source = _open_csv(path, options)  # reads the first block
     except pa.ArrowInvalid as exc:  # a column given a type (uint64) the first block refuses
         found = _CONVERSION.search(str(exc))
         every = options["read_options"].column_names
@@ -410,7 +465,7 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
             raise
         name = every[int(found[1])]
         raise _Widen(name, types[name], found[2]) from None
-    with opened as reader:
+    with source, opened as reader:  # the source ends the read-ahead's reads when closed
         if _first_block_types(reader.schema, types, from_null):
             return None
         with pq.ParquetWriter(str(temp), reader.schema) as writer:
@@ -420,18 +475,15 @@ def _write_blocks(path: Path, temp: Path, options: dict[str, Any], types: dict[s
                         writer.write_batch(batch)
                         rows += batch.num_rows
                         _no_missing_past_int64(batch, big, floats or set())
-                        _no_carriage_return(batch)
                     else:
                         table = short.merge(batch)
                         writer.write_table(table, row_group_size=max(table.num_rows, 1))
                         rows += table.num_rows
                         _no_missing_past_int64(table, big, floats or set())
-                        _no_carriage_return(table)
                 if short is not None and (rest := short.finish(reader.schema)) is not None:
                     writer.write_table(rest)
                     rows += rest.num_rows
                     _no_missing_past_int64(rest, big, floats or set())
-                    _no_carriage_return(rest)
             except pa.ArrowInvalid as exc:
                 found = _CONVERSION.search(str(exc))
                 if found is None:
@@ -452,12 +504,12 @@ def short_rows(path: Path, sep: str, encoding: str,
     word (the whole read notes it: ``files.read_file``). One serial pass of Arrow's parser,
     converting only the first column."""
     import pyarrow as pa
-    import pyarrow.csv as pcsv
 
     short = _ShortRows(sep, names)
     options = _options(sep, BLOCK_BYTES, encoding, names, short=short)
     options["convert_options"] = _convert_options({names[0]: pa.string()}, names[:1])
-    with pcsv.open_csv(path, **options) as reader:
+    opened, source = _open_csv(path, options)
+    with source, opened as reader:
         for _ in reader:
             pass
     return short.count, short.first

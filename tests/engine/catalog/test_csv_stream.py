@@ -200,35 +200,39 @@ def test_rows_with_fewer_fields_than_the_header_are_padded_as_pandas_pads_them(
     assert (rows, reported) == (2_999, changes)
 
 
-def test_a_quoted_crlf_line_break_is_loaded_whole_wherever_a_block_ends(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A quoted value with a CRLF line break ("c\\r\\nd", a note written on Windows): when
-    one of Arrow's blocks ends between the CR and the LF, Arrow reads "c\\rd" where pandas
-    keeps "c\\r\\nd" (pyarrow 23, 64 kB blocks: one row of this 95 kB file when its first
-    value is padded by 12 bytes, of 0-23; the copy before the fix returned it so, without
-    a WARNING). So a text value with a CR is never streamed: at every padding the copy
-    writes nothing and a WARNING names the column and the reason, and the discover step's
-    whole read keeps every value as pandas reads it."""
+@pytest.mark.parametrize("case", ["utf-8", "latin-1", "crlf_rows"])
+def test_a_quoted_crlf_line_break_streams_as_pandas_reads_it_wherever_a_block_ends(
+        tmp_path: Path, case: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A quoted value with a CRLF line break ("c\\r\\nd", a note typed in a web form or
+    on Windows) in every row: when one of Arrow's blocks ended between the CR and the LF,
+    Arrow read "c\\rd" where pandas keeps "c\\r\\nd" (pyarrow 23, 64 kB blocks: one row
+    of this 95 kB file when its first value is padded by 12 bytes, of 0-23), and until
+    session 23 such a file was loaded whole (a WARNING). Now at every padding the copy gives
+    ``load_dataset``'s frame, profile and notes, without a WARNING; also when the file is
+    latin-1 (transcoded by the copy itself) and when its rows end with CRLF too."""
     folder = tmp_path / "data"
     folder.mkdir()
     rows = 6_000
     frame = pd.DataFrame({"id": np.arange(rows), "support_notes": "c\r\nd",
                           "x": np.arange(rows) % 7, "churned": np.arange(rows) % 2})
+    if case == "latin-1":
+        frame.loc[rows - 1, "support_notes"] = "Malmø\r\nöl"
     for pad in range(24):
         padded = frame.copy()
         padded.loc[0, "support_notes"] = "x" * pad + "c\r\nd"
-        (folder / "crlf.csv").write_bytes(padded.to_csv(index=False, lineterminator="\n")
-                                          .encode())
-        out = tmp_path / f"crlf-{pad}.parquet"
+        text = padded.to_csv(index=False,
+                             lineterminator="\r\n" if case == "crlf_rows" else "\n")
+        (folder / "crlf.csv").write_bytes(text.encode("latin-1" if case == "latin-1"
+                                                      else "utf-8"))
         caplog.clear()
         with caplog.at_level("WARNING", logger="autokfp.catalog.csv_stream"):
-            assert copy_csv_dataset(_config(folder, "crlf.csv"), "files/crlf.csv", str(out),
-                                    block_bytes=64 << 10) is None, pad
-        assert not out.exists() and not list(tmp_path.glob(".*tmp"))
-        assert any("carriage return" in r.getMessage() and "support_notes" in r.getMessage()
-                   for r in caplog.records if r.levelname == "WARNING"), pad
-    loaded, _schema = load_dataset(_config(folder, "crlf.csv"))
-    assert loaded["support_notes"].tolist() == padded["support_notes"].tolist()
+            loaded, _schema, changes = _copied_as_loaded(_config(folder, "crlf.csv"),
+                                                         tmp_path / f"crlf-{pad}.parquet")
+        assert [r.getMessage() for r in caplog.records  # no "loaded whole"
+                if r.levelname == "WARNING" and r.name == "autokfp.catalog.csv_stream"] == [], pad
+        assert loaded["support_notes"].tolist() == padded["support_notes"].tolist(), pad
+        assert len(changes) == (case == "latin-1"), pad
+    assert not list(tmp_path.glob(".*tmp"))
 
 
 @pytest.mark.parametrize("case", ["lines", "short_rows"])
