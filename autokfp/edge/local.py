@@ -242,7 +242,7 @@ def _run_pipeline(name: str, arguments: dict[str, Any], settings: Settings,
         with contextlib.ExitStack() as stack:
             if log_path is not None:
                 stack.enter_context(_captured_output(log_path, on_task))
-            preload = preload_for_run(arguments)
+            preload = preload_for_run(arguments, name)
             # one MOJO scorer (one JVM) for the tasks that score H2O models, started before
             # the worker so that every task's environment names it (mojo_service)
             stack.enter_context(shared_mojo_scorer("h2o" in preload))

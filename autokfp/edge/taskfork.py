@@ -24,10 +24,13 @@ runs as kfp.local runs it. ``AUTOKFP_LOCAL_FORK=0`` turns the worker off.
 
 H2O's client is imported by the worker too when the run has H2O among its engines
 (``preload_for_run``): select, bias check, evaluation, explanation, the model card and the
-deploy step each imported it again (1-4 s each under load). Evidently is not preloaded: only
-the profile step imports it. TensorFlow and Keras are imported by the worker when the first task
-that trains, refits or loads model packages (``TENSORFLOW_TASKS``) runs in a run with
-AutoKeras: with an AutoKeras champion every later task loads it again. Only imported, never
+deploy step each imported it again (1-4 s each under load). For the training pipeline it
+imports Evidently first of its later imports (only the profile step's child uses it) and, in
+a run with AutoKeras, TensorFlow and Keras last, while the steps before training run; else (a
+run whose config its first task fills in, a worker that had not got there) TensorFlow and Keras
+are imported by the worker when the first task that trains, refits or loads model packages
+(``TENSORFLOW_TASKS``) runs in a run with AutoKeras: with an AutoKeras champion every later
+task loads it again. Only imported, never
 run, in the worker (TensorFlow's runtime, once started, is not fork-safe). A task forked here
 forks the children it starts and waits for (an engine's, Evidently's) as long as it runs no
 library's thread pool (``lifeline.allow_fork``), so AutoKeras's engine child does not import
@@ -111,6 +114,14 @@ PACKAGE_TASKS = frozenset({"select_model", "bias_check", "evaluate_model", "expl
 # (12.6-15.7 s under load, then again 12.3-17.9 s for select: once a run now)
 TENSORFLOW_TASKS = PACKAGE_TASKS | {"train_model", "refit_model"}
 TENSORFLOW = ("tensorflow", "keras")
+# Evidently's data summary, for a training run: the profile step (the third task) forks its
+# child from the task, so with these imported by the worker the child imports Evidently no
+# more (session 23, Males, the step replayed in a worker-forked task: the child's CPU 3.6-3.8
+# -> 1.0 s). Imported first of the later imports (the profile step comes before any task
+# that needs MLflow), in pieces so that a task waits for one piece at most (Evidently's own
+# package is one: its ``__init__`` imports the rest, ~2.3 CPU-s)
+EVIDENTLY = ("sklearn.metrics", "scipy.stats", "nltk", "plotly.express", "evidently",
+             "evidently.presets")
 READY_TIMEOUT_SECS = 300.0
 _HEADER = struct.Struct("!I")
 
@@ -271,11 +282,18 @@ def enabled() -> bool:
     return not switched_off(os.environ.get(SWITCH_ENV))
 
 
-def preload_for_run(arguments: dict[str, object]) -> tuple[str, ...]:
+def preload_for_run(arguments: dict[str, object], pipeline: str = "") -> tuple[str, ...]:
     """What the worker imports for a run with these pipeline arguments, besides ``PRELOAD``
     (after it, while no task waits): H2O's client when H2O is among the engines (its config
-    names it)."""
-    return ("h2o",) if "h2o" in json.dumps(arguments, default=str).lower() else ()
+    names it). For the training pipeline (``pipeline`` ``autonomous-training``) also
+    Evidently (``EVIDENTLY``: first, for the profile step's child) and, when AutoKeras is
+    among the engines, TensorFlow and Keras last: imported while the steps before training
+    run, not when AutoKeras's training task comes (``preload_for``: 5.8 s of session 22's
+    idle Males run between that task's start and its code, outside the engines)."""
+    text = json.dumps(arguments, default=str).lower()
+    training = pipeline == "autonomous-training"
+    return ((*(EVIDENTLY if training else ()), *(("h2o",) if "h2o" in text else ()),
+             *(TENSORFLOW if training and "autokeras" in text else ())))
 
 
 @contextlib.contextmanager
@@ -518,7 +536,8 @@ _task_signals: dict[str, Any] = {}  # the worker's own handlers, given back to e
 def main(argv: list[str]) -> int:
     """``python -m autokfp.edge.taskfork SOCKET RUNNER_PID [+MODULE...] [MODULE...]``: the
     worker, which imports ``PRELOAD_FIRST`` and the +modules, then takes tasks, importing
-    ``PRELOAD_LATER`` and the other modules named while no task waits."""
+    ``PRELOAD_LATER`` and the other modules named while no task waits (those of
+    ``EVIDENTLY`` named first, the rest after ``PRELOAD_LATER``, in their order)."""
     global _worker_pid
     import signal
 
@@ -529,8 +548,11 @@ def main(argv: list[str]) -> int:
     _task_signals["SIGINT"] = signal.signal(signal.SIGINT, signal.SIG_IGN)
     names = argv[2:]
     _preload((*PRELOAD_FIRST, *(n[len(FIRST_MARK):] for n in names if n.startswith(FIRST_MARK))))
+    later = [n for n in names if not n.startswith(FIRST_MARK)]
+    early = [n for n in later if n in EVIDENTLY]  # before PRELOAD_LATER (``EVIDENTLY``)
     task = _serve(address, runner_pid,
-                  later=(*PRELOAD_LATER, *(n for n in names if not n.startswith(FIRST_MARK))))
+                  later=(*early, *(n for n in PRELOAD_LATER if n not in early),
+                         *(n for n in later if n not in early)))
     if task is None:
         return 0
     _run_task(*task)  # in a child: it ends there

@@ -430,3 +430,38 @@ def test_a_training_run_starts_the_refit_cluster_once_an_h2o_model_is_chosen(
     # once, as the bias check (the first task given select-model's package) starts
     assert started == (["select_model"] if engine == "h2o" else [])
     assert not Path(named.pop()).parent.exists()  # its folder removed with the run
+
+
+def test_a_training_run_preloads_evidently_first_and_tensorflow_last(monkeypatch):
+    """The training pipeline's worker imports Evidently before MLflow and the rest (the
+    profile step, the third task, forks Evidently's child from its task) and, with AutoKeras
+    among the engines, TensorFlow and Keras after everything else (while the steps before
+    training run, not when AutoKeras's training task comes); other pipelines and runs
+    without AutoKeras are as before."""
+    both = {"config": {"engines": {"autokeras": {}, "h2o": {}}}}
+    assert taskfork.preload_for_run(both, "autonomous-training") == (
+        *taskfork.EVIDENTLY, "h2o", "tensorflow", "keras")
+    assert taskfork.preload_for_run({"config": {"engines": {"h2o": {}}}},
+                                    "autonomous-training") == (*taskfork.EVIDENTLY, "h2o")
+    assert taskfork.preload_for_run(both, "batch-scoring") == ("h2o",)
+    assert taskfork.preload_for_run(both) == ("h2o",)  # a pipeline not named: as before
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(taskfork, "_preload", lambda names: seen.setdefault("first", names))
+    monkeypatch.setattr(taskfork, "_serve",
+                        lambda address, pid, later: seen.setdefault("later", later) and None)
+    # what main sets for the worker's process, put back for this one
+    monkeypatch.setattr(taskfork, "_worker_pid", taskfork._worker_pid)
+    monkeypatch.setattr(taskfork, "_task_signals", {})
+    names = taskfork.preload_for_run(both, "autonomous-training")
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        assert taskfork.main(["socket", "1", "+extra_first", *names]) == 0
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert seen["first"] == (*taskfork.PRELOAD_FIRST, "extra_first")
+    later = list(seen["later"])  # type: ignore[call-overload]
+    assert later[:len(taskfork.EVIDENTLY)] == list(taskfork.EVIDENTLY)
+    assert later[-3:] == ["h2o", "tensorflow", "keras"]
+    assert sorted(later) == sorted(set(taskfork.PRELOAD_LATER) | set(names))  # each once
+    assert later.index("evidently") < later.index("mlflow")
