@@ -79,8 +79,11 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
     columns, source, problems = fairness.resolve_sensitive_columns(read_schema(schema_path), policy,
                                                                    stored)
     test = pd.read_parquet(test_path, columns=list(dict.fromkeys([target, *columns])))
-    test_predictions = predict_file(lambda rows: model.predict(None, rows), test_path,
-                                    [c for c in stored if c != target])
+    # the model's scores are read only for a binary classifier with a sensitive column: for
+    # any other the check is not run (``assess_fairness`` says why) and they were thrown away
+    test_predictions = (predict_file(lambda rows: model.predict(None, rows), test_path,
+                                     [c for c in stored if c != target])
+                        if _scores_needed(meta, columns) else None)
     if len(train) < train_rows:
         log.info("bias mitigation fitted on %d of %d training rows (a uniform sample)",
                  len(train), train_rows)
@@ -105,7 +108,7 @@ def bias_check(config: dict[str, Any] | RunConfig, model_path: str, train_path: 
 
 def _assess(cfg: RunConfig, model: Any, meta: dict[str, Any], model_path: str,
             train: pd.DataFrame, train_path: str, test: pd.DataFrame,
-            test_predictions: pd.DataFrame, columns: list[str],
+            test_predictions: pd.DataFrame | None, columns: list[str],
             source: Any, problems: Any) -> tuple[dict[str, Any], Any, int]:
     """The fairness report and the mitigation, on the test rows, or on the engine's
     out-of-fold predictions of the training rows when only those can measure a sensitive
@@ -142,7 +145,8 @@ def _assess(cfg: RunConfig, model: Any, meta: dict[str, Any], model_path: str,
             "final model's scores is assumed, not measured.")
         fit_rows = len(rows)
     else:
-        train_predictions = model.predict(None, train.drop(columns=[target]))
+        train_predictions = (model.predict(None, train.drop(columns=[target]))
+                             if test_predictions is not None else None)
         report, mitigation = fairness.assess_fairness(test, test_predictions, meta, columns,
                                                       source, policy, fit=train,
                                                       fit_predictions=train_predictions,
@@ -151,6 +155,14 @@ def _assess(cfg: RunConfig, model: Any, meta: dict[str, Any], model_path: str,
         fit_rows = len(train)
     report["measured_groups"] = {"test": on_test, "out_of_fold": on_oof}
     return report, mitigation, fit_rows
+
+
+def _scores_needed(meta: dict[str, Any], columns: list[str]) -> bool:
+    """Whether the fairness check uses the model's scores: ``assess_fairness`` reports
+    ``not_run`` before it reads them for a model that is not a binary classifier and when no
+    column is sensitive (session 23: Males, a regression, scored its 653 test rows and the
+    training rows' sample in the run's JVM for nothing)."""
+    return meta["task"] == "binary" and bool(columns)
 
 
 def _save_checked_package(out_model_path: str, model_path: str, plan: Any, meta: dict[str, Any],

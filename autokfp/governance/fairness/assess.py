@@ -36,7 +36,8 @@ def _binary_arrays(frame: pd.DataFrame, predictions: pd.DataFrame,
     return y_true, y_pred, scores
 
 
-def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: dict[str, Any],
+def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame | None,
+                    meta: dict[str, Any],
                     columns: list[str], source: str, spec: GovernanceSpec,
                     fit: pd.DataFrame | None = None, fit_predictions: pd.DataFrame | None = None,
                     problems: list[Check] | None = None, cross_fit: int = 0,
@@ -54,6 +55,7 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
     Verdicts: ``pass`` (every limit met), ``mitigated`` (broken, then met after score repair
     and/or per-group thresholds), ``fail`` (broken and still broken, or mitigation off),
     ``not_run`` (no sensitive attribute, no measurable groups, or not a binary classifier).
+    The predictions are read only after the first two of those (None is taken before).
     """
     report = _new_report(test, meta, columns, source, spec, problems)
     if meta["task"] != "binary":
@@ -66,6 +68,10 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame, meta: di
         report["checks"].append(check.to_dict())
         report["notes"].append(check.detail)
         return _finish(report, NOT_RUN, check.detail)
+    if test_predictions is None or (fit is not None and fit_predictions is None):
+        raise ValueError("assess_fairness: a binary classifier with a sensitive column is "
+                         "assessed on its predictions of the test rows (and of the fit rows, "
+                         "when given); none were given")
 
     y_true, y_pred, scores = _binary_arrays(test, test_predictions, meta)
     fit_frame, fit_pred = (fit, fit_predictions) if fit is not None else (test, test_predictions)

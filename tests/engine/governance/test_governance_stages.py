@@ -216,6 +216,48 @@ def test_no_sensitive_attribute_is_stated_not_passed(governed, home, tmp_path) -
     assert audit.warnings_since(event["timestamp"], model=event["model"], settings=home) == [event]
 
 
+def test_a_check_that_cannot_run_scores_nothing_and_reports_the_same(governed, home, tmp_path,
+                                                                     monkeypatch) -> None:
+    """With no sensitive column (or a model that is not a binary classifier) the check is not
+    run: the model scores no row for it (session 23), and the report is the one the scores
+    made before."""
+    paths = governed.trained.paths
+    tagged_only = small_config(governed.trained.folder, governance=GOVERNANCE)
+    schema = _schema_without_tags(governed.trained, tmp_path)
+    scored: list[int] = []
+    real = bias_check_step.read_package
+
+    def counting(path):
+        model, plan, meta = real(path)
+        predict = model.predict
+
+        def counted(context, rows, *args, **kwargs):
+            scored.append(len(rows))
+            return predict(context, rows, *args, **kwargs)
+
+        model.predict = counted
+        return model, plan, meta
+
+    monkeypatch.setattr(bias_check_step, "read_package", counting)
+    needed = bias_check_step._scores_needed
+    before = {"on": True}  # first the scores read as before this change
+    monkeypatch.setattr(bias_check_step, "_scores_needed",
+                        lambda meta, columns: before["on"] or needed(meta, columns))
+    reports = {}
+    for name in ("before", "now"):
+        before["on"] = name == "before"
+        scored.clear()
+        bias_check_step.bias_check(tagged_only, str(paths.model), str(paths.train),
+                                   str(paths.test), schema, str(tmp_path / f"model-{name}"),
+                                   str(tmp_path / f"{name}.md"), str(tmp_path / f"{name}.json"))
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        if name == "before":
+            assert scored  # the test rows and the fit rows were scored
+    assert scored == []
+    assert reports["now"] == reports["before"] and reports["now"]["verdict"] == "not_run"
+    assert (tmp_path / "now.md").read_text() == (tmp_path / "before.md").read_text()
+
+
 def test_a_policy_that_stays_broken_blocks_with_a_report(governed, home, tmp_path) -> None:
     paths = governed.trained.paths
     strict = {**GENDER_ONLY, "max_demographic_parity_difference": 0.0,
