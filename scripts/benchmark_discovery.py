@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-path", choices=("ingest", "crawl"), default="ingest",
                         help="with --compare-only: the path compared (crawl: "
                              "catalog.ingestion: crawl)")
-    parser.add_argument("--sql-pass", choices=("beside", "second"), default=None,
+    parser.add_argument("--sql-pass", choices=("auto", "beside", "second"), default=None,
                         help="catalog.sql_pass of the ingestion runs (default: the config's); "
                              "with --compare-with, of this code's runs only")
     parser.add_argument("--workers", type=int, default=None,

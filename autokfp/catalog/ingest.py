@@ -30,8 +30,9 @@ What stays custom, and why (the narrowest pieces):
   with HMAC keys, so autokfp's crawl catalogs and publishes it (``crawl_only``).
 - the tables a SQLite view reads: DataHub's sqlalchemy source misnames them in the view's
   lineage; the transformer renames them (``sqlalchemy_names``).
-- SQL sources with ``catalog.sql_pass: second``: autokfp's part is a second pass over what
-  DataHub's source emitted (``_second_pass``): DataHub's source runs first, in a child of
+- SQL sources with a DDL token (SQLite on a file, PostgreSQL) under ``catalog.sql_pass:
+  auto``, the default since session 23, and every SQL source with ``second``: autokfp's
+  part is a second pass over what DataHub's source emitted (``_second_pass``): DataHub's source runs first, in a child of
   its own (into a spool; ``_SourceApart``), while the crawl reads the sources before it, the
   tables and their declared columns are taken from its SchemaMetadata (autokfp's own
   listing and reflection of the database do not run), autokfp samples each table for the
@@ -49,8 +50,10 @@ What stays custom, and why (the narrowest pieces):
   row count at all, so a second pass over their output would read every file after
   DataHub's source read it; the crawl reads each file once, and its schema is the one
   added (same field paths as DataHub's, test_urn_parity.py).
-- by default (``catalog.sql_pass: beside``) autokfp's crawl runs before DataHub's sources,
-  not as a second pass over what they emit.
+- for the other SQL servers (MySQL, MariaDB, SQL Server, ...: no DDL token, so a second
+  pass would run DataHub's source on every re-run; ``_sql_pass_choices``) and with
+  ``catalog.sql_pass: beside``, autokfp's crawl runs before DataHub's sources, not as a
+  second pass over what they emit.
   Why: an unchanged source's recipe is not run at all (``_unchanged_fingerprint``), and that
   needs every input's version (a file's size and mtime, an object's generation, a table's
   row count and declared columns) before DataHub's source would read it: DataHub's sources
@@ -896,6 +899,9 @@ class IngestResult:
     # sources whose DataHub source ran beside the crawl in a child that made no progress
     # (source -> what happened): the child was stopped and the recipe ran in this process
     fallbacks: dict[str, str] = field(default_factory=dict)
+    # how each SQL source was catalogued (``catalog.sql_pass``; source -> "second: why" or
+    # "beside: why"): ``auto`` decides per source (``_sql_pass_choices``)
+    sql_pass: dict[str, str] = field(default_factory=dict)
     metadata_files: list[str] = field(default_factory=list)
     lite_written: int = 0
     gms_url: str | None = None
@@ -2454,12 +2460,86 @@ def _datahub_version() -> str:
         return ""
 
 
+# what a second pass's re-run costs on a server without a DDL token (docs/catalog.md,
+# "Issue 18, session 20": 1,000 SQLite tables with the token's check taken out)
+_NO_TOKEN_RERUN = ("DataHub's source reads every table again on every re-run, an unchanged "
+                   "one included (5.2x the CPU of sql_pass: beside at 1,000 tables)")
+
+
+def _sql_pass_choices(config: RunConfig, user_recipe: bool,
+                      fallback: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """How each SQL source of ``config`` is catalogued: {source: ("second" or "beside",
+    why)}, logged once (INFO) and kept in the result (``IngestResult.sql_pass``).
+
+    ``catalog.sql_pass: auto`` (the default): ``second`` for a source with a DDL token
+    (``sources.sql.ddl_token_platform``: SQLite on a file, PostgreSQL), whose unchanged
+    re-run skips DataHub's source as ``beside``'s does; ``beside`` for the other servers,
+    whose second pass would run DataHub's source on every re-run (``_NO_TOKEN_RERUN``), and
+    wherever a second pass does not apply (a user's recipe, a GMS, a source the crawl
+    catalogs alone), without a warning: nobody asked for it. Measured: on a first run
+    ``second`` costs the CPU of ``beside`` on SQLite (1.00x, ABBA) and 9% more on
+    PostgreSQL with 112-79 MiB less peak memory (docs/catalog.md, "Issue 18, session 22").
+    ``second`` set: as before, a WARNING where it does not apply (``_say_where_no_second
+    _pass``) and, since session 23, where the source has no DDL token (what its re-runs
+    will cost). ``beside`` set: every SQL source beside."""
+    from autokfp.catalog.sources.sql import ddl_token_platform, sql_platform
+
+    setting = config.catalog.sql_pass
+    sql = [s for s in config.sources if isinstance(s, SqlSource)]
+    out: dict[str, tuple[str, str]] = {}
+    if not sql:
+        return out
+    if setting == "second":
+        _say_where_no_second_pass(config, user_recipe, fallback)
+    gms = gms_settings() is not None
+    for source in sql:
+        platform = ddl_token_platform(source)
+        if setting == "beside":
+            out[source.name] = ("beside", "catalog.sql_pass: beside")
+        elif user_recipe:
+            out[source.name] = ("beside", f"catalog.sql_pass: {setting}, but a recipe was "
+                                          "given, which runs as written")
+        elif gms:
+            out[source.name] = ("beside", f"catalog.sql_pass: {setting}, but a DataHub GMS "
+                                          "is configured (a second pass writes to the file "
+                                          "sink and Lite)")
+        elif source.name in fallback:
+            out[source.name] = ("beside", f"catalog.sql_pass: {setting}, but "
+                                          f"{fallback[source.name]}")
+        elif setting == "second":
+            out[source.name] = ("second", "catalog.sql_pass: second")
+            if platform is None:
+                try:
+                    kind = sql_platform(source.url, source.name)
+                except Exception:  # noqa: BLE001 - the crawl reports it
+                    kind = "its platform unknown"
+                log.warning("catalog.sql_pass: second: SQL source %r (%s) has no DDL token "
+                            "(SQLite on a file and PostgreSQL have one), so %s; "
+                            "catalog.sql_pass: auto catalogs it beside DataHub's source "
+                            "instead", source.name, kind, _NO_TOKEN_RERUN)
+        elif platform is not None:
+            out[source.name] = ("second", f"catalog.sql_pass: auto, {platform} has a DDL "
+                                          "token")
+        else:
+            try:
+                kind = sql_platform(source.url, source.name)
+            except Exception:  # noqa: BLE001 - the crawl reports it
+                kind = "platform unknown"
+            out[source.name] = ("beside", f"catalog.sql_pass: auto, {kind} has no DDL token "
+                                          "(a second pass would run DataHub's source on "
+                                          "every re-run)")
+    log.info("catalog.sql_pass: %s", "; ".join(
+        f"source {name!r} {mode} ({why})" for name, (mode, why) in out.items()))
+    return out
+
+
 def _say_where_no_second_pass(config: RunConfig, user_recipe: bool,
                               fallback: dict[str, str]) -> None:
     """A WARNING for each SQL source ``catalog.sql_pass: second`` was set for and does not
     apply to, with the reason (the default path runs it instead): a user's recipe, a GMS
     (the second pass replays its records into the file sink and Lite only), or a source the
-    crawl reads alone (``crawl_only``)."""
+    crawl reads alone (``crawl_only``). Called only where ``second`` was set: ``auto``
+    chooses ``beside`` there without a word (``_sql_pass_choices``)."""
     sql = [s.name for s in config.sources if isinstance(s, SqlSource)]
     if not sql:
         return
@@ -2522,11 +2602,9 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
         # DataHub's sources of a first run, beside the crawl (see _staged_sources)
         # catalog.sql_pass: second: DataHub's SQL sources first, autokfp's pass over their
         # output after them (see _second_pass)
-        second = {s.name for s in config.sources if recipe is None and isinstance(
-            s, SqlSource) and config.catalog.sql_pass == "second" and s.name not in fallback
-            and gms_settings() is None}
-        if config.catalog.sql_pass == "second":
-            _say_where_no_second_pass(config, recipe is not None, fallback)
+        # (catalog.sql_pass: auto, the default: where the source has a DDL token)
+        choices = _sql_pass_choices(config, recipe is not None, fallback)
+        second = {name for name, (mode, _why) in choices.items() if mode == "second"}
         passed, given, kept_tables = _second_pass(config, second, work, store, stack) \
             if second else ({}, {}, {})
         staged = _staged_jobs(config, set(fallback) | second, work, store) if (
@@ -2587,7 +2665,8 @@ def ingest(config: RunConfig, recipe: str | os.PathLike | None = None,
                                    publish_sources=fallback, on_found=taken)
         _settled(given)  # the second passes the crawl did not reach (fills passed)
         deferred = recorded if lite_path(settings.catalog_dir).exists() else set()
-        result = IngestResult(report=report)
+        result = IngestResult(report=report, sql_pass={
+            name: f"{mode}: {why}" for name, (mode, why) in choices.items()})
         for name, why in fallback.items():
             result.crawled[name] = why
             log.warning("DataHub ingestion: source %s is catalogued by autokfp's crawl: %s",

@@ -40,10 +40,15 @@ class CatalogSpec(_Strict):
     # of a SQL source is a second pass over what it emitted (the tables and their declared
     # columns taken from its SchemaMetadata, autokfp's enumeration and reflection not run;
     # see ``catalog.ingest._second_pass``); ``beside``: autokfp's crawl lists and reflects
-    # the tables itself, beside DataHub's source (the default: the second pass keeps the
-    # unchanged re-run's skip on SQLite and PostgreSQL only, and measured no cheaper on a
-    # first run; docs/catalog.md, "Issue 18, session 21")
-    sql_pass: Literal["beside", "second"] = "beside"
+    # the tables itself, beside DataHub's source. ``auto`` (the default since session 23):
+    # ``second`` for a SQL source with a DDL token (SQLite on a file, PostgreSQL:
+    # ``sources.sql.ddl_version``), whose unchanged re-run then skips DataHub's source,
+    # ``beside`` for the rest (MySQL, MariaDB, SQL Server, ...: without a token DataHub's
+    # source would read every table again on every re-run, 5.2x the CPU at 1,000 tables),
+    # and ``beside`` where a second pass cannot apply (a user's recipe, a GMS); the choice
+    # is logged and kept in the ingestion's result (``IngestResult.sql_pass``). Measured:
+    # docs/catalog.md, "Issue 18, session 22" and "session 23"
+    sql_pass: Literal["auto", "beside", "second"] = "auto"
 
     @field_validator("workers")
     @classmethod

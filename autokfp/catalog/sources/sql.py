@@ -729,6 +729,24 @@ ORDER BY 1, 2, 3, 4
 """
 
 
+# the platforms ``ddl_version`` has a token for (each tested against its server)
+DDL_TOKEN_PLATFORMS = ("sqlite", "postgres")
+
+
+def ddl_token_platform(source: SqlSource) -> str | None:
+    """The platform of ``source`` when ``ddl_version`` can give it a token (SQLite on a
+    file, PostgreSQL), else None (another server, an in-memory SQLite database, a URL whose
+    ``${VAR}`` is unset). Connects to nothing: what ``catalog.sql_pass: auto`` decides on
+    (``catalog.ingest._sql_pass_choices``)."""
+    try:
+        platform = sql_platform(source.url, source.name)
+    except Exception:  # noqa: BLE001 - the crawl reports a URL it cannot read
+        return None
+    if platform not in DDL_TOKEN_PLATFORMS or not _other_connections_see_it(source):
+        return None
+    return platform
+
+
 def ddl_version(source: SqlSource) -> tuple[str, set[str]] | None:
     """A token that changes with every DDL statement on what the DataHub source of a SQLite
     or PostgreSQL source reads, and the datasets that source should emit (its tables, and
@@ -750,8 +768,8 @@ def ddl_version(source: SqlSource) -> tuple[str, set[str]] | None:
     import json
 
     try:
-        platform = sql_platform(source.url, source.name)  # an unset ${VAR}: no token either
-        if platform not in ("sqlite", "postgres") or not _other_connections_see_it(source):
+        platform = ddl_token_platform(source)  # an unset ${VAR}: no token either
+        if platform is None:
             return None
         engine = _engine(source)
         try:

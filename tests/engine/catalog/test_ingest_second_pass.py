@@ -89,21 +89,39 @@ def _records(files: list[str]) -> list[str]:
                   for text in files for record in json.loads(text))
 
 
+def _chose(result, mode: str):
+    """``result`` without its record of the sql_pass choice (``IngestResult.sql_pass``),
+    after asserting that every SQL source was catalogued with ``mode``: the one thing two
+    modes' results may differ in."""
+    from dataclasses import replace
+
+    assert result.sql_pass and all(
+        why.startswith(f"{mode}: ") for why in result.sql_pass.values()), result.sql_pass
+    return replace(result, sql_pass={})
+
+
 def _both_paths(config, tmp_path, monkeypatch, no_own_listing) -> dict[str, dict]:
+    """The catalog written by ``beside`` and by the default, ``auto``, which takes a second
+    pass on SQLite and PostgreSQL (asserted, and autokfp's own listing fails if called)."""
     from autokfp.settings import Settings
 
+    assert config.catalog.sql_pass == "auto"  # the default
     out = {}
     for mode in ("beside", "second"):
         home = tmp_path / mode
         monkeypatch.setenv("AUTOKFP_HOME", str(home))
         settings = Settings.from_env()
         settings.ensure_local_dirs()
-        one = config.model_copy(update={"catalog": config.catalog.model_copy(
-            update={"sql_pass": mode})})
+        one = config if mode == "second" else config.model_copy(update={
+            "catalog": config.catalog.model_copy(update={"sql_pass": mode})})
         if mode == "second":
             no_own_listing()
         first = ingest(one, settings=settings)
         again = ingest(one, settings=settings)
+        if mode == "second":  # auto's reason: the platform's DDL token
+            assert all("auto" in why and "has a DDL token" in why
+                       for why in first.sql_pass.values()), first.sql_pass
+        first, again = _chose(first, mode), _chose(again, mode)
         assert again.skipped and not again.lite_written, mode  # unchanged: nothing new
         written = _written(first, settings.catalog_dir, home)
         out[mode] = {"lite": written["lite"], "result": written["result"],
@@ -130,7 +148,8 @@ def test_a_sqlite_second_pass_writes_what_the_crawl_beside_datahub_writes(
     second = config.model_copy(update={"catalog": config.catalog.model_copy(
         update={"sql_pass": "second"})})
     runs = _Runs(tmp_path / "runs.jsonl", monkeypatch)
-    # the DDL is that of the last second pass: DataHub's source is not run again
+    # the DDL is that of the last second pass (auto's, above: ``second`` set keeps its
+    # record): DataHub's source is not run again
     assert ingest(second, settings=Settings.from_env()).skipped and runs == []
     # ... unless the tables recorded then are not every one the database has (a table
     # DataHub's source left out, a record edited since): the second pass runs again and
@@ -222,7 +241,7 @@ def test_a_postgres_second_pass_writes_what_the_crawl_beside_datahub_writes(
             no_own_listing()
         one = config.model_copy(update={"catalog": config.catalog.model_copy(
             update={"sql_pass": mode})})
-        result = ingest(one, settings=Settings.from_env())
+        result = _chose(ingest(one, settings=Settings.from_env()), mode)
         written = _written(result, Settings.from_env().catalog_dir, home)
         return result, {"lite": written["lite"], "result": written["result"],
                         "records": _records(written["files"])}
@@ -421,6 +440,71 @@ def test_sql_pass_second_where_it_cannot_apply_says_so(churn_sources, monkeypatc
     assert "a recipe was given" in said[0] and "'warehouse'" in said[0]
     assert "GMS is configured" in said[1] and "'warehouse'" in said[1]
     assert "'warehouse'" in said[2] and "its reason" in said[2]
+
+
+def test_sql_pass_auto_takes_a_second_pass_where_a_ddl_token_exists(
+        tmp_path, monkeypatch, caplog) -> None:
+    """``catalog.sql_pass: auto`` (the default): ``second`` for SQLite on a file and
+    PostgreSQL (their DDL token keeps the unchanged re-run's skip), ``beside`` for MySQL,
+    SQL Server and an in-memory SQLite (no token), and ``beside`` without a warning where a
+    second pass cannot apply (a user's recipe, a GMS, a source the crawl reads alone); the
+    reason is in each choice. ``second`` set on a server without a token warns what its
+    re-runs will cost; ``beside`` set is honoured everywhere."""
+    import logging
+
+    from autokfp.catalog import ingest as ingest_module
+    from autokfp.config import parse_config
+
+    monkeypatch.delenv("DATAHUB_GMS_URL", raising=False)
+    config = parse_config({
+        "name": "choices",
+        "sources": [
+            {"name": "lite", "kind": "sql", "url": f"sqlite:///{tmp_path / 'a.db'}"},
+            {"name": "memory", "kind": "sql", "url": "sqlite://"},
+            {"name": "pg", "kind": "sql", "url": "postgresql://u@db.example:5432/shop"},
+            {"name": "my", "kind": "sql", "url": "mysql+pymysql://u@db.example/shop"},
+            {"name": "ms", "kind": "sql", "url": "mssql+pytds://u@db.example/shop"},
+            {"name": "files", "kind": "folder", "path": str(tmp_path)}],
+        "training": {"dataset": "lite/t", "target": "y"}})
+    assert config.catalog.sql_pass == "auto"
+
+    def chosen(setting: str, user_recipe: bool = False, fallback=None) -> dict[str, str]:
+        one = config.model_copy(update={"catalog": config.catalog.model_copy(
+            update={"sql_pass": setting})})
+        got = ingest_module._sql_pass_choices(one, user_recipe, fallback or {})
+        return {name: mode for name, (mode, _why) in got.items()}, got
+
+    with caplog.at_level(logging.INFO, logger=ingest_module.log.name):
+        modes, why = chosen("auto")
+        assert modes == {"lite": "second", "memory": "beside", "pg": "second",
+                         "my": "beside", "ms": "beside"}, why
+        assert "sqlite has a DDL token" in why["lite"][1]
+        assert "postgres has a DDL token" in why["pg"][1]
+        assert "mysql has no DDL token" in why["my"][1]
+        assert "mssql has no DDL token" in why["ms"][1]
+        # where a second pass cannot apply: beside, the reason kept, nothing to warn about
+        assert set(chosen("auto", user_recipe=True)[0].values()) == {"beside"}
+        assert "recipe was given" in chosen("auto", user_recipe=True)[1]["pg"][1]
+        modes, why = chosen("auto", fallback={"lite": "its reason"})
+        assert modes["lite"] == "beside" and "its reason" in why["lite"][1]
+        monkeypatch.setenv("DATAHUB_GMS_URL", "http://gms.example:8080")
+        modes, why = chosen("auto")
+        assert set(modes.values()) == {"beside"} and "GMS" in why["pg"][1]
+        monkeypatch.delenv("DATAHUB_GMS_URL")
+        assert set(chosen("beside")[0].values()) == {"beside"}
+        warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert not warned, warned  # auto and beside: nothing was asked that cannot be done
+        infos = [r.getMessage() for r in caplog.records if "catalog.sql_pass:" in
+                 r.getMessage()]
+        assert len(infos) == 6 and "source 'my' beside" in infos[0], infos  # once a run
+        caplog.clear()
+        # second set: honoured; a server without a token is warned about, by name
+        assert set(chosen("second")[0].values()) == {"second"}
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 3, warned  # my, ms and the in-memory SQLite
+    assert any("'my' (mysql) has no DDL token" in w for w in warned), warned
+    assert any("'ms' (mssql) has no DDL token" in w for w in warned), warned
+    assert all("every re-run" in w and "5.2x" in w for w in warned), warned
 
 
 def test_the_postgres_ddl_token_changes_with_each_kind_of_ddl_and_no_data_write(
