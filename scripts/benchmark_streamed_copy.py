@@ -38,6 +38,9 @@ value; the copy now reads with ``newlines_in_values``).
 Session 23: ``crlf``, the ``lines`` file with a CRLF line break (a note typed in a web form
 or on Windows) where ``lines`` has a LF; loaded whole until then (Arrow could split a CRLF at
 a block's end; the copy now hands Arrow reads that never end on a CR).
+``nested`` (``--format jsonl``): every record with an ``address`` object (``zip`` only
+from the second chunk on) and a ``tags`` array (empty in the first chunk); ``clean`` is the
+same file without those two columns. Loaded whole until session 23 (nested values).
 
 Each way runs in a fresh Python process: its peak resident memory (VmHWM) is measured
 after the imports and a warm-up copy of a small file, so "peak added" is what the copy adds,
@@ -56,6 +59,7 @@ script compares them).
     python scripts/benchmark_streamed_copy.py --mb 200 --case lines
     python scripts/benchmark_streamed_copy.py --mb 150 --format jsonl --case zoned
     python scripts/benchmark_streamed_copy.py --mb 200 --case crlf
+    python scripts/benchmark_streamed_copy.py --mb 150 --format jsonl --case nested
 """
 
 from __future__ import annotations
@@ -179,6 +183,19 @@ def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
         return frame
 
     (folder / f"warm.{fmt}").write_text(text(framed(3_000), True))
+    if case == "nested":  # an object and an array in every record; clean: without them
+        with open(clean, "w") as out, open(late, "w") as nested:
+            for start in range(0, rows, piece):
+                frame = framed(min(piece, rows - start), seed=start)
+                out.write(text(frame, start == 0))
+                index = start + frame.index
+                frame["address"] = [{"city": f"c{i % 97}", **({"zip": 1_000 + i % 500}
+                                                               if i >= 100_000 else {})}
+                                    for i in index]
+                frame["tags"] = [[] if i < 100_000 else ["vip", "web", "new"][: i % 4]
+                                 for i in index]
+                nested.write(text(frame, start == 0))
+        return rows
     if case in ("lines", "crlf"):  # a line break in every 10th row's notes, all through
         with open(clean, "w") as out, open(late, "w") as broken:
             for start in range(0, rows, piece):
@@ -239,14 +256,14 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200, help="size of the file (MB)")
     parser.add_argument("--format", choices=["csv", "jsonl", "sqlite"], default="csv")
     parser.add_argument("--case", choices=["late", "index", "text", "dates", "short", "mixed",
-                                           "created", "lines", "zoned", "crlf"],
+                                           "created", "lines", "zoned", "crlf", "nested"],
                         default="late",
                         help="what the file has that the first block types otherwise")
     args = parser.parse_args()
     fits = {"late": ("csv", "jsonl"), "index": ("csv",), "text": ("jsonl",),
             "dates": ("sqlite",), "short": ("csv",), "mixed": ("sqlite",),
             "created": ("jsonl",), "lines": ("csv",), "zoned": ("jsonl",),
-            "crlf": ("csv",)}
+            "crlf": ("csv",), "nested": ("jsonl",)}
     if args.format not in fits[args.case]:
         parser.error(f"--case {args.case} takes --format {' or '.join(fits[args.case])}")
     with tempfile.TemporaryDirectory(prefix="streamed-copy-") as tmp:
@@ -256,21 +273,27 @@ def main() -> None:
         size = (folder / ("tables.db" if args.format == "sqlite" else f"late.{args.format}")
                 ).stat().st_size / 1e6
         extra = {"index": 0, "dates": 10_000, "mixed": 10_000, "lines": 0,
-                 "crlf": 0}.get(args.case, 10)
+                 "crlf": 0, "nested": 0}.get(args.case, 10)
         print(f"{args.format} ({args.case}): {rows + extra:,} rows, {size:.0f} MB (written in "
               f"{time.perf_counter() - started:.0f} s); each way in a fresh process")
         results = {way: run(folder, args.format, way) for way in WAYS}
         import pandas as pd
+        import pyarrow.parquet as pq
 
-        whole = pd.read_parquet(folder / "whole.parquet")
-        streamed = pd.read_parquet(folder / "streamed.parquet")
-        pd.testing.assert_frame_equal(streamed, whole)
-        del whole, streamed
+        if args.case == "nested":  # pandas' frames of dicts and arrays: compare Arrow's
+            assert pq.read_table(folder / "streamed.parquet").replace_schema_metadata().equals(
+                pq.read_table(folder / "whole.parquet").replace_schema_metadata())
+        else:
+            whole = pd.read_parquet(folder / "whole.parquet")
+            streamed = pd.read_parquet(folder / "streamed.parquet")
+            pd.testing.assert_frame_equal(streamed, whole)
+            del whole, streamed
     print(f"{'way':<10} {'peak added':>11} {'CPU':>8} {'wall':>8}")
     labels = {"whole": "whole (before, the anchor)", "streamed": "streamed (now)",
               "clean": "streamed, the file with a name for every field" if args.case == "index"
               else "streamed, the file without its line breaks" if args.case in ("lines",
                                                                                  "crlf")
+              else "streamed, the file without its nested columns" if args.case == "nested"
               else "streamed, the file without its last rows"}
     for way in WAYS:
         r = results[way]

@@ -38,8 +38,17 @@ chunk could parse, so the whole read keeps it as the values JSON gave (pandas co
 value on its own); it is read again as those values, as a column of text and numbers is,
 unless it has a time zone beside numbers or booleans (pandas 2.3's whole read can fail on
 that outright; a time zone beside other text is read as text).
-Whenever the chunks cannot give the whole table's columns (nested objects or lists, a type
-outside numbers/booleans/text/dates), nothing is written and None is
+Nested JSON values (objects, arrays; session 23) are written as the discover step writes
+the whole read's column, as Arrow infers it from all its values: the rows so far rewritten
+when a chunk adds an object key (Arrow orders them by name), fractions beside whole numbers
+or items to arrays empty so far (``_nested_wider``); the profile sample keeps each such
+value as pandas read it (its JSON text, ``_json_texts``), so the profile is the whole
+read's. Where Arrow cannot make one type of them (an object beside a number or text, a
+boolean beside a number inside: the whole read's write fails too), or a chunk's objects are
+all empty (``{}``: Parquet cannot write an object without keys), the file is left to the
+whole read.
+Whenever the chunks cannot give the whole table's columns (a type
+outside numbers/booleans/text/dates or nested values), nothing is written and None is
 returned: the caller loads the dataset whole as before, and a WARNING names the dataset,
 the reason and (for a file) the memory pandas may take.
 """
@@ -142,12 +151,68 @@ def _allowed(kind: Any) -> bool:
                 or pa.types.is_timestamp(kind) or pa.types.is_date32(kind))
 
 
+def _nested(kind: Any) -> bool:
+    """A type Arrow infers for nested JSON values (objects: struct, arrays: list)."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_struct(kind) or pa.types.is_list(kind))
+
+
+def _nested_wider(old: Any, new: Any) -> Any:
+    """The type Arrow infers for a column of nested values (what the discover step writes
+    of the whole read: ``pa.Table.from_pandas``) whose rows so far gave ``old`` and the next
+    chunk's ``new``: object keys merged by name (Arrow orders them by name), whole
+    numbers beside fractions float64, an empty array's items (null) the other's; None where
+    the two cannot be one type (the whole read's Parquet fails then too: text beside
+    numbers, a boolean beside a number, an object beside an array).
+    ``scripts/check_jsonl_nested.py`` checks it against the whole column's inference."""
+    import pyarrow as pa
+
+    def atom(kind: Any) -> bool:  # what Arrow infers from a JSON scalar
+        return bool(pa.types.is_null(kind) or pa.types.is_boolean(kind)
+                    or pa.types.is_string(kind) or pa.types.is_floating(kind)
+                    or pa.types.is_int64(kind))
+
+    def wider(a: Any, b: Any) -> Any:
+        if a == b or pa.types.is_null(b):
+            return a
+        if pa.types.is_null(a):
+            return b
+        if pa.types.is_struct(a) and pa.types.is_struct(b):
+            fields = {a.field(i).name: a.field(i).type for i in range(a.num_fields)}
+            for i in range(b.num_fields):
+                name, kind = b.field(i).name, b.field(i).type
+                fields[name] = wider(fields[name], kind) if name in fields else kind
+                if fields[name] is None:
+                    return None
+            return pa.struct(sorted(fields.items()))  # Arrow infers an object's keys sorted
+        if pa.types.is_list(a) and pa.types.is_list(b):
+            item = wider(a.value_type, b.value_type)
+            return None if item is None else pa.list_(item)
+        numbers = {a, b} == {pa.int64(), pa.float64()}
+        return pa.float64() if numbers else None
+
+    def inferred(kind: Any) -> bool:
+        if pa.types.is_struct(kind):
+            return all(inferred(kind.field(i).type) for i in range(kind.num_fields))
+        if pa.types.is_list(kind):
+            return inferred(kind.value_type)
+        return atom(kind)
+
+    if not (inferred(old) and inferred(new)):
+        return None
+    return wider(old, new)
+
+
 def wider_type(old: Any, new: Any) -> Any:
     """The Arrow type a column keeps when one chunk gave ``old`` and the next ``new``, as
     pandas types the whole column; None when pandas would make it something Arrow cannot
     hold the same (object of mixed values, text dates next to text)."""
     import pyarrow as pa
 
+    if (_nested(old) or _nested(new)) and (_nested(old) or pa.types.is_null(old)) and (
+            _nested(new) or pa.types.is_null(new)):
+        return _nested_wider(old, new)
     if not (_allowed(old) and _allowed(new)):
         return None
     if old == new or pa.types.is_null(new):
@@ -199,8 +264,39 @@ class _Sample:
             self.table, self.keys = self.table.take(keep), self.keys[keep]
 
     def cast(self, schema: Any) -> None:
+        """The rows kept, with the file's ``schema`` (nested columns kept as JSON text:
+        ``ChunkWriter``)."""
         if self.table is not None:
-            self.table = _conform(self.table, schema, cast=False).cast(schema)
+            kept = _sample_schema(schema)
+            self.table = _conform(self.table, kept, cast=False).cast(kept)
+
+
+def _sample_schema(schema: Any) -> Any:
+    """``schema`` with its nested columns as text: the profile sample keeps each nested
+    value as the JSON text of what pandas read (``json.dumps``), not as Arrow's struct
+    (whose rows have every key of the column, a missing one null) or list (numpy arrays):
+    the profile then sees the values ``load_dataset``'s frame holds."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f.name, pa.string()) if _nested(f.type) else f for f in schema])
+
+
+def _json_texts(frame: pd.DataFrame, table: Any) -> Any:
+    """``table`` (the chunk ``frame`` as written) with each nested column as the JSON text
+    of ``frame``'s values (a missing value null), for the profile sample."""
+    import json
+
+    import pyarrow as pa
+
+    for index, field in enumerate(table.schema):
+        if not _nested(field.type):
+            continue
+        values = frame[field.name].tolist() if field.name in frame.columns else []
+        texts = pa.array([None if v is None or (isinstance(v, float) and v != v)
+                          else json.dumps(v) for v in values], pa.string()) \
+            if values else pa.nulls(table.num_rows, pa.string())
+        table = table.set_column(index, pa.field(field.name, pa.string()), texts)
+    return table
 
 
 class ChunkWriter:
@@ -237,7 +333,8 @@ class ChunkWriter:
                 table = table.set_column(index, pa.field(table.column_names[index], pa.null()),
                                          pa.nulls(len(column)))
         if self.schema is None:
-            bad = [f.name for f in table.schema if not _allowed(f.type)]
+            bad = [f.name for f in table.schema if not _allowed(f.type)
+                   and not (_nested(f.type) and _nested_wider(f.type, f.type) is not None)]
             if bad:
                 raise NotStreamable(f"columns of nested or other values: {bad[:5]}")
             self.schema = table.schema
@@ -268,7 +365,7 @@ class ChunkWriter:
                 self._rewrite(wanted)
             table = self._cast(table, wanted)
         self.writer.write_table(table)
-        self.sample.add(table)
+        self.sample.add(_json_texts(frame, table))
         self.rows += table.num_rows
 
     @staticmethod
@@ -318,9 +415,15 @@ class ChunkWriter:
 
     def sample_frame(self) -> pd.DataFrame:
         """The sample as pandas, with the dtypes ``pd.read_parquet`` gives the whole file."""
+        import json
+
         from autokfp.catalog.batches import file_dtypes
 
         frame = self.sample.table.to_pandas()
+        for field in self.schema:
+            if _nested(field.type):  # the values pandas read (``_json_texts``)
+                frame[field.name] = frame[field.name].map(
+                    lambda text: None if text is None else json.loads(text)).astype(object)
         if self.rows > self.sample.rows:
             for name, dtype in file_dtypes(self.path).items():
                 if frame[name].dtype != dtype:

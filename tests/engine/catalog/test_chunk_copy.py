@@ -256,7 +256,10 @@ def test_what_chunks_cannot_copy_as_pandas_reads_is_left_to_load_dataset(
     folder = tmp_path / "data"
     folder.mkdir()
     frame = _jsonl_frame()
-    nested = frame.assign(address=[{"city": f"c{i % 9}"} for i in range(len(frame))])
+    # an object in the first chunks, a number in a later one: Arrow cannot make one column
+    # of them (the discover step's write of the whole read fails on it too)
+    nested = frame.assign(address=[{"city": f"c{i % 9}"} if i < 2_000 else i
+                                   for i in range(len(frame))])
     nested.to_json(folder / "nested.jsonl", orient="records", lines=True)
     out = tmp_path / "dataset.parquet"
     sql = _config(source, "db/missing")
@@ -276,6 +279,74 @@ def test_what_chunks_cannot_copy_as_pandas_reads_is_left_to_load_dataset(
             assert len(warned) == 1 and dataset in warned[0], (dataset, warned)
             assert "loaded whole" in warned[0]
             assert ("GB" in warned[0]) == dataset.endswith(".jsonl"), warned[0]
+
+
+def test_jsonl_nested_values_stream_as_the_discover_step_writes_the_whole_read(
+        tmp_path, monkeypatch, caplog) -> None:
+    """Nested JSON values (objects, arrays: an address, a list of tags, line items), read 300
+    of 3,000 records at a time, with what chunks type otherwise than the whole column: keys
+    only later records have (Arrow orders an object's keys by name), a whole number in the
+    first chunks and fractions later, arrays empty in the first chunks, null and absent
+    values. Until session 23 such a file was loaded whole (a WARNING). Now it is streamed:
+    the Parquet file is the one the discover step writes of ``load_dataset``'s frame (Arrow's
+    types over the whole column), the profile and notes are ``load_dataset``'s (each
+    nested value as pandas read it: {"city": "c1"}, not Arrow's {"city": "c1", "zip": None}),
+    no WARNING, and the discover step streams it."""
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    records = _jsonl_frame().to_dict("records")
+    for i, record in enumerate(records):
+        record["signup_date"] = str(record["signup_date"])
+        address = {"city": f"c{i % 9}"}
+        if i >= 1_200:
+            address["zip"] = 1_000 + i % 50  # a key only later records have
+        if i >= 2_400:
+            address["geo"] = {"lat": i % 90 + 0.5, "lon": 10}  # an object inside
+        record["address"] = None if i % 97 == 0 else address
+        if i % 89 == 0:
+            del record["address"]  # absent: missing, as null is
+        record["tags"] = [] if i < 1_500 else [f"t{i % 4}", "vip"][: i % 3]  # empty first
+        record["items"] = [{"sku": f"s{i % 13}", "qty": i % 5 if i < 2_700 else 0.5}]
+        record["plan"] = {"tier": ["gold", "free"][i % 2], **({"seats": 3} if i >= 1_200
+                                                             else {})}
+    (folder / "nested.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    config = _config({"name": "files", "kind": "folder", "path": str(folder)},
+                     "files/nested.jsonl", "churned")
+    frame, loaded = load_dataset(config)
+    _, reported = _as_discover_writes(config)
+    whole = tmp_path / "whole.parquet"
+    frame.to_parquet(whole, index=False)  # as the discover step writes the whole read
+    out = tmp_path / "dataset.parquet"
+    changes: list[str] = []
+    with caplog.at_level("WARNING", logger="autokfp.catalog"):
+        schema = copy_jsonl_dataset(config, config.training.dataset, str(out), chunk_rows=300,
+                                    changes=changes)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+    assert schema is not None
+    copied = pq.read_table(out)
+    assert copied.replace_schema_metadata().equals(pq.read_table(whole)
+                                                   .replace_schema_metadata())
+    assert str(copied.schema.field("address").type) == (
+        "struct<city: string, geo: struct<lat: double, lon: int64>, zip: int64>")
+    assert str(copied.schema.field("items").type) == (
+        "list<element: struct<qty: double, sku: string>>")
+    assert schema.to_dict() == loaded.to_dict()
+    assert changes == reported == []
+    profiled = {c.name: c for c in schema.columns}
+    assert profiled["address"].physical_type == "json"
+    # the values pandas read ({"tier": "gold"}), not Arrow's rows ({"seats": null, ...}),
+    # profiled
+    assert {text for text, _ in profiled["plan"].top_values} == {
+        '{"tier": "gold"}', '{"tier": "free"}', '{"seats": 3, "tier": "gold"}',
+        '{"seats": 3, "tier": "free"}'}
+    assert not list(tmp_path.glob(".*tmp*"))
+    with monkeypatch.context() as patched:
+        rows, stepped = _streamed_by_discover(config, tmp_path, patched)
+    assert (rows, stepped) == (3_000, reported)
+    assert pq.read_table(tmp_path / "d.parquet").replace_schema_metadata().equals(
+        copied.replace_schema_metadata())
 
 
 def _mixed_records(latin: bool = False) -> list[dict]:
