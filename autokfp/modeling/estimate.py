@@ -37,21 +37,26 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 HOLDOUT_FILE = "holdout.npz"
+# a refit's own out-of-fold predictions of every row it was fitted on (H2O: a cross-validated
+# stacked ensemble's metalearner folds), which the refit step judges the recipe by and then
+# takes out of the served package (``steps.refit_model``): positions in the refit's rows
+REFIT_OOF_FILE = "refit_out_of_fold.npz"
 OUT_OF_FOLD, VALIDATION, UNSTATED = "out_of_fold", "validation", "unstated"
 HONEST_KINDS = frozenset({OUT_OF_FOLD})
 
 
 def save_holdout(engine_dir: str | Path, positions: Any, scores: Any, truth: Any,
-                 kind: str = OUT_OF_FOLD) -> Path:
+                 kind: str = OUT_OF_FOLD, name: str = HOLDOUT_FILE) -> Path:
     """Keep an engine's out-of-sample predictions next to its model files.
 
     ``positions``: row positions in the training rows; ``scores``: raw engine output for
     them (n x k class scores, or n values); ``truth``: their labels (class codes in the
     package's ``class_labels`` order, or values); ``kind``: ``OUT_OF_FOLD``, ``VALIDATION``
     or ``UNSTATED`` (the module's docstring; training passes the engine's
-    ``EngineResult.holdout_kind``, which is ``unstated`` unless the engine says otherwise).
+    ``EngineResult.holdout_kind``, which is ``unstated`` unless the engine says otherwise);
+    ``name``: the file's (``REFIT_OOF_FILE`` for a refit's own).
     """
-    path = Path(engine_dir) / HOLDOUT_FILE
+    path = Path(engine_dir) / name
     np.savez_compressed(path, positions=np.asarray(positions, dtype="int64"),
                         scores=np.asarray(scores, dtype="float64"),
                         truth=np.asarray(truth, dtype="float64"), kind=np.array(str(kind)))
@@ -80,10 +85,11 @@ class StoredHoldout:
         return self.positions, scores, self.truth
 
 
-def read_holdout(package: str | Path) -> StoredHoldout | None:
-    """A packaged candidate's ``HOLDOUT_FILE``, read once (None when it kept none). Its
-    kind is ``OUT_OF_FOLD`` for a file that names none (written before the kind was kept)."""
-    path = Path(package) / "artifacts" / "engine" / HOLDOUT_FILE
+def read_holdout(package: str | Path, name: str = HOLDOUT_FILE) -> StoredHoldout | None:
+    """A packaged candidate's ``HOLDOUT_FILE`` (or ``name``), read once (None when it kept
+    none). Its kind is ``OUT_OF_FOLD`` for a file that names none (written before the kind
+    was kept)."""
+    path = Path(package) / "artifacts" / "engine" / name
     if not path.is_file():
         return None
     with np.load(path) as stored:

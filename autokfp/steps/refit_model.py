@@ -160,12 +160,22 @@ def refit_estimate(cfg: RunConfig, model_path: str, train_rows: int, labelled_ro
             return None, f"the {engine} engine gives no estimate of its refit's time"
         folder = Path(model_path, "artifacts", "engine")
         trained = int(meta.get("trained_rows") or train_rows)  # the rows the search was given
-        fits = [estimator(folder, trained, rows) for rows in (train_rows, labelled_rows)]
+        # one fit when the refit is judged by its own out-of-fold predictions, else two
+        once = _judged_out_of_fold(get_engine(engine, cfg.engines.get(engine)), model_path,
+                                   meta, train_rows)
+        fits = [estimator(folder, trained, rows)
+                for rows in ((labelled_rows,) if once else (train_rows, labelled_rows))]
     except Exception as exc:  # noqa: BLE001 - no estimate: the gated model serves
         return None, f"the estimate failed ({type(exc).__name__}: {exc})"
     if any(fit is None for fit in fits):
         return None, (f"the {engine} package records no fit times to estimate from (trained "
                       "before they were kept)")
+    if once:
+        ((all_rows, basis),) = fits  # type: ignore[misc]
+        seconds = round(REFIT_OVERHEAD_SECS + all_rows, 1)
+        return seconds, (f"{all_rows:.0f}s on all {labelled_rows} rows (judged by its own "
+                         f"out-of-fold predictions: no held-out fit), from {basis}, scaled "
+                         f"to the rows, and {REFIT_OVERHEAD_SECS:.0f}s to start and check")
     (held_out, basis), (all_rows, _) = fits  # type: ignore[misc]
     seconds = round(REFIT_OVERHEAD_SECS + held_out + all_rows, 1)
     return seconds, (f"{held_out:.0f}s on the {train_rows} training rows for the held-out "
@@ -253,42 +263,58 @@ def _refit(cfg: RunConfig, model_path: str, train_path: str, test_path: str,
     from autokfp.engine_registry import get_engine
 
     engine = meta["engine"]
-    if not hasattr(get_engine(engine, cfg.engines.get(engine)), "refit"):
+    trainer = get_engine(engine, cfg.engines.get(engine))
+    if not hasattr(trainer, "refit"):
         return f"the {engine} engine cannot refit a model (it has no refit)", {}
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="autokfp-refit-") as scratch:
-        # both fits in one child (one interpreter, one H2O JVM or TensorFlow import for the
-        # two): the recipe on the gated model's own rows, checked there (holdout_check), and
-        # only if it passes, on every labelled row
         rows = Path(scratch, "labelled.parquet")
         labelled = _concat_parquet([train_path, test_path], rows)
         staging = _staging(out_model_path)
-        trial, fitted = _refit_packages(
-            cfg, engine, model_path, [(train_path, Path(scratch, "holdout")), (str(rows), staging)],
-            holdout={"config": cfg.to_dict(), "model_path": str(model_path),
-                     "train_path": str(train_path), "test_path": str(test_path),
-                     # read here, in the step's process, not in the child's fresh import
-                     "score_tolerance": cfg.training.refit_score_tolerance,
-                     "loss_tolerance": cfg.training.refit_loss_tolerance})
-        # 1. the recipe on the gated model's own rows, judged on the test rows against it
-        trial = _fitted(trial)
-        holdout, fairness = trial["check"]["holdout"], trial["check"]["fairness"]
-        figures.update(_figures("holdout", holdout))
-        figures["holdout_refit_seconds"] = trial["summary"]["seconds"]
-        if not holdout["passed"]:
-            return (f"the refit was rejected: fitted on the training rows only, its "
-                    f"{holdout['detail']}"), figures
-        if fairness is not None and fairness["rejected"]:
-            return f"the refit was rejected: {fairness['detail']}", figures
-        # 2. the same recipe on every labelled row: the model to serve
-        summary = _fitted(fitted)["summary"]
+        fairness: dict[str, Any] | None = None
+        if _judged_out_of_fold(trainer, model_path, meta, labelled - _rows_in(test_path)):
+            # one fit: the recipe on every labelled row, judged by its own out-of-fold
+            # predictions of the training rows against the gated model's (_out_of_fold_check)
+            (fitted,) = _refit_packages(cfg, engine, model_path, [(str(rows), staging)])
+            summary = _fitted(fitted)["summary"]
+            holdout = _out_of_fold_check(cfg, model_path, str(staging), meta, labelled)
+            figures.update(_figures("holdout", holdout))
+            if not holdout["passed"]:
+                shutil.rmtree(staging, ignore_errors=True)
+                return (f"the refit was rejected: its {holdout['detail']}"), figures
+        else:
+            # both fits in one child (one interpreter, one H2O JVM or TensorFlow import for
+            # the two): the recipe on the gated model's own rows, checked there
+            # (holdout_check), and only if it passes, on every labelled row
+            trial, fitted = _refit_packages(
+                cfg, engine, model_path,
+                [(train_path, Path(scratch, "holdout")), (str(rows), staging)],
+                holdout={"config": cfg.to_dict(), "model_path": str(model_path),
+                         "train_path": str(train_path), "test_path": str(test_path),
+                         # read here, in the step's process, not in the child's fresh import
+                         "score_tolerance": cfg.training.refit_score_tolerance,
+                         "loss_tolerance": cfg.training.refit_loss_tolerance})
+            # 1. the recipe on the gated model's own rows, judged on the test rows against it
+            trial = _fitted(trial)
+            holdout, fairness = trial["check"]["holdout"], trial["check"]["fairness"]
+            figures.update(_figures("holdout", holdout))
+            figures["holdout_refit_seconds"] = trial["summary"]["seconds"]
+            if not holdout["passed"]:
+                return (f"the refit was rejected: fitted on the training rows only, its "
+                        f"{holdout['detail']}"), figures
+            if fairness is not None and fairness["rejected"]:
+                return f"the refit was rejected: {fairness['detail']}", figures
+            # 2. the same recipe on every labelled row: the model to serve
+            summary = _fitted(fitted)["summary"]
+        _drop_refit_out_of_fold(staging)
         sanity = _compare(model_path, str(staging), str(rows), meta, REFIT_SCORE_TOLERANCE,
                           REFIT_LOSS_TOLERANCE, "every labelled row (the refit was fitted on "
                           "all of them: this only catches a fit that broke)")
         figures.update(_figures("all_rows", sanity))
         check = {**sanity, "passed": bool(holdout["passed"] and sanity["passed"]),
                  "holdout": holdout, "all_rows": sanity, "fairness": fairness,
-                 "detail": f"held out: {holdout['detail']}; sanity: {sanity['detail']}"
+                 "detail": f"{'out of fold' if holdout.get('basis') else 'held out'}: "
+                           f"{holdout['detail']}; sanity: {sanity['detail']}"
                            + (f"; fairness: {fairness['detail']}" if fairness else "")}
         if not sanity["passed"]:
             shutil.rmtree(staging, ignore_errors=True)
@@ -401,6 +427,92 @@ def _fitted(outcome: dict[str, Any]) -> dict[str, Any]:
     if "error" in outcome:
         raise EngineFailure(outcome["error"], "error", outcome.get("error_type"))
     return outcome
+
+
+def _judged_out_of_fold(trainer: Any, model_path: str, meta: dict[str, Any],
+                        train_rows: int) -> bool:
+    """Whether the refit is judged by its own out-of-fold predictions (``_out_of_fold_check``)
+    instead of a second fit on the training rows: the engine's refit of this package keeps
+    them (``refit_out_of_fold``: H2O's cross-validated stacked ensembles), the gated package
+    kept its own out-of-fold predictions of the training rows (``holdout.npz``, kind
+    ``out_of_fold``), and no fairness check needs the recipe's decisions on rows it did not
+    see (a binary classifier with sensitive columns keeps the held-out fit:
+    ``_served_fairness``)."""
+    from autokfp.modeling.estimate import OUT_OF_FOLD, read_holdout
+
+    keeps = getattr(trainer, "refit_out_of_fold", None)
+    if keeps is None or not keeps(Path(model_path, "artifacts", "engine")):
+        return False
+    if meta.get("task") == "binary" and (meta.get("fairness") or {}).get("sensitive_columns"):
+        return False
+    stored = read_holdout(model_path)
+    return (stored is not None and stored.kind == OUT_OF_FOLD and len(stored.positions) > 1
+            and int(stored.positions.min()) >= 0 and int(stored.positions.max()) < train_rows)
+
+
+def _out_of_fold_check(cfg: RunConfig, model_path: str, package: str, meta: dict[str, Any],
+                       labelled: int) -> dict[str, Any]:
+    """The recipe refitted on every labelled row (``package``; the training rows first, in
+    their order) judged on the training rows, out of fold on both sides: its own out-of-fold
+    predictions of them (``estimate.REFIT_OOF_FILE``: each row scored by the ensemble's fold
+    models and metalearner fold that did not see it) against the gated model's
+    (``holdout.npz``, the same rows), the package's calibration applied to both as serving
+    applies it, by ``holdout_rule`` (paired bootstrap on those rows, the same tolerances and
+    confidence). What it guards is what the held-out fit guarded: a recipe that refits badly
+    (a wrong metalearner, parameters that do not reproduce the configuration, members that
+    memorise their rows) scores worse than the gated model on rows its models did not see.
+    The refit's fold models saw more rows than the gated model's (its test rows too), which
+    favours it by what those rows are worth; the gated model's were chosen on these folds
+    (AutoML's leaderboard), which favours the gated model."""
+    import numpy as np
+
+    from autokfp.modeling.estimate import REFIT_OOF_FILE, read_holdout
+    from autokfp.modeling.evaluation import metric_value
+
+    gated, refit = read_holdout(model_path), read_holdout(package, REFIT_OOF_FILE)
+    if gated is None:
+        raise ValueError(f"the gated package {model_path} kept no out-of-fold predictions")
+    if refit is None or len(refit.positions) != labelled or not np.array_equal(
+            refit.positions, np.arange(labelled)):
+        raise ValueError(
+            f"the refit kept no out-of-fold predictions of its {labelled} rows to judge it by "
+            f"({REFIT_OOF_FILE}: {'missing' if refit is None else len(refit.positions)})")
+    positions, gate_scores, truth = gated.served(meta)
+    _, refit_scores, _ = refit.served(meta)
+    refit_scores = refit_scores[positions]
+    metric, task = str(meta["primary_metric"]), str(meta["task"])
+    if task == "regression":
+        codes = truth.astype("float64")
+    else:
+        keep = truth >= 0
+        codes = truth[keep].astype("int64")
+
+        def probabilities(scores: Any) -> Any:  # as scored_probabilities scores them
+            probs = np.clip(np.asarray(scores, dtype="float64")[keep], 1e-15, 1.0)
+            return probs / probs.sum(axis=1, keepdims=True)
+
+        gate_scores, refit_scores = probabilities(gate_scores), probabilities(refit_scores)
+    rule = holdout_rule(metric, task, codes, gate_scores, refit_scores,
+                        cfg.training.refit_score_tolerance, cfg.training.refit_loss_tolerance,
+                        cfg.selection.confidence, cfg.selection.bootstrap_samples, cfg.split.seed)
+    gate = metric_value(metric, codes, gate_scores, task)
+    value = metric_value(metric, codes, refit_scores, task)
+    detail = (f"{metric} out of fold on the {len(codes)} training rows (the refit's fold "
+              f"models on every labelled row, the gated model's on the training rows; neither "
+              f"scored a row its models saw): refit {value:.4f}, gated model {gate:.4f}; "
+              f"{rule['detail']}")
+    return {"metric": metric, "rows": int(len(codes)), "gate": {metric: gate},
+            "refit": {metric: value}, "basis": "out_of_fold",
+            "passed": bool(rule["passed"] and value == value), "rule": rule, "detail": detail}
+
+
+def _drop_refit_out_of_fold(package: Path) -> None:
+    """The refit's own out-of-fold predictions (judged already) out of the package to serve:
+    they are of its rows, not the training file's (``holdout.npz``'s), and nothing reads
+    them later."""
+    from autokfp.modeling.estimate import REFIT_OOF_FILE
+
+    Path(package, "artifacts", "engine", REFIT_OOF_FILE).unlink(missing_ok=True)
 
 
 def _served_fairness(cfg: RunConfig, package: str, train_path: str, test_path: str,
@@ -641,6 +753,12 @@ def holdout_rule(metric: str, task: str, truth: Any, gate_scores: Any, refit_sco
             "probability_beyond": beyond, "confidence": float(confidence),
             "tolerance": float(tolerance), "samples": int(len(drawn)), "rule": rule,
             "detail": detail}
+
+
+def _rows_in(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
 
 
 def _concat_parquet(paths: list[str], out: Path) -> int:

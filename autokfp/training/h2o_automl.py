@@ -1542,6 +1542,7 @@ class H2OAutoMLEngine:
             exported = Path(model.download_mojo(path=str(workdir), get_genmodel_jar=False))
             exported.replace(workdir / MOJO_FILE)
             _write_recipe(model, workdir)
+            _keep_refit_out_of_fold(model, task, classes, len(target), workdir)
         seconds = round(time.monotonic() - begun, 2)
         info = {"engine": self.name, "leader": model.model_id, "algo": model.algo,
                 "h2o_version": h2o.__version__, "refit_of": recipe.get("model_id"),
@@ -1558,6 +1559,19 @@ class H2OAutoMLEngine:
                         f"{len(recipe['base_models']) + len(dropped)} (weight 0: not refitted)"}
                        if dropped else {})},
             fitted_rows=len(target))
+
+    def refit_out_of_fold(self, artifact_dir: Path) -> bool:
+        """Whether ``refit`` of the model in ``artifact_dir`` keeps out-of-fold predictions of
+        every row it is fitted on (``estimate.REFIT_OOF_FILE``): a stacked ensemble whose
+        metalearner is cross-validated (AutoML's: ``metalearner_nfolds`` 3, on its base
+        models' out-of-fold predictions), so the ensemble's own out-of-fold predictions come
+        with the fit the refit makes anyway. The refit step then judges the recipe by them
+        instead of fitting it a second time on the training rows (``steps.refit_model``)."""
+        try:
+            recipe = json.loads((Path(artifact_dir) / RECIPE_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(recipe.get("base_models")) and _metalearner_folds(recipe) > 0
 
     def load_scorer(self, artifact_dir: Path, task: str, classes: list[str] | None) -> MojoScorer:
         path = Path(artifact_dir) / MOJO_FILE
@@ -1975,6 +1989,20 @@ def _built_trees(model: Any) -> int | None:
         return None
 
 
+def _keep_refit_out_of_fold(model: Any, task: str, classes: list[str] | None, rows: int,
+                            workdir: Path) -> None:
+    """The refitted model's out-of-fold predictions of its ``rows`` rows, in their order, at
+    ``workdir / REFIT_OOF_FILE`` (raw scores, as ``holdout.npz`` keeps them; no labels: the
+    refit step has them); nothing when it kept none (a model without folds)."""
+    from autokfp.modeling.estimate import OUT_OF_FOLD, REFIT_OOF_FILE, save_holdout
+
+    held = _holdout_scores(_holdout_predictions(model, task, classes), task, classes, rows)
+    if held is not None:
+        positions, scores = held
+        save_holdout(workdir, positions, scores, np.full(len(positions), np.nan),
+                     kind=OUT_OF_FOLD, name=REFIT_OOF_FILE)
+
+
 def _write_recipe(model: Any, workdir: Path) -> None:
     """``recipe.json`` next to the MOJO; a recipe that cannot be read costs the refit only."""
     try:
@@ -2108,7 +2136,23 @@ def recipe_params(recipe: dict[str, Any], base_model: bool = False) -> dict[str,
             and str(params.get("metalearner_algorithm", "")).lower() == "glm"
             and not params.get("metalearner_params")):
         params["metalearner_algorithm"] = "AUTO"
+    if _metalearner_folds(recipe):
+        # the metalearner's out-of-fold predictions kept (AutoML keeps them, its recipe does
+        # not say so): the ensemble's own, which the refit step judges the refit by
+        # (``refit_out_of_fold``). The model is the same: measured on a 3-member ensemble,
+        # the same coefficients and predictions (max difference 0), non_negative still set
+        params["metalearner_params"] = {"keep_cross_validation_predictions": True}
     return params
+
+
+def _metalearner_folds(recipe: dict[str, Any]) -> int:
+    """A stacked ensemble's metalearner folds (``metalearner_nfolds``, AutoML's 3) when its
+    recipe sets no metalearner settings of its own (AutoML's ensembles), else 0."""
+    params = recipe.get("params") or {}
+    if recipe.get("algo") != "stackedensemble" or params.get("metalearner_params"):
+        return 0
+    folds = int(params.get("metalearner_nfolds") or 0)
+    return folds if folds >= 2 else 0
 
 
 # a blended ensemble's refit: its base models' cross-validation folds (AutoML's own under a

@@ -243,6 +243,32 @@ def test_the_estimate_adds_the_start_and_the_checks_to_both_fits(tmp_path) -> No
     assert seconds is None and "the estimate failed" in basis
 
 
+def test_an_ensemble_judged_out_of_fold_is_estimated_at_one_fit(tmp_path) -> None:
+    import json
+
+    import numpy as np
+
+    from autokfp.modeling.estimate import save_holdout
+    from autokfp.steps.refit_model import REFIT_OVERHEAD_SECS, refit_estimate
+
+    package = tmp_path / "model"
+    engine = _h2o_folder(package / "artifacts" / "engine", blended=False,
+                         times_ms={"SE": 1_000.0, "GBM": 6_000.0, "GLM": 2_000.0})
+    (package / "artifacts" / "meta.json").write_text(json.dumps({
+        "engine": "h2o", "trained_rows": 9_000, "task": "regression"}))
+    recipe = json.loads((engine / "recipe.json").read_text())
+    recipe["params"]["metalearner_nfolds"] = 3  # AutoML's: the metalearner cross-validated
+    (engine / "recipe.json").write_text(json.dumps(recipe))
+    # without the gated model's out-of-fold predictions: the held-out fit, two fits
+    assert refit_estimate(_config(), str(package), 9_000, 18_000)[0] == \
+        REFIT_OVERHEAD_SECS + 9 + 18
+    # with them: judged by the all-rows fit's own (refit_model._out_of_fold_check), one fit
+    save_holdout(engine, np.arange(9_000), np.zeros(9_000), np.zeros(9_000))
+    seconds, basis = refit_estimate(_config(), str(package), 9_000, 18_000)
+    assert seconds == REFIT_OVERHEAD_SECS + 18, basis
+    assert "18s on all 18000 rows" in basis and "out-of-fold" in basis
+
+
 # -- AutoKeras: its refit's time from the recipe's own recorded fit ---------------------------
 
 def _keras_package(folder, engine_json: dict[str, Any], trained_rows: int = 480):
