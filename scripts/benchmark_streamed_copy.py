@@ -41,6 +41,9 @@ a block's end; the copy now hands Arrow reads that never end on a CR).
 ``nested`` (``--format jsonl``): every record with an ``address`` object (``zip`` only
 from the second chunk on) and a ``tags`` array (empty in the first chunk); ``clean`` is the
 same file without those two columns. Loaded whole until session 23 (nested values).
+``dst`` (``--format jsonl``): the ``zoned`` file's ``created_at`` with ``+01:00`` in its first
+200,000 records and ``+02:00`` after (a daylight-saving change, where a chunk begins);
+``clean`` is the file with ``+01:00`` throughout. Loaded whole until session 23.
 
 Each way runs in a fresh Python process: its peak resident memory (VmHWM) is measured
 after the imports and a warm-up copy of a small file, so "peak added" is what the copy adds,
@@ -60,6 +63,7 @@ script compares them).
     python scripts/benchmark_streamed_copy.py --mb 150 --format jsonl --case zoned
     python scripts/benchmark_streamed_copy.py --mb 200 --case crlf
     python scripts/benchmark_streamed_copy.py --mb 150 --format jsonl --case nested
+    python scripts/benchmark_streamed_copy.py --mb 150 --format jsonl --case dst
 """
 
 from __future__ import annotations
@@ -183,6 +187,18 @@ def write_files(folder: Path, fmt: str, mb: int, case: str = "late") -> int:
         return frame
 
     (folder / f"warm.{fmt}").write_text(text(framed(3_000), True))
+    if case == "dst":  # +01:00, then +02:00 from the second piece (a chunk's start) on
+        with open(clean, "w") as out, open(late, "w") as shifted:
+            for start in range(0, rows, piece):
+                frame = framed(min(piece, rows - start), seed=start)
+                days = pd.Timestamp("2020-01-01") + pd.to_timedelta(
+                    (start + frame.index) % 2_000, "D")
+                frame["created_at"] = days.strftime("%Y-%m-%dT10:00:00+01:00")
+                out.write(text(frame, start == 0))
+                if start:
+                    frame["created_at"] = days.strftime("%Y-%m-%dT10:00:00+02:00")
+                shifted.write(text(frame, start == 0))
+        return rows
     if case == "nested":  # an object and an array in every record; clean: without them
         with open(clean, "w") as out, open(late, "w") as nested:
             for start in range(0, rows, piece):
@@ -256,14 +272,15 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200, help="size of the file (MB)")
     parser.add_argument("--format", choices=["csv", "jsonl", "sqlite"], default="csv")
     parser.add_argument("--case", choices=["late", "index", "text", "dates", "short", "mixed",
-                                           "created", "lines", "zoned", "crlf", "nested"],
+                                           "created", "lines", "zoned", "crlf", "nested",
+                                           "dst"],
                         default="late",
                         help="what the file has that the first block types otherwise")
     args = parser.parse_args()
     fits = {"late": ("csv", "jsonl"), "index": ("csv",), "text": ("jsonl",),
             "dates": ("sqlite",), "short": ("csv",), "mixed": ("sqlite",),
             "created": ("jsonl",), "lines": ("csv",), "zoned": ("jsonl",),
-            "crlf": ("csv",), "nested": ("jsonl",)}
+            "crlf": ("csv",), "nested": ("jsonl",), "dst": ("jsonl",)}
     if args.format not in fits[args.case]:
         parser.error(f"--case {args.case} takes --format {' or '.join(fits[args.case])}")
     with tempfile.TemporaryDirectory(prefix="streamed-copy-") as tmp:
@@ -273,7 +290,7 @@ def main() -> None:
         size = (folder / ("tables.db" if args.format == "sqlite" else f"late.{args.format}")
                 ).stat().st_size / 1e6
         extra = {"index": 0, "dates": 10_000, "mixed": 10_000, "lines": 0,
-                 "crlf": 0, "nested": 0}.get(args.case, 10)
+                 "crlf": 0, "nested": 0, "dst": 0}.get(args.case, 10)
         print(f"{args.format} ({args.case}): {rows + extra:,} rows, {size:.0f} MB (written in "
               f"{time.perf_counter() - started:.0f} s); each way in a fresh process")
         results = {way: run(folder, args.format, way) for way in WAYS}
@@ -294,6 +311,7 @@ def main() -> None:
               else "streamed, the file without its line breaks" if args.case in ("lines",
                                                                                  "crlf")
               else "streamed, the file without its nested columns" if args.case == "nested"
+              else "streamed, the file in one time zone" if args.case == "dst"
               else "streamed, the file without its last rows"}
     for way in WAYS:
         r = results[way]

@@ -37,7 +37,10 @@ and parses in some chunks only (``MixedDates``): the whole column holds the valu
 chunk could parse, so the whole read keeps it as the values JSON gave (pandas converts each
 value on its own); it is read again as those values, as a column of text and numbers is,
 unless it has a time zone beside numbers or booleans (pandas 2.3's whole read can fail on
-that outright; a time zone beside other text is read as text).
+that outright; a time zone beside other text is read as text). So is such a column that is
+dates in every chunk, in time zones that differ between chunks (``ZonesDiffer``: ``+01:00``
+and, after a daylight-saving change, ``+02:00``; a zone and none), which the whole read
+keeps as the values JSON gave.
 Nested JSON values (objects, arrays; session 23) are written as the discover step writes
 the whole read's column, as Arrow infers it from all its values: the rows so far rewritten
 when a chunk adds an object key (Arrow orders them by name), fractions beside whole numbers
@@ -102,6 +105,18 @@ class MixedDates(NotStreamable):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"column '{name}' parses as dates in some chunks only")
+        self.name = name
+
+
+class ZonesDiffer(MixedDates):
+    """Column ``name`` is dates in every chunk, in a time zone in one chunk and another (or
+    none) in another (a daylight-saving offset: ``+01:00``, then ``+02:00``): one column of
+    dates cannot hold both, so pandas' whole read of a JSON-lines file keeps the values JSON
+    gave (``scripts/check_jsonl_dates.py --dated``)."""
+
+    def __init__(self, name: str) -> None:
+        NotStreamable.__init__(self, f"column '{name}' is dates in time zones that differ "
+                                     "between chunks")
         self.name = name
 
 
@@ -356,6 +371,10 @@ class ChunkWriter:
                 if kind is None and {_text_or_time(before.type), _text_or_time(now.type)} == {
                         "text", "time"}:
                     raise MixedDates(before.name)
+                if (kind is None and pa.types.is_timestamp(before.type)
+                        and pa.types.is_timestamp(now.type)
+                        and (before.type.tz is not None or now.type.tz is not None)):
+                    raise ZonesDiffer(before.name)
                 if kind is None:
                     raise NotStreamable(f"column '{before.name}' is {before.type} in one chunk "
                                         f"and {now.type} in another")
@@ -601,6 +620,8 @@ def copy_sql_dataset(config: RunConfig, dataset_id: str, out_path: str,
                 texts.names.append(mixed.name)
                 log.debug("%s: column '%s' mixes text with numbers; read it again as text",
                           dataset_id, mixed.name)
+            except ZonesDiffer as mixed:  # not text dates: the whole read decides
+                raise NotStreamable(str(mixed)) from None
             except MixedDates as mixed:
                 if mixed.name in dates:
                     raise
@@ -797,15 +818,14 @@ def copy_jsonl_dataset(config: RunConfig, dataset_id: str, out_path: str,
                 note_latin1(found.location, notes)
             except (MixedText, MixedDates) as mixed:
                 # text dates pandas parses in some chunks only: a value no chunk parsed is
-                # in the whole column, which pandas then keeps as the values JSON gave
+                # in the whole column, which pandas then keeps as the values JSON gave; so
+                # it does with dates in time zones that differ between chunks (ZonesDiffer)
                 if mixed.name in texts.names:
                     raise
                 texts.names.append(mixed.name)
                 if json_date_named(mixed.name):
                     texts.zoned.add(mixed.name)
-                log.debug("%s: column '%s' %s; read it again as text", dataset_id,
-                          mixed.name, "is dates in some chunks only"
-                          if isinstance(mixed, MixedDates) else "mixes text with numbers")
+                log.debug("%s: %s; read it again as text", dataset_id, mixed)
         else:
             raise NotStreamable(f"it needed more than {MAX_PASSES} passes (a pass for each "
                                 "column of text and numbers or dates in some chunks)")

@@ -504,6 +504,51 @@ def test_jsonl_dates_pandas_parses_in_some_chunks_only_are_read_as_the_whole_fil
     assert "time zone beside numbers" in warned[0]
 
 
+@pytest.mark.parametrize("case", ["daylight_saving", "zone_then_none"])
+def test_jsonl_dates_in_time_zones_that_differ_between_chunks_are_read_as_the_whole_file(
+        tmp_path, monkeypatch, caplog, case) -> None:
+    """A date-named column whose chunks are all dates, in time zones that differ between
+    chunks: a European export's local offsets (+01:00 in winter, +02:00 from the
+    daylight-saving change on), or a zone in the first chunks and none after. One column of
+    dates cannot hold both, and pandas' whole read keeps the values JSON gave (text); until
+    session 23 the file was loaded whole (a WARNING). Now streamed: ``load_dataset``'s frame
+    as the discover step writes it, profile and notes, no WARNING; the discover step
+    streams it."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    records = _jsonl_frame().to_dict("records")
+    for i, record in enumerate(records):  # the zone changes where a chunk (300) begins
+        record["signup_date"] = str(record["signup_date"])
+        day = f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00"
+        if case == "daylight_saving":
+            record["updated_at"] = day + ("+01:00" if i < 1_800 else "+02:00")
+        else:
+            record["updated_at"] = day + ("Z" if i < 1_800 else "")
+    (folder / "zones.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    config = _config({"name": "files", "kind": "folder", "path": str(folder)},
+                     "files/zones.jsonl", "churned")
+    whole, loaded = load_dataset(config)
+    assert whole["updated_at"].dtype == object  # the values JSON gave
+    written, reported = _as_discover_writes(config)
+    out = tmp_path / "dataset.parquet"
+    changes: list[str] = []
+    with caplog.at_level("WARNING", logger="autokfp.catalog"):
+        schema = copy_jsonl_dataset(config, config.training.dataset, str(out), chunk_rows=300,
+                                    changes=changes)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+    assert schema is not None
+    copied = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(copied, written)
+    assert schema.to_dict() == loaded.to_dict()
+    assert changes == reported == []
+    assert copied["updated_at"].iloc[1_799].endswith("Z" if case == "zone_then_none"
+                                                     else "+01:00")
+    assert not list(tmp_path.glob(".*tmp*"))
+    with monkeypatch.context() as patched:
+        rows, stepped = _streamed_by_discover(config, tmp_path, patched)
+    assert (rows, stepped) == (3_000, reported)
+
+
 def _mixed_table(path: Path) -> None:
     """A SQLite table of 3,000 rows (read 300 at a time) whose columns without a type, or
     whose typed columns SQLite stores other text in, mix text with numbers: 'ref' text in
