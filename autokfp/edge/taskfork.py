@@ -26,7 +26,8 @@ H2O's client is imported by the worker too when the run has H2O among its engine
 (``preload_for_run``): select, bias check, evaluation, explanation, the model card and the
 deploy step each imported it again (1-4 s each under load). For the training pipeline it
 imports Evidently first of its later imports (only the profile step's child uses it) and, in
-a run with AutoKeras, TensorFlow and Keras last, while the steps before training run; else (a
+a run with AutoKeras, TensorFlow and Keras last, once the profile step was forked
+(``AFTER_MARK``: while it runs, before training); else (a
 run whose config its first task fills in, a worker that had not got there) TensorFlow and Keras
 are imported by the worker when the first task that trains, refits or loads model packages
 (``TENSORFLOW_TASKS``) runs in a run with AutoKeras: with an AutoKeras champion every later
@@ -122,6 +123,12 @@ TENSORFLOW = ("tensorflow", "keras")
 # package is one: its ``__init__`` imports the rest, ~2.3 CPU-s)
 EVIDENTLY = ("sklearn.metrics", "scipy.stats", "nltk", "plotly.express", "evidently",
              "evidently.presets")
+# MODULE@FUNCTION among the later imports: imported only once a task running FUNCTION has
+# been forked. TensorFlow (one ~3.5 CPU-s import a task that comes meanwhile must wait for)
+# waits for the profile step: it then imports while that step runs (Evidently's child on one
+# core, the worker on the other at idle), not when profile or a step before it comes
+AFTER_MARK = "@"
+TENSORFLOW_AFTER = "profile"
 READY_TIMEOUT_SECS = 300.0
 _HEADER = struct.Struct("!I")
 
@@ -271,8 +278,7 @@ def preload_for(args: list[str]) -> list[str]:
     has AutoKeras among its engines (its executor input, the run's config included, names
     it). Imported once, for good: the first training task imports it for AutoKeras's engine
     child (forked from the task) and for the tasks after it, which load its candidate."""
-    function = args[args.index("--function_to_execute") + 1] \
-        if "--function_to_execute" in args[:-1] else ""
+    function = _function(args)
     if function in TENSORFLOW_TASKS and any("autokeras" in arg for arg in args):
         return list(TENSORFLOW)
     return []
@@ -287,13 +293,31 @@ def preload_for_run(arguments: dict[str, object], pipeline: str = "") -> tuple[s
     (after it, while no task waits): H2O's client when H2O is among the engines (its config
     names it). For the training pipeline (``pipeline`` ``autonomous-training``) also
     Evidently (``EVIDENTLY``: first, for the profile step's child) and, when AutoKeras is
-    among the engines, TensorFlow and Keras last: imported while the steps before training
-    run, not when AutoKeras's training task comes (``preload_for``: 5.8 s of session 22's
+    among the engines, TensorFlow and Keras last, once the profile step was forked
+    (``TENSORFLOW_AFTER``): imported while that step runs, not when AutoKeras's training task
+    comes (``preload_for``: 5.8 s of session 22's
     idle Males run between that task's start and its code, outside the engines)."""
     text = json.dumps(arguments, default=str).lower()
     training = pipeline == "autonomous-training"
     return ((*(EVIDENTLY if training else ()), *(("h2o",) if "h2o" in text else ()),
-             *(TENSORFLOW if training and "autokeras" in text else ())))
+             *(f"{name}{AFTER_MARK}{TENSORFLOW_AFTER}" for name in TENSORFLOW
+               if training and "autokeras" in text)))
+
+
+def _next_import(later: list[str], forked: set[str]) -> int | None:
+    """The position in ``later`` of the next module to import: the first one that is not
+    ``MODULE@FUNCTION`` with no task running FUNCTION forked yet (``forked``); None if none."""
+    for index, name in enumerate(later):
+        _, mark, after = name.partition(AFTER_MARK)
+        if not mark or after in forked:
+            return index
+    return None
+
+
+def _function(args: list[str]) -> str:
+    """The component function a task's arguments name (``--function_to_execute``)."""
+    return args[args.index("--function_to_execute") + 1] \
+        if "--function_to_execute" in args[:-1] else ""
 
 
 @contextlib.contextmanager
@@ -391,6 +415,7 @@ def _serve(address: str, runner_pid: int, later: tuple[str, ...] | list[str] = (
     child (its task and output pipe), None in the worker when the runner is gone or ends
     it."""
     later = list(later)
+    forked: set[str] = set()  # the functions of the tasks forked so far (``AFTER_MARK``)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address + ".tmp")
     listener.listen(64)
@@ -398,12 +423,12 @@ def _serve(address: str, runner_pid: int, later: tuple[str, ...] | list[str] = (
     children: dict[int, socket.socket] = {}
     try:
         while os.getppid() == runner_pid:
-            readable, _, _ = select.select([listener], [], [], 0 if later else 0.05)
-            if not readable and later:
+            after = _next_import(later, forked)
+            readable, _, _ = select.select([listener], [], [], 0 if after is not None else 0.05)
+            if not readable and after is not None:
                 # a task that comes meanwhile waits for this one module, then is forked
                 # (it imports what it needs of the rest itself, as a new interpreter would)
-                _preload(later[:1])
-                del later[:1]
+                _preload([later.pop(after).partition(AFTER_MARK)[0]])
             if readable:
                 connection, _ = listener.accept()
                 try:
@@ -418,6 +443,7 @@ def _serve(address: str, runner_pid: int, later: tuple[str, ...] | list[str] = (
                     _preload(wanted)
                 sys.stdout.flush()
                 sys.stderr.flush()
+                forked.add(_function(request.args))
                 pid = os.fork()
                 if pid == 0:
                     listener.close()
@@ -537,7 +563,8 @@ def main(argv: list[str]) -> int:
     """``python -m autokfp.edge.taskfork SOCKET RUNNER_PID [+MODULE...] [MODULE...]``: the
     worker, which imports ``PRELOAD_FIRST`` and the +modules, then takes tasks, importing
     ``PRELOAD_LATER`` and the other modules named while no task waits (those of
-    ``EVIDENTLY`` named first, the rest after ``PRELOAD_LATER``, in their order)."""
+    ``EVIDENTLY`` named first, the rest after ``PRELOAD_LATER``, in their order; a
+    MODULE@FUNCTION once a task running FUNCTION was forked)."""
     global _worker_pid
     import signal
 

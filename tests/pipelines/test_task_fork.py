@@ -280,6 +280,7 @@ def test_every_package_task_is_a_component():
 
     names = {component.python_func.__name__ for component in ALL_COMPONENTS}
     assert taskfork.TENSORFLOW_TASKS <= names, sorted(taskfork.TENSORFLOW_TASKS - names)
+    assert taskfork.TENSORFLOW_AFTER in names  # the gate of TensorFlow's early import
 
 
 def test_the_warm_predictor_starts_once_as_the_first_task_after_training_starts(monkeypatch):
@@ -440,7 +441,7 @@ def test_a_training_run_preloads_evidently_first_and_tensorflow_last(monkeypatch
     without AutoKeras are as before."""
     both = {"config": {"engines": {"autokeras": {}, "h2o": {}}}}
     assert taskfork.preload_for_run(both, "autonomous-training") == (
-        *taskfork.EVIDENTLY, "h2o", "tensorflow", "keras")
+        *taskfork.EVIDENTLY, "h2o", "tensorflow@profile", "keras@profile")
     assert taskfork.preload_for_run({"config": {"engines": {"h2o": {}}}},
                                     "autonomous-training") == (*taskfork.EVIDENTLY, "h2o")
     assert taskfork.preload_for_run(both, "batch-scoring") == ("h2o",)
@@ -462,6 +463,68 @@ def test_a_training_run_preloads_evidently_first_and_tensorflow_last(monkeypatch
     assert seen["first"] == (*taskfork.PRELOAD_FIRST, "extra_first")
     later = list(seen["later"])  # type: ignore[call-overload]
     assert later[:len(taskfork.EVIDENTLY)] == list(taskfork.EVIDENTLY)
-    assert later[-3:] == ["h2o", "tensorflow", "keras"]
+    assert later[-3:] == ["h2o", "tensorflow@profile", "keras@profile"]
     assert sorted(later) == sorted(set(taskfork.PRELOAD_LATER) | set(names))  # each once
     assert later.index("evidently") < later.index("mlflow")
+
+
+def test_a_gated_later_import_waits_for_its_task_to_be_forked(runner, tmp_path, monkeypatch):
+    """MODULE@FUNCTION is imported only once a task running FUNCTION was forked (TensorFlow
+    waits for the profile step: it imports while that step runs, not when a step comes).
+    Here the worker's later imports are a module gated on the pipeline's second task
+    (second_marking), which waits up to 60 s for that task's marker and records whether it
+    came, then a plain module; the first task waits for the plain one's import. Gated, the
+    worker imports the plain module while the first task runs, then the gated one once the
+    second is forked: True. Not gated, it would sit in the gated module, the first task would
+    wait for the plain one and the second never come: False (or no record)."""
+    import json
+
+    record, gated_done = tmp_path / "gated-record", tmp_path / "gated-done"
+    marker, plain = tmp_path / "second-started", tmp_path / "plain-imported"
+    (tmp_path / "gated_later.py").write_text(
+        f"import os, time\ndeadline = time.monotonic() + 60\n"
+        f"while not os.path.exists({str(marker)!r}) and time.monotonic() < deadline:\n"
+        f"    time.sleep(0.05)\n"
+        f"open({str(record)!r}, 'w').write(str(os.path.exists({str(marker)!r})))\n"
+        f"open({str(gated_done)!r}, 'w').write('done')\n")
+    (tmp_path / "plain_later.py").write_text(f"open({str(plain)!r}, 'w').write('done')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("QPERF_SECOND_MARKER", str(marker))
+    monkeypatch.setenv("QPERF_PLAIN_MARKER", str(plain))
+    assert taskfork._next_import(["a@second", "b"], set()) == 1
+    assert taskfork._next_import(["a@second"], {"first"}) is None
+    assert taskfork._next_import(["a@second", "b"], {"second"}) == 0
+    with taskfork.forked_tasks(preload=("gated_later@second_marking", "plain_later")) as worker:
+        assert worker is not None and worker.ready(wait=120)
+        result = json.loads(marked_tasks().output)
+        assert worker.forked == 2 and result == {"plain": True}
+        deadline = time.monotonic() + 120
+        while not gated_done.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert record.read_text() == "True"  # imported after the second task was forked
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def first_waiting() -> str:
+    import os
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.environ["QPERF_PLAIN_MARKER"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return str(os.path.exists(os.environ["QPERF_PLAIN_MARKER"]))
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def second_marking(plain: str) -> str:
+    import json
+    import os
+
+    with open(os.environ["QPERF_SECOND_MARKER"], "w") as handle:
+        handle.write("started")
+    return json.dumps({"plain": plain == "True"})
+
+
+@dsl.pipeline
+def marked_tasks() -> str:
+    return second_marking(plain=first_waiting().output).output
