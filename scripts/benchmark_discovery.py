@@ -29,12 +29,16 @@ in the order beside, second, second, beside: the first run and the unchanged re-
 (Debian's, started in a temporary folder, stopped and removed at the end) instead of
 SQLite; the server's CPU seconds during each run (its processes, read from /proc) are
 printed beside the client's, as DataHub's source and the crawl's queries spend them there.
+Each process runs a small warm-up ingestion first; ``--no-warm-up`` leaves it out, so the
+first run pays its imports as a discover task's fresh process does (with the warm-up,
+``beside`` reused on PostgreSQL the SQL modules the warm-up imported in the process, which
+``second``'s child imports again: docs/catalog.md, "Issue 18, session 23").
 
     .venv/bin/python scripts/benchmark_discovery.py [--tables 1000] [--files 1000]
         [--wide 20] [--wide-columns 1000] [--rows 20] [--no-anchor] [--ingest]
         [--only-issue] [--keep] [--workers N] [--compare-with DIR [--repeat 2]
         [--compare-only [--compare-path ingest|crawl]]]
-        [--compare-sql-pass [--repeat 2]] [--database sqlite|postgres]
+        [--compare-sql-pass [--repeat 2] [--no-warm-up]] [--database sqlite|postgres]
 
 autokfp's crawls use ``catalog.workers`` (default ``auto``: a worker process per CPU this
 process may use; the count is printed); ``--workers 1`` times the crawl in one process.
@@ -354,7 +358,8 @@ def _ingest_child(spec: str) -> int:
     root = Path(args["home"])
     runner = autokfp_crawls if args.get("path") == "crawl" else ingest_runs
     speed = machine_speed()
-    runner("bench-warm", args["warm"], root / "warm")
+    if args["warm"]:  # --no-warm-up: none, as a discover task's fresh process
+        runner("bench-warm", args["warm"], root / "warm")
     warm_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     runs = runner("bench-ingest", args["sources"], root / "ingest")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
@@ -449,8 +454,8 @@ def compare_sql_passes(args: argparse.Namespace, root: Path) -> int:
               f"{args.files} files ({args.rows} rows), one process each; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; a fixed piece of work took "
               f"{machine_speed():.3f} CPU-s", flush=True)
-        _compare_table(compare_ingestion(None, both, warm, root, args.repeat,
-                                         sql_passes=True))
+        _compare_table(compare_ingestion(None, both, [] if args.no_warm_up else warm, root,
+                                         args.repeat, sql_passes=True))
         print("  (before = beside, now = second)")
         print(f"load average at the end: {os.getloadavg()[0]:.1f}; the fixed piece of work "
               f"took {machine_speed():.3f} CPU-s")
@@ -474,6 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-with", type=Path, default=None,
                         help="also run the ingestion path of the autokfp package under DIR")
     parser.add_argument("--repeat", type=int, default=1, help="with --compare-with: 2 = ABBA")
+    parser.add_argument("--no-warm-up", action="store_true",
+                        help="with --compare-sql-pass: no warm-up run in each process, so its "
+                             "first run pays the imports, as a discover task's fresh process "
+                             "does (with one, what the warm-up imported in the process is "
+                             "shared only with the code that runs there, not in a child)")
     parser.add_argument("--compare-only", action="store_true",
                         help="with --compare-with: only the before/after ingestion runs")
     parser.add_argument("--compare-path", choices=("ingest", "crawl"), default="ingest",
