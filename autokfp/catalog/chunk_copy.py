@@ -47,9 +47,10 @@ when a chunk adds an object key (Arrow orders them by name), fractions beside wh
 or items to arrays empty so far (``_nested_wider``); the profile sample keeps each such
 value as pandas read it (its JSON text, ``_json_texts``), so the profile is the whole
 read's. Where Arrow cannot make one type of them (an object beside a number or text, a
-boolean beside a number inside: the whole read's write fails too), or a chunk's objects are
-all empty (``{}``: Parquet cannot write an object without keys), the file is left to the
-whole read.
+boolean beside a number inside: the whole read's write fails too), the file is left to the
+whole read. An object type without keys so far (a chunk's objects all ``{}``, which Parquet
+cannot write) is written with a placeholder key (``_held``) until a chunk has keys; one
+without keys in every chunk is left to the whole read (whose write fails on it too).
 Whenever the chunks cannot give the whole table's columns (a type
 outside numbers/booleans/text/dates or nested values), nothing is written and None is
 returned: the caller loads the dataset whole as before, and a WARNING names the dataset,
@@ -173,6 +174,37 @@ def _nested(kind: Any) -> bool:
     return bool(pa.types.is_struct(kind) or pa.types.is_list(kind))
 
 
+_NO_KEYS = "\0"  # the key of an object type without keys so far (Parquet needs one)
+
+
+def _held(kind: Any) -> Any:
+    """``kind`` with each object type without keys (a chunk's objects all ``{}``, which
+    Parquet cannot write) given the placeholder key ``_NO_KEYS`` (null in every row), and the
+    placeholder dropped from one that has keys now."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(kind):
+        fields = [(kind.field(i).name, _held(kind.field(i).type))
+                  for i in range(kind.num_fields) if kind.field(i).name != _NO_KEYS]
+        return pa.struct(fields or [(_NO_KEYS, pa.null())])
+    if pa.types.is_list(kind):
+        return pa.list_(_held(kind.value_type))
+    return kind
+
+
+def _without_keys(kind: Any) -> Any:
+    """``kind`` with the placeholder key taken out (it differs from ``kind`` when an object
+    type in it still has no key)."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(kind):
+        return pa.struct([(kind.field(i).name, _without_keys(kind.field(i).type))
+                          for i in range(kind.num_fields) if kind.field(i).name != _NO_KEYS])
+    if pa.types.is_list(kind):
+        return pa.list_(_without_keys(kind.value_type))
+    return kind
+
+
 def _nested_wider(old: Any, new: Any) -> Any:
     """The type Arrow infers for a column of nested values (what the discover step writes
     of the whole read: ``pa.Table.from_pandas``) whose rows so far gave ``old`` and the next
@@ -216,7 +248,8 @@ def _nested_wider(old: Any, new: Any) -> Any:
 
     if not (inferred(old) and inferred(new)):
         return None
-    return wider(old, new)
+    merged = wider(old, new)
+    return None if merged is None else _held(merged)
 
 
 def wider_type(old: Any, new: Any) -> Any:
@@ -347,6 +380,10 @@ class ChunkWriter:
                 self.empty_types.setdefault(table.column_names[index], column.type)
                 table = table.set_column(index, pa.field(table.column_names[index], pa.null()),
                                          pa.nulls(len(column)))
+            elif _nested(column.type) and _held(column.type) != column.type:
+                # objects without keys so far: a placeholder key until a chunk has keys
+                table = table.set_column(index, table.schema.field(index).with_type(
+                    _held(column.type)), column.cast(_held(column.type)))
         if self.schema is None:
             bad = [f.name for f in table.schema if not _allowed(f.type)
                    and not (_nested(f.type) and _nested_wider(f.type, f.type) is not None)]
@@ -420,6 +457,10 @@ class ChunkWriter:
 
         if self.writer is None:
             return
+        held = [f.name for f in self.schema if _without_keys(f.type) != f.type]
+        if held:  # the whole read's write fails on such a column too
+            raise NotStreamable(f"column '{held[0]}' has objects without keys ({{}}) and no "
+                                "key in any chunk: Parquet cannot write such an object")
         if any(pa.types.is_null(f.type) and f.name in self.empty_types for f in self.schema):
             self._rewrite(pa.schema([
                 pa.field(f.name, self.empty_types[f.name]) if pa.types.is_null(f.type)

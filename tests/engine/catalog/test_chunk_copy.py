@@ -261,12 +261,16 @@ def test_what_chunks_cannot_copy_as_pandas_reads_is_left_to_load_dataset(
     nested = frame.assign(address=[{"city": f"c{i % 9}"} if i < 2_000 else i
                                    for i in range(len(frame))])
     nested.to_json(folder / "nested.jsonl", orient="records", lines=True)
+    # objects without keys in every chunk: Parquet cannot write them (the whole read's write
+    # fails too)
+    frame.assign(props=[{} for _ in range(len(frame))]).to_json(
+        folder / "keyless.jsonl", orient="records", lines=True)
     out = tmp_path / "dataset.parquet"
     sql = _config(source, "db/missing")
     files = _config({"name": "files", "kind": "folder", "path": str(folder)}, "files/x.jsonl")
     cases = [(copy_sql_dataset, sql, "db/missing"),
              *[(copy_jsonl_dataset, files, f"files/{name}.jsonl")
-               for name in ("nested", "missing")]]
+               for name in ("nested", "keyless", "missing")]]
     for copy, config, dataset in cases:
         caplog.clear()
         with caplog.at_level("WARNING", logger="autokfp.catalog"):
@@ -287,7 +291,8 @@ def test_jsonl_nested_values_stream_as_the_discover_step_writes_the_whole_read(
     of 3,000 records at a time, with what chunks type otherwise than the whole column: keys
     only later records have (Arrow orders an object's keys by name), a whole number in the
     first chunks and fractions later, arrays empty in the first chunks, null and absent
-    values. Until session 23 such a file was loaded whole (a WARNING). Now it is streamed:
+    values, objects without keys ({}) in the first chunks. Until session 23 such a file was
+    loaded whole (a WARNING). Now it is streamed:
     the Parquet file is the one the discover step writes of ``load_dataset``'s frame (Arrow's
     types over the whole column), the profile and notes are ``load_dataset``'s (each
     nested value as pandas read it: {"city": "c1"}, not Arrow's {"city": "c1", "zip": None}),
@@ -311,6 +316,10 @@ def test_jsonl_nested_values_stream_as_the_discover_step_writes_the_whole_read(
         record["items"] = [{"sku": f"s{i % 13}", "qty": i % 5 if i < 2_700 else 0.5}]
         record["plan"] = {"tier": ["gold", "free"][i % 2], **({"seats": 3} if i >= 1_200
                                                              else {})}
+        # objects without keys in the first chunks (Parquet cannot write such a type), in a
+        # list too
+        record["props"] = {} if i < 900 else {"source": "web"}
+        record["events"] = [{}] if i < 600 else [{"kind": "open"}, {}]
     (folder / "nested.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     config = _config({"name": "files", "kind": "folder", "path": str(folder)},
                      "files/nested.jsonl", "churned")
@@ -332,6 +341,8 @@ def test_jsonl_nested_values_stream_as_the_discover_step_writes_the_whole_read(
         "struct<city: string, geo: struct<lat: double, lon: int64>, zip: int64>")
     assert str(copied.schema.field("items").type) == (
         "list<element: struct<qty: double, sku: string>>")
+    assert str(copied.schema.field("props").type) == "struct<source: string>"
+    assert copied.column("props").to_pylist()[:2] == [{"source": None}] * 2  # as Arrow's
     assert schema.to_dict() == loaded.to_dict()
     assert changes == reported == []
     profiled = {c.name: c for c in schema.columns}
