@@ -2194,7 +2194,7 @@ def _second_pass(config: RunConfig, names: Iterable[str], work: str, store: Any,
     before)."""
     import hashlib
 
-    from autokfp.catalog.sources.sql import DataHubTables, ddl_version
+    from autokfp.catalog.sources.sql import DataHubTables, ddl_token_platform, ddl_version
 
     out: dict[str, _Staged] = {}
     tables: dict[str, Any] = {}
@@ -2205,13 +2205,19 @@ def _second_pass(config: RunConfig, names: Iterable[str], work: str, store: Any,
         try:
             item = recipe_for(config, source, work)
         except Exception as exc:  # noqa: BLE001 - the run after the crawl says why
-            log.warning("catalog.sql_pass: second: source %s gets no second pass (its "
+            log.warning("catalog.sql_pass: %s: source %s gets no second pass (its "
                         "recipe cannot be built: %s); catalogued as with sql_pass: beside",
-                        source.name, exc)
+                        config.catalog.sql_pass, source.name, exc)
             continue
         pipeline = _pipeline(item)
         state = ddl_version(source)
         ddl = state[0] if state else None
+        if state is None and ddl_token_platform(source) is not None:
+            # chosen (or set) for its token, which could not be read: say what that costs
+            log.warning("DataHub ingestion: source %s: its DDL token could not be read "
+                        "(why: above), so %s; let the connection read its catalog "
+                        "(sqlite_master, or PostgreSQL's pg_catalog) or set "
+                        "catalog.sql_pass: beside", source.name, _NO_TOKEN_RERUN)
         # the recipe, the DataHub release and this record's format: an upgrade of DataHub
         # (what its source emits) runs the source again
         recipe_key = hashlib.sha256(json.dumps(
@@ -2525,6 +2531,8 @@ def _sql_pass_choices(config: RunConfig, user_recipe: bool,
                 kind = sql_platform(source.url, source.name)
             except Exception:  # noqa: BLE001 - the crawl reports it
                 kind = "platform unknown"
+            if kind == "sqlite":  # a file has a token (above): this one lives in memory
+                kind = "in-memory sqlite"
             out[source.name] = ("beside", f"catalog.sql_pass: auto, {kind} has no DDL token "
                                           "(a second pass would run DataHub's source on "
                                           "every re-run)")

@@ -747,6 +747,17 @@ def ddl_token_platform(source: SqlSource) -> str | None:
     return platform
 
 
+def _without_password(text: str, source: SqlSource) -> str:
+    """``text`` with the source's password (its URL's, ``${VAR}``s expanded) masked."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(expand_env(source.url)).password
+    except Exception:  # noqa: BLE001 - a URL that cannot be read holds no password to mask
+        return text
+    return text.replace(str(password), "***") if password else text
+
+
 def ddl_version(source: SqlSource) -> tuple[str, set[str]] | None:
     """A token that changes with every DDL statement on what the DataHub source of a SQLite
     or PostgreSQL source reads, and the datasets that source should emit (its tables, and
@@ -792,7 +803,12 @@ def ddl_version(source: SqlSource) -> tuple[str, set[str]] | None:
                         rows = connection.execute(sa.text(_PG_DDL), {"schema": schema}).all()
         finally:
             engine.dispose()
-    except Exception:  # noqa: BLE001 - no token: DataHub's source runs, which says why
+    except Exception as exc:  # noqa: BLE001 - no token: DataHub's source runs
+        # the error's type and first line (a driver's message names the server and user,
+        # never the password), the whole of it at DEBUG
+        log.warning("no DDL token for SQL source %s: %s: %s", source.name,
+                    type(exc).__name__, _without_password(
+                        (str(exc).strip().splitlines() or [""])[0][:300], source))
         log.debug("no DDL token for source %s", source.name, exc_info=True)
         return None
     if platform == "sqlite":

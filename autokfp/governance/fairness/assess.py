@@ -55,7 +55,8 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame | None,
     Verdicts: ``pass`` (every limit met), ``mitigated`` (broken, then met after score repair
     and/or per-group thresholds), ``fail`` (broken and still broken, or mitigation off),
     ``not_run`` (no sensitive attribute, no measurable groups, or not a binary classifier).
-    The predictions are read only after the first two of those (None is taken before).
+    The predictions are read only once the model is a binary classifier with a sensitive
+    column (None is taken for the other two, whose verdict needs none).
     """
     report = _new_report(test, meta, columns, source, spec, problems)
     if meta["task"] != "binary":
@@ -69,9 +70,13 @@ def assess_fairness(test: pd.DataFrame, test_predictions: pd.DataFrame | None,
         report["notes"].append(check.detail)
         return _finish(report, NOT_RUN, check.detail)
     if test_predictions is None or (fit is not None and fit_predictions is None):
+        missing = " and ".join(what for what, absent in (
+            ("test_predictions", test_predictions is None),
+            ("fit_predictions (fit was given)", fit is not None and fit_predictions is None))
+            if absent)
         raise ValueError("assess_fairness: a binary classifier with a sensitive column is "
                          "assessed on its predictions of the test rows (and of the fit rows, "
-                         "when given); none were given")
+                         f"when given); missing: {missing}")
 
     y_true, y_pred, scores = _binary_arrays(test, test_predictions, meta)
     fit_frame, fit_pred = (fit, fit_predictions) if fit is not None else (test, test_predictions)

@@ -442,6 +442,49 @@ def test_sql_pass_second_where_it_cannot_apply_says_so(churn_sources, monkeypatc
     assert "'warehouse'" in said[2] and "its reason" in said[2]
 
 
+def test_a_token_that_cannot_be_read_is_said_with_what_it_costs(
+        churn_sources, catalog_home, tmp_path, monkeypatch, caplog) -> None:
+    """A SQLite file (or PostgreSQL) gets the second pass for its DDL token; when the token
+    then cannot be read (no right on the catalog tables, a server that only looks like
+    PostgreSQL), every re-run would run DataHub's source again: a WARNING says so, names
+    the source and what to do (review of 65e848e), where it was a DEBUG line before."""
+    import contextlib
+    import logging
+
+    from autokfp.catalog import ingest as ingest_module
+    from autokfp.catalog.sources import sql
+    from autokfp.catalog.store import CatalogStore
+    from autokfp.settings import Settings
+
+    config, _folder, _db, _frame = churn_sources
+    started: list[str] = []
+
+    class NotStarted:
+        def __init__(self, half, spool, name, done) -> None:
+            started.append(name)
+
+        def stop(self) -> None:
+            pass
+
+    def unreadable(source):
+        raise RuntimeError("permission denied for table sqlite_master")
+
+    monkeypatch.setattr(ingest_module, "_SourceApart", NotStarted)
+    monkeypatch.setattr(sql, "_engine", lambda source: unreadable(source))
+    work = tmp_path / "work"
+    work.mkdir()
+    with caplog.at_level(logging.WARNING), contextlib.ExitStack() as stack:
+        ingest_module._second_pass(config, {"warehouse"}, str(work),
+                                   CatalogStore(Settings.from_env()), stack)
+    assert started == ["warehouse"]  # its second pass still runs, DataHub's source first
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("no DDL token for SQL source warehouse: RuntimeError: permission denied"
+               in w for w in warned), warned
+    assert any("source warehouse: its DDL token could not be read" in w
+               and "every re-run" in w and "catalog.sql_pass: beside" in w
+               for w in warned), warned
+
+
 def test_sql_pass_auto_takes_a_second_pass_where_a_ddl_token_exists(
         tmp_path, monkeypatch, caplog) -> None:
     """``catalog.sql_pass: auto`` (the default): ``second`` for SQLite on a file and
@@ -481,6 +524,7 @@ def test_sql_pass_auto_takes_a_second_pass_where_a_ddl_token_exists(
         assert "sqlite has a DDL token" in why["lite"][1]
         assert "postgres has a DDL token" in why["pg"][1]
         assert "mysql has no DDL token" in why["my"][1]
+        assert "in-memory sqlite has no DDL token" in why["memory"][1]
         assert "mssql has no DDL token" in why["ms"][1]
         # where a second pass cannot apply: beside, the reason kept, nothing to warn about
         assert set(chosen("auto", user_recipe=True)[0].values()) == {"beside"}
@@ -508,11 +552,13 @@ def test_sql_pass_auto_takes_a_second_pass_where_a_ddl_token_exists(
 
 
 def test_the_postgres_ddl_token_changes_with_each_kind_of_ddl_and_no_data_write(
-        postgres_server) -> None:
+        postgres_server, caplog) -> None:
     """``sql.ddl_version`` on PostgreSQL: every kind of DDL on what the recipe reads (the
     schema, within ``tables`` when given) makes a new token; data writes, VACUUM and
     ANALYZE do not (row counts are the crawl's to see, as on SQLite); DDL in another schema
     does not. The datasets are the tables, views and materialized views."""
+    import logging
+
     from autokfp.catalog.sources.sql import ddl_version
     from autokfp.config import SqlSource
 
@@ -590,6 +636,11 @@ def test_the_postgres_ddl_token_changes_with_each_kind_of_ddl_and_no_data_write(
     # with ``tables``, DDL on a table outside them does not change the token
     server.run("ddltoken", "ALTER TABLE s.w ADD COLUMN y text")
     assert token(only_t) == before_t and token() != before
-    # a source that cannot be read has no token (DataHub's source runs and says why)
-    assert ddl_version(source.model_copy(update={"url": server.url("ddltoken", "wrong")})) \
-        is None
+    # a source that cannot be read has no token (DataHub's source runs), and the WARNING
+    # saying why never shows the password
+    wrong = "wr0ng-pa55word-x"
+    with caplog.at_level(logging.WARNING):
+        assert ddl_version(source.model_copy(update={"url": server.url("ddltoken", wrong)})) \
+            is None
+    said = [r.getMessage() for r in caplog.records if "no DDL token" in r.getMessage()]
+    assert said and all(wrong not in line for line in said), said

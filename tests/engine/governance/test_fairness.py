@@ -235,6 +235,17 @@ def test_equalized_odds_limit_is_also_mitigated() -> None:
     assert mitigation["thresholds"]
 
 
+def test_a_check_that_can_run_without_predictions_names_what_is_missing() -> None:
+    """A binary classifier with a sensitive column is judged on its predictions; given none
+    (bias_check scores only where they are read, 2e41167), the error names which ones."""
+    test, test_pred = _biased(200, 7)
+    with pytest.raises(ValueError, match=r"missing: test_predictions$"):
+        fairness.assess_fairness(test, None, META, ["g"], "config", GovernanceSpec())
+    with pytest.raises(ValueError, match=r"missing: fit_predictions \(fit was given\)$"):
+        fairness.assess_fairness(test, test_pred, META, ["g"], "config", GovernanceSpec(),
+                                 fit=test)
+
+
 def test_mitigation_off_or_impossible_fails() -> None:
     train, train_pred = _biased(3000, 5)
     test, test_pred = _biased(1000, 6)
