@@ -155,7 +155,7 @@ def test_a_recipe_that_refits_badly_is_rejected_by_its_out_of_fold_predictions(
     # perfect; out of fold they are far worse
     for base in recipe["base_models"]:
         if base["algo"] == "gbm":
-            base["params"].update(max_depth=20, min_rows=1, learn_rate=1.0, ntrees=30)
+            base["params"].update(max_depth=20, min_rows=1, learn_rate=1.0, ntrees=10)
     refit = _refit(h2o_cluster, gated, tmp_path / "refit", recipe)
     check = _check(gated, refit)
     assert not check["passed"], check["detail"]
