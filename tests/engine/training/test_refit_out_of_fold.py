@@ -30,17 +30,9 @@ from autokfp.training.h2o_automl import (
     _write_recipe,
 )
 from tests.conftest import small_config
+from tests.engine.training.test_h2o_refit_weighted import X, _friedman
 
-X = [f"x{i}" for i in range(6)]
 GATE_ROWS, TEST_ROWS = 600, 300
-
-
-def _friedman(rows: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x = rng.random((rows, 6))
-    y = (10 * np.sin(np.pi * x[:, 0] * x[:, 1]) + 20 * (x[:, 2] - 0.5) ** 2 + 10 * x[:, 3]
-         + 5 * x[:, 4] + rng.normal(0, 1, rows))
-    return pd.DataFrame(x, columns=X).assign(**{TARGET_COLUMN: y})
 
 
 @contextmanager
