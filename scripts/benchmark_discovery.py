@@ -501,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --compare-sql-pass: where the --tables tables are "
                              "(postgres: a throwaway server of Debian's PostgreSQL)")
     args = parser.parse_args(argv)
+    if args.no_warm_up and not args.compare_sql_pass:
+        parser.error("--no-warm-up goes with --compare-sql-pass (the other runs keep theirs)")
     global WORKERS, SQL_PASS
     WORKERS = args.workers
     SQL_PASS = args.sql_pass

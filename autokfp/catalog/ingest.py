@@ -2488,7 +2488,7 @@ def _sql_pass_choices(config: RunConfig, user_recipe: bool,
     ``second`` set: as before, a WARNING where it does not apply (``_say_where_no_second
     _pass``) and, since session 23, where the source has no DDL token (what its re-runs
     will cost). ``beside`` set: every SQL source beside."""
-    from autokfp.catalog.sources.sql import ddl_token_platform, sql_platform
+    from autokfp.catalog.sources.sql import ddl_token_platform, sql_platform, sqlite_without_token
 
     setting = config.catalog.sql_pass
     sql = [s for s in config.sources if isinstance(s, SqlSource)]
@@ -2531,8 +2531,8 @@ def _sql_pass_choices(config: RunConfig, user_recipe: bool,
                 kind = sql_platform(source.url, source.name)
             except Exception:  # noqa: BLE001 - the crawl reports it
                 kind = "platform unknown"
-            if kind == "sqlite":  # a file has a token (above): this one lives in memory
-                kind = "in-memory sqlite"
+            if kind == "sqlite":  # a file has a token (above)
+                kind = sqlite_without_token(source)
             out[source.name] = ("beside", f"catalog.sql_pass: auto, {kind} has no DDL token "
                                           "(a second pass would run DataHub's source on "
                                           "every re-run)")

@@ -748,7 +748,9 @@ def ddl_token_platform(source: SqlSource) -> str | None:
 
 
 def _without_password(text: str, source: SqlSource) -> str:
-    """``text`` with the source's password (its URL's, ``${VAR}``s expanded) masked."""
+    """``text`` with the source's password (its URL's, ``${VAR}``s expanded) masked, and any
+    ``scheme://user:password@`` in it."""
+    text = re.sub(r"://([^:/@\s]+):[^@\s]*@", r"://\1:***@", text)
     try:
         from sqlalchemy.engine import make_url
 
@@ -756,6 +758,16 @@ def _without_password(text: str, source: SqlSource) -> str:
     except Exception:  # noqa: BLE001 - a URL that cannot be read holds no password to mask
         return text
     return text.replace(str(password), "***") if password else text
+
+
+def sqlite_without_token(source: SqlSource) -> str:
+    """What a SQLite source without a DDL token is, for the reason ``catalog.sql_pass: auto``
+    gives: an in-memory database, or a URL that cannot be read (an unset ``${VAR}``)."""
+    try:
+        expand_env(source.url)
+    except Exception:  # noqa: BLE001 - the crawl reports it
+        return "sqlite (its URL cannot be read: an unset ${VAR}?)"
+    return "in-memory sqlite"
 
 
 def ddl_version(source: SqlSource) -> tuple[str, set[str]] | None:
@@ -804,12 +816,12 @@ def ddl_version(source: SqlSource) -> tuple[str, set[str]] | None:
         finally:
             engine.dispose()
     except Exception as exc:  # noqa: BLE001 - no token: DataHub's source runs
-        # the error's type and first line (a driver's message names the server and user,
-        # never the password), the whole of it at DEBUG
+        # the error's type and first line, the whole of it at DEBUG, each with the URL's
+        # password masked first (a driver's message may quote the URL)
+        said = _without_password(str(exc).strip(), source)
         log.warning("no DDL token for SQL source %s: %s: %s", source.name,
-                    type(exc).__name__, _without_password(
-                        (str(exc).strip().splitlines() or [""])[0][:300], source))
-        log.debug("no DDL token for source %s", source.name, exc_info=True)
+                    type(exc).__name__, (said.splitlines() or [""])[0][:300])
+        log.debug("no DDL token for source %s: %s: %s", source.name, type(exc).__name__, said)
         return None
     if platform == "sqlite":
         kinds = {"table", "view"} if source.include_views else {"table"}

@@ -485,6 +485,45 @@ def test_a_token_that_cannot_be_read_is_said_with_what_it_costs(
                for w in warned), warned
 
 
+def test_a_token_error_that_quotes_the_password_is_logged_masked(
+        tmp_path, monkeypatch, caplog) -> None:
+    """``ddl_version``'s WARNING and DEBUG lines carry the driver's message; one that quotes
+    the URL, or the password alone past the line's 300 characters, shows it masked
+    (review of d9a0c52); an unset ``${VAR}`` in a SQLite URL is not called in-memory."""
+    import logging
+
+    from autokfp.catalog.ingest import _sql_pass_choices
+    from autokfp.catalog.sources import sql
+    from autokfp.config import parse_config
+
+    secret = "s3cretPassw0rd-xyz"
+    monkeypatch.setenv("AUTOKFP_TEST_PG_PASSWORD", secret)
+    monkeypatch.delenv("AUTOKFP_TEST_UNSET_DIR", raising=False)
+    config = parse_config({
+        "name": "masked",
+        "sources": [{"name": "pg", "kind": "sql",
+                     "url": "postgresql://u:${AUTOKFP_TEST_PG_PASSWORD}@db.example/shop"},
+                    {"name": "unset", "kind": "sql",
+                     "url": "sqlite:///${AUTOKFP_TEST_UNSET_DIR}/x.db"}],
+        "training": {"dataset": "pg/t", "target": "y"}})
+    source = config.sources[0]
+    for text in (f"cannot connect to postgresql://u:{secret}@db.example/shop",
+                 "x" * 291 + f" {secret} at the end"):
+        def fails(source, text=text):
+            raise RuntimeError(text)
+
+        monkeypatch.setattr(sql, "_engine", fails)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger=sql.log.name):
+            assert sql.ddl_version(source) is None
+        said = [r.getMessage() for r in caplog.records if "no DDL token" in r.getMessage()]
+        assert len(said) == 2 and all(secret[:6] not in line for line in said), said
+        assert all("***" in line for line in said), said
+    why = _sql_pass_choices(config, False, {})
+    assert why["unset"][0] == "beside" and "in-memory" not in why["unset"][1], why
+    assert "cannot be read" in why["unset"][1], why
+
+
 def test_sql_pass_auto_takes_a_second_pass_where_a_ddl_token_exists(
         tmp_path, monkeypatch, caplog) -> None:
     """``catalog.sql_pass: auto`` (the default): ``second`` for SQLite on a file and
