@@ -53,6 +53,18 @@ _TABLE = """CREATE TABLE customers AS SELECT i AS id, (i * 1.25)::numeric(10,2) 
   FROM generate_series(1, 3000) AS i"""
 
 
+
+def _streamed_without_warning(config, out, caplog):
+    """The JSON-lines copy in 300-row chunks, which must stream (a schema) with no WARNING;
+    (its schema, the changes it reported)."""
+    changes: list[str] = []
+    with caplog.at_level("WARNING", logger="autokfp.catalog"):
+        schema = copy_jsonl_dataset(config, config.training.dataset, str(out), chunk_rows=300,
+                                    changes=changes)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+    assert schema is not None
+    return schema, changes
+
 def test_sql_chunks_give_the_whole_tables_frame_and_profile(database, tmp_path) -> None:
     server, source = database
     server.run("chunks", _TABLE)
@@ -328,12 +340,7 @@ def test_jsonl_nested_values_stream_as_the_discover_step_writes_the_whole_read(
     whole = tmp_path / "whole.parquet"
     frame.to_parquet(whole, index=False)  # as the discover step writes the whole read
     out = tmp_path / "dataset.parquet"
-    changes: list[str] = []
-    with caplog.at_level("WARNING", logger="autokfp.catalog"):
-        schema = copy_jsonl_dataset(config, config.training.dataset, str(out), chunk_rows=300,
-                                    changes=changes)
-    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
-    assert schema is not None
+    schema, changes = _streamed_without_warning(config, out, caplog)
     copied = pq.read_table(out)
     assert copied.replace_schema_metadata().equals(pq.read_table(whole)
                                                    .replace_schema_metadata())
@@ -542,12 +549,7 @@ def test_jsonl_dates_in_time_zones_that_differ_between_chunks_are_read_as_the_wh
     assert whole["updated_at"].dtype == object  # the values JSON gave
     written, reported = _as_discover_writes(config)
     out = tmp_path / "dataset.parquet"
-    changes: list[str] = []
-    with caplog.at_level("WARNING", logger="autokfp.catalog"):
-        schema = copy_jsonl_dataset(config, config.training.dataset, str(out), chunk_rows=300,
-                                    changes=changes)
-    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
-    assert schema is not None
+    schema, changes = _streamed_without_warning(config, out, caplog)
     copied = pd.read_parquet(out)
     pd.testing.assert_frame_equal(copied, written)
     assert schema.to_dict() == loaded.to_dict()
