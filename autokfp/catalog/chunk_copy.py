@@ -177,32 +177,26 @@ def _nested(kind: Any) -> bool:
 _NO_KEYS = "\0"  # the key of an object type without keys so far (Parquet needs one)
 
 
-def _held(kind: Any) -> Any:
+def _held(kind: Any, hold: bool = True) -> Any:
     """``kind`` with each object type without keys (a chunk's objects all ``{}``, which
     Parquet cannot write) given the placeholder key ``_NO_KEYS`` (null in every row), and the
-    placeholder dropped from one that has keys now."""
+    placeholder dropped from one that has keys now; with ``hold`` off, the placeholder only
+    taken out (``_without_keys``)."""
     import pyarrow as pa
 
     if pa.types.is_struct(kind):
-        fields = [(kind.field(i).name, _held(kind.field(i).type))
+        fields = [(kind.field(i).name, _held(kind.field(i).type, hold))
                   for i in range(kind.num_fields) if kind.field(i).name != _NO_KEYS]
-        return pa.struct(fields or [(_NO_KEYS, pa.null())])
+        return pa.struct(fields or ([(_NO_KEYS, pa.null())] if hold else []))
     if pa.types.is_list(kind):
-        return pa.list_(_held(kind.value_type))
+        return pa.list_(_held(kind.value_type, hold))
     return kind
 
 
 def _without_keys(kind: Any) -> Any:
     """``kind`` with the placeholder key taken out (it differs from ``kind`` when an object
     type in it still has no key)."""
-    import pyarrow as pa
-
-    if pa.types.is_struct(kind):
-        return pa.struct([(kind.field(i).name, _without_keys(kind.field(i).type))
-                          for i in range(kind.num_fields) if kind.field(i).name != _NO_KEYS])
-    if pa.types.is_list(kind):
-        return pa.list_(_without_keys(kind.value_type))
-    return kind
+    return _held(kind, hold=False)
 
 
 def _nested_wider(old: Any, new: Any) -> Any:
